@@ -1,0 +1,33 @@
+"""The root of the ``runwire`` command: each concern adds its own sub-app here."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="runwire",
+    help="Event-sourced backbone for AI-agent conversations.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Event-sourced backbone for AI-agent conversations."""
+
+
+@app.command()
+def version() -> None:
+    """Print runwire's version."""
+    from runwire import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

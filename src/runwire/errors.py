@@ -1,0 +1,66 @@
+"""The exception root of runwire.
+
+Every error carries its retry posture as data (``retriable``), so callers and
+retry loops decide in one place instead of matching on classes.
+"""
+
+from __future__ import annotations
+
+
+class RunwireError(Exception):
+    """Root of every error raised by runwire."""
+
+    retriable: bool = False
+
+
+class ConfigurationError(RunwireError):
+    """A setting is missing or wrong; the message names the setting."""
+
+
+class StackError(RunwireError):
+    """The local stack could not be started, stopped or inspected."""
+
+
+class ContractError(RunwireError):
+    """An event or message breaks the contract (schema, ledger or provider rule)."""
+
+
+class DecodeError(ContractError):
+    """Bytes could not be decoded into an event; ``reason`` says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+class PublishError(RunwireError):
+    """An event could not be written to Kafka; the caller was not told it was."""
+
+    retriable = True
+
+
+class NotFoundError(RunwireError):
+    """The thing asked for does not exist (or is not visible to the caller)."""
+
+
+class ProviderError(RunwireError):
+    """A model provider refused or failed a call.
+
+    ``retriable`` and ``retry_after`` carry the retry decision so the
+    orchestrator's single policy can act on it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retriable: bool = False,
+        retry_after: float | None = None,
+        kind: str = "provider_error",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retriable = retriable
+        self.retry_after = retry_after
+        self.kind = kind

@@ -1,0 +1,129 @@
+"""One typed settings object, read once at the edge.
+
+Values come from (highest first): constructor arguments, ``RUNWIRE_*``
+environment variables, the addresses file the local stack writes
+(``$RUNWIRE_HOME/stack.json``), then defaults. Pointing runwire at a remote
+cluster is therefore only a matter of environment variables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("RUNWIRE_HOME", Path.home() / ".runwire")).expanduser()
+
+
+def default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache"))
+    return Path(os.environ.get("RUNWIRE_CACHE_DIR", Path(xdg) / "runwire")).expanduser()
+
+
+STACK_FILE_NAME = "stack.json"
+
+
+class StackFileSource(PydanticBaseSettingsSource):
+    """Reads the addresses the local stack wrote when it came up."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        path = default_home() / STACK_FILE_NAME
+        self._data: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                self._data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                self._data = {}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._data.items() if k in self.settings_cls.model_fields}
+
+
+class Settings(BaseSettings):
+    """Everything a runwire process needs to reach its servers and behave."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNWIRE_", extra="ignore", frozen=True)
+
+    # Where the servers are.
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    postgres_dsn: str = "postgresql://runwire@127.0.0.1:15432/runwire"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    schema_registry_url: str | None = None
+
+    # Local stack.
+    home: Path = Field(default_factory=default_home)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+
+    # Topics. A prefix lets several deployments (or test runs) share a cluster.
+    topic_prefix: str = ""
+    run_events_topic: str = "runwire.run-events"
+    session_events_topic: str = "runwire.session-events"
+    memory_topic: str = "runwire.memory"
+    dead_letters_topic: str = "runwire.dead-letters"
+
+    # Publisher.
+    client_id: str = "runwire"
+    producer_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "gzip"
+    producer_linger_ms: int = 5
+    producer_max_batch_bytes: int = 1_048_576
+    max_event_bytes: int = 900_000
+
+    # Projections.
+    redis_key_prefix: str = "rw"
+    transcript_ttl_seconds: int | None = None
+
+    # Orchestrator.
+    model_provider: Literal["local", "openai", "anthropic", "bedrock"] = "local"
+    model_name: str = "runwire-local-1"
+    provider_base_url: str | None = None
+    provider_api_key: str | None = None
+    thinking_enabled: bool = True
+    model_timeout_seconds: float = 60.0
+    model_max_retries: int = 4
+    max_turns: int = 16
+
+    def topic(self, name: str) -> str:
+        """The full name of a topic, prefix included."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def run_events(self) -> str:
+        return self.topic(self.run_events_topic)
+
+    @property
+    def session_events(self) -> str:
+        return self.topic(self.session_events_topic)
+
+    @property
+    def memory(self) -> str:
+        return self.topic(self.memory_topic)
+
+    @property
+    def dead_letters(self) -> str:
+        return self.topic(self.dead_letters_topic)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, StackFileSource(settings_cls))

@@ -1,0 +1,1 @@
+"""Canonical transcript: messages, the ledger that builds them, validation."""
