@@ -1,0 +1,1 @@
+"""The event contract: models, Avro schemas, codec and event identity."""

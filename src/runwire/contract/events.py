@@ -1,0 +1,428 @@
+"""The event models: one envelope, one frozen payload model per event type.
+
+Contract:
+- ``Event`` is the envelope every record on the wire carries; ``payload`` is the
+  typed body and its class always matches ``type`` (checked on construction).
+- Run events (everything that is not a session or memory event) need a
+  ``run_id``; session events need a ``session_id``; memory events need neither.
+  ``EventType.stream`` says which topic a type belongs to.
+- ``occurred_at`` is timezone-aware UTC with millisecond precision (what Avro's
+  ``timestamp-millis`` keeps), so an event equals itself after a round trip.
+- JSON values (tool input, tool result content, metadata and memory values) are
+  plain Python JSON values here and JSON text on the wire; a value that is not
+  JSON is refused with an error naming the field.
+- Models mirror ``schemas/<type>.v<N>.avsc`` one to one (a unit test enforces
+  it). Adding an event type: add the enum member, its payload model (named in
+  CamelCase of the type) to ``PAYLOAD_TYPES`` and a ``<type>.v1.avsc`` file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from runwire.contract import ids
+
+
+class Stream(StrEnum):
+    """Which log (topic) an event type belongs to."""
+
+    RUN = "run"
+    SESSION = "session"
+    MEMORY = "memory"
+
+
+class EventType(StrEnum):
+    RUN_STARTED = "run_started"
+    RUN_STATUS_CHANGED = "run_status_changed"
+    RUN_COMPLETED = "run_completed"
+    RUN_FAILED = "run_failed"
+    RUN_CANCELED = "run_canceled"
+    USER_MESSAGE = "user_message"
+    THINKING = "thinking"
+    ASSISTANT_TEXT = "assistant_text"
+    TOOL_USE = "tool_use"
+    TOOL_RESULT = "tool_result"
+    PLANNER_NOTE = "planner_note"
+    USAGE = "usage"
+    SESSION_CREATED = "session_created"
+    SESSION_METADATA_SET = "session_metadata_set"
+    SESSION_ENDED = "session_ended"
+    SESSION_CLEARED = "session_cleared"
+    SESSION_DELETED = "session_deleted"
+    MEMORY_SET = "memory_set"
+    MEMORY_DELETED = "memory_deleted"
+
+    @property
+    def stream(self) -> Stream:
+        if self.value.startswith("session_"):
+            return Stream.SESSION
+        if self.value.startswith("memory_"):
+            return Stream.MEMORY
+        return Stream.RUN
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    AWAITING_TOOLS = "awaiting_tools"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class RunPhase(StrEnum):
+    PROMPTED = "prompted"
+    PLANNING = "planning"
+    EXECUTING_TOOLS = "executing_tools"
+    SYNTHESIZING = "synthesizing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+MemoryScope = Literal["session", "user", "agent", "global"]
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _require_json(value: Any) -> Any:
+    """Refuse values that have no JSON text (sets, bytes, NaN, non-str keys...)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"not a JSON value ({e}): {value!r:.200}") from e
+    return value
+
+
+JsonValue = Annotated[Any, AfterValidator(_require_json)]
+"""A JSON value (None, bool, number, str, list, dict with str keys)."""
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_require_json)]
+
+
+class EventPayload(BaseModel):
+    """Base of every payload model; ``event_type`` is the type it belongs to.
+
+    Bytes (redacted thinking) are base64 in JSON, so any bytes survive JSON.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
+    event_type: ClassVar[EventType]
+
+
+# -- run lifecycle -----------------------------------------------------------
+
+
+class RunStarted(EventPayload):
+    event_type = EventType.RUN_STARTED
+
+    agent_id: str | None = None
+    parent_run_id: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class RunStatusChanged(EventPayload):
+    event_type = EventType.RUN_STATUS_CHANGED
+
+    status: RunStatus
+    phase: RunPhase | None = None
+    reason: str | None = None
+
+
+class RunCompleted(EventPayload):
+    event_type = EventType.RUN_COMPLETED
+
+    stop_reason: str | None = None
+
+
+class RunFailed(EventPayload):
+    event_type = EventType.RUN_FAILED
+
+    error_kind: str
+    message: str
+    retryable: bool = False
+
+
+class RunCanceled(EventPayload):
+    event_type = EventType.RUN_CANCELED
+
+    reason: str | None = None
+
+
+# -- transcript --------------------------------------------------------------
+
+
+class UserMessage(EventPayload):
+    """A user's turn: its text parts, in order."""
+
+    event_type = EventType.USER_MESSAGE
+
+    parts: list[str]
+
+
+class Thinking(EventPayload):
+    """One thinking part: ``text`` + ``signature``, or ``redacted`` bytes.
+
+    ``index`` orders thinking parts within one assistant message; ``final`` is
+    true on the last one.
+    """
+
+    event_type = EventType.THINKING
+
+    text: str | None = None
+    signature: str | None = None
+    redacted: bytes | None = None
+    index: int = 0
+    final: bool = True
+
+
+class AssistantText(EventPayload):
+    event_type = EventType.ASSISTANT_TEXT
+
+    text: str
+
+
+class ToolUse(EventPayload):
+    event_type = EventType.TOOL_USE
+
+    id: str
+    name: str
+    input: JsonObject = Field(default_factory=dict)
+
+
+class ToolResult(EventPayload):
+    event_type = EventType.TOOL_RESULT
+
+    tool_use_id: str
+    content: JsonValue = None
+    is_error: bool = False
+
+
+class PlannerNote(EventPayload):
+    event_type = EventType.PLANNER_NOTE
+
+    text: str
+
+
+class Usage(EventPayload):
+    event_type = EventType.USAGE
+
+    model: str
+    provider: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+# -- session -----------------------------------------------------------------
+
+
+class SessionCreated(EventPayload):
+    event_type = EventType.SESSION_CREATED
+
+    user_id: str | None = None
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+class SessionMetadataSet(EventPayload):
+    event_type = EventType.SESSION_METADATA_SET
+
+    key: str
+    value: JsonValue = None
+
+
+class SessionEnded(EventPayload):
+    event_type = EventType.SESSION_ENDED
+
+    reason: str | None = None
+
+
+class SessionCleared(EventPayload):
+    event_type = EventType.SESSION_CLEARED
+
+
+class SessionDeleted(EventPayload):
+    event_type = EventType.SESSION_DELETED
+
+
+# -- memory ------------------------------------------------------------------
+
+
+class MemorySet(EventPayload):
+    event_type = EventType.MEMORY_SET
+
+    scope: MemoryScope
+    owner: str
+    key: str
+    value: JsonValue = None
+
+
+class MemoryDeleted(EventPayload):
+    event_type = EventType.MEMORY_DELETED
+
+    scope: MemoryScope
+    owner: str
+    key: str
+
+
+Payload = (
+    RunStarted
+    | RunStatusChanged
+    | RunCompleted
+    | RunFailed
+    | RunCanceled
+    | UserMessage
+    | Thinking
+    | AssistantText
+    | ToolUse
+    | ToolResult
+    | PlannerNote
+    | Usage
+    | SessionCreated
+    | SessionMetadataSet
+    | SessionEnded
+    | SessionCleared
+    | SessionDeleted
+    | MemorySet
+    | MemoryDeleted
+)
+
+PAYLOAD_TYPES: dict[EventType, type[EventPayload]] = {
+    cls.event_type: cls for cls in get_args(Payload)
+}
+"""The payload model of every event type."""
+
+
+def _utc_millis(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("occurred_at must be timezone-aware (UTC)")
+    value = value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def now() -> datetime:
+    """The current time as an ``occurred_at`` value (UTC, milliseconds)."""
+    return _utc_millis(datetime.now(UTC))
+
+
+class Event(BaseModel):
+    """The envelope of every runwire event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str
+    run_id: str | None = None
+    session_id: str | None = None
+    agent_id: str | None = None
+    turn_id: str | None = None
+    user_id: str | None = None
+    tenant: str | None = None
+    type: EventType
+    occurred_at: Annotated[datetime, AfterValidator(_utc_millis)]
+    producer: str
+    causation_id: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    payload: Payload
+
+    @model_validator(mode="before")
+    @classmethod
+    def _payload_from_type(cls, data: Any) -> Any:
+        """Resolve a raw payload by ``type``; fill ``type`` from a payload model."""
+        if not isinstance(data, dict):
+            return data
+        payload = data.get("payload")
+        kind = data.get("type")
+        if isinstance(payload, EventPayload):
+            if kind is None:
+                return {**data, "type": payload.event_type}
+            return data
+        if kind is None:
+            return data
+        try:
+            payload_cls = PAYLOAD_TYPES[EventType(kind)]
+        except ValueError:
+            return data  # the field validator reports the bad type
+        return {**data, "payload": payload_cls.model_validate(payload or {})}
+
+    @model_validator(mode="after")
+    def _check_envelope(self) -> Self:
+        expected = PAYLOAD_TYPES[self.type]
+        if type(self.payload) is not expected:
+            raise ValueError(
+                f"payload is {type(self.payload).__name__} but type {self.type.value!r} "
+                f"needs {expected.__name__}"
+            )
+        stream = self.type.stream
+        if stream is Stream.RUN and not self.run_id:
+            raise ValueError(f"run_id is required for {self.type.value} events")
+        if stream is Stream.SESSION and not self.session_id:
+            raise ValueError(f"session_id is required for {self.type.value} events")
+        return self
+
+    @classmethod
+    def create(
+        cls,
+        payload: EventPayload,
+        *,
+        run_id: str | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        turn_id: str | None = None,
+        user_id: str | None = None,
+        tenant: str | None = None,
+        producer: str = "runwire",
+        causation_id: str | None = None,
+        labels: dict[str, str] | None = None,
+        event_id: str | None = None,
+        index: int | None = None,
+        occurred_at: datetime | None = None,
+    ) -> Event:
+        """Build an event around ``payload``.
+
+        ``event_id`` defaults to a deterministic id when ``run_id``,
+        ``causation_id`` and ``index`` are all given (a retried producer makes
+        the same id, so consumers can drop the duplicate), else a fresh UUIDv7.
+        """
+        if event_id is None:
+            if run_id is not None and causation_id is not None and index is not None:
+                event_id = ids.deterministic_event_id(run_id, causation_id, index)
+            else:
+                event_id = ids.new_event_id()
+        return cls(
+            event_id=event_id,
+            run_id=run_id,
+            session_id=session_id,
+            agent_id=agent_id,
+            turn_id=turn_id,
+            user_id=user_id,
+            tenant=tenant,
+            type=payload.event_type,
+            occurred_at=occurred_at or now(),
+            producer=producer,
+            causation_id=causation_id,
+            labels=labels or {},
+            payload=payload,
+        )
+
+    @property
+    def stream(self) -> Stream:
+        return self.type.stream
