@@ -1,0 +1,470 @@
+"""The ledger: builds a run's canonical messages, fed by hand or from the log.
+
+Contract (:class:`Ledger`):
+- Assistant parts (thinking, text, tool_use) go into the open assistant
+  message, opening one when none is open. User content (tool results, text)
+  goes into the open user message and first flushes the open assistant
+  message. So messages alternate user / assistant by construction.
+- Thinking stays at the head of the assistant message: a thinking part lands
+  after the leading thinking parts, before any text or tool_use. A thinking
+  part is kept only with redacted bytes, or text plus its signature (signed
+  empty text counts: Anthropic's omitted-display blocks); unsigned thinking
+  (a streamed preview, a local model's reasoning) is dropped.
+- Empty text is ignored; consecutive assistant text is merged into one part.
+  Text after a tool_use in the same message is refused (rule 1 of the design:
+  thinking, text, tool_use, never reordered).
+- ``flush_assistant()`` with nothing open is safe and does nothing.
+- Tool results answer the tool_uses of the immediately preceding assistant
+  message and are put in those tool_uses' declaration order, whatever order
+  they arrive in; all results of one assistant message go into one user
+  message, before any user text. A result with an empty id, for an unknown
+  id, or a second result for one id is refused; a tool_use id is unique in
+  the run; the next assistant message cannot start before every tool_use of
+  the previous one has its result.
+- ``build_messages()`` is pure and deterministic: the same appends give the
+  same messages, and it keeps the whole multi-turn history (the open message,
+  if any, comes last).
+- A refused append raises :class:`LedgerError` naming the rule and leaves the
+  ledger exactly as it was.
+
+Contract (:class:`TranscriptBuilder`, :func:`build_messages_from_events`):
+- Folds one run's events in log order into a ledger: ``user_message``
+  -> user text, ``thinking`` / ``assistant_text`` / ``tool_use`` -> the
+  assistant message, ``tool_result`` -> the user tool-results message. Every
+  other event type makes no message and is ignored.
+- Folding event by event (``apply``) gives exactly the messages that
+  ``build_messages_from_events`` gives for the same events; the state can be
+  dumped to JSON and restored in another process without changing that.
+- An event whose ``event_id`` was already applied is dropped (a retried
+  publish); the same id with a different body is refused.
+- A refused event raises :class:`LedgerError` naming the run, the event id and
+  the rule, and leaves the builder's state unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runwire.contract.events import (
+    AssistantText,
+    Event,
+    EventPayload,
+    Thinking,
+    ToolResult,
+    ToolUse,
+    UserMessage,
+)
+from runwire.transcript.errors import LedgerError
+from runwire.transcript.messages import (
+    Message,
+    Part,
+    TextPart,
+    ThinkingPart,
+    ToolResultPart,
+    ToolUsePart,
+)
+
+__all__ = [
+    "Ledger",
+    "LedgerState",
+    "TranscriptBuilder",
+    "TranscriptState",
+    "build_messages_from_events",
+    "payloads_for_message",
+    "payloads_for_messages",
+]
+
+
+class LedgerState(BaseModel):
+    """Everything a :class:`Ledger` knows, as plain data (JSON-safe).
+
+    At most one of ``assistant`` and (``results``, ``user_text``) is
+    non-empty: that is the open message.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[Message] = Field(default_factory=list)
+    """Committed messages, oldest first."""
+    assistant: list[Part] = Field(default_factory=list)
+    """The open assistant message's parts."""
+    awaiting: list[str] = Field(default_factory=list)
+    """Tool_use ids of the last committed assistant message, declaration order."""
+    results: list[ToolResultPart] = Field(default_factory=list)
+    """Results received for ``awaiting``, in arrival order."""
+    user_text: list[TextPart] = Field(default_factory=list)
+    """Text of the open user message, in arrival order."""
+
+
+def _tool_use_ids(parts: Iterable[Part]) -> list[str]:
+    return [p.id for p in parts if isinstance(p, ToolUsePart)]
+
+
+class Ledger:
+    """Builds canonical messages from appends; see the module contract."""
+
+    def __init__(self, state: LedgerState | None = None) -> None:
+        self._s = state.model_copy(deep=True) if state is not None else LedgerState()
+        self._ids: set[str] = set()
+        for message in self._s.messages:
+            self._ids.update(_tool_use_ids(message.parts))
+        self._ids.update(_tool_use_ids(self._s.assistant))
+
+    @property
+    def state(self) -> LedgerState:
+        """A copy of the ledger's state; ``Ledger(state)`` restores it."""
+        return self._s.model_copy(deep=True)
+
+    @property
+    def awaiting_tool_results(self) -> list[str]:
+        """Tool_use ids of the last assistant message still without a result,
+        in declaration order. Empty while an assistant message is open."""
+        received = {r.tool_use_id for r in self._s.results}
+        return [i for i in self._s.awaiting if i not in received]
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self._s.messages or self._s.assistant or self._s.results or self._s.user_text)
+
+    # -- assistant side ------------------------------------------------------
+
+    def append_thinking(
+        self,
+        text: str | None = None,
+        signature: str | None = None,
+        redacted: bytes | None = None,
+    ) -> bool:
+        """Add a thinking part at the head of the assistant message.
+
+        Returns whether it was kept: redacted bytes win (text beside them is
+        not the provider's to check); otherwise a signature is needed, with
+        its text (empty text is kept when signed, see
+        :attr:`ThinkingPart.complete`).
+        """
+        if redacted:
+            part = ThinkingPart(redacted=bytes(redacted))
+        elif signature:
+            part = ThinkingPart(text=text or "", signature=signature)
+        else:
+            return False
+        self._open_assistant()
+        parts = self._s.assistant
+        head = 0
+        while head < len(parts) and isinstance(parts[head], ThinkingPart):
+            head += 1
+        parts.insert(head, part)
+        return True
+
+    def append_text(self, text: str) -> None:
+        """Add visible assistant text, merged into a directly preceding text part."""
+        if not text:
+            return
+        parts = self._s.assistant
+        if parts and isinstance(parts[-1], ToolUsePart):
+            raise LedgerError(
+                "text_after_tool_use",
+                f"assistant text {text[:40]!r} arrived after tool_use {parts[-1].id!r} "
+                "in the same message; an assistant message is thinking, text, tool_use",
+            )
+        self._open_assistant()
+        parts = self._s.assistant
+        if parts and isinstance(parts[-1], TextPart):
+            parts[-1] = TextPart(text=parts[-1].text + text)
+        else:
+            parts.append(TextPart(text=text))
+
+    def declare_tool_use(self, id: str, name: str, input: Mapping[str, Any] | None = None) -> None:
+        """Add a tool_use to the assistant message; ``id`` must be new in the run."""
+        if not id:
+            raise LedgerError("empty_tool_use_id", f"tool_use of {name!r} has an empty id")
+        if not name:
+            raise LedgerError("empty_tool_name", f"tool_use {id!r} has an empty tool name")
+        if id in self._ids:
+            raise LedgerError(
+                "duplicate_tool_use_id", f"tool_use id {id!r} was already declared in this run"
+            )
+        self._open_assistant()
+        self._s.assistant.append(ToolUsePart(id=id, name=name, input=dict(input or {})))
+        self._ids.add(id)
+
+    def append_part(self, part: Part) -> None:
+        """Add one assistant part (e.g. from a provider decoder) by kind.
+
+        Tool results go to :meth:`append_user_tool_results`.
+        """
+        if isinstance(part, ThinkingPart):
+            self.append_thinking(part.text, part.signature, part.redacted)
+        elif isinstance(part, TextPart):
+            self.append_text(part.text)
+        elif isinstance(part, ToolUsePart):
+            self.declare_tool_use(part.id, part.name, part.input)
+        else:
+            self.append_user_tool_results([part])
+
+    def flush_assistant(self) -> None:
+        """Commit the open assistant message; safe when none is open."""
+        if not self._s.assistant:
+            return
+        parts = self._s.assistant
+        self._s.messages.append(Message(role="assistant", parts=tuple(parts)))
+        self._s.assistant = []
+        self._s.awaiting = _tool_use_ids(parts)
+
+    # -- user side -----------------------------------------------------------
+
+    def append_user_tool_results(self, results: Iterable[ToolResultPart]) -> None:
+        """Add results for the tool_uses of the last assistant message.
+
+        All of them are checked before any is added: on error nothing changes.
+        """
+        batch = list(results)
+        if not batch:
+            return
+        # The ids these results may answer: the open assistant message's (it
+        # is about to be flushed) or else the last committed one's.
+        received: set[str] = set()
+        if self._s.assistant:
+            declared = _tool_use_ids(self._s.assistant)
+        else:
+            declared = self._s.awaiting
+            received.update(r.tool_use_id for r in self._s.results)
+        known = set(declared)
+        for result in batch:
+            rid = result.tool_use_id
+            if not rid:
+                raise LedgerError("empty_tool_result_id", "a tool_result has an empty tool_use_id")
+            if rid not in known:
+                raise LedgerError(
+                    "unknown_tool_use",
+                    f"tool_result for {rid!r} answers no tool_use of the preceding "
+                    f"assistant message (declared: {declared})",
+                )
+            if rid in received:
+                raise LedgerError("duplicate_tool_result", f"tool_use {rid!r} already has a result")
+            received.add(rid)
+        self.flush_assistant()
+        self._s.results.extend(batch)
+
+    def append_user_text(self, *texts: str) -> None:
+        """Add user text part(s) to the open user message; empty text is ignored."""
+        parts = [TextPart(text=t) for t in texts if t]
+        if not parts:
+            return
+        self.flush_assistant()
+        self._s.user_text.extend(parts)
+
+    # -- output --------------------------------------------------------------
+
+    def build_messages(self) -> list[Message]:
+        """The transcript so far, committed messages then the open one."""
+        out = list(self._s.messages)
+        if self._s.assistant:
+            out.append(Message(role="assistant", parts=tuple(self._s.assistant)))
+        user = self._open_user_parts()
+        if user:
+            out.append(Message(role="user", parts=user))
+        return out
+
+    # -- internals -----------------------------------------------------------
+
+    def _open_user_parts(self) -> tuple[Part, ...]:
+        by_id = {r.tool_use_id: r for r in self._s.results}
+        ordered: list[Part] = [by_id[i] for i in self._s.awaiting if i in by_id]
+        return (*ordered, *self._s.user_text)
+
+    def _open_assistant(self) -> None:
+        """Make sure an assistant message is open; checks before it changes anything."""
+        if self._s.assistant:
+            return
+        missing = self.awaiting_tool_results
+        if missing:
+            raise LedgerError(
+                "tool_results_incomplete",
+                f"a new assistant message started while tool_use(s) {missing} of the "
+                "previous one have no result",
+            )
+        user = self._open_user_parts()
+        if user:
+            self._s.messages.append(Message(role="user", parts=user))
+            self._s.results, self._s.user_text, self._s.awaiting = [], [], []
+        elif self._s.messages and self._s.messages[-1].role == "assistant":
+            raise LedgerError(
+                "assistant_after_assistant",
+                "a new assistant message started right after a flushed assistant message; "
+                "user content must come between them",
+            )
+
+
+# -- the log-fed fold ----------------------------------------------------------
+
+_TRANSCRIPT_PAYLOADS = (UserMessage, Thinking, AssistantText, ToolUse, ToolResult)
+
+
+def _digest(payload: EventPayload) -> str:
+    body = f"{payload.event_type.value}\x1f{payload.model_dump_json()}"
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+class TranscriptState(BaseModel):
+    """A :class:`TranscriptBuilder`'s state, JSON-safe, for caches to keep."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str | None = None
+    ledger: LedgerState = Field(default_factory=LedgerState)
+    applied: dict[str, str] = Field(default_factory=dict)
+    """Digest of every applied transcript event's body, by event id."""
+
+
+class TranscriptBuilder:
+    """Keeps one run's messages up to date, one event at a time."""
+
+    def __init__(self, run_id: str | None = None, *, state: TranscriptState | None = None) -> None:
+        if state is not None and run_id is not None and state.run_id not in (None, run_id):
+            raise ValueError(f"state is for run {state.run_id!r}, not {run_id!r}")
+        self._run_id = run_id if run_id is not None else (state.run_id if state else None)
+        self._ledger = Ledger(state.ledger if state else None)
+        self._applied: dict[str, str] = dict(state.applied) if state else {}
+
+    @property
+    def run_id(self) -> str | None:
+        return self._run_id
+
+    @property
+    def state(self) -> TranscriptState:
+        return TranscriptState(
+            run_id=self._run_id, ledger=self._ledger.state, applied=dict(self._applied)
+        )
+
+    @property
+    def awaiting_tool_results(self) -> list[str]:
+        """Tool_use ids of the last assistant message still waiting for a result."""
+        return self._ledger.awaiting_tool_results
+
+    def messages(self) -> list[Message]:
+        return self._ledger.build_messages()
+
+    def apply(self, event: Event) -> bool:
+        """Fold one event in; returns whether it changed the transcript state.
+
+        Events of other runs are refused (rule ``wrong_run``); events that
+        make no message, and repeats of applied events, return ``False``.
+        """
+        payload = event.payload
+        if event.run_id is None or not isinstance(payload, _TRANSCRIPT_PAYLOADS):
+            return False
+        if self._run_id is None:
+            self._run_id = event.run_id
+        elif event.run_id != self._run_id:
+            raise LedgerError(
+                "wrong_run",
+                f"event of run {event.run_id!r} fed to the transcript of run {self._run_id!r}",
+                run_id=self._run_id,
+                event_id=event.event_id,
+            )
+        digest = _digest(payload)
+        seen = self._applied.get(event.event_id)
+        if seen == digest:
+            return False
+        if seen is not None:
+            raise LedgerError(
+                "conflicting_duplicate_event",
+                "an event with this id was already applied with a different body",
+                run_id=self._run_id,
+                event_id=event.event_id,
+            )
+        try:
+            self._fold(payload)
+        except LedgerError as e:
+            raise e.at(run_id=self._run_id, event_id=event.event_id) from e
+        self._applied[event.event_id] = digest
+        return True
+
+    def apply_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def _fold(self, payload: EventPayload) -> None:
+        ledger = self._ledger
+        if isinstance(payload, UserMessage):
+            ledger.append_user_text(*payload.parts)
+        elif isinstance(payload, Thinking):
+            ledger.append_thinking(payload.text, payload.signature, payload.redacted)
+        elif isinstance(payload, AssistantText):
+            ledger.append_text(payload.text)
+        elif isinstance(payload, ToolUse):
+            ledger.declare_tool_use(payload.id, payload.name, payload.input)
+        elif isinstance(payload, ToolResult):
+            ledger.append_user_tool_results(
+                [
+                    ToolResultPart(
+                        tool_use_id=payload.tool_use_id,
+                        content=payload.content,
+                        is_error=payload.is_error,
+                    )
+                ]
+            )
+
+
+def build_messages_from_events(events: Iterable[Event], run_id: str | None = None) -> list[Message]:
+    """The canonical messages of one run's events, given in log order.
+
+    ``run_id`` defaults to the run of the first run event.
+    """
+    builder = TranscriptBuilder(run_id)
+    builder.apply_all(events)
+    return builder.messages()
+
+
+# -- the other direction: messages -> event payloads -------------------------------
+
+
+def payloads_for_message(message: Message) -> list[EventPayload]:
+    """The event payloads that, folded in order, rebuild ``message``.
+
+    An assistant message gives one ``thinking`` per thinking part (``index``
+    counts them, ``final`` marks the last), one ``assistant_text`` per text
+    part and one ``tool_use`` per tool_use; a user message gives one
+    ``tool_result`` per result, then one ``user_message`` with all its text.
+    """
+    out: list[EventPayload] = []
+    last_thinking = sum(isinstance(p, ThinkingPart) for p in message.parts) - 1
+    index = 0
+    texts: list[str] = []
+    for part in message.parts:
+        if isinstance(part, ThinkingPart):
+            out.append(
+                Thinking(
+                    text=part.text,
+                    signature=part.signature,
+                    redacted=part.redacted,
+                    index=index,
+                    final=index == last_thinking,
+                )
+            )
+            index += 1
+        elif isinstance(part, TextPart):
+            if message.role == "user":
+                texts.append(part.text)
+            else:
+                out.append(AssistantText(text=part.text))
+        elif isinstance(part, ToolUsePart):
+            out.append(ToolUse(id=part.id, name=part.name, input=part.input))
+        else:
+            out.append(
+                ToolResult(
+                    tool_use_id=part.tool_use_id, content=part.content, is_error=part.is_error
+                )
+            )
+    if texts:
+        out.append(UserMessage(parts=texts))
+    return out
+
+
+def payloads_for_messages(messages: Sequence[Message]) -> list[EventPayload]:
+    """:func:`payloads_for_message` over a whole transcript, in order."""
+    return [p for m in messages for p in payloads_for_message(m)]
