@@ -59,10 +59,18 @@ def test_deterministic_ids_are_stable_and_distinct() -> None:
     assert ids.deterministic_event_id("a", "bc", 0) != ids.deterministic_event_id("ab", "c", 0)
 
 
+def test_event_ids_must_be_uuids_and_are_kept_canonical() -> None:
+    upper = "0191C3E2-7A4B-7C3D-8E9F-0A1B2C3D4E5F"
+    event = Event.create(AssistantText(text="a"), run_id="r", event_id=upper)
+    assert event.event_id == upper.lower()
+    with pytest.raises(ValidationError, match="event_id must be a UUID, got 'nope'"):
+        Event.create(AssistantText(text="a"), run_id="r", event_id="nope")
+
+
 def test_payload_class_must_match_type() -> None:
     with pytest.raises(ValidationError, match="payload is AssistantText but type 'tool_use'"):
         Event(
-            event_id="e",
+            event_id=ids.new_event_id(),
             run_id="r",
             type=EventType.TOOL_USE,
             occurred_at=datetime.now(UTC),
@@ -74,7 +82,7 @@ def test_payload_class_must_match_type() -> None:
 def test_raw_payload_is_resolved_by_type() -> None:
     event = Event.model_validate(
         {
-            "event_id": "e",
+            "event_id": ids.new_event_id(),
             "run_id": "r",
             "type": "tool_result",
             "occurred_at": "2025-01-02T03:04:05.678901Z",
@@ -89,7 +97,12 @@ def test_raw_payload_is_resolved_by_type() -> None:
 def test_unknown_type_names_the_field() -> None:
     with pytest.raises(ValidationError) as info:
         Event.model_validate(
-            {"event_id": "e", "type": "nope", "occurred_at": datetime.now(UTC), "producer": "p"}
+            {
+                "event_id": ids.new_event_id(),
+                "type": "nope",
+                "occurred_at": datetime.now(UTC),
+                "producer": "p",
+            }
         )
     assert ("type",) in [err["loc"] for err in info.value.errors()]
     assert "nope" in str(info.value)

@@ -329,7 +329,7 @@ class Event(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    event_id: str
+    event_id: Annotated[str, AfterValidator(ids.canonical_event_id)]
     run_id: str | None = None
     session_id: str | None = None
     agent_id: str | None = None

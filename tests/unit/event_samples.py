@@ -1,0 +1,191 @@
+"""One event of every type with non-default values, and hypothesis strategies for events."""
+
+from __future__ import annotations
+
+import string
+from datetime import UTC, datetime
+from typing import Any
+
+from hypothesis import strategies as st
+
+from runwire.contract import ids
+from runwire.contract.events import (
+    PAYLOAD_TYPES,
+    AssistantText,
+    Event,
+    EventPayload,
+    EventType,
+    MemoryDeleted,
+    MemorySet,
+    PlannerNote,
+    RunCanceled,
+    RunCompleted,
+    RunFailed,
+    RunPhase,
+    RunStarted,
+    RunStatus,
+    RunStatusChanged,
+    SessionCleared,
+    SessionCreated,
+    SessionDeleted,
+    SessionEnded,
+    SessionMetadataSet,
+    Stream,
+    Thinking,
+    ToolResult,
+    ToolUse,
+    Usage,
+    UserMessage,
+)
+
+PAYLOADS: dict[EventType, EventPayload] = {
+    p.event_type: p
+    for p in [
+        RunStarted(agent_id="a1", parent_run_id="parent", labels={"tenant": "acme"}),
+        RunStatusChanged(
+            status=RunStatus.AWAITING_TOOLS, phase=RunPhase.EXECUTING_TOOLS, reason="x"
+        ),
+        RunCompleted(stop_reason="end_turn"),
+        RunFailed(error_kind="provider", message="boom", retryable=True),
+        RunCanceled(reason="user"),
+        UserMessage(parts=["hello", "wörld ✓"]),
+        Thinking(text="hmm", signature="sig==", redacted=b"\x00\xff\x10", index=2, final=False),
+        AssistantText(text="hi"),
+        ToolUse(id="toolu_1", name="weather.get", input={"city": "Paris", "n": [1, 2.5, None]}),
+        ToolResult(tool_use_id="toolu_1", content={"temp": -3.5, "ok": True}, is_error=True),
+        PlannerNote(text="plan"),
+        Usage(
+            model="m",
+            provider="p",
+            input_tokens=1,
+            output_tokens=2,
+            cache_read_tokens=3,
+            cache_write_tokens=4,
+        ),
+        SessionCreated(user_id="u1", metadata={"title": "chat", "tags": ["a"]}),
+        SessionMetadataSet(key="title", value="new title"),
+        SessionEnded(reason="done"),
+        SessionCleared(),
+        SessionDeleted(),
+        MemorySet(scope="user", owner="u1", key="lang", value={"pref": "fr"}),
+        MemoryDeleted(scope="global", owner="-", key="lang"),
+    ]
+}
+assert set(PAYLOADS) == set(EventType)
+
+WHEN = datetime(2025, 6, 1, 12, 30, 45, 123000, tzinfo=UTC)
+
+
+def sample_event(event_type: EventType, **envelope: Any) -> Event:
+    """A full event of ``event_type`` (every envelope field set)."""
+    fields: dict[str, Any] = {
+        "run_id": "run-1",
+        "session_id": "session-1",
+        "agent_id": "agent-1",
+        "turn_id": "turn-1",
+        "user_id": "user-1",
+        "tenant": "acme",
+        "producer": "tests",
+        "causation_id": "cause-1",
+        "labels": {"priority": "high"},
+        "occurred_at": WHEN,
+    }
+    fields.update(envelope)
+    return Event.create(PAYLOADS[event_type], **fields)
+
+
+# -- hypothesis ----------------------------------------------------------------
+
+_ids = st.text(string.ascii_letters + string.digits + "-_:.", min_size=1, max_size=24)
+_texts = st.text(max_size=40)
+_longs = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+json_values: st.SearchStrategy[Any] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _texts,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_texts, inner, max_size=4),
+    max_leaves=12,
+)
+json_objects = st.dictionaries(_texts, json_values, max_size=5)
+_labels = st.dictionaries(_texts, _texts, max_size=3)
+_scopes = st.sampled_from(["session", "user", "agent", "global"])
+
+_PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
+    EventType.RUN_STARTED: st.builds(
+        RunStarted, agent_id=st.none() | _ids, parent_run_id=st.none() | _ids, labels=_labels
+    ),
+    EventType.RUN_STATUS_CHANGED: st.builds(
+        RunStatusChanged,
+        status=st.sampled_from(RunStatus),
+        phase=st.none() | st.sampled_from(RunPhase),
+        reason=st.none() | _texts,
+    ),
+    EventType.RUN_COMPLETED: st.builds(RunCompleted, stop_reason=st.none() | _texts),
+    EventType.RUN_FAILED: st.builds(
+        RunFailed, error_kind=_texts, message=_texts, retryable=st.booleans()
+    ),
+    EventType.RUN_CANCELED: st.builds(RunCanceled, reason=st.none() | _texts),
+    EventType.USER_MESSAGE: st.builds(UserMessage, parts=st.lists(_texts, max_size=3)),
+    EventType.THINKING: st.builds(
+        Thinking,
+        text=st.none() | _texts,
+        signature=st.none() | _texts,
+        redacted=st.none() | st.binary(max_size=40),
+        index=_longs,
+        final=st.booleans(),
+    ),
+    EventType.ASSISTANT_TEXT: st.builds(AssistantText, text=_texts),
+    EventType.TOOL_USE: st.builds(ToolUse, id=_ids, name=_texts, input=json_objects),
+    EventType.TOOL_RESULT: st.builds(
+        ToolResult, tool_use_id=_ids, content=json_values, is_error=st.booleans()
+    ),
+    EventType.PLANNER_NOTE: st.builds(PlannerNote, text=_texts),
+    EventType.USAGE: st.builds(
+        Usage,
+        model=_texts,
+        provider=_texts,
+        input_tokens=_longs,
+        output_tokens=_longs,
+        cache_read_tokens=_longs,
+        cache_write_tokens=_longs,
+    ),
+    EventType.SESSION_CREATED: st.builds(
+        SessionCreated, user_id=st.none() | _ids, metadata=json_objects
+    ),
+    EventType.SESSION_METADATA_SET: st.builds(SessionMetadataSet, key=_texts, value=json_values),
+    EventType.SESSION_ENDED: st.builds(SessionEnded, reason=st.none() | _texts),
+    EventType.SESSION_CLEARED: st.builds(SessionCleared),
+    EventType.SESSION_DELETED: st.builds(SessionDeleted),
+    EventType.MEMORY_SET: st.builds(
+        MemorySet, scope=_scopes, owner=_texts, key=_texts, value=json_values
+    ),
+    EventType.MEMORY_DELETED: st.builds(MemoryDeleted, scope=_scopes, owner=_texts, key=_texts),
+}
+assert set(_PAYLOAD_STRATEGIES) == set(PAYLOAD_TYPES)
+
+payloads: st.SearchStrategy[EventPayload] = st.one_of(*_PAYLOAD_STRATEGIES.values())
+_times = st.datetimes(
+    min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+)
+
+
+@st.composite
+def events(draw: st.DrawFn) -> Event:
+    payload = draw(payloads)
+    stream = payload.event_type.stream
+    return Event.create(
+        payload,
+        run_id=draw(_ids) if stream is Stream.RUN else draw(st.none() | _ids),
+        session_id=draw(_ids) if stream is Stream.SESSION else draw(st.none() | _ids),
+        agent_id=draw(st.none() | _ids),
+        turn_id=draw(st.none() | _ids),
+        user_id=draw(st.none() | _ids),
+        tenant=draw(st.none() | _ids),
+        producer=draw(_texts),
+        causation_id=draw(st.none() | _ids),
+        labels=draw(_labels),
+        event_id=draw(st.uuids().map(str) | st.builds(ids.new_event_id)),
+        occurred_at=draw(_times),
+    )
