@@ -18,7 +18,16 @@ class ConfigurationError(RunwireError):
 
 
 class StackError(RunwireError):
-    """The local stack could not be started, stopped or inspected."""
+    """The local stack could not be started, stopped or inspected.
+
+    ``problem`` names what is wrong and ``fix`` what to do about it; ``str()``
+    joins them into the one line the command line prints.
+    """
+
+    def __init__(self, problem: str, fix: str | None = None) -> None:
+        super().__init__(f"{problem}; fix: {fix}" if fix else problem)
+        self.problem = problem
+        self.fix = fix
 
 
 class ContractError(RunwireError):

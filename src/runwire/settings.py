@@ -21,6 +21,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from runwire.errors import ConfigurationError
+
 
 def default_home() -> Path:
     return Path(os.environ.get("RUNWIRE_HOME", Path.home() / ".runwire")).expanduser()
@@ -75,6 +77,9 @@ class Settings(BaseSettings):
     session_events_topic: str = "runwire.session-events"
     memory_topic: str = "runwire.memory"
     dead_letters_topic: str = "runwire.dead-letters"
+    # Per cluster, not per topic: 1 on the local stack, 3 and 2 on a real cluster.
+    topic_replication_factor: int = Field(default=1, ge=1)
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1)
 
     # Publisher.
     client_id: str = "runwire"
@@ -100,6 +105,13 @@ class Settings(BaseSettings):
     def topic(self, name: str) -> str:
         """The full name of a topic, prefix included."""
         return f"{self.topic_prefix}{name}"
+
+    def topic_for(self, topic_id: str) -> str:
+        """The full name of the topic with logical id ``topic_id`` (``run_events``, ...)."""
+        field = f"{topic_id}_topic"
+        if field not in type(self).model_fields:
+            raise ConfigurationError(f"no setting {field!r} names the topic {topic_id!r}")
+        return self.topic(str(getattr(self, field)))
 
     @property
     def run_events(self) -> str:

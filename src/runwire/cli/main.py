@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from runwire.cli import demo, stack, topics
+
 app = typer.Typer(
     name="runwire",
     help="Event-sourced backbone for AI-agent conversations.",
@@ -15,6 +17,11 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Event-sourced backbone for AI-agent conversations."""
+
+
+app.add_typer(stack.app, name="stack")
+app.add_typer(topics.app, name="topics")
+app.command(name="demo")(demo.demo)
 
 
 @app.command()

@@ -1,0 +1,405 @@
+"""Apache Kafka in KRaft mode: one process that is both broker and controller.
+
+Contract:
+- The broker jars (``org.apache.kafka:kafka_2.13`` and its runtime
+  dependencies, plus a log4j2 SLF4J binding so the broker logs to a file) are
+  resolved once by the machine's Maven into a cache outside the repository;
+  later runs reuse them and never touch the network.
+- Storage is formatted on first start only; data survives stop and kill -9.
+- :meth:`KafkaPart.wait_ready` returns only once the broker accepts a produce
+  request with ``acks=all`` and a consumer group can join and commit, which on
+  a new cluster means waiting until ``__consumer_offsets`` exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from runwire.errors import StackError
+from runwire.infra.stack.config import StackConfig
+from runwire.infra.stack.process import (
+    ProcessRecord,
+    ensure_writable_dir,
+    pid_alive,
+    read_record,
+    run,
+    spawn_detached,
+    tail,
+    terminate,
+    write_record,
+)
+
+MARKER = "kafka.Kafka"
+PROBE_TOPIC = "runwire.stack-probe"
+PROBE_GROUP = "runwire-stack-probe"
+# The SLF4J binding: Kafka 4 logs through log4j2, whose core is already among its dependencies.
+LOG_BINDING = ("org.apache.logging.log4j", "log4j-slf4j-impl", "2.24.3")
+
+_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.runwire</groupId>
+  <artifactId>kafka-broker-jars</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_{scala}</artifactId>
+      <version>{version}</version>
+    </dependency>
+    <dependency>
+      <groupId>{log_group}</groupId>
+      <artifactId>{log_artifact}</artifactId>
+      <version>{log_version}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+_MAVEN_SETTINGS = """<settings>
+  <mirrors>
+    <mirror>
+      <id>runwire-mirror</id>
+      <mirrorOf>*</mirrorOf>
+      <url>{url}</url>
+    </mirror>
+  </mirrors>
+</settings>
+"""
+
+_LOG4J2 = """status = warn
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = {log_dir}/server.log
+appender.file.filePattern = {log_dir}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 20MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.state.name = state.change.logger
+logger.state.level = warn
+"""
+
+
+class KafkaPart:
+    """The local broker: jars, configuration, format, process, readiness."""
+
+    name = "kafka"
+
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        self.dir = config.kafka_dir
+        self.data_dir = self.dir / "data"
+        self.log_dir = self.dir / "logs"
+        self.record_file = self.dir / "kafka.json"
+        self.properties_file = self.dir / "server.properties"
+        self.log4j_file = self.dir / "log4j2.properties"
+        self.console_log = self.log_dir / "console.log"
+
+    # -- where it is --------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.config.kafka_port}"
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {
+            "RUNWIRE_STACK_KAFKA_PORT": self.config.kafka_port,
+            "RUNWIRE_STACK_KAFKA_CONTROLLER_PORT": self.config.kafka_controller_port,
+        }
+
+    def log_files(self) -> list[Path]:
+        return [self.log_dir / "server.log", self.console_log]
+
+    def running(self) -> ProcessRecord | None:
+        record = read_record(self.record_file)
+        if record is not None and pid_alive(record.pid, MARKER):
+            return record
+        return None
+
+    # -- before anything starts ----------------------------------------------
+
+    async def preflight(self) -> None:
+        java = shutil.which(self.config.java)
+        if java is None:
+            raise StackError(
+                f"Java not found ({self.config.java!r}); the Kafka broker needs Java 17 or newer",
+                "apt-get install openjdk-17-jre-headless (or set JAVA_HOME / RUNWIRE_STACK_JAVA)",
+            )
+        out = await run(
+            [java, "-version"],
+            limit=30,
+            what="java -version",
+            fix="install a working Java 17+ (apt-get install openjdk-17-jre-headless)",
+        )
+        match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+        major = int(match.group(1)) if match else 0
+        if major == 1 and match and match.group(2):
+            major = int(match.group(2))
+        if major < 17:
+            raise StackError(
+                f"Java {major or '?'} at {java} is too old; Kafka {self.config.kafka_version} needs 17+",
+                "apt-get install openjdk-17-jre-headless (or set JAVA_HOME / RUNWIRE_STACK_JAVA)",
+            )
+        if not self.config.kafka_jars_dir.is_dir() and shutil.which(self.config.maven) is None:
+            raise StackError(
+                f"Maven not found ({self.config.maven!r}); it is needed once to fetch the Kafka"
+                f" {self.config.kafka_version} broker jars from Maven Central",
+                "apt-get install maven (or set RUNWIRE_STACK_MAVEN)",
+            )
+        ensure_writable_dir(self.dir, "the Kafka data dir")
+
+    async def ensure_jars(self) -> Path:
+        """Resolve the broker jars into the cache (once); return the jars dir."""
+        jars = self.config.kafka_jars_dir
+        if jars.is_dir():
+            return jars
+        work = jars.parent
+        ensure_writable_dir(work, "the download cache")
+        pom = work / "pom.xml"
+        pom.write_text(
+            _POM.format(
+                scala=self.config.kafka_scala_version,
+                version=self.config.kafka_version,
+                log_group=LOG_BINDING[0],
+                log_artifact=LOG_BINDING[1],
+                log_version=LOG_BINDING[2],
+            )
+        )
+        staging = work / f"libs.partial-{uuid.uuid4().hex[:8]}"
+        argv = [
+            self.config.maven,
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+        ]
+        source = "Maven Central"
+        if self.config.maven_mirror:
+            settings = work / "maven-settings.xml"
+            settings.write_text(_MAVEN_SETTINGS.format(url=self.config.maven_mirror))
+            argv += ["-s", str(settings)]
+            source = f"the Maven mirror {self.config.maven_mirror}"
+        if self.config.maven_repo_local:
+            argv.append(f"-Dmaven.repo.local={self.config.maven_repo_local}")
+        fix = (
+            "check that this machine reaches Maven Central (or set RUNWIRE_STACK_MAVEN_MIRROR"
+            " to a mirror it reaches), then run `runwire stack up` again"
+        )
+        try:
+            await run(
+                argv,
+                limit=600,
+                what=f"Maven fetching the Kafka {self.config.kafka_version} jars from {source}",
+                fix=fix,
+                cwd=work,
+            )
+            if not any(staging.glob(f"kafka_{self.config.kafka_scala_version}-*.jar")):
+                raise StackError(f"Maven fetched no Kafka jars into {staging}", fix)
+            staging.replace(jars)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return jars
+
+    # -- running -------------------------------------------------------------
+
+    def _jvm(self, jars: Path) -> list[str]:
+        java = shutil.which(self.config.java) or self.config.java
+        return [
+            java,
+            f"-Xms{self.config.kafka_heap_min}",
+            f"-Xmx{self.config.kafka_heap_max}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            f"-Dkafka.logs.dir={self.log_dir}",
+            "-cp",
+            str(jars / "*"),
+        ]
+
+    def _write_config(self) -> None:
+        c = self.config
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log4j_file.write_text(_LOG4J2.format(log_dir=self.log_dir))
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@{c.host}:{c.kafka_controller_port}",
+            "listeners": f"PLAINTEXT://{c.host}:{c.kafka_port},CONTROLLER://{c.host}:{c.kafka_controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{c.host}:{c.kafka_port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            # One node: every internal topic has one replica.
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "10",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "min.insync.replicas": "1",
+            "default.replication.factor": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            # Topics come from infra/topics.toml, never from a typo in a producer.
+            "auto.create.topics.enable": "false",
+            # Two cores.
+            "num.network.threads": "2",
+            "num.io.threads": "4",
+            "num.recovery.threads.per.data.dir": "2",
+            "log.cleaner.threads": "1",
+        }
+        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+
+    async def start(self) -> ProcessRecord:
+        """Write the configuration, format storage on first start, spawn the broker."""
+        jars = await self.ensure_jars()
+        self._write_config()
+        if not (self.data_dir / "meta.properties").is_file():
+            await run(
+                [
+                    *self._jvm(jars),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--ignore-formatted",
+                    "-t",
+                    _cluster_id(),
+                    "-c",
+                    str(self.properties_file),
+                ],
+                limit=120,
+                what="formatting Kafka storage",
+                fix=f"check {self.data_dir} (remove it to start from an empty broker)",
+            )
+        pid = await spawn_detached(
+            [*self._jvm(jars), MARKER, str(self.properties_file)], self.console_log, self.dir
+        )
+        record = ProcessRecord(pid=pid, port=self.config.kafka_port, address=self.address)
+        write_record(self.record_file, record)
+        return record
+
+    async def wait_ready(self, record: ProcessRecord, seconds: float) -> None:
+        """Return once the broker takes produce requests and a consumer group can join."""
+        deadline = time.monotonic() + seconds
+        last_error: Exception | None = None
+        with _quiet("aiokafka"):
+            while time.monotonic() < deadline:
+                if not pid_alive(record.pid, MARKER):
+                    raise StackError(
+                        f"the Kafka broker exited while starting: {self._last_error_line()}",
+                        "see `runwire stack logs kafka`",
+                    )
+                try:
+                    remaining = max(1.0, deadline - time.monotonic())
+                    await asyncio.wait_for(_probe(record.address), remaining)
+                    return
+                except Exception as e:  # anything the broker says before it is ready
+                    last_error = e
+                    await asyncio.sleep(0.25)
+        raise StackError(
+            f"Kafka at {record.address} was not ready after {seconds:.0f}s ({last_error!r})",
+            "see `runwire stack logs kafka`; raise RUNWIRE_STACK_READY_TIMEOUT on a slow machine",
+        )
+
+    def _last_error_line(self) -> str:
+        for path in (self.console_log, self.log_dir / "server.log"):
+            lines = [
+                ln for ln in tail(path, 200).splitlines() if "ERROR" in ln or "Exception" in ln
+            ]
+            if lines:
+                return lines[-1].strip()[:300]
+        return "no error in its log"
+
+    async def stop(self) -> bool:
+        """Stop the broker (controlled shutdown); False when it was not running."""
+        record = self.running()
+        if record is None:
+            return False
+        await terminate(record.pid, MARKER, grace=60)
+        self.record_file.unlink(missing_ok=True)
+        return True
+
+
+def _cluster_id() -> str:
+    """A Kafka cluster id: a random UUID in URL-safe base64 without padding."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
+
+
+async def _probe(bootstrap: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    await admin.start()
+    try:
+        topics = await admin.describe_topics([PROBE_TOPIC])
+        if not topics or topics[0]["error_code"] != 0:
+            response = await admin.create_topics(
+                [NewTopic(PROBE_TOPIC, 1, 1, topic_configs={"retention.ms": "3600000"})]
+            )
+            code = response.to_object()["topic_errors"][0]["error_code"]
+            if code not in (0, 36):  # 36: it already exists
+                raise RuntimeError(f"creating the probe topic answered error {code}")
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, request_timeout_ms=5000
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(PROBE_TOPIC, b"ready")
+    finally:
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        PROBE_TOPIC,
+        bootstrap_servers=bootstrap,
+        group_id=PROBE_GROUP,
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+        request_timeout_ms=5000,
+    )
+    await consumer.start()
+    try:
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=200)
+        await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Hide a library's warnings while it retries against a broker that is starting."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

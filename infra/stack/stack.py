@@ -1,0 +1,243 @@
+"""The local stack as one thing: up, down, status, logs.
+
+Contract:
+- ``up`` is idempotent: parts that run are reused, the others are started;
+  it returns only when every part answers (Kafka takes produce requests and
+  group joins, Postgres answers a query, Redis a PING) and the topics of
+  ``infra/topics.toml`` are provisioned.
+- Everything that can be checked is checked before anything starts (tools,
+  writable dirs, free ports); a part that fails later makes ``up`` stop what
+  that same call started, so nothing half-started is left running.
+- ``down`` stops what runs and keeps every byte of data; the next ``up``
+  brings the same data back. A part killed with ``kill -9`` is restarted by
+  the next ``up`` with its data.
+- ``up`` writes the addresses to ``<home>/stack.json``, where
+  :class:`runwire.settings.Settings` finds them.
+- ``up`` and ``down`` hold a lock on the home, so concurrent calls queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from runwire.errors import StackError
+from runwire.infra.stack.config import StackConfig
+from runwire.infra.stack.kafka import KafkaPart
+from runwire.infra.stack.postgres import PostgresPart
+from runwire.infra.stack.process import (
+    ProcessRecord,
+    ensure_writable_dir,
+    port_in_use,
+)
+from runwire.infra.stack.redis import RedisPart
+from runwire.infra.topics import ProvisionReport, provision_topics
+from runwire.settings import STACK_FILE_NAME, Settings
+
+
+class Part(Protocol):
+    """One server of the stack."""
+
+    name: str
+    dir: Path
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def ports(self) -> dict[str, int]: ...
+
+    def log_files(self) -> list[Path]: ...
+
+    def running(self) -> ProcessRecord | None: ...
+
+    async def preflight(self) -> None: ...
+
+    async def start(self) -> ProcessRecord: ...
+
+    async def wait_ready(self, record: ProcessRecord, seconds: float) -> None: ...
+
+    async def stop(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    """One part as ``runwire stack status`` shows it."""
+
+    name: str
+    running: bool
+    address: str
+    pid: int | None
+    data_dir: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "running": self.running,
+            "address": self.address,
+            "pid": self.pid,
+            "data_dir": self.data_dir,
+        }
+
+
+@dataclass
+class UpReport:
+    """What ``up`` did: which parts it started, which it reused, the topics."""
+
+    started: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    parts: list[PartStatus] = field(default_factory=list)
+    topics: ProvisionReport = field(default_factory=ProvisionReport)
+
+
+class LocalStack:
+    """Kafka, PostgreSQL and Redis under one home directory."""
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.kafka = KafkaPart(self.config)
+        self.postgres = PostgresPart(self.config)
+        self.redis = RedisPart(self.config)
+        # Kafka first: its JVM boots while the others start.
+        self.parts: tuple[Part, ...] = (self.kafka, self.postgres, self.redis)
+
+    @property
+    def stack_file(self) -> Path:
+        return self.config.home / STACK_FILE_NAME
+
+    def part(self, name: str) -> Part:
+        for part in self.parts:
+            if part.name == name:
+                return part
+        raise StackError(f"no part named {name!r}", "use one of kafka, postgres, redis")
+
+    # -- reading -------------------------------------------------------------
+
+    def status(self) -> list[PartStatus]:
+        out = []
+        for part in self.parts:
+            record = part.running()
+            out.append(
+                PartStatus(
+                    name=part.name,
+                    running=record is not None,
+                    address=record.address if record else part.address,
+                    pid=record.pid if record else None,
+                    data_dir=str(part.dir),
+                )
+            )
+        return out
+
+    def settings(self, **overrides: object) -> Settings:
+        """Settings that point at this stack (its running addresses, else the configured ones)."""
+        addresses = {s.name: s.address for s in self.status()}
+        values: dict[str, object] = {
+            "kafka_bootstrap_servers": addresses["kafka"],
+            "postgres_dsn": addresses["postgres"],
+            "redis_url": addresses["redis"],
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    # -- changing ------------------------------------------------------------
+
+    async def up(self) -> UpReport:
+        """Start what is not running, wait until all of it answers, provision topics."""
+        ensure_writable_dir(self.config.home, "the stack's data dir")
+        async with self._locked():
+            report = UpReport()
+            records = {part.name: part.running() for part in self.parts}
+            to_start = [part for part in self.parts if records[part.name] is None]
+            for part in to_start:
+                await part.preflight()
+            self._check_ports(to_start)
+            if self.kafka in to_start:
+                await self.kafka.ensure_jars()
+            started: list[Part] = []
+            try:
+                for part in to_start:
+                    records[part.name] = await part.start()
+                    started.append(part)
+                for part in self.parts:
+                    record = records[part.name]
+                    assert record is not None
+                    await part.wait_ready(record, self.config.ready_timeout)
+                settings = self.settings()
+                report.topics = await provision_topics(settings)
+                self._write_stack_file(settings)
+            except BaseException:
+                for part in reversed(started):
+                    with contextlib.suppress(Exception):
+                        await part.stop()
+                raise
+            report.started = [p.name for p in started]
+            report.reused = [p.name for p in self.parts if p not in started]
+            report.parts = self.status()
+            return report
+
+    async def down(self) -> list[str]:
+        """Stop every running part, keeping its data; return the names stopped."""
+        if not self.config.home.is_dir():
+            return []
+        async with self._locked():
+            stopped = []
+            for part in self.parts:
+                if await part.stop():
+                    stopped.append(part.name)
+            return stopped
+
+    def _check_ports(self, parts: list[Part]) -> None:
+        seen: dict[int, str] = {}
+        for part in self.parts:
+            for env, port in part.ports.items():
+                if port in seen:
+                    raise StackError(
+                        f"{env} and {seen[port]} are both {port}",
+                        "give every part of the stack its own port",
+                    )
+                seen[port] = env
+        host = self.config.host
+        for part in parts:
+            for env, port in part.ports.items():
+                if port_in_use(host, port):
+                    raise StackError(
+                        f"port {port} on {host} ({part.name}) is already in use by another program",
+                        f"stop that program or choose another port, e.g. {env}={_free_hint(port)}",
+                    )
+
+    def _write_stack_file(self, settings: Settings) -> None:
+        data = {
+            "kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
+            "postgres_dsn": settings.postgres_dsn,
+            "redis_url": settings.redis_url,
+        }
+        tmp = self.stack_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(self.stack_file)
+
+    @contextlib.asynccontextmanager
+    async def _locked(self) -> AsyncIterator[None]:
+        with (self.config.home / ".lock").open("a") as f:
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _free_hint(port: int) -> int:
+    """A nearby port that is free now, to suggest in the error message."""
+    for candidate in range(port + 100, port + 1100, 100):
+        if candidate < 65536 and not port_in_use("127.0.0.1", candidate):
+            return candidate
+    return port + 1

@@ -1,0 +1,117 @@
+"""``runwire stack up | down | status | logs``: the local Kafka, Postgres and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runwire.cli.common import fail_on_runwire_error
+from runwire.infra.stack import LocalStack, PartStatus
+from runwire.infra.stack.process import tail
+
+app = typer.Typer(help="Run the local stack: Kafka, PostgreSQL and Redis.", no_args_is_help=True)
+console = Console()
+
+
+class PartName(StrEnum):
+    kafka = "kafka"
+    postgres = "postgres"
+    redis = "redis"
+
+
+@app.command()
+def up() -> None:
+    """Start whatever is not running (a running stack is reused) and provision topics."""
+    stack = LocalStack()
+    begun = time.monotonic()
+    with fail_on_runwire_error(), console.status("starting the local stack..."):
+        report = asyncio.run(stack.up())
+    for part in report.parts:
+        verb = "started" if part.name in report.started else "running"
+        console.print(f"[green]{verb:>7}[/] {part.name:<9} {part.address}")
+    for line in report.topics.lines():
+        if not line.startswith("unchanged"):
+            console.print(f"  topics: {line}")
+    console.print(f"stack up in {time.monotonic() - begun:.1f}s; addresses in {stack.stack_file}")
+
+
+@app.command()
+def down() -> None:
+    """Stop everything the stack started; the data stays for the next `up`."""
+    with fail_on_runwire_error():
+        stopped = asyncio.run(LocalStack().down())
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@app.command()
+def status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Show each part: running or not, and where it listens. Exits 1 when a part is down."""
+    parts = LocalStack().status()
+    if as_json:
+        typer.echo(json.dumps({p.name: p.as_dict() for p in parts}, indent=2))
+    else:
+        console.print(_table(parts))
+    if not all(p.running for p in parts):
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    part: PartName | None = typer.Argument(None, help="One part; all of them when left out."),
+    lines: int = typer.Option(40, "--lines", "-n", help="How many lines from the end."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what is added."),
+) -> None:
+    """Print the end of a part's log (and its location)."""
+    stack = LocalStack()
+    names = [part.value] if part else [p.name for p in stack.parts]
+    files = [f for name in names for f in stack.part(name).log_files() if f.exists()]
+    if not files:
+        typer.echo(f"no logs yet under {stack.config.home}", err=True)
+        raise typer.Exit(1)
+    for f in files:
+        typer.echo(f"==> {f} <==")
+        text = tail(f, lines)
+        if text:
+            typer.echo(text)
+    if follow:
+        _follow(files)
+
+
+def _follow(files: list[Path]) -> None:
+    offsets = {f: f.stat().st_size for f in files}
+    try:
+        while True:
+            for f in files:
+                size = f.stat().st_size if f.exists() else 0
+                if size < offsets[f]:  # rotated
+                    offsets[f] = 0
+                if size > offsets[f]:
+                    with f.open("rb") as fh:
+                        fh.seek(offsets[f])
+                        typer.echo(fh.read().decode(errors="replace"), nl=False)
+                    offsets[f] = size
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        return
+
+
+def _table(parts: list[PartStatus]) -> Table:
+    table = Table(title="runwire local stack")
+    table.add_column("part")
+    table.add_column("state")
+    table.add_column("address")
+    table.add_column("pid", justify="right")
+    table.add_column("data")
+    for p in parts:
+        state = "[green]running[/]" if p.running else "[red]stopped[/]"
+        table.add_row(p.name, state, p.address, str(p.pid or ""), p.data_dir)
+    return table

@@ -1,0 +1,125 @@
+"""Fixtures for tests that need the real servers.
+
+The test stack is the project's own local stack in ``<repo>/.runwire/test``
+(``RUNWIRE_TEST_HOME`` overrides), on its own ports, brought up once per test
+session (reused when it already runs, e.g. by another test session) and left
+running for the next one; `runwire stack down` with ``RUNWIRE_HOME`` set to
+that directory stops it.
+
+- ``stack_settings`` (session): Settings pointing at the running test stack.
+- ``settings`` (per test): the same with a fresh topic prefix (its topics
+  provisioned from infra/topics.toml), a fresh Redis key prefix and a fresh
+  Postgres schema (search_path), so tests never see each other's data; all
+  three are removed after the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest_asyncio
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+
+from runwire.infra.stack import LocalStack, StackConfig
+from runwire.infra.topics import load_topics, provision_topics
+from runwire.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+# Preferred ports of the test stack; a free one is picked when one is taken.
+TEST_PORTS = {
+    "kafka_port": 29092,
+    "kafka_controller_port": 29093,
+    "postgres_port": 25432,
+    "redis_port": 26379,
+}
+
+
+def stack_home() -> Path:
+    return Path(os.environ.get("RUNWIRE_TEST_HOME", REPO / ".runwire" / "test"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def stack_config(home: Path, preferred: dict[str, int] | None = None) -> StackConfig:
+    """A stack config for ``home`` on the preferred ports, or free ones where those are taken.
+
+    A stack that already runs in ``home`` is reused on whatever ports it has.
+    """
+    from runwire.infra.stack.process import port_in_use
+
+    ports = {}
+    for name, port in (preferred or {}).items():
+        ports[name] = port if not port_in_use("127.0.0.1", port) else free_port()
+    for name in TEST_PORTS:
+        ports.setdefault(name, free_port())
+    return StackConfig(home=home, **ports)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def local_stack() -> LocalStack:
+    """The session's test stack, up and answering."""
+    stack = LocalStack(stack_config(stack_home(), TEST_PORTS))
+    await stack.up()
+    return stack
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def stack_settings(local_stack: LocalStack) -> Settings:
+    return local_stack.settings()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
+    """Settings of the test stack with this test's own topics, keys and schema."""
+    tag = uuid.uuid4().hex[:10]
+    schema = f"t_{tag}"
+    separator = "&" if "?" in stack_settings.postgres_dsn else "?"
+    dsn = f"{stack_settings.postgres_dsn}{separator}options={quote(f'-csearch_path={schema}')}"
+    mine = stack_settings.model_copy(
+        update={"topic_prefix": f"t{tag}.", "redis_key_prefix": f"t{tag}", "postgres_dsn": dsn}
+    )
+    async with await psycopg.AsyncConnection.connect(
+        stack_settings.postgres_dsn, autocommit=True
+    ) as conn:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+    await provision_topics(mine)
+    try:
+        yield mine
+    finally:
+        await _drop_topics(mine)
+        async with await psycopg.AsyncConnection.connect(
+            stack_settings.postgres_dsn, autocommit=True
+        ) as conn:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        client = aioredis.Redis.from_url(mine.redis_url)
+        try:
+            keys = [k async for k in client.scan_iter(match=f"{mine.redis_key_prefix}*")]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
+
+
+async def _drop_topics(settings: Settings) -> None:
+    """Delete this test's topics so the test stack does not pile up partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        names = [settings.topic_for(spec.id) for spec in load_topics()]
+        with contextlib.suppress(Exception):
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
