@@ -3,10 +3,12 @@
 One module per provider API, each with the same functions:
 
 - ``encode_request(messages, *, model, system=None, tools=(), max_tokens=...,
-  thinking=None, temperature=None, extra=None) -> dict`` — the request body
-  (OpenAI, Anthropic) or the ``converse(**kwargs)`` arguments (Bedrock).
-  ``thinking`` is a thinking budget in tokens (``None``: off). ``extra`` is
-  merged into the top level for provider-specific knobs.
+  thinking=None, extra=None) -> dict`` — the request body (OpenAI,
+  Anthropic) or the ``converse(**kwargs)`` arguments (Bedrock).
+  ``thinking`` is a thinking budget in tokens (``None``: off; ignored by
+  OpenAI Chat). ``extra`` is merged into the top level for provider-specific
+  knobs. OpenAI and Bedrock also take ``temperature``; the Anthropic SDK's
+  request type has no such field.
 - ``encode_messages(messages, ...) -> list[dict]`` — just the messages.
 - ``decode_response(resp, *, tools=()) -> list[Part]`` — the assistant parts
   of a response (an SDK response object or its JSON), in provider order;

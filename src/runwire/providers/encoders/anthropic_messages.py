@@ -64,10 +64,13 @@ def encode_request(
     system: str | None = None,
     tools: Sequence[ToolSpec] = (),
     thinking: int | None = None,
-    temperature: float | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of ``POST /v1/messages`` (``client.messages.create(**body)``)."""
+    """The body of ``POST /v1/messages`` (``client.messages.create(**body)``).
+
+    There is no ``temperature``: the Messages API the installed SDK speaks has
+    no such field (its request type is what the tests check against).
+    """
     body: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens,
@@ -79,8 +82,6 @@ def encode_request(
         body["tools"] = [_tool(t) for t in tools]
     if thinking is not None:
         body["thinking"] = {"type": "enabled", "budget_tokens": thinking}
-    if temperature is not None:
-        body["temperature"] = temperature
     if extra:
         body.update(extra)
     return body
