@@ -1,0 +1,1 @@
+"""Migrations of the run-status projection (templated by generation)."""

@@ -1,0 +1,1 @@
+"""Migrations of the tables the projector runtime shares (positions, generations)."""

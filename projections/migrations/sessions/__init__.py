@@ -1,0 +1,1 @@
+"""Migrations of the session-index projection (templated by generation)."""

@@ -1,0 +1,234 @@
+"""How one run event changes a run's row (pure: no I/O).
+
+Rules (the run-status contract, also written out in ``projections/reference.py``):
+
+- The first event of a run creates its row with status ``pending``; ids
+  (session, agent, user, tenant) take the first non-empty value seen;
+  ``turn_id`` the latest; ``run_started`` sets ``parent_run_id`` and the
+  agent. ``started_at`` is the time of the run's first event (normally its
+  ``run_started``).
+- ``labels``: envelope labels of every event, then ``run_started``'s payload
+  labels, merged in log order (later keys win).
+- Status: ``run_started`` -> ``pending``; ``run_status_changed`` sets status,
+  phase (when given) and ``status_reason``; ``run_completed`` / ``run_failed``
+  / ``run_canceled`` end the run (status, phase, ``ended_at``, and the error
+  of a failure). An ended run keeps its first ending: later lifecycle events
+  count as events but change no status.
+- Counts: messages = ``user_message`` + ``assistant_text`` events; tool calls
+  = ``tool_use``; tool errors = ``tool_result`` with ``is_error``; usage sums
+  every ``usage`` event.
+- ``updated_at`` is the latest ``occurred_at`` seen; ``first_offset`` /
+  ``last_offset`` bracket the run's applied events in its partition.
+- Rejected (dead-lettered, row unchanged): a non-run event on the run topic
+  (``wrong_topic``); a record whose key is not its run_id (``key_mismatch``:
+  it would be out of its run's order); a ``tool_use`` whose id is still
+  awaiting its result (``duplicate_tool_use``); a ``tool_result`` for no
+  awaited ``tool_use`` (``unknown_tool_use``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from runwire.contract.events import (
+    Event,
+    RunCanceled,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    RunStatus,
+    RunStatusChanged,
+    Stream,
+    ToolResult,
+    ToolUse,
+    Usage,
+)
+
+TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
+_TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
+
+
+class Rejected(Exception):
+    """A run event that cannot be applied; ``reason`` is the dead-letter reason code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class RunRow:
+    """A run's row in ``run_status`` (column for column); readers get it as ``Run``."""
+
+    run_id: str
+    session_id: str | None
+    agent_id: str | None
+    turn_id: str | None
+    user_id: str | None
+    tenant: str | None
+    parent_run_id: str | None
+    status: str
+    phase: str | None
+    status_reason: str | None
+    labels: dict[str, str]
+    started_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    message_count: int
+    tool_call_count: int
+    tool_error_count: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    last_error: dict[str, Any] | None
+    pending_tool_uses: list[str]
+    event_count: int
+    log_partition: int
+    first_offset: int
+    last_offset: int
+
+    @classmethod
+    def new(cls, event: Event, partition: int, offset: int) -> RunRow:
+        assert event.run_id is not None
+        return cls(
+            run_id=event.run_id,
+            session_id=None,
+            agent_id=None,
+            turn_id=None,
+            user_id=None,
+            tenant=None,
+            parent_run_id=None,
+            status=RunStatus.PENDING.value,
+            phase=None,
+            status_reason=None,
+            labels={},
+            started_at=event.occurred_at,
+            updated_at=event.occurred_at,
+            ended_at=None,
+            message_count=0,
+            tool_call_count=0,
+            tool_error_count=0,
+            input_tokens=0,
+            output_tokens=0,
+            cache_read_tokens=0,
+            cache_write_tokens=0,
+            last_error=None,
+            pending_tool_uses=[],
+            event_count=0,
+            log_partition=partition,
+            first_offset=offset,
+            last_offset=offset,
+        )
+
+    @property
+    def ended(self) -> bool:
+        return self.status in _TERMINAL_VALUES
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (times as ISO 8601)."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, datetime):
+                out[key] = value.isoformat()
+        return out
+
+
+Run = RunRow
+"""What readers get: a run as the run-status projection sees it."""
+
+
+def check(row: RunRow | None, event: Event, key: bytes | None) -> None:
+    """Raise :class:`Rejected` when ``event`` cannot be applied to ``row``."""
+    if event.type.stream is not Stream.RUN:
+        raise Rejected("wrong_topic", f"{event.type.value} event on the run-events topic")
+    assert event.run_id is not None  # the contract requires it for run events
+    if key != event.run_id.encode():
+        raise Rejected(
+            "key_mismatch",
+            f"record key {key!r:.80} is not the run_id {event.run_id!r} of event {event.event_id}",
+        )
+    payload = event.payload
+    pending = row.pending_tool_uses if row is not None else []
+    if isinstance(payload, ToolUse) and payload.id in pending:
+        raise Rejected(
+            "duplicate_tool_use",
+            f"run {event.run_id}: tool_use id {payload.id!r} is already awaiting its result",
+        )
+    if isinstance(payload, ToolResult) and payload.tool_use_id not in pending:
+        raise Rejected(
+            "unknown_tool_use",
+            f"run {event.run_id}: tool_result for tool_use {payload.tool_use_id!r}, "
+            "which the run is not awaiting",
+        )
+
+
+def apply(row: RunRow | None, event: Event, partition: int, offset: int) -> RunRow:
+    """The row after ``event`` (call :func:`check` first). Mutates and returns ``row``."""
+    if row is None:
+        row = RunRow.new(event, partition, offset)
+    row.session_id = row.session_id or event.session_id
+    row.agent_id = row.agent_id or event.agent_id
+    row.user_id = row.user_id or event.user_id
+    row.tenant = row.tenant or event.tenant
+    row.turn_id = event.turn_id or row.turn_id
+    if event.labels:
+        row.labels.update(event.labels)
+    row.event_count += 1
+    row.updated_at = max(row.updated_at, event.occurred_at)
+    row.last_offset = offset
+    _apply_payload(row, event)
+    return row
+
+
+def _end(row: RunRow, status: RunStatus, event: Event, reason: str | None) -> None:
+    row.status = status.value
+    row.phase = status.value
+    row.status_reason = reason
+    row.ended_at = event.occurred_at
+
+
+def _apply_payload(row: RunRow, event: Event) -> None:
+    p = event.payload
+    if isinstance(p, RunStarted):
+        row.agent_id = row.agent_id or p.agent_id
+        row.parent_run_id = row.parent_run_id or p.parent_run_id
+        row.labels.update(p.labels)
+    elif isinstance(p, RunStatusChanged):
+        if not row.ended:
+            row.status = p.status.value
+            row.phase = p.phase.value if p.phase is not None else row.phase
+            row.status_reason = p.reason
+            if p.status in TERMINAL:
+                row.ended_at = event.occurred_at
+    elif isinstance(p, RunCompleted):
+        if not row.ended:
+            _end(row, RunStatus.COMPLETED, event, p.stop_reason)
+    elif isinstance(p, RunFailed):
+        if not row.ended:
+            _end(row, RunStatus.FAILED, event, p.error_kind)
+            row.last_error = {
+                "kind": p.error_kind,
+                "message": p.message,
+                "retryable": p.retryable,
+                "event_id": event.event_id,
+            }
+    elif isinstance(p, RunCanceled):
+        if not row.ended:
+            _end(row, RunStatus.CANCELED, event, p.reason)
+    elif isinstance(p, ToolUse):
+        row.tool_call_count += 1
+        row.pending_tool_uses.append(p.id)
+    elif isinstance(p, ToolResult):
+        row.pending_tool_uses.remove(p.tool_use_id)
+        if p.is_error:
+            row.tool_error_count += 1
+    elif isinstance(p, Usage):
+        row.input_tokens += p.input_tokens
+        row.output_tokens += p.output_tokens
+        row.cache_read_tokens += p.cache_read_tokens
+        row.cache_write_tokens += p.cache_write_tokens
+    elif event.type.value in ("user_message", "assistant_text"):
+        row.message_count += 1

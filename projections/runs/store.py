@@ -1,0 +1,94 @@
+"""Reading the run-status projection: ``RunStore.get / list / wait_for``.
+
+Readers query the ``run_status`` view, which always shows the live copy; a
+rebuild's switch is atomic for them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+
+from runwire.errors import NotFoundError
+from runwire.projections.runs.fold import Run
+from runwire.projections.runs.projection import COLUMN_NAMES, RunsProjection
+from runwire.projections.runtime.paging import Page, decode_token, encode_token
+from runwire.projections.runtime.pg_projection import PostgresReader
+
+
+class RunStore(PostgresReader):
+    """Read API over ``run_status`` (see :class:`PostgresReader` for opening and waiting)."""
+
+    projection_class = RunsProjection
+
+    async def get(self, run_id: str) -> Run:
+        """The run; :class:`NotFoundError` when the projection has not seen it."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {COLUMN_NAMES} FROM run_status WHERE run_id = %s", (run_id,)
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"run {run_id!r} is not in the run-status projection")
+        return Run(*row)
+
+    async def list(
+        self,
+        *,
+        session_id: str | None = None,
+        status: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page: str | None = None,
+        limit: int = 50,
+        oldest_first: bool = False,
+    ) -> Page[Run]:
+        """Runs matching every filter given, newest first (by ``started_at``), keyset-paged.
+
+        ``since`` / ``until`` bound ``started_at`` (inclusive / exclusive);
+        ``labels`` must all be present with these values; ``oldest_first``
+        gives a session's runs in conversation order.
+        """
+        where: list[sql.Composable] = []
+        params: list[Any] = []
+        if session_id is not None:
+            where.append(sql.SQL("session_id = %s"))
+            params.append(session_id)
+        if status is not None:
+            where.append(sql.SQL("status = %s"))
+            params.append(status)
+        if labels:
+            where.append(sql.SQL("labels @> %s::jsonb"))
+            params.append(json.dumps(dict(labels), separators=(",", ":")))
+        if since is not None:
+            where.append(sql.SQL("started_at >= %s"))
+            params.append(since)
+        if until is not None:
+            where.append(sql.SQL("started_at < %s"))
+            params.append(until)
+        if page is not None:
+            at, key = decode_token(page)
+            after = ">" if oldest_first else "<"
+            where.append(sql.SQL("(started_at, run_id) " + after + " (%s, %s)"))
+            params.extend([at, key])
+        query = sql.SQL(
+            "SELECT {cols} FROM run_status {where} ORDER BY started_at {d}, run_id {d} LIMIT %s"
+        ).format(
+            cols=sql.SQL(COLUMN_NAMES),
+            where=(sql.SQL("WHERE ") + sql.SQL(" AND ").join(where)) if where else sql.SQL(""),
+            d=sql.SQL("ASC" if oldest_first else "DESC"),
+        )
+        params.append(limit + 1)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            rows = [Run(*row) for row in await cur.fetchall()]
+        token = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            token = encode_token(rows[-1].started_at, rows[-1].run_id)
+        return Page(items=rows, next_page=token)

@@ -1,0 +1,568 @@
+"""The projector: drives one projection from Kafka, exactly-once in effect.
+
+Contract:
+- One consumer group per projection (``<topic_prefix>runwire-projector-<name>``)
+  so every projection has its own pace and lag. Scale out by running more
+  instances; partitions are shared among them by Kafka.
+- Positions live in the projection's store, written with its rows
+  (see :mod:`runwire.projections.runtime.protocol`). On every assignment the
+  projector loads them and seeks there; Kafka's committed offsets are written
+  after each apply (at most once per ``commit_interval``) only as a lag hint.
+- Every fetched record is decoded; a record that does not decode is written
+  to the dead-letter topic (before the position moves past it) and the
+  partition goes on. A batch whose apply fails for a reason that is not
+  transient is re-applied one record at a time, and the records that still
+  fail are dead-lettered: a bad record never stalls its partition.
+- Transient failures (store or broker unreachable) are retried with backoff
+  from the stored positions; nothing is skipped.
+- ``assignment="all"`` reads every partition without a group (used by
+  rebuilds): no rebalances, no committed offsets.
+- ``stop()`` is idempotent; ``async with`` starts and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+import psycopg
+import redis.exceptions
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.structs import TopicPartition as KafkaTopicPartition
+
+from runwire.errors import ConfigurationError, DecodeError, RunwireError
+from runwire.projections.runtime.dead_letters import DeadLetterProducer
+from runwire.projections.runtime.protocol import (
+    ApplyResult,
+    Batch,
+    DeadLetterSink,
+    Projection,
+    ProjectionError,
+    Rejection,
+    SourceRecord,
+    TopicPartition,
+)
+from runwire.settings import Settings
+
+if TYPE_CHECKING:
+    from runwire.contract.events import Event
+
+log = logging.getLogger(__name__)
+
+
+class Decoder(Protocol):
+    """Bytes to event; raises :class:`runwire.errors.DecodeError` with a reason."""
+
+    def decode(self, data: bytes) -> Event: ...
+
+
+def consumer_group(settings: Settings, projection_name: str) -> str:
+    """The consumer group of a projection (prefixed like the topics)."""
+    return f"{settings.topic_prefix}runwire-projector-{projection_name}"
+
+
+def is_transient(error: BaseException) -> bool:
+    """True for failures of the infrastructure: retried from the stored positions, forever."""
+    if isinstance(error, RunwireError):
+        return error.retriable
+    if isinstance(error, KafkaError):
+        return True  # broker trouble is never the record's fault
+    # A missing table or privilege is a deployment problem, not the record's:
+    # stall (loudly) until it is fixed rather than dead-letter the whole log.
+    return isinstance(
+        error,
+        psycopg.OperationalError
+        | psycopg.errors.UndefinedTable
+        | psycopg.errors.UndefinedColumn
+        | psycopg.errors.InsufficientPrivilege
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError
+        | OSError
+        | TimeoutError
+        | ConnectionError,
+    )
+
+
+def caused_by_record(error: BaseException) -> bool:
+    """True when a failed apply may be the fault of a record in the batch.
+
+    Such a batch is re-applied record by record and the records that still
+    fail are dead-lettered. Data errors of the store (a value it refuses) and
+    plain Python errors raised while folding count; infrastructure failures
+    (:func:`is_transient`), :class:`ProjectionError`, configuration errors
+    and other store errors (a broken statement fails for every record) do not.
+    """
+    if is_transient(error) or isinstance(error, ProjectionError | ConfigurationError):
+        return False
+    if isinstance(error, psycopg.Error):
+        return isinstance(error, psycopg.DataError | psycopg.IntegrityError)
+    return not isinstance(error, redis.exceptions.RedisError | KafkaError)
+
+
+@dataclass(slots=True)
+class ProjectorStats:
+    """Counters since start (for progress bars, status and tests)."""
+
+    batches: int = 0
+    records: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    undecodable: int = 0
+    rejected: int = 0
+    retries: int = 0
+    assignments: int = 0
+    last_batch_at: float = 0.0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectorOptions:
+    """Tuning knobs; the defaults suit both live serving and rebuilds."""
+
+    max_records: int = 2000
+    poll_timeout_ms: int = 200
+    commit_interval: float = 1.0
+    max_partition_fetch_bytes: int = 1_048_576
+    fetch_max_bytes: int = 16 * 1_048_576
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    group_instance_id: str | None = None
+    retry_backoff: float = 0.2
+    max_retry_backoff: float = 5.0
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, projector: Projector) -> None:
+        self._projector = projector
+
+    async def on_partitions_revoked(self, revoked: Collection[Any]) -> None:
+        self._projector._forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: Collection[Any]) -> None:
+        await self._projector._seek_to_stored(assigned)
+
+
+class Projector:
+    """Runs a :class:`Projection` against Kafka. See the module docstring."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        settings: Settings,
+        *,
+        decoder: Decoder | None = None,
+        dead_letters: DeadLetterSink | None = None,
+        options: ProjectorOptions | None = None,
+        assignment: Literal["group", "all"] = "group",
+        on_batch: Callable[[Projector, ApplyResult], None] | None = None,
+    ) -> None:
+        self.projection = projection
+        self._settings = settings
+        self._decoder = decoder
+        self._dead_letters = dead_letters
+        self._own_dead_letters: DeadLetterProducer | None = None
+        self._options = options or ProjectorOptions()
+        self._assignment = assignment
+        self._on_batch = on_batch
+        self._consumer: Any = None
+        self._stopping = asyncio.Event()
+        self._started = False
+        # Position the runner believes is stored per owned partition.
+        self._expected: dict[TopicPartition, int] = {}
+        self._last_commit = 0.0
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self.stats = ProjectorStats()
+
+    # -- lifecycle -------------------------------------------------------------
+
+    @property
+    def group_id(self) -> str | None:
+        if self._assignment == "all":
+            return None
+        return consumer_group(self._settings, self.projection.name)
+
+    async def start(self) -> None:
+        """Connect, join the group (or assign every partition) and seek to stored positions."""
+        if self._started:
+            return
+        if self._decoder is None:
+            from runwire.contract.codec import default_codec
+
+            self._decoder = default_codec()
+        if self._dead_letters is None:
+            self._own_dead_letters = DeadLetterProducer(self._settings, self.projection.name)
+            await self._own_dead_letters.start()
+            self._dead_letters = self._own_dead_letters
+        opts = self._options
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"{self._settings.client_id}-projector-{self.projection.name}",
+            group_id=self.group_id,
+            group_instance_id=opts.group_instance_id if self._assignment == "group" else None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=opts.max_partition_fetch_bytes,
+            fetch_max_bytes=opts.fetch_max_bytes,
+            session_timeout_ms=opts.session_timeout_ms,
+            heartbeat_interval_ms=opts.heartbeat_interval_ms,
+        )
+        await consumer.start()
+        self._consumer = consumer
+        self._started = True
+        try:
+            if self._assignment == "group":
+                consumer.subscribe(topics=list(self.projection.topics), listener=_Listener(self))
+            else:
+                tps = await self.partitions()
+                consumer.assign([KafkaTopicPartition(tp.topic, tp.partition) for tp in tps])
+                await self._seek_to_stored(consumer.assignment())
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Commit the lag hint, leave the group, close. Safe to call twice."""
+        self._stopping.set()
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                await self._commit_hint(consumer, force=True)
+            finally:
+                await consumer.stop()
+        own, self._own_dead_letters = self._own_dead_letters, None
+        if own is not None:
+            await own.stop()
+            self._dead_letters = None
+
+    async def __aenter__(self) -> Projector:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- introspection ---------------------------------------------------------
+
+    async def partitions(self) -> list[TopicPartition]:
+        """Every partition of the projection's topics (waits for metadata)."""
+        consumer = self._require_consumer()
+        out: list[TopicPartition] = []
+        for topic in self.projection.topics:
+            parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic)
+            if not parts:
+                raise RunwireError(
+                    f"topic {topic!r} of projection {self.projection.name!r} does not exist "
+                    f"on {self._settings.kafka_bootstrap_servers}"
+                )
+            out.extend(TopicPartition(topic, p) for p in sorted(parts))
+        return out
+
+    def assigned(self) -> set[TopicPartition]:
+        """Partitions this instance currently reads."""
+        if self._consumer is None:
+            return set()
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def positions(self) -> dict[TopicPartition, int]:
+        """Position this instance has stored (or loaded) per owned partition."""
+        return dict(self._expected)
+
+    async def end_offsets(self) -> dict[TopicPartition, int]:
+        """The log end of every owned partition, asked of the broker now."""
+        consumer = self._require_consumer()
+        tps = list(consumer.assignment())
+        if not tps:
+            return {}
+        ends = await consumer.end_offsets(tps)
+        return {TopicPartition(tp.topic, tp.partition): off for tp, off in ends.items()}
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Records between each owned partition's stored position and its log end."""
+        ends = await self.end_offsets()
+        return {tp: max(0, end - self._expected.get(tp, 0)) for tp, end in ends.items()}
+
+    # -- running ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Fetch and apply until :meth:`stop` is called (or the task is cancelled)."""
+        if not self._started:
+            raise RuntimeError("Projector.run() needs start() first (or `async with`)")
+        backoff = self._options.retry_backoff
+        while not self._stopping.is_set():
+            try:
+                await self.step()
+                backoff = self._options.retry_backoff
+            except Exception as e:
+                if self._stopping.is_set():
+                    break
+                if not is_transient(e):
+                    raise
+                self.stats.retries += 1
+                log.warning(
+                    "projection %s: transient failure, retrying in %.1fs: %s: %s",
+                    self.projection.name,
+                    backoff,
+                    type(e).__name__,
+                    e,
+                )
+                await self._rewind()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                backoff = min(backoff * 2, self._options.max_retry_backoff)
+
+    async def step(self, timeout_ms: int | None = None) -> ApplyResult | None:
+        """One fetch + decode + apply. Returns None when nothing was fetched."""
+        consumer = self._require_consumer()
+        fetched: Mapping[Any, Sequence[Any]] = await consumer.getmany(
+            timeout_ms=self._options.poll_timeout_ms if timeout_ms is None else timeout_ms,
+            max_records=self._options.max_records,
+        )
+        if not fetched:
+            await self._commit_hint(consumer)
+            return None
+        records: list[SourceRecord] = []
+        undecodable: list[Rejection] = []
+        next_positions: dict[TopicPartition, int] = {}
+        expected: dict[TopicPartition, int] = {}
+        decoder = self._decoder
+        assert decoder is not None
+        for ktp, raw in fetched.items():
+            tp = TopicPartition(ktp.topic, ktp.partition)
+            start = self._expected.get(tp, 0)
+            raw = [r for r in raw if r.offset >= start]
+            if not raw:
+                continue
+            expected[tp] = start
+            next_positions[tp] = raw[-1].offset + 1
+            for r in raw:
+                value: bytes = r.value if r.value is not None else b""
+                headers = tuple(r.headers or ())
+                try:
+                    event = decoder.decode(value)
+                except DecodeError as e:
+                    undecodable.append(
+                        Rejection(
+                            topic=tp.topic,
+                            partition=tp.partition,
+                            offset=r.offset,
+                            key=r.key,
+                            value=value,
+                            headers=headers,
+                            reason=e.reason,
+                            error_class=type(e).__name__,
+                            message=str(e),
+                        )
+                    )
+                    continue
+                records.append(
+                    SourceRecord(
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        offset=r.offset,
+                        timestamp_ms=r.timestamp,
+                        key=r.key,
+                        value=value,
+                        headers=headers,
+                        event=event,
+                    )
+                )
+        if not next_positions:
+            return None
+        sink = self._require_sink()
+        # Dead letters first: the position may only pass a record once its
+        # dead letter is written.
+        await sink.send(undecodable)
+        self.stats.undecodable += len(undecodable)
+        batch = Batch(records=records, next_positions=next_positions, expected=expected)
+        result = await self._apply(batch, sink)
+        self._after_apply(consumer, batch, result)
+        self.stats.batches += 1
+        self.stats.records += sum(len(v) for v in fetched.values())
+        self.stats.last_batch_at = time.monotonic()
+        await self._commit_hint(consumer)
+        if self._on_batch is not None:
+            self._on_batch(self, result)
+        return result
+
+    async def _apply(self, batch: Batch, sink: DeadLetterSink) -> ApplyResult:
+        try:
+            return await self.projection.apply(batch, sink)
+        except Exception as e:
+            if not batch.records or not caused_by_record(e):
+                raise
+            log.warning(
+                "projection %s: batch of %d failed (%s: %s); isolating the bad records",
+                self.projection.name,
+                len(batch.records),
+                type(e).__name__,
+                e,
+            )
+        return await self._apply_one_by_one(batch, sink)
+
+    async def _apply_one_by_one(self, batch: Batch, sink: DeadLetterSink) -> ApplyResult:
+        """Apply each record alone; dead-letter the ones that fail alone."""
+        expected = dict(batch.expected)
+        positions: dict[TopicPartition, int] = dict(batch.expected)
+        totals = {"applied": 0, "duplicates": 0, "skipped": 0, "rejected": 0}
+        by_tp: dict[TopicPartition, list[SourceRecord]] = {}
+        for each in batch.records:
+            by_tp.setdefault(each.tp, []).append(each)
+        for tp, nxt in batch.next_positions.items():
+            queue: list[SourceRecord | None] = [*by_tp.get(tp, []), None]
+            for record in queue:
+                target = nxt if record is None else record.offset + 1
+                one = Batch(
+                    records=[] if record is None else [record],
+                    next_positions={tp: target},
+                    expected={tp: expected[tp]},
+                )
+                try:
+                    result = await self.projection.apply(one, sink)
+                except Exception as e:
+                    if record is None or not caused_by_record(e):
+                        raise
+                    await sink.send(
+                        [
+                            Rejection.of(
+                                record,
+                                "apply_failed",
+                                f"{type(e).__name__}: {e}",
+                                error_class=type(e).__name__,
+                            )
+                        ]
+                    )
+                    totals["rejected"] += 1
+                    result = await self.projection.apply(
+                        Batch(records=[], next_positions={tp: target}, expected={tp: expected[tp]}),
+                        sink,
+                    )
+                stored = result.positions[tp]
+                positions[tp] = stored
+                totals["applied"] += result.applied
+                totals["duplicates"] += result.duplicates
+                totals["skipped"] += result.skipped
+                totals["rejected"] += result.rejected
+                if stored < target:
+                    break  # switched under us: the runner seeks back
+                expected[tp] = stored
+        return ApplyResult(
+            positions=positions,
+            applied=totals["applied"],
+            duplicates=totals["duplicates"],
+            skipped=totals["skipped"],
+            rejected=totals["rejected"],
+        )
+
+    def _after_apply(self, consumer: Any, batch: Batch, result: ApplyResult) -> None:
+        self.stats.applied += result.applied
+        self.stats.duplicates += result.duplicates
+        self.stats.skipped += result.skipped
+        self.stats.rejected += result.rejected
+        for key, value in result.extra.items():
+            self.stats.extra[key] = self.stats.extra.get(key, 0) + value
+        owned = self.assigned()
+        for tp, wanted in batch.next_positions.items():
+            stored = result.positions.get(tp, wanted)
+            if tp not in owned:
+                self._expected.pop(tp, None)
+                continue
+            self._expected[tp] = stored
+            self._uncommitted[tp] = stored
+            if stored != wanted:
+                log.info(
+                    "projection %s: %s/%d stored position is %d, not %d; seeking there",
+                    self.projection.name,
+                    tp.topic,
+                    tp.partition,
+                    stored,
+                    wanted,
+                )
+                consumer.seek(KafkaTopicPartition(tp.topic, tp.partition), stored)
+
+    # -- positions -------------------------------------------------------------
+
+    async def _seek_to_stored(self, assigned: Collection[Any]) -> None:
+        consumer = self._require_consumer()
+        tps = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
+        self.stats.assignments += 1
+        if not tps:
+            return
+        stored = await self.projection.load_positions(tps)
+        for tp in tps:
+            position = stored.get(tp, 0)
+            self._expected[tp] = position
+            consumer.seek(KafkaTopicPartition(tp.topic, tp.partition), position)
+        log.info(
+            "projection %s: assigned %s",
+            self.projection.name,
+            ", ".join(f"{tp.topic}/{tp.partition}@{stored.get(tp, 0)}" for tp in tps),
+        )
+
+    def _forget(self, revoked: Collection[Any]) -> None:
+        for tp in revoked:
+            key = TopicPartition(tp.topic, tp.partition)
+            self._expected.pop(key, None)
+            self._uncommitted.pop(key, None)
+
+    async def _rewind(self) -> None:
+        """After a failed apply, read again from the stored positions."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        owned = list(consumer.assignment())
+        if owned:
+            try:
+                await self._seek_to_stored(owned)
+            except Exception as e:
+                log.warning("projection %s: cannot reload positions: %s", self.projection.name, e)
+                for tp in owned:
+                    key = TopicPartition(tp.topic, tp.partition)
+                    consumer.seek(tp, self._expected.get(key, 0))
+
+    async def _commit_hint(self, consumer: Any, *, force: bool = False) -> None:
+        if self.group_id is None or not self._uncommitted:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_commit < self._options.commit_interval:
+            return
+        self._last_commit = now
+        owned = self.assigned()
+        offsets = {
+            KafkaTopicPartition(tp.topic, tp.partition): pos
+            for tp, pos in self._uncommitted.items()
+            if tp in owned
+        }
+        self._uncommitted.clear()
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, KafkaError) as e:
+            # Only a hint: the stored positions are the truth.
+            log.debug("projection %s: lag hint not committed: %s", self.projection.name, e)
+
+    def _require_consumer(self) -> Any:
+        if self._consumer is None:
+            raise RuntimeError("the projector is not started: use `async with` or start()")
+        return self._consumer
+
+    def _require_sink(self) -> DeadLetterSink:
+        if self._dead_letters is None:
+            raise RuntimeError("the projector is not started: use `async with` or start()")
+        return self._dead_letters

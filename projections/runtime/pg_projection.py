@@ -1,0 +1,302 @@
+"""The base of every Postgres projection: positions, dedupe and copies done once.
+
+A subclass says which topics it reads, which events it must remember (to
+drop re-published duplicates) and how to fold a batch of fresh records into
+its tables; this base keeps the :mod:`~runwire.projections.runtime.protocol`
+contract around that:
+
+- one transaction per batch: generation row ``FOR SHARE``, the batch's
+  position rows ``FOR UPDATE`` (sorted), the fold, the applied event ids, the
+  dead letters (sent before commit), the new positions;
+- records below a stored position are skipped; a partition whose stored
+  position is below the runner's expectation is left alone (the runner
+  seeks back);
+- events already applied (same event_id) are dropped before the fold; the
+  ids of rejected events are not remembered, so a redrive can apply them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from runwire.projections.runtime.generations import (
+    TableSet,
+    load_positions,
+    lock_positions,
+    store_positions,
+    tag,
+)
+from runwire.projections.runtime.pg import Conn, Pool, open_pool
+from runwire.projections.runtime.protocol import (
+    ApplyResult,
+    Batch,
+    DeadLetterSink,
+    LogPosition,
+    ProjectionError,
+    Rebuild,
+    Rejection,
+    SourceRecord,
+    TopicPartition,
+)
+from runwire.projections.runtime.waiting import wait_for
+from runwire.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class FoldContext:
+    """What a subclass's fold gets: the open transaction and the copy it writes."""
+
+    conn: Conn
+    generation: int
+    tables: TableSet
+
+    def table(self, base: str) -> str:
+        return self.tables.table(base, self.generation)
+
+
+class PostgresProjection(ABC):
+    """A :class:`~runwire.projections.runtime.protocol.Rebuildable` on Postgres tables.
+
+    ``generation=None`` follows the live copy (what a served projector does);
+    a number pins one copy (what a rebuild writes to).
+    """
+
+    tables: TableSet
+    applied_table: str
+    """Base name of the table of applied event ids."""
+
+    def __init__(self, pool: Pool, topics: Sequence[str], *, generation: int | None = None):
+        self._pool = pool
+        self._topics = tuple(topics)
+        self._generation = generation
+
+    # -- what subclasses provide ----------------------------------------------
+
+    @abstractmethod
+    def remember(self, record: SourceRecord) -> bool:
+        """True when applying this event twice would change the tables."""
+
+    @abstractmethod
+    async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
+        """Apply fresh records (log order per partition); return those rejected.
+
+        Runs inside the batch's transaction. A rejected record must leave the
+        tables as if it had not been there.
+        """
+
+    @abstractmethod
+    def pinned(self, generation: int) -> PostgresProjection:
+        """The same projection writing to ``generation``."""
+
+    # -- Projection -----------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.tables.projection
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self._topics
+
+    @property
+    def pool(self) -> Pool:
+        return self._pool
+
+    @property
+    def generation(self) -> int | None:
+        """The pinned generation, or None when following the live one."""
+        return self._generation
+
+    async def prepare(self) -> int:
+        """Apply migrations and create the live copy if needed; returns the live generation."""
+        async with self._pool.connection() as conn:
+            return await self.tables.ensure_live(conn)
+
+    async def load_positions(
+        self, partitions: Collection[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        async with self._pool.connection() as conn:
+            generation = self._generation
+            if generation is None:
+                generation = (await self.tables.state(conn)).live
+            return await load_positions(conn, self.name, generation, partitions)
+
+    async def apply(self, batch: Batch, dead_letters: DeadLetterSink) -> ApplyResult:
+        async with self._pool.connection() as conn, conn.transaction():
+            generation = await self._lock_generation(conn)
+            stored = await lock_positions(conn, self.name, generation, batch.next_positions)
+            moved = {tp for tp, pos in stored.items() if pos < batch.expected.get(tp, 0)}
+            fresh: list[SourceRecord] = []
+            skipped = 0
+            for record in batch.records:
+                tp = record.tp
+                if tp in moved or record.offset < stored[tp]:
+                    skipped += 1
+                else:
+                    fresh.append(record)
+            fresh, duplicates = await self._drop_duplicates(conn, generation, fresh)
+            ctx = FoldContext(conn=conn, generation=generation, tables=self.tables)
+            rejections = await self.fold(ctx, fresh) if fresh else []
+            rejected = {(r.topic, r.partition, r.offset) for r in rejections}
+            remembered = [
+                r.event.event_id
+                for r in fresh
+                if (r.topic, r.partition, r.offset) not in rejected and self.remember(r)
+            ]
+            if remembered:
+                await conn.execute(
+                    f"INSERT INTO {self.tables.table(self.applied_table, generation)} (event_id) "
+                    "SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING",
+                    (remembered,),
+                )
+            # Before commit: the position may only pass a record whose dead letter exists.
+            await dead_letters.send(rejections)
+            forward = {
+                tp: max(stored[tp], pos)
+                for tp, pos in batch.next_positions.items()
+                if tp not in moved
+            }
+            await store_positions(conn, self.name, generation, forward)
+        positions = {tp: forward.get(tp, stored[tp]) for tp in batch.next_positions}
+        return ApplyResult(
+            positions=positions,
+            applied=len(fresh) - len(rejections),
+            duplicates=duplicates,
+            skipped=skipped,
+            rejected=len(rejections),
+        )
+
+    async def _lock_generation(self, conn: Conn) -> int:
+        state = await self.tables.state(conn, lock="FOR SHARE")
+        if self._generation is None:
+            return state.live
+        if self._generation not in (state.live, state.building):
+            raise ProjectionError(
+                f"copy {tag(self._generation)} of {self.name!r} is gone "
+                f"(live {tag(state.live)}, building {state.building}); a newer rebuild "
+                "replaced it"
+            )
+        return self._generation
+
+    async def _drop_duplicates(
+        self, conn: Conn, generation: int, records: list[SourceRecord]
+    ) -> tuple[list[SourceRecord], int]:
+        """Records minus the events applied before (or earlier in this batch)."""
+        ids = [r.event.event_id for r in records if self.remember(r)]
+        if not ids:
+            return records, 0
+        cur = await conn.execute(
+            f"SELECT event_id::text FROM {self.tables.table(self.applied_table, generation)} "
+            "WHERE event_id = ANY(%s::uuid[])",
+            (ids,),
+        )
+        seen = {row[0] for row in await cur.fetchall()}
+        kept: list[SourceRecord] = []
+        duplicates = 0
+        for r in records:
+            if self.remember(r):
+                if r.event.event_id in seen:
+                    duplicates += 1
+                    continue
+                seen.add(r.event.event_id)
+            kept.append(r)
+        return kept, duplicates
+
+    # -- Rebuildable ------------------------------------------------------------
+
+    async def begin_rebuild(self, *, restart: bool = False) -> Rebuild:
+        await self.prepare()
+        async with self._pool.connection() as conn:
+            generation = await self.tables.begin_rebuild(conn, restart=restart)
+        return PostgresRebuild(self, generation)
+
+
+class PostgresRebuild:
+    """A copy being built; see :class:`~runwire.projections.runtime.protocol.Rebuild`."""
+
+    def __init__(self, live: PostgresProjection, generation: int) -> None:
+        self._live = live
+        self._generation = generation
+        self._projection = live.pinned(generation)
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def projection(self) -> PostgresProjection:
+        return self._projection
+
+    async def try_switch(self) -> bool:
+        async with self._live.pool.connection() as conn:
+            return await self._live.tables.try_switch(conn, self._generation)
+
+    async def discard(self) -> None:
+        async with self._live.pool.connection() as conn:
+            await self._live.tables.discard(conn, self._generation)
+
+
+class PostgresReader:
+    """Base of the read APIs over a Postgres projection: pool ownership and waiting.
+
+    Build one on a shared pool with ``Reader(pool, settings)``, or with its own
+    small pool by ``await Reader.connect(settings)`` (closed by ``close`` or
+    ``async with``). Either way the tables exist afterwards (``prepare``).
+    """
+
+    projection_class: Callable[[Pool, Settings], PostgresProjection]
+
+    def __init__(self, pool: Pool, settings: Settings) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._projection = self.projection_class(pool, settings)
+        self._owned_pool = False
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> Self:
+        pool = await open_pool(settings, max_size=2, name=f"runwire-{cls.__name__}")
+        reader = cls(pool, settings)
+        reader._owned_pool = True
+        try:
+            await reader.prepare()
+        except BaseException:
+            await pool.close()
+            raise
+        return reader
+
+    async def prepare(self) -> None:
+        """Create the tables if no projector has yet (idempotent)."""
+        await self._projection.prepare()
+
+    async def close(self) -> None:
+        """Close the pool if this reader opened it (idempotent)."""
+        if self._owned_pool:
+            self._owned_pool = False
+            await self._pool.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def wait_for(
+        self,
+        position: LogPosition,
+        timeout: float = 10.0,  # noqa: ASYNC109 - the read API's documented signature
+    ) -> None:
+        """Return once the projection has applied ``position`` (read-your-writes).
+
+        ``position`` is what ``Publisher.publish`` returned; raises
+        :class:`~runwire.projections.runtime.waiting.NotCaughtUpError` after ``timeout``.
+        """
+        await wait_for(self._projection, position, timeout)

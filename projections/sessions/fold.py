@@ -1,0 +1,207 @@
+"""How session events and run events change a session's row (pure: no I/O).
+
+The session index reads two topics whose records interleave differently in
+every process, so its rules keep the result independent of that interleaving:
+
+- **Session events** (session topic, one partition per session, so in order):
+  ``session_created`` declares the session (user: payload or envelope;
+  tenant: envelope; metadata: payload over what is there; ``declared_at``);
+  a second one changes nothing. ``session_metadata_set`` sets a key (a null
+  value removes it). ``session_ended`` makes the status ``ended`` (first end
+  wins). ``session_cleared`` records ``cleared_at``. ``session_deleted``
+  removes the row and leaves a tombstone: every later event of the session,
+  from either topic, is ignored, so neither replays nor late runs bring it
+  back. Envelope labels of session events merge into ``labels``.
+- **Run events** (run topic, any partition) only feed order-free aggregates:
+  ``last_activity_at`` (max), ``first_seen_at`` (min), ``run_count`` (number
+  of ``run_started``), and the first / last run by ``(occurred_at, run_id)``.
+  A run event of an unknown session creates the row (status ``active``).
+- Derived: ``user_id`` / ``tenant`` are the declared ones, else the first
+  run's; ``created_at`` is ``declared_at``, else ``first_seen_at``.
+- Rejected: an event of the wrong stream on either topic (``wrong_topic``)
+  and a record whose key is not its session id (session topic) or run id
+  (run topic) (``key_mismatch``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from runwire.contract.events import (
+    Event,
+    RunStarted,
+    SessionCleared,
+    SessionCreated,
+    SessionDeleted,
+    SessionEnded,
+    SessionMetadataSet,
+    Stream,
+)
+
+
+class Rejected(Exception):
+    """An event the session index cannot apply; ``reason`` is the dead-letter reason code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+BOOKKEEPING = frozenset(
+    {
+        "declared",
+        "declared_at",
+        "declared_user_id",
+        "declared_tenant",
+        "first_seen_at",
+        "first_run_id",
+        "first_run_at",
+        "first_run_user_id",
+        "first_run_tenant",
+    }
+)
+"""Columns the fold keeps to derive the others in any order; not part of the read API."""
+
+
+@dataclass(slots=True)
+class SessionRow:
+    """A session's row in ``session_index`` (column for column); readers get it as ``Session``."""
+
+    session_id: str
+    user_id: str | None
+    tenant: str | None
+    metadata: dict[str, Any]
+    labels: dict[str, str]
+    status: str
+    created_at: datetime
+    ended_at: datetime | None
+    cleared_at: datetime | None
+    last_activity_at: datetime
+    run_count: int
+    last_run_id: str | None
+    last_run_at: datetime | None
+    declared: bool
+    declared_at: datetime | None
+    declared_user_id: str | None
+    declared_tenant: str | None
+    first_seen_at: datetime
+    first_run_id: str | None
+    first_run_at: datetime | None
+    first_run_user_id: str | None
+    first_run_tenant: str | None
+
+    @classmethod
+    def new(cls, session_id: str, at: datetime) -> SessionRow:
+        return cls(
+            session_id=session_id,
+            user_id=None,
+            tenant=None,
+            metadata={},
+            labels={},
+            status="active",
+            created_at=at,
+            ended_at=None,
+            cleared_at=None,
+            last_activity_at=at,
+            run_count=0,
+            last_run_id=None,
+            last_run_at=None,
+            declared=False,
+            declared_at=None,
+            declared_user_id=None,
+            declared_tenant=None,
+            first_seen_at=at,
+            first_run_id=None,
+            first_run_at=None,
+            first_run_user_id=None,
+            first_run_tenant=None,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (times as ISO 8601); the bookkeeping columns left out."""
+        out = {k: v for k, v in asdict(self).items() if k not in BOOKKEEPING}
+        for key, value in out.items():
+            if isinstance(value, datetime):
+                out[key] = value.isoformat()
+        return out
+
+    def settle(self) -> SessionRow:
+        """Recompute the derived columns from the ones events set."""
+        self.user_id = self.declared_user_id or self.first_run_user_id
+        self.tenant = self.declared_tenant or self.first_run_tenant
+        self.created_at = self.declared_at if self.declared_at is not None else self.first_seen_at
+        return self
+
+
+Session = SessionRow
+"""What readers get: a session as the session index sees it."""
+
+
+def check(event: Event, key: bytes | None, *, from_session_topic: bool) -> None:
+    """Raise :class:`Rejected` when the record cannot be applied."""
+    wanted = Stream.SESSION if from_session_topic else Stream.RUN
+    if event.type.stream is not wanted:
+        topic = "session-events" if from_session_topic else "run-events"
+        raise Rejected("wrong_topic", f"{event.type.value} event on the {topic} topic")
+    owner = event.session_id if from_session_topic else event.run_id
+    assert owner is not None  # the contract requires it for this stream
+    if key != owner.encode():
+        kind = "session_id" if from_session_topic else "run_id"
+        raise Rejected(
+            "key_mismatch",
+            f"record key {key!r:.80} is not the {kind} {owner!r} of event {event.event_id}",
+        )
+
+
+def touch(row: SessionRow | None, session_id: str, at: datetime) -> SessionRow:
+    """The row (created when missing) with ``at`` folded into its activity bounds."""
+    if row is None:
+        return SessionRow.new(session_id, at)
+    row.last_activity_at = max(row.last_activity_at, at)
+    row.first_seen_at = min(row.first_seen_at, at)
+    return row
+
+
+def apply_run_event(row: SessionRow, event: Event) -> None:
+    """Fold a run event (order-free: any interleaving gives the same row)."""
+    if not isinstance(event.payload, RunStarted):
+        return
+    assert event.run_id is not None
+    row.run_count += 1
+    key = (event.occurred_at, event.run_id)
+    if row.last_run_at is None or key > (row.last_run_at, row.last_run_id or ""):
+        row.last_run_at, row.last_run_id = key
+    if row.first_run_at is None or key < (row.first_run_at, row.first_run_id or ""):
+        row.first_run_at, row.first_run_id = key
+        row.first_run_user_id = event.user_id
+        row.first_run_tenant = event.tenant
+
+
+def apply_session_event(row: SessionRow, event: Event) -> bool:
+    """Fold a session event (in its partition's order); True when it deletes the session."""
+    p = event.payload
+    if event.labels:
+        row.labels.update(event.labels)
+    if isinstance(p, SessionCreated):
+        if not row.declared:
+            row.declared = True
+            row.declared_at = event.occurred_at
+            row.declared_user_id = p.user_id or event.user_id
+            row.declared_tenant = event.tenant
+            row.metadata = {**row.metadata, **p.metadata}
+    elif isinstance(p, SessionMetadataSet):
+        if p.value is None:
+            row.metadata.pop(p.key, None)
+        else:
+            row.metadata[p.key] = p.value
+    elif isinstance(p, SessionEnded):
+        if row.status != "ended":
+            row.status = "ended"
+            row.ended_at = event.occurred_at
+    elif isinstance(p, SessionCleared):
+        row.cleared_at = event.occurred_at
+    elif isinstance(p, SessionDeleted):
+        return True
+    return False

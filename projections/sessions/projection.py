@@ -1,0 +1,153 @@
+"""The session-index projection: session events + run events -> ``session_index`` rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from runwire.contract.events import RunStarted
+from runwire.projections.runtime.generations import TableSet
+from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
+from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
+from runwire.projections.runtime.protocol import Rejection, SourceRecord
+from runwire.projections.sessions.fold import (
+    Rejected,
+    SessionRow,
+    apply_run_event,
+    apply_session_event,
+    check,
+    touch,
+)
+from runwire.settings import Settings
+
+NAME = "sessions"
+
+TABLES = TableSet(
+    projection=NAME,
+    package="runwire.projections.migrations.sessions",
+    tables=("session_index", "session_tombstones", "session_index_applied"),
+    views=("session_index", "session_tombstones"),
+)
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("session_id", "text"),
+    ("user_id", "text"),
+    ("tenant", "text"),
+    ("metadata", "jsonb"),
+    ("labels", "jsonb"),
+    ("status", "text"),
+    ("created_at", "timestamptz"),
+    ("ended_at", "timestamptz"),
+    ("cleared_at", "timestamptz"),
+    ("last_activity_at", "timestamptz"),
+    ("run_count", "int"),
+    ("last_run_id", "text"),
+    ("last_run_at", "timestamptz"),
+    ("declared", "bool"),
+    ("declared_at", "timestamptz"),
+    ("declared_user_id", "text"),
+    ("declared_tenant", "text"),
+    ("first_seen_at", "timestamptz"),
+    ("first_run_id", "text"),
+    ("first_run_at", "timestamptz"),
+    ("first_run_user_id", "text"),
+    ("first_run_tenant", "text"),
+)
+COLUMN_NAMES = ", ".join(name for name, _ in COLUMNS)
+_JSON = {i for i, (_, t) in enumerate(COLUMNS) if t == "jsonb"}
+
+
+def _to_db(row: SessionRow) -> list[Any]:
+    values: list[Any] = [getattr(row, name) for name, _ in COLUMNS]
+    for i in _JSON:
+        values[i] = json.dumps(values[i], separators=(",", ":"), ensure_ascii=False)
+    return values
+
+
+class SessionsProjection(PostgresProjection):
+    """Folds the session-events and run-events topics into ``session_index`` (rules: :mod:`.fold`)."""
+
+    tables = TABLES
+    applied_table = "session_index_applied"
+
+    def __init__(self, pool: Pool, settings: Settings, *, generation: int | None = None) -> None:
+        super().__init__(
+            pool, (settings.session_events, settings.run_events), generation=generation
+        )
+        self._settings = settings
+        self._session_topic = settings.session_events
+        self._upsert = upsert_sql("{table}", COLUMNS, "session_id")
+
+    def pinned(self, generation: int) -> SessionsProjection:
+        return SessionsProjection(self._pool, self._settings, generation=generation)
+
+    def remember(self, record: SourceRecord) -> bool:
+        # Other run events only move maxima/minima, which a duplicate cannot change.
+        return record.topic == self._session_topic or isinstance(record.event.payload, RunStarted)
+
+    async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
+        conn = ctx.conn
+        table = ctx.table("session_index")
+        tombstone_table = ctx.table("session_tombstones")
+        session_ids = sorted({r.event.session_id for r in records if r.event.session_id})
+        # Runs of one session lie on many partitions, which other instances may
+        # own: serialise per session (in hash order, so no deadlock is possible).
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
+            "hashtextextended('runwire-session/' || s, 0) AS h FROM unnest(%s::text[]) AS s "
+            "ORDER BY h) AS locks",
+            (session_ids,),
+        )
+        cur = await conn.execute(
+            f"SELECT {COLUMN_NAMES} FROM {table} WHERE session_id = ANY(%s)", (session_ids,)
+        )
+        rows: dict[str, SessionRow] = {row[0]: SessionRow(*row) for row in await cur.fetchall()}
+        cur = await conn.execute(
+            f"SELECT session_id FROM {tombstone_table} WHERE session_id = ANY(%s)", (session_ids,)
+        )
+        tombstoned = {row[0] for row in await cur.fetchall()}
+        changed: set[str] = set()
+        deleted: dict[str, tuple[datetime, str]] = {}
+        rejections: list[Rejection] = []
+        for record in records:
+            event = record.event
+            from_session_topic = record.topic == self._session_topic
+            try:
+                check(event, record.key, from_session_topic=from_session_topic)
+            except Rejected as e:
+                rejections.append(Rejection.of(record, e.reason, str(e)))
+                continue
+            sid = event.session_id
+            if sid is None or sid in tombstoned:
+                continue
+            row = touch(rows.get(sid), sid, event.occurred_at)
+            rows[sid] = row
+            changed.add(sid)
+            if not from_session_topic:
+                apply_run_event(row, event)
+            elif apply_session_event(row, event):
+                tombstoned.add(sid)
+                deleted[sid] = (event.occurred_at, event.event_id)
+                changed.discard(sid)
+                del rows[sid]
+        if changed:
+            values = [_to_db(rows[sid].settle()) for sid in sorted(changed)]
+            await conn.execute(
+                self._upsert.replace("{table}", table).encode(),
+                column_arrays(values, len(COLUMNS)),
+            )
+        if deleted:
+            ids = sorted(deleted)
+            await conn.execute(
+                f"DELETE FROM {table} WHERE session_id = ANY(%s)",
+                (ids,),
+            )
+            await conn.execute(
+                f"INSERT INTO {tombstone_table} (session_id, deleted_at, event_id) "
+                "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::uuid[]) "
+                "ON CONFLICT DO NOTHING",
+                (ids, [deleted[s][0] for s in ids], [deleted[s][1] for s in ids]),
+            )
+        return rejections

@@ -1,0 +1,94 @@
+"""Reading the session index: ``SessionIndex.get / list / is_deleted / wait_for``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from psycopg import sql
+
+from runwire.errors import NotFoundError
+from runwire.projections.runtime.paging import Page, decode_token, encode_token
+from runwire.projections.runtime.pg_projection import PostgresReader
+from runwire.projections.sessions.fold import Session
+from runwire.projections.sessions.projection import COLUMN_NAMES, SessionsProjection
+
+
+class SessionIndex(PostgresReader):
+    """Read API over ``session_index`` (see :class:`PostgresReader` for opening and waiting)."""
+
+    projection_class = SessionsProjection
+
+    async def get(self, session_id: str) -> Session:
+        """The session; :class:`NotFoundError` when unknown or deleted."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                f"SELECT {COLUMN_NAMES} FROM session_index WHERE session_id = %s", (session_id,)
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"session {session_id!r} is not in the session index")
+        return Session(*row)
+
+    async def is_deleted(self, session_id: str) -> bool:
+        """True when the session was deleted (its tombstone is kept)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT 1 FROM session_tombstones WHERE session_id = %s", (session_id,)
+            )
+            return await cur.fetchone() is not None
+
+    async def list(
+        self,
+        *,
+        user_id: str | None = None,
+        status: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page: str | None = None,
+        limit: int = 50,
+    ) -> Page[Session]:
+        """Sessions matching every filter given, most recently active first, keyset-paged.
+
+        ``since`` / ``until`` bound ``last_activity_at`` (inclusive / exclusive).
+        """
+        where: list[sql.Composable] = []
+        params: list[Any] = []
+        if user_id is not None:
+            where.append(sql.SQL("user_id = %s"))
+            params.append(user_id)
+        if status is not None:
+            where.append(sql.SQL("status = %s"))
+            params.append(status)
+        if labels:
+            where.append(sql.SQL("labels @> %s::jsonb"))
+            params.append(json.dumps(dict(labels), separators=(",", ":")))
+        if since is not None:
+            where.append(sql.SQL("last_activity_at >= %s"))
+            params.append(since)
+        if until is not None:
+            where.append(sql.SQL("last_activity_at < %s"))
+            params.append(until)
+        if page is not None:
+            at, key = decode_token(page)
+            where.append(sql.SQL("(last_activity_at, session_id) < (%s, %s)"))
+            params.extend([at, key])
+        query = sql.SQL(
+            "SELECT {cols} FROM session_index {where} "
+            "ORDER BY last_activity_at DESC, session_id DESC LIMIT %s"
+        ).format(
+            cols=sql.SQL(COLUMN_NAMES),
+            where=(sql.SQL("WHERE ") + sql.SQL(" AND ").join(where)) if where else sql.SQL(""),
+        )
+        params.append(limit + 1)
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            rows = [Session(*row) for row in await cur.fetchall()]
+        token = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            token = encode_token(rows[-1].last_activity_at, rows[-1].session_id)
+        return Page(items=rows, next_page=token)
