@@ -424,7 +424,8 @@ def build_messages_from_events(events: Iterable[Event], run_id: str | None = Non
 
 
 def payloads_for_message(message: Message) -> list[EventPayload]:
-    """The event payloads that, folded in order, rebuild ``message``.
+    """The event payloads that, folded in order, rebuild ``message``
+    (a canonical one, as a ledger builds it: consecutive texts would merge).
 
     An assistant message gives one ``thinking`` per thinking part (``index``
     counts them, ``final`` marks the last), one ``assistant_text`` per text
