@@ -149,3 +149,20 @@ def test_json_round_trip_keeps_redacted_bytes() -> None:
     assert again == event
     assert isinstance(again.payload, Thinking)
     assert again.payload.redacted == blob
+
+
+def test_payload_errors_name_the_field_under_payload() -> None:
+    with pytest.raises(ValidationError) as info:
+        Event.model_validate(
+            {
+                "event_id": ids.new_event_id(),
+                "run_id": "r",
+                "type": "tool_use",
+                "occurred_at": datetime.now(UTC),
+                "producer": "p",
+                "payload": {"id": "t", "input": {"x": float("inf")}},
+            }
+        )
+    locations = {err["loc"] for err in info.value.errors()}
+    assert locations == {("payload", "name"), ("payload", "input")}
+    assert "inf" in str(info.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from runwire.cli import demo, stack, topics
+from runwire.cli import demo, publish, stack, topics
 
 app = typer.Typer(
     name="runwire",
@@ -22,6 +22,7 @@ def _root() -> None:
 app.add_typer(stack.app, name="stack")
 app.add_typer(topics.app, name="topics")
 app.command(name="demo")(demo.demo)
+app.command(name="publish")(publish.publish)
 
 
 @app.command()

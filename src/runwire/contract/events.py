@@ -24,7 +24,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 
 from runwire.contract import ids
 
@@ -319,6 +327,24 @@ def _utc_millis(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+def _under_payload(error: ValidationError) -> ValidationError:
+    """``error`` with every location prefixed by ``payload`` (so it names the field)."""
+    details: list[InitErrorDetails] = []
+    for e in error.errors():
+        detail: InitErrorDetails = {
+            "type": e["type"],
+            "loc": ("payload", *e["loc"]),
+            "input": e["input"],
+        }
+        if "ctx" in e:
+            detail["ctx"] = e["ctx"]
+        details.append(detail)
+    try:
+        return ValidationError.from_exception_data("Event", details)
+    except (KeyError, TypeError, ValueError):  # an error type pydantic-core cannot rebuild
+        return error
+
+
 def now() -> datetime:
     """The current time as an ``occurred_at`` value (UTC, milliseconds)."""
     return _utc_millis(datetime.now(UTC))
@@ -361,7 +387,10 @@ class Event(BaseModel):
             payload_cls = PAYLOAD_TYPES[EventType(kind)]
         except ValueError:
             return data  # the field validator reports the bad type
-        return {**data, "payload": payload_cls.model_validate(payload or {})}
+        try:
+            return {**data, "payload": payload_cls.model_validate(payload or {})}
+        except ValidationError as e:
+            raise _under_payload(e) from None
 
     @model_validator(mode="after")
     def _check_envelope(self) -> Self:

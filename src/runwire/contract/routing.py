@@ -1,0 +1,140 @@
+"""Where an event goes on Kafka: its topic, its record key, its headers.
+
+Contract:
+- Run events go to the run-events topic keyed by ``run_id``; session events to
+  the session-events topic keyed by ``session_id``; memory events to the
+  (compacted) memory topic keyed by ``memory_key(scope, owner, key)``.
+- ``memory_key`` is the compact JSON array ``[scope, owner, key]`` in UTF-8:
+  unambiguous whatever the parts contain, and readable in any language.
+- A ``memory_deleted`` event is written as a tombstone (no value) so
+  compaction removes the entry; its headers keep the event's id, time and
+  producer, and ``tombstone_event`` rebuilds the event from key and headers.
+- Every record carries headers: ``runwire-type``, ``runwire-event-id`` and,
+  when there is a value, ``runwire-schema`` (the 16 hex digits of the 8
+  fingerprint bytes, as they follow ``C3 01`` in the value) — enough to route
+  or drop duplicates without decoding the value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from runwire.contract.codec import Codec
+from runwire.contract.events import (
+    Event,
+    EventType,
+    MemoryDeleted,
+    MemoryScope,
+    MemorySet,
+    Stream,
+)
+from runwire.errors import DecodeError
+from runwire.settings import Settings
+
+HEADER_TYPE = "runwire-type"
+HEADER_EVENT_ID = "runwire-event-id"
+HEADER_SCHEMA = "runwire-schema"
+HEADER_OCCURRED_AT = "runwire-occurred-at"
+"""Milliseconds since the epoch; only on tombstones (the value has it otherwise)."""
+HEADER_PRODUCER = "runwire-producer"
+"""Only on tombstones (the value has it otherwise)."""
+
+Headers = list[tuple[str, bytes]]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def topic_for(stream: Stream, settings: Settings) -> str:
+    """The full topic name (prefix included) of a stream."""
+    if stream is Stream.RUN:
+        return settings.run_events
+    if stream is Stream.SESSION:
+        return settings.session_events
+    return settings.memory
+
+
+def memory_key(scope: MemoryScope, owner: str, key: str) -> bytes:
+    return json.dumps([scope, owner, key], ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def parse_memory_key(data: bytes) -> tuple[MemoryScope, str, str]:
+    """``(scope, owner, key)`` of a memory record key; ``DecodeError`` if it is not one."""
+    try:
+        scope, owner, key = json.loads(data)
+    except (ValueError, TypeError) as e:
+        raise DecodeError("bad_key", f"memory key {data!r:.80} is not [scope, owner, key]") from e
+    if scope not in ("session", "user", "agent", "global") or not (
+        isinstance(owner, str) and isinstance(key, str)
+    ):
+        raise DecodeError("bad_key", f"memory key {data!r:.80} is not [scope, owner, key]")
+    return scope, owner, key
+
+
+def record_key(event: Event) -> bytes:
+    """The Kafka record key of ``event`` (what decides its partition)."""
+    stream = event.type.stream
+    if stream is Stream.RUN:
+        assert event.run_id is not None  # the model guarantees it for run events
+        return event.run_id.encode()
+    if stream is Stream.SESSION:
+        assert event.session_id is not None  # the model guarantees it for session events
+        return event.session_id.encode()
+    payload = event.payload
+    assert isinstance(payload, MemorySet | MemoryDeleted)  # the memory stream's payloads
+    return memory_key(payload.scope, payload.owner, payload.key)
+
+
+def is_tombstone(event: Event) -> bool:
+    """True when ``event`` is written as a tombstone (no value)."""
+    return event.type is EventType.MEMORY_DELETED
+
+
+def record_headers(event: Event, fingerprint: bytes | None) -> Headers:
+    """The headers of ``event``'s record; ``fingerprint`` is None for tombstones."""
+    headers = [
+        (HEADER_TYPE, event.type.value.encode()),
+        (HEADER_EVENT_ID, event.event_id.encode()),
+    ]
+    if fingerprint is not None:
+        headers.append((HEADER_SCHEMA, fingerprint.hex().encode()))
+    else:
+        millis = (event.occurred_at - _EPOCH) // timedelta(milliseconds=1)
+        headers.append((HEADER_OCCURRED_AT, str(millis).encode()))
+        headers.append((HEADER_PRODUCER, event.producer.encode()))
+    return headers
+
+
+def tombstone_event(key: bytes, headers: Iterable[tuple[str, bytes]]) -> Event:
+    """The ``memory_deleted`` event a tombstone on the memory topic stands for."""
+    found = dict(headers)
+    scope, owner, entry = parse_memory_key(key)
+    try:
+        kind = found[HEADER_TYPE].decode()
+        event_id = found[HEADER_EVENT_ID].decode()
+        millis = int(found[HEADER_OCCURRED_AT])
+        producer = found[HEADER_PRODUCER].decode()
+    except (KeyError, ValueError) as e:
+        raise DecodeError("invalid_event", f"tombstone without runwire headers ({e})") from e
+    if kind != EventType.MEMORY_DELETED.value:
+        raise DecodeError("invalid_event", f"tombstone of type {kind!r}; only memory_deleted")
+    try:
+        return Event.create(
+            MemoryDeleted(scope=scope, owner=owner, key=entry),
+            event_id=event_id,
+            producer=producer,
+            occurred_at=_EPOCH + timedelta(milliseconds=millis),
+        )
+    except ValueError as e:
+        raise DecodeError("invalid_event", f"tombstone headers: {e}") from e
+
+
+def event_of_record(
+    codec: Codec, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]
+) -> Event:
+    """The event a consumed record holds: its decoded value, or what its tombstone means."""
+    if value is not None:
+        return codec.decode(value)
+    if key is None:
+        raise DecodeError("truncated", "record has neither value nor key")
+    return tombstone_event(key, headers)

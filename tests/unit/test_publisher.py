@@ -1,0 +1,152 @@
+"""The publisher's rules that need no broker: lifecycle, refusals, routing."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from runwire.contract.codec import EventTooLargeError, default_codec
+from runwire.contract.events import (
+    AssistantText,
+    Event,
+    EventType,
+    MemoryDeleted,
+    SessionEnded,
+    ToolUse,
+)
+from runwire.contract.routing import (
+    event_of_record,
+    memory_key,
+    parse_memory_key,
+    record_headers,
+    record_key,
+    topic_for,
+)
+from runwire.errors import ContractError, DecodeError, PublishError
+from runwire.publisher import Publisher
+from runwire.settings import Settings
+from tests.unit.event_samples import sample_event
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # nothing listens once the socket is closed
+
+
+def _settings(**values: object) -> Settings:
+    return Settings().model_copy(
+        update={
+            "kafka_bootstrap_servers": f"127.0.0.1:{_closed_port()}",
+            "topic_prefix": "p.",
+            **values,
+        }
+    )
+
+
+async def test_using_a_publisher_that_is_not_started_says_so() -> None:
+    publisher = Publisher(_settings())
+    with pytest.raises(PublishError, match="not started: use `async with Publisher"):
+        await publisher.publish(Event.create(AssistantText(text="a"), run_id="r"))
+
+
+async def test_an_unreachable_cluster_is_a_retriable_publish_error_naming_the_setting() -> None:
+    publisher = Publisher(_settings())
+    with pytest.raises(PublishError, match="kafka_bootstrap_servers") as info:
+        await publisher.start()
+    assert info.value.retriable is True
+    await publisher.stop()
+    await publisher.stop()  # idempotent
+
+
+async def test_a_stopped_publisher_refuses_work_and_restarts() -> None:
+    publisher = Publisher(_settings())
+    await publisher.stop()
+    with pytest.raises(PublishError, match="stopped"):
+        await publisher.publish(Event.create(AssistantText(text="a"), run_id="r"))
+    with pytest.raises(PublishError, match="stopped"):
+        await publisher.start()
+
+
+async def test_an_event_over_the_size_limit_is_refused_before_sending() -> None:
+    publisher = Publisher(_settings(max_event_bytes=500))
+    big = Event.create(AssistantText(text="x" * 1_000), run_id="r")
+    with pytest.raises(EventTooLargeError, match="max_event_bytes=500"):
+        await publisher.publish(big)
+
+
+async def test_publish_message_takes_the_run_events_of_one_run() -> None:
+    publisher = Publisher(_settings())
+    with pytest.raises(ContractError, match="at least one event"):
+        await publisher.publish_message([])
+    mixed = [
+        Event.create(AssistantText(text="a"), run_id="r1"),
+        Event.create(AssistantText(text="b"), run_id="r2"),
+    ]
+    with pytest.raises(ContractError, match=r"for runs \['r1', 'r2'\]"):
+        await publisher.publish_message(mixed)
+    session = [Event.create(SessionEnded(), session_id="s", run_id="r1")]
+    with pytest.raises(ContractError, match="run events of one run"):
+        await publisher.publish_message(session)
+
+
+def test_producer_options_are_idempotent_and_follow_settings() -> None:
+    options = Publisher(
+        _settings(producer_compression="none", producer_linger_ms=7, producer_max_batch_bytes=4096)
+    ).producer_options()
+    assert options["acks"] == "all"
+    assert options["enable_idempotence"] is True
+    assert options["compression_type"] is None
+    assert (options["linger_ms"], options["max_batch_size"]) == (7, 4096)
+
+
+# -- routing ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("event_type", list(EventType), ids=str)
+def test_every_event_has_a_topic_and_key(event_type: EventType) -> None:
+    settings = _settings()
+    event = sample_event(event_type)
+    topic = topic_for(event.stream, settings)
+    assert topic in {settings.run_events, settings.session_events, settings.memory}
+    assert topic.startswith("p.")
+    key = record_key(event)
+    if topic == settings.run_events:
+        assert key == b"run-1"
+    elif topic == settings.session_events:
+        assert key == b"session-1"
+    else:
+        assert parse_memory_key(key)[0] in ("user", "global")
+
+
+def test_memory_keys_are_unambiguous() -> None:
+    assert memory_key("user", "a/b", "c") != memory_key("user", "a", "b/c")
+    assert parse_memory_key(memory_key("agent", 'we"ird', "ключ")) == ("agent", 'we"ird', "ключ")
+    for bad in (b"user/a/b", b'["team","a","b"]', b'["user",1,"b"]'):
+        with pytest.raises(DecodeError) as info:
+            parse_memory_key(bad)
+        assert info.value.reason == "bad_key"
+
+
+def test_headers_name_type_id_and_schema() -> None:
+    event = Event.create(ToolUse(id="t", name="n"), run_id="r")
+    fingerprint = default_codec().writer_schema(event.type).fingerprint
+    headers = dict(record_headers(event, fingerprint))
+    assert headers == {
+        "runwire-type": b"tool_use",
+        "runwire-event-id": event.event_id.encode(),
+        "runwire-schema": fingerprint.hex().encode(),
+    }
+
+
+def test_a_tombstone_stands_for_its_memory_deleted_event() -> None:
+    event = Event.create(MemoryDeleted(scope="session", owner="s1", key="k"), producer="svc")
+    key = record_key(event)
+    headers = record_headers(event, None)
+    assert event_of_record(default_codec(), key, None, headers) == event
+    with pytest.raises(DecodeError, match="without runwire headers"):
+        event_of_record(default_codec(), key, None, [])
+    with pytest.raises(DecodeError, match="neither value nor key"):
+        event_of_record(default_codec(), None, None, headers)
