@@ -189,6 +189,7 @@ class KafkaPart:
             self.config.maven,
             "-B",
             "-q",
+            "-Dstyle.color=never",
             "-f",
             str(pom),
             "dependency:copy-dependencies",

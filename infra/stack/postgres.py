@@ -28,6 +28,7 @@ from runwire.infra.stack.config import StackConfig
 from runwire.infra.stack.process import (
     ProcessRecord,
     ensure_writable_dir,
+    first_error,
     pid_alive,
     read_record,
     run,
@@ -159,24 +160,32 @@ class PostgresPart:
         self._own(conf)
         self.log_file.touch()
         self._own(self.log_file)
-        await run(
-            [
-                *self._as_server_user(),
-                self._bin("pg_ctl"),
-                "-D",
-                str(self.data_dir),
-                "-l",
-                str(self.log_file),
-                "-w",
-                "-t",
-                str(int(c.ready_timeout)),
-                "start",
-            ],
-            limit=c.ready_timeout + 10,
-            what="starting PostgreSQL",
-            fix=fix,
-            cwd=self.dir,
-        )
+        log_start = self.log_file.stat().st_size
+        try:
+            await run(
+                [
+                    *self._as_server_user(),
+                    self._bin("pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-l",
+                    str(self.log_file),
+                    "-w",
+                    "-t",
+                    str(int(c.ready_timeout)),
+                    "start",
+                ],
+                limit=c.ready_timeout + 10,
+                what="starting PostgreSQL",
+                fix=fix,
+                cwd=self.dir,
+            )
+        except StackError as e:
+            # pg_ctl only says "examine the log output": say what the log says.
+            with self.log_file.open("rb") as f:
+                f.seek(log_start)
+                said = first_error(f.read().decode(errors="replace"))
+            raise StackError(f"starting PostgreSQL failed: {said or e.problem}", fix) from e
         pid = _postmaster_pid(self.data_dir)
         if pid is None:
             raise StackError("PostgreSQL started but wrote no postmaster.pid", fix)

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import signal
 import socket
 import time
@@ -111,9 +112,9 @@ async def run(
         proc.kill()
         await proc.wait()
         raise StackError(f"{what} did not finish within {limit:.0f}s", fix) from None
-    text = out.decode(errors="replace")
+    text = _ANSI.sub("", out.decode(errors="replace"))
     if proc.returncode != 0:
-        detail = last_lines(text, 1) or f"exit code {proc.returncode}"
+        detail = first_error(text) or f"exit code {proc.returncode}"
         raise StackError(f"{what} failed: {detail}", fix)
     return text
 
@@ -152,9 +153,16 @@ async def _gone(pid: int, marker: str, seconds: float) -> bool:
     return True
 
 
-def last_lines(text: str, n: int) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " | ".join(lines[-n:])
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_ERROR = re.compile(r"\b(ERROR|FATAL|PANIC|error|fatal)\b")
+
+
+def first_error(text: str, limit: int = 400) -> str:
+    """The first line of ``text`` that reports an error, else its last line, shortened."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    found = next((line for line in lines if _ERROR.search(line)), lines[-1] if lines else "")
+    found = re.sub(r"^\[(ERROR|FATAL)\]\s*", "", found)
+    return found if len(found) <= limit else found[: limit - 3] + "..."
 
 
 def tail(path: Path, n: int) -> str:
