@@ -1,0 +1,158 @@
+"""Typed event subscribers on faststream, for analytics and other side consumers.
+
+Contract:
+- A ``Subscription`` is a set of typed handlers that share one consumer group.
+  ``@subscription.on(ToolUse)`` registers ``async def handler(payload, event)``;
+  handlers of a type run in registration order, one record at a time, in
+  partition order (so per run, in the run's order).
+- ``subscription.attach(broker)`` adds one faststream subscriber per topic the
+  handlers need (run events, session events, memory), in the consumer group
+  ``<topic_prefix><group_id>``, reading from the beginning of the log the
+  first time the group runs.
+- Values are decoded with runwire's codec; a tombstone on the memory topic
+  arrives as its ``memory_deleted`` event. Records of types no handler wants
+  are skipped by their ``runwire-type`` header, without decoding.
+- A record that does not decode goes to the ``on_undecodable`` hook (default:
+  a warning naming topic, partition, offset and reason) and is skipped: a
+  side consumer never stalls on one bad record. Projections that must not
+  lose anything use the projector runtime and its dead letters instead.
+- Delivery is at least once: the group's offset is committed after the
+  handlers ran (faststream ``AckPolicy.ACK``), so a crash may hand a record
+  again. Handlers that count should drop repeats by ``event.event_id``.
+- ``dispatch(event)`` runs the handlers without Kafka (replays, tests).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from aiokafka import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.message import StreamMessage
+
+from runwire.contract.codec import Codec, default_codec
+from runwire.contract.events import PAYLOAD_TYPES, Event, EventPayload, EventType, Stream
+from runwire.contract.routing import HEADER_TYPE, event_of_record, topic_for
+from runwire.errors import DecodeError
+from runwire.settings import Settings
+
+log = logging.getLogger(__name__)
+
+P = TypeVar("P", bound=EventPayload)
+Handler = Callable[[P, Event], Awaitable[None]]
+UndecodableHook = Callable[["ConsumerRecord[bytes, bytes]", DecodeError], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Skipped:
+    """A record no handler wants (by its type header)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    record: ConsumerRecord[bytes, bytes]
+    error: DecodeError
+
+
+async def _warn_undecodable(record: ConsumerRecord[bytes, bytes], error: DecodeError) -> None:
+    log.warning(
+        "skipping undecodable record %s[%d]@%d: %s",
+        record.topic,
+        record.partition,
+        record.offset,
+        error,
+    )
+
+
+def runwire_broker(settings: Settings, **options: Any) -> KafkaBroker:
+    """A faststream ``KafkaBroker`` for the cluster in ``settings``."""
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers, client_id=f"{settings.client_id}-subscriber", **options
+    )
+
+
+class Subscription:
+    """Typed handlers sharing one consumer group; see the module contract."""
+
+    def __init__(self, settings: Settings, group_id: str, *, codec: Codec | None = None) -> None:
+        self._settings = settings
+        self.group_id = f"{settings.topic_prefix}{group_id}"
+        self._codec = codec if codec is not None else default_codec()
+        self._handlers: dict[EventType, list[Callable[[Any, Event], Awaitable[None]]]] = (
+            defaultdict(list)
+        )
+        self._on_undecodable: UndecodableHook = _warn_undecodable
+        self._wanted: frozenset[str] = frozenset()
+
+    # -- registration ------------------------------------------------------------
+
+    def on(self, payload_type: type[P]) -> Callable[[Handler[P]], Handler[P]]:
+        """Register ``async def handler(payload: payload_type, event: Event)``."""
+        if payload_type not in PAYLOAD_TYPES.values():
+            raise TypeError(f"{payload_type!r} is not a runwire event payload")
+
+        def register(handler: Handler[P]) -> Handler[P]:
+            self._handlers[payload_type.event_type].append(handler)
+            self._wanted = frozenset(t.value for t in self._handlers)
+            return handler
+
+        return register
+
+    def on_undecodable(self, hook: UndecodableHook) -> UndecodableHook:
+        """Replace what happens to records that do not decode (default: a warning)."""
+        self._on_undecodable = hook
+        return hook
+
+    @property
+    def event_types(self) -> frozenset[EventType]:
+        return frozenset(self._handlers)
+
+    def topics(self) -> list[str]:
+        """The topics the registered handlers need, in a stable order."""
+        streams = {t.stream for t in self._handlers}
+        return [topic_for(s, self._settings) for s in Stream if s in streams]
+
+    # -- running -----------------------------------------------------------------
+
+    async def dispatch(self, event: Event) -> None:
+        """Run the handlers registered for ``event``'s type, in registration order."""
+        for handler in self._handlers.get(event.type, ()):
+            await handler(event.payload, event)
+
+    def _decode(self, message: StreamMessage[Any]) -> Event | _Skipped | _Undecodable:
+        record: ConsumerRecord[bytes, bytes] = message.raw_message
+        headers = record.headers or ()
+        kind = dict(headers).get(HEADER_TYPE)
+        if kind is not None and kind.decode(errors="replace") not in self._wanted:
+            return _Skipped()
+        try:
+            event = event_of_record(self._codec, record.key, record.value, headers)
+        except DecodeError as e:
+            return _Undecodable(record, e)
+        if event.type not in self._handlers:  # a record without our headers
+            return _Skipped()
+        return event
+
+    async def _handle(self, body: Any) -> None:
+        if isinstance(body, Event):
+            await self.dispatch(body)
+        elif isinstance(body, _Undecodable):
+            await self._on_undecodable(body.record, body.error)
+
+    def attach(self, broker: KafkaBroker, *, from_beginning: bool = True) -> None:
+        """Subscribe the handlers on ``broker`` (call before the broker starts)."""
+        if not self._handlers:
+            raise ValueError(f"subscription {self.group_id!r} has no handlers")
+        subscriber = broker.subscriber(
+            *self.topics(),
+            group_id=self.group_id,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            decoder=self._decode,
+            ack_policy=AckPolicy.ACK,
+        )
+        subscriber(self._handle)
