@@ -1,0 +1,139 @@
+"""Folding one run's new records into its stored transcript (pure, no I/O).
+
+Contract of :func:`fold_run`:
+- Records at or below the run's last applied offset are skipped (the miss
+  path, or another instance during a rebalance, applied them already).
+- A run the store does not know is created by its first record (whatever its
+  type): partition, first offset, session and first time come from it.
+- Each record goes through :class:`~runwire.transcript.ledger.TranscriptBuilder`,
+  the same fold as ``build_messages_from_events``; a record the ledger refuses
+  becomes a :class:`Rejection` (reason = the ledger rule) and changes nothing.
+- The run's ``last`` offset moves only to records that changed its transcript
+  (or created it): duplicates (same event_id, same body), events that make no
+  message and refused events leave the run's keys exactly as they were. So
+  a replay or a re-published event writes nothing but the partition position.
+- A run whose transcript body expired (meta without body) cannot be folded
+  here: every new record moves ``last`` and the body is rebuilt from the log
+  by the miss path when it is read. (Such records are not checked by the
+  ledger now, so a bad one is not dead-lettered; the miss path skips it.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pydantic import TypeAdapter
+
+from runwire.contract.events import AssistantText, Thinking, ToolResult, ToolUse, UserMessage
+from runwire.projections.runtime.protocol import Rejection, SourceRecord
+from runwire.projections.transcripts.store import Guard, RunBody, RunHead, RunMeta, RunWrite
+from runwire.transcript.errors import LedgerError
+from runwire.transcript.ledger import TranscriptBuilder, TranscriptState
+from runwire.transcript.messages import Message
+
+_TRANSCRIPT_PAYLOADS = (UserMessage, Thinking, AssistantText, ToolUse, ToolResult)
+
+MESSAGES = TypeAdapter(list[Message])
+"""JSON of a transcript as the cache stores it (bytes as base64)."""
+
+
+def encode_body(builder: TranscriptBuilder) -> RunBody:
+    return RunBody(
+        messages=MESSAGES.dump_json(builder.messages()),
+        state=builder.state.model_dump_json().encode(),
+    )
+
+
+def decode_messages(data: bytes) -> list[Message]:
+    return MESSAGES.validate_json(data)
+
+
+def restore_builder(run_id: str, body: RunBody) -> TranscriptBuilder:
+    return TranscriptBuilder(run_id, state=TranscriptState.model_validate_json(body.state))
+
+
+def millis(record: SourceRecord) -> int:
+    return int(record.event.occurred_at.timestamp() * 1000)
+
+
+@dataclass(slots=True)
+class RunFold:
+    """What folding one run's records gives: the write (None: nothing changed),
+    the builder after it (None for an expired body), and counters."""
+
+    write: RunWrite | None
+    builder: TranscriptBuilder | None
+    rejections: list[Rejection] = field(default_factory=list)
+    applied: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+
+
+def fold_run(
+    run_id: str,
+    head: RunHead,
+    builder: TranscriptBuilder | None,
+    records: Sequence[SourceRecord],
+) -> RunFold:
+    """Fold ``records`` (one run's, log order) onto what the store holds.
+
+    ``builder`` must hold the stored state when ``head.has_body`` (it is
+    changed in place); it is ignored otherwise.
+    """
+    fresh = [r for r in records if r.offset > head.last]
+    out = RunFold(write=None, builder=None, skipped=len(records) - len(fresh))
+    if not fresh:
+        out.builder = builder if head.has_body else None
+        return out
+    meta = head.meta
+    changed_at: int | None = None
+    if meta is None:
+        first = fresh[0]
+        meta = RunMeta(
+            partition=first.partition,
+            first=first.offset,
+            last=first.offset,
+            session_id=first.event.session_id,
+            first_ms=millis(first),
+        )
+        builder = TranscriptBuilder(run_id)
+        changed_at = first.offset
+    elif not head.has_body:
+        out.applied = len(fresh)
+        out.write = RunWrite(
+            run_id=run_id,
+            guard=Guard.EXACT,
+            expected_last=head.last,
+            expected_body=False,
+            meta=RunMeta(
+                meta.partition, meta.first, fresh[-1].offset, meta.session_id, meta.first_ms
+            ),
+            body=None,
+        )
+        return out
+    assert builder is not None, f"run {run_id}: a stored body needs its builder"
+    for record in fresh:
+        try:
+            changed = builder.apply(record.event)
+        except LedgerError as e:
+            out.rejections.append(Rejection.of(record, e.rule, str(e), type(e).__name__))
+            continue
+        if changed:
+            out.applied += 1
+            changed_at = record.offset
+        elif isinstance(record.event.payload, _TRANSCRIPT_PAYLOADS):
+            out.duplicates += 1  # the builder already holds this event_id
+        else:
+            out.applied += 1  # an event that makes no message: applied, nothing to write
+    out.builder = builder
+    if changed_at is not None:
+        out.write = RunWrite(
+            run_id=run_id,
+            guard=Guard.EXACT,
+            expected_last=head.last,
+            expected_body=head.has_body,
+            meta=RunMeta(meta.partition, meta.first, changed_at, meta.session_id, meta.first_ms),
+            body=encode_body(builder),
+        )
+    return out

@@ -1,0 +1,94 @@
+"""Where the transcript cache keeps things in Redis.
+
+Every key lives under ``<redis_key_prefix>:tx:``. The data of one *generation*
+(a full copy of the cache, see :mod:`runwire.projections.transcripts.rebuild`)
+lives under ``<prefix>:tx:<generation>:``:
+
+- ``pos`` (hash) - the projector's position per partition: field
+  ``<topic>/<partition>`` (Kafka topic names cannot hold ``/``), value the
+  offset of the next record to read.
+- ``meta:<run_id>`` (hash, never expires) - ``p`` partition, ``f`` offset of
+  the run's first record, ``l`` offset of the last record applied, ``s``
+  session id, ``t`` time of the first record (ms). Small; it is what lets the
+  projector and the miss path tell "run unknown" from "transcript expired".
+- ``run:<run_id>`` (hash, the optional TTL) - ``m`` the messages (JSON list of
+  :class:`~runwire.transcript.messages.Message`), ``st`` the fold state
+  (:class:`~runwire.transcript.ledger.TranscriptState` JSON).
+- ``session:<session_id>`` (sorted set, never expires) - run ids scored by the
+  time of their first record: the session's runs in order.
+
+Beside the generations: ``live`` names the generation readers use (absent
+means 0), ``building`` the one a rebuild is filling, ``next`` hands out
+generation numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runwire.projections.runtime.protocol import TopicPartition
+
+
+def position_field(tp: TopicPartition) -> str:
+    """The ``pos`` hash field of a partition."""
+    return f"{tp.topic}/{tp.partition}"
+
+
+def parse_position_field(field: str) -> TopicPartition:
+    topic, _, partition = field.rpartition("/")
+    return TopicPartition(topic, int(partition))
+
+
+@dataclass(frozen=True, slots=True)
+class Keyspace:
+    """Key names of the transcript cache under one ``redis_key_prefix``."""
+
+    prefix: str
+
+    @property
+    def root(self) -> str:
+        return f"{self.prefix}:tx"
+
+    @property
+    def live(self) -> str:
+        return f"{self.root}:live"
+
+    @property
+    def building(self) -> str:
+        return f"{self.root}:building"
+
+    @property
+    def counter(self) -> str:
+        return f"{self.root}:next"
+
+    def generation(self, generation: int) -> GenerationKeys:
+        return GenerationKeys(f"{self.root}:{generation}:")
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationKeys:
+    """Key names of one generation; ``base`` ends with ``:``."""
+
+    base: str
+
+    @property
+    def positions(self) -> str:
+        return f"{self.base}pos"
+
+    def meta(self, run_id: str) -> str:
+        return f"{self.base}meta:{run_id}"
+
+    def body(self, run_id: str) -> str:
+        return f"{self.base}run:{run_id}"
+
+    def session(self, session_id: str) -> str:
+        return f"{self.base}session:{session_id}"
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of the generation."""
+        return f"{_glob_escape(self.base)}*"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

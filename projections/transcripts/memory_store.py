@@ -1,0 +1,170 @@
+"""An in-memory :class:`~runwire.projections.transcripts.store.TranscriptStore`
+for unit tests: the same guards and writes as ``apply.lua``, on dicts.
+
+``expire(generation, run_id)`` drops a transcript body the way a Redis TTL
+would; nothing expires on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from runwire.projections.runtime.protocol import TopicPartition
+from runwire.projections.transcripts.keys import position_field
+from runwire.projections.transcripts.store import (
+    COMMITTED,
+    UNKNOWN,
+    Commit,
+    CommitOutcome,
+    Guard,
+    RunBody,
+    RunHead,
+    RunMeta,
+    Slot,
+)
+
+
+@dataclass
+class _Generation:
+    positions: dict[TopicPartition, int] = field(default_factory=dict)
+    meta: dict[str, RunMeta] = field(default_factory=dict)
+    bodies: dict[str, RunBody] = field(default_factory=dict)
+    sessions: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+class InMemoryTranscriptStore:
+    def __init__(self) -> None:
+        self._generations: dict[int, _Generation] = {}
+        self._live = 0
+        self._building: int | None = None
+        self._counter = 0
+        self._lock = asyncio.Lock()
+        self.commits = 0
+
+    def _g(self, generation: int) -> _Generation:
+        return self._generations.setdefault(generation, _Generation())
+
+    def expire(self, generation: int, run_id: str) -> None:
+        self._g(generation).bodies.pop(run_id, None)
+
+    def flush(self) -> None:
+        """Forget everything, like Redis FLUSHDB."""
+        self._generations.clear()
+        self._live, self._building, self._counter = 0, None, 0
+
+    async def generation(self, slot: Slot) -> int | None:
+        return self._live if slot is Slot.LIVE else self._building
+
+    async def positions(
+        self, generation: int, partitions: Collection[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        stored = self._g(generation).positions
+        if partitions is None:
+            return dict(stored)
+        return {tp: stored.get(tp, 0) for tp in partitions}
+
+    async def heads(self, generation: int, run_ids: Collection[str]) -> dict[str, RunHead]:
+        g = self._g(generation)
+        out: dict[str, RunHead] = {}
+        for run_id in run_ids:
+            meta = g.meta.get(run_id)
+            out[run_id] = UNKNOWN if meta is None else RunHead(meta, run_id in g.bodies)
+        return out
+
+    async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
+        g = self._g(generation)
+        return {r: g.bodies[r] for r in run_ids if r in g.bodies}
+
+    async def messages(self, generation: int, run_ids: Collection[str]) -> dict[str, bytes]:
+        bodies = self._g(generation).bodies
+        return {r: bodies[r].messages for r in run_ids if r in bodies}
+
+    async def session_runs(self, generation: int, session_id: str) -> list[str]:
+        runs = self._g(generation).sessions.get(session_id, {})
+        return [r for r, _ in sorted(runs.items(), key=lambda item: (item[1], item[0]))]
+
+    async def commit(self, commit: Commit) -> CommitOutcome:
+        async with self._lock:
+            pointer = self._live if commit.slot is Slot.LIVE else self._building
+            if pointer != commit.generation:
+                return CommitOutcome(False, f"generation {commit.generation} is not {commit.slot}")
+            g = self._g(commit.generation)
+            for p in commit.positions:
+                stored = g.positions.get(p.tp, 0)
+                if stored != p.expected:
+                    return CommitOutcome(
+                        False, f"position of {position_field(p.tp)} is {stored}, read {p.expected}"
+                    )
+            for w in commit.runs:
+                meta = g.meta.get(w.run_id)
+                last = -1 if meta is None else meta.last
+                has_body = w.run_id in g.bodies
+                if w.guard is Guard.EXACT:
+                    if last != w.expected_last or has_body != w.expected_body:
+                        return CommitOutcome(False, f"run {w.run_id} changed since it was read")
+                elif not (last < w.meta.last or (last == w.meta.last and not has_body)):
+                    return CommitOutcome(False, f"run {w.run_id} is already at {last}")
+            for p in commit.positions:
+                g.positions[p.tp] = p.position
+            for w in commit.runs:
+                meta = g.meta.get(w.run_id)
+                if meta is None:
+                    g.meta[w.run_id] = w.meta
+                    if w.meta.session_id:
+                        g.sessions.setdefault(w.meta.session_id, {}).setdefault(
+                            w.run_id, w.meta.first_ms
+                        )
+                else:
+                    g.meta[w.run_id] = replace(meta, last=w.meta.last)
+                if w.body is not None:
+                    g.bodies[w.run_id] = w.body
+            self.commits += 1
+            return COMMITTED
+
+    async def begin_generation(self, *, restart: bool = False) -> tuple[int, int | None]:
+        async with self._lock:
+            if self._building is not None and not restart:
+                return self._building, None
+            dropped = self._building
+            self._counter = max(self._counter + 1, self._live + 1, (dropped or 0) + 1)
+            self._building = self._counter
+            return self._building, dropped
+
+    async def switch(self, generation: int) -> int | None:
+        async with self._lock:
+            if self._building != generation:
+                return None
+            built = self._g(generation).positions
+            if any(built.get(tp, 0) < p for tp, p in self._g(self._live).positions.items()):
+                return None
+            old, self._live, self._building = self._live, generation, None
+            return old
+
+    async def abandon(self, generation: int) -> None:
+        async with self._lock:
+            if self._building == generation:
+                self._building = None
+
+    async def drop_generation(self, generation: int) -> None:
+        self._generations.pop(generation, None)
+
+    async def dump(self, generation: int) -> dict[str, Any]:
+        g = self._g(generation)
+        out: dict[str, Any] = {}
+        if g.positions:
+            out["pos"] = {position_field(tp): str(p) for tp, p in sorted(g.positions.items())}
+        for run_id, meta in g.meta.items():
+            fields = {"p": meta.partition, "f": meta.first, "l": meta.last, "t": meta.first_ms}
+            text = {k: str(v) for k, v in fields.items()}
+            if meta.session_id:
+                text["s"] = meta.session_id
+            out[f"meta:{run_id}"] = dict(sorted(text.items()))
+        for run_id, body in g.bodies.items():
+            out[f"run:{run_id}"] = {"m": body.messages.decode(), "st": body.state.decode()}
+        for session_id, runs in g.sessions.items():
+            ordered = sorted(runs.items(), key=lambda item: (item[1], item[0]))
+            out[f"session:{session_id}"] = [[r, float(s)] for r, s in ordered]
+        return dict(sorted(out.items()))

@@ -1,0 +1,311 @@
+"""The miss path: a transcript that is not in Redis is rebuilt from the log.
+
+A miss is a run whose body is absent: its TTL expired, Redis was flushed,
+or the projector has not reached it. The run is re-read from its partition
+of the run-events topic - from its first to its last offset, known from the
+cache's own meta when it survived, else from the run-status store
+(:class:`RunLocator`) - folded with the ledger, and written back with a
+``FILL`` guard: the write happens only if the cache does not hold newer data
+for the run by then (a projector write in between wins; the fill then reads
+the few newer records and tries again).
+
+Contract of :meth:`MissPath.fill`:
+- Returns the run's messages as of at least the offset the cache or the
+  run-status store knew when the fill began; None when neither knows the run.
+- Folds exactly as the projector does (records the ledger refuses are
+  skipped, as the projector dead-letters them), so the body it writes is the
+  one the projector would have written, and sets the run's last offset to the
+  last record that changed the transcript.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition as KafkaTopicPartition
+
+from runwire.errors import DecodeError, NotFoundError, RunwireError
+from runwire.projections.runtime.protocol import SourceRecord
+from runwire.projections.transcripts.fold import decode_messages, encode_body, millis
+from runwire.projections.transcripts.store import (
+    Commit,
+    Guard,
+    RunMeta,
+    RunWrite,
+    Slot,
+    TranscriptStore,
+)
+from runwire.settings import Settings
+from runwire.transcript.errors import LedgerError
+from runwire.transcript.ledger import TranscriptBuilder
+
+if TYPE_CHECKING:
+    from runwire.projections.runs.store import RunStore
+    from runwire.projections.runtime.consumer import Decoder
+    from runwire.transcript.messages import Message
+
+
+class LogReadError(RunwireError):
+    """A run's records could not be read back from Kafka in time."""
+
+    retriable = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunLocation:
+    """Where a run's records lie: one partition of the run-events topic, inclusive offsets."""
+
+    partition: int
+    first_offset: int
+    last_offset: int
+
+
+class RunLocator(Protocol):
+    """Knows where runs lie in the log (the run-status store in production)."""
+
+    async def locate(self, run_id: str) -> RunLocation | None:
+        """The run's location, or None when the run is unknown."""
+        ...
+
+    async def session_runs(self, session_id: str) -> list[str]:
+        """The session's run ids, oldest first."""
+        ...
+
+
+class RunStoreLocator:
+    """:class:`RunLocator` over the run-status projection (its ``RunStore``)."""
+
+    def __init__(self, runs: RunStore) -> None:
+        self._runs = runs
+
+    async def locate(self, run_id: str) -> RunLocation | None:
+        try:
+            run = await self._runs.get(run_id)
+        except NotFoundError:
+            return None
+        return RunLocation(run.log_partition, run.first_offset, run.last_offset)
+
+    async def session_runs(self, session_id: str) -> list[str]:
+        out: list[str] = []
+        page: str | None = None
+        while True:
+            found = await self._runs.list(
+                session_id=session_id, oldest_first=True, page=page, limit=500
+            )
+            out += [run.run_id for run in found.items]
+            page = found.next_page
+            if page is None:
+                return out
+
+
+class RunLog(Protocol):
+    """Reads one run's records back from the run-events topic."""
+
+    async def read(self, run_id: str, partition: int, first: int, last: int) -> list[SourceRecord]:
+        """The run's decodable records with ``first <= offset <= last``, in log order."""
+        ...
+
+
+class KafkaRunLog:
+    """:class:`RunLog` on one group-less consumer, shared by the reads of a process.
+
+    Reads are serialised (one consumer, one assignment at a time); misses are
+    rare, and each read is a short seek-and-scan of one partition.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        decoder: Decoder | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self._settings = settings
+        self._decoder = decoder
+        self._timeout = timeout
+        self._consumer: Any = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        if self._decoder is None:
+            from runwire.contract.codec import default_codec
+
+            self._decoder = default_codec()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"{self._settings.client_id}-transcript-miss",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def __aenter__(self) -> KafkaRunLog:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def read(self, run_id: str, partition: int, first: int, last: int) -> list[SourceRecord]:
+        if last < first:
+            return []
+        async with self._lock:
+            await self.start()
+            consumer = self._consumer
+            decoder = self._decoder
+            assert decoder is not None
+            topic = self._settings.run_events
+            tp = KafkaTopicPartition(topic, partition)
+            key = run_id.encode()
+            consumer.assign([tp])
+            consumer.seek(tp, first)
+            out: list[SourceRecord] = []
+            deadline = time.monotonic() + self._timeout
+            while await consumer.position(tp) <= last:
+                if time.monotonic() > deadline:
+                    raise LogReadError(
+                        f"reading run {run_id} from {topic}/{partition} offsets {first}..{last} "
+                        f"took more than {self._timeout:.0f}s (at {await consumer.position(tp)})"
+                    )
+                fetched = await consumer.getmany(tp, timeout_ms=500, max_records=2000)
+                for rec in fetched.get(tp, ()):
+                    if rec.offset > last:
+                        break
+                    if rec.key != key or rec.value is None:
+                        continue
+                    try:
+                        event = decoder.decode(rec.value)
+                    except DecodeError:
+                        continue  # the projector dead-lettered it
+                    if event.run_id != run_id:
+                        continue
+                    out.append(
+                        SourceRecord(
+                            topic=topic,
+                            partition=partition,
+                            offset=rec.offset,
+                            timestamp_ms=rec.timestamp,
+                            key=rec.key,
+                            value=rec.value,
+                            headers=tuple(rec.headers or ()),
+                            event=event,
+                        )
+                    )
+            return out
+
+
+@dataclass(slots=True)
+class _Progress:
+    """A fill's fold so far (kept across retries so only new records are read)."""
+
+    partition: int
+    builder: TranscriptBuilder
+    folded_to: int
+    changed_at: int | None = None
+    first: SourceRecord | None = None
+
+
+class MissPath:
+    """Rebuilds missing transcripts from the log; see the module contract."""
+
+    def __init__(
+        self,
+        store: TranscriptStore,
+        run_log: RunLog,
+        locator: RunLocator | None,
+        *,
+        max_attempts: int = 20,
+    ) -> None:
+        self._store = store
+        self._log = run_log
+        self._locator = locator
+        self._max_attempts = max_attempts
+        self.fills = 0
+
+    async def fill(self, run_id: str) -> list[Message] | None:
+        progress: _Progress | None = None
+        for _ in range(self._max_attempts):
+            generation = await self._store.generation(Slot.LIVE)
+            assert generation is not None
+            head = (await self._store.heads(generation, [run_id]))[run_id]
+            if head.has_body:
+                found = await self._store.messages(generation, [run_id])
+                if run_id in found:
+                    return decode_messages(found[run_id])
+                continue  # expired between the two reads
+            if head.meta is not None:
+                partition, first, target = head.meta.partition, head.meta.first, head.meta.last
+            else:
+                location = await self._locator.locate(run_id) if self._locator else None
+                if location is None:
+                    return None
+                partition = location.partition
+                first, target = location.first_offset, location.last_offset
+            if progress is None or progress.partition != partition:
+                progress = _Progress(partition, TranscriptBuilder(run_id), first - 1)
+            if target > progress.folded_to:
+                records = await self._log.read(run_id, partition, progress.folded_to + 1, target)
+                _fold(progress, records)
+                progress.folded_to = target
+            meta = self._meta(head.meta, progress)
+            if meta is None:
+                return []  # located, but none of its records could be read
+            write = RunWrite(
+                run_id=run_id,
+                guard=Guard.FILL,
+                expected_last=head.last,
+                expected_body=False,
+                meta=meta,
+                body=encode_body(progress.builder),
+            )
+            outcome = await self._store.commit(Commit(Slot.LIVE, generation, (), [write]))
+            if outcome.ok:
+                self.fills += 1
+                return progress.builder.messages()
+        # Kept losing to writers: what was folded is still correct as of its read.
+        return progress.builder.messages() if progress is not None else None
+
+    @staticmethod
+    def _meta(known: RunMeta | None, progress: _Progress) -> RunMeta | None:
+        if known is not None:
+            last = max(known.last, progress.changed_at if progress.changed_at is not None else -1)
+            return RunMeta(known.partition, known.first, last, known.session_id, known.first_ms)
+        first = progress.first
+        if first is None:
+            return None
+        last = progress.changed_at if progress.changed_at is not None else first.offset
+        return RunMeta(
+            progress.partition, first.offset, last, first.event.session_id, millis(first)
+        )
+
+
+def _fold(progress: _Progress, records: Sequence[SourceRecord]) -> None:
+    for record in records:
+        if progress.first is None:
+            progress.first = record
+            progress.changed_at = record.offset  # creating the run is a change
+        try:
+            if progress.builder.apply(record.event):
+                progress.changed_at = record.offset
+        except LedgerError:
+            continue  # the projector dead-lettered it

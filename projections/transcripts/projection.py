@@ -1,0 +1,273 @@
+"""The transcript-cache projection: run events -> per-run transcripts in Redis.
+
+How it stays exactly-once in effect (under restarts, rebalances, replays and
+the miss path writing beside it):
+
+- **Python folds, Redis guards.** For each batch the projection reads the
+  partition positions and the head of every run in the batch (last applied
+  offset, body present), folds the new records with the ledger's own
+  :class:`~runwire.transcript.ledger.TranscriptBuilder` from the stored state,
+  and hands the result to one ``apply.lua`` call that writes runs and
+  positions only if nothing it was computed from has changed
+  (compare-and-set on each partition position and on each run's last
+  offset), all in one atomic step. The fold stays in one place (the ledger)
+  instead of a second implementation in Lua that could drift from
+  ``build_messages_from_events``; the script stays small and obviously
+  atomic.
+- A crash before the script leaves nothing; after it, everything including
+  the positions. On restart the runner seeks to the stored positions.
+- Two writers (two instances during a rebalance, or a reader filling a miss)
+  can both compute from the same state; the first script wins, the second
+  finds its guard broken, writes nothing, re-reads and folds again. A
+  run's last offset is its version: within a partition offsets only grow.
+- Re-published events (same event_id at a later offset) are dropped by the
+  builder, which remembers every applied id in the stored state.
+
+The builders of recently written runs are kept in memory (keyed by their
+generation and last offset, so a stale one is never used); a conflict
+evicts the batch's builders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
+from runwire.errors import RunwireError
+from runwire.projections.runtime.generations import ProjectionError
+from runwire.projections.runtime.protocol import (
+    ApplyResult,
+    Batch,
+    DeadLetterSink,
+    Rejection,
+    SourceRecord,
+    TopicPartition,
+)
+from runwire.projections.transcripts.fold import fold_run, restore_builder
+from runwire.projections.transcripts.store import (
+    Commit,
+    PositionWrite,
+    RunHead,
+    RunWrite,
+    Slot,
+    TranscriptStore,
+)
+from runwire.settings import Settings
+
+if TYPE_CHECKING:
+    from runwire.projections.transcripts.rebuild import TranscriptRebuild
+    from runwire.transcript.ledger import TranscriptBuilder
+
+log = logging.getLogger(__name__)
+
+NAME = "transcripts"
+
+
+class TranscriptConflictError(RunwireError):
+    """A batch kept losing its compare-and-set to other writers; retried by the runner."""
+
+    retriable = True
+
+
+class TranscriptProjection:
+    """:class:`~runwire.projections.runtime.protocol.Rebuildable` over a
+    :class:`~runwire.projections.transcripts.store.TranscriptStore`.
+
+    ``generation=None`` follows the live generation (a served projector);
+    a number pins one generation (what a rebuild writes to).
+    """
+
+    def __init__(
+        self,
+        store: TranscriptStore,
+        settings: Settings,
+        *,
+        generation: int | None = None,
+        builder_cache_size: int = 4096,
+        max_attempts: int = 50,
+    ) -> None:
+        self.store = store
+        self._settings = settings
+        self._generation = generation
+        self._cache: OrderedDict[str, tuple[int, int, TranscriptBuilder]] = OrderedDict()
+        self._cache_size = builder_cache_size
+        self._max_attempts = max_attempts
+        self.conflicts = 0
+
+    @property
+    def name(self) -> str:
+        return NAME
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return (self._settings.run_events,)
+
+    @property
+    def generation(self) -> int | None:
+        """The pinned generation, or None when following the live one."""
+        return self._generation
+
+    def pinned(self, generation: int) -> TranscriptProjection:
+        return TranscriptProjection(
+            self.store,
+            self._settings,
+            generation=generation,
+            builder_cache_size=self._cache_size,
+            max_attempts=self._max_attempts,
+        )
+
+    async def current_generation(self) -> tuple[Slot, int]:
+        """The slot this projection writes through and the generation it names now."""
+        if self._generation is None:
+            live = await self.store.generation(Slot.LIVE)
+            assert live is not None
+            return Slot.LIVE, live
+        live = await self.store.generation(Slot.LIVE)
+        building = await self.store.generation(Slot.BUILDING)
+        if self._generation == building:
+            return Slot.BUILDING, self._generation
+        if self._generation == live:
+            return Slot.LIVE, self._generation
+        raise ProjectionError(
+            f"generation {self._generation} of the transcript cache is gone (live {live}, "
+            f"building {building}); a newer rebuild replaced it"
+        )
+
+    async def load_positions(
+        self, partitions: Collection[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        _, generation = await self.current_generation()
+        return await self.store.positions(generation, partitions)
+
+    async def apply(self, batch: Batch, dead_letters: DeadLetterSink) -> ApplyResult:
+        sent: set[tuple[str, int, int]] = set()
+        for attempt in range(self._max_attempts):
+            result = await self._attempt(batch, dead_letters, sent)
+            if result is not None:
+                return result
+            self.conflicts += 1
+            # Another writer won this round; let it finish before reading again.
+            await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+        raise TranscriptConflictError(
+            f"projection {NAME}: batch of {len(batch.records)} records lost its "
+            f"compare-and-set {self._max_attempts} times in a row"
+        )
+
+    async def _attempt(
+        self, batch: Batch, dead_letters: DeadLetterSink, sent: set[tuple[str, int, int]]
+    ) -> ApplyResult | None:
+        slot, generation = await self.current_generation()
+        stored = await self.store.positions(generation, batch.next_positions.keys())
+        positions: dict[TopicPartition, int] = {}
+        writes: list[PositionWrite] = []
+        open_from: dict[TopicPartition, int] = {}
+        for tp, nxt in batch.next_positions.items():
+            have = stored[tp]
+            if have < batch.expected.get(tp, 0):
+                # Reset or switched under the runner: leave it, the runner seeks back.
+                positions[tp] = have
+                continue
+            open_from[tp] = have
+            positions[tp] = max(have, nxt)
+            if positions[tp] != have:
+                writes.append(PositionWrite(tp, have, positions[tp]))
+        by_run: dict[str, list[SourceRecord]] = {}
+        skipped = 0
+        for record in batch.records:
+            start = open_from.get(record.tp)
+            if start is None or record.offset < start or record.event.run_id is None:
+                skipped += 1
+                continue
+            by_run.setdefault(record.event.run_id, []).append(record)
+        heads = await self.store.heads(generation, by_run)
+        builders = await self._builders(generation, heads)
+        run_writes: list[RunWrite] = []
+        rejections: list[Rejection] = []
+        applied = duplicates = 0
+        folded: dict[str, tuple[int, TranscriptBuilder]] = {}
+        try:
+            for run_id, records in by_run.items():
+                fold = fold_run(run_id, heads[run_id], builders.get(run_id), records)
+                skipped += fold.skipped
+                applied += fold.applied
+                duplicates += fold.duplicates
+                rejections += fold.rejections
+                if fold.write is not None:
+                    run_writes.append(fold.write)
+                if fold.builder is not None:
+                    last = fold.write.meta.last if fold.write is not None else heads[run_id].last
+                    folded[run_id] = (last, fold.builder)
+        except BaseException:
+            # Cached builders were folded in place: never reuse a half-folded one.
+            self._forget(by_run)
+            raise
+        new = [r for r in rejections if (r.topic, r.partition, r.offset) not in sent]
+        # Before the write: a position may only pass a record whose dead letter exists.
+        await dead_letters.send(new)
+        sent.update((r.topic, r.partition, r.offset) for r in new)
+        if writes or run_writes:
+            outcome = await self.store.commit(Commit(slot, generation, writes, run_writes))
+            if not outcome.ok:
+                log.debug("projection %s: compare-and-set lost: %s", NAME, outcome.conflict)
+                self._forget(by_run)
+                return None
+        for run_id, (last, builder) in folded.items():
+            self._remember(run_id, generation, last, builder)
+        return ApplyResult(
+            positions=positions,
+            applied=applied,
+            duplicates=duplicates,
+            skipped=skipped,
+            rejected=len(rejections),
+        )
+
+    async def _builders(
+        self, generation: int, heads: dict[str, RunHead]
+    ) -> dict[str, TranscriptBuilder]:
+        """A builder holding the stored state of every run that has a body."""
+        out: dict[str, TranscriptBuilder] = {}
+        missing: list[str] = []
+        for run_id, head in heads.items():
+            if not head.has_body:
+                continue
+            cached = self._cache.get(run_id)
+            if cached is not None and cached[0] == generation and cached[1] == head.last:
+                out[run_id] = cached[2]
+            else:
+                missing.append(run_id)
+        bodies = await self.store.bodies(generation, missing)
+        for run_id in missing:
+            body = bodies.get(run_id)
+            if body is None:
+                # Expired between the two reads: fold it as expired (the
+                # script checks the body is still absent).
+                heads[run_id] = RunHead(meta=heads[run_id].meta, has_body=False)
+            else:
+                out[run_id] = restore_builder(run_id, body)
+        return out
+
+    def _forget(self, run_ids: Collection[str]) -> None:
+        for run_id in run_ids:
+            self._cache.pop(run_id, None)
+
+    def _remember(
+        self, run_id: str, generation: int, last: int, builder: TranscriptBuilder
+    ) -> None:
+        self._cache[run_id] = (generation, last, builder)
+        self._cache.move_to_end(run_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    # -- Rebuildable -------------------------------------------------------------
+
+    async def begin_rebuild(self, *, restart: bool = False) -> TranscriptRebuild:
+        from runwire.projections.transcripts.rebuild import TranscriptRebuild
+
+        generation, dropped = await self.store.begin_generation(restart=restart)
+        if dropped is not None:
+            await self.store.drop_generation(dropped)
+        return TranscriptRebuild(self, generation)

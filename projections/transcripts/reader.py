@@ -1,0 +1,186 @@
+"""The read API of the transcript cache.
+
+``TranscriptCache`` serves transcripts from Redis and falls back to the log
+on a miss (:mod:`~runwire.projections.transcripts.miss`). It connects lazily
+to what a miss needs (Kafka, and Postgres for the run-status store), so a
+process that only reads warm transcripts never opens them.
+
+Contract:
+- ``get(run_id)`` returns the run's canonical messages, exactly what
+  ``build_messages_from_events`` gives for the run's events the projector
+  (or the miss path) has applied; :class:`~runwire.errors.NotFoundError`
+  when neither the cache nor the run-status store knows the run.
+- ``get_session(session_id, last_n_turns)`` returns the messages of the
+  session's runs in order (by the time of each run's first event), cut to
+  the last turns at turn starts only (:mod:`.turns`): a tool_use and its
+  results are never separated. An unknown session gives ``[]``.
+- ``wait_for(position, timeout)`` returns once the projector has applied the
+  record at ``position`` (as returned by ``Publisher.publish``); a ``get``
+  after it sees that record. Raises ``NotCaughtUpError`` on timeout.
+- Every read resolves the live generation first, so a rebuild's switch is
+  seen by the next read.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+
+from runwire.errors import NotFoundError
+from runwire.projections.runtime.protocol import LogPosition
+from runwire.projections.runtime.waiting import wait_for
+from runwire.projections.transcripts.fold import decode_messages
+from runwire.projections.transcripts.miss import (
+    KafkaRunLog,
+    MissPath,
+    RunLocation,
+    RunLocator,
+    RunLog,
+    RunStoreLocator,
+)
+from runwire.projections.transcripts.projection import TranscriptProjection
+from runwire.projections.transcripts.redis_store import RedisTranscriptStore
+from runwire.projections.transcripts.store import Slot, TranscriptStore
+from runwire.projections.transcripts.turns import last_turns
+from runwire.settings import Settings
+
+if TYPE_CHECKING:
+    from runwire.projections.runs.store import RunStore
+    from runwire.transcript.messages import Message
+
+
+class _LazyRunStoreLocator:
+    """Opens the run-status store on the first miss that needs it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._runs: RunStore | None = None
+
+    async def _locator(self) -> RunStoreLocator:
+        if self._runs is None:
+            from runwire.projections.runs.store import RunStore
+
+            self._runs = await RunStore.connect(self._settings)
+        return RunStoreLocator(self._runs)
+
+    async def locate(self, run_id: str) -> RunLocation | None:
+        return await (await self._locator()).locate(run_id)
+
+    async def session_runs(self, session_id: str) -> list[str]:
+        return await (await self._locator()).session_runs(session_id)
+
+    async def close(self) -> None:
+        runs, self._runs = self._runs, None
+        if runs is not None:
+            await runs.close()
+
+
+class TranscriptCache:
+    """Read API over the transcript cache; ``async with TranscriptCache(settings)``.
+
+    Every dependency may be passed in (tests pass twins); the ones left out
+    are built from ``settings`` and closed by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client: aioredis.Redis | None = None,
+        store: TranscriptStore | None = None,
+        run_log: RunLog | None = None,
+        locator: RunLocator | None = None,
+    ) -> None:
+        self._settings = settings
+        self._own_client = client is None and store is None
+        self._client = client
+        if store is None:
+            if client is None:
+                client = aioredis.Redis.from_url(settings.redis_url)
+                self._client = client
+            store = RedisTranscriptStore(
+                client, settings.redis_key_prefix, ttl_seconds=settings.transcript_ttl_seconds
+            )
+        self._store = store
+        self._own_log = run_log is None
+        self._log: RunLog = run_log if run_log is not None else KafkaRunLog(settings)
+        self._own_locator = locator is None
+        self._locator: RunLocator = (
+            locator if locator is not None else _LazyRunStoreLocator(settings)
+        )
+        self._miss = MissPath(self._store, self._log, self._locator)
+        self._projection = TranscriptProjection(self._store, settings)
+
+    @property
+    def store(self) -> TranscriptStore:
+        return self._store
+
+    @property
+    def misses(self) -> int:
+        """How many transcripts this reader rebuilt from the log."""
+        return self._miss.fills
+
+    async def close(self) -> None:
+        """Close what this reader opened; safe to call twice."""
+        if self._own_log and isinstance(self._log, KafkaRunLog):
+            await self._log.stop()
+        if self._own_locator and isinstance(self._locator, _LazyRunStoreLocator):
+            await self._locator.close()
+        client, self._client = self._client, None
+        if self._own_client and client is not None:
+            await client.aclose()
+
+    async def __aenter__(self) -> TranscriptCache:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _live(self) -> int:
+        generation = await self._store.generation(Slot.LIVE)
+        assert generation is not None
+        return generation
+
+    async def get(self, run_id: str) -> list[Message]:
+        """The run's canonical messages (see the module contract)."""
+        found = await self._store.messages(await self._live(), [run_id])
+        if run_id in found:
+            return decode_messages(found[run_id])
+        messages = await self._miss.fill(run_id)
+        if messages is None:
+            raise NotFoundError(
+                f"run {run_id!r} is neither in the transcript cache nor in the run-status store"
+            )
+        return messages
+
+    async def session_runs(self, session_id: str) -> list[str]:
+        """The session's run ids, oldest first."""
+        runs = await self._store.session_runs(await self._live(), session_id)
+        if not runs:
+            runs = await self._locator.session_runs(session_id)
+        return runs
+
+    async def get_session(self, session_id: str, last_n_turns: int | None = None) -> list[Message]:
+        """The messages of the session's runs in order, cut to the last turns."""
+        runs = await self.session_runs(session_id)
+        found = await self._store.messages(await self._live(), runs)
+        messages: list[Message] = []
+        for run_id in runs:
+            data = found.get(run_id)
+            messages += decode_messages(data) if data is not None else await self.get(run_id)
+        return last_turns(messages, last_n_turns)
+
+    async def wait_for(
+        self,
+        position: LogPosition,
+        timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for polling, not for one await
+    ) -> None:
+        """Return once the projector has applied ``position`` (read-your-writes)."""
+        await wait_for(self._projection, position, timeout)

@@ -1,0 +1,275 @@
+"""The transcript store in Redis (asyncio client); the contract is in
+:mod:`runwire.projections.transcripts.store`.
+
+Every write of run data is one call of ``apply.lua`` (EVALSHA, loaded on first
+use and again after a server restart): guards first, then writes, inside
+Redis' single-threaded script execution, so the guards and the writes are one
+atomic step. Reads are pipelined plain commands: a reader may see an older
+commit than the one being written, never part of one.
+
+The scripts touch keys of one generation plus the pointers, all declared in
+KEYS; on a Redis Cluster they would need the keyspace in one hash slot, which
+a standalone Redis (the supported set-up) does not care about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from runwire.projections.runtime.protocol import TopicPartition
+from runwire.projections.transcripts.keys import (
+    GenerationKeys,
+    Keyspace,
+    parse_position_field,
+    position_field,
+)
+from runwire.projections.transcripts.store import (
+    COMMITTED,
+    UNKNOWN,
+    Commit,
+    CommitOutcome,
+    RunBody,
+    RunHead,
+    RunMeta,
+    Slot,
+)
+
+_DROP_CHUNK = 500
+
+_ABANDON = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def _script(name: str) -> str:
+    return resources.files(__package__).joinpath(name).read_text()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _meta_of(fields: dict[bytes, bytes]) -> RunMeta | None:
+    if not fields:
+        return None
+    session = fields.get(b"s")
+    return RunMeta(
+        partition=int(fields[b"p"]),
+        first=int(fields[b"f"]),
+        last=int(fields[b"l"]),
+        session_id=session.decode() if session is not None else None,
+        first_ms=int(fields[b"t"]),
+    )
+
+
+class RedisTranscriptStore:
+    """:class:`~runwire.projections.transcripts.store.TranscriptStore` on Redis.
+
+    ``client`` must be created with ``decode_responses=False`` (the default);
+    its lifecycle belongs to the caller.
+    """
+
+    def __init__(
+        self, client: aioredis.Redis, key_prefix: str, *, ttl_seconds: int | None = None
+    ) -> None:
+        self._r = client
+        self.keys = Keyspace(key_prefix)
+        self._ttl = ttl_seconds or 0
+        self._apply = client.register_script(_script("apply.lua"))
+        self._begin = client.register_script(_script("begin.lua"))
+        self._switch = client.register_script(_script("switch.lua"))
+        self._abandon = client.register_script(_ABANDON)
+
+    @property
+    def client(self) -> aioredis.Redis:
+        return self._r
+
+    def _gen(self, generation: int) -> GenerationKeys:
+        return self.keys.generation(generation)
+
+    # -- reads ---------------------------------------------------------------
+
+    async def generation(self, slot: Slot) -> int | None:
+        if slot is Slot.LIVE:
+            value = await self._r.get(self.keys.live)
+            return int(value) if value is not None else 0
+        value = await self._r.get(self.keys.building)
+        return int(value) if value is not None else None
+
+    async def positions(
+        self, generation: int, partitions: Collection[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        key = self._gen(generation).positions
+        if partitions is None:
+            stored = await self._r.hgetall(key)
+            return {parse_position_field(_text(f)): int(v) for f, v in stored.items()}
+        tps = list(partitions)
+        if not tps:
+            return {}
+        values = await self._r.hmget(key, [position_field(tp) for tp in tps])
+        return {tp: int(v) if v is not None else 0 for tp, v in zip(tps, values, strict=True)}
+
+    async def heads(self, generation: int, run_ids: Collection[str]) -> dict[str, RunHead]:
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        keys = self._gen(generation)
+        pipe = self._r.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.hgetall(keys.meta(run_id))
+            pipe.exists(keys.body(run_id))
+        replies = await pipe.execute()
+        out: dict[str, RunHead] = {}
+        for i, run_id in enumerate(ids):
+            meta = _meta_of(replies[2 * i])
+            out[run_id] = (
+                UNKNOWN if meta is None else RunHead(meta=meta, has_body=bool(replies[2 * i + 1]))
+            )
+        return out
+
+    async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
+        ids = list(run_ids)
+        if not ids:
+            return {}
+        keys = self._gen(generation)
+        pipe = self._r.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.hmget(keys.body(run_id), ["m", "st"])
+        replies = await pipe.execute()
+        return {
+            run_id: RunBody(messages=m, state=st)
+            for run_id, (m, st) in zip(ids, replies, strict=True)
+            if m is not None and st is not None
+        }
+
+    async def messages(self, generation: int, run_ids: Collection[str]) -> dict[str, bytes]:
+        ids = list(run_ids)
+        keys = self._gen(generation)
+        if len(ids) == 1:
+            value = await self._r.hget(keys.body(ids[0]), "m")
+            return {ids[0]: _bytes(value)} if value is not None else {}
+        pipe = self._r.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.hget(keys.body(run_id), "m")
+        values = await pipe.execute()
+        return {r: v for r, v in zip(ids, values, strict=True) if v is not None}
+
+    async def session_runs(self, generation: int, session_id: str) -> list[str]:
+        members = await self._r.zrange(self._gen(generation).session(session_id), 0, -1)
+        return [_text(m) for m in members]
+
+    # -- writes --------------------------------------------------------------
+
+    async def commit(self, commit: Commit) -> CommitOutcome:
+        keys = self._gen(commit.generation)
+        pointer = self.keys.live if commit.slot is Slot.LIVE else self.keys.building
+        key_list: list[str] = [pointer, keys.positions]
+        args: list[str | bytes | int] = [
+            str(commit.generation),
+            commit.slot.value,
+            self._ttl,
+            len(commit.positions),
+        ]
+        for p in commit.positions:
+            args += [position_field(p.tp), str(p.expected), str(p.position)]
+        args.append(len(commit.runs))
+        for w in commit.runs:
+            meta = keys.meta(w.run_id)
+            session = w.meta.session_id
+            key_list += [meta, keys.body(w.run_id), keys.session(session) if session else meta]
+            args += [
+                w.run_id,
+                w.guard.value,
+                str(w.expected_last),
+                "1" if w.expected_body else "0",
+                str(w.meta.partition),
+                str(w.meta.first),
+                str(w.meta.last),
+                session or "",
+                str(w.meta.first_ms),
+                "1" if w.body is not None else "0",
+                w.body.messages if w.body is not None else b"",
+                w.body.state if w.body is not None else b"",
+            ]
+        ok, why = await self._apply(keys=key_list, args=args)
+        return COMMITTED if int(ok) == 1 else CommitOutcome(ok=False, conflict=_text(why))
+
+    # -- generations -----------------------------------------------------------
+
+    async def begin_generation(self, *, restart: bool = False) -> tuple[int, int | None]:
+        building, dropped = await self._begin(
+            keys=[self.keys.live, self.keys.building, self.keys.counter],
+            args=["1" if restart else "0"],
+        )
+        return int(building), (int(dropped) if int(dropped) >= 0 else None)
+
+    async def switch(self, generation: int) -> int | None:
+        while True:
+            live = await self.generation(Slot.LIVE)
+            assert live is not None
+            old = int(
+                await self._switch(
+                    keys=[
+                        self.keys.live,
+                        self.keys.building,
+                        self._gen(live).positions,
+                        self._gen(generation).positions,
+                    ],
+                    args=[str(generation), str(live)],
+                )
+            )
+            if old != -2:
+                return old if old >= 0 else None
+
+    async def abandon(self, generation: int) -> None:
+        await self._abandon(keys=[self.keys.building], args=[str(generation)])
+
+    async def drop_generation(self, generation: int) -> None:
+        chunk: list[bytes] = []
+        async for key in self._r.scan_iter(match=self._gen(generation).pattern, count=1000):
+            chunk.append(key)
+            if len(chunk) >= _DROP_CHUNK:
+                await self._r.unlink(*chunk)
+                chunk = []
+        if chunk:
+            await self._r.unlink(*chunk)
+
+    async def dump(self, generation: int) -> dict[str, Any]:
+        base = self._gen(generation).base
+        names = sorted(
+            [k async for k in self._r.scan_iter(match=self._gen(generation).pattern, count=1000)]
+        )
+        pipe = self._r.pipeline(transaction=False)
+        for name in names:
+            pipe.type(name)
+        types = await pipe.execute()
+        pipe = self._r.pipeline(transaction=False)
+        for name, kind in zip(names, types, strict=True):
+            if _text(kind) == "hash":
+                pipe.hgetall(name)
+            elif _text(kind) == "zset":
+                pipe.zrange(name, 0, -1, withscores=True)
+            else:
+                pipe.dump(name)
+        contents = await pipe.execute()
+        out: dict[str, Any] = {}
+        for name, kind, content in zip(names, types, contents, strict=True):
+            relative = _text(name)[len(base) :]
+            if _text(kind) == "hash":
+                out[relative] = {_text(f): _text(v) for f, v in sorted(content.items())}
+            elif _text(kind) == "zset":
+                out[relative] = [[_text(m), s] for m, s in content]
+            else:
+                out[relative] = {"type": _text(kind)}
+        return out

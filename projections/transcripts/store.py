@@ -1,0 +1,198 @@
+"""The seam between the transcript projection / reader and where transcripts live.
+
+:class:`TranscriptStore` is implemented by Redis
+(:class:`~runwire.projections.transcripts.redis_store.RedisTranscriptStore`,
+the real one) and by an in-memory twin
+(:class:`~runwire.projections.transcripts.memory_store.InMemoryTranscriptStore`,
+for unit tests); one contract suite runs against both.
+
+Contract of :meth:`TranscriptStore.commit` (the only write of run data):
+
+- **All or nothing**: either every guard holds and every write of the commit
+  happens, or nothing changes and the outcome names the first guard that
+  failed. Readers never see half a commit.
+- **Generation guard**: the commit's slot (``live`` or ``building``) must
+  still name the commit's generation; a rebuild that went live (or a reset)
+  makes a commit of the old generation fail instead of writing garbage.
+- **Position guard**: each partition's stored position must equal the
+  position the writer read (compare-and-set); it becomes the new one.
+- **Run guards**: ``EXACT`` - the run's last applied offset (-1 when the run
+  is unknown) and whether its transcript body exists are what the writer read,
+  so the new body was folded from the stored one. ``FILL`` (the miss path) -
+  the stored last offset is older than the fill's, or equal with no body: a
+  fill never replaces newer data with older.
+- A run's meta (partition, first offset, session, first time) is set when the
+  run is created and never changed; later writes only move its last offset.
+  Creating a run also adds it to its session's runs (scored by first time).
+- A body write refreshes the transcript TTL (when one is configured). Meta,
+  session indexes and positions never expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from runwire.projections.runtime.protocol import TopicPartition
+
+
+class Slot(StrEnum):
+    """Which pointer a writer writes through."""
+
+    LIVE = "live"
+    BUILDING = "building"
+
+
+class Guard(StrEnum):
+    EXACT = "x"
+    FILL = "f"
+
+
+@dataclass(frozen=True, slots=True)
+class RunMeta:
+    """Where a run lies in the log and how far its transcript is applied."""
+
+    partition: int
+    first: int
+    last: int
+    session_id: str | None
+    first_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunHead:
+    """What the store holds for one run: its meta (None: unknown) and whether
+    its transcript body is there (it may have expired)."""
+
+    meta: RunMeta | None
+    has_body: bool
+
+    @property
+    def last(self) -> int:
+        return -1 if self.meta is None else self.meta.last
+
+
+UNKNOWN = RunHead(meta=None, has_body=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RunBody:
+    """A transcript as stored: messages JSON and fold-state JSON."""
+
+    messages: bytes
+    state: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RunWrite:
+    """One run's part of a commit. ``body`` None moves only the last offset
+    (the transcript has expired: the miss path rebuilds it from the log)."""
+
+    run_id: str
+    guard: Guard
+    expected_last: int
+    expected_body: bool
+    meta: RunMeta
+    body: RunBody | None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionWrite:
+    tp: TopicPartition
+    expected: int
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    slot: Slot
+    generation: int
+    positions: Sequence[PositionWrite]
+    runs: Sequence[RunWrite]
+
+
+@dataclass(frozen=True, slots=True)
+class CommitOutcome:
+    ok: bool
+    conflict: str = ""
+
+
+COMMITTED = CommitOutcome(ok=True)
+
+
+class TranscriptStore(Protocol):
+    """Generations of transcripts with guarded commits; see the module contract."""
+
+    async def generation(self, slot: Slot) -> int | None:
+        """The generation ``slot`` names: ``live`` is 0 until a rebuild went live;
+        ``building`` is None when no rebuild is under way."""
+        ...
+
+    async def positions(
+        self, generation: int, partitions: Collection[TopicPartition] | None = None
+    ) -> dict[TopicPartition, int]:
+        """Stored positions (0 when none) of ``partitions``, or every stored one."""
+        ...
+
+    async def heads(self, generation: int, run_ids: Collection[str]) -> dict[str, RunHead]:
+        """The head of every run asked for (``UNKNOWN`` for runs never seen)."""
+        ...
+
+    async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
+        """The bodies present among ``run_ids`` (expired or unknown ones are left out)."""
+        ...
+
+    async def messages(self, generation: int, run_ids: Collection[str]) -> dict[str, bytes]:
+        """The messages JSON of each run present (misses are left out)."""
+        ...
+
+    async def session_runs(self, generation: int, session_id: str) -> list[str]:
+        """Run ids of a session, oldest first."""
+        ...
+
+    async def commit(self, commit: Commit) -> CommitOutcome:
+        """Apply ``commit`` if every guard holds; see the module contract."""
+        ...
+
+    async def begin_generation(self, *, restart: bool = False) -> tuple[int, int | None]:
+        """The building generation, created unless one exists (or ``restart``).
+
+        Returns ``(building, dropped)``: ``dropped`` is a previous building
+        generation the caller must drop (``restart``), else None.
+        """
+        ...
+
+    async def switch(self, generation: int) -> int | None:
+        """Make the building ``generation`` live if its positions are at least
+        the live ones, atomically; returns the old live generation (to drop),
+        or None when nothing changed (behind, or not the building one)."""
+        ...
+
+    async def abandon(self, generation: int) -> None:
+        """Stop naming ``generation`` as the building one, if it is (atomic)."""
+        ...
+
+    async def drop_generation(self, generation: int) -> None:
+        """Delete every key of ``generation`` (idempotent)."""
+        ...
+
+    async def dump(self, generation: int) -> dict[str, Any]:
+        """Every key of ``generation`` as plain data, by key name relative to it
+        (TTLs left out): what a checksum and a test diff compare."""
+        ...
+
+
+def checksum(dump: Mapping[str, Any]) -> str:
+    """A stable digest of a :meth:`TranscriptStore.dump`."""
+    text = json.dumps(dump, sort_keys=True, separators=(",", ":"), default=_bytes_text)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _bytes_text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    raise TypeError(f"cannot digest {type(value).__name__}")

@@ -1,0 +1,224 @@
+"""The contract suite of :class:`runwire.projections.transcripts.store.TranscriptStore`.
+
+Mixed into one test class per implementation (the in-memory twin in
+tests/unit, Redis in tests/integration), which provide the ``store`` fixture
+and ``expire`` (drop a body the way a TTL does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runwire.projections.runtime.protocol import TopicPartition
+from runwire.projections.transcripts.store import (
+    Commit,
+    Guard,
+    PositionWrite,
+    RunBody,
+    RunMeta,
+    RunWrite,
+    Slot,
+    TranscriptStore,
+    checksum,
+)
+
+TP = TopicPartition("run-events", 0)
+TP1 = TopicPartition("run-events", 1)
+
+
+def body(tag: str) -> RunBody:
+    return RunBody(messages=f'["{tag}"]'.encode(), state=f'{{"s":"{tag}"}}'.encode())
+
+
+def create(
+    run_id: str,
+    last: int,
+    *,
+    session: str | None = "s1",
+    first_ms: int = 1000,
+    tag: str = "a",
+    guard: Guard = Guard.EXACT,
+    expected_last: int = -1,
+    expected_body: bool = False,
+    with_body: bool = True,
+    first: int | None = None,
+) -> RunWrite:
+    return RunWrite(
+        run_id=run_id,
+        guard=guard,
+        expected_last=expected_last,
+        expected_body=expected_body,
+        meta=RunMeta(0, last if first is None else first, last, session, first_ms),
+        body=body(tag) if with_body else None,
+    )
+
+
+def commit(
+    runs: Sequence[RunWrite] = (),
+    positions: Sequence[PositionWrite] = (),
+    *,
+    generation: int = 0,
+    slot: Slot = Slot.LIVE,
+) -> Commit:
+    return Commit(slot, generation, positions, runs)
+
+
+class TranscriptStoreContract:
+    """Every ``TranscriptStore`` keeps these rules."""
+
+    async def expire(self, store: TranscriptStore, generation: int, run_id: str) -> None:
+        raise NotImplementedError
+
+    async def test_a_commit_creates_runs_sessions_and_positions(
+        self, store: TranscriptStore
+    ) -> None:
+        outcome = await store.commit(
+            commit([create("r1", 5), create("r2", 7, first_ms=900)], [PositionWrite(TP, 0, 8)])
+        )
+        assert outcome.ok, outcome.conflict
+        heads = await store.heads(0, ["r1", "r2", "nope"])
+        assert heads["r1"].meta == RunMeta(0, 5, 5, "s1", 1000)
+        assert heads["r1"].has_body
+        assert heads["nope"].meta is None
+        assert heads["nope"].last == -1
+        assert await store.messages(0, ["r1", "nope"]) == {"r1": b'["a"]'}
+        assert (await store.bodies(0, ["r2"]))["r2"] == body("a")
+        assert await store.session_runs(0, "s1") == ["r2", "r1"]  # by first time
+        assert await store.positions(0, [TP, TP1]) == {TP: 8, TP1: 0}
+        assert await store.positions(0) == {TP: 8}
+
+    async def test_a_stale_position_refuses_the_whole_commit(self, store: TranscriptStore) -> None:
+        assert (await store.commit(commit([], [PositionWrite(TP, 0, 10)]))).ok
+        before = await store.dump(0)
+        outcome = await store.commit(
+            commit([create("r1", 3)], [PositionWrite(TP1, 0, 4), PositionWrite(TP, 0, 4)])
+        )
+        assert not outcome.ok
+        assert "position" in outcome.conflict
+        assert await store.dump(0) == before
+
+    async def test_exact_guard_needs_the_last_offset_and_body_that_were_read(
+        self, store: TranscriptStore
+    ) -> None:
+        assert (await store.commit(commit([create("r1", 5)]))).ok
+        stale = create("r1", 9, tag="b", expected_last=4, expected_body=True)
+        assert not (await store.commit(commit([stale]))).ok
+        no_body = create("r1", 9, tag="b", expected_last=5, expected_body=False)
+        assert not (await store.commit(commit([no_body]))).ok
+        good = create("r1", 9, tag="b", expected_last=5, expected_body=True)
+        assert (await store.commit(commit([good]))).ok
+        assert (await store.heads(0, ["r1"]))["r1"].last == 9
+        assert await store.messages(0, ["r1"]) == {"r1": b'["b"]'}
+
+    async def test_creating_a_run_that_exists_is_refused(self, store: TranscriptStore) -> None:
+        assert (await store.commit(commit([create("r1", 5)]))).ok
+        assert not (await store.commit(commit([create("r1", 6, tag="b")]))).ok
+        assert await store.messages(0, ["r1"]) == {"r1": b'["a"]'}
+
+    async def test_meta_is_fixed_at_creation(self, store: TranscriptStore) -> None:
+        assert (await store.commit(commit([create("r1", 5, first=2)]))).ok
+        later = create(
+            "r1", 8, session="other", first_ms=5, first=7, expected_last=5, expected_body=True
+        )
+        assert (await store.commit(commit([later]))).ok
+        meta = (await store.heads(0, ["r1"]))["r1"].meta
+        assert meta == RunMeta(0, 2, 8, "s1", 1000)
+        assert await store.session_runs(0, "other") == []
+
+    async def test_a_write_without_body_moves_only_the_last_offset(
+        self, store: TranscriptStore
+    ) -> None:
+        assert (await store.commit(commit([create("r1", 5)]))).ok
+        await self.expire(store, 0, "r1")
+        head = (await store.heads(0, ["r1"]))["r1"]
+        assert head.last == 5
+        assert not head.has_body
+        cold = create("r1", 9, expected_last=5, expected_body=False, with_body=False)
+        assert (await store.commit(commit([cold]))).ok
+        head = (await store.heads(0, ["r1"]))["r1"]
+        assert head.last == 9
+        assert not head.has_body
+        assert await store.messages(0, ["r1"]) == {}
+
+    async def test_a_fill_never_replaces_newer_data(self, store: TranscriptStore) -> None:
+        assert (await store.commit(commit([create("r1", 5)]))).ok
+        older = create("r1", 4, tag="old", guard=Guard.FILL)
+        same = create("r1", 5, tag="same", guard=Guard.FILL)
+        assert not (await store.commit(commit([older]))).ok
+        assert not (await store.commit(commit([same]))).ok  # same offset, body present
+        await self.expire(store, 0, "r1")
+        assert not (await store.commit(commit([older]))).ok
+        assert (await store.commit(commit([same]))).ok  # same offset, body gone: refill
+        newer = create("r1", 7, tag="new", guard=Guard.FILL)
+        assert (await store.commit(commit([newer]))).ok
+        assert await store.messages(0, ["r1"]) == {"r1": b'["new"]'}
+        assert (await store.heads(0, ["r1"]))["r1"].meta == RunMeta(0, 5, 7, "s1", 1000)
+
+    async def test_a_fill_creates_an_unknown_run(self, store: TranscriptStore) -> None:
+        fill = create("r9", 3, guard=Guard.FILL, session="s9")
+        assert (await store.commit(commit([fill]))).ok
+        assert await store.session_runs(0, "s9") == ["r9"]
+
+    async def test_a_run_without_session_has_no_index(self, store: TranscriptStore) -> None:
+        assert (await store.commit(commit([create("r1", 1, session=None)]))).ok
+        meta = (await store.heads(0, ["r1"]))["r1"].meta
+        assert meta is not None
+        assert meta.session_id is None
+
+    async def test_a_commit_to_a_generation_that_is_not_live_is_refused(
+        self, store: TranscriptStore
+    ) -> None:
+        assert await store.generation(Slot.LIVE) == 0
+        assert await store.generation(Slot.BUILDING) is None
+        assert not (await store.commit(commit([create("r1", 1)], generation=1))).ok
+        assert not (
+            await store.commit(commit([create("r1", 1)], generation=0, slot=Slot.BUILDING))
+        ).ok
+        assert await store.dump(1) == {}
+
+    async def test_generations_begin_resume_restart_switch_and_drop(
+        self, store: TranscriptStore
+    ) -> None:
+        assert (await store.commit(commit([create("r1", 5)], [PositionWrite(TP, 0, 6)]))).ok
+        assert await store.begin_generation() == (1, None)
+        assert await store.begin_generation() == (1, None)  # resumed
+        assert await store.begin_generation(restart=True) == (2, 1)
+        assert await store.generation(Slot.BUILDING) == 2
+        # behind the live copy: no switch
+        build = commit(
+            [create("r1", 5)], [PositionWrite(TP, 0, 3)], generation=2, slot=Slot.BUILDING
+        )
+        assert (await store.commit(build)).ok
+        assert await store.switch(2) is None
+        assert await store.switch(1) is None  # not the building one
+        catch_up = commit([], [PositionWrite(TP, 3, 6)], generation=2, slot=Slot.BUILDING)
+        assert (await store.commit(catch_up)).ok
+        assert await store.switch(2) == 0
+        assert await store.generation(Slot.LIVE) == 2
+        assert await store.generation(Slot.BUILDING) is None
+        # the old live copy refuses writes once it is not live any more
+        assert not (await store.commit(commit([create("r2", 1)], generation=0))).ok
+        await store.drop_generation(0)
+        assert await store.dump(0) == {}
+        assert await store.messages(2, ["r1"]) == {"r1": b'["a"]'}
+        assert await store.begin_generation() == (3, None)
+
+    async def test_abandon_only_clears_the_named_generation(self, store: TranscriptStore) -> None:
+        building, _ = await store.begin_generation()
+        await store.abandon(building + 1)
+        assert await store.generation(Slot.BUILDING) == building
+        await store.abandon(building)
+        assert await store.generation(Slot.BUILDING) is None
+
+    async def test_dump_and_checksum_show_every_write(self, store: TranscriptStore) -> None:
+        assert (await store.commit(commit([create("r1", 5)], [PositionWrite(TP, 0, 6)]))).ok
+        dump = await store.dump(0)
+        assert dump == {
+            "meta:r1": {"f": "5", "l": "5", "p": "0", "s": "s1", "t": "1000"},
+            "pos": {"run-events/0": "6"},
+            "run:r1": {"m": '["a"]', "st": '{"s":"a"}'},
+            "session:s1": [["r1", 1000.0]],
+        }
+        before = checksum(dump)
+        assert (await store.commit(commit([], [PositionWrite(TP, 6, 7)]))).ok
+        assert checksum(await store.dump(0)) != before
