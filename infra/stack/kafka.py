@@ -268,6 +268,10 @@ class KafkaPart:
             "min.insync.replicas": "1",
             "default.replication.factor": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # After a kill -9 the controller keeps the dead broker's registration until its
+            # session times out, and the restarted broker waits for that: keep it short.
+            "broker.heartbeat.interval.ms": "500",
+            "broker.session.timeout.ms": "3000",
             # Topics come from infra/topics.toml, never from a typo in a producer.
             "auto.create.topics.enable": "false",
             # Two cores.
