@@ -1,0 +1,355 @@
+"""Follows the run-events topic for a service that acts on it (orchestrator, tool runner).
+
+Contract:
+- Joins the service's consumer group; Kafka shares the partitions among the
+  group's instances. Reads with ``isolation_level=read_committed`` so records
+  of aborted transactions are never acted on.
+- Every record is decoded and handed to :meth:`FollowHandler.apply` in
+  partition order; after each fetched batch :meth:`FollowHandler.batch_done`
+  lets the handler act on what changed. Undecodable records are logged and
+  skipped (the projections dead-letter them; acting on them is impossible).
+- **Catch-up before acting**: when a partition is assigned, the handler
+  forgets it (:meth:`FollowHandler.assigned`), the follower reads it from
+  the committed offset (the beginning when none) up to the end offset it had
+  at assignment, and only then calls :meth:`FollowHandler.caught_up`. A
+  handler acts on a partition's runs only after that call, so it never acts
+  on a run before it has read what the log already says about it.
+- **Commits are safe points**: the committed offset of a partition is
+  :meth:`FollowHandler.safe_offset`, which the handler keeps at or below the
+  first event it would need to rebuild its state (e.g. the first event of
+  every run still in progress). Kafka's offsets are thus only a place to
+  restart reading from; whether something was done is always read from the
+  log itself.
+- On revocation (rebalance, stop) the safe offsets are committed, then the
+  handler is told (:meth:`FollowHandler.revoked`: it stops its work for
+  those partitions before the next owner gets them).
+- ``start()`` / ``stop()`` (idempotent) or ``async with``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+from runwire.contract.codec import Codec, default_codec
+from runwire.contract.events import Event
+from runwire.errors import DecodeError, RunwireError
+from runwire.settings import Settings
+
+__all__ = [
+    "FollowHandler",
+    "Follower",
+    "FollowerOptions",
+    "FollowingService",
+    "consumer_group",
+]
+
+log = logging.getLogger(__name__)
+
+
+def consumer_group(settings: Settings, service: str) -> str:
+    """The consumer group of a service (prefixed like the topics)."""
+    return f"{settings.topic_prefix}runwire-{service}"
+
+
+class FollowHandler(Protocol):
+    """What a service plugs into a :class:`Follower`."""
+
+    def assigned(self, partitions: Collection[int]) -> None:
+        """These partitions are now ours: forget anything known about them."""
+        ...
+
+    async def revoked(self, partitions: Collection[int]) -> None:
+        """These partitions are no longer ours: stop all work on them before returning."""
+        ...
+
+    def apply(self, partition: int, offset: int, event: Event) -> None:
+        """Fold one event (partition order); no I/O."""
+        ...
+
+    def batch_done(self) -> None:
+        """A fetched batch was applied: act on what changed (caught-up partitions only)."""
+        ...
+
+    def caught_up(self, partition: int) -> None:
+        """The partition has been read up to where it ended when it was assigned."""
+        ...
+
+    def safe_offset(self, partition: int, position: int) -> int:
+        """The offset to commit for ``partition``, read up to ``position``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FollowerOptions:
+    """Consumer tuning. ``group_instance_id`` makes the member static, so a
+    restarted instance takes its partitions back without waiting for the
+    session timeout."""
+
+    max_records: int = 2000
+    poll_timeout_ms: int = 100
+    commit_interval: float = 1.0
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 1_000
+    group_instance_id: str | None = None
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, follower: Follower) -> None:
+        self._follower = follower
+
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        await self._follower._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        self._follower._on_assigned(assigned)
+
+
+class Follower:
+    """Drives a :class:`FollowHandler` from the run-events topic; see the module contract."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        handler: FollowHandler,
+        *,
+        group_id: str,
+        codec: Codec | None = None,
+        options: FollowerOptions | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._group_id = group_id
+        self._codec = codec or default_codec()
+        self._options = options or FollowerOptions()
+        self._client_id = client_id or f"{settings.client_id}-{group_id}"
+        self._topic = settings.run_events
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._started = False
+        self._stopped = False
+        # Partition -> end offset to reach before acting (None: not asked yet).
+        self._catching_up: dict[int, int | None] = {}
+        self._owned: set[int] = set()
+        """Partitions the handler was told are ours and not yet told are gone."""
+        self._committed: dict[int, int] = {}
+        self._last_commit = 0.0
+        self.undecodable = 0
+        self.caught_up_event = asyncio.Event()
+        """Set while every assigned partition is caught up (for tests and readiness)."""
+
+    @property
+    def group_id(self) -> str:
+        return self._group_id
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        opts = self._options
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=self._client_id,
+            group_id=self._group_id,
+            group_instance_id=opts.group_instance_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=opts.session_timeout_ms,
+            heartbeat_interval_ms=opts.heartbeat_interval_ms,
+        )
+        try:
+            await consumer.start()
+        except KafkaError as e:
+            await consumer.stop()
+            raise RunwireError(
+                f"{self._group_id}: cannot reach Kafka at "
+                f"{self._settings.kafka_bootstrap_servers}: {e}"
+            ) from e
+        consumer.subscribe([self._topic], listener=_Listener(self))
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name=f"follow {self._group_id}")
+
+    async def stop(self) -> None:
+        """Stop reading, let the handler stop its work, commit, leave. Idempotent."""
+        if not self._started or self._stopped:
+            return
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        consumer = self._consumer
+        if consumer is not None:
+            with contextlib.suppress(KafkaError, RunwireError):
+                await self._commit(force=True)
+            owned, self._owned = self._owned, set()
+            await self._handler.revoked(owned)
+            await consumer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def wait_caught_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until partitions are assigned and every one of them is caught up."""
+        async with asyncio.timeout(timeout):
+            await self.caught_up_event.wait()
+
+    # -- the loop ----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        consumer = self._consumer
+        opts = self._options
+        while True:
+            try:
+                await self._resolve_targets()
+                batch = await consumer.getmany(
+                    timeout_ms=opts.poll_timeout_ms, max_records=opts.max_records
+                )
+                self._apply(batch.items())
+                await self._check_caught_up()
+                self._handler.batch_done()
+                await self._commit()
+            except asyncio.CancelledError:
+                raise
+            except KafkaError as e:
+                log.warning("%s: Kafka error, retrying: %s", self._group_id, e)
+                await asyncio.sleep(0.5)
+
+    def _apply(self, batch: Iterable[tuple[TopicPartition, list[Any]]]) -> None:
+        decode = self._codec.decode
+        handler = self._handler
+        for tp, records in batch:
+            for record in records:
+                try:
+                    event = decode(record.value)
+                except DecodeError as e:
+                    self.undecodable += 1
+                    log.warning(
+                        "%s: skipping undecodable record at %s/%d: %s",
+                        self._group_id,
+                        tp.partition,
+                        record.offset,
+                        e,
+                    )
+                    continue
+                handler.apply(tp.partition, record.offset, event)
+
+    async def _resolve_targets(self) -> None:
+        unknown = [p for p, end in self._catching_up.items() if end is None]
+        if not unknown:
+            return
+        ends = await self._consumer.end_offsets([TopicPartition(self._topic, p) for p in unknown])
+        for tp, end in ends.items():
+            if tp.partition in self._catching_up:
+                self._catching_up[tp.partition] = end
+        await self._check_caught_up()
+
+    async def _check_caught_up(self) -> None:
+        for partition, end in list(self._catching_up.items()):
+            if end is None:
+                continue
+            tp = TopicPartition(self._topic, partition)
+            if tp not in self._consumer.assignment():
+                continue
+            if await self._consumer.position(tp) >= end:
+                del self._catching_up[partition]
+                self._handler.caught_up(partition)
+        if not self._catching_up and self._consumer.assignment():
+            self.caught_up_event.set()
+
+    async def _commit(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_commit < self._options.commit_interval:
+            return
+        self._last_commit = now
+        consumer = self._consumer
+        offsets: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            if tp.partition not in self._owned or tp.partition in self._catching_up:
+                continue  # not ours, or not read far enough to know what is safe
+            safe = self._handler.safe_offset(tp.partition, await consumer.position(tp))
+            if self._committed.get(tp.partition) != safe:
+                offsets[tp] = safe
+        if not offsets:
+            return
+        await consumer.commit(offsets)
+        for tp, offset in offsets.items():
+            self._committed[tp.partition] = offset
+
+    # -- rebalances --------------------------------------------------------------
+
+    def _on_assigned(self, assigned: Collection[TopicPartition]) -> None:
+        partitions = [tp.partition for tp in assigned]
+        self._handler.assigned(partitions)
+        self._owned.update(partitions)
+        for p in partitions:
+            self._catching_up[p] = None
+            self._committed.pop(p, None)
+        if partitions:
+            self.caught_up_event.clear()
+
+    async def _on_revoked(self, revoked: Collection[TopicPartition]) -> None:
+        partitions = [tp.partition for tp in revoked]
+        # Commit while the handler still knows its runs (their safe offsets).
+        try:
+            await self._commit(force=True)
+        except (KafkaError, RunwireError) as e:
+            log.warning("%s: commit on revocation failed: %s", self._group_id, e)
+        self._owned.difference_update(partitions)
+        await self._handler.revoked(partitions)
+        for p in partitions:
+            self._catching_up.pop(p, None)
+            self._committed.pop(p, None)
+
+
+class FollowingService:
+    """The lifecycle of a service that is a :class:`FollowHandler` for its own follower.
+
+    Subclasses set ``self._follower = Follower(settings, self, ...)``.
+    """
+
+    _follower: Follower
+
+    async def start(self) -> None:
+        await self._follower.start()
+
+    async def stop(self) -> None:
+        """Stop following and every piece of work the service has in flight. Idempotent."""
+        await self._follower.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def wait_caught_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until the service owns partitions and has caught up on all of them."""
+        await self._follower.wait_caught_up(timeout)

@@ -1,0 +1,39 @@
+"""What the orchestrator gives the model for each agent: instructions and tools.
+
+Contract:
+- :class:`AgentProfile` is plain data: the system prompt, the tools the model
+  may call, the output budget.
+- :class:`AgentDirectory` returns the profile of an ``agent_id`` (runs without
+  one, or with an unknown one, get the default profile).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from runwire.providers.base import ToolSpec
+
+__all__ = ["AgentDirectory", "AgentProfile"]
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    """How one agent calls its model."""
+
+    system: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    max_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class AgentDirectory:
+    """Profiles by agent id, and the one every other agent gets."""
+
+    default: AgentProfile = field(default_factory=AgentProfile)
+    agents: Mapping[str, AgentProfile] = field(default_factory=dict)
+
+    def profile(self, agent_id: str | None) -> AgentProfile:
+        if agent_id is None:
+            return self.default
+        return self.agents.get(agent_id, self.default)

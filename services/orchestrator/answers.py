@@ -1,0 +1,131 @@
+"""The events the orchestrator publishes for one delta, with deterministic ids.
+
+Contract:
+- Every event built here has ``causation_id`` = the delta's event id and
+  ``event_id`` = ``deterministic_event_id(run, delta, slot)``: a retried or
+  repeated answer to the same delta has the same ids, so consumers drop the
+  copy and a second answer is recognisable.
+- Slots are fixed per role, not per position in a batch, so the closing
+  event of an answer gets the same id whether it is published with the
+  assistant message or alone after a crash (:func:`closing_events`).
+- An answer is: the assistant message's parts (thinking, text, tool_use, in
+  that order), usage, then the closing — ``run_status_changed``
+  (``awaiting_tools``) when the message calls tools, else ``run_completed``.
+  A failure is ``run_failed``. Terminal statuses are only ever said by the
+  terminal events (the run-status projection keeps a run's first ending, and
+  ``run_failed`` carries the error).
+"""
+
+from __future__ import annotations
+
+from runwire.contract.events import (
+    Event,
+    EventPayload,
+    RunCompleted,
+    RunFailed,
+    RunPhase,
+    RunStatus,
+    RunStatusChanged,
+    Usage,
+)
+from runwire.providers.base import ModelResponse
+from runwire.services.run_context import RunContext
+from runwire.transcript.ledger import payloads_for_message
+
+__all__ = [
+    "PRODUCER",
+    "Slot",
+    "acknowledgement",
+    "answer_events",
+    "closing_events",
+    "failure_events",
+]
+
+PRODUCER = "runwire-orchestrator"
+MAX_ERROR_CHARS = 4000
+
+
+class Slot:
+    """The index of each role in ``deterministic_event_id(run, cause, index)``."""
+
+    ACKNOWLEDGE = 0
+    USAGE = 1
+    STATUS = 2
+    TERMINAL = 3
+    PARTS = 16
+    """Assistant parts take ``PARTS + i`` for the i-th part of the message."""
+
+
+def _event(context: RunContext, cause_id: str, slot: int, payload: EventPayload) -> Event:
+    return context.event(payload, producer=PRODUCER, causation_id=cause_id, index=slot)
+
+
+def acknowledgement(context: RunContext, cause_id: str, phase: RunPhase) -> Event:
+    """``run_status_changed(running)``: the orchestrator took the delta on."""
+    return _event(
+        context, cause_id, Slot.ACKNOWLEDGE, RunStatusChanged(status=RunStatus.RUNNING, phase=phase)
+    )
+
+
+def answer_events(context: RunContext, cause_id: str, response: ModelResponse) -> list[Event]:
+    """The assistant message, usage and closing events of one model answer."""
+    parts = payloads_for_message(response.message())
+    events = [_event(context, cause_id, Slot.PARTS + i, p) for i, p in enumerate(parts)]
+    usage = response.usage
+    events.append(
+        _event(
+            context,
+            cause_id,
+            Slot.USAGE,
+            Usage(
+                model=response.model,
+                provider=response.provider,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_read_tokens=usage.cache_read_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+            ),
+        )
+    )
+    events.extend(
+        closing_events(
+            context, cause_id, calls_tools=bool(response.tool_uses()), stop=response.stop_reason
+        )
+    )
+    return events
+
+
+def closing_events(
+    context: RunContext, cause_id: str, *, calls_tools: bool, stop: str | None = None
+) -> list[Event]:
+    """What closes an answer: awaiting tools, or the run's completion."""
+    if calls_tools:
+        return [
+            _event(
+                context,
+                cause_id,
+                Slot.STATUS,
+                RunStatusChanged(status=RunStatus.AWAITING_TOOLS, phase=RunPhase.EXECUTING_TOOLS),
+            )
+        ]
+    return [_event(context, cause_id, Slot.TERMINAL, RunCompleted(stop_reason=stop))]
+
+
+def failure_events(
+    context: RunContext, cause_id: str, error_kind: str, message: str, *, retryable: bool = False
+) -> list[Event]:
+    """The run cannot go on: ``failed`` with a readable kind and message.
+
+    Messages longer than :data:`MAX_ERROR_CHARS` are cut (a provider may echo
+    a whole request back) so the event always fits.
+    """
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 1] + "…"
+    return [
+        _event(
+            context,
+            cause_id,
+            Slot.TERMINAL,
+            RunFailed(error_kind=error_kind, message=message, retryable=retryable),
+        )
+    ]

@@ -1,0 +1,258 @@
+"""One run's state, folded from its events in log order, and what to do next.
+
+Contract:
+- :meth:`RunState.apply` folds one event of the run. It does no I/O and is
+  deterministic: the same events in the same order give the same state and
+  the same :meth:`RunState.next_action`, in every process. That is what lets
+  a restarted orchestrator rebuild everything from the log.
+- A *delta* is an event that asks for a model call: a ``user_message``, or
+  the ``tool_result`` that completes the tool_uses of the last assistant
+  message.
+- The *answer* to delta D is made of events whose ``causation_id`` is D's
+  ``event_id``: the assistant message's parts (thinking, text, tool_use) and
+  usage, then one *closing* event — ``run_status_changed(awaiting_tools)``
+  when the message calls tools, ``run_completed`` when it does not, or
+  ``run_failed`` when the run cannot go on. A ``run_status_changed(running)``
+  caused by D only acknowledges it; it is not an answer.
+- An answer answers every delta before it in the log: user text sent while
+  the model was busy lands before the answer in the transcript (log order is
+  the canonical order), so it counts as answered.
+- :meth:`RunState.next_action` is ``None`` (nothing to do: waiting for the
+  log, paused or terminal), :class:`Close` (the parts of an answer are in the
+  log but its closing event is not, e.g. after a crash between the two:
+  publish the closing only, never call the model again), :class:`Fail` (an
+  event broke a ledger rule, or the turn limit is reached) or :class:`Answer`
+  (call the model with the transcript as folded; the cause is the newest
+  delta without an answer).
+- No model call is made while tool_uses of the last assistant message still
+  wait for results; user text sent meanwhile is answered with the results.
+- Terminal runs (completed, failed, canceled) never get an action again:
+  one run answers one user turn, text sent after it ended is ignored.
+  Paused runs get none until a status change resumes them.
+- :meth:`RunState.expect` records an answer the service has published but not
+  read back yet: no action is given until it is read, so the next model call
+  always sees the previous answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runwire.contract.events import (
+    Event,
+    EventType,
+    RunFailed,
+    RunStatus,
+    RunStatusChanged,
+)
+from runwire.services.run_context import RunContext
+from runwire.transcript.errors import LedgerError
+from runwire.transcript.ledger import TranscriptBuilder
+from runwire.transcript.messages import Message
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "Action",
+    "Answer",
+    "Close",
+    "Delta",
+    "Fail",
+    "RunContext",
+    "RunState",
+]
+
+TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
+
+_ANSWER_PARTS = frozenset(
+    {EventType.THINKING, EventType.ASSISTANT_TEXT, EventType.TOOL_USE, EventType.USAGE}
+)
+_TERMINAL_EVENTS = {
+    EventType.RUN_COMPLETED: RunStatus.COMPLETED,
+    EventType.RUN_FAILED: RunStatus.FAILED,
+    EventType.RUN_CANCELED: RunStatus.CANCELED,
+}
+
+
+@dataclass(frozen=True)
+class Delta:
+    """An event that asks for a model call."""
+
+    event_id: str
+    offset: int
+    kind: str  # "user_message" | "tool_results"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Call the model on ``messages`` and publish its answer, caused by ``delta``.
+
+    ``turn`` is the number of this model call in the run (1-based);
+    ``acknowledge`` says whether the run must first be marked ``running``.
+    """
+
+    delta: Delta
+    messages: tuple[Message, ...]
+    turn: int
+    acknowledge: bool
+
+
+@dataclass(frozen=True)
+class Close:
+    """Publish only the closing event of an answer whose parts are in the log."""
+
+    cause_id: str
+    calls_tools: bool
+
+
+@dataclass(frozen=True)
+class Fail:
+    """Fail the run with ``error_kind`` / ``message``, caused by event ``cause_id``."""
+
+    cause_id: str
+    error_kind: str
+    message: str
+
+
+Action = Answer | Close | Fail
+
+
+class RunState:
+    """Everything the orchestrator knows about one run; see the module contract."""
+
+    def __init__(self, context: RunContext, first_offset: int, *, max_turns: int) -> None:
+        self.context = context
+        self.first_offset = first_offset
+        self.max_turns = max_turns
+        self.status = RunStatus.PENDING
+        self.transcript = TranscriptBuilder(context.run_id)
+        self.model_calls = 0
+        """Answers with assistant parts seen in the log (the turn counter)."""
+        self.error: RunFailed | None = None
+        self._pending: list[Delta] = []
+        self._parts_seen: dict[str, bool] = {}
+        """Cause id -> whether that answer's message calls tools, for answers not closed."""
+        self._closed: set[str] = set()
+        self._expected: set[str] = set()
+        self._broken: Fail | None = None
+
+    # -- queries ---------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        return self.context.run_id
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def pending(self) -> tuple[Delta, ...]:
+        """Deltas without an answer in the log, oldest first."""
+        return tuple(self._pending)
+
+    def is_answered(self, cause_id: str) -> bool:
+        """True when the log holds a closed answer caused by ``cause_id``."""
+        return cause_id in self._closed
+
+    # -- the fold --------------------------------------------------------------
+
+    def apply(self, event: Event, offset: int) -> None:
+        """Fold one event of this run (read at ``offset``) into the state."""
+        if event.run_id != self.run_id:
+            raise ValueError(f"event of run {event.run_id} fed to the state of run {self.run_id}")
+        payload = event.payload
+        kind = event.type
+        cause = event.causation_id
+        if kind in _TERMINAL_EVENTS:
+            self.status = _TERMINAL_EVENTS[kind]
+            if isinstance(payload, RunFailed):
+                self.error = payload
+            if cause is not None:
+                self._close(cause)
+            self._pending.clear()
+            return
+        if isinstance(payload, RunStatusChanged):
+            if not self.terminal:
+                self.status = payload.status
+            if cause is not None and payload.status is RunStatus.AWAITING_TOOLS:
+                self._close(cause)
+            return
+        if self.terminal:
+            return  # late events of a finished run change nothing the orchestrator uses
+        try:
+            changed = self.transcript.apply(event)
+        except LedgerError as e:
+            if self._broken is None:
+                self._broken = Fail(event.event_id, "transcript_rule", str(e))
+            return
+        if cause is not None and kind in _ANSWER_PARTS:
+            self._answer_parts(cause, calls_tools=kind is EventType.TOOL_USE)
+        if not changed:
+            return
+        if kind is EventType.USER_MESSAGE:
+            self._pending.append(Delta(event.event_id, offset, "user_message"))
+        elif kind is EventType.TOOL_RESULT and not self.transcript.awaiting_tool_results:
+            self._pending.append(Delta(event.event_id, offset, "tool_results"))
+
+    def _answer_parts(self, cause: str, *, calls_tools: bool) -> None:
+        if cause in self._closed:
+            return
+        if cause not in self._parts_seen:
+            self.model_calls += 1
+            self._parts_seen[cause] = False
+            self._answered(cause)
+        if calls_tools:
+            self._parts_seen[cause] = True
+
+    def _close(self, cause: str) -> None:
+        self._answered(cause)
+        self._parts_seen.pop(cause, None)
+        self._closed.add(cause)
+        self._expected.discard(cause)
+
+    def _answered(self, cause: str) -> None:
+        """An answer is in the log: every delta before it in the log is answered.
+
+        Deltas read between the cause and its answer are covered too: the
+        ledger places their user text before the answer, so the transcript
+        says the answer came after them.
+        """
+        del cause
+        self._pending.clear()
+
+    # -- what next -------------------------------------------------------------
+
+    def expect(self, cause_id: str) -> None:
+        """The service published the closed answer to ``cause_id``; wait to read it."""
+        if cause_id not in self._closed:
+            self._expected.add(cause_id)
+
+    def unexpect(self, cause_id: str) -> None:
+        """The answer to ``cause_id`` could not be published after all."""
+        self._expected.discard(cause_id)
+
+    def next_action(self) -> Action | None:
+        """What the orchestrator should do now; see the module contract."""
+        if self.terminal or self.status is RunStatus.PAUSED or self._expected:
+            return None
+        if self._parts_seen:
+            cause, calls_tools = next(iter(self._parts_seen.items()))
+            return Close(cause, calls_tools)
+        if self._broken is not None:
+            return self._broken
+        if not self._pending or self.transcript.awaiting_tool_results:
+            return None  # nothing asked, or user text came while tools still run
+        delta = self._pending[-1]
+        if self.model_calls >= self.max_turns:
+            return Fail(
+                delta.event_id,
+                "turn_limit",
+                f"run {self.run_id} reached its turn limit of {self.max_turns} model calls "
+                "(setting max_turns, RUNWIRE_MAX_TURNS)",
+            )
+        return Answer(
+            delta=delta,
+            messages=tuple(self.transcript.messages()),
+            turn=self.model_calls + 1,
+            acknowledge=self.status is not RunStatus.RUNNING,
+        )

@@ -1,0 +1,346 @@
+"""The orchestrator: answers run deltas by calling a model, on the log.
+
+Contract:
+- Follows the run-events topic in its own consumer group
+  (:mod:`runwire.services.follower`) and folds every run's events into a
+  :class:`~runwire.services.orchestrator.run_state.RunState`, tracking runs
+  from their ``run_started``.
+- Acts only on caught-up partitions, and only on what
+  :meth:`RunState.next_action` says: a delta whose answer is already in the
+  log is never answered again, so a restart or a rebalance at any instant
+  gives at most one answer per delta (a crash between the publish and the
+  commit is seen during catch-up). Every answer is published as one atomic
+  batch with deterministic ids: a retried publish writes the same events.
+- One asyncio task per run with work: a slow model call holds up only its
+  own run; a run's actions are taken one after the other, in log order. At
+  most ``max_concurrent_calls`` model calls are in flight.
+- Lifecycle: ``running`` (acknowledged) -> the model's answer ->
+  ``awaiting_tools`` or ``run_completed``; ``run_failed`` with a readable
+  kind and message when the provider fails finally (after the retry policy
+  of :mod:`runwire.providers.retry`: retriable errors with backoff,
+  ``retry_after`` honoured, a timeout per attempt), when the transcript
+  breaks a ledger or provider rule (checked before any call; the message
+  names the rule), or when the turn limit is reached.
+- ``run_canceled`` (or any terminal event from elsewhere) cancels the run's
+  task: an in-flight model call is aborted and nothing more is published
+  for the run.
+- Committed offsets are safe points: never past the first event of a run in
+  progress, so a restarted instance rebuilds every such run from the log.
+- ``start()`` / ``stop()`` (idempotent) or ``async with``; the provider and
+  publisher are the caller's (see :mod:`runwire.services.orchestrator.wiring`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+from runwire.contract.codec import Codec
+from runwire.contract.events import Event, EventType, RunPhase
+from runwire.errors import ProviderError, RunwireError
+from runwire.providers.base import ModelProvider, ModelRequest, ModelResponse
+from runwire.providers.retry import RetryPolicy, call_with_retries
+from runwire.services.follower import (
+    Follower,
+    FollowerOptions,
+    FollowingService,
+    consumer_group,
+)
+from runwire.services.orchestrator.agents import AgentDirectory
+from runwire.services.orchestrator.answers import (
+    PRODUCER,
+    acknowledgement,
+    answer_events,
+    closing_events,
+    failure_events,
+)
+from runwire.services.orchestrator.run_state import (
+    Action,
+    Answer,
+    Close,
+    RunState,
+)
+from runwire.services.publishing import EventPublisher, publish_retrying
+from runwire.services.run_context import RunContext
+from runwire.settings import Settings
+from runwire.transcript.errors import TranscriptValidationError
+from runwire.transcript.validation import PROVIDERS, validate
+
+__all__ = ["Orchestrator", "OrchestratorStats"]
+
+log = logging.getLogger(__name__)
+
+_FINISHED_MEMORY = 50_000
+"""Finished run ids remembered per partition, so a late copy of their
+``run_started`` does not start them again."""
+
+
+@dataclass
+class OrchestratorStats:
+    """What the orchestrator did since it started (for status, tests and the benchmark).
+
+    ``overhead`` holds, per answered turn, the seconds from reading the delta
+    to the broker's ack of the answer, minus the model call's own seconds.
+    """
+
+    answers: int = 0
+    failures: int = 0
+    closings: int = 0
+    retries: int = 0
+    canceled: int = 0
+    model_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+    overhead: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
+
+
+class _Partition:
+    """The runs of one owned partition and their tasks."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, RunState] = {}
+        self.finished: OrderedDict[str, None] = OrderedDict()
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.touched: set[str] = set()
+        self.live = False
+
+    def finish(self, run_id: str) -> None:
+        self.runs.pop(run_id, None)
+        self.touched.discard(run_id)
+        self.finished[run_id] = None
+        if len(self.finished) > _FINISHED_MEMORY:
+            self.finished.popitem(last=False)
+
+
+class Orchestrator(FollowingService):
+    """Reacts to run deltas; see the module contract."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        provider: ModelProvider,
+        publisher: EventPublisher,
+        agents: AgentDirectory | None = None,
+        retry_policy: RetryPolicy | None = None,
+        max_concurrent_calls: int = 512,
+        follower_options: FollowerOptions | None = None,
+        codec: Codec | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._provider = provider
+        self._publisher = publisher
+        self._agents = agents or AgentDirectory()
+        self._policy = retry_policy or RetryPolicy.from_settings(settings)
+        self._slots = asyncio.Semaphore(max_concurrent_calls)
+        self._clock = clock
+        # Validation knows the four real providers; anything else (a test
+        # double) is held to the strictest common rules.
+        name = provider.name
+        self._rules_of = name if name in PROVIDERS else "anthropic"
+        self._partitions: dict[int, _Partition] = {}
+        self._read_at: dict[str, float] = {}
+        self.stats = OrchestratorStats()
+        self._follower = Follower(
+            settings,
+            self,
+            group_id=consumer_group(settings, "orchestrator"),
+            codec=codec,
+            options=follower_options,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def runs_in_progress(self) -> int:
+        return sum(len(p.runs) for p in self._partitions.values())
+
+    # -- the fold (FollowHandler) ------------------------------------------------
+
+    def assigned(self, partitions: Collection[int]) -> None:
+        for p in partitions:
+            self._partitions[p] = _Partition()
+
+    async def revoked(self, partitions: Collection[int]) -> None:
+        tasks: list[asyncio.Task[None]] = []
+        for p in partitions:
+            part = self._partitions.pop(p, None)
+            if part is None:
+                continue
+            for task in part.tasks.values():
+                task.cancel()
+                tasks.append(task)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def apply(self, partition: int, offset: int, event: Event) -> None:
+        part = self._partitions.get(partition)
+        run_id = event.run_id
+        if part is None or run_id is None:
+            return
+        state = part.runs.get(run_id)
+        if state is None:
+            if event.type is not EventType.RUN_STARTED or run_id in part.finished:
+                return  # a run that ended (or began) before where this instance started reading
+            state = RunState(RunContext.of(event), offset, max_turns=self._settings.max_turns)
+            part.runs[run_id] = state
+        if part.live and event.type in (EventType.USER_MESSAGE, EventType.TOOL_RESULT):
+            if len(self._read_at) > _FINISHED_MEMORY:
+                self._read_at.clear()  # deltas covered by a later one are never popped
+            self._read_at[event.event_id] = self._clock()
+        state.apply(event, offset)
+        if state.terminal:
+            part.finish(run_id)
+            task = part.tasks.pop(run_id, None)
+            if task is not None and not task.done() and event.producer != PRODUCER:
+                task.cancel()  # canceled (or ended) from elsewhere: abort the call
+                self.stats.canceled += 1
+            return
+        part.touched.add(run_id)
+
+    def batch_done(self) -> None:
+        for part in self._partitions.values():
+            if not part.live or not part.touched:
+                continue
+            for run_id in part.touched:
+                state = part.runs.get(run_id)
+                if state is not None:
+                    self._schedule(part, state)
+            part.touched.clear()
+
+    def caught_up(self, partition: int) -> None:
+        part = self._partitions.get(partition)
+        if part is None:
+            return
+        part.live = True
+        part.touched.clear()
+        for state in list(part.runs.values()):
+            self._schedule(part, state)
+
+    def safe_offset(self, partition: int, position: int) -> int:
+        part = self._partitions.get(partition)
+        if part is None or not part.runs:
+            return position
+        return min(position, min(s.first_offset for s in part.runs.values()))
+
+    # -- acting ------------------------------------------------------------------
+
+    def _schedule(self, part: _Partition, state: RunState) -> None:
+        task = part.tasks.get(state.run_id)
+        if task is not None and not task.done():
+            return  # it re-reads the state after every step
+        if state.next_action() is None:
+            part.tasks.pop(state.run_id, None)
+            return
+        part.tasks[state.run_id] = asyncio.create_task(
+            self._work(state), name=f"run {state.run_id}"
+        )
+
+    async def _work(self, state: RunState) -> None:
+        while True:
+            action = state.next_action()
+            if action is None:
+                return
+            try:
+                await self._perform(state, action)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A bug, not a provider failure: say so and leave the run for
+                # the next instance rather than loop on it.
+                log.exception("run %s: acting on %s failed", state.run_id, action)
+                return
+
+    async def _perform(self, state: RunState, action: Action) -> None:
+        if isinstance(action, Answer):
+            await self._answer(state, action)
+        elif isinstance(action, Close):
+            state.expect(action.cause_id)
+            await self._publish_answer(
+                state,
+                action.cause_id,
+                closing_events(state.context, action.cause_id, calls_tools=action.calls_tools),
+            )
+            self.stats.closings += 1
+        else:
+            await self._fail(state, action.cause_id, action.error_kind, action.message)
+
+    async def _answer(self, state: RunState, action: Answer) -> None:
+        context = state.context
+        cause = action.delta.event_id
+        if action.acknowledge:
+            phase = (
+                RunPhase.PLANNING if action.delta.kind == "user_message" else RunPhase.SYNTHESIZING
+            )
+            await publish_retrying(self._publisher, [acknowledgement(context, cause, phase)])
+        try:
+            validate(
+                action.messages,
+                self._rules_of,
+                self._settings.thinking_enabled,
+                run_id=state.run_id,
+            )
+        except TranscriptValidationError as e:
+            await self._fail(state, cause, "transcript_rule", str(e))
+            return
+        profile = self._agents.profile(context.agent_id)
+        request = ModelRequest(
+            messages=action.messages,
+            system=profile.system,
+            tools=profile.tools,
+            max_tokens=profile.max_tokens,
+            thinking=self._settings.thinking_enabled,
+            timeout=self._policy.timeout,
+        )
+        try:
+            async with self._slots:
+                started = self._clock()
+                response = await call_with_retries(
+                    lambda: self._provider.complete(request),
+                    self._policy,
+                    on_retry=self._on_retry,
+                )
+                model_seconds = self._clock() - started
+        except ProviderError as e:
+            await self._fail(state, cause, e.kind, str(e), retryable=e.retriable)
+            return
+        except RunwireError as e:
+            await self._fail(state, cause, getattr(e, "kind", type(e).__name__), str(e))
+            return
+        except Exception as e:  # an adapter bug must not leave the run running forever
+            log.exception("run %s: the model call raised", state.run_id)
+            await self._fail(state, cause, "internal_error", f"{type(e).__name__}: {e}")
+            return
+        await self._publish_response(state, cause, response)
+        read_at = self._read_at.pop(cause, None)
+        self.stats.answers += 1
+        self.stats.model_seconds.append(model_seconds)
+        if read_at is not None:
+            self.stats.overhead.append(self._clock() - read_at - model_seconds)
+
+    async def _on_retry(self, attempt: int, error: ProviderError, delay: float) -> None:
+        self.stats.retries += 1
+        log.info("model call attempt %d failed (%s), retrying in %.2fs", attempt, error, delay)
+
+    async def _publish_response(self, state: RunState, cause: str, response: ModelResponse) -> None:
+        state.expect(cause)
+        await self._publish_answer(state, cause, answer_events(state.context, cause, response))
+
+    async def _publish_answer(self, state: RunState, cause: str, events: list[Event]) -> None:
+        try:
+            await publish_retrying(self._publisher, events)
+        except RunwireError as e:
+            # The answer can never be written (e.g. too large): say so in the log.
+            state.unexpect(cause)
+            await self._fail(state, cause, "answer_not_publishable", str(e))
+
+    async def _fail(
+        self, state: RunState, cause: str, kind: str, message: str, *, retryable: bool = False
+    ) -> None:
+        state.expect(cause)
+        self.stats.failures += 1
+        self._read_at.pop(cause, None)
+        events = failure_events(state.context, cause, kind, message, retryable=retryable)
+        await publish_retrying(self._publisher, events)

@@ -1,0 +1,80 @@
+"""The one place the orchestrator is wired from settings (tests pass other parts).
+
+``orchestrator_service(settings)`` builds what is not given — the model
+provider the settings name, a publisher, the default agent (offered the
+built-in tools) — starts the orchestrator and, on exit, stops it before
+closing what it built. ``serve_orchestrator`` runs it until ``stop`` is set
+(``runwire serve orchestrator``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from runwire.providers.base import ModelProvider
+from runwire.providers.factory import provider_from_settings
+from runwire.providers.local import LOCAL_TOOL_SPECS
+from runwire.providers.retry import RetryPolicy
+from runwire.publisher import Publisher
+from runwire.services.follower import FollowerOptions
+from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
+from runwire.services.orchestrator.service import Orchestrator
+from runwire.services.publishing import EventPublisher
+from runwire.settings import Settings
+
+__all__ = ["DEFAULT_SYSTEM_PROMPT", "default_agents", "orchestrator_service", "serve_orchestrator"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Use the calculator for arithmetic, the clock for "
+    "the date and time, remember to store what the user asks you to keep, and "
+    "recall to look it up."
+)
+
+
+def default_agents() -> AgentDirectory:
+    """Every agent gets the built-in tools and the default instructions."""
+    return AgentDirectory(AgentProfile(system=DEFAULT_SYSTEM_PROMPT, tools=LOCAL_TOOL_SPECS))
+
+
+@contextlib.asynccontextmanager
+async def orchestrator_service(
+    settings: Settings,
+    *,
+    provider: ModelProvider | None = None,
+    publisher: EventPublisher | None = None,
+    agents: AgentDirectory | None = None,
+    retry_policy: RetryPolicy | None = None,
+    follower_options: FollowerOptions | None = None,
+    max_concurrent_calls: int | None = None,
+) -> AsyncIterator[Orchestrator]:
+    """A started orchestrator; what it built is closed after it stops."""
+    async with contextlib.AsyncExitStack() as stack:
+        if provider is None:
+            provider = await stack.enter_async_context(provider_from_settings(settings))
+        if publisher is None:
+            own: EventPublisher = await stack.enter_async_context(Publisher(settings))
+            publisher = own
+        orchestrator = Orchestrator(
+            settings,
+            provider=provider,
+            publisher=publisher,
+            agents=agents if agents is not None else default_agents(),
+            retry_policy=retry_policy,
+            follower_options=follower_options,
+            max_concurrent_calls=max_concurrent_calls or 512,
+        )
+        await stack.enter_async_context(orchestrator)
+        yield orchestrator
+
+
+async def serve_orchestrator(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    follower_options: FollowerOptions | None = None,
+) -> None:
+    """Run the orchestrator until ``stop`` is set."""
+    async with orchestrator_service(settings, follower_options=follower_options):
+        await stop.wait()

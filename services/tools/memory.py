@@ -1,0 +1,180 @@
+"""Where ``remember`` / ``recall`` keep facts: a Protocol and two implementations.
+
+Contract:
+- :class:`MemoryStore`: ``set(scope, owner, key, value)`` and ``get(scope,
+  owner, key)`` (``None`` when unknown).
+- :class:`InMemoryMemory` is the twin for unit tests (one process only).
+- :class:`LogMemory` keeps memory where the design puts it, on the compacted
+  memory topic: ``set`` publishes ``memory_set`` (keyed by scope, owner and
+  key); a background reader folds the topic from its beginning into a dict.
+  ``get`` first reads up to the topic's end as of the call, so it sees every
+  write that was acknowledged before it (read-your-writes across processes).
+  When the memory projection (Postgres) exists, a store reading it can
+  replace this one behind the same Protocol.
+- ``start()`` / ``stop()`` (idempotent) or ``async with``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+from runwire.client import topic_partitions
+from runwire.contract.codec import Codec, default_codec
+from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
+from runwire.contract.routing import event_of_record
+from runwire.errors import DecodeError, RunwireError
+from runwire.services.publishing import EventPublisher, publish_retrying
+from runwire.settings import Settings
+
+__all__ = ["InMemoryMemory", "LogMemory", "MemoryStore"]
+
+log = logging.getLogger(__name__)
+
+_Key = tuple[str, str, str]
+
+
+class MemoryStore(Protocol):
+    async def get(self, scope: MemoryScope, owner: str, key: str) -> Any:
+        """The value stored under (scope, owner, key), or None."""
+        ...
+
+    async def set(self, scope: MemoryScope, owner: str, key: str, value: Any) -> None:
+        """Store ``value`` (JSON) under (scope, owner, key); durable on return."""
+        ...
+
+
+class InMemoryMemory:
+    """A dict; for tests."""
+
+    def __init__(self) -> None:
+        self.values: dict[_Key, Any] = {}
+
+    async def get(self, scope: MemoryScope, owner: str, key: str) -> Any:
+        return self.values.get((scope, owner, key))
+
+    async def set(self, scope: MemoryScope, owner: str, key: str, value: Any) -> None:
+        self.values[(scope, owner, key)] = value
+
+
+class LogMemory:
+    """Memory on the memory topic; see the module contract."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: EventPublisher,
+        *,
+        codec: Codec | None = None,
+        producer: str = "runwire-tools",
+    ) -> None:
+        self._settings = settings
+        self._publisher = publisher
+        self._codec = codec or default_codec()
+        self._producer = producer
+        self._topic = settings.memory
+        self._values: dict[_Key, Any] = {}
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._progress = asyncio.Condition()
+        self._partitions: list[TopicPartition] = []
+        self._stopped = False
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"{self._settings.client_id}-memory-reader",
+            enable_auto_commit=False,
+            group_id=None,
+        )
+        await consumer.start()
+        try:
+            partitions = await topic_partitions(consumer, self._topic)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._partitions = [TopicPartition(self._topic, p) for p in partitions]
+        consumer.assign(self._partitions)
+        await consumer.seek_to_beginning(*self._partitions)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._read(), name="memory reader")
+
+    async def stop(self) -> None:
+        if self._consumer is None or self._stopped:
+            return
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._consumer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def get(self, scope: MemoryScope, owner: str, key: str) -> Any:
+        await self._read_to_end()
+        return self._values.get((scope, owner, key))
+
+    async def set(self, scope: MemoryScope, owner: str, key: str, value: Any) -> None:
+        event = Event.create(
+            MemorySet(scope=scope, owner=owner, key=key, value=value), producer=self._producer
+        )
+        await publish_retrying(self._publisher, [event])
+
+    async def _read_to_end(self) -> None:
+        consumer = self._consumer
+        if consumer is None:
+            raise RunwireError("LogMemory is not started: use `async with LogMemory(...)`")
+        ends = await consumer.end_offsets(self._partitions)
+        while True:
+            positions = [await consumer.position(tp) for tp in self._partitions]
+            if all(pos >= ends[tp] for pos, tp in zip(positions, self._partitions, strict=True)):
+                return
+            # The reader notifies after every fetch (at least every 200 ms).
+            async with self._progress:
+                await self._progress.wait()
+
+    async def _read(self) -> None:
+        consumer = self._consumer
+        while True:
+            try:
+                batch = await consumer.getmany(timeout_ms=200)
+            except KafkaError as e:
+                log.warning("memory: reading %s failed, retrying: %s", self._topic, e)
+                await asyncio.sleep(0.5)
+                continue
+            for records in batch.values():
+                for record in records:
+                    try:
+                        event = event_of_record(
+                            self._codec, record.key, record.value, record.headers
+                        )
+                    except DecodeError as e:
+                        log.warning("memory: skipping an undecodable record: %s", e)
+                        continue
+                    payload = event.payload
+                    if isinstance(payload, MemorySet):
+                        self._values[(payload.scope, payload.owner, payload.key)] = payload.value
+                    elif isinstance(payload, MemoryDeleted):
+                        self._values.pop((payload.scope, payload.owner, payload.key), None)
+            async with self._progress:
+                self._progress.notify_all()

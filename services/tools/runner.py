@@ -1,0 +1,233 @@
+"""The tool runner: executes tool_use events of registered tools, publishes tool_result.
+
+Contract:
+- Follows the run-events topic in its own consumer group (separate from the
+  orchestrator's) and acts on caught-up partitions only
+  (:mod:`runwire.services.follower`).
+- A ``tool_use`` of a registered tool with no ``tool_result`` for it in the
+  log is executed, and its result published with ``causation_id`` = the
+  tool_use event's id and a deterministic ``event_id`` (run, tool_use event,
+  0): a result already in the log is seen during catch-up and never produced
+  again, and a retried publish writes the same event.
+- Execution is **at-least-once**: a crash after a tool ran but before its
+  result reached the log runs it again after the restart. The built-in tools
+  are safe to repeat (pure, or an idempotent ``memory_set``); tools with side
+  effects should be idempotent on their ``tool_use_id``. Results are
+  exactly one per tool_use in the log, short of a zombie instance (one that
+  lost its partitions without knowing it) racing a new owner.
+- A tool's failure or timeout is a result with ``is_error`` and the message.
+- Tools not in the registry are left alone: the run waits in
+  ``awaiting_tools`` until someone publishes their results.
+- A result published by someone else, a terminal event or ``paused`` stops
+  (or holds) the execution of that run's tools; ``paused`` ones start again
+  when the run is resumed.
+- Committed offsets never pass the oldest tool_use still without a result.
+- ``start()`` / ``stop()`` (idempotent) or ``async with``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from runwire.contract.codec import Codec
+from runwire.contract.events import (
+    Event,
+    EventType,
+    RunStatus,
+    RunStatusChanged,
+    ToolResult,
+    ToolUse,
+)
+from runwire.services.follower import (
+    Follower,
+    FollowerOptions,
+    FollowingService,
+    consumer_group,
+)
+from runwire.services.publishing import EventPublisher, publish_retrying
+from runwire.services.run_context import RunContext
+from runwire.services.tools.registry import ToolContext, ToolRegistry
+from runwire.settings import Settings
+
+__all__ = ["PRODUCER", "ToolRunner", "ToolRunnerStats", "result_event"]
+
+log = logging.getLogger(__name__)
+
+PRODUCER = "runwire-tools"
+_ENDED_MEMORY = 50_000
+_TERMINAL = (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED)
+
+
+@dataclass
+class ToolRunnerStats:
+    executed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    """Executions stopped because the run ended or someone else answered."""
+
+
+@dataclass
+class _Call:
+    offset: int
+    event: Event
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Partition:
+    calls: OrderedDict[tuple[str, str], _Call] = field(default_factory=OrderedDict)
+    """(run_id, tool_use id) -> the call still without a result in the log."""
+    ended: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    paused: set[str] = field(default_factory=set)
+    live: bool = False
+    dirty: bool = False
+
+
+def result_event(use: Event, content: object, is_error: bool) -> Event:
+    """The tool_result answering tool_use event ``use`` (deterministic id)."""
+    payload = use.payload
+    assert isinstance(payload, ToolUse)
+    return RunContext.of(use).event(
+        ToolResult(tool_use_id=payload.id, content=content, is_error=is_error),
+        producer=PRODUCER,
+        causation_id=use.event_id,
+        index=0,
+    )
+
+
+class ToolRunner(FollowingService):
+    """Executes registered tools for every run; see the module contract."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: ToolRegistry,
+        publisher: EventPublisher,
+        max_concurrent_tools: int = 256,
+        follower_options: FollowerOptions | None = None,
+        codec: Codec | None = None,
+    ) -> None:
+        self._registry = registry
+        self._publisher = publisher
+        self._slots = asyncio.Semaphore(max_concurrent_tools)
+        self._partitions: dict[int, _Partition] = {}
+        self.stats = ToolRunnerStats()
+        self._follower = Follower(
+            settings,
+            self,
+            group_id=consumer_group(settings, "tools"),
+            codec=codec,
+            options=follower_options,
+        )
+
+    @property
+    def registry(self) -> ToolRegistry:
+        return self._registry
+
+    # -- the fold (FollowHandler) ------------------------------------------------
+
+    def assigned(self, partitions: Collection[int]) -> None:
+        for p in partitions:
+            self._partitions[p] = _Partition()
+
+    async def revoked(self, partitions: Collection[int]) -> None:
+        tasks = []
+        for p in partitions:
+            part = self._partitions.pop(p, None)
+            if part is None:
+                continue
+            for call in part.calls.values():
+                if call.task is not None and not call.task.done():
+                    call.task.cancel()
+                    tasks.append(call.task)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def apply(self, partition: int, offset: int, event: Event) -> None:
+        part = self._partitions.get(partition)
+        run_id = event.run_id
+        if part is None or run_id is None:
+            return
+        payload = event.payload
+        if isinstance(payload, ToolUse):
+            if payload.name in self._registry and run_id not in part.ended:
+                part.calls.setdefault((run_id, payload.id), _Call(offset, event))
+                part.dirty = True
+        elif isinstance(payload, ToolResult):
+            call = part.calls.pop((run_id, payload.tool_use_id), None)
+            if call is not None and event.producer != PRODUCER:
+                self._stop(call)  # answered from outside
+        elif event.type in _TERMINAL:
+            part.ended[run_id] = None
+            if len(part.ended) > _ENDED_MEMORY:
+                part.ended.popitem(last=False)
+            part.paused.discard(run_id)
+            for key in [k for k in part.calls if k[0] == run_id]:
+                self._stop(part.calls.pop(key))
+        elif isinstance(payload, RunStatusChanged):
+            if payload.status is RunStatus.PAUSED:
+                part.paused.add(run_id)
+            elif run_id in part.paused:
+                part.paused.discard(run_id)
+                part.dirty = True
+
+    def _stop(self, call: _Call) -> None:
+        if call.task is not None and not call.task.done():
+            call.task.cancel()
+            self.stats.skipped += 1
+
+    def batch_done(self) -> None:
+        for part in self._partitions.values():
+            if part.live and part.dirty:
+                part.dirty = False
+                self._start_calls(part)
+
+    def caught_up(self, partition: int) -> None:
+        part = self._partitions.get(partition)
+        if part is not None:
+            part.live = True
+            part.dirty = False
+            self._start_calls(part)
+
+    def safe_offset(self, partition: int, position: int) -> int:
+        part = self._partitions.get(partition)
+        if part is None or not part.calls:
+            return position
+        # Calls are kept in log order, so the first is the oldest.
+        return min(position, next(iter(part.calls.values())).offset)
+
+    # -- acting ------------------------------------------------------------------
+
+    def _start_calls(self, part: _Partition) -> None:
+        for (run_id, _), call in part.calls.items():
+            if call.task is None and run_id not in part.paused:
+                call.task = asyncio.create_task(self._execute(call.event))
+
+    async def _execute(self, use: Event) -> None:
+        payload = use.payload
+        assert isinstance(payload, ToolUse)
+        assert use.run_id is not None
+        context = ToolContext(
+            run_id=use.run_id,
+            tool_use_id=payload.id,
+            session_id=use.session_id,
+            user_id=use.user_id,
+            agent_id=use.agent_id,
+            tenant=use.tenant,
+        )
+        async with self._slots:
+            outcome = await self._registry.execute(payload.name, payload.input, context)
+        self.stats.executed += 1
+        if outcome.is_error:
+            self.stats.errors += 1
+        try:
+            await publish_retrying(
+                self._publisher, [result_event(use, outcome.content, outcome.is_error)]
+            )
+        except Exception:
+            log.exception("run %s: publishing the result of %s failed", use.run_id, payload.id)

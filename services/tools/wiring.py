@@ -1,0 +1,58 @@
+"""The one place the tool runner is wired from settings (tests pass other parts).
+
+``tool_runner_service(settings)`` builds what is not given — a publisher, the
+log-backed memory (:class:`LogMemory`) and the built-in tools — starts the
+runner, and on exit stops it before closing what it built.
+``serve_tools`` runs it until ``stop`` is set (``runwire serve tools``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from runwire.publisher import Publisher
+from runwire.services.follower import FollowerOptions
+from runwire.services.publishing import EventPublisher
+from runwire.services.tools.builtin import builtin_registry
+from runwire.services.tools.memory import LogMemory
+from runwire.services.tools.registry import ToolRegistry
+from runwire.services.tools.runner import ToolRunner
+from runwire.settings import Settings
+
+__all__ = ["serve_tools", "tool_runner_service"]
+
+
+@contextlib.asynccontextmanager
+async def tool_runner_service(
+    settings: Settings,
+    *,
+    registry: ToolRegistry | None = None,
+    publisher: EventPublisher | None = None,
+    follower_options: FollowerOptions | None = None,
+) -> AsyncIterator[ToolRunner]:
+    """A started tool runner; what it built is closed after it stops."""
+    async with contextlib.AsyncExitStack() as stack:
+        if publisher is None:
+            own: EventPublisher = await stack.enter_async_context(Publisher(settings))
+            publisher = own
+        if registry is None:
+            memory = await stack.enter_async_context(LogMemory(settings, publisher))
+            registry = builtin_registry(memory)
+        runner = ToolRunner(
+            settings, registry=registry, publisher=publisher, follower_options=follower_options
+        )
+        await stack.enter_async_context(runner)
+        yield runner
+
+
+async def serve_tools(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    follower_options: FollowerOptions | None = None,
+) -> None:
+    """Run the tool runner until ``stop`` is set."""
+    async with tool_runner_service(settings, follower_options=follower_options):
+        await stop.wait()

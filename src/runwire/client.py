@@ -1,0 +1,631 @@
+"""The runs API for application code: start runs, follow, wait, cancel, resume.
+
+Contract:
+- ``async with Client(settings) as rw:`` — ``await rw.run(agent_id, prompt)``
+  publishes ``run_started`` and the user's message(s) as one atomic batch on
+  the run's partition and returns a :class:`RunHandle` (``run_id``, where the
+  run begins in the log). ``prompt`` is text, or canonical messages (earlier
+  assistant turns included) ending with the user message to answer.
+- ``handle.events()`` iterates the run's events from the log — from its
+  first event (or only new ones with ``from_start=False``) — and ends after
+  the run's terminal event (``follow=True`` keeps going live after it;
+  ``until_end=False`` with ``follow=False`` stops at the end of the log).
+- ``handle.wait(timeout)`` returns a :class:`RunOutcome` once the log holds
+  the run's terminal event (status, error, transcript). With a
+  :class:`~runwire.projections.runs.store.RunStore` given to the client it
+  also waits until the run-status projection has applied that event, so a
+  read of the store right after sees the final row (read-your-writes).
+- ``handle.cancel()`` / ``rw.cancel(run_id)`` publishes ``run_canceled``;
+  ``rw.resume(run_id, tool_results)`` publishes results for tool calls that
+  no registered tool answers. Results have deterministic ids per
+  (run, tool_use id), so a repeated resume is a harmless duplicate.
+- One log reader per client serves every handle (one consumer, partitions
+  paused while nobody follows them).
+- :class:`BlockingClient` is the same API for scripts without asyncio; it
+  runs a client on its own event loop in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+from aiokafka.structs import TopicPartition
+
+from runwire.contract import ids
+from runwire.contract.codec import Codec, default_codec
+from runwire.contract.events import (
+    Event,
+    EventType,
+    RunCanceled,
+    RunFailed,
+    RunStarted,
+    RunStatus,
+    RunStatusChanged,
+    ToolResult,
+    UserMessage,
+)
+from runwire.errors import ConfigurationError, RunwireError
+from runwire.publisher import Position, Publisher
+from runwire.settings import Settings
+from runwire.transcript.ledger import build_messages_from_events, payloads_for_messages
+from runwire.transcript.messages import Message, TextPart, ToolResultPart
+
+if TYPE_CHECKING:
+    from runwire.projections.runs.store import RunStore
+
+__all__ = [
+    "BlockingClient",
+    "BlockingRunHandle",
+    "Client",
+    "RunHandle",
+    "RunOutcome",
+    "RunTimeoutError",
+    "topic_partitions",
+]
+
+PRODUCER = "runwire-client"
+TERMINAL_EVENTS = {
+    EventType.RUN_COMPLETED: RunStatus.COMPLETED,
+    EventType.RUN_FAILED: RunStatus.FAILED,
+    EventType.RUN_CANCELED: RunStatus.CANCELED,
+}
+
+T = TypeVar("T")
+
+
+class RunTimeoutError(RunwireError):
+    """A run did not end within the time given to ``wait``."""
+
+    retriable = True
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a run ended, read from the log."""
+
+    run_id: str
+    status: RunStatus
+    events: tuple[Event, ...]
+    error: RunFailed | None = None
+
+    @property
+    def messages(self) -> list[Message]:
+        """The run's canonical transcript."""
+        return build_messages_from_events(self.events, self.run_id)
+
+    @property
+    def text(self) -> str:
+        """The visible text of the run's last assistant message."""
+        for message in reversed(self.messages):
+            if message.role == "assistant":
+                return message.text()
+        return ""
+
+
+# -- the shared log reader -------------------------------------------------------
+
+
+async def topic_partitions(consumer: Any, topic: str, timeout: float = 10.0) -> list[int]:  # noqa: ASYNC109
+    """The partitions of ``topic`` as an aiokafka consumer sees them (waits for metadata).
+
+    Raises :class:`ConfigurationError` when the topic does not exist.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        if asyncio.get_running_loop().time() > deadline:
+            raise ConfigurationError(
+                f"the topic {topic!r} does not exist; run `runwire topics apply` "
+                "(or `runwire stack up`)"
+            )
+        consumer._client.add_topic(topic)
+        await consumer._client.force_metadata_update()
+        await asyncio.sleep(0.05)
+
+
+@dataclass(eq=False)
+class _Subscription:
+    run_id: str
+    partition: int
+    next_offset: int
+    queue: asyncio.Queue[tuple[int, Event | None]] = field(default_factory=asyncio.Queue)
+    """(offset, event) for each event of the run; (position, None) after every fetch."""
+
+
+class _LogReader:
+    """One consumer (no group) reading run partitions on behalf of subscriptions."""
+
+    def __init__(self, settings: Settings, codec: Codec) -> None:
+        self._settings = settings
+        self._codec = codec
+        self._topic = settings.run_events
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._subs: dict[int, set[_Subscription]] = {}
+        self._partitions: list[int] = []
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"{self._settings.client_id}-client",
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        try:
+            await consumer.start()
+            self._partitions = await topic_partitions(consumer, self._topic)
+        except BaseException:
+            await consumer.stop()
+            raise
+        tps = [TopicPartition(self._topic, p) for p in self._partitions]
+        consumer.assign(tps)
+        consumer.pause(*tps)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._read(), name="runwire client log reader")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    def partition_of(self, run_id: str) -> int:
+        """The partition the publisher puts ``run_id``'s events on (murmur2 of the key)."""
+        index: int = (murmur2(run_id.encode()) & 0x7FFFFFFF) % len(self._partitions)
+        return self._partitions[index]
+
+    async def end_offset(self, partition: int) -> int:
+        tp = TopicPartition(self._topic, partition)
+        ends: dict[TopicPartition, int] = await self._consumer.end_offsets([tp])
+        return ends[tp]
+
+    async def subscribe(self, run_id: str, partition: int, start: int) -> _Subscription:
+        sub = _Subscription(run_id, partition, start)
+        tp = TopicPartition(self._topic, partition)
+        async with self._lock:
+            subs = self._subs.setdefault(partition, set())
+            if not subs:
+                self._consumer.seek(tp, start)
+                self._consumer.resume(tp)
+            elif start < await self._consumer.position(tp):
+                self._consumer.seek(tp, start)  # the others skip what they already had
+            subs.add(sub)
+        return sub
+
+    async def unsubscribe(self, sub: _Subscription) -> None:
+        async with self._lock:
+            subs = self._subs.get(sub.partition)
+            if subs is None:
+                return
+            subs.discard(sub)
+            if not subs and self._consumer is not None:
+                self._consumer.pause(TopicPartition(self._topic, sub.partition))
+
+    async def _read(self) -> None:
+        consumer = self._consumer
+        while True:
+            try:
+                batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+            except KafkaError:
+                await asyncio.sleep(0.5)
+                continue
+            for tp, records in batch.items():
+                subs = self._subs.get(tp.partition)
+                if not subs:
+                    continue
+                by_key: dict[bytes, list[_Subscription]] = {}
+                for sub in subs:
+                    by_key.setdefault(sub.run_id.encode(), []).append(sub)
+                last = records[-1].offset + 1 if records else None
+                for record in records:
+                    wanted = by_key.get(record.key or b"")
+                    if not wanted:
+                        continue
+                    event: Event | None = None
+                    for sub in wanted:
+                        if record.offset < sub.next_offset:
+                            continue
+                        if event is None:
+                            try:
+                                event = self._codec.decode(record.value)
+                            except RunwireError:
+                                break
+                        sub.queue.put_nowait((record.offset, event))
+                        sub.next_offset = record.offset + 1
+                if last is not None:
+                    for sub in subs:
+                        sub.next_offset = max(sub.next_offset, last)
+                        sub.queue.put_nowait((last, None))
+            # Partitions that returned nothing: tell followers where the log ends.
+            for partition, subs in list(self._subs.items()):
+                if not subs:
+                    continue
+                tp = TopicPartition(self._topic, partition)
+                if tp in batch:
+                    continue
+                with contextlib.suppress(Exception):
+                    position = await consumer.position(tp)
+                    for sub in list(subs):
+                        if position >= sub.next_offset:
+                            sub.queue.put_nowait((position, None))
+
+
+# -- the API -----------------------------------------------------------------------
+
+
+class RunHandle:
+    """One run: follow it, wait for it, cancel it. Made by :class:`Client`."""
+
+    def __init__(
+        self,
+        client: Client,
+        run_id: str,
+        *,
+        session_id: str | None = None,
+        partition: int,
+        first_offset: int | None,
+    ) -> None:
+        self._client = client
+        self.run_id = run_id
+        self.session_id = session_id
+        self.partition = partition
+        self.first_offset = first_offset
+        """Offset of the run's first event, when known (``None``: from the partition start)."""
+
+    def __repr__(self) -> str:
+        return f"RunHandle({self.run_id!r}, partition={self.partition})"
+
+    async def events(
+        self, *, from_start: bool = True, until_end: bool = True, follow: bool = True
+    ) -> AsyncIterator[Event]:
+        """The run's events in log order; see the module contract."""
+        async for _, event in self._follow(
+            from_start=from_start, until_end=until_end, follow=follow
+        ):
+            yield event
+
+    async def _follow(
+        self, *, from_start: bool = True, until_end: bool = True, follow: bool = True
+    ) -> AsyncIterator[tuple[int, Event]]:
+        reader = self._client._reader_or_fail()
+        if from_start:
+            start = self.first_offset or 0
+        else:
+            start = await reader.end_offset(self.partition)
+        stop_at = None if follow else await reader.end_offset(self.partition)
+        sub = await reader.subscribe(self.run_id, self.partition, start)
+        try:
+            while True:
+                offset, event = await sub.queue.get()
+                if event is None:
+                    if stop_at is not None and offset >= stop_at:
+                        return
+                    continue
+                yield offset, event
+                if until_end and event.type in TERMINAL_EVENTS:
+                    return
+        finally:
+            await reader.unsubscribe(sub)
+
+    async def wait(self, timeout: float | None = None) -> RunOutcome:  # noqa: ASYNC109
+        """The run's outcome once it ended; :class:`RunTimeoutError` after ``timeout`` s."""
+        events: list[Event] = []
+        position: int | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                async for offset, event in self._follow():
+                    events.append(event)
+                    position = offset
+        except TimeoutError:
+            status = _status_of(events)
+            raise RunTimeoutError(
+                f"run {self.run_id} did not end within {timeout}s (last status: {status.value}, "
+                f"{len(events)} events read)"
+            ) from None
+        if position is not None and self._client.runs is not None:
+            at = Position(self._client.settings.run_events, self.partition, position)
+            await self._client.runs.wait_for(at, timeout=timeout or 10.0)
+        last = events[-1] if events else None
+        return RunOutcome(
+            run_id=self.run_id,
+            status=_status_of(events),
+            events=tuple(events),
+            error=last.payload
+            if last is not None and isinstance(last.payload, RunFailed)
+            else None,
+        )
+
+    async def cancel(self, reason: str | None = None) -> Position:
+        return await self._client.cancel(self.run_id, reason=reason)
+
+    async def resume(self, tool_results: Mapping[str, Any] | Sequence[ToolResultPart]) -> None:
+        await self._client.resume(self.run_id, tool_results)
+
+
+def _status_of(events: Sequence[Event]) -> RunStatus:
+    status = RunStatus.PENDING
+    for event in events:
+        if event.type in TERMINAL_EVENTS:
+            return TERMINAL_EVENTS[event.type]
+        if isinstance(event.payload, RunStatusChanged):
+            status = event.payload.status
+    return status
+
+
+class Client:
+    """The runs API; see the module contract."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        publisher: Publisher | None = None,
+        runs: RunStore | None = None,
+        codec: Codec | None = None,
+        producer: str = PRODUCER,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self._publisher = publisher
+        self._own_publisher = publisher is None
+        self.runs = runs
+        self._codec = codec or default_codec()
+        self._producer = producer
+        self._reader: _LogReader | None = None
+        self._started = False
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        if self._publisher is None:
+            self._publisher = Publisher(self.settings)
+        if self._own_publisher:
+            await self._publisher.start()
+        reader = _LogReader(self.settings, self._codec)
+        try:
+            await reader.start()
+        except BaseException:
+            if self._own_publisher:
+                await self._publisher.stop()
+            raise
+        self._reader = reader
+        self._started = True
+
+    async def stop(self) -> None:
+        """Stop reading and (if the client made it) the publisher. Idempotent."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.stop()
+        if self._own_publisher and self._publisher is not None:
+            await self._publisher.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def _reader_or_fail(self) -> _LogReader:
+        if self._reader is None:
+            raise RunwireError("the client is not started: use `async with Client(settings)`")
+        return self._reader
+
+    def _publisher_or_fail(self) -> Publisher:
+        if self._publisher is None or not self._started:
+            raise RunwireError("the client is not started: use `async with Client(settings)`")
+        return self._publisher
+
+    async def run(
+        self,
+        agent_id: str | None,
+        prompt: str | Sequence[Message],
+        *,
+        session_id: str | None = None,
+        turn_id: str | None = None,
+        user_id: str | None = None,
+        tenant: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+    ) -> RunHandle:
+        """Start a run: ``run_started`` + the prompt, atomically; see the module contract."""
+        publisher = self._publisher_or_fail()
+        run_id = run_id or ids.new_event_id()
+        if isinstance(prompt, str):
+            messages: Sequence[Message] = [Message(role="user", parts=(TextPart(text=prompt),))]
+        else:
+            messages = prompt
+        if not messages or messages[-1].role != "user":
+            raise ValueError("a run's prompt must end with a user message")
+        envelope: dict[str, Any] = {
+            "run_id": run_id,
+            "session_id": session_id,
+            "agent_id": agent_id,
+            "turn_id": turn_id,
+            "user_id": user_id,
+            "tenant": tenant,
+            "producer": self._producer,
+        }
+        start = Event.create(
+            RunStarted(agent_id=agent_id, labels=dict(labels or {})),
+            causation_id=None,
+            **envelope,
+        )
+        body = [
+            Event.create(payload, causation_id=start.event_id, index=i, **envelope)
+            for i, payload in enumerate(payloads_for_messages(messages))
+        ]
+        positions = await publisher.publish_message([start, *body])
+        first = positions[0]
+        return RunHandle(
+            self,
+            run_id,
+            session_id=session_id,
+            partition=first.partition,
+            first_offset=first.offset,
+        )
+
+    def handle(
+        self, run_id: str, *, session_id: str | None = None, first_offset: int | None = None
+    ) -> RunHandle:
+        """A handle on an existing run (its events are read from ``first_offset``, or from
+        the start of its partition when unknown)."""
+        reader = self._reader_or_fail()
+        return RunHandle(
+            self,
+            run_id,
+            session_id=session_id,
+            partition=reader.partition_of(run_id),
+            first_offset=first_offset,
+        )
+
+    async def cancel(self, run_id: str, *, reason: str | None = None) -> Position:
+        """Publish ``run_canceled``: the orchestrator aborts the run's model call."""
+        event = Event.create(RunCanceled(reason=reason), run_id=run_id, producer=self._producer)
+        return await self._publisher_or_fail().publish(event)
+
+    async def resume(
+        self, run_id: str, tool_results: Mapping[str, Any] | Sequence[ToolResultPart]
+    ) -> list[Position]:
+        """Publish results for a run's tool calls (by tool_use id) that no tool runner answers."""
+        if isinstance(tool_results, Mapping):
+            parts = [ToolResultPart(tool_use_id=k, content=v) for k, v in tool_results.items()]
+        else:
+            parts = list(tool_results)
+        events = [
+            Event.create(
+                ToolResult(tool_use_id=p.tool_use_id, content=p.content, is_error=p.is_error),
+                run_id=run_id,
+                producer=self._producer,
+                event_id=ids.deterministic_event_id(run_id, f"tool_result:{p.tool_use_id}", 0),
+            )
+            for p in parts
+        ]
+        if not events:
+            return []
+        return await self._publisher_or_fail().publish_many(events)
+
+    async def say(self, run_id: str, text: str) -> Position:
+        """Publish more user text into a run (answered with its next delta)."""
+        event = Event.create(UserMessage(parts=[text]), run_id=run_id, producer=self._producer)
+        return await self._publisher_or_fail().publish(event)
+
+
+# -- the blocking twin -------------------------------------------------------------
+
+
+class BlockingRunHandle:
+    """:class:`RunHandle` for code without asyncio."""
+
+    def __init__(self, owner: BlockingClient, handle: RunHandle) -> None:
+        self._owner = owner
+        self._handle = handle
+        self.run_id = handle.run_id
+
+    def wait(self, timeout: float | None = None) -> RunOutcome:
+        return self._owner._call(self._handle.wait(timeout))
+
+    def events(self, *, from_start: bool = True, follow: bool = True) -> Iterator[Event]:
+        agen = self._handle.events(from_start=from_start, follow=follow)
+        assert isinstance(agen, AsyncGenerator)
+        try:
+            while True:
+                try:
+                    yield self._owner._call(agen.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._owner._call(agen.aclose())
+
+    def cancel(self, reason: str | None = None) -> Position:
+        return self._owner._call(self._handle.cancel(reason))
+
+
+class BlockingClient:
+    """The runs API for scripts: ``with BlockingClient() as rw: rw.run(...).wait()``.
+
+    Runs a :class:`Client` on its own event loop in a daemon thread; every
+    method blocks until the loop has done the work.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self._client = Client(settings)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="runwire-client", daemon=True
+        )
+        self._open = False
+
+    def _call(self, work: Awaitable[T]) -> T:
+        async def run() -> T:
+            return await work
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result()
+
+    def start(self) -> None:
+        if self._open:
+            return
+        self._thread.start()
+        self._call(self._client.start())
+        self._open = True
+
+    def close(self) -> None:
+        """Stop the client and its loop; safe to call twice."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self._call(self._client.stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            self._loop.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def run(
+        self, agent_id: str | None, prompt: str | Sequence[Message], **kwargs: Any
+    ) -> BlockingRunHandle:
+        return BlockingRunHandle(self, self._call(self._client.run(agent_id, prompt, **kwargs)))
+
+    def handle(self, run_id: str) -> BlockingRunHandle:
+        return BlockingRunHandle(self, self._client.handle(run_id))
+
+    def cancel(self, run_id: str, *, reason: str | None = None) -> Position:
+        return self._call(self._client.cancel(run_id, reason=reason))
+
+    def resume(
+        self, run_id: str, tool_results: Mapping[str, Any] | Sequence[ToolResultPart]
+    ) -> list[Position]:
+        return self._call(self._client.resume(run_id, tool_results))
