@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from botocore.eventstream import EventStreamBuffer
 
 from runwire.errors import ProviderError
 from runwire.providers.anthropic_messages import AnthropicMessagesProvider
@@ -33,6 +35,7 @@ from runwire.transcript.messages import (
     ToolResultPart,
     ToolUsePart,
 )
+from tests.fakes import eventstream
 from tests.fakes.anthropic_messages import FakeAnthropicServer
 from tests.fakes.bedrock_converse import FakeBedrockServer
 from tests.fakes.openai_chat import FakeOpenAIServer
@@ -393,3 +396,23 @@ async def test_nobody_listening_is_a_retriable_connection_error(name: str) -> No
     assert caught.value.retriable is True
     assert caught.value.kind == "connection_error"
     assert str(caught.value).startswith(f"{name}: connection failed")
+
+
+def test_a_provider_that_is_never_closed_says_so() -> None:
+    provider = CASES["openai"].build("http://127.0.0.1:9")
+    with pytest.warns(ResourceWarning, match="'openai' was never closed"):
+        del provider  # the last reference: collected here
+
+
+def test_fake_event_stream_frames_are_what_botocore_decodes() -> None:
+    frames = eventstream.event(
+        "contentBlockDelta", {"contentBlockIndex": 2, "delta": {"text": "é"}}
+    )
+    frames += eventstream.exception("throttlingException", "slow down")
+    buffer = EventStreamBuffer()
+    buffer.add_data(frames)
+    first, second = list(buffer)
+    assert first.headers[":event-type"] == "contentBlockDelta"
+    assert json.loads(first.payload) == {"contentBlockIndex": 2, "delta": {"text": "é"}}
+    assert second.headers[":message-type"] == "exception"
+    assert second.headers[":exception-type"] == "throttlingException"

@@ -188,7 +188,8 @@ class LocalModel(ProviderLifecycle):
         else:
             actions, thought, text = _read_user_text(last.text(), earlier, offered)
 
-        digest = _digest(request)
+        canonical = _canonical(request)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
         parts: list[AssistantPart] = []
         if request.thinking:
             parts.append(self._thinking(thought, redacted=bool(_SECRET.search(last.text()))))
@@ -209,7 +210,7 @@ class LocalModel(ProviderLifecycle):
         return ModelResponse(
             parts=tuple(parts),
             usage=TokenUsage(
-                input_tokens=max(1, len(_canonical(request)) // 4),
+                input_tokens=max(1, len(canonical) // 4),
                 output_tokens=max(1, output_chars // 4),
             ),
             stop_reason="tool_use" if calls else "end_turn",
@@ -501,10 +502,6 @@ def _canonical(request: ModelRequest) -> str:
         "thinking": request.thinking,
     }
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=default)
-
-
-def _digest(request: ModelRequest) -> str:
-    return hashlib.sha256(_canonical(request).encode()).hexdigest()
 
 
 def _verify_thinking(messages: Sequence[Message], secret: bytes) -> None:
