@@ -69,7 +69,10 @@ def test_a_full_tool_round_uses_every_part_kind() -> None:
     answer = ask(
         question,
         first.message(),
-        results((calls[0].id, "84"), (calls[1].id, {"time": "2030-01-01T12:00:00Z"})),
+        results(
+            (calls[0].id, {"expression": "12 * (3 + 4)", "result": 84}),
+            (calls[1].id, {"time": "2030-01-01T12:00:00Z", "timezone": "UTC"}),
+        ),
     )
     assert kinds(answer) == ["thinking", "text"]
     assert answer.stop_reason == "end_turn"
@@ -129,15 +132,17 @@ def test_an_unknown_fact_is_looked_up_with_recall() -> None:
     (call,) = lookup.tool_uses()
     assert (call.name, call.input) == ("recall", {"key": "city"})
 
-    found = ask(question, lookup.message(), results((call.id, "Lisbon")))
+    # The tool runner's recall answers {"key", "value"}; "" when it knows nothing.
+    lisbon = {"key": "city", "value": "Lisbon"}
+    found = ask(question, lookup.message(), results((call.id, lisbon)))
     assert found.message().text() == "Your city is Lisbon."
-    unknown = ask(question, lookup.message(), results((call.id, "")))
+    unknown = ask(question, lookup.message(), results((call.id, {"key": "city", "value": ""})))
     assert unknown.message().text() == "I don't know your city yet."
     # What recall found counts as known later on.
     later = ask(
         question,
         lookup.message(),
-        results((call.id, "Lisbon")),
+        results((call.id, lisbon)),
         found.message(),
         user("what is my city"),
     )
