@@ -154,11 +154,14 @@ def model_response(
 class StreamDelta(_Frozen):
     """One streamed piece of an assistant message, for live views only.
 
-    ``index`` is the position of the block the piece belongs to within the
-    message being streamed; ``kind`` says what grows: thinking text, answer
-    text, or a tool call's input JSON (``tool_name`` / ``tool_use_id`` set).
-    Concatenating the ``text`` of one block's deltas gives that block's
-    content. A retried call streams again from the start.
+    ``index`` names the block the piece belongs to: blocks are numbered in
+    the order the provider starts them (for providers that stream blocks it
+    cannot keep, such as redacted thinking, numbers may skip). ``kind`` says
+    what grows: thinking text, answer text, or a tool call's input JSON
+    (``tool_name`` / ``tool_use_id`` set; a call's first delta may be empty,
+    announcing it). Concatenating the ``text`` of one block's deltas gives
+    that block's content. A retried call streams again from the start, so a
+    live view resets when the retry hook fires.
     """
 
     kind: Literal["thinking", "text", "tool_input"]
