@@ -9,7 +9,8 @@ Contract:
   the ``tool_result`` that completes the tool_uses of the last assistant
   message.
 - The *answer* to delta D is made of events whose ``causation_id`` is D's
-  ``event_id``: the assistant message's parts (thinking, text, tool_use) and
+  ``event_id`` (assistant parts caused by anything else, e.g. history a
+  client seeded with its ``run_started``, are transcript, not answers): the assistant message's parts (thinking, text, tool_use) and
   usage, then one *closing* event — ``run_status_changed(awaiting_tools)``
   when the message calls tools, ``run_completed`` when it does not, or
   ``run_failed`` when the run cannot go on. A ``run_status_changed(running)``
@@ -129,6 +130,8 @@ class RunState:
         """Answers with assistant parts seen in the log (the turn counter)."""
         self.error: RunFailed | None = None
         self._pending: list[Delta] = []
+        self._deltas: set[str] = set()
+        """Ids of every delta seen: only events caused by one of them are answers."""
         self._parts_seen: dict[str, bool] = {}
         """Cause id -> whether that answer's message calls tools, for answers not closed."""
         self._closed: set[str] = set()
@@ -167,14 +170,14 @@ class RunState:
             self.status = _TERMINAL_EVENTS[kind]
             if isinstance(payload, RunFailed):
                 self.error = payload
-            if cause is not None:
+            if cause in self._deltas:
                 self._close(cause)
             self._pending.clear()
             return
         if isinstance(payload, RunStatusChanged):
             if not self.terminal:
                 self.status = payload.status
-            if cause is not None and payload.status is RunStatus.AWAITING_TOOLS:
+            if cause in self._deltas and payload.status is RunStatus.AWAITING_TOOLS:
                 self._close(cause)
             return
         if self.terminal:
@@ -185,14 +188,19 @@ class RunState:
             if self._broken is None:
                 self._broken = Fail(event.event_id, "transcript_rule", str(e))
             return
-        if cause is not None and kind in _ANSWER_PARTS:
+        if cause in self._deltas and kind in _ANSWER_PARTS:
+            assert cause is not None
             self._answer_parts(cause, calls_tools=kind is EventType.TOOL_USE)
         if not changed:
             return
         if kind is EventType.USER_MESSAGE:
-            self._pending.append(Delta(event.event_id, offset, "user_message"))
+            self._add_delta(Delta(event.event_id, offset, "user_message"))
         elif kind is EventType.TOOL_RESULT and not self.transcript.awaiting_tool_results:
-            self._pending.append(Delta(event.event_id, offset, "tool_results"))
+            self._add_delta(Delta(event.event_id, offset, "tool_results"))
+
+    def _add_delta(self, delta: Delta) -> None:
+        self._pending.append(delta)
+        self._deltas.add(delta.event_id)
 
     def _answer_parts(self, cause: str, *, calls_tools: bool) -> None:
         if cause in self._closed:

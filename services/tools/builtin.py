@@ -15,6 +15,7 @@ when it has one, else to its session (else to the run itself).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +25,13 @@ from runwire.contract.events import MemoryScope
 from runwire.providers.local import CALCULATOR, CLOCK, LOCAL_TOOL_SPECS, RECALL, REMEMBER
 from runwire.services.tools.calculator import CalculatorError, calculate
 from runwire.services.tools.memory import MemoryStore
-from runwire.services.tools.registry import Tool, ToolContext, ToolError, ToolRegistry
+from runwire.services.tools.registry import (
+    Tool,
+    ToolContext,
+    ToolError,
+    ToolFunction,
+    ToolRegistry,
+)
 
 __all__ = ["builtin_registry", "memory_owner"]
 
@@ -55,7 +62,7 @@ async def _calculator(tool_input: Mapping[str, Any], context: ToolContext) -> An
         raise ToolError(str(e)) from None
 
 
-def _clock(now: Callable[[], datetime]) -> Callable[[Mapping[str, Any], ToolContext], Any]:
+def _clock(now: Callable[[], datetime]) -> ToolFunction:
     async def clock(tool_input: Mapping[str, Any], context: ToolContext) -> Any:
         name = tool_input.get("timezone") or "UTC"
         if not isinstance(name, str):
@@ -69,7 +76,7 @@ def _clock(now: Callable[[], datetime]) -> Callable[[Mapping[str, Any], ToolCont
     return clock
 
 
-def _remember(memory: MemoryStore) -> Callable[[Mapping[str, Any], ToolContext], Any]:
+def _remember(memory: MemoryStore) -> ToolFunction:
     async def remember(tool_input: Mapping[str, Any], context: ToolContext) -> Any:
         key = _text(tool_input, "key").lower()
         value = tool_input.get("value")
@@ -82,7 +89,7 @@ def _remember(memory: MemoryStore) -> Callable[[Mapping[str, Any], ToolContext],
     return remember
 
 
-def _recall(memory: MemoryStore) -> Callable[[Mapping[str, Any], ToolContext], Any]:
+def _recall(memory: MemoryStore) -> ToolFunction:
     async def recall(tool_input: Mapping[str, Any], context: ToolContext) -> Any:
         key = _text(tool_input, "key").lower()
         scope, owner = memory_owner(context)
@@ -92,19 +99,36 @@ def _recall(memory: MemoryStore) -> Callable[[Mapping[str, Any], ToolContext], A
     return recall
 
 
+def _slowed(function: ToolFunction, latency: float) -> ToolFunction:
+    if latency <= 0:
+        return function
+
+    async def slowed(tool_input: Mapping[str, Any], context: ToolContext) -> Any:
+        await asyncio.sleep(latency)
+        return await function(tool_input, context)
+
+    return slowed
+
+
 def builtin_registry(
     memory: MemoryStore,
     *,
     now: Callable[[], datetime] | None = None,
     timeout: float = 10.0,
+    latency: float = 0.0,
 ) -> ToolRegistry:
-    """A registry holding the four built-in tools."""
+    """A registry holding the four built-in tools.
+
+    ``latency`` seconds are slept before each call (demos and crash tests).
+    """
     clock_now = now or (lambda: datetime.now(UTC))
+    functions: dict[str, ToolFunction] = {
+        CALCULATOR: _calculator,
+        CLOCK: _clock(clock_now),
+        REMEMBER: _remember(memory),
+        RECALL: _recall(memory),
+    }
     return ToolRegistry(
-        [
-            Tool(_SPECS[CALCULATOR], _calculator, timeout),
-            Tool(_SPECS[CLOCK], _clock(clock_now), timeout),
-            Tool(_SPECS[REMEMBER], _remember(memory), timeout),
-            Tool(_SPECS[RECALL], _recall(memory), timeout),
-        ]
+        Tool(_SPECS[name], _slowed(function, latency), timeout)
+        for name, function in functions.items()
     )

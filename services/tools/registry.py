@@ -25,7 +25,14 @@ from typing import Any
 from runwire.errors import RunwireError
 from runwire.providers.base import ToolSpec
 
-__all__ = ["Tool", "ToolContext", "ToolError", "ToolOutcome", "ToolRegistry"]
+__all__ = [
+    "Tool",
+    "ToolContext",
+    "ToolError",
+    "ToolFunction",
+    "ToolOutcome",
+    "ToolRegistry",
+]
 
 
 class ToolError(RunwireError):

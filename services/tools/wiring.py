@@ -31,15 +31,19 @@ async def tool_runner_service(
     registry: ToolRegistry | None = None,
     publisher: EventPublisher | None = None,
     follower_options: FollowerOptions | None = None,
+    tool_latency: float = 0.0,
 ) -> AsyncIterator[ToolRunner]:
-    """A started tool runner; what it built is closed after it stops."""
+    """A started tool runner; what it built is closed after it stops.
+
+    ``tool_latency`` slows the built-in tools down (demos and crash tests).
+    """
     async with contextlib.AsyncExitStack() as stack:
         if publisher is None:
             own: EventPublisher = await stack.enter_async_context(Publisher(settings))
             publisher = own
         if registry is None:
             memory = await stack.enter_async_context(LogMemory(settings, publisher))
-            registry = builtin_registry(memory)
+            registry = builtin_registry(memory, latency=tool_latency)
         runner = ToolRunner(
             settings, registry=registry, publisher=publisher, follower_options=follower_options
         )
@@ -52,7 +56,10 @@ async def serve_tools(
     stop: asyncio.Event,
     *,
     follower_options: FollowerOptions | None = None,
+    tool_latency: float = 0.0,
 ) -> None:
     """Run the tool runner until ``stop`` is set."""
-    async with tool_runner_service(settings, follower_options=follower_options):
+    async with tool_runner_service(
+        settings, follower_options=follower_options, tool_latency=tool_latency
+    ):
         await stop.wait()

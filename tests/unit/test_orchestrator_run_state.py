@@ -291,3 +291,15 @@ def test_answer_parts_from_elsewhere_without_a_cause_answer_nothing(payload: Eve
     log.add(UserMessage(parts=["hi"]))
     log.add(payload)
     assert isinstance(log.state().next_action(), Answer)
+
+
+def test_seeded_assistant_parts_caused_by_run_started_are_no_answer() -> None:
+    log = started()
+    start = log.events[0]
+    log.add(UserMessage(parts=["1+1?"]), causation_id=start.event_id)
+    log.add(AssistantText(text="let me see"), causation_id=start.event_id)
+    log.add(UserMessage(parts=["well?"]), causation_id=start.event_id)
+    action = log.state().next_action()
+    assert isinstance(action, Answer)
+    assert action.turn == 1
+    assert [m.role for m in action.messages] == ["user", "assistant", "user"]
