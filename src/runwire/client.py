@@ -97,6 +97,13 @@ class RunOutcome:
     events: tuple[Event, ...]
     error: RunFailed | None = None
 
+    @classmethod
+    def of(cls, run_id: str, events: Sequence[Event]) -> RunOutcome:
+        """The outcome the run's events (in log order) say."""
+        last = events[-1] if events else None
+        error = last.payload if last is not None and isinstance(last.payload, RunFailed) else None
+        return cls(run_id=run_id, status=_status_of(events), events=tuple(events), error=error)
+
     @property
     def messages(self) -> list[Message]:
         """The run's canonical transcript."""
@@ -342,15 +349,7 @@ class RunHandle:
         if position is not None and self._client.runs is not None:
             at = Position(self._client.settings.run_events, self.partition, position)
             await self._client.runs.wait_for(at, timeout=timeout or 10.0)
-        last = events[-1] if events else None
-        return RunOutcome(
-            run_id=self.run_id,
-            status=_status_of(events),
-            events=tuple(events),
-            error=last.payload
-            if last is not None and isinstance(last.payload, RunFailed)
-            else None,
-        )
+        return RunOutcome.of(self.run_id, events)
 
     async def cancel(self, reason: str | None = None) -> Position:
         return await self._client.cancel(self.run_id, reason=reason)

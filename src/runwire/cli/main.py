@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from runwire.cli import demo, publish, stack, topics
+from runwire.cli import chat, demo, publish, run, stack, topics
 
 app = typer.Typer(
     name="runwire",
@@ -23,6 +23,9 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(topics.app, name="topics")
 app.command(name="demo")(demo.demo)
 app.command(name="publish")(publish.publish)
+app.command(name="run")(run.run)
+app.command(name="chat")(chat.chat)
+app.add_typer(run.app, name="runs")
 
 
 @app.command()

@@ -1,0 +1,161 @@
+"""``runwire run PROMPT`` and ``runwire runs cancel RUN_ID``: start and control runs.
+
+``runwire run`` publishes a run (``run_started`` + the prompt) and either
+waits for it to end and prints the answer, or with ``--follow`` prints every
+event as the services add it: thinking, tool calls, tool results, text and
+status. :func:`render_event` is the one place events become terminal lines
+(``runwire chat`` and ``runwire demo`` use it too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from runwire.cli.common import fail_on_runwire_error
+from runwire.client import Client, RunHandle, RunOutcome
+from runwire.contract.events import (
+    AssistantText,
+    Event,
+    RunCanceled,
+    RunCompleted,
+    RunFailed,
+    RunStatus,
+    RunStatusChanged,
+    Thinking,
+    ToolResult,
+    ToolUse,
+    UserMessage,
+)
+from runwire.settings import Settings
+
+__all__ = ["app", "render_event", "run"]
+
+console = Console(highlight=False)
+app = typer.Typer(help="Control runs: cancel (pause and resume come with the orchestrator).")
+
+DEFAULT_AGENT = "assistant"
+
+
+def _json(value: Any, limit: int = 200) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_event(event: Event, *, show_user: bool = True) -> str | None:
+    """One event as a line of rich markup, or None for events people need not see."""
+    p = event.payload
+    if isinstance(p, UserMessage):
+        return f"[bold cyan]user[/] {escape(' '.join(p.parts))}" if show_user else None
+    if isinstance(p, Thinking):
+        if p.redacted:
+            return "[dim italic]  (thinking redacted)[/]"
+        return f"[dim italic]  thinking: {escape(p.text or '')}[/]"
+    if isinstance(p, AssistantText):
+        return f"[bold green]assistant[/] {escape(p.text)}"
+    if isinstance(p, ToolUse):
+        return f"[yellow]  → {escape(p.name)}[/] {escape(_json(p.input))} [dim]({p.id})[/]"
+    if isinstance(p, ToolResult):
+        color = "red" if p.is_error else "yellow"
+        return f"[{color}]  ← {escape(_json(p.content))}[/]"
+    if isinstance(p, RunStatusChanged):
+        phase = f" ({p.phase.value})" if p.phase else ""
+        return f"[dim]  status: {p.status.value}{phase}[/]"
+    if isinstance(p, RunCompleted):
+        return "[green]  ✓ completed[/]"
+    if isinstance(p, RunFailed):
+        return f"[red]  ✗ failed ({escape(p.error_kind)}): {escape(p.message)}[/]"
+    if isinstance(p, RunCanceled):
+        return f"[magenta]  ✗ canceled[/]{': ' + escape(p.reason) if p.reason else ''}"
+    return None
+
+
+async def follow(handle: RunHandle, *, show_user: bool = True) -> RunOutcome:
+    """Print the run's events as they arrive; return its outcome once it ended."""
+    events: list[Event] = []
+    async for event in handle.events():
+        events.append(event)
+        line = render_event(event, show_user=show_user)
+        if line is not None:
+            console.print(line)
+    return RunOutcome.of(handle.run_id, events)
+
+
+def run(
+    prompt: str = typer.Argument(..., help="What to ask the agent."),
+    session: str | None = typer.Option(None, "--session", "-s", help="Session the run belongs to."),
+    agent: str = typer.Option(DEFAULT_AGENT, "--agent", "-a", help="Agent id."),
+    user: str | None = typer.Option(None, "--user", "-u", help="User id."),
+    follow_: bool = typer.Option(False, "--follow", "-f", help="Print events as they arrive."),
+    timeout: float = typer.Option(120.0, help="Seconds to wait for the run to end."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Start a run and print its answer (needs `runwire stack up` and the services)."""
+    with fail_on_runwire_error():
+        outcome = asyncio.run(_run(prompt, session, agent, user, follow_, timeout, as_json))
+    if outcome.status is not RunStatus.COMPLETED:
+        raise typer.Exit(1)
+
+
+async def _run(
+    prompt: str,
+    session: str | None,
+    agent: str,
+    user: str | None,
+    follow_: bool,
+    seconds: float,
+    as_json: bool,
+) -> RunOutcome:
+    async with Client(Settings()) as rw:
+        handle = await rw.run(agent, prompt, session_id=session, user_id=user)
+        if not as_json:
+            console.print(f"[dim]run {handle.run_id}[/]")
+        if follow_ and not as_json:
+            outcome = await asyncio.wait_for(follow(handle), seconds)
+        else:
+            outcome = await handle.wait(seconds)
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "run_id": outcome.run_id,
+                    "status": outcome.status.value,
+                    "text": outcome.text,
+                    "error": outcome.error.model_dump() if outcome.error else None,
+                    "events": len(outcome.events),
+                }
+            )
+        )
+    elif not follow_:
+        if outcome.text:
+            console.print(escape(outcome.text))
+        if outcome.error is not None:
+            console.print(
+                f"[red]{escape(outcome.error.error_kind)}: {escape(outcome.error.message)}[/]"
+            )
+        console.print(f"[dim]{outcome.status.value}[/]")
+    return outcome
+
+
+@app.command("cancel")
+def cancel(
+    run_id: str = typer.Argument(..., help="The run to cancel."),
+    reason: str | None = typer.Option(None, help="Why (kept in the run_canceled event)."),
+) -> None:
+    """Publish run_canceled: the orchestrator aborts the run's model call and stops."""
+    with fail_on_runwire_error():
+        position = asyncio.run(_cancel(run_id, reason))
+    console.print(
+        f"canceled run {run_id} (run_canceled at partition {position.partition}, "
+        f"offset {position.offset})"
+    )
+
+
+async def _cancel(run_id: str, reason: str | None) -> Any:
+    async with Client(Settings()) as rw:
+        return await rw.cancel(run_id, reason=reason)
