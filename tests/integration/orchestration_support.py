@@ -183,3 +183,31 @@ def duplicated_ids(records: Sequence[LogRecord], producer: str) -> dict[str, int
     """Event ids of ``producer`` written more than once (each record counts)."""
     counts = Counter(r.event.event_id for r in records if r.event.producer == producer)
     return {k: n for k, n in counts.items() if n > 1}
+
+
+@contextlib.asynccontextmanager
+async def projectors(settings: Settings) -> AsyncIterator[None]:
+    """The run-status, session-index and transcript-cache projectors, in this process."""
+    from runwire.projections.catalog import opener
+    from runwire.projections.runtime.consumer import Projector, ProjectorOptions
+    from runwire.projections.transcripts.service import open_projection
+
+    options = ProjectorOptions(session_timeout_ms=6000, heartbeat_interval_ms=500)
+    async with contextlib.AsyncExitStack() as stack:
+        projections = [
+            await stack.enter_async_context(opener("runs")(settings)),
+            await stack.enter_async_context(opener("sessions")(settings)),
+            await stack.enter_async_context(open_projection(settings)),
+        ]
+        tasks = []
+        for projection in projections:
+            projector = await stack.enter_async_context(
+                Projector(projection, settings, options=options)
+            )
+            tasks.append(asyncio.create_task(projector.run()))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
