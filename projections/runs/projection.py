@@ -84,7 +84,7 @@ class RunsProjection(PostgresProjection):
         table = ctx.table("run_status")
         run_ids = sorted({r.event.run_id for r in records if r.event.run_id})
         cur = await ctx.conn.execute(
-            f"SELECT {COLUMN_NAMES} FROM {table} WHERE run_id = ANY(%s)", (run_ids,)
+            f"SELECT {COLUMN_NAMES} FROM {table} WHERE run_id = ANY(%b)", (run_ids,)
         )
         rows: dict[str, RunRow] = {row[0]: RunRow(*row) for row in await cur.fetchall()}
         changed: set[str] = set()

@@ -40,8 +40,10 @@ def upsert_sql(table: str, columns: Sequence[tuple[str, str]], key: str) -> str:
 
     ``columns`` are ``(name, postgres type)``; jsonb columns travel as text
     arrays and are cast per element (psycopg has no jsonb[] dumper for dicts).
+    Arrays go in binary (``%b``): text arrays would be quoted element by
+    element, which costs more than the rest of a batch.
     """
-    arrays = ", ".join(f"%s::{'text' if t == 'jsonb' else t}[]" for _, t in columns)
+    arrays = ", ".join(f"%b::{'text' if t == 'jsonb' else t}[]" for _, t in columns)
     names = ", ".join(n for n, _ in columns)
     select = ", ".join(f"u.{n}::jsonb" if t == "jsonb" else f"u.{n}" for n, t in columns)
     updates = ", ".join(f"{n} = EXCLUDED.{n}" for n, _ in columns if n != key)

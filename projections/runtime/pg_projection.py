@@ -150,7 +150,7 @@ class PostgresProjection(ABC):
             if remembered:
                 await conn.execute(
                     f"INSERT INTO {self.tables.table(self.applied_table, generation)} (event_id) "
-                    "SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING",
+                    "SELECT unnest(%b::uuid[]) ON CONFLICT DO NOTHING",
                     (remembered,),
                 )
             # Before commit: the position may only pass a record whose dead letter exists.
@@ -191,7 +191,7 @@ class PostgresProjection(ABC):
             return records, 0
         cur = await conn.execute(
             f"SELECT event_id::text FROM {self.tables.table(self.applied_table, generation)} "
-            "WHERE event_id = ANY(%s::uuid[])",
+            "WHERE event_id = ANY(%b::uuid[])",
             (ids,),
         )
         seen = {row[0] for row in await cur.fetchall()}

@@ -96,16 +96,16 @@ class SessionsProjection(PostgresProjection):
         # own: serialise per session (in hash order, so no deadlock is possible).
         await conn.execute(
             "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
-            "hashtextextended('runwire-session/' || s, 0) AS h FROM unnest(%s::text[]) AS s "
+            "hashtextextended('runwire-session/' || s, 0) AS h FROM unnest(%b::text[]) AS s "
             "ORDER BY h) AS locks",
             (session_ids,),
         )
         cur = await conn.execute(
-            f"SELECT {COLUMN_NAMES} FROM {table} WHERE session_id = ANY(%s)", (session_ids,)
+            f"SELECT {COLUMN_NAMES} FROM {table} WHERE session_id = ANY(%b)", (session_ids,)
         )
         rows: dict[str, SessionRow] = {row[0]: SessionRow(*row) for row in await cur.fetchall()}
         cur = await conn.execute(
-            f"SELECT session_id FROM {tombstone_table} WHERE session_id = ANY(%s)", (session_ids,)
+            f"SELECT session_id FROM {tombstone_table} WHERE session_id = ANY(%b)", (session_ids,)
         )
         tombstoned = {row[0] for row in await cur.fetchall()}
         changed: set[str] = set()
@@ -141,12 +141,12 @@ class SessionsProjection(PostgresProjection):
         if deleted:
             ids = sorted(deleted)
             await conn.execute(
-                f"DELETE FROM {table} WHERE session_id = ANY(%s)",
+                f"DELETE FROM {table} WHERE session_id = ANY(%b)",
                 (ids,),
             )
             await conn.execute(
                 f"INSERT INTO {tombstone_table} (session_id, deleted_at, event_id) "
-                "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::uuid[]) "
+                "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[]) "
                 "ON CONFLICT DO NOTHING",
                 (ids, [deleted[s][0] for s in ids], [deleted[s][1] for s in ids]),
             )

@@ -1,0 +1,237 @@
+"""The read models as a pure fold of the whole log, in memory: the tests' oracle.
+
+Written apart from the projectors (whole log at once, plain dicts, one
+function per read model) so that it checks them rather than repeats them:
+every table a projector builds — after crashes, duplicates, rebalances or a
+rebuild — must equal what these functions compute from the same records.
+
+Input: decoded records with their positions; each partition's records must
+be in offset order (records of different partitions may come in any order).
+Output: one dict per row, keyed like the tables' columns, plus what was
+rejected and why.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runwire.projections.runtime.protocol import SourceRecord
+
+_ENDINGS = {"run_completed": "completed", "run_failed": "failed", "run_canceled": "canceled"}
+_ENDED = frozenset(_ENDINGS.values())
+
+
+@dataclass
+class Folded:
+    """Rows by key, tombstones (sessions only), and rejected (topic, partition, offset) -> reason."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tombstones: set[str] = field(default_factory=set)
+    rejected: dict[tuple[str, int, int], str] = field(default_factory=dict)
+
+
+def _in_log_order(records: Iterable[SourceRecord]) -> list[SourceRecord]:
+    return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
+
+
+def fold_runs(records: Iterable[SourceRecord]) -> Folded:
+    """``run_status`` rows of the run-events records."""
+    out = Folded()
+    seen: set[str] = set()
+    for r in _in_log_order(records):
+        e = r.event
+        where = (r.topic, r.partition, r.offset)
+        kind = e.type.value
+        if e.event_id in seen:
+            continue  # applied before: a duplicate changes nothing
+        if e.type.stream.value != "run":
+            out.rejected[where] = "wrong_topic"
+            continue
+        if r.key is None or r.key.decode(errors="replace") != e.run_id:
+            out.rejected[where] = "key_mismatch"
+            continue
+        run = out.rows.get(e.run_id or "")
+        awaiting: list[str] = run["pending_tool_uses"] if run else []
+        body = e.payload.model_dump()
+        if kind == "tool_use" and body["id"] in awaiting:
+            out.rejected[where] = "duplicate_tool_use"
+            continue
+        if kind == "tool_result" and body["tool_use_id"] not in awaiting:
+            out.rejected[where] = "unknown_tool_use"
+            continue
+        seen.add(e.event_id)
+        if run is None:
+            run = out.rows[e.run_id or ""] = {
+                "run_id": e.run_id,
+                "status": "pending",
+                "phase": None,
+                "status_reason": None,
+                "labels": {},
+                "started_at": e.occurred_at,
+                "updated_at": e.occurred_at,
+                "ended_at": None,
+                "last_error": None,
+                "pending_tool_uses": awaiting,
+                "log_partition": r.partition,
+                "first_offset": r.offset,
+                "parent_run_id": None,
+                **dict.fromkeys(("session_id", "agent_id", "turn_id", "user_id", "tenant")),
+                **dict.fromkeys(
+                    (
+                        "message_count",
+                        "tool_call_count",
+                        "tool_error_count",
+                        "input_tokens",
+                        "output_tokens",
+                        "cache_read_tokens",
+                        "cache_write_tokens",
+                        "event_count",
+                    ),
+                    0,
+                ),
+            }
+        for name in ("session_id", "agent_id", "user_id", "tenant"):
+            if not run[name]:
+                run[name] = getattr(e, name)
+        if e.turn_id:
+            run["turn_id"] = e.turn_id
+        run["labels"] = {**run["labels"], **e.labels}
+        run["event_count"] += 1
+        run["updated_at"] = max(run["updated_at"], e.occurred_at)
+        run["last_offset"] = r.offset
+        ended = run["status"] in _ENDED
+        if kind == "run_started":
+            run["agent_id"] = run["agent_id"] or body["agent_id"]
+            run["parent_run_id"] = run["parent_run_id"] or body["parent_run_id"]
+            run["labels"] = {**run["labels"], **body["labels"]}
+        elif kind == "run_status_changed" and not ended:
+            run["status"] = body["status"].value
+            if body["phase"] is not None:
+                run["phase"] = body["phase"].value
+            run["status_reason"] = body["reason"]
+            if run["status"] in _ENDED:
+                run["ended_at"] = e.occurred_at
+        elif kind in _ENDINGS and not ended:
+            run["status"] = run["phase"] = _ENDINGS[kind]
+            run["ended_at"] = e.occurred_at
+            run["status_reason"] = body.get("stop_reason", body.get("reason"))
+            if kind == "run_failed":
+                run["status_reason"] = body["error_kind"]
+                run["last_error"] = {
+                    "kind": body["error_kind"],
+                    "message": body["message"],
+                    "retryable": body["retryable"],
+                    "event_id": e.event_id,
+                }
+        elif kind == "tool_use":
+            run["tool_call_count"] += 1
+            run["pending_tool_uses"] = [*awaiting, body["id"]]
+        elif kind == "tool_result":
+            run["pending_tool_uses"] = [t for t in awaiting if t != body["tool_use_id"]]
+            run["tool_error_count"] += int(body["is_error"])
+        elif kind == "usage":
+            for name in ("input", "output", "cache_read", "cache_write"):
+                run[f"{name}_tokens"] += body[f"{name}_tokens"]
+        elif kind in ("user_message", "assistant_text"):
+            run["message_count"] += 1
+    return out
+
+
+def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded:
+    """``session_index`` rows (and tombstones) of session-events and run-events records.
+
+    Session-topic records are folded first, then run-topic ones: the
+    projector interleaves the topics however they arrive, and must agree.
+    """
+    out = Folded()
+    ordered = _in_log_order(records)
+    session_records = [r for r in ordered if r.topic == session_topic]
+    run_records = [r for r in ordered if r.topic != session_topic]
+    declared: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for r in session_records:
+        e = r.event
+        where = (r.topic, r.partition, r.offset)
+        if e.event_id in seen:
+            continue
+        if e.type.stream.value != "session":
+            out.rejected[where] = "wrong_topic"
+            continue
+        if r.key is None or r.key.decode(errors="replace") != e.session_id:
+            out.rejected[where] = "key_mismatch"
+            continue
+        seen.add(e.event_id)
+        sid = e.session_id or ""
+        if sid in out.tombstones:
+            continue
+        s = declared.setdefault(
+            sid,
+            {"metadata": {}, "labels": {}, "status": "active", "ended_at": None, "times": []},
+        )
+        s["times"].append(e.occurred_at)
+        s["labels"] = {**s["labels"], **e.labels}
+        body = e.payload.model_dump()
+        kind = e.type.value
+        if kind == "session_created" and "declared_at" not in s:
+            s["declared_at"] = e.occurred_at
+            s["declared_user_id"] = body["user_id"] or e.user_id
+            s["declared_tenant"] = e.tenant
+            s["metadata"] = {**s["metadata"], **body["metadata"]}
+        elif kind == "session_metadata_set":
+            if body["value"] is None:
+                s["metadata"].pop(body["key"], None)
+            else:
+                s["metadata"][body["key"]] = body["value"]
+        elif kind == "session_ended" and s["status"] != "ended":
+            s["status"], s["ended_at"] = "ended", e.occurred_at
+        elif kind == "session_cleared":
+            s["cleared_at"] = e.occurred_at
+        elif kind == "session_deleted":
+            out.tombstones.add(sid)
+            del declared[sid]
+    activity: dict[str, list[Any]] = defaultdict(list)
+    starts: dict[str, list[tuple[Any, str, str | None, str | None]]] = defaultdict(list)
+    for r in run_records:
+        e = r.event
+        where = (r.topic, r.partition, r.offset)
+        started = e.type.value == "run_started"
+        if started and e.event_id in seen:
+            continue  # only run_started counts; other run events move maxima
+        if e.type.stream.value != "run":
+            out.rejected[where] = "wrong_topic"
+            continue
+        if r.key is None or r.key.decode(errors="replace") != e.run_id:
+            out.rejected[where] = "key_mismatch"
+            continue
+        if started:
+            seen.add(e.event_id)
+        run_sid = e.session_id
+        if run_sid is None or run_sid in out.tombstones:
+            continue
+        activity[run_sid].append(e.occurred_at)
+        if started:
+            starts[run_sid].append((e.occurred_at, e.run_id or "", e.user_id, e.tenant))
+    for sid in set(declared) | set(activity):
+        s = declared.get(sid, {"metadata": {}, "labels": {}, "status": "active", "times": []})
+        times = s["times"] + activity.get(sid, [])
+        runs = sorted(starts.get(sid, []))
+        first_run = runs[0] if runs else (None, None, None, None)
+        out.rows[sid] = {
+            "session_id": sid,
+            "user_id": s.get("declared_user_id") or first_run[2],
+            "tenant": s.get("declared_tenant") or first_run[3],
+            "metadata": s["metadata"],
+            "labels": s["labels"],
+            "status": s["status"],
+            "created_at": s.get("declared_at") or min(times),
+            "ended_at": s.get("ended_at"),
+            "cleared_at": s.get("cleared_at"),
+            "last_activity_at": max(times),
+            "run_count": len(runs),
+            "last_run_id": runs[-1][1] if runs else None,
+            "last_run_at": runs[-1][0] if runs else None,
+        }
+    return out

@@ -1,0 +1,154 @@
+"""The Projection contract (runwire.projections.runtime.protocol), once for every implementation.
+
+A test module subclasses :class:`ProjectionContract` and provides a
+``harness`` fixture: a :class:`Harness` around one projection on the real
+store. Each rule of the contract is one test here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from runwire.contract.events import Event
+from runwire.projections.runtime.protocol import (
+    Batch,
+    Projection,
+    Rejection,
+    SourceRecord,
+    TopicPartition,
+)
+
+
+class RecordingSink:
+    """A dead-letter sink that keeps what it is sent (and can be told to fail)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[Rejection] = []
+        self.fail = fail
+
+    async def send(self, rejections: Sequence[Rejection]) -> None:
+        if self.fail and rejections:
+            raise RuntimeError("dead-letter topic unavailable")
+        self.sent.extend(rejections)
+
+
+@dataclass
+class Harness:
+    """One projection under test and what the contract tests need to drive it.
+
+    ``good`` are events the projection applies, in order, on ``tp``;
+    ``bad`` is one it must reject (on the same partition, after ``good``);
+    ``state`` returns everything the projection stores except positions.
+    """
+
+    projection: Projection
+    tp: TopicPartition
+    good: list[Event]
+    bad: Event
+    key: Callable[[Event], bytes]
+    state: Callable[[], Awaitable[Any]]
+
+
+def records(h: Harness, events: Sequence[Event], first_offset: int) -> list[SourceRecord]:
+    return [
+        SourceRecord(h.tp.topic, h.tp.partition, first_offset + i, 0, h.key(e), b"", (), e)
+        for i, e in enumerate(events)
+    ]
+
+
+def batch(recs: Sequence[SourceRecord], tp: TopicPartition, expected: int, nxt: int) -> Batch:
+    return Batch(records=list(recs), next_positions={tp: nxt}, expected={tp: expected})
+
+
+class ProjectionContract:
+    async def test_apply_stores_rows_and_positions_together(self, harness: Harness) -> None:
+        h = harness
+        before = await h.state()
+        result = await h.projection.apply(
+            batch(records(h, h.good, 0), h.tp, 0, len(h.good)), RecordingSink()
+        )
+        assert result.positions == {h.tp: len(h.good)}
+        assert result.applied == len(h.good)
+        assert await h.projection.load_positions([h.tp]) == {h.tp: len(h.good)}
+        assert await h.state() != before
+
+    async def test_records_below_the_stored_position_are_skipped(self, harness: Harness) -> None:
+        h = harness
+        recs = records(h, h.good, 0)
+        await h.projection.apply(batch(recs, h.tp, 0, len(recs)), RecordingSink())
+        after_once = await h.state()
+        result = await h.projection.apply(batch(recs, h.tp, 0, len(recs)), RecordingSink())
+        assert result.skipped == len(recs)
+        assert result.applied == 0
+        assert await h.state() == after_once
+
+    async def test_positions_never_move_back(self, harness: Harness) -> None:
+        h = harness
+        await h.projection.apply(batch(records(h, h.good, 0), h.tp, 0, 10), RecordingSink())
+        result = await h.projection.apply(batch([], h.tp, 0, 3), RecordingSink())
+        assert result.positions[h.tp] == 10
+        assert (await h.projection.load_positions([h.tp]))[h.tp] == 10
+
+    async def test_a_store_switched_under_the_runner_is_left_alone(self, harness: Harness) -> None:
+        h = harness
+        half = len(h.good) // 2
+        await h.projection.apply(
+            batch(records(h, h.good[:half], 0), h.tp, 0, half), RecordingSink()
+        )
+        state = await h.state()
+        # The runner believes more is stored than there is (a rebuilt copy went live).
+        rest = records(h, h.good[half:], half + 5)
+        result = await h.projection.apply(
+            batch(rest, h.tp, half + 5, half + 5 + len(rest)), RecordingSink()
+        )
+        assert result.positions[h.tp] == half
+        assert result.applied == 0
+        assert await h.state() == state
+
+    async def test_duplicates_at_later_offsets_change_nothing(self, harness: Harness) -> None:
+        h = harness
+        n = len(h.good)
+        await h.projection.apply(batch(records(h, h.good, 0), h.tp, 0, n), RecordingSink())
+        state = await h.state()
+        again = records(h, h.good, n)
+        result = await h.projection.apply(batch(again, h.tp, n, 2 * n), RecordingSink())
+        assert result.duplicates == n
+        assert await h.state() == state
+        assert result.positions[h.tp] == 2 * n
+
+    async def test_unappliable_records_are_dead_lettered_and_passed(self, harness: Harness) -> None:
+        h = harness
+        n = len(h.good)
+        recs = records(h, [*h.good, h.bad], 0)
+        sink = RecordingSink()
+        result = await h.projection.apply(batch(recs, h.tp, 0, n + 1), sink)
+        assert [(r.offset, r.reason) for r in sink.sent] == [(n, sink.sent[0].reason)]
+        assert sink.sent[0].reason
+        assert result.rejected == 1
+        assert result.positions[h.tp] == n + 1
+
+    async def test_nothing_is_stored_when_dead_letters_cannot_be_written(
+        self, harness: Harness
+    ) -> None:
+        h = harness
+        before = await h.state()
+        recs = records(h, [*h.good, h.bad], 0)
+        with pytest.raises(RuntimeError, match="dead-letter"):
+            await h.projection.apply(batch(recs, h.tp, 0, len(recs)), RecordingSink(fail=True))
+        assert await h.state() == before
+        assert await h.projection.load_positions([h.tp]) == {h.tp: 0}
+
+    async def test_two_owners_applying_the_same_batch_apply_it_once(self, harness: Harness) -> None:
+        h = harness
+        recs = records(h, h.good, 0)
+        results = await asyncio.gather(
+            h.projection.apply(batch(recs, h.tp, 0, len(recs)), RecordingSink()),
+            h.projection.apply(batch(recs, h.tp, 0, len(recs)), RecordingSink()),
+        )
+        assert sorted(r.applied for r in results) == [0, len(recs)]
+        assert sorted(r.skipped for r in results) == [0, len(recs)]
