@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Self
 
 from runwire.projections.runtime.generations import (
+    GenerationState,
     TableSet,
     load_positions,
     lock_positions,
@@ -115,6 +116,11 @@ class PostgresProjection(ABC):
         """Apply migrations and create the live copy if needed; returns the live generation."""
         async with self._pool.connection() as conn:
             return await self.tables.ensure_live(conn)
+
+    async def generations(self) -> GenerationState:
+        """The live copy's generation and the one a rebuild is filling, if any."""
+        async with self._pool.connection() as conn:
+            return await self.tables.state(conn)
 
     async def load_positions(
         self, partitions: Collection[TopicPartition]

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from runwire.cli import chat, demo, publish, run, stack, topics
+from runwire.cli import (
+    chat,
+    demo,
+    dlq,
+    projections,
+    publish,
+    run,
+    runs,
+    serve,
+    sessions,
+    stack,
+    topics,
+)
 
 app = typer.Typer(
     name="runwire",
@@ -26,6 +38,11 @@ app.command(name="publish")(publish.publish)
 app.command(name="run")(run.run)
 app.command(name="chat")(chat.chat)
 app.add_typer(run.app, name="runs")
+runs.add_commands(run.app)
+app.add_typer(sessions.app, name="sessions")
+app.add_typer(projections.app, name="projections")
+app.add_typer(dlq.app, name="dlq")
+app.command(name="serve")(serve.serve)
 
 
 @app.command()

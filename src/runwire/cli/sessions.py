@@ -1,0 +1,113 @@
+"""``runwire sessions list | show``: sessions as the session index sees them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from runwire.cli.common import fail_on_runwire_error
+from runwire.cli.runs import parse_labels, parse_time
+from runwire.settings import Settings
+
+app = typer.Typer(help="Sessions from the session index.", no_args_is_help=True)
+console = Console(highlight=False)
+
+
+async def _list(filters: dict[str, Any]) -> dict[str, Any]:
+    from runwire.projections.sessions.store import SessionIndex
+
+    async with await SessionIndex.connect(Settings()) as index:
+        page = await index.list(**filters)
+    return {"sessions": [s.as_dict() for s in page.items], "next_page": page.next_page}
+
+
+async def _show(session_id: str, runs: int) -> dict[str, Any]:
+    from runwire.projections.runs.store import RunStore
+    from runwire.projections.sessions.store import SessionIndex
+
+    settings = Settings()
+    async with await SessionIndex.connect(settings) as index:
+        session = (await index.get(session_id)).as_dict()
+    async with await RunStore.connect(settings) as store:
+        page = await store.list(session_id=session_id, limit=runs, oldest_first=True)
+    session["runs"] = [
+        {k: r.as_dict()[k] for k in ("run_id", "status", "started_at", "ended_at")}
+        for r in page.items
+    ]
+    return session
+
+
+@app.command("list")
+def list_sessions(
+    user: str | None = typer.Option(None, "--user", "-u", help="Only this user's sessions."),
+    status: str | None = typer.Option(None, help="active | ended."),
+    label: list[str] = typer.Option(None, "--label", "-l", help="KEY=VALUE (repeatable)."),
+    since: str | None = typer.Option(None, help="Active at or after (ISO 8601)."),
+    until: str | None = typer.Option(None, help="Last active before (ISO 8601)."),
+    limit: int = typer.Option(20, min=1, max=1000, help="Sessions per page."),
+    page: str | None = typer.Option(None, help="The next_page token of a previous listing."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Sessions, most recently active first."""
+    with fail_on_runwire_error():
+        filters = {
+            "user_id": user,
+            "status": status,
+            "labels": parse_labels(label),
+            "since": parse_time(since, "--since"),
+            "until": parse_time(until, "--until"),
+            "limit": limit,
+            "page": page,
+        }
+        result = asyncio.run(_list(filters))
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table()
+    for column in ("session", "user", "status", "runs", "last run", "last activity"):
+        table.add_column(column)
+    for s in result["sessions"]:
+        table.add_row(
+            s["session_id"],
+            s["user_id"] or "",
+            s["status"],
+            str(s["run_count"]),
+            s["last_run_id"] or "",
+            s["last_activity_at"][:19],
+        )
+    console.print(table)
+    if result["next_page"]:
+        console.print(f"[dim]more: --page {result['next_page']}[/]")
+
+
+@app.command("show")
+def show_session(
+    session_id: str = typer.Argument(..., help="The session's id."),
+    runs: int = typer.Option(50, help="How many of its runs to list (oldest first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """One session and its runs."""
+    with fail_on_runwire_error():
+        session = asyncio.run(_show(session_id, runs))
+    if as_json:
+        typer.echo(json.dumps(session, indent=2))
+        return
+    table = Table(show_header=False, title=f"session {session_id}", title_justify="left")
+    for key, value in session.items():
+        if key not in ("session_id", "runs"):
+            table.add_row(
+                key,
+                ""
+                if value is None
+                else json.dumps(value)
+                if isinstance(value, dict | list)
+                else str(value),
+            )
+    console.print(table)
+    for r in session["runs"]:
+        console.print(f"  {r['started_at'][:19]}  {r['run_id']}  {r['status']}")
