@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
+import random
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,6 +29,7 @@ import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 
 from runwire.infra.stack import LocalStack, StackConfig
+from runwire.infra.stack.process import port_in_use
 from runwire.infra.topics import load_topics, provision_topics
 from runwire.settings import Settings
 
@@ -47,10 +48,16 @@ def stack_home() -> Path:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A free loopback port below the ephemeral range.
+
+    Ports from the ephemeral range (what binding port 0 gives) can be taken by any
+    outgoing connection while a test has its server down, so a restart would fail.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = random.randrange(20000, max(20001, low - 1))
+        if not port_in_use("127.0.0.1", port):
+            return port
 
 
 def stack_config(home: Path, preferred: dict[str, int] | None = None) -> StackConfig:
@@ -58,8 +65,6 @@ def stack_config(home: Path, preferred: dict[str, int] | None = None) -> StackCo
 
     A stack that already runs in ``home`` is reused on whatever ports it has.
     """
-    from runwire.infra.stack.process import port_in_use
-
     ports = {}
     for name, port in (preferred or {}).items():
         ports[name] = port if not port_in_use("127.0.0.1", port) else free_port()

@@ -77,14 +77,6 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def port_accepts(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 async def run(
     argv: Sequence[str],
     *,

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ class Part(Protocol):
 
     name: str
     dir: Path
+    record_file: Path  # present while the part runs, and after it died without `down`
 
     @property
     def address(self) -> str: ...
@@ -155,7 +157,7 @@ class LocalStack:
             to_start = [part for part in self.parts if records[part.name] is None]
             for part in to_start:
                 await part.preflight()
-            self._check_ports(to_start)
+            await self._check_ports(to_start)
             if self.kafka in to_start:
                 await self.kafka.ensure_jars()
             started: list[Part] = []
@@ -191,7 +193,7 @@ class LocalStack:
                     stopped.append(part.name)
             return stopped
 
-    def _check_ports(self, parts: list[Part]) -> None:
+    async def _check_ports(self, parts: list[Part]) -> None:
         seen: dict[int, str] = {}
         for part in self.parts:
             for env, port in part.ports.items():
@@ -203,8 +205,11 @@ class LocalStack:
                 seen[port] = env
         host = self.config.host
         for part in parts:
+            # A part that just died (kill -9) may hold its ports for a moment while the
+            # kernel tears its threads down: give it a few seconds before blaming others.
+            grace = 10.0 if part.record_file.exists() else 0.0
             for env, port in part.ports.items():
-                if port_in_use(host, port):
+                if await _port_taken(host, port, grace):
                     raise StackError(
                         f"port {port} on {host} ({part.name}) is already in use by another program",
                         f"stop that program or choose another port, e.g. {env}={_free_hint(port)}",
@@ -233,6 +238,16 @@ class LocalStack:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+async def _port_taken(host: str, port: int, grace: float) -> bool:
+    """True when ``port`` is still taken after waiting up to ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    while port_in_use(host, port):
+        if time.monotonic() >= deadline:
+            return True
+        await asyncio.sleep(0.2)
+    return False
 
 
 def _free_hint(port: int) -> int:
