@@ -136,7 +136,7 @@ def workload(
         k = rng.randrange(len(active))
         i = active[k]
         event = live[i][heads[i]]
-        clock += timedelta(milliseconds=rng.randint(0, 3))
+        clock += timedelta(milliseconds=rng.randint(1, 3))  # strictly increasing
         out.append(event.model_copy(update={"occurred_at": clock}))
         heads[i] += 1
         if heads[i] == len(live[i]):

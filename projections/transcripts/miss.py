@@ -145,6 +145,9 @@ class KafkaRunLog:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # A read stops at a known offset, often the log end: waiting for
+            # more data there only delays the answer.
+            fetch_max_wait_ms=20,
         )
         await consumer.start()
         self._consumer = consumer
