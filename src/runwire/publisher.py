@@ -38,17 +38,19 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from runwire.contract.codec import Codec
-from runwire.contract.events import Event, Stream
+from runwire.contract.events import Event, EventType, Stream
 from runwire.contract.routing import (
+    HEADER_EVENT_ID,
+    HEADER_SCHEMA,
+    HEADER_TYPE,
     Headers,
-    is_tombstone,
     record_headers,
     record_key,
     topic_for,
@@ -57,8 +59,7 @@ from runwire.errors import ConfigurationError, ContractError, PublishError
 from runwire.settings import Settings
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(NamedTuple):
     """Where a record lies in the log."""
 
     topic: str
@@ -66,13 +67,25 @@ class Position:
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:
+class OutgoingRecord(NamedTuple):
+    """What the publisher hands to Kafka for one event."""
+
     event: Event
     topic: str
     key: bytes
     value: bytes | None
+    """None for a tombstone."""
     headers: Headers
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What every record of one event type shares (computed once per type)."""
+
+    topic: str
+    tombstone: bool
+    type_header: tuple[str, bytes]
+    schema_header: tuple[str, bytes] | None
 
 
 def _publish_error(message: str, cause: BaseException) -> PublishError:
@@ -119,6 +132,7 @@ class Publisher:
         )
         self._state: _NotStarted | _Running | _Stopped = _NotStarted()
         self._partitioner = DefaultPartitioner()
+        self._routes: dict[EventType, _Route] = {}
 
     @property
     def settings(self) -> Settings:
@@ -191,22 +205,47 @@ class Publisher:
 
     # -- publishing ------------------------------------------------------------
 
-    def _record(self, event: Event) -> _Record:
-        if is_tombstone(event):
-            value, fingerprint = None, None
-        else:
-            value = self._codec.encode(event)
-            fingerprint = self._codec.writer_schema(event.type).fingerprint
-        return _Record(
-            event=event,
-            topic=topic_for(event.stream, self._settings),
-            key=record_key(event),
-            value=value,
-            headers=record_headers(event, fingerprint),
+    def _route(self, event_type: EventType) -> _Route:
+        route = self._routes.get(event_type)
+        if route is None:
+            tombstone = event_type is EventType.MEMORY_DELETED
+            schema = None if tombstone else self._codec.writer_schema(event_type)
+            route = _Route(
+                topic=topic_for(event_type.stream, self._settings),
+                tombstone=tombstone,
+                type_header=(HEADER_TYPE, event_type.value.encode()),
+                schema_header=None
+                if schema is None
+                else (HEADER_SCHEMA, schema.fingerprint.hex().encode()),
+            )
+            self._routes[event_type] = route
+        return route
+
+    def record_for(self, event: Event) -> OutgoingRecord:
+        """The record ``publish`` would write for ``event`` (encoded and size-checked)."""
+        route = self._route(event.type)
+        if route.schema_header is None:
+            return OutgoingRecord(
+                event, route.topic, record_key(event), None, record_headers(event, None)
+            )
+        # The same headers as routing.record_headers, from per-type parts.
+        headers = [
+            route.type_header,
+            (HEADER_EVENT_ID, event.event_id.encode()),
+            route.schema_header,
+        ]
+        return OutgoingRecord(
+            event, route.topic, record_key(event), self._codec.encode(event), headers
         )
 
-    async def _send(self, record: _Record) -> asyncio.Future[Any]:
-        producer = self._state.producer()
+    @staticmethod
+    def _what(record: OutgoingRecord) -> str:
+        event = record.event
+        return f"publishing {event.type.value} {event.event_id} to {record.topic}"
+
+    async def _send(
+        self, producer: AIOKafkaProducer, record: OutgoingRecord
+    ) -> asyncio.Future[Any]:
         try:
             future: asyncio.Future[Any] = await producer.send(
                 record.topic, value=record.value, key=record.key, headers=record.headers
@@ -215,41 +254,37 @@ class Publisher:
             raise _publish_error(self._what(record), e) from e
         return future
 
-    @staticmethod
-    def _what(record: _Record) -> str:
-        event = record.event
-        return f"publishing {event.type.value} {event.event_id} to {record.topic}"
-
-    async def _delivered(self, record: _Record, future: asyncio.Future[Any]) -> Position:
+    async def publish(self, event: Event) -> Position:
+        """Write one event and return where it lies once the broker has it."""
+        record = self.record_for(event)
+        future = await self._send(self._state.producer(), record)
         try:
             metadata = await future
         except (KafkaError, TimeoutError) as e:
             raise _publish_error(self._what(record), e) from e
         return Position(metadata.topic, metadata.partition, metadata.offset)
 
-    async def publish(self, event: Event) -> Position:
-        """Write one event and return where it lies once the broker has it."""
-        record = self._record(event)
-        return await self._delivered(record, await self._send(record))
-
     async def publish_many(self, events: Sequence[Event]) -> list[Position]:
         """Write events in order (per key) without waiting for each; positions in input order.
 
         Every event is encoded (and size-checked) before the first is sent. If
-        one fails, ``PublishError`` is raised after all have settled; others
+        one fails, ``PublishError`` is raised once all have settled; the others
         may have been written.
         """
-        records = [self._record(e) for e in events]
-        futures = [await self._send(r) for r in records]
-        results = await asyncio.gather(
-            *(self._delivered(r, f) for r, f in zip(records, futures, strict=True)),
-            return_exceptions=True,
-        )
+        records = [self.record_for(e) for e in events]
+        producer = self._state.producer()
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for record in records:
+                futures.append(await self._send(producer, record))
+        finally:
+            # Settle what was queued before a failure, so no delivery error goes unseen.
+            results = await asyncio.gather(*futures, return_exceptions=True)
         positions: list[Position] = []
-        for result in results:
+        for record, result in zip(records, results, strict=False):
             if isinstance(result, BaseException):
-                raise result
-            positions.append(result)
+                raise _publish_error(self._what(record), result) from result
+            positions.append(Position(result.topic, result.partition, result.offset))
         return positions
 
     async def publish_message(self, events: Sequence[Event]) -> list[Position]:
@@ -266,7 +301,7 @@ class Publisher:
                 "publish_message takes the run events of one run; got "
                 f"{sorted(e.type.value for e in events)} for runs {sorted(map(str, run_ids))}"
             )
-        records = [self._record(e) for e in events]
+        records = [self.record_for(e) for e in events]
         producer = self._state.producer()
         topic, key = records[0].topic, records[0].key
         try:

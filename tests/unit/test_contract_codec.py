@@ -8,6 +8,7 @@ import json
 import pytest
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import HealthCheck, given, settings
+from pydantic import ValidationError
 
 from runwire.contract.codec import (
     REASONS,
@@ -125,7 +126,10 @@ def test_records_that_break_event_rules_are_invalid_events() -> None:
             **good,
             "payload": {**good["payload"], "input": "[1]"},
         },
-        "NaN is not JSON": {**good, "payload": {**good["payload"], "input": '{"x": NaN}'}},
+        "payload.input is not JSON text: unexpected": {
+            **good,
+            "payload": {**good["payload"], "input": '{"x": NaN}'},
+        },
         "run_id is required": {**good, "run_id": None},
         "does not match the schema": {**good, "type": "assistant_text"},
         "event_id must be canonical UUID": {**good, "event_id": "not-a-uuid"},
@@ -204,3 +208,16 @@ def test_events_over_the_size_limit_are_refused_with_the_setting_named() -> None
         EventTooLargeError, match=r"run r-big\) is 2\d\d\d bytes encoded.*max_event_bytes=1000"
     ):
         codec.encode(big)
+
+
+def test_decoded_events_are_ordinary_models() -> None:
+    event = sample_event(EventType.RUN_STATUS_CHANGED)
+    decoded = CODEC.decode(CODEC.encode(event))
+    assert decoded.model_fields_set == set(Event.model_fields)
+    changed = decoded.model_copy(update={"labels": {"x": "y"}})
+    assert changed.labels == {"x": "y"}
+    assert decoded.labels == {"priority": "high"}
+    assert hash(decoded.payload) == hash(event.payload)
+    assert decoded.model_dump_json() == event.model_dump_json()
+    with pytest.raises(ValidationError):
+        decoded.producer = "other"  # type: ignore[misc]

@@ -126,7 +126,18 @@ def test_occurred_at_is_utc_millis_and_must_be_aware() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"a": {1, 2}}, {"a": float("nan")}, {"a": b"bytes"}, {1: "non-str key"}]
+    "bad",
+    [
+        {"a": {1, 2}},
+        {"a": float("nan")},
+        {"a": [float("inf")]},
+        {"a": b"bytes"},
+        {1: "non-str key"},
+        {"a": {1: "nested non-str key"}},
+        {"a": (1, 2)},
+        {"a": 2**70},
+        {"a": datetime(2025, 1, 1, tzinfo=UTC)},
+    ],
 )
 def test_json_values_are_checked_and_the_error_names_the_field(bad: object) -> None:
     with pytest.raises(ValidationError) as info:

@@ -34,9 +34,8 @@ def full_transitive_problems(chain: list[dict[str, Any]]) -> list[str]:
                 (new, old, "backward: the new reader cannot read old data"),
                 (old, new, "forward: old readers cannot read new data"),
             ):
-                result = ReaderWriterCompatibilityChecker().get_compatibility(
-                    parsed[reader], parsed[writer]
-                )
+                checker = ReaderWriterCompatibilityChecker()  # type: ignore[no-untyped-call]
+                result = checker.get_compatibility(parsed[reader], parsed[writer])
                 if result.compatibility is not SchemaCompatibilityType.compatible:
                     problems.append(f"v{old + 1}->v{new + 1} {what}: {sorted(result.messages)}")
     return problems

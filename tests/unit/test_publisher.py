@@ -150,3 +150,20 @@ def test_a_tombstone_stands_for_its_memory_deleted_event() -> None:
         event_of_record(default_codec(), key, None, [])
     with pytest.raises(DecodeError, match="neither value nor key"):
         event_of_record(default_codec(), None, None, headers)
+
+
+@pytest.mark.parametrize("event_type", list(EventType), ids=str)
+def test_outgoing_records_match_the_routing_rules(event_type: EventType) -> None:
+    settings = _settings()
+    event = sample_event(event_type)
+    record = Publisher(settings).record_for(event)
+    assert record.topic == topic_for(event.stream, settings)
+    assert record.key == record_key(event)
+    if event_type is EventType.MEMORY_DELETED:
+        assert record.value is None
+        assert record.headers == record_headers(event, None)
+    else:
+        assert record.value is not None
+        assert default_codec().decode(record.value) == event
+        fingerprint = default_codec().writer_schema(event_type).fingerprint
+        assert record.headers == record_headers(event, fingerprint)

@@ -35,7 +35,7 @@ from runwire.contract.framing import (
     read_header,
     single_object_header,
 )
-from runwire.contract.records import RecordError, from_record, to_record
+from runwire.contract.records import SHAPES, PayloadShape, RecordError, event_from_record, to_record
 from runwire.contract.schemas import (
     EventSchema,
     SchemaSet,
@@ -152,6 +152,7 @@ class _Reader:
     writer: Any
     reader: Any | None
     """None when the writer is the newest schema (no resolution needed)."""
+    shape: PayloadShape
 
 
 class Codec:
@@ -191,6 +192,7 @@ class Codec:
                 schema.event_type,
                 newest[schema.event_type] if is_newest else _fast_view(schema),
                 None if is_newest else newest[schema.event_type],
+                SHAPES[schema.event_type],
             )
 
     @property
@@ -223,7 +225,7 @@ class Codec:
 
     def encode(self, event: Event) -> bytes:
         """The framed Avro bytes of ``event``."""
-        writer = self._writer(event.type)
+        writer = self._writers.get(event.type) or self._writer(event.type)
         buffer = io.BytesIO()
         buffer.write(writer.header)
         try:
@@ -271,7 +273,7 @@ class Codec:
                 "invalid_body", f"{len(data) - buffer.tell()} bytes left after the Avro body"
             )
         try:
-            return from_record(reader.event_type, record)  # type: ignore[arg-type]
+            return event_from_record(reader.shape, record)  # type: ignore[arg-type]
         except RecordError as e:
             raise DecodeError("invalid_event", f"{reader.event_type.value}: {e}") from e
 
@@ -320,7 +322,7 @@ class Codec:
         known = self._readers.get(schema.fingerprint)
         if known is not None:
             return known
-        return _Reader(event_type, _fast_view(schema), self._newest[event_type])
+        return _Reader(event_type, _fast_view(schema), self._newest[event_type], SHAPES[event_type])
 
 
 _default: Codec | None = None

@@ -9,8 +9,8 @@ Contract:
 - ``occurred_at`` is timezone-aware UTC with millisecond precision (what Avro's
   ``timestamp-millis`` keeps), so an event equals itself after a round trip.
 - JSON values (tool input, tool result content, metadata and memory values) are
-  plain Python JSON values here and JSON text on the wire; a value that is not
-  JSON is refused with an error naming the field.
+  plain Python JSON values here and JSON text on the wire; a value that would
+  not survive JSON unchanged is refused with an error naming the field.
 - Models mirror ``schemas/<type>.v<N>.avsc`` one to one (a unit test enforces
   it). Adding an event type: add the enum member, its payload model (named in
   CamelCase of the type) to ``PAYLOAD_TYPES`` and a ``<type>.v1.avsc`` file.
@@ -18,12 +18,11 @@ Contract:
 
 from __future__ import annotations
 
-import json
-import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -68,11 +67,19 @@ class EventType(StrEnum):
 
     @property
     def stream(self) -> Stream:
-        if self.value.startswith("session_"):
-            return Stream.SESSION
-        if self.value.startswith("memory_"):
-            return Stream.MEMORY
-        return Stream.RUN
+        return _STREAMS[self]
+
+
+def _stream_of(event_type: EventType) -> Stream:
+    if event_type.value.startswith("session_"):
+        return Stream.SESSION
+    if event_type.value.startswith("memory_"):
+        return Stream.MEMORY
+    return Stream.RUN
+
+
+# Looked up for every published and consumed event: computed once.
+_STREAMS = {t: _stream_of(t) for t in EventType}
 
 
 class RunStatus(StrEnum):
@@ -98,22 +105,21 @@ class RunPhase(StrEnum):
 MemoryScope = Literal["session", "user", "agent", "global"]
 
 
-def _finite(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return all(_finite(v) for v in value)
-    return True
-
-
 def _require_json(value: Any) -> Any:
-    """Refuse values that have no JSON text (sets, bytes, NaN, non-str keys...)."""
+    """Refuse values that do not survive JSON unchanged.
+
+    That is: what orjson (the codec's JSON) cannot write (sets, bytes, non-str
+    keys, integers beyond 64 bits) and what it would change (NaN/Infinity,
+    tuples, UUIDs, dates become other values).
+    """
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as e:
+        text = orjson.dumps(value)
+    except TypeError as e:  # orjson.JSONEncodeError
         raise ValueError(f"not a JSON value ({e}): {value!r:.200}") from e
+    if orjson.loads(text) != value:
+        raise ValueError(
+            f"not a JSON value (JSON would turn it into {orjson.loads(text)!r:.100}): {value!r:.200}"
+        )
     return value
 
 

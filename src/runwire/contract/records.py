@@ -2,8 +2,8 @@
 
 Contract:
 - ``to_record`` gives the dict fastavro writes with the type's schema: the
-  envelope fields, ``payload`` as a nested dict, JSON fields as compact JSON
-  text (key order kept, NaN/Infinity refused).
+  envelope fields, ``payload`` as a nested dict, JSON fields as compact UTF-8
+  JSON text written by orjson (key order kept).
 - ``from_record`` turns a record read with the newest schema of its type back
   into an ``Event`` equal to the one that was written.
 - Records read by fastavro are already typed by the schema, so ``from_record``
@@ -16,26 +16,25 @@ Contract:
 
 from __future__ import annotations
 
-import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from runwire.contract import ids
 from runwire.contract.events import PAYLOAD_TYPES, Event, EventPayload, EventType, Stream
 
-_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_loads = json.JSONDecoder(parse_constant=_refuse_constant).decode
+_loads = orjson.loads  # refuses NaN/Infinity, which are not JSON
 
 
 class RecordError(ValueError):
@@ -49,7 +48,8 @@ class PayloadShape:
     model: type[EventPayload]
     event_type: EventType
     type_value: str
-    stream: Stream
+    required_id: str | None
+    """The envelope id this type cannot do without (run_id, session_id or none)."""
     fields: tuple[str, ...]
     json_fields: tuple[str, ...]
     json_object_fields: frozenset[str]
@@ -83,7 +83,9 @@ def payload_shape(model: type[EventPayload]) -> PayloadShape:
         model=model,
         event_type=model.event_type,
         type_value=model.event_type.value,
-        stream=model.event_type.stream,
+        required_id={Stream.RUN: "run_id", Stream.SESSION: "session_id"}.get(
+            model.event_type.stream
+        ),
         fields=tuple(model.model_fields),
         json_fields=json_fields,
         json_object_fields=frozenset(
@@ -108,16 +110,34 @@ def to_record(event: Event) -> dict[str, Any]:
     return record
 
 
+def _slot_setter(name: str) -> Callable[[Any, Any], None]:
+    """A direct setter for one of pydantic's per-instance slots."""
+    slot = BaseModel.__dict__.get(name)
+    if slot is not None and hasattr(slot, "__set__"):
+        setter: Callable[[Any, Any], None] = slot.__set__
+        return setter
+    return lambda obj, value: object.__setattr__(obj, name, value)
+
+
+_set_dict = _slot_setter("__dict__")
+_set_fields_set = _slot_setter("__pydantic_fields_set__")
+_set_extra = _slot_setter("__pydantic_extra__")
+_set_private = _slot_setter("__pydantic_private__")
+
+
 def _construct(model: type[BaseModel], values: dict[str, Any]) -> Any:
     """What ``model.model_construct(**values)`` does, for values that have every field.
 
     ``values`` must already be valid; callers check what the schema does not.
+    Sets the four per-instance slots pydantic keeps (the fields in
+    ``__dict__``, the fields set, no extras, no private attributes) directly:
+    this runs twice for every consumed record.
     """
-    obj = model.__new__(model)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values.keys()))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    obj = object.__new__(model)
+    _set_dict(obj, values)
+    _set_fields_set(obj, set(values))
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
 
 
@@ -127,7 +147,11 @@ def from_record(event_type: EventType, record: dict[str, Any]) -> Event:
     Raises ``RecordError`` naming the field when the record breaks a rule the
     Avro schema cannot express.
     """
-    shape = SHAPES[event_type]
+    return event_from_record(SHAPES[event_type], record)
+
+
+def event_from_record(shape: PayloadShape, record: dict[str, Any]) -> Event:
+    """``from_record`` for a caller that already holds the type's shape (the codec)."""
     raw_payload = record["payload"]
     for name in shape.json_fields:
         try:
@@ -140,12 +164,11 @@ def from_record(event_type: EventType, record: dict[str, Any]) -> Event:
         if raw_payload[name] is not None:
             raw_payload[name] = enum(raw_payload[name])
     if record["type"] != shape.type_value:
-        raise RecordError(f"type {record['type']!r} does not match the schema of {event_type}")
-    stream = shape.stream
-    if stream is Stream.RUN and not record["run_id"]:
-        raise RecordError(f"run_id is required for {shape.type_value} events")
-    if stream is Stream.SESSION and not record["session_id"]:
-        raise RecordError(f"session_id is required for {shape.type_value} events")
+        raise RecordError(
+            f"type {record['type']!r} does not match the schema of {shape.type_value}"
+        )
+    if shape.required_id is not None and not record[shape.required_id]:
+        raise RecordError(f"{shape.required_id} is required for {shape.type_value} events")
     if not ids.is_event_id(record["event_id"]):
         raise RecordError(f"event_id must be canonical UUID text, got {record['event_id']!r:.60}")
     # fastavro returns exactly the reader schema's fields, in its order, which
