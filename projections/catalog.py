@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from runwire.errors import ConfigurationError
 from runwire.projections.runtime.protocol import Projection
+from runwire.projections.transcripts.service import open_projection as open_transcripts
 from runwire.settings import Settings
 
 Opener = Callable[[Settings], AbstractAsyncContextManager[Projection]]
@@ -50,6 +51,7 @@ async def open_sessions(settings: Settings) -> AsyncIterator[Projection]:
 CATALOG: dict[str, Opener] = {
     "runs": open_runs,
     "sessions": open_sessions,
+    "transcripts": open_transcripts,
 }
 
 

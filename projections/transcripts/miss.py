@@ -104,6 +104,33 @@ class RunStoreLocator:
                 return out
 
 
+class LazyRunStoreLocator:
+    """:class:`RunStoreLocator` that opens its own run-status store on first use
+    (so readers that never miss never connect to Postgres); ``close`` closes it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._runs: RunStore | None = None
+
+    async def _locator(self) -> RunStoreLocator:
+        if self._runs is None:
+            from runwire.projections.runs.store import RunStore
+
+            self._runs = await RunStore.connect(self._settings)
+        return RunStoreLocator(self._runs)
+
+    async def locate(self, run_id: str) -> RunLocation | None:
+        return await (await self._locator()).locate(run_id)
+
+    async def session_runs(self, session_id: str) -> list[str]:
+        return await (await self._locator()).session_runs(session_id)
+
+    async def close(self) -> None:
+        runs, self._runs = self._runs, None
+        if runs is not None:
+            await runs.close()
+
+
 class RunLog(Protocol):
     """Reads one run's records back from the run-events topic."""
 

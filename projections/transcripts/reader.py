@@ -34,11 +34,10 @@ from runwire.projections.runtime.waiting import wait_for
 from runwire.projections.transcripts.fold import decode_messages
 from runwire.projections.transcripts.miss import (
     KafkaRunLog,
+    LazyRunStoreLocator,
     MissPath,
-    RunLocation,
     RunLocator,
     RunLog,
-    RunStoreLocator,
 )
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.redis_store import RedisTranscriptStore
@@ -47,34 +46,7 @@ from runwire.projections.transcripts.turns import last_turns
 from runwire.settings import Settings
 
 if TYPE_CHECKING:
-    from runwire.projections.runs.store import RunStore
     from runwire.transcript.messages import Message
-
-
-class _LazyRunStoreLocator:
-    """Opens the run-status store on the first miss that needs it."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._runs: RunStore | None = None
-
-    async def _locator(self) -> RunStoreLocator:
-        if self._runs is None:
-            from runwire.projections.runs.store import RunStore
-
-            self._runs = await RunStore.connect(self._settings)
-        return RunStoreLocator(self._runs)
-
-    async def locate(self, run_id: str) -> RunLocation | None:
-        return await (await self._locator()).locate(run_id)
-
-    async def session_runs(self, session_id: str) -> list[str]:
-        return await (await self._locator()).session_runs(session_id)
-
-    async def close(self) -> None:
-        runs, self._runs = self._runs, None
-        if runs is not None:
-            await runs.close()
 
 
 class TranscriptCache:
@@ -108,7 +80,7 @@ class TranscriptCache:
         self._log: RunLog = run_log if run_log is not None else KafkaRunLog(settings)
         self._own_locator = locator is None
         self._locator: RunLocator = (
-            locator if locator is not None else _LazyRunStoreLocator(settings)
+            locator if locator is not None else LazyRunStoreLocator(settings)
         )
         self._miss = MissPath(self._store, self._log, self._locator)
         self._projection = TranscriptProjection(self._store, settings)
@@ -126,7 +98,7 @@ class TranscriptCache:
         """Close what this reader opened; safe to call twice."""
         if self._own_log and isinstance(self._log, KafkaRunLog):
             await self._log.stop()
-        if self._own_locator and isinstance(self._locator, _LazyRunStoreLocator):
+        if self._own_locator and isinstance(self._locator, LazyRunStoreLocator):
             await self._locator.close()
         client, self._client = self._client, None
         if self._own_client and client is not None:

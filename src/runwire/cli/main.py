@@ -16,6 +16,7 @@ from runwire.cli import (
     sessions,
     stack,
     topics,
+    transcript,
 )
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.add_typer(sessions.app, name="sessions")
 app.add_typer(projections.app, name="projections")
 app.add_typer(dlq.app, name="dlq")
 app.command(name="serve")(serve.serve)
+app.command(name="transcript")(transcript.transcript)
 
 
 @app.command()

@@ -1,5 +1,5 @@
-"""kill -9 of the transcripts projector at random instants during a load:
-after a restart Redis holds exactly what a clean rebuild gives."""
+"""kill -9 of ``runwire serve projector-transcripts`` at random instants during
+a load: after a restart Redis holds exactly what a clean rebuild gives."""
 
 from __future__ import annotations
 
@@ -54,7 +54,9 @@ async def start_projector(env: dict[str, str], log: Path) -> asyncio.subprocess.
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "runwire.projections.transcripts.service",
+            "runwire.cli.main",
+            "serve",
+            "projector-transcripts",
             "--instance-id",
             "crash-test",
             env=env,

@@ -1,0 +1,174 @@
+"""``runwire transcript RUN_ID [--json] [--follow]``: show a run's transcript.
+
+Without ``--follow`` the canonical messages come from the transcript cache
+(rebuilt from the log on a miss). With ``--follow`` the run is tailed live
+from the log: thinking, text, tool calls and results as they are written,
+until the run ends (``--idle`` seconds without an event also end it).
+``--json`` prints the messages as JSON (with ``--follow``: one event per
+line, as JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from runwire.cli.common import fail_on_runwire_error
+from runwire.contract.events import (
+    AssistantText,
+    Event,
+    RunCanceled,
+    RunCompleted,
+    RunFailed,
+    RunStatusChanged,
+    Thinking,
+    ToolResult,
+    ToolUse,
+    UserMessage,
+)
+from runwire.settings import Settings
+from runwire.transcript.messages import (
+    Message,
+    TextPart,
+    ThinkingPart,
+    ToolResultPart,
+    ToolUsePart,
+)
+
+_MAX_JSON = 2000
+
+
+def _json(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= _MAX_JSON else text[:_MAX_JSON] + " …"
+
+
+def _thinking(text: str | None, signature: str | None, redacted: bytes | None) -> Text:
+    if redacted:
+        return Text(f"  [thinking: redacted, {len(redacted)} bytes]", style="dim")
+    line = Text("  thinking: ", style="dim bold")
+    line.append(text or "", style="dim italic")
+    if signature:
+        line.append(f"  (signed, {len(signature)} chars)", style="dim")
+    return line
+
+
+def _tool_use(name: str, id: str, input: Any) -> Text:
+    line = Text("  → ", style="cyan")
+    line.append(name, style="bold cyan")
+    line.append(f" {_json(input)}", style="cyan")
+    line.append(f"  [{id}]", style="dim")
+    return line
+
+
+def _tool_result(tool_use_id: str, content: Any, is_error: bool) -> Text:
+    style = "red" if is_error else "green"
+    line = Text("  ← " + ("error " if is_error else ""), style=style)
+    line.append(_json(content), style=style)
+    line.append(f"  [{tool_use_id}]", style="dim")
+    return line
+
+
+def render_message(console: Console, index: int, message: Message) -> None:
+    console.print(Text(f"#{index} {message.role}", style="bold magenta"))
+    for part in message.parts:
+        if isinstance(part, ThinkingPart):
+            console.print(_thinking(part.text, part.signature, part.redacted))
+        elif isinstance(part, TextPart):
+            console.print(Text("  " + part.text))
+        elif isinstance(part, ToolUsePart):
+            console.print(_tool_use(part.name, part.id, part.input))
+        elif isinstance(part, ToolResultPart):
+            console.print(_tool_result(part.tool_use_id, part.content, part.is_error))
+
+
+def render_event(console: Console, event: Event) -> None:
+    p = event.payload
+    if isinstance(p, UserMessage):
+        for text in p.parts:
+            console.print(Text("user: ", style="bold magenta") + Text(text))
+    elif isinstance(p, Thinking):
+        console.print(_thinking(p.text, p.signature, p.redacted))
+    elif isinstance(p, AssistantText):
+        console.print(Text("  " + p.text))
+    elif isinstance(p, ToolUse):
+        console.print(_tool_use(p.name, p.id, p.input))
+    elif isinstance(p, ToolResult):
+        console.print(_tool_result(p.tool_use_id, p.content, p.is_error))
+    elif isinstance(p, RunStatusChanged):
+        phase = f" / {p.phase.value}" if p.phase else ""
+        console.print(Text(f"[{p.status.value}{phase}]", style="yellow"))
+    elif isinstance(p, RunCompleted):
+        console.print(Text(f"[completed: {p.stop_reason or 'done'}]", style="bold green"))
+    elif isinstance(p, RunFailed):
+        console.print(Text(f"[failed: {p.error_kind}: {p.message}]", style="bold red"))
+    elif isinstance(p, RunCanceled):
+        console.print(Text(f"[canceled: {p.reason or ''}]", style="bold yellow"))
+
+
+async def _show(settings: Settings, run_id: str, as_json: bool, console: Console) -> None:
+    from runwire.projections.transcripts.fold import MESSAGES
+    from runwire.projections.transcripts.reader import TranscriptCache
+
+    async with TranscriptCache(settings) as cache:
+        messages = await cache.get(run_id)
+    if as_json:
+        typer.echo(MESSAGES.dump_json(messages, indent=2).decode())
+        return
+    console.print(Text(f"run {run_id}: {len(messages)} messages", style="bold"))
+    for i, message in enumerate(messages):
+        render_message(console, i, message)
+
+
+async def _follow(
+    settings: Settings, run_id: str, as_json: bool, idle: float | None, console: Console
+) -> None:
+    import redis.asyncio as aioredis
+
+    from runwire.projections.transcripts.follow import find_start, follow_run
+    from runwire.projections.transcripts.miss import LazyRunStoreLocator
+    from runwire.projections.transcripts.redis_store import RedisTranscriptStore
+
+    client = aioredis.Redis.from_url(settings.redis_url)
+    locator = LazyRunStoreLocator(settings)
+    try:
+        start = await find_start(
+            run_id, RedisTranscriptStore(client, settings.redis_key_prefix), locator
+        )
+    finally:
+        await locator.close()
+        await client.aclose()
+    if not as_json:
+        where = "from its first event" if start else "from now (run not seen yet)"
+        console.print(Text(f"following run {run_id} {where}; Ctrl-C to stop", style="dim"))
+    async for event in follow_run(settings, run_id, start=start, idle_timeout=idle):
+        if as_json:
+            typer.echo(event.model_dump_json())
+        else:
+            render_event(console, event)
+
+
+def transcript(
+    run_id: str = typer.Argument(..., help="The run whose transcript to show."),
+    as_json: bool = typer.Option(False, "--json", help="JSON output for scripts."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Tail the run live from the log."),
+    idle: float | None = typer.Option(
+        None, "--idle", help="With --follow: stop after this many seconds without an event."
+    ),
+) -> None:
+    """Show a run's transcript (canonical messages), or follow it live."""
+    settings = Settings()
+    console = Console()
+    with fail_on_runwire_error():
+        try:
+            if follow:
+                asyncio.run(_follow(settings, run_id, as_json, idle, console))
+            else:
+                asyncio.run(_show(settings, run_id, as_json, console))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
