@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runwire.settings import default_cache_dir, default_home
@@ -55,6 +55,12 @@ class StackConfig(BaseSettings):
     redis_server: str = "redis-server"
 
     ready_timeout: float = Field(default=120.0, gt=0)
+
+    @field_validator("home", "cache_dir", "maven_repo_local")
+    @classmethod
+    def _absolute(cls, path: Path | None) -> Path | None:
+        # Absolute, so that the servers (started in their own directories) find them.
+        return path.expanduser().absolute() if path is not None else None
 
     @property
     def kafka_dir(self) -> Path:

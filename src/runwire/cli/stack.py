@@ -55,11 +55,13 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Show each part: running or not, and where it listens. Exits 1 when a part is down."""
-    parts = LocalStack().status()
+    stack = LocalStack()
+    parts = stack.status()
     if as_json:
         typer.echo(json.dumps({p.name: p.as_dict() for p in parts}, indent=2))
     else:
         console.print(_table(parts))
+        console.print(f"data and logs under {stack.config.home}")
     if not all(p.running for p in parts):
         raise typer.Exit(1)
 
@@ -108,10 +110,9 @@ def _table(parts: list[PartStatus]) -> Table:
     table = Table(title="runwire local stack")
     table.add_column("part")
     table.add_column("state")
-    table.add_column("address")
+    table.add_column("address", no_wrap=True)
     table.add_column("pid", justify="right")
-    table.add_column("data")
     for p in parts:
         state = "[green]running[/]" if p.running else "[red]stopped[/]"
-        table.add_row(p.name, state, p.address, str(p.pid or ""), p.data_dir)
+        table.add_row(p.name, state, p.address, str(p.pid or ""))
     return table
