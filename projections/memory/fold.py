@@ -1,0 +1,186 @@
+"""How memory records change the memory entries (pure: no I/O).
+
+Rules (the memory projection's contract):
+- The memory topic is keyed by ``[scope, owner, key]`` (the address); each
+  address lives on one partition, so its records come in write order. The
+  last record of an address wins: ``memory_set`` puts its value, a tombstone
+  (``memory_deleted``) removes the entry.
+- A ``session_deleted`` on the session-events topic removes every
+  ``session``-scope entry owned by that session and leaves a tombstone:
+  writes to those entries are ignored, in whatever order the two topics are
+  read (so a rebuild gives the same entries as the live fold).
+- Rejected (dead-lettered, nothing changed): a non-memory event on the
+  memory topic (``wrong_topic``), a record whose key is not its event's
+  address (``key_mismatch``), a tombstone without runwire's headers (its
+  decode reason). Other session events are not this projection's business:
+  skipped.
+- A re-published event (same event_id) changes nothing.
+
+The runtime's decoder only sees record values, and a tombstone has none:
+:class:`TombstoneDecoder` hands the runtime a placeholder for it, and
+:func:`resolve` rebuilds the real ``memory_deleted`` from the record's key and
+headers here, where the whole record is at hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from runwire.contract.codec import Codec, default_codec
+from runwire.contract.events import Event, MemoryDeleted, MemorySet, SessionDeleted, Stream
+from runwire.contract.routing import memory_key, tombstone_event
+from runwire.errors import DecodeError
+from runwire.projections.runtime.protocol import SourceRecord
+
+__all__ = [
+    "PLACEHOLDER",
+    "Entry",
+    "MemoryFold",
+    "TombstoneDecoder",
+    "fold_memory",
+    "resolve",
+]
+
+Address = tuple[str, str, str]
+
+PLACEHOLDER = Event.create(
+    MemoryDeleted(scope="global", owner="", key=""),
+    event_id="00000000-0000-4000-8000-00000000dead",
+    producer="runwire-tombstone-placeholder",
+)
+"""What :class:`TombstoneDecoder` returns for a record without a value."""
+
+
+class TombstoneDecoder:
+    """The runtime's decoder for topics with tombstones: a placeholder for a
+    missing value (resolved by :func:`resolve` with the key and headers), the
+    codec for everything else."""
+
+    def __init__(self, codec: Codec | None = None) -> None:
+        self._codec = codec or default_codec()
+
+    def decode(self, data: bytes) -> Event:
+        if not data:
+            return PLACEHOLDER
+        return self._codec.decode(data)
+
+
+def is_placeholder(event: Event) -> bool:
+    return event.event_id == PLACEHOLDER.event_id
+
+
+def resolve(record: SourceRecord) -> Event:
+    """The record's event; a tombstone's is rebuilt from its key and headers
+    (:class:`~runwire.errors.DecodeError` when they are not runwire's)."""
+    if not is_placeholder(record.event):
+        return record.event
+    if record.key is None:
+        raise DecodeError("truncated", "a record with neither value nor key")
+    return tombstone_event(record.key, record.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A memory entry's row."""
+
+    scope: str
+    owner: str
+    key: str
+    value: Any
+    user_id: str | None
+    tenant: str | None
+    updated_at: datetime
+    event_id: str
+
+
+@dataclass(slots=True)
+class MemoryFold:
+    """What a batch does: the final state of each address it touched (None:
+    deleted), sessions it deleted, records it rejects, event ids to remember."""
+
+    entries: dict[Address, Entry | None] = field(default_factory=dict)
+    deleted_sessions: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    rejected: list[tuple[SourceRecord, str, str]] = field(default_factory=list)
+    remembered: list[str] = field(default_factory=list)
+
+
+def session_owners(events: Iterable[Event]) -> set[str]:
+    """Sessions whose tombstones decide what a batch of these events does."""
+    out: set[str] = set()
+    for event in events:
+        p = event.payload
+        if isinstance(p, MemorySet | MemoryDeleted) and p.scope == "session":
+            out.add(p.owner)
+        elif isinstance(p, SessionDeleted) and event.session_id:
+            out.add(event.session_id)
+    return out
+
+
+def fold_memory(
+    records: Sequence[tuple[SourceRecord, Event]],
+    *,
+    session_topic: str,
+    tombstoned: set[str],
+    seen: set[str],
+) -> MemoryFold:
+    """Fold records (each with its resolved event; log order per partition).
+
+    ``tombstoned``: deleted sessions already stored; ``seen``: event ids
+    already applied (both as stored before this batch).
+    """
+    out = MemoryFold()
+    gone = set(tombstoned)
+    seen = set(seen)
+    for record, event in records:
+        if event.event_id in seen:
+            continue
+        p = event.payload
+        if record.topic == session_topic:
+            if isinstance(p, SessionDeleted) and event.session_id:
+                sid = event.session_id
+                seen.add(event.event_id)
+                out.remembered.append(event.event_id)
+                if sid not in gone:
+                    gone.add(sid)
+                    out.deleted_sessions[sid] = (event.occurred_at, event.event_id)
+            continue
+        if event.type.stream is not Stream.MEMORY:
+            out.rejected.append(
+                (record, "wrong_topic", f"{event.type.value} event on the memory topic")
+            )
+            continue
+        assert isinstance(p, MemorySet | MemoryDeleted)
+        if record.key != memory_key(p.scope, p.owner, p.key):
+            out.rejected.append(
+                (
+                    record,
+                    "key_mismatch",
+                    f"record key {record.key!r:.80} is not the address of event {event.event_id}",
+                )
+            )
+            continue
+        seen.add(event.event_id)
+        out.remembered.append(event.event_id)
+        if p.scope == "session" and p.owner in gone:
+            continue
+        address: Address = (p.scope, p.owner, p.key)
+        out.entries[address] = (
+            Entry(
+                scope=p.scope,
+                owner=p.owner,
+                key=p.key,
+                value=p.value,
+                user_id=event.user_id,
+                tenant=event.tenant,
+                updated_at=event.occurred_at,
+                event_id=event.event_id,
+            )
+            if isinstance(p, MemorySet)
+            else None
+        )
+    for address in [a for a in out.entries if a[0] == "session" and a[1] in out.deleted_sessions]:
+        del out.entries[address]
+    return out

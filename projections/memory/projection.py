@@ -1,0 +1,177 @@
+"""The memory projection: memory topic + session deletions -> ``memory_entries`` rows.
+
+Rules: :mod:`runwire.projections.memory.fold`. Exactly-once in effect like every
+Postgres projection (:class:`~runwire.projections.runtime.pg_projection.PostgresProjection`):
+rows, applied event ids and partition positions change in one transaction.
+
+Drive it with :class:`~runwire.projections.memory.fold.TombstoneDecoder` as
+the projector's decoder (``memory_projector``, ``serve``), or tombstones are
+dead-lettered instead of deleting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from runwire.errors import DecodeError
+from runwire.projections.memory.fold import (
+    Entry,
+    TombstoneDecoder,
+    fold_memory,
+    resolve,
+    session_owners,
+)
+from runwire.projections.runtime.consumer import Projector, ProjectorOptions
+from runwire.projections.runtime.generations import TableSet
+from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
+from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
+from runwire.projections.runtime.protocol import Projection, Rejection, SourceRecord
+from runwire.settings import Settings
+
+NAME = "memory"
+
+TABLES = TableSet(
+    projection=NAME,
+    package="runwire.projections.migrations.memory",
+    tables=("memory_entries", "memory_session_tombstones", "memory_applied"),
+    views=("memory_entries", "memory_session_tombstones"),
+)
+
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("scope", "text"),
+    ("owner", "text"),
+    ("key", "text"),
+    ("value", "jsonb"),
+    ("user_id", "text"),
+    ("tenant", "text"),
+    ("updated_at", "timestamptz"),
+    ("event_id", "uuid"),
+)
+COLUMN_NAMES = ", ".join(name for name, _ in COLUMNS)
+
+
+def _row(entry: Entry) -> list[Any]:
+    value = json.dumps(entry.value, separators=(",", ":"), ensure_ascii=False)
+    return [
+        entry.scope,
+        entry.owner,
+        entry.key,
+        value,
+        entry.user_id,
+        entry.tenant,
+        entry.updated_at,
+        entry.event_id,
+    ]
+
+
+class MemoryProjection(PostgresProjection):
+    """Folds the memory and session-events topics into ``memory_entries`` (rules: :mod:`.fold`)."""
+
+    tables = TABLES
+    applied_table = "memory_applied"
+
+    def __init__(self, pool: Pool, settings: Settings, *, generation: int | None = None) -> None:
+        super().__init__(pool, (settings.memory, settings.session_events), generation=generation)
+        self._settings = settings
+        self._session_topic = settings.session_events
+        # One upsert for the batch; conflict on the address.
+        self._upsert = upsert_sql("{table}", COLUMNS, "scope").replace(
+            "ON CONFLICT (scope)", "ON CONFLICT (scope, owner, key)"
+        )
+
+    def pinned(self, generation: int) -> MemoryProjection:
+        return MemoryProjection(self._pool, self._settings, generation=generation)
+
+    def remember(self, record: SourceRecord) -> bool:
+        # The fold remembers event ids itself: a tombstone's id is in its headers,
+        # known only once it is resolved.
+        return False
+
+    async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
+        conn = ctx.conn
+        entries, tombstones, applied = (
+            ctx.table("memory_entries"),
+            ctx.table("memory_session_tombstones"),
+            ctx.table("memory_applied"),
+        )
+        rejections: list[Rejection] = []
+        resolved = []
+        for record in records:
+            try:
+                resolved.append((record, resolve(record)))
+            except DecodeError as e:
+                rejections.append(Rejection.of(record, e.reason, str(e), type(e).__name__))
+        events = [event for _, event in resolved]
+        sids = sorted(session_owners(events))
+        cur = await conn.execute(
+            f"SELECT session_id FROM {tombstones} WHERE session_id = ANY(%s)", (sids,)
+        )
+        tombstoned = {row[0] for row in await cur.fetchall()}
+        cur = await conn.execute(
+            f"SELECT event_id::text FROM {applied} WHERE event_id = ANY(%s::uuid[])",
+            ([e.event_id for e in events],),
+        )
+        seen = {row[0] for row in await cur.fetchall()}
+        folded = fold_memory(
+            resolved, session_topic=self._session_topic, tombstoned=tombstoned, seen=seen
+        )
+        rejections += [Rejection.of(r, reason, message) for r, reason, message in folded.rejected]
+        if folded.deleted_sessions:
+            gone = sorted(folded.deleted_sessions)
+            await conn.execute(
+                f"INSERT INTO {tombstones} (session_id, deleted_at, event_id) "
+                "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::uuid[]) "
+                "ON CONFLICT DO NOTHING",
+                (
+                    gone,
+                    [folded.deleted_sessions[s][0] for s in gone],
+                    [folded.deleted_sessions[s][1] for s in gone],
+                ),
+            )
+            await conn.execute(
+                f"DELETE FROM {entries} WHERE scope = 'session' AND owner = ANY(%s)", (gone,)
+            )
+        kept = [e for e in folded.entries.values() if e is not None]
+        removed = [a for a, e in sorted(folded.entries.items()) if e is None]
+        if kept:
+            rows = [_row(e) for e in sorted(kept, key=lambda e: (e.scope, e.owner, e.key))]
+            await conn.execute(
+                self._upsert.replace("{table}", entries).encode(),
+                column_arrays(rows, len(COLUMNS)),
+            )
+        if removed:
+            await conn.execute(
+                f"DELETE FROM {entries} WHERE (scope, owner, key) IN "
+                "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
+                ([a[0] for a in removed], [a[1] for a in removed], [a[2] for a in removed]),
+            )
+        if folded.remembered:
+            await conn.execute(
+                f"INSERT INTO {applied} (event_id) SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING",
+                (folded.remembered,),
+            )
+        return rejections
+
+
+def memory_projector(
+    projection: Projection, settings: Settings, *, options: ProjectorOptions | None = None
+) -> Projector:
+    """A projector for the memory projection, with the decoder its tombstones need."""
+    return Projector(projection, settings, decoder=TombstoneDecoder(), options=options)
+
+
+@asynccontextmanager
+async def open_memory(settings: Settings) -> AsyncIterator[Projection]:
+    """The catalog opener: the projection on its own pool, its tables prepared."""
+    from runwire.projections.runtime.pg import open_pool
+
+    pool = await open_pool(settings, name="runwire-projector-memory")
+    try:
+        projection = MemoryProjection(pool, settings)
+        await projection.prepare()
+        yield projection
+    finally:
+        await pool.close()

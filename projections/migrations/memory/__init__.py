@@ -1,0 +1,1 @@
+"""Migrations of the memory projection (templated by generation)."""

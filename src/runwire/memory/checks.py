@@ -1,0 +1,73 @@
+"""What the application-facing APIs (sessions, memory) check before writing.
+
+- :class:`Caller`: who is asking; every read and write is checked against it.
+- :class:`InputError`: a refused value, naming its ``field``; raised before
+  anything is written.
+- :func:`require_json`, :func:`check_key`: JSON values and bounded keys.
+
+Kept here, below both APIs, so that memory does not depend on sessions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runwire.errors import ContractError
+
+if TYPE_CHECKING:
+    from runwire.sessions.protocol import SessionInfo
+
+__all__ = ["MAX_KEY_BYTES", "Caller", "InputError", "check_key", "owns", "require_json"]
+
+MAX_KEY_BYTES = 256
+"""Longest key (UTF-8 bytes) of a memory entry or a metadata entry."""
+
+
+class InputError(ContractError, ValueError):
+    """A value given to the API is refused; ``field`` says which, ``reason`` why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is asking: every read and write is checked against it."""
+
+    user_id: str | None = None
+    tenant: str | None = None
+
+
+def owns(caller: Caller, info: SessionInfo | None) -> bool:
+    """True when ``info`` is a live session of ``caller``."""
+    return (
+        info is not None
+        and not info.deleted
+        and info.user_id == caller.user_id
+        and info.tenant == caller.tenant
+    )
+
+
+def require_json(value: Any, field: str) -> Any:
+    """``value`` if it has a JSON text (no NaN, str keys...), else :class:`InputError`."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InputError(field, f"not a JSON value ({e})") from None
+    return value
+
+
+def check_key(key: Any, field: str = "key") -> str:
+    """``key`` when it is a non-empty string of at most :data:`MAX_KEY_BYTES` bytes."""
+    if not isinstance(key, str):
+        raise InputError(field, f"a string, not {type(key).__name__}")
+    if not key:
+        raise InputError(field, "empty")
+    size = len(key.encode())
+    if size > MAX_KEY_BYTES:
+        raise InputError(field, f"{size} bytes, over the limit of {MAX_KEY_BYTES}")
+    return key

@@ -1,0 +1,68 @@
+"""The in-memory twin of the memory backend: dicts, one process, for tests.
+
+Keeps the :mod:`runwire.memory.protocol` contract exactly as the log-backed
+one does (last write wins, deleted sessions take their session-scope entries
+with them for good), so code tested against it behaves the same on the stack.
+"""
+
+from __future__ import annotations
+
+from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
+from runwire.memory.protocol import MemoryEntry
+
+__all__ = ["InMemoryMemoryBackend"]
+
+_Address = tuple[str, str, str]
+
+
+class InMemoryMemoryBackend:
+    """A :class:`~runwire.memory.protocol.MemoryBackend` on dicts."""
+
+    def __init__(self) -> None:
+        self._entries: dict[_Address, MemoryEntry] = {}
+        self._deleted_sessions: set[str] = set()
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def write_memory(self, event: Event) -> None:
+        p = event.payload
+        if isinstance(p, MemorySet):
+            if p.scope == "session" and p.owner in self._deleted_sessions:
+                return
+            self._entries[(p.scope, p.owner, p.key)] = MemoryEntry(
+                scope=p.scope,
+                owner=p.owner,
+                key=p.key,
+                value=p.value,
+                updated_at=event.occurred_at,
+                user_id=event.user_id,
+                tenant=event.tenant,
+            )
+        elif isinstance(p, MemoryDeleted):
+            self._entries.pop((p.scope, p.owner, p.key), None)
+        else:
+            raise ValueError(f"{event.type.value} is not a memory event")
+
+    def forget_session(self, session_id: str) -> None:
+        """Erase a deleted session's session-scope entries, for good."""
+        self._deleted_sessions.add(session_id)
+        for address in [a for a in self._entries if a[0] == "session" and a[1] == session_id]:
+            del self._entries[address]
+
+    async def memory_entry(self, scope: MemoryScope, owner: str, key: str) -> MemoryEntry | None:
+        return self._entries.get((scope, owner, key))
+
+    async def memory_entries(
+        self, scope: MemoryScope, owner: str, prefix: str | None = None, limit: int = 1000
+    ) -> list[MemoryEntry]:
+        found = [
+            e
+            for (s, o, k), e in self._entries.items()
+            if s == scope and o == owner and (prefix is None or k.startswith(prefix))
+        ]
+        found.sort(key=lambda e: e.key.encode())
+        return found[:limit]

@@ -1,0 +1,44 @@
+"""Sessions for application code: the API agent frameworks expect, backed by the log.
+
+- :class:`AsyncSession` / :class:`Session` (blocking): messages, metadata,
+  clear, end, delete, callbacks, export / import, memory
+  (:mod:`.api`, :mod:`.blocking`);
+- :mod:`.planning`: which run a message goes to (one run per turn);
+- :mod:`.content`: what ``add_message`` accepts;
+- :mod:`.protocol`: the backend seam; :mod:`.log_backend` (Kafka + the
+  projections) and :mod:`.memory_backend` (the in-memory twin) implement it;
+- :mod:`.export`: the versioned export document and the import;
+  :mod:`.agents_sqlite`: importing the OpenAI Agents SDK's ``SQLiteSession`` files;
+- :mod:`.admin`: operator tasks (``runwire sessions export|import|expire|delete``).
+
+docs/sessions.md maps the session APIs of agent frameworks onto this one.
+"""
+
+from runwire.sessions.api import FROM_DOCUMENT, SYSTEM_KEY, AsyncSession
+from runwire.sessions.blocking import Session
+from runwire.sessions.errors import (
+    ImportConflictError,
+    InputError,
+    NotFoundError,
+    SessionEndedError,
+    WriteRefusedError,
+)
+from runwire.sessions.memory_backend import InMemoryBackend
+from runwire.sessions.protocol import SessionBackend, SessionChange, SessionEvent, SessionInfo
+
+__all__ = [
+    "FROM_DOCUMENT",
+    "SYSTEM_KEY",
+    "AsyncSession",
+    "ImportConflictError",
+    "InMemoryBackend",
+    "InputError",
+    "NotFoundError",
+    "Session",
+    "SessionBackend",
+    "SessionChange",
+    "SessionEndedError",
+    "SessionEvent",
+    "SessionInfo",
+    "WriteRefusedError",
+]

@@ -1,0 +1,477 @@
+"""``AsyncSession``: the session API agent frameworks expect, on the log.
+
+Contract:
+- ``AsyncSession(session_id=None, user_id=None, ttl=None, settings=None)``:
+  with no id one is generated (``session.session_id``). Opening (``async
+  with``, ``open()``, or the first call) publishes ``session_created`` once,
+  for a new session; re-opening an existing one publishes nothing. A session
+  of another user (or tenant), or a deleted one, is
+  :class:`~runwire.errors.NotFoundError`, exactly like an unknown id that
+  cannot be created.
+- ``add_message(role, content)`` / ``add_messages([...])`` (one atomic batch)
+  / ``get_messages(limit=None)``: the session's history across its runs, in
+  order; ``limit`` counts whole turns from the end, so a tool_use is never
+  cut from its tool_result. Which run a message goes to:
+  :mod:`runwire.sessions.planning`. Input rules: :mod:`runwire.sessions.content`.
+- Read-your-writes: every write returns once the projections that serve the
+  reads have applied it, so the next read in any process shows it.
+- ``clear()`` publishes ``session_cleared``: later reads start empty, the log
+  keeps the history. ``set(key, value)`` / ``get(key)`` / ``metadata()``:
+  JSON metadata as ``session_metadata_set`` events (``None`` removes a key).
+- ``end()`` publishes ``session_ended``; an ended session is read-only
+  (:class:`~runwire.sessions.errors.SessionEndedError` on writes) but can be
+  exported and deleted. ``delete()`` erases it: tombstones for its
+  session-scope memory on the compacted memory topic, ``session_deleted``
+  (so no rebuild brings it back), cached transcripts removed.
+- ``on(SessionEvent.MESSAGE_ADDED | ..., callback)`` / ``off(...)``: callbacks
+  fed from the log, so they see what other processes write too.
+- ``ttl`` (seconds or a timedelta) is how long the session's transcripts stay
+  cached in Redis after their last use; expired ones are rebuilt from the log
+  on the next read. Nothing is ever lost to a TTL.
+- Memory: ``store_memory`` / ``get_memory`` / ``delete_memory`` /
+  ``list_memory`` default to this session's scope (``scope="session"``).
+- ``async with`` closes what the session opened (connections, listeners),
+  even on an exception; every write was already durable when it returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from runwire.contract import ids
+from runwire.contract.events import (
+    MemoryDeleted,
+    MemoryScope,
+    SessionCleared,
+    SessionCreated,
+    SessionDeleted,
+    SessionEnded,
+    SessionMetadataSet,
+    now,
+)
+from runwire.errors import NotFoundError, RunwireError
+from runwire.memory.api import AsyncMemory
+from runwire.memory.checks import Caller, InputError, check_key, owns, require_json
+from runwire.memory.protocol import MemoryBackend, MemoryEntry
+from runwire.projections.transcripts.turns import last_turns
+from runwire.sessions.callbacks import Callback, Callbacks
+from runwire.sessions.content import to_message, to_messages
+from runwire.sessions.errors import SessionEndedError
+from runwire.sessions.planning import millis, plan_messages, session_event
+from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo
+from runwire.transcript.messages import Message
+
+if TYPE_CHECKING:
+    from runwire.sessions.export import ImportResult
+    from runwire.settings import Settings
+
+
+class FromDocument:
+    """Marker for ``import_data``: the owner (user, tenant) comes from the document."""
+
+    def __repr__(self) -> str:
+        return "FROM_DOCUMENT"
+
+
+FROM_DOCUMENT = FromDocument()
+
+__all__ = ["SYSTEM_KEY", "AsyncSession", "ttl_seconds"]
+
+SYSTEM_KEY = "system"
+"""Metadata key that holds the session's system instructions (``role="system"``)."""
+
+
+def ttl_seconds(ttl: int | float | timedelta | None) -> int | None:
+    """A TTL as whole seconds (at least 1), or None."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, timedelta):
+        seconds = ttl.total_seconds()
+    elif isinstance(ttl, int | float) and not isinstance(ttl, bool):
+        seconds = float(ttl)
+    else:
+        raise InputError("ttl", f"seconds or a timedelta, not {type(ttl).__name__}")
+    if seconds < 1:
+        raise InputError("ttl", f"at least one second, not {seconds}")
+    return int(seconds)
+
+
+def default_backend(settings: Settings | None) -> SessionBackend:
+    from runwire.sessions.log_backend import LogBackend
+    from runwire.settings import Settings
+
+    return LogBackend(settings if settings is not None else Settings())
+
+
+class _NotOpen:
+    pass
+
+
+class _Open:
+    pass
+
+
+class _Closed:
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+class AsyncSession:
+    """One conversation over time; see the module contract."""
+
+    def __init__(
+        self,
+        session_id: str | None = None,
+        *,
+        user_id: str | None = None,
+        tenant: str | None = None,
+        ttl: int | float | timedelta | None = None,
+        settings: Settings | None = None,
+        backend: SessionBackend | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        if session_id is not None and (not isinstance(session_id, str) or not session_id):
+            raise InputError("session_id", "a non-empty string")
+        self.session_id: str = session_id or ids.new_event_id()
+        self.caller = Caller(user_id=user_id, tenant=tenant)
+        self.ttl = ttl_seconds(ttl)
+        self._generated = session_id is None
+        self._settings = settings
+        self._backend = backend
+        self._own_backend = backend is None
+        self._initial = dict(require_json(dict(metadata or {}), "metadata"))
+        for key in self._initial:
+            check_key(key, "metadata")
+        self._state: _NotOpen | _Open | _Closed = _NotOpen()
+        self._opening = asyncio.Lock()
+        self._callbacks = Callbacks()
+        self._listening = False
+        self._memory: AsyncMemory | None = None
+        self.created = False
+        """True when opening this object created the session."""
+
+    def __repr__(self) -> str:
+        return f"AsyncSession({self.session_id!r}, user_id={self.caller.user_id!r})"
+
+    @property
+    def user_id(self) -> str | None:
+        return self.caller.user_id
+
+    @property
+    def tenant(self) -> str | None:
+        return self.caller.tenant
+
+    @property
+    def backend(self) -> SessionBackend:
+        if self._backend is None:
+            self._backend = default_backend(self._settings)
+        return self._backend
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def open(self) -> Self:
+        """Connect and create the session if it is new (see the module contract)."""
+        if isinstance(self._state, _Open):
+            return self
+        async with self._opening:
+            if isinstance(self._state, _Closed):
+                raise RunwireError(f"session {self.session_id} is closed ({self._state.why})")
+            if isinstance(self._state, _Open):
+                return self
+            if self._own_backend:
+                await self.backend.start()
+            try:
+                info = None if self._generated else await self.backend.describe(self.session_id)
+                if info is None:
+                    await self._publish(
+                        SessionCreated(user_id=self.caller.user_id, metadata=self._initial)
+                    )
+                    self.created = True
+                elif not owns(self.caller, info):
+                    raise NotFoundError(f"no session {self.session_id!r} for this caller")
+            except BaseException:
+                if self._own_backend:
+                    await self.backend.stop()
+                self._state = _Closed("it failed to open")
+                raise
+            self._state = _Open()
+        return self
+
+    async def close(self) -> None:
+        """Stop callbacks and close what this session opened; idempotent."""
+        state, self._state = self._state, _Closed("close() was called")
+        if isinstance(state, _Closed):
+            self._state = state
+            return
+        if self._listening:
+            self.backend.unlisten(self.session_id, self._callbacks)
+            self._listening = False
+        await self._callbacks.drain()
+        if isinstance(state, _Open) and self._own_backend:
+            await self.backend.stop()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- internals -----------------------------------------------------------------
+
+    async def _ready(self) -> SessionBackend:
+        if not isinstance(self._state, _Open):
+            await self.open()
+        return self.backend
+
+    async def _publish(self, *payloads: Any, labels: dict[str, str] | None = None) -> None:
+        token = ids.new_event_id()
+        events = [
+            session_event(p, self.session_id, self.caller, token=token, index=i, labels=labels)
+            for i, p in enumerate(payloads)
+        ]
+        await self.backend.write_session_events(events)
+
+    def _mine(self, info: SessionInfo | None) -> SessionInfo:
+        if info is None or not owns(self.caller, info):
+            if info is not None and info.deleted:
+                self._state = _Closed("the session was deleted")
+            raise NotFoundError(f"no session {self.session_id!r} for this caller")
+        return info
+
+    async def info(self) -> SessionInfo:
+        """The session as the session index sees it (status, metadata, times)."""
+        backend = await self._ready()
+        return self._mine(await backend.describe(self.session_id))
+
+    async def _writable(self) -> SessionInfo:
+        info = await self.info()
+        if info.status == "ended":
+            raise SessionEndedError(f"session {self.session_id} has ended; it is read-only")
+        return info
+
+    # -- messages --------------------------------------------------------------------
+
+    async def add_message(self, role: str, content: Any) -> None:
+        """Add one message; visible to ``get_messages`` everywhere on return."""
+        await self._add([to_message(role, content)], ["content"])
+
+    async def add_messages(self, messages: Sequence[Any]) -> None:
+        """Add messages as one atomic batch (Message, ``{"role", "content"}`` or pairs)."""
+        incoming = to_messages(messages)
+        await self._add(incoming, [f"messages[{i}]" for i in range(len(incoming))])
+
+    async def _add(self, incoming: Sequence[Any], fields: Sequence[str]) -> None:
+        backend = await self._ready()
+        info, tail = await asyncio.gather(self._writable(), backend.tail(self.session_id))
+        systems = [i.system for i in incoming if i.system is not None]
+        kept = [(i.message, f) for i, f in zip(incoming, fields, strict=True) if i.message]
+        plan = None
+        if kept:
+            plan = plan_messages(
+                session_id=self.session_id,
+                caller=self.caller,
+                tail=tail,
+                cleared_ms=millis(info.cleared_at) if info.cleared_at else None,
+                messages=[m for m, _ in kept],
+                fields=[f for _, f in kept],
+                now=now(),
+            )
+        if systems:
+            await self._publish(SessionMetadataSet(key=SYSTEM_KEY, value="\n\n".join(systems)))
+        if plan is not None:
+            await backend.write_run(plan.events)
+            if self.ttl is not None:
+                await backend.keep_for(self.session_id, [plan.run_id], self.ttl)
+
+    async def get_messages(self, limit: int | None = None) -> list[Message]:
+        """The history since the last clear, cut to the last ``limit`` turns."""
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+            raise InputError("limit", f"a number of turns or None, not {limit!r}")
+        backend = await self._ready()
+        info, runs = await asyncio.gather(self.info(), backend.history(self.session_id))
+        after = millis(info.cleared_at) if info.cleared_at else None
+        visible = [r for r in runs if after is None or r.first_ms > after]
+        if self.ttl is not None and visible:
+            await backend.keep_for(self.session_id, [r.run_id for r in visible], self.ttl)
+        messages = [m for run in visible for m in run.messages]
+        return last_turns(messages, limit)
+
+    async def clear(self) -> None:
+        """Later reads start empty; the log keeps everything (``session_cleared``)."""
+        await self._writable()
+        await self._publish(SessionCleared())
+
+    # -- metadata ----------------------------------------------------------------------
+
+    async def set(self, key: str, value: Any) -> None:
+        """Set metadata ``key`` to a JSON ``value`` (``None`` removes it)."""
+        check_key(key)
+        require_json(value, "value")
+        await self._writable()
+        await self._publish(SessionMetadataSet(key=key, value=value))
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """Metadata ``key``, or ``default``."""
+        check_key(key)
+        return (await self.metadata()).get(key, default)
+
+    async def metadata(self) -> dict[str, Any]:
+        """All metadata (the system instructions under ``"system"``)."""
+        return (await self.info()).metadata
+
+    # -- lifecycle events -----------------------------------------------------------
+
+    async def end(self, reason: str | None = None) -> None:
+        """End the session (read-only from now on); ending twice is a no-op."""
+        info = await self.info()
+        if info.status != "ended":
+            await self._publish(SessionEnded(reason=reason))
+
+    async def delete(self) -> None:
+        """Erase the session (see the module contract); the object is closed after it."""
+        backend = await self._ready()
+        self._mine(await backend.describe(self.session_id))
+        runs = await backend.history(self.session_id)
+        if isinstance(backend, MemoryBackend):
+            for entry in await backend.memory_entries("session", self.session_id, None, 100_000):
+                await backend.write_memory(
+                    self._memory_api()._event(
+                        MemoryDeleted(scope="session", owner=self.session_id, key=entry.key)
+                    )
+                )
+        await self._publish(SessionDeleted())
+        await backend.erase(self.session_id, [r.run_id for r in runs])
+        await self.close()
+        self._state = _Closed("the session was deleted")
+
+    # -- callbacks -----------------------------------------------------------------------
+
+    def on(self, kinds: SessionEvent, callback: Callback) -> Callback:
+        """Call ``callback(change)`` for every change of these kinds, from the log."""
+        if not isinstance(kinds, SessionEvent):
+            raise InputError("kinds", "a SessionEvent (combine with |)")
+        if not callable(callback):
+            raise InputError("callback", "not callable")
+        self._callbacks.add(kinds, callback)
+        if not self._listening:
+            self.backend.listen(self.session_id, self._callbacks)
+            self._listening = True
+        return callback
+
+    def off(self, kinds: SessionEvent | None = None, callback: Callback | None = None) -> int:
+        """Remove callbacks (all kinds / all callbacks when not given); returns how many."""
+        removed = self._callbacks.remove(kinds, callback)
+        if not self._callbacks and self._listening:
+            self.backend.unlisten(self.session_id, self._callbacks)
+            self._listening = False
+        return removed
+
+    # -- export / import -------------------------------------------------------------------
+
+    async def export(self) -> dict[str, Any]:
+        """A versioned JSON document of the session (see :mod:`runwire.sessions.export`)."""
+        from runwire.sessions.export import export_session
+
+        backend = await self._ready()
+        return await export_session(backend, await self.info())
+
+    @classmethod
+    async def import_data(
+        cls,
+        doc: Mapping[str, Any],
+        *,
+        keep_ids: bool = False,
+        user_id: str | FromDocument | None = FROM_DOCUMENT,
+        tenant: str | FromDocument | None = FROM_DOCUMENT,
+        ttl: int | float | timedelta | None = None,
+        settings: Settings | None = None,
+        backend: SessionBackend | None = None,
+    ) -> AsyncSession:
+        """Recreate an exported session; returns it, open (see :mod:`runwire.sessions.export`).
+
+        It belongs to ``user_id`` / ``tenant`` (by default the document's).
+        Importing the same document again changes nothing and returns the
+        session the first import made.
+        """
+        from runwire.sessions.export import import_session
+
+        session = cls(ttl=ttl, settings=settings, backend=backend)
+        if session._own_backend:
+            await session.backend.start()
+        try:
+            result: ImportResult = await import_session(
+                session.backend, doc, user_id=user_id, tenant=tenant, keep_ids=keep_ids
+            )
+        except BaseException:
+            if session._own_backend:
+                await session.backend.stop()
+            raise
+        session.caller = result.owner
+        session.session_id = result.session_id
+        session.created = result.created
+        session._generated = False
+        session._state = _Open()
+        session.import_result = result
+        return session
+
+    import_result: ImportResult | None = None
+
+    # -- memory ------------------------------------------------------------------------------
+
+    def _memory_api(self) -> AsyncMemory:
+        if self._memory is None:
+            backend = self.backend
+            if not isinstance(backend, MemoryBackend):
+                raise RunwireError(f"{type(backend).__name__} keeps no memory")
+            self._memory = AsyncMemory(
+                user_id=self.caller.user_id,
+                tenant=self.caller.tenant,
+                backend=backend,
+                sessions=backend,
+            )
+        return self._memory
+
+    def _owner(self, scope: MemoryScope, owner: str | None) -> str | None:
+        return self.session_id if scope == "session" and owner is None else owner
+
+    async def store_memory(
+        self, key: str, value: Any, scope: MemoryScope = "session", owner: str | None = None
+    ) -> None:
+        """Store a memory entry (this session's by default); see :mod:`runwire.memory.api`."""
+        await self._ready()
+        await self._memory_api().store_memory(key, value, scope, self._owner(scope, owner))
+
+    async def get_memory(
+        self,
+        key: str,
+        scope: MemoryScope = "session",
+        owner: str | None = None,
+        default: Any = None,
+    ) -> Any:
+        await self._ready()
+        return await self._memory_api().get_memory(key, scope, self._owner(scope, owner), default)
+
+    async def delete_memory(
+        self, key: str, scope: MemoryScope = "session", owner: str | None = None
+    ) -> bool:
+        await self._ready()
+        return await self._memory_api().delete_memory(key, scope, self._owner(scope, owner))
+
+    async def list_memory(
+        self,
+        scope: MemoryScope = "session",
+        owner: str | None = None,
+        prefix: str | None = None,
+        limit: int = 1000,
+    ) -> list[MemoryEntry]:
+        await self._ready()
+        return await self._memory_api().list_memory(scope, self._owner(scope, owner), prefix, limit)

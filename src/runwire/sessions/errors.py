@@ -1,0 +1,42 @@
+"""Errors of the Session and Memory APIs.
+
+Every refusal of bad input is a :class:`InputError` whose ``field`` names
+what was wrong (``content[2].kind``, ``metadata.value``, ``runs[0].messages[3]``)
+and is raised before anything is written. "Not yours" and "not there" are
+the same :class:`~runwire.errors.NotFoundError`, so a guessed id tells the
+caller nothing.
+"""
+
+from __future__ import annotations
+
+from runwire.errors import NotFoundError, RunwireError
+from runwire.memory.checks import InputError
+
+__all__ = [
+    "ImportConflictError",
+    "InputError",
+    "NotFoundError",
+    "SessionEndedError",
+    "WriteRefusedError",
+]
+
+
+class SessionEndedError(RunwireError):
+    """The session has ended: it can be read, exported and deleted, not written."""
+
+
+class ImportConflictError(RunwireError):
+    """An import was told to keep ids that are already taken by something else."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+
+
+class WriteRefusedError(RunwireError):
+    """The log took a write but the transcript ledger refused it.
+
+    Only happens when another writer changed the run between this writer's
+    check and its write (one writer per session avoids it); the refused
+    events are in the dead-letter topic and change nothing.
+    """

@@ -1,0 +1,236 @@
+"""The session backend on the log: Kafka for writes, the projections for reads.
+
+- Writes: session events to the session-events topic, a run's events as one
+  record batch on its partition of the run-events topic
+  (``Publisher.publish_message``), memory to the memory topic.
+- Reads: the session index (Postgres) for what a session is; the transcript
+  cache (Redis, rebuilt from the log on a miss) for its runs and messages;
+  the run-status store (Postgres) for the runs the cache does not know (after
+  a flush) and for which runs were written through the Session API.
+- Read-your-writes: each write waits until the projection that serves the
+  matching read has applied its position (session index for session events,
+  transcript cache for runs, memory projection for memory). The projectors
+  (``runs``, ``sessions``, ``transcripts``, ``memory``) must be running.
+- A run write is checked after it lands: when the transcript cache did not
+  take its last event (the ledger refused it, because another writer got in
+  first), :class:`~runwire.sessions.errors.WriteRefusedError` is raised.
+- ``keep_for`` sets the Redis TTL of the runs' cached transcripts; ``erase``
+  deletes a session's cache entries (the log keeps its run events).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import redis.asyncio as aioredis
+
+from runwire.contract.events import Event, RunStarted
+from runwire.errors import NotFoundError
+from runwire.memory.log_backend import LogMemoryBackend, publish_retrying
+from runwire.projections.runs.store import RunStore
+from runwire.projections.sessions.store import SessionIndex
+from runwire.projections.transcripts.fold import decode_messages
+from runwire.projections.transcripts.keys import Keyspace
+from runwire.projections.transcripts.miss import RunStoreLocator
+from runwire.projections.transcripts.reader import TranscriptCache
+from runwire.projections.transcripts.store import Slot
+from runwire.publisher import Position, Publisher
+from runwire.sessions.errors import WriteRefusedError
+from runwire.sessions.memory_backend import deleted_info, info_of
+from runwire.sessions.planning import SOURCE_LABEL, RunTail, millis
+from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo
+from runwire.sessions.watcher import LogWatcher
+from runwire.settings import Settings
+
+__all__ = ["LogBackend"]
+
+
+class LogBackend(LogMemoryBackend):
+    """A :class:`~runwire.sessions.protocol.SessionBackend` (and memory backend) on the stack.
+
+    ``async with LogBackend(settings) as backend`` (or ``start()`` /
+    ``stop()``); share one among many sessions of a process.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        publisher: Publisher | None = None,
+        wait_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(settings, publisher=publisher, wait_timeout=wait_timeout)
+        self._redis: aioredis.Redis | None = None
+        self._index: SessionIndex | None = None
+        self._runs: RunStore | None = None
+        self._cache: TranscriptCache | None = None
+        self._watcher = LogWatcher(settings)
+        self._sources: dict[str, bool] = {}
+        self._keys = Keyspace(settings.redis_key_prefix)
+
+    async def _start_more(self) -> None:
+        self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+        self._index = SessionIndex(self.pool, self.settings)
+        self._runs = RunStore(self.pool, self.settings)
+        await self._index.prepare()
+        await self._runs.prepare()
+        self._cache = TranscriptCache(
+            self.settings, client=self._redis, locator=RunStoreLocator(self._runs)
+        )
+
+    async def _stop_more(self) -> None:
+        await self._watcher.stop()
+        cache, self._cache = self._cache, None
+        if cache is not None:
+            await cache.close()
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()
+
+    def _ready(self) -> tuple[SessionIndex, RunStore, TranscriptCache]:
+        if self._index is None or self._runs is None or self._cache is None:
+            raise RuntimeError("the backend is not started: use `async with` or start()")
+        return self._index, self._runs, self._cache
+
+    @property
+    def cache(self) -> TranscriptCache:
+        return self._ready()[2]
+
+    # -- sessions ------------------------------------------------------------------------
+
+    async def describe(self, session_id: str) -> SessionInfo | None:
+        index, _, _ = self._ready()
+        try:
+            return info_of(await index.get(session_id))
+        except NotFoundError:
+            pass
+        if await index.is_deleted(session_id):
+            return deleted_info(session_id, datetime.now().astimezone())
+        return None
+
+    async def write_session_events(self, events: Sequence[Event]) -> None:
+        index, _, _ = self._ready()
+        positions = await publish_retrying(self.publisher, events, atomic=False)
+        # One session, one partition: the last position covers the others.
+        await index.wait_for(positions[-1], timeout=self.wait_timeout)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def _live(self) -> int:
+        generation = await self.cache.store.generation(Slot.LIVE)
+        assert generation is not None
+        return generation
+
+    async def _first_ms(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """When each run began (cache meta, else the run-status store); unknown runs left out."""
+        _, runs, cache = self._ready()
+        heads = await cache.store.heads(await self._live(), run_ids)
+        out = {r: h.meta.first_ms for r, h in heads.items() if h.meta is not None}
+        for run_id in run_ids:
+            if run_id not in out:
+                try:
+                    out[run_id] = millis((await runs.get(run_id)).started_at)
+                except NotFoundError:
+                    continue
+        return out
+
+    async def _recorded(self, run_id: str) -> bool:
+        known = self._sources.get(run_id)
+        if known is not None:
+            return known
+        try:
+            run = await self._ready()[1].get(run_id)
+        except NotFoundError:
+            return False  # not projected yet: treat as someone else's run (a new one is opened)
+        self._sources[run_id] = SOURCE_LABEL in run.labels
+        return self._sources[run_id]
+
+    async def tail(self, session_id: str) -> RunTail | None:
+        cache = self.cache
+        run_ids = await cache.session_runs(session_id)
+        if not run_ids:
+            return None
+        last = run_ids[-1]
+        first = (await self._first_ms([last])).get(last)
+        if first is None:
+            return None
+        return RunTail(last, first, await cache.get(last), await self._recorded(last))
+
+    async def write_run(self, events: Sequence[Event]) -> None:
+        cache = self.cache
+        positions = await publish_retrying(self.publisher, events, atomic=True)
+        last = positions[-1]
+        run_id = events[0].run_id
+        assert run_id is not None
+        first = events[0].payload
+        if isinstance(first, RunStarted):
+            self._sources[run_id] = SOURCE_LABEL in first.labels
+        await cache.wait_for(last, timeout=self.wait_timeout)
+        await self._check_taken(run_id, last)
+
+    async def _check_taken(self, run_id: str, last: Position) -> None:
+        head = (await self.cache.store.heads(await self._live(), [run_id]))[run_id]
+        if head.meta is not None and head.meta.last < last.offset:
+            raise WriteRefusedError(
+                f"run {run_id}: the transcript cache did not take the event at "
+                f"{last.topic}/{last.partition}@{last.offset} (it refused it: another writer "
+                "changed the run first); see the dead-letter topic"
+            )
+
+    async def history(self, session_id: str, after_ms: int | None = None) -> list[RunRecord]:
+        cache = self.cache
+        run_ids = await cache.session_runs(session_id)
+        if not run_ids:
+            return []
+        times = await self._first_ms(run_ids)
+        kept = [r for r in run_ids if r in times and (after_ms is None or times[r] > after_ms)]
+        found = await cache.store.messages(await self._live(), kept)
+        out: list[RunRecord] = []
+        for run_id in kept:
+            data = found.get(run_id)
+            messages = decode_messages(data) if data is not None else await cache.get(run_id)
+            out.append(RunRecord(run_id, times[run_id], messages))
+        return out
+
+    async def find_run(self, run_id: str) -> KnownRun | None:
+        _, runs, cache = self._ready()
+        head = (await cache.store.heads(await self._live(), [run_id]))[run_id]
+        if head.meta is not None:
+            return KnownRun(run_id, head.meta.session_id)
+        try:
+            return KnownRun(run_id, (await runs.get(run_id)).session_id)
+        except NotFoundError:
+            return None
+
+    async def erase(self, session_id: str, run_ids: Sequence[str]) -> None:
+        if self._redis is None:
+            raise RuntimeError("the backend is not started")
+        keys = self._keys.generation(await self._live())
+        names = [keys.session(session_id)]
+        for run_id in run_ids:
+            names += [keys.meta(run_id), keys.body(run_id)]
+            self._sources.pop(run_id, None)
+        await self._redis.delete(*names)
+
+    async def keep_for(self, session_id: str, run_ids: Sequence[str], ttl: int) -> None:
+        if self._redis is None:
+            raise RuntimeError("the backend is not started")
+        keys = self._keys.generation(await self._live())
+        pipe = self._redis.pipeline(transaction=False)
+        for run_id in run_ids:
+            pipe.expire(keys.body(run_id), ttl)
+        await pipe.execute()
+
+    async def idle_sessions(self, before: datetime, limit: int = 500) -> list[SessionInfo]:
+        index, _, _ = self._ready()
+        page = await index.list(status="active", until=before, limit=limit)
+        return [info_of(row) for row in page.items]
+
+    # -- listeners ---------------------------------------------------------------------------
+
+    def listen(self, session_id: str, listener: Listener) -> None:
+        self._watcher.add(session_id, listener)
+
+    def unlisten(self, session_id: str, listener: Listener) -> None:
+        self._watcher.remove(session_id, listener)

@@ -1,0 +1,180 @@
+"""The seam under the Session API: what a session backend stores and reads.
+
+:class:`~runwire.sessions.api.AsyncSession` holds every rule that can be
+checked without storage (input, isolation, which run a message goes to, the
+events it makes); a :class:`SessionBackend` only writes events and reads
+folded state. Two implementations keep this contract and one contract suite
+(tests/contract/) runs against both:
+
+- :class:`~runwire.sessions.log_backend.LogBackend`: Kafka for writes, the
+  projections (session index, transcript cache, run-status store) for reads;
+- :class:`~runwire.sessions.memory_backend.InMemoryBackend`: the twin, one
+  process, for tests of user code.
+
+Contract:
+- **Writes are durable and visible on return** (read-your-writes): after
+  ``write_session_events`` returns, ``describe`` shows them; after
+  ``write_run`` returns, ``tail`` and ``history`` show the messages.
+- ``write_run`` gets the events of one run and writes them as one atomic
+  batch, in order. When the transcript ledger refuses them (another writer
+  changed the run meanwhile) it raises
+  :class:`~runwire.sessions.errors.WriteRefusedError` and they change nothing.
+- ``describe`` returns what the session events made of a session (``None``
+  when it was never seen; ``deleted=True`` after ``session_deleted``, for
+  good). Backends do not check callers: the API does.
+- ``history`` returns the session's runs, oldest first (by the time of their
+  first event, then run id), with their canonical messages, leaving out runs
+  that started at or before ``after_ms``.
+- Listeners get a :class:`SessionChange` for every change of a session
+  written by anyone (another process included), in log order per session,
+  on the event loop the backend was started on.
+- ``start()`` / ``stop()`` are idempotent.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from runwire.contract.events import Event
+from runwire.sessions.planning import RunTail
+from runwire.transcript.messages import Message, Part
+
+__all__ = [
+    "KnownRun",
+    "Listener",
+    "RunRecord",
+    "SessionBackend",
+    "SessionChange",
+    "SessionEvent",
+    "SessionInfo",
+]
+
+
+class SessionEvent(enum.Flag):
+    """What a callback can listen to; combine with ``|``."""
+
+    MESSAGE_ADDED = enum.auto()
+    SESSION_CLEARED = enum.auto()
+    METADATA_SET = enum.auto()
+    SESSION_ENDED = enum.auto()
+    SESSION_DELETED = enum.auto()
+    ALL = MESSAGE_ADDED | SESSION_CLEARED | METADATA_SET | SESSION_ENDED | SESSION_DELETED
+
+
+@dataclass(frozen=True, slots=True)
+class SessionChange:
+    """One change of a session, read from the log.
+
+    ``MESSAGE_ADDED`` carries the ``role`` and the ``parts`` added (the
+    consecutive parts of one role in one run that arrived together: a whole
+    message when it was written in one call); ``METADATA_SET`` the ``key`` and
+    ``value``. ``events`` are the log events behind the change.
+    """
+
+    kind: SessionEvent
+    session_id: str
+    events: tuple[Event, ...]
+    run_id: str | None = None
+    role: str | None = None
+    parts: tuple[Part, ...] = ()
+    key: str | None = None
+    value: Any = None
+
+    def text(self) -> str:
+        """The text parts of a ``MESSAGE_ADDED``, joined."""
+        return "".join(getattr(p, "text", "") or "" for p in self.parts if p.kind == "text")
+
+
+Listener = Callable[[SessionChange], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session as its events made it."""
+
+    session_id: str
+    user_id: str | None
+    tenant: str | None
+    status: str
+    metadata: dict[str, Any]
+    labels: dict[str, str]
+    created_at: datetime
+    last_activity_at: datetime
+    cleared_at: datetime | None = None
+    ended_at: datetime | None = None
+    run_count: int = 0
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run of a session with its canonical messages."""
+
+    run_id: str
+    first_ms: int
+    messages: list[Message] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownRun:
+    """A run the log holds, and the session it belongs to."""
+
+    run_id: str
+    session_id: str | None
+
+
+@runtime_checkable
+class SessionBackend(Protocol):
+    """Where sessions live; see the module contract."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def describe(self, session_id: str) -> SessionInfo | None:
+        """The session as its events made it; None when never seen."""
+        ...
+
+    async def write_session_events(self, events: Sequence[Event]) -> None:
+        """Write session events (in order); ``describe`` shows them on return."""
+        ...
+
+    async def tail(self, session_id: str) -> RunTail | None:
+        """The session's latest run (None when it has none)."""
+        ...
+
+    async def write_run(self, events: Sequence[Event]) -> None:
+        """Write one run's events atomically; ``tail`` / ``history`` show them on return."""
+        ...
+
+    async def history(self, session_id: str, after_ms: int | None = None) -> list[RunRecord]:
+        """The session's runs that started after ``after_ms``, oldest first."""
+        ...
+
+    async def find_run(self, run_id: str) -> KnownRun | None:
+        """The run when the log holds events of it (in any session), else None."""
+        ...
+
+    async def erase(self, session_id: str, run_ids: Sequence[str]) -> None:
+        """Drop what is cached about a deleted session and its runs."""
+        ...
+
+    async def keep_for(self, session_id: str, run_ids: Sequence[str], ttl: int) -> None:
+        """Let the cached transcripts of ``run_ids`` live ``ttl`` seconds from now."""
+        ...
+
+    async def idle_sessions(self, before: datetime, limit: int = 500) -> list[SessionInfo]:
+        """Active sessions whose last activity is older than ``before``."""
+        ...
+
+    def listen(self, session_id: str, listener: Listener) -> None:
+        """Call ``listener`` with every change of ``session_id`` from now on."""
+        ...
+
+    def unlisten(self, session_id: str, listener: Listener) -> None:
+        """Stop calling ``listener`` (no error when it was not listening)."""
+        ...

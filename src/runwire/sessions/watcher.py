@@ -1,0 +1,137 @@
+"""Feeds session listeners from the log, so they hear every writer, in any process.
+
+Contract:
+- One consumer (no group: every watcher sees everything) over the
+  session-events and run-events topics, started with the first listener.
+  It starts at the records written from the moment that listener was added
+  (offsets by time), so a write made after ``listen`` returns is never
+  missed, even while the consumer is still connecting.
+- Records are decoded; those of sessions with listeners become
+  :class:`~runwire.sessions.protocol.SessionChange` values
+  (:func:`~runwire.sessions.callbacks.changes_of`, per fetch, in partition
+  order) handed to the listeners on the watcher's loop. A record that does
+  not decode is skipped (the projections dead-letter it); a broker failure is
+  retried.
+- ``stop()`` is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+from runwire.client import topic_partitions
+from runwire.contract.codec import Codec, default_codec
+from runwire.contract.events import Event
+from runwire.errors import RunwireError
+from runwire.sessions.callbacks import changes_of
+from runwire.sessions.protocol import Listener
+from runwire.settings import Settings
+
+__all__ = ["LogWatcher"]
+
+log = logging.getLogger(__name__)
+
+
+class LogWatcher:
+    """See the module contract."""
+
+    def __init__(self, settings: Settings, *, codec: Codec | None = None) -> None:
+        self._settings = settings
+        self._codec = codec or default_codec()
+        self._listeners: dict[str, list[Listener]] = {}
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._since_ms: int | None = None
+
+    def add(self, session_id: str, listener: Listener) -> None:
+        self._listeners.setdefault(session_id, []).append(listener)
+        if self._task is None:
+            self._since_ms = int(time.time() * 1000)
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="runwire session watcher"
+            )
+
+    def remove(self, session_id: str, listener: Listener) -> None:
+        found = self._listeners.get(session_id)
+        if found and listener in found:
+            found.remove(listener)
+            if not found:
+                del self._listeners[session_id]
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def _connect(self) -> Any:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"{self._settings.client_id}-session-watcher",
+            group_id=None,
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            tps: list[TopicPartition] = []
+            for topic in (self._settings.session_events, self._settings.run_events):
+                partitions = await topic_partitions(consumer, topic)
+                tps += [TopicPartition(topic, p) for p in partitions]
+            consumer.assign(tps)
+            assert self._since_ms is not None
+            found = await consumer.offsets_for_times(dict.fromkeys(tps, self._since_ms))
+            ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                at = found.get(tp)
+                consumer.seek(tp, at.offset if at is not None else ends[tp])
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                if self._consumer is None:
+                    self._consumer = await self._connect()
+                batch = await self._consumer.getmany(timeout_ms=100, max_records=2000)
+            except asyncio.CancelledError:
+                raise
+            except (KafkaError, OSError, RunwireError) as e:
+                log.warning("session watcher: reading the log failed, retrying: %s", e)
+                await asyncio.sleep(0.5)
+                continue
+            for records in batch.values():
+                self._dispatch(records)
+
+    def _dispatch(self, records: list[Any]) -> None:
+        by_session: dict[str, list[Event]] = {}
+        for record in records:
+            if record.value is None:
+                continue
+            try:
+                event = self._codec.decode(record.value)
+            except RunwireError:
+                continue
+            sid = event.session_id
+            if sid is not None and sid in self._listeners:
+                by_session.setdefault(sid, []).append(event)
+        for sid, events in by_session.items():
+            for change in changes_of(events):
+                for listener in list(self._listeners.get(sid, ())):
+                    try:
+                        listener(change)
+                    except Exception:
+                        log.exception("session %s: a listener failed", sid)

@@ -1,0 +1,472 @@
+"""The session contract: what every session backend must do, through the public API.
+
+Subclasses provide ``backend`` (a started :class:`SessionBackend` that is also
+a :class:`MemoryBackend`); the suite opens :class:`AsyncSession` objects on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from runwire.contract.events import Event, RunStarted, ToolUse, UserMessage
+from runwire.errors import NotFoundError
+from runwire.sessions import (
+    AsyncSession,
+    ImportConflictError,
+    InputError,
+    SessionChange,
+    SessionEndedError,
+    SessionEvent,
+)
+from runwire.sessions.protocol import SessionBackend
+from runwire.transcript.messages import Message, TextPart, ThinkingPart, ToolResultPart, ToolUsePart
+from tests.helpers import assert_eventually
+
+
+def roles_and_text(messages: list[Message]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for m in messages:
+        kinds = [p.kind for p in m.parts if p.kind != "text"]
+        out.append((m.role, m.text() + "".join(f"<{k}>" for k in kinds)))
+    return out
+
+
+TOOL_TURN: list[Any] = [
+    ("user", "what is 6*7?"),
+    ("assistant", ["let me compute", ToolUsePart(id="c1", name="calculator", input={"e": "6*7"})]),
+    ("tool", {"tool_use_id": "c1", "content": {"result": 42}}),
+    ("assistant", "42"),
+]
+
+
+BAD_MESSAGES: list[tuple[str, Any, str]] = [
+    ("robot", "hi", "role"),
+    ("user", [{"kind": "picture"}], "content[0].kind"),
+    ("user", 42, "content"),
+    ("user", "", "content.text"),
+    ("user", [ToolUsePart(id="x", name="y")], "content[0].kind"),
+    ("assistant", [ThinkingPart(text="unsigned")], "content[0].signature"),
+    ("assistant", [ToolUsePart(id="x", name="y"), TextPart(text="late")], "content[1]"),
+    ("user", ["text", ToolResultPart(tool_use_id="x")], "content[1]"),
+    ("tool", {"tool_use_id": "nope", "content": 1}, "content"),
+    ("assistant", [ToolUsePart(id="x", name="y", input={"v": float("nan")})], "content[0].input"),
+]
+"""Bad ``add_message`` calls and the field each error must name."""
+
+BAD_DOCUMENTS: list[tuple[Callable[[dict[str, Any]], Any], str]] = [
+    (lambda d: d.update(version=2), "version"),
+    (lambda d: d.update(format="other"), "format"),
+    (lambda d: d["session"].update(metadata={"x": float("inf")}), "doc"),
+    (lambda d: d["runs"][0]["messages"][0].update(role="robot"), "runs[0].messages[0].role"),
+    (
+        lambda d: d["runs"][0]["messages"][2]["parts"][0].update(tool_use_id="zz"),
+        "runs[0].messages[2]",
+    ),
+    (lambda d: d["runs"][0]["messages"].pop(2), "runs[0].messages[2]"),
+    (lambda d: d["runs"].append(d["runs"][0]), "runs[1].run_id"),
+]
+"""Broken export documents (changed from a good one) and the field each error must name."""
+
+
+class SessionContract:
+    @pytest.fixture
+    def backend(self) -> SessionBackend:
+        raise NotImplementedError("each implementation provides its started backend")
+
+    @pytest.fixture
+    def open_session(self, backend: SessionBackend) -> Callable[..., AsyncSession]:
+        def make(session_id: str | None = None, **kwargs: Any) -> AsyncSession:
+            kwargs.setdefault("user_id", "alice")
+            return AsyncSession(session_id, backend=backend, **kwargs)
+
+        return make
+
+    # -- identity and creation -----------------------------------------------------------
+
+    async def test_generated_id_and_created_once(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = open_session(metadata={"channel": "web"})
+        assert s.session_id
+        await s.open()
+        assert s.created
+        again = await open_session(s.session_id).open()
+        assert not again.created
+        first, second = await s.info(), await again.info()
+        assert first.created_at == second.created_at
+        assert second.metadata == {"channel": "web"}
+        assert second.user_id == "alice"
+
+    async def test_named_session_is_created_on_first_open(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        name = f"ticket-{uuid.uuid4().hex[:8]}"
+        s = await open_session(name).open()
+        assert s.created
+        assert s.session_id == name
+        assert await s.get_messages() == []
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def test_history_across_turns_in_order(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        s = await open_session().open()
+        for role, content in TOOL_TURN:
+            await s.add_message(role, content)
+        await s.add_message("user", "and 7*8?")
+        await s.add_message("assistant", "56")
+        assert roles_and_text(await s.get_messages()) == [
+            ("user", "what is 6*7?"),
+            ("assistant", "let me compute<tool_use>"),
+            ("user", "<tool_result>"),
+            ("assistant", "42"),
+            ("user", "and 7*8?"),
+            ("assistant", "56"),
+        ]
+        runs = await backend.history(s.session_id)
+        assert [len(r.messages) for r in runs] == [4, 2], "one run per turn"
+
+    async def test_add_messages_is_one_batch(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        s = await open_session().open()
+        await s.add_messages(
+            [
+                {"role": "user", "content": "hello"},
+                Message(role="assistant", parts=(TextPart(text="hi!"),)),
+                ("user", "bye"),
+            ]
+        )
+        assert roles_and_text(await s.get_messages()) == [
+            ("user", "hello"),
+            ("assistant", "hi!"),
+            ("user", "bye"),
+        ]
+        assert len(await backend.history(s.session_id)) == 1
+
+    async def test_consecutive_user_text_joins_one_message(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        await s.add_message("user", "one")
+        await s.add_message("user", "two")
+        messages = await s.get_messages()
+        assert len(messages) == 1
+        assert [p.text for p in messages[0].parts if isinstance(p, TextPart)] == ["one", "two"]
+
+    async def test_assistant_first_opens_a_run(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        await s.add_message("assistant", "Hello, how can I help?")
+        await s.add_message("user", "a question")
+        assert roles_and_text(await s.get_messages()) == [
+            ("assistant", "Hello, how can I help?"),
+            ("user", "a question"),
+        ]
+
+    async def test_limit_counts_whole_turns(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        for i in range(3):
+            await s.add_message("user", f"q{i}")
+            await s.add_message("assistant", f"a{i}")
+        for role, content in TOOL_TURN:
+            await s.add_message(role, content)
+        last = await s.get_messages(limit=1)
+        assert roles_and_text(last)[0] == ("user", "what is 6*7?")
+        assert any(isinstance(p, ToolResultPart) for m in last for p in m.parts)
+        assert len(last) == 4, "the tool turn is whole"
+        assert len(await s.get_messages(limit=2)) == 6
+        assert len(await s.get_messages(limit=100)) == 10
+        assert await s.get_messages(limit=0) == []
+        with pytest.raises(InputError) as e:
+            await s.get_messages(limit="2")  # type: ignore[arg-type]
+        assert e.value.field == "limit"
+
+    async def test_thinking_signature_and_redacted_bytes_survive(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        secret = bytes(range(256))
+        await s.add_message("user", "think")
+        await s.add_message(
+            "assistant",
+            [
+                ThinkingPart(text="hmm", signature="sig-Δ=="),
+                {"kind": "thinking", "redacted": base64.b64encode(secret).decode()},
+                ToolUsePart(id="t", name="clock"),
+            ],
+        )
+        (_, answer) = await s.get_messages()
+        first, second = answer.parts[0], answer.parts[1]
+        assert isinstance(first, ThinkingPart)
+        assert first.signature == "sig-Δ=="
+        assert isinstance(second, ThinkingPart)
+        assert second.redacted == secret
+
+    async def test_system_goes_to_metadata(self, open_session: Callable[..., AsyncSession]) -> None:
+        s = await open_session().open()
+        await s.add_messages([("system", "You are terse."), ("user", "hi")])
+        assert roles_and_text(await s.get_messages()) == [("user", "hi")]
+        assert await s.get("system") == "You are terse."
+
+    async def test_tool_results_join_a_foreign_run(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        """A run the orchestrator runs (not recorded): its tool results go there, the
+        next turn opens a recorded run."""
+        s = await open_session().open()
+        run_id = str(uuid.uuid4())
+        envelope: dict[str, Any] = {
+            "run_id": run_id,
+            "session_id": s.session_id,
+            "user_id": "alice",
+        }
+        await backend.write_run(
+            [
+                Event.create(RunStarted(agent_id="helper"), **envelope),
+                Event.create(UserMessage(parts=["time?"]), **envelope),
+                Event.create(ToolUse(id="k1", name="clock"), **envelope),
+            ]
+        )
+        await s.add_message("tool", ToolResultPart(tool_use_id="k1", content="noon"))
+        await s.add_message("user", "thanks")
+        runs = await backend.history(s.session_id)
+        assert [r.run_id == run_id for r in runs] == [True, False]
+        assert roles_and_text(runs[0].messages) == [
+            ("user", "time?"),
+            ("assistant", "<tool_use>"),
+            ("user", "<tool_result>"),
+        ]
+
+    # -- clear -------------------------------------------------------------------------------
+
+    async def test_clear_then_add(self, open_session: Callable[..., AsyncSession]) -> None:
+        s = await open_session().open()
+        await s.add_message("user", "old question")
+        await s.add_message("assistant", "old answer")
+        await s.clear()
+        assert await s.get_messages() == []
+        await s.add_message("assistant", "fresh start")
+        await s.add_message("user", "new question")
+        assert roles_and_text(await s.get_messages()) == [
+            ("assistant", "fresh start"),
+            ("user", "new question"),
+        ]
+        other = await open_session(s.session_id).open()
+        assert roles_and_text(await other.get_messages()) == roles_and_text(await s.get_messages())
+        assert (await s.info()).cleared_at is not None
+
+    # -- metadata ----------------------------------------------------------------------------
+
+    async def test_nested_json_metadata_round_trip(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        value = {"tags": ["a", "b"], "nested": {"n": 1.5, "ok": True, "none": None, "deep": [[{}]]}}
+        await s.set("profile", value)
+        await s.set("count", 3)
+        other = await open_session(s.session_id).open()
+        assert await other.get("profile") == value
+        assert await other.metadata() == {"profile": value, "count": 3}
+        await s.set("count", None)
+        assert await other.get("count", "gone") == "gone"
+
+    # -- bad input ---------------------------------------------------------------------------
+
+    async def test_bad_messages_are_refused_naming_the_field(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        await s.add_message("user", "before")
+        for role, content, field in BAD_MESSAGES:
+            with pytest.raises(InputError) as e:
+                await s.add_message(role, content)
+            assert e.value.field == field, f"{role} {content!r}: {e.value}"
+        assert roles_and_text(await s.get_messages()) == [("user", "before")]
+
+    async def test_bad_batch_writes_nothing(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        with pytest.raises(InputError) as e:
+            await s.add_messages([("user", "a"), ("assistant", "b"), ("wizard", "c")])
+        assert e.value.field == "messages[2][0]"
+        with pytest.raises(InputError) as e:
+            await s.add_messages(
+                [("user", "a"), ("tool", {"tool_use_id": "missing", "content": None})]
+            )
+        assert e.value.field == "messages[1]"
+        assert await s.get_messages() == []
+
+    async def test_bad_metadata_is_refused(self, open_session: Callable[..., AsyncSession]) -> None:
+        s = await open_session().open()
+        with pytest.raises(InputError) as e:
+            await s.set("when", {1, 2})
+        assert e.value.field == "value"
+        with pytest.raises(InputError) as e:
+            await s.set("k" * 300, 1)
+        assert e.value.field == "key"
+        with pytest.raises(InputError) as e:
+            await s.set("", 1)
+        assert e.value.field == "key"
+        assert await s.metadata() == {}
+
+    # -- isolation ---------------------------------------------------------------------------
+
+    async def test_another_users_session_is_not_found(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        mine = await open_session(user_id="alice").open()
+        await mine.add_message("user", "private")
+        with pytest.raises(NotFoundError):
+            await open_session(mine.session_id, user_id="mallory").open()
+        with pytest.raises(NotFoundError):
+            await open_session(mine.session_id, user_id="alice", tenant="other").open()
+        with pytest.raises(NotFoundError):
+            await open_session(mine.session_id, user_id=None).open()
+        assert roles_and_text(await mine.get_messages()) == [("user", "private")]
+
+    # -- end and delete ------------------------------------------------------------------------
+
+    async def test_ended_session_is_read_only(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        await s.add_message("user", "hi")
+        await s.end("done")
+        await s.end()
+        assert (await s.info()).status == "ended"
+        with pytest.raises(SessionEndedError):
+            await s.add_message("user", "more")
+        with pytest.raises(SessionEndedError):
+            await s.set("k", 1)
+        assert roles_and_text(await s.get_messages()) == [("user", "hi")]
+
+    async def test_delete_erases(self, open_session: Callable[..., AsyncSession]) -> None:
+        s = await open_session().open()
+        await s.add_message("user", "forget me")
+        await s.store_memory("secret", "x")
+        sid = s.session_id
+        await s.delete()
+        with pytest.raises(NotFoundError):
+            await open_session(sid).open()
+        probe = await open_session().open()
+        assert await probe.get_memory("secret", scope="session", owner=sid) is None
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    async def test_callbacks_see_writes_of_another_session_object(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        writer = await open_session().open()
+        reader = await open_session(writer.session_id).open()
+        seen: list[SessionChange] = []
+        reader.on(SessionEvent.MESSAGE_ADDED | SessionEvent.METADATA_SET, seen.append)
+        cleared: list[SessionChange] = []
+
+        async def on_clear(change: SessionChange) -> None:
+            cleared.append(change)
+
+        reader.on(SessionEvent.SESSION_CLEARED | SessionEvent.SESSION_ENDED, on_clear)
+        await writer.add_message("user", "ping")
+        await writer.set("mood", "good")
+        await writer.clear()
+
+        def got_all() -> bool:
+            assert [c.kind for c in seen] == [SessionEvent.MESSAGE_ADDED, SessionEvent.METADATA_SET]
+            assert cleared
+            assert cleared[0].kind is SessionEvent.SESSION_CLEARED
+            return True
+
+        await assert_eventually(got_all, timeout=15)
+        assert seen[0].role == "user"
+        assert seen[0].text() == "ping"
+        assert (seen[1].key, seen[1].value) == ("mood", "good")
+        assert reader.off(SessionEvent.MESSAGE_ADDED) == 1
+        await writer.add_message("user", "unheard")
+        await writer.end()
+        await assert_eventually(lambda: len(cleared) == 2, timeout=15)
+        await asyncio.sleep(0.2)
+        assert len(seen) == 2
+
+    # -- export / import ---------------------------------------------------------------------
+
+    async def test_export_import_round_trip(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        s = await open_session(metadata={"a": {"b": [1]}}).open()
+        await s.add_message("user", "dropped by the clear")
+        await s.clear()
+        for role, content in TOOL_TURN:
+            await s.add_message(role, content)
+        await s.add_message("user", "bytes next")
+        await s.add_message("assistant", [ThinkingPart(redacted=b"\x00\xff"), TextPart(text="ok")])
+        doc = await s.export()
+        assert doc["format"] == "runwire.session"
+        assert doc["version"] == 1
+        imported = await AsyncSession.import_data(doc, backend=backend)
+        assert imported.session_id != s.session_id, "the id was taken: a new one"
+        assert await imported.get_messages() == await s.get_messages()
+        assert await imported.metadata() == {"a": {"b": [1]}}
+        again = await AsyncSession.import_data(doc, backend=backend)
+        assert (again.session_id, again.created) == (imported.session_id, False)
+        assert len(await backend.history(imported.session_id)) == len(doc["runs"])
+        with pytest.raises(ImportConflictError) as e:
+            await AsyncSession.import_data(
+                {**doc, "exported_at": None, "runs": []}, keep_ids=True, backend=backend
+            )
+        assert e.value.field == "session.session_id"
+
+    async def test_import_of_a_fresh_id_keeps_it_and_its_owner(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        s = await open_session().open()
+        await s.add_message("user", "hi")
+        doc = await s.export()
+        fresh = f"moved-{uuid.uuid4().hex[:8]}"
+        doc["session"]["session_id"] = fresh
+        doc["runs"] = [{**r, "run_id": str(uuid.uuid4())} for r in doc["runs"]]
+        moved = await AsyncSession.import_data(doc, keep_ids=True, backend=backend)
+        assert moved.session_id == fresh
+        assert moved.user_id == "alice"
+        assert await open_session(fresh, user_id="alice").get_messages() == await s.get_messages()
+        with pytest.raises(NotFoundError):
+            await open_session(fresh, user_id="bob").open()
+
+    async def test_bad_import_documents_write_nothing(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        s = await open_session().open()
+        for role, content in TOOL_TURN:
+            await s.add_message(role, content)
+        good = await s.export()
+        for change, field in BAD_DOCUMENTS:
+            doc = copy.deepcopy(good)
+            doc["session"]["session_id"] = target = f"never-{uuid.uuid4().hex[:8]}"
+            change(doc)
+            with pytest.raises(InputError) as e:
+                await AsyncSession.import_data(doc, backend=backend)
+            assert e.value.field == field, str(e.value)
+            assert await backend.describe(target) is None
+
+    # -- ttl -----------------------------------------------------------------------------
+
+    async def test_ttl_is_checked(self, open_session: Callable[..., AsyncSession]) -> None:
+        for bad in (0, -5, "1d", True):
+            with pytest.raises(InputError) as e:
+                open_session(ttl=bad)
+            assert e.value.field == "ttl"
+        s = await open_session(ttl=60).open()
+        await s.add_message("user", "kept a minute in the cache")
+        assert len(await s.get_messages()) == 1
