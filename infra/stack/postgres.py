@@ -62,11 +62,13 @@ class PostgresPart:
         return [self.log_file]
 
     def running(self) -> ProcessRecord | None:
-        record = read_record(self.record_file)
         pid = _postmaster_pid(self.data_dir)
-        if record is not None and pid is not None and pid_alive(pid, MARKER):
-            return ProcessRecord(pid=pid, port=record.port, address=record.address)
-        return None
+        if pid is None or not pid_alive(pid, MARKER):
+            return None
+        record = read_record(self.record_file)
+        if record is None:  # running, but not (yet) known as started: configured address
+            return ProcessRecord(pid=pid, port=self.config.postgres_port, address=self.address)
+        return ProcessRecord(pid=pid, port=record.port, address=record.address)
 
     # -- before anything starts ----------------------------------------------
 

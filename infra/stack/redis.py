@@ -53,14 +53,16 @@ class RedisPart:
         return [self.log_file]
 
     def running(self) -> ProcessRecord | None:
-        record = read_record(self.record_file)
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        if record is not None and pid_alive(pid, MARKER):
-            return ProcessRecord(pid=pid, port=record.port, address=record.address)
-        return None
+        if not pid_alive(pid, MARKER):
+            return None
+        record = read_record(self.record_file)
+        if record is None:  # running, but not (yet) known as started: configured address
+            return ProcessRecord(pid=pid, port=self.config.redis_port, address=self.address)
+        return ProcessRecord(pid=pid, port=record.port, address=record.address)
 
     async def preflight(self) -> None:
         if shutil.which(self.config.redis_server) is None:

@@ -135,16 +135,17 @@ class LocalStack:
             )
         return out
 
-    def settings(self, **overrides: object) -> Settings:
-        """Settings that point at this stack (its running addresses, else the configured ones)."""
+    def settings(self) -> Settings:
+        """Settings that point at this stack (its running addresses, else the configured ones).
+
+        Everything else (topic prefix, ...) comes from the environment as usual.
+        """
         addresses = {s.name: s.address for s in self.status()}
-        values: dict[str, object] = {
-            "kafka_bootstrap_servers": addresses["kafka"],
-            "postgres_dsn": addresses["postgres"],
-            "redis_url": addresses["redis"],
-        }
-        values.update(overrides)
-        return Settings(**values)  # type: ignore[arg-type]
+        return Settings(
+            kafka_bootstrap_servers=addresses["kafka"],
+            postgres_dsn=addresses["postgres"],
+            redis_url=addresses["redis"],
+        )
 
     # -- changing ------------------------------------------------------------
 
@@ -163,8 +164,10 @@ class LocalStack:
             started: list[Part] = []
             try:
                 for part in to_start:
-                    records[part.name] = await part.start()
+                    # Counted as started before it is: a start that fails half-way
+                    # (a server up, its readiness not) is stopped too.
                     started.append(part)
+                    records[part.name] = await part.start()
                 for part in self.parts:
                     record = records[part.name]
                     assert record is not None
