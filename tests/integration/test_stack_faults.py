@@ -67,6 +67,7 @@ async def test_a_part_that_fails_late_stops_what_the_same_up_started(tmp_path: P
     ("override", "names", "fix"),
     [
         ({"java": "/nonexistent/java"}, "Java not found", "apt-get install openjdk-17"),
+        ({"maven": "/nonexistent/mvn"}, "Maven not found", "apt-get install maven"),
         ({"redis_server": "/nonexistent/redis-server"}, "Redis is not installed", "redis-server"),
         (
             {"postgres_bin_dir": Path("/nonexistent/bin")},
@@ -79,6 +80,8 @@ async def test_a_missing_program_is_named_with_its_package(
     tmp_path: Path, override: dict[str, object], names: str, fix: str
 ) -> None:
     home = tmp_path / "home"
+    if "maven" in override:  # Maven is only needed while the broker jars are not cached
+        override = {**override, "cache_dir": tmp_path / "cache"}
     stack = LocalStack(stack_config(home).model_copy(update=override))
     with pytest.raises(StackError) as caught:
         await stack.up()
