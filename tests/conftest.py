@@ -47,8 +47,8 @@ def stack_home() -> Path:
     return Path(os.environ.get("RUNWIRE_TEST_HOME", REPO / ".runwire" / "test"))
 
 
-def free_port() -> int:
-    """A free loopback port below the ephemeral range.
+def free_port(avoid: set[int] | None = None) -> int:
+    """A free loopback port below the ephemeral range, and not one of ``avoid``.
 
     Ports from the ephemeral range (what binding port 0 gives) can be taken by any
     outgoing connection while a test has its server down, so a restart would fail.
@@ -56,7 +56,7 @@ def free_port() -> int:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
         port = random.randrange(20000, max(20001, low - 1))
-        if not port_in_use("127.0.0.1", port):
+        if port not in (avoid or set()) and not port_in_use("127.0.0.1", port):
             return port
 
 
@@ -65,12 +65,22 @@ def stack_config(home: Path, preferred: dict[str, int] | None = None) -> StackCo
 
     A stack that already runs in ``home`` is reused on whatever ports it has.
     """
-    ports = {}
-    for name, port in (preferred or {}).items():
-        ports[name] = port if not port_in_use("127.0.0.1", port) else free_port()
-    for name in TEST_PORTS:
-        ports.setdefault(name, free_port())
-    return StackConfig(home=home, **ports)  # type: ignore[arg-type]
+    chosen: set[int] = set()
+
+    def pick(name: str) -> int:
+        port = (preferred or {}).get(name)
+        if port is None or port in chosen or port_in_use("127.0.0.1", port):
+            port = free_port(chosen)
+        chosen.add(port)
+        return port
+
+    return StackConfig(
+        home=home,
+        kafka_port=pick("kafka_port"),
+        kafka_controller_port=pick("kafka_controller_port"),
+        postgres_port=pick("postgres_port"),
+        redis_port=pick("redis_port"),
+    )
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
