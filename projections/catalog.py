@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from runwire.errors import ConfigurationError
+from runwire.projections.memory.projection import open_memory
 from runwire.projections.runtime.protocol import Projection
 from runwire.projections.transcripts.service import open_projection as open_transcripts
 from runwire.settings import Settings
@@ -52,6 +53,7 @@ CATALOG: dict[str, Opener] = {
     "runs": open_runs,
     "sessions": open_sessions,
     "transcripts": open_transcripts,
+    "memory": open_memory,
 }
 
 

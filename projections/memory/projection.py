@@ -5,8 +5,10 @@ Postgres projection (:class:`~runwire.projections.runtime.pg_projection.Postgres
 rows, applied event ids and partition positions change in one transaction.
 
 Drive it with :class:`~runwire.projections.memory.fold.TombstoneDecoder` as
-the projector's decoder (``memory_projector``, ``serve``), or tombstones are
-dead-lettered instead of deleting.
+the projector's decoder (``memory_projector``, ``service.serve``,
+``service.rebuild_memory``; the projection's ``decoder`` attribute names it),
+or tombstones are dead-lettered instead of deleting (and
+:class:`~runwire.memory.log_backend.LogMemoryBackend` says so on the next delete).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class MemoryProjection(PostgresProjection):
 
     tables = TABLES
     applied_table = "memory_applied"
+    decoder = TombstoneDecoder()
+    """The decoder a projector must use for this projection (tombstones have no value)."""
 
     def __init__(self, pool: Pool, settings: Settings, *, generation: int | None = None) -> None:
         super().__init__(pool, (settings.memory, settings.session_events), generation=generation)

@@ -111,3 +111,8 @@ def show_session(
     console.print(table)
     for r in session["runs"]:
         console.print(f"  {r['started_at'][:19]}  {r['run_id']}  {r['status']}")
+
+
+from runwire.cli import sessions_admin  # noqa: E402 - export | import | expire | delete
+
+sessions_admin.register(app)

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from runwire.contract.events import Event, MemoryScope
+from runwire.contract.events import Event, MemoryDeleted, MemoryScope
 from runwire.errors import PublishError
 from runwire.memory.protocol import MemoryEntry
 from runwire.projections.memory.store import MemoryEntries
 from runwire.projections.runtime.pg import Pool, open_pool
+from runwire.projections.runtime.protocol import ProjectionError
 from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 
@@ -147,6 +148,18 @@ class LogMemoryBackend:
     async def write_memory(self, event: Event) -> None:
         (position,) = await publish_retrying(self.publisher, [event], atomic=False)
         await self.memory.wait_for(position, timeout=self.wait_timeout)
+        p = event.payload
+        if not isinstance(p, MemoryDeleted):
+            return
+        left = await self.memory.get(p.scope, p.owner, p.key)
+        if left is not None and left.updated_at < event.occurred_at:
+            # Only a projector without the tombstone decoder leaves it: say so, do not lie.
+            raise ProjectionError(
+                f"the memory projector passed the tombstone of {p.scope}/{p.owner}/{p.key} "
+                f"({position.topic}/{position.partition}@{position.offset}) without deleting: "
+                "run it with runwire.projections.memory.fold.TombstoneDecoder "
+                "(python -m runwire.projections.memory.service)"
+            )
 
     async def memory_entry(self, scope: MemoryScope, owner: str, key: str) -> MemoryEntry | None:
         return await self.memory.get(scope, owner, key)

@@ -44,11 +44,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from runwire.contract import ids
 from runwire.contract.events import (
-    MemoryDeleted,
     MemoryScope,
     SessionCleared,
     SessionCreated,
-    SessionDeleted,
     SessionEnded,
     SessionMetadataSet,
     now,
@@ -338,18 +336,11 @@ class AsyncSession:
 
     async def delete(self) -> None:
         """Erase the session (see the module contract); the object is closed after it."""
+        from runwire.sessions.admin import erase_session
+
         backend = await self._ready()
-        self._mine(await backend.describe(self.session_id))
-        runs = await backend.history(self.session_id)
-        if isinstance(backend, MemoryBackend):
-            for entry in await backend.memory_entries("session", self.session_id, None, 100_000):
-                await backend.write_memory(
-                    self._memory_api()._event(
-                        MemoryDeleted(scope="session", owner=self.session_id, key=entry.key)
-                    )
-                )
-        await self._publish(SessionDeleted())
-        await backend.erase(self.session_id, [r.run_id for r in runs])
+        info = self._mine(await backend.describe(self.session_id))
+        await erase_session(backend, info, self.caller)
         await self.close()
         self._state = _Closed("the session was deleted")
 

@@ -9,8 +9,10 @@
   a flush) and for which runs were written through the Session API.
 - Read-your-writes: each write waits until the projection that serves the
   matching read has applied its position (session index for session events,
-  transcript cache for runs, memory projection for memory). The projectors
-  (``runs``, ``sessions``, ``transcripts``, ``memory``) must be running.
+  transcript cache for runs - and the run-status store for a new run, so
+  every process knows it is a recorded one -, memory projection for memory).
+  The projectors (``runs``, ``sessions``, ``transcripts``, ``memory``) must be
+  running.
 - A run write is checked after it lands: when the transcript cache did not
   take its last event (the ledger refused it, because another writer got in
   first), :class:`~runwire.sessions.errors.WriteRefusedError` is raised.
@@ -20,6 +22,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -166,7 +169,13 @@ class LogBackend(LogMemoryBackend):
         first = events[0].payload
         if isinstance(first, RunStarted):
             self._sources[run_id] = SOURCE_LABEL in first.labels
-        await cache.wait_for(last, timeout=self.wait_timeout)
+            # A new run: other processes learn from the run-status store whose it is.
+            await asyncio.gather(
+                cache.wait_for(last, timeout=self.wait_timeout),
+                self._ready()[1].wait_for(last, timeout=self.wait_timeout),
+            )
+        else:
+            await cache.wait_for(last, timeout=self.wait_timeout)
         await self._check_taken(run_id, last)
 
     async def _check_taken(self, run_id: str, last: Position) -> None:

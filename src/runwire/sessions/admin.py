@@ -1,0 +1,174 @@
+"""Operator tasks on sessions: export, import, expire, erase (``runwire sessions ...``).
+
+These act for the operator, not for a user: no caller check, every session
+is reachable. Application code uses :class:`~runwire.sessions.api.AsyncSession`,
+whose ``delete()`` / ``export()`` run the same steps after checking the caller.
+
+Contract of :func:`erase_session` (erasure):
+- a tombstone on the compacted memory topic for every ``session``-scope
+  memory entry of the session (compaction then removes their values);
+- ``session_deleted`` on the session-events topic: the session index drops the
+  row and keeps a tombstone, the memory projection drops the session's
+  entries and keeps a tombstone, so no replay or rebuild brings either back;
+- the session's cached transcripts removed from Redis.
+What stays: the run-events topic is retained forever and is never rewritten,
+so the runs' events (messages included) stay in it (docs/sessions.md).
+
+Contract of :func:`expire_idle`: ends (``session_ended``, reason ``idle``)
+every active session whose last activity is older than ``idle``; it deletes
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from runwire.contract import ids
+from runwire.contract.events import Event, MemoryDeleted, SessionDeleted, SessionEnded
+from runwire.errors import NotFoundError
+from runwire.memory.api import PRODUCER as MEMORY_PRODUCER
+from runwire.memory.checks import Caller, InputError
+from runwire.memory.protocol import MemoryBackend
+from runwire.sessions.export import ImportResult, export_session, import_session
+from runwire.sessions.planning import session_event
+from runwire.sessions.protocol import SessionBackend, SessionInfo
+
+__all__ = [
+    "erase_session",
+    "expire_idle",
+    "export_any",
+    "import_file",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def parse_duration(text: str, field: str = "idle") -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or a sum such as ``1d12h``."""
+    parts = _DURATION.findall(text.strip())
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise InputError(field, f"{text!r} is not a duration such as 30d, 12h, 90m or 45s")
+    return sum((timedelta(**{_UNITS[u]: int(n)}) for n, u in parts), timedelta())
+
+
+async def _session(backend: SessionBackend, session_id: str) -> SessionInfo:
+    info = await backend.describe(session_id)
+    if info is None or info.deleted:
+        raise NotFoundError(f"no session {session_id!r}" + (" (deleted)" if info else ""))
+    return info
+
+
+async def export_any(backend: SessionBackend, session_id: str) -> dict[str, Any]:
+    """The export document of any session (operator)."""
+    return await export_session(backend, await _session(backend, session_id))
+
+
+async def erase_session(backend: SessionBackend, info: SessionInfo, by: Caller) -> None:
+    """Erase a session (see the module contract); events carry ``by`` as their user."""
+    session_id = info.session_id
+    runs = await backend.history(session_id)
+    if isinstance(backend, MemoryBackend):
+        entries = await backend.memory_entries("session", session_id, None, 1_000_000)
+        for entry in entries:
+            await backend.write_memory(
+                Event.create(
+                    MemoryDeleted(scope="session", owner=session_id, key=entry.key),
+                    session_id=session_id,
+                    user_id=by.user_id,
+                    tenant=by.tenant,
+                    producer=MEMORY_PRODUCER,
+                )
+            )
+    await backend.write_session_events(
+        [session_event(SessionDeleted(), session_id, by, token=ids.new_event_id())]
+    )
+    await backend.erase(session_id, [r.run_id for r in runs])
+
+
+async def delete_any(backend: SessionBackend, session_id: str) -> None:
+    """Erase any session (operator)."""
+    info = await _session(backend, session_id)
+    await erase_session(backend, info, Caller(info.user_id, info.tenant))
+
+
+async def expire_idle(
+    backend: SessionBackend,
+    idle: timedelta,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    reason: str | None = None,
+) -> list[str]:
+    """End the active sessions idle longer than ``idle``; returns their ids."""
+    cutoff = (now or datetime.now(UTC)) - idle
+    ended: list[str] = []
+    while True:
+        found = [s for s in await backend.idle_sessions(cutoff) if s.session_id not in ended]
+        if not found:
+            return ended
+        for info in found:
+            ended.append(info.session_id)
+            if not dry_run:
+                why = reason or f"idle since {info.last_activity_at.isoformat()}"
+                await backend.write_session_events(
+                    [
+                        session_event(
+                            SessionEnded(reason=why),
+                            info.session_id,
+                            Caller(info.user_id, info.tenant),
+                            token=ids.new_event_id(),
+                        )
+                    ]
+                )
+        if dry_run:
+            return ended
+
+
+async def import_file(
+    backend: SessionBackend,
+    path: Path,
+    *,
+    user_id: str | None = None,
+    tenant: str | None = None,
+    keep_ids: bool = False,
+    skip_unsupported: bool = False,
+) -> Sequence[ImportResult]:
+    """Import an export document (JSON) or an Agents-SDK ``SQLiteSession`` file.
+
+    The owner of a JSON document's session is the document's unless
+    ``user_id`` / ``tenant`` are given.
+    """
+    from runwire.sessions.agents_sqlite import import_agents_sqlite
+    from runwire.sessions.api import FROM_DOCUMENT
+
+    data = await asyncio.to_thread(path.read_bytes)
+    if data.startswith(SQLITE_MAGIC):
+        return await import_agents_sqlite(
+            backend,
+            path,
+            user_id=user_id,
+            tenant=tenant,
+            keep_ids=keep_ids,
+            skip_unsupported=skip_unsupported,
+        )
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError("file", f"{path} is neither an export document nor SQLite ({e})") from None
+    result = await import_session(
+        backend,
+        doc,
+        user_id=FROM_DOCUMENT if user_id is None else user_id,
+        tenant=FROM_DOCUMENT if tenant is None else tenant,
+        keep_ids=keep_ids,
+    )
+    return [result]

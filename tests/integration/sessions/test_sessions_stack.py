@@ -1,0 +1,236 @@
+"""Sessions on the real stack: what the contract suite cannot show with one process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import textwrap
+import threading
+from datetime import timedelta
+
+import pytest
+import redis.asyncio as aioredis
+
+from runwire.errors import NotFoundError
+from runwire.projections.memory.service import rebuild_memory
+from runwire.projections.memory.store import MemoryEntries
+from runwire.projections.runtime.protocol import Projection, Rebuildable
+from runwire.projections.runtime.rebuild import rebuild
+from runwire.projections.sessions.store import SessionIndex
+from runwire.projections.transcripts.keys import Keyspace
+from runwire.sessions import AsyncSession, Session, SessionChange, SessionEvent
+from runwire.sessions.admin import expire_idle, export_any
+from runwire.sessions.log_backend import LogBackend
+from runwire.settings import Settings
+from tests.contract.sessions import TOOL_TURN, roles_and_text
+from tests.helpers import assert_eventually
+from tests.integration.sessions.conftest import another_stack, serving
+
+
+def stack_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes ``Settings()`` in another process this test's settings."""
+    return {
+        **os.environ,
+        "RUNWIRE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "RUNWIRE_POSTGRES_DSN": settings.postgres_dsn,
+        "RUNWIRE_REDIS_URL": settings.redis_url,
+        "RUNWIRE_TOPIC_PREFIX": settings.topic_prefix,
+        "RUNWIRE_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+    }
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from runwire.sessions import Session
+
+    with Session(sys.argv[1], user_id="alice") as s:
+        seen = [m.text() for m in s.get_messages()]
+        s.add_message("user", "from the other process")
+        s.add_message("assistant", "answered there")
+        s.set("written_by", {"process": "B"})
+        print("saw:" + "|".join(seen))
+    """
+)
+
+
+async def test_two_processes_on_one_session(log_backend: LogBackend, settings: Settings) -> None:
+    async with AsyncSession(user_id="alice", backend=log_backend) as here:
+        await here.add_message("user", "written here first")
+        await here.add_message("assistant", "answered here")
+        heard: list[SessionChange] = []
+        here.on(SessionEvent.MESSAGE_ADDED | SessionEvent.METADATA_SET, heard.append)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WRITER,
+            here.session_id,
+            env=stack_env(settings),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, err.decode()[-2000:]
+        assert out.decode().strip() == "saw:written here first|answered here", "B reads A"
+        assert roles_and_text(await here.get_messages()) == [
+            ("user", "written here first"),
+            ("assistant", "answered here"),
+            ("user", "from the other process"),
+            ("assistant", "answered there"),
+        ]
+
+        def heard_all() -> bool:
+            kinds = [c.kind for c in heard]
+            assert kinds == [
+                SessionEvent.MESSAGE_ADDED,
+                SessionEvent.MESSAGE_ADDED,
+                SessionEvent.METADATA_SET,
+            ], kinds
+            return True
+
+        await assert_eventually(heard_all, timeout=20)
+        assert [c.text() for c in heard[:2]] == ["from the other process", "answered there"]
+        assert heard[2].value == {"process": "B"}
+        assert await here.get("written_by") == {"process": "B"}
+
+
+async def test_blocking_sessions_from_threads(log_backend: LogBackend, settings: Settings) -> None:
+    """Plain threads, no event loop of their own: each writes a session; all reads agree."""
+    ids: dict[int, str] = {}
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            # Its own backend: blocking sessions run on their own loop thread.
+            with Session(user_id=f"user-{n}", settings=settings) as s:
+                ids[n] = s.session_id
+                for i in range(3):
+                    s.add_message("user", f"q{n}.{i}")
+                    s.add_message("assistant", f"a{n}.{i}")
+                assert len(s.get_messages(limit=2)) == 4
+        except BaseException as e:
+            errors.append(e)
+
+    def run_all() -> None:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+
+    await asyncio.to_thread(run_all)
+    assert not errors, errors
+    for n, sid in ids.items():
+        async with AsyncSession(sid, user_id=f"user-{n}", backend=log_backend) as s:
+            assert len(await s.get_messages()) == 6
+
+
+async def test_history_survives_ttl_expiry_and_a_redis_flush(
+    log_backend: LogBackend, settings: Settings
+) -> None:
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        async with AsyncSession(user_id="alice", ttl=1, backend=log_backend) as s:
+            for role, content in TOOL_TURN:
+                await s.add_message(role, content)
+            await s.add_message("user", "second turn")
+            expected = await s.get_messages()
+            runs = [r.run_id for r in await log_backend.history(s.session_id)]
+            keys = Keyspace(settings.redis_key_prefix).generation(0)
+            ttls = [await redis.ttl(keys.body(r)) for r in runs]
+            assert all(0 < t <= 1 for t in ttls), ttls
+            await assert_eventually(lambda: _none_left(redis, [keys.body(r) for r in runs]), 5)
+            misses = log_backend.cache.misses
+            assert await s.get_messages() == expected, "expired: rebuilt from the log"
+            assert log_backend.cache.misses > misses
+            async for key in redis.scan_iter(match=f"{settings.redis_key_prefix}:*"):
+                await redis.delete(key)
+            assert await s.get_messages() == expected, "flushed: rebuilt from the log"
+            await s.add_message("assistant", "still here")
+            assert roles_and_text(await s.get_messages())[-1] == ("assistant", "still here")
+    finally:
+        await redis.aclose()
+
+
+async def _none_left(redis: aioredis.Redis, keys: list[str]) -> bool:
+    return await redis.exists(*keys) == 0
+
+
+async def test_delete_then_rebuild_every_projection(
+    log_backend: LogBackend, settings: Settings, projectors: dict[str, Projection]
+) -> None:
+    async with AsyncSession(user_id="alice", backend=log_backend) as s:
+        await s.add_message("user", "erase me")
+        await s.add_message("assistant", "ok")
+        await s.store_memory("secret", {"pin": 1234})
+        await s.store_memory("language", "fr", scope="user")
+        sid = s.session_id
+        await s.delete()
+    with pytest.raises(NotFoundError):
+        await AsyncSession(sid, user_id="alice", backend=log_backend).open()
+    for name in ("runs", "sessions", "transcripts"):
+        projection = projectors[name]
+        assert isinstance(projection, Rebuildable)
+        report = await rebuild(projection, settings)
+        assert report.records > 0
+    await rebuild_memory(settings)
+    with pytest.raises(NotFoundError):
+        await AsyncSession(sid, user_id="alice", backend=log_backend).open()
+    with pytest.raises(NotFoundError):
+        await export_any(log_backend, sid)
+    async with await SessionIndex.connect(settings) as index:
+        assert await index.is_deleted(sid)
+        with pytest.raises(NotFoundError):
+            await index.get(sid)
+    async with await MemoryEntries.connect(settings) as memory:
+        assert await memory.list("session", sid) == []
+        assert (await memory.get("user", "alice", "language")) is not None, "user memory stays"
+    # A new session of the same user starts clean and still sees the user's memory.
+    async with AsyncSession(user_id="alice", backend=log_backend) as fresh:
+        assert await fresh.get_memory("language", scope="user") == "fr"
+        assert await fresh.get_memory("secret", owner=sid) is None
+
+
+async def test_export_import_into_a_fresh_stack(
+    log_backend: LogBackend, settings: Settings, stack_settings: Settings
+) -> None:
+    async with AsyncSession(user_id="alice", backend=log_backend, metadata={"k": [1]}) as s:
+        for role, content in TOOL_TURN:
+            await s.add_message(role, content)
+        await s.add_message("user", "and then?")
+        await s.set("profile", {"nested": {"deep": [1, {"x": None}]}})
+        await s.end()
+        doc = await s.export()
+        expected = await s.get_messages()
+    async with (
+        another_stack(stack_settings) as fresh,
+        serving(fresh),
+        LogBackend(fresh) as there,
+    ):
+        imported = await AsyncSession.import_data(doc, backend=there)
+        assert imported.session_id == doc["session"]["session_id"], "free there: kept"
+        assert imported.created
+        assert await imported.get_messages() == expected
+        info = await imported.info()
+        assert info.status == "ended"
+        assert info.metadata == {"k": [1], "profile": {"nested": {"deep": [1, {"x": None}]}}}
+        again = await AsyncSession.import_data(doc, backend=there)
+        assert (again.session_id, again.created) == (imported.session_id, False)
+        assert len(await there.history(imported.session_id)) == len(doc["runs"])
+
+
+async def test_expire_idle_ends_sessions(log_backend: LogBackend) -> None:
+    async with AsyncSession(user_id="alice", backend=log_backend) as old:
+        await old.add_message("user", "hello")
+    await asyncio.sleep(1.1)
+    async with AsyncSession(user_id="alice", backend=log_backend) as recent:
+        await recent.add_message("user", "hi")
+        ended = await expire_idle(log_backend, timedelta(seconds=1))
+        assert old.session_id in ended
+        assert recent.session_id not in ended
+        assert (await recent.info()).status == "active"
+    async with AsyncSession(old.session_id, user_id="alice", backend=log_backend) as again:
+        info = await again.info()
+        assert info.status == "ended"
+        assert len(await again.get_messages()) == 1, "ended, not deleted"
