@@ -9,6 +9,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
@@ -24,6 +25,7 @@ from runwire.contract.events import (
     UserMessage,
 )
 from runwire.contract.routing import event_of_record, memory_key
+from runwire.errors import PublishError
 from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 
@@ -268,3 +270,14 @@ async def test_the_cli_publishes_nothing_from_a_bad_file(
     records = await read_topic(settings, settings.run_events, 1)
     assert [default_codec().decode(r.value).payload for r in records] == [AssistantText(text="m")]
     assert marker.offset == 0
+
+
+async def test_a_message_too_big_for_one_batch_is_refused_whole(settings: Settings) -> None:
+    small_batches = settings.model_copy(update={"producer_max_batch_bytes": 4_000})
+    message = [Event.create(AssistantText(text=f"{i}" * 1_500), run_id="run-big") for i in range(5)]
+    async with Publisher(small_batches) as publisher:
+        with pytest.raises(PublishError, match="producer_max_batch_bytes=4000") as info:
+            await publisher.publish_message(message)
+        assert info.value.retriable is False
+        marker = await publisher.publish(Event.create(AssistantText(text="m"), run_id="run-big"))
+    assert marker.offset == 0  # nothing of the message reached the log
