@@ -37,11 +37,11 @@ def _in_log_order(records: Iterable[SourceRecord]) -> list[SourceRecord]:
     return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
 
 
-def fold_runs(records: Iterable[SourceRecord]) -> Folded:
-    """``run_status`` rows of the run-events records."""
+def fold_runs(records: Iterable[SourceRecord], run_topic: str) -> Folded:
+    """``run_status`` rows of the records of ``run_topic`` (others are not its input)."""
     out = Folded()
     seen: set[str] = set()
-    for r in _in_log_order(records):
+    for r in _in_log_order(r for r in records if r.topic == run_topic):
         e = r.event
         where = (r.topic, r.partition, r.offset)
         kind = e.type.value

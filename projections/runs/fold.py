@@ -28,6 +28,7 @@ Rules (the run-status contract, also written out in ``projections/reference.py``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,7 @@ from runwire.contract.events import (
     ToolUse,
     Usage,
 )
+from runwire.projections.runtime.protocol import Rejection, SourceRecord
 
 TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
 _TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
@@ -232,3 +234,26 @@ def _apply_payload(row: RunRow, event: Event) -> None:
         row.cache_write_tokens += p.cache_write_tokens
     elif event.type.value in ("user_message", "assistant_text"):
         row.message_count += 1
+
+
+def fold_batch(
+    rows: dict[str, RunRow], records: Sequence[SourceRecord]
+) -> tuple[set[str], list[Rejection]]:
+    """Fold fresh records into ``rows`` (loaded or created in place).
+
+    Returns the run ids whose rows changed and the records rejected.
+    """
+    changed: set[str] = set()
+    rejections: list[Rejection] = []
+    for record in records:
+        event = record.event
+        row = rows.get(event.run_id) if event.run_id else None
+        try:
+            check(row, event, record.key)
+        except Rejected as e:
+            rejections.append(Rejection.of(record, e.reason, str(e)))
+            continue
+        assert event.run_id is not None
+        rows[event.run_id] = apply(row, event, record.partition, record.offset)
+        changed.add(event.run_id)
+    return changed, rejections

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from runwire.projections.runs.fold import Rejected, RunRow, apply, check
+from runwire.projections.runs.fold import RunRow, fold_batch
 from runwire.projections.runtime.generations import TableSet
 from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
@@ -87,19 +87,7 @@ class RunsProjection(PostgresProjection):
             f"SELECT {COLUMN_NAMES} FROM {table} WHERE run_id = ANY(%b)", (run_ids,)
         )
         rows: dict[str, RunRow] = {row[0]: RunRow(*row) for row in await cur.fetchall()}
-        changed: set[str] = set()
-        rejections: list[Rejection] = []
-        for record in records:
-            event = record.event
-            row = rows.get(event.run_id) if event.run_id else None
-            try:
-                check(row, event, record.key)
-            except Rejected as e:
-                rejections.append(Rejection.of(record, e.reason, str(e)))
-                continue
-            assert event.run_id is not None
-            rows[event.run_id] = apply(row, event, record.partition, record.offset)
-            changed.add(event.run_id)
+        changed, rejections = fold_batch(rows, records)
         if changed:
             values = [_to_db(rows[run_id]) for run_id in sorted(changed)]
             await ctx.conn.execute(

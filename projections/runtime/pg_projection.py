@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
+from runwire.projections.runtime import rules
 from runwire.projections.runtime.generations import (
     GenerationState,
     TableSet,
@@ -135,45 +136,28 @@ class PostgresProjection(ABC):
         async with self._pool.connection() as conn, conn.transaction():
             generation = await self._lock_generation(conn)
             stored = await lock_positions(conn, self.name, generation, batch.next_positions)
-            moved = {tp for tp, pos in stored.items() if pos < batch.expected.get(tp, 0)}
-            fresh: list[SourceRecord] = []
-            skipped = 0
-            for record in batch.records:
-                tp = record.tp
-                if tp in moved or record.offset < stored[tp]:
-                    skipped += 1
-                else:
-                    fresh.append(record)
-            fresh, duplicates = await self._drop_duplicates(conn, generation, fresh)
+            fresh = rules.fresh_records(batch, stored)
+            applied_table = self.tables.table(self.applied_table, generation)
+            records, duplicates = rules.drop_duplicates(
+                fresh.records,
+                self.remember,
+                await self._applied(conn, applied_table, fresh.records),
+            )
             ctx = FoldContext(conn=conn, generation=generation, tables=self.tables)
-            rejections = await self.fold(ctx, fresh) if fresh else []
-            rejected = {(r.topic, r.partition, r.offset) for r in rejections}
-            remembered = [
-                r.event.event_id
-                for r in fresh
-                if (r.topic, r.partition, r.offset) not in rejected and self.remember(r)
-            ]
+            rejections = await self.fold(ctx, records) if records else []
+            remembered = rules.remembered_ids(records, rejections, self.remember)
             if remembered:
                 await conn.execute(
-                    f"INSERT INTO {self.tables.table(self.applied_table, generation)} (event_id) "
+                    f"INSERT INTO {applied_table} (event_id) "
                     "SELECT unnest(%b::uuid[]) ON CONFLICT DO NOTHING",
                     (remembered,),
                 )
             # Before commit: the position may only pass a record whose dead letter exists.
             await dead_letters.send(rejections)
-            forward = {
-                tp: max(stored[tp], pos)
-                for tp, pos in batch.next_positions.items()
-                if tp not in moved
-            }
+            forward = rules.next_positions(batch, stored, fresh.moved)
             await store_positions(conn, self.name, generation, forward)
-        positions = {tp: forward.get(tp, stored[tp]) for tp in batch.next_positions}
-        return ApplyResult(
-            positions=positions,
-            applied=len(fresh) - len(rejections),
-            duplicates=duplicates,
-            skipped=skipped,
-            rejected=len(rejections),
+        return rules.result(
+            batch, stored, forward, fresh, len(records), duplicates, len(rejections)
         )
 
     async def _lock_generation(self, conn: Conn) -> int:
@@ -188,29 +172,18 @@ class PostgresProjection(ABC):
             )
         return self._generation
 
-    async def _drop_duplicates(
-        self, conn: Conn, generation: int, records: list[SourceRecord]
-    ) -> tuple[list[SourceRecord], int]:
-        """Records minus the events applied before (or earlier in this batch)."""
+    async def _applied(
+        self, conn: Conn, applied_table: str, records: Sequence[SourceRecord]
+    ) -> set[str]:
+        """Which of the remembered events among ``records`` this copy applied before."""
         ids = [r.event.event_id for r in records if self.remember(r)]
         if not ids:
-            return records, 0
+            return set()
         cur = await conn.execute(
-            f"SELECT event_id::text FROM {self.tables.table(self.applied_table, generation)} "
-            "WHERE event_id = ANY(%b::uuid[])",
+            f"SELECT event_id::text FROM {applied_table} WHERE event_id = ANY(%b::uuid[])",
             (ids,),
         )
-        seen = {row[0] for row in await cur.fetchall()}
-        kept: list[SourceRecord] = []
-        duplicates = 0
-        for r in records:
-            if self.remember(r):
-                if r.event.event_id in seen:
-                    duplicates += 1
-                    continue
-                seen.add(r.event.event_id)
-            kept.append(r)
-        return kept, duplicates
+        return {row[0] for row in await cur.fetchall()}
 
     # -- Rebuildable ------------------------------------------------------------
 

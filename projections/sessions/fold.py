@@ -25,7 +25,8 @@ every process, so its rules keep the result independent of that interleaving:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -39,6 +40,7 @@ from runwire.contract.events import (
     SessionMetadataSet,
     Stream,
 )
+from runwire.projections.runtime.protocol import Rejection, SourceRecord
 
 
 class Rejected(Exception):
@@ -139,6 +141,15 @@ Session = SessionRow
 """What readers get: a session as the session index sees it."""
 
 
+def remembered(record: SourceRecord, session_topic: str) -> bool:
+    """Whether a duplicate of this record could change the index (so its id is kept).
+
+    Session events could; of run events only ``run_started`` (a count): the
+    others only move order-free maxima and minima.
+    """
+    return record.topic == session_topic or isinstance(record.event.payload, RunStarted)
+
+
 def check(event: Event, key: bytes | None, *, from_session_topic: bool) -> None:
     """Raise :class:`Rejected` when the record cannot be applied."""
     wanted = Stream.SESSION if from_session_topic else Stream.RUN
@@ -205,3 +216,49 @@ def apply_session_event(row: SessionRow, event: Event) -> bool:
     elif isinstance(p, SessionDeleted):
         return True
     return False
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What a batch did: rows changed, sessions deleted (when, by which event), rejections."""
+
+    changed: set[str] = field(default_factory=set)
+    deleted: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def fold_batch(
+    rows: dict[str, SessionRow],
+    tombstoned: set[str],
+    records: Sequence[SourceRecord],
+    session_topic: str,
+) -> BatchOutcome:
+    """Fold fresh records of either topic into ``rows`` and ``tombstoned`` (in place).
+
+    Changed rows are left settled (derived columns recomputed).
+    """
+    out = BatchOutcome()
+    for record in records:
+        event = record.event
+        from_session_topic = record.topic == session_topic
+        try:
+            check(event, record.key, from_session_topic=from_session_topic)
+        except Rejected as e:
+            out.rejections.append(Rejection.of(record, e.reason, str(e)))
+            continue
+        sid = event.session_id
+        if sid is None or sid in tombstoned:
+            continue
+        row = touch(rows.get(sid), sid, event.occurred_at)
+        rows[sid] = row
+        out.changed.add(sid)
+        if not from_session_topic:
+            apply_run_event(row, event)
+        elif apply_session_event(row, event):
+            tombstoned.add(sid)
+            out.deleted[sid] = (event.occurred_at, event.event_id)
+            out.changed.discard(sid)
+            del rows[sid]
+    for sid in out.changed:
+        rows[sid].settle()
+    return out

@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from runwire.contract.events import RunStarted
 from runwire.projections.runtime.generations import TableSet
 from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
 from runwire.projections.runtime.protocol import Rejection, SourceRecord
-from runwire.projections.sessions.fold import (
-    Rejected,
-    SessionRow,
-    apply_run_event,
-    apply_session_event,
-    check,
-    touch,
-)
+from runwire.projections.sessions.fold import SessionRow, fold_batch, remembered
 from runwire.settings import Settings
 
 NAME = "sessions"
@@ -84,8 +75,7 @@ class SessionsProjection(PostgresProjection):
         return SessionsProjection(self._pool, self._settings, generation=generation)
 
     def remember(self, record: SourceRecord) -> bool:
-        # Other run events only move maxima/minima, which a duplicate cannot change.
-        return record.topic == self._session_topic or isinstance(record.event.payload, RunStarted)
+        return remembered(record, self._session_topic)
 
     async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
         conn = ctx.conn
@@ -108,32 +98,10 @@ class SessionsProjection(PostgresProjection):
             f"SELECT session_id FROM {tombstone_table} WHERE session_id = ANY(%b)", (session_ids,)
         )
         tombstoned = {row[0] for row in await cur.fetchall()}
-        changed: set[str] = set()
-        deleted: dict[str, tuple[datetime, str]] = {}
-        rejections: list[Rejection] = []
-        for record in records:
-            event = record.event
-            from_session_topic = record.topic == self._session_topic
-            try:
-                check(event, record.key, from_session_topic=from_session_topic)
-            except Rejected as e:
-                rejections.append(Rejection.of(record, e.reason, str(e)))
-                continue
-            sid = event.session_id
-            if sid is None or sid in tombstoned:
-                continue
-            row = touch(rows.get(sid), sid, event.occurred_at)
-            rows[sid] = row
-            changed.add(sid)
-            if not from_session_topic:
-                apply_run_event(row, event)
-            elif apply_session_event(row, event):
-                tombstoned.add(sid)
-                deleted[sid] = (event.occurred_at, event.event_id)
-                changed.discard(sid)
-                del rows[sid]
+        outcome = fold_batch(rows, tombstoned, records, self._session_topic)
+        changed, deleted = outcome.changed, outcome.deleted
         if changed:
-            values = [_to_db(rows[sid].settle()) for sid in sorted(changed)]
+            values = [_to_db(rows[sid]) for sid in sorted(changed)]
             await conn.execute(
                 self._upsert.replace("{table}", table).encode(),
                 column_arrays(values, len(COLUMNS)),
@@ -150,4 +118,4 @@ class SessionsProjection(PostgresProjection):
                 "ON CONFLICT DO NOTHING",
                 (ids, [deleted[s][0] for s in ids], [deleted[s][1] for s in ids]),
             )
-        return rejections
+        return outcome.rejections

@@ -112,8 +112,8 @@ def _diff(actual: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]
     return problems
 
 
-async def assert_runs_match(pool: Pool, records: Sequence[SourceRecord]) -> Folded:
-    expected = fold_runs(records)
+async def assert_runs_match(pool: Pool, records: Sequence[SourceRecord], run_topic: str) -> Folded:
+    expected = fold_runs(records, run_topic)
     actual = {r["run_id"]: r for r in await table(pool, "SELECT * FROM run_status")}
     problems = _diff(actual, expected.rows)
     assert not problems, f"{len(problems)} differences, first: {problems[:10]}"

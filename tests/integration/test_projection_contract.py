@@ -24,7 +24,7 @@ from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.protocol import TopicPartition
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.settings import Settings
-from tests.integration.projection_contract import Harness, ProjectionContract
+from tests.projection_contract import Harness, ProjectionContract
 
 
 @pytest_asyncio.fixture(loop_scope="session")

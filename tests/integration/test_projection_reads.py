@@ -76,7 +76,7 @@ async def projected(settings: Settings, pool: Pool) -> tuple[Folded, Folded]:
         await caught_up(runs, settings)
         await caught_up(sessions, settings)
     records = as_records(workload.events, placed)
-    return fold_runs(records), fold_sessions(records, settings.session_events)
+    return fold_runs(records, settings.run_events), fold_sessions(records, settings.session_events)
 
 
 async def test_run_queries_filter_order_and_page(

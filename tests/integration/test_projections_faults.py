@@ -175,7 +175,7 @@ async def test_kill_9_at_random_instants_then_restart_equals_a_clean_rebuild(
         assert len(set(found)) >= 4, found
     survived = await checksums(pool)
     records = as_records(workload.events, placed)
-    await assert_runs_match(pool, records)
+    await assert_runs_match(pool, records, settings.run_events)
     await assert_sessions_match(pool, records, settings.session_events)
     # A clean rebuild of both from offset 0 gives the same tables.
     await asyncio.gather(rebuild(runs, settings), rebuild(sessions, settings))
@@ -283,7 +283,7 @@ async def test_malformed_records_are_dead_lettered_and_good_ones_applied(
     records = as_records(workload.events, placed) + as_records(
         [e for e, _ in orphans], [p for _, p in orphans]
     )
-    await assert_runs_match(pool, records)
+    await assert_runs_match(pool, records, settings.run_events)
     await assert_sessions_match(pool, records, settings.session_events)
 
 
@@ -318,7 +318,7 @@ async def test_two_instances_and_rebalances_lose_nothing_and_apply_nothing_twice
         await caught_up(runs, settings)
         await caught_up(sessions, settings)
     records = as_records(workload.events, placed)
-    await assert_runs_match(pool, records)
+    await assert_runs_match(pool, records, settings.run_events)
     await assert_sessions_match(pool, records, settings.session_events)
     assert first_runs.stats.applied > 0
     assert second_runs.stats.applied > 0
@@ -366,7 +366,7 @@ async def test_a_rebuild_while_writes_continue_ends_identical_to_the_live_projec
     assert seen == sorted(seen)
     assert len(seen) > 10
     records: list[SourceRecord] = as_records(workload.events, placed)
-    await assert_runs_match(pool, records)
+    await assert_runs_match(pool, records, settings.run_events)
     await assert_sessions_match(pool, records, settings.session_events)
     # The old copies are gone.
     left = await table(

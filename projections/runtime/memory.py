@@ -1,0 +1,78 @@
+"""The in-memory twin of a store-backed projection: the same contract, nothing running.
+
+For unit tests (the contract suite runs against it too) and for checking a
+fold against the reference without servers. A subclass keeps its rows in
+``self.state`` and folds batches into it; this base keeps positions and
+applied event ids and makes every batch atomic (the fold works on a copy
+that replaces the state only once the dead letters are written).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from typing import Generic, TypeVar
+
+from runwire.projections.runtime import rules
+from runwire.projections.runtime.protocol import (
+    ApplyResult,
+    Batch,
+    DeadLetterSink,
+    Rejection,
+    SourceRecord,
+    TopicPartition,
+)
+
+S = TypeVar("S")
+
+
+class InMemoryProjection(ABC, Generic[S]):
+    """A :class:`~runwire.projections.runtime.protocol.Projection` kept in this process."""
+
+    def __init__(self, name: str, topics: Sequence[str], state: S) -> None:
+        self._name = name
+        self._topics = tuple(topics)
+        self.state = state
+        self.positions: dict[TopicPartition, int] = {}
+        self.applied: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    @abstractmethod
+    def remember(self, record: SourceRecord) -> bool:
+        """True when applying this event twice would change the state."""
+
+    @abstractmethod
+    def fold(self, state: S, records: Sequence[SourceRecord]) -> list[Rejection]:
+        """Fold fresh records into ``state`` (a private copy); return those rejected."""
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        return self._topics
+
+    async def load_positions(
+        self, partitions: Collection[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        return {tp: self.positions.get(tp, 0) for tp in partitions}
+
+    async def apply(self, batch: Batch, dead_letters: DeadLetterSink) -> ApplyResult:
+        async with self._lock:
+            stored = {tp: self.positions.get(tp, 0) for tp in batch.next_positions}
+            fresh = rules.fresh_records(batch, stored)
+            records, duplicates = rules.drop_duplicates(fresh.records, self.remember, self.applied)
+            state = copy.deepcopy(self.state)
+            rejections = self.fold(state, records) if records else []
+            await dead_letters.send(rejections)
+            # The "commit": state, applied ids and positions change together.
+            self.state = state
+            self.applied.update(rules.remembered_ids(records, rejections, self.remember))
+            forward = rules.next_positions(batch, stored, fresh.moved)
+            self.positions.update(forward)
+        return rules.result(
+            batch, stored, forward, fresh, len(records), duplicates, len(rejections)
+        )

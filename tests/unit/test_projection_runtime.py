@@ -1,0 +1,275 @@
+"""The projection runtime's pieces and the folds' rules, with nothing running."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from runwire.contract.events import (
+    Event,
+    RunCanceled,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    RunStatus,
+    RunStatusChanged,
+    SessionCreated,
+    SessionDeleted,
+    SessionMetadataSet,
+    ToolResult,
+    ToolUse,
+    Usage,
+    UserMessage,
+)
+from runwire.errors import ConfigurationError, PublishError
+from runwire.projections.migrations.runner import load_migrations, load_sql
+from runwire.projections.runs.fold import Rejected, RunRow, apply, check
+from runwire.projections.runs.projection import TABLES as RUN_TABLES
+from runwire.projections.runtime.consumer import caused_by_record, is_transient
+from runwire.projections.runtime.dead_letters import DeadLetter, dead_letter_headers
+from runwire.projections.runtime.paging import BadPageToken, decode_token, encode_token
+from runwire.projections.runtime.pg import upsert_sql
+from runwire.projections.runtime.protocol import ProjectionError, Rejection, SourceRecord
+from runwire.projections.runtime.rebuild import RebuildProgress
+from runwire.projections.sessions.fold import SessionRow, fold_batch
+from runwire.projections.sessions.projection import TABLES as SESSION_TABLES
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def ev(payload: Any, seconds: int = 0, **kw: Any) -> Event:
+    kw.setdefault("run_id", "r1")
+    kw.setdefault("session_id", "s1")
+    return Event.create(payload, occurred_at=T0 + timedelta(seconds=seconds), **kw)
+
+
+def fold_run(*events: Event) -> RunRow:
+    row: RunRow | None = None
+    for offset, event in enumerate(events):
+        check(row, event, b"r1")
+        row = apply(row, event, 7, 100 + offset)
+    assert row is not None
+    return row
+
+
+# -- run-status rules ------------------------------------------------------------
+
+
+def test_a_run_row_counts_its_events_and_keeps_its_first_ending() -> None:
+    row = fold_run(
+        ev(
+            RunStarted(agent_id="a", parent_run_id="p", labels={"priority": "high"}),
+            0,
+            user_id="u",
+            labels={"tenant": "acme"},
+        ),
+        ev(RunStatusChanged(status=RunStatus.RUNNING), 1),
+        ev(UserMessage(parts=["hi"]), 2, turn_id="t1"),
+        ev(ToolUse(id="x", name="lookup"), 3),
+        ev(ToolResult(tool_use_id="x", is_error=True), 4),
+        ev(Usage(model="m", provider="p", input_tokens=5, output_tokens=7), 5),
+        ev(Usage(model="m", provider="p", input_tokens=1, cache_read_tokens=2), 6),
+        ev(RunFailed(error_kind="provider_error", message="no", retryable=True), 8),
+        ev(RunCompleted(), 9),  # after the ending: counted, changes no status
+    )
+    assert (row.status, row.phase, row.status_reason) == ("failed", "failed", "provider_error")
+    assert row.ended_at == T0 + timedelta(seconds=8)
+    assert row.updated_at == T0 + timedelta(seconds=9)
+    assert row.last_error is not None
+    assert row.last_error["message"] == "no"
+    assert (row.message_count, row.tool_call_count, row.tool_error_count) == (1, 1, 1)
+    assert (row.input_tokens, row.output_tokens, row.cache_read_tokens) == (6, 7, 2)
+    assert (row.agent_id, row.parent_run_id, row.user_id, row.turn_id) == ("a", "p", "u", "t1")
+    assert row.labels == {"tenant": "acme", "priority": "high"}
+    assert (row.log_partition, row.first_offset, row.last_offset, row.event_count) == (
+        7,
+        100,
+        108,
+        9,
+    )
+    assert row.pending_tool_uses == []
+
+
+def test_a_status_change_to_an_ending_ends_the_run() -> None:
+    row = fold_run(ev(RunStarted(), 0), ev(RunStatusChanged(status=RunStatus.CANCELED), 3))
+    assert row.ended
+    assert row.ended_at == T0 + timedelta(seconds=3)
+    assert fold_run(ev(RunStarted()), ev(RunCanceled(reason="user"))).status_reason == "user"
+
+
+@pytest.mark.parametrize(
+    ("events", "key", "reason"),
+    [
+        ([ev(ToolResult(tool_use_id="x"))], b"r1", "unknown_tool_use"),
+        (
+            [ev(ToolUse(id="x", name="n")), ev(ToolUse(id="x", name="n"))],
+            b"r1",
+            "duplicate_tool_use",
+        ),
+        ([ev(UserMessage(parts=["a"]))], b"r2", "key_mismatch"),
+        ([ev(SessionCreated(), run_id=None)], b"r1", "wrong_topic"),
+    ],
+)
+def test_run_events_that_cannot_apply_are_rejected(
+    events: list[Event], key: bytes, reason: str
+) -> None:
+    row: RunRow | None = None
+    *ok, last = events
+    for offset, event in enumerate(ok):
+        row = apply(row, event, 0, offset)
+    with pytest.raises(Rejected) as caught:
+        check(row, last, key)
+    assert caught.value.reason == reason
+
+
+# -- session-index rules ---------------------------------------------------------
+
+
+def record(event: Event, topic: str, offset: int) -> SourceRecord:
+    key = (event.session_id if topic == "s" else event.run_id) or ""
+    return SourceRecord(topic, 0, offset, 0, key.encode(), b"", (), event)
+
+
+def test_a_session_is_declared_updated_and_fed_by_runs() -> None:
+    rows: dict[str, SessionRow] = {}
+    tombstones: set[str] = set()
+    records = [
+        record(ev(RunStarted(), 5, run_id="r2", user_id="bob", tenant="t"), "r", 0),
+        record(ev(RunStarted(), 1, run_id="r1", user_id="bob", tenant="t"), "r", 1),
+        record(ev(UserMessage(parts=["x"]), 9, run_id="r2"), "r", 2),
+    ]
+    fold_batch(rows, tombstones, records, "s")
+    row = rows["s1"]
+    # Undeclared: the user comes from the first run, created_at from the first event.
+    assert (row.user_id, row.tenant, row.created_at) == ("bob", "t", T0 + timedelta(seconds=1))
+    assert (row.run_count, row.last_run_id, row.last_activity_at) == (
+        2,
+        "r2",
+        T0 + timedelta(seconds=9),
+    )
+    fold_batch(
+        rows,
+        tombstones,
+        [
+            record(
+                ev(SessionCreated(user_id="ada", metadata={"a": 1, "b": 2}), 0, run_id=None), "s", 0
+            ),
+            record(ev(SessionMetadataSet(key="b", value=None), 3, run_id=None), "s", 1),
+        ],
+        "s",
+    )
+    row = rows["s1"]
+    assert (row.user_id, row.created_at, row.metadata) == ("ada", T0, {"a": 1})
+
+
+def test_a_deleted_session_stays_deleted() -> None:
+    rows: dict[str, SessionRow] = {}
+    tombstones: set[str] = set()
+    out = fold_batch(
+        rows,
+        tombstones,
+        [
+            record(ev(SessionCreated(), 0, run_id=None), "s", 0),
+            record(ev(SessionDeleted(), 1, run_id=None), "s", 1),
+            record(ev(RunStarted(), 2), "r", 0),
+            record(ev(SessionCreated(), 3, run_id=None), "s", 2),
+        ],
+        "s",
+    )
+    assert rows == {}
+    assert tombstones == {"s1"}
+    assert set(out.deleted) == {"s1"}
+    assert out.changed == set()
+
+
+# -- runtime pieces -------------------------------------------------------------------
+
+
+def test_page_tokens_round_trip_and_foreign_ones_are_refused() -> None:
+    token = encode_token(T0, "r-1")
+    assert decode_token(token) == (T0, "r-1")
+    with pytest.raises(BadPageToken):
+        decode_token("not-a-token")
+
+
+@dataclass
+class FakeRecord:
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def test_dead_letter_headers_name_source_consumer_and_error() -> None:
+    rejection = Rejection(
+        topic="t.run-events",
+        partition=4,
+        offset=99,
+        key=b"r1",
+        value=b"\x00bad",
+        headers=(("runwire-type", b"tool_result"), ("runwire-dlq-reason", b"old")),
+        reason="unknown_tool_use",
+        error_class="Rejected",
+        message="x" * 5000,
+    )
+    headers = dead_letter_headers(rejection, "runs")
+    letter = DeadLetter.from_record(FakeRecord(1, 7, 0, b"r1", b"\x00bad", headers))
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        "t.run-events",
+        4,
+        99,
+    )
+    assert (letter.consumer, letter.reason, letter.error_class) == (
+        "runs",
+        "unknown_tool_use",
+        "Rejected",
+    )
+    assert len(letter.message) <= 2000
+    assert letter.original_headers == (("runwire-type", b"tool_result"),)
+    assert letter.as_dict()["value_bytes"] == 4
+
+
+def test_failures_are_told_apart_retry_dead_letter_or_stop() -> None:
+    assert is_transient(psycopg.OperationalError("connection lost"))
+    assert is_transient(KafkaConnectionError())
+    assert is_transient(PublishError("broker gone"))
+    assert caused_by_record(psycopg.errors.NumericValueOutOfRange("too big"))
+    assert caused_by_record(ValueError("a fold bug on one record"))
+    assert not caused_by_record(psycopg.OperationalError("connection lost"))
+    assert not caused_by_record(ProjectionError("copy dropped"))
+    assert not caused_by_record(ConfigurationError("bad dsn"))
+    assert not caused_by_record(psycopg.errors.SyntaxError("a broken statement"))
+
+
+def test_rebuild_progress_reports_rate_and_eta() -> None:
+    progress = RebuildProgress(generation=2, done=500, total=2000, elapsed=2.0)
+    assert progress.rate == 250
+    assert progress.eta == 6.0
+    assert RebuildProgress(generation=2, done=0, total=10, elapsed=0).eta is None
+
+
+def test_upserts_send_binary_arrays_and_cast_jsonb() -> None:
+    statement = upsert_sql("t", [("id", "text"), ("doc", "jsonb"), ("n", "int")], "id")
+    assert "unnest(%b::text[], %b::text[], %b::int[])" in statement
+    assert "u.doc::jsonb" in statement
+    assert statement.endswith("ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, n = EXCLUDED.n")
+
+
+@pytest.mark.parametrize("tables", [RUN_TABLES, SESSION_TABLES])
+def test_migrations_create_every_table_of_a_copy(tables: Any) -> None:
+    migrations = load_migrations(tables.package)
+    assert [m.version for m in migrations] == sorted({m.version for m in migrations})
+    rendered = "\n".join(m.render({"gen": "g7"}) for m in migrations)
+    assert "{{" not in rendered
+    for base in tables.tables:
+        assert f"CREATE TABLE {base}__g7 " in rendered
+    views = load_sql(tables.package, "view.sql").replace("{{gen}}", "g7")
+    for view in tables.views:
+        assert f"CREATE VIEW {view} AS SELECT * FROM {view}__g7" in views
