@@ -14,7 +14,17 @@ from typing import Any
 
 import pytest
 
-from runwire.contract.events import Event
+from runwire.contract.events import (
+    Event,
+    RunCompleted,
+    RunStarted,
+    SessionCreated,
+    SessionEnded,
+    SessionMetadataSet,
+    ToolResult,
+    ToolUse,
+    UserMessage,
+)
 from runwire.projections.runtime.protocol import (
     Batch,
     Projection,
@@ -52,6 +62,37 @@ class Harness:
     bad: Event
     key: Callable[[Event], bytes]
     state: Callable[[], Awaitable[Any]]
+
+
+def run_scenario() -> tuple[list[Event], Event]:
+    """Run events a run-status projection applies in order, and one it must reject."""
+
+    def run_event(payload: Any) -> Event:
+        return Event.create(payload, run_id="r1", session_id="s1", user_id="u1")
+
+    good = [
+        run_event(RunStarted(agent_id="a")),
+        run_event(UserMessage(parts=["hi"])),
+        run_event(ToolUse(id="t1", name="lookup")),
+        run_event(ToolResult(tool_use_id="t1", content=1, is_error=True)),
+        run_event(RunCompleted()),
+    ]
+    return good, run_event(ToolResult(tool_use_id="t-unknown"))
+
+
+def session_scenario() -> tuple[list[Event], Event]:
+    """Session events a session index applies in order, and one it must reject."""
+
+    def session_event(payload: Any) -> Event:
+        return Event.create(payload, session_id="s1")
+
+    good = [
+        session_event(SessionCreated(user_id="u1", metadata={"a": 1})),
+        session_event(SessionMetadataSet(key="b", value=[1, 2])),
+        session_event(SessionEnded()),
+    ]
+    # A run event on the session topic is in the wrong place.
+    return good, Event.create(RunStarted(), run_id="r1", session_id="s1")
 
 
 def records(h: Harness, events: Sequence[Event], first_offset: int) -> list[SourceRecord]:

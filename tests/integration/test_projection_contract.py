@@ -10,21 +10,18 @@ from psycopg.rows import dict_row
 
 from runwire.contract.events import (
     Event,
-    RunCompleted,
-    RunStarted,
-    SessionCreated,
-    SessionEnded,
-    SessionMetadataSet,
-    ToolResult,
-    ToolUse,
-    UserMessage,
 )
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.protocol import TopicPartition
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.settings import Settings
-from tests.projection_contract import Harness, ProjectionContract
+from tests.projection_contract import (
+    Harness,
+    ProjectionContract,
+    run_scenario,
+    session_scenario,
+)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -52,6 +49,7 @@ class TestRunStatusContract(ProjectionContract):
     async def harness(self, pool: Pool, settings: Settings) -> Harness:
         projection = RunsProjection(pool, settings)
         await projection.prepare()
+        good, bad = run_scenario()
 
         async def state() -> Any:
             return await rows(pool, "SELECT * FROM run_status ORDER BY run_id")
@@ -59,14 +57,8 @@ class TestRunStatusContract(ProjectionContract):
         return Harness(
             projection=projection,
             tp=TopicPartition(settings.run_events, 3),
-            good=[
-                run_event(RunStarted(agent_id="a")),
-                run_event(UserMessage(parts=["hi"])),
-                run_event(ToolUse(id="t1", name="lookup")),
-                run_event(ToolResult(tool_use_id="t1", content=1, is_error=True)),
-                run_event(RunCompleted()),
-            ],
-            bad=run_event(ToolResult(tool_use_id="t-unknown")),
+            good=good,
+            bad=bad,
             key=lambda e: (e.run_id or "").encode(),
             state=state,
         )
@@ -81,6 +73,7 @@ class TestSessionIndexContract(ProjectionContract):
     async def harness(self, pool: Pool, settings: Settings) -> Harness:
         projection = SessionsProjection(pool, settings)
         await projection.prepare()
+        good, bad = session_scenario()
 
         async def state() -> Any:
             return (
@@ -91,13 +84,8 @@ class TestSessionIndexContract(ProjectionContract):
         return Harness(
             projection=projection,
             tp=TopicPartition(settings.session_events, 1),
-            good=[
-                session_event(SessionCreated(user_id="u1", metadata={"a": 1})),
-                session_event(SessionMetadataSet(key="b", value=[1, 2])),
-                session_event(SessionEnded()),
-            ],
-            # A run event on the session topic is in the wrong place.
-            bad=Event.create(RunStarted(), run_id="r1", session_id="s1"),
+            good=good,
+            bad=bad,
             key=lambda e: (e.session_id or "").encode(),
             state=state,
         )

@@ -15,14 +15,7 @@ import pytest
 
 from runwire.contract.events import (
     Event,
-    RunCompleted,
-    RunStarted,
-    SessionCreated,
-    SessionEnded,
-    SessionMetadataSet,
     ToolResult,
-    ToolUse,
-    UserMessage,
 )
 from runwire.contract.routing import record_key
 from runwire.projections.reference import fold_runs, fold_sessions
@@ -31,19 +24,22 @@ from runwire.projections.runtime.protocol import Batch, SourceRecord, TopicParti
 from runwire.projections.sessions.fold import BOOKKEEPING
 from runwire.projections.sessions.memory import InMemorySessions
 from runwire.projections.workload import synthetic_events
-from tests.projection_contract import Harness, ProjectionContract, RecordingSink
+from tests.projection_contract import (
+    Harness,
+    ProjectionContract,
+    RecordingSink,
+    run_scenario,
+    session_scenario,
+)
 
 RUN_TOPIC, SESSION_TOPIC = "run-events", "session-events"
-
-
-def run_event(payload: Any) -> Event:
-    return Event.create(payload, run_id="r1", session_id="s1", user_id="u1")
 
 
 class TestInMemoryRunsContract(ProjectionContract):
     @pytest.fixture
     def harness(self) -> Harness:
         projection = InMemoryRuns(RUN_TOPIC)
+        good, bad = run_scenario()
 
         async def state() -> Any:
             return {k: asdict(v) for k, v in projection.state.items()}
@@ -51,14 +47,8 @@ class TestInMemoryRunsContract(ProjectionContract):
         return Harness(
             projection=projection,
             tp=TopicPartition(RUN_TOPIC, 3),
-            good=[
-                run_event(RunStarted(agent_id="a")),
-                run_event(UserMessage(parts=["hi"])),
-                run_event(ToolUse(id="t1", name="lookup")),
-                run_event(ToolResult(tool_use_id="t1", content=1, is_error=True)),
-                run_event(RunCompleted()),
-            ],
-            bad=run_event(ToolResult(tool_use_id="t-unknown")),
+            good=good,
+            bad=bad,
             key=lambda e: (e.run_id or "").encode(),
             state=state,
         )
@@ -73,18 +63,12 @@ class TestInMemorySessionsContract(ProjectionContract):
             s = projection.state
             return {k: asdict(v) for k, v in s.rows.items()}, set(s.tombstones)
 
-        def session_event(payload: Any) -> Event:
-            return Event.create(payload, session_id="s1")
-
+        good, bad = session_scenario()
         return Harness(
             projection=projection,
             tp=TopicPartition(SESSION_TOPIC, 1),
-            good=[
-                session_event(SessionCreated(user_id="u1", metadata={"a": 1})),
-                session_event(SessionMetadataSet(key="b", value=[1, 2])),
-                session_event(SessionEnded()),
-            ],
-            bad=Event.create(RunStarted(), run_id="r1", session_id="s1"),
+            good=good,
+            bad=bad,
             key=lambda e: (e.session_id or "").encode(),
             state=state,
         )
