@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     model_timeout_seconds: float = 60.0
     model_max_retries: int = 4
     max_turns: int = 16
+
+    # HTTP API: comma-separated ``KEY:USER_ID`` (``KEY:USER_ID:read`` for read-only keys).
+    api_keys: SecretStr | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535)
 
     def topic(self, name: str) -> str:
         """The full name of a topic, prefix included."""

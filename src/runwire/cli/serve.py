@@ -72,18 +72,23 @@ def services() -> dict[str, Service]:
     found: dict[str, Service] = {f"projector-{name}": _projector for name in CATALOG}
     found["orchestrator"] = _service
     found["tools"] = _service
+    from runwire.cli.api import api_service
+
+    found["api"] = api_service
     return found
 
 
 def serve(
     name: str = typer.Argument(
-        ..., help="projector-runs | projector-sessions | ... | orchestrator | tools"
+        ..., help="projector-runs | projector-sessions | ... | orchestrator | tools | api"
     ),
     instance_id: str | None = typer.Option(
         None, "--instance-id", help="Static consumer-group member id (fast restarts)."
     ),
     max_records: int | None = typer.Option(None, help="Records per fetch."),
     log_level: str = typer.Option("INFO", help="Logging level."),
+    host: str | None = typer.Option(None, help="Address the API listens on (api)."),
+    port: int | None = typer.Option(None, help="Port the API listens on (api)."),
 ) -> None:
     """Run a service until SIGTERM / SIGINT."""
     known = services()
@@ -104,6 +109,10 @@ def serve(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            await known[name](name, Settings(), stop, instance_id, max_records)
+            given = {"api_host": host, "api_port": port}
+            settings = Settings().model_copy(
+                update={k: v for k, v in given.items() if v is not None}
+            )
+            await known[name](name, settings, stop, instance_id, max_records)
 
         asyncio.run(main())

@@ -1,0 +1,53 @@
+"""Reads scoped to the caller: another user's session or run is "not found".
+
+The 404 for another user's id is built by the same call as the one for an
+unknown id (:meth:`ApiError.not_found`), so the two cannot be told apart.
+A session or run with no user at all (written by the SDK without a
+``user_id``) belongs to nobody and is visible to no API key.
+"""
+
+from __future__ import annotations
+
+from runwire.errors import NotFoundError
+from runwire.projections.runs.fold import Run
+from runwire.projections.sessions.fold import Session
+from runwire.services.api.auth import Principal
+from runwire.services.api.backends import Backends
+from runwire.services.api.errors import ApiError
+
+__all__ = ["owned_run", "owned_session", "session_is_free"]
+
+
+async def owned_session(backends: Backends, principal: Principal, session_id: str) -> Session:
+    """The caller's session ``session_id``; 404 when unknown, deleted or another user's."""
+    try:
+        session = await backends.sessions.get(session_id)
+    except NotFoundError:
+        raise ApiError.not_found("session", session_id) from None
+    if session.user_id != principal.user_id:
+        raise ApiError.not_found("session", session_id)
+    return session
+
+
+async def owned_run(backends: Backends, principal: Principal, run_id: str) -> Run:
+    """The caller's run ``run_id``; 404 when unknown or another user's."""
+    try:
+        run = await backends.runs.get(run_id)
+    except NotFoundError:
+        raise ApiError.not_found("run", run_id) from None
+    if run.user_id != principal.user_id:
+        raise ApiError.not_found("run", run_id)
+    return run
+
+
+async def session_is_free(backends: Backends, principal: Principal, session_id: str) -> None:
+    """Pass when a run of the caller may go into ``session_id``: a session of the caller,
+    or an id no session has had. 404 for another user's or a deleted session."""
+    try:
+        session = await backends.sessions.get(session_id)
+    except NotFoundError:
+        if await backends.sessions.is_deleted(session_id):
+            raise ApiError.not_found("session", session_id) from None
+        return
+    if session.user_id != principal.user_id:
+        raise ApiError.not_found("session", session_id)

@@ -1,0 +1,180 @@
+"""The bodies the API takes and gives (pydantic: validated in, documented in /openapi.json)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from runwire.contract.events import JsonValue
+from runwire.transcript.messages import Message
+
+__all__ = [
+    "CancelRequest",
+    "Control",
+    "PositionOut",
+    "RunOut",
+    "RunPage",
+    "SessionOut",
+    "SessionPage",
+    "StartRunRequest",
+    "StartRunResponse",
+    "ToolResultIn",
+    "ToolResultsRequest",
+    "TranscriptOut",
+]
+
+MAX_PROMPT_CHARS = 200_000
+Id = Field(min_length=1, max_length=200)
+SessionStatus = Literal["active", "ended"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True, frozen=True)
+
+
+# -- reads ---------------------------------------------------------------------------
+
+
+class SessionOut(_Out):
+    """A session as the session index sees it."""
+
+    session_id: str
+    user_id: str | None
+    tenant: str | None
+    metadata: dict[str, Any]
+    labels: dict[str, str]
+    status: str
+    created_at: datetime
+    ended_at: datetime | None
+    cleared_at: datetime | None
+    last_activity_at: datetime
+    run_count: int
+    last_run_id: str | None
+    last_run_at: datetime | None
+
+
+class SessionPage(_Out):
+    items: list[SessionOut]
+    next_page: str | None = Field(description="pass as ?page= for the next page; null at the end")
+
+
+class RunOut(_Out):
+    """A run as the run-status store sees it (``log_*``: where its events lie)."""
+
+    run_id: str
+    session_id: str | None
+    agent_id: str | None
+    turn_id: str | None
+    user_id: str | None
+    parent_run_id: str | None
+    status: str
+    phase: str | None
+    status_reason: str | None
+    labels: dict[str, str]
+    started_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    message_count: int
+    tool_call_count: int
+    tool_error_count: int
+    input_tokens: int
+    output_tokens: int
+    last_error: dict[str, Any] | None
+    pending_tool_uses: list[str]
+    event_count: int
+    log_partition: int
+    first_offset: int
+    last_offset: int
+
+
+class RunPage(_Out):
+    items: list[RunOut]
+    next_page: str | None = Field(description="pass as ?page= for the next page; null at the end")
+
+
+class TranscriptOut(_Out):
+    """The run's canonical messages (thinking signatures and redacted bytes as stored)."""
+
+    run_id: str
+    status: str
+    messages: list[Message]
+
+
+# -- writes --------------------------------------------------------------------------
+
+
+class StartRunRequest(_In):
+    """Start a run: the prompt becomes the run's first user message."""
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    agent_id: str | None = Field(default=None, min_length=1, max_length=200)
+    session_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="an existing session of the caller, or a new id; omitted: a new session",
+    )
+    turn_id: str | None = Field(default=None, min_length=1, max_length=200)
+    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the prompt is blank")
+        return value
+
+
+class PositionOut(_Out):
+    """Where an event lies in the log."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class StartRunResponse(_Out):
+    run_id: str
+    session_id: str
+    position: PositionOut = Field(description="where the run's first event lies")
+    visible: bool = Field(
+        description="true when the run-status store and session index already show the run"
+    )
+
+
+class CancelRequest(_In):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ToolResultIn(_In):
+    tool_use_id: str = Id
+    content: JsonValue = None
+    is_error: bool = False
+
+
+class ToolResultsRequest(_In):
+    """Results for tool calls of the run that no registered tool answers."""
+
+    results: list[ToolResultIn] = Field(min_length=1, max_length=100)
+
+    @field_validator("results")
+    @classmethod
+    def _unique(cls, value: list[ToolResultIn]) -> list[ToolResultIn]:
+        ids = [r.tool_use_id for r in value]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"tool_use_id repeated: {', '.join(repeated)}")
+        return value
+
+
+class Control(_Out):
+    """What a cancel or a resume wrote."""
+
+    run_id: str
+    positions: list[PositionOut]

@@ -1,0 +1,170 @@
+"""The seams of the API: what it reads and what it writes through.
+
+The production implementations are the projections' read APIs
+(:class:`~runwire.projections.runs.store.RunStore`,
+:class:`~runwire.projections.sessions.store.SessionIndex`,
+:class:`~runwire.projections.transcripts.reader.TranscriptCache`) and
+:class:`ClientRunControl` over the runs API; unit tests pass in-memory twins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from runwire.client import Client
+from runwire.contract.events import Event
+from runwire.projections.runs.fold import Run
+from runwire.projections.runtime.paging import Page
+from runwire.projections.runtime.protocol import LogPosition
+from runwire.projections.sessions.fold import Session
+from runwire.publisher import Position
+from runwire.transcript.messages import Message, ToolResultPart
+
+__all__ = [
+    "ClientRunControl",
+    "RunControl",
+    "RunReader",
+    "SessionReader",
+    "StartedRun",
+    "TranscriptReader",
+]
+
+
+class RunReader(Protocol):
+    """The run-status store as the API reads it."""
+
+    async def get(self, run_id: str) -> Run:
+        """The run; ``NotFoundError`` when unknown."""
+        ...
+
+    async def list(
+        self,
+        *,
+        session_id: str | None = None,
+        status: str | None = None,
+        page: str | None = None,
+        limit: int = 50,
+        oldest_first: bool = False,
+    ) -> Page[Run]:
+        """Runs matching the filters, newest first unless ``oldest_first``, keyset-paged."""
+        ...
+
+    async def wait_for(self, position: LogPosition, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Return once the store has applied ``position``; ``NotCaughtUpError`` on timeout."""
+        ...
+
+
+class SessionReader(Protocol):
+    """The session index as the API reads it."""
+
+    async def get(self, session_id: str) -> Session:
+        """The session; ``NotFoundError`` when unknown or deleted."""
+        ...
+
+    async def list(
+        self,
+        *,
+        user_id: str | None = None,
+        status: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        page: str | None = None,
+        limit: int = 50,
+    ) -> Page[Session]:
+        """Sessions matching the filters, most recently active first, keyset-paged."""
+        ...
+
+    async def is_deleted(self, session_id: str) -> bool:
+        """True when the session was deleted (its id is never reused)."""
+        ...
+
+    async def wait_for(self, position: LogPosition, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Return once the index has applied ``position``; ``NotCaughtUpError`` on timeout."""
+        ...
+
+
+class TranscriptReader(Protocol):
+    """The transcript cache as the API reads it."""
+
+    async def get(self, run_id: str) -> list[Message]:
+        """The run's canonical messages; ``NotFoundError`` when unknown."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StartedRun:
+    """A run the log now holds: its id and where its first event lies."""
+
+    run_id: str
+    position: Position
+
+
+class RunControl(Protocol):
+    """Writes to the log on behalf of a caller, and the live read of one run's events."""
+
+    async def start_run(
+        self,
+        *,
+        agent_id: str | None,
+        prompt: str,
+        session_id: str,
+        user_id: str,
+        labels: Mapping[str, str],
+        turn_id: str | None,
+    ) -> StartedRun:
+        """Publish ``run_started`` and the prompt as one atomic batch."""
+        ...
+
+    async def cancel(self, run_id: str, reason: str | None) -> Position:
+        """Publish ``run_canceled``."""
+        ...
+
+    async def resume(self, run_id: str, results: Sequence[ToolResultPart]) -> list[Position]:
+        """Publish tool results (deterministic ids: a repeat is a harmless duplicate)."""
+        ...
+
+    def events(self, run: Run) -> AsyncIterator[Event]:
+        """The run's events in log order from its first one, live; ends after its terminal event."""
+        ...
+
+
+class ClientRunControl:
+    """:class:`RunControl` over a started :class:`~runwire.client.Client`."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    async def start_run(
+        self,
+        *,
+        agent_id: str | None,
+        prompt: str,
+        session_id: str,
+        user_id: str,
+        labels: Mapping[str, str],
+        turn_id: str | None,
+    ) -> StartedRun:
+        handle = await self._client.run(
+            agent_id,
+            prompt,
+            session_id=session_id,
+            user_id=user_id,
+            labels=labels,
+            turn_id=turn_id,
+        )
+        assert handle.first_offset is not None  # a run just published knows where it starts
+        topic = self._client.settings.run_events
+        return StartedRun(handle.run_id, Position(topic, handle.partition, handle.first_offset))
+
+    async def cancel(self, run_id: str, reason: str | None) -> Position:
+        return await self._client.cancel(run_id, reason=reason)
+
+    async def resume(self, run_id: str, results: Sequence[ToolResultPart]) -> list[Position]:
+        return await self._client.resume(run_id, results)
+
+    def events(self, run: Run) -> AsyncIterator[Event]:
+        handle = self._client.handle(
+            run.run_id, session_id=run.session_id, first_offset=run.first_offset
+        )
+        return handle.events(from_start=True, until_end=True, follow=True)

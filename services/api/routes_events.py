@@ -1,0 +1,60 @@
+"""``GET /v1/runs/{run_id}/events``: the run's events, live, as Server-Sent Events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request
+from fastapi.responses import StreamingResponse
+
+from runwire.services.api.access import owned_run
+from runwire.services.api.auth import Caller
+from runwire.services.api.backends import Using
+from runwire.services.api.metrics import ApiMetrics
+from runwire.services.api.sse import run_event_stream
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/runs", tags=["runs"])
+
+
+@router.get(
+    "/{run_id}/events",
+    response_class=StreamingResponse,
+    summary="The run's events from its first one, then live (text/event-stream)",
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def run_events(
+    request: Request,
+    principal: Caller,
+    using: Using,
+    run_id: Annotated[str, Path(min_length=1, max_length=200)],
+    last_event_id: Annotated[str | None, Header(max_length=200)] = None,
+) -> StreamingResponse:
+    """Every event of the run in log order, read from the log from the run's first
+    event, then live until its terminal event; see docs/http-api.md for the framing."""
+    run = await owned_run(using, principal, run_id)
+    metrics: ApiMetrics = request.app.state.metrics
+    body = run_event_stream(
+        run_id,
+        using.control.events(run),
+        last_event_id=last_event_id,
+        keepalive=using.options.keepalive_seconds,
+        closing=request.app.state.closing,
+    )
+
+    async def counted() -> AsyncIterator[bytes]:
+        metrics.open_streams.inc()
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            metrics.open_streams.dec()
+            await body.aclose()
+
+    return StreamingResponse(
+        counted(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

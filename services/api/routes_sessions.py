@@ -1,0 +1,95 @@
+"""``/v1/sessions``: the caller's sessions and their runs, newest first, keyset-paged."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+
+from runwire.services.api.access import owned_session
+from runwire.services.api.auth import Caller
+from runwire.services.api.backends import Using
+from runwire.services.api.errors import ApiError
+from runwire.services.api.models import RunOut, RunPage, SessionOut, SessionPage, SessionStatus
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+Limit = Annotated[int, Query(ge=1, le=200, description="items per page")]
+PageToken = Annotated[
+    str | None, Query(max_length=500, description="the next_page of the previous page")
+]
+SessionId = Annotated[str, Path(min_length=1, max_length=200)]
+RunStatusName = Literal[
+    "pending", "running", "awaiting_tools", "paused", "completed", "failed", "canceled"
+]
+
+
+def _labels(raw: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in raw:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"query.label: {item!r} is not KEY:VALUE",
+                problems=[{"where": "query.label", "what": f"{item!r} is not KEY:VALUE"}],
+            )
+        labels[key] = value
+    return labels
+
+
+@router.get("", response_model=SessionPage, summary="The caller's sessions, newest first")
+async def list_sessions(
+    principal: Caller,
+    using: Using,
+    status: Annotated[SessionStatus | None, Query()] = None,
+    label: Annotated[
+        list[str],
+        Query(max_length=20, description="KEY:VALUE; repeat for several (all must match)"),
+    ] = [],  # noqa: B006 - FastAPI copies query defaults
+    limit: Limit = 50,
+    page: PageToken = None,
+) -> SessionPage:
+    """Sessions by last activity, most recent first; ``next_page`` pages on."""
+    found = await using.sessions.list(
+        user_id=principal.user_id, status=status, labels=_labels(label), page=page, limit=limit
+    )
+    return SessionPage(
+        items=[SessionOut.model_validate(s) for s in found.items], next_page=found.next_page
+    )
+
+
+@router.get("/{session_id}", response_model=SessionOut, summary="One session of the caller")
+async def get_session(principal: Caller, using: Using, session_id: SessionId) -> SessionOut:
+    return SessionOut.model_validate(await owned_session(using, principal, session_id))
+
+
+@router.get("/{session_id}/runs", response_model=RunPage, summary="The runs of a session")
+async def list_session_runs(
+    principal: Caller,
+    using: Using,
+    session_id: SessionId,
+    status: Annotated[RunStatusName | None, Query()] = None,
+    order: Annotated[Literal["newest", "oldest"], Query()] = "newest",
+    limit: Limit = 50,
+    page: PageToken = None,
+) -> RunPage:
+    """The caller's runs in the session, by start time (``order=oldest``: conversation order).
+
+    Runs another user wrote into the session (the SDK does not stop that) are
+    left out, so a page may hold fewer than ``limit`` items; ``next_page``
+    still pages on correctly.
+    """
+    await owned_session(using, principal, session_id)
+    found = await using.runs.list(
+        session_id=session_id,
+        status=status,
+        page=page,
+        limit=limit,
+        oldest_first=order == "oldest",
+    )
+    mine = [RunOut.model_validate(r) for r in found.items if r.user_id == principal.user_id]
+    return RunPage(items=mine, next_page=found.next_page)

@@ -1,0 +1,122 @@
+"""Server-Sent Events: a run's events as a ``text/event-stream``.
+
+Contract of :func:`run_event_stream`:
+- Starts with ``retry: 2000``; then one message per event of the run, in log
+  order: ``id:`` the event_id, ``event:`` the event type, ``data:`` the event
+  as JSON (the envelope with its typed payload).
+- After the run's terminal event, one ``event: end`` message whose data is
+  ``{"run_id", "status"}``, and the stream closes.
+- Given ``last_event_id`` (the ``Last-Event-ID`` header of a reconnecting
+  client), the events up to and including that one are not sent again.
+- While nothing happens, a ``: keepalive`` comment every ``keepalive``
+  seconds, so proxies keep the connection and a gone client is noticed.
+- A failure while reading the log ends the stream with ``event: error``
+  (``{"message"}``); the client may reconnect with its last id.
+- When ``closing`` is set (the server is shutting down), the stream ends at
+  once with a ``: server closing`` comment and no ``end`` message, so the
+  client reconnects (to another instance) with its last id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Final
+
+from runwire.client import TERMINAL_EVENTS
+from runwire.contract.events import Event
+
+__all__ = ["comment", "message", "run_event_stream"]
+
+log = logging.getLogger(__name__)
+
+_END: Final = object()
+_CLOSING: Final = object()
+
+
+def message(data: str, *, event: str | None = None, event_id: str | None = None) -> bytes:
+    """One SSE message (``data`` may hold newlines: each becomes its own ``data:`` line)."""
+    lines: list[str] = []
+    if event_id is not None:
+        lines.append(f"id: {event_id}")
+    if event is not None:
+        lines.append(f"event: {event}")
+    lines += [f"data: {line}" for line in data.split("\n")]
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+def comment(text: str) -> bytes:
+    return f": {text}\n\n".encode()
+
+
+async def _pump(events: AsyncIterator[Event], queue: asyncio.Queue[object]) -> None:
+    try:
+        async for event in events:
+            await queue.put(event)
+        await queue.put(_END)
+    except Exception as e:
+        log.warning("reading run events for a stream failed: %r", e)
+        await queue.put(e)
+    finally:
+        # Cancelled while parked on a full queue, the generator is suspended at
+        # a yield: close it now so its log subscription ends with the stream.
+        aclose = getattr(events, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _close_on(closing: asyncio.Event, queue: asyncio.Queue[object]) -> None:
+    await closing.wait()
+    await queue.put(_CLOSING)
+
+
+async def run_event_stream(
+    run_id: str,
+    events: AsyncIterator[Event],
+    *,
+    last_event_id: str | None = None,
+    keepalive: float = 15.0,
+    closing: asyncio.Event | None = None,
+) -> AsyncGenerator[bytes, None]:
+    """The SSE body for ``events`` (see the module contract)."""
+    queue: asyncio.Queue[object] = asyncio.Queue(maxsize=256)
+    tasks = [asyncio.create_task(_pump(events, queue), name=f"sse pump {run_id}")]
+    if closing is not None:
+        tasks.append(asyncio.create_task(_close_on(closing, queue)))
+    skipping = last_event_id is not None
+    status: str | None = None
+    try:
+        yield b"retry: 2000\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), keepalive)
+            except TimeoutError:
+                yield comment("keepalive")
+                continue
+            if item is _CLOSING:
+                yield comment("server closing; reconnect with Last-Event-ID")
+                return
+            if item is _END:
+                yield message(json.dumps({"run_id": run_id, "status": status}), event="end")
+                return
+            if isinstance(item, BaseException):
+                yield message(
+                    json.dumps({"message": f"reading the log failed: {item}"}), event="error"
+                )
+                return
+            assert isinstance(item, Event)
+            if item.type in TERMINAL_EVENTS:
+                status = TERMINAL_EVENTS[item.type].value
+            if skipping:
+                skipping = item.event_id != last_event_id
+                continue
+            yield message(item.model_dump_json(), event=item.type.value, event_id=item.event_id)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
