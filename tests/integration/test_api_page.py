@@ -1,0 +1,222 @@
+"""The web page in a real browser (headless Chromium): a run's transcript, drawn live over SSE.
+
+Chromium is a system package (``./dev test`` installs it) driven over the
+DevTools protocol, so the test can wait for what the page shows instead of
+sleeping. The page is given the key in the URL fragment (never sent to the
+server; the page removes it from the address bar at once) and opens the
+session and run named there. Screenshots land in the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import itertools
+import json
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from runwire.services.orchestrator.wiring import orchestrator_service
+from runwire.services.tools.wiring import tool_runner_service
+from runwire.settings import Settings
+from tests.helpers import assert_eventually
+from tests.integration.api_support import ALICE, api, auth, projectors, wait_status
+
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--remote-debugging-port=0",
+)
+
+
+class DevTools:
+    """The browser's DevTools socket: one call at a time (events in between are skipped)."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self._socket = socket
+        self._ids = itertools.count(1)
+
+    async def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        message_id = next(self._ids)
+        message: dict[str, Any] = {"id": message_id, "method": method, "params": params}
+        if session is not None:
+            message["sessionId"] = session
+        await self._socket.send(json.dumps(message))
+        while True:
+            reply = json.loads(await self._socket.recv())
+            if reply.get("id") == message_id:
+                assert "error" not in reply, f"{method}: {reply['error']}"
+                result: dict[str, Any] = reply["result"]
+                return result
+
+
+class Page:
+    """One browser tab (a flat session on the browser's socket)."""
+
+    def __init__(self, tools: DevTools, session_id: str) -> None:
+        self._tools = tools
+        self._session = session_id
+
+    async def send(self, method: str, **params: Any) -> dict[str, Any]:
+        return await self._tools.call(method, self._session, **params)
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    async def screenshot(self, path: Path) -> None:
+        shot = await self.send("Page.captureScreenshot", format="png")
+        await asyncio.to_thread(path.write_bytes, base64.b64decode(shot["data"]))
+
+
+@contextlib.asynccontextmanager
+async def browser_page(url: str, profile: Path) -> AsyncIterator[Page]:
+    """A fresh headless Chromium (own profile) showing ``url`` in a 1400x900 tab."""
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert binary, "chromium is not installed: apt-get install chromium (./dev test does)"
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        "about:blank",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    drain: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                line = (await process.stderr.readline()).decode(errors="replace")
+                assert line, "chromium exited before its DevTools endpoint was up"
+                found = re.search(r"DevTools listening on (ws://\S+)", line)
+                if found:
+                    break
+        stderr = process.stderr
+
+        async def discard() -> None:  # chromium keeps logging; a full pipe would stall it
+            while await stderr.read(65536):
+                pass
+
+        drain = asyncio.create_task(discard())
+        async with connect(found.group(1), max_size=None) as socket:
+            tools = DevTools(socket)
+            target = await tools.call("Target.createTarget", url="about:blank")
+            attached = await tools.call(
+                "Target.attachToTarget", targetId=target["targetId"], flatten=True
+            )
+            page = Page(tools, attached["sessionId"])
+            await page.send(
+                "Emulation.setDeviceMetricsOverride",
+                width=1400,
+                height=900,
+                deviceScaleFactor=1,
+                mobile=False,
+            )
+            await page.send("Page.enable")
+            await page.send("Page.navigate", url=url)
+            yield page
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
+        if drain is not None:
+            drain.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await drain
+
+
+def entries(kind: str) -> str:
+    """JS: the texts of the transcript entries of CSS class ``kind``."""
+    return f"[...document.querySelectorAll('#transcript li.{kind}')].map(e => e.textContent)"
+
+
+async def test_the_page_draws_a_runs_transcript_live_from_the_event_stream(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with (
+        projectors(settings),
+        orchestrator_service(settings),
+        # A slow calculator keeps the run open while the page is watching it.
+        tool_runner_service(settings, tool_latency=4.0),
+        api(settings) as rw,
+    ):
+        started = await rw.http.post(
+            "/v1/runs",
+            json={"prompt": "what is 12 * (3 + 4)?", "session_id": "s-page"},
+            headers=auth(ALICE),
+        )
+        run_id = started.json()["run_id"]
+        url = f"{rw.url}/#key={ALICE}&session=s-page&run={run_id}"
+        async with browser_page(url, tmp_path / "profile") as page:
+
+            async def tool_call_drawn_while_live() -> bool:
+                assert await page.evaluate(entries("tool-use") + ".length") == 1
+                return True
+
+            await assert_eventually(tool_call_drawn_while_live, timeout=15)
+            live = {
+                "live": await page.evaluate("document.getElementById('live').innerText"),
+                "results": await page.evaluate(entries("tool-result")),
+            }
+            await page.screenshot(tmp_path / "live.png")
+
+            async def run_ended_on_the_page() -> bool:
+                assert await page.evaluate("document.getElementById('live').innerText") == "ended"
+                listed = "document.querySelector('#run-list li.selected .badge')?.textContent"
+                assert await page.evaluate(listed) == "completed"  # the run list caught up
+                return True
+
+            await assert_eventually(run_ended_on_the_page, timeout=20)
+            await page.screenshot(tmp_path / "ended.png")
+            seen = {
+                "href": await page.evaluate("location.href"),
+                "whoami": await page.evaluate("document.getElementById('whoami').innerText"),
+                "session": await page.evaluate(
+                    "document.querySelector('#session-list li.selected').dataset.id"
+                ),
+                "status": await page.evaluate("document.getElementById('run-status').innerText"),
+                "order": await page.evaluate(
+                    "[...document.querySelectorAll('#transcript li')].map(e => e.className)"
+                ),
+                "user": await page.evaluate(entries("user")),
+                "thinking": await page.evaluate(entries("thinking")),
+                "tool_use": await page.evaluate(entries("tool-use")),
+                "tool_result": await page.evaluate(entries("tool-result")),
+                "assistant": await page.evaluate(entries("assistant")),
+            }
+        await wait_status(rw.http, run_id, "completed")
+
+    # While the calculator was still working, the page already showed its call, live.
+    assert live == {"live": "live", "results": []}
+    assert ALICE not in seen["href"]  # the key left the address bar at once
+    assert seen["whoami"] == "alice"
+    assert seen["session"] == "s-page"
+    assert seen["status"] == "completed"
+    assert len(seen["user"]) == 1
+    assert "what is 12 * (3 + 4)?" in seen["user"][0]
+    assert "calculator" in seen["tool_use"][0]
+    assert '"expression"' in seen["tool_use"][0]
+    assert "calculator" in seen["tool_result"][0]
+    assert "84" in seen["tool_result"][0]
+    assert len(seen["thinking"]) == 2  # one before the call, one before the answer
+    assert any("84" in text for text in seen["assistant"])
+    # The entries are drawn in log order: question, call, result, answer.
+    kinds = [k for k in seen["order"] if k in ("user", "tool-use", "tool-result", "assistant")]
+    assert kinds.index("user") < kinds.index("tool-use") < kinds.index("tool-result")
+    assert kinds[-1] == "assistant"
+    assert (tmp_path / "live.png").stat().st_size > 20_000  # drawn pages, not blank ones
+    assert (tmp_path / "ended.png").stat().st_size > 20_000

@@ -1,0 +1,107 @@
+"""The HTTP API on the real stack: the caller's sessions and runs, filtered and keyset-paged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runwire.contract.events import Event, SessionCreated, SessionEnded
+from runwire.publisher import Publisher
+from runwire.settings import Settings
+from tests.helpers import assert_eventually
+from tests.integration.api_support import ALICE, BOB, Api, api, auth, projectors
+
+
+async def _start(rw: Api, key: str, session_id: str, prompt: str = "hello") -> str:
+    response = await rw.http.post(
+        "/v1/runs", json={"prompt": prompt, "session_id": session_id}, headers=auth(key)
+    )
+    assert response.status_code == 202, response.text
+    assert response.json()["visible"] is True
+    run_id: str = response.json()["run_id"]
+    return run_id
+
+
+async def _pages(rw: Api, path: str, key: str, **params: Any) -> list[list[dict[str, Any]]]:
+    """Every page of ``path`` (following next_page), as lists of items."""
+    pages: list[list[dict[str, Any]]] = []
+    token: str | None = None
+    while True:
+        query = {**params, **({"page": token} if token else {})}
+        response = await rw.http.get(path, params=query, headers=auth(key))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        pages.append(body["items"])
+        token = body["next_page"]
+        if token is None:
+            return pages
+
+
+async def test_sessions_are_the_callers_newest_first_filtered_and_paged(
+    settings: Settings,
+) -> None:
+    async with projectors(settings, ("runs", "sessions")), api(settings) as rw:
+        mine = [f"s-{i}" for i in range(5)]
+        for session_id in mine:
+            await _start(rw, ALICE, session_id)
+        await _start(rw, BOB, "s-bob")
+        async with Publisher(settings) as publisher:
+            await publisher.publish_many(
+                [
+                    Event.create(
+                        SessionCreated(user_id="alice", metadata={"title": "gold"}),
+                        session_id="s-gold",
+                        labels={"tier": "gold"},
+                    ),
+                    Event.create(SessionEnded(reason="done"), session_id="s-1", user_id="alice"),
+                ]
+            )
+
+        async def index_shows_them() -> bool:
+            found = await rw.http.get("/v1/sessions", params={"limit": 50}, headers=auth(ALICE))
+            ids = {s["session_id"] for s in found.json()["items"]}
+            assert ids == {*mine, "s-gold"}, ids
+            ended = await rw.http.get("/v1/sessions/s-1", headers=auth(ALICE))
+            assert ended.json()["status"] == "ended"
+            return True
+
+        await assert_eventually(index_shows_them, timeout=30)
+        pages = await _pages(rw, "/v1/sessions", ALICE, limit=2)
+        ended = await _pages(rw, "/v1/sessions", ALICE, status="ended")
+        active = await _pages(rw, "/v1/sessions", ALICE, status="active", limit=10)
+        gold = await _pages(rw, "/v1/sessions", ALICE, label="tier:gold")
+        no_gold = await _pages(rw, "/v1/sessions", BOB, label="tier:gold")
+        bad_token = await rw.http.get(
+            "/v1/sessions", params={"page": "not-a-token"}, headers=auth(ALICE)
+        )
+        bad_limit = await rw.http.get("/v1/sessions", params={"limit": 0}, headers=auth(ALICE))
+
+    assert [len(p) for p in pages] == [2, 2, 2]
+    listed = [s for page in pages for s in page]
+    assert sorted(s["session_id"] for s in listed) == sorted([*mine, "s-gold"])
+    activity = [s["last_activity_at"] for s in listed]
+    assert activity == sorted(activity, reverse=True)  # newest first, across pages
+    assert all(s["user_id"] == "alice" for s in listed)
+    assert [s["session_id"] for s in ended[0]] == ["s-1"]
+    assert "s-1" not in {s["session_id"] for s in active[0]}
+    assert len(active[0]) == 5
+    assert [(s["session_id"], s["metadata"]) for s in gold[0]] == [("s-gold", {"title": "gold"})]
+    assert no_gold == [[]]
+    assert bad_token.status_code == 400
+    assert bad_token.json()["error"] == "bad_page_token"
+    assert bad_limit.status_code == 422
+    assert bad_limit.json()["problems"][0]["where"] == "query.limit"
+
+
+async def test_a_sessions_runs_page_in_conversation_order(settings: Settings) -> None:
+    async with projectors(settings, ("runs", "sessions")), api(settings) as rw:
+        runs = [await _start(rw, ALICE, "s-chat", f"turn {i}") for i in range(5)]
+        oldest_first = await _pages(rw, "/v1/sessions/s-chat/runs", ALICE, limit=2, order="oldest")
+        newest_first = await _pages(rw, "/v1/sessions/s-chat/runs", ALICE, limit=3)
+        pending = await _pages(rw, "/v1/sessions/s-chat/runs", ALICE, status="pending")
+        session = await rw.http.get("/v1/sessions/s-chat", headers=auth(ALICE))
+
+    assert [len(p) for p in oldest_first] == [2, 2, 1]
+    assert [r["run_id"] for page in oldest_first for r in page] == runs
+    assert [r["run_id"] for page in newest_first for r in page] == runs[::-1]
+    assert len(pending[0]) == 5  # no orchestrator: every run waits
+    assert session.json()["run_count"] == 5
