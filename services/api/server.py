@@ -1,13 +1,13 @@
 """Serving the API over HTTP with uvicorn (``runwire serve api``, and tests).
 
 Contract:
-- :class:`ApiServer` is an async context manager: on entry the app's
-  lifespan has run (its backends are open; a failure to open them is raised
-  here) and the socket accepts
-  connections; ``url`` is where (``port=0`` picks a free port). On exit, or
-  ``stop()`` (idempotent), open event streams are ended (clients reconnect
-  with their last event id), other requests get ``grace`` seconds, and the
-  backends close.
+- :class:`ApiServer` binds its socket when made (``port=0`` picks a free
+  port; ``url`` says where). It is an async context manager: on entry the
+  app's lifespan has run (its backends are open; a failure to open them is
+  raised here) and the socket accepts connections. On exit, or ``stop()``
+  (idempotent), open event streams are ended (clients reconnect with their
+  last event id), other requests get ``grace`` seconds, and the backends
+  close.
 - :func:`serve_api` runs it until an event is set (``runwire serve api``).
 """
 
