@@ -193,6 +193,24 @@ class SessionContract:
             await s.get_messages(limit="2")  # type: ignore[arg-type]
         assert e.value.field == "limit"
 
+    async def test_limit_reads_across_many_turns_and_a_clear(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        await s.add_messages([("user", "before the clear"), ("assistant", "gone")])
+        await s.clear()
+        for i in range(9):
+            await s.add_messages([("user", f"q{i}"), ("assistant", f"a{i}")])
+        assert [m.text() for m in await s.get_messages(limit=3)] == [
+            "q6",
+            "a6",
+            "q7",
+            "a7",
+            "q8",
+            "a8",
+        ]
+        assert len(await s.get_messages(limit=50)) == 18, "never the cleared turn"
+
     async def test_thinking_signature_and_redacted_bytes_survive(
         self, open_session: Callable[..., AsyncSession]
     ) -> None:

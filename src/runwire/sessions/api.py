@@ -295,7 +295,9 @@ class AsyncSession:
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
             raise InputError("limit", f"a number of turns or None, not {limit!r}")
         backend = await self._ready()
-        info, runs = await asyncio.gather(self.info(), backend.history(self.session_id))
+        info, runs = await asyncio.gather(
+            self.info(), backend.history(self.session_id, turns=limit)
+        )
         after = millis(info.cleared_at) if info.cleared_at else None
         visible = [r for r in runs if after is None or r.first_ms > after]
         if self.ttl is not None and visible:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -38,6 +39,7 @@ from runwire.projections.transcripts.keys import Keyspace
 from runwire.projections.transcripts.miss import RunStoreLocator
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.store import Slot
+from runwire.projections.transcripts.turns import starts_turn
 from runwire.publisher import Position, Publisher
 from runwire.sessions.errors import WriteRefusedError
 from runwire.sessions.memory_backend import deleted_info, info_of
@@ -45,6 +47,7 @@ from runwire.sessions.planning import SOURCE_LABEL, RunTail, millis
 from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo
 from runwire.sessions.watcher import LogWatcher
 from runwire.settings import Settings
+from runwire.transcript.messages import Message
 
 __all__ = ["LogBackend"]
 
@@ -149,16 +152,42 @@ class LogBackend(LogMemoryBackend):
         self._sources[run_id] = SOURCE_LABEL in run.labels
         return self._sources[run_id]
 
+    async def _runs_in_order(
+        self, session_id: str, *, last_only: bool = False
+    ) -> tuple[int, list[tuple[str, int]]]:
+        """The live generation and the session's (run id, first ms), oldest first.
+
+        One read of the cache's session index (a sorted set scored by each
+        run's first time); when the cache lost it (a flush), the run-status
+        store answers.
+        """
+        if self._redis is None:
+            raise RuntimeError("the backend is not started")
+        generation = await self._live()
+        key = self._keys.generation(generation).session(session_id)
+        pairs: Any = await self._redis.zrange(key, -1 if last_only else 0, -1, withscores=True)
+        if pairs:
+            # withscores=True: (member bytes, score float) pairs
+            return generation, [(m.decode(), int(score)) for m, score in pairs]
+        run_ids = await self.cache.session_runs(session_id)
+        if last_only:
+            run_ids = run_ids[-1:]
+        times = await self._first_ms(run_ids)
+        return generation, [(r, times[r]) for r in run_ids if r in times]
+
     async def tail(self, session_id: str) -> RunTail | None:
+        generation, runs = await self._runs_in_order(session_id, last_only=True)
+        if not runs:
+            return None
+        ((last, first),) = runs
+        messages = await self._messages(generation, [last])
+        return RunTail(last, first, messages[last], await self._recorded(last))
+
+    async def _messages(self, generation: int, run_ids: Sequence[str]) -> dict[str, list[Message]]:
+        """Each run's messages: from the cache, or rebuilt from the log on a miss."""
         cache = self.cache
-        run_ids = await cache.session_runs(session_id)
-        if not run_ids:
-            return None
-        last = run_ids[-1]
-        first = (await self._first_ms([last])).get(last)
-        if first is None:
-            return None
-        return RunTail(last, first, await cache.get(last), await self._recorded(last))
+        found = await cache.store.messages(generation, run_ids)
+        return {r: decode_messages(found[r]) if r in found else await cache.get(r) for r in run_ids}
 
     async def write_run(self, events: Sequence[Event]) -> None:
         cache = self.cache
@@ -187,19 +216,25 @@ class LogBackend(LogMemoryBackend):
                 "changed the run first); see the dead-letter topic"
             )
 
-    async def history(self, session_id: str, after_ms: int | None = None) -> list[RunRecord]:
-        cache = self.cache
-        run_ids = await cache.session_runs(session_id)
-        if not run_ids:
-            return []
-        times = await self._first_ms(run_ids)
-        kept = [r for r in run_ids if r in times and (after_ms is None or times[r] > after_ms)]
-        found = await cache.store.messages(await self._live(), kept)
+    async def history(
+        self, session_id: str, after_ms: int | None = None, turns: int | None = None
+    ) -> list[RunRecord]:
+        generation, runs = await self._runs_in_order(session_id)
+        kept = [(r, t) for r, t in runs if after_ms is None or t > after_ms]
+        if turns is None:
+            messages = await self._messages(generation, [r for r, _ in kept])
+            return [RunRecord(r, t, messages[r]) for r, t in kept]
+        # Only the last runs that hold the last ``turns`` turns: read from the end.
         out: list[RunRecord] = []
-        for run_id in kept:
-            data = found.get(run_id)
-            messages = decode_messages(data) if data is not None else await cache.get(run_id)
-            out.append(RunRecord(run_id, times[run_id], messages))
+        found = 0
+        take = max(turns, 1)
+        while kept and found < turns:
+            batch, kept = kept[-take:], kept[:-take]
+            messages = await self._messages(generation, [r for r, _ in batch])
+            records = [RunRecord(r, t, messages[r]) for r, t in batch]
+            found += sum(starts_turn(m) for rec in records for m in rec.messages)
+            out = records + out
+            take *= 2
         return out
 
     async def find_run(self, run_id: str) -> KnownRun | None:

@@ -162,7 +162,9 @@ class InMemoryBackend(InMemoryMemoryBackend):
         run_id, run = runs[-1]
         return RunTail(run_id, run.first_ms, run.builder.messages(), run.recorded)
 
-    async def history(self, session_id: str, after_ms: int | None = None) -> list[RunRecord]:
+    async def history(
+        self, session_id: str, after_ms: int | None = None, turns: int | None = None
+    ) -> list[RunRecord]:
         return [
             RunRecord(run_id, run.first_ms, run.builder.messages())
             for run_id, run in self._session_runs(session_id)

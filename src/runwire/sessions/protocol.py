@@ -24,10 +24,13 @@ Contract:
   good). Backends do not check callers: the API does.
 - ``history`` returns the session's runs, oldest first (by the time of their
   first event, then run id), with their canonical messages, leaving out runs
-  that started at or before ``after_ms``.
+  that started at or before ``after_ms``; given ``turns``, it may leave out
+  older runs too, as long as the runs returned hold the last ``turns`` turn
+  starts (or are all there is).
 - Listeners get a :class:`SessionChange` for every change of a session
-  written by anyone (another process included), in log order per session,
-  on the event loop the backend was started on.
+  written by anyone (another process included), on the event loop the
+  backend was started on: messages in log order, session changes in log
+  order; the two (from different topics) in no guaranteed order between them.
 - ``start()`` / ``stop()`` are idempotent.
 """
 
@@ -151,8 +154,11 @@ class SessionBackend(Protocol):
         """Write one run's events atomically; ``tail`` / ``history`` show them on return."""
         ...
 
-    async def history(self, session_id: str, after_ms: int | None = None) -> list[RunRecord]:
-        """The session's runs that started after ``after_ms``, oldest first."""
+    async def history(
+        self, session_id: str, after_ms: int | None = None, turns: int | None = None
+    ) -> list[RunRecord]:
+        """The session's runs that started after ``after_ms``, oldest first; with
+        ``turns``, at least the last runs that hold the last ``turns`` turns."""
         ...
 
     async def find_run(self, run_id: str) -> KnownRun | None:

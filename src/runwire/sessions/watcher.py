@@ -8,8 +8,11 @@ Contract:
   missed, even while the consumer is still connecting.
 - Records are decoded; those of sessions with listeners become
   :class:`~runwire.sessions.protocol.SessionChange` values
-  (:func:`~runwire.sessions.callbacks.changes_of`, per fetch, in partition
-  order) handed to the listeners on the watcher's loop. A record that does
+  (:func:`~runwire.sessions.callbacks.changes_of`) handed to the listeners
+  on the watcher's loop. Changes from one topic come in log order; the
+  session-events and run-events topics share no order, so changes from both
+  that arrive in one fetch come in time order, and across fetches a session
+  change may arrive before a message written just before it. A record that does
   not decode is skipped (the projections dead-letter it); a broker failure is
   retried.
 - ``stop()`` is idempotent.
@@ -113,8 +116,7 @@ class LogWatcher:
                 log.warning("session watcher: reading the log failed, retrying: %s", e)
                 await asyncio.sleep(0.5)
                 continue
-            for records in batch.values():
-                self._dispatch(records)
+            self._dispatch([r for records in batch.values() for r in records])
 
     def _dispatch(self, records: list[Any]) -> None:
         by_session: dict[str, list[Event]] = {}
@@ -129,6 +131,9 @@ class LogWatcher:
             if sid is not None and sid in self._listeners:
                 by_session.setdefault(sid, []).append(event)
         for sid, events in by_session.items():
+            # Two topics have no common order: within a fetch, the writers' time
+            # order (stable, so each partition's own order is kept).
+            events.sort(key=lambda e: e.occurred_at)
             for change in changes_of(events):
                 for listener in list(self._listeners.get(sid, ())):
                     try:

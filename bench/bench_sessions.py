@@ -1,0 +1,219 @@
+"""Session latency side by side: runwire vs the OpenAI Agents SDK's sessions, same run.
+
+For a session of ``--messages`` messages (user / assistant turns, one at a time):
+
+- ``add``: the latency of adding one message. runwire: ``add_message`` returns
+  once the event is durable in Kafka (acks=all) *and* the transcript cache has
+  applied it (read-your-writes). SQLiteSession: an INSERT committed to a WAL
+  file. RedisSession: an RPUSH (+ metadata) to the same local Redis.
+- ``get``: the latency of reading the whole history (``get_messages()`` /
+  ``get_items()``), ``--reads`` times. runwire reads the session row
+  (Postgres) and the runs' cached transcripts (Redis) and returns canonical
+  messages; the SDK sessions return their stored JSON items.
+- ``get last turn``: ``get_messages(limit=1)`` / ``get_items(limit=2)``.
+- memory: sequential ``store_memory`` (each durable and applied before the
+  next) and ``get_memory`` rates, and concurrent puts.
+
+Runs on fresh topics / schema / Redis keys of the stack Settings() points at
+(``runwire stack up``, or ``RUNWIRE_HOME=.runwire/test`` for the test stack),
+with the projectors running in this process:
+    .venv/bin/python bench/bench_sessions.py [--messages 200] [--reads 200]
+Writes bench/results/sessions.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+import redis.asyncio as aioredis
+from agents import SQLiteSession
+from agents.extensions.memory.redis_session import RedisSession
+from aiokafka.admin import AIOKafkaAdminClient
+
+from runwire.infra.topics import load_topics, provision_topics
+from runwire.sessions import AsyncSession
+from runwire.sessions.embedded import projectors_running
+from runwire.sessions.log_backend import LogBackend
+from runwire.settings import Settings
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    """p50 / p99 / mean in milliseconds."""
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 3),
+        "p99_ms": round(p99 * 1000, 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
+        "n": len(ordered),
+    }
+
+
+async def timed(work: Callable[[], Awaitable[Any]], times: int) -> list[float]:
+    out: list[float] = []
+    for _ in range(times):
+        start = time.perf_counter()
+        await work()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def turn_texts(n: int) -> list[tuple[str, str]]:
+    return [
+        ("user" if i % 2 == 0 else "assistant", f"message {i}: " + "lorem ipsum dolor " * 6)
+        for i in range(n)
+    ]
+
+
+@contextlib.asynccontextmanager
+async def fresh_deployment(base: Settings) -> AsyncIterator[Settings]:
+    """Own topics, Postgres schema and Redis keys on the stack, removed afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    schema = f"bench_{tag}"
+    sep = "&" if "?" in base.postgres_dsn else "?"
+    settings = base.model_copy(
+        update={
+            "topic_prefix": f"bench{tag}.",
+            "redis_key_prefix": f"bench{tag}",
+            "postgres_dsn": f"{base.postgres_dsn}{sep}options={quote(f'-csearch_path={schema}')}",
+        }
+    )
+    await provision_topics(settings)
+    try:
+        yield settings
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await admin.start()
+        with contextlib.suppress(Exception):
+            await admin.delete_topics([settings.topic_for(t.id) for t in load_topics()])
+        await admin.close()
+        async with await psycopg.AsyncConnection.connect(base.postgres_dsn, autocommit=True) as c:
+            await c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        client = aioredis.Redis.from_url(settings.redis_url)
+        keys = [k async for k in client.scan_iter(match=f"{settings.redis_key_prefix}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def bench_runwire(backend: LogBackend, messages: int, reads: int) -> dict[str, Any]:
+    async with AsyncSession(user_id="bench", backend=backend) as s:
+        adds: list[float] = []
+        for role, text in turn_texts(messages):
+            start = time.perf_counter()
+            await s.add_message(role, text)
+            adds.append(time.perf_counter() - start)
+        assert len(await s.get_messages()) == messages
+        gets = await timed(s.get_messages, reads)
+        last = await timed(lambda: s.get_messages(limit=1), reads)
+    return {"add": stats(adds), "get": stats(gets), "get_last_turn": stats(last)}
+
+
+async def bench_sdk(session: Any, messages: int, reads: int) -> dict[str, Any]:
+    adds: list[float] = []
+    for role, text in turn_texts(messages):
+        start = time.perf_counter()
+        await session.add_items([{"role": role, "content": text}])
+        adds.append(time.perf_counter() - start)
+    assert len(await session.get_items()) == messages
+    gets = await timed(session.get_items, reads)
+    last = await timed(lambda: session.get_items(limit=2), reads)
+    return {"add": stats(adds), "get": stats(gets), "get_last_turn": stats(last)}
+
+
+async def bench_memory(backend: LogBackend, count: int) -> dict[str, Any]:
+    async with AsyncSession(user_id="bench-memory", backend=backend) as s:
+        start = time.perf_counter()
+        for i in range(count):
+            await s.store_memory(f"fact.{i}", {"value": i}, scope="user")
+        put_rate = count / (time.perf_counter() - start)
+        start = time.perf_counter()
+        await asyncio.gather(*(s.store_memory(f"burst.{i}", i, scope="user") for i in range(count)))
+        concurrent_put_rate = count / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for i in range(count * 5):
+            assert await s.get_memory(f"fact.{i % count}", scope="user") == {"value": i % count}
+        get_rate = count * 5 / (time.perf_counter() - start)
+    return {
+        "put_per_s": round(put_rate, 1),
+        "concurrent_put_per_s": round(concurrent_put_rate, 1),
+        "get_per_s": round(get_rate, 1),
+    }
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else float("inf")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--reads", type=int, default=200)
+    parser.add_argument("--memory", type=int, default=200)
+    args = parser.parse_args()
+    base = Settings()
+    async with (
+        fresh_deployment(base) as settings,
+        projectors_running(settings),
+        LogBackend(settings) as backend,
+    ):
+        runwire = await bench_runwire(backend, args.messages, args.reads)
+        memory = await bench_memory(backend, args.memory)
+        with tempfile.TemporaryDirectory() as tmp:
+            sqlite = SQLiteSession(f"bench-{uuid.uuid4().hex}", Path(tmp) / "agents.db")
+            sqlite_result = await bench_sdk(sqlite, args.messages, args.reads)
+            sqlite.close()
+        client = aioredis.Redis.from_url(settings.redis_url)
+        redis_session = RedisSession(
+            f"bench-{uuid.uuid4().hex}",
+            redis_client=client,
+            key_prefix=f"{settings.redis_key_prefix}:agents",
+        )
+        redis_result = await bench_sdk(redis_session, args.messages, args.reads)
+        await redis_session.clear_session()
+        await client.aclose()
+    result = {
+        "messages": args.messages,
+        "reads": args.reads,
+        "runwire": runwire,
+        "agents_sqlite": sqlite_result,
+        "agents_redis": redis_result,
+        "memory": memory,
+        "ratios_runwire_over": {
+            name: {
+                op: ratio(runwire[op]["p50_ms"], other[op]["p50_ms"])
+                for op in ("add", "get", "get_last_turn")
+            }
+            for name, other in (("agents_sqlite", sqlite_result), ("agents_redis", redis_result))
+        },
+    }
+    print(f"{'':18}{'add p50':>10}{'add p99':>10}{'get p50':>10}{'get p99':>10}{'last p50':>10}")
+    for name in ("runwire", "agents_sqlite", "agents_redis"):
+        r = result[name]
+        print(
+            f"{name:18}{r['add']['p50_ms']:>10.3f}{r['add']['p99_ms']:>10.3f}"
+            f"{r['get']['p50_ms']:>10.3f}{r['get']['p99_ms']:>10.3f}"
+            f"{r['get_last_turn']['p50_ms']:>10.3f}"
+        )
+    print("ratios (runwire p50 / theirs):", json.dumps(result["ratios_runwire_over"]))
+    print("memory:", json.dumps(memory))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sessions.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
