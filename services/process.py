@@ -12,24 +12,32 @@ Contract:
   the first is refused with another provider.
 - Prints one line ``<name> caught up`` on stdout once every assigned
   partition has been read to its end, so a supervisor can wait for it.
+
+:class:`ServiceProcess` is the supervisor side: it starts a service as a
+child process with exactly the given settings (as ``RUNWIRE_*`` variables),
+waits for its ``caught up`` line, and stops it with SIGTERM (or SIGKILL, for
+crash tests). ``runwire demo`` and the tests use it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, Self
 
 from runwire.errors import ConfigurationError, RunwireError
 from runwire.services.follower import FollowerOptions
 from runwire.settings import Settings
 
-__all__ = ["ServiceName", "run_service", "serve"]
+__all__ = ["ServiceName", "ServiceProcess", "run_service", "serve", "settings_env"]
 
 ServiceName = Literal["orchestrator", "tools"]
 
@@ -127,3 +135,124 @@ def run_service(name: ServiceName, argv: Sequence[str] | None = None) -> int:
         print(f"runwire {name}: error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+# -- the supervisor side ------------------------------------------------------------
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process exactly ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is not None:
+            env[f"RUNWIRE_{name.upper()}"] = str(value)
+    return env
+
+
+class ServiceProcess:
+    """A runwire service as a child process; see the module docstring.
+
+    ``argv`` follows the Python interpreter (``["-m", "runwire.cli.main",
+    "serve", "tools"]``); ``name`` is what the service announces (``tools
+    caught up``). Output goes to ``log_file`` when given, and is kept in
+    :attr:`output` otherwise.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        argv: Sequence[str],
+        *,
+        log_file: Path | None = None,
+    ) -> None:
+        self.name = name
+        self._settings = settings
+        self._argv = list(argv)
+        self._log_file = log_file
+        self.process: asyncio.subprocess.Process | None = None
+        self.output: list[str] = []
+        self._caught_up = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    def serve(cls, name: str, settings: Settings, *args: str, log_file: Path | None = None) -> Self:
+        """``runwire serve NAME [ARGS]`` as a child process."""
+        return cls(
+            name, settings, ["-m", "runwire.cli.main", "serve", name, *args], log_file=log_file
+        )
+
+    async def start(self) -> None:
+        self._caught_up.clear()
+        stderr: Any = asyncio.subprocess.STDOUT
+        if self._log_file is not None:
+            self._log_file.parent.mkdir(parents=True, exist_ok=True)
+            stderr = self._log_file.open("ab")
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *self._argv,
+                env=settings_env(self._settings),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+            )
+        finally:
+            if self._log_file is not None:
+                stderr.close()
+        self._reader = asyncio.create_task(self._read(self.process))
+
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            self.output.append(line)
+            if line == f"{self.name} caught up":
+                self._caught_up.set()
+
+    async def wait_caught_up(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
+        """Wait for the ``caught up`` line; a clear error if the process died or hung."""
+        waiter = asyncio.ensure_future(self._caught_up.wait())
+        died = asyncio.ensure_future(self._exited())
+        try:
+            done, _ = await asyncio.wait(
+                {waiter, died}, timeout=timeout, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            waiter.cancel()
+            died.cancel()
+        if waiter in done:
+            return
+        where = f" (log: {self._log_file})" if self._log_file else ""
+        what = "exited" if died in done else f"did not catch up within {timeout:g}s"
+        tail = "\n".join(self.output[-20:])
+        raise RunwireError(f"service {self.name} {what}{where}" + (f":\n{tail}" if tail else ""))
+
+    async def _exited(self) -> None:
+        if self.process is not None:
+            await self.process.wait()
+
+    async def kill9(self) -> None:
+        """SIGKILL: the crash no handler sees."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        await self.process.wait()
+        await self._drain()
+
+    async def stop(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """SIGTERM and wait (SIGKILL after ``timeout``). Idempotent."""
+        process = self.process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(timeout):
+                    await process.wait()
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 5)

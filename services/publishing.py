@@ -5,10 +5,13 @@ Contract:
   :class:`runwire.publisher.Publisher` implements it.
 - :func:`publish_retrying` writes events (one atomic record batch when there
   are several: they are one answer) and retries *retriable* failures with
-  capped backoff until they are written or the task is cancelled. Retrying
-  is safe because every event the services publish has a deterministic id:
-  a copy that did reach the log is dropped by every consumer. Final
-  failures (an event too large, a closed publisher) are raised.
+  capped backoff until they are written or the task is cancelled; a failure
+  of the Kafka client that it does not call retriable (e.g. aiokafka's
+  ``KafkaTimeoutError`` when many record batches queue for one partition)
+  is retried :data:`KAFKA_ATTEMPTS` times. Retrying is safe because every
+  event the services publish has a deterministic id: a copy that did reach
+  the log is dropped by every consumer. Final failures (an event too large,
+  a closed publisher) are raised.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from aiokafka.errors import KafkaError
+
 from runwire.contract.events import Event
 from runwire.errors import RunwireError
 
-__all__ = ["EventPublisher", "publish_retrying"]
+__all__ = ["KAFKA_ATTEMPTS", "EventPublisher", "publish_retrying"]
 
 log = logging.getLogger(__name__)
+
+KAFKA_ATTEMPTS = 8
 
 
 class EventPublisher(Protocol):
@@ -45,7 +52,9 @@ async def publish_retrying(
 ) -> None:
     """Write ``events`` (see the module contract)."""
     delay = first_delay
+    attempt = 0
     while True:
+        attempt += 1
         try:
             if len(events) == 1:
                 await publisher.publish(events[0])
@@ -53,7 +62,8 @@ async def publish_retrying(
                 await publisher.publish_message(events)
             return
         except RunwireError as e:
-            if not e.retriable:
+            kafka_trouble = isinstance(e.__cause__, KafkaError) and attempt < KAFKA_ATTEMPTS
+            if not (e.retriable or kafka_trouble):
                 raise
             log.warning(
                 "publishing %d event(s) for run %s failed, retrying in %.1fs: %s",

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from runwire.contract.codec import Codec
 from runwire.contract.events import Event, EventType, RunPhase
 from runwire.errors import ProviderError, RunwireError
-from runwire.providers.base import ModelProvider, ModelRequest, ModelResponse
+from runwire.providers.base import ModelProvider, ModelRequest
 from runwire.providers.retry import RetryPolicy, call_with_retries
 from runwire.services.follower import (
     Follower,
@@ -235,16 +235,16 @@ class Orchestrator(FollowingService):
             part.tasks.pop(state.run_id, None)
             return
         part.tasks[state.run_id] = asyncio.create_task(
-            self._work(state), name=f"run {state.run_id}"
+            self._work(part, state), name=f"run {state.run_id}"
         )
 
-    async def _work(self, state: RunState) -> None:
+    async def _work(self, part: _Partition, state: RunState) -> None:
         while True:
             action = state.next_action()
             if action is None:
                 return
             try:
-                await self._perform(state, action)
+                await self._perform(part, state, action)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -253,12 +253,13 @@ class Orchestrator(FollowingService):
                 log.exception("run %s: acting on %s failed", state.run_id, action)
                 return
 
-    async def _perform(self, state: RunState, action: Action) -> None:
+    async def _perform(self, part: _Partition, state: RunState, action: Action) -> None:
         if isinstance(action, Answer):
-            await self._answer(state, action)
+            await self._answer(part, state, action)
         elif isinstance(action, Close):
             state.expect(action.cause_id)
             await self._publish_answer(
+                part,
                 state,
                 action.cause_id,
                 closing_events(state.context, action.cause_id, calls_tools=action.calls_tools),
@@ -267,14 +268,26 @@ class Orchestrator(FollowingService):
         else:
             await self._fail(state, action.cause_id, action.error_kind, action.message)
 
-    async def _answer(self, state: RunState, action: Answer) -> None:
-        context = state.context
-        cause = action.delta.event_id
+    async def _answer(self, part: _Partition, state: RunState, action: Answer) -> None:
+        # The acknowledgement goes out while the model works; whatever follows
+        # it (answer or failure) is published only once it is in the log.
+        ack: asyncio.Task[None] | None = None
         if action.acknowledge:
             phase = (
                 RunPhase.PLANNING if action.delta.kind == "user_message" else RunPhase.SYNTHESIZING
             )
-            await publish_retrying(self._publisher, [acknowledgement(context, cause, phase)])
+            event = acknowledgement(state.context, action.delta.event_id, phase)
+            ack = asyncio.create_task(publish_retrying(self._publisher, [event]))
+        try:
+            await self._call_and_publish(part, state, action, ack)
+        finally:
+            if ack is not None and not ack.done():
+                ack.cancel()
+
+    async def _call_and_publish(
+        self, part: _Partition, state: RunState, action: Answer, ack: asyncio.Task[None] | None
+    ) -> None:
+        cause = action.delta.event_id
         try:
             validate(
                 action.messages,
@@ -283,9 +296,10 @@ class Orchestrator(FollowingService):
                 run_id=state.run_id,
             )
         except TranscriptValidationError as e:
+            await _acknowledged(ack)
             await self._fail(state, cause, "transcript_rule", str(e))
             return
-        profile = self._agents.profile(context.agent_id)
+        profile = self._agents.profile(state.context.agent_id)
         request = ModelRequest(
             messages=action.messages,
             system=profile.system,
@@ -294,6 +308,7 @@ class Orchestrator(FollowingService):
             thinking=self._settings.thinking_enabled,
             timeout=self._policy.timeout,
         )
+        failure: tuple[str, str, bool] | None = None
         try:
             async with self._slots:
                 started = self._clock()
@@ -304,16 +319,21 @@ class Orchestrator(FollowingService):
                 )
                 model_seconds = self._clock() - started
         except ProviderError as e:
-            await self._fail(state, cause, e.kind, str(e), retryable=e.retriable)
-            return
+            failure = (e.kind, str(e), e.retriable)
         except RunwireError as e:
-            await self._fail(state, cause, getattr(e, "kind", type(e).__name__), str(e))
-            return
+            failure = (getattr(e, "kind", type(e).__name__), str(e), False)
         except Exception as e:  # an adapter bug must not leave the run running forever
             log.exception("run %s: the model call raised", state.run_id)
-            await self._fail(state, cause, "internal_error", f"{type(e).__name__}: {e}")
+            failure = ("internal_error", f"{type(e).__name__}: {e}", False)
+        await _acknowledged(ack)
+        if failure is not None:
+            kind, message, retryable = failure
+            await self._fail(state, cause, kind, message, retryable=retryable)
             return
-        await self._publish_response(state, cause, response)
+        state.expect(cause)
+        await self._publish_answer(
+            part, state, cause, answer_events(state.context, cause, response)
+        )
         read_at = self._read_at.pop(cause, None)
         self.stats.answers += 1
         self.stats.model_seconds.append(model_seconds)
@@ -324,11 +344,9 @@ class Orchestrator(FollowingService):
         self.stats.retries += 1
         log.info("model call attempt %d failed (%s), retrying in %.2fs", attempt, error, delay)
 
-    async def _publish_response(self, state: RunState, cause: str, response: ModelResponse) -> None:
-        state.expect(cause)
-        await self._publish_answer(state, cause, answer_events(state.context, cause, response))
-
-    async def _publish_answer(self, state: RunState, cause: str, events: list[Event]) -> None:
+    async def _publish_answer(
+        self, part: _Partition, state: RunState, cause: str, events: list[Event]
+    ) -> None:
         try:
             await publish_retrying(self._publisher, events)
         except RunwireError as e:
@@ -344,3 +362,9 @@ class Orchestrator(FollowingService):
         self._read_at.pop(cause, None)
         events = failure_events(state.context, cause, kind, message, retryable=retryable)
         await publish_retrying(self._publisher, events)
+
+
+async def _acknowledged(ack: asyncio.Task[None] | None) -> None:
+    """Wait until the acknowledgement is in the log (nothing of the answer may precede it)."""
+    if ack is not None:
+        await ack

@@ -1,8 +1,9 @@
 """The one place the orchestrator is wired from settings (tests pass other parts).
 
 ``orchestrator_service(settings)`` builds what is not given — the model
-provider the settings name, a publisher, the default agent (offered the
-built-in tools) — starts the orchestrator and, on exit, stops it before
+provider the settings name, a publisher (answers go through a
+:class:`MessageBatcher`, so many runs' answers share a record batch), the
+default agent (offered the built-in tools) — starts the orchestrator and, on exit, stops it before
 closing what it built. ``serve_orchestrator`` runs it until ``stop`` is set
 (``runwire serve orchestrator``).
 """
@@ -18,6 +19,7 @@ from runwire.providers.factory import provider_from_settings
 from runwire.providers.local import LOCAL_TOOL_SPECS
 from runwire.providers.retry import RetryPolicy
 from runwire.publisher import Publisher
+from runwire.services.batching import MessageBatcher, SplitPublisher
 from runwire.services.follower import FollowerOptions
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
 from runwire.services.orchestrator.service import Orchestrator
@@ -54,8 +56,9 @@ async def orchestrator_service(
         if provider is None:
             provider = await stack.enter_async_context(provider_from_settings(settings))
         if publisher is None:
-            own: EventPublisher = await stack.enter_async_context(Publisher(settings))
-            publisher = own
+            single = await stack.enter_async_context(Publisher(settings))
+            batcher = await stack.enter_async_context(MessageBatcher(settings))
+            publisher = SplitPublisher(single, batcher)
         orchestrator = Orchestrator(
             settings,
             provider=provider,

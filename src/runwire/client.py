@@ -387,6 +387,7 @@ class Client:
         self._codec = codec or default_codec()
         self._producer = producer
         self._reader: _LogReader | None = None
+        self._locks: dict[int, asyncio.Lock] = {}
         self._started = False
 
     async def start(self) -> None:
@@ -475,7 +476,11 @@ class Client:
             Event.create(payload, causation_id=start.event_id, index=i, **envelope)
             for i, payload in enumerate(payloads_for_messages(messages))
         ]
-        positions = await publisher.publish_message([start, *body])
+        # One batch at a time per partition: aiokafka fails callers queued
+        # behind many record batches for one partition (see publish_retrying).
+        lock = self._locks.setdefault(self._reader_or_fail().partition_of(run_id), asyncio.Lock())
+        async with lock:
+            positions = await publisher.publish_message([start, *body])
         first = positions[0]
         return RunHandle(
             self,

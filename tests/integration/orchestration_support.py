@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -18,117 +15,32 @@ from aiokafka.structs import TopicPartition
 from runwire.client import topic_partitions
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event, EventType
+from runwire.services.process import ServiceProcess
 from runwire.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def service_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a child process exactly ``settings``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
-    for name in type(settings).model_fields:
-        value = getattr(settings, name)
-        if value is None:
-            continue
-        env[f"RUNWIRE_{name.upper()}"] = str(value)
-    return env
-
-
-class ServiceProcess:
-    """``python -m runwire.services.NAME`` as a child process of the test."""
-
-    def __init__(
-        self,
-        name: str,
-        settings: Settings,
-        *,
-        instance_id: str | None = None,
-        local_latency: float = 0.0,
-        tool_latency: float = 0.0,
-        max_records: int | None = None,
-    ) -> None:
-        self.name = name
-        self._settings = settings
-        self._args = ["-m", f"runwire.services.{name}", "--log-level", "WARNING"]
-        if instance_id:
-            self._args += ["--instance-id", instance_id]
-        if local_latency:
-            self._args += ["--local-latency", str(local_latency)]
-        if tool_latency:
-            self._args += ["--tool-latency", str(tool_latency)]
-        if max_records:
-            self._args += ["--max-records", str(max_records)]
-        self.process: asyncio.subprocess.Process | None = None
-        self.output: list[str] = []
-        self._caught_up = asyncio.Event()
-        self._reader: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._caught_up.clear()
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            *self._args,
-            cwd=REPO,
-            env=service_env(self._settings),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        self._reader = asyncio.create_task(self._read(self.process))
-
-    async def _read(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stdout is not None
-        async for raw in process.stdout:
-            line = raw.decode(errors="replace").rstrip()
-            self.output.append(line)
-            if line == f"{self.name} caught up":
-                self._caught_up.set()
-
-    async def wait_caught_up(self, timeout: float = 60.0) -> None:  # noqa: ASYNC109
-        try:
-            async with asyncio.timeout(timeout):
-                await self._caught_up.wait()
-        except TimeoutError:
-            raise AssertionError(
-                f"{self.name} did not catch up in {timeout}s; output:\n" + "\n".join(self.output)
-            ) from None
-
-    async def kill9(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        await self.process.wait()
-        await self._drain()
-
-    async def stop(self) -> None:
-        """SIGTERM and wait (idempotent)."""
-        process = self.process
-        if process is None or process.returncode is not None:
-            await self._drain()
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(30):
-                await process.wait()
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-        await self._drain()
-
-    async def _drain(self) -> None:
-        if self._reader is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._reader, 5)
-
-
-@contextlib.asynccontextmanager
-async def service_process(
-    name: str, settings: Settings, **options: float | str | None
-) -> AsyncIterator[ServiceProcess]:
-    process = ServiceProcess(name, settings, **options)  # type: ignore[arg-type]
-    await process.start()
-    try:
-        yield process
-    finally:
-        await process.stop()
+def service_process(
+    name: str,
+    settings: Settings,
+    *,
+    instance_id: str | None = None,
+    local_latency: float = 0.0,
+    tool_latency: float = 0.0,
+    max_records: int | None = None,
+) -> ServiceProcess:
+    """``python -m runwire.services.NAME`` with the knobs the crash tests need."""
+    argv = ["-m", f"runwire.services.{name}", "--log-level", "WARNING"]
+    if instance_id:
+        argv += ["--instance-id", instance_id]
+    if local_latency:
+        argv += ["--local-latency", str(local_latency)]
+    if tool_latency:
+        argv += ["--tool-latency", str(tool_latency)]
+    if max_records:
+        argv += ["--max-records", str(max_records)]
+    return ServiceProcess(name, settings, argv)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,9 @@ from runwire.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration.orchestration_support import (
     LogRecord,
-    ServiceProcess,
     duplicated_ids,
     read_run_log,
+    service_process,
 )
 
 RUNS = 50
@@ -68,10 +68,10 @@ def _check_answers(records: list[LogRecord]) -> None:
 
 
 async def test_kill_9_of_the_orchestrator_mid_flight(settings: Settings) -> None:
-    first = ServiceProcess("orchestrator", settings, instance_id="orch-a", local_latency=0.3)
+    first = service_process("orchestrator", settings, instance_id="orch-a", local_latency=0.3)
     # The restarted instance catches up in small fetches, so acting on a run
     # before its answer has been read back would show as a second answer.
-    second = ServiceProcess(
+    second = service_process(
         "orchestrator", settings, instance_id="orch-a", local_latency=0.3, max_records=20
     )
     try:
@@ -100,8 +100,8 @@ async def test_kill_9_of_the_orchestrator_mid_flight(settings: Settings) -> None
 
 
 async def test_kill_9_of_the_tool_runner_mid_flight(settings: Settings) -> None:
-    first = ServiceProcess("tools", settings, instance_id="tools-a", tool_latency=2.0)
-    second = ServiceProcess("tools", settings, instance_id="tools-a", max_records=20)
+    first = service_process("tools", settings, instance_id="tools-a", tool_latency=2.0)
+    second = service_process("tools", settings, instance_id="tools-a", max_records=20)
     try:
         async with orchestrator_service(settings), Client(settings) as rw:
             await first.start()
