@@ -8,10 +8,14 @@ and ``expire`` (drop a body the way a TTL does).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from runwire.projections.runtime.protocol import TopicPartition
+from runwire.projections.transcripts.body import decode_messages
 from runwire.projections.transcripts.store import (
+    BodyAppend,
     Commit,
+    Conflict,
     Guard,
     PositionWrite,
     RunBody,
@@ -20,14 +24,33 @@ from runwire.projections.transcripts.store import (
     Slot,
     TranscriptStore,
     checksum,
+    messages_json,
 )
+from runwire.transcript.messages import Message
 
 TP = TopicPartition("run-events", 0)
 TP1 = TopicPartition("run-events", 1)
 
 
+def dumped_transcripts(dump: dict[str, Any]) -> dict[str, list[Message]]:
+    """The messages of every run body in a :meth:`TranscriptStore.dump`."""
+    return {
+        key.removeprefix("run:"): decode_messages(
+            messages_json(value["c"].encode(), value["o"].encode())
+        )
+        for key, value in dump.items()
+        if key.startswith("run:")
+    }
+
+
 def body(tag: str) -> RunBody:
-    return RunBody(messages=f'["{tag}"]'.encode(), state=f'{{"s":"{tag}"}}'.encode())
+    return RunBody(
+        committed=f'"{tag}"'.encode(),
+        count=1,
+        open=b"",
+        state=f'{{"s":"{tag}"}}'.encode(),
+        applied=f"e-{tag}=d\n".encode(),
+    )
 
 
 def create(
@@ -87,6 +110,16 @@ class TranscriptStoreContract:
         assert await store.positions(0, [TP, TP1]) == {TP: 8, TP1: 0}
         assert await store.positions(0) == {TP: 8}
 
+    async def test_a_snapshot_reads_positions_and_heads_together(
+        self, store: TranscriptStore
+    ) -> None:
+        assert (await store.commit(commit([create("r1", 5)], [PositionWrite(TP, 0, 6)]))).ok
+        positions, heads = await store.snapshot(0, [TP, TP1], ["r1", "r2"])
+        assert positions == {TP: 6, TP1: 0}
+        assert heads["r1"].last == 5
+        assert heads["r2"].meta is None
+        assert await store.snapshot(0, [], []) == ({}, {})
+
     async def test_a_stale_position_refuses_the_whole_commit(self, store: TranscriptStore) -> None:
         assert (await store.commit(commit([], [PositionWrite(TP, 0, 10)]))).ok
         before = await store.dump(0)
@@ -94,6 +127,7 @@ class TranscriptStoreContract:
             commit([create("r1", 3)], [PositionWrite(TP1, 0, 4), PositionWrite(TP, 0, 4)])
         )
         assert not outcome.ok
+        assert outcome.kind is Conflict.POSITION
         assert "position" in outcome.conflict
         assert await store.dump(0) == before
 
@@ -102,13 +136,43 @@ class TranscriptStoreContract:
     ) -> None:
         assert (await store.commit(commit([create("r1", 5)]))).ok
         stale = create("r1", 9, tag="b", expected_last=4, expected_body=True)
-        assert not (await store.commit(commit([stale]))).ok
+        assert (await store.commit(commit([stale]))).kind is Conflict.RUN
         no_body = create("r1", 9, tag="b", expected_last=5, expected_body=False)
         assert not (await store.commit(commit([no_body]))).ok
         good = create("r1", 9, tag="b", expected_last=5, expected_body=True)
         assert (await store.commit(commit([good]))).ok
         assert (await store.heads(0, ["r1"]))["r1"].last == 9
         assert await store.messages(0, ["r1"]) == {"r1": b'["b"]'}
+
+    async def test_an_append_adds_messages_and_digests_and_replaces_the_open_part(
+        self, store: TranscriptStore
+    ) -> None:
+        empty = RunBody(committed=b"", count=0, open=b'"o1"', state=b"{}", applied=b"e1=d\n")
+        first = RunWrite("r1", Guard.EXACT, -1, False, RunMeta(0, 1, 1, "s1", 1), empty)
+        assert (await store.commit(commit([first]))).ok
+        assert await store.messages(0, ["r1"]) == {"r1": b'["o1"]'}
+        for last, change in enumerate(
+            [
+                BodyAppend(committed=b'"m1"', count=1, open=b"", state=b"{}", applied=b"e2=d\n"),
+                BodyAppend(committed=b"", count=0, open=b'"o2"', state=b'{"x":1}', applied=b""),
+                BodyAppend(
+                    committed=b'"m2","m3"', count=2, open=b'"o3"', state=b"{}", applied=b"e3=d\n"
+                ),
+            ],
+            start=2,
+        ):
+            write = RunWrite(
+                "r1", Guard.EXACT, last - 1, True, RunMeta(0, 1, last, "s1", 1), change
+            )
+            assert (await store.commit(commit([write]))).ok
+        assert await store.messages(0, ["r1"]) == {"r1": b'["m1","m2","m3","o3"]'}
+        assert (await store.bodies(0, ["r1"]))["r1"] == RunBody(
+            committed=b'"m1","m2","m3"',
+            count=3,
+            open=b'"o3"',
+            state=b"{}",
+            applied=b"e1=d\ne2=d\ne3=d\n",
+        )
 
     async def test_creating_a_run_that_exists_is_refused(self, store: TranscriptStore) -> None:
         assert (await store.commit(commit([create("r1", 5)]))).ok
@@ -170,7 +234,8 @@ class TranscriptStoreContract:
     ) -> None:
         assert await store.generation(Slot.LIVE) == 0
         assert await store.generation(Slot.BUILDING) is None
-        assert not (await store.commit(commit([create("r1", 1)], generation=1))).ok
+        refused = await store.commit(commit([create("r1", 1)], generation=1))
+        assert refused.kind is Conflict.GENERATION
         assert not (
             await store.commit(commit([create("r1", 1)], generation=0, slot=Slot.BUILDING))
         ).ok
@@ -216,7 +281,7 @@ class TranscriptStoreContract:
         assert dump == {
             "meta:r1": {"f": "5", "l": "5", "p": "0", "s": "s1", "t": "1000"},
             "pos": {"run-events/0": "6"},
-            "run:r1": {"m": '["a"]', "st": '{"s":"a"}'},
+            "run:r1": {"a": "e-a=d\n", "c": '"a"', "n": "1", "o": "", "st": '{"s":"a"}'},
             "session:s1": [["r1", 1000.0]],
         }
         before = checksum(dump)

@@ -1,5 +1,6 @@
 -- The transcript cache's one write: guards, then writes, all in one atomic step.
--- Contract: runwire.projections.transcripts.store (TranscriptStore.commit).
+-- Contract: runwire.projections.transcripts.store (TranscriptStore.commit);
+-- body fields: runwire.projections.transcripts.body.
 --
 -- KEYS[1]  the slot pointer (<prefix>:tx:live or :building)
 -- KEYS[2]  the generation's positions hash
@@ -8,11 +9,13 @@
 -- ARGV     generation, slot, ttl, npos, npos x (field, expected, new),
 --          nruns, nruns x (run_id, guard, expected_last, expected_body,
 --                          partition, first, last, session, first_ms,
---                          has_body, messages, state)
--- Returns  {1, ''} when written, {0, why} when a guard failed (nothing written).
+--                          body ('' none, 'r' replace, 'a' append),
+--                          committed, count, open, state, applied)
+-- Returns  {1, ''} when written, {0, why} when a guard failed (nothing written);
+--          why starts with the guard: generation, position or run.
 
 local generation, slot, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local RUN_ARGS = 12
+local RUN_ARGS = 15
 
 local pointer = redis.call('GET', KEYS[1])
 if not pointer and slot == 'live' then
@@ -58,10 +61,23 @@ for _ = 1, npos do
   a = a + 3
 end
 
+-- Appends to a comma-joined (sep ',') or line-joined (sep '') field.
+local function append(key, field, tail, sep)
+  if tail == '' then
+    return
+  end
+  local head = redis.call('HGET', key, field)
+  if not head or head == '' then
+    redis.call('HSET', key, field, tail)
+  else
+    redis.call('HSET', key, field, head .. sep .. tail)
+  end
+end
+
 a = runs_at
 for i = 1, nruns do
   local meta, body, session = KEYS[3 * i], KEYS[3 * i + 1], KEYS[3 * i + 2]
-  local run_id, session_id = ARGV[a], ARGV[a + 7]
+  local run_id, session_id, mode = ARGV[a], ARGV[a + 7], ARGV[a + 9]
   if redis.call('EXISTS', meta) == 1 then
     redis.call('HSET', meta, 'l', ARGV[a + 6])
   else
@@ -71,11 +87,18 @@ for i = 1, nruns do
       redis.call('ZADD', session, 'NX', ARGV[a + 8], run_id)
     end
   end
-  if ARGV[a + 9] == '1' then
-    redis.call('HSET', body, 'm', ARGV[a + 10], 'st', ARGV[a + 11])
-    if ttl > 0 then
-      redis.call('EXPIRE', body, ttl)
-    end
+  if mode == 'r' then
+    redis.call('DEL', body)
+    redis.call('HSET', body, 'c', ARGV[a + 10], 'n', ARGV[a + 11], 'o', ARGV[a + 12],
+      'st', ARGV[a + 13], 'a', ARGV[a + 14])
+  elseif mode == 'a' then
+    append(body, 'c', ARGV[a + 10], ',')
+    redis.call('HINCRBY', body, 'n', ARGV[a + 11])
+    redis.call('HSET', body, 'o', ARGV[a + 12], 'st', ARGV[a + 13])
+    append(body, 'a', ARGV[a + 14], '')
+  end
+  if mode ~= '' and ttl > 0 then
+    redis.call('EXPIRE', body, ttl)
   end
   a = a + RUN_ARGS
 end

@@ -23,34 +23,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pydantic import TypeAdapter
-
 from runwire.contract.events import AssistantText, Thinking, ToolResult, ToolUse, UserMessage
 from runwire.projections.runtime.protocol import Rejection, SourceRecord
-from runwire.projections.transcripts.store import Guard, RunBody, RunHead, RunMeta, RunWrite
+from runwire.projections.transcripts.body import (
+    decode_messages,
+    encode_append,
+    encode_body,
+    mark,
+)
+from runwire.projections.transcripts.store import Guard, RunHead, RunMeta, RunWrite
 from runwire.transcript.errors import LedgerError
-from runwire.transcript.ledger import TranscriptBuilder, TranscriptState
-from runwire.transcript.messages import Message
+from runwire.transcript.ledger import TranscriptBuilder
+
+__all__ = ["RunFold", "decode_messages", "fold_run", "millis"]  # decode_messages: older import path
 
 _TRANSCRIPT_PAYLOADS = (UserMessage, Thinking, AssistantText, ToolUse, ToolResult)
-
-MESSAGES = TypeAdapter(list[Message])
-"""JSON of a transcript as the cache stores it (bytes as base64)."""
-
-
-def encode_body(builder: TranscriptBuilder) -> RunBody:
-    return RunBody(
-        messages=MESSAGES.dump_json(builder.messages()),
-        state=builder.state.model_dump_json().encode(),
-    )
-
-
-def decode_messages(data: bytes) -> list[Message]:
-    return MESSAGES.validate_json(data)
-
-
-def restore_builder(run_id: str, body: RunBody) -> TranscriptBuilder:
-    return TranscriptBuilder(run_id, state=TranscriptState.model_validate_json(body.state))
 
 
 def millis(record: SourceRecord) -> int:
@@ -113,6 +100,7 @@ def fold_run(
         )
         return out
     assert builder is not None, f"run {run_id}: a stored body needs its builder"
+    stored = mark(builder)
     for record in fresh:
         try:
             changed = builder.apply(record.event)
@@ -134,6 +122,6 @@ def fold_run(
             expected_last=head.last,
             expected_body=head.has_body,
             meta=RunMeta(meta.partition, meta.first, changed_at, meta.session_id, meta.first_ms),
-            body=encode_body(builder),
+            body=encode_append(builder, stored) if head.has_body else encode_body(builder),
         )
     return out

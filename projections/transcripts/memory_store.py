@@ -17,8 +17,10 @@ from runwire.projections.transcripts.keys import position_field
 from runwire.projections.transcripts.store import (
     COMMITTED,
     UNKNOWN,
+    BodyAppend,
     Commit,
     CommitOutcome,
+    Conflict,
     Guard,
     RunBody,
     RunHead,
@@ -33,6 +35,19 @@ class _Generation:
     meta: dict[str, RunMeta] = field(default_factory=dict)
     bodies: dict[str, RunBody] = field(default_factory=dict)
     sessions: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _appended(body: RunBody, change: BodyAppend) -> RunBody:
+    committed = body.committed
+    if change.committed:
+        committed = committed + b"," + change.committed if committed else change.committed
+    return RunBody(
+        committed=committed,
+        count=body.count + change.count,
+        open=change.open,
+        state=change.state,
+        applied=body.applied + change.applied,
+    )
 
 
 class InMemoryTranscriptStore:
@@ -74,6 +89,14 @@ class InMemoryTranscriptStore:
             out[run_id] = UNKNOWN if meta is None else RunHead(meta, run_id in g.bodies)
         return out
 
+    async def snapshot(
+        self,
+        generation: int,
+        partitions: Collection[TopicPartition],
+        run_ids: Collection[str],
+    ) -> tuple[dict[TopicPartition, int], dict[str, RunHead]]:
+        return await self.positions(generation, partitions), await self.heads(generation, run_ids)
+
     async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
         g = self._g(generation)
         return {r: g.bodies[r] for r in run_ids if r in g.bodies}
@@ -90,13 +113,19 @@ class InMemoryTranscriptStore:
         async with self._lock:
             pointer = self._live if commit.slot is Slot.LIVE else self._building
             if pointer != commit.generation:
-                return CommitOutcome(False, f"generation {commit.generation} is not {commit.slot}")
+                return CommitOutcome(
+                    False,
+                    f"generation {commit.generation} is not {commit.slot}",
+                    Conflict.GENERATION,
+                )
             g = self._g(commit.generation)
             for p in commit.positions:
                 stored = g.positions.get(p.tp, 0)
                 if stored != p.expected:
                     return CommitOutcome(
-                        False, f"position of {position_field(p.tp)} is {stored}, read {p.expected}"
+                        False,
+                        f"position of {position_field(p.tp)} is {stored}, read {p.expected}",
+                        Conflict.POSITION,
                     )
             for w in commit.runs:
                 meta = g.meta.get(w.run_id)
@@ -104,9 +133,13 @@ class InMemoryTranscriptStore:
                 has_body = w.run_id in g.bodies
                 if w.guard is Guard.EXACT:
                     if last != w.expected_last or has_body != w.expected_body:
-                        return CommitOutcome(False, f"run {w.run_id} changed since it was read")
+                        return CommitOutcome(
+                            False, f"run {w.run_id} changed since it was read", Conflict.RUN
+                        )
                 elif not (last < w.meta.last or (last == w.meta.last and not has_body)):
-                    return CommitOutcome(False, f"run {w.run_id} is already at {last}")
+                    return CommitOutcome(
+                        False, f"run {w.run_id} is already at {last}", Conflict.RUN
+                    )
             for p in commit.positions:
                 g.positions[p.tp] = p.position
             for w in commit.runs:
@@ -119,8 +152,10 @@ class InMemoryTranscriptStore:
                         )
                 else:
                     g.meta[w.run_id] = replace(meta, last=w.meta.last)
-                if w.body is not None:
+                if isinstance(w.body, RunBody):
                     g.bodies[w.run_id] = w.body
+                elif w.body is not None:
+                    g.bodies[w.run_id] = _appended(g.bodies[w.run_id], w.body)
             self.commits += 1
             return COMMITTED
 
@@ -163,7 +198,13 @@ class InMemoryTranscriptStore:
                 text["s"] = meta.session_id
             out[f"meta:{run_id}"] = dict(sorted(text.items()))
         for run_id, body in g.bodies.items():
-            out[f"run:{run_id}"] = {"m": body.messages.decode(), "st": body.state.decode()}
+            out[f"run:{run_id}"] = {
+                "a": body.applied.decode(),
+                "c": body.committed.decode(),
+                "n": str(body.count),
+                "o": body.open.decode(),
+                "st": body.state.decode(),
+            }
         for session_id, runs in g.sessions.items():
             ordered = sorted(runs.items(), key=lambda item: (item[1], item[0]))
             out[f"session:{session_id}"] = [[r, float(s)] for r, s in ordered]

@@ -32,7 +32,8 @@ from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from runwire.errors import DecodeError, NotFoundError, RunwireError
 from runwire.projections.runtime.protocol import SourceRecord
-from runwire.projections.transcripts.fold import decode_messages, encode_body, millis
+from runwire.projections.transcripts.body import decode_messages, encode_body
+from runwire.projections.transcripts.fold import millis
 from runwire.projections.transcripts.store import (
     Commit,
     Guard,

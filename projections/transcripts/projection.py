@@ -47,9 +47,11 @@ from runwire.projections.runtime.protocol import (
     SourceRecord,
     TopicPartition,
 )
-from runwire.projections.transcripts.fold import fold_run, restore_builder
+from runwire.projections.transcripts.body import restore_builder
+from runwire.projections.transcripts.fold import fold_run
 from runwire.projections.transcripts.store import (
     Commit,
+    Conflict,
     PositionWrite,
     RunHead,
     RunWrite,
@@ -96,6 +98,9 @@ class TranscriptProjection:
         self._cache: OrderedDict[str, tuple[int, int, TranscriptBuilder]] = OrderedDict()
         self._cache_size = builder_cache_size
         self._max_attempts = max_attempts
+        # The generation last resolved: used optimistically, since every
+        # commit checks it (a switch or reset fails the commit, which resolves again).
+        self._resolved: tuple[Slot, int] | None = None
         self.conflicts = 0
 
     @property
@@ -122,6 +127,10 @@ class TranscriptProjection:
 
     async def current_generation(self) -> tuple[Slot, int]:
         """The slot this projection writes through and the generation it names now."""
+        self._resolved = await self._resolve()
+        return self._resolved
+
+    async def _resolve(self) -> tuple[Slot, int]:
         if self._generation is None:
             live = await self.store.generation(Slot.LIVE)
             assert live is not None
@@ -160,8 +169,18 @@ class TranscriptProjection:
     async def _attempt(
         self, batch: Batch, dead_letters: DeadLetterSink, sent: set[tuple[str, int, int]]
     ) -> ApplyResult | None:
-        slot, generation = await self.current_generation()
-        stored = await self.store.positions(generation, batch.next_positions.keys())
+        slot, generation = self._resolved or await self.current_generation()
+        stored, heads = await self.store.snapshot(
+            generation,
+            batch.next_positions.keys(),
+            {r.event.run_id for r in batch.records if r.event.run_id is not None},
+        )
+        if any(stored[tp] < batch.expected.get(tp, 0) for tp in batch.next_positions):
+            # Positions below the runner's look like a reset or a switch; make
+            # sure they are not just those of a generation we resolved earlier.
+            current = await self.current_generation()
+            if current != (slot, generation):
+                return None
         positions: dict[TopicPartition, int] = {}
         writes: list[PositionWrite] = []
         open_from: dict[TopicPartition, int] = {}
@@ -183,7 +202,7 @@ class TranscriptProjection:
                 skipped += 1
                 continue
             by_run.setdefault(record.event.run_id, []).append(record)
-        heads = await self.store.heads(generation, by_run)
+        heads = {run_id: heads[run_id] for run_id in by_run}
         builders = await self._builders(generation, heads)
         run_writes: list[RunWrite] = []
         rejections: list[Rejection] = []
@@ -214,6 +233,8 @@ class TranscriptProjection:
             if not outcome.ok:
                 log.debug("projection %s: compare-and-set lost: %s", NAME, outcome.conflict)
                 self._forget(by_run)
+                if outcome.kind is Conflict.GENERATION:
+                    self._resolved = None
                 return None
         for run_id, (last, builder) in folded.items():
             self._remember(run_id, generation, last, builder)

@@ -32,13 +32,16 @@ from runwire.projections.transcripts.store import (
     UNKNOWN,
     Commit,
     CommitOutcome,
+    Conflict,
     RunBody,
     RunHead,
     RunMeta,
     Slot,
+    messages_json,
 )
 
 _DROP_CHUNK = 500
+_KINDS = {c.value for c in Conflict if c.value}
 
 _ABANDON = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -60,19 +63,6 @@ def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
-def _meta_of(fields: dict[bytes, bytes]) -> RunMeta | None:
-    if not fields:
-        return None
-    session = fields.get(b"s")
-    return RunMeta(
-        partition=int(fields[b"p"]),
-        first=int(fields[b"f"]),
-        last=int(fields[b"l"]),
-        session_id=session.decode() if session is not None else None,
-        first_ms=int(fields[b"t"]),
-    )
-
-
 class RedisTranscriptStore:
     """:class:`~runwire.projections.transcripts.store.TranscriptStore` on Redis.
 
@@ -90,6 +80,7 @@ class RedisTranscriptStore:
         self._begin = client.register_script(_script("begin.lua"))
         self._switch = client.register_script(_script("switch.lua"))
         self._abandon = client.register_script(_ABANDON)
+        self._snapshot = client.register_script(_script("snapshot.lua"))
 
     @property
     def client(self) -> aioredis.Redis:
@@ -121,22 +112,42 @@ class RedisTranscriptStore:
         return {tp: int(v) if v is not None else 0 for tp, v in zip(tps, values, strict=True)}
 
     async def heads(self, generation: int, run_ids: Collection[str]) -> dict[str, RunHead]:
-        ids = list(run_ids)
-        if not ids:
-            return {}
+        return (await self.snapshot(generation, (), run_ids))[1]
+
+    async def snapshot(
+        self,
+        generation: int,
+        partitions: Collection[TopicPartition],
+        run_ids: Collection[str],
+    ) -> tuple[dict[TopicPartition, int], dict[str, RunHead]]:
+        tps, ids = list(partitions), list(run_ids)
+        if not tps and not ids:
+            return {}, {}
         keys = self._gen(generation)
-        pipe = self._r.pipeline(transaction=False)
+        key_list = [keys.positions]
         for run_id in ids:
-            pipe.hgetall(keys.meta(run_id))
-            pipe.exists(keys.body(run_id))
-        replies = await pipe.execute()
-        out: dict[str, RunHead] = {}
+            key_list += [keys.meta(run_id), keys.body(run_id)]
+        # One script instead of a pipeline: a batch touches hundreds of runs,
+        # and redis-py's per-command cost was most of the read.
+        reply = await self._snapshot(keys=key_list, args=[position_field(tp) for tp in tps])
+        positions = {tp: int(v) for tp, v in zip(tps, reply[: len(tps)], strict=True)}
+        heads: dict[str, RunHead] = {}
+        rest = reply[len(tps) :]
         for i, run_id in enumerate(ids):
-            meta = _meta_of(replies[2 * i])
-            out[run_id] = (
-                UNKNOWN if meta is None else RunHead(meta=meta, has_body=bool(replies[2 * i + 1]))
+            fields, exists = rest[2 * i], rest[2 * i + 1]
+            if not fields:
+                heads[run_id] = UNKNOWN
+                continue
+            p, f, last, session, t = fields
+            meta = RunMeta(
+                partition=int(p),
+                first=int(f),
+                last=int(last),
+                session_id=_text(session) if session is not None else None,
+                first_ms=int(t),
             )
-        return out
+            heads[run_id] = RunHead(meta=meta, has_body=bool(exists))
+        return positions, heads
 
     async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
         ids = list(run_ids)
@@ -145,25 +156,35 @@ class RedisTranscriptStore:
         keys = self._gen(generation)
         pipe = self._r.pipeline(transaction=False)
         for run_id in ids:
-            pipe.hmget(keys.body(run_id), ["m", "st"])
+            pipe.hmget(keys.body(run_id), ["c", "n", "o", "st", "a"])
         replies = await pipe.execute()
         return {
-            run_id: RunBody(messages=m, state=st)
-            for run_id, (m, st) in zip(ids, replies, strict=True)
-            if m is not None and st is not None
+            run_id: RunBody(
+                committed=_bytes(c),
+                count=int(n),
+                open=_bytes(o),
+                state=_bytes(st),
+                applied=_bytes(a),
+            )
+            for run_id, (c, n, o, st, a) in zip(ids, replies, strict=True)
+            if st is not None
         }
 
     async def messages(self, generation: int, run_ids: Collection[str]) -> dict[str, bytes]:
         ids = list(run_ids)
         keys = self._gen(generation)
         if len(ids) == 1:
-            value = await self._r.hget(keys.body(ids[0]), "m")
-            return {ids[0]: _bytes(value)} if value is not None else {}
-        pipe = self._r.pipeline(transaction=False)
-        for run_id in ids:
-            pipe.hget(keys.body(run_id), "m")
-        values = await pipe.execute()
-        return {r: v for r, v in zip(ids, values, strict=True) if v is not None}
+            replies = [await self._r.hmget(keys.body(ids[0]), ["c", "o"])]
+        else:
+            pipe = self._r.pipeline(transaction=False)
+            for run_id in ids:
+                pipe.hmget(keys.body(run_id), ["c", "o"])
+            replies = await pipe.execute()
+        return {
+            run_id: messages_json(_bytes(c), _bytes(o))
+            for run_id, (c, o) in zip(ids, replies, strict=True)
+            if c is not None and o is not None
+        }
 
     async def session_runs(self, generation: int, session_id: str) -> list[str]:
         members = await self._r.zrange(self._gen(generation).session(session_id), 0, -1)
@@ -198,12 +219,20 @@ class RedisTranscriptStore:
                 str(w.meta.last),
                 session or "",
                 str(w.meta.first_ms),
-                "1" if w.body is not None else "0",
-                w.body.messages if w.body is not None else b"",
-                w.body.state if w.body is not None else b"",
             ]
+            body = w.body
+            if body is None:
+                args += ["", b"", "0", b"", b"", b""]
+            else:
+                mode = "r" if isinstance(body, RunBody) else "a"
+                args += [mode, body.committed, str(body.count), body.open, body.state]
+                args.append(body.applied)
         ok, why = await self._apply(keys=key_list, args=args)
-        return COMMITTED if int(ok) == 1 else CommitOutcome(ok=False, conflict=_text(why))
+        if int(ok) == 1:
+            return COMMITTED
+        why = _text(why)
+        kind = Conflict(why.split(" ", 1)[0]) if why.split(" ", 1)[0] in _KINDS else Conflict.RUN
+        return CommitOutcome(ok=False, conflict=why, kind=kind)
 
     # -- generations -----------------------------------------------------------
 

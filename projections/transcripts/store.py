@@ -24,6 +24,11 @@ Contract of :meth:`TranscriptStore.commit` (the only write of run data):
 - A run's meta (partition, first offset, session, first time) is set when the
   run is created and never changed; later writes only move its last offset.
   Creating a run also adds it to its session's runs (scored by first time).
+- A body is written whole (:class:`RunBody`: creating a run, a fill) or
+  appended to (:class:`BodyAppend`: new committed messages and applied-event
+  digests are appended, the open message and open state replaced), so a write
+  costs what changed, not the size of the run. Appending is only sound on the
+  body the writer folded from, which the ``EXACT`` guard ensures.
 - A body write refreshes the transcript TTL (when one is configured). Meta,
   session indexes and positions never expire.
 """
@@ -81,10 +86,43 @@ UNKNOWN = RunHead(meta=None, has_body=False)
 
 @dataclass(frozen=True, slots=True)
 class RunBody:
-    """A transcript as stored: messages JSON and fold-state JSON."""
+    """A whole stored transcript (see :mod:`~runwire.projections.transcripts.body`).
 
-    messages: bytes
+    ``committed``: the committed messages' JSON joined by commas (no
+    brackets), ``count`` of them; ``open``: the open message's JSON or empty;
+    ``state``: the open fold state; ``applied``: one ``event_id=digest`` line
+    per applied event.
+    """
+
+    committed: bytes
+    count: int
+    open: bytes
     state: bytes
+    applied: bytes
+
+    @property
+    def messages(self) -> bytes:
+        """The messages as one JSON array (committed, then the open one)."""
+        return messages_json(self.committed, self.open)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyAppend:
+    """What changed in a body: ``committed`` / ``applied`` are appended (same
+    forms as in :class:`RunBody`), ``open`` and ``state`` replace theirs."""
+
+    committed: bytes
+    count: int
+    open: bytes
+    state: bytes
+    applied: bytes
+
+
+def messages_json(committed: bytes, open_message: bytes) -> bytes:
+    """``[committed..., open]`` as one JSON array."""
+    if committed and open_message:
+        return b"[" + committed + b"," + open_message + b"]"
+    return b"[" + (committed or open_message) + b"]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +135,7 @@ class RunWrite:
     expected_last: int
     expected_body: bool
     meta: RunMeta
-    body: RunBody | None
+    body: RunBody | BodyAppend | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +153,20 @@ class Commit:
     runs: Sequence[RunWrite]
 
 
+class Conflict(StrEnum):
+    """Which guard a refused commit broke."""
+
+    NONE = ""
+    GENERATION = "generation"
+    POSITION = "position"
+    RUN = "run"
+
+
 @dataclass(frozen=True, slots=True)
 class CommitOutcome:
     ok: bool
     conflict: str = ""
+    kind: Conflict = Conflict.NONE
 
 
 COMMITTED = CommitOutcome(ok=True)
@@ -140,6 +188,15 @@ class TranscriptStore(Protocol):
 
     async def heads(self, generation: int, run_ids: Collection[str]) -> dict[str, RunHead]:
         """The head of every run asked for (``UNKNOWN`` for runs never seen)."""
+        ...
+
+    async def snapshot(
+        self,
+        generation: int,
+        partitions: Collection[TopicPartition],
+        run_ids: Collection[str],
+    ) -> tuple[dict[TopicPartition, int], dict[str, RunHead]]:
+        """``positions(partitions)`` and ``heads(run_ids)`` read together (one round trip)."""
         ...
 
     async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:

@@ -112,7 +112,7 @@ def render_event(console: Console, event: Event) -> None:
 
 
 async def _show(settings: Settings, run_id: str, as_json: bool, console: Console) -> None:
-    from runwire.projections.transcripts.fold import MESSAGES
+    from runwire.projections.transcripts.body import MESSAGES
     from runwire.projections.transcripts.reader import TranscriptCache
 
     async with TranscriptCache(settings) as cache:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from runwire.projections.transcripts.fold import MESSAGES
+from runwire.projections.transcripts.body import MESSAGES
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.settings import Settings
 from tests.integration.transcripts.conftest import publish, running, store_for, wait_caught_up

@@ -8,13 +8,13 @@ import asyncio
 import redis.asyncio as aioredis
 
 from runwire.projections.runtime.rebuild import rebuild
-from runwire.projections.transcripts.fold import decode_messages
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.store import Slot, checksum
 from runwire.publisher import Publisher
 from runwire.settings import Settings
 from tests.integration.transcripts.conftest import publish, running, store_for, wait_caught_up
+from tests.transcript_store_contract import dumped_transcripts
 from tests.transcript_workload import reference_transcripts, workload
 
 
@@ -64,9 +64,4 @@ async def test_a_rebuild_during_writes_switches_readers_and_equals_a_clean_build
     ):
         await wait_caught_up(clean, clean_settings)
     assert checksum(rebuilt) == checksum(await clean.dump(0))
-    stored = {
-        k.removeprefix("run:"): decode_messages(v["m"].encode())
-        for k, v in rebuilt.items()
-        if k.startswith("run:")
-    }
-    assert stored == reference
+    assert dumped_transcripts(rebuilt) == reference

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from runwire.contract.events import Event, ToolResult
-from runwire.projections.transcripts.fold import decode_messages
 from runwire.projections.transcripts.memory_store import InMemoryTranscriptStore
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.store import Slot, checksum
 from runwire.settings import Settings
 from runwire.transcript.messages import ThinkingPart
+from tests.transcript_store_contract import dumped_transcripts
 from tests.transcript_workload import reference_transcripts, workload
 from tests.unit.transcripts.memory_log import MemoryLog, MiniRunner
 
@@ -35,12 +35,7 @@ def memory_log(settings: Settings, events: list[Event]) -> MemoryLog:
 
 
 async def transcripts(store: InMemoryTranscriptStore, generation: int = 0) -> dict[str, Any]:
-    dump = await store.dump(generation)
-    return {
-        key.removeprefix("run:"): decode_messages(value["m"].encode())
-        for key, value in dump.items()
-        if key.startswith("run:")
-    }
+    return dumped_transcripts(await store.dump(generation))
 
 
 def without_positions(dump: dict[str, Any]) -> dict[str, Any]:

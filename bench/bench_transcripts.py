@@ -1,0 +1,304 @@
+"""Transcript cache: rebuild rate vs raw aiokafka, and publish -> visible latency.
+
+- ``rebuild``: ``runwire projections rebuild transcripts`` in-process (the
+  runtime's rebuild into a new Redis generation, then the switch) over a log
+  of ``--events`` events of ``--runs`` runs, against ``raw``: a group-less
+  aiokafka consumer doing ``getmany`` + ``Codec.decode`` over the same log,
+  in the same run. Goal: rebuild >= 0.5x raw.
+- ``latency``: ``runwire serve projector-transcripts`` in its own process;
+  this process publishes at a sustained ``--rate`` events/s (20 events every
+  10 ms) for ``--seconds`` and polls the live generation's positions in
+  Redis every millisecond. An event is visible once its partition's stored
+  position is past its offset (the transcript is written in the same atomic
+  step). Latency runs from the ``publish_many`` call (so it includes the
+  producer's linger and the broker's ack) to the first poll that sees it;
+  the first second is warm-up and left out. Goal: p99 < 25 ms.
+
+Run against a running stack (``runwire stack up``, or
+``RUNWIRE_HOME=.runwire/test`` for the test stack):
+    .venv/bin/python bench/bench_transcripts.py [--events N] [--runs R] [--rate E] [--seconds S]
+Writes bench/results/transcripts.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from runwire.contract.codec import default_codec
+from runwire.contract.events import Event
+from runwire.infra.topics import load_topics, provision_topics
+from runwire.projections.runtime.rebuild import rebuild
+from runwire.projections.transcripts.keys import parse_position_field
+from runwire.projections.transcripts.projection import TranscriptProjection
+from runwire.projections.transcripts.redis_store import RedisTranscriptStore
+from runwire.publisher import Position, Publisher
+from runwire.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+
+sys.path.insert(0, str(REPO))  # the workload generator lives with the tests
+from tests.transcript_workload import workload  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def fresh(base: Settings) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    settings = base.model_copy(
+        update={"topic_prefix": f"bench-{tag}.", "redis_key_prefix": f"bench-{tag}"}
+    )
+    await provision_topics(settings)
+    return settings
+
+
+async def drop(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    with contextlib.suppress(Exception):
+        await admin.delete_topics([settings.topic_for(spec.id) for spec in load_topics()])
+    await admin.close()
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{settings.redis_key_prefix}:*")]
+        for start in range(0, len(keys), 1000):
+            await client.unlink(*keys[start : start + 1000])
+    finally:
+        await client.aclose()
+
+
+async def publish_all(settings: Settings, events: list[Event]) -> None:
+    async with Publisher(settings) as publisher:
+        for start in range(0, len(events), 5000):
+            await publisher.publish_many(events[start : start + 5000])
+
+
+# -- rebuild rate ----------------------------------------------------------------
+
+
+async def raw_read(settings: Settings) -> tuple[int, float]:
+    """getmany + decode of the whole run-events topic; (records, seconds)."""
+    codec = default_codec()
+    started = time.perf_counter()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=1_048_576,
+        fetch_max_bytes=16 * 1_048_576,
+    )
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(settings.run_events)
+        if not parts:
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(settings.run_events) or set()
+        tps = [TopicPartition(settings.run_events, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        count = 0
+        while remaining:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in fetched.items():
+                for record in records:
+                    codec.decode(record.value)
+                    count += 1
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return count, time.perf_counter() - started
+
+
+async def measure_rebuild(base: Settings, events: int, runs: int, repeat: int) -> dict[str, Any]:
+    settings = await fresh(base)
+    try:
+        log = workload(7, runs=runs, sessions=max(1, runs // 7))[:events]
+        await publish_all(settings, log)
+        client = aioredis.Redis.from_url(settings.redis_url)
+        store = RedisTranscriptStore(client, settings.redis_key_prefix)
+        projection = TranscriptProjection(store, settings)
+        raw_rates: list[float] = []
+        rebuild_rates: list[float] = []
+        try:
+            for _ in range(repeat):
+                count, seconds = await raw_read(settings)
+                raw_rates.append(count / seconds)
+                report = await rebuild(projection, settings)
+                rebuild_rates.append(report.records / report.seconds)
+            runs_stored = len(
+                [k async for k in client.scan_iter(match=store.keys.generation(repeat).meta("*"))]
+            )
+        finally:
+            await client.aclose()
+        raw, built = max(raw_rates), max(rebuild_rates)
+        return {
+            "events": len(log),
+            "runs": runs_stored,
+            "raw_getmany_decode_events_per_s": round(raw),
+            "rebuild_events_per_s": round(built),
+            "ratio": round(built / raw, 3),
+            "goal_ratio": 0.5,
+            "repeat": repeat,
+        }
+    finally:
+        await drop(settings)
+
+
+# -- publish -> visible latency ------------------------------------------------------
+
+
+def projector_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "RUNWIRE_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "RUNWIRE_REDIS_URL": settings.redis_url,
+            "RUNWIRE_POSTGRES_DSN": settings.postgres_dsn,
+            "RUNWIRE_TOPIC_PREFIX": settings.topic_prefix,
+            "RUNWIRE_REDIS_KEY_PREFIX": settings.redis_key_prefix,
+        }
+    )
+    return env
+
+
+async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str, Any]:
+    settings = await fresh(base)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runwire.cli.main",
+        "serve",
+        "projector-transcripts",
+        env=projector_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    client = aioredis.Redis.from_url(settings.redis_url)
+    store = RedisTranscriptStore(client, settings.redis_key_prefix)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+        assert b"caught up" in line, line
+        per_tick = max(1, rate // 100)
+        total = int(rate * seconds)
+        events = workload(9, runs=max(50, total // 25), sessions=50)[:total]
+        pending: dict[int, list[tuple[int, float]]] = {}
+        latencies: list[tuple[float, float]] = []  # (sent at, latency)
+        done = asyncio.Event()
+
+        async def poll() -> None:
+            key = store.keys.generation(0).positions
+            while not (done.is_set() and not any(pending.values())):
+                stored = await client.hgetall(key)
+                now = time.perf_counter()
+                for field, value in stored.items():
+                    text = field.decode() if isinstance(field, bytes) else str(field)
+                    partition = parse_position_field(text).partition
+                    waiting = pending.get(partition)
+                    if not waiting:
+                        continue
+                    position = int(value)
+                    kept = []
+                    for offset, sent in waiting:
+                        if offset < position:
+                            latencies.append((sent, now - sent))
+                        else:
+                            kept.append((offset, sent))
+                    pending[partition] = kept
+                await asyncio.sleep(0.001)
+
+        async def send(publisher: Publisher, batch: list[Event], sent: float) -> None:
+            positions: list[Position] = await publisher.publish_many(batch)
+            for p in positions:
+                pending.setdefault(p.partition, []).append((p.offset, sent))
+
+        poller = asyncio.create_task(poll())
+        sends: list[asyncio.Task[None]] = []
+        async with Publisher(settings) as publisher:
+            started = time.perf_counter()
+            for i, start in enumerate(range(0, len(events), per_tick)):
+                target = started + i * 0.01
+                delay = target - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sends.append(
+                    asyncio.create_task(
+                        send(publisher, events[start : start + per_tick], time.perf_counter())
+                    )
+                )
+            await asyncio.gather(*sends)
+            elapsed = time.perf_counter() - started
+        done.set()
+        await asyncio.wait_for(poller, timeout=60)
+        warm = [lat * 1000 for sent, lat in latencies if sent - started >= 1.0]
+        return {
+            "events": len(events),
+            "target_events_per_s": rate,
+            "achieved_events_per_s": round(len(events) / elapsed),
+            "measured_events": len(warm),
+            "p50_ms": round(percentile(warm, 0.5), 2),
+            "p90_ms": round(percentile(warm, 0.9), 2),
+            "p99_ms": round(percentile(warm, 0.99), 2),
+            "max_ms": round(max(warm), 2),
+            "goal_p99_ms": 25,
+            "producer_linger_ms": settings.producer_linger_ms,
+        }
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        await proc.wait()
+        await client.aclose()
+        await drop(settings)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=2_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--rate", type=int, default=2_000)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    args = parser.parse_args()
+
+    base = Settings()
+    result: dict[str, Any] = {"cpus": os.cpu_count()}
+    result["rebuild"] = await measure_rebuild(base, args.events, args.runs, args.repeat)
+    r = result["rebuild"]
+    print(
+        f"rebuild: {r['rebuild_events_per_s']:,} events/s vs raw getmany+decode "
+        f"{r['raw_getmany_decode_events_per_s']:,} events/s -> ratio {r['ratio']} "
+        f"(goal >= {r['goal_ratio']}) over {r['events']:,} events / {r['runs']:,} runs"
+    )
+    result["latency"] = await measure_latency(base, args.rate, args.seconds)
+    lat = result["latency"]
+    print(
+        f"publish -> visible at {lat['achieved_events_per_s']:,} events/s: "
+        f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms "
+        f"(goal p99 < {lat['goal_p99_ms']} ms; p99/goal {lat['p99_ms'] / lat['goal_p99_ms']:.2f})"
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "transcripts.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
