@@ -19,9 +19,11 @@ from typing import Self
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope
 from runwire.errors import PublishError
 from runwire.memory.protocol import MemoryEntry
+from runwire.projections.memory.projection import MemoryProjection
 from runwire.projections.memory.store import MemoryEntries
 from runwire.projections.runtime.pg import Pool, open_pool
-from runwire.projections.runtime.protocol import ProjectionError
+from runwire.projections.runtime.protocol import Projection, ProjectionError
+from runwire.projections.runtime.waiting import wait_for
 from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 
@@ -60,14 +62,17 @@ class LogMemoryBackend:
         publisher: Publisher | None = None,
         pool: Pool | None = None,
         wait_timeout: float = 10.0,
+        max_poll: float = 0.005,
     ) -> None:
         self.settings = settings
         self.wait_timeout = wait_timeout
+        self.max_poll = max_poll
         self._publisher = publisher
         self._own_publisher = publisher is None
         self._pool = pool
         self._own_pool = pool is None
         self._memory: MemoryEntries | None = None
+        self._memory_projection: Projection | None = None
         self._started = False
 
     @property
@@ -95,6 +100,7 @@ class LogMemoryBackend:
                 self._pool = await open_pool(self.settings, max_size=8, name="runwire-sessions")
             self._memory = MemoryEntries(self._pool, self.settings)
             await self._memory.prepare()
+            self._memory_projection = MemoryProjection(self._pool, self.settings)
             await self._start_more()
         except BaseException:
             await self._close()
@@ -137,6 +143,16 @@ class LogMemoryBackend:
     ) -> None:
         await self.stop()
 
+    async def wait(self, projection: Projection, position: Position) -> None:
+        """Return once ``projection`` has applied ``position`` (read-your-writes).
+
+        Polls the stored positions every few milliseconds at most, so a write
+        returns soon after its projector applied it.
+        """
+        await wait_for(
+            projection, position, self.wait_timeout, first_poll=0.001, max_poll=self.max_poll
+        )
+
     @property
     def memory(self) -> MemoryEntries:
         if self._memory is None:
@@ -147,7 +163,9 @@ class LogMemoryBackend:
 
     async def write_memory(self, event: Event) -> None:
         (position,) = await publish_retrying(self.publisher, [event], atomic=False)
-        await self.memory.wait_for(position, timeout=self.wait_timeout)
+        if self._memory_projection is None:
+            raise RuntimeError("the backend is not started: use `async with` or start()")
+        await self.wait(self._memory_projection, position)
         p = event.payload
         if not isinstance(p, MemoryDeleted):
             return

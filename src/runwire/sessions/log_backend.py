@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,11 +33,15 @@ import redis.asyncio as aioredis
 from runwire.contract.events import Event, RunStarted
 from runwire.errors import NotFoundError
 from runwire.memory.log_backend import LogMemoryBackend, publish_retrying
+from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runs.store import RunStore
+from runwire.projections.runtime.protocol import Projection
+from runwire.projections.sessions.projection import SessionsProjection
 from runwire.projections.sessions.store import SessionIndex
 from runwire.projections.transcripts.fold import decode_messages
 from runwire.projections.transcripts.keys import Keyspace
 from runwire.projections.transcripts.miss import RunStoreLocator
+from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.store import Slot
 from runwire.projections.transcripts.turns import starts_turn
@@ -50,6 +55,13 @@ from runwire.settings import Settings
 from runwire.transcript.messages import Message
 
 __all__ = ["LogBackend"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Projections:
+    sessions: Projection
+    runs: Projection
+    transcripts: Projection
 
 
 class LogBackend(LogMemoryBackend):
@@ -71,6 +83,7 @@ class LogBackend(LogMemoryBackend):
         self._index: SessionIndex | None = None
         self._runs: RunStore | None = None
         self._cache: TranscriptCache | None = None
+        self._applied: _Projections | None = None
         self._watcher = LogWatcher(settings)
         self._sources: dict[str, bool] = {}
         self._keys = Keyspace(settings.redis_key_prefix)
@@ -83,6 +96,11 @@ class LogBackend(LogMemoryBackend):
         await self._runs.prepare()
         self._cache = TranscriptCache(
             self.settings, client=self._redis, locator=RunStoreLocator(self._runs)
+        )
+        self._applied = _Projections(
+            sessions=SessionsProjection(self.pool, self.settings),
+            runs=RunsProjection(self.pool, self.settings),
+            transcripts=TranscriptProjection(self._cache.store, self.settings),
         )
 
     async def _stop_more(self) -> None:
@@ -103,6 +121,13 @@ class LogBackend(LogMemoryBackend):
     def cache(self) -> TranscriptCache:
         return self._ready()[2]
 
+    @property
+    def applied(self) -> _Projections:
+        """The projections whose positions the writes wait for."""
+        if self._applied is None:
+            raise RuntimeError("the backend is not started: use `async with` or start()")
+        return self._applied
+
     # -- sessions ------------------------------------------------------------------------
 
     async def describe(self, session_id: str) -> SessionInfo | None:
@@ -116,10 +141,9 @@ class LogBackend(LogMemoryBackend):
         return None
 
     async def write_session_events(self, events: Sequence[Event]) -> None:
-        index, _, _ = self._ready()
         positions = await publish_retrying(self.publisher, events, atomic=False)
         # One session, one partition: the last position covers the others.
-        await index.wait_for(positions[-1], timeout=self.wait_timeout)
+        await self.wait(self.applied.sessions, positions[-1])
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -190,7 +214,6 @@ class LogBackend(LogMemoryBackend):
         return {r: decode_messages(found[r]) if r in found else await cache.get(r) for r in run_ids}
 
     async def write_run(self, events: Sequence[Event]) -> None:
-        cache = self.cache
         positions = await publish_retrying(self.publisher, events, atomic=True)
         last = positions[-1]
         run_id = events[0].run_id
@@ -200,11 +223,10 @@ class LogBackend(LogMemoryBackend):
             self._sources[run_id] = SOURCE_LABEL in first.labels
             # A new run: other processes learn from the run-status store whose it is.
             await asyncio.gather(
-                cache.wait_for(last, timeout=self.wait_timeout),
-                self._ready()[1].wait_for(last, timeout=self.wait_timeout),
+                self.wait(self.applied.transcripts, last), self.wait(self.applied.runs, last)
             )
         else:
-            await cache.wait_for(last, timeout=self.wait_timeout)
+            await self.wait(self.applied.transcripts, last)
         await self._check_taken(run_id, last)
 
     async def _check_taken(self, run_id: str, last: Position) -> None:
