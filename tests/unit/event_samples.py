@@ -12,6 +12,7 @@ from runwire.contract import ids
 from runwire.contract.events import (
     PAYLOAD_TYPES,
     AssistantText,
+    ContextSeeded,
     Event,
     EventPayload,
     EventType,
@@ -61,6 +62,23 @@ PAYLOADS: dict[EventType, EventPayload] = {
             output_tokens=2,
             cache_read_tokens=3,
             cache_write_tokens=4,
+        ),
+        ContextSeeded(
+            runs=[
+                {
+                    "run_id": "r0",
+                    "partition": 2,
+                    "first_offset": 5,
+                    "last_offset": 9,
+                    "first_message": 0,
+                    "message_count": 4,
+                }
+            ],
+            message_count=4,
+            token_count=120,
+            digest="ab" * 32,
+            policy={"history_runs": 5},
+            provider="anthropic",
         ),
         SessionCreated(user_id="u1", metadata={"title": "chat", "tags": ["a"]}),
         SessionMetadataSet(key="title", value="new title"),
@@ -150,6 +168,15 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
         output_tokens=_longs,
         cache_read_tokens=_longs,
         cache_write_tokens=_longs,
+    ),
+    EventType.CONTEXT_SEEDED: st.builds(
+        ContextSeeded,
+        runs=json_values,
+        message_count=_longs,
+        token_count=_longs,
+        digest=_texts,
+        policy=json_objects,
+        provider=_texts,
     ),
     EventType.SESSION_CREATED: st.builds(
         SessionCreated, user_id=st.none() | _ids, metadata=json_objects

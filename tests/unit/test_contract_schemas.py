@@ -27,6 +27,7 @@ from runwire.errors import ContractError
 # new version (<type>.v<N+1>.avsc) and a line here instead of editing one.
 RELEASED = {
     "assistant_text.v1.avsc": "05bd65e0ee530b41",
+    "context_seeded.v1.avsc": "3d560c0bcd94f12c",
     "memory_deleted.v1.avsc": "c795f83b8111dbb0",
     "memory_set.v1.avsc": "471dbade080e8668",
     "planner_note.v1.avsc": "07a49f9daf83855d",

@@ -57,6 +57,7 @@ class EventType(StrEnum):
     TOOL_RESULT = "tool_result"
     PLANNER_NOTE = "planner_note"
     USAGE = "usage"
+    CONTEXT_SEEDED = "context_seeded"
     SESSION_CREATED = "session_created"
     SESSION_METADATA_SET = "session_metadata_set"
     SESSION_ENDED = "session_ended"
@@ -247,6 +248,33 @@ class Usage(EventPayload):
     cache_write_tokens: int = 0
 
 
+class ContextSeeded(EventPayload):
+    """What a run was given from its session's history before its first model call.
+
+    Written once per run (before the model is called) so that a replay gives
+    the model the same input however much the session grew since, and an
+    audit can see what the model was shown. ``runs`` is a JSON array, oldest
+    first, of ``{"run_id", "partition", "first_offset", "last_offset",
+    "first_message", "message_count"}``: the run's events at offsets
+    ``first_offset..last_offset`` of ``partition`` of the run-events topic,
+    folded into canonical messages, give ``message_count`` messages from
+    index ``first_message`` on. ``digest`` is the SHA-256 (hex) of the
+    canonical JSON of the assembled history (``message_count`` messages,
+    ``token_count`` tokens as measured); ``policy`` is the context policy
+    applied and ``provider`` the provider whose rules the window was cut for.
+    See :mod:`runwire.context`.
+    """
+
+    event_type = EventType.CONTEXT_SEEDED
+
+    runs: JsonValue = Field(default_factory=list)
+    message_count: int
+    token_count: int = 0
+    digest: str
+    policy: JsonObject = Field(default_factory=dict)
+    provider: str
+
+
 # -- session -----------------------------------------------------------------
 
 
@@ -311,6 +339,7 @@ Payload = (
     | ToolResult
     | PlannerNote
     | Usage
+    | ContextSeeded
     | SessionCreated
     | SessionMetadataSet
     | SessionEnded
