@@ -29,6 +29,11 @@ Contract:
   wait for results; user text sent meanwhile is answered with the results.
 - Terminal runs (completed, failed, canceled) never get an action again:
   one run answers one user turn, text sent after it ended is ignored.
+- Pause is a flag beside the lifecycle status: ``run_status_changed(paused)``
+  sets it, and only a status change *caused by that pause event* (the
+  resume) or a terminal event clears it. While paused no action is given;
+  an answer already in flight is still recorded (its closing moves
+  ``status``), its follow-up waits for the resume.
   Paused runs get none until a status change resumes them.
 - :meth:`RunState.expect` records an answer the service has published but not
   read back yet: no action is given until it is read, so the next model call
@@ -129,6 +134,8 @@ class RunState:
         self.model_calls = 0
         """Answers with assistant parts seen in the log (the turn counter)."""
         self.error: RunFailed | None = None
+        self.paused_by: str | None = None
+        """The ``run_status_changed(paused)`` event in force, if the run is paused."""
         self._pending: list[Delta] = []
         self._deltas: set[str] = set()
         """Ids of every delta seen: only events caused by one of them are answers."""
@@ -173,8 +180,15 @@ class RunState:
             if cause in self._deltas:
                 self._close(cause)
             self._pending.clear()
+            self.paused_by = None
             return
         if isinstance(payload, RunStatusChanged):
+            if payload.status is RunStatus.PAUSED:
+                if not self.terminal:
+                    self.paused_by = event.event_id
+                return
+            if self.paused_by is not None and cause == self.paused_by:
+                self.paused_by = None  # the resume names the pause it lifts
             if not self.terminal:
                 self.status = payload.status
             if cause in self._deltas and payload.status is RunStatus.AWAITING_TOOLS:
@@ -241,7 +255,7 @@ class RunState:
 
     def next_action(self) -> Action | None:
         """What the orchestrator should do now; see the module contract."""
-        if self.terminal or self.status is RunStatus.PAUSED or self._expected:
+        if self.terminal or self.paused_by is not None or self._expected:
             return None
         if self._parts_seen:
             cause, calls_tools = next(iter(self._parts_seen.items()))

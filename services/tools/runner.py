@@ -18,9 +18,9 @@ Contract:
 - A tool's failure or timeout is a result with ``is_error`` and the message.
 - Tools not in the registry are left alone: the run waits in
   ``awaiting_tools`` until someone publishes their results.
-- A result published by someone else, a terminal event or ``paused`` stops
-  (or holds) the execution of that run's tools; ``paused`` ones start again
-  when the run is resumed.
+- A result published by someone else or a terminal event stops the
+  execution of that run's tools; ``paused`` holds the ones not started yet
+  until the resume (a status change caused by that pause event).
 - Committed offsets never pass the oldest tool_use still without a result.
 - ``start()`` / ``stop()`` (idempotent) or ``async with``.
 """
@@ -82,7 +82,8 @@ class _Partition:
     calls: OrderedDict[tuple[str, str], _Call] = field(default_factory=OrderedDict)
     """(run_id, tool_use id) -> the call still without a result in the log."""
     ended: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    paused: set[str] = field(default_factory=set)
+    paused: dict[str, str] = field(default_factory=dict)
+    """Run id -> the pause event in force (only a status change it caused lifts it)."""
     live: bool = False
     dirty: bool = False
 
@@ -166,14 +167,14 @@ class ToolRunner(FollowingService):
             part.ended[run_id] = None
             if len(part.ended) > _ENDED_MEMORY:
                 part.ended.popitem(last=False)
-            part.paused.discard(run_id)
+            part.paused.pop(run_id, None)
             for key in [k for k in part.calls if k[0] == run_id]:
                 self._stop(part.calls.pop(key))
         elif isinstance(payload, RunStatusChanged):
             if payload.status is RunStatus.PAUSED:
-                part.paused.add(run_id)
-            elif run_id in part.paused:
-                part.paused.discard(run_id)
+                part.paused[run_id] = event.event_id
+            elif event.causation_id is not None and part.paused.get(run_id) == event.causation_id:
+                del part.paused[run_id]
                 part.dirty = True
 
     def _stop(self, call: _Call) -> None:

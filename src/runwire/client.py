@@ -19,6 +19,10 @@ Contract:
   ``rw.resume(run_id, tool_results)`` publishes results for tool calls that
   no registered tool answers. Results have deterministic ids per
   (run, tool_use id), so a repeated resume is a harmless duplicate.
+- ``rw.pause(run_id)`` publishes ``run_status_changed(paused)`` (refused for a
+  run that has ended); ``rw.resume(run_id)`` lifts it with a status change
+  caused by that pause event, back to the status the run reached (the
+  services only take a resume of the pause in force).
 - One log reader per client serves every handle (one consumer, partitions
   paused while nobody follows them).
 - :class:`BlockingClient` is the same API for scripts without asyncio; it
@@ -354,8 +358,40 @@ class RunHandle:
     async def cancel(self, reason: str | None = None) -> Position:
         return await self._client.cancel(self.run_id, reason=reason)
 
-    async def resume(self, tool_results: Mapping[str, Any] | Sequence[ToolResultPart]) -> None:
-        await self._client.resume(self.run_id, tool_results)
+    async def pause(self, reason: str | None = None) -> Position:
+        return await self._client.pause(self.run_id, reason=reason, first_offset=self.first_offset)
+
+    async def resume(
+        self, tool_results: Mapping[str, Any] | Sequence[ToolResultPart] | None = None
+    ) -> list[Position]:
+        """Let the run go on: lift its pause, or (with ``tool_results``) answer its tools."""
+        return await self._client.resume(self.run_id, tool_results, first_offset=self.first_offset)
+
+
+_ENDED = frozenset(TERMINAL_EVENTS.values())
+
+
+@dataclass
+class _Lifecycle:
+    """A run's status and pause, folded like the orchestrator does (pause beside status)."""
+
+    status: RunStatus = RunStatus.PENDING
+    paused_by: str | None = None
+    seen: bool = False
+
+    def apply(self, event: Event) -> None:
+        self.seen = True
+        if self.status in _ENDED:
+            return
+        if event.type in TERMINAL_EVENTS:
+            self.status, self.paused_by = TERMINAL_EVENTS[event.type], None
+        elif isinstance(event.payload, RunStatusChanged):
+            if event.payload.status is RunStatus.PAUSED:
+                self.paused_by = event.event_id
+                return
+            if event.causation_id is not None and event.causation_id == self.paused_by:
+                self.paused_by = None
+            self.status = event.payload.status
 
 
 def _status_of(events: Sequence[Event]) -> RunStatus:
@@ -510,9 +546,21 @@ class Client:
         return await self._publisher_or_fail().publish(event)
 
     async def resume(
-        self, run_id: str, tool_results: Mapping[str, Any] | Sequence[ToolResultPart]
+        self,
+        run_id: str,
+        tool_results: Mapping[str, Any] | Sequence[ToolResultPart] | None = None,
+        *,
+        first_offset: int | None = None,
     ) -> list[Position]:
-        """Publish results for a run's tool calls (by tool_use id) that no tool runner answers."""
+        """Let a run go on.
+
+        With ``tool_results`` (by tool_use id): publish results for tool calls no
+        tool runner answers. Without: lift the run's pause (a
+        ``run_status_changed`` caused by the pause event, back to the status the
+        run had reached); :class:`RunwireError` when the run is not paused.
+        """
+        if tool_results is None:
+            return [await self._unpause(run_id, first_offset)]
         if isinstance(tool_results, Mapping):
             parts = [ToolResultPart(tool_use_id=k, content=v) for k, v in tool_results.items()]
         else:
@@ -529,6 +577,56 @@ class Client:
         if not events:
             return []
         return await self._publisher_or_fail().publish_many(events)
+
+    async def pause(
+        self, run_id: str, *, reason: str | None = None, first_offset: int | None = None
+    ) -> Position:
+        """Pause a run: the services take no new action for it until :meth:`resume`.
+
+        A model call or tool already running finishes and is recorded; what
+        would follow it waits. :class:`RunwireError` when the run has ended.
+        """
+        lifecycle = await self._lifecycle(run_id, first_offset)
+        if lifecycle.status in _ENDED:
+            raise RunwireError(
+                f"run {run_id} has ended ({lifecycle.status.value}); only a run in progress "
+                "can be paused"
+            )
+        event = Event.create(
+            RunStatusChanged(status=RunStatus.PAUSED, reason=reason or "paused"),
+            run_id=run_id,
+            producer=self._producer,
+        )
+        return await self._publisher_or_fail().publish(event)
+
+    async def _unpause(self, run_id: str, first_offset: int | None) -> Position:
+        lifecycle = await self._lifecycle(run_id, first_offset)
+        if lifecycle.paused_by is None:
+            raise RunwireError(
+                f"run {run_id} is not paused (it is {lifecycle.status.value}); nothing to resume"
+            )
+        event = Event.create(
+            RunStatusChanged(status=lifecycle.status, reason="resumed"),
+            run_id=run_id,
+            producer=self._producer,
+            causation_id=lifecycle.paused_by,
+            # One resume per pause: resuming twice writes the same event.
+            event_id=ids.deterministic_event_id(run_id, lifecycle.paused_by, 0),
+        )
+        return await self._publisher_or_fail().publish(event)
+
+    async def _lifecycle(self, run_id: str, first_offset: int | None) -> _Lifecycle:
+        """Where the run stands, from its events in the log (up to the log's end now)."""
+        if first_offset is None and self.runs is not None:
+            with contextlib.suppress(RunwireError):
+                first_offset = (await self.runs.get(run_id)).first_offset
+        handle = self.handle(run_id, first_offset=first_offset)
+        lifecycle = _Lifecycle()
+        async for event in handle.events(until_end=False, follow=False):
+            lifecycle.apply(event)
+        if not lifecycle.seen:
+            raise RunwireError(f"run {run_id} is not in the log ({self.settings.run_events})")
+        return lifecycle
 
     async def say(self, run_id: str, text: str) -> Position:
         """Publish more user text into a run (answered with its next delta)."""
@@ -630,6 +728,11 @@ class BlockingClient:
         return self._call(self._client.cancel(run_id, reason=reason))
 
     def resume(
-        self, run_id: str, tool_results: Mapping[str, Any] | Sequence[ToolResultPart]
+        self,
+        run_id: str,
+        tool_results: Mapping[str, Any] | Sequence[ToolResultPart] | None = None,
     ) -> list[Position]:
         return self._call(self._client.resume(run_id, tool_results))
+
+    def pause(self, run_id: str, *, reason: str | None = None) -> Position:
+        return self._call(self._client.pause(run_id, reason=reason))

@@ -245,10 +245,30 @@ def test_cancel_is_terminal_and_later_deltas_get_nothing() -> None:
 def test_paused_runs_wait_and_resume() -> None:
     log = started()
     log.add(UserMessage(parts=["hi"]))
-    log.add(RunStatusChanged(status=RunStatus.PAUSED))
+    pause = log.add(RunStatusChanged(status=RunStatus.PAUSED))
     assert log.state().next_action() is None
-    log.add(RunStatusChanged(status=RunStatus.PENDING, reason="resumed"))
+    log.add(RunStatusChanged(status=RunStatus.PENDING, reason="something else"))
+    assert log.state().next_action() is None  # only the resume of that pause lifts it
+    log.add(
+        RunStatusChanged(status=RunStatus.PENDING, reason="resumed"), causation_id=pause.event_id
+    )
     assert isinstance(log.state().next_action(), Answer)
+
+
+def test_an_answer_in_flight_when_paused_is_recorded_and_its_follow_up_waits() -> None:
+    log = started()
+    user = log.add(UserMessage(parts=["what time is it?"]))
+    pause = log.add(RunStatusChanged(status=RunStatus.PAUSED))
+    log.extend(answer_events(CTX, user.event_id, response(ToolUsePart(id="c", name="clock"))))
+    log.add(ToolResult(tool_use_id="c", content="noon"))
+    state = log.state()
+    assert state.status is RunStatus.AWAITING_TOOLS  # the lifecycle went on
+    assert state.paused_by == pause.event_id  # the pause did not
+    assert state.next_action() is None
+    log.add(RunStatusChanged(status=RunStatus.AWAITING_TOOLS), causation_id=pause.event_id)
+    action = log.state().next_action()
+    assert isinstance(action, Answer)
+    assert action.delta.kind == "tool_results"
 
 
 def test_duplicated_answer_events_change_nothing() -> None:

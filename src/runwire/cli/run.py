@@ -37,7 +37,7 @@ from runwire.settings import Settings
 __all__ = ["app", "render_event", "run"]
 
 console = Console(highlight=False)
-app = typer.Typer(help="Control runs: cancel (pause and resume come with the orchestrator).")
+app = typer.Typer(help="Runs: list, show, cancel, pause, resume.")
 
 DEFAULT_AGENT = "assistant"
 
@@ -149,13 +149,40 @@ def cancel(
 ) -> None:
     """Publish run_canceled: the orchestrator aborts the run's model call and stops."""
     with fail_on_runwire_error():
-        position = asyncio.run(_cancel(run_id, reason))
+        position = asyncio.run(_control(run_id, "cancel", reason))
     console.print(
         f"canceled run {run_id} (run_canceled at partition {position.partition}, "
         f"offset {position.offset})"
     )
 
 
-async def _cancel(run_id: str, reason: str | None) -> Any:
+@app.command("pause")
+def pause(
+    run_id: str = typer.Argument(..., help="The run to pause."),
+    reason: str | None = typer.Option(None, help="Why (kept in the event)."),
+) -> None:
+    """Pause a run: no new model call or tool call for it until `runwire runs resume`."""
+    with fail_on_runwire_error():
+        position = asyncio.run(_control(run_id, "pause", reason))
+    console.print(f"paused run {run_id} (partition {position.partition}, offset {position.offset})")
+
+
+@app.command("resume")
+def resume(
+    run_id: str = typer.Argument(..., help="The paused run to resume."),
+) -> None:
+    """Resume a paused run where it stopped."""
+    with fail_on_runwire_error():
+        position = asyncio.run(_control(run_id, "resume", None))
+    console.print(
+        f"resumed run {run_id} (partition {position.partition}, offset {position.offset})"
+    )
+
+
+async def _control(run_id: str, what: str, reason: str | None) -> Any:
     async with Client(Settings()) as rw:
-        return await rw.cancel(run_id, reason=reason)
+        if what == "cancel":
+            return await rw.cancel(run_id, reason=reason)
+        if what == "pause":
+            return await rw.pause(run_id, reason=reason)
+        return (await rw.resume(run_id))[0]
