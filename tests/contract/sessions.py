@@ -152,6 +152,16 @@ class SessionContract:
         ]
         assert len(await backend.history(s.session_id)) == 1
 
+    async def test_concurrent_calls_on_one_session_object_keep_call_order(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        await asyncio.gather(
+            *(s.add_messages([("user", f"q{i}"), ("assistant", f"a{i}")]) for i in range(5))
+        )
+        texts = [m.text() for m in await s.get_messages()]
+        assert texts == [t for i in range(5) for t in (f"q{i}", f"a{i}")]
+
     async def test_consecutive_user_text_joins_one_message(
         self, open_session: Callable[..., AsyncSession]
     ) -> None:

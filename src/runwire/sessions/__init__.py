@@ -9,6 +9,9 @@
   projections) and :mod:`.memory_backend` (the in-memory twin) implement it;
 - :mod:`.export`: the versioned export document and the import;
   :mod:`.agents_sqlite`: importing the OpenAI Agents SDK's ``SQLiteSession`` files;
+  :mod:`.openai_agents`: ``RunwireSession``, the Agents SDK's ``Session`` protocol
+  on runwire (:mod:`.responses_items` converts its items);
+- :mod:`.embedded`: the projectors the API reads, run in this process;
 - :mod:`.admin`: operator tasks (``runwire sessions export|import|expire|delete``).
 
 docs/sessions.md maps the session APIs of agent frameworks onto this one.

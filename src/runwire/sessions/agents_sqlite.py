@@ -8,23 +8,9 @@ it (table names are constructor arguments; these are the defaults)::
                    message_data TEXT,   -- json.dumps of one Responses API input item
                    created_at)
 
-A session's history is its ``agent_messages`` rows in ``id`` order. Items map
-to runwire's transcript like this:
-
-- ``{"role": "user", "content": text | [input_text...]}`` -> user text;
-  ``role: "assistant"`` (``type: "message"``, ``output_text`` / ``refusal``
-  parts) -> assistant text; ``role: "system" | "developer"`` -> the session's
-  ``system`` metadata (a transcript holds user and assistant messages only);
-- ``function_call`` / ``custom_tool_call`` -> tool_use (``call_id``, ``name``,
-  the JSON ``arguments``; text that is not a JSON object is kept as
-  ``{"arguments": text}``); ``function_call_output`` /
-  ``custom_tool_call_output`` -> tool_result;
-- consecutive items of one side form one message; a user message that
-  carries text starts a new turn, so a new run;
-- ``reasoning`` items are OpenAI's encrypted reasoning, which no other
-  provider can take back: skipped and counted. Items runwire cannot keep
-  (images, files, hosted tool calls...) are refused naming their row, unless
-  ``skip_unsupported`` (then skipped and counted in the result).
+A session's history is its ``agent_messages`` rows in ``id`` order; the
+items become messages as :mod:`runwire.sessions.responses_items` says, and
+each user message with text starts a new run (a turn).
 
 Every session becomes an export document (:mod:`runwire.sessions.export`)
 imported with the same rules: checked whole first, idempotent (importing the
@@ -37,26 +23,26 @@ import json
 import re
 import sqlite3
 import uuid
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runwire.memory.checks import InputError
 from runwire.sessions.api import SYSTEM_KEY
-from runwire.sessions.content import to_message
 from runwire.sessions.export import FORMAT, VERSION, ImportResult, import_session, parse_document
 from runwire.sessions.protocol import SessionBackend
-from runwire.transcript.messages import Message, Part, TextPart, ToolResultPart, ToolUsePart
+from runwire.sessions.responses_items import items_to_messages
 
 __all__ = ["AgentsSession", "import_agents_sqlite", "read_agents_sqlite"]
 
 SOURCE = "openai-agents-sqlite"
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NAMESPACE = uuid.UUID("5d1c8f0e-2a7b-4e63-8c9d-3b4a6e1f0a27")
-_TEXT_PARTS = {"input_text", "output_text", "text"}
-_SKIPPED_ALWAYS = {"reasoning"}
+
+
+def _where(table: str, row: int) -> str:
+    return f"{table}[id={row}]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,107 +55,6 @@ class AgentsSession:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Group:
-    side: str  # "user" | "assistant"
-    parts: list[Part]
-    first_row: int
-
-
-def _where(table: str, row: int) -> str:
-    return f"{table}[id={row}]"
-
-
-def _text_of(content: Any, where: str, skipped: Counter[str], skip: bool) -> list[str]:
-    if isinstance(content, str):
-        return [content] if content else []
-    if not isinstance(content, list):
-        raise InputError(f"{where}.content", "neither text nor a list of parts")
-    out: list[str] = []
-    for i, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, Mapping) else None
-        if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
-            if part["text"]:
-                out.append(part["text"])
-        elif kind == "refusal" and isinstance(part.get("refusal"), str):
-            out.append(part["refusal"])
-        elif skip:
-            skipped[f"content:{kind}"] += 1
-        else:
-            raise InputError(
-                f"{where}.content[{i}]",
-                f"a {kind!r} part has no place in a runwire transcript "
-                "(pass skip_unsupported=True to leave such parts out)",
-            )
-    return out
-
-
-def _arguments(raw: Any) -> dict[str, Any]:
-    if isinstance(raw, Mapping):
-        return dict(raw)
-    try:
-        parsed = json.loads(raw) if isinstance(raw, str) and raw else {}
-    except ValueError:
-        return {"arguments": raw}
-    return parsed if isinstance(parsed, dict) else {"arguments": parsed}
-
-
-def _convert(
-    item: Any, where: str, skipped: Counter[str], skip: bool
-) -> tuple[str, list[Part]] | None:
-    """(side, parts) of one item; side ``system`` for instructions; None when skipped."""
-    if not isinstance(item, Mapping):
-        raise InputError(where, f"an item is a JSON object, not {type(item).__name__}")
-    kind = item.get("type")
-    role = item.get("role")
-    if role is not None and kind in (None, "message"):
-        texts = _text_of(item.get("content"), where, skipped, skip)
-        if role in ("system", "developer"):
-            return "system", [TextPart(text=t) for t in texts]
-        if role not in ("user", "assistant"):
-            raise InputError(f"{where}.role", f"unknown role {role!r}")
-        return (role, [TextPart(text=t) for t in texts]) if texts else None
-    if kind in ("function_call", "custom_tool_call"):
-        raw = item.get("arguments") if kind == "function_call" else item.get("input")
-        call_id = item.get("call_id")
-        if not isinstance(call_id, str) or not isinstance(item.get("name"), str):
-            raise InputError(where, f"a {kind} without call_id or name")
-        return "assistant", [ToolUsePart(id=call_id, name=item["name"], input=_arguments(raw))]
-    if kind in ("function_call_output", "custom_tool_call_output"):
-        call_id = item.get("call_id")
-        if not isinstance(call_id, str):
-            raise InputError(where, f"a {kind} without call_id")
-        return "user", [ToolResultPart(tool_use_id=call_id, content=item.get("output"))]
-    if kind in _SKIPPED_ALWAYS:
-        skipped[str(kind)] += 1
-        return None
-    if skip:
-        skipped[str(kind)] += 1
-        return None
-    raise InputError(
-        where,
-        f"a {kind!r} item has no place in a runwire transcript "
-        "(pass skip_unsupported=True to leave such items out)",
-    )
-
-
-def _reorders(group: _Group, parts: Sequence[Part]) -> bool:
-    """True when ``parts`` would go before text already in ``group`` (a user message
-    holds its tool results first): they then start a message of their own."""
-    return isinstance(parts[0], ToolResultPart) and any(
-        isinstance(p, TextPart) for p in group.parts
-    )
-
-
-def _messages(groups: Sequence[_Group], table: str) -> list[tuple[Message, int]]:
-    out: list[tuple[Message, int]] = []
-    for group in groups:
-        incoming = to_message(group.side, group.parts, field=_where(table, group.first_row))
-        assert incoming.message is not None
-        out.append((incoming.message, group.first_row))
-    return out
-
-
 def _document(
     session_id: str,
     created_at: str | None,
@@ -178,32 +63,20 @@ def _document(
     table: str,
     skip: bool,
 ) -> AgentsSession:
-    skipped: Counter[str] = Counter()
-    groups: list[_Group] = []
-    system: list[str] = []
+    items: list[tuple[str, Any]] = []
     for row_id, data in rows:
         where = _where(table, row_id)
         try:
-            item = json.loads(data)
+            items.append((where, json.loads(data)))
         except ValueError as e:
             raise InputError(f"{where}.message_data", f"not JSON ({e})") from None
-        converted = _convert(item, where, skipped, skip)
-        if converted is None:
-            continue
-        side, parts = converted
-        if side == "system":
-            system += [p.text for p in parts if isinstance(p, TextPart)]
-            continue
-        last = groups[-1] if groups else None
-        if last is not None and last.side == side and not _reorders(last, parts):
-            last.parts += parts
-        else:
-            groups.append(_Group(side, list(parts), row_id))
+    converted = items_to_messages(items, skip_unsupported=skip)
+    system = converted.system
     runs: list[dict[str, Any]] = []
-    for message, row_id in _messages(groups, table):
+    for message, where in converted.messages:
         starts_turn = message.role == "user" and not message.tool_results()
         if starts_turn or not runs:
-            run_id = str(uuid.uuid5(_NAMESPACE, f"{session_id}/{row_id}"))
+            run_id = str(uuid.uuid5(_NAMESPACE, f"{session_id}/{where}"))
             runs.append({"run_id": run_id, "messages": []})
         runs[-1]["messages"].append(json.loads(message.model_dump_json()))
     metadata: dict[str, Any] = {"source": SOURCE, "source_session_id": session_id}
@@ -217,7 +90,7 @@ def _document(
     }
     if created_at:
         document["session"]["created_at"] = created_at.replace(" ", "T") + "Z"
-    return AgentsSession(session_id, document, len(rows), dict(skipped))
+    return AgentsSession(session_id, document, len(rows), converted.skipped)
 
 
 def _table(name: str, field: str) -> str:

@@ -146,6 +146,9 @@ class AsyncSession:
             check_key(key, "metadata")
         self._state: _NotOpen | _Open | _Closed = _NotOpen()
         self._opening = asyncio.Lock()
+        # Writes of one session object happen one at a time, in call order: each
+        # plans against what the previous one wrote.
+        self._writing = asyncio.Lock()
         self._callbacks = Callbacks()
         self._listening = False
         self._memory: AsyncMemory | None = None
@@ -268,6 +271,10 @@ class AsyncSession:
         await self._add(incoming, [f"messages[{i}]" for i in range(len(incoming))])
 
     async def _add(self, incoming: Sequence[Any], fields: Sequence[str]) -> None:
+        async with self._writing:
+            await self._add_now(incoming, fields)
+
+    async def _add_now(self, incoming: Sequence[Any], fields: Sequence[str]) -> None:
         backend = await self._ready()
         info, tail = await asyncio.gather(self._writable(), backend.tail(self.session_id))
         systems = [i.system for i in incoming if i.system is not None]
@@ -307,8 +314,9 @@ class AsyncSession:
 
     async def clear(self) -> None:
         """Later reads start empty; the log keeps everything (``session_cleared``)."""
-        await self._writable()
-        await self._publish(SessionCleared())
+        async with self._writing:
+            await self._writable()
+            await self._publish(SessionCleared())
 
     # -- metadata ----------------------------------------------------------------------
 
@@ -316,8 +324,9 @@ class AsyncSession:
         """Set metadata ``key`` to a JSON ``value`` (``None`` removes it)."""
         check_key(key)
         require_json(value, "value")
-        await self._writable()
-        await self._publish(SessionMetadataSet(key=key, value=value))
+        async with self._writing:
+            await self._writable()
+            await self._publish(SessionMetadataSet(key=key, value=value))
 
     async def get(self, key: str, default: Any = None) -> Any:
         """Metadata ``key``, or ``default``."""
@@ -332,9 +341,10 @@ class AsyncSession:
 
     async def end(self, reason: str | None = None) -> None:
         """End the session (read-only from now on); ending twice is a no-op."""
-        info = await self.info()
-        if info.status != "ended":
-            await self._publish(SessionEnded(reason=reason))
+        async with self._writing:
+            info = await self.info()
+            if info.status != "ended":
+                await self._publish(SessionEnded(reason=reason))
 
     async def delete(self) -> None:
         """Erase the session (see the module contract); the object is closed after it."""

@@ -8,7 +8,8 @@ import pytest
 
 from runwire.sessions import AsyncSession, InMemoryBackend, InputError
 from runwire.sessions.agents_sqlite import import_agents_sqlite, read_agents_sqlite
-from runwire.transcript.messages import TextPart, ToolResultPart, ToolUsePart
+from runwire.sessions.responses_items import items_to_messages
+from runwire.transcript.messages import ToolResultPart, ToolUsePart
 from tests.contract.sessions import roles_and_text
 from tests.unit.sessions.agents_data import WEATHER, sdk_file
 
@@ -99,8 +100,10 @@ async def test_not_a_sqlite_file(tmp_path: Path) -> None:
 
 def test_user_text_then_a_result_is_two_messages() -> None:
     """A result after user text cannot join it (results go first): a message of its own."""
-    from runwire.sessions.agents_sqlite import _Group, _reorders
-
-    group = _Group("user", [TextPart(text="hi")], 1)
-    assert _reorders(group, [ToolResultPart(tool_use_id="x")])
-    assert not _reorders(_Group("user", [], 1), [ToolResultPart(tool_use_id="x")])
+    converted = items_to_messages(
+        [
+            ("i0", {"role": "user", "content": "hi"}),
+            ("i1", {"type": "function_call_output", "call_id": "x", "output": "late"}),
+        ]
+    )
+    assert [m.parts[0].kind for m, _ in converted.messages] == ["text", "tool_result"]

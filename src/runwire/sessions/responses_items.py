@@ -1,0 +1,195 @@
+"""OpenAI Responses API input items (what the Agents SDK stores) <-> runwire messages.
+
+Items -> messages (:func:`items_to_messages`):
+
+- ``{"role": "user", "content": text | [input_text...]}`` -> user text;
+  ``role: "assistant"`` (``type: "message"``, ``output_text`` / ``refusal``
+  parts) -> assistant text; ``role: "system" | "developer"`` -> instructions
+  (returned apart: a transcript holds user and assistant messages only);
+- ``function_call`` / ``custom_tool_call`` -> tool_use (``call_id``, ``name``,
+  the JSON ``arguments``; text that is not a JSON object is kept as
+  ``{"arguments": text}``); ``function_call_output`` /
+  ``custom_tool_call_output`` -> tool_result;
+- consecutive items of one side form one message (a tool result after user
+  text starts a message of its own, since results come first);
+- ``reasoning`` items (OpenAI's encrypted reasoning, which no other provider
+  takes back) are skipped and counted; other items runwire cannot keep
+  (images, files, hosted tool calls...) are refused naming the item, unless
+  ``skip_unsupported`` (then skipped and counted).
+
+Messages -> items (:func:`messages_to_items`): user text ->
+``{"role": "user", "content": ...}``, assistant text ->
+``{"role": "assistant", "content": ...}``, tool_use -> ``function_call``,
+tool_result -> ``function_call_output`` (JSON content as JSON text); thinking
+is left out (it is not OpenAI's to take back).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from runwire.memory.checks import InputError
+from runwire.sessions.content import to_message
+from runwire.transcript.messages import Message, Part, TextPart, ToolResultPart, ToolUsePart
+
+__all__ = ["Converted", "items_to_messages", "messages_to_items"]
+
+_TEXT_PARTS = {"input_text", "output_text", "text"}
+_SKIPPED_ALWAYS = {"reasoning"}
+
+
+@dataclass(slots=True)
+class Converted:
+    """Messages (each with the name of its first item), instructions, skipped kinds."""
+
+    messages: list[tuple[Message, str]] = field(default_factory=list)
+    system: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Group:
+    side: str  # "user" | "assistant"
+    parts: list[Part]
+    first: str
+
+
+def _text_of(content: Any, where: str, skipped: Counter[str], skip: bool) -> list[str]:
+    if isinstance(content, str):
+        return [content] if content else []
+    if not isinstance(content, list):
+        raise InputError(f"{where}.content", "neither text nor a list of parts")
+    out: list[str] = []
+    for i, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, Mapping) else None
+        if kind in _TEXT_PARTS and isinstance(part.get("text"), str):
+            if part["text"]:
+                out.append(part["text"])
+        elif kind == "refusal" and isinstance(part.get("refusal"), str):
+            out.append(part["refusal"])
+        elif skip:
+            skipped[f"content:{kind}"] += 1
+        else:
+            raise InputError(
+                f"{where}.content[{i}]",
+                f"a {kind!r} part has no place in a runwire transcript "
+                "(pass skip_unsupported=True to leave such parts out)",
+            )
+    return out
+
+
+def _arguments(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) and raw else {}
+    except ValueError:
+        return {"arguments": raw}
+    return parsed if isinstance(parsed, dict) else {"arguments": parsed}
+
+
+def _convert(
+    item: Any, where: str, skipped: Counter[str], skip: bool
+) -> tuple[str, list[Part]] | None:
+    """(side, parts) of one item; side ``system`` for instructions; None when skipped."""
+    if not isinstance(item, Mapping):
+        raise InputError(where, f"an item is a JSON object, not {type(item).__name__}")
+    kind = item.get("type")
+    role = item.get("role")
+    if role is not None and kind in (None, "message"):
+        texts = _text_of(item.get("content"), where, skipped, skip)
+        if role in ("system", "developer"):
+            return "system", [TextPart(text=t) for t in texts]
+        if role not in ("user", "assistant"):
+            raise InputError(f"{where}.role", f"unknown role {role!r}")
+        return (role, [TextPart(text=t) for t in texts]) if texts else None
+    if kind in ("function_call", "custom_tool_call"):
+        raw = item.get("arguments") if kind == "function_call" else item.get("input")
+        call_id = item.get("call_id")
+        if not isinstance(call_id, str) or not isinstance(item.get("name"), str):
+            raise InputError(where, f"a {kind} without call_id or name")
+        return "assistant", [ToolUsePart(id=call_id, name=item["name"], input=_arguments(raw))]
+    if kind in ("function_call_output", "custom_tool_call_output"):
+        call_id = item.get("call_id")
+        if not isinstance(call_id, str):
+            raise InputError(where, f"a {kind} without call_id")
+        return "user", [ToolResultPart(tool_use_id=call_id, content=item.get("output"))]
+    if kind in _SKIPPED_ALWAYS or skip:
+        skipped[str(kind)] += 1
+        return None
+    raise InputError(
+        where,
+        f"a {kind!r} item has no place in a runwire transcript "
+        "(pass skip_unsupported=True to leave such items out)",
+    )
+
+
+def _reorders(group: _Group, parts: Sequence[Part]) -> bool:
+    """True when ``parts`` would go before text already in ``group`` (a user message
+    holds its tool results first): they then start a message of their own."""
+    return isinstance(parts[0], ToolResultPart) and any(
+        isinstance(p, TextPart) for p in group.parts
+    )
+
+
+def items_to_messages(
+    items: Sequence[tuple[str, Any]], *, skip_unsupported: bool = False
+) -> Converted:
+    """Convert ``(name, item)`` pairs (the name is used in errors); see the module doc."""
+    skipped: Counter[str] = Counter()
+    groups: list[_Group] = []
+    out = Converted()
+    for where, item in items:
+        converted = _convert(item, where, skipped, skip_unsupported)
+        if converted is None:
+            continue
+        side, parts = converted
+        if side == "system":
+            out.system += [p.text for p in parts if isinstance(p, TextPart)]
+            continue
+        last = groups[-1] if groups else None
+        if last is not None and last.side == side and not _reorders(last, parts):
+            last.parts += parts
+        else:
+            groups.append(_Group(side, list(parts), where))
+    for group in groups:
+        incoming = to_message(group.side, group.parts, field=group.first)
+        assert incoming.message is not None
+        out.messages.append((incoming.message, group.first))
+    out.skipped = dict(skipped)
+    return out
+
+
+def _content(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def messages_to_items(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Responses API input items for ``messages`` (see the module doc)."""
+    items: list[dict[str, Any]] = []
+    for message in messages:
+        for part in message.parts:
+            if isinstance(part, TextPart):
+                items.append({"role": message.role, "content": part.text})
+            elif isinstance(part, ToolUsePart):
+                items.append(
+                    {
+                        "type": "function_call",
+                        "call_id": part.id,
+                        "name": part.name,
+                        "arguments": json.dumps(part.input, ensure_ascii=False),
+                    }
+                )
+            elif isinstance(part, ToolResultPart):
+                items.append(
+                    {
+                        "type": "function_call_output",
+                        "call_id": part.tool_use_id,
+                        "output": _content(part.content),
+                    }
+                )
+    return items
