@@ -19,6 +19,7 @@ Contract:
 from __future__ import annotations
 
 from runwire.contract.events import (
+    ContextSeeded,
     Event,
     EventPayload,
     RunCompleted,
@@ -38,6 +39,7 @@ __all__ = [
     "acknowledgement",
     "answer_events",
     "closing_events",
+    "context_seeded",
     "failure_events",
 ]
 
@@ -52,6 +54,7 @@ class Slot:
     USAGE = 1
     STATUS = 2
     TERMINAL = 3
+    CONTEXT = 4
     PARTS = 16
     """Assistant parts take ``PARTS + i`` for the i-th part of the message."""
 
@@ -65,6 +68,11 @@ def acknowledgement(context: RunContext, cause_id: str, phase: RunPhase) -> Even
     return _event(
         context, cause_id, Slot.ACKNOWLEDGE, RunStatusChanged(status=RunStatus.RUNNING, phase=phase)
     )
+
+
+def context_seeded(context: RunContext, cause_id: str, payload: ContextSeeded) -> Event:
+    """The record of the history a run's model calls are given (before its first call)."""
+    return _event(context, cause_id, Slot.CONTEXT, payload)
 
 
 def answer_events(context: RunContext, cause_id: str, response: ModelResponse) -> list[Event]:

@@ -134,6 +134,8 @@ class RunState:
         self.model_calls = 0
         """Answers with assistant parts seen in the log (the turn counter)."""
         self.error: RunFailed | None = None
+        self.seeded: Event | None = None
+        """The run's first ``context_seeded`` event: the history its model calls get."""
         self.paused_by: str | None = None
         """The ``run_status_changed(paused)`` event in force, if the run is paused."""
         self._pending: list[Delta] = []
@@ -196,6 +198,10 @@ class RunState:
             return
         if self.terminal:
             return  # late events of a finished run change nothing the orchestrator uses
+        if kind is EventType.CONTEXT_SEEDED:
+            if self.seeded is None:
+                self.seeded = event
+            return
         try:
             changed = self.transcript.apply(event)
         except LedgerError as e:

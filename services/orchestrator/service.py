@@ -56,8 +56,10 @@ from runwire.services.orchestrator.answers import (
     acknowledgement,
     answer_events,
     closing_events,
+    context_seeded,
     failure_events,
 )
+from runwire.services.orchestrator.context import ContextSource, NoHistory
 from runwire.services.orchestrator.run_state import (
     Action,
     Answer,
@@ -124,6 +126,7 @@ class Orchestrator(FollowingService):
         provider: ModelProvider,
         publisher: EventPublisher,
         agents: AgentDirectory | None = None,
+        context: ContextSource | None = None,
         retry_policy: RetryPolicy | None = None,
         max_concurrent_calls: int = 512,
         follower_options: FollowerOptions | None = None,
@@ -134,6 +137,7 @@ class Orchestrator(FollowingService):
         self._provider = provider
         self._publisher = publisher
         self._agents = agents or AgentDirectory()
+        self._context: ContextSource = context or NoHistory()
         self._policy = retry_policy or RetryPolicy.from_settings(settings)
         self._slots = asyncio.Semaphore(max_concurrent_calls)
         self._clock = clock
@@ -289,8 +293,15 @@ class Orchestrator(FollowingService):
     ) -> None:
         cause = action.delta.event_id
         try:
+            model_input = await self._context.prepare(state, action)
+        except RunwireError as e:
+            await _acknowledged(ack)
+            await self._fail(state, cause, getattr(e, "kind", "context"), str(e))
+            return
+        messages = model_input.messages
+        try:
             validate(
-                action.messages,
+                messages,
                 self._rules_of,
                 self._settings.thinking_enabled,
                 run_id=state.run_id,
@@ -300,8 +311,13 @@ class Orchestrator(FollowingService):
             await self._fail(state, cause, "transcript_rule", str(e))
             return
         profile = self._agents.profile(state.context.agent_id)
+        if model_input.seed is not None:
+            # Recorded before the call: a restart rebuilds this input from it.
+            await _acknowledged(ack)
+            seed = context_seeded(state.context, cause, model_input.seed)
+            await publish_retrying(self._publisher, [seed])
         request = ModelRequest(
-            messages=action.messages,
+            messages=messages,
             system=profile.system,
             tools=profile.tools,
             max_tokens=profile.max_tokens,

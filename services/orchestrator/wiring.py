@@ -22,6 +22,7 @@ from runwire.publisher import Publisher
 from runwire.services.batching import MessageBatcher, SplitPublisher
 from runwire.services.follower import FollowerOptions
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
+from runwire.services.orchestrator.context import ContextSource
 from runwire.services.orchestrator.service import Orchestrator
 from runwire.services.publishing import EventPublisher
 from runwire.settings import Settings
@@ -47,6 +48,7 @@ async def orchestrator_service(
     provider: ModelProvider | None = None,
     publisher: EventPublisher | None = None,
     agents: AgentDirectory | None = None,
+    context: ContextSource | None = None,
     retry_policy: RetryPolicy | None = None,
     follower_options: FollowerOptions | None = None,
     max_concurrent_calls: int | None = None,
@@ -64,6 +66,7 @@ async def orchestrator_service(
             provider=provider,
             publisher=publisher,
             agents=agents if agents is not None else default_agents(),
+            context=context,
             retry_policy=retry_policy,
             follower_options=follower_options,
             max_concurrent_calls=max_concurrent_calls or 512,
