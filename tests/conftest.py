@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import psycopg
+import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
@@ -32,6 +33,14 @@ from runwire.infra.stack import LocalStack, StackConfig
 from runwire.infra.stack.process import port_in_use
 from runwire.infra.topics import load_topics, provision_topics
 from runwire.settings import Settings
+
+# Shared suites and helpers live outside test modules: have pytest explain their asserts too.
+pytest.register_assert_rewrite(
+    "tests.contract",
+    "tests.helpers",
+    "tests.projection_contract",
+    "tests.transcript_store_contract",
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # Preferred ports of the test stack; a free one is picked when one is taken.
