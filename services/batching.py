@@ -88,6 +88,8 @@ class MessageBatcher:
         self._flushers: dict[int, asyncio.Task[None]] = {}
         self._partitioner = DefaultPartitioner()
         self._stopped = False
+        self.batches = 0
+        """Record batches sent (each holds one or more messages)."""
 
     async def start(self) -> None:
         if self._producer is not None:
@@ -182,6 +184,7 @@ class MessageBatcher:
             if not taken:
                 continue
             batch.close()
+            self.batches += 1
             try:
                 future = await self._producer.send_batch(batch, self._topic, partition=partition)
                 metadata = await future

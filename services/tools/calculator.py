@@ -82,12 +82,12 @@ def _eval(node: ast.expr) -> Number:
             raise CalculatorError("division by zero") from None
         return _checked(result)
     what = type(node).__name__
-    raise CalculatorError(f"only numbers and + - * / // % ** ( ) are allowed, not {what}")
+    raise CalculatorError(f"{what} is not allowed: only numbers and + - * / // % ** ( )")
 
 
 def _power(base: Number, exponent: Number) -> Number:
     if isinstance(base, int) and isinstance(exponent, int) and exponent >= 0:
-        if abs(base) > 1 and max(1, abs(base).bit_length()) * exponent > MAX_INT_BITS:
+        if abs(base) > 1 and exponent * math.log2(abs(base)) >= MAX_INT_BITS:
             raise CalculatorError(f"{base} ** {exponent} is too large")
     elif abs(exponent) > 10_000:
         raise CalculatorError(f"the exponent {exponent} is too large")
