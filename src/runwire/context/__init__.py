@@ -4,7 +4,7 @@ A chat is one session, many runs (one per user turn). The model of a new run
 must see the earlier runs, cut by a per-agent :class:`ContextPolicy`, and
 what it was shown is recorded in the run's own log (``context_seeded``), so
 a replay gives the same model input however much the session grew since.
-Everything here is pure: callers do the I/O.
+Everything here is pure: callers do the I/O (a session loader, a log reader).
 
 - :func:`select_history` - the window: earlier runs' complete turns, newest
   first, within the policy, valid for the provider (:mod:`.window`).
@@ -15,23 +15,30 @@ Everything here is pure: callers do the I/O.
 - :func:`assemble_model_input` - history + the run's transcript, the list
   the model is called with; :func:`model_input_digest` - its SHA-256
   (:mod:`.assembly`, :mod:`.digest`).
+- :func:`prepare_model_input` - all of the above as the one call an
+  orchestrator makes before each model call of a run (:mod:`.prepare`).
 
-How an orchestrator uses it, per run of a session, when it is about to call
-the model (any delta of the run):
+How an orchestrator uses it (e.g. in a ``ContextSource.prepare``)::
 
-1. If the run's log holds a ``context_seeded`` event (the first one counts),
-   ``history = await rebuild_history_async(that_event, read)`` (cache it per
-   run). A replay, a restart or a later delta of the run takes this path, so
-   every model call of the run sees the same history.
-2. Else, if this is the run's first model call: read the session's runs
-   (``RunHistory`` per run: its messages and the log range they were folded
-   from), ``history = select_history(runs, policy, provider=...,
-   thinking_enabled=..., cleared_at_ms=..., current_run_id=run_id)``, and
-   publish ``history.seeded_payload()`` as the run's event (caused by the
-   delta, with a deterministic id) *before* calling the model.
-3. Else (a run that started before seeding existed): no history.
-4. ``messages = assemble_model_input(history, run_transcript)``; validate
-   them for the provider and call the model with them.
+    prepared = await prepare_model_input(
+        action.messages,
+        run_id=state.run_id,
+        seeded=state.seeded,              # the run's first context_seeded event
+        first_call=action.turn == 1,
+        load_session=load if session_id else None,  # -> SessionRuns
+        read_run_events=read,             # async (run, partition, first, last) -> events
+        policy=profile.context,           # the agent's ContextPolicy
+        provider=rules_of, thinking_enabled=thinking, cache=windows,
+    )
+    # publish prepared.seed (if any) as context_seeded, caused by the delta,
+    # BEFORE the call; validate prepared.messages; call the model with them.
+
+1. A run whose log holds a ``context_seeded`` event gets the history it
+   records at every call (cached, else rebuilt from the log and checked):
+   replays, restarts and later calls of the run see the same input.
+2. Else, on a run's first model call in a session, the window is selected
+   from the session's runs and ``prepared.seed`` records it.
+3. Else (no session, or a run whose first call predates seeding): no history.
 """
 
 from runwire.context.assembly import assemble_model_input
@@ -39,6 +46,7 @@ from runwire.context.digest import canonical_json, model_input_digest
 from runwire.context.errors import ContextError, HistoryMismatchError
 from runwire.context.history import RunHistory, fold_run_events
 from runwire.context.policy import ContextPolicy
+from runwire.context.prepare import PreparedInput, SessionRuns, prepare_model_input
 from runwire.context.seeding import (
     AsyncRunEventReader,
     RunEventReader,
@@ -55,9 +63,11 @@ __all__ = [
     "ContextPolicy",
     "ContextWindow",
     "HistoryMismatchError",
+    "PreparedInput",
     "RunEventReader",
     "RunHistory",
     "SeededRun",
+    "SessionRuns",
     "TokenCounter",
     "assemble_model_input",
     "canonical_json",
@@ -65,6 +75,7 @@ __all__ = [
     "fold_run_events",
     "message_tokens",
     "model_input_digest",
+    "prepare_model_input",
     "rebuild_history",
     "rebuild_history_async",
     "seeded_runs",
