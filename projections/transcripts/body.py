@@ -64,19 +64,28 @@ def mark(builder: TranscriptBuilder) -> Mark:
     return Mark(len(_ledger(builder).messages), len(_applied(builder)))
 
 
-def _has_open(ledger: LedgerState) -> bool:
-    return bool(ledger.assistant or ledger.results or ledger.user_text)
-
-
 def _join(messages: list[Message]) -> bytes:
     # One serializer call for the list, brackets dropped: the same bytes as
     # joining each message's JSON, at a fraction of the calls.
     return MESSAGES.dump_json(messages)[1:-1] if messages else b""
 
 
+def _open_message(builder: TranscriptBuilder, ledger: LedgerState) -> bytes:
+    # What ``builder.messages()[-1]`` is, without building (and validating)
+    # the whole list for one message; the parts are the ledger's own.
+    if ledger.assistant:
+        message = Message.model_construct(role="assistant", parts=tuple(ledger.assistant))
+    else:
+        parts = builder._ledger._open_user_parts()
+        if not parts:
+            return b""
+        message = Message.model_construct(role="user", parts=parts)
+    return message.model_dump_json().encode()
+
+
 def _open_parts(builder: TranscriptBuilder) -> tuple[bytes, bytes]:
     ledger = _ledger(builder)
-    open_message = builder.messages()[-1].model_dump_json().encode() if _has_open(ledger) else b""
+    open_message = _open_message(builder, ledger)
     state = TranscriptState.model_construct(
         run_id=builder.run_id,
         ledger=LedgerState.model_construct(
