@@ -13,6 +13,8 @@ For a session of ``--messages`` messages (user / assistant turns, one at a time)
 - ``get last turn``: ``get_messages(limit=1)`` / ``get_items(limit=2)``.
 - memory: sequential ``store_memory`` (each durable and applied before the
   next) and ``get_memory`` rates, and concurrent puts.
+- ``runwire_agents_adapter``: the same through ``RunwireSession`` (the Agents
+  SDK's protocol on runwire: items in and out), what an SDK user swaps in.
 
 Runs on fresh topics / schema / Redis keys of the stack Settings() points at
 (``runwire stack up``, or ``RUNWIRE_HOME=.runwire/test`` for the test stack),
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -46,6 +49,7 @@ from runwire.infra.topics import load_topics, provision_topics
 from runwire.sessions import AsyncSession
 from runwire.sessions.embedded import projectors_running
 from runwire.sessions.log_backend import LogBackend
+from runwire.sessions.openai_agents import RunwireSession
 from runwire.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
@@ -120,7 +124,13 @@ async def bench_runwire(backend: LogBackend, messages: int, reads: int) -> dict[
         assert len(await s.get_messages()) == messages
         gets = await timed(s.get_messages, reads)
         last = await timed(lambda: s.get_messages(limit=1), reads)
-    return {"add": stats(adds), "get": stats(gets), "get_last_turn": stats(last)}
+        redis_only = await timed(lambda: backend.history(s.session_id), reads)
+    return {
+        "add": stats(adds),
+        "get": stats(gets),
+        "get_last_turn": stats(last),
+        "get_redis_part": stats(redis_only),
+    }
 
 
 async def bench_sdk(session: Any, messages: int, reads: int) -> dict[str, Any]:
@@ -172,6 +182,9 @@ async def main() -> None:
         LogBackend(settings) as backend,
     ):
         runwire = await bench_runwire(backend, args.messages, args.reads)
+        adapter = await bench_sdk(
+            RunwireSession(user_id="bench-adapter", backend=backend), args.messages, args.reads
+        )
         memory = await bench_memory(backend, args.memory)
         with tempfile.TemporaryDirectory() as tmp:
             sqlite = SQLiteSession(f"bench-{uuid.uuid4().hex}", Path(tmp) / "agents.db")
@@ -189,7 +202,10 @@ async def main() -> None:
     result = {
         "messages": args.messages,
         "reads": args.reads,
+        "load_average_1m": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
         "runwire": runwire,
+        "runwire_agents_adapter": adapter,
         "agents_sqlite": sqlite_result,
         "agents_redis": redis_result,
         "memory": memory,
@@ -201,15 +217,20 @@ async def main() -> None:
             for name, other in (("agents_sqlite", sqlite_result), ("agents_redis", redis_result))
         },
     }
-    print(f"{'':18}{'add p50':>10}{'add p99':>10}{'get p50':>10}{'get p99':>10}{'last p50':>10}")
-    for name in ("runwire", "agents_sqlite", "agents_redis"):
+    print(f"{'':24}{'add p50':>10}{'add p99':>10}{'get p50':>10}{'get p99':>10}{'last p50':>10}")
+    for name in ("runwire", "runwire_agents_adapter", "agents_sqlite", "agents_redis"):
         r = result[name]
         print(
-            f"{name:18}{r['add']['p50_ms']:>10.3f}{r['add']['p99_ms']:>10.3f}"
+            f"{name:24}{r['add']['p50_ms']:>10.3f}{r['add']['p99_ms']:>10.3f}"
             f"{r['get']['p50_ms']:>10.3f}{r['get']['p99_ms']:>10.3f}"
             f"{r['get_last_turn']['p50_ms']:>10.3f}"
         )
+    print(
+        "runwire get, Redis part only (no Postgres session check): "
+        f"p50 {runwire['get_redis_part']['p50_ms']} ms"
+    )
     print("ratios (runwire p50 / theirs):", json.dumps(result["ratios_runwire_over"]))
+    print(f"load average {result['load_average_1m']} on {result['cpus']} cpus")
     print("memory:", json.dumps(memory))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sessions.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -64,10 +64,12 @@ class RunwireSession:
         """Items left out by ``add_items``, by kind."""
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
-        items = messages_to_items(await self.session.get_messages())
         if limit is None:
-            return items
-        return items[-limit:] if limit > 0 else []
+            return messages_to_items(await self.session.get_messages())
+        if limit <= 0:
+            return []
+        # Every turn gives at least one item: the last ``limit`` turns hold them.
+        return messages_to_items(await self.session.get_messages(limit=limit))[-limit:]
 
     async def add_items(self, items: list[Any]) -> None:
         if not items:
