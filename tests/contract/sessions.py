@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from runwire.contract.events import Event, RunStarted, ToolUse, UserMessage
+from runwire.contract.events import Event, RunStarted, ToolResult, ToolUse, UserMessage
 from runwire.errors import NotFoundError
 from runwire.sessions import (
     AsyncSession,
@@ -24,6 +24,7 @@ from runwire.sessions import (
     SessionChange,
     SessionEndedError,
     SessionEvent,
+    WriteRefusedError,
 )
 from runwire.sessions.protocol import SessionBackend
 from runwire.transcript.messages import Message, TextPart, ThinkingPart, ToolResultPart, ToolUsePart
@@ -276,6 +277,25 @@ class SessionContract:
             ("assistant", "<tool_use>"),
             ("user", "<tool_result>"),
         ]
+
+    async def test_a_write_the_ledger_refuses_changes_nothing(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        """What a second writer racing on one run meets: the log takes the event, the
+        transcript does not, and the writer is told."""
+        s = await open_session().open()
+        await s.add_message("user", "hi")
+        (run,) = await backend.history(s.session_id)
+        stray = Event.create(
+            ToolResult(tool_use_id="never-declared", content="x"),
+            run_id=run.run_id,
+            session_id=s.session_id,
+        )
+        with pytest.raises(WriteRefusedError):
+            await backend.write_run([stray])
+        assert roles_and_text(await s.get_messages()) == [("user", "hi")]
+        await s.add_message("assistant", "still fine")
+        assert len(await s.get_messages()) == 2
 
     # -- clear -------------------------------------------------------------------------------
 

@@ -154,6 +154,8 @@ class AsyncSession:
         self._memory: AsyncMemory | None = None
         self.created = False
         """True when opening this object created the session."""
+        self.import_result: ImportResult | None = None
+        """What :meth:`import_data` did, on a session it returned."""
 
     def __repr__(self) -> str:
         return f"AsyncSession({self.session_id!r}, user_id={self.caller.user_id!r})"
@@ -425,8 +427,6 @@ class AsyncSession:
         session._state = _Open()
         session.import_result = result
         return session
-
-    import_result: ImportResult | None = None
 
     # -- memory ------------------------------------------------------------------------------
 
