@@ -7,7 +7,8 @@ One batch per answer therefore caps a service at a dozen answers per round
 trip. This writer puts every message waiting for a partition into the next
 batch instead, so answers per round trip grow with concurrency.
 
-Contract (:class:`MessageBatcher`):
+Contract (:class:`MessageBatcher`, an
+:class:`~runwire.services.publishing.EventPublisher` for run events):
 - ``publish_message(events)`` has the contract of
   :meth:`runwire.publisher.Publisher.publish_message`: the events (run
   events of one run) get consecutive offsets on the run's partition, all or
@@ -17,8 +18,12 @@ Contract (:class:`MessageBatcher`):
   anything is queued; a batch that fails fails every message in it with
   ``PublishError`` (retriable when the client says so: ids are
   deterministic, so retrying is safe).
-- At most one batch per partition is in flight; a message larger than
-  ``producer_max_batch_bytes`` is refused, like the publisher does.
+- At most one batch per partition is in flight, and messages of a
+  partition are written in the order they were queued:
+  ``enqueue_message`` queues without waiting, so a service can queue a
+  run's acknowledgement and later its answer and know the log keeps that
+  order. ``publish(event)`` is a message of one event. A message larger
+  than ``producer_max_batch_bytes`` is refused, like the publisher does.
 - Uses its own idempotent producer with the publisher's options.
   ``start()`` / ``stop()`` (idempotent) or ``async with``.
 """
@@ -43,7 +48,7 @@ from runwire.errors import ContractError, PublishError
 from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 
-__all__ = ["MessageBatcher", "SplitPublisher"]
+__all__ = ["MessageBatcher"]
 
 
 _BATCH_OVERHEAD = 61
@@ -129,6 +134,19 @@ class MessageBatcher:
 
     async def publish_message(self, events: Sequence[Event]) -> list[Position]:
         """Write one message atomically and contiguously; see the module contract."""
+        return await asyncio.shield(self.enqueue_message(events))
+
+    async def publish(self, event: Event) -> Position:
+        """Write one event (a message of one)."""
+        return (await self.publish_message([event]))[0]
+
+    def enqueue_message(self, events: Sequence[Event]) -> asyncio.Future[list[Position]]:
+        """Queue a message now (no await) and return its delivery future.
+
+        Messages of one partition are written in the order they were queued,
+        so a caller can queue several messages of a run without waiting for
+        each, and the log keeps their order. Encoding errors are raised here.
+        """
         if self._producer is None or self._stopped:
             raise PublishError("the message batcher is not running: use `async with`")
         if not events:
@@ -147,7 +165,7 @@ class MessageBatcher:
         flusher = self._flushers.get(partition)
         if flusher is None or flusher.done():
             self._flushers[partition] = asyncio.create_task(self._flush(partition))
-        return await asyncio.shield(message.done)
+        return message.done
 
     async def _flush(self, partition: int) -> None:
         queue = self._queues[partition]
@@ -205,19 +223,3 @@ class MessageBatcher:
                             for i in range(len(message.records))
                         ]
                     )
-
-
-class SplitPublisher:
-    """An :class:`~runwire.services.publishing.EventPublisher` for services that
-    answer many runs: single events go through the publisher, messages through
-    a :class:`MessageBatcher` (both are the caller's to start and stop)."""
-
-    def __init__(self, publisher: Publisher, batcher: MessageBatcher) -> None:
-        self._publisher = publisher
-        self._batcher = batcher
-
-    async def publish(self, event: Event) -> Position:
-        return await self._publisher.publish(event)
-
-    async def publish_message(self, events: Sequence[Event]) -> list[Position]:
-        return await self._batcher.publish_message(events)

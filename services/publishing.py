@@ -3,8 +3,12 @@
 Contract:
 - :class:`EventPublisher` is the part of the publisher the services use;
   :class:`runwire.publisher.Publisher` implements it.
+- :class:`QueueingPublisher` (e.g. the orchestrator's
+  :class:`~runwire.services.batching.MessageBatcher`) also queues messages
+  without waiting, keeping each partition's order.
 - :func:`publish_retrying` writes events (one atomic record batch when there
-  are several: they are one answer) and retries *retriable* failures with
+  are several: they are one answer; always a message with a queueing
+  publisher, so everything a service writes for a run keeps its order) and retries *retriable* failures with
   capped backoff until they are written or the task is cancelled; a failure
   of the Kafka client that it does not call retriable (e.g. aiokafka's
   ``KafkaTimeoutError`` when many record batches queue for one partition)
@@ -18,15 +22,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from aiokafka.errors import KafkaError
 
 from runwire.contract.events import Event
 from runwire.errors import RunwireError
 
-__all__ = ["KAFKA_ATTEMPTS", "EventPublisher", "publish_retrying"]
+__all__ = ["KAFKA_ATTEMPTS", "EventPublisher", "QueueingPublisher", "publish_retrying"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,15 @@ class EventPublisher(Protocol):
         ...
 
 
+@runtime_checkable
+class QueueingPublisher(EventPublisher, Protocol):
+    """A publisher that writes a partition's messages in the order they were queued."""
+
+    def enqueue_message(self, events: Sequence[Event]) -> Awaitable[Any]:
+        """Queue the events (one run's) now; the awaitable resolves once they are written."""
+        ...
+
+
 async def publish_retrying(
     publisher: EventPublisher,
     events: Sequence[Event],
@@ -56,7 +69,7 @@ async def publish_retrying(
     while True:
         attempt += 1
         try:
-            if len(events) == 1:
+            if len(events) == 1 and not isinstance(publisher, QueueingPublisher):
                 await publisher.publish(events[0])
             else:
                 await publisher.publish_message(events)

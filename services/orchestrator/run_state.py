@@ -259,17 +259,23 @@ class RunState:
         """The answer to ``cause_id`` could not be published after all."""
         self._expected.discard(cause_id)
 
+    def wants_action(self) -> bool:
+        """Whether :meth:`next_action` would give an action (cheap: builds nothing)."""
+        if self.terminal or self.paused_by is not None or self._expected:
+            return False
+        if self._parts_seen or self._broken is not None:
+            return True
+        return bool(self._pending) and not self.transcript.awaiting_tool_results
+
     def next_action(self) -> Action | None:
         """What the orchestrator should do now; see the module contract."""
-        if self.terminal or self.paused_by is not None or self._expected:
+        if not self.wants_action():
             return None
         if self._parts_seen:
             cause, calls_tools = next(iter(self._parts_seen.items()))
             return Close(cause, calls_tools)
         if self._broken is not None:
             return self._broken
-        if not self._pending or self.transcript.awaiting_tool_results:
-            return None  # nothing asked, or user text came while tools still run
         delta = self._pending[-1]
         if self.model_calls >= self.max_turns:
             return Fail(

@@ -36,8 +36,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 from runwire.contract.codec import Codec
 from runwire.contract.events import Event, EventType, RunPhase
@@ -66,7 +67,7 @@ from runwire.services.orchestrator.run_state import (
     Close,
     RunState,
 )
-from runwire.services.publishing import EventPublisher, publish_retrying
+from runwire.services.publishing import EventPublisher, QueueingPublisher, publish_retrying
 from runwire.services.run_context import RunContext
 from runwire.settings import Settings
 from runwire.transcript.errors import TranscriptValidationError
@@ -235,7 +236,7 @@ class Orchestrator(FollowingService):
         task = part.tasks.get(state.run_id)
         if task is not None and not task.done():
             return  # it re-reads the state after every step
-        if state.next_action() is None:
+        if not state.wants_action():
             part.tasks.pop(state.run_id, None)
             return
         part.tasks[state.run_id] = asyncio.create_task(
@@ -273,23 +274,28 @@ class Orchestrator(FollowingService):
             await self._fail(state, action.cause_id, action.error_kind, action.message)
 
     async def _answer(self, part: _Partition, state: RunState, action: Answer) -> None:
-        # The acknowledgement goes out while the model works; whatever follows
-        # it (answer or failure) is published only once it is in the log.
-        ack: asyncio.Task[None] | None = None
+        # The acknowledgement goes out while the model works. Whatever follows
+        # it (answer or failure) must land after it: a queueing publisher keeps
+        # the order it was given, any other one is awaited first.
+        ack: Awaitable[Any] | None = None
         if action.acknowledge:
             phase = (
                 RunPhase.PLANNING if action.delta.kind == "user_message" else RunPhase.SYNTHESIZING
             )
             event = acknowledgement(state.context, action.delta.event_id, phase)
-            ack = asyncio.create_task(publish_retrying(self._publisher, [event]))
+            if isinstance(self._publisher, QueueingPublisher):
+                queued = asyncio.ensure_future(self._publisher.enqueue_message([event]))
+                queued.add_done_callback(_log_failed_acknowledgement)
+            else:
+                ack = asyncio.ensure_future(publish_retrying(self._publisher, [event]))
         try:
             await self._call_and_publish(part, state, action, ack)
         finally:
-            if ack is not None and not ack.done():
+            if isinstance(ack, asyncio.Future) and not ack.done():
                 ack.cancel()
 
     async def _call_and_publish(
-        self, part: _Partition, state: RunState, action: Answer, ack: asyncio.Task[None] | None
+        self, part: _Partition, state: RunState, action: Answer, ack: Awaitable[Any] | None
     ) -> None:
         cause = action.delta.event_id
         try:
@@ -380,7 +386,13 @@ class Orchestrator(FollowingService):
         await publish_retrying(self._publisher, events)
 
 
-async def _acknowledged(ack: asyncio.Task[None] | None) -> None:
+async def _acknowledged(ack: Awaitable[Any] | None) -> None:
     """Wait until the acknowledgement is in the log (nothing of the answer may precede it)."""
     if ack is not None:
         await ack
+
+
+def _log_failed_acknowledgement(future: asyncio.Future[Any]) -> None:
+    # The acknowledgement only says "running"; the answer does not depend on it.
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("an acknowledgement could not be written: %s", future.exception())

@@ -1,8 +1,8 @@
 """The one place the orchestrator is wired from settings (tests pass other parts).
 
 ``orchestrator_service(settings)`` builds what is not given — the model
-provider the settings name, a publisher (answers go through a
-:class:`MessageBatcher`, so many runs' answers share a record batch), the
+provider the settings name, a :class:`MessageBatcher` to publish with (many
+runs' answers share a record batch, a run's events keep their order), the
 default agent (offered the built-in tools) — starts the orchestrator and, on exit, stops it before
 closing what it built. ``serve_orchestrator`` runs it until ``stop`` is set
 (``runwire serve orchestrator``).
@@ -18,8 +18,7 @@ from runwire.providers.base import ModelProvider
 from runwire.providers.factory import provider_from_settings
 from runwire.providers.local import LOCAL_TOOL_SPECS
 from runwire.providers.retry import RetryPolicy
-from runwire.publisher import Publisher
-from runwire.services.batching import MessageBatcher, SplitPublisher
+from runwire.services.batching import MessageBatcher
 from runwire.services.follower import FollowerOptions
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
 from runwire.services.orchestrator.context import ContextSource
@@ -58,9 +57,8 @@ async def orchestrator_service(
         if provider is None:
             provider = await stack.enter_async_context(provider_from_settings(settings))
         if publisher is None:
-            single = await stack.enter_async_context(Publisher(settings))
-            batcher = await stack.enter_async_context(MessageBatcher(settings))
-            publisher = SplitPublisher(single, batcher)
+            batcher: EventPublisher = await stack.enter_async_context(MessageBatcher(settings))
+            publisher = batcher
         orchestrator = Orchestrator(
             settings,
             provider=provider,

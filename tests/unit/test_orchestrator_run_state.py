@@ -51,6 +51,8 @@ class Log:
         state = RunState(RunContext.of(first), 0, max_turns=self.max_turns)
         for offset, event in enumerate(self.events):
             state.apply(event, offset)
+            # The cheap check the scheduler uses agrees with the action itself.
+            assert state.wants_action() == (state.next_action() is not None)
         return state
 
 
