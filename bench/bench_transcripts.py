@@ -143,11 +143,17 @@ async def measure_rebuild(base: Settings, events: int, runs: int, repeat: int) -
         projection = TranscriptProjection(store, settings)
         raw_rates: list[float] = []
         rebuild_rates: list[float] = []
+        raw_cpu: list[float] = []
+        rebuild_cpu: list[float] = []
         try:
             for _ in range(repeat):
+                cpu = time.process_time()
                 count, seconds = await raw_read(settings)
+                raw_cpu.append((time.process_time() - cpu) / count * 1e6)
                 raw_rates.append(count / seconds)
+                cpu = time.process_time()
                 report = await rebuild(projection, settings)
+                rebuild_cpu.append((time.process_time() - cpu) / report.records * 1e6)
                 rebuild_rates.append(report.records / report.seconds)
             runs_stored = len(
                 [k async for k in client.scan_iter(match=store.keys.generation(repeat).meta("*"))]
@@ -162,6 +168,11 @@ async def measure_rebuild(base: Settings, events: int, runs: int, repeat: int) -
             "rebuild_events_per_s": round(built),
             "ratio": round(built / raw, 3),
             "goal_ratio": 0.5,
+            # CPU of this process per event (Redis' own work on the scripts not
+            # included): what the rate would be without other load on the machine.
+            "raw_cpu_us_per_event": round(min(raw_cpu), 1),
+            "rebuild_cpu_us_per_event": round(min(rebuild_cpu), 1),
+            "cpu_ratio": round(min(raw_cpu) / min(rebuild_cpu), 3),
             "repeat": repeat,
         }
     finally:
@@ -325,7 +336,9 @@ async def main() -> None:
     print(
         f"rebuild: {r['rebuild_events_per_s']:,} events/s vs raw getmany+decode "
         f"{r['raw_getmany_decode_events_per_s']:,} events/s -> ratio {r['ratio']} "
-        f"(goal >= {r['goal_ratio']}) over {r['events']:,} events / {r['runs']:,} runs"
+        f"(goal >= {r['goal_ratio']}) over {r['events']:,} events / {r['runs']:,} runs; "
+        f"CPU per event {r['rebuild_cpu_us_per_event']} us vs {r['raw_cpu_us_per_event']} us "
+        f"-> CPU ratio {r['cpu_ratio']}"
     )
     result["catch_up"] = await measure_catch_up(base, args.events // 2)
     c = result["catch_up"]

@@ -8,9 +8,10 @@ A body is one Redis hash (so it expires as one), with:
 - ``o`` - the open message's JSON (the one still being built), or empty.
   ``[c..., o]`` is exactly ``TranscriptBuilder.messages()``: what readers
   hand to providers.
-- ``st`` - the :class:`~runwire.transcript.ledger.TranscriptState` of the
-  open message only (its parts, the tool_use ids awaiting results, results
-  in arrival order), without the committed messages and the applied ids.
+- ``st`` - the ledger's open state as a JSON array: the open assistant
+  parts, the tool_use ids awaiting results, the results in arrival order, the
+  open user text (what :class:`~runwire.transcript.ledger.LedgerState` holds
+  besides the committed messages).
 - ``a`` - one ``event_id=digest`` line per applied event (what drops
   re-published duplicates), appended to.
 
@@ -25,6 +26,7 @@ crash-and-restart end byte-identical).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from pydantic import TypeAdapter
@@ -32,10 +34,18 @@ from pydantic import TypeAdapter
 from runwire.errors import ContractError
 from runwire.projections.transcripts.store import BodyAppend, RunBody
 from runwire.transcript.ledger import LedgerState, TranscriptBuilder, TranscriptState
-from runwire.transcript.messages import Message
+from runwire.transcript.messages import Message, Part, TextPart, ToolResultPart
 
 MESSAGES = TypeAdapter(list[Message])
 """JSON of a transcript as the cache returns it (bytes as base64)."""
+
+_PARTS = TypeAdapter(list[Part])
+_IDS = TypeAdapter(list[str])
+_RESULTS = TypeAdapter(list[ToolResultPart])
+_TEXTS = TypeAdapter(list[TextPart])
+_OPEN_STATE = TypeAdapter(tuple[list[Part], list[str], list[ToolResultPart], list[TextPart]])
+"""``st``: the open assistant parts, the awaited tool_use ids, the results in
+arrival order, the open user text (the ledger's open state, in its order)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,34 +80,31 @@ def _join(messages: list[Message]) -> bytes:
     return MESSAGES.dump_json(messages)[1:-1] if messages else b""
 
 
-def _open_message(builder: TranscriptBuilder, ledger: LedgerState) -> bytes:
-    # What ``builder.messages()[-1]`` is, without building (and validating)
-    # the whole list for one message; the parts are the ledger's own.
-    if ledger.assistant:
-        message = Message.model_construct(role="assistant", parts=tuple(ledger.assistant))
-    else:
-        parts = builder._ledger._open_user_parts()
-        if not parts:
-            return b""
-        message = Message.model_construct(role="user", parts=parts)
-    return message.model_dump_json().encode()
-
-
 def _open_parts(builder: TranscriptBuilder) -> tuple[bytes, bytes]:
+    """The open message's JSON and the open state's JSON.
+
+    Built from the ledger's lists with one serializer call each (no model is
+    constructed); the assistant parts' bytes serve both documents.
+    """
     ledger = _ledger(builder)
-    open_message = _open_message(builder, ledger)
-    state = TranscriptState.model_construct(
-        run_id=builder.run_id,
-        ledger=LedgerState.model_construct(
-            messages=[],
-            assistant=ledger.assistant,
-            awaiting=ledger.awaiting,
-            results=ledger.results,
-            user_text=ledger.user_text,
-        ),
-        applied={},
+    assistant = _PARTS.dump_json(ledger.assistant)
+    state = b",".join(
+        (
+            assistant,
+            _IDS.dump_json(ledger.awaiting),
+            _RESULTS.dump_json(ledger.results),
+            _TEXTS.dump_json(ledger.user_text),
+        )
     )
-    return open_message, state.model_dump_json().encode()
+    if ledger.assistant:
+        open_message = b'{"role":"assistant","parts":' + assistant + b"}"
+    else:
+        # The ledger orders an open user message (results by declaration, then text).
+        parts = builder._ledger._open_user_parts()
+        open_message = (
+            b'{"role":"user","parts":' + _PARTS.dump_json(list(parts)) + b"}" if parts else b""
+        )
+    return open_message, b"[" + state + b"]"
 
 
 def _digests(items: list[tuple[str, str]]) -> bytes:
@@ -121,7 +128,10 @@ def encode_append(builder: TranscriptBuilder, since: Mark) -> BodyAppend:
     """What ``builder`` added to a body stored at ``since``."""
     committed = _ledger(builder).messages[since.committed :]
     open_message, state = _open_parts(builder)
-    applied = list(_applied(builder).items())[since.applied :]
+    digests = _applied(builder)
+    # The newest entries, without walking the run's whole history.
+    applied = list(itertools.islice(reversed(digests.items()), len(digests) - since.applied))
+    applied.reverse()
     return BodyAppend(
         committed=_join(committed),
         count=len(committed),
@@ -136,13 +146,21 @@ def decode_messages(data: bytes) -> list[Message]:
 
 
 def restore_builder(run_id: str, body: RunBody) -> TranscriptBuilder:
-    state = TranscriptState.model_validate_json(body.state)
+    assistant, awaiting, results, user_text = _OPEN_STATE.validate_json(body.state)
     committed = MESSAGES.validate_json(b"[" + body.committed + b"]")
     if len(committed) != body.count:
         raise ContractError(
             f"stored transcript of run {run_id} is damaged: {len(committed)} committed "
             f"messages, the body says {body.count}"
         )
-    state.ledger.messages = committed
-    state.applied = dict(line.split("=", 1) for line in body.applied.decode().splitlines() if line)
-    return TranscriptBuilder(run_id, state=state)
+    ledger = LedgerState(
+        messages=committed,
+        assistant=assistant,
+        awaiting=awaiting,
+        results=results,
+        user_text=user_text,
+    )
+    applied = dict(line.split("=", 1) for line in body.applied.decode().splitlines() if line)
+    return TranscriptBuilder(
+        run_id, state=TranscriptState(run_id=run_id, ledger=ledger, applied=applied)
+    )
