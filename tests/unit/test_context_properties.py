@@ -117,7 +117,7 @@ def _check_window(window: ContextWindow, session: Session, policy: ContextPolicy
             assert not _complete_turns(by_id[run_id].messages)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     session=sessions(),
     policy=policies,
@@ -141,7 +141,7 @@ def test_the_window_is_always_valid_contiguous_and_rebuildable(
     assert rebuilt.digest == window.digest
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(session=sessions(), provider=st.sampled_from(PROVIDERS))
 def test_without_bounds_every_answered_turn_is_shown(session: Session, provider: str) -> None:
     window = select_history(session.runs, ContextPolicy(), provider=provider)
@@ -151,7 +151,7 @@ def test_without_bounds_every_answered_turn_is_shown(session: Session, provider:
     assert len(uses) == len(set(uses))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(session=sessions(), follow_up=transcripts(max_turns=2))
 def test_a_run_that_reuses_history_tool_ids_keeps_its_own(
     session: Session, follow_up: list[Message]
