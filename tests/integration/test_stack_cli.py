@@ -44,10 +44,3 @@ def test_logs_prints_the_end_of_a_parts_log(cli: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     assert "kafka/logs/server.log" in result.output
     assert "INFO" in result.output
-
-
-def test_the_main_job_publishes_an_event_and_reads_it_back(cli: CliRunner) -> None:
-    result = cli.invoke(app, ["demo"])
-    assert result.exit_code == 0, result.output
-    assert "published to runwire.run-events at partition" in result.output
-    assert "read back the same event from the log" in result.output
