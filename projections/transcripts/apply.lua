@@ -7,15 +7,29 @@
 -- KEYS[3i], KEYS[3i+1], KEYS[3i+2] (i = 1..nruns)  meta, body, session of run i
 --          (the session key repeats the meta key when the run has no session)
 -- ARGV     generation, slot, ttl, npos, npos x (field, expected, new),
---          nruns, nruns x (run_id, guard, expected_last, expected_body,
---                          partition, first, last, session, first_ms,
---                          body ('' none, 'r' replace, 'a' append),
---                          committed, count, open, state, applied)
+--          nruns, nruns x (run_id, session, header, blob)
+--          header: guard|expected_last|expected_body|partition|first|last|first_ms|
+--                  body|count|#committed|#open|#state|#applied
+--          (guard x or f; expected_body 0/1; body '' none, r replace, a append)
+--          blob: committed .. open .. state .. applied (cut by the four lengths)
+--          Few arguments per run: packing them is most of the client's work.
 -- Returns  {1, ''} when written, {0, why} when a guard failed (nothing written);
 --          why starts with the guard: generation, position or run.
 
 local generation, slot, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local RUN_ARGS = 15
+local RUN_ARGS = 4
+local HEADER = '^(%a)|(-?%d+)|(%d)|(%d+)|(%d+)|(%d+)|(%d+)|(%a?)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$'
+
+-- The fields of run i's header (see above), numbers as numbers.
+local function header(at)
+  local guard, expected, body_expected, p, f, l, t, mode, count, lc, lo, ls, la =
+    string.match(ARGV[at + 2], HEADER)
+  return {
+    guard = guard, expected = tonumber(expected), body_expected = body_expected == '1',
+    p = p, f = f, l = l, t = t, mode = mode, count = count,
+    lc = tonumber(lc), lo = tonumber(lo), ls = tonumber(ls), la = tonumber(la),
+  }
+end
 
 local pointer = redis.call('GET', KEYS[1])
 if not pointer and slot == 'live' then
@@ -40,14 +54,15 @@ local nruns = tonumber(ARGV[a])
 a = runs_at
 for i = 1, nruns do
   local meta, body = KEYS[3 * i], KEYS[3 * i + 1]
+  local h = header(a)
   local last = tonumber(redis.call('HGET', meta, 'l') or '-1')
   local has_body = redis.call('EXISTS', body) == 1
-  if ARGV[a + 1] == 'x' then
-    if last ~= tonumber(ARGV[a + 2]) or has_body ~= (ARGV[a + 3] == '1') then
+  if h.guard == 'x' then
+    if last ~= h.expected or has_body ~= h.body_expected then
       return {0, 'run ' .. ARGV[a] .. ' changed since it was read'}
     end
   else
-    local new_last = tonumber(ARGV[a + 6])
+    local new_last = tonumber(h.l)
     if not (last < new_last or (last == new_last and not has_body)) then
       return {0, 'run ' .. ARGV[a] .. ' is already at ' .. last}
     end
@@ -77,25 +92,32 @@ end
 a = runs_at
 for i = 1, nruns do
   local meta, body, session = KEYS[3 * i], KEYS[3 * i + 1], KEYS[3 * i + 2]
-  local run_id, session_id, mode = ARGV[a], ARGV[a + 7], ARGV[a + 9]
+  local run_id, session_id, h = ARGV[a], ARGV[a + 1], header(a)
+  local mode = h.mode
   if redis.call('EXISTS', meta) == 1 then
-    redis.call('HSET', meta, 'l', ARGV[a + 6])
+    redis.call('HSET', meta, 'l', h.l)
   else
-    redis.call('HSET', meta, 'p', ARGV[a + 4], 'f', ARGV[a + 5], 'l', ARGV[a + 6], 't', ARGV[a + 8])
+    redis.call('HSET', meta, 'p', h.p, 'f', h.f, 'l', h.l, 't', h.t)
     if session_id ~= '' then
       redis.call('HSET', meta, 's', session_id)
-      redis.call('ZADD', session, 'NX', ARGV[a + 8], run_id)
+      redis.call('ZADD', session, 'NX', h.t, run_id)
     end
   end
-  if mode == 'r' then
-    redis.call('DEL', body)
-    redis.call('HSET', body, 'c', ARGV[a + 10], 'n', ARGV[a + 11], 'o', ARGV[a + 12],
-      'st', ARGV[a + 13], 'a', ARGV[a + 14])
-  elseif mode == 'a' then
-    append(body, 'c', ARGV[a + 10], ',')
-    redis.call('HINCRBY', body, 'n', ARGV[a + 11])
-    redis.call('HSET', body, 'o', ARGV[a + 12], 'st', ARGV[a + 13])
-    append(body, 'a', ARGV[a + 14], '')
+  if mode ~= '' then
+    local blob = ARGV[a + 3]
+    local committed = string.sub(blob, 1, h.lc)
+    local open = string.sub(blob, h.lc + 1, h.lc + h.lo)
+    local state = string.sub(blob, h.lc + h.lo + 1, h.lc + h.lo + h.ls)
+    local applied = string.sub(blob, h.lc + h.lo + h.ls + 1, h.lc + h.lo + h.ls + h.la)
+    if mode == 'r' then
+      redis.call('DEL', body)
+      redis.call('HSET', body, 'c', committed, 'n', h.count, 'o', open, 'st', state, 'a', applied)
+    else
+      append(body, 'c', committed, ',')
+      redis.call('HINCRBY', body, 'n', h.count)
+      redis.call('HSET', body, 'o', open, 'st', state)
+      append(body, 'a', applied, '')
+    end
   end
   if mode ~= '' and ttl > 0 then
     redis.call('EXPIRE', body, ttl)

@@ -209,24 +209,27 @@ class RedisTranscriptStore:
             meta = keys.meta(w.run_id)
             session = w.meta.session_id
             key_list += [meta, keys.body(w.run_id), keys.session(session) if session else meta]
-            args += [
-                w.run_id,
-                w.guard.value,
-                str(w.expected_last),
-                "1" if w.expected_body else "0",
-                str(w.meta.partition),
-                str(w.meta.first),
-                str(w.meta.last),
-                session or "",
-                str(w.meta.first_ms),
-            ]
             body = w.body
             if body is None:
-                args += ["", b"", "0", b"", b"", b""]
+                mode, count, parts = "", 0, (b"", b"", b"", b"")
             else:
                 mode = "r" if isinstance(body, RunBody) else "a"
-                args += [mode, body.committed, str(body.count), body.open, body.state]
-                args.append(body.applied)
+                count, parts = body.count, (body.committed, body.open, body.state, body.applied)
+            header = "|".join(
+                (
+                    w.guard.value,
+                    str(w.expected_last),
+                    "1" if w.expected_body else "0",
+                    str(w.meta.partition),
+                    str(w.meta.first),
+                    str(w.meta.last),
+                    str(w.meta.first_ms),
+                    mode,
+                    str(count),
+                    *(str(len(part)) for part in parts),
+                )
+            )
+            args += [w.run_id, session or "", header, b"".join(parts)]
         ok, why = await self._apply(keys=key_list, args=args)
         if int(ok) == 1:
             return COMMITTED
