@@ -124,7 +124,7 @@ Serve = Callable[[Settings, dict[str, Any]], Coroutine[Any, Any, None]]
 
 
 async def serve_orchestrator(settings: Settings, sink: dict[str, Any]) -> None:
-    async with orchestrator_service(settings, provider=LocalModel()) as orchestrator:
+    async with orchestrator_service(settings, provider=LocalModel(), history=False) as orchestrator:
         try:
             await asyncio.Event().wait()
         finally:

@@ -54,6 +54,11 @@ def _parser(name: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-records", type=int, default=None, help="records per fetch (default 2000)"
     )
+    parser.add_argument(
+        "--no-history",
+        action="store_true",
+        help="orchestrator: no session history in the model input (no projections needed)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -67,6 +72,7 @@ async def serve(
     local_latency: float = 0.0,
     tool_latency: float = 0.0,
     max_records: int | None = None,
+    history: bool = True,
 ) -> None:
     """Run service ``name`` until ``stop`` is set."""
     options = FollowerOptions(group_instance_id=instance_id)
@@ -83,7 +89,7 @@ async def serve(
                 raise ConfigurationError("--local-latency only applies to the local model")
             provider = LocalModel(model=settings.model_name, latency=local_latency)
         async with orchestrator_service(
-            settings, provider=provider, follower_options=options
+            settings, provider=provider, follower_options=options, history=history
         ) as service:
             await _announce(name, service.wait_caught_up(), stop)
     else:
@@ -127,6 +133,7 @@ def run_service(name: ServiceName, argv: Sequence[str] | None = None) -> int:
             local_latency=args.local_latency,
             tool_latency=args.tool_latency,
             max_records=args.max_records,
+            history=not args.no_history,
         )
 
     try:

@@ -73,13 +73,22 @@ from runwire.settings import Settings
 from runwire.transcript.errors import TranscriptValidationError
 from runwire.transcript.validation import PROVIDERS, validate
 
-__all__ = ["Orchestrator", "OrchestratorStats"]
+__all__ = ["Orchestrator", "OrchestratorStats", "rules_of"]
 
 log = logging.getLogger(__name__)
 
 _FINISHED_MEMORY = 50_000
 """Finished run ids remembered per partition, so a late copy of their
 ``run_started`` does not start them again."""
+
+
+def rules_of(provider: ModelProvider) -> str:
+    """Whose transcript rules a provider's input is validated (and cut) for.
+
+    Validation knows the four real providers; anything else (a test double)
+    is held to the strictest common rules.
+    """
+    return provider.name if provider.name in PROVIDERS else "anthropic"
 
 
 @dataclass
@@ -142,10 +151,7 @@ class Orchestrator(FollowingService):
         self._policy = retry_policy or RetryPolicy.from_settings(settings)
         self._slots = asyncio.Semaphore(max_concurrent_calls)
         self._clock = clock
-        # Validation knows the four real providers; anything else (a test
-        # double) is held to the strictest common rules.
-        name = provider.name
-        self._rules_of = name if name in PROVIDERS else "anthropic"
+        self._rules_of = rules_of(provider)
         self._partitions: dict[int, _Partition] = {}
         self._read_at: dict[str, float] = {}
         self.stats = OrchestratorStats()

@@ -3,7 +3,9 @@
 ``orchestrator_service(settings)`` builds what is not given — the model
 provider the settings name, a :class:`MessageBatcher` to publish with (many
 runs' answers share a record batch, a run's events keep their order), the
-default agent (offered the built-in tools) — starts the orchestrator and, on exit, stops it before
+default agent (offered the built-in tools), session history in the model
+input (:class:`SessionHistory`; ``history=False`` or another ``context``
+turns it off) — starts the orchestrator and, on exit, stops it before
 closing what it built. ``serve_orchestrator`` runs it until ``stop`` is set
 (``runwire serve orchestrator``).
 """
@@ -22,7 +24,8 @@ from runwire.services.batching import MessageBatcher
 from runwire.services.follower import FollowerOptions
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
 from runwire.services.orchestrator.context import ContextSource
-from runwire.services.orchestrator.service import Orchestrator
+from runwire.services.orchestrator.history import SessionHistory
+from runwire.services.orchestrator.service import Orchestrator, rules_of
 from runwire.services.publishing import EventPublisher
 from runwire.settings import Settings
 
@@ -48,6 +51,7 @@ async def orchestrator_service(
     publisher: EventPublisher | None = None,
     agents: AgentDirectory | None = None,
     context: ContextSource | None = None,
+    history: bool = True,
     retry_policy: RetryPolicy | None = None,
     follower_options: FollowerOptions | None = None,
     max_concurrent_calls: int | None = None,
@@ -59,6 +63,8 @@ async def orchestrator_service(
         if publisher is None:
             batcher: EventPublisher = await stack.enter_async_context(MessageBatcher(settings))
             publisher = batcher
+        if context is None and history:
+            context = await stack.enter_async_context(await session_history(settings, provider))
         orchestrator = Orchestrator(
             settings,
             provider=provider,
@@ -71,6 +77,27 @@ async def orchestrator_service(
         )
         await stack.enter_async_context(orchestrator)
         yield orchestrator
+
+
+async def session_history(settings: Settings, provider: ModelProvider) -> SessionHistory:
+    """History from the session's earlier runs (:class:`SessionHistory`), on readers of
+    its own (run-status store, session index, a log reader), closed when it stops."""
+    from runwire.projections.runs.store import RunStore
+    from runwire.projections.sessions.store import SessionIndex
+    from runwire.projections.transcripts.miss import KafkaRunLog
+
+    runs = await RunStore.connect(settings)
+    sessions = await SessionIndex.connect(settings)
+    run_log = KafkaRunLog(settings)
+    return SessionHistory(
+        settings,
+        runs=runs,
+        sessions=sessions,
+        run_log=run_log,
+        provider=rules_of(provider),
+        thinking_enabled=settings.thinking_enabled,
+        owned=(runs, sessions, run_log),
+    )
 
 
 async def serve_orchestrator(

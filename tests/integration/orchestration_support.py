@@ -32,6 +32,8 @@ def service_process(
 ) -> ServiceProcess:
     """``python -m runwire.services.NAME`` with the knobs the crash tests need."""
     argv = ["-m", f"runwire.services.{name}", "--log-level", "WARNING"]
+    if name == "orchestrator":
+        argv.append("--no-history")  # these tests run no projectors
     if instance_id:
         argv += ["--instance-id", instance_id]
     if local_latency:

@@ -14,10 +14,14 @@ from runwire.transcript.messages import ThinkingPart, ToolResultPart, ToolUsePar
 from tests.helpers import assert_eventually
 from tests.integration.orchestration_support import projectors
 
+# (session, prompt, answer, tool calls): the colour comes back through the
+# memory tool in another session of the same user, and from the session's own
+# history (no tool) in the first one.
 TURNS = [
-    ("Remember that my favourite colour is green.", "green"),
-    ("What is 12 * (3 + 4)?", "84"),
-    ("What is my favourite colour?", "Your favourite colour is green."),
+    ("conversation-1", "Remember that my favourite colour is green.", "green", 1),
+    ("conversation-1", "What is 12 * (3 + 4)?", "84", 1),
+    ("conversation-2", "What is my favourite colour?", "Your favourite colour is green.", 1),
+    ("conversation-1", "What is my favourite colour?", "Your favourite colour is green.", 0),
 ]
 
 
@@ -33,8 +37,8 @@ async def test_a_conversation_with_tools_lands_in_every_projection(settings: Set
         TranscriptCache(settings) as transcripts,
         Client(settings, runs=runs) as rw,
     ):
-        for prompt, expected in TURNS:
-            handle = await rw.run("assistant", prompt, session_id=session, user_id=None)
+        for session_id, prompt, expected, tool_calls in TURNS:
+            handle = await rw.run("assistant", prompt, session_id=session_id, user_id="u-1")
             outcome = await handle.wait(timeout=60)
             assert outcome.status is RunStatus.COMPLETED, outcome.events
             assert expected in outcome.text
@@ -43,8 +47,8 @@ async def test_a_conversation_with_tools_lands_in_every_projection(settings: Set
             # The run-status row is final as soon as wait() returns (read-your-writes).
             row = await runs.get(outcome.run_id)
             assert row.status == "completed"
-            assert row.session_id == session
-            assert row.tool_call_count == 1
+            assert row.session_id == session_id
+            assert row.tool_call_count == tool_calls
             assert row.tool_error_count == 0
             assert row.pending_tool_uses == []
             assert row.input_tokens > 0
@@ -53,9 +57,11 @@ async def test_a_conversation_with_tools_lands_in_every_projection(settings: Set
 
             # Every event type of a tool-using turn, in the ledger's order.
             kinds = [e.type for e in outcome.events]
-            assert kinds.count(EventType.THINKING) == 2
-            assert kinds.count(EventType.USAGE) == 2
-            assert kinds.index(EventType.TOOL_USE) < kinds.index(EventType.TOOL_RESULT)
+            assert kinds.count(EventType.THINKING) == 1 + tool_calls
+            assert kinds.count(EventType.USAGE) == 1 + tool_calls
+            assert kinds.count(EventType.CONTEXT_SEEDED) == 1
+            if tool_calls:
+                assert kinds.index(EventType.TOOL_USE) < kinds.index(EventType.TOOL_RESULT)
 
         async def transcripts_cached() -> bool:
             for outcome in outcomes:
@@ -66,13 +72,14 @@ async def test_a_conversation_with_tools_lands_in_every_projection(settings: Set
 
         async def session_indexed() -> bool:
             row = await sessions.get(session)
-            assert row.run_count == len(TURNS)
+            assert row.run_count == 3
+            assert row.user_id == "u-1"
             return True
 
         await assert_eventually(session_indexed, timeout=30)
         history = await transcripts.get_session(session)
 
-    assert history == [m for o in outcomes for m in o.messages]
+    assert history == [m for o in outcomes if o is not outcomes[2] for m in o.messages]
     first = outcomes[0].messages
     assert [m.role for m in first] == ["user", "assistant", "user", "assistant"]
     assert isinstance(first[1].parts[0], ThinkingPart)
@@ -82,7 +89,9 @@ async def test_a_conversation_with_tools_lands_in_every_projection(settings: Set
     result = first[2].parts[0]
     assert isinstance(result, ToolResultPart)
     assert result.content == {"key": "favourite colour", "value": "green", "stored": True}
-    # The third turn recalled the colour through the memory tool, across runs.
+    # The other session recalled the colour through the memory tool (same user).
     recall = outcomes[2].messages[1].parts[-1]
     assert isinstance(recall, ToolUsePart)
     assert recall.name == "recall"
+    # The first session's last run knew it from its own history.
+    assert len(outcomes[3].messages) == 2

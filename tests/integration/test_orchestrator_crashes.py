@@ -103,7 +103,7 @@ async def test_kill_9_of_the_tool_runner_mid_flight(settings: Settings) -> None:
     first = service_process("tools", settings, instance_id="tools-a", tool_latency=2.0)
     second = service_process("tools", settings, instance_id="tools-a", max_records=20)
     try:
-        async with orchestrator_service(settings), Client(settings) as rw:
+        async with orchestrator_service(settings, history=False), Client(settings) as rw:
             await first.start()
             await first.wait_caught_up()
             handles = await _start_runs(rw)

@@ -35,7 +35,7 @@ async def test_pause_during_a_tool_call_holds_the_next_model_call_until_resume(
 ) -> None:
     model = CountingModel()
     async with (
-        orchestrator_service(settings, provider=model),
+        orchestrator_service(settings, provider=model, history=False),
         tool_runner_service(settings, tool_latency=1.0),
         Client(settings) as rw,
     ):
@@ -63,7 +63,7 @@ async def test_pause_holds_tools_not_started_and_a_finished_run_cannot_be_paused
     settings: Settings,
 ) -> None:
     async with (
-        orchestrator_service(settings),
+        orchestrator_service(settings, history=False),
         Client(settings) as rw,
     ):
         handle = await rw.run("assistant", "what is 1 + 2?")

@@ -11,7 +11,7 @@ from runwire.settings import Settings
 
 async def test_a_tool_using_run_completes(settings: Settings) -> None:
     async with (
-        orchestrator_service(settings),
+        orchestrator_service(settings, history=False),
         tool_runner_service(settings),
         Client(settings) as rw,
     ):

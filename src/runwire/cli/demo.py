@@ -10,7 +10,9 @@ What it does (``./dev demo`` runs ``runwire stack up`` first):
 3. Runs a few sessions of multi-turn conversations at the same time through
    the log, with the deterministic local model: it thinks (signed), calls
    the calculator, the clock and memory tools, reads their results and
-   answers. One run per user turn; the sessions go concurrently.
+   answers. One run per user turn; the sessions go concurrently; each run
+   is shown its session's earlier runs (recorded as ``context_seeded``), so
+   a later turn knows the user's name.
 4. Shows what the projections now hold — the run statuses, the session
    index, one full transcript — and the command to tail a run live.
 5. Stops the services it started and leaves the stack up.
@@ -53,6 +55,8 @@ SERVICES = (
 class Conversation:
     user: str
     turns: tuple[str, ...]
+    session: str = ""
+    """Session name (default: the user's name)."""
 
 
 CONVERSATIONS = (
@@ -63,6 +67,7 @@ CONVERSATIONS = (
             "Remember that my favourite colour is green.",
             "What is 12 * (3 + 4)?",
             "What is my favourite colour?",
+            "And what is my name?",
         ),
     ),
     Conversation(
@@ -82,6 +87,9 @@ CONVERSATIONS = (
         ),
     ),
 )
+
+COMEBACK = Conversation("alice", ("What is my favourite colour?",), session="alice-next-day")
+"""Alice in a new session, after the others: no history, so memory answers."""
 
 
 def demo(
@@ -176,7 +184,7 @@ async def _converse(settings: Settings, tag: str) -> dict[str, list[RunOutcome]]
     async with await RunStore.connect(settings) as runs, Client(settings, runs=runs) as rw:
 
         async def session(conversation: Conversation) -> tuple[str, list[RunOutcome]]:
-            session_id = f"demo-{tag}-{conversation.user}"
+            session_id = f"demo-{tag}-{conversation.session or conversation.user}"
             user_id = f"{conversation.user}-{tag}"
             done: list[RunOutcome] = []
             for turn, prompt in enumerate(conversation.turns, start=1):
@@ -203,6 +211,7 @@ async def _converse(settings: Settings, tag: str) -> dict[str, list[RunOutcome]]
             return session_id, done
 
         results = await asyncio.gather(*(session(c) for c in CONVERSATIONS))
+        results.append(await session(COMEBACK))
     console.print()
     return dict(results)
 

@@ -1,0 +1,251 @@
+"""Session history in the model input (issue 8): :class:`SessionHistory`.
+
+Contract (a :class:`~runwire.services.orchestrator.context.ContextSource`):
+- A run whose log holds a ``context_seeded`` event gets exactly the history
+  it records, at every model call: the recorded runs are re-read from the
+  log at the recorded offsets and checked against the recorded digest
+  (:func:`runwire.context.rebuild_history_async`), so a restart, a replay or
+  a later delta of the run sees the same input however much the session
+  grew since. Rebuilt windows are cached per run.
+- Otherwise, on a run's first model call, when the run belongs to a session
+  and its agent's :class:`~runwire.context.ContextPolicy` is enabled: the
+  session's earlier runs (from the run-status projection, waited for until
+  it has read the log as far as it reached when the call began, then read
+  from the log at the positions it gives) are cut to a window by
+  :func:`runwire.context.select_history` (``session_cleared`` honoured,
+  never half a tool exchange, valid for the provider) and the window's
+  ``context_seeded`` payload is returned to be recorded before the call.
+- Later calls of a run that was never seeded (it began before seeding
+  existed, or its first call failed before recording) get no history.
+- The model input is ``history + the run's transcript``
+  (:func:`runwire.context.prepare_model_input` does the deciding; this
+  class does the reading).
+- ``start()`` / ``stop()`` or ``async with`` (a consumer for end offsets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from runwire.client import topic_partitions
+from runwire.context import (
+    ContextPolicy,
+    ContextWindow,
+    RunHistory,
+    SessionRuns,
+    fold_run_events,
+    prepare_model_input,
+)
+from runwire.contract.events import Event
+from runwire.errors import NotFoundError, RunwireError
+from runwire.projections.runtime.waiting import NotCaughtUpError
+from runwire.publisher import Position
+from runwire.services.orchestrator.context import ModelInput
+from runwire.services.orchestrator.run_state import Answer, RunState
+from runwire.settings import Settings
+
+if TYPE_CHECKING:
+    from runwire.projections.runs.fold import Run
+    from runwire.projections.runs.store import RunStore
+    from runwire.projections.sessions.store import SessionIndex
+    from runwire.projections.transcripts.miss import KafkaRunLog
+
+__all__ = ["DEFAULT_POLICY", "SessionHistory"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICY = ContextPolicy(history_runs=20, history_turns=40)
+"""What an agent without a policy of its own is shown."""
+
+_MAX_RUNS_READ = 200
+"""Earlier runs read at most when no policy bound says fewer."""
+
+
+class SessionHistory:
+    """History from the session's earlier runs; see the module contract.
+
+    ``provider`` and ``thinking_enabled`` are the rules the window is cut for
+    (the orchestrator's provider). The readers are the caller's to open and
+    close.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        runs: RunStore,
+        sessions: SessionIndex | None,
+        run_log: KafkaRunLog,
+        provider: str,
+        thinking_enabled: bool,
+        policies: Mapping[str, ContextPolicy] | None = None,
+        default_policy: ContextPolicy = DEFAULT_POLICY,
+        catch_up_timeout: float = 5.0,
+        owned: Iterable[Any] = (),
+    ) -> None:
+        self._settings = settings
+        self._runs = runs
+        self._sessions = sessions
+        self._log = run_log
+        self._provider = provider
+        self._thinking = thinking_enabled
+        self._policies = dict(policies or {})
+        self._default = default_policy
+        self._catch_up_timeout = catch_up_timeout
+        self._windows: OrderedDict[str, ContextWindow] = OrderedDict()
+        self._consumer: Any = None
+        self._owned = list(owned)
+        """Readers this object closes when it stops (given by the wiring)."""
+
+    async def start(self) -> None:
+        """Open the consumer that asks for the log's end offsets. Idempotent."""
+        if self._consumer is not None:
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            client_id=f"{self._settings.client_id}-history",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            partitions = await topic_partitions(consumer, self._settings.run_events)
+        except BaseException:
+            await consumer.stop()
+            raise
+        self._partitions = [TopicPartition(self._settings.run_events, p) for p in partitions]
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        """Close the consumer and the readers it owns. Idempotent."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+        owned, self._owned = self._owned, []
+        for reader in owned:
+            await (reader.stop() if hasattr(reader, "stop") else reader.close())
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def policy(self, agent_id: str | None) -> ContextPolicy:
+        if agent_id is None:
+            return self._default
+        return self._policies.get(agent_id, self._default)
+
+    async def prepare(self, state: RunState, action: Answer) -> ModelInput:
+        context = state.context
+        session_id = context.session_id
+        policy = self.policy(context.agent_id)
+
+        async def load_session() -> SessionRuns:
+            assert session_id is not None
+            await self._projection_caught_up()
+            return SessionRuns(
+                await self._earlier_runs(session_id, state.run_id, policy),
+                await self._cleared_at_ms(session_id),
+            )
+
+        prepared = await prepare_model_input(
+            action.messages,
+            run_id=state.run_id,
+            seeded=state.seeded,
+            first_call=action.turn == 1 and policy.enabled,
+            load_session=load_session if session_id is not None else None,
+            read_run_events=self._read,
+            policy=policy,
+            provider=self._provider,
+            thinking_enabled=self._thinking,
+            cache=self._windows,
+        )
+        self._trim()
+        return ModelInput(prepared.messages, prepared.seed)
+
+    async def _earlier_runs(
+        self, session_id: str, run_id: str, policy: ContextPolicy
+    ) -> list[RunHistory]:
+        wanted = min(
+            _MAX_RUNS_READ,
+            policy.history_runs + 1 if policy.history_runs is not None else _MAX_RUNS_READ,
+        )
+        rows: list[Run] = []
+        page: str | None = None
+        while True:  # newest first, then put back in the session's order
+            batch = await self._runs.list(session_id=session_id, page=page, limit=100)
+            rows.extend(r for r in batch.items if r.run_id != run_id)
+            page = batch.next_page
+            if page is None or len(rows) >= wanted:
+                break
+        rows = sorted(rows[:wanted], key=lambda r: (r.started_at, r.run_id))
+        out: list[RunHistory] = []
+        for row in rows:
+            events = await self._read(
+                row.run_id, row.log_partition, row.first_offset, row.last_offset
+            )
+            out.append(
+                RunHistory(
+                    run_id=row.run_id,
+                    partition=row.log_partition,
+                    first_offset=row.first_offset,
+                    last_offset=row.last_offset,
+                    messages=tuple(fold_run_events(row.run_id, events)),
+                    first_ms=int(row.started_at.timestamp() * 1000),
+                )
+            )
+        return out
+
+    async def _cleared_at_ms(self, session_id: str) -> int | None:
+        if self._sessions is None:
+            return None
+        try:
+            session = await self._sessions.get(session_id)
+        except NotFoundError:
+            return None
+        if session.cleared_at is None:
+            return None
+        return int(session.cleared_at.timestamp() * 1000)
+
+    async def _read(self, run_id: str, partition: int, first: int, last: int) -> Iterable[Event]:
+        records = await self._log.read(run_id, partition, first, last)
+        return [r.event for r in records]
+
+    async def _projection_caught_up(self) -> None:
+        """Wait (bounded) until the run-status store has read the log as far as it is now.
+
+        An earlier run of the session that ended a moment ago must be seen
+        whole, or its last turn would be left out of the window.
+        """
+        if self._consumer is None:
+            raise RunwireError("SessionHistory is not started: use `async with`")
+        found: dict[TopicPartition, int] = await self._consumer.end_offsets(self._partitions)
+        ends = {tp.partition: end for tp, end in found.items()}
+        try:
+            async with asyncio.timeout(self._catch_up_timeout):
+                for partition, end in ends.items():
+                    if end > 0:
+                        at = Position(self._settings.run_events, partition, end - 1)
+                        await self._runs.wait_for(at, timeout=self._catch_up_timeout)
+        except (TimeoutError, NotCaughtUpError):
+            log.warning(
+                "the run-status projection is behind the log; history may miss the newest turns"
+            )
+
+    def _trim(self) -> None:
+        while len(self._windows) > 10_000:
+            self._windows.popitem(last=False)
