@@ -34,8 +34,7 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -46,6 +45,7 @@ from runwire.contract.events import Event, Stream
 from runwire.contract.routing import record_headers, record_key, topic_for
 from runwire.errors import ContractError, PublishError
 from runwire.publisher import Position, Publisher
+from runwire.services.lifecycle import AsyncService
 from runwire.settings import Settings
 
 __all__ = ["MessageBatcher"]
@@ -78,7 +78,7 @@ class _Message:
         )
 
 
-class MessageBatcher:
+class MessageBatcher(AsyncService):
     """Writes messages of many runs per record batch; see the module contract."""
 
     def __init__(self, settings: Settings, *, codec: Codec | None = None) -> None:
@@ -119,18 +119,6 @@ class MessageBatcher:
         if flushers:
             await asyncio.gather(*flushers, return_exceptions=True)
         await self._producer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def publish_message(self, events: Sequence[Event]) -> list[Position]:
         """Write one message atomically and contiguously; see the module contract."""

@@ -34,8 +34,7 @@ import logging
 import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -44,6 +43,7 @@ from aiokafka.structs import TopicPartition
 from runwire.contract.codec import Codec, default_codec
 from runwire.contract.events import Event
 from runwire.errors import DecodeError, RunwireError
+from runwire.services.lifecycle import AsyncService
 from runwire.settings import Settings
 
 __all__ = [
@@ -115,7 +115,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._follower._on_assigned(assigned)
 
 
-class Follower:
+class Follower(AsyncService):
     """Drives a :class:`FollowHandler` from the run-events topic; see the module contract."""
 
     def __init__(
@@ -197,18 +197,6 @@ class Follower:
             owned, self._owned = self._owned, set()
             await self._handler.revoked(owned)
             await consumer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def wait_caught_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until partitions are assigned and every one of them is caught up."""
@@ -323,7 +311,7 @@ class Follower:
             self._committed.pop(p, None)
 
 
-class FollowingService:
+class FollowingService(AsyncService):
     """The lifecycle of a service that is a :class:`FollowHandler` for its own follower.
 
     Subclasses set ``self._follower = Follower(settings, self, ...)``.
@@ -337,18 +325,6 @@ class FollowingService:
     async def stop(self) -> None:
         """Stop following and every piece of work the service has in flight. Idempotent."""
         await self._follower.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def wait_caught_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until the service owns partitions and has caught up on all of them."""

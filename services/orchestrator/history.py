@@ -29,8 +29,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
@@ -48,6 +47,7 @@ from runwire.contract.events import Event
 from runwire.errors import NotFoundError, RunwireError
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.publisher import Position
+from runwire.services.lifecycle import AsyncService
 from runwire.services.orchestrator.context import ModelInput
 from runwire.services.orchestrator.run_state import Answer, RunState
 from runwire.settings import Settings
@@ -69,7 +69,7 @@ _MAX_RUNS_READ = 200
 """Earlier runs read at most when no policy bound says fewer."""
 
 
-class SessionHistory:
+class SessionHistory(AsyncService):
     """History from the session's earlier runs; see the module contract.
 
     ``provider`` and ``thinking_enabled`` are the rules the window is cut for
@@ -131,18 +131,6 @@ class SessionHistory:
         owned, self._owned = self._owned, []
         for reader in owned:
             await (reader.stop() if hasattr(reader, "stop") else reader.close())
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def policy(self, agent_id: str | None) -> ContextPolicy:
         if agent_id is None:

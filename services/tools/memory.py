@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -31,6 +30,7 @@ from runwire.contract.codec import Codec, default_codec
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
 from runwire.contract.routing import event_of_record
 from runwire.errors import DecodeError, RunwireError
+from runwire.services.lifecycle import AsyncService
 from runwire.services.publishing import EventPublisher, publish_retrying
 from runwire.settings import Settings
 
@@ -64,7 +64,7 @@ class InMemoryMemory:
         self.values[(scope, owner, key)] = value
 
 
-class LogMemory:
+class LogMemory(AsyncService):
     """Memory on the memory topic; see the module contract."""
 
     def __init__(
@@ -117,18 +117,6 @@ class LogMemory:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._consumer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def get(self, scope: MemoryScope, owner: str, key: str) -> Any:
         await self._read_to_end()

@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from runwire.client import Client, RunHandle
 from runwire.contract.events import EventType, RunStatus, RunStatusChanged
 from runwire.services.orchestrator.wiring import orchestrator_service
+from runwire.services.process import ServiceProcess
 from runwire.services.tools.wiring import tool_runner_service
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
@@ -67,6 +68,37 @@ def _check_answers(records: list[LogRecord]) -> None:
         assert kinds[EventType.TOOL_RESULT] == kinds[EventType.TOOL_USE] == 1
 
 
+async def _crash_and_restart(
+    settings: Settings,
+    rw: Client,
+    first: ServiceProcess,
+    second: ServiceProcess,
+    *,
+    kill_when: tuple[EventType, int],
+    not_all_done: EventType,
+) -> list[LogRecord]:
+    """Start ``first``, start the runs, kill -9 it once ``kill_when`` holds, start
+    ``second``; every run must complete with the right answer. Returns the log."""
+    try:
+        await first.start()
+        await first.wait_caught_up()
+        handles = await _start_runs(rw)
+        kind, at_least = kill_when
+        await assert_eventually(lambda: _some(settings, kind, at_least), timeout=30, interval=0.02)
+        await first.kill9()
+        done_at_kill = await _count(settings, not_all_done)
+        assert done_at_kill < RUNS, "the kill came too late to test anything"
+        await second.start()
+        outcomes = await asyncio.gather(*(h.wait(timeout=90) for h, _ in handles))
+    finally:
+        await first.stop()
+        await second.stop()
+    for outcome, (_, expected) in zip(outcomes, handles, strict=True):
+        assert outcome.status is RunStatus.COMPLETED, outcome.events
+        assert str(expected) in outcome.text
+    return await read_run_log(settings)
+
+
 async def test_kill_9_of_the_orchestrator_mid_flight(settings: Settings) -> None:
     first = service_process("orchestrator", settings, instance_id="orch-a", local_latency=0.3)
     # The restarted instance catches up in small fetches, so acting on a run
@@ -74,27 +106,16 @@ async def test_kill_9_of_the_orchestrator_mid_flight(settings: Settings) -> None
     second = service_process(
         "orchestrator", settings, instance_id="orch-a", local_latency=0.3, max_records=20
     )
-    try:
-        async with tool_runner_service(settings), Client(settings) as rw:
-            await first.start()
-            await first.wait_caught_up()
-            handles = await _start_runs(rw)
-            # Kill once some runs are past their first answer and others are not.
-            await assert_eventually(
-                lambda: _some(settings, EventType.TOOL_RESULT), timeout=30, interval=0.02
-            )
-            await first.kill9()
-            done_at_kill = await _count(settings, EventType.RUN_COMPLETED)
-            assert done_at_kill < RUNS, "the kill came too late to test anything"
-            await second.start()
-            outcomes = await asyncio.gather(*(h.wait(timeout=90) for h, _ in handles))
-    finally:
-        await first.stop()
-        await second.stop()
-    for outcome, (_, expected) in zip(outcomes, handles, strict=True):
-        assert outcome.status is RunStatus.COMPLETED, outcome.events
-        assert str(expected) in outcome.text
-    records = await read_run_log(settings)
+    async with tool_runner_service(settings), Client(settings) as rw:
+        # Killed once some runs are past their first answer and others are not.
+        records = await _crash_and_restart(
+            settings,
+            rw,
+            first,
+            second,
+            kill_when=(EventType.TOOL_RESULT, 1),
+            not_all_done=EventType.RUN_COMPLETED,
+        )
     assert duplicated_ids(records, "runwire-orchestrator") == {}
     _check_answers(records)
 
@@ -102,26 +123,16 @@ async def test_kill_9_of_the_orchestrator_mid_flight(settings: Settings) -> None
 async def test_kill_9_of_the_tool_runner_mid_flight(settings: Settings) -> None:
     first = service_process("tools", settings, instance_id="tools-a", tool_latency=2.0)
     second = service_process("tools", settings, instance_id="tools-a", max_records=20)
-    try:
-        async with orchestrator_service(settings, history=False), Client(settings) as rw:
-            await first.start()
-            await first.wait_caught_up()
-            handles = await _start_runs(rw)
-            await assert_eventually(
-                lambda: _some(settings, EventType.TOOL_USE, at_least=RUNS), timeout=30
-            )
-            await first.kill9()  # the calls are running (each takes 2 s)
-            results_at_kill = await _count(settings, EventType.TOOL_RESULT)
-            assert results_at_kill < RUNS, "the kill came too late to test anything"
-            await second.start()
-            outcomes = await asyncio.gather(*(h.wait(timeout=90) for h, _ in handles))
-    finally:
-        await first.stop()
-        await second.stop()
-    for outcome, (_, expected) in zip(outcomes, handles, strict=True):
-        assert outcome.status is RunStatus.COMPLETED, outcome.events
-        assert str(expected) in outcome.text
-    records = await read_run_log(settings)
+    async with orchestrator_service(settings, history=False), Client(settings) as rw:
+        # Killed while the calls run (each takes 2 s).
+        records = await _crash_and_restart(
+            settings,
+            rw,
+            first,
+            second,
+            kill_when=(EventType.TOOL_USE, RUNS),
+            not_all_done=EventType.TOOL_RESULT,
+        )
     assert duplicated_ids(records, "runwire-tools") == {}
     results = Counter(
         r.event.causation_id for r in records if r.event.type is EventType.TOOL_RESULT
