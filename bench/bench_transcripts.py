@@ -53,6 +53,9 @@ from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
+# The projector under test (an experiment may swap in an instrumented one).
+PROJECTOR_COMMAND = ["-m", "runwire.cli.main", "serve", "projector-transcripts"]
+PROJECTOR_STDERR: int | None = asyncio.subprocess.DEVNULL
 RESULTS = Path(__file__).parent / "results"
 
 sys.path.insert(0, str(REPO))  # the workload generator lives with the tests
@@ -199,13 +202,10 @@ def projector_env(settings: Settings) -> dict[str, str]:
 async def start_projector(settings: Settings) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        "-m",
-        "runwire.cli.main",
-        "serve",
-        "projector-transcripts",
+        *PROJECTOR_COMMAND,
         env=projector_env(settings),
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=PROJECTOR_STDERR,
     )
 
 
@@ -251,8 +251,8 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
         per_tick = max(1, rate // 100)
         total = int(rate * seconds)
         events = workload(9, runs=max(50, total // 25), sessions=50)[:total]
-        pending: dict[int, list[tuple[int, float]]] = {}
-        latencies: list[tuple[float, float]] = []  # (sent at, latency)
+        pending: dict[int, list[tuple[int, float, float]]] = {}  # offset, sent, acked
+        latencies: list[tuple[float, float, float]] = []  # (sent at, latency, ack -> visible)
         done = asyncio.Event()
 
         async def poll() -> None:
@@ -268,19 +268,22 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
                         continue
                     position = int(value)
                     kept = []
-                    for offset, sent in waiting:
+                    for offset, sent, acked in waiting:
                         if offset < position:
-                            latencies.append((sent, now - sent))
+                            latencies.append((sent, now - sent, now - acked))
                         else:
-                            kept.append((offset, sent))
+                            kept.append((offset, sent, acked))
                     pending[partition] = kept
                 await asyncio.sleep(0.001)
 
         async def send(publisher: Publisher, batch: list[Event], sent: float) -> None:
             positions: list[Position] = await publisher.publish_many(batch)
+            acked = time.perf_counter()
+            acks.append(acked - sent)
             for p in positions:
-                pending.setdefault(p.partition, []).append((p.offset, sent))
+                pending.setdefault(p.partition, []).append((p.offset, sent, acked))
 
+        acks: list[float] = []
         poller = asyncio.create_task(poll())
         sends: list[asyncio.Task[None]] = []
         async with Publisher(settings) as publisher:
@@ -299,7 +302,9 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
             elapsed = time.perf_counter() - started
         done.set()
         await asyncio.wait_for(poller, timeout=60)
-        warm = [lat * 1000 for sent, lat in latencies if sent - started >= 1.0]
+        warm = [lat * 1000 for sent, lat, _ in latencies if sent - started >= 1.0]
+        after_ack = [lat * 1000 for sent, _, lat in latencies if sent - started >= 1.0]
+        ack_ms = [a * 1000 for a in acks]
         return {
             "events": len(events),
             "target_events_per_s": rate,
@@ -310,6 +315,10 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
             "p99_ms": round(percentile(warm, 0.99), 2),
             "max_ms": round(max(warm), 2),
             "goal_p99_ms": 25,
+            "publish_to_ack_p50_ms": round(percentile(ack_ms, 0.5), 2),
+            "publish_to_ack_p99_ms": round(percentile(ack_ms, 0.99), 2),
+            "ack_to_visible_p50_ms": round(percentile(after_ack, 0.5), 2),
+            "ack_to_visible_p99_ms": round(percentile(after_ack, 0.99), 2),
             "producer_linger_ms": settings.producer_linger_ms,
         }
     finally:
@@ -351,7 +360,10 @@ async def main() -> None:
     print(
         f"publish -> visible at {lat['achieved_events_per_s']:,} events/s: "
         f"p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms "
-        f"(goal p99 < {lat['goal_p99_ms']} ms; p99/goal {lat['p99_ms'] / lat['goal_p99_ms']:.2f})"
+        f"(goal p99 < {lat['goal_p99_ms']} ms; p99/goal {lat['p99_ms'] / lat['goal_p99_ms']:.2f}); "
+        f"of which publish -> ack p50 {lat['publish_to_ack_p50_ms']} / p99 "
+        f"{lat['publish_to_ack_p99_ms']} ms, ack -> visible p50 {lat['ack_to_visible_p50_ms']} / "
+        f"p99 {lat['ack_to_visible_p99_ms']} ms"
     )
     result["load_average_at_end"] = os.getloadavg()
     RESULTS.mkdir(exist_ok=True)
