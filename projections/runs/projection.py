@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from runwire.projections.runs.fold import RunRow, fold_batch
@@ -80,18 +80,27 @@ class RunsProjection(PostgresProjection):
     def remember(self, record: SourceRecord) -> bool:
         return True  # every run event moves a count, a status or an offset
 
-    async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
-        table = ctx.table("run_status")
+    async def load(
+        self, ctx: FoldContext, records: Sequence[SourceRecord]
+    ) -> Callable[[], Awaitable[dict[str, RunRow]]]:
         run_ids = sorted({r.event.run_id for r in records if r.event.run_id})
         cur = await ctx.conn.execute(
-            f"SELECT {COLUMN_NAMES} FROM {table} WHERE run_id = ANY(%b)", (run_ids,)
+            f"SELECT {COLUMN_NAMES} FROM {ctx.table('run_status')} WHERE run_id = ANY(%b)",
+            (run_ids,),
         )
-        rows: dict[str, RunRow] = {row[0]: RunRow(*row) for row in await cur.fetchall()}
+
+        async def rows() -> dict[str, RunRow]:
+            return {row[0]: RunRow(*row) for row in await cur.fetchall()}
+
+        return rows
+
+    async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
+        rows: dict[str, RunRow] = ctx.loaded
         changed, rejections = fold_batch(rows, records)
         if changed:
             values = [_to_db(rows[run_id]) for run_id in sorted(changed)]
             await ctx.conn.execute(
-                self._upsert.replace("{table}", table).encode(),
+                self._upsert.replace("{table}", ctx.table("run_status")).encode(),
                 column_arrays(values, len(COLUMNS)),
             )
         return rejections

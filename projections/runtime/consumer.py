@@ -56,6 +56,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_YIELD_EVERY = 128
+
 
 class Decoder(Protocol):
     """Bytes to event; raises :class:`runwire.errors.DecodeError` with a reason."""
@@ -139,6 +141,28 @@ class ProjectorOptions:
     max_retry_backoff: float = 5.0
 
 
+@dataclass(slots=True)
+class _Fetched:
+    """A fetched, decoded batch waiting to be applied."""
+
+    records: list[SourceRecord] = field(default_factory=list)
+    undecodable: list[Rejection] = field(default_factory=list)
+    next_positions: dict[TopicPartition, int] = field(default_factory=dict)
+    expected: dict[TopicPartition, int] = field(default_factory=dict)
+    count: int = 0
+
+    def without(self, partitions: set[TopicPartition]) -> _Fetched | None:
+        """The batch minus partitions that were sought elsewhere (None when nothing is left)."""
+        kept = _Fetched(
+            records=[r for r in self.records if r.tp not in partitions],
+            undecodable=self.undecodable,
+            next_positions={k: v for k, v in self.next_positions.items() if k not in partitions},
+            expected={k: v for k, v in self.expected.items() if k not in partitions},
+            count=self.count,
+        )
+        return kept if kept.next_positions else None
+
+
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, projector: Projector) -> None:
         self._projector = projector
@@ -175,8 +199,10 @@ class Projector:
         self._consumer: Any = None
         self._stopping = asyncio.Event()
         self._started = False
-        # Position the runner believes is stored per owned partition.
+        # Position the runner believes is stored per owned partition, and
+        # where the consumer reads next (ahead of it while a batch is applied).
         self._expected: dict[TopicPartition, int] = {}
+        self._next_fetch: dict[TopicPartition, int] = {}
         self._last_commit = 0.0
         self._uncommitted: dict[TopicPartition, int] = {}
         self.stats = ProjectorStats()
@@ -300,15 +326,36 @@ class Projector:
     # -- running ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Fetch and apply until :meth:`stop` is called (or the task is cancelled)."""
+        """Fetch and apply until :meth:`stop` is called (or the task is cancelled).
+
+        Pipelined: while a batch is being applied (the store's round trips),
+        the next one is fetched and decoded. A prefetched partition whose
+        stored position turned out different from where it was read is
+        fetched again from the stored position.
+        """
         if not self._started:
             raise RuntimeError("Projector.run() needs start() first (or `async with`)")
         backoff = self._options.retry_backoff
+        ahead: _Fetched | None = None
         while not self._stopping.is_set():
             try:
-                await self.step()
+                current = ahead if ahead is not None else await self._fetch()
+                ahead = None
+                if current is None:
+                    continue
+                applying = asyncio.create_task(self._apply_fetched(current))
+                try:
+                    ahead = await self._fetch()
+                finally:
+                    # Never leave the apply behind, whatever the fetch did.
+                    await asyncio.wait({applying})
+                seeked = self._settle(current, applying.result())
+                if ahead is not None and seeked:
+                    ahead = ahead.without(seeked)
+                await self._commit_hint(self._require_consumer())
                 backoff = self._options.retry_backoff
             except Exception as e:
+                ahead = None
                 if self._stopping.is_set():
                     break
                 if not is_transient(e):
@@ -327,7 +374,17 @@ class Projector:
                 backoff = min(backoff * 2, self._options.max_retry_backoff)
 
     async def step(self, timeout_ms: int | None = None) -> ApplyResult | None:
-        """One fetch + decode + apply. Returns None when nothing was fetched."""
+        """One fetch + decode + apply, not pipelined. Returns None when nothing was fetched."""
+        fetched = await self._fetch(timeout_ms)
+        if fetched is None:
+            return None
+        result = await self._apply_fetched(fetched)
+        self._settle(fetched, result)
+        await self._commit_hint(self._require_consumer())
+        return result
+
+    async def _fetch(self, timeout_ms: int | None = None) -> _Fetched | None:
+        """Fetch and decode one batch; dead-letter what does not decode."""
         consumer = self._require_consumer()
         fetched: Mapping[Any, Sequence[Any]] = await consumer.getmany(
             timeout_ms=self._options.poll_timeout_ms if timeout_ms is None else timeout_ms,
@@ -336,27 +393,29 @@ class Projector:
         if not fetched:
             await self._commit_hint(consumer)
             return None
-        records: list[SourceRecord] = []
-        undecodable: list[Rejection] = []
-        next_positions: dict[TopicPartition, int] = {}
-        expected: dict[TopicPartition, int] = {}
+        out = _Fetched()
         decoder = self._decoder
         assert decoder is not None
         for ktp, raw in fetched.items():
             tp = TopicPartition(ktp.topic, ktp.partition)
-            start = self._expected.get(tp, 0)
+            start = self._next_fetch.get(tp, self._expected.get(tp, 0))
             raw = [r for r in raw if r.offset >= start]
             if not raw:
                 continue
-            expected[tp] = start
-            next_positions[tp] = raw[-1].offset + 1
-            for r in raw:
+            out.expected[tp] = start
+            out.next_positions[tp] = self._next_fetch[tp] = raw[-1].offset + 1
+            out.count += len(raw)
+            for n, r in enumerate(raw, 1):
+                if n % _YIELD_EVERY == 0:
+                    # Decoding is CPU work; let the batch being applied meanwhile
+                    # send its next statement instead of waiting for all of it.
+                    await asyncio.sleep(0)
                 value: bytes = r.value if r.value is not None else b""
                 headers = tuple(r.headers or ())
                 try:
                     event = decoder.decode(value)
                 except DecodeError as e:
-                    undecodable.append(
+                    out.undecodable.append(
                         Rejection(
                             topic=tp.topic,
                             partition=tp.partition,
@@ -370,7 +429,7 @@ class Projector:
                         )
                     )
                     continue
-                records.append(
+                out.records.append(
                     SourceRecord(
                         topic=tp.topic,
                         partition=tp.partition,
@@ -382,23 +441,32 @@ class Projector:
                         event=event,
                     )
                 )
-        if not next_positions:
+        if not out.next_positions:
             return None
-        sink = self._require_sink()
         # Dead letters first: the position may only pass a record once its
         # dead letter is written.
-        await sink.send(undecodable)
-        self.stats.undecodable += len(undecodable)
-        batch = Batch(records=records, next_positions=next_positions, expected=expected)
-        result = await self._apply(batch, sink)
-        self._after_apply(consumer, batch, result)
+        await self._require_sink().send(out.undecodable)
+        self.stats.undecodable += len(out.undecodable)
+        return out
+
+    async def _apply_fetched(self, fetched: _Fetched) -> ApplyResult:
+        batch = Batch(
+            records=fetched.records,
+            next_positions=fetched.next_positions,
+            expected=fetched.expected,
+        )
+        return await self._apply(batch, self._require_sink())
+
+    def _settle(self, fetched: _Fetched, result: ApplyResult) -> set[TopicPartition]:
+        """Book a batch's result; returns the partitions sought to another position."""
+        consumer = self._require_consumer()
+        seeked = self._after_apply(consumer, fetched.next_positions, result)
         self.stats.batches += 1
-        self.stats.records += sum(len(v) for v in fetched.values())
+        self.stats.records += fetched.count
         self.stats.last_batch_at = time.monotonic()
-        await self._commit_hint(consumer)
         if self._on_batch is not None:
             self._on_batch(self, result)
-        return result
+        return seeked
 
     async def _apply(self, batch: Batch, sink: DeadLetterSink) -> ApplyResult:
         try:
@@ -469,7 +537,9 @@ class Projector:
             rejected=totals["rejected"],
         )
 
-    def _after_apply(self, consumer: Any, batch: Batch, result: ApplyResult) -> None:
+    def _after_apply(
+        self, consumer: Any, wanted: Mapping[TopicPartition, int], result: ApplyResult
+    ) -> set[TopicPartition]:
         self.stats.applied += result.applied
         self.stats.duplicates += result.duplicates
         self.stats.skipped += result.skipped
@@ -477,23 +547,28 @@ class Projector:
         for key, value in result.extra.items():
             self.stats.extra[key] = self.stats.extra.get(key, 0) + value
         owned = self.assigned()
-        for tp, wanted in batch.next_positions.items():
-            stored = result.positions.get(tp, wanted)
+        seeked: set[TopicPartition] = set()
+        for tp, position in wanted.items():
+            stored = result.positions.get(tp, position)
             if tp not in owned:
                 self._expected.pop(tp, None)
+                self._next_fetch.pop(tp, None)
                 continue
             self._expected[tp] = stored
             self._uncommitted[tp] = stored
-            if stored != wanted:
+            if stored != position:
                 log.info(
                     "projection %s: %s/%d stored position is %d, not %d; seeking there",
                     self.projection.name,
                     tp.topic,
                     tp.partition,
                     stored,
-                    wanted,
+                    position,
                 )
                 consumer.seek(KafkaTopicPartition(tp.topic, tp.partition), stored)
+                self._next_fetch[tp] = stored
+                seeked.add(tp)
+        return seeked
 
     # -- positions -------------------------------------------------------------
 
@@ -507,6 +582,7 @@ class Projector:
         for tp in tps:
             position = stored.get(tp, 0)
             self._expected[tp] = position
+            self._next_fetch[tp] = position
             consumer.seek(KafkaTopicPartition(tp.topic, tp.partition), position)
         log.info(
             "projection %s: assigned %s",
@@ -518,6 +594,7 @@ class Projector:
         for tp in revoked:
             key = TopicPartition(tp.topic, tp.partition)
             self._expected.pop(key, None)
+            self._next_fetch.pop(key, None)
             self._uncommitted.pop(key, None)
 
     async def _rewind(self) -> None:
@@ -533,7 +610,8 @@ class Projector:
                 log.warning("projection %s: cannot reload positions: %s", self.projection.name, e)
                 for tp in owned:
                     key = TopicPartition(tp.topic, tp.partition)
-                    consumer.seek(tp, self._expected.get(key, 0))
+                    self._next_fetch[key] = self._expected.get(key, 0)
+                    consumer.seek(tp, self._next_fetch[key])
 
     async def _commit_hint(self, consumer: Any, *, force: bool = False) -> None:
         if self.group_id is None or not self._uncommitted:

@@ -19,7 +19,7 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from psycopg import sql
@@ -206,32 +206,62 @@ async def load_positions(
     return {tp: stored.get(tp, 0) for tp in partitions}
 
 
-async def lock_positions(
-    conn: Conn, projection: str, generation: int, partitions: Iterable[TopicPartition]
-) -> dict[TopicPartition, int]:
-    """Lock (creating at 0 when missing) the position rows of ``partitions``.
+_LIVE = "(SELECT live FROM runwire_projection_generations WHERE projection = %s)"
 
-    Rows are locked in one sorted order by every writer, so two instances
-    that briefly own the same partitions during a rebalance serialise instead
-    of deadlocking; the second one then sees what the first applied.
+
+async def queue_lock_positions(
+    conn: Conn, projection: str, generation: int | None, partitions: Iterable[TopicPartition]
+) -> Callable[[], Awaitable[tuple[int, dict[TopicPartition, int]]]]:
+    """Queue the locks of the generation row (shared) and of ``partitions``' position rows.
+
+    Position rows are created at 0 when missing, and locked in one sorted
+    order by every writer: two instances that briefly own the same
+    partitions during a rebalance serialise instead of deadlocking, and the
+    second one then sees what the first applied. ``generation=None`` means
+    the live copy. In pipeline mode nothing waits until the returned
+    function is awaited; it gives the generation and the stored positions.
     """
     tps = sorted(set(partitions))
     topics = [tp.topic for tp in tps]
     parts = [tp.partition for tp in tps]
+    gen = sql.SQL(_LIVE) if generation is None else sql.Literal(generation)
+    state = await conn.execute(
+        "SELECT live, building FROM runwire_projection_generations WHERE projection = %s FOR SHARE",
+        (projection,),
+    )
+    args: tuple[object, ...] = (projection,) if generation is None else ()
     await conn.execute(
-        "INSERT INTO runwire_projection_positions (projection, generation, topic, partition, "
-        "next_offset) SELECT %s, %s, t, p, 0 FROM unnest(%s::text[], %s::int[]) AS u(t, p) "
-        "ORDER BY t, p ON CONFLICT DO NOTHING",
-        (projection, generation, topics, parts),
+        sql.SQL(
+            "INSERT INTO runwire_projection_positions (projection, generation, topic, "
+            "partition, next_offset) SELECT %s, {gen}, t, p, 0 "
+            "FROM unnest(%b::text[], %b::int[]) AS u(t, p) ORDER BY t, p ON CONFLICT DO NOTHING"
+        ).format(gen=gen),
+        (projection, *args, topics, parts),
     )
-    cur = await conn.execute(
-        "SELECT topic, partition, next_offset FROM runwire_projection_positions "
-        "WHERE projection = %s AND generation = %s "
-        "AND (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[])) "
-        "ORDER BY topic, partition FOR UPDATE",
-        (projection, generation, topics, parts),
+    positions = await conn.execute(
+        sql.SQL(
+            "SELECT topic, partition, next_offset FROM runwire_projection_positions "
+            "WHERE projection = %s AND generation = {gen} "
+            "AND (topic, partition) IN (SELECT * FROM unnest(%b::text[], %b::int[])) "
+            "ORDER BY topic, partition FOR UPDATE"
+        ).format(gen=gen),
+        (projection, *args, topics, parts),
     )
-    return {TopicPartition(t, p): o for t, p, o in await cur.fetchall()}
+
+    async def result() -> tuple[int, dict[TopicPartition, int]]:
+        row = await state.fetchone()
+        if row is None:
+            raise ProjectionError(f"projection {projection!r} has no tables in this schema")
+        live, building = row
+        if generation is not None and generation not in (live, building):
+            raise ProjectionError(
+                f"copy {tag(generation)} of {projection!r} is gone (live {tag(live)}, "
+                f"building {building}); a newer rebuild replaced it"
+            )
+        stored = {TopicPartition(t, p): o for t, p, o in await positions.fetchall()}
+        return (live if generation is None else generation), stored
+
+    return result
 
 
 async def store_positions(
@@ -243,7 +273,7 @@ async def store_positions(
     tps = sorted(positions)
     await conn.execute(
         "UPDATE runwire_projection_positions AS p SET next_offset = GREATEST(p.next_offset, u.o), "
-        "updated_at = now() FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS u(t, n, o) "
+        "updated_at = now() FROM unnest(%b::text[], %b::int[], %b::bigint[]) AS u(t, n, o) "
         "WHERE p.projection = %s AND p.generation = %s AND p.topic = u.t AND p.partition = u.n",
         (
             [tp.topic for tp in tps],

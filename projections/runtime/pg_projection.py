@@ -5,9 +5,11 @@ drop re-published duplicates) and how to fold a batch of fresh records into
 its tables; this base keeps the :mod:`~runwire.projections.runtime.protocol`
 contract around that:
 
-- one transaction per batch: generation row ``FOR SHARE``, the batch's
-  position rows ``FOR UPDATE`` (sorted), the fold, the applied event ids, the
-  dead letters (sent before commit), the new positions;
+- one transaction per batch, in pipeline mode with three round trips: (1)
+  generation row ``FOR SHARE`` and the batch's position rows ``FOR UPDATE``
+  (sorted); (2) the applied event ids claimed and the rows the fold needs
+  read; the fold (Python), the dead letters (sent before commit); (3) the
+  writes, the new positions, commit;
 - records below a stored position are skipped; a partition whose stored
   position is below the runner's expectation is left alone (the runner
   seeks back);
@@ -17,20 +19,20 @@ contract around that:
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from runwire.projections.runtime import rules
 from runwire.projections.runtime.generations import (
     GenerationState,
     TableSet,
     load_positions,
-    lock_positions,
+    queue_lock_positions,
     store_positions,
-    tag,
 )
 from runwire.projections.runtime.pg import Conn, Pool, open_pool
 from runwire.projections.runtime.protocol import (
@@ -38,7 +40,6 @@ from runwire.projections.runtime.protocol import (
     Batch,
     DeadLetterSink,
     LogPosition,
-    ProjectionError,
     Rebuild,
     Rejection,
     SourceRecord,
@@ -55,6 +56,8 @@ class FoldContext:
     conn: Conn
     generation: int
     tables: TableSet
+    loaded: Any = None
+    """What :meth:`PostgresProjection.load` read, when the projection reads ahead."""
 
     def table(self, base: str) -> str:
         return self.tables.table(base, self.generation)
@@ -82,12 +85,24 @@ class PostgresProjection(ABC):
     def remember(self, record: SourceRecord) -> bool:
         """True when applying this event twice would change the tables."""
 
+    async def load(
+        self, ctx: FoldContext, records: Sequence[SourceRecord]
+    ) -> Callable[[], Awaitable[Any]] | None:
+        """Optionally queue the reads the fold of ``records`` needs.
+
+        The connection is in pipeline mode: execute here without fetching and
+        return a function that awaits the results; they travel with the
+        base's own reads in one round trip and reach :meth:`fold` as
+        ``ctx.loaded``. The default reads nothing (the fold reads for itself).
+        """
+        return None
+
     @abstractmethod
     async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
-        """Apply fresh records (log order per partition); return those rejected.
+        """Fold fresh records (log order per partition) and write (or queue) the changes.
 
-        Runs inside the batch's transaction. A rejected record must leave the
-        tables as if it had not been there.
+        Runs inside the batch's transaction. Returns the records rejected;
+        they must leave the tables as if they had not been there.
         """
 
     @abstractmethod
@@ -133,57 +148,49 @@ class PostgresProjection(ABC):
             return await load_positions(conn, self.name, generation, partitions)
 
     async def apply(self, batch: Batch, dead_letters: DeadLetterSink) -> ApplyResult:
-        async with self._pool.connection() as conn, conn.transaction():
-            generation = await self._lock_generation(conn)
-            stored = await lock_positions(conn, self.name, generation, batch.next_positions)
-            fresh = rules.fresh_records(batch, stored)
-            applied_table = self.tables.table(self.applied_table, generation)
-            records, duplicates = rules.drop_duplicates(
-                fresh.records,
-                self.remember,
-                await self._applied(conn, applied_table, fresh.records),
+        async with self._pool.connection() as conn, conn.transaction(), conn.pipeline():
+            # Atomicity is what the contract needs; durability of the last
+            # commits is not: after a server crash, rows and positions roll
+            # back together and the log is read again from there.
+            await conn.execute("SET LOCAL synchronous_commit TO OFF")
+            locked = await queue_lock_positions(
+                conn, self.name, self._generation, batch.next_positions
             )
+            generation, stored = await locked()  # round trip 1
+            fresh = rules.fresh_records(batch, stored)
             ctx = FoldContext(conn=conn, generation=generation, tables=self.tables)
-            rejections = await self.fold(ctx, records) if records else []
-            remembered = rules.remembered_ids(records, rejections, self.remember)
-            if remembered:
+            applied_table = ctx.table(self.applied_table)
+            ids = [r.event.event_id for r in fresh.records if self.remember(r)]
+            claim = await conn.execute(
+                f"INSERT INTO {applied_table} (event_id) SELECT unnest(%b::uuid[]) "
+                "ON CONFLICT DO NOTHING RETURNING event_id::text",
+                (ids,),
+            )
+            loaded = await self.load(ctx, fresh.records) if fresh.records else None
+            claimed = {row[0] for row in await claim.fetchall()}  # round trip 2
+            records, duplicates = rules.drop_duplicates(
+                fresh.records, self.remember, set(ids) - claimed
+            )
+            rejections: list[Rejection] = []
+            if records:
+                if loaded is not None:
+                    ctx = dataclasses.replace(ctx, loaded=await loaded())
+                rejections = await self.fold(ctx, records)
+            # Rejected events are not applied: forget them, so a redrive can apply them.
+            kept = set(rules.remembered_ids(records, rejections, self.remember))
+            if claimed - kept:
                 await conn.execute(
-                    f"INSERT INTO {applied_table} (event_id) "
-                    "SELECT unnest(%b::uuid[]) ON CONFLICT DO NOTHING",
-                    (remembered,),
+                    f"DELETE FROM {applied_table} WHERE event_id = ANY(%b::uuid[])",
+                    (sorted(claimed - kept),),
                 )
-            # Before commit: the position may only pass a record whose dead letter exists.
-            await dead_letters.send(rejections)
             forward = rules.next_positions(batch, stored, fresh.moved)
             await store_positions(conn, self.name, generation, forward)
+            # Before commit (round trip 3): the position may only pass a record
+            # whose dead letter exists.
+            await dead_letters.send(rejections)
         return rules.result(
             batch, stored, forward, fresh, len(records), duplicates, len(rejections)
         )
-
-    async def _lock_generation(self, conn: Conn) -> int:
-        state = await self.tables.state(conn, lock="FOR SHARE")
-        if self._generation is None:
-            return state.live
-        if self._generation not in (state.live, state.building):
-            raise ProjectionError(
-                f"copy {tag(self._generation)} of {self.name!r} is gone "
-                f"(live {tag(state.live)}, building {state.building}); a newer rebuild "
-                "replaced it"
-            )
-        return self._generation
-
-    async def _applied(
-        self, conn: Conn, applied_table: str, records: Sequence[SourceRecord]
-    ) -> set[str]:
-        """Which of the remembered events among ``records`` this copy applied before."""
-        ids = [r.event.event_id for r in records if self.remember(r)]
-        if not ids:
-            return set()
-        cur = await conn.execute(
-            f"SELECT event_id::text FROM {applied_table} WHERE event_id = ANY(%b::uuid[])",
-            (ids,),
-        )
-        return {row[0] for row in await cur.fetchall()}
 
     # -- Rebuildable ------------------------------------------------------------
 

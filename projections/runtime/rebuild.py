@@ -17,13 +17,14 @@ Contract:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from runwire.projections.runtime.consumer import Decoder, Projector, ProjectorOptions
 from runwire.projections.runtime.dead_letters import DeadLetterProducer
-from runwire.projections.runtime.protocol import Rebuildable, TopicPartition
+from runwire.projections.runtime.protocol import ProjectionError, Rebuildable, TopicPartition
 from runwire.settings import Settings
 
 REBUILD_OPTIONS = ProjectorOptions(max_records=5000, poll_timeout_ms=500)
@@ -81,6 +82,7 @@ async def rebuild(
     copy = await projection.begin_rebuild(restart=restart)
     started = time.monotonic()
     attempts = 0
+    moved = asyncio.Event()
     sink = DeadLetterProducer(settings, f"{projection.name}-rebuild-g{copy.generation}")
     async with (
         sink,
@@ -91,6 +93,7 @@ async def rebuild(
             options=options or REBUILD_OPTIONS,
             decoder=decoder,
             dead_letters=sink,
+            on_batch=lambda _projector, _result: moved.set(),
         ) as projector,
     ):
         first = projector.positions()
@@ -111,17 +114,22 @@ async def rebuild(
                 )
 
         report()
-        while True:
-            while _behind(projector.positions(), ends):
-                await projector.step()
-                report()
-            attempts += 1
-            if await copy.try_switch():
-                report(switched=True)
-                break
-            # The live copy is ahead of the log end we aimed at: aim again.
-            ends = await projector.end_offsets()
-            total = max(total, _sum_gap(ends, first))
+        runner = asyncio.create_task(projector.run(), name=f"rebuild-{projection.name}")
+        try:
+            while True:
+                while _behind(projector.positions(), ends):
+                    await _next_batch(moved, runner)
+                    report()
+                attempts += 1
+                if await copy.try_switch():
+                    report(switched=True)
+                    break
+                # The live copy is past the log end we aimed at: aim again.
+                ends = await projector.end_offsets()
+                total = max(total, _sum_gap(ends, first))
+        finally:
+            await projector.stop()
+            await runner
         stats = projector.stats
     return RebuildReport(
         projection=projection.name,
@@ -133,6 +141,17 @@ async def rebuild(
         duplicates=stats.duplicates,
         dead_letters=stats.undecodable + stats.rejected,
     )
+
+
+async def _next_batch(moved: asyncio.Event, runner: asyncio.Task[None]) -> None:
+    """Wait for the projector to apply another batch (or fail)."""
+    waiter = asyncio.ensure_future(moved.wait())
+    done, _ = await asyncio.wait({waiter, runner}, return_when=asyncio.FIRST_COMPLETED)
+    if runner in done:
+        waiter.cancel()
+        runner.result()  # re-raises what stopped the projector
+        raise ProjectionError("the rebuild's projector stopped before the copy caught up")
+    moved.clear()
 
 
 def _behind(positions: dict[TopicPartition, int], ends: dict[TopicPartition, int]) -> bool:

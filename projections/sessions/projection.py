@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from runwire.projections.runtime.generations import TableSet
@@ -77,27 +77,40 @@ class SessionsProjection(PostgresProjection):
     def remember(self, record: SourceRecord) -> bool:
         return remembered(record, self._session_topic)
 
-    async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
+    async def load(
+        self, ctx: FoldContext, records: Sequence[SourceRecord]
+    ) -> Callable[[], Awaitable[tuple[dict[str, SessionRow], set[str]]]]:
         conn = ctx.conn
-        table = ctx.table("session_index")
-        tombstone_table = ctx.table("session_tombstones")
         session_ids = sorted({r.event.session_id for r in records if r.event.session_id})
         # Runs of one session lie on many partitions, which other instances may
         # own: serialise per session (in hash order, so no deadlock is possible).
+        # Queued first, so the reads below see what a previous owner committed.
         await conn.execute(
             "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
             "hashtextextended('runwire-session/' || s, 0) AS h FROM unnest(%b::text[]) AS s "
             "ORDER BY h) AS locks",
             (session_ids,),
         )
-        cur = await conn.execute(
-            f"SELECT {COLUMN_NAMES} FROM {table} WHERE session_id = ANY(%b)", (session_ids,)
+        rows_cur = await conn.execute(
+            f"SELECT {COLUMN_NAMES} FROM {ctx.table('session_index')} WHERE session_id = ANY(%b)",
+            (session_ids,),
         )
-        rows: dict[str, SessionRow] = {row[0]: SessionRow(*row) for row in await cur.fetchall()}
-        cur = await conn.execute(
-            f"SELECT session_id FROM {tombstone_table} WHERE session_id = ANY(%b)", (session_ids,)
+        tombstones_cur = await conn.execute(
+            f"SELECT session_id FROM {ctx.table('session_tombstones')} WHERE session_id = ANY(%b)",
+            (session_ids,),
         )
-        tombstoned = {row[0] for row in await cur.fetchall()}
+
+        async def state() -> tuple[dict[str, SessionRow], set[str]]:
+            rows = {row[0]: SessionRow(*row) for row in await rows_cur.fetchall()}
+            return rows, {row[0] for row in await tombstones_cur.fetchall()}
+
+        return state
+
+    async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
+        conn = ctx.conn
+        table = ctx.table("session_index")
+        tombstone_table = ctx.table("session_tombstones")
+        rows, tombstoned = ctx.loaded
         outcome = fold_batch(rows, tombstoned, records, self._session_topic)
         changed, deleted = outcome.changed, outcome.deleted
         if changed:
@@ -108,10 +121,7 @@ class SessionsProjection(PostgresProjection):
             )
         if deleted:
             ids = sorted(deleted)
-            await conn.execute(
-                f"DELETE FROM {table} WHERE session_id = ANY(%b)",
-                (ids,),
-            )
+            await conn.execute(f"DELETE FROM {table} WHERE session_id = ANY(%b)", (ids,))
             await conn.execute(
                 f"INSERT INTO {tombstone_table} (session_id, deleted_at, event_id) "
                 "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[]) "

@@ -1,0 +1,402 @@
+"""Postgres projections (run status, session index): rebuild rate, latency, memory.
+
+- ``rebuild``: ``rebuild()`` of each projection in-process (a fresh copy from
+  offset 0, then the switch) over a log of ``--events`` events, against
+  ``raw``: a group-less aiokafka consumer doing ``getmany`` + ``decode`` of
+  the same topics, in the same run, best of ``--repeat``. Goal: >= 0.5x raw.
+- ``latency``: ``runwire serve projector-runs`` and ``projector-sessions`` in
+  their own processes; this process publishes with ``Publisher`` at a
+  sustained ``--rate`` events/s (a group every 10 ms) for ``--seconds`` and
+  polls the stored positions every 5 ms. An event is visible once its
+  partition's stored position is past its offset (its rows commit in the same
+  transaction). Latency runs from the publish call (producer linger and
+  broker ack included) to the first poll that sees it; the first second is
+  warm-up. Goal: p99 < 100 ms.
+- ``memory``: ``runwire projections rebuild runs`` in its own process over a
+  log of ``--large`` events; its resident memory is sampled every 0.25 s.
+  Goal: flat (the last quarter's peak within a few MB of the first
+  quarter's), not growing with the log.
+
+Run against a running stack (``runwire stack up``, or
+``RUNWIRE_HOME=.runwire/test`` for the test stack):
+    .venv/bin/python bench/bench_projections.py [--events N] [--large N] [--rate E] [--seconds S]
+Writes bench/results/projections.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from bisect import insort
+from collections import defaultdict, deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import TopicPartition
+
+from runwire.contract.codec import default_codec
+from runwire.contract.events import Event
+from runwire.infra.topics import load_topics, provision_topics
+from runwire.projections.runs.projection import RunsProjection
+from runwire.projections.runtime.pg import open_pool
+from runwire.projections.runtime.pg_projection import PostgresProjection
+from runwire.projections.runtime.rebuild import rebuild
+from runwire.projections.sessions.projection import SessionsProjection
+from runwire.projections.workload import bulk_publish, synthetic_events
+from runwire.publisher import Publisher
+from runwire.settings import Settings
+
+RESULTS = Path(__file__).parent / "results"
+# How often the latency run reads the stored positions: often enough to resolve
+# milliseconds, not so often that the polling itself loads the machine.
+POLL_SECONDS = 0.005
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextlib.asynccontextmanager
+async def fresh(base: Settings) -> Any:
+    """Settings with their own topics and Postgres schema, removed afterwards."""
+    tag = uuid.uuid4().hex[:8]
+    schema = f"bench_{tag}"
+    sep = "&" if "?" in base.postgres_dsn else "?"
+    settings = base.model_copy(
+        update={
+            "topic_prefix": f"bench-{tag}.",
+            "postgres_dsn": f"{base.postgres_dsn}{sep}options={quote(f'-csearch_path={schema}')}",
+        }
+    )
+    await provision_topics(settings)
+    try:
+        yield settings
+    finally:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await admin.start()
+        with contextlib.suppress(Exception):
+            await admin.delete_topics([settings.topic_for(spec.id) for spec in load_topics()])
+        await admin.close()
+        async with await psycopg.AsyncConnection.connect(base.postgres_dsn, autocommit=True) as c:
+            await c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
+
+
+def env_for(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
+    env.update(
+        RUNWIRE_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
+        RUNWIRE_POSTGRES_DSN=settings.postgres_dsn,
+        RUNWIRE_REDIS_URL=settings.redis_url,
+        RUNWIRE_TOPIC_PREFIX=settings.topic_prefix,
+    )
+    return env
+
+
+# -- rebuild rate ------------------------------------------------------------------
+
+
+async def raw_read(settings: Settings, topics: tuple[str, ...]) -> tuple[int, float]:
+    """getmany + decode of every record of ``topics``; (records, seconds)."""
+    codec = default_codec()
+    started = time.perf_counter()
+    kafka = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=16 * 1_048_576,
+    )
+    await kafka.start()
+    count = 0
+    try:
+        await kafka._client.force_metadata_update()
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(kafka.partitions_for_topic(t))]
+        kafka.assign(tps)
+        await kafka.seek_to_beginning(*tps)
+        ends = await kafka.end_offsets(tps)
+        left = {tp for tp in tps if ends[tp] > 0}
+        while left:
+            fetched = await kafka.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in fetched.items():
+                for record in records:
+                    codec.decode(record.value)
+                count += len(records)
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    left.discard(tp)
+    finally:
+        await kafka.stop()
+    return count, time.perf_counter() - started
+
+
+async def measure_rebuild(base: Settings, events: int, repeat: int) -> dict[str, Any]:
+    async with fresh(base) as settings:
+        workload = synthetic_events(
+            runs=events // 25, sessions=max(1, events // 170), events=events
+        )
+        await bulk_publish(settings, workload.events)
+        pool = await open_pool(settings)
+        out: dict[str, Any] = {"events": len(workload.events), "repeat": repeat}
+        try:
+            projections: list[PostgresProjection] = [
+                RunsProjection(pool, settings),
+                SessionsProjection(pool, settings),
+            ]
+            for projection in projections:
+                await projection.prepare()
+                raw_rates, rebuild_rates = [], []
+                for _ in range(repeat):
+                    count, seconds = await raw_read(settings, projection.topics)
+                    raw_rates.append(count / seconds)
+                    report = await rebuild(projection, settings)
+                    rebuild_rates.append(report.records / report.seconds)
+                raw, built = max(raw_rates), max(rebuild_rates)
+                out[projection.name] = {
+                    "records": count,
+                    "raw_getmany_decode_events_per_s": round(raw),
+                    "rebuild_events_per_s": round(built),
+                    "ratio": round(built / raw, 3),
+                    "goal_ratio": 0.5,
+                }
+        finally:
+            await pool.close()
+        return out
+
+
+# -- publish -> visible latency --------------------------------------------------------
+
+
+async def serve(name: str, settings: Settings) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "runwire.cli.main",
+        "serve",
+        f"projector-{name}",
+        env=env_for(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), timeout=90)
+    if b"caught up" not in line:
+        raise RuntimeError(f"projector-{name} did not come up: {line!r}")
+    return proc
+
+
+async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str, Any]:
+    async with fresh(base) as settings:
+        warm = synthetic_events(runs=40, sessions=10, events=1000, seed=9)
+        await bulk_publish(settings, warm.events)  # so both projectors have tables and positions
+        procs = [await serve(name, settings) for name in ("runs", "sessions")]
+        total = int(rate * seconds)
+        workload = synthetic_events(
+            runs=max(1, total // 25), sessions=max(1, total // 170), events=total, seed=10
+        )
+        events = workload.events[:total]
+        # Per projection and partition: (offset, sent) not yet seen, in offset order.
+        waiting: dict[str, dict[tuple[str, int], deque[tuple[int, float]]]] = {
+            "runs": defaultdict(deque),
+            "sessions": defaultdict(deque),
+        }
+        latencies: dict[str, list[tuple[float, float]]] = {"runs": [], "sessions": []}
+        done = asyncio.Event()
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                settings.postgres_dsn, autocommit=True
+            ) as conn:
+
+                async def poll() -> None:
+                    while not done.is_set():
+                        cur = await conn.execute(
+                            "SELECT p.projection, p.topic, p.partition, p.next_offset "
+                            "FROM runwire_projection_positions p "
+                            "JOIN runwire_projection_generations g "
+                            "ON g.projection = p.projection AND g.live = p.generation"
+                        )
+                        now = time.perf_counter()
+                        for projection, topic, partition, next_offset in await cur.fetchall():
+                            queue = waiting[projection][(topic, partition)]
+                            while queue and queue[0][0] < next_offset:
+                                _, sent = queue.popleft()
+                                latencies[projection].append((sent, now - sent))
+                        await asyncio.sleep(POLL_SECONDS)
+
+                acks: list[tuple[float, float]] = []
+
+                def booked(chunk: list[Event], sent: float) -> Callable[[Any], None]:
+                    def book(task: Any) -> None:
+                        acks.append((sent, time.perf_counter() - sent))
+                        for event, pos in zip(chunk, task.result(), strict=True):
+                            key = (pos.topic, pos.partition)
+                            for name in ("runs", "sessions") if event.run_id else ("sessions",):
+                                insort(waiting[name][key], (pos.offset, sent))
+
+                    return book
+
+                poller = asyncio.create_task(poll())
+                async with Publisher(settings) as publisher:
+                    group = max(1, rate // 100)
+                    started = time.perf_counter()
+                    tasks = []
+                    for n, start in enumerate(range(0, len(events), group)):
+                        await asyncio.sleep(max(0.0, started + n * 0.01 - time.perf_counter()))
+                        chunk = events[start : start + group]
+                        # Not awaited here: each group goes out on time, in order.
+                        task = asyncio.create_task(publisher.publish_many(chunk))
+                        task.add_done_callback(booked(chunk, time.perf_counter()))
+                        tasks.append(task)
+                    await asyncio.gather(*tasks)
+                    achieved = len(events) / (time.perf_counter() - started)
+                await asyncio.sleep(2.0)
+                done.set()
+                await poller
+        finally:
+            for proc in procs:
+                proc.terminate()
+                await proc.wait()
+        out: dict[str, Any] = {
+            "target_events_per_s": rate,
+            "achieved_events_per_s": round(achieved),
+            "seconds": seconds,
+            "events": len(events),
+        }
+        cutoff = min((sent for sent, _ in acks), default=0.0) + 1.0
+        acked = [lat * 1000 for sent, lat in acks if sent >= cutoff]
+        out["publish_ack"] = {
+            "p50_ms": round(percentile(acked, 0.5), 2) if acked else None,
+            "p99_ms": round(percentile(acked, 0.99), 2) if acked else None,
+        }
+        for name, seen in latencies.items():
+            cutoff = min((sent for sent, _ in seen), default=0.0) + 1.0
+            ms = [lat * 1000 for sent, lat in seen if sent >= cutoff]
+            out[name] = {
+                "measured_events": len(ms),
+                "unseen": sum(len(q) for q in waiting[name].values()),
+                "p50_ms": round(percentile(ms, 0.5), 2) if ms else None,
+                "p90_ms": round(percentile(ms, 0.9), 2) if ms else None,
+                "p99_ms": round(percentile(ms, 0.99), 2) if ms else None,
+                "max_ms": round(max(ms), 2) if ms else None,
+                "goal_p99_ms": 100,
+            }
+        return out
+
+
+# -- memory while rebuilding --------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+async def measure_memory(base: Settings, events: int) -> dict[str, Any]:
+    async with fresh(base) as settings:
+        step = 100_000
+        for seed, start in enumerate(range(0, events, step)):
+            size = min(step, events - start)
+            batch = synthetic_events(
+                runs=size // 25, sessions=max(1, size // 170), events=size, seed=100 + seed
+            )
+            await bulk_publish(settings, batch.events)
+        pool = await open_pool(settings)
+        try:
+            await RunsProjection(pool, settings).prepare()
+        finally:
+            await pool.close()
+        started = time.perf_counter()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "runwire.cli.main",
+            "projections",
+            "rebuild",
+            "runs",
+            "--json",
+            env=env_for(settings),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        samples: list[tuple[float, float]] = []
+        while proc.returncode is None:
+            value = rss_mb(proc.pid)
+            if value is not None:
+                samples.append((time.perf_counter() - started, value))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), timeout=0.25)
+        assert proc.stdout is not None
+        report = json.loads(await proc.stdout.read())
+        quarter = max(1, len(samples) // 4)
+        first = max(v for _, v in samples[:quarter])
+        last = max(v for _, v in samples[-quarter:])
+        return {
+            "events": report["records"],
+            "rebuild_events_per_s": report["events_per_second"],
+            "rss_mb_first_quarter_peak": round(first, 1),
+            "rss_mb_last_quarter_peak": round(last, 1),
+            "rss_mb_max": round(max(v for _, v in samples), 1),
+            "rss_growth_mb": round(last - first, 1),
+            "samples": len(samples),
+        }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--rate", type=int, default=2000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--large", type=int, default=300_000)
+    parser.add_argument("--skip", action="append", default=[], help="rebuild | latency | memory")
+    args = parser.parse_args()
+    base = Settings()
+    result: dict[str, Any] = {"cpus": os.cpu_count()}
+    if "rebuild" not in args.skip:
+        result["rebuild"] = await measure_rebuild(base, args.events, args.repeat)
+        for name in ("runs", "sessions"):
+            r = result["rebuild"][name]
+            print(
+                f"rebuild {name}: {r['rebuild_events_per_s']}/s vs raw getmany+decode "
+                f"{r['raw_getmany_decode_events_per_s']}/s -> {r['ratio']}x (goal >= 0.5x)"
+            )
+    if "latency" not in args.skip:
+        result["latency"] = await measure_latency(base, args.rate, args.seconds)
+        lat = result["latency"]
+        for name in ("runs", "sessions"):
+            print(
+                f"publish -> visible ({name}) at {lat['achieved_events_per_s']}/s: "
+                f"p50 {lat[name]['p50_ms']} ms, p99 {lat[name]['p99_ms']} ms (goal p99 < 100 ms)"
+            )
+        print(
+            f"  of which publish -> broker ack: p50 {lat['publish_ack']['p50_ms']} ms, "
+            f"p99 {lat['publish_ack']['p99_ms']} ms"
+        )
+    if "memory" not in args.skip:
+        result["memory"] = await measure_memory(base, args.large)
+        mem = result["memory"]
+        print(
+            f"rebuild of {mem['events']} events: RSS {mem['rss_mb_first_quarter_peak']} MB "
+            f"(first quarter) -> {mem['rss_mb_last_quarter_peak']} MB (last quarter), "
+            f"max {mem['rss_mb_max']} MB"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "projections.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
