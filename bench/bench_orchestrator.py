@@ -14,7 +14,8 @@ with no latency, so what is measured is everything but the model.
 
 Both sides are fed the same way (runs published at full speed, many per
 record batch) and timed from the first publish to the last answer read
-back. Per-turn figures are from reading the delta to the
+back. The machine's load average is recorded: other processes on the
+same cores move every figure. Per-turn figures are from reading the delta to the
 broker's ack of the answer (minus the model call, for the orchestrator).
 
 Run against a running stack (``runwire stack up``, or
@@ -249,7 +250,11 @@ async def main() -> None:
     args = parser.parse_args()
 
     base = Settings()
-    result: dict[str, Any] = {"turns": args.turns, "cpus": os.cpu_count()}
+    result: dict[str, Any] = {
+        "turns": args.turns,
+        "cpus": os.cpu_count(),
+        "load_average_before": round(os.getloadavg()[0], 2),
+    }
     for name, serve in (("raw", serve_raw), ("orchestrator", serve_orchestrator)):
         result[name] = {
             **await throughput(base, serve, args.turns),
@@ -259,6 +264,7 @@ async def main() -> None:
     result["throughput_ratio"] = round(orch["turns_per_s"] / raw["turns_per_s"], 3)
     result["extra_ms_per_turn_p50"] = round(orch["per_turn_p50_ms"] - raw["per_turn_p50_ms"], 2)
     result["extra_cpu_ms_per_turn"] = round(orch["cpu_ms_per_turn"] - raw["cpu_ms_per_turn"], 3)
+    result["load_average_after"] = round(os.getloadavg()[0], 2)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "orchestrator.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
