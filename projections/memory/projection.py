@@ -14,10 +14,12 @@ or tombstones are dead-lettered instead of deleting (and
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from runwire.contract.events import Event
 from runwire.errors import DecodeError
 from runwire.projections.memory.fold import (
     Entry,
@@ -69,6 +71,16 @@ def _row(entry: Entry) -> list[Any]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What :meth:`MemoryProjection.load` read for a batch."""
+
+    resolved: list[tuple[SourceRecord, Event]]
+    rejections: list[Rejection]
+    tombstoned: set[str]
+    seen: set[str]
+
+
 class MemoryProjection(PostgresProjection):
     """Folds the memory and session-events topics into ``memory_entries`` (rules: :mod:`.fold`)."""
 
@@ -94,6 +106,49 @@ class MemoryProjection(PostgresProjection):
         # known only once it is resolved.
         return False
 
+    async def load(
+        self, ctx: FoldContext, records: Sequence[SourceRecord]
+    ) -> Callable[[], Awaitable[_Loaded]]:
+        """Resolve tombstones and queue the reads the fold needs (one round trip)."""
+        resolved: list[tuple[SourceRecord, Event]] = []
+        rejections: list[Rejection] = []
+        for record in records:
+            try:
+                resolved.append((record, resolve(record)))
+            except DecodeError as e:
+                rejections.append(Rejection.of(record, e.reason, str(e), type(e).__name__))
+        events = [event for _, event in resolved]
+        sessions = sorted(session_owners(events))
+        # A session's entries (memory topic) and its deletion (session topic) may be
+        # folded by two instances at once: serialise per session, in hash order (no
+        # deadlock), before reading its tombstone.
+        await ctx.conn.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
+            "hashtextextended('runwire-memory-session/' || s, 0) AS h "
+            "FROM unnest(%s::text[]) AS s ORDER BY h) AS locks",
+            (sessions,),
+        )
+        tombstones = await ctx.conn.execute(
+            f"SELECT session_id FROM {ctx.table('memory_session_tombstones')} "
+            "WHERE session_id = ANY(%s)",
+            (sessions,),
+        )
+        applied = await ctx.conn.execute(
+            f"SELECT event_id::text FROM {ctx.table('memory_applied')} "
+            "WHERE event_id = ANY(%s::uuid[])",
+            ([e.event_id for e in events],),
+        )
+
+        async def loaded() -> _Loaded:
+            return _Loaded(
+                resolved,
+                rejections,
+                tombstoned={row[0] for row in await tombstones.fetchall()},
+                seen={row[0] for row in await applied.fetchall()},
+            )
+
+        return loaded
+
     async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
         conn = ctx.conn
         entries, tombstones, applied = (
@@ -101,24 +156,13 @@ class MemoryProjection(PostgresProjection):
             ctx.table("memory_session_tombstones"),
             ctx.table("memory_applied"),
         )
-        rejections: list[Rejection] = []
-        resolved = []
-        for record in records:
-            try:
-                resolved.append((record, resolve(record)))
-            except DecodeError as e:
-                rejections.append(Rejection.of(record, e.reason, str(e), type(e).__name__))
-        events = [event for _, event in resolved]
-        sids = sorted(session_owners(events))
-        cur = await conn.execute(
-            f"SELECT session_id FROM {tombstones} WHERE session_id = ANY(%s)", (sids,)
+        state: _Loaded = (
+            ctx.loaded if ctx.loaded is not None else await (await self.load(ctx, records))()
         )
-        tombstoned = {row[0] for row in await cur.fetchall()}
-        cur = await conn.execute(
-            f"SELECT event_id::text FROM {applied} WHERE event_id = ANY(%s::uuid[])",
-            ([e.event_id for e in events],),
-        )
-        seen = {row[0] for row in await cur.fetchall()}
+        wanted = {(r.topic, r.partition, r.offset) for r in records}
+        resolved = [(r, e) for r, e in state.resolved if (r.topic, r.partition, r.offset) in wanted]
+        rejections = [r for r in state.rejections if (r.topic, r.partition, r.offset) in wanted]
+        tombstoned, seen = state.tombstoned, state.seen
         folded = fold_memory(
             resolved, session_topic=self._session_topic, tombstoned=tombstoned, seen=seen
         )
