@@ -239,7 +239,7 @@ async def _show(settings: Settings, outcomes: dict[str, list[RunOutcome]]) -> No
                 row = await runs.get(outcome.run_id)
                 table.add_row(
                     "…" + row.run_id[-8:],
-                    session_id.rsplit("-", 1)[-1],
+                    session_id.split("-", 2)[-1],
                     row.status,
                     str(row.tool_call_count),
                     f"{row.input_tokens}/{row.output_tokens}",
