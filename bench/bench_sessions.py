@@ -46,6 +46,8 @@ from agents.extensions.memory.redis_session import RedisSession
 from aiokafka.admin import AIOKafkaAdminClient
 
 from runwire.infra.topics import load_topics, provision_topics
+from runwire.projections.runtime.lag import projection_lag
+from runwire.projections.runtime.protocol import Projection
 from runwire.sessions import AsyncSession
 from runwire.sessions.embedded import projectors_running
 from runwire.sessions.log_backend import LogBackend
@@ -114,14 +116,25 @@ async def fresh_deployment(base: Settings) -> AsyncIterator[Settings]:
         await client.aclose()
 
 
-async def bench_runwire(backend: LogBackend, messages: int, reads: int) -> dict[str, Any]:
+async def settled(projections: dict[str, Projection], settings: Settings) -> None:
+    """Wait until every projector has read to the log end, so reads are timed alone."""
+    for projection in projections.values():
+        while (await projection_lag(projection, settings)).lag:  # noqa: ASYNC110 - polling a server
+            await asyncio.sleep(0.1)
+
+
+async def bench_runwire(
+    backend: LogBackend, messages: int, reads: int, projections: dict[str, Projection]
+) -> dict[str, Any]:
     async with AsyncSession(user_id="bench", backend=backend) as s:
         adds: list[float] = []
         for role, text in turn_texts(messages):
             start = time.perf_counter()
             await s.add_message(role, text)
             adds.append(time.perf_counter() - start)
+        await settled(projections, backend.settings)
         assert len(await s.get_messages()) == messages
+        await timed(s.get_messages, reads // 4)  # warm-up: connections, prepared statements
         gets = await timed(s.get_messages, reads)
         last = await timed(lambda: s.get_messages(limit=1), reads)
         redis_only = await timed(lambda: backend.history(s.session_id), reads)
@@ -178,10 +191,10 @@ async def main() -> None:
     base = Settings()
     async with (
         fresh_deployment(base) as settings,
-        projectors_running(settings),
+        projectors_running(settings) as projections,
         LogBackend(settings) as backend,
     ):
-        runwire = await bench_runwire(backend, args.messages, args.reads)
+        runwire = await bench_runwire(backend, args.messages, args.reads, projections)
         adapter = await bench_sdk(
             RunwireSession(user_id="bench-adapter", backend=backend), args.messages, args.reads
         )
