@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     model_timeout_seconds: float = 60.0
     model_max_retries: int = 4
     max_turns: int = 16
+    watchdog_stall_seconds: float = 900.0  # a pending/running run idle this long is failed
+    watchdog_tools_seconds: float | None = None  # awaiting_tools likewise, only when set
 
     # HTTP API: comma-separated ``KEY:USER_ID`` (``KEY:USER_ID:read`` for read-only keys).
     api_keys: SecretStr | None = None

@@ -1,0 +1,230 @@
+"""The watchdog: a run nobody will move on is failed visibly, never left ``running``.
+
+A restarted (or newly assigned) orchestrator catches up and answers every
+unanswered delta of its partitions, so a run that was mid-call when its owner
+died is normally completed by the next owner. What remains is a run whose
+owner vanished and nobody took over, or a run stuck for any other reason:
+the watchdog finds those and publishes ``run_failed`` with a readable reason.
+
+Contract:
+- A sweep lists the runs of the run-status projection that are ``pending``
+  or ``running`` and whose last event is older than ``stall_seconds``
+  (``watchdog_stall_seconds``), and, only when ``tools_seconds`` is set
+  (``watchdog_tools_seconds``, off by default), ``awaiting_tools`` runs older
+  than that: waiting for external tools is a legitimate wait. ``paused`` and
+  ended runs are never touched.
+- Before failing a run it reads the run's partition of the log from the
+  row's ``last_offset`` to the end: if the run has any later event (the
+  projection lags behind the log) the run is left alone for this sweep. The
+  failure is therefore only ever caused by the run's true last event.
+- The failure is ``run_failed`` (``error_kind`` ``owner_lost`` when no
+  orchestrator acknowledged the last delta, ``stalled`` otherwise;
+  ``awaiting_tools_timeout`` for a tool wait) whose ``causation_id`` is that
+  last event and whose id is ``deterministic_event_id(run, last event,
+  Slot.WATCHDOG)``: two watchdogs (or two sweeps) failing the same stall
+  write the same event, which consumers drop as a copy; and the run-status
+  projection keeps a run's first ending.
+- Its producer is ``runwire-watchdog``: an orchestrator that still holds a
+  task for the run cancels it on reading the failure (a terminal event from
+  elsewhere), so nothing more is said for the run.
+- ``async with Watchdog(settings)`` opens a run-status reader, a group-less
+  log consumer and a publisher (or uses the ones given); ``sweep()`` does one
+  pass, ``run(stop, interval)`` sweeps until ``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import TopicPartition
+
+from runwire.contract.codec import Codec, default_codec
+from runwire.contract.events import Event, EventType, RunFailed, RunStatus
+from runwire.projections.runs.fold import Run
+from runwire.projections.runs.store import RunStore
+from runwire.publisher import Publisher
+from runwire.services.lifecycle import AsyncService
+from runwire.services.publishing import EventPublisher, publish_retrying
+from runwire.services.run_context import RunContext
+from runwire.settings import Settings
+
+__all__ = ["WATCHDOG_PRODUCER", "WATCHDOG_SLOT", "Stall", "Watchdog", "failure_for"]
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_PRODUCER = "runwire-watchdog"
+WATCHDOG_SLOT = 5
+"""The index of a watchdog failure in ``deterministic_event_id(run, cause, index)``
+(distinct from the orchestrator's slots, see ``answers.Slot``)."""
+
+_DELTAS = frozenset({EventType.USER_MESSAGE, EventType.TOOL_RESULT, EventType.RUN_STARTED})
+_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Stall:
+    """A run the watchdog failed (or would fail): its last event and why."""
+
+    run_id: str
+    status: str
+    last_event: Event
+    idle_seconds: float
+    error_kind: str
+    message: str
+
+
+def failure_for(run: Run, last: Event, now: datetime) -> Stall:
+    """The readable failure of a run whose last event is ``last`` (pure)."""
+    idle = (now - run.updated_at).total_seconds()
+    since = f"no event for {idle:.0f}s (since {last.type.value} {last.event_id})"
+    if run.status == RunStatus.AWAITING_TOOLS.value:
+        kind = "awaiting_tools_timeout"
+        message = (
+            f"run {run.run_id} waited for tool results too long: {since}; "
+            f"pending tool calls {', '.join(run.pending_tool_uses) or 'none'}"
+        )
+    elif last.type in _DELTAS:
+        kind = "owner_lost"
+        message = (
+            f"run {run.run_id} was left {run.status}: {since}, and no orchestrator answered "
+            "it (its owner stopped and none took its partition over)"
+        )
+    else:
+        kind = "stalled"
+        message = f"run {run.run_id} made no progress while {run.status}: {since}"
+    return Stall(run.run_id, run.status, last, idle, kind, message)
+
+
+class Watchdog(AsyncService):
+    """Fails runs nobody will move on; see the module contract."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        stall_seconds: float | None = None,
+        tools_seconds: float | None = None,
+        publisher: EventPublisher | None = None,
+        runs: RunStore | None = None,
+        codec: Codec | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._settings = settings
+        self.stall_seconds = (
+            stall_seconds if stall_seconds is not None else settings.watchdog_stall_seconds
+        )
+        self.tools_seconds = (
+            tools_seconds if tools_seconds is not None else settings.watchdog_tools_seconds
+        )
+        self._publisher = publisher
+        self._runs = runs
+        self._codec = codec or default_codec()
+        self._now = now
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        if self._stack is not None:
+            return
+        stack = contextlib.AsyncExitStack()
+        try:
+            if self._runs is None:
+                self._runs = await stack.enter_async_context(await RunStore.connect(self._settings))
+            if self._publisher is None:
+                self._publisher = await stack.enter_async_context(Publisher(self._settings))
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            stack.push_async_callback(consumer.stop)
+            self._consumer = consumer
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+
+    async def stop(self) -> None:
+        """Close what ``start`` opened (idempotent)."""
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def run(self, stop: asyncio.Event, interval: float = 30.0) -> None:
+        """Sweep every ``interval`` seconds until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception:  # one failed sweep must not end the watch
+                log.exception("watchdog sweep failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def sweep(self) -> list[Stall]:
+        """One pass: fail every stalled run found; returns what was failed."""
+        await self.start()
+        now = self._now()
+        candidates = await self._candidates(RunStatus.PENDING, now, self.stall_seconds)
+        candidates += await self._candidates(RunStatus.RUNNING, now, self.stall_seconds)
+        if self.tools_seconds is not None:
+            candidates += await self._candidates(RunStatus.AWAITING_TOOLS, now, self.tools_seconds)
+        failed: list[Stall] = []
+        for run in candidates:
+            last = await self._last_event(run)
+            if last is None:
+                continue  # the projection is behind the log: not stalled, or not yet known
+            stall = failure_for(run, last, now)
+            event = RunContext.of(last).event(
+                RunFailed(error_kind=stall.error_kind, message=stall.message, retryable=True),
+                producer=WATCHDOG_PRODUCER,
+                causation_id=last.event_id,
+                index=WATCHDOG_SLOT,
+            )
+            assert self._publisher is not None
+            await publish_retrying(self._publisher, [event])
+            log.warning("%s: %s", stall.error_kind, stall.message)
+            failed.append(stall)
+        return failed
+
+    async def _candidates(self, status: RunStatus, now: datetime, seconds: float) -> list[Run]:
+        assert self._runs is not None
+        cutoff = now - timedelta(seconds=seconds)
+        out: list[Run] = []
+        page: str | None = None
+        while True:
+            got = await self._runs.list(status=status.value, page=page, limit=_PAGE)
+            out.extend(r for r in got.items if r.updated_at <= cutoff)
+            page = got.next_page
+            if page is None:
+                return out
+
+    async def _last_event(self, run: Run) -> Event | None:
+        """The run's event at ``run.last_offset`` if nothing of the run follows it in the log."""
+        consumer = self._consumer
+        assert consumer is not None
+        tp = TopicPartition(self._settings.run_events, run.log_partition)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        consumer.seek(tp, run.last_offset)
+        key = run.run_id.encode()
+        last: Event | None = None
+        deadline = time.monotonic() + 30.0
+        while await consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                log.warning("run %s: reading its partition took too long; skipped", run.run_id)
+                return None
+            fetched = await consumer.getmany(tp, timeout_ms=500, max_records=2000)
+            for record in fetched.get(tp, ()):
+                if record.key != key or record.value is None:
+                    continue
+                if record.offset > run.last_offset:
+                    return None  # a later event of the run: the row is not current
+                last = self._codec.decode(record.value)
+        return last

@@ -1,0 +1,147 @@
+"""Continuing an interrupted session (issue 8, item 4) on the real stack.
+
+kill -9 of every service in the middle of a model call: after a restart the
+run completes and the session goes on with its history. The watchdog fails a
+run nobody will answer, with a readable reason, exactly once, and leaves
+completed and tool-waiting runs alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from runwire.client import Client
+from runwire.contract.events import EventType, RunFailed, RunStatus
+from runwire.projections.runs.store import RunStore
+from runwire.services.orchestrator.watchdog import WATCHDOG_PRODUCER, Watchdog
+from runwire.services.orchestrator.wiring import orchestrator_service
+from runwire.services.process import ServiceProcess
+from runwire.settings import Settings
+from tests.helpers import assert_eventually
+from tests.integration.orchestration_support import projectors, read_run_log
+
+PROJECTORS = ("projector-runs", "projector-sessions", "projector-transcripts")
+
+
+def _all_services(settings: Settings) -> list[ServiceProcess]:
+    """Projectors, tool runner and orchestrator (with history, each model call 2 s)."""
+    quiet = ("--log-level", "WARNING")
+    out = [ServiceProcess.serve(name, settings, *quiet) for name in PROJECTORS]
+    out.append(ServiceProcess("tools", settings, ["-m", "runwire.services.tools", *quiet]))
+    out.append(
+        ServiceProcess(
+            "orchestrator",
+            settings,
+            ["-m", "runwire.services.orchestrator", "--local-latency", "2", *quiet],
+        )
+    )
+    return out
+
+
+async def _start(services: list[ServiceProcess]) -> None:
+    for service in services:
+        await service.start()
+    await asyncio.gather(*(s.wait_caught_up() for s in services))
+
+
+async def test_kill_9_of_every_service_mid_call_then_the_session_goes_on(
+    settings: Settings,
+) -> None:
+    session = "continuity-1"
+    first, second = _all_services(settings), _all_services(settings)
+    try:
+        await _start(first)
+        async with Client(settings) as rw:
+            told = await (await rw.run("assistant", "My name is Alice.", session_id=session)).wait(
+                60
+            )
+            assert told.text == "Nice to meet you, Alice!"
+            asked = await rw.run("assistant", "What's my name?", session_id=session)
+
+            async def acknowledged() -> bool:
+                return any(
+                    r.event.run_id == asked.run_id and r.event.type is EventType.RUN_STATUS_CHANGED
+                    for r in await read_run_log(settings)
+                )
+
+            await assert_eventually(acknowledged, timeout=30, interval=0.05)  # mid-call now
+            await asyncio.gather(*(s.kill9() for s in first))
+            ended = [
+                r.event for r in await read_run_log(settings) if r.event.run_id == asked.run_id
+            ]
+            assert not any(e.type is EventType.RUN_COMPLETED for e in ended), "killed too late"
+
+            await _start(second)
+            outcome = await asked.wait(60)
+            assert outcome.status is RunStatus.COMPLETED, outcome.error
+            assert outcome.text == "Your name is Alice."
+            # The run-status projection shows it ended, not `running`.
+            async with await RunStore.connect(settings) as runs:
+                row = await runs.get(asked.run_id)
+                assert row.status == RunStatus.COMPLETED.value
+
+            # The conversation goes on with its whole history after the restart.
+            again = await (await rw.run("assistant", "What's my name?", session_id=session)).wait(
+                60
+            )
+            assert again.text == "Your name is Alice."
+    finally:
+        for service in [*first, *second]:
+            await service.stop()
+
+
+async def test_the_watchdog_fails_a_run_nobody_answers_once_and_only_that(
+    settings: Settings,
+) -> None:
+    later = datetime.now(UTC) + timedelta(seconds=5)  # as if the deadline (2 s) had passed
+    async with (
+        projectors(settings),
+        Client(settings) as rw,
+        await RunStore.connect(settings) as runs,
+    ):
+        # A run that completes, while an orchestrator runs.
+        async with orchestrator_service(settings, history=False):
+            done = await (await rw.run("assistant", "Hello there.")).wait(60)
+        assert done.status is RunStatus.COMPLETED
+        # A run nobody will answer: no orchestrator from now on.
+        orphan = await rw.run("assistant", "Is anyone there?")
+        await assert_eventually(lambda: _status(runs, orphan.run_id, "pending"), timeout=20)
+
+        # Before the deadline nothing is failed.
+        async with Watchdog(settings, stall_seconds=2) as early:
+            assert await early.sweep() == []
+        # Two watchdogs past the deadline: both find it, and write the same event.
+        async with (
+            Watchdog(settings, stall_seconds=2, now=lambda: later) as one,
+            Watchdog(settings, stall_seconds=2, now=lambda: later) as two,
+        ):
+            found = [*await one.sweep(), *await two.sweep()]
+        assert {s.run_id for s in found} == {orphan.run_id}  # never the completed one
+        assert {s.error_kind for s in found} == {"owner_lost"}
+
+        outcome = await orphan.wait(30)
+        assert outcome.status is RunStatus.FAILED
+        assert isinstance(outcome.error, RunFailed)
+        assert outcome.error.error_kind == "owner_lost"
+        assert "no orchestrator answered" in outcome.error.message
+        await assert_eventually(lambda: _status(runs, orphan.run_id, "failed"), timeout=20)
+        row = await runs.get(orphan.run_id)
+        assert row.last_error is not None
+        assert "owner_lost" in str(row.last_error)
+
+        failures = [
+            r.event for r in await read_run_log(settings) if r.event.producer == WATCHDOG_PRODUCER
+        ]
+        assert len({e.event_id for e in failures}) == 1  # one failure, however often written
+        assert {e.run_id for e in failures} == {orphan.run_id}
+        # A failed run is not failed again.
+        async with Watchdog(settings, stall_seconds=2, now=lambda: later) as third:
+            assert await third.sweep() == []
+
+
+async def _status(runs: RunStore, run_id: str, status: str) -> bool:
+    try:
+        return (await runs.get(run_id)).status == status
+    except Exception:
+        return False
