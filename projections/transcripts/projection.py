@@ -5,12 +5,12 @@ the miss path writing beside it):
 
 - **Python folds, Redis guards.** For each batch the projection reads the
   partition positions and the head of every run in the batch (last applied
-  offset, body present), folds the new records with the ledger's own
-  :class:`~runwire.transcript.ledger.TranscriptBuilder` from the stored state,
-  and hands the result to one ``apply.lua`` call that writes runs and
-  positions only if nothing it was computed from has changed
-  (compare-and-set on each partition position and on each run's last
-  offset), all in one atomic step. The fold stays in one place (the ledger)
+  offset, body present) in one ``snapshot.lua`` call, folds the new records
+  with the ledger's own :class:`~runwire.transcript.ledger.TranscriptBuilder`
+  from the stored state, and hands what changed (:mod:`.body`) to one
+  ``apply.lua`` call that writes runs and positions only if nothing it was
+  computed from has changed (compare-and-set on the generation, on each
+  partition position and on each run's last offset), all in one atomic step. The fold stays in one place (the ledger)
   instead of a second implementation in Lua that could drift from
   ``build_messages_from_events``; the script stays small and obviously
   atomic.
@@ -101,6 +101,9 @@ class TranscriptProjection:
         # The generation last resolved: used optimistically, since every
         # commit checks it (a switch or reset fails the commit, which resolves again).
         self._resolved: tuple[Slot, int] | None = None
+        # Builders are folded in place: one batch at a time per instance, so a
+        # cached builder is never folded by two attempts at once.
+        self._applying = asyncio.Lock()
         self.conflicts = 0
 
     @property
@@ -153,6 +156,10 @@ class TranscriptProjection:
         return await self.store.positions(generation, partitions)
 
     async def apply(self, batch: Batch, dead_letters: DeadLetterSink) -> ApplyResult:
+        async with self._applying:
+            return await self._apply(batch, dead_letters)
+
+    async def _apply(self, batch: Batch, dead_letters: DeadLetterSink) -> ApplyResult:
         sent: set[tuple[str, int, int]] = set()
         for attempt in range(self._max_attempts):
             result = await self._attempt(batch, dead_letters, sent)

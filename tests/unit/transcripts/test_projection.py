@@ -3,6 +3,7 @@ whatever the batching, replays, duplicates, second instances and rebuilds."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from runwire.contract.events import Event, ToolResult
 from runwire.projections.transcripts.memory_store import InMemoryTranscriptStore
 from runwire.projections.transcripts.projection import TranscriptProjection
-from runwire.projections.transcripts.store import Slot, checksum
+from runwire.projections.transcripts.store import Commit, CommitOutcome, Slot, checksum
 from runwire.settings import Settings
 from runwire.transcript.messages import ThinkingPart
 from tests.transcript_store_contract import dumped_transcripts
@@ -213,3 +214,29 @@ async def test_a_pinned_projection_of_a_discarded_rebuild_stops(
     await rebuild.discard()  # idempotent
     with pytest.raises(ProjectionError, match="gone"):
         await rebuild.projection.load_positions([])
+
+
+async def test_concurrent_batches_on_one_instance_apply_each_event_once(
+    settings: Settings, events: list[Event]
+) -> None:
+    class YieldingStore(InMemoryTranscriptStore):
+        """Gives the event loop a turn on every call, as a store over a network does."""
+
+        async def snapshot(self, *args: Any) -> Any:
+            await asyncio.sleep(0)
+            return await super().snapshot(*args)
+
+        async def commit(self, commit: Commit) -> CommitOutcome:
+            await asyncio.sleep(0)
+            return await super().commit(commit)
+
+    store = YieldingStore()
+    log = memory_log(settings, events)
+    projection = TranscriptProjection(store, settings)
+    a = MiniRunner(projection, log, seed=1)
+    b = MiniRunner(projection, log, seed=2)
+    await a.assign()
+    await b.assign()
+    while a.behind() or b.behind():
+        await asyncio.gather(a.step(11), b.step(7))
+    assert await transcripts(store) == reference_transcripts(events)
