@@ -17,7 +17,12 @@ Contract:
   the run's partition, in the order ``publish`` was called for that run.
 - ``publish_message(events)`` appends the events of one assistant message as
   one Kafka record batch on the run's partition: they get consecutive offsets
-  (nothing interleaves) and are written all or nothing.
+  (nothing interleaves) and are written all or nothing. Messages for one
+  partition that wait together may share a record batch (each stays
+  contiguous; the whole batch is written all or nothing, which is stronger);
+  messages queued for a partition are written in the order they were queued,
+  so many concurrent calls on one partition neither time out waiting for
+  each other nor cost one round trip each.
 - Every failure reaches the caller as ``PublishError`` (or
   ``EventTooLargeError`` / ``ContractError`` for events that can never be
   written, raised before anything is sent); nothing is dropped silently.
@@ -30,18 +35,31 @@ transaction would give atomicity only: records from other producers can
 still land between its records. The price is that one message must fit one
 batch (``producer_max_batch_bytes``); a larger one is refused with a clear
 error instead of being split.
+
+Why a queue per partition in front of ``send_batch``: aiokafka keeps one
+batch per partition in its accumulator and sends at most one per partition
+per request, so N concurrent ``send_batch`` calls on one partition wait
+behind each other inside ``add_batch``, whose timeout loop subtracts the
+whole elapsed time on every wait: around 40 waiters, the last ones fail with
+``KafkaTimeoutError`` although nothing is wrong. The publisher instead
+queues messages per partition and one task per partition writes them: it
+puts everything queued (up to the batch size) into the next record batch and
+waits for its delivery before building the next, so at most one of our
+batches per partition is ever in aiokafka and a round trip carries as many
+messages as were waiting.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
 from runwire.contract.codec import Codec
@@ -93,12 +111,55 @@ def _publish_error(message: str, cause: BaseException) -> PublishError:
     error = PublishError(f"{message}: {type(cause).__name__}: {cause}")
     # aiokafka marks broker-side transient errors; a timeout or a lost
     # connection is worth a retry too (the event keeps its id, so a duplicate
-    # is harmless). Anything else (authorization, a record the broker finds
-    # too large, a closed producer) will fail again.
+    # is harmless). aiokafka's own KafkaTimeoutError (no room in the
+    # accumulator in time, metadata not there in time) is not marked
+    # retriable nor a TimeoutError, but it is one. Anything else
+    # (authorization, a record the broker finds too large, a closed producer)
+    # will fail again.
     error.retriable = bool(getattr(cause, "retriable", False)) or isinstance(
-        cause, TimeoutError | ConnectionError
+        cause, TimeoutError | ConnectionError | KafkaTimeoutError
     )
     return error
+
+
+_BATCH_HEADER_BYTES = 61
+"""Bytes of a v2 record batch's header (counted by aiokafka's batch size check)."""
+_RECORD_MAX_OVERHEAD = 5 + 10 + 5 + 1 + 5 + 5 + 5
+"""At most, per record, besides key, value and headers: its length, timestamp
+delta, offset delta (varints), attributes, key, value and header-count lengths."""
+_HEADER_MAX_OVERHEAD = 10
+"""At most, per record header: its two lengths (varints)."""
+
+
+@dataclass(eq=False, slots=True)
+class _QueuedMessage:
+    """One message waiting for its partition's writer."""
+
+    records: list[OutgoingRecord]
+    key: bytes
+    what: str
+    size: int
+    """An upper bound of the bytes its records take in a record batch."""
+    done: asyncio.Future[int] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    """The offset of its first record."""
+
+    @classmethod
+    def of(cls, records: list[OutgoingRecord], what: str) -> _QueuedMessage:
+        key = records[0].key
+        size = sum(
+            _RECORD_MAX_OVERHEAD
+            + len(key)
+            + len(r.value or b"")
+            + sum(_HEADER_MAX_OVERHEAD + len(k.encode()) + len(v) for k, v in r.headers)
+            for r in records
+        )
+        return cls(records, key, what, size)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(error)
 
 
 class _NotStarted:
@@ -133,6 +194,9 @@ class Publisher:
         self._state: _NotStarted | _Running | _Stopped = _NotStarted()
         self._partitioner = DefaultPartitioner()
         self._routes: dict[EventType, _Route] = {}
+        self._partitions: dict[str, list[int]] = {}
+        self._queues: dict[tuple[str, int], deque[_QueuedMessage]] = {}
+        self._writers: dict[tuple[str, int], asyncio.Task[None]] = {}
 
     @property
     def settings(self) -> Settings:
@@ -184,6 +248,10 @@ class Publisher:
         """Flush what is queued and disconnect; safe to call more than once."""
         state, self._state = self._state, _Stopped()
         if isinstance(state, _Running):
+            # Queued messages go out first (their callers are waiting for them).
+            writers = [w for w in self._writers.values() if not w.done()]
+            if writers:
+                await asyncio.gather(*writers, return_exceptions=True)
             try:
                 await state.producer().stop()
             except KafkaError as e:
@@ -303,35 +371,105 @@ class Publisher:
             )
         records = [self.record_for(e) for e in events]
         producer = self._state.producer()
-        topic, key = records[0].topic, records[0].key
-        try:
-            partitions = sorted(await producer.partitions_for(topic))
-            # The producer's own partitioner, so the batch lands where publish()
-            # puts the run's other events.
-            partition = self._partitioner(key, partitions, partitions)
-            batch = producer.create_batch()
-            for record in records:
-                if (
-                    batch.append(
-                        key=key, value=record.value, timestamp=None, headers=record.headers
-                    )
-                    is None
-                ):
-                    raise PublishError(
-                        f"the {len(records)} events of this message for run {events[0].run_id} "
-                        f"do not fit one record batch of producer_max_batch_bytes="
-                        f"{self._settings.producer_max_batch_bytes}; raise that setting "
-                        "(and the topic's max.message.bytes) to write them atomically"
-                    )
-            batch.close()  # nothing from send() may join it
-            future = await producer.send_batch(batch, topic, partition=partition)
-            metadata = await future
-        except PublishError as e:
-            e.retriable = False
-            raise
-        except (KafkaError, TimeoutError) as e:
-            raise _publish_error(
-                f"publishing a message of {len(records)} events for run {events[0].run_id} to {topic}",
-                e,
-            ) from e
-        return [Position(topic, partition, metadata.offset + i) for i in range(len(records))]
+        topic = records[0].topic
+        what = (
+            f"publishing a message of {len(records)} events for run {events[0].run_id} to {topic}"
+        )
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            try:
+                partitions = sorted(await producer.partitions_for(topic))
+            except (KafkaError, TimeoutError) as e:
+                raise _publish_error(what, e) from e
+            # Looked up once: aiokafka's partitioner routes publish() with the
+            # same partition list, so the run's events stay on one partition.
+            self._partitions[topic] = partitions
+        # The producer's own partitioner, so the batch lands where publish()
+        # puts the run's other events.
+        partition = self._partitioner(records[0].key, partitions, partitions)
+        message = _QueuedMessage.of(records, what)
+        self._enqueue(producer, topic, partition, message)
+        # Shielded: a caller that gives up does not unqueue the message (it may
+        # already be in a batch); like any caller told nothing, it may be written.
+        first = await asyncio.shield(message.done)
+        return [Position(topic, partition, first + i) for i in range(len(records))]
+
+    def _enqueue(
+        self, producer: AIOKafkaProducer, topic: str, partition: int, message: _QueuedMessage
+    ) -> None:
+        queue = self._queues.setdefault((topic, partition), deque())
+        queue.append(message)
+        writer = self._writers.get((topic, partition))
+        if writer is None or writer.done():
+            self._writers[(topic, partition)] = asyncio.create_task(
+                self._write_queue(producer, topic, partition, queue),
+                name=f"runwire-publisher-{topic}-{partition}",
+            )
+
+    async def _write_queue(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        partition: int,
+        queue: deque[_QueuedMessage],
+    ) -> None:
+        """Write what is queued for one partition, a record batch at a time, until empty."""
+        limit = self._settings.producer_max_batch_bytes
+        while queue:
+            taken: list[tuple[_QueuedMessage, int]] = []
+            try:
+                batch = producer.create_batch()
+                while queue:
+                    message = queue[0]
+                    if taken and batch.size() + message.size > limit:
+                        break  # the next batch takes it
+                    queue.popleft()
+                    first = batch.record_count()
+                    if not self._append(batch, message):
+                        # Only a message alone in its batch can fail to fit: the
+                        # size bound above is an upper bound of aiokafka's own
+                        # accounting, so it holds back any later one that might not.
+                        assert not taken, "a message was split across batches"
+                        batch = producer.create_batch()
+                        continue
+                    taken.append((message, first))
+                if not taken:
+                    continue
+                batch.close()  # nothing from send() may join it
+                future = await producer.send_batch(batch, topic, partition=partition)
+                metadata = await future
+            except (KafkaError, TimeoutError) as e:
+                for message, _ in taken:
+                    message.fail(_publish_error(message.what, e))
+                continue
+            except BaseException as e:
+                # Never leave a caller waiting: everything taken or queued fails.
+                error = PublishError(
+                    f"the publisher's writer for {topic}[{partition}] failed: {e!r}"
+                )
+                for message in [m for m, _ in taken] + list(queue):
+                    message.fail(error)
+                queue.clear()
+                raise
+            for message, first in taken:
+                if not message.done.done():
+                    message.done.set_result(metadata.offset + first)
+
+    def _append(self, batch: Any, message: _QueuedMessage) -> bool:
+        """Append a message's records to ``batch``; False (and the message failed) if it cannot fit."""
+        for record in message.records:
+            appended = batch.append(
+                key=message.key, value=record.value, timestamp=None, headers=record.headers
+            )
+            if appended is None:
+                error = PublishError(
+                    f"the {len(message.records)} events of this message for run "
+                    f"{message.records[0].event.run_id} do not fit one record batch of "
+                    f"producer_max_batch_bytes={self._settings.producer_max_batch_bytes}; "
+                    "raise that setting (and the topic's max.message.bytes) to write them "
+                    "atomically"
+                )
+                error.retriable = False
+                message.fail(error)
+                return False
+        return True

@@ -10,7 +10,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 
 from runwire.contract.codec import default_codec
@@ -281,3 +282,76 @@ async def test_a_message_too_big_for_one_batch_is_refused_whole(settings: Settin
         assert info.value.retriable is False
         marker = await publisher.publish(Event.create(AssistantText(text="m"), run_id="run-big"))
     assert marker.offset == 0  # nothing of the message reached the log
+
+
+async def _partition_count(settings: Settings, topic: str) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        return len(await producer.partitions_for(topic))
+    finally:
+        await producer.stop()
+
+
+async def test_many_concurrent_messages_on_one_partition_all_land_contiguous(
+    settings: Settings,
+) -> None:
+    """200 messages at once on one partition: aiokafka alone times out from about 40."""
+    partitions = list(range(await _partition_count(settings, settings.run_events)))
+    partitioner = DefaultPartitioner()
+    candidates = (f"run-{i}" for i in range(100_000))
+    runs = [r for r in candidates if partitioner(r.encode(), partitions, partitions) == 0][:100]
+    assert len(runs) == 100
+    rounds = 2  # per run, one message after the other; 200 calls in flight at once
+
+    def message(run_id: str, seq: int) -> list[Event]:
+        return [
+            Event.create(
+                Thinking(text=f"{seq}", signature="s", index=0, final=True), run_id=run_id
+            ),
+            Event.create(AssistantText(text=f"{seq}"), run_id=run_id),
+            Event.create(
+                ToolUse(id=f"toolu_{seq}", name="lookup", input={"seq": seq}), run_id=run_id
+            ),
+        ]
+
+    async with Publisher(settings) as publisher:
+
+        async def one_run(run_id: str, seq: int) -> list[tuple[list[Event], list[Position]]]:
+            done = []
+            for s in range(seq, seq + rounds):
+                events = message(run_id, s)
+                done.append((events, await publisher.publish_message(events)))
+            return done
+
+        # Two tasks per run (messages 0-1 and 2-3): 200 concurrent calls.
+        results = await asyncio.gather(*(one_run(r, start) for start in (0, 2) for r in runs))
+
+    published = [pair for result in results for pair in result]
+    assert len(published) == 400
+    for _, positions in published:
+        assert {p.partition for p in positions} == {0}
+        offsets = [p.offset for p in positions]
+        assert offsets == list(range(offsets[0], offsets[0] + 3))
+
+    total = 400 * 3
+    records = await read_topic(settings, settings.run_events, total)
+    assert len(records) == total
+    assert {r.partition for r in records} == {0}
+    at = {r.offset: default_codec().decode(r.value) for r in records}
+    ids = [e.event_id for e in at.values()]
+    assert len(ids) == len(set(ids)) == total  # every event once
+    for events, positions in published:
+        assert [at[p.offset] for p in positions] == events
+    # Per run, the messages one task published one after the other keep their order.
+    by_run: dict[str, list[str]] = defaultdict(list)
+    for offset in sorted(at):
+        event = at[offset]
+        assert event.run_id is not None
+        if isinstance(event.payload, AssistantText):
+            by_run[event.run_id].append(event.payload.text)
+    for run_id in runs:
+        seen = by_run[run_id]
+        assert sorted(seen) == ["0", "1", "2", "3"], run_id
+        assert seen.index("0") < seen.index("1"), run_id
+        assert seen.index("2") < seen.index("3"), run_id

@@ -5,6 +5,12 @@ from __future__ import annotations
 import socket
 
 import pytest
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
 
 from runwire.contract.codec import EventTooLargeError, default_codec
 from runwire.contract.events import (
@@ -24,7 +30,7 @@ from runwire.contract.routing import (
     topic_for,
 )
 from runwire.errors import ContractError, DecodeError, PublishError
-from runwire.publisher import Publisher
+from runwire.publisher import Publisher, _publish_error
 from runwire.settings import Settings
 from tests.unit.event_samples import sample_event
 
@@ -90,6 +96,29 @@ async def test_publish_message_takes_the_run_events_of_one_run() -> None:
     session = [Event.create(SessionEnded(), session_id="s", run_id="r1")]
     with pytest.raises(ContractError, match="run events of one run"):
         await publisher.publish_message(session)
+
+
+@pytest.mark.parametrize(
+    ("cause", "retriable"),
+    [
+        # Raised by aiokafka's accumulator when a batch waited too long for its
+        # partition's slot: neither marked retriable nor a TimeoutError, yet one.
+        (KafkaTimeoutError(), True),
+        (KafkaConnectionError(), True),
+        (TimeoutError(), True),
+        (ConnectionResetError(), True),
+        (RecordTooLargeError(), False),
+        (TopicAuthorizationFailedError(), False),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_publish_errors_are_retriable_when_a_retry_can_succeed(
+    cause: BaseException, retriable: bool
+) -> None:
+    error = _publish_error("publishing x to t", cause)
+    assert isinstance(error, PublishError)
+    assert error.retriable is retriable
+    assert type(cause).__name__ in str(error)
 
 
 def test_producer_options_are_idempotent_and_follow_settings() -> None:
