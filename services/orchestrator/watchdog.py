@@ -30,6 +30,8 @@ Contract:
 - ``async with Watchdog(settings)`` opens a run-status reader, a group-less
   log consumer and a publisher (or uses the ones given); ``sweep()`` does one
   pass, ``run(stop, interval)`` sweeps until ``stop`` is set.
+  ``runwire serve watchdog`` (:func:`serve_watchdog`) sweeps every quarter of
+  the shortest deadline (1 s to 60 s).
 """
 
 from __future__ import annotations
@@ -55,7 +57,14 @@ from runwire.services.publishing import EventPublisher, publish_retrying
 from runwire.services.run_context import RunContext
 from runwire.settings import Settings
 
-__all__ = ["WATCHDOG_PRODUCER", "WATCHDOG_SLOT", "Stall", "Watchdog", "failure_for"]
+__all__ = [
+    "WATCHDOG_PRODUCER",
+    "WATCHDOG_SLOT",
+    "Stall",
+    "Watchdog",
+    "failure_for",
+    "serve_watchdog",
+]
 
 log = logging.getLogger(__name__)
 
@@ -228,3 +237,23 @@ class Watchdog(AsyncService):
                     return None  # a later event of the run: the row is not current
                 last = self._codec.decode(record.value)
         return last
+
+
+async def serve_watchdog(
+    name: str,
+    settings: Settings,
+    stop: asyncio.Event,
+    instance_id: str | None = None,
+    max_records: int | None = None,
+) -> None:
+    """``runwire serve watchdog``: sweep until ``stop`` is set (announces
+    ``NAME caught up`` after the first sweep). ``instance_id`` and
+    ``max_records`` are accepted for the common service signature; a sweep
+    needs neither."""
+    async with Watchdog(settings) as watchdog:
+        await watchdog.sweep()
+        print(f"{name} caught up", flush=True)
+        deadlines = [watchdog.stall_seconds]
+        if watchdog.tools_seconds is not None:
+            deadlines.append(watchdog.tools_seconds)
+        await watchdog.run(stop, interval=max(1.0, min(60.0, min(deadlines) / 4)))

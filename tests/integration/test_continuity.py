@@ -3,7 +3,7 @@
 kill -9 of every service in the middle of a model call: after a restart the
 run completes and the session goes on with its history. The watchdog fails a
 run nobody will answer, with a readable reason, exactly once, and leaves
-completed and tool-waiting runs alone.
+completed runs alone, and tool-waiting ones unless a tool deadline is set.
 """
 
 from __future__ import annotations
@@ -103,6 +103,11 @@ async def test_the_watchdog_fails_a_run_nobody_answers_once_and_only_that(
         # A run that completes, while an orchestrator runs.
         async with orchestrator_service(settings, history=False):
             done = await (await rw.run("assistant", "Hello there.")).wait(60)
+            # A run waiting for its tool call (no tool runner): a legitimate wait.
+            waiting = await rw.run("assistant", "What is 3 * 7 + 1?")
+            await assert_eventually(
+                lambda: _status(runs, waiting.run_id, "awaiting_tools"), timeout=20
+            )
         assert done.status is RunStatus.COMPLETED
         # A run nobody will answer: no orchestrator from now on.
         orphan = await rw.run("assistant", "Is anyone there?")
@@ -138,6 +143,28 @@ async def test_the_watchdog_fails_a_run_nobody_answers_once_and_only_that(
         # A failed run is not failed again.
         async with Watchdog(settings, stall_seconds=2, now=lambda: later) as third:
             assert await third.sweep() == []
+
+        # Served (`runwire serve watchdog`) with a deadline for tool waits too:
+        # the tool-waiting run is failed, the completed one still is not.
+        dog = ServiceProcess.serve(
+            "watchdog",
+            settings.model_copy(
+                update={"watchdog_stall_seconds": 2.0, "watchdog_tools_seconds": 2.0}
+            ),
+            "--log-level",
+            "WARNING",
+        )
+        try:
+            await dog.start()
+            await dog.wait_caught_up()
+            timed_out = await waiting.wait(30)
+        finally:
+            await dog.stop()
+        assert timed_out.status is RunStatus.FAILED
+        assert timed_out.error is not None
+        assert timed_out.error.error_kind == "awaiting_tools_timeout"
+        assert "waited for tool results too long" in timed_out.error.message
+        assert (await runs.get(done.run_id)).status == RunStatus.COMPLETED.value
 
 
 async def _status(runs: RunStore, run_id: str, status: str) -> bool:

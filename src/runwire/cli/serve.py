@@ -72,6 +72,9 @@ def services() -> dict[str, Service]:
     found: dict[str, Service] = {f"projector-{name}": _projector for name in CATALOG}
     found["orchestrator"] = _service
     found["tools"] = _service
+    from runwire.services.orchestrator.watchdog import serve_watchdog
+
+    found["watchdog"] = serve_watchdog
     from runwire.cli.api import api_service
 
     found["api"] = api_service
