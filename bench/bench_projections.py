@@ -1,13 +1,15 @@
 """Postgres projections (run status, session index): rebuild rate, latency, memory.
 
 - ``rebuild``: ``rebuild()`` of each projection in-process (a fresh copy from
-  offset 0, then the switch) over a log of ``--events`` events, against
+  offset 0, then the switch), with the process tuned as ``runwire
+  projections rebuild`` tunes it, over a log of ``--events`` events, against
   ``raw``: a group-less aiokafka consumer doing ``getmany`` + ``decode`` of
   the same topics, in the same run, best of ``--repeat``. Goal: >= 0.5x raw.
 - ``latency``: ``runwire serve projector-runs`` and ``projector-sessions`` in
   their own processes; this process publishes with ``Publisher`` at a
-  sustained ``--rate`` events/s (a group every 10 ms) for ``--seconds`` and
-  polls the stored positions every 5 ms. An event is visible once its
+  sustained ``--rate`` events/s (a group every 10 ms) for ``--seconds``; a
+  third process polls the stored positions every 5 ms (apart, so that the
+  publishing cannot delay the observation). An event is visible once its
   partition's stored position is past its offset (its rows commit in the same
   transaction). Latency runs from the publish call (producer linger and
   broker ack included) to the first poll that sees it; the first second is
@@ -30,11 +32,12 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 import uuid
-from bisect import insort
-from collections import defaultdict, deque
+from bisect import bisect_right
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,7 @@ from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import open_pool
 from runwire.projections.runtime.pg_projection import PostgresProjection
 from runwire.projections.runtime.rebuild import rebuild
+from runwire.projections.runtime.tuning import tune_for_batches
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.projections.workload import bulk_publish, synthetic_events
 from runwire.publisher import Publisher
@@ -194,6 +198,44 @@ async def serve(name: str, settings: Settings) -> asyncio.subprocess.Process:
     return proc
 
 
+async def poll_positions(dsn: str, out: Path, until: float) -> None:
+    """(``--poll``) Record every change of a live position, with the wall time it was seen.
+
+    Runs in its own process, until the wall time ``until``, so that
+    publishing cannot delay the observation.
+    """
+    changes: list[tuple[float, str, str, int, int]] = []
+    last: dict[tuple[str, str, int], int] = {}
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        while time.time() < until:
+            cur = await conn.execute(
+                "SELECT p.projection, p.topic, p.partition, p.next_offset "
+                "FROM runwire_projection_positions p JOIN runwire_projection_generations g "
+                "ON g.projection = p.projection AND g.live = p.generation"
+            )
+            now = time.time()
+            for projection, topic, partition, next_offset in await cur.fetchall():
+                if last.get((projection, topic, partition)) != next_offset:
+                    last[(projection, topic, partition)] = next_offset
+                    changes.append((now, projection, topic, partition, next_offset))
+            await asyncio.sleep(POLL_SECONDS)
+    with open(out, "w") as f:  # noqa: ASYNC230 - once, at the end
+        json.dump(changes, f)
+
+
+def first_seen(
+    changes: list[tuple[float, str, str, int, int]],
+) -> dict[tuple[str, str, int], tuple[list[int], list[float]]]:
+    """Per (projection, topic, partition): positions in order, and when each was first seen."""
+    seen: dict[tuple[str, str, int], tuple[list[int], list[float]]] = {}
+    for at, projection, topic, partition, position in sorted(changes):
+        offsets, times = seen.setdefault((projection, topic, partition), ([], []))
+        if not offsets or position > offsets[-1]:
+            offsets.append(position)
+            times.append(at)
+    return seen
+
+
 async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str, Any]:
     async with fresh(base) as settings:
         warm = synthetic_events(runs=40, sessions=10, events=1000, seed=9)
@@ -204,92 +246,79 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
             runs=max(1, total // 25), sessions=max(1, total // 170), events=total, seed=10
         )
         events = workload.events[:total]
-        # Per projection and partition: (offset, sent) not yet seen, in offset order.
-        waiting: dict[str, dict[tuple[str, int], deque[tuple[int, float]]]] = {
-            "runs": defaultdict(deque),
-            "sessions": defaultdict(deque),
-        }
-        latencies: dict[str, list[tuple[float, float]]] = {"runs": [], "sessions": []}
-        done = asyncio.Event()
+        work = Path(tempfile.mkdtemp(prefix="bench-projections-"))
+        out = work / "changes.json"
+        until = time.time() + seconds * 1.5 + 10.0  # publishing, lagging behind, and a tail
+        poller = await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--poll", settings.postgres_dsn, str(out), str(until)
+        )
+        sent: list[tuple[Event, Any, float, float]] = []  # event, position, sent, acked
         try:
-            async with await psycopg.AsyncConnection.connect(
-                settings.postgres_dsn, autocommit=True
-            ) as conn:
+            async with Publisher(settings) as publisher:
+                group = max(1, rate // 100)
+                started = time.perf_counter()
+                tasks = []
 
-                async def poll() -> None:
-                    while not done.is_set():
-                        cur = await conn.execute(
-                            "SELECT p.projection, p.topic, p.partition, p.next_offset "
-                            "FROM runwire_projection_positions p "
-                            "JOIN runwire_projection_generations g "
-                            "ON g.projection = p.projection AND g.live = p.generation"
+                def book(chunk: list[Event], at: float) -> Callable[[Any], None]:
+                    def booked(task: Any) -> None:
+                        acked = time.time()
+                        sent.extend(
+                            (e, p, at, acked) for e, p in zip(chunk, task.result(), strict=True)
                         )
-                        now = time.perf_counter()
-                        for projection, topic, partition, next_offset in await cur.fetchall():
-                            queue = waiting[projection][(topic, partition)]
-                            while queue and queue[0][0] < next_offset:
-                                _, sent = queue.popleft()
-                                latencies[projection].append((sent, now - sent))
-                        await asyncio.sleep(POLL_SECONDS)
 
-                acks: list[tuple[float, float]] = []
+                    return booked
 
-                def booked(chunk: list[Event], sent: float) -> Callable[[Any], None]:
-                    def book(task: Any) -> None:
-                        acks.append((sent, time.perf_counter() - sent))
-                        for event, pos in zip(chunk, task.result(), strict=True):
-                            key = (pos.topic, pos.partition)
-                            for name in ("runs", "sessions") if event.run_id else ("sessions",):
-                                insort(waiting[name][key], (pos.offset, sent))
-
-                    return book
-
-                poller = asyncio.create_task(poll())
-                async with Publisher(settings) as publisher:
-                    group = max(1, rate // 100)
-                    started = time.perf_counter()
-                    tasks = []
-                    for n, start in enumerate(range(0, len(events), group)):
-                        await asyncio.sleep(max(0.0, started + n * 0.01 - time.perf_counter()))
-                        chunk = events[start : start + group]
-                        # Not awaited here: each group goes out on time, in order.
-                        task = asyncio.create_task(publisher.publish_many(chunk))
-                        task.add_done_callback(booked(chunk, time.perf_counter()))
-                        tasks.append(task)
-                    await asyncio.gather(*tasks)
-                    achieved = len(events) / (time.perf_counter() - started)
-                await asyncio.sleep(2.0)
-                done.set()
-                await poller
+                for n, start in enumerate(range(0, len(events), group)):
+                    await asyncio.sleep(max(0.0, started + n * 0.01 - time.perf_counter()))
+                    chunk = events[start : start + group]
+                    # Not awaited here: each group goes out on time, in order.
+                    task = asyncio.create_task(publisher.publish_many(chunk))
+                    task.add_done_callback(book(chunk, time.time()))
+                    tasks.append(task)
+                await asyncio.gather(*tasks)
+                achieved = len(events) / (time.perf_counter() - started)
         finally:
+            await poller.wait()
             for proc in procs:
                 proc.terminate()
                 await proc.wait()
-        out: dict[str, Any] = {
+        seen = first_seen(json.loads(out.read_text()))
+        shutil.rmtree(work, ignore_errors=True)
+        cutoff = min(at for _, _, at, _ in sent) + 1.0  # the first second warms up
+        measured = [item for item in sent if item[2] >= cutoff]
+        out_: dict[str, Any] = {
             "target_events_per_s": rate,
             "achieved_events_per_s": round(achieved),
             "seconds": seconds,
             "events": len(events),
+            "publish_ack": _stats([(acked - at) * 1000 for _, _, at, acked in measured]),
         }
-        cutoff = min((sent for sent, _ in acks), default=0.0) + 1.0
-        acked = [lat * 1000 for sent, lat in acks if sent >= cutoff]
-        out["publish_ack"] = {
-            "p50_ms": round(percentile(acked, 0.5), 2) if acked else None,
-            "p99_ms": round(percentile(acked, 0.99), 2) if acked else None,
-        }
-        for name, seen in latencies.items():
-            cutoff = min((sent for sent, _ in seen), default=0.0) + 1.0
-            ms = [lat * 1000 for sent, lat in seen if sent >= cutoff]
-            out[name] = {
-                "measured_events": len(ms),
-                "unseen": sum(len(q) for q in waiting[name].values()),
-                "p50_ms": round(percentile(ms, 0.5), 2) if ms else None,
-                "p90_ms": round(percentile(ms, 0.9), 2) if ms else None,
-                "p99_ms": round(percentile(ms, 0.99), 2) if ms else None,
-                "max_ms": round(max(ms), 2) if ms else None,
-                "goal_p99_ms": 100,
-            }
-        return out
+        for name in ("runs", "sessions"):
+            latencies: list[float] = []
+            unseen = 0
+            for event, pos, at, _ in measured:
+                if name == "runs" and event.run_id is None:
+                    continue
+                offsets, times = seen.get((name, pos.topic, pos.partition), ([], []))
+                i = bisect_right(offsets, pos.offset)
+                if i == len(offsets):
+                    unseen += 1
+                else:
+                    latencies.append((times[i] - at) * 1000)
+            out_[name] = {**_stats(latencies), "unseen": unseen, "goal_p99_ms": 100}
+        return out_
+
+
+def _stats(ms: list[float]) -> dict[str, Any]:
+    if not ms:
+        return {"measured_events": 0}
+    return {
+        "measured_events": len(ms),
+        "p50_ms": round(percentile(ms, 0.5), 2),
+        "p90_ms": round(percentile(ms, 0.9), 2),
+        "p99_ms": round(percentile(ms, 0.99), 2),
+        "max_ms": round(max(ms), 2),
+    }
 
 
 # -- memory while rebuilding --------------------------------------------------------------
@@ -363,8 +392,13 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--large", type=int, default=300_000)
     parser.add_argument("--skip", action="append", default=[], help="rebuild | latency | memory")
+    parser.add_argument("--poll", nargs=3, metavar=("DSN", "OUT", "UNTIL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.poll:
+        await poll_positions(args.poll[0], Path(args.poll[1]), float(args.poll[2]))
+        return
     base = Settings()
+    tune_for_batches()  # as `runwire projections rebuild` and `runwire serve` do
     result: dict[str, Any] = {"cpus": os.cpu_count()}
     if "rebuild" not in args.skip:
         result["rebuild"] = await measure_rebuild(base, args.events, args.repeat)
@@ -395,7 +429,10 @@ async def main() -> None:
             f"max {mem['rss_mb_max']} MB"
         )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "projections.json").write_text(json.dumps(result, indent=2) + "\n")
+    path = RESULTS / "projections.json"
+    # Sections skipped this time keep their last figures.
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps({**previous, **result}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

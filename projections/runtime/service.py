@@ -8,6 +8,7 @@ Contract:
   partitions back at once, without waiting for the session timeout.
 - Calls ``on_caught_up`` once, the first time every assigned partition's
   stored position reaches the log end (supervisors and tests wait for it).
+- The process's collector is tuned for batches (:mod:`.tuning`).
 - A fatal error of the projector (not a transient one, which it retries)
   ends the service with that error.
 """
@@ -21,6 +22,7 @@ from collections.abc import Callable
 
 from runwire.projections.catalog import opener
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
+from runwire.projections.runtime.tuning import tune_for_batches
 from runwire.settings import Settings
 
 PROJECTOR_PREFIX = "projector-"
@@ -41,6 +43,7 @@ async def serve_projection(
         opener(name)(settings) as projection,
         Projector(projection, settings, options=options) as projector,
     ):
+        tune_for_batches()
         runner = asyncio.create_task(projector.run(), name=f"projector-{name}")
         watcher = asyncio.create_task(_announce(projector, on_caught_up))
         stopper = asyncio.create_task(stop.wait())
