@@ -13,15 +13,18 @@ Contract:
   (``watchdog_tools_seconds``, off by default), ``awaiting_tools`` runs older
   than that: waiting for external tools is a legitimate wait. ``paused`` and
   ended runs are never touched.
-- Before failing a run it reads the run's partition of the log from the
-  row's ``last_offset`` to the end: if the run has any later event (the
-  projection lags behind the log) the run is left alone for this sweep. The
-  failure is therefore only ever caused by the run's true last event.
-- The failure is ``run_failed`` (``error_kind`` ``owner_lost`` when no
-  orchestrator acknowledged the last delta, ``stalled`` otherwise;
-  ``awaiting_tools_timeout`` for a tool wait) whose ``causation_id`` is that
-  last event and whose id is ``deterministic_event_id(run, last event,
-  Slot.WATCHDOG)``: two watchdogs (or two sweeps) failing the same stall
+- Before failing a run it folds the run from the log (its partition from the
+  row's ``first_offset`` to the end, as the orchestrator does): if the run
+  has any event after the row's ``last_offset`` (the projection lags behind
+  the log) it is left alone for this sweep, so the failure is only ever
+  caused by the run's true last event; a run paused in the fold (the
+  projection shows the status of an answer that landed after a pause) or
+  ended is left alone too.
+- The failure is ``run_failed`` (``error_kind`` ``owner_lost`` when the fold
+  says an orchestrator has something to do, e.g. an unanswered delta;
+  ``stalled`` otherwise; ``awaiting_tools_timeout`` for a tool wait) whose
+  ``causation_id`` is that last event and whose id is
+  ``deterministic_event_id(run, last event, WATCHDOG_SLOT)``: two watchdogs (or two sweeps) failing the same stall
   write the same event, which consumers drop as a copy; and the run-status
   projection keeps a run's first ending.
 - Its producer is ``runwire-watchdog``: an orchestrator that still holds a
@@ -48,11 +51,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from runwire.contract.codec import Codec, default_codec
-from runwire.contract.events import Event, EventType, RunFailed, RunStatus
+from runwire.contract.events import Event, RunFailed, RunStatus
 from runwire.projections.runs.fold import Run
 from runwire.projections.runs.store import RunStore
 from runwire.publisher import Publisher
 from runwire.services.lifecycle import AsyncService
+from runwire.services.orchestrator.run_state import RunState
 from runwire.services.publishing import EventPublisher, publish_retrying
 from runwire.services.run_context import RunContext
 from runwire.settings import Settings
@@ -73,7 +77,6 @@ WATCHDOG_SLOT = 5
 """The index of a watchdog failure in ``deterministic_event_id(run, cause, index)``
 (distinct from the orchestrator's slots, see ``answers.Slot``)."""
 
-_DELTAS = frozenset({EventType.USER_MESSAGE, EventType.TOOL_RESULT, EventType.RUN_STARTED})
 _PAGE = 500
 
 
@@ -89,26 +92,28 @@ class Stall:
     message: str
 
 
-def failure_for(run: Run, last: Event, now: datetime) -> Stall:
-    """The readable failure of a run whose last event is ``last`` (pure)."""
+def failure_for(run: Run, state: RunState, last: Event, now: datetime) -> Stall:
+    """The readable failure of a stalled run: its row, its fold from the log and
+    its last event (pure)."""
     idle = (now - run.updated_at).total_seconds()
+    status = state.status.value
     since = f"no event for {idle:.0f}s (since {last.type.value} {last.event_id})"
-    if run.status == RunStatus.AWAITING_TOOLS.value:
+    if state.status is RunStatus.AWAITING_TOOLS:
         kind = "awaiting_tools_timeout"
         message = (
             f"run {run.run_id} waited for tool results too long: {since}; "
             f"pending tool calls {', '.join(run.pending_tool_uses) or 'none'}"
         )
-    elif last.type in _DELTAS:
+    elif state.wants_action():
         kind = "owner_lost"
         message = (
-            f"run {run.run_id} was left {run.status}: {since}, and no orchestrator answered "
-            "it (its owner stopped and none took its partition over)"
+            f"run {run.run_id} was left {status}: {since}, and no orchestrator answered "
+            "it (its owner stopped and none took its partition over, or it could not act)"
         )
     else:
         kind = "stalled"
-        message = f"run {run.run_id} made no progress while {run.status}: {since}"
-    return Stall(run.run_id, run.status, last, idle, kind, message)
+        message = f"run {run.run_id} made no progress while {status}: {since}"
+    return Stall(run.run_id, status, last, idle, kind, message)
 
 
 class Watchdog(AsyncService):
@@ -186,10 +191,15 @@ class Watchdog(AsyncService):
             candidates += await self._candidates(RunStatus.AWAITING_TOOLS, now, self.tools_seconds)
         failed: list[Stall] = []
         for run in candidates:
-            last = await self._last_event(run)
-            if last is None:
+            folded = await self._fold(run)
+            if folded is None:
                 continue  # the projection is behind the log: not stalled, or not yet known
-            stall = failure_for(run, last, now)
+            state, last = folded
+            if state.terminal or state.paused_by is not None:
+                continue  # a pause is a legitimate wait, even after an in-flight answer
+            if state.status is RunStatus.AWAITING_TOOLS and self.tools_seconds is None:
+                continue
+            stall = failure_for(run, state, last, now)
             event = RunContext.of(last).event(
                 RunFailed(error_kind=stall.error_kind, message=stall.message, retryable=True),
                 producer=WATCHDOG_PRODUCER,
@@ -214,15 +224,17 @@ class Watchdog(AsyncService):
             if page is None:
                 return out
 
-    async def _last_event(self, run: Run) -> Event | None:
-        """The run's event at ``run.last_offset`` if nothing of the run follows it in the log."""
+    async def _fold(self, run: Run) -> tuple[RunState, Event] | None:
+        """The run folded from its log range and its last event, or ``None`` when the
+        log holds an event of the run after ``run.last_offset`` (the row is not current)."""
         consumer = self._consumer
         assert consumer is not None
         tp = TopicPartition(self._settings.run_events, run.log_partition)
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
-        consumer.seek(tp, run.last_offset)
+        consumer.seek(tp, run.first_offset)
         key = run.run_id.encode()
+        state: RunState | None = None
         last: Event | None = None
         deadline = time.monotonic() + 30.0
         while await consumer.position(tp) < end:
@@ -234,9 +246,16 @@ class Watchdog(AsyncService):
                 if record.key != key or record.value is None:
                     continue
                 if record.offset > run.last_offset:
-                    return None  # a later event of the run: the row is not current
+                    return None
                 last = self._codec.decode(record.value)
-        return last
+                if state is None:
+                    state = RunState(
+                        RunContext.of(last), record.offset, max_turns=self._settings.max_turns
+                    )
+                state.apply(last, record.offset)
+        if state is None or last is None:
+            return None
+        return state, last
 
 
 async def serve_watchdog(

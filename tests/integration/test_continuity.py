@@ -3,17 +3,20 @@
 kill -9 of every service in the middle of a model call: after a restart the
 run completes and the session goes on with its history. The watchdog fails a
 run nobody will answer, with a readable reason, exactly once, and leaves
-completed runs alone, and tool-waiting ones unless a tool deadline is set.
+completed and paused runs alone, and tool-waiting ones unless a tool
+deadline is set.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from runwire.client import Client
 from runwire.contract.events import EventType, RunFailed, RunStatus
 from runwire.projections.runs.store import RunStore
+from runwire.providers.local import LocalModel
 from runwire.services.orchestrator.watchdog import WATCHDOG_PRODUCER, Watchdog
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.process import ServiceProcess
@@ -101,13 +104,20 @@ async def test_the_watchdog_fails_a_run_nobody_answers_once_and_only_that(
         await RunStore.connect(settings) as runs,
     ):
         # A run that completes, while an orchestrator runs.
-        async with orchestrator_service(settings, history=False):
+        slow = LocalModel(latency=1.0)
+        async with orchestrator_service(settings, history=False, provider=slow):
             done = await (await rw.run("assistant", "Hello there.")).wait(60)
             # A run waiting for its tool call (no tool runner): a legitimate wait.
             waiting = await rw.run("assistant", "What is 3 * 7 + 1?")
-            await assert_eventually(
-                lambda: _status(runs, waiting.run_id, "awaiting_tools"), timeout=20
-            )
+            # A run paused during its model call: the answer lands after the
+            # pause, so its row says awaiting_tools while the run is paused.
+            paused = await rw.run("assistant", "What is 5 * 7 + 1?")
+            await assert_eventually(lambda: _status(runs, paused.run_id, "running"), timeout=20)
+            await paused.pause()
+            for handle in (waiting, paused):
+                await assert_eventually(
+                    partial(_status, runs, handle.run_id, "awaiting_tools"), timeout=20
+                )
         assert done.status is RunStatus.COMPLETED
         # A run nobody will answer: no orchestrator from now on.
         orphan = await rw.run("assistant", "Is anyone there?")
@@ -165,6 +175,13 @@ async def test_the_watchdog_fails_a_run_nobody_answers_once_and_only_that(
         assert timed_out.error.error_kind == "awaiting_tools_timeout"
         assert "waited for tool results too long" in timed_out.error.message
         assert (await runs.get(done.run_id)).status == RunStatus.COMPLETED.value
+        assert (await runs.get(paused.run_id)).status == RunStatus.AWAITING_TOOLS.value
+        failed_by_dog = {
+            r.event.run_id
+            for r in await read_run_log(settings)
+            if r.event.producer == WATCHDOG_PRODUCER
+        }
+        assert failed_by_dog == {orphan.run_id, waiting.run_id}  # never the paused one
 
 
 async def _status(runs: RunStore, run_id: str, status: str) -> bool:
