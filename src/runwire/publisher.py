@@ -145,6 +145,11 @@ class _QueuedMessage:
     )
     """The offset of its first record."""
 
+    def __post_init__(self) -> None:
+        # A caller that gave up no longer awaits the outcome; mark a failure
+        # seen so asyncio does not log it as never retrieved.
+        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())
+
     @classmethod
     def of(cls, records: list[OutgoingRecord], what: str) -> _QueuedMessage:
         key = records[0].key
@@ -194,7 +199,6 @@ class Publisher:
         self._state: _NotStarted | _Running | _Stopped = _NotStarted()
         self._partitioner = DefaultPartitioner()
         self._routes: dict[EventType, _Route] = {}
-        self._partitions: dict[str, list[int]] = {}
         self._queues: dict[tuple[str, int], deque[_QueuedMessage]] = {}
         self._writers: dict[tuple[str, int], asyncio.Task[None]] = {}
 
@@ -375,15 +379,12 @@ class Publisher:
         what = (
             f"publishing a message of {len(records)} events for run {events[0].run_id} to {topic}"
         )
-        partitions = self._partitions.get(topic)
-        if partitions is None:
-            try:
-                partitions = sorted(await producer.partitions_for(topic))
-            except (KafkaError, TimeoutError) as e:
-                raise _publish_error(what, e) from e
-            # Looked up once: aiokafka's partitioner routes publish() with the
-            # same partition list, so the run's events stay on one partition.
-            self._partitions[topic] = partitions
+        try:
+            # Does not suspend once aiokafka has the topic's metadata, so calls
+            # queue their messages in the order they were made.
+            partitions = sorted(await producer.partitions_for(topic))
+        except (KafkaError, TimeoutError) as e:
+            raise _publish_error(what, e) from e
         # The producer's own partitioner, so the batch lands where publish()
         # puts the run's other events.
         partition = self._partitioner(records[0].key, partitions, partitions)
