@@ -20,7 +20,9 @@ from runwire.providers.local import LocalModel
 from runwire.services.orchestrator.watchdog import WATCHDOG_PRODUCER, Watchdog
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.process import ServiceProcess
+from runwire.sessions.api import AsyncSession
 from runwire.settings import Settings
+from runwire.transcript.messages import TextPart
 from tests.helpers import assert_eventually
 from tests.integration.orchestration_support import projectors, read_run_log
 
@@ -89,6 +91,22 @@ async def test_kill_9_of_every_service_mid_call_then_the_session_goes_on(
                 60
             )
             assert again.text == "Your name is Alice."
+        # The session API reads the whole conversation, the interrupted run included.
+        async with AsyncSession(session_id=session, settings=settings) as chat:
+            said = [
+                part.text
+                for message in await chat.get_messages()
+                for part in message.parts
+                if isinstance(part, TextPart)
+            ]
+        assert said == [
+            "My name is Alice.",
+            "Nice to meet you, Alice!",
+            "What's my name?",
+            "Your name is Alice.",
+            "What's my name?",
+            "Your name is Alice.",
+        ]
     finally:
         for service in [*first, *second]:
             await service.stop()
