@@ -100,7 +100,8 @@ async def test_kill_9_at_random_instants_then_restart_equals_a_clean_rebuild(
                 kills += 1
                 progress.append(await applied(store))
                 proc = await start_projector(env, log)
-            await loading
+            # A stalled broker fails here, with this message, not at the suite's timeout.
+            await asyncio.wait_for(loading, timeout=120)
         await wait_caught_up(store, settings, timeout=90)
     finally:
         if proc.returncode is None:
