@@ -15,6 +15,9 @@ Contract:
   fail are dead-lettered: a bad record never stalls its partition.
 - Transient failures (store or broker unreachable) are retried with backoff
   from the stored positions; nothing is skipped.
+- ``run()`` is pipelined: the next batch is fetched and decoded while one is
+  applied; a partition whose stored position differs from where it was read
+  is read again from the stored position.
 - ``assignment="all"`` reads every partition without a group (used by
   rebuilds): no rebalances, no committed offsets.
 - ``stop()`` is idempotent; ``async with`` starts and stops.
