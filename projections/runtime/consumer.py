@@ -208,6 +208,7 @@ class Projector:
         self._next_fetch: dict[TopicPartition, int] = {}
         self._last_commit = 0.0
         self._uncommitted: dict[TopicPartition, int] = {}
+        self._hint_task: asyncio.Future[None] | None = None
         self.stats = ProjectorStats()
 
     # -- lifecycle -------------------------------------------------------------
@@ -617,7 +618,16 @@ class Projector:
                     consumer.seek(tp, self._next_fetch[key])
 
     async def _commit_hint(self, consumer: Any, *, force: bool = False) -> None:
-        if self.group_id is None or not self._uncommitted:
+        """Commit stored positions to the group as a lag hint, off the loop's path.
+
+        At most one commit is in flight; ``force`` (on stop) waits for it.
+        """
+        in_flight = self._hint_task is not None and not self._hint_task.done()
+        if force and self._hint_task is not None:
+            with contextlib.suppress(Exception):
+                await self._hint_task
+            in_flight = False
+        if self.group_id is None or not self._uncommitted or in_flight:
             return
         now = time.monotonic()
         if not force and now - self._last_commit < self._options.commit_interval:
@@ -632,6 +642,12 @@ class Projector:
         self._uncommitted.clear()
         if not offsets:
             return
+        commit = asyncio.ensure_future(self._send_hint(consumer, offsets))
+        self._hint_task = commit
+        if force:
+            await commit
+
+    async def _send_hint(self, consumer: Any, offsets: dict[Any, int]) -> None:
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError, KafkaError) as e:
