@@ -161,16 +161,19 @@ class PostgresProjection(ABC):
             ctx = FoldContext(conn=conn, generation=generation, tables=self.tables)
             applied_table = ctx.table(self.applied_table)
             ids = [r.event.event_id for r in fresh.records if self.remember(r)]
+            # Records the ids as applied; returns only those applied before
+            # (usually none), not every id of the batch.
             claim = await conn.execute(
-                f"INSERT INTO {applied_table} (event_id) SELECT unnest(%b::uuid[]) "
-                "ON CONFLICT DO NOTHING RETURNING event_id::text",
+                f"WITH ids AS (SELECT unnest(%b::uuid[]) AS id), "
+                f"new AS (INSERT INTO {applied_table} (event_id) SELECT id FROM ids "
+                "ON CONFLICT DO NOTHING RETURNING event_id) "
+                "SELECT DISTINCT id::text FROM ids WHERE id NOT IN (SELECT event_id FROM new)",
                 (ids,),
             )
             loaded = await self.load(ctx, fresh.records) if fresh.records else None
-            claimed = {row[0] for row in await claim.fetchall()}  # round trip 2
-            records, duplicates = rules.drop_duplicates(
-                fresh.records, self.remember, set(ids) - claimed
-            )
+            before = {row[0] for row in await claim.fetchall()}  # round trip 2
+            claimed = set(ids) - before
+            records, duplicates = rules.drop_duplicates(fresh.records, self.remember, before)
             rejections: list[Rejection] = []
             if records:
                 if loaded is not None:

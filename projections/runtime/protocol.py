@@ -76,12 +76,13 @@ class LogPosition(Protocol):
     def offset(self) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRecord:
+class SourceRecord(NamedTuple):
     """A decoded record together with where it came from and its original bytes.
 
     ``value``, ``key`` and ``headers`` are kept so that a record the projection
-    cannot apply can be dead-lettered byte for byte.
+    cannot apply can be dead-lettered byte for byte. (A named tuple: the
+    runner makes one per record, and a frozen dataclass costs several times
+    as much to build.)
     """
 
     topic: str
