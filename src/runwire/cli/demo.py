@@ -48,6 +48,7 @@ SERVICES = (
     "projector-transcripts",
     "tools",
     "orchestrator",
+    "watchdog",
 )
 
 
