@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import psycopg
 import redis.exceptions
@@ -177,6 +177,21 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._projector._seek_to_stored(assigned)
 
 
+def decoder_for(projection: Projection) -> Decoder:
+    """The decoder a projection asks for (its ``decoder`` attribute), else the default codec.
+
+    A projection over a compacted topic needs one that understands tombstones
+    (records without a value); every way of running a projection (``serve``,
+    ``rebuild``, tests) goes through here so none of them can forget it.
+    """
+    own = getattr(projection, "decoder", None)
+    if own is not None:
+        return cast(Decoder, own)
+    from runwire.contract.codec import default_codec
+
+    return default_codec()
+
+
 class Projector:
     """Runs a :class:`Projection` against Kafka. See the module docstring."""
 
@@ -224,9 +239,7 @@ class Projector:
         if self._started:
             return
         if self._decoder is None:
-            from runwire.contract.codec import default_codec
-
-            self._decoder = default_codec()
+            self._decoder = decoder_for(self.projection)
         if self._dead_letters is None:
             self._own_dead_letters = DeadLetterProducer(self._settings, self.projection.name)
             await self._own_dead_letters.start()

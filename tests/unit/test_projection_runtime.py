@@ -273,3 +273,23 @@ def test_migrations_create_every_table_of_a_copy(tables: Any) -> None:
     views = load_sql(tables.package, "view.sql").replace("{{gen}}", "g7")
     for view in tables.views:
         assert f"CREATE VIEW {view} AS SELECT * FROM {view}__g7" in views
+
+
+def test_a_projection_that_names_its_decoder_gets_it_however_it_is_run() -> None:
+    from runwire.contract.codec import Codec
+    from runwire.projections.memory.fold import TombstoneDecoder, is_placeholder
+    from runwire.projections.memory.projection import MemoryProjection
+    from runwire.projections.runtime.consumer import decoder_for
+
+    memory = object.__new__(MemoryProjection)  # only the class attribute matters here
+    chosen = decoder_for(memory)
+    assert isinstance(chosen, TombstoneDecoder)
+    # A tombstone (no value) decodes to the placeholder the memory fold resolves,
+    # where the default codec would dead-letter it.
+    assert is_placeholder(chosen.decode(b""))
+
+    @dataclass
+    class Plain:
+        name: str = "plain"
+
+    assert isinstance(decoder_for(Plain()), Codec)  # type: ignore[arg-type]
