@@ -635,18 +635,23 @@ class Projector:
 
         At most one commit is in flight; ``force`` (on stop) waits for it.
         """
-        in_flight = self._hint_task is not None and not self._hint_task.done()
-        if force and self._hint_task is not None:
-            with contextlib.suppress(Exception):
-                await self._hint_task
-            in_flight = False
-        if self.group_id is None or not self._uncommitted or in_flight:
+        if force:
+            # The run loop may start another hint while this waits for one, so
+            # wait until none is in flight; the last positions then go below.
+            while self._hint_task is not None and not self._hint_task.done():
+                with contextlib.suppress(Exception):
+                    await self._hint_task
+        elif self._hint_task is not None and not self._hint_task.done():
+            return
+        if self.group_id is None or not self._uncommitted:
             return
         now = time.monotonic()
         if not force and now - self._last_commit < self._options.commit_interval:
             return
         self._last_commit = now
-        owned = self.assigned()
+        # From the consumer given, not self.assigned(): stop() has already
+        # cleared self._consumer when it forces the last hint.
+        owned = {TopicPartition(tp.topic, tp.partition) for tp in consumer.assignment()}
         offsets = {
             KafkaTopicPartition(tp.topic, tp.partition): pos
             for tp, pos in self._uncommitted.items()
@@ -664,7 +669,10 @@ class Projector:
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError, KafkaError) as e:
-            # Only a hint: the stored positions are the truth.
+            # Only a hint: the stored positions are the truth. Keep the offsets
+            # for the next attempt unless a newer position is already waiting.
+            for ktp, pos in offsets.items():
+                self._uncommitted.setdefault(TopicPartition(ktp.topic, ktp.partition), pos)
             log.debug("projection %s: lag hint not committed: %s", self.projection.name, e)
 
     def _require_consumer(self) -> Any:

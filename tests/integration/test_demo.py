@@ -7,6 +7,7 @@ import re
 
 from typer.testing import CliRunner
 
+from runwire.cli.demo import SERVICES
 from runwire.cli.main import app
 from runwire.services.process import settings_env
 from runwire.settings import Settings
@@ -23,7 +24,7 @@ def test_the_demo_runs_conversations_through_the_services_and_shows_the_projecti
     # Every service came up, caught up, and was stopped again.
     assert "running: projector-runs (pid" in flat
     pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", flat)]
-    assert len(pids) == 5
+    assert len(pids) == len(SERVICES)
     for pid in pids:
         assert not _alive(pid), f"service pid {pid} was left running"
     assert "services stopped" in flat
