@@ -6,17 +6,15 @@ rebuild's switch is atomic for them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from psycopg import sql
 
 from runwire.errors import NotFoundError
 from runwire.projections.runs.fold import Run
 from runwire.projections.runs.projection import COLUMN_NAMES, RunsProjection
-from runwire.projections.runtime.paging import Page, decode_token, encode_token
+from runwire.projections.runtime.paging import Filters, Page, encode_token
 from runwire.projections.runtime.pg_projection import PostgresReader
 
 
@@ -54,36 +52,20 @@ class RunStore(PostgresReader):
         ``labels`` must all be present with these values; ``oldest_first``
         gives a session's runs in conversation order.
         """
-        where: list[sql.Composable] = []
-        params: list[Any] = []
-        if session_id is not None:
-            where.append(sql.SQL("session_id = %s"))
-            params.append(session_id)
-        if status is not None:
-            where.append(sql.SQL("status = %s"))
-            params.append(status)
-        if labels:
-            where.append(sql.SQL("labels @> %s::jsonb"))
-            params.append(json.dumps(dict(labels), separators=(",", ":")))
-        if since is not None:
-            where.append(sql.SQL("started_at >= %s"))
-            params.append(since)
-        if until is not None:
-            where.append(sql.SQL("started_at < %s"))
-            params.append(until)
-        if page is not None:
-            at, key = decode_token(page)
-            after = ">" if oldest_first else "<"
-            where.append(sql.SQL("(started_at, run_id) " + after + " (%s, %s)"))
-            params.extend([at, key])
+        filters = Filters()
+        filters.equals("session_id", session_id)
+        filters.equals("status", status)
+        filters.labels(labels)
+        filters.time_window("started_at", since, until)
+        filters.after_page(page, "started_at", "run_id", ascending=oldest_first)
         query = sql.SQL(
             "SELECT {cols} FROM run_status {where} ORDER BY started_at {d}, run_id {d} LIMIT %s"
         ).format(
             cols=sql.SQL(COLUMN_NAMES),
-            where=(sql.SQL("WHERE ") + sql.SQL(" AND ").join(where)) if where else sql.SQL(""),
+            where=filters.where(),
             d=sql.SQL("ASC" if oldest_first else "DESC"),
         )
-        params.append(limit + 1)
+        params = [*filters.params, limit + 1]
         async with self._pool.connection() as conn:
             cur = await conn.execute(query, params)
             rows = [Run(*row) for row in await cur.fetchall()]

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from psycopg import sql
 
 from runwire.errors import NotFoundError
-from runwire.projections.runtime.paging import Page, decode_token, encode_token
+from runwire.projections.runtime.paging import Filters, Page, encode_token
 from runwire.projections.runtime.pg_projection import PostgresReader
 from runwire.projections.sessions.fold import Session
 from runwire.projections.sessions.projection import COLUMN_NAMES, SessionsProjection
@@ -55,35 +53,17 @@ class SessionIndex(PostgresReader):
 
         ``since`` / ``until`` bound ``last_activity_at`` (inclusive / exclusive).
         """
-        where: list[sql.Composable] = []
-        params: list[Any] = []
-        if user_id is not None:
-            where.append(sql.SQL("user_id = %s"))
-            params.append(user_id)
-        if status is not None:
-            where.append(sql.SQL("status = %s"))
-            params.append(status)
-        if labels:
-            where.append(sql.SQL("labels @> %s::jsonb"))
-            params.append(json.dumps(dict(labels), separators=(",", ":")))
-        if since is not None:
-            where.append(sql.SQL("last_activity_at >= %s"))
-            params.append(since)
-        if until is not None:
-            where.append(sql.SQL("last_activity_at < %s"))
-            params.append(until)
-        if page is not None:
-            at, key = decode_token(page)
-            where.append(sql.SQL("(last_activity_at, session_id) < (%s, %s)"))
-            params.extend([at, key])
+        filters = Filters()
+        filters.equals("user_id", user_id)
+        filters.equals("status", status)
+        filters.labels(labels)
+        filters.time_window("last_activity_at", since, until)
+        filters.after_page(page, "last_activity_at", "session_id")
         query = sql.SQL(
             "SELECT {cols} FROM session_index {where} "
             "ORDER BY last_activity_at DESC, session_id DESC LIMIT %s"
-        ).format(
-            cols=sql.SQL(COLUMN_NAMES),
-            where=(sql.SQL("WHERE ") + sql.SQL(" AND ").join(where)) if where else sql.SQL(""),
-        )
-        params.append(limit + 1)
+        ).format(cols=sql.SQL(COLUMN_NAMES), where=filters.where())
+        params = [*filters.params, limit + 1]
         async with self._pool.connection() as conn:
             cur = await conn.execute(query, params)
             rows = [Session(*row) for row in await cur.fetchall()]
