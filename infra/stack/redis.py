@@ -98,16 +98,24 @@ class RedisPart:
             cwd=self.dir,
         )
         deadline = time.monotonic() + 10
-        while not self.pid_file.is_file():
+        # Redis creates the pid file before it writes the pid into it: wait
+        # for the number, not just the file.
+        while not (text := self._read_pid_text()).isdigit():
             if time.monotonic() > deadline:
                 raise StackError(
                     "Redis started but wrote no pid file", "see `runwire stack logs redis`"
                 )
             await asyncio.sleep(0.05)
-        pid = int(self.pid_file.read_text().strip())
+        pid = int(text)
         record = ProcessRecord(pid=pid, port=c.redis_port, address=self.address)
         write_record(self.record_file, record)
         return record
+
+    def _read_pid_text(self) -> str:
+        try:
+            return self.pid_file.read_text().strip()
+        except FileNotFoundError:
+            return ""
 
     async def wait_ready(self, record: ProcessRecord, seconds: float) -> None:
         deadline = time.monotonic() + seconds
