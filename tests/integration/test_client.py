@@ -44,7 +44,9 @@ async def test_live_events_start_at_the_end_and_external_tools_wait_for_resume(
         assert tool_use_id is not None
         live = handle.events(from_start=False)
         first_live = asyncio.ensure_future(anext(live))
-        await asyncio.sleep(0.5)
+        # The live reader resolves "the end" when it first runs; under load
+        # that can take a while, and a resume before it would be missed.
+        await asyncio.sleep(2.0)
         assert not first_live.done()  # nothing new happens while the run waits
         await handle.resume({tool_use_id: {"result": 9}})
         assert (await first_live).type is EventType.TOOL_RESULT
