@@ -7,43 +7,24 @@ The ``runs`` group is shared with other commands (``runwire runs cancel``):
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import UTC, datetime
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from runwire.cli import listing
 from runwire.cli.common import fail_on_runwire_error
-from runwire.errors import ConfigurationError
 from runwire.settings import Settings
 
-console = Console(highlight=False)
-
-
-def parse_labels(pairs: list[str] | None) -> dict[str, str]:
-    """``["k=v", ...]`` to a dict; a clear error for anything else."""
-    labels: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigurationError(f"--label wants KEY=VALUE, got {pair!r}")
-        labels[key] = value
-    return labels
-
-
-def parse_time(text: str | None, option: str) -> datetime | None:
-    """An ISO 8601 time (a date alone means midnight UTC)."""
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigurationError(f"{option} wants an ISO 8601 time, got {text!r}") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
+_COLUMNS: list[listing.Column] = [
+    ("run", listing.field("run_id")),
+    ("session", listing.field("session_id")),
+    ("status", listing.field("status")),
+    ("phase", listing.field("phase")),
+    ("started", listing.timestamp("started_at")),
+    ("msgs", listing.field("message_count")),
+    ("tools", listing.field("tool_call_count")),
+    ("errors", listing.field("tool_error_count")),
+]
 
 
 async def _list(filters: dict[str, Any]) -> dict[str, Any]:
@@ -77,34 +58,15 @@ def list_runs(
         filters = {
             "session_id": session,
             "status": status,
-            "labels": parse_labels(label),
-            "since": parse_time(since, "--since"),
-            "until": parse_time(until, "--until"),
+            "labels": listing.parse_labels(label),
+            "since": listing.parse_time(since, "--since"),
+            "until": listing.parse_time(until, "--until"),
             "limit": limit,
             "page": page,
             "oldest_first": oldest_first,
         }
         result = asyncio.run(_list(filters))
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-        return
-    table = Table()
-    for column in ("run", "session", "status", "phase", "started", "msgs", "tools", "errors"):
-        table.add_column(column)
-    for r in result["runs"]:
-        table.add_row(
-            r["run_id"],
-            r["session_id"] or "",
-            r["status"],
-            r["phase"] or "",
-            r["started_at"][:19],
-            str(r["message_count"]),
-            str(r["tool_call_count"]),
-            str(r["tool_error_count"]),
-        )
-    console.print(table)
-    if result["next_page"]:
-        console.print(f"[dim]more: --page {result['next_page']}[/]")
+    listing.print_page(result, "runs", _COLUMNS, as_json)
 
 
 def show_run(
@@ -114,21 +76,7 @@ def show_run(
     """One run's row: ids, status, counts, usage, last error, where it lies in the log."""
     with fail_on_runwire_error():
         run = asyncio.run(_show(run_id))
-    if as_json:
-        typer.echo(json.dumps(run, indent=2))
-        return
-    table = Table(show_header=False, title=f"run {run_id}", title_justify="left")
-    for key, value in run.items():
-        if key != "run_id":
-            table.add_row(
-                key,
-                ""
-                if value is None
-                else json.dumps(value)
-                if isinstance(value, dict | list)
-                else str(value),
-            )
-    console.print(table)
+    listing.print_row(run, f"run {run_id}", ("run_id",), as_json)
 
 
 def add_commands(group: typer.Typer) -> None:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from runwire.cli import listing
 from runwire.cli.common import fail_on_runwire_error
-from runwire.cli.runs import parse_labels, parse_time
 from runwire.settings import Settings
 
 app = typer.Typer(help="Sessions from the session index.", no_args_is_help=True)
-console = Console(highlight=False)
+
+_COLUMNS: list[listing.Column] = [
+    ("session", listing.field("session_id")),
+    ("user", listing.field("user_id")),
+    ("status", listing.field("status")),
+    ("runs", listing.field("run_count")),
+    ("last run", listing.field("last_run_id")),
+    ("last activity", listing.timestamp("last_activity_at")),
+]
 
 
 async def _list(filters: dict[str, Any]) -> dict[str, Any]:
@@ -58,31 +63,14 @@ def list_sessions(
         filters = {
             "user_id": user,
             "status": status,
-            "labels": parse_labels(label),
-            "since": parse_time(since, "--since"),
-            "until": parse_time(until, "--until"),
+            "labels": listing.parse_labels(label),
+            "since": listing.parse_time(since, "--since"),
+            "until": listing.parse_time(until, "--until"),
             "limit": limit,
             "page": page,
         }
         result = asyncio.run(_list(filters))
-    if as_json:
-        typer.echo(json.dumps(result, indent=2))
-        return
-    table = Table()
-    for column in ("session", "user", "status", "runs", "last run", "last activity"):
-        table.add_column(column)
-    for s in result["sessions"]:
-        table.add_row(
-            s["session_id"],
-            s["user_id"] or "",
-            s["status"],
-            str(s["run_count"]),
-            s["last_run_id"] or "",
-            s["last_activity_at"][:19],
-        )
-    console.print(table)
-    if result["next_page"]:
-        console.print(f"[dim]more: --page {result['next_page']}[/]")
+    listing.print_page(result, "sessions", _COLUMNS, as_json)
 
 
 @app.command("show")
@@ -94,23 +82,11 @@ def show_session(
     """One session and its runs."""
     with fail_on_runwire_error():
         session = asyncio.run(_show(session_id, runs))
+    listing.print_row(session, f"session {session_id}", ("session_id", "runs"), as_json)
     if as_json:
-        typer.echo(json.dumps(session, indent=2))
         return
-    table = Table(show_header=False, title=f"session {session_id}", title_justify="left")
-    for key, value in session.items():
-        if key not in ("session_id", "runs"):
-            table.add_row(
-                key,
-                ""
-                if value is None
-                else json.dumps(value)
-                if isinstance(value, dict | list)
-                else str(value),
-            )
-    console.print(table)
     for r in session["runs"]:
-        console.print(f"  {r['started_at'][:19]}  {r['run_id']}  {r['status']}")
+        listing.console.print(f"  {r['started_at'][:19]}  {r['run_id']}  {r['status']}")
 
 
 from runwire.cli import sessions_admin  # noqa: E402 - export | import | expire | delete
