@@ -22,6 +22,7 @@ from runwire.projections.transcripts.store import (
     RunMeta,
     RunWrite,
     Slot,
+    Snapshot,
     TranscriptStore,
     checksum,
     messages_json,
@@ -82,8 +83,9 @@ def commit(
     *,
     generation: int = 0,
     slot: Slot = Slot.LIVE,
+    deletions: Sequence[str] = (),
 ) -> Commit:
-    return Commit(slot, generation, positions, runs)
+    return Commit(slot, generation, positions, runs, deletions)
 
 
 class TranscriptStoreContract:
@@ -114,11 +116,12 @@ class TranscriptStoreContract:
         self, store: TranscriptStore
     ) -> None:
         assert (await store.commit(commit([create("r1", 5)], [PositionWrite(TP, 0, 6)]))).ok
-        positions, heads = await store.snapshot(0, [TP, TP1], ["r1", "r2"])
+        positions, heads, deleted = await store.snapshot(0, [TP, TP1], ["r1", "r2"], ["s7"])
         assert positions == {TP: 6, TP1: 0}
         assert heads["r1"].last == 5
         assert heads["r2"].meta is None
-        assert await store.snapshot(0, [], []) == ({}, {})
+        assert deleted == set()
+        assert await store.snapshot(0, [], []) == Snapshot({}, {}, set())
 
     async def test_a_stale_position_refuses_the_whole_commit(self, store: TranscriptStore) -> None:
         assert (await store.commit(commit([], [PositionWrite(TP, 0, 10)]))).ok
@@ -222,6 +225,67 @@ class TranscriptStoreContract:
         fill = create("r9", 3, guard=Guard.FILL, session="s9")
         assert (await store.commit(commit([fill]))).ok
         assert await store.session_runs(0, "s9") == ["r9"]
+
+    async def test_a_deletion_erases_the_sessions_runs_and_is_remembered(
+        self, store: TranscriptStore
+    ) -> None:
+        runs = [create("r1", 1), create("r2", 2), create("r3", 3, session="s2")]
+        assert (await store.commit(commit(runs, [PositionWrite(TP, 0, 4)]))).ok
+        erase = commit([], [PositionWrite(TP1, 0, 1)], deletions=["s1", "never-seen"])
+        assert (await store.commit(erase)).ok
+        assert await store.positions(0, [TP1]) == {TP1: 1}  # in the same step
+        heads = await store.heads(0, ["r1", "r2", "r3"])
+        assert heads["r1"].meta is None
+        assert heads["r2"].meta is None
+        assert not heads["r1"].has_body
+        assert await store.messages(0, ["r1", "r2", "r3"]) == {"r3": b'["a"]'}
+        assert await store.session_runs(0, "s1") == []
+        assert await store.session_runs(0, "s2") == ["r3"]
+        assert await store.deleted(0, ["s1", "s2", "never-seen"]) == {"s1", "never-seen"}
+        snap = await store.snapshot(0, [TP], ["r3"], ["s1"])
+        assert snap.deleted == {"s1"}
+        dump = await store.dump(0)
+        assert dump["deleted"] == ["never-seen", "s1"]
+        assert not [k for k in dump if k.endswith(("r1", "r2", ":s1"))], sorted(dump)
+        again = commit([], [PositionWrite(TP1, 1, 2)], deletions=["s1"])
+        assert (await store.commit(again)).ok  # idempotent
+        assert {k: v for k, v in (await store.dump(0)).items() if k != "pos"} == {
+            k: v for k, v in dump.items() if k != "pos"
+        }
+
+    async def test_a_run_write_of_a_deleted_session_is_refused_whole(
+        self, store: TranscriptStore
+    ) -> None:
+        assert (await store.commit(commit(deletions=["s1"]))).ok
+        before = await store.dump(0)
+        for write in (
+            create("r1", 5),  # the projector: a run event after the deletion
+            create("r1", 5, guard=Guard.FILL),  # the miss path refilling it
+        ):
+            outcome = await store.commit(
+                commit([create("r2", 1, session="s2"), write], [PositionWrite(TP, 0, 6)])
+            )
+            assert not outcome.ok
+            assert outcome.kind is Conflict.DELETED, outcome.conflict
+            assert await store.dump(0) == before
+        assert (await store.commit(commit([create("r2", 1, session="s2")]))).ok
+
+    async def test_a_run_written_with_its_sessions_deletion_goes_too(
+        self, store: TranscriptStore
+    ) -> None:
+        outcome = await store.commit(commit([create("r1", 1)], deletions=["s1"]))
+        assert outcome.ok
+        assert (await store.heads(0, ["r1"]))["r1"].meta is None
+        assert await store.dump(0) == {"deleted": ["s1"]}
+
+    async def test_deletions_belong_to_their_generation(self, store: TranscriptStore) -> None:
+        assert (await store.commit(commit([create("r1", 1)], deletions=["s1"]))).ok
+        building, _ = await store.begin_generation()
+        assert await store.deleted(building, ["s1"]) == set()
+        assert (
+            await store.commit(commit([create("r1", 1)], generation=building, slot=Slot.BUILDING))
+        ).ok
+        assert await store.deleted(0, ["s1"]) == {"s1"}
 
     async def test_a_run_without_session_has_no_index(self, store: TranscriptStore) -> None:
         assert (await store.commit(commit([create("r1", 1, session=None)]))).ok

@@ -4,19 +4,25 @@
 --
 -- KEYS[1]  the slot pointer (<prefix>:tx:live or :building)
 -- KEYS[2]  the generation's positions hash
--- KEYS[3i], KEYS[3i+1], KEYS[3i+2] (i = 1..nruns)  meta, body, session of run i
+-- KEYS[3]  the generation's deleted sessions (set)
+-- KEYS[3i+1], KEYS[3i+2], KEYS[3i+3] (i = 1..nruns)  meta, body, session of run i
 --          (the session key repeats the meta key when the run has no session)
--- ARGV     generation, slot, ttl, npos, npos x (field, expected, new),
---          nruns, nruns x (run_id, session, header, blob)
+-- ARGV     generation, slot, ttl, base, npos, npos x (field, expected, new),
+--          nruns, nruns x (run_id, session, header, blob), ndel, ndel x session_id
+--          base: the generation's key prefix (<prefix>:tx:<n>:)
 --          header: guard|expected_last|expected_body|partition|first|last|first_ms|
 --                  body|count|#committed|#open|#state|#applied
 --          (guard x or f; expected_body 0/1; body '' none, r replace, a append)
 --          blob: committed .. open .. state .. applied (cut by the four lengths)
 --          Few arguments per run: packing them is most of the client's work.
+--          A deleted session's runs are the members of its session index: the
+--          script derives their keys from base (not declared in KEYS: fine on
+--          the standalone Redis this targets, not on a Redis Cluster).
 -- Returns  {1, ''} when written, {0, why} when a guard failed (nothing written);
---          why starts with the guard: generation, position or run.
+--          why starts with the guard: generation, position, run or deleted (a run
+--          of a deleted session).
 
-local generation, slot, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local generation, slot, ttl, base = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local RUN_ARGS = 4
 local HEADER = '^(%a)|(-?%d+)|(%d)|(%d+)|(%d+)|(%d+)|(%d+)|(%a?)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$'
 
@@ -39,8 +45,8 @@ if pointer ~= generation then
   return {0, 'generation ' .. generation .. ' is not the ' .. slot .. ' one (' .. tostring(pointer) .. ')'}
 end
 
-local npos = tonumber(ARGV[4])
-local a = 5
+local npos = tonumber(ARGV[5])
+local a = 6
 for _ = 1, npos do
   local stored = redis.call('HGET', KEYS[2], ARGV[a]) or '0'
   if stored ~= ARGV[a + 1] then
@@ -53,8 +59,12 @@ local nruns = tonumber(ARGV[a])
 
 a = runs_at
 for i = 1, nruns do
-  local meta, body = KEYS[3 * i], KEYS[3 * i + 1]
+  local meta, body = KEYS[3 * i + 1], KEYS[3 * i + 2]
   local h = header(a)
+  local session_id = ARGV[a + 1]
+  if session_id ~= '' and redis.call('SISMEMBER', KEYS[3], session_id) == 1 then
+    return {0, 'deleted session ' .. session_id .. ' of run ' .. ARGV[a] .. ' is erased'}
+  end
   local last = tonumber(redis.call('HGET', meta, 'l') or '-1')
   local has_body = redis.call('EXISTS', body) == 1
   if h.guard == 'x' then
@@ -70,7 +80,8 @@ for i = 1, nruns do
   a = a + RUN_ARGS
 end
 
-a = 5
+local dels_at = a
+a = 6
 for _ = 1, npos do
   redis.call('HSET', KEYS[2], ARGV[a], ARGV[a + 2])
   a = a + 3
@@ -91,7 +102,7 @@ end
 
 a = runs_at
 for i = 1, nruns do
-  local meta, body, session = KEYS[3 * i], KEYS[3 * i + 1], KEYS[3 * i + 2]
+  local meta, body, session = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local run_id, session_id, h = ARGV[a], ARGV[a + 1], header(a)
   local mode = h.mode
   if redis.call('EXISTS', meta) == 1 then
@@ -123,5 +134,17 @@ for i = 1, nruns do
     redis.call('EXPIRE', body, ttl)
   end
   a = a + RUN_ARGS
+end
+
+-- Erasures last: a run this commit wrote into a deleted session goes too.
+local ndel = tonumber(ARGV[dels_at])
+for j = dels_at + 1, dels_at + ndel do
+  local session_id = ARGV[j]
+  local session = base .. 'session:' .. session_id
+  redis.call('SADD', KEYS[3], session_id)
+  for _, run_id in ipairs(redis.call('ZRANGE', session, 0, -1)) do
+    redis.call('DEL', base .. 'meta:' .. run_id, base .. 'run:' .. run_id)
+  end
+  redis.call('DEL', session)
 end
 return {1, ''}

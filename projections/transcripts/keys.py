@@ -16,6 +16,9 @@ lives under ``<prefix>:tx:<generation>:``:
   (:class:`~runwire.transcript.ledger.TranscriptState` JSON).
 - ``session:<session_id>`` (sorted set, never expires) - run ids scored by the
   time of their first record: the session's runs in order.
+- ``deleted`` (set, never expires) - the erased sessions (``session_deleted``
+  applied): their runs are gone and their later or replayed run events are
+  dropped.
 
 Beside the generations: ``live`` names the generation readers use (absent
 means 0), ``building`` the one a rebuild is filling, ``next`` hands out
@@ -83,6 +86,10 @@ class GenerationKeys:
 
     def session(self, session_id: str) -> str:
         return f"{self.base}session:{session_id}"
+
+    @property
+    def deleted(self) -> str:
+        return f"{self.base}deleted"
 
     @property
     def pattern(self) -> str:

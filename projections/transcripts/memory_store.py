@@ -26,6 +26,7 @@ from runwire.projections.transcripts.store import (
     RunHead,
     RunMeta,
     Slot,
+    Snapshot,
 )
 
 
@@ -35,6 +36,7 @@ class _Generation:
     meta: dict[str, RunMeta] = field(default_factory=dict)
     bodies: dict[str, RunBody] = field(default_factory=dict)
     sessions: dict[str, dict[str, int]] = field(default_factory=dict)
+    deleted: set[str] = field(default_factory=set)
 
 
 def _appended(body: RunBody, change: BodyAppend) -> RunBody:
@@ -94,8 +96,18 @@ class InMemoryTranscriptStore:
         generation: int,
         partitions: Collection[TopicPartition],
         run_ids: Collection[str],
-    ) -> tuple[dict[TopicPartition, int], dict[str, RunHead]]:
-        return await self.positions(generation, partitions), await self.heads(generation, run_ids)
+        session_ids: Collection[str] = (),
+    ) -> Snapshot:
+        heads = await self.heads(generation, run_ids)
+        sessions = {h.meta.session_id for h in heads.values() if h.meta and h.meta.session_id}
+        return Snapshot(
+            await self.positions(generation, partitions),
+            heads,
+            await self.deleted(generation, sessions | set(session_ids)),
+        )
+
+    async def deleted(self, generation: int, session_ids: Collection[str]) -> set[str]:
+        return self._g(generation).deleted.intersection(session_ids)
 
     async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
         g = self._g(generation)
@@ -128,6 +140,12 @@ class InMemoryTranscriptStore:
                         Conflict.POSITION,
                     )
             for w in commit.runs:
+                if w.meta.session_id in g.deleted:
+                    return CommitOutcome(
+                        False,
+                        f"deleted session {w.meta.session_id} of run {w.run_id} is erased",
+                        Conflict.DELETED,
+                    )
                 meta = g.meta.get(w.run_id)
                 last = -1 if meta is None else meta.last
                 has_body = w.run_id in g.bodies
@@ -156,6 +174,11 @@ class InMemoryTranscriptStore:
                     g.bodies[w.run_id] = w.body
                 elif w.body is not None:
                     g.bodies[w.run_id] = _appended(g.bodies[w.run_id], w.body)
+            for session_id in commit.deletions:
+                g.deleted.add(session_id)
+                for run_id in g.sessions.pop(session_id, {}):
+                    g.meta.pop(run_id, None)
+                    g.bodies.pop(run_id, None)
             self.commits += 1
             return COMMITTED
 
@@ -208,4 +231,6 @@ class InMemoryTranscriptStore:
         for session_id, runs in g.sessions.items():
             ordered = sorted(runs.items(), key=lambda item: (item[1], item[0]))
             out[f"session:{session_id}"] = [[r, float(s)] for r, s in ordered]
+        if g.deleted:
+            out["deleted"] = sorted(g.deleted)
         return dict(sorted(out.items()))

@@ -16,6 +16,11 @@ Contract of :meth:`MissPath.fill`:
   skipped, as the projector dead-letters them), so the body it writes is the
   one the projector would have written, and sets the run's last offset to the
   last record that changed the transcript.
+- Never refills a run of an erased session: when the run's session (its
+  records' or its stored one) is deleted in the live generation, the fill
+  writes nothing and returns None, as for an unknown run. The store refuses
+  a fill of a deleted session's run (``Conflict.DELETED``), so a deletion
+  applied while the fill read the log wins too.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -36,6 +41,7 @@ from runwire.projections.transcripts.body import decode_messages, encode_body
 from runwire.projections.transcripts.fold import millis
 from runwire.projections.transcripts.store import (
     Commit,
+    Conflict,
     Guard,
     RunMeta,
     RunWrite,
@@ -254,6 +260,7 @@ class _Progress:
     folded_to: int
     changed_at: int | None = None
     first: SourceRecord | None = None
+    sessions: set[str] = field(default_factory=set)
 
 
 class MissPath:
@@ -298,6 +305,11 @@ class MissPath:
                 records = await self._log.read(run_id, partition, progress.folded_to + 1, target)
                 _fold(progress, records)
                 progress.folded_to = target
+            sessions = set(progress.sessions)
+            if head.meta is not None and head.meta.session_id is not None:
+                sessions.add(head.meta.session_id)
+            if sessions and await self._store.deleted(generation, sessions):
+                return None  # erased: as if unknown
             meta = self._meta(head.meta, progress)
             if meta is None:
                 return []  # located, but none of its records could be read
@@ -313,6 +325,8 @@ class MissPath:
             if outcome.ok:
                 self.fills += 1
                 return progress.builder.messages()
+            if outcome.kind is Conflict.DELETED:
+                return None  # erased while it was read
         # Kept losing to writers: what was folded is still correct as of its read.
         return progress.builder.messages() if progress is not None else None
 
@@ -332,6 +346,8 @@ class MissPath:
 
 def _fold(progress: _Progress, records: Sequence[SourceRecord]) -> None:
     for record in records:
+        if record.event.session_id is not None:
+            progress.sessions.add(record.event.session_id)
         if progress.first is None:
             progress.first = record
             progress.changed_at = record.offset  # creating the run is a change

@@ -23,6 +23,20 @@ the miss path writing beside it):
 - Re-published events (same event_id at a later offset) are dropped by the
   builder, which remembers every applied id in the stored state.
 
+Erasure: the projection also reads the session-events topic, for
+``session_deleted`` only (:func:`deletion`). A deletion goes into the same
+``apply.lua`` call as the batch's positions: it records the session as
+deleted in the generation and removes the runs of its session index. A run
+event of a deleted session - by the event's session id or its run's stored
+one - is dropped (skipped, neither applied nor dead-lettered), and so is
+every event of a session deleted in the same batch, whatever their order.
+The two topics interleave in any order across partitions: a run written
+before the deletion is removed by it; one written after finds the session
+deleted (the snapshot says so, and the script refuses a run write of a
+deleted session, so a writer that read before a concurrent deletion reads
+again). A rebuild reads both topics from offset 0 into its own generation,
+so it honours every deletion too.
+
 The builders of recently written runs are kept in memory (keyed by their
 generation and last offset, so a stale one is never used); a conflict
 evicts the batch's builders.
@@ -37,6 +51,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 from typing import TYPE_CHECKING
 
+from runwire.contract.events import SessionDeleted
 from runwire.errors import RunwireError
 from runwire.projections.runtime.generations import ProjectionError
 from runwire.projections.runtime.protocol import (
@@ -112,7 +127,7 @@ class TranscriptProjection:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        return (self._settings.run_events,)
+        return (self._settings.run_events, self._settings.session_events)
 
     @property
     def generation(self) -> int | None:
@@ -177,11 +192,15 @@ class TranscriptProjection:
         self, batch: Batch, dead_letters: DeadLetterSink, sent: set[tuple[str, int, int]]
     ) -> ApplyResult | None:
         slot, generation = self._resolved or await self.current_generation()
-        stored, heads = await self.store.snapshot(
+        session_topic = self._settings.session_events
+        run_records = [r for r in batch.records if r.topic != session_topic]
+        snap = await self.store.snapshot(
             generation,
             batch.next_positions.keys(),
-            {r.event.run_id for r in batch.records if r.event.run_id is not None},
+            {r.event.run_id for r in run_records if r.event.run_id is not None},
+            {r.event.session_id for r in batch.records if r.event.session_id is not None},
         )
+        stored, heads = snap.positions, snap.heads
         if any(stored[tp] < batch.expected.get(tp, 0) for tp in batch.next_positions):
             # Positions below the runner's look like a reset or a switch; make
             # sure they are not just those of a generation we resolved earlier.
@@ -203,16 +222,40 @@ class TranscriptProjection:
                 writes.append(PositionWrite(tp, have, positions[tp]))
         by_run: dict[str, list[SourceRecord]] = {}
         skipped = 0
+        rejections: list[Rejection] = []
+        deletions: set[str] = set()
         for record in batch.records:
             start = open_from.get(record.tp)
-            if start is None or record.offset < start or record.event.run_id is None:
+            if start is None or record.offset < start:
+                skipped += 1
+                continue
+            if record.topic == session_topic:
+                try:
+                    deleted = deletion(record)
+                except ValueError as e:
+                    rejections.append(Rejection.of(record, "key_mismatch", str(e)))
+                    continue
+                if deleted is None or deleted in snap.deleted:
+                    skipped += 1  # not a deletion (the session index reads the rest)
+                else:
+                    deletions.add(deleted)
+                continue
+            if record.event.run_id is None:
                 skipped += 1
                 continue
             by_run.setdefault(record.event.run_id, []).append(record)
+        gone = snap.deleted | deletions
+        if gone:
+            for run_id in list(by_run):
+                meta = heads[run_id].meta
+                sessions = {r.event.session_id for r in by_run[run_id]}
+                if meta is not None:
+                    sessions.add(meta.session_id)
+                if not gone.isdisjoint(sessions):
+                    skipped += len(by_run.pop(run_id))  # erased: dropped, not dead-lettered
         heads = {run_id: heads[run_id] for run_id in by_run}
         builders = await self._builders(generation, heads)
         run_writes: list[RunWrite] = []
-        rejections: list[Rejection] = []
         applied = duplicates = 0
         folded: dict[str, tuple[int, TranscriptBuilder]] = {}
         try:
@@ -235,8 +278,10 @@ class TranscriptProjection:
         # Before the write: a position may only pass a record whose dead letter exists.
         await dead_letters.send(new)
         sent.update((r.topic, r.partition, r.offset) for r in new)
-        if writes or run_writes:
-            outcome = await self.store.commit(Commit(slot, generation, writes, run_writes))
+        if writes or run_writes or deletions:
+            outcome = await self.store.commit(
+                Commit(slot, generation, writes, run_writes, sorted(deletions))
+            )
             if not outcome.ok:
                 log.debug("projection %s: compare-and-set lost: %s", NAME, outcome.conflict)
                 self._forget(by_run)
@@ -247,7 +292,7 @@ class TranscriptProjection:
             self._remember(run_id, generation, last, builder)
         return ApplyResult(
             positions=positions,
-            applied=applied,
+            applied=applied + len(deletions),
             duplicates=duplicates,
             skipped=skipped,
             rejected=len(rejections),
@@ -299,3 +344,20 @@ class TranscriptProjection:
         if dropped is not None:
             await self.store.drop_generation(dropped)
         return TranscriptRebuild(self, generation)
+
+
+def deletion(record: SourceRecord) -> str | None:
+    """The session a session-events record erases (None: not a ``session_deleted``).
+
+    Raises ValueError when the record's key is not the session id (the
+    session index rejects such a record too, and so it deletes nothing).
+    """
+    event = record.event
+    if not isinstance(event.payload, SessionDeleted) or event.session_id is None:
+        return None
+    if record.key != event.session_id.encode():
+        raise ValueError(
+            f"record key {record.key!r:.80} is not the session_id {event.session_id!r} "
+            f"of event {event.event_id}"
+        )
+    return event.session_id

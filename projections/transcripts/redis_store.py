@@ -37,6 +37,7 @@ from runwire.projections.transcripts.store import (
     RunHead,
     RunMeta,
     Slot,
+    Snapshot,
     messages_json,
 )
 
@@ -112,27 +113,33 @@ class RedisTranscriptStore:
         return {tp: int(v) if v is not None else 0 for tp, v in zip(tps, values, strict=True)}
 
     async def heads(self, generation: int, run_ids: Collection[str]) -> dict[str, RunHead]:
-        return (await self.snapshot(generation, (), run_ids))[1]
+        return (await self.snapshot(generation, (), run_ids)).heads
+
+    async def deleted(self, generation: int, session_ids: Collection[str]) -> set[str]:
+        return (await self.snapshot(generation, (), (), session_ids)).deleted
 
     async def snapshot(
         self,
         generation: int,
         partitions: Collection[TopicPartition],
         run_ids: Collection[str],
-    ) -> tuple[dict[TopicPartition, int], dict[str, RunHead]]:
-        tps, ids = list(partitions), list(run_ids)
-        if not tps and not ids:
-            return {}, {}
+        session_ids: Collection[str] = (),
+    ) -> Snapshot:
+        tps, ids, sessions = list(partitions), list(run_ids), list(session_ids)
+        if not tps and not ids and not sessions:
+            return Snapshot({}, {}, set())
         keys = self._gen(generation)
-        key_list = [keys.positions]
+        key_list = [keys.positions, keys.deleted]
         for run_id in ids:
             key_list += [keys.meta(run_id), keys.body(run_id)]
         # One script instead of a pipeline: a batch touches hundreds of runs,
         # and redis-py's per-command cost was most of the read.
-        reply = await self._snapshot(keys=key_list, args=[position_field(tp) for tp in tps])
+        reply = await self._snapshot(
+            keys=key_list, args=[len(tps), *(position_field(tp) for tp in tps), *sessions]
+        )
         positions = {tp: int(v) for tp, v in zip(tps, reply[: len(tps)], strict=True)}
         heads: dict[str, RunHead] = {}
-        rest = reply[len(tps) :]
+        rest = reply[len(tps) : -1]
         for i, run_id in enumerate(ids):
             fields, exists = rest[2 * i], rest[2 * i + 1]
             if not fields:
@@ -147,7 +154,7 @@ class RedisTranscriptStore:
                 first_ms=int(t),
             )
             heads[run_id] = RunHead(meta=meta, has_body=bool(exists))
-        return positions, heads
+        return Snapshot(positions, heads, {_text(d) for d in reply[-1]})
 
     async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
         ids = list(run_ids)
@@ -195,11 +202,12 @@ class RedisTranscriptStore:
     async def commit(self, commit: Commit) -> CommitOutcome:
         keys = self._gen(commit.generation)
         pointer = self.keys.live if commit.slot is Slot.LIVE else self.keys.building
-        key_list: list[str] = [pointer, keys.positions]
+        key_list: list[str] = [pointer, keys.positions, keys.deleted]
         args: list[str | bytes | int] = [
             str(commit.generation),
             commit.slot.value,
             self._ttl,
+            keys.base,
             len(commit.positions),
         ]
         for p in commit.positions:
@@ -230,6 +238,7 @@ class RedisTranscriptStore:
                 )
             )
             args += [w.run_id, session or "", header, b"".join(parts)]
+        args += [len(commit.deletions), *commit.deletions]
         ok, why = await self._apply(keys=key_list, args=args)
         if int(ok) == 1:
             return COMMITTED
@@ -292,6 +301,8 @@ class RedisTranscriptStore:
                 pipe.hgetall(name)
             elif _text(kind) == "zset":
                 pipe.zrange(name, 0, -1, withscores=True)
+            elif _text(kind) == "set":
+                pipe.smembers(name)
             else:
                 pipe.dump(name)
         contents = await pipe.execute()
@@ -302,6 +313,8 @@ class RedisTranscriptStore:
                 out[relative] = {_text(f): _text(v) for f, v in sorted(content.items())}
             elif _text(kind) == "zset":
                 out[relative] = [[_text(m), s] for m, s in content]
+            elif _text(kind) == "set":
+                out[relative] = sorted(_text(m) for m in content)
             else:
                 out[relative] = {"type": _text(kind)}
         return out

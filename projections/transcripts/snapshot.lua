@@ -1,18 +1,36 @@
--- Read what a batch is folded from, in one call: partition positions and run heads.
--- KEYS[1] the generation's positions hash; KEYS[1+2i-1], KEYS[1+2i] meta and body of run i
--- ARGV    the position fields
--- Returns {positions..., then per run: {p, f, l, s, t} or false, body exists 0/1}
+-- Read what a batch is folded from, in one call: partition positions, run heads,
+-- and which sessions are erased.
+-- KEYS[1] the generation's positions hash, KEYS[2] its deleted sessions (set);
+-- KEYS[2+2i-1], KEYS[2+2i] meta and body of run i
+-- ARGV    npos, the npos position fields, then session ids to check
+-- Returns {positions..., then per run: {p, f, l, s, t} or false, body exists 0/1,
+--          then last: the deleted ones among the sessions asked and the runs' sessions}
 local out = {}
-for i = 1, #ARGV do
+local npos = tonumber(ARGV[1])
+for i = 2, npos + 1 do
   out[#out + 1] = redis.call('HGET', KEYS[1], ARGV[i]) or '0'
 end
-for i = 2, #KEYS, 2 do
+local deleted, seen = {}, {}
+local function check(session_id)
+  if session_id and not seen[session_id] then
+    seen[session_id] = true
+    if redis.call('SISMEMBER', KEYS[2], session_id) == 1 then
+      deleted[#deleted + 1] = session_id
+    end
+  end
+end
+for i = 3, #KEYS, 2 do
   local meta = redis.call('HMGET', KEYS[i], 'p', 'f', 'l', 's', 't')
   if meta[3] then
     out[#out + 1] = meta
+    check(meta[4])
   else
     out[#out + 1] = false
   end
   out[#out + 1] = redis.call('EXISTS', KEYS[i + 1])
 end
+for i = npos + 2, #ARGV do
+  check(ARGV[i])
+end
+out[#out + 1] = deleted
 return out

@@ -30,7 +30,16 @@ Contract of :meth:`TranscriptStore.commit` (the only write of run data):
   costs what changed, not the size of the run. Appending is only sound on the
   body the writer folded from, which the ``EXACT`` guard ensures.
 - A body write refreshes the transcript TTL (when one is configured). Meta,
-  session indexes and positions never expire.
+  session indexes, positions and deleted sessions never expire.
+- **Erasure**: ``Commit.deletions`` names sessions erased by the commit (a
+  ``session_deleted`` on the session-events topic). Each is recorded in the
+  generation's deleted sessions, and every run of its session index (meta
+  and body) and the index itself are removed, in the same atomic step as the
+  positions. A run write (``EXACT`` or ``FILL``) whose run belongs to a
+  deleted session (by its meta's session) is refused (``Conflict.DELETED``):
+  a writer that computed it before the deletion re-reads, and drops the run.
+  So whatever the order of a session's deletion and its runs' events, and
+  whichever writer gets in first, nothing of a deleted session stays cached.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from runwire.projections.runtime.protocol import TopicPartition
 
@@ -147,10 +156,25 @@ class PositionWrite:
 
 @dataclass(frozen=True, slots=True)
 class Commit:
+    """One atomic write; ``deletions``: the sessions it erases (see the module contract)."""
+
     slot: Slot
     generation: int
     positions: Sequence[PositionWrite]
     runs: Sequence[RunWrite]
+    deletions: Sequence[str] = ()
+
+
+class Snapshot(NamedTuple):
+    """What a batch is folded from (:meth:`TranscriptStore.snapshot`).
+
+    ``deleted``: the deleted sessions among those asked about and those of
+    the runs' meta.
+    """
+
+    positions: dict[TopicPartition, int]
+    heads: dict[str, RunHead]
+    deleted: set[str]
 
 
 class Conflict(StrEnum):
@@ -160,6 +184,7 @@ class Conflict(StrEnum):
     GENERATION = "generation"
     POSITION = "position"
     RUN = "run"
+    DELETED = "deleted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,8 +220,14 @@ class TranscriptStore(Protocol):
         generation: int,
         partitions: Collection[TopicPartition],
         run_ids: Collection[str],
-    ) -> tuple[dict[TopicPartition, int], dict[str, RunHead]]:
-        """``positions(partitions)`` and ``heads(run_ids)`` read together (one round trip)."""
+        session_ids: Collection[str] = (),
+    ) -> Snapshot:
+        """``positions(partitions)``, ``heads(run_ids)`` and which of ``session_ids``
+        (and of the runs' sessions) are deleted, read together (one round trip)."""
+        ...
+
+    async def deleted(self, generation: int, session_ids: Collection[str]) -> set[str]:
+        """The sessions among ``session_ids`` that are erased in ``generation``."""
         ...
 
     async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
