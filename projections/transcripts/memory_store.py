@@ -67,6 +67,10 @@ class InMemoryTranscriptStore:
     def expire(self, generation: int, run_id: str) -> None:
         self._g(generation).bodies.pop(run_id, None)
 
+    def lose_positions(self, generation: int) -> None:
+        """Forget the generation's positions, like deleting its ``pos`` hash."""
+        self._g(generation).positions.clear()
+
     def flush(self) -> None:
         """Forget everything, like Redis FLUSHDB."""
         self._generations.clear()
