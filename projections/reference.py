@@ -26,27 +26,55 @@ _ENDED = frozenset(_ENDINGS.values())
 
 @dataclass
 class Folded:
-    """Rows by key, tombstones (sessions only), and rejected (topic, partition, offset) -> reason."""
+    """Rows by key, tombstones (deleted sessions), and rejected (topic, partition, offset) -> reason.
+
+    ``erased_rejected`` (runs only) holds the rejections of events of erased
+    runs: a projector that applied the deletion first drops them instead, so
+    a check accepts them either dead-lettered or not.
+    """
 
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     tombstones: set[str] = field(default_factory=set)
     rejected: dict[tuple[str, int, int], str] = field(default_factory=dict)
+    erased_rejected: dict[tuple[str, int, int], str] = field(default_factory=dict)
 
 
 def _in_log_order(records: Iterable[SourceRecord]) -> list[SourceRecord]:
     return sorted(records, key=lambda r: (r.topic, r.partition, r.offset))
 
 
-def fold_runs(records: Iterable[SourceRecord], run_topic: str) -> Folded:
-    """``run_status`` rows of the records of ``run_topic`` (others are not its input)."""
+def fold_runs(
+    records: Iterable[SourceRecord], run_topic: str, session_topic: str | None = None
+) -> Folded:
+    """``run_status`` rows of the records of ``run_topic``, without the runs of the sessions
+    deleted on ``session_topic`` (when given; ``tombstones`` lists them).
+
+    A run is its session's when its row names it (the first non-empty
+    ``session_id`` of its applied events); a ``session_deleted`` counts when
+    its record key is its session id. The rejections of events of erased
+    runs are in ``erased_rejected``, not ``rejected``.
+    """
     out = Folded()
     seen: set[str] = set()
+    run_of: dict[tuple[str, int, int], str] = {}
+    records = list(records)
+    if session_topic is not None:
+        out.tombstones = {
+            r.event.session_id
+            for r in records
+            if r.topic == session_topic
+            and r.event.type.value == "session_deleted"
+            and r.event.session_id is not None
+            and r.key == r.event.session_id.encode()
+        }
     for r in _in_log_order(r for r in records if r.topic == run_topic):
         e = r.event
         where = (r.topic, r.partition, r.offset)
         kind = e.type.value
         if e.event_id in seen:
             continue  # applied before: a duplicate changes nothing
+        if e.run_id:
+            run_of[where] = e.run_id
         if e.type.stream.value != "run":
             out.rejected[where] = "wrong_topic"
             continue
@@ -137,6 +165,11 @@ def fold_runs(records: Iterable[SourceRecord], run_topic: str) -> Folded:
                 run[f"{name}_tokens"] += body[f"{name}_tokens"]
         elif kind in ("user_message", "assistant_text"):
             run["message_count"] += 1
+    erased = {k for k, row in out.rows.items() if row["session_id"] in out.tombstones}
+    for run_id in erased:
+        del out.rows[run_id]
+    for where in [w for w in out.rejected if run_of.get(w) in erased]:
+        out.erased_rejected[where] = out.rejected.pop(where)
     return out
 
 

@@ -24,12 +24,26 @@ Rules (the run-status contract, also written out in ``projections/reference.py``
   it would be out of its run's order); a ``tool_use`` whose id is still
   awaiting its result (``duplicate_tool_use``); a ``tool_result`` for no
   awaited ``tool_use`` (``unknown_tool_use``).
+- Erasure: the projection also reads the session-events topic, for
+  ``session_deleted`` only (the session index checks the rest of that topic;
+  a deletion whose record key is not its session id is ignored here, as the
+  session index rejects it). A run belongs to the session of its row (the
+  first non-empty ``session_id`` of its events). When a session is deleted,
+  its runs' rows are removed, the session is remembered as deleted and each
+  removed run as erased. Afterwards, every event of an erased run is dropped
+  (neither applied nor dead-lettered), and an event that would give its run a
+  deleted session erases the run instead of being applied. The two topics
+  interleave in any order: whether the deletion comes before, between or
+  after a run's events, the run ends with no row (and a run whose row names
+  another session is never touched). Only the dead letters depend on that
+  order: an event of an erased run that the rules above would reject is
+  dropped when the run was already erased, dead-lettered otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +55,7 @@ from runwire.contract.events import (
     RunStarted,
     RunStatus,
     RunStatusChanged,
+    SessionDeleted,
     Stream,
     ToolResult,
     ToolUse,
@@ -236,24 +251,93 @@ def _apply_payload(row: RunRow, event: Event) -> None:
         row.message_count += 1
 
 
+@dataclass(slots=True)
+class Erasure:
+    """What the fold knows of erased sessions: the deleted ones and the runs removed with them."""
+
+    sessions: set[str] = field(default_factory=set)
+    runs: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What a batch did.
+
+    ``changed``: runs whose rows to write; ``deleted``: sessions deleted by
+    this batch (when, by which event); ``erased``: runs erased by this batch
+    (run id -> session); ``rejections``: records to dead-letter.
+    """
+
+    changed: set[str] = field(default_factory=set)
+    deleted: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    erased: dict[str, str] = field(default_factory=dict)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+def deleted_session(record: SourceRecord) -> str | None:
+    """The session a session-topic record deletes (None: not a deletion the runs obey).
+
+    A deletion whose key is not its session id is not one: the session index
+    rejects it, so the session stays, and so do its runs.
+    """
+    event = record.event
+    if not isinstance(event.payload, SessionDeleted) or not event.session_id:
+        return None
+    if record.key != event.session_id.encode():
+        return None
+    return event.session_id
+
+
+def _erase(
+    rows: dict[str, RunRow], erasure: Erasure, out: BatchOutcome, run_id: str, session_id: str
+) -> None:
+    rows.pop(run_id, None)
+    erasure.runs.add(run_id)
+    out.erased[run_id] = session_id
+    out.changed.discard(run_id)
+
+
 def fold_batch(
-    rows: dict[str, RunRow], records: Sequence[SourceRecord]
-) -> tuple[set[str], list[Rejection]]:
+    rows: dict[str, RunRow],
+    records: Sequence[SourceRecord],
+    *,
+    erasure: Erasure | None = None,
+    session_topic: str | None = None,
+) -> BatchOutcome:
     """Fold fresh records into ``rows`` (loaded or created in place).
 
-    Returns the run ids whose rows changed and the records rejected.
+    ``erasure`` holds what is known to be erased among the batch's sessions
+    and runs (updated in place); records of ``session_topic`` (when given)
+    are read for ``session_deleted`` only. Rows erased by the batch are
+    removed from ``rows``; the caller removes the stored ones, including the
+    rows of a deleted session that the batch did not load.
     """
-    changed: set[str] = set()
-    rejections: list[Rejection] = []
+    out = BatchOutcome()
+    gone = erasure if erasure is not None else Erasure()
     for record in records:
         event = record.event
+        if session_topic is not None and record.topic == session_topic:
+            sid = deleted_session(record)
+            if sid is not None and sid not in gone.sessions:
+                gone.sessions.add(sid)
+                out.deleted[sid] = (event.occurred_at, event.event_id)
+                for run_id in [k for k, r in rows.items() if r.session_id == sid]:
+                    _erase(rows, gone, out, run_id, sid)
+            continue
+        if event.run_id is not None and event.run_id in gone.runs:
+            continue  # erased: neither applied nor dead-lettered
         row = rows.get(event.run_id) if event.run_id else None
         try:
             check(row, event, record.key)
         except Rejected as e:
-            rejections.append(Rejection.of(record, e.reason, str(e)))
+            out.rejections.append(Rejection.of(record, e.reason, str(e)))
             continue
         assert event.run_id is not None
+        session_id = (row.session_id if row is not None else None) or event.session_id
+        if session_id is not None and session_id in gone.sessions:
+            # The run would be the deleted session's: it goes (with what it had).
+            _erase(rows, gone, out, event.run_id, session_id)
+            continue
         rows[event.run_id] = apply(row, event, record.partition, record.offset)
-        changed.add(event.run_id)
-    return changed, rejections
+        out.changed.add(event.run_id)
+    return out

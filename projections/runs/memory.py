@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
-from runwire.projections.runs.fold import RunRow, fold_batch
+from runwire.projections.runs.fold import Erasure, RunRow, fold_batch
 from runwire.projections.runs.projection import NAME
 from runwire.projections.runtime.memory import InMemoryProjection
 from runwire.projections.runtime.protocol import Rejection, SourceRecord
 
 
-class InMemoryRuns(InMemoryProjection[dict[str, RunRow]]):
-    def __init__(self, run_topic: str) -> None:
-        super().__init__(NAME, (run_topic,), {})
+@dataclass
+class RunsState:
+    """The rows, and what erasure keeps (the twin of the erasure tables)."""
+
+    rows: dict[str, RunRow] = field(default_factory=dict)
+    erasure: Erasure = field(default_factory=Erasure)
+
+
+class InMemoryRuns(InMemoryProjection[RunsState]):
+    """Reads ``run_topic``, and ``session_topic`` (when given) for session deletions."""
+
+    def __init__(self, run_topic: str, session_topic: str | None = None) -> None:
+        topics = (run_topic,) if session_topic is None else (run_topic, session_topic)
+        super().__init__(NAME, topics, RunsState())
+        self._session_topic = session_topic
 
     def remember(self, record: SourceRecord) -> bool:
         return True
 
-    def fold(self, state: dict[str, RunRow], records: Sequence[SourceRecord]) -> list[Rejection]:
-        return fold_batch(state, records)[1]
+    def fold(self, state: RunsState, records: Sequence[SourceRecord]) -> list[Rejection]:
+        outcome = fold_batch(
+            state.rows, records, erasure=state.erasure, session_topic=self._session_topic
+        )
+        return outcome.rejections

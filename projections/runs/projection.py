@@ -1,4 +1,21 @@
-"""The run-status projection: run events -> one ``run_status`` row per run."""
+"""The run-status projection: run events -> one ``run_status`` row per run.
+
+It also reads the session-events topic for ``session_deleted`` (rules:
+:mod:`.fold`): a deleted session's rows are removed, the session is kept in
+``run_status_deleted_sessions`` and its runs in ``run_status_erased_runs``
+(with the rows and positions, in one transaction), so neither a late run
+event, a replay nor a rebuild brings them back.
+
+Concurrency: a session's runs lie on many partitions and its deletion on
+another topic, which other instances may own. Writers take a transaction
+advisory lock per session (the sessions of the batch's run events and
+deletions, in hash order) before reading, and lock the rows they will
+update (``FOR NO KEY UPDATE``, in ``run_id`` order) while a deletion locks
+the rows it removes (``FOR UPDATE``, in the same order). So a run event
+applied beside a concurrent deletion either commits first (and the deletion
+removes its row) or reads afterwards (and finds the run erased), even when
+the event carries no session id.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +23,7 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from runwire.projections.runs.fold import RunRow, fold_batch
+from runwire.projections.runs.fold import Erasure, RunRow, deleted_session, fold_batch
 from runwire.projections.runtime.generations import TableSet
 from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
@@ -18,7 +35,12 @@ NAME = "runs"
 TABLES = TableSet(
     projection=NAME,
     package="runwire.projections.migrations.runs",
-    tables=("run_status", "run_status_applied"),
+    tables=(
+        "run_status",
+        "run_status_applied",
+        "run_status_deleted_sessions",
+        "run_status_erased_runs",
+    ),
     views=("run_status",),
 )
 
@@ -64,43 +86,119 @@ def _to_db(row: RunRow) -> list[Any]:
 
 
 class RunsProjection(PostgresProjection):
-    """Folds the run-events topic into ``run_status`` (rules: :mod:`.fold`)."""
+    """Folds the run-events topic (and session deletions) into ``run_status`` (rules: :mod:`.fold`)."""
 
     tables = TABLES
     applied_table = "run_status_applied"
 
     def __init__(self, pool: Pool, settings: Settings, *, generation: int | None = None) -> None:
-        super().__init__(pool, (settings.run_events,), generation=generation)
+        super().__init__(
+            pool, (settings.run_events, settings.session_events), generation=generation
+        )
         self._settings = settings
+        self._session_topic = settings.session_events
         self._upsert = upsert_sql("{table}", COLUMNS, "run_id")
 
     def pinned(self, generation: int) -> RunsProjection:
         return RunsProjection(self._pool, self._settings, generation=generation)
 
     def remember(self, record: SourceRecord) -> bool:
-        return True  # every run event moves a count, a status or an offset
+        # Every run event moves a count, a status or an offset. Session events
+        # change nothing twice, but remembering them keeps the counts honest
+        # (a re-published one is a duplicate, not applied again); they are few.
+        return True
+
+    def _locked_sessions(self, records: Sequence[SourceRecord]) -> list[str]:
+        """Sessions whose runs the batch may change: of its run events and its deletions."""
+        topic = self._session_topic
+        return sorted(
+            {
+                r.event.session_id
+                for r in records
+                if r.event.session_id and (r.topic != topic or deleted_session(r) is not None)
+            }
+        )
 
     async def load(
         self, ctx: FoldContext, records: Sequence[SourceRecord]
-    ) -> Callable[[], Awaitable[dict[str, RunRow]]]:
-        run_ids = sorted({r.event.run_id for r in records if r.event.run_id})
-        cur = await ctx.conn.execute(
-            f"SELECT {COLUMN_NAMES} FROM {ctx.table('run_status')} WHERE run_id = ANY(%b)",
+    ) -> Callable[[], Awaitable[tuple[dict[str, RunRow], Erasure]]]:
+        conn = ctx.conn
+        topic = self._session_topic
+        run_ids = sorted({r.event.run_id for r in records if r.event.run_id and r.topic != topic})
+        session_ids = self._locked_sessions(records)
+        # Queued first, so the reads below see what a previous holder committed
+        # (see the module docstring).
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
+            "hashtextextended('runwire-runs-session/' || s, 0) AS h "
+            "FROM unnest(%b::text[]) AS s ORDER BY h) AS locks",
+            (session_ids,),
+        )
+        rows_cur = await conn.execute(
+            f"SELECT {COLUMN_NAMES} FROM {ctx.table('run_status')} WHERE run_id = ANY(%b) "
+            "ORDER BY run_id FOR NO KEY UPDATE",
+            (run_ids,),
+        )
+        sessions_cur = await conn.execute(
+            f"SELECT session_id FROM {ctx.table('run_status_deleted_sessions')} "
+            "WHERE session_id = ANY(%b)",
+            (session_ids,),
+        )
+        runs_cur = await conn.execute(
+            f"SELECT run_id FROM {ctx.table('run_status_erased_runs')} WHERE run_id = ANY(%b)",
             (run_ids,),
         )
 
-        async def rows() -> dict[str, RunRow]:
-            return {row[0]: RunRow(*row) for row in await cur.fetchall()}
+        async def state() -> tuple[dict[str, RunRow], Erasure]:
+            rows = {row[0]: RunRow(*row) for row in await rows_cur.fetchall()}
+            return rows, Erasure(
+                sessions={row[0] for row in await sessions_cur.fetchall()},
+                runs={row[0] for row in await runs_cur.fetchall()},
+            )
 
-        return rows
+        return state
 
     async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
-        rows: dict[str, RunRow] = ctx.loaded
-        changed, rejections = fold_batch(rows, records)
-        if changed:
-            values = [_to_db(rows[run_id]) for run_id in sorted(changed)]
-            await ctx.conn.execute(
-                self._upsert.replace("{table}", ctx.table("run_status")).encode(),
+        conn = ctx.conn
+        table = ctx.table("run_status")
+        erased_table = ctx.table("run_status_erased_runs")
+        rows, erasure = ctx.loaded
+        outcome = fold_batch(rows, records, erasure=erasure, session_topic=self._session_topic)
+        if outcome.changed:
+            values = [_to_db(rows[run_id]) for run_id in sorted(outcome.changed)]
+            await conn.execute(
+                self._upsert.replace("{table}", table).encode(),
                 column_arrays(values, len(COLUMNS)),
             )
-        return rejections
+        if outcome.erased:
+            # Runs the fold erased: rows it loaded (already locked) or never stored.
+            ids = sorted(outcome.erased)
+            await conn.execute(f"DELETE FROM {table} WHERE run_id = ANY(%b)", (ids,))
+            await conn.execute(
+                f"INSERT INTO {erased_table} (run_id, session_id) "
+                "SELECT * FROM unnest(%b::text[], %b::text[]) ON CONFLICT DO NOTHING",
+                (ids, [outcome.erased[r] for r in ids]),
+            )
+        if outcome.deleted:
+            ids = sorted(outcome.deleted)
+            # Every stored run of these sessions, loaded by this batch or not.
+            await conn.execute(
+                f"WITH gone AS (DELETE FROM {table} WHERE run_id IN ("
+                f"SELECT run_id FROM {table} WHERE session_id = ANY(%b) "
+                "ORDER BY run_id FOR UPDATE) RETURNING run_id, session_id) "
+                f"INSERT INTO {erased_table} (run_id, session_id) "
+                "SELECT run_id, session_id FROM gone ON CONFLICT DO NOTHING",
+                (ids,),
+            )
+            await conn.execute(
+                f"INSERT INTO {ctx.table('run_status_deleted_sessions')} "
+                "(session_id, deleted_at, event_id) "
+                "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[]) "
+                "ON CONFLICT DO NOTHING",
+                (
+                    ids,
+                    [outcome.deleted[s][0] for s in ids],
+                    [outcome.deleted[s][1] for s in ids],
+                ),
+            )
+        return outcome.rejections

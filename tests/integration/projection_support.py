@@ -112,11 +112,26 @@ def _diff(actual: dict[str, dict[str, Any]], expected: dict[str, dict[str, Any]]
     return problems
 
 
-async def assert_runs_match(pool: Pool, records: Sequence[SourceRecord], run_topic: str) -> Folded:
-    expected = fold_runs(records, run_topic)
+async def assert_runs_match(
+    pool: Pool, records: Sequence[SourceRecord], run_topic: str, session_topic: str
+) -> Folded:
+    """``run_status`` is the reference fold; the erasure tables list its deleted sessions and
+    exactly the runs they took away."""
+    expected = fold_runs(records, run_topic, session_topic)
     actual = {r["run_id"]: r for r in await table(pool, "SELECT * FROM run_status")}
     problems = _diff(actual, expected.rows)
     assert not problems, f"{len(problems)} differences, first: {problems[:10]}"
+    (live,) = await table(
+        pool, "SELECT live FROM runwire_projection_generations WHERE projection = 'runs'"
+    )
+    gen = live["live"]
+    deleted = await table(pool, f"SELECT session_id FROM run_status_deleted_sessions__g{gen}")
+    assert {r["session_id"] for r in deleted} == expected.tombstones
+    erased = await table(pool, f"SELECT run_id, session_id FROM run_status_erased_runs__g{gen}")
+    everything = fold_runs(records, run_topic).rows
+    assert {r["run_id"]: r["session_id"] for r in erased} == {
+        k: row["session_id"] for k, row in everything.items() if k not in expected.rows
+    }
     return expected
 
 

@@ -47,12 +47,15 @@ async def test_migrations_apply_once_even_when_run_concurrently(
     )
     assert [(v["scope"], v["version"]) for v in versions] == [
         ("runs@g1", 1),
+        ("runs@g1", 2),
         ("runtime", 1),
         ("sessions@g1", 1),
     ]
     assert await tables_like(pool, "%\\_\\_g1") == {
         "run_status__g1",
         "run_status_applied__g1",
+        "run_status_deleted_sessions__g1",
+        "run_status_erased_runs__g1",
         "session_index__g1",
         "session_tombstones__g1",
         "session_index_applied__g1",
@@ -84,6 +87,8 @@ async def test_rebuild_copies_resume_restart_and_discard(settings: Settings, poo
     assert await tables_like(pool, "run\\_status%\\_\\_g3") == {
         "run_status__g3",
         "run_status_applied__g3",
+        "run_status_deleted_sessions__g3",
+        "run_status_erased_runs__g3",
     }
     with pytest.raises(ProjectionError, match="abandoned"):
         await first.try_switch()

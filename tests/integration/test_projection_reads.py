@@ -22,7 +22,7 @@ from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.store import SessionIndex
 from runwire.projections.workload import bulk_publish, synthetic_events
-from runwire.publisher import Publisher
+from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 from tests.integration.projection_support import as_records, caught_up, projections, running
 
@@ -61,7 +61,8 @@ async def test_wait_for_gives_read_your_writes(settings: Settings, pool: Pool) -
     with pytest.raises(NotFoundError):
         await store.get("r-nope")
     with pytest.raises(ValueError, match="reads"):
-        await store.wait_for(early, timeout=0.1)  # a session-topic position
+        # A topic the run-status projection does not read.
+        await store.wait_for(Position(settings.memory, 0, early.offset), timeout=0.1)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -76,7 +77,9 @@ async def projected(settings: Settings, pool: Pool) -> tuple[Folded, Folded]:
         await caught_up(runs, settings)
         await caught_up(sessions, settings)
     records = as_records(workload.events, placed)
-    return fold_runs(records, settings.run_events), fold_sessions(records, settings.session_events)
+    return fold_runs(records, settings.run_events, settings.session_events), fold_sessions(
+        records, settings.session_events
+    )
 
 
 async def test_run_queries_filter_order_and_page(

@@ -16,6 +16,7 @@ import pytest
 from runwire.contract.events import (
     Event,
     ToolResult,
+    Usage,
 )
 from runwire.contract.routing import record_key
 from runwire.projections.reference import fold_runs, fold_sessions
@@ -38,11 +39,12 @@ RUN_TOPIC, SESSION_TOPIC = "run-events", "session-events"
 class TestInMemoryRunsContract(ProjectionContract):
     @pytest.fixture
     def harness(self) -> Harness:
-        projection = InMemoryRuns(RUN_TOPIC)
+        projection = InMemoryRuns(RUN_TOPIC, SESSION_TOPIC)
         good, bad = run_scenario()
 
         async def state() -> Any:
-            return {k: asdict(v) for k, v in projection.state.items()}
+            s = projection.state
+            return {k: asdict(v) for k, v in s.rows.items()}, asdict(s.erasure)
 
         return Harness(
             projection=projection,
@@ -124,19 +126,38 @@ async def test_the_twins_fold_a_workload_like_the_reference(seed: int) -> None:
             ToolResult(tool_use_id="nope"), run_id=victim.run_id, session_id=victim.session_id
         )
         events.insert(rng.randrange(len(events)), orphan)
+    # Run events without a session id (the run's row names its session): before or
+    # after one of the run's events, or at the end of the log (after any deletion),
+    # half of them of runs of deleted sessions.
+    deleted = {e.session_id or "" for e in events if e.type.value == "session_deleted"}
+    of_runs = [e for e in events if e.run_id]
+    for victim in rng.sample(of_runs, 10) + rng.sample(
+        [e for e in of_runs if e.session_id in deleted], 10
+    ):
+        usage = Usage(model="m", provider="p", input_tokens=1, output_tokens=1)
+        at = rng.choice([events.index(victim), events.index(victim) + 1, len(events)])
+        events.insert(at, Event.create(usage, run_id=victim.run_id))
+    # And some naming a deleted session that is not their run's (first or later).
+    for victim in rng.sample([e for e in of_runs if e.session_id not in deleted], 10):
+        usage = Usage(model="m", provider="p", input_tokens=1, output_tokens=1)
+        at = rng.choice([events.index(victim), events.index(victim) + 1, len(events)])
+        events.insert(at, Event.create(usage, run_id=victim.run_id, session_id=min(deleted)))
     records = log_of(events, {RUN_TOPIC: 4, SESSION_TOPIC: 3})
     for i in rng.sample(range(len(records)), 5):
         r = records[i]
         records[i] = SourceRecord(r.topic, r.partition, r.offset, 0, b"elsewhere", b"", (), r.event)
-    runs = InMemoryRuns(RUN_TOPIC)
+    runs = InMemoryRuns(RUN_TOPIC, SESSION_TOPIC)
     sessions = InMemorySessions(SESSION_TOPIC, RUN_TOPIC)
-    run_sink = await feed(runs, [r for r in records if r.topic == RUN_TOPIC], rng)
+    run_sink = await feed(runs, records, rng)
     session_sink = await feed(sessions, records, rng)
-    expected_runs = fold_runs(records, RUN_TOPIC)
-    assert {k: asdict(v) for k, v in runs.state.items()} == expected_runs.rows
-    assert {(r.topic, r.partition, r.offset): r.reason for r in run_sink.sent} == (
-        expected_runs.rejected
-    )
+    expected_runs = fold_runs(records, RUN_TOPIC, SESSION_TOPIC)
+    assert {k: asdict(v) for k, v in runs.state.rows.items()} == expected_runs.rows
+    assert expected_runs.tombstones, "the workload deletes sessions"
+    assert len(fold_runs(records, RUN_TOPIC).rows) > len(expected_runs.rows), "runs erased"
+    sent = {(r.topic, r.partition, r.offset): r.reason for r in run_sink.sent}
+    # The rejections of erased runs' events depend on whether the deletion came first.
+    assert expected_runs.rejected.items() <= sent.items()
+    assert sent.items() <= (expected_runs.rejected | expected_runs.erased_rejected).items()
     assert set(expected_runs.rejected.values()) == {"unknown_tool_use", "key_mismatch"}
     expected_sessions = fold_sessions(records, SESSION_TOPIC)
     actual = {

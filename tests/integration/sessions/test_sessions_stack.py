@@ -7,18 +7,22 @@ import os
 import sys
 import textwrap
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 import redis.asyncio as aioredis
 
+from runwire.contract.events import Event, RunStarted, SessionMetadataSet, Usage, UserMessage
 from runwire.errors import NotFoundError
 from runwire.projections.memory.service import rebuild_memory
 from runwire.projections.memory.store import MemoryEntries
+from runwire.projections.runs.store import RunStore
 from runwire.projections.runtime.protocol import Projection, Rebuildable
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.sessions.store import SessionIndex
 from runwire.projections.transcripts.keys import Keyspace
+from runwire.publisher import Publisher
 from runwire.sessions import AsyncSession, Session, SessionChange, SessionEvent
 from runwire.sessions.admin import expire_idle, export_any
 from runwire.sessions.embedded import projectors_running
@@ -155,39 +159,133 @@ async def _none_left(redis: aioredis.Redis, keys: list[str]) -> bool:
     return await redis.exists(*keys) == 0
 
 
+# -- erasure: delete, then rebuild every projection from the log -----------------------------
+
+
+@dataclass(frozen=True)
+class Written:
+    """A session written through the Session API, and the runs the log holds for it."""
+
+    session_id: str
+    run_ids: list[str]
+
+
+async def _write_session(backend: LogBackend, user_id: str, text: str) -> Written:
+    async with AsyncSession(user_id=user_id, backend=backend) as s:
+        for turn in range(2):
+            await s.add_message("user", f"{text} {turn}")
+            await s.add_message("assistant", f"ok {turn}")
+        await s.store_memory("secret", {"pin": 1234})
+        runs = [r.run_id for r in await backend.history(s.session_id)]
+        assert runs
+        return Written(s.session_id, runs)
+
+
+async def _listed_runs(runs: RunStore, session_id: str) -> list[str]:
+    page = await runs.list(session_id=session_id, limit=1000, oldest_first=True)
+    return [r.run_id for r in page.items]
+
+
+# One check per projection: the erased session is absent from it, the kept one intact.
+
+
+async def _runs_erased(settings: Settings, gone: Written, kept: Written) -> None:
+    async with await RunStore.connect(settings) as runs:
+        for run_id in gone.run_ids:
+            with pytest.raises(NotFoundError):
+                await runs.get(run_id)
+        assert await _listed_runs(runs, gone.session_id) == []
+        assert sorted(await _listed_runs(runs, kept.session_id)) == sorted(kept.run_ids)
+        for run_id in kept.run_ids:
+            assert (await runs.get(run_id)).session_id == kept.session_id
+
+
+async def _session_index_erased(settings: Settings, gone: Written, kept: Written) -> None:
+    async with await SessionIndex.connect(settings) as index:
+        assert await index.is_deleted(gone.session_id)
+        with pytest.raises(NotFoundError):
+            await index.get(gone.session_id)
+        assert (await index.get(kept.session_id)).run_count == len(kept.run_ids)
+
+
+async def _memory_erased(settings: Settings, gone: Written, kept: Written) -> None:
+    async with await MemoryEntries.connect(settings) as memory:
+        assert await memory.list("session", gone.session_id) == []
+        assert [e.key for e in await memory.list("session", kept.session_id)] == ["secret"]
+        assert (await memory.get("user", "alice", "language")) is not None, "user memory stays"
+
+
+async def _erased_everywhere(settings: Settings, gone: Written, kept: Written) -> bool:
+    await _runs_erased(settings, gone, kept)
+    await _session_index_erased(settings, gone, kept)
+    await _memory_erased(settings, gone, kept)
+    return True
+
+
+REBUILT = ("runs", "sessions", "transcripts")
+"""The projections rebuilt from the log after the deletion (memory has its own rebuild)."""
+
+
 async def test_delete_then_rebuild_every_projection(
     log_backend: LogBackend, settings: Settings, projectors: dict[str, Projection]
 ) -> None:
-    async with AsyncSession(user_id="alice", backend=log_backend) as s:
-        await s.add_message("user", "erase me")
-        await s.add_message("assistant", "ok")
-        await s.store_memory("secret", {"pin": 1234})
+    gone = await _write_session(log_backend, "alice", "erase me")
+    kept = await _write_session(log_backend, "alice", "keep me")
+    async with AsyncSession(gone.session_id, user_id="alice", backend=log_backend) as s:
         await s.store_memory("language", "fr", scope="user")
-        sid = s.session_id
         await s.delete()
     with pytest.raises(NotFoundError):
-        await AsyncSession(sid, user_id="alice", backend=log_backend).open()
-    for name in ("runs", "sessions", "transcripts"):
+        await AsyncSession(gone.session_id, user_id="alice", backend=log_backend).open()
+    # The live projections erase it (the runs projection reads the deletion on its own).
+    await assert_eventually(lambda: _erased_everywhere(settings, gone, kept), timeout=20)
+    for name in REBUILT:
         projection = projectors[name]
         assert isinstance(projection, Rebuildable)
         report = await rebuild(projection, settings)
         assert report.records > 0
     await rebuild_memory(settings)
+    assert await _erased_everywhere(settings, gone, kept)
     with pytest.raises(NotFoundError):
-        await AsyncSession(sid, user_id="alice", backend=log_backend).open()
+        await AsyncSession(gone.session_id, user_id="alice", backend=log_backend).open()
     with pytest.raises(NotFoundError):
-        await export_any(log_backend, sid)
-    async with await SessionIndex.connect(settings) as index:
-        assert await index.is_deleted(sid)
-        with pytest.raises(NotFoundError):
-            await index.get(sid)
-    async with await MemoryEntries.connect(settings) as memory:
-        assert await memory.list("session", sid) == []
-        assert (await memory.get("user", "alice", "language")) is not None, "user memory stays"
+        await export_any(log_backend, gone.session_id)
+    async with AsyncSession(kept.session_id, user_id="alice", backend=log_backend) as s:
+        assert len(await s.get_messages()) == 4, "the other session is whole"
     # A new session of the same user starts clean and still sees the user's memory.
     async with AsyncSession(user_id="alice", backend=log_backend) as fresh:
         assert await fresh.get_memory("language", scope="user") == "fr"
-        assert await fresh.get_memory("secret", owner=sid) is None
+        assert await fresh.get_memory("secret", owner=gone.session_id) is None
+
+
+async def test_run_events_after_the_deletion_add_no_rows(
+    log_backend: LogBackend, settings: Settings, projectors: dict[str, Projection]
+) -> None:
+    """The other order: the run-status projection applies the deletion first, then run
+    events of the session arrive (another partition, a late writer, one without a
+    session id); they are dropped, while a live session's are applied."""
+    gone = await _write_session(log_backend, "alice", "erase me")
+    async with AsyncSession(gone.session_id, user_id="alice", backend=log_backend) as s:
+        await s.delete()
+    async with await RunStore.connect(settings) as runs, Publisher(settings) as publisher:
+        # A later event on the session's own partition: once the run-status
+        # projection is past it, it has applied the deletion before it.
+        after = Event.create(SessionMetadataSet(key="k", value=1), session_id=gone.session_id)
+        await runs.wait_for(await publisher.publish(after), timeout=20)
+        assert await _listed_runs(runs, gone.session_id) == []
+        late = [
+            Event.create(RunStarted(agent_id="a"), run_id="late-0", session_id=gone.session_id),
+            Event.create(RunStarted(agent_id="a"), run_id="late-1", session_id="still-here"),
+            # No session id: only the run's erasure says whose it is.
+            Event.create(Usage(model="m", provider="p", input_tokens=1), run_id=gone.run_ids[0]),
+            Event.create(UserMessage(parts=["again"]), run_id="late-0"),
+        ]
+        for event in late:
+            await runs.wait_for(await publisher.publish(event), timeout=20)
+        assert await _listed_runs(runs, gone.session_id) == []
+        for run_id in ("late-0", gone.run_ids[0]):
+            with pytest.raises(NotFoundError):
+                await runs.get(run_id)
+        assert await _listed_runs(runs, "still-here") == ["late-1"]
 
 
 async def test_export_import_into_a_fresh_stack(
