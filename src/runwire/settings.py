@@ -65,7 +65,13 @@ class Settings(BaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     postgres_dsn: str = "postgresql://runwire@127.0.0.1:15432/runwire"
     redis_url: str = "redis://127.0.0.1:16379/0"
+    # A Confluent-API schema registry (Confluent, Karapace, Redpanda). When set,
+    # publishers write the Confluent wire format and register their schemas;
+    # readers decode both framings either way (docs/wire-format.md).
     schema_registry_url: str | None = None
+    schema_registry_username: str | None = None
+    schema_registry_password: SecretStr | None = None
+    schema_registry_timeout_seconds: float = Field(default=2.0, gt=0)
 
     # Local stack.
     home: Path = Field(default_factory=default_home)

@@ -12,6 +12,11 @@ Contract:
   ``DecodeError`` whose ``reason`` is one of ``REASONS``; consumers route those
   to dead letters.
 - A codec is cheap to share: schemas are parsed once, lookups are cached.
+- ``codec_for(settings)`` is the one place a process gets its codec from:
+  Confluent framing over a shared ``SchemaRegistryClient`` when
+  ``schema_registry_url`` is set, single-object framing otherwise; decoding
+  accepts both framings either way (Confluent-framed values need the registry
+  to be configured to be read).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.read import SchemaResolutionError
@@ -45,6 +50,10 @@ from runwire.contract.schemas import (
 )
 from runwire.errors import ConfigurationError, ContractError, DecodeError
 
+if TYPE_CHECKING:
+    from runwire.contract.registry import SchemaRegistryClient
+    from runwire.settings import Settings
+
 REASONS = frozenset(
     {
         "bad_magic",  # not a framing runwire knows
@@ -68,6 +77,8 @@ class SchemaLookup(Protocol):
 
     A schema-registry client implements this (and should cache: the codec
     asks once per id or fingerprint, but asks synchronously).
+    ``runwire.contract.registry.SchemaRegistryClient`` is the one runwire has.
+    ``str(lookup)`` is used in errors to say where the codec looked.
     """
 
     def schema_by_id(self, schema_id: int) -> str | None:
@@ -89,6 +100,9 @@ class InMemorySchemaLookup:
     def __init__(self) -> None:
         self._by_id: dict[int, str] = {}
         self._ids_by_fingerprint: dict[bytes, int] = {}
+
+    def __str__(self) -> str:
+        return "the in-memory schema lookup"
 
     def register(self, schema_text: str, schema_id: int | None = None) -> int:
         """Register a schema; the same schema always gets the same id."""
@@ -199,9 +213,33 @@ class Codec:
     def schemas(self) -> SchemaSet:
         return self._schemas
 
+    @property
+    def framing(self) -> Framing:
+        """The framing ``encode`` writes (``decode`` reads both)."""
+        return self._framing
+
     def writer_schema(self, event_type: EventType) -> EventSchema:
         """The schema ``encode`` writes events of this type with."""
         return self._writer(event_type).schema
+
+    async def prepare(self) -> None:
+        """Learn the registry ids of every schema ``encode`` writes, without blocking the loop.
+
+        A no-op for single-object framing. With Confluent framing over a
+        lookup that has ``register_all`` (the registry client), the writer
+        schemas are registered concurrently on the event loop; afterwards
+        ``encode`` never waits for the registry. Without it, each type's id is
+        asked for (blocking) the first time an event of that type is encoded.
+        Raises the lookup's error (``SchemaRegistryError``) when the registry
+        refuses or cannot be reached.
+        """
+        if self._framing is not Framing.CONFLUENT:
+            return
+        register_all = getattr(self._lookup, "register_all", None)
+        if register_all is not None:
+            await register_all([w.schema for w in self._single_object_writers.values()])
+        for event_type in self._single_object_writers:
+            self._writer(event_type)
 
     # -- encode ----------------------------------------------------------------
 
@@ -297,7 +335,11 @@ class Codec:
             return reader
         text = self._lookup.schema_by_id(header.schema_id) if self._lookup else None
         if text is None:
-            where = "the schema lookup" if self._lookup else "no schema lookup (not configured)"
+            where = (
+                str(self._lookup)
+                if self._lookup
+                else "no schema registry (schema_registry_url is not set)"
+            )
             raise DecodeError(
                 "unknown_schema_id", f"schema id {header.schema_id} not found in {where}"
             )
@@ -334,3 +376,55 @@ def default_codec() -> Codec:
     if _default is None:
         _default = Codec()
     return _default
+
+
+_registries: dict[tuple[str, str | None, str | None, float], SchemaRegistryClient] = {}
+_codecs: dict[tuple[SchemaRegistryClient | None, int], Codec] = {}
+
+
+def registry_client_for(settings: Settings) -> SchemaRegistryClient | None:
+    """The process-wide client of ``settings.schema_registry_url`` (None when it is not set).
+
+    Shared, so that each schema is registered and each id fetched once per
+    process whichever component asks.
+    """
+    from runwire.contract.registry import SchemaRegistryClient
+
+    url = settings.schema_registry_url
+    if not url:
+        return None
+    password = settings.schema_registry_password
+    key = (
+        url,
+        settings.schema_registry_username,
+        password.get_secret_value() if password is not None else None,
+        settings.schema_registry_timeout_seconds,
+    )
+    client = _registries.get(key)
+    if client is None:
+        client = _registries[key] = SchemaRegistryClient(
+            url, username=key[1], password=key[2], timeout=key[3]
+        )
+    return client
+
+
+def codec_for(settings: Settings) -> Codec:
+    """The process-wide codec for ``settings``: the one factory every component uses.
+
+    - ``schema_registry_url`` unset: single-object framing; Confluent-framed
+      values do not decode (``unknown_schema_id``: no registry to ask).
+    - set: Confluent framing over :func:`registry_client_for`; single-object
+      values still decode, so a topic can move from one framing to the other
+      while every reader keeps reading.
+    - ``max_event_bytes`` is enforced by ``encode``.
+    """
+    registry = registry_client_for(settings)
+    key = (registry, settings.max_event_bytes)
+    codec = _codecs.get(key)
+    if codec is None:
+        codec = _codecs[key] = Codec(
+            framing=Framing.SINGLE_OBJECT if registry is None else Framing.CONFLUENT,
+            lookup=registry,
+            max_event_bytes=settings.max_event_bytes,
+        )
+    return codec
