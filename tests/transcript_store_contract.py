@@ -84,8 +84,9 @@ def commit(
     generation: int = 0,
     slot: Slot = Slot.LIVE,
     deletions: Sequence[str] = (),
+    erasures: Sequence[str] = (),
 ) -> Commit:
-    return Commit(slot, generation, positions, runs, deletions)
+    return Commit(slot, generation, positions, runs, deletions, erasures)
 
 
 class TranscriptStoreContract:
@@ -116,12 +117,12 @@ class TranscriptStoreContract:
         self, store: TranscriptStore
     ) -> None:
         assert (await store.commit(commit([create("r1", 5)], [PositionWrite(TP, 0, 6)]))).ok
-        positions, heads, deleted = await store.snapshot(0, [TP, TP1], ["r1", "r2"], ["s7"])
+        positions, heads, deleted, erased = await store.snapshot(0, [TP, TP1], ["r1", "r2"], ["s7"])
         assert positions == {TP: 6, TP1: 0}
         assert heads["r1"].last == 5
         assert heads["r2"].meta is None
-        assert deleted == set()
-        assert await store.snapshot(0, [], []) == Snapshot({}, {}, set())
+        assert deleted == erased == set()
+        assert await store.snapshot(0, [], []) == Snapshot({}, {}, set(), set())
 
     async def test_a_stale_position_refuses_the_whole_commit(self, store: TranscriptStore) -> None:
         assert (await store.commit(commit([], [PositionWrite(TP, 0, 10)]))).ok
@@ -242,10 +243,12 @@ class TranscriptStoreContract:
         assert await store.session_runs(0, "s1") == []
         assert await store.session_runs(0, "s2") == ["r3"]
         assert await store.deleted(0, ["s1", "s2", "never-seen"]) == {"s1", "never-seen"}
-        snap = await store.snapshot(0, [TP], ["r3"], ["s1"])
+        snap = await store.snapshot(0, [TP], ["r3", "r2", "r9"], ["s1"])
         assert snap.deleted == {"s1"}
+        assert snap.erased == {"r2"}
         dump = await store.dump(0)
         assert dump["deleted"] == ["never-seen", "s1"]
+        assert dump["erased"] == ["r1", "r2"]
         assert not [k for k in dump if k.endswith(("r1", "r2", ":s1"))], sorted(dump)
         again = commit([], [PositionWrite(TP1, 1, 2)], deletions=["s1"])
         assert (await store.commit(again)).ok  # idempotent
@@ -261,7 +264,7 @@ class TranscriptStoreContract:
         for write in (
             create("r1", 5),  # the projector: a run event after the deletion
             create("r1", 5, guard=Guard.FILL),  # the miss path refilling it
-        ):
+        ):  # (r1 is of the deleted session s1)
             outcome = await store.commit(
                 commit([create("r2", 1, session="s2"), write], [PositionWrite(TP, 0, 6)])
             )
@@ -270,13 +273,37 @@ class TranscriptStoreContract:
             assert await store.dump(0) == before
         assert (await store.commit(commit([create("r2", 1, session="s2")]))).ok
 
+    async def test_an_erased_run_is_gone_and_never_written_again(
+        self, store: TranscriptStore
+    ) -> None:
+        runs = [create("r1", 1, session=None), create("r2", 2), create("r3", 3)]
+        assert (await store.commit(commit(runs))).ok
+        assert (await store.commit(commit(erasures=["r1", "r2", "r9"]))).ok
+        assert await store.session_runs(0, "s1") == ["r3"]  # out of its session's index
+        assert (await store.snapshot(0, [], ["r1", "r2", "r3", "r9"])).erased == {
+            "r1",
+            "r2",
+            "r9",
+        }
+        before = await store.dump(0)
+        assert set(before) == {"erased", "meta:r3", "run:r3", "session:s1"}
+        for write in (
+            create("r1", 5, session=None),
+            create("r2", 5, guard=Guard.FILL, session="s2"),
+        ):
+            outcome = await store.commit(commit([write]))
+            assert outcome.kind is Conflict.DELETED, outcome.conflict
+        assert await store.dump(0) == before
+        assert (await store.commit(commit(erasures=["r3"]))).ok
+        assert "session:s1" not in await store.dump(0)  # an emptied index goes
+
     async def test_a_run_written_with_its_sessions_deletion_goes_too(
         self, store: TranscriptStore
     ) -> None:
         outcome = await store.commit(commit([create("r1", 1)], deletions=["s1"]))
         assert outcome.ok
         assert (await store.heads(0, ["r1"]))["r1"].meta is None
-        assert await store.dump(0) == {"deleted": ["s1"]}
+        assert await store.dump(0) == {"deleted": ["s1"], "erased": ["r1"]}
 
     async def test_deletions_belong_to_their_generation(self, store: TranscriptStore) -> None:
         assert (await store.commit(commit([create("r1", 1)], deletions=["s1"]))).ok

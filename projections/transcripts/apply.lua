@@ -5,10 +5,12 @@
 -- KEYS[1]  the slot pointer (<prefix>:tx:live or :building)
 -- KEYS[2]  the generation's positions hash
 -- KEYS[3]  the generation's deleted sessions (set)
--- KEYS[3i+1], KEYS[3i+2], KEYS[3i+3] (i = 1..nruns)  meta, body, session of run i
+-- KEYS[4]  the generation's erased runs (set)
+-- KEYS[3i+2], KEYS[3i+3], KEYS[3i+4] (i = 1..nruns)  meta, body, session of run i
 --          (the session key repeats the meta key when the run has no session)
 -- ARGV     generation, slot, ttl, base, npos, npos x (field, expected, new),
---          nruns, nruns x (run_id, session, header, blob), ndel, ndel x session_id
+--          nruns, nruns x (run_id, session, header, blob),
+--          ndel, ndel x session_id (sessions deleted), nerase, nerase x run_id (runs erased)
 --          base: the generation's key prefix (<prefix>:tx:<n>:)
 --          header: guard|expected_last|expected_body|partition|first|last|first_ms|
 --                  body|count|#committed|#open|#state|#applied
@@ -17,10 +19,11 @@
 --          Few arguments per run: packing them is most of the client's work.
 --          A deleted session's runs are the members of its session index: the
 --          script derives their keys from base (not declared in KEYS: fine on
---          the standalone Redis this targets, not on a Redis Cluster).
+--          the standalone Redis this targets, not on a Redis Cluster), as for
+--          erased runs.
 -- Returns  {1, ''} when written, {0, why} when a guard failed (nothing written);
 --          why starts with the guard: generation, position, run or deleted (a run
---          of a deleted session).
+--          of a deleted session, or an erased run).
 
 local generation, slot, ttl, base = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local RUN_ARGS = 4
@@ -59,11 +62,14 @@ local nruns = tonumber(ARGV[a])
 
 a = runs_at
 for i = 1, nruns do
-  local meta, body = KEYS[3 * i + 1], KEYS[3 * i + 2]
+  local meta, body = KEYS[3 * i + 2], KEYS[3 * i + 3]
   local h = header(a)
   local session_id = ARGV[a + 1]
   if session_id ~= '' and redis.call('SISMEMBER', KEYS[3], session_id) == 1 then
     return {0, 'deleted session ' .. session_id .. ' of run ' .. ARGV[a] .. ' is erased'}
+  end
+  if redis.call('SISMEMBER', KEYS[4], ARGV[a]) == 1 then
+    return {0, 'deleted session took run ' .. ARGV[a] .. ' with it'}
   end
   local last = tonumber(redis.call('HGET', meta, 'l') or '-1')
   local has_body = redis.call('EXISTS', body) == 1
@@ -102,7 +108,7 @@ end
 
 a = runs_at
 for i = 1, nruns do
-  local meta, body, session = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local meta, body, session = KEYS[3 * i + 2], KEYS[3 * i + 3], KEYS[3 * i + 4]
   local run_id, session_id, h = ARGV[a], ARGV[a + 1], header(a)
   local mode = h.mode
   if redis.call('EXISTS', meta) == 1 then
@@ -137,14 +143,26 @@ for i = 1, nruns do
 end
 
 -- Erasures last: a run this commit wrote into a deleted session goes too.
+local function erase(run_id)
+  redis.call('DEL', base .. 'meta:' .. run_id, base .. 'run:' .. run_id)
+  redis.call('SADD', KEYS[4], run_id)
+end
 local ndel = tonumber(ARGV[dels_at])
 for j = dels_at + 1, dels_at + ndel do
   local session_id = ARGV[j]
   local session = base .. 'session:' .. session_id
   redis.call('SADD', KEYS[3], session_id)
   for _, run_id in ipairs(redis.call('ZRANGE', session, 0, -1)) do
-    redis.call('DEL', base .. 'meta:' .. run_id, base .. 'run:' .. run_id)
+    erase(run_id)
   end
   redis.call('DEL', session)
+end
+local erase_at = dels_at + ndel + 1
+for j = erase_at + 1, erase_at + tonumber(ARGV[erase_at]) do
+  local session_id = redis.call('HGET', base .. 'meta:' .. ARGV[j], 's')
+  if session_id then
+    redis.call('ZREM', base .. 'session:' .. session_id, ARGV[j])
+  end
+  erase(ARGV[j])
 end
 return {1, ''}

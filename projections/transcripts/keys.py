@@ -19,6 +19,8 @@ lives under ``<prefix>:tx:<generation>:``:
 - ``deleted`` (set, never expires) - the erased sessions (``session_deleted``
   applied): their runs are gone and their later or replayed run events are
   dropped.
+- ``erased`` (set, never expires) - the runs erased with their session: every
+  later event of them is dropped (also one that names no session).
 
 Beside the generations: ``live`` names the generation readers use (absent
 means 0), ``building`` the one a rebuild is filling, ``next`` hands out
@@ -90,6 +92,10 @@ class GenerationKeys:
     @property
     def deleted(self) -> str:
         return f"{self.base}deleted"
+
+    @property
+    def erased(self) -> str:
+        return f"{self.base}erased"
 
     @property
     def pattern(self) -> str:

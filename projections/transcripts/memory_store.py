@@ -37,6 +37,12 @@ class _Generation:
     bodies: dict[str, RunBody] = field(default_factory=dict)
     sessions: dict[str, dict[str, int]] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
+    erased: set[str] = field(default_factory=set)
+
+    def erase(self, run_id: str) -> None:
+        self.meta.pop(run_id, None)
+        self.bodies.pop(run_id, None)
+        self.erased.add(run_id)
 
 
 def _appended(body: RunBody, change: BodyAppend) -> RunBody:
@@ -108,6 +114,7 @@ class InMemoryTranscriptStore:
             await self.positions(generation, partitions),
             heads,
             await self.deleted(generation, sessions | set(session_ids)),
+            self._g(generation).erased.intersection(run_ids),
         )
 
     async def deleted(self, generation: int, session_ids: Collection[str]) -> set[str]:
@@ -150,6 +157,10 @@ class InMemoryTranscriptStore:
                         f"deleted session {w.meta.session_id} of run {w.run_id} is erased",
                         Conflict.DELETED,
                     )
+                if w.run_id in g.erased:
+                    return CommitOutcome(
+                        False, f"deleted session took run {w.run_id} with it", Conflict.DELETED
+                    )
                 meta = g.meta.get(w.run_id)
                 last = -1 if meta is None else meta.last
                 has_body = w.run_id in g.bodies
@@ -181,8 +192,15 @@ class InMemoryTranscriptStore:
             for session_id in commit.deletions:
                 g.deleted.add(session_id)
                 for run_id in g.sessions.pop(session_id, {}):
-                    g.meta.pop(run_id, None)
-                    g.bodies.pop(run_id, None)
+                    g.erase(run_id)
+            for run_id in commit.erasures:
+                meta = g.meta.get(run_id)
+                if meta is not None and meta.session_id in g.sessions:
+                    index = g.sessions[meta.session_id]
+                    index.pop(run_id, None)
+                    if not index:
+                        del g.sessions[meta.session_id]  # as Redis drops an empty zset
+                g.erase(run_id)
             self.commits += 1
             return COMMITTED
 
@@ -237,4 +255,6 @@ class InMemoryTranscriptStore:
             out[f"session:{session_id}"] = [[r, float(s)] for r, s in ordered]
         if g.deleted:
             out["deleted"] = sorted(g.deleted)
+        if g.erased:
+            out["erased"] = sorted(g.erased)
         return dict(sorted(out.items()))

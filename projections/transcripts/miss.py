@@ -16,11 +16,11 @@ Contract of :meth:`MissPath.fill`:
   skipped, as the projector dead-letters them), so the body it writes is the
   one the projector would have written, and sets the run's last offset to the
   last record that changed the transcript.
-- Never refills a run of an erased session: when the run's session (its
-  records' or its stored one) is deleted in the live generation, the fill
-  writes nothing and returns None, as for an unknown run. The store refuses
-  a fill of a deleted session's run (``Conflict.DELETED``), so a deletion
-  applied while the fill read the log wins too.
+- Never refills a run of an erased session: when the run is erased, or its
+  session (its stored one or one its records name) is deleted in the live
+  generation, the fill writes nothing and returns None, as for an unknown
+  run. The store refuses a fill of such a run (``Conflict.DELETED``), so a
+  deletion applied while the fill read the log wins too.
 """
 
 from __future__ import annotations
@@ -170,9 +170,9 @@ class KafkaRunLog:
         if self._consumer is not None:
             return
         if self._decoder is None:
-            from runwire.contract.codec import default_codec
+            from runwire.contract.codec import codec_for
 
-            self._decoder = default_codec()
+            self._decoder = codec_for(self._settings)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
             client_id=f"{self._settings.client_id}-transcript-miss",
@@ -285,7 +285,10 @@ class MissPath:
         for _ in range(self._max_attempts):
             generation = await self._store.generation(Slot.LIVE)
             assert generation is not None
-            head = (await self._store.heads(generation, [run_id]))[run_id]
+            snap = await self._store.snapshot(generation, (), [run_id])
+            if snap.erased or snap.deleted:
+                return None  # erased with its session: as if unknown
+            head = snap.heads[run_id]
             if head.has_body:
                 found = await self._store.messages(generation, [run_id])
                 if run_id in found:
@@ -305,11 +308,8 @@ class MissPath:
                 records = await self._log.read(run_id, partition, progress.folded_to + 1, target)
                 _fold(progress, records)
                 progress.folded_to = target
-            sessions = set(progress.sessions)
-            if head.meta is not None and head.meta.session_id is not None:
-                sessions.add(head.meta.session_id)
-            if sessions and await self._store.deleted(generation, sessions):
-                return None  # erased: as if unknown
+            if progress.sessions and await self._store.deleted(generation, progress.sessions):
+                return None  # a deleted session's: as if unknown
             meta = self._meta(head.meta, progress)
             if meta is None:
                 return []  # located, but none of its records could be read

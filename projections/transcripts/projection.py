@@ -24,18 +24,21 @@ the miss path writing beside it):
   builder, which remembers every applied id in the stored state.
 
 Erasure: the projection also reads the session-events topic, for
-``session_deleted`` only (:func:`deletion`). A deletion goes into the same
-``apply.lua`` call as the batch's positions: it records the session as
-deleted in the generation and removes the runs of its session index. A run
-event of a deleted session - by the event's session id or its run's stored
-one - is dropped (skipped, neither applied nor dead-lettered), and so is
-every event of a session deleted in the same batch, whatever their order.
-The two topics interleave in any order across partitions: a run written
-before the deletion is removed by it; one written after finds the session
-deleted (the snapshot says so, and the script refuses a run write of a
-deleted session, so a writer that read before a concurrent deletion reads
-again). A rebuild reads both topics from offset 0 into its own generation,
-so it honours every deletion too.
+``session_deleted`` only (:func:`deletion`; the rest of that topic is the
+session index's). A deletion goes into the same ``apply.lua`` call as the
+batch's positions: it records the session as deleted in the generation and
+erases the runs of its session index (removed, and recorded as erased). A
+run belongs to its stored session, else to the sessions its events name
+(:func:`_sessions`). The events of an erased run, and of a run of a deleted
+session (which is erased then, even if nothing of it was cached), are
+dropped: skipped, neither applied nor dead-lettered - also those of a
+session deleted in the same batch, whatever their order in it, and those
+that name no session. The two topics interleave in any order across
+partitions: a run written before the deletion is erased by it; one written
+after finds the session deleted (the snapshot says so, and the script
+refuses a run write of a deleted session or an erased run, so a writer that
+read before a concurrent deletion reads again). A rebuild reads both topics
+from offset 0 into its own generation, so it honours every deletion too.
 
 The builders of recently written runs are kept in memory (keyed by their
 generation and last offset, so a stale one is never used); a conflict
@@ -48,7 +51,7 @@ import asyncio
 import logging
 import random
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
 from runwire.contract.events import SessionDeleted
@@ -230,11 +233,7 @@ class TranscriptProjection:
                 skipped += 1
                 continue
             if record.topic == session_topic:
-                try:
-                    deleted = deletion(record)
-                except ValueError as e:
-                    rejections.append(Rejection.of(record, "key_mismatch", str(e)))
-                    continue
+                deleted = deletion(record)
                 if deleted is None or deleted in snap.deleted:
                     skipped += 1  # not a deletion (the session index reads the rest)
                 else:
@@ -245,14 +244,15 @@ class TranscriptProjection:
                 continue
             by_run.setdefault(record.event.run_id, []).append(record)
         gone = snap.deleted | deletions
-        if gone:
-            for run_id in list(by_run):
-                meta = heads[run_id].meta
-                sessions = {r.event.session_id for r in by_run[run_id]}
-                if meta is not None:
-                    sessions.add(meta.session_id)
-                if not gone.isdisjoint(sessions):
-                    skipped += len(by_run.pop(run_id))  # erased: dropped, not dead-lettered
+        erasures: list[str] = []
+        for run_id in list(by_run):
+            if run_id in snap.erased:
+                skipped += len(by_run.pop(run_id))  # erased: dropped, not dead-lettered
+            elif gone and not gone.isdisjoint(_sessions(heads[run_id], by_run[run_id])):
+                # The run is (or would become) a deleted session's: it goes too,
+                # so that its later events go even when they name no session.
+                skipped += len(by_run.pop(run_id))
+                erasures.append(run_id)
         heads = {run_id: heads[run_id] for run_id in by_run}
         builders = await self._builders(generation, heads)
         run_writes: list[RunWrite] = []
@@ -278,9 +278,9 @@ class TranscriptProjection:
         # Before the write: a position may only pass a record whose dead letter exists.
         await dead_letters.send(new)
         sent.update((r.topic, r.partition, r.offset) for r in new)
-        if writes or run_writes or deletions:
+        if writes or run_writes or deletions or erasures:
             outcome = await self.store.commit(
-                Commit(slot, generation, writes, run_writes, sorted(deletions))
+                Commit(slot, generation, writes, run_writes, sorted(deletions), erasures)
             )
             if not outcome.ok:
                 log.debug("projection %s: compare-and-set lost: %s", NAME, outcome.conflict)
@@ -346,18 +346,23 @@ class TranscriptProjection:
         return TranscriptRebuild(self, generation)
 
 
-def deletion(record: SourceRecord) -> str | None:
-    """The session a session-events record erases (None: not a ``session_deleted``).
+def _sessions(head: RunHead, records: Sequence[SourceRecord]) -> set[str]:
+    """The sessions a run belongs to: its stored one, else those its records name."""
+    if head.meta is not None and head.meta.session_id is not None:
+        return {head.meta.session_id}
+    return {r.event.session_id for r in records if r.event.session_id is not None}
 
-    Raises ValueError when the record's key is not the session id (the
-    session index rejects such a record too, and so it deletes nothing).
+
+def deletion(record: SourceRecord) -> str | None:
+    """The session a session-events record deletes (None: not a deletion to obey).
+
+    A ``session_deleted`` whose record key is not its session id is none: the
+    session index rejects (dead-letters) it, so the session stays, and so do
+    its runs (as in the run-status projection).
     """
     event = record.event
-    if not isinstance(event.payload, SessionDeleted) or event.session_id is None:
+    if not isinstance(event.payload, SessionDeleted) or not event.session_id:
         return None
     if record.key != event.session_id.encode():
-        raise ValueError(
-            f"record key {record.key!r:.80} is not the session_id {event.session_id!r} "
-            f"of event {event.event_id}"
-        )
+        return None
     return event.session_id

@@ -127,19 +127,26 @@ class RedisTranscriptStore:
     ) -> Snapshot:
         tps, ids, sessions = list(partitions), list(run_ids), list(session_ids)
         if not tps and not ids and not sessions:
-            return Snapshot({}, {}, set())
+            return Snapshot({}, {}, set(), set())
         keys = self._gen(generation)
-        key_list = [keys.positions, keys.deleted]
+        key_list = [keys.positions, keys.deleted, keys.erased]
         for run_id in ids:
             key_list += [keys.meta(run_id), keys.body(run_id)]
         # One script instead of a pipeline: a batch touches hundreds of runs,
         # and redis-py's per-command cost was most of the read.
         reply = await self._snapshot(
-            keys=key_list, args=[len(tps), *(position_field(tp) for tp in tps), *sessions]
+            keys=key_list,
+            args=[
+                len(tps),
+                *(position_field(tp) for tp in tps),
+                len(sessions),
+                *sessions,
+                *ids,
+            ],
         )
         positions = {tp: int(v) for tp, v in zip(tps, reply[: len(tps)], strict=True)}
         heads: dict[str, RunHead] = {}
-        rest = reply[len(tps) : -1]
+        rest = reply[len(tps) : -2]
         for i, run_id in enumerate(ids):
             fields, exists = rest[2 * i], rest[2 * i + 1]
             if not fields:
@@ -154,7 +161,9 @@ class RedisTranscriptStore:
                 first_ms=int(t),
             )
             heads[run_id] = RunHead(meta=meta, has_body=bool(exists))
-        return Snapshot(positions, heads, {_text(d) for d in reply[-1]})
+        return Snapshot(
+            positions, heads, {_text(d) for d in reply[-2]}, {_text(r) for r in reply[-1]}
+        )
 
     async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
         ids = list(run_ids)
@@ -202,7 +211,7 @@ class RedisTranscriptStore:
     async def commit(self, commit: Commit) -> CommitOutcome:
         keys = self._gen(commit.generation)
         pointer = self.keys.live if commit.slot is Slot.LIVE else self.keys.building
-        key_list: list[str] = [pointer, keys.positions, keys.deleted]
+        key_list: list[str] = [pointer, keys.positions, keys.deleted, keys.erased]
         args: list[str | bytes | int] = [
             str(commit.generation),
             commit.slot.value,
@@ -239,6 +248,7 @@ class RedisTranscriptStore:
             )
             args += [w.run_id, session or "", header, b"".join(parts)]
         args += [len(commit.deletions), *commit.deletions]
+        args += [len(commit.erasures), *commit.erasures]
         ok, why = await self._apply(keys=key_list, args=args)
         if int(ok) == 1:
             return COMMITTED

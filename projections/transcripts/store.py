@@ -33,13 +33,16 @@ Contract of :meth:`TranscriptStore.commit` (the only write of run data):
   session indexes, positions and deleted sessions never expire.
 - **Erasure**: ``Commit.deletions`` names sessions erased by the commit (a
   ``session_deleted`` on the session-events topic). Each is recorded in the
-  generation's deleted sessions, and every run of its session index (meta
-  and body) and the index itself are removed, in the same atomic step as the
-  positions. A run write (``EXACT`` or ``FILL``) whose run belongs to a
-  deleted session (by its meta's session) is refused (``Conflict.DELETED``):
-  a writer that computed it before the deletion re-reads, and drops the run.
-  So whatever the order of a session's deletion and its runs' events, and
-  whichever writer gets in first, nothing of a deleted session stays cached.
+  generation's deleted sessions, and every run of its session index is
+  erased, and the index itself removed, in the same atomic step as the
+  positions. Erasing a run (those of a deleted session's index, and those
+  named by ``Commit.erasures``) removes its meta and body (and its place in
+  its session's index) and records it in the generation's erased runs. A run
+  write (``EXACT`` or ``FILL``) of an erased run, or whose meta names a
+  deleted session, is refused (``Conflict.DELETED``): a writer that computed
+  it before the deletion re-reads, and drops the run. So whatever the order
+  of a session's deletion and its runs' events, and whichever writer gets in
+  first, nothing of a deleted session stays cached.
 """
 
 from __future__ import annotations
@@ -156,25 +159,28 @@ class PositionWrite:
 
 @dataclass(frozen=True, slots=True)
 class Commit:
-    """One atomic write; ``deletions``: the sessions it erases (see the module contract)."""
+    """One atomic write; ``deletions``: the sessions it deletes, ``erasures``: more
+    runs it erases (see the module contract)."""
 
     slot: Slot
     generation: int
     positions: Sequence[PositionWrite]
     runs: Sequence[RunWrite]
     deletions: Sequence[str] = ()
+    erasures: Sequence[str] = ()
 
 
 class Snapshot(NamedTuple):
     """What a batch is folded from (:meth:`TranscriptStore.snapshot`).
 
     ``deleted``: the deleted sessions among those asked about and those of
-    the runs' meta.
+    the runs' meta; ``erased``: the erased runs among those asked about.
     """
 
     positions: dict[TopicPartition, int]
     heads: dict[str, RunHead]
     deleted: set[str]
+    erased: set[str]
 
 
 class Conflict(StrEnum):
@@ -222,8 +228,9 @@ class TranscriptStore(Protocol):
         run_ids: Collection[str],
         session_ids: Collection[str] = (),
     ) -> Snapshot:
-        """``positions(partitions)``, ``heads(run_ids)`` and which of ``session_ids``
-        (and of the runs' sessions) are deleted, read together (one round trip)."""
+        """``positions(partitions)``, ``heads(run_ids)``, which of ``session_ids``
+        (and of the runs' sessions) are deleted and which runs are erased, read
+        together (one round trip)."""
         ...
 
     async def deleted(self, generation: int, session_ids: Collection[str]) -> set[str]:

@@ -82,11 +82,15 @@ async def test_deletion_before_or_after_the_run_events_leaves_nothing_and_a_rebu
         # Before: the deletion is applied first, the run events come after.
         await cache.wait_for(await _delete(publisher, late), timeout=60)
         await publish(settings, late_events)
-        # A late event of a run of the session erased first (another writer).
-        straggler = Event.create(
-            UserMessage(parts=["still there?"]), run_id=sessions[early][0], session_id=early
-        )
-        await cache.wait_for(await publisher.publish(straggler), timeout=60)
+        # Late events of runs of the session erased first (another writer), one
+        # of them naming no session (only the run's erasure says whose it is).
+        for straggler in (
+            Event.create(
+                UserMessage(parts=["still there?"]), run_id=sessions[early][0], session_id=early
+            ),
+            Event.create(UserMessage(parts=["whose?"]), run_id=sessions[early][1]),
+        ):
+            await cache.wait_for(await publisher.publish(straggler), timeout=60)
         await wait_caught_up(store, settings)
         for session in (early, late):
             assert await store.session_runs(0, session) == []
@@ -98,6 +102,7 @@ async def test_deletion_before_or_after_the_run_events_leaves_nothing_and_a_rebu
         assert cache.misses == 0
         settled = await store.dump(0)
         assert settled["deleted"] == sorted((early, late))
+        assert settled["erased"] == sorted(sessions[early] + sessions[late])
         # A duplicate deletion changes nothing.
         await cache.wait_for(await _delete(publisher, early), timeout=60)
         assert _without_positions(await store.dump(0)) == _without_positions(settled)

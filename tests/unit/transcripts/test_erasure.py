@@ -99,6 +99,7 @@ async def test_any_interleaving_leaves_nothing_of_deleted_sessions(settings: Set
         dump = await store.dump(0)
         assert dumped_transcripts(dump) == reference_transcripts(kept)
         assert dump["deleted"] == doomed
+        assert dump["erased"] == sorted(set(by_run(events)) - set(by_run(kept)))
         for s in doomed:
             assert await store.session_runs(0, s) == []
         assert not [k for k in dump if k.startswith("meta:") and k[5:] not in by_run(kept)]
@@ -157,12 +158,16 @@ async def test_a_deletion_committed_by_another_writer_first_wins(settings: Setti
     await TwoTopics(settings, log, []).run(projection, 3)
     assert store.raced
     assert projection.conflicts >= 1
-    assert await store.dump(0) == {"deleted": [session], "pos": (await store.dump(0))["pos"]}
+    dump = await store.dump(0)
+    assert set(dump) == {"deleted", "erased", "pos"}
+    assert dump["deleted"] == [session]
+    assert dump["erased"] == sorted(by_run(events))
 
 
-async def test_a_deletion_whose_key_is_not_its_session_is_dead_lettered(
+async def test_a_deletion_whose_key_is_not_its_session_deletes_nothing(
     settings: Settings,
 ) -> None:
+    """The session index rejects it (one dead letter, there), so the runs stay."""
     events = workload(44, runs=3, sessions=1)
     (session,) = {e.session_id for e in events}
     assert session is not None
@@ -172,7 +177,8 @@ async def test_a_deletion_whose_key_is_not_its_session_is_dead_lettered(
     feed = TwoTopics(settings, log, [bad])
     store = InMemoryTranscriptStore()
     await feed.run(TranscriptProjection(store, settings), 4)
-    assert [r.reason for r in feed.sink.sent] == ["key_mismatch"]
+    assert feed.sink.sent == []
+    assert "deleted" not in await store.dump(0)
     assert dumped_transcripts(await store.dump(0)) == reference_transcripts(events)
 
 
@@ -195,7 +201,9 @@ async def test_the_miss_path_does_not_refill_a_deleted_sessions_run(settings: Se
     assert await store.session_runs(0, sessions[0]) == []
 
 
-async def test_a_late_event_of_an_erased_run_is_dropped(settings: Settings) -> None:
+async def test_late_events_of_an_erased_run_are_dropped_even_without_a_session(
+    settings: Settings,
+) -> None:
     events = workload(46, runs=2, sessions=1)
     (session,) = {e.session_id for e in events}
     run_id = events[0].run_id
@@ -206,5 +214,22 @@ async def test_a_late_event_of_an_erased_run_is_dropped(settings: Settings) -> N
     feed = TwoTopics(settings, log, [deletion])
     await feed.run(TranscriptProjection(store, settings), 5)
     log.append(Event.create(UserMessage(parts=["late"]), run_id=run_id, session_id=session))
+    log.append(Event.create(UserMessage(parts=["whose?"]), run_id=run_id))
     await feed.run(TranscriptProjection(store, settings), 6)
-    assert set(await store.dump(0)) == {"deleted", "pos"}
+    assert set(await store.dump(0)) == {"deleted", "erased", "pos"}
+
+
+async def test_a_session_less_run_that_joins_a_deleted_session_is_erased(
+    settings: Settings,
+) -> None:
+    """Cached without a session, then an event names a deleted session: the run goes."""
+    store = InMemoryTranscriptStore()
+    log = MemoryLog(settings.run_events)
+    log.append(Event.create(UserMessage(parts=["hi"]), run_id="r"))
+    feed = TwoTopics(settings, log, [])
+    await feed.run(TranscriptProjection(store, settings), 7)
+    assert (await store.heads(0, ["r"]))["r"].has_body
+    assert (await store.commit(Commit(Slot.LIVE, 0, (), (), ["s"]))).ok
+    log.append(Event.create(UserMessage(parts=["mine now"]), run_id="r", session_id="s"))
+    await feed.run(TranscriptProjection(store, settings), 8)
+    assert set(await store.dump(0)) == {"deleted", "erased", "pos"}
