@@ -22,6 +22,8 @@ from runwire.projections.runtime.protocol import Projection, Rebuildable
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.sessions.store import SessionIndex
 from runwire.projections.transcripts.keys import Keyspace
+from runwire.projections.transcripts.reader import TranscriptCache
+from runwire.projections.transcripts.store import Slot
 from runwire.publisher import Publisher
 from runwire.sessions import AsyncSession, Session, SessionChange, SessionEvent
 from runwire.sessions.admin import expire_idle, export_any
@@ -215,10 +217,31 @@ async def _memory_erased(settings: Settings, gone: Written, kept: Written) -> No
         assert (await memory.get("user", "alice", "language")) is not None, "user memory stays"
 
 
+async def _transcripts_erased(settings: Settings, gone: Written, kept: Written) -> None:
+    async with TranscriptCache(settings) as cache:
+        store = cache.store
+        live = await store.generation(Slot.LIVE)
+        assert live is not None
+        assert await store.deleted(live, [gone.session_id, kept.session_id]) == {gone.session_id}
+        assert await store.session_runs(live, gone.session_id) == []
+        heads = await store.heads(live, gone.run_ids)
+        assert all(h.meta is None for h in heads.values()), "an erased run is still cached"
+        assert (await store.snapshot(live, (), gone.run_ids)).erased == set(gone.run_ids)
+        for run_id in gone.run_ids:
+            with pytest.raises(NotFoundError):
+                await cache.get(run_id)  # and the miss path did not refill it
+        assert await cache.session_runs(gone.session_id) == []
+        assert await cache.get_session(gone.session_id) == []
+        assert await store.session_runs(live, kept.session_id) == kept.run_ids
+        assert len(await cache.get_session(kept.session_id)) == 4
+        assert cache.misses == 0
+
+
 async def _erased_everywhere(settings: Settings, gone: Written, kept: Written) -> bool:
     await _runs_erased(settings, gone, kept)
     await _session_index_erased(settings, gone, kept)
     await _memory_erased(settings, gone, kept)
+    await _transcripts_erased(settings, gone, kept)
     return True
 
 
@@ -279,13 +302,26 @@ async def test_run_events_after_the_deletion_add_no_rows(
             Event.create(Usage(model="m", provider="p", input_tokens=1), run_id=gone.run_ids[0]),
             Event.create(UserMessage(parts=["again"]), run_id="late-0"),
         ]
-        for event in late:
-            await runs.wait_for(await publisher.publish(event), timeout=20)
+        positions = [await publisher.publish(event) for event in late]
+        for position in positions:
+            await runs.wait_for(position, timeout=20)
         assert await _listed_runs(runs, gone.session_id) == []
         for run_id in ("late-0", gone.run_ids[0]):
             with pytest.raises(NotFoundError):
                 await runs.get(run_id)
         assert await _listed_runs(runs, "still-here") == ["late-1"]
+    # The transcript cache drops them the same way.
+    async with TranscriptCache(settings) as cache:
+        for position in positions:
+            await cache.wait_for(position, timeout=20)
+        live = await cache.store.generation(Slot.LIVE)
+        assert live is not None
+        snap = await cache.store.snapshot(live, (), ["late-0", "late-1", gone.run_ids[0]])
+        assert snap.erased == {"late-0", gone.run_ids[0]}
+        assert snap.heads["late-0"].meta is None
+        assert snap.heads[gone.run_ids[0]].meta is None
+        assert await cache.store.session_runs(live, gone.session_id) == []
+        assert await cache.store.session_runs(live, "still-here") == ["late-1"]
 
 
 async def test_export_import_into_a_fresh_stack(
