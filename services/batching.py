@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
-from runwire.contract.codec import Codec
+from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, Stream
 from runwire.contract.routing import record_headers, record_key, topic_for
 from runwire.errors import ContractError, PublishError
@@ -83,7 +83,7 @@ class MessageBatcher(AsyncService):
 
     def __init__(self, settings: Settings, *, codec: Codec | None = None) -> None:
         self._settings = settings
-        self._codec = codec or Codec(max_event_bytes=settings.max_event_bytes)
+        self._codec = codec or codec_for(settings)
         self._topic = settings.run_events
         self._options = Publisher(settings).producer_options()
         self._max_bytes = settings.producer_max_batch_bytes

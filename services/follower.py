@@ -40,7 +40,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from runwire.contract.codec import Codec, default_codec
+from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event
 from runwire.errors import DecodeError, RunwireError
 from runwire.services.lifecycle import AsyncService
@@ -131,7 +131,7 @@ class Follower(AsyncService):
         self._settings = settings
         self._handler = handler
         self._group_id = group_id
-        self._codec = codec or default_codec()
+        self._codec = codec or codec_for(settings)
         self._options = options or FollowerOptions()
         self._client_id = client_id or f"{settings.client_id}-{group_id}"
         self._topic = settings.run_events

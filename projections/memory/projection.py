@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from runwire.contract.codec import codec_for
 from runwire.contract.events import Event
 from runwire.errors import DecodeError
 from runwire.projections.memory.fold import (
@@ -208,7 +209,9 @@ def memory_projector(
     projection: Projection, settings: Settings, *, options: ProjectorOptions | None = None
 ) -> Projector:
     """A projector for the memory projection, with the decoder its tombstones need."""
-    return Projector(projection, settings, decoder=TombstoneDecoder(), options=options)
+    return Projector(
+        projection, settings, decoder=TombstoneDecoder(codec_for(settings)), options=options
+    )
 
 
 @asynccontextmanager

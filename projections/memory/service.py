@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 
+from runwire.contract.codec import codec_for
 from runwire.projections.memory.fold import TombstoneDecoder
 from runwire.projections.memory.projection import MemoryProjection, memory_projector, open_memory
 from runwire.projections.runtime.consumer import ProjectorOptions
@@ -58,7 +59,8 @@ async def rebuild_memory(settings: Settings, *, restart: bool = False) -> Rebuil
     """Rebuild the memory projection from offset 0 (with the tombstone decoder)."""
     async with open_memory(settings) as projection:
         assert isinstance(projection, MemoryProjection)
-        return await rebuild(projection, settings, restart=restart, decoder=TombstoneDecoder())
+        decoder = TombstoneDecoder(codec_for(settings))
+        return await rebuild(projection, settings, restart=restart, decoder=decoder)
 
 
 def main() -> None:

@@ -177,7 +177,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._projector._seek_to_stored(assigned)
 
 
-def decoder_for(projection: Projection) -> Decoder:
+def decoder_for(projection: Projection, settings: Settings | None = None) -> Decoder:
     """The decoder a projection asks for (its ``decoder`` attribute), else the default codec.
 
     A projection over a compacted topic needs one that understands tombstones
@@ -187,9 +187,9 @@ def decoder_for(projection: Projection) -> Decoder:
     own = getattr(projection, "decoder", None)
     if own is not None:
         return cast(Decoder, own)
-    from runwire.contract.codec import default_codec
+    from runwire.contract.codec import codec_for, default_codec
 
-    return default_codec()
+    return default_codec() if settings is None else codec_for(settings)
 
 
 class Projector:
@@ -239,7 +239,7 @@ class Projector:
         if self._started:
             return
         if self._decoder is None:
-            self._decoder = decoder_for(self.projection)
+            self._decoder = decoder_for(self.projection, self._settings)
         if self._dead_letters is None:
             self._own_dead_letters = DeadLetterProducer(self._settings, self.projection.name)
             await self._own_dead_letters.start()

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
-from runwire.contract.codec import default_codec
+from runwire.contract.codec import codec_for
 from runwire.contract.events import Event, EventType
 from runwire.errors import DecodeError, RunwireError
 from runwire.projections.transcripts.miss import RunLocator
@@ -56,7 +56,7 @@ async def follow_run(
     """Yield the run's events as they are written; see the module contract."""
     topic = settings.run_events
     key = run_id.encode()
-    decoder = default_codec()
+    decoder = codec_for(settings)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         client_id=f"{settings.client_id}-follow",

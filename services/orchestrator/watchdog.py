@@ -50,7 +50,7 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from runwire.contract.codec import Codec, default_codec
+from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, RunFailed, RunStatus
 from runwire.projections.runs.fold import Run
 from runwire.projections.runs.store import RunStore
@@ -139,7 +139,7 @@ class Watchdog(AsyncService):
         )
         self._publisher = publisher
         self._runs = runs
-        self._codec = codec or default_codec()
+        self._codec = codec or codec_for(settings)
         self._now = now
         self._stack: contextlib.AsyncExitStack | None = None
         self._consumer: AIOKafkaConsumer | None = None

@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from runwire.client import topic_partitions
-from runwire.contract.codec import Codec, default_codec
+from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
 from runwire.contract.routing import event_of_record
 from runwire.errors import DecodeError, RunwireError
@@ -77,7 +77,7 @@ class LogMemory(AsyncService):
     ) -> None:
         self._settings = settings
         self._publisher = publisher
-        self._codec = codec or default_codec()
+        self._codec = codec or codec_for(settings)
         self._producer = producer
         self._topic = settings.memory
         self._values: dict[_Key, Any] = {}

@@ -45,7 +45,7 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
 from runwire.contract import ids
-from runwire.contract.codec import Codec, default_codec
+from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import (
     Event,
     EventType,
@@ -420,7 +420,7 @@ class Client:
         self._publisher = publisher
         self._own_publisher = publisher is None
         self.runs = runs
-        self._codec = codec or default_codec()
+        self._codec = codec or codec_for(self.settings)
         self._producer = producer
         self._reader: _LogReader | None = None
         self._locks: dict[int, asyncio.Lock] = {}

@@ -62,7 +62,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
-from runwire.contract.codec import Codec
+from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, EventType, Stream
 from runwire.contract.routing import (
     HEADER_EVENT_ID,
@@ -193,9 +193,7 @@ class Publisher:
 
     def __init__(self, settings: Settings, *, codec: Codec | None = None) -> None:
         self._settings = settings
-        self._codec = (
-            codec if codec is not None else Codec(max_event_bytes=settings.max_event_bytes)
-        )
+        self._codec = codec if codec is not None else codec_for(settings)
         self._state: _NotStarted | _Running | _Stopped = _NotStarted()
         self._partitioner = DefaultPartitioner()
         self._routes: dict[EventType, _Route] = {}
@@ -231,6 +229,7 @@ class Publisher:
             return
         if isinstance(self._state, _Stopped):
             raise PublishError("the publisher is stopped; create a new one")
+        await self._codec.prepare()  # registers the schemas when a registry is configured
         try:
             producer = AIOKafkaProducer(**self.producer_options())
         except RuntimeError as e:  # aiokafka: the compression library is missing

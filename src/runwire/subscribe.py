@@ -35,7 +35,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.message import StreamMessage
 
-from runwire.contract.codec import Codec, default_codec
+from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import PAYLOAD_TYPES, Event, EventPayload, EventType, Stream
 from runwire.contract.routing import HEADER_TYPE, event_of_record, topic_for
 from runwire.errors import DecodeError
@@ -82,7 +82,7 @@ class Subscription:
     def __init__(self, settings: Settings, group_id: str, *, codec: Codec | None = None) -> None:
         self._settings = settings
         self.group_id = f"{settings.topic_prefix}{group_id}"
-        self._codec = codec if codec is not None else default_codec()
+        self._codec = codec if codec is not None else codec_for(settings)
         self._handlers: dict[EventType, list[Callable[[Any, Event], Awaitable[None]]]] = (
             defaultdict(list)
         )

@@ -20,7 +20,7 @@ import typer
 from pydantic import ValidationError
 
 from runwire.cli.common import fail_on_runwire_error
-from runwire.contract.codec import Codec
+from runwire.contract.codec import codec_for
 from runwire.contract.events import Event, now
 from runwire.contract.ids import new_event_id
 from runwire.errors import ContractError
@@ -99,7 +99,7 @@ def publish(
         except OSError as e:
             raise typer.BadParameter(f"cannot read {file}: {e.strerror}", param_hint="FILE") from e
         events = parse_events(text, source, producer)
-        codec = Codec(max_event_bytes=settings.max_event_bytes)
+        codec = codec_for(settings)
         for event in events:
             codec.encode(event)  # refuse what could never be sent before sending anything
         if check:

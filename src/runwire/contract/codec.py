@@ -225,19 +225,18 @@ class Codec:
     async def prepare(self) -> None:
         """Learn the registry ids of every schema ``encode`` writes, without blocking the loop.
 
-        A no-op for single-object framing. With Confluent framing over a
-        lookup that has ``register_all`` (the registry client), the writer
-        schemas are registered concurrently on the event loop; afterwards
-        ``encode`` never waits for the registry. Without it, each type's id is
-        asked for (blocking) the first time an event of that type is encoded.
+        With Confluent framing over a lookup that has ``register_all`` (the
+        registry client), the writer schemas are registered concurrently on
+        the event loop; afterwards ``encode`` never waits for the registry.
+        Otherwise a no-op: each type's id is asked for (blocking) the first
+        time an event of that type is encoded.
         Raises the lookup's error (``SchemaRegistryError``) when the registry
         refuses or cannot be reached.
         """
-        if self._framing is not Framing.CONFLUENT:
-            return
         register_all = getattr(self._lookup, "register_all", None)
-        if register_all is not None:
-            await register_all([w.schema for w in self._single_object_writers.values()])
+        if self._framing is not Framing.CONFLUENT or register_all is None:
+            return
+        await register_all([w.schema for w in self._single_object_writers.values()])
         for event_type in self._single_object_writers:
             self._writer(event_type)
 

@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from runwire.client import topic_partitions
-from runwire.contract.codec import Codec, default_codec
+from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event
 from runwire.errors import RunwireError
 from runwire.sessions.callbacks import changes_of
@@ -48,7 +48,7 @@ class LogWatcher:
 
     def __init__(self, settings: Settings, *, codec: Codec | None = None) -> None:
         self._settings = settings
-        self._codec = codec or default_codec()
+        self._codec = codec or codec_for(settings)
         self._listeners: dict[str, list[Listener]] = {}
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None

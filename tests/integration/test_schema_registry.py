@@ -1,0 +1,125 @@
+"""The Confluent wire format on the real broker, with a schema registry configured.
+
+The registry is tests/fakes/schema_registry.py (the registry's REST API on
+127.0.0.1); Kafka and Postgres are the test stack's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaProducer
+
+from runwire.contract.codec import codec_for
+from runwire.contract.framing import Framing, confluent_header, read_header
+from runwire.contract.registry import subject_of
+from runwire.contract.schemas import released_schemas
+from runwire.projections.runtime.dead_letters import list_dead_letters
+from runwire.projections.runtime.pg import Pool, open_pool
+from runwire.projections.workload import read_raw, synthetic_events
+from runwire.settings import Settings
+from tests.fakes.schema_registry import FakeSchemaRegistry
+from tests.integration.projection_support import (
+    as_records,
+    assert_runs_match,
+    caught_up,
+    projections,
+    publish,
+    running,
+)
+
+pytestmark = pytest.mark.integration
+
+UNKNOWN_ID = 987_654
+
+
+@pytest.fixture
+def registry() -> Iterator[FakeSchemaRegistry]:
+    with FakeSchemaRegistry() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pool(settings: Settings) -> AsyncIterator[Pool]:
+    pool = await open_pool(settings)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def test_confluent_framed_events_fold_like_single_object_ones(
+    settings: Settings, registry: FakeSchemaRegistry, pool: Pool
+) -> None:
+    writer = settings.model_copy(update={"schema_registry_url": registry.url})
+    # The projector stands for another process: its own client, its own caches.
+    reader = writer.model_copy(update={"schema_registry_timeout_seconds": 3.0})
+    workload = synthetic_events(runs=40, sessions=8, events=1_200, seed=11)
+    half = len(workload.events) // 2
+    # First half with a registry (Confluent framing), the rest without: one log, two framings.
+    placed = await publish(writer, workload.events[:half])
+    placed += await publish(settings, workload.events[half:])
+
+    # The writer registered every type when it started, each under its record name.
+    subjects = registry.subjects()
+    schemas = released_schemas()
+    assert set(subjects) == {subject_of(schemas.latest(t)) for t in schemas.event_types()}
+    raw = {
+        (r.topic, r.partition, r.offset): r.value
+        for r in await read_raw(settings, [settings.run_events, settings.session_events])
+    }
+    for n, (event, position) in enumerate(zip(workload.events, placed, strict=True)):
+        value = raw[(position.topic, position.partition, position.offset)]
+        header = read_header(value)
+        if n < half:
+            (schema_id,) = subjects[subject_of(codec_for(writer).writer_schema(event.type))]
+            assert value[:5] == b"\x00" + schema_id.to_bytes(4, "big"), (n, event.type)
+            assert header.framing is Framing.CONFLUENT
+        else:
+            assert value[:2] == b"\xc3\x01"
+            assert header.fingerprint == codec_for(settings).writer_schema(event.type).fingerprint
+
+    # A record whose id the registry never gave out.
+    victim = next(e for e in workload.events if e.run_id is not None)
+    assert victim.run_id is not None
+    body = codec_for(settings).encode(victim)[10:]
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all")
+    await producer.start()
+    try:
+        bad = await producer.send_and_wait(
+            settings.run_events, confluent_header(UNKNOWN_ID) + body, key=victim.run_id.encode()
+        )
+    finally:
+        await producer.stop()
+
+    requests_before = len(registry.requests)
+    runs, _ = projections(pool, reader)
+    await runs.prepare()
+    async with running(runs, reader):
+        await caught_up(runs, reader)
+    records = as_records(workload.events, placed)
+    await assert_runs_match(pool, records, settings.run_events, settings.session_events)
+
+    # The projector learnt each id it met, once each, and asked nothing else.
+    asked = registry.requests[requests_before:]
+    written = {ids[0] for ids in subjects.values()}
+    used = {
+        read_header(value).schema_id
+        for value in raw.values()
+        if read_header(value).framing is Framing.CONFLUENT
+    }
+    assert used <= written
+    assert sorted(path for _, path in asked) == sorted(
+        f"/schemas/ids/{i}" for i in used | {UNKNOWN_ID}
+    )
+    assert {method for method, _ in asked} == {"GET"}
+
+    letters = [r for r in await list_dead_letters(settings) if r.consumer == "runs"]
+    assert [(r.source_partition, r.source_offset) for r in letters] == [(bad.partition, bad.offset)]
+    (letter,) = letters
+    assert letter.reason == "unknown_schema_id"
+    assert f"schema id {UNKNOWN_ID} not found" in letter.message
+    assert registry.url in letter.message
+    assert letter.value == confluent_header(UNKNOWN_ID) + body
