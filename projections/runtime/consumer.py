@@ -8,6 +8,14 @@ Contract:
   (see :mod:`runwire.projections.runtime.protocol`). On every assignment the
   projector loads them and seeks there; Kafka's committed offsets are written
   after each apply (at most once per ``commit_interval``) only as a lag hint.
+  The hint is never ahead of the stored positions. After a clean ``stop()``
+  it equals them for every partition the instance owned: stop lets the batch
+  being applied settle, then commits the stored positions (retrying while
+  the group rebalances) before the consumer leaves the group. It trails when
+  the stop could not do that within ``stop_timeout`` (broker or store
+  unreachable, a rebalance that does not settle) or the instance was fenced
+  out of the group; the next owner of a partition commits its stored
+  position with its first hint after the assignment, so a trailing hint heals.
 - Every fetched record is decoded; a record that does not decode is written
   to the dead-letter topic (before the position moves past it) and the
   partition goes on. A batch whose apply fails for a reason that is not
@@ -142,6 +150,8 @@ class ProjectorOptions:
     group_instance_id: str | None = None
     retry_backoff: float = 0.2
     max_retry_backoff: float = 5.0
+    stop_timeout: float = 10.0
+    """How long ``stop()`` waits for the batch being applied, then for the last lag hint."""
 
 
 @dataclass(slots=True)
@@ -221,9 +231,12 @@ class Projector:
         # where the consumer reads next (ahead of it while a batch is applied).
         self._expected: dict[TopicPartition, int] = {}
         self._next_fetch: dict[TopicPartition, int] = {}
-        self._last_commit = 0.0
+        self._last_commit = float("-inf")  # the first hint goes at once
         self._uncommitted: dict[TopicPartition, int] = {}
         self._hint_task: asyncio.Future[None] | None = None
+        # Set while run() is looping; stop() waits for it to settle its batch.
+        self._run_task: asyncio.Task[Any] | None = None
+        self._run_done: asyncio.Event | None = None
         self.stats = ProjectorStats()
 
     # -- lifecycle -------------------------------------------------------------
@@ -272,12 +285,17 @@ class Projector:
             raise
 
     async def stop(self) -> None:
-        """Commit the lag hint, leave the group, close. Safe to call twice."""
+        """Let the batch being applied settle, commit the last lag hint, leave the group, close.
+
+        Safe to call twice. Waits at most ``stop_timeout`` for the run loop and
+        as long again for the hint (see the module docstring for when it trails).
+        """
         self._stopping.set()
+        await self._wait_for_run_loop()
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             try:
-                await self._commit_hint(consumer, force=True)
+                await self._last_hint(consumer)
             finally:
                 await consumer.stop()
         own, self._own_dead_letters = self._own_dead_letters, None
@@ -352,6 +370,13 @@ class Projector:
         """
         if not self._started:
             raise RuntimeError("Projector.run() needs start() first (or `async with`)")
+        self._run_task, self._run_done = asyncio.current_task(), asyncio.Event()
+        try:
+            await self._run()
+        finally:
+            self._run_done.set()
+
+    async def _run(self) -> None:
         backoff = self._options.retry_backoff
         ahead: _Fetched | None = None
         while not self._stopping.is_set():
@@ -600,6 +625,10 @@ class Projector:
             position = stored.get(tp, 0)
             self._expected[tp] = position
             self._next_fetch[tp] = position
+            # The new owner's first hint says where the partition is, even
+            # before it applies anything (a hint left behind by the previous
+            # owner, or none at all, is corrected).
+            self._uncommitted[tp] = position
             consumer.seek(KafkaTopicPartition(tp.topic, tp.partition), position)
         log.info(
             "projection %s: assigned %s",
@@ -630,27 +659,19 @@ class Projector:
                     self._next_fetch[key] = self._expected.get(key, 0)
                     consumer.seek(tp, self._next_fetch[key])
 
-    async def _commit_hint(self, consumer: Any, *, force: bool = False) -> None:
+    async def _commit_hint(self, consumer: Any) -> None:
         """Commit stored positions to the group as a lag hint, off the loop's path.
 
-        At most one commit is in flight; ``force`` (on stop) waits for it.
+        At most one commit is in flight, at most one started per ``commit_interval``.
         """
-        if force:
-            # The run loop may start another hint while this waits for one, so
-            # wait until none is in flight; the last positions then go below.
-            while self._hint_task is not None and not self._hint_task.done():
-                with contextlib.suppress(Exception):
-                    await self._hint_task
-        elif self._hint_task is not None and not self._hint_task.done():
+        if self._hint_task is not None and not self._hint_task.done():
             return
         if self.group_id is None or not self._uncommitted:
             return
         now = time.monotonic()
-        if not force and now - self._last_commit < self._options.commit_interval:
+        if now - self._last_commit < self._options.commit_interval:
             return
         self._last_commit = now
-        # From the consumer given, not self.assigned(): stop() has already
-        # cleared self._consumer when it forces the last hint.
         owned = {TopicPartition(tp.topic, tp.partition) for tp in consumer.assignment()}
         offsets = {
             KafkaTopicPartition(tp.topic, tp.partition): pos
@@ -660,10 +681,7 @@ class Projector:
         self._uncommitted.clear()
         if not offsets:
             return
-        commit = asyncio.ensure_future(self._send_hint(consumer, offsets))
-        self._hint_task = commit
-        if force:
-            await commit
+        self._hint_task = asyncio.ensure_future(self._send_hint(consumer, offsets))
 
     async def _send_hint(self, consumer: Any, offsets: dict[Any, int]) -> None:
         try:
@@ -674,6 +692,99 @@ class Projector:
             for ktp, pos in offsets.items():
                 self._uncommitted.setdefault(TopicPartition(ktp.topic, ktp.partition), pos)
             log.debug("projection %s: lag hint not committed: %s", self.projection.name, e)
+
+    async def _wait_for_run_loop(self) -> None:
+        """Let run() finish the batch it is applying and book its positions.
+
+        Its apply may already be stored (visible to readers and to lag) while
+        the loop still waits for its prefetch; the positions of that batch only
+        reach the hint once the loop has settled it, so the consumer must stay.
+        """
+        done = self._run_done
+        if done is None or done.is_set() or asyncio.current_task() is self._run_task:
+            return
+        try:
+            await asyncio.wait_for(done.wait(), timeout=self._options.stop_timeout)
+        except TimeoutError:
+            log.warning(
+                "projection %s: the batch being applied did not settle within %.1fs of stop; "
+                "the lag hint may trail the stored positions",
+                self.projection.name,
+                self._options.stop_timeout,
+            )
+
+    async def _last_hint(self, consumer: Any) -> None:
+        """On stop, while still a member of the group: commit every owned stored position.
+
+        Explicit offsets (the positions in the store, not the consumer's fetch
+        positions, which run ahead), for every partition still owned. aiokafka
+        retries a commit while the coordinator is unknown but fails it during
+        a rebalance (``IllegalStateError`` while unassigned, ``CommitFailedError``
+        for a stale generation): those are retried here with the assignment of
+        the moment, until ``stop_timeout``. It must precede ``consumer.stop()``:
+        after it the member has left the group, and a commit then waits for a
+        coordinator that a closing consumer no longer looks up.
+        """
+        if self.group_id is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._options.stop_timeout
+        # An older hint landing after this one would move the hint back.
+        if self._hint_task is not None and not self._hint_task.done():
+            await asyncio.wait({self._hint_task}, timeout=self._options.stop_timeout / 2)
+            if not self._hint_task.done():
+                self._hint_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._hint_task
+        self._uncommitted.clear()
+        backoff = self._options.retry_backoff
+        while True:
+            offsets = {
+                ktp: self._expected[tp]
+                for ktp in consumer.assignment()
+                if (tp := TopicPartition(ktp.topic, ktp.partition)) in self._expected
+            }
+            if not offsets:
+                # Nothing owned (any more): revoked partitions are hinted by
+                # their next owner as soon as it is assigned them.
+                return
+            error: BaseException | None = None
+            remaining = deadline - loop.time()
+            if remaining > 0:
+                try:
+                    await asyncio.wait_for(consumer.commit(offsets), timeout=remaining)
+                    return
+                except (CommitFailedError, IllegalStateError) as e:
+                    error = e  # a rebalance: try again with the new assignment
+                except KafkaError as e:
+                    if not e.retriable:
+                        log.warning(
+                            "projection %s: last lag hint not committed: %s",
+                            self.projection.name,
+                            e,
+                        )
+                        return
+                    error = e
+                except TimeoutError as e:
+                    error = e
+            if loop.time() + backoff >= deadline:
+                log.warning(
+                    "projection %s: last lag hint not committed within %.1fs (%s: %s); "
+                    "it may trail the stored positions",
+                    self.projection.name,
+                    self._options.stop_timeout,
+                    type(error).__name__,
+                    error,
+                )
+                return
+            log.info(
+                "projection %s: last lag hint not committed yet (%s: %s); retrying",
+                self.projection.name,
+                type(error).__name__,
+                error,
+            )
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._options.max_retry_backoff)
 
     def _require_consumer(self) -> Any:
         if self._consumer is None:
