@@ -93,6 +93,7 @@ class MemoryProjection(PostgresProjection):
     def __init__(self, pool: Pool, settings: Settings, *, generation: int | None = None) -> None:
         super().__init__(pool, (settings.memory, settings.session_events), generation=generation)
         self._settings = settings
+        self.decoder = TombstoneDecoder(codec_for(settings))  # reads both framings
         self._session_topic = settings.session_events
         # One upsert for the batch; conflict on the address.
         self._upsert = upsert_sql("{table}", COLUMNS, "scope").replace(

@@ -11,6 +11,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
 from fastavro import parse_schema, schemaless_writer
@@ -272,3 +273,27 @@ def test_settings_choose_the_codec(
     assert read_header(codec.encode(event)).framing is Framing.CONFLUENT
     assert codec_for(plain).decode(codec_for(plain).encode(event)) == event
     assert codec.decode(codec_for(plain).encode(event)) == event
+
+
+def test_every_projector_reads_both_framings_when_a_registry_is_set(
+    registry: FakeSchemaRegistry,
+) -> None:
+    """Including the memory projection, whose own decoder also reads tombstones."""
+    from runwire.projections.memory.fold import is_placeholder
+    from runwire.projections.memory.projection import MemoryProjection
+    from runwire.projections.runs.projection import RunsProjection
+    from runwire.projections.runtime.consumer import decoder_for
+    from runwire.projections.runtime.pg import Pool
+
+    configured = Settings(schema_registry_url=registry.url)
+    no_pool = cast(Pool, None)  # building a projection does not connect
+    memory_set = sample_event(EventType.MEMORY_SET)
+    confluent = codec_for(configured).encode(memory_set)
+    assert read_header(confluent).framing is Framing.CONFLUENT
+    for projection in (MemoryProjection(no_pool, configured), RunsProjection(no_pool, configured)):
+        decoder = decoder_for(projection, configured)
+        assert decoder.decode(confluent) == memory_set
+        assert decoder.decode(Codec().encode(memory_set)) == memory_set
+    assert is_placeholder(
+        decoder_for(MemoryProjection(no_pool, configured), configured).decode(b"")
+    )
