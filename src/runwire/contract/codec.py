@@ -32,6 +32,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from runwire.contract.events import Event, EventType
 from runwire.contract.framing import (
+    CONFLUENT_HEADER_SIZE,
     SINGLE_OBJECT_HEADER_SIZE,
     SINGLE_OBJECT_MAGIC,
     Framing,
@@ -284,12 +285,16 @@ class Codec:
 
     def decode(self, data: bytes) -> Event:
         """The event in ``data``; raises ``DecodeError`` (with a reason) when there is none."""
-        # The common case (a released schema, single-object framing) skips the
+        # The common cases (a schema already seen, either framing) skip the
         # general header parsing: it runs once per consumed record.
-        reader = self._readers.get(data[2:10]) if data[:2] == SINGLE_OBJECT_MAGIC else None
-        if reader is not None:
+        reader: _Reader | None = None
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            reader = self._readers.get(data[2:10])
             body_offset = SINGLE_OBJECT_HEADER_SIZE
-        else:
+        elif data[:1] == b"\x00" and len(data) >= CONFLUENT_HEADER_SIZE:
+            reader = self._readers_by_id.get(int.from_bytes(data[1:5], "big"))
+            body_offset = CONFLUENT_HEADER_SIZE
+        if reader is None:
             header = read_header(data)
             reader = self._reader_for(header)
             body_offset = header.body_offset
