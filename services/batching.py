@@ -99,6 +99,7 @@ class MessageBatcher(AsyncService):
     async def start(self) -> None:
         if self._producer is not None:
             return
+        await self._codec.prepare()  # registers the schemas when a registry is configured
         producer = AIOKafkaProducer(**{**self._options, "client_id": "runwire-batcher"})
         try:
             await producer.start()
