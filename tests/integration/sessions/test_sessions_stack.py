@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import textwrap
@@ -226,7 +227,6 @@ async def _transcripts_erased(settings: Settings, gone: Written, kept: Written) 
         assert await store.session_runs(live, gone.session_id) == []
         heads = await store.heads(live, gone.run_ids)
         assert all(h.meta is None for h in heads.values()), "an erased run is still cached"
-        assert (await store.snapshot(live, (), gone.run_ids)).erased == set(gone.run_ids)
         for run_id in gone.run_ids:
             with pytest.raises(NotFoundError):
                 await cache.get(run_id)  # and the miss path did not refill it
@@ -293,7 +293,8 @@ async def test_run_events_after_the_deletion_add_no_rows(
         # A later event on the session's own partition: once the run-status
         # projection is past it, it has applied the deletion before it.
         after = Event.create(SessionMetadataSet(key="k", value=1), session_id=gone.session_id)
-        await runs.wait_for(await publisher.publish(after), timeout=20)
+        past_deletion = await publisher.publish(after)
+        await runs.wait_for(past_deletion, timeout=20)
         assert await _listed_runs(runs, gone.session_id) == []
         late = [
             Event.create(RunStarted(agent_id="a"), run_id="late-0", session_id=gone.session_id),
@@ -312,16 +313,22 @@ async def test_run_events_after_the_deletion_add_no_rows(
         assert await _listed_runs(runs, "still-here") == ["late-1"]
     # The transcript cache drops them the same way.
     async with TranscriptCache(settings) as cache:
-        for position in positions:
+        for position in [past_deletion, *positions]:
             await cache.wait_for(position, timeout=20)
         live = await cache.store.generation(Slot.LIVE)
         assert live is not None
-        snap = await cache.store.snapshot(live, (), ["late-0", "late-1", gone.run_ids[0]])
-        assert snap.erased == {"late-0", gone.run_ids[0]}
+        snap = await cache.store.snapshot(live, (), ["late-0", "late-1"], [gone.session_id])
+        assert snap.deleted == {gone.session_id}
+        assert "late-0" in snap.erased
         assert snap.heads["late-0"].meta is None
-        assert snap.heads[gone.run_ids[0]].meta is None
         assert await cache.store.session_runs(live, gone.session_id) == []
         assert await cache.store.session_runs(live, "still-here") == ["late-1"]
+        # The erased history never comes back. (Whether the session-less event
+        # is dropped too depends on a race with LogBackend.erase, which deletes
+        # the cache's index of the session before or after the projection reads
+        # it: see docs/transcripts.md, Limits.)
+        with contextlib.suppress(NotFoundError):  # erased, or cached from that event alone
+            assert await cache.get(gone.run_ids[0]) == []
 
 
 async def test_export_import_into_a_fresh_stack(
