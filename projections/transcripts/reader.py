@@ -90,6 +90,11 @@ class TranscriptCache:
         return self._store
 
     @property
+    def locator(self) -> RunLocator:
+        """Where runs are found when the cache does not list them (the run-status store)."""
+        return self._locator
+
+    @property
     def misses(self) -> int:
         """How many transcripts this reader rebuilt from the log."""
         return self._miss.fills

@@ -23,12 +23,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-import orjson
 import redis.asyncio as aioredis
 
 from runwire.contract.events import Event, RunStarted
@@ -39,11 +37,11 @@ from runwire.projections.runs.store import RunStore
 from runwire.projections.runtime.protocol import Projection
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.projections.sessions.store import SessionIndex
-from runwire.projections.transcripts.fold import decode_messages
 from runwire.projections.transcripts.keys import Keyspace
 from runwire.projections.transcripts.miss import RunStoreLocator
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.reader import TranscriptCache
+from runwire.projections.transcripts.session_read import DecodedRuns, SessionReader, StoredMessages
 from runwire.projections.transcripts.store import Slot
 from runwire.projections.transcripts.turns import starts_turn
 from runwire.publisher import Position, Publisher
@@ -56,6 +54,19 @@ from runwire.settings import Settings
 from runwire.transcript.messages import Message
 
 __all__ = ["LogBackend"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """A session read: its runs in order and the stored messages fetched with them."""
+
+    generation: int
+    runs: list[tuple[str, int]]
+    bodies: dict[str, StoredMessages]
+    asked: set[str]
+    """Runs whose bodies were asked for (absent from ``bodies``: a cache miss)."""
+    filled: dict[str, list[Message]] = field(default_factory=dict)
+    """Runs rebuilt from the log while reading (the index was lost)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +99,12 @@ class LogBackend(LogMemoryBackend):
         self._watcher = LogWatcher(settings)
         self._sources: dict[str, bool] = {}
         self._keys = Keyspace(settings.redis_key_prefix)
+        self._reader: SessionReader | None = None
+        self._decoded = DecodedRuns()
 
     async def _start_more(self) -> None:
         self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+        self._reader = SessionReader(self._redis, self.settings.redis_key_prefix)
         self._index = SessionIndex(self.pool, self.settings)
         self._runs = RunStore(self.pool, self.settings)
         await self._index.prepare()
@@ -109,6 +123,7 @@ class LogBackend(LogMemoryBackend):
         cache, self._cache = self._cache, None
         if cache is not None:
             await cache.close()
+        self._reader = None
         client, self._redis = self._redis, None
         if client is not None:
             await client.aclose()
@@ -177,46 +192,57 @@ class LogBackend(LogMemoryBackend):
         self._sources[run_id] = SOURCE_LABEL in run.labels
         return self._sources[run_id]
 
-    async def _runs_in_order(
-        self, session_id: str, *, last_only: bool = False
-    ) -> tuple[int, list[tuple[str, int]]]:
-        """The live generation and the session's (run id, first ms), oldest first.
+    async def _read(self, session_id: str, *, tail: int | None = None) -> _Read:
+        """The session's runs in order and the stored messages of its newest ``tail``
+        runs (all when None), from the cache in one round trip. An erased
+        session has none.
 
-        One read of the cache's session index (a sorted set scored by each
-        run's first time); when the cache lost it (a flush), the run-status
-        store answers.
+        When the cache lost the session's index (a flush), the run-status
+        store lists the runs and every one of them is rebuilt from the log
+        now, whatever ``tail`` asks: a rebuilt run goes back into the index,
+        and an index holding only some of the runs would hide the others from
+        later reads.
         """
-        if self._redis is None:
-            raise RuntimeError("the backend is not started")
-        generation = await self._live()
-        key = self._keys.generation(generation).session(session_id)
-        pairs: Any = await self._redis.zrange(key, -1 if last_only else 0, -1, withscores=True)
-        if pairs:
-            # withscores=True: (member bytes, score float) pairs
-            return generation, [(m.decode(), int(score)) for m, score in pairs]
-        run_ids = await self.cache.session_runs(session_id)
-        if last_only:
-            run_ids = run_ids[-1:]
+        reader = self._reader
+        if reader is None:
+            raise RuntimeError("the backend is not started: use `async with` or start()")
+        read = await reader.read(session_id, tail=tail)
+        if read.erased:
+            return _Read(read.generation, [], {}, set())
+        if read.runs:
+            asked = [r for r, _ in read.runs]
+            return _Read(read.generation, read.runs, read.bodies, set(_newest(asked, tail)))
+        run_ids = await self.cache.locator.session_runs(session_id)
+        if not run_ids:
+            return _Read(read.generation, [], {}, set())
+        filled = {r: await self.cache.get(r) for r in run_ids}
         times = await self._first_ms(run_ids)
-        return generation, [(r, times[r]) for r in run_ids if r in times]
+        runs = [(r, times[r]) for r in run_ids if r in times]
+        return _Read(read.generation, runs, {}, set(run_ids), filled)
 
-    async def tail(self, session_id: str) -> RunTail | None:
-        generation, runs = await self._runs_in_order(session_id, last_only=True)
-        if not runs:
-            return None
-        ((last, first),) = runs
-        messages = await self._messages(generation, [last])
-        return RunTail(last, first, messages[last], await self._recorded(last))
-
-    async def _messages(self, generation: int, run_ids: Sequence[str]) -> dict[str, list[Message]]:
-        """Each run's messages: from the cache, or rebuilt from the log on a miss."""
-        cache = self.cache
-        found = await cache.store.messages(generation, run_ids)
-        out = _decode_together(found)
+    async def _messages(self, read: _Read, run_ids: Sequence[str]) -> dict[str, list[Message]]:
+        """Each run's messages: from the cache (fetching those ``read`` did not ask
+        for, in one call), or rebuilt from the log on a miss."""
+        bodies = read.bodies
+        unasked = [r for r in run_ids if r not in read.asked]
+        if unasked:
+            assert self._reader is not None
+            more = await self._reader.read(None, run_ids=unasked, generation=read.generation)
+            bodies = {**bodies, **more.bodies}
+        out = self._decoded.decode({r: bodies[r] for r in run_ids if r in bodies})
         for run_id in run_ids:
             if run_id not in out:
-                out[run_id] = await cache.get(run_id)
+                found = read.filled.get(run_id)
+                out[run_id] = found if found is not None else await self.cache.get(run_id)
         return out
+
+    async def tail(self, session_id: str) -> RunTail | None:
+        read = await self._read(session_id, tail=1)
+        if not read.runs:
+            return None
+        last, first = read.runs[-1]
+        messages = await self._messages(read, [last])
+        return RunTail(last, first, messages[last], await self._recorded(last))
 
     async def write_run(self, events: Sequence[Event]) -> None:
         positions = await publish_retrying(self.publisher, events, atomic=True)
@@ -246,18 +272,23 @@ class LogBackend(LogMemoryBackend):
     async def history(
         self, session_id: str, after_ms: int | None = None, turns: int | None = None
     ) -> list[RunRecord]:
-        generation, runs = await self._runs_in_order(session_id)
-        kept = [(r, t) for r, t in runs if after_ms is None or t > after_ms]
         if turns is None:
-            messages = await self._messages(generation, [r for r, _ in kept])
+            read = await self._read(session_id)
+            kept = [(r, t) for r, t in read.runs if after_ms is None or t > after_ms]
+            messages = await self._messages(read, [r for r, _ in kept])
             return [RunRecord(r, t, messages[r]) for r, t in kept]
-        # Only the last runs that hold the last ``turns`` turns: read from the end.
+        # Only the last runs that hold the last ``turns`` turns: read from the end
+        # (the first batch comes with the listing, in the same round trip).
+        take = max(turns, 1)
+        read = await self._read(session_id, tail=take)
+        # Runs are sorted by first time, so ``after_ms`` cuts a prefix: the last
+        # ``take`` kept runs are among the last ``take`` listed ones.
+        kept = [(r, t) for r, t in read.runs if after_ms is None or t > after_ms]
         out: list[RunRecord] = []
         found = 0
-        take = max(turns, 1)
         while kept and found < turns:
             batch, kept = kept[-take:], kept[:-take]
-            messages = await self._messages(generation, [r for r, _ in batch])
+            messages = await self._messages(read, [r for r, _ in batch])
             records = [RunRecord(r, t, messages[r]) for r, t in batch]
             found += sum(starts_turn(m) for rec in records for m in rec.messages)
             out = records + out
@@ -307,16 +338,6 @@ class LogBackend(LogMemoryBackend):
         self._watcher.remove(session_id, listener)
 
 
-def _decode_together(found: Mapping[str, bytes]) -> dict[str, list[Message]]:
-    """Decode many runs' messages JSON in one pass (one validation call costs far
-    less than one per run), then hand each run its share."""
-    runs = list(found)
-    counts = [len(orjson.loads(found[r])) for r in runs]
-    inner = [found[r].strip()[1:-1] for r, n in zip(runs, counts, strict=True) if n]
-    decoded = decode_messages(b"[" + b",".join(inner) + b"]")
-    out: dict[str, list[Message]] = {}
-    at = 0
-    for run_id, n in zip(runs, counts, strict=True):
-        out[run_id] = decoded[at : at + n]
-        at += n
-    return out
+def _newest(run_ids: list[str], tail: int | None) -> list[str]:
+    """The last ``tail`` of ``run_ids`` (all when None)."""
+    return run_ids if tail is None else run_ids[max(0, len(run_ids) - tail) :]

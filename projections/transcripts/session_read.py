@@ -1,0 +1,188 @@
+"""Reading a session from the transcript cache in one round trip.
+
+``SessionReader.read`` runs ``session_read.lua`` (EVALSHA, loaded on first
+use and again after a server restart): the live generation (or the one
+given), the session's runs in order with the time of their first record,
+and the stored messages of the newest ``tail`` of them (all by default) plus
+any run ids asked for - one call, where reading them as plain commands took
+a GET, a ZRANGE and one HMGET per run.
+
+Contract:
+- The reply is one consistent view: a script runs alone in Redis, so no
+  commit lands between reading the session index and the bodies.
+- ``SessionRead.runs``: the session's (run id, first ms), oldest first (ties
+  by run id, as the sorted set orders them); empty when the cache does not
+  list the session (unknown, or the index was lost in a flush: the caller
+  asks the run-status store).
+- ``SessionRead.erased``: the session is in the generation's erased sessions
+  (``session_deleted`` applied): nothing of it is returned, and the caller
+  must not look for it elsewhere.
+- ``SessionRead.bodies``: the stored messages of each run asked for whose
+  transcript is in the cache; an expired or unknown one is left out (the
+  caller rebuilds it from the log).
+
+:class:`DecodedRuns` turns stored messages into canonical
+:class:`~runwire.transcript.messages.Message` lists, each distinct body
+decoded once per process (see its docstring).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from runwire.projections.transcripts.body import decode_runs
+from runwire.projections.transcripts.keys import Keyspace
+from runwire.projections.transcripts.store import messages_json
+from runwire.transcript.messages import Message, TextPart, ThinkingPart
+
+__all__ = ["DecodedRuns", "SessionRead", "SessionReader", "StoredMessages"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessages:
+    """A run's messages as its body stores them: the committed messages' JSON
+    joined by commas, then the open one's JSON or empty."""
+
+    committed: bytes
+    open: bytes
+
+    @property
+    def json(self) -> bytes:
+        """The messages as one JSON array."""
+        return messages_json(self.committed, self.open)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRead:
+    """One read of a session (see the module contract)."""
+
+    generation: int
+    runs: list[tuple[str, int]]
+    bodies: dict[str, StoredMessages]
+    erased: bool = False
+    """The session is erased (``session_deleted`` applied): nothing is listed."""
+
+
+def _script() -> str:
+    return resources.files(__package__).joinpath("session_read.lua").read_text()
+
+
+class SessionReader:
+    """Reads sessions from the transcript cache under ``key_prefix``.
+
+    ``client`` must be created with ``decode_responses=False`` (the default);
+    its lifecycle belongs to the caller.
+    """
+
+    def __init__(self, client: aioredis.Redis, key_prefix: str) -> None:
+        self._keys = Keyspace(key_prefix)
+        self._read = client.register_script(_script())
+
+    async def read(
+        self,
+        session_id: str | None,
+        *,
+        tail: int | None = None,
+        run_ids: Collection[str] = (),
+        generation: int | None = None,
+    ) -> SessionRead:
+        """The session's runs and the stored messages of its newest ``tail`` runs
+        (all when None; none when 0) and of ``run_ids``, in generation
+        ``generation`` (the live one when None)."""
+        if tail is not None and tail < 0:
+            raise ValueError(f"tail must be None or at least 0, not {tail}")
+        extra = list(run_ids)
+        reply: list[Any] = await self._read(
+            keys=[self._keys.live],
+            args=[
+                f"{self._keys.root}:",
+                "" if generation is None else str(generation),
+                session_id or "",
+                "" if tail is None else str(tail),
+                *extra,
+            ],
+        )
+        gen, erased, listed = int(reply[0]), reply[1] == 1, int(reply[2])
+        pairs = reply[3 : 3 + 2 * listed]
+        # Scores come as Redis formats a double ("1763790000123").
+        runs = [(pairs[i].decode(), int(float(pairs[i + 1]))) for i in range(0, len(pairs), 2)]
+        wanted = [r for r, _ in runs]
+        if tail is not None:
+            wanted = wanted[max(0, len(wanted) - tail) :] if tail else []
+        wanted += extra
+        rest = reply[3 + 2 * listed :]
+        bodies: dict[str, StoredMessages] = {}
+        for i, run_id in enumerate(wanted):
+            c, o = rest[2 * i], rest[2 * i + 1]
+            if c is not None and o is not None:
+                bodies[run_id] = StoredMessages(c, o)
+        return SessionRead(gen, runs, bodies, erased)
+
+
+_IMMUTABLE_PARTS = (TextPart, ThinkingPart)
+
+
+class DecodedRuns:
+    """Stored messages decoded into canonical messages, once per distinct body.
+
+    A body's bytes fully determine its messages, so a decoded run is kept,
+    keyed by those bytes, and served again while the body is unchanged (a
+    changed body is new bytes: a new key; nothing can go stale). Only runs
+    whose parts hold nothing mutable (text and thinking: strings, bytes,
+    None) are kept: a tool_use input or tool_result content is a dict or list
+    a caller could change, so those runs are decoded afresh on every read.
+    Each read gets its own lists. Bounded by ``max_bytes`` of body JSON,
+    least recently used first out.
+    """
+
+    def __init__(self, max_bytes: int = 32 << 20) -> None:
+        self._max = max_bytes
+        self._size = 0
+        self._kept: OrderedDict[tuple[bytes, bytes], tuple[Message, ...]] = OrderedDict()
+        self.decoded = 0
+        """How many runs were decoded (not served from what was kept)."""
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def decode(self, bodies: Mapping[str, StoredMessages]) -> dict[str, list[Message]]:
+        """Each run's messages; runs not kept are decoded together in one call."""
+        out: dict[str, list[Message]] = {}
+        missing: list[tuple[str, StoredMessages]] = []
+        kept = self._kept
+        for run_id, body in bodies.items():
+            key = (body.committed, body.open)
+            found = kept.get(key)
+            if found is None:
+                missing.append((run_id, body))
+            else:
+                kept.move_to_end(key)
+                out[run_id] = list(found)
+        if missing:
+            decoded = decode_runs([b.json for _, b in missing])
+            self.decoded += len(missing)
+            for (run_id, body), messages in zip(missing, decoded, strict=True):
+                out[run_id] = messages
+                self._keep(body, messages)
+        return out
+
+    def _keep(self, body: StoredMessages, messages: list[Message]) -> None:
+        if not all(isinstance(p, _IMMUTABLE_PARTS) for m in messages for p in m.parts):
+            return
+        size = len(body.committed) + len(body.open)
+        if size > self._max:
+            return
+        key = (body.committed, body.open)
+        if key in self._kept:
+            return
+        self._kept[key] = tuple(messages)
+        self._size += size
+        while self._size > self._max:
+            (c, o), _ = self._kept.popitem(last=False)
+            self._size -= len(c) + len(o)

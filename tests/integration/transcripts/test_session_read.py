@@ -1,0 +1,176 @@
+"""session_read.lua on the real Redis: a session's runs and messages in one call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from runwire.projections.transcripts.redis_store import RedisTranscriptStore
+from runwire.projections.transcripts.session_read import SessionReader
+from runwire.projections.transcripts.store import Slot
+from runwire.settings import Settings
+from tests.transcript_store_contract import commit, create
+
+pytestmark = pytest.mark.integration
+
+
+class CountingRedis(aioredis.Redis):
+    """A real client that counts the commands it sends (round trips, unpipelined)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sent: list[str] = []
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.sent.append(str(args[0]))
+        return await super().execute_command(*args, **options)  # type: ignore[no-untyped-call]
+
+
+@pytest_asyncio.fixture
+async def client(settings: Settings) -> AsyncIterator[CountingRedis]:
+    client = CountingRedis.from_url(settings.redis_url)
+    assert isinstance(client, CountingRedis)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def store(client: CountingRedis, settings: Settings) -> RedisTranscriptStore:
+    store = RedisTranscriptStore(client, settings.redis_key_prefix)
+    ok = await store.commit(
+        commit(
+            [
+                create("r2", 7, first_ms=2000, tag="second"),
+                create("r1", 3, first_ms=1000, tag="first"),
+                create("r3", 9, first_ms=3000, tag="third"),
+                create("other", 4, session="s2", first_ms=500, tag="other"),
+            ]
+        )
+    )
+    assert ok.ok
+    return store
+
+
+def reader_for(client: aioredis.Redis, settings: Settings) -> SessionReader:
+    return SessionReader(client, settings.redis_key_prefix)
+
+
+async def stored_json(store: RedisTranscriptStore, run_ids: list[str]) -> dict[str, bytes]:
+    return await store.messages(await _live(store), run_ids)
+
+
+async def _live(store: RedisTranscriptStore) -> int:
+    generation = await store.generation(Slot.LIVE)
+    assert generation is not None
+    return generation
+
+
+async def test_one_call_gives_the_runs_in_order_and_their_messages(
+    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+) -> None:
+    reader = reader_for(client, settings)
+    await reader.read("s1")  # loads the script
+    client.sent.clear()
+    read = await reader.read("s1")
+    assert client.sent == ["EVALSHA"]
+    assert read.generation == 0
+    assert not read.erased
+    assert read.runs == [("r1", 1000), ("r2", 2000), ("r3", 3000)]
+    assert {r: b.json for r, b in read.bodies.items()} == await stored_json(
+        store, ["r1", "r2", "r3"]
+    )
+    assert read.bodies["r1"].json == b'["first"]'
+
+
+@pytest.mark.parametrize(
+    ("tail", "bodies"),
+    [(None, ["r1", "r2", "r3"]), (1, ["r3"]), (2, ["r2", "r3"]), (0, []), (10, ["r1", "r2", "r3"])],
+)
+async def test_tail_limits_the_messages_never_the_listing(
+    store: RedisTranscriptStore,
+    client: CountingRedis,
+    settings: Settings,
+    tail: int | None,
+    bodies: list[str],
+) -> None:
+    read = await reader_for(client, settings).read("s1", tail=tail)
+    assert [r for r, _ in read.runs] == ["r1", "r2", "r3"]
+    assert list(read.bodies) == bodies
+
+
+async def test_runs_asked_by_id_come_after_the_sessions_and_misses_are_left_out(
+    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+) -> None:
+    reader = reader_for(client, settings)
+    read = await reader.read(None, run_ids=["other", "never-written", "r1"])
+    assert read.runs == []
+    assert {r: b.json for r, b in read.bodies.items()} == {
+        "other": b'["other"]',
+        "r1": b'["first"]',
+    }
+    both = await reader.read("s2", tail=1, run_ids=["r2"])
+    assert both.runs == [("other", 500)]
+    assert list(both.bodies) == ["other", "r2"]
+
+
+async def test_an_expired_body_is_listed_without_messages(
+    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+) -> None:
+    await client.delete(store.keys.generation(0).body("r2"))
+    read = await reader_for(client, settings).read("s1")
+    assert [r for r, _ in read.runs] == ["r1", "r2", "r3"]
+    assert set(read.bodies) == {"r1", "r3"}
+
+
+async def test_an_unknown_session_lists_nothing(
+    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+) -> None:
+    read = await reader_for(client, settings).read("no-such-session")
+    assert read.runs == []
+    assert read.bodies == {}
+    assert not read.erased
+
+
+async def test_an_erased_session_lists_nothing_and_says_so(
+    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+) -> None:
+    assert (await store.commit(commit(deletions=["s1"]))).ok
+    reader = reader_for(client, settings)
+    read = await reader.read("s1", run_ids=["other"])
+    assert read.erased
+    assert read.runs == []
+    assert list(read.bodies) == ["other"]  # runs asked by id are still read
+    assert not (await reader.read("s2")).erased
+
+
+async def test_it_reads_the_live_generation_or_the_one_named(
+    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+) -> None:
+    building, _ = await store.begin_generation()
+    ok = await store.commit(
+        commit(
+            [create("r9", 1, first_ms=9000, tag="rebuilt")],
+            generation=building,
+            slot=Slot.BUILDING,
+        )
+    )
+    assert ok.ok
+    reader = reader_for(client, settings)
+    assert [r for r, _ in (await reader.read("s1")).runs] == ["r1", "r2", "r3"]
+    named = await reader.read("s1", generation=building)
+    assert named.generation == building
+    assert named.runs == [("r9", 9000)]
+    assert named.bodies["r9"].json == b'["rebuilt"]'
+    await client.set(store.keys.live, building)
+    assert (await reader.read("s1")).generation == building
+
+
+async def test_a_negative_tail_is_refused(client: CountingRedis, settings: Settings) -> None:
+    with pytest.raises(ValueError, match="tail"):
+        await reader_for(client, settings).read("s1", tail=-1)
