@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -384,6 +385,7 @@ def default_codec() -> Codec:
 
 _registries: dict[tuple[str, str | None, str | None, float], SchemaRegistryClient] = {}
 _codecs: dict[tuple[SchemaRegistryClient | None, int], Codec] = {}
+_factory_lock = threading.Lock()  # the blocking Session builds codecs from its own thread
 
 
 def registry_client_for(settings: Settings) -> SchemaRegistryClient | None:
@@ -404,12 +406,13 @@ def registry_client_for(settings: Settings) -> SchemaRegistryClient | None:
         password.get_secret_value() if password is not None else None,
         settings.schema_registry_timeout_seconds,
     )
-    client = _registries.get(key)
-    if client is None:
-        client = _registries[key] = SchemaRegistryClient(
-            url, username=key[1], password=key[2], timeout=key[3]
-        )
-    return client
+    with _factory_lock:
+        client = _registries.get(key)
+        if client is None:
+            client = _registries[key] = SchemaRegistryClient(
+                url, username=key[1], password=key[2], timeout=key[3]
+            )
+        return client
 
 
 def codec_for(settings: Settings) -> Codec:
@@ -424,11 +427,12 @@ def codec_for(settings: Settings) -> Codec:
     """
     registry = registry_client_for(settings)
     key = (registry, settings.max_event_bytes)
-    codec = _codecs.get(key)
-    if codec is None:
-        codec = _codecs[key] = Codec(
-            framing=Framing.SINGLE_OBJECT if registry is None else Framing.CONFLUENT,
-            lookup=registry,
-            max_event_bytes=settings.max_event_bytes,
-        )
-    return codec
+    with _factory_lock:
+        codec = _codecs.get(key)
+        if codec is None:
+            codec = _codecs[key] = Codec(
+                framing=Framing.SINGLE_OBJECT if registry is None else Framing.CONFLUENT,
+                lookup=registry,
+                max_event_bytes=settings.max_event_bytes,
+            )
+        return codec

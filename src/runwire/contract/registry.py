@@ -19,8 +19,11 @@ Contract:
   of the client: a registry id names one schema forever. A schema is
   registered at most once per client (so once per process when the client is
   shared, as ``runwire.contract.codec.codec_for`` does). An id the registry
-  does not know is remembered as unknown for ``negative_ttl`` seconds, so a
-  topic full of records with a bad id does not cost one request per record.
+  does not know is remembered as unknown for ``negative_ttl`` seconds (10 by
+  default), so a topic full of records with a bad id does not cost one request
+  per record; short, because a registry replica that lags behind the one a
+  producer registered with may not know a fresh id yet (such records are
+  dead-lettered and can be redriven).
 - Blocking, on purpose: the codec's ``decode`` is synchronous and runs inside
   consumer loops, so an id seen for the first time is fetched with a blocking
   request bounded by ``timeout`` (2 s by default) -- once per id per process;
@@ -129,7 +132,7 @@ class SchemaRegistryClient:
         password: str | None = None,
         timeout: float = 2.0,
         auto_register: bool = True,
-        negative_ttl: float = 60.0,
+        negative_ttl: float = 10.0,
         cooldown: float = 1.0,
     ) -> None:
         self._url = url.rstrip("/")
