@@ -123,3 +123,29 @@ async def test_confluent_framed_events_fold_like_single_object_ones(
     assert f"schema id {UNKNOWN_ID} not found" in letter.message
     assert registry.url in letter.message
     assert letter.value == confluent_header(UNKNOWN_ID) + body
+
+
+async def test_a_run_goes_end_to_end_on_the_confluent_wire_format(
+    settings: Settings, registry: FakeSchemaRegistry
+) -> None:
+    """Client -> orchestrator -> tool runner -> orchestrator, every record framed by the registry."""
+    from runwire.client import Client
+    from runwire.contract.events import EventType, RunStatus
+    from runwire.services.orchestrator.wiring import orchestrator_service
+    from runwire.services.tools.wiring import tool_runner_service
+
+    configured = settings.model_copy(update={"schema_registry_url": registry.url})
+    async with (
+        orchestrator_service(configured, history=False),
+        tool_runner_service(configured),
+        Client(configured) as rw,
+    ):
+        handle = await rw.run("helper", "what is 12 * (3 + 4)?", session_id="s1")
+        outcome = await handle.wait(timeout=60)
+    assert outcome.status is RunStatus.COMPLETED, outcome.events
+    assert {EventType.TOOL_USE, EventType.TOOL_RESULT} <= {e.type for e in outcome.events}
+    assert "84" in outcome.text
+    ids = {ids[0] for ids in registry.subjects().values()}
+    values = [r.value for r in await read_raw(settings, [settings.run_events])]
+    assert len(values) == len(outcome.events)
+    assert all(v[:1] == b"\x00" and read_header(v).schema_id in ids for v in values)
