@@ -60,9 +60,9 @@ from runwire.errors import RunwireError
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 _ACCEPT = f"{CONTENT_TYPE}, application/vnd.schemaregistry+json; q=0.9, application/json; q=0.5"
-# The registry's error codes this client acts on (the rest are reported as they come).
+# The registry's "not there" error codes (any other is reported as it comes).
 SUBJECT_NOT_FOUND = 40401
-SCHEMA_NOT_FOUND = 40403
+SCHEMA_NOT_FOUND = 40403  # the only one that makes an id unknown
 # register_all's requests in flight at once: a start-up burst stays polite.
 _CONCURRENT_REQUESTS = 4
 
@@ -118,8 +118,7 @@ class SchemaRegistryClient:
     ``url`` is the registry's base URL (``http://host:8081``); ``username`` /
     ``password`` are sent as HTTP basic auth when given. ``auto_register``
     False makes ``id_of`` only look schemas up (for credentials that may not
-    register); then an unregistered schema is an error. ``transport`` lets
-    tests use another httpx transport.
+    register); then an unregistered schema is an error.
 
     Thread-safe: the blocking ``Session`` may decode from other threads.
     """
@@ -202,7 +201,7 @@ class SchemaRegistryClient:
             path, what = self._id_request(schema)
             body = self._send("POST", path, what=what, json_body=self._id_body(schema))
             schema_id = _id_in(body, f"{self._url}{path}")
-            self._remember(schema_id, schema_text(schema))
+            self._remember(schema_id, schema_text(schema), schema.fingerprint)
             return schema_id
 
     # -- async (on the event loop, without blocking it) ------------------------
@@ -213,6 +212,7 @@ class SchemaRegistryClient:
         Returns fingerprint -> id for every one of them; afterwards ``id_of``
         answers them from the cache.
         """
+        schemas = list(schemas)
         missing = [s for s in schemas if s.fingerprint not in self._id_by_fingerprint]
         if missing:
             async with httpx.AsyncClient(
@@ -224,7 +224,7 @@ class SchemaRegistryClient:
             ) as client:
                 ids = await asyncio.gather(*(self._aid_of(client, s) for s in missing))
             for schema, schema_id in zip(missing, ids, strict=True):
-                self._remember(schema_id, schema_text(schema))
+                self._remember(schema_id, schema_text(schema), schema.fingerprint)
         return {s.fingerprint: self._id_by_fingerprint[s.fingerprint] for s in schemas}
 
     async def _aid_of(self, client: httpx.AsyncClient, schema: EventSchema) -> int:
@@ -251,11 +251,13 @@ class SchemaRegistryClient:
     def _id_body(schema: EventSchema) -> dict[str, Any]:
         return {"schema": schema_text(schema), "schemaType": "AVRO"}
 
-    def _remember(self, schema_id: int, text: str) -> str:
-        try:
-            fingerprint = fingerprint_of_text(text)
-        except Exception:  # not Avro we can parse: the codec reports it as unknown_type
-            fingerprint = None
+    def _remember(self, schema_id: int, text: str, fingerprint: bytes | None = None) -> str:
+        """Cache ``text`` under ``schema_id`` (and its fingerprint, computed unless given)."""
+        if fingerprint is None:
+            try:
+                fingerprint = fingerprint_of_text(text)
+            except Exception:  # not Avro we can parse: the codec reports it as unknown_type
+                fingerprint = None
         self._text_by_id[schema_id] = text
         self._unknown_until.pop(schema_id, None)
         if fingerprint is not None:
