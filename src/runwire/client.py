@@ -10,6 +10,12 @@ Contract:
   first event (or only new ones with ``from_start=False``) — and ends after
   the run's terminal event (``follow=True`` keeps going live after it;
   ``until_end=False`` with ``follow=False`` stops at the end of the log).
+  "The end of the log" is asked of the broker when the stream is awaited or
+  entered: ``live = await handle.events(from_start=False)`` (or ``async with
+  handle.events(from_start=False) as live:``) returns once the end is known,
+  so whatever is published after that, even before the first iteration, is
+  read. A stream iterated without being awaited resolves it when the first
+  event is asked for. The blocking twin resolves it in the call.
 - ``handle.wait(timeout)`` returns a :class:`RunOutcome` once the log holds
   the run's terminal event (status, error, transcript). With a
   :class:`~runwire.projections.runs.store.RunStore` given to the client it
@@ -34,7 +40,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Generator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
@@ -70,6 +83,7 @@ __all__ = [
     "BlockingClient",
     "BlockingRunHandle",
     "Client",
+    "EventStream",
     "RunHandle",
     "RunOutcome",
     "RunTimeoutError",
@@ -303,24 +317,31 @@ class RunHandle:
     def __repr__(self) -> str:
         return f"RunHandle({self.run_id!r}, partition={self.partition})"
 
-    async def events(
+    def events(
         self, *, from_start: bool = True, until_end: bool = True, follow: bool = True
-    ) -> AsyncIterator[Event]:
-        """The run's events in log order; see the module contract."""
-        async for _, event in self._follow(
-            from_start=from_start, until_end=until_end, follow=follow
-        ):
-            yield event
+    ) -> EventStream:
+        """The run's events in log order; see the module contract and :class:`EventStream`."""
+        return EventStream(self, from_start=from_start, until_end=until_end, follow=follow)
+
+    async def _bounds(self, *, from_start: bool, follow: bool) -> tuple[int, int | None]:
+        """Where a read starts and (without ``follow``) stops: offsets asked of the broker now."""
+        reader = self._client._reader_or_fail()
+        end = None if from_start and follow else await reader.end_offset(self.partition)
+        start = (self.first_offset or 0) if from_start else end
+        assert start is not None
+        return start, None if follow else end
 
     async def _follow(
         self, *, from_start: bool = True, until_end: bool = True, follow: bool = True
     ) -> AsyncIterator[tuple[int, Event]]:
+        start, stop_at = await self._bounds(from_start=from_start, follow=follow)
+        async for item in self._read(start, stop_at, until_end=until_end):
+            yield item
+
+    async def _read(
+        self, start: int, stop_at: int | None, *, until_end: bool
+    ) -> AsyncGenerator[tuple[int, Event], None]:
         reader = self._client._reader_or_fail()
-        if from_start:
-            start = self.first_offset or 0
-        else:
-            start = await reader.end_offset(self.partition)
-        stop_at = None if follow else await reader.end_offset(self.partition)
         sub = await reader.subscribe(self.run_id, self.partition, start)
         try:
             while True:
@@ -366,6 +387,81 @@ class RunHandle:
     ) -> list[Position]:
         """Let the run go on: lift its pause, or (with ``tool_results``) answer its tools."""
         return await self._client.resume(self.run_id, tool_results, first_offset=self.first_offset)
+
+
+class EventStream(AsyncIterator[Event]):
+    """A run's events from the log, as returned by :meth:`RunHandle.events`.
+
+    An async iterator (``async for``, ``anext``, ``aclose``). Awaiting it
+    (``live = await handle.events(from_start=False)``) or entering it
+    (``async with ... as live``) resolves where it starts — the log's end at
+    that moment with ``from_start=False`` — and returns the stream, so
+    nothing published after the await is missed, however late the first
+    iteration comes. Not awaited, it resolves on the first ``anext``.
+    ``async with`` also closes it on exit; otherwise close it with
+    ``aclose()`` when done before its end (the log reader keeps its
+    partition fetched while a stream is open).
+    """
+
+    def __init__(
+        self, handle: RunHandle, *, from_start: bool, until_end: bool, follow: bool
+    ) -> None:
+        self._handle = handle
+        self._from_start = from_start
+        self._until_end = until_end
+        self._follow = follow
+        self._bounds: tuple[int, int | None] | None = None
+        self._resolving = asyncio.Lock()
+        self._events: AsyncGenerator[tuple[int, Event], None] | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        where = "unresolved" if self._bounds is None else f"from offset {self._bounds[0]}"
+        return f"EventStream({self._handle.run_id!r}, {where})"
+
+    async def start(self) -> Self:
+        """Resolve where the stream starts (and, without ``follow``, stops); idempotent."""
+        async with self._resolving:
+            if self._bounds is None:
+                self._bounds = await self._handle._bounds(
+                    from_start=self._from_start, follow=self._follow
+                )
+        return self
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self.start().__await__()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Event:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._events is None:
+            await self.start()
+            assert self._bounds is not None
+            start, stop_at = self._bounds
+            if self._events is None:
+                self._events = self._handle._read(start, stop_at, until_end=self._until_end)
+        _, event = await anext(self._events)
+        return event
+
+    async def aclose(self) -> None:
+        """Stop reading (the reader pauses the partition when nobody else follows it)."""
+        self._closed = True
+        if self._events is not None:
+            await self._events.aclose()
 
 
 _ENDED = frozenset(TERMINAL_EVENTS.values())
@@ -648,17 +744,27 @@ class BlockingRunHandle:
     def wait(self, timeout: float | None = None) -> RunOutcome:
         return self._owner._call(self._handle.wait(timeout))
 
-    def events(self, *, from_start: bool = True, follow: bool = True) -> Iterator[Event]:
-        agen = self._handle.events(from_start=from_start, follow=follow)
-        assert isinstance(agen, AsyncGenerator)
+    def events(
+        self, *, from_start: bool = True, follow: bool = True
+    ) -> Generator[Event, None, None]:
+        """The run's events; with ``from_start=False``, those after the log's end at this call.
+
+        ``close()`` the generator when done before the run's end.
+        """
+        stream = self._owner._call(
+            self._handle.events(from_start=from_start, follow=follow).start()
+        )
+        return self._iterate(stream)
+
+    def _iterate(self, stream: EventStream) -> Generator[Event, None, None]:
         try:
             while True:
                 try:
-                    yield self._owner._call(agen.__anext__())
+                    yield self._owner._call(stream.__anext__())
                 except StopAsyncIteration:
                     return
         finally:
-            self._owner._call(agen.aclose())
+            self._owner._call(stream.aclose())
 
     def cancel(self, reason: str | None = None) -> Position:
         return self._owner._call(self._handle.cancel(reason))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from runwire.client import BlockingClient, Client, RunOutcome
+from runwire.client import BlockingClient, Client, RunHandle, RunOutcome
 from runwire.contract.events import EventType, RunStatus
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.tools.wiring import tool_runner_service
@@ -29,27 +29,58 @@ async def test_the_blocking_client_runs_and_follows_a_run(settings: Settings) ->
     assert [e.type for e in outcome.events] == kinds
 
 
+async def waiting_for_its_tool(handle: RunHandle) -> str:
+    """Follow a run until it waits for a tool nobody runs; the tool_use id."""
+    tool_use_id = None
+    async for event in handle.events():
+        if event.type is EventType.RUN_STATUS_CHANGED and tool_use_id:
+            return tool_use_id  # awaiting_tools
+        if event.type is EventType.TOOL_USE:
+            tool_use_id = event.payload.id  # type: ignore[union-attr]
+    raise AssertionError(f"run {handle.run_id} ended without waiting for a tool")
+
+
 async def test_live_events_start_at_the_end_and_external_tools_wait_for_resume(
     settings: Settings,
 ) -> None:
     # No tool runner: the calculator is answered from outside.
     async with orchestrator_service(settings, history=False), Client(settings) as rw:
         handle = await rw.run("assistant", "what is 3 * 3?")
-        tool_use_id = None
-        async for event in handle.events():
-            if event.type is EventType.RUN_STATUS_CHANGED and tool_use_id:
-                break  # awaiting_tools
-            if event.type is EventType.TOOL_USE:
-                tool_use_id = event.payload.id  # type: ignore[union-attr]
-        assert tool_use_id is not None
-        live = handle.events(from_start=False)
-        first_live = asyncio.ensure_future(anext(live))
-        # The live reader resolves "the end" when it first runs; under load
-        # that can take a while, and a resume before it would be missed.
-        await asyncio.sleep(2.0)
-        assert not first_live.done()  # nothing new happens while the run waits
+        tool_use_id = await waiting_for_its_tool(handle)
+        # Awaiting the live stream resolves the end of the log there and then:
+        # the tool result, published before anything iterates the stream, is
+        # its first event (a stream resolving the end on its first iteration
+        # starts after it and never sees it). Nothing else came in between:
+        # the run waits for its tool.
+        live = await handle.events(from_start=False)
         await handle.resume({tool_use_id: {"result": 9}})
-        assert (await first_live).type is EventType.TOOL_RESULT
-        await live.aclose()  # type: ignore[attr-defined]
+        first_live = await asyncio.wait_for(anext(live), timeout=30)
+        assert first_live.type is EventType.TOOL_RESULT
+        await live.aclose()
         outcome = await handle.wait(timeout=30)
     assert outcome.text == "3 * 3 = 9."
+
+
+def answer_from_a_script(settings: Settings, run_id: str, tool_use_id: str) -> EventType:
+    """A script follows a waiting run live, answers its tool, and reads what came next."""
+    with BlockingClient(settings) as rw:
+        live = rw.handle(run_id).events(from_start=False)  # the log's end, resolved here
+        rw.resume(run_id, {tool_use_id: {"result": 16}})
+        try:
+            return next(live).type
+        finally:
+            live.close()
+
+
+async def test_the_blocking_live_events_start_where_the_call_was_made(
+    settings: Settings,
+) -> None:
+    async with orchestrator_service(settings, history=False), Client(settings) as rw:
+        handle = await rw.run("assistant", "what is 4 * 4?")
+        tool_use_id = await waiting_for_its_tool(handle)
+        first_live = await asyncio.to_thread(
+            answer_from_a_script, settings, handle.run_id, tool_use_id
+        )
+        assert first_live is EventType.TOOL_RESULT
+        outcome = await handle.wait(timeout=30)
+    assert outcome.text == "4 * 4 = 16."
