@@ -8,8 +8,14 @@ For a session of ``--messages`` messages (user / assistant turns, one at a time)
   file. RedisSession: an RPUSH (+ metadata) to the same local Redis.
 - ``get``: the latency of reading the whole history (``get_messages()`` /
   ``get_items()``), ``--reads`` times. runwire reads the session row
-  (Postgres) and the runs' cached transcripts (Redis) and returns canonical
+  (Postgres: owner, clear time, deletion) and, concurrently, the runs'
+  cached transcripts (Redis: one script call) and returns canonical
   messages; the SDK sessions return their stored JSON items.
+- ``get_redis_part``: runwire's Redis read alone (``LogBackend.history``:
+  the script call and the decoding), what compares with RedisSession's
+  ``get``; ``get_redis_part_decoding_every_read``: the same with nothing
+  kept between reads (every run's messages validated again);
+  ``session_row``: the Postgres part alone.
 - ``get last turn``: ``get_messages(limit=1)`` / ``get_items(limit=2)``.
 - memory: sequential ``store_memory`` (each durable and applied before the
   next) and ``get_memory`` rates, and concurrent puts.
@@ -138,11 +144,17 @@ async def bench_runwire(
         gets = await timed(s.get_messages, reads)
         last = await timed(lambda: s.get_messages(limit=1), reads)
         redis_only = await timed(lambda: backend.history(s.session_id), reads)
+        row = await timed(s.info, reads)
+    async with LogBackend(backend.settings, decoded_bytes=0) as decoding:
+        await timed(lambda: decoding.history(s.session_id), reads // 4)
+        redis_decoding = await timed(lambda: decoding.history(s.session_id), reads)
     return {
         "add": stats(adds),
         "get": stats(gets),
         "get_last_turn": stats(last),
         "get_redis_part": stats(redis_only),
+        "get_redis_part_decoding_every_read": stats(redis_decoding),
+        "session_row": stats(row),
     }
 
 
@@ -188,6 +200,7 @@ async def main() -> None:
     parser.add_argument("--reads", type=int, default=200)
     parser.add_argument("--memory", type=int, default=200)
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     base = Settings()
     async with (
         fresh_deployment(base) as settings,
@@ -216,6 +229,7 @@ async def main() -> None:
         "messages": args.messages,
         "reads": args.reads,
         "load_average_1m": round(os.getloadavg()[0], 2),
+        "load_average_1m_at_start": round(load_before, 2),
         "cpus": os.cpu_count(),
         "runwire": runwire,
         "runwire_agents_adapter": adapter,
@@ -224,8 +238,13 @@ async def main() -> None:
         "memory": memory,
         "ratios_runwire_over": {
             name: {
-                op: ratio(runwire[op]["p50_ms"], other[op]["p50_ms"])
-                for op in ("add", "get", "get_last_turn")
+                **{
+                    op: ratio(runwire[op]["p50_ms"], other[op]["p50_ms"])
+                    for op in ("add", "get", "get_last_turn")
+                },
+                "get_redis_part_over_get": ratio(
+                    runwire["get_redis_part"]["p50_ms"], other["get"]["p50_ms"]
+                ),
             }
             for name, other in (("agents_sqlite", sqlite_result), ("agents_redis", redis_result))
         },
@@ -240,10 +259,15 @@ async def main() -> None:
         )
     print(
         "runwire get, Redis part only (no Postgres session check): "
-        f"p50 {runwire['get_redis_part']['p50_ms']} ms"
+        f"p50 {runwire['get_redis_part']['p50_ms']} ms "
+        f"({runwire['get_redis_part_decoding_every_read']['p50_ms']} ms decoding every read); "
+        f"session row (Postgres) p50 {runwire['session_row']['p50_ms']} ms"
     )
     print("ratios (runwire p50 / theirs):", json.dumps(result["ratios_runwire_over"]))
-    print(f"load average {result['load_average_1m']} on {result['cpus']} cpus")
+    print(
+        f"load average {result['load_average_1m_at_start']} at start, "
+        f"{result['load_average_1m']} at the end, on {result['cpus']} cpus"
+    )
     print("memory:", json.dumps(memory))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sessions.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -32,7 +32,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 
@@ -44,10 +44,10 @@ from runwire.transcript.messages import Message, TextPart, ThinkingPart
 __all__ = ["DecodedRuns", "SessionRead", "SessionReader", "StoredMessages"]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessages:
+class StoredMessages(NamedTuple):
     """A run's messages as its body stores them: the committed messages' JSON
-    joined by commas, then the open one's JSON or empty."""
+    joined by commas, then the open one's JSON or empty. (A tuple: a read
+    builds one per run, and it is the key :class:`DecodedRuns` keeps by.)"""
 
     committed: bytes
     open: bytes
@@ -109,19 +109,17 @@ class SessionReader:
             ],
         )
         gen, erased, listed = int(reply[0]), reply[1] == 1, int(reply[2])
-        pairs = reply[3 : 3 + 2 * listed]
+        end = 3 + 2 * listed
+        ids = [m.decode() for m in reply[3:end:2]]
         # Scores come as Redis formats a double ("1763790000123").
-        runs = [(pairs[i].decode(), int(float(pairs[i + 1]))) for i in range(0, len(pairs), 2)]
-        wanted = [r for r, _ in runs]
-        if tail is not None:
-            wanted = wanted[max(0, len(wanted) - tail) :] if tail else []
-        wanted += extra
-        rest = reply[3 + 2 * listed :]
-        bodies: dict[str, StoredMessages] = {}
-        for i, run_id in enumerate(wanted):
-            c, o = rest[2 * i], rest[2 * i + 1]
-            if c is not None and o is not None:
-                bodies[run_id] = StoredMessages(c, o)
+        runs = list(zip(ids, map(int, map(float, reply[4:end:2])), strict=True))
+        newest = ids if tail is None else ids[max(0, listed - tail) :] if tail else []
+        wanted = newest + extra
+        bodies = {
+            run_id: StoredMessages(c, o)
+            for run_id, c, o in zip(wanted, reply[end::2], reply[end + 1 :: 2], strict=True)
+            if c is not None and o is not None
+        }
         return SessionRead(gen, runs, bodies, erased)
 
 
@@ -144,7 +142,7 @@ class DecodedRuns:
     def __init__(self, max_bytes: int = 32 << 20) -> None:
         self._max = max_bytes
         self._size = 0
-        self._kept: OrderedDict[tuple[bytes, bytes], tuple[Message, ...]] = OrderedDict()
+        self._kept: OrderedDict[StoredMessages, tuple[Message, ...]] = OrderedDict()
         self.decoded = 0
         """How many runs were decoded (not served from what was kept)."""
 
@@ -157,12 +155,11 @@ class DecodedRuns:
         missing: list[tuple[str, StoredMessages]] = []
         kept = self._kept
         for run_id, body in bodies.items():
-            key = (body.committed, body.open)
-            found = kept.get(key)
+            found = kept.get(body)
             if found is None:
                 missing.append((run_id, body))
             else:
-                kept.move_to_end(key)
+                kept.move_to_end(body)
                 out[run_id] = list(found)
         if missing:
             decoded = decode_runs([b.json for _, b in missing])
@@ -178,11 +175,10 @@ class DecodedRuns:
         size = len(body.committed) + len(body.open)
         if size > self._max:
             return
-        key = (body.committed, body.open)
-        if key in self._kept:
+        if body in self._kept:
             return
-        self._kept[key] = tuple(messages)
+        self._kept[body] = tuple(messages)
         self._size += size
         while self._size > self._max:
-            (c, o), _ = self._kept.popitem(last=False)
-            self._size -= len(c) + len(o)
+            (committed, open_message), _ = self._kept.popitem(last=False)
+            self._size -= len(committed) + len(open_message)

@@ -4,9 +4,12 @@
   record batch on its partition of the run-events topic
   (``Publisher.publish_message``), memory to the memory topic.
 - Reads: the session index (Postgres) for what a session is; the transcript
-  cache (Redis, rebuilt from the log on a miss) for its runs and messages;
-  the run-status store (Postgres) for the runs the cache does not know (after
-  a flush) and for which runs were written through the Session API.
+  cache (Redis, rebuilt from the log on a miss) for its runs and messages -
+  one script call gives a session's runs in order with their stored
+  messages (:mod:`~runwire.projections.transcripts.session_read`), and a
+  run's messages are decoded once per distinct stored body; the run-status
+  store (Postgres) for the runs the cache does not know (after a flush) and
+  for which runs were written through the Session API.
 - Read-your-writes: each write waits until the projection that serves the
   matching read has applied its position (session index for session events,
   transcript cache for runs - and the run-status store for a new run, so
@@ -81,6 +84,9 @@ class LogBackend(LogMemoryBackend):
 
     ``async with LogBackend(settings) as backend`` (or ``start()`` /
     ``stop()``); share one among many sessions of a process.
+    ``decoded_bytes`` bounds the decoded transcripts kept between reads
+    (:class:`~runwire.projections.transcripts.session_read.DecodedRuns`; 0
+    decodes every read afresh).
     """
 
     def __init__(
@@ -89,6 +95,7 @@ class LogBackend(LogMemoryBackend):
         *,
         publisher: Publisher | None = None,
         wait_timeout: float = 10.0,
+        decoded_bytes: int = 32 << 20,
     ) -> None:
         super().__init__(settings, publisher=publisher, wait_timeout=wait_timeout)
         self._redis: aioredis.Redis | None = None
@@ -100,7 +107,7 @@ class LogBackend(LogMemoryBackend):
         self._sources: dict[str, bool] = {}
         self._keys = Keyspace(settings.redis_key_prefix)
         self._reader: SessionReader | None = None
-        self._decoded = DecodedRuns()
+        self._decoded = DecodedRuns(decoded_bytes)
 
     async def _start_more(self) -> None:
         self._redis = aioredis.Redis.from_url(self.settings.redis_url)
