@@ -8,14 +8,15 @@ Contract:
   (see :mod:`runwire.projections.runtime.protocol`). On every assignment the
   projector loads them and seeks there; Kafka's committed offsets are written
   after each apply (at most once per ``commit_interval``) only as a lag hint.
-  The hint is never ahead of the stored positions. After a clean ``stop()``
-  it equals them for every partition the instance owned: stop lets the batch
-  being applied settle, then commits the stored positions (retrying while
-  the group rebalances) before the consumer leaves the group. It trails when
-  the stop could not do that within ``stop_timeout`` (broker or store
-  unreachable, a rebalance that does not settle) or the instance was fenced
-  out of the group; the next owner of a partition commits its stored
-  position with its first hint after the assignment, so a trailing hint heals.
+  The hint never runs ahead of what the projector has stored. After a clean
+  ``stop()`` it equals the stored positions of every partition the instance
+  owned: stop lets the batch being applied settle, then commits the stored
+  positions (retrying while the group rebalances) before the consumer leaves
+  the group. It trails when the process dies, when it was fenced out of the
+  group, or when stop could not do that within ``stop_timeout`` (broker or
+  store unreachable, a rebalance that does not settle); the next owner of a
+  partition commits its stored position with its first hint after the
+  assignment, so a trailing hint heals.
 - Every fetched record is decoded; a record that does not decode is written
   to the dead-letter topic (before the position moves past it) and the
   partition goes on. A batch whose apply fails for a reason that is not
@@ -731,11 +732,10 @@ class Projector:
         deadline = loop.time() + self._options.stop_timeout
         # An older hint landing after this one would move the hint back.
         if self._hint_task is not None and not self._hint_task.done():
-            await asyncio.wait({self._hint_task}, timeout=self._options.stop_timeout / 2)
+            await asyncio.wait({self._hint_task}, timeout=max(0.0, deadline - loop.time()))
             if not self._hint_task.done():
                 self._hint_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._hint_task
+                await asyncio.wait({self._hint_task})
         self._uncommitted.clear()
         backoff = self._options.retry_backoff
         while True:
@@ -767,21 +767,20 @@ class Projector:
                     error = e
                 except TimeoutError as e:
                     error = e
+            why = "no time left" if error is None else f"{type(error).__name__}: {error}"
             if loop.time() + backoff >= deadline:
                 log.warning(
-                    "projection %s: last lag hint not committed within %.1fs (%s: %s); "
+                    "projection %s: last lag hint not committed within %.1fs (%s); "
                     "it may trail the stored positions",
                     self.projection.name,
                     self._options.stop_timeout,
-                    type(error).__name__,
-                    error,
+                    why,
                 )
                 return
             log.info(
-                "projection %s: last lag hint not committed yet (%s: %s); retrying",
+                "projection %s: last lag hint not committed yet (%s); retrying",
                 self.projection.name,
-                type(error).__name__,
-                error,
+                why,
             )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._options.max_retry_backoff)
