@@ -99,6 +99,7 @@ class FollowerOptions:
     max_records: int = 2000
     poll_timeout_ms: int = 100
     commit_interval: float = 1.0
+    retry_pause: float = 0.5
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
     group_instance_id: str | None = None
@@ -214,7 +215,10 @@ class Follower(AsyncService):
                 batch = await consumer.getmany(
                     timeout_ms=opts.poll_timeout_ms, max_records=opts.max_records
                 )
-                self._apply(batch.items())
+                if not self._apply(batch.items()):
+                    # A record could not be decoded for now (say the schema
+                    # registry is down): it is read again after a pause.
+                    await asyncio.sleep(opts.retry_pause)
                 await self._check_caught_up()
                 self._handler.batch_done()
                 await self._commit()
@@ -224,9 +228,12 @@ class Follower(AsyncService):
                 log.warning("%s: Kafka error, retrying: %s", self._group_id, e)
                 await asyncio.sleep(0.5)
 
-    def _apply(self, batch: Iterable[tuple[TopicPartition, list[Any]]]) -> None:
+    def _apply(self, batch: Iterable[tuple[TopicPartition, list[Any]]]) -> bool:
+        """Hand the batch's events to the handler in order; False when a
+        partition stopped at a record that may decode later (it is sought back to it)."""
         decode = self._codec.decode
         handler = self._handler
+        complete = True
         for tp, records in batch:
             for record in records:
                 try:
@@ -241,7 +248,22 @@ class Follower(AsyncService):
                         e,
                     )
                     continue
+                except RunwireError as e:
+                    if not e.retriable:
+                        raise
+                    # Not the record's fault: never skip it, or a run would miss an event.
+                    log.warning(
+                        "%s: cannot decode the record at %s/%d yet, will retry: %s",
+                        self._group_id,
+                        tp.partition,
+                        record.offset,
+                        e,
+                    )
+                    self._consumer.seek(tp, record.offset)
+                    complete = False
+                    break
                 handler.apply(tp.partition, record.offset, event)
+        return complete
 
     async def _resolve_targets(self) -> None:
         unknown = [p for p, end in self._catching_up.items() if end is None]

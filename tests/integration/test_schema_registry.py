@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from runwire.contract.codec import codec_for
 from runwire.contract.framing import Framing, confluent_header, read_header
-from runwire.contract.registry import subject_of
+from runwire.contract.registry import schema_text, subject_of
 from runwire.contract.schemas import released_schemas
 from runwire.projections.runtime.dead_letters import list_dead_letters
 from runwire.projections.runtime.pg import Pool, open_pool
@@ -149,3 +149,33 @@ async def test_a_run_goes_end_to_end_on_the_confluent_wire_format(
     values = [r.value for r in await read_raw(settings, [settings.run_events])]
     assert len(values) == len(outcome.events)
     assert all(v[:1] == b"\x00" and read_header(v).schema_id in ids for v in values)
+
+
+async def test_a_follower_waits_out_a_registry_outage_and_skips_nothing(
+    settings: Settings, registry: FakeSchemaRegistry
+) -> None:
+    """The orchestrator meets a schema id it has never seen while the registry fails:
+    it reads the record again once the registry answers, and the run goes on."""
+    from runwire.client import Client
+    from runwire.contract.events import EventType, RunStatus
+    from runwire.services.orchestrator.wiring import orchestrator_service
+    from runwire.services.tools.wiring import tool_runner_service
+
+    configured = settings.model_copy(update={"schema_registry_url": registry.url})
+    user_message = released_schemas().latest(EventType.USER_MESSAGE)
+    async with orchestrator_service(configured, history=False), tool_runner_service(configured):
+        # Another producer's registration: the same schema now answers to an id the
+        # running orchestrator has never looked up.
+        registry.add(schema_text(user_message), UNKNOWN_ID, subject=subject_of(user_message))
+        # The client stands for that producer's process: its own registry client and caches.
+        producer = configured.model_copy(update={"schema_registry_timeout_seconds": 3.0})
+        async with Client(producer) as rw:
+            registry.fail_next(2)
+            handle = await rw.run("helper", "what is 6 * 7?", session_id="s1")
+            outcome = await handle.wait(timeout=60)
+    assert outcome.status is RunStatus.COMPLETED, outcome.events
+    assert "42" in outcome.text
+    fetches = [p for m, p in registry.requests if m == "GET" and p == f"/schemas/ids/{UNKNOWN_ID}"]
+    assert len(fetches) >= 2  # one refused, then the retry that got it
+    values = [r.value for r in await read_raw(settings, [settings.run_events])]
+    assert sum(read_header(v).schema_id == UNKNOWN_ID for v in values) == 1
