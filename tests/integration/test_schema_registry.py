@@ -179,3 +179,34 @@ async def test_a_follower_waits_out_a_registry_outage_and_skips_nothing(
     assert len(fetches) >= 2  # one refused, then the retry that got it
     values = [r.value for r in await read_raw(settings, [settings.run_events])]
     assert sum(read_header(v).schema_id == UNKNOWN_ID for v in values) == 1
+
+
+async def test_session_callbacks_wait_out_a_registry_outage(
+    settings: Settings, registry: FakeSchemaRegistry
+) -> None:
+    """A change whose schema id cannot be fetched yet reaches the callback late, not never."""
+    from runwire.contract.events import Event, EventType, SessionMetadataSet
+    from runwire.publisher import Publisher
+    from runwire.sessions.protocol import SessionChange
+    from runwire.sessions.watcher import LogWatcher
+    from tests.helpers import assert_eventually
+
+    configured = settings.model_copy(update={"schema_registry_url": registry.url})
+    schema = released_schemas().latest(EventType.SESSION_METADATA_SET)
+    heard: list[SessionChange] = []
+    watcher = LogWatcher(configured)
+    watcher.add("s1", heard.append)
+    try:
+        registry.add(schema_text(schema), UNKNOWN_ID, subject=subject_of(schema))
+        producer = configured.model_copy(update={"schema_registry_timeout_seconds": 3.0})
+        async with Publisher(producer) as publisher:
+            registry.fail_next(2)
+            for n in range(3):
+                event = Event.create(SessionMetadataSet(key=f"k{n}", value=n), session_id="s1")
+                await publisher.publish(event)
+        await assert_eventually(lambda: len(heard) == 3, timeout=20)
+    finally:
+        await watcher.stop()
+    assert [c.key for c in heard] == ["k0", "k1", "k2"]
+    fetches = [p for m, p in registry.requests if m == "GET" and p == f"/schemas/ids/{UNKNOWN_ID}"]
+    assert len(fetches) >= 2

@@ -13,8 +13,9 @@ Contract:
   session-events and run-events topics share no order, so changes from both
   that arrive in one fetch come in time order, and across fetches a session
   change may arrive before a message written just before it. A record that does
-  not decode is skipped (the projections dead-letter it); a broker failure is
-  retried.
+  not decode is skipped (the projections dead-letter it); one that cannot be
+  decoded yet (a retriable error: the schema registry is down) is read again
+  after a pause, and so is a broker failure.
 - ``stop()`` is idempotent.
 """
 
@@ -116,20 +117,35 @@ class LogWatcher:
                 log.warning("session watcher: reading the log failed, retrying: %s", e)
                 await asyncio.sleep(0.5)
                 continue
-            self._dispatch([r for records in batch.values() for r in records])
+            if not self._dispatch(batch):
+                # A record could not be decoded yet (the schema registry is
+                # down): its partition is read again from it after a pause.
+                await asyncio.sleep(0.5)
 
-    def _dispatch(self, records: list[Any]) -> None:
+    def _dispatch(self, batch: dict[Any, list[Any]]) -> bool:
+        """Feed the listeners; False when a partition was sought back to a record to retry."""
         by_session: dict[str, list[Event]] = {}
-        for record in records:
-            if record.value is None:
-                continue
-            try:
-                event = self._codec.decode(record.value)
-            except RunwireError:
-                continue
-            sid = event.session_id
-            if sid is not None and sid in self._listeners:
-                by_session.setdefault(sid, []).append(event)
+        complete = True
+        for tp, records in batch.items():
+            for record in records:
+                if record.value is None:
+                    continue
+                try:
+                    event = self._codec.decode(record.value)
+                except RunwireError as e:
+                    if not e.retriable:
+                        continue  # undecodable for good: the projectors dead-letter it
+                    # Skipping it would lose a change a callback is owed.
+                    log.warning(
+                        "session watcher: cannot decode %s@%d yet: %s", tp, record.offset, e
+                    )
+                    assert self._consumer is not None
+                    self._consumer.seek(tp, record.offset)
+                    complete = False
+                    break
+                sid = event.session_id
+                if sid is not None and sid in self._listeners:
+                    by_session.setdefault(sid, []).append(event)
         for sid, events in by_session.items():
             # Two topics have no common order: within a fetch, the writers' time
             # order (stable, so each partition's own order is kept).
@@ -140,3 +156,4 @@ class LogWatcher:
                         listener(change)
                     except Exception:
                         log.exception("session %s: a listener failed", sid)
+        return complete
