@@ -251,6 +251,7 @@ class _LogReader:
             except KafkaError:
                 await asyncio.sleep(0.5)
                 continue
+            retry = False
             for tp, records in batch.items():
                 subs = self._subs.get(tp.partition)
                 if not subs:
@@ -270,10 +271,17 @@ class _LogReader:
                         if event is None:
                             try:
                                 event = self._codec.decode(record.value)
-                            except RunwireError:
+                            except RunwireError as e:
+                                if e.retriable:
+                                    # Not yet decodable (the schema registry is
+                                    # down): read it again, never skip a run's event.
+                                    consumer.seek(tp, record.offset)
+                                    last, retry = record.offset, True
                                 break
                         sub.queue.put_nowait((record.offset, event))
                         sub.next_offset = record.offset + 1
+                    if last == record.offset:
+                        break  # sought back to it: the rest of this fetch comes again
                 if last is not None:
                     for sub in subs:
                         sub.next_offset = max(sub.next_offset, last)
@@ -290,6 +298,8 @@ class _LogReader:
                     for sub in list(subs):
                         if position >= sub.next_offset:
                             sub.queue.put_nowait((position, None))
+            if retry:
+                await asyncio.sleep(0.5)
 
 
 # -- the API -----------------------------------------------------------------------

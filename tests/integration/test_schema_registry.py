@@ -210,3 +210,46 @@ async def test_session_callbacks_wait_out_a_registry_outage(
     assert [c.key for c in heard] == ["k0", "k1", "k2"]
     fetches = [p for m, p in registry.requests if m == "GET" and p == f"/schemas/ids/{UNKNOWN_ID}"]
     assert len(fetches) >= 2
+
+
+async def test_a_live_reader_waits_out_a_registry_outage(
+    settings: Settings, registry: FakeSchemaRegistry
+) -> None:
+    """``handle.events()`` gets every event of the run, the one it could not decode at first too."""
+    import asyncio
+
+    from runwire.client import Client
+    from runwire.contract.events import (
+        AssistantText,
+        Event,
+        EventType,
+        RunCompleted,
+        RunStarted,
+        UserMessage,
+    )
+    from runwire.publisher import Publisher
+
+    configured = settings.model_copy(update={"schema_registry_url": registry.url})
+    schema = released_schemas().latest(EventType.USER_MESSAGE)
+    payloads = [
+        RunStarted(agent_id="a"),
+        UserMessage(parts=["hi"]),
+        AssistantText(text="hello"),
+        RunCompleted(),
+    ]
+    events = [Event.create(p, run_id="r1", session_id="s1") for p in payloads]
+    async with Client(configured) as rw:
+        stream = await rw.handle("r1").events()
+        registry.add(schema_text(schema), UNKNOWN_ID, subject=subject_of(schema))
+        producer = configured.model_copy(update={"schema_registry_timeout_seconds": 3.0})
+        async with Publisher(producer) as publisher:
+            registry.fail_next(2)
+            await publisher.publish_message(events)
+
+        async def read() -> list[Event]:
+            return [event async for event in stream]
+
+        got = await asyncio.wait_for(read(), timeout=20)
+    assert [e.event_id for e in got] == [e.event_id for e in events]
+    fetches = [p for m, p in registry.requests if m == "GET" and p == f"/schemas/ids/{UNKNOWN_ID}"]
+    assert len(fetches) >= 2
