@@ -52,6 +52,7 @@ from aiokafka.structs import TopicPartition
 
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, RunFailed, RunStatus
+from runwire.errors import RunwireError
 from runwire.projections.runs.fold import Run
 from runwire.projections.runs.store import RunStore
 from runwire.publisher import Publisher
@@ -247,7 +248,16 @@ class Watchdog(AsyncService):
                     continue
                 if record.offset > run.last_offset:
                     return None
-                last = self._codec.decode(record.value)
+                try:
+                    last = self._codec.decode(record.value)
+                except RunwireError as e:
+                    # Undecodable (dead-lettered by the projectors) or not yet
+                    # (registry down): the run cannot be judged, so it is left
+                    # alone this sweep, and the other runs are still swept.
+                    log.warning(
+                        "run %s: record %d not decoded (%s); skipped", run.run_id, record.offset, e
+                    )
+                    return None
                 if state is None:
                     state = RunState(
                         RunContext.of(last), record.offset, max_turns=self._settings.max_turns

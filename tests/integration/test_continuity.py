@@ -207,3 +207,36 @@ async def _status(runs: RunStore, run_id: str, status: str) -> bool:
         return (await runs.get(run_id)).status == status
     except Exception:
         return False
+
+
+async def test_the_watchdog_skips_a_run_it_cannot_read_and_sweeps_the_others(
+    settings: Settings,
+) -> None:
+    """A record of a run that does not decode (the projectors dead-letter it) leaves
+    that run unjudged; the sweep still fails the other stalled runs."""
+    from aiokafka import AIOKafkaProducer
+
+    from runwire.contract.events import Event, RunStarted, UserMessage
+    from runwire.publisher import Publisher
+
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    poisoned, orphans = "run-poisoned", ["run-orphan-a", "run-orphan-z"]
+    async with projectors(settings), await RunStore.connect(settings) as runs:
+        async with Publisher(settings) as publisher:
+            raw = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+            await raw.start()
+            try:
+                for run_id in sorted([poisoned, *orphans]):
+                    await publisher.publish(Event.create(RunStarted(agent_id="a"), run_id=run_id))
+                    if run_id == poisoned:
+                        await raw.send_and_wait(
+                            settings.run_events, b"not avro", key=run_id.encode()
+                        )
+                    await publisher.publish(Event.create(UserMessage(parts=["hi"]), run_id=run_id))
+            finally:
+                await raw.stop()
+        for run_id in [poisoned, *orphans]:
+            await assert_eventually(partial(_status, runs, run_id, "pending"), timeout=20)
+        async with Watchdog(settings, stall_seconds=2, now=lambda: later) as dog:
+            found = await dog.sweep()
+    assert {s.run_id for s in found} == set(orphans)
