@@ -15,8 +15,13 @@ For a session of ``--messages`` messages (user / assistant turns, one at a time)
   the script call and the decoding), what compares with RedisSession's
   ``get``; ``get_redis_part_decoding_every_read``: the same with nothing
   kept between reads (every run's messages validated again);
-  ``session_row``: the Postgres part alone.
+  ``session_row``: the Postgres part alone; ``session_script_call``: the
+  one Redis call alone (``SessionReader.read``: runs and stored messages,
+  not decoded).
 - ``get last turn``: ``get_messages(limit=1)`` / ``get_items(limit=2)``.
+- All the sessions are written first, then their reads are timed taking
+  turns (one of each per round, the order rotating), so the load of a
+  shared machine falls on all of them alike and the ratios hold.
 - memory: sequential ``store_memory`` (each durable and applied before the
   next) and ``get_memory`` rates, and concurrent puts.
 - ``runwire_agents_adapter``: the same through ``RunwireSession`` (the Agents
@@ -54,6 +59,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from runwire.infra.topics import load_topics, provision_topics
 from runwire.projections.runtime.lag import projection_lag
 from runwire.projections.runtime.protocol import Projection
+from runwire.projections.transcripts.session_read import SessionReader
 from runwire.sessions import AsyncSession
 from runwire.sessions.embedded import projectors_running
 from runwire.sessions.log_backend import LogBackend
@@ -73,15 +79,6 @@ def stats(samples: list[float]) -> dict[str, float]:
         "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
         "n": len(ordered),
     }
-
-
-async def timed(work: Callable[[], Awaitable[Any]], times: int) -> list[float]:
-    out: list[float] = []
-    for _ in range(times):
-        start = time.perf_counter()
-        await work()
-        out.append(time.perf_counter() - start)
-    return out
 
 
 def turn_texts(n: int) -> list[tuple[str, str]]:
@@ -129,45 +126,43 @@ async def settled(projections: dict[str, Projection], settings: Settings) -> Non
             await asyncio.sleep(0.1)
 
 
-async def bench_runwire(
-    backend: LogBackend, messages: int, reads: int, projections: dict[str, Projection]
-) -> dict[str, Any]:
-    async with AsyncSession(user_id="bench", backend=backend) as s:
-        adds: list[float] = []
-        for role, text in turn_texts(messages):
-            start = time.perf_counter()
-            await s.add_message(role, text)
-            adds.append(time.perf_counter() - start)
-        await settled(projections, backend.settings)
-        assert len(await s.get_messages()) == messages
-        await timed(s.get_messages, reads // 4)  # warm-up: connections, prepared statements
-        gets = await timed(s.get_messages, reads)
-        last = await timed(lambda: s.get_messages(limit=1), reads)
-        redis_only = await timed(lambda: backend.history(s.session_id), reads)
-        row = await timed(s.info, reads)
-    async with LogBackend(backend.settings, decoded_bytes=0) as decoding:
-        await timed(lambda: decoding.history(s.session_id), reads // 4)
-        redis_decoding = await timed(lambda: decoding.history(s.session_id), reads)
-    return {
-        "add": stats(adds),
-        "get": stats(gets),
-        "get_last_turn": stats(last),
-        "get_redis_part": stats(redis_only),
-        "get_redis_part_decoding_every_read": stats(redis_decoding),
-        "session_row": stats(row),
-    }
-
-
-async def bench_sdk(session: Any, messages: int, reads: int) -> dict[str, Any]:
-    adds: list[float] = []
+async def add_all(add: Callable[[str, str], Awaitable[Any]], messages: int) -> list[float]:
+    """Add the session's messages one at a time; each one's latency."""
+    out: list[float] = []
     for role, text in turn_texts(messages):
         start = time.perf_counter()
+        await add(role, text)
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def sdk_add(session: Any) -> Callable[[str, str], Awaitable[Any]]:
+    """An Agents SDK session's way to add one message, as ``add_message``."""
+
+    async def add(role: str, text: str) -> None:
         await session.add_items([{"role": role, "content": text}])
-        adds.append(time.perf_counter() - start)
-    assert len(await session.get_items()) == messages
-    gets = await timed(session.get_items, reads)
-    last = await timed(lambda: session.get_items(limit=2), reads)
-    return {"add": stats(adds), "get": stats(gets), "get_last_turn": stats(last)}
+
+    return add
+
+
+async def interleaved(
+    reads: dict[str, Callable[[], Awaitable[Any]]], times: int
+) -> dict[str, list[float]]:
+    """Time every read ``times`` times, taking turns (one of each per round, the
+    order rotating), so a busy moment of a shared machine hits them all alike;
+    ``times // 4`` untimed rounds first (connections, prepared statements)."""
+    names = list(reads)
+    for _ in range(times // 4):
+        for name in names:
+            await reads[name]()
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(times):
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            await reads[name]()
+            out[name].append(time.perf_counter() - start)
+    return out
 
 
 async def bench_memory(backend: LogBackend, count: int) -> dict[str, Any]:
@@ -202,39 +197,74 @@ async def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     base = Settings()
-    async with (
-        fresh_deployment(base) as settings,
-        projectors_running(settings) as projections,
-        LogBackend(settings) as backend,
-    ):
-        runwire = await bench_runwire(backend, args.messages, args.reads, projections)
-        adapter = await bench_sdk(
-            RunwireSession(user_id="bench-adapter", backend=backend), args.messages, args.reads
-        )
-        memory = await bench_memory(backend, args.memory)
-        with tempfile.TemporaryDirectory() as tmp:
-            sqlite = SQLiteSession(f"bench-{uuid.uuid4().hex}", Path(tmp) / "agents.db")
-            sqlite_result = await bench_sdk(sqlite, args.messages, args.reads)
-            sqlite.close()
+    n = args.messages
+    async with contextlib.AsyncExitStack() as stack:
+        settings = await stack.enter_async_context(fresh_deployment(base))
+        projections = await stack.enter_async_context(projectors_running(settings))
+        backend = await stack.enter_async_context(LogBackend(settings))
+        # Nothing kept between reads: every run's messages validated on every read.
+        decoding = await stack.enter_async_context(LogBackend(settings, decoded_bytes=0))
+        ours = await stack.enter_async_context(AsyncSession(user_id="bench", backend=backend))
+        adapter = RunwireSession(user_id="bench-adapter", backend=backend)
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        sqlite = SQLiteSession(f"bench-{uuid.uuid4().hex}", Path(tmp) / "agents.db")
+        stack.callback(sqlite.close)
         client = aioredis.Redis.from_url(settings.redis_url)
-        redis_session = RedisSession(
+        stack.push_async_callback(client.aclose)
+        theirs = RedisSession(
             f"bench-{uuid.uuid4().hex}",
             redis_client=client,
             key_prefix=f"{settings.redis_key_prefix}:agents",
         )
-        redis_result = await bench_sdk(redis_session, args.messages, args.reads)
-        await redis_session.clear_session()
-        await client.aclose()
+        stack.push_async_callback(theirs.clear_session)
+        reader = SessionReader(client, settings.redis_key_prefix)
+
+        adds = {
+            "runwire": await add_all(ours.add_message, n),
+            "runwire_agents_adapter": await add_all(sdk_add(adapter), n),
+            "agents_sqlite": await add_all(sdk_add(sqlite), n),
+            "agents_redis": await add_all(sdk_add(theirs), n),
+        }
+        await settled(projections, settings)
+        sid = ours.session_id
+        assert len(await ours.get_messages()) == n
+        assert len(await adapter.get_items()) == len(await sqlite.get_items()) == n
+        assert len(await theirs.get_items()) == n
+        samples = await interleaved(
+            {
+                "runwire.get": ours.get_messages,
+                "runwire.get_last_turn": lambda: ours.get_messages(limit=1),
+                "runwire.get_redis_part": lambda: backend.history(sid),
+                "runwire.get_redis_part_decoding_every_read": lambda: decoding.history(sid),
+                "runwire.session_row": ours.info,
+                "runwire.session_script_call": lambda: reader.read(sid),
+                "runwire_agents_adapter.get": adapter.get_items,
+                "runwire_agents_adapter.get_last_turn": lambda: adapter.get_items(limit=2),
+                "agents_sqlite.get": sqlite.get_items,
+                "agents_sqlite.get_last_turn": lambda: sqlite.get_items(limit=2),
+                "agents_redis.get": theirs.get_items,
+                "agents_redis.get_last_turn": lambda: theirs.get_items(limit=2),
+            },
+            args.reads,
+        )
+        memory = await bench_memory(backend, args.memory)
+    results: dict[str, dict[str, Any]] = {name: {"add": stats(a)} for name, a in adds.items()}
+    for key, taken in samples.items():
+        name, op = key.split(".")
+        results[name][op] = stats(taken)
+    runwire, sqlite_result, redis_result = (
+        results["runwire"],
+        results["agents_sqlite"],
+        results["agents_redis"],
+    )
     result = {
-        "messages": args.messages,
+        "messages": n,
         "reads": args.reads,
+        "reads_interleaved": True,
         "load_average_1m": round(os.getloadavg()[0], 2),
         "load_average_1m_at_start": round(load_before, 2),
         "cpus": os.cpu_count(),
-        "runwire": runwire,
-        "runwire_agents_adapter": adapter,
-        "agents_sqlite": sqlite_result,
-        "agents_redis": redis_result,
+        **results,
         "memory": memory,
         "ratios_runwire_over": {
             name: {
@@ -261,7 +291,8 @@ async def main() -> None:
         "runwire get, Redis part only (no Postgres session check): "
         f"p50 {runwire['get_redis_part']['p50_ms']} ms "
         f"({runwire['get_redis_part_decoding_every_read']['p50_ms']} ms decoding every read); "
-        f"session row (Postgres) p50 {runwire['session_row']['p50_ms']} ms"
+        f"session row (Postgres) p50 {runwire['session_row']['p50_ms']} ms, "
+        f"the script call alone p50 {runwire['session_script_call']['p50_ms']} ms"
     )
     print("ratios (runwire p50 / theirs):", json.dumps(result["ratios_runwire_over"]))
     print(

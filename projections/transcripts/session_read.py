@@ -108,18 +108,23 @@ class SessionReader:
                 *extra,
             ],
         )
-        gen, erased, listed = int(reply[0]), reply[1] == 1, int(reply[2])
-        end = 3 + 2 * listed
-        ids = [m.decode() for m in reply[3:end:2]]
-        # Scores come as Redis formats a double ("1763790000123").
-        runs = list(zip(ids, map(int, map(float, reply[4:end:2])), strict=True))
-        newest = ids if tail is None else ids[max(0, listed - tail) :] if tail else []
-        wanted = newest + extra
+        gen, erased, width = int(reply[0]), reply[1] == 1, int(reply[2])
+        listed, newest, more = reply[3], reply[4], reply[5]
+        ids = [m.decode() for m in listed[0::width]]
+        # First ms as a meta field ("1763790000123") or a score (a double).
+        runs = list(zip(ids, map(int, map(float, listed[1::width])), strict=True))
+        if width == 4:  # every run's body came with the listing
+            found = zip(ids, listed[2::4], listed[3::4], strict=True)
+        else:
+            found = zip(ids[len(ids) - len(newest) // 2 :], newest[0::2], newest[1::2], strict=True)
         bodies = {
             run_id: StoredMessages(c, o)
-            for run_id, c, o in zip(wanted, reply[end::2], reply[end + 1 :: 2], strict=True)
+            for run_id, c, o in found
             if c is not None and o is not None
         }
+        for run_id, c, o in zip(extra, more[0::2], more[1::2], strict=True):
+            if c is not None and o is not None:
+                bodies[run_id] = StoredMessages(c, o)
         return SessionRead(gen, runs, bodies, erased)
 
 
@@ -135,11 +140,13 @@ class DecodedRuns:
     whose parts hold nothing mutable (text and thinking: strings, bytes,
     None) are kept: a tool_use input or tool_result content is a dict or list
     a caller could change, so those runs are decoded afresh on every read.
-    Each read gets its own lists. Bounded by ``max_bytes`` of body JSON,
-    least recently used first out.
+    Each read gets its own lists. Bounded by ``max_bytes`` of body JSON
+    (the decoded objects with their keys take about 8 times that in memory,
+    measured on text turns: 4 MiB by default, ~32 MiB), least recently used
+    first out.
     """
 
-    def __init__(self, max_bytes: int = 32 << 20) -> None:
+    def __init__(self, max_bytes: int = 4 << 20) -> None:
         self._max = max_bytes
         self._size = 0
         self._kept: OrderedDict[StoredMessages, tuple[Message, ...]] = OrderedDict()

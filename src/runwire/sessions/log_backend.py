@@ -95,7 +95,7 @@ class LogBackend(LogMemoryBackend):
         *,
         publisher: Publisher | None = None,
         wait_timeout: float = 10.0,
-        decoded_bytes: int = 32 << 20,
+        decoded_bytes: int = 4 << 20,
     ) -> None:
         super().__init__(settings, publisher=publisher, wait_timeout=wait_timeout)
         self._redis: aioredis.Redis | None = None

@@ -40,9 +40,16 @@ async def client(settings: Settings) -> AsyncIterator[CountingRedis]:
         await client.aclose()
 
 
+@pytest_asyncio.fixture(params=["plain", "star"])
+async def prefix(request: pytest.FixtureRequest, settings: Settings) -> str:
+    """The key prefix: as configured, or holding a '*' (which GET patterns would
+    misread: the script reads such a keyspace run by run)."""
+    return settings.redis_key_prefix + ("" if request.param == "plain" else "*x")
+
+
 @pytest_asyncio.fixture
-async def store(client: CountingRedis, settings: Settings) -> RedisTranscriptStore:
-    store = RedisTranscriptStore(client, settings.redis_key_prefix)
+async def store(client: CountingRedis, prefix: str) -> AsyncIterator[RedisTranscriptStore]:
+    store = RedisTranscriptStore(client, prefix)
     ok = await store.commit(
         commit(
             [
@@ -54,11 +61,16 @@ async def store(client: CountingRedis, settings: Settings) -> RedisTranscriptSto
         )
     )
     assert ok.ok
-    return store
+    yield store
+    # The star prefix is not under the test's own prefix: remove its keys here.
+    escaped = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix)
+    keys = [k async for k in client.scan_iter(match=f"{escaped}:*")]
+    if keys:
+        await client.delete(*keys)
 
 
-def reader_for(client: aioredis.Redis, settings: Settings) -> SessionReader:
-    return SessionReader(client, settings.redis_key_prefix)
+def reader_for(client: aioredis.Redis, prefix: str) -> SessionReader:
+    return SessionReader(client, prefix)
 
 
 async def stored_json(store: RedisTranscriptStore, run_ids: list[str]) -> dict[str, bytes]:
@@ -72,9 +84,9 @@ async def _live(store: RedisTranscriptStore) -> int:
 
 
 async def test_one_call_gives_the_runs_in_order_and_their_messages(
-    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+    store: RedisTranscriptStore, client: CountingRedis, prefix: str
 ) -> None:
-    reader = reader_for(client, settings)
+    reader = reader_for(client, prefix)
     await reader.read("s1")  # loads the script
     client.sent.clear()
     read = await reader.read("s1")
@@ -95,19 +107,19 @@ async def test_one_call_gives_the_runs_in_order_and_their_messages(
 async def test_tail_limits_the_messages_never_the_listing(
     store: RedisTranscriptStore,
     client: CountingRedis,
-    settings: Settings,
+    prefix: str,
     tail: int | None,
     bodies: list[str],
 ) -> None:
-    read = await reader_for(client, settings).read("s1", tail=tail)
+    read = await reader_for(client, prefix).read("s1", tail=tail)
     assert [r for r, _ in read.runs] == ["r1", "r2", "r3"]
     assert list(read.bodies) == bodies
 
 
 async def test_runs_asked_by_id_come_after_the_sessions_and_misses_are_left_out(
-    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+    store: RedisTranscriptStore, client: CountingRedis, prefix: str
 ) -> None:
-    reader = reader_for(client, settings)
+    reader = reader_for(client, prefix)
     read = await reader.read(None, run_ids=["other", "never-written", "r1"])
     assert read.runs == []
     assert {r: b.json for r, b in read.bodies.items()} == {
@@ -120,28 +132,28 @@ async def test_runs_asked_by_id_come_after_the_sessions_and_misses_are_left_out(
 
 
 async def test_an_expired_body_is_listed_without_messages(
-    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+    store: RedisTranscriptStore, client: CountingRedis, prefix: str
 ) -> None:
     await client.delete(store.keys.generation(0).body("r2"))
-    read = await reader_for(client, settings).read("s1")
+    read = await reader_for(client, prefix).read("s1")
     assert [r for r, _ in read.runs] == ["r1", "r2", "r3"]
     assert set(read.bodies) == {"r1", "r3"}
 
 
 async def test_an_unknown_session_lists_nothing(
-    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+    store: RedisTranscriptStore, client: CountingRedis, prefix: str
 ) -> None:
-    read = await reader_for(client, settings).read("no-such-session")
+    read = await reader_for(client, prefix).read("no-such-session")
     assert read.runs == []
     assert read.bodies == {}
     assert not read.erased
 
 
 async def test_an_erased_session_lists_nothing_and_says_so(
-    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+    store: RedisTranscriptStore, client: CountingRedis, prefix: str
 ) -> None:
     assert (await store.commit(commit(deletions=["s1"]))).ok
-    reader = reader_for(client, settings)
+    reader = reader_for(client, prefix)
     read = await reader.read("s1", run_ids=["other"])
     assert read.erased
     assert read.runs == []
@@ -150,7 +162,7 @@ async def test_an_erased_session_lists_nothing_and_says_so(
 
 
 async def test_it_reads_the_live_generation_or_the_one_named(
-    store: RedisTranscriptStore, client: CountingRedis, settings: Settings
+    store: RedisTranscriptStore, client: CountingRedis, prefix: str
 ) -> None:
     building, _ = await store.begin_generation()
     ok = await store.commit(
@@ -161,7 +173,7 @@ async def test_it_reads_the_live_generation_or_the_one_named(
         )
     )
     assert ok.ok
-    reader = reader_for(client, settings)
+    reader = reader_for(client, prefix)
     assert [r for r, _ in (await reader.read("s1")).runs] == ["r1", "r2", "r3"]
     named = await reader.read("s1", generation=building)
     assert named.generation == building
@@ -171,6 +183,17 @@ async def test_it_reads_the_live_generation_or_the_one_named(
     assert (await reader.read("s1")).generation == building
 
 
-async def test_a_negative_tail_is_refused(client: CountingRedis, settings: Settings) -> None:
+async def test_a_negative_tail_is_refused(client: CountingRedis, prefix: str) -> None:
     with pytest.raises(ValueError, match="tail"):
-        await reader_for(client, settings).read("s1", tail=-1)
+        await reader_for(client, prefix).read("s1", tail=-1)
+
+
+async def test_a_run_whose_meta_lacks_its_time_is_ordered_by_the_session_index(
+    store: RedisTranscriptStore, client: CountingRedis, prefix: str
+) -> None:
+    await client.hdel(store.keys.generation(0).meta("r2"), "t")
+    reader = reader_for(client, prefix)
+    for tail in (None, 1):
+        read = await reader.read("s1", tail=tail)
+        assert read.runs == [("r1", 1000), ("r2", 2000), ("r3", 3000)]
+        assert list(read.bodies) == (["r1", "r2", "r3"] if tail is None else ["r3"])
