@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from runwire.contract.events import Event, RunStarted, SessionDeleted
 from runwire.errors import ConfigurationError
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.protocol import ProjectionError
 from runwire.projections.sessions.projection import SessionsProjection
+from runwire.publisher import Publisher
 from runwire.settings import Settings
-from tests.integration.projection_support import table
+from tests.integration.projection_support import caught_up, running, table
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -103,3 +105,42 @@ async def test_rebuild_copies_resume_restart_and_discard(settings: Settings, poo
     await doomed.discard()
     assert (await runs.generations()).building is None
     assert await tables_like(pool, "run\\_status%\\_\\_g4") == set()
+
+
+async def test_upgrading_the_runs_projection_erases_sessions_deleted_before(
+    settings: Settings, pool: Pool
+) -> None:
+    """A deployment from before migration 0002: its live copy holds the runs of a session
+    deleted back then, and no position on the session-events topic. The upgraded projector
+    migrates the live copy, reads that topic from offset 0 and erases them."""
+    doomed = [
+        Event.create(RunStarted(agent_id="a"), run_id=f"old-{n}", session_id="s-gone")
+        for n in range(3)
+    ]
+    events = [
+        *doomed,
+        Event.create(RunStarted(agent_id="a"), run_id="old-kept", session_id="s-kept"),
+        Event.create(SessionDeleted(), session_id="s-gone"),
+    ]
+    async with Publisher(settings) as publisher:
+        await publisher.publish_many(events)
+    before = RunsProjection(pool, settings)
+    before._topics = (settings.run_events,)  # what the projection read before erasure
+    await before.prepare()
+    async with running(before, settings):
+        await caught_up(before, settings)
+    async with pool.connection() as conn:
+        await conn.execute("DROP TABLE run_status_deleted_sessions__g1, run_status_erased_runs__g1")
+        await conn.execute(
+            "DELETE FROM runwire_schema_migrations WHERE scope = 'runs@g1' AND version = 2"
+        )
+    listed = await table(pool, "SELECT run_id FROM run_status ORDER BY run_id")
+    assert [r["run_id"] for r in listed] == ["old-0", "old-1", "old-2", "old-kept"]
+    upgraded = RunsProjection(pool, settings)
+    assert await upgraded.prepare() == 1
+    async with running(upgraded, settings):
+        await caught_up(upgraded, settings)
+    listed = await table(pool, "SELECT run_id FROM run_status ORDER BY run_id")
+    assert [r["run_id"] for r in listed] == ["old-kept"]
+    erased = await table(pool, "SELECT run_id FROM run_status_erased_runs__g1 ORDER BY run_id")
+    assert [r["run_id"] for r in erased] == ["old-0", "old-1", "old-2"]
