@@ -1,0 +1,79 @@
+"""Erasure in the run-status projection under concurrency, on the real Postgres.
+
+Two writers of one copy, as two instances owning different partitions would
+be: one folds run events of a run that carry no session id (only the run's
+row says whose it is), the other the deletion of that run's session, at the
+same time. Whichever commits first, the run ends erased.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+
+from runwire.contract.events import Event, RunStarted, SessionDeleted, Usage
+from runwire.contract.routing import record_key
+from runwire.projections.runs.projection import RunsProjection
+from runwire.projections.runtime.pg import Pool, open_pool
+from runwire.projections.runtime.protocol import Batch, SourceRecord, TopicPartition
+from runwire.settings import Settings
+from tests.integration.projection_support import table
+from tests.projection_contract import RecordingSink
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pool(settings: Settings) -> AsyncIterator[Pool]:
+    pool = await open_pool(settings, max_size=24)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def batch(tp: TopicPartition, offset: int, events: list[Event]) -> Batch:
+    records = [
+        SourceRecord(tp.topic, tp.partition, offset + n, 0, record_key(e), b"", (), e)
+        for n, e in enumerate(events)
+    ]
+    return Batch(records, {tp: offset + len(events)}, {tp: offset})
+
+
+async def test_a_deletion_beside_session_less_run_events_erases_the_run(
+    settings: Settings, pool: Pool
+) -> None:
+    projection = RunsProjection(pool, settings)
+    await projection.prepare()
+    sink = RecordingSink()
+    rng = random.Random(7)
+    n = 40
+    # Each run on its own run-events partition, each deletion on its own
+    # session-events partition: the writers share no position row.
+    run_tp = [TopicPartition(settings.run_events, 100 + i) for i in range(n)]
+    session_tp = [TopicPartition(settings.session_events, 100 + i) for i in range(n)]
+    for i in range(n):
+        started = Event.create(RunStarted(agent_id="a"), run_id=f"r{i}", session_id=f"s{i}")
+        await projection.apply(batch(run_tp[i], 0, [started]), sink)
+    (count,) = await table(pool, "SELECT count(*) AS n FROM run_status")
+    assert count["n"] == n
+
+    async def later_run_events(i: int) -> None:
+        await asyncio.sleep(rng.random() * 0.05)
+        usage = [
+            Event.create(Usage(model="m", provider="p", input_tokens=1), run_id=f"r{i}")
+            for _ in range(3)
+        ]
+        await projection.apply(batch(run_tp[i], 1, usage), sink)
+
+    async def deletion(i: int) -> None:
+        await asyncio.sleep(rng.random() * 0.05)
+        deleted = Event.create(SessionDeleted(), session_id=f"s{i}")
+        await projection.apply(batch(session_tp[i], 0, [deleted]), sink)
+
+    await asyncio.gather(*(f(i) for i in range(n) for f in (later_run_events, deletion)))
+    assert sink.sent == []
+    assert await table(pool, "SELECT run_id FROM run_status") == []
+    erased = await table(pool, "SELECT run_id, session_id FROM run_status_erased_runs__g1")
+    assert {r["run_id"]: r["session_id"] for r in erased} == {f"r{i}": f"s{i}" for i in range(n)}
