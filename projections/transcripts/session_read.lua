@@ -5,21 +5,22 @@
 -- ARGV[1]  the keyspace root with its colon (<prefix>:tx:)
 -- ARGV[2]  the generation to read, or '' for the live one
 -- ARGV[3]  the session id, or '' to list no session
--- ARGV[4]  how many of the session's newest runs to return messages for ('': all)
+-- ARGV[4]  what to list: '' every run with its messages, a number k the newest k
+--          runs with their messages, 'ids' every run without messages
 -- ARGV[5..] more run ids to return messages for
--- Returns  {generation, erased 0/1, width, listed, newest, more}
---          listed: per run of the session, oldest first: run_id, first ms, and when
---                  width is 4 its body's c and o (all asked: ARGV[4] '')
---          newest: when width is 2, c and o of each of the newest ARGV[4] runs
+-- Returns  {generation, erased 0/1, width, total, listed, more}
+--          total:  how many runs the session index holds
+--          listed: per run listed, oldest first: run_id, first ms, and when width
+--                  is 4 its body's c and o
 --          more:   c and o of each run of ARGV[5..]
 --          (c and o are false when the body is absent: expired or unknown run)
 --          An erased session (in the generation's `deleted` set) lists nothing.
 --
 -- The runs are read with SORT_RO ... BY nosort (a sorted set's own order) and
 -- GET patterns: one command for all runs, where a redis.call per run cost
--- about twice the time in Redis. The first ms comes from each run's meta `t`
--- (what the session index scores it by, written in the same commit); when a
--- meta lacks it, or the key prefix holds a '*' (GET patterns substitute the
+-- about a third more time in Redis. The first ms comes from each run's meta
+-- `t` (what the session index scores it by, written in the same commit); when
+-- a meta lacks it, or the key prefix holds a '*' (GET patterns substitute the
 -- first one), the session index's scores and one HMGET per run are used.
 -- Run key names are built here: fine on a standalone Redis, the supported
 -- set-up; a Redis Cluster would need the keyspace in one hash slot.
@@ -28,11 +29,11 @@ local generation = ARGV[2]
 if generation == '' then
   generation = redis.call('GET', KEYS[1]) or '0'
 end
+generation = tonumber(generation)
 local base = ARGV[1] .. generation .. ':'
-local session_id, tail = ARGV[3], ARGV[4]
+local session_id, mode = ARGV[3], ARGV[4]
 
-local function bodies(run_ids)
-  local out = {}
+local function bodies(run_ids, out)
   for i = 1, #run_ids do
     local body = redis.call('HMGET', base .. 'run:' .. run_ids[i], 'c', 'o')
     out[#out + 1] = body[1]
@@ -45,7 +46,7 @@ local more = {}
 for i = 5, #ARGV do
   more[#more + 1] = ARGV[i]
 end
-more = bodies(more)
+more = bodies(more, {})
 
 local erased = 0
 if session_id ~= '' and redis.call('SISMEMBER', base .. 'deleted', session_id) == 1 then
@@ -53,56 +54,57 @@ if session_id ~= '' and redis.call('SISMEMBER', base .. 'deleted', session_id) =
   session_id = ''
 end
 if session_id == '' then
-  return {tonumber(generation), erased, 2, {}, {}, more}
+  return {generation, erased, 2, 0, {}, more}
 end
 
 local index = base .. 'session:' .. session_id
-local run, meta = base .. 'run:*', base .. 'meta:*->t'
+local total = redis.call('ZCARD', index)
+local from, width = 0, 4 -- 0-based index of the first run listed
+if mode == 'ids' then
+  width = 2
+elseif mode ~= '' then
+  from = math.max(0, total - tonumber(mode))
+end
+if from >= total then
+  return {generation, 0, width, total, {}, more}
+end
 
--- The session's runs by SORT_RO; nil when it cannot serve (see above).
+-- The listed runs by SORT_RO; nil when it cannot serve (see above).
 local function sorted()
   if string.find(base, '*', 1, true) then
     return nil
   end
-  local listed
-  if tail == '' then
-    listed = redis.call('SORT_RO', index, 'BY', 'nosort', 'GET', '#', 'GET', meta,
-      'GET', run .. '->c', 'GET', run .. '->o')
-    for i = 2, #listed, 4 do
-      if not listed[i] then
-        return nil
-      end
-    end
-    return {tonumber(generation), 0, 4, listed, {}, more}
+  local run = base .. 'run:*'
+  local args = {index, 'BY', 'nosort', 'LIMIT', from, total - from, 'GET', '#', 'GET', base .. 'meta:*->t'}
+  if width == 4 then
+    args[#args + 1] = 'GET'
+    args[#args + 1] = run .. '->c'
+    args[#args + 1] = 'GET'
+    args[#args + 1] = run .. '->o'
   end
-  listed = redis.call('SORT_RO', index, 'BY', 'nosort', 'GET', '#', 'GET', meta)
-  for i = 2, #listed, 2 do
+  local listed = redis.call('SORT_RO', unpack(args))
+  for i = 2, #listed, width do
     if not listed[i] then
       return nil
     end
   end
-  local n = #listed / 2
-  local take = math.min(n, tonumber(tail))
-  local newest = {}
-  if take > 0 then
-    newest = redis.call('SORT_RO', index, 'BY', 'nosort', 'LIMIT', n - take, take,
-      'GET', run .. '->c', 'GET', run .. '->o')
-  end
-  return {tonumber(generation), 0, 2, listed, newest, more}
+  return listed
 end
 
-local reply = sorted()
-if reply then
-  return reply
+local listed = sorted()
+if not listed then
+  local scored = redis.call('ZRANGE', index, from, -1, 'WITHSCORES')
+  if width == 2 then
+    listed = scored
+  else
+    listed = {}
+    for i = 1, #scored, 2 do
+      local body = redis.call('HMGET', base .. 'run:' .. scored[i], 'c', 'o')
+      listed[#listed + 1] = scored[i]
+      listed[#listed + 1] = scored[i + 1]
+      listed[#listed + 1] = body[1]
+      listed[#listed + 1] = body[2]
+    end
+  end
 end
-local listed = redis.call('ZRANGE', index, 0, -1, 'WITHSCORES')
-local n = #listed / 2
-local from = 1
-if tail ~= '' then
-  from = math.max(1, n - tonumber(tail) + 1)
-end
-local wanted = {}
-for i = from, n do
-  wanted[#wanted + 1] = listed[2 * i - 1]
-end
-return {tonumber(generation), 0, 2, listed, bodies(wanted), more}
+return {generation, 0, width, total, listed, more}

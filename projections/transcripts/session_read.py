@@ -1,25 +1,27 @@
 """Reading a session from the transcript cache in one round trip.
 
-``SessionReader.read`` runs ``session_read.lua`` (EVALSHA, loaded on first
-use and again after a server restart): the live generation (or the one
-given), the session's runs in order with the time of their first record,
-and the stored messages of the newest ``tail`` of them (all by default) plus
-any run ids asked for - one call, where reading them as plain commands took
-a GET, a ZRANGE and one HMGET per run.
+``SessionReader`` runs ``session_read.lua`` (EVALSHA, loaded on first use
+and again after a server restart): the live generation (or the one given),
+the session's runs in order with the time of their first record, and their
+stored messages - all of them, or only the newest ``tail`` runs (``read``);
+every run without messages (``runs``); the messages of runs named by id
+(``bodies``). One call each, where reading them as plain commands took a
+GET, a ZRANGE and one HMGET per run.
 
 Contract:
 - The reply is one consistent view: a script runs alone in Redis, so no
   commit lands between reading the session index and the bodies.
 - ``SessionRead.runs``: the session's (run id, first ms), oldest first (ties
-  by run id, as the sorted set orders them); empty when the cache does not
-  list the session (unknown, or the index was lost in a flush: the caller
-  asks the run-status store).
+  by run id, as the sorted set orders them) - the newest ``tail`` of them
+  for a tail read, ``total`` telling how many there are; empty when the
+  cache does not list the session (unknown, or the index was lost in a
+  flush: the caller asks the run-status store).
 - ``SessionRead.erased``: the session is in the generation's erased sessions
   (``session_deleted`` applied): nothing of it is returned, and the caller
   must not look for it elsewhere.
-- ``SessionRead.bodies``: the stored messages of each run asked for whose
-  transcript is in the cache; an expired or unknown one is left out (the
-  caller rebuilds it from the log).
+- ``SessionRead.bodies``: the stored messages of each run listed (or asked
+  for) whose transcript is in the cache; an expired or unknown one is left
+  out (the caller rebuilds it from the log).
 
 :class:`DecodedRuns` turns stored messages into canonical
 :class:`~runwire.transcript.messages.Message` lists, each distinct body
@@ -64,7 +66,10 @@ class SessionRead:
 
     generation: int
     runs: list[tuple[str, int]]
+    """The runs listed, (run id, first ms), oldest first."""
     bodies: dict[str, StoredMessages]
+    total: int = 0
+    """How many runs the session index holds (``runs`` may be the newest of them)."""
     erased: bool = False
     """The session is erased (``session_deleted`` applied): nothing is listed."""
 
@@ -82,50 +87,54 @@ class SessionReader:
 
     def __init__(self, client: aioredis.Redis, key_prefix: str) -> None:
         self._keys = Keyspace(key_prefix)
-        self._read = client.register_script(_script())
+        self._script = client.register_script(_script())
 
     async def read(
-        self,
-        session_id: str | None,
-        *,
-        tail: int | None = None,
-        run_ids: Collection[str] = (),
-        generation: int | None = None,
+        self, session_id: str, *, tail: int | None = None, generation: int | None = None
     ) -> SessionRead:
-        """The session's runs and the stored messages of its newest ``tail`` runs
-        (all when None; none when 0) and of ``run_ids``, in generation
-        ``generation`` (the live one when None)."""
+        """The session's newest ``tail`` runs (all when None) with their stored
+        messages, in generation ``generation`` (the live one when None)."""
         if tail is not None and tail < 0:
             raise ValueError(f"tail must be None or at least 0, not {tail}")
-        extra = list(run_ids)
-        reply: list[Any] = await self._read(
+        return await self._call(session_id, "" if tail is None else str(tail), [], generation)
+
+    async def runs(self, session_id: str, *, generation: int | None = None) -> SessionRead:
+        """Every run of the session, without messages."""
+        return await self._call(session_id, "ids", [], generation)
+
+    async def bodies(
+        self, run_ids: Collection[str], *, generation: int | None = None
+    ) -> dict[str, StoredMessages]:
+        """The stored messages of each of ``run_ids`` present in the cache."""
+        return (await self._call("", "", list(run_ids), generation)).bodies
+
+    async def _call(
+        self, session_id: str, mode: str, extra: list[str], generation: int | None
+    ) -> SessionRead:
+        reply: list[Any] = await self._script(
             keys=[self._keys.live],
             args=[
                 f"{self._keys.root}:",
                 "" if generation is None else str(generation),
-                session_id or "",
-                "" if tail is None else str(tail),
+                session_id,
+                mode,
                 *extra,
             ],
         )
-        gen, erased, width = int(reply[0]), reply[1] == 1, int(reply[2])
-        listed, newest, more = reply[3], reply[4], reply[5]
+        gen, erased, width, total = int(reply[0]), reply[1] == 1, int(reply[2]), int(reply[3])
+        listed, more = reply[4], reply[5]
         ids = [m.decode() for m in listed[0::width]]
         # First ms as a meta field ("1763790000123") or a score (a double).
         runs = list(zip(ids, map(int, map(float, listed[1::width])), strict=True))
-        if width == 4:  # every run's body came with the listing
-            found = zip(ids, listed[2::4], listed[3::4], strict=True)
-        else:
-            found = zip(ids[len(ids) - len(newest) // 2 :], newest[0::2], newest[1::2], strict=True)
-        bodies = {
-            run_id: StoredMessages(c, o)
-            for run_id, c, o in found
-            if c is not None and o is not None
-        }
+        bodies: dict[str, StoredMessages] = {}
+        if width == 4:
+            for run_id, c, o in zip(ids, listed[2::4], listed[3::4], strict=True):
+                if c is not None and o is not None:
+                    bodies[run_id] = StoredMessages(c, o)
         for run_id, c, o in zip(extra, more[0::2], more[1::2], strict=True):
             if c is not None and o is not None:
                 bodies[run_id] = StoredMessages(c, o)
-        return SessionRead(gen, runs, bodies, erased)
+        return SessionRead(gen, runs, bodies, total, erased)
 
 
 _IMMUTABLE_PARTS = (TextPart, ThinkingPart)

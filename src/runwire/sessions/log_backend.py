@@ -68,6 +68,8 @@ class _Read:
     bodies: dict[str, StoredMessages]
     asked: set[str]
     """Runs whose bodies were asked for (absent from ``bodies``: a cache miss)."""
+    total: int
+    """How many runs the session has (``runs`` may be the newest of them)."""
     filled: dict[str, list[Message]] = field(default_factory=dict)
     """Runs rebuilt from the log while reading (the index was lost)."""
 
@@ -200,9 +202,9 @@ class LogBackend(LogMemoryBackend):
         return self._sources[run_id]
 
     async def _read(self, session_id: str, *, tail: int | None = None) -> _Read:
-        """The session's runs in order and the stored messages of its newest ``tail``
-        runs (all when None), from the cache in one round trip. An erased
-        session has none.
+        """The session's newest ``tail`` runs (all when None) in order with their
+        stored messages, from the cache in one round trip. An erased session
+        has none.
 
         When the cache lost the session's index (a flush), the run-status
         store lists the runs and every one of them is rebuilt from the log
@@ -215,27 +217,36 @@ class LogBackend(LogMemoryBackend):
             raise RuntimeError("the backend is not started: use `async with` or start()")
         read = await reader.read(session_id, tail=tail)
         if read.erased:
-            return _Read(read.generation, [], {}, set())
-        if read.runs:
-            asked = [r for r, _ in read.runs]
-            return _Read(read.generation, read.runs, read.bodies, set(_newest(asked, tail)))
+            return _Read(read.generation, [], {}, set(), 0)
+        if read.total:
+            listed = {r for r, _ in read.runs}
+            return _Read(read.generation, read.runs, read.bodies, listed, read.total)
         run_ids = await self.cache.locator.session_runs(session_id)
         if not run_ids:
-            return _Read(read.generation, [], {}, set())
+            return _Read(read.generation, [], {}, set(), 0)
         filled = {r: await self.cache.get(r) for r in run_ids}
         times = await self._first_ms(run_ids)
         runs = [(r, times[r]) for r in run_ids if r in times]
-        return _Read(read.generation, runs, {}, set(run_ids), filled)
+        return _Read(read.generation, runs, {}, set(run_ids), len(runs), filled)
+
+    async def _older(self, session_id: str, read: _Read) -> list[tuple[str, int]]:
+        """The session's runs before those ``read`` listed (one more call)."""
+        assert self._reader is not None
+        every = (await self._reader.runs(session_id, generation=read.generation)).runs
+        ids = [r for r, _ in every]
+        oldest = read.runs[0][0]
+        # Not there: the session was erased or its generation dropped since.
+        return every[: ids.index(oldest)] if oldest in ids else []
 
     async def _messages(self, read: _Read, run_ids: Sequence[str]) -> dict[str, list[Message]]:
-        """Each run's messages: from the cache (fetching those ``read`` did not ask
-        for, in one call), or rebuilt from the log on a miss."""
+        """Each run's messages: from the cache (fetching those ``read`` did not
+        list, in one call), or rebuilt from the log on a miss."""
         bodies = read.bodies
         unasked = [r for r in run_ids if r not in read.asked]
         if unasked:
             assert self._reader is not None
-            more = await self._reader.read(None, run_ids=unasked, generation=read.generation)
-            bodies = {**bodies, **more.bodies}
+            more = await self._reader.bodies(unasked, generation=read.generation)
+            bodies = {**bodies, **more}
         out = self._decoded.decode({r: bodies[r] for r in run_ids if r in bodies})
         for run_id in run_ids:
             if run_id not in out:
@@ -284,22 +295,34 @@ class LogBackend(LogMemoryBackend):
             kept = [(r, t) for r, t in read.runs if after_ms is None or t > after_ms]
             messages = await self._messages(read, [r for r, _ in kept])
             return [RunRecord(r, t, messages[r]) for r, t in kept]
-        # Only the last runs that hold the last ``turns`` turns: read from the end
-        # (the first batch comes with the listing, in the same round trip).
+        # Only the last runs that hold the last ``turns`` turns, read from the end:
+        # the newest ``take`` with their messages in one call; the listing of the
+        # runs before them only when those hold too few turns.
         take = max(turns, 1)
         read = await self._read(session_id, tail=take)
-        # Runs are sorted by first time, so ``after_ms`` cuts a prefix: the last
-        # ``take`` kept runs are among the last ``take`` listed ones.
-        kept = [(r, t) for r, t in read.runs if after_ms is None or t > after_ms]
+        # Runs are sorted by first time, so ``after_ms`` cuts a prefix.
+        visible = [(r, t) for r, t in read.runs if after_ms is None or t > after_ms]
+        batch = visible[-take:]
+        older: list[tuple[str, int]] | None = visible[:-take]
+        if not older and len(visible) == len(read.runs) < read.total:
+            older = None  # runs before the listed ones: listed when needed
         out: list[RunRecord] = []
         found = 0
-        while kept and found < turns:
-            batch, kept = kept[-take:], kept[:-take]
+        while batch:
             messages = await self._messages(read, [r for r, _ in batch])
             records = [RunRecord(r, t, messages[r]) for r, t in batch]
             found += sum(starts_turn(m) for rec in records for m in rec.messages)
             out = records + out
+            if found >= turns:
+                break
+            if older is None:
+                older = [
+                    (r, t)
+                    for r, t in await self._older(session_id, read)
+                    if after_ms is None or t > after_ms
+                ]
             take *= 2
+            batch, older = older[-take:], older[:-take]
         return out
 
     async def find_run(self, run_id: str) -> KnownRun | None:
@@ -343,8 +366,3 @@ class LogBackend(LogMemoryBackend):
 
     def unlisten(self, session_id: str, listener: Listener) -> None:
         self._watcher.remove(session_id, listener)
-
-
-def _newest(run_ids: list[str], tail: int | None) -> list[str]:
-    """The last ``tail`` of ``run_ids`` (all when None)."""
-    return run_ids if tail is None else run_ids[max(0, len(run_ids) - tail) :]

@@ -93,6 +93,7 @@ async def test_one_call_gives_the_runs_in_order_and_their_messages(
     assert client.sent == ["EVALSHA"]
     assert read.generation == 0
     assert not read.erased
+    assert read.total == 3
     assert read.runs == [("r1", 1000), ("r2", 2000), ("r3", 3000)]
     assert {r: b.json for r, b in read.bodies.items()} == await stored_json(
         store, ["r1", "r2", "r3"]
@@ -101,34 +102,39 @@ async def test_one_call_gives_the_runs_in_order_and_their_messages(
 
 
 @pytest.mark.parametrize(
-    ("tail", "bodies"),
+    ("tail", "listed"),
     [(None, ["r1", "r2", "r3"]), (1, ["r3"]), (2, ["r2", "r3"]), (0, []), (10, ["r1", "r2", "r3"])],
 )
-async def test_tail_limits_the_messages_never_the_listing(
+async def test_a_tail_read_lists_and_reads_only_the_newest_runs(
     store: RedisTranscriptStore,
     client: CountingRedis,
     prefix: str,
     tail: int | None,
-    bodies: list[str],
+    listed: list[str],
 ) -> None:
     read = await reader_for(client, prefix).read("s1", tail=tail)
-    assert [r for r, _ in read.runs] == ["r1", "r2", "r3"]
-    assert list(read.bodies) == bodies
+    times = {"r1": 1000, "r2": 2000, "r3": 3000}
+    assert read.runs == [(r, times[r]) for r in listed]
+    assert list(read.bodies) == listed
+    assert read.total == 3
 
 
-async def test_runs_asked_by_id_come_after_the_sessions_and_misses_are_left_out(
+async def test_runs_lists_every_run_without_messages(
+    store: RedisTranscriptStore, client: CountingRedis, prefix: str
+) -> None:
+    read = await reader_for(client, prefix).runs("s1")
+    assert read.runs == [("r1", 1000), ("r2", 2000), ("r3", 3000)]
+    assert read.bodies == {}
+    assert read.total == 3
+
+
+async def test_bodies_by_run_id_leave_misses_out(
     store: RedisTranscriptStore, client: CountingRedis, prefix: str
 ) -> None:
     reader = reader_for(client, prefix)
-    read = await reader.read(None, run_ids=["other", "never-written", "r1"])
-    assert read.runs == []
-    assert {r: b.json for r, b in read.bodies.items()} == {
-        "other": b'["other"]',
-        "r1": b'["first"]',
-    }
-    both = await reader.read("s2", tail=1, run_ids=["r2"])
-    assert both.runs == [("other", 500)]
-    assert list(both.bodies) == ["other", "r2"]
+    found = await reader.bodies(["other", "never-written", "r1"])
+    assert {r: b.json for r, b in found.items()} == {"other": b'["other"]', "r1": b'["first"]'}
+    assert await reader.bodies([]) == {}
 
 
 async def test_an_expired_body_is_listed_without_messages(
@@ -146,6 +152,7 @@ async def test_an_unknown_session_lists_nothing(
     read = await reader_for(client, prefix).read("no-such-session")
     assert read.runs == []
     assert read.bodies == {}
+    assert read.total == 0
     assert not read.erased
 
 
@@ -154,11 +161,12 @@ async def test_an_erased_session_lists_nothing_and_says_so(
 ) -> None:
     assert (await store.commit(commit(deletions=["s1"]))).ok
     reader = reader_for(client, prefix)
-    read = await reader.read("s1", run_ids=["other"])
-    assert read.erased
-    assert read.runs == []
-    assert list(read.bodies) == ["other"]  # runs asked by id are still read
+    for read in (await reader.read("s1"), await reader.read("s1", tail=1), await reader.runs("s1")):
+        assert read.erased
+        assert read.runs == []
+        assert read.total == 0
     assert not (await reader.read("s2")).erased
+    assert list(await reader.bodies(["other"])) == ["other"]
 
 
 async def test_it_reads_the_live_generation_or_the_one_named(
@@ -179,6 +187,7 @@ async def test_it_reads_the_live_generation_or_the_one_named(
     assert named.generation == building
     assert named.runs == [("r9", 9000)]
     assert named.bodies["r9"].json == b'["rebuilt"]'
+    assert list(await reader.bodies(["r9", "r1"], generation=building)) == ["r9"]
     await client.set(store.keys.live, building)
     assert (await reader.read("s1")).generation == building
 
@@ -193,7 +202,9 @@ async def test_a_run_whose_meta_lacks_its_time_is_ordered_by_the_session_index(
 ) -> None:
     await client.hdel(store.keys.generation(0).meta("r2"), "t")
     reader = reader_for(client, prefix)
-    for tail in (None, 1):
+    assert (await reader.runs("s1")).runs == [("r1", 1000), ("r2", 2000), ("r3", 3000)]
+    for tail, listed in ((None, ["r1", "r2", "r3"]), (2, ["r2", "r3"])):
         read = await reader.read("s1", tail=tail)
-        assert read.runs == [("r1", 1000), ("r2", 2000), ("r3", 3000)]
-        assert list(read.bodies) == (["r1", "r2", "r3"] if tail is None else ["r3"])
+        assert [r for r, _ in read.runs] == listed
+        assert read.runs[-2:] == [("r2", 2000), ("r3", 3000)]
+        assert list(read.bodies) == listed
