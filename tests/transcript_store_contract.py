@@ -85,8 +85,9 @@ def commit(
     slot: Slot = Slot.LIVE,
     deletions: Sequence[str] = (),
     erasures: Sequence[str] = (),
+    clears: Sequence[tuple[str, int]] = (),
 ) -> Commit:
-    return Commit(slot, generation, positions, runs, deletions, erasures)
+    return Commit(slot, generation, positions, runs, deletions, erasures, clears)
 
 
 class TranscriptStoreContract:
@@ -304,6 +305,76 @@ class TranscriptStoreContract:
         assert outcome.ok
         assert (await store.heads(0, ["r1"]))["r1"].meta is None
         assert await store.dump(0) == {"deleted": ["s1"], "erased": ["r1"]}
+
+    async def test_a_clear_is_recorded_with_the_positions_and_the_last_one_wins(
+        self, store: TranscriptStore
+    ) -> None:
+        assert (await store.commit(commit([create("r1", 1)]))).ok
+        assert (await store.session_state(0, "s1")).cleared_ms is None
+        clear = commit([], [PositionWrite(TP1, 0, 2)], clears=[("s1", 5000), ("s1", 6000)])
+        assert (await store.commit(clear)).ok
+        assert await store.positions(0, [TP1]) == {TP1: 2}  # in the same step
+        state = await store.session_state(0, "s1")
+        assert state.cleared_ms == 6000
+        assert not state.deleted
+        assert (await store.dump(0))["cleared"] == {"s1": "6000"}
+        # A refused commit records no clear.
+        stale = commit([], [PositionWrite(TP1, 0, 3)], clears=[("s1", 9000)])
+        assert not (await store.commit(stale)).ok
+        assert (await store.session_state(0, "s1")).cleared_ms == 6000
+        # A deleted session's clear is not recorded; clears belong to their generation.
+        assert (await store.commit(commit(deletions=["s2"], clears=[("s2", 7000)]))).ok
+        assert (await store.session_state(0, "s2")).cleared_ms is None
+        assert (await store.session_state(0, "s2")).deleted
+        assert (await store.commit(commit(deletions=["s1"]))).ok  # a deletion drops it
+        assert (await store.session_state(0, "s1")).cleared_ms is None
+        assert "cleared" not in await store.dump(0)
+        building, _ = await store.begin_generation()
+        assert (await store.session_state(building, "s1")).cleared_ms is None
+
+    async def test_every_change_of_a_session_gives_it_a_new_version(
+        self, store: TranscriptStore
+    ) -> None:
+        assert (await store.session_state(0, "s1")).version == 0
+        seen: list[int] = []
+
+        async def changed() -> None:
+            version = (await store.session_state(0, "s1")).version
+            assert not seen or version > seen[-1], (version, seen)
+            seen.append(version)
+
+        assert (await store.commit(commit([create("r1", 1)]))).ok
+        await changed()
+        append = RunWrite(
+            "r1",
+            Guard.EXACT,
+            1,
+            True,
+            RunMeta(0, 1, 2, "s1", 1000),
+            BodyAppend(b'"b"', 1, b"", b"{}", b"e2=d\n"),
+        )
+        assert (await store.commit(commit([append]))).ok
+        await changed()
+        # Only the last offset moves (no body): still a change of the run's meta.
+        assert (
+            await store.commit(
+                commit([create("r1", 3, expected_last=2, expected_body=True, with_body=False)])
+            )
+        ).ok
+        await changed()
+        assert (await store.commit(commit(clears=[("s1", 5)]))).ok
+        await changed()
+        assert (await store.commit(commit([create("r2", 4, first_ms=2000)]))).ok
+        await changed()
+        assert (await store.commit(commit(erasures=["r2"]))).ok
+        await changed()
+        # Another session's change, or a commit of positions only, leaves it.
+        assert (await store.commit(commit([create("r3", 5, session="s2")]))).ok
+        assert (await store.commit(commit([], [PositionWrite(TP, 0, 9)]))).ok
+        assert (await store.session_state(0, "s1")).version == seen[-1]
+        assert (await store.commit(commit(deletions=["s1"]))).ok
+        await changed()
+        assert "ver" not in await store.dump(0)  # not data: a rebuild numbers them anew
 
     async def test_deletions_belong_to_their_generation(self, store: TranscriptStore) -> None:
         assert (await store.commit(commit([create("r1", 1)], deletions=["s1"]))).ok

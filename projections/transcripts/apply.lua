@@ -10,7 +10,8 @@
 --          (the session key repeats the meta key when the run has no session)
 -- ARGV     generation, slot, ttl, base, npos, npos x (field, expected, new),
 --          nruns, nruns x (run_id, session, header, blob),
---          ndel, ndel x session_id (sessions deleted), nerase, nerase x run_id (runs erased)
+--          ndel, ndel x session_id (sessions deleted), nerase, nerase x run_id (runs erased),
+--          nclear, nclear x (session_id, clear point ms) (sessions cleared, in log order)
 --          base: the generation's key prefix (<prefix>:tx:<n>:)
 --          header: guard|expected_last|expected_body|partition|first|last|first_ms|
 --                  body|count|#committed|#open|#state|#applied
@@ -20,7 +21,9 @@
 --          A deleted session's runs are the members of its session index: the
 --          script derives their keys from base (not declared in KEYS: fine on
 --          the standalone Redis this targets, not on a Redis Cluster), as for
---          erased runs.
+--          erased runs; and for the generation's `cleared` and `ver` hashes.
+--          Every session whose data this commit changes gets a new version
+--          (see `bump`).
 -- Returns  {1, ''} when written, {0, why} when a guard failed (nothing written);
 --          why starts with the guard: generation, position, run or deleted (a run
 --          of a deleted session, or an erased run).
@@ -86,6 +89,17 @@ for i = 1, nruns do
   a = a + RUN_ARGS
 end
 
+-- A new version of a session: above the one it had, and at least the
+-- server's clock in microseconds, so that a version lost with a flush is
+-- never handed out again for other data.
+local versions = base .. 'ver'
+local now = redis.call('TIME')
+local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local function bump(session_id)
+  local old = tonumber(redis.call('HGET', versions, session_id) or '0')
+  redis.call('HSET', versions, session_id, string.format('%.0f', math.max(old + 1, clock)))
+end
+
 local dels_at = a
 a = 6
 for _ = 1, npos do
@@ -139,6 +153,9 @@ for i = 1, nruns do
   if mode ~= '' and ttl > 0 then
     redis.call('EXPIRE', body, ttl)
   end
+  if session_id ~= '' then
+    bump(session_id)
+  end
   a = a + RUN_ARGS
 end
 
@@ -152,6 +169,8 @@ for j = dels_at + 1, dels_at + ndel do
   local session_id = ARGV[j]
   local session = base .. 'session:' .. session_id
   redis.call('SADD', KEYS[3], session_id)
+  redis.call('HDEL', base .. 'cleared', session_id)
+  bump(session_id)
   for _, run_id in ipairs(redis.call('ZRANGE', session, 0, -1)) do
     erase(run_id)
   end
@@ -162,7 +181,16 @@ for j = erase_at + 1, erase_at + tonumber(ARGV[erase_at]) do
   local session_id = redis.call('HGET', base .. 'meta:' .. ARGV[j], 's')
   if session_id then
     redis.call('ZREM', base .. 'session:' .. session_id, ARGV[j])
+    bump(session_id)
   end
   erase(ARGV[j])
+end
+local clears_at = erase_at + tonumber(ARGV[erase_at]) + 1
+for j = clears_at + 1, clears_at + 2 * tonumber(ARGV[clears_at]), 2 do
+  local session_id = ARGV[j]
+  if redis.call('SISMEMBER', KEYS[3], session_id) == 0 then
+    redis.call('HSET', base .. 'cleared', session_id, ARGV[j + 1])
+    bump(session_id)
+  end
 end
 return {1, ''}

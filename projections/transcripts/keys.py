@@ -21,6 +21,11 @@ lives under ``<prefix>:tx:<generation>:``:
   dropped.
 - ``erased`` (set, never expires) - the runs erased with their session: every
   later event of them is dropped (also one that names no session).
+- ``cleared`` (hash, never expires) - session id -> its last clear point
+  (``session_cleared``'s time, ms): runs that began at or before it are hidden.
+- ``ver`` (hash, never expires) - session id -> its version, a new one with
+  every commit that changes what a read of the session returns (see
+  :mod:`~runwire.projections.transcripts.store`); not data, left out of dumps.
 
 Beside the generations: ``live`` names the generation readers use (absent
 means 0), ``building`` the one a rebuild is filling, ``next`` hands out
@@ -96,6 +101,14 @@ class GenerationKeys:
     @property
     def erased(self) -> str:
         return f"{self.base}erased"
+
+    @property
+    def cleared(self) -> str:
+        return f"{self.base}cleared"
+
+    @property
+    def versions(self) -> str:
+        return f"{self.base}ver"
 
     @property
     def pattern(self) -> str:

@@ -8,6 +8,7 @@ would; nothing expires on its own.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,6 +26,7 @@ from runwire.projections.transcripts.store import (
     RunBody,
     RunHead,
     RunMeta,
+    SessionState,
     Slot,
     Snapshot,
 )
@@ -38,6 +40,14 @@ class _Generation:
     sessions: dict[str, dict[str, int]] = field(default_factory=dict)
     deleted: set[str] = field(default_factory=set)
     erased: set[str] = field(default_factory=set)
+    cleared: dict[str, int] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
+
+    def bump(self, session_id: str) -> None:
+        """A new version of the session (as ``apply.lua``: above the old one, at
+        least the clock in microseconds)."""
+        old = self.versions.get(session_id, 0)
+        self.versions[session_id] = max(old + 1, time.time_ns() // 1000)
 
     def erase(self, run_id: str) -> None:
         self.meta.pop(run_id, None)
@@ -120,6 +130,12 @@ class InMemoryTranscriptStore:
     async def deleted(self, generation: int, session_ids: Collection[str]) -> set[str]:
         return self._g(generation).deleted.intersection(session_ids)
 
+    async def session_state(self, generation: int, session_id: str) -> SessionState:
+        g = self._g(generation)
+        return SessionState(
+            g.versions.get(session_id, 0), g.cleared.get(session_id), session_id in g.deleted
+        )
+
     async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
         g = self._g(generation)
         return {r: g.bodies[r] for r in run_ids if r in g.bodies}
@@ -189,8 +205,12 @@ class InMemoryTranscriptStore:
                     g.bodies[w.run_id] = w.body
                 elif w.body is not None:
                     g.bodies[w.run_id] = _appended(g.bodies[w.run_id], w.body)
+                if w.meta.session_id:
+                    g.bump(w.meta.session_id)
             for session_id in commit.deletions:
                 g.deleted.add(session_id)
+                g.cleared.pop(session_id, None)
+                g.bump(session_id)
                 for run_id in g.sessions.pop(session_id, {}):
                     g.erase(run_id)
             for run_id in commit.erasures:
@@ -200,7 +220,13 @@ class InMemoryTranscriptStore:
                     index.pop(run_id, None)
                     if not index:
                         del g.sessions[meta.session_id]  # as Redis drops an empty zset
+                if meta is not None and meta.session_id:
+                    g.bump(meta.session_id)
                 g.erase(run_id)
+            for session_id, cleared_ms in commit.clears:
+                if session_id not in g.deleted:
+                    g.cleared[session_id] = cleared_ms
+                    g.bump(session_id)
             self.commits += 1
             return COMMITTED
 
@@ -257,4 +283,6 @@ class InMemoryTranscriptStore:
             out["deleted"] = sorted(g.deleted)
         if g.erased:
             out["erased"] = sorted(g.erased)
+        if g.cleared:
+            out["cleared"] = {s: str(ms) for s, ms in sorted(g.cleared.items())}
         return dict(sorted(out.items()))

@@ -23,9 +23,13 @@ the miss path writing beside it):
 - Re-published events (same event_id at a later offset) are dropped by the
   builder, which remembers every applied id in the stored state.
 
-Erasure: the projection also reads the session-events topic, for
-``session_deleted`` only (:func:`deletion`; the rest of that topic is the
-session index's). A deletion goes into the same ``apply.lua`` call as the
+Erasure and clears: the projection also reads the session-events topic, for
+``session_deleted`` and ``session_cleared`` only (:func:`deletion`,
+:func:`clearing`; the rest of that topic is the session index's). A clear
+goes into the same ``apply.lua`` call as the batch's positions: the
+session's clear point (the event's time, as the session index records it)
+is kept in the generation, so a session read needs nothing but the cache;
+a rebuild reads the clears from offset 0 like everything else. A deletion goes into the same ``apply.lua`` call as the
 batch's positions: it records the session as deleted in the generation and
 erases the runs of its session index (removed, and recorded as erased). A
 run belongs to its stored session, else to the sessions its events name
@@ -54,7 +58,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
-from runwire.contract.events import SessionDeleted
+from runwire.contract.events import SessionCleared, SessionDeleted
 from runwire.errors import RunwireError
 from runwire.projections.runtime.generations import ProjectionError
 from runwire.projections.runtime.protocol import (
@@ -227,6 +231,7 @@ class TranscriptProjection:
         skipped = 0
         rejections: list[Rejection] = []
         deletions: set[str] = set()
+        clears: dict[str, int] = {}
         for record in batch.records:
             start = open_from.get(record.tp)
             if start is None or record.offset < start:
@@ -234,10 +239,15 @@ class TranscriptProjection:
                 continue
             if record.topic == session_topic:
                 deleted = deletion(record)
-                if deleted is None or deleted in snap.deleted:
-                    skipped += 1  # not a deletion (the session index reads the rest)
-                else:
+                cleared = clearing(record)
+                if deleted is not None and deleted not in snap.deleted:
                     deletions.add(deleted)
+                elif cleared is not None and cleared[0] not in snap.deleted:
+                    # One session's events are in log order: the last clear wins.
+                    clears.pop(cleared[0], None)
+                    clears[cleared[0]] = cleared[1]
+                else:
+                    skipped += 1  # not ours (the session index reads the rest)
                 continue
             if record.event.run_id is None:
                 skipped += 1
@@ -278,9 +288,19 @@ class TranscriptProjection:
         # Before the write: a position may only pass a record whose dead letter exists.
         await dead_letters.send(new)
         sent.update((r.topic, r.partition, r.offset) for r in new)
-        if writes or run_writes or deletions or erasures:
+        # A clear of a session deleted in this batch is moot (and not recorded).
+        cleared_now = [(s, ms) for s, ms in clears.items() if s not in deletions]
+        if writes or run_writes or deletions or erasures or cleared_now:
             outcome = await self.store.commit(
-                Commit(slot, generation, writes, run_writes, sorted(deletions), erasures)
+                Commit(
+                    slot,
+                    generation,
+                    writes,
+                    run_writes,
+                    sorted(deletions),
+                    erasures,
+                    cleared_now,
+                )
             )
             if not outcome.ok:
                 log.debug("projection %s: compare-and-set lost: %s", NAME, outcome.conflict)
@@ -292,7 +312,7 @@ class TranscriptProjection:
             self._remember(run_id, generation, last, builder)
         return ApplyResult(
             positions=positions,
-            applied=applied + len(deletions),
+            applied=applied + len(deletions) + len(cleared_now),
             duplicates=duplicates,
             skipped=skipped,
             rejected=len(rejections),
@@ -366,3 +386,17 @@ def deletion(record: SourceRecord) -> str | None:
     if record.key != event.session_id.encode():
         return None
     return event.session_id
+
+
+def clearing(record: SourceRecord) -> tuple[str, int] | None:
+    """The session a session-events record clears and its clear point (ms since
+    the epoch of the event's ``occurred_at``, computed as the session index's
+    ``cleared_at`` is turned into ms: ``runwire.sessions.planning.millis``);
+    None: not a clear to obey (not one, or its record key is not its session
+    id, which the session index rejects)."""
+    event = record.event
+    if not isinstance(event.payload, SessionCleared) or not event.session_id:
+        return None
+    if record.key != event.session_id.encode():
+        return None
+    return event.session_id, int(event.occurred_at.timestamp() * 1000)

@@ -36,6 +36,7 @@ from runwire.projections.transcripts.store import (
     RunBody,
     RunHead,
     RunMeta,
+    SessionState,
     Slot,
     Snapshot,
     messages_json,
@@ -165,6 +166,19 @@ class RedisTranscriptStore:
             positions, heads, {_text(d) for d in reply[-2]}, {_text(r) for r in reply[-1]}
         )
 
+    async def session_state(self, generation: int, session_id: str) -> SessionState:
+        keys = self._gen(generation)
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hget(keys.versions, session_id)
+        pipe.hget(keys.cleared, session_id)
+        pipe.sismember(keys.deleted, session_id)
+        version, cleared, deleted = await pipe.execute()
+        return SessionState(
+            version=int(version) if version is not None else 0,
+            cleared_ms=int(cleared) if cleared is not None else None,
+            deleted=bool(deleted),
+        )
+
     async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
         ids = list(run_ids)
         if not ids:
@@ -249,6 +263,9 @@ class RedisTranscriptStore:
             args += [w.run_id, session or "", header, b"".join(parts)]
         args += [len(commit.deletions), *commit.deletions]
         args += [len(commit.erasures), *commit.erasures]
+        args.append(len(commit.clears))
+        for session_id, cleared_ms in commit.clears:
+            args += [session_id, str(cleared_ms)]
         ok, why = await self._apply(keys=key_list, args=args)
         if int(ok) == 1:
             return COMMITTED
@@ -297,9 +314,15 @@ class RedisTranscriptStore:
             await self._r.unlink(*chunk)
 
     async def dump(self, generation: int) -> dict[str, Any]:
-        base = self._gen(generation).base
+        keys = self._gen(generation)
+        base = keys.base
+        # Versions are not data (a rebuild numbers them differently): left out.
         names = sorted(
-            [k async for k in self._r.scan_iter(match=self._gen(generation).pattern, count=1000)]
+            [
+                k
+                async for k in self._r.scan_iter(match=keys.pattern, count=1000)
+                if _text(k) != keys.versions
+            ]
         )
         pipe = self._r.pipeline(transaction=False)
         for name in names:

@@ -5,10 +5,18 @@
 -- ARGV[1]  the keyspace root with its colon (<prefix>:tx:)
 -- ARGV[2]  the generation to read, or '' for the live one
 -- ARGV[3]  the session id, or '' to list no session
--- ARGV[4]  what to list: '' every run with its messages, a number k the newest k
---          runs with their messages, 'ids' every run without messages
--- ARGV[5..] more run ids to return messages for
--- Returns  {generation, erased 0/1, width, total, listed, more}
+-- ARGV[4]  what to list: '' every run with its messages, 'visible' every run
+--          that began after the clear point with its messages, a number k the
+--          newest k runs with their messages, 'ids' every run without messages
+-- ARGV[5]  the session's '<generation>:<version>' the caller holds, or ''
+-- ARGV[6..] more run ids to return messages for
+-- Returns  {generation, erased 0/1, width, total, listed, more, version, cleared, same 0/1}
+--          version: the session's '<generation>:<version>' now (its `ver` field)
+--          cleared: its clear point (ms) or ''; a 'visible' read lists only the
+--                   runs that began after it
+--          same:   1 when version is ARGV[5]: only the header (generation, erased,
+--                  version, cleared) is returned (listed empty, total 0): the
+--                  caller serves what it holds
 --          total:  how many runs the session index holds
 --          listed: per run listed, oldest first: run_id, first ms, and when width
 --                  is 4 its body's c and o
@@ -43,18 +51,25 @@ local function bodies(run_ids, out)
 end
 
 local more = {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   more[#more + 1] = ARGV[i]
 end
 more = bodies(more, {})
 
-local erased = 0
-if session_id ~= '' and redis.call('SISMEMBER', base .. 'deleted', session_id) == 1 then
-  erased = 1
+local version, cleared, erased = '', '', 0
+if session_id ~= '' then
+  version = generation .. ':' .. (redis.call('HGET', base .. 'ver', session_id) or '0')
+  cleared = redis.call('HGET', base .. 'cleared', session_id) or ''
+  erased = redis.call('SISMEMBER', base .. 'deleted', session_id)
+  if version == ARGV[5] then
+    return {generation, erased, 2, 0, {}, more, version, cleared, 1}
+  end
+end
+if erased == 1 then
   session_id = ''
 end
 if session_id == '' then
-  return {generation, erased, 2, 0, {}, more}
+  return {generation, erased, 2, 0, {}, more, version, cleared, 0}
 end
 
 local index = base .. 'session:' .. session_id
@@ -62,11 +77,16 @@ local total = redis.call('ZCARD', index)
 local from, width = 0, 4 -- 0-based index of the first run listed
 if mode == 'ids' then
   width = 2
+elseif mode == 'visible' then
+  if cleared ~= '' then
+    -- Runs are scored by first ms: those at or before the clear point come first.
+    from = redis.call('ZCOUNT', index, '-inf', cleared)
+  end
 elseif mode ~= '' then
   from = math.max(0, total - tonumber(mode))
 end
 if from >= total then
-  return {generation, 0, width, total, {}, more}
+  return {generation, 0, width, total, {}, more, version, cleared, 0}
 end
 
 -- The listed runs by SORT_RO; nil when it cannot serve (see above).
@@ -107,4 +127,4 @@ if not listed then
     end
   end
 end
-return {generation, 0, width, total, listed, more}
+return {generation, 0, width, total, listed, more, version, cleared, 0}

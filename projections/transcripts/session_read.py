@@ -22,6 +22,16 @@ Contract:
 - ``SessionRead.bodies``: the stored messages of each run listed (or asked
   for) whose transcript is in the cache; an expired or unknown one is left
   out (the caller rebuilds it from the log).
+- ``SessionRead.version``: the session's ``<generation>:<version>`` (see
+  :mod:`~runwire.projections.transcripts.store`, session versions), read in
+  the same script as everything else, so it names exactly the data returned.
+  ``read(..., known=v)`` with the version the caller holds: when it is still
+  ``v``, ``same`` is True and only the header (version, clear point, erased)
+  comes back - no runs, no bodies.
+- ``SessionRead.cleared_ms``: the session's clear point (``session_cleared``
+  applied by the transcripts projection), or None. ``read(...,
+  visible=True)`` lists only the runs that began after it; other reads list
+  them all (the caller hides runs at or before it when it reads history).
 
 :class:`DecodedRuns` turns stored messages into canonical
 :class:`~runwire.transcript.messages.Message` lists, each distinct body
@@ -72,6 +82,12 @@ class SessionRead:
     """How many runs the session index holds (``runs`` may be the newest of them)."""
     erased: bool = False
     """The session is erased (``session_deleted`` applied): nothing is listed."""
+    version: str = ""
+    """The session's ``<generation>:<version>`` ('' when no session was read)."""
+    cleared_ms: int | None = None
+    """The session's clear point (ms), if it was cleared."""
+    same: bool = False
+    """The version is the one the caller said it holds: nothing is listed."""
 
 
 def _script() -> str:
@@ -88,15 +104,32 @@ class SessionReader:
     def __init__(self, client: aioredis.Redis, key_prefix: str) -> None:
         self._keys = Keyspace(key_prefix)
         self._script = client.register_script(_script())
+        self._last_reply: Any = None
+
+    @property
+    def last_reply_bytes(self) -> int:
+        """Bytes of strings in the last script reply (counted when asked)."""
+        return _size(self._last_reply)
 
     async def read(
-        self, session_id: str, *, tail: int | None = None, generation: int | None = None
+        self,
+        session_id: str,
+        *,
+        tail: int | None = None,
+        generation: int | None = None,
+        known: str = "",
+        visible: bool = False,
     ) -> SessionRead:
-        """The session's newest ``tail`` runs (all when None) with their stored
-        messages, in generation ``generation`` (the live one when None)."""
+        """The session's newest ``tail`` runs (all when None; with ``visible``,
+        all after its clear point) with their stored messages, in generation
+        ``generation`` (the live one when None); only the header when the
+        session's version is still ``known``."""
         if tail is not None and tail < 0:
             raise ValueError(f"tail must be None or at least 0, not {tail}")
-        return await self._call(session_id, "" if tail is None else str(tail), [], generation)
+        if tail is not None and visible:
+            raise ValueError("a tail read lists the newest runs, cleared or not: not visible")
+        mode = ("visible" if visible else "") if tail is None else str(tail)
+        return await self._call(session_id, mode, [], generation, known)
 
     async def runs(self, session_id: str, *, generation: int | None = None) -> SessionRead:
         """Every run of the session, without messages."""
@@ -109,7 +142,12 @@ class SessionReader:
         return (await self._call("", "", list(run_ids), generation)).bodies
 
     async def _call(
-        self, session_id: str, mode: str, extra: list[str], generation: int | None
+        self,
+        session_id: str,
+        mode: str,
+        extra: list[str],
+        generation: int | None,
+        known: str = "",
     ) -> SessionRead:
         reply: list[Any] = await self._script(
             keys=[self._keys.live],
@@ -118,10 +156,16 @@ class SessionReader:
                 "" if generation is None else str(generation),
                 session_id,
                 mode,
+                known,
                 *extra,
             ],
         )
+        self._last_reply = reply
         gen, erased, width, total = int(reply[0]), reply[1] == 1, int(reply[2]), int(reply[3])
+        version, cleared = reply[6].decode(), reply[7]
+        cleared_ms = int(cleared) if cleared else None
+        if reply[8] == 1:
+            return SessionRead(gen, [], {}, 0, erased, version, cleared_ms, same=True)
         listed, more = reply[4], reply[5]
         ids = [m.decode() for m in listed[0::width]]
         # First ms as a meta field ("1763790000123") or a score (a double).
@@ -134,7 +178,16 @@ class SessionReader:
         for run_id, c, o in zip(extra, more[0::2], more[1::2], strict=True):
             if c is not None and o is not None:
                 bodies[run_id] = StoredMessages(c, o)
-        return SessionRead(gen, runs, bodies, total, erased)
+        return SessionRead(gen, runs, bodies, total, erased, version, cleared_ms)
+
+
+def _size(reply: Any) -> int:
+    """Bytes of strings in a script reply (what a test asserts was not sent)."""
+    if isinstance(reply, bytes):
+        return len(reply)
+    if isinstance(reply, list):
+        return sum(_size(r) for r in reply)
+    return 0
 
 
 _IMMUTABLE_PARTS = (TextPart, ThinkingPart)

@@ -43,6 +43,21 @@ Contract of :meth:`TranscriptStore.commit` (the only write of run data):
   it before the deletion re-reads, and drops the run. So whatever the order
   of a session's deletion and its runs' events, and whichever writer gets in
   first, nothing of a deleted session stays cached.
+- **Clears**: ``Commit.clears`` names (session, clear point) pairs: the
+  session's ``session_cleared`` at that time (ms since the epoch, the
+  event's ``occurred_at`` as the session index records it); the last one
+  applied is kept (one session's events are in log order). Its runs that
+  began at or before the point are hidden from reads. A clear of a deleted
+  session is not recorded, and a deletion drops the session's clear point
+  (so the result does not depend on how the two were batched).
+- **Session versions**: in the same atomic step, every commit that writes a
+  run of a session (meta or body), clears it, deletes it or erases one of
+  its runs gives the session a new version, greater than any it had (at
+  least the server's clock in microseconds, so a version lost with a flush
+  is never handed out again for other data). A reader holding a session's
+  (generation, version) knows nothing it reads has changed while they are
+  the same. Versions are not data: :meth:`TranscriptStore.dump` leaves them
+  out (a rebuild numbers them differently), clear points are in it.
 """
 
 from __future__ import annotations
@@ -168,6 +183,8 @@ class Commit:
     runs: Sequence[RunWrite]
     deletions: Sequence[str] = ()
     erasures: Sequence[str] = ()
+    clears: Sequence[tuple[str, int]] = ()
+    """(session id, clear point in ms), in log order."""
 
 
 class Snapshot(NamedTuple):
@@ -181,6 +198,15 @@ class Snapshot(NamedTuple):
     heads: dict[str, RunHead]
     deleted: set[str]
     erased: set[str]
+
+
+class SessionState(NamedTuple):
+    """What a store holds about a session besides its runs."""
+
+    version: int
+    """0 when no commit touched the session in this generation."""
+    cleared_ms: int | None
+    deleted: bool
 
 
 class Conflict(StrEnum):
@@ -235,6 +261,10 @@ class TranscriptStore(Protocol):
 
     async def deleted(self, generation: int, session_ids: Collection[str]) -> set[str]:
         """The sessions among ``session_ids`` that are erased in ``generation``."""
+        ...
+
+    async def session_state(self, generation: int, session_id: str) -> SessionState:
+        """The session's version, clear point and whether it is deleted."""
         ...
 
     async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:

@@ -15,6 +15,9 @@ Contract:
   :mod:`runwire.sessions.planning`. Input rules: :mod:`runwire.sessions.content`.
 - Read-your-writes: every write returns once the projections that serve the
   reads have applied it, so the next read in any process shows it.
+- On the log backend ``get_messages`` reads the transcript cache only (the
+  clear point and deletion come with the runs); the owner is checked when
+  the session is opened, and never changes.
 - ``clear()`` publishes ``session_cleared``: later reads start empty, the log
   keeps the history. ``set(key, value)`` / ``get(key)`` / ``metadata()``:
   JSON metadata as ``session_metadata_set`` events (``None`` removes a key).
@@ -304,11 +307,23 @@ class AsyncSession:
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
             raise InputError("limit", f"a number of turns or None, not {limit!r}")
         backend = await self._ready()
-        info, runs = await asyncio.gather(
-            self.info(), backend.history(self.session_id, turns=limit)
-        )
-        after = millis(info.cleared_at) if info.cleared_at else None
-        visible = [r for r in runs if after is None or r.first_ms > after]
+        from runwire.sessions.log_backend import LogBackend
+
+        if isinstance(backend, LogBackend):
+            # The clear point and the deletion come with the runs from the cache:
+            # no session-index query per read (the owner was checked at open and
+            # never changes).
+            seen = await backend.visible(self.session_id, turns=limit)
+            if seen.deleted:
+                self._state = _Closed("the session was deleted")
+                raise NotFoundError(f"no session {self.session_id!r} for this caller")
+            visible = seen.runs
+        else:
+            info, runs = await asyncio.gather(
+                self.info(), backend.history(self.session_id, turns=limit)
+            )
+            after = millis(info.cleared_at) if info.cleared_at else None
+            visible = [r for r in runs if after is None or r.first_ms > after]
         if self.ttl is not None and visible:
             await backend.keep_for(self.session_id, [r.run_id for r in visible], self.ttl)
         messages = [m for run in visible for m in run.messages]

@@ -6,13 +6,16 @@
 - Reads: the session index (Postgres) for what a session is; the transcript
   cache (Redis, rebuilt from the log on a miss) for its runs and messages -
   one script call gives a session's runs in order with their stored
-  messages (:mod:`~runwire.projections.transcripts.session_read`), and a
-  run's messages are decoded once per distinct stored body; the run-status
+  messages, its clear point, whether it is deleted and its version
+  (:mod:`~runwire.projections.transcripts.session_read`), so reading
+  messages (:meth:`LogBackend.visible`) queries no Postgres; a session read
+  whole is held while its version is unchanged (the cache then sends no
+  runs), and a run's messages are decoded once per distinct stored body; the run-status
   store (Postgres) for the runs the cache does not know (after a flush) and
   for which runs were written through the Session API.
 - Read-your-writes: each write waits until the projection that serves the
   matching read has applied its position (session index for session events,
-  transcript cache for runs - and the run-status store for a new run, so
+  and the transcript cache too for a clear or a deletion; transcript cache for runs - and the run-status store for a new run, so
   every process knows it is a recorded one -, memory projection for memory).
   The projectors (``runs``, ``sessions``, ``transcripts``, ``memory``) must be
   running.
@@ -26,13 +29,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import redis.asyncio as aioredis
 
-from runwire.contract.events import Event, RunStarted
+from runwire.contract.events import Event, RunStarted, SessionCleared, SessionDeleted
 from runwire.errors import NotFoundError
 from runwire.memory.log_backend import LogMemoryBackend, publish_retrying
 from runwire.projections.runs.projection import RunsProjection
@@ -56,7 +60,7 @@ from runwire.sessions.watcher import LogWatcher
 from runwire.settings import Settings
 from runwire.transcript.messages import Message
 
-__all__ = ["LogBackend"]
+__all__ = ["LogBackend", "Visible"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,31 @@ class _Read:
     """How many runs the session has (``runs`` may be the newest of them)."""
     filled: dict[str, list[Message]] = field(default_factory=dict)
     """Runs rebuilt from the log while reading (the index was lost)."""
+    version: str = ""
+    cleared_ms: int | None = None
+    erased: bool = False
+    cached: bool = True
+    """The cache listed the session (False: the run-status store did, after a
+    flush; the clear point then comes from the session index)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Visible:
+    """A session's history as a read sees it: its runs after the clear point."""
+
+    runs: list[RunRecord]
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    """A session as last read whole: what serves a read while its version holds."""
+
+    version: str
+    cleared_ms: int | None
+    runs: list[tuple[str, int]]
+    bodies: dict[str, StoredMessages]
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +117,9 @@ class LogBackend(LogMemoryBackend):
     ``stop()``); share one among many sessions of a process.
     ``decoded_bytes`` bounds the decoded transcripts kept between reads
     (:class:`~runwire.projections.transcripts.session_read.DecodedRuns`; 0
-    decodes every read afresh).
+    decodes every read afresh), and, as much again, the stored messages of
+    the sessions last read whole, served while their version holds (0: every
+    read transfers the bodies).
     """
 
     def __init__(
@@ -110,6 +141,9 @@ class LogBackend(LogMemoryBackend):
         self._keys = Keyspace(settings.redis_key_prefix)
         self._reader: SessionReader | None = None
         self._decoded = DecodedRuns(decoded_bytes)
+        self._held: OrderedDict[str, _Held] = OrderedDict()
+        self._held_size = 0
+        self._held_max = decoded_bytes
 
     async def _start_more(self) -> None:
         self._redis = aioredis.Redis.from_url(self.settings.redis_url)
@@ -168,7 +202,14 @@ class LogBackend(LogMemoryBackend):
     async def write_session_events(self, events: Sequence[Event]) -> None:
         positions = await publish_retrying(self.publisher, events, atomic=False)
         # One session, one partition: the last position covers the others.
-        await self.wait(self.applied.sessions, positions[-1])
+        if any(isinstance(e.payload, SessionCleared | SessionDeleted) for e in events):
+            # Reads take the clear point and the deletion from the transcript cache.
+            await asyncio.gather(
+                self.wait(self.applied.sessions, positions[-1]),
+                self.wait(self.applied.transcripts, positions[-1]),
+            )
+        else:
+            await self.wait(self.applied.sessions, positions[-1])
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -201,7 +242,9 @@ class LogBackend(LogMemoryBackend):
         self._sources[run_id] = SOURCE_LABEL in run.labels
         return self._sources[run_id]
 
-    async def _read(self, session_id: str, *, tail: int | None = None) -> _Read:
+    async def _read(
+        self, session_id: str, *, tail: int | None = None, known: str = "", visible: bool = False
+    ) -> _Read:
         """The session's newest ``tail`` runs (all when None) in order with their
         stored messages, from the cache in one round trip. An erased session
         has none.
@@ -215,19 +258,20 @@ class LogBackend(LogMemoryBackend):
         reader = self._reader
         if reader is None:
             raise RuntimeError("the backend is not started: use `async with` or start()")
-        read = await reader.read(session_id, tail=tail)
-        if read.erased:
-            return _Read(read.generation, [], {}, set(), 0)
+        read = await reader.read(session_id, tail=tail, known=known, visible=visible)
+        gen, version, cleared = read.generation, read.version, read.cleared_ms
+        if read.same or read.erased:
+            return _Read(gen, [], {}, set(), 0, {}, version, cleared, read.erased)
         if read.total:
             listed = {r for r, _ in read.runs}
-            return _Read(read.generation, read.runs, read.bodies, listed, read.total)
+            return _Read(gen, read.runs, read.bodies, listed, read.total, {}, version, cleared)
         run_ids = await self.cache.locator.session_runs(session_id)
         if not run_ids:
-            return _Read(read.generation, [], {}, set(), 0)
+            return _Read(gen, [], {}, set(), 0, {}, version, cleared)
         filled = {r: await self.cache.get(r) for r in run_ids}
         times = await self._first_ms(run_ids)
         runs = [(r, times[r]) for r in run_ids if r in times]
-        return _Read(read.generation, runs, {}, set(run_ids), len(runs), filled)
+        return _Read(gen, runs, {}, set(run_ids), len(runs), filled, cached=False)
 
     async def _older(self, session_id: str, read: _Read) -> list[tuple[str, int]]:
         """The session's runs before those ``read`` listed (one more call)."""
@@ -290,11 +334,79 @@ class LogBackend(LogMemoryBackend):
     async def history(
         self, session_id: str, after_ms: int | None = None, turns: int | None = None
     ) -> list[RunRecord]:
+        return (await self._history(session_id, after_ms, turns))[1]
+
+    async def visible(self, session_id: str, turns: int | None = None) -> Visible:
+        """The session's runs after its clear point (the newest holding the
+        last ``turns`` turns, all when None), or ``deleted``: from the
+        transcript cache alone - no query of the session index, unless the
+        cache lost the session (a flush) and the run-status store lists it.
+
+        A whole read names the version of the session the process holds
+        (from its last whole read); when it is unchanged the cache sends no
+        runs and the held ones are served (decoded ones reused, see
+        :class:`~runwire.projections.transcripts.session_read.DecodedRuns`).
+        """
+        if turns is None:
+            held = self._held.get(session_id)
+            known = held.version if held is not None else ""
+            read = await self._read(session_id, known=known, visible=True)
+            if read.erased:
+                self._drop_held(session_id)
+                return Visible([], deleted=True)
+            if held is not None and read.version == held.version:
+                self._held.move_to_end(session_id)
+                messages = self._decoded.decode(held.bodies)
+                return Visible([RunRecord(r, t, messages[r]) for r, t in held.runs])
+            runs = read.runs
+            messages = await self._messages(read, [r for r, _ in runs])
+            self._hold(session_id, read)
+            records = [RunRecord(r, t, messages[r]) for r, t in runs]
+        else:
+            read, records = await self._history(session_id, None, turns)
+            if read.erased:
+                return Visible([], deleted=True)
+        cleared = read.cleared_ms if read.cached else await self._index_cleared(session_id)
+        if cleared is not None:
+            records = [r for r in records if r.first_ms > cleared]
+        return Visible(records)
+
+    async def _index_cleared(self, session_id: str) -> int | None:
+        index, _, _ = self._ready()
+        try:
+            row = await index.get(session_id)
+        except NotFoundError:
+            return None
+        cleared = info_of(row).cleared_at
+        return millis(cleared) if cleared is not None else None
+
+    def _hold(self, session_id: str, read: _Read) -> None:
+        """Keep a whole read of the session from the cache (every body there)."""
+        self._drop_held(session_id)
+        if not read.cached or not read.version or len(read.bodies) != len(read.runs):
+            return
+        size = sum(len(b.committed) + len(b.open) for b in read.bodies.values())
+        if size > self._held_max:
+            return
+        self._held[session_id] = _Held(read.version, read.cleared_ms, read.runs, read.bodies, size)
+        self._held_size += size
+        while self._held_size > self._held_max:
+            _, dropped = self._held.popitem(last=False)
+            self._held_size -= dropped.size
+
+    def _drop_held(self, session_id: str) -> None:
+        dropped = self._held.pop(session_id, None)
+        if dropped is not None:
+            self._held_size -= dropped.size
+
+    async def _history(
+        self, session_id: str, after_ms: int | None, turns: int | None
+    ) -> tuple[_Read, list[RunRecord]]:
         if turns is None:
             read = await self._read(session_id)
             kept = [(r, t) for r, t in read.runs if after_ms is None or t > after_ms]
             messages = await self._messages(read, [r for r, _ in kept])
-            return [RunRecord(r, t, messages[r]) for r, t in kept]
+            return read, [RunRecord(r, t, messages[r]) for r, t in kept]
         # Only the last runs that hold the last ``turns`` turns, read from the end:
         # the newest ``take`` with their messages in one call; the listing of the
         # runs before them only when those hold too few turns.
@@ -323,7 +435,7 @@ class LogBackend(LogMemoryBackend):
                 ]
             take *= 2
             batch, older = older[-take:], older[:-take]
-        return out
+        return read, out
 
     async def find_run(self, run_id: str) -> KnownRun | None:
         _, runs, cache = self._ready()
@@ -343,7 +455,12 @@ class LogBackend(LogMemoryBackend):
         for run_id in run_ids:
             names += [keys.meta(run_id), keys.body(run_id)]
             self._sources.pop(run_id, None)
-        await self._redis.delete(*names)
+        self._drop_held(session_id)
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.delete(*names)
+        # Its cached data changed: a reader holding the session reads it again.
+        pipe.hincrby(keys.versions, session_id, 1)
+        await pipe.execute()
 
     async def keep_for(self, session_id: str, run_ids: Sequence[str], ttl: int) -> None:
         if self._redis is None:
