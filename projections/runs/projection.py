@@ -9,12 +9,14 @@ event, a replay nor a rebuild brings them back.
 Concurrency: a session's runs lie on many partitions and its deletion on
 another topic, which other instances may own. Writers take a transaction
 advisory lock per session (the sessions of the batch's run events and
-deletions, in hash order) before reading, and lock the rows they will
-update (``FOR NO KEY UPDATE``, in ``run_id`` order) while a deletion locks
-the rows it removes (``FOR UPDATE``, in the same order). So a run event
-applied beside a concurrent deletion either commits first (and the deletion
-removes its row) or reads afterwards (and finds the run erased), even when
-the event carries no session id.
+deletions, in hash order) before reading. A run whose stored row names a
+session that its events in the batch do not (they name none, or another) is
+not covered by those locks: its row is locked (``FOR NO KEY UPDATE``, in
+``run_id`` order) while a deletion locks the rows it removes (``FOR UPDATE``,
+in the same order). So a run event applied beside a concurrent deletion
+either commits first (and the deletion removes its row) or reads afterwards
+(and finds the run erased), even when the event carries no session id; the
+common case (every event names its run's session) takes no row lock.
 """
 
 from __future__ import annotations
@@ -123,21 +125,36 @@ class RunsProjection(PostgresProjection):
         self, ctx: FoldContext, records: Sequence[SourceRecord]
     ) -> Callable[[], Awaitable[tuple[dict[str, RunRow], Erasure]]]:
         conn = ctx.conn
+        table = ctx.table("run_status")
         topic = self._session_topic
-        run_ids = sorted({r.event.run_id for r in records if r.event.run_id and r.topic != topic})
+        # Each run of the batch -> the one session all its events name (None:
+        # some name none, or they differ).
+        named: dict[str, str | None] = {}
+        for r in records:
+            run_id = r.event.run_id
+            if r.topic != topic and run_id:
+                sid = r.event.session_id
+                named[run_id] = sid if named.get(run_id, sid) == sid else None
+        run_ids = sorted(named)
         session_ids = self._locked_sessions(records)
         # Queued first, so the reads below see what a previous holder committed
-        # (see the module docstring).
+        # (see the module docstring). A run whose row names a session its events
+        # do not (so whose session lock this batch does not hold) is row-locked:
+        # a concurrent deletion of that session removes it first or after.
         await conn.execute(
             "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
             "hashtextextended('runwire-runs-session/' || s, 0) AS h "
             "FROM unnest(%b::text[]) AS s ORDER BY h) AS locks",
             (session_ids,),
         )
+        await conn.execute(
+            f"SELECT t.run_id FROM {table} AS t "
+            "JOIN unnest(%b::text[], %b::text[]) AS u(r, s) ON t.run_id = u.r "
+            "WHERE t.session_id IS DISTINCT FROM u.s ORDER BY t.run_id FOR NO KEY UPDATE OF t",
+            (run_ids, [named[r] for r in run_ids]),
+        )
         rows_cur = await conn.execute(
-            f"SELECT {COLUMN_NAMES} FROM {ctx.table('run_status')} WHERE run_id = ANY(%b) "
-            "ORDER BY run_id FOR NO KEY UPDATE",
-            (run_ids,),
+            f"SELECT {COLUMN_NAMES} FROM {table} WHERE run_id = ANY(%b)", (run_ids,)
         )
         sessions_cur = await conn.execute(
             f"SELECT session_id FROM {ctx.table('run_status_deleted_sessions')} "

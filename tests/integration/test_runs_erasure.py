@@ -1,9 +1,10 @@
 """Erasure in the run-status projection under concurrency, on the real Postgres.
 
 Two writers of one copy, as two instances owning different partitions would
-be: one folds run events of a run that carry no session id (only the run's
-row says whose it is), the other the deletion of that run's session, at the
-same time. Whichever commits first, the run ends erased.
+be: one folds run events of a run that carry no session id, or another
+session's (only the run's row says whose it is), the other the deletion of
+that run's session, at the same time. Whichever commits first, the run ends
+erased.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 
 from runwire.contract.events import Event, RunStarted, SessionDeleted, Usage
@@ -41,8 +43,9 @@ def batch(tp: TopicPartition, offset: int, events: list[Event]) -> Batch:
     return Batch(records, {tp: offset + len(events)}, {tp: offset})
 
 
-async def test_a_deletion_beside_session_less_run_events_erases_the_run(
-    settings: Settings, pool: Pool
+@pytest.mark.parametrize("named", [None, "another"], ids=["no-session", "another-session"])
+async def test_a_deletion_beside_run_events_not_naming_it_erases_the_run(
+    settings: Settings, pool: Pool, named: str | None
 ) -> None:
     projection = RunsProjection(pool, settings)
     await projection.prepare()
@@ -62,7 +65,11 @@ async def test_a_deletion_beside_session_less_run_events_erases_the_run(
     async def later_run_events(i: int) -> None:
         await asyncio.sleep(rng.random() * 0.05)
         usage = [
-            Event.create(Usage(model="m", provider="p", input_tokens=1), run_id=f"r{i}")
+            Event.create(
+                Usage(model="m", provider="p", input_tokens=1),
+                run_id=f"r{i}",
+                session_id=None if named is None else f"{named}-{i}",
+            )
             for _ in range(3)
         ]
         await projection.apply(batch(run_tp[i], 1, usage), sink)
