@@ -79,6 +79,8 @@ class _Read:
     version: str = ""
     cleared_ms: int | None = None
     erased: bool = False
+    same: bool = False
+    """The session's version is the one the caller named: nothing was listed."""
     cached: bool = True
     """The cache listed the session (False: the run-status store did, after a
     flush; the clear point then comes from the session index)."""
@@ -261,7 +263,7 @@ class LogBackend(LogMemoryBackend):
         read = await reader.read(session_id, tail=tail, known=known, visible=visible)
         gen, version, cleared = read.generation, read.version, read.cleared_ms
         if read.same or read.erased:
-            return _Read(gen, [], {}, set(), 0, {}, version, cleared, read.erased)
+            return _Read(gen, [], {}, set(), 0, {}, version, cleared, read.erased, read.same)
         if read.total:
             listed = {r for r, _ in read.runs}
             return _Read(gen, read.runs, read.bodies, listed, read.total, {}, version, cleared)
@@ -342,30 +344,29 @@ class LogBackend(LogMemoryBackend):
         transcript cache alone - no query of the session index, unless the
         cache lost the session (a flush) and the run-status store lists it.
 
-        A whole read names the version of the session the process holds
-        (from its last whole read); when it is unchanged the cache sends no
-        runs and the held ones are served (decoded ones reused, see
-        :class:`~runwire.projections.transcripts.session_read.DecodedRuns`).
+        A read names the version of the session the process holds (from its
+        last whole read); when it is unchanged the cache sends no runs and the
+        held ones are served (decoded ones reused, see
+        :class:`~runwire.projections.transcripts.session_read.DecodedRuns`;
+        for ``turns``, only the newest runs that hold them).
         """
+        held = self._held.get(session_id)
+        known = held.version if held is not None else ""
         if turns is None:
-            held = self._held.get(session_id)
-            known = held.version if held is not None else ""
             read = await self._read(session_id, known=known, visible=True)
-            if read.erased:
-                self._drop_held(session_id)
-                return Visible([], deleted=True)
-            if held is not None and read.version == held.version:
-                self._held.move_to_end(session_id)
-                messages = self._decoded.decode(held.bodies)
-                return Visible([RunRecord(r, t, messages[r]) for r, t in held.runs])
+        else:
+            read, records = await self._history(session_id, None, turns, known=known)
+        if read.erased:
+            self._drop_held(session_id)
+            return Visible([], deleted=True)
+        if held is not None and read.version == held.version:
+            self._held.move_to_end(session_id)
+            return Visible(self._held_records(held, turns))
+        if turns is None:
             runs = read.runs
             messages = await self._messages(read, [r for r, _ in runs])
             self._hold(session_id, read)
             records = [RunRecord(r, t, messages[r]) for r, t in runs]
-        else:
-            read, records = await self._history(session_id, None, turns)
-            if read.erased:
-                return Visible([], deleted=True)
         cleared = read.cleared_ms if read.cached else await self._index_cleared(session_id)
         if cleared is not None:
             records = [r for r in records if r.first_ms > cleared]
@@ -379,6 +380,23 @@ class LogBackend(LogMemoryBackend):
             return None
         cleared = info_of(row).cleared_at
         return millis(cleared) if cleared is not None else None
+
+    def _held_records(self, held: _Held, turns: int | None) -> list[RunRecord]:
+        """The held runs (after the clear point) with fresh message lists; for
+        ``turns``, the newest runs that hold at least that many turn starts."""
+        if turns is None:
+            messages = self._decoded.decode(held.bodies)
+            return [RunRecord(r, t, messages[r]) for r, t in held.runs]
+        out: list[RunRecord] = []
+        found = 0
+        for run_id, first_ms in reversed(held.runs):
+            run = self._decoded.decode({run_id: held.bodies[run_id]})[run_id]
+            out.append(RunRecord(run_id, first_ms, run))
+            found += sum(starts_turn(m) for m in run)
+            if found >= max(turns, 1):
+                break
+        out.reverse()
+        return out
 
     def _hold(self, session_id: str, read: _Read) -> None:
         """Keep a whole read of the session from the cache (every body there)."""
@@ -400,8 +418,10 @@ class LogBackend(LogMemoryBackend):
             self._held_size -= dropped.size
 
     async def _history(
-        self, session_id: str, after_ms: int | None, turns: int | None
+        self, session_id: str, after_ms: int | None, turns: int | None, *, known: str = ""
     ) -> tuple[_Read, list[RunRecord]]:
+        """``history``, and the first read (with ``known``: when the session's
+        version is still that, nothing is read: no records)."""
         if turns is None:
             read = await self._read(session_id)
             kept = [(r, t) for r, t in read.runs if after_ms is None or t > after_ms]
@@ -411,7 +431,9 @@ class LogBackend(LogMemoryBackend):
         # the newest ``take`` with their messages in one call; the listing of the
         # runs before them only when those hold too few turns.
         take = max(turns, 1)
-        read = await self._read(session_id, tail=take)
+        read = await self._read(session_id, tail=take, known=known)
+        if read.same or read.erased:
+            return read, []
         # Runs are sorted by first time, so ``after_ms`` cuts a prefix.
         visible = [(r, t) for r, t in read.runs if after_ms is None or t > after_ms]
         batch = visible[-take:]

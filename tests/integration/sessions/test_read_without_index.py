@@ -111,8 +111,12 @@ async def test_an_unchanged_session_is_not_transferred_again(
             again = await reader.get_messages()
             assert texts(again) == expected
             assert script.last_reply_bytes < 100, script.last_reply_bytes  # the header only
+            assert texts(await reader.get_messages(limit=2)) == expected[-4:]
+            assert script.last_reply_bytes < 100  # a limit read is served from it too
             # Another writer's add: the next read transfers the bodies again.
             await writer.add_message("user", "q5")
+            assert texts(await reader.get_messages(limit=1)) == ["q5"]  # the newest runs
+            assert 0 < script.last_reply_bytes < whole
             assert texts(await reader.get_messages()) == [*expected, "q5"]
             assert script.last_reply_bytes > whole
             assert texts(await reader.get_messages()) == [*expected, "q5"]
