@@ -5,7 +5,12 @@ Contract:
   session-events and run-events topics, started with the first listener.
   It starts at the records written from the moment that listener was added
   (offsets by time), so a write made after ``listen`` returns is never
-  missed, even while the consumer is still connecting.
+  missed, even while the consumer is still connecting. The end offsets are
+  taken *before* the offsets by time: a partition with no record from that
+  moment yet starts at that earlier end, so a write landing between the two
+  lookups is not jumped over; the records there stamped before the moment
+  (written before ``listen``) are dropped until the first one stamped at or
+  after it, which is what an offsets-by-time lookup made then would give.
 - Records are decoded; those of sessions with listeners become
   :class:`~runwire.sessions.protocol.SessionChange` values
   (:func:`~runwire.sessions.callbacks.changes_of`) handed to the listeners
@@ -54,6 +59,9 @@ class LogWatcher:
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._since_ms: int | None = None
+        # Partitions started at their end before any record from since_ms
+        # was there: records stamped before since_ms are dropped until the first one at or after.
+        self._until_since: set[TopicPartition] = set()
 
     def add(self, session_id: str, listener: Listener) -> None:
         self._listeners.setdefault(session_id, []).append(listener)
@@ -95,10 +103,15 @@ class LogWatcher:
                 tps += [TopicPartition(topic, p) for p in partitions]
             consumer.assign(tps)
             assert self._since_ms is not None
-            found = await consumer.offsets_for_times(dict.fromkeys(tps, self._since_ms))
+            # Ends first: an end taken after the lookup by time would pass over
+            # a write that landed between the two (a change lost for good).
             ends = await consumer.end_offsets(tps)
+            found = await consumer.offsets_for_times(dict.fromkeys(tps, self._since_ms))
+            self._until_since = set()
             for tp in tps:
                 at = found.get(tp)
+                if at is None:
+                    self._until_since.add(tp)
                 consumer.seek(tp, at.offset if at is not None else ends[tp])
         except BaseException:
             await consumer.stop()
@@ -128,6 +141,10 @@ class LogWatcher:
         complete = True
         for tp, records in batch.items():
             for record in records:
+                if tp in self._until_since:
+                    if record.timestamp < self._since_ms:
+                        continue  # written before the first listener was added
+                    self._until_since.discard(tp)
                 if record.value is None:
                     continue
                 try:
