@@ -97,7 +97,9 @@ local now = redis.call('TIME')
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local function bump(session_id)
   local old = tonumber(redis.call('HGET', versions, session_id) or '0')
-  redis.call('HSET', versions, session_id, string.format('%.0f', math.max(old + 1, clock)))
+  local new = string.format('%.0f', math.max(old + 1, clock))
+  redis.call('HSET', versions, session_id, new)
+  return new
 end
 
 local dels_at = a
@@ -154,7 +156,9 @@ for i = 1, nruns do
     redis.call('EXPIRE', body, ttl)
   end
   if session_id ~= '' then
-    bump(session_id)
+    -- The run's meta `v`: the session version of its last change (what a
+    -- reader holding an older version asks again for); not data, out of dumps.
+    redis.call('HSET', meta, 'v', bump(session_id))
   end
   a = a + RUN_ARGS
 end

@@ -9,7 +9,8 @@ lives under ``<prefix>:tx:<generation>:``:
   offset of the next record to read.
 - ``meta:<run_id>`` (hash, never expires) - ``p`` partition, ``f`` offset of
   the run's first record, ``l`` offset of the last record applied, ``s``
-  session id, ``t`` time of the first record (ms). Small; it is what lets the
+  session id, ``t`` time of the first record (ms), ``v`` the session's version
+  at the run's last change (not data: left out of dumps). Small; it is what lets the
   projector and the miss path tell "run unknown" from "transcript expired".
 - ``run:<run_id>`` (hash, the optional TTL) - ``m`` the messages (JSON list of
   :class:`~runwire.transcript.messages.Message`), ``st`` the fold state

@@ -343,7 +343,10 @@ class RedisTranscriptStore:
         for name, kind, content in zip(names, types, contents, strict=True):
             relative = _text(name)[len(base) :]
             if _text(kind) == "hash":
-                out[relative] = {_text(f): _text(v) for f, v in sorted(content.items())}
+                fields = {_text(f): _text(v) for f, v in sorted(content.items())}
+                if relative.startswith("meta:"):
+                    fields.pop("v", None)  # a session version, not data (see keys)
+                out[relative] = fields
             elif _text(kind) == "zset":
                 out[relative] = [[_text(m), s] for m, s in content]
             elif _text(kind) == "set":

@@ -16,7 +16,9 @@
 --                   runs that began after it
 --          same:   1 when version is ARGV[5]: only the header (generation, erased,
 --                  version, cleared) is returned (listed empty, total 0): the
---                  caller serves what it holds
+--                  caller serves what it holds; 2 for a 'visible' read when
+--                  ARGV[5] is an older version of this generation: listed holds
+--                  only the runs changed since, total how many runs are visible
 --          total:  how many runs the session index holds
 --          listed: per run listed, oldest first: run_id, first ms, and when width
 --                  is 4 its body's c and o
@@ -87,6 +89,36 @@ elseif mode ~= '' then
 end
 if from >= total then
   return {generation, 0, width, total, {}, more, version, cleared, 0}
+end
+
+-- A 'visible' read by a caller holding an older version of this generation:
+-- only the runs changed since (their meta `v`, the session version of their
+-- last change, above the one held), as (run_id, first ms, c, o); total is
+-- then how many runs are visible. same is 2. (A run without `v` last changed
+-- before versions were kept: before any version a caller can hold.)
+local known_gen, known_ver = string.match(ARGV[5], '^(%d+):(%d+)$')
+if mode == 'visible' and known_gen and tonumber(known_gen) == generation
+    and not string.find(base, '*', 1, true) then
+  local held = tonumber(known_ver)
+  local listed = redis.call('SORT_RO', index, 'BY', 'nosort', 'LIMIT', from, total - from,
+    'GET', '#', 'GET', base .. 'meta:*->t', 'GET', base .. 'meta:*->v')
+  local changed, complete = {}, true
+  for i = 1, #listed, 3 do
+    if not listed[i + 1] then
+      complete = false
+      break
+    end
+    if tonumber(listed[i + 2] or '0') > held then
+      local body = redis.call('HMGET', base .. 'run:' .. listed[i], 'c', 'o')
+      changed[#changed + 1] = listed[i]
+      changed[#changed + 1] = listed[i + 1]
+      changed[#changed + 1] = body[1]
+      changed[#changed + 1] = body[2]
+    end
+  end
+  if complete then
+    return {generation, 0, 4, total - from, changed, more, version, cleared, 2}
+  end
 end
 
 -- The listed runs by SORT_RO; nil when it cannot serve (see above).

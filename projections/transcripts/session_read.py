@@ -27,7 +27,9 @@ Contract:
   the same script as everything else, so it names exactly the data returned.
   ``read(..., known=v)`` with the version the caller holds: when it is still
   ``v``, ``same`` is True and only the header (version, clear point, erased)
-  comes back - no runs, no bodies.
+  comes back - no runs, no bodies; for a ``visible`` read naming an older
+  version of the same generation, ``delta`` is True and only the runs
+  changed since come back (the caller merges them into what it holds).
 - ``SessionRead.cleared_ms``: the session's clear point (``session_cleared``
   applied by the transcripts projection), or None. ``read(...,
   visible=True)`` lists only the runs that began after it; other reads list
@@ -88,6 +90,9 @@ class SessionRead:
     """The session's clear point (ms), if it was cleared."""
     same: bool = False
     """The version is the one the caller said it holds: nothing is listed."""
+    delta: bool = False
+    """A visible read naming an older version of this generation: ``runs`` and
+    ``bodies`` are only the runs changed since, ``total`` how many are visible."""
 
 
 def _script() -> str:
@@ -166,6 +171,7 @@ class SessionReader:
         cleared_ms = int(cleared) if cleared else None
         if reply[8] == 1:
             return SessionRead(gen, [], {}, 0, erased, version, cleared_ms, same=True)
+        delta = reply[8] == 2
         listed, more = reply[4], reply[5]
         ids = [m.decode() for m in listed[0::width]]
         # First ms as a meta field ("1763790000123") or a score (a double).
@@ -178,7 +184,7 @@ class SessionReader:
         for run_id, c, o in zip(extra, more[0::2], more[1::2], strict=True):
             if c is not None and o is not None:
                 bodies[run_id] = StoredMessages(c, o)
-        return SessionRead(gen, runs, bodies, total, erased, version, cleared_ms)
+        return SessionRead(gen, runs, bodies, total, erased, version, cleared_ms, delta=delta)
 
 
 def _size(reply: Any) -> int:

@@ -81,6 +81,9 @@ class _Read:
     erased: bool = False
     same: bool = False
     """The session's version is the one the caller named: nothing was listed."""
+    delta: bool = False
+    """Only the runs changed since the version the caller named were listed
+    (``total``: how many are visible)."""
     cached: bool = True
     """The cache listed the session (False: the run-status store did, after a
     flush; the clear point then comes from the session index)."""
@@ -264,6 +267,11 @@ class LogBackend(LogMemoryBackend):
         gen, version, cleared = read.generation, read.version, read.cleared_ms
         if read.same or read.erased:
             return _Read(gen, [], {}, set(), 0, {}, version, cleared, read.erased, read.same)
+        if read.delta:
+            listed = {r for r, _ in read.runs}
+            return _Read(
+                gen, read.runs, read.bodies, listed, read.total, {}, version, cleared, delta=True
+            )
         if read.total:
             listed = {r for r, _ in read.runs}
             return _Read(gen, read.runs, read.bodies, listed, read.total, {}, version, cleared)
@@ -362,6 +370,13 @@ class LogBackend(LogMemoryBackend):
         if held is not None and read.version == held.version:
             self._held.move_to_end(session_id)
             return Visible(self._held_records(held, turns))
+        if turns is None and read.delta:
+            merged = self._merged(held, read)
+            if merged is not None:
+                self._keep(session_id, merged)
+                return Visible(self._held_records(merged, None))
+            # It does not add up (runs gone, or a changed one expired): read whole.
+            read = await self._read(session_id, visible=True)
         if turns is None:
             runs = read.runs
             messages = await self._messages(read, [r for r, _ in runs])
@@ -398,16 +413,43 @@ class LogBackend(LogMemoryBackend):
         out.reverse()
         return out
 
+    @staticmethod
+    def _merged(held: _Held | None, read: _Read) -> _Held | None:
+        """``held`` (after the new clear point) with the changed runs of a
+        delta ``read``; None when that does not give the runs the cache has
+        (a run gone, or a changed one without its body)."""
+        if held is None:
+            return None
+        cleared = read.cleared_ms
+        times = {r: t for r, t in held.runs if cleared is None or t > cleared}
+        bodies = {r: held.bodies[r] for r in times}
+        for run_id, first_ms in read.runs:
+            body = read.bodies.get(run_id)
+            if body is None:
+                return None
+            times[run_id] = first_ms
+            bodies[run_id] = body
+        if len(times) != read.total:
+            return None
+        # The session index's order: by first ms, then run id.
+        runs = sorted(times.items(), key=lambda item: (item[1], item[0]))
+        size = sum(len(b.committed) + len(b.open) for b in bodies.values())
+        return _Held(read.version, cleared, runs, bodies, size)
+
     def _hold(self, session_id: str, read: _Read) -> None:
         """Keep a whole read of the session from the cache (every body there)."""
         self._drop_held(session_id)
         if not read.cached or not read.version or len(read.bodies) != len(read.runs):
             return
         size = sum(len(b.committed) + len(b.open) for b in read.bodies.values())
-        if size > self._held_max:
+        self._keep(session_id, _Held(read.version, read.cleared_ms, read.runs, read.bodies, size))
+
+    def _keep(self, session_id: str, held: _Held) -> None:
+        self._drop_held(session_id)
+        if held.size > self._held_max:
             return
-        self._held[session_id] = _Held(read.version, read.cleared_ms, read.runs, read.bodies, size)
-        self._held_size += size
+        self._held[session_id] = held
+        self._held_size += held.size
         while self._held_size > self._held_max:
             _, dropped = self._held.popitem(last=False)
             self._held_size -= dropped.size

@@ -13,8 +13,10 @@ import sys
 import textwrap
 
 import pytest
+import redis.asyncio as aioredis
 
 from runwire.errors import NotFoundError
+from runwire.projections.transcripts.keys import Keyspace
 from runwire.sessions import AsyncSession
 from runwire.sessions.log_backend import LogBackend
 from runwire.settings import Settings
@@ -118,7 +120,8 @@ async def test_an_unchanged_session_is_not_transferred_again(
             assert texts(await reader.get_messages(limit=1)) == ["q5"]  # the newest runs
             assert 0 < script.last_reply_bytes < whole
             assert texts(await reader.get_messages()) == [*expected, "q5"]
-            assert script.last_reply_bytes > whole
+            # Only the changed run came (held at an older version of the session).
+            assert 100 < script.last_reply_bytes < whole / 3, (script.last_reply_bytes, whole)
             assert texts(await reader.get_messages()) == [*expected, "q5"]
             assert script.last_reply_bytes < 100
             # A clear by another writer: a new version, and nothing before it shows.
@@ -147,3 +150,28 @@ async def test_a_backend_without_held_sessions_reads_whole_every_time(
             for _ in range(2):
                 assert texts(await reader.get_messages()) == ["q0", "a0"]
                 assert script.last_reply_bytes > 20
+
+
+async def test_a_delta_that_does_not_add_up_is_read_whole(
+    log_backend: LogBackend, settings: Settings
+) -> None:
+    """A run leaves the session's index without changing any run (as an erasure
+    by hand would): the changed runs since the held version are none, the
+    visible count is one less, so the read is done whole."""
+    async with AsyncSession(user_id="alice", backend=log_backend) as writer:
+        for i in range(3):
+            await writer.add_messages([("user", f"q{i}"), ("assistant", f"a{i}")])
+        async with (
+            LogBackend(settings) as backend,
+            AsyncSession(writer.session_id, user_id="alice", backend=backend) as reader,
+        ):
+            assert len(await reader.get_messages()) == 6
+            first = (await log_backend.history(writer.session_id))[0].run_id
+            keys = Keyspace(settings.redis_key_prefix).generation(0)
+            client = aioredis.Redis.from_url(settings.redis_url)
+            try:
+                await client.zrem(keys.session(writer.session_id), first)
+                await client.hincrby(keys.versions, writer.session_id, 1)
+            finally:
+                await client.aclose()
+            assert texts(await reader.get_messages()) == ["q1", "a1", "q2", "a2"]
