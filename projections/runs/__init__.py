@@ -1,4 +1,5 @@
-"""The run-status projection: one row per run, folded from the run-events topic.
+"""The run-status projection: one row per run, folded from the run-events topic
+(and the session-events topic's ``session_deleted``, which erases a session's runs).
 
 Rules: :mod:`runwire.projections.runs.fold`. Reading: :class:`RunStore`.
 """
