@@ -188,7 +188,7 @@ class RunsProjection(PostgresProjection):
                 column_arrays(values, len(COLUMNS)),
             )
         if outcome.erased:
-            # Runs the fold erased: rows it loaded (already locked) or never stored.
+            # Runs the fold erased: rows it loaded (under its locks) or never stored.
             ids = sorted(outcome.erased)
             await conn.execute(f"DELETE FROM {table} WHERE run_id = ANY(%b)", (ids,))
             await conn.execute(
