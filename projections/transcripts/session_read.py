@@ -43,7 +43,7 @@ decoded once per process (see its docstring).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, NamedTuple
@@ -242,6 +242,28 @@ class DecodedRuns:
             for (run_id, body), messages in zip(missing, decoded, strict=True):
                 out[run_id] = messages
                 self._keep(body, messages)
+        return out
+
+    def flat(self, bodies: Sequence[StoredMessages]) -> list[Message]:
+        """The messages of ``bodies`` in order, in one new list (as ``decode``:
+        runs not kept decoded together, those holding mutable parts afresh)."""
+        kept = self._kept
+        missing = [(i, b) for i, b in enumerate(bodies) if b not in kept]
+        fresh: dict[int, list[Message]] = {}
+        if missing:
+            decoded = decode_runs([b.json for _, b in missing])
+            self.decoded += len(missing)
+            for (i, body), messages in zip(missing, decoded, strict=True):
+                fresh[i] = messages
+                self._keep(body, messages)
+        out: list[Message] = []
+        for i, body in enumerate(bodies):
+            found = fresh.get(i)
+            if found is None:
+                kept.move_to_end(body)
+                out.extend(kept[body])
+            else:
+                out.extend(found)
         return out
 
     def _keep(self, body: StoredMessages, messages: list[Message]) -> None:

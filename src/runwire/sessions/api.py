@@ -317,13 +317,14 @@ class AsyncSession:
             if seen.deleted:
                 self._state = _Closed("the session was deleted")
                 raise NotFoundError(f"no session {self.session_id!r} for this caller")
-            visible = seen.runs
-        else:
-            info, runs = await asyncio.gather(
-                self.info(), backend.history(self.session_id, turns=limit)
-            )
-            after = millis(info.cleared_at) if info.cleared_at else None
-            visible = [r for r in runs if after is None or r.first_ms > after]
+            if self.ttl is not None and seen.run_ids:
+                await backend.keep_for(self.session_id, seen.run_ids, self.ttl)
+            return last_turns(seen.messages, limit)
+        info, runs = await asyncio.gather(
+            self.info(), backend.history(self.session_id, turns=limit)
+        )
+        after = millis(info.cleared_at) if info.cleared_at else None
+        visible = [r for r in runs if after is None or r.first_ms > after]
         if self.ttl is not None and visible:
             await backend.keep_for(self.session_id, [r.run_id for r in visible], self.ttl)
         messages = [m for run in visible for m in run.messages]

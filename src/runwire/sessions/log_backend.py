@@ -91,10 +91,16 @@ class _Read:
 
 @dataclass(frozen=True, slots=True)
 class Visible:
-    """A session's history as a read sees it: its runs after the clear point."""
+    """A session's history as a read sees it: its runs after the clear point
+    and their messages in order (a new list), or ``deleted``."""
 
-    runs: list[RunRecord]
+    run_ids: list[str]
+    messages: list[Message]
     deleted: bool = False
+
+    @classmethod
+    def of(cls, records: Sequence[RunRecord]) -> Visible:
+        return cls([r.run_id for r in records], [m for r in records for m in r.messages])
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +112,11 @@ class _Held:
     runs: list[tuple[str, int]]
     bodies: dict[str, StoredMessages]
     size: int
+
+
+def _order(run: tuple[str, int]) -> tuple[int, str]:
+    """A session index's order of (run id, first ms): by first ms, then run id."""
+    return run[1], run[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,15 +377,15 @@ class LogBackend(LogMemoryBackend):
             read, records = await self._history(session_id, None, turns, known=known)
         if read.erased:
             self._drop_held(session_id)
-            return Visible([], deleted=True)
+            return Visible([], [], deleted=True)
         if held is not None and read.version == held.version:
             self._held.move_to_end(session_id)
-            return Visible(self._held_records(held, turns))
+            return self._held_visible(held, turns)
         if turns is None and read.delta:
             merged = self._merged(held, read)
             if merged is not None:
                 self._keep(session_id, merged)
-                return Visible(self._held_records(merged, None))
+                return self._held_visible(merged, None)
             # It does not add up (runs gone, or a changed one expired): read whole.
             read = await self._read(session_id, visible=True)
         if turns is None:
@@ -385,7 +396,7 @@ class LogBackend(LogMemoryBackend):
         cleared = read.cleared_ms if read.cached else await self._index_cleared(session_id)
         if cleared is not None:
             records = [r for r in records if r.first_ms > cleared]
-        return Visible(records)
+        return Visible.of(records)
 
     async def _index_cleared(self, session_id: str) -> int | None:
         index, _, _ = self._ready()
@@ -396,12 +407,12 @@ class LogBackend(LogMemoryBackend):
         cleared = info_of(row).cleared_at
         return millis(cleared) if cleared is not None else None
 
-    def _held_records(self, held: _Held, turns: int | None) -> list[RunRecord]:
-        """The held runs (after the clear point) with fresh message lists; for
+    def _held_visible(self, held: _Held, turns: int | None) -> Visible:
+        """The held runs (after the clear point) with a new message list; for
         ``turns``, the newest runs that hold at least that many turn starts."""
         if turns is None:
-            messages = self._decoded.decode(held.bodies)
-            return [RunRecord(r, t, messages[r]) for r, t in held.runs]
+            ids = [r for r, _ in held.runs]
+            return Visible(ids, self._decoded.flat([held.bodies[r] for r in ids]))
         out: list[RunRecord] = []
         found = 0
         for run_id, first_ms in reversed(held.runs):
@@ -411,7 +422,7 @@ class LogBackend(LogMemoryBackend):
             if found >= max(turns, 1):
                 break
         out.reverse()
-        return out
+        return Visible.of(out)
 
     @staticmethod
     def _merged(held: _Held | None, read: _Read) -> _Held | None:
@@ -421,19 +432,34 @@ class LogBackend(LogMemoryBackend):
         if held is None:
             return None
         cleared = read.cleared_ms
-        times = {r: t for r, t in held.runs if cleared is None or t > cleared}
-        bodies = {r: held.bodies[r] for r in times}
+        runs = held.runs
+        bodies = dict(held.bodies)
+        size = held.size
+        if cleared is not None and cleared != held.cleared_ms:
+            runs = [(r, t) for r, t in runs if t > cleared]
+            for run_id in set(bodies) - {r for r, _ in runs}:
+                gone = bodies.pop(run_id)
+                size -= len(gone.committed) + len(gone.open)
+        new: list[tuple[str, int]] = []
         for run_id, first_ms in read.runs:
             body = read.bodies.get(run_id)
             if body is None:
                 return None
-            times[run_id] = first_ms
+            old = bodies.get(run_id)
+            if old is None:
+                new.append((run_id, first_ms))
+            else:
+                size -= len(old.committed) + len(old.open)
             bodies[run_id] = body
-        if len(times) != read.total:
+            size += len(body.committed) + len(body.open)
+        if len(bodies) != read.total:
             return None
-        # The session index's order: by first ms, then run id.
-        runs = sorted(times.items(), key=lambda item: (item[1], item[0]))
-        size = sum(len(b.committed) + len(b.open) for b in bodies.values())
+        # The session index's order: by first ms, then run id (new runs
+        # usually come last: appended without sorting).
+        if new and runs and _order(min(new, key=_order)) < _order(runs[-1]):
+            runs = sorted([*runs, *new], key=_order)
+        else:
+            runs = [*runs, *sorted(new, key=_order)]
         return _Held(read.version, cleared, runs, bodies, size)
 
     def _hold(self, session_id: str, read: _Read) -> None:

@@ -136,3 +136,22 @@ def test_what_is_kept_stays_within_its_byte_bound() -> None:
 def _copy(body: StoredMessages) -> tuple[bytes, bytes]:
     """Equal bytes in new objects (what a second read from Redis gives)."""
     return bytes(bytearray(body.committed)), bytes(bytearray(body.open))
+
+
+def test_flat_gives_the_runs_messages_in_order_in_a_new_list_each_time() -> None:
+    text = stored([Message(role="user", parts=(TextPart(text="hi"),))])
+    tools = stored(EVERY_PART)
+    decoder = DecodedRuns()
+    bodies = [text, tools, text]
+    expected = [*validated(text), *validated(tools), *validated(text)]
+    first = decoder.flat(bodies)
+    assert first == expected
+    assert decoder.decoded == 3  # each missing body decoded once per read
+    first.clear()  # a caller's list is its own
+    second = decoder.flat(bodies)
+    assert second == expected
+    assert decoder.decoded == 4  # the text run is kept; the tool run decoded afresh
+    tool_use = second[2].parts[3]
+    assert isinstance(tool_use, ToolUsePart)
+    tool_use.input["city"] = "Lyon"  # mutable content is never shared between reads
+    assert decoder.flat(bodies) == expected
