@@ -6,22 +6,28 @@ For a session of ``--messages`` messages (user / assistant turns, one at a time)
   once the event is durable in Kafka (acks=all) *and* the transcript cache has
   applied it (read-your-writes). SQLiteSession: an INSERT committed to a WAL
   file. RedisSession: an RPUSH (+ metadata) to the same local Redis.
-- ``get``: the latency of reading the whole history (``get_messages()`` /
-  ``get_items()``), ``--reads`` times. runwire reads the session row
-  (Postgres: owner, clear time, deletion) and, concurrently, the runs'
-  cached transcripts (Redis: one script call) and returns canonical
-  messages; the SDK sessions return their stored JSON items.
-- ``get_redis_part``: runwire's Redis read alone (``LogBackend.history``:
-  the script call and the decoding), what compares with RedisSession's
-  ``get``; ``get_redis_part_decoding_every_read``: the same with nothing
-  kept between reads (every run's messages validated again);
-  ``session_row``: the Postgres part alone; ``session_script_call``: the
-  one Redis call alone (``SessionReader.read``: runs and stored messages,
-  not decoded).
+- ``get`` (warm, the session unchanged since this process last read it):
+  ``get_messages()``: one script call to Redis, which sees the session's
+  version is the one held and sends back only a small header (version, clear
+  point, deleted); the held messages are served (fresh lists). No Postgres
+  on the read path (the owner was checked at open).
+- ``get_after_change``: ``get_messages()`` right after another writer (its
+  own backend, as another process would) added a message to the session: the
+  script sends every visible run's stored messages; only the changed run is
+  decoded again. Ten such sessions take turns, each starting
+  ``--messages`` - 19 long, so over the run they average ``--messages``.
+- ``get_cold``: ``get_messages()`` on a backend with its caches off
+  (``decoded_bytes=0``): nothing held, every run transferred and decoded on
+  every read - what a process that never read the session pays.
+- the SDK sessions' ``get_items()`` return their stored JSON items (RedisSession:
+  LRANGE of the whole list; SQLiteSession: a SELECT), with no caching.
+- ``session_script_call``: the one Redis call alone (``SessionReader.read``,
+  no version held: runs and stored messages, not decoded).
 - ``get last turn``: ``get_messages(limit=1)`` / ``get_items(limit=2)``.
 - All the sessions are written first, then their reads are timed taking
   turns (one of each per round, the order rotating), so the load of a
-  shared machine falls on all of them alike and the ratios hold.
+  shared machine falls on all of them alike and the ratios hold. A read's
+  preparation (the other writer's add) is not timed.
 - memory: sequential ``store_memory`` (each durable and applied before the
   next) and ``get_memory`` rates, and concurrent puts.
 - ``runwire_agents_adapter``: the same through ``RunwireSession`` (the Agents
@@ -42,6 +48,7 @@ import contextlib
 import json
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 import uuid
@@ -145,24 +152,86 @@ def sdk_add(session: Any) -> Callable[[str, str], Awaitable[Any]]:
     return add
 
 
+Read = Callable[[], Awaitable[Any]]
+
+
 async def interleaved(
-    reads: dict[str, Callable[[], Awaitable[Any]]], times: int
+    reads: dict[str, Read | tuple[Read, Read]], times: int
 ) -> dict[str, list[float]]:
     """Time every read ``times`` times, taking turns (one of each per round, the
     order rotating), so a busy moment of a shared machine hits them all alike;
-    ``times // 4`` untimed rounds first (connections, prepared statements)."""
+    ``times // 4`` untimed rounds first (connections, prepared statements).
+    A ``(prepare, read)`` pair runs ``prepare`` untimed right before each read."""
     names = list(reads)
-    for _ in range(times // 4):
+
+    async def once(name: str) -> float:
+        entry = reads[name]
+        if isinstance(entry, tuple):
+            prepare, read = entry
+            await prepare()
+        else:
+            read = entry
+        start = time.perf_counter()
+        await read()
+        return time.perf_counter() - start
+
+    for _ in range(times // WARMUP_SHARE):
         for name in names:
-            await reads[name]()
+            await once(name)
     out: dict[str, list[float]] = {name: [] for name in names}
     for i in range(times):
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:
-            start = time.perf_counter()
-            await reads[name]()
-            out[name].append(time.perf_counter() - start)
+            out[name].append(await once(name))
     return out
+
+
+WARMUP_SHARE = 4
+CHANGED_SESSIONS = 10
+
+
+class ChangedByAnother:
+    """Sessions another writer adds one message to before each timed read, in
+    turns; each starts short by half its growth over the run, so the reads
+    see ``messages`` on average."""
+
+    def __init__(self, reader: LogBackend, writer: LogBackend, messages: int, reads: int) -> None:
+        self.reader, self.writer = reader, writer
+        rounds = reads + reads // WARMUP_SHARE
+        self.start = max(2, messages - rounds // CHANGED_SESSIONS // 2)
+        self.readers: list[AsyncSession] = []
+        self.writers: list[AsyncSession] = []
+        self.turn = 0
+        self.added = [0] * CHANGED_SESSIONS
+        self.sizes: list[int] = []
+
+    async def write(self, stack: contextlib.AsyncExitStack) -> None:
+        """Write the sessions and open them on both sides (opening reads the
+        session index: done here, not in the timed reads)."""
+        for _ in range(CHANGED_SESSIONS):
+            w = AsyncSession(user_id="bench-changed", backend=self.writer)
+            await stack.enter_async_context(w)
+            for role, text in turn_texts(self.start):
+                await w.add_message(role, text)
+            self.writers.append(w)
+        for w in self.writers:
+            r = AsyncSession(w.session_id, user_id="bench-changed", backend=self.reader)
+            await stack.enter_async_context(r)
+            assert len(await r.get_messages()) == self.start  # held, as after any read
+            self.readers.append(r)
+
+    async def prepare(self) -> None:
+        self.turn += 1
+        at = self.turn % len(self.writers)
+        self.added[at] += 1
+        # Roles alternate, as in turn_texts: a message of the same role as the
+        # last one would be merged into it (same count, one run changed).
+        role = "user" if (self.start + self.added[at]) % 2 == 1 else "assistant"
+        await self.writers[at].add_message(role, f"changed {self.turn}: " + "lorem ipsum " * 9)
+
+    async def read(self) -> None:
+        r = self.readers[self.turn % len(self.readers)]
+        self.sizes.append(len(await r.get_messages()))
 
 
 async def bench_memory(backend: LogBackend, count: int) -> dict[str, Any]:
@@ -185,6 +254,11 @@ async def bench_memory(backend: LogBackend, count: int) -> dict[str, Any]:
     }
 
 
+def machine_uptime() -> str:
+    """``uptime``'s line (load averages over 1, 5 and 15 minutes); before and after only."""
+    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+
+
 def ratio(a: float, b: float) -> float:
     return round(a / b, 2) if b else float("inf")
 
@@ -196,14 +270,18 @@ async def main() -> None:
     parser.add_argument("--memory", type=int, default=200)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
+    uptime_before = machine_uptime()
     base = Settings()
     n = args.messages
     async with contextlib.AsyncExitStack() as stack:
         settings = await stack.enter_async_context(fresh_deployment(base))
         projections = await stack.enter_async_context(projectors_running(settings))
         backend = await stack.enter_async_context(LogBackend(settings))
-        # Nothing kept between reads: every run's messages validated on every read.
-        decoding = await stack.enter_async_context(LogBackend(settings, decoded_bytes=0))
+        # Caches off: nothing held or kept between reads (every run transferred
+        # and its messages validated on every read).
+        cold = await stack.enter_async_context(LogBackend(settings, decoded_bytes=0))
+        # Another writer, as another process: its own connections and caches.
+        other = await stack.enter_async_context(LogBackend(settings))
         ours = await stack.enter_async_context(AsyncSession(user_id="bench", backend=backend))
         adapter = RunwireSession(user_id="bench-adapter", backend=backend)
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
@@ -225,18 +303,23 @@ async def main() -> None:
             "agents_sqlite": await add_all(sdk_add(sqlite), n),
             "agents_redis": await add_all(sdk_add(theirs), n),
         }
+        changed = ChangedByAnother(backend, other, n, args.reads)
+        await changed.write(stack)
         await settled(projections, settings)
         sid = ours.session_id
+        ours_cold = await stack.enter_async_context(
+            AsyncSession(sid, user_id="bench", backend=cold)
+        )
         assert len(await ours.get_messages()) == n
+        assert await ours_cold.get_messages() == await ours.get_messages()
         assert len(await adapter.get_items()) == len(await sqlite.get_items()) == n
         assert len(await theirs.get_items()) == n
         samples = await interleaved(
             {
                 "runwire.get": ours.get_messages,
+                "runwire.get_after_change": (changed.prepare, changed.read),
+                "runwire.get_cold": ours_cold.get_messages,
                 "runwire.get_last_turn": lambda: ours.get_messages(limit=1),
-                "runwire.get_redis_part": lambda: backend.history(sid),
-                "runwire.get_redis_part_decoding_every_read": lambda: decoding.history(sid),
-                "runwire.session_row": ours.info,
                 "runwire.session_script_call": lambda: reader.read(sid),
                 "runwire_agents_adapter.get": adapter.get_items,
                 "runwire_agents_adapter.get_last_turn": lambda: adapter.get_items(limit=2),
@@ -247,7 +330,22 @@ async def main() -> None:
             },
             args.reads,
         )
+        timed_sizes = changed.sizes[-args.reads :]
+        changed_sizes = {
+            "min": min(timed_sizes),
+            "mean": round(statistics.fmean(timed_sizes), 1),
+            "max": max(timed_sizes),
+        }
+        # The warm read's reply: the header only (bytes of strings in it).
+        await ours.get_messages()
+        warm_reply_bytes = backend._reader.last_reply_bytes if backend._reader else -1
+        await reader.read(sid)
+        whole_reply_bytes = reader.last_reply_bytes
         memory = await bench_memory(backend, args.memory)
+    uptime = {
+        "at_start": uptime_before,
+        "at_end": machine_uptime(),
+    }
     results: dict[str, dict[str, Any]] = {name: {"add": stats(a)} for name, a in adds.items()}
     for key, taken in samples.items():
         name, op = key.split(".")
@@ -257,6 +355,7 @@ async def main() -> None:
         results["agents_sqlite"],
         results["agents_redis"],
     )
+    reads_compared = ("get", "get_after_change", "get_cold", "get_last_turn")
     result = {
         "messages": n,
         "reads": args.reads,
@@ -264,17 +363,28 @@ async def main() -> None:
         "load_average_1m": round(os.getloadavg()[0], 2),
         "load_average_1m_at_start": round(load_before, 2),
         "cpus": os.cpu_count(),
+        "uptime": uptime,
+        "get_after_change_session_messages": changed_sizes,
+        "script_reply_bytes": {"warm_unchanged": warm_reply_bytes, "whole": whole_reply_bytes},
         **results,
         "memory": memory,
         "ratios_runwire_over": {
             name: {
+                "add": ratio(runwire["add"]["p50_ms"], other["add"]["p50_ms"]),
                 **{
-                    op: ratio(runwire[op]["p50_ms"], other[op]["p50_ms"])
-                    for op in ("add", "get", "get_last_turn")
+                    op: ratio(
+                        runwire[op]["p50_ms"],
+                        other["get_last_turn" if op == "get_last_turn" else "get"]["p50_ms"],
+                    )
+                    for op in reads_compared
                 },
-                "get_redis_part_over_get": ratio(
-                    runwire["get_redis_part"]["p50_ms"], other["get"]["p50_ms"]
-                ),
+                **{
+                    f"{op}_p99": ratio(
+                        runwire[op]["p99_ms"],
+                        other["get_last_turn" if op == "get_last_turn" else "get"]["p99_ms"],
+                    )
+                    for op in reads_compared
+                },
             }
             for name, other in (("agents_sqlite", sqlite_result), ("agents_redis", redis_result))
         },
@@ -287,17 +397,14 @@ async def main() -> None:
             f"{r['get']['p50_ms']:>10.3f}{r['get']['p99_ms']:>10.3f}"
             f"{r['get_last_turn']['p50_ms']:>10.3f}"
         )
-    print(
-        "runwire get, Redis part only (no Postgres session check): "
-        f"p50 {runwire['get_redis_part']['p50_ms']} ms "
-        f"({runwire['get_redis_part_decoding_every_read']['p50_ms']} ms decoding every read); "
-        f"session row (Postgres) p50 {runwire['session_row']['p50_ms']} ms, "
-        f"the script call alone p50 {runwire['session_script_call']['p50_ms']} ms"
-    )
+    for op in ("get_after_change", "get_cold", "session_script_call"):
+        print(f"runwire {op}: p50 {runwire[op]['p50_ms']} ms, p99 {runwire[op]['p99_ms']} ms")
+    print(f"after-change sessions held {changed_sizes} messages when read")
+    print("script reply bytes:", result["script_reply_bytes"])
     print("ratios (runwire p50 / theirs):", json.dumps(result["ratios_runwire_over"]))
     print(
         f"load average {result['load_average_1m_at_start']} at start, "
-        f"{result['load_average_1m']} at the end, on {result['cpus']} cpus"
+        f"{result['load_average_1m']} at the end, on {result['cpus']} cpus; uptime: {uptime}"
     )
     print("memory:", json.dumps(memory))
     RESULTS.mkdir(exist_ok=True)
