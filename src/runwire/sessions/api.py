@@ -30,7 +30,8 @@ Contract:
   fed from the log, so they see what other processes write too.
 - ``ttl`` (seconds or a timedelta) is how long the session's transcripts stay
   cached in Redis after their last use; expired ones are rebuilt from the log
-  on the next read. Nothing is ever lost to a TTL.
+  on the next read that needs them (a process holding the session unchanged
+  serves its own copy). Nothing is ever lost to a TTL.
 - Memory: ``store_memory`` / ``get_memory`` / ``delete_memory`` /
   ``list_memory`` default to this session's scope (``scope="session"``).
 - ``async with`` closes what the session opened (connections, listeners),
