@@ -52,6 +52,15 @@ local function bodies(run_ids, out)
   return out
 end
 
+-- Appends run_id, first ms and the run's body c and o to out.
+local function with_body(out, run_id, first_ms)
+  local body = redis.call('HMGET', base .. 'run:' .. run_id, 'c', 'o')
+  out[#out + 1] = run_id
+  out[#out + 1] = first_ms
+  out[#out + 1] = body[1]
+  out[#out + 1] = body[2]
+end
+
 local more = {}
 for i = 6, #ARGV do
   more[#more + 1] = ARGV[i]
@@ -109,11 +118,7 @@ if mode == 'visible' and known_gen and tonumber(known_gen) == generation
       break
     end
     if tonumber(listed[i + 2] or '0') > held then
-      local body = redis.call('HMGET', base .. 'run:' .. listed[i], 'c', 'o')
-      changed[#changed + 1] = listed[i]
-      changed[#changed + 1] = listed[i + 1]
-      changed[#changed + 1] = body[1]
-      changed[#changed + 1] = body[2]
+      with_body(changed, listed[i], listed[i + 1])
     end
   end
   if complete then
@@ -151,11 +156,7 @@ if not listed then
   else
     listed = {}
     for i = 1, #scored, 2 do
-      local body = redis.call('HMGET', base .. 'run:' .. scored[i], 'c', 'o')
-      listed[#listed + 1] = scored[i]
-      listed[#listed + 1] = scored[i + 1]
-      listed[#listed + 1] = body[1]
-      listed[#listed + 1] = body[2]
+      with_body(listed, scored[i], scored[i + 1])
     end
   end
 end
