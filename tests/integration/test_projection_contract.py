@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
@@ -12,7 +11,7 @@ from runwire.contract.events import (
     Event,
 )
 from runwire.projections.runs.projection import RunsProjection
-from runwire.projections.runtime.pg import Pool, open_pool
+from runwire.projections.runtime.pg import Pool
 from runwire.projections.runtime.protocol import TopicPartition
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.settings import Settings
@@ -22,15 +21,6 @@ from tests.projection_contract import (
     run_scenario,
     session_scenario,
 )
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(settings: Settings) -> AsyncIterator[Pool]:
-    pool = await open_pool(settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def rows(pool: Pool, query: str) -> list[dict[str, Any]]:

@@ -8,12 +8,9 @@ the hint must say exactly where the projection is, for every partition.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
 
 from runwire.projections.runtime.lag import ProjectionLag, projection_lag
-from runwire.projections.runtime.pg import Pool, open_pool
+from runwire.projections.runtime.pg import Pool
 from runwire.projections.runtime.protocol import TopicPartition
 from runwire.projections.workload import bulk_publish, synthetic_events
 from runwire.settings import Settings
@@ -24,15 +21,6 @@ ROUNDS = 4
 # An instance that hints once, right after its assignment, and whose stop
 # gives up at once: its hint trails, the case the projector documents.
 NO_LAST_HINT = dataclasses.replace(FAST, commit_interval=3600.0, stop_timeout=0.0)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(settings: Settings) -> AsyncIterator[Pool]:
-    pool = await open_pool(settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 def hint_differences(lag: ProjectionLag) -> list[str]:

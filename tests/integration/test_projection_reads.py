@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,15 +24,6 @@ from runwire.projections.workload import bulk_publish, synthetic_events
 from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 from tests.integration.projection_support import as_records, caught_up, projections, running
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(settings: Settings) -> AsyncIterator[Pool]:
-    pool = await open_pool(settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def test_wait_for_gives_read_your_writes(settings: Settings, pool: Pool) -> None:

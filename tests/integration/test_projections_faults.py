@@ -10,11 +10,10 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
 from runwire.contract.codec import REASONS, default_codec
@@ -24,7 +23,7 @@ from runwire.projections.reference import fold_runs
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runs.store import RunStore
 from runwire.projections.runtime.dead_letters import list_dead_letters
-from runwire.projections.runtime.pg import Pool, open_pool
+from runwire.projections.runtime.pg import Pool
 from runwire.projections.runtime.protocol import SourceRecord
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.sessions.projection import SessionsProjection
@@ -43,15 +42,6 @@ from tests.integration.projection_support import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(settings: Settings) -> AsyncIterator[Pool]:
-    pool = await open_pool(settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def publish_slowly(

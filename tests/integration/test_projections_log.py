@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator
-
-import pytest_asyncio
 
 from runwire.projections.reference import fold_runs
-from runwire.projections.runtime.pg import Pool, open_pool
+from runwire.projections.runtime.pg import Pool
 from runwire.projections.workload import bulk_publish, synthetic_events
 from runwire.settings import Settings
 from tests.integration.projection_support import (
@@ -22,15 +19,6 @@ from tests.integration.projection_support import (
 )
 
 EVENTS, RUNS, SESSIONS = 50_000, 2_000, 300
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(settings: Settings) -> AsyncIterator[Pool]:
-    pool = await open_pool(settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def test_a_large_log_folds_to_the_reference_and_replays_change_nothing(

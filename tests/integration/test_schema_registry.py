@@ -6,10 +6,9 @@ The registry is tests/fakes/schema_registry.py (the registry's REST API on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
 from runwire.contract.codec import codec_for
@@ -17,7 +16,7 @@ from runwire.contract.framing import Framing, confluent_header, read_header
 from runwire.contract.registry import schema_text, subject_of
 from runwire.contract.schemas import released_schemas
 from runwire.projections.runtime.dead_letters import list_dead_letters
-from runwire.projections.runtime.pg import Pool, open_pool
+from runwire.projections.runtime.pg import Pool
 from runwire.projections.workload import read_raw, synthetic_events
 from runwire.settings import Settings
 from tests.fakes.schema_registry import FakeSchemaRegistry
@@ -39,15 +38,6 @@ UNKNOWN_ID = 987_654
 def registry() -> Iterator[FakeSchemaRegistry]:
     with FakeSchemaRegistry() as fake:
         yield fake
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(settings: Settings) -> AsyncIterator[Pool]:
-    pool = await open_pool(settings)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def test_confluent_framed_events_fold_like_single_object_ones(
