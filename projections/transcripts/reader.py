@@ -138,9 +138,12 @@ class TranscriptCache:
         return messages
 
     async def session_runs(self, session_id: str) -> list[str]:
-        """The session's run ids, oldest first."""
-        runs = await self._store.session_runs(await self._live(), session_id)
-        if not runs:
+        """The session's run ids, oldest first (none for a deleted session)."""
+        live = await self._live()
+        runs = await self._store.session_runs(live, session_id)
+        if not runs and not await self._store.deleted(live, [session_id]):
+            # The run-status store may still list a deleted session's runs
+            # until its projector has applied the deletion too.
             runs = await self._locator.session_runs(session_id)
         return runs
 

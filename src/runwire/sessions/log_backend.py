@@ -219,11 +219,15 @@ class LogBackend(LogMemoryBackend):
         positions = await publish_retrying(self.publisher, events, atomic=False)
         # One session, one partition: the last position covers the others.
         if any(isinstance(e.payload, SessionCleared | SessionDeleted) for e in events):
-            # Reads take the clear point and the deletion from the transcript cache.
-            await asyncio.gather(
+            # Reads take the clear point and the deletion from the transcript cache;
+            # a deletion also removes the session's rows from the run-status store.
+            waits = [
                 self.wait(self.applied.sessions, positions[-1]),
                 self.wait(self.applied.transcripts, positions[-1]),
-            )
+            ]
+            if any(isinstance(e.payload, SessionDeleted) for e in events):
+                waits.append(self.wait(self.applied.runs, positions[-1]))
+            await asyncio.gather(*waits)
         else:
             await self.wait(self.applied.sessions, positions[-1])
 

@@ -266,9 +266,14 @@ async def test_delete_then_rebuild_every_projection(
     async with AsyncSession(gone.session_id, user_id="alice", backend=log_backend) as s:
         await s.store_memory("language", "fr", scope="user")
         await s.delete()
+    # delete() returned once the session index, the transcript cache and the
+    # run-status store had applied the deletion: no waiting for those three.
+    await _runs_erased(settings, gone, kept)
+    await _session_index_erased(settings, gone, kept)
+    await _transcripts_erased(settings, gone, kept)
     with pytest.raises(NotFoundError):
         await AsyncSession(gone.session_id, user_id="alice", backend=log_backend).open()
-    # The live projections erase it (the runs projection reads the deletion on its own).
+    # The live projections erase it (memory has its own consumer of the deletion).
     await assert_eventually(lambda: _erased_everywhere(settings, gone, kept), timeout=20)
     for name in REBUILT:
         projection = projectors[name]

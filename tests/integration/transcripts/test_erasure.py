@@ -177,5 +177,8 @@ async def test_the_miss_path_does_not_refill_a_run_of_a_deleted_session(
                 assert await cache.get(run_id) == reference[run_id]
             assert cache.misses == len(sessions[kept])  # the kept ones are refilled
             assert await store.session_runs(0, doomed) == []
+            # Nor does a session read ask the run-status store, which still lists the runs.
+            assert await cache.session_runs(doomed) == []
+            assert await cache.get_session(doomed) == []
     finally:
         await pool.close()
