@@ -382,13 +382,13 @@ class Projector:
         ahead: _Fetched | None = None
         while not self._stopping.is_set():
             try:
-                current = ahead if ahead is not None else await self._fetch()
+                current = ahead if ahead is not None else await self._fetch_unless_stopping()
                 ahead = None
                 if current is None:
                     continue
                 applying = asyncio.create_task(self._apply_fetched(current))
                 try:
-                    ahead = await self._fetch()
+                    ahead = await self._fetch_unless_stopping()
                 finally:
                     # Never leave the apply behind, whatever the fetch did.
                     await asyncio.wait({applying})
@@ -415,6 +415,27 @@ class Projector:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
                 backoff = min(backoff * 2, self._options.max_retry_backoff)
+
+    async def _fetch_unless_stopping(self) -> _Fetched | None:
+        """The next batch, or None as soon as :meth:`stop` is called.
+
+        stop() waits for the run loop to settle its batch; without this it
+        would also wait out a poll of an idle topic (``poll_timeout_ms``) for
+        a batch it would never apply (a rebuild stops its projector at once).
+        """
+        if self._stopping.is_set():
+            return None
+        fetching = asyncio.ensure_future(self._fetch())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({fetching, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not fetching.done():
+                fetching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetching
+        return None if fetching.cancelled() else fetching.result()
 
     async def step(self, timeout_ms: int | None = None) -> ApplyResult | None:
         """One fetch + decode + apply, not pipelined. Returns None when nothing was fetched."""

@@ -7,7 +7,9 @@ the hint must say exactly where the projection is, for every partition.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 
 from runwire.projections.runtime.lag import ProjectionLag, projection_lag
 from runwire.projections.runtime.pg import Pool
@@ -93,4 +95,25 @@ async def test_a_hint_left_behind_trails_and_the_next_owner_corrects_it(
 
         await assert_eventually(corrected, timeout=60, interval=0.2)
     lag = await projection_lag(runs, settings)
+    assert not hint_differences(lag), hint_differences(lag)
+
+
+async def test_stop_does_not_wait_out_a_poll_and_still_hints_the_stored_positions(
+    settings: Settings, pool: Pool
+) -> None:
+    """An idle projector polls for long; stop() interrupts the poll (a batch fetched
+    then would never be applied) instead of waiting for it, and still hints."""
+    runs, _ = projections(pool, settings)
+    await runs.prepare()
+    await bulk_publish(settings, synthetic_events(runs=10, sessions=2, events=200, seed=5).events)
+    long_poll = dataclasses.replace(FAST, poll_timeout_ms=60_000, stop_timeout=45.0)
+    async with running(runs, settings, long_poll) as projector:
+        await caught_up(runs, settings)
+        await asyncio.sleep(0.5)  # the loop is in its next (idle) poll
+        started = time.monotonic()
+        await projector.stop()
+        stopped_in = time.monotonic() - started
+    assert stopped_in < 30, f"stop waited {stopped_in:.1f}s: it sat out the 60 s poll"
+    lag = await projection_lag(runs, settings)
+    assert any(p.position > 0 for p in lag.partitions)
     assert not hint_differences(lag), hint_differences(lag)
