@@ -55,13 +55,13 @@ from runwire.contract.events import (
     RunStarted,
     RunStatus,
     RunStatusChanged,
-    SessionDeleted,
     Stream,
     ToolResult,
     ToolUse,
     Usage,
 )
 from runwire.projections.runtime.protocol import Rejection, SourceRecord
+from runwire.projections.runtime.rules import deleted_session
 
 TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})
 _TERMINAL_VALUES = frozenset(s.value for s in TERMINAL)
@@ -272,20 +272,6 @@ class BatchOutcome:
     deleted: dict[str, tuple[datetime, str]] = field(default_factory=dict)
     erased: dict[str, str] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
-
-
-def deleted_session(record: SourceRecord) -> str | None:
-    """The session a session-topic record deletes (None: not a deletion the runs obey).
-
-    A deletion whose key is not its session id is not one: the session index
-    rejects it, so the session stays, and so do its runs.
-    """
-    event = record.event
-    if not isinstance(event.payload, SessionDeleted) or not event.session_id:
-        return None
-    if record.key != event.session_id.encode():
-        return None
-    return event.session_id
 
 
 def _erase(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from runwire.contract.events import SessionDeleted
 from runwire.projections.runtime.protocol import (
     ApplyResult,
     Batch,
@@ -105,3 +106,18 @@ def result(
         skipped=fresh.skipped,
         rejected=rejected,
     )
+
+
+def deleted_session(record: SourceRecord) -> str | None:
+    """The session a session-events record deletes (None: not a deletion to obey).
+
+    A ``session_deleted`` whose record key is not its session id is none: the
+    session index rejects (dead-letters) it, so the session stays, and so do
+    its runs in every projection that erases them.
+    """
+    event = record.event
+    if not isinstance(event.payload, SessionDeleted) or not event.session_id:
+        return None
+    if record.key != event.session_id.encode():
+        return None
+    return event.session_id

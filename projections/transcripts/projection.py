@@ -58,7 +58,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
-from runwire.contract.events import SessionCleared, SessionDeleted
+from runwire.contract.events import SessionCleared
 from runwire.errors import RunwireError
 from runwire.projections.runtime.generations import ProjectionError
 from runwire.projections.runtime.protocol import (
@@ -69,6 +69,7 @@ from runwire.projections.runtime.protocol import (
     SourceRecord,
     TopicPartition,
 )
+from runwire.projections.runtime.rules import deleted_session
 from runwire.projections.transcripts.body import restore_builder
 from runwire.projections.transcripts.fold import fold_run
 from runwire.projections.transcripts.store import (
@@ -238,7 +239,7 @@ class TranscriptProjection:
                 skipped += 1
                 continue
             if record.topic == session_topic:
-                deleted = deletion(record)
+                deleted = deleted_session(record)
                 cleared = clearing(record)
                 if deleted is not None and deleted not in snap.deleted:
                     deletions.add(deleted)
@@ -371,21 +372,6 @@ def _sessions(head: RunHead, records: Sequence[SourceRecord]) -> set[str]:
     if head.meta is not None and head.meta.session_id is not None:
         return {head.meta.session_id}
     return {r.event.session_id for r in records if r.event.session_id is not None}
-
-
-def deletion(record: SourceRecord) -> str | None:
-    """The session a session-events record deletes (None: not a deletion to obey).
-
-    A ``session_deleted`` whose record key is not its session id is none: the
-    session index rejects (dead-letters) it, so the session stays, and so do
-    its runs (as in the run-status projection).
-    """
-    event = record.event
-    if not isinstance(event.payload, SessionDeleted) or not event.session_id:
-        return None
-    if record.key != event.session_id.encode():
-        return None
-    return event.session_id
 
 
 def clearing(record: SourceRecord) -> tuple[str, int] | None:
