@@ -226,44 +226,37 @@ class DecodedRuns:
 
     def decode(self, bodies: Mapping[str, StoredMessages]) -> dict[str, list[Message]]:
         """Each run's messages; runs not kept are decoded together in one call."""
-        out: dict[str, list[Message]] = {}
-        missing: list[tuple[str, StoredMessages]] = []
-        kept = self._kept
-        for run_id, body in bodies.items():
-            found = kept.get(body)
-            if found is None:
-                missing.append((run_id, body))
-            else:
-                kept.move_to_end(body)
-                out[run_id] = list(found)
-        if missing:
-            decoded = decode_runs([b.json for _, b in missing])
-            self.decoded += len(missing)
-            for (run_id, body), messages in zip(missing, decoded, strict=True):
-                out[run_id] = messages
-                self._keep(body, messages)
-        return out
+        runs = self._runs(list(bodies.values()))
+        return {run_id: list(messages) for run_id, messages in zip(bodies, runs, strict=True)}
 
     def flat(self, bodies: Sequence[StoredMessages]) -> list[Message]:
         """The messages of ``bodies`` in order, in one new list (as ``decode``:
         runs not kept decoded together, those holding mutable parts afresh)."""
-        kept = self._kept
-        missing = [(i, b) for i, b in enumerate(bodies) if b not in kept]
-        fresh: dict[int, list[Message]] = {}
-        if missing:
-            decoded = decode_runs([b.json for _, b in missing])
-            self.decoded += len(missing)
-            for (i, body), messages in zip(missing, decoded, strict=True):
-                fresh[i] = messages
-                self._keep(body, messages)
         out: list[Message] = []
+        for messages in self._runs(bodies):
+            out.extend(messages)
+        return out
+
+    def _runs(self, bodies: Sequence[StoredMessages]) -> list[Sequence[Message]]:
+        """Each body's messages: kept ones (taken before keeping the new ones,
+        which may push them out) or decoded together in one call."""
+        kept = self._kept
+        out: list[Sequence[Message]] = []
+        missing: list[int] = []
         for i, body in enumerate(bodies):
-            found = fresh.get(i)
+            found = kept.get(body)
             if found is None:
-                kept.move_to_end(body)
-                out.extend(kept[body])
+                missing.append(i)
+                out.append(())
             else:
-                out.extend(found)
+                kept.move_to_end(body)
+                out.append(found)
+        if missing:
+            decoded = decode_runs([bodies[i].json for i in missing])
+            self.decoded += len(missing)
+            for i, messages in zip(missing, decoded, strict=True):
+                out[i] = messages
+                self._keep(bodies[i], messages)
         return out
 
     def _keep(self, body: StoredMessages, messages: list[Message]) -> None:

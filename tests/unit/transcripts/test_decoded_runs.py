@@ -155,3 +155,20 @@ def test_flat_gives_the_runs_messages_in_order_in_a_new_list_each_time() -> None
     assert isinstance(tool_use, ToolUsePart)
     tool_use.input["city"] = "Lyon"  # mutable content is never shared between reads
     assert decoder.flat(bodies) == expected
+
+
+def test_a_read_that_evicts_one_of_its_own_kept_runs_still_serves_it() -> None:
+    """Keeping the runs a read decodes can push out a run the same read found kept."""
+    decoder = DecodedRuns(max_bytes=700)
+    old, new_a, new_b = (
+        stored([Message(role="user", parts=(TextPart(text=f"{n} " + "x" * 300),))])
+        for n in range(3)
+    )
+    decoder.flat([old])
+    assert len(decoder) == 1
+    expected = [*validated(old), *validated(new_a), *validated(new_b)]
+    assert decoder.flat([old, new_a, new_b]) == expected
+    decoder = DecodedRuns(max_bytes=700)
+    decoder.decode({"old": old})
+    got = decoder.decode({"old": old, "a": new_a, "b": new_b})
+    assert got == {"old": validated(old), "a": validated(new_a), "b": validated(new_b)}
