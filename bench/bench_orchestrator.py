@@ -38,13 +38,12 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from runwire.client import topic_partitions
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event, RunPhase, RunStarted, UserMessage
-from runwire.infra.topics import load_topics, provision_topics
+from runwire.infra.isolation import isolated_deployment
 from runwire.providers.base import ModelRequest
 from runwire.providers.local import LocalModel
 from runwire.publisher import Publisher
@@ -186,8 +185,7 @@ async def stopped(task: asyncio.Task[None]) -> None:
 
 async def throughput(base: Settings, serve: Serve, turns: int) -> dict[str, Any]:
     """A backlog of ``turns`` runs, then the service starts: turns/s and CPU per turn."""
-    settings = await fresh(base)
-    try:
+    async with isolated_deployment(base, "bench") as settings:
         await feed(settings, turns)
         sink: dict[str, Any] = {}
         cpu = time.process_time()
@@ -197,8 +195,6 @@ async def throughput(base: Settings, serve: Serve, turns: int) -> dict[str, Any]
         ended = await waiter
         cpu = time.process_time() - cpu
         await stopped(server)
-    finally:
-        await drop(settings)
     seconds = ended - started
     return {
         "seconds": round(seconds, 3),
@@ -209,8 +205,7 @@ async def throughput(base: Settings, serve: Serve, turns: int) -> dict[str, Any]
 
 async def latency(base: Settings, serve: Serve, turns: int, rate: float) -> dict[str, Any]:
     """Live traffic at ``rate`` runs/s: time per turn from reading the delta to the ack."""
-    settings = await fresh(base)
-    try:
+    async with isolated_deployment(base, "bench") as settings:
         sink: dict[str, Any] = {}
         server = asyncio.create_task(serve(settings, sink))
         await asyncio.sleep(3.0)  # joined the group, at the (empty) log end
@@ -218,28 +213,12 @@ async def latency(base: Settings, serve: Serve, turns: int, rate: float) -> dict
         await feed(settings, turns, rate)
         await waiter
         await stopped(server)
-    finally:
-        await drop(settings)
     ms = [x * 1000 for x in sink["per_turn"]]
     return {
         "rate_per_s": rate,
         "per_turn_p50_ms": round(percentile(ms, 0.5), 2),
         "per_turn_p99_ms": round(percentile(ms, 0.99), 2),
     }
-
-
-async def fresh(base: Settings) -> Settings:
-    settings = base.model_copy(update={"topic_prefix": f"bench-{uuid.uuid4().hex[:8]}."})
-    await provision_topics(settings)
-    return settings
-
-
-async def drop(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    with contextlib.suppress(Exception):
-        await admin.delete_topics([settings.topic_for(spec.id) for spec in load_topics()])
-    await admin.close()
 
 
 async def main() -> None:

@@ -36,21 +36,18 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from bisect import bisect_right
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event
-from runwire.infra.topics import load_topics, provision_topics
+from runwire.infra.isolation import isolated_deployment
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import open_pool
 from runwire.projections.runtime.pg_projection import PostgresProjection
@@ -70,31 +67,6 @@ POLL_SECONDS = 0.005
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-@contextlib.asynccontextmanager
-async def fresh(base: Settings) -> Any:
-    """Settings with their own topics and Postgres schema, removed afterwards."""
-    tag = uuid.uuid4().hex[:8]
-    schema = f"bench_{tag}"
-    sep = "&" if "?" in base.postgres_dsn else "?"
-    settings = base.model_copy(
-        update={
-            "topic_prefix": f"bench-{tag}.",
-            "postgres_dsn": f"{base.postgres_dsn}{sep}options={quote(f'-csearch_path={schema}')}",
-        }
-    )
-    await provision_topics(settings)
-    try:
-        yield settings
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-        await admin.start()
-        with contextlib.suppress(Exception):
-            await admin.delete_topics([settings.topic_for(spec.id) for spec in load_topics()])
-        await admin.close()
-        async with await psycopg.AsyncConnection.connect(base.postgres_dsn, autocommit=True) as c:
-            await c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -144,7 +116,7 @@ async def raw_read(settings: Settings, topics: tuple[str, ...]) -> tuple[int, fl
 
 
 async def measure_rebuild(base: Settings, events: int, repeat: int) -> dict[str, Any]:
-    async with fresh(base) as settings:
+    async with isolated_deployment(base, "bench") as settings:
         workload = synthetic_events(
             runs=events // 25, sessions=max(1, events // 170), events=events
         )
@@ -237,7 +209,7 @@ def first_seen(
 
 
 async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str, Any]:
-    async with fresh(base) as settings:
+    async with isolated_deployment(base, "bench") as settings:
         warm = synthetic_events(runs=40, sessions=10, events=1000, seed=9)
         await bulk_publish(settings, warm.events)  # so both projectors have tables and positions
         procs = [await serve(name, settings) for name in ("runs", "sessions")]
@@ -335,7 +307,7 @@ def rss_mb(pid: int) -> float | None:
 
 
 async def measure_memory(base: Settings, events: int) -> dict[str, Any]:
-    async with fresh(base) as settings:
+    async with isolated_deployment(base, "bench") as settings:
         step = 100_000
         for seed, start in enumerate(range(0, events, step)):
             size = min(step, events - start)

@@ -52,18 +52,15 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-import psycopg
 import redis.asyncio as aioredis
 from agents import SQLiteSession
 from agents.extensions.memory.redis_session import RedisSession
-from aiokafka.admin import AIOKafkaAdminClient
 
-from runwire.infra.topics import load_topics, provision_topics
+from runwire.infra.isolation import isolated_deployment
 from runwire.projections.runtime.lag import projection_lag
 from runwire.projections.runtime.protocol import Projection
 from runwire.projections.transcripts.session_read import SessionReader
@@ -93,37 +90,6 @@ def turn_texts(n: int) -> list[tuple[str, str]]:
         ("user" if i % 2 == 0 else "assistant", f"message {i}: " + "lorem ipsum dolor " * 6)
         for i in range(n)
     ]
-
-
-@contextlib.asynccontextmanager
-async def fresh_deployment(base: Settings) -> AsyncIterator[Settings]:
-    """Own topics, Postgres schema and Redis keys on the stack, removed afterwards."""
-    tag = uuid.uuid4().hex[:8]
-    schema = f"bench_{tag}"
-    sep = "&" if "?" in base.postgres_dsn else "?"
-    settings = base.model_copy(
-        update={
-            "topic_prefix": f"bench{tag}.",
-            "redis_key_prefix": f"bench{tag}",
-            "postgres_dsn": f"{base.postgres_dsn}{sep}options={quote(f'-csearch_path={schema}')}",
-        }
-    )
-    await provision_topics(settings)
-    try:
-        yield settings
-    finally:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-        await admin.start()
-        with contextlib.suppress(Exception):
-            await admin.delete_topics([settings.topic_for(t.id) for t in load_topics()])
-        await admin.close()
-        async with await psycopg.AsyncConnection.connect(base.postgres_dsn, autocommit=True) as c:
-            await c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        client = aioredis.Redis.from_url(settings.redis_url)
-        keys = [k async for k in client.scan_iter(match=f"{settings.redis_key_prefix}:*")]
-        if keys:
-            await client.delete(*keys)
-        await client.aclose()
 
 
 async def settled(projections: dict[str, Projection], settings: Settings) -> None:
@@ -274,7 +240,7 @@ async def main() -> None:
     base = Settings()
     n = args.messages
     async with contextlib.AsyncExitStack() as stack:
-        settings = await stack.enter_async_context(fresh_deployment(base))
+        settings = await stack.enter_async_context(isolated_deployment(base, "bench"))
         projections = await stack.enter_async_context(projectors_running(settings))
         backend = await stack.enter_async_context(LogBackend(settings))
         # Caches off: nothing held or kept between reads (every run transferred

@@ -33,18 +33,16 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event
-from runwire.infra.topics import load_topics, provision_topics
+from runwire.infra.isolation import isolated_deployment
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.transcripts.keys import parse_position_field
 from runwire.projections.transcripts.projection import TranscriptProjection
@@ -65,30 +63,6 @@ from tests.transcript_workload import workload  # noqa: E402
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def fresh(base: Settings) -> Settings:
-    tag = uuid.uuid4().hex[:8]
-    settings = base.model_copy(
-        update={"topic_prefix": f"bench-{tag}.", "redis_key_prefix": f"bench-{tag}"}
-    )
-    await provision_topics(settings)
-    return settings
-
-
-async def drop(settings: Settings) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    with contextlib.suppress(Exception):
-        await admin.delete_topics([settings.topic_for(spec.id) for spec in load_topics()])
-    await admin.close()
-    client = aioredis.Redis.from_url(settings.redis_url)
-    try:
-        keys = [k async for k in client.scan_iter(match=f"{settings.redis_key_prefix}:*")]
-        for start in range(0, len(keys), 1000):
-            await client.unlink(*keys[start : start + 1000])
-    finally:
-        await client.aclose()
 
 
 async def publish_all(settings: Settings, events: list[Event]) -> None:
@@ -137,8 +111,7 @@ async def raw_read(settings: Settings) -> tuple[int, float]:
 
 
 async def measure_rebuild(base: Settings, events: int, runs: int, repeat: int) -> dict[str, Any]:
-    settings = await fresh(base)
-    try:
+    async with isolated_deployment(base, "bench") as settings:
         log = workload(7, runs=runs, sessions=max(1, runs // 7))[:events]
         await publish_all(settings, log)
         client = aioredis.Redis.from_url(settings.redis_url)
@@ -178,8 +151,6 @@ async def measure_rebuild(base: Settings, events: int, runs: int, repeat: int) -
             "cpu_ratio": round(min(raw_cpu) / min(rebuild_cpu), 3),
             "repeat": repeat,
         }
-    finally:
-        await drop(settings)
 
 
 # -- publish -> visible latency ------------------------------------------------------
@@ -211,122 +182,120 @@ async def start_projector(settings: Settings) -> asyncio.subprocess.Process:
 
 async def measure_catch_up(base: Settings, events: int) -> dict[str, Any]:
     """How fast the served projector drains a backlog: the highest rate it can sustain."""
-    settings = await fresh(base)
-    client = aioredis.Redis.from_url(settings.redis_url)
-    store = RedisTranscriptStore(client, settings.redis_key_prefix)
-    proc: asyncio.subprocess.Process | None = None
-    try:
-        log = workload(11, runs=max(50, events // 25), sessions=50)[:events]
-        await publish_all(settings, log)
-        started = time.perf_counter()
-        proc = await start_projector(settings)
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=300)
-        assert b"caught up" in line, line
-        elapsed = time.perf_counter() - started
-        applied = sum((await store.positions(0)).values())
-        return {
-            "events": applied,
-            "seconds_incl_start": round(elapsed, 2),
-            "events_per_s": round(applied / elapsed),
-        }
-    finally:
-        if proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.terminate()
-            await proc.wait()
-        await client.aclose()
-        await drop(settings)
+    async with isolated_deployment(base, "bench") as settings:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        store = RedisTranscriptStore(client, settings.redis_key_prefix)
+        proc: asyncio.subprocess.Process | None = None
+        try:
+            log = workload(11, runs=max(50, events // 25), sessions=50)[:events]
+            await publish_all(settings, log)
+            started = time.perf_counter()
+            proc = await start_projector(settings)
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=300)
+            assert b"caught up" in line, line
+            elapsed = time.perf_counter() - started
+            applied = sum((await store.positions(0)).values())
+            return {
+                "events": applied,
+                "seconds_incl_start": round(elapsed, 2),
+                "events_per_s": round(applied / elapsed),
+            }
+        finally:
+            if proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.terminate()
+                await proc.wait()
+            await client.aclose()
 
 
 async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str, Any]:
-    settings = await fresh(base)
-    proc = await start_projector(settings)
-    client = aioredis.Redis.from_url(settings.redis_url)
-    store = RedisTranscriptStore(client, settings.redis_key_prefix)
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
-        assert b"caught up" in line, line
-        per_tick = max(1, rate // 100)
-        total = int(rate * seconds)
-        events = workload(9, runs=max(50, total // 25), sessions=50)[:total]
-        pending: dict[int, list[tuple[int, float, float]]] = {}  # offset, sent, acked
-        latencies: list[tuple[float, float, float]] = []  # (sent at, latency, ack -> visible)
-        done = asyncio.Event()
+    async with isolated_deployment(base, "bench") as settings:
+        proc = await start_projector(settings)
+        client = aioredis.Redis.from_url(settings.redis_url)
+        store = RedisTranscriptStore(client, settings.redis_key_prefix)
+        try:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=60)
+            assert b"caught up" in line, line
+            per_tick = max(1, rate // 100)
+            total = int(rate * seconds)
+            events = workload(9, runs=max(50, total // 25), sessions=50)[:total]
+            pending: dict[int, list[tuple[int, float, float]]] = {}  # offset, sent, acked
+            latencies: list[tuple[float, float, float]] = []  # (sent at, latency, ack -> visible)
+            done = asyncio.Event()
 
-        async def poll() -> None:
-            key = store.keys.generation(0).positions
-            while not (done.is_set() and not any(pending.values())):
-                stored = await client.hgetall(key)
-                now = time.perf_counter()
-                for field, value in stored.items():
-                    text = field.decode() if isinstance(field, bytes) else str(field)
-                    partition = parse_position_field(text).partition
-                    waiting = pending.get(partition)
-                    if not waiting:
-                        continue
-                    position = int(value)
-                    kept = []
-                    for offset, sent, acked in waiting:
-                        if offset < position:
-                            latencies.append((sent, now - sent, now - acked))
-                        else:
-                            kept.append((offset, sent, acked))
-                    pending[partition] = kept
-                await asyncio.sleep(0.001)
+            async def poll() -> None:
+                key = store.keys.generation(0).positions
+                while not (done.is_set() and not any(pending.values())):
+                    stored = await client.hgetall(key)
+                    now = time.perf_counter()
+                    for field, value in stored.items():
+                        text = field.decode() if isinstance(field, bytes) else str(field)
+                        partition = parse_position_field(text).partition
+                        waiting = pending.get(partition)
+                        if not waiting:
+                            continue
+                        position = int(value)
+                        kept = []
+                        for offset, sent, acked in waiting:
+                            if offset < position:
+                                latencies.append((sent, now - sent, now - acked))
+                            else:
+                                kept.append((offset, sent, acked))
+                        pending[partition] = kept
+                    await asyncio.sleep(0.001)
 
-        async def send(publisher: Publisher, batch: list[Event], sent: float) -> None:
-            positions: list[Position] = await publisher.publish_many(batch)
-            acked = time.perf_counter()
-            acks.append(acked - sent)
-            for p in positions:
-                pending.setdefault(p.partition, []).append((p.offset, sent, acked))
+            async def send(publisher: Publisher, batch: list[Event], sent: float) -> None:
+                positions: list[Position] = await publisher.publish_many(batch)
+                acked = time.perf_counter()
+                acks.append(acked - sent)
+                for p in positions:
+                    pending.setdefault(p.partition, []).append((p.offset, sent, acked))
 
-        acks: list[float] = []
-        poller = asyncio.create_task(poll())
-        sends: list[asyncio.Task[None]] = []
-        async with Publisher(settings) as publisher:
-            started = time.perf_counter()
-            for i, start in enumerate(range(0, len(events), per_tick)):
-                target = started + i * 0.01
-                delay = target - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                sends.append(
-                    asyncio.create_task(
-                        send(publisher, events[start : start + per_tick], time.perf_counter())
+            acks: list[float] = []
+            poller = asyncio.create_task(poll())
+            sends: list[asyncio.Task[None]] = []
+            async with Publisher(settings) as publisher:
+                started = time.perf_counter()
+                for i, start in enumerate(range(0, len(events), per_tick)):
+                    target = started + i * 0.01
+                    delay = target - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    sends.append(
+                        asyncio.create_task(
+                            send(publisher, events[start : start + per_tick], time.perf_counter())
+                        )
                     )
-                )
-            await asyncio.gather(*sends)
-            elapsed = time.perf_counter() - started
-        done.set()
-        await asyncio.wait_for(poller, timeout=60)
-        warm = [lat * 1000 for sent, lat, _ in latencies if sent - started >= 1.0]
-        after_ack = [lat * 1000 for sent, _, lat in latencies if sent - started >= 1.0]
-        ack_ms = [a * 1000 for a in acks]
-        return {
-            "events": len(events),
-            "target_events_per_s": rate,
-            "achieved_events_per_s": round(len(events) / elapsed),
-            "measured_events": len(warm),
-            "p50_ms": round(percentile(warm, 0.5), 2),
-            "p90_ms": round(percentile(warm, 0.9), 2),
-            "p99_ms": round(percentile(warm, 0.99), 2),
-            "max_ms": round(max(warm), 2),
-            "goal_p99_ms": 25,
-            "publish_to_ack_p50_ms": round(percentile(ack_ms, 0.5), 2),
-            "publish_to_ack_p99_ms": round(percentile(ack_ms, 0.99), 2),
-            "ack_to_visible_p50_ms": round(percentile(after_ack, 0.5), 2),
-            "ack_to_visible_p99_ms": round(percentile(after_ack, 0.99), 2),
-            "producer_linger_ms": settings.producer_linger_ms,
-        }
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        await proc.wait()
-        await client.aclose()
-        await drop(settings)
+                await asyncio.gather(*sends)
+                elapsed = time.perf_counter() - started
+            done.set()
+            await asyncio.wait_for(poller, timeout=60)
+            warm = [lat * 1000 for sent, lat, _ in latencies if sent - started >= 1.0]
+            after_ack = [lat * 1000 for sent, _, lat in latencies if sent - started >= 1.0]
+            ack_ms = [a * 1000 for a in acks]
+            return {
+                "events": len(events),
+                "target_events_per_s": rate,
+                "achieved_events_per_s": round(len(events) / elapsed),
+                "measured_events": len(warm),
+                "p50_ms": round(percentile(warm, 0.5), 2),
+                "p90_ms": round(percentile(warm, 0.9), 2),
+                "p99_ms": round(percentile(warm, 0.99), 2),
+                "max_ms": round(max(warm), 2),
+                "goal_p99_ms": 25,
+                "publish_to_ack_p50_ms": round(percentile(ack_ms, 0.5), 2),
+                "publish_to_ack_p99_ms": round(percentile(ack_ms, 0.99), 2),
+                "ack_to_visible_p50_ms": round(percentile(after_ack, 0.5), 2),
+                "ack_to_visible_p99_ms": round(percentile(after_ack, 0.99), 2),
+                "producer_linger_ms": settings.producer_linger_ms,
+            }
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+            await proc.wait()
+            await client.aclose()
 
 
 async def main() -> None:

@@ -15,23 +15,17 @@ that directory stops it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import quote
 
-import psycopg
 import pytest
 import pytest_asyncio
-import redis.asyncio as aioredis
-from aiokafka.admin import AIOKafkaAdminClient
 
+from runwire.infra.isolation import isolated_deployment
 from runwire.infra.stack import LocalStack, StackConfig
 from runwire.infra.stack.process import port_in_use
-from runwire.infra.topics import load_topics, provision_topics
 from runwire.settings import Settings
 
 # Shared suites and helpers live outside test modules: have pytest explain their asserts too.
@@ -108,42 +102,5 @@ async def stack_settings(local_stack: LocalStack) -> Settings:
 @pytest_asyncio.fixture(loop_scope="session")
 async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     """Settings of the test stack with this test's own topics, keys and schema."""
-    tag = uuid.uuid4().hex[:10]
-    schema = f"t_{tag}"
-    separator = "&" if "?" in stack_settings.postgres_dsn else "?"
-    dsn = f"{stack_settings.postgres_dsn}{separator}options={quote(f'-csearch_path={schema}')}"
-    mine = stack_settings.model_copy(
-        update={"topic_prefix": f"t{tag}.", "redis_key_prefix": f"t{tag}", "postgres_dsn": dsn}
-    )
-    async with await psycopg.AsyncConnection.connect(
-        stack_settings.postgres_dsn, autocommit=True
-    ) as conn:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-    await provision_topics(mine)
-    try:
+    async with isolated_deployment(stack_settings, "t") as mine:
         yield mine
-    finally:
-        await _drop_topics(mine)
-        async with await psycopg.AsyncConnection.connect(
-            stack_settings.postgres_dsn, autocommit=True
-        ) as conn:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        client = aioredis.Redis.from_url(mine.redis_url)
-        try:
-            keys = [k async for k in client.scan_iter(match=f"{mine.redis_key_prefix}*")]
-            if keys:
-                await client.delete(*keys)
-        finally:
-            await client.aclose()
-
-
-async def _drop_topics(settings: Settings) -> None:
-    """Delete this test's topics so the test stack does not pile up partitions."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        names = [settings.topic_for(spec.id) for spec in load_topics()]
-        with contextlib.suppress(Exception):
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
