@@ -27,9 +27,9 @@ _UNLINK_BATCH = 1000
 
 @contextlib.asynccontextmanager
 async def isolated_deployment(base: Settings, name: str) -> AsyncIterator[Settings]:
-    """``base`` with its own topics, schema and keys, named ``name`` + a random tag."""
-    tag = f"{name}{uuid.uuid4().hex[:10]}"
-    schema = tag.replace("-", "_")
+    """``base`` with its own topics and keys (``name`` + a random tag) and schema (``name_`` + it)."""
+    unique = uuid.uuid4().hex[:10]
+    tag, schema = f"{name}{unique}", f"{name}_{unique}"
     separator = "&" if "?" in base.postgres_dsn else "?"
     dsn = f"{base.postgres_dsn}{separator}options={quote(f'-csearch_path={schema}')}"
     mine = base.model_copy(
