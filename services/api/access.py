@@ -11,11 +11,12 @@ from __future__ import annotations
 from runwire.errors import NotFoundError
 from runwire.projections.runs.fold import Run
 from runwire.projections.sessions.fold import Session
+from runwire.projections.sessions.owner import ForeignSessionError, Owner, claim
 from runwire.services.api.auth import Principal
 from runwire.services.api.backends import Backends
 from runwire.services.api.errors import ApiError
 
-__all__ = ["owned_run", "owned_session", "session_is_free"]
+__all__ = ["claimed_session", "owned_run", "owned_session"]
 
 
 async def owned_session(backends: Backends, principal: Principal, session_id: str) -> Session:
@@ -40,14 +41,23 @@ async def owned_run(backends: Backends, principal: Principal, run_id: str) -> Ru
     return run
 
 
-async def session_is_free(backends: Backends, principal: Principal, session_id: str) -> None:
-    """Pass when a run of the caller may go into ``session_id``: a session of the caller,
-    or an id no session has had. 404 for another user's or a deleted session."""
+async def claimed_session(backends: Backends, principal: Principal, session_id: str) -> None:
+    """Pass when a run of the caller may go into ``session_id``: the caller's session, or
+    a new id, which is claimed for the caller first (first ``session_created`` in the
+    session's partition wins: :func:`~runwire.projections.sessions.owner.claim`).
+
+    404 for another user's or a deleted session, also when another caller claimed
+    the same new id a moment earlier; 503 when the session index cannot confirm the
+    claim in time (nothing is started unconfirmed).
+    """
+    who = Owner(principal.user_id)
     try:
-        session = await backends.sessions.get(session_id)
-    except NotFoundError:
-        if await backends.sessions.is_deleted(session_id):
-            raise ApiError.not_found("session", session_id) from None
-        return
-    if session.user_id != principal.user_id:
-        raise ApiError.not_found("session", session_id)
+        await claim(
+            backends.sessions,
+            session_id,
+            who,
+            declare=lambda: backends.control.declare_session(session_id, principal.user_id),
+            timeout=backends.options.visibility_timeout,
+        )
+    except ForeignSessionError:
+        raise ApiError.not_found("session", session_id) from None

@@ -116,6 +116,11 @@ class RunControl(Protocol):
         """Publish ``run_started`` and the prompt as one atomic batch."""
         ...
 
+    async def declare_session(self, session_id: str, user_id: str) -> Position:
+        """Publish ``session_created`` for ``user_id`` (the first one in the session's
+        partition makes the owner)."""
+        ...
+
     async def cancel(self, run_id: str, reason: str | None) -> Position:
         """Publish ``run_canceled``."""
         ...
@@ -156,6 +161,9 @@ class ClientRunControl:
         assert handle.first_offset is not None  # a run just published knows where it starts
         topic = self._client.settings.run_events
         return StartedRun(handle.run_id, Position(topic, handle.partition, handle.first_offset))
+
+    async def declare_session(self, session_id: str, user_id: str) -> Position:
+        return await self._client.declare_session(session_id, user_id=user_id)
 
     async def cancel(self, run_id: str, reason: str | None) -> Position:
         return await self._client.cancel(run_id, reason=reason)

@@ -11,7 +11,7 @@ from runwire.contract import ids
 from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.publisher import Position
-from runwire.services.api.access import owned_run, session_is_free
+from runwire.services.api.access import claimed_session, owned_run
 from runwire.services.api.auth import Caller, Writer
 from runwire.services.api.backends import Backends, Using
 from runwire.services.api.errors import ApiError
@@ -64,14 +64,14 @@ async def _visible(using: Backends, position: Position) -> bool:
 async def start_run(principal: Writer, using: Using, body: StartRunRequest) -> StartRunResponse:
     """Publish the run (``run_started`` + the prompt) for the caller's user.
 
-    ``session_id``: a session of the caller, or a new id (the session is
-    created by the run); omitted, a new session. Answers once the log holds
+    ``session_id``: a session of the caller, or a new id (claimed for the caller
+    before the run is written: 404 when another user holds it or claimed it
+    first); omitted, a new session. Answers once the log holds
     the run; ``visible`` says whether the projections already show it (they
     are waited for up to the API's visibility timeout).
     """
     session_id = body.session_id or ids.new_event_id()
-    if body.session_id is not None:
-        await session_is_free(using, principal, body.session_id)
+    await claimed_session(using, principal, session_id)
     started = await using.control.start_run(
         agent_id=body.agent_id,
         prompt=body.prompt,

@@ -1,4 +1,4 @@
-"""Session history in the model input (issue 8): :class:`SessionHistory`.
+"""Session history in the model input: :class:`SessionHistory`.
 
 Contract (a :class:`~runwire.services.orchestrator.context.ContextSource`):
 - A run whose log holds a ``context_seeded`` event gets exactly the history
@@ -15,6 +15,10 @@ Contract (a :class:`~runwire.services.orchestrator.context.ContextSource`):
   :func:`runwire.context.select_history` (``session_cleared`` honoured,
   never half a tool exchange, valid for the provider) and the window's
   ``context_seeded`` payload is returned to be recorded before the call.
+- Only runs of the run's own (user, tenant) are ever read into its history,
+  and a run in a session the session index knows as someone else's is
+  refused (:class:`~runwire.projections.sessions.owner.ForeignSessionError`:
+  the run fails, nothing of the session reaches the model).
 - Later calls of a run that was never seeded (it began before seeding
   existed, or its first call failed before recording) get no history.
 - The model input is ``history + the run's transcript``
@@ -46,6 +50,7 @@ from runwire.context import (
 from runwire.contract.events import Event
 from runwire.errors import NotFoundError, RunwireError
 from runwire.projections.runtime.waiting import NotCaughtUpError
+from runwire.projections.sessions.owner import ForeignSessionError, Owner, owner_of
 from runwire.publisher import Position
 from runwire.services.lifecycle import AsyncService
 from runwire.services.orchestrator.context import ModelInput
@@ -144,10 +149,11 @@ class SessionHistory(AsyncService):
 
         async def load_session() -> SessionRuns:
             assert session_id is not None
+            who = Owner(context.user_id, context.tenant)
+            cleared_at = await self._owned_session(session_id, who)
             await self._projection_caught_up()
             return SessionRuns(
-                await self._earlier_runs(session_id, state.run_id, policy),
-                await self._cleared_at_ms(session_id),
+                await self._earlier_runs(session_id, state.run_id, who, policy), cleared_at
             )
 
         prepared = await prepare_model_input(
@@ -166,8 +172,9 @@ class SessionHistory(AsyncService):
         return ModelInput(prepared.messages, prepared.seed)
 
     async def _earlier_runs(
-        self, session_id: str, run_id: str, policy: ContextPolicy
+        self, session_id: str, run_id: str, who: Owner, policy: ContextPolicy
     ) -> list[RunHistory]:
+        """The session's earlier runs of ``who`` (never another user's), oldest first."""
         wanted = min(
             _MAX_RUNS_READ,
             policy.history_runs + 1 if policy.history_runs is not None else _MAX_RUNS_READ,
@@ -176,7 +183,9 @@ class SessionHistory(AsyncService):
         page: str | None = None
         while True:  # newest first, then put back in the session's order
             batch = await self._runs.list(session_id=session_id, page=page, limit=100)
-            rows.extend(r for r in batch.items if r.run_id != run_id)
+            rows.extend(
+                r for r in batch.items if r.run_id != run_id and Owner(r.user_id, r.tenant) == who
+            )
             page = batch.next_page
             if page is None or len(rows) >= wanted:
                 break
@@ -198,13 +207,21 @@ class SessionHistory(AsyncService):
             )
         return out
 
-    async def _cleared_at_ms(self, session_id: str) -> int | None:
+    async def _owned_session(self, session_id: str, who: Owner) -> int | None:
+        """The session's clear point (ms); :class:`ForeignSessionError` when the session
+        index knows an owner other than ``who`` (the run is refused, never answered).
+
+        A session the index does not hold yet is not refused: only ``who``'s runs
+        are read into the history anyway.
+        """
         if self._sessions is None:
             return None
         try:
             session = await self._sessions.get(session_id)
         except NotFoundError:
             return None
+        if owner_of(session) != who:
+            raise ForeignSessionError(session_id, who=who)
         if session.cleared_at is None:
             return None
         return int(session.cleared_at.timestamp() * 1000)

@@ -67,6 +67,7 @@ from runwire.contract.events import (
     RunStarted,
     RunStatus,
     RunStatusChanged,
+    SessionCreated,
     ToolResult,
     UserMessage,
 )
@@ -733,6 +734,25 @@ class Client:
         if not lifecycle.seen:
             raise RunwireError(f"run {run_id} is not in the log ({self.settings.run_events})")
         return lifecycle
+
+    async def declare_session(
+        self,
+        session_id: str,
+        *,
+        user_id: str | None,
+        tenant: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Position:
+        """Publish ``session_created`` for ``user_id``: the first one in the session's
+        partition makes its owner (:mod:`runwire.projections.sessions.owner`)."""
+        event = Event.create(
+            SessionCreated(user_id=user_id, metadata=dict(metadata or {})),
+            session_id=session_id,
+            user_id=user_id,
+            tenant=tenant,
+            producer=self._producer,
+        )
+        return await self._publisher_or_fail().publish(event)
 
     async def say(self, run_id: str, text: str) -> Position:
         """Publish more user text into a run (answered with its next delta)."""

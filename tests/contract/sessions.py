@@ -385,6 +385,23 @@ class SessionContract:
             await open_session(mine.session_id, user_id=None).open()
         assert roles_and_text(await mine.get_messages()) == [("user", "private")]
 
+    async def test_two_users_racing_to_open_a_new_id_get_one_owner(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        name = f"contested-{uuid.uuid4().hex[:8]}"
+        racers = [open_session(name, user_id=who) for who in ("alice", "mallory")]
+        opened = await asyncio.gather(*(r.open() for r in racers), return_exceptions=True)
+        won = [r for r, o in zip(racers, opened, strict=True) if not isinstance(o, BaseException)]
+        lost = [o for o in opened if isinstance(o, BaseException)]
+        assert len(won) == 1, opened
+        assert len(lost) == 1, lost
+        assert isinstance(lost[0], NotFoundError), lost
+        assert won[0].created
+        await won[0].add_message("user", "mine alone")
+        assert (await won[0].info()).user_id == won[0].user_id
+        for racer in racers:
+            await racer.close()
+
     # -- end and delete ------------------------------------------------------------------------
 
     async def test_ended_session_is_read_only(

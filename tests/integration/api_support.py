@@ -59,10 +59,11 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def api(settings: Settings) -> AsyncIterator[Api]:
+async def api(settings: Settings, *, visibility_timeout: float = 30.0) -> AsyncIterator[Api]:
     """The API (``create_app`` with its own backends) on a free port, and a client of it."""
     app = create_app(
-        with_keys(settings), options=Options(visibility_timeout=30.0, keepalive_seconds=1.0)
+        with_keys(settings),
+        options=Options(visibility_timeout=visibility_timeout, keepalive_seconds=1.0),
     )
     async with (
         ApiServer(app, port=0, grace=1.0) as server,

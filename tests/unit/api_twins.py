@@ -117,6 +117,13 @@ class Twins:
         self.add(make_run(run_id, user_id, session_id, minute=self.offset))
         return StartedRun(run_id, Position(TOPIC, 0, self.offset))
 
+    async def declare_session(self, session_id: str, user_id: str) -> Position:
+        self.offset += 1
+        self.calls.append(("declare", (session_id, user_id)))
+        if session_id not in self.sessions:  # the first declaration owns the session
+            self.add(make_session(session_id, user_id, minute=self.offset))
+        return Position(TOPIC, 0, self.offset)
+
     async def cancel(self, run_id: str, reason: str | None) -> Position:
         self.calls.append(("cancel", (run_id, reason)))
         return Position(TOPIC, 0, 7)

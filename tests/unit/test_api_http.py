@@ -215,7 +215,10 @@ async def test_starting_a_run_publishes_it_for_the_caller(twins: Twins) -> None:
         )
         generated = await http.post("/v1/runs", json={"prompt": "yo"}, headers=auth(ALICE))
         twins.caught_up = False
-        behind = await http.post("/v1/runs", json={"prompt": "later"}, headers=auth(ALICE))
+        behind = await http.post(
+            "/v1/runs", json={"prompt": "later", "session_id": "s-alice"}, headers=auth(ALICE)
+        )
+        unconfirmed = await http.post("/v1/runs", json={"prompt": "new"}, headers=auth(ALICE))
     assert in_mine.status_code == 202, in_mine.text
     body = in_mine.json()
     assert body["session_id"] == "s-alice"
@@ -223,10 +226,15 @@ async def test_starting_a_run_publishes_it_for_the_caller(twins: Twins) -> None:
     assert body["position"] == {"topic": "run-events", "partition": 0, "offset": 101}
     assert twins.calls[0] == ("start", ("run-101", "a1", "hi", "s-alice", "alice", {"k": "v"}))
     assert in_new.json()["session_id"] == "s-fresh"
-    assert twins.calls[1][1][3:5] == ("s-fresh", "bob")
+    # A new session id is claimed for the caller before its run is written.
+    assert twins.calls[1] == ("declare", ("s-fresh", "bob"))
+    assert twins.calls[2][1][3:5] == ("s-fresh", "bob")
     assert generated.json()["session_id"] not in ("", None, "s-alice")
     assert behind.status_code == 202
     assert behind.json()["visible"] is False
+    # A claim the index cannot confirm starts nothing.
+    assert unconfirmed.status_code == 503, unconfirmed.text
+    assert [c for c in twins.calls if c[0] == "start"][-1][1][2] == "later"
 
 
 async def test_cancel_and_tool_results_are_refused_for_ended_runs_and_unknown_calls(

@@ -197,8 +197,11 @@ class AsyncSession:
                     await self._publish(
                         SessionCreated(user_id=self.caller.user_id, metadata=self._initial)
                     )
-                    self.created = True
-                elif not owns(self.caller, info):
+                    # The first session_created in the session's partition owns it:
+                    # read back who won (the write returned once the index applied it).
+                    info = await self.backend.describe(self.session_id)
+                    self.created = owns(self.caller, info)
+                if not owns(self.caller, info):
                     raise NotFoundError(f"no session {self.session_id!r} for this caller")
             except BaseException:
                 if self._own_backend:
