@@ -11,17 +11,28 @@ and closed when it stops, in reverse order:
 
 The API keys come from ``settings.api_keys`` unless ``keys`` is given; an
 app without keys is refused at once (it could answer nothing but 401).
+
+Every request passes, outermost first: the metrics, the key check of
+:class:`~.auth.KeyGate` (401 before any body is read), the body limit of
+:class:`~.limits.BodyLimit` (``Options.max_body_bytes``), then the routes,
+whose every backend call is bounded by ``Options.backend_timeout``
+(:func:`~.backends.bounded`). The OpenAPI document declares each route's
+error responses (:func:`error_statuses`) with the body of :mod:`.errors`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import BaseRoute
 
 from runwire import __version__
 from runwire.services.api import (
@@ -32,14 +43,15 @@ from runwire.services.api import (
     routes_sessions,
     routes_web,
 )
-from runwire.services.api.auth import KeyRing
-from runwire.services.api.backends import Backends, Options
-from runwire.services.api.errors import install_error_handlers
+from runwire.services.api.auth import GUARDED_PREFIX, KeyGate, KeyRing
+from runwire.services.api.backends import Backends, Options, bounded
+from runwire.services.api.errors import ERROR_DESCRIPTIONS, ErrorBody, install_error_handlers
+from runwire.services.api.limits import BodyLimit
 from runwire.services.api.metrics import ApiMetrics, MetricsMiddleware
 from runwire.services.api.ports import RunControl, RunReader, SessionReader, TranscriptReader
 from runwire.settings import Settings
 
-__all__ = ["close_streams", "create_app"]
+__all__ = ["close_streams", "create_app", "error_statuses"]
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +75,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            app.state.backends = await _open_backends(
-                settings, stack, runs, sessions, transcripts, control, opts
+            app.state.backends = bounded(
+                await _open_backends(settings, stack, runs, sessions, transcripts, control, opts)
             )
             log.info("runwire API: serving %d API key(s)", len(ring))
             try:
@@ -83,15 +95,74 @@ def create_app(
     app.state.metrics = metrics = ApiMetrics()
     app.state.closing = asyncio.Event()
     install_error_handlers(app)
-    app.include_router(routes_me.router)
-    app.include_router(routes_sessions.router)
-    app.include_router(routes_runs.router)
-    app.include_router(routes_events.router)
-    app.include_router(routes_ops.router)
-    app.include_router(routes_web.router)
+    routers = [
+        routes_me.router,
+        routes_sessions.router,
+        routes_runs.router,
+        routes_events.router,
+        routes_ops.router,
+        routes_web.router,
+    ]
+    for router in routers:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=routes_web.STATIC_DIR), name="static")
+    _declare_errors(app, [r for router in routers for r in router.routes])
+    # Added innermost first: the metrics see every answer, the key check comes before the body.
+    app.add_middleware(BodyLimit, max_bytes=opts.max_body_bytes)
+    app.add_middleware(KeyGate, keys=ring)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+def error_statuses(route: APIRoute) -> list[int]:
+    """The error statuses ``route`` can answer with, as the OpenAPI document declares them.
+
+    Every route under ``/v1``: 401 (checked first), 404, 413, 422 and 503; a
+    route with a body or a ``page`` token also 400; a write also 403 and 409.
+    Outside ``/v1`` (health, metrics): 503.
+    """
+    statuses = {503}
+    if route.path.startswith(GUARDED_PREFIX + "/"):
+        statuses |= {401, 404, 413, 422}
+        names = {param.name for param in route.dependant.query_params}
+        if route.body_field is not None or "page" in names:
+            statuses.add(400)
+        if (route.methods or set()) & {"POST", "PUT", "PATCH", "DELETE"}:
+            statuses |= {403, 409}
+    return sorted(statuses)
+
+
+def _declare_errors(app: FastAPI, routes: list[BaseRoute]) -> None:
+    """Make ``app``'s OpenAPI document declare each route's errors (:func:`error_statuses`)
+    with the body :class:`ErrorBody`, in place of FastAPI's own 422 body, which this
+    API never sends."""
+    build = app.openapi
+
+    def document() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        built = build()
+        schemas = built.setdefault("components", {}).setdefault("schemas", {})
+        body = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(body.pop("$defs", {}))
+        schemas["ErrorBody"] = body
+        ref = {"$ref": "#/components/schemas/ErrorBody"}
+        for route in routes:
+            if not isinstance(route, APIRoute) or not route.include_in_schema:
+                continue
+            for method in route.methods or ():
+                responses = built["paths"][route.path_format][method.lower()]["responses"]
+                for status in error_statuses(route):
+                    responses[str(status)] = {
+                        "description": ERROR_DESCRIPTIONS[status],
+                        "content": {"application/json": {"schema": ref}},
+                    }
+        if "HTTPValidationError" not in json.dumps(built["paths"]):
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        return built
+
+    app.openapi = document  # type: ignore[method-assign]
 
 
 def close_streams(app: FastAPI) -> None:
@@ -127,11 +198,22 @@ async def _open_backends(
             await index.prepare()
             sessions = index
     if transcripts is None:
+        import redis.asyncio as aioredis
+
         from runwire.projections.transcripts.miss import RunStoreLocator
         from runwire.projections.transcripts.reader import TranscriptCache
 
         locator = RunStoreLocator(store) if store is not None else None
-        transcripts = await stack.enter_async_context(TranscriptCache(settings, locator=locator))
+        # Bounded socket waits: a Redis that stops answering fails the read, not hangs it.
+        redis = aioredis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=options.backend_timeout,
+            socket_timeout=options.backend_timeout,
+        )
+        stack.push_async_callback(redis.aclose)
+        transcripts = await stack.enter_async_context(
+            TranscriptCache(settings, client=redis, locator=locator)
+        )
     if control is None:
         from runwire.client import Client
         from runwire.services.api.ports import ClientRunControl

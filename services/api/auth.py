@@ -11,6 +11,10 @@ Contract:
   of an answer tells nothing about which key or how much of it matched.
 - No ``Authorization: Bearer`` header, another scheme or an unknown key: 401
   with ``WWW-Authenticate: Bearer``. A read-only key on a write: 403.
+- Every path under ``/v1`` needs a key, and :class:`KeyGate` (pure ASGI
+  middleware) checks it from the headers alone, before anything reads the
+  body: an unauthenticated request costs no more than its headers, and is
+  401 whatever its body (too large, malformed or missing).
 """
 
 from __future__ import annotations
@@ -22,13 +26,27 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runwire.errors import ConfigurationError
-from runwire.services.api.errors import ApiError
+from runwire.services.api.errors import ApiError, error_body
 from runwire.settings import Settings
 
-__all__ = ["Caller", "KeyRing", "Principal", "Writer", "caller", "writer"]
+__all__ = [
+    "GUARDED_PREFIX",
+    "Caller",
+    "KeyGate",
+    "KeyRing",
+    "Principal",
+    "Writer",
+    "authenticate",
+    "caller",
+    "writer",
+]
 
 MIN_KEY_LENGTH = 16
 SETTING = "RUNWIRE_API_KEYS"
@@ -113,6 +131,11 @@ class KeyRing:
         return found
 
 
+GUARDED_PREFIX = "/v1"
+"""Every path under it needs an API key."""
+
+_PRINCIPAL = "runwire.principal"  # the scope key where KeyGate leaves who is calling
+
 _bearer = HTTPBearer(auto_error=False, description="An API key from RUNWIRE_API_KEYS")
 
 
@@ -120,18 +143,57 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": "Bearer"})
 
 
+def authenticate(keys: KeyRing, authorization: str | None) -> Principal:
+    """The principal of an ``Authorization`` header's bearer key; 401 :class:`ApiError`
+    when there is none, it is another scheme, or the key is unknown."""
+    scheme, key = get_authorization_scheme_param(authorization)
+    if scheme.lower() != "bearer" or not key:
+        raise _unauthorized("missing API key: send the header 'Authorization: Bearer <key>'")
+    principal = keys.find(key)
+    if principal is None:
+        raise _unauthorized("the API key is not valid")
+    return principal
+
+
+def _guarded(path: str) -> bool:
+    return path == GUARDED_PREFIX or path.startswith(GUARDED_PREFIX + "/")
+
+
+class KeyGate:
+    """Pure ASGI middleware: 401 for a request under ``/v1`` without a valid key,
+    answered from the headers before the body is read (see the module contract)."""
+
+    def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _guarded(scope["path"]):
+            try:
+                scope[_PRINCIPAL] = authenticate(
+                    self.keys, Headers(scope=scope).get("authorization")
+                )
+            except ApiError as e:
+                body = error_body(Request(scope), e.code, e.message)
+                response = JSONResponse(body, status_code=e.status, headers=e.headers)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 async def caller(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The principal of the request's bearer key (401 when there is none or it is unknown)."""
-    if credentials is None:
-        raise _unauthorized("missing API key: send the header 'Authorization: Bearer <key>'")
+    """The principal of the request's bearer key (401 when there is none or it is unknown).
+
+    :class:`KeyGate` has found it already for paths under ``/v1``; ``credentials``
+    (unused then) also declares the bearer scheme in the OpenAPI document."""
+    found = request.scope.get(_PRINCIPAL)
+    if isinstance(found, Principal):
+        return found
     keys: KeyRing = request.app.state.keys
-    principal = keys.find(credentials.credentials)
-    if principal is None:
-        raise _unauthorized("the API key is not valid")
-    return principal
+    return authenticate(keys, request.headers.get("authorization"))
 
 
 async def writer(request: Request, principal: Annotated[Principal, Depends(caller)]) -> Principal:

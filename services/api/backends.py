@@ -1,16 +1,37 @@
-"""What the routes read and write through, open for the app's lifetime."""
+"""What the routes read and write through, open for the app's lifetime.
+
+Contract: every call a route makes through :class:`Backends` ends within
+``Options.backend_timeout`` seconds (:func:`bounded` wraps each backend), so
+a backend that hangs - Postgres not answering, a Kafka write that cannot
+complete - costs a request a bounded wait and a 503, never a stuck request.
+``wait_for`` (read-your-writes after a write) is the exception: it has its
+own deadline, and a backend failing there means "not visible yet" (the write
+already happened; a 503 would invite a retry that writes it twice). The live
+event stream (``RunControl.events``) is not bounded: it stays open by design.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+import asyncio
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 
-from runwire.services.api.errors import ApiError
+from runwire.projections.runtime.protocol import LogPosition
+from runwire.projections.runtime.waiting import NotCaughtUpError
+from runwire.services.api.errors import OUTAGES, RETRY_AFTER, ApiError, Unavailable
 from runwire.services.api.ports import RunControl, RunReader, SessionReader, TranscriptReader
 
-__all__ = ["Backends", "Options", "Using", "backends"]
+__all__ = ["Backends", "Options", "Using", "backends", "bounded"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +42,12 @@ class Options:
     """Seconds ``POST /v1/runs`` waits for the projections to show the new run."""
     keepalive_seconds: float = 15.0
     """Seconds between keepalive comments on an idle event stream."""
+    max_body_bytes: int = 2 * 1024 * 1024
+    """The largest request body taken, in bytes; a larger one is 413 (checked before it is
+    read when ``Content-Length`` says so, else while it streams in). 2 MiB holds the
+    largest prompt (200,000 characters) even with every character escaped."""
+    backend_timeout: float = 5.0
+    """Seconds one call to Postgres, Redis or Kafka may take before the request is 503."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +63,73 @@ def backends(request: Request) -> Backends:
     """The app's open backends; 503 while the app starts or stops (lifespan not running)."""
     current = getattr(request.app.state, "backends", None)
     if not isinstance(current, Backends):
-        raise ApiError(503, "unavailable", "the API is starting or stopping; try again")
+        raise ApiError(
+            503,
+            "unavailable",
+            "the API is starting or stopping; try again",
+            headers={"Retry-After": RETRY_AFTER},
+        )
     return current
 
 
 Using = Annotated[Backends, Depends(backends)]
 """A route parameter: the app's open backends."""
+
+
+def bounded(given: Backends) -> Backends:
+    """``given`` with every call bounded by ``given.options.backend_timeout`` (see the module)."""
+    timeout = given.options.backend_timeout
+    return replace(
+        given,
+        runs=cast(RunReader, _Bounded(given.runs, "the run-status store", timeout)),
+        sessions=cast(SessionReader, _Bounded(given.sessions, "the session index", timeout)),
+        transcripts=cast(
+            TranscriptReader, _Bounded(given.transcripts, "the transcript cache", timeout)
+        ),
+        control=cast(RunControl, _Bounded(given.control, "the log (Kafka)", timeout)),
+    )
+
+
+class _Bounded:
+    """``inner`` with each of its coroutine methods bounded by ``timeout`` seconds.
+
+    A proxy rather than one class per port, so a method added to a port is
+    bounded without a change here. What is not a coroutine method (the live
+    event stream) passes through as it is; ``wait_for`` keeps its own deadline.
+    A write that times out may still have been written (as with any lost reply).
+    """
+
+    def __init__(self, inner: object, name: str, timeout: float) -> None:
+        self._inner = inner
+        self._name = name
+        self._timeout = timeout
+
+    def __getattr__(self, attr: str) -> Any:
+        member = getattr(self._inner, attr)
+        if attr == "wait_for":
+            return functools.partial(self._wait_for, member)
+        if not inspect.iscoroutinefunction(member):
+            return member
+        return functools.partial(self._call, attr, member)
+
+    async def _call(self, attr: str, call: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await call(*args, **kw)
+        except TimeoutError:
+            raise Unavailable(
+                f"{self._name} did not answer ({attr}) within {self._timeout:g} s"
+            ) from None
+
+    async def _wait_for(
+        self,
+        wait_for: Callable[..., Awaitable[None]],
+        position: LogPosition,
+        timeout: float = 10.0,  # noqa: ASYNC109 - the port's own deadline, handed on
+    ) -> None:
+        try:
+            async with asyncio.timeout(timeout + self._timeout):
+                await wait_for(position, timeout=timeout)
+        except OUTAGES as e:  # TimeoutError among them
+            log.warning("%s: waiting for %s failed: %r", self._name, position, e)
+            raise NotCaughtUpError(f"{self._name} cannot tell whether it is at {position}") from e

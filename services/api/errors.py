@@ -9,10 +9,16 @@ Every error response has the body::
 
 - 400 ``bad_page_token``, 401 ``unauthorized``, 403 ``forbidden``,
   404 ``not_found``, 405 ``method_not_allowed``, 409 ``conflict``,
+  413 ``too_large`` (a body over the API's limit),
   422 ``invalid_request`` (pydantic validation of path, query and body);
-- 503 ``unavailable`` for retriable failures (a projection behind, Kafka
-  unreachable), with ``Retry-After``;
+- 503 ``unavailable`` with ``Retry-After`` for retriable failures: a
+  :class:`~runwire.errors.RunwireError` that is ``retriable``, and every
+  error of an outage (:data:`OUTAGES`: Postgres, its pool, Redis or Kafka
+  unreachable or too slow, a timeout);
 - 500 ``internal`` for anything else; the details go to the log, not the caller.
+
+:class:`ErrorBody` is that body as a model, and :data:`ERROR_DESCRIPTIONS`
+what each status means, for the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -20,15 +26,29 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
+import redis.exceptions
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runwire.errors import RunwireError
 from runwire.projections.runtime.paging import BadPageToken
 
-__all__ = ["ApiError", "error_body", "install_error_handlers"]
+__all__ = [
+    "ERROR_DESCRIPTIONS",
+    "OUTAGES",
+    "RETRY_AFTER",
+    "ApiError",
+    "ErrorBody",
+    "Problem",
+    "Unavailable",
+    "error_body",
+    "install_error_handlers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +59,59 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    413: "too_large",
     422: "invalid_request",
     503: "unavailable",
 }
+
+RETRY_AFTER = "1"
+"""Seconds a caller is asked to wait after a 503 (the ``Retry-After`` header)."""
+
+OUTAGES: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,  # connection lost or refused; psycopg_pool's PoolTimeout too
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    TimeoutError,
+    ConnectionError,
+)
+"""Errors that mean a backend is down or too slow, not that the request is wrong:
+each is answered 503 with ``Retry-After``, never 500."""
+
+ERROR_DESCRIPTIONS = {
+    400: "bad_page_token: `?page=` is not a token this API handed out",
+    401: "unauthorized: no API key, another scheme, or an unknown key",
+    403: "forbidden: a read-only API key on a write",
+    404: "not_found: an unknown, deleted or another user's session or run",
+    409: "conflict: the run has ended, or does not await that tool call",
+    413: "too_large: the request body is over the API's limit",
+    422: "invalid_request: the request does not validate (`problems` says where)",
+    503: "unavailable: a backend is down or behind; retry after `Retry-After` seconds",
+}
+"""What each error status of the API means (the OpenAPI document's descriptions)."""
+
+
+class Problem(BaseModel):
+    """One invalid field of a request."""
+
+    where: str
+    what: str
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: str
+    message: str
+    where: str
+    problems: list[Problem] | None = None
+
+
+class Unavailable(RunwireError):
+    """A backend did not answer in time (answered 503 with ``Retry-After``)."""
+
+    retriable = True
 
 
 class ApiError(Exception):
@@ -129,17 +199,20 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RunwireError)
     async def _runwire(request: Request, error: RunwireError) -> JSONResponse:
         if error.retriable:
-            log.warning("%s: retriable failure: %s", _where(request), error)
-            return JSONResponse(
-                error_body(request, "unavailable", f"{type(error).__name__}: {error}"),
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
+            return _unavailable(request, error)
         log.error("%s failed", _where(request), exc_info=error)
         return JSONResponse(
             error_body(request, "internal", f"{type(error).__name__} while serving the request"),
             status_code=500,
         )
+
+    async def _outage(request: Request, error: Exception) -> JSONResponse:
+        # The library's own words may name hosts and ports: they go to the log only.
+        backend = _BACKENDS.get(type(error).__module__.split(".")[0], "a backend")
+        return _unavailable(request, error, f"{backend} is unavailable ({type(error).__name__})")
+
+    for outage in OUTAGES:
+        app.add_exception_handler(outage, _outage)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -148,3 +221,22 @@ def install_error_handlers(app: FastAPI) -> None:
             error_body(request, "internal", "internal error while serving the request"),
             status_code=500,
         )
+
+
+_BACKENDS = {
+    "psycopg": "Postgres",
+    "psycopg_pool": "Postgres",
+    "redis": "Redis",
+    "aiokafka": "Kafka",
+}
+
+
+def _unavailable(
+    request: Request, error: BaseException, message: str | None = None
+) -> JSONResponse:
+    log.warning("%s: retriable failure: %s: %s", _where(request), type(error).__name__, error)
+    return JSONResponse(
+        error_body(request, "unavailable", message or f"{type(error).__name__}: {error}"),
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER},
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import time
 from collections.abc import AsyncIterator
 
@@ -72,3 +73,18 @@ async def test_a_taken_port_is_a_clear_error() -> None:
     async with ApiServer(twin_app(Twins()), port=0) as first:
         with pytest.raises(RunwireError, match=f"cannot listen on 127.0.0.1:{first.port}"):
             ApiServer(twin_app(Twins()), port=first.port)
+
+
+async def test_accepted_connections_have_tcp_nodelay() -> None:
+    # Without TCP_NODELAY a kept-alive connection waits for the delayed ACK (~40 ms)
+    # on each response after the first.
+    async with (
+        ApiServer(twin_app(Twins()), port=0) as server,
+        httpx.AsyncClient(base_url=server.url) as http,
+    ):
+        for _ in range(3):
+            assert (await http.get("/healthz")).status_code == 200
+        connections = server._server.server_state.connections
+        sockets = [c.transport.get_extra_info("socket") for c in connections]
+        assert len(sockets) == 1  # the three requests shared one kept-alive connection
+        assert sockets[0].getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
