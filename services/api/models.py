@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import Path, Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from runwire.contract import limits
 from runwire.contract.events import JsonValue
+from runwire.contract.limits import IdText, LabelMap, StoredText
 from runwire.transcript.messages import Message
 
 __all__ = [
     "CancelRequest",
     "Control",
+    "IdPath",
+    "LabelFilter",
     "PositionOut",
     "RunOut",
     "RunPage",
@@ -26,8 +31,41 @@ __all__ = [
 ]
 
 MAX_PROMPT_CHARS = 200_000
-Id = Field(min_length=1, max_length=200)
+Id = Field(min_length=1, max_length=limits.MAX_ID_CHARS)
 SessionStatus = Literal["active", "ended"]
+
+# Ids, labels and texts keep runwire.contract.limits (what every store can hold):
+# a value over a limit is 422 naming the field, never a 500 from a store or a
+# run the projections cannot apply.
+
+IdPath = Annotated[
+    IdText,
+    Path(
+        min_length=1,
+        max_length=limits.MAX_ID_CHARS,
+        description="1-200 characters, no control characters",
+    ),
+]
+"""A path parameter that is an id (a run or session id)."""
+
+
+def _label_filters(items: list[str]) -> list[str]:
+    for item in items:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise ValueError(f"{item!r:.60} is not KEY:VALUE")
+        found = limits.label_problem({key: value})
+        if found is not None:
+            raise ValueError(f"{item!r:.60}: {found[1]}")
+    return items
+
+
+LabelFilter = Annotated[
+    list[str],
+    AfterValidator(_label_filters),
+    Query(max_length=20, description="KEY:VALUE; repeat for several (all must match)"),
+]
+"""The ``label`` query parameter: labels a listing's items must all have."""
 
 
 class _In(BaseModel):
@@ -113,15 +151,20 @@ class StartRunRequest(_In):
     """Start a run: the prompt becomes the run's first user message."""
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
-    agent_id: str | None = Field(default=None, min_length=1, max_length=200)
-    session_id: str | None = Field(
+    agent_id: IdText | None = Field(default=None, min_length=1, max_length=limits.MAX_ID_CHARS)
+    session_id: IdText | None = Field(
         default=None,
         min_length=1,
-        max_length=200,
+        max_length=limits.MAX_ID_CHARS,
         description="an existing session of the caller, or a new id; omitted: a new session",
     )
-    turn_id: str | None = Field(default=None, min_length=1, max_length=200)
-    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+    turn_id: IdText | None = Field(default=None, min_length=1, max_length=limits.MAX_ID_CHARS)
+    labels: LabelMap = Field(
+        default_factory=dict,
+        description=f"at most {limits.MAX_LABELS}; keys 1-{limits.MAX_LABEL_KEY_CHARS} "
+        f"characters without control characters, values up to {limits.MAX_LABEL_VALUE_CHARS} "
+        "characters without NUL",
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -149,11 +192,11 @@ class StartRunResponse(_Out):
 
 
 class CancelRequest(_In):
-    reason: str | None = Field(default=None, max_length=2000)
+    reason: StoredText | None = Field(default=None, max_length=2000)
 
 
 class ToolResultIn(_In):
-    tool_use_id: str = Id
+    tool_use_id: IdText = Id
     content: JsonValue = None
     is_error: bool = False
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
 from runwire.services.api.access import owned_run
 from runwire.services.api.auth import Caller
 from runwire.services.api.backends import Using
 from runwire.services.api.metrics import ApiMetrics
+from runwire.services.api.models import IdPath
 from runwire.services.api.sse import run_event_stream
 
 __all__ = ["router"]
@@ -29,7 +30,7 @@ async def run_events(
     request: Request,
     principal: Caller,
     using: Using,
-    run_id: Annotated[str, Path(min_length=1, max_length=200)],
+    run_id: IdPath,
     last_event_id: Annotated[str | None, Header(max_length=200)] = None,
 ) -> StreamingResponse:
     """Every event of the run in log order, read from the log from the run's first

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 
 from runwire.contract import ids
 from runwire.projections.runs.fold import Run
@@ -18,6 +17,7 @@ from runwire.services.api.errors import ApiError
 from runwire.services.api.models import (
     CancelRequest,
     Control,
+    IdPath,
     PositionOut,
     RunOut,
     StartRunRequest,
@@ -31,7 +31,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/runs", tags=["runs"])
 
-RunId = Annotated[str, Path(min_length=1, max_length=200)]
+RunId = IdPath
 
 
 def _position(p: Position) -> PositionOut:

@@ -33,7 +33,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from runwire.contract import ids
+from runwire.contract import ids, limits
 
 
 class Stream(StrEnum):
@@ -440,6 +440,8 @@ class Event(BaseModel):
             raise ValueError(f"run_id is required for {self.type.value} events")
         if stream is Stream.SESSION and not self.session_id:
             raise ValueError(f"session_id is required for {self.type.value} events")
+        # What every store can hold; raises limits.FieldError (a ContractError) as itself.
+        limits.check_event(self)
         return self
 
     @classmethod
