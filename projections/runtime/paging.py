@@ -1,9 +1,24 @@
-"""Keyset paging tokens: opaque to callers, the last row's sort key inside."""
+"""Keyset paging tokens: opaque to callers, the last row's sort key inside.
+
+- ``encode_token`` / ``decode_token``: a store's token, base64url of the JSON
+  ``[<sort time>, <key>]``. Stores hand these to trusted callers (the CLI
+  pages across processes with them); ``decode_token`` refuses anything that
+  is not one (a key that is no id, a time without a zone) with
+  :class:`BadPageToken`, so no such value reaches a query.
+- :class:`PageTokenSigner`: what a service that hands tokens to untrusted
+  callers (the HTTP API) wraps them in: ``<token>.<HMAC-SHA256 tag>`` over the
+  token and a scope (who asked, for which listing). ``open`` refuses a token it
+  did not seal for that scope, forged or changed, with :class:`BadPageToken`.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
+import hashlib
+import hmac
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,6 +26,7 @@ from typing import Any, Generic, TypeVar
 
 from psycopg import sql
 
+from runwire.contract.limits import id_problem
 from runwire.errors import RunwireError
 
 T = TypeVar("T")
@@ -34,12 +50,63 @@ def encode_token(at: datetime, key: str) -> str:
 
 
 def decode_token(token: str) -> tuple[datetime, str]:
+    """The sort time and key in ``token``; :class:`BadPageToken` when it holds none."""
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        at, key = json.loads(raw)
-        return datetime.fromisoformat(at), str(key)
-    except (ValueError, TypeError) as e:
+        at_text, key = json.loads(raw)
+        at = datetime.fromisoformat(at_text)
+    except (ValueError, TypeError, binascii.Error) as e:
         raise BadPageToken(f"not a page token: {token!r:.60}") from e
+    if at.tzinfo is None or not isinstance(key, str) or id_problem(key) is not None:
+        raise BadPageToken(f"not a page token: {token!r:.60}")
+    return at, key
+
+
+class PageTokenSigner:
+    """Seals page tokens with an HMAC key so that only tokens it handed out open.
+
+    Every process that must open another's tokens (API instances behind one
+    address) needs the same ``secret``; :meth:`random` makes one for a single
+    process. The ``scope`` given to :meth:`seal` must be given again to
+    :meth:`open` (e.g. the caller's user id and the listing's path), so a
+    token is only good where it was handed out.
+    """
+
+    TAG_BYTES = 16
+
+    def __init__(self, secret: bytes | str) -> None:
+        key = secret.encode() if isinstance(secret, str) else secret
+        if len(key) < 16:
+            raise ValueError("a page-token secret needs at least 16 bytes")
+        self._key = key
+
+    @classmethod
+    def random(cls) -> PageTokenSigner:
+        return cls(secrets.token_bytes(32))
+
+    def _tag(self, token: str, scope: str) -> bytes:
+        message = b"runwire-page-token\x00" + scope.encode() + b"\x00" + token.encode()
+        return hmac.new(self._key, message, hashlib.sha256).digest()[: self.TAG_BYTES]
+
+    def seal(self, token: str, scope: str = "") -> str:
+        tag = base64.urlsafe_b64encode(self._tag(token, scope)).decode().rstrip("=")
+        return f"{token}.{tag}"
+
+    def open(self, sealed: str, scope: str = "") -> str:
+        """The token inside ``sealed``; :class:`BadPageToken` unless :meth:`seal` made it
+        for ``scope`` with this key."""
+        token, dot, tag_text = sealed.rpartition(".")
+        try:
+            tag = base64.urlsafe_b64decode(tag_text + "=" * (-len(tag_text) % 4))
+        except (ValueError, binascii.Error):
+            tag = b""
+        # The tag is compared even for a token without one: the same work either way.
+        good = hmac.compare_digest(tag, self._tag(token, scope))
+        if not dot or not good:
+            raise BadPageToken(
+                f"{sealed!r:.60} is not a page token this API handed out for this listing"
+            )
+        return token
 
 
 @dataclass

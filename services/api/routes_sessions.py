@@ -4,23 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from runwire.services.api.access import owned_session
 from runwire.services.api.auth import Caller
 from runwire.services.api.backends import Using
 from runwire.services.api.errors import ApiError
-from runwire.services.api.models import RunOut, RunPage, SessionOut, SessionPage, SessionStatus
+from runwire.services.api.models import (
+    IdPath,
+    LabelFilter,
+    RunOut,
+    RunPage,
+    SessionOut,
+    SessionPage,
+    SessionStatus,
+)
+from runwire.services.api.page_tokens import PageParam
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
 Limit = Annotated[int, Query(ge=1, le=200, description="items per page")]
-PageToken = Annotated[
-    str | None, Query(max_length=500, description="the next_page of the previous page")
-]
-SessionId = Annotated[str, Path(min_length=1, max_length=200)]
+SessionId = IdPath
 RunStatusName = Literal[
     "pending", "running", "awaiting_tools", "paused", "completed", "failed", "canceled"
 ]
@@ -45,20 +51,22 @@ def _labels(raw: list[str]) -> dict[str, str]:
 async def list_sessions(
     principal: Caller,
     using: Using,
+    page: PageParam,
     status: Annotated[SessionStatus | None, Query()] = None,
-    label: Annotated[
-        list[str],
-        Query(max_length=20, description="KEY:VALUE; repeat for several (all must match)"),
-    ] = [],  # noqa: B006 - FastAPI copies query defaults
+    label: LabelFilter = [],  # noqa: B006 - FastAPI copies query defaults
     limit: Limit = 50,
-    page: PageToken = None,
 ) -> SessionPage:
     """Sessions by last activity, most recent first; ``next_page`` pages on."""
     found = await using.sessions.list(
-        user_id=principal.user_id, status=status, labels=_labels(label), page=page, limit=limit
+        user_id=principal.user_id,
+        status=status,
+        labels=_labels(label),
+        page=page.after,
+        limit=limit,
     )
     return SessionPage(
-        items=[SessionOut.model_validate(s) for s in found.items], next_page=found.next_page
+        items=[SessionOut.model_validate(s) for s in found.items],
+        next_page=page.seal(found.next_page),
     )
 
 
@@ -72,10 +80,10 @@ async def list_session_runs(
     principal: Caller,
     using: Using,
     session_id: SessionId,
+    page: PageParam,
     status: Annotated[RunStatusName | None, Query()] = None,
     order: Annotated[Literal["newest", "oldest"], Query()] = "newest",
     limit: Limit = 50,
-    page: PageToken = None,
 ) -> RunPage:
     """The caller's runs in the session, by start time (``order=oldest``: conversation order).
 
@@ -87,9 +95,9 @@ async def list_session_runs(
     found = await using.runs.list(
         session_id=session_id,
         status=status,
-        page=page,
+        page=page.after,
         limit=limit,
         oldest_first=order == "oldest",
     )
     mine = [RunOut.model_validate(r) for r in found.items if r.user_id == principal.user_id]
-    return RunPage(items=mine, next_page=found.next_page)
+    return RunPage(items=mine, next_page=page.seal(found.next_page))

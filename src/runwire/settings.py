@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8080, ge=0, le=65535)
+    # HMAC key of the API's page tokens: API instances behind one address share it (unset: random).
+    api_page_secret: SecretStr | None = Field(default=None, min_length=16)
 
     def topic(self, name: str) -> str:
         """The full name of a topic, prefix included."""
