@@ -6,8 +6,14 @@ Contract:
   of aborted transactions are never acted on.
 - Every record is decoded and handed to :meth:`FollowHandler.apply` in
   partition order; after each fetched batch :meth:`FollowHandler.batch_done`
-  lets the handler act on what changed. Undecodable records are logged and
-  skipped (the projections dead-letter them; acting on them is impossible).
+  lets the handler act on what changed.
+- A record that cannot be read (no value, a value that does not decode) is
+  dead-lettered with the codec's reason, exactly as the projectors do
+  (:mod:`runwire.projections.runtime.dead_letters`), and skipped: acting on
+  it is impossible, and stalling on it would stall every run behind it. Its
+  dead letter is written before any commit passes it.
+- The loop is :func:`~runwire.services.lifecycle.vital`: an unexpected error
+  in it ends the process with one line (never a live process doing nothing).
 - **Catch-up before acting**: when a partition is assigned, the handler
   forgets it (:meth:`FollowHandler.assigned`), the follower reads it from
   the committed offset (the beginning when none) up to the end offset it had
@@ -43,7 +49,13 @@ from aiokafka.structs import TopicPartition
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event
 from runwire.errors import DecodeError, RunwireError
-from runwire.services.lifecycle import AsyncService
+from runwire.projections.runtime.dead_letters import (
+    DeadLetterProducer,
+    record_value,
+    undecodable,
+)
+from runwire.projections.runtime.protocol import DeadLetterSink, Rejection
+from runwire.services.lifecycle import AsyncService, vital
 from runwire.settings import Settings
 
 __all__ = [
@@ -128,6 +140,7 @@ class Follower(AsyncService):
         codec: Codec | None = None,
         options: FollowerOptions | None = None,
         client_id: str | None = None,
+        dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self._settings = settings
         self._handler = handler
@@ -137,6 +150,10 @@ class Follower(AsyncService):
         self._client_id = client_id or f"{settings.client_id}-{group_id}"
         self._topic = settings.run_events
         self._consumer: Any = None
+        self._dead_letters = dead_letters
+        self._own_dead_letters: DeadLetterProducer | None = None
+        self._unsent: list[Rejection] = []
+        """Dead letters not written yet: no commit passes them."""
         self._task: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
@@ -154,11 +171,28 @@ class Follower(AsyncService):
     def group_id(self) -> str:
         return self._group_id
 
+    @property
+    def consumer_name(self) -> str:
+        """The service's name in its dead letters (``orchestrator``, ``tools``)."""
+        return self._group_id.removeprefix(consumer_group(self._settings, ""))
+
     async def start(self) -> None:
         if self._started:
             return
         self._started = True
         opts = self._options
+        if self._dead_letters is None:
+            own = DeadLetterProducer(self._settings, self.consumer_name)
+            try:
+                await own.start()
+            except KafkaError as e:
+                await own.stop()
+                raise RunwireError(
+                    f"{self._group_id}: cannot reach Kafka at "
+                    f"{self._settings.kafka_bootstrap_servers}: {e}"
+                ) from e
+            self._own_dead_letters = own
+            self._dead_letters = own
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
             client_id=self._client_id,
@@ -174,13 +208,14 @@ class Follower(AsyncService):
             await consumer.start()
         except KafkaError as e:
             await consumer.stop()
+            await self._stop_own_dead_letters()
             raise RunwireError(
                 f"{self._group_id}: cannot reach Kafka at "
                 f"{self._settings.kafka_bootstrap_servers}: {e}"
             ) from e
         consumer.subscribe([self._topic], listener=_Listener(self))
         self._consumer = consumer
-        self._task = asyncio.create_task(self._run(), name=f"follow {self._group_id}")
+        self._task = vital(asyncio.create_task(self._run(), name=f"follow {self._group_id}"))
 
     async def stop(self) -> None:
         """Stop reading, let the handler stop its work, commit, leave. Idempotent."""
@@ -189,15 +224,23 @@ class Follower(AsyncService):
         self._stopped = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # A loop that died has been reported by vital(); do not raise it again.
+            await asyncio.wait({self._task})
         consumer = self._consumer
-        if consumer is not None:
-            with contextlib.suppress(KafkaError, RunwireError):
-                await self._commit(force=True)
-            owned, self._owned = self._owned, set()
-            await self._handler.revoked(owned)
-            await consumer.stop()
+        try:
+            if consumer is not None:
+                with contextlib.suppress(KafkaError, RunwireError):
+                    await self._commit(force=True)
+                owned, self._owned = self._owned, set()
+                await self._handler.revoked(owned)
+                await consumer.stop()
+        finally:
+            await self._stop_own_dead_letters()
+
+    async def _stop_own_dead_letters(self) -> None:
+        own, self._own_dead_letters = self._own_dead_letters, None
+        if own is not None:
+            await own.stop()
 
     async def wait_caught_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until partitions are assigned and every one of them is caught up."""
@@ -215,7 +258,9 @@ class Follower(AsyncService):
                 batch = await consumer.getmany(
                     timeout_ms=opts.poll_timeout_ms, max_records=opts.max_records
                 )
-                if not self._apply(batch.items()):
+                complete = self._apply(batch.items())
+                await self._send_dead_letters()
+                if not complete:
                     # A record could not be decoded for now (say the schema
                     # registry is down): it is read again after a pause.
                     await asyncio.sleep(opts.retry_pause)
@@ -237,16 +282,10 @@ class Follower(AsyncService):
         for tp, records in batch:
             for record in records:
                 try:
-                    event = decode(record.value)
+                    event = decode(record_value(record))
                 except DecodeError as e:
                     self.undecodable += 1
-                    log.warning(
-                        "%s: skipping undecodable record at %s/%d: %s",
-                        self._group_id,
-                        tp.partition,
-                        record.offset,
-                        e,
-                    )
+                    self._unsent.append(undecodable(tp.topic, record, e))
                     continue
                 except RunwireError as e:
                     if not e.retriable:
@@ -264,6 +303,14 @@ class Follower(AsyncService):
                     break
                 handler.apply(tp.partition, record.offset, event)
         return complete
+
+    async def _send_dead_letters(self) -> None:
+        """Write the pending dead letters; they stay pending (and block commits) on failure."""
+        if not self._unsent:
+            return
+        assert self._dead_letters is not None
+        await self._dead_letters.send(self._unsent)
+        self._unsent = []
 
     async def _resolve_targets(self) -> None:
         unknown = [p for p, end in self._catching_up.items() if end is None]
@@ -293,6 +340,7 @@ class Follower(AsyncService):
         if not force and now - self._last_commit < self._options.commit_interval:
             return
         self._last_commit = now
+        await self._send_dead_letters()
         consumer = self._consumer
         offsets: dict[TopicPartition, int] = {}
         for tp in consumer.assignment():

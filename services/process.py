@@ -10,6 +10,9 @@ Contract:
 - ``--local-latency SECONDS`` slows the local model down, ``--tool-latency
   SECONDS`` the built-in tools (demos and tests of concurrency and crashes);
   the first is refused with another provider.
+- A loop of the service that dies ends the process with one line on stderr
+  and exit code 1 (:func:`runwire.services.lifecycle.run_until_stopped`);
+  logging is :func:`runwire.logs.configure_service_logging`.
 - Prints one line ``<name> caught up`` on stdout once every assigned
   partition has been read to its end, so a supervisor can wait for it.
 
@@ -25,7 +28,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import os
 import signal
 import sys
@@ -34,7 +36,9 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 from runwire.errors import ConfigurationError, RunwireError
+from runwire.logs import configure_service_logging
 from runwire.services.follower import FollowerOptions
+from runwire.services.lifecycle import run_until_stopped
 from runwire.settings import Settings
 
 __all__ = ["ServiceName", "ServiceProcess", "run_service", "serve", "settings_env"]
@@ -114,26 +118,22 @@ async def _announce(name: str, caught_up: Coroutine[Any, Any, None], stop: async
 def run_service(name: ServiceName, argv: Sequence[str] | None = None) -> int:
     """The process entry point of service ``name``; returns the exit code."""
     args = _parser(name).parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    configure_service_logging(name, args.log_level)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(
+        settings = Settings()
+        await run_until_stopped(
             name,
-            Settings(),
-            stop,
-            instance_id=args.instance_id,
-            local_latency=args.local_latency,
-            tool_latency=args.tool_latency,
-            max_records=args.max_records,
-            history=not args.no_history,
+            lambda stop: serve(
+                name,
+                settings,
+                stop,
+                instance_id=args.instance_id,
+                local_latency=args.local_latency,
+                tool_latency=args.tool_latency,
+                max_records=args.max_records,
+                history=not args.no_history,
+            ),
         )
 
     try:

@@ -50,7 +50,11 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from runwire.errors import ConfigurationError, DecodeError, RunwireError
-from runwire.projections.runtime.dead_letters import DeadLetterProducer
+from runwire.projections.runtime.dead_letters import (
+    DeadLetterProducer,
+    record_value,
+    undecodable,
+)
 from runwire.projections.runtime.protocol import (
     ApplyResult,
     Batch,
@@ -474,24 +478,11 @@ class Projector:
                     # Decoding is CPU work; let the batch being applied meanwhile
                     # send its next statement instead of waiting for all of it.
                     await asyncio.sleep(0)
-                value: bytes = r.value if r.value is not None else b""
-                headers = tuple(r.headers or ())
+                value = record_value(r)
                 try:
                     event = decoder.decode(value)
                 except DecodeError as e:
-                    out.undecodable.append(
-                        Rejection(
-                            topic=tp.topic,
-                            partition=tp.partition,
-                            offset=r.offset,
-                            key=r.key,
-                            value=value,
-                            headers=headers,
-                            reason=e.reason,
-                            error_class=type(e).__name__,
-                            message=str(e),
-                        )
-                    )
+                    out.undecodable.append(undecodable(tp.topic, r, e))
                     continue
                 out.records.append(
                     SourceRecord(
@@ -501,7 +492,7 @@ class Projector:
                         timestamp_ms=r.timestamp,
                         key=r.key,
                         value=value,
-                        headers=headers,
+                        headers=tuple(r.headers or ()),
                         event=event,
                     )
                 )

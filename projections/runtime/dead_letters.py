@@ -25,6 +25,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
+from runwire.errors import DecodeError
 from runwire.projections.runtime.protocol import Rejection
 from runwire.settings import Settings
 
@@ -44,6 +45,29 @@ REDRIVEN_FROM = "runwire-redriven-from"
 # A message long enough to explain, short enough to never push the record
 # over the topic's size limit.
 _MAX_MESSAGE_CHARS = 2000
+
+
+def record_value(record: Any) -> bytes:
+    """A consumed record's value; ``b""`` when it has none (a tombstone then reads
+    as ``truncated: empty value``, the same reason in every consumer)."""
+    value: bytes | None = record.value
+    return value if value is not None else b""
+
+
+def undecodable(topic: str, record: Any, error: DecodeError) -> Rejection:
+    """The rejection of a consumed record (aiokafka's ``ConsumerRecord``) that did
+    not decode: every consumer builds it here, so each dead-letters it alike."""
+    return Rejection(
+        topic=topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record_value(record),
+        headers=tuple(record.headers or ()),
+        reason=error.reason,
+        error_class=type(error).__name__,
+        message=str(error),
+    )
 
 
 def dead_letter_headers(rejection: Rejection, consumer: str) -> list[tuple[str, bytes]]:

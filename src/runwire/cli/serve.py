@@ -5,20 +5,25 @@
 ``projector-sessions``, ...); ``orchestrator`` and ``tools`` run those
 services. Every service stops cleanly on SIGTERM / SIGINT and prints
 ``<name> caught up`` once it has read every assigned partition to its end.
+
+Every service runs under :func:`runwire.services.lifecycle.run_until_stopped`:
+when one of its loops dies, the process ends with one line on stderr
+(``runwire: error: NAME: ... died: ...``) and exit code 1. Logging is
+:func:`runwire.logs.configure_service_logging` (aiokafka's connection errors
+summarised while Kafka is unreachable).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import signal
-import sys
 from collections.abc import Awaitable, Callable
 
 import typer
 
 from runwire.cli.common import fail_on_runwire_error
 from runwire.errors import ConfigurationError
+from runwire.logs import configure_service_logging
+from runwire.services.lifecycle import run_until_stopped
 from runwire.settings import Settings
 
 Service = Callable[[str, Settings, asyncio.Event, str | None, int | None], Awaitable[None]]
@@ -100,22 +105,16 @@ def serve(
             raise ConfigurationError(
                 f"no service named {name!r} (known: {', '.join(sorted(known))})"
             )
-        logging.basicConfig(
-            level=log_level.upper(),
-            format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
-            stream=sys.stderr,
-        )
-        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+        configure_service_logging(name, log_level)
+        service = known[name]
 
         async def main() -> None:
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, stop.set)
             given = {"api_host": host, "api_port": port}
             settings = Settings().model_copy(
                 update={k: v for k, v in given.items() if v is not None}
             )
-            await known[name](name, settings, stop, instance_id, max_records)
+            await run_until_stopped(
+                name, lambda stop: service(name, settings, stop, instance_id, max_records)
+            )
 
         asyncio.run(main())
