@@ -2,9 +2,11 @@
 
 Chromium is a system package (``./dev test`` installs it) driven over the
 DevTools protocol, so the test can wait for what the page shows instead of
-sleeping. The page is given the key in the URL fragment (never sent to the
-server; the page removes it from the address bar at once) and opens the
-session and run named there. Screenshots land in the test's tmp_path.
+sleeping. The page is opened by a link naming a session and run in its
+fragment, and carrying another user's key, which the page must not use (a
+link must not sign a victim in to its maker's account); the key is then
+typed into the page, which signs in and opens the session and run named in
+the link. Screenshots land in the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.tools.wiring import tool_runner_service
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
-from tests.integration.api_support import ALICE, api, auth, projectors, wait_status
+from tests.integration.api_support import ALICE, BOB, api, auth, projectors, wait_status
 
 CHROMIUM_FLAGS = (
     "--headless",
@@ -160,8 +162,31 @@ async def test_the_page_draws_a_runs_transcript_live_from_the_event_stream(
             headers=auth(ALICE),
         )
         run_id = started.json()["run_id"]
-        url = f"{rw.url}/#key={ALICE}&session=s-page&run={run_id}"
+        # A link made by someone else, carrying their key (bob's).
+        url = f"{rw.url}/#key={BOB}&session=s-page&run={run_id}"
         async with browser_page(url, tmp_path / "profile") as page:
+
+            async def link_refused() -> bool:
+                assert await page.evaluate("document.readyState") == "complete"
+                assert "not used" in await page.evaluate(
+                    "document.getElementById('notice').innerText"
+                )
+                return True
+
+            await assert_eventually(link_refused, timeout=10)
+            from_link = {
+                "href": await page.evaluate("location.href"),
+                "stored": await page.evaluate("sessionStorage.getItem('runwire.apiKey')"),
+                "whoami": await page.evaluate("document.getElementById('whoami').innerText"),
+                "sessions": await page.evaluate(
+                    "document.querySelectorAll('#session-list li').length"
+                ),
+            }
+            # The user types (pastes) their own key.
+            await page.evaluate(
+                f"document.getElementById('key-input').value = {json.dumps(ALICE)};"
+                "document.getElementById('key-form').requestSubmit()"
+            )
 
             async def tool_call_drawn_while_live() -> bool:
                 assert await page.evaluate(entries("tool-use") + ".length") == 1
@@ -202,7 +227,15 @@ async def test_the_page_draws_a_runs_transcript_live_from_the_event_stream(
 
     # While the calculator was still working, the page already showed its call, live.
     assert live == {"live": "live", "results": []}
-    assert ALICE not in seen["href"]  # the key left the address bar at once
+    # The link's key was never used: not stored, not signed in, gone from the address bar.
+    assert from_link == {
+        "href": f"{rw.url}/#session=s-page&run={run_id}",
+        "stored": None,
+        "whoami": "not signed in",
+        "sessions": 0,
+    }
+    assert BOB not in seen["href"]
+    assert ALICE not in seen["href"]
     assert seen["whoami"] == "alice"
     assert seen["session"] == "s-page"
     assert seen["status"] == "completed"

@@ -1,7 +1,9 @@
 // runwire web page: browse the caller's sessions and runs, watch a run's events live.
 // Plain browser JavaScript, no framework, no build step. Every text from the API is put
 // in the page with textContent (never as HTML). The API key lives in sessionStorage
-// (this tab only); a link may carry it once as #key=... and it is removed from the URL.
+// (this tab only) and comes only from the user typing or pasting it: a key in a link
+// (#key=...) is dropped unused, since a link could otherwise sign a victim in to the
+// link maker's account and send everything they type there.
 "use strict";
 
 const KEY_STORAGE = "runwire.apiKey";
@@ -376,12 +378,18 @@ async function openRun(runId) {
 
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
-  const key = params.get("key");
-  if (key) {
+  const droppedKey = params.has("key");
+  if (droppedKey) {
+    // Never used: out of the address bar (and this entry of the history) at once.
     params.delete("key");
     history.replaceState(null, "", `${location.pathname}${location.search}#${params}`);
   }
-  return { key, session: params.get("session"), run: params.get("run") };
+  return { droppedKey, session: params.get("session"), run: params.get("run") };
+}
+
+async function openWanted(wanted) {
+  if (wanted.session) await selectSession(wanted.session);
+  if (wanted.run) await openRun(wanted.run);
 }
 
 function setHash() {
@@ -397,6 +405,7 @@ async function start() {
     if (await useKey($("key-input").value)) {
       $("key-input").value = "";
       await loadSessions();
+      await openWanted(readHash());
     }
   });
   $("session-filter").addEventListener("submit", (e) => {
@@ -414,11 +423,13 @@ async function start() {
   });
 
   const wanted = readHash();
-  if (wanted.key) state.key = wanted.key;
-  if (!state.key || !(await useKey(state.key))) return;
+  const signedIn = Boolean(state.key) && (await useKey(state.key));
+  if (wanted.droppedKey) {
+    notice("This link carried an API key; it was not used. Only a key you paste here signs you in.");
+  }
+  if (!signedIn) return;
   await loadSessions();
-  if (wanted.session) await selectSession(wanted.session);
-  if (wanted.run) await openRun(wanted.run);
+  await openWanted(wanted);
 }
 
 start();
