@@ -1,7 +1,8 @@
 """Reading the run-status projection: ``RunStore.get / list / wait_for``.
 
 Readers query the ``run_status`` view, which always shows the live copy; a
-rebuild's switch is atomic for them.
+rebuild's switch is atomic for them. Postgres failures are raised as
+:class:`~runwire.errors.StoreError` (``retriable`` when the store is unavailable).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from runwire.errors import NotFoundError
 from runwire.projections.runs.fold import Run
 from runwire.projections.runs.projection import COLUMN_NAMES, RunsProjection
 from runwire.projections.runtime.paging import Filters, Page, encode_token
+from runwire.projections.runtime.pg import store_errors
 from runwire.projections.runtime.pg_projection import PostgresReader
 
 
@@ -22,14 +24,16 @@ class RunStore(PostgresReader):
     """Read API over ``run_status`` (see :class:`PostgresReader` for opening and waiting)."""
 
     projection_class = RunsProjection
+    store = "the run-status store (Postgres)"
 
     async def get(self, run_id: str) -> Run:
         """The run; :class:`NotFoundError` when the projection has not seen it."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {COLUMN_NAMES} FROM run_status WHERE run_id = %s", (run_id,)
-            )
-            row = await cur.fetchone()
+        with store_errors(self.store):
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    f"SELECT {COLUMN_NAMES} FROM run_status WHERE run_id = %s", (run_id,)
+                )
+                row = await cur.fetchone()
         if row is None:
             raise NotFoundError(f"run {run_id!r} is not in the run-status projection")
         return Run(*row)
@@ -66,9 +70,10 @@ class RunStore(PostgresReader):
             d=sql.SQL("ASC" if oldest_first else "DESC"),
         )
         params = [*filters.params, limit + 1]
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(query, params)
-            rows = [Run(*row) for row in await cur.fetchall()]
+        with store_errors(self.store):
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, params)
+                rows = [Run(*row) for row in await cur.fetchall()]
         token = None
         if len(rows) > limit:
             rows = rows[:limit]

@@ -1,14 +1,23 @@
-"""Postgres plumbing shared by the Postgres projections and their readers."""
+"""Postgres plumbing shared by the Postgres projections and their readers.
+
+Readers translate what psycopg and psycopg_pool raise at their boundary
+(:func:`store_errors`): callers see a :class:`~runwire.errors.StoreError`
+whose ``retriable`` says whether the same request may succeed later, never a
+driver exception class.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeAlias
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed
 
+from runwire.errors import StoreError, StoreUnavailableError
 from runwire.settings import Settings
 
 Conn: TypeAlias = AsyncConnection[TupleRow]
@@ -56,3 +65,47 @@ def upsert_sql(table: str, columns: Sequence[tuple[str, str]], key: str) -> str:
 def column_arrays(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     """Rows to one list per column (the parameters of :func:`upsert_sql`)."""
     return [[row[i] for row in rows] for i in range(width)]
+
+
+_RETRIABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
+"""Connection exceptions; transaction rollbacks (serialization failure,
+deadlock); insufficient resources (too many connections, out of memory or
+disk); operator intervention (shutdown, crash, cannot connect now, query
+canceled). Every other SQLSTATE is the request's or the deployment's fault."""
+
+_RETRIABLE_SQLSTATES = frozenset({"55P03"})
+"""lock_not_available: another transaction holds the lock for now."""
+
+
+def store_error(store: str, error: psycopg.Error) -> StoreError:
+    """The runwire error for a psycopg / psycopg_pool error (returned; raise it ``from``).
+
+    Retriable (:class:`StoreUnavailableError`): failures without a SQLSTATE
+    that are operational (connection lost or refused, no pooled connection
+    within the pool's timeout) and the SQLSTATEs above. Final
+    (:class:`StoreError`): a closed pool (its owner is shutting down) and
+    everything else (a missing table, a refused privilege, a broken statement).
+    ``store`` names the store in the message.
+    """
+    sqlstate = error.sqlstate
+    detail = " ".join(str(error).split()) or type(error).__name__
+    if sqlstate:
+        detail = f"{detail} (SQLSTATE {sqlstate})"
+    if isinstance(error, PoolClosed):
+        return StoreError(f"{store} is closed: {detail}", store=store)
+    if sqlstate is None:
+        retriable = isinstance(error, psycopg.OperationalError)
+    else:
+        retriable = sqlstate[:2] in _RETRIABLE_SQLSTATE_CLASSES or sqlstate in _RETRIABLE_SQLSTATES
+    if retriable:
+        return StoreUnavailableError(f"{store} is unavailable: {detail}", store=store)
+    return StoreError(f"{store} refused the request: {detail}", store=store)
+
+
+@contextlib.contextmanager
+def store_errors(store: str) -> Iterator[None]:
+    """Raise what psycopg / psycopg_pool raise inside as :func:`store_error` (``from`` it)."""
+    try:
+        yield
+    except psycopg.Error as e:
+        raise store_error(store, e) from e

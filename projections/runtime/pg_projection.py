@@ -34,7 +34,7 @@ from runwire.projections.runtime.generations import (
     queue_lock_positions,
     store_positions,
 )
-from runwire.projections.runtime.pg import Conn, Pool, open_pool
+from runwire.projections.runtime.pg import Conn, Pool, open_pool, store_errors
 from runwire.projections.runtime.protocol import (
     ApplyResult,
     Batch,
@@ -238,6 +238,8 @@ class PostgresReader:
     """
 
     projection_class: Callable[[Pool, Settings], PostgresProjection]
+    store = "a projection store (Postgres)"
+    """What the reader's :class:`~runwire.errors.StoreError` messages call it."""
 
     def __init__(self, pool: Pool, settings: Settings) -> None:
         self._pool = pool
@@ -286,6 +288,8 @@ class PostgresReader:
         """Return once the projection has applied ``position`` (read-your-writes).
 
         ``position`` is what ``Publisher.publish`` returned; raises
-        :class:`~runwire.projections.runtime.waiting.NotCaughtUpError` after ``timeout``.
+        :class:`~runwire.projections.runtime.waiting.NotCaughtUpError` after ``timeout``,
+        :class:`~runwire.errors.StoreError` when Postgres fails.
         """
-        await wait_for(self._projection, position, timeout)
+        with store_errors(self.store):
+            await wait_for(self._projection, position, timeout)

@@ -1,4 +1,8 @@
-"""Reading the session index: ``SessionIndex.get / list / is_deleted / wait_for``."""
+"""Reading the session index: ``SessionIndex.get / list / is_deleted / wait_for``.
+
+Postgres failures are raised as :class:`~runwire.errors.StoreError`
+(``retriable`` when the store is unavailable).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from psycopg import sql
 
 from runwire.errors import NotFoundError
 from runwire.projections.runtime.paging import Filters, Page, encode_token
+from runwire.projections.runtime.pg import store_errors
 from runwire.projections.runtime.pg_projection import PostgresReader
 from runwire.projections.sessions.fold import Session
 from runwire.projections.sessions.projection import COLUMN_NAMES, SessionsProjection
@@ -18,25 +23,29 @@ class SessionIndex(PostgresReader):
     """Read API over ``session_index`` (see :class:`PostgresReader` for opening and waiting)."""
 
     projection_class = SessionsProjection
+    store = "the session index (Postgres)"
 
     async def get(self, session_id: str) -> Session:
         """The session; :class:`NotFoundError` when unknown or deleted."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                f"SELECT {COLUMN_NAMES} FROM session_index WHERE session_id = %s", (session_id,)
-            )
-            row = await cur.fetchone()
+        with store_errors(self.store):
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    f"SELECT {COLUMN_NAMES} FROM session_index WHERE session_id = %s",
+                    (session_id,),
+                )
+                row = await cur.fetchone()
         if row is None:
             raise NotFoundError(f"session {session_id!r} is not in the session index")
         return Session(*row)
 
     async def is_deleted(self, session_id: str) -> bool:
         """True when the session was deleted (its tombstone is kept)."""
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT 1 FROM session_tombstones WHERE session_id = %s", (session_id,)
-            )
-            return await cur.fetchone() is not None
+        with store_errors(self.store):
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT 1 FROM session_tombstones WHERE session_id = %s", (session_id,)
+                )
+                return await cur.fetchone() is not None
 
     async def list(
         self,
@@ -64,9 +73,10 @@ class SessionIndex(PostgresReader):
             "ORDER BY last_activity_at DESC, session_id DESC LIMIT %s"
         ).format(cols=sql.SQL(COLUMN_NAMES), where=filters.where())
         params = [*filters.params, limit + 1]
-        async with self._pool.connection() as conn:
-            cur = await conn.execute(query, params)
-            rows = [Session(*row) for row in await cur.fetchall()]
+        with store_errors(self.store):
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(query, params)
+                rows = [Session(*row) for row in await cur.fetchall()]
         token = None
         if len(rows) > limit:
             rows = rows[:limit]

@@ -73,3 +73,33 @@ class ProviderError(RunwireError):
         self.retriable = retriable
         self.retry_after = retry_after
         self.kind = kind
+
+
+class StoreError(RunwireError):
+    """A store (Postgres, Redis, a read of the Kafka log) failed a request.
+
+    ``store`` names the store ("the run-status store (Postgres)"). ``retriable``
+    says whether the same request may succeed later; a plain :class:`StoreError`
+    never will (a missing table, a refused privilege, a broken statement).
+    ``kind`` is what a run failed by it carries as its error kind. Adapters
+    raise it ``from`` the driver's exception, so callers never match driver
+    classes.
+    """
+
+    kind = "store_error"
+
+    def __init__(self, message: str, *, store: str, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.store = store
+        self.retriable = retriable
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached or could not serve now (connection lost or
+    refused, no pooled connection in time, a failover, a serialization conflict):
+    the same request may succeed later."""
+
+    kind = "store_unavailable"
+
+    def __init__(self, message: str, *, store: str) -> None:
+        super().__init__(message, store=store, retriable=True)
