@@ -21,6 +21,16 @@ Contract:
   ``retry_after`` honoured, a timeout per attempt), when the transcript
   breaks a ledger or provider rule (checked before any call; the message
   names the rule), or when the turn limit is reached.
+- Acting never strands a run. A failure while acting that is ``retriable``
+  (a store the history is read from is unavailable, a publish that may
+  succeed later: adapters translate driver errors into
+  :class:`~runwire.errors.RunwireError` with that flag) is retried with the
+  backoff of :class:`~runwire.providers.retry.RetryPolicy`, bounded by
+  ``acting_retry`` (:data:`ACTING_RETRY` by default), re-reading the run's
+  state before every attempt; when the attempts are exhausted the run fails
+  with the error's kind and message (``retryable`` set). Any other failure
+  fails the run at once with its kind and message (``internal_error`` for
+  an exception that is not a RunwireError: a bug).
 - ``run_canceled`` (or any terminal event from elsewhere) cancels the run's
   task: an in-flight model call is aborted and nothing more is published
   for the run.
@@ -73,9 +83,18 @@ from runwire.settings import Settings
 from runwire.transcript.errors import TranscriptValidationError
 from runwire.transcript.validation import PROVIDERS, validate
 
-__all__ = ["Orchestrator", "OrchestratorStats", "rules_of"]
+__all__ = ["ACTING_RETRY", "Orchestrator", "OrchestratorStats", "rules_of"]
 
 log = logging.getLogger(__name__)
+
+ACTING_RETRY = RetryPolicy(
+    max_attempts=8, timeout=None, base_delay=0.5, multiplier=2.0, max_delay=15.0
+)
+"""How a retriable failure of acting is retried: up to 8 attempts with waits of
+0.5 s doubling to 15 s (about 23-46 s of waiting in all, jittered), each
+attempt as long as it takes (a store read waits up to its pool's timeout for a
+connection; a model call has its own policy). Well inside the watchdog's
+stall limit, so the run fails with the real reason, not ``owner_lost``."""
 
 _FINISHED_MEMORY = 50_000
 """Finished run ids remembered per partition, so a late copy of their
@@ -103,6 +122,8 @@ class OrchestratorStats:
     failures: int = 0
     closings: int = 0
     retries: int = 0
+    acting_retries: int = 0
+    """Retries of acting after a retriable failure (a store unavailable, ...)."""
     canceled: int = 0
     model_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
     overhead: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
@@ -138,6 +159,7 @@ class Orchestrator(FollowingService):
         agents: AgentDirectory | None = None,
         context: ContextSource | None = None,
         retry_policy: RetryPolicy | None = None,
+        acting_retry: RetryPolicy = ACTING_RETRY,
         max_concurrent_calls: int = 512,
         follower_options: FollowerOptions | None = None,
         codec: Codec | None = None,
@@ -149,6 +171,7 @@ class Orchestrator(FollowingService):
         self._agents = agents or AgentDirectory()
         self._context: ContextSource = context or NoHistory()
         self._policy = retry_policy or RetryPolicy.from_settings(settings)
+        self._acting_retry = acting_retry
         self._slots = asyncio.Semaphore(max_concurrent_calls)
         self._clock = clock
         self._rules_of = rules_of(provider)
@@ -251,18 +274,68 @@ class Orchestrator(FollowingService):
 
     async def _work(self, part: _Partition, state: RunState) -> None:
         while True:
-            action = state.next_action()
-            if action is None:
-                return
+            attempts = 1
+            started = self._clock()
+
+            async def retrying(attempt: int, error: ProviderError, delay: float) -> None:
+                nonlocal attempts
+                attempts = attempt + 1
+                self.stats.acting_retries += 1
+                log.warning(
+                    "run %s: acting failed (attempt %d of %d), retrying in %.2fs: %s",
+                    state.run_id,
+                    attempt,
+                    self._acting_retry.max_attempts,
+                    delay,
+                    error,
+                )
+
             try:
-                await self._perform(part, state, action)
+                acted = await call_with_retries(
+                    lambda: self._act(part, state), self._acting_retry, on_retry=retrying
+                )
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                # A bug, not a provider failure: say so and leave the run for
-                # the next instance rather than loop on it.
-                log.exception("run %s: acting on %s failed", state.run_id, action)
+            except Exception as e:
+                await self._give_up(state, e, attempts, self._clock() - started)
                 return
+            if not acted:
+                return
+
+    async def _act(self, part: _Partition, state: RunState) -> bool:
+        """Take the run's next action, read afresh (a retry sees what changed); False: none."""
+        action = state.next_action()
+        if action is None:
+            return False
+        await self._perform(part, state, action)
+        return True
+
+    async def _give_up(
+        self, state: RunState, error: Exception, attempts: int, seconds: float
+    ) -> None:
+        """Acting failed finally: fail the run with the reason, never leave it unattended."""
+        action = state.next_action()
+        if action is None:
+            log.warning("run %s: acting failed, nothing left to do: %s", state.run_id, error)
+            return
+        cause = action.delta.event_id if isinstance(action, Answer) else action.cause_id
+        if isinstance(error, RunwireError):
+            kind: str = getattr(error, "kind", "internal_error")
+            message, retryable = str(error), error.retriable
+            if retryable:
+                message = f"{message} (still failing after {attempts} attempts in {seconds:.0f}s)"
+            log.warning("run %s: failing it: %s", state.run_id, message)
+        else:
+            # A bug: the run fails with what is known rather than wait for nobody.
+            log.error("run %s: acting on %s failed", state.run_id, action, exc_info=error)
+            kind, message, retryable = "internal_error", f"{type(error).__name__}: {error}", False
+        try:
+            await self._fail(state, cause, kind, message, retryable=retryable)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Kafka refuses even the failure: the watchdog fails the run as stalled.
+            log.exception("run %s: its failure could not be published", state.run_id)
 
     async def _perform(self, part: _Partition, state: RunState, action: Action) -> None:
         if isinstance(action, Answer):
@@ -307,6 +380,8 @@ class Orchestrator(FollowingService):
         try:
             model_input = await self._context.prepare(state, action)
         except RunwireError as e:
+            if e.retriable:
+                raise  # retried by _work (a repeated acknowledgement has the same id)
             await _acknowledged(ack)
             await self._fail(state, cause, getattr(e, "kind", "context"), str(e))
             return
@@ -381,6 +456,9 @@ class Orchestrator(FollowingService):
             # The answer can never be written (e.g. too large): say so in the log.
             state.unexpect(cause)
             await self._fail(state, cause, "answer_not_publishable", str(e))
+        except BaseException:
+            state.unexpect(cause)  # not written: the run still needs an answer
+            raise
 
     async def _fail(
         self, state: RunState, cause: str, kind: str, message: str, *, retryable: bool = False
@@ -389,7 +467,11 @@ class Orchestrator(FollowingService):
         self.stats.failures += 1
         self._read_at.pop(cause, None)
         events = failure_events(state.context, cause, kind, message, retryable=retryable)
-        await publish_retrying(self._publisher, events)
+        try:
+            await publish_retrying(self._publisher, events)
+        except BaseException:
+            state.unexpect(cause)  # not written: the run still needs its ending
+            raise
 
 
 async def _acknowledged(ack: Awaitable[Any] | None) -> None:

@@ -25,7 +25,7 @@ from runwire.services.follower import FollowerOptions
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
 from runwire.services.orchestrator.context import ContextSource
 from runwire.services.orchestrator.history import SessionHistory
-from runwire.services.orchestrator.service import Orchestrator, rules_of
+from runwire.services.orchestrator.service import ACTING_RETRY, Orchestrator, rules_of
 from runwire.services.publishing import EventPublisher
 from runwire.settings import Settings
 
@@ -53,10 +53,16 @@ async def orchestrator_service(
     context: ContextSource | None = None,
     history: bool = True,
     retry_policy: RetryPolicy | None = None,
+    acting_retry: RetryPolicy = ACTING_RETRY,
     follower_options: FollowerOptions | None = None,
     max_concurrent_calls: int | None = None,
 ) -> AsyncIterator[Orchestrator]:
-    """A started orchestrator; what it built is closed after it stops."""
+    """A started orchestrator; what it built is closed after it stops.
+
+    ``retry_policy`` is the model calls' retry policy (from the settings when
+    None), ``acting_retry`` how a retriable failure of acting (a store read,
+    a publish) is retried before the run is failed.
+    """
     async with contextlib.AsyncExitStack() as stack:
         if provider is None:
             provider = await stack.enter_async_context(provider_from_settings(settings))
@@ -72,6 +78,7 @@ async def orchestrator_service(
             agents=agents if agents is not None else default_agents(),
             context=context,
             retry_policy=retry_policy,
+            acting_retry=acting_retry,
             follower_options=follower_options,
             max_concurrent_calls=max_concurrent_calls or 512,
         )
