@@ -12,6 +12,7 @@ from typing import Any
 
 from runwire.projections.runtime.protocol import TopicPartition
 from runwire.projections.transcripts.body import decode_messages
+from runwire.projections.transcripts.keys import owner_tag
 from runwire.projections.transcripts.store import (
     BodyAppend,
     Commit,
@@ -66,13 +67,14 @@ def create(
     expected_body: bool = False,
     with_body: bool = True,
     first: int | None = None,
+    owner: str = owner_tag(None, None),
 ) -> RunWrite:
     return RunWrite(
         run_id=run_id,
         guard=guard,
         expected_last=expected_last,
         expected_body=expected_body,
-        meta=RunMeta(0, last if first is None else first, last, session, first_ms),
+        meta=RunMeta(0, last if first is None else first, last, session, first_ms, owner),
         body=body(tag) if with_body else None,
     )
 
@@ -274,6 +276,25 @@ class TranscriptStoreContract:
             assert await store.dump(0) == before
         assert (await store.commit(commit([create("r2", 1, session="s2")]))).ok
 
+    async def test_a_session_counts_its_runs_by_owner(self, store: TranscriptStore) -> None:
+        alice, bob = owner_tag("alice", None), owner_tag("bob", "t2")
+        runs = [
+            create("r1", 1, owner=alice),
+            create("r2", 2, owner=bob),
+            create("r3", 3, owner=alice),
+        ]
+        assert (await store.commit(commit(runs))).ok
+        later = create("r1", 4, expected_last=1, expected_body=True, owner=bob)
+        assert (await store.commit(commit([later]))).ok
+        dump = await store.dump(0)
+        assert dump["owners:s1"] == {alice: "2", bob: "1"}  # a run's first owner counts
+        assert dump["meta:r1"]["u"] == alice
+        assert (await store.snapshot(0, [], ["r2"])).heads["r2"].meta == runs[1].meta
+        assert (await store.commit(commit(erasures=["r2"]))).ok
+        assert (await store.dump(0))["owners:s1"] == {alice: "2"}
+        assert (await store.commit(commit(deletions=["s1"]))).ok
+        assert "owners:s1" not in await store.dump(0)
+
     async def test_an_erased_run_is_gone_and_never_written_again(
         self, store: TranscriptStore
     ) -> None:
@@ -287,7 +308,8 @@ class TranscriptStoreContract:
             "r9",
         }
         before = await store.dump(0)
-        assert set(before) == {"erased", "meta:r3", "run:r3", "session:s1"}
+        assert set(before) == {"erased", "meta:r3", "run:r3", "session:s1", "owners:s1"}
+        assert before["owners:s1"] == {owner_tag(None, None): "1"}
         for write in (
             create("r1", 5, session=None),
             create("r2", 5, guard=Guard.FILL, session="s2"),
@@ -296,7 +318,9 @@ class TranscriptStoreContract:
             assert outcome.kind is Conflict.DELETED, outcome.conflict
         assert await store.dump(0) == before
         assert (await store.commit(commit(erasures=["r3"]))).ok
-        assert "session:s1" not in await store.dump(0)  # an emptied index goes
+        emptied = await store.dump(0)
+        assert "session:s1" not in emptied  # an emptied index goes
+        assert "owners:s1" not in emptied  # and so do its owner counts
 
     async def test_a_run_written_with_its_sessions_deletion_goes_too(
         self, store: TranscriptStore
@@ -441,7 +465,8 @@ class TranscriptStoreContract:
         assert (await store.commit(commit([create("r1", 5)], [PositionWrite(TP, 0, 6)]))).ok
         dump = await store.dump(0)
         assert dump == {
-            "meta:r1": {"f": "5", "l": "5", "p": "0", "s": "s1", "t": "1000"},
+            "meta:r1": {"f": "5", "l": "5", "p": "0", "s": "s1", "t": "1000", "u": "[null,null]"},
+            "owners:s1": {"[null,null]": "1"},
             "pos": {"run-events/0": "6"},
             "run:r1": {"a": "e-a=d\n", "c": '"a"', "n": "1", "o": "", "st": '{"s":"a"}'},
             "session:s1": [["r1", 1000.0]],

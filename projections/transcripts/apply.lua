@@ -9,7 +9,7 @@
 -- KEYS[3i+2], KEYS[3i+3], KEYS[3i+4] (i = 1..nruns)  meta, body, session of run i
 --          (the session key repeats the meta key when the run has no session)
 -- ARGV     generation, slot, ttl, base, npos, npos x (field, expected, new),
---          nruns, nruns x (run_id, session, header, blob),
+--          nruns, nruns x (run_id, session, header, blob, owner),
 --          ndel, ndel x session_id (sessions deleted), nerase, nerase x run_id (runs erased),
 --          nclear, nclear x (session_id, clear point ms) (sessions cleared, in log order)
 --          base: the generation's key prefix (<prefix>:tx:<n>:)
@@ -17,6 +17,7 @@
 --                  body|count|#committed|#open|#state|#applied
 --          (guard x or f; expected_body 0/1; body '' none, r replace, a append)
 --          blob: committed .. open .. state .. applied (cut by the four lengths)
+--          owner: the run's owner tag (meta `u`, counted in the session's `owners`)
 --          Few arguments per run: packing them is most of the client's work.
 --          A deleted session's runs are the members of its session index: the
 --          script derives their keys from base (not declared in KEYS: fine on
@@ -29,7 +30,7 @@
 --          of a deleted session, or an erased run).
 
 local generation, slot, ttl, base = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local RUN_ARGS = 4
+local RUN_ARGS = 5
 local HEADER = '^(%a)|(-?%d+)|(%d)|(%d+)|(%d+)|(%d+)|(%d+)|(%a?)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$'
 
 -- The fields of run i's header (see above), numbers as numbers.
@@ -130,10 +131,12 @@ for i = 1, nruns do
   if redis.call('EXISTS', meta) == 1 then
     redis.call('HSET', meta, 'l', h.l)
   else
-    redis.call('HSET', meta, 'p', h.p, 'f', h.f, 'l', h.l, 't', h.t)
+    redis.call('HSET', meta, 'p', h.p, 'f', h.f, 'l', h.l, 't', h.t, 'u', ARGV[a + 4])
     if session_id ~= '' then
       redis.call('HSET', meta, 's', session_id)
-      redis.call('ZADD', session, 'NX', h.t, run_id)
+      if redis.call('ZADD', session, 'NX', h.t, run_id) == 1 then
+        redis.call('HINCRBY', base .. 'owners:' .. session_id, ARGV[a + 4], 1)
+      end
     end
   end
   if mode ~= '' then
@@ -178,13 +181,19 @@ for j = dels_at + 1, dels_at + ndel do
   for _, run_id in ipairs(redis.call('ZRANGE', session, 0, -1)) do
     erase(run_id)
   end
-  redis.call('DEL', session)
+  redis.call('DEL', session, base .. 'owners:' .. session_id)
 end
 local erase_at = dels_at + ndel + 1
 for j = erase_at + 1, erase_at + tonumber(ARGV[erase_at]) do
-  local session_id = redis.call('HGET', base .. 'meta:' .. ARGV[j], 's')
+  local meta = redis.call('HMGET', base .. 'meta:' .. ARGV[j], 's', 'u')
+  local session_id = meta[1]
   if session_id then
-    redis.call('ZREM', base .. 'session:' .. session_id, ARGV[j])
+    if redis.call('ZREM', base .. 'session:' .. session_id, ARGV[j]) == 1 and meta[2] then
+      local owners = base .. 'owners:' .. session_id
+      if redis.call('HINCRBY', owners, meta[2], -1) <= 0 then
+        redis.call('HDEL', owners, meta[2])
+      end
+    end
     bump(session_id)
   end
   erase(ARGV[j])

@@ -20,6 +20,7 @@ Contract of :func:`fold_run`:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from runwire.projections.transcripts.body import (
     encode_body,
     mark,
 )
+from runwire.projections.transcripts.keys import owner_tag
 from runwire.projections.transcripts.store import Guard, RunHead, RunMeta, RunWrite
 from runwire.transcript.errors import LedgerError
 from runwire.transcript.ledger import TranscriptBuilder
@@ -83,6 +85,7 @@ def fold_run(
             last=first.offset,
             session_id=first.event.session_id,
             first_ms=millis(first),
+            owner=owner_tag(first.event.user_id, first.event.tenant),
         )
         builder = TranscriptBuilder(run_id)
         changed_at = first.offset
@@ -93,9 +96,7 @@ def fold_run(
             guard=Guard.EXACT,
             expected_last=head.last,
             expected_body=False,
-            meta=RunMeta(
-                meta.partition, meta.first, fresh[-1].offset, meta.session_id, meta.first_ms
-            ),
+            meta=dataclasses.replace(meta, last=fresh[-1].offset),
             body=None,
         )
         return out
@@ -121,7 +122,7 @@ def fold_run(
             guard=Guard.EXACT,
             expected_last=head.last,
             expected_body=head.has_body,
-            meta=RunMeta(meta.partition, meta.first, changed_at, meta.session_id, meta.first_ms),
+            meta=dataclasses.replace(meta, last=changed_at),
             body=encode_append(builder, stored) if head.has_body else encode_body(builder),
         )
     return out

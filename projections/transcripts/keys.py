@@ -9,14 +9,20 @@ lives under ``<prefix>:tx:<generation>:``:
   offset of the next record to read.
 - ``meta:<run_id>`` (hash, never expires) - ``p`` partition, ``f`` offset of
   the run's first record, ``l`` offset of the last record applied, ``s``
-  session id, ``t`` time of the first record (ms), ``v`` the session's version
-  at the run's last change (not data: left out of dumps). Small; it is what lets the
+  session id, ``t`` time of the first record (ms), ``u`` the run's owner
+  (:func:`owner_tag` of its first record's user and tenant), ``v`` the
+  session's version at the run's last change (not data: left out of dumps).
+  Small; it is what lets the
   projector and the miss path tell "run unknown" from "transcript expired".
 - ``run:<run_id>`` (hash, the optional TTL) - ``m`` the messages (JSON list of
   :class:`~runwire.transcript.messages.Message`), ``st`` the fold state
   (:class:`~runwire.transcript.ledger.TranscriptState` JSON).
 - ``session:<session_id>`` (sorted set, never expires) - run ids scored by the
   time of their first record: the session's runs in order.
+- ``owners:<session_id>`` (hash, never expires) - owner tag -> how many of
+  the session's runs it owns. A session read names its owner: when every run
+  is the owner's (the usual case) the index is read as it is, otherwise the
+  other owners' runs are left out (no run of another user is ever served).
 - ``deleted`` (set, never expires) - the erased sessions (``session_deleted``
   applied): their runs are gone and their later or replayed run events are
   dropped.
@@ -35,9 +41,15 @@ generation numbers.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from runwire.projections.runtime.protocol import TopicPartition
+
+
+def owner_tag(user_id: str | None, tenant: str | None) -> str:
+    """How a run's owner (user, tenant) is written in the cache: ``["user","tenant"]``."""
+    return json.dumps([user_id, tenant], separators=(",", ":"))
 
 
 def position_field(tp: TopicPartition) -> str:
@@ -94,6 +106,9 @@ class GenerationKeys:
 
     def session(self, session_id: str) -> str:
         return f"{self.base}session:{session_id}"
+
+    def owners(self, session_id: str) -> str:
+        return f"{self.base}owners:{session_id}"
 
     @property
     def deleted(self) -> str:

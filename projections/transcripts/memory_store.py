@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -263,7 +264,13 @@ class InMemoryTranscriptStore:
         if g.positions:
             out["pos"] = {position_field(tp): str(p) for tp, p in sorted(g.positions.items())}
         for run_id, meta in g.meta.items():
-            fields = {"p": meta.partition, "f": meta.first, "l": meta.last, "t": meta.first_ms}
+            fields = {
+                "p": meta.partition,
+                "f": meta.first,
+                "l": meta.last,
+                "t": meta.first_ms,
+                "u": meta.owner,
+            }
             text = {k: str(v) for k, v in fields.items()}
             if meta.session_id:
                 text["s"] = meta.session_id
@@ -279,6 +286,9 @@ class InMemoryTranscriptStore:
         for session_id, runs in g.sessions.items():
             ordered = sorted(runs.items(), key=lambda item: (item[1], item[0]))
             out[f"session:{session_id}"] = [[r, float(s)] for r, s in ordered]
+            owners = Counter(g.meta[r].owner for r in runs)
+            if owners:
+                out[f"owners:{session_id}"] = {o: str(n) for o, n in sorted(owners.items())}
         if g.deleted:
             out["deleted"] = sorted(g.deleted)
         if g.erased:

@@ -26,6 +26,7 @@ Contract of :meth:`MissPath.fill`:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from runwire.errors import DecodeError, NotFoundError, RunwireError
 from runwire.projections.runtime.protocol import SourceRecord
 from runwire.projections.transcripts.body import decode_messages, encode_body
 from runwire.projections.transcripts.fold import millis
+from runwire.projections.transcripts.keys import owner_tag
 from runwire.projections.transcripts.store import (
     Commit,
     Conflict,
@@ -80,8 +82,9 @@ class RunLocator(Protocol):
         """The run's location, or None when the run is unknown."""
         ...
 
-    async def session_runs(self, session_id: str) -> list[str]:
-        """The session's run ids, oldest first."""
+    async def session_runs(self, session_id: str, owner: str = "") -> list[str]:
+        """The session's run ids, oldest first (only ``owner``'s, an
+        :func:`~runwire.projections.transcripts.keys.owner_tag`, when given)."""
         ...
 
 
@@ -98,14 +101,18 @@ class RunStoreLocator:
             return None
         return RunLocation(run.log_partition, run.first_offset, run.last_offset)
 
-    async def session_runs(self, session_id: str) -> list[str]:
+    async def session_runs(self, session_id: str, owner: str = "") -> list[str]:
         out: list[str] = []
         page: str | None = None
         while True:
             found = await self._runs.list(
                 session_id=session_id, oldest_first=True, page=page, limit=500
             )
-            out += [run.run_id for run in found.items]
+            out += [
+                run.run_id
+                for run in found.items
+                if not owner or owner_tag(run.user_id, run.tenant) == owner
+            ]
             page = found.next_page
             if page is None:
                 return out
@@ -129,8 +136,8 @@ class LazyRunStoreLocator:
     async def locate(self, run_id: str) -> RunLocation | None:
         return await (await self._locator()).locate(run_id)
 
-    async def session_runs(self, session_id: str) -> list[str]:
-        return await (await self._locator()).session_runs(session_id)
+    async def session_runs(self, session_id: str, owner: str = "") -> list[str]:
+        return await (await self._locator()).session_runs(session_id, owner)
 
     async def close(self) -> None:
         runs, self._runs = self._runs, None
@@ -334,13 +341,18 @@ class MissPath:
     def _meta(known: RunMeta | None, progress: _Progress) -> RunMeta | None:
         if known is not None:
             last = max(known.last, progress.changed_at if progress.changed_at is not None else -1)
-            return RunMeta(known.partition, known.first, last, known.session_id, known.first_ms)
+            return dataclasses.replace(known, last=last)
         first = progress.first
         if first is None:
             return None
         last = progress.changed_at if progress.changed_at is not None else first.offset
         return RunMeta(
-            progress.partition, first.offset, last, first.event.session_id, millis(first)
+            progress.partition,
+            first.offset,
+            last,
+            first.event.session_id,
+            millis(first),
+            owner_tag(first.event.user_id, first.event.tenant),
         )
 
 

@@ -24,6 +24,7 @@ from runwire.projections.runtime.protocol import TopicPartition
 from runwire.projections.transcripts.keys import (
     GenerationKeys,
     Keyspace,
+    owner_tag,
     parse_position_field,
     position_field,
 )
@@ -153,13 +154,14 @@ class RedisTranscriptStore:
             if not fields:
                 heads[run_id] = UNKNOWN
                 continue
-            p, f, last, session, t = fields
+            p, f, last, session, t, owner = fields
             meta = RunMeta(
                 partition=int(p),
                 first=int(f),
                 last=int(last),
                 session_id=_text(session) if session is not None else None,
                 first_ms=int(t),
+                owner=_text(owner) if owner is not None else owner_tag(None, None),
             )
             heads[run_id] = RunHead(meta=meta, has_body=bool(exists))
         return Snapshot(
@@ -260,7 +262,7 @@ class RedisTranscriptStore:
                     *(str(len(part)) for part in parts),
                 )
             )
-            args += [w.run_id, session or "", header, b"".join(parts)]
+            args += [w.run_id, session or "", header, b"".join(parts), w.meta.owner]
         args += [len(commit.deletions), *commit.deletions]
         args += [len(commit.erasures), *commit.erasures]
         args.append(len(commit.clears))

@@ -9,7 +9,9 @@
 --          that began after the clear point with its messages, a number k the
 --          newest k runs with their messages, 'ids' every run without messages
 -- ARGV[5]  the session's '<generation>:<version>' the caller holds, or ''
--- ARGV[6..] more run ids to return messages for
+-- ARGV[6]  the owner tag of the reader (meta `u`): only that owner's runs are
+--          listed and counted; '' lists every run
+-- ARGV[7..] more run ids to return messages for
 -- Returns  {generation, erased 0/1, width, total, listed, more, version, cleared, same 0/1}
 --          version: the session's '<generation>:<version>' now (its `ver` field)
 --          cleared: its clear point (ms) or ''; a 'visible' read lists only the
@@ -61,8 +63,9 @@ local function with_body(out, run_id, first_ms)
   out[#out + 1] = body[2]
 end
 
+local owner = ARGV[6]
 local more = {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   more[#more + 1] = ARGV[i]
 end
 more = bodies(more, {})
@@ -85,6 +88,41 @@ end
 
 local index = base .. 'session:' .. session_id
 local total = redis.call('ZCARD', index)
+
+-- Runs of other owners in the session (written by someone who bypassed the
+-- owner check): list only the reader's, run by run. The usual session, all
+-- of whose runs are the reader's, takes the paths below unchanged.
+if owner ~= '' and tonumber(redis.call('HGET', base .. 'owners:' .. session_id, owner) or '0') ~= total then
+  local mine = {}
+  local all = redis.call('ZRANGE', index, 0, -1, 'WITHSCORES')
+  for i = 1, #all, 2 do
+    if redis.call('HGET', base .. 'meta:' .. all[i], 'u') == owner then
+      mine[#mine + 1] = {all[i], all[i + 1]}
+    end
+  end
+  local first, width = 1, 4
+  if mode == 'ids' then
+    width = 2
+  elseif mode == 'visible' then
+    if cleared ~= '' then
+      while first <= #mine and tonumber(mine[first][2]) <= tonumber(cleared) do
+        first = first + 1
+      end
+    end
+  elseif mode ~= '' then
+    first = math.max(1, #mine - tonumber(mode) + 1)
+  end
+  local listed = {}
+  for i = first, #mine do
+    if width == 2 then
+      listed[#listed + 1] = mine[i][1]
+      listed[#listed + 1] = mine[i][2]
+    else
+      with_body(listed, mine[i][1], mine[i][2])
+    end
+  end
+  return {generation, 0, width, #mine, listed, more, version, cleared, 0}
+end
 local from, width = 0, 4 -- 0-based index of the first run listed
 if mode == 'ids' then
   width = 2

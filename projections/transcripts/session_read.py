@@ -16,6 +16,10 @@ Contract:
   for a tail read, ``total`` telling how many there are; empty when the
   cache does not list the session (unknown, or the index was lost in a
   flush: the caller asks the run-status store).
+- ``owner``: a read naming the reader's owner tag lists and counts only
+  that owner's runs (meta ``u``), so a run someone else wrote into the
+  session is never served to its owner; the usual session, all of whose
+  runs are the owner's, is read exactly as without it.
 - ``SessionRead.erased``: the session is in the generation's erased sessions
   (``session_deleted`` applied): nothing of it is returned, and the caller
   must not look for it elsewhere.
@@ -124,21 +128,26 @@ class SessionReader:
         generation: int | None = None,
         known: str = "",
         visible: bool = False,
+        owner: str = "",
     ) -> SessionRead:
         """The session's newest ``tail`` runs (all when None; with ``visible``,
         all after its clear point) with their stored messages, in generation
         ``generation`` (the live one when None); only the header when the
-        session's version is still ``known``."""
+        session's version is still ``known``. With ``owner`` (an
+        :func:`~runwire.projections.transcripts.keys.owner_tag`) only that
+        owner's runs are listed and counted."""
         if tail is not None and tail < 0:
             raise ValueError(f"tail must be None or at least 0, not {tail}")
         if tail is not None and visible:
             raise ValueError("a tail read lists the newest runs, cleared or not: not visible")
         mode = ("visible" if visible else "") if tail is None else str(tail)
-        return await self._call(session_id, mode, [], generation, known)
+        return await self._call(session_id, mode, [], generation, known, owner)
 
-    async def runs(self, session_id: str, *, generation: int | None = None) -> SessionRead:
-        """Every run of the session, without messages."""
-        return await self._call(session_id, "ids", [], generation)
+    async def runs(
+        self, session_id: str, *, generation: int | None = None, owner: str = ""
+    ) -> SessionRead:
+        """Every run of the session (of ``owner``, when given), without messages."""
+        return await self._call(session_id, "ids", [], generation, owner=owner)
 
     async def bodies(
         self, run_ids: Collection[str], *, generation: int | None = None
@@ -153,6 +162,7 @@ class SessionReader:
         extra: list[str],
         generation: int | None,
         known: str = "",
+        owner: str = "",
     ) -> SessionRead:
         reply: list[Any] = await self._script(
             keys=[self._keys.live],
@@ -162,6 +172,7 @@ class SessionReader:
                 session_id,
                 mode,
                 known,
+                owner,
                 *extra,
             ],
         )

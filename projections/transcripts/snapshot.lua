@@ -24,7 +24,7 @@ local function check(session_id)
   end
 end
 for i = 4, #KEYS, 2 do
-  local meta = redis.call('HMGET', KEYS[i], 'p', 'f', 'l', 's', 't')
+  local meta = redis.call('HMGET', KEYS[i], 'p', 'f', 'l', 's', 't', 'u')
   if meta[3] then
     out[#out + 1] = meta
     check(meta[4])

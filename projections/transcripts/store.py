@@ -70,6 +70,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
 from runwire.projections.runtime.protocol import TopicPartition
+from runwire.projections.transcripts.keys import owner_tag
 
 
 class Slot(StrEnum):
@@ -93,6 +94,8 @@ class RunMeta:
     last: int
     session_id: str | None
     first_ms: int
+    owner: str = owner_tag(None, None)
+    """:func:`~runwire.projections.transcripts.keys.owner_tag` of the run's first record."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from runwire.projections.runs.store import RunStore
 from runwire.projections.runtime.protocol import Projection
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.projections.sessions.store import SessionIndex
-from runwire.projections.transcripts.keys import Keyspace
+from runwire.projections.transcripts.keys import Keyspace, owner_tag
 from runwire.projections.transcripts.miss import RunStoreLocator
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.reader import TranscriptCache
@@ -160,6 +160,8 @@ class LogBackend(LogMemoryBackend):
         self._held: OrderedDict[str, _Held] = OrderedDict()
         self._held_size = 0
         self._held_max = decoded_bytes
+        self._owners: dict[str, str] = {}
+        """Owner tag of each session described: reads list only its runs."""
 
     async def _start_more(self) -> None:
         self._redis = aioredis.Redis.from_url(self.settings.redis_url)
@@ -208,9 +210,12 @@ class LogBackend(LogMemoryBackend):
     async def describe(self, session_id: str) -> SessionInfo | None:
         index, _, _ = self._ready()
         try:
-            return info_of(await index.get(session_id))
+            row = await index.get(session_id)
         except NotFoundError:
             pass
+        else:
+            self._owners[session_id] = owner_tag(row.user_id, row.tenant)
+            return info_of(row)
         if await index.is_deleted(session_id):
             return deleted_info(session_id, datetime.now().astimezone())
         return None
@@ -278,7 +283,8 @@ class LogBackend(LogMemoryBackend):
         reader = self._reader
         if reader is None:
             raise RuntimeError("the backend is not started: use `async with` or start()")
-        read = await reader.read(session_id, tail=tail, known=known, visible=visible)
+        owner = await self._owner(session_id)
+        read = await reader.read(session_id, tail=tail, known=known, visible=visible, owner=owner)
         gen, version, cleared = read.generation, read.version, read.cleared_ms
         if read.same or read.erased:
             return _Read(gen, [], {}, set(), 0, {}, version, cleared, read.erased, read.same)
@@ -290,7 +296,7 @@ class LogBackend(LogMemoryBackend):
         if read.total:
             listed = {r for r, _ in read.runs}
             return _Read(gen, read.runs, read.bodies, listed, read.total, {}, version, cleared)
-        run_ids = await self.cache.locator.session_runs(session_id)
+        run_ids = await self.cache.locator.session_runs(session_id, owner=owner)
         if not run_ids:
             return _Read(gen, [], {}, set(), 0, {}, version, cleared)
         filled = {r: await self.cache.get(r) for r in run_ids}
@@ -298,10 +304,18 @@ class LogBackend(LogMemoryBackend):
         runs = [(r, times[r]) for r in run_ids if r in times]
         return _Read(gen, runs, {}, set(run_ids), len(runs), filled, cached=False)
 
+    async def _owner(self, session_id: str) -> str:
+        """The session's owner tag ('' for a session the index does not hold: nothing to
+        read of it then but what the cache lists)."""
+        if session_id not in self._owners:
+            await self.describe(session_id)
+        return self._owners.get(session_id, "")
+
     async def _older(self, session_id: str, read: _Read) -> list[tuple[str, int]]:
         """The session's runs before those ``read`` listed (one more call)."""
         assert self._reader is not None
-        every = (await self._reader.runs(session_id, generation=read.generation)).runs
+        owner = await self._owner(session_id)
+        every = (await self._reader.runs(session_id, generation=read.generation, owner=owner)).runs
         ids = [r for r, _ in every]
         oldest = read.runs[0][0]
         # Not there: the session was erased or its generation dropped since.

@@ -40,6 +40,8 @@ class _Run:
     first_ms: int
     builder: TranscriptBuilder
     recorded: bool
+    owner: tuple[str | None, str | None] = (None, None)
+    """(user, tenant) of the run's first event: a session serves only its owner's runs."""
 
 
 def info_of(row: SessionRow) -> SessionInfo:
@@ -133,6 +135,7 @@ class InMemoryBackend(InMemoryMemoryBackend):
                 builder=builder,
                 recorded=isinstance(first.payload, RunStarted)
                 and SOURCE_LABEL in first.payload.labels,
+                owner=(first.user_id, first.tenant),
             )
             self._runs[run_id] = run
         run.builder = builder
@@ -147,10 +150,15 @@ class InMemoryBackend(InMemoryMemoryBackend):
         self._notify(fresh)
 
     def _session_runs(self, session_id: str) -> list[tuple[str, _Run]]:
+        row = self._rows.get(session_id)
+        settled = None if row is None else replace(row).settle()
+        owner = None if settled is None else (settled.user_id, settled.tenant)
         runs = [
             (run_id, run)
             for run_id, run in self._runs.items()
-            if run.session_id == session_id and run_id not in self._erased
+            if run.session_id == session_id
+            and run_id not in self._erased
+            and (owner is None or run.owner == owner)
         ]
         runs.sort(key=lambda item: (item[1].first_ms, item[0]))
         return runs

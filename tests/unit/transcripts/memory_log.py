@@ -17,6 +17,7 @@ from runwire.projections.runtime.protocol import (
     SourceRecord,
     TopicPartition,
 )
+from runwire.projections.transcripts.keys import owner_tag
 from runwire.projections.transcripts.miss import RunLocation
 
 
@@ -80,13 +81,17 @@ class MemoryLocator:
             return None
         return RunLocation(p, offsets[0], offsets[-1])
 
-    async def session_runs(self, session_id: str) -> list[str]:
+    async def session_runs(self, session_id: str, owner: str = "") -> list[str]:
         found: dict[str, int] = {}
+        owners: dict[str, str] = {}
         for records in self.log.records.values():
             for r in records:
                 if r.event.session_id == session_id and r.event.run_id is not None:
                     ms = int(r.event.occurred_at.timestamp() * 1000)
                     found.setdefault(r.event.run_id, ms)
+                    owners.setdefault(r.event.run_id, owner_tag(r.event.user_id, r.event.tenant))
+        if owner:
+            found = {run: ms for run, ms in found.items() if owners[run] == owner}
         return [run for run, _ in sorted(found.items(), key=lambda item: (item[1], item[0]))]
 
 
