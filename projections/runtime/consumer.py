@@ -46,7 +46,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 import psycopg
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    MessageSizeTooLargeError,
+)
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from runwire.errors import ConfigurationError, DecodeError, RunwireError
@@ -90,6 +95,8 @@ def is_transient(error: BaseException) -> bool:
     """True for failures of the infrastructure: retried from the stored positions, forever."""
     if isinstance(error, RunwireError):
         return error.retriable
+    if isinstance(error, MessageSizeTooLargeError):
+        return False  # the same record is too large on every retry
     if isinstance(error, KafkaError):
         return True  # broker trouble is never the record's fault
     # A missing table or privilege is a deployment problem, not the record's:

@@ -8,13 +8,28 @@ store a position past the record, so nothing is lost; a crash in between can
 write the same dead letter twice (``list_dead_letters`` shows both, each
 names its source position).
 
+A dead letter is always writable. The producer compresses, and a record
+that would not fit the dead-letter topic (its ``max.message.bytes``, read
+from the broker when the producer starts; 1,000,000 bytes when it cannot be
+read) is written as a *truncated copy*: the leading bytes of the value that
+fit, with headers giving the original's length and the SHA-256 of the whole
+value (its coordinates are in the headers already). If the key or the
+original headers alone are too big, the original headers are dropped and the
+key is cut too (with its own digest). Should the broker still refuse a dead
+letter as too large, it is cut to half the size and sent again, down to
+16 KiB; below that :class:`DeadLetterError` (not retriable) stops the consumer
+loudly instead of stalling it for ever.
+
 ``redrive`` re-publishes dead letters to their source topic (after a fix),
-remembering how far it got in its own consumer group.
+remembering how far it got in its own consumer group. A truncated copy is
+never redriven (it is not the original): it is counted as skipped, and the
+original is found at its source coordinates.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,9 +38,13 @@ from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
-from runwire.errors import DecodeError
+from runwire.errors import DecodeError, RunwireError
 from runwire.projections.runtime.protocol import Rejection
 from runwire.settings import Settings
 
@@ -40,7 +59,20 @@ ERROR_CLASS = HEADER_PREFIX + "error-class"
 ERROR_MESSAGE = HEADER_PREFIX + "error-message"
 REASON = HEADER_PREFIX + "reason"
 FAILED_AT = HEADER_PREFIX + "failed-at"
+TRUNCATED_FROM = HEADER_PREFIX + "truncated-from"
+"""On a truncated copy: the length in bytes of the original value."""
+VALUE_SHA256 = HEADER_PREFIX + "value-sha256"
+"""On a truncated copy: hex SHA-256 of the whole original value."""
+KEY_SHA256 = HEADER_PREFIX + "key-sha256"
+"""On a copy whose key was cut too: hex SHA-256 of the whole original key."""
 REDRIVEN_FROM = "runwire-redriven-from"
+
+FALLBACK_MAX_MESSAGE_BYTES = 1_000_000
+"""Used when the dead-letter topic's limit cannot be read: below Kafka's default."""
+_BATCH_OVERHEAD = 1024
+"""Record-batch header and the compression's worst-case growth, kept free."""
+_MIN_BUDGET = 16_384
+_MAX_KEY_BYTES = 1024
 
 # A message long enough to explain, short enough to never push the record
 # over the topic's size limit.
@@ -68,6 +100,78 @@ def undecodable(topic: str, record: Any, error: DecodeError) -> Rejection:
         error_class=type(error).__name__,
         message=str(error),
     )
+
+
+class DeadLetterError(RunwireError):
+    """A dead letter could not be written even as a small truncated copy."""
+
+
+Headers = list[tuple[str, bytes]]
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Headers) -> int:
+    """Bytes of one record in a batch, uncompressed (what the producer checks)."""
+    size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+    return size
+
+
+def fit_dead_letter(
+    key: bytes | None, value: bytes, headers: Headers, budget: int
+) -> tuple[bytes | None, bytes, Headers]:
+    """The dead letter as it is when it fits in ``budget`` bytes, else its truncated copy.
+
+    The copy keeps the leading bytes of the value that fit and adds
+    :data:`TRUNCATED_FROM` and :data:`VALUE_SHA256`; when the key and headers
+    alone leave no room, the original headers are dropped and the key is cut
+    to :data:`_MAX_KEY_BYTES` (with :data:`KEY_SHA256`).
+    """
+    if record_size(key, value, headers) <= budget:
+        return key, value, headers
+    headers = [
+        *headers,
+        (TRUNCATED_FROM, str(len(value)).encode()),
+        (VALUE_SHA256, hashlib.sha256(value).hexdigest().encode()),
+    ]
+    # The varints of the value's length can grow by a few bytes: keep 8 spare.
+    room = budget - record_size(key, b"", headers) - 8
+    if room < 0:
+        headers = [(k, v) for k, v in headers if k.startswith(HEADER_PREFIX)]
+        if key is not None and len(key) > _MAX_KEY_BYTES:
+            headers.append((KEY_SHA256, hashlib.sha256(key).hexdigest().encode()))
+            key = key[:_MAX_KEY_BYTES]
+        room = budget - record_size(key, b"", headers) - 8
+    return key, value[: max(0, room)], headers
+
+
+async def dead_letter_limit(settings: Settings) -> int:
+    """``max.message.bytes`` of the dead-letter topic (the broker's
+    ``message.max.bytes`` unless the topic overrides it), asked of the broker;
+    :data:`FALLBACK_MAX_MESSAGE_BYTES` when it cannot be read."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"{settings.client_id}-dlq-limit",
+        request_timeout_ms=10_000,
+    )
+    try:
+        await admin.start()
+        resource = ConfigResource(
+            ConfigResourceType.TOPIC, settings.dead_letters, {"max.message.bytes": None}
+        )
+        for response in await admin.describe_configs([resource]):
+            for found in response.to_object()["resources"]:
+                for entry in found["config_entries"]:
+                    if entry["config_names"] == "max.message.bytes" and entry["config_value"]:
+                        return int(entry["config_value"])
+    except (KafkaError, OSError, ValueError) as e:
+        log.warning(
+            "cannot read max.message.bytes of %s (%s); dead letters are kept under %d bytes",
+            settings.dead_letters,
+            e,
+            FALLBACK_MAX_MESSAGE_BYTES,
+        )
+    finally:
+        await admin.close()
+    return FALLBACK_MAX_MESSAGE_BYTES
 
 
 def dead_letter_headers(rejection: Rejection, consumer: str) -> list[tuple[str, bytes]]:
@@ -104,6 +208,10 @@ class DeadLetter:
     reason: str
     failed_at: str
     original_headers: tuple[tuple[str, bytes], ...]
+    truncated_from: int | None = None
+    """Set on a truncated copy: the length of the original value."""
+    sha256: str | None = None
+    """Set on a truncated copy: hex SHA-256 of the original value."""
 
     @classmethod
     def from_record(cls, record: Any) -> DeadLetter:
@@ -124,6 +232,8 @@ class DeadLetter:
             reason=ours.get(REASON, ""),
             failed_at=ours.get(FAILED_AT, ""),
             original_headers=tuple((k, v) for k, v in headers if not k.startswith(HEADER_PREFIX)),
+            truncated_from=int(ours[TRUNCATED_FROM]) if TRUNCATED_FROM in ours else None,
+            sha256=ours.get(VALUE_SHA256),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -141,6 +251,8 @@ class DeadLetter:
             "message": self.message,
             "reason": self.reason,
             "failed_at": self.failed_at,
+            "truncated_from": self.truncated_from,
+            "sha256": self.sha256,
         }
 
 
@@ -149,14 +261,25 @@ class DeadLetterProducer:
 
     ``send`` returns once every record is acknowledged by all in-sync
     replicas (idempotent producer), so a caller may then store a position
-    past the rejected records.
+    past the rejected records. Records are compressed and sized to the
+    topic's limit (see the module docstring); ``max_message_bytes`` overrides
+    the limit read from the broker.
     """
 
-    def __init__(self, settings: Settings, consumer: str) -> None:
+    def __init__(
+        self, settings: Settings, consumer: str, *, max_message_bytes: int | None = None
+    ) -> None:
         self._settings = settings
         self._consumer = consumer
         self._producer: Any = None
         self._sent = 0
+        self._limit = max_message_bytes
+        self._budget = 0
+
+    @property
+    def budget(self) -> int:
+        """The largest dead letter (uncompressed record bytes) this sink writes whole."""
+        return self._budget
 
     @property
     def sent(self) -> int:
@@ -166,12 +289,17 @@ class DeadLetterProducer:
     async def start(self) -> None:
         if self._producer is not None:
             return
+        limit = self._limit or await dead_letter_limit(self._settings)
+        self._budget = max(_MIN_BUDGET, limit - _BATCH_OVERHEAD)
         producer = AIOKafkaProducer(
             bootstrap_servers=self._settings.kafka_bootstrap_servers,
             client_id=f"{self._settings.client_id}-dlq-{self._consumer}",
             acks="all",
             enable_idempotence=True,
             linger_ms=0,
+            # gzip needs no extra library; a dead letter's size matters more than speed.
+            compression_type="gzip",
+            max_request_size=self._budget + _BATCH_OVERHEAD,
         )
         await producer.start()
         self._producer = producer
@@ -198,16 +326,37 @@ class DeadLetterProducer:
             return
         if self._producer is None:
             raise RuntimeError("DeadLetterProducer is not started: use `async with` or start()")
-        futures = [
-            await self._producer.send(
-                self._settings.dead_letters,
-                value=r.value,
-                key=r.key,
-                headers=dead_letter_headers(r, self._consumer),
-            )
-            for r in rejections
-        ]
-        await asyncio.gather(*futures)
+        pending = list(rejections)
+        while pending:
+            futures = [await self._send_one(r) for r in pending]
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            refused = [
+                r
+                for r, result in zip(pending, results, strict=True)
+                if isinstance(result, MessageSizeTooLargeError)
+            ]
+            for result in results:
+                if isinstance(result, BaseException) and not isinstance(
+                    result, MessageSizeTooLargeError
+                ):
+                    raise result
+            if refused:
+                # The broker's limit is below what was read (changed since?): cut harder.
+                if self._budget <= _MIN_BUDGET:
+                    first = refused[0]
+                    raise DeadLetterError(
+                        f"the dead letter of {first.topic}/{first.partition}@{first.offset} "
+                        f"is refused as too large by {self._settings.dead_letters} "
+                        f"even cut to {self._budget} bytes"
+                    )
+                self._budget = max(_MIN_BUDGET, self._budget // 2)
+                log.warning(
+                    "%s refused %d dead letter(s) as too large; cutting them to %d bytes",
+                    self._settings.dead_letters,
+                    len(refused),
+                    self._budget,
+                )
+            pending = refused
         self._sent += len(rejections)
         for r in rejections:
             log.warning(
@@ -217,8 +366,29 @@ class DeadLetterProducer:
                 r.offset,
                 self._consumer,
                 r.reason,
-                r.message,
+                r.message[:_MAX_MESSAGE_CHARS],
             )
+
+    async def _send_one(self, rejection: Rejection) -> asyncio.Future[Any]:
+        key, value, headers = fit_dead_letter(
+            rejection.key,
+            rejection.value,
+            dead_letter_headers(rejection, self._consumer),
+            self._budget,
+        )
+        if len(value) < len(rejection.value):
+            log.warning(
+                "the dead letter of %s/%d@%d is a truncated copy: %d of %d bytes",
+                rejection.topic,
+                rejection.partition,
+                rejection.offset,
+                len(value),
+                len(rejection.value),
+            )
+        future: asyncio.Future[Any] = await self._producer.send(
+            self._settings.dead_letters, value=value, key=key, headers=headers
+        )
+        return future
 
 
 async def _dead_letter_partitions(consumer: Any, topic: str) -> list[KafkaTopicPartition]:
@@ -334,6 +504,20 @@ async def redrive(
             if (consumer is not None and letter.consumer != consumer) or (
                 reason is not None and letter.reason != reason
             ):
+                skipped += 1
+                continue
+            if letter.truncated_from is not None:
+                log.warning(
+                    "not redriving dead letter %d@%d: a truncated copy of %s/%d@%d "
+                    "(%d bytes, sha256 %s)",
+                    letter.partition,
+                    letter.offset,
+                    letter.source_topic,
+                    letter.source_partition,
+                    letter.source_offset,
+                    letter.truncated_from,
+                    letter.sha256,
+                )
                 skipped += 1
                 continue
             redriven += 1

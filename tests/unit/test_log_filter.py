@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -44,7 +44,7 @@ def test_a_burst_of_connection_errors_is_one_line_then_a_summary_per_window() ->
     f = KafkaLogFilter(window=30.0, clock=clock)
     out: list[str] = []
     # 50 errors a second for 95 s, in several wordings (connect, metadata, fetch).
-    kinds = [
+    kinds: list[Callable[[], logging.LogRecord]] = [
         unable,
         lambda: record("aiokafka.client", "Unable to update metadata from %s", [1]),
         lambda: record(
