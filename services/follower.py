@@ -55,7 +55,7 @@ from runwire.projections.runtime.dead_letters import (
     undecodable,
 )
 from runwire.projections.runtime.protocol import DeadLetterSink, Rejection
-from runwire.services.lifecycle import AsyncService, vital
+from runwire.services.lifecycle import AsyncService, describe_error, vital
 from runwire.settings import Settings
 
 __all__ = [
@@ -243,9 +243,20 @@ class Follower(AsyncService):
             await own.stop()
 
     async def wait_caught_up(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
-        """Wait until partitions are assigned and every one of them is caught up."""
+        """Wait until partitions are assigned and every one of them is caught up;
+        a :class:`RunwireError` if the loop died meanwhile (it will never catch up)."""
         async with asyncio.timeout(timeout):
-            await self.caught_up_event.wait()
+            caught_up = asyncio.ensure_future(self.caught_up_event.wait())
+            try:
+                running = {self._task} if self._task is not None else set()
+                await asyncio.wait({caught_up, *running}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                caught_up.cancel()
+        task = self._task
+        if not self.caught_up_event.is_set() and task is not None and task.done():
+            error = None if task.cancelled() else task.exception()
+            why = describe_error(error) if error is not None else "it was stopped"
+            raise RunwireError(f"{self._group_id}: the follow loop ended before catching up: {why}")
 
     # -- the loop ----------------------------------------------------------------
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import Collection
+
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from runwire.client import Client
-from runwire.contract.events import RunStatus
+from runwire.contract.events import Event, RunStatus, UserMessage
+from runwire.errors import RunwireError
 from runwire.projections.runtime.dead_letters import list_dead_letters
+from runwire.publisher import Publisher
+from runwire.services.follower import Follower, consumer_group
+from runwire.services.lifecycle import ServiceDied, run_until_stopped
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.tools.wiring import tool_runner_service
 from runwire.settings import Settings
@@ -61,3 +70,43 @@ async def test_a_null_value_on_run_events_is_dead_lettered_and_runs_go_on(
     assert letters
     assert all(d.key == b"foreign-run" and d.value == b"" for d in letters)
     assert all("empty value" in d.message for d in letters)
+
+
+class _BrokenHandler:
+    """A handler with a bug: its fold raises on the first event."""
+
+    def assigned(self, partitions: Collection[int]) -> None: ...
+
+    async def revoked(self, partitions: Collection[int]) -> None: ...
+
+    def apply(self, partition: int, offset: int, event: Event) -> None:
+        raise RuntimeError(f"handler bug at {partition}/{offset}")
+
+    def batch_done(self) -> None: ...
+
+    def caught_up(self, partition: int) -> None: ...
+
+    def safe_offset(self, partition: int, position: int) -> int:
+        return 0
+
+
+async def test_a_follower_whose_loop_dies_ends_its_service(settings: Settings) -> None:
+    async with Publisher(settings) as publisher:
+        await publisher.publish(
+            Event.create(UserMessage(parts=["hi"]), run_id="r-1", session_id="s-1")
+        )
+    follower = Follower(settings, _BrokenHandler(), group_id=consumer_group(settings, "broken"))
+
+    async def service(stop: asyncio.Event) -> None:
+        async with follower:
+            with pytest.raises(RunwireError, match="ended before catching up: RuntimeError"):
+                await follower.wait_caught_up(timeout=30)
+            await stop.wait()
+
+    async with asyncio.timeout(60):
+        with pytest.raises(ServiceDied) as caught:
+            await run_until_stopped("broken", service, signals=False)
+    assert re.match(
+        r"broken: follow \S+runwire-broken died: RuntimeError: handler bug at \d+/0 \(at ",
+        str(caught.value),
+    ), str(caught.value)
