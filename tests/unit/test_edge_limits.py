@@ -129,6 +129,13 @@ def test_payload_text_a_projection_stores_holds_no_nul(payload: object, field: s
     assert caught.value.field == field
 
 
+def test_storable_text_keeps_everything_but_what_no_store_holds() -> None:
+    text = limits.storable("a\x00b\ud800c\n\td é")
+    assert text == "a\ufffdb\ufffdc\n\td é"
+    event = Event.create(RunFailed(error_kind="x", message=text), run_id="r-1")
+    assert event.payload == RunFailed(error_kind="x", message=text)
+
+
 def test_transcript_text_is_not_restricted_it_never_reaches_postgres() -> None:
     for payload in (AssistantText(text="a\x00b"), UserMessage(parts=["\x00", "\n\x01"])):
         assert Event.create(payload, run_id="r-1").payload == payload

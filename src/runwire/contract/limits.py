@@ -58,6 +58,7 @@ __all__ = [
     "check_labels",
     "id_problem",
     "label_problem",
+    "storable",
     "text_problem",
 ]
 
@@ -110,6 +111,13 @@ def text_problem(value: str, max_chars: int | None = None) -> str | None:
         what = "NUL" if bad.group() == "\x00" else "a lone surrogate"
         return f"holds {what} ({_char(bad.group())}) at {bad.start()}, which no store can hold"
     return None
+
+
+def storable(text: str) -> str:
+    """``text`` with NUL and lone surrogates replaced by U+FFFD: for a producer passing on
+    text it did not write (an error message echoing a provider's answer), which should
+    record it rather than be refused."""
+    return _NOT_IN_TEXT.sub("\ufffd", text)
 
 
 def label_problem(labels: Mapping[str, str]) -> tuple[str, str] | None:
