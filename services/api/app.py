@@ -30,9 +30,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from starlette.routing import BaseRoute
 
 from runwire import __version__
 from runwire.services.api import (
@@ -106,7 +104,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=routes_web.STATIC_DIR), name="static")
-    _declare_errors(app, [r for router in routers for r in router.routes])
+    _declare_errors(app)
     # Added innermost first: the metrics see every answer, the key check comes before the body.
     app.add_middleware(BodyLimit, max_bytes=opts.max_body_bytes)
     app.add_middleware(KeyGate, keys=ring)
@@ -114,28 +112,28 @@ def create_app(
     return app
 
 
-def error_statuses(route: APIRoute) -> list[int]:
-    """The error statuses ``route`` can answer with, as the OpenAPI document declares them.
+def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
+    """The error statuses an operation of the OpenAPI document can answer with.
 
-    Every route under ``/v1``: 401 (checked first), 404, 413, 422 and 503; a
-    route with a body or a ``page`` token also 400; a write also 403 and 409.
+    Every operation under ``/v1``: 401 (checked first), 404, 413, 422 and 503;
+    one with a body or a ``page`` token also 400; a write also 403 and 409.
     Outside ``/v1`` (health, metrics): 503.
     """
     statuses = {503}
-    if route.path.startswith(GUARDED_PREFIX + "/"):
+    if path.startswith(GUARDED_PREFIX + "/"):
         statuses |= {401, 404, 413, 422}
-        names = {param.name for param in route.dependant.query_params}
-        if route.body_field is not None or "page" in names:
+        queries = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
+        if "requestBody" in operation or "page" in queries:
             statuses.add(400)
-        if (route.methods or set()) & {"POST", "PUT", "PATCH", "DELETE"}:
+        if method.upper() in ("POST", "PUT", "PATCH", "DELETE"):
             statuses |= {403, 409}
     return sorted(statuses)
 
 
-def _declare_errors(app: FastAPI, routes: list[BaseRoute]) -> None:
-    """Make ``app``'s OpenAPI document declare each route's errors (:func:`error_statuses`)
-    with the body :class:`ErrorBody`, in place of FastAPI's own 422 body, which this
-    API never sends."""
+def _declare_errors(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document declare each operation's errors
+    (:func:`error_statuses`) with the body :class:`ErrorBody`, in place of
+    FastAPI's own 422 body, which this API never sends."""
     build = app.openapi
 
     def document() -> dict[str, Any]:
@@ -147,13 +145,10 @@ def _declare_errors(app: FastAPI, routes: list[BaseRoute]) -> None:
         schemas.update(body.pop("$defs", {}))
         schemas["ErrorBody"] = body
         ref = {"$ref": "#/components/schemas/ErrorBody"}
-        for route in routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema:
-                continue
-            for method in route.methods or ():
-                responses = built["paths"][route.path_format][method.lower()]["responses"]
-                for status in error_statuses(route):
-                    responses[str(status)] = {
+        for path, item in built["paths"].items():
+            for method, operation in item.items():
+                for status in error_statuses(path, method, operation):
+                    operation["responses"][str(status)] = {
                         "description": ERROR_DESCRIPTIONS[status],
                         "content": {"application/json": {"schema": ref}},
                     }

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from runwire.services.api.backends import Using
@@ -41,7 +41,12 @@ async def healthz(request: Request, using: Using) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/metrics", summary="Prometheus metrics of this API process")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this API process",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(request: Request) -> Response:
     collected: ApiMetrics = request.app.state.metrics
     return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)
