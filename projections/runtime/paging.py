@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from psycopg import sql
+from pydantic import SecretStr
 
 from runwire.contract.limits import id_problem
 from runwire.errors import RunwireError
@@ -79,6 +80,11 @@ class PageTokenSigner:
         if len(key) < 16:
             raise ValueError("a page-token secret needs at least 16 bytes")
         self._key = key
+
+    @classmethod
+    def of(cls, secret: SecretStr | None) -> PageTokenSigner:
+        """A signer with ``secret`` (shared by every API instance), else a random one."""
+        return cls(secret.get_secret_value()) if secret is not None else cls.random()
 
     @classmethod
     def random(cls) -> PageTokenSigner:

@@ -33,6 +33,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from runwire import __version__
+from runwire.projections.runtime.paging import PageTokenSigner
 from runwire.services.api import (
     routes_events,
     routes_me,
@@ -89,6 +90,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.keys = ring
+    app.state.page_tokens = PageTokenSigner.of(settings.api_page_secret)
     app.state.backends = None
     app.state.metrics = metrics = ApiMetrics()
     app.state.closing = asyncio.Event()

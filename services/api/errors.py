@@ -35,6 +35,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from runwire.contract.codec import EventTooLargeError
+from runwire.contract.limits import FieldError
 from runwire.errors import RunwireError
 from runwire.projections.runtime.paging import BadPageToken
 
@@ -200,6 +202,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _runwire(request: Request, error: RunwireError) -> JSONResponse:
         if error.retriable:
             return _unavailable(request, error)
+        if isinstance(error, EventTooLargeError):  # the request asked to write too much
+            return JSONResponse(
+                error_body(request, "too_large", str(error)), status_code=413
+            )
+        if isinstance(error, FieldError):  # a value the SDK's edge check refuses
+            problems = [{"where": f"body.{error.field}", "what": error.reason}]
+            return JSONResponse(
+                error_body(request, "invalid_request", str(error), problems), status_code=422
+            )
         log.error("%s failed", _where(request), exc_info=error)
         return JSONResponse(
             error_body(request, "internal", f"{type(error).__name__} while serving the request"),

@@ -8,9 +8,9 @@ Contract:
   to another user or for another listing).
 - The HMAC key is ``Settings.api_page_secret`` (``RUNWIRE_API_PAGE_SECRET``):
   API instances behind one address must share it, or a page handed out by one
-  cannot be followed on another. Unset, each app makes a random key when it
-  first needs one (tokens then last as long as the process).
-- ``app.state.page_tokens`` (a signer) overrides both, e.g. for tests.
+  cannot be followed on another. Unset, each app makes a random key
+  (tokens then last as long as the process). ``create_app`` builds the
+  signer (``app.state.page_tokens``) from the settings it is given.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from fastapi import Depends, Query, Request
 
 from runwire.projections.runtime.paging import PageTokenSigner
 from runwire.services.api.auth import Caller
-from runwire.settings import Settings
 
 __all__ = ["MAX_PAGE_TOKEN_CHARS", "PageParam", "Paging", "signer_of"]
 
@@ -34,13 +33,8 @@ def signer_of(request: Request) -> PageTokenSigner:
     """The app's signer (see the module contract), made once per app."""
     state = request.app.state
     signer = getattr(state, "page_tokens", None)
-    if not isinstance(signer, PageTokenSigner):
-        secret = Settings().api_page_secret
-        signer = (
-            PageTokenSigner(secret.get_secret_value())
-            if secret is not None
-            else PageTokenSigner.random()
-        )
+    if not isinstance(signer, PageTokenSigner):  # an app built without create_app
+        signer = PageTokenSigner.random()
         state.page_tokens = signer
     return signer
 
