@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from runwire.contract.codec import EventTooLargeError
+from runwire.contract.limits import FieldError
 from runwire.projections.runs.fold import RunRow
 from runwire.services.api.auth import KeyRing
 from runwire.services.api.errors import ApiError
@@ -369,3 +371,25 @@ def test_not_found_words_do_not_depend_on_why() -> None:
     assert str(ApiError.not_found("run", "x")) == "run 'x' not found"
     assert isinstance(KeyRing.parse(f"{ALICE}:alice"), KeyRing)
     assert RunRow is not None
+
+
+@pytest.mark.parametrize(
+    ("refusal", "status", "code"),
+    [
+        (EventTooLargeError("run_started is 9 MB, over max_event_bytes"), 413, "too_large"),
+        (FieldError("labels['k']", "holds U+0000"), 422, "invalid_request"),
+    ],
+)
+async def test_a_write_the_sdk_refuses_is_a_client_error_not_500(
+    twins: Twins, monkeypatch: pytest.MonkeyPatch, refusal: Exception, status: int, code: str
+) -> None:
+    async def refuse(**_: object) -> None:
+        raise refusal
+
+    monkeypatch.setattr(twins, "start_run", refuse)
+    async with client(twin_app(twins)) as http:
+        answer = await http.post(
+            "/v1/runs", json={"prompt": "hi", "session_id": "s-alice"}, headers=auth(ALICE)
+        )
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"] == code
