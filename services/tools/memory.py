@@ -17,7 +17,6 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any, Protocol
 
@@ -30,7 +29,7 @@ from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
 from runwire.contract.routing import event_of_record
 from runwire.errors import DecodeError, RunwireError
-from runwire.services.lifecycle import AsyncService
+from runwire.services.lifecycle import AsyncService, vital
 from runwire.services.publishing import EventPublisher, publish_retrying
 from runwire.settings import Settings
 
@@ -106,7 +105,7 @@ class LogMemory(AsyncService):
         consumer.assign(self._partitions)
         await consumer.seek_to_beginning(*self._partitions)
         self._consumer = consumer
-        self._task = asyncio.create_task(self._read(), name="memory reader")
+        self._task = vital(asyncio.create_task(self._read(), name="memory reader"))
 
     async def stop(self) -> None:
         if self._consumer is None or self._stopped:
@@ -114,8 +113,8 @@ class LogMemory(AsyncService):
         self._stopped = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # A reader that died has been reported by vital(); do not raise it again.
+            await asyncio.wait({self._task})
         await self._consumer.stop()
 
     async def get(self, scope: MemoryScope, owner: str, key: str) -> Any:
