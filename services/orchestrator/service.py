@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Collection
@@ -320,7 +321,7 @@ class Orchestrator(FollowingService):
             return
         cause = action.delta.event_id if isinstance(action, Answer) else action.cause_id
         if isinstance(error, RunwireError):
-            kind: str = getattr(error, "kind", "internal_error")
+            kind = _kind_of(error)
             message, retryable = str(error), error.retriable
             if retryable:
                 message = f"{message} (still failing after {attempts} attempts in {seconds:.0f}s)"
@@ -383,7 +384,7 @@ class Orchestrator(FollowingService):
             if e.retriable:
                 raise  # retried by _work (a repeated acknowledgement has the same id)
             await _acknowledged(ack)
-            await self._fail(state, cause, getattr(e, "kind", "context"), str(e))
+            await self._fail(state, cause, _kind_of(e), str(e))
             return
         messages = model_input.messages
         try:
@@ -424,7 +425,7 @@ class Orchestrator(FollowingService):
         except ProviderError as e:
             failure = (e.kind, str(e), e.retriable)
         except RunwireError as e:
-            failure = (getattr(e, "kind", type(e).__name__), str(e), False)
+            failure = (_kind_of(e), str(e), False)
         except Exception as e:  # an adapter bug must not leave the run running forever
             log.exception("run %s: the model call raised", state.run_id)
             failure = ("internal_error", f"{type(e).__name__}: {e}", False)
@@ -472,6 +473,14 @@ class Orchestrator(FollowingService):
         except BaseException:
             state.unexpect(cause)  # not written: the run still needs its ending
             raise
+
+
+def _kind_of(error: RunwireError) -> str:
+    """The error kind a run failed by ``error`` carries: its ``kind``, else its class."""
+    kind = getattr(error, "kind", None)
+    if isinstance(kind, str) and kind:
+        return kind
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
 
 
 async def _acknowledged(ack: Awaitable[Any] | None) -> None:

@@ -18,7 +18,7 @@ from runwire.contract.events import (
     RunStarted,
     UserMessage,
 )
-from runwire.errors import StoreError, StoreUnavailableError
+from runwire.errors import ContractError, StoreError, StoreUnavailableError
 from runwire.providers.local import LocalModel
 from runwire.providers.retry import RetryPolicy
 from runwire.services.orchestrator.context import ModelInput
@@ -113,6 +113,7 @@ async def test_a_retriable_failure_that_outlasts_the_retries_fails_the_run_sayin
             "store_error",
             f'{STORE} refused the request: relation "run_status" does not exist',
         ),
+        (ContractError("no such agent"), "contract_error", "no such agent"),
         (KeyError("turn"), "internal_error", "KeyError: 'turn'"),
     ],
 )
