@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from runwire.client import topic_partitions
@@ -48,7 +49,7 @@ from runwire.context import (
     prepare_model_input,
 )
 from runwire.contract.events import Event
-from runwire.errors import NotFoundError, RunwireError
+from runwire.errors import NotFoundError, RunwireError, StoreUnavailableError
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.owner import ForeignSessionError, Owner, owner_of
 from runwire.publisher import Position
@@ -238,7 +239,13 @@ class SessionHistory(AsyncService):
         """
         if self._consumer is None:
             raise RunwireError("SessionHistory is not started: use `async with`")
-        found: dict[TopicPartition, int] = await self._consumer.end_offsets(self._partitions)
+        try:
+            found: dict[TopicPartition, int] = await self._consumer.end_offsets(self._partitions)
+        except KafkaError as e:  # only ever the broker's trouble, never the run's
+            store = "the run-events log (Kafka)"
+            raise StoreUnavailableError(
+                f"{store} did not give its end offsets: {type(e).__name__}: {e}", store=store
+            ) from e
         ends = {tp.partition: end for tp, end in found.items()}
         try:
             async with asyncio.timeout(self._catch_up_timeout):
