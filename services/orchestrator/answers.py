@@ -29,6 +29,7 @@ from runwire.contract.events import (
     RunStatusChanged,
     Usage,
 )
+from runwire.contract.limits import storable
 from runwire.providers.base import ModelResponse
 from runwire.services.run_context import RunContext
 from runwire.transcript.ledger import payloads_for_message
@@ -125,8 +126,10 @@ def failure_events(
     """The run cannot go on: ``failed`` with a readable kind and message.
 
     Messages longer than :data:`MAX_ERROR_CHARS` are cut (a provider may echo
-    a whole request back) so the event always fits.
+    a whole request back) and text no store can hold (NUL) is replaced, so the
+    event can always be written and applied.
     """
+    message = storable(message)
     if len(message) > MAX_ERROR_CHARS:
         message = message[: MAX_ERROR_CHARS - 1] + "…"
     return [

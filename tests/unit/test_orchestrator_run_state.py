@@ -9,6 +9,7 @@ from runwire.contract.events import (
     Event,
     EventPayload,
     RunCanceled,
+    RunFailed,
     RunPhase,
     RunStarted,
     RunStatus,
@@ -325,3 +326,12 @@ def test_seeded_assistant_parts_caused_by_run_started_are_no_answer() -> None:
     assert isinstance(action, Answer)
     assert action.turn == 1
     assert [m.role for m in action.messages] == ["user", "assistant", "user"]
+
+
+def test_a_failure_message_holding_nul_is_recorded_not_refused() -> None:
+    # A provider's error text may echo anything; the run must still fail readably.
+    events = failure_events(CTX, CTX.run_id, "provider_error", "bad \x00 byte " + "x" * 10_000)
+    payload = events[0].payload
+    assert isinstance(payload, RunFailed)
+    assert "\x00" not in payload.message
+    assert payload.message.startswith("bad \ufffd byte")
