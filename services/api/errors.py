@@ -203,9 +203,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if error.retriable:
             return _unavailable(request, error)
         if isinstance(error, EventTooLargeError):  # the request asked to write too much
-            return JSONResponse(
-                error_body(request, "too_large", str(error)), status_code=413
-            )
+            return JSONResponse(error_body(request, "too_large", str(error)), status_code=413)
         if isinstance(error, FieldError):  # a value the SDK's edge check refuses
             problems = [{"where": f"body.{error.field}", "what": error.reason}]
             return JSONResponse(
