@@ -40,14 +40,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from runwire.client import topic_partitions
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event, RunPhase, RunStarted, UserMessage
 from runwire.infra.isolation import isolated_deployment
+from runwire.log import Publisher
+from runwire.log.clients import topic_partitions
 from runwire.providers.base import ModelRequest
 from runwire.providers.local import LocalModel
-from runwire.publisher import Publisher
-from runwire.services.batching import MessageBatcher
 from runwire.services.orchestrator.answers import acknowledgement, answer_events
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.run_context import RunContext
@@ -81,7 +80,7 @@ def run_events(i: int) -> list[Event]:
 
 async def feed(settings: Settings, turns: int, rate: float | None = None) -> None:
     """Publish ``turns`` runs (atomically per run), all at once or ``rate`` per second."""
-    async with MessageBatcher(settings) as batcher:
+    async with Publisher(settings) as batcher:
         if rate is None:
             await asyncio.gather(*(batcher.publish_message(run_events(i)) for i in range(turns)))
             return

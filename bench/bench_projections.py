@@ -48,6 +48,7 @@ from aiokafka.structs import TopicPartition
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event
 from runwire.infra.isolation import isolated_deployment
+from runwire.log import Publisher
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import open_pool
 from runwire.projections.runtime.pg_projection import PostgresProjection
@@ -55,7 +56,6 @@ from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.runtime.tuning import tune_for_batches
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.projections.workload import bulk_publish, synthetic_events
-from runwire.publisher import Publisher
 from runwire.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"

@@ -43,7 +43,8 @@ from runwire.contract.events import Event
 from runwire.contract.records import to_record
 from runwire.contract.routing import record_headers, record_key, topic_for
 from runwire.infra.topics import load_topics, provision_topics
-from runwire.publisher import Publisher
+from runwire.log import Publisher
+from runwire.log.clients import producer_options
 from runwire.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
@@ -63,7 +64,7 @@ async def measure(
     settings: Settings, events: list[Event], serial: int, repeat: int
 ) -> dict[str, Any]:
     publisher = Publisher(settings)
-    raw = AIOKafkaProducer(**publisher.producer_options())
+    raw = AIOKafkaProducer(**producer_options(settings))
     codec = publisher._codec  # the same codec, so both sides send identical bytes
     prepared = [
         (

@@ -43,11 +43,11 @@ from aiokafka.structs import TopicPartition
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event
 from runwire.infra.isolation import isolated_deployment
+from runwire.log import Position, Publisher
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.transcripts.keys import parse_position_field
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.redis_store import RedisTranscriptStore
-from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runwire.projections.runtime.protocol import SourceRecord
+from runwire.log.records import SourceRecord
 
 _ENDINGS = {"run_completed": "completed", "run_failed": "failed", "run_canceled": "canceled"}
 _ENDED = frozenset(_ENDINGS.values())

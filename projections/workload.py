@@ -45,7 +45,7 @@ from runwire.contract.events import (
 from runwire.contract.ids import new_event_id
 from runwire.contract.routing import record_headers, record_key, topic_for
 from runwire.errors import DecodeError
-from runwire.projections.runtime.protocol import SourceRecord
+from runwire.log.records import SourceRecord
 from runwire.settings import Settings
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)

@@ -42,13 +42,14 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event
 from runwire.errors import DecodeError, RunwireError
+from runwire.log import clients
 from runwire.projections.runtime.dead_letters import (
     DeadLetterProducer,
     record_value,
@@ -139,7 +140,6 @@ class Follower(AsyncService):
         group_id: str,
         codec: Codec | None = None,
         options: FollowerOptions | None = None,
-        client_id: str | None = None,
         dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self._settings = settings
@@ -147,7 +147,7 @@ class Follower(AsyncService):
         self._group_id = group_id
         self._codec = codec or codec_for(settings)
         self._options = options or FollowerOptions()
-        self._client_id = client_id or f"{settings.client_id}-{group_id}"
+        self._purpose = group_id  # the client id names the group it follows for
         self._topic = settings.run_events
         self._consumer: Any = None
         self._dead_letters = dead_letters
@@ -193,12 +193,11 @@ class Follower(AsyncService):
                 ) from e
             self._own_dead_letters = own
             self._dead_letters = own
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            client_id=self._client_id,
+        consumer = clients.consumer(
+            self._settings,
+            self._purpose,
             group_id=self._group_id,
             group_instance_id=opts.group_instance_id,
-            enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             session_timeout_ms=opts.session_timeout_ms,

@@ -25,13 +25,8 @@ from runwire.contract.events import (
     ToolUse,
     UserMessage,
 )
-from runwire.projections.runtime.protocol import (
-    Batch,
-    Projection,
-    Rejection,
-    SourceRecord,
-    TopicPartition,
-)
+from runwire.log.records import SourceRecord, TopicPartition
+from runwire.projections.runtime.protocol import Batch, Projection, Rejection
 
 
 class RecordingSink:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from runwire.projections.runtime.protocol import TopicPartition
+from runwire.log.records import TopicPartition
 from runwire.projections.transcripts.body import decode_messages
 from runwire.projections.transcripts.keys import owner_tag
 from runwire.projections.transcripts.store import (

@@ -33,7 +33,7 @@ from runwire.contract.codec import Codec, default_codec
 from runwire.contract.events import Event, MemoryDeleted, MemorySet, SessionDeleted, Stream
 from runwire.contract.routing import memory_key, tombstone_event
 from runwire.errors import DecodeError
-from runwire.projections.runtime.protocol import SourceRecord
+from runwire.log.records import SourceRecord
 
 __all__ = [
     "PLACEHOLDER",

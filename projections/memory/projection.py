@@ -22,6 +22,7 @@ from typing import Any
 from runwire.contract.codec import codec_for
 from runwire.contract.events import Event
 from runwire.errors import DecodeError
+from runwire.log.records import SourceRecord
 from runwire.projections.memory.fold import (
     Entry,
     TombstoneDecoder,
@@ -33,7 +34,7 @@ from runwire.projections.runtime.consumer import Projector, ProjectorOptions
 from runwire.projections.runtime.generations import TableSet
 from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
-from runwire.projections.runtime.protocol import Projection, Rejection, SourceRecord
+from runwire.projections.runtime.protocol import Projection, Rejection
 from runwire.settings import Settings
 
 NAME = "memory"

@@ -60,7 +60,8 @@ from runwire.contract.events import (
     ToolUse,
     Usage,
 )
-from runwire.projections.runtime.protocol import Rejection, SourceRecord
+from runwire.log.records import SourceRecord
+from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.runtime.rules import deleted_session
 
 TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED})

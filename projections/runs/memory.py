@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from runwire.log.records import SourceRecord
 from runwire.projections.runs.fold import Erasure, RunRow, fold_batch
 from runwire.projections.runs.projection import NAME
 from runwire.projections.runtime.memory import InMemoryProjection
-from runwire.projections.runtime.protocol import Rejection, SourceRecord
+from runwire.projections.runtime.protocol import Rejection
 
 
 @dataclass

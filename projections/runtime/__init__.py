@@ -11,6 +11,7 @@ a service. :class:`PostgresProjection` implements the storage side once for
 every Postgres read model, :class:`InMemoryProjection` is its twin for tests.
 """
 
+from runwire.log.records import LogPosition, SourceRecord, TopicPartition
 from runwire.projections.runtime.consumer import (
     Decoder,
     Projector,
@@ -32,14 +33,11 @@ from runwire.projections.runtime.protocol import (
     ApplyResult,
     Batch,
     DeadLetterSink,
-    LogPosition,
     Projection,
     ProjectionError,
     Rebuild,
     Rebuildable,
     Rejection,
-    SourceRecord,
-    TopicPartition,
 )
 from runwire.projections.runtime.rebuild import RebuildProgress, RebuildReport, rebuild
 from runwire.projections.runtime.tuning import tune_for_batches

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import psycopg
 import redis.exceptions
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
@@ -55,6 +55,8 @@ from aiokafka.errors import (
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from runwire.errors import ConfigurationError, DecodeError, RunwireError
+from runwire.log import clients
+from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime.dead_letters import (
     DeadLetterProducer,
     record_value,
@@ -67,8 +69,6 @@ from runwire.projections.runtime.protocol import (
     Projection,
     ProjectionError,
     Rejection,
-    SourceRecord,
-    TopicPartition,
 )
 from runwire.settings import Settings
 
@@ -270,12 +270,11 @@ class Projector:
             await self._own_dead_letters.start()
             self._dead_letters = self._own_dead_letters
         opts = self._options
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            client_id=f"{self._settings.client_id}-projector-{self.projection.name}",
+        consumer = clients.consumer(
+            self._settings,
+            f"projector-{self.projection.name}",
             group_id=self.group_id,
             group_instance_id=opts.group_instance_id if self._assignment == "group" else None,
-            enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=opts.max_partition_fetch_bytes,
             fetch_max_bytes=opts.fetch_max_bytes,

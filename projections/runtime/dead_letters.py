@@ -37,14 +37,13 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from runwire.errors import DecodeError, RunwireError
+from runwire.log import clients
 from runwire.projections.runtime.protocol import Rejection
 from runwire.settings import Settings
 
@@ -147,9 +146,9 @@ async def dead_letter_limit(settings: Settings) -> int:
     """``max.message.bytes`` of the dead-letter topic (the broker's
     ``message.max.bytes`` unless the topic overrides it), asked of the broker;
     :data:`FALLBACK_MAX_MESSAGE_BYTES` when it cannot be read."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id=f"{settings.client_id}-dlq-limit",
+    admin = clients.admin(
+        settings,
+        "dlq-limit",
         request_timeout_ms=10_000,
     )
     try:
@@ -291,11 +290,9 @@ class DeadLetterProducer:
             return
         limit = self._limit or await dead_letter_limit(self._settings)
         self._budget = max(_MIN_BUDGET, limit - _BATCH_OVERHEAD)
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            client_id=f"{self._settings.client_id}-dlq-{self._consumer}",
-            acks="all",
-            enable_idempotence=True,
+        producer = clients.producer(
+            self._settings,
+            f"dlq-{self._consumer}",
             linger_ms=0,
             # gzip needs no extra library; a dead letter's size matters more than speed.
             compression_type="gzip",
@@ -408,11 +405,10 @@ async def list_dead_letters(
 ) -> list[DeadLetter]:
     """Every dead letter currently in the topic (oldest first per partition), filtered."""
     found: list[DeadLetter] = []
-    kafka = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
+    kafka = clients.consumer(
+        settings,
+        "dlq-list",
         auto_offset_reset="earliest",
-        client_id=f"{settings.client_id}-dlq-list",
     )
     await kafka.start()
     try:
@@ -472,18 +468,15 @@ async def redrive(
     already applied (same event_id), so redriving to every consumer is safe.
     """
     group = f"{settings.topic_prefix}runwire-dlq-redrive"
-    kafka = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+    kafka = clients.consumer(
+        settings,
+        "dlq-redrive",
         group_id=group,
-        enable_auto_commit=False,
         auto_offset_reset="earliest",
-        client_id=f"{settings.client_id}-dlq-redrive",
     )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        client_id=f"{settings.client_id}-dlq-redrive",
+    producer = clients.producer(
+        settings,
+        "dlq-redrive",
     )
     await kafka.start()
     await producer.start()

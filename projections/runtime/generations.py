@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
+from runwire.log.records import TopicPartition
 from runwire.projections.migrations.runner import (
     apply_migrations,
     load_migrations,
@@ -33,7 +34,6 @@ from runwire.projections.migrations.runner import (
 )
 from runwire.projections.runtime.pg import Conn
 from runwire.projections.runtime.protocol import ProjectionError as ProjectionError
-from runwire.projections.runtime.protocol import TopicPartition
 
 
 def tag(generation: int) -> str:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
+from runwire.log import clients
+from runwire.log.records import TopicPartition
 from runwire.projections.runtime.consumer import consumer_group
-from runwire.projections.runtime.protocol import Projection, TopicPartition
+from runwire.projections.runtime.protocol import Projection
 from runwire.settings import Settings
 
 
@@ -60,10 +61,9 @@ class ProjectionLag:
 
 async def log_ends(settings: Settings, topics: tuple[str, ...]) -> dict[TopicPartition, int]:
     """The end offset (next offset to be written) of every partition of ``topics``."""
-    kafka = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        enable_auto_commit=False,
-        client_id=f"{settings.client_id}-lag",
+    kafka = clients.consumer(
+        settings,
+        "lag",
     )
     await kafka.start()
     try:
@@ -87,11 +87,10 @@ async def _partitions(kafka: Any, topics: tuple[str, ...]) -> list[KafkaTopicPar
 async def projection_lag(projection: Projection, settings: Settings) -> ProjectionLag:
     """Stored positions against log ends (and the group's committed hint) per partition."""
     group = consumer_group(settings, projection.name)
-    kafka = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+    kafka = clients.consumer(
+        settings,
+        "lag",
         group_id=group,
-        enable_auto_commit=False,
-        client_id=f"{settings.client_id}-lag",
     )
     await kafka.start()
     try:

@@ -15,15 +15,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from typing import Generic, TypeVar
 
+from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime import rules
-from runwire.projections.runtime.protocol import (
-    ApplyResult,
-    Batch,
-    DeadLetterSink,
-    Rejection,
-    SourceRecord,
-    TopicPartition,
-)
+from runwire.projections.runtime.protocol import ApplyResult, Batch, DeadLetterSink, Rejection
 
 S = TypeVar("S")
 

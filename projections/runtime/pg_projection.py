@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from runwire.log.records import LogPosition, SourceRecord, TopicPartition
 from runwire.projections.runtime import rules
 from runwire.projections.runtime.generations import (
     GenerationState,
@@ -39,11 +40,8 @@ from runwire.projections.runtime.protocol import (
     ApplyResult,
     Batch,
     DeadLetterSink,
-    LogPosition,
     Rebuild,
     Rejection,
-    SourceRecord,
-    TopicPartition,
 )
 from runwire.projections.runtime.waiting import wait_for
 from runwire.settings import Settings

@@ -39,12 +39,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from runwire.errors import RunwireError
+from runwire.log.records import SourceRecord, TopicPartition
 
 if TYPE_CHECKING:
-    from runwire.contract.events import Event
+    pass
 
 
 class ProjectionError(RunwireError):
@@ -54,49 +55,6 @@ class ProjectionError(RunwireError):
     from ``apply`` / ``load_positions`` for failures that no record caused
     and no retry will fix.
     """
-
-
-class TopicPartition(NamedTuple):
-    """A partition of a topic (field-compatible with aiokafka's TopicPartition)."""
-
-    topic: str
-    partition: int
-
-
-class LogPosition(Protocol):
-    """Where an event lies in the log, e.g. the ``Position`` ``Publisher.publish`` returns."""
-
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def partition(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-
-class SourceRecord(NamedTuple):
-    """A decoded record together with where it came from and its original bytes.
-
-    ``value``, ``key`` and ``headers`` are kept so that a record the projection
-    cannot apply can be dead-lettered byte for byte. (A named tuple: the
-    runner makes one per record, and a frozen dataclass costs several times
-    as much to build.)
-    """
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp_ms: int
-    key: bytes | None
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...]
-    event: Event
-
-    @property
-    def tp(self) -> TopicPartition:
-        return TopicPartition(self.topic, self.partition)
 
 
 @dataclass(frozen=True, slots=True)

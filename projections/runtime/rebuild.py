@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from runwire.log.records import TopicPartition
 from runwire.projections.runtime.consumer import Decoder, Projector, ProjectorOptions
 from runwire.projections.runtime.dead_letters import DeadLetterProducer
-from runwire.projections.runtime.protocol import ProjectionError, Rebuildable, TopicPartition
+from runwire.projections.runtime.protocol import ProjectionError, Rebuildable
 from runwire.settings import Settings
 
 REBUILD_OPTIONS = ProjectorOptions(max_records=5000, poll_timeout_ms=500)

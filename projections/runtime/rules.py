@@ -12,13 +12,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from runwire.contract.events import SessionDeleted
-from runwire.projections.runtime.protocol import (
-    ApplyResult,
-    Batch,
-    Rejection,
-    SourceRecord,
-    TopicPartition,
-)
+from runwire.log.records import SourceRecord, TopicPartition
+from runwire.projections.runtime.protocol import ApplyResult, Batch, Rejection
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ import asyncio
 import time
 
 from runwire.errors import RunwireError
-from runwire.projections.runtime.protocol import LogPosition, Projection, TopicPartition
+from runwire.log.records import LogPosition, TopicPartition
+from runwire.projections.runtime.protocol import Projection
 
 
 class NotCaughtUpError(RunwireError):

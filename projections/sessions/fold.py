@@ -40,7 +40,8 @@ from runwire.contract.events import (
     SessionMetadataSet,
     Stream,
 )
-from runwire.projections.runtime.protocol import Rejection, SourceRecord
+from runwire.log.records import SourceRecord
+from runwire.projections.runtime.protocol import Rejection
 
 
 class Rejected(Exception):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from runwire.errors import NotFoundError
-from runwire.projections.runtime.protocol import LogPosition
+from runwire.log.records import LogPosition
 from runwire.projections.sessions.fold import Session
 
 __all__ = ["ForeignSessionError", "Owner", "OwnerLookup", "claim", "owner_of"]

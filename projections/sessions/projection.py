@@ -6,10 +6,11 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from runwire.log.records import SourceRecord
 from runwire.projections.runtime.generations import TableSet
 from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
-from runwire.projections.runtime.protocol import Rejection, SourceRecord
+from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.sessions.fold import SessionRow, fold_batch, remembered
 from runwire.settings import Settings
 

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from runwire.contract.events import AssistantText, Thinking, ToolResult, ToolUse, UserMessage
-from runwire.projections.runtime.protocol import Rejection, SourceRecord
+from runwire.log.records import SourceRecord
+from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.transcripts.body import (
     decode_messages,
     encode_append,

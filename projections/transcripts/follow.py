@@ -15,13 +15,13 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from runwire.contract.codec import codec_for
 from runwire.contract.events import Event, EventType
 from runwire.errors import DecodeError, RunwireError
+from runwire.log import clients
+from runwire.log.partitioner import partition_for
 from runwire.projections.transcripts.miss import RunLocator
 from runwire.projections.transcripts.store import Slot, TranscriptStore
 from runwire.settings import Settings
@@ -57,11 +57,9 @@ async def follow_run(
     topic = settings.run_events
     key = run_id.encode()
     decoder = codec_for(settings)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        client_id=f"{settings.client_id}-follow",
-        group_id=None,
-        enable_auto_commit=False,
+    consumer = clients.consumer(
+        settings,
+        "follow",
         auto_offset_reset="latest",
         fetch_max_wait_ms=100,
     )
@@ -79,7 +77,7 @@ async def follow_run(
             partition, first = start
         else:
             ordered = sorted(partitions)
-            partition, first = DefaultPartitioner()(key, ordered, ordered), None
+            partition, first = partition_for(key, ordered), None
         tp = KafkaTopicPartition(topic, partition)
         consumer.assign([tp])
         if first is None:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from runwire.projections.runtime.protocol import TopicPartition
+from runwire.log.records import TopicPartition
 
 
 def owner_tag(user_id: str | None, tenant: str | None) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runwire.projections.runtime.protocol import TopicPartition
+from runwire.log.records import TopicPartition
 from runwire.projections.transcripts.keys import position_field
 from runwire.projections.transcripts.store import (
     COMMITTED,

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from runwire.errors import DecodeError, NotFoundError, RunwireError
-from runwire.projections.runtime.protocol import SourceRecord
+from runwire.log import clients
+from runwire.log.records import SourceRecord
 from runwire.projections.transcripts.body import decode_messages, encode_body
 from runwire.projections.transcripts.fold import millis
 from runwire.projections.transcripts.keys import owner_tag
@@ -180,11 +180,9 @@ class KafkaRunLog:
             from runwire.contract.codec import codec_for
 
             self._decoder = codec_for(self._settings)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            client_id=f"{self._settings.client_id}-transcript-miss",
-            group_id=None,
-            enable_auto_commit=False,
+        consumer = clients.consumer(
+            self._settings,
+            "transcript-miss",
             auto_offset_reset="earliest",
             # A read stops at a known offset, often the log end: waiting for
             # more data there only delays the answer.

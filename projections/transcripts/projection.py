@@ -60,15 +60,9 @@ from typing import TYPE_CHECKING
 
 from runwire.contract.events import SessionCleared
 from runwire.errors import RunwireError
+from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime.generations import ProjectionError
-from runwire.projections.runtime.protocol import (
-    ApplyResult,
-    Batch,
-    DeadLetterSink,
-    Rejection,
-    SourceRecord,
-    TopicPartition,
-)
+from runwire.projections.runtime.protocol import ApplyResult, Batch, DeadLetterSink, Rejection
 from runwire.projections.runtime.rules import deleted_session
 from runwire.projections.transcripts.body import restore_builder
 from runwire.projections.transcripts.fold import fold_run

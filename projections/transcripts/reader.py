@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import redis.asyncio as aioredis
 
 from runwire.errors import NotFoundError
-from runwire.projections.runtime.protocol import LogPosition
+from runwire.log.records import LogPosition
 from runwire.projections.runtime.waiting import wait_for
 from runwire.projections.transcripts.body import decode_messages
 from runwire.projections.transcripts.miss import (

@@ -20,7 +20,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from runwire.projections.runtime.protocol import TopicPartition
+from runwire.log.records import TopicPartition
 from runwire.projections.transcripts.keys import (
     GenerationKeys,
     Keyspace,

@@ -69,7 +69,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple, Protocol
 
-from runwire.projections.runtime.protocol import TopicPartition
+from runwire.log.records import TopicPartition
 from runwire.projections.transcripts.keys import owner_tag
 
 

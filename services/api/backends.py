@@ -22,7 +22,7 @@ from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 
-from runwire.projections.runtime.protocol import LogPosition
+from runwire.log.records import LogPosition
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.services.api.errors import OUTAGES, RETRY_AFTER, ApiError, Unavailable
 from runwire.services.api.ports import RunControl, RunReader, SessionReader, TranscriptReader

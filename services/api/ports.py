@@ -15,11 +15,11 @@ from typing import Protocol
 
 from runwire.client import Client
 from runwire.contract.events import Event
+from runwire.log import Position
+from runwire.log.records import LogPosition
 from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.paging import Page
-from runwire.projections.runtime.protocol import LogPosition
 from runwire.projections.sessions.fold import Session
-from runwire.publisher import Position
 from runwire.transcript.messages import Message, ToolResultPart
 
 __all__ = [

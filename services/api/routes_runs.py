@@ -7,9 +7,9 @@ import asyncio
 from fastapi import APIRouter
 
 from runwire.contract import ids
+from runwire.log import Position
 from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.waiting import NotCaughtUpError
-from runwire.publisher import Position
 from runwire.services.api.access import claimed_session, owned_run
 from runwire.services.api.auth import Caller, Writer
 from runwire.services.api.backends import Backends, Using

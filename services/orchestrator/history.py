@@ -35,11 +35,9 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from runwire.client import topic_partitions
 from runwire.context import (
     ContextPolicy,
     ContextWindow,
@@ -50,9 +48,10 @@ from runwire.context import (
 )
 from runwire.contract.events import Event
 from runwire.errors import NotFoundError, RunwireError, StoreUnavailableError
+from runwire.log import Position, clients
+from runwire.log.clients import topic_partitions
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.owner import ForeignSessionError, Owner, owner_of
-from runwire.publisher import Position
 from runwire.services.lifecycle import AsyncService
 from runwire.services.orchestrator.context import ModelInput
 from runwire.services.orchestrator.run_state import Answer, RunState
@@ -115,10 +114,9 @@ class SessionHistory(AsyncService):
         """Open the consumer that asks for the log's end offsets. Idempotent."""
         if self._consumer is not None:
             return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            client_id=f"{self._settings.client_id}-history",
-            enable_auto_commit=False,
+        consumer = clients.consumer(
+            self._settings,
+            "history",
         )
         await consumer.start()
         try:

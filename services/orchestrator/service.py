@@ -54,6 +54,7 @@ from typing import Any
 from runwire.contract.codec import Codec
 from runwire.contract.events import Event, EventType, RunPhase
 from runwire.errors import ProviderError, RunwireError
+from runwire.log import EventWriter, QueueingWriter, publish_retrying
 from runwire.providers.base import ModelProvider, ModelRequest
 from runwire.providers.retry import RetryPolicy, call_with_retries
 from runwire.services.follower import (
@@ -78,7 +79,6 @@ from runwire.services.orchestrator.run_state import (
     Close,
     RunState,
 )
-from runwire.services.publishing import EventPublisher, QueueingPublisher, publish_retrying
 from runwire.services.run_context import RunContext
 from runwire.settings import Settings
 from runwire.transcript.errors import TranscriptValidationError
@@ -156,7 +156,7 @@ class Orchestrator(FollowingService):
         settings: Settings,
         *,
         provider: ModelProvider,
-        publisher: EventPublisher,
+        publisher: EventWriter,
         agents: AgentDirectory | None = None,
         context: ContextSource | None = None,
         retry_policy: RetryPolicy | None = None,
@@ -363,7 +363,7 @@ class Orchestrator(FollowingService):
                 RunPhase.PLANNING if action.delta.kind == "user_message" else RunPhase.SYNTHESIZING
             )
             event = acknowledgement(state.context, action.delta.event_id, phase)
-            if isinstance(self._publisher, QueueingPublisher):
+            if isinstance(self._publisher, QueueingWriter):
                 queued = asyncio.ensure_future(self._publisher.enqueue_message([event]))
                 queued.add_done_callback(_log_failed_acknowledgement)
             else:

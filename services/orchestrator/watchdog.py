@@ -53,12 +53,11 @@ from aiokafka.structs import TopicPartition
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, RunFailed, RunStatus
 from runwire.errors import RunwireError
+from runwire.log import EventWriter, Publisher, clients, publish_retrying
 from runwire.projections.runs.fold import Run
 from runwire.projections.runs.store import RunStore
-from runwire.publisher import Publisher
 from runwire.services.lifecycle import AsyncService
 from runwire.services.orchestrator.run_state import RunState
-from runwire.services.publishing import EventPublisher, publish_retrying
 from runwire.services.run_context import RunContext
 from runwire.settings import Settings
 
@@ -126,7 +125,7 @@ class Watchdog(AsyncService):
         *,
         stall_seconds: float | None = None,
         tools_seconds: float | None = None,
-        publisher: EventPublisher | None = None,
+        publisher: EventWriter | None = None,
         runs: RunStore | None = None,
         codec: Codec | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -154,10 +153,7 @@ class Watchdog(AsyncService):
                 self._runs = await stack.enter_async_context(await RunStore.connect(self._settings))
             if self._publisher is None:
                 self._publisher = await stack.enter_async_context(Publisher(self._settings))
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._settings.kafka_bootstrap_servers,
-                enable_auto_commit=False,
-            )
+            consumer = clients.consumer(self._settings, "watchdog")
             await consumer.start()
             stack.push_async_callback(consumer.stop)
             self._consumer = consumer

@@ -1,7 +1,7 @@
 """The one place the orchestrator is wired from settings (tests pass other parts).
 
 ``orchestrator_service(settings)`` builds what is not given — the model
-provider the settings name, a :class:`MessageBatcher` to publish with (many
+provider the settings name, a :class:`~runwire.log.Publisher` to publish with (many
 runs' answers share a record batch, a run's events keep their order), the
 default agent (offered the built-in tools), session history in the model
 input (:class:`SessionHistory`; ``history=False`` or another ``context``
@@ -16,17 +16,16 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from runwire.log import EventWriter, Publisher
 from runwire.providers.base import ModelProvider
 from runwire.providers.factory import provider_from_settings
 from runwire.providers.local import LOCAL_TOOL_SPECS
 from runwire.providers.retry import RetryPolicy
-from runwire.services.batching import MessageBatcher
 from runwire.services.follower import FollowerOptions
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
 from runwire.services.orchestrator.context import ContextSource
 from runwire.services.orchestrator.history import SessionHistory
 from runwire.services.orchestrator.service import ACTING_RETRY, Orchestrator, rules_of
-from runwire.services.publishing import EventPublisher
 from runwire.settings import Settings
 
 __all__ = ["DEFAULT_SYSTEM_PROMPT", "default_agents", "orchestrator_service", "serve_orchestrator"]
@@ -48,7 +47,7 @@ async def orchestrator_service(
     settings: Settings,
     *,
     provider: ModelProvider | None = None,
-    publisher: EventPublisher | None = None,
+    publisher: EventWriter | None = None,
     agents: AgentDirectory | None = None,
     context: ContextSource | None = None,
     history: bool = True,
@@ -67,8 +66,10 @@ async def orchestrator_service(
         if provider is None:
             provider = await stack.enter_async_context(provider_from_settings(settings))
         if publisher is None:
-            batcher: EventPublisher = await stack.enter_async_context(MessageBatcher(settings))
-            publisher = batcher
+            own = await stack.enter_async_context(Publisher(settings))
+            # Known partitions: acknowledgements are queued without waiting.
+            await own.prepare_topic(settings.run_events)
+            publisher = own
         if context is None and history:
             context = await stack.enter_async_context(await session_history(settings, provider))
         orchestrator = Orchestrator(

@@ -20,17 +20,16 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from runwire.client import topic_partitions
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
 from runwire.contract.routing import event_of_record
 from runwire.errors import DecodeError, RunwireError
+from runwire.log import EventWriter, clients, publish_retrying
+from runwire.log.clients import topic_partitions
 from runwire.services.lifecycle import AsyncService, vital
-from runwire.services.publishing import EventPublisher, publish_retrying
 from runwire.settings import Settings
 
 __all__ = ["InMemoryMemory", "LogMemory", "MemoryStore"]
@@ -69,7 +68,7 @@ class LogMemory(AsyncService):
     def __init__(
         self,
         settings: Settings,
-        publisher: EventPublisher,
+        publisher: EventWriter,
         *,
         codec: Codec | None = None,
         producer: str = "runwire-tools",
@@ -89,11 +88,9 @@ class LogMemory(AsyncService):
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            client_id=f"{self._settings.client_id}-memory-reader",
-            enable_auto_commit=False,
-            group_id=None,
+        consumer = clients.consumer(
+            self._settings,
+            "memory-reader",
         )
         await consumer.start()
         try:
@@ -125,7 +122,7 @@ class LogMemory(AsyncService):
         event = Event.create(
             MemorySet(scope=scope, owner=owner, key=key, value=value), producer=self._producer
         )
-        await publish_retrying(self._publisher, [event])
+        await publish_retrying(self._publisher, [event], atomic=False)
 
     async def _read_to_end(self) -> None:
         consumer = self._consumer

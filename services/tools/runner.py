@@ -42,13 +42,13 @@ from runwire.contract.events import (
     ToolResult,
     ToolUse,
 )
+from runwire.log import EventWriter, publish_retrying
 from runwire.services.follower import (
     Follower,
     FollowerOptions,
     FollowingService,
     consumer_group,
 )
-from runwire.services.publishing import EventPublisher, publish_retrying
 from runwire.services.run_context import RunContext
 from runwire.services.tools.registry import ToolContext, ToolRegistry
 from runwire.settings import Settings
@@ -108,7 +108,7 @@ class ToolRunner(FollowingService):
         settings: Settings,
         *,
         registry: ToolRegistry,
-        publisher: EventPublisher,
+        publisher: EventWriter,
         max_concurrent_tools: int = 256,
         follower_options: FollowerOptions | None = None,
         codec: Codec | None = None,

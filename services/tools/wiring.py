@@ -12,9 +12,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from runwire.publisher import Publisher
+from runwire.log import EventWriter, Publisher
 from runwire.services.follower import FollowerOptions
-from runwire.services.publishing import EventPublisher
 from runwire.services.tools.builtin import builtin_registry
 from runwire.services.tools.memory import LogMemory
 from runwire.services.tools.registry import ToolRegistry
@@ -29,7 +28,7 @@ async def tool_runner_service(
     settings: Settings,
     *,
     registry: ToolRegistry | None = None,
-    publisher: EventPublisher | None = None,
+    publisher: EventWriter | None = None,
     follower_options: FollowerOptions | None = None,
     tool_latency: float = 0.0,
 ) -> AsyncIterator[ToolRunner]:
@@ -39,7 +38,7 @@ async def tool_runner_service(
     """
     async with contextlib.AsyncExitStack() as stack:
         if publisher is None:
-            own: EventPublisher = await stack.enter_async_context(Publisher(settings))
+            own: EventWriter = await stack.enter_async_context(Publisher(settings))
             publisher = own
         if registry is None:
             memory = await stack.enter_async_context(LogMemory(settings, publisher))

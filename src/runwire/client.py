@@ -52,9 +52,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
-from aiokafka.partitioner import murmur2
 from aiokafka.structs import TopicPartition
 
 from runwire.contract import ids
@@ -71,8 +69,10 @@ from runwire.contract.events import (
     ToolResult,
     UserMessage,
 )
-from runwire.errors import ConfigurationError, RunwireError
-from runwire.publisher import Position, Publisher
+from runwire.errors import RunwireError
+from runwire.log import Position, Publisher, clients
+from runwire.log.clients import topic_partitions
+from runwire.log.partitioner import partition_for
 from runwire.settings import Settings
 from runwire.transcript.ledger import build_messages_from_events, payloads_for_messages
 from runwire.transcript.messages import Message, TextPart, ToolResultPart
@@ -140,26 +140,6 @@ class RunOutcome:
 # -- the shared log reader -------------------------------------------------------
 
 
-async def topic_partitions(consumer: Any, topic: str, timeout: float = 10.0) -> list[int]:  # noqa: ASYNC109
-    """The partitions of ``topic`` as an aiokafka consumer sees them (waits for metadata).
-
-    Raises :class:`ConfigurationError` when the topic does not exist.
-    """
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions:
-            return sorted(partitions)
-        if asyncio.get_running_loop().time() > deadline:
-            raise ConfigurationError(
-                f"the topic {topic!r} does not exist; run `runwire topics apply` "
-                "(or `runwire stack up`)"
-            )
-        consumer._client.add_topic(topic)
-        await consumer._client.force_metadata_update()
-        await asyncio.sleep(0.05)
-
-
 @dataclass(eq=False)
 class _Subscription:
     run_id: str
@@ -183,11 +163,9 @@ class _LogReader:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            client_id=f"{self._settings.client_id}-client",
-            group_id=None,
-            enable_auto_commit=False,
+        consumer = clients.consumer(
+            self._settings,
+            "client",
             isolation_level="read_committed",
         )
         try:
@@ -213,9 +191,8 @@ class _LogReader:
             self._consumer = None
 
     def partition_of(self, run_id: str) -> int:
-        """The partition the publisher puts ``run_id``'s events on (murmur2 of the key)."""
-        index: int = (murmur2(run_id.encode()) & 0x7FFFFFFF) % len(self._partitions)
-        return self._partitions[index]
+        """The partition the publisher puts ``run_id``'s events on (the contract partitioner)."""
+        return partition_for(run_id.encode(), self._partitions)
 
     async def end_offset(self, partition: int) -> int:
         tp = TopicPartition(self._topic, partition)

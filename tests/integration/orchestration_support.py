@@ -12,9 +12,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
-from runwire.client import topic_partitions
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event, EventType
+from runwire.log.clients import topic_partitions
 from runwire.services.process import ServiceProcess
 from runwire.settings import Settings
 

@@ -11,15 +11,15 @@ from psycopg.rows import dict_row
 
 from runwire.contract.events import Event
 from runwire.contract.routing import record_key
+from runwire.log import Position, Publisher
+from runwire.log.records import LogPosition, SourceRecord
 from runwire.projections.reference import Folded, fold_runs, fold_sessions
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
 from runwire.projections.runtime.lag import projection_lag
 from runwire.projections.runtime.pg import Pool
 from runwire.projections.runtime.pg_projection import PostgresProjection
-from runwire.projections.runtime.protocol import LogPosition, SourceRecord
 from runwire.projections.sessions.projection import SessionsProjection
-from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runwire.contract.events import Event, SessionCreated, SessionEnded
-from runwire.publisher import Publisher
+from runwire.log import Publisher
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration.api_support import ALICE, BOB, Api, api, auth, projectors

@@ -217,7 +217,7 @@ async def test_the_watchdog_skips_a_run_it_cannot_read_and_sweeps_the_others(
     from aiokafka import AIOKafkaProducer
 
     from runwire.contract.events import Event, RunStarted, UserMessage
-    from runwire.publisher import Publisher
+    from runwire.log import Publisher
 
     later = datetime.now(UTC) + timedelta(seconds=5)
     poisoned, orphans = "run-poisoned", ["run-orphan-a", "run-orphan-z"]

@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaProducer
 from runwire.client import Client
 from runwire.contract.events import Event, RunStatus, UserMessage
 from runwire.errors import RunwireError
+from runwire.log import Publisher
 from runwire.projections.runtime.dead_letters import list_dead_letters
-from runwire.publisher import Publisher
 from runwire.services.follower import Follower, consumer_group
 from runwire.services.lifecycle import ServiceDied, run_until_stopped
 from runwire.services.orchestrator.wiring import orchestrator_service

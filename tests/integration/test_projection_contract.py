@@ -10,9 +10,9 @@ from psycopg.rows import dict_row
 from runwire.contract.events import (
     Event,
 )
+from runwire.log.records import TopicPartition
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import Pool
-from runwire.projections.runtime.protocol import TopicPartition
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.settings import Settings
 from tests.projection_contract import (

@@ -11,9 +11,9 @@ import asyncio
 import dataclasses
 import time
 
+from runwire.log.records import TopicPartition
 from runwire.projections.runtime.lag import ProjectionLag, projection_lag
 from runwire.projections.runtime.pg import Pool
-from runwire.projections.runtime.protocol import TopicPartition
 from runwire.projections.workload import bulk_publish, synthetic_events
 from runwire.settings import Settings
 from tests.helpers import assert_eventually

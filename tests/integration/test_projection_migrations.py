@@ -10,11 +10,11 @@ import pytest_asyncio
 
 from runwire.contract.events import Event, RunStarted, SessionDeleted
 from runwire.errors import ConfigurationError
+from runwire.log import Publisher
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.protocol import ProjectionError
 from runwire.projections.sessions.projection import SessionsProjection
-from runwire.publisher import Publisher
 from runwire.settings import Settings
 from tests.integration.projection_support import caught_up, running, table
 

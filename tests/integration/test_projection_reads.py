@@ -15,13 +15,13 @@ from typer.testing import CliRunner
 from runwire.cli.main import app
 from runwire.contract.events import Event, RunStarted, SessionCreated, UserMessage
 from runwire.errors import NotFoundError
+from runwire.log import Position, Publisher
 from runwire.projections.reference import Folded, fold_runs, fold_sessions
 from runwire.projections.runs.store import RunStore
 from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.store import SessionIndex
 from runwire.projections.workload import bulk_publish, synthetic_events
-from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 from tests.integration.projection_support import as_records, caught_up, projections, running
 

@@ -19,12 +19,12 @@ from aiokafka import AIOKafkaProducer
 from runwire.contract.codec import REASONS, default_codec
 from runwire.contract.events import Event, SessionDeleted, ToolResult, Usage
 from runwire.errors import DecodeError
+from runwire.log.records import SourceRecord
 from runwire.projections.reference import fold_runs
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runs.store import RunStore
 from runwire.projections.runtime.dead_letters import list_dead_letters
 from runwire.projections.runtime.pg import Pool
-from runwire.projections.runtime.protocol import SourceRecord
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.projections.workload import Placed, bulk_publish, synthetic_events

@@ -27,7 +27,7 @@ from runwire.contract.events import (
 )
 from runwire.contract.routing import event_of_record, memory_key
 from runwire.errors import PublishError
-from runwire.publisher import Position, Publisher
+from runwire.log import Position, Publisher
 from runwire.settings import Settings
 
 ANY_EVENTS = 10_000

@@ -18,9 +18,10 @@ import pytest_asyncio
 
 from runwire.contract.events import Event, RunStarted, SessionDeleted, Usage
 from runwire.contract.routing import record_key
+from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import Pool, open_pool
-from runwire.projections.runtime.protocol import Batch, SourceRecord, TopicPartition
+from runwire.projections.runtime.protocol import Batch
 from runwire.settings import Settings
 from tests.integration.projection_support import table
 from tests.projection_contract import RecordingSink

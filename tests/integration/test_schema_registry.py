@@ -176,7 +176,7 @@ async def test_session_callbacks_wait_out_a_registry_outage(
 ) -> None:
     """A change whose schema id cannot be fetched yet reaches the callback late, not never."""
     from runwire.contract.events import Event, EventType, SessionMetadataSet
-    from runwire.publisher import Publisher
+    from runwire.log import Publisher
     from runwire.sessions.protocol import SessionChange
     from runwire.sessions.watcher import LogWatcher
     from tests.helpers import assert_eventually
@@ -217,7 +217,7 @@ async def test_a_live_reader_waits_out_a_registry_outage(
         RunStarted,
         UserMessage,
     )
-    from runwire.publisher import Publisher
+    from runwire.log import Publisher
 
     configured = settings.model_copy(update={"schema_registry_url": registry.url})
     schema = released_schemas().latest(EventType.USER_MESSAGE)

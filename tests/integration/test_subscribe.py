@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka.admin import AIOKafkaAdminClient
 
 from runwire.contract.events import AssistantText, Event, ToolResult, ToolUse
-from runwire.publisher import Publisher
+from runwire.log import Publisher
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
 from tests.unit.docs_examples import python_block

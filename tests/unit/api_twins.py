@@ -14,12 +14,12 @@ from fastapi import FastAPI
 
 from runwire.contract.events import Event, RunStarted
 from runwire.errors import NotFoundError
+from runwire.log import Position
+from runwire.log.records import LogPosition
 from runwire.projections.runs.fold import Run, RunRow
 from runwire.projections.runtime.paging import Page, decode_token, encode_token
-from runwire.projections.runtime.protocol import LogPosition
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.fold import Session, SessionRow
-from runwire.publisher import Position
 from runwire.services.api.app import create_app
 from runwire.services.api.auth import KeyRing
 from runwire.services.api.backends import Options

@@ -7,8 +7,6 @@ publisher.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 from runwire.contract.events import (
@@ -19,6 +17,7 @@ from runwire.contract.events import (
     UserMessage,
 )
 from runwire.errors import ContractError, StoreError, StoreUnavailableError
+from runwire.log.inmem import InMemoryLog
 from runwire.providers.local import LocalModel
 from runwire.providers.retry import RetryPolicy
 from runwire.services.orchestrator.context import ModelInput
@@ -47,17 +46,8 @@ class FailingHistory:
         return ModelInput(action.messages)
 
 
-class Recorder:
-    """An EventPublisher that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-
-    async def publish(self, event: Event) -> None:
-        self.events.append(event)
-
-    async def publish_message(self, events: Sequence[Event]) -> None:
-        self.events.extend(events)
+class Recorder(InMemoryLog):
+    """The in-memory log, asked for the run's terminal event."""
 
     def ending(self) -> Event | None:
         return next((e for e in self.events if e.type in TERMINAL), None)

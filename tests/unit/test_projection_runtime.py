@@ -27,6 +27,7 @@ from runwire.contract.events import (
     UserMessage,
 )
 from runwire.errors import ConfigurationError, PublishError
+from runwire.log.records import SourceRecord
 from runwire.projections.migrations.runner import load_migrations, load_sql
 from runwire.projections.runs.fold import Rejected, RunRow, apply, check
 from runwire.projections.runs.projection import TABLES as RUN_TABLES
@@ -34,7 +35,7 @@ from runwire.projections.runtime.consumer import caused_by_record, is_transient
 from runwire.projections.runtime.dead_letters import DeadLetter, dead_letter_headers
 from runwire.projections.runtime.paging import BadPageToken, decode_token, encode_token
 from runwire.projections.runtime.pg import upsert_sql
-from runwire.projections.runtime.protocol import ProjectionError, Rejection, SourceRecord
+from runwire.projections.runtime.protocol import ProjectionError, Rejection
 from runwire.projections.runtime.rebuild import RebuildProgress
 from runwire.projections.sessions.fold import SessionRow, fold_batch
 from runwire.projections.sessions.projection import TABLES as SESSION_TABLES

@@ -19,9 +19,10 @@ from runwire.contract.events import (
     Usage,
 )
 from runwire.contract.routing import record_key
+from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.reference import fold_runs, fold_sessions
 from runwire.projections.runs.memory import InMemoryRuns
-from runwire.projections.runtime.protocol import Batch, SourceRecord, TopicPartition
+from runwire.projections.runtime.protocol import Batch
 from runwire.projections.sessions.fold import BOOKKEEPING
 from runwire.projections.sessions.memory import InMemorySessions
 from runwire.projections.workload import synthetic_events

@@ -30,7 +30,8 @@ from runwire.contract.routing import (
     topic_for,
 )
 from runwire.errors import ContractError, DecodeError, PublishError
-from runwire.publisher import Publisher, _publish_error
+from runwire.log import Publisher, kafka_error
+from runwire.log.clients import producer_options
 from runwire.settings import Settings
 from tests.unit.event_samples import sample_event
 
@@ -115,16 +116,16 @@ async def test_publish_message_takes_the_run_events_of_one_run() -> None:
 def test_publish_errors_are_retriable_when_a_retry_can_succeed(
     cause: BaseException, retriable: bool
 ) -> None:
-    error = _publish_error("publishing x to t", cause)
+    error = kafka_error("publishing x to t", cause)
     assert isinstance(error, PublishError)
     assert error.retriable is retriable
     assert type(cause).__name__ in str(error)
 
 
 def test_producer_options_are_idempotent_and_follow_settings() -> None:
-    options = Publisher(
+    options = producer_options(
         _settings(producer_compression="none", producer_linger_ms=7, producer_max_batch_bytes=4096)
-    ).producer_options()
+    )
     assert options["acks"] == "all"
     assert options["enable_idempotence"] is True
     assert options["compression_type"] is None

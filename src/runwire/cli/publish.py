@@ -24,7 +24,7 @@ from runwire.contract.codec import codec_for
 from runwire.contract.events import Event, now
 from runwire.contract.ids import new_event_id
 from runwire.errors import ContractError
-from runwire.publisher import Position, Publisher
+from runwire.log import Position, Publisher
 from runwire.settings import Settings
 
 

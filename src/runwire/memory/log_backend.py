@@ -11,42 +11,20 @@ without it a write fails with
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope
-from runwire.errors import PublishError
+from runwire.log import Position, Publisher, publish_retrying
 from runwire.memory.protocol import MemoryEntry
 from runwire.projections.memory.projection import MemoryProjection
 from runwire.projections.memory.store import MemoryEntries
 from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.protocol import Projection, ProjectionError
 from runwire.projections.runtime.waiting import wait_for
-from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 
-__all__ = ["LogMemoryBackend", "publish_retrying"]
-
-
-async def publish_retrying(
-    publisher: Publisher, events: Sequence[Event], *, atomic: bool, attempts: int = 5
-) -> list[Position]:
-    """Publish, retrying retriable failures a few times (the events keep their ids,
-    so a copy that did land is dropped by every consumer)."""
-    delay = 0.1
-    for attempt in range(attempts):
-        try:
-            if atomic:
-                return await publisher.publish_message(events)
-            return await publisher.publish_many(events)
-        except PublishError as e:
-            if not e.retriable or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-    raise AssertionError("unreachable")
+__all__ = ["LogMemoryBackend"]
 
 
 class LogMemoryBackend:
@@ -162,7 +140,9 @@ class LogMemoryBackend:
     # -- MemoryBackend -------------------------------------------------------------------
 
     async def write_memory(self, event: Event) -> None:
-        (position,) = await publish_retrying(self.publisher, [event], atomic=False)
+        (position,) = await publish_retrying(
+            self.publisher, [event], atomic=False, attempts=5, max_delay=2.0
+        )
         if self._memory_projection is None:
             raise RuntimeError("the backend is not started: use `async with` or start()")
         await self.wait(self._memory_projection, position)

@@ -38,7 +38,8 @@ import redis.asyncio as aioredis
 
 from runwire.contract.events import Event, RunStarted, SessionCleared, SessionDeleted
 from runwire.errors import NotFoundError
-from runwire.memory.log_backend import LogMemoryBackend, publish_retrying
+from runwire.log import Position, Publisher, publish_retrying
+from runwire.memory.log_backend import LogMemoryBackend
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runs.store import RunStore
 from runwire.projections.runtime.protocol import Projection
@@ -51,7 +52,6 @@ from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_read import DecodedRuns, SessionReader, StoredMessages
 from runwire.projections.transcripts.store import Slot
 from runwire.projections.transcripts.turns import starts_turn
-from runwire.publisher import Position, Publisher
 from runwire.sessions.errors import WriteRefusedError
 from runwire.sessions.memory_backend import deleted_info, info_of
 from runwire.sessions.planning import SOURCE_LABEL, RunTail, millis
@@ -221,7 +221,9 @@ class LogBackend(LogMemoryBackend):
         return None
 
     async def write_session_events(self, events: Sequence[Event]) -> None:
-        positions = await publish_retrying(self.publisher, events, atomic=False)
+        positions = await publish_retrying(
+            self.publisher, events, atomic=False, attempts=5, max_delay=2.0
+        )
         # One session, one partition: the last position covers the others.
         if any(isinstance(e.payload, SessionCleared | SessionDeleted) for e in events):
             # Reads take the clear point and the deletion from the transcript cache;
@@ -346,7 +348,7 @@ class LogBackend(LogMemoryBackend):
         return RunTail(last, first, messages[last], await self._recorded(last))
 
     async def write_run(self, events: Sequence[Event]) -> None:
-        positions = await publish_retrying(self.publisher, events, atomic=True)
+        positions = await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0)
         last = positions[-1]
         run_id = events[0].run_id
         assert run_id is not None

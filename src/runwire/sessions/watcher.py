@@ -32,14 +32,14 @@ import logging
 import time
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from runwire.client import topic_partitions
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event
 from runwire.errors import RunwireError
+from runwire.log import clients
+from runwire.log.clients import topic_partitions
 from runwire.sessions.callbacks import changes_of
 from runwire.sessions.protocol import Listener
 from runwire.settings import Settings
@@ -89,11 +89,9 @@ class LogWatcher:
             await consumer.stop()
 
     async def _connect(self) -> Any:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
-            client_id=f"{self._settings.client_id}-session-watcher",
-            group_id=None,
-            enable_auto_commit=False,
+        consumer = clients.consumer(
+            self._settings,
+            "session-watcher",
         )
         await consumer.start()
         try:

@@ -3,8 +3,8 @@ both are the compacted memory topic."""
 
 from __future__ import annotations
 
+from runwire.log import Publisher
 from runwire.memory import AsyncMemory, ServiceMemory
-from runwire.publisher import Publisher
 from runwire.services.tools.memory import LogMemory
 from runwire.sessions import AsyncSession
 from runwire.sessions.log_backend import LogBackend

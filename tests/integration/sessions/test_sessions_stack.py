@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from runwire.contract.events import Event, RunStarted, SessionMetadataSet, Usage, UserMessage
 from runwire.errors import NotFoundError
+from runwire.log import Publisher
 from runwire.projections.memory.service import rebuild_memory
 from runwire.projections.memory.store import MemoryEntries
 from runwire.projections.runs.store import RunStore
@@ -25,7 +26,6 @@ from runwire.projections.sessions.store import SessionIndex
 from runwire.projections.transcripts.keys import Keyspace
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.store import Slot
-from runwire.publisher import Publisher
 from runwire.sessions import AsyncSession, Session, SessionChange, SessionEvent
 from runwire.sessions.admin import expire_idle, export_any
 from runwire.sessions.embedded import projectors_running

@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from runwire.contract.events import Event, SessionMetadataSet
-from runwire.publisher import Publisher
+from runwire.log import Publisher
 from runwire.sessions import watcher as watcher_module
 from runwire.sessions.protocol import SessionChange
 from runwire.sessions.watcher import LogWatcher

@@ -11,12 +11,12 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from runwire.contract.events import Event
+from runwire.log import Position, Publisher
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
 from runwire.projections.runtime.lag import log_ends
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 from runwire.projections.transcripts.store import Slot
-from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
 

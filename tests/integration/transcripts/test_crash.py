@@ -13,10 +13,10 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from runwire.log import Publisher
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 from runwire.projections.transcripts.store import checksum
-from runwire.publisher import Publisher
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration.transcripts.conftest import running, store_for, wait_caught_up

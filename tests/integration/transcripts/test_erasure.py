@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from runwire.contract.events import Event, SessionDeleted, UserMessage
 from runwire.errors import NotFoundError
+from runwire.log import Position, Publisher
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runs.store import RunStore
 from runwire.projections.runtime.consumer import Projector
@@ -21,7 +22,6 @@ from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 from runwire.projections.transcripts.store import Slot
-from runwire.publisher import Position, Publisher
 from runwire.settings import Settings
 from tests.integration.transcripts.conftest import (
     FAST,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from runwire.log import Position
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.store import Slot, checksum
-from runwire.publisher import Position
 from runwire.settings import Settings
 from runwire.transcript.messages import ThinkingPart
 from tests.integration.transcripts.conftest import publish, running, store_for, wait_caught_up

@@ -7,11 +7,11 @@ import asyncio
 
 import redis.asyncio as aioredis
 
+from runwire.log import Publisher
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.store import Slot, checksum
-from runwire.publisher import Publisher
 from runwire.settings import Settings
 from tests.integration.transcripts.conftest import publish, running, store_for, wait_caught_up
 from tests.transcript_store_contract import dumped_transcripts

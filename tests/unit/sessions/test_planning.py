@@ -18,9 +18,9 @@ from runwire.contract.events import (
     SessionDeleted,
 )
 from runwire.contract.routing import memory_key
+from runwire.log.records import SourceRecord
 from runwire.memory.checks import Caller, InputError
 from runwire.projections.memory.fold import PLACEHOLDER, TombstoneDecoder, fold_memory, resolve
-from runwire.projections.runtime.protocol import SourceRecord
 from runwire.sessions.admin import parse_duration
 from runwire.sessions.content import to_message
 from runwire.sessions.planning import RunTail, ledger_state, millis, plan_messages

@@ -9,14 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from runwire.contract.events import Event
-from runwire.projections.runtime.protocol import (
-    ApplyResult,
-    Batch,
-    Projection,
-    Rejection,
-    SourceRecord,
-    TopicPartition,
-)
+from runwire.log.records import SourceRecord, TopicPartition
+from runwire.projections.runtime.protocol import ApplyResult, Batch, Projection, Rejection
 from runwire.projections.transcripts.keys import owner_tag
 from runwire.projections.transcripts.miss import RunLocation
 

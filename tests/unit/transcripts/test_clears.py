@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from runwire.contract.events import Event, SessionCleared, SessionCreated, SessionDeleted
-from runwire.projections.runtime.protocol import SourceRecord
+from runwire.log.records import SourceRecord
 from runwire.projections.transcripts.memory_store import InMemoryTranscriptStore
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.store import Slot

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from runwire.contract.events import Event, SessionCreated, SessionDeleted, UserMessage
-from runwire.projections.runtime.protocol import Batch, SourceRecord, TopicPartition
+from runwire.log.records import SourceRecord, TopicPartition
+from runwire.projections.runtime.protocol import Batch
 from runwire.projections.transcripts.memory_store import InMemoryTranscriptStore
 from runwire.projections.transcripts.miss import MissPath
 from runwire.projections.transcripts.projection import TranscriptProjection

@@ -1,4 +1,4 @@
-"""The publisher: puts events on Kafka, idempotently, for any service.
+"""The one writer: puts events on Kafka, idempotently, for every part of runwire.
 
 Contract:
 - ``async with Publisher(settings) as pub`` (or ``await start()`` /
@@ -23,6 +23,12 @@ Contract:
   messages queued for a partition are written in the order they were queued,
   so many concurrent calls on one partition neither time out waiting for
   each other nor cost one round trip each.
+- ``enqueue_message(events)`` queues a message *now* (no await) and returns
+  the future of its positions: a service can queue a run's acknowledgement
+  and later its answer without waiting, and the log keeps that order.
+  (Call :meth:`Publisher.prepare_topic` first so the partitions are known.)
+- Every record passes :func:`runwire.log.hooks.writing` (trace context,
+  tenant, counters) and the partitioner is :func:`runwire.log.partitioner.partition_for`.
 - Every failure reaches the caller as ``PublishError`` (or
   ``EventTooLargeError`` / ``ContractError`` for events that can never be
   written, raised before anything is sent); nothing is dropped silently.
@@ -53,14 +59,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Protocol, Self, runtime_checkable
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, KafkaTimeoutError
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.errors import KafkaError
 
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, EventType, Stream
@@ -74,7 +79,12 @@ from runwire.contract.routing import (
     topic_for,
 )
 from runwire.errors import ConfigurationError, ContractError, PublishError
+from runwire.log import clients, hooks
+from runwire.log.partitioner import partition_for
+from runwire.log.retrying import kafka_error
 from runwire.settings import Settings
+
+__all__ = ["EventWriter", "OutgoingRecord", "Position", "Publisher", "QueueingWriter"]
 
 
 class Position(NamedTuple):
@@ -96,6 +106,31 @@ class OutgoingRecord(NamedTuple):
     headers: Headers
 
 
+class EventWriter(Protocol):
+    """What writers of events need of the publisher (services take this, tests pass twins)."""
+
+    async def publish(self, event: Event) -> Position:
+        """Write one event; return once the broker has it."""
+        ...
+
+    async def publish_many(self, events: Sequence[Event]) -> list[Position]:
+        """Write events in order (per key) without waiting for each."""
+        ...
+
+    async def publish_message(self, events: Sequence[Event]) -> list[Position]:
+        """Write the run events of one run as one atomic, contiguous record batch."""
+        ...
+
+
+@runtime_checkable
+class QueueingWriter(EventWriter, Protocol):
+    """A writer that queues a partition's messages in call order without waiting."""
+
+    def enqueue_message(self, events: Sequence[Event]) -> Awaitable[list[Position]]:
+        """Queue the events (one run's) now; the awaitable resolves once they are written."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Route:
     """What every record of one event type shares (computed once per type)."""
@@ -104,22 +139,6 @@ class _Route:
     tombstone: bool
     type_header: tuple[str, bytes]
     schema_header: tuple[str, bytes] | None
-
-
-def _publish_error(message: str, cause: BaseException) -> PublishError:
-    """A ``PublishError`` whose retry posture follows the client's verdict."""
-    error = PublishError(f"{message}: {type(cause).__name__}: {cause}")
-    # aiokafka marks broker-side transient errors; a timeout or a lost
-    # connection is worth a retry too (the event keeps its id, so a duplicate
-    # is harmless). aiokafka's own KafkaTimeoutError (no room in the
-    # accumulator in time, metadata not there in time) is not marked
-    # retriable nor a TimeoutError, but it is one. Anything else
-    # (authorization, a record the broker finds too large, a closed producer)
-    # will fail again.
-    error.retriable = bool(getattr(cause, "retriable", False)) or isinstance(
-        cause, TimeoutError | ConnectionError | KafkaTimeoutError
-    )
-    return error
 
 
 _BATCH_HEADER_BYTES = 61
@@ -195,7 +214,9 @@ class Publisher:
         self._settings = settings
         self._codec = codec if codec is not None else codec_for(settings)
         self._state: _NotStarted | _Running | _Stopped = _NotStarted()
-        self._partitioner = DefaultPartitioner()
+        self._partitions: dict[str, list[int]] = {}
+        self.batches = 0
+        """Record batches written by ``publish_message`` / ``enqueue_message``."""
         self._routes: dict[EventType, _Route] = {}
         self._queues: dict[tuple[str, int], deque[_QueuedMessage]] = {}
         self._writers: dict[tuple[str, int], asyncio.Task[None]] = {}
@@ -203,23 +224,6 @@ class Publisher:
     @property
     def settings(self) -> Settings:
         return self._settings
-
-    def producer_options(self) -> dict[str, Any]:
-        """The aiokafka producer options this publisher uses (the benchmark reuses them)."""
-        s = self._settings
-        return {
-            "bootstrap_servers": s.kafka_bootstrap_servers,
-            "client_id": s.client_id,
-            "acks": "all",
-            "enable_idempotence": True,
-            "compression_type": None
-            if s.producer_compression == "none"
-            else s.producer_compression,
-            "linger_ms": s.producer_linger_ms,
-            "max_batch_size": s.producer_max_batch_bytes,
-            # A single event may be up to max_event_bytes; leave room for headers.
-            "max_request_size": max(1_048_576, s.max_event_bytes + 65_536),
-        }
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -231,7 +235,7 @@ class Publisher:
             raise PublishError("the publisher is stopped; create a new one")
         await self._codec.prepare()  # registers the schemas when a registry is configured
         try:
-            producer = AIOKafkaProducer(**self.producer_options())
+            producer = clients.producer(self._settings, "publisher")
         except RuntimeError as e:  # aiokafka: the compression library is missing
             raise ConfigurationError(
                 f"producer_compression={self._settings.producer_compression!r} cannot be used: {e}"
@@ -240,7 +244,7 @@ class Publisher:
             await producer.start()
         except (KafkaError, OSError, TimeoutError) as e:
             await producer.stop()
-            raise _publish_error(
+            raise kafka_error(
                 f"cannot reach Kafka at {self._settings.kafka_bootstrap_servers} "
                 "(kafka_bootstrap_servers)",
                 e,
@@ -258,7 +262,7 @@ class Publisher:
             try:
                 await state.producer().stop()
             except KafkaError as e:
-                raise _publish_error(
+                raise kafka_error(
                     "stopping the publisher failed; queued events may be lost", e
                 ) from e
 
@@ -296,18 +300,19 @@ class Publisher:
         """The record ``publish`` would write for ``event`` (encoded and size-checked)."""
         route = self._route(event.type)
         if route.schema_header is None:
-            return OutgoingRecord(
-                event, route.topic, record_key(event), None, record_headers(event, None)
-            )
-        # The same headers as routing.record_headers, from per-type parts.
-        headers = [
-            route.type_header,
-            (HEADER_EVENT_ID, event.event_id.encode()),
-            route.schema_header,
-        ]
-        return OutgoingRecord(
-            event, route.topic, record_key(event), self._codec.encode(event), headers
-        )
+            headers = record_headers(event, None)
+            value = None
+        else:
+            # The same headers as routing.record_headers, from per-type parts.
+            headers = [
+                route.type_header,
+                (HEADER_EVENT_ID, event.event_id.encode()),
+                route.schema_header,
+            ]
+            value = self._codec.encode(event)
+        if hooks.installed:
+            hooks.writing(event, route.topic, headers)
+        return OutgoingRecord(event, route.topic, record_key(event), value, headers)
 
     @staticmethod
     def _what(record: OutgoingRecord) -> str:
@@ -322,7 +327,7 @@ class Publisher:
                 record.topic, value=record.value, key=record.key, headers=record.headers
             )
         except (KafkaError, TimeoutError) as e:
-            raise _publish_error(self._what(record), e) from e
+            raise kafka_error(self._what(record), e) from e
         return future
 
     async def publish(self, event: Event) -> Position:
@@ -332,7 +337,7 @@ class Publisher:
         try:
             metadata = await future
         except (KafkaError, TimeoutError) as e:
-            raise _publish_error(self._what(record), e) from e
+            raise kafka_error(self._what(record), e) from e
         return Position(metadata.topic, metadata.partition, metadata.offset)
 
     async def publish_many(self, events: Sequence[Event]) -> list[Position]:
@@ -354,7 +359,7 @@ class Publisher:
         positions: list[Position] = []
         for record, result in zip(records, results, strict=False):
             if isinstance(result, BaseException):
-                raise _publish_error(self._what(record), result) from result
+                raise kafka_error(self._what(record), result) from result
             positions.append(Position(result.topic, result.partition, result.offset))
         return positions
 
@@ -364,35 +369,81 @@ class Publisher:
         The events must be run events of one run. Their positions are
         consecutive offsets of one partition, in the given order.
         """
+        records, what = self._message(events)
+        topic = records[0].topic
+        if topic not in self._partitions:
+            await self.prepare_topic(topic)
+        # Shielded: a caller that gives up does not unqueue the message (it may
+        # already be in a batch); like any caller told nothing, it may be written.
+        return await asyncio.shield(self._queue_message(records, what))
+
+    def enqueue_message(self, events: Sequence[Event]) -> asyncio.Future[list[Position]]:
+        """Queue one message now (no await); the future of its positions.
+
+        Messages of one partition are written in the order they were queued.
+        Encoding errors are raised here; the topic's partitions must be known
+        (:meth:`prepare_topic`, or an earlier ``publish_message``).
+        """
+        records, what = self._message(events)
+        if records[0].topic not in self._partitions:
+            raise PublishError(
+                f"{what}: the partitions of {records[0].topic} are not known yet; "
+                "call prepare_topic() after start()"
+            )
+        return self._queue_message(records, what)
+
+    async def prepare_topic(self, topic: str) -> list[int]:
+        """Learn (once) the partitions of ``topic``, so messages can be queued without waiting."""
+        known = self._partitions.get(topic)
+        if known is not None:
+            return known
+        try:
+            partitions = sorted(await self._state.producer().partitions_for(topic))
+        except (KafkaError, TimeoutError) as e:
+            raise kafka_error(f"looking up the partitions of {topic}", e) from e
+        return self._partitions.setdefault(topic, partitions)
+
+    def _message(self, events: Sequence[Event]) -> tuple[list[OutgoingRecord], str]:
         if not events:
-            raise ContractError("publish_message needs at least one event")
+            raise ContractError("a message needs at least one event")
         run_ids = {e.run_id for e in events}
         if len(run_ids) != 1 or any(e.stream is not Stream.RUN for e in events):
             raise ContractError(
-                "publish_message takes the run events of one run; got "
+                "a message is the run events of one run; got "
                 f"{sorted(e.type.value for e in events)} for runs {sorted(map(str, run_ids))}"
             )
         records = [self.record_for(e) for e in events]
+        what = (
+            f"publishing a message of {len(records)} events for run {events[0].run_id} "
+            f"to {records[0].topic}"
+        )
+        return records, what
+
+    def _queue_message(
+        self, records: list[OutgoingRecord], what: str
+    ) -> asyncio.Future[list[Position]]:
         producer = self._state.producer()
         topic = records[0].topic
-        what = (
-            f"publishing a message of {len(records)} events for run {events[0].run_id} to {topic}"
-        )
-        try:
-            # Does not suspend once aiokafka has the topic's metadata, so calls
-            # queue their messages in the order they were made.
-            partitions = sorted(await producer.partitions_for(topic))
-        except (KafkaError, TimeoutError) as e:
-            raise _publish_error(what, e) from e
-        # The producer's own partitioner, so the batch lands where publish()
-        # puts the run's other events.
-        partition = self._partitioner(records[0].key, partitions, partitions)
+        partition = partition_for(records[0].key, self._partitions[topic])
         message = _QueuedMessage.of(records, what)
         self._enqueue(producer, topic, partition, message)
-        # Shielded: a caller that gives up does not unqueue the message (it may
-        # already be in a batch); like any caller told nothing, it may be written.
-        first = await asyncio.shield(message.done)
-        return [Position(topic, partition, first + i) for i in range(len(records))]
+        out: asyncio.Future[list[Position]] = asyncio.get_running_loop().create_future()
+
+        def settle(done: asyncio.Future[int]) -> None:
+            if out.done():
+                return
+            if done.cancelled():
+                out.cancel()
+            elif (error := done.exception()) is not None:
+                out.set_exception(error)
+            else:
+                first = done.result()
+                out.set_result([Position(topic, partition, first + i) for i in range(len(records))])
+
+        message.done.add_done_callback(settle)
+        # A caller that gave up no longer awaits the outcome: no "never retrieved" noise.
+        out.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return out
 
     def _enqueue(
         self, producer: AIOKafkaProducer, topic: str, partition: int, message: _QueuedMessage
@@ -436,11 +487,12 @@ class Publisher:
                 if not taken:
                     continue
                 batch.close()  # nothing from send() may join it
+                self.batches += 1
                 future = await producer.send_batch(batch, topic, partition=partition)
                 metadata = await future
             except (KafkaError, TimeoutError) as e:
                 for message, _ in taken:
-                    message.fail(_publish_error(message.what, e))
+                    message.fail(kafka_error(message.what, e))
                 continue
             except BaseException as e:
                 # Never leave a caller waiting: everything taken or queued fails.

@@ -1,0 +1,37 @@
+"""The contract partitioner is Java Kafka's default for keyed records."""
+
+from __future__ import annotations
+
+import pytest
+
+from runwire.log.partitioner import ProducerPartitioner, partition_for
+
+# Utils.murmur2 of these keys in Kafka's own tests (clients UtilsTest.testMurmur2).
+JAVA_MURMUR2 = {
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"a-little-bit-longer-string": -1486304829,
+    b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8": -58897971,
+    b"abc": 479470107,
+}
+
+
+@pytest.mark.parametrize(("key", "java"), list(JAVA_MURMUR2.items()))
+@pytest.mark.parametrize("count", [1, 3, 12, 50])
+def test_partition_is_javas_to_positive_murmur2_modulo_the_count(
+    key: bytes, java: int, count: int
+) -> None:
+    expected = (java & 0x7FFFFFFF) % count  # Utils.toPositive(murmur2(key)) % numPartitions
+    assert partition_for(key, list(range(count))) == expected
+
+
+def test_the_producer_partitioner_agrees_whatever_order_the_client_lists_partitions() -> None:
+    chosen = ProducerPartitioner()
+    for key in JAVA_MURMUR2:
+        assert chosen(key, [3, 1, 0, 2], [0, 1, 2, 3]) == partition_for(key, [0, 1, 2, 3])
+
+
+def test_a_topic_without_partitions_is_an_error() -> None:
+    with pytest.raises(ValueError, match="at least one partition"):
+        partition_for(b"k", [])
