@@ -25,18 +25,12 @@ Contract of :meth:`MissPath.fill`:
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from aiokafka.structs import TopicPartition as KafkaTopicPartition
-
-from runwire.errors import DecodeError, NotFoundError, RunwireError
-from runwire.log import clients
+from runwire.errors import NotFoundError
 from runwire.log.records import SourceRecord
 from runwire.projections.transcripts.body import decode_messages, encode_body
 from runwire.projections.transcripts.fold import millis
@@ -56,14 +50,7 @@ from runwire.transcript.ledger import TranscriptBuilder
 
 if TYPE_CHECKING:
     from runwire.projections.runs.store import RunStore
-    from runwire.projections.runtime.consumer import Decoder
     from runwire.transcript.messages import Message
-
-
-class LogReadError(RunwireError):
-    """A run's records could not be read back from Kafka in time."""
-
-    retriable = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,109 +138,6 @@ class RunLog(Protocol):
     async def read(self, run_id: str, partition: int, first: int, last: int) -> list[SourceRecord]:
         """The run's decodable records with ``first <= offset <= last``, in log order."""
         ...
-
-
-class KafkaRunLog:
-    """:class:`RunLog` on one group-less consumer, shared by the reads of a process.
-
-    Reads are serialised (one consumer, one assignment at a time); misses are
-    rare, and each read is a short seek-and-scan of one partition.
-    """
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        decoder: Decoder | None = None,
-        timeout: float = 30.0,
-    ) -> None:
-        self._settings = settings
-        self._decoder = decoder
-        self._timeout = timeout
-        self._consumer: Any = None
-        self._lock = asyncio.Lock()
-
-    async def start(self) -> None:
-        if self._consumer is not None:
-            return
-        if self._decoder is None:
-            from runwire.contract.codec import codec_for
-
-            self._decoder = codec_for(self._settings)
-        consumer = clients.consumer(
-            self._settings,
-            "transcript-miss",
-            auto_offset_reset="earliest",
-            # A read stops at a known offset, often the log end: waiting for
-            # more data there only delays the answer.
-            fetch_max_wait_ms=20,
-        )
-        await consumer.start()
-        self._consumer = consumer
-
-    async def stop(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
-            await consumer.stop()
-
-    async def __aenter__(self) -> KafkaRunLog:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    async def read(self, run_id: str, partition: int, first: int, last: int) -> list[SourceRecord]:
-        if last < first:
-            return []
-        async with self._lock:
-            await self.start()
-            consumer = self._consumer
-            decoder = self._decoder
-            assert decoder is not None
-            topic = self._settings.run_events
-            tp = KafkaTopicPartition(topic, partition)
-            key = run_id.encode()
-            consumer.assign([tp])
-            consumer.seek(tp, first)
-            out: list[SourceRecord] = []
-            deadline = time.monotonic() + self._timeout
-            while await consumer.position(tp) <= last:
-                if time.monotonic() > deadline:
-                    raise LogReadError(
-                        f"reading run {run_id} from {topic}/{partition} offsets {first}..{last} "
-                        f"took more than {self._timeout:.0f}s (at {await consumer.position(tp)})"
-                    )
-                fetched = await consumer.getmany(tp, timeout_ms=500, max_records=2000)
-                for rec in fetched.get(tp, ()):
-                    if rec.offset > last:
-                        break
-                    if rec.key != key or rec.value is None:
-                        continue
-                    try:
-                        event = decoder.decode(rec.value)
-                    except DecodeError:
-                        continue  # the projector dead-lettered it
-                    if event.run_id != run_id:
-                        continue
-                    out.append(
-                        SourceRecord(
-                            topic=topic,
-                            partition=partition,
-                            offset=rec.offset,
-                            timestamp_ms=rec.timestamp,
-                            key=rec.key,
-                            value=rec.value,
-                            headers=tuple(rec.headers or ()),
-                            event=event,
-                        )
-                    )
-            return out
 
 
 @dataclass(slots=True)

@@ -30,10 +30,10 @@ import redis.asyncio as aioredis
 
 from runwire.errors import NotFoundError
 from runwire.log.records import LogPosition
+from runwire.log.runs import RunReader
 from runwire.projections.runtime.waiting import wait_for
 from runwire.projections.transcripts.body import decode_messages
 from runwire.projections.transcripts.miss import (
-    KafkaRunLog,
     LazyRunStoreLocator,
     MissPath,
     RunLocator,
@@ -77,7 +77,7 @@ class TranscriptCache:
             )
         self._store = store
         self._own_log = run_log is None
-        self._log: RunLog = run_log if run_log is not None else KafkaRunLog(settings)
+        self._log: RunLog = run_log if run_log is not None else RunReader(settings)
         self._own_locator = locator is None
         self._locator: RunLocator = (
             locator if locator is not None else LazyRunStoreLocator(settings)
@@ -101,7 +101,7 @@ class TranscriptCache:
 
     async def close(self) -> None:
         """Close what this reader opened; safe to call twice."""
-        if self._own_log and isinstance(self._log, KafkaRunLog):
+        if self._own_log and isinstance(self._log, RunReader):
             await self._log.stop()
         if self._own_locator and isinstance(self._locator, LazyRunStoreLocator):
             await self._locator.close()

@@ -26,8 +26,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final
 
-from runwire.client import TERMINAL_EVENTS
-from runwire.contract.events import Event
+from runwire.contract.events import TERMINAL_EVENTS, Event
 
 __all__ = ["comment", "message", "run_event_stream"]
 

@@ -58,10 +58,10 @@ from runwire.services.orchestrator.run_state import Answer, RunState
 from runwire.settings import Settings
 
 if TYPE_CHECKING:
+    from runwire.log.runs import RunReader
     from runwire.projections.runs.fold import Run
     from runwire.projections.runs.store import RunStore
     from runwire.projections.sessions.store import SessionIndex
-    from runwire.projections.transcripts.miss import KafkaRunLog
 
 __all__ = ["DEFAULT_POLICY", "SessionHistory"]
 
@@ -88,7 +88,7 @@ class SessionHistory(AsyncService):
         *,
         runs: RunStore,
         sessions: SessionIndex | None,
-        run_log: KafkaRunLog,
+        run_log: RunReader,
         provider: str,
         thinking_enabled: bool,
         policies: Mapping[str, ContextPolicy] | None = None,

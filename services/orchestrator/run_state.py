@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runwire.contract.events import (
+    TERMINAL_EVENTS,
     Event,
     EventType,
     RunFailed,
@@ -72,11 +73,6 @@ TERMINAL_STATUSES = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.
 _ANSWER_PARTS = frozenset(
     {EventType.THINKING, EventType.ASSISTANT_TEXT, EventType.TOOL_USE, EventType.USAGE}
 )
-_TERMINAL_EVENTS = {
-    EventType.RUN_COMPLETED: RunStatus.COMPLETED,
-    EventType.RUN_FAILED: RunStatus.FAILED,
-    EventType.RUN_CANCELED: RunStatus.CANCELED,
-}
 
 
 @dataclass(frozen=True)
@@ -175,8 +171,8 @@ class RunState:
         payload = event.payload
         kind = event.type
         cause = event.causation_id
-        if kind in _TERMINAL_EVENTS:
-            self.status = _TERMINAL_EVENTS[kind]
+        if kind in TERMINAL_EVENTS:
+            self.status = TERMINAL_EVENTS[kind]
             if isinstance(payload, RunFailed):
                 self.error = payload
             if cause in self._deltas:

@@ -42,18 +42,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
-
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, RunFailed, RunStatus
 from runwire.errors import RunwireError
-from runwire.log import EventWriter, Publisher, clients, publish_retrying
+from runwire.log import EventWriter, Publisher, publish_retrying
+from runwire.log.runs import RunReader
 from runwire.projections.runs.fold import Run
 from runwire.projections.runs.store import RunStore
 from runwire.services.lifecycle import AsyncService
@@ -142,7 +139,7 @@ class Watchdog(AsyncService):
         self._codec = codec or codec_for(settings)
         self._now = now
         self._stack: contextlib.AsyncExitStack | None = None
-        self._consumer: AIOKafkaConsumer | None = None
+        self._reader: RunReader | None = None
 
     async def start(self) -> None:
         if self._stack is not None:
@@ -153,10 +150,9 @@ class Watchdog(AsyncService):
                 self._runs = await stack.enter_async_context(await RunStore.connect(self._settings))
             if self._publisher is None:
                 self._publisher = await stack.enter_async_context(Publisher(self._settings))
-            consumer = clients.consumer(self._settings, "watchdog")
-            await consumer.start()
-            stack.push_async_callback(consumer.stop)
-            self._consumer = consumer
+            self._reader = await stack.enter_async_context(
+                RunReader(self._settings, codec=self._codec)
+            )
         except BaseException:
             await stack.aclose()
             raise
@@ -223,45 +219,28 @@ class Watchdog(AsyncService):
 
     async def _fold(self, run: Run) -> tuple[RunState, Event] | None:
         """The run folded from its log range and its last event, or ``None`` when the
-        log holds an event of the run after ``run.last_offset`` (the row is not current)."""
-        consumer = self._consumer
-        assert consumer is not None
-        tp = TopicPartition(self._settings.run_events, run.log_partition)
-        consumer.assign([tp])
-        end = (await consumer.end_offsets([tp]))[tp]
-        consumer.seek(tp, run.first_offset)
-        key = run.run_id.encode()
-        state: RunState | None = None
-        last: Event | None = None
-        deadline = time.monotonic() + 30.0
-        while await consumer.position(tp) < end:
-            if time.monotonic() > deadline:
-                log.warning("run %s: reading its partition took too long; skipped", run.run_id)
-                return None
-            fetched = await consumer.getmany(tp, timeout_ms=500, max_records=2000)
-            for record in fetched.get(tp, ()):
-                if record.key != key or record.value is None:
-                    continue
-                if record.offset > run.last_offset:
-                    return None
-                try:
-                    last = self._codec.decode(record.value)
-                except RunwireError as e:
-                    # Undecodable (dead-lettered by the projectors) or not yet
-                    # (registry down): the run cannot be judged, so it is left
-                    # alone this sweep, and the other runs are still swept.
-                    log.warning(
-                        "run %s: record %d not decoded (%s); skipped", run.run_id, record.offset, e
-                    )
-                    return None
-                if state is None:
-                    state = RunState(
-                        RunContext.of(last), record.offset, max_turns=self._settings.max_turns
-                    )
-                state.apply(last, record.offset)
-        if state is None or last is None:
+        log holds an event of the run after ``run.last_offset`` (the row is not current)
+        or one it cannot decode (the run cannot be judged this sweep)."""
+        assert self._reader is not None
+        try:
+            scan = await self._reader.scan(run.run_id, run.log_partition, run.first_offset)
+        except RunwireError as e:  # the log too slow, or the registry down: judge it later
+            log.warning("run %s: its events could not be read (%s); skipped", run.run_id, e)
             return None
-        return state, last
+        if scan.undecodable:
+            # Dead-lettered by the projectors: the run cannot be judged, so it is
+            # left alone, and the other runs are still swept.
+            log.warning("run %s: record(s) %s not decoded; skipped", run.run_id, scan.undecodable)
+            return None
+        if not scan.records or scan.records[-1].offset > run.last_offset:
+            return None
+        first = scan.records[0]
+        state = RunState(
+            RunContext.of(first.event), first.offset, max_turns=self._settings.max_turns
+        )
+        for record in scan.records:
+            state.apply(record.event, record.offset)
+        return state, scan.records[-1].event
 
 
 async def serve_watchdog(

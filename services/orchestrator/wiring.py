@@ -90,13 +90,13 @@ async def orchestrator_service(
 async def session_history(settings: Settings, provider: ModelProvider) -> SessionHistory:
     """History from the session's earlier runs (:class:`SessionHistory`), on readers of
     its own (run-status store, session index, a log reader), closed when it stops."""
+    from runwire.log.runs import RunReader
     from runwire.projections.runs.store import RunStore
     from runwire.projections.sessions.store import SessionIndex
-    from runwire.projections.transcripts.miss import KafkaRunLog
 
     runs = await RunStore.connect(settings)
     sessions = await SessionIndex.connect(settings)
-    run_log = KafkaRunLog(settings)
+    run_log = RunReader(settings)
     return SessionHistory(
         settings,
         runs=runs,

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 from runwire.contract.codec import Codec
 from runwire.contract.events import (
+    TERMINAL_EVENTS,
     Event,
-    EventType,
     RunStatus,
     RunStatusChanged,
     ToolResult,
@@ -59,7 +59,6 @@ log = logging.getLogger(__name__)
 
 PRODUCER = "runwire-tools"
 _ENDED_MEMORY = 50_000
-_TERMINAL = (EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELED)
 
 
 @dataclass
@@ -163,7 +162,7 @@ class ToolRunner(FollowingService):
             call = part.calls.pop((run_id, payload.tool_use_id), None)
             if call is not None and event.producer != PRODUCER:
                 self._stop(call)  # answered from outside
-        elif event.type in _TERMINAL:
+        elif event.type in TERMINAL_EVENTS:
             part.ended[run_id] = None
             if len(part.ended) > _ENDED_MEMORY:
                 part.ended.popitem(last=False)

@@ -48,18 +48,15 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
-
-from aiokafka.errors import KafkaError
-from aiokafka.structs import TopicPartition
 
 from runwire.contract import ids
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import (
+    TERMINAL_EVENTS,
     Event,
-    EventType,
     RunCanceled,
     RunFailed,
     RunStarted,
@@ -70,9 +67,8 @@ from runwire.contract.events import (
     UserMessage,
 )
 from runwire.errors import RunwireError
-from runwire.log import Position, Publisher, clients
-from runwire.log.clients import topic_partitions
-from runwire.log.partitioner import partition_for
+from runwire.log import Position, Publisher
+from runwire.log.watcher import RunWatcher
 from runwire.settings import Settings
 from runwire.transcript.ledger import build_messages_from_events, payloads_for_messages
 from runwire.transcript.messages import Message, TextPart, ToolResultPart
@@ -88,15 +84,9 @@ __all__ = [
     "RunHandle",
     "RunOutcome",
     "RunTimeoutError",
-    "topic_partitions",
 ]
 
 PRODUCER = "runwire-client"
-TERMINAL_EVENTS = {
-    EventType.RUN_COMPLETED: RunStatus.COMPLETED,
-    EventType.RUN_FAILED: RunStatus.FAILED,
-    EventType.RUN_CANCELED: RunStatus.CANCELED,
-}
 
 T = TypeVar("T")
 
@@ -138,146 +128,6 @@ class RunOutcome:
 
 
 # -- the shared log reader -------------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Subscription:
-    run_id: str
-    partition: int
-    next_offset: int
-    queue: asyncio.Queue[tuple[int, Event | None]] = field(default_factory=asyncio.Queue)
-    """(offset, event) for each event of the run; (position, None) after every fetch."""
-
-
-class _LogReader:
-    """One consumer (no group) reading run partitions on behalf of subscriptions."""
-
-    def __init__(self, settings: Settings, codec: Codec) -> None:
-        self._settings = settings
-        self._codec = codec
-        self._topic = settings.run_events
-        self._consumer: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._subs: dict[int, set[_Subscription]] = {}
-        self._partitions: list[int] = []
-        self._lock = asyncio.Lock()
-
-    async def start(self) -> None:
-        consumer = clients.consumer(
-            self._settings,
-            "client",
-            isolation_level="read_committed",
-        )
-        try:
-            await consumer.start()
-            self._partitions = await topic_partitions(consumer, self._topic)
-        except BaseException:
-            await consumer.stop()
-            raise
-        tps = [TopicPartition(self._topic, p) for p in self._partitions]
-        consumer.assign(tps)
-        consumer.pause(*tps)
-        self._consumer = consumer
-        self._task = asyncio.create_task(self._read(), name="runwire client log reader")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-
-    def partition_of(self, run_id: str) -> int:
-        """The partition the publisher puts ``run_id``'s events on (the contract partitioner)."""
-        return partition_for(run_id.encode(), self._partitions)
-
-    async def end_offset(self, partition: int) -> int:
-        tp = TopicPartition(self._topic, partition)
-        ends: dict[TopicPartition, int] = await self._consumer.end_offsets([tp])
-        return ends[tp]
-
-    async def subscribe(self, run_id: str, partition: int, start: int) -> _Subscription:
-        sub = _Subscription(run_id, partition, start)
-        tp = TopicPartition(self._topic, partition)
-        async with self._lock:
-            subs = self._subs.setdefault(partition, set())
-            if not subs:
-                self._consumer.seek(tp, start)
-                self._consumer.resume(tp)
-            elif start < await self._consumer.position(tp):
-                self._consumer.seek(tp, start)  # the others skip what they already had
-            subs.add(sub)
-        return sub
-
-    async def unsubscribe(self, sub: _Subscription) -> None:
-        async with self._lock:
-            subs = self._subs.get(sub.partition)
-            if subs is None:
-                return
-            subs.discard(sub)
-            if not subs and self._consumer is not None:
-                self._consumer.pause(TopicPartition(self._topic, sub.partition))
-
-    async def _read(self) -> None:
-        consumer = self._consumer
-        while True:
-            try:
-                batch = await consumer.getmany(timeout_ms=100, max_records=2000)
-            except KafkaError:
-                await asyncio.sleep(0.5)
-                continue
-            retry = False
-            for tp, records in batch.items():
-                subs = self._subs.get(tp.partition)
-                if not subs:
-                    continue
-                by_key: dict[bytes, list[_Subscription]] = {}
-                for sub in subs:
-                    by_key.setdefault(sub.run_id.encode(), []).append(sub)
-                last = records[-1].offset + 1 if records else None
-                for record in records:
-                    wanted = by_key.get(record.key or b"")
-                    if not wanted:
-                        continue
-                    event: Event | None = None
-                    for sub in wanted:
-                        if record.offset < sub.next_offset:
-                            continue
-                        if event is None:
-                            try:
-                                event = self._codec.decode(record.value)
-                            except RunwireError as e:
-                                if e.retriable:
-                                    # Not yet decodable (the schema registry is
-                                    # down): read it again, never skip a run's event.
-                                    consumer.seek(tp, record.offset)
-                                    last, retry = record.offset, True
-                                break
-                        sub.queue.put_nowait((record.offset, event))
-                        sub.next_offset = record.offset + 1
-                    if last == record.offset:
-                        break  # sought back to it: the rest of this fetch comes again
-                if last is not None:
-                    for sub in subs:
-                        sub.next_offset = max(sub.next_offset, last)
-                        sub.queue.put_nowait((last, None))
-            # Partitions that returned nothing: tell followers where the log ends.
-            for partition, subs in list(self._subs.items()):
-                if not subs:
-                    continue
-                tp = TopicPartition(self._topic, partition)
-                if tp in batch:
-                    continue
-                with contextlib.suppress(Exception):
-                    position = await consumer.position(tp)
-                    for sub in list(subs):
-                        if position >= sub.next_offset:
-                            sub.queue.put_nowait((position, None))
-            if retry:
-                await asyncio.sleep(0.5)
 
 
 # -- the API -----------------------------------------------------------------------
@@ -326,23 +176,11 @@ class RunHandle:
         async for item in self._read(start, stop_at, until_end=until_end):
             yield item
 
-    async def _read(
+    def _read(
         self, start: int, stop_at: int | None, *, until_end: bool
     ) -> AsyncGenerator[tuple[int, Event], None]:
-        reader = self._client._reader_or_fail()
-        sub = await reader.subscribe(self.run_id, self.partition, start)
-        try:
-            while True:
-                offset, event = await sub.queue.get()
-                if event is None:
-                    if stop_at is not None and offset >= stop_at:
-                        return
-                    continue
-                yield offset, event
-                if until_end and event.type in TERMINAL_EVENTS:
-                    return
-        finally:
-            await reader.unsubscribe(sub)
+        watcher = self._client._reader_or_fail()
+        return watcher.events(self.run_id, self.partition, start, stop_at, until_terminal=until_end)
 
     async def wait(self, timeout: float | None = None) -> RunOutcome:  # noqa: ASYNC109
         """The run's outcome once it ended; :class:`RunTimeoutError` after ``timeout`` s."""
@@ -506,7 +344,7 @@ class Client:
         self.runs = runs
         self._codec = codec or codec_for(self.settings)
         self._producer = producer
-        self._reader: _LogReader | None = None
+        self._reader: RunWatcher | None = None
         self._locks: dict[int, asyncio.Lock] = {}
         self._started = False
 
@@ -517,7 +355,7 @@ class Client:
             self._publisher = Publisher(self.settings)
         if self._own_publisher:
             await self._publisher.start()
-        reader = _LogReader(self.settings, self._codec)
+        reader = RunWatcher(self.settings, self._codec, purpose="client")
         try:
             await reader.start()
         except BaseException:
@@ -547,7 +385,7 @@ class Client:
     ) -> None:
         await self.stop()
 
-    def _reader_or_fail(self) -> _LogReader:
+    def _reader_or_fail(self) -> RunWatcher:
         if self._reader is None:
             raise RunwireError("the client is not started: use `async with Client(settings)`")
         return self._reader

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from runwire.client import Client, RunOutcome
 from runwire.context import ContextPolicy, canonical_json, model_input_digest, seeded_runs
 from runwire.contract.events import ContextSeeded, EventType, RunStatus
+from runwire.log.runs import RunReader
 from runwire.projections.runs.store import RunStore
 from runwire.projections.sessions.store import SessionIndex
-from runwire.projections.transcripts.miss import KafkaRunLog
 from runwire.providers.local import LocalModel
 from runwire.services.orchestrator.history import SessionHistory
 from runwire.services.orchestrator.run_state import Answer, RunState
@@ -39,7 +39,7 @@ async def _history(settings: Settings) -> AsyncIterator[SessionHistory]:
     """Session history with a 5-run window, on readers of its own."""
     runs = await RunStore.connect(settings)
     sessions = await SessionIndex.connect(settings)
-    run_log = KafkaRunLog(settings)
+    run_log = RunReader(settings)
     history = SessionHistory(
         settings,
         runs=runs,

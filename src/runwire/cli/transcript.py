@@ -130,7 +130,8 @@ async def _follow(
 ) -> None:
     import redis.asyncio as aioredis
 
-    from runwire.projections.transcripts.follow import find_start, follow_run
+    from runwire.log.watcher import follow_run
+    from runwire.projections.transcripts.follow import find_start
     from runwire.projections.transcripts.miss import LazyRunStoreLocator
     from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 

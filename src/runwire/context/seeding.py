@@ -13,7 +13,7 @@ Contract:
   count and digest: the result equals the window that was recorded,
   byte for byte, or :class:`HistoryMismatchError` names what differs.
   :func:`rebuild_history_async` is the same with an async reader (e.g. over
-  ``KafkaRunLog.read``).
+  ``RunReader.read``).
 - A reader is ``read(run_id, partition, first_offset, last_offset)`` returning
   the run's events with ``first_offset <= offset <= last_offset`` in log
   order; events of other runs among them are skipped.

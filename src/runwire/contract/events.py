@@ -18,8 +18,10 @@ Contract:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 import orjson
@@ -91,6 +93,16 @@ class RunStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELED = "canceled"
+
+
+TERMINAL_EVENTS: Mapping[EventType, RunStatus] = MappingProxyType(
+    {
+        EventType.RUN_COMPLETED: RunStatus.COMPLETED,
+        EventType.RUN_FAILED: RunStatus.FAILED,
+        EventType.RUN_CANCELED: RunStatus.CANCELED,
+    }
+)
+"""The events that end a run, and the status each ends it in."""
 
 
 class RunPhase(StrEnum):

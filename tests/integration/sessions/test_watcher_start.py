@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from runwire.contract.events import Event, SessionMetadataSet
 from runwire.log import Publisher
-from runwire.sessions import watcher as watcher_module
+from runwire.log import clients as log_clients
 from runwire.sessions.protocol import SessionChange
 from runwire.sessions.watcher import LogWatcher
 from runwire.settings import Settings
@@ -66,7 +66,8 @@ async def test_writes_landing_between_the_start_lookups_are_heard_and_older_ones
                 await publisher.publish(metadata("new"))
                 return found
 
-        monkeypatch.setattr(watcher_module, "AIOKafkaConsumer", RacingConsumer)
+        # Every consumer is built by the log layer: the watcher's is the one built next.
+        monkeypatch.setattr(log_clients, "AIOKafkaConsumer", RacingConsumer)
         await publisher.publish(metadata("before"))
         await asyncio.sleep(0.05)  # the listener comes strictly after "before" was stamped
         watcher = LogWatcher(settings)

@@ -1,0 +1,151 @@
+"""The one run reader: a run read back from the run-events topic by its positions.
+
+Contract (:class:`RunReader`):
+- ``scan(run_id, partition, first, last=None)`` reads ``partition`` from
+  offset ``first`` through ``last`` (inclusive; None: up to the log's end
+  when the scan began) and keeps the records of the run: keyed by its id and
+  holding an event of that run, in log order. Where a run lies (partition,
+  first and last offset) comes from the run-status store or the transcript
+  cache, so no read scans the whole topic.
+- A record of the run that does not decode is not returned; its offset is
+  listed in ``undecodable`` (the projectors dead-letter it). A *retriable*
+  decode failure (the schema registry unreachable) is raised, never skipped.
+- ``read(...)`` is ``scan(...).records`` with a known ``last``.
+- One group-less consumer per reader, reads serialised; a read that does
+  not reach its end within ``timeout`` raises :class:`LogReadError`
+  (retriable). ``start()`` / ``stop()`` (idempotent) or ``async with``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from aiokafka.structs import TopicPartition as KafkaTopicPartition
+
+from runwire.errors import DecodeError, RunwireError
+from runwire.log import clients
+from runwire.log.records import SourceRecord, decode_record
+
+if TYPE_CHECKING:
+    from runwire.contract.codec import Codec
+    from runwire.settings import Settings
+
+__all__ = ["LogReadError", "RunReader", "RunScan"]
+
+
+class LogReadError(RunwireError):
+    """A run's records could not be read back from Kafka in time."""
+
+    retriable = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunScan:
+    """What one scan of a run's range found."""
+
+    records: list[SourceRecord] = field(default_factory=list)
+    undecodable: list[int] = field(default_factory=list)
+    """Offsets of the run's records that did not decode (dead-lettered by the projectors)."""
+    end: int = 0
+    """The offset the scan stopped before (``last + 1``, or the log end it read to)."""
+
+
+class RunReader:
+    """Reads runs back from the log; see the module contract."""
+
+    def __init__(
+        self, settings: Settings, *, codec: Codec | None = None, timeout: float = 30.0
+    ) -> None:
+        self._settings = settings
+        self._codec = codec
+        self._timeout = timeout
+        self._consumer: Any = None
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        if self._codec is None:
+            from runwire.contract.codec import codec_for
+
+            self._codec = codec_for(self._settings)
+        consumer = clients.consumer(
+            self._settings,
+            "run-reader",
+            auto_offset_reset="earliest",
+            # A read stops at a known offset, often the log end: waiting for
+            # more data there only delays the answer.
+            fetch_max_wait_ms=20,
+        )
+        await consumer.start()
+        self._consumer = consumer
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def read(self, run_id: str, partition: int, first: int, last: int) -> list[SourceRecord]:
+        """The run's decodable records with ``first <= offset <= last``, in log order."""
+        if last < first:
+            return []
+        return (await self.scan(run_id, partition, first, last)).records
+
+    async def scan(
+        self, run_id: str, partition: int, first: int, last: int | None = None
+    ) -> RunScan:
+        """The run's records from ``first`` through ``last`` (None: the log end)."""
+        async with self._lock:
+            await self.start()
+            consumer = self._consumer
+            codec = self._codec
+            assert codec is not None
+            topic = self._settings.run_events
+            tp = KafkaTopicPartition(topic, partition)
+            consumer.assign([tp])
+            if last is None:
+                last = (await consumer.end_offsets([tp]))[tp] - 1
+            key = run_id.encode()
+            out = RunScan(end=last + 1)
+            if last < first:
+                return out
+            consumer.seek(tp, first)
+            deadline = time.monotonic() + self._timeout
+            while await consumer.position(tp) <= last:
+                if time.monotonic() > deadline:
+                    raise LogReadError(
+                        f"reading run {run_id} from {topic}/{partition} offsets {first}..{last} "
+                        f"took more than {self._timeout:.0f}s (at {await consumer.position(tp)})"
+                    )
+                fetched = await consumer.getmany(tp, timeout_ms=500, max_records=2000)
+                for rec in fetched.get(tp, ()):
+                    if rec.offset > last:
+                        break
+                    if rec.key != key:
+                        continue
+                    try:
+                        record = decode_record(codec, rec)
+                    except DecodeError as e:
+                        if e.retriable:
+                            raise
+                        out.undecodable.append(rec.offset)
+                        continue
+                    if record.event.run_id == run_id:
+                        out.records.append(record)
+            return out

@@ -1,0 +1,259 @@
+"""The one live watcher: runs followed as they are written, many on one consumer.
+
+Contract (:class:`RunWatcher`):
+- One group-less consumer (``read_committed``) per watcher serves every
+  subscription; a partition is fetched only while somebody follows it.
+- ``subscribe(run_id, partition, start)`` delivers, in log order, every
+  event of the run at or after ``start`` as ``(offset, event)`` on the
+  subscription's queue, and after every fetch of its partition
+  ``(position, None)``: how far the log has been read (so a reader that
+  stops at a known offset knows when it got there).
+- ``events(run_id, partition, start, stop_at=None, until_terminal=True)``
+  iterates that: it ends after the run's terminal event (``until_terminal``),
+  or once the log is read to ``stop_at``; leaving the iteration unsubscribes.
+- A record of the run that cannot be decoded is skipped (the projectors
+  dead-letter it); one that cannot be decoded *yet* (the schema registry
+  down: retriable) is read again after a pause, never skipped.
+- ``partition_of(run_id)`` is the contract partitioner's choice;
+  ``end_offset(partition)`` asks the broker now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+from runwire.contract.events import TERMINAL_EVENTS
+from runwire.errors import RunwireError
+from runwire.log import clients
+from runwire.log.clients import topic_partitions
+from runwire.log.partitioner import partition_for
+from runwire.log.records import decode_record
+
+if TYPE_CHECKING:
+    from runwire.contract.codec import Codec
+    from runwire.contract.events import Event
+    from runwire.settings import Settings
+
+__all__ = ["RunWatcher", "Subscription", "follow_run"]
+
+
+@dataclass(eq=False)
+class Subscription:
+    run_id: str
+    partition: int
+    next_offset: int
+    queue: asyncio.Queue[tuple[int, Event | None]] = field(default_factory=asyncio.Queue)
+    """(offset, event) for each event of the run; (position, None) after every fetch."""
+
+
+class RunWatcher:
+    """Follows runs live for many readers at once; see the module contract."""
+
+    def __init__(self, settings: Settings, codec: Codec, *, purpose: str = "watcher") -> None:
+        self._settings = settings
+        self._codec = codec
+        self._purpose = purpose
+        self._topic = settings.run_events
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._subs: dict[int, set[Subscription]] = {}
+        self._partitions: list[int] = []
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self._consumer is not None:
+            return
+        consumer = clients.consumer(self._settings, self._purpose, isolation_level="read_committed")
+        try:
+            await consumer.start()
+            self._partitions = await topic_partitions(consumer, self._topic)
+        except BaseException:
+            await consumer.stop()
+            raise
+        tps = [TopicPartition(self._topic, p) for p in self._partitions]
+        consumer.assign(tps)
+        consumer.pause(*tps)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._read(), name=f"runwire {self._purpose}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def partition_of(self, run_id: str) -> int:
+        """The partition the writer puts ``run_id``'s events on (the contract partitioner)."""
+        return partition_for(run_id.encode(), self._partitions)
+
+    async def end_offset(self, partition: int) -> int:
+        tp = TopicPartition(self._topic, partition)
+        ends: dict[TopicPartition, int] = await self._consumer.end_offsets([tp])
+        return ends[tp]
+
+    async def subscribe(self, run_id: str, partition: int, start: int) -> Subscription:
+        sub = Subscription(run_id, partition, start)
+        tp = TopicPartition(self._topic, partition)
+        async with self._lock:
+            subs = self._subs.setdefault(partition, set())
+            if not subs:
+                self._consumer.seek(tp, start)
+                self._consumer.resume(tp)
+            elif start < await self._consumer.position(tp):
+                self._consumer.seek(tp, start)  # the others skip what they already had
+            subs.add(sub)
+        return sub
+
+    async def unsubscribe(self, sub: Subscription) -> None:
+        async with self._lock:
+            subs = self._subs.get(sub.partition)
+            if subs is None:
+                return
+            subs.discard(sub)
+            if not subs and self._consumer is not None:
+                self._consumer.pause(TopicPartition(self._topic, sub.partition))
+
+    async def events(
+        self,
+        run_id: str,
+        partition: int,
+        start: int,
+        stop_at: int | None = None,
+        *,
+        until_terminal: bool = True,
+    ) -> AsyncGenerator[tuple[int, Event], None]:
+        """The run's ``(offset, event)`` from ``start`` on; see the module contract."""
+        sub = await self.subscribe(run_id, partition, start)
+        try:
+            while True:
+                offset, event = await sub.queue.get()
+                if event is None:
+                    if stop_at is not None and offset >= stop_at:
+                        return
+                    continue
+                yield offset, event
+                if until_terminal and event.type in TERMINAL_EVENTS:
+                    return
+        finally:
+            await self.unsubscribe(sub)
+
+    async def _read(self) -> None:
+        consumer = self._consumer
+        while True:
+            try:
+                batch = await consumer.getmany(timeout_ms=100, max_records=2000)
+            except KafkaError:
+                await asyncio.sleep(0.5)
+                continue
+            retry = False
+            for tp, records in batch.items():
+                subs = self._subs.get(tp.partition)
+                if not subs:
+                    continue
+                by_key: dict[bytes, list[Subscription]] = {}
+                for sub in subs:
+                    by_key.setdefault(sub.run_id.encode(), []).append(sub)
+                last = records[-1].offset + 1 if records else None
+                for record in records:
+                    wanted = by_key.get(record.key or b"")
+                    if not wanted:
+                        continue
+                    event: Event | None = None
+                    for sub in wanted:
+                        if record.offset < sub.next_offset:
+                            continue
+                        if event is None:
+                            try:
+                                event = decode_record(self._codec, record).event
+                            except RunwireError as e:
+                                if e.retriable:
+                                    # Not yet decodable (the schema registry is
+                                    # down): read it again, never skip a run's event.
+                                    consumer.seek(tp, record.offset)
+                                    last, retry = record.offset, True
+                                break
+                        sub.queue.put_nowait((record.offset, event))
+                        sub.next_offset = record.offset + 1
+                    if last == record.offset:
+                        break  # sought back to it: the rest of this fetch comes again
+                if last is not None:
+                    for sub in subs:
+                        sub.next_offset = max(sub.next_offset, last)
+                        sub.queue.put_nowait((last, None))
+            # Partitions that returned nothing: tell followers where the log ends.
+            for partition, subs in list(self._subs.items()):
+                if not subs:
+                    continue
+                tp = TopicPartition(self._topic, partition)
+                if tp in batch:
+                    continue
+                with contextlib.suppress(Exception):
+                    position = await consumer.position(tp)
+                    for sub in list(subs):
+                        if position >= sub.next_offset:
+                            sub.queue.put_nowait((position, None))
+            if retry:
+                await asyncio.sleep(0.5)
+
+
+async def follow_run(
+    settings: Settings,
+    run_id: str,
+    *,
+    start: tuple[int, int] | None = None,
+    idle_timeout: float | None = None,
+    codec: Codec | None = None,
+) -> AsyncGenerator[Event, None]:
+    """Yield one run's events as they are written (``runwire transcript RUN --follow``).
+
+    - From ``start`` (partition, first offset) when the caller knows where
+      the run begins, else from the current end of the run's partition (a
+      run that has not started yet).
+    - Ends after the run's terminal event, or when ``idle_timeout`` passes
+      without a new event of the run (None: never).
+    """
+    if codec is None:
+        from runwire.contract.codec import codec_for
+
+        codec = codec_for(settings)
+    async with RunWatcher(settings, codec, purpose="follow") as watcher:
+        if start is not None:
+            partition, first = start
+        else:
+            partition = watcher.partition_of(run_id)
+            first = await watcher.end_offset(partition)
+        events = watcher.events(run_id, partition, first)
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(idle_timeout):
+                        _, event = await anext(events)
+                except (StopAsyncIteration, TimeoutError):
+                    return
+                yield event
+        finally:
+            await events.aclose()
