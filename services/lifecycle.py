@@ -6,7 +6,7 @@ subclasses implement both, ``start()`` idempotent while running and
 ``stop()`` safe to call twice.
 
 Contract of the process side (one place, used by ``runwire serve NAME`` for
-every service and by ``python -m runwire.services.NAME``):
+every service and by ``python -m runwire.services NAME``):
 
 - :func:`run_until_stopped` runs a service coroutine until SIGTERM / SIGINT
   sets its ``stop`` event and it returns.

@@ -1,4 +1,4 @@
-"""Running a service as a process: signals, logging, options (``python -m runwire.services.X``).
+"""Running a service as a process: signals, logging, options (``python -m runwire.services X``).
 
 Contract:
 - :func:`run_service` reads ``Settings()`` from the environment, runs the
@@ -47,7 +47,7 @@ ServiceName = Literal["orchestrator", "tools"]
 
 
 def _parser(name: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"python -m runwire.services.{name}")
+    parser = argparse.ArgumentParser(prog=f"python -m runwire.services {name}")
     parser.add_argument("--instance-id", default=None, help="static consumer-group member id")
     parser.add_argument(
         "--local-latency", type=float, default=0.0, help="seconds the local model takes per call"

@@ -30,7 +30,14 @@ from datetime import datetime
 from typing import Any
 
 from runwire.contract.codec import Codec, default_codec
-from runwire.contract.events import Event, MemoryDeleted, MemorySet, SessionDeleted, Stream
+from runwire.contract.events import (
+    Event,
+    MemoryDeleted,
+    MemoryScope,
+    MemorySet,
+    SessionDeleted,
+    Stream,
+)
 from runwire.contract.routing import memory_key, tombstone_event
 from runwire.errors import DecodeError
 from runwire.log.records import SourceRecord
@@ -80,6 +87,19 @@ def resolve(record: SourceRecord) -> Event:
     if record.key is None:
         raise DecodeError("truncated", "a record with neither value nor key")
     return tombstone_event(record.key, record.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEntry:
+    """The current value of one memory entry, and who last wrote it (what readers get)."""
+
+    scope: MemoryScope
+    owner: str
+    key: str
+    value: Any
+    updated_at: datetime
+    user_id: str | None = None
+    tenant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

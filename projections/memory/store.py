@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runwire.contract.events import MemoryScope
-from runwire.memory.protocol import MemoryEntry
+from runwire.projections.memory.fold import MemoryEntry
 from runwire.projections.memory.projection import COLUMN_NAMES, MemoryProjection
 from runwire.projections.runtime.pg_projection import PostgresReader
 

@@ -18,7 +18,7 @@ the log useful:
 - Records of other loggers, and aiokafka records below WARNING, pass untouched.
 
 :func:`configure_service_logging` is the one logging setup of ``runwire
-serve`` and ``python -m runwire.services.NAME``; it installs the filter once
+serve`` and ``python -m runwire.services NAME``; it installs the filter once
 on the root handlers (a filter on the ``aiokafka`` logger would not see its
 child loggers' records).
 """

@@ -13,7 +13,7 @@ import httpx
 from pydantic import SecretStr
 
 from runwire.projections.runtime.consumer import ProjectorOptions
-from runwire.projections.runtime.service import serve_projection
+from runwire.projections.serve import serve_projection
 from runwire.services.api.app import create_app
 from runwire.services.api.backends import Options
 from runwire.services.api.server import ApiServer

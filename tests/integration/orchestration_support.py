@@ -30,8 +30,8 @@ def service_process(
     tool_latency: float = 0.0,
     max_records: int | None = None,
 ) -> ServiceProcess:
-    """``python -m runwire.services.NAME`` with the knobs the crash tests need."""
-    argv = ["-m", f"runwire.services.{name}", "--log-level", "WARNING"]
+    """``python -m runwire.services NAME`` with the knobs the crash tests need."""
+    argv = ["-m", "runwire.services", name, "--log-level", "WARNING"]
     if name == "orchestrator":
         argv.append("--no-history")  # these tests run no projectors
     if instance_id:

@@ -33,12 +33,12 @@ def _all_services(settings: Settings) -> list[ServiceProcess]:
     """Projectors, tool runner and orchestrator (with history, each model call 2 s)."""
     quiet = ("--log-level", "WARNING")
     out = [ServiceProcess.serve(name, settings, *quiet) for name in PROJECTORS]
-    out.append(ServiceProcess("tools", settings, ["-m", "runwire.services.tools", *quiet]))
+    out.append(ServiceProcess("tools", settings, ["-m", "runwire.services", "tools", *quiet]))
     out.append(
         ServiceProcess(
             "orchestrator",
             settings,
-            ["-m", "runwire.services.orchestrator", "--local-latency", "2", *quiet],
+            ["-m", "runwire.services", "orchestrator", "--local-latency", "2", *quiet],
         )
     )
     return out

@@ -43,7 +43,7 @@ async def _projector(
     import dataclasses
 
     from runwire.projections.runtime.consumer import ProjectorOptions
-    from runwire.projections.runtime.service import PROJECTOR_PREFIX, serve_projection
+    from runwire.projections.serve import PROJECTOR_PREFIX, serve_projection
 
     options = ProjectorOptions()
     if max_records:

@@ -30,11 +30,17 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
 from runwire.errors import NotFoundError
-from runwire.memory.checks import Caller, InputError, check_key, owns, require_json
+from runwire.memory.checks import (
+    Caller,
+    InputError,
+    OwnedSession,
+    check_key,
+    owns,
+    require_json,
+)
 from runwire.memory.protocol import SCOPES, MemoryBackend, MemoryEntry
 
 if TYPE_CHECKING:
-    from runwire.sessions.protocol import SessionInfo
     from runwire.settings import Settings
 
 __all__ = ["PRODUCER", "AsyncMemory", "ServiceMemory", "SessionDirectory"]
@@ -47,7 +53,7 @@ GLOBAL_OWNER = "global"
 class SessionDirectory(Protocol):
     """Who owns a session (the session backend): for ``session``-scope checks."""
 
-    async def describe(self, session_id: str) -> SessionInfo | None: ...
+    async def describe(self, session_id: str) -> OwnedSession | None: ...
 
 
 class AsyncMemory:

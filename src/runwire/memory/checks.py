@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from runwire.errors import ContractError
 
-if TYPE_CHECKING:
-    from runwire.sessions.protocol import SessionInfo
-
-__all__ = ["MAX_KEY_BYTES", "Caller", "InputError", "check_key", "owns", "require_json"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "Caller",
+    "InputError",
+    "OwnedSession",
+    "check_key",
+    "owns",
+    "require_json",
+]
 
 MAX_KEY_BYTES = 256
 """Longest key (UTF-8 bytes) of a memory entry or a metadata entry."""
@@ -42,7 +47,20 @@ class Caller:
     tenant: str | None = None
 
 
-def owns(caller: Caller, info: SessionInfo | None) -> bool:
+class OwnedSession(Protocol):
+    """What :func:`owns` reads of a session (the session API's ``SessionInfo`` has it)."""
+
+    @property
+    def user_id(self) -> str | None: ...
+
+    @property
+    def tenant(self) -> str | None: ...
+
+    @property
+    def deleted(self) -> bool: ...
+
+
+def owns(caller: Caller, info: OwnedSession | None) -> bool:
     """True when ``info`` is a live session of ``caller``."""
     return (
         info is not None

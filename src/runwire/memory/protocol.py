@@ -21,28 +21,14 @@ Contract:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from runwire.contract.events import Event, MemoryScope
+from runwire.projections.memory.fold import MemoryEntry
 
 __all__ = ["SCOPES", "MemoryBackend", "MemoryEntry"]
 
 SCOPES: tuple[MemoryScope, ...] = ("session", "user", "agent", "global")
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryEntry:
-    """The current value of one memory entry, and who last wrote it."""
-
-    scope: MemoryScope
-    owner: str
-    key: str
-    value: Any
-    updated_at: datetime
-    user_id: str | None = None
-    tenant: str | None = None
 
 
 @runtime_checkable

@@ -148,7 +148,7 @@ async def import_file(
     ``user_id`` / ``tenant`` are given.
     """
     from runwire.sessions.agents_sqlite import import_agents_sqlite
-    from runwire.sessions.api import FROM_DOCUMENT
+    from runwire.sessions.names import FROM_DOCUMENT
 
     data = await asyncio.to_thread(path.read_bytes)
     if data.startswith(SQLITE_MAGIC):

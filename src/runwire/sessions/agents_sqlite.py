@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from runwire.memory.checks import InputError
-from runwire.sessions.api import SYSTEM_KEY
 from runwire.sessions.export import FORMAT, VERSION, ImportResult, import_session, parse_document
+from runwire.sessions.names import SYSTEM_KEY
 from runwire.sessions.protocol import SessionBackend
 from runwire.sessions.responses_items import items_to_messages
 

@@ -60,31 +60,21 @@ from runwire.memory.api import AsyncMemory
 from runwire.memory.checks import Caller, InputError, check_key, owns, require_json
 from runwire.memory.protocol import MemoryBackend, MemoryEntry
 from runwire.projections.transcripts.turns import last_turns
+from runwire.sessions.admin import erase_session
 from runwire.sessions.callbacks import Callback, Callbacks
 from runwire.sessions.content import to_message, to_messages
 from runwire.sessions.errors import SessionEndedError
+from runwire.sessions.export import ImportResult, export_session, import_session
+from runwire.sessions.names import FROM_DOCUMENT, SYSTEM_KEY, FromDocument
 from runwire.sessions.planning import millis, plan_messages, session_event
 from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo
 from runwire.transcript.messages import Message
 
 if TYPE_CHECKING:
-    from runwire.sessions.export import ImportResult
     from runwire.settings import Settings
 
 
-class FromDocument:
-    """Marker for ``import_data``: the owner (user, tenant) comes from the document."""
-
-    def __repr__(self) -> str:
-        return "FROM_DOCUMENT"
-
-
-FROM_DOCUMENT = FromDocument()
-
-__all__ = ["SYSTEM_KEY", "AsyncSession", "ttl_seconds"]
-
-SYSTEM_KEY = "system"
-"""Metadata key that holds the session's system instructions (``role="system"``)."""
+__all__ = ["FROM_DOCUMENT", "SYSTEM_KEY", "AsyncSession", "FromDocument", "ttl_seconds"]
 
 
 def ttl_seconds(ttl: int | float | timedelta | None) -> int | None:
@@ -370,7 +360,6 @@ class AsyncSession:
 
     async def delete(self) -> None:
         """Erase the session (see the module contract); the object is closed after it."""
-        from runwire.sessions.admin import erase_session
 
         backend = await self._ready()
         info = self._mine(await backend.describe(self.session_id))
@@ -404,7 +393,6 @@ class AsyncSession:
 
     async def export(self) -> dict[str, Any]:
         """A versioned JSON document of the session (see :mod:`runwire.sessions.export`)."""
-        from runwire.sessions.export import export_session
 
         backend = await self._ready()
         return await export_session(backend, await self.info())
@@ -427,7 +415,6 @@ class AsyncSession:
         Importing the same document again changes nothing and returns the
         session the first import made.
         """
-        from runwire.sessions.export import import_session
 
         session = cls(ttl=ttl, settings=settings, backend=backend)
         if session._own_backend:

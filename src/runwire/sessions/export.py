@@ -44,9 +44,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runwire.contract.events import EventPayload, SessionCreated, SessionEnded, now
 from runwire.memory.checks import Caller, InputError, check_key, require_json
-from runwire.sessions.api import FROM_DOCUMENT, FromDocument
 from runwire.sessions.content import to_message
 from runwire.sessions.errors import ImportConflictError
+from runwire.sessions.names import FROM_DOCUMENT, FromDocument
 from runwire.sessions.planning import (
     check_run,
     from_millis,
