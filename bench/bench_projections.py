@@ -44,6 +44,7 @@ from typing import Any
 import psycopg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
+from tests.support.workload import bulk_publish, synthetic_events
 
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event
@@ -55,7 +56,6 @@ from runwire.projections.runtime.pg_projection import PostgresProjection
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.runtime.tuning import tune_for_batches
 from runwire.projections.sessions.projection import SessionsProjection
-from runwire.projections.workload import bulk_publish, synthetic_events
 from runwire.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"

@@ -57,7 +57,7 @@ PROJECTOR_STDERR: int | None = asyncio.subprocess.DEVNULL
 RESULTS = Path(__file__).parent / "results"
 
 sys.path.insert(0, str(REPO))  # the workload generator lives with the tests
-from tests.transcript_workload import workload  # noqa: E402
+from tests.support.transcript_workload import workload  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

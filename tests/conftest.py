@@ -32,8 +32,8 @@ from runwire.settings import Settings
 pytest.register_assert_rewrite(
     "tests.contract",
     "tests.helpers",
-    "tests.projection_contract",
-    "tests.transcript_store_contract",
+    "tests.contract.projections",
+    "tests.contract.transcript_store",
 )
 
 REPO = Path(__file__).resolve().parents[1]

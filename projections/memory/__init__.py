@@ -7,6 +7,6 @@ Running: :mod:`.service` (with the tombstone-aware decoder the memory topic need
 
 from runwire.projections.memory.fold import TombstoneDecoder
 from runwire.projections.memory.projection import NAME, MemoryProjection, open_memory
-from runwire.projections.memory.store import MemoryEntries
+from runwire.projections.memory.reader import MemoryEntries
 
 __all__ = ["NAME", "MemoryEntries", "MemoryProjection", "TombstoneDecoder", "open_memory"]

@@ -6,6 +6,6 @@ Rules: :mod:`runwire.projections.runs.fold`. Reading: :class:`RunStore`.
 
 from runwire.projections.runs.fold import Run
 from runwire.projections.runs.projection import RunsProjection
-from runwire.projections.runs.store import RunStore
+from runwire.projections.runs.reader import RunStore
 
 __all__ = ["Run", "RunStore", "RunsProjection"]

@@ -1,6 +1,6 @@
 """How one run event changes a run's row (pure: no I/O).
 
-Rules (the run-status contract, also written out in ``projections/reference.py``):
+Rules (the run-status contract, also written out in ``tests/support/reference.py``):
 
 - The first event of a run creates its row with status ``pending``; ids
   (session, agent, user, tenant) take the first non-empty value seen;

@@ -31,7 +31,7 @@ runtime's correctness rests on it):
 - Returns the positions stored after the write; the runner seeks every
   partition whose stored position differs from where it would read next.
 
-The contract suite (tests/projection_contract.py) checks these
+The contract suite (tests/contract/projections.py) checks these
 rules against every implementation.
 """
 

@@ -5,6 +5,6 @@ Rules: :mod:`runwire.projections.sessions.fold`. Reading: :class:`SessionIndex`.
 
 from runwire.projections.sessions.fold import Session
 from runwire.projections.sessions.projection import SessionsProjection
-from runwire.projections.sessions.store import SessionIndex
+from runwire.projections.sessions.reader import SessionIndex
 
 __all__ = ["Session", "SessionIndex", "SessionsProjection"]

@@ -6,7 +6,7 @@ See docs/transcripts.md. Modules:
   it is exactly-once in effect); :mod:`.fold` folds a run's new records;
 - :mod:`.store` - the store seam and its commit contract; :mod:`.redis_store`
   (``apply.lua``, ``snapshot.lua``, ``begin.lua``, ``switch.lua``) and
-  :mod:`.memory_store` implement it; :mod:`.keys` is the key layout and
+  :mod:`.inmem` implement it; :mod:`.keys` is the key layout and
   :mod:`.body` how a transcript is stored;
 - :mod:`.miss` - rebuilding a missing transcript from the log;
 - :mod:`.reader` - the read API (``TranscriptCache``); :mod:`.turns` cuts a

@@ -49,7 +49,7 @@ from runwire.transcript.errors import LedgerError
 from runwire.transcript.ledger import TranscriptBuilder
 
 if TYPE_CHECKING:
-    from runwire.projections.runs.store import RunStore
+    from runwire.projections.runs.reader import RunStore
     from runwire.transcript.messages import Message
 
 
@@ -115,7 +115,7 @@ class LazyRunStoreLocator:
 
     async def _locator(self) -> RunStoreLocator:
         if self._runs is None:
-            from runwire.projections.runs.store import RunStore
+            from runwire.projections.runs.reader import RunStore
 
             self._runs = await RunStore.connect(self._settings)
         return RunStoreLocator(self._runs)

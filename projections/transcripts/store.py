@@ -3,7 +3,7 @@
 :class:`TranscriptStore` is implemented by Redis
 (:class:`~runwire.projections.transcripts.redis_store.RedisTranscriptStore`,
 the real one) and by an in-memory twin
-(:class:`~runwire.projections.transcripts.memory_store.InMemoryTranscriptStore`,
+(:class:`~runwire.projections.transcripts.inmem.InMemoryTranscriptStore`,
 for unit tests); one contract suite runs against both.
 
 Contract of :meth:`TranscriptStore.commit` (the only write of run data):

@@ -180,9 +180,9 @@ async def _open_backends(
     """Build and open what was not given; ``stack`` closes it."""
     store = None
     if runs is None or sessions is None:
-        from runwire.projections.runs.store import RunStore
+        from runwire.projections.runs.reader import RunStore
         from runwire.projections.runtime.pg import open_pool
-        from runwire.projections.sessions.store import SessionIndex
+        from runwire.projections.sessions.reader import SessionIndex
 
         pool = await open_pool(settings, max_size=POOL_SIZE, name="runwire-api")
         stack.push_async_callback(pool.close)

@@ -1,8 +1,8 @@
 """The seams of the API: what it reads and what it writes through.
 
 The production implementations are the projections' read APIs
-(:class:`~runwire.projections.runs.store.RunStore`,
-:class:`~runwire.projections.sessions.store.SessionIndex`,
+(:class:`~runwire.projections.runs.reader.RunStore`,
+:class:`~runwire.projections.sessions.reader.SessionIndex`,
 :class:`~runwire.projections.transcripts.reader.TranscriptCache`) and
 :class:`ClientRunControl` over the runs API; unit tests pass in-memory twins.
 """

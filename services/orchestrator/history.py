@@ -60,8 +60,8 @@ from runwire.settings import Settings
 if TYPE_CHECKING:
     from runwire.log.runs import RunReader
     from runwire.projections.runs.fold import Run
-    from runwire.projections.runs.store import RunStore
-    from runwire.projections.sessions.store import SessionIndex
+    from runwire.projections.runs.reader import RunStore
+    from runwire.projections.sessions.reader import SessionIndex
 
 __all__ = ["DEFAULT_POLICY", "SessionHistory"]
 

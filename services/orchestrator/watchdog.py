@@ -52,7 +52,7 @@ from runwire.errors import RunwireError
 from runwire.log import EventWriter, Publisher, publish_retrying
 from runwire.log.runs import RunReader
 from runwire.projections.runs.fold import Run
-from runwire.projections.runs.store import RunStore
+from runwire.projections.runs.reader import RunStore
 from runwire.services.lifecycle import AsyncService
 from runwire.services.orchestrator.run_state import RunState
 from runwire.services.run_context import RunContext

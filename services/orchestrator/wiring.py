@@ -91,8 +91,8 @@ async def session_history(settings: Settings, provider: ModelProvider) -> Sessio
     """History from the session's earlier runs (:class:`SessionHistory`), on readers of
     its own (run-status store, session index, a log reader), closed when it stops."""
     from runwire.log.runs import RunReader
-    from runwire.projections.runs.store import RunStore
-    from runwire.projections.sessions.store import SessionIndex
+    from runwire.projections.runs.reader import RunStore
+    from runwire.projections.sessions.reader import SessionIndex
 
     runs = await RunStore.connect(settings)
     sessions = await SessionIndex.connect(settings)

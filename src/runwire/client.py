@@ -18,7 +18,7 @@ Contract:
   event is asked for. The blocking twin resolves it in the call.
 - ``handle.wait(timeout)`` returns a :class:`RunOutcome` once the log holds
   the run's terminal event (status, error, transcript). With a
-  :class:`~runwire.projections.runs.store.RunStore` given to the client it
+  :class:`~runwire.projections.runs.reader.RunStore` given to the client it
   also waits until the run-status projection has applied that event, so a
   read of the store right after sees the final row (read-your-writes).
 - ``handle.cancel()`` / ``rw.cancel(run_id)`` publishes ``run_canceled``;
@@ -74,7 +74,7 @@ from runwire.transcript.ledger import build_messages_from_events, payloads_for_m
 from runwire.transcript.messages import Message, TextPart, ToolResultPart
 
 if TYPE_CHECKING:
-    from runwire.projections.runs.store import RunStore
+    from runwire.projections.runs.reader import RunStore
 
 __all__ = [
     "BlockingClient",

@@ -13,7 +13,6 @@ from runwire.contract.events import Event
 from runwire.contract.routing import record_key
 from runwire.log import Position, Publisher
 from runwire.log.records import LogPosition, SourceRecord
-from runwire.projections.reference import Folded, fold_runs, fold_sessions
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
 from runwire.projections.runtime.lag import projection_lag
@@ -22,6 +21,7 @@ from runwire.projections.runtime.pg_projection import PostgresProjection
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
+from tests.support.reference import Folded, fold_runs, fold_sessions
 
 FAST = ProjectorOptions(session_timeout_ms=6000, heartbeat_interval_ms=500, poll_timeout_ms=100)
 

@@ -15,7 +15,7 @@ from functools import partial
 
 from runwire.client import Client
 from runwire.contract.events import EventType, RunFailed, RunStatus
-from runwire.projections.runs.store import RunStore
+from runwire.projections.runs.reader import RunStore
 from runwire.providers.local import LocalModel
 from runwire.services.orchestrator.watchdog import WATCHDOG_PRODUCER, Watchdog
 from runwire.services.orchestrator.wiring import orchestrator_service

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from runwire.client import Client, RunOutcome
 from runwire.contract.events import EventType, RunStatus
-from runwire.projections.runs.store import RunStore
-from runwire.projections.sessions.store import SessionIndex
+from runwire.projections.runs.reader import RunStore
+from runwire.projections.sessions.reader import SessionIndex
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.tools.wiring import tool_runner_service

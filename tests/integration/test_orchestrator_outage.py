@@ -13,7 +13,7 @@ import psycopg
 
 from runwire.client import Client, RunHandle, RunOutcome
 from runwire.contract.events import RunStatus
-from runwire.projections.runs.store import RunStore
+from runwire.projections.runs.reader import RunStore
 from runwire.providers.retry import RetryPolicy
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.settings import Settings

@@ -16,8 +16,8 @@ from runwire.client import Client, RunOutcome
 from runwire.context import ContextPolicy, canonical_json, model_input_digest, seeded_runs
 from runwire.contract.events import ContextSeeded, EventType, RunStatus
 from runwire.log.runs import RunReader
-from runwire.projections.runs.store import RunStore
-from runwire.projections.sessions.store import SessionIndex
+from runwire.projections.runs.reader import RunStore
+from runwire.projections.sessions.reader import SessionIndex
 from runwire.providers.local import LocalModel
 from runwire.services.orchestrator.history import SessionHistory
 from runwire.services.orchestrator.run_state import Answer, RunState

@@ -15,7 +15,7 @@ from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import Pool
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.settings import Settings
-from tests.projection_contract import (
+from tests.contract.projections import (
     Harness,
     ProjectionContract,
     run_scenario,

@@ -14,10 +14,10 @@ import time
 from runwire.log.records import TopicPartition
 from runwire.projections.runtime.lag import ProjectionLag, projection_lag
 from runwire.projections.runtime.pg import Pool
-from runwire.projections.workload import bulk_publish, synthetic_events
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration.projection_support import FAST, caught_up, projections, running
+from tests.support.workload import bulk_publish, synthetic_events
 
 ROUNDS = 4
 # An instance that hints once, right after its assignment, and whose stop

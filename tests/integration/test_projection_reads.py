@@ -16,14 +16,14 @@ from runwire.cli.main import app
 from runwire.contract.events import Event, RunStarted, SessionCreated, UserMessage
 from runwire.errors import NotFoundError
 from runwire.log import Position, Publisher
-from runwire.projections.reference import Folded, fold_runs, fold_sessions
-from runwire.projections.runs.store import RunStore
+from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.waiting import NotCaughtUpError
-from runwire.projections.sessions.store import SessionIndex
-from runwire.projections.workload import bulk_publish, synthetic_events
+from runwire.projections.sessions.reader import SessionIndex
 from runwire.settings import Settings
 from tests.integration.projection_support import as_records, caught_up, projections, running
+from tests.support.reference import Folded, fold_runs, fold_sessions
+from tests.support.workload import bulk_publish, synthetic_events
 
 
 async def test_wait_for_gives_read_your_writes(settings: Settings, pool: Pool) -> None:
@@ -235,7 +235,7 @@ def test_cli_lists_shows_reports_lag_rebuilds_and_handles_dead_letters(
     )
 
     async def bad_records() -> int:
-        from runwire.projections.workload import read_raw
+        from tests.support.workload import read_raw
 
         return sum(r.value == b"not avro" for r in await read_raw(settings, [settings.run_events]))
 

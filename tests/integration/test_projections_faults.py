@@ -20,14 +20,12 @@ from runwire.contract.codec import REASONS, default_codec
 from runwire.contract.events import Event, SessionDeleted, ToolResult, Usage
 from runwire.errors import DecodeError
 from runwire.log.records import SourceRecord
-from runwire.projections.reference import fold_runs
 from runwire.projections.runs.projection import RunsProjection
-from runwire.projections.runs.store import RunStore
+from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.dead_letters import list_dead_letters
 from runwire.projections.runtime.pg import Pool
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.sessions.projection import SessionsProjection
-from runwire.projections.workload import Placed, bulk_publish, synthetic_events
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration.projection_support import (
@@ -40,6 +38,8 @@ from tests.integration.projection_support import (
     running,
     table,
 )
+from tests.support.reference import fold_runs
+from tests.support.workload import Placed, bulk_publish, synthetic_events
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import random
 
-from runwire.projections.reference import fold_runs
 from runwire.projections.runtime.pg import Pool
-from runwire.projections.workload import bulk_publish, synthetic_events
 from runwire.settings import Settings
 from tests.integration.projection_support import (
     as_records,
@@ -17,6 +15,8 @@ from tests.integration.projection_support import (
     projections,
     running,
 )
+from tests.support.reference import fold_runs
+from tests.support.workload import bulk_publish, synthetic_events
 
 EVENTS, RUNS, SESSIONS = 50_000, 2_000, 300
 

@@ -23,8 +23,8 @@ from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.protocol import Batch
 from runwire.settings import Settings
+from tests.contract.projections import RecordingSink
 from tests.integration.projection_support import table
-from tests.projection_contract import RecordingSink
 
 
 @pytest_asyncio.fixture(loop_scope="session")

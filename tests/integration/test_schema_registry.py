@@ -17,7 +17,6 @@ from runwire.contract.registry import schema_text, subject_of
 from runwire.contract.schemas import released_schemas
 from runwire.projections.runtime.dead_letters import list_dead_letters
 from runwire.projections.runtime.pg import Pool
-from runwire.projections.workload import read_raw, synthetic_events
 from runwire.settings import Settings
 from tests.fakes.schema_registry import FakeSchemaRegistry
 from tests.integration.projection_support import (
@@ -28,6 +27,7 @@ from tests.integration.projection_support import (
     publish,
     running,
 )
+from tests.support.workload import read_raw, synthetic_events
 
 pytestmark = pytest.mark.integration
 

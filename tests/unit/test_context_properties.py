@@ -20,8 +20,8 @@ from runwire.context.window import is_turn_start, split_turns
 from runwire.contract.events import UserMessage
 from runwire.transcript.messages import Message, ToolResultPart, ToolUsePart
 from runwire.transcript.validation import PROVIDERS, validate
+from tests.support.transcript_strategies import transcripts
 from tests.unit.context_support import T0_MS, FakeLog, user
-from tests.unit.transcript_strategies import transcripts
 
 
 @dataclass

@@ -22,7 +22,7 @@ from runwire.contract.framing import Framing, read_header
 from runwire.contract.records import to_record
 from runwire.contract.schemas import released_schemas
 from runwire.errors import ConfigurationError, DecodeError
-from tests.unit.event_samples import events, sample_event
+from tests.support.event_samples import events, sample_event
 
 CODEC = default_codec()
 

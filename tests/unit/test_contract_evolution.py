@@ -21,7 +21,7 @@ from runwire.contract.codec import Codec
 from runwire.contract.events import EventType, ToolResult
 from runwire.contract.records import to_record
 from runwire.contract.schemas import load_from_texts, read_released_files, released_schemas
-from tests.unit.event_samples import sample_event
+from tests.support.event_samples import sample_event
 
 
 def full_transitive_problems(chain: list[dict[str, Any]]) -> list[str]:

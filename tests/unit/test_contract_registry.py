@@ -25,7 +25,7 @@ from runwire.contract.schemas import released_schemas
 from runwire.errors import DecodeError
 from runwire.settings import Settings
 from tests.fakes.schema_registry import FakeSchemaRegistry
-from tests.unit.event_samples import sample_event
+from tests.support.event_samples import sample_event
 
 SCHEMAS = released_schemas()
 

@@ -30,7 +30,7 @@ from runwire.transcript.messages import (
     ThinkingPart,
     ToolUsePart,
 )
-from tests.unit.transcript_strategies import transcripts
+from tests.support.transcript_strategies import transcripts
 
 TOOLS = [ToolSpec(name="svc.lookup"), ToolSpec(name="calc"), ToolSpec(name="search")]
 LOOKUP = "svc_lookup_cf14cc31"

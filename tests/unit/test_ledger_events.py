@@ -36,7 +36,7 @@ from runwire.transcript.messages import (
     ToolResultPart,
     ToolUsePart,
 )
-from tests.unit.transcript_strategies import events_for, transcripts
+from tests.support.transcript_strategies import events_for, transcripts
 
 RUN = "run-42"
 

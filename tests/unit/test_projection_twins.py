@@ -20,19 +20,19 @@ from runwire.contract.events import (
 )
 from runwire.contract.routing import record_key
 from runwire.log.records import SourceRecord, TopicPartition
-from runwire.projections.reference import fold_runs, fold_sessions
-from runwire.projections.runs.memory import InMemoryRuns
+from runwire.projections.runs.inmem import InMemoryRuns
 from runwire.projections.runtime.protocol import Batch
 from runwire.projections.sessions.fold import BOOKKEEPING
-from runwire.projections.sessions.memory import InMemorySessions
-from runwire.projections.workload import synthetic_events
-from tests.projection_contract import (
+from runwire.projections.sessions.inmem import InMemorySessions
+from tests.contract.projections import (
     Harness,
     ProjectionContract,
     RecordingSink,
     run_scenario,
     session_scenario,
 )
+from tests.support.reference import fold_runs, fold_sessions
+from tests.support.workload import synthetic_events
 
 RUN_TOPIC, SESSION_TOPIC = "run-events", "session-events"
 

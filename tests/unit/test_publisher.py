@@ -33,7 +33,7 @@ from runwire.errors import ContractError, DecodeError, PublishError
 from runwire.log import Publisher, kafka_error
 from runwire.log.clients import producer_options
 from runwire.settings import Settings
-from tests.unit.event_samples import sample_event
+from tests.support.event_samples import sample_event
 
 
 def _closed_port() -> int:

@@ -29,7 +29,7 @@ from runwire.transcript.messages import (
     ToolUsePart,
 )
 from runwire.transcript.validation import PROVIDERS, find_violations, validate
-from tests.unit.transcript_strategies import transcripts
+from tests.support.transcript_strategies import transcripts
 
 
 @settings(max_examples=100, deadline=None)

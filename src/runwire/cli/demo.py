@@ -124,8 +124,8 @@ async def _demo(settings: Settings, keep_services: bool) -> None:
 
 async def _prepare(settings: Settings) -> None:
     from runwire.infra.topics import provision_topics
-    from runwire.projections.runs.store import RunStore
-    from runwire.projections.sessions.store import SessionIndex
+    from runwire.projections.runs.reader import RunStore
+    from runwire.projections.sessions.reader import SessionIndex
 
     console.print(f"[bold]1.[/] topics on {settings.kafka_bootstrap_servers}")
     try:
@@ -179,7 +179,7 @@ async def _services(settings: Settings, keep: bool) -> AsyncIterator[None]:
 
 
 async def _converse(settings: Settings, tag: str) -> dict[str, list[RunOutcome]]:
-    from runwire.projections.runs.store import RunStore
+    from runwire.projections.runs.reader import RunStore
 
     console.print("[bold]3.[/] conversations (one run per user turn, sessions at once)")
     async with await RunStore.connect(settings) as runs, Client(settings, runs=runs) as rw:
@@ -222,8 +222,8 @@ async def _converse(settings: Settings, tag: str) -> dict[str, list[RunOutcome]]
 
 async def _show(settings: Settings, outcomes: dict[str, list[RunOutcome]]) -> None:
     from runwire.cli.transcript import render_message
-    from runwire.projections.runs.store import RunStore
-    from runwire.projections.sessions.store import SessionIndex
+    from runwire.projections.runs.reader import RunStore
+    from runwire.projections.sessions.reader import SessionIndex
     from runwire.projections.transcripts.reader import TranscriptCache
 
     console.print("[bold]4.[/] what the projections hold (all of it rebuilt from the log)\n")

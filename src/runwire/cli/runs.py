@@ -28,7 +28,7 @@ _COLUMNS: list[listing.Column] = [
 
 
 async def _list(filters: dict[str, Any]) -> dict[str, Any]:
-    from runwire.projections.runs.store import RunStore
+    from runwire.projections.runs.reader import RunStore
 
     async with await RunStore.connect(Settings()) as store:
         page = await store.list(**filters)
@@ -36,7 +36,7 @@ async def _list(filters: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _show(run_id: str) -> dict[str, Any]:
-    from runwire.projections.runs.store import RunStore
+    from runwire.projections.runs.reader import RunStore
 
     async with await RunStore.connect(Settings()) as store:
         return (await store.get(run_id)).as_dict()

@@ -24,7 +24,7 @@ _COLUMNS: list[listing.Column] = [
 
 
 async def _list(filters: dict[str, Any]) -> dict[str, Any]:
-    from runwire.projections.sessions.store import SessionIndex
+    from runwire.projections.sessions.reader import SessionIndex
 
     async with await SessionIndex.connect(Settings()) as index:
         page = await index.list(**filters)
@@ -32,8 +32,8 @@ async def _list(filters: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _show(session_id: str, runs: int) -> dict[str, Any]:
-    from runwire.projections.runs.store import RunStore
-    from runwire.projections.sessions.store import SessionIndex
+    from runwire.projections.runs.reader import RunStore
+    from runwire.projections.sessions.reader import SessionIndex
 
     settings = Settings()
     async with await SessionIndex.connect(settings) as index:

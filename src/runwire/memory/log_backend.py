@@ -18,7 +18,7 @@ from runwire.contract.events import Event, MemoryDeleted, MemoryScope
 from runwire.log import Position, Publisher, publish_retrying
 from runwire.memory.protocol import MemoryEntry
 from runwire.projections.memory.projection import MemoryProjection
-from runwire.projections.memory.store import MemoryEntries
+from runwire.projections.memory.reader import MemoryEntries
 from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.protocol import Projection, ProjectionError
 from runwire.projections.runtime.waiting import wait_for

@@ -6,7 +6,7 @@ rules (input, isolation, tenant namespaces); a :class:`MemoryBackend` only
 writes events and reads folded entries. Implementations:
 :class:`~runwire.memory.log_backend.LogMemoryBackend` (memory topic +
 Postgres memory projection) and the twin
-:class:`~runwire.memory.memory_backend.InMemoryMemoryBackend`; the contract
+:class:`~runwire.memory.inmem.InMemoryMemoryBackend`; the contract
 suite in tests/contract/ runs against both.
 
 Contract:

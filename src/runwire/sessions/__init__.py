@@ -6,7 +6,7 @@
 - :mod:`.planning`: which run a message goes to (one run per turn);
 - :mod:`.content`: what ``add_message`` accepts;
 - :mod:`.protocol`: the backend seam; :mod:`.log_backend` (Kafka + the
-  projections) and :mod:`.memory_backend` (the in-memory twin) implement it;
+  projections) and :mod:`.inmem` (the in-memory twin) implement it;
 - :mod:`.export`: the versioned export document and the import;
   :mod:`.agents_sqlite`: importing the OpenAI Agents SDK's ``SQLiteSession`` files;
   :mod:`.openai_agents`: ``RunwireSession``, the Agents SDK's ``Session`` protocol
@@ -26,7 +26,7 @@ from runwire.sessions.errors import (
     SessionEndedError,
     WriteRefusedError,
 )
-from runwire.sessions.memory_backend import InMemoryBackend
+from runwire.sessions.inmem import InMemoryBackend
 from runwire.sessions.protocol import SessionBackend, SessionChange, SessionEvent, SessionInfo
 
 __all__ = [

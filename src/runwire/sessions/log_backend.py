@@ -41,10 +41,10 @@ from runwire.errors import NotFoundError
 from runwire.log import Position, Publisher, publish_retrying
 from runwire.memory.log_backend import LogMemoryBackend
 from runwire.projections.runs.projection import RunsProjection
-from runwire.projections.runs.store import RunStore
+from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.protocol import Projection
 from runwire.projections.sessions.projection import SessionsProjection
-from runwire.projections.sessions.store import SessionIndex
+from runwire.projections.sessions.reader import SessionIndex
 from runwire.projections.transcripts.keys import Keyspace, owner_tag
 from runwire.projections.transcripts.miss import RunStoreLocator
 from runwire.projections.transcripts.projection import TranscriptProjection
@@ -53,7 +53,7 @@ from runwire.projections.transcripts.session_read import DecodedRuns, SessionRea
 from runwire.projections.transcripts.store import Slot
 from runwire.projections.transcripts.turns import starts_turn
 from runwire.sessions.errors import WriteRefusedError
-from runwire.sessions.memory_backend import deleted_info, info_of
+from runwire.sessions.inmem import deleted_info, info_of
 from runwire.sessions.planning import SOURCE_LABEL, RunTail, millis
 from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo
 from runwire.sessions.watcher import LogWatcher

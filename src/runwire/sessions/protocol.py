@@ -8,7 +8,7 @@ folded state. Two implementations keep this contract and one contract suite
 
 - :class:`~runwire.sessions.log_backend.LogBackend`: Kafka for writes, the
   projections (session index, transcript cache, run-status store) for reads;
-- :class:`~runwire.sessions.memory_backend.InMemoryBackend`: the twin, one
+- :class:`~runwire.sessions.inmem.InMemoryBackend`: the twin, one
   process, for tests of user code.
 
 Contract:

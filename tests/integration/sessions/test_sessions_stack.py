@@ -17,12 +17,12 @@ import redis.asyncio as aioredis
 from runwire.contract.events import Event, RunStarted, SessionMetadataSet, Usage, UserMessage
 from runwire.errors import NotFoundError
 from runwire.log import Publisher
+from runwire.projections.memory.reader import MemoryEntries
 from runwire.projections.memory.service import rebuild_memory
-from runwire.projections.memory.store import MemoryEntries
-from runwire.projections.runs.store import RunStore
+from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.protocol import Projection, Rebuildable
 from runwire.projections.runtime.rebuild import rebuild
-from runwire.projections.sessions.store import SessionIndex
+from runwire.projections.sessions.reader import SessionIndex
 from runwire.projections.transcripts.keys import Keyspace
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.store import Slot

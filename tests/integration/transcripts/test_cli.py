@@ -14,7 +14,7 @@ from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.settings import Settings
 from tests.integration.transcripts.conftest import publish, running, store_for, wait_caught_up
 from tests.integration.transcripts.test_crash import projector_env
-from tests.transcript_workload import by_run, reference_transcripts, workload
+from tests.support.transcript_workload import by_run, reference_transcripts, workload
 
 
 async def runwire(env: dict[str, str], *args: str) -> tuple[int, str, str]:

@@ -18,10 +18,10 @@ from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 from runwire.projections.transcripts.store import checksum
 from runwire.settings import Settings
+from tests.contract.transcript_store import dumped_transcripts
 from tests.helpers import assert_eventually
 from tests.integration.transcripts.conftest import running, store_for, wait_caught_up
-from tests.transcript_store_contract import dumped_transcripts
-from tests.transcript_workload import reference_transcripts, workload
+from tests.support.transcript_workload import reference_transcripts, workload
 
 KILLS = 6
 

@@ -14,7 +14,7 @@ from runwire.contract.events import Event, SessionDeleted, UserMessage
 from runwire.errors import NotFoundError
 from runwire.log import Position, Publisher
 from runwire.projections.runs.projection import RunsProjection
-from runwire.projections.runs.store import RunStore
+from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.consumer import Projector
 from runwire.projections.runtime.pg import open_pool
 from runwire.projections.runtime.rebuild import rebuild
@@ -30,7 +30,7 @@ from tests.integration.transcripts.conftest import (
     store_for,
     wait_caught_up,
 )
-from tests.transcript_workload import by_run, reference_transcripts, workload
+from tests.support.transcript_workload import by_run, reference_transcripts, workload
 
 
 def _sessions(events: Sequence[Event]) -> dict[str, list[str]]:

@@ -7,7 +7,7 @@ import asyncio
 import redis.asyncio as aioredis
 
 from runwire.projections.runs.projection import RunsProjection
-from runwire.projections.runs.store import RunStore
+from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.consumer import Projector
 from runwire.projections.runtime.pg import open_pool
 from runwire.projections.transcripts.projection import TranscriptProjection
@@ -20,7 +20,7 @@ from tests.integration.transcripts.conftest import (
     store_for,
     wait_caught_up,
 )
-from tests.transcript_workload import reference_transcripts, workload
+from tests.support.transcript_workload import reference_transcripts, workload
 
 
 async def test_expired_transcripts_are_rebuilt_from_the_log_and_written_back(

@@ -12,7 +12,7 @@ from runwire.projections.transcripts.store import Slot, checksum
 from runwire.settings import Settings
 from runwire.transcript.messages import ThinkingPart
 from tests.integration.transcripts.conftest import publish, running, store_for, wait_caught_up
-from tests.transcript_workload import by_run, reference_transcripts, workload
+from tests.support.transcript_workload import by_run, reference_transcripts, workload
 
 
 async def test_every_transcript_equals_the_pure_fold_and_duplicates_change_nothing(

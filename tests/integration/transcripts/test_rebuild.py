@@ -13,9 +13,9 @@ from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.store import Slot, checksum
 from runwire.settings import Settings
+from tests.contract.transcript_store import dumped_transcripts
 from tests.integration.transcripts.conftest import publish, running, store_for, wait_caught_up
-from tests.transcript_store_contract import dumped_transcripts
-from tests.transcript_workload import reference_transcripts, workload
+from tests.support.transcript_workload import reference_transcripts, workload
 
 
 async def test_a_rebuild_during_writes_switches_readers_and_equals_a_clean_build(

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 from runwire.projections.transcripts.store import TranscriptStore
 from runwire.settings import Settings
-from tests.transcript_store_contract import TranscriptStoreContract, commit, create
+from tests.contract.transcript_store import TranscriptStoreContract, commit, create
 
 
 class TestRedisTranscriptStore(TranscriptStoreContract):

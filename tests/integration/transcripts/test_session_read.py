@@ -13,7 +13,7 @@ from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 from runwire.projections.transcripts.session_read import SessionReader
 from runwire.projections.transcripts.store import Slot
 from runwire.settings import Settings
-from tests.transcript_store_contract import commit, create
+from tests.contract.transcript_store import commit, create
 
 pytestmark = pytest.mark.integration
 

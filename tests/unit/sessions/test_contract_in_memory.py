@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runwire.sessions import InMemoryBackend
-from tests.contract.memory import MemoryContract
+from tests.contract.memory_store import MemoryContract
 from tests.contract.sessions import SessionContract
 
 

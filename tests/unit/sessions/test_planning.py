@@ -27,7 +27,7 @@ from runwire.sessions.planning import RunTail, ledger_state, millis, plan_messag
 from runwire.transcript.errors import LedgerError
 from runwire.transcript.ledger import Ledger, TranscriptBuilder
 from runwire.transcript.messages import Message, TextPart, ToolResultPart, ToolUsePart
-from tests.unit.transcript_strategies import events_for, transcripts
+from tests.support.transcript_strategies import events_for, transcripts
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -11,7 +11,7 @@ from runwire.projections.transcripts.body import (
 )
 from runwire.projections.transcripts.store import RunBody
 from runwire.transcript.ledger import TranscriptBuilder
-from tests.transcript_workload import by_run, workload
+from tests.support.transcript_workload import by_run, workload
 
 
 def test_every_prefix_of_every_run_round_trips() -> None:

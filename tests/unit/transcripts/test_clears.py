@@ -10,11 +10,11 @@ import pytest
 
 from runwire.contract.events import Event, SessionCleared, SessionCreated, SessionDeleted
 from runwire.log.records import SourceRecord
-from runwire.projections.transcripts.memory_store import InMemoryTranscriptStore
+from runwire.projections.transcripts.inmem import InMemoryTranscriptStore
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.store import Slot
 from runwire.settings import Settings
-from tests.transcript_workload import workload
+from tests.support.transcript_workload import workload
 from tests.unit.transcripts.memory_log import MemoryLog
 from tests.unit.transcripts.test_erasure import TwoTopics, session_record
 

@@ -12,7 +12,7 @@ from runwire.transcript.messages import (
     ToolResultPart,
     ToolUsePart,
 )
-from tests.transcript_workload import by_run, workload
+from tests.support.transcript_workload import by_run, workload
 
 EVERY_PART = [
     Message(role="user", parts=(TextPart(text="what is the weather in Paris? é ✓"),)),

@@ -12,13 +12,13 @@ import pytest
 from runwire.contract.events import Event, SessionCreated, SessionDeleted, UserMessage
 from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime.protocol import Batch
-from runwire.projections.transcripts.memory_store import InMemoryTranscriptStore
+from runwire.projections.transcripts.inmem import InMemoryTranscriptStore
 from runwire.projections.transcripts.miss import MissPath
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.store import Commit, CommitOutcome, Conflict, Slot, checksum
 from runwire.settings import Settings
-from tests.transcript_store_contract import dumped_transcripts
-from tests.transcript_workload import by_run, reference_transcripts, workload
+from tests.contract.transcript_store import dumped_transcripts
+from tests.support.transcript_workload import by_run, reference_transcripts, workload
 from tests.unit.transcripts.memory_log import ListSink, MemoryLocator, MemoryLog
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runwire.projections.transcripts.memory_store import InMemoryTranscriptStore
+from runwire.projections.transcripts.inmem import InMemoryTranscriptStore
 from runwire.projections.transcripts.store import TranscriptStore
-from tests.transcript_store_contract import TranscriptStoreContract
+from tests.contract.transcript_store import TranscriptStoreContract
 
 
 class TestInMemoryTranscriptStore(TranscriptStoreContract):

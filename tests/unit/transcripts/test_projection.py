@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from runwire.contract.events import Event, ToolResult
-from runwire.projections.transcripts.memory_store import InMemoryTranscriptStore
+from runwire.projections.transcripts.inmem import InMemoryTranscriptStore
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.store import Commit, CommitOutcome, Slot, checksum
 from runwire.settings import Settings
 from runwire.transcript.messages import ThinkingPart
-from tests.transcript_store_contract import dumped_transcripts
-from tests.transcript_workload import reference_transcripts, workload
+from tests.contract.transcript_store import dumped_transcripts
+from tests.support.transcript_workload import reference_transcripts, workload
 from tests.unit.transcripts.memory_log import MemoryLog, MiniRunner
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from runwire.contract.events import Event, RunStarted
-from runwire.memory.memory_backend import InMemoryMemoryBackend
+from runwire.memory.inmem import InMemoryMemoryBackend
 from runwire.projections.sessions.fold import (
     SessionRow,
     apply_run_event,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from runwire.log.records import SourceRecord
-from runwire.projections.runtime.memory import InMemoryProjection
+from runwire.projections.runtime.inmem import InMemoryProjection
 from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.sessions.fold import SessionRow, fold_batch, remembered
 from runwire.projections.sessions.projection import NAME

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from runwire.log.records import SourceRecord
 from runwire.projections.runs.fold import Erasure, RunRow, fold_batch
 from runwire.projections.runs.projection import NAME
-from runwire.projections.runtime.memory import InMemoryProjection
+from runwire.projections.runtime.inmem import InMemoryProjection
 from runwire.projections.runtime.protocol import Rejection
 
 
