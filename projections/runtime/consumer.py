@@ -54,7 +54,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
-from runwire.errors import ConfigurationError, DecodeError, RunwireError
+from runwire.errors import ConfigurationError, DecodeError, NotStartedError, RunwireError
 from runwire.log import clients
 from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime.dead_letters import (
@@ -380,7 +380,7 @@ class Projector:
         fetched again from the stored position.
         """
         if not self._started:
-            raise RuntimeError("Projector.run() needs start() first (or `async with`)")
+            raise NotStartedError("Projector.run() needs start() first (or `async with`)")
         self._run_task, self._run_done = asyncio.current_task(), asyncio.Event()
         try:
             await self._run()
@@ -805,10 +805,10 @@ class Projector:
 
     def _require_consumer(self) -> Any:
         if self._consumer is None:
-            raise RuntimeError("the projector is not started: use `async with` or start()")
+            raise NotStartedError("the projector is not started: use `async with` or start()")
         return self._consumer
 
     def _require_sink(self) -> DeadLetterSink:
         if self._dead_letters is None:
-            raise RuntimeError("the projector is not started: use `async with` or start()")
+            raise NotStartedError("the projector is not started: use `async with` or start()")
         return self._dead_letters

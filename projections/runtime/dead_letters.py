@@ -42,7 +42,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
-from runwire.errors import DecodeError, RunwireError
+from runwire.errors import DecodeError, NotStartedError, RunwireError
 from runwire.log import clients
 from runwire.projections.runtime.protocol import Rejection
 from runwire.settings import Settings
@@ -322,7 +322,7 @@ class DeadLetterProducer:
         if not rejections:
             return
         if self._producer is None:
-            raise RuntimeError("DeadLetterProducer is not started: use `async with` or start()")
+            raise NotStartedError("DeadLetterProducer is not started: use `async with` or start()")
         pending = list(rejections)
         while pending:
             futures = [await self._send_one(r) for r in pending]

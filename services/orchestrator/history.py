@@ -47,7 +47,7 @@ from runwire.context import (
     prepare_model_input,
 )
 from runwire.contract.events import Event
-from runwire.errors import NotFoundError, RunwireError, StoreUnavailableError
+from runwire.errors import NotFoundError, NotStartedError, StoreUnavailableError
 from runwire.log import Position, clients
 from runwire.log.clients import topic_partitions
 from runwire.projections.runtime.waiting import NotCaughtUpError
@@ -236,7 +236,7 @@ class SessionHistory(AsyncService):
         whole, or its last turn would be left out of the window.
         """
         if self._consumer is None:
-            raise RunwireError("SessionHistory is not started: use `async with`")
+            raise NotStartedError("SessionHistory is not started: use `async with`")
         try:
             found: dict[TopicPartition, int] = await self._consumer.end_offsets(self._partitions)
         except KafkaError as e:  # only ever the broker's trouble, never the run's

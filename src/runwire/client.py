@@ -66,7 +66,7 @@ from runwire.contract.events import (
     ToolResult,
     UserMessage,
 )
-from runwire.errors import RunwireError
+from runwire.errors import NotStartedError, RunwireError
 from runwire.log import Position, Publisher
 from runwire.log.watcher import RunWatcher
 from runwire.settings import Settings
@@ -387,12 +387,12 @@ class Client:
 
     def _reader_or_fail(self) -> RunWatcher:
         if self._reader is None:
-            raise RunwireError("the client is not started: use `async with Client(settings)`")
+            raise NotStartedError("the client is not started: use `async with Client(settings)`")
         return self._reader
 
     def _publisher_or_fail(self) -> Publisher:
         if self._publisher is None or not self._started:
-            raise RunwireError("the client is not started: use `async with Client(settings)`")
+            raise NotStartedError("the client is not started: use `async with Client(settings)`")
         return self._publisher
 
     async def run(

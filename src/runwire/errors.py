@@ -42,6 +42,11 @@ class DecodeError(ContractError):
         self.reason = reason
 
 
+class NotStartedError(RunwireError, RuntimeError):
+    """A resource was used before ``start()`` (or ``async with``), or after ``stop()``;
+    the message says how to start it. (A ``RuntimeError`` too, as asyncio's own.)"""
+
+
 class PublishError(RunwireError):
     """An event could not be written to Kafka; the caller was not told it was."""
 

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Self
 
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope
+from runwire.errors import NotStartedError
 from runwire.log import Position, Publisher, publish_retrying
 from runwire.memory.protocol import MemoryEntry
 from runwire.projections.memory.projection import MemoryProjection
@@ -56,13 +57,13 @@ class LogMemoryBackend:
     @property
     def publisher(self) -> Publisher:
         if self._publisher is None:
-            raise RuntimeError("the backend is not started: use `async with` or start()")
+            raise NotStartedError("the backend is not started: use `async with` or start()")
         return self._publisher
 
     @property
     def pool(self) -> Pool:
         if self._pool is None:
-            raise RuntimeError("the backend is not started: use `async with` or start()")
+            raise NotStartedError("the backend is not started: use `async with` or start()")
         return self._pool
 
     async def start(self) -> None:
@@ -134,7 +135,7 @@ class LogMemoryBackend:
     @property
     def memory(self) -> MemoryEntries:
         if self._memory is None:
-            raise RuntimeError("the backend is not started: use `async with` or start()")
+            raise NotStartedError("the backend is not started: use `async with` or start()")
         return self._memory
 
     # -- MemoryBackend -------------------------------------------------------------------
@@ -144,7 +145,7 @@ class LogMemoryBackend:
             self.publisher, [event], atomic=False, attempts=5, max_delay=2.0
         )
         if self._memory_projection is None:
-            raise RuntimeError("the backend is not started: use `async with` or start()")
+            raise NotStartedError("the backend is not started: use `async with` or start()")
         await self.wait(self._memory_projection, position)
         p = event.payload
         if not isinstance(p, MemoryDeleted):

@@ -37,7 +37,7 @@ from datetime import datetime
 import redis.asyncio as aioredis
 
 from runwire.contract.events import Event, RunStarted, SessionCleared, SessionDeleted
-from runwire.errors import NotFoundError
+from runwire.errors import NotFoundError, NotStartedError
 from runwire.log import Position, Publisher, publish_retrying
 from runwire.memory.log_backend import LogMemoryBackend
 from runwire.projections.runs.projection import RunsProjection
@@ -191,7 +191,7 @@ class LogBackend(LogMemoryBackend):
 
     def _ready(self) -> tuple[SessionIndex, RunStore, TranscriptCache]:
         if self._index is None or self._runs is None or self._cache is None:
-            raise RuntimeError("the backend is not started: use `async with` or start()")
+            raise NotStartedError("the backend is not started: use `async with` or start()")
         return self._index, self._runs, self._cache
 
     @property
@@ -202,7 +202,7 @@ class LogBackend(LogMemoryBackend):
     def applied(self) -> _Projections:
         """The projections whose positions the writes wait for."""
         if self._applied is None:
-            raise RuntimeError("the backend is not started: use `async with` or start()")
+            raise NotStartedError("the backend is not started: use `async with` or start()")
         return self._applied
 
     # -- sessions ------------------------------------------------------------------------
@@ -284,7 +284,7 @@ class LogBackend(LogMemoryBackend):
         """
         reader = self._reader
         if reader is None:
-            raise RuntimeError("the backend is not started: use `async with` or start()")
+            raise NotStartedError("the backend is not started: use `async with` or start()")
         owner = await self._owner(session_id)
         read = await reader.read(session_id, tail=tail, known=known, visible=visible, owner=owner)
         gen, version, cleared = read.generation, read.version, read.cleared_ms
@@ -559,7 +559,7 @@ class LogBackend(LogMemoryBackend):
 
     async def erase(self, session_id: str, run_ids: Sequence[str]) -> None:
         if self._redis is None:
-            raise RuntimeError("the backend is not started")
+            raise NotStartedError("the backend is not started")
         keys = self._keys.generation(await self._live())
         names = [keys.session(session_id)]
         for run_id in run_ids:
@@ -574,7 +574,7 @@ class LogBackend(LogMemoryBackend):
 
     async def keep_for(self, session_id: str, run_ids: Sequence[str], ttl: int) -> None:
         if self._redis is None:
-            raise RuntimeError("the backend is not started")
+            raise NotStartedError("the backend is not started")
         keys = self._keys.generation(await self._live())
         pipe = self._redis.pipeline(transaction=False)
         for run_id in run_ids:
