@@ -1,4 +1,4 @@
-"""Continuing an interrupted session (issue 8, item 4) on the real stack.
+"""Continuing an interrupted session on the real stack.
 
 kill -9 of every service in the middle of a model call: after a restart the
 run completes and the session goes on with its history. The watchdog fails a

@@ -1,4 +1,4 @@
-"""Session history in the model input (issue 8), through the orchestrator on the stack."""
+"""Session history in the model input, through the orchestrator on the stack."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pause and resume (issue 8): a paused run gets no new model call until it is resumed."""
+"""Pause and resume: a paused run gets no new model call until it is resumed."""
 
 from __future__ import annotations
 

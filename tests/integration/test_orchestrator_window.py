@@ -1,4 +1,4 @@
-"""A history window through the orchestrator on the stack (issue 8 tests).
+"""A history window through the orchestrator on the stack.
 
 A session of 30 runs with tool calls under a 5-run window: every run's
 ``context_seeded`` names exactly the (up to) 5 runs before it, its model
