@@ -1,23 +1,30 @@
-"""The Projection contract against the run-status and session-index projections."""
+"""The Projection contract against every read model on its real store."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest_asyncio
+import redis.asyncio as aioredis
 from psycopg.rows import dict_row
 
 from runwire.contract.events import (
     Event,
 )
+from runwire.contract.routing import record_key
 from runwire.log.records import TopicPartition
+from runwire.projections.memory.projection import MemoryProjection
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import Pool
 from runwire.projections.sessions.projection import SessionsProjection
+from runwire.projections.transcripts.projection import TranscriptProjection
+from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 from runwire.settings import Settings
 from tests.contract.projections import (
     Harness,
     ProjectionContract,
+    memory_scenario,
     run_scenario,
     session_scenario,
 )
@@ -77,5 +84,56 @@ class TestSessionIndexContract(ProjectionContract):
             good=good,
             bad=bad,
             key=lambda e: (e.session_id or "").encode(),
+            state=state,
+        )
+
+
+class TestTranscriptCacheContract(ProjectionContract):
+    @pytest_asyncio.fixture(loop_scope="session")
+    async def redis_client(self, settings: Settings) -> AsyncIterator[aioredis.Redis]:
+        client = aioredis.Redis.from_url(settings.redis_url)
+        yield client
+        await client.aclose()
+
+    @pytest_asyncio.fixture(loop_scope="session")
+    async def harness(self, redis_client: aioredis.Redis, settings: Settings) -> Harness:
+        store = RedisTranscriptStore(redis_client, settings.redis_key_prefix)
+        projection = TranscriptProjection(store, settings)
+        good, bad = run_scenario()
+
+        async def state() -> Any:
+            dump = await store.dump(0)
+            dump.pop("pos", None)
+            return dump
+
+        return Harness(
+            projection=projection,
+            tp=TopicPartition(settings.run_events, 3),
+            good=good,
+            bad=bad,
+            key=record_key,
+            state=state,
+        )
+
+
+class TestMemoryContract(ProjectionContract):
+    @pytest_asyncio.fixture(loop_scope="session")
+    async def harness(self, pool: Pool, settings: Settings) -> Harness:
+        projection = MemoryProjection(pool, settings)
+        await projection.prepare()
+        good, bad = memory_scenario()
+
+        async def state() -> Any:
+            return (
+                await rows(pool, "SELECT * FROM memory_entries ORDER BY scope, owner, key"),
+                await rows(pool, "SELECT * FROM memory_session_tombstones ORDER BY 1"),
+            )
+
+        return Harness(
+            projection=projection,
+            tp=TopicPartition(settings.memory, 0),
+            good=good,
+            bad=bad,
+            key=record_key,
             state=state,
         )

@@ -24,6 +24,9 @@ from runwire.projections.runs.inmem import InMemoryRuns
 from runwire.projections.runtime.protocol import Batch
 from runwire.projections.sessions.fold import BOOKKEEPING
 from runwire.projections.sessions.inmem import InMemorySessions
+from runwire.projections.transcripts.inmem import InMemoryTranscriptStore
+from runwire.projections.transcripts.projection import TranscriptProjection
+from runwire.settings import Settings
 from tests.contract.projections import (
     Harness,
     ProjectionContract,
@@ -73,6 +76,28 @@ class TestInMemorySessionsContract(ProjectionContract):
             good=good,
             bad=bad,
             key=lambda e: (e.session_id or "").encode(),
+            state=state,
+        )
+
+
+class TestInMemoryTranscriptsContract(ProjectionContract):
+    @pytest.fixture
+    def harness(self) -> Harness:
+        store = InMemoryTranscriptStore()
+        projection = TranscriptProjection(store, Settings(topic_prefix=""))
+        good, bad = run_scenario()
+
+        async def state() -> Any:
+            dump = await store.dump(0)
+            dump.pop("pos", None)
+            return dump
+
+        return Harness(
+            projection=projection,
+            tp=TopicPartition(Settings(topic_prefix="").run_events, 3),
+            good=good,
+            bad=bad,
+            key=record_key,
             state=state,
         )
 
