@@ -304,7 +304,7 @@ async def main() -> None:
         }
         # The warm read's reply: the header only (bytes of strings in it).
         await ours.get_messages()
-        warm_reply_bytes = backend._reader.last_reply_bytes if backend._reader else -1
+        warm_reply_bytes = backend.view.last_reply_bytes
         await reader.read(sid)
         whole_reply_bytes = reader.last_reply_bytes
         memory = await bench_memory(backend, args.memory)

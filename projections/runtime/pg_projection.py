@@ -282,6 +282,9 @@ class PostgresReader:
         self,
         position: LogPosition,
         timeout: float = 10.0,  # noqa: ASYNC109 - the read API's documented signature
+        *,
+        first_poll: float = 0.002,
+        max_poll: float = 0.05,
     ) -> None:
         """Return once the projection has applied ``position`` (read-your-writes).
 
@@ -290,4 +293,6 @@ class PostgresReader:
         :class:`~runwire.errors.StoreError` when Postgres fails.
         """
         with store_errors(self.store):
-            await wait_for(self._projection, position, timeout)
+            await wait_for(
+                self._projection, position, timeout, first_poll=first_poll, max_poll=max_poll
+            )

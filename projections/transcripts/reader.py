@@ -38,14 +38,16 @@ from runwire.projections.transcripts.miss import (
     MissPath,
     RunLocator,
     RunLog,
+    RunStoreLocator,
 )
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 from runwire.projections.transcripts.store import Slot, TranscriptStore
-from runwire.projections.transcripts.turns import last_turns
 from runwire.settings import Settings
+from runwire.transcript.turns import last_turns
 
 if TYPE_CHECKING:
+    from runwire.projections.runs.reader import RunStore
     from runwire.transcript.messages import Message
 
 
@@ -64,6 +66,7 @@ class TranscriptCache:
         store: TranscriptStore | None = None,
         run_log: RunLog | None = None,
         locator: RunLocator | None = None,
+        runs: RunStore | None = None,
     ) -> None:
         self._settings = settings
         self._own_client = client is None and store is None
@@ -78,6 +81,8 @@ class TranscriptCache:
         self._store = store
         self._own_log = run_log is None
         self._log: RunLog = run_log if run_log is not None else RunReader(settings)
+        if locator is None and runs is not None:
+            locator = RunStoreLocator(runs)
         self._own_locator = locator is None
         self._locator: RunLocator = (
             locator if locator is not None else LazyRunStoreLocator(settings)
@@ -147,6 +152,17 @@ class TranscriptCache:
             runs = await self._locator.session_runs(session_id)
         return runs
 
+    async def start_of(self, run_id: str) -> tuple[int, int] | None:
+        """Where the run begins in the log, (partition, first offset), if the cache or the
+        run-status store knows it (``runwire transcript RUN --follow`` reads from there)."""
+        meta = (await self._store.heads(await self._live(), [run_id]))[run_id].meta
+        if meta is not None:
+            return meta.partition, meta.first
+        location = await self._locator.locate(run_id)
+        if location is not None:
+            return location.partition, location.first_offset
+        return None
+
     async def get_session(self, session_id: str, last_n_turns: int | None = None) -> list[Message]:
         """The messages of the session's runs in order, cut to the last turns."""
         runs = await self.session_runs(session_id)
@@ -161,6 +177,11 @@ class TranscriptCache:
         self,
         position: LogPosition,
         timeout: float = 10.0,  # noqa: ASYNC109 - a deadline for polling, not for one await
+        *,
+        first_poll: float = 0.002,
+        max_poll: float = 0.05,
     ) -> None:
         """Return once the projector has applied ``position`` (read-your-writes)."""
-        await wait_for(self._projection, position, timeout)
+        await wait_for(
+            self._projection, position, timeout, first_poll=first_poll, max_poll=max_poll
+        )

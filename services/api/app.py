@@ -197,10 +197,8 @@ async def _open_backends(
     if transcripts is None:
         import redis.asyncio as aioredis
 
-        from runwire.projections.transcripts.miss import RunStoreLocator
         from runwire.projections.transcripts.reader import TranscriptCache
 
-        locator = RunStoreLocator(store) if store is not None else None
         # Bounded socket waits: a Redis that stops answering fails the read, not hangs it.
         redis = aioredis.Redis.from_url(
             settings.redis_url,
@@ -209,7 +207,7 @@ async def _open_backends(
         )
         stack.push_async_callback(redis.aclose)
         transcripts = await stack.enter_async_context(
-            TranscriptCache(settings, client=redis, locator=locator)
+            TranscriptCache(settings, client=redis, runs=store)
         )
     if control is None:
         from runwire.client import Client

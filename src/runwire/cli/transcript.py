@@ -112,13 +112,15 @@ def render_event(console: Console, event: Event) -> None:
 
 
 async def _show(settings: Settings, run_id: str, as_json: bool, console: Console) -> None:
-    from runwire.projections.transcripts.body import MESSAGES
+    from pydantic import TypeAdapter
+
     from runwire.projections.transcripts.reader import TranscriptCache
+    from runwire.transcript.messages import Message
 
     async with TranscriptCache(settings) as cache:
         messages = await cache.get(run_id)
     if as_json:
-        typer.echo(MESSAGES.dump_json(messages, indent=2).decode())
+        typer.echo(TypeAdapter(list[Message]).dump_json(messages, indent=2).decode())
         return
     console.print(Text(f"run {run_id}: {len(messages)} messages", style="bold"))
     for i, message in enumerate(messages):
@@ -128,22 +130,11 @@ async def _show(settings: Settings, run_id: str, as_json: bool, console: Console
 async def _follow(
     settings: Settings, run_id: str, as_json: bool, idle: float | None, console: Console
 ) -> None:
-    import redis.asyncio as aioredis
-
     from runwire.log.watcher import follow_run
-    from runwire.projections.transcripts.follow import find_start
-    from runwire.projections.transcripts.miss import LazyRunStoreLocator
-    from runwire.projections.transcripts.redis_store import RedisTranscriptStore
+    from runwire.projections.transcripts.reader import TranscriptCache
 
-    client = aioredis.Redis.from_url(settings.redis_url)
-    locator = LazyRunStoreLocator(settings)
-    try:
-        start = await find_start(
-            run_id, RedisTranscriptStore(client, settings.redis_key_prefix), locator
-        )
-    finally:
-        await locator.close()
-        await client.aclose()
+    async with TranscriptCache(settings) as cache:
+        start = await cache.start_of(run_id)
     if not as_json:
         where = "from its first event" if start else "from now (run not seen yet)"
         console.print(Text(f"following run {run_id} {where}; Ctrl-C to stop", style="dim"))

@@ -59,7 +59,6 @@ from runwire.errors import NotFoundError, RunwireError
 from runwire.memory.api import AsyncMemory
 from runwire.memory.checks import Caller, InputError, check_key, owns, require_json
 from runwire.memory.protocol import MemoryBackend, MemoryEntry
-from runwire.projections.transcripts.turns import last_turns
 from runwire.sessions.admin import erase_session
 from runwire.sessions.callbacks import Callback, Callbacks
 from runwire.sessions.content import to_message, to_messages
@@ -69,6 +68,7 @@ from runwire.sessions.names import FROM_DOCUMENT, SYSTEM_KEY, FromDocument
 from runwire.sessions.planning import millis, plan_messages, session_event
 from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo
 from runwire.transcript.messages import Message
+from runwire.transcript.turns import last_turns
 
 if TYPE_CHECKING:
     from runwire.settings import Settings

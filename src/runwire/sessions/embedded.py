@@ -20,16 +20,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
-
 from runwire.projections.memory.projection import MemoryProjection, memory_projector
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
 from runwire.projections.runtime.pg import open_pool
 from runwire.projections.runtime.protocol import Projection
 from runwire.projections.sessions.projection import SessionsProjection
-from runwire.projections.transcripts.projection import TranscriptProjection
-from runwire.projections.transcripts.redis_store import RedisTranscriptStore
+from runwire.projections.transcripts.service import open_projection
 from runwire.settings import Settings
 
 __all__ = ["QUICK", "projectors_running"]
@@ -44,41 +41,37 @@ async def projectors_running(
 ) -> AsyncIterator[dict[str, Projection]]:
     """Run the runs, sessions, transcripts and memory projectors until the block ends;
     yields the projections by name (for rebuilds and waits)."""
-    pool = await open_pool(settings, max_size=6, name="runwire-embedded-projectors")
-    client = aioredis.Redis.from_url(settings.redis_url)
-    store = RedisTranscriptStore(
-        client, settings.redis_key_prefix, ttl_seconds=settings.transcript_ttl_seconds
-    )
-    runs, sessions, memory = (
-        RunsProjection(pool, settings),
-        SessionsProjection(pool, settings),
-        MemoryProjection(pool, settings),
-    )
-    projections: dict[str, Projection] = {
-        "runs": runs,
-        "sessions": sessions,
-        "memory": memory,
-        "transcripts": TranscriptProjection(store, settings),
-    }
-    projectors = [
-        Projector(runs, settings, options=options),
-        Projector(sessions, settings, options=options),
-        memory_projector(memory, settings, options=options),
-        Projector(projections["transcripts"], settings, options=options),
-    ]
-    tasks: list[asyncio.Task[None]] = []
-    try:
-        for prepared in (runs, sessions, memory):
-            await prepared.prepare()
-        for projector in projectors:
-            await projector.start()
-            tasks.append(asyncio.create_task(projector.run(), name=projector.projection.name))
-        yield projections
-    finally:
-        for projector in projectors:
-            await projector.stop()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await client.aclose()
-        await pool.close()
+    async with contextlib.AsyncExitStack() as stack:
+        pool = await open_pool(settings, max_size=6, name="runwire-embedded-projectors")
+        stack.push_async_callback(pool.close)
+        runs, sessions, memory = (
+            RunsProjection(pool, settings),
+            SessionsProjection(pool, settings),
+            MemoryProjection(pool, settings),
+        )
+        projections: dict[str, Projection] = {
+            "runs": runs,
+            "sessions": sessions,
+            "memory": memory,
+            "transcripts": await stack.enter_async_context(open_projection(settings)),
+        }
+        projectors = [
+            Projector(runs, settings, options=options),
+            Projector(sessions, settings, options=options),
+            memory_projector(memory, settings, options=options),
+            Projector(projections["transcripts"], settings, options=options),
+        ]
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            for prepared in (runs, sessions, memory):
+                await prepared.prepare()
+            for projector in projectors:
+                await projector.start()
+                tasks.append(asyncio.create_task(projector.run(), name=projector.projection.name))
+            yield projections
+        finally:
+            for projector in projectors:
+                await projector.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)

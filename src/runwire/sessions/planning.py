@@ -4,7 +4,7 @@ The log is keyed by run, so every message of a session belongs to a run.
 The rules, the same for every backend:
 
 - **One run per turn.** A turn starts with a user message that carries text
-  and no tool results (as :func:`runwire.projections.transcripts.turns.starts_turn`
+  and no tool results (as :func:`runwire.transcript.turns.starts_turn`
   counts turns). Such a message opens a new run, unless the session's latest
   run is a *recorded* run whose last message is a user message (then it joins
   that message: consecutive user text is one user message).
@@ -41,7 +41,6 @@ from runwire.contract.events import (
     RunStatusChanged,
 )
 from runwire.memory.checks import Caller, InputError
-from runwire.projections.transcripts.turns import starts_turn
 from runwire.transcript.errors import LedgerError
 from runwire.transcript.ledger import (
     LedgerState,
@@ -50,6 +49,7 @@ from runwire.transcript.ledger import (
     payloads_for_message,
 )
 from runwire.transcript.messages import Message, TextPart, ToolResultPart, ToolUsePart
+from runwire.transcript.turns import starts_turn
 
 __all__ = [
     "PAUSED_REASON",

@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from runwire.contract.events import Event
+from runwire.projections.transcripts.session_view import RunRecord
 from runwire.sessions.planning import RunTail
-from runwire.transcript.messages import Message, Part
+from runwire.transcript.messages import Part
 
 __all__ = [
     "KnownRun",
@@ -111,15 +112,6 @@ class SessionInfo:
     ended_at: datetime | None = None
     run_count: int = 0
     deleted: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """One run of a session with its canonical messages."""
-
-    run_id: str
-    first_ms: int
-    messages: list[Message] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,8 +103,7 @@ async def test_an_unchanged_session_is_not_transferred_again(
             AsyncSession(writer.session_id, user_id="alice", backend=backend) as reader,
         ):
             await backend.pool.close()
-            script = backend._reader
-            assert script is not None
+            script = backend.view
             first = await reader.get_messages()
             assert texts(first) == expected
             whole = script.last_reply_bytes
@@ -145,8 +144,7 @@ async def test_a_backend_without_held_sessions_reads_whole_every_time(
             LogBackend(settings, decoded_bytes=0) as backend,
             AsyncSession(writer.session_id, user_id="alice", backend=backend) as reader,
         ):
-            script = backend._reader
-            assert script is not None
+            script = backend.view
             for _ in range(2):
                 assert texts(await reader.get_messages()) == ["q0", "a0"]
                 assert script.last_reply_bytes > 20

@@ -13,9 +13,9 @@ from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.transcripts.inmem import InMemoryTranscriptStore
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.reader import TranscriptCache
-from runwire.projections.transcripts.turns import last_turns, starts_turn
 from runwire.settings import Settings
 from runwire.transcript.messages import Message, TextPart, ToolResultPart, ToolUsePart
+from runwire.transcript.turns import last_turns, starts_turn
 from tests.support.transcript_workload import by_run, reference_transcripts, workload
 from tests.unit.transcripts.memory_log import MemoryLocator, MemoryLog, MiniRunner
 
