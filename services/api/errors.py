@@ -36,8 +36,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runwire.contract.codec import EventTooLargeError
-from runwire.contract.limits import FieldError
-from runwire.errors import RunwireError
+from runwire.errors import InputError, RunwireError
 from runwire.projections.runtime.paging import BadPageToken
 
 __all__ = [
@@ -204,7 +203,7 @@ def install_error_handlers(app: FastAPI) -> None:
             return _unavailable(request, error)
         if isinstance(error, EventTooLargeError):  # the request asked to write too much
             return JSONResponse(error_body(request, "too_large", str(error)), status_code=413)
-        if isinstance(error, FieldError):  # a value the SDK's edge check refuses
+        if isinstance(error, InputError):  # a value the SDK's edge check refuses
             problems = [{"where": f"body.{error.field}", "what": error.reason}]
             return JSONResponse(
                 error_body(request, "invalid_request", str(error), problems), status_code=422

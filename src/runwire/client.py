@@ -66,7 +66,7 @@ from runwire.contract.events import (
     ToolResult,
     UserMessage,
 )
-from runwire.errors import NotStartedError, RunwireError
+from runwire.errors import InputError, NotStartedError, RunwireError
 from runwire.log import Position, Publisher
 from runwire.log.watcher import RunWatcher
 from runwire.settings import Settings
@@ -415,7 +415,7 @@ class Client:
         else:
             messages = prompt
         if not messages or messages[-1].role != "user":
-            raise ValueError("a run's prompt must end with a user message")
+            raise InputError("prompt", "a run's prompt must end with a user message")
         envelope: dict[str, Any] = {
             "run_id": run_id,
             "session_id": session_id,

@@ -34,6 +34,16 @@ class ContractError(RunwireError):
     """An event or message breaks the contract (schema, ledger or provider rule)."""
 
 
+class InputError(ContractError):
+    """A value given to runwire is refused before anything is written; ``field`` says
+    which (``payload.labels['k']``, ``content[1].kind``), ``reason`` why."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
 class DecodeError(ContractError):
     """Bytes could not be decoded into an event; ``reason`` says why."""
 

@@ -38,7 +38,7 @@ from faststream.message import StreamMessage
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import PAYLOAD_TYPES, Event, EventPayload, EventType, Stream
 from runwire.contract.routing import HEADER_TYPE, event_of_record, topic_for
-from runwire.errors import DecodeError
+from runwire.errors import ConfigurationError, DecodeError
 from runwire.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ class Subscription:
     def attach(self, broker: KafkaBroker, *, from_beginning: bool = True) -> None:
         """Subscribe the handlers on ``broker`` (call before the broker starts)."""
         if not self._handlers:
-            raise ValueError(f"subscription {self.group_id!r} has no handlers")
+            raise ConfigurationError(f"subscription {self.group_id!r} has no handlers")
         subscriber = broker.subscriber(
             *self.topics(),
             group_id=self.group_id,

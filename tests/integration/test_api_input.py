@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from runwire.client import Client
-from runwire.contract.limits import FieldError
+from runwire.errors import InputError
 from runwire.projections.runtime.paging import encode_token
 from runwire.settings import Settings
 from tests.integration.api_support import ALICE, api, auth, projectors
@@ -112,9 +112,9 @@ async def test_the_sdk_refuses_such_values_before_anything_is_written(
     settings: Settings,
 ) -> None:
     async with Client(settings) as rw:
-        with pytest.raises(FieldError) as agent:
+        with pytest.raises(InputError) as agent:
             await rw.run("a\x00", "hi", run_id="r-nul")
-        with pytest.raises(FieldError) as labels:
+        with pytest.raises(InputError) as labels:
             await rw.run("agent", "hi", labels={"k": "v" * 2_000_000})
         handle = await rw.run("agent: café", "hi", session_id="s-1", turn_id="t-1")
     assert agent.value.field == "agent_id"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runwire.contract.codec import EventTooLargeError
-from runwire.contract.limits import FieldError
+from runwire.errors import InputError
 from runwire.projections.runs.fold import RunRow
 from runwire.services.api.auth import KeyRing
 from runwire.services.api.errors import ApiError
@@ -377,7 +377,7 @@ def test_not_found_words_do_not_depend_on_why() -> None:
     ("refusal", "status", "code"),
     [
         (EventTooLargeError("run_started is 9 MB, over max_event_bytes"), 413, "too_large"),
-        (FieldError("labels['k']", "holds U+0000"), 422, "invalid_request"),
+        (InputError("labels['k']", "holds U+0000"), 422, "invalid_request"),
     ],
 )
 async def test_a_write_the_sdk_refuses_is_a_client_error_not_500(

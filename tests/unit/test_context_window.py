@@ -16,6 +16,7 @@ from runwire.context import (
     select_history,
 )
 from runwire.context.window import split_turns
+from runwire.errors import ConfigurationError
 from runwire.transcript.messages import Message, TextPart, ToolResultPart, ToolUsePart
 from runwire.transcript.validation import PROVIDERS, validate
 from tests.unit.context_support import (
@@ -284,7 +285,7 @@ def test_history_cannot_go_before_a_run_that_does_not_start_with_a_user_turn() -
 
 
 def test_an_unknown_provider_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"unknown provider 'gpt'"):
+    with pytest.raises(ConfigurationError, match=r"unknown provider 'gpt'"):
         select_history([], ContextPolicy(), provider="gpt")
 
 

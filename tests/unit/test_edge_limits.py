@@ -23,8 +23,7 @@ from runwire.contract.events import (
     ToolUse,
     UserMessage,
 )
-from runwire.contract.limits import FieldError
-from runwire.errors import ContractError, RunwireError
+from runwire.errors import ContractError, InputError, RunwireError
 from tests.unit.api_twins import ALICE, Twins, auth, client, make_run, make_session, twin_app
 
 UUID = "0190f1c2-5a9b-7c3d-8e4f-0123456789ab"
@@ -53,7 +52,7 @@ def test_an_id_a_store_cannot_hold_is_refused_naming_the_field(
         with pytest.raises(ValidationError, match="run_id is required"):
             Event.create(UserMessage(parts=["hi"]), **ids)
         return
-    with pytest.raises(FieldError) as caught:
+    with pytest.raises(InputError) as caught:
         Event.create(UserMessage(parts=["hi"]), **ids)
     assert caught.value.field == field
     assert why in str(caught.value)
@@ -92,11 +91,11 @@ def test_ids_of_every_known_shape_are_fine(good: str) -> None:
     ],
 )
 def test_labels_over_a_limit_are_refused(labels: dict[str, str], field: str, why: str) -> None:
-    with pytest.raises(FieldError) as caught:
+    with pytest.raises(InputError) as caught:
         Event.create(UserMessage(parts=["hi"]), run_id="r-1", labels=labels)
     assert caught.value.field.startswith(field)
     assert why in caught.value.reason
-    with pytest.raises(FieldError) as in_payload:
+    with pytest.raises(InputError) as in_payload:
         Event.create(RunStarted(labels=labels), run_id="r-1")
     assert in_payload.value.field.startswith("payload." + field)
 
@@ -124,7 +123,7 @@ def test_labels_at_the_limits_and_with_any_printable_value_are_fine() -> None:
     ],
 )
 def test_payload_text_a_projection_stores_holds_no_nul(payload: object, field: str) -> None:
-    with pytest.raises(FieldError) as caught:
+    with pytest.raises(InputError) as caught:
         Event.create(payload, run_id="r-1", session_id="s-1")  # type: ignore[arg-type]
     assert caught.value.field == field
 

@@ -20,7 +20,7 @@ from runwire.contract.events import (
     ToolUse,
 )
 from runwire.contract.routing import record_headers, record_key, topic_for
-from runwire.errors import DecodeError
+from runwire.errors import ConfigurationError, DecodeError
 from runwire.settings import Settings
 from runwire.subscribe import Subscription
 from tests.unit.docs_examples import python_block
@@ -143,5 +143,5 @@ def test_only_payload_models_can_be_subscribed() -> None:
     subscription = Subscription(SETTINGS, group_id="g")
     with pytest.raises(TypeError, match="not a runwire event payload"):
         subscription.on(EventPayload)
-    with pytest.raises(ValueError, match="has no handlers"):
+    with pytest.raises(ConfigurationError, match="has no handlers"):
         subscription.attach(KafkaBroker())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runwire.errors import ContractError
+from runwire.errors import ConfigurationError, ContractError
 from runwire.transcript.errors import TranscriptValidationError
 from runwire.transcript.messages import (
     Message,
@@ -81,7 +81,7 @@ def test_errors_name_the_run_the_message_index_and_the_rule() -> None:
 
 
 def test_unknown_provider_is_a_programming_error() -> None:
-    with pytest.raises(ValueError, match="unknown provider"):
+    with pytest.raises(ConfigurationError, match="unknown provider"):
         validate(GOOD, "gemini", False)
 
 

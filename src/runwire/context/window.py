@@ -56,6 +56,7 @@ from runwire.context.policy import ContextPolicy
 from runwire.context.tokens import TokenCounter, estimate_tokens, messages_tokens
 from runwire.context.tool_ids import unique_tool_ids
 from runwire.contract.events import ContextSeeded
+from runwire.errors import ConfigurationError
 from runwire.transcript.messages import Message, ToolResultPart
 from runwire.transcript.validation import PROVIDERS, find_violations, validate
 
@@ -226,7 +227,7 @@ def select_history(
 ) -> ContextWindow:
     """The window of history a new run is shown; see the module contract."""
     if provider not in PROVIDERS:
-        raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
+        raise ConfigurationError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
     if not policy.enabled:
         return ContextWindow.empty(policy, provider)
     runs = _before_clear(session_runs, cleared_at_ms, current_run_id)

@@ -452,7 +452,7 @@ class Event(BaseModel):
             raise ValueError(f"run_id is required for {self.type.value} events")
         if stream is Stream.SESSION and not self.session_id:
             raise ValueError(f"session_id is required for {self.type.value} events")
-        # What every store can hold; raises limits.FieldError (a ContractError) as itself.
+        # What every store can hold; raises limits.InputError (a ContractError) as itself.
         limits.check_event(self)
         return self
 

@@ -25,7 +25,7 @@ Contract (also in ``schemas/README.md`` for producers in other languages):
   refuses more with ``EventTooLargeError``), which is below the producer's
   maximum request size.
 
-A refused value raises :class:`FieldError` naming the field; it is a
+A refused value raises :class:`InputError` naming the field; it is a
 ``ContractError`` and deliberately not a ``ValueError``, so it leaves pydantic
 validators as itself instead of being folded into a ``ValidationError``.
 """
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import orjson
 from pydantic import AfterValidator
 
-from runwire.errors import ContractError
+from runwire.errors import InputError
 
 if TYPE_CHECKING:
     from runwire.contract.events import Event
@@ -49,7 +49,6 @@ __all__ = [
     "MAX_LABELS",
     "MAX_LABEL_KEY_CHARS",
     "MAX_LABEL_VALUE_CHARS",
-    "FieldError",
     "IdText",
     "LabelMap",
     "StoredText",
@@ -75,15 +74,6 @@ _NOT_IN_ID = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _NOT_IN_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 _ENVELOPE_IDS = ("run_id", "session_id", "agent_id", "turn_id", "user_id", "tenant")
-
-
-class FieldError(ContractError):
-    """A value breaks a limit every store must keep; ``field`` names it, ``reason`` says why."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 def _char(c: str) -> str:
@@ -138,18 +128,18 @@ def label_problem(labels: Mapping[str, str]) -> tuple[str, str] | None:
 
 
 def check_id(value: str | None, field: str) -> None:
-    """Nothing when ``value`` is None or a valid id; else :class:`FieldError`."""
+    """Nothing when ``value`` is None or a valid id; else :class:`InputError`."""
     if value is not None:
         why = id_problem(value)
         if why is not None:
-            raise FieldError(field, why)
+            raise InputError(field, why)
 
 
 def check_labels(labels: Mapping[str, str], field: str = "labels") -> None:
-    """Nothing when the label map keeps the limits; else :class:`FieldError`."""
+    """Nothing when the label map keeps the limits; else :class:`InputError`."""
     found = label_problem(labels)
     if found is not None:
-        raise FieldError(field + found[0], found[1])
+        raise InputError(field + found[0], found[1])
 
 
 def _check_stored(value: Any, field: str) -> None:
@@ -170,7 +160,7 @@ def _check_stored(value: Any, field: str) -> None:
         else:
             why = "holds NUL (U+0000), which no store can hold" if b"\\u0000" in text else None
     if why is not None:
-        raise FieldError(field, why)
+        raise InputError(field, why)
 
 
 # Payload fields that are ids; every other field of a stored payload is text or JSON.
@@ -198,7 +188,7 @@ _STORED = frozenset(
 
 
 def check_event(event: Event) -> None:
-    """Raise :class:`FieldError` for the first envelope or payload field over a limit."""
+    """Raise :class:`InputError` for the first envelope or payload field over a limit."""
     for name in _ENVELOPE_IDS:
         check_id(getattr(event, name), name)
     check_id(event.causation_id, "causation_id")
@@ -214,7 +204,7 @@ def check_event(event: Event) -> None:
         elif name in _TOOL_IDS:
             why = text_problem(value, MAX_ID_CHARS)
             if why is not None:
-                raise FieldError(field, why)
+                raise InputError(field, why)
         elif stored:
             _check_stored(value, field)
 

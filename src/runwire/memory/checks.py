@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from runwire.errors import ContractError
+from runwire.errors import InputError
 
 __all__ = [
     "MAX_KEY_BYTES",
@@ -28,15 +28,6 @@ __all__ = [
 
 MAX_KEY_BYTES = 256
 """Longest key (UTF-8 bytes) of a memory entry or a metadata entry."""
-
-
-class InputError(ContractError, ValueError):
-    """A value given to the API is refused; ``field`` says which, ``reason`` why."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

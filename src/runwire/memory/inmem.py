@@ -8,6 +8,7 @@ with them for good), so code tested against it behaves the same on the stack.
 from __future__ import annotations
 
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
+from runwire.errors import ContractError
 from runwire.memory.protocol import MemoryEntry
 
 __all__ = ["InMemoryMemoryBackend"]
@@ -45,7 +46,7 @@ class InMemoryMemoryBackend:
         elif isinstance(p, MemoryDeleted):
             self._entries.pop((p.scope, p.owner, p.key), None)
         else:
-            raise ValueError(f"{event.type.value} is not a memory event")
+            raise ContractError(f"{event.type.value} is not a memory event")
 
     def forget_session(self, session_id: str) -> None:
         """Erase a deleted session's session-scope entries, for good."""

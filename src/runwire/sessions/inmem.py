@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from runwire.contract.events import Event, RunStarted
+from runwire.errors import ContractError
 from runwire.memory.inmem import InMemoryMemoryBackend
 from runwire.projections.sessions.fold import (
     SessionRow,
@@ -119,7 +120,7 @@ class InMemoryBackend(InMemoryMemoryBackend):
             return
         run_id = fresh[0].run_id
         if run_id is None or any(e.run_id != run_id for e in fresh):
-            raise ValueError("write_run takes the events of one run")
+            raise ContractError("write_run takes the events of one run")
         run = self._runs.get(run_id)
         state = run.builder.state if run is not None else None
         builder = TranscriptBuilder(run_id, state=state)

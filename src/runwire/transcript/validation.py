@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Literal, get_args
 
+from runwire.errors import ConfigurationError
 from runwire.transcript.errors import TranscriptValidationError
 from runwire.transcript.messages import (
     Message,
@@ -81,7 +82,7 @@ def find_violations(
 ) -> list[TranscriptValidationError]:
     """Every rule ``messages`` break for ``provider``, in message order."""
     if provider not in PROVIDERS:
-        raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
+        raise ConfigurationError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
     found: list[TranscriptValidationError] = []
 
     def fail(rule: str, index: int | None, detail: str) -> None:
