@@ -50,6 +50,7 @@ from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event
 from runwire.errors import DecodeError, RunwireError
 from runwire.log import clients
+from runwire.log.envelope import check_envelope
 from runwire.projections.runtime.dead_letters import (
     DeadLetterProducer,
     record_value,
@@ -290,9 +291,11 @@ class Follower(AsyncService):
         handler = self._handler
         complete = True
         for tp, records in batch:
+            partitions = sorted(self._consumer.partitions_for_topic(tp.topic) or ())
             for record in records:
                 try:
                     event = decode(record_value(record))
+                    check_envelope(record, event if record.value is not None else None, partitions)
                 except DecodeError as e:
                     self.undecodable += 1
                     self._unsent.append(undecodable(tp.topic, record, e))

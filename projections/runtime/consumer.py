@@ -56,6 +56,7 @@ from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from runwire.errors import ConfigurationError, DecodeError, NotStartedError, RunwireError
 from runwire.log import clients
+from runwire.log.envelope import check_envelope
 from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime.dead_letters import (
     DeadLetterProducer,
@@ -243,6 +244,7 @@ class Projector:
         # where the consumer reads next (ahead of it while a batch is applied).
         self._expected: dict[TopicPartition, int] = {}
         self._next_fetch: dict[TopicPartition, int] = {}
+        self._topic_partitions: dict[str, list[int]] = {}
         self._last_commit = float("-inf")  # the first hint goes at once
         self._uncommitted: dict[TopicPartition, int] = {}
         self._hint_task: asyncio.Future[None] | None = None
@@ -457,6 +459,15 @@ class Projector:
         await self._commit_hint(self._require_consumer())
         return result
 
+    def _partitions_of(self, consumer: Any, topic: str) -> list[int]:
+        """The topic's partitions, sorted (what the envelope check places keys among)."""
+        known = self._topic_partitions.get(topic)
+        if known is None:
+            known = sorted(consumer.partitions_for_topic(topic) or ())
+            if known:
+                self._topic_partitions[topic] = known
+        return known
+
     async def _fetch(self, timeout_ms: int | None = None) -> _Fetched | None:
         """Fetch and decode one batch; dead-letter what does not decode."""
         consumer = self._require_consumer()
@@ -479,6 +490,7 @@ class Projector:
             out.expected[tp] = start
             out.next_positions[tp] = self._next_fetch[tp] = raw[-1].offset + 1
             out.count += len(raw)
+            partitions = self._partitions_of(consumer, tp.topic)
             for n, r in enumerate(raw, 1):
                 if n % _YIELD_EVERY == 0:
                     # Decoding is CPU work; let the batch being applied meanwhile
@@ -487,6 +499,7 @@ class Projector:
                 value = record_value(r)
                 try:
                     event = decoder.decode(value)
+                    check_envelope(r, event if r.value is not None else None, partitions)
                 except DecodeError as e:
                     out.undecodable.append(undecodable(tp.topic, r, e))
                     continue

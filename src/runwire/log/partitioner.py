@@ -12,6 +12,7 @@ Contract:
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Sequence
 
@@ -20,12 +21,18 @@ from aiokafka.partitioner import murmur2
 __all__ = ["ProducerPartitioner", "partition_for"]
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _positive_murmur2(key: bytes) -> int:
+    # Cached: every event of a run has the run's key, and murmur2 in Python
+    # costs microseconds, as much as decoding a small event.
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
 def partition_for(key: bytes, partitions: Sequence[int]) -> int:
     """The partition of ``partitions`` (the topic's, sorted) that ``key`` belongs to."""
     if not partitions:
         raise ValueError("a topic has at least one partition")
-    index: int = (murmur2(key) & 0x7FFFFFFF) % len(partitions)
-    return partitions[index]
+    return partitions[_positive_murmur2(key) % len(partitions)]
 
 
 class ProducerPartitioner:

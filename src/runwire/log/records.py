@@ -9,17 +9,20 @@ Contract:
 - :func:`decode_record` is the one way a consumed record becomes a
   :class:`SourceRecord`: the value decoded by the codec (a tombstone read
   from its key and headers), every installed hook told
-  (:mod:`runwire.log.hooks`). A record that cannot be read raises
+  (:mod:`runwire.log.hooks`), and, given the topic's partitions, the one
+  envelope check (:mod:`runwire.log.envelope`). A record that cannot be read raises
   :class:`~runwire.errors.DecodeError` with its reason; a retriable one
   (the schema registry unreachable) is to be read again, never skipped.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from runwire.contract.routing import event_of_record
 from runwire.log import hooks
+from runwire.log.envelope import check_envelope
 
 if TYPE_CHECKING:
     from runwire.contract.codec import Codec
@@ -69,10 +72,16 @@ class SourceRecord(NamedTuple):
         return TopicPartition(self.topic, self.partition)
 
 
-def decode_record(codec: Codec, record: Any) -> SourceRecord:
-    """``record`` (an aiokafka ``ConsumerRecord``) read; see the module contract."""
+def decode_record(codec: Codec, record: Any, partitions: Sequence[int] = ()) -> SourceRecord:
+    """``record`` (an aiokafka ``ConsumerRecord``) read; see the module contract.
+
+    With the topic's ``partitions``, the envelope is checked too
+    (:func:`runwire.log.envelope.check_envelope`).
+    """
     headers = tuple(record.headers or ())
     event = event_of_record(codec, record.key, record.value, headers)
+    if partitions:
+        check_envelope(record, event if record.value is not None else None, partitions)
     out = SourceRecord(
         record.topic,
         record.partition,

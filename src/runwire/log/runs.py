@@ -121,6 +121,7 @@ class RunReader:
             consumer.assign([tp])
             if last is None:
                 last = (await consumer.end_offsets([tp]))[tp] - 1
+            partitions = sorted(consumer.partitions_for_topic(topic) or ())
             key = run_id.encode()
             out = RunScan(end=last + 1)
             if last < first:
@@ -140,7 +141,7 @@ class RunReader:
                     if rec.key != key:
                         continue
                     try:
-                        record = decode_record(codec, rec)
+                        record = decode_record(codec, rec, partitions)
                     except DecodeError as e:
                         if e.retriable:
                             raise

@@ -188,7 +188,7 @@ class RunWatcher:
                             continue
                         if event is None:
                             try:
-                                event = decode_record(self._codec, record).event
+                                event = decode_record(self._codec, record, self._partitions).event
                             except RunwireError as e:
                                 if e.retriable:
                                     # Not yet decodable (the schema registry is

@@ -1,0 +1,64 @@
+"""The one envelope check: what every consumer requires of a record besides its value.
+
+Contract (:func:`check_envelope`, after the value decoded to an event):
+- The record's key is the event's routing key
+  (:func:`runwire.contract.routing.record_key`): the run id, the session id,
+  or the memory address ``[scope, owner, key]`` — compared as an address, so
+  a producer whose JSON escapes differently (``\\u00fc``, ``\\u003c``) is not
+  refused. Else ``key_mismatch``.
+- The record's partition is the contract partitioner's choice for its key
+  (:func:`runwire.log.partitioner.partition_for`, Java's murmur2) among the
+  topic's partitions. Else ``wrong_partition``: a record elsewhere is not part
+  of its key's stream, and reading it would mix two orders.
+- A tombstone (no value) is checked for its partition only; what it means is
+  read from its key and headers.
+- A failure raises :class:`~runwire.errors.DecodeError` with the reason;
+  every consumer dead-letters it with that reason and goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from runwire.contract.events import Stream
+from runwire.contract.routing import parse_memory_key, record_key
+from runwire.errors import DecodeError
+from runwire.log.partitioner import partition_for
+
+if TYPE_CHECKING:
+    from runwire.contract.events import Event
+
+__all__ = ["check_envelope"]
+
+
+def _same_key(event: Event, key: bytes | None) -> bool:
+    expected = record_key(event)
+    if key == expected:
+        return True
+    if key is None or event.type.stream is not Stream.MEMORY:
+        return False
+    try:
+        return parse_memory_key(key) == parse_memory_key(expected)
+    except DecodeError:
+        return False
+
+
+def check_envelope(record: Any, event: Event | None, partitions: Sequence[int]) -> None:
+    """Raise ``DecodeError`` when ``record`` (a consumed record holding ``event``; None
+    for a tombstone) breaks the envelope rules; see the module contract."""
+    key: bytes | None = record.key
+    if event is not None and not _same_key(event, key):
+        raise DecodeError(
+            "key_mismatch",
+            f"record key {key!r:.80} is not the routing key {record_key(event)!r:.80} "
+            f"of event {event.event_id} ({event.type.value})",
+        )
+    if key is not None and partitions:
+        expected = partition_for(key, partitions)
+        if record.partition != expected:
+            raise DecodeError(
+                "wrong_partition",
+                f"record of key {key!r:.80} is on partition {record.partition}; the "
+                f"contract partitioner (murmur2) puts it on {expected} of {len(partitions)}",
+            )
