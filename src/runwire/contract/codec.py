@@ -1,6 +1,13 @@
-"""The event codec: ``Event`` <-> Avro record (``records``) <-> framed bytes (``framing``).
+"""The event codec: ``Event`` <-> Avro record (``records``) <-> payload codec <-> framed
+bytes (``framing``), each layer replaceable.
 
 Contract:
+- The *payload codec* (:class:`PayloadCodec`, bytes <-> bytes) turns the Avro
+  body into what follows the frame header and back; None (the default) is
+  the identity. It is the seam where sealing (per-session encryption) goes:
+  the frame header, record key and headers stay clear. A body it cannot
+  open is ``DecodeError("unreadable_payload")``; a payload codec that cannot
+  work now (its key store down) raises a retriable error, never skipped.
 - ``Codec.encode`` writes the newest released schema of the event's type,
   framed with Avro single-object encoding (default) or the Confluent wire
   format (needs a ``SchemaLookup`` that knows the schema's registry id). It
@@ -66,8 +73,12 @@ REASONS = frozenset(
         "incompatible_schema",  # the writer schema cannot be read as the newest one
         "invalid_body",  # the Avro body does not parse with its schema
         "invalid_event",  # the record parses but breaks an event rule
+        "unreadable_payload",  # the payload codec cannot open the body (e.g. a bad seal)
+        "key_mismatch",  # the record key is not the event's routing key (the envelope)
+        "wrong_partition",  # not the contract partitioner's partition for the key (envelope)
     }
 )
+"""Every reason a consumer dead-letters an unreadable record with (one vocabulary)."""
 
 
 class EventTooLargeError(ContractError):
@@ -171,6 +182,18 @@ class _Reader:
     shape: PayloadShape
 
 
+class PayloadCodec(Protocol):
+    """Bytes <-> bytes between an event's Avro body and its framing (see the module contract)."""
+
+    def seal(self, event_type: EventType, body: bytes) -> bytes:
+        """What to write after the frame header for ``body``."""
+        ...
+
+    def open(self, event_type: EventType, data: bytes) -> bytes:
+        """The Avro body ``data`` was sealed from; ``DecodeError`` when it cannot be."""
+        ...
+
+
 class Codec:
     """Encodes and decodes runwire events; see the module contract."""
 
@@ -181,7 +204,9 @@ class Codec:
         framing: Framing = Framing.SINGLE_OBJECT,
         lookup: SchemaLookup | None = None,
         max_event_bytes: int | None = None,
+        payload: PayloadCodec | None = None,
     ) -> None:
+        self._payload = payload
         self._schemas = schemas if schemas is not None else released_schemas()
         self._framing = framing
         self._lookup = lookup
@@ -266,14 +291,18 @@ class Codec:
         """The framed Avro bytes of ``event``."""
         writer = self._writers.get(event.type) or self._writer(event.type)
         buffer = io.BytesIO()
-        buffer.write(writer.header)
+        if self._payload is None:  # the identity: the body follows the header as it is
+            buffer.write(writer.header)
         try:
             schemaless_writer(buffer, writer.parsed, to_record(event))
         except (ValueError, TypeError, OverflowError) as e:
             raise ContractError(
                 f"event {event.event_id} ({event.type.value}) does not fit its schema: {e}"
             ) from e
-        data = buffer.getvalue()
+        if self._payload is None:
+            data = buffer.getvalue()
+        else:
+            data = writer.header + self._payload.seal(event.type, buffer.getvalue())
         if self._max_event_bytes is not None and len(data) > self._max_event_bytes:
             raise EventTooLargeError(
                 f"event {event.event_id} ({event.type.value}, run {event.run_id}) is "
@@ -299,8 +328,12 @@ class Codec:
             header = read_header(data)
             reader = self._reader_for(header)
             body_offset = header.body_offset
-        buffer = io.BytesIO(data)
-        buffer.seek(body_offset)
+        if self._payload is None:
+            buffer = io.BytesIO(data)
+            buffer.seek(body_offset)
+        else:
+            body = self._payload.open(reader.event_type, data[body_offset:])
+            buffer, data = io.BytesIO(body), body
         try:
             record = schemaless_reader(buffer, reader.writer, reader.reader)
         except EOFError as e:
