@@ -30,19 +30,33 @@ def two_tool_turn() -> Ledger:
     return ledger
 
 
-def test_thinking_stays_at_the_head_of_the_assistant_message() -> None:
+def test_thinking_opens_the_assistant_message_and_is_never_moved_there() -> None:
     ledger = Ledger()
-    ledger.append_text("visible")
-    ledger.declare_tool_use("tu1", "search", {})
     ledger.append_thinking("first", "s1")
     ledger.append_thinking(redacted=b"\x00opaque")
-    [message] = ledger.build_messages()
+    ledger.append_text("visible")
+    ledger.declare_tool_use("tu1", "search", {})
+    before = ledger.build_messages()
+    for late in ({"text": "late", "signature": "s2"}, {"redacted": b"late"}):
+        with pytest.raises(LedgerError) as refused:
+            ledger.append_thinking(**late)
+        assert refused.value.rule == "thinking_after_content"
+    assert ledger.build_messages() == before  # a refused append changes nothing
+    [message] = before
     assert message.parts == (
         ThinkingPart(text="first", signature="s1"),
         ThinkingPart(redacted=b"\x00opaque"),
         TextPart(text="visible"),
         ToolUsePart(id="tu1", name="search", input={}),
     )
+
+
+def test_thinking_after_text_is_refused_too() -> None:
+    ledger = Ledger()
+    ledger.append_user_text("hi")
+    ledger.append_text("visible")
+    with pytest.raises(LedgerError, match="thinking_after_content"):
+        ledger.append_thinking("after", "s")
 
 
 def test_empty_text_is_ignored_and_consecutive_text_is_merged() -> None:
@@ -255,8 +269,8 @@ def test_append_part_dispatches_by_kind() -> None:
     ledger = Ledger()
     ledger.append_user_text("go")
     for part in (
-        TextPart(text="ok"),
         ThinkingPart(text="t", signature="s"),
+        TextPart(text="ok"),
         ToolUsePart(id="a", name="calc", input={"x": 1}),
     ):
         ledger.append_part(part)
@@ -271,8 +285,13 @@ def test_append_part_dispatches_by_kind() -> None:
 
 
 def test_state_survives_json_and_restores_a_ledger_that_goes_on_identically() -> None:
-    ledger = two_tool_turn()
+    ledger = Ledger()
+    ledger.append_user_text("find pumps")
+    ledger.append_thinking("plan", "sig-1")
     ledger.append_thinking(redacted=bytes(range(256)))
+    ledger.append_text("calling tools")
+    ledger.declare_tool_use("tu1", "search", {"q": "pump"})
+    ledger.declare_tool_use("tu2", "lookup", {"id": 7})
     ledger.append_user_tool_results([result("tu2")])
     restored = Ledger(LedgerState.model_validate_json(ledger.state.model_dump_json()))
     assert restored.build_messages() == ledger.build_messages()

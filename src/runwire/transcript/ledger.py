@@ -5,11 +5,13 @@ Contract (:class:`Ledger`):
   message, opening one when none is open. User content (tool results, text)
   goes into the open user message and first flushes the open assistant
   message. So messages alternate user / assistant by construction.
-- Thinking stays at the head of the assistant message: a thinking part lands
-  after the leading thinking parts, before any text or tool_use. A thinking
-  part is kept only with redacted bytes, or text plus its signature (signed
-  empty text counts: Anthropic's omitted-display blocks); unsigned thinking
-  (a streamed preview, a local model's reasoning) is dropped.
+- Thinking opens an assistant message: thinking after text or a tool_use in
+  the same message is refused (``thinking_after_content``), never moved to
+  the head (nothing is ever reordered; and it cannot open a message of its
+  own, which would put two assistant messages in a row). A thinking part is
+  kept only with redacted bytes, or text plus its signature (signed empty
+  text counts: Anthropic's omitted-display blocks); unsigned thinking (a
+  streamed preview, a local model's reasoning) is dropped.
 - Empty text is ignored; consecutive assistant text is merged into one part.
   Text after a tool_use in the same message is refused (rule 1 of the design:
   thinking, text, tool_use, never reordered).
@@ -151,12 +153,15 @@ class Ledger:
             part = ThinkingPart(text=text or "", signature=signature)
         else:
             return False
-        self._open_assistant()
         parts = self._s.assistant
-        head = 0
-        while head < len(parts) and isinstance(parts[head], ThinkingPart):
-            head += 1
-        parts.insert(head, part)
+        if parts and not isinstance(parts[-1], ThinkingPart):
+            raise LedgerError(
+                "thinking_after_content",
+                f"thinking arrived after {type(parts[-1]).__name__} in the same assistant "
+                "message; an assistant message is thinking, text, tool_use, never reordered",
+            )
+        self._open_assistant()
+        self._s.assistant.append(part)
         return True
 
     def append_text(self, text: str) -> None:
