@@ -43,8 +43,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
-import psycopg
-import redis.exceptions
 from aiokafka import ConsumerRebalanceListener
 from aiokafka.errors import (
     CommitFailedError,
@@ -67,6 +65,7 @@ from runwire.projections.runtime.protocol import (
     ApplyResult,
     Batch,
     DeadLetterSink,
+    Fault,
     Projection,
     ProjectionError,
     Rejection,
@@ -92,44 +91,43 @@ def consumer_group(settings: Settings, projection_name: str) -> str:
     return f"{settings.topic_prefix}runwire-projector-{projection_name}"
 
 
-def is_transient(error: BaseException) -> bool:
-    """True for failures of the infrastructure: retried from the stored positions, forever."""
+def _fault(error: BaseException, projection: object | None) -> Fault | None:
+    fault_of = getattr(projection, "fault_of", None)
+    return fault_of(error) if fault_of is not None else None
+
+
+def is_transient(error: BaseException, projection: object | None = None) -> bool:
+    """True for failures of the infrastructure: retried from the stored positions, forever.
+
+    The projection's own ``fault_of`` judges its store's errors first.
+    """
+    fault = _fault(error, projection)
+    if fault is not None:
+        return fault is Fault.TRANSIENT
     if isinstance(error, RunwireError):
         return error.retriable
     if isinstance(error, MessageSizeTooLargeError):
         return False  # the same record is too large on every retry
     if isinstance(error, KafkaError):
         return True  # broker trouble is never the record's fault
-    # A missing table or privilege is a deployment problem, not the record's:
-    # stall (loudly) until it is fixed rather than dead-letter the whole log.
-    return isinstance(
-        error,
-        psycopg.OperationalError
-        | psycopg.errors.UndefinedTable
-        | psycopg.errors.UndefinedColumn
-        | psycopg.errors.InsufficientPrivilege
-        | redis.exceptions.ConnectionError
-        | redis.exceptions.TimeoutError
-        | OSError
-        | TimeoutError
-        | ConnectionError,
-    )
+    return isinstance(error, OSError | TimeoutError | ConnectionError)
 
 
-def caused_by_record(error: BaseException) -> bool:
+def caused_by_record(error: BaseException, projection: object | None = None) -> bool:
     """True when a failed apply may be the fault of a record in the batch.
 
     Such a batch is re-applied record by record and the records that still
-    fail are dead-lettered. Data errors of the store (a value it refuses) and
-    plain Python errors raised while folding count; infrastructure failures
-    (:func:`is_transient`), :class:`ProjectionError`, configuration errors
-    and other store errors (a broken statement fails for every record) do not.
+    fail are dead-lettered. A value the store refuses (its ``fault_of`` says
+    ``RECORD``) and plain Python errors raised while folding count;
+    infrastructure failures (:func:`is_transient`), :class:`ProjectionError`,
+    configuration errors and the store's final errors do not.
     """
+    fault = _fault(error, projection)
+    if fault is not None:
+        return fault is Fault.RECORD
     if is_transient(error) or isinstance(error, ProjectionError | ConfigurationError):
         return False
-    if isinstance(error, psycopg.Error):
-        return isinstance(error, psycopg.DataError | psycopg.IntegrityError)
-    return not isinstance(error, redis.exceptions.RedisError | KafkaError)
+    return not isinstance(error, KafkaError)
 
 
 @dataclass(slots=True)
@@ -413,7 +411,7 @@ class Projector:
                 ahead = None
                 if self._stopping.is_set():
                     break
-                if not is_transient(e):
+                if not is_transient(e, self.projection):
                     raise
                 self.stats.retries += 1
                 log.warning(
@@ -546,7 +544,7 @@ class Projector:
         try:
             return await self.projection.apply(batch, sink)
         except Exception as e:
-            if not batch.records or not caused_by_record(e):
+            if not batch.records or not caused_by_record(e, self.projection):
                 raise
             log.warning(
                 "projection %s: batch of %d failed (%s: %s); isolating the bad records",
@@ -577,7 +575,7 @@ class Projector:
                 try:
                     result = await self.projection.apply(one, sink)
                 except Exception as e:
-                    if record is None or not caused_by_record(e):
+                    if record is None or not caused_by_record(e, self.projection):
                         raise
                     await sink.send(
                         [

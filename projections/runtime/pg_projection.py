@@ -26,6 +26,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+import psycopg
+
+from runwire.errors import StoreError
 from runwire.log.records import LogPosition, SourceRecord, TopicPartition
 from runwire.projections.runtime import rules
 from runwire.projections.runtime.generations import (
@@ -40,6 +43,7 @@ from runwire.projections.runtime.protocol import (
     ApplyResult,
     Batch,
     DeadLetterSink,
+    Fault,
     Rebuild,
     Rejection,
 )
@@ -144,6 +148,26 @@ class PostgresProjection(ABC):
             if generation is None:
                 generation = (await self.tables.state(conn)).live
             return await load_positions(conn, self.name, generation, partitions)
+
+    def fault_of(self, error: BaseException) -> Fault | None:
+        """What a psycopg error means to the runtime (see :class:`Fault`)."""
+        if isinstance(error, StoreError) and isinstance(error.__cause__, psycopg.Error):
+            error = error.__cause__
+        if not isinstance(error, psycopg.Error):
+            return None
+        # A missing table or privilege is a deployment problem, not the record's:
+        # stall (loudly) until it is fixed rather than dead-letter the whole log.
+        if isinstance(
+            error,
+            psycopg.OperationalError
+            | psycopg.errors.UndefinedTable
+            | psycopg.errors.UndefinedColumn
+            | psycopg.errors.InsufficientPrivilege,
+        ):
+            return Fault.TRANSIENT
+        if isinstance(error, psycopg.DataError | psycopg.IntegrityError):
+            return Fault.RECORD
+        return Fault.FINAL
 
     async def apply(self, batch: Batch, dead_letters: DeadLetterSink) -> ApplyResult:
         async with self._pool.connection() as conn, conn.transaction(), conn.pipeline():

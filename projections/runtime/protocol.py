@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from runwire.errors import RunwireError
@@ -46,6 +47,22 @@ from runwire.log.records import SourceRecord, TopicPartition
 
 if TYPE_CHECKING:
     pass
+
+
+class Fault(StrEnum):
+    """What a failed apply means, as the projection's store judges its own errors.
+
+    A projection may define ``fault_of(error) -> Fault | None`` (None: not its
+    store's error); the runtime asks it before its own rules, so no driver's
+    exception classes are listed outside the adapter that uses the driver.
+    """
+
+    TRANSIENT = "transient"
+    """The store cannot serve now (or is misconfigured): retry from the stored positions."""
+    RECORD = "record"
+    """A value the store refuses: a record of the batch may be at fault."""
+    FINAL = "final"
+    """Every record would fail alike (a broken statement): stop the projector."""
 
 
 class ProjectionError(RunwireError):

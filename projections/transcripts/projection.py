@@ -58,11 +58,19 @@ from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING
 
+import redis.exceptions
+
 from runwire.contract.events import SessionCleared
 from runwire.errors import RunwireError
 from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime.generations import ProjectionError
-from runwire.projections.runtime.protocol import ApplyResult, Batch, DeadLetterSink, Rejection
+from runwire.projections.runtime.protocol import (
+    ApplyResult,
+    Batch,
+    DeadLetterSink,
+    Fault,
+    Rejection,
+)
 from runwire.projections.runtime.rules import deleted_session
 from runwire.projections.transcripts.body import restore_builder
 from runwire.projections.transcripts.fold import fold_run
@@ -171,6 +179,16 @@ class TranscriptProjection:
     ) -> dict[TopicPartition, int]:
         _, generation = await self.current_generation()
         return await self.store.positions(generation, partitions)
+
+    def fault_of(self, error: BaseException) -> Fault | None:
+        """What a Redis error means to the runtime (see :class:`Fault`): a connection
+        or timeout is transient; any other error of Redis (a script that fails)
+        fails every record alike."""
+        if isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            return Fault.TRANSIENT
+        if isinstance(error, redis.exceptions.RedisError):
+            return Fault.FINAL
+        return None
 
     async def apply(self, batch: Batch, dead_letters: DeadLetterSink) -> ApplyResult:
         async with self._applying:

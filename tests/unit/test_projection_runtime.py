@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import redis.exceptions
 from aiokafka.errors import KafkaConnectionError
 
 from runwire.contract.events import (
@@ -35,10 +36,12 @@ from runwire.projections.runtime.consumer import caused_by_record, is_transient
 from runwire.projections.runtime.dead_letters import DeadLetter, dead_letter_headers
 from runwire.projections.runtime.paging import BadPageToken, decode_token, encode_token
 from runwire.projections.runtime.pg import upsert_sql
+from runwire.projections.runtime.pg_projection import PostgresProjection
 from runwire.projections.runtime.protocol import ProjectionError, Rejection
 from runwire.projections.runtime.rebuild import RebuildProgress
 from runwire.projections.sessions.fold import SessionRow, fold_batch
 from runwire.projections.sessions.projection import TABLES as SESSION_TABLES
+from runwire.projections.transcripts.projection import TranscriptProjection
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -237,16 +240,33 @@ def test_dead_letter_headers_name_source_consumer_and_error() -> None:
     assert letter.as_dict()["value_bytes"] == 4
 
 
+class _OnPostgres:
+    """What the runtime asks of a Postgres projection about its errors."""
+
+    fault_of = PostgresProjection.fault_of
+
+
+class _OnRedis:
+    fault_of = TranscriptProjection.fault_of
+
+
 def test_failures_are_told_apart_retry_dead_letter_or_stop() -> None:
-    assert is_transient(psycopg.OperationalError("connection lost"))
+    pg = _OnPostgres()
+    assert is_transient(psycopg.OperationalError("connection lost"), pg)
+    assert is_transient(psycopg.errors.UndefinedTable("not migrated yet"), pg)
     assert is_transient(KafkaConnectionError())
     assert is_transient(PublishError("broker gone"))
-    assert caused_by_record(psycopg.errors.NumericValueOutOfRange("too big"))
+    assert caused_by_record(psycopg.errors.NumericValueOutOfRange("too big"), pg)
     assert caused_by_record(ValueError("a fold bug on one record"))
-    assert not caused_by_record(psycopg.OperationalError("connection lost"))
+    assert not caused_by_record(psycopg.OperationalError("connection lost"), pg)
     assert not caused_by_record(ProjectionError("copy dropped"))
     assert not caused_by_record(ConfigurationError("bad dsn"))
-    assert not caused_by_record(psycopg.errors.SyntaxError("a broken statement"))
+    assert not caused_by_record(psycopg.errors.SyntaxError("a broken statement"), pg)
+    assert not is_transient(psycopg.errors.SyntaxError("a broken statement"), pg)
+    redis_side = _OnRedis()
+    assert is_transient(redis.exceptions.ConnectionError("gone"), redis_side)
+    assert not is_transient(redis.exceptions.ResponseError("script failed"), redis_side)
+    assert not caused_by_record(redis.exceptions.ResponseError("script failed"), redis_side)
 
 
 def test_rebuild_progress_reports_rate_and_eta() -> None:
