@@ -39,6 +39,7 @@ from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import PAYLOAD_TYPES, Event, EventPayload, EventType, Stream
 from runwire.contract.routing import HEADER_TYPE, event_of_record, topic_for
 from runwire.errors import ConfigurationError, DecodeError
+from runwire.log.envelope import check_envelope
 from runwire.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,9 @@ class Subscription:
             return _Skipped()
         try:
             event = event_of_record(self._codec, record.key, record.value, headers)
+            # The envelope's key rule (the partition rule needs the topic's partitions,
+            # which faststream's subscriber does not hand its decoder).
+            check_envelope(record, event if record.value is not None else None, ())
         except DecodeError as e:
             return _Undecodable(record, e)
         if event.type not in self._handlers:  # a record without our headers

@@ -18,7 +18,8 @@ Contract:
   session-events and run-events topics share no order, so changes from both
   that arrive in one fetch come in time order, and across fetches a session
   change may arrive before a message written just before it. A record that does
-  not decode is skipped (the projections dead-letter it); one that cannot be
+  not decode, or breaks the envelope (:mod:`runwire.log.envelope`), is
+  skipped (the projections dead-letter it); one that cannot be
   decoded yet (a retriable error: the schema registry is down) is read again
   after a pause, and so is a broker failure.
 - ``stop()`` is idempotent.
@@ -40,6 +41,7 @@ from runwire.contract.events import Event
 from runwire.errors import RunwireError
 from runwire.log import clients
 from runwire.log.clients import topic_partitions
+from runwire.log.records import decode_record
 from runwire.sessions.callbacks import changes_of
 from runwire.sessions.protocol import Listener
 from runwire.settings import Settings
@@ -146,10 +148,11 @@ class LogWatcher:
                 if record.value is None:
                     continue
                 try:
-                    event = self._codec.decode(record.value)
+                    partitions = sorted(self._consumer.partitions_for_topic(tp.topic) or ())
+                    event = decode_record(self._codec, record, partitions).event
                 except RunwireError as e:
                     if not e.retriable:
-                        continue  # undecodable for good: the projectors dead-letter it
+                        continue  # unreadable for good (the envelope too): dead-lettered
                     # Skipping it would lose a change a callback is owed.
                     log.warning(
                         "session watcher: cannot decode %s@%d yet: %s", tp, record.offset, e
