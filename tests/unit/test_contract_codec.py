@@ -17,7 +17,7 @@ from runwire.contract.codec import (
     InMemorySchemaLookup,
     default_codec,
 )
-from runwire.contract.events import AssistantText, Event, EventType, ToolUse
+from runwire.contract.events import AssistantText, Event, EventType, ToolUse, UserMessage
 from runwire.contract.framing import Framing, read_header
 from runwire.contract.records import to_record
 from runwire.contract.schemas import released_schemas
@@ -132,7 +132,7 @@ def test_records_that_break_event_rules_are_invalid_events() -> None:
         },
         "run_id is required": {**good, "run_id": None},
         "does not match the schema": {**good, "type": "assistant_text"},
-        "event_id must be canonical UUID": {**good, "event_id": "not-a-uuid"},
+        "event_id must be a UUID": {**good, "event_id": "not-a-uuid"},
     }
     for message, record in cases.items():
         with pytest.raises(DecodeError, match=message) as info:
@@ -221,3 +221,18 @@ def test_decoded_events_are_ordinary_models() -> None:
     assert decoded.model_dump_json() == event.model_dump_json()
     with pytest.raises(ValidationError):
         decoded.producer = "other"  # type: ignore[misc]
+
+
+def test_another_producers_uuid_text_names_the_same_event() -> None:
+    """An uppercase UUID (other languages' default text) is normalised on read; a value
+    that is no UUID is refused, naming the field."""
+    codec = Codec()
+    event = Event.create(UserMessage(parts=["hi"]), run_id="r1")
+    shouting = codec.encode(event).replace(event.event_id.encode(), event.event_id.upper().encode())
+    assert event.event_id.upper().encode() in shouting
+    assert codec.decode(shouting).event_id == event.event_id
+    broken = codec.encode(event).replace(event.event_id.encode(), b"x" * 36)
+    with pytest.raises(DecodeError) as refused:
+        codec.decode(broken)
+    assert refused.value.reason == "invalid_event"
+    assert "event_id must be a UUID" in str(refused.value)

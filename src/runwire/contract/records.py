@@ -170,7 +170,12 @@ def event_from_record(shape: PayloadShape, record: dict[str, Any]) -> Event:
     if shape.required_id is not None and not record[shape.required_id]:
         raise RecordError(f"{shape.required_id} is required for {shape.type_value} events")
     if not ids.is_event_id(record["event_id"]):
-        raise RecordError(f"event_id must be canonical UUID text, got {record['event_id']!r:.60}")
+        # Another producer's UUID text (uppercase, braces, no hyphens) names the same
+        # event: normalised, so duplicates are recognised whoever wrote them.
+        try:
+            record["event_id"] = ids.canonical_event_id(record["event_id"])
+        except ValueError:
+            raise RecordError(f"event_id must be a UUID, got {record['event_id']!r:.60}") from None
     # fastavro returns exactly the reader schema's fields, in its order, which
     # is the models' order (the drift test checks it): use the dicts as they are.
     record["type"] = shape.event_type
