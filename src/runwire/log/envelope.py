@@ -2,10 +2,12 @@
 
 Contract (:func:`check_envelope`, after the value decoded to an event):
 - The record's key is the event's routing key
-  (:func:`runwire.contract.routing.record_key`): the run id, the session id,
-  or the memory address ``[scope, owner, key]`` — compared as an address, so
-  a producer whose JSON escapes differently (``\\u00fc``, ``\\u003c``) is not
-  refused. Else ``key_mismatch``.
+  (:func:`runwire.contract.routing.record_key`), byte for byte: the run id,
+  the session id, or the memory address as compact JSON
+  ``["scope","owner","key"]`` with non-ASCII characters as UTF-8. The bytes
+  decide the partition and what compaction keeps, so an address escaped
+  otherwise (``\\u00fc``) would be another stream of the same entry. Else
+  ``key_mismatch``.
 - The record's partition is the contract partitioner's choice for its key
   (:func:`runwire.log.partitioner.partition_for`, Java's murmur2) among the
   topic's partitions. Else ``wrong_partition``: a record elsewhere is not part
@@ -21,8 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runwire.contract.events import Stream
-from runwire.contract.routing import parse_memory_key, record_key
+from runwire.contract.routing import record_key
 from runwire.errors import DecodeError
 from runwire.log.partitioner import partition_for
 
@@ -32,23 +33,11 @@ if TYPE_CHECKING:
 __all__ = ["check_envelope"]
 
 
-def _same_key(event: Event, key: bytes | None) -> bool:
-    expected = record_key(event)
-    if key == expected:
-        return True
-    if key is None or event.type.stream is not Stream.MEMORY:
-        return False
-    try:
-        return parse_memory_key(key) == parse_memory_key(expected)
-    except DecodeError:
-        return False
-
-
 def check_envelope(record: Any, event: Event | None, partitions: Sequence[int]) -> None:
     """Raise ``DecodeError`` when ``record`` (a consumed record holding ``event``; None
     for a tombstone) breaks the envelope rules; see the module contract."""
     key: bytes | None = record.key
-    if event is not None and not _same_key(event, key):
+    if event is not None and key != record_key(event):
         raise DecodeError(
             "key_mismatch",
             f"record key {key!r:.80} is not the routing key {record_key(event)!r:.80} "
