@@ -81,10 +81,15 @@ async def test_kill_9_of_every_service_mid_call_then_the_session_goes_on(
             outcome = await asked.wait(60)
             assert outcome.status is RunStatus.COMPLETED, outcome.error
             assert outcome.text == "Your name is Alice."
-            # The run-status projection shows it ended, not `running`.
+            # The run-status projection shows it ended, not `running`, once the
+            # restarted projector has read that far (read-your-writes, not instant).
             async with await RunStore.connect(settings) as runs:
-                row = await runs.get(asked.run_id)
-                assert row.status == RunStatus.COMPLETED.value
+
+                async def shows_it_ended() -> bool:
+                    row = await runs.get(asked.run_id)
+                    return row.status == RunStatus.COMPLETED.value
+
+                await assert_eventually(shows_it_ended, timeout=30, interval=0.1)
 
             # The conversation goes on with its whole history after the restart.
             again = await (await rw.run("assistant", "What's my name?", session_id=session)).wait(
