@@ -1,9 +1,8 @@
 """The lifecycle every long-lived piece of a service shares, and the rule that
 a service process never outlives its loops.
 
-:class:`AsyncService` gives ``async with`` on top of ``start()`` / ``stop()``;
-subclasses implement both, ``start()`` idempotent while running and
-``stop()`` safe to call twice.
+:class:`AsyncService` (from :mod:`runwire.lifecycle`, re-exported here for the
+services) gives ``async with`` on top of ``start()`` / ``stop()``.
 
 Contract of the process side (one place, used by ``runwire serve NAME`` for
 every service and by ``python -m runwire.services NAME``):
@@ -36,36 +35,16 @@ import traceback
 import weakref
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from runwire.errors import RunwireError
+from runwire.lifecycle import AsyncService
 
 __all__ = ["AsyncService", "ServiceDied", "describe_error", "run_until_stopped", "vital"]
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-
-
-class AsyncService:
-    async def start(self) -> None:
-        raise NotImplementedError
-
-    async def stop(self) -> None:
-        raise NotImplementedError
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 class ServiceDied(RunwireError):

@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from runwire.errors import DecodeError, RunwireError
+from runwire.lifecycle import AsyncService
 from runwire.log import clients
 from runwire.log.records import SourceRecord, decode_record
 
@@ -54,7 +54,7 @@ class RunScan:
     """The offset the scan stopped before (``last + 1``, or the log end it read to)."""
 
 
-class RunReader:
+class RunReader(AsyncService):
     """Reads runs back from the log; see the module contract."""
 
     def __init__(
@@ -88,18 +88,6 @@ class RunReader:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def read(self, run_id: str, partition: int, first: int, last: int) -> list[SourceRecord]:
         """The run's decodable records with ``first <= offset <= last``, in log order."""

@@ -24,14 +24,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from runwire.contract.events import TERMINAL_EVENTS
 from runwire.errors import RunwireError
+from runwire.lifecycle import AsyncService
 from runwire.log import clients
 from runwire.log.clients import topic_partitions
 from runwire.log.partitioner import partition_for
@@ -54,7 +54,7 @@ class Subscription:
     """(offset, event) for each event of the run; (position, None) after every fetch."""
 
 
-class RunWatcher:
+class RunWatcher(AsyncService):
     """Follows runs live for many readers at once; see the module contract."""
 
     def __init__(self, settings: Settings, codec: Codec, *, purpose: str = "watcher") -> None:
@@ -93,18 +93,6 @@ class RunWatcher:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def partition_of(self, run_id: str) -> int:
         """The partition the writer puts ``run_id``'s events on (the contract partitioner)."""
