@@ -24,7 +24,7 @@ headers here, where the whole record is at hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,6 +38,7 @@ from runwire.contract.events import (
     SessionDeleted,
     Stream,
 )
+from runwire.contract.identity import CONFLICTING_DUPLICATE, body_digest, stream_of
 from runwire.contract.routing import memory_key, tombstone_event
 from runwire.errors import DecodeError
 from runwire.log.records import SourceRecord
@@ -124,7 +125,8 @@ class MemoryFold:
     entries: dict[Address, Entry | None] = field(default_factory=dict)
     deleted_sessions: dict[str, tuple[datetime, str]] = field(default_factory=dict)
     rejected: list[tuple[SourceRecord, str, str]] = field(default_factory=list)
-    remembered: list[str] = field(default_factory=list)
+    remembered: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(event id, stream) -> body digest of every event applied by the batch."""
 
 
 def session_owners(events: Iterable[Event]) -> set[str]:
@@ -144,25 +146,38 @@ def fold_memory(
     *,
     session_topic: str,
     tombstoned: set[str],
-    seen: set[str],
+    seen: Mapping[tuple[str, str], str | None],
 ) -> MemoryFold:
     """Fold records (each with its resolved event; log order per partition).
 
-    ``tombstoned``: deleted sessions already stored; ``seen``: event ids
-    already applied (both as stored before this batch).
+    ``tombstoned``: deleted sessions already stored; ``seen``: events already
+    applied, (event id, stream) -> body digest (both as stored before this
+    batch). An applied id of the same stream is dropped with the same body and
+    refused (``conflicting_duplicate_event``) with another.
     """
     out = MemoryFold()
     gone = set(tombstoned)
-    seen = set(seen)
     for record, event in records:
-        if event.event_id in seen:
+        ident = (event.event_id, stream_of(record.key))
+        digest = body_digest(event)
+        stored = out.remembered.get(ident, seen.get(ident, seen.get((event.event_id, ""), "")))
+        if stored is None or stored == digest:
+            continue  # applied before (None: by an older copy that kept no digest)
+        if stored:
+            out.rejected.append(
+                (
+                    record,
+                    CONFLICTING_DUPLICATE,
+                    f"event {event.event_id} ({event.type.value}) was already applied with "
+                    f"another body (digest {stored}, this one {digest}); the first is kept",
+                )
+            )
             continue
         p = event.payload
         if record.topic == session_topic:
             if isinstance(p, SessionDeleted) and event.session_id:
                 sid = event.session_id
-                seen.add(event.event_id)
-                out.remembered.append(event.event_id)
+                out.remembered[ident] = digest
                 if sid not in gone:
                     gone.add(sid)
                     out.deleted_sessions[sid] = (event.occurred_at, event.event_id)
@@ -182,8 +197,7 @@ def fold_memory(
                 )
             )
             continue
-        seen.add(event.event_id)
-        out.remembered.append(event.event_id)
+        out.remembered[ident] = digest
         if p.scope == "session" and p.owner in gone:
             continue
         address: Address = (p.scope, p.owner, p.key)

@@ -80,7 +80,7 @@ class _Loaded:
     resolved: list[tuple[SourceRecord, Event]]
     rejections: list[Rejection]
     tombstoned: set[str]
-    seen: set[str]
+    seen: dict[tuple[str, str], str | None]
 
 
 class MemoryProjection(PostgresProjection):
@@ -137,7 +137,7 @@ class MemoryProjection(PostgresProjection):
             (sessions,),
         )
         applied = await ctx.conn.execute(
-            f"SELECT event_id::text FROM {ctx.table('memory_applied')} "
+            f"SELECT event_id::text, stream, digest FROM {ctx.table('memory_applied')} "
             "WHERE event_id = ANY(%s::uuid[])",
             ([e.event_id for e in events],),
         )
@@ -147,7 +147,7 @@ class MemoryProjection(PostgresProjection):
                 resolved,
                 rejections,
                 tombstoned={row[0] for row in await tombstones.fetchall()},
-                seen={row[0] for row in await applied.fetchall()},
+                seen={(row[0], row[1]): row[2] for row in await applied.fetchall()},
             )
 
         return loaded
@@ -200,9 +200,11 @@ class MemoryProjection(PostgresProjection):
                 ([a[0] for a in removed], [a[1] for a in removed], [a[2] for a in removed]),
             )
         if folded.remembered:
+            keys = sorted(folded.remembered)
             await conn.execute(
-                f"INSERT INTO {applied} (event_id) SELECT unnest(%s::uuid[]) ON CONFLICT DO NOTHING",
-                (folded.remembered,),
+                f"INSERT INTO {applied} (event_id, stream, digest) "
+                "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+                ([k[0] for k in keys], [k[1] for k in keys], [folded.remembered[k] for k in keys]),
             )
         return rejections
 

@@ -30,7 +30,8 @@ class InMemoryProjection(ABC, Generic[S]):
         self._topics = tuple(topics)
         self.state = state
         self.positions: dict[TopicPartition, int] = {}
-        self.applied: set[str] = set()
+        self.applied: dict[tuple[str, str], str | None] = {}
+        """Remembered events: (event id, stream) -> body digest."""
         self._lock = asyncio.Lock()
 
     @abstractmethod
@@ -58,15 +59,15 @@ class InMemoryProjection(ABC, Generic[S]):
         async with self._lock:
             stored = {tp: self.positions.get(tp, 0) for tp in batch.next_positions}
             fresh = rules.fresh_records(batch, stored)
-            records, duplicates = rules.drop_duplicates(fresh.records, self.remember, self.applied)
+            sorted_out = rules.sort_out(fresh.records, self.remember, self.applied)
+            records = sorted_out.kept
             state = copy.deepcopy(self.state)
-            rejections = self.fold(state, records) if records else []
+            folded = self.fold(state, records) if records else []
+            rejections = sorted_out.conflicts + folded
             await dead_letters.send(rejections)
             # The "commit": state, applied ids and positions change together.
             self.state = state
-            self.applied.update(rules.remembered_ids(records, rejections, self.remember))
+            self.applied.update(rules.remembered(sorted_out, folded))
             forward = rules.next_positions(batch, stored, fresh.moved)
             self.positions.update(forward)
-        return rules.result(
-            batch, stored, forward, fresh, len(records), duplicates, len(rejections)
-        )
+        return rules.result(batch, stored, forward, fresh, sorted_out, len(rejections))

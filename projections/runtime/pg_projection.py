@@ -13,7 +13,9 @@ contract around that:
 - records below a stored position are skipped; a partition whose stored
   position is below the runner's expectation is left alone (the runner
   seeks back);
-- events already applied (same event_id) are dropped before the fold; the
+- events already applied (same event id in the same stream, same body) are
+  dropped before the fold, and one with another body is dead-lettered as
+  ``conflicting_duplicate_event`` (:mod:`runwire.contract.identity`); the
   ids of rejected events are not remembered, so a redrive can apply them.
 """
 
@@ -182,40 +184,40 @@ class PostgresProjection(ABC):
             fresh = rules.fresh_records(batch, stored)
             ctx = FoldContext(conn=conn, generation=generation, tables=self.tables)
             applied_table = ctx.table(self.applied_table)
-            ids = [r.event.event_id for r in fresh.records if self.remember(r)]
-            # Records the ids as applied; returns only those applied before
-            # (usually none), not every id of the batch.
-            claim = await conn.execute(
-                f"WITH ids AS (SELECT unnest(%b::uuid[]) AS id), "
-                f"new AS (INSERT INTO {applied_table} (event_id) SELECT id FROM ids "
-                "ON CONFLICT DO NOTHING RETURNING event_id) "
-                "SELECT DISTINCT id::text FROM ids WHERE id NOT IN (SELECT event_id FROM new)",
+            wanted = {rules.identity(r) for r in fresh.records if self.remember(r)}
+            ids = sorted({event_id for event_id, _ in wanted})
+            # What is stored for these ids, in every stream (usually nothing).
+            known = await conn.execute(
+                f"SELECT event_id::text, stream, digest FROM {applied_table} "
+                "WHERE event_id = ANY(%b::uuid[])",
                 (ids,),
             )
             loaded = await self.load(ctx, fresh.records) if fresh.records else None
-            before = {row[0] for row in await claim.fetchall()}  # round trip 2
-            claimed = set(ids) - before
-            records, duplicates = rules.drop_duplicates(fresh.records, self.remember, before)
-            rejections: list[Rejection] = []
+            applied = {(row[0], row[1]): row[2] for row in await known.fetchall()}  # trip 2
+            sorted_out = rules.sort_out(fresh.records, self.remember, applied)
+            records = sorted_out.kept
+            folded: list[Rejection] = []
             if records:
                 if loaded is not None:
                     ctx = dataclasses.replace(ctx, loaded=await loaded())
-                rejections = await self.fold(ctx, records)
-            # Rejected events are not applied: forget them, so a redrive can apply them.
-            kept = set(rules.remembered_ids(records, rejections, self.remember))
-            if claimed - kept:
+                folded = await self.fold(ctx, records)
+            # Rejected events are not applied: not remembered, so a redrive can apply them.
+            claims = rules.remembered(sorted_out, folded)
+            if claims:
+                keys = sorted(claims)
                 await conn.execute(
-                    f"DELETE FROM {applied_table} WHERE event_id = ANY(%b::uuid[])",
-                    (sorted(claimed - kept),),
+                    f"INSERT INTO {applied_table} (event_id, stream, digest) "
+                    "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[]) "
+                    "ON CONFLICT DO NOTHING",
+                    ([k[0] for k in keys], [k[1] for k in keys], [claims[k] for k in keys]),
                 )
+            rejections = sorted_out.conflicts + folded
             forward = rules.next_positions(batch, stored, fresh.moved)
             await store_positions(conn, self.name, generation, forward)
             # Before commit (round trip 3): the position may only pass a record
             # whose dead letter exists.
             await dead_letters.send(rejections)
-        return rules.result(
-            batch, stored, forward, fresh, len(records), duplicates, len(rejections)
-        )
+        return rules.result(batch, stored, forward, fresh, sorted_out, len(rejections))
 
     # -- Rebuildable ------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 Each store wraps these in its own atomic write: it reads the stored
 positions (locked), calls :func:`fresh_records`, looks up which remembered
-event ids it has applied, calls :func:`drop_duplicates`, folds, then stores
-what :func:`next_positions` says, all or nothing.
+events it has applied, calls :func:`sort_out` (duplicates dropped, conflicts
+refused), folds, then stores the claims :func:`remembered` keeps and what
+:func:`next_positions` says, all or nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from runwire.contract.events import SessionDeleted
+from runwire.contract.identity import CONFLICTING_DUPLICATE, body_digest, stream_of
 from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime.protocol import ApplyResult, Batch, Rejection
 
@@ -40,37 +42,82 @@ def fresh_records(batch: Batch, stored: Mapping[TopicPartition, int]) -> Fresh:
     return Fresh(records=kept, moved=moved, skipped=skipped)
 
 
-def drop_duplicates(
+Applied = Mapping[tuple[str, str], str | None]
+"""Remembered events as stored: (event id, stream) -> body digest (None: not known).
+
+Rows kept before streams were stored have the stream ``""`` and no digest:
+such a row names its id in every stream and matches every body.
+"""
+
+
+@dataclass(slots=True)
+class Sorted:
+    """A batch's records sorted against the remembered events (see :func:`sort_out`)."""
+
+    kept: list[SourceRecord]
+    duplicates: int
+    conflicts: list[Rejection]
+    claims: dict[tuple[str, str], str]
+    """(event id, stream) -> digest of every kept remembered record not stored before."""
+
+
+def identity(record: SourceRecord) -> tuple[str, str]:
+    """A record's event id within its stream (:mod:`runwire.contract.identity`)."""
+    return record.event.event_id, stream_of(record.key)
+
+
+def sort_out(
     records: Sequence[SourceRecord],
     remember: Callable[[SourceRecord], bool],
-    applied: Collection[str],
-) -> tuple[list[SourceRecord], int]:
-    """Records minus remembered events applied before (``applied``) or earlier in the batch."""
-    seen = set(applied)
-    kept: list[SourceRecord] = []
-    duplicates = 0
+    applied: Applied,
+) -> Sorted:
+    """Records minus duplicates of remembered events (stored before or earlier in the
+    batch), and the conflicts: an applied id in the same stream with another body."""
+    out = Sorted(kept=[], duplicates=0, conflicts=[], claims={})
     for record in records:
-        if remember(record):
-            if record.event.event_id in seen:
-                duplicates += 1
-                continue
-            seen.add(record.event.event_id)
-        kept.append(record)
-    return kept, duplicates
+        if not remember(record):
+            out.kept.append(record)
+            continue
+        event_id, stream = ident = identity(record)
+        digest = body_digest(record.event)
+        if ident in out.claims:
+            stored: str | None = out.claims[ident]
+            known = True
+        elif ident in applied:
+            stored, known = applied[ident], True
+        elif (event_id, "") in applied:
+            stored, known = applied[(event_id, "")], True
+        else:
+            stored, known = None, False
+        if not known:
+            out.claims[ident] = digest
+            out.kept.append(record)
+        elif stored is None or stored == digest:
+            out.duplicates += 1
+        else:
+            out.conflicts.append(
+                Rejection.of(
+                    record,
+                    CONFLICTING_DUPLICATE,
+                    f"event {event_id} ({record.event.type.value}) was already applied in "
+                    f"stream {stream!r:.80} with another body (digest {stored}, this one "
+                    f"{digest}); the first is kept",
+                    "ConflictingDuplicate",
+                )
+            )
+    return out
 
 
-def remembered_ids(
-    records: Sequence[SourceRecord],
-    rejections: Sequence[Rejection],
-    remember: Callable[[SourceRecord], bool],
-) -> list[str]:
-    """Event ids to remember as applied: not rejected (so a redrive can still apply those)."""
+def remembered(sorted_out: Sorted, rejections: Sequence[Rejection]) -> dict[tuple[str, str], str]:
+    """Claims to keep: not rejected by the fold (so a redrive can still apply those)."""
     rejected = {(r.topic, r.partition, r.offset) for r in rejections}
-    return [
-        r.event.event_id
-        for r in records
-        if (r.topic, r.partition, r.offset) not in rejected and remember(r)
-    ]
+    if not rejected:
+        return sorted_out.claims
+    out = dict(sorted_out.claims)
+    for record in sorted_out.kept:
+        if (record.topic, record.partition, record.offset) in rejected:
+            out.pop(identity(record), None)
+    return out
 
 
 def next_positions(
@@ -89,15 +136,14 @@ def result(
     stored: Mapping[TopicPartition, int],
     forward: Mapping[TopicPartition, int],
     fresh: Fresh,
-    folded: int,
-    duplicates: int,
+    sorted_out: Sorted,
     rejected: int,
 ) -> ApplyResult:
     """The :class:`ApplyResult` of a batch once its write is durable."""
     return ApplyResult(
         positions={tp: forward.get(tp, stored.get(tp, 0)) for tp in batch.next_positions},
-        applied=folded - rejected,
-        duplicates=duplicates,
+        applied=len(sorted_out.kept) + len(sorted_out.conflicts) - rejected,
+        duplicates=sorted_out.duplicates,
         skipped=fresh.skipped,
         rejected=rejected,
     )

@@ -143,12 +143,13 @@ Session = SessionRow
 
 
 def remembered(record: SourceRecord, session_topic: str) -> bool:
-    """Whether a duplicate of this record could change the index (so its id is kept).
+    """Whether the index keeps this record's event id (and body digest): every one.
 
-    Session events could; of run events only ``run_started`` (a count): the
-    others only move order-free maxima and minima.
+    Of run events only ``run_started`` changes the index twice (a count), but
+    an id reused with another body must be refused here as by every read
+    model (:mod:`runwire.contract.identity`), so every id is kept.
     """
-    return record.topic == session_topic or isinstance(record.event.payload, RunStarted)
+    return True
 
 
 def check(event: Event, key: bytes | None, *, from_session_topic: bool) -> None:

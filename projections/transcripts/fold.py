@@ -8,10 +8,12 @@ Contract of :func:`fold_run`:
 - Each record goes through :class:`~runwire.transcript.ledger.TranscriptBuilder`,
   the same fold as ``build_messages_from_events``; a record the ledger refuses
   becomes a :class:`Rejection` (reason = the ledger rule) and changes nothing.
-- The run's ``last`` offset moves only to records that changed its transcript
-  (or created it): duplicates (same event_id, same body), events that make no
-  message and refused events leave the run's keys exactly as they were. So
-  a replay or a re-published event writes nothing but the partition position.
+- The run's ``last`` offset moves only to records that changed its stored
+  state (or created it): the transcript, or the ids the builder remembers (of
+  every event of the run, so an id reused with another body is refused here
+  as by every read model). Duplicates (same event_id, same body) and refused
+  events leave the run's keys exactly as they were. So a replay or a
+  re-published event writes nothing but the partition position.
 - A run whose transcript body expired (meta without body) cannot be folded
   here: every new record moves ``last`` and the body is rebuilt from the log
   by the miss path when it is read. (Such records are not checked by the
@@ -24,7 +26,6 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from runwire.contract.events import AssistantText, Thinking, ToolResult, ToolUse, UserMessage
 from runwire.log.records import SourceRecord
 from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.transcripts.body import (
@@ -39,8 +40,6 @@ from runwire.transcript.errors import LedgerError
 from runwire.transcript.ledger import TranscriptBuilder
 
 __all__ = ["RunFold", "decode_messages", "fold_run", "millis"]  # decode_messages: older import path
-
-_TRANSCRIPT_PAYLOADS = (UserMessage, Thinking, AssistantText, ToolUse, ToolResult)
 
 
 def millis(record: SourceRecord) -> int:
@@ -112,10 +111,8 @@ def fold_run(
         if changed:
             out.applied += 1
             changed_at = record.offset
-        elif isinstance(record.event.payload, _TRANSCRIPT_PAYLOADS):
-            out.duplicates += 1  # the builder already holds this event_id
         else:
-            out.applied += 1  # an event that makes no message: applied, nothing to write
+            out.duplicates += 1  # the builder already holds this event_id
     out.builder = builder
     if changed_at is not None:
         out.write = RunWrite(

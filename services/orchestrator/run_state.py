@@ -171,6 +171,16 @@ class RunState:
         payload = event.payload
         kind = event.type
         cause = event.causation_id
+        # Every event goes through the builder first: it drops repeats and refuses
+        # an id reused with another body, as every read model does.
+        try:
+            changed = self.transcript.apply(event)
+        except LedgerError as e:
+            if self._broken is None and not self.terminal:
+                self._broken = Fail(event.event_id, "transcript_rule", str(e))
+            return
+        if not changed:
+            return
         if kind in TERMINAL_EVENTS:
             self.status = TERMINAL_EVENTS[kind]
             if isinstance(payload, RunFailed):
@@ -198,17 +208,9 @@ class RunState:
             if self.seeded is None:
                 self.seeded = event
             return
-        try:
-            changed = self.transcript.apply(event)
-        except LedgerError as e:
-            if self._broken is None:
-                self._broken = Fail(event.event_id, "transcript_rule", str(e))
-            return
         if cause in self._deltas and kind in _ANSWER_PARTS:
             assert cause is not None
             self._answer_parts(cause, calls_tools=kind is EventType.TOOL_USE)
-        if not changed:
-            return
         if kind is EventType.USER_MESSAGE:
             self._add_delta(Delta(event.event_id, offset, "user_message"))
         elif kind is EventType.TOOL_RESULT and not self.transcript.awaiting_tool_results:

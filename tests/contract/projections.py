@@ -177,6 +177,25 @@ class ProjectionContract:
         assert await h.state() == state
         assert result.positions[h.tp] == 2 * n
 
+    async def test_an_applied_id_with_another_body_is_refused(self, harness: Harness) -> None:
+        h = harness
+        n = len(h.good)
+        await h.projection.apply(batch(records(h, h.good, 0), h.tp, 0, n), RecordingSink())
+        state = await h.state()
+        # Every applied id again, each with another event's body (same stream).
+        reused = [
+            e.model_copy(update={"payload": other.payload, "type": other.type})
+            for e, other in zip(h.good, [*h.good[1:], h.good[0]], strict=True)
+        ]
+        sink = RecordingSink()
+        result = await h.projection.apply(batch(records(h, reused, n), h.tp, n, 2 * n), sink)
+        assert [(r.offset, r.reason) for r in sink.sent] == [
+            (n + i, "conflicting_duplicate_event") for i in range(n)
+        ]
+        assert result.rejected == n
+        assert await h.state() == state, "the first body is kept"
+        assert result.positions[h.tp] == 2 * n
+
     async def test_unappliable_records_are_dead_lettered_and_passed(self, harness: Harness) -> None:
         h = harness
         n = len(h.good)

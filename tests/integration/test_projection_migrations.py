@@ -50,8 +50,10 @@ async def test_migrations_apply_once_even_when_run_concurrently(
     assert [(v["scope"], v["version"]) for v in versions] == [
         ("runs@g1", 1),
         ("runs@g1", 2),
+        ("runs@g1", 3),
         ("runtime", 1),
         ("sessions@g1", 1),
+        ("sessions@g1", 2),
     ]
     assert await tables_like(pool, "%\\_\\_g1") == {
         "run_status__g1",

@@ -335,3 +335,23 @@ def test_a_failure_message_holding_nul_is_recorded_not_refused() -> None:
     assert isinstance(payload, RunFailed)
     assert "\x00" not in payload.message
     assert payload.message.startswith("bad \ufffd byte")
+
+
+def test_an_id_reused_with_another_body_fails_the_run_as_every_reader_refuses_it() -> None:
+    log = started()
+    first = log.add(UserMessage(parts=["hi"]))
+    # A producer re-sends the id with other text: never a second question.
+    log.extend([first.model_copy(update={"payload": UserMessage(parts=["other"])})])
+    action = log.state().next_action()
+    assert isinstance(action, Fail)
+    assert action.cause_id == first.event_id
+    assert "conflicting_duplicate_event" in action.message
+
+
+def test_a_lifecycle_id_reused_with_another_body_is_refused_too() -> None:
+    log = started()
+    pause = log.add(RunStatusChanged(status=RunStatus.PAUSED))
+    log.extend([pause.model_copy(update={"payload": RunStatusChanged(status=RunStatus.RUNNING)})])
+    state = log.state()
+    assert state.paused_by == pause.event_id, "the copy does not resume the run"
+    assert state.next_action() is None

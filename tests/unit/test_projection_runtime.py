@@ -39,6 +39,7 @@ from runwire.projections.runtime.pg import upsert_sql
 from runwire.projections.runtime.pg_projection import PostgresProjection
 from runwire.projections.runtime.protocol import ProjectionError, Rejection
 from runwire.projections.runtime.rebuild import RebuildProgress
+from runwire.projections.runtime.rules import identity, sort_out
 from runwire.projections.sessions.fold import SessionRow, fold_batch
 from runwire.projections.sessions.projection import TABLES as SESSION_TABLES
 from runwire.projections.transcripts.projection import TranscriptProjection
@@ -314,3 +315,31 @@ def test_a_projection_that_names_its_decoder_gets_it_however_it_is_run() -> None
         name: str = "plain"
 
     assert isinstance(decoder_for(Plain()), Codec)  # type: ignore[arg-type]
+
+
+def _rec(event: Event, offset: int, key: bytes) -> SourceRecord:
+    return SourceRecord("t", 0, offset, 0, key, b"", (), event)
+
+
+def test_ids_are_compared_within_their_stream_by_body() -> None:
+    first = ev(UserMessage(parts=["hi"]), run_id="r1")
+    other_body = first.model_copy(update={"payload": UserMessage(parts=["ho"])})
+    other_stream = first.model_copy(update={"run_id": "r2"})
+    recs = [
+        _rec(first, 0, b"r1"),
+        _rec(first, 1, b"r1"),  # a repeat in the batch
+        _rec(other_body, 2, b"r1"),  # the same id with another body
+        _rec(other_stream, 3, b"r2"),  # the same id in another run: another event
+    ]
+    out = sort_out(recs, lambda r: True, {})
+    assert [r.offset for r in out.kept] == [0, 3]
+    assert out.duplicates == 1
+    assert [(c.offset, c.reason) for c in out.conflicts] == [(2, "conflicting_duplicate_event")]
+    assert set(out.claims) == {identity(recs[0]), identity(recs[3])}
+    # Against what is stored: a row kept before streams were (stream "", no digest)
+    # names the id in every stream and matches any body.
+    legacy = sort_out([_rec(other_body, 4, b"r1")], lambda r: True, {(first.event_id, ""): None})
+    assert (legacy.duplicates, legacy.conflicts) == (1, [])
+    stored = {identity(recs[0]): out.claims[identity(recs[0])]}
+    again = sort_out([_rec(other_body, 5, b"r1")], lambda r: True, stored)
+    assert [c.reason for c in again.conflicts] == ["conflicting_duplicate_event"]

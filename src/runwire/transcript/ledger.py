@@ -38,14 +38,15 @@ Contract (:class:`TranscriptBuilder`, :func:`build_messages_from_events`):
   ``build_messages_from_events`` gives for the same events; the state can be
   dumped to JSON and restored in another process without changing that.
 - An event whose ``event_id`` was already applied is dropped (a retried
-  publish); the same id with a different body is refused.
+  publish); the same id with a different body is refused
+  (``conflicting_duplicate_event``, :mod:`runwire.contract.identity`). This
+  holds for every event of the run, also those that make no message.
 - A refused event raises :class:`LedgerError` naming the run, the event id and
   the rule, and leaves the builder's state unchanged.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -60,6 +61,7 @@ from runwire.contract.events import (
     ToolUse,
     UserMessage,
 )
+from runwire.contract.identity import CONFLICTING_DUPLICATE, payload_digest
 from runwire.transcript.errors import LedgerError
 from runwire.transcript.messages import (
     Message,
@@ -309,11 +311,6 @@ class Ledger:
 _TRANSCRIPT_PAYLOADS = (UserMessage, Thinking, AssistantText, ToolUse, ToolResult)
 
 
-def _digest(payload: EventPayload) -> str:
-    body = f"{payload.event_type.value}\x1f{payload.model_dump_json()}"
-    return hashlib.sha256(body.encode()).hexdigest()[:32]
-
-
 class TranscriptState(BaseModel):
     """A :class:`TranscriptBuilder`'s state, JSON-safe, for caches to keep."""
 
@@ -322,7 +319,8 @@ class TranscriptState(BaseModel):
     run_id: str | None = None
     ledger: LedgerState = Field(default_factory=LedgerState)
     applied: dict[str, str] = Field(default_factory=dict)
-    """Digest of every applied transcript event's body, by event id."""
+    """Digest of every applied event's body, by event id (transcript events and,
+    since the digest check covers every event of the run, the others too)."""
 
 
 class TranscriptBuilder:
@@ -354,13 +352,15 @@ class TranscriptBuilder:
         return self._ledger.build_messages()
 
     def apply(self, event: Event) -> bool:
-        """Fold one event in; returns whether it changed the transcript state.
+        """Fold one event in; returns whether it changed the builder's state.
 
-        Events of other runs are refused (rule ``wrong_run``); events that
-        make no message, and repeats of applied events, return ``False``.
+        Events of other runs are refused (rule ``wrong_run``). Every event of
+        the run is remembered by id with its body digest
+        (:mod:`runwire.contract.identity`): a repeat returns ``False``, the
+        same id with another body is refused (``conflicting_duplicate_event``).
+        Events that make no message change only that memory.
         """
-        payload = event.payload
-        if event.run_id is None or not isinstance(payload, _TRANSCRIPT_PAYLOADS):
+        if event.run_id is None:
             return False
         if self._run_id is None:
             self._run_id = event.run_id
@@ -371,21 +371,24 @@ class TranscriptBuilder:
                 run_id=self._run_id,
                 event_id=event.event_id,
             )
-        digest = _digest(payload)
+        payload = event.payload
+        digest = payload_digest(payload)
         seen = self._applied.get(event.event_id)
         if seen == digest:
             return False
         if seen is not None:
             raise LedgerError(
-                "conflicting_duplicate_event",
-                "an event with this id was already applied with a different body",
+                CONFLICTING_DUPLICATE,
+                f"an event with this id was already applied with another body ({seen}, "
+                f"this one {digest}); the first is kept",
                 run_id=self._run_id,
                 event_id=event.event_id,
             )
-        try:
-            self._fold(payload)
-        except LedgerError as e:
-            raise e.at(run_id=self._run_id, event_id=event.event_id) from e
+        if isinstance(payload, _TRANSCRIPT_PAYLOADS):
+            try:
+                self._fold(payload)
+            except LedgerError as e:
+                raise e.at(run_id=self._run_id, event_id=event.event_id) from e
         self._applied[event.event_id] = digest
         return True
 

@@ -1,0 +1,47 @@
+"""What makes two records the same event: its id within its stream, and its body.
+
+Contract:
+- An event is named by its ``event_id`` within its *stream*: the records of
+  one routing key (a run, a session, a memory address), which every consumer
+  reads in the same order from one partition. Every consumer can decide what
+  a record is from its stream alone, with no shared state.
+- :func:`body_digest` is what "the same body" means: the event type and the
+  payload as JSON. The envelope's other fields (``occurred_at``, ``producer``,
+  labels, causation) are not part of it: a producer that re-sends an event
+  after a timeout may stamp it again.
+- A second record of a stream with an id already applied is a *duplicate*
+  when its digest matches (every consumer drops it) and a conflict
+  otherwise: every consumer refuses it with the reason
+  :data:`CONFLICTING_DUPLICATE` and keeps the first.
+- The same id in another stream is another event (ids are only compared
+  within a stream).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from runwire.contract.events import Event, EventPayload
+
+__all__ = ["CONFLICTING_DUPLICATE", "body_digest", "payload_digest", "stream_of"]
+
+CONFLICTING_DUPLICATE = "conflicting_duplicate_event"
+"""The reason every consumer refuses an applied id with another body with."""
+
+
+def payload_digest(payload: EventPayload) -> str:
+    """The digest of an event body (32 hex digits); stored by read models, so never change it."""
+    body = f"{payload.event_type.value}\x1f{payload.model_dump_json()}"
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def body_digest(event: Event) -> str:
+    """:func:`payload_digest` of ``event``'s payload."""
+    return payload_digest(event.payload)
+
+
+def stream_of(key: bytes | None) -> str:
+    """The stream a record belongs to, as text (its key; a keyless record has none: ``""``)."""
+    return key.decode("utf-8", "replace") if key else ""
