@@ -12,7 +12,10 @@ Contract:
 - Values are decoded with runwire's codec; a tombstone on the memory topic
   arrives as its ``memory_deleted`` event. Records of types no handler wants
   are skipped by their ``runwire-type`` header, without decoding.
-- A record that does not decode goes to the ``on_undecodable`` hook (default:
+- Every record passes the one envelope check (:mod:`runwire.log.envelope`:
+  its key is its event's routing key, its partition the contract
+  partitioner's); one that does not, or does not decode, goes to the
+  ``on_undecodable`` hook with its reason (default:
   a warning naming topic, partition, offset and reason) and is skipped: a
   side consumer never stalls on one bad record. Projections that must not
   lose anything use the projector runtime and its dead letters instead.
@@ -89,6 +92,8 @@ class Subscription:
         )
         self._on_undecodable: UndecodableHook = _warn_undecodable
         self._wanted: frozenset[str] = frozenset()
+        self._subscriber: object | None = None
+        self._topic_partitions: dict[str, tuple[int, ...]] = {}
 
     # -- registration ------------------------------------------------------------
 
@@ -133,14 +138,27 @@ class Subscription:
             return _Skipped()
         try:
             event = event_of_record(self._codec, record.key, record.value, headers)
-            # The envelope's key rule (the partition rule needs the topic's partitions,
-            # which faststream's subscriber does not hand its decoder).
-            check_envelope(record, event if record.value is not None else None, ())
+            partitions = self._partitions(record.topic)
+            check_envelope(record, event if record.value is not None else None, partitions)
         except DecodeError as e:
             return _Undecodable(record, e)
         if event.type not in self._handlers:  # a record without our headers
             return _Skipped()
         return event
+
+    def _partitions(self, topic: str) -> tuple[int, ...]:
+        """The topic's partitions, from the running consumer's metadata (cached)."""
+        known = self._topic_partitions.get(topic)
+        if known is not None:
+            return known
+        consumer = getattr(self._subscriber, "consumer", None)
+        found = consumer.partitions_for_topic(topic) if consumer is not None else None
+        if not found:
+            # Not known yet: the record is read; its key is checked, its partition
+            # cannot be. (The consumer knows its topics' metadata once assigned.)
+            return ()
+        self._topic_partitions[topic] = out = tuple(sorted(found))
+        return out
 
     async def _handle(self, body: Any) -> None:
         if isinstance(body, Event):
@@ -160,3 +178,4 @@ class Subscription:
             ack_policy=AckPolicy.ACK,
         )
         subscriber(self._handle)
+        self._subscriber = subscriber

@@ -5,11 +5,12 @@ dead-lettered with the same reason by every consumer, and nothing stalls."""
 from __future__ import annotations
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+from faststream.kafka import KafkaBroker
 
 from runwire.client import Client
 from runwire.contract.events import Event, RunStarted, RunStatus, UserMessage
-from runwire.errors import NotFoundError
+from runwire.errors import DecodeError, NotFoundError
 from runwire.log import Publisher
 from runwire.log.partitioner import partition_for
 from runwire.projections.runs.reader import RunStore
@@ -18,6 +19,8 @@ from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.tools.wiring import tool_runner_service
 from runwire.settings import Settings
+from runwire.subscribe import Subscription
+from runwire.transcript.messages import TextPart
 from tests.helpers import assert_eventually
 from tests.integration.api_support import projectors
 
@@ -60,7 +63,29 @@ async def test_a_misplaced_or_miskeyed_record_is_dead_lettered_alike_by_every_co
     finally:
         await raw.stop()
 
+    # A subscriber (faststream) reads the topic too: the same two records reach its
+    # undecodable hook with the same reasons; its handlers see only the good run.
+    seen_by_subscriber: list[str] = []
+    refused: dict[tuple[int, int], str] = {}
+    subscription = Subscription(settings, "envelope-check")
+
+    @subscription.on(UserMessage)
+    async def said_something(payload: UserMessage, event: Event) -> None:
+        seen_by_subscriber.append(event.run_id or "")
+
+    @subscription.on(RunStarted)
+    async def started_one(payload: RunStarted, event: Event) -> None:
+        seen_by_subscriber.append(event.run_id or "")
+
+    @subscription.on_undecodable
+    async def refuse(record: ConsumerRecord[bytes, bytes], error: DecodeError) -> None:
+        refused[(record.partition, record.offset)] = error.reason
+
+    broker = KafkaBroker(settings.kafka_bootstrap_servers, logger=None)
+    subscription.attach(broker)
+
     async with (
+        broker,
         projectors(settings),
         orchestrator_service(settings, history=False),
         tool_runner_service(settings),
@@ -78,7 +103,14 @@ async def test_a_misplaced_or_miskeyed_record_is_dead_lettered_alike_by_every_co
             seen = {(d.consumer, d.reason, d.source_partition, d.source_offset) for d in letters}
             return expected <= seen
 
+        await broker.start()
         await assert_eventually(every_consumer_dead_lettered_both, timeout=30, interval=0.5)
+        await assert_eventually(lambda: len(refused) == 2, timeout=30)
+        assert refused == {
+            (placed.partition, placed.offset): "wrong_partition",
+            (keyed.partition, keyed.offset): "key_mismatch",
+        }
+        assert run_id not in seen_by_subscriber
         # The misplaced run is no run at all: no read model holds it.
         async with await RunStore.connect(settings) as runs:
             with pytest.raises(NotFoundError):
@@ -87,3 +119,46 @@ async def test_a_misplaced_or_miskeyed_record_is_dead_lettered_alike_by_every_co
             assert await cache.start_of(run_id) is None
     assert outcome.status is RunStatus.COMPLETED, outcome.events
     assert "42" in outcome.text
+
+
+async def test_an_id_reused_with_another_body_is_refused_alike_by_every_consumer(
+    settings: Settings,
+) -> None:
+    run_id = "reused-1"
+    started = Event.create(RunStarted(agent_id="assistant"), run_id=run_id, session_id="s-r")
+    said = Event.create(UserMessage(parts=["first words"]), run_id=run_id, session_id="s-r")
+    # The same id again, with other words: a producer's bug, or someone's attempt
+    # to rewrite what was said.
+    rewritten = said.model_copy(update={"payload": UserMessage(parts=["other words"])})
+    async with (
+        projectors(settings),
+        orchestrator_service(settings, history=False),
+        Publisher(settings) as ours,
+    ):
+        # Both at once, so that the orchestrator reads the copy before it answers.
+        _, _, copy, again = await ours.publish_many([started, said, rewritten, said])
+
+        async def every_consumer_refused_the_copy() -> bool:
+            letters = await list_dead_letters(settings)
+            seen = {(d.consumer, d.reason, d.source_offset) for d in letters}
+            return {
+                (c, "conflicting_duplicate_event", copy.offset)
+                for c in ("runs", "sessions", "transcripts")
+            } <= seen
+
+        await assert_eventually(every_consumer_refused_the_copy, timeout=30, interval=0.5)
+        letters = await list_dead_letters(settings)
+        assert again.offset not in {d.source_offset for d in letters}, "a retry is no conflict"
+        async with TranscriptCache(settings) as cache:
+            messages = await cache.get(run_id)
+        assert messages[0].parts == (TextPart(text="first words"),), "the first is kept"
+        # The orchestrator refuses it as well: it never answers the rewritten words.
+        async with await RunStore.connect(settings) as runs:
+
+            async def failed() -> bool:
+                return (await runs.get(run_id)).status == RunStatus.FAILED.value
+
+            await assert_eventually(failed, timeout=30)
+            run = await runs.get(run_id)
+        assert run.last_error is not None
+        assert "conflicting_duplicate_event" in run.last_error["message"]
