@@ -6,7 +6,10 @@ Contract:
 - :class:`InMemoryMemory` is the twin for unit tests (one process only).
 - :class:`LogMemory` keeps memory where the design puts it, on the compacted
   memory topic: ``set`` publishes ``memory_set`` (keyed by scope, owner and
-  key); a background reader folds the topic from its beginning into a dict.
+  key); a background reader folds the topic from its beginning into a dict,
+  reading each record as every consumer does (:func:`runwire.log.decode_record`
+  with the envelope check; an id reused with another body is refused) and
+  skipping, with a warning naming it and its reason, what it cannot apply.
   ``get`` first reads up to the topic's end as of the call, so it sees every
   write that was acknowledged before it (read-your-writes across processes).
   When the memory projection (Postgres) exists, a store reading it can
@@ -25,10 +28,11 @@ from aiokafka.structs import TopicPartition
 
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
-from runwire.contract.routing import event_of_record
+from runwire.contract.identity import StreamIds
 from runwire.errors import DecodeError, RunwireError
 from runwire.log import EventWriter, clients, publish_retrying
 from runwire.log.clients import topic_partitions
+from runwire.log.records import decode_record
 from runwire.services.lifecycle import AsyncService, vital
 from runwire.settings import Settings
 
@@ -83,6 +87,8 @@ class LogMemory(AsyncService):
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Condition()
         self._partitions: list[TopicPartition] = []
+        self._partition_ids: tuple[int, ...] = ()
+        self._ids = StreamIds()
         self._stopped = False
 
     async def start(self) -> None:
@@ -99,6 +105,7 @@ class LogMemory(AsyncService):
             await consumer.stop()
             raise
         self._partitions = [TopicPartition(self._topic, p) for p in partitions]
+        self._partition_ids = tuple(partitions)
         consumer.assign(self._partitions)
         await consumer.seek_to_beginning(*self._partitions)
         self._consumer = consumer
@@ -149,11 +156,20 @@ class LogMemory(AsyncService):
             for records in batch.values():
                 for record in records:
                     try:
-                        event = event_of_record(
-                            self._codec, record.key, record.value, record.headers
-                        )
+                        event = decode_record(self._codec, record, self._partition_ids).event
+                        if not self._ids.admit(event, record.key):
+                            continue  # a duplicate
                     except DecodeError as e:
-                        log.warning("memory: skipping an undecodable record: %s", e)
+                        # What the memory projection dead-letters (same check, same
+                        # reason); this reader only skips it.
+                        log.warning(
+                            "memory: skipping %s/%d@%d: %s (%s)",
+                            record.topic,
+                            record.partition,
+                            record.offset,
+                            e.reason,
+                            e,
+                        )
                         continue
                     payload = event.payload
                     if isinstance(payload, MemorySet):

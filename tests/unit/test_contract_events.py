@@ -15,12 +15,15 @@ from runwire.contract.events import (
     Event,
     EventType,
     MemoryDeleted,
+    MemorySet,
     SessionCleared,
     Stream,
     Thinking,
     ToolResult,
     ToolUse,
 )
+from runwire.contract.identity import StreamIds
+from runwire.errors import DecodeError
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -177,3 +180,17 @@ def test_payload_errors_name_the_field_under_payload() -> None:
     locations = {err["loc"] for err in info.value.errors()}
     assert locations == {("payload", "name"), ("payload", "input")}
     assert "inf" in str(info.value)
+
+
+def test_stream_ids_drop_repeats_refuse_other_bodies_and_keep_streams_apart() -> None:
+    ids = StreamIds()
+    first = Event.create(MemorySet(scope="user", owner="u", key="k", value=1))
+    assert ids.admit(first, b"a")
+    assert not ids.admit(first.model_copy(update={"producer": "again"}), b"a")
+    other = first.model_copy(
+        update={"payload": MemorySet(scope="user", owner="u", key="k", value=2)}
+    )
+    with pytest.raises(DecodeError) as refused:
+        ids.admit(other, b"a")
+    assert refused.value.reason == "conflicting_duplicate_event"
+    assert ids.admit(other, b"b"), "another stream, another event"

@@ -15,6 +15,7 @@ Contract:
   :data:`CONFLICTING_DUPLICATE` and keeps the first.
 - The same id in another stream is another event (ids are only compared
   within a stream).
+- :class:`StreamIds` applies the rule for a reader that folds a log in memory.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from runwire.errors import DecodeError
+
 if TYPE_CHECKING:
     from runwire.contract.events import Event, EventPayload
 
-__all__ = ["CONFLICTING_DUPLICATE", "body_digest", "payload_digest", "stream_of"]
+__all__ = ["CONFLICTING_DUPLICATE", "StreamIds", "body_digest", "payload_digest", "stream_of"]
 
 CONFLICTING_DUPLICATE = "conflicting_duplicate_event"
 """The reason every consumer refuses an applied id with another body with."""
@@ -45,3 +48,30 @@ def body_digest(event: Event) -> str:
 def stream_of(key: bytes | None) -> str:
     """The stream a record belongs to, as text (its key; a keyless record has none: ``""``)."""
     return key.decode("utf-8", "replace") if key else ""
+
+
+class StreamIds:
+    """The ids a reader folding a log in memory has applied, per stream, with digests.
+
+    (Read models keep theirs in their stores; this is for in-process readers.)
+    """
+
+    def __init__(self) -> None:
+        self._applied: dict[tuple[str, str], str] = {}
+
+    def admit(self, event: Event, key: bytes | None) -> bool:
+        """True for an event to apply (now remembered), False for a duplicate; raises
+        ``DecodeError`` (:data:`CONFLICTING_DUPLICATE`) for an id with another body."""
+        ident = (event.event_id, stream_of(key))
+        digest = body_digest(event)
+        stored = self._applied.get(ident)
+        if stored is None:
+            self._applied[ident] = digest
+            return True
+        if stored == digest:
+            return False
+        raise DecodeError(
+            CONFLICTING_DUPLICATE,
+            f"event {event.event_id} ({event.type.value}) was already applied with another "
+            f"body (digest {stored}, this one {digest}); the first is kept",
+        )
