@@ -16,6 +16,10 @@ Contract:
   exactly one per tool_use in the log, short of a zombie instance (one that
   lost its partitions without knowing it) racing a new owner.
 - A tool's failure or timeout is a result with ``is_error`` and the message.
+- A tool call is executed once at most: a repeat of its ``tool_use``, or
+  one with the same ids and another body (refused by every reader as
+  ``conflicting_duplicate_event``), is not executed again, even after its
+  result is in (the most recent calls of each partition are remembered).
 - Tools not in the registry are left alone: the run waits in
   ``awaiting_tools`` until someone publishes their results.
 - A result published by someone else or a terminal event stops the
@@ -81,6 +85,9 @@ class _Partition:
     calls: OrderedDict[tuple[str, str], _Call] = field(default_factory=OrderedDict)
     """(run_id, tool_use id) -> the call still without a result in the log."""
     ended: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    uses: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
+    """(run_id, tool_use id) of the most recent calls seen, answered or not: a
+    repeat or a copy with another body (the same ids) is never executed again."""
     paused: dict[str, str] = field(default_factory=dict)
     """Run id -> the pause event in force (only a status change it caused lifts it)."""
     live: bool = False
@@ -155,8 +162,14 @@ class ToolRunner(FollowingService):
             return
         payload = event.payload
         if isinstance(payload, ToolUse):
+            key = (run_id, payload.id)
+            if key in part.uses:
+                return  # a repeat, or the same call with another body: run once at most
+            part.uses[key] = None
+            if len(part.uses) > _ENDED_MEMORY:
+                part.uses.popitem(last=False)
             if payload.name in self._registry and run_id not in part.ended:
-                part.calls.setdefault((run_id, payload.id), _Call(offset, event))
+                part.calls[key] = _Call(offset, event)
                 part.dirty = True
         elif isinstance(payload, ToolResult):
             call = part.calls.pop((run_id, payload.tool_use_id), None)

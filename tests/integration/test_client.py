@@ -5,7 +5,15 @@ from __future__ import annotations
 import asyncio
 
 from runwire.client import BlockingClient, Client, RunHandle, RunOutcome
-from runwire.contract.events import EventType, RunStatus
+from runwire.contract.events import (
+    Event,
+    EventType,
+    RunCompleted,
+    RunStarted,
+    RunStatus,
+    UserMessage,
+)
+from runwire.log import Publisher
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.tools.wiring import tool_runner_service
 from runwire.settings import Settings
@@ -84,3 +92,17 @@ async def test_the_blocking_live_events_start_where_the_call_was_made(
         assert first_live is EventType.TOOL_RESULT
         outcome = await handle.wait(timeout=30)
     assert outcome.text == "4 * 4 = 16."
+
+
+async def test_live_events_give_each_event_once_with_its_first_body(settings: Settings) -> None:
+    run_id = "repeated-1"
+    started = Event.create(RunStarted(agent_id="assistant"), run_id=run_id)
+    said = Event.create(UserMessage(parts=["first"]), run_id=run_id)
+    rewritten = said.model_copy(update={"payload": UserMessage(parts=["second"])})
+    done = Event.create(RunCompleted(), run_id=run_id)
+    async with Publisher(settings) as publisher:
+        await publisher.publish_many([started, said, said, rewritten, done])
+    async with Client(settings) as rw:
+        seen = [event async for event in rw.handle(run_id).events()]
+    assert [e.event_id for e in seen] == [started.event_id, said.event_id, done.event_id]
+    assert seen[1].payload == UserMessage(parts=["first"])

@@ -120,7 +120,6 @@ async def test_kill_9_of_every_service_mid_call_then_the_session_goes_on(
 async def test_the_watchdog_fails_a_run_nobody_answers_once_and_only_that(
     settings: Settings,
 ) -> None:
-    later = datetime.now(UTC) + timedelta(seconds=5)  # as if the deadline (2 s) had passed
     async with (
         projectors(settings),
         Client(settings) as rw,
@@ -145,6 +144,9 @@ async def test_the_watchdog_fails_a_run_nobody_answers_once_and_only_that(
         # A run nobody will answer: no orchestrator from now on.
         orphan = await rw.run("assistant", "Is anyone there?")
         await assert_eventually(lambda: _status(runs, orphan.run_id, "pending"), timeout=20)
+        # As if the deadline (2 s) had passed for every run so far (taken now: on a
+        # loaded machine the runs above may take longer than that).
+        later = datetime.now(UTC) + timedelta(seconds=5)
 
         # Before the deadline nothing is failed.
         async with Watchdog(settings, stall_seconds=2) as early:

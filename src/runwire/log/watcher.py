@@ -11,8 +11,10 @@ Contract (:class:`RunWatcher`):
 - ``events(run_id, partition, start, stop_at=None, until_terminal=True)``
   iterates that: it ends after the run's terminal event (``until_terminal``),
   or once the log is read to ``stop_at``; leaving the iteration unsubscribes.
-- A record of the run that cannot be decoded is skipped (the projectors
-  dead-letter it); one that cannot be decoded *yet* (the schema registry
+- A record of the run that cannot be decoded or breaks the envelope is
+  skipped (the projectors dead-letter it), and so is a repeat of an event
+  already delivered to the subscription or its id with another body
+  (:mod:`runwire.contract.identity`); one that cannot be decoded *yet* (the schema registry
   down: retriable) is read again after a pause, never skipped.
 - ``partition_of(run_id)`` is the contract partitioner's choice;
   ``end_offset(partition)`` asks the broker now.
@@ -30,6 +32,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from runwire.contract.events import TERMINAL_EVENTS
+from runwire.contract.identity import StreamIds
 from runwire.errors import RunwireError
 from runwire.lifecycle import AsyncService
 from runwire.log import clients
@@ -52,6 +55,8 @@ class Subscription:
     next_offset: int
     queue: asyncio.Queue[tuple[int, Event | None]] = field(default_factory=asyncio.Queue)
     """(offset, event) for each event of the run; (position, None) after every fetch."""
+    ids: StreamIds = field(default_factory=StreamIds)
+    """The run's ids delivered so far: repeats are dropped, other bodies refused."""
 
 
 class RunWatcher(AsyncService):
@@ -184,8 +189,13 @@ class RunWatcher(AsyncService):
                                     consumer.seek(tp, record.offset)
                                     last, retry = record.offset, True
                                 break
-                        sub.queue.put_nowait((record.offset, event))
                         sub.next_offset = record.offset + 1
+                        try:
+                            fresh = sub.ids.admit(event, record.key)
+                        except RunwireError:
+                            continue  # an id reused with another body: refused, as everywhere
+                        if fresh:
+                            sub.queue.put_nowait((record.offset, event))
                     if last == record.offset:
                         break  # sought back to it: the rest of this fetch comes again
                 if last is not None:
