@@ -80,11 +80,15 @@ def is_placeholder(event: Event) -> bool:
     return event.event_id == PLACEHOLDER.event_id
 
 
-def resolve(record: SourceRecord) -> Event:
+def resolve(record: SourceRecord, *, tombstones: bool = True) -> Event:
     """The record's event; a tombstone's is rebuilt from its key and headers
-    (:class:`~runwire.errors.DecodeError` when they are not runwire's)."""
+    (:class:`~runwire.errors.DecodeError` when they are not runwire's). Without
+    ``tombstones`` (a topic other than memory) a record without a value is
+    ``truncated``, as every consumer reads it."""
     if not is_placeholder(record.event):
         return record.event
+    if not tombstones:
+        raise DecodeError("truncated", "empty value")
     if record.key is None:
         raise DecodeError("truncated", "a record with neither value nor key")
     return tombstone_event(record.key, record.headers)

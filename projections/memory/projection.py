@@ -117,7 +117,9 @@ class MemoryProjection(PostgresProjection):
         rejections: list[Rejection] = []
         for record in records:
             try:
-                resolved.append((record, resolve(record)))
+                resolved.append(
+                    (record, resolve(record, tombstones=record.topic != self._session_topic))
+                )
             except DecodeError as e:
                 rejections.append(Rejection.of(record, e.reason, str(e), type(e).__name__))
         events = [event for _, event in resolved]

@@ -193,12 +193,17 @@ class Watchdog(AsyncService):
             if state.status is RunStatus.AWAITING_TOOLS and self.tools_seconds is None:
                 continue
             stall = failure_for(run, state, last, now)
-            event = RunContext.of(last).event(
-                RunFailed(error_kind=stall.error_kind, message=stall.message, retryable=True),
-                producer=WATCHDOG_PRODUCER,
-                causation_id=last.event_id,
-                index=WATCHDOG_SLOT,
-            )
+            try:
+                event = RunContext.of(last).event(
+                    RunFailed(error_kind=stall.error_kind, message=stall.message, retryable=True),
+                    producer=WATCHDOG_PRODUCER,
+                    causation_id=last.event_id,
+                    index=WATCHDOG_SLOT,
+                )
+            except RunwireError as e:
+                # One run's envelope must not stop the sweep of the others.
+                log.warning("run %s: its failure cannot be written (%s); skipped", run.run_id, e)
+                continue
             assert self._publisher is not None
             await publish_retrying(self._publisher, [event])
             log.warning("%s: %s", stall.error_kind, stall.message)

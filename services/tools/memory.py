@@ -156,7 +156,9 @@ class LogMemory(AsyncService):
             for records in batch.values():
                 for record in records:
                     try:
-                        event = decode_record(self._codec, record, self._partition_ids).event
+                        event = decode_record(
+                            self._codec, record, self._partition_ids, tombstones=True
+                        ).event
                         if not self._ids.admit(event, record.key):
                             continue  # a duplicate
                     except DecodeError as e:

@@ -19,6 +19,10 @@ Contract:
   a warning naming topic, partition, offset and reason) and is skipped: a
   side consumer never stalls on one bad record. Projections that must not
   lose anything use the projector runtime and its dead letters instead.
+- A repeat of an event already handed over is dropped, and its id with
+  another body goes to ``on_undecodable`` (``conflicting_duplicate_event``),
+  as every consumer refuses it (:mod:`runwire.contract.identity`); the
+  subscription remembers the most recent 200,000 ids of this process.
 - Delivery is at least once: the group's offset is committed after the
   handlers ran (faststream ``AckPolicy.ACK``), so a crash may hand a record
   again. Handlers that count should drop repeats by ``event.event_id``.
@@ -40,12 +44,16 @@ from faststream.message import StreamMessage
 
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import PAYLOAD_TYPES, Event, EventPayload, EventType, Stream
+from runwire.contract.identity import StreamIds
 from runwire.contract.routing import HEADER_TYPE, event_of_record, topic_for
 from runwire.errors import ConfigurationError, DecodeError
 from runwire.log.envelope import check_envelope
 from runwire.settings import Settings
 
 log = logging.getLogger(__name__)
+
+_IDS_REMEMBERED = 200_000
+"""Event ids a subscription remembers (per process) to drop repeats and refuse reused ids."""
 
 P = TypeVar("P", bound=EventPayload)
 Handler = Callable[[P, Event], Awaitable[None]]
@@ -94,6 +102,7 @@ class Subscription:
         self._wanted: frozenset[str] = frozenset()
         self._subscriber: object | None = None
         self._topic_partitions: dict[str, tuple[int, ...]] = {}
+        self._ids = StreamIds(limit=_IDS_REMEMBERED)
 
     # -- registration ------------------------------------------------------------
 
@@ -137,9 +146,17 @@ class Subscription:
         if kind is not None and kind.decode(errors="replace") not in self._wanted:
             return _Skipped()
         try:
-            event = event_of_record(self._codec, record.key, record.value, headers)
+            event = event_of_record(
+                self._codec,
+                record.key,
+                record.value,
+                headers,
+                tombstones=record.topic == self._settings.memory,
+            )
             partitions = self._partitions(record.topic)
             check_envelope(record, event if record.value is not None else None, partitions)
+            if not self._ids.admit(event, record.key):
+                return _Skipped()  # a repeat of an event handed over already
         except DecodeError as e:
             return _Undecodable(record, e)
         if event.type not in self._handlers:  # a record without our headers

@@ -203,7 +203,10 @@ async def test_memory_deletes_are_tombstones_that_decode_back(settings: Settings
     records = await read_topic(settings, settings.memory, 2)
     assert [r.key for r in records] == [memory_key("user", "u1", "lang")] * 2
     assert records[1].value is None
-    events = [event_of_record(default_codec(), r.key, r.value, r.headers) for r in records]
+    events = [
+        event_of_record(default_codec(), r.key, r.value, r.headers, tombstones=True)
+        for r in records
+    ]
     assert events == [set_event, deleted]
 
 

@@ -194,3 +194,11 @@ def test_stream_ids_drop_repeats_refuse_other_bodies_and_keep_streams_apart() ->
         ids.admit(other, b"a")
     assert refused.value.reason == "conflicting_duplicate_event"
     assert ids.admit(other, b"b"), "another stream, another event"
+
+
+def test_stream_ids_forget_the_oldest_beyond_their_limit() -> None:
+    ids = StreamIds(limit=2)
+    events = [Event.create(MemorySet(scope="user", owner="u", key="k", value=i)) for i in range(3)]
+    assert all(ids.admit(e, b"a") for e in events)
+    assert ids.admit(events[0], b"a"), "forgotten: read as new"
+    assert not ids.admit(events[2], b"a")

@@ -23,7 +23,7 @@ from runwire.contract.events import (
     ToolUse,
     UserMessage,
 )
-from runwire.errors import ContractError, InputError, RunwireError
+from runwire.errors import ContractError, DecodeError, InputError, RunwireError
 from tests.unit.api_twins import ALICE, Twins, auth, client, make_run, make_session, twin_app
 
 UUID = "0190f1c2-5a9b-7c3d-8e4f-0123456789ab"
@@ -140,15 +140,27 @@ def test_transcript_text_is_not_restricted_it_never_reaches_postgres() -> None:
         assert Event.create(payload, run_id="r-1").payload == payload
 
 
-def test_events_already_on_the_log_still_decode() -> None:
-    """Consumers do not re-check: an event a foreign producer wrote with a 300-character
-    agent id before the limits existed still reads."""
+@pytest.mark.parametrize(
+    ("update", "field"),
+    [
+        ({"agent_id": "a" * 300}, "agent_id"),
+        ({"labels": {"": "empty key"}}, "labels['']"),
+        ({"labels": {"k": "v" * 5000}}, "labels['k']"),
+        ({"user_id": "a\x00b"}, "user_id"),
+    ],
+)
+def test_what_no_writer_may_write_no_reader_accepts(update: dict[str, Any], field: str) -> None:
+    """Another producer's event over a limit is refused by the codec, so by every
+    consumer alike, naming the field (and no service echoes an envelope it cannot
+    write back)."""
     valid = Event.create(UserMessage(parts=["hi"]), run_id="r-1")
-    foreign = valid.model_copy(update={"agent_id": "a" * 300, "labels": {"k": "v" * 5000}})
     codec = default_codec()
-    decoded = codec.decode(codec.encode(foreign))
-    assert decoded.agent_id == "a" * 300
-    assert decoded.labels == {"k": "v" * 5000}
+    foreign = codec.encode(valid.model_copy(update=update))
+    with pytest.raises(DecodeError) as refused:
+        codec.decode(foreign)
+    assert refused.value.reason == "invalid_event"
+    assert field in str(refused.value)
+    assert codec.decode(codec.encode(valid)) == valid
 
 
 def test_the_limits_are_what_the_api_documents() -> None:

@@ -126,6 +126,30 @@ async def test_undecodable_records_reach_the_hook_and_are_skipped() -> None:
     assert good == ["s1"]
 
 
+async def test_repeats_are_dropped_and_reused_ids_refused_as_everywhere() -> None:
+    bad: list[str] = []
+    said: list[str] = []
+    subscription = Subscription(SETTINGS, group_id="g")
+
+    @subscription.on(SessionCreated)
+    async def created(payload: SessionCreated, event: Event) -> None:
+        said.append(str(payload.metadata))
+
+    @subscription.on_undecodable
+    async def record_bad(record: ConsumerRecord[bytes, bytes], error: DecodeError) -> None:
+        bad.append(error.reason)
+
+    first = Event.create(SessionCreated(metadata={"v": 1}), session_id="s1")
+    rewritten = first.model_copy(update={"payload": SessionCreated(metadata={"v": 2})})
+    broker = KafkaBroker()
+    subscription.attach(broker)
+    async with TestKafkaBroker(broker):
+        for event in (first, first, rewritten):
+            await publish(broker, event)
+    assert said == ["{'v': 1}"]
+    assert bad == ["conflicting_duplicate_event"]
+
+
 async def test_dispatch_runs_handlers_without_kafka() -> None:
     subscription = Subscription(SETTINGS, group_id="g")
     texts: list[str] = []

@@ -49,6 +49,7 @@ from runwire.contract.framing import (
     read_header,
     single_object_header,
 )
+from runwire.contract.limits import check_event
 from runwire.contract.records import SHAPES, PayloadShape, RecordError, event_from_record, to_record
 from runwire.contract.schemas import (
     EventSchema,
@@ -57,7 +58,7 @@ from runwire.contract.schemas import (
     crc64_avro,
     released_schemas,
 )
-from runwire.errors import ConfigurationError, ContractError, DecodeError
+from runwire.errors import ConfigurationError, ContractError, DecodeError, InputError
 
 if TYPE_CHECKING:
     from runwire.contract.registry import SchemaRegistryClient
@@ -349,9 +350,16 @@ class Codec:
                 "invalid_body", f"{len(data) - buffer.tell()} bytes left after the Avro body"
             )
         try:
-            return event_from_record(reader.shape, record)  # type: ignore[arg-type]
+            event = event_from_record(reader.shape, record)  # type: ignore[arg-type]
         except RecordError as e:
             raise DecodeError("invalid_event", f"{reader.event_type.value}: {e}") from e
+        # What a writer may not write, no reader accepts: every consumer refuses
+        # it alike, and nothing downstream has to copy an envelope it cannot write.
+        try:
+            check_event(event)
+        except InputError as e:
+            raise DecodeError("invalid_event", f"{reader.event_type.value}: {e}") from e
+        return event
 
     def _reader_for(self, header: Header) -> _Reader:
         if header.fingerprint is not None:

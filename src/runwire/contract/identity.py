@@ -56,8 +56,10 @@ class StreamIds:
     (Read models keep theirs in their stores; this is for in-process readers.)
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
+        """``limit``: remember at most that many (the oldest are forgotten first)."""
         self._applied: dict[tuple[str, str], str] = {}
+        self._limit = limit
 
     def admit(self, event: Event, key: bytes | None) -> bool:
         """True for an event to apply (now remembered), False for a duplicate; raises
@@ -67,6 +69,8 @@ class StreamIds:
         stored = self._applied.get(ident)
         if stored is None:
             self._applied[ident] = digest
+            if self._limit is not None and len(self._applied) > self._limit:
+                del self._applied[next(iter(self._applied))]
             return True
         if stored == digest:
             return False

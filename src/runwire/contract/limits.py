@@ -3,8 +3,11 @@
 Every writer gets these from one place: the ``Event`` envelope checks them on
 construction (so the Client, the session API, the publisher and the HTTP API
 refuse the same values), and the HTTP API's request models and path / query
-parameters use the same rules. Consumers do not re-check (a decoded event is
-built without validation), so events already on the log still read.
+parameters use the same rules. Readers check them too, once, when the codec
+decodes a record: an event another producer wrote over a limit is refused by
+every consumer alike (``invalid_event`` naming the field), so no service ever
+holds an envelope it could not write back (the orchestrator's answers and the
+watchdog's failures repeat the run's ids and labels).
 
 Contract (also in ``schemas/README.md`` for producers in other languages):
 
@@ -72,6 +75,10 @@ MAX_LABEL_VALUE_CHARS = 1000
 _NOT_IN_ID = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # NUL (Postgres text/jsonb cannot hold it) and lone surrogates (not UTF-8).
 _NOT_IN_TEXT = re.compile("[\x00\ud800-\udfff]")
+
+_ID_CHARS = "[^\x00-\x1f\x7f-\x9f\ud800-\udfff]{1," + str(MAX_ID_CHARS) + "}"
+# Ids joined by NUL, each valid (what check_event tests first, in one call).
+_IDS = re.compile(f"(?:{_ID_CHARS}(?:\x00{_ID_CHARS})*)?")
 
 _ENVELOPE_IDS = ("run_id", "session_id", "agent_id", "turn_id", "user_id", "tenant")
 
@@ -189,10 +196,27 @@ _STORED = frozenset(
 
 def check_event(event: Event) -> None:
     """Raise :class:`InputError` for the first envelope or payload field over a limit."""
-    for name in _ENVELOPE_IDS:
-        check_id(getattr(event, name), name)
-    check_id(event.causation_id, "causation_id")
-    check_id(event.producer, "producer")
+    # Every consumed record comes through here: one regex call checks all the
+    # envelope's ids (NUL separates them; it is never in an id), and the field
+    # is named only when one of them is wrong.
+    ids = [
+        v
+        for v in (
+            event.run_id,
+            event.session_id,
+            event.agent_id,
+            event.turn_id,
+            event.user_id,
+            event.tenant,
+            event.causation_id,
+            event.producer,
+        )
+        if v is not None
+    ]
+    joined = "\x00".join(ids)
+    if _IDS.fullmatch(joined) is None or joined.count("\x00") != len(ids) - 1:
+        for name in (*_ENVELOPE_IDS, "causation_id", "producer"):
+            check_id(getattr(event, name), name)
     if event.labels:
         check_labels(event.labels)
     payload = event.payload

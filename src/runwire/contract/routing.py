@@ -130,11 +130,22 @@ def tombstone_event(key: bytes, headers: Iterable[tuple[str, bytes]]) -> Event:
 
 
 def event_of_record(
-    codec: Codec, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]
+    codec: Codec,
+    key: bytes | None,
+    value: bytes | None,
+    headers: Iterable[tuple[str, bytes]],
+    *,
+    tombstones: bool,
 ) -> Event:
-    """The event a consumed record holds: its decoded value, or what its tombstone means."""
+    """The event a consumed record holds: its decoded value, or what its tombstone means.
+
+    Only the memory topic has tombstones (``tombstones``); elsewhere a record
+    without a value is ``truncated: empty value``, as every consumer reads it.
+    """
     if value is not None:
         return codec.decode(value)
+    if not tombstones:
+        return codec.decode(b"")  # raises the reason every consumer gives
     if key is None:
         raise DecodeError("truncated", "record has neither value nor key")
     return tombstone_event(key, headers)

@@ -72,14 +72,17 @@ class SourceRecord(NamedTuple):
         return TopicPartition(self.topic, self.partition)
 
 
-def decode_record(codec: Codec, record: Any, partitions: Sequence[int] = ()) -> SourceRecord:
+def decode_record(
+    codec: Codec, record: Any, partitions: Sequence[int] = (), *, tombstones: bool = False
+) -> SourceRecord:
     """``record`` (an aiokafka ``ConsumerRecord``) read; see the module contract.
 
     With the topic's ``partitions``, the envelope is checked too
-    (:func:`runwire.log.envelope.check_envelope`).
+    (:func:`runwire.log.envelope.check_envelope`). ``tombstones``: the record
+    is of the memory topic, where a record without a value is a deletion.
     """
     headers = tuple(record.headers or ())
-    event = event_of_record(codec, record.key, record.value, headers)
+    event = event_of_record(codec, record.key, record.value, headers, tombstones=tombstones)
     if partitions:
         check_envelope(record, event if record.value is not None else None, partitions)
     out = SourceRecord(
