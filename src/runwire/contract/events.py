@@ -360,8 +360,8 @@ class CheckpointPut(EventPayload):
     one after the other in ``data``: ``{"channel", "version", "type", "size"}``
     for a whole value (``type`` the serializer's tag), or ``{"channel",
     "version", "base", "keep", "items": [[type, size], ...]}`` for a list
-    that keeps the first ``keep`` items of version ``base`` of the same
-    channel and appends ``items``.
+    stored as items: the first ``keep`` items of version ``base`` of the same
+    channel (``base`` null: none), then ``items``.
     """
 
     event_type = EventType.CHECKPOINT_PUT
