@@ -1,5 +1,5 @@
-"""The checkpoints projection: the checkpoints topic -> ``checkpoints``, ``checkpoint_values``
-and ``checkpoint_writes`` rows (Postgres).
+"""The checkpoints projection: the checkpoints topic -> ``checkpoint_index``, ``checkpoint_values``
+and ``checkpoint_pending_writes`` rows (Postgres).
 
 Rules: :mod:`runwire.projections.checkpoints.fold`. Exactly-once in effect like every
 Postgres projection (:class:`~runwire.projections.runtime.pg_projection.PostgresProjection`):
@@ -38,8 +38,13 @@ NAME = "checkpoints"
 TABLES = TableSet(
     projection=NAME,
     package="runwire.projections.migrations.checkpoints",
-    tables=("checkpoints", "checkpoint_values", "checkpoint_writes", "checkpoint_applied"),
-    views=("checkpoints", "checkpoint_values", "checkpoint_writes"),
+    tables=(
+        "checkpoint_index",
+        "checkpoint_values",
+        "checkpoint_pending_writes",
+        "checkpoint_applied",
+    ),
+    views=("checkpoint_index", "checkpoint_values", "checkpoint_pending_writes"),
 )
 
 
@@ -65,7 +70,9 @@ class CheckpointsProjection(PostgresProjection):
 
     async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
         tables = _Tables(
-            ctx.table("checkpoints"), ctx.table("checkpoint_values"), ctx.table("checkpoint_writes")
+            ctx.table("checkpoint_index"),
+            ctx.table("checkpoint_values"),
+            ctx.table("checkpoint_pending_writes"),
         )
         rejections: list[Rejection] = []
         for record in records:

@@ -27,7 +27,7 @@ from runwire.projections.runtime.pg_projection import PostgresReader
 
 _CHECKPOINT = (
     "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata "
-    "FROM checkpoints"
+    "FROM checkpoint_index"
 )
 _STORE = "the checkpoints projection (Postgres)"
 
@@ -146,7 +146,7 @@ class Checkpoints(PostgresReader):
             return {}
         query = (
             "SELECT checkpoint_id, task_id, task_path, idx, channel, type, data "
-            "FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s "
+            "FROM checkpoint_pending_writes WHERE thread_id = %s AND checkpoint_ns = %s "
             "AND checkpoint_id = ANY(%s) ORDER BY checkpoint_id, task_path, task_id, idx"
         )
         out: dict[str, list[WriteRow]] = {}
@@ -205,7 +205,7 @@ class Checkpoints(PostgresReader):
         with store_errors(_STORE):
             async with self._pool.connection() as conn:
                 cur = await conn.execute(
-                    "SELECT DISTINCT thread_id FROM checkpoints WHERE run_id = ANY(%s) "
+                    "SELECT DISTINCT thread_id FROM checkpoint_index WHERE run_id = ANY(%s) "
                     "ORDER BY thread_id",
                     (list(run_ids),),
                 )

@@ -150,9 +150,9 @@ class TestCheckpointsContract(ProjectionContract):
 
         async def state() -> Any:
             return [
-                await rows(pool, "SELECT * FROM checkpoints ORDER BY checkpoint_id"),
+                await rows(pool, "SELECT * FROM checkpoint_index ORDER BY checkpoint_id"),
                 await rows(pool, "SELECT * FROM checkpoint_values ORDER BY version"),
-                await rows(pool, "SELECT * FROM checkpoint_writes ORDER BY checkpoint_id"),
+                await rows(pool, "SELECT * FROM checkpoint_pending_writes ORDER BY checkpoint_id"),
             ]
 
         return Harness(

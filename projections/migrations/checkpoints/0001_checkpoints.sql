@@ -1,7 +1,8 @@
--- LangGraph checkpoints folded from the checkpoints topic. {{gen}} is the
+-- LangGraph checkpoints folded from the checkpoints topic (names apart from
+-- LangGraph's own Postgres saver's tables, so both can share a schema). {{gen}} is the
 -- generation (copy). Checkpoint ids sort in time order (uuid6), and by bytes
 -- (COLLATE "C"), so "newest first" and "before" walk the primary key.
-CREATE TABLE checkpoints__{{gen}} (
+CREATE TABLE checkpoint_index__{{gen}} (
     thread_id            text NOT NULL,
     checkpoint_ns        text COLLATE "C" NOT NULL,
     checkpoint_id        text COLLATE "C" NOT NULL,
@@ -11,7 +12,7 @@ CREATE TABLE checkpoints__{{gen}} (
     run_id               text,
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
 );
-CREATE INDEX checkpoints_run__{{gen}} ON checkpoints__{{gen}} (run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX checkpoint_index_run__{{gen}} ON checkpoint_index__{{gen}} (run_id) WHERE run_id IS NOT NULL;
 
 -- One row per (channel, version): a whole value (type set), or a delta of an
 -- earlier version of a list channel (type NULL; base, keep, items).
@@ -28,7 +29,7 @@ CREATE TABLE checkpoint_values__{{gen}} (
     PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
 );
 
-CREATE TABLE checkpoint_writes__{{gen}} (
+CREATE TABLE checkpoint_pending_writes__{{gen}} (
     thread_id     text NOT NULL,
     checkpoint_ns text NOT NULL,
     checkpoint_id text NOT NULL,

@@ -32,7 +32,7 @@ async def _bytes_of(store: LogCheckpointStore, thread_id: str) -> int:
         cur = await conn.execute(
             "SELECT (SELECT coalesce(sum(length(data)), 0) FROM checkpoint_values "
             "WHERE thread_id = %s) + (SELECT coalesce(sum(length(data)), 0) "
-            "FROM checkpoint_writes WHERE thread_id = %s)",
+            "FROM checkpoint_pending_writes WHERE thread_id = %s)",
             (thread_id, thread_id),
         )
         row = await cur.fetchone()

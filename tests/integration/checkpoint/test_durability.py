@@ -70,9 +70,9 @@ async def _tables(pool: Pool) -> list[Any]:
     async with pool.connection() as conn:
         cur = conn.cursor(row_factory=dict_row)
         for query in (
-            "SELECT * FROM checkpoints ORDER BY thread_id, checkpoint_ns, checkpoint_id",
+            "SELECT * FROM checkpoint_index ORDER BY thread_id, checkpoint_ns, checkpoint_id",
             "SELECT * FROM checkpoint_values ORDER BY thread_id, checkpoint_ns, channel, version",
-            "SELECT * FROM checkpoint_writes ORDER BY thread_id, checkpoint_ns, checkpoint_id, "
+            "SELECT * FROM checkpoint_pending_writes ORDER BY thread_id, checkpoint_ns, checkpoint_id, "
             "task_id, idx",
         ):
             await cur.execute(query.encode())
