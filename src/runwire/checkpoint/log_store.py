@@ -66,7 +66,11 @@ class LogCheckpointStore:
             return
         try:
             if self._publisher is None:
-                self._publisher = Publisher(self.settings)
+                # Each append waits for its own records: lingering to batch
+                # them with others would only add to every call's latency.
+                self._publisher = Publisher(
+                    self.settings.model_copy(update={"producer_linger_ms": 0})
+                )
             if self._own_publisher:
                 await self._publisher.start()
             if self._pool is None:
@@ -125,5 +129,5 @@ class LogCheckpointStore:
                 last[position.partition] = position
         for position in last.values():
             await wait_for(
-                self._projection, position, self.wait_timeout, first_poll=0.001, max_poll=0.005
+                self._projection, position, self.wait_timeout, first_poll=0.001, max_poll=0.002
             )

@@ -25,6 +25,7 @@ Contract (LangGraph's ``BaseCheckpointSaver``, checked by
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
@@ -240,9 +241,10 @@ class RunwireSaver(BaseCheckpointSaver[str]):
     async def _tuple(self, row: CheckpointRow) -> CheckpointTuple:
         versions = dict(row.checkpoint.get("channel_versions") or {})
         wanted = [(channel, str(version)) for channel, version in versions.items()]
-        values = await self.store.reader.values(row.thread_id, row.checkpoint_ns, wanted)
-        writes = await self.store.reader.writes(
-            row.thread_id, row.checkpoint_ns, [row.checkpoint_id]
+        # Two independent reads: on two connections at once.
+        values, writes = await asyncio.gather(
+            self.store.reader.values(row.thread_id, row.checkpoint_ns, wanted),
+            self.store.reader.writes(row.thread_id, row.checkpoint_ns, [row.checkpoint_id]),
         )
         checkpoint: Any = {
             **row.checkpoint,
