@@ -3,7 +3,9 @@
 Applies checkpoint events with the same rules (:mod:`.fold`) and answers the
 same queries as :class:`~runwire.projections.checkpoints.reader.Checkpoints`,
 so code tested against it behaves the same on the stack. A re-applied event
-(same event_id) changes nothing.
+(same id in the same thread, same body) changes nothing; the same id with
+another body raises :class:`~runwire.errors.DecodeError`
+(``conflicting_duplicate_event``) and changes nothing either.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from runwire.contract.events import Event
+from runwire.contract.identity import StreamIds
+from runwire.contract.routing import record_key
 from runwire.projections.checkpoints.fold import (
     CheckpointRow,
     DeleteRuns,
@@ -54,14 +58,14 @@ class InMemoryCheckpoints:
         self._checkpoints: dict[_CheckpointKey, CheckpointRow] = {}
         self._values: dict[_ValueKey, ValueRow] = {}
         self._writes: dict[_WriteKey, WriteRow] = {}
-        self._applied: set[str] = set()
+        self._applied = StreamIds()
 
     def apply(self, event: Event) -> None:
-        """Fold one event (raises what :func:`~.fold.op_of` raises for a bad one)."""
-        if event.event_id in self._applied:
-            return
+        """Fold one event (raises what :func:`~.fold.op_of` raises for a bad one, and
+        ``DecodeError`` for an applied id with another body)."""
         op = op_of(event)
-        self._applied.add(event.event_id)
+        if not self._applied.admit(event, record_key(event)):
+            return
         if isinstance(op, Put):
             c = op.checkpoint
             self._checkpoints[(c.thread_id, c.checkpoint_ns, c.checkpoint_id)] = c

@@ -42,7 +42,12 @@ CREATE TABLE checkpoint_pending_writes__{{gen}} (
     PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
 );
 
--- Event ids this copy has applied: a re-published event changes nothing.
+-- Event ids this copy has applied, per stream (thread) with the digest of
+-- the body: a re-published event changes nothing, the same id with another
+-- body is refused (runwire.contract.identity).
 CREATE TABLE checkpoint_applied__{{gen}} (
-    event_id uuid PRIMARY KEY
+    event_id uuid NOT NULL,
+    stream   text NOT NULL DEFAULT '',
+    digest   text,
+    PRIMARY KEY (event_id, stream)
 );

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from runwire.contract.codec import Codec, default_codec
 from runwire.contract.events import Event
+from runwire.errors import DecodeError
 from runwire.projections.checkpoints.fold import op_of
 from runwire.projections.checkpoints.inmem import InMemoryCheckpoints
 
@@ -26,6 +27,8 @@ class InMemoryCheckpointStore:
         self._model = InMemoryCheckpoints()
         self.log: list[Event] = []
         """Every event appended, in order (what the topic would hold)."""
+        self.dead_letters: list[tuple[Event, str]] = []
+        """Events the projection would dead-letter, with the reason."""
 
     @property
     def reader(self) -> InMemoryCheckpoints:
@@ -43,4 +46,7 @@ class InMemoryCheckpointStore:
             op_of(event)  # a bad payload fails the batch before any of it is applied
         for event in decoded:
             self.log.append(event)
-            self._model.apply(event)
+            try:
+                self._model.apply(event)
+            except DecodeError as e:  # what the projection dead-letters
+                self.dead_letters.append((event, e.reason))
