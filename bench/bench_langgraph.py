@@ -178,8 +178,7 @@ async def runwire_bytes(saver: RunwireSaver, store: CountingStore, thread: str) 
         values, checkpoints, writes = (int(x) for x in row)
         return {"projection_logical": values + checkpoints + writes, "values": values}
 
-    assert saver._loop is not None
-    found = await saver._loop.run(read())
+    found = await saver.on_loop(read())
     return {"log": store.log_bytes.get(thread, 0), **found}
 
 

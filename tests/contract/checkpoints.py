@@ -127,6 +127,15 @@ class CheckpointContract:
             out: dict[str, Any] = {}
             for turn in range(2):
                 out = graph.invoke({"messages": [HumanMessage(f"w{i}-{turn}")]}, config)
+            # The other sync twins, from this worker thread too.
+            thread = config["configurable"]["thread_id"]
+            assert len(list(graph.get_state_history(config))) == 6
+            saver.copy_thread(thread, f"{thread}-copy")
+            saver.prune([f"{thread}-copy"], strategy="keep_latest")
+            assert len(list(saver.list({"configurable": {"thread_id": f"{thread}-copy"}}))) == 1
+            saver.delete_for_runs(["no-such-run"])
+            saver.delete_thread(f"{thread}-copy")
+            assert saver.get_tuple({"configurable": {"thread_id": f"{thread}-copy"}}) is None
             return [m.content for m in out["messages"]]
 
         loop = asyncio.get_running_loop()

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import orjson
 from langchain_core.runnables import RunnableConfig
@@ -74,6 +75,7 @@ from runwire.settings import Settings
 __all__ = ["PRODUCER", "RunwireSaver"]
 
 PRODUCER = "runwire-langgraph"
+T = TypeVar("T")
 _ENVELOPE_ROOM = 4096
 """Bytes an event needs beside its values (envelope, descriptors): a pre-check margin."""
 
@@ -113,6 +115,14 @@ def _require_json(value: Any, where: str) -> None:
         raise InputError(where, "holds NUL (U+0000), which Postgres cannot store")
 
 
+class _Runtime:
+    """The loop thread a saver and its clones share (they copy this object's reference)."""
+
+    def __init__(self) -> None:
+        self.loop: LoopThread | None = None
+        self.lock = threading.Lock()
+
+
 class RunwireSaver(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer on runwire (see the module contract).
 
@@ -139,7 +149,7 @@ class RunwireSaver(BaseCheckpointSaver[str]):
         self.settings = settings
         self._max_bytes = (settings or Settings()).max_event_bytes
         self._lists = ListMemory()
-        self._loop: LoopThread | None = None
+        self._runtime = _Runtime()
 
     @classmethod
     def in_memory(cls, *, serde: SerializerProtocol | None = None) -> RunwireSaver:
@@ -149,47 +159,47 @@ class RunwireSaver(BaseCheckpointSaver[str]):
     # -- lifecycle ---------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Start the loop thread and the store (connections, tables, projector); idempotent."""
-        if self._loop is not None:
-            return
-        loop = LoopThread()
-        try:
-            loop.run_sync(self.store.start())
-        except BaseException:
-            loop.close()
-            raise
-        self._loop = loop
+        """Start the loop thread and the store (connections, tables, projector); idempotent.
+
+        The saver and its clones (LangGraph's ``with_allowlist`` copies a saver
+        when a graph is compiled) share one loop thread and store, whichever
+        starts first.
+        """
+        runtime = self._runtime
+        with runtime.lock:
+            if runtime.loop is not None:
+                return
+            loop = LoopThread()
+            try:
+                loop.run_sync(self.store.start())
+            except BaseException:
+                loop.close()
+                raise
+            runtime.loop = loop
 
     async def asetup(self) -> None:
-        """:meth:`setup` from async code (the blocking part runs on a worker thread)."""
-        if self._loop is not None:
-            return
-        loop = LoopThread()
-        try:
-            await loop.run(self.store.start())
-        except BaseException:
-            loop.close()
-            raise
-        self._loop = loop
+        """:meth:`setup` from async code (it runs on a worker thread)."""
+        await asyncio.to_thread(self.setup)
 
     def close(self) -> None:
-        """Stop the store and the loop thread; idempotent."""
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        try:
-            loop.run_sync(self.store.stop())
-        finally:
-            loop.close()
+        """Stop the store and the loop thread (for the clones too); idempotent."""
+        runtime = self._runtime
+        with runtime.lock:
+            loop, runtime.loop = runtime.loop, None
+            if loop is None:
+                return
+            try:
+                loop.run_sync(self.store.stop())
+            finally:
+                loop.close()
 
     async def aclose(self) -> None:
-        loop, self._loop = self._loop, None
-        if loop is None:
-            return
-        try:
-            await loop.run(self.store.stop())
-        finally:
-            loop.close()
+        await asyncio.to_thread(self.close)
+
+    async def on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the saver's loop thread, where the store's connections live
+        (to inspect the store's tables, say)."""
+        return await self._runner.run(coro)
 
     def __enter__(self) -> Self:
         self.setup()
@@ -217,12 +227,14 @@ class RunwireSaver(BaseCheckpointSaver[str]):
 
     @property
     def _runner(self) -> LoopThread:
-        if self._loop is None:
+        loop = self._runtime.loop
+        if loop is None:
             # A saver used without `with` starts on first use, as LangGraph's
             # own savers need no separate start either.
             self.setup()
-        assert self._loop is not None
-        return self._loop
+            loop = self._runtime.loop
+        assert loop is not None
+        return loop
 
     # -- versions ----------------------------------------------------------------------
 

@@ -22,8 +22,7 @@ class TestLogCheckpoints(CheckpointContract):
         # What the log holds for the thread, counted where it is kept: the
         # projection's value and write bytes grow exactly as the events' do.
         assert isinstance(saver.store, LogCheckpointStore)
-        assert saver._loop is not None
-        return await saver._loop.run(_bytes_of(saver.store, thread_id))
+        return await saver.on_loop(_bytes_of(saver.store, thread_id))
 
 
 async def _bytes_of(store: LogCheckpointStore, thread_id: str) -> int:
