@@ -162,16 +162,19 @@ class CheckpointContract:
         assert await saver.aget_tuple(config) is None
 
     async def test_delete_for_runs_reaches_every_thread(self, saver: RunwireSaver) -> None:
-        run = str(uuid.uuid4())
+        run, keep = str(uuid.uuid4()), str(uuid.uuid4())
         threads = [str(uuid.uuid4()) for _ in range(3)]
         for t in threads:
             await saver.aput(
                 generate_config(t), generate_checkpoint(), generate_metadata(run_id=run), {}
             )
             await saver.aput(
-                generate_config(t), generate_checkpoint(), generate_metadata(run_id="keep"), {}
+                generate_config(t), generate_checkpoint(), generate_metadata(run_id=keep), {}
             )
+        everywhere = [c async for c in saver.alist(None, filter={"run_id": run})]
+        assert sorted(c.config["configurable"]["thread_id"] for c in everywhere) == sorted(threads)
         await saver.adelete_for_runs([run])
         for t in threads:
             left = [c async for c in saver.alist(generate_config(t))]
-            assert [c.metadata.get("run_id") for c in left] == ["keep"]
+            assert [c.metadata.get("run_id") for c in left] == [keep]
+        assert [c async for c in saver.alist(None, filter={"run_id": run})] == []
