@@ -9,21 +9,26 @@ checkpoints projector must run: the store runs one in this process unless
 without one an append fails with
 :class:`~runwire.projections.runtime.waiting.NotCaughtUpError` after
 ``wait_timeout`` seconds (the events are durable in the log by then).
+
+The wait polls the projection's stored positions (whoever applies them); the
+projector run here also says when it has committed a batch, so an append
+its own projector applies returns without waiting for the next poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from runwire.contract.events import Event
 from runwire.errors import NotStartedError
-from runwire.log import Position, Publisher, publish_retrying
+from runwire.log import Position, Publisher, TopicPartition, publish_retrying
 from runwire.projections.checkpoints.projection import CheckpointsProjection
 from runwire.projections.checkpoints.reader import Checkpoints
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
 from runwire.projections.runtime.pg import Pool, open_pool
+from runwire.projections.runtime.protocol import ApplyResult, Batch, DeadLetterSink
 from runwire.projections.runtime.waiting import wait_for
 from runwire.settings import Settings
 
@@ -31,6 +36,39 @@ __all__ = ["EMBEDDED", "LogCheckpointStore"]
 
 EMBEDDED = ProjectorOptions(session_timeout_ms=6000, heartbeat_interval_ms=500, poll_timeout_ms=100)
 """The in-process projector's options: quick to join, quick to notice a lost member."""
+
+
+class _Announcing(CheckpointsProjection):
+    """The checkpoints projection, telling ``applied`` the positions each commit stored."""
+
+    def __init__(self, pool: Pool, settings: Settings, applied: _Applied) -> None:
+        super().__init__(pool, settings)
+        self._applied = applied
+
+    async def apply(self, batch: Batch, dead_letters: DeadLetterSink) -> ApplyResult:
+        result = await super().apply(batch, dead_letters)  # returns once committed
+        self._applied.reached(result.positions)
+        return result
+
+
+class _Applied:
+    """Positions the in-process projector has committed, and a way to wait for one."""
+
+    def __init__(self) -> None:
+        self._positions: dict[TopicPartition, int] = {}
+        self._moved = asyncio.Event()
+
+    def reached(self, positions: Mapping[TopicPartition, int]) -> None:
+        for tp, position in positions.items():
+            if position > self._positions.get(tp, 0):
+                self._positions[tp] = position
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    async def past(self, position: Position) -> None:
+        tp = TopicPartition(position.topic, position.partition)
+        while self._positions.get(tp, 0) <= position.offset:
+            await self._moved.wait()
 
 
 class LogCheckpointStore:
@@ -59,6 +97,7 @@ class LogCheckpointStore:
         self._projection: CheckpointsProjection | None = None
         self._projector: Projector | None = None
         self._task: asyncio.Task[None] | None = None
+        self._applied = _Applied()
 
     async def start(self) -> None:
         """Connect (Kafka, Postgres), prepare the tables, start the projector if asked."""
@@ -78,7 +117,8 @@ class LogCheckpointStore:
             self._projection = CheckpointsProjection(self._pool, self.settings)
             await self._projection.prepare()
             if self._run_projector:
-                self._projector = Projector(self._projection, self.settings, options=EMBEDDED)
+                announcing = _Announcing(self._pool, self.settings, self._applied)
+                self._projector = Projector(announcing, self.settings, options=EMBEDDED)
                 await self._projector.start()
                 self._task = asyncio.create_task(self._projector.run(), name="checkpoints")
             self._reader = Checkpoints(self._pool, self.settings)
@@ -128,6 +168,21 @@ class LogCheckpointStore:
             if position.offset >= last.get(position.partition, position).offset:
                 last[position.partition] = position
         for position in last.values():
-            await wait_for(
-                self._projection, position, self.wait_timeout, first_poll=0.001, max_poll=0.002
-            )
+            await self._wait(position)
+
+    async def _wait(self, position: Position) -> None:
+        """Return once the projection has applied ``position``: told by the projector
+        run here, or seen in the stored positions (any projector)."""
+        assert self._projection is not None
+        told = asyncio.ensure_future(self._applied.past(position))
+        polled = asyncio.ensure_future(
+            wait_for(self._projection, position, self.wait_timeout, first_poll=0.002, max_poll=0.01)
+        )
+        try:
+            done, _ = await asyncio.wait({told, polled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (told, polled):
+                task.cancel()
+            await asyncio.gather(told, polled, return_exceptions=True)
+        if told not in done:
+            polled.result()  # NotCaughtUpError, StoreError

@@ -105,3 +105,17 @@ async def test_a_rebuild_from_the_log_gives_the_same_checkpoints(
         pruned = [s async for s in graph.aget_state_history({"configurable": {"thread_id": "t1"}})]
         assert len(pruned) == 1
         assert [m.content for m in pruned[0].values["messages"]][-1] == "turn 3: m2"
+
+
+async def test_a_saver_without_its_own_projector_waits_for_the_served_one(
+    settings: Settings,
+) -> None:
+    thread: RunnableConfig = {"configurable": {"thread_id": f"served-{uuid.uuid4().hex[:8]}"}}
+    async with (
+        RunwireSaver(settings=settings) as serving,  # its projector stands for a served one
+        RunwireSaver(settings=settings, run_projector=False) as client,
+    ):
+        out = await chat_graph(client).ainvoke({"messages": [HumanMessage("hi")]}, thread)
+        assert [m.content for m in out["messages"]] == ["hi", "turn 1: hi"]
+        seen = await chat_graph(serving).aget_state(thread)
+        assert seen.values == out
