@@ -7,6 +7,9 @@ Kafka, with its checkpoints projector running in this process.
   returns once the event is durable in Kafka (acks=all) *and* the checkpoints
   projection has applied it (read-your-writes); Postgres: the upserts committed.
 - ``aget_tuple``: the thread's latest checkpoint (values and pending writes).
+- ``aget_tuple_long_chat``: the latest checkpoint of the chat below once it
+  has N checkpoints (runwire rebuilds its message list from the stored
+  deltas; Postgres reads the whole list's blob).
 - ``graph_turn``: one ``ainvoke`` of a real ``StateGraph(MessagesState)``
   (``START -> agent -> END``, a deterministic agent): LangGraph reads the
   latest checkpoint, then writes the input checkpoint, the task's writes and
@@ -230,6 +233,9 @@ async def main() -> None:
             [c async for c in ours.alist({"configurable": {"thread_id": "grow-runwire"}})]
         )
         assert steps == steps_ours, (steps, steps_ours)
+        long_gets = await interleaved(
+            {n: getter(s, f"grow-{n}") for n, s in savers.items()}, args.ops // 2
+        )
         pg_bytes = await postgres_bytes(theirs, "grow-postgres")
         rw_bytes = await runwire_bytes(ours, store, "grow-runwire")
 
@@ -239,12 +245,14 @@ async def main() -> None:
             "aput": stats(puts["runwire"]),
             "aget_tuple": stats(gets["runwire"]),
             "graph_turn": stats(turns["runwire"]),
+            "aget_tuple_long_chat": stats(long_gets["runwire"]),
             "bytes": rw_bytes,
         },
         "postgres": {
             "aput": stats(puts["postgres"]),
             "aget_tuple": stats(gets["postgres"]),
             "graph_turn": stats(turns["postgres"]),
+            "aget_tuple_long_chat": stats(long_gets["postgres"]),
             "bytes": pg_bytes,
         },
         "steps": steps,
@@ -258,7 +266,7 @@ async def main() -> None:
     result["ratios_runwire_over_postgres"] = {
         **{
             f"{op}_p50": ratio(result["runwire"][op]["p50_ms"], result["postgres"][op]["p50_ms"])
-            for op in ("aput", "aget_tuple", "graph_turn")
+            for op in ("aput", "aget_tuple", "graph_turn", "aget_tuple_long_chat")
         },
         "log_bytes_over_postgres_logical": ratio(rw_bytes["log"], pg_bytes["logical"]),
         "projection_bytes_over_postgres_logical": ratio(
