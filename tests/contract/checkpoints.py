@@ -159,6 +159,11 @@ class CheckpointContract:
         with pytest.raises(InputError) as info:
             await saver.aprune([config["configurable"]["thread_id"]], strategy="most")
         assert info.value.field == "strategy"
+        big = generate_checkpoint(channel_values={"small": 1, "big": "x" * 1_000_000})
+        with pytest.raises(InputError) as info:
+            await saver.aput(config, big, generate_metadata(), {"small": 1, "big": 1})
+        assert info.value.field == "checkpoint.channel_values['big']"
+        assert "max_event_bytes" in info.value.reason
         assert await saver.aget_tuple(config) is None
 
     async def test_delete_for_runs_reaches_every_thread(self, saver: RunwireSaver) -> None:
