@@ -1,9 +1,9 @@
-"""Reading the checkpoints projection: ``Checkpoints.get / list / values / writes / wait_for``.
+"""Reading the checkpoints projection: ``Checkpoints.get / find / values / writes / wait_for``.
 
 Contract (the twin, :mod:`.inmem`, answers alike):
 - ``get(thread, ns, id)`` is that checkpoint, or with ``id=None`` the
   thread's newest in the namespace (checkpoint ids sort in time order).
-- ``list`` is newest first: one thread (and namespace) or all threads,
+- ``find`` is newest first: one thread (and namespace) or all threads,
   metadata containing ``filter`` (JSON containment), ids before ``before``,
   at most ``limit``.
 - ``values(thread, ns, wanted)`` is the stored rows of the ``(channel,
