@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from runwire.errors import ConfigurationError
+from runwire.projections.checkpoints.projection import open_checkpoints
 from runwire.projections.memory.projection import open_memory
 from runwire.projections.runtime.protocol import Projection
 from runwire.projections.transcripts.service import open_projection as open_transcripts
@@ -54,6 +55,7 @@ CATALOG: dict[str, Opener] = {
     "sessions": open_sessions,
     "transcripts": open_transcripts,
     "memory": open_memory,
+    "checkpoints": open_checkpoints,
 }
 
 

@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     run_events_topic: str = "runwire.run-events"
     session_events_topic: str = "runwire.session-events"
     memory_topic: str = "runwire.memory"
+    checkpoints_topic: str = "runwire.checkpoints"
     dead_letters_topic: str = "runwire.dead-letters"
     # Per cluster, not per topic: 1 on the local stack, 3 and 2 on a real cluster.
     topic_replication_factor: int = Field(default=1, ge=1)
@@ -139,6 +140,10 @@ class Settings(BaseSettings):
     @property
     def memory(self) -> str:
         return self.topic(self.memory_topic)
+
+    @property
+    def checkpoints(self) -> str:
+        return self.topic(self.checkpoints_topic)
 
     @property
     def dead_letters(self) -> str:

@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 
 from runwire.contract.events import (
+    CheckpointPruned,
+    CheckpointPut,
+    CheckpointWrites,
     Event,
     MemoryDeleted,
     MemorySet,
@@ -105,6 +108,51 @@ def memory_scenario() -> tuple[list[Event], Event]:
     ]
     # A run event on the memory topic is in the wrong place.
     return good, Event.create(RunStarted(), run_id="r1", session_id="s1")
+
+
+def checkpoint_scenario() -> tuple[list[Event], Event]:
+    """Checkpoint events a checkpoints projection applies in order, and one it must reject."""
+
+    def put(checkpoint_id: str, values: list[Any], data: bytes, parent: str | None) -> Event:
+        return Event.create(
+            CheckpointPut(
+                thread_id="th1",
+                checkpoint_id=checkpoint_id,
+                parent_checkpoint_id=parent,
+                checkpoint={"v": 4, "id": checkpoint_id, "channel_versions": {"m": checkpoint_id}},
+                metadata={"step": int(checkpoint_id[-1]), "run_id": "run-a"},
+                values=values,
+                data=data,
+            )
+        )
+
+    good = [
+        put(
+            "c1",
+            [{"channel": "m", "version": "c1", "base": None, "keep": 0, "items": [["t", 2]]}],
+            b"ab",
+            None,
+        ),
+        Event.create(
+            CheckpointWrites(
+                thread_id="th1",
+                checkpoint_id="c1",
+                task_id="task",
+                writes=[{"idx": 0, "channel": "m", "type": "t", "size": 1}],
+                data=b"c",
+            )
+        ),
+        put(
+            "c2",
+            [{"channel": "m", "version": "c2", "base": "c1", "keep": 1, "items": [["t", 1]]}],
+            b"c",
+            "c1",
+        ),
+        Event.create(CheckpointPruned(thread_id="th1", strategy="keep_latest")),
+    ]
+    # Descriptors that claim more bytes than the event holds.
+    bad = put("c3", [{"channel": "m", "version": "c3", "type": "t", "size": 9}], b"x", "c2")
+    return good, bad
 
 
 def records(h: Harness, events: Sequence[Event], first_offset: int) -> list[SourceRecord]:

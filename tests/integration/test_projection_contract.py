@@ -14,6 +14,7 @@ from runwire.contract.events import (
 )
 from runwire.contract.routing import record_key
 from runwire.log.records import TopicPartition
+from runwire.projections.checkpoints.projection import CheckpointsProjection
 from runwire.projections.memory.projection import MemoryProjection
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import Pool
@@ -24,6 +25,7 @@ from runwire.settings import Settings
 from tests.contract.projections import (
     Harness,
     ProjectionContract,
+    checkpoint_scenario,
     memory_scenario,
     run_scenario,
     session_scenario,
@@ -132,6 +134,30 @@ class TestMemoryContract(ProjectionContract):
         return Harness(
             projection=projection,
             tp=TopicPartition(settings.memory, 0),
+            good=good,
+            bad=bad,
+            key=record_key,
+            state=state,
+        )
+
+
+class TestCheckpointsContract(ProjectionContract):
+    @pytest_asyncio.fixture(loop_scope="session")
+    async def harness(self, pool: Pool, settings: Settings) -> Harness:
+        projection = CheckpointsProjection(pool, settings)
+        await projection.prepare()
+        good, bad = checkpoint_scenario()
+
+        async def state() -> Any:
+            return [
+                await rows(pool, "SELECT * FROM checkpoint_index ORDER BY checkpoint_id"),
+                await rows(pool, "SELECT * FROM checkpoint_values ORDER BY version"),
+                await rows(pool, "SELECT * FROM checkpoint_pending_writes ORDER BY checkpoint_id"),
+            ]
+
+        return Harness(
+            projection=projection,
+            tp=TopicPartition(settings.checkpoints, 2),
             good=good,
             bad=bad,
             key=record_key,

@@ -12,6 +12,11 @@ from runwire.contract import ids
 from runwire.contract.events import (
     PAYLOAD_TYPES,
     AssistantText,
+    CheckpointPruned,
+    CheckpointPut,
+    CheckpointRunsDeleted,
+    CheckpointThreadDeleted,
+    CheckpointWrites,
     ContextSeeded,
     Event,
     EventPayload,
@@ -87,6 +92,27 @@ PAYLOADS: dict[EventType, EventPayload] = {
         SessionDeleted(),
         MemorySet(scope="user", owner="u1", key="lang", value={"pref": "fr"}),
         MemoryDeleted(scope="global", owner="-", key="lang"),
+        CheckpointPut(
+            thread_id="thread-1",
+            checkpoint_ns="child:1",
+            checkpoint_id="1f0-a",
+            parent_checkpoint_id="1f0-9",
+            checkpoint={"v": 4, "id": "1f0-a", "channel_versions": {"messages": "00002.5"}},
+            metadata={"source": "loop", "step": 2},
+            values=[{"channel": "messages", "version": "00002.5", "type": "msgpack", "size": 3}],
+            data=b"\x93\x00\xff",
+        ),
+        CheckpointWrites(
+            thread_id="thread-1",
+            checkpoint_id="1f0-a",
+            task_id="task-1",
+            task_path="~__pregel_pull, agent",
+            writes=[{"idx": 0, "channel": "messages", "type": "msgpack", "size": 1}],
+            data=b"\xc0",
+        ),
+        CheckpointThreadDeleted(thread_id="thread-1"),
+        CheckpointRunsDeleted(thread_id="thread-1", run_ids=["run-a", "run-b"]),
+        CheckpointPruned(thread_id="thread-1", strategy="delete"),
     ]
 }
 assert set(PAYLOADS) == set(EventType)
@@ -194,6 +220,32 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
         MemorySet, scope=_scopes, owner=_texts, key=_texts, value=json_values
     ),
     EventType.MEMORY_DELETED: st.builds(MemoryDeleted, scope=_scopes, owner=_texts, key=_texts),
+    EventType.CHECKPOINT_PUT: st.builds(
+        CheckpointPut,
+        thread_id=_ids,
+        checkpoint_ns=_texts,
+        checkpoint_id=_texts,
+        parent_checkpoint_id=st.none() | _texts,
+        checkpoint=json_objects,
+        metadata=json_objects,
+        values=json_values,
+        data=st.binary(max_size=40),
+    ),
+    EventType.CHECKPOINT_WRITES: st.builds(
+        CheckpointWrites,
+        thread_id=_ids,
+        checkpoint_ns=_texts,
+        checkpoint_id=_texts,
+        task_id=_texts,
+        task_path=_texts,
+        writes=json_values,
+        data=st.binary(max_size=40),
+    ),
+    EventType.CHECKPOINT_THREAD_DELETED: st.builds(CheckpointThreadDeleted, thread_id=_ids),
+    EventType.CHECKPOINT_RUNS_DELETED: st.builds(
+        CheckpointRunsDeleted, thread_id=_ids, run_ids=st.lists(_texts, max_size=3)
+    ),
+    EventType.CHECKPOINT_PRUNED: st.builds(CheckpointPruned, thread_id=_ids, strategy=_texts),
 }
 assert set(_PAYLOAD_STRATEGIES) == set(PAYLOAD_TYPES)
 

@@ -27,6 +27,11 @@ from runwire.errors import ContractError
 # new version (<type>.v<N+1>.avsc) and a line here instead of editing one.
 RELEASED = {
     "assistant_text.v1.avsc": "05bd65e0ee530b41",
+    "checkpoint_pruned.v1.avsc": "42a57507d4a937bc",
+    "checkpoint_put.v1.avsc": "acc679d9b515507f",
+    "checkpoint_runs_deleted.v1.avsc": "e9b9856c02fd0b18",
+    "checkpoint_thread_deleted.v1.avsc": "969c05ac54799c4b",
+    "checkpoint_writes.v1.avsc": "7995d65d712f01ed",
     "context_seeded.v1.avsc": "3d560c0bcd94f12c",
     "memory_deleted.v1.avsc": "c795f83b8111dbb0",
     "memory_set.v1.avsc": "471dbade080e8668",

@@ -140,13 +140,20 @@ def test_every_event_has_a_topic_and_key(event_type: EventType) -> None:
     settings = _settings()
     event = sample_event(event_type)
     topic = topic_for(event.stream, settings)
-    assert topic in {settings.run_events, settings.session_events, settings.memory}
+    assert topic in {
+        settings.run_events,
+        settings.session_events,
+        settings.memory,
+        settings.checkpoints,
+    }
     assert topic.startswith("p.")
     key = record_key(event)
     if topic == settings.run_events:
         assert key == b"run-1"
     elif topic == settings.session_events:
         assert key == b"session-1"
+    elif topic == settings.checkpoints:
+        assert key == b"thread-1"
     else:
         assert parse_memory_key(key)[0] in ("user", "global")
 

@@ -3,8 +3,10 @@
 Contract:
 - ``Event`` is the envelope every record on the wire carries; ``payload`` is the
   typed body and its class always matches ``type`` (checked on construction).
-- Run events (everything that is not a session or memory event) need a
-  ``run_id``; session events need a ``session_id``; memory events need neither.
+- Run events (everything that is not a session, memory or checkpoint event)
+  need a ``run_id``; session events need a ``session_id``; memory and
+  checkpoint events need neither (a checkpoint event names its thread in its
+  payload, and the thread is its record key).
   ``EventType.stream`` says which topic a type belongs to.
 - ``occurred_at`` is timezone-aware UTC with millisecond precision (what Avro's
   ``timestamp-millis`` keeps), so an event equals itself after a round trip.
@@ -44,6 +46,7 @@ class Stream(StrEnum):
     RUN = "run"
     SESSION = "session"
     MEMORY = "memory"
+    CHECKPOINT = "checkpoint"
 
 
 class EventType(StrEnum):
@@ -67,6 +70,11 @@ class EventType(StrEnum):
     SESSION_DELETED = "session_deleted"
     MEMORY_SET = "memory_set"
     MEMORY_DELETED = "memory_deleted"
+    CHECKPOINT_PUT = "checkpoint_put"
+    CHECKPOINT_WRITES = "checkpoint_writes"
+    CHECKPOINT_THREAD_DELETED = "checkpoint_thread_deleted"
+    CHECKPOINT_RUNS_DELETED = "checkpoint_runs_deleted"
+    CHECKPOINT_PRUNED = "checkpoint_pruned"
 
     @property
     def stream(self) -> Stream:
@@ -78,6 +86,8 @@ def _stream_of(event_type: EventType) -> Stream:
         return Stream.SESSION
     if event_type.value.startswith("memory_"):
         return Stream.MEMORY
+    if event_type.value.startswith("checkpoint_"):
+        return Stream.CHECKPOINT
     return Stream.RUN
 
 
@@ -338,6 +348,78 @@ class MemoryDeleted(EventPayload):
     key: str
 
 
+# -- checkpoints (a LangGraph checkpointer's log; see runwire.checkpoint) --------
+
+
+class CheckpointPut(EventPayload):
+    """A checkpoint of a thread, with the channel values that changed in it.
+
+    ``checkpoint`` is the checkpoint without its channel values (id, ts,
+    channel_versions, versions_seen, ...); ``metadata`` its metadata. ``values``
+    is a JSON array describing the changed channels, in order, whose bytes lie
+    one after the other in ``data``: ``{"channel", "version", "type", "size"}``
+    for a whole value (``type`` the serializer's tag), or ``{"channel",
+    "version", "base", "keep", "items": [[type, size], ...]}`` for a list
+    stored as items: the first ``keep`` items of version ``base`` of the same
+    channel (``base`` null: none), then ``items``.
+    """
+
+    event_type = EventType.CHECKPOINT_PUT
+
+    thread_id: str
+    checkpoint_ns: str = ""
+    checkpoint_id: str
+    parent_checkpoint_id: str | None = None
+    checkpoint: JsonObject
+    metadata: JsonObject = Field(default_factory=dict)
+    values: JsonValue = Field(default_factory=list)
+    data: bytes
+
+
+class CheckpointWrites(EventPayload):
+    """Pending writes of one task against a checkpoint.
+
+    ``writes`` is a JSON array of ``{"idx", "channel", "type", "size"}``, whose
+    bytes lie one after the other in ``data``.
+    """
+
+    event_type = EventType.CHECKPOINT_WRITES
+
+    thread_id: str
+    checkpoint_ns: str = ""
+    checkpoint_id: str
+    task_id: str
+    task_path: str = ""
+    writes: JsonValue = Field(default_factory=list)
+    data: bytes
+
+
+class CheckpointThreadDeleted(EventPayload):
+    """Every checkpoint, value and write of the thread is gone."""
+
+    event_type = EventType.CHECKPOINT_THREAD_DELETED
+
+    thread_id: str
+
+
+class CheckpointRunsDeleted(EventPayload):
+    """The thread's checkpoints written by these runs (metadata ``run_id``) and their writes are gone."""
+
+    event_type = EventType.CHECKPOINT_RUNS_DELETED
+
+    thread_id: str
+    run_ids: list[str] = Field(default_factory=list)
+
+
+class CheckpointPruned(EventPayload):
+    """``keep_latest``: only the newest checkpoint of each namespace stays; ``delete``: none."""
+
+    event_type = EventType.CHECKPOINT_PRUNED
+
+    thread_id: str
+    strategy: str = "keep_latest"
+
+
 Payload = (
     RunStarted
     | RunStatusChanged
@@ -359,6 +441,11 @@ Payload = (
     | SessionDeleted
     | MemorySet
     | MemoryDeleted
+    | CheckpointPut
+    | CheckpointWrites
+    | CheckpointThreadDeleted
+    | CheckpointRunsDeleted
+    | CheckpointPruned
 )
 
 PAYLOAD_TYPES: dict[EventType, type[EventPayload]] = {

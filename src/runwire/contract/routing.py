@@ -3,7 +3,8 @@
 Contract:
 - Run events go to the run-events topic keyed by ``run_id``; session events to
   the session-events topic keyed by ``session_id``; memory events to the
-  (compacted) memory topic keyed by ``memory_key(scope, owner, key)``.
+  (compacted) memory topic keyed by ``memory_key(scope, owner, key)``;
+  checkpoint events to the checkpoints topic keyed by their ``thread_id``.
 - ``memory_key`` is the compact JSON array ``[scope, owner, key]`` in UTF-8:
   unambiguous whatever the parts contain, and readable in any language.
 - A ``memory_deleted`` event is written as a tombstone (no value) so
@@ -23,6 +24,11 @@ from datetime import UTC, datetime, timedelta
 
 from runwire.contract.codec import Codec
 from runwire.contract.events import (
+    CheckpointPruned,
+    CheckpointPut,
+    CheckpointRunsDeleted,
+    CheckpointThreadDeleted,
+    CheckpointWrites,
     Event,
     EventType,
     MemoryDeleted,
@@ -51,6 +57,8 @@ def topic_for(stream: Stream, settings: Settings) -> str:
         return settings.run_events
     if stream is Stream.SESSION:
         return settings.session_events
+    if stream is Stream.CHECKPOINT:
+        return settings.checkpoints
     return settings.memory
 
 
@@ -71,6 +79,15 @@ def parse_memory_key(data: bytes) -> tuple[MemoryScope, str, str]:
     return scope, owner, key
 
 
+_CHECKPOINT_PAYLOADS = (
+    CheckpointPut,
+    CheckpointWrites,
+    CheckpointThreadDeleted,
+    CheckpointRunsDeleted,
+    CheckpointPruned,
+)
+
+
 def record_key(event: Event) -> bytes:
     """The Kafka record key of ``event`` (what decides its partition)."""
     stream = event.type.stream
@@ -81,6 +98,8 @@ def record_key(event: Event) -> bytes:
         assert event.session_id is not None  # the model guarantees it for session events
         return event.session_id.encode()
     payload = event.payload
+    if isinstance(payload, _CHECKPOINT_PAYLOADS):
+        return payload.thread_id.encode()
     assert isinstance(payload, MemorySet | MemoryDeleted)  # the memory stream's payloads
     return memory_key(payload.scope, payload.owner, payload.key)
 

@@ -1,0 +1,1 @@
+"""Migrations of the checkpoints projection (templated by generation)."""

@@ -1,0 +1,52 @@
+"""The in-memory twin of the checkpoint store: one process, no servers, for tests.
+
+Events go through the same codec as on the log (so a value the log would
+refuse, e.g. over ``max_event_bytes``, is refused here too) and are folded
+by :class:`~runwire.projections.checkpoints.inmem.InMemoryCheckpoints` with
+the projection's rules. Keeps :mod:`runwire.checkpoint.protocol`'s contract.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from runwire.contract.codec import Codec, default_codec
+from runwire.contract.events import Event
+from runwire.errors import DecodeError
+from runwire.projections.checkpoints.fold import op_of
+from runwire.projections.checkpoints.inmem import InMemoryCheckpoints
+
+__all__ = ["InMemoryCheckpointStore"]
+
+
+class InMemoryCheckpointStore:
+    """A :class:`~runwire.checkpoint.protocol.CheckpointStore` on dicts."""
+
+    def __init__(self, codec: Codec | None = None) -> None:
+        self._codec = codec or default_codec()
+        self._model = InMemoryCheckpoints()
+        self.log: list[Event] = []
+        """Every event appended, in order (what the topic would hold)."""
+        self.dead_letters: list[tuple[Event, str]] = []
+        """Events the projection would dead-letter, with the reason."""
+
+    @property
+    def reader(self) -> InMemoryCheckpoints:
+        return self._model
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def append(self, events: Sequence[Event]) -> None:
+        decoded = [self._codec.decode(self._codec.encode(e)) for e in events]
+        for event in decoded:
+            op_of(event)  # a bad payload fails the batch before any of it is applied
+        for event in decoded:
+            self.log.append(event)
+            try:
+                self._model.apply(event)
+            except DecodeError as e:  # what the projection dead-letters
+                self.dead_letters.append((event, e.reason))

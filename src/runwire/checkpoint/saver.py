@@ -1,0 +1,584 @@
+"""``RunwireSaver``: a LangGraph checkpointer whose checkpoints are events on runwire's log.
+
+Contract (LangGraph's ``BaseCheckpointSaver``, checked by
+``langgraph-checkpoint-conformance``, every capability):
+- ``put`` writes one ``checkpoint_put`` event on the checkpoints topic, keyed
+  by thread: the checkpoint without its values, its metadata, and the values
+  of the channels in ``new_versions`` (list channels as deltas, see
+  :mod:`.values`). ``put_writes`` writes one ``checkpoint_writes`` event. On
+  return the event is durable and every read shows it (read-your-writes).
+- ``get_tuple`` / ``list`` read the checkpoints projection: the newest
+  checkpoint when the config names none, ``list`` newest first with
+  ``filter`` (metadata containment), ``before`` and ``limit``; pending writes
+  in LangGraph's ``writes_sort_key`` order.
+- ``delete_thread``, ``delete_for_runs``, ``copy_thread`` and ``prune`` are
+  events too: the log stays append-only and a rebuild of the projection
+  gives the same state. ``delete_for_runs`` writes one event per thread
+  holding those runs; ``copy_thread`` re-writes the source's checkpoints,
+  values and writes as the target's own events, oldest first.
+- Every method has its async and sync form. I/O runs on the saver's own loop
+  thread (:mod:`.loop`), so a saver serves any event loop and any thread.
+- Bad input (a thread id over the id limits, metadata or a checkpoint that
+  is not JSON, a value over ``max_event_bytes``) raises
+  :class:`~runwire.errors.InputError` naming the field; nothing is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import orjson
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    BaseCheckpointSaver,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_serializable_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from pydantic import ValidationError
+
+from runwire.checkpoint.inmem import InMemoryCheckpointStore
+from runwire.checkpoint.log_store import LogCheckpointStore
+from runwire.checkpoint.loop import LoopThread
+from runwire.checkpoint.protocol import CheckpointStore
+from runwire.checkpoint.values import (
+    Encoded,
+    ListMemory,
+    decode_values,
+    decode_writes,
+    encode_values,
+    encode_writes,
+)
+from runwire.contract.events import (
+    CheckpointPruned,
+    CheckpointPut,
+    CheckpointRunsDeleted,
+    CheckpointThreadDeleted,
+    CheckpointWrites,
+    Event,
+    EventPayload,
+)
+from runwire.errors import InputError
+from runwire.projections.checkpoints.fold import STRATEGIES, CheckpointRow
+from runwire.settings import Settings
+
+__all__ = ["PRODUCER", "RunwireSaver"]
+
+PRODUCER = "runwire-langgraph"
+T = TypeVar("T")
+_ENVELOPE_ROOM = 4096
+"""Bytes an event needs beside its values (envelope, descriptors): a pre-check margin."""
+
+
+def _event(payload_type: type[EventPayload], **fields: Any) -> Event:
+    """The event of a payload built from ``fields``; :class:`InputError` naming the field."""
+    for name in ("checkpoint", "metadata"):
+        if name in fields:
+            _require_json(fields[name], name)
+    try:
+        return Event.create(payload_type(**fields), producer=PRODUCER)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(part) for part in ("payload", *first["loc"]))
+        raise InputError(where, first["msg"]) from None
+
+
+def _require_json(value: Any, where: str) -> None:
+    """Refuse what JSON would not keep, naming the innermost key or index that holds it."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                raise InputError(where, f"key {key!r} is not a string (JSON keys are)")
+            _require_json(inner, f"{where}[{key!r}]")
+        return
+    if isinstance(value, list):
+        for i, inner in enumerate(value):
+            _require_json(inner, f"{where}[{i}]")
+        return
+    try:
+        text = orjson.dumps(value)
+    except TypeError:
+        raise InputError(where, f"{type(value).__name__} {value!r:.80} is not JSON") from None
+    if orjson.loads(text) != value:
+        raise InputError(where, f"{value!r:.80} would not survive JSON unchanged")
+    if b"\\u0000" in text:
+        raise InputError(where, "holds NUL (U+0000), which Postgres cannot store")
+
+
+class _Runtime:
+    """The loop thread a saver and its clones share (they copy this object's reference)."""
+
+    def __init__(self) -> None:
+        self.loop: LoopThread | None = None
+        self.lock = threading.Lock()
+
+
+class RunwireSaver(BaseCheckpointSaver[str]):
+    """A LangGraph checkpointer on runwire (see the module contract).
+
+    ``RunwireSaver(settings=...)`` keeps checkpoints on the stack that
+    ``settings`` names (running a checkpoints projector in this process unless
+    ``run_projector=False``); ``RunwireSaver(store=...)`` on any
+    :class:`~runwire.checkpoint.protocol.CheckpointStore` (e.g. the in-memory
+    twin, ``RunwireSaver.in_memory()``). Use it as a context manager (``with``
+    or ``async with``) or call :meth:`setup` / :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None = None,
+        store: CheckpointStore | None = None,
+        serde: SerializerProtocol | None = None,
+        run_projector: bool = True,
+    ) -> None:
+        super().__init__(serde=serde)
+        if store is None:
+            store = LogCheckpointStore(settings or Settings(), run_projector=run_projector)
+        self.store = store
+        self.settings = settings
+        self._max_bytes = (settings or Settings()).max_event_bytes
+        self._lists = ListMemory()
+        self._runtime = _Runtime()
+
+    @classmethod
+    def in_memory(cls, *, serde: SerializerProtocol | None = None) -> RunwireSaver:
+        """A saver on the in-memory twin (no servers; for tests)."""
+        return cls(store=InMemoryCheckpointStore(), serde=serde)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Start the loop thread and the store (connections, tables, projector); idempotent.
+
+        The saver and its clones (LangGraph's ``with_allowlist`` copies a saver
+        when a graph is compiled) share one loop thread and store, whichever
+        starts first.
+        """
+        runtime = self._runtime
+        with runtime.lock:
+            if runtime.loop is not None:
+                return
+            loop = LoopThread()
+            try:
+                loop.run_sync(self.store.start())
+            except BaseException:
+                loop.close()
+                raise
+            runtime.loop = loop
+
+    async def asetup(self) -> None:
+        """:meth:`setup` from async code (it runs on a worker thread)."""
+        await asyncio.to_thread(self.setup)
+
+    def close(self) -> None:
+        """Stop the store and the loop thread (for the clones too); idempotent."""
+        runtime = self._runtime
+        with runtime.lock:
+            loop, runtime.loop = runtime.loop, None
+            if loop is None:
+                return
+            try:
+                loop.run_sync(self.store.stop())
+            finally:
+                loop.close()
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self.close)
+
+    async def on_loop(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Await ``coro`` on the saver's loop thread, where the store's connections live
+        (to inspect the store's tables, say)."""
+        return await self._runner.run(coro)
+
+    def __enter__(self) -> Self:
+        self.setup()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        await self.asetup()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def _runner(self) -> LoopThread:
+        loop = self._runtime.loop
+        if loop is None:
+            # A saver used without `with` starts on first use, as LangGraph's
+            # own savers need no separate start either.
+            self.setup()
+            loop = self._runtime.loop
+        assert loop is not None
+        return loop
+
+    # -- versions ----------------------------------------------------------------------
+
+    def get_next_version(self, current: str | None, channel: None) -> str:
+        """Monotonic versions unique across forks (a replay from an old checkpoint)."""
+        if current is None:
+            current_v = 0
+        elif isinstance(current, int):
+            current_v = current
+        else:
+            current_v = int(str(current).split(".")[0])
+        return f"{current_v + 1:032}.{random.random():016}"
+
+    # -- reading -----------------------------------------------------------------------
+
+    async def _tuple(self, row: CheckpointRow) -> CheckpointTuple:
+        versions = dict(row.checkpoint.get("channel_versions") or {})
+        wanted = [(channel, str(version)) for channel, version in versions.items()]
+        # Two independent reads: on two connections at once.
+        values, writes = await asyncio.gather(
+            self.store.reader.values(row.thread_id, row.checkpoint_ns, wanted),
+            self.store.reader.writes(row.thread_id, row.checkpoint_ns, [row.checkpoint_id]),
+        )
+        checkpoint: Any = {
+            **row.checkpoint,
+            "channel_values": decode_values(self.serde, versions, values),
+        }
+        return CheckpointTuple(
+            config={
+                "configurable": {
+                    "thread_id": row.thread_id,
+                    "checkpoint_ns": row.checkpoint_ns,
+                    "checkpoint_id": row.checkpoint_id,
+                }
+            },
+            checkpoint=checkpoint,
+            metadata=row.metadata,  # type: ignore[arg-type]
+            parent_config=(
+                {
+                    "configurable": {
+                        "thread_id": row.thread_id,
+                        "checkpoint_ns": row.checkpoint_ns,
+                        "checkpoint_id": row.parent_checkpoint_id,
+                    }
+                }
+                if row.parent_checkpoint_id
+                else None
+            ),
+            pending_writes=decode_writes(self.serde, writes.get(row.checkpoint_id, [])),
+        )
+
+    async def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        conf = config["configurable"]
+        row = await self.store.reader.get(
+            str(conf["thread_id"]), conf.get("checkpoint_ns", ""), get_checkpoint_id(config)
+        )
+        return None if row is None else await self._tuple(row)
+
+    async def _list(
+        self,
+        config: RunnableConfig | None,
+        filter: dict[str, Any] | None,
+        before: RunnableConfig | None,
+        limit: int | None,
+    ) -> list[CheckpointTuple]:
+        conf = (config or {}).get("configurable") or {}
+        thread_id = conf.get("thread_id")
+        rows = await self.store.reader.find(
+            None if thread_id is None else str(thread_id),
+            conf.get("checkpoint_ns"),
+            checkpoint_id=get_checkpoint_id(config) if config else None,
+            filter=filter,
+            before=get_checkpoint_id(before) if before else None,
+            limit=limit,
+        )
+        return [await self._tuple(row) for row in rows]
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._runner.run(self._get_tuple(config))
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._runner.run_sync(self._get_tuple(config))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        for found in await self._runner.run(self._list(config, filter, before, limit)):
+            yield found
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        yield from self._runner.run_sync(self._list(config, filter, before, limit))
+
+    # -- writing -----------------------------------------------------------------------
+
+    def _check_size(self, encoded: Encoded, where: str) -> None:
+        if len(encoded.data) + _ENVELOPE_ROOM <= self._max_bytes:
+            return
+        sizes = [
+            (e.get("size", 0) + sum(n for _, n in e.get("items", [])), e.get("channel", "?"))
+            for e in encoded.entries
+        ]
+        biggest, channel = max(sizes)
+        raise InputError(
+            f"{where}[{channel!r}]",
+            f"{biggest} bytes serialized ({len(encoded.data)} in all); one event holds at most "
+            f"max_event_bytes={self._max_bytes} (RUNWIRE_MAX_EVENT_BYTES)",
+        )
+
+    async def _put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        conf = config["configurable"]
+        thread_id = str(conf["thread_id"])
+        checkpoint_ns = conf.get("checkpoint_ns", "")
+        skeleton = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        encoded, remember = encode_values(
+            self.serde,
+            thread_id,
+            checkpoint_ns,
+            checkpoint["channel_values"],
+            new_versions,
+            self._lists,
+        )
+        self._check_size(encoded, "checkpoint.channel_values")
+        event = _event(
+            CheckpointPut,
+            thread_id=thread_id,
+            checkpoint_ns=checkpoint_ns,
+            checkpoint_id=checkpoint["id"],
+            parent_checkpoint_id=conf.get("checkpoint_id"),
+            checkpoint=skeleton,
+            metadata=dict(get_serializable_checkpoint_metadata(config, metadata)),
+            values=encoded.entries,
+            data=encoded.data,
+        )
+        await self.store.append([event])
+        # Only a stored version may be the base of the next delta.
+        remember()
+        return {
+            "configurable": {
+                "thread_id": thread_id,
+                "checkpoint_ns": checkpoint_ns,
+                "checkpoint_id": checkpoint["id"],
+            }
+        }
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self._runner.run(self._put(config, checkpoint, metadata, new_versions))
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._runner.run_sync(self._put(config, checkpoint, metadata, new_versions))
+
+    async def _put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+    ) -> None:
+        conf = config["configurable"]
+        encoded = encode_writes(self.serde, writes, WRITES_IDX_MAP)
+        self._check_size(encoded, "writes")
+        event = _event(
+            CheckpointWrites,
+            thread_id=str(conf["thread_id"]),
+            checkpoint_ns=conf.get("checkpoint_ns", ""),
+            checkpoint_id=conf["checkpoint_id"],
+            task_id=task_id,
+            task_path=task_path,
+            writes=encoded.entries,
+            data=encoded.data,
+        )
+        await self.store.append([event])
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._runner.run(self._put_writes(config, writes, task_id, task_path))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._runner.run_sync(self._put_writes(config, writes, task_id, task_path))
+
+    # -- deleting, copying, pruning ------------------------------------------------------
+
+    async def _delete_thread(self, thread_id: str) -> None:
+        await self.store.append([_event(CheckpointThreadDeleted, thread_id=str(thread_id))])
+        self._lists.forget_thread(str(thread_id))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._runner.run(self._delete_thread(thread_id))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._runner.run_sync(self._delete_thread(thread_id))
+
+    async def _delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        runs = sorted({str(r) for r in run_ids})
+        if not runs:
+            return
+        threads = await self.store.reader.threads_of_runs(runs)
+        await self.store.append(
+            [_event(CheckpointRunsDeleted, thread_id=t, run_ids=runs) for t in threads]
+        )
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._runner.run(self._delete_for_runs(run_ids))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._runner.run_sync(self._delete_for_runs(run_ids))
+
+    async def _copy_thread(self, source: str, target: str) -> None:
+        rows = await self.store.reader.find(str(source))
+        if not rows:
+            return
+        values = await self.store.reader.thread_values(str(source))
+        events: list[Event] = []
+        by_ns: dict[str, list[Any]] = {}
+        for v in values:
+            by_ns.setdefault(v.checkpoint_ns, []).append(v)
+        carried: set[str] = set()
+        for row in sorted(rows, key=lambda r: r.checkpoint_id.encode()):
+            # Each namespace's values travel once, with its oldest checkpoint.
+            mine = [] if row.checkpoint_ns in carried else by_ns.get(row.checkpoint_ns, [])
+            carried.add(row.checkpoint_ns)
+            entries: list[dict[str, Any]] = []
+            chunks: list[bytes] = []
+            for v in mine:
+                if v.type is None:
+                    entries.append(
+                        {
+                            "channel": v.channel,
+                            "version": v.version,
+                            "base": v.base,
+                            "keep": v.keep,
+                            "items": [list(i) for i in v.items],
+                        }
+                    )
+                else:
+                    entries.append(
+                        {
+                            "channel": v.channel,
+                            "version": v.version,
+                            "type": v.type,
+                            "size": len(v.data),
+                        }
+                    )
+                chunks.append(v.data)
+            events.append(
+                _event(
+                    CheckpointPut,
+                    thread_id=str(target),
+                    checkpoint_ns=row.checkpoint_ns,
+                    checkpoint_id=row.checkpoint_id,
+                    parent_checkpoint_id=row.parent_checkpoint_id,
+                    checkpoint=row.checkpoint,
+                    metadata=row.metadata,
+                    values=entries,
+                    data=b"".join(chunks),
+                )
+            )
+            writes = await self.store.reader.writes(
+                str(source), row.checkpoint_ns, [row.checkpoint_id]
+            )
+            by_task: dict[tuple[str, str], list[Any]] = {}
+            for w in writes.get(row.checkpoint_id, []):
+                by_task.setdefault((w.task_id, w.task_path), []).append(w)
+            for (task_id, task_path), ws in by_task.items():
+                events.append(
+                    _event(
+                        CheckpointWrites,
+                        thread_id=str(target),
+                        checkpoint_ns=row.checkpoint_ns,
+                        checkpoint_id=row.checkpoint_id,
+                        task_id=task_id,
+                        task_path=task_path,
+                        writes=[
+                            {
+                                "idx": w.idx,
+                                "channel": w.channel,
+                                "type": w.type,
+                                "size": len(w.data),
+                            }
+                            for w in ws
+                        ],
+                        data=b"".join(w.data for w in ws),
+                    )
+                )
+        await self.store.append(events)
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._runner.run(self._copy_thread(source_thread_id, target_thread_id))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._runner.run_sync(self._copy_thread(source_thread_id, target_thread_id))
+
+    async def _prune(self, thread_ids: Sequence[str], strategy: str) -> None:
+        if strategy not in STRATEGIES:
+            raise InputError("strategy", f"{strategy!r} is none of {', '.join(STRATEGIES)}")
+        threads = sorted({str(t) for t in thread_ids})
+        await self.store.append(
+            [_event(CheckpointPruned, thread_id=t, strategy=strategy) for t in threads]
+        )
+        for t in threads:
+            self._lists.forget_thread(t)
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._runner.run(self._prune(thread_ids, strategy))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._runner.run_sync(self._prune(thread_ids, strategy))
