@@ -277,8 +277,10 @@ async def test_malformed_records_are_dead_lettered_and_good_ones_applied(
         reason = by_consumer["sessions"][source]
         assert reason == kind or kind in ("truncated", "wrong_types"), (source, kind, reason)
         assert reason in REASONS
-    assert run_projector.stats.undecodable == len(bad)
-    assert s_proj.stats.undecodable == len(bad)
+    # Counted per decode: a fetch read again (the consumer sought back under load)
+    # counts its bad records again; the dead letters above are exact, by source.
+    assert run_projector.stats.undecodable >= len(bad)
+    assert s_proj.stats.undecodable >= len(bad)
     # Every good event is applied as the pure fold says; the orphans change nothing.
     await assert_runs_match(pool, records, settings.run_events, settings.session_events)
     await assert_sessions_match(pool, records, settings.session_events)
