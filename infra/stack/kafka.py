@@ -29,6 +29,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from runwire.errors import StackError
 from runwire.infra.stack.config import StackConfig
+from runwire.infra.stack.maven import resolve_jars
 from runwire.infra.stack.process import (
     ProcessRecord,
     ensure_writable_dir,
@@ -46,38 +47,6 @@ PROBE_TOPIC = "runwire.stack-probe"
 PROBE_GROUP = "runwire-stack-probe"
 # The SLF4J binding: Kafka 4 logs through log4j2, whose core is already among its dependencies.
 LOG_BINDING = ("org.apache.logging.log4j", "log4j-slf4j-impl", "2.24.3")
-
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>dev.runwire</groupId>
-  <artifactId>kafka-broker-jars</artifactId>
-  <version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency>
-      <groupId>org.apache.kafka</groupId>
-      <artifactId>kafka_{scala}</artifactId>
-      <version>{version}</version>
-    </dependency>
-    <dependency>
-      <groupId>{log_group}</groupId>
-      <artifactId>{log_artifact}</artifactId>
-      <version>{log_version}</version>
-    </dependency>
-  </dependencies>
-</project>
-"""
-
-_MAVEN_SETTINGS = """<settings>
-  <mirrors>
-    <mirror>
-      <id>runwire-mirror</id>
-      <mirrorOf>*</mirrorOf>
-      <url>{url}</url>
-    </mirror>
-  </mirrors>
-</settings>
-"""
 
 _LOG4J2 = """status = warn
 appender.file.type = RollingFile
@@ -169,59 +138,16 @@ class KafkaPart:
 
     async def ensure_jars(self) -> Path:
         """Resolve the broker jars into the cache (once); return the jars dir."""
-        jars = self.config.kafka_jars_dir
-        if jars.is_dir():
-            return jars
-        work = jars.parent
-        ensure_writable_dir(work, "the download cache")
-        pom = work / "pom.xml"
-        pom.write_text(
-            _POM.format(
-                scala=self.config.kafka_scala_version,
-                version=self.config.kafka_version,
-                log_group=LOG_BINDING[0],
-                log_artifact=LOG_BINDING[1],
-                log_version=LOG_BINDING[2],
-            )
+        c = self.config
+        return await resolve_jars(
+            c,
+            c.kafka_jars_dir,
+            [("org.apache.kafka", f"kafka_{c.kafka_scala_version}", c.kafka_version), LOG_BINDING],
+            name="kafka-broker-jars",
+            expect=f"kafka_{c.kafka_scala_version}-*.jar",
+            what=f"the Kafka {c.kafka_version} jars",
+            then="run `runwire stack up` again",
         )
-        staging = work / f"libs.partial-{uuid.uuid4().hex[:8]}"
-        argv = [
-            self.config.maven,
-            "-B",
-            "-q",
-            "-Dstyle.color=never",
-            "-f",
-            str(pom),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}",
-            "-DincludeScope=runtime",
-        ]
-        source = "Maven Central"
-        if self.config.maven_mirror:
-            settings = work / "maven-settings.xml"
-            settings.write_text(_MAVEN_SETTINGS.format(url=self.config.maven_mirror))
-            argv += ["-s", str(settings)]
-            source = f"the Maven mirror {self.config.maven_mirror}"
-        if self.config.maven_repo_local:
-            argv.append(f"-Dmaven.repo.local={self.config.maven_repo_local}")
-        fix = (
-            "check that this machine reaches Maven Central (or set RUNWIRE_STACK_MAVEN_MIRROR"
-            " to a mirror it reaches), then run `runwire stack up` again"
-        )
-        try:
-            await run(
-                argv,
-                limit=600,
-                what=f"Maven fetching the Kafka {self.config.kafka_version} jars from {source}",
-                fix=fix,
-                cwd=work,
-            )
-            if not any(staging.glob(f"kafka_{self.config.kafka_scala_version}-*.jar")):
-                raise StackError(f"Maven fetched no Kafka jars into {staging}", fix)
-            staging.replace(jars)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return jars
 
     # -- running -------------------------------------------------------------
 
