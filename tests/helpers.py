@@ -7,6 +7,8 @@ import inspect
 import time
 from collections.abc import Callable
 
+import hypothesis
+
 
 async def assert_eventually(
     predicate: Callable[[], object],
@@ -37,3 +39,17 @@ async def assert_eventually(
                 raise last
             raise AssertionError(message or f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def on_the_stack(examples: int) -> hypothesis.settings:
+    """Hypothesis settings for a property checked on the real stack: a fixed number of
+    derandomized examples, no example database, no deadline, no shrinking (each
+    example costs seconds), no health checks (the fixtures are per test on purpose)."""
+    return hypothesis.settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )

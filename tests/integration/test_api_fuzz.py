@@ -16,7 +16,6 @@ from typing import Any
 import hypothesis
 import hypothesis.errors
 import pytest
-from hypothesis import HealthCheck, Phase
 from schemathesis import openapi
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Err
@@ -28,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from runwire.settings import Settings
+from tests.helpers import on_the_stack
 from tests.integration.api_support import ALICE, api, auth, projectors
 
 EXAMPLES = 40  # per operation and generation mode
@@ -59,14 +59,7 @@ def fuzz(document: dict[str, Any], base_url: str) -> list[str]:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
             @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-            @hypothesis.settings(
-                max_examples=EXAMPLES,
-                derandomize=True,
-                database=None,
-                deadline=None,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
+            @on_the_stack(EXAMPLES)
             def check(case: Any) -> None:
                 response = case.call(base_url=base_url, headers=auth(ALICE), timeout=30)
                 case.validate_response(response, checks=CHECKS)
