@@ -10,6 +10,7 @@ a normal run afterwards completes. Bounded: a fixed number of derandomized examp
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -23,12 +24,23 @@ from hypothesis import strategies as st
 from runwire.contract.codec import REASONS
 from runwire.contract.events import RunStatus
 from runwire.errors import InputError
+from runwire.projections.runtime.pg import Pool
+from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.services.orchestrator.watchdog import Watchdog
 from runwire.settings import Settings
 from tests.helpers import assert_eventually, on_the_stack
-from tests.support.every_consumer import Consumers, Where, every_consumer
+from tests.integration.projection_support import table
+from tests.support.every_consumer import (
+    PROJECTIONS,
+    SERVICES,
+    ConsumerDiedError,
+    Consumers,
+    Where,
+    every_consumer,
+)
 from tests.support.hostile import (
     Hostile,
+    event_schemas,
     good_record,
     hostile_batches,
     hostile_records,
@@ -116,16 +128,16 @@ async def settle(consumers: Consumers, barrier: Sequence[Where]) -> dict[Where, 
 
 
 WATCHDOG_GAP = "known gap: a watchdog sweep fails on a run whose event breaks the limits"
+IDENTITY = "conflicting_duplicate_event"
+"""An id reused with another body in its stream: the projections dead-letter it; the
+orchestrator fails the run instead and the tool runner never runs a call twice
+(their way of refusing it, shown by the test of it below and by the tool runner's)."""
 
 
 def known_gaps(h: Hostile, got: dict[str, str | None]) -> list[str]:
     """Disagreements already known (each shown by an xfail test below), taken out of
     ``got``; what they were."""
     gaps = []
-    others = {r for c, r in got.items() if c != "subscriber"}
-    if got.get("subscriber", "") is None and others == {"wrong_partition"}:
-        del got["subscriber"]
-        gaps.append("known gap: the subscriber applies a misplaced record")
     # A null value read as a memory tombstone on a topic without tombstones.
     misread = {c for c, r in got.items() if r == "bad_key"}
     if (
@@ -136,7 +148,21 @@ def known_gaps(h: Hostile, got: dict[str, str | None]) -> list[str]:
         for consumer in sorted(misread):
             del got[consumer]
             gaps.append(f"known gap: {consumer} reads a null value as a bad memory key")
+    if IDENTITY in got.values() and got.get("subscriber", "") is None:
+        del got["subscriber"]
+        gaps.append("known gap: the subscriber hands on an id reused with another body")
     return gaps
+
+
+def judge_identity(h: Hostile, got: Mapping[str, str | None]) -> str | None:
+    """What is wrong with the outcome of a record refused as a reused id, if anything."""
+    if h.expect not in (None, IDENTITY):
+        return f"expected {h.expect}, refused as a reused id: {got}"
+    projections = {c: r for c, r in got.items() if c in PROJECTIONS}
+    services = {c: r for c, r in got.items() if c in SERVICES}
+    if set(projections.values()) != {IDENTITY} or set(services.values()) - {None, IDENTITY}:
+        return f"not refused alike as a reused id: {got}"
+    return None
 
 
 def judge(
@@ -157,7 +183,13 @@ def judge(
         # Besides the envelope and decode reasons, only a read model with rules of its
         # own refuses a record: the transcripts' ledger (a tool result without its use).
         rules = {c: r for c, r in got.items() if r is not None and r not in REASONS}
-        if set(rules) - {"transcripts"}:
+        if IDENTITY in got.values():
+            wrong = judge_identity(h, got)
+            if wrong is not None:
+                problems.append(f"{h.category} at {where}: {wrong}")
+            else:
+                counts[f"refused alike ({IDENTITY})"] += 1
+        elif set(rules) - {"transcripts"}:
             problems.append(f"{h.category} at {where}: a reason outside the vocabulary: {got}")
         elif h.expect is not None:
             if set(got.values()) != {h.expect}:
@@ -192,13 +224,16 @@ async def test_every_consumer_agrees_on_a_hostile_producers_records(settings: Se
         counts: Counter[str] = Counter()
         problems: list[str] = []
         bad_event_ids: set[str] = set()
+        good_event_ids: set[str] = set()  # drawn ids repeat: an id of both says nothing
 
         async def example(records: list[Hostile], compression: str | None) -> None:
             fence = sentinels(partitions)
             landed = await write(settings, [*records, *fence], compression)
             letters = await settle(consumers, landed[len(records) :])
             problems.extend(judge(consumers, letters, records, landed[: len(records)], counts))
-            bad_event_ids.update(h.event_id for h in records if h.expect is not None and h.event_id)
+            for h in records:
+                refused = h.expect is not None or h.refused
+                (bad_event_ids if refused else good_event_ids).add(h.event_id or "")
             # The watchdog folds every stalled run from the log (a day later: all of them).
             try:
                 await consumers.watchdog.sweep()
@@ -218,7 +253,7 @@ async def test_every_consumer_agrees_on_a_hostile_producers_records(settings: Se
 
         # The session watcher never handed on an event of a refused record.
         heard = {e.event_id for c in consumers.changes.values() for ch in c for e in ch.events}
-        assert not heard & bad_event_ids
+        assert not heard & (bad_event_ids - good_event_ids)
 
         # A normal run afterwards completes: nothing stalled behind the hostile records.
         run = await consumers.client.run("assistant", "what is 6 * 7?", session_id="s-after")
@@ -256,23 +291,49 @@ async def outcomes_of(
         return [outcomes(consumers, letters, where) for where in landed[: len(records)]]
 
 
-# Known disagreements: each test below states the rule and fails today (strict xfail:
+# Known disagreements: each xfail test below states the rule and fails today (strict:
 # when a fix lands it passes, and the mark must go, with its case in known_gaps).
 
 
-@pytest.mark.xfail(strict=True, reason="the subscriber has no partition check")
-async def test_the_subscriber_refuses_a_misplaced_record(settings: Settings) -> None:
-    """faststream does not hand the subscriber's decoder the topic's partitions, so
-    a record on another partition than the contract's reaches its handlers."""
+async def test_a_reused_event_id_with_another_body_is_refused_by_every_consumer(
+    settings: Settings, pool: Pool
+) -> None:
+    """The same event id with another body in a run is a conflict, not a duplicate:
+    the projections dead-letter the copy and the orchestrator fails the run."""
     parts = await partitions_of(settings)
-    es, record = plausible_run_event("misplaced-run", "hello", uuid.uuid4())
-    misplaced = good_record(es, record, parts, "wrong_partition")
-    misplaced.partition = (misplaced.partition + 1) % len(parts["run"])
-    [got] = await outcomes_of(settings, [misplaced])
-    assert set(got.values()) == {"wrong_partition"}, got
+    run_id = f"reused-{uuid.uuid4().hex[:8]}"
+    es, started = plausible_run_event(run_id, "", uuid.uuid4(), kind="run_started")
+    _, said = plausible_run_event(run_id, "hello", uuid.uuid4(), causation_id=started["event_id"])
+    _, copy = plausible_run_event(run_id, "another body", uuid.UUID(said["event_id"]))
+    records = [good_record(es, started, parts, "run_started")]
+    records += [good_record(event_schemas()["user_message"], r, parts, "x") for r in (said, copy)]
+    got = await outcomes_of(settings, records)
+    assert [set(g.values()) for g in got[:2]] == [{None}, {None}], got
+    copy_outcome = {c: r for c, r in got[2].items() if c in PROJECTIONS}
+    assert set(copy_outcome.values()) == {IDENTITY}, got[2]
+    rows = await table(pool, f"SELECT status, last_error FROM run_status WHERE run_id = '{run_id}'")
+    assert rows[0]["status"] == "failed", rows
+    assert IDENTITY in json.dumps(rows[0]["last_error"]), rows
 
 
-@pytest.mark.xfail(strict=True, reason="a null value is read as a memory tombstone anywhere")
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="the subscriber does not check reused ids"
+)
+async def test_the_subscriber_refuses_a_reused_event_id_with_another_body(
+    settings: Settings,
+) -> None:
+    """Every consumer refuses the copy (schemas/README.md); the subscriber hands it on."""
+    parts = await partitions_of(settings)
+    first, second = hypothesis.find(
+        hostile_records("conflicting_duplicate", parts), lambda records: len(records) == 2
+    )
+    _, copy = await outcomes_of(settings, [first, second])
+    assert copy["subscriber"] is not None, copy
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="a null value is read as a memory tombstone anywhere"
+)
 async def test_a_null_value_outside_the_memory_topic_is_refused_as_truncated(
     settings: Settings,
 ) -> None:
@@ -290,22 +351,9 @@ async def test_a_null_value_outside_the_memory_topic_is_refused_as_truncated(
     assert [set(g.values()) for g in got] == [{"truncated"}, {"truncated"}], got
 
 
-@pytest.mark.xfail(strict=True, reason="only the transcripts' ledger checks reused event ids")
-async def test_a_reused_event_id_with_another_body_is_refused_by_every_consumer(
-    settings: Settings,
-) -> None:
-    """The same event id with another body is a conflict, not a duplicate: every
-    consumer reading it refuses the second record as ``conflicting_duplicate_event``."""
-    parts = await partitions_of(settings)
-    first, second = hypothesis.find(
-        hostile_records("conflicting_duplicate", parts), lambda records: len(records) == 2
-    )
-    original, conflict = await outcomes_of(settings, [first, second])
-    assert set(original.values()) == {None}, original
-    assert set(conflict.values()) == {"conflicting_duplicate_event"}, conflict
-
-
-@pytest.mark.xfail(strict=True, reason="readers accept what the watchdog cannot write back")
+@pytest.mark.xfail(
+    strict=True, raises=InputError, reason="readers accept what the watchdog cannot write back"
+)
 async def test_the_watchdog_fails_a_stalled_run_whose_events_break_the_limits(
     settings: Settings,
 ) -> None:
@@ -323,3 +371,25 @@ async def test_the_watchdog_fails_a_stalled_run_whose_events_break_the_limits(
         await settle(consumers, landed[1:])
         failed = await consumers.watchdog.sweep()
     assert [s.run_id for s in failed] == ["over-the-limits"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ConsumerDiedError,
+    reason="the transcripts' apply.lua header has no sign on first_ms",
+)
+async def test_a_run_stamped_before_1970_is_projected_by_the_transcripts(
+    settings: Settings,
+) -> None:
+    """``occurred_at`` is any Avro long: a foreign event stamped before 1970 decodes,
+    but the transcript cache's header pattern (``(%d+)`` for the first event's
+    milliseconds) does not match a negative number, the Lua script compares nil,
+    Redis answers an error and the transcripts projector dies: every run stalls."""
+    parts = await partitions_of(settings)
+    es, said = plausible_run_event("before-1970", "hello", uuid.uuid4())
+    said["occurred_at"] = -1
+    async with every_consumer(settings) as consumers:
+        landed = await write(settings, [good_record(es, said, parts, "x"), *sentinels(parts)], None)
+        await settle(consumers, landed[1:])
+    async with TranscriptCache(settings) as cache:
+        assert await cache.start_of("before-1970") is not None

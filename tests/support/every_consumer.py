@@ -10,8 +10,8 @@ Contract:
   events in the order handed, and its undecodable records by (topic,
   partition, offset) with their reason; the session watcher's changes per session.
 - :meth:`Consumers.dead_letters` reads the dead-letter topic: the reasons
-  per source record and consumer. :meth:`Consumers.assert_alive` fails when
-  any consumer task ended (a consumer that died).
+  per source record and consumer. :meth:`Consumers.assert_alive` raises
+  ``ConsumerDiedError`` when any consumer task ended (a consumer that died).
 - :meth:`Consumers.wait_caught_up` waits until every projection's stored
   positions reach the log end (lag 0).
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import traceback
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,11 @@ Where = tuple[str, int, int]
 """(topic, partition, offset) of a record."""
 
 
+class ConsumerDiedError(Exception):
+    """A consumer's task ended: waiting longer cannot help (not an AssertionError, which
+    ``assert_eventually`` reads as "not yet")."""
+
+
 @dataclass
 class Consumers:
     settings: Settings
@@ -82,7 +88,10 @@ class Consumers:
 
     def assert_alive(self) -> None:
         for task in self.tasks:
-            assert not task.done(), f"{task.get_name()} ended: {task.exception()!r}"
+            if task.done():
+                error = task.exception()
+                why = "".join(traceback.format_exception(error)) if error else "no error"
+                raise ConsumerDiedError(f"{task.get_name()} ended: {why}")
 
     async def wait_caught_up(self, within: float = 90) -> None:
         async def no_lag() -> bool:
