@@ -15,7 +15,8 @@
 --          base: the generation's key prefix (<prefix>:tx:<n>:)
 --          header: guard|expected_last|expected_body|partition|first|last|first_ms|
 --                  body|count|#committed|#open|#state|#applied
---          (guard x or f; expected_body 0/1; body '' none, r replace, a append)
+--          (guard x or f; expected_body 0/1; body '' none, r replace, a append;
+--          first_ms is negative for an event stamped before 1970)
 --          blob: committed .. open .. state .. applied (cut by the four lengths)
 --          owner: the run's owner tag (meta `u`, counted in the session's `owners`)
 --          Few arguments per run: packing them is most of the client's work.
@@ -31,7 +32,7 @@
 
 local generation, slot, ttl, base = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local RUN_ARGS = 5
-local HEADER = '^(%a)|(-?%d+)|(%d)|(%d+)|(%d+)|(%d+)|(%d+)|(%a?)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$'
+local HEADER = '^(%a)|(-?%d+)|(%d)|(%d+)|(%d+)|(%d+)|(-?%d+)|(%a?)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$'
 
 -- The fields of run i's header (see above), numbers as numbers.
 local function header(at)
