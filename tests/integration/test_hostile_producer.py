@@ -33,7 +33,6 @@ from tests.integration.projection_support import table
 from tests.support.every_consumer import (
     PROJECTIONS,
     SERVICES,
-    ConsumerDiedError,
     Consumers,
     Where,
     every_consumer,
@@ -190,7 +189,8 @@ def judge(
             else:
                 counts[f"refused alike ({IDENTITY})"] += 1
         elif set(rules) - {"transcripts"}:
-            problems.append(f"{h.category} at {where}: a reason outside the vocabulary: {got}")
+            why = {c: consumers.messages.get((*where, c)) for c in rules}
+            problems.append(f"{h.category} at {where}: a reason outside the vocabulary: {why}")
         elif h.expect is not None:
             if set(got.values()) != {h.expect}:
                 problems.append(f"{h.category} at {where}: expected {h.expect} from all, got {got}")
@@ -291,6 +291,22 @@ async def outcomes_of(
         return [outcomes(consumers, letters, where) for where in landed[: len(records)]]
 
 
+async def test_a_run_stamped_before_1970_is_projected_by_the_transcripts(
+    settings: Settings,
+) -> None:
+    """``occurred_at`` is any Avro long: a foreign event stamped before 1970 decodes,
+    and the transcript cache's script takes the run's negative first time (its header
+    pattern had no sign: the script compared nil and the projector died)."""
+    parts = await partitions_of(settings)
+    es, said = plausible_run_event("before-1970", "hello", uuid.uuid4())
+    said["occurred_at"] = -1
+    async with every_consumer(settings) as consumers:
+        landed = await write(settings, [good_record(es, said, parts, "x"), *sentinels(parts)], None)
+        await settle(consumers, landed[1:])
+    async with TranscriptCache(settings) as cache:
+        assert await cache.start_of("before-1970") is not None
+
+
 # Known disagreements: each xfail test below states the rule and fails today (strict:
 # when a fix lands it passes, and the mark must go, with its case in known_gaps).
 
@@ -374,22 +390,20 @@ async def test_the_watchdog_fails_a_stalled_run_whose_events_break_the_limits(
 
 
 @pytest.mark.xfail(
-    strict=True,
-    raises=ConsumerDiedError,
-    reason="the transcripts' apply.lua header has no sign on first_ms",
+    strict=True, raises=AssertionError, reason="the run-status store's token sums are bigint"
 )
-async def test_a_run_stamped_before_1970_is_projected_by_the_transcripts(
-    settings: Settings,
-) -> None:
-    """``occurred_at`` is any Avro long: a foreign event stamped before 1970 decodes,
-    but the transcript cache's header pattern (``(%d+)`` for the first event's
-    milliseconds) does not match a negative number, the Lua script compares nil,
-    Redis answers an error and the transcripts projector dies: every run stalls."""
+async def test_token_counts_past_a_bigint_are_read_alike(settings: Settings) -> None:
+    """Usage counts are Avro longs; the run-status store adds a run's counts up in a
+    ``bigint``: a second ``usage`` that takes the sum past 2**63 - 1 fails there
+    (``apply_failed``, a reason outside the vocabulary) while every other consumer
+    applies it."""
     parts = await partitions_of(settings)
-    es, said = plausible_run_event("before-1970", "hello", uuid.uuid4())
-    said["occurred_at"] = -1
-    async with every_consumer(settings) as consumers:
-        landed = await write(settings, [good_record(es, said, parts, "x"), *sentinels(parts)], None)
-        await settle(consumers, landed[1:])
-    async with TranscriptCache(settings) as cache:
-        assert await cache.start_of("before-1970") is not None
+    usage = event_schemas()["usage"]
+    records = []
+    for tokens in (2**63 - 1, 1):
+        _, record = plausible_run_event("many-tokens", "", uuid.uuid4(), kind="run_started")
+        record["type"] = "usage"
+        record["payload"] = {"model": "m", "provider": "p", "input_tokens": tokens}
+        records.append(good_record(usage, record, parts, "repaired"))
+    got = await outcomes_of(settings, records)
+    assert [set(g.values()) for g in got] == [{None}, {None}], got

