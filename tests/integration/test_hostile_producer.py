@@ -23,7 +23,6 @@ from hypothesis import strategies as st
 
 from runwire.contract.codec import REASONS
 from runwire.contract.events import RunStatus
-from runwire.errors import InputError
 from runwire.projections.runtime.pg import Pool
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.services.orchestrator.watchdog import Watchdog
@@ -31,7 +30,6 @@ from runwire.settings import Settings
 from tests.helpers import assert_eventually, on_the_stack
 from tests.integration.projection_support import table
 from tests.support.every_consumer import (
-    PROJECTIONS,
     SERVICES,
     Consumers,
     Where,
@@ -42,7 +40,6 @@ from tests.support.hostile import (
     event_schemas,
     good_record,
     hostile_batches,
-    hostile_records,
     placed,
     plausible_run_event,
 )
@@ -126,40 +123,20 @@ async def settle(consumers: Consumers, barrier: Sequence[Where]) -> dict[Where, 
     return letters
 
 
-WATCHDOG_GAP = "known gap: a watchdog sweep fails on a run whose event breaks the limits"
 IDENTITY = "conflicting_duplicate_event"
-"""An id reused with another body in its stream: the projections dead-letter it; the
-orchestrator fails the run instead and the tool runner never runs a call twice
-(their way of refusing it, shown by the test of it below and by the tool runner's)."""
-
-
-def known_gaps(h: Hostile, got: dict[str, str | None]) -> list[str]:
-    """Disagreements already known (each shown by an xfail test below), taken out of
-    ``got``; what they were."""
-    gaps = []
-    # A null value read as a memory tombstone on a topic without tombstones.
-    misread = {c for c, r in got.items() if r == "bad_key"}
-    if (
-        h.category == "null_value"
-        and misread
-        and {got[c] for c in set(got) - misread} == {"truncated"}
-    ):
-        for consumer in sorted(misread):
-            del got[consumer]
-            gaps.append(f"known gap: {consumer} reads a null value as a bad memory key")
-    if IDENTITY in got.values() and got.get("subscriber", "") is None:
-        del got["subscriber"]
-        gaps.append("known gap: the subscriber hands on an id reused with another body")
-    return gaps
+"""An id reused with another body in its stream: the projections dead-letter it and
+the subscriber refuses it; the orchestrator fails the run instead and the tool runner
+never runs a call twice (their way of refusing it, shown by the test of it below and
+by the tool runner's)."""
 
 
 def judge_identity(h: Hostile, got: Mapping[str, str | None]) -> str | None:
     """What is wrong with the outcome of a record refused as a reused id, if anything."""
     if h.expect not in (None, IDENTITY):
         return f"expected {h.expect}, refused as a reused id: {got}"
-    projections = {c: r for c, r in got.items() if c in PROJECTIONS}
+    readers = {c: r for c, r in got.items() if c not in SERVICES}
     services = {c: r for c, r in got.items() if c in SERVICES}
-    if set(projections.values()) != {IDENTITY} or set(services.values()) - {None, IDENTITY}:
+    if set(readers.values()) != {IDENTITY} or set(services.values()) - {None, IDENTITY}:
         return f"not refused alike as a reused id: {got}"
     return None
 
@@ -176,8 +153,6 @@ def judge(
     for h, where in zip(records, landed, strict=True):
         got = outcomes(consumers, letters, where)
         counts[h.category] += 1
-        for gap in known_gaps(h, got):
-            counts[gap] += 1
         decode = {c: r for c, r in got.items() if r in REASONS}
         # Besides the envelope and decode reasons, only a read model with rules of its
         # own refuses a record: the transcripts' ledger (a tool result without its use).
@@ -235,10 +210,7 @@ async def test_every_consumer_agrees_on_a_hostile_producers_records(settings: Se
                 refused = h.expect is not None or h.refused
                 (bad_event_ids if refused else good_event_ids).add(h.event_id or "")
             # The watchdog folds every stalled run from the log (a day later: all of them).
-            try:
-                await consumers.watchdog.sweep()
-            except InputError:
-                counts[WATCHDOG_GAP] += 1
+            await consumers.watchdog.sweep()
             counts["examples"] += 1
 
         @hypothesis.given(
@@ -307,15 +279,11 @@ async def test_a_run_stamped_before_1970_is_projected_by_the_transcripts(
         assert await cache.start_of("before-1970") is not None
 
 
-# Known disagreements: each xfail test below states the rule and fails today (strict:
-# when a fix lands it passes, and the mark must go, with its case in known_gaps).
-
-
 async def test_a_reused_event_id_with_another_body_is_refused_by_every_consumer(
     settings: Settings, pool: Pool
 ) -> None:
     """The same event id with another body in a run is a conflict, not a duplicate:
-    the projections dead-letter the copy and the orchestrator fails the run."""
+    the projections and the subscriber refuse the copy, the orchestrator fails the run."""
     parts = await partitions_of(settings)
     run_id = f"reused-{uuid.uuid4().hex[:8]}"
     es, started = plausible_run_event(run_id, "", uuid.uuid4(), kind="run_started")
@@ -325,38 +293,19 @@ async def test_a_reused_event_id_with_another_body_is_refused_by_every_consumer(
     records += [good_record(event_schemas()["user_message"], r, parts, "x") for r in (said, copy)]
     got = await outcomes_of(settings, records)
     assert [set(g.values()) for g in got[:2]] == [{None}, {None}], got
-    copy_outcome = {c: r for c, r in got[2].items() if c in PROJECTIONS}
-    assert set(copy_outcome.values()) == {IDENTITY}, got[2]
+    refused = {c: r for c, r in got[2].items() if c not in SERVICES}
+    assert set(refused.values()) == {IDENTITY}, got[2]
     rows = await table(pool, f"SELECT status, last_error FROM run_status WHERE run_id = '{run_id}'")
     assert rows[0]["status"] == "failed", rows
     assert IDENTITY in json.dumps(rows[0]["last_error"]), rows
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="the subscriber does not check reused ids"
-)
-async def test_the_subscriber_refuses_a_reused_event_id_with_another_body(
-    settings: Settings,
-) -> None:
-    """Every consumer refuses the copy (schemas/README.md); the subscriber hands it on."""
-    parts = await partitions_of(settings)
-    first, second = hypothesis.find(
-        hostile_records("conflicting_duplicate", parts), lambda records: len(records) == 2
-    )
-    _, copy = await outcomes_of(settings, [first, second])
-    assert copy["subscriber"] is not None, copy
-
-
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="a null value is read as a memory tombstone anywhere"
-)
 async def test_a_null_value_outside_the_memory_topic_is_refused_as_truncated(
     settings: Settings,
 ) -> None:
-    """The projectors and followers read a null value as an empty one (``truncated``);
-    the subscriber (run and session topics) and the memory projection (which reads
-    the session topic too) read it as a memory tombstone and refuse its key with
-    ``bad_key``, a reason outside ``REASONS``."""
+    """A null value is a tombstone on the memory topic only: on the run and session
+    topics every consumer reading them (the memory projection reads the session
+    topic too) refuses it as ``truncated``."""
     parts = await partitions_of(settings)
     run_key, session_key = b"null-run", b"null-session"
     nulls = [
@@ -367,26 +316,30 @@ async def test_a_null_value_outside_the_memory_topic_is_refused_as_truncated(
     assert [set(g.values()) for g in got] == [{"truncated"}, {"truncated"}], got
 
 
-@pytest.mark.xfail(
-    strict=True, raises=InputError, reason="readers accept what the watchdog cannot write back"
-)
-async def test_the_watchdog_fails_a_stalled_run_whose_events_break_the_limits(
+async def test_an_event_over_the_limits_is_refused_alike_and_the_watchdog_goes_on(
     settings: Settings,
 ) -> None:
-    """Readers decode an event whose labels break the README's limits (an empty key);
-    the watchdog then builds its ``run_failed`` with those labels, ``Event.create``
-    refuses them, and the whole sweep raises: no stalled run after it is failed."""
+    """An event whose labels break the README's limits (an empty key) is refused by
+    every consumer (``invalid_event``), so no service holds an envelope it cannot
+    write back: the watchdog's sweep fails the stalled run beside it and goes on."""
     parts = await partitions_of(settings)
     es, record = plausible_run_event("over-the-limits", "hello", uuid.uuid4())
     record["labels"] = {"": "empty key"}
-    stalled = good_record(es, record, parts, "repaired")
+    over = good_record(es, record, parts, "repaired")
+    _, other = plausible_run_event("stalled-beside-it", "hello", uuid.uuid4())
+    stalled = good_record(es, other, parts, "repaired")
     later = Watchdog(settings, now=lambda: datetime.now(UTC) + timedelta(days=1))
     async with every_consumer(settings, watchdog=later) as consumers:
-        fence = sentinels(parts)
-        landed = await write(settings, [stalled, *fence], None)
-        await settle(consumers, landed[1:])
+        landed = await write(settings, [over, stalled, *sentinels(parts)], None)
+        letters = await settle(consumers, landed[2:])
+        refused = outcomes(consumers, letters, landed[0])
         failed = await consumers.watchdog.sweep()
-    assert [s.run_id for s in failed] == ["over-the-limits"]
+    assert set(refused.values()) == {"invalid_event"}, refused
+    assert [s.run_id for s in failed] == ["stalled-beside-it"]
+
+
+# Known disagreements: each xfail test below states the rule and fails today (strict:
+# when a fix lands it passes, and the mark must go, with the draw it limits).
 
 
 @pytest.mark.xfail(
