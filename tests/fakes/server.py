@@ -94,6 +94,8 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any
     received_at: float
+    raw: bytes = b""
+    """The body's bytes as sent (``body`` is parsed with floats)."""
 
 
 Responder = Callable[[RecordedRequest], Reply]
@@ -200,6 +202,7 @@ class FakeProviderServer:
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
             received_at=time.monotonic(),
+            raw=raw,
         )
         self.requests.append(recorded)
         return recorded
