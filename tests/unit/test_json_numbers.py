@@ -24,6 +24,7 @@ from runwire.projections.memory.fold import row_value
 from runwire.projections.transcripts.body import decode_messages, encode_body, restore_builder
 from runwire.providers.encoders import anthropic_messages, bedrock_converse, openai_chat
 from runwire.providers.encoders.common import EncodingError, parse_tool_arguments
+from runwire.sessions.responses_items import items_to_messages, messages_to_items
 from runwire.transcript.ledger import TranscriptBuilder
 from runwire.transcript.messages import Message, TextPart, ToolResultPart, ToolUsePart
 from tests.support.exact_json import identical
@@ -324,3 +325,17 @@ def test_the_context_digest_writes_numbers_exactly(tool_input: Any) -> None:
     number = _exchange({"x": Decimal("0.10000000000000000555")}, None)
     string = _exchange({"x": "0.10000000000000000555"}, None)
     assert model_input_digest(number) != model_input_digest(string)
+
+
+@settings(max_examples=40)
+@given(objects, values)
+def test_responses_items_carry_every_digit(tool_input: Any, content: Any) -> None:
+    items = messages_to_items(_exchange(tool_input, content))
+    call = next(i for i in items if i.get("type") == "function_call")
+    output = next(i for i in items if i.get("type") == "function_call_output")
+    assert identical(jsonvalues.loads(call["arguments"]), tool_input)
+    if not isinstance(content, str):
+        assert identical(jsonvalues.loads(output["output"]), content)
+    back = items_to_messages([(f"items[{i}]", item) for i, item in enumerate(items)]).messages
+    uses = [p for m, _ in back for p in m.tool_uses()]
+    assert identical(uses[0].input, tool_input)
