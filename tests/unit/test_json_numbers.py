@@ -339,3 +339,12 @@ def test_responses_items_carry_every_digit(tool_input: Any, content: Any) -> Non
     back = items_to_messages([(f"items[{i}]", item) for i, item in enumerate(items)]).messages
     uses = [p for m, _ in back for p in m.tool_uses()]
     assert identical(uses[0].input, tool_input)
+
+
+def test_the_cli_shows_numbers_no_float_writes_exactly() -> None:
+    from runwire.cli import run, transcript
+
+    value = {"a": Decimal("0.10000000000000000555"), "b": 2**100}
+    for text in (run._json(value), transcript._json(value)):
+        assert "0.10000000000000000555" in text
+        assert str(2**100) in text
