@@ -5,6 +5,11 @@ Rules (the memory projection's contract):
   address lives on one partition, so its records come in write order. The
   last record of an address wins: ``memory_set`` puts its value, a tombstone
   (``memory_deleted``) removes the entry.
+- Values keep their exact numbers: rows hold :func:`row_value` (JSON text that
+  Postgres ``jsonb`` reads back as the same value), readers parse it with
+  :func:`~runwire.contract.jsonvalues.loads`. A value ``jsonb`` cannot keep
+  (``-0.0``, a number over ``numeric``'s digits; runwire's writers refuse
+  them) is rejected (``invalid_event``) rather than stored changed.
 - A ``session_deleted`` on the session-events topic removes every
   ``session``-scope entry owned by that session and leaves a tombstone:
   writes to those entries are ignored, in whatever order the two topics are
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from runwire.contract import jsonvalues
 from runwire.contract.codec import Codec, default_codec
 from runwire.contract.events import (
     Event,
@@ -50,6 +56,7 @@ __all__ = [
     "TombstoneDecoder",
     "fold_memory",
     "resolve",
+    "row_value",
 ]
 
 Address = tuple[str, str, str]
@@ -92,6 +99,11 @@ def resolve(record: SourceRecord, *, tombstones: bool = True) -> Event:
     if record.key is None:
         raise DecodeError("truncated", "a record with neither value nor key")
     return tombstone_event(record.key, record.headers)
+
+
+def row_value(value: Any) -> str:
+    """A memory value as the ``jsonb`` text of its row (numbers exact once read back)."""
+    return jsonvalues.jsonb_text(value, "payload.value")
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +213,11 @@ def fold_memory(
                 )
             )
             continue
+        if isinstance(p, MemorySet):
+            problem = jsonvalues.stored_problem(p.value, "payload.value")
+            if problem is not None:
+                out.rejected.append((record, "invalid_event", f"{problem[0]} {problem[1]}"))
+                continue
         out.remembered[ident] = digest
         if p.scope == "session" and p.owner in gone:
             continue

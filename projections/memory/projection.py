@@ -13,7 +13,6 @@ or tombstones are dead-lettered instead of deleting (and
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from runwire.projections.memory.fold import (
     TombstoneDecoder,
     fold_memory,
     resolve,
+    row_value,
     session_owners,
 )
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
@@ -60,7 +60,7 @@ COLUMN_NAMES = ", ".join(name for name, _ in COLUMNS)
 
 
 def _row(entry: Entry) -> list[Any]:
-    value = json.dumps(entry.value, separators=(",", ":"), ensure_ascii=False)
+    value = row_value(entry.value)  # exact numbers; see the fold
     return [
         entry.scope,
         entry.owner,

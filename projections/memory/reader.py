@@ -1,20 +1,29 @@
-"""Reading the memory projection: ``MemoryEntries.get / list / wait_for``."""
+"""Reading the memory projection: ``MemoryEntries.get / list / wait_for``.
+
+Values are read as ``jsonb`` text and parsed by
+:func:`runwire.contract.jsonvalues.loads`, so their numbers come back exact
+(psycopg's own loader would turn them into floats).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from runwire.contract import jsonvalues
 from runwire.contract.events import MemoryScope
 from runwire.projections.memory.fold import MemoryEntry
-from runwire.projections.memory.projection import COLUMN_NAMES, MemoryProjection
+from runwire.projections.memory.projection import COLUMNS, MemoryProjection
 from runwire.projections.runtime.pg_projection import PostgresReader
 
-_SELECT = f"SELECT {COLUMN_NAMES} FROM memory_entries"
+# jsonb as its text: parsed here with exact numbers.
+_SELECT = "SELECT {} FROM memory_entries".format(
+    ", ".join(f"{n}::text" if t == "jsonb" else n for n, t in COLUMNS)
+)
 
 
 def _entry(row: tuple[Any, ...]) -> MemoryEntry:
     scope, owner, key, value, user_id, tenant, updated_at, _ = row
-    return MemoryEntry(scope, owner, key, value, updated_at, user_id, tenant)
+    return MemoryEntry(scope, owner, key, jsonvalues.loads(value), updated_at, user_id, tenant)
 
 
 def _like_prefix(prefix: str) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from runwire.contract import jsonvalues
 from runwire.log.records import SourceRecord
 from runwire.projections.runtime.generations import TableSet
 from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
@@ -54,7 +54,7 @@ _JSON = {i for i, (_, t) in enumerate(COLUMNS) if t == "jsonb"}
 def _to_db(row: SessionRow) -> list[Any]:
     values: list[Any] = [getattr(row, name) for name, _ in COLUMNS]
     for i in _JSON:
-        values[i] = json.dumps(values[i], separators=(",", ":"), ensure_ascii=False)
+        values[i] = jsonvalues.jsonb_text(values[i], COLUMNS[i][0])  # numbers exact
     return values
 
 

@@ -1,22 +1,37 @@
 """Reading the session index: ``SessionIndex.get / list / is_deleted / wait_for``.
 
 Postgres failures are raised as :class:`~runwire.errors.StoreError`
-(``retriable`` when the store is unavailable).
+(``retriable`` when the store is unavailable). ``jsonb`` columns (metadata,
+labels) are read as text and parsed by :func:`runwire.contract.jsonvalues.loads`,
+so metadata numbers come back exact.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from psycopg import sql
 
+from runwire.contract import jsonvalues
 from runwire.errors import NotFoundError
 from runwire.projections.runtime.paging import Filters, Page, encode_token
 from runwire.projections.runtime.pg import store_errors
 from runwire.projections.runtime.pg_projection import PostgresReader
 from runwire.projections.sessions.fold import Session
-from runwire.projections.sessions.projection import COLUMN_NAMES, SessionsProjection
+from runwire.projections.sessions.projection import COLUMNS, SessionsProjection
+
+COLUMN_NAMES = ", ".join(f"{n}::text" if t == "jsonb" else n for n, t in COLUMNS)
+_JSON = [i for i, (_, t) in enumerate(COLUMNS) if t == "jsonb"]
+
+
+def _session(row: tuple[Any, ...]) -> Session:
+    values = list(row)
+    for i in _JSON:
+        if values[i] is not None:
+            values[i] = jsonvalues.loads(values[i])
+    return Session(*values)
 
 
 class SessionIndex(PostgresReader):
@@ -36,7 +51,7 @@ class SessionIndex(PostgresReader):
                 row = await cur.fetchone()
         if row is None:
             raise NotFoundError(f"session {session_id!r} is not in the session index")
-        return Session(*row)
+        return _session(row)
 
     async def is_deleted(self, session_id: str) -> bool:
         """True when the session was deleted (its tombstone is kept)."""
@@ -76,7 +91,7 @@ class SessionIndex(PostgresReader):
         with store_errors(self.store):
             async with self._pool.connection() as conn:
                 cur = await conn.execute(query, params)
-                rows = [Session(*row) for row in await cur.fetchall()]
+                rows = [_session(row) for row in await cur.fetchall()]
         token = None
         if len(rows) > limit:
             rows = rows[:limit]

@@ -15,6 +15,11 @@ A body is one Redis hash (so it expires as one), with:
 - ``a`` - one ``event_id=digest`` line per applied event (what drops
   re-published duplicates), appended to.
 
+JSON values in tool parts keep their exact numbers (big integers, ``Decimal``:
+:mod:`runwire.contract.jsonvalues`): pydantic writes a Decimal as a string and
+reads long decimals as floats, so bodies are written by ``jsonvalues`` and a
+body holding a number pydantic would round is read through it too.
+
 So a write sends what the batch changed - new committed messages, the open
 message, its state, new digests - not the whole run, and the same log gives
 the same bytes however it was cut into batches (a clean rebuild and a
@@ -29,13 +34,16 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+import orjson
 from pydantic import TypeAdapter
 
+from runwire.contract import jsonvalues
 from runwire.errors import ContractError
 from runwire.projections.transcripts.store import BodyAppend, RunBody
 from runwire.transcript.ledger import LedgerState, TranscriptBuilder, TranscriptState
-from runwire.transcript.messages import Message, Part, TextPart, ToolResultPart
+from runwire.transcript.messages import Message, Part, TextPart, ToolResultPart, ToolUsePart
 
 MESSAGES = TypeAdapter(list[Message])
 """JSON of a transcript as the cache returns it (bytes as base64)."""
@@ -48,6 +56,42 @@ _TEXTS = TypeAdapter(list[TextPart])
 _OPEN_STATE = TypeAdapter(tuple[list[Part], list[str], list[ToolResultPart], list[TextPart]])
 """``st``: the open assistant parts, the awaited tool_use ids, the results in
 arrival order, the open user text (the ledger's open state, in its order)."""
+
+
+T = TypeVar("T")
+
+
+def _dump(adapter: TypeAdapter[T], value: T) -> bytes:
+    """The JSON of ``value``, numbers exact (what ``adapter.dump_json`` writes otherwise)."""
+    return jsonvalues.dumps(adapter.dump_python(value), default=jsonvalues.bytes_as_base64)
+
+
+def _exact(model: Any, raw: Any) -> Any:
+    """``model`` (validated by pydantic) with its tool parts' JSON taken from ``raw``
+    (the same JSON parsed exactly)."""
+    if isinstance(model, ToolUsePart):
+        return model.model_copy(update={"input": raw["input"]})
+    if isinstance(model, ToolResultPart):
+        return model.model_copy(update={"content": raw["content"]})
+    if isinstance(model, Message):
+        return model.model_copy(update={"parts": _exact(model.parts, raw["parts"])})
+    if isinstance(model, list | tuple):
+        return type(model)(_exact(m, r) for m, r in zip(model, raw, strict=True))
+    return model
+
+
+def _validate(adapter: TypeAdapter[T], data: bytes) -> T:
+    """``adapter.validate_json(data)`` with every JSON number exact."""
+    value = adapter.validate_json(data)
+    try:
+        # What orjson writes back byte for byte holds only numbers a float or a
+        # 64-bit integer keeps, which pydantic reads exactly too.
+        if orjson.dumps(orjson.loads(data)) == data:
+            return value
+    except (orjson.JSONDecodeError, TypeError):
+        pass
+    exact: T = _exact(value, jsonvalues.loads(data))
+    return exact
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +123,7 @@ def mark(builder: TranscriptBuilder) -> Mark:
 def _join(messages: list[Message]) -> bytes:
     # One serializer call for the list, brackets dropped: the same bytes as
     # joining each message's JSON, at a fraction of the calls.
-    return MESSAGES.dump_json(messages)[1:-1] if messages else b""
+    return _dump(MESSAGES, messages)[1:-1] if messages else b""
 
 
 def _open_parts(builder: TranscriptBuilder) -> tuple[bytes, bytes]:
@@ -89,12 +133,12 @@ def _open_parts(builder: TranscriptBuilder) -> tuple[bytes, bytes]:
     constructed); the assistant parts' bytes serve both documents.
     """
     ledger = _ledger(builder)
-    assistant = _PARTS.dump_json(ledger.assistant)
+    assistant = _dump(_PARTS, ledger.assistant)
     state = b",".join(
         (
             assistant,
             _IDS.dump_json(ledger.awaiting),
-            _RESULTS.dump_json(ledger.results),
+            _dump(_RESULTS, ledger.results),
             _TEXTS.dump_json(ledger.user_text),
         )
     )
@@ -104,7 +148,7 @@ def _open_parts(builder: TranscriptBuilder) -> tuple[bytes, bytes]:
         # The ledger orders an open user message (results by declaration, then text).
         parts = builder._ledger._open_user_parts()
         open_message = (
-            b'{"role":"user","parts":' + _PARTS.dump_json(list(parts)) + b"}" if parts else b""
+            b'{"role":"user","parts":' + _dump(_PARTS, list(parts)) + b"}" if parts else b""
         )
     return open_message, b"[" + state + b"]"
 
@@ -144,7 +188,7 @@ def encode_append(builder: TranscriptBuilder, since: Mark) -> BodyAppend:
 
 
 def decode_messages(data: bytes) -> list[Message]:
-    return MESSAGES.validate_json(data)
+    return _validate(MESSAGES, data)
 
 
 def decode_runs(runs: Sequence[bytes]) -> list[list[Message]]:
@@ -159,12 +203,12 @@ def decode_runs(runs: Sequence[bytes]) -> list[list[Message]]:
     """
     if not runs:
         return []
-    return RUNS.validate_json(b"[" + b",".join(runs) + b"]")
+    return _validate(RUNS, b"[" + b",".join(runs) + b"]")
 
 
 def restore_builder(run_id: str, body: RunBody) -> TranscriptBuilder:
-    assistant, awaiting, results, user_text = _OPEN_STATE.validate_json(body.state)
-    committed = MESSAGES.validate_json(b"[" + body.committed + b"]")
+    assistant, awaiting, results, user_text = _validate(_OPEN_STATE, body.state)
+    committed = _validate(MESSAGES, b"[" + body.committed + b"]")
     if len(committed) != body.count:
         raise ContractError(
             f"stored transcript of run {run_id} is damaged: {len(committed)} committed "

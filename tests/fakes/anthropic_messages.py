@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from runwire.contract import jsonvalues
 from runwire.transcript.messages import TextPart, ThinkingPart, ToolUsePart
 from tests.fakes.server import Fail, FakeProviderServer, StreamFail, Turn, json_response, pieces
 
@@ -89,7 +90,7 @@ class FakeAnthropicServer(FakeProviderServer):
                 start = {"type": "tool_use", "id": part.id, "name": part.name, "input": {}}
                 deltas = [
                     {"type": "input_json_delta", "partial_json": piece}
-                    for piece in pieces(json.dumps(part.input), turn.chunk_chars)
+                    for piece in pieces(jsonvalues.dumps_text(part.input), turn.chunk_chars)
                 ]
             yield _sse(
                 "content_block_start",

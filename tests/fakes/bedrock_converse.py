@@ -15,7 +15,6 @@ mid-stream error is an exception frame.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from runwire.contract import jsonvalues
 from runwire.transcript.messages import TextPart, ThinkingPart, ToolUsePart
 from tests.fakes import eventstream
 from tests.fakes.server import (
@@ -105,7 +105,7 @@ class FakeBedrockServer(FakeProviderServer):
                 )
                 deltas = [
                     {"toolUse": {"input": piece}}
-                    for piece in pieces(json.dumps(part.input), turn.chunk_chars)
+                    for piece in pieces(jsonvalues.dumps_text(part.input), turn.chunk_chars)
                 ]
             for delta in deltas:
                 yield eventstream.event(

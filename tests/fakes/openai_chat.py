@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from runwire.contract import jsonvalues
 from runwire.transcript.messages import TextPart, ThinkingPart, ToolUsePart
 from tests.fakes.server import Fail, FakeProviderServer, StreamFail, Turn, json_response, pieces
 
@@ -47,7 +48,7 @@ class FakeOpenAIServer(FakeProviderServer):
             {
                 "id": p.id,
                 "type": "function",
-                "function": {"name": p.name, "arguments": json.dumps(p.input)},
+                "function": {"name": p.name, "arguments": jsonvalues.dumps_text(p.input)},
             }
             for p in turn.parts
             if isinstance(p, ToolUsePart)
@@ -109,7 +110,7 @@ class FakeOpenAIServer(FakeProviderServer):
                     ]
                 }
             )
-            for piece in pieces(json.dumps(call.input), turn.chunk_chars):
+            for piece in pieces(jsonvalues.dumps_text(call.input), turn.chunk_chars):
                 yield chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
         yield chunk({}, _finish(turn))
         yield _sse(

@@ -29,9 +29,10 @@ from typing import Any, Self
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from runwire.contract import jsonvalues
 from runwire.providers.base import AssistantPart, TokenUsage
 from runwire.transcript.messages import ToolUsePart
 
@@ -94,6 +95,8 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any
     received_at: float
+    raw: bytes = b""
+    """The body's bytes as sent (``body`` is parsed with floats)."""
 
 
 Responder = Callable[[RecordedRequest], Reply]
@@ -200,6 +203,7 @@ class FakeProviderServer:
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
             received_at=time.monotonic(),
+            raw=raw,
         )
         self.requests.append(recorded)
         return recorded
@@ -218,7 +222,7 @@ class FakeProviderServer:
         if not stream:
             if isinstance(reply, StreamFail):
                 return self.render_error(Fail(500, reply.message, reply.error_type))
-            return JSONResponse(self.render_json(turn, model))
+            return json_response(200, self.render_json(turn, model))
         frames = list(self.render_stream(turn, model))
         if isinstance(reply, StreamFail):
             frames = [*frames[: reply.after_events], self.render_stream_error(reply)]
@@ -283,7 +287,13 @@ class FakeProviderServer:
 
 
 def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None) -> Response:
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}))
+    # Written by runwire's exact JSON writer: a reply's numbers keep every digit.
+    return Response(
+        jsonvalues.dumps(body),
+        status_code=status,
+        headers=dict(headers or {}),
+        media_type="application/json",
+    )
 
 
 def pieces(text: str, size: int) -> list[str]:

@@ -126,7 +126,7 @@ def test_records_that_break_event_rules_are_invalid_events() -> None:
             **good,
             "payload": {**good["payload"], "input": "[1]"},
         },
-        "payload.input is not JSON text: unexpected": {
+        "payload.input is not JSON text: NaN is not a JSON number": {
             **good,
             "payload": {**good["payload"], "input": '{"x": NaN}'},
         },

@@ -138,7 +138,6 @@ def test_occurred_at_is_utc_millis_and_must_be_aware() -> None:
         {1: "non-str key"},
         {"a": {1: "nested non-str key"}},
         {"a": (1, 2)},
-        {"a": 2**70},
         {"a": datetime(2025, 1, 1, tzinfo=UTC)},
     ],
 )

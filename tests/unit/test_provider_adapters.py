@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -41,6 +42,7 @@ from tests.fakes.bedrock_converse import FakeBedrockServer
 from tests.fakes.openai_chat import FakeOpenAIServer
 from tests.fakes.server import Fail, FakeProviderServer, StreamFail, Turn
 from tests.helpers import assert_eventually
+from tests.support.exact_json import identical
 
 TOOLS = (
     ToolSpec(
@@ -165,6 +167,25 @@ class Collector:
 FAST = RetryPolicy(max_attempts=3, timeout=5.0, base_delay=0.05, max_delay=0.1)
 
 
+EXACT_INPUT = {
+    "big": 123456789012345678901234567890,
+    "precise": Decimal("0.10000000000000000555"),
+    "max": 1e308,
+    "zero": -0.0,
+    "nested": [{"beyond_float": Decimal("1E+400")}],
+}
+
+
+async def test_tool_input_numbers_come_back_with_every_digit(rig: Rig) -> None:
+    # A model's tool input as it wrote it (docs/json-numbers.md), JSON and streamed.
+    turn = Turn(parts=(ToolUsePart(id="toolu_x", name="calculator", input=EXACT_INPUT),))
+    rig.fake.enqueue(turn, turn)
+    plain = await rig.provider.complete(rig.request())
+    streamed = await rig.provider.complete(rig.request(), on_chunk=Collector())
+    for response in (plain, streamed):
+        assert identical(response.tool_uses()[0].input, EXACT_INPUT)
+
+
 async def test_json_and_stream_give_the_same_canonical_parts(rig: Rig) -> None:
     turn = rig.case.turn()
     rig.fake.enqueue(turn, turn)
@@ -185,7 +206,10 @@ async def test_json_and_stream_give_the_same_canonical_parts(rig: Rig) -> None:
         "calculator",
         "clock",
     ]
-    assert chunks.by_block("tool_input") == ['{"expression": "6 * 7"}', '{"timezone": "UTC"}']
+    assert [json.loads(t) for t in chunks.by_block("tool_input")] == [
+        {"expression": "6 * 7"},
+        {"timezone": "UTC"},
+    ]
     if rig.case.keeps_thinking:
         assert chunks.by_block("thinking") == ["Two things: 6 * 7, then the clock."]
     assert [r.body.get("stream") for r in rig.fake.requests if isinstance(r.body, dict)] in (

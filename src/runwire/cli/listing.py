@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from runwire.contract import jsonvalues
 from runwire.errors import ConfigurationError
 
 console = Console(highlight=False)
@@ -85,7 +86,9 @@ def print_row(row: Mapping[str, Any], title: str, hidden: Sequence[str], as_json
         if value is None:
             text = ""
         elif isinstance(value, dict | list):
-            text = json.dumps(value)
+            text = (
+                jsonvalues.dumps_text(value) if jsonvalues.has_decimal(value) else json.dumps(value)
+            )
         else:
             text = str(value)
         table.add_row(name, text)

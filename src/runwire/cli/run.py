@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from runwire.cli.common import fail_on_runwire_error
 from runwire.client import Client, RunHandle, RunOutcome
+from runwire.contract import jsonvalues
 from runwire.contract.events import (
     AssistantText,
     Event,
@@ -43,7 +44,10 @@ DEFAULT_AGENT = "assistant"
 
 
 def _json(value: Any, limit: int = 200) -> str:
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    except TypeError:  # a Decimal (a number no float writes): exact, compact
+        text = jsonvalues.dumps_text(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

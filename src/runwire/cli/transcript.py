@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.text import Text
 
 from runwire.cli.common import fail_on_runwire_error
+from runwire.contract import jsonvalues
 from runwire.contract.events import (
     AssistantText,
     Event,
@@ -44,7 +45,10 @@ _MAX_JSON = 2000
 
 
 def _json(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except TypeError:  # a Decimal (a number no float writes): exact, compact
+        text = jsonvalues.dumps_text(value)
     return text if len(text) <= _MAX_JSON else text[:_MAX_JSON] + " …"
 
 

@@ -7,7 +7,9 @@ Contract:
   ``parts``; each part's fields as :mod:`runwire.transcript.messages`
   declares them), JSON object keys of tool input and result content in the
   order the transcript holds them (the order encoders send), UTF-8 text
-  unescaped, bytes (redacted thinking) as base64.
+  unescaped, bytes (redacted thinking) as base64, numbers exact
+  (:mod:`runwire.contract.jsonvalues`: big integers as digits, a ``Decimal``
+  as its text, never as a string).
 - :func:`model_input_digest` is the SHA-256 (lowercase hex) of those bytes.
   Key order counts on purpose: two inputs with the same digest are the same
   request bytes for every encoder. A released digest format never changes
@@ -19,9 +21,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-import orjson
 from pydantic import TypeAdapter
 
+from runwire.contract import jsonvalues
 from runwire.transcript.messages import Message
 
 __all__ = ["canonical_json", "model_input_digest"]
@@ -31,9 +33,12 @@ _MESSAGES = TypeAdapter(list[Message])
 
 def canonical_json(messages: Sequence[Message]) -> bytes:
     """The canonical JSON of ``messages``; see the module contract."""
-    # pydantic's JSON mode applies the parts' base64 setting for bytes;
-    # orjson then writes compact UTF-8 keeping key order.
-    return orjson.dumps(_MESSAGES.dump_python(list(messages), mode="json"))
+    # Python mode keeps numbers as they are (JSON mode would write a Decimal as a
+    # string); bytes become base64 as pydantic's JSON mode writes them, so the
+    # bytes are those of every earlier release for what it could hold.
+    return jsonvalues.dumps(
+        _MESSAGES.dump_python(list(messages)), default=jsonvalues.bytes_as_base64
+    )
 
 
 def model_input_digest(messages: Sequence[Message]) -> str:

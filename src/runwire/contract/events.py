@@ -11,8 +11,10 @@ Contract:
 - ``occurred_at`` is timezone-aware UTC with millisecond precision (what Avro's
   ``timestamp-millis`` keeps), so an event equals itself after a round trip.
 - JSON values (tool input, tool result content, metadata and memory values) are
-  plain Python JSON values here and JSON text on the wire; a value that would
-  not survive JSON unchanged is refused with an error naming the field.
+  plain Python JSON values here and JSON text on the wire, numbers exact (big
+  ints, ``Decimal`` where a float cannot write the number: see
+  :mod:`runwire.contract.jsonvalues`); a value JSON cannot hold is refused with
+  an error naming the field.
 - Models mirror ``schemas/<type>.v<N>.avsc`` one to one (a unit test enforces
   it). Adding an event type: add the enum member, its payload model (named in
   CamelCase of the type) to ``PAYLOAD_TYPES`` and a ``<type>.v1.avsc`` file.
@@ -26,7 +28,6 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
-import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -37,7 +38,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails
 
-from runwire.contract import ids, limits
+from runwire.contract import ids, jsonvalues, limits
 
 
 class Stream(StrEnum):
@@ -129,21 +130,15 @@ MemoryScope = Literal["session", "user", "agent", "global"]
 
 
 def _require_json(value: Any) -> Any:
-    """Refuse values that do not survive JSON unchanged.
+    """``value`` in the exact JSON form (:func:`runwire.contract.jsonvalues.canonical`).
 
-    That is: what orjson (the codec's JSON) cannot write (sets, bytes, non-str
-    keys, integers beyond 64 bits) and what it would change (NaN/Infinity,
-    tuples, UUIDs, dates become other values).
+    Refuses what JSON cannot hold (sets, bytes, tuples, non-str keys, NaN and
+    Infinity, other objects), naming the place inside the value.
     """
     try:
-        text = orjson.dumps(value)
-    except TypeError as e:  # orjson.JSONEncodeError
-        raise ValueError(f"not a JSON value ({e}): {value!r:.200}") from e
-    if orjson.loads(text) != value:
-        raise ValueError(
-            f"not a JSON value (JSON would turn it into {orjson.loads(text)!r:.100}): {value!r:.200}"
-        )
-    return value
+        return jsonvalues.canonical(value)
+    except jsonvalues.JsonValueError as e:
+        raise ValueError(f"not a JSON value: {e}") from None
 
 
 JsonValue = Annotated[Any, AfterValidator(_require_json)]

@@ -22,6 +22,8 @@ Contract (also in ``schemas/README.md`` for producers in other languages):
   messages, session metadata, memory owners, keys and values, tool call ids)
   holds no NUL (Postgres ``text`` and ``jsonb`` cannot) and no lone surrogate
   (not UTF-8); a tool call id is at most :data:`MAX_ID_CHARS` characters.
+  Their JSON numbers fit Postgres ``numeric`` exactly: no ``-0.0``, at most
+  131,072 digits before the point and 16,383 after (docs/json-numbers.md).
   Transcript text (messages, thinking, tool input and output) only goes to
   Kafka and Redis and is not restricted here.
 - The whole encoded event is at most ``Settings.max_event_bytes`` (the codec
@@ -39,9 +41,9 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
-import orjson
 from pydantic import AfterValidator
 
+from runwire.contract import jsonvalues
 from runwire.errors import InputError
 
 if TYPE_CHECKING:
@@ -150,7 +152,11 @@ def check_labels(labels: Mapping[str, str], field: str = "labels") -> None:
 
 
 def _check_stored(value: Any, field: str) -> None:
-    """Refuse NUL and lone surrogates anywhere in a stored value (text or JSON)."""
+    """Refuse NUL and lone surrogates anywhere in a stored value (text or JSON), and
+    numbers Postgres ``numeric`` cannot keep exactly (``jsonvalues.stored_problem``)."""
+    number = jsonvalues.stored_problem(value, field)
+    if number is not None:
+        raise InputError(*number)
     if value is None or isinstance(value, bool | int | float):
         return
     if isinstance(value, str):
@@ -161,8 +167,8 @@ def _check_stored(value: Any, field: str) -> None:
     else:
         # JSON values: the JSON text shows every string and key, NUL escaped.
         try:
-            text = orjson.dumps(value)
-        except TypeError:
+            text = jsonvalues.dumps(value)
+        except ValueError:
             why = "holds a lone surrogate, which no store can hold"
         else:
             why = "holds NUL (U+0000), which no store can hold" if b"\\u0000" in text else None

@@ -3,7 +3,7 @@
 Contract:
 - ``to_record`` gives the dict fastavro writes with the type's schema: the
   envelope fields, ``payload`` as a nested dict, JSON fields as compact UTF-8
-  JSON text written by orjson (key order kept).
+  JSON text, key order kept and numbers exact (:mod:`runwire.contract.jsonvalues`).
 - ``from_record`` turns a record read with the newest schema of its type back
   into an ``Event`` equal to the one that was written.
 - Records read by fastavro are already typed by the schema, so ``from_record``
@@ -23,18 +23,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import orjson
 from pydantic import BaseModel
 
-from runwire.contract import ids
+from runwire.contract import ids, jsonvalues
 from runwire.contract.events import PAYLOAD_TYPES, Event, EventPayload, EventType, Stream
 
-
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-_loads = orjson.loads  # refuses NaN/Infinity, which are not JSON
+_dumps = jsonvalues.dumps_text
+_loads = jsonvalues.loads  # refuses NaN/Infinity, which are not JSON
 
 
 class RecordError(ValueError):

@@ -36,7 +36,7 @@ from runwire.memory.checks import (
     OwnedSession,
     check_key,
     owns,
-    require_json,
+    require_stored_json,
 )
 from runwire.memory.protocol import SCOPES, MemoryBackend, MemoryEntry
 
@@ -189,7 +189,7 @@ class AsyncMemory:
     ) -> None:
         """Set ``key`` to ``value`` (JSON); visible to the next read on return."""
         check_key(key)
-        require_json(value, "value")
+        value = require_stored_json(value, "value")
         address = await self._owner(scope, owner)
         if address is None:
             raise NotFoundError(f"no {scope} {owner!r} for this caller")

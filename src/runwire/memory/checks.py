@@ -3,17 +3,19 @@
 - :class:`Caller`: who is asking; every read and write is checked against it.
 - :class:`InputError`: a refused value, naming its ``field``; raised before
   anything is written.
-- :func:`require_json`, :func:`check_key`: JSON values and bounded keys.
+- :func:`require_json`, :func:`check_key`: JSON values (numbers exact, see
+  :mod:`runwire.contract.jsonvalues`) and bounded keys; :func:`require_stored_json`
+  also refuses numbers Postgres cannot keep exactly (``-0.0``, too many digits).
 
 Kept here, below both APIs, so that memory does not depend on sessions.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from runwire.contract import jsonvalues
 from runwire.errors import InputError
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "check_key",
     "owns",
     "require_json",
+    "require_stored_json",
 ]
 
 MAX_KEY_BYTES = 256
@@ -62,11 +65,20 @@ def owns(caller: Caller, info: OwnedSession | None) -> bool:
 
 
 def require_json(value: Any, field: str) -> Any:
-    """``value`` if it has a JSON text (no NaN, str keys...), else :class:`InputError`."""
+    """``value`` in the exact JSON form (big ints kept, ``Decimal`` where a float
+    cannot write the number), else :class:`InputError` naming where inside it."""
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as e:
+        return jsonvalues.canonical(value, field)
+    except jsonvalues.JsonValueError as e:
         raise InputError(field, f"not a JSON value ({e})") from None
+
+
+def require_stored_json(value: Any, field: str) -> Any:
+    """:func:`require_json` for a value a Postgres projection keeps (memory, metadata)."""
+    value = require_json(value, field)
+    problem = jsonvalues.stored_problem(value, field)
+    if problem is not None:
+        raise InputError(*problem)
     return value
 
 

@@ -9,6 +9,9 @@ Contract (beyond :mod:`runwire.providers.base`):
   so the streamed message decodes exactly like the non-streamed one.
 - With ``request.thinking`` the request enables extended thinking with
   ``request.thinking_budget_tokens`` (which must stay below ``max_tokens``).
+- Tool input keeps every digit the model wrote: the SDK parses numbers as
+  floats, so tool_use inputs are taken from the response body (or the
+  streamed ``input_json_delta`` text) parsed by :mod:`runwire.contract.jsonvalues`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import anthropic
 
+from runwire.contract import jsonvalues
 from runwire.providers.base import (
     ChunkHandler,
     ModelRequest,
@@ -28,6 +32,7 @@ from runwire.providers.base import (
     model_response,
 )
 from runwire.providers.encoders import anthropic_messages as encoder
+from runwire.providers.encoders.common import parse_tool_arguments
 from runwire.providers.retry import classify_error
 
 PROVIDER = "anthropic"
@@ -88,14 +93,21 @@ class AnthropicMessagesProvider(ProviderLifecycle):
             extra=self._extra,
         )
         timeout = request.timeout or self._timeout
+        inputs: dict[int, Any] = {}  # content block index -> its exact tool input
         try:
             if on_chunk is None:
-                message = await self._client.messages.create(**body, timeout=timeout)
+                response = await self._client.messages.with_raw_response.create(
+                    **body, timeout=timeout
+                )
+                message = await response.parse()
+                inputs = _exact_inputs(await response.read())
             else:
-                message = await self._stream(body, timeout, on_chunk)
+                message = await self._stream(body, timeout, on_chunk, inputs)
         except anthropic.AnthropicError as exc:
             raise classify_error(exc, provider=PROVIDER) from exc
         raw = message.model_dump()
+        for index, value in inputs.items():
+            raw["content"][index]["input"] = value
         return model_response(
             PROVIDER,
             parts=encoder.decode_response(raw, tools=request.tools),
@@ -106,9 +118,16 @@ class AnthropicMessagesProvider(ProviderLifecycle):
         )
 
     async def _stream(
-        self, body: dict[str, Any], read_timeout: float, on_chunk: ChunkHandler
+        self,
+        body: dict[str, Any],
+        read_timeout: float,
+        on_chunk: ChunkHandler,
+        inputs: dict[int, Any],
     ) -> anthropic.types.Message:
+        """The final message; ``inputs`` gets each tool_use block's input parsed
+        exactly from its streamed JSON text."""
         tools: dict[int, tuple[str, str]] = {}  # block index -> (tool_use id, name)
+        texts: dict[int, list[str]] = {}
         async with self._client.messages.stream(**body, timeout=read_timeout) as stream:
             async for event in stream:
                 delta: StreamDelta | None = None
@@ -122,6 +141,7 @@ class AnthropicMessagesProvider(ProviderLifecycle):
                         tool_use_id=block.id,
                         tool_name=block.name,
                     )
+                    texts[event.index] = []
                 elif event.type == "content_block_delta":
                     if event.delta.type == "text_delta":
                         delta = StreamDelta(kind="text", index=event.index, text=event.delta.text)
@@ -131,6 +151,7 @@ class AnthropicMessagesProvider(ProviderLifecycle):
                         )
                     elif event.delta.type == "input_json_delta":
                         tool_id, tool_name = tools.get(event.index, (None, None))
+                        texts.setdefault(event.index, []).append(event.delta.partial_json)
                         delta = StreamDelta(
                             kind="tool_input",
                             index=event.index,
@@ -140,4 +161,21 @@ class AnthropicMessagesProvider(ProviderLifecycle):
                         )
                 if delta is not None:
                     await on_chunk(delta)
-            return await stream.get_final_message()
+            message = await stream.get_final_message()
+        for index, pieces in texts.items():
+            tool_id = tools.get(index, ("?", ""))[0]
+            inputs[index] = parse_tool_arguments(PROVIDER, tool_id, "".join(pieces))
+        return message
+
+
+def _exact_inputs(body: bytes) -> dict[int, Any]:
+    """Each tool_use block's input in a Messages response body, numbers exact."""
+    try:
+        content = jsonvalues.loads(body).get("content") or []
+    except (ValueError, AttributeError):
+        return {}  # the SDK parsed it; what it made of it is decoded as usual
+    return {
+        i: block.get("input")
+        for i, block in enumerate(content)
+        if isinstance(block, dict) and block.get("type") == "tool_use"
+    }

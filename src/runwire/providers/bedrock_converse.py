@@ -17,6 +17,10 @@ Contract (beyond :mod:`runwire.providers.base`):
   and decoded by the same decoder, so both give the same parts.
 - Credentials come from the usual AWS chain (environment, profile, role)
   unless given; ``endpoint_url`` points at another endpoint (a test server).
+- Tool input keeps every digit the model wrote: botocore parses numbers as
+  floats, so a ``converse`` response's toolUse inputs are re-read from its
+  body by :mod:`runwire.contract.jsonvalues` (an ``after-call`` hook on the
+  client); streamed input is parsed from its text the same way.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from runwire.contract import jsonvalues
 from runwire.errors import ConfigurationError, ProviderError
 from runwire.providers.base import (
     ChunkHandler,
@@ -59,6 +64,20 @@ _STOP_REASONS: dict[str, StopReason] = {
 }
 
 _DONE = object()
+
+
+def _exact_tool_inputs(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+    """botocore's ``after-call`` hook: toolUse inputs from the body, numbers exact."""
+    content = ((parsed.get("output") or {}).get("message") or {}).get("content") or []
+    if not any(isinstance(block, dict) and "toolUse" in block for block in content):
+        return
+    try:
+        exact = jsonvalues.loads(http_response.content)["output"]["message"]["content"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return  # not a Converse body: what botocore parsed is decoded as usual
+    for block, raw in zip(content, exact, strict=False):
+        if "toolUse" in block and isinstance(raw, dict) and "input" in raw.get("toolUse", {}):
+            block["toolUse"]["input"] = raw["toolUse"]["input"]
 
 
 class BedrockConverseProvider(ProviderLifecycle):
@@ -104,6 +123,9 @@ class BedrockConverseProvider(ProviderLifecycle):
                     "the bedrock provider needs an AWS region: set AWS_DEFAULT_REGION "
                     "(or the region of the AWS profile in use)"
                 ) from exc
+        events = getattr(getattr(client, "meta", None), "events", None)
+        if events is not None:
+            events.register("after-call.bedrock-runtime.Converse", _exact_tool_inputs)
         self._client = client
         self._executor = ThreadPoolExecutor(
             max_workers=max_concurrency, thread_name_prefix="runwire-bedrock"

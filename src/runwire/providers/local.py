@@ -34,8 +34,10 @@ import re
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from runwire.contract import jsonvalues
 from runwire.errors import ProviderError
 from runwire.providers.base import (
     AssistantPart,
@@ -250,7 +252,7 @@ def stream_deltas(parts: Sequence[AssistantPart], chunk_chars: int = 12) -> list
                 for piece in _pieces(part.text, chunk_chars)
             )
         else:
-            raw = json.dumps(part.input, separators=(",", ":"), sort_keys=True)
+            raw = jsonvalues.dumps_text(part.input, sort_keys=True)  # numbers exact
             deltas.extend(
                 StreamDelta(
                     kind="tool_input",
@@ -481,7 +483,7 @@ def _result_text(content: Any) -> str:
         texts = [str(item.get("text", "")) for item in content if item.get("type") == "text"]
         if texts:
             return "".join(texts)
-    return json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return jsonvalues.dumps_text(content, sort_keys=True)
 
 
 # --- determinism and integrity -------------------------------------------------------
@@ -494,6 +496,8 @@ def _canonical(request: ModelRequest) -> str:
     def default(value: object) -> object:
         if isinstance(value, bytes):
             return base64.b64encode(value).decode()
+        if isinstance(value, Decimal):  # its exact text: only hashed, never parsed
+            return str(value)
         raise TypeError(f"cannot encode {type(value).__name__}")
 
     payload = {
@@ -536,7 +540,7 @@ def _part_text(part: AssistantPart) -> str:
         return part.text or ""
     if isinstance(part, TextPart):
         return part.text
-    return json.dumps(part.input, sort_keys=True)
+    return jsonvalues.dumps_text(part.input, sort_keys=True)
 
 
 def _pieces(text: str, size: int) -> list[str]:

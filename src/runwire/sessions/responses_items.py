@@ -22,16 +22,19 @@ Messages -> items (:func:`messages_to_items`): user text ->
 ``{"role": "assistant", "content": ...}``, tool_use -> ``function_call``,
 tool_result -> ``function_call_output`` (JSON content as JSON text); thinking
 is left out (it is not OpenAI's to take back).
+
+JSON text both ways (``arguments``, tool output) is read and written by
+:mod:`runwire.contract.jsonvalues`: numbers keep every digit (docs/json-numbers.md).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runwire.contract import jsonvalues
 from runwire.memory.checks import InputError
 from runwire.sessions.content import to_message
 from runwire.transcript.messages import Message, Part, TextPart, ToolResultPart, ToolUsePart
@@ -86,7 +89,7 @@ def _arguments(raw: Any) -> dict[str, Any]:
     if isinstance(raw, Mapping):
         return dict(raw)
     try:
-        parsed = json.loads(raw) if isinstance(raw, str) and raw else {}
+        parsed = jsonvalues.loads(raw) if isinstance(raw, str) and raw else {}
     except ValueError:
         return {"arguments": raw}
     return parsed if isinstance(parsed, dict) else {"arguments": parsed}
@@ -165,7 +168,7 @@ def items_to_messages(
 
 
 def _content(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, str) else jsonvalues.dumps_text(value)
 
 
 def messages_to_items(messages: Sequence[Message]) -> list[dict[str, Any]]:
@@ -181,7 +184,7 @@ def messages_to_items(messages: Sequence[Message]) -> list[dict[str, Any]]:
                         "type": "function_call",
                         "call_id": part.id,
                         "name": part.name,
-                        "arguments": json.dumps(part.input, ensure_ascii=False),
+                        "arguments": jsonvalues.dumps_text(part.input),
                     }
                 )
             elif isinstance(part, ToolResultPart):

@@ -9,7 +9,9 @@ Encoding contract:
   the very same string; bytes that are not UTF-8 did not come from Anthropic
   and are refused with :class:`EncodingError`.
 - Tool result content is text: strings as they are, other JSON values as
-  compact JSON.
+  compact JSON with every digit. Tool input holding a number a float cannot
+  carry is refused with :class:`EncodingError`: the SDK writes the request
+  with Python's ``json``, which would round it (docs/json-numbers.md).
 - ``thinking`` is the thinking budget in tokens: it adds
   ``{"type": "enabled", "budget_tokens": thinking}``.
 - Tool names that providers refuse go out as :func:`wire_tool_name`;
@@ -31,6 +33,7 @@ from runwire.providers.encoders.common import (
     ToolSpec,
     as_mapping,
     json_text,
+    require_float_numbers,
     unsupported,
     wire_names,
     wire_tool_name,
@@ -146,7 +149,9 @@ def _block(part: Part, index: int) -> dict[str, Any]:
             "type": "tool_use",
             "id": part.id,
             "name": wire_tool_name(part.name),
-            "input": part.input,
+            "input": require_float_numbers(
+                PROVIDER, part.input, f"the input of tool_use {part.id!r}"
+            ),
         }
     return _result(part)
 

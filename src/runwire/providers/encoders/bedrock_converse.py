@@ -7,7 +7,11 @@ Encoding contract:
   ``toolResult`` (``status`` ``"error"`` for error results, else
   ``"success"``).
 - Tool result content: a JSON object goes as ``{"json": ...}``, a string as
-  ``{"text": ...}``, any other JSON value as compact JSON text.
+  ``{"text": ...}``, any other JSON value as compact JSON text; so does an
+  object holding a number a float cannot carry (boto3 writes ``json`` blocks
+  with Python's ``json``, which would round it): the text keeps every digit.
+- Tool input holding such a number is refused with :class:`EncodingError`
+  (a ``toolUse`` input must be a JSON document; docs/json-numbers.md).
 - Converse refuses ``toolUse`` / ``toolResult`` blocks without a
   ``toolConfig``, so a transcript with tools and no ``tools`` given is refused
   here with :class:`EncodingError` rather than by the service.
@@ -27,12 +31,14 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from runwire.contract.jsonvalues import has_decimal
 from runwire.providers.encoders.common import (
     EncodingError,
     TokenUsage,
     ToolSpec,
     as_mapping,
     json_text,
+    require_float_numbers,
     unsupported,
     wire_names,
     wire_tool_name,
@@ -159,14 +165,16 @@ def _block(part: Part) -> dict[str, Any]:
             "toolUse": {
                 "toolUseId": part.id,
                 "name": wire_tool_name(part.name),
-                "input": part.input,
+                "input": require_float_numbers(
+                    PROVIDER, part.input, f"the input of tool_use {part.id!r}"
+                ),
             }
         }
     return {"toolResult": _result(part)}
 
 
 def _result(part: ToolResultPart) -> dict[str, Any]:
-    if isinstance(part.content, dict):
+    if isinstance(part.content, dict) and not has_decimal(part.content):
         content: dict[str, Any] = {"json": part.content}
     else:
         content = {"text": json_text(part.content)}

@@ -1,15 +1,23 @@
-"""What every provider encoder shares: tool specs, usage, names, JSON text."""
+"""What every provider encoder shares: tool specs, usage, names, JSON text.
+
+JSON text is written and read by :mod:`runwire.contract.jsonvalues`, numbers
+exact: tool arguments and text tool results carry every digit. Encoders whose
+SDK writes the request with Python's ``json`` (Anthropic, Bedrock) cannot put a
+``Decimal`` (a number no float writes) into a JSON object of the request:
+:func:`require_float_numbers` refuses it with :class:`EncodingError` rather than
+letting it be rounded (docs/json-numbers.md).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from runwire.contract import jsonvalues
 from runwire.errors import ContractError, ProviderError
 
 __all__ = [
@@ -19,6 +27,7 @@ __all__ = [
     "as_mapping",
     "json_text",
     "parse_tool_arguments",
+    "require_float_numbers",
     "unsupported",
     "wire_names",
     "wire_tool_name",
@@ -79,7 +88,19 @@ def json_text(value: Any) -> str:
     """A JSON value as text for providers that only take text; strings pass as they are."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return jsonvalues.dumps_text(value)
+
+
+def require_float_numbers(provider: str, value: Any, where: str) -> Any:
+    """``value`` when every number in it is an int or a float (what the provider's
+    SDK writes exactly), else :class:`EncodingError` naming the place."""
+    if jsonvalues.has_decimal(value):
+        raise EncodingError(
+            f"{provider}: {where} holds a number a float cannot carry exactly "
+            f"({jsonvalues.dumps_text(value)[:200]}), and the SDK would round it: "
+            "refused rather than changed (see docs/json-numbers.md)"
+        )
+    return value
 
 
 def parse_tool_arguments(provider: str, tool_use_id: str, arguments: str | None) -> dict[str, Any]:
@@ -92,8 +113,8 @@ def parse_tool_arguments(provider: str, tool_use_id: str, arguments: str | None)
     if not arguments or not arguments.strip():
         return {}
     try:
-        value = json.loads(arguments)
-    except json.JSONDecodeError as e:
+        value = jsonvalues.loads(arguments)  # numbers exact
+    except ValueError as e:
         raise ProviderError(
             f"{provider}: tool call {tool_use_id!r} has arguments that are not JSON "
             f"({e}): {arguments[:200]!r}",

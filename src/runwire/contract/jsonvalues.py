@@ -1,0 +1,292 @@
+"""JSON values with exact numbers: the one place runwire parses and writes them.
+
+Contract (the rule is written out in docs/json-numbers.md):
+- A JSON number is the decimal its text writes; runwire keeps that decimal
+  exactly through events, Avro records, caches, stores and encoders.
+- In Python: an integer literal (no fraction, no exponent) is an ``int`` of any
+  size (up to ``MAX_INT_DIGITS`` digits, Python's own limit); any other number
+  is a ``float`` when the float writes back as the same decimal (``0.1``,
+  ``1e308``, ``-0.0``: JSON as usual), else a :class:`~decimal.Decimal`
+  holding the text's exact value (``0.10000000000000000555``, ``1e400``).
+- :func:`canonical` gives a Python value that form: a ``Decimal`` a float
+  writes the same becomes that float, one without fraction or exponent (``5``)
+  an ``int``. ``loads(dumps(v)) == v``, same types, for every canonical ``v``.
+- :func:`loads` refuses what is not JSON (NaN, Infinity, trailing data);
+  :func:`canonical` refuses what JSON cannot hold (non-finite numbers, tuples,
+  sets, bytes, non-string keys, other objects), naming where in the value.
+- :func:`dumps` writes compact UTF-8 JSON, key order kept: ints as digits,
+  floats as their shortest text, Decimals as their exact text.
+- :func:`jsonb_text` is the spelling for Postgres ``jsonb``, whose ``numeric``
+  drops exponents (``1e308`` comes back as 309 digits): every non-integer
+  number is written positionally with a fraction, so it reads back as one.
+  :func:`stored_problem` says what ``numeric`` cannot hold (``-0.0``, too many
+  digits).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import sys
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "MAX_INT_DIGITS",
+    "JsonValueError",
+    "bytes_as_base64",
+    "canonical",
+    "dumps",
+    "dumps_text",
+    "has_decimal",
+    "jsonb_text",
+    "loads",
+    "number",
+    "stored_problem",
+]
+
+MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300
+"""The most digits an integer may have (Python's int/str conversion limit)."""
+
+# Postgres numeric: up to 131072 digits before the decimal point, 16383 after.
+_PG_INT_DIGITS = 131072
+_PG_FRACTION_DIGITS = 16383
+
+
+class JsonValueError(ValueError):
+    """Not a JSON value, or not JSON text; the message says what and where."""
+
+
+def number(text: str) -> int | float | Decimal:
+    """The Python value of one JSON number's ``text`` (the contract's form)."""
+    if "." not in text and "e" not in text and "E" not in text:
+        return int(text)
+    value = float(text)
+    if math.isfinite(value):
+        shortest = repr(value)
+        # Most texts are a float's shortest text already; else compare the decimals.
+        if shortest == text or Decimal(shortest) == Decimal(text):
+            return value
+    return Decimal(text)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JsonValueError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(parse_float=number, parse_constant=_refuse_constant)
+
+
+def loads(data: str | bytes | bytearray | memoryview) -> Any:
+    """The JSON value in ``data`` (UTF-8 bytes or text), numbers exact."""
+    if not isinstance(data, str):
+        data = bytes(data)
+    # Fast path: what orjson parses and writes back byte for byte has every
+    # number as a float's shortest text or a 64-bit integer: parsed exactly.
+    try:
+        value = orjson.loads(data)
+        if orjson.dumps(value) == (data if isinstance(data, bytes) else data.encode()):
+            return value
+    except (orjson.JSONDecodeError, TypeError, UnicodeEncodeError):
+        pass
+    text = data if isinstance(data, str) else _utf8(data)
+    try:
+        return _DECODER.decode(text)
+    except JsonValueError:
+        raise
+    except json.JSONDecodeError as e:
+        raise JsonValueError(f"not JSON: {e}") from None
+    except ValueError as e:  # an integer over MAX_INT_DIGITS
+        raise JsonValueError(f"not a JSON value runwire keeps: {e}") from None
+
+
+def _utf8(data: bytes) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise JsonValueError(f"not UTF-8: {e}") from None
+
+
+def _fragment(value: Any) -> orjson.Fragment:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(_decimal_text(value, "a number"))
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def _decimal_text(value: Decimal, where: str) -> str:
+    if not value.is_finite():
+        raise JsonValueError(f"{where} is {value}, which JSON cannot hold")
+    return str(value)
+
+
+def _big_ints(value: Any) -> Any:
+    """``value`` with integers beyond 64 bits as fragments (orjson refuses them)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if -(2**63) <= value < 2**64:
+            return value
+        return orjson.Fragment(str(value))
+    if isinstance(value, dict):
+        return {k: _big_ints(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_big_ints(v) for v in value]
+    return value
+
+
+def dumps(
+    value: Any, *, sort_keys: bool = False, default: Callable[[Any], Any] | None = None
+) -> bytes:
+    """Compact UTF-8 JSON of ``value``, numbers exact (key order kept unless ``sort_keys``).
+
+    ``default`` turns other objects into JSON values (as orjson's); Decimals are
+    written by their text whatever it does.
+    """
+    option = orjson.OPT_SORT_KEYS if sort_keys else 0
+
+    def fallback(o: Any) -> Any:
+        if isinstance(o, Decimal) or default is None:
+            return _fragment(o)
+        return default(o)
+
+    try:
+        return orjson.dumps(value, default=fallback, option=option)
+    except orjson.JSONEncodeError as e:
+        if "Integer exceeds 64-bit range" not in str(e):
+            raise JsonValueError(f"not a JSON value: {e}") from None
+    try:
+        return orjson.dumps(_big_ints(value), default=fallback, option=option)
+    except orjson.JSONEncodeError as e:
+        raise JsonValueError(f"not a JSON value: {e}") from None
+
+
+def bytes_as_base64(value: Any) -> str:
+    """A :func:`dumps` ``default`` for models dumped in Python mode: bytes as
+    URL-safe base64, the way pydantic's ``ser_json_bytes="base64"`` writes them."""
+    if isinstance(value, bytes):
+        return base64.urlsafe_b64encode(value).decode()
+    raise TypeError(f"{type(value).__name__} is not a JSON value")
+
+
+def dumps_text(value: Any, *, sort_keys: bool = False) -> str:
+    """:func:`dumps` as ``str``."""
+    return dumps(value, sort_keys=sort_keys).decode()
+
+
+def canonical(value: Any, where: str = "value") -> Any:
+    """``value`` in the contract's form (``value`` itself when it already is).
+
+    Raises :class:`JsonValueError` naming the place (``where``, then the path
+    inside) of the first thing JSON cannot hold.
+    """
+    # Fast path: orjson writes it and reads back an equal value (no Decimal, no
+    # big integer, no NaN, which orjson would write as null, no tuple).
+    try:
+        if orjson.loads(orjson.dumps(value)) == value:
+            return value
+    except (TypeError, orjson.JSONDecodeError):
+        pass
+    return _canonical(value, where)
+
+
+def _canonical(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        try:
+            str(value)  # Python refuses integers over MAX_INT_DIGITS digits here
+        except ValueError:
+            raise JsonValueError(f"{where}: an integer over {MAX_INT_DIGITS} digits") from None
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise JsonValueError(f"{where} is {value}, which JSON cannot hold")
+        return value
+    if isinstance(value, Decimal):
+        return number(_decimal_text(value, where))
+    if isinstance(value, list):
+        return [_canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise JsonValueError(f"{where} has the key {k!r:.50}: JSON keys are strings")
+            out[k] = _canonical(v, f"{where}.{k}")
+        return out
+    if isinstance(value, tuple):
+        raise JsonValueError(f"{where} is a tuple: a JSON array is a list")
+    raise JsonValueError(f"{where} is a {type(value).__name__}, not a JSON value: {value!r:.100}")
+
+
+def has_decimal(value: Any) -> bool:
+    """True when ``value`` holds a Decimal (a number a float cannot write)."""
+    if isinstance(value, Decimal):
+        return True
+    if isinstance(value, dict):
+        return any(has_decimal(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_decimal(v) for v in value)
+    return False
+
+
+def _stored_number(value: float | Decimal) -> Decimal:
+    return Decimal(repr(value)) if isinstance(value, float) else value
+
+
+def stored_problem(value: Any, where: str = "value") -> tuple[str, str] | None:
+    """Where and why Postgres ``jsonb`` cannot keep ``value`` exactly (None: it can)."""
+    return _stored_problem(value, where, signed_zero=True)
+
+
+def _stored_problem(value: Any, where: str, *, signed_zero: bool) -> tuple[str, str] | None:
+    if isinstance(value, float | Decimal):
+        d = _stored_number(value)
+        if not d.is_finite():
+            return where, f"{value} is not a JSON number"
+        if signed_zero and d.is_zero() and d.is_signed():
+            return where, "is -0.0: Postgres numeric has no negative zero (write 0.0)"
+        if d.adjusted() + 1 > _PG_INT_DIGITS:
+            return where, f"a number over {_PG_INT_DIGITS} digits, which Postgres cannot store"
+        if -int(d.as_tuple().exponent) > _PG_FRACTION_DIGITS:
+            return where, (
+                f"a number with over {_PG_FRACTION_DIGITS} digits after the point, "
+                "which Postgres cannot store"
+            )
+        return None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _stored_problem(v, f"{where}.{k}", signed_zero=signed_zero)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _stored_problem(v, f"{where}[{i}]", signed_zero=signed_zero)
+            if found:
+                return found
+    return None
+
+
+def _positional(value: Any) -> Any:
+    if isinstance(value, float | Decimal):
+        plain = format(_stored_number(value), "f")
+        return orjson.Fragment(plain if "." in plain else plain + ".0")
+    if isinstance(value, dict):
+        return {k: _positional(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_positional(v) for v in value]
+    return value
+
+
+def jsonb_text(value: Any, where: str = "value") -> str:
+    """JSON text of ``value`` that Postgres ``jsonb`` reads back as the same value
+    (``-0.0`` aside: ``numeric`` makes it ``0.0``; :func:`stored_problem` says so).
+
+    Raises :class:`JsonValueError` for a number over ``numeric``'s digits (checked
+    before any number is written out, so a huge exponent costs nothing).
+    """
+    problem = _stored_problem(value, where, signed_zero=False)
+    if problem is not None:
+        raise JsonValueError(f"{problem[0]}: {problem[1]}")
+    return dumps(_positional(value)).decode()
