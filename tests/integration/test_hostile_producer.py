@@ -338,25 +338,20 @@ async def test_an_event_over_the_limits_is_refused_alike_and_the_watchdog_goes_o
     assert [s.run_id for s in failed] == ["stalled-beside-it"]
 
 
-# Known disagreements: each xfail test below states the rule and fails today (strict:
-# when a fix lands it passes, and the mark must go, with the draw it limits).
-
-
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="the run-status store's token sums are bigint"
-)
-async def test_token_counts_past_a_bigint_are_read_alike(settings: Settings) -> None:
+async def test_token_counts_past_what_a_model_reports_are_refused_alike(
+    settings: Settings,
+) -> None:
     """Usage counts are Avro longs; the run-status store adds a run's counts up in a
-    ``bigint``: a second ``usage`` that takes the sum past 2**63 - 1 fails there
-    (``apply_failed``, a reason outside the vocabulary) while every other consumer
-    applies it."""
+    ``bigint``. A count beyond what any model call reports (over 2**31 - 1, or
+    negative) is refused by every consumer (``invalid_event``), so no sum can
+    overflow in one store while the others apply it."""
     parts = await partitions_of(settings)
     usage = event_schemas()["usage"]
     records = []
-    for tokens in (2**63 - 1, 1):
+    for tokens in (2**63 - 1, -1, 2**31 - 1):
         _, record = plausible_run_event("many-tokens", "", uuid.uuid4(), kind="run_started")
         record["type"] = "usage"
         record["payload"] = {"model": "m", "provider": "p", "input_tokens": tokens}
         records.append(good_record(usage, record, parts, "repaired"))
     got = await outcomes_of(settings, records)
-    assert [set(g.values()) for g in got] == [{None}, {None}], got
+    assert [set(g.values()) for g in got] == [{"invalid_event"}, {"invalid_event"}, {None}], got

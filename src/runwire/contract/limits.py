@@ -26,6 +26,7 @@ Contract (also in ``schemas/README.md`` for producers in other languages):
   131,072 digits before the point and 16,383 after (docs/json-numbers.md).
   Transcript text (messages, thinking, tool input and output) only goes to
   Kafka and Redis and is not restricted here.
+- **Token counts** of a ``usage`` event are 0 to :data:`MAX_TOKENS`.
 - The whole encoded event is at most ``Settings.max_event_bytes`` (the codec
   refuses more with ``EventTooLargeError``), which is below the producer's
   maximum request size.
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_LABELS",
     "MAX_LABEL_KEY_CHARS",
     "MAX_LABEL_VALUE_CHARS",
+    "MAX_TOKENS",
     "IdText",
     "LabelMap",
     "StoredText",
@@ -70,6 +72,9 @@ MAX_ID_CHARS = 200
 """Longest id, in characters (what the HTTP API's path parameters allowed already)."""
 MAX_LABELS = 32
 """Most labels in one map (the envelope's, or ``run_started``'s payload's)."""
+MAX_TOKENS = 2**31 - 1
+"""Most tokens one ``usage`` event may report per count: far beyond any model call,
+and small enough that a run's sums stay within the run-status store's ``bigint``."""
 MAX_LABEL_KEY_CHARS = 100
 MAX_LABEL_VALUE_CHARS = 1000
 
@@ -181,6 +186,10 @@ _PAYLOAD_IDS = frozenset({"agent_id", "parent_run_id", "user_id", "thread_id"})
 # Tool call ids come from model providers and land in the run-status store's
 # pending calls: stored text of bounded length (an empty one is the ledger's to refuse).
 _TOOL_IDS = frozenset({"id", "tool_use_id"})
+# The counts of a ``usage`` event.
+_TOKEN_COUNTS = frozenset(
+    {"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"}
+)
 # Payloads that projections keep in Postgres (run lifecycle, sessions, memory).
 _STORED = frozenset(
     {
@@ -237,6 +246,8 @@ def check_event(event: Event) -> None:
                 raise InputError(field, why)
         elif stored:
             _check_stored(value, field)
+        elif name in _TOKEN_COUNTS and not 0 <= value <= MAX_TOKENS:
+            raise InputError(field, f"{value} is not a token count (0 to {MAX_TOKENS})")
 
 
 def _valid_id(value: str) -> str:
