@@ -21,6 +21,8 @@ from runwire.contract.events import (
     Event,
     EventPayload,
     EventType,
+    FrameworkItem,
+    ItemPopped,
     MemoryDeleted,
     MemorySet,
     PlannerNote,
@@ -85,6 +87,12 @@ PAYLOADS: dict[EventType, EventPayload] = {
             policy={"history_runs": 5},
             provider="anthropic",
         ),
+        FrameworkItem(
+            framework="openai_agents",
+            item={"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA"},
+            events=2,
+        ),
+        ItemPopped(item_event_id="0190a0b0-0000-7000-8000-000000000001"),
         SessionCreated(user_id="u1", metadata={"title": "chat", "tags": ["a"]}),
         SessionMetadataSet(key="title", value="new title"),
         SessionEnded(reason="done"),
@@ -209,6 +217,10 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
         policy=json_objects,
         provider=_texts,
     ),
+    EventType.FRAMEWORK_ITEM: st.builds(
+        FrameworkItem, framework=_texts, item=json_values, events=st.integers(0, 2**31)
+    ),
+    EventType.ITEM_POPPED: st.builds(ItemPopped, item_event_id=_texts),
     EventType.SESSION_CREATED: st.builds(
         SessionCreated, user_id=st.none() | _ids, metadata=json_objects
     ),

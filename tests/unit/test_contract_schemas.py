@@ -33,6 +33,8 @@ RELEASED = {
     "checkpoint_thread_deleted.v1.avsc": "969c05ac54799c4b",
     "checkpoint_writes.v1.avsc": "7995d65d712f01ed",
     "context_seeded.v1.avsc": "3d560c0bcd94f12c",
+    "framework_item.v1.avsc": "df4267035f248190",
+    "item_popped.v1.avsc": "f82e07a239a7a1ef",
     "memory_deleted.v1.avsc": "c795f83b8111dbb0",
     "memory_set.v1.avsc": "471dbade080e8668",
     "planner_note.v1.avsc": "07a49f9daf83855d",

@@ -64,6 +64,8 @@ class EventType(StrEnum):
     PLANNER_NOTE = "planner_note"
     USAGE = "usage"
     CONTEXT_SEEDED = "context_seeded"
+    FRAMEWORK_ITEM = "framework_item"
+    ITEM_POPPED = "item_popped"
     SESSION_CREATED = "session_created"
     SESSION_METADATA_SET = "session_metadata_set"
     SESSION_ENDED = "session_ended"
@@ -292,6 +294,35 @@ class ContextSeeded(EventPayload):
     provider: str
 
 
+class FrameworkItem(EventPayload):
+    """An item an agent framework stored in a session, kept exactly as it was given.
+
+    ``item`` is the framework's item (for the OpenAI Agents SDK a Responses API
+    input item) as a JSON value; ``framework`` names whose it is
+    (``openai_agents``). ``events`` is how many of the run's canonical
+    transcript events right before this one (in the same batch) stand for the
+    item: 0 when it has no place in a canonical transcript (reasoning, hosted
+    tool calls...), and it is then kept only here. See
+    :mod:`runwire.transcript.items`.
+    """
+
+    event_type = EventType.FRAMEWORK_ITEM
+
+    framework: str
+    item: JsonValue = None
+    events: int = 0
+
+
+class ItemPopped(EventPayload):
+    """The framework item written by event ``item_event_id`` of this run is taken
+    back (the Agents SDK's ``pop_item``): the log keeps both, projections hide
+    the item and the canonical events that stand for it."""
+
+    event_type = EventType.ITEM_POPPED
+
+    item_event_id: str
+
+
 # -- session -----------------------------------------------------------------
 
 
@@ -429,6 +460,8 @@ Payload = (
     | PlannerNote
     | Usage
     | ContextSeeded
+    | FrameworkItem
+    | ItemPopped
     | SessionCreated
     | SessionMetadataSet
     | SessionEnded
