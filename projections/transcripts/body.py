@@ -11,7 +11,9 @@ A body is one Redis hash (so it expires as one), with:
 - ``st`` - the ledger's open state as a JSON array: the open assistant
   parts, the tool_use ids awaiting results, the results in arrival order, the
   open user text (what :class:`~runwire.transcript.ledger.LedgerState` holds
-  besides the committed messages).
+  besides the committed messages); for a run with framework items a fifth
+  element, their :class:`~runwire.transcript.items.ItemsState` (rewritten
+  with every write: items live in runs of one turn).
 - ``a`` - one ``event_id=digest`` line per applied event (what drops
   re-published duplicates), appended to.
 
@@ -42,6 +44,7 @@ from pydantic import TypeAdapter
 from runwire.contract import jsonvalues
 from runwire.errors import ContractError
 from runwire.projections.transcripts.store import BodyAppend, RunBody
+from runwire.transcript.items import ItemsState
 from runwire.transcript.ledger import LedgerState, TranscriptBuilder, TranscriptState
 from runwire.transcript.messages import Message, Part, TextPart, ToolResultPart, ToolUsePart
 
@@ -96,10 +99,12 @@ def _validate(adapter: TypeAdapter[T], data: bytes) -> T:
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """How much of a builder is already stored: committed messages, applied events."""
+    """How much of a builder is already stored: committed messages, applied events,
+    pops that took canonical events back."""
 
     committed: int
     applied: int
+    rewinds: int = 0
 
 
 # The builder's own state, read without the deep copy ``TranscriptBuilder.state``
@@ -117,7 +122,7 @@ def _applied(builder: TranscriptBuilder) -> dict[str, str]:
 
 
 def mark(builder: TranscriptBuilder) -> Mark:
-    return Mark(len(_ledger(builder).messages), len(_applied(builder)))
+    return Mark(len(_ledger(builder).messages), len(_applied(builder)), builder.rewinds)
 
 
 def _join(messages: list[Message]) -> bytes:
@@ -134,14 +139,17 @@ def _open_parts(builder: TranscriptBuilder) -> tuple[bytes, bytes]:
     """
     ledger = _ledger(builder)
     assistant = _dump(_PARTS, ledger.assistant)
-    state = b",".join(
-        (
-            assistant,
-            _IDS.dump_json(ledger.awaiting),
-            _dump(_RESULTS, ledger.results),
-            _TEXTS.dump_json(ledger.user_text),
-        )
-    )
+    fields = [
+        assistant,
+        _IDS.dump_json(ledger.awaiting),
+        _dump(_RESULTS, ledger.results),
+        _TEXTS.dump_json(ledger.user_text),
+    ]
+    items = builder.items_state
+    if items is not None:
+        # The items are the framework's JSON: numbers exact.
+        fields.append(jsonvalues.dumps(items.model_dump()))
+    state = b",".join(fields)
     if ledger.assistant:
         open_message = b'{"role":"assistant","parts":' + assistant + b"}"
     else:
@@ -206,8 +214,28 @@ def decode_runs(runs: Sequence[bytes]) -> list[list[Message]]:
     return _validate(RUNS, b"[" + b",".join(runs) + b"]")
 
 
+def decode_items(state: bytes) -> ItemsState | None:
+    """The framework-item state in a body's ``st`` (None: the run has none)."""
+    return _split_items(state)[1]
+
+
+def _split_items(state: bytes) -> tuple[bytes, ItemsState | None]:
+    """``st`` as the four-element open state, and the items state (None: none)."""
+    if not _has_items(state):
+        return state, None
+    parsed = jsonvalues.loads(state)
+    open_state = jsonvalues.dumps(parsed[:4], default=jsonvalues.bytes_as_base64)
+    return open_state, ItemsState.model_validate(parsed[4])
+
+
+def _has_items(state: bytes) -> bool:
+    # The fifth element is the only object at the top level of ``st``.
+    return state.endswith(b"}]")
+
+
 def restore_builder(run_id: str, body: RunBody) -> TranscriptBuilder:
-    assistant, awaiting, results, user_text = _validate(_OPEN_STATE, body.state)
+    state, items = _split_items(body.state)
+    assistant, awaiting, results, user_text = _validate(_OPEN_STATE, state)
     committed = _validate(MESSAGES, b"[" + body.committed + b"]")
     if len(committed) != body.count:
         raise ContractError(
@@ -223,5 +251,5 @@ def restore_builder(run_id: str, body: RunBody) -> TranscriptBuilder:
     )
     applied = dict(line.split("=", 1) for line in body.applied.decode().splitlines() if line)
     return TranscriptBuilder(
-        run_id, state=TranscriptState(run_id=run_id, ledger=ledger, applied=applied)
+        run_id, state=TranscriptState(run_id=run_id, ledger=ledger, applied=applied, items=items)
     )

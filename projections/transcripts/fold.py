@@ -121,6 +121,12 @@ def fold_run(
             expected_last=head.last,
             expected_body=head.has_body,
             meta=dataclasses.replace(meta, last=changed_at),
-            body=encode_append(builder, stored) if head.has_body else encode_body(builder),
+            # A pop that took canonical events back changed committed messages:
+            # the body is written whole then (appends only ever add).
+            body=(
+                encode_append(builder, stored)
+                if head.has_body and builder.rewinds == stored.rewinds
+                else encode_body(builder)
+            ),
         )
     return out

@@ -43,6 +43,11 @@ Contract (:class:`TranscriptBuilder`, :func:`build_messages_from_events`):
   holds for every event of the run, also those that make no message.
 - A refused event raises :class:`LedgerError` naming the run, the event id and
   the rule, and leaves the builder's state unchanged.
+- ``framework_item`` / ``item_popped`` keep and take back an agent
+  framework's items beside the messages (:mod:`runwire.transcript.items`):
+  ``items()`` gives the live ones; a pop in an item run takes back the
+  canonical events that stand for the item, so ``messages()`` no longer
+  shows them either.
 """
 
 from __future__ import annotations
@@ -53,9 +58,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from runwire.contract.events import (
+    PAYLOAD_TYPES,
     AssistantText,
     Event,
     EventPayload,
+    EventType,
+    FrameworkItem,
+    ItemPopped,
+    RunStarted,
     Thinking,
     ToolResult,
     ToolUse,
@@ -63,6 +73,7 @@ from runwire.contract.events import (
 )
 from runwire.contract.identity import CONFLICTING_DUPLICATE, payload_digest
 from runwire.transcript.errors import LedgerError
+from runwire.transcript.items import ITEMS_LABEL, ItemsState, KeptItem, KeptPayload
 from runwire.transcript.messages import (
     Message,
     Part,
@@ -308,7 +319,7 @@ class Ledger:
 
 # -- the log-fed fold ----------------------------------------------------------
 
-_TRANSCRIPT_PAYLOADS = (UserMessage, Thinking, AssistantText, ToolUse, ToolResult)
+_CANONICAL_PAYLOADS = (UserMessage, Thinking, AssistantText, ToolUse, ToolResult)
 
 
 class TranscriptState(BaseModel):
@@ -321,6 +332,8 @@ class TranscriptState(BaseModel):
     applied: dict[str, str] = Field(default_factory=dict)
     """Digest of every applied event's body, by event id (transcript events and,
     since the digest check covers every event of the run, the others too)."""
+    items: ItemsState | None = None
+    """Framework items (None for a run that never had one and keeps nothing)."""
 
 
 class TranscriptBuilder:
@@ -332,6 +345,9 @@ class TranscriptBuilder:
         self._run_id = run_id if run_id is not None else (state.run_id if state else None)
         self._ledger = Ledger(state.ledger if state else None)
         self._applied: dict[str, str] = dict(state.applied) if state else {}
+        self._items: ItemsState | None = (
+            state.items.model_copy(deep=True) if state is not None and state.items else None
+        )
 
     @property
     def run_id(self) -> str | None:
@@ -340,8 +356,25 @@ class TranscriptBuilder:
     @property
     def state(self) -> TranscriptState:
         return TranscriptState(
-            run_id=self._run_id, ledger=self._ledger.state, applied=dict(self._applied)
+            run_id=self._run_id,
+            ledger=self._ledger.state,
+            applied=dict(self._applied),
+            items=self._items.model_copy(deep=True) if self._items else None,
         )
+
+    @property
+    def items_state(self) -> ItemsState | None:
+        """The framework-item state itself (not a copy): for the cache's encoder."""
+        return self._items
+
+    @property
+    def rewinds(self) -> int:
+        """How many pops took canonical events back (committed messages changed)."""
+        return self._items.rewinds if self._items else 0
+
+    def items(self) -> list[KeptItem]:
+        """The run's live framework items, in log order."""
+        return list(self._items.items) if self._items else []
 
     @property
     def awaiting_tool_results(self) -> list[str]:
@@ -384,20 +417,98 @@ class TranscriptBuilder:
                 run_id=self._run_id,
                 event_id=event.event_id,
             )
-        if isinstance(payload, _TRANSCRIPT_PAYLOADS):
-            try:
+        try:
+            if isinstance(payload, RunStarted) and ITEMS_LABEL in payload.labels:
+                self._start_item_run()
+            elif isinstance(payload, FrameworkItem):
+                self._keep_item(event.event_id, payload)
+            elif isinstance(payload, ItemPopped):
+                self._pop_item(payload.item_event_id)
+            elif isinstance(payload, _CANONICAL_PAYLOADS):
                 self._fold(payload)
-            except LedgerError as e:
-                raise e.at(run_id=self._run_id, event_id=event.event_id) from e
+                if self._items is not None and self._items.keep:
+                    self._items.kept.append(KeptPayload.of(payload))
+        except LedgerError as e:
+            raise e.at(run_id=self._run_id, event_id=event.event_id) from e
         self._applied[event.event_id] = digest
         return True
+
+    def _start_item_run(self) -> None:
+        """An item run keeps its canonical payloads from its start; a ``run_started``
+        that comes after content (or again) changes nothing."""
+        if self._items is not None or self._ledger.build_messages():
+            return
+        self._items = ItemsState(keep=True)
+
+    def _keep_item(self, event_id: str, payload: FrameworkItem) -> None:
+        items = self._items
+        if items is None:
+            items = ItemsState()
+        first = -1
+        if items.keep and payload.events:
+            unclaimed = len(items.kept) - items.claimed_until()
+            if payload.events > unclaimed:
+                raise LedgerError(
+                    "item_claims_too_much",
+                    f"the item stands for {payload.events} canonical events, but only "
+                    f"{unclaimed} came after the previous item",
+                )
+            first = len(items.kept) - payload.events
+        items.items.append(
+            KeptItem(
+                event_id=event_id,
+                framework=payload.framework,
+                item=payload.item,
+                first=first,
+                events=payload.events,
+            )
+        )
+        self._items = items
+
+    def _pop_item(self, item_event_id: str) -> None:
+        items = self._items
+        live = items.items if items is not None else []
+        found = next((i for i, it in enumerate(live) if it.event_id == item_event_id), None)
+        if items is None or found is None:
+            raise LedgerError("unknown_item", f"no live item was written by {item_event_id!r}")
+        item = items.items[found]
+        if not item.events:
+            del items.items[found]
+            return
+        if item.first < 0:
+            raise LedgerError(
+                "item_not_retractable",
+                f"item {item_event_id!r} stands for canonical events in a run that does not "
+                "keep them (not an item run)",
+            )
+        kept = items.kept[: item.first] + items.kept[item.first + item.events :]
+        ledger = Ledger()
+        try:
+            for entry in kept:
+                self._fold_into(ledger, _payload_of(entry))
+        except LedgerError as e:
+            raise LedgerError(
+                "pop_breaks_transcript",
+                f"taking item {item_event_id!r} back would break the transcript ({e.rule}: "
+                f"{e.detail})",
+            ) from None
+        self._ledger = ledger
+        items.kept = kept
+        del items.items[found]
+        for later in items.items[found:]:
+            if later.first >= 0:
+                later.first -= item.events
+        items.rewinds += 1
 
     def apply_all(self, events: Iterable[Event]) -> None:
         for event in events:
             self.apply(event)
 
     def _fold(self, payload: EventPayload) -> None:
-        ledger = self._ledger
+        self._fold_into(self._ledger, payload)
+
+    @staticmethod
+    def _fold_into(ledger: Ledger, payload: EventPayload) -> None:
         if isinstance(payload, UserMessage):
             ledger.append_user_text(*payload.parts)
         elif isinstance(payload, Thinking):
@@ -416,6 +527,10 @@ class TranscriptBuilder:
                     )
                 ]
             )
+
+
+def _payload_of(entry: KeptPayload) -> EventPayload:
+    return entry.payload(PAYLOAD_TYPES[EventType(entry.type)])
 
 
 def build_messages_from_events(events: Iterable[Event], run_id: str | None = None) -> list[Message]:
