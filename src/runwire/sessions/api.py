@@ -32,6 +32,13 @@ Contract:
   cached in Redis after their last use; expired ones are rebuilt from the log
   on the next read that needs them (a process holding the session unchanged
   serves its own copy). Nothing is ever lost to a TTL.
+- Framework items (what an agent framework's own session stores, kept
+  verbatim beside the canonical transcript; :mod:`runwire.transcript.items`):
+  ``add_items(framework, [(item, canonical payloads), ...])`` (one atomic
+  batch, :func:`~runwire.sessions.planning.plan_items`), ``items()`` (the
+  live ones since the last clear, oldest first), ``pop_item()`` (an
+  ``item_popped`` event: the newest item, or None, taken back along with
+  the canonical events that stand for it).
 - Memory: ``store_memory`` / ``get_memory`` / ``delete_memory`` /
   ``list_memory`` default to this session's scope (``scope="session"``).
 - ``async with`` closes what the session opened (connections, listeners),
@@ -48,6 +55,9 @@ from typing import TYPE_CHECKING, Any, Self
 
 from runwire.contract import ids
 from runwire.contract.events import (
+    Event,
+    EventPayload,
+    ItemPopped,
     MemoryScope,
     SessionCleared,
     SessionCreated,
@@ -62,11 +72,11 @@ from runwire.memory.protocol import MemoryBackend, MemoryEntry
 from runwire.sessions.admin import erase_session
 from runwire.sessions.callbacks import Callback, Callbacks
 from runwire.sessions.content import to_message, to_messages
-from runwire.sessions.errors import SessionEndedError
+from runwire.sessions.errors import SessionEndedError, WriteRefusedError
 from runwire.sessions.export import ImportResult, export_session, import_session
 from runwire.sessions.names import FROM_DOCUMENT, SYSTEM_KEY, FromDocument
-from runwire.sessions.planning import millis, plan_messages, session_event
-from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo
+from runwire.sessions.planning import PRODUCER, millis, plan_items, plan_messages, session_event
+from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo, SessionItem
 from runwire.transcript.messages import Message
 from runwire.transcript.turns import last_turns
 
@@ -323,6 +333,77 @@ class AsyncSession:
             await backend.keep_for(self.session_id, [r.run_id for r in visible], self.ttl)
         messages = [m for run in visible for m in run.messages]
         return last_turns(messages, limit)
+
+    # -- framework items -----------------------------------------------------------------
+
+    async def add_items(
+        self, framework: str, items: Sequence[tuple[Any, Sequence[EventPayload]]]
+    ) -> None:
+        """Keep a framework's items (each with the canonical payloads that stand for
+        it) as one atomic batch; visible to ``items()`` everywhere on return."""
+        if not items:
+            return
+        async with self._writing:
+            backend = await self._ready()
+            info, tail = await asyncio.gather(self._writable(), backend.tail(self.session_id))
+            plan = plan_items(
+                session_id=self.session_id,
+                caller=self.caller,
+                tail=tail,
+                cleared_ms=millis(info.cleared_at) if info.cleared_at else None,
+                framework=framework,
+                items=items,
+                now=now(),
+            )
+            await backend.write_run(plan.events)
+            if self.ttl is not None:
+                await backend.keep_for(self.session_id, [plan.run_id], self.ttl)
+
+    async def items(self) -> list[SessionItem]:
+        """The session's live framework items since the last clear, oldest first."""
+        backend = await self._ready()
+        from runwire.sessions.log_backend import LogBackend
+
+        if isinstance(backend, LogBackend):
+            try:
+                found = await backend.items(self.session_id)
+            except NotFoundError:
+                self._state = _Closed("the session was deleted")
+                raise
+        else:
+            info = await self.info()
+            after = millis(info.cleared_at) if info.cleared_at else None
+            found = await backend.items(self.session_id, after)
+        if self.ttl is not None and found:
+            await backend.keep_for(self.session_id, sorted({i.run_id for i in found}), self.ttl)
+        return found
+
+    async def pop_item(self) -> SessionItem | None:
+        """Take the newest framework item back (an ``item_popped`` event); None when
+        there is none. Another writer popping the same item first: the next one."""
+        async with self._writing:
+            for _ in range(5):
+                await self._writable()
+                found = await self.items()
+                if not found:
+                    return None
+                last = found[-1]
+                event = Event.create(
+                    ItemPopped(item_event_id=last.event_id),
+                    run_id=last.run_id,
+                    session_id=self.session_id,
+                    user_id=self.caller.user_id,
+                    tenant=self.caller.tenant,
+                    producer=PRODUCER,
+                )
+                try:
+                    await self.backend.write_run([event])
+                except WriteRefusedError:
+                    continue  # someone else took it back first: read again
+                return last
+            raise WriteRefusedError(
+                f"session {self.session_id}: pop_item lost to other writers five times"
+            )
 
     async def clear(self) -> None:
         """Later reads start empty; the log keeps everything (``session_cleared``)."""

@@ -63,6 +63,44 @@ class BackgroundLoop:
                 cls._shared = cls()
             return cls._shared
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def on_loop(self) -> bool:
+        """True when the caller runs on this loop's thread."""
+        return threading.current_thread() is self._thread
+
+    async def run_async(self, work: Coroutine[Any, Any, T], *, finish: bool = False) -> T:
+        """Await ``work`` run on this loop, from any other loop (or this one).
+
+        With ``finish``, cancelling the caller does not cancel the work: it is
+        waited for (its outcome known) and the cancellation raised then.
+        """
+        if self.on_loop():
+            return await work
+        wrapped = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+        if not finish:
+            return await wrapped
+        cancelled: asyncio.CancelledError | None = None
+        while True:
+            try:
+                result = await asyncio.shield(wrapped)
+            except asyncio.CancelledError as e:
+                if not wrapped.done():
+                    cancelled = cancelled or e
+                    continue
+                if cancelled is not None:
+                    raise cancelled from None
+                raise
+            except BaseException:
+                if cancelled is not None:
+                    raise cancelled from None
+                raise
+            if cancelled is not None:
+                raise cancelled
+            return result
+
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` on the loop and return its result (or raise its error)."""
         if threading.current_thread() is self._thread:

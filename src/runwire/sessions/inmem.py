@@ -28,7 +28,7 @@ from runwire.projections.sessions.fold import (
 from runwire.sessions.callbacks import changes_of
 from runwire.sessions.errors import WriteRefusedError
 from runwire.sessions.planning import SOURCE_LABEL, RunTail, millis
-from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo
+from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo, SessionItem
 from runwire.transcript.errors import LedgerError
 from runwire.transcript.ledger import TranscriptBuilder
 
@@ -178,6 +178,14 @@ class InMemoryBackend(InMemoryMemoryBackend):
             RunRecord(run_id, run.first_ms, run.builder.messages())
             for run_id, run in self._session_runs(session_id)
             if after_ms is None or run.first_ms > after_ms
+        ]
+
+    async def items(self, session_id: str, after_ms: int | None = None) -> list[SessionItem]:
+        return [
+            SessionItem(run_id, item.event_id, item.framework, item.item)
+            for run_id, run in self._session_runs(session_id)
+            if after_ms is None or run.first_ms > after_ms
+            for item in run.builder.items()
         ]
 
     async def find_run(self, run_id: str) -> KnownRun | None:

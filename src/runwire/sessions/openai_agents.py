@@ -8,43 +8,68 @@
     result = await Runner.run(agent, "Hello", session=session)
 
 It implements the SDK's ``Session`` protocol over an
-:class:`~runwire.sessions.api.AsyncSession`:
+:class:`~runwire.sessions.api.AsyncSession` (docs/agents-sdk.md):
 
-- ``add_items(items)``: the items become runwire messages
-  (:mod:`runwire.sessions.responses_items`) written as one batch; ``system``
-  / ``developer`` items become the session's ``system`` metadata; reasoning
-  items and items runwire cannot keep are skipped (``skipped`` counts them).
-- ``get_items(limit)``: the session's history as Responses API input items,
-  the last ``limit`` of them when given (the SDK's meaning of ``limit``).
-- ``clear_session()``: ``clear()`` (the log keeps the history).
-- ``pop_item()``: refused: runwire's history is an append-only log.
-
-Everything else of runwire (read-your-writes across processes, isolation by
-user, TTL as a cache lifetime, export / import, callbacks through
-``.session``) comes with it.
+- ``add_items(items)``: every item is kept exactly as given, as a
+  ``framework_item`` event, after the canonical transcript events that stand
+  for it when it has a canonical form (messages, function calls and outputs:
+  :func:`~runwire.sessions.responses_items.canonical_payloads`); one call is
+  one atomic batch. An item that is not JSON is refused naming the item and
+  the field (``InputError``), and nothing of the batch is written.
+- ``get_items(limit=None)``: the items, JSON-equal to what was added, oldest
+  first; the last ``limit`` of them (``session_settings.limit`` when no
+  ``limit`` is given; 0 or less gives none).
+- ``pop_item()``: an ``item_popped`` event takes the newest item back (and
+  its canonical events: ``session.get_messages()`` hides them too); returns
+  it, or None when there is none.
+- ``clear_session()``: ``session_cleared`` (the log keeps the history).
+- Any event loop, any thread: the session's work runs on runwire's sessions
+  loop (:class:`~runwire.sessions.blocking.BackgroundLoop`), so
+  ``Runner.run_sync`` in worker threads and many threads on one session
+  work; a caller cancelled during a write gets its cancellation once the
+  write's outcome is known (a write is never half done).
+- ``close()`` (awaitable, or called plainly like ``SQLiteSession.close()``)
+  is idempotent and final: every later call raises ``RuntimeError``
+  (:class:`SessionClosedError`), ``add_items([])`` included.
+- ``session_settings`` as the SDK's sessions take it (a ``SessionSettings``
+  or a dict; default ``SessionSettings()``), and the run-context ``wrapper``
+  keyword the SDK passes to sessions that accept it (not needed: the
+  session's user is the one it was opened for).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import asyncio
+from collections.abc import Awaitable, Coroutine, Generator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from runwire.errors import RunwireError
-from runwire.sessions.api import SYSTEM_KEY, AsyncSession
+from runwire.memory.checks import InputError
+from runwire.sessions.api import AsyncSession
+from runwire.sessions.blocking import BackgroundLoop
 from runwire.sessions.protocol import SessionBackend
-from runwire.sessions.responses_items import items_to_messages, messages_to_items
+from runwire.sessions.responses_items import canonical_payloads, json_problem
 
 if TYPE_CHECKING:
+    from agents.memory.session_settings import SessionSettings
+
     from runwire.settings import Settings
 
-__all__ = ["RunwireSession"]
+__all__ = ["FRAMEWORK", "RunwireSession", "SessionClosedError"]
+
+FRAMEWORK = "openai_agents"
+"""The ``framework`` of the items this session keeps."""
+
+T = TypeVar("T")
+
+
+class SessionClosedError(RunwireError, RuntimeError):
+    """The session was closed; what the SDK's own sessions raise then (a RuntimeError)."""
 
 
 class RunwireSession:
     """The Agents SDK ``Session`` protocol on a runwire session; see the module doc."""
-
-    session_settings: Any = None
 
     def __init__(
         self,
@@ -55,42 +80,94 @@ class RunwireSession:
         ttl: int | float | timedelta | None = None,
         settings: Settings | None = None,
         backend: SessionBackend | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
     ) -> None:
+        from agents.memory.session_settings import SessionSettings, coerce_session_settings
+
+        self.session_settings: SessionSettings = (
+            coerce_session_settings(session_settings)
+            if session_settings is not None
+            else SessionSettings()
+        )
+        self._loop = BackgroundLoop.shared()
         self.session = AsyncSession(
             session_id, user_id=user_id, tenant=tenant, ttl=ttl, settings=settings, backend=backend
         )
+        """The runwire session underneath; it runs on the sessions loop."""
         self.session_id = self.session.session_id
-        self.skipped: Counter[str] = Counter()
-        """Items left out by ``add_items``, by kind."""
+        self._closed = False
 
-    async def get_items(self, limit: int | None = None) -> list[Any]:
+    def __repr__(self) -> str:
+        return f"RunwireSession({self.session_id!r}, user_id={self.session.user_id!r})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError(
+                f"{type(self).__name__} is closed (runwire session {self.session_id})"
+            )
+
+    async def _run(self, work: Coroutine[Any, Any, T], *, mutation: bool = False) -> T:
+        if self._closed:
+            work.close()
+            self._check_open()
+        return await self._loop.run_async(work, finish=mutation)
+
+    # -- the Session protocol ---------------------------------------------------------
+
+    async def get_items(self, limit: int | None = None, *, wrapper: Any = None) -> list[Any]:
+        """The items, oldest first; the last ``limit`` (or ``session_settings.limit``)."""
         if limit is None:
-            return messages_to_items(await self.session.get_messages())
-        if limit <= 0:
+            limit = self.session_settings.limit
+        if limit is not None and limit <= 0:
+            self._check_open()
             return []
-        # Every turn gives at least one item: the last ``limit`` turns hold them.
-        return messages_to_items(await self.session.get_messages(limit=limit))[-limit:]
+        found = await self._run(self.session.items())
+        items = [i.item for i in found]
+        return items[-limit:] if limit is not None else items
 
-    async def add_items(self, items: list[Any]) -> None:
+    async def add_items(self, items: list[Any], *, wrapper: Any = None) -> None:
+        """Keep ``items`` exactly (one atomic batch); see the module doc."""
+        self._check_open()
         if not items:
             return
-        converted = items_to_messages(
-            [(f"items[{i}]", item) for i, item in enumerate(items)], skip_unsupported=True
-        )
-        self.skipped.update(converted.skipped)
-        if converted.system:
-            await self.session.set(SYSTEM_KEY, "\n\n".join(converted.system))
-        if converted.messages:
-            await self.session.add_messages([m for m, _ in converted.messages])
+        batch: list[tuple[Any, list[Any]]] = []
+        for i, item in enumerate(items):
+            where = f"items[{i}]"
+            problem = json_problem(item, where)
+            if problem is not None:
+                field, _, why = problem.partition(": ")
+                raise InputError(field, f"not JSON, so it cannot be kept: {why}")
+            batch.append((item, canonical_payloads(item, where)))
+        await self._run(self.session.add_items(FRAMEWORK, batch), mutation=True)
 
-    async def pop_item(self) -> Any:
-        raise RunwireError(
-            "a runwire session is an append-only log: pop_item() cannot take an item back "
-            "(clear_session() and add the items again, or start a new session)"
-        )
+    async def pop_item(self, *, wrapper: Any = None) -> Any:
+        """Take the newest item back and return it; None when there is none."""
+        popped = await self._run(self.session.pop_item(), mutation=True)
+        return None if popped is None else popped.item
 
-    async def clear_session(self) -> None:
-        await self.session.clear()
+    async def clear_session(self, *, wrapper: Any = None) -> None:
+        await self._run(self.session.clear(), mutation=True)
 
-    async def close(self) -> None:
-        await self.session.close()
+    # -- closing ----------------------------------------------------------------------
+
+    def close(self) -> Awaitable[None]:
+        """Close the session (idempotent); every later call raises ``RuntimeError``.
+
+        Works awaited (``await session.close()``, like the SDK's async sessions) and
+        called plainly (``session.close()``, like ``SQLiteSession``): the close is
+        done before it returns, except on the sessions loop itself, where the
+        returned task finishes it.
+        """
+        self._closed = True
+        if self._loop.on_loop():
+            return asyncio.ensure_future(self.session.close())
+        self._loop.run(self.session.close())
+        return _Done()
+
+
+class _Done:
+    """An awaitable that is already done (what a plain ``close()`` returns)."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield

@@ -36,12 +36,15 @@ from runwire.contract import ids
 from runwire.contract.events import (
     Event,
     EventPayload,
+    FrameworkItem,
     RunStarted,
     RunStatus,
     RunStatusChanged,
+    UserMessage,
 )
 from runwire.memory.checks import Caller, InputError
 from runwire.transcript.errors import LedgerError
+from runwire.transcript.items import ITEMS_LABEL
 from runwire.transcript.ledger import (
     LedgerState,
     TranscriptBuilder,
@@ -60,6 +63,7 @@ __all__ = [
     "RunTail",
     "ledger_state",
     "millis",
+    "plan_items",
     "plan_messages",
     "run_events",
     "session_event",
@@ -256,3 +260,81 @@ def plan_messages(
     at = max(now, from_millis(floor))
     events = run_events(run_id, session_id, caller, payloads, token=token, at=at, source="session")
     return Plan(run_id, True, events, millis(at), list(messages))
+
+
+def plan_items(
+    *,
+    session_id: str,
+    caller: Caller,
+    tail: RunTail | None,
+    cleared_ms: int | None,
+    framework: str,
+    items: Sequence[tuple[object, Sequence[EventPayload]]],
+    now: datetime,
+) -> Plan:
+    """The events that keep a framework's ``items`` (each with the canonical payloads
+    that stand for it) in the session, as one batch in one run.
+
+    - A batch whose first item starts a turn (user text, no tool result), or
+      that follows a clear, or whose session's latest run is not a recorded
+      one, opens a new recorded *item run* (``run_started`` labelled
+      :data:`~runwire.transcript.items.ITEMS_LABEL`); otherwise it joins the
+      latest run.
+    - Each item is written as its canonical events then a ``framework_item``
+      naming how many of them stand for it. An item whose canonical events the
+      ledger refuses where it comes (a tool output with no call before it in
+      the run, say) is kept verbatim only (``events=0``): nothing a framework
+      gives is dropped or rewritten.
+    """
+    if not items:
+        raise InputError("items", "empty: nothing to add")
+    if tail is not None and cleared_ms is not None and tail.first_ms <= cleared_ms:
+        tail = None
+    token = ids.new_event_id()
+    first = items[0][1]
+    opens_turn = bool(first) and isinstance(first[0], UserMessage)
+    joins = tail is not None and tail.recorded and not opens_turn
+    run_id = tail.run_id if joins and tail is not None else ids.new_event_id()
+    before = tail.messages if joins and tail is not None else []
+    builder = TranscriptBuilder(
+        run_id, state=TranscriptState(run_id=run_id, ledger=ledger_state(before))
+    )
+    payloads: list[EventPayload] = []
+    for n, (item, canonical) in enumerate(items):
+        kept: list[EventPayload] = []
+        if canonical:
+            saved = builder.state
+            try:
+                for i, payload in enumerate(canonical):
+                    builder.apply(
+                        Event.create(
+                            payload,
+                            run_id=run_id,
+                            producer=PRODUCER,
+                            event_id=ids.deterministic_event_id(run_id, token, n * 1000 + i),
+                        )
+                    )
+                kept = list(canonical)
+            except LedgerError:
+                builder = TranscriptBuilder(run_id, state=saved)
+        payloads += kept
+        payloads.append(FrameworkItem(framework=framework, item=item, events=len(kept)))
+    if joins:
+        events = run_events(run_id, session_id, caller, payloads, token=token, at=now)
+        return Plan(run_id, False, events, millis(now))
+    floor = max(
+        cleared_ms + 2 if cleared_ms is not None else 0,
+        tail.first_ms + 2 if tail is not None else 0,
+    )
+    at = max(now, from_millis(floor))
+    events = run_events(
+        run_id,
+        session_id,
+        caller,
+        payloads,
+        token=token,
+        at=at,
+        source="session",
+        labels={ITEMS_LABEL: framework},
+    )
+    return Plan(run_id, True, events, millis(at))

@@ -27,6 +27,10 @@ Contract:
   that started at or before ``after_ms``; given ``turns``, it may leave out
   older runs too, as long as the runs returned hold the last ``turns`` turn
   starts (or are all there is).
+- ``items`` returns the framework items of the session's runs that started
+  after ``after_ms`` (and after the clear point the backend knows), oldest
+  first, popped ones left out (:mod:`runwire.transcript.items`); visible on
+  return of the ``write_run`` that wrote them, like messages.
 - Listeners get a :class:`SessionChange` for every change of a session
   written by anyone (another process included), on the event loop the
   backend was started on: messages in log order, session changes in log
@@ -55,6 +59,7 @@ __all__ = [
     "SessionChange",
     "SessionEvent",
     "SessionInfo",
+    "SessionItem",
 ]
 
 
@@ -115,6 +120,16 @@ class SessionInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionItem:
+    """A live framework item of a session: its run, the event that wrote it, the item."""
+
+    run_id: str
+    event_id: str
+    framework: str
+    item: Any
+
+
+@dataclass(frozen=True, slots=True)
 class KnownRun:
     """A run the log holds, and the session it belongs to."""
 
@@ -151,6 +166,10 @@ class SessionBackend(Protocol):
     ) -> list[RunRecord]:
         """The session's runs that started after ``after_ms``, oldest first; with
         ``turns``, at least the last runs that hold the last ``turns`` turns."""
+        ...
+
+    async def items(self, session_id: str, after_ms: int | None = None) -> list[SessionItem]:
+        """The session's live framework items, oldest first (see the module contract)."""
         ...
 
     async def find_run(self, run_id: str) -> KnownRun | None:

@@ -29,17 +29,27 @@ JSON text both ways (``arguments``, tool output) is read and written by
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from runwire.contract import jsonvalues
+from runwire.contract.events import EventPayload
 from runwire.memory.checks import InputError
 from runwire.sessions.content import to_message
+from runwire.transcript.ledger import payloads_for_message
 from runwire.transcript.messages import Message, Part, TextPart, ToolResultPart, ToolUsePart
 
-__all__ = ["Converted", "items_to_messages", "messages_to_items"]
+__all__ = [
+    "Converted",
+    "canonical_payloads",
+    "items_to_messages",
+    "json_problem",
+    "messages_to_items",
+]
 
 _TEXT_PARTS = {"input_text", "output_text", "text"}
 _SKIPPED_ALWAYS = {"reasoning"}
@@ -129,6 +139,54 @@ def _convert(
         f"a {kind!r} item has no place in a runwire transcript "
         "(pass skip_unsupported=True to leave such items out)",
     )
+
+
+def canonical_payloads(item: Any, where: str) -> list[EventPayload]:
+    """The canonical transcript events that stand for one item: none for an item
+    with no canonical form (reasoning, hosted tool calls, images, instructions,
+    or one runwire cannot read), which is then kept verbatim only."""
+    try:
+        converted = _convert(item, where, Counter(), True)
+    except InputError:
+        return []
+    if converted is None or converted[0] == "system" or not converted[1]:
+        return []
+    side, parts = converted
+    try:
+        incoming = to_message(side, list(parts), field=where)
+    except InputError:
+        return []
+    return payloads_for_message(incoming.message) if incoming.message is not None else []
+
+
+def json_problem(value: Any, where: str) -> str | None:
+    """Where ``value`` stops being JSON (``where`` extended by the path), with why;
+    None when it is JSON that survives a round trip unchanged."""
+    if value is None or isinstance(value, bool | str):
+        return None
+    if isinstance(value, int):
+        try:
+            str(value)  # Python refuses integers over its digit limit here
+        except ValueError:
+            return f"{where}: an integer over {jsonvalues.MAX_INT_DIGITS} digits"
+        return None
+    if isinstance(value, float | Decimal):
+        return None if math.isfinite(value) else f"{where}: {value} is not a JSON number"
+    if isinstance(value, list):
+        for i, inner in enumerate(value):
+            found = json_problem(inner, f"{where}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                return f"{where}: the key {key!r} is not text"
+            found = json_problem(inner, f"{where}.{key}")
+            if found:
+                return found
+        return None
+    return f"{where}: a {type(value).__name__} is not JSON"
 
 
 def _reorders(group: _Group, parts: Sequence[Part]) -> bool:

@@ -9,7 +9,6 @@ from agents import Agent, Runner, function_tool, set_tracing_disabled
 from agents.memory.session import Session as AgentsSessionProtocol
 from agents.testing.model import ScriptedModel, assistant_message, function_call
 
-from runwire.errors import RunwireError
 from runwire.sessions import InMemoryBackend
 from runwire.sessions.openai_agents import RunwireSession
 from tests.contract.sessions import roles_and_text
@@ -60,13 +59,20 @@ async def test_runner_history_lives_in_runwire() -> None:
         ("assistant", "You asked about Paris."),
     ]
     items = await later.get_items(limit=2)
-    assert items == [
-        {"role": "user", "content": "What did I ask?"},
-        {"role": "assistant", "content": "You asked about Paris."},
-    ]
-    with pytest.raises(RunwireError):
-        await later.pop_item()
+    assert items[0] == {"role": "user", "content": "What did I ask?"}
+    # The Runner's own item comes back as it stored it, not rewritten.
+    assert items[1]["type"] == "message"
+    assert items[1]["status"] == "completed"
+    assert items[1]["content"][0]["type"] == "output_text"
+    assert items[1]["content"][0]["text"] == "You asked about Paris."
+    assert await later.pop_item() == items[1]
+    assert await later.get_items(limit=1) == [items[0]]
+    # The canonical transcript hides the popped answer too.
+    assert roles_and_text(await later.session.get_messages())[-1] == ("user", "What did I ask?")
     await later.clear_session()
     assert await later.get_items() == []
+    assert await later.pop_item() is None
     await session.close()
     await later.close()
+    with pytest.raises(RuntimeError):
+        await later.add_items([])
