@@ -28,6 +28,12 @@ It implements the SDK's ``Session`` protocol over an
   ``Runner.run_sync`` in worker threads and many threads on one session
   work; a caller cancelled during a write gets its cancellation once the
   write's outcome is known (a write is never half done).
+- Sessions opened without a ``backend`` share one
+  :class:`~runwire.sessions.log_backend.LogBackend` per set of settings in
+  the process (its Kafka producer, Postgres pool, Redis client), started on
+  first use: a session is cheap to make, and one never closed (the SDK's
+  ``SQLAlchemySession`` has no ``close()``) holds nothing.
+  :func:`close_shared_backends` closes them (at interpreter exit too).
 - ``close()`` (awaitable, or called plainly like ``SQLiteSession.close()``)
   is idempotent and final: every later call raises ``RuntimeError``
   (:class:`SessionClosedError`), ``add_items([])`` included.
@@ -40,6 +46,9 @@ It implements the SDK's ``Session`` protocol over an
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
+import threading
 from collections.abc import Awaitable, Coroutine, Generator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -48,15 +57,21 @@ from runwire.errors import RunwireError
 from runwire.memory.checks import InputError
 from runwire.sessions.api import AsyncSession
 from runwire.sessions.blocking import BackgroundLoop
+from runwire.sessions.log_backend import LogBackend
 from runwire.sessions.protocol import SessionBackend
 from runwire.sessions.responses_items import canonical_payloads, json_problem
+from runwire.settings import Settings
 
 if TYPE_CHECKING:
     from agents.memory.session_settings import SessionSettings
 
-    from runwire.settings import Settings
-
-__all__ = ["FRAMEWORK", "RunwireSession", "SessionClosedError"]
+__all__ = [
+    "FRAMEWORK",
+    "ItemNotJSONError",
+    "RunwireSession",
+    "SessionClosedError",
+    "close_shared_backends",
+]
 
 FRAMEWORK = "openai_agents"
 """The ``framework`` of the items this session keeps."""
@@ -64,8 +79,58 @@ FRAMEWORK = "openai_agents"
 T = TypeVar("T")
 
 
+class ItemNotJSONError(InputError, TypeError):
+    """An item (or a value in it) is not JSON; ``field`` names it. A TypeError, as
+    the SDK's sessions raise when ``json.dumps`` refuses an item."""
+
+
 class SessionClosedError(RunwireError, RuntimeError):
     """The session was closed; what the SDK's own sessions raise then (a RuntimeError)."""
+
+
+class _Shared:
+    """One started ``LogBackend`` per set of settings, used on the sessions loop."""
+
+    def __init__(self, backend: LogBackend) -> None:
+        self.backend = backend
+        self.starting: asyncio.Lock | None = None
+
+    async def started(self) -> None:
+        # Runs on the sessions loop only, so the lock is made and used there.
+        if self.starting is None:
+            self.starting = asyncio.Lock()
+        async with self.starting:
+            await self.backend.start()
+
+
+_shared: dict[str, _Shared] = {}
+_shared_guard = threading.Lock()
+
+
+def _shared_for(settings: Settings) -> _Shared:
+    key = settings.model_dump_json()
+    with _shared_guard:
+        found = _shared.get(key)
+        if found is None:
+            found = _shared[key] = _Shared(LogBackend(settings))
+        return found
+
+
+def close_shared_backends() -> None:
+    """Stop the backends shared by sessions opened without one (they start again on
+    next use). Call it before the servers they use go away."""
+    with _shared_guard:
+        backends = list(_shared.values())
+        _shared.clear()
+    loop = BackgroundLoop.shared()
+    for shared in backends:
+        loop.run(shared.backend.stop())
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    with contextlib.suppress(Exception):
+        close_shared_backends()
 
 
 class RunwireSession:
@@ -90,6 +155,10 @@ class RunwireSession:
             else SessionSettings()
         )
         self._loop = BackgroundLoop.shared()
+        self._shared: _Shared | None = None
+        if backend is None:
+            self._shared = _shared_for(settings if settings is not None else Settings())
+            backend = self._shared.backend
         self.session = AsyncSession(
             session_id, user_id=user_id, tenant=tenant, ttl=ttl, settings=settings, backend=backend
         )
@@ -110,7 +179,16 @@ class RunwireSession:
         if self._closed:
             work.close()
             self._check_open()
-        return await self._loop.run_async(work, finish=mutation)
+        return await self._loop.run_async(self._started(work), finish=mutation)
+
+    async def _started(self, work: Coroutine[Any, Any, T]) -> T:
+        if self._shared is not None:
+            try:
+                await self._shared.started()
+            except BaseException:
+                work.close()
+                raise
+        return await work
 
     # -- the Session protocol ---------------------------------------------------------
 
@@ -136,7 +214,7 @@ class RunwireSession:
             problem = json_problem(item, where)
             if problem is not None:
                 field, _, why = problem.partition(": ")
-                raise InputError(field, f"not JSON, so it cannot be kept: {why}")
+                raise ItemNotJSONError(field, f"not JSON, so it cannot be kept: {why}")
             batch.append((item, canonical_payloads(item, where)))
         await self._run(self.session.add_items(FRAMEWORK, batch), mutation=True)
 
