@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from runwire.contract.events import Event, RunStarted, ToolResult, ToolUse, UserMessage
+from runwire.contract.events import (
+    AssistantText,
+    Event,
+    RunStarted,
+    ToolResult,
+    ToolUse,
+    UserMessage,
+)
 from runwire.errors import NotFoundError
 from runwire.sessions import (
     AsyncSession,
@@ -296,6 +303,40 @@ class SessionContract:
         assert roles_and_text(await s.get_messages()) == [("user", "hi")]
         await s.add_message("assistant", "still fine")
         assert len(await s.get_messages()) == 2
+
+    # -- framework items ---------------------------------------------------------------------
+
+    async def test_framework_items_round_trip_pop_and_clear(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        asked = {"role": "user", "content": "hi", "extra": [1, {"x": None}]}
+        thought = {"type": "reasoning", "id": "rs_1", "encrypted_content": "opaque"}
+        said = {"type": "message", "role": "assistant", "content": [{"type": "output_text"}]}
+        await s.add_items(
+            "openai_agents",
+            [
+                (asked, [UserMessage(parts=["hi"])]),
+                (thought, []),
+                (said, [AssistantText(text="hello")]),
+            ],
+        )
+        other = await open_session(s.session_id).open()
+        assert [i.item for i in await other.items()] == [asked, thought, said]
+        assert roles_and_text(await other.get_messages()) == [
+            ("user", "hi"),
+            ("assistant", "hello"),
+        ]
+        popped = await other.pop_item()
+        assert popped is not None
+        assert popped.item == said
+        assert [i.item for i in await s.items()] == [asked, thought]
+        assert roles_and_text(await s.get_messages()) == [("user", "hi")]
+        await s.add_items("openai_agents", [({"role": "user", "content": "next"}, [])])
+        assert len(await s.items()) == 3
+        await s.clear()
+        assert await s.items() == []
+        assert await s.pop_item() is None
 
     # -- clear -------------------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ from runwire.sessions.log_backend import LogBackend
 from runwire.sessions.protocol import SessionBackend
 from runwire.sessions.responses_items import canonical_payloads, json_problem
 from runwire.settings import Settings
+from runwire.transcript.messages import Message
 
 if TYPE_CHECKING:
     from agents.memory.session_settings import SessionSettings
@@ -149,7 +150,8 @@ class RunwireSession:
     ) -> None:
         from agents.memory.session_settings import SessionSettings, coerce_session_settings
 
-        self.session_settings: SessionSettings = (
+        # Typed as the SDK's protocol types it (None is read as the defaults).
+        self.session_settings: SessionSettings | None = (
             coerce_session_settings(session_settings)
             if session_settings is not None
             else SessionSettings()
@@ -194,7 +196,7 @@ class RunwireSession:
 
     async def get_items(self, limit: int | None = None, *, wrapper: Any = None) -> list[Any]:
         """The items, oldest first; the last ``limit`` (or ``session_settings.limit``)."""
-        if limit is None:
+        if limit is None and self.session_settings is not None:
             limit = self.session_settings.limit
         if limit is not None and limit <= 0:
             self._check_open()
@@ -225,6 +227,13 @@ class RunwireSession:
 
     async def clear_session(self, *, wrapper: Any = None) -> None:
         await self._run(self.session.clear(), mutation=True)
+
+    # -- runwire's side -----------------------------------------------------------------
+
+    async def messages(self, limit: int | None = None) -> list[Message]:
+        """The canonical transcript the items stand for (``limit`` in turns): what
+        runwire's orchestrator and provider adapters read; popped items left out."""
+        return await self._run(self.session.get_messages(limit))
 
     # -- closing ----------------------------------------------------------------------
 
