@@ -37,7 +37,7 @@ from runwire.transcript.messages import Message
 if TYPE_CHECKING:
     from runwire.settings import Settings
 
-__all__ = ["BackgroundLoop", "Session"]
+__all__ = ["BackgroundLoop", "Session", "outcome_first"]
 
 T = TypeVar("T")
 
@@ -74,32 +74,14 @@ class BackgroundLoop:
     async def run_async(self, work: Coroutine[Any, Any, T], *, finish: bool = False) -> T:
         """Await ``work`` run on this loop, from any other loop (or this one).
 
-        With ``finish``, cancelling the caller does not cancel the work: it is
-        waited for (its outcome known) and the cancellation raised then.
+        With ``finish``, cancelling the caller does not cancel the work
+        (:func:`outcome_first`).
         """
         if self.on_loop():
-            return await work
-        wrapped = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
-        if not finish:
-            return await wrapped
-        cancelled: asyncio.CancelledError | None = None
-        while True:
-            try:
-                result = await asyncio.shield(wrapped)
-            except asyncio.CancelledError as e:
-                if not wrapped.done():
-                    cancelled = cancelled or e
-                    continue
-                if cancelled is not None:
-                    raise cancelled from None
-                raise
-            except BaseException:
-                if cancelled is not None:
-                    raise cancelled from None
-                raise
-            if cancelled is not None:
-                raise cancelled
-            return result
+            running: asyncio.Future[T] = asyncio.ensure_future(work)
+        else:
+            running = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
+        return await (outcome_first(running) if finish else running)
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` on the loop and return its result (or raise its error)."""
@@ -110,6 +92,30 @@ class BackgroundLoop:
                 "the session loop's thread); use the AsyncSession API there"
             )
         return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
+
+async def outcome_first(running: asyncio.Future[T]) -> T:
+    """Await ``running``; a cancellation of the caller meanwhile does not cancel it:
+    its outcome is waited for, then the cancellation is raised (and its error, if
+    it failed, dropped), as the Agents SDK's sessions finish a mutation."""
+    cancelled: asyncio.CancelledError | None = None
+    while True:
+        try:
+            result = await asyncio.shield(running)
+        except asyncio.CancelledError as e:
+            if not running.done():
+                cancelled = cancelled or e
+                continue
+            if cancelled is not None:
+                raise cancelled from None
+            raise
+        except BaseException:
+            if cancelled is not None:
+                raise cancelled from None
+            raise
+        if cancelled is not None:
+            raise cancelled
+        return result
 
 
 _open_sessions: weakref.WeakSet[Session] = weakref.WeakSet()

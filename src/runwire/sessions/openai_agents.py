@@ -8,7 +8,7 @@
     result = await Runner.run(agent, "Hello", session=session)
 
 It implements the SDK's ``Session`` protocol over an
-:class:`~runwire.sessions.api.AsyncSession` (docs/agents-sdk.md):
+:class:`~runwire.sessions.api.AsyncSession` (docs/frameworks/openai-agents.md):
 
 - ``add_items(items)``: every item is kept exactly as given, as a
   ``framework_item`` event, after the canonical transcript events that stand
@@ -26,8 +26,10 @@ It implements the SDK's ``Session`` protocol over an
 - Any event loop, any thread: the session's work runs on runwire's sessions
   loop (:class:`~runwire.sessions.blocking.BackgroundLoop`), so
   ``Runner.run_sync`` in worker threads and many threads on one session
-  work; a caller cancelled during a write gets its cancellation once the
-  write's outcome is known (a write is never half done).
+  work. (With ``backend=`` given, the work runs on the caller's loop: a
+  ``LogBackend`` belongs to the loop it was started on.) A caller cancelled
+  during a write gets its cancellation once the write's outcome is known (a
+  write is never half done).
 - Sessions opened without a ``backend`` share one
   :class:`~runwire.sessions.log_backend.LogBackend` per set of settings in
   the process (its Kafka producer, Postgres pool, Redis client), started on
@@ -56,7 +58,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from runwire.errors import RunwireError
 from runwire.memory.checks import InputError
 from runwire.sessions.api import AsyncSession
-from runwire.sessions.blocking import BackgroundLoop
+from runwire.sessions.blocking import BackgroundLoop, outcome_first
 from runwire.sessions.log_backend import LogBackend
 from runwire.sessions.protocol import SessionBackend
 from runwire.sessions.responses_items import canonical_payloads, json_problem
@@ -181,6 +183,9 @@ class RunwireSession:
         if self._closed:
             work.close()
             self._check_open()
+        if self._shared is None:  # a backend of the caller's: on the caller's loop
+            running = asyncio.ensure_future(work)
+            return await (outcome_first(running) if mutation else running)
         return await self._loop.run_async(self._started(work), finish=mutation)
 
     async def _started(self, work: Coroutine[Any, Any, T]) -> T:
@@ -246,7 +251,12 @@ class RunwireSession:
         returned task finishes it.
         """
         self._closed = True
-        if self._loop.on_loop():
+        if self._shared is None or self._loop.on_loop():
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # called plainly, outside any loop
+                asyncio.run(self.session.close())
+                return _Done()
             return asyncio.ensure_future(self.session.close())
         self._loop.run(self.session.close())
         return _Done()
