@@ -16,6 +16,11 @@ Contract (:class:`SessionView`):
 - ``history(session_id, owner, after_ms, turns)`` and ``tail(session_id,
   owner)``: the same reads as records; ``owner`` (the session's, from the
   session index) keeps every other user's run out.
+- ``items(session_id, owner)``: the framework items of the owner's visible
+  runs (:mod:`runwire.transcript.items`), oldest first, or ``deleted``: the
+  runs' ids and the clear point in one script call (no messages), then each
+  run's stored item state in one pipelined read; a run whose body expired is
+  rebuilt from the log first.
 - ``erase`` drops a session's cache entries (the log keeps its events);
   ``keep_for`` sets the TTL of runs' cached transcripts; ``taken`` says
   whether the cache applied a run up to an offset.
@@ -34,14 +39,24 @@ from runwire.errors import NotFoundError
 from runwire.projections.runs.reader import RunStore
 from runwire.projections.sessions.owner import Owner
 from runwire.projections.sessions.reader import SessionIndex
+from runwire.projections.transcripts.body import decode_items
 from runwire.projections.transcripts.keys import Keyspace, owner_tag
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_read import DecodedRuns, SessionReader, StoredMessages
 from runwire.projections.transcripts.store import Slot
+from runwire.transcript.items import KeptItem
 from runwire.transcript.messages import Message
 from runwire.transcript.turns import starts_turn
 
-__all__ = ["RunRecord", "SessionView", "Visible"]
+__all__ = ["RunItems", "RunRecord", "SessionView", "Visible"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunItems:
+    """The framework items of a session's visible runs, or ``deleted``."""
+
+    runs: list[tuple[str, list[KeptItem]]]
+    deleted: bool = False
 
 
 def _tag(owner: Owner | None) -> str:
@@ -306,6 +321,40 @@ class SessionView:
         if cleared is not None:
             records = [r for r in records if r.first_ms > cleared]
         return Visible.of(records)
+
+    async def items(self, session_id: str, owner: Owner | None) -> RunItems:
+        """The framework items of the session's visible runs (see the module contract)."""
+        tag = _tag(owner)
+        read = await self._reader.runs(session_id, owner=tag)
+        if read.erased:
+            return RunItems([], deleted=True)
+        generation = read.generation
+        if read.total:
+            cleared = read.cleared_ms
+            run_ids = [r for r, t in read.runs if cleared is None or t > cleared]
+        else:  # the cache lost the session's index (a flush): the full read rebuilds it
+            seen = await self.visible(session_id, owner)
+            if seen.deleted:
+                return RunItems([], deleted=True)
+            run_ids, generation = seen.run_ids, await self.live()
+        keys = self._keys.generation(generation)
+        states: list[bytes | None] = []
+        for attempt in range(3):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for run_id in run_ids:
+                    pipe.hget(keys.body(run_id), "st")
+                states = await pipe.execute()
+            missing = [r for r, st in zip(run_ids, states, strict=True) if st is None]
+            if not missing or attempt == 2:
+                break
+            for run_id in missing:
+                await self.cache.get(run_id)  # rebuilds the expired body from the log
+        out: list[tuple[str, list[KeptItem]]] = []
+        for run_id, st in zip(run_ids, states, strict=True):
+            decoded = decode_items(st) if st is not None else None
+            if decoded is not None and decoded.items:
+                out.append((run_id, decoded.items))
+        return RunItems(out)
 
     async def _index_cleared(self, session_id: str) -> int | None:
         try:

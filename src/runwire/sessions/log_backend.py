@@ -41,10 +41,8 @@ from runwire.memory.log_backend import LogMemoryBackend
 from runwire.projections.runs.reader import RunStore
 from runwire.projections.sessions.owner import Owner
 from runwire.projections.sessions.reader import SessionIndex
-from runwire.projections.transcripts.body import decode_items
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_view import SessionView, Visible
-from runwire.projections.transcripts.store import Slot
 from runwire.sessions.errors import WriteRefusedError
 from runwire.sessions.inmem import deleted_info, info_of
 from runwire.sessions.planning import SOURCE_LABEL, RunTail
@@ -231,33 +229,17 @@ class LogBackend(LogMemoryBackend):
         return await view.visible(session_id, await self._owner(session_id), turns)
 
     async def items(self, session_id: str, after_ms: int | None = None) -> list[SessionItem]:
-        """The framework items of the visible runs: their ids from the same read as
-        messages, then the runs' stored item state (``st``) in one pipelined read; a
-        run whose body expired is rebuilt from the log first (the miss path)."""
+        """The framework items of the visible runs
+        (:meth:`~runwire.projections.transcripts.session_view.SessionView.items`)."""
         view = self._ready()[2]
-        seen = await view.visible(session_id, await self._owner(session_id))
-        if seen.deleted:
+        found = await view.items(session_id, await self._owner(session_id))
+        if found.deleted:
             raise NotFoundError(f"no session {session_id!r}")
-        run_ids = list(seen.run_ids)
-        if not run_ids:
-            return []
-        store = view.cache.store
-        for _ in range(3):
-            live = await store.generation(Slot.LIVE) or 0
-            bodies = await store.bodies(live, run_ids)
-            missing = [r for r in run_ids if r not in bodies]
-            if not missing:
-                break
-            for run_id in missing:
-                await view.cache.get(run_id)  # fills the body from the log
-        out: list[SessionItem] = []
-        for run_id in run_ids:
-            body = bodies.get(run_id)
-            state = decode_items(body.state) if body is not None else None
-            if state is None:
-                continue
-            out += [SessionItem(run_id, i.event_id, i.framework, i.item) for i in state.items]
-        return out
+        return [
+            SessionItem(run_id, i.event_id, i.framework, i.item)
+            for run_id, items in found.runs
+            for i in items
+        ]
 
     async def find_run(self, run_id: str) -> KnownRun | None:
         known, session_id = await self._ready()[2].session_of(run_id)

@@ -195,7 +195,15 @@ async def test_threads_on_one_session_store_every_write_once_in_order(sessions: 
 
 
 def _run_sync(agent: Agent[Any], session: RunwireSession, text: str) -> str:
-    return str(Runner.run_sync(agent, text, session=session).final_output)
+    # run_sync leaves the thread's default loop open on purpose; this worker's is
+    # closed after it (as the SDK's own tests do), so no socket outlives the test.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return str(Runner.run_sync(agent, text, session=session).final_output)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 async def test_runner_run_sync_in_worker_threads(sessions: Settings) -> None:
