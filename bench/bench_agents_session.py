@@ -57,6 +57,14 @@ from runwire.sessions.openai_agents import RunwireSession, close_shared_backends
 from runwire.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
+NOTE = (
+    "add: runwire returns once the item is durable in Kafka (acks=all, replicated) and the "
+    "transcript cache (and, for a turn's first item, the run-status store) has applied it, "
+    "so every process reads it next; the SDK sessions commit to one local store. "
+    "get: one script call lists the visible runs (ids, clear point), one pipelined read "
+    "fetches their item state, parsed without models; no Postgres on the read path. "
+    "get_last (limit=2): only the newest runs are read. Reads are interleaved in one run."
+)
 SESSIONS = ("runwire", "agents_sqlite", "agents_redis", "agents_sqlalchemy")
 WARMUP_SHARE = 4
 
@@ -213,6 +221,7 @@ async def main() -> None:
             "get": stats(timed[f"{name}.get"]),
             "get_last": stats(timed[f"{name}.get_last"]),
         }
+    result["note"] = NOTE
     result["ratios_runwire_over"] = {
         other: {
             op: ratio(result["runwire"][op]["p50_ms"], result[other][op]["p50_ms"])

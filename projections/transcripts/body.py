@@ -228,6 +228,17 @@ def _split_items(state: bytes) -> tuple[bytes, ItemsState | None]:
     return open_state, ItemsState.model_validate(parsed[4])
 
 
+def stored_items(state: bytes) -> list[dict[str, Any]]:
+    """The live items in a body's ``st`` as stored (``event_id``, ``framework``,
+    ``item``, ...), parsed without building models: what a session read hands
+    back as it is."""
+    if not _has_items(state):
+        return []
+    # jsonvalues, not orjson: the framework's numbers come back exact.
+    items: list[dict[str, Any]] = jsonvalues.loads(state)[4]["items"]
+    return items
+
+
 def _has_items(state: bytes) -> bool:
     # The fifth element is the only object at the top level of ``st``.
     return state.endswith(b"}]")

@@ -32,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -39,12 +40,11 @@ from runwire.errors import NotFoundError
 from runwire.projections.runs.reader import RunStore
 from runwire.projections.sessions.owner import Owner
 from runwire.projections.sessions.reader import SessionIndex
-from runwire.projections.transcripts.body import decode_items
+from runwire.projections.transcripts.body import stored_items
 from runwire.projections.transcripts.keys import Keyspace, owner_tag
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_read import DecodedRuns, SessionReader, StoredMessages
 from runwire.projections.transcripts.store import Slot
-from runwire.transcript.items import KeptItem
 from runwire.transcript.messages import Message
 from runwire.transcript.turns import starts_turn
 
@@ -55,7 +55,8 @@ __all__ = ["RunItems", "RunRecord", "SessionView", "Visible"]
 class RunItems:
     """The framework items of a session's visible runs, or ``deleted``."""
 
-    runs: list[tuple[str, list[KeptItem]]]
+    runs: list[tuple[str, list[dict[str, Any]]]]
+    """Per run, its live items as stored: ``event_id``, ``framework``, ``item``..."""
     deleted: bool = False
 
 
@@ -322,8 +323,12 @@ class SessionView:
             records = [r for r in records if r.first_ms > cleared]
         return Visible.of(records)
 
-    async def items(self, session_id: str, owner: Owner | None) -> RunItems:
-        """The framework items of the session's visible runs (see the module contract)."""
+    async def items(
+        self, session_id: str, owner: Owner | None, limit: int | None = None
+    ) -> RunItems:
+        """The framework items of the session's visible runs (see the module contract);
+        with ``limit``, at least the last ``limit`` items (the newest runs that hold
+        them), read newest first."""
         tag = _tag(owner)
         read = await self._reader.runs(session_id, owner=tag)
         if read.erased:
@@ -337,6 +342,24 @@ class SessionView:
             if seen.deleted:
                 return RunItems([], deleted=True)
             run_ids, generation = seen.run_ids, await self.live()
+        if limit is None:
+            return RunItems(await self._run_items(generation, run_ids))
+        # Newest runs first, a batch at a time, until they hold ``limit`` items.
+        out: list[tuple[str, list[dict[str, Any]]]] = []
+        held, end, batch = 0, len(run_ids), max(limit, 1)
+        while end > 0 and held < limit:
+            start = max(0, end - batch)
+            found = await self._run_items(generation, run_ids[start:end])
+            out[:0] = found
+            held += sum(len(items) for _, items in found)
+            end, batch = start, batch * 2
+        return RunItems(out)
+
+    async def _run_items(
+        self, generation: int, run_ids: Sequence[str]
+    ) -> list[tuple[str, list[dict[str, Any]]]]:
+        """Each run's live items from its stored state (``st``), in one pipelined
+        read; a run whose body expired is rebuilt from the log first."""
         keys = self._keys.generation(generation)
         states: list[bytes | None] = []
         for attempt in range(3):
@@ -349,12 +372,12 @@ class SessionView:
                 break
             for run_id in missing:
                 await self.cache.get(run_id)  # rebuilds the expired body from the log
-        out: list[tuple[str, list[KeptItem]]] = []
+        out: list[tuple[str, list[dict[str, Any]]]] = []
         for run_id, st in zip(run_ids, states, strict=True):
-            decoded = decode_items(st) if st is not None else None
-            if decoded is not None and decoded.items:
-                out.append((run_id, decoded.items))
-        return RunItems(out)
+            items = stored_items(st) if st is not None else []
+            if items:
+                out.append((run_id, items))
+        return out
 
     async def _index_cleared(self, session_id: str) -> int | None:
         try:

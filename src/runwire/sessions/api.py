@@ -359,21 +359,22 @@ class AsyncSession:
             if self.ttl is not None:
                 await backend.keep_for(self.session_id, [plan.run_id], self.ttl)
 
-    async def items(self) -> list[SessionItem]:
-        """The session's live framework items since the last clear, oldest first."""
+    async def items(self, limit: int | None = None) -> list[SessionItem]:
+        """The session's live framework items since the last clear, oldest first
+        (with ``limit``, at least the last ``limit`` of them)."""
         backend = await self._ready()
         from runwire.sessions.log_backend import LogBackend
 
         if isinstance(backend, LogBackend):
             try:
-                found = await backend.items(self.session_id)
+                found = await backend.items(self.session_id, limit=limit)
             except NotFoundError:
                 self._state = _Closed("the session was deleted")
                 raise
         else:
             info = await self.info()
             after = millis(info.cleared_at) if info.cleared_at else None
-            found = await backend.items(self.session_id, after)
+            found = await backend.items(self.session_id, after, limit)
         if self.ttl is not None and found:
             await backend.keep_for(self.session_id, sorted({i.run_id for i in found}), self.ttl)
         return found
@@ -384,7 +385,7 @@ class AsyncSession:
         async with self._writing:
             for _ in range(5):
                 await self._writable()
-                found = await self.items()
+                found = await self.items(limit=1)
                 if not found:
                     return None
                 last = found[-1]

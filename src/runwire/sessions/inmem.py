@@ -180,7 +180,9 @@ class InMemoryBackend(InMemoryMemoryBackend):
             if after_ms is None or run.first_ms > after_ms
         ]
 
-    async def items(self, session_id: str, after_ms: int | None = None) -> list[SessionItem]:
+    async def items(
+        self, session_id: str, after_ms: int | None = None, limit: int | None = None
+    ) -> list[SessionItem]:
         return [
             SessionItem(run_id, item.event_id, item.framework, item.item)
             for run_id, run in self._session_runs(session_id)

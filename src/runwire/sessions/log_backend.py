@@ -228,15 +228,17 @@ class LogBackend(LogMemoryBackend):
         view = self._ready()[2]
         return await view.visible(session_id, await self._owner(session_id), turns)
 
-    async def items(self, session_id: str, after_ms: int | None = None) -> list[SessionItem]:
-        """The framework items of the visible runs
+    async def items(
+        self, session_id: str, after_ms: int | None = None, limit: int | None = None
+    ) -> list[SessionItem]:
+        """The framework items of the visible runs (the last ``limit`` or more)
         (:meth:`~runwire.projections.transcripts.session_view.SessionView.items`)."""
         view = self._ready()[2]
-        found = await view.items(session_id, await self._owner(session_id))
+        found = await view.items(session_id, await self._owner(session_id), limit)
         if found.deleted:
             raise NotFoundError(f"no session {session_id!r}")
         return [
-            SessionItem(run_id, i.event_id, i.framework, i.item)
+            SessionItem(run_id, i["event_id"], i["framework"], i.get("item"))
             for run_id, items in found.runs
             for i in items
         ]

@@ -206,7 +206,7 @@ class RunwireSession:
         if limit is not None and limit <= 0:
             self._check_open()
             return []
-        found = await self._run(self.session.items())
+        found = await self._run(self.session.items(limit))
         items = [i.item for i in found]
         return items[-limit:] if limit is not None else items
 

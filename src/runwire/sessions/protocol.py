@@ -29,7 +29,8 @@ Contract:
   starts (or are all there is).
 - ``items`` returns the framework items of the session's runs that started
   after ``after_ms`` (and after the clear point the backend knows), oldest
-  first, popped ones left out (:mod:`runwire.transcript.items`); visible on
+  first, popped ones left out; given ``limit``, it may leave out older ones
+  as long as the last ``limit`` are there (:mod:`runwire.transcript.items`); visible on
   return of the ``write_run`` that wrote them, like messages.
 - Listeners get a :class:`SessionChange` for every change of a session
   written by anyone (another process included), on the event loop the
@@ -168,7 +169,9 @@ class SessionBackend(Protocol):
         ``turns``, at least the last runs that hold the last ``turns`` turns."""
         ...
 
-    async def items(self, session_id: str, after_ms: int | None = None) -> list[SessionItem]:
+    async def items(
+        self, session_id: str, after_ms: int | None = None, limit: int | None = None
+    ) -> list[SessionItem]:
         """The session's live framework items, oldest first (see the module contract)."""
         ...
 
