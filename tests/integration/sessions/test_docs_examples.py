@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from runwire.projections.runtime.protocol import Projection
+from runwire.sessions.openai_agents import close_shared_backends
 from runwire.settings import Settings
 from tests.integration.sessions.test_sessions_stack import stack_env
 
@@ -41,9 +42,15 @@ async def test_doc_examples_run(
     for name, value in stack_env(settings).items():
         if name.startswith("RUNWIRE_"):
             monkeypatch.setenv(name, value)
-    for title, code in examples():
-        compiled = compile(code, f"docs/sessions.md ({title})", "exec")
-        try:
-            await asyncio.to_thread(exec, compiled, {"__name__": "docs_example"})
-        except Exception as e:
-            raise AssertionError(f"the example {title!r} of docs/sessions.md failed: {e!r}") from e
+    try:
+        for title, code in examples():
+            compiled = compile(code, f"docs/sessions.md ({title})", "exec")
+            try:
+                await asyncio.to_thread(exec, compiled, {"__name__": "docs_example"})
+            except Exception as e:
+                raise AssertionError(
+                    f"the example {title!r} of docs/sessions.md failed: {e!r}"
+                ) from e
+    finally:
+        # RunwireSession's shared backend for this deployment's settings.
+        await asyncio.to_thread(close_shared_backends)
