@@ -190,7 +190,7 @@ def malformed(rng: random.Random, good: Event, kind: str) -> bytes:
         data = value[: max(11, len(value) // 2)]
     else:  # wrong types: the body of another type behind this type's header
         for other in (
-            Event.create(Usage(model="m" * 30, provider="p", input_tokens=10**12), run_id="r"),
+            Event.create(Usage(model="m" * 30, provider="p", input_tokens=2**31 - 1), run_id="r"),
             Event.create(ToolResult(tool_use_id="x", content={"k": [1.5, "v"]}), run_id="r"),
         ):
             data = value[:10] + codec.encode(other)[10:]

@@ -101,7 +101,13 @@ async def test_up_from_nothing_starts_every_part_and_writes_the_addresses(
     assert first.started == ["kafka", "postgres", "redis"]
     assert first.reused == []
     assert sorted(first.topics.created) == sorted(
-        ["runwire.run-events", "runwire.session-events", "runwire.memory", "runwire.dead-letters"]
+        [
+            "runwire.run-events",
+            "runwire.session-events",
+            "runwire.memory",
+            "runwire.checkpoints",
+            "runwire.dead-letters",
+        ]
     )
     assert all(part.running for part in stack.status())
     written = Settings.model_validate_json(stack.stack_file.read_text())

@@ -45,6 +45,7 @@ from runwire.contract.events import (
     Usage,
     UserMessage,
 )
+from runwire.contract.limits import MAX_TOKENS
 
 PAYLOADS: dict[EventType, EventPayload] = {
     p.event_type: p
@@ -156,6 +157,7 @@ _texts = st.text(
     st.characters(exclude_categories=_SURROGATES, exclude_characters="\x00"), max_size=40
 )
 _longs = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_token_counts = st.integers(min_value=0, max_value=MAX_TOKENS)
 json_values: st.SearchStrategy[Any] = st.recursive(
     st.none()
     | st.booleans()
@@ -203,10 +205,10 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
         Usage,
         model=_texts,
         provider=_texts,
-        input_tokens=_longs,
-        output_tokens=_longs,
-        cache_read_tokens=_longs,
-        cache_write_tokens=_longs,
+        input_tokens=_token_counts,
+        output_tokens=_token_counts,
+        cache_read_tokens=_token_counts,
+        cache_write_tokens=_token_counts,
     ),
     EventType.CONTEXT_SEEDED: st.builds(
         ContextSeeded,
