@@ -8,6 +8,9 @@ Contract:
   partitions back at once, without waiting for the session timeout.
 - Calls ``on_caught_up`` once, the first time every assigned partition's
   stored position reaches the log end (supervisors and tests wait for it).
+- Registers its probes (:mod:`runwire.telemetry.health`) while it runs:
+  ready once it has caught up (as for ``on_caught_up``) while its loop runs;
+  its lag is the log end minus the positions stored with the rows.
 - The process's collector is tuned for batches (:mod:`.tuning`).
 - A fatal error of the projector (not a transient one, which it retries)
   ends the service with that error.
@@ -24,6 +27,7 @@ from runwire.projections.catalog import opener
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
 from runwire.projections.runtime.tuning import tune_for_batches
 from runwire.settings import Settings
+from runwire.telemetry import health
 
 PROJECTOR_PREFIX = "projector-"
 
@@ -45,11 +49,20 @@ async def serve_projection(
     ):
         tune_for_batches()
         runner = asyncio.create_task(projector.run(), name=f"projector-{name}")
-        watcher = asyncio.create_task(_announce(projector, on_caught_up))
+        caught_up = asyncio.Event()
+
+        def announce() -> None:
+            caught_up.set()
+            if on_caught_up is not None:
+                on_caught_up()
+
+        watcher = asyncio.create_task(_announce(projector, announce))
         stopper = asyncio.create_task(stop.wait())
+        probe = health.register(_probe(name, projector, runner, caught_up))
         try:
             await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            health.unregister(probe)
             watcher.cancel()
             stopper.cancel()
             await projector.stop()
@@ -58,9 +71,26 @@ async def serve_projection(
             await runner  # re-raises a fatal error of the projector
 
 
-async def _announce(projector: Projector, on_caught_up: Callable[[], None] | None) -> None:
-    if on_caught_up is None:
-        return
+def _probe(
+    name: str, projector: Projector, runner: asyncio.Task[None], caught_up: asyncio.Event
+) -> health.Probe:
+    group = projector.group_id or f"projector-{name}"
+
+    def alive() -> str | None:
+        return "the projector's loop ended" if runner.done() else None
+
+    def ready() -> str | None:
+        if runner.done():
+            return "the projector's loop ended"
+        return None if caught_up.is_set() else "catching up with the log"
+
+    async def lag() -> dict[tuple[str, str, int], int]:
+        return {(group, tp.topic, tp.partition): n for tp, n in (await projector.lag()).items()}
+
+    return health.Probe(f"projector-{name}", ready, alive, lag)
+
+
+async def _announce(projector: Projector, on_caught_up: Callable[[], None]) -> None:
     while True:
         await asyncio.sleep(0.2)
         if projector.assigned() and not any((await projector.lag()).values()):

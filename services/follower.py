@@ -49,8 +49,9 @@ from aiokafka.structs import TopicPartition
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event
 from runwire.errors import DecodeError, RunwireError
-from runwire.log import clients
+from runwire.log import clients, hooks
 from runwire.log.envelope import check_envelope
+from runwire.log.records import SourceRecord
 from runwire.projections.runtime.dead_letters import (
     DeadLetterProducer,
     record_value,
@@ -59,6 +60,7 @@ from runwire.projections.runtime.dead_letters import (
 from runwire.projections.runtime.protocol import DeadLetterSink, Rejection
 from runwire.services.lifecycle import AsyncService, describe_error, vital
 from runwire.settings import Settings
+from runwire.telemetry import health
 
 __all__ = [
     "FollowHandler",
@@ -167,6 +169,7 @@ class Follower(AsyncService):
         self.undecodable = 0
         self.caught_up_event = asyncio.Event()
         """Set while every assigned partition is caught up (for tests and readiness)."""
+        self._probe: health.Probe | None = None
 
     @property
     def group_id(self) -> str:
@@ -216,12 +219,17 @@ class Follower(AsyncService):
         consumer.subscribe([self._topic], listener=_Listener(self))
         self._consumer = consumer
         self._task = vital(asyncio.create_task(self._run(), name=f"follow {self._group_id}"))
+        self._probe = health.register(
+            health.Probe(self._group_id, self.readiness, self.liveness, self.lag)
+        )
 
     async def stop(self) -> None:
         """Stop reading, let the handler stop its work, commit, leave. Idempotent."""
         if not self._started or self._stopped:
             return
         self._stopped = True
+        if self._probe is not None:
+            health.unregister(self._probe)
         if self._task is not None:
             self._task.cancel()
             # A loop that died has been reported by vital(); do not raise it again.
@@ -257,6 +265,44 @@ class Follower(AsyncService):
             error = None if task.cancelled() else task.exception()
             why = describe_error(error) if error is not None else "it was stopped"
             raise RunwireError(f"{self._group_id}: the follow loop ended before catching up: {why}")
+
+    # -- probes (runwire.telemetry.health) ----------------------------------------
+
+    def liveness(self) -> str | None:
+        """None while the follow loop runs, else why not."""
+        task = self._task
+        if task is None:
+            return "not started"
+        if task.done():
+            return "the follow loop ended"
+        return None
+
+    def readiness(self) -> str | None:
+        """None once partitions are assigned and all caught up, else why not."""
+        dead = self.liveness()
+        if dead is not None:
+            return dead
+        if not self.caught_up_event.is_set():
+            return "catching up with the log (or waiting for partitions)"
+        return None
+
+    async def lag(self) -> dict[tuple[str, str, int], int]:
+        """Records between each assigned partition's log end and where this follower has read."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        assigned = list(consumer.assignment())
+        if not assigned:
+            return {}
+        ends = await consumer.end_offsets(assigned)
+        out: dict[tuple[str, str, int], int] = {}
+        for tp in assigned:
+            try:
+                position = await consumer.position(tp)
+            except KafkaError:
+                continue  # being reassigned
+            out[(self._group_id, tp.topic, tp.partition)] = max(0, ends.get(tp, 0) - position)
+        return out
 
     # -- the loop ----------------------------------------------------------------
 
@@ -314,6 +360,19 @@ class Follower(AsyncService):
                     self._consumer.seek(tp, record.offset)
                     complete = False
                     break
+                if hooks.installed:
+                    hooks.read(
+                        SourceRecord(
+                            tp.topic,
+                            tp.partition,
+                            record.offset,
+                            record.timestamp,
+                            record.key,
+                            record.value or b"",
+                            tuple(record.headers or ()),
+                            event,
+                        )
+                    )
                 handler.apply(tp.partition, record.offset, event)
         return complete
 

@@ -13,6 +13,9 @@ Contract:
 - A loop of the service that dies ends the process with one line on stderr
   and exit code 1 (:func:`runwire.services.lifecycle.run_until_stopped`);
   logging is :func:`runwire.logs.configure_service_logging`.
+- ``--metrics-port PORT`` (or ``RUNWIRE_METRICS_PORT``) serves ``/metrics``,
+  ``/healthz`` and ``/readyz``; ``OTEL_*`` switches tracing on
+  (:mod:`runwire.telemetry.process`).
 - Prints one line ``<name> caught up`` on stdout once every assigned
   partition has been read to its end, so a supervisor can wait for it.
 
@@ -40,6 +43,7 @@ from runwire.logs import configure_service_logging
 from runwire.services.follower import FollowerOptions
 from runwire.services.lifecycle import run_until_stopped
 from runwire.settings import Settings
+from runwire.telemetry.process import observed
 
 __all__ = ["ServiceName", "ServiceProcess", "run_service", "serve", "settings_env"]
 
@@ -62,6 +66,12 @@ def _parser(name: str) -> argparse.ArgumentParser:
         "--no-history",
         action="store_true",
         help="orchestrator: no session history in the model input (no projections needed)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz and /readyz on this port (RUNWIRE_METRICS_PORT)",
     )
     parser.add_argument("--log-level", default="INFO")
     return parser
@@ -122,19 +132,22 @@ def run_service(name: ServiceName, argv: Sequence[str] | None = None) -> int:
 
     async def main() -> None:
         settings = Settings()
-        await run_until_stopped(
-            name,
-            lambda stop: serve(
+        if args.metrics_port is not None:
+            settings = settings.model_copy(update={"metrics_port": args.metrics_port})
+        async with observed(name, settings):
+            await run_until_stopped(
                 name,
-                settings,
-                stop,
-                instance_id=args.instance_id,
-                local_latency=args.local_latency,
-                tool_latency=args.tool_latency,
-                max_records=args.max_records,
-                history=not args.no_history,
-            ),
-        )
+                lambda stop: serve(
+                    name,
+                    settings,
+                    stop,
+                    instance_id=args.instance_id,
+                    local_latency=args.local_latency,
+                    tool_latency=args.tool_latency,
+                    max_records=args.max_records,
+                    history=not args.no_history,
+                ),
+            )
 
     try:
         asyncio.run(main())

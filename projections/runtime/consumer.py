@@ -53,7 +53,7 @@ from aiokafka.errors import (
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
 from runwire.errors import ConfigurationError, DecodeError, NotStartedError, RunwireError
-from runwire.log import clients
+from runwire.log import clients, hooks
 from runwire.log.envelope import check_envelope
 from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime.dead_letters import (
@@ -71,6 +71,7 @@ from runwire.projections.runtime.protocol import (
     Rejection,
 )
 from runwire.settings import Settings
+from runwire.telemetry.metrics import HANDLER_SECONDS
 
 if TYPE_CHECKING:
     from runwire.contract.events import Event
@@ -501,18 +502,19 @@ class Projector:
                 except DecodeError as e:
                     out.undecodable.append(undecodable(tp.topic, r, e))
                     continue
-                out.records.append(
-                    SourceRecord(
-                        topic=tp.topic,
-                        partition=tp.partition,
-                        offset=r.offset,
-                        timestamp_ms=r.timestamp,
-                        key=r.key,
-                        value=value,
-                        headers=tuple(r.headers or ()),
-                        event=event,
-                    )
+                source = SourceRecord(
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=r.offset,
+                    timestamp_ms=r.timestamp,
+                    key=r.key,
+                    value=value,
+                    headers=tuple(r.headers or ()),
+                    event=event,
                 )
+                if hooks.installed:
+                    hooks.read(source)
+                out.records.append(source)
         if not out.next_positions:
             return None
         # Dead letters first: the position may only pass a record once its
@@ -527,7 +529,13 @@ class Projector:
             next_positions=fetched.next_positions,
             expected=fetched.expected,
         )
-        return await self._apply(batch, self._require_sink())
+        started = time.perf_counter()
+        try:
+            return await self._apply(batch, self._require_sink())
+        finally:
+            HANDLER_SECONDS.labels(self.projection.name, "apply_batch").observe(
+                time.perf_counter() - started
+            )
 
     def _settle(self, fetched: _Fetched, result: ApplyResult) -> set[TopicPartition]:
         """Book a batch's result; returns the partitions sought to another position."""

@@ -46,6 +46,7 @@ from runwire.errors import DecodeError, NotStartedError, RunwireError
 from runwire.log import clients
 from runwire.projections.runtime.protocol import Rejection
 from runwire.settings import Settings
+from runwire.telemetry.metrics import DEAD_LETTERS
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +357,7 @@ class DeadLetterProducer:
             pending = refused
         self._sent += len(rejections)
         for r in rejections:
+            DEAD_LETTERS.labels(self._consumer, r.reason).inc()
             log.warning(
                 "dead-lettered %s/%d@%d for %s: %s (%s)",
                 r.topic,

@@ -27,6 +27,7 @@ from runwire.projections.runtime.consumer import Decoder, Projector, ProjectorOp
 from runwire.projections.runtime.dead_letters import DeadLetterProducer
 from runwire.projections.runtime.protocol import ProjectionError, Rebuildable
 from runwire.settings import Settings
+from runwire.telemetry.metrics import REBUILD_PROGRESS
 
 REBUILD_OPTIONS = ProjectorOptions(max_records=5000, poll_timeout_ms=500)
 
@@ -102,8 +103,11 @@ async def rebuild(
         total = _sum_gap(ends, first)
 
         def report(switched: bool = False) -> None:
+            done = _sum_gap(projector.positions(), first)
+            REBUILD_PROGRESS.labels(projection.name).set(
+                1.0 if switched else done / max(total, done, 1)
+            )
             if on_progress is not None:
-                done = _sum_gap(projector.positions(), first)
                 on_progress(
                     RebuildProgress(
                         generation=copy.generation,

@@ -66,6 +66,7 @@ def create_app(
     transcripts: TranscriptReader | None = None,
     control: RunControl | None = None,
     options: Options | None = None,
+    metrics: ApiMetrics | None = None,
 ) -> FastAPI:
     """The API app; its backends open with its lifespan (see the module docstring)."""
     ring = keys if keys is not None else KeyRing.from_settings(settings)
@@ -92,7 +93,9 @@ def create_app(
     app.state.keys = ring
     app.state.page_tokens = PageTokenSigner.of(settings.api_page_secret)
     app.state.backends = None
-    app.state.metrics = metrics = ApiMetrics()
+    # `runwire serve api` passes the process registry's (one /metrics for all);
+    # an app of its own otherwise, so two apps in one process do not collide.
+    app.state.metrics = metrics = metrics if metrics is not None else ApiMetrics()
     app.state.closing = asyncio.Event()
     install_error_handlers(app)
     routers = [

@@ -1,7 +1,8 @@
 """Request counts and latency for Prometheus (``GET /metrics``).
 
 Each app has its own registry (two apps in one process, as in tests, do not
-collide). Requests are labelled by the route's template (``/v1/runs/{run_id}``),
+collide), except under ``runwire serve api``, which gives it the process
+registry of :mod:`runwire.telemetry.metrics` (one ``/metrics`` for all). Requests are labelled by the route's template (``/v1/runs/{run_id}``),
 never by the raw path, so ids do not explode the label space; a path no route
 matches counts as ``<unmatched>``. The latency of an event stream is how long
 the stream stayed open; ``runwire_api_open_streams`` counts the open ones.

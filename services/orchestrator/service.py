@@ -73,6 +73,7 @@ from runwire.services.orchestrator.answers import (
     failure_events,
 )
 from runwire.services.orchestrator.context import ContextSource, NoHistory
+from runwire.services.orchestrator.observed import ObservedProvider
 from runwire.services.orchestrator.run_state import (
     Action,
     Answer,
@@ -81,6 +82,8 @@ from runwire.services.orchestrator.run_state import (
 )
 from runwire.services.run_context import RunContext
 from runwire.settings import Settings
+from runwire.telemetry import tracing
+from runwire.telemetry.metrics import HANDLER_SECONDS, MODEL_RETRIES, TURNS
 from runwire.transcript.errors import TranscriptValidationError
 from runwire.transcript.validation import PROVIDERS, validate
 
@@ -167,7 +170,10 @@ class Orchestrator(FollowingService):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
-        self._provider = provider
+        # Wrapped here, at the call site: every call is measured and traced.
+        self._provider = (
+            provider if isinstance(provider, ObservedProvider) else ObservedProvider(provider)
+        )
         self._publisher = publisher
         self._agents = agents or AgentDirectory()
         self._context: ContextSource = context or NoHistory()
@@ -339,6 +345,22 @@ class Orchestrator(FollowingService):
             log.exception("run %s: its failure could not be published", state.run_id)
 
     async def _perform(self, part: _Partition, state: RunState, action: Action) -> None:
+        cause = action.delta.event_id if isinstance(action, Answer) else action.cause_id
+        operation = type(action).__name__.lower()
+        started = time.perf_counter()
+        with tracing.handling(
+            cause,
+            f"orchestrator {operation}",
+            {"runwire.run.id": state.run_id, "runwire.session.id": state.context.session_id or ""},
+        ):
+            try:
+                await self._perform_traced(part, state, action)
+            finally:
+                HANDLER_SECONDS.labels("orchestrator", operation).observe(
+                    time.perf_counter() - started
+                )
+
+    async def _perform_traced(self, part: _Partition, state: RunState, action: Action) -> None:
         if isinstance(action, Answer):
             await self._answer(part, state, action)
         elif isinstance(action, Close):
@@ -350,6 +372,7 @@ class Orchestrator(FollowingService):
                 closing_events(state.context, action.cause_id, calls_tools=action.calls_tools),
             )
             self.stats.closings += 1
+            TURNS.labels("closed").inc()
         else:
             await self._fail(state, action.cause_id, action.error_kind, action.message)
 
@@ -440,12 +463,14 @@ class Orchestrator(FollowingService):
         )
         read_at = self._read_at.pop(cause, None)
         self.stats.answers += 1
+        TURNS.labels("answered").inc()
         self.stats.model_seconds.append(model_seconds)
         if read_at is not None:
             self.stats.overhead.append(self._clock() - read_at - model_seconds)
 
     async def _on_retry(self, attempt: int, error: ProviderError, delay: float) -> None:
         self.stats.retries += 1
+        MODEL_RETRIES.labels(self._provider.name, self._provider.default_model).inc()
         log.info("model call attempt %d failed (%s), retrying in %.2fs", attempt, error, delay)
 
     async def _publish_answer(
@@ -466,6 +491,7 @@ class Orchestrator(FollowingService):
     ) -> None:
         state.expect(cause)
         self.stats.failures += 1
+        TURNS.labels("failed").inc()
         self._read_at.pop(cause, None)
         events = failure_events(state.context, cause, kind, message, retryable=retryable)
         try:

@@ -57,6 +57,8 @@ from runwire.services.lifecycle import AsyncService
 from runwire.services.orchestrator.run_state import RunState
 from runwire.services.run_context import RunContext
 from runwire.settings import Settings
+from runwire.telemetry import health
+from runwire.telemetry.metrics import WATCHDOG_VERDICTS
 
 __all__ = [
     "WATCHDOG_PRODUCER",
@@ -186,11 +188,14 @@ class Watchdog(AsyncService):
         for run in candidates:
             folded = await self._fold(run)
             if folded is None:
+                WATCHDOG_VERDICTS.labels("not_judged").inc()
                 continue  # the projection is behind the log: not stalled, or not yet known
             state, last = folded
             if state.terminal or state.paused_by is not None:
+                WATCHDOG_VERDICTS.labels("ended" if state.terminal else "paused").inc()
                 continue  # a pause is a legitimate wait, even after an in-flight answer
             if state.status is RunStatus.AWAITING_TOOLS and self.tools_seconds is None:
+                WATCHDOG_VERDICTS.labels("awaiting_tools").inc()
                 continue
             stall = failure_for(run, state, last, now)
             try:
@@ -206,6 +211,7 @@ class Watchdog(AsyncService):
                 continue
             assert self._publisher is not None
             await publish_retrying(self._publisher, [event])
+            WATCHDOG_VERDICTS.labels(stall.error_kind).inc()
             log.warning("%s: %s", stall.error_kind, stall.message)
             failed.append(stall)
         return failed
@@ -259,10 +265,18 @@ async def serve_watchdog(
     ``NAME caught up`` after the first sweep). ``instance_id`` and
     ``max_records`` are accepted for the common service signature; a sweep
     needs neither."""
-    async with Watchdog(settings) as watchdog:
-        await watchdog.sweep()
-        print(f"{name} caught up", flush=True)
-        deadlines = [watchdog.stall_seconds]
-        if watchdog.tools_seconds is not None:
-            deadlines.append(watchdog.tools_seconds)
-        await watchdog.run(stop, interval=max(1.0, min(60.0, min(deadlines) / 4)))
+    swept = asyncio.Event()
+    probe = health.register(
+        health.Probe(name, lambda: None if swept.is_set() else "the first sweep is not done")
+    )
+    try:
+        async with Watchdog(settings) as watchdog:
+            await watchdog.sweep()
+            swept.set()
+            print(f"{name} caught up", flush=True)
+            deadlines = [watchdog.stall_seconds]
+            if watchdog.tools_seconds is not None:
+                deadlines.append(watchdog.tools_seconds)
+            await watchdog.run(stop, interval=max(1.0, min(60.0, min(deadlines) / 4)))
+    finally:
+        health.unregister(probe)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ from runwire.services.follower import (
 from runwire.services.run_context import RunContext
 from runwire.services.tools.registry import ToolContext, ToolRegistry
 from runwire.settings import Settings
+from runwire.telemetry import tracing
+from runwire.telemetry.metrics import HANDLER_SECONDS, TOOL_ERRORS, TOOL_SECONDS
 
 __all__ = ["PRODUCER", "ToolRunner", "ToolRunnerStats", "result_event"]
 
@@ -233,11 +236,38 @@ class ToolRunner(FollowingService):
             agent_id=use.agent_id,
             tenant=use.tenant,
         )
+        started = time.perf_counter()
+        with tracing.handling(
+            use.event_id,
+            "tools call",
+            {"runwire.run.id": use.run_id, "runwire.session.id": use.session_id or ""},
+        ):
+            try:
+                await self._call(use, payload, context)
+            finally:
+                HANDLER_SECONDS.labels("tools", "call").observe(time.perf_counter() - started)
+
+    async def _call(self, use: Event, payload: ToolUse, context: ToolContext) -> None:
         async with self._slots:
-            outcome = await self._registry.execute(payload.name, payload.input, context)
+            started = time.perf_counter()
+            with tracing.span(
+                f"execute_tool {payload.name}",
+                {
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": payload.name,
+                    "gen_ai.tool.call.id": payload.id,
+                },
+            ) as span:
+                outcome = await self._registry.execute(payload.name, payload.input, context)
+                if span is not None and outcome.is_error:
+                    span.set_attribute("error.type", "tool_error")
+            TOOL_SECONDS.labels(payload.name, "error" if outcome.is_error else "ok").observe(
+                time.perf_counter() - started
+            )
         self.stats.executed += 1
         if outcome.is_error:
             self.stats.errors += 1
+            TOOL_ERRORS.labels(payload.name).inc()
         try:
             await publish_retrying(
                 self._publisher, [result_event(use, outcome.content, outcome.is_error)]

@@ -6,6 +6,10 @@
 services. Every service stops cleanly on SIGTERM / SIGINT and prints
 ``<name> caught up`` once it has read every assigned partition to its end.
 
+With ``--metrics-port`` (or ``RUNWIRE_METRICS_PORT``) the process serves
+``/metrics``, ``/healthz`` and ``/readyz``; the ``OTEL_*`` variables switch
+tracing on (:mod:`runwire.telemetry.process`).
+
 Every service runs under :func:`runwire.services.lifecycle.run_until_stopped`:
 when one of its loops dies, the process ends with one line on stderr
 (``runwire: error: NAME: ... died: ...``) and exit code 1. Logging is
@@ -25,6 +29,7 @@ from runwire.errors import ConfigurationError
 from runwire.logs import configure_service_logging
 from runwire.services.lifecycle import run_until_stopped
 from runwire.settings import Settings
+from runwire.telemetry.process import observed
 
 Service = Callable[[str, Settings, asyncio.Event, str | None, int | None], Awaitable[None]]
 
@@ -97,6 +102,11 @@ def serve(
     log_level: str = typer.Option("INFO", help="Logging level."),
     host: str | None = typer.Option(None, help="Address the API listens on (api)."),
     port: int | None = typer.Option(None, help="Port the API listens on (api)."),
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        help="Serve /metrics, /healthz and /readyz on this port (RUNWIRE_METRICS_PORT).",
+    ),
 ) -> None:
     """Run a service until SIGTERM / SIGINT."""
     known = services()
@@ -109,12 +119,13 @@ def serve(
         service = known[name]
 
         async def main() -> None:
-            given = {"api_host": host, "api_port": port}
+            given = {"api_host": host, "api_port": port, "metrics_port": metrics_port}
             settings = Settings().model_copy(
                 update={k: v for k, v in given.items() if v is not None}
             )
-            await run_until_stopped(
-                name, lambda stop: service(name, settings, stop, instance_id, max_records)
-            )
+            async with observed(name, settings):
+                await run_until_stopped(
+                    name, lambda stop: service(name, settings, stop, instance_id, max_records)
+                )
 
         asyncio.run(main())
