@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 from collections.abc import Callable
 
+from runwire.log import hooks
 from runwire.projections.catalog import opener
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
 from runwire.projections.runtime.tuning import tune_for_batches
@@ -48,7 +49,7 @@ async def serve_projection(
         Projector(projection, settings, options=options) as projector,
     ):
         tune_for_batches()
-        runner = asyncio.create_task(projector.run(), name=f"projector-{name}")
+        runner = asyncio.create_task(_reading(projector), name=f"projector-{name}")
         caught_up = asyncio.Event()
 
         def announce() -> None:
@@ -88,6 +89,12 @@ def _probe(
         return {(group, tp.topic, tp.partition): n for tp, n in (await projector.lag()).items()}
 
     return health.Probe(f"projector-{name}", ready, alive, lag)
+
+
+async def _reading(projector: Projector) -> None:
+    # The task's own context: the hooks see which consumer read a record.
+    hooks.reader.set(projector.group_id or f"projector-{projector.projection.name}")
+    await projector.run()
 
 
 async def _announce(projector: Projector, on_caught_up: Callable[[], None]) -> None:

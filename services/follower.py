@@ -307,6 +307,7 @@ class Follower(AsyncService):
     # -- the loop ----------------------------------------------------------------
 
     async def _run(self) -> None:
+        hooks.reader.set(self._group_id)  # this task's own copy: the hooks' consumer
         consumer = self._consumer
         opts = self._options
         while True:

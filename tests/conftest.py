@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -104,3 +105,24 @@ async def settings(stack_settings: Settings) -> AsyncIterator[Settings]:
     """Settings of the test stack with this test's own topics, keys and schema."""
     async with isolated_deployment(stack_settings, "t") as mine:
         yield mine
+
+
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """Tracing on for this test, every span kept by an in-memory exporter (yielded)."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from runwire.telemetry import tracing
+    from runwire.telemetry.otel import Tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable(Tracing(provider))
+    try:
+        yield exporter
+    finally:
+        tracing.disable()
+        provider.shutdown()

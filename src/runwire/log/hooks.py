@@ -7,6 +7,9 @@ Contract:
   (:meth:`LogHook.read`: counts, lag, trace context), in every process.
 - Hooks are process-wide (like OpenTelemetry's global provider) and cost
   nothing while none is installed: callers test :data:`installed` first.
+- :data:`reader` names who is reading in the current task (a consumer
+  group, a service); consumer loops set it so hooks can say which consumer
+  read a record (it is empty where nobody set it).
 - A hook that raises is a bug in the hook: the error is logged once per hook
   and the record goes on (observing never fails the data path).
 """
@@ -15,13 +18,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import MutableSequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from runwire.contract.events import Event
     from runwire.log.records import SourceRecord
 
-__all__ = ["LogHook", "install", "installed", "read", "uninstall", "writing"]
+__all__ = ["LogHook", "install", "installed", "read", "reader", "uninstall", "writing"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,9 @@ class LogHook(Protocol):
         """A record was read and decoded."""
         ...
 
+
+reader: ContextVar[str] = ContextVar("runwire_log_reader", default="")
+"""Who reads in this task (a consumer group or service name), for hooks."""
 
 _hooks: list[LogHook] = []
 _failed: set[int] = set()

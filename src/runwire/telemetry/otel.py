@@ -50,6 +50,7 @@ from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from runwire.errors import ConfigurationError
+from runwire.log import hooks
 from runwire.telemetry.metrics import SPANS_DROPPED
 
 if TYPE_CHECKING:
@@ -124,6 +125,9 @@ class Tracing:
         attributes["messaging.destination.name"] = record.topic
         attributes["messaging.destination.partition.id"] = str(record.partition)
         attributes["messaging.kafka.offset"] = record.offset
+        group = hooks.reader.get()
+        if group:
+            attributes["messaging.consumer.group.name"] = group
         if (
             "traceparent" in carrier
             and not trace.get_current_span(parent).get_span_context().is_valid
