@@ -38,6 +38,8 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
+from pydantic import SecretStr
+
 from runwire.errors import ConfigurationError, RunwireError
 from runwire.logs import configure_service_logging
 from runwire.services.follower import FollowerOptions
@@ -165,6 +167,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
     for name in type(settings).model_fields:
         value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()  # its str() is a mask, not the secret
         if value is not None:
             env[f"RUNWIRE_{name.upper()}"] = str(value)
     return env
