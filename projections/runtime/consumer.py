@@ -71,6 +71,7 @@ from runwire.projections.runtime.protocol import (
     Rejection,
 )
 from runwire.settings import Settings
+from runwire.telemetry import tracing
 from runwire.telemetry.metrics import HANDLER_SECONDS
 
 if TYPE_CHECKING:
@@ -531,7 +532,8 @@ class Projector:
         )
         started = time.perf_counter()
         try:
-            return await self._apply(batch, self._require_sink())
+            with tracing.applying(f"projector-{self.projection.name}", batch.records):
+                return await self._apply(batch, self._require_sink())
         finally:
             HANDLER_SECONDS.labels(self.projection.name, "apply_batch").observe(
                 time.perf_counter() - started

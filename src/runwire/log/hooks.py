@@ -7,6 +7,10 @@ Contract:
   (:meth:`LogHook.read`: counts, lag, trace context), in every process.
 - Hooks are process-wide (like OpenTelemetry's global provider) and cost
   nothing while none is installed: callers test :data:`installed` first.
+- :data:`scope`, when set (by tracing), wraps every publish call of the
+  writer (``publish``, ``publish_many``, ``publish_message``; the encoding
+  of ``enqueue_message``): one span per call, whose context the records'
+  headers then carry, instead of one per record.
 - :data:`reader` names who is reading in the current task (a consumer
   group, a service); consumer loops set it so hooks can say which consumer
   read a record (it is empty where nobody set it).
@@ -17,7 +21,8 @@ Contract:
 from __future__ import annotations
 
 import logging
-from collections.abc import MutableSequence
+from collections.abc import Callable, MutableSequence, Sequence
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,7 +30,18 @@ if TYPE_CHECKING:
     from runwire.contract.events import Event
     from runwire.log.records import SourceRecord
 
-__all__ = ["LogHook", "install", "installed", "read", "reader", "uninstall", "writing"]
+__all__ = [
+    "LogHook",
+    "PublishScope",
+    "install",
+    "installed",
+    "read",
+    "reader",
+    "scope",
+    "set_scope",
+    "uninstall",
+    "writing",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +56,19 @@ class LogHook(Protocol):
     def read(self, record: SourceRecord) -> None:
         """A record was read and decoded."""
         ...
+
+
+PublishScope = Callable[[str, "Sequence[Event]"], AbstractContextManager[object]]
+"""Called with the topic and the events of one publish call; the block is the call."""
+
+scope: PublishScope | None = None
+"""What wraps each publish call (None: nothing; set with :func:`set_scope`)."""
+
+
+def set_scope(wrapper: PublishScope | None) -> None:
+    """Wrap every later publish call with ``wrapper`` (None: stop)."""
+    global scope
+    scope = wrapper
 
 
 reader: ContextVar[str] = ContextVar("runwire_log_reader", default="")

@@ -28,7 +28,8 @@ Contract:
   and later its answer without waiting, and the log keeps that order.
   (Call :meth:`Publisher.prepare_topic` first so the partitions are known.)
 - Every record passes :func:`runwire.log.hooks.writing` (trace context,
-  tenant, counters) and the partitioner is :func:`runwire.log.partitioner.partition_for`.
+  tenant, counters), every publish call the hooks' publish scope when one
+  is set (a tracing span per call), and the partitioner is :func:`runwire.log.partitioner.partition_for`.
 - Every failure reaches the caller as ``PublishError`` (or
   ``EventTooLargeError`` / ``ContractError`` for events that can never be
   written, raised before anything is sent); nothing is dropped silently.
@@ -332,6 +333,12 @@ class Publisher:
 
     async def publish(self, event: Event) -> Position:
         """Write one event and return where it lies once the broker has it."""
+        if hooks.scope is None:
+            return await self._publish(event)
+        with hooks.scope(self._route(event.type).topic, (event,)):
+            return await self._publish(event)
+
+    async def _publish(self, event: Event) -> Position:
         record = self.record_for(event)
         future = await self._send(self._state.producer(), record)
         try:
@@ -347,6 +354,12 @@ class Publisher:
         one fails, ``PublishError`` is raised once all have settled; the others
         may have been written.
         """
+        if hooks.scope is None or not events:
+            return await self._publish_many(events)
+        with hooks.scope(self._route(events[0].type).topic, events):
+            return await self._publish_many(events)
+
+    async def _publish_many(self, events: Sequence[Event]) -> list[Position]:
         records = [self.record_for(e) for e in events]
         producer = self._state.producer()
         futures: list[asyncio.Future[Any]] = []
@@ -369,6 +382,12 @@ class Publisher:
         The events must be run events of one run. Their positions are
         consecutive offsets of one partition, in the given order.
         """
+        if hooks.scope is None or not events:
+            return await self._publish_message(events)
+        with hooks.scope(self._route(events[0].type).topic, events):
+            return await self._publish_message(events)
+
+    async def _publish_message(self, events: Sequence[Event]) -> list[Position]:
         records, what = self._message(events)
         topic = records[0].topic
         if topic not in self._partitions:
@@ -384,7 +403,11 @@ class Publisher:
         Encoding errors are raised here; the topic's partitions must be known
         (:meth:`prepare_topic`, or an earlier ``publish_message``).
         """
-        records, what = self._message(events)
+        if hooks.scope is None or not events:
+            records, what = self._message(events)
+        else:
+            with hooks.scope(self._route(events[0].type).topic, events):
+                records, what = self._message(events)  # the span covers the encoding
         if records[0].topic not in self._partitions:
             raise PublishError(
                 f"{what}: the partitions of {records[0].topic} are not known yet; "

@@ -1,21 +1,24 @@
 """The OpenTelemetry side of :mod:`runwire.telemetry.tracing` (imported only when tracing is on).
 
 Contract:
-- :class:`Tracing` is a :class:`runwire.log.hooks.LogHook`:
-  ``writing`` starts and ends a PRODUCER span ``send <topic>`` for the
-  record and writes its W3C ``traceparent`` (and ``tracestate``) into the
-  record's headers; ``read`` extracts the context from a record's headers
-  and starts and ends a CONSUMER span ``process <topic>`` under it.
-- A publish's parent is the current span when there is one (a handler's,
-  a model call's, an HTTP request's); otherwise the span of the record its
-  event was caused by (``causation_id``), if this process read that record
-  recently; otherwise it starts a trace.
-- A missing or malformed ``traceparent`` starts a new trace (the span says
-  ``runwire.trace.malformed`` when a header was there); it never fails
-  the record.
-- The contexts of recently read records are remembered by event id
-  (:data:`REMEMBERED` of them, the oldest forgotten first) so that the work
-  they cause, published later from another task, joins their trace.
+- Spans are made per *operation*, never per record, so that tracing at 100%
+  sampling stays cheap on the data path (``bench/bench_tracing.py``):
+  a PRODUCER span ``send <topic>`` per publish call (the log's publish
+  scope, :data:`runwire.log.hooks.scope`), a CONSUMER span per handled
+  delta (:meth:`Tracing.handling`: the orchestrator's answer, the tool
+  runner's call), one per trace in each batch a projector applies
+  (:meth:`Tracing.applying`), and spans for model and tool calls.
+- Every record written carries the W3C ``traceparent`` (and
+  ``tracestate``) of the span current when it is encoded: the publish
+  call's (:class:`Tracing` is a :class:`runwire.log.hooks.LogHook`). A
+  record written with no current span carries the context of the record
+  its event was caused by, if this process read it recently.
+- Every record read has its ``traceparent`` remembered by event id
+  (:data:`REMEMBERED` of them, the oldest forgotten first; parsed only when
+  used) so the work it causes, later and in another task, joins its trace.
+- A missing or malformed ``traceparent`` starts a new trace where it is
+  used (the span says ``runwire.trace.malformed`` when a header was
+  there); it never fails the record.
 - :func:`from_env` builds the provider from the standard variables:
   ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, ``none``; a comma list),
   ``OTEL_EXPORTER_OTLP_*``, ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
@@ -46,7 +49,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanContext, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from runwire.errors import ConfigurationError
@@ -64,7 +67,6 @@ log = logging.getLogger(__name__)
 REMEMBERED = 65_536
 """Contexts of read records kept by event id (about 10 MB at most)."""
 
-_TRACE_HEADERS = frozenset({"traceparent", "tracestate"})
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -72,92 +74,148 @@ def _event_attributes(event: Event) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "runwire.event.type": event.type.value,
         "runwire.event.id": event.event_id,
-        "messaging.message.id": event.event_id,
     }
     if event.run_id is not None:
         attributes["runwire.run.id"] = event.run_id
     if event.session_id is not None:
         attributes["runwire.session.id"] = event.session_id
-    if event.causation_id is not None:
-        attributes["runwire.causation.id"] = event.causation_id
     return attributes
 
 
+def _parent(raw: bytes | None) -> tuple[Context, bool]:
+    """The context a ``traceparent`` header names, and whether it was malformed."""
+    if raw is None:
+        return Context(), False
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return Context(), True
+    # Extracted onto an empty context: a malformed header gives no parent
+    # (a new trace), never the reader's own current span.
+    context = _PROPAGATOR.extract({"traceparent": text}, context=Context())
+    return context, not trace.get_current_span(context).get_span_context().is_valid
+
+
+def _traceparent(record: SourceRecord) -> bytes | None:
+    for key, value in record.headers:
+        if key == "traceparent":
+            return value
+    return None
+
+
 class Tracing:
-    """Spans for records and for the work they cause; see the module contract."""
+    """Spans for operations, context for records; see the module contract."""
 
     def __init__(self, provider: TracerProvider) -> None:
         self.provider = provider
         self._tracer = provider.get_tracer("runwire")
-        self._contexts: dict[str, Context] = {}
+        self._contexts: dict[str, bytes] = {}
+        self._last: tuple[SpanContext | None, list[tuple[str, bytes]]] = (None, [])
 
-    # -- the log hook ------------------------------------------------------------
+    # -- the log hook: context only, per record -----------------------------------
 
     def writing(
         self, event: Event, topic: str, headers: MutableSequence[tuple[str, bytes]]
     ) -> None:
+        current = trace.get_current_span().get_span_context()
+        if not current.is_valid:
+            cause = event.causation_id
+            raw = self._contexts.get(cause) if cause is not None else None
+            if raw is not None:
+                headers.append(("traceparent", raw))
+            return
+        last, encoded = self._last
+        if current is not last:  # a span's records share its headers: made once
+            encoded = [
+                (
+                    "traceparent",
+                    f"00-{current.trace_id:032x}-{current.span_id:016x}-"
+                    f"{current.trace_flags:02x}".encode(),
+                )
+            ]
+            if current.trace_state:
+                encoded.append(("tracestate", current.trace_state.to_header().encode()))
+            self._last = (current, encoded)
+        headers.extend(encoded)
+
+    def read(self, record: SourceRecord) -> None:
+        raw = _traceparent(record)
+        if raw is not None:
+            self.remember(record.event.event_id, raw)
+
+    def remember(self, event_id: str, traceparent: bytes) -> None:
+        contexts = self._contexts
+        contexts[event_id] = traceparent
+        if len(contexts) > REMEMBERED:
+            del contexts[next(iter(contexts))]
+
+    # -- spans per operation ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def publishing(self, topic: str, events: Sequence[Event]) -> Iterator[Span]:
+        """The span of one publish call (the log's publish scope)."""
+        first = events[0]
         parent: Context | None = None  # the current context
         if not trace.get_current_span().get_span_context().is_valid:
-            cause = event.causation_id
-            parent = (self._contexts.get(cause) if cause is not None else None) or Context()
-        attributes = _event_attributes(event)
+            cause = first.causation_id
+            parent = _parent(self._contexts.get(cause) if cause is not None else None)[0]
+        attributes = _event_attributes(first)
         attributes["messaging.system"] = "kafka"
         attributes["messaging.operation.type"] = "send"
         attributes["messaging.destination.name"] = topic
-        span = self._tracer.start_span(
+        attributes["messaging.batch.message_count"] = len(events)
+        with self._tracer.start_as_current_span(
             f"send {topic}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
-        )
-        carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
-        headers[:] = [h for h in headers if h[0] not in _TRACE_HEADERS]
-        headers.extend((k, v.encode("latin-1")) for k, v in carrier.items())
-        span.end()
-
-    def read(self, record: SourceRecord) -> None:
-        carrier = {k: v.decode("latin-1") for k, v in record.headers if k in _TRACE_HEADERS}
-        # Extracted onto an empty context: a malformed header gives no parent
-        # (a new trace), never the reader's own current span.
-        parent = _PROPAGATOR.extract(carrier, context=Context())
-        event = record.event
-        attributes = _event_attributes(event)
-        attributes["messaging.system"] = "kafka"
-        attributes["messaging.operation.type"] = "process"
-        attributes["messaging.destination.name"] = record.topic
-        attributes["messaging.destination.partition.id"] = str(record.partition)
-        attributes["messaging.kafka.offset"] = record.offset
-        group = hooks.reader.get()
-        if group:
-            attributes["messaging.consumer.group.name"] = group
-        if (
-            "traceparent" in carrier
-            and not trace.get_current_span(parent).get_span_context().is_valid
-        ):
-            attributes["runwire.trace.malformed"] = True
-        span = self._tracer.start_span(
-            f"process {record.topic}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
-        )
-        span.end()
-        self.remember(event.event_id, trace.set_span_in_context(span, Context()))
-
-    # -- what services call ------------------------------------------------------
-
-    def remember(self, event_id: str, context: Context) -> None:
-        contexts = self._contexts
-        contexts.pop(event_id, None)
-        contexts[event_id] = context
-        if len(contexts) > REMEMBERED:
-            del contexts[next(iter(contexts))]
+        ) as span:
+            yield span
 
     @contextlib.contextmanager
     def handling(
         self, event_id: str | None, name: str, attributes: Mapping[str, Any] | None = None
     ) -> Iterator[Span]:
-        """A span for handling the event ``event_id``, current for the block."""
-        parent = self._contexts.get(event_id) if event_id is not None else None
+        """A span for handling the read event ``event_id``, current for the block."""
+        raw = self._contexts.get(event_id) if event_id is not None else None
+        parent, malformed = _parent(raw)
+        attributes = dict(attributes or {})
+        if event_id is not None:
+            attributes["runwire.event.id"] = event_id
+        if malformed:
+            attributes["runwire.trace.malformed"] = True
         with self._tracer.start_as_current_span(
-            name, context=parent, attributes=dict(attributes or {})
+            name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
         ) as span:
             yield span
+
+    @contextlib.contextmanager
+    def applying(self, name: str, records: Sequence[SourceRecord]) -> Iterator[None]:
+        """Spans for applying a batch: one per trace its records belong to."""
+        traces: dict[bytes | None, list[SourceRecord]] = {}
+        for record in records:
+            traces.setdefault(_traceparent(record), []).append(record)
+        spans: list[Span] = []
+        for raw, mine in traces.items():
+            parent, malformed = _parent(raw)
+            last = mine[-1]
+            attributes = _event_attributes(last.event)
+            attributes["messaging.system"] = "kafka"
+            attributes["messaging.operation.type"] = "process"
+            attributes["messaging.destination.name"] = last.topic
+            attributes["messaging.destination.partition.id"] = str(last.partition)
+            attributes["messaging.kafka.offset"] = last.offset
+            attributes["messaging.batch.message_count"] = len(mine)
+            attributes["messaging.consumer.group.name"] = hooks.reader.get() or name
+            if malformed:
+                attributes["runwire.trace.malformed"] = True
+            spans.append(
+                self._tracer.start_span(
+                    f"{name} apply", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+                )
+            )
+        try:
+            yield
+        finally:
+            for span in spans:
+                span.end()
 
     @contextlib.contextmanager
     def span(

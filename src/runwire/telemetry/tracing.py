@@ -8,12 +8,12 @@ Contract:
   on in the headers, a sampler decides) without exporting.
 - While off, nothing of OpenTelemetry is imported and :func:`handling` /
   :func:`span` return one shared no-op context manager (one global read).
-- While on, the log hook of :mod:`runwire.telemetry.otel` gives every
-  written and read record its span and carries the W3C trace context in the
-  record headers; :func:`handling` opens the span of handling a read event
-  (the orchestrator answering a delta, the tool runner running a call) under
-  that event's record, and :func:`span` a span under the current one (a
-  model call, a tool). Both yield the span (``None`` while off) for
+- While on, :mod:`runwire.telemetry.otel` gives every publish call its span
+  and carries the W3C trace context in every record's headers;
+  :func:`handling` opens the span of handling a read event (the
+  orchestrator answering a delta, the tool runner running a call) under
+  that event's record, :func:`applying` the spans of a projector's batch,
+  and :func:`span` a span under the current one (a model call, a tool). Both yield the span (``None`` while off) for
   attributes known at the end (tokens, outcome).
 - :func:`enable` / :func:`disable` install a given :class:`~runwire.telemetry.otel.Tracing`
   (tests use an in-memory exporter).
@@ -23,16 +23,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from runwire.log import hooks
 
 if TYPE_CHECKING:
+    from runwire.log.records import SourceRecord
     from runwire.telemetry.otel import Tracing
 
-__all__ = ["configure", "disable", "enable", "enabled", "handling", "span", "wanted"]
+__all__ = [
+    "applying",
+    "configure",
+    "disable",
+    "enable",
+    "enabled",
+    "handling",
+    "span",
+    "wanted",
+]
 
 _active: Tracing | None = None
 _OFF: AbstractContextManager[Any] = contextlib.nullcontext(None)
@@ -78,6 +88,7 @@ def enable(tracing: Tracing) -> None:
         hooks.uninstall(_active)
     _active = tracing
     hooks.install(tracing)
+    hooks.set_scope(tracing.publishing)
 
 
 def disable() -> Tracing | None:
@@ -86,6 +97,7 @@ def disable() -> Tracing | None:
     tracing, _active = _active, None
     if tracing is not None:
         hooks.uninstall(tracing)
+        hooks.set_scope(None)
     return tracing
 
 
@@ -101,6 +113,14 @@ def handling(
     if tracing is None:
         return _OFF
     return tracing.handling(event_id, name, attributes)
+
+
+def applying(name: str, records: Sequence[SourceRecord]) -> AbstractContextManager[Any]:
+    """Spans for a projector applying ``records`` (one per trace among them)."""
+    tracing = _active
+    if tracing is None:
+        return _OFF
+    return tracing.applying(name, records)
 
 
 def span(

@@ -49,63 +49,79 @@ def _named(exporter: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
     return [s for s in exporter.get_finished_spans() if s.name.startswith(prefix)]
 
 
-def test_a_published_record_carries_its_span_in_a_traceparent_header(
+def _header(span: ReadableSpan) -> bytes:
+    assert span.context is not None
+    c = span.context
+    return f"00-{c.trace_id:032x}-{c.span_id:016x}-{c.trace_flags:02x}".encode()
+
+
+def test_a_record_carries_the_span_it_was_written_in(
     spans: InMemorySpanExporter, publisher: Publisher
 ) -> None:
-    record = publisher.record_for(sample_event(EventType.USER_MESSAGE, causation_id=None))
+    with tracing.span("client work"):
+        record = publisher.record_for(sample_event(EventType.USER_MESSAGE, causation_id=None))
+        again = publisher.record_for(sample_event(EventType.USER_MESSAGE, causation_id=None))
+    (work,) = _named(spans, "client work")
+    assert dict(record.headers)["traceparent"] == _header(work)
+    assert dict(again.headers)["traceparent"] == _header(work)
+    # No span current and no cause known: nothing to carry, nothing made up.
+    alone = publisher.record_for(sample_event(EventType.USER_MESSAGE, causation_id=None))
+    assert "traceparent" not in dict(alone.headers)
+
+
+def test_a_publish_call_is_one_producer_span_its_records_carry(
+    spans: InMemorySpanExporter,
+) -> None:
+    assert hooks.scope is not None
+    events = [sample_event(EventType.THINKING), sample_event(EventType.ASSISTANT_TEXT)]
+    with hooks.scope("t.run-events", events):
+        pass
     (sent,) = _named(spans, "send ")
     assert sent.kind is SpanKind.PRODUCER
-    assert sent.parent is None  # nothing caused it here: a new trace
-    headers = dict(record.headers)
-    _version, trace_id, span_id, _flags = headers["traceparent"].decode().split("-")
-    assert sent.context is not None
-    assert int(trace_id, 16) == sent.context.trace_id
-    assert int(span_id, 16) == sent.context.span_id
     assert sent.attributes is not None
-    assert sent.attributes["runwire.event.type"] == "user_message"
-    assert sent.attributes["runwire.run.id"] == "run-1"
+    assert sent.attributes["messaging.batch.message_count"] == 2
+    assert sent.attributes["messaging.destination.name"] == "t.run-events"
 
 
-def test_reading_a_record_continues_its_trace_and_what_it_causes_joins_it(
+def test_what_a_read_record_causes_joins_its_trace(
     spans: InMemorySpanExporter, publisher: Publisher
 ) -> None:
     cause = sample_event(EventType.USER_MESSAGE, causation_id=None)
-    written = publisher.record_for(cause)
-    hooks.reader.set("runwire-orchestrator")
+    with tracing.span("client work"):
+        written = publisher.record_for(cause)
+    (origin,) = _named(spans, "client work")
     decoded = decode_record(publisher._codec, _consumed(written))
     assert decoded.event == cause
-    (sent,) = _named(spans, "send ")
-    (processed,) = _named(spans, "process ")
-    assert processed.kind is SpanKind.CONSUMER
-    assert processed.parent is not None
-    assert sent.context is not None
-    assert processed.parent.span_id == sent.context.span_id
-    assert processed.attributes is not None
-    assert processed.attributes["messaging.kafka.offset"] == 7
-    assert processed.attributes["messaging.consumer.group.name"] == "runwire-orchestrator"
 
-    # Handled later, in another task: the handling span hangs under the read record,
-    # and what it publishes under the handling span.
+    # Handled later, in another task: the handling span hangs under the record's
+    # span, and what it publishes carries the handling span.
     with tracing.handling(cause.event_id, "orchestrator answer"):
-        publisher.record_for(
+        answer = publisher.record_for(
             sample_event(EventType.RUN_STATUS_CHANGED, causation_id=cause.event_id)
         )
     (handled,) = _named(spans, "orchestrator answer")
-    answer = _named(spans, "send ")[-1]
-    assert processed.context is not None
-    assert handled.context is not None
+    assert handled.kind is SpanKind.CONSUMER
+    assert origin.context is not None
     assert handled.parent is not None
-    assert handled.parent.span_id == processed.context.span_id
-    assert answer.parent is not None
-    assert answer.parent.span_id == handled.context.span_id
+    assert handled.parent.span_id == origin.context.span_id
+    assert dict(answer.headers)["traceparent"] == _header(handled)
 
-    # Published with no current span, an event still joins its cause's trace.
-    publisher.record_for(sample_event(EventType.TOOL_RESULT, causation_id=cause.event_id))
-    late = _named(spans, "send ")[-1]
-    assert late.parent is not None
-    assert late.parent.span_id == processed.context.span_id
+    # Published with no current span, an event still carries its cause's context.
+    late = publisher.record_for(sample_event(EventType.TOOL_RESULT, causation_id=cause.event_id))
+    assert dict(late.headers)["traceparent"] == dict(written.headers)["traceparent"]
+
+    # A projector's batch: one span per trace, under the record's span.
+    hooks.reader.set("runwire-projector-runs")
+    with tracing.applying("projector-runs", [decoded, decoded]):
+        pass
+    (applied,) = _named(spans, "projector-runs apply")
+    assert applied.parent is not None
+    assert applied.parent.span_id == origin.context.span_id
+    assert applied.attributes is not None
+    assert applied.attributes["messaging.batch.message_count"] == 2
+    assert applied.attributes["messaging.consumer.group.name"] == "runwire-projector-runs"
     assert {s.context.trace_id for s in spans.get_finished_spans() if s.context} == {
-        sent.context.trace_id
+        origin.context.trace_id
     }
 
 
@@ -117,18 +133,24 @@ def test_a_malformed_traceparent_starts_a_new_trace_and_the_record_goes_on(
     spans: InMemorySpanExporter, publisher: Publisher, traceparent: bytes
 ) -> None:
     event = sample_event(EventType.USER_MESSAGE, causation_id=None)
-    written = _consumed(publisher.record_for(event))
+    with tracing.span("client work"):
+        written = _consumed(publisher.record_for(event))
     headers = [(k, traceparent if k == "traceparent" else v) for k, v in written.headers]
     decoded = decode_record(publisher._codec, written._replace(headers=headers))
     assert decoded.event == event
-    (processed,) = _named(spans, "process ")
-    (sent,) = _named(spans, "send ")
-    assert processed.parent is None
-    assert processed.context is not None
-    assert sent.context is not None
-    assert processed.context.trace_id != sent.context.trace_id
-    assert processed.attributes is not None
-    assert processed.attributes.get("runwire.trace.malformed") is True
+    with tracing.handling(event.event_id, "orchestrator answer"):
+        pass
+    with tracing.applying("projector-runs", [decoded]):
+        pass
+    (origin,) = _named(spans, "client work")
+    for name in ("orchestrator answer", "projector-runs apply"):
+        (span,) = _named(spans, name)
+        assert span.parent is None, name
+        assert span.context is not None
+        assert origin.context is not None
+        assert span.context.trace_id != origin.context.trace_id
+        assert span.attributes is not None
+        assert span.attributes.get("runwire.trace.malformed") is True
 
 
 def test_exports_that_fail_are_counted_as_dropped() -> None:
