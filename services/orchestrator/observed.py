@@ -7,8 +7,8 @@ Contract:
   ``ok`` or the error's kind), ``runwire_model_errors_total``,
   ``runwire_model_tokens_total`` (input, output) by provider and model,
   and, while tracing is on, a CLIENT span ``chat <model>`` with the
-  OpenTelemetry GenAI attributes (system, request and response model,
-  tokens, finish reason, error kind).
+  OpenTelemetry GenAI attributes (system, request model, tokens, finish
+  reason, error type).
 - Observing never changes what the call returns or raises.
 """
 
@@ -50,12 +50,7 @@ class ObservedProvider:
         started = time.perf_counter()
         with tracing.span(
             f"chat {model}",
-            {
-                "gen_ai.operation.name": "chat",
-                "gen_ai.system": provider,
-                "gen_ai.request.model": model,
-                "gen_ai.request.max_tokens": request.max_tokens,
-            },
+            {"gen_ai.system": provider, "gen_ai.request.model": model},
             client=True,
         ) as span:
             try:
@@ -79,10 +74,9 @@ class ObservedProvider:
             if span is not None:
                 span.set_attributes(
                     {
-                        "gen_ai.response.model": response.model,
                         "gen_ai.usage.input_tokens": usage.input_tokens,
                         "gen_ai.usage.output_tokens": usage.output_tokens,
-                        "gen_ai.response.finish_reasons": [response.stop_reason],
+                        "gen_ai.response.finish_reasons": response.stop_reason,
                     }
                 )
             return response

@@ -351,7 +351,7 @@ class Orchestrator(FollowingService):
         with tracing.handling(
             cause,
             f"orchestrator {operation}",
-            {"runwire.run.id": state.run_id, "runwire.session.id": state.context.session_id or ""},
+            {"runwire.run.id": state.run_id},
         ):
             try:
                 await self._perform_traced(part, state, action)

@@ -240,7 +240,7 @@ class ToolRunner(FollowingService):
         with tracing.handling(
             use.event_id,
             "tools call",
-            {"runwire.run.id": use.run_id, "runwire.session.id": use.session_id or ""},
+            {"runwire.run.id": use.run_id or ""},
         ):
             try:
                 await self._call(use, payload, context)
@@ -252,11 +252,7 @@ class ToolRunner(FollowingService):
             started = time.perf_counter()
             with tracing.span(
                 f"execute_tool {payload.name}",
-                {
-                    "gen_ai.operation.name": "execute_tool",
-                    "gen_ai.tool.name": payload.name,
-                    "gen_ai.tool.call.id": payload.id,
-                },
+                {"gen_ai.tool.name": payload.name, "gen_ai.tool.call.id": payload.id},
             ) as span:
                 outcome = await self._registry.execute(payload.name, payload.input, context)
                 if span is not None and outcome.is_error:

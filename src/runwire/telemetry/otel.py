@@ -3,8 +3,10 @@
 Contract:
 - Spans are made per *operation*, never per record, so that tracing at 100%
   sampling stays cheap on the data path (``bench/bench_tracing.py``):
-  a PRODUCER span ``send <topic>`` per publish call (the log's publish
-  scope, :data:`runwire.log.hooks.scope`), a CONSUMER span per handled
+  a PRODUCER span ``send <topic>`` per publish call made outside any
+  other operation (the log's publish scope, :data:`runwire.log.hooks.scope`:
+  a client's, the watchdog's; a publish inside a handled delta or an HTTP
+  request is covered by that span), a CONSUMER span per handled
   delta (:meth:`Tracing.handling`: the orchestrator's answer, the tool
   runner's call), one per trace in each batch a projector applies
   (:meth:`Tracing.applying`), and spans for model and tool calls.
@@ -37,8 +39,11 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator, Mapping, MutableSequence, Sequence
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -49,8 +54,15 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.trace import Span, SpanContext, SpanKind
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 
 from runwire.errors import ConfigurationError
 from runwire.log import hooks
@@ -67,8 +79,6 @@ log = logging.getLogger(__name__)
 REMEMBERED = 65_536
 """Contexts of read records kept by event id (about 10 MB at most)."""
 
-_PROPAGATOR = TraceContextTextMapPropagator()
-
 
 def _event_attributes(event: Event) -> dict[str, Any]:
     attributes: dict[str, Any] = {
@@ -82,18 +92,43 @@ def _event_attributes(event: Event) -> dict[str, Any]:
     return attributes
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
 def _parent(raw: bytes | None) -> tuple[Context, bool]:
-    """The context a ``traceparent`` header names, and whether it was malformed."""
+    """The context a ``traceparent`` header names, and whether it was malformed.
+
+    Parsed by hand (the propagator's regular expression costs several times
+    as much, once per handled delta): version ``00``, 32 and 16 lowercase hex
+    digits not all zero, 2 hex digits of flags; a later version may append
+    fields (W3C Trace Context, "versioning"). Anything else gives no parent
+    (a new trace), never the reader's own current span.
+    """
     if raw is None:
         return Context(), False
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
         return Context(), True
-    # Extracted onto an empty context: a malformed header gives no parent
-    # (a new trace), never the reader's own current span.
-    context = _PROPAGATOR.extract({"traceparent": text}, context=Context())
-    return context, not trace.get_current_span(context).get_span_context().is_valid
+    parts = text.split("-")
+    if (
+        len(parts) < 4
+        or len(parts[0]) != 2
+        or parts[0] == "ff"
+        or (parts[0] == "00" and len(parts) != 4)
+        or len(parts[1]) != 32
+        or len(parts[2]) != 16
+        or len(parts[3]) != 2
+        or not _HEX.issuperset(parts[0] + parts[1] + parts[2] + parts[3])
+    ):
+        return Context(), True
+    trace_id, span_id = int(parts[1], 16), int(parts[2], 16)
+    if not trace_id or not span_id:
+        return Context(), True
+    span_context = SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(parts[3], 16))
+    )
+    return trace.set_span_in_context(NonRecordingSpan(span_context), Context()), False
 
 
 def _traceparent(record: SourceRecord) -> bytes | None:
@@ -101,6 +136,35 @@ def _traceparent(record: SourceRecord) -> bytes | None:
         if key == "traceparent":
             return value
     return None
+
+
+class _Current:
+    """``span`` current for a block, ended after it (lighter than the SDK's
+    generator-based ``start_as_current_span``: this runs once per operation)."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> Span:
+        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        context_api.detach(self._token)
+        if isinstance(exc, Exception):
+            self._span.record_exception(exc)
+            self._span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        self._span.end()
+
+
+_NOTHING: AbstractContextManager[None] = contextlib.nullcontext()
 
 
 class Tracing:
@@ -151,28 +215,32 @@ class Tracing:
 
     # -- spans per operation ------------------------------------------------------
 
-    @contextlib.contextmanager
-    def publishing(self, topic: str, events: Sequence[Event]) -> Iterator[Span]:
-        """The span of one publish call (the log's publish scope)."""
+    def publishing(self, topic: str, events: Sequence[Event]) -> AbstractContextManager[object]:
+        """The span of one publish call (the log's publish scope).
+
+        Inside another operation's span (a handled delta, an HTTP request) the
+        publish is part of that operation: its records carry that span and no
+        span of their own is made (the cost of tracing is per operation).
+        """
+        if trace.get_current_span().get_span_context().is_valid:
+            return _NOTHING
         first = events[0]
-        parent: Context | None = None  # the current context
-        if not trace.get_current_span().get_span_context().is_valid:
-            cause = first.causation_id
-            parent = _parent(self._contexts.get(cause) if cause is not None else None)[0]
+        cause = first.causation_id
+        parent = _parent(self._contexts.get(cause) if cause is not None else None)[0]
         attributes = _event_attributes(first)
         attributes["messaging.system"] = "kafka"
         attributes["messaging.operation.type"] = "send"
         attributes["messaging.destination.name"] = topic
         attributes["messaging.batch.message_count"] = len(events)
-        with self._tracer.start_as_current_span(
-            f"send {topic}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
-        ) as span:
-            yield span
+        return _Current(
+            self._tracer.start_span(
+                f"send {topic}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
+            )
+        )
 
-    @contextlib.contextmanager
     def handling(
         self, event_id: str | None, name: str, attributes: Mapping[str, Any] | None = None
-    ) -> Iterator[Span]:
+    ) -> AbstractContextManager[Span]:
         """A span for handling the read event ``event_id``, current for the block."""
         raw = self._contexts.get(event_id) if event_id is not None else None
         parent, malformed = _parent(raw)
@@ -181,10 +249,11 @@ class Tracing:
             attributes["runwire.event.id"] = event_id
         if malformed:
             attributes["runwire.trace.malformed"] = True
-        with self._tracer.start_as_current_span(
-            name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
-        ) as span:
-            yield span
+        return _Current(
+            self._tracer.start_span(
+                name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+            )
+        )
 
     @contextlib.contextmanager
     def applying(self, name: str, records: Sequence[SourceRecord]) -> Iterator[None]:
@@ -217,17 +286,17 @@ class Tracing:
             for span in spans:
                 span.end()
 
-    @contextlib.contextmanager
     def span(
         self, name: str, attributes: Mapping[str, Any] | None = None, *, client: bool = False
-    ) -> Iterator[Span]:
+    ) -> AbstractContextManager[Span]:
         """A span under the current one, current for the block."""
-        with self._tracer.start_as_current_span(
-            name,
-            kind=SpanKind.CLIENT if client else SpanKind.INTERNAL,
-            attributes=dict(attributes or {}),
-        ) as span:
-            yield span
+        return _Current(
+            self._tracer.start_span(
+                name,
+                kind=SpanKind.CLIENT if client else SpanKind.INTERNAL,
+                attributes=attributes,
+            )
+        )
 
     def shutdown(self) -> None:
         self.provider.shutdown()
@@ -257,11 +326,20 @@ class CountingExporter(SpanExporter):
         return self._inner.force_flush(timeout_millis)
 
 
+def _one_line(span: ReadableSpan) -> str:
+    """A span as one line (the SDK's indented JSON costs ~10x as much per span)."""
+    context = span.context
+    parent = f"{span.parent.span_id:016x}" if span.parent is not None else "-"
+    seconds = ((span.end_time or 0) - (span.start_time or 0)) / 1e9
+    ids = f"{context.trace_id:032x} {context.span_id:016x}" if context is not None else "- -"
+    return f"{span.name} trace={ids} parent={parent} {seconds * 1000:.3f}ms {dict(span.attributes or {})}\n"
+
+
 def _exporter(name: str) -> SpanExporter | None:
     if name == "none":
         return None
     if name == "console":
-        return ConsoleSpanExporter()
+        return ConsoleSpanExporter(formatter=_one_line)
     if name == "otlp":
         protocol = os.environ.get(
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",

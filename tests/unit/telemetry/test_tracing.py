@@ -215,3 +215,41 @@ def test_an_unknown_exporter_is_refused_by_name() -> None:
 
     with pytest.raises(ConfigurationError, match="'jaeger'"):
         from_env("tools", {"OTEL_TRACES_EXPORTER": "jaeger"})
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00",
+        "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-future-field",
+    ],
+)
+def test_a_well_formed_traceparent_is_the_parent(header: str) -> None:
+    from opentelemetry import trace
+
+    from runwire.telemetry.otel import _parent
+
+    context, malformed = _parent(header.encode())
+    assert not malformed
+    span_context = trace.get_current_span(context).get_span_context()
+    assert span_context.is_remote
+    assert f"{span_context.trace_id:032x}" == header.split("-")[1]
+    assert f"{span_context.span_id:016x}" == header.split("-")[2]
+    assert int(span_context.trace_flags) == int(header.split("-")[3], 16)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",  # all-zero trace id
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  # all-zero span id
+        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",  # upper case
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # forbidden version
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",  # 00 has 4 fields
+    ],
+)
+def test_an_invalid_traceparent_is_no_parent(header: str) -> None:
+    from runwire.telemetry.otel import _parent
+
+    assert _parent(header.encode())[1] is True
