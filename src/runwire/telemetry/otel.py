@@ -72,7 +72,7 @@ if TYPE_CHECKING:
     from runwire.contract.events import Event
     from runwire.log.records import SourceRecord
 
-__all__ = ["REMEMBERED", "CountingExporter", "Tracing", "from_env"]
+__all__ = ["REMEMBERED", "CountingExporter", "Tracing", "from_env", "provider_from_env"]
 
 log = logging.getLogger(__name__)
 
@@ -335,15 +335,15 @@ def _one_line(span: ReadableSpan) -> str:
     return f"{span.name} trace={ids} parent={parent} {seconds * 1000:.3f}ms {dict(span.attributes or {})}\n"
 
 
-def _exporter(name: str) -> SpanExporter | None:
+def _exporter(name: str, environ: Mapping[str, str]) -> SpanExporter | None:
     if name == "none":
         return None
     if name == "console":
         return ConsoleSpanExporter(formatter=_one_line)
     if name == "otlp":
-        protocol = os.environ.get(
+        protocol = environ.get(
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-            os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         )
         if protocol != "http/protobuf":
             raise ConfigurationError(
@@ -352,24 +352,41 @@ def _exporter(name: str) -> SpanExporter | None:
             )
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter()
+        endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        base = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        if endpoint is None and base is not None:
+            endpoint = base.rstrip("/") + "/v1/traces"
+        timeout = environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or environ.get(
+            "OTEL_EXPORTER_OTLP_TIMEOUT"
+        )
+        # (Headers, certificates and compression: the exporter reads them from os.environ.)
+        return OTLPSpanExporter(
+            endpoint=endpoint, timeout=float(timeout) if timeout is not None else None
+        )
     raise ConfigurationError(
         f"OTEL_TRACES_EXPORTER names {name!r}; runwire knows otlp, console and none"
     )
 
 
-def from_env(service: str, environ: Mapping[str, str] = os.environ) -> Tracing:
-    """The process's tracing from the ``OTEL_*`` variables (see the module contract)."""
+def provider_from_env(service: str, environ: Mapping[str, str] = os.environ) -> TracerProvider:
+    """A tracer provider as the ``OTEL_*`` variables describe it (nothing global is touched)."""
     names = [
         n.strip() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",") if n.strip()
     ] or ["otlp"]
+    exporters = [_exporter(name, environ) for name in names]
     attributes = {} if environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: f"runwire-{service}"}
     # Flushed by runwire.telemetry.process with a time limit, not at exit without one.
     provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)
-    for name in names:
-        exporter = _exporter(name)
+    for name, exporter in zip(names, exporters, strict=True):
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(CountingExporter(exporter, name)))
+    return provider
+
+
+def from_env(service: str, environ: Mapping[str, str] = os.environ) -> Tracing:
+    """The process's tracing from the ``OTEL_*`` variables (see the module contract):
+    its provider becomes the global one, and the libraries' instrumentations use it."""
+    provider = provider_from_env(service, environ)
     trace.set_tracer_provider(provider)
     _instrument(provider)
     return Tracing(provider)

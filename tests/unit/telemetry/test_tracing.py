@@ -253,3 +253,40 @@ def test_an_invalid_traceparent_is_no_parent(header: str) -> None:
     from runwire.telemetry.otel import _parent
 
     assert _parent(header.encode())[1] is True
+
+
+def test_a_trace_backend_that_is_down_neither_slows_nor_fails_publishing(
+    publisher: Publisher,
+) -> None:
+    import socket
+    import time
+
+    from runwire.telemetry.otel import Tracing, provider_from_env
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    provider = provider_from_env(
+        "tools",
+        {
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "1",
+        },
+    )
+    dropped = SPANS_DROPPED.labels("otlp_export_failed")
+    before = dropped._value.get()
+    tracing.enable(Tracing(provider))
+    try:
+        started = time.perf_counter()
+        for _ in range(200):
+            with hooks.scope("t.run-events", [sample_event(EventType.USER_MESSAGE)]):  # type: ignore[misc]
+                record = publisher.record_for(sample_event(EventType.USER_MESSAGE))
+        took = time.perf_counter() - started
+        assert "traceparent" in dict(record.headers)
+        assert took < 1.0, f"200 traced publishes took {took:.2f}s with the backend down"
+        provider.force_flush()  # the export fails on the processor's thread, not here
+    finally:
+        tracing.disable()
+        provider.shutdown()
+    assert dropped._value.get() - before == 200
