@@ -29,6 +29,10 @@ Contract:
 - On revocation (rebalance, stop) the safe offsets are committed, then the
   handler is told (:meth:`FollowHandler.revoked`: it stops its work for
   those partitions before the next owner gets them).
+- While started, it is a probe of the process (:mod:`runwire.telemetry.health`):
+  alive while its loop runs, ready while caught up, its lag the log end
+  minus its position; every record it decodes passes the log hooks
+  (:mod:`runwire.log.hooks`: counts, trace context).
 - ``start()`` / ``stop()`` (idempotent) or ``async with``.
 """
 
