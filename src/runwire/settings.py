@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     # HMAC key of the API's page tokens: API instances behind one address share it (unset: random).
     api_page_secret: SecretStr | None = Field(default=None, min_length=16)
 
+    # Operations: ``/metrics``, ``/healthz``, ``/readyz`` of a ``runwire serve`` process (unset: off).
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+
     def topic(self, name: str) -> str:
         """The full name of a topic, prefix included."""
         return f"{self.topic_prefix}{name}"
