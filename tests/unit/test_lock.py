@@ -1,8 +1,9 @@
 """The lock files pin what pyproject.toml asks for, with hashes, and this is what runs.
 
-- ``requirements-dev.lock`` (``./dev``, CI) pins every runtime and dev
-  requirement of pyproject.toml to a version inside its range;
-  ``requirements.lock`` (the image) pins the runtime ones to the same versions.
+- ``requirements-dev.lock`` (``./dev``, CI) pins every requirement of
+  pyproject.toml, every extra included, to a version inside its range;
+  ``requirements.lock`` (the image) pins the runtime ones and every extra but
+  ``dev`` to the same versions, and no test tool.
 - Every pin carries hashes, so ``pip install --require-hashes`` can use it.
 - The interpreter running the tests has exactly the dev lock's versions:
   what passed here is what the lock installs elsewhere.
@@ -62,10 +63,18 @@ def _pins(path: Path) -> list[Pin]:
 
 
 def _requirements() -> tuple[list[Requirement], list[Requirement]]:
+    """What the image needs (dependencies and every extra but dev), and the dev extra."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    runtime = [Requirement(r) for r in project["dependencies"]]
-    dev = [Requirement(r) for r in project["optional-dependencies"]["dev"]]
-    return runtime, dev
+    extras: dict[str, list[str]] = project.get("optional-dependencies", {})
+
+    def parsed(requirements: list[str]) -> list[Requirement]:
+        # ``runwire[x]`` in an extra names another extra, checked in its own right.
+        found = [Requirement(r) for r in requirements]
+        return [r for r in found if canonicalize_name(r.name) != canonicalize_name(project["name"])]
+
+    runtime = parsed(project["dependencies"])
+    runtime += parsed([r for name, rs in extras.items() if name != "dev" for r in rs])
+    return runtime, parsed(extras["dev"])
 
 
 def _applying(pins: list[Pin]) -> dict[str, Pin]:
