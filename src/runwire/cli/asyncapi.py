@@ -135,9 +135,10 @@ def _event_message(event_type: EventType, spec: TopicSpec) -> dict[str, Any]:
         return message
     message["description"] = (
         "The value is Avro single-object encoding (C3 01, the 8-byte fingerprint, "
-        "the body), or the Confluent wire format when a schema registry is "
-        f"configured; schemas/{event_type.value}.v{latest.version}.avsc is the "
-        "newest writer schema (docs/wire-format.md)."
+        "the Avro body, or what a configured payload codec made of it), or the "
+        "Confluent wire format when a schema registry is configured; "
+        f"schemas/{event_type.value}.v{latest.version}.avsc is the newest writer "
+        "schema (docs/wire-format.md)."
     )
     message["contentType"] = "application/vnd.apache.avro"
     message["payload"] = {"schemaFormat": AVRO, "schema": dict(latest.definition)}
