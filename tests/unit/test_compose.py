@@ -176,6 +176,10 @@ def test_interpolation_needs_only_the_api_keys(compose: dict[str, Any]) -> None:
 
 
 def test_every_runwire_serve_service_runs_in_its_own_container(compose: dict[str, Any]) -> None:
+    missing = set(serve_services()) - set(_runwire_services(compose))
+    assert not missing, (
+        f"add {missing} to docker-compose.yml and infra/observability/prometheus.yml"
+    )
     assert set(_runwire_services(compose)) == set(serve_services())
 
 
