@@ -3,7 +3,7 @@
 - ``requirements-dev.lock`` (``./dev``, CI) pins every requirement of
   pyproject.toml, every extra included, to a version inside its range;
   ``requirements.lock`` (the image) pins the runtime ones and every extra but
-  ``dev`` to the same versions, and no test tool.
+  ``dev`` to the same versions: exactly what those need, no test tool.
 - Every pin carries hashes, so ``pip install --require-hashes`` can use it.
 - The interpreter running the tests has exactly the dev lock's versions:
   what passed here is what the lock installs elsewhere.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 
 import pytest
@@ -106,7 +106,7 @@ def test_the_dev_lock_pins_every_requirement_inside_its_range() -> None:
 
 
 def test_the_runtime_lock_pins_the_runtime_requirements_at_the_dev_versions() -> None:
-    runtime, dev = _requirements()
+    runtime, _ = _requirements()
     dev_pins = _applying(_pins(REPO / "requirements-dev.lock"))
     pins = _applying(_pins(REPO / "requirements.lock"))
     for requirement in runtime:
@@ -114,11 +114,30 @@ def test_the_runtime_lock_pins_the_runtime_requirements_at_the_dev_versions() ->
     for name, pin in pins.items():
         assert name in dev_pins, f"requirements.lock has {name}, the dev lock has not"
         assert pin.version == dev_pins[name].version, f"{name}: the two locks disagree"
-    # The image gets no test tools.
-    only_dev = {canonicalize_name(r.name) for r in dev} - {
-        canonicalize_name(r.name) for r in runtime
-    }
-    assert only_dev.isdisjoint(pins), only_dev & set(pins)
+    # The image gets what the runtime requirements need, and no test tool.
+    needed = _closure(runtime)
+    assert set(pins) == needed, (
+        f"requirements.lock has extra {set(pins) - needed}, lacks {needed - set(pins)}"
+    )
+
+
+def _closure(requirements: list[Requirement]) -> set[str]:
+    """The distributions ``requirements`` need here, transitively (from installed metadata)."""
+    seen: set[tuple[str, frozenset[str]]] = set()
+    stack = [(canonicalize_name(r.name), frozenset(r.extras)) for r in requirements]
+    while stack:
+        name, extras = stack.pop()
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        for text in requires(name) or []:
+            needed = Requirement(text)
+            if needed.marker is not None and not any(
+                needed.marker.evaluate({"extra": extra}) for extra in extras or {""}
+            ):
+                continue
+            stack.append((canonicalize_name(needed.name), frozenset(needed.extras)))
+    return {name for name, _ in seen}
 
 
 def test_what_runs_here_is_what_the_dev_lock_pins() -> None:
