@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import importlib
 import importlib.resources
 import json
 import os
@@ -458,3 +459,30 @@ def test_the_image_installs_the_lock_with_hashes_and_every_linked_folder() -> No
     assert linked
     for folder in linked:
         assert f"COPY {folder} ./{folder}" in dockerfile, f"the image lacks {folder}/"
+
+
+def _exported_names() -> set[str]:
+    """Every series name the services' registry can expose (runwire.telemetry.metrics)."""
+    from prometheus_client import REGISTRY
+
+    # Importing the module registers the collectors every `runwire serve` process exports.
+    importlib.import_module("runwire.telemetry.metrics")
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    return {
+        family.name + suffix
+        for family in REGISTRY.collect()
+        for suffix in suffixes.get(family.type, [""])
+    }
+
+
+def test_the_dashboard_queries_only_metrics_the_services_export() -> None:
+    exported = _exported_names()
+    dashboard = _load(OBSERVABILITY / "grafana" / "dashboards" / "runwire.json")
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        for name in re.findall(r"\brunwire_[a-z0-9_]+", target["expr"])
+    }
+    assert queried, "the dashboard queries no runwire metric"
+    assert queried - exported == set(), "the dashboard queries metrics no service exports"
