@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from runwire.cli import (
+    asyncapi,
     chat,
     demo,
     dlq,
@@ -45,6 +46,7 @@ app.add_typer(projections.app, name="projections")
 app.add_typer(dlq.app, name="dlq")
 app.command(name="serve")(serve.serve)
 app.command(name="transcript")(transcript.transcript)
+app.command(name="asyncapi")(asyncapi.asyncapi)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``runwire projections status | rebuild NAME``: positions, lag, and fresh copies."""
+"""``runwire projections status | migrate | rebuild NAME``: positions, lag, stores, fresh copies."""
 
 from __future__ import annotations
 
@@ -79,6 +79,41 @@ def status(
                 "-" if p["committed"] is None else str(p["committed"]),
             )
         console.print(table)
+
+
+async def _migrate(names: list[str]) -> list[str]:
+    from runwire.projections.catalog import opener
+    from runwire.projections.runtime.pg_projection import PostgresProjection
+
+    settings = Settings()
+    done: list[str] = []
+    for name in names:
+        # Opening a projection prepares its store (migrations under an advisory lock).
+        async with opener(name)(settings) as projection:
+            if isinstance(projection, PostgresProjection):
+                state = await projection.generations()
+                done.append(f"{name}: live copy g{state.live} up to date")
+            else:
+                done.append(f"{name}: nothing to migrate")
+    return done
+
+
+@app.command()
+def migrate(
+    name: list[str] = typer.Argument(None, help="Projections to prepare (default: all)."),
+) -> None:
+    """Create or upgrade each projection's store, then exit.
+
+    Every projector does the same when it starts; run this once before the
+    services (docker-compose's ``migrate`` job) so that readers such as the
+    API find their tables before the first projector is up.
+    """
+    from runwire.projections.catalog import CATALOG
+
+    names = name or sorted(CATALOG)
+    with fail_on_runwire_error():
+        for line in asyncio.run(_migrate(names)):
+            console.print(line)
 
 
 async def _rebuild(name: str, restart: bool, show: bool) -> dict[str, Any]:
