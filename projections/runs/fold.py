@@ -175,6 +175,9 @@ def check(row: RunRow | None, event: Event, key: bytes | None) -> None:
             "duplicate_tool_use",
             f"run {event.run_id}: tool_use id {payload.id!r} is already awaiting its result",
         )
+    if isinstance(payload, ToolResult) and not payload.tool_use_id:
+        # The ledger's rule and reason, so both read models refuse it alike.
+        raise Rejected("empty_tool_result_id", "a tool_result has an empty tool_use_id")
     if isinstance(payload, ToolResult) and payload.tool_use_id not in pending:
         raise Rejected(
             "unknown_tool_use",

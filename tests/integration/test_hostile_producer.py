@@ -154,8 +154,9 @@ def judge(
         got = outcomes(consumers, letters, where)
         counts[h.category] += 1
         decode = {c: r for c, r in got.items() if r in REASONS}
-        # Besides the envelope and decode reasons, only a read model with rules of its
-        # own refuses a record: the transcripts' ledger (a tool result without its use).
+        # Besides the envelope and decode reasons, only the read models with transcript
+        # rules of their own refuse a record (the transcripts' ledger; the run-status
+        # store's tool-call rules), and when both do, for the same rule.
         rules = {c: r for c, r in got.items() if r is not None and r not in REASONS}
         if IDENTITY in got.values():
             wrong = judge_identity(h, got)
@@ -163,7 +164,7 @@ def judge(
                 problems.append(f"{h.category} at {where}: {wrong}")
             else:
                 counts[f"refused alike ({IDENTITY})"] += 1
-        elif set(rules) - {"transcripts"}:
+        elif set(rules) - {"transcripts", "runs"} or len(set(rules.values())) > 1:
             why = {c: consumers.messages.get((*where, c)) for c in rules}
             problems.append(f"{h.category} at {where}: a reason outside the vocabulary: {why}")
         elif h.expect is not None:

@@ -87,6 +87,9 @@ def fold_runs(
         if kind == "tool_use" and body["id"] in awaiting:
             out.rejected[where] = "duplicate_tool_use"
             continue
+        if kind == "tool_result" and not body["tool_use_id"]:
+            out.rejected[where] = "empty_tool_result_id"
+            continue
         if kind == "tool_result" and body["tool_use_id"] not in awaiting:
             out.rejected[where] = "unknown_tool_use"
             continue

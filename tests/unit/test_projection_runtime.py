@@ -118,6 +118,8 @@ def test_a_status_change_to_an_ending_ends_the_run() -> None:
         ),
         ([ev(UserMessage(parts=["a"]))], b"r2", "key_mismatch"),
         ([ev(SessionCreated(), run_id=None)], b"r1", "wrong_topic"),
+        # The ledger's rule for it, so the transcript cache refuses it alike.
+        ([ev(ToolResult(tool_use_id=""))], b"r1", "empty_tool_result_id"),
     ],
 )
 def test_run_events_that_cannot_apply_are_rejected(
