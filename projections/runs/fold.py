@@ -22,8 +22,10 @@ Rules (the run-status contract, also written out in ``tests/support/reference.py
 - Rejected (dead-lettered, row unchanged): a non-run event on the run topic
   (``wrong_topic``); a record whose key is not its run_id (``key_mismatch``:
   it would be out of its run's order); a ``tool_use`` whose id is still
-  awaiting its result (``duplicate_tool_use``); a ``tool_result`` for no
-  awaited ``tool_use`` (``unknown_tool_use``).
+  awaiting its result (``duplicate_tool_use_id``); a ``tool_result`` with
+  an empty id (``empty_tool_result_id``) or for no awaited ``tool_use``
+  (``unknown_tool_use``). Each is the transcript ledger's rule of that name,
+  so the transcript cache refuses such a record for the same reason.
 - Erasure: the projection also reads the session-events topic, for
   ``session_deleted`` only (the session index checks the rest of that topic;
   a deletion whose record key is not its session id is ignored here, as the
@@ -172,7 +174,7 @@ def check(row: RunRow | None, event: Event, key: bytes | None) -> None:
     pending = row.pending_tool_uses if row is not None else []
     if isinstance(payload, ToolUse) and payload.id in pending:
         raise Rejected(
-            "duplicate_tool_use",
+            "duplicate_tool_use_id",
             f"run {event.run_id}: tool_use id {payload.id!r} is already awaiting its result",
         )
     if isinstance(payload, ToolResult) and not payload.tool_use_id:

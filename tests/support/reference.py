@@ -85,7 +85,7 @@ def fold_runs(
         awaiting: list[str] = run["pending_tool_uses"] if run else []
         body = e.payload.model_dump()
         if kind == "tool_use" and body["id"] in awaiting:
-            out.rejected[where] = "duplicate_tool_use"
+            out.rejected[where] = "duplicate_tool_use_id"
             continue
         if kind == "tool_result" and not body["tool_use_id"]:
             out.rejected[where] = "empty_tool_result_id"

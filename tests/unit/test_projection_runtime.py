@@ -114,7 +114,7 @@ def test_a_status_change_to_an_ending_ends_the_run() -> None:
         (
             [ev(ToolUse(id="x", name="n")), ev(ToolUse(id="x", name="n"))],
             b"r1",
-            "duplicate_tool_use",
+            "duplicate_tool_use_id",
         ),
         ([ev(UserMessage(parts=["a"]))], b"r2", "key_mismatch"),
         ([ev(SessionCreated(), run_id=None)], b"r1", "wrong_topic"),
