@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     producer_max_batch_bytes: int = 1_048_576
     max_event_bytes: int = 900_000
 
+    # Sealing (docs/sealing.md): each session's events encrypted with its own
+    # data key, erasure by destroying it. Off by default: on, the key file
+    # (the key-encryption key) must be provisioned and backed up like the log,
+    # since without it nothing sealed can be read again.
+    sealing: bool = False
+    sealing_key_file: Path | None = None  # unset: <home>/sealing-keys.json
+    sealing_key_cache_seconds: float = Field(default=60.0, ge=0)
+
     # Projections.
     redis_key_prefix: str = "rw"
     transcript_ttl_seconds: int | None = None

@@ -16,8 +16,8 @@ class Reversing:
     def __init__(self) -> None:
         self.sealed: list[EventType] = []
 
-    def seal(self, event_type: EventType, body: bytes) -> bytes:
-        self.sealed.append(event_type)
+    def seal(self, event: Event, body: bytes) -> bytes:
+        self.sealed.append(event.type)
         return body[::-1]
 
     def open(self, event_type: EventType, data: bytes) -> bytes:

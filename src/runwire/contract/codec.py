@@ -8,6 +8,8 @@ Contract:
   the frame header, record key and headers stay clear. A body it cannot
   open is ``DecodeError("unreadable_payload")``; a payload codec that cannot
   work now (its key store down) raises a retriable error, never skipped.
+  A body whose session was erased is ``ErasedError`` (reason ``erased``):
+  consumers skip it, never dead-letter it (:mod:`runwire.contract.sealing`).
 - ``Codec.encode`` writes the newest released schema of the event's type,
   framed with Avro single-object encoding (default) or the Confluent wire
   format (needs a ``SchemaLookup`` that knows the schema's registry id). It
@@ -186,8 +188,8 @@ class _Reader:
 class PayloadCodec(Protocol):
     """Bytes <-> bytes between an event's Avro body and its framing (see the module contract)."""
 
-    def seal(self, event_type: EventType, body: bytes) -> bytes:
-        """What to write after the frame header for ``body``."""
+    def seal(self, event: Event, body: bytes) -> bytes:
+        """What to write after the frame header for ``body`` (the Avro body of ``event``)."""
         ...
 
     def open(self, event_type: EventType, data: bytes) -> bytes:
@@ -236,6 +238,11 @@ class Codec:
                 None if is_newest else newest[schema.event_type],
                 SHAPES[schema.event_type],
             )
+
+    @property
+    def payload(self) -> PayloadCodec | None:
+        """The payload codec (None: the identity), e.g. the sealing one with its key store."""
+        return self._payload
 
     @property
     def schemas(self) -> SchemaSet:
@@ -303,7 +310,7 @@ class Codec:
         if self._payload is None:
             data = buffer.getvalue()
         else:
-            data = writer.header + self._payload.seal(event.type, buffer.getvalue())
+            data = writer.header + self._payload.seal(event, buffer.getvalue())
         if self._max_event_bytes is not None and len(data) > self._max_event_bytes:
             raise EventTooLargeError(
                 f"event {event.event_id} ({event.type.value}, run {event.run_id}) is "
@@ -425,7 +432,7 @@ def default_codec() -> Codec:
 
 
 _registries: dict[tuple[str, str | None, str | None, float], SchemaRegistryClient] = {}
-_codecs: dict[tuple[SchemaRegistryClient | None, int], Codec] = {}
+_codecs: dict[tuple[SchemaRegistryClient | None, int, tuple[object, ...] | None], Codec] = {}
 _factory_lock = threading.Lock()  # the blocking Session builds codecs from its own thread
 
 
@@ -465,9 +472,17 @@ def codec_for(settings: Settings) -> Codec:
       values still decode, so a topic can move from one framing to the other
       while every reader keeps reading.
     - ``max_event_bytes`` is enforced by ``encode``.
+    - ``sealing`` on: the payload codec seals each session's events with its
+      data key, kept in Postgres (``postgres_dsn``) and wrapped by the key file
+      (``sealing_key_file``); see :mod:`runwire.contract.sealing`.
     """
     registry = registry_client_for(settings)
-    key = (registry, settings.max_event_bytes)
+    sealing = (
+        (settings.postgres_dsn, _key_file(settings), settings.sealing_key_cache_seconds)
+        if settings.sealing
+        else None
+    )
+    key = (registry, settings.max_event_bytes, sealing)
     with _factory_lock:
         codec = _codecs.get(key)
         if codec is None:
@@ -475,5 +490,25 @@ def codec_for(settings: Settings) -> Codec:
                 framing=Framing.SINGLE_OBJECT if registry is None else Framing.CONFLUENT,
                 lookup=registry,
                 max_event_bytes=settings.max_event_bytes,
+                payload=_sealing(settings) if settings.sealing else None,
             )
         return codec
+
+
+def _key_file(settings: Settings) -> str:
+    path = settings.sealing_key_file or settings.home / "sealing-keys.json"
+    return str(path.expanduser().resolve())
+
+
+def _sealing(settings: Settings) -> PayloadCodec:
+    from pathlib import Path
+
+    from runwire.contract.sealing import SealingPayload
+    from runwire.contract.sealing.kek import KeyFile
+    from runwire.contract.sealing.postgres import PostgresKeyStore
+
+    kek = KeyFile(Path(_key_file(settings)))
+    store = PostgresKeyStore(
+        settings.postgres_dsn, kek, cache_seconds=settings.sealing_key_cache_seconds
+    )
+    return SealingPayload(store)

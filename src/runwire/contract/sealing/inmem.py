@@ -1,0 +1,94 @@
+"""The in-memory twin of the key store (tests, one process); same contract as Postgres."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from runwire.contract.sealing.errors import ErasedError, SessionErasedError, UnknownKeyError
+from runwire.contract.sealing.protocol import KeyEncryptionKey
+
+
+def new_key_id(session_id: str) -> str:
+    """A data key's id: the session (clear, as the record's ids are) and a random part."""
+    return f"{session_id}/{secrets.token_hex(6)}"
+
+
+@dataclass
+class _Row:
+    session_id: str
+    kek_id: str
+    wrapped: bytes | None  # None: destroyed
+
+
+class InMemoryKeyStore:
+    """A :class:`~runwire.contract.sealing.protocol.KeyStore` in this process."""
+
+    def __init__(self, kek: KeyEncryptionKey) -> None:
+        self._kek = kek
+        self._lock = threading.Lock()
+        self._rows: dict[str, _Row] = {}
+        self._writing: dict[str, str] = {}
+        self.down = False
+        """Set to make every call fail as an unreachable store does (fault tests)."""
+
+    def _check_up(self) -> None:
+        if self.down:
+            from runwire.contract.sealing.errors import KeyStoreUnavailableError
+
+            raise KeyStoreUnavailableError("the in-memory key store is down")
+
+    def key_for_writing(self, session_id: str) -> tuple[str, bytes]:
+        self._check_up()
+        with self._lock:
+            key_id = self._writing.get(session_id)
+            if key_id is not None:
+                row = self._rows[key_id]
+                if row.wrapped is None:
+                    raise SessionErasedError(session_id)
+                return key_id, self._kek.unwrap(row.kek_id, key_id, row.wrapped)
+            if any(r.session_id == session_id for r in self._rows.values()):
+                raise SessionErasedError(session_id)
+            key_id = new_key_id(session_id)
+            data_key = AESGCM.generate_key(bit_length=256)
+            kek_id, wrapped = self._kek.wrap(key_id, data_key)
+            self._rows[key_id] = _Row(session_id, kek_id, wrapped)
+            self._writing[session_id] = key_id
+            return key_id, data_key
+
+    def key(self, key_id: str) -> bytes:
+        self._check_up()
+        row = self._rows.get(key_id)
+        if row is None:
+            raise UnknownKeyError(f"no key store has data key {key_id!r}")
+        if row.wrapped is None:
+            raise ErasedError(key_id)
+        return self._kek.unwrap(row.kek_id, key_id, row.wrapped)
+
+    def destroy(self, session_id: str) -> list[str]:
+        self._check_up()
+        with self._lock:
+            destroyed = []
+            for key_id, row in self._rows.items():
+                if row.session_id == session_id and row.wrapped is not None:
+                    row.wrapped = None
+                    destroyed.append(key_id)
+            if not any(r.session_id == session_id for r in self._rows.values()):
+                # Never written: remember the erasure so the session stays unwritable.
+                key_id = new_key_id(session_id)
+                self._rows[key_id] = _Row(session_id, self._kek.current_id, None)
+            return destroyed
+
+    def rewrap(self) -> int:
+        self._check_up()
+        n = 0
+        with self._lock:
+            for key_id, row in self._rows.items():
+                if row.wrapped is not None and row.kek_id != self._kek.current_id:
+                    data_key = self._kek.unwrap(row.kek_id, key_id, row.wrapped)
+                    row.kek_id, row.wrapped = self._kek.wrap(key_id, data_key)
+                    n += 1
+        return n
