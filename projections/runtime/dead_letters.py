@@ -24,6 +24,10 @@ loudly instead of stalling it for ever.
 remembering how far it got in its own consumer group. A truncated copy is
 never redriven (it is not the original): it is counted as skipped, and the
 original is found at its source coordinates.
+
+A record of an erased session (reason ``erased``: its data key destroyed,
+:mod:`runwire.contract.sealing`) is never a dead letter: ``send`` skips it
+and counts it in ``erased``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
+from runwire.contract.sealing.errors import ERASED
 from runwire.errors import DecodeError, NotStartedError, RunwireError
 from runwire.log import clients
 from runwire.projections.runtime.protocol import Rejection
@@ -273,6 +278,8 @@ class DeadLetterProducer:
         self._consumer = consumer
         self._producer: Any = None
         self._sent = 0
+        self.erased = 0
+        """Rejections skipped because their session is erased (never dead-lettered)."""
         self._limit = max_message_bytes
         self._budget = 0
 
@@ -320,6 +327,13 @@ class DeadLetterProducer:
         await self.stop()
 
     async def send(self, rejections: Sequence[Rejection]) -> None:
+        # A record of an erased session (its key destroyed) is not a fault: it
+        # is skipped here, the one path every consumer's rejections take.
+        erased = [r for r in rejections if r.reason == ERASED]
+        if erased:
+            rejections = [r for r in rejections if r.reason != ERASED]
+            self.erased += len(erased)
+            log.debug("%s: skipped %d record(s) of erased sessions", self._consumer, len(erased))
         if not rejections:
             return
         if self._producer is None:

@@ -1,4 +1,4 @@
-"""``runwire sessions export | import | expire | delete``: operator tasks on sessions.
+"""``runwire sessions export | import | expire | delete | erase``: operator tasks on sessions.
 
 They act for the operator (every session is reachable) through
 :mod:`runwire.sessions.admin`, and wait for the projections like the Session
@@ -119,9 +119,36 @@ def delete(
     typer.echo(f"deleted {session_id}")
 
 
+def erase(
+    session_id: str = typer.Argument(..., help="The session to erase for good."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+) -> None:
+    """Erase a session for good: delete it and destroy its data keys (sealing on).
+
+    Its events on the log can no longer be read by anyone; the erasure receipt
+    (an event) names the destroyed key ids. Running it again is harmless.
+    """
+    from runwire.sessions.admin import erase_any
+
+    if not yes:
+        typer.confirm(f"Erase session {session_id} for good (its keys are destroyed)?", abort=True)
+    with fail_on_runwire_error():
+        receipt = _with_backend(lambda b: erase_any(b, session_id))
+    typer.echo(
+        json.dumps(
+            {
+                "erased": receipt.session_id,
+                "receipt_event_id": receipt.event_id,
+                "destroyed_key_ids": list(receipt.key_ids),
+            }
+        )
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the ``runwire sessions`` app."""
     app.command("export")(export)
     app.command("import")(import_)
     app.command("expire")(expire)
     app.command("delete")(delete)
+    app.command("erase")(erase)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
+from runwire.contract.sealing.errors import ERASED
 from runwire.errors import DecodeError, RunwireError
 from runwire.lifecycle import AsyncService
 from runwire.log import clients
@@ -133,7 +134,8 @@ class RunReader(AsyncService):
                     except DecodeError as e:
                         if e.retriable:
                             raise
-                        out.undecodable.append(rec.offset)
+                        if e.reason != ERASED:  # an erased session's record is no fault
+                            out.undecodable.append(rec.offset)
                         continue
                     if record.event.run_id == run_id:
                         out.records.append(record)

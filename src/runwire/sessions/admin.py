@@ -12,7 +12,14 @@ Contract of :func:`erase_session` (erasure):
   entries and keeps a tombstone, so no replay or rebuild brings either back;
 - the session's cached transcripts removed from Redis.
 What stays: the run-events topic is retained forever and is never rewritten,
-so the runs' events (messages included) stay in it (docs/sessions.md).
+so the runs' events stay in it (docs/sessions.md) — sealed when sealing is on.
+
+With ``erase=True`` (sealing on, docs/sealing.md) the session's data keys are
+destroyed too, so those bytes can no longer be read by anyone, and an
+erasure receipt is published: a ``session_deleted`` event (never sealed)
+labelled ``erasure=keys-destroyed`` with the destroyed key ids
+(``erased_key_ids``, comma-separated). Erasing again is idempotent (a receipt
+with no key ids); an erased session cannot be written to again.
 
 Contract of :func:`expire_idle`: ends (``session_ended``, reason ``idle``)
 every active session whose last activity is older than ``idle``; it deletes
@@ -25,25 +32,33 @@ import asyncio
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from runwire.contract import ids
+from runwire.contract.codec import codec_for
 from runwire.contract.events import Event, MemoryDeleted, SessionDeleted, SessionEnded
-from runwire.errors import NotFoundError
+from runwire.contract.sealing import KeyStore, SealingPayload
+from runwire.errors import ConfigurationError, NotFoundError
 from runwire.memory.api import PRODUCER as MEMORY_PRODUCER
 from runwire.memory.checks import Caller, InputError
 from runwire.memory.protocol import MemoryBackend
 from runwire.sessions.export import ImportResult, export_session, import_session
 from runwire.sessions.planning import session_event
 from runwire.sessions.protocol import SessionBackend, SessionInfo
+from runwire.settings import Settings
 
 __all__ = [
+    "ErasureReceipt",
+    "destroy_keys",
+    "erase_any",
     "erase_session",
     "expire_idle",
     "export_any",
     "import_file",
+    "key_store_of",
     "parse_duration",
 ]
 
@@ -70,6 +85,57 @@ async def _session(backend: SessionBackend, session_id: str) -> SessionInfo:
 async def export_any(backend: SessionBackend, session_id: str) -> dict[str, Any]:
     """The export document of any session (operator)."""
     return await export_session(backend, await _session(backend, session_id))
+
+
+@dataclass(frozen=True)
+class ErasureReceipt:
+    """What an erasure destroyed: the receipt event's id and the key ids."""
+
+    session_id: str
+    event_id: str
+    key_ids: tuple[str, ...]
+
+
+RECEIPT_LABEL = "erasure"
+RECEIPT_KEYS_LABEL = "erased_key_ids"
+
+
+def key_store_of(backend: SessionBackend) -> KeyStore:
+    """The key store the backend's writes are sealed with; ``ConfigurationError`` if none."""
+    settings = getattr(backend, "settings", None)
+    payload = codec_for(settings).payload if isinstance(settings, Settings) else None
+    if not isinstance(payload, SealingPayload):
+        raise ConfigurationError(
+            "erasing a session from the log needs sealing on (RUNWIRE_SEALING=true, "
+            "docs/sealing.md) and a log backend; delete(erase=False) erases the projections only"
+        )
+    return payload.keys
+
+
+async def destroy_keys(backend: SessionBackend, session_id: str, by: Caller) -> ErasureReceipt:
+    """Destroy the session's data keys and publish the erasure receipt (idempotent)."""
+    keys = key_store_of(backend)
+    destroyed = tuple(sorted(await asyncio.to_thread(keys.destroy, session_id)))
+    receipt = session_event(
+        SessionDeleted(),
+        session_id,
+        by,
+        token=ids.new_event_id(),
+        labels={RECEIPT_LABEL: "keys-destroyed", RECEIPT_KEYS_LABEL: ",".join(destroyed)},
+    )
+    await backend.write_session_events([receipt])
+    return ErasureReceipt(session_id, receipt.event_id, destroyed)
+
+
+async def erase_any(backend: SessionBackend, session_id: str) -> ErasureReceipt:
+    """Erase any session for good (operator): projections and keys; idempotent."""
+    info = await backend.describe(session_id)
+    if info is None:
+        raise NotFoundError(f"no session {session_id!r}")
+    by = Caller(info.user_id, info.tenant)
+    if not info.deleted:
+        await erase_session(backend, info, by)
+    return await destroy_keys(backend, session_id, by)
 
 
 async def erase_session(backend: SessionBackend, info: SessionInfo, by: Caller) -> None:

@@ -69,7 +69,7 @@ from runwire.errors import NotFoundError, RunwireError
 from runwire.memory.api import AsyncMemory
 from runwire.memory.checks import Caller, InputError, check_key, owns, require_json
 from runwire.memory.protocol import MemoryBackend, MemoryEntry
-from runwire.sessions.admin import erase_session
+from runwire.sessions.admin import destroy_keys, erase_session, key_store_of
 from runwire.sessions.callbacks import Callback, Callbacks
 from runwire.sessions.content import to_message, to_messages
 from runwire.sessions.errors import SessionEndedError, WriteRefusedError
@@ -440,12 +440,20 @@ class AsyncSession:
             if info.status != "ended":
                 await self._publish(SessionEnded(reason=reason))
 
-    async def delete(self) -> None:
-        """Erase the session (see the module contract); the object is closed after it."""
+    async def delete(self, *, erase: bool = False) -> None:
+        """Erase the session (see the module contract); the object is closed after it.
+
+        ``erase=True`` (sealing on) destroys its data keys too: its events on
+        the log can no longer be read by anyone (:func:`~runwire.sessions.admin.destroy_keys`).
+        """
 
         backend = await self._ready()
         info = self._mine(await backend.describe(self.session_id))
+        if erase:
+            key_store_of(backend)  # refuse before erasing anything when sealing is off
         await erase_session(backend, info, self.caller)
+        if erase:
+            await destroy_keys(backend, self.session_id, self.caller)
         await self.close()
         self._state = _Closed("the session was deleted")
 

@@ -229,9 +229,9 @@ class Session:
     def end(self, reason: str | None = None) -> None:
         self._run(self._async.end(reason))
 
-    def delete(self) -> None:
+    def delete(self, *, erase: bool = False) -> None:
         _open_sessions.discard(self)
-        self._run(self._async.delete())
+        self._run(self._async.delete(erase=erase))
 
     def on(self, kinds: SessionEvent, callback: Callback) -> Callback:
         """Register a callback; it runs on the session loop's thread."""
