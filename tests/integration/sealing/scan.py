@@ -19,7 +19,7 @@ from runwire.settings import Settings
 async def in_the_log(settings: Settings, needle: bytes) -> list[str]:
     """``topic/partition@offset`` of every record whose key, value or headers hold ``needle``."""
     found: list[str] = []
-    for r in await _records(settings, None):
+    for r in await records(settings, None):
         raw = b"".join([r.key or b"", r.value or b""] + [k.encode() + v for k, v in r.headers])
         if needle in raw:
             found.append(f"{r.topic}/{r.partition}@{r.offset}")
@@ -30,7 +30,7 @@ async def events_of(settings: Settings, topic: str) -> list[Event]:
     """The events of ``topic`` that decode (an erased session's records do not)."""
     codec = codec_for(settings)
     out = []
-    for r in await _records(settings, topic):
+    for r in await records(settings, topic):
         try:
             out.append(codec.decode(r.value))
         except ErasedError:
@@ -38,7 +38,7 @@ async def events_of(settings: Settings, topic: str) -> list[Event]:
     return out
 
 
-async def _records(settings: Settings, topic: str | None) -> list[Any]:
+async def records(settings: Settings, topic: str | None) -> list[Any]:
     """Every record of ``topic`` (None: of every topic of the deployment), in full."""
     consumer = clients.consumer(settings, "byte-scan", auto_offset_reset="earliest")
     await consumer.start()
