@@ -1,4 +1,4 @@
-"""``runwire sessions export | import | expire | delete | erase``: operator tasks on sessions.
+"""``runwire sessions export | import | expire | delete | erase | rotate-kek``: operator tasks on sessions.
 
 They act for the operator (every session is reachable) through
 :mod:`runwire.sessions.admin`, and wait for the projections like the Session
@@ -145,6 +145,30 @@ def erase(
     )
 
 
+def rotate_kek() -> None:
+    """Make a new key-encryption key current and re-wrap every live data key with it.
+
+    The log is not rewritten: the data keys (and so every sealed record) stay
+    the same; only how they are stored changes (docs/sealing.md). Back up the
+    key file afterwards.
+    """
+    from runwire.contract.sealing.kek import KeyFile
+    from runwire.contract.sealing.postgres import PostgresKeyStore
+
+    settings = Settings()
+    path = settings.sealing_key_file or settings.home / "sealing-keys.json"
+    with fail_on_runwire_error():
+        kek = KeyFile(path)
+        old = kek.current_id
+        new = kek.rotate()
+        store = PostgresKeyStore(settings.postgres_dsn, kek, cache_seconds=0)
+        try:
+            count = store.rewrap()
+        finally:
+            store.close()
+    typer.echo(json.dumps({"key_file": str(path), "from": old, "to": new, "rewrapped": count}))
+
+
 def register(app: typer.Typer) -> None:
     """Add these commands to the ``runwire sessions`` app."""
     app.command("export")(export)
@@ -152,3 +176,4 @@ def register(app: typer.Typer) -> None:
     app.command("expire")(expire)
     app.command("delete")(delete)
     app.command("erase")(erase)
+    app.command("rotate-kek")(rotate_kek)

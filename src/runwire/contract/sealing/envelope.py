@@ -33,6 +33,7 @@ CLEAR = 0
 AES256GCM = 1
 NONCE_BYTES = 12
 _AAD_PREFIX = b"runwire-seal-v1\x00"
+_MAX_CIPHERS = 10_000
 
 UNSEALED = frozenset({EventType.SESSION_DELETED})
 """Types written clear even in a session: the erasure receipt must outlive the keys."""
@@ -54,6 +55,8 @@ class SealingPayload:
         aead = self._aead.get(data_key)
         if aead is None:
             with self._lock:
+                if len(self._aead) >= _MAX_CIPHERS:  # a long-lived process meets many sessions
+                    self._aead.clear()
                 aead = self._aead[data_key] = AESGCM(data_key)
         return aead
 

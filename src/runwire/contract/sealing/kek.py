@@ -6,7 +6,8 @@ Contract:
   to another id). ``rotate()`` adds a new current key; old ones still unwrap.
 - :class:`KeyFile` is ``LocalKeys`` kept in a JSON file (mode 0600), made on
   first use: ``{"current": id, "keys": {id: base64 key}}``. Back it up: without
-  it no data key unwraps.
+  it no data key unwraps. A key id it does not know makes it read the file
+  again (another process rotated it).
 - A KMS adapter implements :class:`~runwire.contract.sealing.protocol.KeyEncryptionKey`
   the same way (wrap/unwrap are its encrypt/decrypt calls).
 """
@@ -79,20 +80,33 @@ class KeyFile(LocalKeys):
     def __init__(self, path: Path) -> None:
         self._path = path
         if path.exists():
-            try:
-                doc = json.loads(path.read_text())
-                keys = {k: base64.b64decode(v) for k, v in doc["keys"].items()}
-                current = str(doc["current"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise ConfigurationError(
-                    f"the key file {path} (RUNWIRE_SEALING_KEY_FILE) is not a key file: {e}"
-                ) from e
-            if current not in keys or any(len(v) != 32 for v in keys.values()):
-                raise ConfigurationError(f"the key file {path} has a missing or short key")
-            super().__init__(keys, current)
+            super().__init__(*self._read())
         else:
             super().__init__()
             self._saved()
+
+    def _read(self) -> tuple[dict[str, bytes], str]:
+        path = self._path
+        try:
+            doc = json.loads(path.read_text())
+            keys = {k: base64.b64decode(v) for k, v in doc["keys"].items()}
+            current = str(doc["current"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigurationError(
+                f"the key file {path} (RUNWIRE_SEALING_KEY_FILE) is not a key file: {e}"
+            ) from e
+        if current not in keys or any(len(v) != 32 for v in keys.values()):
+            raise ConfigurationError(f"the key file {path} has a missing or short key")
+        return keys, current
+
+    def unwrap(self, kek_id: str, key_id: str, wrapped: bytes) -> bytes:
+        if kek_id not in self._aead:
+            # Rotated by another process (``runwire sessions rotate-kek``): read the file again.
+            keys, current = self._read()
+            with self._lock:
+                self._keys, self._current = keys, current
+                self._aead = {k: AESGCM(v) for k, v in keys.items()}
+        return super().unwrap(kek_id, key_id, wrapped)
 
     def _saved(self) -> None:
         doc = {

@@ -47,6 +47,8 @@ CREATE INDEX IF NOT EXISTS runwire_data_keys_session ON runwire_data_keys (sessi
 """
 
 _ERASED = b""
+_MAX_CACHED = 100_000
+"""Keys held per process at most; past it the caches start again (a bound, not an LRU)."""
 
 
 class PostgresKeyStore:
@@ -122,6 +124,7 @@ class PostgresKeyStore:
         key_id, kek_id, wrapped = self._run(find_or_make)
         data_key = self._kek.unwrap(kek_id, key_id, wrapped)
         now = time.monotonic()
+        self._bound()
         self._writing[session_id] = (key_id, data_key, now)
         self._keys[key_id] = (data_key, now)
         return key_id, data_key
@@ -144,8 +147,15 @@ class PostgresKeyStore:
             self._keys[key_id] = (_ERASED, time.monotonic())
             raise ErasedError(key_id)
         data_key = self._kek.unwrap(row[0], key_id, bytes(row[1]))
+        self._bound()
         self._keys[key_id] = (data_key, time.monotonic())
         return data_key
+
+    def _bound(self) -> None:
+        if len(self._keys) >= _MAX_CACHED:
+            self._keys.clear()
+        if len(self._writing) >= _MAX_CACHED:
+            self._writing.clear()
 
     def destroy(self, session_id: str) -> list[str]:
         def destroy(conn: psycopg.Connection[Any]) -> list[str]:
