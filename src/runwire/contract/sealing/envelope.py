@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -43,12 +43,20 @@ def associated_data(event_type: EventType, key_id: str) -> bytes:
     return _AAD_PREFIX + event_type.value.encode() + b"\x00" + key_id.encode()
 
 
+class _Sealer(NamedTuple):
+    head: bytes  # the marker, the key id's length and the key id
+    aead: AESGCM
+    aads: dict[EventType, bytes]  # the associated data of each event type
+
+
 class SealingPayload:
     """The payload codec that seals every session's events (see the module contract)."""
 
     def __init__(self, keys: KeyStore) -> None:
         self.keys = keys
         self._aead: dict[bytes, AESGCM] = {}
+        # What sealing with a key id needs besides its nonce, made once per key id.
+        self._sealers: dict[str, _Sealer] = {}
         self._lock = threading.Lock()
 
     def _cipher(self, data_key: bytes) -> AESGCM:
@@ -57,6 +65,7 @@ class SealingPayload:
             with self._lock:
                 if len(self._aead) >= _MAX_CIPHERS:  # a long-lived process meets many sessions
                     self._aead.clear()
+                    self._sealers.clear()
                 aead = self._aead[data_key] = AESGCM(data_key)
         return aead
 
@@ -64,10 +73,17 @@ class SealingPayload:
         if event.session_id is None or event.type in UNSEALED:
             return b"\x00" + body
         key_id, data_key = self.keys.key_for_writing(event.session_id)
-        kid = key_id.encode()
+        sealer = self._sealers.get(key_id)
+        if sealer is None:
+            kid = key_id.encode()
+            sealer = self._sealers[key_id] = _Sealer(
+                b"\x01" + len(kid).to_bytes(2, "big") + kid, self._cipher(data_key), {}
+            )
+        aad = sealer.aads.get(event.type)
+        if aad is None:
+            aad = sealer.aads[event.type] = associated_data(event.type, key_id)
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._cipher(data_key).encrypt(nonce, body, associated_data(event.type, key_id))
-        return b"\x01" + len(kid).to_bytes(2, "big") + kid + nonce + sealed
+        return sealer.head + nonce + sealer.aead.encrypt(nonce, body, aad)
 
     def open(self, event_type: EventType, data: bytes) -> bytes:
         if not data:
