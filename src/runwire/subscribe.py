@@ -16,7 +16,8 @@ Contract:
   its key is its event's routing key, its partition the contract
   partitioner's); one that does not, or does not decode, goes to the
   ``on_undecodable`` hook with its reason (default:
-  a warning naming topic, partition, offset and reason) and is skipped: a
+  a warning naming topic, partition, offset and reason; for a record of an
+  erased session, reason ``erased``, nothing) and is skipped: a
   side consumer never stalls on one bad record. Projections that must not
   lose anything use the projector runtime and its dead letters instead.
 - A repeat of an event already handed over is dropped, and its id with
@@ -46,6 +47,7 @@ from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import PAYLOAD_TYPES, Event, EventPayload, EventType, Stream
 from runwire.contract.identity import StreamIds
 from runwire.contract.routing import HEADER_TYPE, event_of_record, topic_for
+from runwire.contract.sealing.errors import ERASED
 from runwire.errors import ConfigurationError, DecodeError
 from runwire.log.envelope import check_envelope
 from runwire.settings import Settings
@@ -72,6 +74,9 @@ class _Undecodable:
 
 
 async def _warn_undecodable(record: ConsumerRecord[bytes, bytes], error: DecodeError) -> None:
+    if error.reason == ERASED:  # its session was erased (docs/sealing.md): no fault
+        log.debug("skipping a record of an erased session: %s", error)
+        return
     log.warning(
         "skipping undecodable record %s[%d]@%d: %s",
         record.topic,
