@@ -30,6 +30,7 @@ Contract:
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import threading
@@ -511,4 +512,5 @@ def _sealing(settings: Settings) -> PayloadCodec:
     store = PostgresKeyStore(
         settings.postgres_dsn, kek, cache_seconds=settings.sealing_key_cache_seconds
     )
+    atexit.register(store.close)  # process-wide like the codec: its connection lives as long
     return SealingPayload(store)
