@@ -152,8 +152,9 @@ async def test_the_page_draws_a_runs_transcript_live_from_the_event_stream(
     async with (
         projectors(settings),
         orchestrator_service(settings),
-        # A slow calculator keeps the run open while the page is watching it.
-        tool_runner_service(settings, tool_latency=4.0),
+        # A slow calculator keeps the run open while the page is watching it (long
+        # enough for a loaded machine to draw the page first).
+        tool_runner_service(settings, tool_latency=8.0),
         api(settings) as rw,
     ):
         started = await rw.http.post(
