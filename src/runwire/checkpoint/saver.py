@@ -49,7 +49,6 @@ from pydantic import ValidationError
 
 from runwire.checkpoint.inmem import InMemoryCheckpointStore
 from runwire.checkpoint.log_store import LogCheckpointStore
-from runwire.checkpoint.loop import LoopThread
 from runwire.checkpoint.protocol import CheckpointStore
 from runwire.checkpoint.values import (
     Encoded,
@@ -69,6 +68,7 @@ from runwire.contract.events import (
     EventPayload,
 )
 from runwire.errors import InputError
+from runwire.loop_thread import LoopThread
 from runwire.projections.checkpoints.fold import STRATEGIES, CheckpointRow
 from runwire.settings import Settings
 
@@ -113,6 +113,13 @@ def _require_json(value: Any, where: str) -> None:
         raise InputError(where, f"{value!r:.80} would not survive JSON unchanged")
     if b"\\u0000" in text:
         raise InputError(where, "holds NUL (U+0000), which Postgres cannot store")
+
+
+def _reentered() -> BaseException:
+    return RuntimeError(
+        "a sync method of the checkpoint saver was called on the saver's own loop "
+        "thread; call the async method (aget_tuple, aput, ...) there instead"
+    )
 
 
 class _Runtime:
@@ -169,7 +176,11 @@ class RunwireSaver(BaseCheckpointSaver[str]):
         with runtime.lock:
             if runtime.loop is not None:
                 return
-            loop = LoopThread()
+            loop = LoopThread(
+                "runwire-checkpoint",
+                reentry=_reentered,
+                closed="the checkpoint saver is closed",
+            )
             try:
                 loop.run_sync(self.store.start())
             except BaseException:

@@ -5,7 +5,7 @@ Contract:
   without ``await``; no event loop is needed by the caller, and any number of
   threads may use sessions at once.
 - Every session runs on one process-wide event loop in a daemon thread
-  (:class:`BackgroundLoop`); a call blocks its caller until the loop has
+  (:func:`session_loop`); a call blocks its caller until the loop has
   done the work, so read-your-writes holds exactly as in the async API.
 - Callbacks registered with ``on`` run on that loop's thread: they must not
   call blocking ``Session`` methods (that would wait for the thread they run
@@ -16,10 +16,8 @@ Contract:
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import contextlib
-import threading
 import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from datetime import timedelta
@@ -28,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from runwire.contract.events import MemoryScope
 from runwire.errors import RunwireError
+from runwire.loop_thread import LoopThread, outcome_first
 from runwire.memory.protocol import MemoryEntry
 from runwire.sessions.api import FROM_DOCUMENT, AsyncSession, FromDocument
 from runwire.sessions.callbacks import Callback
@@ -37,85 +36,21 @@ from runwire.transcript.messages import Message
 if TYPE_CHECKING:
     from runwire.settings import Settings
 
-__all__ = ["BackgroundLoop", "Session", "outcome_first"]
+__all__ = ["Session", "outcome_first", "session_loop"]
 
 T = TypeVar("T")
 
 
-class BackgroundLoop:
-    """An asyncio loop in a daemon thread that blocking callers hand work to."""
-
-    _shared: BackgroundLoop | None = None
-    _guard = threading.Lock()
-
-    def __init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="runwire-sessions", daemon=True
-        )
-        self._thread.start()
-
-    @classmethod
-    def shared(cls) -> BackgroundLoop:
-        """The process-wide loop, started on first use."""
-        with cls._guard:
-            if cls._shared is None:
-                cls._shared = cls()
-            return cls._shared
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
-    def on_loop(self) -> bool:
-        """True when the caller runs on this loop's thread."""
-        return threading.current_thread() is self._thread
-
-    async def run_async(self, work: Coroutine[Any, Any, T], *, finish: bool = False) -> T:
-        """Await ``work`` run on this loop, from any other loop (or this one).
-
-        With ``finish``, cancelling the caller does not cancel the work
-        (:func:`outcome_first`).
-        """
-        if self.on_loop():
-            running: asyncio.Future[T] = asyncio.ensure_future(work)
-        else:
-            running = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._loop))
-        return await (outcome_first(running) if finish else running)
-
-    def run(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run ``work`` on the loop and return its result (or raise its error)."""
-        if threading.current_thread() is self._thread:
-            work.close()
-            raise RunwireError(
-                "a blocking Session method was called from a session callback (which runs on "
-                "the session loop's thread); use the AsyncSession API there"
-            )
-        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+def session_loop() -> LoopThread:
+    """The process-wide loop blocking session callers hand their work to."""
+    return LoopThread.shared("runwire-sessions", reentry=_reentered)
 
 
-async def outcome_first(running: asyncio.Future[T]) -> T:
-    """Await ``running``; a cancellation of the caller meanwhile does not cancel it:
-    its outcome is waited for, then the cancellation is raised (and its error, if
-    it failed, dropped), as the Agents SDK's sessions finish a mutation."""
-    cancelled: asyncio.CancelledError | None = None
-    while True:
-        try:
-            result = await asyncio.shield(running)
-        except asyncio.CancelledError as e:
-            if not running.done():
-                cancelled = cancelled or e
-                continue
-            if cancelled is not None:
-                raise cancelled from None
-            raise
-        except BaseException:
-            if cancelled is not None:
-                raise cancelled from None
-            raise
-        if cancelled is not None:
-            raise cancelled
-        return result
+def _reentered() -> BaseException:
+    return RunwireError(
+        "a blocking Session method was called from a session callback (which runs on "
+        "the session loop's thread); use the AsyncSession API there"
+    )
 
 
 _open_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
@@ -143,7 +78,7 @@ class Session:
         metadata: Mapping[str, Any] | None = None,
         _session: AsyncSession | None = None,
     ) -> None:
-        self._loop = BackgroundLoop.shared()
+        self._loop = session_loop()
         self._async = _session or AsyncSession(
             session_id,
             user_id=user_id,
@@ -176,7 +111,7 @@ class Session:
         return self._async
 
     def _run(self, work: Coroutine[Any, Any, T]) -> T:
-        return self._loop.run(work)
+        return self._loop.run_sync(work)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -263,7 +198,7 @@ class Session:
         backend: SessionBackend | None = None,
     ) -> Session:
         """Recreate an exported session; see :meth:`AsyncSession.import_data`."""
-        imported = BackgroundLoop.shared().run(
+        imported = session_loop().run_sync(
             AsyncSession.import_data(
                 doc,
                 keep_ids=keep_ids,

@@ -24,7 +24,7 @@ It implements the SDK's ``Session`` protocol over an
   it, or None when there is none.
 - ``clear_session()``: ``session_cleared`` (the log keeps the history).
 - Any event loop, any thread: the session's work runs on runwire's sessions
-  loop (:class:`~runwire.sessions.blocking.BackgroundLoop`), so
+  loop (:func:`~runwire.sessions.blocking.session_loop`), so
   ``Runner.run_sync`` in worker threads and many threads on one session
   work. (With ``backend=`` given, the work runs on the caller's loop: a
   ``LogBackend`` belongs to the loop it was started on.) A caller cancelled
@@ -56,9 +56,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from runwire.errors import RunwireError
+from runwire.loop_thread import outcome_first
 from runwire.memory.checks import InputError
 from runwire.sessions.api import AsyncSession
-from runwire.sessions.blocking import BackgroundLoop, outcome_first
+from runwire.sessions.blocking import session_loop
 from runwire.sessions.log_backend import LogBackend
 from runwire.sessions.protocol import SessionBackend
 from runwire.sessions.responses_items import canonical_payloads, json_problem
@@ -125,9 +126,9 @@ def close_shared_backends() -> None:
     with _shared_guard:
         backends = list(_shared.values())
         _shared.clear()
-    loop = BackgroundLoop.shared()
+    loop = session_loop()
     for shared in backends:
-        loop.run(shared.backend.stop())
+        loop.run_sync(shared.backend.stop())
 
 
 @atexit.register
@@ -158,7 +159,7 @@ class RunwireSession:
             if session_settings is not None
             else SessionSettings()
         )
-        self._loop = BackgroundLoop.shared()
+        self._loop = session_loop()
         self._shared: _Shared | None = None
         if backend is None:
             self._shared = _shared_for(settings if settings is not None else Settings())
@@ -186,7 +187,7 @@ class RunwireSession:
         if self._shared is None:  # a backend of the caller's: on the caller's loop
             running = asyncio.ensure_future(work)
             return await (outcome_first(running) if mutation else running)
-        return await self._loop.run_async(self._started(work), finish=mutation)
+        return await self._loop.run(self._started(work), finish=mutation)
 
     async def _started(self, work: Coroutine[Any, Any, T]) -> T:
         if self._shared is not None:
@@ -258,7 +259,7 @@ class RunwireSession:
                 asyncio.run(self.session.close())
                 return _Done()
             return asyncio.ensure_future(self.session.close())
-        self._loop.run(self.session.close())
+        self._loop.run_sync(self.session.close())
         return _Done()
 
 

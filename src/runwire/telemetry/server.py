@@ -19,11 +19,10 @@ import asyncio
 import contextlib
 import json
 import logging
-from types import TracebackType
-from typing import Self
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from runwire.lifecycle import AsyncService
 from runwire.telemetry import health
 from runwire.telemetry.metrics import REGISTRY
 
@@ -35,7 +34,7 @@ _READ_TIMEOUT = 10.0
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 
 
-class MetricsServer:
+class MetricsServer(AsyncService):
     """See the module contract."""
 
     def __init__(self, host: str = "0.0.0.0", port: int = 0) -> None:
@@ -56,18 +55,6 @@ class MetricsServer:
         if server is not None:
             server.close()
             await server.wait_closed()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
