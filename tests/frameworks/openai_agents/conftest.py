@@ -19,7 +19,12 @@ conftest only:
 - leaves out the tests listed in :data:`EXCLUDED`, each with why: only those
   that inspect the SDK backends' own internals (SQLite connections, locks and
   tables, SQLAlchemy engines and statements, Redis keys, pipelines, pools
-  and clients).
+  and clients);
+- turns every skip in these files into a failure: the SDK skips a file or a
+  test when a library (aiosqlite, redis, fakeredis) or a Redis server is
+  missing, and here all of them are (pinned in the lock; the store behind
+  ``RunwireSession`` is real), so a skip would only hide a test that proves
+  nothing.
 """
 
 from __future__ import annotations
@@ -27,14 +32,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import pytest
 from agents import set_tracing_disabled
 
 from runwire.infra.isolation import isolated_deployment
-from runwire.sessions.blocking import BackgroundLoop
+from runwire.sessions.blocking import session_loop
 from runwire.sessions.embedded import projectors_running
 from runwire.sessions.openai_agents import RunwireSession, close_shared_backends
 from runwire.settings import Settings
@@ -232,6 +237,36 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "serial: the Agents SDK's tests that run alone")
 
 
+_NO_SKIP = (
+    "a test of the Agents SDK's own suite skipped ({}): every library and server "
+    "it asks for is there, so it must run, not skip"
+)
+
+
+def _ours(path: object) -> bool:
+    return str(path).startswith(__file__.rsplit("/", 1)[0] + "/")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.CollectReport = outcome.get_result()
+    if report.skipped and _ours(collector.path):
+        report.outcome = "failed"
+        report.longrepr = _NO_SKIP.format(report.longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.skipped and _ours(item.path) and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = _NO_SKIP.format(report.longrepr)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     here = __file__.rsplit("/", 1)[0] + "/"
     kept: list[pytest.Item] = []
@@ -262,13 +297,13 @@ async def _deployment(stack: Settings) -> AsyncIterator[Settings]:
 def deployment(stack_settings: Settings, request: pytest.FixtureRequest) -> Iterator[Settings]:
     """This test's own deployment, its projectors running on the sessions loop (the
     SDK's tests run on loops of their own, and in threads)."""
-    loop = BackgroundLoop.shared()
+    loop = session_loop()
     stack = contextlib.AsyncExitStack()
 
     async def enter() -> Settings:
         return await stack.enter_async_context(_deployment(stack_settings))
 
-    settings = loop.run(enter())
+    settings = loop.run_sync(enter())
     _Current.settings = settings
     set_tracing_disabled(True)
     module = request.module
@@ -284,7 +319,7 @@ def deployment(stack_settings: Settings, request: pytest.FixtureRequest) -> Iter
     finally:
         _Current.settings = None
         close_shared_backends()  # before its servers' topics and schema go
-        loop.run(stack.aclose())
+        loop.run_sync(stack.aclose())
 
 
 def _runwire(shim: RunwireSession, store: str, session_id: str, session_settings: Any) -> None:
