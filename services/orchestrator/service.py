@@ -73,6 +73,7 @@ from runwire.services.orchestrator.answers import (
     failure_events,
 )
 from runwire.services.orchestrator.context import ContextSource, NoHistory
+from runwire.services.orchestrator.notes import with_planner_note
 from runwire.services.orchestrator.observed import ObservedProvider
 from runwire.services.orchestrator.run_state import (
     Action,
@@ -458,9 +459,11 @@ class Orchestrator(FollowingService):
             await self._fail(state, cause, kind, message, retryable=retryable)
             return
         state.expect(cause)
-        await self._publish_answer(
-            part, state, cause, answer_events(state.context, cause, response)
+        answer = answer_events(state.context, cause, response)
+        answer = with_planner_note(
+            state.context, cause, response, answer, answers=action.delta.kind
         )
+        await self._publish_answer(part, state, cause, answer)
         read_at = self._read_at.pop(cause, None)
         self.stats.answers += 1
         TURNS.labels("answered").inc()
