@@ -5,7 +5,11 @@ Without ``--follow`` the canonical messages come from the transcript cache
 from the log: thinking, text, tool calls and results as they are written,
 until the run ends (``--idle`` seconds without an event also end it).
 ``--json`` prints the messages as JSON (with ``--follow``: one event per
-line, as JSON).
+line, as JSON). ``--notes`` reads the run from the log by its positions and
+shows the planner's notes after the message each was written with (with
+``--json``: ``{"messages": [...], "notes": [{"after_message", "text",
+"event_id", "occurred_at"}]}``; with ``--follow``: the notes in the rendered
+stream; the JSON stream has every event anyway).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from runwire.contract import jsonvalues
 from runwire.contract.events import (
     AssistantText,
     Event,
+    PlannerNote,
     RunCanceled,
     RunCompleted,
     RunFailed,
@@ -78,6 +83,12 @@ def _tool_result(tool_use_id: str, content: Any, is_error: bool) -> Text:
     return line
 
 
+def _note(text: str) -> Text:
+    line = Text("  note: ", style="yellow bold")
+    line.append(text, style="yellow")
+    return line
+
+
 def render_message(console: Console, index: int, message: Message) -> None:
     console.print(Text(f"#{index} {message.role}", style="bold magenta"))
     for part in message.parts:
@@ -104,6 +115,8 @@ def render_event(console: Console, event: Event) -> None:
         console.print(_tool_use(p.name, p.id, p.input))
     elif isinstance(p, ToolResult):
         console.print(_tool_result(p.tool_use_id, p.content, p.is_error))
+    elif isinstance(p, PlannerNote):
+        console.print(_note(p.text))
     elif isinstance(p, RunStatusChanged):
         phase = f" / {p.phase.value}" if p.phase else ""
         console.print(Text(f"[{p.status.value}{phase}]", style="yellow"))
@@ -131,8 +144,56 @@ async def _show(settings: Settings, run_id: str, as_json: bool, console: Console
         render_message(console, i, message)
 
 
+async def _show_with_notes(
+    settings: Settings, run_id: str, as_json: bool, console: Console
+) -> None:
+    from runwire.stores.log_backend import run_events
+    from runwire.transcript.errors import LedgerError
+    from runwire.transcript.ledger import TranscriptBuilder
+
+    builder = TranscriptBuilder(run_id)
+    notes: list[tuple[int, Event, str]] = []
+    for event in await run_events(settings, run_id):
+        try:
+            builder.apply(event)
+        except LedgerError:
+            continue  # refused by every reader: not part of the transcript
+        if isinstance(event.payload, PlannerNote):
+            notes.append((len(builder.messages()) - 1, event, event.payload.text))
+    messages = builder.messages()
+    if as_json:
+        out = {
+            "messages": [m.model_dump(mode="json") for m in messages],
+            "notes": [
+                {
+                    "after_message": at,
+                    "text": text,
+                    "event_id": e.event_id,
+                    "occurred_at": e.occurred_at.isoformat(),
+                }
+                for at, e, text in notes
+            ],
+        }
+        typer.echo(jsonvalues.dumps_text(out))
+        return
+    console.print(Text(f"run {run_id}: {len(messages)} messages, {len(notes)} notes", style="bold"))
+    for at, _, text in notes:
+        if at < 0:
+            console.print(_note(text))
+    for i, message in enumerate(messages):
+        render_message(console, i, message)
+        for at, _, text in notes:
+            if at == i:
+                console.print(_note(text))
+
+
 async def _follow(
-    settings: Settings, run_id: str, as_json: bool, idle: float | None, console: Console
+    settings: Settings,
+    run_id: str,
+    as_json: bool,
+    idle: float | None,
+    console: Console,
+    notes: bool = False,
 ) -> None:
     from runwire.log.watcher import follow_run
     from runwire.projections.transcripts.reader import TranscriptCache
@@ -145,7 +206,7 @@ async def _follow(
     async for event in follow_run(settings, run_id, start=start, idle_timeout=idle):
         if as_json:
             typer.echo(event.model_dump_json())
-        else:
+        elif notes or not isinstance(event.payload, PlannerNote):
             render_event(console, event)
 
 
@@ -156,6 +217,9 @@ def transcript(
     idle: float | None = typer.Option(
         None, "--idle", help="With --follow: stop after this many seconds without an event."
     ),
+    notes: bool = typer.Option(
+        False, "--notes", help="Show the planner's notes (read from the log)."
+    ),
 ) -> None:
     """Show a run's transcript (canonical messages), or follow it live."""
     settings = Settings()
@@ -163,7 +227,9 @@ def transcript(
     with fail_on_runwire_error():
         try:
             if follow:
-                asyncio.run(_follow(settings, run_id, as_json, idle, console))
+                asyncio.run(_follow(settings, run_id, as_json, idle, console, notes))
+            elif notes:
+                asyncio.run(_show_with_notes(settings, run_id, as_json, console))
             else:
                 asyncio.run(_show(settings, run_id, as_json, console))
         except KeyboardInterrupt:

@@ -17,7 +17,7 @@ Contract:
   ledger (a tool result without its call, text after a tool call in one
   message, ...: ``events[i]``), and a tool result's ``tool_name`` must be
   its call's.
-- New events carry the run's session and latest turn, so the session index
+- New events carry the run's session, user and latest turn, so the session index
   counts them as activity.
 """
 
@@ -83,8 +83,9 @@ def plan_append(
     checked = normalized(events)
     session_id = next((e.session_id for e in kept if e.session_id), None)
     turn_id = next((e.turn_id for e in reversed(kept) if e.turn_id), None)
+    user_id = next((e.user_id for e in kept if e.user_id), None)
     candidates = runwire_events(
-        run_id, checked, agent_id=agent_id, session_id=session_id, turn_id=turn_id
+        run_id, checked, agent_id=agent_id, session_id=session_id, turn_id=turn_id, user_id=user_id
     )
     digests = {e.event_id: body_digest(e) for e in kept}
     fresh: list[tuple[int, Event]] = []

@@ -85,6 +85,7 @@ class EventRunStore:
         if isinstance(record, RunRecord):
             _id(record.run_id, "record.run_id")
         run = await self._log.run(record.run_id) if isinstance(record, RunRecord) else None
+        user_id: str | None = None
         if run is None and isinstance(record, RunRecord) and record.session_id is not None:
             session = await self._log.session(_id(record.session_id, "record.session_id"))
             if session is not None and session.status == SessionStatus.ENDED.value:
@@ -92,8 +93,12 @@ class EventRunStore:
                     "record.session_id",
                     f"session {record.session_id} has ended; it takes no new run",
                 )
+            user_id = session.user_id if session is not None else None
         planned = plan_upsert(
-            record, run.row if run is not None else None, run.events if run is not None else []
+            record,
+            run.row if run is not None else None,
+            run.events if run is not None else [],
+            user_id=user_id,
         )
         if planned:
             await self._log.write(planned)

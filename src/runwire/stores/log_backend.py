@@ -35,10 +35,11 @@ from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.sessions.fold import SessionRow
 from runwire.projections.sessions.reader import SessionIndex
 from runwire.settings import Settings
+from runwire.stores.appends import history
 from runwire.stores.event_stores import Stores
 from runwire.stores.protocol import RunLog
 
-__all__ = ["KafkaStoreLog", "LogStores"]
+__all__ = ["KafkaStoreLog", "LogStores", "run_events"]
 
 
 class KafkaStoreLog:
@@ -163,6 +164,17 @@ class KafkaStoreLog:
         if run_events:
             waits.append(runs.wait_for(last, self.wait_timeout, first_poll=0.001, max_poll=0.01))
         await asyncio.gather(*waits)
+
+
+async def run_events(settings: Settings, run_id: str) -> list[Event]:
+    """A run's events read by its positions, as consumers keep them
+    (:func:`runwire.stores.appends.history`); :class:`NotFoundError` for a run
+    the run-status store does not hold."""
+    async with await RunStatusStore.connect(settings) as runs:
+        row = await runs.get(run_id)
+    async with RunReader(settings) as reader:
+        records = await reader.read(run_id, row.log_partition, row.first_offset, row.last_offset)
+    return history(run_id, [r.event for r in records])
 
 
 class LogStores:

@@ -238,6 +238,7 @@ def runwire_events(
     agent_id: str,
     session_id: str | None = None,
     turn_id: str | None = None,
+    user_id: str | None = None,
 ) -> list[Event]:
     """The runwire events of checked memory events (ids from their keys)."""
     out: list[Event] = []
@@ -255,6 +256,7 @@ def runwire_events(
                     session_id=session_id,
                     agent_id=agent_id,
                     turn_id=turn_id,
+                    user_id=user_id,
                     labels=dict(event.labels),
                     occurred_at=event.timestamp,
                     producer=PRODUCER,

@@ -18,6 +18,9 @@ Contract:
   run has; labels that change without a status change (runwire keeps
   labels on the events that change a run); a new run in an ended session
   (:class:`SessionEndedError`, checked by the caller).
+- The events carry the run's user: for a new run in a session, the
+  session's user (a run of a session is its user's, as the orchestrator's
+  history checks).
 - Ids are deterministic: per (run, the transition, the number of events the
   run had), so a retried upsert writes the same events.
 """
@@ -117,9 +120,16 @@ def _check_record(record: RunRecord) -> RunStatus:
         ) from None
 
 
-def plan_upsert(record: RunRecord, row: RunRow | None, events: Sequence[Event]) -> list[Event]:
-    """The events that bring the run (its row and its events) to ``record``."""
+def plan_upsert(
+    record: RunRecord, row: RunRow | None, events: Sequence[Event], *, user_id: str | None = None
+) -> list[Event]:
+    """The events that bring the run (its row and its events) to ``record``.
+
+    ``user_id``: the user of the run's session, for a new run (a run of a
+    session is its user's); an existing run keeps its own.
+    """
     target = _check_record(record)
+    user_id = row.user_id if row is not None else user_id
     run_id = record.run_id
     now = record.updated_at
     out: list[Event] = []
@@ -132,6 +142,7 @@ def plan_upsert(record: RunRecord, row: RunRow | None, events: Sequence[Event]) 
             session_id=record.session_id,
             agent_id=record.agent_id,
             turn_id=record.turn_id,
+            user_id=user_id,
             producer=PRODUCER,
             causation_id=causation,
             labels=labels,
@@ -148,6 +159,7 @@ def plan_upsert(record: RunRecord, row: RunRow | None, events: Sequence[Event]) 
                 session_id=record.session_id,
                 agent_id=record.agent_id,
                 turn_id=record.turn_id,
+                user_id=user_id,
                 producer=PRODUCER,
                 occurred_at=record.started_at or now,
                 event_id=ids.deterministic_event_id(run_id, "run-store:started", 0),
@@ -183,6 +195,7 @@ def plan_upsert(record: RunRecord, row: RunRow | None, events: Sequence[Event]) 
                 session_id=record.session_id,
                 agent_id=record.agent_id,
                 turn_id=record.turn_id,
+                user_id=user_id,
                 producer=PRODUCER,
                 causation_id=state.paused_by,
                 labels=labels,
