@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from runwire.contract import ids
 from runwire.contract.events import (
@@ -135,7 +136,14 @@ def plan_upsert(
     out: list[Event] = []
     labels = dict(record.labels)
 
-    def event(payload: EventPayload, cause: str, *, causation: str | None = None) -> Event:
+    def event(
+        payload: EventPayload,
+        event_id: str,
+        *,
+        causation: str | None = None,
+        at: datetime | None = now,
+        with_labels: bool = True,
+    ) -> Event:
         return Event.create(
             payload,
             run_id=run_id,
@@ -145,26 +153,19 @@ def plan_upsert(
             user_id=user_id,
             producer=PRODUCER,
             causation_id=causation,
-            labels=labels,
-            occurred_at=now,
-            event_id=ids.deterministic_event_id(run_id, f"run-store:{cause}", state.events),
+            labels=labels if with_labels else None,
+            occurred_at=at,
+            event_id=event_id,
         )
+
+    def step_id(cause: str) -> str:
+        return ids.deterministic_event_id(run_id, f"run-store:{cause}", state.events)
 
     state = lifecycle(events)
     if row is None:
-        out.append(
-            Event.create(
-                RunStarted(agent_id=record.agent_id, labels=labels),
-                run_id=run_id,
-                session_id=record.session_id,
-                agent_id=record.agent_id,
-                turn_id=record.turn_id,
-                user_id=user_id,
-                producer=PRODUCER,
-                occurred_at=record.started_at or now,
-                event_id=ids.deterministic_event_id(run_id, "run-store:started", 0),
-            )
-        )
+        started = RunStarted(agent_id=record.agent_id, labels=labels)
+        first_id = ids.deterministic_event_id(run_id, "run-store:started", 0)
+        out.append(event(started, first_id, at=record.started_at or now, with_labels=False))
         current = RunStatus.PENDING
     else:
         _check_same(record, row)
@@ -188,36 +189,33 @@ def plan_upsert(
     step = f"{current.value}->{target.value}"
     if current is RunStatus.PAUSED and target is RunStatus.RUNNING:
         assert state.paused_by is not None
-        out.append(
-            Event.create(
-                RunStatusChanged(status=state.status, reason="resumed"),
-                run_id=run_id,
-                session_id=record.session_id,
-                agent_id=record.agent_id,
-                turn_id=record.turn_id,
-                user_id=user_id,
-                producer=PRODUCER,
-                causation_id=state.paused_by,
-                labels=labels,
-                occurred_at=now,
-                # The client's resume writes this id too: one resume per pause.
-                event_id=ids.deterministic_event_id(run_id, state.paused_by, 0),
-            )
-        )
+        resumed = RunStatusChanged(status=state.status, reason="resumed")
+        # The client's resume writes this id too: one resume per pause.
+        resume_id = ids.deterministic_event_id(run_id, state.paused_by, 0)
+        out.append(event(resumed, resume_id, causation=state.paused_by))
         if state.status is LogStatus.PENDING:
-            out.append(event(RunStatusChanged(status=LogStatus.RUNNING, reason="run store"), step))
+            out.append(
+                event(RunStatusChanged(status=LogStatus.RUNNING, reason="run store"), step_id(step))
+            )
     elif target is RunStatus.RUNNING:
-        out.append(event(RunStatusChanged(status=LogStatus.RUNNING, reason="run store"), step))
+        out.append(
+            event(RunStatusChanged(status=LogStatus.RUNNING, reason="run store"), step_id(step))
+        )
     elif target is RunStatus.PAUSED:
-        out.append(event(RunStatusChanged(status=LogStatus.PAUSED, reason="run store"), step))
+        out.append(
+            event(RunStatusChanged(status=LogStatus.PAUSED, reason="run store"), step_id(step))
+        )
     elif target is RunStatus.COMPLETED:
-        out.append(event(RunCompleted(stop_reason="run store"), step))
+        out.append(event(RunCompleted(stop_reason="run store"), step_id(step)))
     elif target is RunStatus.FAILED:
         out.append(
-            event(RunFailed(error_kind="run_store", message="failed through the run store"), step)
+            event(
+                RunFailed(error_kind="run_store", message="failed through the run store"),
+                step_id(step),
+            )
         )
     elif target is RunStatus.CANCELED:
-        out.append(event(RunCanceled(reason="run store"), step))
+        out.append(event(RunCanceled(reason="run store"), step_id(step)))
     return out
 
 
