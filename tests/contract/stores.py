@@ -403,6 +403,9 @@ class StoresContract:
         assert created.created_at == at(0)
         assert await stores.sessions.load(session) == created
         assert await stores.sessions.create(session, user_id="alice") == created  # idempotent
+        with pytest.raises(StoreInputError) as taken:
+            await stores.sessions.create(session, user_id="mallory")
+        assert taken.value.field == "user_id"
         ended = await stores.sessions.end(session, ended_at=at(5))
         assert ended.status is SessionStatus.ENDED
         assert ended.ended_at == at(5)

@@ -7,6 +7,8 @@
 - ``load_run`` of a pair (agent, run) that the log does not hold (an unknown
   run, or a run of another agent) is an empty snapshot, as Goa-AI's
   ``LoadRun`` documents; appending to another agent's run is refused.
+- ``create`` of an existing session returns it as it is (Goa-AI's
+  idempotent create), unless it names another user (refused: ``user_id``).
 - A session's records: ``created_at`` is its declaration (or its first
   run's time), ``last_activity_at`` its latest event of either topic.
 """
@@ -203,6 +205,10 @@ class EventSessionStore:
         row = await self._log.session(session_id)
         if row is not None and row.status == SessionStatus.ENDED.value:
             raise SessionEndedError("session_id", f"session {session_id} has ended")
+        if row is not None and user_id is not None and row.user_id not in (None, user_id):
+            raise StoreInputError(
+                "user_id", f"session {session_id} is {row.user_id!r}'s, not {user_id!r}"
+            )
         if row is None or not row.declared:
             try:
                 payload = SessionCreated(user_id=user_id, metadata=dict(metadata or {}))

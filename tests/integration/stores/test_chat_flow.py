@@ -69,7 +69,7 @@ async def ends_as(stores: LogStores, run_id: str, status: RunStatus) -> None:
     await assert_eventually(ended, timeout=60)
 
 
-async def runwire_cli(env: dict[str, str], *args: str) -> str:
+async def runwire_cli(env: dict[str, str], *args: str, code: int = 0) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -80,8 +80,8 @@ async def runwire_cli(env: dict[str, str], *args: str) -> str:
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    assert proc.returncode == 0, err.decode()
-    return out.decode()
+    assert proc.returncode == code, err.decode()
+    return out.decode() + err.decode()
 
 
 async def test_the_documented_chat_flow(
@@ -159,8 +159,10 @@ async def test_the_documented_chat_flow(
         )
         assert [n["text"] for n in shown["notes"]] == [notes[0].data["note"]]
         assert shown["messages"][shown["notes"][0]["after_message"]]["role"] == "assistant"
-        assert "note: " in await runwire_cli(
-            projector_env(settings, tmp_path), "transcript", first, "--notes"
+        env = projector_env(settings, tmp_path)
+        assert "note: " in await runwire_cli(env, "transcript", first, "--notes")
+        assert "no-such-run" in await runwire_cli(
+            env, "transcript", "no-such-run", "--notes", code=1
         )
 
         # -- resume: continue an interrupted session ----------------------------------------
