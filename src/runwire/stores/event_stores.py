@@ -4,6 +4,10 @@
   :mod:`runwire.stores.transitions` (pure); these classes read what the
   rules need from the seam, apply them, and write what they return, so the
   log-backed stores and their in-memory twins behave alike.
+- An append checks the run first (:func:`~runwire.stores.appends.plan_append`)
+  and reads it again after writing: when another writer got a different body
+  under one of its keys in between, readers keep that one and the append
+  raises :class:`~runwire.stores.types.EventConflictError`.
 - ``load_run`` of a pair (agent, run) that the log does not hold (an unknown
   run, or a run of another agent) is an empty snapshot, as Goa-AI's
   ``LoadRun`` documents; appending to another agent's run is refused.
@@ -25,13 +29,15 @@ from pydantic import ValidationError
 from runwire.contract import ids
 from runwire.contract.events import Event, EventPayload, SessionCreated, SessionEnded
 from runwire.contract.events import RunStatus as LogStatus
+from runwire.contract.identity import body_digest
 from runwire.errors import InputError
 from runwire.projections.sessions.fold import SessionRow
-from runwire.stores.appends import plan_append
+from runwire.stores.appends import history, plan_append
 from runwire.stores.mapping import PRODUCER, memory_events
 from runwire.stores.protocol import StoreLog
 from runwire.stores.transitions import plan_upsert, record_of
 from runwire.stores.types import (
+    EventConflictError,
     MemoryEvent,
     RunNotFoundError,
     RunRecord,
@@ -65,7 +71,7 @@ class EventMemoryStore:
         run = await self._log.run(run_id)
         if run is None or (run.row.agent_id is not None and run.row.agent_id != agent_id):
             return Snapshot(agent_id=agent_id, run_id=run_id)
-        events = tuple(memory_events(run.events))
+        events = tuple(memory_events(history(run_id, run.events)))
         return Snapshot(agent_id=agent_id, run_id=run_id, events=events, meta=run.meta)
 
     async def append_events(self, agent_id: str, run_id: str, *events: MemoryEvent) -> None:
@@ -73,8 +79,20 @@ class EventMemoryStore:
         _id(run_id, "run_id")
         run = await self._log.run(run_id)
         fresh = plan_append(agent_id, run_id, run.events if run is not None else [], events)
-        if fresh:
-            await self._log.write(fresh)
+        if not fresh:
+            return
+        await self._log.write(fresh)
+        # Another writer may have got in between the check and the write: what
+        # every reader keeps decides, and a body other than ours fails loudly.
+        after = await self._log.run(run_id)
+        kept = {e.event_id: body_digest(e) for e in history(run_id, after.events if after else [])}
+        for event in fresh:
+            if kept.get(event.event_id) != body_digest(event):
+                raise EventConflictError(
+                    "events",
+                    f"run {run_id}: another writer appended another {event.type.value} under "
+                    f"the key of event {event.event_id} first; readers keep theirs",
+                )
 
 
 class EventRunStore:
