@@ -135,6 +135,16 @@ BAD_APPENDS: list[tuple[str, list[MemoryEvent], str]] = [
         "events[1].data.tool_name",
     ),
     (
+        "an id over the limit",
+        [MemoryEvent(T.TOOL_CALL, at(10), {"tool_call_id": "x" * 300, "tool_name": "calc"})],
+        "events[0].data.tool_call_id",
+    ),
+    (
+        "a label over the limit",
+        [MemoryEvent(T.USER_MESSAGE, at(10), {"message": "hi"}, {"k": "v" * 2000})],
+        "events[0].labels['k']",
+    ),
+    (
         "labels not text",
         [MemoryEvent(T.USER_MESSAGE, at(10), {"message": "hi"}, {"n": 1})],  # type: ignore[dict-item]
         "events[0].labels",

@@ -35,7 +35,7 @@ from runwire.projections.sessions.fold import SessionRow
 from runwire.stores.appends import history, plan_append
 from runwire.stores.mapping import PRODUCER, memory_events
 from runwire.stores.protocol import StoreLog
-from runwire.stores.transitions import plan_upsert, record_of
+from runwire.stores.transitions import check_record, plan_upsert, record_of
 from runwire.stores.types import (
     EventConflictError,
     MemoryEvent,
@@ -102,11 +102,10 @@ class EventRunStore:
         self._log = log
 
     async def upsert(self, record: RunRecord) -> None:
-        if isinstance(record, RunRecord):
-            _id(record.run_id, "record.run_id")
-        run = await self._log.run(record.run_id) if isinstance(record, RunRecord) else None
+        check_record(record)
+        run = await self._log.run(record.run_id)
         user_id: str | None = None
-        if run is None and isinstance(record, RunRecord) and record.session_id is not None:
+        if run is None and record.session_id is not None:
             session = await self._log.session(_id(record.session_id, "record.session_id"))
             if session is not None and session.status == SessionStatus.ENDED.value:
                 raise SessionEndedError(

@@ -210,16 +210,45 @@ def normalized(events: Sequence[MemoryEvent]) -> list[tuple[MemoryEvent, EventPa
             if not isinstance(key, str) or not isinstance(value, str):
                 raise StoreInputError(f"{where}.labels", "keys and values must be text")
         payload = _payload(kind, data, f"{where}.data")
-        stored = memory_events([_probe(payload, at, labels)])[0]
+        probe = _created(i, payload, run_id="probe", occurred_at=at, labels=labels)
+        stored = memory_events([probe])[0]
         if kind is MemoryEventType.TOOL_RESULT:  # read back, the name is the call's
             stored = replace(stored, data={**stored.data, "tool_name": data["tool_name"]})
         out.append((stored, payload))
     return out
 
 
-def _probe(payload: EventPayload, at: datetime, labels: dict[str, str]) -> Event:
-    """An event around ``payload`` only to read it back as a memory event."""
-    return Event.create(payload, run_id="probe", occurred_at=at, labels=labels, producer=PRODUCER)
+_DATA_FIELDS = {
+    "parts": "message",
+    "text": "message",
+    "input": "payload",
+    "content": "result",
+    "id": "tool_call_id",
+    "tool_use_id": "tool_call_id",
+    "name": "tool_name",
+}
+"""The memory-event data field of a runwire payload field, for error messages."""
+
+
+def _created(i: int, payload: EventPayload, **envelope: Any) -> Event:
+    """The run event of the ``i``-th memory event; a refusal (a limit, a model rule)
+    is named in memory-event terms."""
+    try:
+        return Event.create(payload, producer=PRODUCER, **envelope)
+    except (InputError, ValidationError) as e:
+        if isinstance(e, InputError):
+            where, reason = e.field, e.reason
+        else:
+            first = e.errors()[0]
+            where, reason = ".".join(str(p) for p in first["loc"]), first["msg"]
+        head, _, rest = where.removeprefix("payload.").partition(".")
+        name, bracket, tail = head.partition("[")
+        if name == "parts":  # a memory event's message is one part
+            bracket = tail = ""
+        if where.startswith("payload."):
+            where = f"data.{_DATA_FIELDS.get(name, name)}{bracket}{tail}"
+            where += f".{rest}" if rest else ""
+        raise StoreInputError(f"events[{i}].{where}", reason) from None
 
 
 def event_key(kind: MemoryEventType, payload: EventPayload, at: datetime, n: int) -> str:
@@ -248,27 +277,20 @@ def runwire_events(
         n = seen.get((kind.value, event.timestamp), 0)
         seen[(kind.value, event.timestamp)] = n + 1
         key = event_key(kind, payload, event.timestamp, n)
-        try:
-            out.append(
-                Event.create(
-                    payload,
-                    run_id=run_id,
-                    session_id=session_id,
-                    agent_id=agent_id,
-                    turn_id=turn_id,
-                    user_id=user_id,
-                    labels=dict(event.labels),
-                    occurred_at=event.timestamp,
-                    producer=PRODUCER,
-                    event_id=ids.deterministic_event_id(run_id, key, 0),
-                )
+        out.append(
+            _created(
+                i,
+                payload,
+                run_id=run_id,
+                session_id=session_id,
+                agent_id=agent_id,
+                turn_id=turn_id,
+                user_id=user_id,
+                labels=dict(event.labels),
+                occurred_at=event.timestamp,
+                event_id=ids.deterministic_event_id(run_id, key, 0),
             )
-        except InputError as e:
-            raise StoreInputError(f"events[{i}].{e.field}", e.reason) from None
-        except ValidationError as e:
-            first = e.errors()[0]
-            field = ".".join(str(p) for p in first["loc"])
-            raise StoreInputError(f"events[{i}].{field}", first["msg"]) from None
+        )
     return out
 
 

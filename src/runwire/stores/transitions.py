@@ -44,10 +44,18 @@ from runwire.contract.events import (
 )
 from runwire.contract.events import RunStatus as LogStatus
 from runwire.projections.runs.fold import RunRow
+from runwire.stores.appends import history
 from runwire.stores.mapping import PRODUCER
 from runwire.stores.types import RunRecord, RunStatus, StoreInputError
 
-__all__ = ["Lifecycle", "lifecycle", "plan_upsert", "record_of", "store_status"]
+__all__ = [
+    "Lifecycle",
+    "check_record",
+    "lifecycle",
+    "plan_upsert",
+    "record_of",
+    "store_status",
+]
 
 
 def store_status(status: str) -> RunStatus:
@@ -105,7 +113,8 @@ def record_of(row: RunRow) -> RunRecord:
     )
 
 
-def _check_record(record: RunRecord) -> RunStatus:
+def check_record(record: RunRecord) -> RunStatus:
+    """The record's status; :class:`StoreInputError` for a record no upsert takes."""
     if not isinstance(record, RunRecord):
         raise StoreInputError("record", f"must be a RunRecord, got {type(record).__name__}")
     for name in ("agent_id", "run_id"):
@@ -129,7 +138,7 @@ def plan_upsert(
     ``user_id``: the user of the run's session, for a new run (a run of a
     session is its user's); an existing run keeps its own.
     """
-    target = _check_record(record)
+    target = check_record(record)
     user_id = row.user_id if row is not None else user_id
     run_id = record.run_id
     now = record.updated_at
@@ -161,7 +170,7 @@ def plan_upsert(
     def step_id(cause: str) -> str:
         return ids.deterministic_event_id(run_id, f"run-store:{cause}", state.events)
 
-    state = lifecycle(events)
+    state = lifecycle(history(run_id, events))
     if row is None:
         started = RunStarted(agent_id=record.agent_id, labels=labels)
         first_id = ids.deterministic_event_id(run_id, "run-store:started", 0)
