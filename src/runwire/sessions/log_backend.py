@@ -13,15 +13,23 @@
   runs), and a run's messages are decoded once per distinct stored body; the run-status
   store (Postgres) for the runs the cache does not know (after a flush) and
   for which runs were written through the Session API.
-- Read-your-writes: each write waits until the projection that serves the
-  matching read has applied its position (session index for session events,
-  and the transcript cache too for a clear or a deletion; transcript cache for runs - and the run-status store for a new run, so
-  every process knows it is a recorded one -, memory projection for memory).
-  The projectors (``runs``, ``sessions``, ``transcripts``, ``memory``) must be
-  running.
-- A run write is checked after it lands: when the transcript cache did not
-  take its last event (the ledger refused it, because another writer got in
-  first), :class:`~runwire.sessions.errors.WriteRefusedError` is raised.
+- Read-your-writes: a write that opens a new run returns once the broker
+  has it (durable, acks=all); this backend serves the run from what it
+  wrote until the transcript cache has it, and confirms in the background
+  that the cache (and the run-status store) took it
+  (:mod:`~runwire.sessions.own_writes`; a failed confirmation is raised by
+  the next operation on the session). Other processes see it once the
+  projections have applied it, milliseconds later. Every other write waits
+  until the projection that serves the matching read has applied its
+  position (session index for session events, and the transcript cache too
+  for a clear or a deletion; transcript cache for an append to a run,
+  memory projection for memory), after this backend's unconfirmed runs of
+  the session. The projectors (``runs``, ``sessions``, ``transcripts``,
+  ``memory``) must be running.
+- An append to an existing run is checked after it lands: when the
+  transcript cache did not take its last event (the ledger refused it,
+  because another writer got in first),
+  :class:`~runwire.sessions.errors.WriteRefusedError` is raised.
 - ``keep_for`` sets the Redis TTL of the runs' cached transcripts; ``erase``
   deletes a session's cache entries (the log keeps its run events).
 """
@@ -31,6 +39,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 import redis.asyncio as aioredis
 
@@ -45,10 +54,12 @@ from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_view import SessionView, Visible
 from runwire.sessions.errors import WriteRefusedError
 from runwire.sessions.inmem import deleted_info, info_of
-from runwire.sessions.planning import SOURCE_LABEL, RunTail
+from runwire.sessions.own_writes import OwnWrites, Pending, merge
+from runwire.sessions.planning import SOURCE_LABEL, RunTail, millis
 from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo, SessionItem
 from runwire.sessions.watcher import LogWatcher
 from runwire.settings import Settings
+from runwire.transcript.ledger import build_messages_from_events
 
 __all__ = ["LogBackend", "Visible"]
 
@@ -63,6 +74,11 @@ class LogBackend(LogMemoryBackend):
     decodes every read afresh), and, as much again, the stored messages of
     the sessions last read whole, served while their version holds (0: every
     read transfers the bodies).
+    ``visible_to`` says whom a new run is visible to when a write returns:
+    ``"writer"`` (the default: this backend, at once; other processes once the
+    projections have it) or ``"everyone"`` (the write returns only once the
+    transcript cache and the run-status store have it, so any reader anywhere
+    sees it: what a service behind a load balancer wants).
     """
 
     def __init__(
@@ -72,8 +88,12 @@ class LogBackend(LogMemoryBackend):
         publisher: Publisher | None = None,
         wait_timeout: float = 10.0,
         decoded_bytes: int = 4 << 20,
+        visible_to: Literal["writer", "everyone"] = "writer",
     ) -> None:
         super().__init__(settings, publisher=publisher, wait_timeout=wait_timeout)
+        if visible_to not in ("writer", "everyone"):
+            raise ValueError(f"visible_to: 'writer' or 'everyone', not {visible_to!r}")
+        self.visible_to = visible_to
         self._redis: aioredis.Redis | None = None
         self._index: SessionIndex | None = None
         self._runs: RunStore | None = None
@@ -83,6 +103,7 @@ class LogBackend(LogMemoryBackend):
         self._sources: dict[str, bool] = {}
         self._owners: dict[str, Owner] = {}
         """Owner tag of each session described: reads list only its runs."""
+        self._own = OwnWrites()
 
     async def _start_more(self) -> None:
         self._redis = aioredis.Redis.from_url(self.settings.redis_url)
@@ -101,6 +122,7 @@ class LogBackend(LogMemoryBackend):
         )
 
     async def _stop_more(self) -> None:
+        await self._own.close()
         await self._watcher.stop()
         view, self._view = self._view, None
         if view is not None:
@@ -150,6 +172,8 @@ class LogBackend(LogMemoryBackend):
         return None
 
     async def write_session_events(self, events: Sequence[Event]) -> None:
+        for session_id in {e.session_id for e in events if e.session_id is not None}:
+            await self._own.settle(session_id)
         positions = await publish_retrying(
             self.publisher, events, atomic=False, attempts=5, max_delay=2.0
         )
@@ -188,24 +212,62 @@ class LogBackend(LogMemoryBackend):
         return self._owners.get(session_id)
 
     async def tail(self, session_id: str) -> RunTail | None:
+        self._own.check(session_id)
         view = self._ready()[2]
         last = await view.tail(session_id, await self._owner(session_id))
+        pending = self._own.pending(session_id)
+        if pending and (last is None or pending[-1].order > (last.first_ms, last.run_id)):
+            mine = pending[-1]  # a new run of ours the cache does not list yet
+            return RunTail(mine.run_id, mine.first_ms, list(mine.messages), True)
         if last is None:
             return None
         return RunTail(last.run_id, last.first_ms, last.messages, await self._recorded(last.run_id))
 
     async def write_run(self, events: Sequence[Event]) -> None:
+        run_id, session_id = events[0].run_id, events[0].session_id
+        assert run_id is not None
+        if session_id is not None:
+            self._own.check(session_id)
         positions = await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0)
         last = positions[-1]
-        run_id = events[0].run_id
-        assert run_id is not None
         first = events[0].payload
         if isinstance(first, RunStarted):
             self._sources[run_id] = SOURCE_LABEL in first.labels
             # A new run: other processes learn from the run-status store whose it is.
-            await asyncio.gather(self._applied("transcripts", last), self._applied("runs", last))
-        else:
-            await self._applied("transcripts", last)
+            confirm = self._confirm_new(run_id, last)
+            owner = await self._owner(session_id) if session_id is not None else None
+            if (
+                session_id is None
+                or self.visible_to == "everyone"
+                or (owner is not None and owner != Owner(events[0].user_id, events[0].tenant))
+            ):
+                # Not served from here: a run someone else wrote into the session
+                # is never served to its owner (the cache keeps it out).
+                await confirm
+                return
+            # Nobody else knows the run, and the ledger checked its events
+            # against an empty run: the cache cannot refuse it. Durable now;
+            # served from here until the cache has it.
+            occurred = events[0].occurred_at
+            pending = Pending(
+                session_id,
+                run_id,
+                millis(occurred),
+                build_messages_from_events(events, run_id),
+            )
+            self._own.add(pending, confirm)
+            return
+        await self._applied("transcripts", last)
+        await self._check_taken(run_id, last)
+
+    async def settle(self, session_id: str) -> None:
+        """Wait until the transcript cache has this backend's new runs of the session
+        (raising a failed confirmation), e.g. before handing the session to another
+        process that must see them."""
+        await self._own.settle(session_id)
+
+    async def _confirm_new(self, run_id: str, last: Position) -> None:
+        await asyncio.gather(self._applied("transcripts", last), self._applied("runs", last))
         await self._check_taken(run_id, last)
 
     async def _check_taken(self, run_id: str, last: Position) -> None:
@@ -219,20 +281,31 @@ class LogBackend(LogMemoryBackend):
     async def history(
         self, session_id: str, after_ms: int | None = None, turns: int | None = None
     ) -> list[RunRecord]:
+        await self._own.settle(session_id)
         view = self._ready()[2]
         return await view.history(session_id, await self._owner(session_id), after_ms, turns)
 
     async def visible(self, session_id: str, turns: int | None = None) -> Visible:
         """The session's runs after its clear point, for its owner
-        (:meth:`~runwire.projections.transcripts.session_view.SessionView.visible`)."""
+        (:meth:`~runwire.projections.transcripts.session_view.SessionView.visible`),
+        with this backend's unconfirmed new runs of it merged in (they only add
+        turns: the caller cuts to ``turns``)."""
+        self._own.check(session_id)
         view = self._ready()[2]
-        return await view.visible(session_id, await self._owner(session_id), turns)
+        seen = await view.visible(session_id, await self._owner(session_id), turns)
+        pending = self._own.pending(session_id)
+        if not pending:
+            return seen
+        if seen.deleted:
+            self._own.forget(session_id)
+        return merge(seen, pending)
 
     async def items(
         self, session_id: str, after_ms: int | None = None, limit: int | None = None
     ) -> list[SessionItem]:
         """The framework items of the visible runs (the last ``limit`` or more)
         (:meth:`~runwire.projections.transcripts.session_view.SessionView.items`)."""
+        await self._own.settle(session_id)
         view = self._ready()[2]
         found = await view.items(session_id, await self._owner(session_id), limit)
         if found.deleted:
@@ -244,15 +317,20 @@ class LogBackend(LogMemoryBackend):
         ]
 
     async def find_run(self, run_id: str) -> KnownRun | None:
+        mine = self._own.find(run_id)
+        if mine is not None:
+            return KnownRun(run_id, mine.session_id)
         known, session_id = await self._ready()[2].session_of(run_id)
         return KnownRun(run_id, session_id) if known else None
 
     async def erase(self, session_id: str, run_ids: Sequence[str]) -> None:
+        await self._own.settle(session_id)
         for run_id in run_ids:
             self._sources.pop(run_id, None)
         await self._ready()[2].erase(session_id, run_ids)
 
     async def keep_for(self, session_id: str, run_ids: Sequence[str], ttl: int) -> None:
+        await self._own.settle(session_id)
         await self._ready()[2].keep_for(session_id, run_ids, ttl)
 
     async def idle_sessions(self, before: datetime, limit: int = 500) -> list[SessionInfo]:

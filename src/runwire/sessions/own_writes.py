@@ -1,0 +1,158 @@
+"""A writer's own new runs, served to it before the transcript cache has them.
+
+Why: a run write is durable once the broker acknowledges it (acks=all); the
+transcript cache applies it a few milliseconds later. Waiting for the cache
+before returning doubled the cost of adding a message. A *new* run (its first
+event is ``run_started``) cannot be refused by the cache: nobody else knows
+its id, and its events were checked with the ledger against an empty run. So
+its writer returns at the acknowledgement and serves the run itself until the
+cache has it.
+
+Contract (:class:`OwnWrites`, one per backend):
+- ``add(pending)`` keeps a new run of a session with the messages its events
+  build, and starts confirming it in the background: waiting until the
+  transcript cache (and the run-status store) have applied its last
+  position, then checking the cache took it.
+- ``pending(session_id)``: the session's runs not yet confirmed. Reads merge
+  them (:func:`merge`); a run the cache already lists is never doubled.
+- A confirmation that fails (the cache refused the run, or did not reach it
+  within the wait) is logged and raised by the next ``check(session_id)``:
+  the writer learns of it at its next operation on the session, never
+  silently.
+- ``settle(session_id)`` waits for the session's confirmations: reads that
+  do not merge (framework items, history records) and writes that must
+  follow the cache (clears, deletions, TTLs) settle first.
+- ``close()`` waits for every confirmation (bounded by each one's wait).
+- Other processes see the run when the cache has applied it (they read the
+  projection); only the writer's own backend serves it earlier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field
+
+from runwire.projections.transcripts.session_view import RunRecord, Visible
+from runwire.transcript.messages import Message
+
+__all__ = ["OwnWrites", "Pending", "merge", "merge_records"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False, slots=True)
+class Pending:
+    """A new run this backend wrote that the cache may not have yet."""
+
+    session_id: str
+    run_id: str
+    first_ms: int
+    messages: list[Message]
+    confirmed: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def order(self) -> tuple[int, str]:
+        """The session index's order: first ms, then run id."""
+        return self.first_ms, self.run_id
+
+
+class OwnWrites:
+    """The unconfirmed new runs of one backend, by session (see the module contract)."""
+
+    def __init__(self) -> None:
+        self._by_session: dict[str, dict[str, Pending]] = {}
+        self._failed: dict[str, BaseException] = {}
+
+    def add(self, pending: Pending, confirm: Awaitable[None]) -> None:
+        """Keep ``pending`` until ``confirm`` (the cache took it) completes."""
+        runs = self._by_session.setdefault(pending.session_id, {})
+        runs[pending.run_id] = pending
+        pending.confirmed = asyncio.ensure_future(self._confirm(pending, confirm))
+
+    async def _confirm(self, pending: Pending, confirm: Awaitable[None]) -> None:
+        try:
+            await confirm
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # kept for the writer's next operation on the session
+            log.error(
+                "session %s: new run %s was acknowledged but not confirmed in the "
+                "transcript cache: %s",
+                pending.session_id,
+                pending.run_id,
+                e,
+            )
+            self._failed.setdefault(pending.session_id, e)
+        finally:
+            runs = self._by_session.get(pending.session_id)
+            if runs is not None and runs.get(pending.run_id) is pending:
+                del runs[pending.run_id]
+                if not runs:
+                    del self._by_session[pending.session_id]
+
+    def pending(self, session_id: str) -> list[Pending]:
+        """The session's unconfirmed runs, in the session's order."""
+        runs = self._by_session.get(session_id)
+        return sorted(runs.values(), key=lambda p: p.order) if runs else []
+
+    def find(self, run_id: str) -> Pending | None:
+        for runs in self._by_session.values():
+            found = runs.get(run_id)
+            if found is not None:
+                return found
+        return None
+
+    def check(self, session_id: str) -> None:
+        """Raise (once) the failure of a confirmation of this session's runs."""
+        failed = self._failed.pop(session_id, None)
+        if failed is not None:
+            raise failed
+
+    async def settle(self, session_id: str) -> None:
+        """Wait until the session's runs are confirmed (or failed: then raise)."""
+        tasks = [p.confirmed for p in self.pending(session_id) if p.confirmed is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.check(session_id)
+
+    def forget(self, session_id: str) -> None:
+        """Drop what is kept of the session (it was erased or deleted)."""
+        self._by_session.pop(session_id, None)
+
+    async def close(self) -> None:
+        tasks = [
+            p.confirmed
+            for runs in self._by_session.values()
+            for p in runs.values()
+            if p.confirmed is not None
+        ]
+        if tasks:
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def merge_records(
+    records: Sequence[RunRecord], pending: Sequence[Pending], cleared_ms: int | None
+) -> list[RunRecord]:
+    """``records`` (a session's runs in order) with the pending runs the cache does
+    not list put in their places; runs at or before ``cleared_ms`` are left out."""
+    listed = {r.run_id for r in records}
+    extra = [
+        RunRecord(p.run_id, p.first_ms, list(p.messages))
+        for p in pending
+        if p.run_id not in listed and (cleared_ms is None or p.first_ms > cleared_ms)
+    ]
+    if not extra:
+        return list(records)
+    return sorted([*records, *extra], key=lambda r: (r.first_ms, r.run_id))
+
+
+def merge(seen: Visible, pending: Sequence[Pending]) -> Visible:
+    """A whole-session read with the pending runs merged (see :func:`merge_records`)."""
+    if seen.deleted or not pending:
+        return seen
+    merged = merge_records(seen.records(), pending, seen.cleared_ms)
+    return Visible.of(merged, seen.cleared_ms)

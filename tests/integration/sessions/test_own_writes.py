@@ -1,0 +1,94 @@
+"""A writer's new turn is durable and served to it at the broker's acknowledgement;
+other readers see it once the transcript cache has applied it.
+
+The run-status and transcripts projectors (what readers read runs from) are
+held back so "before the cache has it" is a fact of the test, not a race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from runwire.projections.runtime.waiting import NotCaughtUpError
+from runwire.sessions import AsyncSession
+from runwire.sessions.embedded import projectors_running
+from runwire.sessions.log_backend import LogBackend
+from runwire.settings import Settings
+from runwire.transcript.messages import Message
+from tests.helpers import assert_eventually
+
+WITHOUT_TRANSCRIPTS = ("sessions", "memory")
+
+
+def texts(messages: list[Message]) -> list[str]:
+    return [m.text() for m in messages]
+
+
+async def test_a_new_turn_is_served_to_its_writer_before_the_cache_has_it(
+    settings: Settings,
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(projectors_running(settings, names=WITHOUT_TRANSCRIPTS))
+        mine = await stack.enter_async_context(LogBackend(settings))
+        other = await stack.enter_async_context(LogBackend(settings))
+        s = await stack.enter_async_context(AsyncSession(user_id="alice", backend=mine))
+        # Each call opens a run of its own (a turn): served here at once.
+        await s.add_messages([("user", "hello"), ("assistant", "hi")])
+        assert texts(await s.get_messages()) == ["hello", "hi"]
+        await s.add_messages([("user", "second turn"), ("assistant", "ok")])
+        written = texts(await s.get_messages())
+        assert written == ["hello", "hi", "second turn", "ok"]
+        assert texts(await s.get_messages(limit=1)) == ["second turn", "ok"]
+        o = await stack.enter_async_context(
+            AsyncSession(s.session_id, user_id="alice", backend=other)
+        )
+        # The other reader reads the projection, which has not applied the runs.
+        assert await o.get_messages() == []
+        await stack.enter_async_context(projectors_running(settings, names=("runs", "transcripts")))
+
+        async def seen_by_the_other() -> bool:
+            return texts(await o.get_messages()) == written
+
+        await assert_eventually(seen_by_the_other)
+        # Confirmed: the writer now reads the cache, and it says the same.
+        await mine.settle(s.session_id)
+        assert texts(await s.get_messages()) == written
+
+
+async def test_a_run_the_cache_never_confirms_is_raised_at_the_next_operation(
+    settings: Settings,
+) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(projectors_running(settings, names=WITHOUT_TRANSCRIPTS))
+        mine = await stack.enter_async_context(LogBackend(settings, wait_timeout=0.5))
+        s = await stack.enter_async_context(AsyncSession(user_id="alice", backend=mine))
+        await s.add_message("user", "hello")  # durable; the cache is not running
+        await asyncio.sleep(1.0)
+        with pytest.raises(NotCaughtUpError, match="transcripts"):
+            await s.get_messages()
+        # Told once; the run is in the log, and the cache takes it when it runs.
+        await stack.enter_async_context(projectors_running(settings, names=("runs", "transcripts")))
+
+        async def applied() -> bool:
+            return texts(await s.get_messages()) == ["hello"]
+
+        await assert_eventually(applied)
+
+
+async def test_visible_to_everyone_returns_once_the_cache_has_it(settings: Settings) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(projectors_running(settings))
+        mine = await stack.enter_async_context(LogBackend(settings, visible_to="everyone"))
+        other = await stack.enter_async_context(LogBackend(settings))
+        s = await stack.enter_async_context(AsyncSession(user_id="alice", backend=mine))
+        o = await stack.enter_async_context(
+            AsyncSession(s.session_id, user_id="alice", backend=other)
+        )
+        for i in range(5):
+            await s.add_message("user", f"q{i}")
+            await s.add_message("assistant", f"a{i}")
+            # No waiting: on return, a reader elsewhere sees it.
+            assert texts(await o.get_messages())[-2:] == [f"q{i}", f"a{i}"]
