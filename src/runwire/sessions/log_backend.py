@@ -50,16 +50,23 @@ from runwire.memory.log_backend import LogMemoryBackend
 from runwire.projections.runs.reader import RunStore
 from runwire.projections.sessions.owner import Owner
 from runwire.projections.sessions.reader import SessionIndex
+from runwire.projections.transcripts.body import decode_runs
+from runwire.projections.transcripts.claims import Claim, RunClaims
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_view import SessionView, Visible
-from runwire.sessions.errors import WriteRefusedError
+from runwire.sessions.errors import RunBusyError, WriteRefusedError
 from runwire.sessions.inmem import deleted_info, info_of
 from runwire.sessions.own_writes import OwnWrites, Pending, merge
-from runwire.sessions.planning import SOURCE_LABEL, RunTail, millis
+from runwire.sessions.planning import SOURCE_LABEL, RunTail, ledger_state, millis
 from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo, SessionItem
 from runwire.sessions.watcher import LogWatcher
 from runwire.settings import Settings
-from runwire.transcript.ledger import build_messages_from_events
+from runwire.transcript.ledger import (
+    TranscriptBuilder,
+    TranscriptState,
+    build_messages_from_events,
+)
+from runwire.transcript.messages import Message
 
 __all__ = ["LogBackend", "Visible"]
 
@@ -104,9 +111,11 @@ class LogBackend(LogMemoryBackend):
         self._owners: dict[str, Owner] = {}
         """Owner tag of each session described: reads list only its runs."""
         self._own = OwnWrites()
+        self._claims: RunClaims | None = None
 
     async def _start_more(self) -> None:
         self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+        self._claims = RunClaims(self._redis, self.settings.redis_key_prefix)
         self._index = SessionIndex(self.pool, self.settings)
         self._runs = RunStore(self.pool, self.settings)
         await self._index.prepare()
@@ -223,42 +232,136 @@ class LogBackend(LogMemoryBackend):
             return None
         return RunTail(last.run_id, last.first_ms, last.messages, await self._recorded(last.run_id))
 
-    async def write_run(self, events: Sequence[Event]) -> None:
+    async def write_run(self, events: Sequence[Event], *, base: RunTail | None = None) -> None:
+        """Write one run's events (see the module contract). ``base``: the tail the
+        events were planned on, when they append to it (an append made under the
+        run's claim then returns at the acknowledgement; :class:`RunBusyError`
+        when the run changed since or another writer holds it: plan again)."""
         run_id, session_id = events[0].run_id, events[0].session_id
         assert run_id is not None
         if session_id is not None:
             self._own.check(session_id)
-        positions = await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0)
-        last = positions[-1]
         first = events[0].payload
         if isinstance(first, RunStarted):
-            self._sources[run_id] = SOURCE_LABEL in first.labels
-            # A new run: other processes learn from the run-status store whose it is.
-            confirm = self._confirm_new(run_id, last)
-            owner = await self._owner(session_id) if session_id is not None else None
-            if (
-                session_id is None
-                or self.visible_to == "everyone"
-                or (owner is not None and owner != Owner(events[0].user_id, events[0].tenant))
-            ):
-                # Not served from here: a run someone else wrote into the session
-                # is never served to its owner (the cache keeps it out).
-                await confirm
-                return
-            # Nobody else knows the run, and the ledger checked its events
-            # against an empty run: the cache cannot refuse it. Durable now;
-            # served from here until the cache has it.
-            occurred = events[0].occurred_at
-            pending = Pending(
-                session_id,
-                run_id,
-                millis(occurred),
-                build_messages_from_events(events, run_id),
-            )
-            self._own.add(pending, confirm)
+            await self._write_new(events, run_id, session_id)
+        elif not await self._recorded(run_id):
+            # Someone else's run (the orchestrator's): only the cache's verdict says
+            # whether the append fits what they wrote meanwhile.
+            last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
+            await self._applied("transcripts", last)
+            await self._check_taken(run_id, last)
+        elif (
+            base is not None
+            and base.run_id == run_id
+            and session_id is not None
+            and self.visible_to == "writer"
+            and await self._served_here(session_id, events[0])
+        ):
+            await self._append_claimed(events, run_id, session_id, base)
+        else:
+            await self._append_waiting(events, run_id)
+
+    async def _served_here(self, session_id: str, event: Event) -> bool:
+        """Whether this backend may serve the write to the session's reads: not a
+        run someone else wrote into the session (the cache keeps those out)."""
+        owner = await self._owner(session_id)
+        return owner is None or owner == Owner(event.user_id, event.tenant)
+
+    async def _write_new(
+        self, events: Sequence[Event], run_id: str, session_id: str | None
+    ) -> None:
+        first = events[0].payload
+        assert isinstance(first, RunStarted)
+        last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
+        self._sources[run_id] = SOURCE_LABEL in first.labels
+        # A new run: other processes learn from the run-status store whose it is.
+        confirm = self._confirm(run_id, last, new=True)
+        if (
+            session_id is None
+            or self.visible_to == "everyone"
+            or not await self._served_here(session_id, events[0])
+        ):
+            await confirm
             return
+        # Nobody else knows the run, and the ledger checked its events
+        # against an empty run: the cache cannot refuse it. Durable now;
+        # served from here until the cache has it.
+        pending = Pending(
+            session_id,
+            run_id,
+            millis(events[0].occurred_at),
+            build_messages_from_events(events, run_id),
+            last.offset,
+        )
+        self._own.add(pending, confirm)
+
+    async def _append_claimed(
+        self, events: Sequence[Event], run_id: str, session_id: str, base: RunTail
+    ) -> None:
+        """Append under the run's claim, checked against its true state; served from
+        here until the cache has it."""
+        claims = self._ready_claims()
+        claim = await claims.take(run_id)
+        if not claim.taken:
+            raise RunBusyError(f"run {run_id}: another writer is appending to it")
+        try:
+            truth = await self._state_under(claim, run_id)
+            if truth is None or truth != base.messages:
+                raise RunBusyError(f"run {run_id}: it changed since it was read")
+            builder = TranscriptBuilder(
+                run_id, state=TranscriptState(run_id=run_id, ledger=ledger_state(truth))
+            )
+            for event in events:
+                builder.apply(event)
+            after = builder.messages()
+        except BaseException:
+            await claims.give_back(run_id, claim)
+            raise
+        # A failed publish keeps the claim in flight until it lapses: the
+        # append may still land, and nobody must plan on the run without it.
+        last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
+        await claims.wrote(run_id, last.offset)
+        pending = Pending(session_id, run_id, base.first_ms, after, last.offset)
+        self._own.add(pending, self._confirm(run_id, last, new=False))
+
+    async def _state_under(self, claim: Claim, run_id: str) -> list[Message] | None:
+        """The run's messages when ``claim`` was taken: this backend's own write
+        when the cache has not applied it yet, else the cache's; None when this
+        backend's own earlier append is unapplied but no longer held here."""
+        mine = self._own.find(run_id)
+        if mine is not None and mine.offset > claim.last:
+            return list(mine.messages)
+        if claim.mine is not None:
+            return None
+        if claim.body is not None:
+            return decode_runs([claim.body.json])[0]
+        if claim.last >= 0:
+            return await self._ready()[2].cache.get(run_id)  # the body expired: from the log
+        return []
+
+    async def _append_waiting(self, events: Sequence[Event], run_id: str) -> None:
+        """Append to a recorded run without a plan to check (``pop_item``, another
+        user's write): under the run's claim, waiting for the cache's verdict."""
+        claims = self._ready_claims()
+        deadline = asyncio.get_running_loop().time() + self.wait_timeout
+        delay = 0.002
+        while not (await claims.take(run_id)).taken:
+            if asyncio.get_running_loop().time() > deadline:
+                raise WriteRefusedError(
+                    f"run {run_id}: another writer held it for {self.wait_timeout:.0f}s"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        # A failed publish keeps the claim in flight until it lapses (as above).
+        last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
+        await claims.wrote(run_id, last.offset)
         await self._applied("transcripts", last)
         await self._check_taken(run_id, last)
+
+    def _ready_claims(self) -> RunClaims:
+        if self._claims is None:
+            raise NotStartedError("the backend is not started: use `async with` or start()")
+        return self._claims
 
     async def settle(self, session_id: str) -> None:
         """Wait until the transcript cache has this backend's new runs of the session
@@ -266,8 +369,11 @@ class LogBackend(LogMemoryBackend):
         process that must see them."""
         await self._own.settle(session_id)
 
-    async def _confirm_new(self, run_id: str, last: Position) -> None:
-        await asyncio.gather(self._applied("transcripts", last), self._applied("runs", last))
+    async def _confirm(self, run_id: str, last: Position, *, new: bool) -> None:
+        if new:
+            await asyncio.gather(self._applied("transcripts", last), self._applied("runs", last))
+        else:
+            await self._applied("transcripts", last)
         await self._check_taken(run_id, last)
 
     async def _check_taken(self, run_id: str, last: Position) -> None:

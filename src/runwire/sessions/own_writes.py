@@ -1,20 +1,24 @@
-"""A writer's own new runs, served to it before the transcript cache has them.
+"""A writer's own runs, served to it before the transcript cache has them.
 
 Why: a run write is durable once the broker acknowledges it (acks=all); the
 transcript cache applies it a few milliseconds later. Waiting for the cache
-before returning doubled the cost of adding a message. A *new* run (its first
-event is ``run_started``) cannot be refused by the cache: nobody else knows
-its id, and its events were checked with the ledger against an empty run. So
-its writer returns at the acknowledgement and serves the run itself until the
+before returning doubled the cost of adding a message. A write the cache
+cannot refuse - a *new* run (nobody else knows its id, and its events were
+checked with the ledger against an empty run), or an append made under the
+run's claim (:mod:`~runwire.projections.transcripts.claims`: checked against
+the run's true state, nobody else appending until the cache has it) - lets
+its writer return at the acknowledgement and serve the run itself until the
 cache has it.
 
 Contract (:class:`OwnWrites`, one per backend):
-- ``add(pending)`` keeps a new run of a session with the messages its events
-  build, and starts confirming it in the background: waiting until the
+- ``add(pending)`` keeps a run of a session with the messages it holds after
+  the write, and starts confirming it in the background: waiting until the
   transcript cache (and the run-status store) have applied its last
-  position, then checking the cache took it.
+  position, then checking the cache took it. A later write of the same run
+  replaces it.
 - ``pending(session_id)``: the session's runs not yet confirmed. Reads merge
-  them (:func:`merge`); a run the cache already lists is never doubled.
+  them (:func:`merge`): a pending run stands for the cache's copy of it,
+  which is never newer while the writer's claim holds.
 - A confirmation that fails (the cache refused the run, or did not reach it
   within the wait) is logged and raised by the next ``check(session_id)``:
   the writer learns of it at its next operation on the session, never
@@ -51,6 +55,9 @@ class Pending:
     run_id: str
     first_ms: int
     messages: list[Message]
+    """The run's messages after this write (what the cache will hold)."""
+    offset: int = -1
+    """The log offset of the write's last event."""
     confirmed: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -137,17 +144,20 @@ class OwnWrites:
 def merge_records(
     records: Sequence[RunRecord], pending: Sequence[Pending], cleared_ms: int | None
 ) -> list[RunRecord]:
-    """``records`` (a session's runs in order) with the pending runs the cache does
-    not list put in their places; runs at or before ``cleared_ms`` are left out."""
-    listed = {r.run_id for r in records}
-    extra = [
-        RunRecord(p.run_id, p.first_ms, list(p.messages))
+    """``records`` (a session's runs in order) with the pending runs standing for
+    the cache's copies of them, or put in their places when the cache does not
+    list them; runs at or before ``cleared_ms`` are left out."""
+    mine = {
+        p.run_id: RunRecord(p.run_id, p.first_ms, list(p.messages))
         for p in pending
-        if p.run_id not in listed and (cleared_ms is None or p.first_ms > cleared_ms)
-    ]
-    if not extra:
+        if cleared_ms is None or p.first_ms > cleared_ms
+    }
+    if not mine:
         return list(records)
-    return sorted([*records, *extra], key=lambda r: (r.first_ms, r.run_id))
+    out = [mine.pop(r.run_id, r) for r in records]
+    if not mine:
+        return out
+    return sorted([*out, *mine.values()], key=lambda r: (r.first_ms, r.run_id))
 
 
 def merge(seen: Visible, pending: Sequence[Pending]) -> Visible:

@@ -92,3 +92,48 @@ async def test_visible_to_everyone_returns_once_the_cache_has_it(settings: Setti
             await s.add_message("assistant", f"a{i}")
             # No waiting: on return, a reader elsewhere sees it.
             assert texts(await o.get_messages())[-2:] == [f"q{i}", f"a{i}"]
+
+
+async def test_racing_appenders_take_turns_and_lose_nothing(settings: Settings) -> None:
+    """Two writers (their own backends, as two processes) append to the same run at
+    once: each append runs under the run's claim against its true state, so every
+    call that returned is in the transcript exactly once and none was refused."""
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(projectors_running(settings))
+        first = await stack.enter_async_context(LogBackend(settings))
+        second = await stack.enter_async_context(LogBackend(settings))
+        a = await stack.enter_async_context(AsyncSession(user_id="alice", backend=first))
+        b = await stack.enter_async_context(
+            AsyncSession(a.session_id, user_id="alice", backend=second)
+        )
+        await a.add_message("user", "start")
+        await first.settle(a.session_id)
+
+        async def writes(session: AsyncSession, name: str) -> list[str]:
+            done = []
+            for i in range(15):
+                token = f"<{name}{i}>"
+                # Consecutive user text joins the open user message: an append.
+                await session.add_message("user", token)
+                done.append(token)
+            return done
+
+        written = await asyncio.gather(writes(a, "a"), writes(b, "b"))
+        await first.settle(a.session_id)
+        await second.settle(a.session_id)
+        async with (
+            LogBackend(settings) as fresh,
+            AsyncSession(a.session_id, user_id="alice", backend=fresh) as reader,
+        ):
+            text = "\n".join(texts(await reader.get_messages()))
+        for token in [t for tokens in written for t in tokens]:
+            assert text.count(token) == 1, (token, text)
+        assert len(await reader_messages(settings, a.session_id)) == 1
+
+
+async def reader_messages(settings: Settings, session_id: str) -> list[Message]:
+    async with (
+        LogBackend(settings) as fresh,
+        AsyncSession(session_id, user_id="alice", backend=fresh) as reader,
+    ):
+        return await reader.get_messages()

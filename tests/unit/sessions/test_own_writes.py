@@ -29,10 +29,12 @@ def test_a_pending_run_goes_where_its_first_ms_puts_it() -> None:
     assert texts([m for r in merged for m in r.messages]) == ["q0", "q1", "a1", "q2"]
 
 
-def test_a_run_the_cache_lists_is_never_doubled() -> None:
-    cached = [RunRecord("a", 10, [said("q0"), said("a0", "assistant")])]
-    mine = Pending("s", "a", 10, [said("q0")])
-    assert merge_records(cached, [mine], None) == cached
+def test_a_pending_run_stands_for_the_caches_copy_never_doubled() -> None:
+    cached = [RunRecord("a", 10, [said("q0")]), RunRecord("b", 20, [said("q1")])]
+    mine = Pending("s", "a", 10, [said("q0"), said("a0", "assistant")])
+    merged = merge_records(cached, [mine], None)
+    assert [r.run_id for r in merged] == ["a", "b"]
+    assert texts(merged[0].messages) == ["q0", "a0"]
 
 
 def test_a_pending_run_before_the_clear_point_is_left_out() -> None:
