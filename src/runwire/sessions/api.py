@@ -294,7 +294,9 @@ class AsyncSession:
     # -- messages --------------------------------------------------------------------
 
     async def add_message(self, role: str, content: Any) -> None:
-        """Add one message; visible to ``get_messages`` everywhere on return."""
+        """Add one message: durable in the log on return, shown by this backend's
+        ``get_messages`` at once and by other processes' once the projections
+        have it (see :class:`~runwire.sessions.log_backend.LogBackend`)."""
         await self._add([to_message(role, content)], ["content"])
 
     async def add_messages(self, messages: Sequence[Any]) -> None:
@@ -363,7 +365,8 @@ class AsyncSession:
         self, framework: str, items: Sequence[tuple[Any, Sequence[EventPayload]]]
     ) -> None:
         """Keep a framework's items (each with the canonical payloads that stand for
-        it) as one atomic batch; visible to ``items()`` everywhere on return."""
+        it) as one atomic batch: durable on return, shown by this backend's
+        ``items()`` at once and by other processes' once the projections have it."""
         if not items:
             return
         async with self._writing:

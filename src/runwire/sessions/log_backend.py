@@ -13,23 +13,25 @@
   runs), and a run's messages are decoded once per distinct stored body; the run-status
   store (Postgres) for the runs the cache does not know (after a flush) and
   for which runs were written through the Session API.
-- Read-your-writes: a write that opens a new run returns once the broker
-  has it (durable, acks=all); this backend serves the run from what it
-  wrote until the transcript cache has it, and confirms in the background
-  that the cache (and the run-status store) took it
+- Read-your-writes: a write returns once the broker has it (durable,
+  acks=all) when the cache cannot refuse it - a new run (nobody else knows
+  its id), or an append to a recorded run made under the run's claim
+  (:mod:`~runwire.projections.transcripts.claims`: planned on the run's
+  true state, nobody else appending until the cache has it; a busy or
+  changed run raises :class:`~runwire.sessions.errors.RunBusyError`, and the
+  Session API reads and plans again). This backend serves such writes until
+  the transcript cache has them and confirms in the background that the
+  cache (and the run-status store) took them
   (:mod:`~runwire.sessions.own_writes`; a failed confirmation is raised by
-  the next operation on the session). Other processes see it once the
-  projections have applied it, milliseconds later. Every other write waits
-  until the projection that serves the matching read has applied its
+  the next operation on the session). Other processes see them once the
+  projections have applied them, milliseconds later. Other writes wait
+  until the projection that serves the matching read has applied their
   position (session index for session events, and the transcript cache too
-  for a clear or a deletion; transcript cache for an append to a run,
-  memory projection for memory), after this backend's unconfirmed runs of
-  the session. The projectors (``runs``, ``sessions``, ``transcripts``,
-  ``memory``) must be running.
-- An append to an existing run is checked after it lands: when the
-  transcript cache did not take its last event (the ledger refused it,
-  because another writer got in first),
-  :class:`~runwire.sessions.errors.WriteRefusedError` is raised.
+  for a clear or a deletion, after this backend's unconfirmed runs of the
+  session; transcript cache for an append to someone else's run, checked
+  after it lands: :class:`~runwire.sessions.errors.WriteRefusedError` when
+  the cache did not take it; memory projection for memory). The projectors
+  (``runs``, ``sessions``, ``transcripts``, ``memory``) must be running.
 - ``keep_for`` sets the Redis TTL of the runs' cached transcripts; ``erase``
   deletes a session's cache entries (the log keeps its run events).
 """
