@@ -227,8 +227,10 @@ class LogBackend(LogMemoryBackend):
         view = self._ready()[2]
         last = await view.tail(session_id, await self._owner(session_id))
         pending = self._own.pending(session_id)
-        if pending and (last is None or pending[-1].order > (last.first_ms, last.run_id)):
-            mine = pending[-1]  # a new run of ours the cache does not list yet
+        if pending and (last is None or pending[-1].order >= (last.first_ms, last.run_id)):
+            # Our own write of the newest run, which the cache may not have yet
+            # (a new run it does not list, or an append it has not applied).
+            mine = pending[-1]
             return RunTail(mine.run_id, mine.first_ms, list(mine.messages), True)
         if last is None:
             return None

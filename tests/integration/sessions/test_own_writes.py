@@ -13,6 +13,7 @@ import contextlib
 import pytest
 
 from runwire.projections.runtime.waiting import NotCaughtUpError
+from runwire.projections.transcripts.claims import Claim, RunClaims
 from runwire.sessions import AsyncSession
 from runwire.sessions.embedded import projectors_running
 from runwire.sessions.log_backend import LogBackend
@@ -137,3 +138,31 @@ async def reader_messages(settings: Settings, session_id: str) -> list[Message]:
         AsyncSession(session_id, user_id="alice", backend=fresh) as reader,
     ):
         return await reader.get_messages()
+
+
+async def test_a_lone_writer_never_reads_its_run_again(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One writer alone: every append takes the run's claim once (its own view of
+    the run is never stale, so it never plans again)."""
+    takes: list[bool] = []
+    take = RunClaims.take
+
+    async def counted(self: RunClaims, run_id: str) -> Claim:
+        claim = await take(self, run_id)
+        takes.append(claim.taken)
+        return claim
+
+    monkeypatch.setattr(RunClaims, "take", counted)
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(projectors_running(settings))
+        mine = await stack.enter_async_context(LogBackend(settings))
+        s = await stack.enter_async_context(AsyncSession(user_id="alice", backend=mine))
+        for i in range(20):
+            await s.add_message("user", f"q{i}")
+            await s.add_message("assistant", f"a{i}")
+        assert takes == [True] * 20  # one per assistant message (each an append)
+        expected = [t for i in range(20) for t in (f"q{i}", f"a{i}")]
+        assert texts(await s.get_messages()) == expected
+        await mine.settle(s.session_id)
+        assert texts(await reader_messages(settings, s.session_id)) == expected
