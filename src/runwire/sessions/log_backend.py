@@ -39,6 +39,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
@@ -50,6 +51,7 @@ from runwire.errors import NotFoundError, NotStartedError
 from runwire.log import Position, Publisher, publish_retrying
 from runwire.memory.log_backend import LogMemoryBackend
 from runwire.projections.runs.reader import RunStore
+from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.owner import Owner
 from runwire.projections.sessions.reader import SessionIndex
 from runwire.projections.transcripts.body import decode_runs
@@ -71,6 +73,8 @@ from runwire.transcript.ledger import (
 from runwire.transcript.messages import Message
 
 __all__ = ["LogBackend", "Visible"]
+
+log = logging.getLogger(__name__)
 
 
 class LogBackend(LogMemoryBackend):
@@ -133,7 +137,7 @@ class LogBackend(LogMemoryBackend):
         )
 
     async def _stop_more(self) -> None:
-        await self._own.close()
+        await self._own.close(self.wait_timeout)
         await self._watcher.stop()
         view, self._view = self._view, None
         if view is not None:
@@ -184,7 +188,7 @@ class LogBackend(LogMemoryBackend):
 
     async def write_session_events(self, events: Sequence[Event]) -> None:
         for session_id in {e.session_id for e in events if e.session_id is not None}:
-            await self._own.settle(session_id)
+            await self._own.settle(session_id, self.wait_timeout)
         positions = await publish_retrying(
             self.publisher, events, atomic=False, attempts=5, max_delay=2.0
         )
@@ -371,13 +375,22 @@ class LogBackend(LogMemoryBackend):
         """Wait until the transcript cache has this backend's new runs of the session
         (raising a failed confirmation), e.g. before handing the session to another
         process that must see them."""
-        await self._own.settle(session_id)
+        await self._own.settle(session_id, self.wait_timeout)
 
     async def _confirm(self, run_id: str, last: Position, *, new: bool) -> None:
-        if new:
-            await asyncio.gather(self._applied("transcripts", last), self._applied("runs", last))
-        else:
-            await self._applied("transcripts", last)
+        """Wait (however long: a slow cache is no failure, the write is durable)
+        until the cache, and for a new run the run-status store, applied
+        ``last``; then check the cache took it."""
+        waits = ("transcripts", "runs") if new else ("transcripts",)
+        warned = False
+        while True:
+            try:
+                await asyncio.gather(*(self._applied(what, last) for what in waits))
+                break
+            except NotCaughtUpError as e:
+                if not warned:
+                    log.warning("run %s: still waiting for the projections: %s", run_id, e)
+                    warned = True
         await self._check_taken(run_id, last)
 
     async def _check_taken(self, run_id: str, last: Position) -> None:
@@ -391,7 +404,7 @@ class LogBackend(LogMemoryBackend):
     async def history(
         self, session_id: str, after_ms: int | None = None, turns: int | None = None
     ) -> list[RunRecord]:
-        await self._own.settle(session_id)
+        await self._own.settle(session_id, self.wait_timeout)
         view = self._ready()[2]
         return await view.history(session_id, await self._owner(session_id), after_ms, turns)
 
@@ -415,7 +428,7 @@ class LogBackend(LogMemoryBackend):
     ) -> list[SessionItem]:
         """The framework items of the visible runs (the last ``limit`` or more)
         (:meth:`~runwire.projections.transcripts.session_view.SessionView.items`)."""
-        await self._own.settle(session_id)
+        await self._own.settle(session_id, self.wait_timeout)
         view = self._ready()[2]
         found = await view.items(session_id, await self._owner(session_id), limit)
         if found.deleted:
@@ -434,13 +447,13 @@ class LogBackend(LogMemoryBackend):
         return KnownRun(run_id, session_id) if known else None
 
     async def erase(self, session_id: str, run_ids: Sequence[str]) -> None:
-        await self._own.settle(session_id)
+        await self._own.settle(session_id, self.wait_timeout)
         for run_id in run_ids:
             self._sources.pop(run_id, None)
         await self._ready()[2].erase(session_id, run_ids)
 
     async def keep_for(self, session_id: str, run_ids: Sequence[str], ttl: int) -> None:
-        await self._own.settle(session_id)
+        await self._own.settle(session_id, self.wait_timeout)
         await self._ready()[2].keep_for(session_id, run_ids, ttl)
 
     async def idle_sessions(self, before: datetime, limit: int = 500) -> list[SessionInfo]:

@@ -19,14 +19,19 @@ Contract (:class:`OwnWrites`, one per backend):
 - ``pending(session_id)``: the session's runs not yet confirmed. Reads merge
   them (:func:`merge`): a pending run stands for the cache's copy of it,
   which is never newer while the writer's claim holds.
-- A confirmation that fails (the cache refused the run, or did not reach it
-  within the wait) is logged and raised by the next ``check(session_id)``:
-  the writer learns of it at its next operation on the session, never
-  silently.
-- ``settle(session_id)`` waits for the session's confirmations: reads that
-  do not merge (framework items, history records) and writes that must
-  follow the cache (clears, deletions, TTLs) settle first.
-- ``close()`` waits for every confirmation (bounded by each one's wait).
+- A confirmation that finds the write refused (the cache did not take it)
+  is logged and raised by the next ``check(session_id)``: the writer learns
+  of it at its next operation on the session, never silently. A slow cache
+  is not a failure: the write is durable, the confirmation keeps waiting,
+  and the writer keeps serving the run meanwhile.
+- ``settle(session_id, timeout)`` waits for the session's confirmations
+  (:class:`~runwire.projections.runtime.waiting.NotCaughtUpError` after
+  ``timeout``; the writes stay served and confirming): reads that do not
+  merge (framework items, history records) and writes that must follow the
+  cache (clears, deletions, TTLs) settle first.
+- ``close(timeout)`` waits for every confirmation up to ``timeout``, then
+  stops waiting (logged: the writes are in the log, the cache takes them
+  when it runs).
 - Other processes see the run when the cache has applied it (they read the
   projection); only the writer's own backend serves it earlier.
 """
@@ -34,11 +39,11 @@ Contract (:class:`OwnWrites`, one per backend):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 
+from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.transcripts.session_view import RunRecord, Visible
 from runwire.transcript.messages import Message
 
@@ -86,8 +91,7 @@ class OwnWrites:
             raise
         except Exception as e:  # kept for the writer's next operation on the session
             log.error(
-                "session %s: new run %s was acknowledged but not confirmed in the "
-                "transcript cache: %s",
+                "session %s: run %s was acknowledged but the transcript cache did not take it: %s",
                 pending.session_id,
                 pending.run_id,
                 e,
@@ -118,27 +122,42 @@ class OwnWrites:
         if failed is not None:
             raise failed
 
-    async def settle(self, session_id: str) -> None:
-        """Wait until the session's runs are confirmed (or failed: then raise)."""
+    async def settle(self, session_id: str, timeout: float) -> None:  # noqa: ASYNC109 - a deadline
+        """Wait until the session's runs are confirmed (a refused one: raised)."""
         tasks = [p.confirmed for p in self.pending(session_id) if p.confirmed is not None]
         if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, late = await asyncio.wait(tasks, timeout=timeout)
+            if late:
+                raise NotCaughtUpError(
+                    f"session {session_id}: the transcript cache has not applied "
+                    f"{len(late)} of this writer's runs within {timeout:.1f}s (they are in "
+                    "the log; the cache takes them when its projector runs)"
+                )
         self.check(session_id)
 
     def forget(self, session_id: str) -> None:
         """Drop what is kept of the session (it was erased or deleted)."""
         self._by_session.pop(session_id, None)
 
-    async def close(self) -> None:
+    async def close(self, timeout: float) -> None:  # noqa: ASYNC109 - a deadline
         tasks = [
             p.confirmed
             for runs in self._by_session.values()
             for p in runs.values()
             if p.confirmed is not None
         ]
-        if tasks:
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*tasks, return_exceptions=True)
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=timeout)
+        if late:
+            log.warning(
+                "%d runs written here are not confirmed by the transcript cache yet; "
+                "they are in the log and the cache takes them when its projector runs",
+                len(late),
+            )
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
 
 def merge_records(

@@ -59,7 +59,7 @@ async def test_a_new_turn_is_served_to_its_writer_before_the_cache_has_it(
         assert texts(await s.get_messages()) == written
 
 
-async def test_a_run_the_cache_never_confirms_is_raised_at_the_next_operation(
+async def test_a_slow_cache_keeps_the_write_served_and_settle_says_so(
     settings: Settings,
 ) -> None:
     async with contextlib.AsyncExitStack() as stack:
@@ -67,16 +67,17 @@ async def test_a_run_the_cache_never_confirms_is_raised_at_the_next_operation(
         mine = await stack.enter_async_context(LogBackend(settings, wait_timeout=0.5))
         s = await stack.enter_async_context(AsyncSession(user_id="alice", backend=mine))
         await s.add_message("user", "hello")  # durable; the cache is not running
-        await asyncio.sleep(1.0)
-        with pytest.raises(NotCaughtUpError, match="transcripts"):
-            await s.get_messages()
-        # Told once; the run is in the log, and the cache takes it when it runs.
+        await asyncio.sleep(1.0)  # longer than the backend waits for a projection
+        # Still served to the writer (a slow cache is no failure) ...
+        assert texts(await s.get_messages()) == ["hello"]
+        await s.add_message("assistant", "hi")
+        assert texts(await s.get_messages()) == ["hello", "hi"]
+        # ... and what needs the cache says it is behind.
+        with pytest.raises(NotCaughtUpError, match="has not applied"):
+            await mine.settle(s.session_id)
         await stack.enter_async_context(projectors_running(settings, names=("runs", "transcripts")))
-
-        async def applied() -> bool:
-            return texts(await s.get_messages()) == ["hello"]
-
-        await assert_eventually(applied)
+        await mine.settle(s.session_id)  # confirmed once the cache runs
+        assert texts(await reader_messages(settings, s.session_id)) == ["hello", "hi"]
 
 
 async def test_visible_to_everyone_returns_once_the_cache_has_it(settings: Settings) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.transcripts.session_view import RunRecord, Visible
+from runwire.sessions.errors import WriteRefusedError
 from runwire.sessions.own_writes import OwnWrites, Pending, merge, merge_records
 from runwire.transcript.messages import Message, TextPart
 
@@ -62,15 +63,27 @@ async def test_a_confirmed_run_is_dropped_and_a_failed_one_raised_once() -> None
     assert [p.run_id for p in own.pending("s")] == ["a"]
     assert own.find("a") is not None
     done.set_result(None)
-    await own.settle("s")
+    await own.settle("s", 1.0)
     assert own.pending("s") == []
     assert own.find("a") is None
 
     async def refused() -> None:
-        raise NotCaughtUpError("the cache did not reach it")
+        raise WriteRefusedError("the cache did not take it")
 
     own.add(Pending("s", "b", 20, [said("q1")]), refused())
-    with pytest.raises(NotCaughtUpError, match="did not reach"):
-        await own.settle("s")
+    with pytest.raises(WriteRefusedError, match="did not take"):
+        await own.settle("s", 1.0)
     own.check("s")  # raised once: the writer was told
     assert own.pending("s") == []
+
+
+async def test_a_slow_cache_is_no_failure_settle_says_it_is_behind() -> None:
+    own = OwnWrites()
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    own.add(Pending("s", "a", 10, [said("q0")]), never)
+    with pytest.raises(NotCaughtUpError, match="has not applied 1"):
+        await own.settle("s", 0.05)
+    own.check("s")  # nothing failed: still confirming, still served
+    assert [p.run_id for p in own.pending("s")] == ["a"]
+    await own.close(0.05)  # stops waiting (the write is in the log)
+    assert never.cancelled() or not never.done()
