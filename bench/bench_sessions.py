@@ -3,9 +3,15 @@
 For a session of ``--messages`` messages (user / assistant turns, one at a time):
 
 - ``add``: the latency of adding one message. runwire: ``add_message`` returns
-  once the event is durable in Kafka (acks=all) *and* the transcript cache has
-  applied it (read-your-writes). SQLiteSession: an INSERT committed to a WAL
-  file. RedisSession: an RPUSH (+ metadata) to the same local Redis.
+  once the event is durable in Kafka (acks=all), and this backend's next
+  ``get_messages`` shows it (a new run at once, an append under the run's
+  claim; other processes once the projections have it). SQLiteSession: an
+  INSERT committed to a WAL file. RedisSession: an RPUSH (+ metadata) to the
+  same local Redis. SQLAlchemySession: INSERTs committed to the same
+  Postgres runwire's read models use (the durable, server-backed peer).
+- ``--projectors processes`` (the default) runs the four projectors as
+  ``runwire serve`` processes, as a deployment does; ``inline`` runs them on
+  this process's loop, where their work competes with the timed calls.
 - ``get`` (warm, the session unchanged since this process last read it):
   ``get_messages()``: one script call to Redis, which sees the session's
   version is the one held and sends back only a small header (version, clear
@@ -59,16 +65,20 @@ from typing import Any
 import redis.asyncio as aioredis
 from agents import SQLiteSession
 from agents.extensions.memory.redis_session import RedisSession
+from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
+from sqlalchemy import text as sql_text
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from bench_agents_session import sqlalchemy_url
 from runwire.infra.isolation import isolated_deployment
 from runwire.projections.runtime.lag import projection_lag
 from runwire.projections.runtime.protocol import Projection
 from runwire.projections.transcripts.session_read import SessionReader
 from runwire.sessions import AsyncSession
-from runwire.sessions.embedded import projectors_running
 from runwire.sessions.log_backend import LogBackend
 from runwire.sessions.openai_agents import RunwireSession
 from runwire.settings import Settings
+from served import projectors
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -234,6 +244,12 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--reads", type=int, default=200)
     parser.add_argument("--memory", type=int, default=200)
+    parser.add_argument(
+        "--projectors",
+        choices=("processes", "inline"),
+        default="processes",
+        help="the projectors as `runwire serve` processes (a deployment) or on this loop",
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     uptime_before = machine_uptime()
@@ -241,7 +257,7 @@ async def main() -> None:
     n = args.messages
     async with contextlib.AsyncExitStack() as stack:
         settings = await stack.enter_async_context(isolated_deployment(base, "bench"))
-        projections = await stack.enter_async_context(projectors_running(settings))
+        projections = await stack.enter_async_context(projectors(settings, args.projectors))
         backend = await stack.enter_async_context(LogBackend(settings))
         # Caches off: nothing held or kept between reads (every run transferred
         # and its messages validated on every read).
@@ -262,12 +278,30 @@ async def main() -> None:
         )
         stack.push_async_callback(theirs.clear_session)
         reader = SessionReader(client, settings.redis_key_prefix)
+        engine = create_async_engine(sqlalchemy_url(settings.postgres_dsn))
+        tables = f"bench_{uuid.uuid4().hex[:8]}"
+
+        async def drop_tables() -> None:
+            async with engine.begin() as conn:
+                await conn.execute(sql_text(f"DROP TABLE IF EXISTS {tables}_messages"))
+                await conn.execute(sql_text(f"DROP TABLE IF EXISTS {tables}_sessions"))
+            await engine.dispose()
+
+        stack.push_async_callback(drop_tables)
+        alchemy = SQLAlchemySession(
+            f"bench-{uuid.uuid4().hex}",
+            engine=engine,
+            create_tables=True,
+            sessions_table=f"{tables}_sessions",
+            messages_table=f"{tables}_messages",
+        )
 
         adds = {
             "runwire": await add_all(ours.add_message, n),
             "runwire_agents_adapter": await add_all(sdk_add(adapter), n),
             "agents_sqlite": await add_all(sdk_add(sqlite), n),
             "agents_redis": await add_all(sdk_add(theirs), n),
+            "agents_sqlalchemy": await add_all(sdk_add(alchemy), n),
         }
         changed = ChangedByAnother(backend, other, n, args.reads)
         await changed.write(stack)
@@ -334,6 +368,18 @@ async def main() -> None:
         "script_reply_bytes": {"warm_unchanged": warm_reply_bytes, "whole": whole_reply_bytes},
         **results,
         "memory": memory,
+        "projectors": args.projectors,
+        "add_goal": {
+            "p50_ms_at_most": 3.0,
+            "p99_ms_at_most": 10.0,
+            "p50_no_slower_than_agents_sqlalchemy": True,
+            "met": runwire["add"]["p50_ms"] <= 3.0
+            and runwire["add"]["p99_ms"] <= 10.0
+            and runwire["add"]["p50_ms"] <= results["agents_sqlalchemy"]["add"]["p50_ms"],
+        },
+        "add_ratio_over_agents_sqlalchemy": ratio(
+            runwire["add"]["p50_ms"], results["agents_sqlalchemy"]["add"]["p50_ms"]
+        ),
         "ratios_runwire_over": {
             name: {
                 "add": ratio(runwire["add"]["p50_ms"], other["add"]["p50_ms"]),
@@ -363,6 +409,12 @@ async def main() -> None:
             f"{r['get']['p50_ms']:>10.3f}{r['get']['p99_ms']:>10.3f}"
             f"{r['get_last_turn']['p50_ms']:>10.3f}"
         )
+    alchemy_add = result["agents_sqlalchemy"]["add"]
+    print(
+        f"{'agents_sqlalchemy':24}{alchemy_add['p50_ms']:>10.3f}{alchemy_add['p99_ms']:>10.3f}"
+        f"   (add only; projectors: {args.projectors}; add goal met: "
+        f"{result['add_goal']['met']})"
+    )
     for op in ("get_after_change", "get_cold", "session_script_call"):
         print(f"runwire {op}: p50 {runwire[op]['p50_ms']} ms, p99 {runwire[op]['p99_ms']} ms")
     print(f"after-change sessions held {changed_sizes} messages when read")

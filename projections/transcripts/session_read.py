@@ -240,12 +240,17 @@ class DecodedRuns:
         runs = self._runs(list(bodies.values()))
         return {run_id: list(messages) for run_id, messages in zip(bodies, runs, strict=True)}
 
-    def flat(self, bodies: Sequence[StoredMessages]) -> list[Message]:
+    def flat(
+        self, bodies: Sequence[StoredMessages], counts: list[int] | None = None
+    ) -> list[Message]:
         """The messages of ``bodies`` in order, in one new list (as ``decode``:
-        runs not kept decoded together, those holding mutable parts afresh)."""
+        runs not kept decoded together, those holding mutable parts afresh);
+        each body's message count appended to ``counts`` when given."""
         out: list[Message] = []
         for messages in self._runs(bodies):
             out.extend(messages)
+            if counts is not None:
+                counts.append(len(messages))
         return out
 
     def _runs(self, bodies: Sequence[StoredMessages]) -> list[Sequence[Message]]:

@@ -112,10 +112,31 @@ class Visible:
     run_ids: list[str]
     messages: list[Message]
     deleted: bool = False
+    firsts: list[int] = field(default_factory=list)
+    """Each run's first ms (what orders the session's runs), as ``run_ids``."""
+    counts: list[int] = field(default_factory=list)
+    """How many of ``messages`` each run holds, in order, as ``run_ids``."""
+    cleared_ms: int | None = None
+    """The clear point the read honoured (runs at or before it are left out)."""
 
     @classmethod
-    def of(cls, records: Sequence[RunRecord]) -> Visible:
-        return cls([r.run_id for r in records], [m for r in records for m in r.messages])
+    def of(cls, records: Sequence[RunRecord], cleared_ms: int | None = None) -> Visible:
+        return cls(
+            [r.run_id for r in records],
+            [m for r in records for m in r.messages],
+            firsts=[r.first_ms for r in records],
+            counts=[len(r.messages) for r in records],
+            cleared_ms=cleared_ms,
+        )
+
+    def records(self) -> list[RunRecord]:
+        """The runs with their messages (new lists)."""
+        out: list[RunRecord] = []
+        at = 0
+        for run_id, first_ms, count in zip(self.run_ids, self.firsts, self.counts, strict=True):
+            out.append(RunRecord(run_id, first_ms, self.messages[at : at + count]))
+            at += count
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +342,7 @@ class SessionView:
         cleared = read.cleared_ms if read.cached else await self._index_cleared(session_id)
         if cleared is not None:
             records = [r for r in records if r.first_ms > cleared]
-        return Visible.of(records)
+        return Visible.of(records, cleared)
 
     async def items(
         self, session_id: str, owner: Owner | None, limit: int | None = None
@@ -391,7 +412,15 @@ class SessionView:
         ``turns``, the newest runs that hold at least that many turn starts."""
         if turns is None:
             ids = [r for r, _ in held.runs]
-            return Visible(ids, self._decoded.flat([held.bodies[r] for r in ids]))
+            counts: list[int] = []
+            messages = self._decoded.flat([held.bodies[r] for r in ids], counts)
+            return Visible(
+                ids,
+                messages,
+                firsts=[t for _, t in held.runs],
+                counts=counts,
+                cleared_ms=held.cleared_ms,
+            )
         out: list[RunRecord] = []
         found = 0
         for run_id, first_ms in reversed(held.runs):
@@ -401,7 +430,7 @@ class SessionView:
             if found >= max(turns, 1):
                 break
         out.reverse()
-        return Visible.of(out)
+        return Visible.of(out, held.cleared_ms)
 
     @staticmethod
     def _merged(held: _Held | None, read: _Read) -> _Held | None:

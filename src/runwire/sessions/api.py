@@ -48,7 +48,7 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -72,7 +72,7 @@ from runwire.memory.protocol import MemoryBackend, MemoryEntry
 from runwire.sessions.admin import destroy_keys, erase_session, key_store_of
 from runwire.sessions.callbacks import Callback, Callbacks
 from runwire.sessions.content import to_message, to_messages
-from runwire.sessions.errors import SessionEndedError, WriteRefusedError
+from runwire.sessions.errors import RunBusyError, SessionEndedError, WriteRefusedError
 from runwire.sessions.export import ImportResult, export_session, import_session
 from runwire.sessions.names import FROM_DOCUMENT, SYSTEM_KEY, FromDocument
 from runwire.sessions.planning import PRODUCER, millis, plan_items, plan_messages, session_event
@@ -100,6 +100,29 @@ def ttl_seconds(ttl: int | float | timedelta | None) -> int | None:
     if seconds < 1:
         raise InputError("ttl", f"at least one second, not {seconds}")
     return int(seconds)
+
+
+BUSY_TIMEOUT = 10.0
+"""How long a write keeps reading and planning again while its run is busy."""
+
+
+async def _until_not_busy(attempt: Callable[[], Awaitable[None]]) -> None:
+    """Run ``attempt`` (read the session, plan, write) again while the run it
+    appends to is busy (:class:`RunBusyError`), up to :data:`BUSY_TIMEOUT`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BUSY_TIMEOUT
+    delay = 0.001
+    while True:
+        try:
+            await attempt()
+            return
+        except RunBusyError as e:
+            if loop.time() > deadline:
+                raise WriteRefusedError(
+                    f"{e} (still so after {BUSY_TIMEOUT:.0f}s of reading again)"
+                ) from e
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def default_backend(settings: Settings | None) -> SessionBackend:
@@ -271,7 +294,9 @@ class AsyncSession:
     # -- messages --------------------------------------------------------------------
 
     async def add_message(self, role: str, content: Any) -> None:
-        """Add one message; visible to ``get_messages`` everywhere on return."""
+        """Add one message: durable in the log on return, shown by this backend's
+        ``get_messages`` at once and by other processes' once the projections
+        have it (see :class:`~runwire.sessions.log_backend.LogBackend`)."""
         await self._add([to_message(role, content)], ["content"])
 
     async def add_messages(self, messages: Sequence[Any]) -> None:
@@ -281,7 +306,7 @@ class AsyncSession:
 
     async def _add(self, incoming: Sequence[Any], fields: Sequence[str]) -> None:
         async with self._writing:
-            await self._add_now(incoming, fields)
+            await _until_not_busy(lambda: self._add_now(incoming, fields))
 
     async def _add_now(self, incoming: Sequence[Any], fields: Sequence[str]) -> None:
         backend = await self._ready()
@@ -302,7 +327,7 @@ class AsyncSession:
         if systems:
             await self._publish(SessionMetadataSet(key=SYSTEM_KEY, value="\n\n".join(systems)))
         if plan is not None:
-            await backend.write_run(plan.events)
+            await backend.write_run(plan.events, base=None if plan.new_run else tail)
             if self.ttl is not None:
                 await backend.keep_for(self.session_id, [plan.run_id], self.ttl)
 
@@ -340,24 +365,30 @@ class AsyncSession:
         self, framework: str, items: Sequence[tuple[Any, Sequence[EventPayload]]]
     ) -> None:
         """Keep a framework's items (each with the canonical payloads that stand for
-        it) as one atomic batch; visible to ``items()`` everywhere on return."""
+        it) as one atomic batch: durable on return, shown by this backend's
+        ``items()`` at once and by other processes' once the projections have it."""
         if not items:
             return
         async with self._writing:
-            backend = await self._ready()
-            info, tail = await asyncio.gather(self._writable(), backend.tail(self.session_id))
-            plan = plan_items(
-                session_id=self.session_id,
-                caller=self.caller,
-                tail=tail,
-                cleared_ms=millis(info.cleared_at) if info.cleared_at else None,
-                framework=framework,
-                items=items,
-                now=now(),
-            )
-            await backend.write_run(plan.events)
-            if self.ttl is not None:
-                await backend.keep_for(self.session_id, [plan.run_id], self.ttl)
+            await _until_not_busy(lambda: self._add_items_now(framework, items))
+
+    async def _add_items_now(
+        self, framework: str, items: Sequence[tuple[Any, Sequence[EventPayload]]]
+    ) -> None:
+        backend = await self._ready()
+        info, tail = await asyncio.gather(self._writable(), backend.tail(self.session_id))
+        plan = plan_items(
+            session_id=self.session_id,
+            caller=self.caller,
+            tail=tail,
+            cleared_ms=millis(info.cleared_at) if info.cleared_at else None,
+            framework=framework,
+            items=items,
+            now=now(),
+        )
+        await backend.write_run(plan.events, base=None if plan.new_run else tail)
+        if self.ttl is not None:
+            await backend.keep_for(self.session_id, [plan.run_id], self.ttl)
 
     async def items(self, limit: int | None = None) -> list[SessionItem]:
         """The session's live framework items since the last clear, oldest first

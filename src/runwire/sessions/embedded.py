@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 
 from runwire.projections.memory.projection import MemoryProjection, memory_projector
 from runwire.projections.runs.projection import RunsProjection
@@ -37,10 +37,14 @@ QUICK = ProjectorOptions(session_timeout_ms=6000, heartbeat_interval_ms=500, pol
 
 @contextlib.asynccontextmanager
 async def projectors_running(
-    settings: Settings, *, options: ProjectorOptions = QUICK
+    settings: Settings,
+    *,
+    options: ProjectorOptions = QUICK,
+    names: Collection[str] = ("runs", "sessions", "memory", "transcripts"),
 ) -> AsyncIterator[dict[str, Projection]]:
-    """Run the runs, sessions, transcripts and memory projectors until the block ends;
-    yields the projections by name (for rebuilds and waits)."""
+    """Run the runs, sessions, transcripts and memory projectors (those of them
+    ``names`` lists) until the block ends; yields every projection by name (for
+    rebuilds and waits), prepared."""
     async with contextlib.AsyncExitStack() as stack:
         pool = await open_pool(settings, max_size=6, name="runwire-embedded-projectors")
         stack.push_async_callback(pool.close)
@@ -55,11 +59,15 @@ async def projectors_running(
             "memory": memory,
             "transcripts": await stack.enter_async_context(open_projection(settings)),
         }
+        unknown = set(names) - set(projections)
+        if unknown:
+            raise ValueError(f"no projector {sorted(unknown)}: choose among {sorted(projections)}")
         projectors = [
-            Projector(runs, settings, options=options),
-            Projector(sessions, settings, options=options),
-            memory_projector(memory, settings, options=options),
-            Projector(projections["transcripts"], settings, options=options),
+            memory_projector(memory, settings, options=options)
+            if name == "memory"
+            else Projector(projections[name], settings, options=options)
+            for name in ("runs", "sessions", "memory", "transcripts")
+            if name in names
         ]
         tasks: list[asyncio.Task[None]] = []
         try:

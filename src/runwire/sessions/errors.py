@@ -16,6 +16,7 @@ __all__ = [
     "ImportConflictError",
     "InputError",
     "NotFoundError",
+    "RunBusyError",
     "SessionEndedError",
     "WriteRefusedError",
 ]
@@ -40,3 +41,10 @@ class WriteRefusedError(RunwireError):
     check and its write (one writer per session avoids it); the refused
     events are in the dead-letter topic and change nothing.
     """
+
+
+class RunBusyError(RunwireError):
+    """Another writer is appending to the run (it holds the run's claim), or the
+    run changed since this writer read it: read again and plan again."""
+
+    retriable = True

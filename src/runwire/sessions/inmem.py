@@ -114,7 +114,7 @@ class InMemoryBackend(InMemoryMemoryBackend):
 
     # -- runs ----------------------------------------------------------------------
 
-    async def write_run(self, events: Sequence[Event]) -> None:
+    async def write_run(self, events: Sequence[Event], *, base: RunTail | None = None) -> None:
         fresh = [e for e in events if e.event_id not in self._applied]
         if not fresh:
             return

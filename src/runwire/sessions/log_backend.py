@@ -13,15 +13,25 @@
   runs), and a run's messages are decoded once per distinct stored body; the run-status
   store (Postgres) for the runs the cache does not know (after a flush) and
   for which runs were written through the Session API.
-- Read-your-writes: each write waits until the projection that serves the
-  matching read has applied its position (session index for session events,
-  and the transcript cache too for a clear or a deletion; transcript cache for runs - and the run-status store for a new run, so
-  every process knows it is a recorded one -, memory projection for memory).
-  The projectors (``runs``, ``sessions``, ``transcripts``, ``memory``) must be
-  running.
-- A run write is checked after it lands: when the transcript cache did not
-  take its last event (the ledger refused it, because another writer got in
-  first), :class:`~runwire.sessions.errors.WriteRefusedError` is raised.
+- Read-your-writes: a write returns once the broker has it (durable,
+  acks=all) when the cache cannot refuse it - a new run (nobody else knows
+  its id), or an append to a recorded run made under the run's claim
+  (:mod:`~runwire.projections.transcripts.claims`: planned on the run's
+  true state, nobody else appending until the cache has it; a busy or
+  changed run raises :class:`~runwire.sessions.errors.RunBusyError`, and the
+  Session API reads and plans again). This backend serves such writes until
+  the transcript cache has them and confirms in the background that the
+  cache (and the run-status store) took them
+  (:mod:`~runwire.sessions.own_writes`; a failed confirmation is raised by
+  the next operation on the session). Other processes see them once the
+  projections have applied them, milliseconds later. Other writes wait
+  until the projection that serves the matching read has applied their
+  position (session index for session events, and the transcript cache too
+  for a clear or a deletion, after this backend's unconfirmed runs of the
+  session; transcript cache for an append to someone else's run, checked
+  after it lands: :class:`~runwire.sessions.errors.WriteRefusedError` when
+  the cache did not take it; memory projection for memory). The projectors
+  (``runs``, ``sessions``, ``transcripts``, ``memory``) must be running.
 - ``keep_for`` sets the Redis TTL of the runs' cached transcripts; ``erase``
   deletes a session's cache entries (the log keeps its run events).
 """
@@ -29,8 +39,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Literal
 
 import redis.asyncio as aioredis
 
@@ -39,18 +51,30 @@ from runwire.errors import NotFoundError, NotStartedError
 from runwire.log import Position, Publisher, publish_retrying
 from runwire.memory.log_backend import LogMemoryBackend
 from runwire.projections.runs.reader import RunStore
+from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.owner import Owner
 from runwire.projections.sessions.reader import SessionIndex
+from runwire.projections.transcripts.body import decode_runs
+from runwire.projections.transcripts.claims import Claim, RunClaims
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_view import SessionView, Visible
-from runwire.sessions.errors import WriteRefusedError
+from runwire.sessions.errors import RunBusyError, WriteRefusedError
 from runwire.sessions.inmem import deleted_info, info_of
-from runwire.sessions.planning import SOURCE_LABEL, RunTail
+from runwire.sessions.own_writes import OwnWrites, Pending, merge
+from runwire.sessions.planning import SOURCE_LABEL, RunTail, ledger_state, millis
 from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo, SessionItem
 from runwire.sessions.watcher import LogWatcher
 from runwire.settings import Settings
+from runwire.transcript.ledger import (
+    TranscriptBuilder,
+    TranscriptState,
+    build_messages_from_events,
+)
+from runwire.transcript.messages import Message
 
 __all__ = ["LogBackend", "Visible"]
+
+log = logging.getLogger(__name__)
 
 
 class LogBackend(LogMemoryBackend):
@@ -63,6 +87,11 @@ class LogBackend(LogMemoryBackend):
     decodes every read afresh), and, as much again, the stored messages of
     the sessions last read whole, served while their version holds (0: every
     read transfers the bodies).
+    ``visible_to`` says whom a new run is visible to when a write returns:
+    ``"writer"`` (the default: this backend, at once; other processes once the
+    projections have it) or ``"everyone"`` (the write returns only once the
+    transcript cache and the run-status store have it, so any reader anywhere
+    sees it: what a service behind a load balancer wants).
     """
 
     def __init__(
@@ -72,8 +101,12 @@ class LogBackend(LogMemoryBackend):
         publisher: Publisher | None = None,
         wait_timeout: float = 10.0,
         decoded_bytes: int = 4 << 20,
+        visible_to: Literal["writer", "everyone"] = "writer",
     ) -> None:
         super().__init__(settings, publisher=publisher, wait_timeout=wait_timeout)
+        if visible_to not in ("writer", "everyone"):
+            raise ValueError(f"visible_to: 'writer' or 'everyone', not {visible_to!r}")
+        self.visible_to = visible_to
         self._redis: aioredis.Redis | None = None
         self._index: SessionIndex | None = None
         self._runs: RunStore | None = None
@@ -83,9 +116,12 @@ class LogBackend(LogMemoryBackend):
         self._sources: dict[str, bool] = {}
         self._owners: dict[str, Owner] = {}
         """Owner tag of each session described: reads list only its runs."""
+        self._own = OwnWrites()
+        self._claims: RunClaims | None = None
 
     async def _start_more(self) -> None:
         self._redis = aioredis.Redis.from_url(self.settings.redis_url)
+        self._claims = RunClaims(self._redis, self.settings.redis_key_prefix)
         self._index = SessionIndex(self.pool, self.settings)
         self._runs = RunStore(self.pool, self.settings)
         await self._index.prepare()
@@ -101,6 +137,7 @@ class LogBackend(LogMemoryBackend):
         )
 
     async def _stop_more(self) -> None:
+        await self._own.close(self.wait_timeout)
         await self._watcher.stop()
         view, self._view = self._view, None
         if view is not None:
@@ -150,6 +187,8 @@ class LogBackend(LogMemoryBackend):
         return None
 
     async def write_session_events(self, events: Sequence[Event]) -> None:
+        for session_id in {e.session_id for e in events if e.session_id is not None}:
+            await self._own.settle(session_id, self.wait_timeout)
         positions = await publish_retrying(
             self.publisher, events, atomic=False, attempts=5, max_delay=2.0
         )
@@ -188,24 +227,170 @@ class LogBackend(LogMemoryBackend):
         return self._owners.get(session_id)
 
     async def tail(self, session_id: str) -> RunTail | None:
+        self._own.check(session_id)
         view = self._ready()[2]
         last = await view.tail(session_id, await self._owner(session_id))
+        pending = self._own.pending(session_id)
+        if pending and (last is None or pending[-1].order >= (last.first_ms, last.run_id)):
+            # Our own write of the newest run, which the cache may not have yet
+            # (a new run it does not list, or an append it has not applied).
+            mine = pending[-1]
+            return RunTail(mine.run_id, mine.first_ms, list(mine.messages), True)
         if last is None:
             return None
         return RunTail(last.run_id, last.first_ms, last.messages, await self._recorded(last.run_id))
 
-    async def write_run(self, events: Sequence[Event]) -> None:
-        positions = await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0)
-        last = positions[-1]
-        run_id = events[0].run_id
+    async def write_run(self, events: Sequence[Event], *, base: RunTail | None = None) -> None:
+        """Write one run's events (see the module contract). ``base``: the tail the
+        events were planned on, when they append to it (an append made under the
+        run's claim then returns at the acknowledgement; :class:`RunBusyError`
+        when the run changed since or another writer holds it: plan again)."""
+        run_id, session_id = events[0].run_id, events[0].session_id
         assert run_id is not None
+        if session_id is not None:
+            self._own.check(session_id)
         first = events[0].payload
         if isinstance(first, RunStarted):
-            self._sources[run_id] = SOURCE_LABEL in first.labels
-            # A new run: other processes learn from the run-status store whose it is.
-            await asyncio.gather(self._applied("transcripts", last), self._applied("runs", last))
-        else:
+            await self._write_new(events, run_id, session_id)
+        elif not await self._recorded(run_id):
+            # Someone else's run (the orchestrator's): only the cache's verdict says
+            # whether the append fits what they wrote meanwhile.
+            last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
             await self._applied("transcripts", last)
+            await self._check_taken(run_id, last)
+        elif (
+            base is not None
+            and base.run_id == run_id
+            and session_id is not None
+            and self.visible_to == "writer"
+            and await self._served_here(session_id, events[0])
+        ):
+            await self._append_claimed(events, run_id, session_id, base)
+        else:
+            await self._append_waiting(events, run_id)
+
+    async def _served_here(self, session_id: str, event: Event) -> bool:
+        """Whether this backend may serve the write to the session's reads: not a
+        run someone else wrote into the session (the cache keeps those out)."""
+        owner = await self._owner(session_id)
+        return owner is None or owner == Owner(event.user_id, event.tenant)
+
+    async def _write_new(
+        self, events: Sequence[Event], run_id: str, session_id: str | None
+    ) -> None:
+        first = events[0].payload
+        assert isinstance(first, RunStarted)
+        last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
+        self._sources[run_id] = SOURCE_LABEL in first.labels
+        # A new run: other processes learn from the run-status store whose it is.
+        confirm = self._confirm(run_id, last, new=True)
+        if (
+            session_id is None
+            or self.visible_to == "everyone"
+            or not await self._served_here(session_id, events[0])
+        ):
+            await confirm
+            return
+        # Nobody else knows the run, and the ledger checked its events
+        # against an empty run: the cache cannot refuse it. Durable now;
+        # served from here until the cache has it.
+        pending = Pending(
+            session_id,
+            run_id,
+            millis(events[0].occurred_at),
+            build_messages_from_events(events, run_id),
+            last.offset,
+        )
+        self._own.add(pending, confirm)
+
+    async def _append_claimed(
+        self, events: Sequence[Event], run_id: str, session_id: str, base: RunTail
+    ) -> None:
+        """Append under the run's claim, checked against its true state; served from
+        here until the cache has it."""
+        claims = self._ready_claims()
+        claim = await claims.take(run_id)
+        if not claim.taken:
+            raise RunBusyError(f"run {run_id}: another writer is appending to it")
+        try:
+            truth = await self._state_under(claim, run_id)
+            if truth is None or truth != base.messages:
+                raise RunBusyError(f"run {run_id}: it changed since it was read")
+            builder = TranscriptBuilder(
+                run_id, state=TranscriptState(run_id=run_id, ledger=ledger_state(truth))
+            )
+            for event in events:
+                builder.apply(event)
+            after = builder.messages()
+        except BaseException:
+            await claims.give_back(run_id, claim)
+            raise
+        # A failed publish keeps the claim in flight until it lapses: the
+        # append may still land, and nobody must plan on the run without it.
+        last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
+        await claims.wrote(run_id, last.offset)
+        pending = Pending(session_id, run_id, base.first_ms, after, last.offset)
+        self._own.add(pending, self._confirm(run_id, last, new=False))
+
+    async def _state_under(self, claim: Claim, run_id: str) -> list[Message] | None:
+        """The run's messages when ``claim`` was taken: this backend's own write
+        when the cache has not applied it yet, else the cache's; None when this
+        backend's own earlier append is unapplied but no longer held here."""
+        mine = self._own.find(run_id)
+        if mine is not None and mine.offset > claim.last:
+            return list(mine.messages)
+        if claim.mine is not None:
+            return None
+        if claim.body is not None:
+            return decode_runs([claim.body.json])[0]
+        if claim.last >= 0:
+            return await self._ready()[2].cache.get(run_id)  # the body expired: from the log
+        return []
+
+    async def _append_waiting(self, events: Sequence[Event], run_id: str) -> None:
+        """Append to a recorded run without a plan to check (``pop_item``, another
+        user's write): under the run's claim, waiting for the cache's verdict."""
+        claims = self._ready_claims()
+        deadline = asyncio.get_running_loop().time() + self.wait_timeout
+        delay = 0.002
+        while not (await claims.take(run_id)).taken:
+            if asyncio.get_running_loop().time() > deadline:
+                raise WriteRefusedError(
+                    f"run {run_id}: another writer held it for {self.wait_timeout:.0f}s"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        # A failed publish keeps the claim in flight until it lapses (as above).
+        last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
+        await claims.wrote(run_id, last.offset)
+        await self._applied("transcripts", last)
+        await self._check_taken(run_id, last)
+
+    def _ready_claims(self) -> RunClaims:
+        if self._claims is None:
+            raise NotStartedError("the backend is not started: use `async with` or start()")
+        return self._claims
+
+    async def settle(self, session_id: str) -> None:
+        """Wait until the transcript cache has this backend's new runs of the session
+        (raising a failed confirmation), e.g. before handing the session to another
+        process that must see them."""
+        await self._own.settle(session_id, self.wait_timeout)
+
+    async def _confirm(self, run_id: str, last: Position, *, new: bool) -> None:
+        """Wait (however long: a slow cache is no failure, the write is durable)
+        until the cache, and for a new run the run-status store, applied
+        ``last``; then check the cache took it."""
+        waits = ("transcripts", "runs") if new else ("transcripts",)
+        warned = False
+        while True:
+            try:
+                await asyncio.gather(*(self._applied(what, last) for what in waits))
+                break
+            except NotCaughtUpError as e:
+                if not warned:
+                    log.warning("run %s: still waiting for the projections: %s", run_id, e)
+                    warned = True
         await self._check_taken(run_id, last)
 
     async def _check_taken(self, run_id: str, last: Position) -> None:
@@ -219,20 +404,31 @@ class LogBackend(LogMemoryBackend):
     async def history(
         self, session_id: str, after_ms: int | None = None, turns: int | None = None
     ) -> list[RunRecord]:
+        await self._own.settle(session_id, self.wait_timeout)
         view = self._ready()[2]
         return await view.history(session_id, await self._owner(session_id), after_ms, turns)
 
     async def visible(self, session_id: str, turns: int | None = None) -> Visible:
         """The session's runs after its clear point, for its owner
-        (:meth:`~runwire.projections.transcripts.session_view.SessionView.visible`)."""
+        (:meth:`~runwire.projections.transcripts.session_view.SessionView.visible`),
+        with this backend's unconfirmed new runs of it merged in (they only add
+        turns: the caller cuts to ``turns``)."""
+        self._own.check(session_id)
         view = self._ready()[2]
-        return await view.visible(session_id, await self._owner(session_id), turns)
+        seen = await view.visible(session_id, await self._owner(session_id), turns)
+        pending = self._own.pending(session_id)
+        if not pending:
+            return seen
+        if seen.deleted:
+            self._own.forget(session_id)
+        return merge(seen, pending)
 
     async def items(
         self, session_id: str, after_ms: int | None = None, limit: int | None = None
     ) -> list[SessionItem]:
         """The framework items of the visible runs (the last ``limit`` or more)
         (:meth:`~runwire.projections.transcripts.session_view.SessionView.items`)."""
+        await self._own.settle(session_id, self.wait_timeout)
         view = self._ready()[2]
         found = await view.items(session_id, await self._owner(session_id), limit)
         if found.deleted:
@@ -244,15 +440,20 @@ class LogBackend(LogMemoryBackend):
         ]
 
     async def find_run(self, run_id: str) -> KnownRun | None:
+        mine = self._own.find(run_id)
+        if mine is not None:
+            return KnownRun(run_id, mine.session_id)
         known, session_id = await self._ready()[2].session_of(run_id)
         return KnownRun(run_id, session_id) if known else None
 
     async def erase(self, session_id: str, run_ids: Sequence[str]) -> None:
+        await self._own.settle(session_id, self.wait_timeout)
         for run_id in run_ids:
             self._sources.pop(run_id, None)
         await self._ready()[2].erase(session_id, run_ids)
 
     async def keep_for(self, session_id: str, run_ids: Sequence[str], ttl: int) -> None:
+        await self._own.settle(session_id, self.wait_timeout)
         await self._ready()[2].keep_for(session_id, run_ids, ttl)
 
     async def idle_sessions(self, before: datetime, limit: int = 500) -> list[SessionInfo]:

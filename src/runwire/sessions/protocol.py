@@ -158,8 +158,10 @@ class SessionBackend(Protocol):
         """The session's latest run (None when it has none)."""
         ...
 
-    async def write_run(self, events: Sequence[Event]) -> None:
-        """Write one run's events atomically; ``tail`` / ``history`` show them on return."""
+    async def write_run(self, events: Sequence[Event], *, base: RunTail | None = None) -> None:
+        """Write one run's events atomically; ``tail`` / ``history`` show them on return.
+        ``base``: the tail they were planned on when they append to it (a backend
+        may then raise :class:`~runwire.sessions.errors.RunBusyError`: plan again)."""
         ...
 
     async def history(

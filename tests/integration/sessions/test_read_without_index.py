@@ -94,7 +94,12 @@ async def test_a_clear_from_another_process_is_read_without_postgres(
 async def test_an_unchanged_session_is_not_transferred_again(
     log_backend: LogBackend, settings: Settings
 ) -> None:
-    async with AsyncSession(user_id="alice", backend=log_backend) as writer:
+    # The writer's new runs are visible to every reader when its writes return
+    # (the default serves them to the writer alone until the cache has them).
+    async with (
+        LogBackend(settings, visible_to="everyone") as everyone,
+        AsyncSession(user_id="alice", backend=everyone) as writer,
+    ):
         for i in range(5):
             await writer.add_messages([("user", f"q{i}"), ("assistant", f"a{i}" * 50)])
         expected = texts(await writer.get_messages())
