@@ -35,8 +35,10 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from runwire.projections.transcripts.body import decode_runs
 from runwire.projections.transcripts.keys import Keyspace
 from runwire.projections.transcripts.session_read import StoredMessages
+from runwire.transcript.messages import Message
 
 __all__ = ["Claim", "RunClaims"]
 
@@ -80,6 +82,10 @@ class Claim:
     """This writer's own earlier append, not applied yet: its offset."""
     previous: tuple[str, str]
     """The claim before (writer, offset; empty when there was none)."""
+
+    def messages(self) -> list[Message] | None:
+        """The run's messages as the cache holds them (None: its body is absent)."""
+        return None if self.body is None else decode_runs([self.body.json])[0]
 
 
 class RunClaims:

@@ -54,7 +54,6 @@ from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.owner import Owner
 from runwire.projections.sessions.reader import SessionIndex
-from runwire.projections.transcripts.body import decode_runs
 from runwire.projections.transcripts.claims import Claim, RunClaims
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_view import SessionView, Visible
@@ -341,8 +340,9 @@ class LogBackend(LogMemoryBackend):
             return list(mine.messages)
         if claim.mine is not None:
             return None
-        if claim.body is not None:
-            return decode_runs([claim.body.json])[0]
+        cached = claim.messages()
+        if cached is not None:
+            return cached
         if claim.last >= 0:
             return await self._ready()[2].cache.get(run_id)  # the body expired: from the log
         return []
