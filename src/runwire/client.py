@@ -66,6 +66,7 @@ from runwire.contract.events import (
     ToolResult,
     UserMessage,
 )
+from runwire.contract.run_lifecycle import RunLifecycle
 from runwire.errors import InputError, NotStartedError, RunwireError
 from runwire.log import Position, Publisher
 from runwire.log.watcher import RunWatcher
@@ -290,32 +291,6 @@ class EventStream(AsyncIterator[Event]):
             await self._events.aclose()
 
 
-_ENDED = frozenset(TERMINAL_EVENTS.values())
-
-
-@dataclass
-class _Lifecycle:
-    """A run's status and pause, folded like the orchestrator does (pause beside status)."""
-
-    status: RunStatus = RunStatus.PENDING
-    paused_by: str | None = None
-    seen: bool = False
-
-    def apply(self, event: Event) -> None:
-        self.seen = True
-        if self.status in _ENDED:
-            return
-        if event.type in TERMINAL_EVENTS:
-            self.status, self.paused_by = TERMINAL_EVENTS[event.type], None
-        elif isinstance(event.payload, RunStatusChanged):
-            if event.payload.status is RunStatus.PAUSED:
-                self.paused_by = event.event_id
-                return
-            if event.causation_id is not None and event.causation_id == self.paused_by:
-                self.paused_by = None
-            self.status = event.payload.status
-
-
 def _status_of(events: Sequence[Event]) -> RunStatus:
     status = RunStatus.PENDING
     for event in events:
@@ -509,7 +484,7 @@ class Client:
         would follow it waits. :class:`RunwireError` when the run has ended.
         """
         lifecycle = await self._lifecycle(run_id, first_offset)
-        if lifecycle.status in _ENDED:
+        if lifecycle.ended:
             raise RunwireError(
                 f"run {run_id} has ended ({lifecycle.status.value}); only a run in progress "
                 "can be paused"
@@ -537,16 +512,16 @@ class Client:
         )
         return await self._publisher_or_fail().publish(event)
 
-    async def _lifecycle(self, run_id: str, first_offset: int | None) -> _Lifecycle:
+    async def _lifecycle(self, run_id: str, first_offset: int | None) -> RunLifecycle:
         """Where the run stands, from its events in the log (up to the log's end now)."""
         if first_offset is None and self.runs is not None:
             with contextlib.suppress(RunwireError):
                 first_offset = (await self.runs.get(run_id)).first_offset
         handle = self.handle(run_id, first_offset=first_offset)
-        lifecycle = _Lifecycle()
+        lifecycle = RunLifecycle()
         async for event in handle.events(until_end=False, follow=False):
             lifecycle.apply(event)
-        if not lifecycle.seen:
+        if not lifecycle.events:
             raise RunwireError(f"run {run_id} is not in the log ({self.settings.run_events})")
         return lifecycle
 

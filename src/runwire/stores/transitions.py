@@ -28,12 +28,10 @@ Contract:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 from runwire.contract import ids
 from runwire.contract.events import (
-    TERMINAL_EVENTS,
     Event,
     EventPayload,
     RunCanceled,
@@ -43,6 +41,7 @@ from runwire.contract.events import (
     RunStatusChanged,
 )
 from runwire.contract.events import RunStatus as LogStatus
+from runwire.contract.run_lifecycle import RunLifecycle
 from runwire.projections.runs.fold import RunRow
 from runwire.stores.appends import history
 from runwire.stores.mapping import PRODUCER
@@ -52,6 +51,7 @@ __all__ = [
     "Lifecycle",
     "check_record",
     "lifecycle",
+    "lifecycle_status",
     "plan_upsert",
     "record_of",
     "store_status",
@@ -63,40 +63,19 @@ def store_status(status: str) -> RunStatus:
     return RunStatus.RUNNING if status == LogStatus.AWAITING_TOOLS.value else RunStatus(status)
 
 
-@dataclass(slots=True)
-class Lifecycle:
-    """Where a run stands: its lifecycle status and the pause in force, if any."""
-
-    status: LogStatus = LogStatus.PENDING
-    paused_by: str | None = None
-    events: int = 0
-
-    @property
-    def store_status(self) -> RunStatus:
-        if self.paused_by is not None:
-            return RunStatus.PAUSED
-        return store_status(self.status.value)
-
-    def apply(self, event: Event) -> None:
-        self.events += 1
-        if self.status.value in ("completed", "failed", "canceled"):
-            return
-        if event.type in TERMINAL_EVENTS:
-            self.status, self.paused_by = TERMINAL_EVENTS[event.type], None
-        elif isinstance(event.payload, RunStatusChanged):
-            if event.payload.status is LogStatus.PAUSED:
-                self.paused_by = event.event_id
-                return
-            if event.causation_id is not None and event.causation_id == self.paused_by:
-                self.paused_by = None
-            self.status = event.payload.status
+Lifecycle = RunLifecycle
+"""Where a run stands (the one fold, :mod:`runwire.contract.run_lifecycle`)."""
 
 
-def lifecycle(events: Sequence[Event]) -> Lifecycle:
-    out = Lifecycle()
-    for event in events:
-        out.apply(event)
-    return out
+def lifecycle_status(state: RunLifecycle) -> RunStatus:
+    """Goa-AI's status of a run: paused while a pause is in force."""
+    if state.paused_by is not None:
+        return RunStatus.PAUSED
+    return store_status(state.status.value)
+
+
+def lifecycle(events: Sequence[Event]) -> RunLifecycle:
+    return RunLifecycle.of(events)
 
 
 def record_of(row: RunRow) -> RunRecord:
@@ -178,7 +157,7 @@ def plan_upsert(
         current = RunStatus.PENDING
     else:
         _check_same(record, row)
-        current = state.store_status
+        current = lifecycle_status(state)
         if target is current:
             if not labels.items() <= row.labels.items():
                 raise StoreInputError(
