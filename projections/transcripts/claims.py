@@ -14,8 +14,10 @@ Session API takes one):
   with it (the cache's stored messages and last applied offset, or, when
   this writer's own earlier append is not applied yet, that offset: its own
   view is then the state), and the claim is marked in flight.
-- ``wrote(run_id, offset)``: the append landed at ``offset``; the claim is
-  free for others once the cache has applied it.
+- ``wrote(run_id, topic, partition, offset)``: the append landed at ``offset``;
+  the claim is free for others once the cache has processed it (its
+  partition's position is past it: applied, or refused - a refused append
+  changes nothing, so the run is the cache's again).
 - ``give_back(run_id, claim)``: nothing was written; the claim is what it
   was before ``take``.
 - A claim whose append's outcome is unknown (the publish failed) stays in
@@ -34,9 +36,10 @@ from importlib import resources
 from typing import Any
 
 import redis.asyncio as aioredis
+from aiokafka.structs import TopicPartition
 
 from runwire.projections.transcripts.body import decode_runs
-from runwire.projections.transcripts.keys import Keyspace
+from runwire.projections.transcripts.keys import Keyspace, position_field
 from runwire.projections.transcripts.session_read import StoredMessages
 from runwire.transcript.messages import Message
 
@@ -50,7 +53,7 @@ if redis.call('HGET', KEYS[1], 'w') == ARGV[1] and redis.call('HGET', KEYS[1], '
   if ARGV[2] == '' then
     redis.call('DEL', KEYS[1])
   else
-    redis.call('HSET', KEYS[1], 'w', ARGV[2], 'o', ARGV[3])
+    redis.call('HSET', KEYS[1], 'w', ARGV[2], 'o', ARGV[3], 'f', ARGV[4])
   end
 end
 return 0
@@ -58,7 +61,7 @@ return 0
 
 _WROTE = """
 if redis.call('HGET', KEYS[1], 'w') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'o', ARGV[2])
+  redis.call('HSET', KEYS[1], 'o', ARGV[2], 'f', ARGV[4])
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return 0
@@ -80,8 +83,8 @@ class Claim:
     """The run's stored messages as the cache holds them (None: absent)."""
     mine: int | None
     """This writer's own earlier append, not applied yet: its offset."""
-    previous: tuple[str, str]
-    """The claim before (writer, offset; empty when there was none)."""
+    previous: tuple[str, str, str]
+    """The claim before (writer, offset, partition field; empty when there was none)."""
 
     def messages(self) -> list[Message] | None:
         """The run's messages as the cache holds them (None: its body is absent)."""
@@ -112,7 +115,7 @@ class RunClaims:
             keys=[self._keys.live, self._key(run_id)],
             args=[f"{self._keys.root}:", run_id, self.writer, self._ttl_ms],
         )
-        taken, last, committed, open_, mine, writer, offset = reply
+        taken, last, committed, open_, mine, writer, offset, field = reply
         body = None
         if committed is not None and open_ is not None:
             body = StoredMessages(bytes(committed), bytes(open_))
@@ -121,12 +124,14 @@ class RunClaims:
             last=int(last),
             body=body,
             mine=int(mine) if mine not in (b"", "", None) else None,
-            previous=(_text(writer), _text(offset)),
+            previous=(_text(writer), _text(offset), _text(field)),
         )
 
-    async def wrote(self, run_id: str, offset: int) -> None:
-        await self._wrote(keys=[self._key(run_id)], args=[self.writer, offset, self._ttl_ms])
+    async def wrote(self, run_id: str, topic: str, partition: int, offset: int) -> None:
+        """The append landed at ``offset`` of ``topic``'s ``partition``."""
+        field = position_field(TopicPartition(topic, partition))
+        await self._wrote(keys=[self._key(run_id)], args=[self.writer, offset, self._ttl_ms, field])
 
     async def give_back(self, run_id: str, claim: Claim) -> None:
-        writer, offset = claim.previous
-        await self._release(keys=[self._key(run_id)], args=[self.writer, writer, offset])
+        writer, offset, field = claim.previous
+        await self._release(keys=[self._key(run_id)], args=[self.writer, writer, offset, field])

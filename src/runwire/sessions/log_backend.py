@@ -327,7 +327,7 @@ class LogBackend(LogMemoryBackend):
         # A failed publish keeps the claim in flight until it lapses: the
         # append may still land, and nobody must plan on the run without it.
         last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
-        await claims.wrote(run_id, last.offset)
+        await claims.wrote(run_id, last.topic, last.partition, last.offset)
         pending = Pending(session_id, run_id, base.first_ms, after, last.offset)
         self._own.add(pending, self._confirm(run_id, last, new=False))
 
@@ -362,7 +362,7 @@ class LogBackend(LogMemoryBackend):
             delay = min(delay * 2, 0.05)
         # A failed publish keeps the claim in flight until it lapses (as above).
         last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
-        await claims.wrote(run_id, last.offset)
+        await claims.wrote(run_id, last.topic, last.partition, last.offset)
         await self._applied("transcripts", last)
         await self._check_taken(run_id, last)
 
