@@ -1,6 +1,7 @@
-"""Postgres projections (run status, session index): rebuild rate, latency, memory.
+"""Postgres projections (run status, session index, usage): rebuild rate, latency, memory.
 
-- ``rebuild``: ``rebuild()`` of each projection in-process (a fresh copy from
+- ``rebuild``: ``rebuild()`` of each projection (run status, session index,
+  usage) in-process (a fresh copy from
   offset 0, then the switch), with the process tuned as ``runwire
   projections rebuild`` tunes it, over a log of ``--events`` events, against
   ``raw``: a group-less aiokafka consumer doing ``getmany`` + ``decode`` of
@@ -56,6 +57,7 @@ from runwire.projections.runtime.pg_projection import PostgresProjection
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.runtime.tuning import tune_for_batches
 from runwire.projections.sessions.projection import SessionsProjection
+from runwire.projections.usage.projection import UsageProjection
 from runwire.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
@@ -127,6 +129,7 @@ async def measure_rebuild(base: Settings, events: int, repeat: int) -> dict[str,
             projections: list[PostgresProjection] = [
                 RunsProjection(pool, settings),
                 SessionsProjection(pool, settings),
+                UsageProjection(pool, settings),
             ]
             for projection in projections:
                 await projection.prepare()
@@ -374,7 +377,7 @@ async def main() -> None:
     result: dict[str, Any] = {"cpus": os.cpu_count()}
     if "rebuild" not in args.skip:
         result["rebuild"] = await measure_rebuild(base, args.events, args.repeat)
-        for name in ("runs", "sessions"):
+        for name in ("runs", "sessions", "usage"):
             r = result["rebuild"][name]
             print(
                 f"rebuild {name}: {r['rebuild_events_per_s']}/s vs raw getmany+decode "

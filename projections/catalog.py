@@ -17,6 +17,7 @@ from runwire.projections.checkpoints.projection import open_checkpoints
 from runwire.projections.memory.projection import open_memory
 from runwire.projections.runtime.protocol import Projection
 from runwire.projections.transcripts.service import open_projection as open_transcripts
+from runwire.projections.usage.projection import open_usage
 from runwire.settings import Settings
 
 Opener = Callable[[Settings], AbstractAsyncContextManager[Projection]]
@@ -56,6 +57,7 @@ CATALOG: dict[str, Opener] = {
     "transcripts": open_transcripts,
     "memory": open_memory,
     "checkpoints": open_checkpoints,
+    "usage": open_usage,
 }
 
 

@@ -4,8 +4,9 @@ Every dependency may be passed in (unit tests pass in-memory twins); the
 ones left out are built from ``settings`` when the app starts (its lifespan)
 and closed when it stops, in reverse order:
 
-- one Postgres pool shared by the run-status store and the session index
-  (their tables are created if no projector has yet);
+- one Postgres pool shared by the run-status store, the session index and
+  the usage store (their tables are created if no projector has yet), and
+  the price table of ``settings`` (a wrong one fails ``create_app``);
 - the transcript cache on Redis, whose miss path finds runs in that store;
 - a runs-API client (publisher + one log reader shared by every event stream).
 
@@ -34,12 +35,15 @@ from fastapi.staticfiles import StaticFiles
 
 from runwire import __version__
 from runwire.projections.runtime.paging import PageTokenSigner
+from runwire.projections.usage.prices import PriceTable
+from runwire.projections.usage.reader import UsageSource
 from runwire.services.api import (
     routes_events,
     routes_me,
     routes_ops,
     routes_runs,
     routes_sessions,
+    routes_usage,
     routes_web,
 )
 from runwire.services.api.auth import GUARDED_PREFIX, KeyGate, KeyRing
@@ -65,18 +69,22 @@ def create_app(
     sessions: SessionReader | None = None,
     transcripts: TranscriptReader | None = None,
     control: RunControl | None = None,
+    usage: UsageSource | None = None,
     options: Options | None = None,
     metrics: ApiMetrics | None = None,
 ) -> FastAPI:
     """The API app; its backends open with its lifespan (see the module docstring)."""
     ring = keys if keys is not None else KeyRing.from_settings(settings)
     opts = options if options is not None else Options()
+    prices = PriceTable.from_settings(settings)  # a wrong price table fails here, at once
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             app.state.backends = bounded(
-                await _open_backends(settings, stack, runs, sessions, transcripts, control, opts)
+                await _open_backends(
+                    settings, stack, runs, sessions, transcripts, control, usage, prices, opts
+                )
             )
             log.info("runwire API: serving %d API key(s)", len(ring))
             try:
@@ -103,6 +111,7 @@ def create_app(
         routes_sessions.router,
         routes_runs.router,
         routes_events.router,
+        routes_usage.router,
         routes_ops.router,
         routes_web.router,
     ]
@@ -178,11 +187,13 @@ async def _open_backends(
     sessions: SessionReader | None,
     transcripts: TranscriptReader | None,
     control: RunControl | None,
+    usage: UsageSource | None,
+    prices: PriceTable,
     options: Options,
 ) -> Backends:
     """Build and open what was not given; ``stack`` closes it."""
     store = None
-    if runs is None or sessions is None:
+    if runs is None or sessions is None or usage is None:
         from runwire.projections.runs.reader import RunStore
         from runwire.projections.runtime.pg import open_pool
         from runwire.projections.sessions.reader import SessionIndex
@@ -197,6 +208,12 @@ async def _open_backends(
             index = SessionIndex(pool, settings)
             await index.prepare()
             sessions = index
+        if usage is None:
+            from runwire.projections.usage.reader import UsageStore
+
+            rollups = UsageStore(pool, settings)
+            await rollups.prepare()
+            usage = rollups
     if transcripts is None:
         import redis.asyncio as aioredis
 
@@ -219,5 +236,11 @@ async def _open_backends(
         client = await stack.enter_async_context(Client(settings))
         control = ClientRunControl(client)
     return Backends(
-        runs=runs, sessions=sessions, transcripts=transcripts, control=control, options=options
+        runs=runs,
+        sessions=sessions,
+        transcripts=transcripts,
+        control=control,
+        options=options,
+        usage=usage,
+        prices=prices,
     )

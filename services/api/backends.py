@@ -24,6 +24,8 @@ from fastapi import Depends, Request
 
 from runwire.log.records import LogPosition
 from runwire.projections.runtime.waiting import NotCaughtUpError
+from runwire.projections.usage.prices import PriceTable
+from runwire.projections.usage.reader import UsageSource
 from runwire.services.api.errors import OUTAGES, RETRY_AFTER, ApiError, Unavailable
 from runwire.services.api.ports import RunControl, RunReader, SessionReader, TranscriptReader
 
@@ -57,6 +59,8 @@ class Backends:
     transcripts: TranscriptReader
     control: RunControl
     options: Options
+    usage: UsageSource
+    prices: PriceTable
 
 
 def backends(request: Request) -> Backends:
@@ -87,6 +91,7 @@ def bounded(given: Backends) -> Backends:
             TranscriptReader, _Bounded(given.transcripts, "the transcript cache", timeout)
         ),
         control=cast(RunControl, _Bounded(given.control, "the log (Kafka)", timeout)),
+        usage=cast(UsageSource, _Bounded(given.usage, "the usage store", timeout)),
     )
 
 

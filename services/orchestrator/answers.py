@@ -93,6 +93,7 @@ def answer_events(context: RunContext, cause_id: str, response: ModelResponse) -
                 output_tokens=usage.output_tokens,
                 cache_read_tokens=usage.cache_read_tokens,
                 cache_write_tokens=usage.cache_write_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
             ),
         )
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +122,13 @@ class Settings(BaseSettings):
     max_turns: int = 16
     watchdog_stall_seconds: float = 900.0  # a pending/running run idle this long is failed
     watchdog_tools_seconds: float | None = None  # awaiting_tools likewise, only when set
+
+    # Usage analytics (docs/usage.md): the price of each model per million
+    # tokens, from a TOML file and/or ``RUNWIRE_USAGE_PRICES`` (JSON, its
+    # models win); a model without a price has an unknown cost, never zero.
+    usage_prices_file: Path | None = None
+    usage_prices: dict[str, dict[str, Decimal]] = Field(default_factory=dict)
+    usage_currency: str = "USD"
 
     # HTTP API: comma-separated ``KEY:USER_ID`` (``KEY:USER_ID:read`` for read-only keys).
     api_keys: SecretStr | None = None

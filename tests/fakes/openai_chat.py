@@ -163,10 +163,19 @@ def _finish(turn: Turn) -> str:
 
 
 def _usage(turn: Turn) -> dict[str, Any]:
+    # OpenAI counts cached tokens inside prompt_tokens and reasoning inside
+    # completion_tokens; runwire's input_tokens leaves the cached ones out.
     u = turn.usage
+    prompt = u.input_tokens + u.cache_read_tokens
     return {
-        "prompt_tokens": u.input_tokens,
+        "prompt_tokens": prompt,
         "completion_tokens": u.output_tokens,
-        "total_tokens": u.input_tokens + u.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens},
+        "total_tokens": prompt + u.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cache_read_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": u.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }

@@ -20,6 +20,7 @@ from runwire.projections.runs.fold import Run, RunRow
 from runwire.projections.runtime.paging import Page, decode_token, encode_token
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.fold import Session, SessionRow
+from runwire.projections.usage.inmem import InMemoryUsage
 from runwire.services.api.app import create_app
 from runwire.services.api.auth import KeyRing
 from runwire.services.api.backends import Options
@@ -78,6 +79,7 @@ class Twins:
         self.calls: list[tuple[str, Any]] = []
         self.caught_up = True
         self.offset = 100
+        self.usage = InMemoryUsage(TOPIC, "session-events")
 
     def add(self, *items: Run | Session) -> None:
         for item in items:
@@ -216,6 +218,7 @@ def twin_app(twins: Twins, keys: str = KEYS) -> FastAPI:
         sessions=SessionsTwin(twins),
         transcripts=twins,
         control=twins,
+        usage=twins.usage,
         options=Options(visibility_timeout=0.1, keepalive_seconds=0.05),
     )
 

@@ -52,6 +52,7 @@ RELEASED = {
     "tool_result.v1.avsc": "af1d708c778b399c",
     "tool_use.v1.avsc": "c16ba16dcb57ca0f",
     "usage.v1.avsc": "6bddfd54853d1c34",
+    "usage.v2.avsc": "394f1a7ff3d2a64f",
     "user_message.v1.avsc": "d3ed7e1d2b35ffcf",
 }
 

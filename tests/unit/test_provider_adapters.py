@@ -395,18 +395,58 @@ async def test_a_closed_provider_refuses_calls(rig: Rig) -> None:
     assert rig.fake.requests == []
 
 
-async def test_usage_reports_cache_tokens(rig: Rig) -> None:
-    turn = Turn(
-        parts=(TextPart(text="hi"),),
-        usage=TokenUsage(
-            input_tokens=100, output_tokens=7, cache_read_tokens=40, cache_write_tokens=9
-        ),
+# What each wire format carries: OpenAI chat has no cache writes and Anthropic
+# and Bedrock do not report reasoning tokens apart (thinking is in their output).
+CARRIES = {
+    "openai": {"cache_write_tokens": False, "reasoning_tokens": True},
+    "anthropic": {"cache_write_tokens": True, "reasoning_tokens": False},
+    "bedrock": {"cache_write_tokens": True, "reasoning_tokens": False},
+}
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
+async def test_usage_reports_cache_and_reasoning_tokens(rig: Rig, streamed: bool) -> None:
+    sent = TokenUsage(
+        input_tokens=100,
+        output_tokens=70,
+        cache_read_tokens=40,
+        cache_write_tokens=9,
+        reasoning_tokens=30,
     )
-    rig.fake.enqueue(turn)
-    response = await rig.provider.complete(rig.request())
-    assert response.usage.input_tokens == 100
-    assert response.usage.cache_read_tokens == 40
+    rig.fake.enqueue(Turn(parts=(TextPart(text="hi"),), usage=sent))
+    on_chunk = Collector() if streamed else None
+    response = await rig.provider.complete(rig.request(), on_chunk=on_chunk)
+    carries = CARRIES[rig.case.name]
+    # One meaning for every provider: input_tokens leaves the cache's tokens out.
+    assert response.usage == TokenUsage(
+        input_tokens=100,
+        output_tokens=70,
+        cache_read_tokens=40,
+        cache_write_tokens=9 if carries["cache_write_tokens"] else 0,
+        reasoning_tokens=30 if carries["reasoning_tokens"] else 0,
+    )
     assert response.stop_reason == "end_turn"
+
+
+async def test_openai_cached_tokens_are_taken_out_of_the_prompt_count() -> None:
+    from runwire.providers.encoders.openai_chat import decode_usage
+
+    usage = decode_usage(
+        {
+            "usage": {
+                "prompt_tokens": 1200,
+                "completion_tokens": 300,
+                "prompt_tokens_details": {"cached_tokens": 1024},
+                "completion_tokens_details": {"reasoning_tokens": 256},
+            }
+        }
+    )
+    assert usage == TokenUsage(
+        input_tokens=176, output_tokens=300, cache_read_tokens=1024, reasoning_tokens=256
+    )
+    # A server that sends no details (vLLM, Ollama): the counts as they are.
+    bare = decode_usage({"usage": {"prompt_tokens": 12, "completion_tokens": 3}})
+    assert bare == TokenUsage(input_tokens=12, output_tokens=3)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

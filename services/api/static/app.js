@@ -120,6 +120,82 @@ async function useKey(key) {
   }
 }
 
+// -- usage: tokens per day, drawn as SVG bars (no chart library) ------------------------
+
+const USAGE_DAYS = 14;
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attributes, title) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  if (title) {
+    const tip = document.createElementNS(SVG, "title");
+    tip.textContent = title;
+    node.append(tip);
+  }
+  return node;
+}
+
+function utcDay(offset) {
+  const day = new Date();
+  day.setUTCDate(day.getUTCDate() - offset);
+  return day.toISOString().slice(0, 10);
+}
+
+function costText(group) {
+  if (group.cost === null) return `cost unknown (no price for ${group.unpriced_models.join(", ")})`;
+  return `${Number(group.cost).toFixed(4)} ${group.currency}`;
+}
+
+async function loadUsage() {
+  let body;
+  try {
+    body = await api("/v1/usage" + query({ by: "day", since: `${USAGE_DAYS}d`, limit: String(USAGE_DAYS) }));
+  } catch (error) {
+    notice(`Usage: ${error.message}`);
+    return;
+  }
+  drawUsage(body.groups);
+  $("usage").hidden = false;
+}
+
+function drawUsage(groups) {
+  const byDay = new Map(groups.map((g) => [g.key, g]));
+  const days = [];
+  for (let i = USAGE_DAYS - 1; i >= 0; i--) days.push(utcDay(i));
+  const most = Math.max(1, ...groups.map((g) => g.total_tokens));
+  const width = 700 / USAGE_DAYS;
+  const bars = [];
+  days.forEach((day, i) => {
+    const g = byDay.get(day);
+    const x = i * width + 2;
+    if (!g) {
+      bars.push(svg("rect", { class: "empty", x, y: 108, width: width - 4, height: 2 }, `${day}: no usage`));
+      return;
+    }
+    const tip = `${day}: ${g.total_tokens.toLocaleString()} tokens in ${g.calls} call(s), ` +
+      `${g.output_tokens.toLocaleString()} output; ${costText(g)}`;
+    const outH = (g.output_tokens / most) * 108;
+    const inH = ((g.total_tokens - g.output_tokens) / most) * 108;
+    const bar = svg("g", { class: "day", "data-day": day, "data-tokens": g.total_tokens }, tip);
+    bar.append(svg("rect", { class: "input", x, y: 110 - inH - outH, width: width - 4, height: inH }));
+    bar.append(svg("rect", { class: "output", x, y: 110 - outH, width: width - 4, height: outH }));
+    bars.push(bar);
+  });
+  $("usage-chart").replaceChildren(...bars);
+  $("usage-first").textContent = days[0];
+  $("usage-last").textContent = days[days.length - 1];
+  const tokens = groups.reduce((sum, g) => sum + g.total_tokens, 0);
+  const unknown = [...new Set(groups.flatMap((g) => g.unpriced_models))];
+  const cost = groups.reduce((sum, g) => sum + (g.cost === null ? 0 : Number(g.cost)), 0);
+  const currency = groups.length ? groups[0].currency : "";
+  $("usage-total").textContent =
+    `${tokens.toLocaleString()} tokens · ` +
+    (unknown.length
+      ? `cost unknown (no price for ${unknown.join(", ")})`
+      : `${cost.toFixed(4)} ${currency}`.trim());
+}
+
 // -- sessions -----------------------------------------------------------------------
 
 async function loadSessions(more = false) {
@@ -356,6 +432,8 @@ async function openRun(runId) {
           transcript.append(renderEvent(event, tools));
           if (event.type === "run_status_changed") setStatus(event.payload.status);
           else if (STATUS_OF[event.type]) setStatus(STATUS_OF[event.type]);
+          // The usage projector applies it a moment after the log has it.
+          else if (event.type === "usage") setTimeout(loadUsage, 1000);
         },
         controller.signal,
       );
@@ -405,6 +483,7 @@ async function start() {
     if (await useKey($("key-input").value)) {
       $("key-input").value = "";
       await loadSessions();
+      loadUsage();
       await openWanted(readHash());
     }
   });
@@ -413,6 +492,7 @@ async function start() {
     loadSessions();
   });
   $("refresh-sessions").addEventListener("click", () => loadSessions());
+  $("refresh-usage").addEventListener("click", () => loadUsage());
   $("more-sessions").addEventListener("click", () => loadSessions(true));
   $("refresh-runs").addEventListener("click", () => loadRuns());
   $("more-runs").addEventListener("click", () => loadRuns(true));
@@ -429,6 +509,7 @@ async function start() {
   }
   if (!signedIn) return;
   await loadSessions();
+  loadUsage();
   await openWanted(wanted);
 }
 

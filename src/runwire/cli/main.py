@@ -18,6 +18,7 @@ from runwire.cli import (
     stack,
     topics,
     transcript,
+    usage,
 )
 
 app = typer.Typer(
@@ -47,6 +48,7 @@ app.add_typer(dlq.app, name="dlq")
 app.command(name="serve")(serve.serve)
 app.command(name="transcript")(transcript.transcript)
 app.command(name="asyncapi")(asyncapi.asyncapi)
+app.command(name="usage")(usage.usage)
 
 
 @app.command()

@@ -257,6 +257,12 @@ class PlannerNote(EventPayload):
 
 
 class Usage(EventPayload):
+    """Tokens one model call used (``usage.v2``: ``reasoning_tokens`` added).
+
+    ``input_tokens`` are the prompt tokens billed at the input price (cache
+    reads and writes apart); ``output_tokens`` include ``reasoning_tokens``.
+    """
+
     event_type = EventType.USAGE
 
     model: str
@@ -265,6 +271,7 @@ class Usage(EventPayload):
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 class ContextSeeded(EventPayload):

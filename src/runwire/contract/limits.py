@@ -188,7 +188,13 @@ _PAYLOAD_IDS = frozenset({"agent_id", "parent_run_id", "user_id", "thread_id"})
 _TOOL_IDS = frozenset({"id", "tool_use_id"})
 # The counts of a ``usage`` event.
 _TOKEN_COUNTS = frozenset(
-    {"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"}
+    {
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+    }
 )
 # Payloads that projections keep in Postgres (run lifecycle, sessions, memory).
 _STORED = frozenset(

@@ -209,11 +209,13 @@ class LocalModel(ProviderLifecycle):
             )
         model = self.model_for(request)
         output_chars = sum(len(_part_text(p)) for p in parts)
+        thinking_chars = sum(len(_part_text(p)) for p in parts if isinstance(p, ThinkingPart))
         return ModelResponse(
             parts=tuple(parts),
             usage=TokenUsage(
                 input_tokens=max(1, len(canonical) // 4),
                 output_tokens=max(1, output_chars // 4),
+                reasoning_tokens=thinking_chars // 4,
             ),
             stop_reason="tool_use" if calls else "end_turn",
             raw_stop_reason="tool_use" if calls else "end_turn",

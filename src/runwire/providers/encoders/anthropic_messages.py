@@ -121,6 +121,9 @@ def decode_response(resp: Any, *, tools: Sequence[ToolSpec] = ()) -> list[Part]:
 
 
 def decode_usage(resp: Any) -> TokenUsage:
+    """Token counts of a message. ``input_tokens`` already leaves the cache's
+    tokens out; thinking is in ``output_tokens`` and not reported apart
+    (``reasoning_tokens`` stays 0)."""
     usage = as_mapping(resp).get("usage") or {}
     return TokenUsage(
         input_tokens=usage.get("input_tokens") or 0,

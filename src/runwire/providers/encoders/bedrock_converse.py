@@ -132,6 +132,9 @@ def decode_response(resp: Any, *, tools: Sequence[ToolSpec] = ()) -> list[Part]:
 
 
 def decode_usage(resp: Any) -> TokenUsage:
+    """Token counts of a Converse answer. ``inputTokens`` leaves the cache's
+    tokens out (``totalTokens`` is the sum of all four); reasoning is in
+    ``outputTokens`` and not reported apart (``reasoning_tokens`` stays 0)."""
     usage = as_mapping(resp).get("usage") or {}
     return TokenUsage(
         input_tokens=usage.get("inputTokens") or 0,

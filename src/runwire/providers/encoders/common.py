@@ -51,7 +51,15 @@ class ToolSpec(BaseModel):
 
 
 class TokenUsage(BaseModel):
-    """Tokens one provider call used (what a ``usage`` event carries)."""
+    """Tokens one provider call used (what a ``usage`` event carries).
+
+    One meaning whatever the provider, so one price table prices them all:
+    ``input_tokens`` are the prompt tokens billed at the input price (cache
+    reads and writes are apart, as Anthropic and Bedrock count them; an
+    OpenAI count that includes its cached tokens is reduced by them), and
+    ``output_tokens`` include ``reasoning_tokens`` (as every provider bills
+    them). A count the provider does not report is 0.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -59,6 +67,7 @@ class TokenUsage(BaseModel):
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 _WIRE_NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

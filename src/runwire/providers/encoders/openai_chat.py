@@ -125,13 +125,22 @@ def decode_response(resp: Any, *, tools: Sequence[ToolSpec] = ()) -> list[Part]:
 
 
 def decode_usage(resp: Any) -> TokenUsage:
-    """Token counts of a chat completion (zeros when the server sent none)."""
+    """Token counts of a chat completion (zeros when the server sent none).
+
+    ``prompt_tokens`` counts the cached ones too (``prompt_tokens_details``):
+    they are taken out of ``input_tokens`` so that each prompt token is
+    priced once (:class:`TokenUsage`). ``completion_tokens`` already includes
+    ``completion_tokens_details.reasoning_tokens``.
+    """
     usage = as_mapping(resp).get("usage") or {}
-    details = usage.get("prompt_tokens_details") or {}
+    prompt = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
+    cached = prompt.get("cached_tokens") or 0
     return TokenUsage(
-        input_tokens=usage.get("prompt_tokens") or 0,
+        input_tokens=max(0, (usage.get("prompt_tokens") or 0) - cached),
         output_tokens=usage.get("completion_tokens") or 0,
-        cache_read_tokens=details.get("cached_tokens") or 0,
+        cache_read_tokens=cached,
+        reasoning_tokens=completion.get("reasoning_tokens") or 0,
     )
 
 

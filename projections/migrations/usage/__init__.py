@@ -1,0 +1,1 @@
+"""Migrations of the usage projection (templated by generation)."""
