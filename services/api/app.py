@@ -43,7 +43,7 @@ from runwire.services.api import (
     routes_web,
 )
 from runwire.services.api.auth import GUARDED_PREFIX, KeyGate, KeyRing
-from runwire.services.api.backends import Backends, Options, bounded
+from runwire.services.api.backends import Backends, Options, bounded, by_tenant
 from runwire.services.api.errors import ERROR_DESCRIPTIONS, ErrorBody, install_error_handlers
 from runwire.services.api.limits import BodyLimit
 from runwire.services.api.metrics import ApiMetrics, MetricsMiddleware
@@ -75,9 +75,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            app.state.backends = bounded(
-                await _open_backends(settings, stack, runs, sessions, transcripts, control, opts)
+            opened = await _open_backends(
+                settings, stack, runs, sessions, transcripts, control, opts
             )
+            app.state.backends = bounded(by_tenant(opened, ring.tenants))
             log.info("runwire API: serving %d API key(s)", len(ring))
             try:
                 yield

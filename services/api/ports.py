@@ -112,13 +112,16 @@ class RunControl(Protocol):
         user_id: str,
         labels: Mapping[str, str],
         turn_id: str | None,
+        tenant: str | None = None,
     ) -> StartedRun:
         """Publish ``run_started`` and the prompt as one atomic batch."""
         ...
 
-    async def declare_session(self, session_id: str, user_id: str) -> Position:
-        """Publish ``session_created`` for ``user_id`` (the first one in the session's
-        partition makes the owner)."""
+    async def declare_session(
+        self, session_id: str, user_id: str, *, tenant: str | None = None
+    ) -> Position:
+        """Publish ``session_created`` for (``tenant``, ``user_id``) (the first one in the
+        session's partition makes the owner)."""
         ...
 
     async def cancel(self, run_id: str, reason: str | None) -> Position:
@@ -149,12 +152,14 @@ class ClientRunControl:
         user_id: str,
         labels: Mapping[str, str],
         turn_id: str | None,
+        tenant: str | None = None,
     ) -> StartedRun:
         handle = await self._client.run(
             agent_id,
             prompt,
             session_id=session_id,
             user_id=user_id,
+            tenant=tenant,
             labels=labels,
             turn_id=turn_id,
         )
@@ -162,8 +167,10 @@ class ClientRunControl:
         topic = self._client.settings.run_events
         return StartedRun(handle.run_id, Position(topic, handle.partition, handle.first_offset))
 
-    async def declare_session(self, session_id: str, user_id: str) -> Position:
-        return await self._client.declare_session(session_id, user_id=user_id)
+    async def declare_session(
+        self, session_id: str, user_id: str, *, tenant: str | None = None
+    ) -> Position:
+        return await self._client.declare_session(session_id, user_id=user_id, tenant=tenant)
 
     async def cancel(self, run_id: str, reason: str | None) -> Position:
         return await self._client.cancel(run_id, reason=reason)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from runwire.services.api.access import owned_session
+from runwire.services.api.access import owned_session, owns
 from runwire.services.api.auth import Caller
 from runwire.services.api.backends import Using
 from runwire.services.api.errors import ApiError
@@ -64,8 +64,10 @@ async def list_sessions(
         page=page.after,
         limit=limit,
     )
+    # A tenant key reads as its tenant already; a key without one must not list
+    # the sessions of tenants its user also has (a page may then be short).
     return SessionPage(
-        items=[SessionOut.model_validate(s) for s in found.items],
+        items=[SessionOut.model_validate(s) for s in found.items if s.tenant == principal.tenant],
         next_page=page.seal(found.next_page),
     )
 
@@ -99,5 +101,5 @@ async def list_session_runs(
         limit=limit,
         oldest_first=order == "oldest",
     )
-    mine = [RunOut.model_validate(r) for r in found.items if r.user_id == principal.user_id]
+    mine = [RunOut.model_validate(r) for r in found.items if owns(principal, r)]
     return RunPage(items=mine, next_page=page.seal(found.next_page))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx
 import psycopg
 import pytest
 import pytest_asyncio
@@ -19,6 +20,7 @@ from langgraph.checkpoint.conformance.test_utils import (
     generate_config,
     generate_metadata,
 )
+from pydantic import SecretStr
 
 from runwire.checkpoint import RunwireSaver
 from runwire.errors import InputError, NotFoundError
@@ -29,6 +31,8 @@ from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.pg import Pool
 from runwire.projections.runtime.tenancy import ADMIN, TENANT_READER_ROLE, scoped
 from runwire.projections.sessions.reader import SessionIndex
+from runwire.services.api.app import create_app
+from runwire.services.api.server import ApiServer
 from runwire.sessions import AsyncSession
 from runwire.sessions.embedded import projectors_running
 from runwire.sessions.log_backend import LogBackend
@@ -154,6 +158,59 @@ async def test_the_apis_of_a_tenant_process_never_see_another_tenant(
         assert {c.config["configurable"]["thread_id"] async for c in saver.alist(None)} == {
             written[A].thread_id
         }
+
+
+KEY_A, KEY_B, KEY_NONE = "tenant-a-key-5c1e9f0b", "tenant-b-key-8d2a6c4e", "no-tenant-key-3b7f1a9d"
+
+
+@pytest.mark.timeout(180)
+async def test_the_http_api_keys_of_tenant_a_never_reach_tenant_b(
+    settings: Settings, written: dict[str, Written]
+) -> None:
+    mine, theirs = written[A], written[B]
+    keys = f"{KEY_A}:same-user:write:{A}, {KEY_B}:same-user:read:{B}, {KEY_NONE}:same-user"
+    app = create_app(settings.model_copy(update={"api_keys": SecretStr(keys)}))
+    async with (
+        ApiServer(app, port=0, grace=1.0) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=30.0) as http,
+    ):
+
+        async def get(key: str, path: str) -> httpx.Response:
+            return await http.get(path, headers={"Authorization": f"Bearer {key}"})
+
+        assert (await get(KEY_A, "/v1/me")).json()["tenant"] == A
+        # A tenant key's requests read the stores as its tenant (row-level security).
+        assert app.state.backends.tenants[A].runs.tenant == A
+        assert app.state.backends.tenants[A].sessions.tenant == A
+        listed = (await get(KEY_A, "/v1/sessions")).json()["items"]
+        assert [s["session_id"] for s in listed] == [mine.session_id]
+        assert (await get(KEY_A, f"/v1/sessions/{mine.session_id}")).status_code == 200
+        assert (await get(KEY_A, f"/v1/runs/{mine.run_ids[0]}")).status_code == 200
+        for path in (
+            f"/v1/sessions/{theirs.session_id}",
+            f"/v1/sessions/{theirs.session_id}/runs",
+            f"/v1/runs/{theirs.run_ids[0]}",
+            f"/v1/runs/{theirs.run_ids[0]}/transcript",
+            f"/v1/runs/{theirs.run_ids[0]}/events",
+        ):
+            answer = await get(KEY_A, path)
+            assert answer.status_code == 404, (path, answer.text)
+        cancel = await http.post(
+            f"/v1/runs/{theirs.run_ids[0]}/cancel", headers={"Authorization": f"Bearer {KEY_A}"}
+        )
+        assert cancel.status_code == 404, cancel.text
+        # B's key sees B's; a key of the same user without a tenant sees neither.
+        assert (await get(KEY_B, f"/v1/runs/{theirs.run_ids[0]}")).status_code == 200
+        assert (await get(KEY_NONE, "/v1/sessions")).json()["items"] == []
+        assert (await get(KEY_NONE, f"/v1/runs/{mine.run_ids[0]}")).status_code == 404
+
+        # What a tenant key writes is the tenant's.
+        started = await http.post(
+            "/v1/runs", json={"prompt": "hi"}, headers={"Authorization": f"Bearer {KEY_A}"}
+        )
+        assert started.status_code in (200, 201, 202), started.text
+    async with await RunStore.connect(settings, tenant=ADMIN) as runs:
+        assert (await runs.get(started.json()["run_id"])).tenant == A
 
 
 async def test_sql_with_a_wrong_where_sees_only_the_tenants_rows(
