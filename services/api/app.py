@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
@@ -47,7 +48,14 @@ from runwire.services.api.backends import Backends, Options, bounded, by_tenant
 from runwire.services.api.errors import ERROR_DESCRIPTIONS, ErrorBody, install_error_handlers
 from runwire.services.api.limits import BodyLimit
 from runwire.services.api.metrics import ApiMetrics, MetricsMiddleware
-from runwire.services.api.ports import RunControl, RunReader, SessionReader, TranscriptReader
+from runwire.services.api.ports import (
+    LogSessionEraser,
+    RunControl,
+    RunReader,
+    SessionEraser,
+    SessionReader,
+    TranscriptReader,
+)
 from runwire.settings import Settings
 
 __all__ = ["close_streams", "create_app", "error_statuses"]
@@ -65,6 +73,7 @@ def create_app(
     sessions: SessionReader | None = None,
     transcripts: TranscriptReader | None = None,
     control: RunControl | None = None,
+    eraser: SessionEraser | None = None,
     options: Options | None = None,
     metrics: ApiMetrics | None = None,
 ) -> FastAPI:
@@ -78,6 +87,8 @@ def create_app(
             opened = await _open_backends(
                 settings, stack, runs, sessions, transcripts, control, opts
             )
+            if eraser is not None or settings.sealing:
+                opened = replace(opened, eraser=eraser or await _open_eraser(settings, stack))
             app.state.backends = bounded(by_tenant(opened, ring.tenants))
             log.info("runwire API: serving %d API key(s)", len(ring))
             try:
@@ -222,3 +233,11 @@ async def _open_backends(
     return Backends(
         runs=runs, sessions=sessions, transcripts=transcripts, control=control, options=options
     )
+
+
+async def _open_eraser(settings: Settings, stack: contextlib.AsyncExitStack) -> SessionEraser:
+    """Erasure through a log backend of its own (sealing on); ``stack`` closes it."""
+    from runwire.sessions.log_backend import LogBackend
+
+    backend = await stack.enter_async_context(LogBackend(settings))
+    return LogSessionEraser(backend)

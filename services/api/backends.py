@@ -29,7 +29,13 @@ from runwire.log.records import LogPosition
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.services.api.auth import PRINCIPAL_SCOPE_KEY, Principal
 from runwire.services.api.errors import OUTAGES, RETRY_AFTER, ApiError, Unavailable
-from runwire.services.api.ports import RunControl, RunReader, SessionReader, TranscriptReader
+from runwire.services.api.ports import (
+    RunControl,
+    RunReader,
+    SessionEraser,
+    SessionReader,
+    TranscriptReader,
+)
 
 __all__ = ["Backends", "Options", "Using", "backends", "bounded", "by_tenant"]
 
@@ -61,6 +67,8 @@ class Backends:
     transcripts: TranscriptReader
     control: RunControl
     options: Options
+    eraser: SessionEraser | None = None
+    """None: the deployment cannot erase (sealing is off)."""
     tenants: Mapping[str, Backends] = field(default_factory=dict)
     """The same backends reading as each tenant (:func:`by_tenant`)."""
 

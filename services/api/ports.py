@@ -20,12 +20,16 @@ from runwire.log.records import LogPosition
 from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.paging import Page
 from runwire.projections.sessions.fold import Session
+from runwire.sessions.admin import ErasureReceipt, erase_any
+from runwire.sessions.protocol import SessionBackend
 from runwire.transcript.messages import Message, ToolResultPart
 
 __all__ = [
     "ClientRunControl",
+    "LogSessionEraser",
     "RunControl",
     "RunReader",
+    "SessionEraser",
     "SessionReader",
     "StartedRun",
     "TranscriptReader",
@@ -183,3 +187,22 @@ class ClientRunControl:
             run.run_id, session_id=run.session_id, first_offset=run.first_offset
         )
         return handle.events(from_start=True, until_end=True, follow=True)
+
+
+class SessionEraser(Protocol):
+    """Erasure of a session for good: projections, then its keys (docs/sealing.md)."""
+
+    async def erase(self, session_id: str) -> ErasureReceipt:
+        """Erase the session; the receipt names the key ids destroyed."""
+        ...
+
+
+class LogSessionEraser:
+    """:class:`SessionEraser` over a started :class:`~runwire.sessions.log_backend.LogBackend`
+    of a deployment with sealing on."""
+
+    def __init__(self, backend: SessionBackend) -> None:
+        self._backend = backend
+
+    async def erase(self, session_id: str) -> ErasureReceipt:
+        return await erase_any(self._backend, session_id)
