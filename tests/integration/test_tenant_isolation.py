@@ -65,7 +65,9 @@ class Written:
 async def _write(settings: Settings, tenant: str) -> Written:
     mine = settings.model_copy(update={"tenant": tenant})
     async with LogBackend(mine) as backend:
-        async with AsyncSession(user_id="same-user", tenant=tenant, backend=backend) as s:
+        # The caller takes the process's tenant when it names none.
+        async with AsyncSession(user_id="same-user", backend=backend) as s:
+            assert s.tenant == tenant
             await s.add_message("user", f"hello from {tenant}")
             await s.add_message("assistant", f"hi {tenant}")
             await s.store_memory("pin", f"pinned by {tenant}")
@@ -148,6 +150,10 @@ async def test_the_apis_of_a_tenant_process_never_see_another_tenant(
             async with AsyncSession(
                 theirs.session_id, user_id="same-user", tenant=A, backend=backend
             ):
+                pass
+        # A caller naming another tenant than the process's is refused before any write.
+        with pytest.raises(InputError, match="tenant: 'tenant-b', but this process writes as"):
+            async with AsyncSession(user_id="same-user", tenant=B, backend=backend):
                 pass
         # Memory of B's session, asked for by owner: not there.
         async with AsyncMemory(user_id="same-user", tenant=A, backend=backend) as memory:

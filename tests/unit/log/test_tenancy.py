@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from runwire.contract.codec import default_codec
 from runwire.contract.events import AssistantText, Event, UserMessage
-from runwire.errors import ConfigurationError, ContractError
+from runwire.errors import ConfigurationError, ContractError, InputError
 from runwire.log import Publisher
 from runwire.log.inmem import InMemoryLog
+from runwire.memory.checks import Caller, of_process
 from runwire.settings import Settings
 
 
@@ -54,3 +57,14 @@ async def test_the_in_memory_twin_keeps_the_same_rule() -> None:
     with pytest.raises(ContractError, match="globex"):
         await log.publish_message(message)
     assert len(log.events) == 1  # nothing of the refused message was written
+
+
+def test_a_caller_of_a_tenant_process_is_in_its_tenant() -> None:
+    process = SimpleNamespace(settings=Settings(tenant="acme"))
+    assert of_process(Caller("ann"), process) == Caller("ann", "acme")
+    assert of_process(Caller("ann", "acme"), process) == Caller("ann", "acme")
+    with pytest.raises(InputError, match="'globex', but this process writes as tenant 'acme'"):
+        of_process(Caller("ann", "globex"), process)
+    shared = SimpleNamespace(settings=Settings())
+    assert of_process(Caller("ann", "globex"), shared) == Caller("ann", "globex")
+    assert of_process(Caller("ann"), object()) == Caller("ann")
