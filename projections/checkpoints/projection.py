@@ -91,7 +91,7 @@ class CheckpointsProjection(PostgresProjection):
                     Rejection.of(record, InvalidCheckpointEvent.reason, f"{event.event_id}: {e}")
                 )
                 continue
-            await _apply(ctx.conn, tables, op)
+            await _apply(ctx.conn, tables, op, event.tenant)
         return rejections
 
 
@@ -100,15 +100,18 @@ class _Tables:
         self.checkpoints, self.values, self.writes = checkpoints, values, writes
 
 
-async def _apply(conn: Conn, t: _Tables, op: Op) -> None:
+async def _apply(conn: Conn, t: _Tables, op: Op, tenant: str | None) -> None:
+    # Every row carries its event's tenant (row-level security, docs/tenants.md).
     if isinstance(op, Put):
         c = op.checkpoint
         await conn.execute(
             f"INSERT INTO {t.checkpoints} (thread_id, checkpoint_ns, checkpoint_id, "
-            "parent_checkpoint_id, checkpoint, metadata, run_id) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+            "parent_checkpoint_id, checkpoint, metadata, run_id, tenant) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
             "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
             "parent_checkpoint_id = EXCLUDED.parent_checkpoint_id, "
-            "checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata, run_id = EXCLUDED.run_id",
+            "checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata, "
+            "run_id = EXCLUDED.run_id, tenant = EXCLUDED.tenant",
             (
                 c.thread_id,
                 c.checkpoint_ns,
@@ -117,13 +120,15 @@ async def _apply(conn: Conn, t: _Tables, op: Op) -> None:
                 _json(c.checkpoint),
                 _json(c.metadata),
                 c.run_id,
+                tenant,
             ),
         )
         if op.values:
             async with conn.cursor() as cur:
                 await cur.executemany(
                     f"INSERT INTO {t.values} (thread_id, checkpoint_ns, channel, version, type, "
-                    "data, base, keep, items) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "data, base, keep, items, tenant) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT DO NOTHING",
                     [
                         (
@@ -136,6 +141,7 @@ async def _apply(conn: Conn, t: _Tables, op: Op) -> None:
                             v.base,
                             v.keep,
                             None if v.type is not None else _json([list(i) for i in v.items]),
+                            tenant,
                         )
                         for v in op.values
                     ],
@@ -148,13 +154,14 @@ async def _apply(conn: Conn, t: _Tables, op: Op) -> None:
                     continue
                 conflict = (
                     "DO UPDATE SET task_path = EXCLUDED.task_path, channel = EXCLUDED.channel, "
-                    "type = EXCLUDED.type, data = EXCLUDED.data"
+                    "type = EXCLUDED.type, data = EXCLUDED.data, tenant = EXCLUDED.tenant"
                     if last_wins
                     else "DO NOTHING"
                 )
                 await cur.executemany(
                     f"INSERT INTO {t.writes} (thread_id, checkpoint_ns, checkpoint_id, task_id, "
-                    "idx, task_path, channel, type, data) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "idx, task_path, channel, type, data, tenant) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     f"ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {conflict}",
                     [
                         (
@@ -167,6 +174,7 @@ async def _apply(conn: Conn, t: _Tables, op: Op) -> None:
                             w.channel,
                             w.type,
                             w.data,
+                            tenant,
                         )
                         for w in rows
                     ],

@@ -54,7 +54,7 @@ class Checkpoints(PostgresReader):
         else:
             query += " ORDER BY checkpoint_id DESC LIMIT 1"
         with store_errors(_STORE):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(query.encode(), params)
                 row = await cur.fetchone()
         return None if row is None else _checkpoint(row)
@@ -93,7 +93,7 @@ class Checkpoints(PostgresReader):
             query += " LIMIT %s"
             params.append(limit)
         with store_errors(_STORE):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(query.encode(), params)
                 return [_checkpoint(row) for row in await cur.fetchall()]
 
@@ -121,7 +121,7 @@ class Checkpoints(PostgresReader):
             "versions": [v for _, v in wanted],
         }
         with store_errors(_STORE):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(query.encode(), params)
                 rows = await cur.fetchall()
         return [
@@ -151,7 +151,7 @@ class Checkpoints(PostgresReader):
         )
         out: dict[str, list[WriteRow]] = {}
         with store_errors(_STORE):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(
                     query.encode(), (thread_id, checkpoint_ns, list(checkpoint_ids))
                 )
@@ -175,7 +175,7 @@ class Checkpoints(PostgresReader):
     async def thread_values(self, thread_id: str) -> list[ValueRow]:
         """Every value row of a thread (what a copy of the thread carries over)."""
         with store_errors(_STORE):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(
                     "SELECT checkpoint_ns, channel, version, type, data, base, keep, items "
                     "FROM checkpoint_values WHERE thread_id = %s ORDER BY checkpoint_ns, channel, "
@@ -203,7 +203,7 @@ class Checkpoints(PostgresReader):
         if not run_ids:
             return []
         with store_errors(_STORE):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(
                     "SELECT DISTINCT thread_id FROM checkpoint_index WHERE run_id = ANY(%s) "
                     "ORDER BY thread_id",

@@ -38,7 +38,7 @@ class MemoryEntries(PostgresReader):
 
     async def get(self, scope: MemoryScope, owner: str, key: str) -> MemoryEntry | None:
         """The entry at this address, or None."""
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(
                 f"{_SELECT} WHERE scope = %s AND owner = %s AND key = %s", (scope, owner, key)
             )
@@ -56,6 +56,6 @@ class MemoryEntries(PostgresReader):
             params.append(_like_prefix(prefix))
         query += " ORDER BY key LIMIT %s"
         params.append(limit)
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             cur = await conn.execute(query.encode(), params)
             return [_entry(row) for row in await cur.fetchall()]

@@ -29,7 +29,7 @@ class RunStore(PostgresReader):
     async def get(self, run_id: str) -> Run:
         """The run; :class:`NotFoundError` when the projection has not seen it."""
         with store_errors(self.store):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(
                     f"SELECT {COLUMN_NAMES} FROM run_status WHERE run_id = %s", (run_id,)
                 )
@@ -71,7 +71,7 @@ class RunStore(PostgresReader):
         )
         params = [*filters.params, limit + 1]
         with store_errors(self.store):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(query, params)
                 rows = [Run(*row) for row in await cur.fetchall()]
         token = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
@@ -32,7 +33,7 @@ import psycopg
 
 from runwire.errors import StoreError
 from runwire.log.records import LogPosition, SourceRecord, TopicPartition
-from runwire.projections.runtime import rules
+from runwire.projections.runtime import rules, tenancy
 from runwire.projections.runtime.generations import (
     GenerationState,
     TableSet,
@@ -259,22 +260,40 @@ class PostgresReader:
     Build one on a shared pool with ``Reader(pool, settings)``, or with its own
     small pool by ``await Reader.connect(settings)`` (closed by ``close`` or
     ``async with``). Either way the tables exist afterwards (``prepare``).
+
+    Every query reads as the reader's ``tenant`` (:mod:`~runwire.projections.runtime.tenancy`):
+    by default the process's (``settings.tenant``), else :data:`~runwire.projections.runtime.tenancy.ADMIN`;
+    ``tenant=`` or :meth:`for_tenant` say which.
     """
 
     projection_class: Callable[[Pool, Settings], PostgresProjection]
     store = "a projection store (Postgres)"
     """What the reader's :class:`~runwire.errors.StoreError` messages call it."""
 
-    def __init__(self, pool: Pool, settings: Settings) -> None:
+    def __init__(
+        self, pool: Pool, settings: Settings, *, tenant: tenancy.Scope | None = None
+    ) -> None:
         self._pool = pool
         self._settings = settings
         self._projection = self.projection_class(pool, settings)
         self._owned_pool = False
+        self.tenant: tenancy.Scope = (
+            tenancy.scope_of(settings) if tenant is None else tenancy.checked(tenant)
+        )
+        """Whose rows this reader sees: a tenant's, or every row (``ADMIN``)."""
+
+    def for_tenant(self, tenant: tenancy.Scope) -> Self:
+        """This reader on the same pool, reading as ``tenant`` (or ``ADMIN``)."""
+        return type(self)(self._pool, self._settings, tenant=tenant)
+
+    def _connection(self) -> AbstractAsyncContextManager[Conn]:
+        """A connection reading as :attr:`tenant` (use it for every query)."""
+        return tenancy.scoped(self._pool, self.tenant)
 
     @classmethod
-    async def connect(cls, settings: Settings) -> Self:
+    async def connect(cls, settings: Settings, *, tenant: tenancy.Scope | None = None) -> Self:
         pool = await open_pool(settings, max_size=2, name=f"runwire-{cls.__name__}")
-        reader = cls(pool, settings)
+        reader = cls(pool, settings, tenant=tenant)
         reader._owned_pool = True
         try:
             await reader.prepare()

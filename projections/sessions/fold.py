@@ -222,10 +222,11 @@ def apply_session_event(row: SessionRow, event: Event) -> bool:
 
 @dataclass(slots=True)
 class BatchOutcome:
-    """What a batch did: rows changed, sessions deleted (when, by which event), rejections."""
+    """What a batch did: rows changed, sessions deleted (when, by which event, whose
+    tenant), rejections."""
 
     changed: set[str] = field(default_factory=set)
-    deleted: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    deleted: dict[str, tuple[datetime, str, str | None]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
 
 
@@ -258,7 +259,9 @@ def fold_batch(
             apply_run_event(row, event)
         elif apply_session_event(row, event):
             tombstoned.add(sid)
-            out.deleted[sid] = (event.occurred_at, event.event_id)
+            # The tombstone is the session's tenant's (row-level security).
+            tenant = row.declared_tenant or row.first_run_tenant or event.tenant
+            out.deleted[sid] = (event.occurred_at, event.event_id, tenant)
             out.changed.discard(sid)
             del rows[sid]
     for sid in out.changed:

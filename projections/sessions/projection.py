@@ -124,9 +124,9 @@ class SessionsProjection(PostgresProjection):
             ids = sorted(deleted)
             await conn.execute(f"DELETE FROM {table} WHERE session_id = ANY(%b)", (ids,))
             await conn.execute(
-                f"INSERT INTO {tombstone_table} (session_id, deleted_at, event_id) "
-                "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[]) "
+                f"INSERT INTO {tombstone_table} (session_id, deleted_at, event_id, tenant) "
+                "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[], %b::text[]) "
                 "ON CONFLICT DO NOTHING",
-                (ids, [deleted[s][0] for s in ids], [deleted[s][1] for s in ids]),
+                (ids, *([deleted[s][i] for s in ids] for i in range(3))),
             )
         return outcome.rejections

@@ -43,7 +43,7 @@ class SessionIndex(PostgresReader):
     async def get(self, session_id: str) -> Session:
         """The session; :class:`NotFoundError` when unknown or deleted."""
         with store_errors(self.store):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(
                     f"SELECT {COLUMN_NAMES} FROM session_index WHERE session_id = %s",
                     (session_id,),
@@ -56,7 +56,7 @@ class SessionIndex(PostgresReader):
     async def is_deleted(self, session_id: str) -> bool:
         """True when the session was deleted (its tombstone is kept)."""
         with store_errors(self.store):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(
                     "SELECT 1 FROM session_tombstones WHERE session_id = %s", (session_id,)
                 )
@@ -89,7 +89,7 @@ class SessionIndex(PostgresReader):
         ).format(cols=sql.SQL(COLUMN_NAMES), where=filters.where())
         params = [*filters.params, limit + 1]
         with store_errors(self.store):
-            async with self._pool.connection() as conn:
+            async with self._connection() as conn:
                 cur = await conn.execute(query, params)
                 rows = [_session(row) for row in await cur.fetchall()]
         token = None

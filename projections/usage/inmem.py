@@ -66,6 +66,7 @@ class InMemoryUsage(InMemoryProjection[UsageState]):
         user_id: str | None = None,
         tenant: str | None = None,
         limit: int = 100,
+        scoped: bool = False,
     ) -> list[UsageGroup]:
         """:meth:`UsageStore.summary <runwire.projections.usage.reader.UsageStore.summary>`."""
         check_query(by, limit)
@@ -77,7 +78,7 @@ class InMemoryUsage(InMemoryProjection[UsageState]):
                 continue
             if user_id is not None and row.user_id != user_id:
                 continue
-            if tenant is not None and row.tenant != tenant:
+            if (tenant is not None or scoped) and row.tenant != tenant:
                 continue
             value = getattr(row, COLUMN[by])
             key = None if value is None else str(value)

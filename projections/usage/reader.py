@@ -109,8 +109,11 @@ class UsageSource(Protocol):
         user_id: str | None = None,
         tenant: str | None = None,
         limit: int = 100,
+        scoped: bool = False,
     ) -> list[UsageGroup]:
-        """Usage grouped ``by`` one dimension (see the module)."""
+        """Usage grouped ``by`` one dimension (see the module). ``scoped``: only the
+        rows of exactly ``tenant`` (None: the rows without one), as a caller of
+        that tenant sees them; otherwise ``tenant`` None means every tenant."""
         ...
 
 
@@ -165,6 +168,7 @@ class UsageStore(PostgresReader):
         user_id: str | None = None,
         tenant: str | None = None,
         limit: int = 100,
+        scoped: bool = False,
     ) -> list[UsageGroup]:
         check_query(by, limit)
         column = sql.Identifier(COLUMN[by])
@@ -179,6 +183,8 @@ class UsageStore(PostgresReader):
             if value is not None:
                 conditions.append(sql.SQL("{} {} %s").format(sql.Identifier(name), sql.SQL(op)))
                 params.append(value)
+        if scoped and tenant is None:
+            conditions.append(sql.SQL("tenant IS NULL"))
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
         total = sql.SQL(
             "sum(input_tokens + output_tokens + cache_read_tokens + cache_write_tokens)"

@@ -1,4 +1,8 @@
-"""Reads scoped to the caller: another user's session or run is "not found".
+"""Reads scoped to the caller: another user's (or tenant's) session or run is "not found".
+
+The caller is the (tenant, user) of its API key. A tenant key's backends
+already read as its tenant (row-level security, :mod:`.backends`); the
+checks here compare the pair as well, so a route is scoped twice.
 
 The 404 for another user's id is built by the same call as the one for an
 unknown id (:meth:`ApiError.not_found`), so the two cannot be told apart.
@@ -16,7 +20,12 @@ from runwire.services.api.auth import Principal
 from runwire.services.api.backends import Backends
 from runwire.services.api.errors import ApiError
 
-__all__ = ["claimed_session", "owned_run", "owned_session"]
+__all__ = ["claimed_session", "owned_run", "owned_session", "owns"]
+
+
+def owns(principal: Principal, run: Run) -> bool:
+    """Whether ``run`` is the caller's: the same user in the same tenant."""
+    return (run.user_id, run.tenant) == (principal.user_id, principal.tenant)
 
 
 async def owned_session(backends: Backends, principal: Principal, session_id: str) -> Session:
@@ -25,7 +34,7 @@ async def owned_session(backends: Backends, principal: Principal, session_id: st
         session = await backends.sessions.get(session_id)
     except NotFoundError:
         raise ApiError.not_found("session", session_id) from None
-    if session.user_id != principal.user_id:
+    if (session.user_id, session.tenant) != (principal.user_id, principal.tenant):
         raise ApiError.not_found("session", session_id)
     return session
 
@@ -36,7 +45,7 @@ async def owned_run(backends: Backends, principal: Principal, run_id: str) -> Ru
         run = await backends.runs.get(run_id)
     except NotFoundError:
         raise ApiError.not_found("run", run_id) from None
-    if run.user_id != principal.user_id:
+    if not owns(principal, run):
         raise ApiError.not_found("run", run_id)
     return run
 
@@ -50,13 +59,15 @@ async def claimed_session(backends: Backends, principal: Principal, session_id: 
     the same new id a moment earlier; 503 when the session index cannot confirm the
     claim in time (nothing is started unconfirmed).
     """
-    who = Owner(principal.user_id)
+    who = Owner(principal.user_id, principal.tenant)
     try:
         await claim(
             backends.sessions,
             session_id,
             who,
-            declare=lambda: backends.control.declare_session(session_id, principal.user_id),
+            declare=lambda: backends.control.declare_session(
+                session_id, principal.user_id, tenant=principal.tenant
+            ),
             timeout=backends.options.visibility_timeout,
         )
     except ForeignSessionError:

@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
@@ -47,11 +48,18 @@ from runwire.services.api import (
     routes_web,
 )
 from runwire.services.api.auth import GUARDED_PREFIX, KeyGate, KeyRing
-from runwire.services.api.backends import Backends, Options, bounded
+from runwire.services.api.backends import Backends, Options, bounded, by_tenant
 from runwire.services.api.errors import ERROR_DESCRIPTIONS, ErrorBody, install_error_handlers
 from runwire.services.api.limits import BodyLimit
 from runwire.services.api.metrics import ApiMetrics, MetricsMiddleware
-from runwire.services.api.ports import RunControl, RunReader, SessionReader, TranscriptReader
+from runwire.services.api.ports import (
+    LogSessionEraser,
+    RunControl,
+    RunReader,
+    SessionEraser,
+    SessionReader,
+    TranscriptReader,
+)
 from runwire.settings import Settings
 
 __all__ = ["close_streams", "create_app", "error_statuses"]
@@ -70,6 +78,7 @@ def create_app(
     transcripts: TranscriptReader | None = None,
     control: RunControl | None = None,
     usage: UsageSource | None = None,
+    eraser: SessionEraser | None = None,
     options: Options | None = None,
     metrics: ApiMetrics | None = None,
 ) -> FastAPI:
@@ -81,11 +90,12 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            app.state.backends = bounded(
-                await _open_backends(
-                    settings, stack, runs, sessions, transcripts, control, usage, prices, opts
-                )
+            opened = await _open_backends(
+                settings, stack, runs, sessions, transcripts, control, usage, prices, opts
             )
+            if eraser is not None or settings.sealing:
+                opened = replace(opened, eraser=eraser or await _open_eraser(settings, stack))
+            app.state.backends = bounded(by_tenant(opened, ring.tenants))
             log.info("runwire API: serving %d API key(s)", len(ring))
             try:
                 yield
@@ -244,3 +254,11 @@ async def _open_backends(
         usage=usage,
         prices=prices,
     )
+
+
+async def _open_eraser(settings: Settings, stack: contextlib.AsyncExitStack) -> SessionEraser:
+    """Erasure through a log backend of its own (sealing on); ``stack`` closes it."""
+    from runwire.sessions.log_backend import LogBackend
+
+    backend = await stack.enter_async_context(LogBackend(settings))
+    return LogSessionEraser(backend)

@@ -3,7 +3,8 @@
 Contract:
 - ``Settings.api_keys`` (``RUNWIRE_API_KEYS``) is a comma-separated list of
   ``KEY:USER_ID`` entries, or ``KEY:USER_ID:read`` for a key that may only
-  read. Keys are at least 16 characters and unique; a bad entry is a
+  read; ``KEY:USER_ID:ACCESS:TENANT`` makes the key a tenant's (its caller is
+  the pair (tenant, user); docs/tenants.md). Keys are at least 16 characters and unique; a bad entry is a
   :class:`~runwire.errors.ConfigurationError` naming the entry by position
   (never echoing the key).
 - A presented key is compared with every configured key in constant time
@@ -32,12 +33,14 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from runwire.contract import limits
 from runwire.errors import ConfigurationError
 from runwire.services.api.errors import ApiError, error_body
 from runwire.settings import Settings
 
 __all__ = [
     "GUARDED_PREFIX",
+    "PRINCIPAL_SCOPE_KEY",
     "Caller",
     "KeyGate",
     "KeyRing",
@@ -55,10 +58,12 @@ Access = Literal["read", "write"]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The user an API key speaks for, and what it may do."""
+    """The (tenant, user) an API key speaks for, and what it may do."""
 
     user_id: str
     access: Access = "write"
+    tenant: str | None = None
+    """None: a deployment without tenants (its rows carry none either)."""
 
     @property
     def can_write(self) -> bool:
@@ -92,21 +97,31 @@ class KeyRing:
 
     @classmethod
     def parse(cls, text: str) -> KeyRing:
-        """Entries ``KEY:USER_ID[:read|:write]``, comma-separated (blanks around them ignored)."""
+        """Entries ``KEY:USER_ID[:read|:write[:TENANT]]``, comma-separated (blanks around
+        them ignored)."""
         entries: list[tuple[str, Principal]] = []
         for i, raw in enumerate((e.strip() for e in text.split(",") if e.strip()), start=1):
             fields = raw.split(":")
-            if len(fields) not in (2, 3) or not all(f.strip() for f in fields):
+            if len(fields) not in (2, 3, 4) or not all(f.strip() for f in fields):
                 raise ConfigurationError(
-                    f"{SETTING}: entry {i} is not KEY:USER_ID or KEY:USER_ID:read"
+                    f"{SETTING}: entry {i} is not KEY:USER_ID, KEY:USER_ID:read "
+                    "or KEY:USER_ID:ACCESS:TENANT"
                 )
             key, user_id = fields[0].strip(), fields[1].strip()
-            access = fields[2].strip() if len(fields) == 3 else "write"
+            access = fields[2].strip() if len(fields) >= 3 else "write"
             if access not in ("read", "write"):
+                where = "ends in" if len(fields) == 3 else "gives the access"
                 raise ConfigurationError(
-                    f"{SETTING}: entry {i} ends in {access!r}; the access is 'read' or 'write'"
+                    f"{SETTING}: entry {i} {where} {access!r}; the access is 'read' or 'write'"
                 )
-            entries.append((key, Principal(user_id, "read" if access == "read" else "write")))
+            tenant = fields[3].strip() if len(fields) == 4 else None
+            problem = None if tenant is None else limits.id_problem(tenant)
+            if problem is not None:
+                raise ConfigurationError(
+                    f"{SETTING}: the tenant of entry {i} is not an id: {problem}"
+                )
+            principal = Principal(user_id, "read" if access == "read" else "write", tenant)
+            entries.append((key, principal))
         return cls(entries)
 
     @classmethod
@@ -121,6 +136,11 @@ class KeyRing:
             )
         return ring
 
+    @property
+    def tenants(self) -> set[str]:
+        """The tenants the keys speak for."""
+        return {p.tenant for _, p in self._entries if p.tenant is not None}
+
     def find(self, key: str) -> Principal | None:
         """The principal of ``key``, or None; the same work whichever key matches."""
         digest = _digest(key)
@@ -134,7 +154,8 @@ class KeyRing:
 GUARDED_PREFIX = "/v1"
 """Every path under it needs an API key."""
 
-_PRINCIPAL = "runwire.principal"  # the scope key where KeyGate leaves who is calling
+PRINCIPAL_SCOPE_KEY = "runwire.principal"
+"""Where :class:`KeyGate` leaves who is calling, in the ASGI scope."""
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from RUNWIRE_API_KEYS")
 
@@ -170,7 +191,7 @@ class KeyGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and _guarded(scope["path"]):
             try:
-                scope[_PRINCIPAL] = authenticate(
+                scope[PRINCIPAL_SCOPE_KEY] = authenticate(
                     self.keys, Headers(scope=scope).get("authorization")
                 )
             except ApiError as e:
@@ -189,7 +210,7 @@ async def caller(
 
     :class:`KeyGate` has found it already for paths under ``/v1``; ``credentials``
     (unused then) also declares the bearer scheme in the OpenAPI document."""
-    found = request.scope.get(_PRINCIPAL)
+    found = request.scope.get(PRINCIPAL_SCOPE_KEY)
     if isinstance(found, Principal):
         return found
     keys: KeyRing = request.app.state.keys

@@ -1,6 +1,9 @@
 """What the routes read and write through, open for the app's lifetime.
 
-Contract: every call a route makes through :class:`Backends` ends within
+Contract: a request of a tenant's API key gets its tenant's backends: the
+run-status store and the session index read as that tenant (row-level
+security, docs/tenants.md), so no query of a route can return another
+tenant's row. Every call a route makes through :class:`Backends` ends within
 ``Options.backend_timeout`` seconds (:func:`bounded` wraps each backend), so
 a backend that hangs - Postgres not answering, a Kafka write that cannot
 complete - costs a request a bounded wait and a 503, never a stuck request.
@@ -16,9 +19,9 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from typing import Annotated, Any, TypeVar, cast
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any, Protocol, TypeVar, cast, runtime_checkable
 
 from fastapi import Depends, Request
 
@@ -26,10 +29,17 @@ from runwire.log.records import LogPosition
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.usage.prices import PriceTable
 from runwire.projections.usage.reader import UsageSource
+from runwire.services.api.auth import PRINCIPAL_SCOPE_KEY, Principal
 from runwire.services.api.errors import OUTAGES, RETRY_AFTER, ApiError, Unavailable
-from runwire.services.api.ports import RunControl, RunReader, SessionReader, TranscriptReader
+from runwire.services.api.ports import (
+    RunControl,
+    RunReader,
+    SessionEraser,
+    SessionReader,
+    TranscriptReader,
+)
 
-__all__ = ["Backends", "Options", "Using", "backends", "bounded"]
+__all__ = ["Backends", "Options", "Using", "backends", "bounded", "by_tenant"]
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +71,15 @@ class Backends:
     options: Options
     usage: UsageSource
     prices: PriceTable
+    eraser: SessionEraser | None = None
+    """None: the deployment cannot erase (sealing is off)."""
+    tenants: Mapping[str, Backends] = field(default_factory=dict)
+    """The same backends reading as each tenant (:func:`by_tenant`)."""
 
 
 def backends(request: Request) -> Backends:
-    """The app's open backends; 503 while the app starts or stops (lifespan not running)."""
+    """The app's open backends, a tenant key's tenant's; 503 while the app starts or stops
+    (lifespan not running)."""
     current = getattr(request.app.state, "backends", None)
     if not isinstance(current, Backends):
         raise ApiError(
@@ -73,11 +88,44 @@ def backends(request: Request) -> Backends:
             "the API is starting or stopping; try again",
             headers={"Retry-After": RETRY_AFTER},
         )
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if isinstance(principal, Principal) and principal.tenant is not None:
+        return current.tenants.get(principal.tenant, current)
     return current
 
 
 Using = Annotated[Backends, Depends(backends)]
 """A route parameter: the app's open backends."""
+
+
+@runtime_checkable
+class TenantScoped(Protocol):
+    """A reader that can read as one tenant (the Postgres readers)."""
+
+    def for_tenant(self, tenant: str) -> Any: ...
+
+
+def by_tenant(given: Backends, tenants: Iterable[str]) -> Backends:
+    """``given`` with, for each tenant, its readers reading as that tenant.
+
+    Readers that cannot be scoped (test twins) are kept as they are: the
+    routes' own ownership checks (:mod:`~runwire.services.api.access`) still
+    compare the tenant.
+    """
+    runs, sessions = given.runs, given.sessions
+    if not (isinstance(runs, TenantScoped) and isinstance(sessions, TenantScoped)):
+        return given
+    return replace(
+        given,
+        tenants={
+            tenant: replace(
+                given,
+                runs=cast(RunReader, runs.for_tenant(tenant)),
+                sessions=cast(SessionReader, sessions.for_tenant(tenant)),
+            )
+            for tenant in tenants
+        },
+    )
 
 
 def bounded(given: Backends) -> Backends:
@@ -92,6 +140,7 @@ def bounded(given: Backends) -> Backends:
         ),
         control=cast(RunControl, _Bounded(given.control, "the log (Kafka)", timeout)),
         usage=cast(UsageSource, _Bounded(given.usage, "the usage store", timeout)),
+        tenants={tenant: bounded(scoped) for tenant, scoped in given.tenants.items()},
     )
 
 

@@ -85,7 +85,8 @@ ERROR_DESCRIPTIONS = {
     401: "unauthorized: no API key, another scheme, or an unknown key",
     403: "forbidden: a read-only API key on a write",
     404: "not_found: an unknown, deleted or another user's session or run",
-    409: "conflict: the run has ended, or does not await that tool call",
+    409: "conflict: the run has ended, or does not await that tool call; "
+    "erasure_unavailable: erasing a session needs sealing on",
     413: "too_large: the request body is over the API's limit",
     422: "invalid_request: the request does not validate (`problems` says where)",
     503: "unavailable: a backend is down or behind; retry after `Retry-After` seconds",

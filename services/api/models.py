@@ -79,6 +79,14 @@ class _Out(BaseModel):
 # -- reads ---------------------------------------------------------------------------
 
 
+class ErasureOut(_Out):
+    """What erasing a session destroyed (its receipt is an event on the log)."""
+
+    session_id: str
+    receipt_event_id: str
+    erased_key_ids: list[str]
+
+
 class SessionOut(_Out):
     """A session as the session index sees it."""
 

@@ -66,6 +66,8 @@ async def paging(
     """The ``?page=`` of a listing, opened (400 ``bad_page_token`` when it is not one we sealed)."""
     signer = signer_of(request)
     scope = f"{principal.user_id}\x00{request.url.path}"
+    if principal.tenant is not None:  # a token pages for one (tenant, user) only
+        scope = f"{principal.tenant}\x00{scope}"
     after = None if page is None else signer.open(page, scope)
     return Paging(after=after, signer=signer, scope=scope)
 

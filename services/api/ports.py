@@ -20,12 +20,16 @@ from runwire.log.records import LogPosition
 from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.paging import Page
 from runwire.projections.sessions.fold import Session
+from runwire.sessions.admin import ErasureReceipt, erase_any
+from runwire.sessions.protocol import SessionBackend
 from runwire.transcript.messages import Message, ToolResultPart
 
 __all__ = [
     "ClientRunControl",
+    "LogSessionEraser",
     "RunControl",
     "RunReader",
+    "SessionEraser",
     "SessionReader",
     "StartedRun",
     "TranscriptReader",
@@ -112,13 +116,16 @@ class RunControl(Protocol):
         user_id: str,
         labels: Mapping[str, str],
         turn_id: str | None,
+        tenant: str | None = None,
     ) -> StartedRun:
         """Publish ``run_started`` and the prompt as one atomic batch."""
         ...
 
-    async def declare_session(self, session_id: str, user_id: str) -> Position:
-        """Publish ``session_created`` for ``user_id`` (the first one in the session's
-        partition makes the owner)."""
+    async def declare_session(
+        self, session_id: str, user_id: str, *, tenant: str | None = None
+    ) -> Position:
+        """Publish ``session_created`` for (``tenant``, ``user_id``) (the first one in the
+        session's partition makes the owner)."""
         ...
 
     async def cancel(self, run_id: str, reason: str | None) -> Position:
@@ -149,12 +156,14 @@ class ClientRunControl:
         user_id: str,
         labels: Mapping[str, str],
         turn_id: str | None,
+        tenant: str | None = None,
     ) -> StartedRun:
         handle = await self._client.run(
             agent_id,
             prompt,
             session_id=session_id,
             user_id=user_id,
+            tenant=tenant,
             labels=labels,
             turn_id=turn_id,
         )
@@ -162,8 +171,10 @@ class ClientRunControl:
         topic = self._client.settings.run_events
         return StartedRun(handle.run_id, Position(topic, handle.partition, handle.first_offset))
 
-    async def declare_session(self, session_id: str, user_id: str) -> Position:
-        return await self._client.declare_session(session_id, user_id=user_id)
+    async def declare_session(
+        self, session_id: str, user_id: str, *, tenant: str | None = None
+    ) -> Position:
+        return await self._client.declare_session(session_id, user_id=user_id, tenant=tenant)
 
     async def cancel(self, run_id: str, reason: str | None) -> Position:
         return await self._client.cancel(run_id, reason=reason)
@@ -176,3 +187,22 @@ class ClientRunControl:
             run.run_id, session_id=run.session_id, first_offset=run.first_offset
         )
         return handle.events(from_start=True, until_end=True, follow=True)
+
+
+class SessionEraser(Protocol):
+    """Erasure of a session for good: projections, then its keys (docs/sealing.md)."""
+
+    async def erase(self, session_id: str) -> ErasureReceipt:
+        """Erase the session; the receipt names the key ids destroyed."""
+        ...
+
+
+class LogSessionEraser:
+    """:class:`SessionEraser` over a started :class:`~runwire.sessions.log_backend.LogBackend`
+    of a deployment with sealing on."""
+
+    def __init__(self, backend: SessionBackend) -> None:
+        self._backend = backend
+
+    async def erase(self, session_id: str) -> ErasureReceipt:
+        return await erase_any(self._backend, session_id)

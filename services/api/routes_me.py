@@ -15,8 +15,9 @@ router = APIRouter(prefix="/v1", tags=["auth"])
 class Me(BaseModel):
     user_id: str
     access: str
+    tenant: str | None = None
 
 
 @router.get("/me", response_model=Me, summary="The user and access of the API key")
 async def me(principal: Caller) -> Me:
-    return Me(user_id=principal.user_id, access=principal.access)
+    return Me(user_id=principal.user_id, access=principal.access, tenant=principal.tenant)

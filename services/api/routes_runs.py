@@ -79,6 +79,7 @@ async def start_run(principal: Writer, using: Using, body: StartRunRequest) -> S
         user_id=principal.user_id,
         labels=body.labels,
         turn_id=body.turn_id,
+        tenant=principal.tenant,
     )
     return StartRunResponse(
         run_id=started.run_id,

@@ -1,4 +1,5 @@
-"""``/v1/sessions``: the caller's sessions and their runs, newest first, keyset-paged."""
+"""``/v1/sessions``: the caller's sessions and their runs, newest first, keyset-paged;
+``DELETE`` erases one for good (sealing on, docs/sealing.md)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from runwire.services.api.access import owned_session
-from runwire.services.api.auth import Caller
+from runwire.services.api.access import owned_session, owns
+from runwire.services.api.auth import Caller, Writer
 from runwire.services.api.backends import Using
 from runwire.services.api.errors import ApiError
 from runwire.services.api.models import (
+    ErasureOut,
     IdPath,
     LabelFilter,
     RunOut,
@@ -64,8 +66,10 @@ async def list_sessions(
         page=page.after,
         limit=limit,
     )
+    # A tenant key reads as its tenant already; a key without one must not list
+    # the sessions of tenants its user also has (a page may then be short).
     return SessionPage(
-        items=[SessionOut.model_validate(s) for s in found.items],
+        items=[SessionOut.model_validate(s) for s in found.items if s.tenant == principal.tenant],
         next_page=page.seal(found.next_page),
     )
 
@@ -99,5 +103,33 @@ async def list_session_runs(
         limit=limit,
         oldest_first=order == "oldest",
     )
-    mine = [RunOut.model_validate(r) for r in found.items if r.user_id == principal.user_id]
+    mine = [RunOut.model_validate(r) for r in found.items if owns(principal, r)]
     return RunPage(items=mine, next_page=page.seal(found.next_page))
+
+
+@router.delete(
+    "/{session_id}", response_model=ErasureOut, summary="Erase a session of the caller for good"
+)
+async def erase_session(principal: Writer, using: Using, session_id: SessionId) -> ErasureOut:
+    """Delete the session from every projection, destroy its data keys (its events on the
+    log can no longer be read by anyone) and publish the erasure receipt.
+
+    409 ``erasure_unavailable`` when the deployment does not seal (nothing is
+    deleted then); 404 for an unknown, deleted or another caller's session. A
+    failure after the deletion (the key store down) is 503: erase again with
+    ``runwire sessions erase``, which accepts a deleted session.
+    """
+    await owned_session(using, principal, session_id)
+    if using.eraser is None:
+        raise ApiError(
+            409,
+            "erasure_unavailable",
+            "erasing a session needs sealing on in the API's deployment "
+            "(RUNWIRE_SEALING=true, docs/sealing.md)",
+        )
+    receipt = await using.eraser.erase(session_id)
+    return ErasureOut(
+        session_id=receipt.session_id,
+        receipt_event_id=receipt.event_id,
+        erased_key_ids=list(receipt.key_ids),
+    )

@@ -92,7 +92,13 @@ async def usage(
     """Tokens of the caller's model calls summed per group, with their cost and split by model."""
     first, end = _day(since, "since"), _day(until, "until")
     groups = await using.usage.summary(
-        by=by, since=first, until=end, user_id=principal.user_id, limit=limit
+        by=by,
+        since=first,
+        until=end,
+        user_id=principal.user_id,
+        tenant=principal.tenant,
+        scoped=True,
+        limit=limit,
     )
     return UsageOut(
         by=by,

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
     sealing_key_file: Path | None = None  # unset: <home>/sealing-keys.json
     sealing_key_cache_seconds: float = Field(default=60.0, ge=0)
 
+    # Tenants (docs/tenants.md): the tenant this process writes as, its
+    # credential. Set, every event it publishes carries it (an event naming
+    # another tenant is refused); unset, the process writes for any tenant
+    # (the shared services, which pass on the tenant of the run they serve).
+    tenant: str | None = None
+
     # Projections.
     redis_key_prefix: str = "rw"
     transcript_ttl_seconds: int | None = None

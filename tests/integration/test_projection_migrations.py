@@ -51,9 +51,12 @@ async def test_migrations_apply_once_even_when_run_concurrently(
         ("runs@g1", 1),
         ("runs@g1", 2),
         ("runs@g1", 3),
+        ("runs@g1", 4),
         ("runtime", 1),
+        ("runtime", 2),
         ("sessions@g1", 1),
         ("sessions@g1", 2),
+        ("sessions@g1", 3),
     ]
     assert await tables_like(pool, "%\\_\\_g1") == {
         "run_status__g1",

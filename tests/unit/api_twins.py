@@ -112,6 +112,7 @@ class Twins:
         user_id: str,
         labels: Mapping[str, str],
         turn_id: str | None,
+        tenant: str | None = None,
     ) -> StartedRun:
         self.offset += 1
         run_id = f"run-{self.offset}"
@@ -119,7 +120,9 @@ class Twins:
         self.add(make_run(run_id, user_id, session_id, minute=self.offset))
         return StartedRun(run_id, Position(TOPIC, 0, self.offset))
 
-    async def declare_session(self, session_id: str, user_id: str) -> Position:
+    async def declare_session(
+        self, session_id: str, user_id: str, *, tenant: str | None = None
+    ) -> Position:
         self.offset += 1
         self.calls.append(("declare", (session_id, user_id)))
         if session_id not in self.sessions:  # the first declaration owns the session

@@ -31,7 +31,10 @@ def test_entries_map_keys_to_users_and_access() -> None:
         (f"{KEY_A}:alice,{KEY_B}", "entry 2 is not KEY:USER_ID"),
         (f"{KEY_A}:", "entry 1 is not KEY:USER_ID"),
         (f"{KEY_A}:alice:admin", "entry 1 ends in 'admin'"),
-        (f"{KEY_A}:alice:read:x", "entry 1 is not KEY:USER_ID"),
+        (f"{KEY_A}:alice:read:acme:x", "entry 1 is not KEY:USER_ID"),
+        (f"{KEY_A}:alice:read: ", "entry 1 is not KEY:USER_ID"),
+        (f"{KEY_A}:alice:read:a\x01b", "the tenant of entry 1 is not an id"),
+        (f"{KEY_A}:alice:reed:acme", "entry 1 gives the access 'reed'"),
         ("short-key:alice", "entry 1 (user 'alice') is shorter than 16"),
         (f"{KEY_A}:alice,{KEY_A}:bob", "entry 2 repeats the key"),
     ],
@@ -42,6 +45,14 @@ def test_a_bad_entry_is_named_by_position_without_its_key(text: str, says: str) 
     assert says in str(caught.value)
     assert KEY_A not in str(caught.value)
     assert "short-key" not in str(caught.value)
+
+
+def test_a_key_of_a_tenant_speaks_for_the_tenant_and_user() -> None:
+    ring = KeyRing.parse(f"{KEY_A}:alice:write:acme, {KEY_B}:alice:read:globex")
+    assert ring.find(KEY_A) == Principal("alice", "write", "acme")
+    assert ring.find(KEY_B) == Principal("alice", "read", "globex")
+    assert ring.tenants == {"acme", "globex"}
+    assert KeyRing.parse(f"{KEY_A}:alice").tenants == set()
 
 
 def test_settings_without_keys_are_refused_with_the_setting_named() -> None:

@@ -75,7 +75,7 @@ async def test_a_read_only_key_reads_but_every_write_is_403(twins: Twins) -> Non
             ),
         ]
     assert [r.status_code for r in reads] == [200, 200]
-    assert reads[1].json() == {"user_id": "alice", "access": "read"}
+    assert reads[1].json() == {"user_id": "alice", "access": "read", "tenant": None}
     for answer in writes:
         assert answer.status_code == 403, answer.text
         assert answer.json()["error"] == "forbidden"

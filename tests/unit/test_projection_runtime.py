@@ -296,7 +296,11 @@ def test_migrations_create_every_table_of_a_copy(tables: Any) -> None:
         assert f"CREATE TABLE {base}__g7 " in rendered
     views = load_sql(tables.package, "view.sql").replace("{{gen}}", "g7")
     for view in tables.views:
-        assert f"CREATE VIEW {view} AS SELECT * FROM {view}__g7" in views
+        # security_invoker: the tables' row-level security applies to the reader.
+        assert (
+            f"CREATE VIEW {view} WITH (security_invoker = true) AS SELECT * FROM {view}__g7"
+            in views
+        )
 
 
 def test_a_projection_that_names_its_decoder_gets_it_however_it_is_run() -> None:

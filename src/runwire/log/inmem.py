@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from runwire.contract.events import Event, Stream
 from runwire.contract.routing import record_headers, record_key, topic_for
 from runwire.errors import ContractError
-from runwire.log import hooks
+from runwire.log import hooks, tenancy
 from runwire.log.partitioner import partition_for
 from runwire.log.writer import OutgoingRecord, Position
 from runwire.settings import Settings
@@ -33,6 +33,7 @@ class InMemoryLog:
         self._partitions = list(range(partitions))
         self._log: dict[tuple[str, int], list[OutgoingRecord]] = {}
         self._written: list[OutgoingRecord] = []
+        self._tenant = tenancy.writer_tenant(self._settings)
 
     @property
     def events(self) -> list[Event]:
@@ -63,6 +64,7 @@ class InMemoryLog:
 
     def _write(self, events: Sequence[Event]) -> list[Position]:
         out: list[Position] = []
+        events = [tenancy.stamped(e, self._tenant) for e in events]
         for event in events:
             topic = topic_for(event.stream, self._settings)
             headers = record_headers(event, None)

@@ -27,6 +27,10 @@ Contract:
   the future of its positions: a service can queue a run's acknowledgement
   and later its answer without waiting, and the log keeps that order.
   (Call :meth:`Publisher.prepare_topic` first so the partitions are known.)
+- The tenant is the writer's, never the caller's (:mod:`runwire.log.tenancy`):
+  with ``settings.tenant`` set every event is written with it, and one
+  naming another tenant is refused with ``ContractError`` before anything
+  is sent.
 - Every record passes :func:`runwire.log.hooks.writing` (trace context,
   tenant, counters), every publish call the hooks' publish scope when one
   is set (a tracing span per call), and the partitioner is :func:`runwire.log.partitioner.partition_for`.
@@ -80,7 +84,7 @@ from runwire.contract.routing import (
     topic_for,
 )
 from runwire.errors import ConfigurationError, ContractError, PublishError
-from runwire.log import clients, hooks
+from runwire.log import clients, hooks, tenancy
 from runwire.log.partitioner import partition_for
 from runwire.log.retrying import kafka_error
 from runwire.settings import Settings
@@ -221,6 +225,7 @@ class Publisher:
         self._routes: dict[EventType, _Route] = {}
         self._queues: dict[tuple[str, int], deque[_QueuedMessage]] = {}
         self._writers: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._tenant = tenancy.writer_tenant(settings)
 
     @property
     def settings(self) -> Settings:
@@ -299,6 +304,8 @@ class Publisher:
 
     def record_for(self, event: Event) -> OutgoingRecord:
         """The record ``publish`` would write for ``event`` (encoded and size-checked)."""
+        if self._tenant is not None:
+            event = tenancy.stamped(event, self._tenant)
         route = self._route(event.type)
         if route.schema_header is None:
             headers = record_headers(event, None)

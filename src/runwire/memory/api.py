@@ -35,6 +35,7 @@ from runwire.memory.checks import (
     InputError,
     OwnedSession,
     check_key,
+    of_process,
     owns,
     require_stored_json,
 )
@@ -93,6 +94,7 @@ class AsyncMemory:
 
     async def start(self) -> None:
         if not self._started:
+            self.caller = of_process(self.caller, self.backend)
             await self.backend.start()
             self._started = True
 

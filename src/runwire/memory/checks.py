@@ -41,6 +41,24 @@ class Caller:
     tenant: str | None = None
 
 
+def of_process(caller: Caller, backend: object) -> Caller:
+    """``caller`` in the tenant its backend's process writes as (``RUNWIRE_TENANT``).
+
+    A tenant process's writer stamps its tenant on every event, so its callers
+    are that tenant's: a caller without a tenant takes it, one naming another
+    is refused here (``InputError`` naming ``tenant``) before anything is written.
+    """
+    tenant = getattr(getattr(backend, "settings", None), "tenant", None)
+    if not isinstance(tenant, str) or caller.tenant == tenant:
+        return caller
+    if caller.tenant is None:
+        return Caller(caller.user_id, tenant)
+    raise InputError(
+        "tenant",
+        f"{caller.tenant!r}, but this process writes as tenant {tenant!r} (RUNWIRE_TENANT)",
+    )
+
+
 class OwnedSession(Protocol):
     """What :func:`owns` reads of a session (the session API's ``SessionInfo`` has it)."""
 

@@ -67,7 +67,14 @@ from runwire.contract.events import (
 )
 from runwire.errors import NotFoundError, RunwireError
 from runwire.memory.api import AsyncMemory
-from runwire.memory.checks import Caller, InputError, check_key, owns, require_json
+from runwire.memory.checks import (
+    Caller,
+    InputError,
+    check_key,
+    of_process,
+    owns,
+    require_json,
+)
 from runwire.memory.protocol import MemoryBackend, MemoryEntry
 from runwire.sessions.admin import destroy_keys, erase_session, key_store_of
 from runwire.sessions.callbacks import Callback, Callbacks
@@ -212,6 +219,7 @@ class AsyncSession:
                 raise RunwireError(f"session {self.session_id} is closed ({self._state.why})")
             if isinstance(self._state, _Open):
                 return self
+            self.caller = of_process(self.caller, self.backend)
             if self._own_backend:
                 await self.backend.start()
             try:

@@ -8,8 +8,8 @@ Contract:
   receipt), are written clear behind a one-byte marker.
 - Data keys live in a :class:`KeyStore` (Postgres in a deployment,
   :mod:`.postgres`; an in-memory twin, :mod:`.inmem`), wrapped by a
-  :class:`KeyEncryptionKey` (a local key file, :mod:`.kek`; a KMS goes behind
-  the same Protocol). Rotating the key-encryption key re-wraps the data keys
+  :class:`KeyEncryptionKey` (a local key file, :mod:`.kek`; a KMS through the
+  adapter of :mod:`.kms`). Rotating the key-encryption key re-wraps the data keys
   only; the log is never rewritten.
 - Erasing a session destroys its data keys: its records on the log stay,
   unreadable by anyone; every reader gets :class:`ErasedError` (a

@@ -1,4 +1,4 @@
-"""The in-memory twin of the key store (tests, one process); same contract as Postgres."""
+"""The in-memory twins of sealing: the key store (same contract as Postgres) and a KMS."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ import secrets
 import threading
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from runwire.contract.sealing.errors import ErasedError, SessionErasedError, UnknownKeyError
+from runwire.contract.sealing.errors import (
+    ErasedError,
+    KeyStoreUnavailableError,
+    SessionErasedError,
+    UnknownKeyError,
+)
+from runwire.contract.sealing.kms import KmsRefusedError
 from runwire.contract.sealing.protocol import KeyEncryptionKey
 
 
@@ -92,3 +99,43 @@ class InMemoryKeyStore:
                     row.kek_id, row.wrapped = self._kek.wrap(key_id, data_key)
                     n += 1
         return n
+
+
+class InMemoryKms:
+    """A :class:`~runwire.contract.sealing.kms.KmsClient` in this process (the KMS twin).
+
+    Keys are made on first use of a name; ``context`` is AES-GCM associated
+    data, so a ciphertext decrypts only with the context it was made with.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[str, AESGCM] = {}
+        self._lock = threading.Lock()
+        self.down = False
+        """Set to make every call fail as an unreachable KMS does."""
+
+    def _key(self, key_name: str, *, make: bool) -> AESGCM:
+        if self.down:
+            raise KeyStoreUnavailableError("the KMS (in memory) is down")
+        with self._lock:
+            aead = self._keys.get(key_name)
+            if aead is None:
+                if not make:
+                    raise KmsRefusedError(f"no KMS key {key_name!r}")
+                aead = self._keys[key_name] = AESGCM(AESGCM.generate_key(bit_length=256))
+        return aead
+
+    @staticmethod
+    def _aad(context: dict[str, str]) -> bytes:
+        return "\x00".join(f"{k}={v}" for k, v in sorted(context.items())).encode()
+
+    def encrypt(self, key_name: str, plaintext: bytes, context: dict[str, str]) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return nonce + self._key(key_name, make=True).encrypt(nonce, plaintext, self._aad(context))
+
+    def decrypt(self, key_name: str, ciphertext: bytes, context: dict[str, str]) -> bytes:
+        aead = self._key(key_name, make=False)
+        try:
+            return aead.decrypt(ciphertext[:12], ciphertext[12:], self._aad(context))
+        except InvalidTag as e:
+            raise KmsRefusedError(f"the ciphertext does not decrypt under {key_name!r}") from e
