@@ -45,6 +45,7 @@ from runwire.contract.events import (
     Usage,
     UserMessage,
 )
+from runwire.contract.jsonvalues import stored_problem
 from runwire.contract.limits import MAX_TOKENS
 
 PAYLOADS: dict[EventType, EventPayload] = {
@@ -168,6 +169,10 @@ json_values: st.SearchStrategy[Any] = st.recursive(
     max_leaves=12,
 )
 json_objects = st.dictionaries(_texts, json_values, max_size=5)
+# What the stores keep (session and memory values): numbers Postgres numeric
+# can hold exactly (no -0.0, bounded digits; contract.limits refuses others).
+stored_json_values = json_values.filter(lambda v: stored_problem(v, "value") is None)
+stored_json_objects = st.dictionaries(_texts, stored_json_values, max_size=5)
 _labels = st.dictionaries(_ids, _texts, max_size=3)
 _scopes = st.sampled_from(["session", "user", "agent", "global"])
 
@@ -224,14 +229,16 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
     ),
     EventType.ITEM_POPPED: st.builds(ItemPopped, item_event_id=_texts),
     EventType.SESSION_CREATED: st.builds(
-        SessionCreated, user_id=st.none() | _ids, metadata=json_objects
+        SessionCreated, user_id=st.none() | _ids, metadata=stored_json_objects
     ),
-    EventType.SESSION_METADATA_SET: st.builds(SessionMetadataSet, key=_texts, value=json_values),
+    EventType.SESSION_METADATA_SET: st.builds(
+        SessionMetadataSet, key=_texts, value=stored_json_values
+    ),
     EventType.SESSION_ENDED: st.builds(SessionEnded, reason=st.none() | _texts),
     EventType.SESSION_CLEARED: st.builds(SessionCleared),
     EventType.SESSION_DELETED: st.builds(SessionDeleted),
     EventType.MEMORY_SET: st.builds(
-        MemorySet, scope=_scopes, owner=_texts, key=_texts, value=json_values
+        MemorySet, scope=_scopes, owner=_texts, key=_texts, value=stored_json_values
     ),
     EventType.MEMORY_DELETED: st.builds(MemoryDeleted, scope=_scopes, owner=_texts, key=_texts),
     EventType.CHECKPOINT_PUT: st.builds(
