@@ -57,8 +57,8 @@ RESULTS = Path(__file__).parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 1_000
 FAST = ProjectorOptions(session_timeout_ms=6000, heartbeat_interval_ms=500, poll_timeout_ms=50)
-# Ports of the two stacks: away from the default stack (19092...) and the test stacks.
-BASE_PORT = {1: 41000, 3: 42000}
+# Ports of the two stacks: below the ephemeral range, away from the default and test stacks.
+BASE_PORT = {1: 22000, 3: 23000}
 
 
 def stack(base: Path, brokers: int) -> LocalStack:

@@ -2,7 +2,7 @@
 
 Opt-in (not part of any test suite): it takes ``--minutes`` (30 by default).
 It brings up (or reuses) a three-node local stack of its own
-(``--home``, default ``.runwire/soak-cluster``, on ports 43xxx), runs every
+(``--home``, default ``.runwire/soak-cluster``, on ports 24xxx), runs every
 consumer service as three processes, and then, round after round until the
 time is up, drives tool-using runs and session writes for ``--every``
 seconds with one fault thrown half-way, in turn:
@@ -84,10 +84,10 @@ async def soak(args: argparse.Namespace, rounds: list[dict[str, Any]]) -> dict[s
             home=args.home,
             brokers=3,
             kafka_heap_max="512m",
-            kafka_port=43092,
-            kafka_controller_port=43093,
-            postgres_port=43432,
-            redis_port=43379,
+            kafka_port=24092,
+            kafka_controller_port=24093,
+            postgres_port=24432,
+            redis_port=24379,
         )
     )
     await stack.up()

@@ -28,12 +28,14 @@ from tests.conftest import stack_home
 
 BROKERS = 3
 STEP = 10
-# Preferred ports; other free ones are picked (and kept in the home) when taken.
+# Preferred ports, below the ephemeral range (an outgoing connection could take a
+# port there while its server is down for a fault); others are picked (and kept in
+# the home) when these are taken.
 PORTS = {
-    "kafka_port": 39092,
-    "kafka_controller_port": 39093,
-    "postgres_port": 35432,
-    "redis_port": 36379,
+    "kafka_port": 31092,
+    "kafka_controller_port": 31093,
+    "postgres_port": 31432,
+    "redis_port": 31379,
 }
 
 
@@ -58,7 +60,7 @@ def cluster_config(home: Path) -> StackConfig:
         ports = dict(PORTS)
         shift = 0
         while not _all_free(ports):
-            shift += 1000
+            shift += 500
             ports = {k: v - shift for k, v in PORTS.items()}
         home.mkdir(parents=True, exist_ok=True)
         kept.write_text(json.dumps(ports))

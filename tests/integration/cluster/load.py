@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
@@ -40,6 +41,7 @@ from runwire.errors import RunwireError
 from runwire.infra.stack import LocalStack
 from runwire.projections.catalog import opener
 from runwire.projections.runs.projection import RunsProjection
+from runwire.projections.runtime.dead_letters import list_dead_letters
 from runwire.projections.runtime.lag import projection_lag
 from runwire.projections.runtime.pg import open_pool
 from runwire.projections.runtime.rebuild import rebuild
@@ -274,6 +276,19 @@ def _check_answers(load: Load, records: Sequence[LogRecord]) -> None:
             assert set(closings) == set(deltas), f"run {run_id}: {closings} for {deltas}"
 
 
+async def _redis_state(settings: Settings, run_id: str) -> dict[str, object]:
+    """What Redis holds about a run (its meta hashes), to tell why a transcript differs."""
+    client = aioredis.Redis.from_url(settings.redis_url)
+    try:
+        out: dict[str, object] = {}
+        async for key in client.scan_iter(match=f"{settings.redis_key_prefix}*{run_id}*"):
+            kind = await client.type(key)
+            out[str(key)] = await client.hgetall(key) if kind == b"hash" else str(kind)
+        return out
+    finally:
+        await client.aclose()
+
+
 def _first_difference(cached: Sequence[object], logged: Sequence[object]) -> str:
     for n, (a, b) in enumerate(zip(cached, logged, strict=False)):
         if a != b:
@@ -293,6 +308,12 @@ async def check_invariants(settings: Settings, fleet: Fleet | None, load: Load) 
             assert str(load.runs[run_id]) in outcome.text, f"run {run_id}: {outcome.text!r}"
     caught_up = await wait_caught_up(settings, fleet)
     _check_answers(load, await read_run_log(settings))
+    # A fault of the infrastructure is never a record's fault: nothing is dead-lettered.
+    dead = await list_dead_letters(settings)
+    assert not dead, [
+        (d.consumer, d.source_topic, d.source_partition, d.source_offset, d.error_class, d.message)
+        for d in dead[:5]
+    ]
 
     pool = await open_pool(settings)
     try:
@@ -316,7 +337,11 @@ async def check_invariants(settings: Settings, fleet: Fleet | None, load: Load) 
     async with TranscriptCache(settings) as cache:
         for run_id, outcome in load.outcomes.items():
             cached, logged = await cache.get(run_id), outcome.messages
-            assert cached == logged, f"transcript of {run_id}: {_first_difference(cached, logged)}"
+            if cached != logged:
+                state = await _redis_state(settings, run_id)
+                raise AssertionError(
+                    f"transcript of {run_id}: {_first_difference(cached, logged)}; in Redis: {state}"
+                )
         assert cache.misses == 0, "transcripts read from the log, not the projection"
     return caught_up
 
