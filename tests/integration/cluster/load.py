@@ -3,8 +3,8 @@
 Shared by the cluster fault tests and ``bench/soak_cluster.py``.
 
 Contract:
-- :class:`Fleet` runs every consumer service (the four projectors, the
-  orchestrator, the tool runner) as ``instances`` separate processes each, on
+- :class:`Fleet` runs every consumer service (a projector per read model
+  of the catalog, the orchestrator, the tool runner) as ``instances`` separate processes each, on
   one deployment; :meth:`Fleet.assert_alive` fails when a process it did not
   kill has exited (a service that could not ride out a fault).
 - :func:`drive` issues tool-using runs and session writes, spread over a few
@@ -39,7 +39,7 @@ from runwire.client import Client, RunOutcome
 from runwire.contract.events import EventType, RunStatus, RunStatusChanged
 from runwire.errors import RunwireError
 from runwire.infra.stack import LocalStack
-from runwire.projections.catalog import opener
+from runwire.projections.catalog import CATALOG, opener
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.dead_letters import list_dead_letters
 from runwire.projections.runtime.lag import projection_lag
@@ -52,7 +52,7 @@ from runwire.settings import Settings
 from tests.integration.orchestration_support import LogRecord, read_run_log
 from tests.integration.projection_support import checksums, table
 
-PROJECTIONS = ("runs", "sessions", "transcripts", "memory")
+PROJECTIONS = tuple(sorted(CATALOG))  # every read model, each its own consumer service
 SERVICES = (*(f"projector-{p}" for p in PROJECTIONS), "orchestrator", "tools")
 
 
