@@ -35,6 +35,11 @@ class StackConfig(BaseSettings):
 
     kafka_port: int = Field(default=19092, ge=1, le=65535)
     kafka_controller_port: int = Field(default=19093, ge=1, le=65535)
+    # Kafka nodes (each broker and controller, KRaft combined mode). Unset, a home
+    # keeps the count it was created with (1 for a new home). Node n listens on
+    # the two Kafka ports plus (n - 1) * kafka_port_step.
+    brokers: int = Field(default=1, ge=1, le=9)
+    kafka_port_step: int = Field(default=10, ge=2, le=1000)
     postgres_port: int = Field(default=15432, ge=1, le=65535)
     redis_port: int = Field(default=16379, ge=1, le=65535)
 
@@ -65,6 +70,11 @@ class StackConfig(BaseSettings):
     @property
     def kafka_dir(self) -> Path:
         return self.home / "kafka"
+
+    @property
+    def cluster_file(self) -> Path:
+        """Where a home of more than one Kafka node keeps its node count and cluster id."""
+        return self.home / "kafka-cluster.json"
 
     @property
     def postgres_dir(self) -> Path:

@@ -1,6 +1,12 @@
-"""Apache Kafka in KRaft mode: one process that is both broker and controller.
+"""Apache Kafka in KRaft mode: each node is both broker and controller.
 
 Contract:
+- One node by default (part ``kafka``, data in ``<home>/kafka``); with
+  ``brokers=N`` a cluster of N nodes (parts ``kafka-1`` .. ``kafka-N``, data in
+  ``<home>/kafka-<n>``), all voters of one controller quorum and formatted with
+  one cluster id. Internal topics get min(3, N) replicas, and min.insync.replicas
+  is 2 from three nodes up, so one node can die without losing an acknowledged
+  write or stopping writes.
 - The broker jars (``org.apache.kafka:kafka_2.13`` and its runtime
   dependencies, plus a log4j2 SLF4J binding so the broker logs to a file) are
   resolved once by the machine's Maven into a cache outside the repository;
@@ -68,13 +74,17 @@ logger.state.level = warn
 
 
 class KafkaPart:
-    """The local broker: jars, configuration, format, process, readiness."""
+    """One local Kafka node: jars, configuration, format, process, readiness."""
 
-    name = "kafka"
-
-    def __init__(self, config: StackConfig) -> None:
+    def __init__(
+        self, config: StackConfig, node: int = 1, brokers: int = 1, cluster_id: str | None = None
+    ) -> None:
         self.config = config
-        self.dir = config.kafka_dir
+        self.node = node
+        self.brokers = brokers
+        self.cluster_id = cluster_id  # shared by every node of a cluster; one node makes its own
+        self.name = "kafka" if brokers == 1 else f"kafka-{node}"
+        self.dir = config.kafka_dir if brokers == 1 else config.home / self.name
         self.data_dir = self.dir / "data"
         self.log_dir = self.dir / "logs"
         self.record_file = self.dir / "kafka.json"
@@ -85,14 +95,32 @@ class KafkaPart:
     # -- where it is --------------------------------------------------------
 
     @property
+    def port(self) -> int:
+        return _node_port(self.config.kafka_port, self.config, self.node)
+
+    @property
+    def controller_port(self) -> int:
+        return _node_port(self.config.kafka_controller_port, self.config, self.node)
+
+    @property
     def address(self) -> str:
-        return f"{self.config.host}:{self.config.kafka_port}"
+        return f"{self.config.host}:{self.port}"
+
+    @property
+    def replication(self) -> int:
+        """Replicas of the internal topics (and of the probe topic)."""
+        return min(3, self.brokers)
+
+    @property
+    def min_insync(self) -> int:
+        """Two from three nodes up: one node may die, no acknowledged write is lost."""
+        return 2 if self.brokers >= 3 else 1
 
     @property
     def ports(self) -> dict[str, int]:
         return {
-            "RUNWIRE_STACK_KAFKA_PORT": self.config.kafka_port,
-            "RUNWIRE_STACK_KAFKA_CONTROLLER_PORT": self.config.kafka_controller_port,
+            "RUNWIRE_STACK_KAFKA_PORT": self.port,
+            "RUNWIRE_STACK_KAFKA_CONTROLLER_PORT": self.controller_port,
         }
 
     def log_files(self) -> list[Path]:
@@ -134,7 +162,7 @@ class KafkaPart:
                 f" {self.config.kafka_version} broker jars from Maven Central",
                 "apt-get install maven (or set RUNWIRE_STACK_MAVEN)",
             )
-        ensure_writable_dir(self.dir, "the Kafka data dir")
+        ensure_writable_dir(self.dir, f"the Kafka data dir of {self.name}")
 
     async def ensure_jars(self) -> Path:
         """Resolve the broker jars into the cache (once); return the jars dir."""
@@ -173,26 +201,33 @@ class KafkaPart:
         c = self.config
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.log4j_file.write_text(_LOG4J2.format(log_dir=self.log_dir))
+        voters = ",".join(
+            f"{n}@{c.host}:{_node_port(c.kafka_controller_port, c, n)}"
+            for n in range(1, self.brokers + 1)
+        )
+        replicas, min_isr = str(self.replication), str(self.min_insync)
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{c.host}:{c.kafka_controller_port}",
-            "listeners": f"PLAINTEXT://{c.host}:{c.kafka_port},CONTROLLER://{c.host}:{c.kafka_controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{c.host}:{c.kafka_port}",
+            "node.id": str(self.node),
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://{self.address},CONTROLLER://{c.host}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{self.address}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "log.dirs": str(self.data_dir),
-            # One node: every internal topic has one replica.
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": replicas,
             "offsets.topic.num.partitions": "10",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": min_isr,
             "transaction.state.log.num.partitions": "10",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
-            "min.insync.replicas": "1",
-            "default.replication.factor": "1",
+            "share.coordinator.state.topic.replication.factor": replicas,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "min.insync.replicas": min_isr,
+            "default.replication.factor": replicas,
+            # A replica that falls behind (its node killed) leaves the ISR within
+            # seconds, so writes go on with the others instead of waiting 30 s.
+            "replica.lag.time.max.ms": "5000",
             "group.initial.rebalance.delay.ms": "0",
             # After a kill -9 the controller keeps the dead broker's registration until its
             # session times out, and the restarted broker waits for that: keep it short.
@@ -220,7 +255,7 @@ class KafkaPart:
                     "format",
                     "--ignore-formatted",
                     "-t",
-                    _cluster_id(),
+                    self.cluster_id or new_cluster_id(),
                     "-c",
                     str(self.properties_file),
                 ],
@@ -231,7 +266,7 @@ class KafkaPart:
         pid = await spawn_detached(
             [*self._jvm(jars), MARKER, str(self.properties_file)], self.console_log, self.dir
         )
-        record = ProcessRecord(pid=pid, port=self.config.kafka_port, address=self.address)
+        record = ProcessRecord(pid=pid, port=self.port, address=self.address)
         write_record(self.record_file, record)
         return record
 
@@ -243,19 +278,23 @@ class KafkaPart:
             while time.monotonic() < deadline:
                 if not pid_alive(record.pid, MARKER):
                     raise StackError(
-                        f"the Kafka broker exited while starting: {self._last_error_line()}",
-                        "see `runwire stack logs kafka`",
+                        f"the Kafka broker {self.name} exited while starting:"
+                        f" {self._last_error_line()}",
+                        f"see `runwire stack logs {self.name}`",
                     )
                 try:
                     remaining = max(1.0, deadline - time.monotonic())
-                    await asyncio.wait_for(_probe(record.address), remaining)
+                    await asyncio.wait_for(
+                        _probe(record.address, self.node, self.replication), remaining
+                    )
                     return
                 except Exception as e:  # anything the broker says before it is ready
                     last_error = e
                     await asyncio.sleep(0.25)
         raise StackError(
             f"Kafka at {record.address} was not ready after {seconds:.0f}s ({last_error!r})",
-            "see `runwire stack logs kafka`; raise RUNWIRE_STACK_READY_TIMEOUT on a slow machine",
+            f"see `runwire stack logs {self.name}`; raise RUNWIRE_STACK_READY_TIMEOUT on a slow"
+            " machine",
         )
 
     def _last_error_line(self) -> str:
@@ -277,7 +316,11 @@ class KafkaPart:
         return True
 
 
-def _cluster_id() -> str:
+def _node_port(base: int, config: StackConfig, node: int) -> int:
+    return base + (node - 1) * config.kafka_port_step
+
+
+def new_cluster_id() -> str:
     """A Kafka cluster id: a random UUID in URL-safe base64 without padding."""
     while True:
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
@@ -285,14 +328,19 @@ def _cluster_id() -> str:
             return text
 
 
-async def _probe(bootstrap: str) -> None:
+async def _probe(bootstrap: str, node: int, replicas: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     await admin.start()
     try:
+        # A node of a cluster is ready once the quorum has it as a live broker
+        # (a restarted node answers metadata before it is registered again).
+        live = {b["node_id"] for b in (await admin.describe_cluster())["brokers"]}
+        if node not in live:
+            raise RuntimeError(f"node {node} is not among the live brokers {sorted(live)}")
         topics = await admin.describe_topics([PROBE_TOPIC])
         if not topics or topics[0]["error_code"] != 0:
             response = await admin.create_topics(
-                [NewTopic(PROBE_TOPIC, 1, 1, topic_configs={"retention.ms": "3600000"})]
+                [NewTopic(PROBE_TOPIC, 1, replicas, topic_configs={"retention.ms": "3600000"})]
             )
             code = response.to_object()["topic_errors"][0]["error_code"]
             if code not in (0, 36):  # 36: it already exists

@@ -14,6 +14,13 @@ Contract:
 - ``up`` writes the addresses to ``<home>/stack.json``, where
   :class:`runwire.settings.Settings` finds them.
 - ``up`` and ``down`` hold a lock on the home, so concurrent calls queue.
+- ``brokers=N`` (``runwire stack up --brokers N``) runs Kafka as N nodes,
+  parts ``kafka-1`` .. ``kafka-N``; a home keeps the count it was created with
+  (``<home>/kafka-cluster.json``), and asking another count of it is an error.
+  The written settings then list every node and carry the topics' replication
+  factor (min(3, N)) and min.insync.replicas (2 from three nodes up).
+- ``kill NAME`` is ``kill -9`` of one part (its data stays; a fault to test);
+  ``start NAME`` starts that one part again and waits until it answers.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import asyncio
 import contextlib
 import fcntl
 import json
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -30,7 +39,7 @@ from typing import Protocol
 
 from runwire.errors import StackError
 from runwire.infra.stack.config import StackConfig
-from runwire.infra.stack.kafka import KafkaPart
+from runwire.infra.stack.kafka import KafkaPart, new_cluster_id
 from runwire.infra.stack.postgres import PostgresPart
 from runwire.infra.stack.process import (
     ProcessRecord,
@@ -102,11 +111,16 @@ class LocalStack:
 
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig()
-        self.kafka = KafkaPart(self.config)
+        self.brokers, self.cluster_id, self._conflict = _kafka_layout(self.config)
+        self.kafka_nodes = tuple(
+            KafkaPart(self.config, node, self.brokers, self.cluster_id)
+            for node in range(1, self.brokers + 1)
+        )
+        self.kafka = self.kafka_nodes[0]
         self.postgres = PostgresPart(self.config)
         self.redis = RedisPart(self.config)
-        # Kafka first: its JVM boots while the others start.
-        self.parts: tuple[Part, ...] = (self.kafka, self.postgres, self.redis)
+        # Kafka first: its JVMs boot while the others start.
+        self.parts: tuple[Part, ...] = (*self.kafka_nodes, self.postgres, self.redis)
 
     @property
     def stack_file(self) -> Path:
@@ -116,7 +130,8 @@ class LocalStack:
         for part in self.parts:
             if part.name == name:
                 return part
-        raise StackError(f"no part named {name!r}", "use one of kafka, postgres, redis")
+        names = ", ".join(part.name for part in self.parts)
+        raise StackError(f"no part named {name!r} in {self.config.home}", f"use one of {names}")
 
     # -- reading -------------------------------------------------------------
 
@@ -142,9 +157,11 @@ class LocalStack:
         """
         addresses = {s.name: s.address for s in self.status()}
         return Settings(
-            kafka_bootstrap_servers=addresses["kafka"],
+            kafka_bootstrap_servers=",".join(addresses[k.name] for k in self.kafka_nodes),
             postgres_dsn=addresses["postgres"],
             redis_url=addresses["redis"],
+            topic_replication_factor=self.kafka.replication,
+            topic_min_insync_replicas=self.kafka.min_insync if self.brokers > 1 else None,
         )
 
     # -- changing ------------------------------------------------------------
@@ -152,14 +169,17 @@ class LocalStack:
     async def up(self) -> UpReport:
         """Start what is not running, wait until all of it answers, provision topics."""
         ensure_writable_dir(self.config.home, "the stack's data dir")
+        if self._conflict is not None:
+            raise StackError(*self._conflict)
         async with self._locked():
+            self._write_cluster_file()
             report = UpReport()
             records = {part.name: part.running() for part in self.parts}
             to_start = [part for part in self.parts if records[part.name] is None]
             for part in to_start:
                 await part.preflight()
             await self._check_ports(to_start)
-            if self.kafka in to_start:
+            if any(node in to_start for node in self.kafka_nodes):
                 await self.kafka.ensure_jars()
             started: list[Part] = []
             try:
@@ -190,11 +210,46 @@ class LocalStack:
         if not self.config.home.is_dir():
             return []
         async with self._locked():
-            stopped = []
-            for part in self.parts:
+            # Kafka nodes together: stopped one by one, the last ones would wait
+            # for a controller quorum that the first ones took away.
+            kafka = await asyncio.gather(*(node.stop() for node in self.kafka_nodes))
+            stopped = [node.name for node, was in zip(self.kafka_nodes, kafka, strict=True) if was]
+            for part in (self.postgres, self.redis):
                 if await part.stop():
                     stopped.append(part.name)
             return stopped
+
+    async def kill(self, name: str) -> int | None:
+        """``kill -9`` one part (a fault, for tests); its pid, or None when it was not running.
+
+        Its data and its record stay, as after a crash; ``start`` or ``up`` brings it back.
+        """
+        part = self.part(name)
+        record = part.running()
+        if record is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, signal.SIGKILL)
+        for _ in range(600):  # the kernel tears a JVM down in well under 30 s
+            if part.running() is None:
+                break
+            await asyncio.sleep(0.05)
+        return record.pid
+
+    async def start(self, name: str) -> bool:
+        """Start one part when it is not running and wait until it answers; False when it ran."""
+        if self._conflict is not None:
+            raise StackError(*self._conflict)
+        part = self.part(name)
+        async with self._locked():
+            record = part.running()
+            started = record is None
+            if record is None:
+                await part.preflight()
+                await self._check_ports([part])
+                record = await part.start()
+            await part.wait_ready(record, self.config.ready_timeout)
+            return started
 
     async def _check_ports(self, parts: list[Part]) -> None:
         seen: dict[int, str] = {}
@@ -219,14 +274,25 @@ class LocalStack:
                     )
 
     def _write_stack_file(self, settings: Settings) -> None:
-        data = {
+        data: dict[str, object] = {
             "kafka_bootstrap_servers": settings.kafka_bootstrap_servers,
             "postgres_dsn": settings.postgres_dsn,
             "redis_url": settings.redis_url,
         }
+        if self.brokers > 1:
+            data["topic_replication_factor"] = settings.topic_replication_factor
+            data["topic_min_insync_replicas"] = settings.topic_min_insync_replicas
         tmp = self.stack_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         tmp.replace(self.stack_file)
+
+    def _write_cluster_file(self) -> None:
+        path = self.config.cluster_file
+        if self.brokers > 1 and not path.exists():
+            data = {"brokers": self.brokers, "cluster_id": self.cluster_id}
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, indent=2) + "\n")
+            tmp.replace(path)
 
     @contextlib.asynccontextmanager
     async def _locked(self) -> AsyncIterator[None]:
@@ -241,6 +307,39 @@ class LocalStack:
                 yield
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _kafka_layout(config: StackConfig) -> tuple[int, str | None, tuple[str, str] | None]:
+    """Kafka nodes of this home, the cluster id, and why the asked count cannot be had.
+
+    A home keeps the node count it was created with: the nodes were formatted
+    as one quorum, and moving data between layouts is not something ``up`` guesses.
+    """
+    asked = config.brokers if "brokers" in config.model_fields_set else None
+    stored: dict[str, object] = {}
+    try:
+        stored = json.loads(config.cluster_file.read_text())
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as e:
+        return 1, None, (f"{config.cluster_file} is unreadable ({e})", "restore or remove it")
+    if stored:
+        have, cluster_id = int(str(stored["brokers"])), str(stored["cluster_id"])
+    elif (config.kafka_dir / "data" / "meta.properties").is_file():
+        have, cluster_id = 1, None
+    else:
+        wanted = asked or 1
+        return wanted, (new_cluster_id() if wanted > 1 else None), None
+    if asked is not None and asked != have:
+        return (
+            have,
+            cluster_id,
+            (
+                f"{config.home} holds a Kafka of {have} node(s), not {asked}",
+                f"use --brokers {have}, or another RUNWIRE_HOME for a {asked}-node stack",
+            ),
+        )
+    return have, cluster_id, None
 
 
 async def _port_taken(host: str, port: int, grace: float) -> bool:

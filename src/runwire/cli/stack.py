@@ -1,11 +1,15 @@
-"""``runwire stack up | down | status | logs``: the local Kafka, Postgres and Redis."""
+"""``runwire stack up | down | status | logs | kill | start``: the local Kafka, Postgres and Redis.
+
+- ``up --brokers 3`` runs Kafka as a three-node cluster (parts ``kafka-1`` ..
+  ``kafka-3``); later commands on that home find the count themselves.
+- ``kill NAME`` is ``kill -9`` of one part, ``start NAME`` brings it back.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
-from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -13,25 +17,30 @@ from rich.console import Console
 from rich.table import Table
 
 from runwire.cli.common import fail_on_runwire_error
-from runwire.infra.stack import LocalStack, PartStatus
+from runwire.infra.stack import LocalStack, PartStatus, StackConfig
 from runwire.infra.stack.process import tail
 
 app = typer.Typer(help="Run the local stack: Kafka, PostgreSQL and Redis.", no_args_is_help=True)
 console = Console()
 
 
-class PartName(StrEnum):
-    kafka = "kafka"
-    postgres = "postgres"
-    redis = "redis"
+PART_HELP = "kafka (kafka-1 .. kafka-N on a cluster), postgres or redis"
 
 
 @app.command()
-def up() -> None:
+def up(
+    brokers: int | None = typer.Option(
+        None,
+        "--brokers",
+        min=1,
+        max=9,
+        help="Kafka nodes: 1 (the default) or a replicated cluster, e.g. 3. A home keeps its count.",
+    ),
+) -> None:
     """Start whatever is not running (a running stack is reused) and provision topics."""
-    stack = LocalStack()
     begun = time.monotonic()
     with fail_on_runwire_error(), console.status("starting the local stack..."):
+        stack = LocalStack(StackConfig(brokers=brokers) if brokers is not None else None)
         report = asyncio.run(stack.up())
     for part in report.parts:
         verb = "started" if part.name in report.started else "running"
@@ -55,8 +64,9 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Show each part: running or not, and where it listens. Exits 1 when a part is down."""
-    stack = LocalStack()
-    parts = stack.status()
+    with fail_on_runwire_error():
+        stack = LocalStack()
+        parts = stack.status()
     if as_json:
         typer.echo(json.dumps({p.name: p.as_dict() for p in parts}, indent=2))
     else:
@@ -68,14 +78,18 @@ def status(
 
 @app.command()
 def logs(
-    part: PartName | None = typer.Argument(None, help="One part; all of them when left out."),
+    part: str | None = typer.Argument(None, help=f"One part: {PART_HELP}; all when left out."),
     lines: int = typer.Option(40, "--lines", "-n", help="How many lines from the end."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what is added."),
 ) -> None:
     """Print the end of a part's log (and its location)."""
-    stack = LocalStack()
-    names = [part.value] if part else [p.name for p in stack.parts]
-    files = [f for name in names for f in stack.part(name).log_files() if f.exists()]
+    with fail_on_runwire_error():
+        stack = LocalStack()
+        if part == "kafka" and stack.brokers > 1:
+            chosen = [node.name for node in stack.kafka_nodes]
+        else:
+            chosen = [stack.part(part).name] if part else [p.name for p in stack.parts]
+    files = [f for name in chosen for f in stack.part(name).log_files() if f.exists()]
     if not files:
         typer.echo(f"no logs yet under {stack.config.home}", err=True)
         raise typer.Exit(1)
@@ -86,6 +100,24 @@ def logs(
             typer.echo(text)
     if follow:
         _follow(files)
+
+
+@app.command()
+def kill(part: str = typer.Argument(..., help=PART_HELP)) -> None:
+    """kill -9 one part, as a crash would (a fault for testing); its data stays."""
+    with fail_on_runwire_error():
+        pid = asyncio.run(LocalStack().kill(part))
+    console.print(f"killed {part} (pid {pid})" if pid else f"{part} was not running")
+
+
+@app.command()
+def start(part: str = typer.Argument(..., help=PART_HELP)) -> None:
+    """Start one part again (after `kill` or a crash) and wait until it answers."""
+    begun = time.monotonic()
+    with fail_on_runwire_error(), console.status(f"starting {part}..."):
+        started = asyncio.run(LocalStack().start(part))
+    verb = "started" if started else "already running:"
+    console.print(f"{verb} {part} in {time.monotonic() - begun:.1f}s")
 
 
 def _follow(files: list[Path]) -> None:
