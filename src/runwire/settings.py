@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     session_events_topic: str = "runwire.session-events"
     memory_topic: str = "runwire.memory"
     checkpoints_topic: str = "runwire.checkpoints"
+    live_topic: str = "runwire.live"
     dead_letters_topic: str = "runwire.dead-letters"
     # Per cluster, not per topic: 1 on the local stack, 3 and 2 on a real cluster.
     topic_replication_factor: int = Field(default=1, ge=1)
@@ -173,6 +174,10 @@ class Settings(BaseSettings):
     @property
     def checkpoints(self) -> str:
         return self.topic(self.checkpoints_topic)
+
+    @property
+    def live(self) -> str:
+        return self.topic(self.live_topic)
 
     @property
     def dead_letters(self) -> str:
