@@ -127,8 +127,9 @@ class Settings(BaseSettings):
     model_timeout_seconds: float = 60.0
     model_max_retries: int = 4
     max_turns: int = 16
-    # Stream the model's output and publish its deltas on the live topic.
-    live_chunks: bool = True
+    # Live views (docs/wire-format.md): the model streams and its deltas, and tool
+    # execution start/end, are published on the live topic.
+    live_events: bool = True
     watchdog_stall_seconds: float = 900.0  # a pending/running run idle this long is failed
     watchdog_tools_seconds: float | None = None  # awaiting_tools likewise, only when set
 

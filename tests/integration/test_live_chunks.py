@@ -10,16 +10,20 @@ import asyncio
 from collections.abc import Sequence
 
 from runwire.client import Client, RunHandle, RunOutcome
+from runwire.contract.codec import codec_for
 from runwire.contract.events import (
     AssistantText,
     Event,
     EventType,
     LiveChunk,
+    LiveToolFinished,
+    LiveToolStarted,
     RunFailed,
     RunStatus,
     Stream,
 )
 from runwire.log import EventWriter, Position
+from runwire.log.live import live_watcher
 from runwire.providers.local import LocalModel
 from runwire.providers.retry import RetryPolicy
 from runwire.services.orchestrator.wiring import orchestrator_service
@@ -47,6 +51,17 @@ def live(events: Sequence[Event]) -> list[Event]:
 async def collect(handle: RunHandle, seconds: float = 60) -> list[Event]:
     async with asyncio.timeout(seconds):
         return [event async for event in handle.stream()]
+
+
+async def live_topic(settings: Settings, run_id: str) -> list[Event]:
+    """Every live event of the run on the live topic, as it is now."""
+    async with live_watcher(settings, codec_for(settings), purpose="test") as watcher:
+        partition = watcher.partition_of(run_id)
+        end = await watcher.end_offset(partition)
+        return [
+            event
+            async for _, event in watcher.events(run_id, partition, 0, end, until_terminal=False)
+        ]
 
 
 def assert_exactly_the_log(read: Sequence[Event], log: Sequence[Event], run_id: str) -> None:
@@ -94,6 +109,22 @@ async def test_tokens_reach_a_streaming_reader_before_the_answer_lands(
     kinds = {d["kind"] for e in chunks for d in e.payload.deltas}  # type: ignore[union-attr]
     assert {"thinking", "text"} <= kinds
     assert all(e.stream is Stream.RUN for e in outcome.events)
+
+    # The tool's execution was live too: started before its result landed...
+    use = next(e for e in read if e.type is EventType.TOOL_USE)
+    result = next(e for e in read if e.type is EventType.TOOL_RESULT)
+    started = [e for e in read if e.type is EventType.LIVE_TOOL_STARTED]
+    assert [e.causation_id for e in started] == [use.event_id]
+    assert read.index(started[0]) < read.index(result)
+    # ...and the live topic holds its start and end, in that order.
+    on_topic = await live_topic(settings, handle.run_id)
+    tool_events = [e.payload for e in on_topic if e.causation_id == use.event_id]
+    assert [type(p) for p in tool_events] == [LiveToolStarted, LiveToolFinished]
+    finished = tool_events[1]
+    assert isinstance(finished, LiveToolFinished)
+    assert finished.name == "calculator"
+    assert not finished.is_error
+    assert finished.duration_ms >= 0
 
 
 async def test_a_late_reader_joins_the_answer_from_its_start(settings: Settings) -> None:
