@@ -34,6 +34,8 @@ from runwire.transcript.live import LiveView
 from runwire.transcript.messages import TextPart
 from tests.fakes.openai_chat import FakeOpenAIServer
 from tests.fakes.server import Reply, StreamDrop, Turn
+from tests.integration.api_support import ALICE, api, auth, projectors, read_sse
+from tests.integration.orchestration_support import read_run_log
 from tests.integration.test_orchestrator_lifecycle import openai_settings
 
 FAST_RETRIES = RetryPolicy(max_attempts=3, timeout=10.0, base_delay=0.05, max_delay=0.2)
@@ -265,3 +267,31 @@ async def test_a_stream_that_keeps_dropping_fails_the_run_with_the_reason(
     # No half answer in the log, and none left on the reader's screen.
     assert not [e for e in outcome.events if e.type is EventType.ASSISTANT_TEXT]
     assert_exactly_the_log(read, outcome.events, handle.run_id)
+
+
+async def test_an_sse_reader_sees_the_answer_stream_then_exactly_the_log(
+    settings: Settings,
+) -> None:
+    model = LocalModel(chunk_chars=3, chunk_interval=0.01)
+    async with (
+        projectors(settings),
+        orchestrator_service(settings, provider=model, history=False),
+        api(settings) as rw,
+    ):
+        started = await rw.http.post(
+            "/v1/runs", json={"prompt": "my name is Ada", "agent_id": "helper"}, headers=auth(ALICE)
+        )
+        assert started.status_code == 202, started.text
+        run_id = started.json()["run_id"]
+        stream = await read_sse(rw.http, run_id, ALICE, live=True)
+        plain = await read_sse(rw.http, run_id, ALICE)
+        log = [r.event for r in await read_run_log(settings) if r.event.run_id == run_id]
+    assert stream[-1].event == "end"
+    assert stream[-1].data == {"run_id": run_id, "status": "completed"}
+    kinds = [m.event for m in stream]
+    assert "live_chunk" in kinds
+    assert kinds.index("live_chunk") < kinds.index("assistant_text")
+    assert all(m.id is None for m in stream if m.event.startswith("live_"))
+    # The canonical messages are the log, exactly; without ?live=true, only them.
+    assert [m.id for m in stream if m.id is not None] == [e.event_id for e in log]
+    assert [m.id for m in plain[:-1]] == [e.event_id for e in log]
