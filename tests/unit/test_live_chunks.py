@@ -99,7 +99,7 @@ async def test_a_failed_live_send_is_dropped_not_raised() -> None:
     await stream.on_chunk(text("lost"))
     writer.gate.set()
     await stream.flush()
-    emitter.emit(_chunk("c", "s", 0))
+    emitter.emit(live_chunk("c", "s", 0))
     await emitter.flush()
     assert emitter.dropped == 1
     assert emitter.sent == 0
@@ -116,7 +116,7 @@ async def test_live_events_go_to_the_live_topic_keyed_by_run() -> None:
     assert not log.records("t.runwire.run-events")
 
 
-def _chunk(cause: str, stream_id: str, seq: int, piece: str = "x", index: int = 1) -> Event:
+def live_chunk(cause: str, stream_id: str, seq: int, piece: str = "x", index: int = 1) -> Event:
     return Event.create(
         LiveChunk(
             stream_id=stream_id, seq=seq, deltas=[{"kind": "text", "index": index, "text": piece}]
@@ -126,29 +126,29 @@ def _chunk(cause: str, stream_id: str, seq: int, piece: str = "x", index: int = 
     )
 
 
-def _run_event(payload: Any, cause: str | None) -> Event:
+def run_event(payload: Any, cause: str | None) -> Event:
     return Event.create(payload, run_id="run-1", causation_id=cause)
 
 
 def test_the_view_shows_an_answer_until_its_canonical_part_lands() -> None:
     view = LiveView()
-    view.canonical(_run_event(RunStatusChanged(status=RunStatus.RUNNING), "d1"))  # the ack
-    assert view.live(_chunk("d1", "s1", 0, "Hel"))
-    assert view.live(_chunk("d1", "s1", 1, "lo"))
+    view.canonical(run_event(RunStatusChanged(status=RunStatus.RUNNING), "d1"))  # the ack
+    assert view.live(live_chunk("d1", "s1", 0, "Hel"))
+    assert view.live(live_chunk("d1", "s1", 1, "lo"))
     assert view.text("d1") == "Hello"
-    view.canonical(_run_event(AssistantText(text="Hello!"), "d1"))
+    view.canonical(run_event(AssistantText(text="Hello!"), "d1"))
     assert view.pending == {}
-    assert not view.live(_chunk("d1", "s1", 2, " late"))  # after the answer: not shown
+    assert not view.live(live_chunk("d1", "s1", 2, " late"))  # after the answer: not shown
 
 
 def test_the_view_drops_repeats_marks_gaps_and_starts_over_on_a_new_stream() -> None:
     view = LiveView()
-    assert view.live(_chunk("d1", "s1", 0, "a"))
-    assert not view.live(_chunk("d1", "s1", 0, "a"))  # a repeat
-    assert view.live(_chunk("d1", "s1", 2, "c"))  # seq 1 was lost
+    assert view.live(live_chunk("d1", "s1", 0, "a"))
+    assert not view.live(live_chunk("d1", "s1", 0, "a"))  # a repeat
+    assert view.live(live_chunk("d1", "s1", 2, "c"))  # seq 1 was lost
     assert view.pending["d1"].gapped
     assert view.text("d1") == "ac"
-    assert view.live(_chunk("d1", "s2", 0, "retry"))  # a retried call streams again
+    assert view.live(live_chunk("d1", "s2", 0, "retry"))  # a retried call streams again
     assert view.text("d1") == "retry"
     assert not view.pending["d1"].gapped
 
@@ -159,10 +159,10 @@ def test_tool_events_settle_with_their_result_and_everything_with_the_end() -> N
         LiveToolStarted(tool_use_id="t1", name="calculator"), run_id="run-1", causation_id="use-1"
     )
     assert view.live(started)
-    view.canonical(_run_event(ToolResult(tool_use_id="t1", content=84), "use-1"))
+    view.canonical(run_event(ToolResult(tool_use_id="t1", content=84), "use-1"))
     assert not view.live(started)
-    assert view.live(_chunk("d2", "s1", 0))
-    view.canonical(_run_event(RunCompleted(), "d2"))
+    assert view.live(live_chunk("d2", "s1", 0))
+    view.canonical(run_event(RunCompleted(), "d2"))
     assert view.ended
     assert view.pending == {}
-    assert not view.live(_chunk("d3", "s1", 0))
+    assert not view.live(live_chunk("d3", "s1", 0))
