@@ -22,7 +22,8 @@ Contract (:class:`RunWatcher`):
   none is).
 - It follows the run-events topic, or ``topic`` when given (the live topic:
   :func:`runwire.log.live.live_watcher`), whose records are keyed by run id
-  alike.
+  alike. ``fetch_max_wait_ms`` bounds how long a fetch waits for data: a
+  partition subscribed to meanwhile is fetched from the next request on.
 """
 
 from __future__ import annotations
@@ -74,11 +75,13 @@ class RunWatcher(AsyncService):
         *,
         purpose: str = "watcher",
         topic: str | None = None,
+        fetch_max_wait_ms: int = 500,
     ) -> None:
         self._settings = settings
         self._codec = codec
         self._purpose = purpose
         self._topic = topic or settings.run_events
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._subs: dict[int, set[Subscription]] = {}
@@ -88,7 +91,12 @@ class RunWatcher(AsyncService):
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        consumer = clients.consumer(self._settings, self._purpose, isolation_level="read_committed")
+        consumer = clients.consumer(
+            self._settings,
+            self._purpose,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+        )
         try:
             await consumer.start()
             self._partitions = await topic_partitions(consumer, self._topic)
