@@ -81,7 +81,7 @@ from runwire.contract.events import (
 from runwire.contract.run_lifecycle import RunLifecycle
 from runwire.errors import InputError, NotStartedError, RunwireError
 from runwire.log import Position, Publisher
-from runwire.log.live import live_watcher
+from runwire.log.live import LIVE_FETCH_MAX_WAIT_MS, live_watcher
 from runwire.log.watcher import RunWatcher
 from runwire.settings import Settings
 from runwire.transcript.ledger import build_messages_from_events, payloads_for_messages
@@ -415,7 +415,14 @@ class Client:
             self._publisher = Publisher(self.settings)
         if self._own_publisher:
             await self._publisher.start()
-        reader = RunWatcher(self.settings, self._codec, purpose="client")
+        # Short fetches: a stream joins a partition while a fetch may be in flight,
+        # and a reader of a run that just started waits for the next one.
+        reader = RunWatcher(
+            self.settings,
+            self._codec,
+            purpose="client",
+            fetch_max_wait_ms=LIVE_FETCH_MAX_WAIT_MS,
+        )
         try:
             await reader.start()
         except BaseException:

@@ -80,7 +80,8 @@ async def test_tokens_reach_a_streaming_reader_before_the_answer_lands(
     model = LocalModel(chunk_chars=3, chunk_interval=0.01)
     async with (
         orchestrator_service(settings, provider=model, history=False),
-        tool_runner_service(settings),
+        # A tool that takes a moment: its start is seen while it runs.
+        tool_runner_service(settings, tool_latency=1.0),
         Client(settings) as rw,
     ):
         handle = await rw.run("helper", ARITHMETIC)
@@ -130,8 +131,8 @@ async def test_tokens_reach_a_streaming_reader_before_the_answer_lands(
 
 
 async def test_a_late_reader_joins_the_answer_from_its_start(settings: Settings) -> None:
-    # A slow, steady model: the second reader arrives mid-answer.
-    model = LocalModel(chunk_chars=2, chunk_interval=0.03)
+    # A slow, steady model (seconds per answer): the second reader arrives mid-answer.
+    model = LocalModel(chunk_chars=2, chunk_interval=0.05)
     async with (
         orchestrator_service(settings, provider=model, history=False),
         Client(settings) as rw,
@@ -239,7 +240,7 @@ async def run_on_fake(
 async def test_a_stream_dropped_mid_answer_is_retried_and_only_the_full_answer_is_logged(
     settings: Settings,
 ) -> None:
-    turn = Turn(parts=(TextPart(text=ANSWER),), chunk_chars=5, chunk_delay=0.01)
+    turn = Turn(parts=(TextPart(text=ANSWER),), chunk_chars=5, chunk_delay=0.05)
     handle, read, outcome, fake = await run_on_fake(
         settings, StreamDrop(after_events=6, turn=turn), turn
     )
@@ -272,7 +273,8 @@ async def test_a_stream_that_keeps_dropping_fails_the_run_with_the_reason(
 async def test_an_sse_reader_sees_the_answer_stream_then_exactly_the_log(
     settings: Settings,
 ) -> None:
-    model = LocalModel(chunk_chars=3, chunk_interval=0.01)
+    # A second of thought, then seconds of writing: the reader is there before the end.
+    model = LocalModel(chunk_chars=2, chunk_interval=0.03, latency=1.0)
     async with (
         projectors(settings),
         orchestrator_service(settings, provider=model, history=False),
