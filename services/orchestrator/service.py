@@ -33,7 +33,8 @@ Contract:
   an exception that is not a RunwireError: a bug).
 - The model's deltas are published live as they stream
   (:mod:`~runwire.services.orchestrator.streaming`, the live topic; off with
-  ``live=False`` or ``settings.live_events``); the answer is always the
+  ``live=False`` or ``settings.live_events``; through ``live_writer`` when
+  given, else the publisher); the answer is always the
   call's final response.
 - ``run_canceled`` (or any terminal event from elsewhere) cancels the run's
   task: an in-flight model call is aborted and nothing more is published
@@ -175,10 +176,14 @@ class Orchestrator(FollowingService):
         codec: Codec | None = None,
         clock: Callable[[], float] = time.monotonic,
         live: bool | None = None,
+        live_writer: EventWriter | None = None,
     ) -> None:
         self._settings = settings
-        # Streamed deltas go to the live topic (settings.live_events unless given).
-        self._live = publisher if (settings.live_events if live is None else live) else None
+        # Streamed deltas go to the live topic (settings.live_events unless given),
+        # through live_writer when given: a producer of their own keeps them from
+        # queueing in front of the answers.
+        live_on = settings.live_events if live is None else live
+        self._live = (live_writer or publisher) if live_on else None
         # Wrapped here, at the call site: every call is measured and traced.
         self._provider = (
             provider if isinstance(provider, ObservedProvider) else ObservedProvider(provider)

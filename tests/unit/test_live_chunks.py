@@ -166,3 +166,53 @@ def test_tool_events_settle_with_their_result_and_everything_with_the_end() -> N
     assert view.ended
     assert view.pending == {}
     assert not view.live(live_chunk("d3", "s1", 0))
+
+
+async def answer_one_run(**options: Any) -> tuple[InMemoryLog, InMemoryLog]:
+    """An orchestrator answering one run on in-memory logs: (its publisher, its live writer)."""
+    from runwire.contract.events import RunStarted, UserMessage
+    from runwire.providers.local import LocalModel
+    from runwire.services.orchestrator.service import Orchestrator
+    from tests.helpers import assert_eventually
+
+    published, live = InMemoryLog(), InMemoryLog()
+    async with LocalModel(chunk_chars=3) as model:
+        orchestrator = Orchestrator(
+            Settings(), provider=model, publisher=published, live_writer=live, **options
+        )
+        started = Event.create(RunStarted(agent_id="a"), run_id="r1", session_id="s")
+        said = Event.create(UserMessage(parts=["My name is Ada."]), run_id="r1", session_id="s")
+        orchestrator.assigned([0])
+        orchestrator.apply(0, 0, started)
+        orchestrator.apply(0, 1, said)
+        orchestrator.caught_up(0)
+
+        async def answered() -> bool:
+            assert any(e.type.value == "run_completed" for e in published.events)
+            return True
+
+        await assert_eventually(answered, timeout=5)
+        await asyncio.sleep(0.05)  # the last live record's send
+        await orchestrator.revoked([0])
+    return published, live
+
+
+async def test_the_orchestrator_streams_to_its_live_writer_and_answers_on_its_publisher() -> None:
+    published, live = await answer_one_run()
+    assert {e.type.value for e in live.events} == {"live_chunk"}
+    said = next(e for e in published.events if e.type.value == "assistant_text")
+    assert {e.causation_id for e in live.events} == {said.causation_id}
+    streamed = "".join(
+        d["text"]
+        for e in live.events
+        for d in e.payload.deltas  # type: ignore[union-attr]
+        if d["kind"] == "text"
+    )
+    assert streamed == said.payload.text  # type: ignore[union-attr]
+    assert all(e.stream.value == "run" for e in published.events)
+
+
+async def test_live_off_streams_nothing() -> None:
+    published, live = await answer_one_run(live=False)
+    assert live.events == []
+    assert any(e.type.value == "assistant_text" for e in published.events)
