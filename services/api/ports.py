@@ -136,8 +136,10 @@ class RunControl(Protocol):
         """Publish tool results (deterministic ids: a repeat is a harmless duplicate)."""
         ...
 
-    def events(self, run: Run) -> AsyncIterator[Event]:
-        """The run's events in log order from its first one, live; ends after its terminal event."""
+    def events(self, run: Run, *, live: bool = False) -> AsyncIterator[Event]:
+        """The run's events in log order from its first one, live; ends after its terminal event.
+
+        With ``live``, its live events woven in (:meth:`runwire.client.RunHandle.stream`)."""
         ...
 
 
@@ -182,10 +184,12 @@ class ClientRunControl:
     async def resume(self, run_id: str, results: Sequence[ToolResultPart]) -> list[Position]:
         return await self._client.resume(run_id, results)
 
-    def events(self, run: Run) -> AsyncIterator[Event]:
+    def events(self, run: Run, *, live: bool = False) -> AsyncIterator[Event]:
         handle = self._client.handle(
             run.run_id, session_id=run.session_id, first_offset=run.first_offset
         )
+        if live:
+            return handle.stream(from_start=True)
         return handle.events(from_start=True, until_end=True, follow=True)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from runwire.services.api.access import owned_run
@@ -32,14 +32,19 @@ async def run_events(
     using: Using,
     run_id: IdPath,
     last_event_id: Annotated[str | None, Header(max_length=200)] = None,
+    live: Annotated[
+        bool,
+        Query(description="Also the live events: the answer as it streams, tools running"),
+    ] = False,
 ) -> StreamingResponse:
     """Every event of the run in log order, read from the log from the run's first
-    event, then live until its terminal event; see docs/http-api.md for the framing."""
+    event, then live until its terminal event; with ``live=true`` its live events
+    woven in; see docs/http-api.md for the framing."""
     run = await owned_run(using, principal, run_id)
     metrics: ApiMetrics = request.app.state.metrics
     body = run_event_stream(
         run_id,
-        using.control.events(run),
+        using.control.events(run, live=live),
         last_event_id=last_event_id,
         keepalive=using.options.keepalive_seconds,
         closing=request.app.state.closing,

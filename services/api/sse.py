@@ -4,6 +4,10 @@ Contract of :func:`run_event_stream`:
 - Starts with ``retry: 2000``; then one message per event of the run, in log
   order: ``id:`` the event_id, ``event:`` the event type, ``data:`` the event
   as JSON (the envelope with its typed payload).
+- Live events (``live_chunk``, ``live_tool_started``, ``live_tool_finished``)
+  come as messages without ``id:``: they are never part of the run's log, so
+  ``Last-Event-ID`` always names a canonical event, and a reconnecting client
+  gets the live events again only for answers still being written.
 - After the run's terminal event, one ``event: end`` message whose data is
   ``{"run_id", "status"}``, and the stream closes.
 - Given ``last_event_id`` (the ``Last-Event-ID`` header of a reconnecting
@@ -26,7 +30,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final
 
-from runwire.contract.events import TERMINAL_EVENTS, Event
+from runwire.contract.events import TERMINAL_EVENTS, Event, Stream
 
 __all__ = ["comment", "message", "run_event_stream"]
 
@@ -109,6 +113,10 @@ async def run_event_stream(
             assert isinstance(item, Event)
             if item.type in TERMINAL_EVENTS:
                 status = TERMINAL_EVENTS[item.type].value
+            if item.stream is Stream.LIVE:
+                if not skipping:
+                    yield message(item.model_dump_json(), event=item.type.value)
+                continue
             if skipping:
                 skipping = item.event_id != last_event_id
                 continue

@@ -31,6 +31,11 @@ Contract:
   with the error's kind and message (``retryable`` set). Any other failure
   fails the run at once with its kind and message (``internal_error`` for
   an exception that is not a RunwireError: a bug).
+- The model's deltas are published live as they stream
+  (:mod:`~runwire.services.orchestrator.streaming`, the live topic; off with
+  ``live=False`` or ``settings.live_events``; through ``live_writer`` when
+  given, else the publisher); the answer is always the
+  call's final response.
 - ``run_canceled`` (or any terminal event from elsewhere) cancels the run's
   task: an in-flight model call is aborted and nothing more is published
   for the run.
@@ -81,6 +86,7 @@ from runwire.services.orchestrator.run_state import (
     Close,
     RunState,
 )
+from runwire.services.orchestrator.streaming import streamed_call
 from runwire.services.run_context import RunContext
 from runwire.settings import Settings
 from runwire.telemetry import tracing
@@ -169,8 +175,15 @@ class Orchestrator(FollowingService):
         follower_options: FollowerOptions | None = None,
         codec: Codec | None = None,
         clock: Callable[[], float] = time.monotonic,
+        live: bool | None = None,
+        live_writer: EventWriter | None = None,
     ) -> None:
         self._settings = settings
+        # Streamed deltas go to the live topic (settings.live_events unless given),
+        # through live_writer when given: a producer of their own keeps them from
+        # queueing in front of the answers.
+        live_on = settings.live_events if live is None else live
+        self._live = (live_writer or publisher) if live_on else None
         # Wrapped here, at the call site: every call is measured and traced.
         self._provider = (
             provider if isinstance(provider, ObservedProvider) else ObservedProvider(provider)
@@ -441,7 +454,9 @@ class Orchestrator(FollowingService):
             async with self._slots:
                 started = self._clock()
                 response = await call_with_retries(
-                    lambda: self._provider.complete(request),
+                    lambda: streamed_call(
+                        self._provider, request, self._live, state.context, cause, producer=PRODUCER
+                    ),
                     self._policy,
                     on_retry=self._on_retry,
                 )

@@ -62,6 +62,7 @@ async def orchestrator_service(
     None), ``acting_retry`` how a retriable failure of acting (a store read,
     a publish) is retried before the run is failed.
     """
+    live_writer: EventWriter | None = None
     async with contextlib.AsyncExitStack() as stack:
         if provider is None:
             provider = await stack.enter_async_context(provider_from_settings(settings))
@@ -70,6 +71,10 @@ async def orchestrator_service(
             # Known partitions: acknowledgements are queued without waiting.
             await own.prepare_topic(settings.run_events)
             publisher = own
+            if settings.live_events:
+                # Live chunks on a producer of their own: many small records
+                # would otherwise take turns with the answers' batches.
+                live_writer = await stack.enter_async_context(Publisher(settings))
         if context is None and history:
             context = await stack.enter_async_context(await session_history(settings, provider))
         orchestrator = Orchestrator(
@@ -82,6 +87,7 @@ async def orchestrator_service(
             acting_retry=acting_retry,
             follower_options=follower_options,
             max_concurrent_calls=max_concurrent_calls or 512,
+            live_writer=live_writer,
         )
         await stack.enter_async_context(orchestrator)
         yield orchestrator

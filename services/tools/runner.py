@@ -16,6 +16,10 @@ Contract:
   exactly one per tool_use in the log, short of a zombie instance (one that
   lost its partitions without knowing it) racing a new owner.
 - A tool's failure or timeout is a result with ``is_error`` and the message.
+- Live views: ``live_tool_started`` when a call begins executing and
+  ``live_tool_finished`` (``is_error``, ``duration_ms``) when it ends go to
+  the live topic (caused by the tool_use event; best effort, in that order;
+  off with ``live=False`` or ``settings.live_events``).
 - A tool call is executed once at most: a repeat of its ``tool_use``, or
   one with the same ids and another body (refused by every reader as
   ``conflicting_duplicate_event``), is not executed again, even after its
@@ -42,12 +46,15 @@ from runwire.contract.codec import Codec
 from runwire.contract.events import (
     TERMINAL_EVENTS,
     Event,
+    LiveToolFinished,
+    LiveToolStarted,
     RunStatus,
     RunStatusChanged,
     ToolResult,
     ToolUse,
 )
 from runwire.log import EventWriter, publish_retrying
+from runwire.log.live import LiveEmitter
 from runwire.services.follower import (
     Follower,
     FollowerOptions,
@@ -109,6 +116,14 @@ def result_event(use: Event, content: object, is_error: bool) -> Event:
     )
 
 
+def _live_event(use: Event, payload: LiveToolStarted | LiveToolFinished) -> Event:
+    """A live event of tool_use event ``use`` (deterministic id: a repeat is recognisable)."""
+    index = 1 if isinstance(payload, LiveToolStarted) else 2
+    return RunContext.of(use).event(
+        payload, producer=PRODUCER, causation_id=use.event_id, index=index
+    )
+
+
 class ToolRunner(FollowingService):
     """Executes registered tools for every run; see the module contract."""
 
@@ -121,9 +136,11 @@ class ToolRunner(FollowingService):
         max_concurrent_tools: int = 256,
         follower_options: FollowerOptions | None = None,
         codec: Codec | None = None,
+        live: bool | None = None,
     ) -> None:
         self._registry = registry
         self._publisher = publisher
+        self._live = settings.live_events if live is None else live
         self._slots = asyncio.Semaphore(max_concurrent_tools)
         self._partitions: dict[int, _Partition] = {}
         self.stats = ToolRunnerStats()
@@ -250,6 +267,11 @@ class ToolRunner(FollowingService):
     async def _call(self, use: Event, payload: ToolUse, context: ToolContext) -> None:
         async with self._slots:
             started = time.perf_counter()
+            live = LiveEmitter(self._publisher) if self._live else None
+            if live is not None:
+                live.emit(
+                    _live_event(use, LiveToolStarted(tool_use_id=payload.id, name=payload.name))
+                )
             with tracing.span(
                 f"execute_tool {payload.name}",
                 {"gen_ai.tool.name": payload.name, "gen_ai.tool.call.id": payload.id},
@@ -257,9 +279,18 @@ class ToolRunner(FollowingService):
                 outcome = await self._registry.execute(payload.name, payload.input, context)
                 if span is not None and outcome.is_error:
                     span.set_attribute("error.type", "tool_error")
+            seconds = time.perf_counter() - started
             TOOL_SECONDS.labels(payload.name, "error" if outcome.is_error else "ok").observe(
-                time.perf_counter() - started
+                seconds
             )
+            if live is not None:
+                finished = LiveToolFinished(
+                    tool_use_id=payload.id,
+                    name=payload.name,
+                    is_error=outcome.is_error,
+                    duration_ms=round(seconds * 1000),
+                )
+                live.emit(_live_event(use, finished))
         self.stats.executed += 1
         if outcome.is_error:
             self.stats.errors += 1

@@ -16,6 +16,16 @@ Contract:
   so whatever is published after that, even before the first iteration, is
   read. A stream iterated without being awaited resolves it when the first
   event is asked for. The blocking twin resolves it in the call.
+- ``handle.stream()`` is ``events()`` with the run's live events woven in
+  (:mod:`runwire.transcript.live`): the answer being written as it streams
+  (``live_chunk``), tools starting and finishing. It reads the run's events
+  up to the log's end first (a late reader catches up on canonical events
+  only), then joins the live topic at the time of the newest delta (its
+  answer's chunks from their start) and follows both. A live event is
+  yielded only while its answer is not yet in the log; the run's canonical
+  events are all yielded, in log order, so a reader that lost chunks or came
+  late still ends with exactly the canonical transcript. Ends after the
+  terminal event. The live reader (a second consumer) starts on first use.
 - ``handle.wait(timeout)`` returns a :class:`RunOutcome` once the log holds
   the run's terminal event (status, error, transcript). With a
   :class:`~runwire.projections.runs.reader.RunStore` given to the client it
@@ -57,6 +67,7 @@ from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import (
     TERMINAL_EVENTS,
     Event,
+    EventType,
     RunCanceled,
     RunFailed,
     RunStarted,
@@ -65,13 +76,16 @@ from runwire.contract.events import (
     SessionCreated,
     ToolResult,
     UserMessage,
+    now,
 )
 from runwire.contract.run_lifecycle import RunLifecycle
 from runwire.errors import InputError, NotStartedError, RunwireError
 from runwire.log import Position, Publisher
+from runwire.log.live import LIVE_FETCH_MAX_WAIT_MS, live_watcher
 from runwire.log.watcher import RunWatcher
 from runwire.settings import Settings
 from runwire.transcript.ledger import build_messages_from_events, payloads_for_messages
+from runwire.transcript.live import LiveView
 from runwire.transcript.messages import Message, TextPart, ToolResultPart
 
 if TYPE_CHECKING:
@@ -88,6 +102,9 @@ __all__ = [
 ]
 
 PRODUCER = "runwire-client"
+LIVE_JOIN_SLACK_MS = 5_000
+"""How far before the newest delta a stream joins the live topic: clocks of the
+writers may disagree by that much (chunks of earlier answers are not shown)."""
 
 T = TypeVar("T")
 
@@ -182,6 +199,72 @@ class RunHandle:
     ) -> AsyncGenerator[tuple[int, Event], None]:
         watcher = self._client._reader_or_fail()
         return watcher.events(self.run_id, self.partition, start, stop_at, until_terminal=until_end)
+
+    async def stream(self, *, from_start: bool = True) -> AsyncGenerator[Event, None]:
+        """The run's events and its live events; see the module contract."""
+        reader = self._client._reader_or_fail()
+        start, _ = await self._bounds(from_start=from_start, follow=True)
+        view = LiveView()
+        newest_delta: Event | None = None
+        caught_up_at = await reader.end_offset(self.partition)
+        # 1. Catch up on the log: canonical events only.
+        async for offset, event in reader.events(
+            self.run_id, self.partition, start, caught_up_at, until_terminal=True
+        ):
+            start = max(start, offset + 1)
+            view.canonical(event)
+            if event.type in (EventType.USER_MESSAGE, EventType.TOOL_RESULT):
+                newest_delta = event
+            yield event
+            if view.ended:
+                return
+        # 2. Join the live topic where the current answer began, follow both.
+        live = await self._client._live_reader()
+        live_partition = live.partition_of(self.run_id)
+        since = newest_delta.occurred_at if newest_delta is not None else now()
+        millis = int(since.timestamp() * 1000) - LIVE_JOIN_SLACK_MS
+        live_start = await live.offset_at(live_partition, millis)
+        queue: asyncio.Queue[tuple[bool, Event] | BaseException | None] = asyncio.Queue()
+
+        async def pump(events: AsyncGenerator[tuple[int, Event], None], canonical: bool) -> None:
+            try:
+                async for _, event in events:
+                    queue.put_nowait((canonical, event))
+                if canonical:
+                    queue.put_nowait(None)
+            except Exception as e:
+                queue.put_nowait(e)
+
+        pumps = [
+            asyncio.create_task(
+                pump(reader.events(self.run_id, self.partition, start), True),
+                name=f"stream {self.run_id}",
+            ),
+            asyncio.create_task(
+                pump(
+                    live.events(self.run_id, live_partition, live_start, until_terminal=False),
+                    False,
+                ),
+                name=f"stream live {self.run_id}",
+            ),
+        ]
+        try:
+            while True:
+                item = await queue.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                canonical, event = item
+                if canonical:
+                    view.canonical(event)
+                    yield event
+                elif view.live(event):
+                    yield event
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
 
     async def wait(self, timeout: float | None = None) -> RunOutcome:  # noqa: ASYNC109
         """The run's outcome once it ended; :class:`RunTimeoutError` after ``timeout`` s."""
@@ -320,6 +403,8 @@ class Client:
         self._codec = codec or codec_for(self.settings)
         self._producer = producer
         self._reader: RunWatcher | None = None
+        self._live: RunWatcher | None = None
+        self._live_starting = asyncio.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
         self._started = False
 
@@ -330,7 +415,14 @@ class Client:
             self._publisher = Publisher(self.settings)
         if self._own_publisher:
             await self._publisher.start()
-        reader = RunWatcher(self.settings, self._codec, purpose="client")
+        # Short fetches: a stream joins a partition while a fetch may be in flight,
+        # and a reader of a run that just started waits for the next one.
+        reader = RunWatcher(
+            self.settings,
+            self._codec,
+            purpose="client",
+            fetch_max_wait_ms=LIVE_FETCH_MAX_WAIT_MS,
+        )
         try:
             await reader.start()
         except BaseException:
@@ -345,6 +437,9 @@ class Client:
         reader, self._reader = self._reader, None
         if reader is not None:
             await reader.stop()
+        live, self._live = self._live, None
+        if live is not None:
+            await live.stop()
         if self._own_publisher and self._publisher is not None:
             await self._publisher.stop()
 
@@ -364,6 +459,16 @@ class Client:
         if self._reader is None:
             raise NotStartedError("the client is not started: use `async with Client(settings)`")
         return self._reader
+
+    async def _live_reader(self) -> RunWatcher:
+        """The live topic's reader, started on first use (most clients never stream)."""
+        self._reader_or_fail()
+        async with self._live_starting:
+            if self._live is None:
+                live = live_watcher(self.settings, self._codec, purpose="client-live")
+                await live.start()
+                self._live = live
+        return self._live
 
     def _publisher_or_fail(self) -> Publisher:
         if self._publisher is None or not self._started:

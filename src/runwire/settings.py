@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     session_events_topic: str = "runwire.session-events"
     memory_topic: str = "runwire.memory"
     checkpoints_topic: str = "runwire.checkpoints"
+    live_topic: str = "runwire.live"
     dead_letters_topic: str = "runwire.dead-letters"
     # Per cluster, not per topic: 1 on the local stack, 3 and 2 on a real cluster.
     topic_replication_factor: int = Field(default=1, ge=1)
@@ -126,6 +127,9 @@ class Settings(BaseSettings):
     model_timeout_seconds: float = 60.0
     model_max_retries: int = 4
     max_turns: int = 16
+    # Live views (docs/wire-format.md): the model streams and its deltas, and tool
+    # execution start/end, are published on the live topic.
+    live_events: bool = True
     watchdog_stall_seconds: float = 900.0  # a pending/running run idle this long is failed
     watchdog_tools_seconds: float | None = None  # awaiting_tools likewise, only when set
 
@@ -173,6 +177,10 @@ class Settings(BaseSettings):
     @property
     def checkpoints(self) -> str:
         return self.topic(self.checkpoints_topic)
+
+    @property
+    def live(self) -> str:
+        return self.topic(self.live_topic)
 
     @property
     def dead_letters(self) -> str:

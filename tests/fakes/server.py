@@ -85,7 +85,15 @@ class StreamFail:
     turn: Turn | None = None
 
 
-Reply = Turn | Fail | StreamFail
+@dataclass(frozen=True)
+class StreamDrop:
+    """A stream that starts fine and then just ends (the connection dropped mid-answer)."""
+
+    after_events: int
+    turn: Turn
+
+
+Reply = Turn | Fail | StreamFail | StreamDrop
 
 
 @dataclass(frozen=True)
@@ -217,15 +225,22 @@ class FakeProviderServer:
             return Response(status_code=499)
         if isinstance(reply, Fail):
             return self.render_error(reply)
-        turn = reply if isinstance(reply, Turn) else (reply.turn or Turn(parts=()))
+        if isinstance(reply, StreamDrop):
+            turn = reply.turn
+        else:
+            turn = reply if isinstance(reply, Turn) else (reply.turn or Turn(parts=()))
         model = self.model_of(recorded)
         if not stream:
             if isinstance(reply, StreamFail):
                 return self.render_error(Fail(500, reply.message, reply.error_type))
+            if isinstance(reply, StreamDrop):
+                return self.render_error(Fail(502, "connection dropped"))
             return json_response(200, self.render_json(turn, model))
         frames = list(self.render_stream(turn, model))
         if isinstance(reply, StreamFail):
             frames = [*frames[: reply.after_events], self.render_stream_error(reply)]
+        elif isinstance(reply, StreamDrop):
+            frames = frames[: reply.after_events]
         return StreamingResponse(
             self._paced(frames, turn.chunk_delay, recorded),
             media_type=self.stream_media_type,

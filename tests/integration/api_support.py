@@ -99,14 +99,20 @@ def parse_sse(lines: Iterator[str]) -> Iterator[Sse]:
 
 
 async def read_sse(
-    http: httpx.AsyncClient, run_id: str, key: str, last_event_id: str | None = None
+    http: httpx.AsyncClient,
+    run_id: str,
+    key: str,
+    last_event_id: str | None = None,
+    *,
+    live: bool = False,
 ) -> list[Sse]:
     """Every message of the run's event stream, until the server closes it."""
     headers = auth(key)
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
     lines: list[str] = []
-    async with http.stream("GET", f"/v1/runs/{run_id}/events", headers=headers) as response:
+    url = f"/v1/runs/{run_id}/events" + ("?live=true" if live else "")
+    async with http.stream("GET", url, headers=headers) as response:
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
         async for line in response.aiter_lines():

@@ -254,3 +254,61 @@ async def test_the_page_draws_a_runs_transcript_live_from_the_event_stream(
     assert kinds[-1] == "assistant"
     assert (tmp_path / "live.png").stat().st_size > 20_000  # drawn pages, not blank ones
     assert (tmp_path / "ended.png").stat().st_size > 20_000
+
+
+async def test_the_page_draws_the_answer_as_it_streams_then_the_canonical_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from runwire.providers.local import LocalModel
+
+    # A model writing two characters every 60 ms: the answer streams for seconds.
+    model = LocalModel(chunk_chars=2, chunk_interval=0.06)
+    async with (
+        projectors(settings),
+        orchestrator_service(settings, provider=model),
+        api(settings) as rw,
+    ):
+        started = await rw.http.post(
+            "/v1/runs",
+            json={"prompt": "my favourite colour is a deep ultramarine", "session_id": "s-live"},
+            headers=auth(ALICE),
+        )
+        run_id = started.json()["run_id"]
+        async with browser_page(f"{rw.url}/#session=s-live&run={run_id}", tmp_path / "p") as page:
+
+            async def loaded() -> bool:
+                assert await page.evaluate("document.readyState") == "complete"
+                assert await page.evaluate("!!document.getElementById('key-form')")
+                return True
+
+            await assert_eventually(loaded, timeout=10)
+            await page.evaluate(
+                f"document.getElementById('key-input').value = {json.dumps(ALICE)};"
+                "document.getElementById('key-form').requestSubmit()"
+            )
+            streaming = "[...document.querySelectorAll('#transcript li.streaming')]"
+            partial: list[str] = []
+
+            async def answer_drawn_while_it_streams() -> bool:
+                texts = await page.evaluate(f"{streaming}.map(e => e.textContent)")
+                assert texts
+                assert await page.evaluate(entries("assistant:not(.streaming)") + ".length") == 0
+                partial.extend(texts)
+                return True
+
+            await assert_eventually(answer_drawn_while_it_streams, timeout=20, interval=0.05)
+
+            async def run_ended_on_the_page() -> bool:
+                assert await page.evaluate("document.getElementById('live').innerText") == "ended"
+                return True
+
+            await assert_eventually(run_ended_on_the_page, timeout=30)
+            left = await page.evaluate(f"{streaming}.length")
+            answers = await page.evaluate(entries("assistant"))
+        await wait_status(rw.http, run_id, "completed")
+    # What streamed was drawn first; the canonical message replaced it.
+    assert partial
+    assert left == 0
+    assert len(answers) == 1
+    assert "ultramarine" in answers[0]
+    assert "writing" not in answers[0]

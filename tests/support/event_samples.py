@@ -23,6 +23,9 @@ from runwire.contract.events import (
     EventType,
     FrameworkItem,
     ItemPopped,
+    LiveChunk,
+    LiveToolFinished,
+    LiveToolStarted,
     MemoryDeleted,
     MemorySet,
     PlannerNote,
@@ -123,6 +126,16 @@ PAYLOADS: dict[EventType, EventPayload] = {
         CheckpointThreadDeleted(thread_id="thread-1"),
         CheckpointRunsDeleted(thread_id="thread-1", run_ids=["run-a", "run-b"]),
         CheckpointPruned(thread_id="thread-1", strategy="delete"),
+        LiveChunk(
+            stream_id="s-1",
+            seq=3,
+            deltas=[
+                {"kind": "text", "index": 1, "text": "wörld"},
+                {"kind": "tool_input", "index": 2, "text": '{"a"', "tool_use_id": "t1"},
+            ],
+        ),
+        LiveToolStarted(tool_use_id="toolu_1", name="calculator"),
+        LiveToolFinished(tool_use_id="toolu_1", name="calculator", is_error=True, duration_ms=12),
     ]
 }
 assert set(PAYLOADS) == set(EventType)
@@ -263,6 +276,11 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
         data=st.binary(max_size=40),
     ),
     EventType.CHECKPOINT_THREAD_DELETED: st.builds(CheckpointThreadDeleted, thread_id=_ids),
+    EventType.LIVE_CHUNK: st.builds(LiveChunk, stream_id=_texts, seq=_longs, deltas=json_values),
+    EventType.LIVE_TOOL_STARTED: st.builds(LiveToolStarted, tool_use_id=_ids, name=_texts),
+    EventType.LIVE_TOOL_FINISHED: st.builds(
+        LiveToolFinished, tool_use_id=_ids, name=_texts, is_error=st.booleans(), duration_ms=_longs
+    ),
     EventType.CHECKPOINT_RUNS_DELETED: st.builds(
         CheckpointRunsDeleted, thread_id=_ids, run_ids=st.lists(_texts, max_size=3)
     ),
@@ -282,7 +300,7 @@ def events(draw: st.DrawFn) -> Event:
     stream = payload.event_type.stream
     return Event.create(
         payload,
-        run_id=draw(_ids) if stream is Stream.RUN else draw(st.none() | _ids),
+        run_id=draw(_ids) if stream in (Stream.RUN, Stream.LIVE) else draw(st.none() | _ids),
         session_id=draw(_ids) if stream is Stream.SESSION else draw(st.none() | _ids),
         agent_id=draw(st.none() | _ids),
         turn_id=draw(st.none() | _ids),

@@ -142,7 +142,7 @@ class Twins:
             await asyncio.sleep(0)
             yield event
 
-    def events(self, run: Run) -> AsyncIterator[Event]:
+    def events(self, run: Run, *, live: bool = False) -> AsyncIterator[Event]:
         return self.events_of(run)
 
 

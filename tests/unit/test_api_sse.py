@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from runwire.contract.events import (
     AssistantText,
     Event,
+    LiveChunk,
     RunCompleted,
     RunStarted,
     ToolUse,
@@ -77,6 +78,39 @@ async def test_a_reconnecting_client_gets_only_what_follows_its_last_event() -> 
     body = await collect(run_event_stream(RUN, from_list(events), last_event_id=events[2].event_id))
     ids = [m.get("id") for m in parse(body)[1:]]
     assert ids == [events[3].event_id, events[4].event_id, None]  # None: the end message
+
+
+def with_live(events: list[Event]) -> list[Event]:
+    """``events`` with a live chunk after each of the first four."""
+    out: list[Event] = []
+    for i, event in enumerate(events):
+        out.append(event)
+        if i < 4:
+            chunk = LiveChunk(
+                stream_id="s", seq=i, deltas=[{"kind": "text", "index": 0, "text": "t"}]
+            )
+            out.append(Event.create(chunk, run_id=RUN, causation_id=events[1].event_id))
+    return out
+
+
+async def test_live_events_come_without_an_id_so_last_event_id_stays_canonical() -> None:
+    events = run_events()
+    parsed = parse(await collect(run_event_stream(RUN, from_list(with_live(events)))))[1:-1]
+    assert [m["event"] for m in parsed].count("live_chunk") == 4
+    assert all("id" not in m for m in parsed if m["event"] == "live_chunk")
+    assert [m["id"] for m in parsed if "id" in m] == [e.event_id for e in events]
+    # A reconnecting client gets the live events only after its last canonical one.
+    again = parse(
+        await collect(
+            run_event_stream(RUN, from_list(with_live(events)), last_event_id=events[2].event_id)
+        )
+    )[1:-1]
+    assert [m["event"] for m in again] == [
+        "live_chunk",
+        "assistant_text",
+        "live_chunk",
+        "run_completed",
+    ]
 
 
 async def test_an_idle_stream_sends_keepalive_comments() -> None:

@@ -40,7 +40,7 @@ from tests.fakes import eventstream
 from tests.fakes.anthropic_messages import FakeAnthropicServer
 from tests.fakes.bedrock_converse import FakeBedrockServer
 from tests.fakes.openai_chat import FakeOpenAIServer
-from tests.fakes.server import Fail, FakeProviderServer, StreamFail, Turn
+from tests.fakes.server import Fail, FakeProviderServer, StreamDrop, StreamFail, Turn
 from tests.helpers import assert_eventually
 from tests.support.exact_json import identical
 
@@ -327,6 +327,24 @@ async def test_error_in_the_middle_of_a_stream_is_retriable(rig: Rig) -> None:
     )
     assert response.parts == rig.case.expected(rig.case.turn())
     assert len(rig.fake.requests) == 2
+
+
+@pytest.mark.parametrize("after_events", [2, 5])
+async def test_a_stream_that_drops_mid_answer_is_retriable_never_a_half_answer(
+    rig: Rig, after_events: int
+) -> None:
+    # The connection ends cleanly in the middle of the answer: no error event,
+    # no end of message. That is a failed call, never the part received.
+    rig.fake.enqueue(StreamDrop(after_events=after_events, turn=rig.case.turn()))
+    with pytest.raises(ProviderError) as caught:
+        await rig.provider.complete(rig.request(), on_chunk=Collector())
+    assert caught.value.retriable
+    assert caught.value.kind == "incomplete_stream"
+    rig.fake.enqueue(StreamDrop(after_events=after_events, turn=rig.case.turn()), rig.case.turn())
+    response = await call_with_retries(
+        lambda: rig.provider.complete(rig.request(), on_chunk=Collector()), FAST
+    )
+    assert response.parts == rig.case.expected(rig.case.turn())
 
 
 async def test_a_slow_provider_times_out_as_retriable(rig: Rig) -> None:

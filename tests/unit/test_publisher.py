@@ -145,10 +145,11 @@ def test_every_event_has_a_topic_and_key(event_type: EventType) -> None:
         settings.session_events,
         settings.memory,
         settings.checkpoints,
+        settings.live,
     }
     assert topic.startswith("p.")
     key = record_key(event)
-    if topic == settings.run_events:
+    if topic in (settings.run_events, settings.live):
         assert key == b"run-1"
     elif topic == settings.session_events:
         assert key == b"session-1"

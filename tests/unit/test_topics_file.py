@@ -13,7 +13,14 @@ from runwire.settings import Settings
 
 def test_the_file_declares_the_four_topics_of_the_design() -> None:
     topics = {spec.id: spec for spec in load_topics()}
-    assert set(topics) == {"run_events", "session_events", "memory", "checkpoints", "dead_letters"}
+    assert set(topics) == {
+        "run_events",
+        "session_events",
+        "memory",
+        "checkpoints",
+        "dead_letters",
+        "live",
+    }
 
     run_events = topics["run_events"]
     assert run_events.partitions == 12

@@ -387,6 +387,80 @@ function renderEvent(event, tools) {
   }
 }
 
+// -- live views: the answer as it streams, tools as they run ---------------------------
+// Live events (no SSE id) draw provisional items; the canonical event that settles their
+// cause (the delta being answered, or the tool_use) removes them, so what stays is
+// exactly the run's log, whatever was lost or came late.
+
+const SETTLING = new Set([
+  "thinking", "assistant_text", "tool_use", "usage", "tool_result",
+  "run_completed", "run_failed", "run_canceled",
+]);
+
+class LiveItems {
+  constructor(list) {
+    this.list = list;
+    this.items = new Map(); // cause -> {item, stream, blocks: Map(index -> {kind, node})}
+    this.settled = new Set();
+  }
+
+  chunk(event) {
+    const cause = event.causation_id;
+    const p = event.payload || {};
+    if (!cause || this.settled.has(cause)) return;
+    let live = this.items.get(cause);
+    if (!live || live.stream !== p.stream_id) {
+      if (live) live.item.remove();
+      const item = block("assistant streaming", "assistant · writing…");
+      this.list.append(item);
+      live = { item, stream: p.stream_id, blocks: new Map(), next: 0 };
+      this.items.set(cause, live);
+    }
+    if (p.seq < live.next) return; // a repeat (a reconnected stream reads the answer again)
+    live.next = p.seq + 1;
+    for (const d of p.deltas || []) {
+      let part = live.blocks.get(d.index);
+      if (!part) {
+        const className = d.kind === "thinking" ? "text thinking" : d.kind === "tool_input" ? "tool-input" : "text";
+        const node = el(d.kind === "tool_input" ? "pre" : "div", className, "");
+        if (d.kind === "tool_input") node.textContent = `${d.tool_name || "tool"} `;
+        live.item.append(node);
+        part = { kind: d.kind, node };
+        live.blocks.set(d.index, part);
+      }
+      part.node.textContent += d.text;
+    }
+  }
+
+  tool(event) {
+    const cause = event.causation_id;
+    const p = event.payload || {};
+    if (!cause || this.settled.has(cause)) return;
+    let live = this.items.get(cause);
+    if (!live) {
+      live = { item: el("li", "status tool-running"), stream: null, blocks: new Map() };
+      this.list.append(live.item);
+      this.items.set(cause, live);
+    }
+    live.item.textContent = event.type === "live_tool_started"
+      ? `${p.name} running…`
+      : `${p.name} finished in ${p.duration_ms} ms${p.is_error ? " (error)" : ""}`;
+  }
+
+  canonical(event) {
+    if (STATUS_OF[event.type] && event.type !== "run_started") {
+      for (const live of this.items.values()) live.item.remove();
+      this.items.clear();
+    }
+    const cause = event.causation_id;
+    if (!cause || !SETTLING.has(event.type)) return;
+    this.settled.add(cause);
+    const live = this.items.get(cause);
+    if (live) live.item.remove();
+    this.items.delete(cause);
+  }
+}
+
 const STATUS_OF = {
   run_started: "pending",
   run_completed: "completed",
@@ -413,13 +487,14 @@ async function openRun(runId) {
   const controller = new AbortController();
   state.stream = controller;
   const tools = new Map();
+  const liveItems = new LiveItems(transcript);
   let lastId = null;
   let ended = false;
   setLive(true);
   while (!ended && !controller.signal.aborted) {
     try {
       await readEvents(
-        `/v1/runs/${encodeURIComponent(runId)}/events`,
+        `/v1/runs/${encodeURIComponent(runId)}/events?live=true`,
         lastId,
         (kind, id, data) => {
           if (kind === "end") {
@@ -428,7 +503,10 @@ async function openRun(runId) {
           }
           if (kind === "error") return;
           const event = JSON.parse(data);
+          if (kind === "live_chunk") return liveItems.chunk(event);
+          if (kind.startsWith("live_tool_")) return liveItems.tool(event);
           lastId = id;
+          liveItems.canonical(event);
           transcript.append(renderEvent(event, tools));
           if (event.type === "run_status_changed") setStatus(event.payload.status);
           else if (STATUS_OF[event.type]) setStatus(STATUS_OF[event.type]);

@@ -3,7 +3,10 @@
 ``runwire run`` publishes a run (``run_started`` + the prompt) and either
 waits for it to end and prints the answer, or with ``--follow`` prints every
 event as the services add it: thinking, tool calls, tool results, text and
-status. :func:`render_event` is the one place events become terminal lines
+status. On a terminal, the answer being written is drawn below them as it
+streams, and tools as they run (:class:`LivePrinter`); the canonical lines
+replace that drawing when they land, so what stays printed is the log.
+:func:`render_event` is the one place events become terminal lines
 (``runwire chat`` and ``runwire demo`` use it too).
 """
 
@@ -15,7 +18,9 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
+from rich.text import Text
 
 from runwire.cli.common import fail_on_runwire_error
 from runwire.client import Client, RunHandle, RunOutcome
@@ -23,17 +28,21 @@ from runwire.contract import jsonvalues
 from runwire.contract.events import (
     AssistantText,
     Event,
+    LiveToolFinished,
+    LiveToolStarted,
     RunCanceled,
     RunCompleted,
     RunFailed,
     RunStatus,
     RunStatusChanged,
+    Stream,
     Thinking,
     ToolResult,
     ToolUse,
     UserMessage,
 )
 from runwire.settings import Settings
+from runwire.transcript.live import LiveView
 
 __all__ = ["app", "render_event", "run"]
 
@@ -79,14 +88,84 @@ def render_event(event: Event, *, show_user: bool = True) -> str | None:
     return None
 
 
+class LivePrinter:
+    """Draws what is live (answers streaming, tools running) under the printed lines.
+
+    The drawing is transient (:class:`rich.live.Live`): it is erased when
+    nothing is live any more, once the canonical events that settle it were
+    printed. On a console that is not a terminal nothing is drawn.
+    """
+
+    def __init__(self, out: Console) -> None:
+        self._console = out
+        self._view = LiveView()
+        self._tools: dict[str, str] = {}
+        self._live: Live | None = None
+
+    def live(self, event: Event) -> None:
+        if not self._view.live(event):
+            return
+        p = event.payload
+        if isinstance(p, LiveToolStarted) and event.causation_id is not None:
+            self._tools[event.causation_id] = f"[yellow]  … {escape(p.name)} running[/]"
+        elif isinstance(p, LiveToolFinished) and event.causation_id is not None:
+            self._tools[event.causation_id] = (
+                f"[yellow]  … {escape(p.name)} finished in {p.duration_ms} ms[/]"
+            )
+        self._draw()
+
+    def canonical(self, event: Event) -> None:
+        self._view.canonical(event)
+        for cause in [c for c in self._tools if c in self._view.settled or self._view.ended]:
+            del self._tools[cause]
+        self._draw()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def drawing(self) -> Text:
+        """What is live now, as text."""
+        lines: list[str] = []
+        for answer in self._view.pending.values():
+            thinking = answer.text("thinking")
+            if thinking:
+                lines.append(f"[dim italic]  thinking: {escape(thinking)}[/]")
+            text = answer.text("text")
+            if text:
+                lines.append(f"[bold green]assistant[/] {escape(text)}[dim]▌[/]")
+        lines.extend(self._tools.values())
+        return Text.from_markup("\n".join(lines))
+
+    def _draw(self) -> None:
+        drawing = self.drawing()
+        if not drawing.plain:
+            self.close()
+            return
+        if self._live is None:
+            self._live = Live(drawing, console=self._console, transient=True, auto_refresh=False)
+            self._live.start()
+        self._live.update(drawing, refresh=True)
+
+
 async def follow(handle: RunHandle, *, show_user: bool = True) -> RunOutcome:
-    """Print the run's events as they arrive; return its outcome once it ended."""
+    """Print the run's events as they arrive (the answer as it streams, on a terminal);
+    return its outcome once it ended."""
     events: list[Event] = []
-    async for event in handle.events():
-        events.append(event)
-        line = render_event(event, show_user=show_user)
-        if line is not None:
-            console.print(line)
+    printer = LivePrinter(console)
+    try:
+        async for event in handle.stream():
+            if event.stream is Stream.LIVE:
+                printer.live(event)
+                continue
+            events.append(event)
+            printer.canonical(event)
+            line = render_event(event, show_user=show_user)
+            if line is not None:
+                console.print(line)
+    finally:
+        printer.close()
     return RunOutcome.of(handle.run_id, events)
 
 

@@ -6,7 +6,8 @@ Contract:
 - Run events (everything that is not a session, memory or checkpoint event)
   need a ``run_id``; session events need a ``session_id``; memory and
   checkpoint events need neither (a checkpoint event names its thread in its
-  payload, and the thread is its record key).
+  payload, and the thread is its record key). Live events (``live_*``: the
+  live topic, keyed by run) need a ``run_id`` too.
   ``EventType.stream`` says which topic a type belongs to.
 - ``occurred_at`` is timezone-aware UTC with millisecond precision (what Avro's
   ``timestamp-millis`` keeps), so an event equals itself after a round trip.
@@ -48,6 +49,8 @@ class Stream(StrEnum):
     SESSION = "session"
     MEMORY = "memory"
     CHECKPOINT = "checkpoint"
+    LIVE = "live"
+    """Live views of a run (streamed pieces, tool execution): never canonical."""
 
 
 class EventType(StrEnum):
@@ -78,6 +81,9 @@ class EventType(StrEnum):
     CHECKPOINT_THREAD_DELETED = "checkpoint_thread_deleted"
     CHECKPOINT_RUNS_DELETED = "checkpoint_runs_deleted"
     CHECKPOINT_PRUNED = "checkpoint_pruned"
+    LIVE_CHUNK = "live_chunk"
+    LIVE_TOOL_STARTED = "live_tool_started"
+    LIVE_TOOL_FINISHED = "live_tool_finished"
 
     @property
     def stream(self) -> Stream:
@@ -91,6 +97,8 @@ def _stream_of(event_type: EventType) -> Stream:
         return Stream.MEMORY
     if event_type.value.startswith("checkpoint_"):
         return Stream.CHECKPOINT
+    if event_type.value.startswith("live_"):
+        return Stream.LIVE
     return Stream.RUN
 
 
@@ -453,6 +461,47 @@ class CheckpointPruned(EventPayload):
     strategy: str = "keep_latest"
 
 
+# -- live (the live topic: for live views only, never part of a transcript) -----
+
+
+class LiveChunk(EventPayload):
+    """Streamed pieces of the assistant message answering ``causation_id``.
+
+    ``stream_id`` names one model call attempt: a retry (or another
+    orchestrator after a crash) streams the answer again under a new id, and a
+    reader starts that answer over. ``seq`` counts the stream's records from 0,
+    so a gap says pieces were lost. ``deltas`` is a JSON array of
+    ``{"kind", "index", "text"}`` objects (``tool_use_id`` and ``tool_name`` for
+    ``tool_input``): :class:`runwire.providers.base.StreamDelta` as JSON.
+    """
+
+    event_type = EventType.LIVE_CHUNK
+
+    stream_id: str
+    seq: int
+    deltas: JsonValue = Field(default_factory=list)
+
+
+class LiveToolStarted(EventPayload):
+    """A tool runner began executing a tool call (``causation_id``: the tool_use event)."""
+
+    event_type = EventType.LIVE_TOOL_STARTED
+
+    tool_use_id: str
+    name: str
+
+
+class LiveToolFinished(EventPayload):
+    """A tool runner finished a tool call; its ``tool_result`` follows on the run-events topic."""
+
+    event_type = EventType.LIVE_TOOL_FINISHED
+
+    tool_use_id: str
+    name: str
+    is_error: bool = False
+    duration_ms: int = 0
+
+
 Payload = (
     RunStarted
     | RunStatusChanged
@@ -481,6 +530,9 @@ Payload = (
     | CheckpointThreadDeleted
     | CheckpointRunsDeleted
     | CheckpointPruned
+    | LiveChunk
+    | LiveToolStarted
+    | LiveToolFinished
 )
 
 PAYLOAD_TYPES: dict[EventType, type[EventPayload]] = {
@@ -570,7 +622,7 @@ class Event(BaseModel):
                 f"needs {expected.__name__}"
             )
         stream = self.type.stream
-        if stream is Stream.RUN and not self.run_id:
+        if stream in (Stream.RUN, Stream.LIVE) and not self.run_id:
             raise ValueError(f"run_id is required for {self.type.value} events")
         if stream is Stream.SESSION and not self.session_id:
             raise ValueError(f"session_id is required for {self.type.value} events")

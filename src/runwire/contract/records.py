@@ -78,7 +78,7 @@ def payload_shape(model: type[EventPayload]) -> PayloadShape:
         model=model,
         event_type=model.event_type,
         type_value=model.event_type.value,
-        required_id={Stream.RUN: "run_id", Stream.SESSION: "session_id"}.get(
+        required_id={Stream.RUN: "run_id", Stream.LIVE: "run_id", Stream.SESSION: "session_id"}.get(
             model.event_type.stream
         ),
         fields=tuple(model.model_fields),

@@ -4,7 +4,9 @@ Contract:
 - Run events go to the run-events topic keyed by ``run_id``; session events to
   the session-events topic keyed by ``session_id``; memory events to the
   (compacted) memory topic keyed by ``memory_key(scope, owner, key)``;
-  checkpoint events to the checkpoints topic keyed by their ``thread_id``.
+  checkpoint events to the checkpoints topic keyed by their ``thread_id``;
+  live events (streamed pieces, tool execution) to the live topic keyed by
+  ``run_id``.
 - ``memory_key`` is the compact JSON array ``[scope, owner, key]`` in UTF-8:
   unambiguous whatever the parts contain, and readable in any language.
 - A ``memory_deleted`` event is written as a tombstone (no value) so
@@ -59,6 +61,8 @@ def topic_for(stream: Stream, settings: Settings) -> str:
         return settings.session_events
     if stream is Stream.CHECKPOINT:
         return settings.checkpoints
+    if stream is Stream.LIVE:
+        return settings.live
     return settings.memory
 
 
@@ -91,8 +95,8 @@ _CHECKPOINT_PAYLOADS = (
 def record_key(event: Event) -> bytes:
     """The Kafka record key of ``event`` (what decides its partition)."""
     stream = event.type.stream
-    if stream is Stream.RUN:
-        assert event.run_id is not None  # the model guarantees it for run events
+    if stream is Stream.RUN or stream is Stream.LIVE:
+        assert event.run_id is not None  # the model guarantees it for run and live events
         return event.run_id.encode()
     if stream is Stream.SESSION:
         assert event.session_id is not None  # the model guarantees it for session events

@@ -17,7 +17,13 @@ Contract (:class:`RunWatcher`):
   (:mod:`runwire.contract.identity`); one that cannot be decoded *yet* (the schema registry
   down: retriable) is read again after a pause, never skipped.
 - ``partition_of(run_id)`` is the contract partitioner's choice;
-  ``end_offset(partition)`` asks the broker now.
+  ``end_offset(partition)`` asks the broker now; ``offset_at(partition,
+  millis)`` is the first offset written at or after that time (the end when
+  none is).
+- It follows the run-events topic, or ``topic`` when given (the live topic:
+  :func:`runwire.log.live.live_watcher`), whose records are keyed by run id
+  alike. ``fetch_max_wait_ms`` bounds how long a fetch waits for data: a
+  partition subscribed to meanwhile is fetched from the next request on.
 """
 
 from __future__ import annotations
@@ -62,11 +68,20 @@ class Subscription:
 class RunWatcher(AsyncService):
     """Follows runs live for many readers at once; see the module contract."""
 
-    def __init__(self, settings: Settings, codec: Codec, *, purpose: str = "watcher") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        codec: Codec,
+        *,
+        purpose: str = "watcher",
+        topic: str | None = None,
+        fetch_max_wait_ms: int = 500,
+    ) -> None:
         self._settings = settings
         self._codec = codec
         self._purpose = purpose
-        self._topic = settings.run_events
+        self._topic = topic or settings.run_events
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._subs: dict[int, set[Subscription]] = {}
@@ -76,7 +91,12 @@ class RunWatcher(AsyncService):
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        consumer = clients.consumer(self._settings, self._purpose, isolation_level="read_committed")
+        consumer = clients.consumer(
+            self._settings,
+            self._purpose,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+        )
         try:
             await consumer.start()
             self._partitions = await topic_partitions(consumer, self._topic)
@@ -107,6 +127,13 @@ class RunWatcher(AsyncService):
         tp = TopicPartition(self._topic, partition)
         ends: dict[TopicPartition, int] = await self._consumer.end_offsets([tp])
         return ends[tp]
+
+    async def offset_at(self, partition: int, millis: int) -> int:
+        """The first offset of ``partition`` written at or after ``millis`` (else the end)."""
+        tp = TopicPartition(self._topic, partition)
+        found = await self._consumer.offsets_for_times({tp: max(0, millis)})
+        hit = found.get(tp)
+        return int(hit.offset) if hit is not None else await self.end_offset(partition)
 
     async def subscribe(self, run_id: str, partition: int, start: int) -> Subscription:
         sub = Subscription(run_id, partition, start)

@@ -22,6 +22,7 @@ from typing import Any
 import anthropic
 
 from runwire.contract import jsonvalues
+from runwire.errors import ProviderError
 from runwire.providers.base import (
     ChunkHandler,
     ModelRequest,
@@ -128,10 +129,13 @@ class AnthropicMessagesProvider(ProviderLifecycle):
         exactly from its streamed JSON text."""
         tools: dict[int, tuple[str, str]] = {}  # block index -> (tool_use id, name)
         texts: dict[int, list[str]] = {}
+        stopped = False
         async with self._client.messages.stream(**body, timeout=read_timeout) as stream:
             async for event in stream:
                 delta: StreamDelta | None = None
-                if event.type == "content_block_start" and event.content_block.type == "tool_use":
+                if event.type == "message_stop":
+                    stopped = True
+                elif event.type == "content_block_start" and event.content_block.type == "tool_use":
                     block = event.content_block
                     tools[event.index] = (block.id, block.name)
                     delta = StreamDelta(
@@ -161,6 +165,13 @@ class AnthropicMessagesProvider(ProviderLifecycle):
                         )
                 if delta is not None:
                     await on_chunk(delta)
+            if not stopped:
+                # The connection ended mid-answer: what arrived is half a message.
+                raise ProviderError(
+                    f"{PROVIDER}: the stream ended without a message_stop event",
+                    retriable=True,
+                    kind="incomplete_stream",
+                )
             message = await stream.get_final_message()
         for index, pieces in texts.items():
             tool_id = tools.get(index, ("?", ""))[0]

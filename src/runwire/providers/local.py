@@ -141,7 +141,9 @@ class LocalModel(ProviderLifecycle):
     """The default model: deterministic, offline, exercising every event type.
 
     ``latency`` seconds are slept (cancellably) before each answer, to test
-    concurrency with a slow model. ``secret`` keys the thinking signatures.
+    concurrency with a slow model; streamed, ``chunk_interval`` seconds are
+    slept before each delta (a model writing at a fixed rate). ``secret``
+    keys the thinking signatures.
     """
 
     def __init__(
@@ -151,8 +153,10 @@ class LocalModel(ProviderLifecycle):
         latency: float = 0.0,
         secret: bytes = DEFAULT_SECRET,
         chunk_chars: int = 12,
+        chunk_interval: float = 0.0,
     ) -> None:
         self._latency = latency
+        self._chunk_interval = chunk_interval
         self._secret = secret
         self._chunk_chars = max(1, chunk_chars)
         super().__init__("local", model)
@@ -169,6 +173,8 @@ class LocalModel(ProviderLifecycle):
             await asyncio.sleep(self._latency)
         if on_chunk is not None:
             for delta in stream_deltas(response.parts, self._chunk_chars):
+                if self._chunk_interval > 0:
+                    await asyncio.sleep(self._chunk_interval)
                 await on_chunk(delta)
         return response
 

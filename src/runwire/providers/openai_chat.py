@@ -147,6 +147,13 @@ class OpenAIChatProvider(ProviderLifecycle):
                     if delta is not None:
                         await on_chunk(delta)
         snapshot = state.current_completion_snapshot
+        if not snapshot.choices or snapshot.choices[0].finish_reason is None:
+            # The connection ended mid-answer: what arrived is half a message.
+            raise ProviderError(
+                f"{PROVIDER}: the stream ended without a finish_reason",
+                retriable=True,
+                kind="incomplete_stream",
+            )
         return snapshot.model_dump(exclude_unset=False)
 
     def _response(self, raw: Mapping[str, Any], request: ModelRequest, model: str) -> ModelResponse:
