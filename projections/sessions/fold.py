@@ -12,6 +12,15 @@ every process, so its rules keep the result independent of that interleaving:
   removes the row and leaves a tombstone: every later event of the session,
   from either topic, is ignored, so neither replays nor late runs bring it
   back. Envelope labels of session events merge into ``labels``.
+- **The single-writer fence** (session topic, so the session's partition
+  order decides; :mod:`runwire.sessions.versions`): ``session_writer_claimed``
+  is taken when no other holder's claim is open (an open claim lapses at its
+  ``occurred_at`` + ``lease_ms``; no lease: open until released) and its
+  ``expected_version`` is null or the session's ``version``: then
+  ``writer`` is its holder and ``writer_until`` the lapse (null: none). A
+  claim not taken changes nothing. ``session_writer_released`` by the open
+  claim's holder closes it; ``committed`` adds one to ``version`` and makes
+  the holder ``version_by``. A release by anyone else changes nothing.
 - **Run events** (run topic, any partition) only feed order-free aggregates:
   ``last_activity_at`` (max), ``first_seen_at`` (min), ``run_count`` (number
   of ``run_started``), and the first / last run by ``(occurred_at, run_id)``.
@@ -27,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from runwire.contract.events import (
@@ -38,6 +47,8 @@ from runwire.contract.events import (
     SessionDeleted,
     SessionEnded,
     SessionMetadataSet,
+    SessionWriterClaimed,
+    SessionWriterReleased,
     Stream,
 )
 from runwire.log.records import SourceRecord
@@ -94,6 +105,14 @@ class SessionRow:
     first_run_at: datetime | None
     first_run_user_id: str | None
     first_run_tenant: str | None
+    version: int = 0
+    """Writes committed under the single-writer fence (``session_writer_released``)."""
+    writer: str | None = None
+    """The holder of the open claim, if any."""
+    writer_until: datetime | None = None
+    """When the open claim lapses (None: when released)."""
+    version_by: str | None = None
+    """The holder whose release made ``version``."""
 
     @classmethod
     def new(cls, session_id: str, at: datetime) -> SessionRow:
@@ -217,7 +236,29 @@ def apply_session_event(row: SessionRow, event: Event) -> bool:
         row.cleared_at = event.occurred_at
     elif isinstance(p, SessionDeleted):
         return True
+    elif isinstance(p, SessionWriterClaimed):
+        claim(row, p, event.occurred_at)
+    elif isinstance(p, SessionWriterReleased) and row.writer == p.holder:
+        row.writer = row.writer_until = None
+        if p.committed:
+            row.version += 1
+            row.version_by = p.holder
     return False
+
+
+def claim_open(row: SessionRow, at: datetime) -> bool:
+    """Whether the session has a claim open at ``at`` (one that has not lapsed)."""
+    return row.writer is not None and (row.writer_until is None or at < row.writer_until)
+
+
+def claim(row: SessionRow, p: SessionWriterClaimed, at: datetime) -> None:
+    """Take the claim when no other holder's is open and the version is the expected one."""
+    if claim_open(row, at) and row.writer != p.holder:
+        return
+    if p.expected_version is not None and p.expected_version != row.version:
+        return
+    row.writer = p.holder
+    row.writer_until = None if p.lease_ms is None else at + timedelta(milliseconds=p.lease_ms)
 
 
 @dataclass(slots=True)

@@ -46,6 +46,10 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("first_run_at", "timestamptz"),
     ("first_run_user_id", "text"),
     ("first_run_tenant", "text"),
+    ("version", "bigint"),
+    ("writer", "text"),
+    ("writer_until", "timestamptz"),
+    ("version_by", "text"),
 )
 COLUMN_NAMES = ", ".join(name for name, _ in COLUMNS)
 _JSON = {i for i, (_, t) in enumerate(COLUMNS) if t == "jsonb"}

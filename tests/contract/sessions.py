@@ -19,6 +19,8 @@ from runwire.contract.events import (
     AssistantText,
     Event,
     RunStarted,
+    SessionWriterClaimed,
+    SessionWriterReleased,
     ToolResult,
     ToolUse,
     UserMessage,
@@ -28,11 +30,13 @@ from runwire.sessions import (
     AsyncSession,
     ImportConflictError,
     InputError,
+    SessionBusy,
     SessionChange,
     SessionEndedError,
     SessionEvent,
     WriteRefusedError,
 )
+from runwire.sessions.planning import session_event
 from runwire.sessions.protocol import SessionBackend
 from runwire.transcript.messages import Message, TextPart, ThinkingPart, ToolResultPart, ToolUsePart
 from tests.helpers import assert_eventually
@@ -608,3 +612,91 @@ class SessionContract:
         s = await open_session(ttl=60).open()
         await s.add_message("user", "kept a minute in the cache")
         assert len(await s.get_messages()) == 1
+
+    # -- single writer ---------------------------------------------------------------------
+
+    async def test_versioned_writes_move_the_version(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        read = await s.get_versioned()
+        assert (read.version, read.messages) == (0, [])
+        assert await s.add_messages([("user", "q0"), ("assistant", "a0")], expected_version=0) == 1
+        assert await s.add_message("user", "q1", expected_version=1) == 2
+        read = await s.get_versioned()
+        assert read.version == 2 == await s.version()
+        assert [m.text() for m in read.messages] == ["q0", "a0", "q1"]
+        assert await s.add_message("user", "unfenced") is None  # no version named
+        assert await s.version() == 2
+
+    async def test_a_stale_version_is_refused_and_nothing_written(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        other = await open_session(s.session_id).open()
+        stale = (await other.get_versioned()).version
+        await s.add_message("user", "first", expected_version=stale)
+        with pytest.raises(SessionBusy) as e:
+            await other.add_message("user", "lost", expected_version=stale)
+        assert e.value.version == stale + 1, "the error says the version to retry on"
+        assert e.value.retriable
+        assert "version 0" in str(e.value)
+        assert "version 1" in str(e.value)
+        assert [m.text() for m in await s.get_messages()] == ["first"], "nothing of it written"
+        # The caller retries on the new version: nothing is lost.
+        again = await other.get_versioned()
+        await other.add_message("assistant", "retried", expected_version=again.version)
+        assert [m.text() for m in await s.get_messages()] == ["first", "retried"]
+
+    async def test_racing_writers_on_one_version_one_wins(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        writers = [await open_session(s.session_id).open() for _ in range(4)]
+        outcomes = await asyncio.gather(
+            *(
+                w.add_messages([("user", f"q{i}"), ("assistant", f"a{i}")], expected_version=0)
+                for i, w in enumerate(writers)
+            ),
+            return_exceptions=True,
+        )
+        won = [i for i, o in enumerate(outcomes) if o == 1]
+        assert len(won) == 1, outcomes
+        assert all(isinstance(o, SessionBusy) for i, o in enumerate(outcomes) if i not in won)
+        (i,) = won
+        assert [m.text() for m in await s.get_messages()] == [f"q{i}", f"a{i}"]
+        assert await s.version() == 1
+
+    async def test_an_open_claim_refuses_others_until_it_lapses(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        s = await open_session().open()
+        # A writer that claimed and crashed: its claim holds for its lease.
+        crashed = SessionWriterClaimed(holder="crashed", expected_version=0, lease_ms=1500)
+        await backend.write_session_events(
+            [session_event(crashed, s.session_id, s.caller, token="crashed")]
+        )
+        with pytest.raises(SessionBusy) as e:
+            await s.add_message("user", "blocked", expected_version=0)
+        assert e.value.holder == "crashed"
+        await asyncio.sleep(1.6)
+        assert await s.add_message("user", "after the lease", expected_version=0) == 1
+        # Its late release changes nothing: it no longer holds the session.
+        late = SessionWriterReleased(holder="crashed")
+        await backend.write_session_events(
+            [session_event(late, s.session_id, s.caller, token="crashed", index=1)]
+        )
+        info = await s.info()
+        assert (info.version, info.writer, info.version_by) == (1, None, info.version_by)
+        assert info.version_by != "crashed"
+
+    async def test_bad_versions_are_refused(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        s = await open_session().open()
+        bad_versions: list[Any] = [-1, "1", True, 1.0]
+        for bad in bad_versions:
+            with pytest.raises(InputError) as e:
+                await s.add_message("user", "x", expected_version=bad)
+            assert e.value.field == "expected_version"
+        assert await s.get_messages() == []

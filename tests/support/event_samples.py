@@ -41,6 +41,8 @@ from runwire.contract.events import (
     SessionDeleted,
     SessionEnded,
     SessionMetadataSet,
+    SessionWriterClaimed,
+    SessionWriterReleased,
     Stream,
     Thinking,
     ToolResult,
@@ -103,6 +105,8 @@ PAYLOADS: dict[EventType, EventPayload] = {
         SessionEnded(reason="done"),
         SessionCleared(),
         SessionDeleted(),
+        SessionWriterClaimed(holder="w1", expected_version=3, lease_ms=30_000),
+        SessionWriterReleased(holder="w1", committed=True),
         MemorySet(scope="user", owner="u1", key="lang", value={"pref": "fr"}),
         MemoryDeleted(scope="global", owner="-", key="lang"),
         CheckpointPut(
@@ -250,6 +254,15 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
     EventType.SESSION_ENDED: st.builds(SessionEnded, reason=st.none() | _texts),
     EventType.SESSION_CLEARED: st.builds(SessionCleared),
     EventType.SESSION_DELETED: st.builds(SessionDeleted),
+    EventType.SESSION_WRITER_CLAIMED: st.builds(
+        SessionWriterClaimed,
+        holder=_ids,
+        expected_version=st.none() | _longs,
+        lease_ms=st.none() | _longs,
+    ),
+    EventType.SESSION_WRITER_RELEASED: st.builds(
+        SessionWriterReleased, holder=_ids, committed=st.booleans()
+    ),
     EventType.MEMORY_SET: st.builds(
         MemorySet, scope=_scopes, owner=_texts, key=_texts, value=stored_json_values
     ),

@@ -51,6 +51,8 @@ RELEASED = {
     "session_deleted.v1.avsc": "d13893bf339861ed",
     "session_ended.v1.avsc": "dedf8e4de9cf86c4",
     "session_metadata_set.v1.avsc": "a36e93568035d524",
+    "session_writer_claimed.v1.avsc": "bfc416fc396778df",
+    "session_writer_released.v1.avsc": "8572f2b72ceba1e3",
     "thinking.v1.avsc": "a91f3629d2a81387",
     "tool_result.v1.avsc": "af1d708c778b399c",
     "tool_use.v1.avsc": "c16ba16dcb57ca0f",

@@ -74,6 +74,8 @@ class EventType(StrEnum):
     SESSION_ENDED = "session_ended"
     SESSION_CLEARED = "session_cleared"
     SESSION_DELETED = "session_deleted"
+    SESSION_WRITER_CLAIMED = "session_writer_claimed"
+    SESSION_WRITER_RELEASED = "session_writer_released"
     MEMORY_SET = "memory_set"
     MEMORY_DELETED = "memory_deleted"
     CHECKPOINT_PUT = "checkpoint_put"
@@ -369,6 +371,25 @@ class SessionDeleted(EventPayload):
     event_type = EventType.SESSION_DELETED
 
 
+class SessionWriterClaimed(EventPayload):
+    """A writer asks to be the session's one writer (:mod:`runwire.sessions.versions`)."""
+
+    event_type = EventType.SESSION_WRITER_CLAIMED
+
+    holder: str
+    expected_version: int | None = None
+    lease_ms: int | None = None
+
+
+class SessionWriterReleased(EventPayload):
+    """The session's writer lets go; ``committed``: it wrote, the version moves on."""
+
+    event_type = EventType.SESSION_WRITER_RELEASED
+
+    holder: str
+    committed: bool = True
+
+
 # -- memory ------------------------------------------------------------------
 
 
@@ -523,6 +544,8 @@ Payload = (
     | SessionEnded
     | SessionCleared
     | SessionDeleted
+    | SessionWriterClaimed
+    | SessionWriterReleased
     | MemorySet
     | MemoryDeleted
     | CheckpointPut

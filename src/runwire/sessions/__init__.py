@@ -4,6 +4,7 @@
   clear, end, delete, callbacks, export / import, memory
   (:mod:`.api`, :mod:`.blocking`);
 - :mod:`.planning`: which run a message goes to (one run per turn);
+- :mod:`.versions`: single-writer sessions (expected-version writes, ``SessionBusy``);
 - :mod:`.content`: what ``add_message`` accepts;
 - :mod:`.protocol`: the backend seam; :mod:`.log_backend` (Kafka + the
   projections) and :mod:`.inmem` (the in-memory twin) implement it;
@@ -23,11 +24,13 @@ from runwire.sessions.errors import (
     ImportConflictError,
     InputError,
     NotFoundError,
+    SessionBusy,
     SessionEndedError,
     WriteRefusedError,
 )
 from runwire.sessions.inmem import InMemoryBackend
 from runwire.sessions.protocol import SessionBackend, SessionChange, SessionEvent, SessionInfo
+from runwire.sessions.versions import Versioned
 
 __all__ = [
     "FROM_DOCUMENT",
@@ -39,9 +42,11 @@ __all__ = [
     "NotFoundError",
     "Session",
     "SessionBackend",
+    "SessionBusy",
     "SessionChange",
     "SessionEndedError",
     "SessionEvent",
     "SessionInfo",
+    "Versioned",
     "WriteRefusedError",
 ]

@@ -13,6 +13,12 @@ Contract:
   order; ``limit`` counts whole turns from the end, so a tool_use is never
   cut from its tool_result. Which run a message goes to:
   :mod:`runwire.sessions.planning`. Input rules: :mod:`runwire.sessions.content`.
+- Single-writer (:mod:`runwire.sessions.versions`): ``version()`` and
+  ``get_versioned(limit=None)`` (the version, then the history);
+  ``add_message(..., expected_version=V)`` / ``add_messages(...,
+  expected_version=V)`` write only when the session is still at ``V`` and no
+  other writer holds it, and return the new version; otherwise
+  :class:`~runwire.sessions.errors.SessionBusy` (nothing written).
 - Read-your-writes: every write returns once the projections that serve the
   reads have applied it, so the next read in any process shows it.
 - On the log backend ``get_messages`` reads the transcript cache only (the
@@ -84,6 +90,7 @@ from runwire.sessions.export import ImportResult, export_session, import_session
 from runwire.sessions.names import FROM_DOCUMENT, SYSTEM_KEY, FromDocument
 from runwire.sessions.planning import PRODUCER, millis, plan_items, plan_messages, session_event
 from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo, SessionItem
+from runwire.sessions.versions import Versioned, check_version, read_versioned, write_at
 from runwire.transcript.messages import Message
 from runwire.transcript.turns import last_turns
 
@@ -301,20 +308,54 @@ class AsyncSession:
 
     # -- messages --------------------------------------------------------------------
 
-    async def add_message(self, role: str, content: Any) -> None:
+    async def add_message(
+        self, role: str, content: Any, *, expected_version: int | None = None
+    ) -> int | None:
         """Add one message: durable in the log on return, shown by this backend's
         ``get_messages`` at once and by other processes' once the projections
-        have it (see :class:`~runwire.sessions.log_backend.LogBackend`)."""
-        await self._add([to_message(role, content)], ["content"])
+        have it (see :class:`~runwire.sessions.log_backend.LogBackend`).
 
-    async def add_messages(self, messages: Sequence[Any]) -> None:
-        """Add messages as one atomic batch (Message, ``{"role", "content"}`` or pairs)."""
+        With ``expected_version``: only at that session version, as its one
+        writer; returns the new version (:mod:`runwire.sessions.versions`).
+        """
+        return await self._add([to_message(role, content)], ["content"], expected_version)
+
+    async def add_messages(
+        self, messages: Sequence[Any], *, expected_version: int | None = None
+    ) -> int | None:
+        """Add messages as one atomic batch (Message, ``{"role", "content"}`` or pairs);
+        ``expected_version`` as for :meth:`add_message`."""
         incoming = to_messages(messages)
-        await self._add(incoming, [f"messages[{i}]" for i in range(len(incoming))])
+        fields = [f"messages[{i}]" for i in range(len(incoming))]
+        return await self._add(incoming, fields, expected_version)
 
-    async def _add(self, incoming: Sequence[Any], fields: Sequence[str]) -> None:
+    async def _add(
+        self, incoming: Sequence[Any], fields: Sequence[str], expected: int | None = None
+    ) -> int | None:
+        if expected is not None:
+            check_version(expected)
         async with self._writing:
-            await _until_not_busy(lambda: self._add_now(incoming, fields))
+            if expected is None:
+                await _until_not_busy(lambda: self._add_now(incoming, fields))
+                return None
+            backend = await self._ready()
+            await self._writable()
+            return await write_at(
+                backend,
+                self.session_id,
+                self.caller,
+                expected,
+                lambda: _until_not_busy(lambda: self._add_now(incoming, fields)),
+            )
+
+    async def version(self) -> int:
+        """The session's version (writes committed under the single-writer fence)."""
+        return (await self.info()).version
+
+    async def get_versioned(self, limit: int | None = None) -> Versioned:
+        """The session's version, then its history (``get_messages(limit)``): a write
+        naming that version is refused if anything was committed since."""
+        return await read_versioned(self.info, lambda: self.get_messages(limit))
 
     async def _add_now(self, incoming: Sequence[Any], fields: Sequence[str]) -> None:
         backend = await self._ready()

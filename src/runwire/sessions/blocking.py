@@ -31,6 +31,7 @@ from runwire.memory.protocol import MemoryEntry
 from runwire.sessions.api import FROM_DOCUMENT, AsyncSession, FromDocument
 from runwire.sessions.callbacks import Callback
 from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo
+from runwire.sessions.versions import Versioned
 from runwire.transcript.messages import Message
 
 if TYPE_CHECKING:
@@ -140,14 +141,24 @@ class Session:
     def info(self) -> SessionInfo:
         return self._run(self._async.info())
 
-    def add_message(self, role: str, content: Any) -> None:
-        self._run(self._async.add_message(role, content))
+    def add_message(
+        self, role: str, content: Any, *, expected_version: int | None = None
+    ) -> int | None:
+        return self._run(self._async.add_message(role, content, expected_version=expected_version))
 
-    def add_messages(self, messages: Sequence[Any]) -> None:
-        self._run(self._async.add_messages(messages))
+    def add_messages(
+        self, messages: Sequence[Any], *, expected_version: int | None = None
+    ) -> int | None:
+        return self._run(self._async.add_messages(messages, expected_version=expected_version))
 
     def get_messages(self, limit: int | None = None) -> list[Message]:
         return self._run(self._async.get_messages(limit))
+
+    def version(self) -> int:
+        return self._run(self._async.version())
+
+    def get_versioned(self, limit: int | None = None) -> Versioned:
+        return self._run(self._async.get_versioned(limit))
 
     def clear(self) -> None:
         self._run(self._async.clear())

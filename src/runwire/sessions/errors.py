@@ -17,6 +17,7 @@ __all__ = [
     "InputError",
     "NotFoundError",
     "RunBusyError",
+    "SessionBusy",
     "SessionEndedError",
     "WriteRefusedError",
 ]
@@ -48,3 +49,23 @@ class RunBusyError(RunwireError):
     run changed since this writer read it: read again and plan again."""
 
     retriable = True
+
+
+class SessionBusy(RunwireError):
+    """A write named a session version that is no longer the session's, or another
+    writer holds the session (:mod:`runwire.sessions.versions`).
+
+    Nothing of the refused write is in the transcript: read again (the new
+    ``version`` is here) and retry on it. ``holder`` is the open claim's
+    holder, if one is what refused it.
+    """
+
+    retriable = True
+
+    def __init__(
+        self, session_id: str, message: str, *, version: int, holder: str | None = None
+    ) -> None:
+        super().__init__(f"session {session_id} is busy: {message}")
+        self.session_id = session_id
+        self.version = version
+        self.holder = holder

@@ -59,6 +59,10 @@ def info_of(row: SessionRow) -> SessionInfo:
         cleared_at=row.cleared_at,
         ended_at=row.ended_at,
         run_count=row.run_count,
+        version=row.version,
+        writer=row.writer,
+        writer_until=row.writer_until,
+        version_by=row.version_by,
     )
 
 

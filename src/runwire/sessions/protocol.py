@@ -118,6 +118,14 @@ class SessionInfo:
     ended_at: datetime | None = None
     run_count: int = 0
     deleted: bool = False
+    version: int = 0
+    """Writes committed under the single-writer fence (:mod:`runwire.sessions.versions`)."""
+    writer: str | None = None
+    """The holder of the session's open claim, if any."""
+    writer_until: datetime | None = None
+    """When that claim lapses (None: when released)."""
+    version_by: str | None = None
+    """The holder whose release made ``version``."""
 
 
 @dataclass(frozen=True, slots=True)
