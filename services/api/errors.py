@@ -9,6 +9,9 @@ Every error response has the body::
 
 - 400 ``bad_page_token``, 401 ``unauthorized``, 403 ``forbidden``,
   404 ``not_found``, 405 ``method_not_allowed``, 409 ``conflict``,
+  409 ``session_busy`` (:class:`~runwire.sessions.errors.SessionBusy`: a
+  write named a session version that is no longer current, or another
+  writer holds the session; the message says the version to retry on),
   413 ``too_large`` (a body over the API's limit),
   422 ``invalid_request`` (pydantic validation of path, query and body);
 - 503 ``unavailable`` with ``Retry-After`` for retriable failures: a
@@ -38,6 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from runwire.contract.codec import EventTooLargeError
 from runwire.errors import InputError, RunwireError
 from runwire.projections.runtime.paging import BadPageToken
+from runwire.sessions.errors import SessionBusy
 
 __all__ = [
     "ERROR_DESCRIPTIONS",
@@ -86,7 +90,8 @@ ERROR_DESCRIPTIONS = {
     403: "forbidden: a read-only API key on a write",
     404: "not_found: an unknown, deleted or another user's session or run",
     409: "conflict: the run has ended, or does not await that tool call; "
-    "erasure_unavailable: erasing a session needs sealing on",
+    "erasure_unavailable: erasing a session needs sealing on; session_busy: "
+    "another writer got to the session first (read its version again and retry)",
     413: "too_large: the request body is over the API's limit",
     422: "invalid_request: the request does not validate (`problems` says where)",
     503: "unavailable: a backend is down or behind; retry after `Retry-After` seconds",
@@ -200,6 +205,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RunwireError)
     async def _runwire(request: Request, error: RunwireError) -> JSONResponse:
+        if isinstance(error, SessionBusy):  # retriable, but by the caller on a new version
+            return JSONResponse(error_body(request, "session_busy", str(error)), status_code=409)
         if error.retriable:
             return _unavailable(request, error)
         if isinstance(error, EventTooLargeError):  # the request asked to write too much

@@ -103,6 +103,10 @@ class SessionOut(_Out):
     run_count: int
     last_run_id: str | None
     last_run_at: datetime | None
+    version: int = Field(
+        0, description="writes committed under the single-writer fence (docs/sessions.md)"
+    )
+    writer: str | None = Field(None, description="who holds the session's write claim, if anyone")
 
 
 class SessionPage(_Out):

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from runwire.services.api.app import create_app
 from runwire.services.api.auth import KeyRing
 from runwire.services.api.backends import Options
+from runwire.sessions.errors import SessionBusy
 from runwire.settings import Settings
 from tests.unit.api_twins import (
     ALICE,
@@ -221,6 +222,19 @@ async def test_a_backend_outage_is_503_with_retry_after_and_no_host_in_the_body(
     assert answer.headers["retry-after"] == "1"
     assert answer.json()["error"] == "unavailable"
     assert "10.1.2.3" not in answer.text
+
+
+async def test_a_busy_session_is_409_not_503() -> None:
+    """SessionBusy is retriable, but by the caller on a new version: never a 503."""
+    twins = FailingTwins(SessionBusy("s-alice", "another writer was first", version=7))
+    twins.add(make_run("r-alice", "alice", "s-alice"))
+    async with client(app_on(twins)) as http:
+        answer = await http.get("/v1/runs/r-alice/transcript", headers=auth(ALICE))
+    assert answer.status_code == 409, answer.text
+    assert "retry-after" not in answer.headers
+    body = answer.json()
+    assert body["error"] == "session_busy"
+    assert body["message"] == "session s-alice is busy: another writer was first"
 
 
 async def test_a_write_that_does_not_complete_is_503_after_the_backend_timeout() -> None:
