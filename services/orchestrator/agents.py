@@ -2,7 +2,8 @@
 
 Contract:
 - :class:`AgentProfile` is plain data: the system prompt, the tools the model
-  may call, the output budget.
+  may call, the output budget, and what a second run on a busy session gets
+  (``concurrent_runs``: :mod:`runwire.services.orchestrator.concurrency`).
 - :class:`AgentDirectory` returns the profile of an ``agent_id`` (runs without
   one, or with an unknown one, get the default profile).
 """
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from runwire.providers.base import ToolSpec
+from runwire.services.orchestrator.concurrency import ConcurrentRuns
 
 __all__ = ["AgentDirectory", "AgentProfile"]
 
@@ -24,6 +26,8 @@ class AgentProfile:
     system: str | None = None
     tools: tuple[ToolSpec, ...] = ()
     max_tokens: int = 4096
+    concurrent_runs: ConcurrentRuns = "allow"
+    """A second run on a session one of this agent's runs holds: refused, queued or allowed."""
 
 
 @dataclass(frozen=True)

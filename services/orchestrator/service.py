@@ -36,6 +36,11 @@ Contract:
   ``live=False`` or ``settings.live_events``; through ``live_writer`` when
   given, else the publisher); the answer is always the
   call's final response.
+- Before a run's first model call its agent's ``concurrent_runs`` policy is
+  applied through the session gate
+  (:mod:`runwire.services.orchestrator.concurrency`): a run refused there
+  fails with kind ``session_busy``; when a run ends, the gate lets its
+  session go.
 - ``run_canceled`` (or any terminal event from elsewhere) cancels the run's
   task: an in-flight model call is aborted and nothing more is published
   for the run.
@@ -59,7 +64,7 @@ from typing import Any
 from runwire.contract.codec import Codec
 from runwire.contract.events import Event, EventType, RunPhase
 from runwire.errors import ProviderError, RunwireError
-from runwire.log import EventWriter, QueueingWriter, publish_retrying
+from runwire.log import EventWriter, Position, QueueingWriter, publish_retrying
 from runwire.providers.base import ModelProvider, ModelRequest
 from runwire.providers.retry import RetryPolicy, call_with_retries
 from runwire.services.follower import (
@@ -77,6 +82,7 @@ from runwire.services.orchestrator.answers import (
     context_seeded,
     failure_events,
 )
+from runwire.services.orchestrator.concurrency import NoGate, SessionGate
 from runwire.services.orchestrator.context import ContextSource, NoHistory
 from runwire.services.orchestrator.notes import with_planner_note
 from runwire.services.orchestrator.observed import ObservedProvider
@@ -169,6 +175,7 @@ class Orchestrator(FollowingService):
         publisher: EventWriter,
         agents: AgentDirectory | None = None,
         context: ContextSource | None = None,
+        gate: SessionGate | None = None,
         retry_policy: RetryPolicy | None = None,
         acting_retry: RetryPolicy = ACTING_RETRY,
         max_concurrent_calls: int = 512,
@@ -191,6 +198,7 @@ class Orchestrator(FollowingService):
         self._publisher = publisher
         self._agents = agents or AgentDirectory()
         self._context: ContextSource = context or NoHistory()
+        self._gate: SessionGate = gate or NoGate()
         self._policy = retry_policy or RetryPolicy.from_settings(settings)
         self._acting_retry = acting_retry
         self._slots = asyncio.Semaphore(max_concurrent_calls)
@@ -247,6 +255,10 @@ class Orchestrator(FollowingService):
             self._read_at[event.event_id] = self._clock()
         state.apply(event, offset)
         if state.terminal:
+            policy = self._agents.profile(state.context.agent_id).concurrent_runs
+            self._gate.ended(
+                state.context, policy, Position(self._settings.run_events, partition, offset)
+            )
             part.finish(run_id)
             task = part.tasks.pop(run_id, None)
             if task is not None and not task.done() and event.producer != PRODUCER:
@@ -391,6 +403,11 @@ class Orchestrator(FollowingService):
             await self._fail(state, action.cause_id, action.error_kind, action.message)
 
     async def _answer(self, part: _Partition, state: RunState, action: Answer) -> None:
+        policy = self._agents.profile(state.context.agent_id).concurrent_runs
+        refusal = await self._gate.admit(state.context, policy)
+        if refusal is not None:  # another run holds the session (the agent's policy)
+            await self._fail(state, action.delta.event_id, "session_busy", refusal)
+            return
         # The acknowledgement goes out while the model works. Whatever follows
         # it (answer or failure) must land after it: a queueing publisher keeps
         # the order it was given, any other one is awaited first.

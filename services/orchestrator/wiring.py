@@ -5,7 +5,9 @@ provider the settings name, a :class:`~runwire.log.Publisher` to publish with (m
 runs' answers share a record batch, a run's events keep their order), the
 default agent (offered the built-in tools), session history in the model
 input (:class:`SessionHistory`; ``history=False`` or another ``context``
-turns it off) — starts the orchestrator and, on exit, stops it before
+turns it off), the session fence when an agent's ``concurrent_runs`` is not
+``"allow"`` (:class:`~runwire.services.orchestrator.concurrency.SessionFence`)
+— starts the orchestrator and, on exit, stops it before
 closing what it built. ``serve_orchestrator`` runs it until ``stop`` is set
 (``runwire serve orchestrator``).
 """
@@ -23,6 +25,7 @@ from runwire.providers.local import LOCAL_TOOL_SPECS
 from runwire.providers.retry import RetryPolicy
 from runwire.services.follower import FollowerOptions
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
+from runwire.services.orchestrator.concurrency import SessionFence, SessionGate
 from runwire.services.orchestrator.context import ContextSource
 from runwire.services.orchestrator.history import SessionHistory
 from runwire.services.orchestrator.service import ACTING_RETRY, Orchestrator, rules_of
@@ -51,6 +54,7 @@ async def orchestrator_service(
     agents: AgentDirectory | None = None,
     context: ContextSource | None = None,
     history: bool = True,
+    gate: SessionGate | None = None,
     retry_policy: RetryPolicy | None = None,
     acting_retry: RetryPolicy = ACTING_RETRY,
     follower_options: FollowerOptions | None = None,
@@ -77,12 +81,16 @@ async def orchestrator_service(
                 live_writer = await stack.enter_async_context(Publisher(settings))
         if context is None and history:
             context = await stack.enter_async_context(await session_history(settings, provider))
+        agents = agents if agents is not None else default_agents()
+        if gate is None and _fenced(agents):
+            gate = await session_fence(settings, publisher, stack)
         orchestrator = Orchestrator(
             settings,
             provider=provider,
             publisher=publisher,
-            agents=agents if agents is not None else default_agents(),
+            agents=agents,
             context=context,
+            gate=gate,
             retry_policy=retry_policy,
             acting_retry=acting_retry,
             follower_options=follower_options,
@@ -112,6 +120,30 @@ async def session_history(settings: Settings, provider: ModelProvider) -> Sessio
         thinking_enabled=settings.thinking_enabled,
         owned=(runs, sessions, run_log),
     )
+
+
+def _fenced(agents: AgentDirectory) -> bool:
+    profiles = [agents.default, *agents.agents.values()]
+    return any(p.concurrent_runs != "allow" for p in profiles)
+
+
+async def session_fence(
+    settings: Settings, publisher: EventWriter, stack: contextlib.AsyncExitStack
+) -> SessionFence:
+    """The session fence on readers of its own, closed (after its releases) by ``stack``."""
+    from runwire.projections.runs.reader import RunStore
+    from runwire.projections.sessions.reader import SessionIndex
+    from runwire.projections.transcripts.reader import TranscriptCache
+
+    sessions = await SessionIndex.connect(settings)
+    stack.push_async_callback(sessions.close)
+    runs = await RunStore.connect(settings)
+    stack.push_async_callback(runs.close)
+    transcripts = TranscriptCache(settings)
+    stack.push_async_callback(transcripts.close)
+    fence = SessionFence(publisher, sessions, runs, transcripts)
+    stack.push_async_callback(fence.close)
+    return fence
 
 
 async def serve_orchestrator(

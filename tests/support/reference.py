@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from runwire.log.records import SourceRecord
@@ -203,10 +204,7 @@ def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded
         sid = e.session_id or ""
         if sid in out.tombstones:
             continue
-        s = declared.setdefault(
-            sid,
-            {"metadata": {}, "labels": {}, "status": "active", "ended_at": None, "times": []},
-        )
+        s = declared.setdefault(sid, _undeclared())
         s["times"].append(e.occurred_at)
         s["labels"] = {**s["labels"], **e.labels}
         body = e.payload.model_dump()
@@ -228,6 +226,25 @@ def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded
         elif kind == "session_deleted":
             out.tombstones.add(sid)
             del declared[sid]
+        elif kind == "session_writer_claimed":
+            # Taken when no other holder's claim is still open and the version fits.
+            held = s["writer"] is not None and (
+                s["writer_until"] is None or e.occurred_at < s["writer_until"]
+            )
+            if (not held or s["writer"] == body["holder"]) and body["expected_version"] in (
+                None,
+                s["version"],
+            ):
+                s["writer"] = body["holder"]
+                lease = body["lease_ms"]
+                s["writer_until"] = (
+                    None if lease is None else e.occurred_at + timedelta(milliseconds=lease)
+                )
+        elif kind == "session_writer_released" and s["writer"] == body["holder"]:
+            s["writer"] = s["writer_until"] = None
+            if body["committed"]:
+                s["version"] += 1
+                s["version_by"] = body["holder"]
     activity: dict[str, list[Any]] = defaultdict(list)
     starts: dict[str, list[tuple[Any, str, str | None, str | None]]] = defaultdict(list)
     for r in run_records:
@@ -251,7 +268,7 @@ def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded
         if started:
             starts[run_sid].append((e.occurred_at, e.run_id or "", e.user_id, e.tenant))
     for sid in set(declared) | set(activity):
-        s = declared.get(sid, {"metadata": {}, "labels": {}, "status": "active", "times": []})
+        s = declared.get(sid, _undeclared())
         times = s["times"] + activity.get(sid, [])
         runs = sorted(starts.get(sid, []))
         first_run = runs[0] if runs else (None, None, None, None)
@@ -269,5 +286,24 @@ def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded
             "run_count": len(runs),
             "last_run_id": runs[-1][1] if runs else None,
             "last_run_at": runs[-1][0] if runs else None,
+            "version": s["version"],
+            "writer": s["writer"],
+            "writer_until": s["writer_until"],
+            "version_by": s["version_by"],
         }
     return out
+
+
+def _undeclared() -> dict[str, Any]:
+    """What a session is before its events say more."""
+    return {
+        "metadata": {},
+        "labels": {},
+        "status": "active",
+        "ended_at": None,
+        "times": [],
+        "version": 0,
+        "writer": None,
+        "writer_until": None,
+        "version_by": None,
+    }
