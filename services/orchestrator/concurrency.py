@@ -14,7 +14,9 @@ Contract:
   runs racing from two orchestrator instances get one winner. The claim is
   released (``committed``: the session's version moves on) once the run
   has ended and its last event is in the transcript cache, so a Session
-  API writer that reads the new version reads the run's answer too. Session
+  API writer that reads the new version reads the run's answer too; until
+  the release is written the orchestrator commits no offset past the run's
+  start, so an instance that takes over after a crash releases it. Session
   API writers that name versions are refused while a run holds the session,
   and a run is refused (or queued) while one of them does.
 - Deciding is idempotent per run: a run already admitted is admitted again
@@ -64,8 +66,16 @@ class SessionGate(Protocol):
         """None: the run may go on; else why it may not (the run fails with it)."""
         ...
 
-    def ended(self, run: RunContext, policy: ConcurrentRuns, last: Position) -> None:
-        """The run has ended at ``last``: let its session go (in the background)."""
+    def ended(
+        self, run: RunContext, policy: ConcurrentRuns, last: Position, first_offset: int
+    ) -> None:
+        """The run (from ``first_offset``) has ended at ``last``: let its session go
+        (in the background)."""
+        ...
+
+    def holding_back(self, partition: int) -> int | None:
+        """The first offset of the oldest run of ``partition`` whose release is not
+        written yet: committed offsets stay at or before it (None: no such run)."""
         ...
 
     async def close(self) -> None: ...
@@ -77,7 +87,12 @@ class NoGate:
     async def admit(self, run: RunContext, policy: ConcurrentRuns) -> str | None:
         return None
 
-    def ended(self, run: RunContext, policy: ConcurrentRuns, last: Position) -> None:
+    def ended(
+        self, run: RunContext, policy: ConcurrentRuns, last: Position, first_offset: int
+    ) -> None:
+        return None
+
+    def holding_back(self, partition: int) -> int | None:
         return None
 
     async def close(self) -> None:
@@ -104,6 +119,7 @@ class SessionFence:
         runs: RunStore,
         transcripts: TranscriptCache | None = None,
         *,
+        run_topic: str = "",
         queue_timeout: float = 120.0,
         poll: float = 0.1,
         wait_timeout: float = 30.0,
@@ -113,11 +129,15 @@ class SessionFence:
         self._sessions = sessions
         self._runs = runs
         self._transcripts = transcripts
+        self._run_topic = run_topic
+        """The run-events topic (where an ended holder's last event is waited for)."""
         self.queue_timeout = queue_timeout
         self._poll = poll
         self._wait_timeout = wait_timeout
         self._clock = clock
         self._admitted: set[str] = set()
+        self._pending: dict[int, dict[str, int]] = {}
+        """Per partition, runs ended whose release is not written: their first offsets."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _now(self) -> datetime:
@@ -157,7 +177,11 @@ class SessionFence:
             return False  # not a run (a Session API writer: its lease bounds it)
         if found.status not in {s.value for s in TERMINAL}:
             return False
-        log.warning("session %s: run %s ended holding it; releasing", row.session_id, holder)
+        log.info("session %s: run %s ended holding it; releasing", row.session_id, holder)
+        if self._transcripts is not None:
+            # As the run's own release would: only once its answer can be read.
+            last = Position(self._run_topic, found.log_partition, found.last_offset)
+            await self._transcripts.wait_for(last, self._wait_timeout)
         (position,) = await publish_retrying(
             self._publisher, [_release_event(holder, row.session_id)], atomic=False
         )
@@ -176,7 +200,10 @@ class SessionFence:
             if row.writer == run.run_id:
                 self._admitted.add(run.run_id)
                 return None
-            if await self._free_if_ended(row):
+            # Refused by a holder that has let go since, or that has ended and whose
+            # release is late: claim again (a race, not a busy session).
+            free = not claim_open(row, self._now()) or await self._free_if_ended(row)
+            if free and time.monotonic() < deadline:
                 continue
             if policy == "refuse" or time.monotonic() >= deadline:
                 waited = "" if policy == "refuse" else f" after queueing {self.queue_timeout:.0f}s"
@@ -191,13 +218,22 @@ class SessionFence:
                 await asyncio.sleep(self._poll)
                 row = await self._row(session_id)
 
-    def ended(self, run: RunContext, policy: ConcurrentRuns, last: Position) -> None:
+    def ended(
+        self, run: RunContext, policy: ConcurrentRuns, last: Position, first_offset: int
+    ) -> None:
         self._admitted.discard(run.run_id)
         if policy == "allow" or run.session_id is None:
             return
+        # Until the release is written, offsets are not committed past the run's
+        # start: an instance that takes over reads the run again and releases it.
+        self._pending.setdefault(last.partition, {})[run.run_id] = first_offset
         task = asyncio.create_task(self._release(run, last), name=f"release {run.run_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def holding_back(self, partition: int) -> int | None:
+        pending = self._pending.get(partition)
+        return min(pending.values()) if pending else None
 
     async def _release(self, run: RunContext, last: Position) -> None:
         assert run.session_id is not None
@@ -206,13 +242,14 @@ class SessionFence:
                 # The next writer that reads the new version reads this run's answer.
                 await self._transcripts.wait_for(last, self._wait_timeout)
             event = _release_event(run.run_id, run.session_id, run)
-            (position,) = await publish_retrying(self._publisher, [event], atomic=False)
-            await self._sessions.wait_for(position, self._wait_timeout)
+            await publish_retrying(self._publisher, [event], atomic=False)
         except asyncio.CancelledError:
             raise
         except Exception:
             # The next run on the session releases it (the run has ended).
             log.exception("run %s: releasing session %s failed", run.run_id, run.session_id)
+        pending = self._pending.get(last.partition, {})
+        pending.pop(run.run_id, None)
 
     async def close(self) -> None:
         tasks = list(self._tasks)

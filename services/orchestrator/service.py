@@ -256,9 +256,8 @@ class Orchestrator(FollowingService):
         state.apply(event, offset)
         if state.terminal:
             policy = self._agents.profile(state.context.agent_id).concurrent_runs
-            self._gate.ended(
-                state.context, policy, Position(self._settings.run_events, partition, offset)
-            )
+            at = Position(self._settings.run_events, partition, offset)
+            self._gate.ended(state.context, policy, at, state.first_offset)
             part.finish(run_id)
             task = part.tasks.pop(run_id, None)
             if task is not None and not task.done() and event.producer != PRODUCER:
@@ -287,6 +286,9 @@ class Orchestrator(FollowingService):
             self._schedule(part, state)
 
     def safe_offset(self, partition: int, position: int) -> int:
+        held = self._gate.holding_back(partition)  # a run whose session is not released yet
+        if held is not None:
+            position = min(position, held)
         part = self._partitions.get(partition)
         if part is None or not part.runs:
             return position

@@ -141,7 +141,7 @@ async def session_fence(
     stack.push_async_callback(runs.close)
     transcripts = TranscriptCache(settings)
     stack.push_async_callback(transcripts.close)
-    fence = SessionFence(publisher, sessions, runs, transcripts)
+    fence = SessionFence(publisher, sessions, runs, transcripts, run_topic=settings.run_events)
     stack.push_async_callback(fence.close)
     return fence
 

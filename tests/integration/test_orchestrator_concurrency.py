@@ -13,12 +13,20 @@ import pytest
 
 from runwire.client import Client, RunOutcome
 from runwire.context import seeded_runs
-from runwire.contract.events import ContextSeeded, EventType, RunFailed, RunStatus
+from runwire.contract.events import (
+    ContextSeeded,
+    Event,
+    EventType,
+    RunFailed,
+    RunStatus,
+    SessionWriterClaimed,
+)
+from runwire.log import Publisher
 from runwire.projections.sessions.reader import SessionIndex
 from runwire.providers.local import LocalModel
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
 from runwire.services.orchestrator.concurrency import ConcurrentRuns
-from runwire.services.orchestrator.wiring import orchestrator_service
+from runwire.services.orchestrator.wiring import orchestrator_service, session_fence
 from runwire.sessions import AsyncSession, SessionBusy
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
@@ -127,3 +135,52 @@ async def test_a_running_run_refuses_a_versioned_session_write(settings: Setting
         assert read.version == version + 1
         assert read.messages[-1].text() == outcome.text, "the new version shows the run's answer"
         assert await s.add_message("user", "now", expected_version=read.version) == version + 2
+
+
+async def _claim(settings: Settings, session: str, holder: str) -> None:
+    """A claim written as a crashed holder would have left it (never released)."""
+    claim = Event.create(SessionWriterClaimed(holder=holder), session_id=session, user_id="alice")
+    async with Publisher(settings) as pub:
+        at = await pub.publish(claim)
+    index = await SessionIndex.connect(settings)
+    try:
+        await index.wait_for(at, 20)
+        assert (await index.get(session)).writer == holder
+    finally:
+        await index.close()
+
+
+async def test_a_claim_left_by_an_ended_run_is_released_by_the_next(settings: Settings) -> None:
+    session = f"left-{uuid.uuid4().hex[:8]}"
+    async with projectors(settings), orchestrators(settings, "refuse"), Client(settings) as rw:
+        ended = await (await rw.run("other", "What is 1 + 1?", user_id="alice")).wait(60)
+        assert ended.status is RunStatus.COMPLETED
+        # As if that run had held the session and its orchestrator died before releasing.
+        await _claim(settings, session, ended.run_id)
+        outcome = await (
+            await rw.run("assistant", "What is 2 + 3?", session_id=session, user_id="alice")
+        ).wait(90)
+        assert outcome.status is RunStatus.COMPLETED, outcome.error
+
+
+async def test_a_queued_run_gives_up_after_its_queue_timeout(settings: Settings) -> None:
+    session = f"stuck-{uuid.uuid4().hex[:8]}"
+    agents = AgentDirectory(AgentProfile(concurrent_runs="queue"))
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(projectors(settings))
+        await _claim(settings, session, "writer-that-never-lets-go")
+        publisher = await stack.enter_async_context(Publisher(settings))
+        fence = await session_fence(settings, publisher, stack)
+        fence.queue_timeout = 2.0
+        await stack.enter_async_context(
+            orchestrator_service(settings, provider=LocalModel(), agents=agents, gate=fence)
+        )
+        rw = await stack.enter_async_context(Client(settings))
+        outcome = await (
+            await rw.run("assistant", "What is 2 + 3?", session_id=session, user_id="alice")
+        ).wait(60)
+    assert outcome.status is RunStatus.FAILED
+    assert isinstance(outcome.error, RunFailed)
+    assert outcome.error.error_kind == "session_busy"
+    assert "after queueing 2s" in outcome.error.message
+    assert "writer-that-never-lets-go" in outcome.error.message
