@@ -3,7 +3,8 @@
 Contract:
 - :class:`AgentProfile` is plain data: the system prompt, the tools the model
   may call, the output budget, and what a second run on a busy session gets
-  (``concurrent_runs``: :mod:`runwire.services.orchestrator.concurrency`).
+  (``concurrent_runs``: :mod:`runwire.services.orchestrator.concurrency`),
+  and how older turns of its history are compacted (``compaction``).
 - :class:`AgentDirectory` returns the profile of an ``agent_id`` (runs without
   one, or with an unknown one, get the default profile).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from runwire.context import CompactionPolicy
 from runwire.providers.base import ToolSpec
 from runwire.services.orchestrator.concurrency import ConcurrentRuns
 
@@ -28,6 +30,8 @@ class AgentProfile:
     max_tokens: int = 4096
     concurrent_runs: ConcurrentRuns = "allow"
     """A second run on a session one of this agent's runs holds: refused, queued or allowed."""
+    compaction: CompactionPolicy | None = None
+    """Older turns of the history replaced by a summary (:mod:`runwire.context.compaction`)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,13 @@ class AgentDirectory:
 
     default: AgentProfile = field(default_factory=AgentProfile)
     agents: Mapping[str, AgentProfile] = field(default_factory=dict)
+
+    def compactions(self) -> dict[str | None, CompactionPolicy | None]:
+        """Each agent's compaction policy; under None, every other agent's."""
+        return {
+            None: self.default.compaction,
+            **{name: p.compaction for name, p in self.agents.items()},
+        }
 
     def profile(self, agent_id: str | None) -> AgentProfile:
         if agent_id is None:

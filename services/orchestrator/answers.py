@@ -19,6 +19,7 @@ Contract:
 from __future__ import annotations
 
 from runwire.contract.events import (
+    ContextCompacted,
     ContextSeeded,
     Event,
     EventPayload,
@@ -40,6 +41,7 @@ __all__ = [
     "acknowledgement",
     "answer_events",
     "closing_events",
+    "context_compacted",
     "context_seeded",
     "failure_events",
 ]
@@ -56,6 +58,7 @@ class Slot:
     STATUS = 2
     TERMINAL = 3
     CONTEXT = 4
+    COMPACTED = 5
     PARTS = 16
     """Assistant parts take ``PARTS + i`` for the i-th part of the message."""
 
@@ -74,6 +77,11 @@ def acknowledgement(context: RunContext, cause_id: str, phase: RunPhase) -> Even
 def context_seeded(context: RunContext, cause_id: str, payload: ContextSeeded) -> Event:
     """The record of the history a run's model calls are given (before its first call)."""
     return _event(context, cause_id, Slot.CONTEXT, payload)
+
+
+def context_compacted(context: RunContext, cause_id: str, payload: ContextCompacted) -> Event:
+    """The record of a summary that replaced older turns (with, before, ``context_seeded``)."""
+    return _event(context, cause_id, Slot.COMPACTED, payload)
 
 
 def answer_events(context: RunContext, cause_id: str, response: ModelResponse) -> list[Event]:

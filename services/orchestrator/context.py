@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from runwire.contract.events import ContextSeeded
+from runwire.contract.events import ContextCompacted, ContextSeeded
 from runwire.services.orchestrator.run_state import Answer, RunState
 from runwire.transcript.messages import Message
 
@@ -34,6 +34,8 @@ class ModelInput:
     messages: tuple[Message, ...]
     seed: ContextSeeded | None = None
     """To record in the run's log before the call (first call of a run only)."""
+    compacted: ContextCompacted | None = None
+    """To record with (before) ``seed``: the summary that replaced older turns."""
 
 
 class ContextSource(Protocol):

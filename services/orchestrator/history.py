@@ -21,6 +21,15 @@ Contract (a :class:`~runwire.services.orchestrator.context.ContextSource`):
   the run fails, nothing of the session reaches the model).
 - Later calls of a run that was never seeded (it began before seeding
   existed, or its first call failed before recording) get no history.
+- Compaction (an agent with a :class:`~runwire.context.CompactionPolicy` in
+  ``compactions``, and a ``summarizer``: :class:`ProviderSummarizer`, a
+  model call through the provider adapters): on a run's first call, turns
+  of the window older than the policy keeps are replaced by a summary,
+  reused from an earlier run of the session when its fingerprint and span
+  are the same; the ``context_compacted`` payload is returned to be recorded
+  with the seed, and a run whose log holds one gets that summary again at
+  every call (:mod:`runwire.context.compaction`). The log and the
+  transcript cache keep every original event.
 - The model input is ``history + the run's transcript``
   (:func:`runwire.context.prepare_model_input` does the deciding; this
   class does the reading).
@@ -32,30 +41,35 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from runwire.context import (
+    CompactionPolicy,
+    ContextError,
     ContextPolicy,
     ContextWindow,
     RunHistory,
     SessionRuns,
+    Summarizer,
     fold_run_events,
     prepare_model_input,
 )
-from runwire.contract.events import Event
+from runwire.contract.events import ContextCompacted, Event
 from runwire.errors import NotFoundError, NotStartedError, StoreUnavailableError
 from runwire.log import Position, clients
 from runwire.log.clients import topic_partitions
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.owner import ForeignSessionError, Owner, owner_of
+from runwire.providers.base import ModelProvider, ModelRequest
 from runwire.services.lifecycle import AsyncService
 from runwire.services.orchestrator.context import ModelInput
 from runwire.services.orchestrator.run_state import Answer, RunState
 from runwire.settings import Settings
+from runwire.transcript.messages import Message
 
 if TYPE_CHECKING:
     from runwire.log.runs import RunReader
@@ -63,7 +77,7 @@ if TYPE_CHECKING:
     from runwire.projections.runs.reader import RunStore
     from runwire.projections.sessions.reader import SessionIndex
 
-__all__ = ["DEFAULT_POLICY", "SessionHistory"]
+__all__ = ["DEFAULT_POLICY", "ProviderSummarizer", "SessionHistory"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +86,25 @@ DEFAULT_POLICY = ContextPolicy(history_runs=20, history_turns=40)
 
 _MAX_RUNS_READ = 200
 """Earlier runs read at most when no policy bound says fewer."""
+
+
+class ProviderSummarizer:
+    """A :class:`~runwire.context.Summarizer` that asks a model through its adapter
+    (the local model gives a deterministic summary)."""
+
+    def __init__(self, model: ModelProvider) -> None:
+        self._model = model
+        self.provider = model.name
+        self.model = model.default_model
+
+    async def summarize(self, messages: Sequence[Message], max_tokens: int) -> str:
+        response = await self._model.complete(
+            ModelRequest(messages=tuple(messages), max_tokens=max_tokens)
+        )
+        text = response.message().text()
+        if not text:
+            raise ContextError(f"the summarizing model ({self.model}) answered without text")
+        return text
 
 
 class SessionHistory(AsyncService):
@@ -95,6 +128,8 @@ class SessionHistory(AsyncService):
         default_policy: ContextPolicy = DEFAULT_POLICY,
         catch_up_timeout: float = 5.0,
         owned: Iterable[Any] = (),
+        compactions: Mapping[str | None, CompactionPolicy | None] | None = None,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self._settings = settings
         self._runs = runs
@@ -105,6 +140,9 @@ class SessionHistory(AsyncService):
         self._policies = dict(policies or {})
         self._default = default_policy
         self._catch_up_timeout = catch_up_timeout
+        self._compactions = dict(compactions or {})
+        """Per agent id the compaction policy (or None); under None, every other agent's."""
+        self._summarizer = summarizer
         self._windows: OrderedDict[str, ContextWindow] = OrderedDict()
         self._consumer: Any = None
         self._owned = list(owned)
@@ -151,9 +189,9 @@ class SessionHistory(AsyncService):
             who = Owner(context.user_id, context.tenant)
             cleared_at = await self._owned_session(session_id, who)
             await self._projection_caught_up()
-            return SessionRuns(
-                await self._earlier_runs(session_id, state.run_id, who, policy), cleared_at
-            )
+            compacted: list[Event] = []
+            runs = await self._earlier_runs(session_id, state.run_id, who, policy, compacted)
+            return SessionRuns(runs, cleared_at, compacted)
 
         prepared = await prepare_model_input(
             action.messages,
@@ -166,14 +204,23 @@ class SessionHistory(AsyncService):
             provider=self._provider,
             thinking_enabled=self._thinking,
             cache=self._windows,
+            compaction=self._compactions.get(context.agent_id, self._compactions.get(None)),
+            summarizer=self._summarizer,
+            compacted=state.compacted,
         )
         self._trim()
-        return ModelInput(prepared.messages, prepared.seed)
+        return ModelInput(prepared.messages, prepared.seed, prepared.compacted)
 
     async def _earlier_runs(
-        self, session_id: str, run_id: str, who: Owner, policy: ContextPolicy
+        self,
+        session_id: str,
+        run_id: str,
+        who: Owner,
+        policy: ContextPolicy,
+        compacted: list[Event],
     ) -> list[RunHistory]:
-        """The session's earlier runs of ``who`` (never another user's), oldest first."""
+        """The session's earlier runs of ``who`` (never another user's), oldest first;
+        the ``context_compacted`` events they hold are added to ``compacted``."""
         wanted = min(
             _MAX_RUNS_READ,
             policy.history_runs + 1 if policy.history_runs is not None else _MAX_RUNS_READ,
@@ -194,6 +241,7 @@ class SessionHistory(AsyncService):
             events = await self._read(
                 row.run_id, row.log_partition, row.first_offset, row.last_offset
             )
+            compacted.extend(e for e in events if isinstance(e.payload, ContextCompacted))
             out.append(
                 RunHistory(
                     run_id=row.run_id,

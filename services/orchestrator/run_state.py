@@ -132,6 +132,8 @@ class RunState:
         self.error: RunFailed | None = None
         self.seeded: Event | None = None
         """The run's first ``context_seeded`` event: the history its model calls get."""
+        self.compacted: Event | None = None
+        """The run's first ``context_compacted`` event: the summary that history starts with."""
         self.paused_by: str | None = None
         """The ``run_status_changed(paused)`` event in force, if the run is paused."""
         self._pending: list[Delta] = []
@@ -207,6 +209,10 @@ class RunState:
         if kind is EventType.CONTEXT_SEEDED:
             if self.seeded is None:
                 self.seeded = event
+            return
+        if kind is EventType.CONTEXT_COMPACTED:
+            if self.compacted is None:
+                self.compacted = event
             return
         if cause in self._deltas and kind in _ANSWER_PARTS:
             assert cause is not None

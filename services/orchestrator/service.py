@@ -79,6 +79,7 @@ from runwire.services.orchestrator.answers import (
     acknowledgement,
     answer_events,
     closing_events,
+    context_compacted,
     context_seeded,
     failure_events,
 )
@@ -459,7 +460,11 @@ class Orchestrator(FollowingService):
             # Recorded before the call: a restart rebuilds this input from it.
             await _acknowledged(ack)
             seed = context_seeded(state.context, cause, model_input.seed)
-            await publish_retrying(self._publisher, [seed])
+            recorded = [seed]
+            if model_input.compacted is not None:  # one batch, the summary first
+                summary = context_compacted(state.context, cause, model_input.compacted)
+                recorded.insert(0, summary)
+            await publish_retrying(self._publisher, recorded)
         request = ModelRequest(
             messages=messages,
             system=profile.system,

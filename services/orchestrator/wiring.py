@@ -27,7 +27,7 @@ from runwire.services.follower import FollowerOptions
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
 from runwire.services.orchestrator.concurrency import SessionFence, SessionGate
 from runwire.services.orchestrator.context import ContextSource
-from runwire.services.orchestrator.history import SessionHistory
+from runwire.services.orchestrator.history import ProviderSummarizer, SessionHistory
 from runwire.services.orchestrator.service import ACTING_RETRY, Orchestrator, rules_of
 from runwire.settings import Settings
 
@@ -79,9 +79,11 @@ async def orchestrator_service(
                 # Live chunks on a producer of their own: many small records
                 # would otherwise take turns with the answers' batches.
                 live_writer = await stack.enter_async_context(Publisher(settings))
-        if context is None and history:
-            context = await stack.enter_async_context(await session_history(settings, provider))
         agents = agents if agents is not None else default_agents()
+        if context is None and history:
+            context = await stack.enter_async_context(
+                await session_history(settings, provider, agents)
+            )
         if gate is None and _fenced(agents):
             gate = await session_fence(settings, publisher, stack)
         orchestrator = Orchestrator(
@@ -101,9 +103,12 @@ async def orchestrator_service(
         yield orchestrator
 
 
-async def session_history(settings: Settings, provider: ModelProvider) -> SessionHistory:
+async def session_history(
+    settings: Settings, provider: ModelProvider, agents: AgentDirectory | None = None
+) -> SessionHistory:
     """History from the session's earlier runs (:class:`SessionHistory`), on readers of
-    its own (run-status store, session index, a log reader), closed when it stops."""
+    its own (run-status store, session index, a log reader), closed when it stops;
+    the agents' compaction policies summarized by ``provider``."""
     from runwire.log.runs import RunReader
     from runwire.projections.runs.reader import RunStore
     from runwire.projections.sessions.reader import SessionIndex
@@ -119,6 +124,8 @@ async def session_history(settings: Settings, provider: ModelProvider) -> Sessio
         provider=rules_of(provider),
         thinking_enabled=settings.thinking_enabled,
         owned=(runs, sessions, run_log),
+        compactions=agents.compactions() if agents is not None else None,
+        summarizer=ProviderSummarizer(provider),
     )
 
 

@@ -17,6 +17,7 @@ from runwire.contract.events import (
     CheckpointRunsDeleted,
     CheckpointThreadDeleted,
     CheckpointWrites,
+    ContextCompacted,
     ContextSeeded,
     Event,
     EventPayload,
@@ -93,6 +94,21 @@ PAYLOADS: dict[EventType, EventPayload] = {
             digest="ab" * 32,
             policy={"history_runs": 5},
             provider="anthropic",
+        ),
+        ContextCompacted(
+            fingerprint="f" * 32,
+            span=[
+                {
+                    "run_id": "r0",
+                    "partition": 0,
+                    "first_offset": 0,
+                    "last_offset": 9,
+                    "first_message": 0,
+                    "message_count": 4,
+                }
+            ],
+            span_digest="d" * 64,
+            summary="The user is Alice.",
         ),
         FrameworkItem(
             framework="openai_agents",
@@ -240,6 +256,14 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
         digest=_texts,
         policy=json_objects,
         provider=_texts,
+    ),
+    EventType.CONTEXT_COMPACTED: st.builds(
+        ContextCompacted,
+        fingerprint=_texts,
+        span=json_values,
+        span_digest=_texts,
+        summary=_texts,
+        reused_from=st.none() | _texts,
     ),
     EventType.FRAMEWORK_ITEM: st.builds(
         FrameworkItem, framework=_texts, item=json_values, events=st.integers(0, 2**31)

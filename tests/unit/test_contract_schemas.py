@@ -32,6 +32,7 @@ RELEASED = {
     "checkpoint_runs_deleted.v1.avsc": "e9b9856c02fd0b18",
     "checkpoint_thread_deleted.v1.avsc": "969c05ac54799c4b",
     "checkpoint_writes.v1.avsc": "7995d65d712f01ed",
+    "context_compacted.v1.avsc": "f848ebd27bfee9c7",
     "context_seeded.v1.avsc": "3d560c0bcd94f12c",
     "framework_item.v1.avsc": "df4267035f248190",
     "item_popped.v1.avsc": "f82e07a239a7a1ef",

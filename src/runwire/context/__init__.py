@@ -15,6 +15,8 @@ Everything here is pure: callers do the I/O (a session loader, a log reader).
 - :func:`assemble_model_input` - history + the run's transcript, the list
   the model is called with; :func:`model_input_digest` - its SHA-256
   (:mod:`.assembly`, :mod:`.digest`).
+- :class:`CompactionPolicy` - older turns of the window replaced by a summary,
+  recorded as ``context_compacted`` and reused (:mod:`.compaction`).
 - :func:`prepare_model_input` - all of the above as the one call an
   orchestrator makes before each model call of a run (:mod:`.prepare`).
 
@@ -42,11 +44,12 @@ How an orchestrator uses it (e.g. in a ``ContextSource.prepare``)::
 """
 
 from runwire.context.assembly import assemble_model_input
+from runwire.context.compaction import CompactionPolicy
 from runwire.context.digest import canonical_json, model_input_digest
 from runwire.context.errors import ContextError, HistoryMismatchError
 from runwire.context.history import RunHistory, fold_run_events
 from runwire.context.policy import ContextPolicy
-from runwire.context.prepare import PreparedInput, SessionRuns, prepare_model_input
+from runwire.context.prepare import PreparedInput, SessionRuns, Summarizer, prepare_model_input
 from runwire.context.seeding import (
     AsyncRunEventReader,
     RunEventReader,
@@ -59,6 +62,7 @@ from runwire.context.window import ContextWindow, SeededRun, select_history
 
 __all__ = [
     "AsyncRunEventReader",
+    "CompactionPolicy",
     "ContextError",
     "ContextPolicy",
     "ContextWindow",
@@ -68,6 +72,7 @@ __all__ = [
     "RunHistory",
     "SeededRun",
     "SessionRuns",
+    "Summarizer",
     "TokenCounter",
     "assemble_model_input",
     "canonical_json",

@@ -76,6 +76,7 @@ def _rebuild(
     where: str,
     runs: Sequence[SeededRun],
     folded: Mapping[SeededRun, Sequence[Message]],
+    prefix: Sequence[Message] = (),
 ) -> ContextWindow:
     slices: list[tuple[str, list[Message]]] = []
     for run in runs:
@@ -88,7 +89,7 @@ def _rebuild(
                 f"messages {run.first_message}..{end - 1}"
             )
         slices.append((run.run_id, list(messages[run.first_message : end])))
-    rebuilt = tuple(m for messages in unique_tool_ids(slices) for m in messages)
+    rebuilt = (*prefix, *(m for messages in unique_tool_ids(slices) for m in messages))
     digest = model_input_digest(rebuilt)
     if len(rebuilt) != payload.message_count or digest != payload.digest:
         raise HistoryMismatchError(
@@ -121,13 +122,17 @@ def rebuild_history(
 
 
 async def rebuild_history_async(
-    seeded: ContextSeeded | Event, read_run_events: AsyncRunEventReader
+    seeded: ContextSeeded | Event,
+    read_run_events: AsyncRunEventReader,
+    *,
+    prefix: Sequence[Message] = (),
 ) -> ContextWindow:
-    """:func:`rebuild_history` with an async reader."""
+    """:func:`rebuild_history` with an async reader; ``prefix`` (a recorded compaction's
+    summary pair) comes before the recorded runs and is covered by the digest."""
     payload, where = _unpack(seeded)
     runs = seeded_runs(seeded)
     folded: dict[SeededRun, Sequence[Message]] = {}
     for run in runs:
         events = await read_run_events(run.run_id, run.partition, run.first_offset, run.last_offset)
         folded[run] = fold_run_events(run.run_id, events)
-    return _rebuild(payload, where, runs, folded)
+    return _rebuild(payload, where, runs, folded, prefix)

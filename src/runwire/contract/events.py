@@ -67,6 +67,7 @@ class EventType(StrEnum):
     PLANNER_NOTE = "planner_note"
     USAGE = "usage"
     CONTEXT_SEEDED = "context_seeded"
+    CONTEXT_COMPACTED = "context_compacted"
     FRAMEWORK_ITEM = "framework_item"
     ITEM_POPPED = "item_popped"
     SESSION_CREATED = "session_created"
@@ -311,6 +312,29 @@ class ContextSeeded(EventPayload):
     provider: str
 
 
+class ContextCompacted(EventPayload):
+    """Older turns of a run's history, replaced in the model's view by a summary.
+
+    Written in the run's log with (and before) its ``context_seeded``; the
+    seeded history is the summary (as a user / assistant pair) followed by the
+    runs ``context_seeded`` lists. ``span`` is a JSON array like
+    ``context_seeded``'s ``runs``: exactly the messages summarized, whole
+    turns only; ``span_digest`` the SHA-256 of their canonical JSON;
+    ``fingerprint`` names the compaction policy and the model that made the
+    summary; ``reused_from`` the ``event_id`` of the compaction whose summary
+    this one reuses (same fingerprint, same span), else null. The originals
+    stay in the log. See :mod:`runwire.context.compaction`.
+    """
+
+    event_type = EventType.CONTEXT_COMPACTED
+
+    fingerprint: str
+    span: JsonValue = Field(default_factory=list)
+    span_digest: str
+    summary: str
+    reused_from: str | None = None
+
+
 class FrameworkItem(EventPayload):
     """An item an agent framework stored in a session, kept exactly as it was given.
 
@@ -537,6 +561,7 @@ Payload = (
     | PlannerNote
     | Usage
     | ContextSeeded
+    | ContextCompacted
     | FrameworkItem
     | ItemPopped
     | SessionCreated
