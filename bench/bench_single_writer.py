@@ -1,10 +1,11 @@
 """What naming the version costs: a versioned session write beside a plain one, same run.
 
-- ``plain``: ``add_messages([user, assistant])`` (one run written, returned once
-  the transcript cache and the run-status store have it).
+- ``plain``: ``add_messages([user, assistant])`` (a new run, returned at the
+  broker's ack; the backend serves it until the projections have it).
 - ``versioned``: the same with ``expected_version`` (the claim on the
   session-events topic and the wait for the session index, the write, the
-  release and its wait): the price of the single-writer fence.
+  wait until the transcript cache has it, the release and its wait): the
+  price of the single-writer fence.
 - ``get_versioned`` beside ``get_messages``: the version read first (a session
   index query) then the history.
 - Turns alternate plain / versioned on two sessions of one backend, so the
