@@ -2,9 +2,13 @@
 
 Contract:
 - :class:`AgentProfile` is plain data: the system prompt, the tools the model
-  may call, the output budget.
+  may call, the output budget, and optionally the agent's own provider and
+  model (``None``: the orchestrator's), its turn limit (``None``: the
+  settings'), and which tool calls wait for a person's approval.
 - :class:`AgentDirectory` returns the profile of an ``agent_id`` (runs without
   one, or with an unknown one, get the default profile).
+- Profiles come from code (:func:`~runwire.services.orchestrator.wiring.default_agents`)
+  or from an agents file (:mod:`runwire.services.orchestrator.configured`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from runwire.providers.base import ToolSpec
+from runwire.providers.base import ModelProvider, ToolSpec
 
 __all__ = ["AgentDirectory", "AgentProfile"]
 
@@ -24,6 +28,17 @@ class AgentProfile:
     system: str | None = None
     tools: tuple[ToolSpec, ...] = ()
     max_tokens: int = 4096
+    provider: ModelProvider | None = None
+    """The agent's own provider; ``None``: the orchestrator's."""
+    model: str | None = None
+    """The model to ask for; ``None``: the provider's configured one."""
+    max_turns: int | None = None
+    """Model calls per run at most; ``None``: ``Settings.max_turns``."""
+    approval: frozenset[str] | None = frozenset()
+    """Tool names whose calls wait for a person's decision; ``None``: every tool."""
+
+    def needs_approval(self, tool: str) -> bool:
+        return self.approval is None or tool in self.approval
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 ``orchestrator_service(settings)`` builds what is not given — the model
 provider the settings name, a :class:`~runwire.log.Publisher` to publish with (many
 runs' answers share a record batch, a run's events keep their order), the
-default agent (offered the built-in tools), session history in the model
-input (:class:`SessionHistory`; ``history=False`` or another ``context``
-turns it off) — starts the orchestrator and, on exit, stops it before
+default agent (offered the built-in tools) or the agents of the agents
+file ``settings.agents_file`` names (``--agents FILE``,
+:mod:`runwire.services.agents_file`), session history in the model input
+(:class:`SessionHistory`, with each configured agent's history policy;
+``history=False`` or another ``context`` turns it off) — starts the orchestrator and, on exit, stops it before
 closing what it built. ``serve_orchestrator`` runs it until ``stop`` is set
 (``runwire serve orchestrator``).
 """
@@ -14,15 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
+from runwire.context import ContextPolicy
 from runwire.log import EventWriter, Publisher
 from runwire.providers.base import ModelProvider
 from runwire.providers.factory import provider_from_settings
 from runwire.providers.local import LOCAL_TOOL_SPECS
 from runwire.providers.retry import RetryPolicy
+from runwire.services.agents_file import load_agents_file
 from runwire.services.follower import FollowerOptions
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
+from runwire.services.orchestrator.configured import configured_agents
 from runwire.services.orchestrator.context import ContextSource
 from runwire.services.orchestrator.history import SessionHistory
 from runwire.services.orchestrator.service import ACTING_RETRY, Orchestrator, rules_of
@@ -64,6 +69,16 @@ async def orchestrator_service(
     """
     live_writer: EventWriter | None = None
     async with contextlib.AsyncExitStack() as stack:
+        # The file first: a mistake in it stops the start before anything connects.
+        policies: Mapping[str, ContextPolicy] = {}
+        if agents is None and settings.agents_file is not None:
+            configured = await configured_agents(
+                load_agents_file(settings.agents_file),
+                settings,
+                stack,
+                fallback=default_agents().default,
+            )
+            agents, policies = configured.directory, configured.policies
         if provider is None:
             provider = await stack.enter_async_context(provider_from_settings(settings))
         if publisher is None:
@@ -76,7 +91,9 @@ async def orchestrator_service(
                 # would otherwise take turns with the answers' batches.
                 live_writer = await stack.enter_async_context(Publisher(settings))
         if context is None and history:
-            context = await stack.enter_async_context(await session_history(settings, provider))
+            context = await stack.enter_async_context(
+                await session_history(settings, provider, policies)
+            )
         orchestrator = Orchestrator(
             settings,
             provider=provider,
@@ -93,7 +110,11 @@ async def orchestrator_service(
         yield orchestrator
 
 
-async def session_history(settings: Settings, provider: ModelProvider) -> SessionHistory:
+async def session_history(
+    settings: Settings,
+    provider: ModelProvider,
+    policies: Mapping[str, ContextPolicy] | None = None,
+) -> SessionHistory:
     """History from the session's earlier runs (:class:`SessionHistory`), on readers of
     its own (run-status store, session index, a log reader), closed when it stops."""
     from runwire.log.runs import RunReader
@@ -110,6 +131,7 @@ async def session_history(settings: Settings, provider: ModelProvider) -> Sessio
         run_log=run_log,
         provider=rules_of(provider),
         thinking_enabled=settings.thinking_enabled,
+        policies=policies,
         owned=(runs, sessions, run_log),
     )
 

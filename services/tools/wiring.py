@@ -1,8 +1,9 @@
 """The one place the tool runner is wired from settings (tests pass other parts).
 
 ``tool_runner_service(settings)`` builds what is not given — a publisher, the
-log-backed memory (:class:`LogMemory`) and the built-in tools — starts the
-runner, and on exit stops it before closing what it built.
+log-backed memory (:class:`LogMemory`), the built-in tools and the HTTP
+tools of the agents file ``settings.agents_file`` names (``--agents FILE``,
+:mod:`runwire.services.tools.http_tools`) — starts the runner, and on exit stops it before closing what it built.
 ``serve_tools`` runs it until ``stop`` is set (``runwire serve tools``).
 """
 
@@ -12,9 +13,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import httpx
+
 from runwire.log import EventWriter, Publisher
+from runwire.services.agents_file import load_agents_file
 from runwire.services.follower import FollowerOptions
 from runwire.services.tools.builtin import builtin_registry
+from runwire.services.tools.http_tools import http_tools
 from runwire.services.tools.memory import LogMemory
 from runwire.services.tools.registry import ToolRegistry
 from runwire.services.tools.runner import ToolRunner
@@ -43,6 +48,10 @@ async def tool_runner_service(
         if registry is None:
             memory = await stack.enter_async_context(LogMemory(settings, publisher))
             registry = builtin_registry(memory, latency=tool_latency)
+            if settings.agents_file is not None:
+                client = await stack.enter_async_context(httpx.AsyncClient())
+                for tool in http_tools(load_agents_file(settings.agents_file), client):
+                    registry.register(tool)
         runner = ToolRunner(
             settings, registry=registry, publisher=publisher, follower_options=follower_options
         )
