@@ -133,6 +133,9 @@ class RunOut(_Out):
     output_tokens: int
     last_error: dict[str, Any] | None
     pending_tool_uses: list[str]
+    awaiting_approval: list[str] = Field(
+        default_factory=list, description="tool calls waiting for a person's decision"
+    )
     event_count: int
     log_partition: int
     first_offset: int
@@ -222,6 +225,13 @@ class ToolResultsRequest(_In):
         if repeated:
             raise ValueError(f"tool_use_id repeated: {', '.join(repeated)}")
         return value
+
+
+class DecisionRequest(_In):
+    """A person's decision on a tool call held for approval."""
+
+    approved: bool
+    reason: StoredText | None = Field(default=None, max_length=2000)
 
 
 class Control(_Out):

@@ -136,6 +136,12 @@ class RunControl(Protocol):
         """Publish tool results (deterministic ids: a repeat is a harmless duplicate)."""
         ...
 
+    async def decide(
+        self, run_id: str, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
+    ) -> Position:
+        """Publish ``approval_decided`` for a tool call held for approval."""
+        ...
+
     def events(self, run: Run, *, live: bool = False) -> AsyncIterator[Event]:
         """The run's events in log order from its first one, live; ends after its terminal event.
 
@@ -183,6 +189,13 @@ class ClientRunControl:
 
     async def resume(self, run_id: str, results: Sequence[ToolResultPart]) -> list[Position]:
         return await self._client.resume(run_id, results)
+
+    async def decide(
+        self, run_id: str, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
+    ) -> Position:
+        return await self._client.decide(
+            run_id, tool_use_id, approved=approved, reason=reason, decided_by=decided_by
+        )
 
     def events(self, run: Run, *, live: bool = False) -> AsyncIterator[Event]:
         handle = self._client.handle(

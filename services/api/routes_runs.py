@@ -1,4 +1,4 @@
-"""``/v1/runs``: start, read, cancel and resume the caller's runs."""
+"""``/v1/runs``: start, read, cancel and resume the caller's runs, decide held tool calls."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from runwire.services.api.errors import ApiError
 from runwire.services.api.models import (
     CancelRequest,
     Control,
+    DecisionRequest,
     IdPath,
     PositionOut,
     RunOut,
@@ -151,3 +152,37 @@ async def post_tool_results(
     ]
     positions = await using.control.resume(run_id, parts)
     return Control(run_id=run_id, positions=[_position(p) for p in positions])
+
+
+@router.post(
+    "/{run_id}/approvals/{tool_use_id}",
+    status_code=202,
+    response_model=Control,
+    summary="Approve or deny a tool call held for approval",
+)
+async def decide_tool_call(
+    principal: Writer, using: Using, run_id: RunId, tool_use_id: RunId, body: DecisionRequest
+) -> Control:
+    """Publish ``approval_decided`` (by the caller): an approved call runs, a denied
+    one reaches the model as an error result with ``reason``.
+
+    ``tool_use_id`` must be one the run holds (``awaiting_approval`` of
+    ``GET /v1/runs/{run_id}``), else 409.
+    """
+    run = await owned_run(using, principal, run_id)
+    _refuse_ended(run, "decide on")
+    if tool_use_id not in run.awaiting_approval:
+        raise ApiError(
+            409,
+            "conflict",
+            f"run {run_id!r} holds no tool call {tool_use_id!r} for approval "
+            f"(it holds: {', '.join(map(repr, run.awaiting_approval)) or 'none'})",
+        )
+    position = await using.control.decide(
+        run_id,
+        tool_use_id,
+        approved=body.approved,
+        reason=body.reason,
+        decided_by=principal.user_id,
+    )
+    return Control(run_id=run_id, positions=[_position(position)])

@@ -36,6 +36,10 @@ Contract:
   ``live=False`` or ``settings.live_events``; through ``live_writer`` when
   given, else the publisher); the answer is always the
   call's final response.
+- Approvals: tool calls the agent's policy holds are announced by
+  ``approval_requested`` events in the answer's batch (see
+  :mod:`~runwire.services.orchestrator.answers`); a denial is answered with
+  an error ``tool_result`` the model reads (:class:`Deny`).
 - ``run_canceled`` (or any terminal event from elsewhere) cancels the run's
   task: an in-flight model call is aborted and nothing more is published
   for the run.
@@ -75,6 +79,7 @@ from runwire.services.orchestrator.answers import (
     answer_events,
     closing_events,
     context_seeded,
+    denial_result,
     failure_events,
 )
 from runwire.services.orchestrator.context import ContextSource, NoHistory
@@ -84,6 +89,7 @@ from runwire.services.orchestrator.run_state import (
     Action,
     Answer,
     Close,
+    Deny,
     RunState,
 )
 from runwire.services.orchestrator.streaming import streamed_call
@@ -390,6 +396,12 @@ class Orchestrator(FollowingService):
             )
             self.stats.closings += 1
             TURNS.labels("closed").inc()
+        elif isinstance(action, Deny):
+            state.expect(action.cause_id)
+            result = denial_result(
+                state.context, action.cause_id, action.tool_use_id, action.message
+            )
+            await self._publish_answer(part, state, action.cause_id, [result])
         else:
             await self._fail(state, action.cause_id, action.error_kind, action.message)
 
@@ -479,7 +491,7 @@ class Orchestrator(FollowingService):
             await self._fail(state, cause, kind, message, retryable=retryable)
             return
         state.expect(cause)
-        answer = answer_events(state.context, cause, response)
+        answer = answer_events(state.context, cause, response, profile.needs_approval)
         answer = with_planner_note(
             state.context, cause, response, answer, answers=action.delta.kind
         )

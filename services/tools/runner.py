@@ -29,6 +29,10 @@ Contract:
 - A result published by someone else or a terminal event stops the
   execution of that run's tools; ``paused`` holds the ones not started yet
   until the resume (a status change caused by that pause event).
+- A call announced by ``approval_requested`` (which precedes its tool_use
+  in the log) is held until the first ``approval_decided`` for it: an
+  approval starts it, a denial drops it (the orchestrator answers it with
+  an error result).
 - Committed offsets never pass the oldest tool_use still without a result.
 - ``start()`` / ``stop()`` (idempotent) or ``async with``.
 """
@@ -45,6 +49,8 @@ from dataclasses import dataclass, field
 from runwire.contract.codec import Codec
 from runwire.contract.events import (
     TERMINAL_EVENTS,
+    ApprovalDecided,
+    ApprovalRequested,
     Event,
     LiveToolFinished,
     LiveToolStarted,
@@ -88,6 +94,8 @@ class _Call:
     offset: int
     event: Event
     task: asyncio.Task[None] | None = None
+    held: bool = False
+    """Waiting for a person's approval."""
 
 
 @dataclass
@@ -98,6 +106,8 @@ class _Partition:
     uses: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
     """(run_id, tool_use id) of the most recent calls seen, answered or not: a
     repeat or a copy with another body (the same ids) is never executed again."""
+    held: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
+    """(run_id, tool_use id) announced by ``approval_requested``, not decided yet."""
     paused: dict[str, str] = field(default_factory=dict)
     """Run id -> the pause event in force (only a status change it caused lifts it)."""
     live: bool = False
@@ -189,8 +199,25 @@ class ToolRunner(FollowingService):
             if len(part.uses) > _ENDED_MEMORY:
                 part.uses.popitem(last=False)
             if payload.name in self._registry and run_id not in part.ended:
-                part.calls[key] = _Call(offset, event)
+                part.calls[key] = _Call(offset, event, held=key in part.held)
                 part.dirty = True
+        elif isinstance(payload, ApprovalRequested):
+            part.held[(run_id, payload.tool_use_id)] = None
+            if len(part.held) > _ENDED_MEMORY:
+                part.held.popitem(last=False)
+        elif isinstance(payload, ApprovalDecided):
+            key = (run_id, payload.tool_use_id)
+            if key not in part.held:
+                return  # not held, or decided before: the first decision counts
+            del part.held[key]
+            held = part.calls.get(key)
+            if held is None:
+                return
+            if payload.approved:
+                held.held = False
+                part.dirty = True
+            else:
+                del part.calls[key]  # the orchestrator answers it with an error
         elif isinstance(payload, ToolResult):
             call = part.calls.pop((run_id, payload.tool_use_id), None)
             if call is not None and event.producer != PRODUCER:
@@ -238,7 +265,7 @@ class ToolRunner(FollowingService):
 
     def _start_calls(self, part: _Partition) -> None:
         for (run_id, _), call in part.calls.items():
-            if call.task is None and run_id not in part.paused:
+            if call.task is None and not call.held and run_id not in part.paused:
                 call.task = asyncio.create_task(self._execute(call.event))
 
     async def _execute(self, use: Event) -> None:

@@ -137,6 +137,12 @@ class Twins:
         self.calls.append(("resume", (run_id, list(results))))
         return [Position(TOPIC, 0, 8 + i) for i in range(len(results))]
 
+    async def decide(
+        self, run_id: str, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
+    ) -> Position:
+        self.calls.append(("decide", (run_id, tool_use_id, approved, reason, decided_by)))
+        return Position(TOPIC, 0, 9)
+
     async def events_of(self, run: Run) -> AsyncIterator[Event]:
         for event in self.log.get(run.run_id, []):
             await asyncio.sleep(0)
