@@ -37,13 +37,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from runwire.context import ContextPolicy
 from runwire.errors import ConfigurationError
+from runwire.providers.base import ToolSpec
 from runwire.providers.local import LOCAL_MODEL_TOOLS
 
 __all__ = [
+    "AGENT_TOOL_SCHEMA",
     "AgentConfig",
     "AgentsFile",
     "HttpToolConfig",
     "agent_tool_name",
+    "agent_tool_spec",
     "load_agents_file",
     "parse_agents",
 ]
@@ -57,6 +60,21 @@ BUILTIN_TOOLS: tuple[str, ...] = LOCAL_MODEL_TOOLS
 def agent_tool_name(agent_id: str) -> str:
     """The tool name under which agent ``agent_id`` is offered to other agents."""
     return agent_id
+
+
+AGENT_TOOL_SCHEMA = {
+    "type": "object",
+    "properties": {"task": {"type": "string", "description": "What the agent is asked to do."}},
+    "required": ["task"],
+}
+
+
+def agent_tool_spec(agent_id: str, agent: AgentConfig) -> ToolSpec:
+    """How agent ``agent_id`` is offered to the agents that may call it."""
+    description = agent.description or f"Ask the {agent_id} agent to do a task; it answers in text."
+    return ToolSpec(
+        name=agent_tool_name(agent_id), description=description, input_schema=AGENT_TOOL_SCHEMA
+    )
 
 
 class _Strict(BaseModel):
@@ -138,6 +156,11 @@ class AgentsFile(_Strict):
 
     def default_agent(self) -> str | None:
         return next((name for name, a in self.agents.items() if a.default), None)
+
+    def agent_tools(self) -> list[ToolSpec]:
+        """Every agent some agent may call, as the tool it is offered as."""
+        called = dict.fromkeys(other for a in self.agents.values() for other in a.agents)
+        return [agent_tool_spec(name, self.agents[name]) for name in called]
 
 
 def load_agents_file(path: Path | str) -> AgentsFile:

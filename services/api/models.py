@@ -142,6 +142,17 @@ class RunOut(_Out):
     last_offset: int
 
 
+class TreeNode(_Out):
+    depth: int = Field(description="0 for the run asked for, 1 for its children, ...")
+    run: RunOut
+
+
+class RunTree(_Out):
+    """A run and the child runs it started (agents called as tools), depth first."""
+
+    items: list[TreeNode]
+
+
 class RunPage(_Out):
     items: list[RunOut]
     next_page: str | None = Field(description="pass as ?page= for the next page; null at the end")

@@ -59,6 +59,10 @@ class RunReader(Protocol):
         """Return once the store has applied ``position``; ``NotCaughtUpError`` on timeout."""
         ...
 
+    async def tree(self, run_id: str, *, max_runs: int = 1000) -> Sequence[tuple[int, Run]]:
+        """The run and its descendants as ``(depth, run)``, depth first."""
+        ...
+
 
 class SessionReader(Protocol):
     """The session index as the API reads it."""

@@ -21,10 +21,12 @@ from runwire.services.api.models import (
     IdPath,
     PositionOut,
     RunOut,
+    RunTree,
     StartRunRequest,
     StartRunResponse,
     ToolResultsRequest,
     TranscriptOut,
+    TreeNode,
 )
 from runwire.transcript.messages import ToolResultPart
 
@@ -93,6 +95,21 @@ async def start_run(principal: Writer, using: Using, body: StartRunRequest) -> S
 @router.get("/{run_id}", response_model=RunOut, summary="One run of the caller")
 async def get_run(principal: Caller, using: Using, run_id: RunId) -> RunOut:
     return RunOut.model_validate(await owned_run(using, principal, run_id))
+
+
+@router.get("/{run_id}/tree", response_model=RunTree, summary="A run and its child runs")
+async def get_tree(principal: Caller, using: Using, run_id: RunId) -> RunTree:
+    """The run and the runs it started through agents called as tools (their
+    children, ...), depth first; only the caller's runs."""
+    await owned_run(using, principal, run_id)
+    tree = await using.runs.tree(run_id)
+    return RunTree(
+        items=[
+            TreeNode(depth=depth, run=RunOut.model_validate(run))
+            for depth, run in tree
+            if run.user_id == principal.user_id
+        ]
+    )
 
 
 @router.get(

@@ -28,17 +28,11 @@ from runwire.errors import ConfigurationError
 from runwire.providers.base import ModelProvider, ToolSpec
 from runwire.providers.factory import provider_from_settings
 from runwire.providers.local import LOCAL_TOOL_SPECS
-from runwire.services.agents_file import AgentConfig, AgentsFile, agent_tool_name
+from runwire.services.agents_file import AgentConfig, AgentsFile, agent_tool_spec
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
 from runwire.settings import Settings
 
-__all__ = ["AGENT_TOOL_SCHEMA", "ConfiguredAgents", "agent_tool_spec", "configured_agents"]
-
-AGENT_TOOL_SCHEMA = {
-    "type": "object",
-    "properties": {"task": {"type": "string", "description": "What the agent is asked to do."}},
-    "required": ["task"],
-}
+__all__ = ["ConfiguredAgents", "configured_agents"]
 
 _BUILTIN_SPECS = {spec.name: spec for spec in LOCAL_TOOL_SPECS}
 
@@ -48,14 +42,6 @@ class ConfiguredAgents:
     directory: AgentDirectory
     policies: Mapping[str, ContextPolicy]
     """History policies of the agents that set one."""
-
-
-def agent_tool_spec(agent_id: str, agent: AgentConfig) -> ToolSpec:
-    """How agent ``agent_id`` is offered to the agents that may call it."""
-    description = agent.description or f"Ask the {agent_id} agent to do a task; it answers in text."
-    return ToolSpec(
-        name=agent_tool_name(agent_id), description=description, input_schema=AGENT_TOOL_SCHEMA
-    )
 
 
 async def configured_agents(

@@ -33,6 +33,10 @@ Contract:
   in the log) is held until the first ``approval_decided`` for it: an
   approval starts it, a denial drops it (the orchestrator answers it with
   an error result).
+- ``on_run_ended(tool_use, ending)`` is told when a run ends while one of
+  its calls runs (an agent tool cancels its child run there).
+- A call found while catching up is executed with ``ToolContext.recovered``
+  (it may have run before the restart).
 - Committed offsets never pass the oldest tool_use still without a result.
 - ``start()`` / ``stop()`` (idempotent) or ``async with``.
 """
@@ -43,7 +47,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from runwire.contract.codec import Codec
@@ -73,7 +77,10 @@ from runwire.settings import Settings
 from runwire.telemetry import tracing
 from runwire.telemetry.metrics import HANDLER_SECONDS, TOOL_ERRORS, TOOL_SECONDS
 
-__all__ = ["PRODUCER", "ToolRunner", "ToolRunnerStats", "result_event"]
+__all__ = ["PRODUCER", "RunEnded", "ToolRunner", "ToolRunnerStats", "result_event"]
+
+RunEnded = Callable[[Event, Event], Awaitable[None]]
+"""Told (tool_use event, terminal event) when a run ends while that call runs."""
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +101,8 @@ class _Call:
     offset: int
     event: Event
     task: asyncio.Task[None] | None = None
+    recovered: bool = False
+    """Found while catching up: it may have been executed before a restart."""
     held: bool = False
     """Waiting for a person's approval."""
 
@@ -147,8 +156,11 @@ class ToolRunner(FollowingService):
         follower_options: FollowerOptions | None = None,
         codec: Codec | None = None,
         live: bool | None = None,
+        on_run_ended: RunEnded | None = None,
     ) -> None:
         self._registry = registry
+        self._on_run_ended = on_run_ended
+        self._ended_work: set[asyncio.Future[None]] = set()
         self._publisher = publisher
         self._live = settings.live_events if live is None else live
         self._slots = asyncio.Semaphore(max_concurrent_tools)
@@ -228,13 +240,25 @@ class ToolRunner(FollowingService):
                 part.ended.popitem(last=False)
             part.paused.pop(run_id, None)
             for key in [k for k in part.calls if k[0] == run_id]:
-                self._stop(part.calls.pop(key))
+                call = part.calls.pop(key)
+                if call.task is not None and not call.task.done() and self._on_run_ended:
+                    work = asyncio.ensure_future(self._run_ended(call, event))
+                    self._ended_work.add(work)
+                    work.add_done_callback(self._ended_work.discard)
+                self._stop(call)
         elif isinstance(payload, RunStatusChanged):
             if payload.status is RunStatus.PAUSED:
                 part.paused[run_id] = event.event_id
             elif event.causation_id is not None and part.paused.get(run_id) == event.causation_id:
                 del part.paused[run_id]
                 part.dirty = True
+
+    async def _run_ended(self, call: _Call, ending: Event) -> None:
+        assert self._on_run_ended is not None
+        try:
+            await self._on_run_ended(call.event, ending)
+        except Exception:
+            log.exception("run %s: reacting to its end failed", call.event.run_id)
 
     def _stop(self, call: _Call) -> None:
         if call.task is not None and not call.task.done():
@@ -250,6 +274,8 @@ class ToolRunner(FollowingService):
     def caught_up(self, partition: int) -> None:
         part = self._partitions.get(partition)
         if part is not None:
+            for call in part.calls.values():
+                call.recovered = True
             part.live = True
             part.dirty = False
             self._start_calls(part)
@@ -266,9 +292,9 @@ class ToolRunner(FollowingService):
     def _start_calls(self, part: _Partition) -> None:
         for (run_id, _), call in part.calls.items():
             if call.task is None and not call.held and run_id not in part.paused:
-                call.task = asyncio.create_task(self._execute(call.event))
+                call.task = asyncio.create_task(self._execute(call.event, call.recovered))
 
-    async def _execute(self, use: Event) -> None:
+    async def _execute(self, use: Event, recovered: bool) -> None:
         payload = use.payload
         assert isinstance(payload, ToolUse)
         assert use.run_id is not None
@@ -279,6 +305,8 @@ class ToolRunner(FollowingService):
             user_id=use.user_id,
             agent_id=use.agent_id,
             tenant=use.tenant,
+            tool_use_event_id=use.event_id,
+            recovered=recovered,
         )
         started = time.perf_counter()
         with tracing.handling(

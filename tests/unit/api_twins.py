@@ -156,6 +156,19 @@ class RunsTwin:
     def __init__(self, twins: Twins) -> None:
         self._t = twins
 
+    async def tree(self, run_id: str, *, max_runs: int = 1000) -> list[tuple[int, Run]]:
+        root = await self.get(run_id)
+        out: list[tuple[int, Run]] = []
+
+        def walk(run: Run, depth: int) -> None:
+            out.append((depth, run))
+            for child in sorted(self._t.runs.values(), key=lambda r: r.run_id):
+                if child.parent_run_id == run.run_id:
+                    walk(child, depth + 1)
+
+        walk(root, 0)
+        return out[:max_runs]
+
     async def get(self, run_id: str) -> Run:
         if run_id not in self._t.runs:
             raise NotFoundError(f"run {run_id!r} is not in the run-status projection")

@@ -433,3 +433,24 @@ async def test_a_held_tool_call_is_approved_or_denied_by_its_runs_owner(twins: T
         ("decide", ("r-held", "tu-9", False, "not now", "alice")),
         ("decide", ("r-held", "tu-9", True, None, "alice")),
     ]
+
+
+async def test_a_runs_tree_lists_its_children_depth_first(twins: Twins) -> None:
+    twins.add(
+        make_run("r-kid", "alice", "s-alice", minute=8, parent_run_id="r-alice"),
+        make_run("r-grandkid", "alice", "s-alice", minute=9, parent_run_id="r-kid"),
+        make_run("r-other", "alice", "s-alice", minute=10),
+    )
+    async with client(twin_app(twins)) as http:
+        mine = await http.get("/v1/runs/r-alice/tree", headers=auth(ALICE))
+        leaf = await http.get("/v1/runs/r-grandkid/tree", headers=auth(ALICE))
+        theirs = await http.get("/v1/runs/r-alice/tree", headers=auth(BOB))
+    assert mine.status_code == 200, mine.text
+    assert [(n["depth"], n["run"]["run_id"]) for n in mine.json()["items"]] == [
+        (0, "r-alice"),
+        (1, "r-kid"),
+        (2, "r-grandkid"),
+    ]
+    assert mine.json()["items"][1]["run"]["parent_run_id"] == "r-alice"
+    assert [n["run"]["run_id"] for n in leaf.json()["items"]] == ["r-grandkid"]
+    assert theirs.status_code == 404

@@ -19,6 +19,7 @@ from runwire.cli import (
     stack,
     topics,
     transcript,
+    tree,
     usage,
 )
 
@@ -44,6 +45,7 @@ app.command(name="chat")(chat.chat)
 app.add_typer(run.app, name="runs")
 runs.add_commands(run.app)
 approvals.add_commands(run.app)
+tree.add_commands(run.app)
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(projections.app, name="projections")
 app.add_typer(dlq.app, name="dlq")
