@@ -39,6 +39,8 @@ Contract:
   run that has ended); ``rw.resume(run_id)`` lifts it with a status change
   caused by that pause event, back to the status the run reached (the
   services only take a resume of the pause in force).
+- ``rw.tree(run_id)`` (with a run-status store given) is the run and its
+  child runs, depth first.
 - ``rw.approvals(run_id)`` lists the run's tool calls held for a person's
   decision; ``rw.approve(run_id, tool_use_id)`` / ``rw.deny(...)`` (or
   ``rw.decide(..., approved=...)``) publish
@@ -96,6 +98,7 @@ from runwire.transcript.live import LiveView
 from runwire.transcript.messages import Message, TextPart, ToolResultPart
 
 if TYPE_CHECKING:
+    from runwire.projections.runs.fold import Run
     from runwire.projections.runs.reader import RunStore
 
 __all__ = [
@@ -619,6 +622,13 @@ class Client:
         if not events:
             return []
         return await self._publisher_or_fail().publish_many(events)
+
+    async def tree(self, run_id: str) -> list[tuple[int, Run]]:
+        """The run and the child runs it started (agents as tools), depth first, from the
+        run-status store given to the client (``Client(runs=...)``)."""
+        if self.runs is None:
+            raise NotStartedError("Client.tree reads the run-status store: pass Client(runs=...)")
+        return await self.runs.tree(run_id)
 
     async def approvals(self, run_id: str, *, first_offset: int | None = None) -> dict[str, str]:
         """The run's tool calls waiting for a decision: tool_use id -> tool name."""

@@ -69,6 +69,8 @@ async def test_a_three_level_tree_runs_through_the_log(settings: Settings, tmp_p
         await assert_eventually(tree_is_whole, timeout=30)
         tree = await runs.tree(handle.run_id)
         children = await runs.children(handle.run_id)
+        async with Client(mine, runs=runs) as reading:
+            assert await reading.tree(handle.run_id) == tree
         records = await read_run_log(mine)
 
     assert outcome.status is RunStatus.COMPLETED, outcome.events
