@@ -53,6 +53,7 @@ async def test_migrations_apply_once_even_when_run_concurrently(
         ("runs@g1", 3),
         ("runs@g1", 4),
         ("runs@g1", 5),
+        ("runs@g1", 6),
         ("runtime", 1),
         ("runtime", 2),
         ("sessions@g1", 1),
