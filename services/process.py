@@ -75,6 +75,11 @@ def _parser(name: str) -> argparse.ArgumentParser:
         default=None,
         help="serve /metrics, /healthz and /readyz on this port (RUNWIRE_METRICS_PORT)",
     )
+    parser.add_argument(
+        "--agents",
+        default=None,
+        help="agents file (TOML): agents for the orchestrator, HTTP tools for tools",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -136,6 +141,8 @@ def run_service(name: ServiceName, argv: Sequence[str] | None = None) -> int:
         settings = Settings()
         if args.metrics_port is not None:
             settings = settings.model_copy(update={"metrics_port": args.metrics_port})
+        if args.agents is not None:
+            settings = settings.model_copy(update={"agents_file": Path(args.agents)})
         async with observed(name, settings):
             await run_until_stopped(
                 name,

@@ -14,6 +14,11 @@ Rules (the run-status contract, also written out in ``tests/support/reference.py
   / ``run_canceled`` end the run (status, phase, ``ended_at``, and the error
   of a failure). An ended run keeps its first ending: later lifecycle events
   count as events but change no status.
+- Approvals: ``approval_requested`` adds its tool call to
+  ``awaiting_approval`` and sets the phase ``awaiting_approval``; the first
+  ``approval_decided`` of a call takes it out, and the phase goes back to
+  ``executing_tools`` once none waits. While one waits, a status change
+  keeps that phase.
 - Counts: messages = ``user_message`` + ``assistant_text`` events; tool calls
   = ``tool_use``; tool errors = ``tool_result`` with ``is_error``; usage sums
   every ``usage`` event.
@@ -50,10 +55,13 @@ from datetime import datetime
 from typing import Any
 
 from runwire.contract.events import (
+    ApprovalDecided,
+    ApprovalRequested,
     Event,
     RunCanceled,
     RunCompleted,
     RunFailed,
+    RunPhase,
     RunStarted,
     RunStatus,
     RunStatusChanged,
@@ -76,6 +84,10 @@ class Rejected(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+AWAITING_APPROVAL = "awaiting_approval"
+"""The phase of a run while one of its tool calls waits for a person's decision."""
 
 
 @dataclass(slots=True)
@@ -109,6 +121,7 @@ class RunRow:
     log_partition: int
     first_offset: int
     last_offset: int
+    awaiting_approval: list[str] = field(default_factory=list)
 
     @classmethod
     def new(cls, event: Event, partition: int, offset: int) -> RunRow:
@@ -226,6 +239,18 @@ def _apply_payload(row: RunRow, event: Event) -> None:
             row.status_reason = p.reason
             if p.status in TERMINAL:
                 row.ended_at = event.occurred_at
+            elif row.awaiting_approval:
+                row.phase = AWAITING_APPROVAL
+    elif isinstance(p, ApprovalRequested):
+        if p.tool_use_id not in row.awaiting_approval:
+            row.awaiting_approval.append(p.tool_use_id)
+        if not row.ended:
+            row.phase = AWAITING_APPROVAL
+    elif isinstance(p, ApprovalDecided):
+        if p.tool_use_id in row.awaiting_approval:
+            row.awaiting_approval.remove(p.tool_use_id)
+            if not row.awaiting_approval and not row.ended:
+                row.phase = RunPhase.EXECUTING_TOOLS.value
     elif isinstance(p, RunCompleted):
         if not row.ended:
             _end(row, RunStatus.COMPLETED, event, p.stop_reason)

@@ -76,6 +76,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("log_partition", "int"),
     ("first_offset", "bigint"),
     ("last_offset", "bigint"),
+    ("awaiting_approval", "jsonb"),
 )
 COLUMN_NAMES = ", ".join(name for name, _ in COLUMNS)
 _JSON = {i for i, (_, t) in enumerate(COLUMNS) if t == "jsonb"}

@@ -7,6 +7,7 @@ rebuild's switch is atomic for them. Postgres failures are raised as
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -79,3 +80,37 @@ class RunStore(PostgresReader):
             rows = rows[:limit]
             token = encode_token(rows[-1].started_at, rows[-1].run_id)
         return Page(items=rows, next_page=token)
+
+    async def children(self, run_id: str) -> builtins.list[Run]:
+        """The runs ``run_id`` started (``parent_run_id``), oldest first."""
+        with store_errors(self.store):
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    f"SELECT {COLUMN_NAMES} FROM run_status WHERE parent_run_id = %s "
+                    "ORDER BY started_at, run_id",
+                    (run_id,),
+                )
+                return [Run(*row) for row in await cur.fetchall()]
+
+    async def tree(self, run_id: str, *, max_runs: int = 1000) -> builtins.list[tuple[int, Run]]:
+        """``run_id`` and its descendants as ``(depth, run)``, depth first, siblings by
+        run id (at most ``max_runs``); :class:`NotFoundError` for an unknown run."""
+        with store_errors(self.store):
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "WITH RECURSIVE tree(run_id, depth, path) AS ("
+                    " SELECT run_id, 0, ARRAY[run_id] FROM run_status WHERE run_id = %s"
+                    " UNION ALL"
+                    " SELECT r.run_id, t.depth + 1, t.path || r.run_id"
+                    " FROM run_status r JOIN tree t ON r.parent_run_id = t.run_id"
+                    # A run id seen on the path again would be a cycle: never followed.
+                    " WHERE NOT r.run_id = ANY(t.path) AND t.depth < 64"
+                    f") SELECT t.depth, {', '.join('r.' + c for c in COLUMN_NAMES.split(', '))}"
+                    " FROM tree t JOIN run_status r USING (run_id)"
+                    " ORDER BY t.path LIMIT %s",
+                    (run_id, max_runs),
+                )
+                rows = await cur.fetchall()
+        if not rows:
+            raise NotFoundError(f"run {run_id!r} is not in the run-status projection")
+        return [(row[0], Run(*row[1:])) for row in rows]

@@ -137,10 +137,24 @@ class RunOut(_Out):
     output_tokens: int
     last_error: dict[str, Any] | None
     pending_tool_uses: list[str]
+    awaiting_approval: list[str] = Field(
+        default_factory=list, description="tool calls waiting for a person's decision"
+    )
     event_count: int
     log_partition: int
     first_offset: int
     last_offset: int
+
+
+class TreeNode(_Out):
+    depth: int = Field(description="0 for the run asked for, 1 for its children, ...")
+    run: RunOut
+
+
+class RunTree(_Out):
+    """A run and the child runs it started (agents called as tools), depth first."""
+
+    items: list[TreeNode]
 
 
 class RunPage(_Out):
@@ -226,6 +240,13 @@ class ToolResultsRequest(_In):
         if repeated:
             raise ValueError(f"tool_use_id repeated: {', '.join(repeated)}")
         return value
+
+
+class DecisionRequest(_In):
+    """A person's decision on a tool call held for approval."""
+
+    approved: bool
+    reason: StoredText | None = Field(default=None, max_length=2000)
 
 
 class Control(_Out):

@@ -59,6 +59,10 @@ class RunReader(Protocol):
         """Return once the store has applied ``position``; ``NotCaughtUpError`` on timeout."""
         ...
 
+    async def tree(self, run_id: str, *, max_runs: int = 1000) -> Sequence[tuple[int, Run]]:
+        """The run and its descendants as ``(depth, run)``, depth first."""
+        ...
+
 
 class SessionReader(Protocol):
     """The session index as the API reads it."""
@@ -136,6 +140,12 @@ class RunControl(Protocol):
         """Publish tool results (deterministic ids: a repeat is a harmless duplicate)."""
         ...
 
+    async def decide(
+        self, run_id: str, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
+    ) -> Position:
+        """Publish ``approval_decided`` for a tool call held for approval."""
+        ...
+
     def events(self, run: Run, *, live: bool = False) -> AsyncIterator[Event]:
         """The run's events in log order from its first one, live; ends after its terminal event.
 
@@ -183,6 +193,13 @@ class ClientRunControl:
 
     async def resume(self, run_id: str, results: Sequence[ToolResultPart]) -> list[Position]:
         return await self._client.resume(run_id, results)
+
+    async def decide(
+        self, run_id: str, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
+    ) -> Position:
+        return await self._client.decide(
+            run_id, tool_use_id, approved=approved, reason=reason, decided_by=decided_by
+        )
 
     def events(self, run: Run, *, live: bool = False) -> AsyncIterator[Event]:
         handle = self._client.handle(

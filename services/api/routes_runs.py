@@ -1,4 +1,4 @@
-"""``/v1/runs``: start, read, cancel and resume the caller's runs."""
+"""``/v1/runs``: start, read, cancel and resume the caller's runs, decide held tool calls."""
 
 from __future__ import annotations
 
@@ -17,13 +17,16 @@ from runwire.services.api.errors import ApiError
 from runwire.services.api.models import (
     CancelRequest,
     Control,
+    DecisionRequest,
     IdPath,
     PositionOut,
     RunOut,
+    RunTree,
     StartRunRequest,
     StartRunResponse,
     ToolResultsRequest,
     TranscriptOut,
+    TreeNode,
 )
 from runwire.transcript.messages import ToolResultPart
 
@@ -94,6 +97,21 @@ async def get_run(principal: Caller, using: Using, run_id: RunId) -> RunOut:
     return RunOut.model_validate(await owned_run(using, principal, run_id))
 
 
+@router.get("/{run_id}/tree", response_model=RunTree, summary="A run and its child runs")
+async def get_tree(principal: Caller, using: Using, run_id: RunId) -> RunTree:
+    """The run and the runs it started through agents called as tools (their
+    children, ...), depth first; only the caller's runs."""
+    await owned_run(using, principal, run_id)
+    tree = await using.runs.tree(run_id)
+    return RunTree(
+        items=[
+            TreeNode(depth=depth, run=RunOut.model_validate(run))
+            for depth, run in tree
+            if run.user_id == principal.user_id
+        ]
+    )
+
+
 @router.get(
     "/{run_id}/transcript",
     response_model=TranscriptOut,
@@ -151,3 +169,37 @@ async def post_tool_results(
     ]
     positions = await using.control.resume(run_id, parts)
     return Control(run_id=run_id, positions=[_position(p) for p in positions])
+
+
+@router.post(
+    "/{run_id}/approvals/{tool_use_id}",
+    status_code=202,
+    response_model=Control,
+    summary="Approve or deny a tool call held for approval",
+)
+async def decide_tool_call(
+    principal: Writer, using: Using, run_id: RunId, tool_use_id: RunId, body: DecisionRequest
+) -> Control:
+    """Publish ``approval_decided`` (by the caller): an approved call runs, a denied
+    one reaches the model as an error result with ``reason``.
+
+    ``tool_use_id`` must be one the run holds (``awaiting_approval`` of
+    ``GET /v1/runs/{run_id}``), else 409.
+    """
+    run = await owned_run(using, principal, run_id)
+    _refuse_ended(run, "decide on")
+    if tool_use_id not in run.awaiting_approval:
+        raise ApiError(
+            409,
+            "conflict",
+            f"run {run_id!r} holds no tool call {tool_use_id!r} for approval "
+            f"(it holds: {', '.join(map(repr, run.awaiting_approval)) or 'none'})",
+        )
+    position = await using.control.decide(
+        run_id,
+        tool_use_id,
+        approved=body.approved,
+        reason=body.reason,
+        decided_by=principal.user_id,
+    )
+    return Control(run_id=run_id, positions=[_position(position)])

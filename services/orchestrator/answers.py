@@ -11,14 +11,23 @@ Contract:
 - An answer is: the assistant message's parts (thinking, text, tool_use, in
   that order), usage, then the closing — ``run_status_changed``
   (``awaiting_tools``) when the message calls tools, else ``run_completed``.
-  A failure is ``run_failed``. Terminal statuses are only ever said by the
+  A failure is ``run_failed``.
+- A tool call that needs a person's approval (the agent's policy) gets an
+  ``approval_requested`` event *before* the assistant message's parts, in
+  the same batch: every reader knows the call is held before it sees the
+  call. The closing then says ``awaiting_tools`` with reason
+  ``awaiting_approval``. A denial is answered by an error ``tool_result``
+  caused by the ``approval_decided`` event (:func:`denial_result`). Terminal statuses are only ever said by the
   terminal events (the run-status projection keeps a run's first ending, and
   ``run_failed`` carries the error).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from runwire.contract.events import (
+    ApprovalRequested,
     ContextCompacted,
     ContextSeeded,
     Event,
@@ -28,6 +37,7 @@ from runwire.contract.events import (
     RunPhase,
     RunStatus,
     RunStatusChanged,
+    ToolResult,
     Usage,
 )
 from runwire.contract.limits import storable
@@ -43,10 +53,13 @@ __all__ = [
     "closing_events",
     "context_compacted",
     "context_seeded",
+    "denial_result",
     "failure_events",
 ]
 
 PRODUCER = "runwire-orchestrator"
+AWAITING_APPROVAL = "awaiting_approval"
+"""The reason of the closing of an answer with tool calls held for approval."""
 MAX_ERROR_CHARS = 4000
 
 
@@ -58,9 +71,14 @@ class Slot:
     STATUS = 2
     TERMINAL = 3
     CONTEXT = 4
-    COMPACTED = 5
+    COMPACTED = 6
+    DENIAL = 12
+    """(5 is the watchdog's failure, caused by a run's last event: a decision may be
+    one; 8 the planner note, :mod:`~runwire.services.orchestrator.notes`.)"""
     PARTS = 16
     """Assistant parts take ``PARTS + i`` for the i-th part of the message."""
+    APPROVALS = 1 << 20
+    """Approval requests take ``APPROVALS + i`` for the i-th held tool call."""
 
 
 def _event(context: RunContext, cause_id: str, slot: int, payload: EventPayload) -> Event:
@@ -84,10 +102,28 @@ def context_compacted(context: RunContext, cause_id: str, payload: ContextCompac
     return _event(context, cause_id, Slot.COMPACTED, payload)
 
 
-def answer_events(context: RunContext, cause_id: str, response: ModelResponse) -> list[Event]:
-    """The assistant message, usage and closing events of one model answer."""
+def answer_events(
+    context: RunContext,
+    cause_id: str,
+    response: ModelResponse,
+    needs_approval: Callable[[str], bool] | None = None,
+) -> list[Event]:
+    """The assistant message, usage and closing events of one model answer
+    (with an approval request before it for each call ``needs_approval`` holds)."""
+    held = [
+        u for u in response.tool_uses() if needs_approval is not None and needs_approval(u.name)
+    ]
+    events = [
+        _event(
+            context,
+            cause_id,
+            Slot.APPROVALS + i,
+            ApprovalRequested(tool_use_id=use.id, tool_name=use.name),
+        )
+        for i, use in enumerate(held)
+    ]
     parts = payloads_for_message(response.message())
-    events = [_event(context, cause_id, Slot.PARTS + i, p) for i, p in enumerate(parts)]
+    events.extend(_event(context, cause_id, Slot.PARTS + i, p) for i, p in enumerate(parts))
     usage = response.usage
     events.append(
         _event(
@@ -107,26 +143,50 @@ def answer_events(context: RunContext, cause_id: str, response: ModelResponse) -
     )
     events.extend(
         closing_events(
-            context, cause_id, calls_tools=bool(response.tool_uses()), stop=response.stop_reason
+            context,
+            cause_id,
+            calls_tools=bool(response.tool_uses()),
+            stop=response.stop_reason,
+            held=bool(held),
         )
     )
     return events
 
 
 def closing_events(
-    context: RunContext, cause_id: str, *, calls_tools: bool, stop: str | None = None
+    context: RunContext,
+    cause_id: str,
+    *,
+    calls_tools: bool,
+    stop: str | None = None,
+    held: bool = False,
 ) -> list[Event]:
-    """What closes an answer: awaiting tools, or the run's completion."""
+    """What closes an answer: awaiting tools (``held``: some wait for approval), or the
+    run's completion."""
     if calls_tools:
         return [
             _event(
                 context,
                 cause_id,
                 Slot.STATUS,
-                RunStatusChanged(status=RunStatus.AWAITING_TOOLS, phase=RunPhase.EXECUTING_TOOLS),
+                RunStatusChanged(
+                    status=RunStatus.AWAITING_TOOLS,
+                    phase=RunPhase.EXECUTING_TOOLS,
+                    reason=AWAITING_APPROVAL if held else None,
+                ),
             )
         ]
     return [_event(context, cause_id, Slot.TERMINAL, RunCompleted(stop_reason=stop))]
+
+
+def denial_result(context: RunContext, decision_id: str, tool_use_id: str, message: str) -> Event:
+    """The error ``tool_result`` that answers a denied tool call (caused by the decision)."""
+    return _event(
+        context,
+        decision_id,
+        Slot.DENIAL,
+        ToolResult(tool_use_id=tool_use_id, content=storable(message), is_error=True),
+    )
 
 
 def failure_events(

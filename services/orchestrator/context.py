@@ -8,6 +8,9 @@ Contract (:class:`ContextSource`):
   orchestrator publishes that event (caused by the delta, deterministic id)
   *before* calling the model, so a replay or a restart rebuilds the same
   input from the log instead of deciding again.
+- ``ModelInput.system`` carries the session's system instructions (its
+  ``system`` metadata) when a source knows them; the orchestrator gives the
+  model the agent's system prompt followed by them.
 - A run whose log already holds a ``context_seeded`` event
   (``state.seeded``) must get the history it records, at every call.
 - Failures are :class:`runwire.errors.RunwireError`; the run fails with
@@ -36,6 +39,8 @@ class ModelInput:
     """To record in the run's log before the call (first call of a run only)."""
     compacted: ContextCompacted | None = None
     """To record with (before) ``seed``: the summary that replaced older turns."""
+    system: str | None = None
+    """The session's own system instructions, when it has some (given after the agent's)."""
 
 
 class ContextSource(Protocol):

@@ -30,6 +30,9 @@ Contract (a :class:`~runwire.services.orchestrator.context.ContextSource`):
   with the seed, and a run whose log holds one gets that summary again at
   every call (:mod:`runwire.context.compaction`). The log and the
   transcript cache keep every original event.
+- The session's ``system`` metadata (its instructions), read at every call
+  of a run of a session of the same owner, is returned as
+  ``ModelInput.system``.
 - The model input is ``history + the run's transcript``
   (:func:`runwire.context.prepare_model_input` does the deciding; this
   class does the reading).
@@ -75,6 +78,7 @@ if TYPE_CHECKING:
     from runwire.log.runs import RunReader
     from runwire.projections.runs.fold import Run
     from runwire.projections.runs.reader import RunStore
+    from runwire.projections.sessions.fold import Session
     from runwire.projections.sessions.reader import SessionIndex
 
 __all__ = ["DEFAULT_POLICY", "ProviderSummarizer", "SessionHistory"]
@@ -83,6 +87,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POLICY = ContextPolicy(history_runs=20, history_turns=40)
 """What an agent without a policy of its own is shown."""
+
+SYSTEM_KEY = "system"
+"""The session metadata key of its instructions (``runwire.sessions.names.SYSTEM_KEY``,
+a floor above this one; a unit test keeps the two equal)."""
 
 _MAX_RUNS_READ = 200
 """Earlier runs read at most when no policy bound says fewer."""
@@ -209,7 +217,20 @@ class SessionHistory(AsyncService):
             compacted=state.compacted,
         )
         self._trim()
-        return ModelInput(prepared.messages, prepared.seed, prepared.compacted)
+        system = None
+        if session_id is not None:
+            system = await self._session_system(session_id, Owner(context.user_id, context.tenant))
+        return ModelInput(prepared.messages, prepared.seed, prepared.compacted, system)
+
+    async def _session_system(self, session_id: str, who: Owner) -> str | None:
+        """The session's ``system`` metadata (its instructions), if it is ``who``'s."""
+        session = await self._indexed_session(session_id)
+        if session is None:
+            return None
+        value = session.metadata.get(SYSTEM_KEY)
+        if owner_of(session) != who or not isinstance(value, str) or not value.strip():
+            return None
+        return value
 
     async def _earlier_runs(
         self,
@@ -261,17 +282,23 @@ class SessionHistory(AsyncService):
         A session the index does not hold yet is not refused: only ``who``'s runs
         are read into the history anyway.
         """
-        if self._sessions is None:
-            return None
-        try:
-            session = await self._sessions.get(session_id)
-        except NotFoundError:
+        session = await self._indexed_session(session_id)
+        if session is None:
             return None
         if owner_of(session) != who:
             raise ForeignSessionError(session_id, who=who)
         if session.cleared_at is None:
             return None
         return int(session.cleared_at.timestamp() * 1000)
+
+    async def _indexed_session(self, session_id: str) -> Session | None:
+        """The session index's row of the session (None: no index, or not there yet)."""
+        if self._sessions is None:
+            return None
+        try:
+            return await self._sessions.get(session_id)
+        except NotFoundError:
+            return None
 
     async def _read(self, run_id: str, partition: int, first: int, last: int) -> Iterable[Event]:
         records = await self._log.read(run_id, partition, first, last)

@@ -35,6 +35,11 @@ Contract:
   an answer already in flight is still recorded (its closing moves
   ``status``), its follow-up waits for the resume.
   Paused runs get none until a status change resumes them.
+- Approvals: ``approval_requested`` holds a tool call; the first
+  ``approval_decided`` for it decides (later ones change nothing). A denial
+  of a call still without a result gives :class:`Deny` (publish the error
+  tool_result the model reads, caused by the decision), before any other
+  action but a :class:`Close`.
 - :meth:`RunState.expect` records an answer the service has published but not
   read back yet: no action is given until it is read, so the next model call
   always sees the previous answer.
@@ -46,11 +51,14 @@ from dataclasses import dataclass
 
 from runwire.contract.events import (
     TERMINAL_EVENTS,
+    ApprovalDecided,
+    ApprovalRequested,
     Event,
     EventType,
     RunFailed,
     RunStatus,
     RunStatusChanged,
+    ToolResult,
 )
 from runwire.services.run_context import RunContext
 from runwire.transcript.errors import LedgerError
@@ -63,6 +71,7 @@ __all__ = [
     "Answer",
     "Close",
     "Delta",
+    "Deny",
     "Fail",
     "RunContext",
     "RunState",
@@ -115,7 +124,17 @@ class Fail:
     message: str
 
 
-Action = Answer | Close | Fail
+@dataclass(frozen=True)
+class Deny:
+    """Answer denied tool call ``tool_use_id`` with an error result, caused by ``cause_id``
+    (the ``approval_decided`` event)."""
+
+    cause_id: str
+    tool_use_id: str
+    message: str
+
+
+Action = Answer | Close | Fail | Deny
 
 
 class RunState:
@@ -144,6 +163,13 @@ class RunState:
         self._closed: set[str] = set()
         self._expected: set[str] = set()
         self._broken: Fail | None = None
+        self.awaiting_approval: dict[str, str] = {}
+        """Tool call id -> its tool's name, for held calls without a decision."""
+        self._decided: set[str] = set()
+        self._answered_calls: set[str] = set()
+        """Tool call ids of held calls whose result is in the log."""
+        self._denials: dict[str, Deny] = {}
+        """Denied tool calls whose error result is not in the log yet."""
 
     # -- queries ---------------------------------------------------------------
 
@@ -214,6 +240,23 @@ class RunState:
             if self.compacted is None:
                 self.compacted = event
             return
+        if isinstance(payload, ApprovalRequested):
+            if payload.tool_use_id not in self._decided:
+                self.awaiting_approval[payload.tool_use_id] = payload.tool_name
+            return
+        if isinstance(payload, ApprovalDecided):
+            self._decide(event.event_id, payload)
+            return
+        if isinstance(payload, ToolResult):
+            if (
+                payload.tool_use_id in self._decided
+                or payload.tool_use_id in self.awaiting_approval
+            ):
+                self._answered_calls.add(payload.tool_use_id)
+            self._denials.pop(payload.tool_use_id, None)
+            self.awaiting_approval.pop(payload.tool_use_id, None)
+            if cause in self._expected:
+                self._expected.discard(cause)  # our denial's result, read back
         if cause in self._deltas and kind in _ANSWER_PARTS:
             assert cause is not None
             self._answer_parts(cause, calls_tools=kind is EventType.TOOL_USE)
@@ -221,6 +264,19 @@ class RunState:
             self._add_delta(Delta(event.event_id, offset, "user_message"))
         elif kind is EventType.TOOL_RESULT and not self.transcript.awaiting_tool_results:
             self._add_delta(Delta(event.event_id, offset, "tool_results"))
+
+    def _decide(self, event_id: str, decision: ApprovalDecided) -> None:
+        tool_use_id = decision.tool_use_id
+        name = self.awaiting_approval.pop(tool_use_id, None)
+        if name is None or tool_use_id in self._decided:
+            return  # not held, or decided before: the first decision counts
+        self._decided.add(tool_use_id)
+        if not decision.approved and tool_use_id not in self._answered_calls:
+            who = f" by {decision.decided_by}" if decision.decided_by else ""
+            why = f": {decision.reason}" if decision.reason else ""
+            self._denials[tool_use_id] = Deny(
+                event_id, tool_use_id, f"the call of {name} was denied{who}{why}"
+            )
 
     def _add_delta(self, delta: Delta) -> None:
         self._pending.append(delta)
@@ -267,7 +323,7 @@ class RunState:
         """Whether :meth:`next_action` would give an action (cheap: builds nothing)."""
         if self.terminal or self.paused_by is not None or self._expected:
             return False
-        if self._parts_seen or self._broken is not None:
+        if self._parts_seen or self._broken is not None or self._denials:
             return True
         return bool(self._pending) and not self.transcript.awaiting_tool_results
 
@@ -280,6 +336,8 @@ class RunState:
             return Close(cause, calls_tools)
         if self._broken is not None:
             return self._broken
+        if self._denials:
+            return next(iter(self._denials.values()))
         delta = self._pending[-1]
         if self.model_calls >= self.max_turns:
             return Fail(

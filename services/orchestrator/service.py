@@ -41,6 +41,10 @@ Contract:
   (:mod:`runwire.services.orchestrator.concurrency`): a run refused there
   fails with kind ``session_busy``; when a run ends, the gate lets its
   session go.
+- Approvals: tool calls the agent's policy holds are announced by
+  ``approval_requested`` events in the answer's batch (see
+  :mod:`~runwire.services.orchestrator.answers`); a denial is answered with
+  an error ``tool_result`` the model reads (:class:`Deny`).
 - ``run_canceled`` (or any terminal event from elsewhere) cancels the run's
   task: an in-flight model call is aborted and nothing more is published
   for the run.
@@ -73,7 +77,7 @@ from runwire.services.follower import (
     FollowingService,
     consumer_group,
 )
-from runwire.services.orchestrator.agents import AgentDirectory
+from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
 from runwire.services.orchestrator.answers import (
     PRODUCER,
     acknowledgement,
@@ -81,6 +85,7 @@ from runwire.services.orchestrator.answers import (
     closing_events,
     context_compacted,
     context_seeded,
+    denial_result,
     failure_events,
 )
 from runwire.services.orchestrator.concurrency import NoGate, SessionGate
@@ -91,6 +96,7 @@ from runwire.services.orchestrator.run_state import (
     Action,
     Answer,
     Close,
+    Deny,
     RunState,
 )
 from runwire.services.orchestrator.streaming import streamed_call
@@ -196,6 +202,7 @@ class Orchestrator(FollowingService):
         self._provider = (
             provider if isinstance(provider, ObservedProvider) else ObservedProvider(provider)
         )
+        self._agent_providers: dict[int, ObservedProvider] = {}
         self._publisher = publisher
         self._agents = agents or AgentDirectory()
         self._context: ContextSource = context or NoHistory()
@@ -248,7 +255,9 @@ class Orchestrator(FollowingService):
         if state is None:
             if event.type is not EventType.RUN_STARTED or run_id in part.finished:
                 return  # a run that ended (or began) before where this instance started reading
-            state = RunState(RunContext.of(event), offset, max_turns=self._settings.max_turns)
+            context = RunContext.of(event)
+            max_turns = self._agents.profile(context.agent_id).max_turns
+            state = RunState(context, offset, max_turns=max_turns or self._settings.max_turns)
             part.runs[run_id] = state
         if part.live and event.type in (EventType.USER_MESSAGE, EventType.TOOL_RESULT):
             if len(self._read_at) > _FINISHED_MEMORY:
@@ -402,6 +411,12 @@ class Orchestrator(FollowingService):
             )
             self.stats.closings += 1
             TURNS.labels("closed").inc()
+        elif isinstance(action, Deny):
+            state.expect(action.cause_id)
+            result = denial_result(
+                state.context, action.cause_id, action.tool_use_id, action.message
+            )
+            await self._publish_answer(part, state, action.cause_id, [result])
         else:
             await self._fail(state, action.cause_id, action.error_kind, action.message)
 
@@ -444,10 +459,12 @@ class Orchestrator(FollowingService):
             await self._fail(state, cause, _kind_of(e), str(e))
             return
         messages = model_input.messages
+        profile = self._agents.profile(state.context.agent_id)
+        provider = self._provider_of(profile)
         try:
             validate(
                 messages,
-                self._rules_of,
+                rules_of(profile.provider) if profile.provider is not None else self._rules_of,
                 self._settings.thinking_enabled,
                 run_id=state.run_id,
             )
@@ -455,7 +472,6 @@ class Orchestrator(FollowingService):
             await _acknowledged(ack)
             await self._fail(state, cause, "transcript_rule", str(e))
             return
-        profile = self._agents.profile(state.context.agent_id)
         if model_input.seed is not None:
             # Recorded before the call: a restart rebuilds this input from it.
             await _acknowledged(ack)
@@ -467,8 +483,9 @@ class Orchestrator(FollowingService):
             await publish_retrying(self._publisher, recorded)
         request = ModelRequest(
             messages=messages,
-            system=profile.system,
+            system=_joined(profile.system, model_input.system),
             tools=profile.tools,
+            model=profile.model,
             max_tokens=profile.max_tokens,
             thinking=self._settings.thinking_enabled,
             timeout=self._policy.timeout,
@@ -479,7 +496,7 @@ class Orchestrator(FollowingService):
                 started = self._clock()
                 response = await call_with_retries(
                     lambda: streamed_call(
-                        self._provider, request, self._live, state.context, cause, producer=PRODUCER
+                        provider, request, self._live, state.context, cause, producer=PRODUCER
                     ),
                     self._policy,
                     on_retry=self._on_retry,
@@ -498,7 +515,7 @@ class Orchestrator(FollowingService):
             await self._fail(state, cause, kind, message, retryable=retryable)
             return
         state.expect(cause)
-        answer = answer_events(state.context, cause, response)
+        answer = answer_events(state.context, cause, response, profile.needs_approval)
         answer = with_planner_note(
             state.context, cause, response, answer, answers=action.delta.kind
         )
@@ -509,6 +526,16 @@ class Orchestrator(FollowingService):
         self.stats.model_seconds.append(model_seconds)
         if read_at is not None:
             self.stats.overhead.append(self._clock() - read_at - model_seconds)
+
+    def _provider_of(self, profile: AgentProfile) -> ObservedProvider:
+        """The agent's own provider (measured and traced like the default one), else ours."""
+        if profile.provider is None:
+            return self._provider
+        observed = self._agent_providers.get(id(profile.provider))
+        if observed is None:
+            observed = ObservedProvider(profile.provider)
+            self._agent_providers[id(profile.provider)] = observed
+        return observed
 
     async def _on_retry(self, attempt: int, error: ProviderError, delay: float) -> None:
         self.stats.retries += 1
@@ -549,6 +576,11 @@ def _kind_of(error: RunwireError) -> str:
     if isinstance(kind, str) and kind:
         return kind
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).lower()
+
+
+def _joined(agent: str | None, session: str | None) -> str | None:
+    """The system prompt: the agent's instructions, then the session's own."""
+    return "\n\n".join(s for s in (agent, session) if s) or None
 
 
 async def _acknowledged(ack: Awaitable[Any] | None) -> None:

@@ -22,7 +22,8 @@ Contract:
   ended is left alone too.
 - The failure is ``run_failed`` (``error_kind`` ``owner_lost`` when the fold
   says an orchestrator has something to do, e.g. an unanswered delta;
-  ``stalled`` otherwise; ``awaiting_tools_timeout`` for a tool wait) whose
+  ``stalled`` otherwise; ``awaiting_tools_timeout`` for a tool wait,
+  ``approval_timeout`` when tool calls wait for a person's approval) whose
   ``causation_id`` is that last event and whose id is
   ``deterministic_event_id(run, last event, WATCHDOG_SLOT)``: two watchdogs (or two sweeps) failing the same stall
   write the same event, which consumers drop as a copy; and the run-status
@@ -97,7 +98,11 @@ def failure_for(run: Run, state: RunState, last: Event, now: datetime) -> Stall:
     idle = (now - run.updated_at).total_seconds()
     status = state.status.value
     since = f"no event for {idle:.0f}s (since {last.type.value} {last.event_id})"
-    if state.status is RunStatus.AWAITING_TOOLS:
+    if state.status is RunStatus.AWAITING_TOOLS and state.awaiting_approval:
+        kind = "approval_timeout"
+        held = ", ".join(f"{i} ({name})" for i, name in state.awaiting_approval.items())
+        message = f"run {run.run_id} waited for a person's approval too long: {since}; held: {held}"
+    elif state.status is RunStatus.AWAITING_TOOLS:
         kind = "awaiting_tools_timeout"
         message = (
             f"run {run.run_id} waited for tool results too long: {since}; "

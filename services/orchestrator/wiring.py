@@ -3,10 +3,13 @@
 ``orchestrator_service(settings)`` builds what is not given — the model
 provider the settings name, a :class:`~runwire.log.Publisher` to publish with (many
 runs' answers share a record batch, a run's events keep their order), the
-default agent (offered the built-in tools), session history in the model
-input (:class:`SessionHistory`; ``history=False`` or another ``context``
-turns it off), the session fence when an agent's ``concurrent_runs`` is not
-``"allow"`` (:class:`~runwire.services.orchestrator.concurrency.SessionFence`)
+default agent (offered the built-in tools) or the agents of the agents
+file ``settings.agents_file`` names (``--agents FILE``,
+:mod:`runwire.services.agents_file`), session history in the model input
+(:class:`SessionHistory`, with each configured agent's history policy;
+``history=False`` or another ``context`` turns it off), the session fence
+when an agent's ``concurrent_runs`` is not ``"allow"``
+(:class:`~runwire.services.orchestrator.concurrency.SessionFence`)
 — starts the orchestrator and, on exit, stops it before
 closing what it built. ``serve_orchestrator`` runs it until ``stop`` is set
 (``runwire serve orchestrator``).
@@ -16,16 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
+from runwire.context import ContextPolicy
 from runwire.log import EventWriter, Publisher
 from runwire.providers.base import ModelProvider
 from runwire.providers.factory import provider_from_settings
 from runwire.providers.local import LOCAL_TOOL_SPECS
 from runwire.providers.retry import RetryPolicy
+from runwire.services.agents_file import load_agents_file
 from runwire.services.follower import FollowerOptions
 from runwire.services.orchestrator.agents import AgentDirectory, AgentProfile
 from runwire.services.orchestrator.concurrency import SessionFence, SessionGate
+from runwire.services.orchestrator.configured import configured_agents
 from runwire.services.orchestrator.context import ContextSource
 from runwire.services.orchestrator.history import ProviderSummarizer, SessionHistory
 from runwire.services.orchestrator.service import ACTING_RETRY, Orchestrator, rules_of
@@ -68,6 +74,16 @@ async def orchestrator_service(
     """
     live_writer: EventWriter | None = None
     async with contextlib.AsyncExitStack() as stack:
+        # The file first: a mistake in it stops the start before anything connects.
+        policies: Mapping[str, ContextPolicy] = {}
+        if agents is None and settings.agents_file is not None:
+            configured = await configured_agents(
+                load_agents_file(settings.agents_file),
+                settings,
+                stack,
+                fallback=default_agents().default,
+            )
+            agents, policies = configured.directory, configured.policies
         if provider is None:
             provider = await stack.enter_async_context(provider_from_settings(settings))
         if publisher is None:
@@ -82,7 +98,7 @@ async def orchestrator_service(
         agents = agents if agents is not None else default_agents()
         if context is None and history:
             context = await stack.enter_async_context(
-                await session_history(settings, provider, agents)
+                await session_history(settings, provider, agents, policies)
             )
         if gate is None and _fenced(agents):
             gate = await session_fence(settings, publisher, stack)
@@ -104,7 +120,10 @@ async def orchestrator_service(
 
 
 async def session_history(
-    settings: Settings, provider: ModelProvider, agents: AgentDirectory | None = None
+    settings: Settings,
+    provider: ModelProvider,
+    agents: AgentDirectory | None = None,
+    policies: Mapping[str, ContextPolicy] | None = None,
 ) -> SessionHistory:
     """History from the session's earlier runs (:class:`SessionHistory`), on readers of
     its own (run-status store, session index, a log reader), closed when it stops;
@@ -123,6 +142,7 @@ async def session_history(
         run_log=run_log,
         provider=rules_of(provider),
         thinking_enabled=settings.thinking_enabled,
+        policies=policies,
         owned=(runs, sessions, run_log),
         compactions=agents.compactions() if agents is not None else None,
         summarizer=ProviderSummarizer(provider),

@@ -49,6 +49,9 @@ class ToolContext:
     user_id: str | None = None
     agent_id: str | None = None
     tenant: str | None = None
+    tool_use_event_id: str | None = None
+    recovered: bool = False
+    """The call is executed again after a restart (it may have run before)."""
 
 
 ToolFunction = Callable[[Mapping[str, Any], ToolContext], Awaitable[Any]]

@@ -29,6 +29,14 @@ Contract:
 - A result published by someone else or a terminal event stops the
   execution of that run's tools; ``paused`` holds the ones not started yet
   until the resume (a status change caused by that pause event).
+- A call announced by ``approval_requested`` (which precedes its tool_use
+  in the log) is held until the first ``approval_decided`` for it: an
+  approval starts it, a denial drops it (the orchestrator answers it with
+  an error result).
+- ``on_run_ended(tool_use, ending)`` is told when a run ends while one of
+  its calls runs (an agent tool cancels its child run there).
+- A call found while catching up is executed with ``ToolContext.recovered``
+  (it may have run before the restart).
 - Committed offsets never pass the oldest tool_use still without a result.
 - ``start()`` / ``stop()`` (idempotent) or ``async with``.
 """
@@ -39,12 +47,14 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
 from runwire.contract.codec import Codec
 from runwire.contract.events import (
     TERMINAL_EVENTS,
+    ApprovalDecided,
+    ApprovalRequested,
     Event,
     LiveToolFinished,
     LiveToolStarted,
@@ -67,7 +77,10 @@ from runwire.settings import Settings
 from runwire.telemetry import tracing
 from runwire.telemetry.metrics import HANDLER_SECONDS, TOOL_ERRORS, TOOL_SECONDS
 
-__all__ = ["PRODUCER", "ToolRunner", "ToolRunnerStats", "result_event"]
+__all__ = ["PRODUCER", "RunEnded", "ToolRunner", "ToolRunnerStats", "result_event"]
+
+RunEnded = Callable[[Event, Event], Awaitable[None]]
+"""Told (tool_use event, terminal event) when a run ends while that call runs."""
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +101,10 @@ class _Call:
     offset: int
     event: Event
     task: asyncio.Task[None] | None = None
+    recovered: bool = False
+    """Found while catching up: it may have been executed before a restart."""
+    held: bool = False
+    """Waiting for a person's approval."""
 
 
 @dataclass
@@ -98,6 +115,8 @@ class _Partition:
     uses: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
     """(run_id, tool_use id) of the most recent calls seen, answered or not: a
     repeat or a copy with another body (the same ids) is never executed again."""
+    held: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
+    """(run_id, tool_use id) announced by ``approval_requested``, not decided yet."""
     paused: dict[str, str] = field(default_factory=dict)
     """Run id -> the pause event in force (only a status change it caused lifts it)."""
     live: bool = False
@@ -137,8 +156,11 @@ class ToolRunner(FollowingService):
         follower_options: FollowerOptions | None = None,
         codec: Codec | None = None,
         live: bool | None = None,
+        on_run_ended: RunEnded | None = None,
     ) -> None:
         self._registry = registry
+        self._on_run_ended = on_run_ended
+        self._ended_work: set[asyncio.Future[None]] = set()
         self._publisher = publisher
         self._live = settings.live_events if live is None else live
         self._slots = asyncio.Semaphore(max_concurrent_tools)
@@ -189,8 +211,25 @@ class ToolRunner(FollowingService):
             if len(part.uses) > _ENDED_MEMORY:
                 part.uses.popitem(last=False)
             if payload.name in self._registry and run_id not in part.ended:
-                part.calls[key] = _Call(offset, event)
+                part.calls[key] = _Call(offset, event, held=key in part.held)
                 part.dirty = True
+        elif isinstance(payload, ApprovalRequested):
+            part.held[(run_id, payload.tool_use_id)] = None
+            if len(part.held) > _ENDED_MEMORY:
+                part.held.popitem(last=False)
+        elif isinstance(payload, ApprovalDecided):
+            key = (run_id, payload.tool_use_id)
+            if key not in part.held:
+                return  # not held, or decided before: the first decision counts
+            del part.held[key]
+            held = part.calls.get(key)
+            if held is None:
+                return
+            if payload.approved:
+                held.held = False
+                part.dirty = True
+            else:
+                del part.calls[key]  # the orchestrator answers it with an error
         elif isinstance(payload, ToolResult):
             call = part.calls.pop((run_id, payload.tool_use_id), None)
             if call is not None and event.producer != PRODUCER:
@@ -201,13 +240,25 @@ class ToolRunner(FollowingService):
                 part.ended.popitem(last=False)
             part.paused.pop(run_id, None)
             for key in [k for k in part.calls if k[0] == run_id]:
-                self._stop(part.calls.pop(key))
+                call = part.calls.pop(key)
+                if call.task is not None and not call.task.done() and self._on_run_ended:
+                    work = asyncio.ensure_future(self._run_ended(call, event))
+                    self._ended_work.add(work)
+                    work.add_done_callback(self._ended_work.discard)
+                self._stop(call)
         elif isinstance(payload, RunStatusChanged):
             if payload.status is RunStatus.PAUSED:
                 part.paused[run_id] = event.event_id
             elif event.causation_id is not None and part.paused.get(run_id) == event.causation_id:
                 del part.paused[run_id]
                 part.dirty = True
+
+    async def _run_ended(self, call: _Call, ending: Event) -> None:
+        assert self._on_run_ended is not None
+        try:
+            await self._on_run_ended(call.event, ending)
+        except Exception:
+            log.exception("run %s: reacting to its end failed", call.event.run_id)
 
     def _stop(self, call: _Call) -> None:
         if call.task is not None and not call.task.done():
@@ -223,6 +274,8 @@ class ToolRunner(FollowingService):
     def caught_up(self, partition: int) -> None:
         part = self._partitions.get(partition)
         if part is not None:
+            for call in part.calls.values():
+                call.recovered = True
             part.live = True
             part.dirty = False
             self._start_calls(part)
@@ -238,10 +291,10 @@ class ToolRunner(FollowingService):
 
     def _start_calls(self, part: _Partition) -> None:
         for (run_id, _), call in part.calls.items():
-            if call.task is None and run_id not in part.paused:
-                call.task = asyncio.create_task(self._execute(call.event))
+            if call.task is None and not call.held and run_id not in part.paused:
+                call.task = asyncio.create_task(self._execute(call.event, call.recovered))
 
-    async def _execute(self, use: Event) -> None:
+    async def _execute(self, use: Event, recovered: bool) -> None:
         payload = use.payload
         assert isinstance(payload, ToolUse)
         assert use.run_id is not None
@@ -252,6 +305,8 @@ class ToolRunner(FollowingService):
             user_id=use.user_id,
             agent_id=use.agent_id,
             tenant=use.tenant,
+            tool_use_event_id=use.event_id,
+            recovered=recovered,
         )
         started = time.perf_counter()
         with tracing.handling(

@@ -39,6 +39,13 @@ Contract:
   run that has ended); ``rw.resume(run_id)`` lifts it with a status change
   caused by that pause event, back to the status the run reached (the
   services only take a resume of the pause in force).
+- ``rw.tree(run_id)`` (with a run-status store given) is the run and its
+  child runs, depth first.
+- ``rw.approvals(run_id)`` lists the run's tool calls held for a person's
+  decision; ``rw.approve(run_id, tool_use_id)`` / ``rw.deny(...)`` (or
+  ``rw.decide(..., approved=...)``) publish
+  ``approval_decided`` (refused with :class:`InputError` for a call that is
+  not waiting); a denial reaches the model as an error tool_result.
 - One log reader per client serves every handle (one consumer, partitions
   paused while nobody follows them).
 - :class:`BlockingClient` is the same API for scripts without asyncio; it
@@ -58,14 +65,16 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from runwire.contract import ids
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import (
     TERMINAL_EVENTS,
+    ApprovalDecided,
+    ApprovalRequested,
     Event,
     EventType,
     RunCanceled,
@@ -89,6 +98,7 @@ from runwire.transcript.live import LiveView
 from runwire.transcript.messages import Message, TextPart, ToolResultPart
 
 if TYPE_CHECKING:
+    from runwire.projections.runs.fold import Run
     from runwire.projections.runs.reader import RunStore
 
 __all__ = [
@@ -107,6 +117,16 @@ LIVE_JOIN_SLACK_MS = 5_000
 writers may disagree by that much (chunks of earlier answers are not shown)."""
 
 T = TypeVar("T")
+
+
+class _RunFold(Protocol):
+    @property
+    def events(self) -> int: ...
+
+    def apply(self, event: Event) -> None: ...
+
+
+_F = TypeVar("_F", bound=_RunFold)
 
 
 class RunTimeoutError(RunwireError):
@@ -374,6 +394,29 @@ class EventStream(AsyncIterator[Event]):
             await self._events.aclose()
 
 
+@dataclass
+class _Held:
+    """A run's lifecycle and its tool calls held for approval and not decided yet."""
+
+    lifecycle: RunLifecycle = field(default_factory=RunLifecycle)
+    awaiting_approval: dict[str, str] = field(default_factory=dict)
+    """Tool call id -> tool name."""
+
+    @property
+    def events(self) -> int:
+        return self.lifecycle.events
+
+    def apply(self, event: Event) -> None:
+        self.lifecycle.apply(event)
+        payload = event.payload
+        if self.lifecycle.ended:
+            self.awaiting_approval.clear()
+        elif isinstance(payload, ApprovalRequested):
+            self.awaiting_approval[payload.tool_use_id] = payload.tool_name
+        elif isinstance(payload, ApprovalDecided | ToolResult):
+            self.awaiting_approval.pop(payload.tool_use_id, None)
+
+
 def _status_of(events: Sequence[Event]) -> RunStatus:
     status = RunStatus.PENDING
     for event in events:
@@ -580,6 +623,56 @@ class Client:
             return []
         return await self._publisher_or_fail().publish_many(events)
 
+    async def tree(self, run_id: str) -> list[tuple[int, Run]]:
+        """The run and the child runs it started (agents as tools), depth first, from the
+        run-status store given to the client (``Client(runs=...)``)."""
+        if self.runs is None:
+            raise NotStartedError("Client.tree reads the run-status store: pass Client(runs=...)")
+        return await self.runs.tree(run_id)
+
+    async def approvals(self, run_id: str, *, first_offset: int | None = None) -> dict[str, str]:
+        """The run's tool calls waiting for a decision: tool_use id -> tool name."""
+        return dict((await self._read_run(run_id, first_offset, _Held())).awaiting_approval)
+
+    async def approve(self, run_id: str, tool_use_id: str, **why: str | None) -> Position:
+        """Let a held tool call run (``why``: ``reason``, ``decided_by``)."""
+        return await self.decide(run_id, tool_use_id, approved=True, **why)
+
+    async def deny(self, run_id: str, tool_use_id: str, **why: str | None) -> Position:
+        """Refuse a held tool call: the model gets an error result saying so (and ``reason``)."""
+        return await self.decide(run_id, tool_use_id, approved=False, **why)
+
+    async def decide(
+        self,
+        run_id: str,
+        tool_use_id: str,
+        *,
+        approved: bool,
+        reason: str | None = None,
+        decided_by: str | None = None,
+    ) -> Position:
+        """Publish ``approval_decided`` for a held tool call (:class:`InputError` when the
+        run holds no such call)."""
+        held = await self._read_run(run_id, None, _Held())
+        if tool_use_id not in held.awaiting_approval:
+            waiting = ", ".join(map(repr, held.awaiting_approval)) or "none"
+            raise InputError(
+                "tool_use_id",
+                f"run {run_id} has no tool call {tool_use_id!r} waiting for approval "
+                f"(it is {held.lifecycle.status.value}; waiting: {waiting})",
+            )
+        event = Event.create(
+            ApprovalDecided(
+                tool_use_id=tool_use_id, approved=approved, reason=reason, decided_by=decided_by
+            ),
+            run_id=run_id,
+            producer=self._producer,
+            # One decision per call: a repeat is a duplicate, a racing other
+            # decision the same id with another body (the first one counts).
+            event_id=ids.deterministic_event_id(run_id, f"approval:{tool_use_id}", 0),
+        )
+        return await self._publisher_or_fail().publish(event)
+
     async def pause(
         self, run_id: str, *, reason: str | None = None, first_offset: int | None = None
     ) -> Position:
@@ -619,16 +712,19 @@ class Client:
 
     async def _lifecycle(self, run_id: str, first_offset: int | None) -> RunLifecycle:
         """Where the run stands, from its events in the log (up to the log's end now)."""
+        return await self._read_run(run_id, first_offset, RunLifecycle())
+
+    async def _read_run(self, run_id: str, first_offset: int | None, fold: _F) -> _F:
+        """``fold`` after every event of the run in the log (up to the log's end now)."""
         if first_offset is None and self.runs is not None:
             with contextlib.suppress(RunwireError):
                 first_offset = (await self.runs.get(run_id)).first_offset
         handle = self.handle(run_id, first_offset=first_offset)
-        lifecycle = RunLifecycle()
         async for event in handle.events(until_end=False, follow=False):
-            lifecycle.apply(event)
-        if not lifecycle.events:
+            fold.apply(event)
+        if not fold.events:
             raise RunwireError(f"run {run_id} is not in the log ({self.settings.run_events})")
-        return lifecycle
+        return fold
 
     async def declare_session(
         self,
@@ -767,3 +863,9 @@ class BlockingClient:
 
     def pause(self, run_id: str, *, reason: str | None = None) -> Position:
         return self._call(self._client.pause(run_id, reason=reason))
+
+    def approvals(self, run_id: str) -> dict[str, str]:
+        return self._call(self._client.approvals(run_id))
+
+    def decide(self, run_id: str, tool_use_id: str, **decision: Any) -> Position:
+        return self._call(self._client.decide(run_id, tool_use_id, **decision))

@@ -127,6 +127,7 @@ class Settings(BaseSettings):
     model_timeout_seconds: float = 60.0
     model_max_retries: int = 4
     max_turns: int = 16
+    agents_file: Path | None = None  # agents from configuration (TOML), ``--agents FILE``
     # Live views (docs/wire-format.md): the model streams and its deltas, and tool
     # execution start/end, are published on the live topic.
     live_events: bool = True

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
 from runwire.contract.codec import default_codec
-from runwire.contract.events import Event, EventType
+from runwire.contract.events import Event, EventType, RunStatus, RunStatusChanged
 from runwire.log.clients import topic_partitions
 from runwire.services.process import ServiceProcess
 from runwire.settings import Settings
@@ -125,3 +125,23 @@ async def projectors(settings: Settings) -> AsyncIterator[None]:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def closings_by_delta(events: Sequence[LogRecord]) -> tuple[list[str], Counter[str | None]]:
+    """A run's deltas (user messages, tool results) and how many closing records
+    (``run_completed``, ``awaiting_tools``) each has."""
+    deltas = [
+        r.event.event_id
+        for r in events
+        if r.event.type in (EventType.USER_MESSAGE, EventType.TOOL_RESULT)
+    ]
+    closings = Counter(
+        r.event.causation_id
+        for r in events
+        if r.event.type is EventType.RUN_COMPLETED
+        or (
+            isinstance(r.event.payload, RunStatusChanged)
+            and r.event.payload.status is RunStatus.AWAITING_TOOLS
+        )
+    )
+    return deltas, closings

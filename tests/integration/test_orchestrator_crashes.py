@@ -11,7 +11,7 @@ import asyncio
 from collections import Counter, defaultdict
 
 from runwire.client import Client, RunHandle
-from runwire.contract.events import EventType, RunStatus, RunStatusChanged
+from runwire.contract.events import EventType, RunStatus
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.process import ServiceProcess
 from runwire.services.tools.wiring import tool_runner_service
@@ -19,6 +19,7 @@ from runwire.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration.orchestration_support import (
     LogRecord,
+    closings_by_delta,
     duplicated_ids,
     read_run_log,
     service_process,
@@ -47,20 +48,7 @@ def _check_answers(records: list[LogRecord]) -> None:
         by_run[record.event.run_id].append(record)
     assert len(by_run) == RUNS
     for run_id, events in by_run.items():
-        deltas = [
-            r.event.event_id
-            for r in events
-            if r.event.type in (EventType.USER_MESSAGE, EventType.TOOL_RESULT)
-        ]
-        closings = Counter(
-            r.event.causation_id
-            for r in events
-            if r.event.type is EventType.RUN_COMPLETED
-            or (
-                isinstance(r.event.payload, RunStatusChanged)
-                and r.event.payload.status is RunStatus.AWAITING_TOOLS
-            )
-        )
+        deltas, closings = closings_by_delta(events)
         assert set(closings) == set(deltas), f"run {run_id}: {closings} for {deltas}"
         assert set(closings.values()) == {1}, f"run {run_id} has a delta answered twice"
         kinds = Counter(r.event.type for r in events)

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from runwire.contract import ids
 from runwire.contract.events import (
     PAYLOAD_TYPES,
+    ApprovalDecided,
+    ApprovalRequested,
     AssistantText,
     CheckpointPruned,
     CheckpointPut,
@@ -70,6 +72,8 @@ PAYLOADS: dict[EventType, EventPayload] = {
         ToolUse(id="toolu_1", name="weather.get", input={"city": "Paris", "n": [1, 2.5, None]}),
         ToolResult(tool_use_id="toolu_1", content={"temp": -3.5, "ok": True}, is_error=True),
         PlannerNote(text="plan"),
+        ApprovalRequested(tool_use_id="toolu_1", tool_name="weather.get"),
+        ApprovalDecided(tool_use_id="toolu_1", approved=False, reason="no", decided_by="ada"),
         Usage(
             model="m",
             provider="p",
@@ -239,6 +243,14 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
         ToolResult, tool_use_id=_ids, content=json_values, is_error=st.booleans()
     ),
     EventType.PLANNER_NOTE: st.builds(PlannerNote, text=_texts),
+    EventType.APPROVAL_REQUESTED: st.builds(ApprovalRequested, tool_use_id=_ids, tool_name=_texts),
+    EventType.APPROVAL_DECIDED: st.builds(
+        ApprovalDecided,
+        tool_use_id=_ids,
+        approved=st.booleans(),
+        reason=st.none() | _texts,
+        decided_by=st.none() | _ids,
+    ),
     EventType.USAGE: st.builds(
         Usage,
         model=_texts,

@@ -107,6 +107,7 @@ def fold_runs(
                 "ended_at": None,
                 "last_error": None,
                 "pending_tool_uses": awaiting,
+                "awaiting_approval": [],
                 "log_partition": r.partition,
                 "first_offset": r.offset,
                 "parent_run_id": None,
@@ -146,6 +147,20 @@ def fold_runs(
             run["status_reason"] = body["reason"]
             if run["status"] in _ENDED:
                 run["ended_at"] = e.occurred_at
+            elif run["awaiting_approval"]:
+                run["phase"] = "awaiting_approval"
+        elif kind == "approval_requested":
+            if body["tool_use_id"] not in run["awaiting_approval"]:
+                run["awaiting_approval"] = [*run["awaiting_approval"], body["tool_use_id"]]
+            if not ended:
+                run["phase"] = "awaiting_approval"
+        elif kind == "approval_decided":
+            if body["tool_use_id"] in run["awaiting_approval"]:
+                run["awaiting_approval"] = [
+                    t for t in run["awaiting_approval"] if t != body["tool_use_id"]
+                ]
+                if not run["awaiting_approval"] and not ended:
+                    run["phase"] = "executing_tools"
         elif kind in _ENDINGS and not ended:
             run["status"] = run["phase"] = _ENDINGS[kind]
             run["ended_at"] = e.occurred_at

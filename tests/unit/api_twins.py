@@ -137,6 +137,12 @@ class Twins:
         self.calls.append(("resume", (run_id, list(results))))
         return [Position(TOPIC, 0, 8 + i) for i in range(len(results))]
 
+    async def decide(
+        self, run_id: str, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
+    ) -> Position:
+        self.calls.append(("decide", (run_id, tool_use_id, approved, reason, decided_by)))
+        return Position(TOPIC, 0, 9)
+
     async def events_of(self, run: Run) -> AsyncIterator[Event]:
         for event in self.log.get(run.run_id, []):
             await asyncio.sleep(0)
@@ -149,6 +155,19 @@ class Twins:
 class RunsTwin:
     def __init__(self, twins: Twins) -> None:
         self._t = twins
+
+    async def tree(self, run_id: str, *, max_runs: int = 1000) -> list[tuple[int, Run]]:
+        root = await self.get(run_id)
+        out: list[tuple[int, Run]] = []
+
+        def walk(run: Run, depth: int) -> None:
+            out.append((depth, run))
+            for child in sorted(self._t.runs.values(), key=lambda r: r.run_id):
+                if child.parent_run_id == run.run_id:
+                    walk(child, depth + 1)
+
+        walk(root, 0)
+        return out[:max_runs]
 
     async def get(self, run_id: str) -> Run:
         if run_id not in self._t.runs:

@@ -393,3 +393,64 @@ async def test_a_write_the_sdk_refuses_is_a_client_error_not_500(
         )
     assert answer.status_code == status, answer.text
     assert answer.json()["error"] == code
+
+
+async def test_a_held_tool_call_is_approved_or_denied_by_its_runs_owner(twins: Twins) -> None:
+    twins.add(
+        make_run(
+            "r-held",
+            "alice",
+            "s-alice",
+            minute=7,
+            status="awaiting_tools",
+            phase="awaiting_approval",
+            pending_tool_uses=["tu-9"],
+            awaiting_approval=["tu-9"],
+        )
+    )
+    path = "/v1/runs/r-held/approvals/tu-9"
+    async with client(twin_app(twins)) as http:
+        shown = await http.get("/v1/runs/r-held", headers=auth(ALICE))
+        denied = await http.post(
+            path, json={"approved": False, "reason": "not now"}, headers=auth(ALICE)
+        )
+        approved = await http.post(path, json={"approved": True}, headers=auth(ALICE))
+        not_held = await http.post(
+            "/v1/runs/r-waiting/approvals/tu-1", json={"approved": True}, headers=auth(ALICE)
+        )
+        theirs = await http.post(path, json={"approved": True}, headers=auth(BOB))
+        read_only = await http.post(path, json={"approved": True}, headers=auth(ALICE_READ_ONLY))
+        no_verdict = await http.post(path, json={}, headers=auth(ALICE))
+    assert shown.json()["awaiting_approval"] == ["tu-9"]
+    assert denied.status_code == approved.status_code == 202
+    assert denied.json()["positions"][0]["offset"] == 9
+    assert not_held.status_code == 409
+    assert "holds no tool call 'tu-1'" in not_held.json()["message"]
+    assert theirs.status_code == 404
+    assert read_only.status_code == 403
+    assert no_verdict.status_code == 422
+    assert twins.calls == [
+        ("decide", ("r-held", "tu-9", False, "not now", "alice")),
+        ("decide", ("r-held", "tu-9", True, None, "alice")),
+    ]
+
+
+async def test_a_runs_tree_lists_its_children_depth_first(twins: Twins) -> None:
+    twins.add(
+        make_run("r-kid", "alice", "s-alice", minute=8, parent_run_id="r-alice"),
+        make_run("r-grandkid", "alice", "s-alice", minute=9, parent_run_id="r-kid"),
+        make_run("r-other", "alice", "s-alice", minute=10),
+    )
+    async with client(twin_app(twins)) as http:
+        mine = await http.get("/v1/runs/r-alice/tree", headers=auth(ALICE))
+        leaf = await http.get("/v1/runs/r-grandkid/tree", headers=auth(ALICE))
+        theirs = await http.get("/v1/runs/r-alice/tree", headers=auth(BOB))
+    assert mine.status_code == 200, mine.text
+    assert [(n["depth"], n["run"]["run_id"]) for n in mine.json()["items"]] == [
+        (0, "r-alice"),
+        (1, "r-kid"),
+        (2, "r-grandkid"),
+    ]
+    assert mine.json()["items"][1]["run"]["parent_run_id"] == "r-alice"
+    assert [n["run"]["run_id"] for n in leaf.json()["items"]] == ["r-grandkid"]
+    assert theirs.status_code == 404

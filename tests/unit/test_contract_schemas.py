@@ -26,6 +26,8 @@ from runwire.errors import ContractError
 # Every released file and its fingerprint. A released file never changes: add a
 # new version (<type>.v<N+1>.avsc) and a line here instead of editing one.
 RELEASED = {
+    "approval_decided.v1.avsc": "ae70fdf6b72453ca",
+    "approval_requested.v1.avsc": "c59b7f18cbdb5fee",
     "assistant_text.v1.avsc": "05bd65e0ee530b41",
     "checkpoint_pruned.v1.avsc": "42a57507d4a937bc",
     "checkpoint_put.v1.avsc": "acc679d9b515507f",

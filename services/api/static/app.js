@@ -468,6 +468,32 @@ const STATUS_OF = {
   run_canceled: "canceled",
 };
 
+// The run's family: the runs it started through agents called as tools, and theirs.
+async function showTree(runId) {
+  const list = $("run-tree");
+  list.replaceChildren();
+  list.hidden = true;
+  let tree;
+  try {
+    tree = await api(`/v1/runs/${encodeURIComponent(runId)}/tree`);
+  } catch (error) {
+    return; // the transcript matters more than the tree
+  }
+  if (state.run !== runId || tree.items.length < 2) return;
+  for (const node of tree.items) {
+    const item = el("li", node.run.run_id === runId ? "selected" : "");
+    item.style.paddingLeft = `${node.depth * 1.2}em`;
+    item.dataset.id = node.run.run_id;
+    const link = el("button", "link", `${node.run.agent_id || "run"} · ${node.run.status}`);
+    link.type = "button";
+    link.title = node.run.run_id;
+    link.addEventListener("click", () => openRun(node.run.run_id));
+    item.append(link);
+    list.append(item);
+  }
+  list.hidden = false;
+}
+
 async function openRun(runId) {
   if (state.stream) state.stream.abort();
   state.run = runId;
@@ -484,6 +510,7 @@ async function openRun(runId) {
     notice(`Run: ${error.message}`);
     return;
   }
+  showTree(runId);
   const controller = new AbortController();
   state.stream = controller;
   const tools = new Map();

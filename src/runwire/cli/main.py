@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from runwire.cli import (
+    approvals,
     asyncapi,
     chat,
     demo,
@@ -18,6 +19,7 @@ from runwire.cli import (
     stack,
     topics,
     transcript,
+    tree,
     usage,
 )
 
@@ -42,6 +44,8 @@ app.command(name="run")(run.run)
 app.command(name="chat")(chat.chat)
 app.add_typer(run.app, name="runs")
 runs.add_commands(run.app)
+approvals.add_commands(run.app)
+tree.add_commands(run.app)
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(projections.app, name="projections")
 app.add_typer(dlq.app, name="dlq")

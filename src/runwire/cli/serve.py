@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import typer
 
@@ -107,6 +108,11 @@ def serve(
         "--metrics-port",
         help="Serve /metrics, /healthz and /readyz on this port (RUNWIRE_METRICS_PORT).",
     ),
+    agents: Path | None = typer.Option(
+        None,
+        "--agents",
+        help="Agents file (TOML) for orchestrator and tools (RUNWIRE_AGENTS_FILE).",
+    ),
 ) -> None:
     """Run a service until SIGTERM / SIGINT."""
     known = services()
@@ -119,7 +125,12 @@ def serve(
         service = known[name]
 
         async def main() -> None:
-            given = {"api_host": host, "api_port": port, "metrics_port": metrics_port}
+            given = {
+                "api_host": host,
+                "api_port": port,
+                "metrics_port": metrics_port,
+                "agents_file": agents,
+            }
             settings = Settings().model_copy(
                 update={k: v for k, v in given.items() if v is not None}
             )

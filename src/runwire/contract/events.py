@@ -87,6 +87,8 @@ class EventType(StrEnum):
     LIVE_CHUNK = "live_chunk"
     LIVE_TOOL_STARTED = "live_tool_started"
     LIVE_TOOL_FINISHED = "live_tool_finished"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_DECIDED = "approval_decided"
 
     @property
     def stream(self) -> Stream:
@@ -364,6 +366,35 @@ class ItemPopped(EventPayload):
     item_event_id: str
 
 
+class ApprovalRequested(EventPayload):
+    """Tool call ``tool_use_id`` (named ``tool_name``) waits for a person's decision.
+
+    Written by the orchestrator in the same batch as the answer that makes the
+    call, *before* its ``tool_use`` (so every reader knows the call is held
+    before it sees it); no tool runs it until an ``approval_decided`` approves.
+    """
+
+    event_type = EventType.APPROVAL_REQUESTED
+
+    tool_use_id: str
+    tool_name: str
+
+
+class ApprovalDecided(EventPayload):
+    """A person's decision on a held tool call; the first one for a call counts.
+
+    A denial becomes an error ``tool_result`` (caused by this event) that the
+    model reads, with ``reason`` when given.
+    """
+
+    event_type = EventType.APPROVAL_DECIDED
+
+    tool_use_id: str
+    approved: bool
+    reason: str | None = None
+    decided_by: str | None = None
+
+
 # -- session -----------------------------------------------------------------
 
 
@@ -581,6 +612,8 @@ Payload = (
     | LiveChunk
     | LiveToolStarted
     | LiveToolFinished
+    | ApprovalRequested
+    | ApprovalDecided
 )
 
 PAYLOAD_TYPES: dict[EventType, type[EventPayload]] = {

@@ -12,6 +12,10 @@ Contract:
   * "what is my X?" -> the latest "my X is Y" said anywhere earlier in the
     transcript (or remembered / recalled there); if none, a ``recall`` call,
   * "my X is Y" -> an acknowledgement (the transcript now holds the fact),
+  * "call the NAME tool with {JSON}" -> a NAME call with that input (to the
+    end of the line), and "ask NAME to TASK" -> a NAME call with
+    ``{"task": TASK}`` (any offered tool: HTTP tools, agents as tools);
+    the rest of the message is read without those spans,
   * tool results -> a text answer that cites each result (errors included).
   It only calls tools the request offers; without them it says which tool it
   would need. Several requests in one message give several tool calls, in the
@@ -123,6 +127,8 @@ _EXPRESSION = re.compile(
     rf"[(\s]*-?{_NUMBER}[)\s]*(?:(?:\*\*|[-+*/%^x\u00d7\u00f7])[(\s]*-?{_NUMBER}[)\s]*)+",
     re.IGNORECASE,
 )
+_CALL_TOOL = re.compile(r"\bcall the ([A-Za-z0-9_-]{1,64}) tool with (\{[^\n]*\})", re.IGNORECASE)
+_ASK = re.compile(r"\bask ([A-Za-z0-9_-]{1,64}) to ([^\n]+)", re.IGNORECASE)
 _SECRET = re.compile(r"\b(?:secret|private|privately)\b", re.IGNORECASE)
 
 
@@ -282,7 +288,7 @@ def _read_user_text(
 ) -> tuple[list[_Action], str, str]:
     """(actions, thinking, text) for a user's text message."""
     text = text.replace("\u2019", "'").strip()
-    actions: list[_Action] = []
+    actions, text = _named_calls(text)
     remembered_span: tuple[int, int] | None = None
 
     if match := _REMEMBER.search(text):
@@ -390,6 +396,46 @@ def _read_user_text(
         lead = " ".join([*answers, f"Let me use {names}."])
         return calls, plan, lead
     return [], plan, " ".join(answers)
+
+
+def _named_calls(text: str) -> tuple[list[_Action], str]:
+    """Calls of tools named in ``text``, and ``text`` with their spans blanked out."""
+    actions: list[_Action] = []
+    spans: list[tuple[int, int]] = []
+    for match in _CALL_TOOL.finditer(text):
+        try:
+            tool_input = json.loads(match.group(2))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(tool_input, dict):
+            name = match.group(1)
+            actions.append(
+                _Action(
+                    match.start(),
+                    name,
+                    tool_input,
+                    f"call {name} with {match.group(2)}",
+                    f"I would need the {name} tool for that.",
+                )
+            )
+            spans.append(match.span())
+    for match in _ASK.finditer(text):
+        if any(a <= match.start() < b for a, b in spans):
+            continue
+        name, task = match.group(1), match.group(2).strip()
+        actions.append(
+            _Action(
+                match.start(),
+                name,
+                {"task": task},
+                f"ask {name} to {task}",
+                f"I would need the {name} agent for that.",
+            )
+        )
+        spans.append(match.span())
+    for start, end in spans:
+        text = text[:start] + " " * (end - start) + text[end:]
+    return actions, text
 
 
 def _answer_tool_results(
