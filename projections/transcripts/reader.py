@@ -17,6 +17,9 @@ Contract:
 - ``wait_for(position, timeout)`` returns once the projector has applied the
   record at ``position`` (as returned by ``Publisher.publish``); a ``get``
   after it sees that record. Raises ``NotCaughtUpError`` on timeout.
+- ``get_at(run_id, offset=N | turn=N)`` / ``get_session_at(session_id, turn=N)``:
+  time travel, read from the log (:mod:`.history`); the session's turns are
+  counted over its runs after its clear point.
 - Every read resolves the live generation first, so a rebuild's switch is
   seen by the next read.
 """
@@ -24,7 +27,7 @@ Contract:
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import redis.asyncio as aioredis
 
@@ -33,6 +36,12 @@ from runwire.log.records import LogPosition
 from runwire.log.runs import RunReader
 from runwire.projections.runtime.waiting import wait_for
 from runwire.projections.transcripts.body import decode_messages
+from runwire.projections.transcripts.history import (
+    HistoryLog,
+    RunAsOf,
+    SessionAsOf,
+    TranscriptHistory,
+)
 from runwire.projections.transcripts.miss import (
     LazyRunStoreLocator,
     MissPath,
@@ -49,6 +58,11 @@ from runwire.transcript.turns import last_turns
 if TYPE_CHECKING:
     from runwire.projections.runs.reader import RunStore
     from runwire.transcript.messages import Message
+
+
+@runtime_checkable
+class HistoryReadable(HistoryLog, Protocol):
+    """A run log that time travel can read (a twin of the run reader)."""
 
 
 class TranscriptCache:
@@ -172,6 +186,39 @@ class TranscriptCache:
             data = found.get(run_id)
             messages += decode_messages(data) if data is not None else await self.get(run_id)
         return last_turns(messages, last_n_turns)
+
+    def _history(self) -> TranscriptHistory:
+        log = self._log
+        if not isinstance(log, HistoryReadable):
+            raise TypeError(f"time travel needs a run reader, not {type(log).__name__}")
+        return TranscriptHistory(self._store, log, self._locator)
+
+    async def get_at(
+        self, run_id: str, *, offset: int | None = None, turn: int | None = None
+    ) -> RunAsOf:
+        """The run's transcript as of log ``offset`` or the end of its ``turn``, from the log."""
+        return await self._history().run_at(run_id, offset=offset, turn=turn)
+
+    async def visible_runs(self, session_id: str) -> list[str]:
+        """The session's runs after its clear point, oldest first;
+        :class:`NotFoundError` for a deleted session."""
+        live = await self._live()
+        state = await self._store.session_state(live, session_id)
+        if state.deleted:
+            raise NotFoundError(f"session {session_id!r} was deleted")
+        runs = await self.session_runs(session_id)
+        if state.cleared_ms is None:
+            return runs
+        heads = await self._store.heads(live, runs)
+        return [
+            r for r in runs if (meta := heads[r].meta) is None or meta.first_ms > state.cleared_ms
+        ]
+
+    async def get_session_at(self, session_id: str, *, turn: int) -> SessionAsOf:
+        """The session's history at the end of its ``turn`` (counted after its clear
+        point), from the log."""
+        runs = await self.visible_runs(session_id)
+        return await self._history().session_at(session_id, runs, turn)
 
     async def wait_for(
         self,

@@ -11,6 +11,10 @@ Contract (:class:`RunReader`):
   listed in ``undecodable`` (the projectors dead-letter it). A *retriable*
   decode failure (the schema registry unreachable) is raised, never skipped.
 - ``read(...)`` is ``scan(...).records`` with a known ``last``.
+- ``read_runs(run_ids, partition, first, last)`` reads the range once for
+  many runs of one partition (a session's history) and gives each run its
+  records, in log order; ``end_offset(partition)`` is the offset the next
+  record of the partition will get (what a position is checked against).
 - One group-less consumer per reader, reads serialised; a read that does
   not reach its end within ``timeout`` raises :class:`LogReadError`
   (retriable). ``start()`` / ``stop()`` (idempotent) or ``async with``.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -96,10 +101,38 @@ class RunReader(AsyncService):
             return []
         return (await self.scan(run_id, partition, first, last)).records
 
+    async def end_offset(self, partition: int) -> int:
+        """The offset the partition's next record will get (its log end now)."""
+        async with self._lock:
+            await self.start()
+            tp = KafkaTopicPartition(self._settings.run_events, partition)
+            self._consumer.assign([tp])
+            end: int = (await self._consumer.end_offsets([tp]))[tp]
+            return end
+
+    async def read_runs(
+        self, run_ids: Collection[str], partition: int, first: int, last: int
+    ) -> dict[str, list[SourceRecord]]:
+        """The decodable records of each of ``run_ids`` (all in ``partition``) with
+        ``first <= offset <= last``, in log order: one pass over the range."""
+        found: dict[str, list[SourceRecord]] = {run_id: [] for run_id in run_ids}
+        if last < first or not found:
+            return found
+        scan = await self._scan(set(found), partition, first, last)
+        for record in scan.records:
+            assert record.event.run_id is not None
+            found[record.event.run_id].append(record)
+        return found
+
     async def scan(
         self, run_id: str, partition: int, first: int, last: int | None = None
     ) -> RunScan:
         """The run's records from ``first`` through ``last`` (None: the log end)."""
+        return await self._scan({run_id}, partition, first, last)
+
+    async def _scan(
+        self, run_ids: set[str], partition: int, first: int, last: int | None
+    ) -> RunScan:
         async with self._lock:
             await self.start()
             consumer = self._consumer
@@ -111,7 +144,8 @@ class RunReader(AsyncService):
             if last is None:
                 last = (await consumer.end_offsets([tp]))[tp] - 1
             partitions = sorted(consumer.partitions_for_topic(topic) or ())
-            key = run_id.encode()
+            keys = {run_id.encode() for run_id in run_ids}
+            what = f"run {next(iter(run_ids))}" if len(run_ids) == 1 else f"{len(run_ids)} runs"
             out = RunScan(end=last + 1)
             if last < first:
                 return out
@@ -120,14 +154,14 @@ class RunReader(AsyncService):
             while await consumer.position(tp) <= last:
                 if time.monotonic() > deadline:
                     raise LogReadError(
-                        f"reading run {run_id} from {topic}/{partition} offsets {first}..{last} "
+                        f"reading {what} from {topic}/{partition} offsets {first}..{last} "
                         f"took more than {self._timeout:.0f}s (at {await consumer.position(tp)})"
                     )
                 fetched = await consumer.getmany(tp, timeout_ms=500, max_records=2000)
                 for rec in fetched.get(tp, ()):
                     if rec.offset > last:
                         break
-                    if rec.key != key:
+                    if rec.key not in keys:
                         continue
                     try:
                         record = decode_record(codec, rec, partitions)
@@ -137,6 +171,6 @@ class RunReader(AsyncService):
                         if e.reason != ERASED:  # an erased session's record is no fault
                             out.undecodable.append(rec.offset)
                         continue
-                    if record.event.run_id == run_id:
+                    if record.event.run_id in run_ids and record.event.run_id == rec.key.decode():
                         out.records.append(record)
             return out
