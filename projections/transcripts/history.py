@@ -43,7 +43,14 @@ from runwire.transcript.ledger import TranscriptBuilder
 from runwire.transcript.messages import Message
 from runwire.transcript.turns import starts_turn
 
-__all__ = ["HistoryLog", "RunAsOf", "SessionAsOf", "TranscriptHistory", "turn_starts"]
+__all__ = [
+    "HistoryLog",
+    "RunAsOf",
+    "SessionAsOf",
+    "TranscriptHistory",
+    "cut_at_turn",
+    "turn_starts",
+]
 
 
 class HistoryLog(Protocol):
@@ -204,29 +211,21 @@ class TranscriptHistory:
         """The session's history at the end of its turn ``turn`` (see the contract)."""
         _check_number("turn", turn, 1)
         runs = await self.runs_now(run_ids)
-        messages: list[Message] = []
-        used: list[str] = []
-        count = 0
-        for run_id in run_ids:
-            mine = runs[run_id]
-            starts = turn_starts(mine)
-            if count + len(starts) > turn:
-                # Turn ``turn + 1`` starts in this run: cut before it.
-                mine = mine[: starts[turn - count]]
-                if mine:
-                    messages += mine
-                    used.append(run_id)
-                count = turn
-                break
-            count += len(starts)
-            messages += mine
-            if mine:
-                used.append(run_id)
-        if count < turn:
-            raise InputError(
-                "turn", f"session {session_id} has {count} turns since its clear; no turn {turn}"
-            )
+        flat = [(run_id, m) for run_id in run_ids for m in runs[run_id]]
+        kept = cut_at_turn([m for _, m in flat], turn, f"session {session_id}")
+        used = list(dict.fromkeys(run_id for run_id, _ in flat[: len(kept)]))
+        messages = kept
         return SessionAsOf(session_id, turn, used, messages)
+
+
+def cut_at_turn(messages: Sequence[Message], turn: int, what: str) -> list[Message]:
+    """``messages`` up to the end of turn ``turn`` (1-based), before the next one starts;
+    :class:`InputError` when ``what`` has fewer turns."""
+    _check_number("turn", turn, 1)
+    starts = turn_starts(messages)
+    if len(starts) < turn:
+        raise InputError("turn", f"{what} has {len(starts)} turns; no turn {turn}")
+    return list(messages[: starts[turn]] if turn < len(starts) else messages)
 
 
 def _check_number(name: str, value: int | None, least: int) -> None:

@@ -187,7 +187,8 @@ class TranscriptCache:
             messages += decode_messages(data) if data is not None else await self.get(run_id)
         return last_turns(messages, last_n_turns)
 
-    def _history(self) -> TranscriptHistory:
+    def history(self) -> TranscriptHistory:
+        """Time travel over this cache's log reader and locator (:mod:`.history`)."""
         log = self._log
         if not isinstance(log, HistoryReadable):
             raise TypeError(f"time travel needs a run reader, not {type(log).__name__}")
@@ -197,7 +198,7 @@ class TranscriptCache:
         self, run_id: str, *, offset: int | None = None, turn: int | None = None
     ) -> RunAsOf:
         """The run's transcript as of log ``offset`` or the end of its ``turn``, from the log."""
-        return await self._history().run_at(run_id, offset=offset, turn=turn)
+        return await self.history().run_at(run_id, offset=offset, turn=turn)
 
     async def visible_runs(self, session_id: str) -> list[str]:
         """The session's runs after its clear point, oldest first;
@@ -218,7 +219,7 @@ class TranscriptCache:
         """The session's history at the end of its ``turn`` (counted after its clear
         point), from the log."""
         runs = await self.visible_runs(session_id)
-        return await self._history().session_at(session_id, runs, turn)
+        return await self.history().session_at(session_id, runs, turn)
 
     async def wait_for(
         self,

@@ -26,7 +26,9 @@ what each status means, for the OpenAPI document.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -144,6 +146,22 @@ class ApiError(Exception):
     def not_found(cls, what: str, ident: str) -> ApiError:
         """404 for ``what`` ``ident``: the same words whether it is missing or another user's."""
         return cls(404, "not_found", f"{what} {ident!r} not found")
+
+
+@contextlib.contextmanager
+def query_input(names: Mapping[str, str] | None = None) -> Iterator[None]:
+    """An :class:`InputError` about a query parameter as a 422 naming it
+    (``names`` maps the library's field names to the query's)."""
+    try:
+        yield
+    except InputError as e:
+        where = f"query.{(names or {}).get(e.field, e.field)}"
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"{where}: {e.reason}",
+            problems=[{"where": where, "what": e.reason}],
+        ) from None
 
 
 def _where(request: Request) -> str:

@@ -170,6 +170,15 @@ class TranscriptOut(_Out):
     messages: list[Message]
 
 
+class SessionHistoryOut(_Out):
+    """A session's history as of the end of one of its turns (read from the log)."""
+
+    session_id: str
+    turn: int
+    run_ids: list[str]
+    messages: list[Message]
+
+
 # -- writes --------------------------------------------------------------------------
 
 

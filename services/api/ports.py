@@ -20,6 +20,7 @@ from runwire.log.records import LogPosition
 from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.paging import Page
 from runwire.projections.sessions.fold import Session
+from runwire.projections.transcripts.history import RunAsOf, SessionAsOf
 from runwire.sessions.admin import ErasureReceipt, erase_any
 from runwire.sessions.protocol import SessionBackend
 from runwire.transcript.messages import Message, ToolResultPart
@@ -97,6 +98,17 @@ class TranscriptReader(Protocol):
 
     async def get(self, run_id: str) -> list[Message]:
         """The run's canonical messages; ``NotFoundError`` when unknown."""
+        ...
+
+    async def get_at(
+        self, run_id: str, *, offset: int | None = None, turn: int | None = None
+    ) -> RunAsOf:
+        """The run as of a log offset or the end of a turn, from the log
+        (:mod:`runwire.projections.transcripts.history`)."""
+        ...
+
+    async def get_session_at(self, session_id: str, *, turn: int) -> SessionAsOf:
+        """The session's history at the end of a turn, from the log."""
         ...
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from runwire.contract import ids
 from runwire.log import Position
@@ -13,7 +14,7 @@ from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.services.api.access import claimed_session, owned_run
 from runwire.services.api.auth import Caller, Writer
 from runwire.services.api.backends import Backends, Using
-from runwire.services.api.errors import ApiError
+from runwire.services.api.errors import ApiError, query_input
 from runwire.services.api.models import (
     CancelRequest,
     Control,
@@ -117,11 +118,22 @@ async def get_tree(principal: Caller, using: Using, run_id: RunId) -> RunTree:
     response_model=TranscriptOut,
     summary="The run's canonical messages",
 )
-async def get_transcript(principal: Caller, using: Using, run_id: RunId) -> TranscriptOut:
+async def get_transcript(
+    principal: Caller,
+    using: Using,
+    run_id: RunId,
+    at: Annotated[int | None, Query(ge=0, description="as of this log offset")] = None,
+    turn: Annotated[int | None, Query(ge=1, description="as of the end of this turn")] = None,
+) -> TranscriptOut:
     """The messages a provider would be given for the run, from the transcript cache
-    (rebuilt from the log on a miss)."""
+    (rebuilt from the log on a miss); with ``at`` or ``turn``, as they were then,
+    read from the log."""
     run = await owned_run(using, principal, run_id)
-    messages = await using.transcripts.get(run_id)
+    if at is None and turn is None:
+        messages = await using.transcripts.get(run_id)
+    else:
+        with query_input({"offset": "at"}):
+            messages = (await using.transcripts.get_at(run_id, offset=at, turn=turn)).messages
     return TranscriptOut(run_id=run_id, status=run.status, messages=messages)
 
 

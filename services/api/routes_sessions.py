@@ -10,13 +10,14 @@ from fastapi import APIRouter, Query
 from runwire.services.api.access import owned_session, owns
 from runwire.services.api.auth import Caller, Writer
 from runwire.services.api.backends import Using
-from runwire.services.api.errors import ApiError
+from runwire.services.api.errors import ApiError, query_input
 from runwire.services.api.models import (
     ErasureOut,
     IdPath,
     LabelFilter,
     RunOut,
     RunPage,
+    SessionHistoryOut,
     SessionOut,
     SessionPage,
     SessionStatus,
@@ -132,4 +133,25 @@ async def erase_session(principal: Writer, using: Using, session_id: SessionId) 
         session_id=receipt.session_id,
         receipt_event_id=receipt.event_id,
         erased_key_ids=list(receipt.key_ids),
+    )
+
+
+@router.get(
+    "/{session_id}/history",
+    response_model=SessionHistoryOut,
+    summary="The session's history as of the end of a turn",
+)
+async def get_session_history(
+    principal: Caller,
+    using: Using,
+    session_id: SessionId,
+    turn: Annotated[int, Query(ge=1, description="the turn (1 = the first since a clear)")],
+) -> SessionHistoryOut:
+    """What the session's history was once turn ``turn`` was answered, read from the log
+    (turns counted over its runs since its last clear)."""
+    await owned_session(using, principal, session_id)
+    with query_input():
+        past = await using.transcripts.get_session_at(session_id, turn=turn)
+    return SessionHistoryOut(
+        session_id=session_id, turn=turn, run_ids=past.run_ids, messages=past.messages
     )

@@ -105,3 +105,43 @@ async def test_a_sessions_runs_page_in_conversation_order(settings: Settings) ->
     assert [r["run_id"] for page in newest_first for r in page] == runs[::-1]
     assert len(pending[0]) == 5  # no orchestrator: every run waits
     assert session.json()["run_count"] == 5
+
+
+async def test_history_as_of_a_turn_and_a_run_as_of_an_offset(settings: Settings) -> None:
+    async with projectors(settings), api(settings) as rw:
+        first = await _start(rw, ALICE, "s-past", "first question")
+        second = await _start(rw, ALICE, "s-past", "second question")
+
+        async def both_cached() -> bool:
+            for run_id in (first, second):
+                got = await rw.http.get(f"/v1/runs/{run_id}/transcript", headers=auth(ALICE))
+                assert got.status_code == 200, got.text
+                assert got.json()["messages"], got.text
+            return True
+
+        await assert_eventually(both_cached, timeout=30)
+        path = "/v1/sessions/s-past/history"
+        one = await rw.http.get(path, params={"turn": 1}, headers=auth(ALICE))
+        two = await rw.http.get(path, params={"turn": 2}, headers=auth(ALICE))
+        three = await rw.http.get(path, params={"turn": 3}, headers=auth(ALICE))
+        bobs = await rw.http.get(path, params={"turn": 1}, headers=auth(BOB))
+        run = (await rw.http.get(f"/v1/runs/{first}", headers=auth(ALICE))).json()
+        at_start = await rw.http.get(
+            f"/v1/runs/{first}/transcript", params={"at": run["first_offset"]}, headers=auth(ALICE)
+        )
+        beyond = await rw.http.get(
+            f"/v1/runs/{first}/transcript", params={"at": 10**9}, headers=auth(ALICE)
+        )
+    assert one.status_code == 200, one.text
+    assert one.json()["run_ids"] == [first]
+    assert [m["parts"][0]["text"] for m in one.json()["messages"]] == ["first question"]
+    assert two.json()["run_ids"] == [first, second]
+    assert three.status_code == 422
+    assert three.json()["problems"] == [
+        {"where": "query.turn", "what": "session s-past has 2 turns; no turn 3"}
+    ]
+    assert bobs.status_code == 404
+    assert at_start.status_code == 200, at_start.text
+    assert at_start.json()["messages"] == []  # run_started alone: no message yet
+    assert beyond.status_code == 422
+    assert beyond.json()["problems"][0]["where"] == "query.at"

@@ -13,13 +13,19 @@ import httpx
 from fastapi import FastAPI
 
 from runwire.contract.events import Event, RunStarted
-from runwire.errors import NotFoundError
+from runwire.errors import InputError, NotFoundError
 from runwire.log import Position
 from runwire.log.records import LogPosition
 from runwire.projections.runs.fold import Run, RunRow
 from runwire.projections.runtime.paging import Page, decode_token, encode_token
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.fold import Session, SessionRow
+from runwire.projections.transcripts.history import (
+    RunAsOf,
+    SessionAsOf,
+    cut_at_turn,
+    messages_json,
+)
 from runwire.projections.usage.inmem import InMemoryUsage
 from runwire.services.api.app import create_app
 from runwire.services.api.auth import KeyRing
@@ -101,6 +107,25 @@ class Twins:
         if run_id not in self.messages:
             raise NotFoundError(run_id)
         return self.messages[run_id]
+
+    async def get_at(
+        self, run_id: str, *, offset: int | None = None, turn: int | None = None
+    ) -> RunAsOf:
+        messages = await self.get(run_id)
+        if offset is not None or turn is None:
+            raise InputError("offset", "the twin keeps no log positions; ask by turn")
+        past = cut_at_turn(messages, turn, f"run {run_id}")
+        return RunAsOf(run_id, 0, -1, messages_json(past), past, turn)
+
+    async def get_session_at(self, session_id: str, *, turn: int) -> SessionAsOf:
+        runs = sorted(
+            (r for r in self.runs.values() if r.session_id == session_id),
+            key=lambda r: (r.started_at, r.run_id),
+        )
+        flat = [(r.run_id, m) for r in runs for m in self.messages.get(r.run_id, [])]
+        past = cut_at_turn([m for _, m in flat], turn, f"session {session_id}")
+        used = list(dict.fromkeys(run_id for run_id, _ in flat[: len(past)]))
+        return SessionAsOf(session_id, turn, used, past)
 
     # RunControl
     async def start_run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import typer
@@ -73,13 +74,43 @@ def list_sessions(
     listing.print_page(result, "sessions", _COLUMNS, as_json)
 
 
+async def _at_turn(session_id: str, turn: int) -> tuple[dict[str, Any], bytes]:
+    from runwire.projections.sessions.reader import SessionIndex
+    from runwire.projections.transcripts.reader import TranscriptCache
+
+    settings = Settings()
+    async with await SessionIndex.connect(settings) as index:
+        await index.get(session_id)  # NotFoundError for an unknown session
+    async with TranscriptCache(settings) as cache:
+        past = await cache.get_session_at(session_id, turn=turn)
+    head = {"session_id": session_id, "turn": turn, "run_ids": past.run_ids}
+    return head, past.json
+
+
 @app.command("show")
 def show_session(
     session_id: str = typer.Argument(..., help="The session's id."),
     runs: int = typer.Option(50, help="How many of its runs to list (oldest first)."),
+    turn: int | None = typer.Option(
+        None, "--turn", help="Its history as of the end of this turn (1 = the first since a clear)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """One session and its runs."""
+    """One session and its runs; with --turn, its history as of that turn (from the log)."""
+    if turn is not None:
+        with fail_on_runwire_error():
+            head, messages_json = asyncio.run(_at_turn(session_id, turn))
+        if as_json:
+            # The messages' JSON as the cache writes it: exact numbers, bytes as base64.
+            doc = json.dumps(head, ensure_ascii=False)[:-1] + ', "messages": '
+            typer.echo(doc + messages_json.decode() + "}")
+            return
+        messages = json.loads(messages_json)
+        listing.console.print(f"session {session_id} as of turn {turn}: {len(messages)} messages")
+        for m in messages:
+            text = "".join(p.get("text") or "" for p in m["parts"] if p.get("kind") == "text")
+            listing.console.print(f"  {m['role']}: {text}")
+        return
     with fail_on_runwire_error():
         session = asyncio.run(_show(session_id, runs))
     listing.print_row(session, f"session {session_id}", ("session_id", "runs"), as_json)

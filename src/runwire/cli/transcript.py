@@ -1,9 +1,11 @@
-"""``runwire transcript RUN_ID [--json] [--follow]``: show a run's transcript.
+"""``runwire transcript RUN_ID [--json] [--follow] [--at OFFSET | --turn N]``: show a run's transcript.
 
 Without ``--follow`` the canonical messages come from the transcript cache
 (rebuilt from the log on a miss). With ``--follow`` the run is tailed live
 from the log: thinking, text, tool calls and results as they are written,
 until the run ends (``--idle`` seconds without an event also end it).
+``--at OFFSET`` (a log offset of the run's partition) or ``--turn N`` shows
+the transcript as it was then, read from the log (time travel).
 ``--json`` prints the messages as JSON (with ``--follow``: one event per
 line, as JSON). ``--notes`` reads the run from the log by its positions and
 shows the planner's notes after the message each was written with (with
@@ -128,18 +130,33 @@ def render_event(console: Console, event: Event) -> None:
         console.print(Text(f"[canceled: {p.reason or ''}]", style="bold yellow"))
 
 
-async def _show(settings: Settings, run_id: str, as_json: bool, console: Console) -> None:
+async def _show(
+    settings: Settings,
+    run_id: str,
+    as_json: bool,
+    console: Console,
+    at: int | None = None,
+    turn: int | None = None,
+) -> None:
     from pydantic import TypeAdapter
 
     from runwire.projections.transcripts.reader import TranscriptCache
     from runwire.transcript.messages import Message
 
+    when = ""
     async with TranscriptCache(settings) as cache:
-        messages = await cache.get(run_id)
+        if at is None and turn is None:
+            messages = await cache.get(run_id)
+        else:
+            past = await cache.get_at(run_id, offset=at, turn=turn)
+            messages = past.messages
+            when = f" as of offset {past.offset} of partition {past.partition}"
+            if turn is not None:
+                when += f" (end of turn {turn})"
     if as_json:
         typer.echo(TypeAdapter(list[Message]).dump_json(messages, indent=2).decode())
         return
-    console.print(Text(f"run {run_id}: {len(messages)} messages", style="bold"))
+    console.print(Text(f"run {run_id}{when}: {len(messages)} messages", style="bold"))
     for i, message in enumerate(messages):
         render_message(console, i, message)
 
@@ -220,17 +237,27 @@ def transcript(
     notes: bool = typer.Option(
         False, "--notes", help="Show the planner's notes (read from the log)."
     ),
+    at: int | None = typer.Option(
+        None, "--at", help="The transcript as of this log offset (of the run's partition)."
+    ),
+    turn: int | None = typer.Option(
+        None, "--turn", help="The transcript as of the end of this turn (1 = the first)."
+    ),
 ) -> None:
     """Show a run's transcript (canonical messages), or follow it live."""
     settings = Settings()
     console = Console()
     with fail_on_runwire_error():
         try:
+            if (follow or notes) and (at is not None or turn is not None):
+                raise typer.BadParameter(
+                    "--at and --turn read the past: not with --follow or --notes"
+                )
             if follow:
                 asyncio.run(_follow(settings, run_id, as_json, idle, console, notes))
             elif notes:
                 asyncio.run(_show_with_notes(settings, run_id, as_json, console))
             else:
-                asyncio.run(_show(settings, run_id, as_json, console))
+                asyncio.run(_show(settings, run_id, as_json, console, at, turn))
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

@@ -11,7 +11,8 @@ Contract:
 - ``add_message(role, content)`` / ``add_messages([...])`` (one atomic batch)
   / ``get_messages(limit=None)``: the session's history across its runs, in
   order; ``limit`` counts whole turns from the end, so a tool_use is never
-  cut from its tool_result. Which run a message goes to:
+  cut from its tool_result. ``get_messages(as_of=N)``: the history as it was
+  at the end of turn ``N`` (time travel, read from the log on the log backend). Which run a message goes to:
   :mod:`runwire.sessions.planning`. Input rules: :mod:`runwire.sessions.content`.
 - Single-writer (:mod:`runwire.sessions.versions`): ``version()`` and
   ``get_versioned(limit=None)`` (the version, then the history);
@@ -82,6 +83,7 @@ from runwire.memory.checks import (
     require_json,
 )
 from runwire.memory.protocol import MemoryBackend, MemoryEntry
+from runwire.projections.transcripts.history import cut_at_turn
 from runwire.sessions.admin import destroy_keys, erase_session, key_store_of
 from runwire.sessions.callbacks import Callback, Callbacks
 from runwire.sessions.content import to_message, to_messages
@@ -380,12 +382,24 @@ class AsyncSession:
             if self.ttl is not None:
                 await backend.keep_for(self.session_id, [plan.run_id], self.ttl)
 
-    async def get_messages(self, limit: int | None = None) -> list[Message]:
-        """The history since the last clear, cut to the last ``limit`` turns."""
+    async def get_messages(
+        self, limit: int | None = None, *, as_of: int | None = None
+    ) -> list[Message]:
+        """The history since the last clear, cut to the last ``limit`` turns; with
+        ``as_of=N``, as it was at the end of turn ``N`` (1-based, counted since the
+        last clear), read from the log."""
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
             raise InputError("limit", f"a number of turns or None, not {limit!r}")
         backend = await self._ready()
         from runwire.sessions.log_backend import LogBackend
+
+        if as_of is not None:
+            if isinstance(backend, LogBackend):
+                past = (await backend.history_at(self.session_id, as_of)).messages
+            else:
+                now_ = await self.get_messages()
+                past = cut_at_turn(now_, as_of, f"session {self.session_id}")
+            return last_turns(past, limit)
 
         if isinstance(backend, LogBackend):
             # The clear point and the deletion come with the runs from the cache:

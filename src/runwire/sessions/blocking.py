@@ -151,8 +151,8 @@ class Session:
     ) -> int | None:
         return self._run(self._async.add_messages(messages, expected_version=expected_version))
 
-    def get_messages(self, limit: int | None = None) -> list[Message]:
-        return self._run(self._async.get_messages(limit))
+    def get_messages(self, limit: int | None = None, *, as_of: int | None = None) -> list[Message]:
+        return self._run(self._async.get_messages(limit, as_of=as_of))
 
     def version(self) -> int:
         return self._run(self._async.version())

@@ -55,6 +55,7 @@ from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.owner import Owner
 from runwire.projections.sessions.reader import SessionIndex
 from runwire.projections.transcripts.claims import Claim, RunClaims
+from runwire.projections.transcripts.history import SessionAsOf
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_view import SessionView, Visible
 from runwire.sessions.errors import RunBusyError, WriteRefusedError
@@ -422,6 +423,15 @@ class LogBackend(LogMemoryBackend):
         if seen.deleted:
             self._own.forget(session_id)
         return merge(seen, pending)
+
+    async def history_at(self, session_id: str, turn: int) -> SessionAsOf:
+        """The history at the end of turn ``turn`` (counted over the visible runs),
+        read from the log (:mod:`~runwire.projections.transcripts.history`)."""
+        await self.settle(session_id)  # the log read finds runs through the cache
+        seen = await self.visible(session_id)
+        if seen.deleted:
+            raise NotFoundError(f"no session {session_id!r}")
+        return await self.cache.history().session_at(session_id, seen.run_ids, turn)
 
     async def items(
         self, session_id: str, after_ms: int | None = None, limit: int | None = None
