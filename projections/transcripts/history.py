@@ -23,6 +23,9 @@ Contract of :class:`TranscriptHistory`:
   at/after its partition's end, a turn the run or session does not have,
   both ``offset`` and ``turn``. An unknown run, or one erased with its
   session, is :class:`~runwire.errors.NotFoundError`.
+- ``session_turns(session_id, run_ids)``: the turn list of those runs, each
+  turn with its number, ``turn_id``, run, start time, messages and token
+  usage (:class:`Turn`), folded from the log the same way.
 - Reads only: nothing is written to the cache or the log.
 """
 
@@ -30,9 +33,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
-from runwire.contract.events import UserMessage
+from runwire.contract.events import Usage, UserMessage
 from runwire.errors import InputError, NotFoundError
 from runwire.log.records import SourceRecord
 from runwire.projections.transcripts.body import MESSAGES, _dump, encode_body
@@ -48,6 +52,8 @@ __all__ = [
     "RunAsOf",
     "SessionAsOf",
     "TranscriptHistory",
+    "Turn",
+    "TurnUsage",
     "cut_at_turn",
     "turn_starts",
 ]
@@ -190,22 +196,37 @@ class TranscriptHistory:
             turns=len(turn_starts(messages)),
         )
 
-    async def runs_now(self, run_ids: Sequence[str]) -> dict[str, list[Message]]:
-        """Each run's whole transcript, read from the log: one pass per partition."""
+    async def records_now(self, run_ids: Sequence[str]) -> dict[str, list[SourceRecord]]:
+        """Each run's records up to its last, read from the log: one pass per partition."""
         where = await self._where(run_ids)
         by_partition: dict[int, list[str]] = {}
         for run_id in run_ids:
             by_partition.setdefault(where[run_id].partition, []).append(run_id)
-        out: dict[str, list[Message]] = {}
+        out: dict[str, list[SourceRecord]] = {}
         for partition, ids in by_partition.items():
             first = min(where[r].first for r in ids)
             last = max(where[r].last for r in ids)
             found = await self._log.read_runs(ids, partition, first, last)
             for run_id in ids:
-                builder = TranscriptBuilder(run_id)
-                _fold(builder, [r for r in found[run_id] if r.offset <= where[run_id].last])
-                out[run_id] = builder.messages()
+                out[run_id] = [r for r in found[run_id] if r.offset <= where[run_id].last]
         return out
+
+    async def runs_now(self, run_ids: Sequence[str]) -> dict[str, list[Message]]:
+        """Each run's whole transcript, read from the log."""
+        out: dict[str, list[Message]] = {}
+        for run_id, records in (await self.records_now(run_ids)).items():
+            builder = TranscriptBuilder(run_id)
+            _fold(builder, records)
+            out[run_id] = builder.messages()
+        return out
+
+    async def session_turns(self, session_id: str, run_ids: Sequence[str]) -> list[Turn]:
+        """The turns of the session's runs ``run_ids`` (in order), numbered from 1."""
+        records = await self.records_now(run_ids)
+        turns: list[Turn] = []
+        for run_id in run_ids:
+            turns += _turns_of(run_id, records[run_id], len(turns))
+        return turns
 
     async def session_at(self, session_id: str, run_ids: Sequence[str], turn: int) -> SessionAsOf:
         """The session's history at the end of its turn ``turn`` (see the contract)."""
@@ -226,6 +247,73 @@ def cut_at_turn(messages: Sequence[Message], turn: int, what: str) -> list[Messa
     if len(starts) < turn:
         raise InputError("turn", f"{what} has {len(starts)} turns; no turn {turn}")
     return list(messages[: starts[turn]] if turn < len(starts) else messages)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnUsage:
+    """Tokens the model calls of a turn reported (``usage`` events)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    def __add__(self, usage: Usage) -> TurnUsage:
+        return TurnUsage(
+            self.input_tokens + usage.input_tokens,
+            self.output_tokens + usage.output_tokens,
+            self.cache_read_tokens + usage.cache_read_tokens,
+            self.cache_write_tokens + usage.cache_write_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One user→assistant round trip: from a message that starts a turn to the next.
+
+    ``turn_id`` is the one the starting record carried (None when it carried
+    none). ``usage`` sums the ``usage`` events of the turn: those naming its
+    ``turn_id``, else those that came while it was the run's latest turn.
+    """
+
+    number: int
+    turn_id: str | None
+    run_id: str
+    started_at: datetime
+    messages: list[Message]
+    usage: TurnUsage
+
+
+def _turns_of(run_id: str, records: Sequence[SourceRecord], before: int) -> list[Turn]:
+    """The run's turns (messages before its first turn start belong to none),
+    numbered after ``before``."""
+    builder = TranscriptBuilder(run_id)
+    # Per turn: where its messages start, its id, when, its usage.
+    spans: list[tuple[int, str | None, datetime]] = []
+    usage: list[TurnUsage] = []
+    for record in records:
+        try:
+            changed = builder.apply(record.event)
+        except LedgerError:
+            continue
+        payload = record.event.payload
+        if changed and isinstance(payload, UserMessage):
+            starts = turn_starts(builder.messages())
+            if len(starts) > len(spans):
+                spans.append((starts[-1], record.event.turn_id, record.event.occurred_at))
+                usage.append(TurnUsage())
+        elif isinstance(payload, Usage) and changed and spans:
+            named = [
+                i for i, s in enumerate(spans) if s[1] is not None and s[1] == record.event.turn_id
+            ]
+            k = named[-1] if named else len(spans) - 1
+            usage[k] = usage[k] + payload
+    messages = builder.messages()
+    ends = [s[0] for s in spans[1:]] + [len(messages)]
+    return [
+        Turn(before + i + 1, turn_id, run_id, at, messages[start:end], usage[i])
+        for i, ((start, turn_id, at), end) in enumerate(zip(spans, ends, strict=True))
+    ]
 
 
 def _check_number(name: str, value: int | None, least: int) -> None:

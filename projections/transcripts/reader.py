@@ -19,7 +19,8 @@ Contract:
   after it sees that record. Raises ``NotCaughtUpError`` on timeout.
 - ``get_at(run_id, offset=N | turn=N)`` / ``get_session_at(session_id, turn=N)``:
   time travel, read from the log (:mod:`.history`); the session's turns are
-  counted over its runs after its clear point.
+  counted over its runs after its clear point. ``session_turns(session_id)``:
+  its turn list (ids, runs, messages, usage), from the log too.
 - Every read resolves the live generation first, so a rebuild's switch is
   seen by the next read.
 """
@@ -41,6 +42,7 @@ from runwire.projections.transcripts.history import (
     RunAsOf,
     SessionAsOf,
     TranscriptHistory,
+    Turn,
 )
 from runwire.projections.transcripts.miss import (
     LazyRunStoreLocator,
@@ -220,6 +222,11 @@ class TranscriptCache:
         point), from the log."""
         runs = await self.visible_runs(session_id)
         return await self.history().session_at(session_id, runs, turn)
+
+    async def session_turns(self, session_id: str) -> list[Turn]:
+        """The turns of the session's runs after its clear point, from the log."""
+        runs = await self.visible_runs(session_id)
+        return await self.history().session_turns(session_id, runs)
 
     async def wait_for(
         self,

@@ -46,6 +46,13 @@ Contract:
   ``rw.decide(..., approved=...)``) publish
   ``approval_decided`` (refused with :class:`InputError` for a call that is
   not waiting); a denial reaches the model as an error tool_result.
+- ``rw.transcript(run_id)`` is the run's canonical messages (the transcript
+  cache, rebuilt from the log on a miss); ``as_of=OFFSET`` (a log offset of
+  the run's partition) or ``turn=N`` gives them as they were then, read from
+  the log (:mod:`runwire.projections.transcripts.history`).
+- Every user→assistant round trip has a ``turn_id``: ``run`` opens one
+  (``turn_id=`` or a new id, on ``handle.turn_id``), ``say`` another; the
+  services' answers carry the turn of the event they answer.
 - One log reader per client serves every handle (one consumer, partitions
   paused while nobody follows them).
 - :class:`BlockingClient` is the same API for scripts without asyncio; it
@@ -100,6 +107,7 @@ from runwire.transcript.messages import Message, TextPart, ToolResultPart
 if TYPE_CHECKING:
     from runwire.projections.runs.fold import Run
     from runwire.projections.runs.reader import RunStore
+    from runwire.projections.transcripts.reader import TranscriptCache
 
 __all__ = [
     "BlockingClient",
@@ -189,6 +197,8 @@ class RunHandle:
         self.partition = partition
         self.first_offset = first_offset
         """Offset of the run's first event, when known (``None``: from the partition start)."""
+        self.turn_id: str | None = None
+        """The turn the run's prompt opened (set by :meth:`Client.run`)."""
 
     def __repr__(self) -> str:
         return f"RunHandle({self.run_id!r}, partition={self.partition})"
@@ -450,6 +460,7 @@ class Client:
         self._live_starting = asyncio.Lock()
         self._locks: dict[int, asyncio.Lock] = {}
         self._started = False
+        self._cache: TranscriptCache | None = None
 
     async def start(self) -> None:
         if self._started:
@@ -483,6 +494,9 @@ class Client:
         live, self._live = self._live, None
         if live is not None:
             await live.stop()
+        cache, self._cache = self._cache, None
+        if cache is not None:
+            await cache.close()
         if self._own_publisher and self._publisher is not None:
             await self._publisher.stop()
 
@@ -533,6 +547,8 @@ class Client:
         """Start a run: ``run_started`` + the prompt, atomically; see the module contract."""
         publisher = self._publisher_or_fail()
         run_id = run_id or ids.new_event_id()
+        # Every round trip has a turn: the orchestrator's answers carry it too.
+        turn_id = turn_id or ids.new_event_id()
         if isinstance(prompt, str):
             messages: Sequence[Message] = [Message(role="user", parts=(TextPart(text=prompt),))]
         else:
@@ -563,13 +579,15 @@ class Client:
         async with lock:
             positions = await publisher.publish_message([start, *body])
         first = positions[0]
-        return RunHandle(
+        handle = RunHandle(
             self,
             run_id,
             session_id=session_id,
             partition=first.partition,
             first_offset=first.offset,
         )
+        handle.turn_id = turn_id
+        return handle
 
     def handle(
         self, run_id: str, *, session_id: str | None = None, first_offset: int | None = None
@@ -745,9 +763,28 @@ class Client:
         )
         return await self._publisher_or_fail().publish(event)
 
-    async def say(self, run_id: str, text: str) -> Position:
-        """Publish more user text into a run (answered with its next delta)."""
-        event = Event.create(UserMessage(parts=[text]), run_id=run_id, producer=self._producer)
+    async def transcript(
+        self, run_id: str, *, as_of: int | None = None, turn: int | None = None
+    ) -> list[Message]:
+        """The run's messages now, or as of log offset ``as_of`` / the end of ``turn``."""
+        self._reader_or_fail()
+        if self._cache is None:
+            from runwire.projections.transcripts.reader import TranscriptCache
+
+            self._cache = TranscriptCache(self.settings, runs=self.runs)
+        if as_of is None and turn is None:
+            return await self._cache.get(run_id)
+        return (await self._cache.get_at(run_id, offset=as_of, turn=turn)).messages
+
+    async def say(self, run_id: str, text: str, *, turn_id: str | None = None) -> Position:
+        """Publish more user text into a run (answered with its next delta), as a new
+        turn (``turn_id``, a new id by default: the answer carries it too)."""
+        event = Event.create(
+            UserMessage(parts=[text]),
+            run_id=run_id,
+            turn_id=turn_id or ids.new_event_id(),
+            producer=self._producer,
+        )
         return await self._publisher_or_fail().publish(event)
 
 
@@ -869,3 +906,8 @@ class BlockingClient:
 
     def decide(self, run_id: str, tool_use_id: str, **decision: Any) -> Position:
         return self._call(self._client.decide(run_id, tool_use_id, **decision))
+
+    def transcript(
+        self, run_id: str, *, as_of: int | None = None, turn: int | None = None
+    ) -> list[Message]:
+        return self._call(self._client.transcript(run_id, as_of=as_of, turn=turn))

@@ -12,7 +12,11 @@ Contract:
   / ``get_messages(limit=None)``: the session's history across its runs, in
   order; ``limit`` counts whole turns from the end, so a tool_use is never
   cut from its tool_result. ``get_messages(as_of=N)``: the history as it was
-  at the end of turn ``N`` (time travel, read from the log on the log backend). Which run a message goes to:
+  at the end of turn ``N`` (time travel, read from the log on the log backend).
+- Turns: every run the API opens is one turn (``turn_id`` = its run id, on
+  each of its events). ``turns()`` lists them since the last clear (number,
+  id, run, start, messages, token usage), ``get_messages(turns=[...])`` gives
+  those turns' messages, ``runs_of_turn(turn_id)`` the runs holding one. Which run a message goes to:
   :mod:`runwire.sessions.planning`. Input rules: :mod:`runwire.sessions.content`.
 - Single-writer (:mod:`runwire.sessions.versions`): ``version()`` and
   ``get_versioned(limit=None)`` (the version, then the history);
@@ -83,7 +87,7 @@ from runwire.memory.checks import (
     require_json,
 )
 from runwire.memory.protocol import MemoryBackend, MemoryEntry
-from runwire.projections.transcripts.history import cut_at_turn
+from runwire.projections.transcripts.history import Turn, cut_at_turn
 from runwire.sessions.admin import destroy_keys, erase_session, key_store_of
 from runwire.sessions.callbacks import Callback, Callbacks
 from runwire.sessions.content import to_message, to_messages
@@ -383,13 +387,22 @@ class AsyncSession:
                 await backend.keep_for(self.session_id, [plan.run_id], self.ttl)
 
     async def get_messages(
-        self, limit: int | None = None, *, as_of: int | None = None
+        self,
+        limit: int | None = None,
+        *,
+        as_of: int | None = None,
+        turns: Sequence[str | int] | None = None,
     ) -> list[Message]:
         """The history since the last clear, cut to the last ``limit`` turns; with
         ``as_of=N``, as it was at the end of turn ``N`` (1-based, counted since the
-        last clear), read from the log."""
+        last clear), read from the log; with ``turns``, the messages of those turns
+        only (by ``turn_id``, or by number), in order."""
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
             raise InputError("limit", f"a number of turns or None, not {limit!r}")
+        if turns is not None:
+            if limit is not None or as_of is not None:
+                raise InputError("turns", "give turns alone, without limit or as_of")
+            return await self._turn_messages(turns)
         backend = await self._ready()
         from runwire.sessions.log_backend import LogBackend
 
@@ -421,6 +434,41 @@ class AsyncSession:
             await backend.keep_for(self.session_id, [r.run_id for r in visible], self.ttl)
         messages = [m for run in visible for m in run.messages]
         return last_turns(messages, limit)
+
+    # -- turns -----------------------------------------------------------------------
+
+    async def turns(self) -> list[Turn]:
+        """The turn list since the last clear, read from the log: number, ``turn_id``,
+        run, start time, messages and token usage of each (log backend only)."""
+        backend = await self._ready()
+        from runwire.sessions.log_backend import LogBackend
+
+        if not isinstance(backend, LogBackend):
+            raise RunwireError(f"{type(backend).__name__} keeps no turns; use the log backend")
+        try:
+            return await backend.turns(self.session_id)
+        except NotFoundError:
+            self._state = _Closed("the session was deleted")
+            raise
+
+    async def runs_of_turn(self, turn_id: str) -> list[str]:
+        """The runs that hold turn ``turn_id``, in order (empty for an unknown turn)."""
+        return list(dict.fromkeys(t.run_id for t in await self.turns() if t.turn_id == turn_id))
+
+    async def _turn_messages(self, wanted: Sequence[str | int]) -> list[Message]:
+        if isinstance(wanted, str) or not all(
+            isinstance(w, str) or (isinstance(w, int) and not isinstance(w, bool)) for w in wanted
+        ):
+            raise InputError("turns", f"turn ids or numbers, not {wanted!r}")
+        found = await self.turns()
+        known = {t.turn_id for t in found} | {t.number for t in found}
+        missing = [w for w in wanted if w not in known]
+        if missing:
+            raise InputError(
+                "turns", f"session {self.session_id} has no turn {', '.join(map(str, missing))}"
+            )
+        keep = set(wanted)
+        return [m for t in found if t.turn_id in keep or t.number in keep for m in t.messages]
 
     # -- framework items -----------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from runwire.contract.events import MemoryScope
 from runwire.errors import RunwireError
 from runwire.loop_thread import LoopThread, outcome_first
 from runwire.memory.protocol import MemoryEntry
+from runwire.projections.transcripts.history import Turn
 from runwire.sessions.api import FROM_DOCUMENT, AsyncSession, FromDocument
 from runwire.sessions.callbacks import Callback
 from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo
@@ -151,8 +152,20 @@ class Session:
     ) -> int | None:
         return self._run(self._async.add_messages(messages, expected_version=expected_version))
 
-    def get_messages(self, limit: int | None = None, *, as_of: int | None = None) -> list[Message]:
-        return self._run(self._async.get_messages(limit, as_of=as_of))
+    def get_messages(
+        self,
+        limit: int | None = None,
+        *,
+        as_of: int | None = None,
+        turns: Sequence[str | int] | None = None,
+    ) -> list[Message]:
+        return self._run(self._async.get_messages(limit, as_of=as_of, turns=turns))
+
+    def turns(self) -> list[Turn]:
+        return self._run(self._async.turns())
+
+    def runs_of_turn(self, turn_id: str) -> list[str]:
+        return self._run(self._async.runs_of_turn(turn_id))
 
     def version(self) -> int:
         return self._run(self._async.version())

@@ -55,7 +55,7 @@ from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.owner import Owner
 from runwire.projections.sessions.reader import SessionIndex
 from runwire.projections.transcripts.claims import Claim, RunClaims
-from runwire.projections.transcripts.history import SessionAsOf
+from runwire.projections.transcripts.history import SessionAsOf, Turn
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_view import SessionView, Visible
 from runwire.sessions.errors import RunBusyError, WriteRefusedError
@@ -432,6 +432,15 @@ class LogBackend(LogMemoryBackend):
         if seen.deleted:
             raise NotFoundError(f"no session {session_id!r}")
         return await self.cache.history().session_at(session_id, seen.run_ids, turn)
+
+    async def turns(self, session_id: str) -> list[Turn]:
+        """The turns of the visible runs, read from the log
+        (:meth:`~runwire.projections.transcripts.history.TranscriptHistory.session_turns`)."""
+        await self.settle(session_id)  # the log read finds runs through the cache
+        seen = await self.visible(session_id)
+        if seen.deleted:
+            raise NotFoundError(f"no session {session_id!r}")
+        return await self.cache.history().session_turns(session_id, seen.run_ids)
 
     async def items(
         self, session_id: str, after_ms: int | None = None, limit: int | None = None

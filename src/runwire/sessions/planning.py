@@ -14,6 +14,9 @@ The rules, the same for every backend:
   they open a recorded run of their own.
 - One ``add_messages`` call is one atomic batch in one run (the run its first
   message picks); its later messages follow the ledger in that run.
+- A recorded run is one turn: its ``turn_id`` is its run id, on every event
+  written into it (tool results written into another run carry none: they
+  belong to that run's turn).
 - Runs written here are *recorded* runs: ``run_started`` labelled
   ``runwire.source=session`` and at once ``run_status_changed(paused)``, so
   neither the orchestrator nor the tool runner acts on their messages.
@@ -163,9 +166,11 @@ def run_events(
     at: datetime,
     source: str | None = None,
     labels: dict[str, str] | None = None,
+    turn_id: str | None = None,
 ) -> list[Event]:
     """The events of ``payloads`` in run ``run_id``; with ``source``, preceded by the
-    ``run_started`` + ``paused`` pair that opens a recorded run."""
+    ``run_started`` + ``paused`` pair that opens a recorded run; every one carries
+    ``turn_id``."""
     head: list[EventPayload] = []
     if source is not None:
         head = [
@@ -179,6 +184,7 @@ def run_events(
             session_id=session_id,
             user_id=caller.user_id,
             tenant=caller.tenant,
+            turn_id=turn_id,
             producer=PRODUCER,
             event_id=ids.deterministic_event_id(run_id, token, i),
             occurred_at=at,
@@ -248,7 +254,12 @@ def plan_messages(
         assert tail is not None
         payloads = check_run(tail.run_id, tail.messages, messages, fields, token=token)
         at = now
-        events = run_events(tail.run_id, session_id, caller, payloads, token=token, at=at)
+        # A recorded run is one turn; results answering another run's calls are
+        # of whatever turn that run is in.
+        turn = tail.run_id if tail.recorded else None
+        events = run_events(
+            tail.run_id, session_id, caller, payloads, token=token, at=at, turn_id=turn
+        )
         return Plan(tail.run_id, False, events, millis(at), list(messages))
     run_id = ids.new_event_id()
     payloads = check_run(run_id, [], messages, fields, token=token)
@@ -258,7 +269,9 @@ def plan_messages(
         tail.first_ms + 2 if tail is not None else 0,
     )
     at = max(now, from_millis(floor))
-    events = run_events(run_id, session_id, caller, payloads, token=token, at=at, source="session")
+    events = run_events(
+        run_id, session_id, caller, payloads, token=token, at=at, source="session", turn_id=run_id
+    )
     return Plan(run_id, True, events, millis(at), list(messages))
 
 
@@ -320,7 +333,9 @@ def plan_items(
         payloads += kept
         payloads.append(FrameworkItem(framework=framework, item=item, events=len(kept)))
     if joins:
-        events = run_events(run_id, session_id, caller, payloads, token=token, at=now)
+        events = run_events(
+            run_id, session_id, caller, payloads, token=token, at=now, turn_id=run_id
+        )
         return Plan(run_id, False, events, millis(now))
     floor = max(
         cleared_ms + 2 if cleared_ms is not None else 0,
@@ -336,5 +351,6 @@ def plan_items(
         at=at,
         source="session",
         labels={ITEMS_LABEL: framework},
+        turn_id=run_id,
     )
     return Plan(run_id, True, events, millis(at))
