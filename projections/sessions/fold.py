@@ -21,6 +21,8 @@ every process, so its rules keep the result independent of that interleaving:
   claim not taken changes nothing. ``session_writer_released`` by the open
   claim's holder closes it; ``committed`` adds one to ``version`` and makes
   the holder ``version_by``. A release by anyone else changes nothing.
+- ``session_forked`` records the parent and the fork point
+  (``parent_session_id``, ``fork``); the first one holds.
 - **Run events** (run topic, any partition) only feed order-free aggregates:
   ``last_activity_at`` (max), ``first_seen_at`` (min), ``run_count`` (number
   of ``run_started``), and the first / last run by ``(occurred_at, run_id)``.
@@ -46,6 +48,7 @@ from runwire.contract.events import (
     SessionCreated,
     SessionDeleted,
     SessionEnded,
+    SessionForked,
     SessionMetadataSet,
     SessionWriterClaimed,
     SessionWriterReleased,
@@ -113,6 +116,9 @@ class SessionRow:
     """When the open claim lapses (None: when released)."""
     version_by: str | None = None
     """The holder whose release made ``version``."""
+    parent_session_id: str | None = None
+    fork: dict[str, Any] | None = None
+    """The fork point (``session_forked``'s payload): ``turn``, ``run_ids``, ``through_offset``."""
 
     @classmethod
     def new(cls, session_id: str, at: datetime) -> SessionRow:
@@ -234,6 +240,14 @@ def apply_session_event(row: SessionRow, event: Event) -> bool:
             row.ended_at = event.occurred_at
     elif isinstance(p, SessionCleared):
         row.cleared_at = event.occurred_at
+    elif isinstance(p, SessionForked):
+        if row.parent_session_id is None:  # a session forks once: the first one holds
+            row.parent_session_id = p.parent_session_id
+            row.fork = {
+                "turn": p.turn,
+                "run_ids": list(p.run_ids),
+                "through_offset": p.through_offset,
+            }
     elif isinstance(p, SessionDeleted):
         return True
     elif isinstance(p, SessionWriterClaimed):

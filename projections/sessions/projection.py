@@ -50,6 +50,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("writer", "text"),
     ("writer_until", "timestamptz"),
     ("version_by", "text"),
+    ("parent_session_id", "text"),
+    ("fork", "jsonb"),
 )
 COLUMN_NAMES = ", ".join(name for name, _ in COLUMNS)
 _JSON = {i for i, (_, t) in enumerate(COLUMNS) if t == "jsonb"}
@@ -58,7 +60,8 @@ _JSON = {i for i, (_, t) in enumerate(COLUMNS) if t == "jsonb"}
 def _to_db(row: SessionRow) -> list[Any]:
     values: list[Any] = [getattr(row, name) for name, _ in COLUMNS]
     for i in _JSON:
-        values[i] = jsonvalues.jsonb_text(values[i], COLUMNS[i][0])  # numbers exact
+        if values[i] is not None:
+            values[i] = jsonvalues.jsonb_text(values[i], COLUMNS[i][0])  # numbers exact
     return values
 
 

@@ -72,13 +72,16 @@ class SessionIndex(PostgresReader):
         until: datetime | None = None,
         page: str | None = None,
         limit: int = 50,
+        parent_session_id: str | None = None,
     ) -> Page[Session]:
         """Sessions matching every filter given, most recently active first, keyset-paged.
 
-        ``since`` / ``until`` bound ``last_activity_at`` (inclusive / exclusive).
+        ``since`` / ``until`` bound ``last_activity_at`` (inclusive / exclusive);
+        ``parent_session_id`` lists the forks of a session.
         """
         filters = Filters()
         filters.equals("user_id", user_id)
+        filters.equals("parent_session_id", parent_session_id)
         filters.equals("status", status)
         filters.labels(labels)
         filters.time_window("last_activity_at", since, until)

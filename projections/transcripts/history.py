@@ -31,7 +31,7 @@ Contract of :class:`TranscriptHistory`:
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -132,16 +132,18 @@ class TranscriptHistory:
         self._log = log
         self._locator = locator
 
-    async def _where(self, run_ids: Sequence[str]) -> dict[str, _Where]:
+    async def _where(
+        self, run_ids: Sequence[str], *, skip_erased: bool = False
+    ) -> dict[str, _Where]:
         live = await self._store.generation(Slot.LIVE)
         assert live is not None
         snap = await self._store.snapshot(live, (), run_ids)
         out: dict[str, _Where] = {}
         for run_id in run_ids:
-            if run_id in snap.erased:
-                raise NotFoundError(f"run {run_id!r} was erased with its session")
             meta = snap.heads[run_id].meta
-            if meta is not None and meta.session_id in snap.deleted:
+            if run_id in snap.erased or (meta is not None and meta.session_id in snap.deleted):
+                if skip_erased:
+                    continue
                 raise NotFoundError(f"run {run_id!r} was erased with its session")
             # The cache's last offset is that of the run's last change, the
             # run-status store's that of its last record: either bounds a read.
@@ -196,12 +198,24 @@ class TranscriptHistory:
             turns=len(turn_starts(messages)),
         )
 
-    async def records_now(self, run_ids: Sequence[str]) -> dict[str, list[SourceRecord]]:
-        """Each run's records up to its last, read from the log: one pass per partition."""
-        where = await self._where(run_ids)
+    async def records_now(
+        self,
+        run_ids: Sequence[str],
+        bounds: Mapping[str, int] | None = None,
+        *,
+        skip_erased: bool = False,
+    ) -> dict[str, list[SourceRecord]]:
+        """Each run's records up to its last (or its offset in ``bounds``), read from the
+        log: one pass per partition. With ``skip_erased``, runs erased with their
+        session are left out instead of raising :class:`NotFoundError`."""
+        where = await self._where(run_ids, skip_erased=skip_erased)
+        for run_id, bound in (bounds or {}).items():
+            if run_id in where:
+                where[run_id] = _Where(where[run_id].partition, where[run_id].first, bound)
         by_partition: dict[int, list[str]] = {}
         for run_id in run_ids:
-            by_partition.setdefault(where[run_id].partition, []).append(run_id)
+            if run_id in where:
+                by_partition.setdefault(where[run_id].partition, []).append(run_id)
         out: dict[str, list[SourceRecord]] = {}
         for partition, ids in by_partition.items():
             first = min(where[r].first for r in ids)
@@ -211,28 +225,63 @@ class TranscriptHistory:
                 out[run_id] = [r for r in found[run_id] if r.offset <= where[run_id].last]
         return out
 
-    async def runs_now(self, run_ids: Sequence[str]) -> dict[str, list[Message]]:
-        """Each run's whole transcript, read from the log."""
+    async def runs_now(
+        self,
+        run_ids: Sequence[str],
+        bounds: Mapping[str, int] | None = None,
+        *,
+        skip_erased: bool = False,
+    ) -> dict[str, list[Message]]:
+        """Each run's transcript (up to its bound), read from the log."""
         out: dict[str, list[Message]] = {}
-        for run_id, records in (await self.records_now(run_ids)).items():
+        found = await self.records_now(run_ids, bounds, skip_erased=skip_erased)
+        for run_id, records in found.items():
             builder = TranscriptBuilder(run_id)
             _fold(builder, records)
             out[run_id] = builder.messages()
         return out
 
-    async def session_turns(self, session_id: str, run_ids: Sequence[str]) -> list[Turn]:
-        """The turns of the session's runs ``run_ids`` (in order), numbered from 1."""
-        records = await self.records_now(run_ids)
+    async def session_turns(
+        self,
+        session_id: str,
+        run_ids: Sequence[str],
+        bounds: Mapping[str, int] | None = None,
+        *,
+        skip_erased: bool = False,
+    ) -> list[Turn]:
+        """The turns of the session's runs ``run_ids`` (in order, each up to its bound),
+        numbered from 1."""
+        records = await self.records_now(run_ids, bounds, skip_erased=skip_erased)
         turns: list[Turn] = []
         for run_id in run_ids:
-            turns += _turns_of(run_id, records[run_id], len(turns))
+            if run_id in records:
+                turns += _turns_of(run_id, records[run_id], len(turns))
         return turns
 
-    async def session_at(self, session_id: str, run_ids: Sequence[str], turn: int) -> SessionAsOf:
+    async def cut_offset(self, run_id: str, turn_starts_kept: int, bound: int | None) -> int:
+        """The offset of the run's last record before its turn start number
+        ``turn_starts_kept + 1`` (its last record up to ``bound`` when there is none)."""
+        records = (await self.records_now([run_id], None if bound is None else {run_id: bound}))[
+            run_id
+        ]
+        kept = _through_turn(run_id, records, turn_starts_kept, check=False)
+        if not kept:
+            raise InputError("turn", f"run {run_id} has no record before that turn")
+        return kept[-1].offset
+
+    async def session_at(
+        self,
+        session_id: str,
+        run_ids: Sequence[str],
+        turn: int,
+        bounds: Mapping[str, int] | None = None,
+        *,
+        skip_erased: bool = False,
+    ) -> SessionAsOf:
         """The session's history at the end of its turn ``turn`` (see the contract)."""
         _check_number("turn", turn, 1)
-        runs = await self.runs_now(run_ids)
-        flat = [(run_id, m) for run_id in run_ids for m in runs[run_id]]
+        runs = await self.runs_now(run_ids, bounds, skip_erased=skip_erased)
+        flat = [(run_id, m) for run_id in run_ids for m in runs.get(run_id, [])]
         kept = cut_at_turn([m for _, m in flat], turn, f"session {session_id}")
         used = list(dict.fromkeys(run_id for run_id, _ in flat[: len(kept)]))
         messages = kept
@@ -331,7 +380,9 @@ def _fold(builder: TranscriptBuilder, records: Sequence[SourceRecord]) -> None:
             continue  # the projector dead-lettered it: it changed nothing
 
 
-def _through_turn(run_id: str, records: Sequence[SourceRecord], turn: int) -> list[SourceRecord]:
+def _through_turn(
+    run_id: str, records: Sequence[SourceRecord], turn: int, *, check: bool = True
+) -> list[SourceRecord]:
     """The records up to the end of the run's turn ``turn`` (before the next one starts)."""
     builder = TranscriptBuilder(run_id)
     for i, record in enumerate(records):
@@ -344,6 +395,6 @@ def _through_turn(run_id: str, records: Sequence[SourceRecord], turn: int) -> li
             if starts > turn:
                 return list(records[:i])
     count = len(turn_starts(builder.messages()))
-    if count < turn:
+    if check and count < turn:
         raise InputError("turn", f"run {run_id} has {count} turns; no turn {turn}")
     return list(records)

@@ -149,13 +149,13 @@ class ApiError(Exception):
 
 
 @contextlib.contextmanager
-def query_input(names: Mapping[str, str] | None = None) -> Iterator[None]:
-    """An :class:`InputError` about a query parameter as a 422 naming it
-    (``names`` maps the library's field names to the query's)."""
+def input_as_422(part: str, names: Mapping[str, str] | None = None) -> Iterator[None]:
+    """An :class:`InputError` about a request value as a 422 naming it: ``part`` is
+    ``query`` or ``body``, ``names`` maps the library's field names to the request's."""
     try:
         yield
     except InputError as e:
-        where = f"query.{(names or {}).get(e.field, e.field)}"
+        where = f"{part}.{(names or {}).get(e.field, e.field)}"
         raise ApiError(
             422,
             "invalid_request",

@@ -226,6 +226,17 @@ class StartRunResponse(_Out):
     )
 
 
+class ForkRequest(_In):
+    turn: int = Field(ge=1, description="fork at the end of this turn (1 = the first)")
+
+
+class ForkResponse(_Out):
+    session_id: str = Field(description="the new session's id")
+    parent_session_id: str
+    turn: int
+    visible: bool = Field(description="true when the session index already shows the fork")
+
+
 class CancelRequest(_In):
     reason: StoredText | None = Field(default=None, max_length=2000)
 

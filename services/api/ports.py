@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from runwire.client import Client
-from runwire.contract.events import Event
+from runwire.contract.events import Event, SessionForked
 from runwire.log import Position
 from runwire.log.records import LogPosition
 from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.paging import Page
 from runwire.projections.sessions.fold import Session
-from runwire.projections.transcripts.history import RunAsOf, SessionAsOf
+from runwire.projections.transcripts.history import RunAsOf, TranscriptHistory
 from runwire.sessions.admin import ErasureReceipt, erase_any
 from runwire.sessions.protocol import SessionBackend
 from runwire.transcript.messages import Message, ToolResultPart
@@ -107,8 +107,12 @@ class TranscriptReader(Protocol):
         (:mod:`runwire.projections.transcripts.history`)."""
         ...
 
-    async def get_session_at(self, session_id: str, *, turn: int) -> SessionAsOf:
-        """The session's history at the end of a turn, from the log."""
+    async def visible_runs(self, session_id: str) -> list[str]:
+        """The session's runs after its clear point, oldest first."""
+        ...
+
+    def history(self) -> TranscriptHistory:
+        """Time travel over the log (what a fork is planned with)."""
         ...
 
 
@@ -142,6 +146,12 @@ class RunControl(Protocol):
     ) -> Position:
         """Publish ``session_created`` for (``tenant``, ``user_id``) (the first one in the
         session's partition makes the owner)."""
+        ...
+
+    async def fork_session(
+        self, session_id: str, forked: SessionForked, user_id: str, metadata: dict[str, Any]
+    ) -> Position:
+        """Publish a fork owned by ``user_id`` (``session_created`` + ``forked``)."""
         ...
 
     async def cancel(self, run_id: str, reason: str | None) -> Position:
@@ -199,6 +209,13 @@ class ClientRunControl:
         self, session_id: str, user_id: str, *, tenant: str | None = None
     ) -> Position:
         return await self._client.declare_session(session_id, user_id=user_id, tenant=tenant)
+
+    async def fork_session(
+        self, session_id: str, forked: SessionForked, user_id: str, metadata: dict[str, Any]
+    ) -> Position:
+        return await self._client.fork_session(
+            session_id, forked, user_id=user_id, metadata=metadata
+        )
 
     async def cancel(self, run_id: str, reason: str | None) -> Position:
         return await self._client.cancel(run_id, reason=reason)

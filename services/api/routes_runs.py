@@ -14,7 +14,7 @@ from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.services.api.access import claimed_session, owned_run
 from runwire.services.api.auth import Caller, Writer
 from runwire.services.api.backends import Backends, Using
-from runwire.services.api.errors import ApiError, query_input
+from runwire.services.api.errors import ApiError, input_as_422
 from runwire.services.api.models import (
     CancelRequest,
     Control,
@@ -132,7 +132,7 @@ async def get_transcript(
     if at is None and turn is None:
         messages = await using.transcripts.get(run_id)
     else:
-        with query_input({"offset": "at"}):
+        with input_as_422("query", {"offset": "at"}):
             messages = (await using.transcripts.get_at(run_id, offset=at, turn=turn)).messages
     return TranscriptOut(run_id=run_id, status=run.status, messages=messages)
 

@@ -7,12 +7,16 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from runwire.contract import ids
+from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.services.api.access import owned_session, owns
 from runwire.services.api.auth import Caller, Writer
 from runwire.services.api.backends import Using
-from runwire.services.api.errors import ApiError, query_input
+from runwire.services.api.errors import ApiError, input_as_422
 from runwire.services.api.models import (
     ErasureOut,
+    ForkRequest,
+    ForkResponse,
     IdPath,
     LabelFilter,
     RunOut,
@@ -23,6 +27,8 @@ from runwire.services.api.models import (
     SessionStatus,
 )
 from runwire.services.api.page_tokens import PageParam
+from runwire.sessions.forks import history_at, lineage, plan_fork
+from runwire.sessions.inmem import info_of
 
 __all__ = ["router"]
 
@@ -149,9 +155,41 @@ async def get_session_history(
 ) -> SessionHistoryOut:
     """What the session's history was once turn ``turn`` was answered, read from the log
     (turns counted over its runs since its last clear)."""
-    await owned_session(using, principal, session_id)
-    with query_input():
-        past = await using.transcripts.get_session_at(session_id, turn=turn)
+    info = info_of(await owned_session(using, principal, session_id))
+    runs = await using.transcripts.visible_runs(session_id)
+    with input_as_422("query"):
+        past = await history_at(using.transcripts.history(), info, runs, turn)
     return SessionHistoryOut(
         session_id=session_id, turn=turn, run_ids=past.run_ids, messages=past.messages
+    )
+
+
+@router.post(
+    "/{session_id}/fork",
+    status_code=201,
+    response_model=ForkResponse,
+    summary="Fork the session at a turn",
+)
+async def fork_session(
+    principal: Writer, using: Using, session_id: SessionId, body: ForkRequest
+) -> ForkResponse:
+    """A new session of the caller that shares this one's history up to the end of
+    ``turn`` (read from the log, not copied), then goes on alone. A turn the session
+    does not have is a 422 naming ``body.turn``; nothing is written then."""
+    row = await owned_session(using, principal, session_id)
+    info = info_of(row)
+    runs = await using.transcripts.visible_runs(session_id)
+    with input_as_422("body"):
+        forked = await plan_fork(using.transcripts.history(), info, lineage(info, runs), body.turn)
+    new_id = ids.new_event_id()
+    position = await using.control.fork_session(
+        new_id, forked, principal.user_id, dict(row.metadata)
+    )
+    try:
+        await using.sessions.wait_for(position, timeout=using.options.visibility_timeout)
+        visible = True
+    except NotCaughtUpError:
+        visible = False
+    return ForkResponse(
+        session_id=new_id, parent_session_id=session_id, turn=body.turn, visible=visible
     )

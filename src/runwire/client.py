@@ -90,6 +90,7 @@ from runwire.contract.events import (
     RunStatus,
     RunStatusChanged,
     SessionCreated,
+    SessionForked,
     ToolResult,
     UserMessage,
     now,
@@ -775,6 +776,31 @@ class Client:
         if as_of is None and turn is None:
             return await self._cache.get(run_id)
         return (await self._cache.get_at(run_id, offset=as_of, turn=turn)).messages
+
+    async def fork_session(
+        self,
+        session_id: str,
+        forked: SessionForked,
+        *,
+        user_id: str | None,
+        tenant: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Position:
+        """Publish a fork: ``session_created`` for ``user_id`` then ``forked``, in the
+        new session's partition (plan it with :func:`runwire.sessions.forks.plan_fork`)."""
+        envelope: dict[str, Any] = {
+            "session_id": session_id,
+            "user_id": user_id,
+            "tenant": tenant,
+            "producer": self._producer,
+        }
+        created = Event.create(
+            SessionCreated(user_id=user_id, metadata=dict(metadata or {})), **envelope
+        )
+        positions = await self._publisher_or_fail().publish_many(
+            [created, Event.create(forked, causation_id=created.event_id, **envelope)]
+        )
+        return positions[-1]
 
     async def say(self, run_id: str, text: str, *, turn_id: str | None = None) -> Position:
         """Publish more user text into a run (answered with its next delta), as a new

@@ -145,3 +145,43 @@ async def test_history_as_of_a_turn_and_a_run_as_of_an_offset(settings: Settings
     assert at_start.json()["messages"] == []  # run_started alone: no message yet
     assert beyond.status_code == 422
     assert beyond.json()["problems"][0]["where"] == "query.at"
+
+
+async def test_fork_a_session_at_a_turn(settings: Settings) -> None:
+    async with projectors(settings), api(settings) as rw:
+        first = await _start(rw, ALICE, "s-fork", "first question")
+        await _start(rw, ALICE, "s-fork", "second question")
+
+        async def history_of(session_id: str, turn: int) -> list[str]:
+            got = await rw.http.get(
+                f"/v1/sessions/{session_id}/history", params={"turn": turn}, headers=auth(ALICE)
+            )
+            assert got.status_code == 200, got.text
+            return [m["parts"][0]["text"] for m in got.json()["messages"]]
+
+        async def both_turns() -> bool:
+            assert await history_of("s-fork", 2) == ["first question", "second question"]
+            return True
+
+        await assert_eventually(both_turns, timeout=30)
+        forked = await rw.http.post(
+            "/v1/sessions/s-fork/fork", json={"turn": 1}, headers=auth(ALICE)
+        )
+        missing = await rw.http.post(
+            "/v1/sessions/s-fork/fork", json={"turn": 3}, headers=auth(ALICE)
+        )
+        bobs = await rw.http.post("/v1/sessions/s-fork/fork", json={"turn": 1}, headers=auth(BOB))
+        assert forked.status_code == 201, forked.text
+        child = forked.json()["session_id"]
+        assert forked.json()["visible"] is True
+        assert await history_of(child, 1) == ["first question"]
+        mine = await rw.http.get(f"/v1/sessions/{child}", headers=auth(ALICE))
+        listed = await rw.http.get("/v1/sessions", headers=auth(ALICE))
+    assert mine.status_code == 200
+    assert child in {s["session_id"] for s in listed.json()["items"]}
+    assert missing.status_code == 422
+    assert missing.json()["problems"] == [
+        {"where": "body.turn", "what": "session s-fork has 2 turns; no turn 3"}
+    ]
+    assert bobs.status_code == 404
+    assert first

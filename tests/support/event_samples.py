@@ -43,6 +43,7 @@ from runwire.contract.events import (
     SessionCreated,
     SessionDeleted,
     SessionEnded,
+    SessionForked,
     SessionMetadataSet,
     SessionWriterClaimed,
     SessionWriterReleased,
@@ -160,6 +161,9 @@ PAYLOADS: dict[EventType, EventPayload] = {
         ),
         LiveToolStarted(tool_use_id="toolu_1", name="calculator"),
         LiveToolFinished(tool_use_id="toolu_1", name="calculator", is_error=True, duration_ms=12),
+        SessionForked(
+            parent_session_id="s-parent", turn=2, run_ids=["run-a", "run-b"], through_offset=17
+        ),
     ]
 }
 assert set(PAYLOADS) == set(EventType)
@@ -298,6 +302,13 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
     ),
     EventType.SESSION_WRITER_RELEASED: st.builds(
         SessionWriterReleased, holder=_ids, committed=st.booleans()
+    ),
+    EventType.SESSION_FORKED: st.builds(
+        SessionForked,
+        parent_session_id=_ids,
+        turn=st.integers(1, 2**31),
+        run_ids=st.lists(_ids, min_size=1, max_size=4),
+        through_offset=st.integers(0, 2**62),
     ),
     EventType.MEMORY_SET: st.builds(
         MemorySet, scope=_scopes, owner=_texts, key=_texts, value=stored_json_values

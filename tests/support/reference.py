@@ -238,6 +238,9 @@ def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded
             s["status"], s["ended_at"] = "ended", e.occurred_at
         elif kind == "session_cleared":
             s["cleared_at"] = e.occurred_at
+        elif kind == "session_forked" and "parent_session_id" not in s:
+            s["parent_session_id"] = body["parent_session_id"]
+            s["fork"] = {k: body[k] for k in ("turn", "run_ids", "through_offset")}
         elif kind == "session_deleted":
             out.tombstones.add(sid)
             del declared[sid]
@@ -305,6 +308,8 @@ def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded
             "writer": s["writer"],
             "writer_until": s["writer_until"],
             "version_by": s["version_by"],
+            "parent_session_id": s.get("parent_session_id"),
+            "fork": s.get("fork"),
         }
     return out
 

@@ -35,6 +35,7 @@ from runwire.contract.events import (
     SessionCreated,
     SessionDeleted,
     SessionEnded,
+    SessionForked,
     SessionMetadataSet,
     Thinking,
     ToolResult,
@@ -219,6 +220,18 @@ def synthetic_events(
             stream.append(session_event(sid, SessionCleared()))
         if rng.random() < 0.3:
             stream.append(session_event(sid, SessionEnded(reason="idle")))
+        k = session_ids.index(sid)
+        if k % 7 == 3:  # some sessions are forks of the one before (no draw: same rng path)
+            fork = SessionForked(
+                parent_session_id=session_ids[k - 1],
+                turn=1,
+                run_ids=[f"r-{seed}-{k - 1:06d}"],
+                through_offset=k,
+            )
+            stream.append(session_event(sid, fork))
+            # A second fork event of the same session changes nothing: the first holds.
+            second = fork.model_copy(update={"turn": 2})
+            stream.append(session_event(sid, second))
         if sid in doomed:
             stream.append(session_event(sid, SessionDeleted()))
         later.append(stream)

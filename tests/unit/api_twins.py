@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from runwire.contract.events import Event, RunStarted
+from runwire.contract.events import Event, RunStarted, SessionForked
 from runwire.errors import InputError, NotFoundError
 from runwire.log import Position
 from runwire.log.records import LogPosition
@@ -22,7 +22,7 @@ from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.fold import Session, SessionRow
 from runwire.projections.transcripts.history import (
     RunAsOf,
-    SessionAsOf,
+    TranscriptHistory,
     cut_at_turn,
     messages_json,
 )
@@ -117,15 +117,16 @@ class Twins:
         past = cut_at_turn(messages, turn, f"run {run_id}")
         return RunAsOf(run_id, 0, -1, messages_json(past), past, turn)
 
-    async def get_session_at(self, session_id: str, *, turn: int) -> SessionAsOf:
+    async def visible_runs(self, session_id: str) -> list[str]:
         runs = sorted(
             (r for r in self.runs.values() if r.session_id == session_id),
             key=lambda r: (r.started_at, r.run_id),
         )
-        flat = [(r.run_id, m) for r in runs for m in self.messages.get(r.run_id, [])]
-        past = cut_at_turn([m for _, m in flat], turn, f"session {session_id}")
-        used = list(dict.fromkeys(run_id for run_id, _ in flat[: len(past)]))
-        return SessionAsOf(session_id, turn, used, past)
+        return [r.run_id for r in runs]
+
+    def history(self) -> TranscriptHistory:
+        # The twin keeps no log: routes that plan from the log are tested on the stack.
+        raise NotImplementedError("the API twins keep no log; forks are tested on the stack")
 
     # RunControl
     async def start_run(
@@ -144,6 +145,14 @@ class Twins:
         self.calls.append(("start", (run_id, agent_id, prompt, session_id, user_id, dict(labels))))
         self.add(make_run(run_id, user_id, session_id, minute=self.offset))
         return StartedRun(run_id, Position(TOPIC, 0, self.offset))
+
+    async def fork_session(
+        self, session_id: str, forked: SessionForked, user_id: str, metadata: dict[str, Any]
+    ) -> Position:
+        self.offset += 1
+        self.calls.append(("fork", (session_id, forked.parent_session_id, user_id)))
+        self.add(make_session(session_id, user_id, minute=self.offset))
+        return Position(TOPIC, 0, self.offset)
 
     async def declare_session(
         self, session_id: str, user_id: str, *, tenant: str | None = None

@@ -1,4 +1,5 @@
-"""``runwire sessions list | show``: sessions as the session index sees them."""
+"""``runwire sessions list | show | fork``: sessions as the session index sees them;
+``fork ID --turn N`` makes a fork (:mod:`runwire.sessions.forks`) and prints its id."""
 
 from __future__ import annotations
 
@@ -77,12 +78,15 @@ def list_sessions(
 async def _at_turn(session_id: str, turn: int) -> tuple[dict[str, Any], bytes]:
     from runwire.projections.sessions.reader import SessionIndex
     from runwire.projections.transcripts.reader import TranscriptCache
+    from runwire.sessions.forks import history_at
+    from runwire.sessions.inmem import info_of
 
     settings = Settings()
     async with await SessionIndex.connect(settings) as index:
-        await index.get(session_id)  # NotFoundError for an unknown session
+        info = info_of(await index.get(session_id))  # NotFoundError for an unknown session
     async with TranscriptCache(settings) as cache:
-        past = await cache.get_session_at(session_id, turn=turn)
+        runs = await cache.visible_runs(session_id)
+        past = await history_at(cache.history(), info, runs, turn)
     head = {"session_id": session_id, "turn": turn, "run_ids": past.run_ids}
     return head, past.json
 
@@ -118,6 +122,37 @@ def show_session(
         return
     for r in session["runs"]:
         listing.console.print(f"  {r['started_at'][:19]}  {r['run_id']}  {r['status']}")
+
+
+async def _fork(session_id: str, turn: int) -> dict[str, Any]:
+    from runwire.projections.sessions.reader import SessionIndex
+    from runwire.sessions import AsyncSession
+
+    settings = Settings()
+    async with await SessionIndex.connect(settings) as index:
+        row = await index.get(session_id)  # NotFoundError for an unknown session
+    # The fork belongs to the session's owner, as if they forked it themselves.
+    async with AsyncSession(
+        session_id, user_id=row.user_id, tenant=row.tenant, settings=settings
+    ) as parent:
+        child = await parent.fork(turn=turn)
+        await child.close()
+    return {"session_id": child.session_id, "parent_session_id": session_id, "turn": turn}
+
+
+@app.command("fork")
+def fork_session(
+    session_id: str = typer.Argument(..., help="The session to fork."),
+    turn: int = typer.Option(..., "--turn", help="Fork at the end of this turn (1 = the first)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """A new session (same owner) sharing this one's history up to a turn; prints its id."""
+    with fail_on_runwire_error():
+        made = asyncio.run(_fork(session_id, turn))
+    if as_json:
+        typer.echo(json.dumps(made))
+    else:
+        typer.echo(made["session_id"])
 
 
 from runwire.cli import sessions_admin  # noqa: E402 - export | import | expire | delete

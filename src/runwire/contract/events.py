@@ -89,6 +89,7 @@ class EventType(StrEnum):
     LIVE_TOOL_FINISHED = "live_tool_finished"
     APPROVAL_REQUESTED = "approval_requested"
     APPROVAL_DECIDED = "approval_decided"
+    SESSION_FORKED = "session_forked"
 
     @property
     def stream(self) -> Stream:
@@ -445,6 +446,19 @@ class SessionWriterReleased(EventPayload):
     committed: bool = True
 
 
+class SessionForked(EventPayload):
+    """The session begins with ``parent_session_id``'s history up to the end of its
+    turn ``turn``: the parent's runs ``run_ids`` (in order), the last one up to
+    ``through_offset``; shared, not copied."""
+
+    event_type = EventType.SESSION_FORKED
+
+    parent_session_id: str
+    turn: int
+    run_ids: list[str]
+    through_offset: int
+
+
 # -- memory ------------------------------------------------------------------
 
 
@@ -614,6 +628,7 @@ Payload = (
     | LiveToolFinished
     | ApprovalRequested
     | ApprovalDecided
+    | SessionForked
 )
 
 PAYLOAD_TYPES: dict[EventType, type[EventPayload]] = {

@@ -182,7 +182,7 @@ def _check_stored(value: Any, field: str) -> None:
 
 
 # Payload fields that are ids; every other field of a stored payload is text or JSON.
-_PAYLOAD_IDS = frozenset({"agent_id", "parent_run_id", "user_id", "thread_id"})
+_PAYLOAD_IDS = frozenset({"agent_id", "parent_run_id", "user_id", "thread_id", "parent_session_id"})
 # Tool call ids come from model providers and land in the run-status store's
 # pending calls: stored text of bounded length (an empty one is the ledger's to refuse).
 _TOOL_IDS = frozenset({"id", "tool_use_id"})
@@ -209,6 +209,7 @@ _STORED = frozenset(
         "session_ended",
         "session_cleared",
         "session_deleted",
+        "session_forked",
         "memory_set",
         "memory_deleted",
     }

@@ -203,6 +203,8 @@ class AsyncSession:
         """True when opening this object created the session."""
         self.import_result: ImportResult | None = None
         """What :meth:`import_data` did, on a session it returned."""
+        self.parent_session_id: str | None = None
+        """The session this one was forked from (see :meth:`fork`), once open."""
 
     def __repr__(self) -> str:
         return f"AsyncSession({self.session_id!r}, user_id={self.caller.user_id!r})"
@@ -247,6 +249,8 @@ class AsyncSession:
                     self.created = owns(self.caller, info)
                 if not owns(self.caller, info):
                     raise NotFoundError(f"no session {self.session_id!r} for this caller")
+                # A session forks when it is created, never later.
+                self.parent_session_id = info.parent_session_id if info else None
             except BaseException:
                 if self._own_backend:
                     await self.backend.stop()
@@ -408,7 +412,7 @@ class AsyncSession:
 
         if as_of is not None:
             if isinstance(backend, LogBackend):
-                past = (await backend.history_at(self.session_id, as_of)).messages
+                past = (await backend.history_at(await self.info(), as_of)).messages
             else:
                 now_ = await self.get_messages()
                 past = cut_at_turn(now_, as_of, f"session {self.session_id}")
@@ -424,6 +428,10 @@ class AsyncSession:
                 raise NotFoundError(f"no session {self.session_id!r} for this caller")
             if self.ttl is not None and seen.run_ids:
                 await backend.keep_for(self.session_id, seen.run_ids, self.ttl)
+            if self.parent_session_id is not None:
+                # A fork: the shared prefix, then its own runs (its info says
+                # whether a clear hid the prefix).
+                return last_turns([*await backend.prefix(await self.info()), *seen.messages], limit)
             return last_turns(seen.messages, limit)
         info, runs = await asyncio.gather(
             self.info(), backend.history(self.session_id, turns=limit)
@@ -446,7 +454,7 @@ class AsyncSession:
         if not isinstance(backend, LogBackend):
             raise RunwireError(f"{type(backend).__name__} keeps no turns; use the log backend")
         try:
-            return await backend.turns(self.session_id)
+            return await backend.turns(await self.info())
         except NotFoundError:
             self._state = _Closed("the session was deleted")
             raise
@@ -469,6 +477,51 @@ class AsyncSession:
             )
         keep = set(wanted)
         return [m for t in found if t.turn_id in keep or t.number in keep for m in t.messages]
+
+    # -- forks -------------------------------------------------------------------------
+
+    async def fork(self, *, turn: int, session_id: str | None = None) -> AsyncSession:
+        """A new session (``session_id``, or a generated id) of this caller that
+        begins with this one's history up to the end of ``turn``, shared, not
+        copied (:mod:`runwire.sessions.forks`); returned open. A turn this
+        session does not have is refused before anything is written."""
+        backend = await self._ready()
+        from runwire.sessions.log_backend import LogBackend
+
+        if not isinstance(backend, LogBackend):
+            raise RunwireError(f"{type(backend).__name__} cannot fork; use the log backend")
+        info = await self.info()
+        forked = await backend.fork(info, turn)
+        if session_id is not None and await backend.describe(session_id) is not None:
+            raise InputError("session_id", f"session {session_id!r} exists; a fork is new")
+        # The fork lives as long as its own object: it shares a backend only when
+        # this session was given one (then the caller owns it).
+        child = AsyncSession(
+            session_id,
+            user_id=self.caller.user_id,
+            tenant=self.caller.tenant,
+            ttl=self.ttl,
+            settings=self._settings,
+            backend=None if self._own_backend else backend,
+        )
+        await child.backend.start()
+        await child._publish(
+            SessionCreated(user_id=self.caller.user_id, metadata=info.metadata), forked
+        )
+        child._generated = False  # created just now: open() only reads it back
+        await child.open()
+        child.created = True
+        return child
+
+    async def branches(self) -> list[SessionInfo]:
+        """The caller's sessions forked from this one (forks of forks: ask each fork)."""
+        backend = await self._ready()
+        from runwire.sessions.log_backend import LogBackend
+
+        if not isinstance(backend, LogBackend):
+            raise RunwireError(f"{type(backend).__name__} keeps no forks; use the log backend")
+        await self.info()
+        return await backend.forks_of(self.session_id, self.caller.user_id)
 
     # -- framework items -----------------------------------------------------------------
 

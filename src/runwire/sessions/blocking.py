@@ -161,6 +161,13 @@ class Session:
     ) -> list[Message]:
         return self._run(self._async.get_messages(limit, as_of=as_of, turns=turns))
 
+    def fork(self, *, turn: int, session_id: str | None = None) -> Session:
+        """See :meth:`AsyncSession.fork`; the fork is open."""
+        return Session(_session=self._run(self._async.fork(turn=turn, session_id=session_id)))
+
+    def branches(self) -> list[SessionInfo]:
+        return self._run(self._async.branches())
+
     def turns(self) -> list[Turn]:
         return self._run(self._async.turns())
 

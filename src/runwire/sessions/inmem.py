@@ -63,6 +63,8 @@ def info_of(row: SessionRow) -> SessionInfo:
         writer=row.writer,
         writer_until=row.writer_until,
         version_by=row.version_by,
+        parent_session_id=row.parent_session_id,
+        fork=row.fork,
     )
 
 

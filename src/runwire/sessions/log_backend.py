@@ -46,7 +46,7 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from runwire.contract.events import Event, RunStarted, SessionCleared, SessionDeleted
+from runwire.contract.events import Event, RunStarted, SessionCleared, SessionDeleted, SessionForked
 from runwire.errors import NotFoundError, NotStartedError
 from runwire.log import Position, Publisher, publish_retrying
 from runwire.memory.log_backend import LogMemoryBackend
@@ -59,6 +59,7 @@ from runwire.projections.transcripts.history import SessionAsOf, Turn
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_view import SessionView, Visible
 from runwire.sessions.errors import RunBusyError, WriteRefusedError
+from runwire.sessions.forks import Lineage, history_at, history_of, lineage, plan_fork
 from runwire.sessions.inmem import deleted_info, info_of
 from runwire.sessions.own_writes import OwnWrites, Pending, merge
 from runwire.sessions.planning import SOURCE_LABEL, RunTail, ledger_state, millis
@@ -424,23 +425,57 @@ class LogBackend(LogMemoryBackend):
             self._own.forget(session_id)
         return merge(seen, pending)
 
-    async def history_at(self, session_id: str, turn: int) -> SessionAsOf:
-        """The history at the end of turn ``turn`` (counted over the visible runs),
-        read from the log (:mod:`~runwire.projections.transcripts.history`)."""
-        await self.settle(session_id)  # the log read finds runs through the cache
-        seen = await self.visible(session_id)
+    async def lineage(self, info: SessionInfo) -> Lineage:
+        """The runs the session's history is read from: its fork prefix, then its
+        visible runs (:mod:`~runwire.sessions.forks`)."""
+        await self.settle(info.session_id)  # the log read finds runs through the cache
+        seen = await self.visible(info.session_id)
         if seen.deleted:
-            raise NotFoundError(f"no session {session_id!r}")
-        return await self.cache.history().session_at(session_id, seen.run_ids, turn)
+            raise NotFoundError(f"no session {info.session_id!r}")
+        return lineage(info, seen.run_ids)
 
-    async def turns(self, session_id: str) -> list[Turn]:
-        """The turns of the visible runs, read from the log
-        (:meth:`~runwire.projections.transcripts.history.TranscriptHistory.session_turns`)."""
-        await self.settle(session_id)  # the log read finds runs through the cache
-        seen = await self.visible(session_id)
+    async def history_at(self, info: SessionInfo, turn: int) -> SessionAsOf:
+        """The history at the end of turn ``turn`` (counted over the prefix and the
+        visible runs), read from the log (:mod:`~runwire.projections.transcripts.history`)."""
+        await self.settle(info.session_id)  # the log read finds runs through the cache
+        seen = await self.visible(info.session_id)
         if seen.deleted:
-            raise NotFoundError(f"no session {session_id!r}")
-        return await self.cache.history().session_turns(session_id, seen.run_ids)
+            raise NotFoundError(f"no session {info.session_id!r}")
+        return await history_at(self.cache.history(), info, seen.run_ids, turn)
+
+    async def turns(self, info: SessionInfo) -> list[Turn]:
+        """The turns of the prefix and the visible runs, read from the log
+        (:meth:`~runwire.projections.transcripts.history.TranscriptHistory.session_turns`)."""
+        line = await self.lineage(info)
+        return await self.cache.history().session_turns(
+            info.session_id, line.run_ids, line.bounds, skip_erased=True
+        )
+
+    async def prefix(self, info: SessionInfo) -> list[Message]:
+        """A fork's shared prefix (nothing for other sessions), read from the log."""
+        line = lineage(info, [])
+        if not line.run_ids:
+            return []
+        runs = await history_of(self.cache.history(), line)
+        return [m for _, messages in runs for m in messages]
+
+    async def fork(self, info: SessionInfo, turn: int) -> SessionForked:
+        """What forking the session at ``turn`` writes (:func:`~runwire.sessions.forks.plan_fork`)."""
+        return await plan_fork(self.cache.history(), info, await self.lineage(info), turn)
+
+    async def forks_of(self, session_id: str, user_id: str | None) -> list[SessionInfo]:
+        """The sessions forked from ``session_id`` (``user_id``'s), newest activity first."""
+        index = self._ready()[0]
+        out: list[SessionInfo] = []
+        page: str | None = None
+        while True:
+            found = await index.list(
+                parent_session_id=session_id, user_id=user_id, page=page, limit=200
+            )
+            out += [info_of(row) for row in found.items]
+            page = found.next_page
+            if page is None:
+                return out
 
     async def items(
         self, session_id: str, after_ms: int | None = None, limit: int | None = None

@@ -126,6 +126,9 @@ class SessionInfo:
     """When that claim lapses (None: when released)."""
     version_by: str | None = None
     """The holder whose release made ``version``."""
+    parent_session_id: str | None = None
+    """The session this one was forked from (``fork`` says where)."""
+    fork: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
