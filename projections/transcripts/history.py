@@ -158,6 +158,12 @@ class TranscriptHistory:
             out[run_id] = _Where(location.partition, location.first_offset, location.last_offset)
         return out
 
+    async def present(self, run_ids: Sequence[str]) -> list[str]:
+        """Those of ``run_ids`` not erased with their session, in order (one cache call
+        for runs the cache knows)."""
+        where = await self._where(run_ids, skip_erased=True)
+        return [r for r in run_ids if r in where]
+
     async def run_at(
         self, run_id: str, *, offset: int | None = None, turn: int | None = None
     ) -> RunAsOf:

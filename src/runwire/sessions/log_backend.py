@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
@@ -76,6 +77,8 @@ from runwire.transcript.messages import Message
 __all__ = ["LogBackend", "Visible"]
 
 log = logging.getLogger(__name__)
+_PREFIXES_HELD = 64
+"""Fork prefixes a backend keeps decoded (least recently used out)."""
 
 
 class LogBackend(LogMemoryBackend):
@@ -115,6 +118,10 @@ class LogBackend(LogMemoryBackend):
         self._decoded_bytes = decoded_bytes
         self._watcher = LogWatcher(settings)
         self._sources: dict[str, bool] = {}
+        self._prefixes: OrderedDict[
+            tuple[tuple[str, ...], tuple[tuple[str, int], ...]], tuple[list[str], list[Message]]
+        ] = OrderedDict()
+        """Forks' prefixes read from the log, with the runs they held (newest used last)."""
         self._owners: dict[str, Owner] = {}
         """Owner tag of each session described: reads list only its runs."""
         self._own = OwnWrites()
@@ -452,12 +459,25 @@ class LogBackend(LogMemoryBackend):
         )
 
     async def prefix(self, info: SessionInfo) -> list[Message]:
-        """A fork's shared prefix (nothing for other sessions), read from the log."""
+        """A fork's shared prefix (nothing for other sessions), read from the log once
+        per process: a prefix never changes, but erasure can take runs from it, so
+        every read checks which of its runs are still there (one cache call)."""
         line = lineage(info, [])
         if not line.run_ids:
             return []
-        runs = await history_of(self.cache.history(), line)
-        return [m for _, messages in runs for m in messages]
+        history = self.cache.history()
+        present = await history.present(line.run_ids)
+        key = (tuple(line.run_ids), tuple(sorted(line.bounds.items())))
+        held = self._prefixes.get(key)
+        if held is not None and held[0] == present:
+            self._prefixes.move_to_end(key)
+            return list(held[1])
+        runs = await history_of(history, line)
+        messages = [m for _, run in runs for m in run]
+        self._prefixes[key] = (present, messages)
+        while len(self._prefixes) > _PREFIXES_HELD:
+            self._prefixes.popitem(last=False)
+        return list(messages)
 
     async def fork(self, info: SessionInfo, turn: int) -> SessionForked:
         """What forking the session at ``turn`` writes (:func:`~runwire.sessions.forks.plan_fork`)."""
