@@ -11,19 +11,23 @@ Contract:
 - ``add_message(role, content)`` / ``add_messages([...])`` (one atomic batch)
   / ``get_messages(limit=None)``: the session's history across its runs, in
   order; ``limit`` counts whole turns from the end, so a tool_use is never
-  cut from its tool_result. ``get_messages(as_of=N)``: the history as it was
-  at the end of turn ``N`` (time travel, read from the log on the log backend).
+  cut from its tool_result. Which run a message goes to:
+  :mod:`runwire.sessions.planning`. Input rules: :mod:`runwire.sessions.content`.
+- ``get_messages(as_of=N)``: the history as it was at the end of turn ``N``
+  (time travel, read from the log on the log backend).
 - Turns: every run the API opens is one turn (``turn_id`` = its run id, on
   each of its events). ``turns()`` lists them since the last clear (number,
   id, run, start, messages, token usage), ``get_messages(turns=[...])`` gives
-  those turns' messages, ``runs_of_turn(turn_id)`` the runs holding one. Which run a message goes to:
-  :mod:`runwire.sessions.planning`. Input rules: :mod:`runwire.sessions.content`.
+  those turns' messages, ``runs_of_turn(turn_id)`` the runs holding one.
 - Single-writer (:mod:`runwire.sessions.versions`): ``version()`` and
   ``get_versioned(limit=None)`` (the version, then the history);
   ``add_message(..., expected_version=V)`` / ``add_messages(...,
   expected_version=V)`` write only when the session is still at ``V`` and no
   other writer holds it, and return the new version; otherwise
   :class:`~runwire.sessions.errors.SessionBusy` (nothing written).
+- ``fork(turn=N)``: a new session of the caller sharing this one's history up
+  to turn ``N`` without copying it; ``branches()`` lists the forks
+  (:mod:`runwire.sessions.forks`; log backend only).
 - Read-your-writes: every write returns once the projections that serve the
   reads have applied it, so the next read in any process shows it.
 - On the log backend ``get_messages`` reads the transcript cache only (the
