@@ -143,7 +143,11 @@ async def test_an_unchanged_session_is_not_transferred_again(
 async def test_a_backend_without_held_sessions_reads_whole_every_time(
     log_backend: LogBackend, settings: Settings
 ) -> None:
-    async with AsyncSession(user_id="alice", backend=log_backend) as writer:
+    # The reader is another backend: the writer's runs are in the cache on return.
+    async with (
+        LogBackend(settings, visible_to="everyone") as everyone,
+        AsyncSession(user_id="alice", backend=everyone) as writer,
+    ):
         await writer.add_messages([("user", "q0"), ("assistant", "a0")])
         async with (
             LogBackend(settings, decoded_bytes=0) as backend,
