@@ -45,8 +45,13 @@ read before a concurrent deletion reads again). A rebuild reads both topics
 from offset 0 into its own generation, so it honours every deletion too.
 
 The builders of recently written runs are kept in memory (keyed by their
-generation and last offset, so a stale one is never used); a conflict
-evicts the batch's builders.
+generation and last offset, so a stale one is never used). A batch takes its
+runs' builders out of that cache and puts back only those of a commit that
+went through: a builder is folded in place, so one folded for a write that
+did not happen (a lost compare-and-set, a Redis that went away mid-call, a
+dead letter not sent) would hold events Redis never got, and the next
+attempt would drop them as duplicates - the run's body would lack them for
+good.
 """
 
 from __future__ import annotations
@@ -281,22 +286,17 @@ class TranscriptProjection:
         run_writes: list[RunWrite] = []
         applied = duplicates = 0
         folded: dict[str, tuple[int, TranscriptBuilder]] = {}
-        try:
-            for run_id, records in by_run.items():
-                fold = fold_run(run_id, heads[run_id], builders.get(run_id), records)
-                skipped += fold.skipped
-                applied += fold.applied
-                duplicates += fold.duplicates
-                rejections += fold.rejections
-                if fold.write is not None:
-                    run_writes.append(fold.write)
-                if fold.builder is not None:
-                    last = fold.write.meta.last if fold.write is not None else heads[run_id].last
-                    folded[run_id] = (last, fold.builder)
-        except BaseException:
-            # Cached builders were folded in place: never reuse a half-folded one.
-            self._forget(by_run)
-            raise
+        for run_id, records in by_run.items():
+            fold = fold_run(run_id, heads[run_id], builders.get(run_id), records)
+            skipped += fold.skipped
+            applied += fold.applied
+            duplicates += fold.duplicates
+            rejections += fold.rejections
+            if fold.write is not None:
+                run_writes.append(fold.write)
+            if fold.builder is not None:
+                last = fold.write.meta.last if fold.write is not None else heads[run_id].last
+                folded[run_id] = (last, fold.builder)
         new = [r for r in rejections if (r.topic, r.partition, r.offset) not in sent]
         # Before the write: a position may only pass a record whose dead letter exists.
         await dead_letters.send(new)
@@ -317,7 +317,6 @@ class TranscriptProjection:
             )
             if not outcome.ok:
                 log.debug("projection %s: compare-and-set lost: %s", NAME, outcome.conflict)
-                self._forget(by_run)
                 if outcome.kind is Conflict.GENERATION:
                     self._resolved = None
                 return None
@@ -334,13 +333,18 @@ class TranscriptProjection:
     async def _builders(
         self, generation: int, heads: dict[str, RunHead]
     ) -> dict[str, TranscriptBuilder]:
-        """A builder holding the stored state of every run that has a body."""
+        """A builder holding the stored state of every run that has a body.
+
+        Cached builders are taken out of the cache (see the module docstring):
+        the caller folds them in place and puts back those of a commit that
+        went through (:meth:`_remember`).
+        """
         out: dict[str, TranscriptBuilder] = {}
         missing: list[str] = []
         for run_id, head in heads.items():
             if not head.has_body:
                 continue
-            cached = self._cache.get(run_id)
+            cached = self._cache.pop(run_id, None)
             if cached is not None and cached[0] == generation and cached[1] == head.last:
                 out[run_id] = cached[2]
             else:
@@ -355,10 +359,6 @@ class TranscriptProjection:
             else:
                 out[run_id] = restore_builder(run_id, body)
         return out
-
-    def _forget(self, run_ids: Collection[str]) -> None:
-        for run_id in run_ids:
-            self._cache.pop(run_id, None)
 
     def _remember(
         self, run_id: str, generation: int, last: int, builder: TranscriptBuilder
