@@ -92,13 +92,6 @@ async def test_a_postgres_restart(
     await _under_load(cluster_settings, fleet, rw, "postgres", crash, heal)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: in about one Redis restart of two, one run's cached transcript lacks"
-    " its first records (run_started + the prompt; their ids are not among the applied ids,"
-    " nothing is dead-lettered, meta 'f' is the run's first offset): it looks like a miss-path"
-    " fill that read the run from the log without them. Not fixed yet; see docs/cluster.md.",
-)
 async def test_a_redis_restart(
     cluster: LocalStack, cluster_settings: Settings, fleet: Fleet, rw: Client
 ) -> None:
