@@ -234,18 +234,39 @@ async def _reconcile(
 
 
 async def _describe_configs(
-    admin: AIOKafkaAdminClient, names: list[str]
+    admin: AIOKafkaAdminClient, names: list[str], limit: float = 15.0
 ) -> dict[str, dict[str, tuple[str | None, int]]]:
-    """Every config of each topic: name -> (value, config_source)."""
+    """Every config of each topic: name -> (value, config_source).
+
+    A broker that has not caught up with a new topic answers with an error
+    and no entries; that is asked again (up to ``limit`` seconds), never
+    read as "no configs".
+    """
     resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-    current: dict[str, dict[str, tuple[str | None, int]]] = {}
-    for response in await admin.describe_configs(resources):
-        for resource in response.to_object()["resources"]:
-            current[resource["resource_name"]] = {
-                entry["config_names"]: (entry["config_value"], entry["config_source"])
-                for entry in resource["config_entries"]
-            }
-    return current
+    deadline = time.monotonic() + limit
+    while True:
+        current: dict[str, dict[str, tuple[str | None, int]]] = {}
+        failed: list[str] = []
+        for response in await admin.describe_configs(resources):
+            for resource in response.to_object()["resources"]:
+                if resource.get("error_code"):
+                    failed.append(
+                        f"{resource['resource_name']} (Kafka error {resource['error_code']}: "
+                        f"{resource.get('error_message')})"
+                    )
+                    continue
+                current[resource["resource_name"]] = {
+                    entry["config_names"]: (entry["config_value"], entry["config_source"])
+                    for entry in resource["config_entries"]
+                }
+        if not failed:
+            return current
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"describing the configs of topics {', '.join(failed)} failed for {limit:.0f}s",
+                "check the brokers (runwire stack status, runwire stack logs kafka)",
+            )
+        await asyncio.sleep(0.2)
 
 
 async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], limit: float) -> None:

@@ -41,6 +41,7 @@ def app_on(twins: Twins, **options: Any) -> FastAPI:
         sessions=SessionsTwin(twins),
         transcripts=twins,
         control=twins,
+        usage=twins.usage,  # a twin for every backend: nothing running behind a unit test
         options=Options(**{"visibility_timeout": 0.1, "max_body_bytes": LIMIT, **options}),
     )
 

@@ -13,6 +13,7 @@ from runwire.errors import StackError
 from runwire.infra.stack import LocalStack, StackConfig
 from runwire.infra.topics import _describe_configs
 from runwire.settings import Settings
+from tests.helpers import assert_eventually
 
 
 def test_status_json_shows_each_node_and_the_settings_name_them_all(cluster: LocalStack) -> None:
@@ -43,11 +44,22 @@ async def test_every_topic_has_three_replicas_and_needs_two_in_sync(
         for topic in await admin.describe_topics(names):
             assert {len(p["replicas"]) for p in topic["partitions"]} == {3}, topic
             assert all(p["leader"] in (1, 2, 3) for p in topic["partitions"]), topic
-        configs = await _describe_configs(admin, names)
+
+        async def two_in_sync() -> bool:
+            # Asked right after the cluster came up, a broker may not know a
+            # topic's configs yet: ask again until it does.
+            try:
+                configs = await _describe_configs(admin, names)
+            except StackError:
+                return False
+            return all(
+                configs.get(name, {}).get("min.insync.replicas", (None, 0))[0] == "2"
+                for name in names
+            )
+
+        await assert_eventually(two_in_sync, timeout=30)
     finally:
         await admin.close()
-    for name in names:
-        assert configs[name]["min.insync.replicas"][0] == "2"
 
 
 async def test_a_home_keeps_its_node_count(cluster: LocalStack) -> None:
