@@ -41,13 +41,16 @@ async def test_every_topic_has_three_replicas_and_needs_two_in_sync(
     admin = AIOKafkaAdminClient(bootstrap_servers=cluster_settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        for topic in await admin.describe_topics(names):
-            assert {len(p["replicas"]) for p in topic["partitions"]} == {3}, topic
-            assert all(p["leader"] in (1, 2, 3) for p in topic["partitions"]), topic
 
-        async def two_in_sync() -> bool:
-            # Asked right after the cluster came up, a broker may not know a
-            # topic's configs yet: ask again until it does.
+        async def replicated() -> bool:
+            # Asked right after the topics were made, the broker asked may not know
+            # them (or their configs) yet: ask again until it does.
+            topics = await admin.describe_topics(names)
+            for topic in topics:
+                if topic["error_code"] or not topic["partitions"]:
+                    return False
+                assert {len(p["replicas"]) for p in topic["partitions"]} == {3}, topic
+                assert all(p["leader"] in (1, 2, 3) for p in topic["partitions"]), topic
             try:
                 configs = await _describe_configs(admin, names)
             except StackError:
@@ -57,7 +60,7 @@ async def test_every_topic_has_three_replicas_and_needs_two_in_sync(
                 for name in names
             )
 
-        await assert_eventually(two_in_sync, timeout=30)
+        await assert_eventually(replicated, timeout=30)
     finally:
         await admin.close()
 
