@@ -118,7 +118,8 @@ class SessionRow:
     """The holder whose release made ``version``."""
     parent_session_id: str | None = None
     fork: dict[str, Any] | None = None
-    """The fork point (``session_forked``'s payload): ``turn``, ``run_ids``, ``through_offset``."""
+    """The fork point (``session_forked``'s payload): ``turn``, ``run_ids``,
+    ``through_offset``, ``cuts``."""
 
     @classmethod
     def new(cls, session_id: str, at: datetime) -> SessionRow:
@@ -247,6 +248,7 @@ def apply_session_event(row: SessionRow, event: Event) -> bool:
                 "turn": p.turn,
                 "run_ids": list(p.run_ids),
                 "through_offset": p.through_offset,
+                "cuts": dict(p.cuts),
             }
     elif isinstance(p, SessionDeleted):
         return True

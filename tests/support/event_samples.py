@@ -309,6 +309,7 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
         turn=st.integers(1, 2**31),
         run_ids=st.lists(_ids, min_size=1, max_size=4),
         through_offset=st.integers(0, 2**62),
+        cuts=st.dictionaries(_ids, st.integers(0, 2**62), max_size=3),
     ),
     EventType.MEMORY_SET: st.builds(
         MemorySet, scope=_scopes, owner=_texts, key=_texts, value=stored_json_values

@@ -240,7 +240,7 @@ def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded
             s["cleared_at"] = e.occurred_at
         elif kind == "session_forked" and "parent_session_id" not in s:
             s["parent_session_id"] = body["parent_session_id"]
-            s["fork"] = {k: body[k] for k in ("turn", "run_ids", "through_offset")}
+            s["fork"] = {k: body[k] for k in ("turn", "run_ids", "through_offset", "cuts")}
         elif kind == "session_deleted":
             out.tombstones.add(sid)
             del declared[sid]

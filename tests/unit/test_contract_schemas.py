@@ -54,6 +54,7 @@ RELEASED = {
     "session_deleted.v1.avsc": "d13893bf339861ed",
     "session_ended.v1.avsc": "dedf8e4de9cf86c4",
     "session_forked.v1.avsc": "475e29c61742d032",
+    "session_forked.v2.avsc": "8d37f1af64023f8f",
     "session_metadata_set.v1.avsc": "a36e93568035d524",
     "session_writer_claimed.v1.avsc": "bfc416fc396778df",
     "session_writer_released.v1.avsc": "8572f2b72ceba1e3",
@@ -114,6 +115,8 @@ def _avro_of(annotation: Any, *, json_text: bool) -> Any:
         return ("enum", None, list(typing.get_args(annotation)))
     if origin is dict and typing.get_args(annotation) == (str, str):
         return {"type": "map", "values": "string"}
+    if origin is dict and typing.get_args(annotation) == (str, int):
+        return {"type": "map", "values": "long"}
     if origin is list and typing.get_args(annotation) == (str,):
         return {"type": "array", "items": "string"}
     raise AssertionError(f"no Avro mapping for {annotation!r}; extend the contract deliberately")

@@ -447,9 +447,11 @@ class SessionWriterReleased(EventPayload):
 
 
 class SessionForked(EventPayload):
-    """The session begins with ``parent_session_id``'s history up to the end of its
-    turn ``turn``: the parent's runs ``run_ids`` (in order), the last one up to
-    ``through_offset``; shared, not copied."""
+    """The session begins with ``parent_session_id``'s history up to a point (the end
+    of its turn ``turn``, or a log position of one of its runs): the runs
+    ``run_ids`` (in order), the last one up to ``through_offset``, those in
+    ``cuts`` up to their offset (v2: a fork of a fork cut inside its prefix),
+    the others whole; shared, not copied. ``turn``: the turn the prefix ends in."""
 
     event_type = EventType.SESSION_FORKED
 
@@ -457,6 +459,7 @@ class SessionForked(EventPayload):
     turn: int
     run_ids: list[str]
     through_offset: int
+    cuts: dict[str, int] = Field(default_factory=dict)
 
 
 # -- memory ------------------------------------------------------------------
