@@ -264,17 +264,6 @@ class TranscriptHistory:
                 turns += _turns_of(run_id, records[run_id], len(turns))
         return turns
 
-    async def cut_offset(self, run_id: str, turn_starts_kept: int, bound: int | None) -> int:
-        """The offset of the run's last record before its turn start number
-        ``turn_starts_kept + 1`` (its last record up to ``bound`` when there is none)."""
-        records = (await self.records_now([run_id], None if bound is None else {run_id: bound}))[
-            run_id
-        ]
-        kept = _through_turn(run_id, records, turn_starts_kept, check=False)
-        if not kept:
-            raise InputError("turn", f"run {run_id} has no record before that turn")
-        return kept[-1].offset
-
     async def session_at(
         self,
         session_id: str,

@@ -227,13 +227,32 @@ class StartRunResponse(_Out):
 
 
 class ForkRequest(_In):
-    turn: int = Field(ge=1, description="fork at the end of this turn (1 = the first)")
+    """The fork point: ``turn``, or ``at_run`` and ``at_offset`` (exactly one of the two)."""
+
+    turn: int | None = Field(
+        default=None, ge=1, description="fork at the end of this turn (1 = the first)"
+    )
+    at_run: IdText | None = Field(
+        default=None,
+        min_length=1,
+        max_length=limits.MAX_ID_CHARS,
+        description="fork inside this run of the session's history ...",
+    )
+    at_offset: int | None = Field(
+        default=None,
+        ge=0,
+        description="... as of this log offset of its partition (never inside an open tool call)",
+    )
 
 
 class ForkResponse(_Out):
     session_id: str = Field(description="the new session's id")
     parent_session_id: str
-    turn: int
+    turn: int = Field(description="the turn the shared prefix ends in")
+    at_run: str | None = None
+    at_offset: int | None = Field(
+        default=None, description="the run's last record at or before the offset asked for"
+    )
     visible: bool = Field(description="true when the session index already shows the fork")
 
 

@@ -27,7 +27,7 @@ from runwire.services.api.models import (
     SessionStatus,
 )
 from runwire.services.api.page_tokens import PageParam
-from runwire.sessions.forks import history_at, lineage, plan_fork
+from runwire.sessions.forks import history_at, lineage, plan
 from runwire.sessions.inmem import info_of
 
 __all__ = ["router"]
@@ -168,19 +168,28 @@ async def get_session_history(
     "/{session_id}/fork",
     status_code=201,
     response_model=ForkResponse,
-    summary="Fork the session at a turn",
+    summary="Fork the session at a turn or at a run's log position",
 )
 async def fork_session(
     principal: Writer, using: Using, session_id: SessionId, body: ForkRequest
 ) -> ForkResponse:
     """A new session of the caller that shares this one's history up to the end of
-    ``turn`` (read from the log, not copied), then goes on alone. A turn the session
-    does not have is a 422 naming ``body.turn``; nothing is written then."""
+    ``turn``, or up to its run ``at_run`` as of log offset ``at_offset`` (read from
+    the log, not copied), then goes on alone. A point the session does not have (a
+    turn, a run not in its history, an offset outside the run or inside an open
+    tool call) is a 422 naming the field; nothing is written then."""
     row = await owned_session(using, principal, session_id)
     info = info_of(row)
     runs = await using.transcripts.visible_runs(session_id)
     with input_as_422("body"):
-        forked = await plan_fork(using.transcripts.history(), info, lineage(info, runs), body.turn)
+        forked = await plan(
+            using.transcripts.history(),
+            info,
+            lineage(info, runs),
+            turn=body.turn,
+            at_run=body.at_run,
+            at_offset=body.at_offset,
+        )
     new_id = ids.new_event_id()
     position = await using.control.fork_session(
         new_id, forked, principal.user_id, dict(row.metadata)
@@ -190,6 +199,12 @@ async def fork_session(
         visible = True
     except NotCaughtUpError:
         visible = False
+    at_position = body.at_run is not None
     return ForkResponse(
-        session_id=new_id, parent_session_id=session_id, turn=body.turn, visible=visible
+        session_id=new_id,
+        parent_session_id=session_id,
+        turn=forked.turn,
+        at_run=forked.run_ids[-1] if at_position else None,
+        at_offset=forked.through_offset if at_position else None,
+        visible=visible,
     )

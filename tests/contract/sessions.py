@@ -28,6 +28,7 @@ from runwire.contract.events import (
 from runwire.errors import NotFoundError
 from runwire.sessions import (
     AsyncSession,
+    ForkPoint,
     ImportConflictError,
     InputError,
     SessionBusy,
@@ -85,6 +86,11 @@ BAD_DOCUMENTS: list[tuple[Callable[[dict[str, Any]], Any], str]] = [
     (lambda d: d["runs"].append(d["runs"][0]), "runs[1].run_id"),
 ]
 """Broken export documents (changed from a good one) and the field each error must name."""
+
+
+def point(points: list[ForkPoint], event_type: str, nth: int = 0) -> ForkPoint:
+    """The ``nth`` fork point of a run at an event of ``event_type``."""
+    return [p for p in points if p.event_type == event_type][nth]
 
 
 class SessionContract:
@@ -700,3 +706,205 @@ class SessionContract:
                 await s.add_message("user", "x", expected_version=bad)
             assert e.value.field == "expected_version"
         assert await s.get_messages() == []
+
+    # -- forks -------------------------------------------------------------------------------
+
+    async def _forkable(self, open_session: Callable[..., AsyncSession]) -> AsyncSession:
+        """A session of two turns: the first calls a tool, the second does not."""
+        s = await open_session().open()
+        for role, content in TOOL_TURN:
+            await s.add_message(role, content)
+        await s.add_messages([("user", "and 7*8?"), ("assistant", "56")])
+        return s
+
+    async def test_fork_at_a_turn_shares_the_prefix_and_goes_on_alone(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        parent = await self._forkable(open_session)
+        before = await parent.get_messages()
+        child = await parent.fork(turn=1)
+        assert child.created
+        assert child.parent_session_id == parent.session_id
+        assert await child.get_messages() == await parent.get_messages(as_of=1)
+        await child.add_messages([("user", "and 6*8?"), ("assistant", "48")])
+        assert roles_and_text(await child.get_messages()) == [
+            *roles_and_text(before[:4]),
+            ("user", "and 6*8?"),
+            ("assistant", "48"),
+        ]
+        assert roles_and_text(await child.get_messages(limit=1)) == [
+            ("user", "and 6*8?"),
+            ("assistant", "48"),
+        ]
+        assert await parent.get_messages() == before, "the parent is untouched"
+        assert [b.session_id for b in await parent.branches()] == [child.session_id]
+        info = await child.info()
+        assert info.fork is not None
+        assert info.fork["turn"] == 1
+        with pytest.raises(InputError) as e:
+            await parent.fork(turn=3)
+        assert e.value.field == "turn"
+
+    async def test_fork_points_say_where_a_cut_may_go(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        parent = await self._forkable(open_session)
+        first = (await backend.history(parent.session_id))[0].run_id
+        points = await parent.fork_points(first)
+        offsets = [p.offset for p in points]
+        assert offsets == sorted(offsets)
+        assert len(set(offsets)) == len(offsets)
+        assert points[0].event_type == "run_started"
+        # Whole everywhere but between the tool_use and its result.
+        assert [p.event_type for p in points if not p.whole] == ["tool_use"]
+        assert point(points, "tool_use").open_tool_calls == ("c1",)
+        assert [p.turn_starts for p in points][-1] == 1
+        with pytest.raises(InputError) as e:
+            await parent.fork_points("no-such-run")
+        assert e.value.field == "run_id"
+
+    async def test_fork_at_a_run_position_cuts_the_run_there(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        parent = await self._forkable(open_session)
+        first, second = (r.run_id for r in await backend.history(parent.session_id))
+        points = await parent.fork_points(first)
+        whole = await parent.get_messages()
+        text_only = whole[1].model_copy(update={"parts": whole[1].parts[:1]})
+        # Whole points of the first run: the run as of each, nothing of the second.
+        expected = [
+            (points[0].offset, []),
+            (point(points, "user_message").offset, whole[:1]),
+            (point(points, "assistant_text").offset, [whole[0], text_only]),
+            (point(points, "tool_result").offset, whole[:3]),
+            (point(points, "assistant_text", 1).offset, whole[:4]),
+        ]
+        for offset, messages in expected:
+            child = await parent.fork(at_run=first, at_offset=offset)
+            assert await child.get_messages() == messages, offset
+            info = await child.info()
+            assert info.fork is not None
+            assert info.fork["run_ids"] == [first]
+            assert info.fork["through_offset"] == offset
+            await child.close()
+        # A point of the second run: the whole first run, then the second as of it.
+        asked = point(await parent.fork_points(second), "user_message")
+        child = await parent.fork(at_run=second, at_offset=asked.offset)
+        assert roles_and_text(await child.get_messages()) == [
+            *roles_and_text(whole[:4]),
+            ("user", "and 7*8?"),
+        ]
+        info = await child.info()
+        assert info.fork is not None
+        assert info.fork["run_ids"] == [first, second]
+        assert info.fork["turn"] == 2
+        # The fork goes on alone; its turns count over the prefix.
+        await child.add_message("assistant", "fifty-six")
+        assert roles_and_text(await child.get_messages())[-2:] == [
+            ("user", "and 7*8?"),
+            ("assistant", "fifty-six"),
+        ]
+        assert roles_and_text(await child.get_messages(as_of=1)) == roles_and_text(whole[:4])
+        assert await parent.get_messages() == whole
+        assert len(await parent.branches()) == len(expected) + 1
+
+    async def test_a_fork_never_splits_a_tool_use_from_its_result(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        parent = await self._forkable(open_session)
+        first = (await backend.history(parent.session_id))[0].run_id
+        points = await parent.fork_points(first)
+        inside = point(points, "tool_use")
+        with pytest.raises(InputError) as e:
+            await parent.fork(at_run=first, at_offset=inside.offset)
+        assert e.value.field == "at_offset"
+        assert "open tool call" in e.value.reason
+        assert "c1" in e.value.reason
+        # The error names the whole points around it.
+        before = point(points, "assistant_text").offset
+        after = point(points, "tool_result").offset
+        assert f"{before} (before the call)" in e.value.reason
+        assert f"{after} (after its results)" in e.value.reason
+        assert await parent.branches() == [], "nothing written"
+
+    async def test_bad_fork_positions_are_refused_and_write_nothing(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        parent = await self._forkable(open_session)
+        other = await self._forkable(open_session)
+        first, second = (r.run_id for r in await backend.history(parent.session_id))
+        elsewhere = (await backend.history(other.session_id))[0].run_id
+        points = await parent.fork_points(first)
+        later = await parent.fork_points(second)  # its first record comes after the first run's
+        bad: list[tuple[dict[str, Any], str, str]] = [
+            ({"at_run": first, "at_offset": points[-1].offset + 1}, "at_offset", "beyond"),
+            ({"at_run": second, "at_offset": later[0].offset - 1}, "at_offset", "before it"),
+            ({"at_run": elsewhere, "at_offset": points[0].offset}, "at_run", "not in"),
+            ({"at_run": "no-such-run", "at_offset": 0}, "at_run", "not in"),
+            ({"at_run": first, "at_offset": "3"}, "at_offset", "offset"),
+            ({"at_run": first, "at_offset": True}, "at_offset", "offset"),
+            ({"at_run": first}, "at_offset", "run and an offset"),
+            ({"at_offset": points[0].offset}, "at_run", "run and an offset"),
+            ({"turn": 1, "at_run": first, "at_offset": points[0].offset}, "turn", "not both"),
+            ({}, "turn", "neither"),
+        ]
+        for kwargs, field, words in bad:
+            with pytest.raises(InputError) as e:
+                await parent.fork(**kwargs)
+            assert e.value.field == field, (kwargs, str(e.value))
+            assert words in e.value.reason, (kwargs, str(e.value))
+        assert await parent.branches() == [], "nothing written"
+        # Another user's session is not found, as any session of theirs is.
+        with pytest.raises(NotFoundError):
+            await open_session(parent.session_id, user_id="mallory").fork(
+                at_run=first, at_offset=points[1].offset
+            )
+        # A run hidden by a clear is no longer in the session's history.
+        await parent.clear()
+        with pytest.raises(InputError) as e:
+            await parent.fork(at_run=first, at_offset=points[1].offset)
+        assert e.value.field == "at_run"
+        assert await parent.branches() == []
+
+    async def test_forks_of_forks_at_positions(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        parent = await self._forkable(open_session)
+        first, second = (r.run_id for r in await backend.history(parent.session_id))
+        cut = point(await parent.fork_points(second), "user_message")
+        child = await parent.fork(at_run=second, at_offset=cut.offset)
+        await child.add_message("assistant", "mine")
+        # Inside the child's prefix: up to its cut, never beyond it.
+        with pytest.raises(InputError) as e:
+            await child.fork(at_run=second, at_offset=(await parent.fork_points(second))[-1].offset)
+        assert e.value.field == "at_offset"
+        assert [p.offset for p in await child.fork_points(second)] == [
+            p.offset for p in await parent.fork_points(second) if p.offset <= cut.offset
+        ]
+        asked = point(await child.fork_points(first), "user_message")
+        early = await child.fork(at_run=first, at_offset=asked.offset)
+        assert roles_and_text(await early.get_messages()) == [("user", "what is 6*7?")]
+        own = [r.run_id for r in await backend.history(child.session_id)]
+        deeper = await child.fork(
+            at_run=own[0], at_offset=(await child.fork_points(own[0]))[-1].offset
+        )
+        assert await deeper.get_messages() == await child.get_messages()
+        assert {b.session_id for b in await child.branches()} == {
+            early.session_id,
+            deeper.session_id,
+        }
+
+    async def test_deleting_the_parent_takes_the_prefix_from_position_forks(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        parent = await self._forkable(open_session)
+        second = (await backend.history(parent.session_id))[1].run_id
+        child = await parent.fork(
+            at_run=second, at_offset=(await parent.fork_points(second))[-1].offset
+        )
+        await child.add_messages([("user", "mine"), ("assistant", "yes")])
+        await parent.delete()
+        assert roles_and_text(await child.get_messages()) == [
+            ("user", "mine"),
+            ("assistant", "yes"),
+        ]

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from runwire.contract.events import Event, SessionCreated, SessionEnded
+from runwire.contract.events import (
+    AssistantText,
+    Event,
+    RunStarted,
+    SessionCreated,
+    SessionEnded,
+    ToolResult,
+    ToolUse,
+    UserMessage,
+)
 from runwire.log import Publisher
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
@@ -185,3 +194,74 @@ async def test_fork_a_session_at_a_turn(settings: Settings) -> None:
     ]
     assert bobs.status_code == 404
     assert first
+
+
+async def test_fork_a_session_at_a_run_position(settings: Settings) -> None:
+    async with projectors(settings), api(settings) as rw:
+        envelope: dict[str, Any] = {"run_id": "r-pos", "session_id": "s-pos", "user_id": "alice"}
+        async with Publisher(settings) as publisher:
+            await publisher.publish_many(
+                [Event.create(SessionCreated(user_id="alice"), session_id="s-pos")]
+            )
+            written = await publisher.publish_message(
+                [
+                    Event.create(RunStarted(agent_id="helper"), **envelope),
+                    Event.create(UserMessage(parts=["time?"]), **envelope),
+                    Event.create(ToolUse(id="k1", name="clock"), **envelope),
+                    Event.create(ToolResult(tool_use_id="k1", content="noon"), **envelope),
+                    Event.create(AssistantText(text="it is noon"), **envelope),
+                ]
+            )
+        offsets = [p.offset for p in written]
+
+        async def history_of(session_id: str) -> list[str]:
+            got = await rw.http.get(
+                f"/v1/sessions/{session_id}/history", params={"turn": 1}, headers=auth(ALICE)
+            )
+            assert got.status_code == 200, got.text
+            return [p["kind"] for m in got.json()["messages"] for p in m["parts"]]
+
+        async def projected() -> bool:
+            assert await history_of("s-pos") == ["text", "tool_use", "tool_result", "text"]
+            return True
+
+        await assert_eventually(projected, timeout=30)
+
+        async def fork(body: dict[str, Any], key: str = ALICE) -> Any:
+            return await rw.http.post("/v1/sessions/s-pos/fork", json=body, headers=auth(key))
+
+        after_result = await fork({"at_run": "r-pos", "at_offset": offsets[3]})
+        inside = await fork({"at_run": "r-pos", "at_offset": offsets[2]})
+        beyond = await fork({"at_run": "r-pos", "at_offset": offsets[-1] + 1})
+        before = await fork({"at_run": "r-pos", "at_offset": offsets[0] - 1})
+        elsewhere = await fork({"at_run": "r-other", "at_offset": offsets[0]})
+        both = await fork({"turn": 1, "at_run": "r-pos", "at_offset": offsets[0]})
+        half = await fork({"at_run": "r-pos"})
+        bobs = await fork({"at_run": "r-pos", "at_offset": offsets[3]}, BOB)
+        assert after_result.status_code == 201, after_result.text
+        made = after_result.json()
+        assert made["at_run"] == "r-pos"
+        assert made["at_offset"] == offsets[3]
+        assert made["turn"] == 1
+        assert made["visible"] is True
+        assert await history_of(made["session_id"]) == ["text", "tool_use", "tool_result"]
+        listed = await rw.http.get("/v1/sessions", headers=auth(ALICE))
+    assert inside.status_code == 422
+    (problem,) = inside.json()["problems"]
+    assert problem["where"] == "body.at_offset"
+    assert "open tool call" in problem["what"]
+    assert "k1" in problem["what"]
+    assert beyond.status_code == 422
+    assert beyond.json()["problems"][0]["where"] == "body.at_offset"
+    assert "beyond" in beyond.json()["problems"][0]["what"]
+    assert before.status_code == 422
+    assert before.json()["problems"][0]["where"] == "body.at_offset"
+    assert elsewhere.status_code == 422
+    assert elsewhere.json()["problems"][0]["where"] == "body.at_run"
+    assert both.status_code == 422
+    assert both.json()["problems"][0]["where"] == "body.turn"
+    assert half.status_code == 422
+    assert half.json()["problems"][0]["where"] == "body.at_offset"
+    assert bobs.status_code == 404
+    # Only the one good fork was written.
+    assert {s["session_id"] for s in listed.json()["items"]} == {"s-pos", made["session_id"]}

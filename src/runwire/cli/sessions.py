@@ -1,5 +1,6 @@
 """``runwire sessions list | show | fork``: sessions as the session index sees them;
-``fork ID --turn N`` makes a fork (:mod:`runwire.sessions.forks`) and prints its id."""
+``fork ID --turn N`` (or ``--run RUN --at OFFSET``) makes a fork
+(:mod:`runwire.sessions.forks`) and prints its id."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import typer
 
 from runwire.cli import listing
 from runwire.cli.common import fail_on_runwire_error
+from runwire.errors import InputError
 from runwire.settings import Settings
 
 app = typer.Typer(help="Sessions from the session index.", no_args_is_help=True)
@@ -124,7 +126,12 @@ def show_session(
         listing.console.print(f"  {r['started_at'][:19]}  {r['run_id']}  {r['status']}")
 
 
-async def _fork(session_id: str, turn: int) -> dict[str, Any]:
+_OPTIONS = {"turn": "--turn", "at_run": "--run", "at_offset": "--at"}
+
+
+async def _fork(
+    session_id: str, turn: int | None, at_run: str | None, at_offset: int | None
+) -> dict[str, Any]:
     from runwire.projections.sessions.reader import SessionIndex
     from runwire.sessions import AsyncSession
 
@@ -135,20 +142,42 @@ async def _fork(session_id: str, turn: int) -> dict[str, Any]:
     async with AsyncSession(
         session_id, user_id=row.user_id, tenant=row.tenant, settings=settings
     ) as parent:
-        child = await parent.fork(turn=turn)
+        try:
+            child = await parent.fork(turn=turn, at_run=at_run, at_offset=at_offset)
+        except InputError as e:  # named as the options the user typed
+            raise InputError(_OPTIONS.get(e.field, e.field), e.reason) from None
+        fork = (await child.info()).fork or {}
         await child.close()
-    return {"session_id": child.session_id, "parent_session_id": session_id, "turn": turn}
+    made: dict[str, Any] = {
+        "session_id": child.session_id,
+        "parent_session_id": session_id,
+        "turn": fork.get("turn", turn),
+    }
+    if at_run is not None:
+        made |= {"at_run": at_run, "at_offset": fork.get("through_offset", at_offset)}
+    return made
 
 
 @app.command("fork")
 def fork_session(
     session_id: str = typer.Argument(..., help="The session to fork."),
-    turn: int = typer.Option(..., "--turn", help="Fork at the end of this turn (1 = the first)."),
+    turn: int | None = typer.Option(
+        None, "--turn", help="Fork at the end of this turn (1 = the first)."
+    ),
+    at_run: str | None = typer.Option(
+        None, "--run", help="Fork inside this run of the session's history (with --at)."
+    ),
+    at_offset: int | None = typer.Option(
+        None,
+        "--at",
+        help="...as of this log offset of the run's partition (never inside an open tool call).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """A new session (same owner) sharing this one's history up to a turn; prints its id."""
+    """A new session (same owner) sharing this one's history up to a turn, or up to a
+    run's log position; prints its id."""
     with fail_on_runwire_error():
-        made = asyncio.run(_fork(session_id, turn))
+        made = asyncio.run(_fork(session_id, turn, at_run, at_offset))
     if as_json:
         typer.echo(json.dumps(made))
     else:

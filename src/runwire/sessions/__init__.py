@@ -5,6 +5,7 @@
   (:mod:`.api`, :mod:`.blocking`);
 - :mod:`.planning`: which run a message goes to (one run per turn);
 - :mod:`.versions`: single-writer sessions (expected-version writes, ``SessionBusy``);
+- :mod:`.forks`: forks at a turn or at a run's log position, sharing the prefix;
 - :mod:`.content`: what ``add_message`` accepts;
 - :mod:`.protocol`: the backend seam; :mod:`.log_backend` (Kafka + the
   projections) and :mod:`.inmem` (the in-memory twin) implement it;
@@ -28,6 +29,7 @@ from runwire.sessions.errors import (
     SessionEndedError,
     WriteRefusedError,
 )
+from runwire.sessions.forks import ForkPoint
 from runwire.sessions.inmem import InMemoryBackend
 from runwire.sessions.protocol import SessionBackend, SessionChange, SessionEvent, SessionInfo
 from runwire.sessions.versions import Versioned
@@ -36,6 +38,7 @@ __all__ = [
     "FROM_DOCUMENT",
     "SYSTEM_KEY",
     "AsyncSession",
+    "ForkPoint",
     "ImportConflictError",
     "InMemoryBackend",
     "InputError",

@@ -25,9 +25,12 @@ Contract:
   expected_version=V)`` write only when the session is still at ``V`` and no
   other writer holds it, and return the new version; otherwise
   :class:`~runwire.sessions.errors.SessionBusy` (nothing written).
-- ``fork(turn=N)``: a new session of the caller sharing this one's history up
-  to turn ``N`` without copying it; ``branches()`` lists the forks
-  (:mod:`runwire.sessions.forks`; log backend only).
+- ``fork(turn=N)`` / ``fork(at_run=RUN, at_offset=OFFSET)``: a new session of
+  the caller sharing this one's history up to the end of turn ``N``, or up to
+  its run ``RUN`` as of log offset ``OFFSET`` (never inside an open tool call;
+  ``fork_points(RUN)`` lists where a cut may go), without copying it;
+  ``branches()`` lists the forks (:mod:`runwire.sessions.forks`; the log
+  backend and the in-memory twin).
 - Read-your-writes: every write returns once the projections that serve the
   reads have applied it, so the next read in any process shows it.
 - On the log backend ``get_messages`` reads the transcript cache only (the
@@ -97,6 +100,7 @@ from runwire.sessions.callbacks import Callback, Callbacks
 from runwire.sessions.content import to_message, to_messages
 from runwire.sessions.errors import RunBusyError, SessionEndedError, WriteRefusedError
 from runwire.sessions.export import ImportResult, export_session, import_session
+from runwire.sessions.forks import ForkingBackend, ForkPoint, fork_points, plan
 from runwire.sessions.names import FROM_DOCUMENT, SYSTEM_KEY, FromDocument
 from runwire.sessions.planning import PRODUCER, millis, plan_items, plan_messages, session_event
 from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo, SessionItem
@@ -445,6 +449,8 @@ class AsyncSession:
         if self.ttl is not None and visible:
             await backend.keep_for(self.session_id, [r.run_id for r in visible], self.ttl)
         messages = [m for run in visible for m in run.messages]
+        if self.parent_session_id is not None and isinstance(backend, ForkingBackend):
+            messages = [*await backend.prefix(info), *messages]  # a fork: the shared prefix first
         return last_turns(messages, limit)
 
     # -- turns -----------------------------------------------------------------------
@@ -484,19 +490,33 @@ class AsyncSession:
 
     # -- forks -------------------------------------------------------------------------
 
-    async def fork(self, *, turn: int, session_id: str | None = None) -> AsyncSession:
-        """A new session (``session_id``, or a generated id) of this caller that
-        begins with this one's history up to the end of ``turn``, shared, not
-        copied (:mod:`runwire.sessions.forks`); returned open. A turn this
-        session does not have is refused before anything is written."""
-        backend = await self._ready()
-        from runwire.sessions.log_backend import LogBackend
+    def _forking(self, backend: SessionBackend) -> ForkingBackend:
+        if not isinstance(backend, ForkingBackend):
+            raise RunwireError(f"{type(backend).__name__} cannot fork")
+        return backend
 
-        if not isinstance(backend, LogBackend):
-            raise RunwireError(f"{type(backend).__name__} cannot fork; use the log backend")
+    async def fork(
+        self,
+        *,
+        turn: int | None = None,
+        at_run: str | None = None,
+        at_offset: int | None = None,
+        session_id: str | None = None,
+    ) -> AsyncSession:
+        """A new session (``session_id``, or a generated id) of this caller that
+        begins with this one's history up to a point, shared, not copied
+        (:mod:`runwire.sessions.forks`); returned open. The point: the end of
+        ``turn``, or offset ``at_offset`` of the run ``at_run`` of this session's
+        history (the runs before it, then it as of that offset; never inside an
+        open tool call, see :meth:`fork_points`). Bad points are refused before
+        anything is written (:class:`~runwire.errors.InputError` naming the field)."""
+        backend = self._forking(await self._ready())
         info = await self.info()
-        forked = await backend.fork(info, turn)
-        if session_id is not None and await backend.describe(session_id) is not None:
+        line = await backend.lineage(info)
+        forked = await plan(
+            backend.fork_log(), info, line, turn=turn, at_run=at_run, at_offset=at_offset
+        )
+        if session_id is not None and await self.backend.describe(session_id) is not None:
             raise InputError("session_id", f"session {session_id!r} exists; a fork is new")
         # The fork lives as long as its own object: it shares a backend only when
         # this session was given one (then the caller owns it).
@@ -506,7 +526,7 @@ class AsyncSession:
             tenant=self.caller.tenant,
             ttl=self.ttl,
             settings=self._settings,
-            backend=None if self._own_backend else backend,
+            backend=None if self._own_backend else self.backend,
         )
         await child.backend.start()
         await child._publish(
@@ -517,13 +537,19 @@ class AsyncSession:
         child.created = True
         return child
 
+    async def fork_points(self, run_id: str) -> list[ForkPoint]:
+        """The records of ``run_id`` (a run of this session's history) with their log
+        offsets, each saying whether :meth:`fork` may cut there (``whole``)."""
+        backend = self._forking(await self._ready())
+        line = await backend.lineage(await self.info())
+        if not isinstance(run_id, str) or run_id not in line.run_ids:
+            raise InputError("run_id", f"run {run_id!r} is not in session {self.session_id}")
+        found = await backend.fork_log().records_now([run_id], line.bounds, skip_erased=True)
+        return fork_points(run_id, found.get(run_id, []))
+
     async def branches(self) -> list[SessionInfo]:
         """The caller's sessions forked from this one (forks of forks: ask each fork)."""
-        backend = await self._ready()
-        from runwire.sessions.log_backend import LogBackend
-
-        if not isinstance(backend, LogBackend):
-            raise RunwireError(f"{type(backend).__name__} keeps no forks; use the log backend")
+        backend = self._forking(await self._ready())
         await self.info()
         return await backend.forks_of(self.session_id, self.caller.user_id)
 

@@ -31,6 +31,7 @@ from runwire.memory.protocol import MemoryEntry
 from runwire.projections.transcripts.history import Turn
 from runwire.sessions.api import FROM_DOCUMENT, AsyncSession, FromDocument
 from runwire.sessions.callbacks import Callback
+from runwire.sessions.forks import ForkPoint
 from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo
 from runwire.sessions.versions import Versioned
 from runwire.transcript.messages import Message
@@ -161,9 +162,22 @@ class Session:
     ) -> list[Message]:
         return self._run(self._async.get_messages(limit, as_of=as_of, turns=turns))
 
-    def fork(self, *, turn: int, session_id: str | None = None) -> Session:
+    def fork(
+        self,
+        *,
+        turn: int | None = None,
+        at_run: str | None = None,
+        at_offset: int | None = None,
+        session_id: str | None = None,
+    ) -> Session:
         """See :meth:`AsyncSession.fork`; the fork is open."""
-        return Session(_session=self._run(self._async.fork(turn=turn, session_id=session_id)))
+        forked = self._async.fork(
+            turn=turn, at_run=at_run, at_offset=at_offset, session_id=session_id
+        )
+        return Session(_session=self._run(forked))
+
+    def fork_points(self, run_id: str) -> list[ForkPoint]:
+        return self._run(self._async.fork_points(run_id))
 
     def branches(self) -> list[SessionInfo]:
         return self._run(self._async.branches())

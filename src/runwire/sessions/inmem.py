@@ -7,17 +7,23 @@ visibility on the real stack; the shared contract suite (tests/contract/)
 holds both to that. What it does not have: other processes (listeners are
 called for writes through this object only), a cache to expire (``keep_for``
 does nothing) and persistence.
+
+Forks (:mod:`runwire.sessions.forks`) are planned and read with the same
+rules as on the log. Positions are the twin's own: every run event it
+accepts gets the next offset of one sequence (as if all runs shared one
+partition), so ``fork(at_run=..., at_offset=...)`` and ``fork_points`` work
+as on the log, with offsets of this backend.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from runwire.contract.events import Event, RunStarted
-from runwire.errors import ContractError
+from runwire.errors import ContractError, NotFoundError
 from runwire.memory.inmem import InMemoryMemoryBackend
 from runwire.projections.sessions.fold import (
     SessionRow,
@@ -27,12 +33,22 @@ from runwire.projections.sessions.fold import (
 )
 from runwire.sessions.callbacks import changes_of
 from runwire.sessions.errors import WriteRefusedError
+from runwire.sessions.forks import ForkLog, Lineage, history_of, lineage
 from runwire.sessions.planning import SOURCE_LABEL, RunTail, millis
 from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo, SessionItem
 from runwire.transcript.errors import LedgerError
 from runwire.transcript.ledger import TranscriptBuilder
+from runwire.transcript.messages import Message
 
 __all__ = ["InMemoryBackend", "info_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """A run event the twin accepted, at its offset (a :class:`~runwire.sessions.forks.Record`)."""
+
+    offset: int
+    event: Event
 
 
 @dataclass
@@ -43,6 +59,7 @@ class _Run:
     recorded: bool
     owner: tuple[str | None, str | None] = (None, None)
     """(user, tenant) of the run's first event: a session serves only its owner's runs."""
+    records: list[_Record] = field(default_factory=list)
 
 
 def info_of(row: SessionRow) -> SessionInfo:
@@ -93,6 +110,7 @@ class InMemoryBackend(InMemoryMemoryBackend):
         self._erased: set[str] = set()
         self._applied: set[str] = set()
         self._listeners: dict[str, list[Listener]] = {}
+        self._next_offset = 0
 
     # -- sessions ----------------------------------------------------------------
 
@@ -147,6 +165,8 @@ class InMemoryBackend(InMemoryMemoryBackend):
             self._runs[run_id] = run
         run.builder = builder
         for event in fresh:
+            run.records.append(_Record(self._next_offset, event))
+            self._next_offset += 1
             self._applied.add(event.event_id)
             sid = event.session_id
             if sid is None or sid in self._tombstones:
@@ -212,6 +232,55 @@ class InMemoryBackend(InMemoryMemoryBackend):
         ]
         rows.sort(key=lambda r: (r.last_activity_at, r.session_id))
         return [info_of(replace(r).settle()) for r in rows[:limit]]
+
+    # -- forks ---------------------------------------------------------------------------
+
+    async def lineage(self, info: SessionInfo) -> Lineage:
+        """The session's fork prefix, then its runs since its last clear."""
+        if info.session_id in self._tombstones:
+            raise NotFoundError(f"no session {info.session_id!r}")
+        after = millis(info.cleared_at) if info.cleared_at else None
+        own = [
+            run_id
+            for run_id, run in self._session_runs(info.session_id)
+            if after is None or run.first_ms > after
+        ]
+        return lineage(info, own)
+
+    def fork_log(self) -> ForkLog:
+        return self
+
+    async def records_now(
+        self,
+        run_ids: Sequence[str],
+        bounds: Mapping[str, int] | None = None,
+        *,
+        skip_erased: bool = False,
+    ) -> dict[str, list[_Record]]:
+        """Each run's records up to its offset in ``bounds`` (see :class:`ForkLog`)."""
+        out: dict[str, list[_Record]] = {}
+        for run_id in run_ids:
+            run = self._runs.get(run_id)
+            if run is None:
+                raise NotFoundError(f"run {run_id!r} is not known to this backend")
+            if run_id in self._erased or run.session_id in self._tombstones:
+                if skip_erased:
+                    continue
+                raise NotFoundError(f"run {run_id!r} was erased with its session")
+            bound = (bounds or {}).get(run_id)
+            out[run_id] = [r for r in run.records if bound is None or r.offset <= bound]
+        return out
+
+    async def prefix(self, info: SessionInfo) -> list[Message]:
+        line = lineage(info, [])
+        return [m for _, run in await history_of(self, line) for m in run]
+
+    async def forks_of(self, session_id: str, user_id: str | None) -> list[SessionInfo]:
+        """The sessions forked from ``session_id`` (``user_id``'s), newest activity first."""
+        settled = [replace(r).settle() for r in self._rows.values()]
+        rows = [r for r in settled if r.parent_session_id == session_id and r.user_id == user_id]
+        rows.sort(key=lambda r: (r.last_activity_at, r.session_id), reverse=True)
+        return [info_of(r) for r in rows]
 
     # -- listeners -------------------------------------------------------------------
 

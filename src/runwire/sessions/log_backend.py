@@ -47,7 +47,7 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from runwire.contract.events import Event, RunStarted, SessionCleared, SessionDeleted, SessionForked
+from runwire.contract.events import Event, RunStarted, SessionCleared, SessionDeleted
 from runwire.errors import NotFoundError, NotStartedError
 from runwire.log import Position, Publisher, publish_retrying
 from runwire.memory.log_backend import LogMemoryBackend
@@ -60,7 +60,7 @@ from runwire.projections.transcripts.history import SessionAsOf, Turn
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_view import SessionView, Visible
 from runwire.sessions.errors import RunBusyError, WriteRefusedError
-from runwire.sessions.forks import Lineage, history_at, history_of, lineage, plan_fork
+from runwire.sessions.forks import ForkLog, Lineage, history_at, history_of, lineage
 from runwire.sessions.inmem import deleted_info, info_of
 from runwire.sessions.own_writes import OwnWrites, Pending, merge
 from runwire.sessions.planning import SOURCE_LABEL, RunTail, ledger_state, millis
@@ -479,9 +479,10 @@ class LogBackend(LogMemoryBackend):
             self._prefixes.popitem(last=False)
         return list(messages)
 
-    async def fork(self, info: SessionInfo, turn: int) -> SessionForked:
-        """What forking the session at ``turn`` writes (:func:`~runwire.sessions.forks.plan_fork`)."""
-        return await plan_fork(self.cache.history(), info, await self.lineage(info), turn)
+    def fork_log(self) -> ForkLog:
+        """Reads runs' records from the log (where they lie: the transcript cache's meta,
+        else the run-status store), for planning forks (:mod:`~runwire.sessions.forks`)."""
+        return self.cache.history()
 
     async def forks_of(self, session_id: str, user_id: str | None) -> list[SessionInfo]:
         """The sessions forked from ``session_id`` (``user_id``'s), newest activity first."""

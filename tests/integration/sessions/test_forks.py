@@ -119,12 +119,15 @@ async def test_deleting_the_parent_takes_the_shared_prefix_from_its_forks(
     await grandchild.close()
 
 
-async def test_fork_from_the_cli_prints_the_new_id(
-    log_backend: LogBackend, settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI, run in this process, talks to this test's deployment."""
     for name, value in stack_env(settings).items():
         if name.startswith("RUNWIRE_"):
             monkeypatch.setenv(name, value)
+
+
+async def test_fork_from_the_cli_prints_the_new_id(log_backend: LogBackend, cli_env: None) -> None:
     parent = await _parent(log_backend)
     made = await runwire("sessions", "fork", parent.session_id, "--turn", "3", "--json")
     assert made.exit_code == 0, made.output
@@ -145,4 +148,51 @@ async def test_fork_from_the_cli_prints_the_new_id(
     assert plain.exit_code == 0, plain.output
     assert plain.stdout.strip() != doc["session_id"]
     assert len(await parent.branches()) == 2
+    await parent.close()
+
+
+async def test_fork_at_a_run_position_from_the_cli(log_backend: LogBackend, cli_env: None) -> None:
+    parent = await _parent(log_backend)
+    tool_run = (await parent.turns())[1].run_id  # q2, the tool call, its result, a2
+    points = await parent.fork_points(tool_run)
+    result = next(p for p in points if p.event_type == "tool_result")
+    made = await runwire(
+        "sessions",
+        "fork",
+        parent.session_id,
+        "--run",
+        tool_run,
+        "--at",
+        str(result.offset),
+        "--json",
+    )
+    assert made.exit_code == 0, made.output
+    doc = json.loads(made.stdout)
+    assert doc["parent_session_id"] == parent.session_id
+    assert (doc["at_run"], doc["at_offset"], doc["turn"]) == (tool_run, result.offset, 2)
+    async with AsyncSession(doc["session_id"], user_id="alice", backend=log_backend) as child:
+        assert texts(await child.get_messages()) == ["q1", "a1", "q2", "calling", "tool_result"]
+        assert texts(await child.get_messages()) == texts(
+            [
+                *(await parent.get_messages(as_of=1)),
+                *(
+                    await log_backend.cache.history().run_at(tool_run, offset=result.offset)
+                ).messages,
+            ]
+        )
+
+    inside = next(p for p in points if not p.whole)
+    cases = [
+        (["--run", tool_run, "--at", str(inside.offset)], "--at: offset", "open tool call"),
+        (["--run", tool_run, "--at", str(points[-1].offset + 1)], "--at: run", "beyond"),
+        (["--run", "no-such-run", "--at", "0"], "--run: run no-such-run", "not in the history"),
+        (["--run", tool_run], "--at", "a position needs a run and an offset"),
+        (["--turn", "1", "--run", tool_run, "--at", "0"], "--turn", "not both"),
+    ]
+    for args, named, why in cases:
+        bad = await runwire("sessions", "fork", parent.session_id, *args)
+        assert bad.exit_code != 0, (args, bad.output)
+        assert named in bad.output, (args, bad.output)
+        assert why in bad.output, (args, bad.output)
+    assert [b.session_id for b in await parent.branches()] == [doc["session_id"]]
     await parent.close()
