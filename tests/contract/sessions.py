@@ -838,7 +838,12 @@ class SessionContract:
         later = await parent.fork_points(second)  # its first record comes after the first run's
         bad: list[tuple[dict[str, Any], str, str]] = [
             ({"at_run": first, "at_offset": points[-1].offset + 1}, "at_offset", "beyond"),
-            ({"at_run": second, "at_offset": later[0].offset - 1}, "at_offset", "before it"),
+            (
+                {"at_run": second, "at_offset": later[0].offset - 1},
+                "at_offset",
+                # Before it in its partition; on a partition of its own it starts at 0.
+                "before it" if later[0].offset > 0 else "whole number >= 0",
+            ),
             ({"at_run": elsewhere, "at_offset": points[0].offset}, "at_run", "not in"),
             ({"at_run": "no-such-run", "at_offset": 0}, "at_run", "not in"),
             ({"at_run": first, "at_offset": "3"}, "at_offset", "offset"),
@@ -854,11 +859,12 @@ class SessionContract:
             assert e.value.field == field, (kwargs, str(e.value))
             assert words in e.value.reason, (kwargs, str(e.value))
         assert await parent.branches() == [], "nothing written"
-        # Another user's session is not found, as any session of theirs is.
-        with pytest.raises(NotFoundError):
-            await open_session(parent.session_id, user_id="mallory").fork(
-                at_run=first, at_offset=points[1].offset
-            )
+        # Another user's or tenant's session is not found, as any session of theirs is.
+        for stranger in ({"user_id": "mallory"}, {"tenant": "other"}):
+            with pytest.raises(NotFoundError):
+                await open_session(parent.session_id, **stranger).fork(
+                    at_run=first, at_offset=points[1].offset
+                )
         # A run hidden by a clear is no longer in the session's history.
         await parent.clear()
         with pytest.raises(InputError) as e:

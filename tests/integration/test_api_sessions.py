@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from runwire.contract import ids
 from runwire.contract.events import (
     AssistantText,
     Event,
@@ -15,6 +16,7 @@ from runwire.contract.events import (
     UserMessage,
 )
 from runwire.log import Publisher
+from runwire.log.partitioner import partition_for
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration.api_support import ALICE, BOB, Api, api, auth, projectors
@@ -199,20 +201,36 @@ async def test_fork_a_session_at_a_turn(settings: Settings) -> None:
 async def test_fork_a_session_at_a_run_position(settings: Settings) -> None:
     async with projectors(settings), api(settings) as rw:
         envelope: dict[str, Any] = {"run_id": "r-pos", "session_id": "s-pos", "user_id": "alice"}
+        # Another run's records in the same partition: before the run, and between two
+        # of its records.
+        partitions = list(range(12))
+        other = next(
+            f"other-{k}"
+            for k in range(10_000)
+            if partition_for(f"other-{k}".encode(), partitions)
+            == partition_for(b"r-pos", partitions)
+        )
+        noise = Event.create(UserMessage(parts=["noise"]), run_id=other, agent_id="x")
         async with Publisher(settings) as publisher:
-            await publisher.publish_many(
-                [Event.create(SessionCreated(user_id="alice"), session_id="s-pos")]
+            await publisher.publish(
+                Event.create(SessionCreated(user_id="alice"), session_id="s-pos")
             )
-            written = await publisher.publish_message(
-                [
+            await publisher.publish(noise)
+            written = [
+                await publisher.publish(e)
+                for e in [
                     Event.create(RunStarted(agent_id="helper"), **envelope),
                     Event.create(UserMessage(parts=["time?"]), **envelope),
                     Event.create(ToolUse(id="k1", name="clock"), **envelope),
                     Event.create(ToolResult(tool_use_id="k1", content="noon"), **envelope),
+                    noise.model_copy(update={"event_id": ids.new_event_id()}),
                     Event.create(AssistantText(text="it is noon"), **envelope),
                 ]
-            )
+            ]
+        assert len({p.partition for p in written}) == 1
         offsets = [p.offset for p in written]
+        between = offsets.pop(4)  # the other run's record, after the tool result
+        assert offsets[0] > 0
 
         async def history_of(session_id: str) -> list[str]:
             got = await rw.http.get(
@@ -230,7 +248,7 @@ async def test_fork_a_session_at_a_run_position(settings: Settings) -> None:
         async def fork(body: dict[str, Any], key: str = ALICE) -> Any:
             return await rw.http.post("/v1/sessions/s-pos/fork", json=body, headers=auth(key))
 
-        after_result = await fork({"at_run": "r-pos", "at_offset": offsets[3]})
+        after_result = await fork({"at_run": "r-pos", "at_offset": between})
         inside = await fork({"at_run": "r-pos", "at_offset": offsets[2]})
         beyond = await fork({"at_run": "r-pos", "at_offset": offsets[-1] + 1})
         before = await fork({"at_run": "r-pos", "at_offset": offsets[0] - 1})
@@ -241,7 +259,7 @@ async def test_fork_a_session_at_a_run_position(settings: Settings) -> None:
         assert after_result.status_code == 201, after_result.text
         made = after_result.json()
         assert made["at_run"] == "r-pos"
-        assert made["at_offset"] == offsets[3]
+        assert made["at_offset"] == offsets[3], "cut after the run's last record before it"
         assert made["turn"] == 1
         assert made["visible"] is True
         assert await history_of(made["session_id"]) == ["text", "tool_use", "tool_result"]
@@ -256,6 +274,7 @@ async def test_fork_a_session_at_a_run_position(settings: Settings) -> None:
     assert "beyond" in beyond.json()["problems"][0]["what"]
     assert before.status_code == 422
     assert before.json()["problems"][0]["where"] == "body.at_offset"
+    assert "before it" in before.json()["problems"][0]["what"]
     assert elsewhere.status_code == 422
     assert elsewhere.json()["problems"][0]["where"] == "body.at_run"
     assert both.status_code == 422
