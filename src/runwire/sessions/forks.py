@@ -194,20 +194,17 @@ def fork_points(run_id: str, records: Sequence[Record]) -> list[ForkPoint]:
     """Each of the run's records with the state a cut right after it leaves."""
     builder = TranscriptBuilder(run_id)
     out: list[ForkPoint] = []
+    state: tuple[tuple[str, ...], int] = ((), 0)
     for record in records:
+        changed = False
         # A record the ledger refuses was refused by the projector too: the point
         # holds what came before it.
         with contextlib.suppress(LedgerError):
-            builder.apply(record.event)
-        messages = builder.messages()
-        out.append(
-            ForkPoint(
-                offset=record.offset,
-                event_type=str(record.event.type),
-                open_tool_calls=open_tool_calls(messages),
-                turn_starts=len(turn_starts(messages)),
-            )
-        )
+            changed = builder.apply(record.event)
+        if changed:  # messages are built only when a record changed them
+            messages = builder.messages()
+            state = (open_tool_calls(messages), len(turn_starts(messages)))
+        out.append(ForkPoint(record.offset, str(record.event.type), *state))
     return out
 
 
