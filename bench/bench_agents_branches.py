@@ -10,7 +10,8 @@ item each), in each of:
 - ``advanced_sqlite``: ``AdvancedSQLiteSession`` on a file; a branch copies
   the rows of the turns before it.
 
-Measured, p50 / p99 over ``--rounds`` (reads interleaved, the order rotating):
+Measured, p50 / p99 over ``--rounds`` (reads interleaved, the order rotating), and
+this process's CPU per branch (the servers' is not in it):
 
 - ``branch``: ``create_branch_from_turn(turns)`` then ``switch_to_branch("main")``
   (a new branch each round, sharing ``turns - 1`` turns);
@@ -59,13 +60,16 @@ NOTE = (
 Timed = Callable[[], Awaitable[Any]]
 
 
-async def timed(work: Timed, rounds: int) -> list[float]:
+async def timed(work: Timed, rounds: int) -> tuple[list[float], float]:
+    """Wall seconds per call, and this process's CPU seconds per call (its client side
+    and, for runwire, the projectors it runs; the servers' CPU is not in it)."""
     out: list[float] = []
+    cpu = time.process_time()
     for _ in range(rounds):
         start = time.perf_counter()
         await work()
         out.append(time.perf_counter() - start)
-    return out
+    return out, (time.process_time() - cpu) / rounds
 
 
 async def main() -> None:
@@ -97,13 +101,14 @@ async def main() -> None:
         await settled(projections, settings)
 
         branching: dict[str, list[float]] = {}
+        branch_cpu: dict[str, float] = {}
         for name, session in sessions.items():
 
             async def branch(session: Any = session) -> None:
                 await session.create_branch_from_turn(turns)
                 await session.switch_to_branch("main")
 
-            branching[name] = await timed(branch, rounds)
+            branching[name], branch_cpu[name] = await timed(branch, rounds)
 
         # One branch each with a turn of its own: what the reads read.
         own = [item(2 * turns), item(2 * turns + 1)]
@@ -148,6 +153,7 @@ async def main() -> None:
     for name in sessions:
         result[name] = {
             "branch": stats(branching[name]),
+            "branch_process_cpu_ms": round(branch_cpu[name] * 1000, 3),
             "get_branch": stats(samples[f"{name}.get_branch"]),
             "get_main": stats(samples[f"{name}.get_main"]),
         }
@@ -169,6 +175,10 @@ async def main() -> None:
             f"{r['get_branch']['p50_ms']:>12.3f}{r['get_branch']['p99_ms']:>10.3f}"
             f"{r['get_main']['p50_ms']:>10.3f}"
         )
+    print(
+        "process CPU per branch (ms): "
+        + ", ".join(f"{n} {result[n]['branch_process_cpu_ms']}" for n in sessions)
+    )
     print(f"runwire get_branch cold (fresh object): {result['runwire']['get_branch_cold']}")
     print(
         "ratios (runwire p50 / AdvancedSQLiteSession):",

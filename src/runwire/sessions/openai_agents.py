@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from runwire.errors import NotFoundError, RunwireError
 from runwire.loop_thread import outcome_first
 from runwire.memory.checks import InputError
+from runwire.projections.transcripts.history import turn_starts
 from runwire.sessions.api import AsyncSession
 from runwire.sessions.blocking import session_loop
 from runwire.sessions.log_backend import LogBackend
@@ -361,12 +362,13 @@ class RunwireSession:
         return await self._run(self._create_branch(turn_number, branch_name), mutation=True)
 
     async def _create_branch(self, turn_number: int, branch_name: str | None) -> str:
-        turns = await self.session.turns()
-        if not any(t.number == turn_number for t in turns):
+        # Counted over the history the cache holds (the fork reads the log itself).
+        turns = len(turn_starts(await self.session.get_messages()))
+        if not 1 <= turn_number <= turns:
             raise BranchError(
                 "turn_number",
                 f"Turn {turn_number} does not exist in branch {self._branch!r} "
-                f"(it has {len(turns)} turns)",
+                f"(it has {turns} turns)",
             )
         if turn_number == 1:
             raise BranchError(
