@@ -3,6 +3,9 @@
 Rules (the checkpoints projection's contract):
 - The checkpoints topic is keyed by thread id: one thread's events come in
   the order they were written, and every event changes one thread only.
+- A thread is ``(tenant, thread id)``, the tenant the event's envelope's:
+  every event changes its own tenant's thread only (the projection keys
+  every row by tenant first), so two tenants' threads of one id are two.
 - ``checkpoint_put`` stores (or replaces) the checkpoint row at
   ``(thread, namespace, checkpoint id)`` and adds the channel values it
   carries; a value already stored at ``(thread, namespace, channel,

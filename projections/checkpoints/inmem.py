@@ -2,7 +2,9 @@
 
 Applies checkpoint events with the same rules (:mod:`.fold`) and answers the
 same queries as :class:`~runwire.projections.checkpoints.reader.Checkpoints`,
-so code tested against it behaves the same on the stack. A re-applied event
+so code tested against it behaves the same on the stack. It holds one
+owner's threads (one process, one tenant): the tenant part of a thread's
+identity is the Postgres projection's. A re-applied event
 (same id in the same thread, same body) changes nothing; the same id with
 another body raises :class:`~runwire.errors.DecodeError`
 (``conflicting_duplicate_event``) and changes nothing either.

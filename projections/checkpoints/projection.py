@@ -101,17 +101,18 @@ class _Tables:
 
 
 async def _apply(conn: Conn, t: _Tables, op: Op, tenant: str | None) -> None:
-    # Every row carries its event's tenant (row-level security, docs/tenants.md).
+    # Every row carries its event's tenant (row-level security, docs/tenants.md), and
+    # the tenant is part of every key: it picks the rows an event changes.
     if isinstance(op, Put):
         c = op.checkpoint
         await conn.execute(
             f"INSERT INTO {t.checkpoints} (thread_id, checkpoint_ns, checkpoint_id, "
             "parent_checkpoint_id, checkpoint, metadata, run_id, tenant) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
+            "ON CONFLICT (tenant, thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
             "parent_checkpoint_id = EXCLUDED.parent_checkpoint_id, "
             "checkpoint = EXCLUDED.checkpoint, metadata = EXCLUDED.metadata, "
-            "run_id = EXCLUDED.run_id, tenant = EXCLUDED.tenant",
+            "run_id = EXCLUDED.run_id",
             (
                 c.thread_id,
                 c.checkpoint_ns,
@@ -154,7 +155,7 @@ async def _apply(conn: Conn, t: _Tables, op: Op, tenant: str | None) -> None:
                     continue
                 conflict = (
                     "DO UPDATE SET task_path = EXCLUDED.task_path, channel = EXCLUDED.channel, "
-                    "type = EXCLUDED.type, data = EXCLUDED.data, tenant = EXCLUDED.tenant"
+                    "type = EXCLUDED.type, data = EXCLUDED.data"
                     if last_wins
                     else "DO NOTHING"
                 )
@@ -162,7 +163,8 @@ async def _apply(conn: Conn, t: _Tables, op: Op, tenant: str | None) -> None:
                     f"INSERT INTO {t.writes} (thread_id, checkpoint_ns, checkpoint_id, task_id, "
                     "idx, task_path, channel, type, data, tenant) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                    f"ON CONFLICT (thread_id, checkpoint_ns, checkpoint_id, task_id, idx) {conflict}",
+                    "ON CONFLICT (tenant, thread_id, checkpoint_ns, checkpoint_id, task_id, idx) "
+                    f"{conflict}",
                     [
                         (
                             w.thread_id,
@@ -180,48 +182,63 @@ async def _apply(conn: Conn, t: _Tables, op: Op, tenant: str | None) -> None:
                     ],
                 )
     elif isinstance(op, DeleteThread) or (isinstance(op, Prune) and not op.keep_latest):
+        params: dict[str, Any] = {"thread": op.thread_id, "tenant": tenant}
         for table in (t.writes, t.values, t.checkpoints):
-            await conn.execute(f"DELETE FROM {table} WHERE thread_id = %s", (op.thread_id,))
+            await conn.execute(
+                f"DELETE FROM {table} WHERE {_owner(tenant)} AND thread_id = %(thread)s", params
+            )
     elif isinstance(op, DeleteRuns):
+        params = {"thread": op.thread_id, "tenant": tenant, "runs": list(op.run_ids)}
         await conn.execute(
-            f"DELETE FROM {t.writes} w USING {t.checkpoints} c WHERE c.thread_id = %s "
-            "AND c.run_id = ANY(%s) AND w.thread_id = c.thread_id "
+            f"DELETE FROM {t.writes} w USING {t.checkpoints} c WHERE {_owner(tenant, 'c.')} "
+            "AND c.thread_id = %(thread)s AND c.run_id = ANY(%(runs)s) "
+            "AND w.tenant IS NOT DISTINCT FROM c.tenant AND w.thread_id = c.thread_id "
             "AND w.checkpoint_ns = c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id",
-            (op.thread_id, list(op.run_ids)),
+            params,
         )
         await conn.execute(
-            f"DELETE FROM {t.checkpoints} WHERE thread_id = %s AND run_id = ANY(%s)",
-            (op.thread_id, list(op.run_ids)),
+            f"DELETE FROM {t.checkpoints} WHERE {_owner(tenant)} AND thread_id = %(thread)s "
+            "AND run_id = ANY(%(runs)s)",
+            params,
         )
     else:
-        await _keep_latest(conn, t, op.thread_id)
+        await _keep_latest(conn, t, op.thread_id, tenant)
 
 
-async def _keep_latest(conn: Conn, t: _Tables, thread_id: str) -> None:
+def _owner(tenant: str | None, alias: str = "") -> str:
+    """The rows of the event's tenant: a thread is (tenant, thread id), and rows written
+    without a tenant are one more owner. Two forms, as ``IS NOT DISTINCT FROM`` would
+    not use the keys' index."""
+    return f"{alias}tenant = %(tenant)s" if tenant is not None else f"{alias}tenant IS NULL"
+
+
+async def _keep_latest(conn: Conn, t: _Tables, thread_id: str, tenant: str | None) -> None:
+    mine = f"{_owner(tenant)} AND thread_id = %(thread)s"
     latest = (
         f"SELECT DISTINCT ON (checkpoint_ns) checkpoint_ns, checkpoint_id FROM {t.checkpoints} "
-        "WHERE thread_id = %(thread)s ORDER BY checkpoint_ns, checkpoint_id DESC"
+        f"WHERE {mine} ORDER BY checkpoint_ns, checkpoint_id DESC"
     )
-    params = {"thread": thread_id}
+    params = {"thread": thread_id, "tenant": tenant}
     await conn.execute(
-        f"DELETE FROM {t.writes} WHERE thread_id = %(thread)s "
-        f"AND (checkpoint_ns, checkpoint_id) NOT IN ({latest})",
+        f"DELETE FROM {t.writes} WHERE {mine} AND (checkpoint_ns, checkpoint_id) NOT IN ({latest})",
         params,
     )
     await conn.execute(
-        f"DELETE FROM {t.checkpoints} WHERE thread_id = %(thread)s "
+        f"DELETE FROM {t.checkpoints} WHERE {mine} "
         f"AND (checkpoint_ns, checkpoint_id) NOT IN ({latest})",
         params,
     )
     # The values the kept checkpoints name, and the bases of those that are deltas.
     await conn.execute(
-        f"DELETE FROM {t.values} WHERE thread_id = %(thread)s "
+        f"DELETE FROM {t.values} WHERE {mine} "
         "AND (checkpoint_ns, channel, version) NOT IN ("
         "WITH RECURSIVE need(checkpoint_ns, channel, version) AS ("
         f"SELECT c.checkpoint_ns::text, e.key, e.value FROM {t.checkpoints} c, "
-        "jsonb_each_text(c.checkpoint->'channel_versions') e WHERE c.thread_id = %(thread)s "
+        f"jsonb_each_text(c.checkpoint->'channel_versions') e WHERE {_owner(tenant, 'c.')} "
+        "AND c.thread_id = %(thread)s "
         f"UNION SELECT v.checkpoint_ns, v.channel, v.base FROM {t.values} v JOIN need n "
-        "ON v.thread_id = %(thread)s AND v.checkpoint_ns = n.checkpoint_ns "
+        f"ON {_owner(tenant, 'v.')} AND v.thread_id = %(thread)s "
+        "AND v.checkpoint_ns = n.checkpoint_ns "
         "AND v.channel = n.channel AND v.version = n.version WHERE v.base IS NOT NULL"
         ") SELECT checkpoint_ns, channel, version FROM need)",
         params,

@@ -12,6 +12,11 @@ Contract (the twin, :mod:`.inmem`, answers alike):
 - ``writes(thread, ns, ids)`` is the pending writes of those checkpoints,
   each checkpoint's in ``(task_path, task_id, idx)`` order (LangGraph's
   ``writes_sort_key``).
+- A thread is ``(tenant, thread id)``: every query reads the reader's
+  tenant's threads only (row-level security does so too), and a reader
+  without one (``ADMIN``: a shared process) the threads written without a
+  tenant; another tenant's thread of the same id is not there. For tenant
+  ``T``'s threads, ``for_tenant(T)``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from runwire.projections.checkpoints.fold import CheckpointRow, ValueRow, WriteR
 from runwire.projections.checkpoints.projection import CheckpointsProjection
 from runwire.projections.runtime.pg import store_errors
 from runwire.projections.runtime.pg_projection import PostgresReader
+from runwire.projections.runtime.tenancy import Admin
 
 _CHECKPOINT = (
     "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata "
@@ -43,11 +49,18 @@ class Checkpoints(PostgresReader):
     projection_class = CheckpointsProjection
     store = _STORE
 
+    def _owner(self, alias: str = "") -> tuple[str, list[Any]]:
+        """The condition naming this reader's tenant's rows, and its parameters."""
+        if isinstance(self.tenant, Admin):
+            return f"{alias}tenant IS NULL", []
+        return f"{alias}tenant = %s", [self.tenant]
+
     async def get(
         self, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None
     ) -> CheckpointRow | None:
-        query = f"{_CHECKPOINT} WHERE thread_id = %s AND checkpoint_ns = %s"
-        params: list[Any] = [thread_id, checkpoint_ns]
+        owner, params = self._owner()
+        query = f"{_CHECKPOINT} WHERE {owner} AND thread_id = %s AND checkpoint_ns = %s"
+        params += [thread_id, checkpoint_ns]
         if checkpoint_id is not None:
             query += " AND checkpoint_id = %s"
             params.append(checkpoint_id)
@@ -69,8 +82,8 @@ class Checkpoints(PostgresReader):
         before: str | None = None,
         limit: int | None = None,
     ) -> list[CheckpointRow]:
-        wheres: list[str] = []
-        params: list[Any] = []
+        owner, params = self._owner()
+        wheres: list[str] = [owner]
         for column, value in (
             ("thread_id", thread_id),
             ("checkpoint_ns", checkpoint_ns),
@@ -85,9 +98,7 @@ class Checkpoints(PostgresReader):
         if before is not None:
             wheres.append("checkpoint_id < %s")
             params.append(before)
-        query = _CHECKPOINT
-        if wheres:
-            query += " WHERE " + " AND ".join(wheres)
+        query = _CHECKPOINT + " WHERE " + " AND ".join(wheres)
         query += " ORDER BY checkpoint_id DESC, thread_id, checkpoint_ns"
         if limit is not None:
             query += " LIMIT %s"
@@ -102,19 +113,22 @@ class Checkpoints(PostgresReader):
     ) -> list[ValueRow]:
         if not wanted:
             return []
+        owner, tenant = self._owner("v.")
+        owner = owner.replace("%s", "%(tenant)s")
         query = (
             "WITH RECURSIVE chain AS ("
             "SELECT v.* FROM checkpoint_values v "
             "JOIN unnest(%(channels)s::text[], %(versions)s::text[]) AS w(channel, version) "
             "ON v.channel = w.channel AND v.version = w.version "
-            "WHERE v.thread_id = %(thread)s AND v.checkpoint_ns = %(ns)s "
+            f"WHERE {owner} AND v.thread_id = %(thread)s AND v.checkpoint_ns = %(ns)s "
             "UNION ALL SELECT v.* FROM checkpoint_values v JOIN chain c "
-            "ON v.thread_id = c.thread_id AND v.checkpoint_ns = c.checkpoint_ns "
+            f"ON {owner} AND v.thread_id = c.thread_id AND v.checkpoint_ns = c.checkpoint_ns "
             "AND v.channel = c.channel AND v.version = c.base"
             ") SELECT DISTINCT ON (channel, version) channel, version, type, data, base, keep, "
             "items FROM chain"
         )
         params = {
+            "tenant": tenant[0] if tenant else None,
             "thread": thread_id,
             "ns": checkpoint_ns,
             "channels": [c for c, _ in wanted],
@@ -144,16 +158,18 @@ class Checkpoints(PostgresReader):
     ) -> dict[str, list[WriteRow]]:
         if not checkpoint_ids:
             return {}
+        owner, params = self._owner()
         query = (
             "SELECT checkpoint_id, task_id, task_path, idx, channel, type, data "
-            "FROM checkpoint_pending_writes WHERE thread_id = %s AND checkpoint_ns = %s "
-            "AND checkpoint_id = ANY(%s) ORDER BY checkpoint_id, task_path, task_id, idx"
+            f"FROM checkpoint_pending_writes WHERE {owner} AND thread_id = %s "
+            "AND checkpoint_ns = %s AND checkpoint_id = ANY(%s) "
+            "ORDER BY checkpoint_id, task_path, task_id, idx"
         )
         out: dict[str, list[WriteRow]] = {}
         with store_errors(_STORE):
             async with self._connection() as conn:
                 cur = await conn.execute(
-                    query.encode(), (thread_id, checkpoint_ns, list(checkpoint_ids))
+                    query.encode(), [*params, thread_id, checkpoint_ns, list(checkpoint_ids)]
                 )
                 rows = await cur.fetchall()
         for checkpoint_id, task_id, task_path, idx, channel, kind, data in rows:
@@ -174,13 +190,14 @@ class Checkpoints(PostgresReader):
 
     async def thread_values(self, thread_id: str) -> list[ValueRow]:
         """Every value row of a thread (what a copy of the thread carries over)."""
+        owner, params = self._owner()
         with store_errors(_STORE):
             async with self._connection() as conn:
                 cur = await conn.execute(
                     "SELECT checkpoint_ns, channel, version, type, data, base, keep, items "
-                    "FROM checkpoint_values WHERE thread_id = %s ORDER BY checkpoint_ns, channel, "
-                    "version",
-                    (thread_id,),
+                    f"FROM checkpoint_values WHERE {owner} AND thread_id = %s "
+                    "ORDER BY checkpoint_ns, channel, version".encode(),
+                    [*params, thread_id],
                 )
                 rows = await cur.fetchall()
         return [
@@ -202,11 +219,12 @@ class Checkpoints(PostgresReader):
         """The threads holding checkpoints of these runs."""
         if not run_ids:
             return []
+        owner, params = self._owner()
         with store_errors(_STORE):
             async with self._connection() as conn:
                 cur = await conn.execute(
-                    "SELECT DISTINCT thread_id FROM checkpoint_index WHERE run_id = ANY(%s) "
-                    "ORDER BY thread_id",
-                    (list(run_ids),),
+                    f"SELECT DISTINCT thread_id FROM checkpoint_index WHERE {owner} "
+                    "AND run_id = ANY(%s) ORDER BY thread_id".encode(),
+                    [*params, list(run_ids)],
                 )
                 return [row[0] for row in await cur.fetchall()]

@@ -183,3 +183,30 @@ class CheckpointContract:
             left = [c async for c in saver.alist(generate_config(t))]
             assert [c.metadata.get("run_id") for c in left] == [keep]
         assert [c async for c in saver.alist(None, filter={"run_id": run})] == []
+
+    async def test_copy_of_a_thread_bigger_than_one_event(self, saver: RunwireSaver) -> None:
+        # Each put fits one event; together the thread's values do not, so the
+        # copy must split them over several events rather than fail.
+        source, target = str(uuid.uuid4()), str(uuid.uuid4())
+        config = generate_config(source)
+        blobs = [bytes([i]) * 300_000 for i in range(4)]
+        for i, blob in enumerate(blobs):
+            checkpoint = generate_checkpoint(channel_values={"blob": blob, "step": i})
+            checkpoint["channel_versions"] = {"blob": f"{i + 1}", "step": f"{i + 1}"}
+            config = await saver.aput(
+                config,
+                checkpoint,
+                generate_metadata(step=i),
+                {"blob": f"{i + 1}", "step": f"{i + 1}"},
+            )
+        await saver.acopy_thread(source, target)
+        copied = [c async for c in saver.alist(generate_config(target))]
+        assert [c.checkpoint["channel_values"]["blob"] for c in copied] == blobs[::-1]
+        assert [c.metadata["step"] for c in copied] == [3, 2, 1, 0]
+        original = [c async for c in saver.alist(generate_config(source))]
+        assert [c.parent_config for c in copied] == [
+            None
+            if c.parent_config is None
+            else {"configurable": {**c.parent_config["configurable"], "thread_id": target}}
+            for c in original
+        ]

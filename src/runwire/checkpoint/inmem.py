@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from runwire.contract.codec import Codec, default_codec
+from runwire.contract.codec import Codec
 from runwire.contract.events import Event
 from runwire.errors import DecodeError
 from runwire.projections.checkpoints.fold import op_of
 from runwire.projections.checkpoints.inmem import InMemoryCheckpoints
+from runwire.settings import Settings
 
 __all__ = ["InMemoryCheckpointStore"]
 
@@ -23,7 +24,8 @@ class InMemoryCheckpointStore:
     """A :class:`~runwire.checkpoint.protocol.CheckpointStore` on dicts."""
 
     def __init__(self, codec: Codec | None = None) -> None:
-        self._codec = codec or default_codec()
+        # The log's size limit too, so what the log would refuse fails here as well.
+        self._codec = codec or Codec(max_event_bytes=Settings().max_event_bytes)
         self._model = InMemoryCheckpoints()
         self.log: list[Event] = []
         """Every event appended, in order (what the topic would hold)."""

@@ -15,7 +15,11 @@ Contract (LangGraph's ``BaseCheckpointSaver``, checked by
   events too: the log stays append-only and a rebuild of the projection
   gives the same state. ``delete_for_runs`` writes one event per thread
   holding those runs; ``copy_thread`` re-writes the source's checkpoints,
-  values and writes as the target's own events, oldest first.
+  values and writes as the target's own events, oldest first (a
+  namespace's values over as many puts of its oldest checkpoint as
+  ``max_event_bytes`` needs). A copy, not a shared prefix: the target must
+  outlive the source's delete, prune and ``delete_for_runs`` (LangGraph's
+  contract) and be read from its own partition.
 - Every method has its async and sync form. I/O runs on the saver's own loop
   thread (:mod:`.loop`), so a saver serves any event loop and any thread.
 - Bad input (a thread id over the id limits, metadata or a checkpoint that
@@ -69,7 +73,7 @@ from runwire.contract.events import (
 )
 from runwire.errors import InputError
 from runwire.loop_thread import LoopThread
-from runwire.projections.checkpoints.fold import STRATEGIES, CheckpointRow
+from runwire.projections.checkpoints.fold import STRATEGIES, CheckpointRow, ValueRow
 from runwire.settings import Settings
 
 __all__ = ["PRODUCER", "RunwireSaver"]
@@ -113,6 +117,54 @@ def _require_json(value: Any, where: str) -> None:
         raise InputError(where, f"{value!r:.80} would not survive JSON unchanged")
     if b"\\u0000" in text:
         raise InputError(where, "holds NUL (U+0000), which Postgres cannot store")
+
+
+def _value_chunks(
+    row: CheckpointRow, values: Sequence[ValueRow], max_bytes: int
+) -> list[tuple[list[dict[str, Any]], bytes]]:
+    """``values`` as (descriptors, bytes) chunks that each fit one ``checkpoint_put`` of
+    ``row`` (at least one chunk, maybe empty).
+
+    A thread's values together may be far over ``max_event_bytes`` although
+    each put that wrote them fitted; the copy repeats ``row``'s put once per
+    chunk (a put of a stored checkpoint only adds the values it carries).
+    """
+    room = (
+        max_bytes
+        - _ENVELOPE_ROOM
+        - len(orjson.dumps(row.checkpoint))
+        - len(orjson.dumps(row.metadata))
+    )
+    chunks: list[tuple[list[dict[str, Any]], bytes]] = []
+    entries: list[dict[str, Any]] = []
+    data: list[bytes] = []
+    used = 0
+    for v in values:
+        entry: dict[str, Any] = (
+            {
+                "channel": v.channel,
+                "version": v.version,
+                "base": v.base,
+                "keep": v.keep,
+                "items": [list(i) for i in v.items],
+            }
+            if v.type is None
+            else {
+                "channel": v.channel,
+                "version": v.version,
+                "type": v.type,
+                "size": len(v.data),
+            }
+        )
+        size = len(v.data) + len(orjson.dumps(entry))
+        if entries and used + size > room:
+            chunks.append((entries, b"".join(data)))
+            entries, data, used = [], [], 0
+        entries.append(entry)
+        data.append(v.data)
+        used += size
+    chunks.append((entries, b"".join(data)))
+    return chunks
 
 
 def _reentered() -> BaseException:
@@ -507,48 +559,27 @@ class RunwireSaver(BaseCheckpointSaver[str]):
             # Each namespace's values travel once, with its oldest checkpoint.
             mine = [] if row.checkpoint_ns in carried else by_ns.get(row.checkpoint_ns, [])
             carried.add(row.checkpoint_ns)
-            entries: list[dict[str, Any]] = []
-            chunks: list[bytes] = []
-            for v in mine:
-                if v.type is None:
-                    entries.append(
-                        {
-                            "channel": v.channel,
-                            "version": v.version,
-                            "base": v.base,
-                            "keep": v.keep,
-                            "items": [list(i) for i in v.items],
-                        }
+            for entries, data in _value_chunks(row, mine, self._max_bytes):
+                events.append(
+                    _event(
+                        CheckpointPut,
+                        thread_id=str(target),
+                        checkpoint_ns=row.checkpoint_ns,
+                        checkpoint_id=row.checkpoint_id,
+                        parent_checkpoint_id=row.parent_checkpoint_id,
+                        checkpoint=row.checkpoint,
+                        metadata=row.metadata,
+                        values=entries,
+                        data=data,
                     )
-                else:
-                    entries.append(
-                        {
-                            "channel": v.channel,
-                            "version": v.version,
-                            "type": v.type,
-                            "size": len(v.data),
-                        }
-                    )
-                chunks.append(v.data)
-            events.append(
-                _event(
-                    CheckpointPut,
-                    thread_id=str(target),
-                    checkpoint_ns=row.checkpoint_ns,
-                    checkpoint_id=row.checkpoint_id,
-                    parent_checkpoint_id=row.parent_checkpoint_id,
-                    checkpoint=row.checkpoint,
-                    metadata=row.metadata,
-                    values=entries,
-                    data=b"".join(chunks),
                 )
-            )
             writes = await self.store.reader.writes(
                 str(source), row.checkpoint_ns, [row.checkpoint_id]
             )
             by_task: dict[tuple[str, str], list[Any]] = {}
             for w in writes.get(row.checkpoint_id, []):
                 by_task.setdefault((w.task_id, w.task_path), []).append(w)
+            # One task's writes came in one event, so they fit one again.
             for (task_id, task_path), ws in by_task.items():
                 events.append(
                     _event(

@@ -3,15 +3,18 @@ Session API reads, running in the background, and a started ``LogBackend``."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
+from agents import set_tracing_disabled
 
 from runwire.infra.isolation import isolated_deployment
 from runwire.projections.runtime.protocol import Projection
 from runwire.sessions.embedded import projectors_running
 from runwire.sessions.log_backend import LogBackend
+from runwire.sessions.openai_agents import close_shared_backends
 from runwire.settings import Settings
 
 
@@ -35,3 +38,16 @@ async def log_backend(
 ) -> AsyncIterator[LogBackend]:
     async with LogBackend(settings) as backend:
         yield backend
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def sessions(
+    settings: Settings, projectors: dict[str, Projection]
+) -> AsyncIterator[Settings]:
+    """The test's deployment for ``RunwireSession`` (the Agents SDK's tracing off); the
+    shared backends closed after."""
+    set_tracing_disabled(True)
+    try:
+        yield settings
+    finally:
+        await asyncio.to_thread(close_shared_backends)

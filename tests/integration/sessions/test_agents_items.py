@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import pytest_asyncio
 import redis.asyncio as aioredis
-from agents import Agent, Runner, set_tracing_disabled
+from agents import Agent, Runner
 from agents.testing.model import ScriptedModel, assistant_message
 
 from runwire.projections.runtime.protocol import Projection, Rebuildable
@@ -79,18 +77,6 @@ ITEMS: list[dict[str, Any]] = [
     },
     {"type": "a_kind_no_one_has_seen", "payload": {"n": 1.5, "big": 2**63 + 5, "none": None}},
 ]
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def sessions(
-    settings: Settings, projectors: dict[str, Projection]
-) -> AsyncIterator[Settings]:
-    """The test's deployment with its projectors; the shared backends closed after."""
-    set_tracing_disabled(True)
-    try:
-        yield settings
-    finally:
-        await asyncio.to_thread(close_shared_backends)
 
 
 async def test_every_item_comes_back_exactly(sessions: Settings) -> None:
