@@ -130,7 +130,7 @@ def key_store_of(backend: SessionBackend) -> KeyStore:
     payload = codec_for(settings).payload if isinstance(settings, Settings) else None
     if not isinstance(payload, SealingPayload):
         raise ConfigurationError(
-            "erasing a session from the log needs sealing on (RUNWIRE_SEALING=true, "
+            "erasing a session or a user from the log needs sealing on (RUNWIRE_SEALING=true, "
             "docs/sealing.md) and a log backend; delete(erase=False) erases the projections only"
         )
     return payload.keys

@@ -113,6 +113,11 @@ async def test_a_user_erases_itself_and_only_itself(sealed: Settings) -> None:
             assert again.status_code == 200, again.text
             for field in ("session_ids", "erased_key_ids"):
                 assert again.json()[field] == receipt[field]
+            # The erased user's key can write nothing more: a clear 409, not a 500.
+            answer = await http.post("/v1/runs", json={"prompt": "back?"}, headers=key(KEY_A))
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["error"] == "erased"
+            assert "ann" in answer.json()["message"]
             assert (await http.get(f"/v1/sessions/{mine}", headers=key(KEY_A))).status_code == 404
             assert (await http.get(f"/v1/sessions/{theirs}", headers=key(KEY_B))).status_code == 200
 
