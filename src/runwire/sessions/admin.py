@@ -188,8 +188,9 @@ class UserErasureReceipt:
 
 
 async def _sessions_of(backend: LogMemoryBackend, user_id: str, tenant: str | None) -> list[str]:
-    """The live sessions of the user in its tenant, from the session index."""
-    index = SessionIndex(backend.pool, backend.settings)
+    """The live sessions of the user in its tenant, from the session index (read as that
+    tenant when there is one, so row-level security keeps the answer inside it)."""
+    index = SessionIndex(backend.pool, backend.settings, tenant=tenant)
     found: list[str] = []
     page: str | None = None
     while True:
