@@ -60,6 +60,13 @@ _MAX_CACHED = 100_000
 """Keys held per process at most; past it the caches start again (a bound, not an LRU)."""
 
 
+def _lock_user(conn: psycopg.Connection[Any], subject: str) -> None:
+    """Hold the user's lock to the end of the transaction (making its keys vs erasing it)."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("runwire-user/" + subject,)
+    )
+
+
 class PostgresKeyStore:
     """A :class:`~runwire.contract.sealing.protocol.KeyStore` in Postgres (see the contract)."""
 
@@ -129,15 +136,20 @@ class PostgresKeyStore:
                 return rows[0][0], rows[0][1], bytes(rows[0][2])
             key_id = new_key_id(subject) if scope == "session" else new_user_key_id(subject)
             kek_id, wrapped = self._kek.wrap(key_id, AESGCM.generate_key(bit_length=256))
-            # Not when the subject, or the user a session is made by, was erased meanwhile.
-            made = conn.execute(
-                "INSERT INTO runwire_data_keys "
-                "(key_id, session_id, kek_id, wrapped, scope, user_subject) "
-                "SELECT %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM runwire_data_keys "
-                "WHERE ((session_id = %s AND scope = %s) OR (session_id = %s AND scope = 'user')) "
-                "AND wrapped IS NULL) RETURNING key_id",
-                (key_id, subject, kek_id, wrapped, scope, user, subject, scope, user),
-            ).fetchone()
+            # Not when the subject, or the user a session is made by, was erased meanwhile;
+            # the user's lock orders this against a concurrent erase_user (which takes it).
+            owner = subject if scope == "user" else user
+            with conn.transaction():
+                if owner is not None:
+                    _lock_user(conn, owner)
+                made = conn.execute(
+                    "INSERT INTO runwire_data_keys "
+                    "(key_id, session_id, kek_id, wrapped, scope, user_subject) "
+                    "SELECT %s, %s, %s, %s, %s, %s WHERE NOT EXISTS (SELECT 1 FROM "
+                    "runwire_data_keys WHERE ((session_id = %s AND scope = %s) OR "
+                    "(session_id = %s AND scope = 'user')) AND wrapped IS NULL) RETURNING key_id",
+                    (key_id, subject, kek_id, wrapped, scope, user, subject, scope, user),
+                ).fetchone()
             if made is None:
                 if (
                     user is not None
@@ -221,6 +233,7 @@ class PostgresKeyStore:
 
         def erase(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
             with conn.transaction():
+                _lock_user(conn, subject)  # no key of the user is made while this runs
                 conn.execute(
                     "UPDATE runwire_data_keys SET wrapped = NULL, destroyed_at = now() "
                     "WHERE ((session_id = %s AND scope = 'user') OR user_subject = %s) "
