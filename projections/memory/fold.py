@@ -14,6 +14,10 @@ Rules (the memory projection's contract):
   ``session``-scope entry owned by that session and leaves a tombstone:
   writes to those entries are ignored, in whatever order the two topics are
   read (so a rebuild gives the same entries as the live fold).
+- A ``user_erased`` (the memory topic, key ``["user", owner, ""]``) removes
+  every ``user``-scope entry of its owner. No tombstone is needed: the
+  user's key is destroyed, so its entries' records read as erased (skipped)
+  in any replay, and an erased user cannot write again.
 - Rejected (dead-lettered, nothing changed): a non-memory event on the
   memory topic (``wrong_topic``), a record whose key is not its event's
   address (``key_mismatch``), a tombstone without runwire's headers (its
@@ -43,9 +47,10 @@ from runwire.contract.events import (
     MemorySet,
     SessionDeleted,
     Stream,
+    UserErased,
 )
 from runwire.contract.identity import CONFLICTING_DUPLICATE, body_digest, stream_of
-from runwire.contract.routing import memory_key, tombstone_event
+from runwire.contract.routing import record_key, tombstone_event
 from runwire.errors import DecodeError
 from runwire.log.records import SourceRecord
 
@@ -140,6 +145,8 @@ class MemoryFold:
 
     entries: dict[Address, Entry | None] = field(default_factory=dict)
     deleted_sessions: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    erased_users: set[str] = field(default_factory=set)
+    """Owners whose ``user`` entries go (before this batch's later entries)."""
     rejected: list[tuple[SourceRecord, str, str]] = field(default_factory=list)
     remembered: dict[tuple[str, str], str] = field(default_factory=dict)
     """(event id, stream) -> body digest of every event applied by the batch."""
@@ -203,8 +210,8 @@ def fold_memory(
                 (record, "wrong_topic", f"{event.type.value} event on the memory topic")
             )
             continue
-        assert isinstance(p, MemorySet | MemoryDeleted)
-        if record.key != memory_key(p.scope, p.owner, p.key):
+        assert isinstance(p, MemorySet | MemoryDeleted | UserErased)
+        if record.key != record_key(event):
             out.rejected.append(
                 (
                     record,
@@ -212,6 +219,12 @@ def fold_memory(
                     f"record key {record.key!r:.80} is not the address of event {event.event_id}",
                 )
             )
+            continue
+        if isinstance(p, UserErased):
+            out.remembered[ident] = digest
+            out.erased_users.add(p.owner)
+            for user_address in [a for a in out.entries if a[:2] == ("user", p.owner)]:
+                del out.entries[user_address]
             continue
         if isinstance(p, MemorySet):
             problem = jsonvalues.stored_problem(p.value, "payload.value")

@@ -187,6 +187,11 @@ class MemoryProjection(PostgresProjection):
             await conn.execute(
                 f"DELETE FROM {entries} WHERE scope = 'session' AND owner = ANY(%s)", (gone,)
             )
+        if folded.erased_users:
+            await conn.execute(
+                f"DELETE FROM {entries} WHERE scope = 'user' AND owner = ANY(%s)",
+                (sorted(folded.erased_users),),
+            )
         kept = [e for e in folded.entries.values() if e is not None]
         removed = [a for a, e in sorted(folded.entries.items()) if e is None]
         if kept:

@@ -12,6 +12,8 @@ Every error response has the body::
   409 ``session_busy`` (:class:`~runwire.sessions.errors.SessionBusy`: a
   write named a session version that is no longer current, or another
   writer holds the session; the message says the version to retry on),
+  409 ``erased`` (a write to an erased session, or for an erased user:
+  docs/sealing.md),
   413 ``too_large`` (a body over the API's limit),
   422 ``invalid_request`` (pydantic validation of path, query and body);
 - 503 ``unavailable`` with ``Retry-After`` for retriable failures: a
@@ -41,6 +43,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from runwire.contract.codec import EventTooLargeError
+from runwire.contract.sealing import SessionErasedError, UserErasedError
 from runwire.errors import InputError, RunwireError
 from runwire.projections.runtime.paging import BadPageToken
 from runwire.sessions.errors import SessionBusy
@@ -225,6 +228,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _runwire(request: Request, error: RunwireError) -> JSONResponse:
         if isinstance(error, SessionBusy):  # retriable, but by the caller on a new version
             return JSONResponse(error_body(request, "session_busy", str(error)), status_code=409)
+        if isinstance(error, SessionErasedError | UserErasedError):  # for good: never again
+            return JSONResponse(error_body(request, "erased", str(error)), status_code=409)
         if error.retriable:
             return _unavailable(request, error)
         if isinstance(error, EventTooLargeError):  # the request asked to write too much

@@ -87,6 +87,17 @@ class ErasureOut(_Out):
     erased_key_ids: list[str]
 
 
+class UserErasureOut(_Out):
+    """What erasing the caller destroyed (its receipt, ``user_erased``, is an event on the log)."""
+
+    user_id: str
+    tenant: str | None
+    receipt_event_id: str
+    erased_at: datetime
+    erased_key_ids: list[str]
+    session_ids: list[str]
+
+
 class SessionOut(_Out):
     """A session as the session index sees it."""
 

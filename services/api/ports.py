@@ -21,7 +21,7 @@ from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.paging import Page
 from runwire.projections.sessions.fold import Session
 from runwire.projections.transcripts.history import RunAsOf, TranscriptHistory
-from runwire.sessions.admin import ErasureReceipt, erase_any
+from runwire.sessions.admin import ErasureReceipt, UserErasureReceipt, erase_any, erase_user
 from runwire.sessions.protocol import SessionBackend
 from runwire.transcript.messages import Message, ToolResultPart
 
@@ -240,10 +240,14 @@ class ClientRunControl:
 
 
 class SessionEraser(Protocol):
-    """Erasure of a session for good: projections, then its keys (docs/sealing.md)."""
+    """Erasure of a session or a user for good: projections, then keys (docs/sealing.md)."""
 
     async def erase(self, session_id: str) -> ErasureReceipt:
         """Erase the session; the receipt names the key ids destroyed."""
+        ...
+
+    async def erase_user(self, user_id: str, tenant: str | None) -> UserErasureReceipt:
+        """Erase the user: its sessions, its user memory, their keys."""
         ...
 
 
@@ -256,3 +260,6 @@ class LogSessionEraser:
 
     async def erase(self, session_id: str) -> ErasureReceipt:
         return await erase_any(self._backend, session_id)
+
+    async def erase_user(self, user_id: str, tenant: str | None) -> UserErasureReceipt:
+        return await erase_user(self._backend, user_id, tenant)

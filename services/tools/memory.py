@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from runwire.contract.codec import Codec, codec_for
-from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
+from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet, UserErased
 from runwire.contract.identity import StreamIds
 from runwire.errors import DecodeError, RunwireError
 from runwire.log import EventWriter, clients, publish_retrying
@@ -178,5 +178,8 @@ class LogMemory(AsyncService):
                         self._values[(payload.scope, payload.owner, payload.key)] = payload.value
                     elif isinstance(payload, MemoryDeleted):
                         self._values.pop((payload.scope, payload.owner, payload.key), None)
+                    elif isinstance(payload, UserErased):  # its user memory goes with it
+                        for gone in [k for k in self._values if k[:2] == ("user", payload.owner)]:
+                            del self._values[gone]
             async with self._progress:
                 self._progress.notify_all()

@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from runwire.contract.events import Event, UserErased
+from runwire.contract.sealing import user_subject
 from runwire.errors import NotFoundError
-from runwire.memory import AsyncMemory
+from runwire.memory import AsyncMemory, MemoryBackend
 from runwire.sessions import AsyncSession, InputError
 from runwire.sessions.protocol import SessionBackend
 
@@ -118,6 +120,33 @@ class MemoryContract:
         with pytest.raises(InputError) as e:
             await plain.get_memory("k", scope="agent", owner="acme::bot")
         assert e.value.field == "owner"
+
+    async def test_an_erased_user_takes_its_user_memory_only(
+        self, memory_for: Callable[..., AsyncMemory], backend: SessionBackend
+    ) -> None:
+        mine, other, elsewhere = (
+            memory_for("u1", "acme"),
+            memory_for("u2", "acme"),
+            memory_for("u1"),
+        )
+        await mine.store_memory("a", 1)
+        await mine.store_memory("b", 2)
+        await mine.store_memory("k", "the bot's", scope="agent", owner="bot")
+        await other.store_memory("a", "kept")
+        await elsewhere.store_memory("a", "another tenant's")
+        owner = user_subject("u1", "acme")  # how sealing names the user: its memory owner
+        assert isinstance(backend, MemoryBackend)
+        await backend.write_memory(
+            Event.create(
+                UserErased(user_id="u1", owner=owner, key_ids=[], session_ids=[]),
+                user_id="u1",
+                tenant="acme",
+            )
+        )
+        assert await mine.list_memory() == []
+        assert await mine.get_memory("k", scope="agent", owner="bot") == "the bot's"
+        assert await other.get_memory("a") == "kept"
+        assert await elsewhere.get_memory("a") == "another tenant's"
 
     async def test_bad_input_names_the_field(self, memory_for: Callable[..., AsyncMemory]) -> None:
         m = memory_for()

@@ -52,6 +52,7 @@ from runwire.contract.events import (
     ToolResult,
     ToolUse,
     Usage,
+    UserErased,
     UserMessage,
 )
 from runwire.contract.jsonvalues import stored_problem
@@ -163,6 +164,9 @@ PAYLOADS: dict[EventType, EventPayload] = {
         LiveToolFinished(tool_use_id="toolu_1", name="calculator", is_error=True, duration_ms=12),
         SessionForked(
             parent_session_id="s-parent", turn=2, run_ids=["run-a", "run-b"], through_offset=17
+        ),
+        UserErased(
+            user_id="u1", owner="acme::u1", key_ids=["user:acme::u1/ab12"], session_ids=["s-1"]
         ),
     ]
 }
@@ -346,6 +350,13 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
         CheckpointRunsDeleted, thread_id=_ids, run_ids=st.lists(_texts, max_size=3)
     ),
     EventType.CHECKPOINT_PRUNED: st.builds(CheckpointPruned, thread_id=_ids, strategy=_texts),
+    EventType.USER_ERASED: st.builds(
+        UserErased,
+        user_id=_ids,
+        owner=_texts,
+        key_ids=st.lists(_texts, max_size=3),
+        session_ids=st.lists(_ids, max_size=3),
+    ),
 }
 assert set(_PAYLOAD_STRATEGIES) == set(PAYLOAD_TYPES)
 

@@ -55,6 +55,7 @@ RELEASED = {
     "session_ended.v1.avsc": "dedf8e4de9cf86c4",
     "session_forked.v1.avsc": "475e29c61742d032",
     "session_forked.v2.avsc": "8d37f1af64023f8f",
+    "user_erased.v1.avsc": "dbba20cb0372c140",
     "session_metadata_set.v1.avsc": "a36e93568035d524",
     "session_writer_claimed.v1.avsc": "bfc416fc396778df",
     "session_writer_released.v1.avsc": "8572f2b72ceba1e3",

@@ -12,6 +12,7 @@ from runwire.contract.sealing import (
     KeyStoreUnavailableError,
     SealingPayload,
     SessionErasedError,
+    UserErasedError,
 )
 from runwire.contract.sealing.inmem import InMemoryKeyStore
 from runwire.contract.sealing.kek import KeyFile, LocalKeys
@@ -44,12 +45,34 @@ def test_a_session_event_is_sealed_and_reads_back(codec: Codec) -> None:
 
 
 def test_events_of_no_session_and_the_erasure_receipt_stay_clear(codec: Codec) -> None:
-    memory = Event.create(MemorySet(scope="user", owner="u", key="k", value="plain"))
+    memory = Event.create(MemorySet(scope="agent", owner="a", key="k", value="plain"))
+    shared = Event.create(MemorySet(scope="global", owner="global", key="k", value="plain"))
     receipt = Event.create(SessionDeleted(), session_id="s-1", labels={"erasure": "x"})
-    for event in (memory, receipt):
+    for event in (memory, shared, receipt):
         data = codec.encode(event)
         assert data[SINGLE_OBJECT_HEADER_SIZE] == 0
         assert codec.decode(data) == event
+
+
+def test_user_memory_is_sealed_with_its_users_key_until_the_user_is_erased(
+    codec: Codec, keys: InMemoryKeyStore
+) -> None:
+    mine = Event.create(MemorySet(scope="user", owner="t::alice", key="k", value=SECRET))
+    theirs = Event.create(MemorySet(scope="user", owner="t::bob", key="k", value=SECRET))
+    data, kept = codec.encode(mine), codec.encode(theirs)
+    assert SECRET.encode() not in data
+    assert data[SINGLE_OBJECT_HEADER_SIZE] == 1
+    assert b"user:t::alice/" in data
+    assert codec.decode(data) == mine
+    session = codec.encode(message().model_copy(update={"user_id": "alice", "tenant": "t"}))
+    erased = keys.erase_user("t::alice")
+    assert erased.session_ids == ("s-1",)
+    for gone in (data, session):
+        with pytest.raises(ErasedError):
+            codec.decode(gone)
+    assert codec.decode(kept) == theirs
+    with pytest.raises(UserErasedError):
+        codec.encode(mine)
 
 
 def test_after_erasure_a_record_reads_as_erased_never_as_a_fault(

@@ -21,6 +21,7 @@ from runwire.cli import (
     transcript,
     tree,
     usage,
+    users,
 )
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ tree.add_commands(run.app)
 app.add_typer(sessions.app, name="sessions")
 app.add_typer(projections.app, name="projections")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(users.app, name="users")
 app.command(name="serve")(serve.serve)
 app.command(name="transcript")(transcript.transcript)
 app.command(name="asyncapi")(asyncapi.asyncapi)

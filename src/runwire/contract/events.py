@@ -90,6 +90,7 @@ class EventType(StrEnum):
     APPROVAL_REQUESTED = "approval_requested"
     APPROVAL_DECIDED = "approval_decided"
     SESSION_FORKED = "session_forked"
+    USER_ERASED = "user_erased"
 
     @property
     def stream(self) -> Stream:
@@ -97,6 +98,8 @@ class EventType(StrEnum):
 
 
 def _stream_of(event_type: EventType) -> Stream:
+    if event_type is EventType.USER_ERASED:  # the receipt lives beside the user's memory
+        return Stream.MEMORY
     if event_type.value.startswith("session_"):
         return Stream.SESSION
     if event_type.value.startswith("memory_"):
@@ -482,6 +485,20 @@ class MemoryDeleted(EventPayload):
     key: str
 
 
+class UserErased(EventPayload):
+    """The erasure receipt of a user: its keys and its sessions' keys are destroyed.
+
+    On the memory topic (clear), keyed like a ``user`` entry of ``owner`` with
+    the empty key; ``key_ids`` / ``session_ids``: all destroyed so far."""
+
+    event_type = EventType.USER_ERASED
+
+    user_id: str
+    owner: str
+    key_ids: list[str]
+    session_ids: list[str]
+
+
 # -- checkpoints (a LangGraph checkpointer's log; see runwire.checkpoint) --------
 
 
@@ -632,6 +649,7 @@ Payload = (
     | ApprovalRequested
     | ApprovalDecided
     | SessionForked
+    | UserErased
 )
 
 PAYLOAD_TYPES: dict[EventType, type[EventPayload]] = {

@@ -3,7 +3,8 @@
 Contract:
 - Run events go to the run-events topic keyed by ``run_id``; session events to
   the session-events topic keyed by ``session_id``; memory events to the
-  (compacted) memory topic keyed by ``memory_key(scope, owner, key)``;
+  (compacted) memory topic keyed by ``memory_key(scope, owner, key)`` (a
+  user's erasure receipt ``user_erased`` by ``memory_key("user", owner, "")``);
   checkpoint events to the checkpoints topic keyed by their ``thread_id``;
   live events (streamed pieces, tool execution) to the live topic keyed by
   ``run_id``.
@@ -37,6 +38,7 @@ from runwire.contract.events import (
     MemoryScope,
     MemorySet,
     Stream,
+    UserErased,
 )
 from runwire.errors import DecodeError
 from runwire.settings import Settings
@@ -104,6 +106,8 @@ def record_key(event: Event) -> bytes:
     payload = event.payload
     if isinstance(payload, _CHECKPOINT_PAYLOADS):
         return payload.thread_id.encode()
+    if isinstance(payload, UserErased):  # beside the user's entries; no entry has key ""
+        return memory_key("user", payload.owner, "")
     assert isinstance(payload, MemorySet | MemoryDeleted)  # the memory stream's payloads
     return memory_key(payload.scope, payload.owner, payload.key)
 

@@ -7,7 +7,7 @@ with them for good), so code tested against it behaves the same on the stack.
 
 from __future__ import annotations
 
-from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
+from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet, UserErased
 from runwire.errors import ContractError
 from runwire.memory.protocol import MemoryEntry
 
@@ -45,6 +45,9 @@ class InMemoryMemoryBackend:
             )
         elif isinstance(p, MemoryDeleted):
             self._entries.pop((p.scope, p.owner, p.key), None)
+        elif isinstance(p, UserErased):
+            for address in [a for a in self._entries if a[:2] == ("user", p.owner)]:
+                del self._entries[address]
         else:
             raise ContractError(f"{event.type.value} is not a memory event")
 

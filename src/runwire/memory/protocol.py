@@ -10,7 +10,8 @@ Postgres memory projection) and the twin
 suite in tests/contract/ runs against both.
 
 Contract:
-- ``write_memory(event)`` takes a ``memory_set`` or ``memory_deleted`` event;
+- ``write_memory(event)`` takes a ``memory_set``, ``memory_deleted`` or
+  ``user_erased`` event (the last removes every ``user``-scope entry of its owner);
   on return it is durable and ``memory_entry`` / ``memory_entries`` show it
   (read-your-writes). Per address, the last write in the log wins.
 - A ``session_deleted`` of session S removes every ``session``-scope entry

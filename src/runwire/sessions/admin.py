@@ -21,6 +21,19 @@ labelled ``erasure=keys-destroyed`` with the destroyed key ids
 (``erased_key_ids``, comma-separated). Erasing again is idempotent (a receipt
 with no key ids); an erased session cannot be written to again.
 
+Contract of :func:`erase_user` (erasure by user, sealing on; docs/sealing.md):
+- every live session of the user in its tenant (the session index) is erased
+  as :func:`erase_any` does (deletion, keys destroyed, a session receipt);
+- a tombstone for every ``user``-scope memory entry of the user;
+- the key store destroys the user's key and the key of every session the
+  user made (those deleted earlier without erasure too): its memory values
+  and sessions on the log can no longer be read by anyone; the user can
+  write neither memory nor a session again (``UserErasedError``);
+- the receipt, a ``user_erased`` event (clear, on the memory topic; the
+  memory projection drops the user's entries on it), names every key id
+  destroyed for the user so far and its sessions, so erasing again answers
+  the same receipt state (a new receipt event, the same content).
+
 Contract of :func:`expire_idle`: ends (``session_ended``, reason ``idle``)
 every active session whose last activity is older than ``idle``; it deletes
 nothing.
@@ -39,12 +52,21 @@ from typing import Any
 
 from runwire.contract import ids
 from runwire.contract.codec import codec_for
-from runwire.contract.events import Event, MemoryDeleted, SessionDeleted, SessionEnded
-from runwire.contract.sealing import KeyStore, SealingPayload
+from runwire.contract.events import (
+    Event,
+    MemoryDeleted,
+    SessionDeleted,
+    SessionEnded,
+    UserErased,
+)
+from runwire.contract.limits import check_id
+from runwire.contract.sealing import KeyStore, SealingPayload, user_subject
 from runwire.errors import ConfigurationError, NotFoundError
 from runwire.memory.api import PRODUCER as MEMORY_PRODUCER
 from runwire.memory.checks import Caller, InputError
+from runwire.memory.log_backend import LogMemoryBackend
 from runwire.memory.protocol import MemoryBackend
+from runwire.projections.sessions.reader import SessionIndex
 from runwire.sessions.export import ImportResult, export_session, import_session
 from runwire.sessions.planning import session_event
 from runwire.sessions.protocol import SessionBackend, SessionInfo
@@ -52,9 +74,11 @@ from runwire.settings import Settings
 
 __all__ = [
     "ErasureReceipt",
+    "UserErasureReceipt",
     "destroy_keys",
     "erase_any",
     "erase_session",
+    "erase_user",
     "expire_idle",
     "export_any",
     "import_file",
@@ -106,7 +130,7 @@ def key_store_of(backend: SessionBackend) -> KeyStore:
     payload = codec_for(settings).payload if isinstance(settings, Settings) else None
     if not isinstance(payload, SealingPayload):
         raise ConfigurationError(
-            "erasing a session from the log needs sealing on (RUNWIRE_SEALING=true, "
+            "erasing a session or a user from the log needs sealing on (RUNWIRE_SEALING=true, "
             "docs/sealing.md) and a log backend; delete(erase=False) erases the projections only"
         )
     return payload.keys
@@ -136,6 +160,95 @@ async def erase_any(backend: SessionBackend, session_id: str) -> ErasureReceipt:
     if not info.deleted:
         await erase_session(backend, info, by)
     return await destroy_keys(backend, session_id, by)
+
+
+@dataclass(frozen=True)
+class UserErasureReceipt:
+    """What erasing a user destroyed, as its ``user_erased`` event says."""
+
+    user_id: str
+    tenant: str | None
+    event_id: str
+    erased_at: datetime
+    key_ids: tuple[str, ...]
+    session_ids: tuple[str, ...]
+    memory_entries: int
+    """User-scope memory entries tombstoned by this call (0 the second time)."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "erased_user": self.user_id,
+            "tenant": self.tenant,
+            "receipt_event_id": self.event_id,
+            "erased_at": self.erased_at.isoformat(),
+            "destroyed_key_ids": list(self.key_ids),
+            "session_ids": list(self.session_ids),
+            "memory_entries": self.memory_entries,
+        }
+
+
+async def _sessions_of(backend: LogMemoryBackend, user_id: str, tenant: str | None) -> list[str]:
+    """The live sessions of the user in its tenant, from the session index (read as that
+    tenant when there is one, so row-level security keeps the answer inside it)."""
+    index = SessionIndex(backend.pool, backend.settings, tenant=tenant)
+    found: list[str] = []
+    page: str | None = None
+    while True:
+        got = await index.list(user_id=user_id, page=page, limit=500)
+        found += [s.session_id for s in got.items if s.tenant == tenant]
+        if got.next_page is None:
+            return found
+        page = got.next_page
+
+
+async def erase_user(
+    backend: SessionBackend, user_id: str, tenant: str | None = None
+) -> UserErasureReceipt:
+    """Erase a user for good: its sessions, its user memory, its keys (see the contract)."""
+    check_id(user_id, "user")
+    check_id(tenant, "tenant")
+    keys = key_store_of(backend)  # refuse before erasing anything when sealing is off
+    if not isinstance(backend, LogMemoryBackend):
+        raise ConfigurationError("erasing a user needs a log backend (the session index)")
+    owner = user_subject(user_id, tenant)
+    by = Caller(user_id, tenant)
+    sessions = await _sessions_of(backend, user_id, tenant)
+    for session_id in sessions:
+        await erase_any(backend, session_id)
+    entries = await backend.memory_entries("user", owner, None, 1_000_000)
+    for entry in entries:
+        await backend.write_memory(
+            Event.create(
+                MemoryDeleted(scope="user", owner=owner, key=entry.key),
+                user_id=by.user_id,
+                tenant=by.tenant,
+                producer=MEMORY_PRODUCER,
+            )
+        )
+    destroyed = await asyncio.to_thread(keys.erase_user, owner)
+    erased_sessions = tuple(sorted({*sessions, *destroyed.session_ids}))
+    receipt = Event.create(
+        UserErased(
+            user_id=user_id,
+            owner=owner,
+            key_ids=list(destroyed.key_ids),
+            session_ids=list(erased_sessions),
+        ),
+        user_id=user_id,
+        tenant=tenant,
+        producer=MEMORY_PRODUCER,
+        labels={RECEIPT_LABEL: "keys-destroyed"},
+    )
+    await backend.write_memory(receipt)
+    return UserErasureReceipt(
+        user_id,
+        tenant,
+        receipt.event_id,
+        receipt.occurred_at,
+        destroyed.key_ids,
+        erased_sessions,
+        len(entries),
+    )
 
 
 async def erase_session(backend: SessionBackend, info: SessionInfo, by: Caller) -> None:

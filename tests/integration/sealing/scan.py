@@ -27,10 +27,13 @@ async def in_the_log(settings: Settings, needle: bytes) -> list[str]:
 
 
 async def events_of(settings: Settings, topic: str) -> list[Event]:
-    """The events of ``topic`` that decode (an erased session's records do not)."""
+    """The events of ``topic`` that decode (an erased session's records do not; tombstones
+    have no value)."""
     codec = codec_for(settings)
     out = []
     for r in await records(settings, topic):
+        if r.value is None:
+            continue
         try:
             out.append(codec.decode(r.value))
         except ErasedError:
@@ -121,3 +124,13 @@ async def in_redis(settings: Settings, needle: bytes) -> list[str]:
     finally:
         await client.aclose()
     return found
+
+
+async def nowhere(settings: Settings, *needles: bytes) -> bool:
+    """True when no record, table row or Redis key of the deployment holds any needle
+    (an ``AssertionError`` naming the first found otherwise: for ``assert_eventually``)."""
+    for needle in needles:
+        assert await in_the_log(settings, needle) == [], needle
+        assert await in_postgres(settings, needle) == [], needle
+        assert await in_redis(settings, needle) == [], needle
+    return True

@@ -104,3 +104,34 @@ async def test_rotating_the_kek_keeps_every_session_readable(
     async with AsyncSession(user_id="alice", backend=backend) as s:
         await s.add_message("user", "written after the rotation")
         assert [m.text() for m in await s.get_messages()] == ["written after the rotation"]
+
+
+async def test_erase_a_user_from_the_command_line_twice(
+    sealed: Settings, backend: LogBackend
+) -> None:
+    mine = await _session(backend, "dave's first")
+    async with AsyncSession(user_id="dave", backend=backend) as s:
+        await s.add_message("user", "dave's")
+        daves = s.session_id
+    first = await runwire("users", "erase", "dave", "--yes", "--json")
+    assert first.exit_code == 0, first.output
+    receipt = json.loads(first.stdout)
+    assert receipt["erased_user"] == "dave"
+    assert receipt["tenant"] is None
+    assert receipt["session_ids"] == [daves]
+    assert [k for k in receipt["destroyed_key_ids"] if k.startswith(f"{daves}/")]
+    again = await runwire("users", "erase", "dave", "--yes", "--json")
+    assert again.exit_code == 0, again.output
+    repeated = json.loads(again.stdout)
+    for field in ("session_ids", "destroyed_key_ids"):
+        assert repeated[field] == receipt[field]
+    with pytest.raises(NotFoundError):
+        await AsyncSession(daves, user_id="dave", backend=backend).open()
+    async with AsyncSession(mine, user_id="alice", backend=backend) as s:  # another user's
+        assert [m.text() for m in await s.get_messages()] == ["dave's first"]
+    told = await runwire("users", "erase", "dave", "--yes")
+    assert told.exit_code == 0, told.output
+    assert f"sessions: {daves}" in told.stdout
+    bad = await runwire("users", "erase", "bad\x01user", "--yes")
+    assert bad.exit_code != 0
+    assert "user" in bad.output

@@ -19,7 +19,7 @@ from runwire.sessions.embedded import projectors_running
 from runwire.sessions.log_backend import LogBackend
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
-from tests.integration.sealing.scan import in_postgres, in_redis, in_the_log
+from tests.integration.sealing.scan import in_postgres, in_redis, nowhere
 
 A, B = "tenant-a", "tenant-b"
 KEY_A, KEY_A_READ, KEY_B = "erase-key-a-6f2c9d1e", "erase-read-a-0b8e3f7a", "erase-key-b-4d1a7c2f"
@@ -82,14 +82,46 @@ async def test_the_api_erases_only_the_callers_session_and_every_byte_of_it(
             assert again.status_code == 404  # erased: gone for the API too
             assert (await http.get(f"/v1/sessions/{theirs}", headers=key(KEY_B))).status_code == 200
 
-        async def nowhere() -> bool:
-            assert await in_the_log(sealed, secret.encode()) == []
-            assert await in_postgres(sealed, secret.encode()) == []
-            assert await in_redis(sealed, secret.encode()) == []
-            return True
-
-        await assert_eventually(nowhere, timeout=30)
+        await assert_eventually(lambda: nowhere(sealed, secret.encode()), timeout=30)
         # The other tenant's session is whole, and served only by the projections.
+        assert await in_postgres(sealed, kept.encode()) + await in_redis(sealed, kept.encode())
+
+
+@pytest.mark.timeout(180)
+async def test_a_user_erases_itself_and_only_itself(sealed: Settings) -> None:
+    secret, kept = f"marten-{uuid.uuid4().hex}", f"bison-{uuid.uuid4().hex}"
+    async with projectors_running(sealed):
+        mine = await _session(sealed, A, secret)
+        theirs = await _session(sealed, B, kept)  # the same user id in another tenant
+        async with (
+            ApiServer(create_app(sealed), port=0, grace=1.0) as server,
+            httpx.AsyncClient(base_url=server.url, timeout=60.0) as http,
+        ):
+
+            def key(k: str) -> dict[str, str]:
+                return {"Authorization": f"Bearer {k}"}
+
+            answer = await http.delete("/v1/me", headers=key(KEY_A_READ))
+            assert answer.status_code == 403, answer.text
+            answer = await http.delete("/v1/me", headers=key(KEY_A))
+            assert answer.status_code == 200, answer.text
+            receipt = answer.json()
+            assert (receipt["user_id"], receipt["tenant"]) == ("ann", A)
+            assert receipt["session_ids"] == [mine]
+            assert any(k.startswith(f"{mine}/") for k in receipt["erased_key_ids"])
+            again = await http.delete("/v1/me", headers=key(KEY_A))
+            assert again.status_code == 200, again.text
+            for field in ("session_ids", "erased_key_ids"):
+                assert again.json()[field] == receipt[field]
+            # The erased user's key can write nothing more: a clear 409, not a 500.
+            answer = await http.post("/v1/runs", json={"prompt": "back?"}, headers=key(KEY_A))
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["error"] == "erased"
+            assert "ann" in answer.json()["message"]
+            assert (await http.get(f"/v1/sessions/{mine}", headers=key(KEY_A))).status_code == 404
+            assert (await http.get(f"/v1/sessions/{theirs}", headers=key(KEY_B))).status_code == 200
+
+        await assert_eventually(lambda: nowhere(sealed, secret.encode()), timeout=30)
         assert await in_postgres(sealed, kept.encode()) + await in_redis(sealed, kept.encode())
 
 
@@ -105,6 +137,9 @@ async def test_an_api_that_does_not_seal_refuses_to_erase_and_deletes_nothing(
         ):
             headers = {"Authorization": f"Bearer {KEY_A}"}
             answer = await http.delete(f"/v1/sessions/{mine}", headers=headers)
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["error"] == "erasure_unavailable"
+            answer = await http.delete("/v1/me", headers=headers)
             assert answer.status_code == 409, answer.text
             assert answer.json()["error"] == "erasure_unavailable"
             assert (await http.get(f"/v1/sessions/{mine}", headers=headers)).status_code == 200

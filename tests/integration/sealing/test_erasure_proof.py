@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -19,62 +18,17 @@ from runwire.projections.runtime.protocol import Projection, Rebuildable
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.sessions import AsyncSession
 from runwire.sessions.admin import RECEIPT_KEYS_LABEL, RECEIPT_LABEL, erase_any
-from runwire.sessions.embedded import projectors_running
 from runwire.sessions.log_backend import LogBackend
 from runwire.settings import Settings
-from runwire.transcript.messages import ThinkingPart, ToolUsePart
 from tests.helpers import assert_eventually
-from tests.integration.sealing.scan import events_of, in_postgres, in_redis, in_the_log
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def sealed(settings: Settings, tmp_path: Path) -> Settings:
-    return settings.model_copy(
-        update={
-            "sealing": True,
-            "sealing_key_file": tmp_path / "kek.json",
-            # No cache: every process sees the erasure at once (the proof is about bytes).
-            "sealing_key_cache_seconds": 0.0,
-        }
-    )
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def projectors(sealed: Settings) -> AsyncIterator[dict[str, Projection]]:
-    async with projectors_running(sealed) as projections:
-        yield projections
+from tests.integration.sealing.scan import events_of, in_postgres, in_redis, in_the_log, nowhere
+from tests.integration.sealing.writing import secret_session
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def backend(sealed: Settings, projectors: dict[str, Projection]) -> AsyncIterator[LogBackend]:
     async with LogBackend(sealed) as backend:
         yield backend
-
-
-async def _write(backend: LogBackend, secret: str) -> str:
-    async with AsyncSession(user_id="alice", backend=backend) as s:
-        await s.add_message("user", f"my secret is {secret}")
-        await s.add_message(
-            "assistant",
-            [
-                ThinkingPart(text=f"they said {secret}", signature="sig"),
-                f"noted: {secret}",
-                ToolUsePart(id="c1", name="vault", input={"store": secret}),
-            ],
-        )
-        await s.add_message("tool", {"tool_use_id": "c1", "content": {"stored": secret}})
-        await s.add_message("assistant", "done")
-        await s.set("note", secret)
-        await s.store_memory("pin", secret)
-        assert any(secret in m.text() for m in await s.get_messages())
-        return s.session_id
-
-
-async def _nowhere(sealed: Settings, needle: bytes) -> bool:
-    assert await in_the_log(sealed, needle) == []
-    assert await in_postgres(sealed, needle) == []
-    assert await in_redis(sealed, needle) == []
-    return True
 
 
 @pytest.mark.timeout(180)
@@ -84,8 +38,8 @@ async def test_an_erased_secret_is_in_no_byte_of_the_deployment(
     secret = f"zebra-{uuid.uuid4().hex}"
     needle = secret.encode()
     kept_secret = f"okapi-{uuid.uuid4().hex}"
-    session_id = await _write(backend, secret)
-    kept_id = await _write(backend, kept_secret)
+    session_id = await secret_session(backend, secret)
+    kept_id = await secret_session(backend, kept_secret)
 
     # Before erasure: only the projections hold it; the log never had it in the clear.
     assert await in_the_log(sealed, needle) == []
@@ -95,14 +49,14 @@ async def test_an_erased_secret_is_in_no_byte_of_the_deployment(
     async with AsyncSession(session_id, user_id="alice", backend=backend) as s:
         await s.delete(erase=True)
 
-    await assert_eventually(lambda: _nowhere(sealed, needle), timeout=30)
+    await assert_eventually(lambda: nowhere(sealed, needle), timeout=30)
     # Rebuilt from offset zero, no projection brings it back nor dead-letters it.
     for name in ("runs", "sessions", "transcripts"):
         projection = projectors[name]
         assert isinstance(projection, Rebuildable)
         await rebuild(projection, sealed)
     await rebuild_memory(sealed)
-    assert await _nowhere(sealed, needle)
+    assert await nowhere(sealed, needle)
     assert await in_the_log(sealed, session_id.encode() + b"/") != []  # sealed records stay
     dead = [
         at
@@ -120,7 +74,7 @@ async def test_an_erased_secret_is_in_no_byte_of_the_deployment(
 async def test_erasure_is_idempotent_leaves_a_receipt_and_forbids_writes(
     sealed: Settings, backend: LogBackend
 ) -> None:
-    session_id = await _write(backend, "idempotent")
+    session_id = await secret_session(backend, "idempotent")
     first = await erase_any(backend, session_id)
     assert first.key_ids
     assert all(k.startswith(f"{session_id}/") for k in first.key_ids)

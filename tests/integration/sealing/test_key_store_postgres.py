@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from runwire.contract.sealing import KeyStoreUnavailableError
+from runwire.contract.sealing import ErasedError, KeyStoreUnavailableError, UserErasedError
 from runwire.contract.sealing.kek import LocalKeys
 from runwire.contract.sealing.postgres import PostgresKeyStore
 from runwire.settings import Settings
@@ -41,3 +43,37 @@ def test_a_key_store_that_cannot_be_reached_is_retriable() -> None:
     with pytest.raises(KeyStoreUnavailableError) as down:
         store.key("s-1/000000000000")
     assert down.value.retriable
+
+
+def test_no_session_key_of_a_user_outlives_its_erasure_made_at_the_same_time(
+    settings: Settings,
+) -> None:
+    kek = LocalKeys()
+    maker = PostgresKeyStore(settings.postgres_dsn, kek, cache_seconds=0)
+    eraser = PostgresKeyStore(settings.postgres_dsn, kek, cache_seconds=0)
+    made: list[str] = []
+    refused: list[Exception] = []
+
+    def make() -> None:
+        for i in range(200):
+            try:
+                made.append(maker.key_for_writing(f"race-{i}", "racer")[0])
+            except UserErasedError as e:
+                refused.append(e)
+
+    try:
+        thread = threading.Thread(target=make)
+        thread.start()
+        while len(made) < 20:
+            time.sleep(0.001)
+        eraser.erase_user("racer")
+        thread.join()
+        assert refused, "sessions made after the erasure are refused"
+        # Every key made, before the erasure or racing it, is in the (cumulative) answer.
+        assert set(made) <= set(eraser.erase_user("racer").key_ids)
+        for key_id in made:
+            with pytest.raises(ErasedError):
+                eraser.key(key_id)
+    finally:
+        maker.close()
+        eraser.close()

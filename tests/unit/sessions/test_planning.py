@@ -16,6 +16,7 @@ from runwire.contract.events import (
     RunStarted,
     RunStatusChanged,
     SessionDeleted,
+    UserErased,
 )
 from runwire.contract.routing import memory_key
 from runwire.log.records import SourceRecord
@@ -173,6 +174,8 @@ def record(event: Event, offset: int, *, tombstone: bool = False) -> SourceRecor
     p = event.payload
     if isinstance(p, MemorySet | MemoryDeleted):
         topic, key = MEMORY, memory_key(p.scope, p.owner, p.key)
+    elif isinstance(p, UserErased):
+        topic, key = MEMORY, memory_key("user", p.owner, "")
     else:
         topic, key = SESSIONS, (event.session_id or "").encode()
     headers: tuple[tuple[str, bytes], ...] = ()
@@ -218,6 +221,20 @@ def test_a_deleted_session_takes_its_memory_in_any_order() -> None:
         assert sid in out.deleted_sessions
     later = fold(record(write, 5), tombstoned={sid})
     assert later.entries == {}
+
+
+def test_an_erased_user_takes_its_user_memory_and_no_one_elses() -> None:
+    before = Event.create(MemorySet(scope="user", owner="t::u", key="k", value=1))
+    other = Event.create(MemorySet(scope="user", owner="t::v", key="k", value=2))
+    agent = Event.create(MemorySet(scope="agent", owner="t::u", key="k", value=3))
+    erased = Event.create(UserErased(user_id="u", owner="t::u", key_ids=[], session_ids=[]))
+    out = fold(record(before, 0), record(other, 1), record(agent, 2), record(erased, 3))
+    assert out.erased_users == {"t::u"}
+    assert set(out.entries) == {("user", "t::v", "k"), ("agent", "t::u", "k")}
+    assert out.rejected == []
+    assert erased.event_id in {event_id for event_id, _ in out.remembered}
+    moved = SourceRecord(MEMORY, 0, 9, 0, b'["user","t::v",""]', b"v", (), erased)
+    assert [reason for _, reason, _ in fold(moved).rejected] == ["key_mismatch"]
 
 
 def test_memory_records_that_do_not_fit_are_rejected() -> None:

@@ -16,6 +16,10 @@ Contract:
   ``DecodeError`` with reason ``erased`` that consumers skip, never
   dead-letter). Erasing twice is idempotent; writing to an erased session
   raises :class:`SessionErasedError`.
+- Users have keys too: user-scope memory values are sealed with their user's
+  key (subject :func:`user_subject`, the memory owner), and a session's key
+  remembers the user who made it. ``KeyStore.erase_user`` destroys them all;
+  writing for an erased user raises :class:`UserErasedError`.
 - An unknown key id or a tag that does not verify is ``DecodeError``
   ``unreadable_payload`` (dead-lettered: tamper evidence); a key store that
   cannot be reached is :class:`KeyStoreUnavailableError` (retriable: read
@@ -28,8 +32,9 @@ from runwire.contract.sealing.errors import (
     KeyStoreUnavailableError,
     SessionErasedError,
     UnknownKeyError,
+    UserErasedError,
 )
-from runwire.contract.sealing.protocol import KeyEncryptionKey, KeyStore
+from runwire.contract.sealing.protocol import KeyEncryptionKey, KeyStore, UserKeys, user_subject
 
 __all__ = [
     "ErasedError",
@@ -39,4 +44,7 @@ __all__ = [
     "SealingPayload",
     "SessionErasedError",
     "UnknownKeyError",
+    "UserErasedError",
+    "UserKeys",
+    "user_subject",
 ]

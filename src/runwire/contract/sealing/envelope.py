@@ -1,15 +1,19 @@
 """The sealed envelope: what a sealing payload codec writes after the frame header.
 
 Contract (the bytes; ``schemas/README.md`` tells a foreign reader the same):
-- ``0x00`` then the Avro body: a clear event (no session, or the erasure
-  receipt ``session_deleted``).
+- ``0x00`` then the Avro body: a clear event (no session and no user-scope
+  memory value, or an erasure receipt: ``session_deleted``, ``user_erased``).
 - ``0x01``, the key id's length (2 bytes, big-endian), the key id (UTF-8),
   a 12-byte nonce, then AES-256-GCM of the Avro body (ciphertext and 16-byte
   tag) under the data key, with associated data
   ``b"runwire-seal-v1\\x00" + event type + b"\\x00" + key id`` (so a body
   cannot be moved to another type or key id without the tag failing).
 - The key id is ``<session id>/<random>``: the session stays readable to
-  routing and operators; the content does not.
+  routing and operators; the content does not. A ``memory_set`` of scope
+  ``user`` (no session) is sealed with its user's key, ``user:<owner>/<random>``
+  (the owner is the record key's already).
+- A session's key, when made, remembers the user of the event it is made for
+  (erasure by user finds the session by it).
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from typing import TYPE_CHECKING, NamedTuple
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from runwire.contract.events import EventType
+from runwire.contract.events import EventType, MemorySet
 from runwire.contract.sealing.errors import UnknownKeyError
+from runwire.contract.sealing.protocol import user_subject
 from runwire.errors import DecodeError
 
 if TYPE_CHECKING:
@@ -37,6 +42,19 @@ _MAX_CIPHERS = 10_000
 
 UNSEALED = frozenset({EventType.SESSION_DELETED})
 """Types written clear even in a session: the erasure receipt must outlive the keys."""
+
+
+def _key_for(keys: KeyStore, event: Event) -> tuple[str, bytes] | None:
+    """The key ``event`` is sealed with; None: written clear."""
+    if event.session_id is not None:
+        if event.type in UNSEALED:
+            return None
+        user = None if event.user_id is None else user_subject(event.user_id, event.tenant)
+        return keys.key_for_writing(event.session_id, user)
+    payload = event.payload
+    if isinstance(payload, MemorySet) and payload.scope == "user":
+        return keys.key_for_user(payload.owner)
+    return None
 
 
 def associated_data(event_type: EventType, key_id: str) -> bytes:
@@ -70,9 +88,10 @@ class SealingPayload:
         return aead
 
     def seal(self, event: Event, body: bytes) -> bytes:
-        if event.session_id is None or event.type in UNSEALED:
+        found = _key_for(self.keys, event)
+        if found is None:
             return b"\x00" + body
-        key_id, data_key = self.keys.key_for_writing(event.session_id)
+        key_id, data_key = found
         sealer = self._sealers.get(key_id)
         if sealer is None:
             kid = key_id.encode()

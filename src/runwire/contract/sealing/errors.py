@@ -35,6 +35,17 @@ class SessionErasedError(ContractError):
         self.session_id = session_id
 
 
+class UserErasedError(ContractError):
+    """A write for a user whose keys were destroyed (memory, a new session); not written."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__(
+            f"user {subject!r} is erased: its keys are destroyed and nothing of it can be "
+            "written again"
+        )
+        self.subject = subject
+
+
 class KeyStoreUnavailableError(RunwireError):
     """The key store cannot be reached now; the same request may succeed later."""
 

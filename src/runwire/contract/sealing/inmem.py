@@ -14,9 +14,14 @@ from runwire.contract.sealing.errors import (
     KeyStoreUnavailableError,
     SessionErasedError,
     UnknownKeyError,
+    UserErasedError,
 )
 from runwire.contract.sealing.kms import KmsRefusedError
-from runwire.contract.sealing.protocol import KeyEncryptionKey
+from runwire.contract.sealing.protocol import KeyEncryptionKey, UserKeys
+
+SESSION = "session"
+USER = "user"
+USER_KEY_PREFIX = "user:"
 
 
 def new_key_id(session_id: str) -> str:
@@ -24,11 +29,23 @@ def new_key_id(session_id: str) -> str:
     return f"{session_id}/{secrets.token_hex(6)}"
 
 
+def new_user_key_id(subject: str) -> str:
+    """A user key's id: ``user:<subject>/<random>`` (the subject is clear on the memory topic)."""
+    return new_key_id(USER_KEY_PREFIX + subject)
+
+
+def erased_user_marker(subject: str) -> str:
+    """The id of the row that keeps a user erased before it had a key (never a key itself)."""
+    return f"{USER_KEY_PREFIX}{subject}/erased"
+
+
 @dataclass
 class _Row:
-    session_id: str
+    session_id: str  # the subject: a session id, or a user subject (scope user)
     kek_id: str
     wrapped: bytes | None  # None: destroyed
+    scope: str = SESSION
+    user: str | None = None  # a session key's user subject
 
 
 class InMemoryKeyStore:
@@ -48,7 +65,13 @@ class InMemoryKeyStore:
 
             raise KeyStoreUnavailableError("the in-memory key store is down")
 
-    def key_for_writing(self, session_id: str) -> tuple[str, bytes]:
+    def _erased_user(self, subject: str) -> bool:
+        return any(
+            r.scope == USER and r.session_id == subject and r.wrapped is None
+            for r in self._rows.values()
+        )
+
+    def key_for_writing(self, session_id: str, user: str | None = None) -> tuple[str, bytes]:
         self._check_up()
         with self._lock:
             key_id = self._writing.get(session_id)
@@ -57,13 +80,29 @@ class InMemoryKeyStore:
                 if row.wrapped is None:
                     raise SessionErasedError(session_id)
                 return key_id, self._kek.unwrap(row.kek_id, key_id, row.wrapped)
-            if any(r.session_id == session_id for r in self._rows.values()):
+            if any(r.scope == SESSION and r.session_id == session_id for r in self._rows.values()):
                 raise SessionErasedError(session_id)
+            if user is not None and self._erased_user(user):
+                raise UserErasedError(user)
             key_id = new_key_id(session_id)
             data_key = AESGCM.generate_key(bit_length=256)
             kek_id, wrapped = self._kek.wrap(key_id, data_key)
-            self._rows[key_id] = _Row(session_id, kek_id, wrapped)
+            self._rows[key_id] = _Row(session_id, kek_id, wrapped, SESSION, user)
             self._writing[session_id] = key_id
+            return key_id, data_key
+
+    def key_for_user(self, subject: str) -> tuple[str, bytes]:
+        self._check_up()
+        with self._lock:
+            if self._erased_user(subject):
+                raise UserErasedError(subject)
+            for key_id, row in self._rows.items():
+                if row.scope == USER and row.session_id == subject and row.wrapped is not None:
+                    return key_id, self._kek.unwrap(row.kek_id, key_id, row.wrapped)
+            key_id = new_user_key_id(subject)
+            data_key = AESGCM.generate_key(bit_length=256)
+            kek_id, wrapped = self._kek.wrap(key_id, data_key)
+            self._rows[key_id] = _Row(subject, kek_id, wrapped, USER)
             return key_id, data_key
 
     def key(self, key_id: str) -> bytes:
@@ -80,14 +119,41 @@ class InMemoryKeyStore:
         with self._lock:
             destroyed = []
             for key_id, row in self._rows.items():
-                if row.session_id == session_id and row.wrapped is not None:
+                if (
+                    row.scope == SESSION
+                    and row.session_id == session_id
+                    and row.wrapped is not None
+                ):
                     row.wrapped = None
                     destroyed.append(key_id)
-            if not any(r.session_id == session_id for r in self._rows.values()):
+            if not any(
+                r.scope == SESSION and r.session_id == session_id for r in self._rows.values()
+            ):
                 # Never written: remember the erasure so the session stays unwritable.
                 key_id = new_key_id(session_id)
                 self._rows[key_id] = _Row(session_id, self._kek.current_id, None)
             return destroyed
+
+    def erase_user(self, subject: str) -> UserKeys:
+        self._check_up()
+        with self._lock:
+            mine = {
+                key_id: row
+                for key_id, row in self._rows.items()
+                if (row.scope == USER and row.session_id == subject)
+                or (row.scope == SESSION and row.user == subject)
+            }
+            for row in mine.values():
+                row.wrapped = None
+            if not any(r.scope == USER for r in mine.values()):
+                # No memory yet: remember the erasure so the user stays unwritable.
+                marker = erased_user_marker(subject)
+                self._rows[marker] = _Row(subject, self._kek.current_id, None, USER)
+            sessions = {r.session_id for r in mine.values() if r.scope == SESSION}
+            for session_id in sessions:
+                self._writing.pop(session_id, None)
+            keys = sorted(k for k in mine if k != erased_user_marker(subject))
+            return UserKeys(tuple(keys), tuple(sorted(sessions)))
 
     def rewrap(self) -> int:
         self._check_up()

@@ -6,6 +6,14 @@ Contract:
   a key was wrapped with (old ids keep working after a rotation).
 - :class:`KeyStore` hands out the data key a session writes with (made on
   first use), finds a key by id for reading, and destroys a session's keys.
+  A session's key remembers the user its first event was written by
+  (``user``: :func:`user_subject` of that event's user and tenant).
+- Users have keys too (scope user, subject :func:`user_subject`): their
+  user-scope memory values are sealed with them. ``erase_user`` destroys the
+  user's keys and the keys of every session made by the user, in one step,
+  and answers every key id of the user destroyed so far (the same the second
+  time); an erased user's memory and new sessions cannot be written
+  (``UserErasedError``).
   ``key`` raises ``ErasedError`` for a destroyed key, ``UnknownKeyError``
   for an id it never had, ``KeyStoreUnavailableError`` when it cannot answer.
   ``destroy`` returns the ids destroyed (empty the second time).
@@ -13,9 +21,25 @@ Contract:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 DATA_KEY_BYTES = 32
+TENANT_SEPARATOR = "::"
+"""Between tenant and user in a user subject; the memory topic names user owners alike."""
+
+
+def user_subject(user_id: str, tenant: str | None) -> str:
+    """The subject of a user's keys: the owner of its user-scope memory on the topic."""
+    return user_id if tenant is None else f"{tenant}{TENANT_SEPARATOR}{user_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class UserKeys:
+    """What ``erase_user`` destroyed for a user, now or before: key ids, sessions."""
+
+    key_ids: tuple[str, ...]
+    session_ids: tuple[str, ...]
 
 
 class KeyEncryptionKey(Protocol):
@@ -38,8 +62,15 @@ class KeyEncryptionKey(Protocol):
 class KeyStore(Protocol):
     """Where the data keys of sessions live and are destroyed."""
 
-    def key_for_writing(self, session_id: str) -> tuple[str, bytes]:
-        """``(key_id, data_key)`` to seal the session's next event with."""
+    def key_for_writing(self, session_id: str, user: str | None = None) -> tuple[str, bytes]:
+        """``(key_id, data_key)`` to seal the session's next event with.
+
+        ``user`` (a :func:`user_subject`) is remembered with a key made now.
+        """
+        ...
+
+    def key_for_user(self, subject: str) -> tuple[str, bytes]:
+        """``(key_id, data_key)`` to seal a user's memory with (``UserErasedError`` once erased)."""
         ...
 
     def key(self, key_id: str) -> bytes:
@@ -48,6 +79,10 @@ class KeyStore(Protocol):
 
     def destroy(self, session_id: str) -> list[str]:
         """Destroy every key of the session; the ids destroyed now."""
+        ...
+
+    def erase_user(self, subject: str) -> UserKeys:
+        """Destroy the user's keys and its sessions' (see the module contract)."""
         ...
 
     def rewrap(self) -> int:
