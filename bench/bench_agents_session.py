@@ -37,18 +37,12 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio as aioredis
-from agents import SQLiteSession
-from agents.extensions.memory.redis_session import RedisSession
-from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
+from peers import redis_session as peer_redis_session
+from peers import sqlalchemy_session, sqlite_session
 from runwire.infra.isolation import isolated_deployment
 from runwire.projections.runtime.lag import projection_lag
 from runwire.projections.runtime.protocol import Projection
@@ -144,12 +138,6 @@ def ratio(ours: float, theirs: float) -> float:
     return round(ours / theirs, 2) if theirs else float("inf")
 
 
-def sqlalchemy_url(dsn: str) -> str:
-    """The stack's Postgres DSN as SQLAlchemy's psycopg 3 (async) URL."""
-    rest = dsn.partition("://")[2]
-    return f"postgresql+psycopg://{rest}"
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=200)
@@ -165,33 +153,9 @@ async def main() -> None:
         ours = RunwireSession(user_id="bench", settings=settings)
         stack.push_async_callback(ours.close)
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        sqlite = SQLiteSession(f"bench-{uuid.uuid4().hex}", Path(tmp) / "agents.db")
-        stack.callback(sqlite.close)
-        client = aioredis.Redis.from_url(settings.redis_url)
-        stack.push_async_callback(client.aclose)
-        redis_session = RedisSession(
-            f"bench-{uuid.uuid4().hex}",
-            redis_client=client,
-            key_prefix=f"{settings.redis_key_prefix}:agents",
-        )
-        stack.push_async_callback(redis_session.clear_session)
-        engine = create_async_engine(sqlalchemy_url(settings.postgres_dsn))
-        tables = f"bench_{uuid.uuid4().hex[:8]}"
-
-        async def drop_tables() -> None:
-            async with engine.begin() as conn:
-                await conn.execute(text(f"DROP TABLE IF EXISTS {tables}_messages"))
-                await conn.execute(text(f"DROP TABLE IF EXISTS {tables}_sessions"))
-            await engine.dispose()
-
-        stack.push_async_callback(drop_tables)
-        alchemy = SQLAlchemySession(
-            f"bench-{uuid.uuid4().hex}",
-            engine=engine,
-            create_tables=True,
-            sessions_table=f"{tables}_sessions",
-            messages_table=f"{tables}_messages",
-        )
+        sqlite = sqlite_session(stack, Path(tmp))
+        redis_session = await peer_redis_session(stack, settings)
+        alchemy = await sqlalchemy_session(stack, settings)
         sessions: dict[str, Any] = {
             "runwire": ours,
             "agents_sqlite": sqlite,

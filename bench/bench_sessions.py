@@ -69,7 +69,7 @@ from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
 from sqlalchemy import text as sql_text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench_agents_session import sqlalchemy_url
+from peers import sqlalchemy_url
 from runwire.infra.isolation import isolated_deployment
 from runwire.projections.runtime.lag import projection_lag
 from runwire.projections.runtime.protocol import Projection

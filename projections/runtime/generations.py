@@ -209,6 +209,24 @@ async def load_positions(
 _LIVE = "(SELECT live FROM runwire_projection_generations WHERE projection = %s)"
 
 
+async def load_live_positions(
+    conn: Conn, projection: str, partitions: Collection[TopicPartition]
+) -> dict[TopicPartition, int] | None:
+    """Stored positions of the live copy in one round trip (read-your-writes polls
+    it); None when nothing is stored for it (no copy yet, or a fresh one): ask
+    :meth:`Generations.state`, which says which."""
+    cur = await conn.execute(
+        "SELECT topic, partition, next_offset FROM runwire_projection_positions "
+        "WHERE projection = %s AND generation = " + _LIVE,
+        (projection, projection),
+    )
+    rows = await cur.fetchall()
+    if not rows:
+        return None
+    stored = {TopicPartition(t, p): o for t, p, o in rows}
+    return {tp: stored.get(tp, 0) for tp in partitions}
+
+
 async def queue_lock_positions(
     conn: Conn, projection: str, generation: int | None, partitions: Iterable[TopicPartition]
 ) -> Callable[[], Awaitable[tuple[int, dict[TopicPartition, int]]]]:

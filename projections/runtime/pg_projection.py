@@ -37,6 +37,7 @@ from runwire.projections.runtime import rules, tenancy
 from runwire.projections.runtime.generations import (
     GenerationState,
     TableSet,
+    load_live_positions,
     load_positions,
     queue_lock_positions,
     store_positions,
@@ -149,6 +150,9 @@ class PostgresProjection(ABC):
         async with self._pool.connection() as conn:
             generation = self._generation
             if generation is None:
+                live = await load_live_positions(conn, self.name, partitions)
+                if live is not None:
+                    return live
                 generation = (await self.tables.state(conn)).live
             return await load_positions(conn, self.name, generation, partitions)
 

@@ -279,3 +279,37 @@ async def test_a_slow_local_model_runs_calls_concurrently_and_cancels_promptly()
         assert time.monotonic() - started < 0.2
     with pytest.raises(ProviderError, match="closed"):
         await model.complete(request)
+
+
+def _compaction_ask() -> Message:
+    from runwire.context.compaction import CompactionPolicy
+
+    return user(CompactionPolicy().instructions)
+
+
+def test_a_summary_keeps_the_facts_and_the_tools_of_the_conversation() -> None:
+    first = ask(user("Hi, my name is Ada. My city is Lyon. What is 6 * 7?"))
+    call = next(p for p in first.parts if isinstance(p, ToolUsePart))
+    history = [
+        user("Hi, my name is Ada. My city is Lyon. What is 6 * 7?"),
+        first.message(),
+        results((call.id, "42")),
+        ask(user("x"), results((call.id, "42"))).message(),
+        user("Actually my city is Paris."),
+    ]
+    summary = ask(*history, _compaction_ask(), tools=False).message().text()
+    assert "my name is Ada" in summary
+    assert "my city is Paris" in summary
+    assert "Lyon" not in summary.split("\n")[0]  # the latest statement of a fact wins
+    assert 'calculator {"expression":"6 * 7"} gave 42' in summary
+    assert "2 user messages" in summary
+    # Deterministic, as every answer of the local model.
+    assert ask(*history, _compaction_ask(), tools=False).message().text() == summary
+
+
+def test_after_a_compaction_the_summary_still_answers_for_the_facts() -> None:
+    summary = ask(user("my name is Ada."), _compaction_ask(), tools=False).message().text()
+    from runwire.context.compaction import summary_messages
+
+    later = ask(*summary_messages(summary), user("What is my name?"))
+    assert later.message().text() == "Your name is Ada."

@@ -16,7 +16,12 @@ Contract:
     end of the line), and "ask NAME to TASK" -> a NAME call with
     ``{"task": TASK}`` (any offered tool: HTTP tools, agents as tools);
     the rest of the message is read without those spans,
-  * tool results -> a text answer that cites each result (errors included).
+  * tool results -> a text answer that cites each result (errors included),
+  * "summarize the conversation ..." (what a compaction policy asks) -> an
+    extractive summary of the transcript before it: every fact about the
+    user, restated as "my X is Y" so that a later request still reads it;
+    each tool called with its input and result; how many user turns it
+    covers and their first words. Nothing is invented.
   It only calls tools the request offers; without them it says which tool it
   would need. Several requests in one message give several tool calls, in the
   order they were asked.
@@ -112,6 +117,7 @@ LOCAL_TOOL_SPECS: tuple[ToolSpec, ...] = (
 )
 """Specs for :data:`LOCAL_MODEL_TOOLS`, ready to put in ``ModelRequest.tools``."""
 
+_SUMMARIZE = re.compile(r"^\s*summari[sz]e (?:the|this) conversation\b", re.IGNORECASE)
 _FACT = re.compile(r"\bmy ([a-z][a-z ]{0,40}?) (?:is|are) ([^.!?\n,;]+)", re.IGNORECASE)
 _CALL_ME = re.compile(r"\bcall me ([^.!?\n,;]+)", re.IGNORECASE)
 _REMEMBER = re.compile(r"\bremember(?: that)? ([^.!?\n]+)", re.IGNORECASE)
@@ -199,6 +205,9 @@ class LocalModel(ProviderLifecycle):
         if last.tool_results():
             thought, text = _answer_tool_results(last.tool_results(), earlier)
             actions: list[_Action] = []
+        elif _SUMMARIZE.match(last.text()):
+            thought, text = "The user wants the conversation so far summarized.", _summary(earlier)
+            actions = []
         else:
             actions, thought, text = _read_user_text(last.text(), earlier, offered)
 
@@ -470,6 +479,43 @@ def _answer_tool_results(
             answers.append(f"{name} returned {value}.")
     thought = "The tool results are in: " + "; ".join(notes) + ". I can answer now."
     return thought, " ".join(answers)
+
+
+def _summary(messages: Sequence[Message]) -> str:
+    """An extractive summary of ``messages`` (see the module contract)."""
+    lines: list[str] = []
+    facts = _known_facts(messages)
+    if facts:
+        lines.append(
+            "The user said: "
+            + "; ".join(f"my {key} is {value}" for key, value in facts.items())
+            + "."
+        )
+    calls: dict[str, ToolUsePart] = {}
+    done: list[str] = []
+    for message in messages:
+        for part in message.parts:
+            if isinstance(part, ToolUsePart):
+                calls[part.id] = part
+            elif isinstance(part, ToolResultPart) and part.tool_use_id in calls:
+                call = calls[part.tool_use_id]
+                outcome = "failed" if part.is_error else "gave"
+                done.append(
+                    f"{call.name} {jsonvalues.dumps(call.input).decode()} {outcome} "
+                    f"{_clip(_result_text(part.content), 80)}"
+                )
+    if done:
+        lines.append("Tools used: " + "; ".join(done) + ".")
+    asked = [m.text().strip() for m in messages if m.role == "user" and m.text().strip()]
+    if asked:
+        firsts = " | ".join(_clip(a, 40) for a in asked)
+        lines.append(f"{len(asked)} user messages: {firsts}")
+    return "\n".join(lines) or "Nothing was said yet."
+
+
+def _clip(text: str, size: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= size else text[: size - 3] + "..."
 
 
 def _known_facts(messages: Iterable[Message]) -> dict[str, str]:

@@ -126,6 +126,8 @@ class LogBackend(LogMemoryBackend):
         """Owner tag of each session described: reads list only its runs."""
         self._own = OwnWrites()
         self._claims: RunClaims | None = None
+        self._recording: dict[str, asyncio.Task[None]] = {}
+        """Each run's claim offset being recorded (:meth:`_record_wrote`)."""
 
     async def _start_more(self) -> None:
         self._redis = aioredis.Redis.from_url(self.settings.redis_url)
@@ -145,6 +147,8 @@ class LogBackend(LogMemoryBackend):
         )
 
     async def _stop_more(self) -> None:
+        if self._recording:
+            await asyncio.wait(list(self._recording.values()), timeout=self.wait_timeout)
         await self._own.close(self.wait_timeout)
         await self._watcher.stop()
         view, self._view = self._view, None
@@ -317,6 +321,7 @@ class LogBackend(LogMemoryBackend):
         """Append under the run's claim, checked against its true state; served from
         here until the cache has it."""
         claims = self._ready_claims()
+        await self._recorded_wrote(run_id)
         claim = await claims.take(run_id)
         if not claim.taken:
             raise RunBusyError(f"run {run_id}: another writer is appending to it")
@@ -336,7 +341,9 @@ class LogBackend(LogMemoryBackend):
         # A failed publish keeps the claim in flight until it lapses: the
         # append may still land, and nobody must plan on the run without it.
         last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
-        await claims.wrote(run_id, last.topic, last.partition, last.offset)
+        # Durable now. Others find the claim busy until its offset is recorded
+        # and applied; this backend's next take of the run awaits the record.
+        self._record_wrote(run_id, last)
         pending = Pending(session_id, run_id, base.first_ms, after, last.offset)
         self._own.add(pending, self._confirm(run_id, last, new=False))
 
@@ -362,6 +369,7 @@ class LogBackend(LogMemoryBackend):
         claims = self._ready_claims()
         deadline = asyncio.get_running_loop().time() + self.wait_timeout
         delay = 0.002
+        await self._recorded_wrote(run_id)
         while not (await claims.take(run_id)).taken:
             if asyncio.get_running_loop().time() > deadline:
                 raise WriteRefusedError(
@@ -374,6 +382,37 @@ class LogBackend(LogMemoryBackend):
         await claims.wrote(run_id, last.topic, last.partition, last.offset)
         await self._applied("transcripts", last)
         await self._check_taken(run_id, last)
+
+    def _record_wrote(self, run_id: str, last: Position) -> None:
+        """Record the claim's offset in the background (a Redis blip is retried)."""
+        claims = self._ready_claims()
+
+        async def record() -> None:
+            for attempt in range(5):
+                try:
+                    await claims.wrote(run_id, last.topic, last.partition, last.offset)
+                    return
+                except Exception as e:
+                    if attempt == 4:
+                        # The claim stays in flight until it lapses: nobody plans
+                        # on the run meanwhile, so nothing is lost, only delayed.
+                        log.warning("run %s: the claim's offset was not recorded: %s", run_id, e)
+                        return
+                    await asyncio.sleep(0.05 * (attempt + 1))
+
+        task = asyncio.ensure_future(record())
+        self._recording[run_id] = task
+        task.add_done_callback(
+            lambda t: (
+                self._recording.pop(run_id, None) if self._recording.get(run_id) is t else None
+            )
+        )
+
+    async def _recorded_wrote(self, run_id: str) -> None:
+        """Wait for this backend's last claim record of the run (before taking it again)."""
+        task = self._recording.get(run_id)
+        if task is not None:
+            await asyncio.shield(task)
 
     def _ready_claims(self) -> RunClaims:
         if self._claims is None:
