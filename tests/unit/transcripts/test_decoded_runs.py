@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from runwire.projections.transcripts.body import MESSAGES, decode_runs, encode_body
 from runwire.projections.transcripts.session_read import DecodedRuns, StoredMessages
 from runwire.transcript.ledger import TranscriptBuilder
@@ -172,3 +174,26 @@ def test_a_read_that_evicts_one_of_its_own_kept_runs_still_serves_it() -> None:
     decoder.decode({"old": old})
     got = decoder.decode({"old": old, "a": new_a, "b": new_b})
     assert got == {"old": validated(old), "a": validated(new_a), "b": validated(new_b)}
+
+
+def test_tool_numbers_stay_exact_however_the_tool_part_is_spelt() -> None:
+    # Text-only bodies skip the exactness round trip; a tool part, even one
+    # whose kind is written with a JSON escape, must not.
+    plain = b'[{"role":"assistant","parts":[{"kind":"tool_use","id":"t","name":"n","input":{"n":0.10000000000000000001}}]}]'
+    escaped = plain.replace(b'"tool_use"', b'"tool\\u005fuse"')
+    for body in (plain, escaped):
+        [[message]] = decode_runs([body])
+        part = message.parts[0]
+        assert isinstance(part, ToolUsePart)
+        assert part.input == {"n": Decimal("0.10000000000000000001")}
+    text = b'[{"role":"user","parts":[{"kind":"text","text":"tool_use \\u00e9 \\"tool_\\""}]}]'
+    assert decode_runs([text]) == [MESSAGES.validate_json(text)]
+
+
+def test_a_reader_that_keeps_nothing_decodes_every_read() -> None:
+    runs = DecodedRuns(max_bytes=0)
+    body = StoredMessages(b'{"role":"user","parts":[{"kind":"text","text":"hi"}]}', b"")
+    first = runs.flat([body, body])
+    assert [m.text() for m in first] == ["hi", "hi"]
+    assert runs.flat([body]) == first[:1]
+    assert (runs.decoded, len(runs)) == (3, 0)
