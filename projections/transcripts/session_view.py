@@ -28,6 +28,7 @@ Contract (:class:`SessionView`):
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,8 +61,10 @@ class RunItems:
     deleted: bool = False
 
 
+@functools.lru_cache(maxsize=1024)
 def _tag(owner: Owner | None) -> str:
-    """The cache's tag of ``owner`` ('' reads every run: a session no index holds)."""
+    """The cache's tag of ``owner`` ('' reads every run: a session no index holds);
+    kept, as it was a JSON dump on every read."""
     return "" if owner is None else owner_tag(owner.user_id, owner.tenant)
 
 

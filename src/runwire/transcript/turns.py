@@ -15,7 +15,14 @@ from runwire.transcript.messages import Message, ToolResultPart
 
 
 def starts_turn(message: Message) -> bool:
-    return message.role == "user" and not any(isinstance(p, ToolResultPart) for p in message.parts)
+    if message.role != "user":
+        return False
+    # A loop, not any(<generator>): it runs for every message of every read,
+    # and making the generator cost more than the check.
+    for part in message.parts:  # noqa: SIM110
+        if isinstance(part, ToolResultPart):
+            return False
+    return True
 
 
 def last_turns(messages: Sequence[Message], n: int | None) -> list[Message]:
