@@ -212,6 +212,8 @@ class AsyncSession:
         self.import_result: ImportResult | None = None
         """What :meth:`import_data` did, on a session it returned."""
         self.parent_session_id: str | None = None
+        self._fork_info: SessionInfo | None = None
+        """A fork's info as opened: its fork point never changes."""
         """The session this one was forked from (see :meth:`fork`), once open."""
 
     def __repr__(self) -> str:
@@ -259,6 +261,7 @@ class AsyncSession:
                     raise NotFoundError(f"no session {self.session_id!r} for this caller")
                 # A session forks when it is created, never later.
                 self.parent_session_id = info.parent_session_id if info else None
+                self._fork_info = info if self.parent_session_id is not None else None
             except BaseException:
                 if self._own_backend:
                     await self.backend.stop()
@@ -436,10 +439,13 @@ class AsyncSession:
                 raise NotFoundError(f"no session {self.session_id!r} for this caller")
             if self.ttl is not None and seen.run_ids:
                 await backend.keep_for(self.session_id, seen.run_ids, self.ttl)
-            if self.parent_session_id is not None:
-                # A fork: the shared prefix, then its own runs (its info says
-                # whether a clear hid the prefix).
-                return last_turns([*await backend.prefix(await self.info()), *seen.messages], limit)
+            if self.parent_session_id is not None and seen.cleared_ms is None:
+                # A fork: the shared prefix, then its own runs. A clear since the
+                # fork hides the prefix, and the read says whether there was one;
+                # the fork point never changes: no session-index query per read.
+                if self._fork_info is None or self._fork_info.cleared_at is not None:
+                    self._fork_info = await self.info()
+                return last_turns([*await backend.prefix(self._fork_info), *seen.messages], limit)
             return last_turns(seen.messages, limit)
         info, runs = await asyncio.gather(
             self.info(), backend.history(self.session_id, turns=limit)
