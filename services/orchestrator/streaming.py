@@ -42,6 +42,56 @@ class _Completes(Protocol):
     ) -> ModelResponse: ...
 
 
+class _Pending:
+    """The deltas not sent yet and how they become records.
+
+    Apart from :class:`ChunkStream` so that the emitter's ``refill`` holds
+    this and not the stream: stream -> emitter -> stream would be a
+    reference cycle that only the garbage collector frees, once per model
+    call, with the finished send task, its context and the call's span.
+    """
+
+    def __init__(self, context: RunContext, cause_id: str, producer: str, max_chars: int) -> None:
+        self.context = context
+        self.cause_id = cause_id
+        self.producer = producer
+        self.max_chars = max(1, max_chars)
+        self.stream_id = ids.new_event_id()
+        self.seq = 0
+        self.items: list[dict[str, Any]] = []
+
+    def take(self) -> Event | None:
+        """The next record: what is pending, up to ``max_chars`` characters."""
+        if not self.items:
+            return None
+        taken: list[dict[str, Any]] = []
+        room = self.max_chars
+        while self.items and room > 0:
+            item = self.items[0]
+            if len(item["text"]) <= room:
+                taken.append(self.items.pop(0))
+                room -= len(item["text"]) or 1
+            else:  # cut a long piece: the rest opens the next record
+                taken.append({**item, "text": item["text"][:room]})
+                item["text"] = item["text"][room:]
+                room = 0
+        payload = LiveChunk(stream_id=self.stream_id, seq=self.seq, deltas=taken)
+        self.seq += 1
+        context = self.context
+        return Event.create(
+            payload,
+            run_id=context.run_id,
+            session_id=context.session_id,
+            agent_id=context.agent_id,
+            turn_id=context.turn_id,
+            user_id=context.user_id,
+            tenant=context.tenant,
+            labels=dict(context.labels),
+            producer=self.producer,
+            causation_id=self.cause_id,
+        )
+
+
 class ChunkStream:
     """One model call attempt's deltas, as ``live_chunk`` events (see the module contract)."""
 
@@ -54,14 +104,9 @@ class ChunkStream:
         producer: str,
         max_chars: int = DEFAULT_MAX_CHARS,
     ) -> None:
-        self._context = context
-        self._cause_id = cause_id
-        self._producer = producer
-        self._max_chars = max(1, max_chars)
-        self.stream_id = ids.new_event_id()
-        self._seq = 0
-        self._pending: list[dict[str, Any]] = []
-        self._emitter = LiveEmitter(writer, refill=self._take)
+        self._pending = _Pending(context, cause_id, producer, max_chars)
+        self.stream_id = self._pending.stream_id
+        self._emitter = LiveEmitter(writer, refill=self._pending.take)
         self.deltas = 0
 
     @property
@@ -74,7 +119,8 @@ class ChunkStream:
         if not delta.text and delta.kind != "tool_input":
             return  # nothing to show
         self.deltas += 1
-        last = self._pending[-1] if self._pending else None
+        pending = self._pending.items
+        last = pending[-1] if pending else None
         if last is not None and last["kind"] == delta.kind and last["index"] == delta.index:
             last["text"] += delta.text
         else:
@@ -83,45 +129,15 @@ class ChunkStream:
                 item["tool_use_id"] = delta.tool_use_id
             if delta.tool_name is not None:
                 item["tool_name"] = delta.tool_name
-            self._pending.append(item)
+            pending.append(item)
         if not self._emitter.busy:
-            event = self._take()
+            event = self._pending.take()
             if event is not None:
                 self._emitter.emit(event)
 
     async def flush(self) -> None:
         """Wait until every delta queued so far was sent (or dropped)."""
         await self._emitter.flush()
-
-    def _take(self) -> Event | None:
-        """The next record: what is pending, up to ``max_chars`` characters."""
-        if not self._pending:
-            return None
-        taken: list[dict[str, Any]] = []
-        room = self._max_chars
-        while self._pending and room > 0:
-            item = self._pending[0]
-            if len(item["text"]) <= room:
-                taken.append(self._pending.pop(0))
-                room -= len(item["text"]) or 1
-            else:  # cut a long piece: the rest opens the next record
-                taken.append({**item, "text": item["text"][:room]})
-                item["text"] = item["text"][room:]
-                room = 0
-        payload = LiveChunk(stream_id=self.stream_id, seq=self._seq, deltas=taken)
-        self._seq += 1
-        return Event.create(
-            payload,
-            run_id=self._context.run_id,
-            session_id=self._context.session_id,
-            agent_id=self._context.agent_id,
-            turn_id=self._context.turn_id,
-            user_id=self._context.user_id,
-            tenant=self._context.tenant,
-            labels=dict(self._context.labels),
-            producer=self._producer,
-            causation_id=self._cause_id,
-        )
 
 
 async def streamed_call(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -89,6 +91,44 @@ async def test_a_record_holds_at_most_max_chars_and_a_long_piece_is_cut() -> Non
     await stream.flush()
     pieces = [[d["text"] for d in e.payload.deltas] for e in writer.sent]  # type: ignore[union-attr]
     assert pieces == [["ab"], ["cdef"], ["ghij"]]
+
+
+async def test_a_finished_stream_is_freed_without_the_garbage_collector() -> None:
+    # A reference cycle (stream -> emitter -> stream) would keep every model
+    # call's stream, send task and its context (the call's span) until a
+    # collection; the orchestrator makes one per turn.
+    writer = GatedWriter()
+    writer.gate.set()
+    gc.disable()
+    try:
+        stream = ChunkStream(writer, CONTEXT, "cause-1", producer="test")
+        await stream.on_chunk(text("Hello"))
+        await stream.on_chunk(text(", world"))
+        await stream.flush()
+        freed = weakref.ref(stream)
+        del stream
+        assert freed() is None
+    finally:
+        gc.enable()
+    assert [d["text"] for e in writer.sent for d in e.payload.deltas] == [  # type: ignore[union-attr]
+        "Hello",
+        ", world",
+    ]
+
+
+async def test_deltas_pending_when_the_caller_lets_go_are_still_sent() -> None:
+    writer = GatedWriter()
+    stream = ChunkStream(writer, CONTEXT, "cause-1", producer="test")
+    await stream.on_chunk(text("first"))
+    await stream.on_chunk(text(" and the tail"))  # waits for the first send
+    del stream  # the model call returned; the send in flight goes on
+    writer.gate.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert [d["text"] for e in writer.sent for d in e.payload.deltas] == [  # type: ignore[union-attr]
+        "first",
+        " and the tail",
+    ]
 
 
 async def test_a_failed_live_send_is_dropped_not_raised() -> None:
