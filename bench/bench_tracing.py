@@ -1,17 +1,20 @@
 """The cost of tracing: publish and orchestrator throughput with tracing off and on, same run.
 
 Tracing on means what ``OTEL_TRACES_EXPORTER`` gives a process, at 100%
-sampling (the SDK's default sampler): every record written and read gets its
-span with the W3C context in its headers, every handled delta, model call
-and tool call its span.
+sampling (the SDK's default sampler): every publish call and every handled
+record is in a span (one per operation, not per record: see
+:mod:`runwire.telemetry.otel`), every record carries the W3C context in its
+headers, and model and tool calls get their spans.
 
 - ``none``: spans made, sampled and ended, nothing exported
   (``OTEL_TRACES_EXPORTER=none``: the context still travels).
-- ``console``: the console exporter behind the batch processor, writing to
-  /dev/null (the exporter's serialization paid on its own thread).
+- ``console``: runwire's console exporter (one line per span) behind the
+  batch processor, writing to /dev/null (the exporter's work paid on its own
+  thread, and counted). Both are the providers
+  :func:`runwire.telemetry.otel.provider_from_env` builds, as a process gets them.
 
-Measured, off and the two ``on`` variants interleaved round after round so
-that noise on a shared machine hits all alike:
+Measured, off and the two ``on`` variants interleaved round after round (in
+another order each round) so that noise on a shared machine hits all alike:
 
 - publish: ``Publisher.publish_many`` of the sample events, pipelined
   (:mod:`bench_publish`'s SDK side), events/s.
@@ -46,7 +49,6 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from bench_codec import events as sample_events
 from bench_orchestrator import serve_orchestrator, throughput
@@ -56,27 +58,26 @@ from runwire.infra.topics import load_topics, provision_topics
 from runwire.log import Publisher
 from runwire.settings import Settings
 from runwire.telemetry import tracing
-from runwire.telemetry.otel import Tracing
+from runwire.telemetry.otel import Tracing, provider_from_env
 
 RESULTS = Path(__file__).parent / "results"
 GOAL = 0.10
 
 
-def _none() -> TracerProvider:
-    return TracerProvider(shutdown_on_exit=False)
+def _provider(exporter: str) -> Callable[[], TracerProvider]:
+    """The provider ``OTEL_TRACES_EXPORTER=<exporter>`` gives a process (console: to /dev/null)."""
 
+    def make() -> TracerProvider:
+        sink = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+        return provider_from_env("bench", {"OTEL_TRACES_EXPORTER": exporter}, console=sink)
 
-def _console() -> TracerProvider:
-    provider = TracerProvider(shutdown_on_exit=False)
-    sink = open(os.devnull, "w")  # noqa: SIM115 - closed with the provider's exporter
-    provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter(out=sink)))
-    return provider
+    return make
 
 
 VARIANTS: dict[str, Callable[[], TracerProvider] | None] = {
     "off": None,
-    "none": _none,
-    "console": _console,
+    "none": _provider("none"),
+    "console": _provider("console"),
 }
 
 
@@ -110,8 +111,8 @@ async def publish_rounds(settings: Settings, events: list[Event], repeat: int) -
     cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     async with Publisher(settings) as publisher:
         await publish_rate(publisher, events)  # warm up
-        for _ in range(repeat):
-            for variant in VARIANTS:
+        for round_ in range(repeat):
+            for variant in rotated(round_):
                 with traced(variant):
                     rate, us = await publish_rate(publisher, events)
                 rates[variant].append(rate)
@@ -119,16 +120,28 @@ async def publish_rounds(settings: Settings, events: list[Event], repeat: int) -
     return summarize(rates, "events_per_s", cpu, "cpu_us_per_event")
 
 
+def rotated(round_: int) -> list[str]:
+    """The variants in another order each round (off first, then second, ...):
+    a round's position (a warm cache, the load rising) favours none of them."""
+    names = list(VARIANTS)
+    shift = round_ % len(names)
+    return names[shift:] + names[:shift]
+
+
 async def orchestrator_rounds(base: Settings, turns: int, repeat: int) -> dict[str, Any]:
     rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
     cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
-    for _ in range(repeat):
-        for variant in VARIANTS:
+    loads: list[float] = []
+    for round_ in range(repeat):
+        for variant in rotated(round_):
             with traced(variant):
                 result = await throughput(base, serve_orchestrator, turns)
             rates[variant].append(result["turns_per_s"])
             cpu[variant].append(result["cpu_ms_per_turn"])
-    return summarize(rates, "turns_per_s", cpu, "cpu_ms_per_turn")
+        loads.append(round(os.getloadavg()[0], 2))
+    out = summarize(rates, "turns_per_s", cpu, "cpu_ms_per_turn")
+    out["load_average_per_round"] = loads
+    return out
 
 
 def summarize(
@@ -158,7 +171,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=6_500)
     parser.add_argument("--turns", type=int, default=1500)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=7, help="orchestrator rounds (publish: 2x)")
     args = parser.parse_args()
 
     base = Settings()

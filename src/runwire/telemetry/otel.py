@@ -38,10 +38,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping, MutableSequence, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from opentelemetry import context as context_api
 from opentelemetry import trace
@@ -174,22 +175,20 @@ class Tracing:
         self.provider = provider
         self._tracer = provider.get_tracer("runwire")
         self._contexts: dict[str, bytes] = {}
-        self._last: tuple[SpanContext | None, list[tuple[str, bytes]]] = (None, [])
+        # The headers of the last context seen (None: no valid span in it). An
+        # OpenTelemetry context is immutable and attaching makes a new one, so
+        # while the same one is current its span and headers are the same: a
+        # span's records (and its publish calls) look them up once.
+        self._last: tuple[Context | None, list[tuple[str, bytes]] | None] = (None, None)
 
-    # -- the log hook: context only, per record -----------------------------------
-
-    def writing(
-        self, event: Event, topic: str, headers: MutableSequence[tuple[str, bytes]]
-    ) -> None:
-        current = trace.get_current_span().get_span_context()
-        if not current.is_valid:
-            cause = event.causation_id
-            raw = self._contexts.get(cause) if cause is not None else None
-            if raw is not None:
-                headers.append(("traceparent", raw))
-            return
+    def _headers(self) -> list[tuple[str, bytes]] | None:
+        """The ``traceparent`` (and ``tracestate``) of the current span; None: there is none."""
+        context = context_api.get_current()
         last, encoded = self._last
-        if current is not last:  # a span's records share its headers: made once
+        if context is last:
+            return encoded
+        current = trace.get_current_span(context).get_span_context()
+        if current.is_valid:
             encoded = [
                 (
                     "traceparent",
@@ -199,8 +198,24 @@ class Tracing:
             ]
             if current.trace_state:
                 encoded.append(("tracestate", current.trace_state.to_header().encode()))
-            self._last = (current, encoded)
-        headers.extend(encoded)
+        else:
+            encoded = None
+        self._last = (context, encoded)
+        return encoded
+
+    # -- the log hook: context only, per record -----------------------------------
+
+    def writing(
+        self, event: Event, topic: str, headers: MutableSequence[tuple[str, bytes]]
+    ) -> None:
+        encoded = self._headers()
+        if encoded is not None:
+            headers.extend(encoded)
+            return
+        cause = event.causation_id
+        raw = self._contexts.get(cause) if cause is not None else None
+        if raw is not None:
+            headers.append(("traceparent", raw))
 
     def read(self, record: SourceRecord) -> None:
         raw = _traceparent(record)
@@ -222,7 +237,7 @@ class Tracing:
         publish is part of that operation: its records carry that span and no
         span of their own is made (the cost of tracing is per operation).
         """
-        if trace.get_current_span().get_span_context().is_valid:
+        if self._headers() is not None:
             return _NOTHING
         first = events[0]
         cause = first.causation_id
@@ -244,7 +259,8 @@ class Tracing:
         """A span for handling the read event ``event_id``, current for the block."""
         raw = self._contexts.get(event_id) if event_id is not None else None
         parent, malformed = _parent(raw)
-        attributes = dict(attributes or {})
+        # One mapping, given at the start: the SDK checks each attribute once.
+        attributes = {**attributes} if attributes else {}
         if event_id is not None:
             attributes["runwire.event.id"] = event_id
         if malformed:
@@ -335,11 +351,11 @@ def _one_line(span: ReadableSpan) -> str:
     return f"{span.name} trace={ids} parent={parent} {seconds * 1000:.3f}ms {dict(span.attributes or {})}\n"
 
 
-def _exporter(name: str, environ: Mapping[str, str]) -> SpanExporter | None:
+def _exporter(name: str, environ: Mapping[str, str], console: TextIO | None) -> SpanExporter | None:
     if name == "none":
         return None
     if name == "console":
-        return ConsoleSpanExporter(formatter=_one_line)
+        return ConsoleSpanExporter(out=console or sys.stdout, formatter=_one_line)
     if name == "otlp":
         protocol = environ.get(
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
@@ -368,12 +384,17 @@ def _exporter(name: str, environ: Mapping[str, str]) -> SpanExporter | None:
     )
 
 
-def provider_from_env(service: str, environ: Mapping[str, str] = os.environ) -> TracerProvider:
-    """A tracer provider as the ``OTEL_*`` variables describe it (nothing global is touched)."""
+def provider_from_env(
+    service: str, environ: Mapping[str, str] = os.environ, *, console: TextIO | None = None
+) -> TracerProvider:
+    """A tracer provider as the ``OTEL_*`` variables describe it (nothing global is touched).
+
+    ``console``: where the console exporter writes (standard output by default).
+    """
     names = [
         n.strip() for n in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",") if n.strip()
     ] or ["otlp"]
-    exporters = [_exporter(name, environ) for name in names]
+    exporters = [_exporter(name, environ, console) for name in names]
     attributes = {} if environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: f"runwire-{service}"}
     # Flushed by runwire.telemetry.process with a time limit, not at exit without one.
     provider = TracerProvider(resource=Resource.create(attributes), shutdown_on_exit=False)

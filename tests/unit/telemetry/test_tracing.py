@@ -69,6 +69,32 @@ def test_a_record_carries_the_span_it_was_written_in(
     assert "traceparent" not in dict(alone.headers)
 
 
+def test_records_carry_the_span_current_at_each_write_as_spans_nest_and_end(
+    spans: InMemorySpanExporter, publisher: Publisher
+) -> None:
+    # The headers are looked up once per current context: each change of the
+    # current span (a nested one, its end, none) must show in the next record.
+    def written() -> bytes | None:
+        record = publisher.record_for(sample_event(EventType.USER_MESSAGE, causation_id=None))
+        return dict(record.headers).get("traceparent")
+
+    with tracing.span("outer"):
+        first = written()
+        with tracing.span("inner"):
+            nested = written()
+        after = written()
+    alone = written()
+    (outer,) = _named(spans, "outer")
+    (inner,) = _named(spans, "inner")
+    assert first == after == _header(outer)
+    assert nested == _header(inner)
+    assert alone is None
+    with tracing.span("later"):
+        later = written()
+    (again,) = _named(spans, "later")
+    assert later == _header(again)
+
+
 def test_a_publish_call_is_one_producer_span_its_records_carry(
     spans: InMemorySpanExporter,
 ) -> None:
