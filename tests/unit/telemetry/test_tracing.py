@@ -17,7 +17,7 @@ from runwire.contract.codec import default_codec
 from runwire.contract.events import EventType
 from runwire.log import Publisher, decode_record, hooks
 from runwire.settings import Settings
-from runwire.telemetry import tracing
+from runwire.telemetry import otel, tracing
 from runwire.telemetry.metrics import SPANS_DROPPED
 from runwire.telemetry.otel import CountingExporter
 from tests.support.event_samples import sample_event
@@ -149,6 +149,27 @@ def test_what_a_read_record_causes_joins_its_trace(
     assert {s.context.trace_id for s in spans.get_finished_spans() if s.context} == {
         origin.context.trace_id
     }
+
+
+def test_the_oldest_remembered_contexts_are_forgotten_first(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(otel, "REMEMBERED", 3)
+    active = tracing.disable()
+    assert active is not None
+    tracing.enable(active)
+    header = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    for event_id in ("e1", "e2", "e3", "e2", "e4", "e5"):  # e2 again: kept where it was
+        active.remember(event_id, header)
+    for event_id in ("e1", "e2", "e3", "e4", "e5"):
+        with tracing.handling(event_id, f"handle {event_id}"):
+            pass
+    parented = {
+        s.name.removeprefix("handle ")
+        for s in _named(spans, "handle ")
+        if s.parent is not None and s.parent.span_id == 0xB7AD6B7169203331
+    }
+    assert parented == {"e3", "e4", "e5"}
 
 
 @pytest.mark.parametrize(
