@@ -20,7 +20,7 @@ Contract:
 
 from __future__ import annotations
 
-import hashlib
+from hashlib import sha256
 from typing import TYPE_CHECKING
 
 from runwire.errors import DecodeError
@@ -35,9 +35,20 @@ CONFLICTING_DUPLICATE = "conflicting_duplicate_event"
 
 
 def payload_digest(payload: EventPayload) -> str:
-    """The digest of an event body (32 hex digits); stored by read models, so never change it."""
-    body = f"{payload.event_type.value}\x1f{payload.model_dump_json()}"
-    return hashlib.sha256(body.encode()).hexdigest()[:32]
+    """The digest of an event body (32 hex digits); stored by read models, so never change it.
+
+    It is ``sha256(f"{type}\x1f{payload.model_dump_json()}")``; computed here
+    from the serializer's bytes (what ``model_dump_json`` decodes to text), as
+    consumers digest every remembered record.
+    """
+    model = type(payload)
+    prefix = _PREFIXES.get(model)
+    if prefix is None:
+        prefix = _PREFIXES[model] = f"{model.event_type.value}\x1f".encode()
+    return sha256(prefix + model.__pydantic_serializer__.to_json(payload)).hexdigest()[:32]
+
+
+_PREFIXES: dict[type, bytes] = {}
 
 
 def body_digest(event: Event) -> str:

@@ -242,19 +242,48 @@ def check_event(event: Event) -> None:
     if event.labels:
         check_labels(event.labels)
     payload = event.payload
-    stored = event.type.value in _STORED
-    for name, value in payload.__dict__.items():
+    values = payload.__dict__
+    for name, kind in _plan(type(payload), event.type._value_ in _STORED, values):
+        value = values[name]
         field = f"payload.{name}"
-        if name in _PAYLOAD_IDS:
+        if kind == _ID:
             check_id(value, field)
-        elif name in _TOOL_IDS:
+        elif kind == _TOOL_ID:
             why = text_problem(value, MAX_ID_CHARS)
             if why is not None:
                 raise InputError(field, why)
-        elif stored:
+        elif kind == _STORED_VALUE:
             _check_stored(value, field)
-        elif name in _TOKEN_COUNTS and not 0 <= value <= MAX_TOKENS:
+        elif not 0 <= value <= MAX_TOKENS:
             raise InputError(field, f"{value} is not a token count (0 to {MAX_TOKENS})")
+
+
+# What _plan says a payload field needs (plain ints: compared once per field per record).
+_ID, _TOOL_ID, _STORED_VALUE, _TOKENS = range(4)
+_PLANS: dict[type, tuple[tuple[str, int], ...]] = {}
+
+
+def _plan(model: type, stored: bool, values: Mapping[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The payload fields of ``model`` that have a limit, and which (once per model).
+
+    Every consumed record comes through :func:`check_event`: most payloads
+    (text, thinking, tool input and output) have no field to check, and this
+    spares them a walk over every field.
+    """
+    plan = _PLANS.get(model)
+    if plan is None:
+        checks: list[tuple[str, int]] = []
+        for name in values:
+            if name in _PAYLOAD_IDS:
+                checks.append((name, _ID))
+            elif name in _TOOL_IDS:
+                checks.append((name, _TOOL_ID))
+            elif stored:
+                checks.append((name, _STORED_VALUE))
+            elif name in _TOKEN_COUNTS:
+                checks.append((name, _TOKENS))
+        plan = _PLANS[model] = tuple(checks)
+    return plan
 
 
 def _valid_id(value: str) -> str:

@@ -156,8 +156,12 @@ def event_from_record(shape: PayloadShape, record: dict[str, Any]) -> Event:
         if name in shape.json_object_fields and not isinstance(value, dict):
             raise RecordError(f"payload.{name} must be a JSON object, got {value!r:.100}")
     for name, enum in shape.enum_fields:
-        if raw_payload[name] is not None:
-            raw_payload[name] = enum(raw_payload[name])
+        raw = raw_payload[name]
+        if raw is not None:
+            # The member by a dict lookup; calling the enum (what raises for an
+            # unknown value, with its message) costs as much as the rest of a field.
+            member = enum._value2member_map_.get(raw)
+            raw_payload[name] = member if member is not None else enum(raw)
     if record["type"] != shape.type_value:
         raise RecordError(
             f"type {record['type']!r} does not match the schema of {shape.type_value}"
