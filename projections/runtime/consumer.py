@@ -28,7 +28,9 @@ Contract:
   applied; a partition whose stored position differs from where it was read
   is read again from the stored position.
 - ``assignment="all"`` reads every partition without a group (used by
-  rebuilds): no rebalances, no committed offsets.
+  rebuilds): no rebalances, no committed offsets. ``partitions`` narrows it
+  to some of them, so that several processes can fill one copy side by
+  side, each its own partitions (a copy's positions are per partition).
 - ``stop()`` is idempotent; ``async with`` starts and stops.
 """
 
@@ -227,6 +229,7 @@ class Projector:
         dead_letters: DeadLetterSink | None = None,
         options: ProjectorOptions | None = None,
         assignment: Literal["group", "all"] = "group",
+        partitions: Collection[TopicPartition] | None = None,
         on_batch: Callable[[Projector, ApplyResult], None] | None = None,
     ) -> None:
         self.projection = projection
@@ -236,6 +239,9 @@ class Projector:
         self._own_dead_letters: DeadLetterProducer | None = None
         self._options = options or ProjectorOptions()
         self._assignment = assignment
+        if partitions is not None and assignment != "all":
+            raise ConfigurationError("partitions are only chosen with assignment='all'")
+        self._only = None if partitions is None else frozenset(partitions)
         self._on_batch = on_batch
         self._consumer: Any = None
         self._stopping = asyncio.Event()
@@ -291,6 +297,14 @@ class Projector:
                 consumer.subscribe(topics=list(self.projection.topics), listener=_Listener(self))
             else:
                 tps = await self.partitions()
+                if self._only is not None:
+                    unknown = self._only - set(tps)
+                    if unknown:
+                        raise ConfigurationError(
+                            f"projection {self.projection.name!r} reads no partition "
+                            + ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(unknown))
+                        )
+                    tps = [tp for tp in tps if tp in self._only]
                 consumer.assign([KafkaTopicPartition(tp.topic, tp.partition) for tp in tps])
                 await self._seek_to_stored(consumer.assignment())
         except BaseException:
@@ -491,6 +505,7 @@ class Projector:
             out.next_positions[tp] = self._next_fetch[tp] = raw[-1].offset + 1
             out.count += len(raw)
             partitions = self._partitions_of(consumer, tp.topic)
+            topic, partition = tp
             for n, r in enumerate(raw, 1):
                 if n % _YIELD_EVERY == 0:
                     # Decoding is CPU work; let the batch being applied meanwhile
@@ -503,15 +518,16 @@ class Projector:
                 except DecodeError as e:
                     out.undecodable.append(undecodable(tp.topic, r, e))
                     continue
+                # Positional: a named tuple built by keywords costs twice as much.
                 source = SourceRecord(
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=r.offset,
-                    timestamp_ms=r.timestamp,
-                    key=r.key,
-                    value=value,
-                    headers=tuple(r.headers or ()),
-                    event=event,
+                    topic,
+                    partition,
+                    r.offset,
+                    r.timestamp,
+                    r.key,
+                    value,
+                    tuple(r.headers or ()),
+                    event,
                 )
                 if hooks.installed:
                     hooks.read(source)
