@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+import orjson
 import psycopg
 
 from runwire.errors import StoreError
@@ -189,13 +190,15 @@ class PostgresProjection(ABC):
             fresh = rules.fresh_records(batch, stored)
             ctx = FoldContext(conn=conn, generation=generation, tables=self.tables)
             applied_table = ctx.table(self.applied_table)
-            wanted = {rules.identity(r) for r in fresh.records if self.remember(r)}
-            ids = sorted({event_id for event_id, _ in wanted})
+            remember = self.remember
+            ids = sorted({r.event.event_id for r in fresh.records if remember(r)})
             # What is stored for these ids, in every stream (usually nothing).
+            # Ids and claims travel as one JSON text each: psycopg dumps a
+            # list element by element in Python, a few microseconds a record.
             known = await conn.execute(
-                f"SELECT event_id::text, stream, digest FROM {applied_table} "
-                "WHERE event_id = ANY(%b::uuid[])",
-                (ids,),
+                f"SELECT event_id::text, stream, digest FROM {applied_table} WHERE event_id = "
+                "ANY(ARRAY(SELECT json_array_elements_text(%s::json))::uuid[])",
+                (orjson.dumps(ids).decode(),),
             )
             loaded = await self.load(ctx, fresh.records) if fresh.records else None
             applied = {(row[0], row[1]): row[2] for row in await known.fetchall()}  # trip 2
@@ -209,12 +212,12 @@ class PostgresProjection(ABC):
             # Rejected events are not applied: not remembered, so a redrive can apply them.
             claims = rules.remembered(sorted_out, folded)
             if claims:
-                keys = sorted(claims)
+                rows = [(*key, claims[key]) for key in sorted(claims)]
                 await conn.execute(
                     f"INSERT INTO {applied_table} (event_id, stream, digest) "
-                    "SELECT * FROM unnest(%b::uuid[], %b::text[], %b::text[]) "
+                    "SELECT (c->>0)::uuid, c->>1, c->>2 FROM json_array_elements(%s::json) AS c "
                     "ON CONFLICT DO NOTHING",
-                    ([k[0] for k in keys], [k[1] for k in keys], [claims[k] for k in keys]),
+                    (orjson.dumps(rows).decode(),),
                 )
             rejections = sorted_out.conflicts + folded
             forward = rules.next_positions(batch, stored, fresh.moved)

@@ -78,8 +78,11 @@ def sort_out(
         if not remember(record):
             out.kept.append(record)
             continue
-        event_id, stream = ident = identity(record)
-        digest = body_digest(record.event)
+        event = record.event
+        key = record.key
+        # identity(record), inline: this runs once per record of every batch.
+        event_id, stream = ident = (event.event_id, key.decode("utf-8", "replace") if key else "")
+        digest = body_digest(event)
         if ident in out.claims:
             stored: str | None = out.claims[ident]
             known = True
