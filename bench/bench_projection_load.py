@@ -5,8 +5,9 @@
   runs, plus a log hook and a batch callback that note when each record was
   fetched and when its batch committed); this process publishes with
   ``Publisher`` at ``--rate`` events/s (a group every 10 ms) for
-  ``--seconds``; a fourth process polls the stored positions every 5 ms
-  (``bench_projections.py --poll``). Each event's latency is split into
+  ``--seconds``; a fourth process (``--poll``) polls the stored positions
+  every 5 ms until every event is visible, however far behind the
+  projectors fell. Each event's latency is split into
   stages: publish -> broker ack, ack -> fetched by the projector, fetched
   -> applied (its batch committed), applied -> a reader saw it (the poll).
   The first second warms up. Goal: p99 < 50 ms; at 10,000 events/s, what holds.
@@ -55,7 +56,6 @@ from runwire.settings import Settings
 
 RESULTS = Path(__file__).parent / "results"
 PROJECTIONS = ("runs", "sessions", "usage")
-BENCH_PROJECTIONS = Path(__file__).parent / "bench_projections.py"
 
 
 # -- a projector process that notes when records are fetched and applied --------------
@@ -72,8 +72,9 @@ class _Fetched:
 
     def read(self, record: SourceRecord) -> None:
         offsets, times = self.seen.setdefault((record.topic, record.partition), ([], []))
-        offsets.append(record.offset)
-        times.append(time.time())
+        if not offsets or record.offset > offsets[-1]:  # the first read of each offset
+            offsets.append(record.offset)
+            times.append(time.time())
 
 
 async def serve(name: str, out: Path) -> None:
@@ -132,6 +133,58 @@ async def _serving(
     out.write_text(json.dumps(noted))  # noqa: ASYNC240 - once, at the end
 
 
+async def poll(dsn: str, out: Path) -> None:
+    """(``--poll``) Note every change of a live stored position and when it was seen, until
+    SIGTERM (a process of its own, so that publishing cannot delay the observation)."""
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    changes: list[tuple[float, str, str, int, int]] = []
+    last: dict[tuple[str, str, int], int] = {}
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        print("polling", flush=True)
+        while not stop.is_set():
+            cur = await conn.execute(POSITIONS)
+            now = time.time()
+            for projection, topic, partition, next_offset in await cur.fetchall():
+                if last.get((projection, topic, partition)) != next_offset:
+                    last[(projection, topic, partition)] = next_offset
+                    changes.append((now, projection, topic, partition, next_offset))
+            await asyncio.sleep(POLL_SECONDS)
+    out.write_text(json.dumps(changes))  # noqa: ASYNC240 - once, at the end
+
+
+POSITIONS = (
+    "SELECT p.projection, p.topic, p.partition, p.next_offset "
+    "FROM runwire_projection_positions p JOIN runwire_projection_generations g "
+    "ON g.projection = p.projection AND g.live = p.generation"
+)
+
+
+async def wait_drained(
+    dsn: str, ends: dict[tuple[str, int], int], within: float
+) -> dict[str, float]:
+    """Poll until every projection's stored positions reach ``ends`` (on the topics it
+    reads); the perf_counter time each got there."""
+    drained: dict[str, float] = {}
+    deadline = time.perf_counter() + within
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        while len(drained) < len(PROJECTIONS) and time.perf_counter() < deadline:
+            cur = await conn.execute(POSITIONS)
+            stored: dict[str, dict[tuple[str, int], int]] = {}
+            for projection, topic, partition, offset in await cur.fetchall():
+                stored.setdefault(projection, {})[(topic, partition)] = offset
+            now = time.perf_counter()
+            for name in PROJECTIONS:
+                mine = stored.get(name, {})
+                topics = {t for t, _ in mine}
+                if name not in drained and all(
+                    mine.get(tp, 0) >= end for tp, end in ends.items() if tp[0] in topics
+                ):
+                    drained[name] = now
+            await asyncio.sleep(POLL_SECONDS)
+    return drained
+
+
 async def start_serving(name: str, settings: Settings, work: Path) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -141,6 +194,7 @@ async def start_serving(name: str, settings: Settings, work: Path) -> asyncio.su
         str(work / f"{name}.json"),
         env=env_for(settings),
         stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,  # what it dead-letters is logged; not the figure
     )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), timeout=120)
@@ -186,15 +240,16 @@ async def measure_rate(base: Settings, rate: int, seconds: float) -> dict[str, A
         )
         events = workload.events[:total]
         changes = work / "changes.json"
-        until = time.time() + seconds * 1.5 + 10.0
         poller = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(BENCH_PROJECTIONS),
+            __file__,
             "--poll",
             settings.postgres_dsn,
             str(changes),
-            str(until),
+            stdout=asyncio.subprocess.PIPE,
         )
+        assert poller.stdout is not None
+        await asyncio.wait_for(poller.stdout.readline(), timeout=60)
         sent: list[tuple[Event, Any, float, float]] = []
         try:
             async with Publisher(settings) as publisher:
@@ -219,7 +274,14 @@ async def measure_rate(base: Settings, rate: int, seconds: float) -> dict[str, A
                     tasks.append(task)
                 await asyncio.gather(*tasks)
                 achieved = len(events) / (time.perf_counter() - started)
+            ends: dict[tuple[str, int], int] = {}
+            for _, pos, _, _ in sent:
+                where = (pos.topic, pos.partition)
+                ends[where] = max(ends.get(where, 0), pos.offset + 1)
+            # However far behind the projectors fell, every event is waited for.
+            await wait_drained(settings.postgres_dsn, ends, within=300)
         finally:
+            poller.send_signal(signal.SIGTERM)
             await poller.wait()
             noted = await stop_serving(procs, work)
         seen = first_seen(json.loads(changes.read_text()))
@@ -317,33 +379,10 @@ async def measure_burst(base: Settings, burst: int) -> dict[str, Any]:
             written = time.perf_counter() - started
             ends: dict[tuple[str, int], int] = {}
             for p in placed:
-                ends[(p.topic, p.partition)] = max(
-                    ends.get((p.topic, p.partition), 0), p.offset + 1
-                )
-            async with await psycopg.AsyncConnection.connect(
-                settings.postgres_dsn, autocommit=True
-            ) as conn:
-                deadline = time.perf_counter() + 300
-                while len(drained) < len(PROJECTIONS) and time.perf_counter() < deadline:
-                    cur = await conn.execute(
-                        "SELECT p.projection, p.topic, p.partition, p.next_offset "
-                        "FROM runwire_projection_positions p JOIN runwire_projection_generations g "
-                        "ON g.projection = p.projection AND g.live = p.generation"
-                    )
-                    stored: dict[str, dict[tuple[str, int], int]] = {}
-                    for projection, topic, partition, offset in await cur.fetchall():
-                        stored.setdefault(projection, {})[(topic, partition)] = offset
-                    now = time.perf_counter()
-                    for name in PROJECTIONS:
-                        if name in drained:
-                            continue
-                        mine = stored.get(name, {})
-                        topics = {t for t, _ in mine}
-                        if all(
-                            mine.get(tp, 0) >= end for tp, end in ends.items() if tp[0] in topics
-                        ):
-                            drained[name] = now - started
-                    await asyncio.sleep(POLL_SECONDS)
+                where = (p.topic, p.partition)
+                ends[where] = max(ends.get(where, 0), p.offset + 1)
+            at = await wait_drained(settings.postgres_dsn, ends, within=300)
+            drained.update({name: t - started for name, t in at.items()})
         finally:
             sampling = False
             await sampler
@@ -369,9 +408,13 @@ async def main() -> None:
     parser.add_argument("--burst", type=int, default=50_000)
     parser.add_argument("--skip", action="append", default=[], help="rate | burst")
     parser.add_argument("--serve", nargs=2, metavar=("NAME", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--poll", nargs=2, metavar=("DSN", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         await serve(args.serve[0], Path(args.serve[1]))
+        return
+    if args.poll:
+        await poll(args.poll[0], Path(args.poll[1]))
         return
     base = Settings()
     result: dict[str, Any] = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}
