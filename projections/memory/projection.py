@@ -32,7 +32,14 @@ from runwire.projections.memory.fold import (
 )
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
 from runwire.projections.runtime.generations import TableSet
-from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
+from runwire.projections.runtime.pg import (
+    ANY_EVENT_ID,
+    CLAIMS,
+    Pool,
+    column_arrays,
+    json_list,
+    upsert_sql,
+)
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
 from runwire.projections.runtime.protocol import Projection, Rejection
 from runwire.settings import Settings
@@ -140,8 +147,8 @@ class MemoryProjection(PostgresProjection):
         )
         applied = await ctx.conn.execute(
             f"SELECT event_id::text, stream, digest FROM {ctx.table('memory_applied')} "
-            "WHERE event_id = ANY(%s::uuid[])",
-            ([e.event_id for e in events],),
+            f"WHERE event_id = {ANY_EVENT_ID}",
+            (json_list([e.event_id for e in events]),),
         )
 
         async def loaded() -> _Loaded:
@@ -207,11 +214,10 @@ class MemoryProjection(PostgresProjection):
                 ([a[0] for a in removed], [a[1] for a in removed], [a[2] for a in removed]),
             )
         if folded.remembered:
-            keys = sorted(folded.remembered)
+            claims = [(*k, folded.remembered[k]) for k in sorted(folded.remembered)]
             await conn.execute(
-                f"INSERT INTO {applied} (event_id, stream, digest) "
-                "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING",
-                ([k[0] for k in keys], [k[1] for k in keys], [folded.remembered[k] for k in keys]),
+                f"INSERT INTO {applied} (event_id, stream, digest) {CLAIMS} ON CONFLICT DO NOTHING",
+                (json_list(claims),),
             )
         return rejections
 

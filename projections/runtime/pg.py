@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeAlias
 
+import orjson
 import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import TupleRow
@@ -65,6 +66,21 @@ def upsert_sql(table: str, columns: Sequence[tuple[str, str]], key: str) -> str:
 def column_arrays(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     """Rows to one list per column (the parameters of :func:`upsert_sql`)."""
     return [[row[i] for row in rows] for i in range(width)]
+
+
+def json_list(values: Sequence[Any]) -> str:
+    """``values`` as one JSON text parameter (``%s::json``).
+
+    psycopg dumps a list parameter element by element in Python (microseconds
+    per element); one JSON text is dumped at once and Postgres expands it.
+    """
+    return orjson.dumps(values).decode()
+
+
+ANY_EVENT_ID = "ANY(ARRAY(SELECT json_array_elements_text(%s::json))::uuid[])"
+"""``event_id = {ANY_EVENT_ID}`` with :func:`json_list` of event ids."""
+CLAIMS = "SELECT (c->>0)::uuid, c->>1, c->>2 FROM json_array_elements(%s::json) AS c"
+"""The rows ``(event_id, stream, digest)`` of :func:`json_list` of ``[id, stream, digest]``."""
 
 
 _RETRIABLE_SQLSTATE_CLASSES = frozenset({"08", "40", "53", "57"})
