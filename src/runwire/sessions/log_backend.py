@@ -39,6 +39,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -77,6 +78,9 @@ from runwire.transcript.messages import Message
 __all__ = ["LogBackend", "Visible"]
 
 log = logging.getLogger(__name__)
+_CONFIRM_LATER = 0.02
+"""How long a served write's confirmation lets the projections work before its
+first look at them, unless someone settles the session first."""
 _PREFIXES_HELD = 64
 """Fork prefixes a backend keeps decoded (least recently used out)."""
 
@@ -172,10 +176,10 @@ class LogBackend(LogMemoryBackend):
         """How this backend reads sessions from the transcript cache."""
         return self._ready()[2]
 
-    async def _applied(self, what: str, position: Position) -> None:
+    async def _applied(self, what: str, position: Position, first_poll: float = 0.001) -> None:
         """Wait (polling as the memory writes do) until ``what`` has applied ``position``."""
         index, runs, view = self._ready()
-        polls = {"first_poll": 0.001, "max_poll": self.max_poll}
+        polls = {"first_poll": first_poll, "max_poll": self.max_poll}
         if what == "sessions":
             await index.wait_for(position, self.wait_timeout, **polls)
         elif what == "runs":
@@ -295,13 +299,12 @@ class LogBackend(LogMemoryBackend):
         last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
         self._sources[run_id] = SOURCE_LABEL in first.labels
         # A new run: other processes learn from the run-status store whose it is.
-        confirm = self._confirm(run_id, last, new=True)
         if (
             session_id is None
             or self.visible_to == "everyone"
             or not await self._served_here(session_id, events[0])
         ):
-            await confirm
+            await self._confirm(run_id, last, new=True)
             return
         # Nobody else knows the run, and the ledger checked its events
         # against an empty run: the cache cannot refuse it. Durable now;
@@ -313,7 +316,7 @@ class LogBackend(LogMemoryBackend):
             build_messages_from_events(events, run_id),
             last.offset,
         )
-        self._own.add(pending, confirm)
+        self._own.add(pending, self._confirm(run_id, last, new=True, later=pending.hurry))
 
     async def _append_claimed(
         self, events: Sequence[Event], run_id: str, session_id: str, base: RunTail
@@ -345,7 +348,7 @@ class LogBackend(LogMemoryBackend):
         # and applied; this backend's next take of the run awaits the record.
         self._record_wrote(run_id, last)
         pending = Pending(session_id, run_id, base.first_ms, after, last.offset)
-        self._own.add(pending, self._confirm(run_id, last, new=False))
+        self._own.add(pending, self._confirm(run_id, last, new=False, later=pending.hurry))
 
     async def _state_under(self, claim: Claim, run_id: str) -> list[Message] | None:
         """The run's messages when ``claim`` was taken: this backend's own write
@@ -425,11 +428,19 @@ class LogBackend(LogMemoryBackend):
         process that must see them."""
         await self._own.settle(session_id, self.wait_timeout)
 
-    async def _confirm(self, run_id: str, last: Position, *, new: bool) -> None:
+    async def _confirm(
+        self, run_id: str, last: Position, *, new: bool, later: asyncio.Event | None = None
+    ) -> None:
         """Wait (however long: a slow cache is no failure, the write is durable)
         until the cache, and for a new run the run-status store, applied
-        ``last``; then check the cache took it."""
+        ``last``; then check the cache took it. ``later``: a served write's
+        confirmation, which nobody awaits until that event is set (a settle):
+        it first lets the projections work a while, as each look at them is
+        round trips that the writer's next call would queue behind."""
         waits = ("transcripts", "runs") if new else ("transcripts",)
+        if later is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(later.wait(), _CONFIRM_LATER)
         warned = False
         while True:
             try:

@@ -24,6 +24,8 @@ Contract (:class:`OwnWrites`, one per backend):
   of it at its next operation on the session, never silently. A slow cache
   is not a failure: the write is durable, the confirmation keeps waiting,
   and the writer keeps serving the run meanwhile.
+- A confirmation may take its time (the writer serves the run meanwhile);
+  ``settle`` and ``close`` tell it someone waits (``Pending.hurry``).
 - ``settle(session_id, timeout)`` waits for the session's confirmations
   (:class:`~runwire.projections.runtime.waiting.NotCaughtUpError` after
   ``timeout``; the writes stay served and confirming): reads that do not
@@ -64,6 +66,8 @@ class Pending:
     offset: int = -1
     """The log offset of the write's last event."""
     confirmed: asyncio.Task[None] | None = field(default=None, repr=False)
+    hurry: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    """Set when someone waits for the confirmation (it need not wait then)."""
 
     @property
     def order(self) -> tuple[int, str]:
@@ -124,7 +128,10 @@ class OwnWrites:
 
     async def settle(self, session_id: str, timeout: float) -> None:  # noqa: ASYNC109 - a deadline
         """Wait until the session's runs are confirmed (a refused one: raised)."""
-        tasks = [p.confirmed for p in self.pending(session_id) if p.confirmed is not None]
+        pending = self.pending(session_id)
+        for p in pending:
+            p.hurry.set()
+        tasks = [p.confirmed for p in pending if p.confirmed is not None]
         if tasks:
             _, late = await asyncio.wait(tasks, timeout=timeout)
             if late:
@@ -140,12 +147,10 @@ class OwnWrites:
         self._by_session.pop(session_id, None)
 
     async def close(self, timeout: float) -> None:  # noqa: ASYNC109 - a deadline
-        tasks = [
-            p.confirmed
-            for runs in self._by_session.values()
-            for p in runs.values()
-            if p.confirmed is not None
-        ]
+        held = [p for runs in self._by_session.values() for p in runs.values()]
+        for p in held:
+            p.hurry.set()
+        tasks = [p.confirmed for p in held if p.confirmed is not None]
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=timeout)
