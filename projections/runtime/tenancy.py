@@ -53,12 +53,17 @@ def checked(scope: Scope) -> Scope:
     """``scope`` when it is one (see the module contract)."""
     if isinstance(scope, Admin):
         return scope
-    if not isinstance(scope, str):
-        raise InputError("tenant", f"must be a tenant id or ADMIN, not {type(scope).__name__}")
-    problem = limits.id_problem(scope)
+    return tenant_id(scope, "a tenant id or ADMIN")
+
+
+def tenant_id(value: object, expected: str = "a tenant id") -> str:
+    """``value`` when it is a tenant id, else ``InputError`` naming ``tenant``."""
+    if not isinstance(value, str):
+        raise InputError("tenant", f"must be {expected}, not {type(value).__name__}")
+    problem = limits.id_problem(value)
     if problem is not None:
         raise InputError("tenant", problem)
-    return scope
+    return value
 
 
 def scope_of(settings: Settings) -> Scope:

@@ -4,15 +4,18 @@
 --
 -- KEYS[1]  the slot pointer (<prefix>:tx:live or :building)
 -- KEYS[2]  the generation's positions hash
--- KEYS[3]  the generation's deleted sessions (set)
--- KEYS[4]  the generation's erased runs (set)
--- KEYS[3i+2], KEYS[3i+3], KEYS[3i+4] (i = 1..nruns)  meta, body, session of run i
+-- KEYS[3i], KEYS[3i+1], KEYS[3i+2] (i = 1..nruns)  meta, body, session of run i
 --          (the session key repeats the meta key when the run has no session)
--- ARGV     generation, slot, ttl, base, npos, npos x (field, expected, new),
---          nruns, nruns x (run_id, session, header, blob, owner),
---          ndel, ndel x session_id (sessions deleted), nerase, nerase x run_id (runs erased),
---          nclear, nclear x (session_id, clear point ms) (sessions cleared, in log order)
---          base: the generation's key prefix (<prefix>:tx:<n>:)
+-- ARGV     generation, slot, ttl, npos, npos x (field, expected, new),
+--          nruns, nruns x (run_id, session, header, blob, owner, ns),
+--          ndel, ndel x (ns, session_id) (sessions deleted),
+--          nerase, nerase x (ns, run_id) (runs erased),
+--          nclear, nclear x (ns, session_id, clear point ms) (sessions cleared, in log order)
+--          ns: the key prefix of the tenant's namespace in the generation
+--          (<prefix>:tx:<n>: or <prefix>:tx:<n>:t:<tenant>:, built by keys.py):
+--          its `deleted`, `erased`, `cleared`, `ver`, `owners:`, `session:`,
+--          `meta:` and `run:` keys are the ones a run, deletion, erasure or
+--          clear of that tenant touches. Tenants never share any of them.
 --          header: guard|expected_last|expected_body|partition|first|last|first_ms|
 --                  body|count|#committed|#open|#state|#applied
 --          (guard x or f; expected_body 0/1; body '' none, r replace, a append;
@@ -21,7 +24,7 @@
 --          owner: the run's owner tag (meta `u`, counted in the session's `owners`)
 --          Few arguments per run: packing them is most of the client's work.
 --          A deleted session's runs are the members of its session index: the
---          script derives their keys from base (not declared in KEYS: fine on
+--          script derives their keys from ns (not declared in KEYS: fine on
 --          the standalone Redis this targets, not on a Redis Cluster), as for
 --          erased runs; and for the generation's `cleared` and `ver` hashes.
 --          Every session whose data this commit changes gets a new version
@@ -30,8 +33,8 @@
 --          why starts with the guard: generation, position, run or deleted (a run
 --          of a deleted session, or an erased run).
 
-local generation, slot, ttl, base = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local RUN_ARGS = 5
+local generation, slot, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local RUN_ARGS = 6
 local HEADER = '^(%a)|(-?%d+)|(%d)|(%d+)|(%d+)|(%d+)|(-?%d+)|(%a?)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$'
 
 -- The fields of run i's header (see above), numbers as numbers.
@@ -53,8 +56,8 @@ if pointer ~= generation then
   return {0, 'generation ' .. generation .. ' is not the ' .. slot .. ' one (' .. tostring(pointer) .. ')'}
 end
 
-local npos = tonumber(ARGV[5])
-local a = 6
+local npos = tonumber(ARGV[4])
+local a = 5
 for _ = 1, npos do
   local stored = redis.call('HGET', KEYS[2], ARGV[a]) or '0'
   if stored ~= ARGV[a + 1] then
@@ -67,13 +70,13 @@ local nruns = tonumber(ARGV[a])
 
 a = runs_at
 for i = 1, nruns do
-  local meta, body = KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local meta, body = KEYS[3 * i], KEYS[3 * i + 1]
   local h = header(a)
-  local session_id = ARGV[a + 1]
-  if session_id ~= '' and redis.call('SISMEMBER', KEYS[3], session_id) == 1 then
+  local session_id, ns = ARGV[a + 1], ARGV[a + 5]
+  if session_id ~= '' and redis.call('SISMEMBER', ns .. 'deleted', session_id) == 1 then
     return {0, 'deleted session ' .. session_id .. ' of run ' .. ARGV[a] .. ' is erased'}
   end
-  if redis.call('SISMEMBER', KEYS[4], ARGV[a]) == 1 then
+  if redis.call('SISMEMBER', ns .. 'erased', ARGV[a]) == 1 then
     return {0, 'deleted session took run ' .. ARGV[a] .. ' with it'}
   end
   local last = tonumber(redis.call('HGET', meta, 'l') or '-1')
@@ -91,13 +94,13 @@ for i = 1, nruns do
   a = a + RUN_ARGS
 end
 
--- A new version of a session: above the one it had, and at least the
--- server's clock in microseconds, so that a version lost with a flush is
--- never handed out again for other data.
-local versions = base .. 'ver'
+-- A new version of a session (of the namespace ns): above the one it had,
+-- and at least the server's clock in microseconds, so that a version lost
+-- with a flush is never handed out again for other data.
 local now = redis.call('TIME')
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
-local function bump(session_id)
+local function bump(ns, session_id)
+  local versions = ns .. 'ver'
   local old = tonumber(redis.call('HGET', versions, session_id) or '0')
   local new = string.format('%.0f', math.max(old + 1, clock))
   redis.call('HSET', versions, session_id, new)
@@ -105,7 +108,7 @@ local function bump(session_id)
 end
 
 local dels_at = a
-a = 6
+a = 5
 for _ = 1, npos do
   redis.call('HSET', KEYS[2], ARGV[a], ARGV[a + 2])
   a = a + 3
@@ -126,8 +129,9 @@ end
 
 a = runs_at
 for i = 1, nruns do
-  local meta, body, session = KEYS[3 * i + 2], KEYS[3 * i + 3], KEYS[3 * i + 4]
+  local meta, body, session = KEYS[3 * i], KEYS[3 * i + 1], KEYS[3 * i + 2]
   local run_id, session_id, h = ARGV[a], ARGV[a + 1], header(a)
+  local ns = ARGV[a + 5]
   local mode = h.mode
   if redis.call('EXISTS', meta) == 1 then
     redis.call('HSET', meta, 'l', h.l)
@@ -136,7 +140,7 @@ for i = 1, nruns do
     if session_id ~= '' then
       redis.call('HSET', meta, 's', session_id)
       if redis.call('ZADD', session, 'NX', h.t, run_id) == 1 then
-        redis.call('HINCRBY', base .. 'owners:' .. session_id, ARGV[a + 4], 1)
+        redis.call('HINCRBY', ns .. 'owners:' .. session_id, ARGV[a + 4], 1)
       end
     end
   end
@@ -162,49 +166,50 @@ for i = 1, nruns do
   if session_id ~= '' then
     -- The run's meta `v`: the session version of its last change (what a
     -- reader holding an older version asks again for); not data, out of dumps.
-    redis.call('HSET', meta, 'v', bump(session_id))
+    redis.call('HSET', meta, 'v', bump(ns, session_id))
   end
   a = a + RUN_ARGS
 end
 
 -- Erasures last: a run this commit wrote into a deleted session goes too.
-local function erase(run_id)
-  redis.call('DEL', base .. 'meta:' .. run_id, base .. 'run:' .. run_id)
-  redis.call('SADD', KEYS[4], run_id)
+local function erase(ns, run_id)
+  redis.call('DEL', ns .. 'meta:' .. run_id, ns .. 'run:' .. run_id)
+  redis.call('SADD', ns .. 'erased', run_id)
 end
 local ndel = tonumber(ARGV[dels_at])
-for j = dels_at + 1, dels_at + ndel do
-  local session_id = ARGV[j]
-  local session = base .. 'session:' .. session_id
-  redis.call('SADD', KEYS[3], session_id)
-  redis.call('HDEL', base .. 'cleared', session_id)
-  bump(session_id)
+for j = dels_at + 1, dels_at + 2 * ndel, 2 do
+  local ns, session_id = ARGV[j], ARGV[j + 1]
+  local session = ns .. 'session:' .. session_id
+  redis.call('SADD', ns .. 'deleted', session_id)
+  redis.call('HDEL', ns .. 'cleared', session_id)
+  bump(ns, session_id)
   for _, run_id in ipairs(redis.call('ZRANGE', session, 0, -1)) do
-    erase(run_id)
+    erase(ns, run_id)
   end
-  redis.call('DEL', session, base .. 'owners:' .. session_id)
+  redis.call('DEL', session, ns .. 'owners:' .. session_id)
 end
-local erase_at = dels_at + ndel + 1
-for j = erase_at + 1, erase_at + tonumber(ARGV[erase_at]) do
-  local meta = redis.call('HMGET', base .. 'meta:' .. ARGV[j], 's', 'u')
+local erase_at = dels_at + 2 * ndel + 1
+for j = erase_at + 1, erase_at + 2 * tonumber(ARGV[erase_at]), 2 do
+  local ns, run_id = ARGV[j], ARGV[j + 1]
+  local meta = redis.call('HMGET', ns .. 'meta:' .. run_id, 's', 'u')
   local session_id = meta[1]
   if session_id then
-    if redis.call('ZREM', base .. 'session:' .. session_id, ARGV[j]) == 1 and meta[2] then
-      local owners = base .. 'owners:' .. session_id
+    if redis.call('ZREM', ns .. 'session:' .. session_id, run_id) == 1 and meta[2] then
+      local owners = ns .. 'owners:' .. session_id
       if redis.call('HINCRBY', owners, meta[2], -1) <= 0 then
         redis.call('HDEL', owners, meta[2])
       end
     end
-    bump(session_id)
+    bump(ns, session_id)
   end
-  erase(ARGV[j])
+  erase(ns, run_id)
 end
-local clears_at = erase_at + tonumber(ARGV[erase_at]) + 1
-for j = clears_at + 1, clears_at + 2 * tonumber(ARGV[clears_at]), 2 do
-  local session_id = ARGV[j]
-  if redis.call('SISMEMBER', KEYS[3], session_id) == 0 then
-    redis.call('HSET', base .. 'cleared', session_id, ARGV[j + 1])
-    bump(session_id)
+local clears_at = erase_at + 2 * tonumber(ARGV[erase_at]) + 1
+for j = clears_at + 1, clears_at + 3 * tonumber(ARGV[clears_at]), 3 do
+  local ns, session_id = ARGV[j], ARGV[j + 1]
+  if redis.call('SISMEMBER', ns .. 'deleted', session_id) == 0 then
+    redis.call('HSET', ns .. 'cleared', session_id, ARGV[j + 2])
+    bump(ns, session_id)
   end
 end
 return {1, ''}

@@ -2,13 +2,16 @@
 -- Contract: runwire.projections.transcripts.claims; keys: .keys; body fields: .body.
 --
 -- KEYS[1]  the live pointer (<prefix>:tx:live)
--- KEYS[2]  the run's claim (<prefix>:tx:claim:<run_id>), a hash: w the writer,
+-- KEYS[2]  the run's claim (<prefix>:tx:claim:<run_id>, a tenant's run's
+--          <prefix>:tx:t:<tenant>:claim:<run_id>), a hash: w the writer,
 --          o the last offset of its append, or '-' while it is in flight, f the
 --          `pos` field of the append's partition
 -- ARGV[1]  the keyspace root with its colon (<prefix>:tx:)
 -- ARGV[2]  the run id
 -- ARGV[3]  this writer's id
 -- ARGV[4]  the claim's lifetime (ms)
+-- ARGV[5]  the run's tenant's segment of the generation's keys ('' or
+--          t:<tenant>: , see keys.py): the run is read in that namespace
 -- Returns  {taken 0/1, last, c, o, mine, previous writer, offset and field}
 --          last:  the run's last offset the cache applied (meta `l`), -1 unknown
 --          c, o:  the run's stored messages (false when the body is absent)
@@ -23,7 +26,8 @@
 -- caller checks its write against is exactly what the cache holds.
 local generation = redis.call('GET', KEYS[1]) or '0'
 local base = ARGV[1] .. generation .. ':'
-local last = tonumber(redis.call('HGET', base .. 'meta:' .. ARGV[2], 'l') or '-1')
+local ns = base .. ARGV[5]
+local last = tonumber(redis.call('HGET', ns .. 'meta:' .. ARGV[2], 'l') or '-1')
 local held = redis.call('HMGET', KEYS[2], 'w', 'o', 'f')
 local writer, offset = held[1], held[2]
 local mine = ''
@@ -48,5 +52,5 @@ if writer then
 end
 redis.call('HSET', KEYS[2], 'w', ARGV[3], 'o', '-')
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-local body = redis.call('HMGET', base .. 'run:' .. ARGV[2], 'c', 'o')
+local body = redis.call('HMGET', ns .. 'run:' .. ARGV[2], 'c', 'o')
 return {1, last, body[1], body[2], mine, writer or '', offset or '', held[3] or ''}

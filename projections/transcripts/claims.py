@@ -26,6 +26,10 @@ Session API takes one):
   same.
 - Claims live beside the cache in Redis, outside its generations (they are
   about the log, not a copy of it); the script reads the live generation.
+- A writer's claims are on its tenant's runs (``tenant=``; None: runs
+  without a tenant): the claim key and the run state it reads are in that
+  tenant's namespace (:mod:`.keys`), so the same run id in two tenants is
+  two runs with a claim each.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import redis.asyncio as aioredis
 from aiokafka.structs import TopicPartition
 
 from runwire.projections.transcripts.body import decode_runs
-from runwire.projections.transcripts.keys import Keyspace, position_field
+from runwire.projections.transcripts.keys import Keyspace, position_field, tenant_segment
 from runwire.projections.transcripts.session_read import StoredMessages
 from runwire.transcript.messages import Message
 
@@ -95,9 +99,16 @@ class RunClaims:
     """Claims on runs under ``key_prefix`` for one writer (see the module contract)."""
 
     def __init__(
-        self, client: aioredis.Redis, key_prefix: str, *, ttl_ms: int = CLAIM_TTL_MS
+        self,
+        client: aioredis.Redis,
+        key_prefix: str,
+        *,
+        ttl_ms: int = CLAIM_TTL_MS,
+        tenant: str | None = None,
     ) -> None:
         self._keys = Keyspace(key_prefix)
+        self.tenant = tenant
+        self._segment = tenant_segment(tenant)
         self._client = client
         self.writer = uuid.uuid4().hex
         self._ttl_ms = ttl_ms
@@ -108,12 +119,12 @@ class RunClaims:
         self._wrote = client.register_script(_WROTE)
 
     def _key(self, run_id: str) -> str:
-        return f"{self._keys.root}:claim:{run_id}"
+        return self._keys.claim(run_id, self.tenant)
 
     async def take(self, run_id: str) -> Claim:
         reply: list[Any] = await self._take(
             keys=[self._keys.live, self._key(run_id)],
-            args=[f"{self._keys.root}:", run_id, self.writer, self._ttl_ms],
+            args=[f"{self._keys.root}:", run_id, self.writer, self._ttl_ms, self._segment],
         )
         taken, last, committed, open_, mine, writer, offset, field = reply
         body = None

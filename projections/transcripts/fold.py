@@ -64,11 +64,14 @@ def fold_run(
     head: RunHead,
     builder: TranscriptBuilder | None,
     records: Sequence[SourceRecord],
+    *,
+    tenant: str | None = None,
 ) -> RunFold:
     """Fold ``records`` (one run's, log order) onto what the store holds.
 
     ``builder`` must hold the stored state when ``head.has_body`` (it is
-    changed in place); it is ignored otherwise.
+    changed in place); it is ignored otherwise. ``tenant``: the namespace the
+    run is in (every record's event's tenant), carried into the write.
     """
     fresh = [r for r in records if r.offset > head.last]
     out = RunFold(write=None, builder=None, skipped=len(records) - len(fresh))
@@ -98,6 +101,7 @@ def fold_run(
             expected_body=False,
             meta=dataclasses.replace(meta, last=fresh[-1].offset),
             body=None,
+            tenant=tenant,
         )
         return out
     assert builder is not None, f"run {run_id}: a stored body needs its builder"
@@ -128,5 +132,6 @@ def fold_run(
                 if head.has_body and builder.rewinds == stored.rewinds
                 else encode_body(builder)
             ),
+            tenant=tenant,
         )
     return out

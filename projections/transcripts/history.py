@@ -26,6 +26,9 @@ Contract of :class:`TranscriptHistory`:
 - ``session_turns(session_id, run_ids)``: the turn list of those runs, each
   turn with its number, ``turn_id``, run, start time, messages and token
   usage (:class:`Turn`), folded from the log the same way.
+- Reads one tenant's runs (``tenant=``, None: those without a tenant): the
+  cache's namespace of that tenant, and of the records read back only those
+  whose event names it.
 - Reads only: nothing is written to the cache or the log.
 """
 
@@ -127,17 +130,30 @@ class _Where:
 class TranscriptHistory:
     """Reads runs and sessions as they were; see the module contract."""
 
-    def __init__(self, store: TranscriptStore, log: HistoryLog, locator: RunLocator) -> None:
+    def __init__(
+        self,
+        store: TranscriptStore,
+        log: HistoryLog,
+        locator: RunLocator,
+        *,
+        tenant: str | None = None,
+    ) -> None:
         self._store = store
         self._log = log
         self._locator = locator
+        self._tenant = tenant
+
+    def _mine(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
+        """The records of this reader's tenant's run (the same run id in another
+        tenant is another run, on the same partition)."""
+        return [r for r in records if r.event.tenant == self._tenant]
 
     async def _where(
         self, run_ids: Sequence[str], *, skip_erased: bool = False
     ) -> dict[str, _Where]:
         live = await self._store.generation(Slot.LIVE)
         assert live is not None
-        snap = await self._store.snapshot(live, (), run_ids)
+        snap = await self._store.snapshot(live, (), run_ids, tenant=self._tenant)
         out: dict[str, _Where] = {}
         for run_id in run_ids:
             meta = snap.heads[run_id].meta
@@ -190,6 +206,7 @@ class TranscriptHistory:
             records = await self._log.read(run_id, where.partition, where.first, offset)
         else:
             records = await self._log.read(run_id, where.partition, where.first, where.last)
+        records = self._mine(records)
         if turn is not None:
             records = _through_turn(run_id, records, turn)
         builder = TranscriptBuilder(run_id)
@@ -228,7 +245,9 @@ class TranscriptHistory:
             last = max(where[r].last for r in ids)
             found = await self._log.read_runs(ids, partition, first, last)
             for run_id in ids:
-                out[run_id] = [r for r in found[run_id] if r.offset <= where[run_id].last]
+                out[run_id] = self._mine(
+                    [r for r in found[run_id] if r.offset <= where[run_id].last]
+                )
         return out
 
     async def runs_now(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runwire.log.records import TopicPartition
-from runwire.projections.transcripts.keys import position_field
+from runwire.projections.transcripts.keys import position_field, tenant_segment
 from runwire.projections.transcripts.store import (
     COMMITTED,
     UNKNOWN,
@@ -35,7 +35,19 @@ from runwire.projections.transcripts.store import (
 
 @dataclass
 class _Generation:
+    """The positions of a generation and its tenants' namespaces."""
+
     positions: dict[TopicPartition, int] = field(default_factory=dict)
+    tenants: dict[str | None, _Namespace] = field(default_factory=dict)
+
+    def of(self, tenant: str | None) -> _Namespace:
+        return self.tenants.setdefault(tenant, _Namespace())
+
+
+@dataclass
+class _Namespace:
+    """One tenant's runs and sessions in a generation (see ``keys``)."""
+
     meta: dict[str, RunMeta] = field(default_factory=dict)
     bodies: dict[str, RunBody] = field(default_factory=dict)
     sessions: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -81,8 +93,8 @@ class InMemoryTranscriptStore:
     def _g(self, generation: int) -> _Generation:
         return self._generations.setdefault(generation, _Generation())
 
-    def expire(self, generation: int, run_id: str) -> None:
-        self._g(generation).bodies.pop(run_id, None)
+    def expire(self, generation: int, run_id: str, tenant: str | None = None) -> None:
+        self._g(generation).of(tenant).bodies.pop(run_id, None)
 
     def lose_positions(self, generation: int) -> None:
         """Forget the generation's positions, like deleting its ``pos`` hash."""
@@ -104,8 +116,10 @@ class InMemoryTranscriptStore:
             return dict(stored)
         return {tp: stored.get(tp, 0) for tp in partitions}
 
-    async def heads(self, generation: int, run_ids: Collection[str]) -> dict[str, RunHead]:
-        g = self._g(generation)
+    async def heads(
+        self, generation: int, run_ids: Collection[str], *, tenant: str | None = None
+    ) -> dict[str, RunHead]:
+        g = self._g(generation).of(tenant)
         out: dict[str, RunHead] = {}
         for run_id in run_ids:
             meta = g.meta.get(run_id)
@@ -118,35 +132,47 @@ class InMemoryTranscriptStore:
         partitions: Collection[TopicPartition],
         run_ids: Collection[str],
         session_ids: Collection[str] = (),
+        *,
+        tenant: str | None = None,
     ) -> Snapshot:
-        heads = await self.heads(generation, run_ids)
+        heads = await self.heads(generation, run_ids, tenant=tenant)
         sessions = {h.meta.session_id for h in heads.values() if h.meta and h.meta.session_id}
         return Snapshot(
             await self.positions(generation, partitions),
             heads,
-            await self.deleted(generation, sessions | set(session_ids)),
-            self._g(generation).erased.intersection(run_ids),
+            await self.deleted(generation, sessions | set(session_ids), tenant=tenant),
+            self._g(generation).of(tenant).erased.intersection(run_ids),
         )
 
-    async def deleted(self, generation: int, session_ids: Collection[str]) -> set[str]:
-        return self._g(generation).deleted.intersection(session_ids)
+    async def deleted(
+        self, generation: int, session_ids: Collection[str], *, tenant: str | None = None
+    ) -> set[str]:
+        return self._g(generation).of(tenant).deleted.intersection(session_ids)
 
-    async def session_state(self, generation: int, session_id: str) -> SessionState:
-        g = self._g(generation)
+    async def session_state(
+        self, generation: int, session_id: str, *, tenant: str | None = None
+    ) -> SessionState:
+        g = self._g(generation).of(tenant)
         return SessionState(
             g.versions.get(session_id, 0), g.cleared.get(session_id), session_id in g.deleted
         )
 
-    async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
-        g = self._g(generation)
+    async def bodies(
+        self, generation: int, run_ids: Collection[str], *, tenant: str | None = None
+    ) -> dict[str, RunBody]:
+        g = self._g(generation).of(tenant)
         return {r: g.bodies[r] for r in run_ids if r in g.bodies}
 
-    async def messages(self, generation: int, run_ids: Collection[str]) -> dict[str, bytes]:
-        bodies = self._g(generation).bodies
+    async def messages(
+        self, generation: int, run_ids: Collection[str], *, tenant: str | None = None
+    ) -> dict[str, bytes]:
+        bodies = self._g(generation).of(tenant).bodies
         return {r: bodies[r].messages for r in run_ids if r in bodies}
 
-    async def session_runs(self, generation: int, session_id: str) -> list[str]:
-        runs = self._g(generation).sessions.get(session_id, {})
+    async def session_runs(
+        self, generation: int, session_id: str, *, tenant: str | None = None
+    ) -> list[str]:
+        runs = self._g(generation).of(tenant).sessions.get(session_id, {})
         return [r for r, _ in sorted(runs.items(), key=lambda item: (item[1], item[0]))]
 
     async def commit(self, commit: Commit) -> CommitOutcome:
@@ -158,9 +184,9 @@ class InMemoryTranscriptStore:
                     f"generation {commit.generation} is not {commit.slot}",
                     Conflict.GENERATION,
                 )
-            g = self._g(commit.generation)
+            gen = self._g(commit.generation)
             for p in commit.positions:
-                stored = g.positions.get(p.tp, 0)
+                stored = gen.positions.get(p.tp, 0)
                 if stored != p.expected:
                     return CommitOutcome(
                         False,
@@ -168,6 +194,7 @@ class InMemoryTranscriptStore:
                         Conflict.POSITION,
                     )
             for w in commit.runs:
+                g = gen.of(w.tenant)
                 if w.meta.session_id in g.deleted:
                     return CommitOutcome(
                         False,
@@ -191,8 +218,9 @@ class InMemoryTranscriptStore:
                         False, f"run {w.run_id} is already at {last}", Conflict.RUN
                     )
             for p in commit.positions:
-                g.positions[p.tp] = p.position
+                gen.positions[p.tp] = p.position
             for w in commit.runs:
+                g = gen.of(w.tenant)
                 meta = g.meta.get(w.run_id)
                 if meta is None:
                     g.meta[w.run_id] = w.meta
@@ -208,13 +236,15 @@ class InMemoryTranscriptStore:
                     g.bodies[w.run_id] = _appended(g.bodies[w.run_id], w.body)
                 if w.meta.session_id:
                     g.bump(w.meta.session_id)
-            for session_id in commit.deletions:
+            for tenant, session_id in commit.deletions:
+                g = gen.of(tenant)
                 g.deleted.add(session_id)
                 g.cleared.pop(session_id, None)
                 g.bump(session_id)
                 for run_id in g.sessions.pop(session_id, {}):
                     g.erase(run_id)
-            for run_id in commit.erasures:
+            for tenant, run_id in commit.erasures:
+                g = gen.of(tenant)
                 meta = g.meta.get(run_id)
                 if meta is not None and meta.session_id in g.sessions:
                     index = g.sessions[meta.session_id]
@@ -224,7 +254,8 @@ class InMemoryTranscriptStore:
                 if meta is not None and meta.session_id:
                     g.bump(meta.session_id)
                 g.erase(run_id)
-            for session_id, cleared_ms in commit.clears:
+            for tenant, session_id, cleared_ms in commit.clears:
+                g = gen.of(tenant)
                 if session_id not in g.deleted:
                     g.cleared[session_id] = cleared_ms
                     g.bump(session_id)
@@ -259,10 +290,18 @@ class InMemoryTranscriptStore:
         self._generations.pop(generation, None)
 
     async def dump(self, generation: int) -> dict[str, Any]:
-        g = self._g(generation)
+        gen = self._g(generation)
         out: dict[str, Any] = {}
-        if g.positions:
-            out["pos"] = {position_field(tp): str(p) for tp, p in sorted(g.positions.items())}
+        if gen.positions:
+            out["pos"] = {position_field(tp): str(p) for tp, p in sorted(gen.positions.items())}
+        for tenant, g in gen.tenants.items():
+            segment = tenant_segment(tenant)
+            out.update({segment + k: v for k, v in self._dump_namespace(g).items()})
+        return dict(sorted(out.items()))
+
+    @staticmethod
+    def _dump_namespace(g: _Namespace) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for run_id, meta in g.meta.items():
             fields = {
                 "p": meta.partition,
@@ -295,4 +334,4 @@ class InMemoryTranscriptStore:
             out["erased"] = sorted(g.erased)
         if g.cleared:
             out["cleared"] = {s: str(ms) for s, ms in sorted(g.cleared.items())}
-        return dict(sorted(out.items()))
+        return out

@@ -2,11 +2,28 @@
 
 Every key lives under ``<redis_key_prefix>:tx:``. The data of one *generation*
 (a full copy of the cache, see :mod:`runwire.projections.transcripts.rebuild`)
-lives under ``<prefix>:tx:<generation>:``:
+lives under ``<prefix>:tx:<generation>:``; its positions are the projector's,
+everything else is one tenant's, under that tenant's *namespace*:
 
-- ``pos`` (hash) - the projector's position per partition: field
-  ``<topic>/<partition>`` (Kafka topic names cannot hold ``/``), value the
-  offset of the next record to read.
+- the events without a tenant (a deployment without tenants) keep the
+  generation's own keys, ``<prefix>:tx:<generation>:meta:<run_id>`` and so on
+  (the layout from before tenants, unchanged);
+- a tenant's keys are ``<prefix>:tx:<generation>:t:<tenant>:meta:<run_id>``
+  and so on (:func:`tenant_segment`: the tenant with ``%``, ``:`` and ``*``
+  percent-escaped, so it holds no ``:`` and no tenant's namespace is a prefix
+  of another's, nor of a key without a tenant: none of those begins ``t:``).
+
+The projector writes each record's run under its event's tenant; a reader
+builds keys of its own tenant only, so two tenants using the same run and
+session ids have disjoint keys and no reader can name another tenant's.
+Under a generation:
+
+- ``pos`` (hash, the generation's, not a tenant's) - the projector's position
+  per partition: field ``<topic>/<partition>`` (Kafka topic names cannot hold
+  ``/``), value the offset of the next record to read.
+
+Under a tenant's namespace of a generation:
+
 - ``meta:<run_id>`` (hash, never expires) - ``p`` partition, ``f`` offset of
   the run's first record, ``l`` offset of the last record applied, ``s``
   session id, ``t`` time of the first record (ms), ``u`` the run's owner
@@ -36,7 +53,8 @@ lives under ``<prefix>:tx:<generation>:``:
 
 Beside the generations: ``live`` names the generation readers use (absent
 means 0), ``building`` the one a rebuild is filling, ``next`` hands out
-generation numbers.
+generation numbers; ``claim:<run_id>`` (``t:<tenant>:claim:<run_id>`` for a
+tenant's run) is a run's append claim (:mod:`.claims`).
 """
 
 from __future__ import annotations
@@ -45,6 +63,15 @@ import json
 from dataclasses import dataclass
 
 from runwire.log.records import TopicPartition
+
+
+def tenant_segment(tenant: str | None) -> str:
+    """The key segment of ``tenant``'s namespace: ``''`` without a tenant, else
+    ``t:<tenant>:`` with ``%``, ``:`` and ``*`` percent-escaped (see the module)."""
+    if tenant is None:
+        return ""
+    escaped = tenant.replace("%", "%25").replace(":", "%3A").replace("*", "%2A")
+    return f"t:{escaped}:"
 
 
 def owner_tag(user_id: str | None, tenant: str | None) -> str:
@@ -84,19 +111,36 @@ class Keyspace:
     def counter(self) -> str:
         return f"{self.root}:next"
 
-    def generation(self, generation: int) -> GenerationKeys:
-        return GenerationKeys(f"{self.root}:{generation}:")
+    def generation(self, generation: int, tenant: str | None = None) -> GenerationKeys:
+        """Keys of ``generation``; its run data in ``tenant``'s namespace."""
+        at = f"{self.root}:{generation}:"
+        return GenerationKeys(at + tenant_segment(tenant), at)
+
+    def claim(self, run_id: str, tenant: str | None = None) -> str:
+        """The append claim of ``tenant``'s run (outside the generations)."""
+        return f"{self.root}:{tenant_segment(tenant)}claim:{run_id}"
+
+    def tenants_pattern(self, generation: int) -> str:
+        """A SCAN pattern matching every tenant's keys of ``generation`` (not
+        those without a tenant)."""
+        return f"{_glob_escape(f'{self.root}:{generation}:')}t:*"
 
 
 @dataclass(frozen=True, slots=True)
 class GenerationKeys:
-    """Key names of one generation; ``base`` ends with ``:``."""
+    """Key names of one generation for one tenant; ``base`` (the tenant's
+    namespace) and ``generation_base`` (the generation's) end with ``:``."""
 
     base: str
+    generation_base: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.generation_base:
+            object.__setattr__(self, "generation_base", self.base)
 
     @property
     def positions(self) -> str:
-        return f"{self.base}pos"
+        return f"{self.generation_base}pos"
 
     def meta(self, run_id: str) -> str:
         return f"{self.base}meta:{run_id}"
@@ -128,7 +172,13 @@ class GenerationKeys:
 
     @property
     def pattern(self) -> str:
-        """A SCAN pattern matching every key of the generation."""
+        """A SCAN pattern matching every key of the generation (every tenant's)."""
+        return f"{_glob_escape(self.generation_base)}*"
+
+    @property
+    def tenant_pattern(self) -> str:
+        """A SCAN pattern matching every key of this tenant's namespace (for the
+        namespace without a tenant, also every tenant's: it is the generation's)."""
         return f"{_glob_escape(self.base)}*"
 
 

@@ -16,6 +16,10 @@ Contract of :meth:`MissPath.fill`:
   skipped, as the projector dead-letters them), so the body it writes is the
   one the projector would have written, and sets the run's last offset to the
   last record that changed the transcript.
+- Reads one tenant's run (``fill(run_id, tenant)``): the run-status store
+  may locate the same run id of another tenant (same key, same partition),
+  so only records whose event names ``tenant`` are folded, and a run none
+  of whose records is the tenant's is unknown (None).
 - Never refills a run of an erased session: when the run is erased, or its
   session (its stored one or one its records name) is deleted in the live
   generation, the fill writes nothing and returns None, as for an unknown
@@ -81,6 +85,10 @@ class RunStoreLocator:
     def __init__(self, runs: RunStore) -> None:
         self._runs = runs
 
+    def for_tenant(self, tenant: str | None) -> RunStoreLocator:
+        """This locator reading the run-status store as ``tenant`` (None: as it does)."""
+        return self if tenant is None else RunStoreLocator(self._runs.for_tenant(tenant))
+
     async def locate(self, run_id: str) -> RunLocation | None:
         try:
             run = await self._runs.get(run_id)
@@ -109,15 +117,21 @@ class LazyRunStoreLocator:
     """:class:`RunStoreLocator` that opens its own run-status store on first use
     (so readers that never miss never connect to Postgres); ``close`` closes it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, tenant: str | None = None) -> None:
         self._settings = settings
+        self._tenant = tenant
         self._runs: RunStore | None = None
+
+    def for_tenant(self, tenant: str | None) -> LazyRunStoreLocator:
+        """Another lazy locator reading the run-status store as ``tenant`` (None:
+        as the process's readers do)."""
+        return LazyRunStoreLocator(self._settings, tenant)
 
     async def _locator(self) -> RunStoreLocator:
         if self._runs is None:
             from runwire.projections.runs.reader import RunStore
 
-            self._runs = await RunStore.connect(self._settings)
+            self._runs = await RunStore.connect(self._settings, tenant=self._tenant)
         return RunStoreLocator(self._runs)
 
     async def locate(self, run_id: str) -> RunLocation | None:
@@ -150,6 +164,8 @@ class _Progress:
     changed_at: int | None = None
     first: SourceRecord | None = None
     sessions: set[str] = field(default_factory=set)
+    foreign: bool = False
+    """Records of another tenant's run of the same id were read (and left out)."""
 
 
 class MissPath:
@@ -169,17 +185,18 @@ class MissPath:
         self._max_attempts = max_attempts
         self.fills = 0
 
-    async def fill(self, run_id: str) -> list[Message] | None:
+    async def fill(self, run_id: str, tenant: str | None = None) -> list[Message] | None:
+        """``tenant``'s run ``run_id`` (see the module contract)."""
         progress: _Progress | None = None
         for _ in range(self._max_attempts):
             generation = await self._store.generation(Slot.LIVE)
             assert generation is not None
-            snap = await self._store.snapshot(generation, (), [run_id])
+            snap = await self._store.snapshot(generation, (), [run_id], tenant=tenant)
             if snap.erased or snap.deleted:
                 return None  # erased with its session: as if unknown
             head = snap.heads[run_id]
             if head.has_body:
-                found = await self._store.messages(generation, [run_id])
+                found = await self._store.messages(generation, [run_id], tenant=tenant)
                 if run_id in found:
                     return decode_messages(found[run_id])
                 continue  # expired between the two reads
@@ -195,13 +212,21 @@ class MissPath:
                 progress = _Progress(partition, TranscriptBuilder(run_id), first - 1)
             if target > progress.folded_to:
                 records = await self._log.read(run_id, partition, progress.folded_to + 1, target)
-                _fold(progress, records)
+                # The same run id in another tenant is another run (same key,
+                # same partition): only this tenant's records are its.
+                mine = [r for r in records if r.event.tenant == tenant]
+                progress.foreign |= len(mine) != len(records)
+                _fold(progress, mine)
                 progress.folded_to = target
-            if progress.sessions and await self._store.deleted(generation, progress.sessions):
+            if progress.sessions and await self._store.deleted(
+                generation, progress.sessions, tenant=tenant
+            ):
                 return None  # a deleted session's: as if unknown
             meta = self._meta(head.meta, progress)
             if meta is None:
-                return []  # located, but none of its records could be read
+                # Located, but none of its records could be read, or none is
+                # this tenant's (the locator found another tenant's run).
+                return None if progress.foreign else []
             write = RunWrite(
                 run_id=run_id,
                 guard=Guard.FILL,
@@ -209,6 +234,7 @@ class MissPath:
                 expected_body=False,
                 meta=meta,
                 body=encode_body(progress.builder),
+                tenant=tenant,
             )
             outcome = await self._store.commit(Commit(Slot.LIVE, generation, (), [write]))
             if outcome.ok:

@@ -44,6 +44,13 @@ refuses a run write of a deleted session or an erased run, so a writer that
 read before a concurrent deletion reads again). A rebuild reads both topics
 from offset 0 into its own generation, so it honours every deletion too.
 
+Tenants: a record's run and session are those of its event's ``tenant``
+(:mod:`.keys`: each tenant's namespace, ``None`` for events without one).
+The batch is read per tenant and folded by ``(tenant, run_id)``, and a
+deletion or clear touches its own tenant's session only, so the same ids in
+two tenants never meet; the batch's writes of every tenant and its positions
+are still one ``apply.lua`` call.
+
 The builders of recently written runs are kept in memory (keyed by their
 generation and last offset, so a stale one is never used). A batch takes its
 runs' builders out of that cache and puts back only those of a commit that
@@ -61,7 +68,7 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import redis.exceptions
 
@@ -85,6 +92,7 @@ from runwire.projections.transcripts.store import (
     PositionWrite,
     RunHead,
     RunWrite,
+    Scoped,
     Slot,
     TranscriptStore,
 )
@@ -125,7 +133,7 @@ class TranscriptProjection:
         self.store = store
         self._settings = settings
         self._generation = generation
-        self._cache: OrderedDict[str, tuple[int, int, TranscriptBuilder]] = OrderedDict()
+        self._cache: OrderedDict[Scoped, tuple[int, int, TranscriptBuilder]] = OrderedDict()
         self._cache_size = builder_cache_size
         self._max_attempts = max_attempts
         # The generation last resolved: used optimistically, since every
@@ -218,13 +226,7 @@ class TranscriptProjection:
     ) -> ApplyResult | None:
         slot, generation = self._resolved or await self.current_generation()
         session_topic = self._settings.session_events
-        run_records = [r for r in batch.records if r.topic != session_topic]
-        snap = await self.store.snapshot(
-            generation,
-            batch.next_positions.keys(),
-            {r.event.run_id for r in run_records if r.event.run_id is not None},
-            {r.event.session_id for r in batch.records if r.event.session_id is not None},
-        )
+        snap = await self._snapshot(generation, batch, session_topic)
         stored, heads = snap.positions, snap.heads
         if any(stored[tp] < batch.expected.get(tp, 0) for tp in batch.next_positions):
             # Positions below the runner's look like a reset or a switch; make
@@ -245,49 +247,52 @@ class TranscriptProjection:
             positions[tp] = max(have, nxt)
             if positions[tp] != have:
                 writes.append(PositionWrite(tp, have, positions[tp]))
-        by_run: dict[str, list[SourceRecord]] = {}
+        by_run: dict[Scoped, list[SourceRecord]] = {}
         skipped = 0
         rejections: list[Rejection] = []
-        deletions: set[str] = set()
-        clears: dict[str, int] = {}
+        deletions: set[Scoped] = set()
+        clears: dict[Scoped, int] = {}
         for record in batch.records:
             start = open_from.get(record.tp)
             if start is None or record.offset < start:
                 skipped += 1
                 continue
+            tenant = record.event.tenant
             if record.topic == session_topic:
                 deleted = deleted_session(record)
                 cleared = clearing(record)
-                if deleted is not None and deleted not in snap.deleted:
-                    deletions.add(deleted)
-                elif cleared is not None and cleared[0] not in snap.deleted:
+                if deleted is not None and (tenant, deleted) not in snap.deleted:
+                    deletions.add((tenant, deleted))
+                elif cleared is not None and (tenant, cleared[0]) not in snap.deleted:
                     # One session's events are in log order: the last clear wins.
-                    clears.pop(cleared[0], None)
-                    clears[cleared[0]] = cleared[1]
+                    clears.pop((tenant, cleared[0]), None)
+                    clears[tenant, cleared[0]] = cleared[1]
                 else:
                     skipped += 1  # not ours (the session index reads the rest)
                 continue
             if record.event.run_id is None:
                 skipped += 1
                 continue
-            by_run.setdefault(record.event.run_id, []).append(record)
+            by_run.setdefault((tenant, record.event.run_id), []).append(record)
         gone = snap.deleted | deletions
-        erasures: list[str] = []
-        for run_id in list(by_run):
-            if run_id in snap.erased:
-                skipped += len(by_run.pop(run_id))  # erased: dropped, not dead-lettered
-            elif gone and not gone.isdisjoint(_sessions(heads[run_id], by_run[run_id])):
+        erasures: list[Scoped] = []
+        for run in list(by_run):
+            if run in snap.erased:
+                skipped += len(by_run.pop(run))  # erased: dropped, not dead-lettered
+            elif gone and not gone.isdisjoint(
+                (run[0], s) for s in _sessions(heads[run], by_run[run])
+            ):
                 # The run is (or would become) a deleted session's: it goes too,
                 # so that its later events go even when they name no session.
-                skipped += len(by_run.pop(run_id))
-                erasures.append(run_id)
-        heads = {run_id: heads[run_id] for run_id in by_run}
+                skipped += len(by_run.pop(run))
+                erasures.append(run)
+        heads = {run: heads[run] for run in by_run}
         builders = await self._builders(generation, heads)
         run_writes: list[RunWrite] = []
         applied = duplicates = 0
-        folded: dict[str, tuple[int, TranscriptBuilder]] = {}
-        for run_id, records in by_run.items():
-            fold = fold_run(run_id, heads[run_id], builders.get(run_id), records)
+        folded: dict[Scoped, tuple[int, TranscriptBuilder]] = {}
+        for run, records in by_run.items():
+            fold = fold_run(run[1], heads[run], builders.get(run), records, tenant=run[0])
             skipped += fold.skipped
             applied += fold.applied
             duplicates += fold.duplicates
@@ -295,14 +300,14 @@ class TranscriptProjection:
             if fold.write is not None:
                 run_writes.append(fold.write)
             if fold.builder is not None:
-                last = fold.write.meta.last if fold.write is not None else heads[run_id].last
-                folded[run_id] = (last, fold.builder)
+                last = fold.write.meta.last if fold.write is not None else heads[run].last
+                folded[run] = (last, fold.builder)
         new = [r for r in rejections if (r.topic, r.partition, r.offset) not in sent]
         # Before the write: a position may only pass a record whose dead letter exists.
         await dead_letters.send(new)
         sent.update((r.topic, r.partition, r.offset) for r in new)
         # A clear of a session deleted in this batch is moot (and not recorded).
-        cleared_now = [(s, ms) for s, ms in clears.items() if s not in deletions]
+        cleared_now = [(t, s, ms) for (t, s), ms in clears.items() if (t, s) not in deletions]
         if writes or run_writes or deletions or erasures or cleared_now:
             outcome = await self.store.commit(
                 Commit(
@@ -320,8 +325,8 @@ class TranscriptProjection:
                 if outcome.kind is Conflict.GENERATION:
                     self._resolved = None
                 return None
-        for run_id, (last, builder) in folded.items():
-            self._remember(run_id, generation, last, builder)
+        for run, (last, builder) in folded.items():
+            self._remember(run, generation, last, builder)
         return ApplyResult(
             positions=positions,
             applied=applied + len(deletions) + len(cleared_now),
@@ -330,41 +335,73 @@ class TranscriptProjection:
             rejected=len(rejections),
         )
 
+    async def _snapshot(self, generation: int, batch: Batch, session_topic: str) -> _Snapshot:
+        """The store's snapshot of the batch's partitions, runs and sessions, read
+        per tenant (one call for the usual batch, all of one tenant or none)."""
+        runs: dict[str | None, set[str]] = {}
+        sessions: dict[str | None, set[str]] = {}
+        for r in batch.records:
+            event = r.event
+            if r.topic != session_topic and event.run_id is not None:
+                runs.setdefault(event.tenant, set()).add(event.run_id)
+            if event.session_id is not None:
+                sessions.setdefault(event.tenant, set()).add(event.session_id)
+        out = _Snapshot(dict.fromkeys(batch.next_positions, 0), {}, set(), set())
+        partitions: Collection[TopicPartition] = batch.next_positions.keys()
+        tenants = sorted(runs.keys() | sessions.keys(), key=_tenant_order) or [None]
+        for tenant in tenants:
+            snap = await self.store.snapshot(
+                generation,
+                partitions,
+                runs.get(tenant, ()),
+                sessions.get(tenant, ()),
+                tenant=tenant,
+            )
+            if partitions:
+                out.positions.update(snap.positions)
+                partitions = ()  # the generation's, the same for every tenant
+            out.heads.update({(tenant, r): h for r, h in snap.heads.items()})
+            out.deleted.update((tenant, s) for s in snap.deleted)
+            out.erased.update((tenant, r) for r in snap.erased)
+        return out
+
     async def _builders(
-        self, generation: int, heads: dict[str, RunHead]
-    ) -> dict[str, TranscriptBuilder]:
+        self, generation: int, heads: dict[Scoped, RunHead]
+    ) -> dict[Scoped, TranscriptBuilder]:
         """A builder holding the stored state of every run that has a body.
 
         Cached builders are taken out of the cache (see the module docstring):
         the caller folds them in place and puts back those of a commit that
         went through (:meth:`_remember`).
         """
-        out: dict[str, TranscriptBuilder] = {}
-        missing: list[str] = []
-        for run_id, head in heads.items():
+        out: dict[Scoped, TranscriptBuilder] = {}
+        missing: dict[str | None, list[str]] = {}
+        for run, head in heads.items():
             if not head.has_body:
                 continue
-            cached = self._cache.pop(run_id, None)
+            cached = self._cache.pop(run, None)
             if cached is not None and cached[0] == generation and cached[1] == head.last:
-                out[run_id] = cached[2]
+                out[run] = cached[2]
             else:
-                missing.append(run_id)
-        bodies = await self.store.bodies(generation, missing)
-        for run_id in missing:
-            body = bodies.get(run_id)
-            if body is None:
-                # Expired between the two reads: fold it as expired (the
-                # script checks the body is still absent).
-                heads[run_id] = RunHead(meta=heads[run_id].meta, has_body=False)
-            else:
-                out[run_id] = restore_builder(run_id, body)
+                missing.setdefault(run[0], []).append(run[1])
+        for tenant, run_ids in missing.items():
+            bodies = await self.store.bodies(generation, run_ids, tenant=tenant)
+            for run_id in run_ids:
+                run = (tenant, run_id)
+                body = bodies.get(run_id)
+                if body is None:
+                    # Expired between the two reads: fold it as expired (the
+                    # script checks the body is still absent).
+                    heads[run] = RunHead(meta=heads[run].meta, has_body=False)
+                else:
+                    out[run] = restore_builder(run_id, body)
         return out
 
     def _remember(
-        self, run_id: str, generation: int, last: int, builder: TranscriptBuilder
+        self, run: Scoped, generation: int, last: int, builder: TranscriptBuilder
     ) -> None:
-        self._cache[run_id] = (generation, last, builder)
-        self._cache.move_to_end(run_id)
+        self._cache[run] = (generation, last, builder)
+        self._cache.move_to_end(run)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
@@ -377,6 +414,20 @@ class TranscriptProjection:
         if dropped is not None:
             await self.store.drop_generation(dropped)
         return TranscriptRebuild(self, generation)
+
+
+class _Snapshot(NamedTuple):
+    """A :class:`~runwire.projections.transcripts.store.Snapshot` of every tenant
+    of a batch: runs and sessions by ``(tenant, id)``."""
+
+    positions: dict[TopicPartition, int]
+    heads: dict[Scoped, RunHead]
+    deleted: set[Scoped]
+    erased: set[Scoped]
+
+
+def _tenant_order(tenant: str | None) -> tuple[bool, str]:
+    return tenant is not None, tenant or ""
 
 
 def _sessions(head: RunHead, records: Sequence[SourceRecord]) -> set[str]:

@@ -23,18 +23,25 @@ Contract:
   its turn list (ids, runs, messages, usage), from the log too.
 - Every read resolves the live generation first, so a rebuild's switch is
   seen by the next read.
+- A reader reads one tenant's namespace of the cache (:mod:`.keys`), its
+  ``tenant``: by default the process's (``settings.tenant``; None, the
+  events without a tenant, in a process without one), else ``tenant=`` or
+  :meth:`TranscriptCache.for_tenant`. It builds no key of another tenant, so
+  another tenant's run or session is unknown to it, even with the same id.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
 
 import redis.asyncio as aioredis
 
 from runwire.errors import NotFoundError
 from runwire.log.records import LogPosition
 from runwire.log.runs import RunReader
+from runwire.projections.runtime import tenancy
 from runwire.projections.runtime.waiting import wait_for
 from runwire.projections.transcripts.body import decode_messages
 from runwire.projections.transcripts.history import (
@@ -62,16 +69,29 @@ if TYPE_CHECKING:
     from runwire.transcript.messages import Message
 
 
+def _checked(tenant: object) -> str | None:
+    return None if tenant is None else tenancy.tenant_id(tenant, "a tenant id or None")
+
+
 @runtime_checkable
 class HistoryReadable(HistoryLog, Protocol):
     """A run log that time travel can read (a twin of the run reader)."""
+
+
+class _Process(Enum):
+    TENANT = "the process's tenant"
+
+
+PROCESS_TENANT: Final = _Process.TENANT
+"""``tenant=`` default: the process's tenant (``settings.tenant``)."""
 
 
 class TranscriptCache:
     """Read API over the transcript cache; ``async with TranscriptCache(settings)``.
 
     Every dependency may be passed in (tests pass twins); the ones left out
-    are built from ``settings`` and closed by :meth:`close`.
+    are built from ``settings`` and closed by :meth:`close`. ``tenant``: whose
+    runs and sessions it reads (see the module contract).
     """
 
     def __init__(
@@ -83,8 +103,11 @@ class TranscriptCache:
         run_log: RunLog | None = None,
         locator: RunLocator | None = None,
         runs: RunStore | None = None,
+        tenant: str | _Process | None = PROCESS_TENANT,
     ) -> None:
         self._settings = settings
+        self.tenant: str | None = _checked(settings.tenant if tenant is PROCESS_TENANT else tenant)
+        """The tenant whose namespace this reader reads (None: no tenant's)."""
         self._own_client = client is None and store is None
         self._client = client
         if store is None:
@@ -101,10 +124,29 @@ class TranscriptCache:
             locator = RunStoreLocator(runs)
         self._own_locator = locator is None
         self._locator: RunLocator = (
-            locator if locator is not None else LazyRunStoreLocator(settings)
+            locator if locator is not None else LazyRunStoreLocator(settings, self.tenant)
         )
+        self._scoped: list[TranscriptCache] = []
+        """Readers :meth:`for_tenant` made with locators of their own (closed with this one)."""
         self._miss = MissPath(self._store, self._log, self._locator)
         self._projection = TranscriptProjection(self._store, settings)
+
+    def for_tenant(self, tenant: str | None) -> TranscriptCache:
+        """This reader reading ``tenant``'s namespace, on the same clients (closing
+        it closes nothing: this one owns them)."""
+        locator = self._locator
+        if isinstance(locator, RunStoreLocator | LazyRunStoreLocator):
+            locator = locator.for_tenant(tenant)
+        scoped = TranscriptCache(
+            self._settings,
+            store=self._store,
+            run_log=self._log,
+            locator=locator,
+            tenant=tenant,
+        )
+        if isinstance(locator, LazyRunStoreLocator):
+            self._scoped.append(scoped)
+        return scoped
 
     @property
     def store(self) -> TranscriptStore:
@@ -126,6 +168,10 @@ class TranscriptCache:
             await self._log.stop()
         if self._own_locator and isinstance(self._locator, LazyRunStoreLocator):
             await self._locator.close()
+        scoped, self._scoped = self._scoped, []
+        for reader in scoped:
+            if isinstance(reader.locator, LazyRunStoreLocator):
+                await reader.locator.close()
         client, self._client = self._client, None
         if self._own_client and client is not None:
             await client.aclose()
@@ -148,10 +194,10 @@ class TranscriptCache:
 
     async def get(self, run_id: str) -> list[Message]:
         """The run's canonical messages (see the module contract)."""
-        found = await self._store.messages(await self._live(), [run_id])
+        found = await self._store.messages(await self._live(), [run_id], tenant=self.tenant)
         if run_id in found:
             return decode_messages(found[run_id])
-        messages = await self._miss.fill(run_id)
+        messages = await self._miss.fill(run_id, self.tenant)
         if messages is None:
             raise NotFoundError(
                 f"run {run_id!r} is neither in the transcript cache nor in the run-status store"
@@ -161,8 +207,8 @@ class TranscriptCache:
     async def session_runs(self, session_id: str) -> list[str]:
         """The session's run ids, oldest first (none for a deleted session)."""
         live = await self._live()
-        runs = await self._store.session_runs(live, session_id)
-        if not runs and not await self._store.deleted(live, [session_id]):
+        runs = await self._store.session_runs(live, session_id, tenant=self.tenant)
+        if not runs and not await self._store.deleted(live, [session_id], tenant=self.tenant):
             # The run-status store may still list a deleted session's runs
             # until its projector has applied the deletion too.
             runs = await self._locator.session_runs(session_id)
@@ -171,7 +217,9 @@ class TranscriptCache:
     async def start_of(self, run_id: str) -> tuple[int, int] | None:
         """Where the run begins in the log, (partition, first offset), if the cache or the
         run-status store knows it (``runwire transcript RUN --follow`` reads from there)."""
-        meta = (await self._store.heads(await self._live(), [run_id]))[run_id].meta
+        meta = (await self._store.heads(await self._live(), [run_id], tenant=self.tenant))[
+            run_id
+        ].meta
         if meta is not None:
             return meta.partition, meta.first
         location = await self._locator.locate(run_id)
@@ -182,7 +230,7 @@ class TranscriptCache:
     async def get_session(self, session_id: str, last_n_turns: int | None = None) -> list[Message]:
         """The messages of the session's runs in order, cut to the last turns."""
         runs = await self.session_runs(session_id)
-        found = await self._store.messages(await self._live(), runs)
+        found = await self._store.messages(await self._live(), runs, tenant=self.tenant)
         messages: list[Message] = []
         for run_id in runs:
             data = found.get(run_id)
@@ -194,7 +242,7 @@ class TranscriptCache:
         log = self._log
         if not isinstance(log, HistoryReadable):
             raise TypeError(f"time travel needs a run reader, not {type(log).__name__}")
-        return TranscriptHistory(self._store, log, self._locator)
+        return TranscriptHistory(self._store, log, self._locator, tenant=self.tenant)
 
     async def get_at(
         self, run_id: str, *, offset: int | None = None, turn: int | None = None
@@ -206,13 +254,13 @@ class TranscriptCache:
         """The session's runs after its clear point, oldest first;
         :class:`NotFoundError` for a deleted session."""
         live = await self._live()
-        state = await self._store.session_state(live, session_id)
+        state = await self._store.session_state(live, session_id, tenant=self.tenant)
         if state.deleted:
             raise NotFoundError(f"session {session_id!r} was deleted")
         runs = await self.session_runs(session_id)
         if state.cleared_ms is None:
             return runs
-        heads = await self._store.heads(live, runs)
+        heads = await self._store.heads(live, runs, tenant=self.tenant)
         return [
             r for r in runs if (meta := heads[r].meta) is None or meta.first_ms > state.cleared_ms
         ]

@@ -62,6 +62,13 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _in_namespace(relative: str) -> str:
+    """A generation's key name (relative to it) without its tenant segment."""
+    if relative.startswith("t:"):
+        return relative[2:].partition(":")[2]
+    return relative
+
+
 def _bytes(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
@@ -89,8 +96,8 @@ class RedisTranscriptStore:
     def client(self) -> aioredis.Redis:
         return self._r
 
-    def _gen(self, generation: int) -> GenerationKeys:
-        return self.keys.generation(generation)
+    def _gen(self, generation: int, tenant: str | None = None) -> GenerationKeys:
+        return self.keys.generation(generation, tenant)
 
     # -- reads ---------------------------------------------------------------
 
@@ -114,11 +121,15 @@ class RedisTranscriptStore:
         values = await self._r.hmget(key, [position_field(tp) for tp in tps])
         return {tp: int(v) if v is not None else 0 for tp, v in zip(tps, values, strict=True)}
 
-    async def heads(self, generation: int, run_ids: Collection[str]) -> dict[str, RunHead]:
-        return (await self.snapshot(generation, (), run_ids)).heads
+    async def heads(
+        self, generation: int, run_ids: Collection[str], *, tenant: str | None = None
+    ) -> dict[str, RunHead]:
+        return (await self.snapshot(generation, (), run_ids, tenant=tenant)).heads
 
-    async def deleted(self, generation: int, session_ids: Collection[str]) -> set[str]:
-        return (await self.snapshot(generation, (), (), session_ids)).deleted
+    async def deleted(
+        self, generation: int, session_ids: Collection[str], *, tenant: str | None = None
+    ) -> set[str]:
+        return (await self.snapshot(generation, (), (), session_ids, tenant=tenant)).deleted
 
     async def snapshot(
         self,
@@ -126,11 +137,13 @@ class RedisTranscriptStore:
         partitions: Collection[TopicPartition],
         run_ids: Collection[str],
         session_ids: Collection[str] = (),
+        *,
+        tenant: str | None = None,
     ) -> Snapshot:
         tps, ids, sessions = list(partitions), list(run_ids), list(session_ids)
         if not tps and not ids and not sessions:
             return Snapshot({}, {}, set(), set())
-        keys = self._gen(generation)
+        keys = self._gen(generation, tenant)
         key_list = [keys.positions, keys.deleted, keys.erased]
         for run_id in ids:
             key_list += [keys.meta(run_id), keys.body(run_id)]
@@ -168,8 +181,10 @@ class RedisTranscriptStore:
             positions, heads, {_text(d) for d in reply[-2]}, {_text(r) for r in reply[-1]}
         )
 
-    async def session_state(self, generation: int, session_id: str) -> SessionState:
-        keys = self._gen(generation)
+    async def session_state(
+        self, generation: int, session_id: str, *, tenant: str | None = None
+    ) -> SessionState:
+        keys = self._gen(generation, tenant)
         pipe = self._r.pipeline(transaction=True)
         pipe.hget(keys.versions, session_id)
         pipe.hget(keys.cleared, session_id)
@@ -181,11 +196,13 @@ class RedisTranscriptStore:
             deleted=bool(deleted),
         )
 
-    async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
+    async def bodies(
+        self, generation: int, run_ids: Collection[str], *, tenant: str | None = None
+    ) -> dict[str, RunBody]:
         ids = list(run_ids)
         if not ids:
             return {}
-        keys = self._gen(generation)
+        keys = self._gen(generation, tenant)
         pipe = self._r.pipeline(transaction=False)
         for run_id in ids:
             pipe.hmget(keys.body(run_id), ["c", "n", "o", "st", "a"])
@@ -202,9 +219,11 @@ class RedisTranscriptStore:
             if st is not None
         }
 
-    async def messages(self, generation: int, run_ids: Collection[str]) -> dict[str, bytes]:
+    async def messages(
+        self, generation: int, run_ids: Collection[str], *, tenant: str | None = None
+    ) -> dict[str, bytes]:
         ids = list(run_ids)
-        keys = self._gen(generation)
+        keys = self._gen(generation, tenant)
         if len(ids) == 1:
             replies = [await self._r.hmget(keys.body(ids[0]), ["c", "o"])]
         else:
@@ -218,30 +237,33 @@ class RedisTranscriptStore:
             if c is not None and o is not None
         }
 
-    async def session_runs(self, generation: int, session_id: str) -> list[str]:
-        members = await self._r.zrange(self._gen(generation).session(session_id), 0, -1)
+    async def session_runs(
+        self, generation: int, session_id: str, *, tenant: str | None = None
+    ) -> list[str]:
+        members = await self._r.zrange(self._gen(generation, tenant).session(session_id), 0, -1)
         return [_text(m) for m in members]
 
     # -- writes --------------------------------------------------------------
 
     async def commit(self, commit: Commit) -> CommitOutcome:
-        keys = self._gen(commit.generation)
+        generation = commit.generation
+        keys = self._gen(generation)
         pointer = self.keys.live if commit.slot is Slot.LIVE else self.keys.building
-        key_list: list[str] = [pointer, keys.positions, keys.deleted, keys.erased]
+        key_list: list[str] = [pointer, keys.positions]
         args: list[str | bytes | int] = [
-            str(commit.generation),
+            str(generation),
             commit.slot.value,
             self._ttl,
-            keys.base,
             len(commit.positions),
         ]
         for p in commit.positions:
             args += [position_field(p.tp), str(p.expected), str(p.position)]
         args.append(len(commit.runs))
         for w in commit.runs:
-            meta = keys.meta(w.run_id)
+            ns = self._gen(generation, w.tenant)
+            meta = ns.meta(w.run_id)
             session = w.meta.session_id
-            key_list += [meta, keys.body(w.run_id), keys.session(session) if session else meta]
+            key_list += [meta, ns.body(w.run_id), ns.session(session) if session else meta]
             body = w.body
             if body is None:
                 mode, count, parts = "", 0, (b"", b"", b"", b"")
@@ -262,12 +284,16 @@ class RedisTranscriptStore:
                     *(str(len(part)) for part in parts),
                 )
             )
-            args += [w.run_id, session or "", header, b"".join(parts), w.meta.owner]
-        args += [len(commit.deletions), *commit.deletions]
-        args += [len(commit.erasures), *commit.erasures]
+            args += [w.run_id, session or "", header, b"".join(parts), w.meta.owner, ns.base]
+        args.append(len(commit.deletions))
+        for tenant, session_id in commit.deletions:
+            args += [self._gen(generation, tenant).base, session_id]
+        args.append(len(commit.erasures))
+        for tenant, run_id in commit.erasures:
+            args += [self._gen(generation, tenant).base, run_id]
         args.append(len(commit.clears))
-        for session_id, cleared_ms in commit.clears:
-            args += [session_id, str(cleared_ms)]
+        for tenant, session_id, cleared_ms in commit.clears:
+            args += [self._gen(generation, tenant).base, session_id, str(cleared_ms)]
         ok, why = await self._apply(keys=key_list, args=args)
         if int(ok) == 1:
             return COMMITTED
@@ -323,7 +349,7 @@ class RedisTranscriptStore:
             [
                 k
                 async for k in self._r.scan_iter(match=keys.pattern, count=1000)
-                if _text(k) != keys.versions
+                if _in_namespace(_text(k)[len(base) :]) != "ver"
             ]
         )
         pipe = self._r.pipeline(transaction=False)
@@ -346,7 +372,7 @@ class RedisTranscriptStore:
             relative = _text(name)[len(base) :]
             if _text(kind) == "hash":
                 fields = {_text(f): _text(v) for f, v in sorted(content.items())}
-                if relative.startswith("meta:"):
+                if _in_namespace(relative).startswith("meta:"):
                     fields.pop("v", None)  # a session version, not data (see keys)
                 out[relative] = fields
             elif _text(kind) == "zset":

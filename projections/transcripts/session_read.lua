@@ -11,7 +11,9 @@
 -- ARGV[5]  the session's '<generation>:<version>' the caller holds, or ''
 -- ARGV[6]  the owner tag of the reader (meta `u`): only that owner's runs are
 --          listed and counted; '' lists every run
--- ARGV[7..] more run ids to return messages for
+-- ARGV[7]  the reader's tenant's segment of the generation's keys ('' or
+--          t:<tenant>: , see keys.py): every key read is in that namespace
+-- ARGV[8..] more run ids to return messages for
 -- Returns  {generation, erased 0/1, width, total, listed, more, version, cleared, same 0/1}
 --          version: the session's '<generation>:<version>' now (its `ver` field)
 --          cleared: its clear point (ms) or ''; a 'visible' read lists only the
@@ -24,7 +26,7 @@
 --          total:  how many runs the session index holds
 --          listed: per run listed, oldest first: run_id, first ms, and when width
 --                  is 4 its body's c and o
---          more:   c and o of each run of ARGV[5..]
+--          more:   c and o of each run of ARGV[8..]
 --          (c and o are false when the body is absent: expired or unknown run)
 --          An erased session (in the generation's `deleted` set) lists nothing.
 --
@@ -42,7 +44,7 @@ if generation == '' then
   generation = redis.call('GET', KEYS[1]) or '0'
 end
 generation = tonumber(generation)
-local base = ARGV[1] .. generation .. ':'
+local base = ARGV[1] .. generation .. ':' .. ARGV[7]
 local session_id, mode = ARGV[3], ARGV[4]
 
 local function bodies(run_ids, out)
@@ -65,7 +67,7 @@ end
 
 local owner = ARGV[6]
 local more = {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   more[#more + 1] = ARGV[i]
 end
 more = bodies(more, {})

@@ -55,7 +55,7 @@ from typing import Any, NamedTuple
 import redis.asyncio as aioredis
 
 from runwire.projections.transcripts.body import decode_runs
-from runwire.projections.transcripts.keys import Keyspace
+from runwire.projections.transcripts.keys import Keyspace, tenant_segment
 from runwire.projections.transcripts.store import messages_json
 from runwire.transcript.messages import Message, TextPart, ThinkingPart
 
@@ -104,14 +104,18 @@ def _script() -> str:
 
 
 class SessionReader:
-    """Reads sessions from the transcript cache under ``key_prefix``.
+    """Reads sessions from the transcript cache under ``key_prefix``, in
+    ``tenant``'s namespace (:mod:`.keys`; None: the events without a tenant).
 
     ``client`` must be created with ``decode_responses=False`` (the default);
     its lifecycle belongs to the caller.
     """
 
-    def __init__(self, client: aioredis.Redis, key_prefix: str) -> None:
+    def __init__(
+        self, client: aioredis.Redis, key_prefix: str, *, tenant: str | None = None
+    ) -> None:
         self._keys = Keyspace(key_prefix)
+        self._segment = tenant_segment(tenant)
         self._script = client.register_script(_script())
         self._last_reply: Any = None
 
@@ -173,6 +177,7 @@ class SessionReader:
                 mode,
                 known,
                 owner,
+                self._segment,
                 *extra,
             ],
         )

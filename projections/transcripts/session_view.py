@@ -21,6 +21,8 @@ Contract (:class:`SessionView`):
   runs' ids and the clear point in one script call (no messages), then each
   run's stored item state in one pipelined read; a run whose body expired is
   rebuilt from the log first.
+- Reads and writes the namespace of its cache's tenant (``cache.tenant``,
+  :mod:`~runwire.projections.transcripts.keys`) only.
 - ``erase`` drops a session's cache entries (the log keeps its events);
   ``keep_for`` sets the TTL of runs' cached transcripts; ``taken`` says
   whether the cache applied a run up to an offset.
@@ -174,7 +176,8 @@ class SessionView:
         self.cache = cache
         self._redis = client
         self._keys = Keyspace(key_prefix)
-        self._reader = SessionReader(client, key_prefix)
+        self._tenant = cache.tenant
+        self._reader = SessionReader(client, key_prefix, tenant=cache.tenant)
         self._index = index
         self._runs = runs
         self._decoded = DecodedRuns(decoded_bytes)
@@ -196,7 +199,7 @@ class SessionView:
     async def first_ms(self, run_ids: Sequence[str]) -> dict[str, int]:
         """When each run began (cache meta, else the run-status store); unknown runs left out."""
         runs, cache = self._runs, self.cache
-        heads = await cache.store.heads(await self.live(), run_ids)
+        heads = await cache.store.heads(await self.live(), run_ids, tenant=self._tenant)
         out = {r: h.meta.first_ms for r, h in heads.items() if h.meta is not None}
         for run_id in run_ids:
             if run_id not in out:
@@ -208,12 +211,16 @@ class SessionView:
 
     async def taken(self, run_id: str, offset: int) -> bool:
         """False when the cache knows the run but did not apply it up to ``offset``."""
-        head = (await self.cache.store.heads(await self.live(), [run_id]))[run_id]
+        head = (await self.cache.store.heads(await self.live(), [run_id], tenant=self._tenant))[
+            run_id
+        ]
         return head.meta is None or head.meta.last >= offset
 
     async def session_of(self, run_id: str) -> tuple[bool, str | None]:
         """(known, session id) of a run, from the cache or the run-status store."""
-        head = (await self.cache.store.heads(await self.live(), [run_id]))[run_id]
+        head = (await self.cache.store.heads(await self.live(), [run_id], tenant=self._tenant))[
+            run_id
+        ]
         if head.meta is not None:
             return True, head.meta.session_id
         try:
@@ -384,7 +391,7 @@ class SessionView:
     ) -> list[tuple[str, list[dict[str, Any]]]]:
         """Each run's live items from its stored state (``st``), in one pipelined
         read; a run whose body expired is rebuilt from the log first."""
-        keys = self._keys.generation(generation)
+        keys = self._keys.generation(generation, self._tenant)
         states: list[bytes | None] = []
         for attempt in range(3):
             async with self._redis.pipeline(transaction=False) as pipe:
@@ -550,7 +557,7 @@ class SessionView:
 
     async def erase(self, session_id: str, run_ids: Sequence[str]) -> None:
         """Drop the session's cache entries now (the log keeps its events)."""
-        keys = self._keys.generation(await self.live())
+        keys = self._keys.generation(await self.live(), self._tenant)
         names = [keys.session(session_id)]
         for run_id in run_ids:
             names += [keys.meta(run_id), keys.body(run_id)]
@@ -563,7 +570,7 @@ class SessionView:
 
     async def keep_for(self, session_id: str, run_ids: Sequence[str], ttl: int) -> None:
         """Keep the runs' cached transcripts ``ttl`` seconds from now."""
-        keys = self._keys.generation(await self.live())
+        keys = self._keys.generation(await self.live(), self._tenant)
         pipe = self._redis.pipeline(transaction=False)
         for run_id in run_ids:
             pipe.expire(keys.body(run_id), ttl)

@@ -31,6 +31,14 @@ Contract of :meth:`TranscriptStore.commit` (the only write of run data):
   body the writer folded from, which the ``EXACT`` guard ensures.
 - A body write refreshes the transcript TTL (when one is configured). Meta,
   session indexes, positions and deleted sessions never expire.
+- **Tenants**: every run, session, deletion, erasure and clear of a commit
+  is in one tenant's namespace (``None``: events without a tenant; see
+  :mod:`~runwire.projections.transcripts.keys`): a run write's ``tenant``,
+  a ``(tenant, id)`` pair for the others. Namespaces never meet: the same
+  run or session id in two tenants is two runs or sessions, deleting one
+  tenant's session erases nothing of another's. Every read names its tenant
+  (``tenant=``, ``None`` by default) and sees only that namespace; the
+  positions are the generation's, shared by every tenant.
 - **Erasure**: ``Commit.deletions`` names sessions erased by the commit (a
   ``session_deleted`` on the session-events topic). Each is recorded in the
   generation's deleted sessions, and every run of its session index is
@@ -166,6 +174,12 @@ class RunWrite:
     expected_body: bool
     meta: RunMeta
     body: RunBody | BodyAppend | None
+    tenant: str | None = None
+    """The namespace the run is in (its records' tenant)."""
+
+
+Scoped = tuple[str | None, str]
+"""An id in one tenant's namespace: ``(tenant, id)``, tenant None for none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,16 +192,16 @@ class PositionWrite:
 @dataclass(frozen=True, slots=True)
 class Commit:
     """One atomic write; ``deletions``: the sessions it deletes, ``erasures``: more
-    runs it erases (see the module contract)."""
+    runs it erases, each with its tenant (see the module contract)."""
 
     slot: Slot
     generation: int
     positions: Sequence[PositionWrite]
     runs: Sequence[RunWrite]
-    deletions: Sequence[str] = ()
-    erasures: Sequence[str] = ()
-    clears: Sequence[tuple[str, int]] = ()
-    """(session id, clear point in ms), in log order."""
+    deletions: Sequence[Scoped] = ()
+    erasures: Sequence[Scoped] = ()
+    clears: Sequence[tuple[str | None, str, int]] = ()
+    """(tenant, session id, clear point in ms), in log order."""
 
 
 class Snapshot(NamedTuple):
@@ -246,7 +260,9 @@ class TranscriptStore(Protocol):
         """Stored positions (0 when none) of ``partitions``, or every stored one."""
         ...
 
-    async def heads(self, generation: int, run_ids: Collection[str]) -> dict[str, RunHead]:
+    async def heads(
+        self, generation: int, run_ids: Collection[str], *, tenant: str | None = None
+    ) -> dict[str, RunHead]:
         """The head of every run asked for (``UNKNOWN`` for runs never seen)."""
         ...
 
@@ -256,29 +272,41 @@ class TranscriptStore(Protocol):
         partitions: Collection[TopicPartition],
         run_ids: Collection[str],
         session_ids: Collection[str] = (),
+        *,
+        tenant: str | None = None,
     ) -> Snapshot:
         """``positions(partitions)``, ``heads(run_ids)``, which of ``session_ids``
         (and of the runs' sessions) are deleted and which runs are erased, read
-        together (one round trip)."""
+        together (one round trip); runs and sessions of ``tenant``."""
         ...
 
-    async def deleted(self, generation: int, session_ids: Collection[str]) -> set[str]:
+    async def deleted(
+        self, generation: int, session_ids: Collection[str], *, tenant: str | None = None
+    ) -> set[str]:
         """The sessions among ``session_ids`` that are erased in ``generation``."""
         ...
 
-    async def session_state(self, generation: int, session_id: str) -> SessionState:
+    async def session_state(
+        self, generation: int, session_id: str, *, tenant: str | None = None
+    ) -> SessionState:
         """The session's version, clear point and whether it is deleted."""
         ...
 
-    async def bodies(self, generation: int, run_ids: Collection[str]) -> dict[str, RunBody]:
+    async def bodies(
+        self, generation: int, run_ids: Collection[str], *, tenant: str | None = None
+    ) -> dict[str, RunBody]:
         """The bodies present among ``run_ids`` (expired or unknown ones are left out)."""
         ...
 
-    async def messages(self, generation: int, run_ids: Collection[str]) -> dict[str, bytes]:
+    async def messages(
+        self, generation: int, run_ids: Collection[str], *, tenant: str | None = None
+    ) -> dict[str, bytes]:
         """The messages JSON of each run present (misses are left out)."""
         ...
 
-    async def session_runs(self, generation: int, session_id: str) -> list[str]:
+    async def session_runs(
+        self, generation: int, session_id: str, *, tenant: str | None = None
+    ) -> list[str]:
         """Run ids of a session, oldest first."""
         ...
 
@@ -310,7 +338,8 @@ class TranscriptStore(Protocol):
 
     async def dump(self, generation: int) -> dict[str, Any]:
         """Every key of ``generation`` as plain data, by key name relative to it
-        (TTLs left out): what a checksum and a test diff compare."""
+        (a tenant's keys begin ``t:<tenant>:``; TTLs left out): what a checksum
+        and a test diff compare."""
         ...
 
 

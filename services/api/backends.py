@@ -2,8 +2,8 @@
 
 Contract: a request of a tenant's API key gets its tenant's backends: the
 run-status store and the session index read as that tenant (row-level
-security, docs/tenants.md), so no query of a route can return another
-tenant's row. Every call a route makes through :class:`Backends` ends within
+security, docs/tenants.md), and the transcript cache reads that tenant's
+keys, so no query of a route can return another tenant's row. Every call a route makes through :class:`Backends` ends within
 ``Options.backend_timeout`` seconds (:func:`bounded` wraps each backend), so
 a backend that hangs - Postgres not answering, a Kafka write that cannot
 complete - costs a request a bounded wait and a 503, never a stuck request.
@@ -100,7 +100,7 @@ Using = Annotated[Backends, Depends(backends)]
 
 @runtime_checkable
 class TenantScoped(Protocol):
-    """A reader that can read as one tenant (the Postgres readers)."""
+    """A reader that can read as one tenant (the Postgres readers, the transcript cache)."""
 
     def for_tenant(self, tenant: str) -> Any: ...
 
@@ -112,7 +112,7 @@ def by_tenant(given: Backends, tenants: Iterable[str]) -> Backends:
     routes' own ownership checks (:mod:`~runwire.services.api.access`) still
     compare the tenant.
     """
-    runs, sessions = given.runs, given.sessions
+    runs, sessions, transcripts = given.runs, given.sessions, given.transcripts
     if not (isinstance(runs, TenantScoped) and isinstance(sessions, TenantScoped)):
         return given
     return replace(
@@ -122,6 +122,12 @@ def by_tenant(given: Backends, tenants: Iterable[str]) -> Backends:
                 given,
                 runs=cast(RunReader, runs.for_tenant(tenant)),
                 sessions=cast(SessionReader, sessions.for_tenant(tenant)),
+                # The transcript cache keeps each tenant's runs in its own keys.
+                transcripts=(
+                    cast(TranscriptReader, transcripts.for_tenant(tenant))
+                    if isinstance(transcripts, TenantScoped)
+                    else transcripts
+                ),
             )
             for tenant in tenants
         },

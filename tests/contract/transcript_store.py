@@ -88,8 +88,18 @@ def commit(
     deletions: Sequence[str] = (),
     erasures: Sequence[str] = (),
     clears: Sequence[tuple[str, int]] = (),
+    tenant: str | None = None,
 ) -> Commit:
-    return Commit(slot, generation, positions, runs, deletions, erasures, clears)
+    """A commit whose deletions, erasures and clears are all ``tenant``'s."""
+    return Commit(
+        slot,
+        generation,
+        positions,
+        runs,
+        [(tenant, s) for s in deletions],
+        [(tenant, r) for r in erasures],
+        [(tenant, s, ms) for s, ms in clears],
+    )
 
 
 class TranscriptStoreContract:

@@ -135,7 +135,9 @@ class LogBackend(LogMemoryBackend):
 
     async def _start_more(self) -> None:
         self._redis = aioredis.Redis.from_url(self.settings.redis_url)
-        self._claims = RunClaims(self._redis, self.settings.redis_key_prefix)
+        self._claims = RunClaims(
+            self._redis, self.settings.redis_key_prefix, tenant=self.settings.tenant
+        )
         self._index = SessionIndex(self.pool, self.settings)
         self._runs = RunStore(self.pool, self.settings)
         await self._index.prepare()

@@ -146,7 +146,7 @@ async def test_a_deletion_committed_by_another_writer_first_wins(settings: Setti
         async def commit(self, commit: Commit) -> CommitOutcome:
             if commit.runs and not self.raced:
                 self.raced = True
-                assert (await super().commit(Commit(Slot.LIVE, 0, (), (), [session]))).ok
+                assert (await super().commit(Commit(Slot.LIVE, 0, (), (), [(None, session)]))).ok
                 outcome = await super().commit(commit)
                 assert outcome.kind is Conflict.DELETED
                 return outcome
@@ -190,7 +190,7 @@ async def test_the_miss_path_does_not_refill_a_deleted_sessions_run(settings: Se
     log.extend(events)
     store = InMemoryTranscriptStore()
     miss = MissPath(store, log, MemoryLocator(log))  # the locator still knows every run
-    assert (await store.commit(Commit(Slot.LIVE, 0, (), (), [sessions[0]]))).ok
+    assert (await store.commit(Commit(Slot.LIVE, 0, (), (), [(None, sessions[0])]))).ok
     runs = by_run(events)
     for run_id, evs in runs.items():
         got: Any = await miss.fill(run_id)
@@ -230,7 +230,7 @@ async def test_a_session_less_run_that_joins_a_deleted_session_is_erased(
     feed = TwoTopics(settings, log, [])
     await feed.run(TranscriptProjection(store, settings), 7)
     assert (await store.heads(0, ["r"]))["r"].has_body
-    assert (await store.commit(Commit(Slot.LIVE, 0, (), (), ["s"]))).ok
+    assert (await store.commit(Commit(Slot.LIVE, 0, (), (), [(None, "s")]))).ok
     log.append(Event.create(UserMessage(parts=["mine now"]), run_id="r", session_id="s"))
     await feed.run(TranscriptProjection(store, settings), 8)
     assert set(await store.dump(0)) == {"deleted", "erased", "pos"}

@@ -222,9 +222,9 @@ async def test_concurrent_batches_on_one_instance_apply_each_event_once(
     class YieldingStore(InMemoryTranscriptStore):
         """Gives the event loop a turn on every call, as a store over a network does."""
 
-        async def snapshot(self, *args: Any) -> Any:
+        async def snapshot(self, *args: Any, **kwargs: Any) -> Any:
             await asyncio.sleep(0)
-            return await super().snapshot(*args)
+            return await super().snapshot(*args, **kwargs)
 
         async def commit(self, commit: Commit) -> CommitOutcome:
             await asyncio.sleep(0)
