@@ -31,7 +31,7 @@ from typing import Any, Self
 
 import psycopg
 
-from runwire.errors import StoreError
+from runwire.errors import InputError, StoreError
 from runwire.log.records import LogPosition, SourceRecord, TopicPartition
 from runwire.projections.runtime import rules, tenancy
 from runwire.projections.runtime.generations import (
@@ -274,8 +274,10 @@ class PostgresReader:
     ``async with``). Either way the tables exist afterwards (``prepare``).
 
     Every query reads as the reader's ``tenant`` (:mod:`~runwire.projections.runtime.tenancy`):
-    by default the process's (``settings.tenant``), else :data:`~runwire.projections.runtime.tenancy.ADMIN`;
-    ``tenant=`` or :meth:`for_tenant` say which.
+    by default the process's (``settings.tenant``), else the rows without a
+    tenant (:data:`~runwire.projections.runtime.tenancy.NO_TENANT`);
+    ``tenant=`` or :meth:`for_tenant` say which. Every tenant's rows only
+    when asked: ``admin=True`` (or ``tenant=ADMIN``).
     """
 
     projection_class: Callable[[Pool, Settings], PostgresProjection]
@@ -283,19 +285,27 @@ class PostgresReader:
     """What the reader's :class:`~runwire.errors.StoreError` messages call it."""
 
     def __init__(
-        self, pool: Pool, settings: Settings, *, tenant: tenancy.Scope | None = None
+        self,
+        pool: Pool,
+        settings: Settings,
+        *,
+        tenant: tenancy.Scope | None = None,
+        admin: bool = False,
     ) -> None:
         self._pool = pool
         self._settings = settings
         self._projection = self.projection_class(pool, settings)
         self._owned_pool = False
+        if admin and tenant is not None and not isinstance(tenant, tenancy.Admin):
+            raise InputError("tenant", f"admin=True reads every tenant, not {tenant!r}")
         self.tenant: tenancy.Scope = (
-            tenancy.scope_of(settings) if tenant is None else tenancy.checked(tenant)
+            tenancy.scope_of(settings, admin=admin) if tenant is None else tenancy.checked(tenant)
         )
-        """Whose rows this reader sees: a tenant's, or every row (``ADMIN``)."""
+        """Whose rows this reader sees: a tenant's, those without a tenant
+        (``NO_TENANT``), or every row (``ADMIN``)."""
 
     def for_tenant(self, tenant: tenancy.Scope) -> Self:
-        """This reader on the same pool, reading as ``tenant`` (or ``ADMIN``)."""
+        """This reader on the same pool, reading as ``tenant`` (``NO_TENANT``, ``ADMIN``)."""
         return type(self)(self._pool, self._settings, tenant=tenant)
 
     def _connection(self) -> AbstractAsyncContextManager[Conn]:
@@ -303,9 +313,15 @@ class PostgresReader:
         return tenancy.scoped(self._pool, self.tenant)
 
     @classmethod
-    async def connect(cls, settings: Settings, *, tenant: tenancy.Scope | None = None) -> Self:
+    async def connect(
+        cls, settings: Settings, *, tenant: tenancy.Scope | None = None, admin: bool = False
+    ) -> Self:
         pool = await open_pool(settings, max_size=2, name=f"runwire-{cls.__name__}")
-        reader = cls(pool, settings, tenant=tenant)
+        try:
+            reader = cls(pool, settings, tenant=tenant, admin=admin)
+        except BaseException:
+            await pool.close()
+            raise
         reader._owned_pool = True
         try:
             await reader.prepare()

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from runwire.errors import NotFoundError
 from runwire.log.records import SourceRecord
+from runwire.projections.runtime.tenancy import NO_TENANT
 from runwire.projections.transcripts.body import decode_messages, encode_body
 from runwire.projections.transcripts.fold import millis
 from runwire.projections.transcripts.keys import owner_tag
@@ -86,8 +87,9 @@ class RunStoreLocator:
         self._runs = runs
 
     def for_tenant(self, tenant: str | None) -> RunStoreLocator:
-        """This locator reading the run-status store as ``tenant`` (None: as it does)."""
-        return self if tenant is None else RunStoreLocator(self._runs.for_tenant(tenant))
+        """This locator reading the run-status store as ``tenant`` (None: the rows
+        without a tenant)."""
+        return RunStoreLocator(self._runs.for_tenant(NO_TENANT if tenant is None else tenant))
 
     async def locate(self, run_id: str) -> RunLocation | None:
         try:
@@ -124,14 +126,15 @@ class LazyRunStoreLocator:
 
     def for_tenant(self, tenant: str | None) -> LazyRunStoreLocator:
         """Another lazy locator reading the run-status store as ``tenant`` (None:
-        as the process's readers do)."""
+        the rows without a tenant)."""
         return LazyRunStoreLocator(self._settings, tenant)
 
     async def _locator(self) -> RunStoreLocator:
         if self._runs is None:
             from runwire.projections.runs.reader import RunStore
 
-            self._runs = await RunStore.connect(self._settings, tenant=self._tenant)
+            tenant = NO_TENANT if self._tenant is None else self._tenant
+            self._runs = await RunStore.connect(self._settings, tenant=tenant)
         return RunStoreLocator(self._runs)
 
     async def locate(self, run_id: str) -> RunLocation | None:

@@ -22,7 +22,12 @@ Contract (:class:`SessionView`):
   run's stored item state in one pipelined read; a run whose body expired is
   rebuilt from the log first.
 - Reads and writes the namespace of its cache's tenant (``cache.tenant``,
-  :mod:`~runwire.projections.transcripts.keys`) only.
+  :mod:`~runwire.projections.transcripts.keys`), except that a session read
+  naming an ``owner`` of another tenant (a shared process reading a
+  tenant's session as the admin) reads that tenant's namespace
+  (:meth:`SessionView.for_tenant`): a session's runs are kept under its
+  owner's tenant. A tenant process's owners are its own tenant's (its
+  session index shows no other).
 - ``erase`` drops a session's cache entries (the log keeps its events);
   ``keep_for`` sets the TTL of runs' cached transcripts; ``taken`` says
   whether the cache applied a run up to an offset.
@@ -41,6 +46,7 @@ import redis.asyncio as aioredis
 
 from runwire.errors import NotFoundError
 from runwire.projections.runs.reader import RunStore
+from runwire.projections.runtime.tenancy import NO_TENANT, Scope
 from runwire.projections.sessions.owner import Owner
 from runwire.projections.sessions.reader import SessionIndex
 from runwire.projections.transcripts.body import stored_items
@@ -184,11 +190,40 @@ class SessionView:
         self._held: OrderedDict[str, _Held] = OrderedDict()
         self._held_size = 0
         self._held_max = decoded_bytes
+        self._prefix = key_prefix
+        self._siblings: dict[str | None, SessionView] = {}
 
     @property
     def last_reply_bytes(self) -> int:
         """Bytes of strings in the cache's last session-read reply (what a read transferred)."""
         return self._reader.last_reply_bytes
+
+    def for_tenant(self, tenant: str | None) -> SessionView:
+        """The view of ``tenant``'s namespace (this one for its own tenant), on the
+        same clients; its readers read as that tenant. Kept: made once per tenant."""
+        if tenant == self._tenant:
+            return self
+        found = self._siblings.get(tenant)
+        if found is None:
+            scope: Scope = NO_TENANT if tenant is None else tenant
+            found = SessionView(
+                self.cache.for_tenant(tenant),
+                self._redis,
+                self._prefix,
+                index=self._index.for_tenant(scope),
+                runs=self._runs.for_tenant(scope),
+                decoded_bytes=self._held_max,
+            )
+            found._decoded = self._decoded  # a body's bytes decide its messages: shareable
+            self._siblings[tenant] = found
+        return found
+
+    def _of(self, owner: Owner | None) -> SessionView | None:
+        """The view of ``owner``'s tenant when it is not this one's (a session is
+        kept in its owner's tenant's namespace), else None."""
+        if owner is None or owner.tenant == self._tenant:
+            return None
+        return self.for_tenant(owner.tenant)
 
     async def live(self) -> int:
         """The live generation of the cache."""
@@ -294,6 +329,8 @@ class SessionView:
 
     async def tail(self, session_id: str, owner: Owner | None) -> RunRecord | None:
         """The owner's newest run of the session with its messages."""
+        if (other := self._of(owner)) is not None:
+            return await other.tail(session_id, owner)
         read = await self._read(session_id, _tag(owner), tail=1)
         if not read.runs:
             return None
@@ -308,6 +345,8 @@ class SessionView:
         after_ms: int | None = None,
         turns: int | None = None,
     ) -> list[RunRecord]:
+        if (other := self._of(owner)) is not None:
+            return await other.history(session_id, owner, after_ms, turns)
         return (await self._history(session_id, _tag(owner), after_ms, turns))[1]
 
     async def visible(
@@ -324,6 +363,8 @@ class SessionView:
         :class:`~runwire.projections.transcripts.session_read.DecodedRuns`;
         for ``turns``, only the newest runs that hold them).
         """
+        if (other := self._of(owner)) is not None:
+            return await other.visible(session_id, owner, turns)
         tag = _tag(owner)
         held = self._held.get(session_id)
         known = held.version if held is not None else ""
@@ -360,6 +401,8 @@ class SessionView:
         """The framework items of the session's visible runs (see the module contract);
         with ``limit``, at least the last ``limit`` items (the newest runs that hold
         them), read newest first."""
+        if (other := self._of(owner)) is not None:
+            return await other.items(session_id, owner, limit)
         tag = _tag(owner)
         read = await self._reader.runs(session_id, owner=tag)
         if read.erased:
@@ -499,8 +542,10 @@ class SessionView:
             self._held_size -= dropped.size
 
     def forget(self, session_id: str) -> None:
-        """Stop holding the session (its next read is whole)."""
+        """Stop holding the session (its next read is whole), in every tenant."""
         self._drop_held(session_id)
+        for sibling in self._siblings.values():
+            sibling.forget(session_id)
 
     def _drop_held(self, session_id: str) -> None:
         dropped = self._held.pop(session_id, None)

@@ -260,5 +260,8 @@ async def _open_eraser(settings: Settings, stack: contextlib.AsyncExitStack) -> 
     """Erasure through a log backend of its own (sealing on); ``stack`` closes it."""
     from runwire.sessions.log_backend import LogBackend
 
-    backend = await stack.enter_async_context(LogBackend(settings))
+    # The routes check the caller owns the session; the eraser then reaches any
+    # tenant's (the admin's readers; a tenant process's own tenant's).
+    reach = settings if settings.tenant is not None else settings.model_copy(update={"admin": True})
+    backend = await stack.enter_async_context(LogBackend(reach))
     return LogSessionEraser(backend)

@@ -154,7 +154,10 @@ class Watchdog(AsyncService):
         stack = contextlib.AsyncExitStack()
         try:
             if self._runs is None:
-                self._runs = await stack.enter_async_context(await RunStore.connect(self._settings))
+                # A shared watchdog watches every tenant's runs (admin).
+                self._runs = await stack.enter_async_context(
+                    await RunStore.connect(self._settings, admin=self._settings.tenant is None)
+                )
             if self._publisher is None:
                 self._publisher = await stack.enter_async_context(Publisher(self._settings))
             self._reader = await stack.enter_async_context(

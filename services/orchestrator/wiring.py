@@ -132,8 +132,10 @@ async def session_history(
     from runwire.projections.runs.reader import RunStore
     from runwire.projections.sessions.reader import SessionIndex
 
-    runs = await RunStore.connect(settings)
-    sessions = await SessionIndex.connect(settings)
+    # A shared orchestrator serves every tenant: its readers say so (admin).
+    shared = settings.tenant is None
+    runs = await RunStore.connect(settings, admin=shared)
+    sessions = await SessionIndex.connect(settings, admin=shared)
     run_log = RunReader(settings)
     return SessionHistory(
         settings,
@@ -162,9 +164,10 @@ async def session_fence(
     from runwire.projections.sessions.reader import SessionIndex
     from runwire.projections.transcripts.reader import TranscriptCache
 
-    sessions = await SessionIndex.connect(settings)
+    shared = settings.tenant is None  # serves every tenant: reads every tenant's rows
+    sessions = await SessionIndex.connect(settings, admin=shared)
     stack.push_async_callback(sessions.close)
-    runs = await RunStore.connect(settings)
+    runs = await RunStore.connect(settings, admin=shared)
     stack.push_async_callback(runs.close)
     transcripts = TranscriptCache(settings)
     stack.push_async_callback(transcripts.close)

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     # another tenant is refused); unset, the process writes for any tenant
     # (the shared services, which pass on the tenant of the run they serve).
     tenant: str | None = None
+    # Readers of a process without a tenant read the rows (and cache keys)
+    # without one; an operator's process that reads every tenant's says so
+    # (docs/tenants.md). Never with a tenant.
+    admin: bool = False
 
     # Projections.
     redis_key_prefix: str = "rw"

@@ -28,7 +28,9 @@ from tests.support.workload import bulk_publish, synthetic_events
 
 async def test_wait_for_gives_read_your_writes(settings: Settings, pool: Pool) -> None:
     runs, sessions = projections(pool, settings)
-    store, index = RunStore(pool, settings), SessionIndex(pool, settings)
+    # The workload's runs are of several tenants: read as the admin.
+    store = RunStore(pool, settings, admin=True)
+    index = SessionIndex(pool, settings, admin=True)
     await store.prepare()
     await index.prepare()
     created = Event.create(SessionCreated(user_id="ada"), session_id="s-ryw", user_id="ada")
@@ -76,7 +78,7 @@ async def test_run_queries_filter_order_and_page(
     settings: Settings, pool: Pool, projected: tuple[Folded, Folded]
 ) -> None:
     expected = projected[0].rows
-    store = RunStore(pool, settings)
+    store = RunStore(pool, settings, admin=True)  # every tenant's runs
     newest_first = sorted(expected.values(), key=lambda r: (r["started_at"], r["run_id"]))[::-1]
     seen: list[str] = []
     page = await store.list(limit=7)
@@ -113,7 +115,7 @@ async def test_session_queries_filter_order_and_page(
     settings: Settings, pool: Pool, projected: tuple[Folded, Folded]
 ) -> None:
     expected = projected[1]
-    index = SessionIndex(pool, settings)
+    index = SessionIndex(pool, settings, admin=True)  # every tenant's sessions
     newest = sorted(expected.rows.values(), key=lambda s: (s["last_activity_at"], s["session_id"]))
     user = newest[-1]["user_id"]
     seen: list[str] = []
@@ -191,17 +193,19 @@ def test_cli_lists_shows_reports_lag_rebuilds_and_handles_dead_letters(
             await pool.close()
 
     asyncio.run(load())
-    listed = cli("runs", "list", "--json", "--limit", "5")
+    # The workload's runs are of several tenants: an operator reads them with --admin.
+    assert cli("runs", "list", "--json")["runs"] == []  # none of them is without a tenant
+    listed = cli("runs", "list", "--json", "--limit", "5", "--admin")
     assert len(listed["runs"]) == 5
     assert listed["next_page"]
-    more = cli("runs", "list", "--json", "--limit", "5", "--page", listed["next_page"])
+    more = cli("runs", "list", "--json", "--limit", "5", "--page", listed["next_page"], "--admin")
     assert not {r["run_id"] for r in more["runs"]} & {r["run_id"] for r in listed["runs"]}
-    run = cli("runs", "show", listed["runs"][0]["run_id"], "--json")
+    run = cli("runs", "show", listed["runs"][0]["run_id"], "--json", "--admin")
     assert run["run_id"] == listed["runs"][0]["run_id"]
-    assert "run" in cli("runs", "list")  # the table
-    sessions = cli("sessions", "list", "--json", "--limit", "100")["sessions"]
+    assert "run" in cli("runs", "list", "--admin")  # the table
+    sessions = cli("sessions", "list", "--json", "--limit", "100", "--admin")["sessions"]
     assert sessions
-    shown = cli("sessions", "show", sessions[0]["session_id"], "--json")
+    shown = cli("sessions", "show", sessions[0]["session_id"], "--json", "--admin")
     assert shown["run_count"] == len(shown["runs"])
     status = {p["name"]: p for p in cli("projections", "status", "--json")}
     assert status["runs"]["lag"] == 0

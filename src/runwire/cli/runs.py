@@ -12,8 +12,7 @@ from typing import Any
 import typer
 
 from runwire.cli import listing
-from runwire.cli.common import fail_on_runwire_error
-from runwire.settings import Settings
+from runwire.cli.common import ADMIN_HELP, fail_on_runwire_error, settings_for
 
 _COLUMNS: list[listing.Column] = [
     ("run", listing.field("run_id")),
@@ -27,18 +26,18 @@ _COLUMNS: list[listing.Column] = [
 ]
 
 
-async def _list(filters: dict[str, Any]) -> dict[str, Any]:
+async def _list(filters: dict[str, Any], admin: bool) -> dict[str, Any]:
     from runwire.projections.runs.reader import RunStore
 
-    async with await RunStore.connect(Settings()) as store:
+    async with await RunStore.connect(settings_for(admin)) as store:
         page = await store.list(**filters)
     return {"runs": [r.as_dict() for r in page.items], "next_page": page.next_page}
 
 
-async def _show(run_id: str) -> dict[str, Any]:
+async def _show(run_id: str, admin: bool) -> dict[str, Any]:
     from runwire.projections.runs.reader import RunStore
 
-    async with await RunStore.connect(Settings()) as store:
+    async with await RunStore.connect(settings_for(admin)) as store:
         return (await store.get(run_id)).as_dict()
 
 
@@ -52,6 +51,7 @@ def list_runs(
     page: str | None = typer.Option(None, help="The next_page token of a previous listing."),
     oldest_first: bool = typer.Option(False, "--oldest-first", help="Oldest first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    admin: bool = typer.Option(False, "--admin", help=ADMIN_HELP),
 ) -> None:
     """Runs, newest first, from the run-status projection."""
     with fail_on_runwire_error():
@@ -65,17 +65,18 @@ def list_runs(
             "page": page,
             "oldest_first": oldest_first,
         }
-        result = asyncio.run(_list(filters))
+        result = asyncio.run(_list(filters, admin))
     listing.print_page(result, "runs", _COLUMNS, as_json)
 
 
 def show_run(
     run_id: str = typer.Argument(..., help="The run's id."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    admin: bool = typer.Option(False, "--admin", help=ADMIN_HELP),
 ) -> None:
     """One run's row: ids, status, counts, usage, last error, where it lies in the log."""
     with fail_on_runwire_error():
-        run = asyncio.run(_show(run_id))
+        run = asyncio.run(_show(run_id, admin))
     listing.print_row(run, f"run {run_id}", ("run_id",), as_json)
 
 

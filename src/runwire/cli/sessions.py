@@ -11,9 +11,8 @@ from typing import Any
 import typer
 
 from runwire.cli import listing
-from runwire.cli.common import fail_on_runwire_error
+from runwire.cli.common import ADMIN_HELP, fail_on_runwire_error, settings_for
 from runwire.errors import InputError
-from runwire.settings import Settings
 
 app = typer.Typer(help="Sessions from the session index.", no_args_is_help=True)
 
@@ -27,19 +26,19 @@ _COLUMNS: list[listing.Column] = [
 ]
 
 
-async def _list(filters: dict[str, Any]) -> dict[str, Any]:
+async def _list(filters: dict[str, Any], admin: bool) -> dict[str, Any]:
     from runwire.projections.sessions.reader import SessionIndex
 
-    async with await SessionIndex.connect(Settings()) as index:
+    async with await SessionIndex.connect(settings_for(admin)) as index:
         page = await index.list(**filters)
     return {"sessions": [s.as_dict() for s in page.items], "next_page": page.next_page}
 
 
-async def _show(session_id: str, runs: int) -> dict[str, Any]:
+async def _show(session_id: str, runs: int, admin: bool) -> dict[str, Any]:
     from runwire.projections.runs.reader import RunStore
     from runwire.projections.sessions.reader import SessionIndex
 
-    settings = Settings()
+    settings = settings_for(admin)
     async with await SessionIndex.connect(settings) as index:
         session = (await index.get(session_id)).as_dict()
     async with await RunStore.connect(settings) as store:
@@ -61,6 +60,7 @@ def list_sessions(
     limit: int = typer.Option(20, min=1, max=1000, help="Sessions per page."),
     page: str | None = typer.Option(None, help="The next_page token of a previous listing."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    admin: bool = typer.Option(False, "--admin", help=ADMIN_HELP),
 ) -> None:
     """Sessions, most recently active first."""
     with fail_on_runwire_error():
@@ -73,20 +73,21 @@ def list_sessions(
             "limit": limit,
             "page": page,
         }
-        result = asyncio.run(_list(filters))
+        result = asyncio.run(_list(filters, admin))
     listing.print_page(result, "sessions", _COLUMNS, as_json)
 
 
-async def _at_turn(session_id: str, turn: int) -> tuple[dict[str, Any], bytes]:
+async def _at_turn(session_id: str, turn: int, admin: bool) -> tuple[dict[str, Any], bytes]:
     from runwire.projections.sessions.reader import SessionIndex
     from runwire.projections.transcripts.reader import TranscriptCache
     from runwire.sessions.forks import history_at
     from runwire.sessions.inmem import info_of
 
-    settings = Settings()
+    settings = settings_for(admin)
     async with await SessionIndex.connect(settings) as index:
         info = info_of(await index.get(session_id))  # NotFoundError for an unknown session
-    async with TranscriptCache(settings) as cache:
+    # The session's runs are cached under its tenant's keys.
+    async with TranscriptCache(settings, tenant=info.tenant) as cache:
         runs = await cache.visible_runs(session_id)
         past = await history_at(cache.history(), info, runs, turn)
     head = {"session_id": session_id, "turn": turn, "run_ids": past.run_ids}
@@ -101,11 +102,12 @@ def show_session(
         None, "--turn", help="Its history as of the end of this turn (1 = the first since a clear)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    admin: bool = typer.Option(False, "--admin", help=ADMIN_HELP),
 ) -> None:
     """One session and its runs; with --turn, its history as of that turn (from the log)."""
     if turn is not None:
         with fail_on_runwire_error():
-            head, messages_json = asyncio.run(_at_turn(session_id, turn))
+            head, messages_json = asyncio.run(_at_turn(session_id, turn, admin))
         if as_json:
             # The messages' JSON as the cache writes it: exact numbers, bytes as base64.
             doc = json.dumps(head, ensure_ascii=False)[:-1] + ', "messages": '
@@ -118,7 +120,7 @@ def show_session(
             listing.console.print(f"  {m['role']}: {text}")
         return
     with fail_on_runwire_error():
-        session = asyncio.run(_show(session_id, runs))
+        session = asyncio.run(_show(session_id, runs, admin))
     listing.print_row(session, f"session {session_id}", ("session_id", "runs"), as_json)
     if as_json:
         return
@@ -130,12 +132,12 @@ _OPTIONS = {"turn": "--turn", "at_run": "--run", "at_offset": "--at"}
 
 
 async def _fork(
-    session_id: str, turn: int | None, at_run: str | None, at_offset: int | None
+    session_id: str, turn: int | None, at_run: str | None, at_offset: int | None, admin: bool
 ) -> dict[str, Any]:
     from runwire.projections.sessions.reader import SessionIndex
     from runwire.sessions import AsyncSession
 
-    settings = Settings()
+    settings = settings_for(admin)
     async with await SessionIndex.connect(settings) as index:
         row = await index.get(session_id)  # NotFoundError for an unknown session
     # The fork belongs to the session's owner, as if they forked it themselves.
@@ -173,11 +175,12 @@ def fork_session(
         help="...as of this log offset of the run's partition (never inside an open tool call).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    admin: bool = typer.Option(False, "--admin", help=ADMIN_HELP),
 ) -> None:
     """A new session (same owner) sharing this one's history up to a turn, or up to a
     run's log position; prints its id."""
     with fail_on_runwire_error():
-        made = asyncio.run(_fork(session_id, turn, at_run, at_offset))
+        made = asyncio.run(_fork(session_id, turn, at_run, at_offset, admin))
     if as_json:
         typer.echo(json.dumps(made))
     else:

@@ -1,6 +1,7 @@
 """``runwire sessions export | import | expire | delete | erase | rotate-kek``: operator tasks on sessions.
 
-They act for the operator (every session is reachable) through
+They act for the operator (every session is reachable: the admin's
+settings, ``operator_settings``; in a tenant process, its tenant's) through
 :mod:`runwire.sessions.admin`, and wait for the projections like the Session
 API does, so the projectors must be running (``runwire serve projector-...``).
 """
@@ -16,7 +17,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from runwire.cli.common import fail_on_runwire_error
+from runwire.cli.common import fail_on_runwire_error, operator_settings
 from runwire.settings import Settings
 
 T = TypeVar("T")
@@ -26,7 +27,7 @@ def _with_backend(work: Callable[[Any], Awaitable[T]]) -> T:
     async def main() -> T:
         from runwire.sessions.log_backend import LogBackend
 
-        async with LogBackend(Settings()) as backend:
+        async with LogBackend(operator_settings()) as backend:
             return await work(backend)
 
     return asyncio.run(main())

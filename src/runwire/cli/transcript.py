@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from runwire.cli.common import fail_on_runwire_error
+from runwire.cli.common import ADMIN_HELP, fail_on_runwire_error, settings_for
 from runwire.contract import jsonvalues
 from runwire.contract.events import (
     AssistantText,
@@ -130,6 +130,21 @@ def render_event(console: Console, event: Event) -> None:
         console.print(Text(f"[canceled: {p.reason or ''}]", style="bold yellow"))
 
 
+async def _tenant_of(settings: Settings, run_id: str) -> str | None:
+    """Whose keys of the transcript cache hold the run: the process's tenant, or
+    for the admin, the run's own (from the run-status store, if it knows it)."""
+    if not settings.admin:
+        return settings.tenant
+    from runwire.errors import NotFoundError
+    from runwire.projections.runs.reader import RunStore
+
+    async with await RunStore.connect(settings) as runs:
+        try:
+            return (await runs.get(run_id)).tenant
+        except NotFoundError:
+            return None
+
+
 async def _show(
     settings: Settings,
     run_id: str,
@@ -144,7 +159,7 @@ async def _show(
     from runwire.transcript.messages import Message
 
     when = ""
-    async with TranscriptCache(settings) as cache:
+    async with TranscriptCache(settings, tenant=await _tenant_of(settings, run_id)) as cache:
         if at is None and turn is None:
             messages = await cache.get(run_id)
         else:
@@ -215,7 +230,7 @@ async def _follow(
     from runwire.log.watcher import follow_run
     from runwire.projections.transcripts.reader import TranscriptCache
 
-    async with TranscriptCache(settings) as cache:
+    async with TranscriptCache(settings, tenant=await _tenant_of(settings, run_id)) as cache:
         start = await cache.start_of(run_id)
     if not as_json:
         where = "from its first event" if start else "from now (run not seen yet)"
@@ -243,9 +258,10 @@ def transcript(
     turn: int | None = typer.Option(
         None, "--turn", help="The transcript as of the end of this turn (1 = the first)."
     ),
+    admin: bool = typer.Option(False, "--admin", help=ADMIN_HELP),
 ) -> None:
     """Show a run's transcript (canonical messages), or follow it live."""
-    settings = Settings()
+    settings = settings_for(admin)
     console = Console()
     with fail_on_runwire_error():
         try:

@@ -15,16 +15,15 @@ import typer
 from rich.table import Table
 
 from runwire.cli import listing
-from runwire.cli.common import fail_on_runwire_error
-from runwire.settings import Settings
+from runwire.cli.common import ADMIN_HELP, fail_on_runwire_error, settings_for
 
 
-async def _summary(query: dict[str, Any]) -> dict[str, Any]:
+async def _summary(query: dict[str, Any], admin: bool) -> dict[str, Any]:
     from runwire.projections.usage.prices import PriceTable
     from runwire.projections.usage.reader import UsageStore
     from runwire.projections.usage.report import priced
 
-    settings = Settings()
+    settings = settings_for(admin)
     prices = PriceTable.from_settings(settings)  # a wrong table fails before any query
     async with await UsageStore.connect(settings) as store:
         groups = await store.summary(**query)
@@ -91,6 +90,7 @@ def usage(
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant's usage."),
     limit: int = typer.Option(50, min=1, max=10_000, help="Groups to show (the newest days)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    admin: bool = typer.Option(False, "--admin", help=ADMIN_HELP),
 ) -> None:
     """Tokens and cost of model calls, grouped, from the usage projection."""
     from runwire.projections.usage.reader import check_query
@@ -106,7 +106,7 @@ def usage(
             "tenant": tenant,
             "limit": limit,
         }
-        result = asyncio.run(_summary(query))
+        result = asyncio.run(_summary(query, admin))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
