@@ -32,6 +32,7 @@ from runwire.projections.runtime.tenancy import (
 from runwire.projections.sessions.reader import SessionIndex
 from runwire.services.process import settings_env
 from runwire.sessions import AsyncSession
+from runwire.sessions.admin import export_any
 from runwire.sessions.embedded import projectors_running
 from runwire.sessions.log_backend import LogBackend
 from runwire.settings import Settings
@@ -151,3 +152,20 @@ async def test_the_cli_reads_every_tenant_only_with_admin(
     )
     assert refused.exit_code == 1
     assert "cannot read every tenant" in refused.output
+
+
+async def test_an_admin_process_reads_a_tenants_session_from_its_cache_keys(
+    settings: Settings, written: dict[str | None, Written]
+) -> None:
+    theirs = written[B]
+    # Without the admin, a process without a tenant does not know B's session.
+    async with LogBackend(settings) as backend:
+        with pytest.raises(NotFoundError):
+            await export_any(backend, theirs.session_id)
+    # The operator's export reads it from B's keys of the transcript cache.
+    async with LogBackend(settings.model_copy(update={"admin": True})) as backend:
+        doc = await export_any(backend, theirs.session_id)
+        texts = json.dumps(doc)
+        assert f"hello from {B}" in texts
+        assert "hello from nobody" not in texts
+        assert backend.cache.tenant is None  # its own keys stay those without a tenant
