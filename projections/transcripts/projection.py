@@ -315,7 +315,7 @@ class TranscriptProjection:
                     generation,
                     writes,
                     run_writes,
-                    sorted(deletions),
+                    sorted(deletions, key=_scoped_order),
                     erasures,
                     cleared_now,
                 )
@@ -428,6 +428,11 @@ class _Snapshot(NamedTuple):
 
 def _tenant_order(tenant: str | None) -> tuple[bool, str]:
     return tenant is not None, tenant or ""
+
+
+def _scoped_order(scoped: Scoped) -> tuple[tuple[bool, str], str]:
+    """An order of ``(tenant, id)`` pairs (None is not comparable with a tenant)."""
+    return _tenant_order(scoped[0]), scoped[1]
 
 
 def _sessions(head: RunHead, records: Sequence[SourceRecord]) -> set[str]:
