@@ -51,3 +51,12 @@ async def sessions(
         yield settings
     finally:
         await asyncio.to_thread(close_shared_backends)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def admin_log_backend(
+    settings: Settings, projectors: dict[str, Projection]
+) -> AsyncIterator[LogBackend]:
+    """A started ``LogBackend`` whose readers read every tenant's rows (the admin's)."""
+    async with LogBackend(settings.model_copy(update={"admin": True})) as backend:
+        yield backend
