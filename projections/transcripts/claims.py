@@ -29,11 +29,13 @@ Session API takes one):
 - A writer's claims are on its tenant's runs (``tenant=``; None: runs
   without a tenant): the claim key and the run state it reads are in that
   tenant's namespace (:mod:`.keys`), so the same run id in two tenants is
-  two runs with a claim each.
+  two runs with a claim each; ``for_tenant(t)`` is the same writer's claims
+  on another tenant's runs.
 """
 
 from __future__ import annotations
 
+import copy
 import uuid
 from dataclasses import dataclass
 from importlib import resources
@@ -117,6 +119,15 @@ class RunClaims:
         )
         self._release = client.register_script(_RELEASE)
         self._wrote = client.register_script(_WROTE)
+
+    def for_tenant(self, tenant: str | None) -> RunClaims:
+        """The same writer's claims on ``tenant``'s runs (a process writing for
+        callers of several tenants takes each run's claim in its tenant's keys)."""
+        if tenant == self.tenant:
+            return self
+        other = copy.copy(self)
+        other.tenant, other._segment = tenant, tenant_segment(tenant)
+        return other
 
     def _key(self, run_id: str) -> str:
         return self._keys.claim(run_id, self.tenant)

@@ -124,6 +124,15 @@ async def test_two_tenants_with_the_same_ids_project_into_disjoint_keys(
             assert texts(claim.messages() or []) == [f"question of {who}", f"answer for {who}"]
             assert await redis_client.exists(keys.claim("r1", tenant)) == 1
             await claims.give_back("r1", claim)
+        # One writer's claims on another tenant's run: the same writer, that tenant's keys.
+        mine = RunClaims(redis_client, settings.redis_key_prefix)
+        acme = mine.for_tenant("acme")
+        assert acme.writer == mine.writer
+        claim = await acme.take("r1")
+        assert texts(claim.messages() or []) == ["question of acme", "answer for acme"]
+        assert await redis_client.exists(keys.claim("r1", "acme")) == 1
+        assert await redis_client.exists(keys.claim("r1")) == 0
+        await acme.give_back("r1", claim)
 
         # A rebuild into a new generation holds exactly the same keys.
         before = await store.dump(0)
