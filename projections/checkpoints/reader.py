@@ -14,8 +14,8 @@ Contract (the twin, :mod:`.inmem`, answers alike):
   ``writes_sort_key``).
 - A thread is ``(tenant, thread id)``: every query reads the reader's
   tenant's threads only (row-level security does so too), and a reader
-  without one (``ADMIN``: a shared process) the threads written without a
-  tenant; another tenant's thread of the same id is not there. For tenant
+  without one (``NO_TENANT``: a shared process, or ``ADMIN``) the threads
+  written without a tenant; another tenant's thread of the same id is not there. For tenant
   ``T``'s threads, ``for_tenant(T)``.
 """
 
@@ -29,7 +29,7 @@ from runwire.projections.checkpoints.fold import CheckpointRow, ValueRow, WriteR
 from runwire.projections.checkpoints.projection import CheckpointsProjection
 from runwire.projections.runtime.pg import store_errors
 from runwire.projections.runtime.pg_projection import PostgresReader
-from runwire.projections.runtime.tenancy import Admin
+from runwire.projections.runtime.tenancy import Admin, NoTenant
 
 _CHECKPOINT = (
     "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, checkpoint, metadata "
@@ -51,7 +51,7 @@ class Checkpoints(PostgresReader):
 
     def _owner(self, alias: str = "") -> tuple[str, list[Any]]:
         """The condition naming this reader's tenant's rows, and its parameters."""
-        if isinstance(self.tenant, Admin):
+        if isinstance(self.tenant, Admin | NoTenant):
             return f"{alias}tenant IS NULL", []
         return f"{alias}tenant = %s", [self.tenant]
 
