@@ -16,8 +16,7 @@ from typing import Any
 
 import typer
 
-from runwire.cli.common import fail_on_runwire_error
-from runwire.settings import Settings
+from runwire.cli.common import fail_on_runwire_error, operator_settings
 
 app = typer.Typer(help="Operator tasks on users.", no_args_is_help=True)
 
@@ -43,7 +42,8 @@ def erase(
         typer.confirm(f"Erase user {who} for good (its keys are destroyed)?", abort=True)
 
     async def main() -> dict[str, Any]:
-        async with LogBackend(Settings()) as backend:
+        # The operator reaches every tenant's users (in a tenant process, its own).
+        async with LogBackend(operator_settings()) as backend:
             return (await erase_user(backend, user, tenant)).as_json()
 
     with fail_on_runwire_error():
