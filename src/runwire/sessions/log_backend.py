@@ -325,13 +325,14 @@ class LogBackend(LogMemoryBackend):
     ) -> None:
         """Append under the run's claim, checked against its true state; served from
         here until the cache has it."""
-        claims = self._ready_claims()
+        tenant = events[0].tenant  # the run's: its claim lives in its tenant's keys
+        claims = self._ready_claims().for_tenant(tenant)
         await self._recorded_wrote(run_id)
         claim = await claims.take(run_id)
         if not claim.taken:
             raise RunBusyError(f"run {run_id}: another writer is appending to it")
         try:
-            truth = await self._state_under(claim, run_id)
+            truth = await self._state_under(claim, run_id, tenant)
             if truth is None or truth != base.messages:
                 raise RunBusyError(f"run {run_id}: it changed since it was read")
             builder = TranscriptBuilder(
@@ -348,11 +349,13 @@ class LogBackend(LogMemoryBackend):
         last = (await publish_retrying(self.publisher, events, attempts=5, max_delay=2.0))[-1]
         # Durable now. Others find the claim busy until its offset is recorded
         # and applied; this backend's next take of the run awaits the record.
-        self._record_wrote(run_id, last)
+        self._record_wrote(run_id, last, claims)
         pending = Pending(session_id, run_id, base.first_ms, after, last.offset)
         self._own.add(pending, self._confirm(run_id, last, new=False, later=pending.hurry))
 
-    async def _state_under(self, claim: Claim, run_id: str) -> list[Message] | None:
+    async def _state_under(
+        self, claim: Claim, run_id: str, tenant: str | None
+    ) -> list[Message] | None:
         """The run's messages when ``claim`` was taken: this backend's own write
         when the cache has not applied it yet, else the cache's; None when this
         backend's own earlier append is unapplied but no longer held here."""
@@ -365,13 +368,14 @@ class LogBackend(LogMemoryBackend):
         if cached is not None:
             return cached
         if claim.last >= 0:
-            return await self._ready()[2].cache.get(run_id)  # the body expired: from the log
+            # The body expired: from the log.
+            return await self._ready()[2].cache.for_tenant(tenant).get(run_id)
         return []
 
     async def _append_waiting(self, events: Sequence[Event], run_id: str) -> None:
         """Append to a recorded run without a plan to check (``pop_item``, another
         user's write): under the run's claim, waiting for the cache's verdict."""
-        claims = self._ready_claims()
+        claims = self._ready_claims().for_tenant(events[0].tenant)
         deadline = asyncio.get_running_loop().time() + self.wait_timeout
         delay = 0.002
         await self._recorded_wrote(run_id)
@@ -388,9 +392,8 @@ class LogBackend(LogMemoryBackend):
         await self._applied("transcripts", last)
         await self._check_taken(run_id, last)
 
-    def _record_wrote(self, run_id: str, last: Position) -> None:
+    def _record_wrote(self, run_id: str, last: Position, claims: RunClaims) -> None:
         """Record the claim's offset in the background (a Redis blip is retried)."""
-        claims = self._ready_claims()
 
         async def record() -> None:
             for attempt in range(5):
