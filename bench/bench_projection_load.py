@@ -36,23 +36,23 @@ import sys
 import tempfile
 import time
 from bisect import bisect_right
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from tests.support.workload import bulk_publish, synthetic_events
 
-from bench_projections import POLL_SECONDS, _stats, env_for, first_seen, rss_mb
+from bench_projections import POLL_SECONDS, Sent, _stats, first_seen, paced_publish, rss_mb
 from runwire.contract.events import Event
 from runwire.infra.isolation import isolated_deployment
-from runwire.log import Publisher, hooks
+from runwire.log import hooks
 from runwire.log.records import SourceRecord
 from runwire.projections.catalog import opener
 from runwire.projections.runtime.consumer import Projector
 from runwire.projections.runtime.protocol import ApplyResult, Batch, DeadLetterSink
 from runwire.projections.runtime.tuning import tune_for_batches
 from runwire.settings import Settings
+from served import served_env
 
 RESULTS = Path(__file__).parent / "results"
 PROJECTIONS = ("runs", "sessions", "usage")
@@ -192,7 +192,7 @@ async def start_serving(name: str, settings: Settings, work: Path) -> asyncio.su
         "--serve",
         name,
         str(work / f"{name}.json"),
-        env=env_for(settings),
+        env=served_env(settings),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,  # what it dead-letters is logged; not the figure
     )
@@ -250,30 +250,9 @@ async def measure_rate(base: Settings, rate: int, seconds: float) -> dict[str, A
         )
         assert poller.stdout is not None
         await asyncio.wait_for(poller.stdout.readline(), timeout=60)
-        sent: list[tuple[Event, Any, float, float]] = []
+        sent: Sent = []
         try:
-            async with Publisher(settings) as publisher:
-                group = max(1, rate // 100)
-                started = time.perf_counter()
-                tasks = []
-
-                def book(chunk: list[Event], at: float) -> Callable[[Any], None]:
-                    def booked(task: Any) -> None:
-                        acked = time.time()
-                        sent.extend(
-                            (e, p, at, acked) for e, p in zip(chunk, task.result(), strict=True)
-                        )
-
-                    return booked
-
-                for n, start in enumerate(range(0, len(events), group)):
-                    await asyncio.sleep(max(0.0, started + n * 0.01 - time.perf_counter()))
-                    chunk = events[start : start + group]
-                    task = asyncio.create_task(publisher.publish_many(chunk))
-                    task.add_done_callback(book(chunk, time.time()))
-                    tasks.append(task)
-                await asyncio.gather(*tasks)
-                achieved = len(events) / (time.perf_counter() - started)
+            achieved = await paced_publish(settings, events, rate, sent)
             ends: dict[tuple[str, int], int] = {}
             for _, pos, _, _ in sent:
                 where = (pos.topic, pos.partition)

@@ -66,6 +66,7 @@ from runwire.projections.runtime.tuning import tune_for_batches
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.projections.usage.projection import UsageProjection
 from runwire.settings import Settings
+from served import served_env
 
 RESULTS = Path(__file__).parent / "results"
 # How often the latency run reads the stored positions: often enough to resolve
@@ -76,17 +77,6 @@ POLL_SECONDS = 0.005
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
-    env.update(
-        RUNWIRE_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-        RUNWIRE_POSTGRES_DSN=settings.postgres_dsn,
-        RUNWIRE_REDIS_URL=settings.redis_url,
-        RUNWIRE_TOPIC_PREFIX=settings.topic_prefix,
-    )
-    return env
 
 
 # -- rebuild rate ------------------------------------------------------------------
@@ -221,7 +211,7 @@ async def serve(name: str, settings: Settings) -> asyncio.subprocess.Process:
         "runwire.cli.main",
         "serve",
         f"projector-{name}",
-        env=env_for(settings),
+        env=served_env(settings),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -270,6 +260,40 @@ def first_seen(
     return seen
 
 
+Sent = list[tuple[Event, Any, float, float]]
+"""Per event published: the event, its position, when it was sent and acknowledged."""
+
+
+async def paced_publish(settings: Settings, events: list[Event], rate: int, sent: Sent) -> float:
+    """Publish ``events`` at ``rate`` events/s, a group every 10 ms, booking each
+    event in ``sent`` as its group is acknowledged; returns the rate achieved.
+
+    - Each group is its own ``publish_many``, started on time without waiting
+      for the one before (a sustained rate, as many writers make): groups keep
+      their order unless the producer gives one up and it is published again.
+    """
+    async with Publisher(settings) as publisher:
+        group = max(1, rate // 100)
+        started = time.perf_counter()
+        tasks = []
+
+        def book(chunk: list[Event], at: float) -> Callable[[Any], None]:
+            def booked(task: Any) -> None:
+                acked = time.time()
+                sent.extend((e, p, at, acked) for e, p in zip(chunk, task.result(), strict=True))
+
+            return booked
+
+        for n, start in enumerate(range(0, len(events), group)):
+            await asyncio.sleep(max(0.0, started + n * 0.01 - time.perf_counter()))
+            chunk = events[start : start + group]
+            task = asyncio.create_task(publisher.publish_many(chunk))
+            task.add_done_callback(book(chunk, time.time()))
+            tasks.append(task)
+        await asyncio.gather(*tasks)
+        return len(events) / (time.perf_counter() - started)
+
+
 async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str, Any]:
     async with isolated_deployment(base, "bench") as settings:
         warm = synthetic_events(runs=40, sessions=10, events=1000, seed=9)
@@ -286,31 +310,9 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
         poller = await asyncio.create_subprocess_exec(
             sys.executable, __file__, "--poll", settings.postgres_dsn, str(out), str(until)
         )
-        sent: list[tuple[Event, Any, float, float]] = []  # event, position, sent, acked
+        sent: Sent = []
         try:
-            async with Publisher(settings) as publisher:
-                group = max(1, rate // 100)
-                started = time.perf_counter()
-                tasks = []
-
-                def book(chunk: list[Event], at: float) -> Callable[[Any], None]:
-                    def booked(task: Any) -> None:
-                        acked = time.time()
-                        sent.extend(
-                            (e, p, at, acked) for e, p in zip(chunk, task.result(), strict=True)
-                        )
-
-                    return booked
-
-                for n, start in enumerate(range(0, len(events), group)):
-                    await asyncio.sleep(max(0.0, started + n * 0.01 - time.perf_counter()))
-                    chunk = events[start : start + group]
-                    # Not awaited here: each group goes out on time, in order.
-                    task = asyncio.create_task(publisher.publish_many(chunk))
-                    task.add_done_callback(book(chunk, time.time()))
-                    tasks.append(task)
-                await asyncio.gather(*tasks)
-                achieved = len(events) / (time.perf_counter() - started)
+            achieved = await paced_publish(settings, events, rate, sent)
         finally:
             await poller.wait()
             for proc in procs:
@@ -391,7 +393,7 @@ async def measure_memory(base: Settings, events: int) -> dict[str, Any]:
             "rebuild",
             "runs",
             "--json",
-            env=env_for(settings),
+            env=served_env(settings),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,
         )

@@ -46,6 +46,7 @@ from runwire.projections.runtime.pg_projection import PostgresProjection
 from runwire.projections.runtime.rebuild import REBUILD_OPTIONS
 from runwire.projections.runtime.tuning import tune_for_batches
 from runwire.settings import Settings
+from served import served_env
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -63,17 +64,6 @@ def projection_of(name: str, pool: Pool, settings: Settings) -> PostgresProjecti
         "memory": MemoryProjection,
     }
     return kinds[name](pool, settings)
-
-
-def env_for(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNWIRE_")}
-    env.update(
-        RUNWIRE_KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
-        RUNWIRE_POSTGRES_DSN=settings.postgres_dsn,
-        RUNWIRE_REDIS_URL=settings.redis_url,
-        RUNWIRE_TOPIC_PREFIX=settings.topic_prefix,
-    )
-    return env
 
 
 # -- a worker: one process filling the copy on its partitions ---------------------------
@@ -127,7 +117,7 @@ async def one_round(
             projection.name,
             str(copy.generation),
             json.dumps([list(tp) for tp in share]),
-            env=env_for(settings),
+            env=served_env(settings),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
         )

@@ -57,19 +57,13 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from agents import SQLiteSession
-from agents.extensions.memory.redis_session import RedisSession
-from agents.extensions.memory.sqlalchemy_session import SQLAlchemySession
-from sqlalchemy import text as sql_text
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from peers import sqlalchemy_url
+from peers import redis_session, sqlalchemy_session, sqlite_session
 from runwire.infra.isolation import isolated_deployment
 from runwire.projections.runtime.lag import projection_lag
 from runwire.projections.runtime.protocol import Projection
@@ -267,34 +261,12 @@ async def main() -> None:
         ours = await stack.enter_async_context(AsyncSession(user_id="bench", backend=backend))
         adapter = RunwireSession(user_id="bench-adapter", backend=backend)
         tmp = stack.enter_context(tempfile.TemporaryDirectory())
-        sqlite = SQLiteSession(f"bench-{uuid.uuid4().hex}", Path(tmp) / "agents.db")
-        stack.callback(sqlite.close)
+        sqlite = sqlite_session(stack, Path(tmp))
+        theirs = await redis_session(stack, settings)
         client = aioredis.Redis.from_url(settings.redis_url)
         stack.push_async_callback(client.aclose)
-        theirs = RedisSession(
-            f"bench-{uuid.uuid4().hex}",
-            redis_client=client,
-            key_prefix=f"{settings.redis_key_prefix}:agents",
-        )
-        stack.push_async_callback(theirs.clear_session)
         reader = SessionReader(client, settings.redis_key_prefix)
-        engine = create_async_engine(sqlalchemy_url(settings.postgres_dsn))
-        tables = f"bench_{uuid.uuid4().hex[:8]}"
-
-        async def drop_tables() -> None:
-            async with engine.begin() as conn:
-                await conn.execute(sql_text(f"DROP TABLE IF EXISTS {tables}_messages"))
-                await conn.execute(sql_text(f"DROP TABLE IF EXISTS {tables}_sessions"))
-            await engine.dispose()
-
-        stack.push_async_callback(drop_tables)
-        alchemy = SQLAlchemySession(
-            f"bench-{uuid.uuid4().hex}",
-            engine=engine,
-            create_tables=True,
-            sessions_table=f"{tables}_sessions",
-            messages_table=f"{tables}_messages",
-        )
+        alchemy = await sqlalchemy_session(stack, settings)
 
         adds = {
             "runwire": await add_all(ours.add_message, n),
