@@ -14,11 +14,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from runwire.errors import InputError
 from runwire.projections.usage.report import parse_day, priced
 from runwire.services.api.auth import Caller
 from runwire.services.api.backends import Using
-from runwire.services.api.errors import ApiError
+from runwire.services.api.errors import input_as_422
 
 __all__ = ["router"]
 
@@ -64,16 +63,8 @@ class UsageOut(_Out):
 
 
 def _day(text: str | None, name: str) -> date | None:
-    try:
+    with input_as_422("query"):
         return parse_day(text, name)
-    except InputError as e:
-        where = f"query.{name}"
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"{where}: {e.reason}",
-            problems=[{"where": where, "what": e.reason}],
-        ) from None
 
 
 @router.get("", response_model=UsageOut, summary="The caller's usage and cost, grouped")
