@@ -101,6 +101,13 @@ async def test_a_kafka_write_that_cannot_complete_is_503_within_the_backend_time
         await admin.start()
         try:
             await admin.delete_topics([settings.run_events])
+
+            # The controller answers once the deletion is committed; the broker
+            # applies it a moment later and until then still takes writes.
+            async def gone() -> bool:
+                return settings.run_events not in await admin.list_topics()
+
+            await assert_eventually(gone, timeout=30.0)
         finally:
             await admin.close()
         canceled = await http.post(f"/v1/runs/{run_id}/cancel", headers=auth(ALICE))
