@@ -18,13 +18,16 @@ import itertools
 import json
 import re
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
 from runwire.services.orchestrator.wiring import orchestrator_service
+from runwire.services.tools.builtin import builtin_registry
+from runwire.services.tools.memory import InMemoryMemory
+from runwire.services.tools.registry import Tool, ToolContext, ToolFunction, ToolRegistry
 from runwire.services.tools.wiring import tool_runner_service
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
@@ -146,15 +149,30 @@ def entries(kind: str) -> str:
     return f"[...document.querySelectorAll('#transcript li.{kind}')].map(e => e.textContent)"
 
 
+def gated(function: ToolFunction, gate: asyncio.Event) -> ToolFunction:
+    async def when_open(tool_input: Mapping[str, Any], context: ToolContext) -> Any:
+        await gate.wait()
+        return await function(tool_input, context)
+
+    return when_open
+
+
 async def test_the_page_draws_a_runs_transcript_live_from_the_event_stream(
     settings: Settings, tmp_path: Path
 ) -> None:
+    # The calculator answers only once the page has been seen drawing the call:
+    # the run stays open while the page watches it, however loaded the machine.
+    seen_live = asyncio.Event()
+    builtin = builtin_registry(InMemoryMemory())
+    tools = ToolRegistry(
+        Tool(tool.spec, gated(tool.function, seen_live), timeout=120.0)
+        for tool in (builtin.get(name) for name in builtin.names())
+        if tool is not None
+    )
     async with (
         projectors(settings),
         orchestrator_service(settings),
-        # A slow calculator keeps the run open while the page is watching it (long
-        # enough for a loaded machine to draw the page first).
-        tool_runner_service(settings, tool_latency=8.0),
+        tool_runner_service(settings, registry=tools),
         api(settings) as rw,
     ):
         started = await rw.http.post(
@@ -199,6 +217,7 @@ async def test_the_page_draws_a_runs_transcript_live_from_the_event_stream(
                 "results": await page.evaluate(entries("tool-result")),
             }
             await page.screenshot(tmp_path / "live.png")
+            seen_live.set()
 
             async def run_ended_on_the_page() -> bool:
                 assert await page.evaluate("document.getElementById('live').innerText") == "ended"
