@@ -10,10 +10,11 @@
 --          nruns, nruns x (run_id, session, header, blob, owner, ns),
 --          ndel, ndel x (ns, session_id) (sessions deleted),
 --          nerase, nerase x (ns, run_id) (runs erased),
---          nclear, nclear x (ns, session_id, clear point ms) (sessions cleared, in log order)
+--          nclear, nclear x (ns, session_id, clear point ms) (sessions cleared, in log order),
+--          nend, nend x (ns, session_id) (sessions ended)
 --          ns: the key prefix of the tenant's namespace in the generation
 --          (<prefix>:tx:<n>: or <prefix>:tx:<n>:t:<tenant>:, built by keys.py):
---          its `deleted`, `erased`, `cleared`, `ver`, `owners:`, `session:`,
+--          its `deleted`, `erased`, `cleared`, `ended`, `ver`, `owners:`, `session:`,
 --          `meta:` and `run:` keys are the ones a run, deletion, erasure or
 --          clear of that tenant touches. Tenants never share any of them.
 --          header: guard|expected_last|expected_body|partition|first|last|first_ms|
@@ -182,6 +183,7 @@ for j = dels_at + 1, dels_at + 2 * ndel, 2 do
   local session = ns .. 'session:' .. session_id
   redis.call('SADD', ns .. 'deleted', session_id)
   redis.call('HDEL', ns .. 'cleared', session_id)
+  redis.call('SREM', ns .. 'ended', session_id)
   bump(ns, session_id)
   for _, run_id in ipairs(redis.call('ZRANGE', session, 0, -1)) do
     erase(ns, run_id)
@@ -209,6 +211,14 @@ for j = clears_at + 1, clears_at + 3 * tonumber(ARGV[clears_at]), 3 do
   local ns, session_id = ARGV[j], ARGV[j + 1]
   if redis.call('SISMEMBER', ns .. 'deleted', session_id) == 0 then
     redis.call('HSET', ns .. 'cleared', session_id, ARGV[j + 2])
+    bump(ns, session_id)
+  end
+end
+local ends_at = clears_at + 3 * tonumber(ARGV[clears_at]) + 1
+for j = ends_at + 1, ends_at + 2 * tonumber(ARGV[ends_at]), 2 do
+  local ns, session_id = ARGV[j], ARGV[j + 1]
+  if redis.call('SISMEMBER', ns .. 'deleted', session_id) == 0
+      and redis.call('SADD', ns .. 'ended', session_id) == 1 then
     bump(ns, session_id)
   end
 end

@@ -54,6 +54,7 @@ class _Namespace:
     deleted: set[str] = field(default_factory=set)
     erased: set[str] = field(default_factory=set)
     cleared: dict[str, int] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
     versions: dict[str, int] = field(default_factory=dict)
 
     def bump(self, session_id: str) -> None:
@@ -154,7 +155,10 @@ class InMemoryTranscriptStore:
     ) -> SessionState:
         g = self._g(generation).of(tenant)
         return SessionState(
-            g.versions.get(session_id, 0), g.cleared.get(session_id), session_id in g.deleted
+            g.versions.get(session_id, 0),
+            g.cleared.get(session_id),
+            session_id in g.deleted,
+            session_id in g.ended,
         )
 
     async def bodies(
@@ -240,6 +244,7 @@ class InMemoryTranscriptStore:
                 g = gen.of(tenant)
                 g.deleted.add(session_id)
                 g.cleared.pop(session_id, None)
+                g.ended.discard(session_id)
                 g.bump(session_id)
                 for run_id in g.sessions.pop(session_id, {}):
                     g.erase(run_id)
@@ -258,6 +263,11 @@ class InMemoryTranscriptStore:
                 g = gen.of(tenant)
                 if session_id not in g.deleted:
                     g.cleared[session_id] = cleared_ms
+                    g.bump(session_id)
+            for tenant, session_id in commit.endings:
+                g = gen.of(tenant)
+                if session_id not in g.deleted and session_id not in g.ended:
+                    g.ended.add(session_id)
                     g.bump(session_id)
             self.commits += 1
             return COMMITTED
@@ -334,4 +344,6 @@ class InMemoryTranscriptStore:
             out["erased"] = sorted(g.erased)
         if g.cleared:
             out["cleared"] = {s: str(ms) for s, ms in sorted(g.cleared.items())}
+        if g.ended:
+            out["ended"] = sorted(g.ended)
         return out

@@ -47,6 +47,9 @@ Under a tenant's namespace of a generation:
   later event of them is dropped (also one that names no session).
 - ``cleared`` (hash, never expires) - session id -> its last clear point
   (``session_cleared``'s time, ms): runs that began at or before it are hidden.
+- ``ended`` (set, never expires) - the sessions that ended (``session_ended``
+  applied; a deletion takes a session out): writers refuse them from the
+  cache alone.
 - ``ver`` (hash, never expires) - session id -> its version, a new one with
   every commit that changes what a read of the session returns (see
   :mod:`~runwire.projections.transcripts.store`); not data, left out of dumps.
@@ -165,6 +168,10 @@ class GenerationKeys:
     @property
     def cleared(self) -> str:
         return f"{self.base}cleared"
+
+    @property
+    def ended(self) -> str:
+        return f"{self.base}ended"
 
     @property
     def versions(self) -> str:

@@ -23,9 +23,11 @@ the miss path writing beside it):
 - Re-published events (same event_id at a later offset) are dropped by the
   builder, which remembers every applied id in the stored state.
 
-Erasure and clears: the projection also reads the session-events topic, for
-``session_deleted`` and ``session_cleared`` only (:func:`deletion`,
-:func:`clearing`; the rest of that topic is the session index's). A clear
+Erasure, clears and ends: the projection also reads the session-events topic, for
+``session_deleted``, ``session_cleared`` and ``session_ended`` only (:func:`deletion`,
+:func:`clearing`, :func:`ending`; the rest of that topic is the session index's). An
+end is recorded in the generation so that a writer refuses an ended session
+from the cache alone. A clear
 goes into the same ``apply.lua`` call as the batch's positions: the
 session's clear point (the event's time, as the session index records it)
 is kept in the generation, so a session read needs nothing but the cache;
@@ -72,7 +74,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import redis.exceptions
 
-from runwire.contract.events import SessionCleared
+from runwire.contract.events import SessionCleared, SessionEnded
 from runwire.errors import RunwireError
 from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime.generations import ProjectionError
@@ -252,6 +254,7 @@ class TranscriptProjection:
         rejections: list[Rejection] = []
         deletions: set[Scoped] = set()
         clears: dict[Scoped, int] = {}
+        endings: set[Scoped] = set()
         for record in batch.records:
             start = open_from.get(record.tp)
             if start is None or record.offset < start:
@@ -267,6 +270,8 @@ class TranscriptProjection:
                     # One session's events are in log order: the last clear wins.
                     clears.pop((tenant, cleared[0]), None)
                     clears[tenant, cleared[0]] = cleared[1]
+                elif (ended := ending(record)) is not None and (tenant, ended) not in snap.deleted:
+                    endings.add((tenant, ended))
                 else:
                     skipped += 1  # not ours (the session index reads the rest)
                 continue
@@ -308,7 +313,8 @@ class TranscriptProjection:
         sent.update((r.topic, r.partition, r.offset) for r in new)
         # A clear of a session deleted in this batch is moot (and not recorded).
         cleared_now = [(t, s, ms) for (t, s), ms in clears.items() if (t, s) not in deletions]
-        if writes or run_writes or deletions or erasures or cleared_now:
+        ended_now = sorted(endings - deletions, key=_scoped_order)
+        if writes or run_writes or deletions or erasures or cleared_now or ended_now:
             outcome = await self.store.commit(
                 Commit(
                     slot,
@@ -318,6 +324,7 @@ class TranscriptProjection:
                     sorted(deletions, key=_scoped_order),
                     erasures,
                     cleared_now,
+                    ended_now,
                 )
             )
             if not outcome.ok:
@@ -329,7 +336,7 @@ class TranscriptProjection:
             self._remember(run, generation, last, builder)
         return ApplyResult(
             positions=positions,
-            applied=applied + len(deletions) + len(cleared_now),
+            applied=applied + len(deletions) + len(cleared_now) + len(ended_now),
             duplicates=duplicates,
             skipped=skipped,
             rejected=len(rejections),
@@ -440,6 +447,17 @@ def _sessions(head: RunHead, records: Sequence[SourceRecord]) -> set[str]:
     if head.meta is not None and head.meta.session_id is not None:
         return {head.meta.session_id}
     return {r.event.session_id for r in records if r.event.session_id is not None}
+
+
+def ending(record: SourceRecord) -> str | None:
+    """The session a session-events record ends; None: not an end to obey (as
+    for :func:`clearing`)."""
+    event = record.event
+    if not isinstance(event.payload, SessionEnded) or not event.session_id:
+        return None
+    if record.key != event.session_id.encode():
+        return None
+    return event.session_id
 
 
 def clearing(record: SourceRecord) -> tuple[str, int] | None:

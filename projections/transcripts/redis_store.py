@@ -189,11 +189,13 @@ class RedisTranscriptStore:
         pipe.hget(keys.versions, session_id)
         pipe.hget(keys.cleared, session_id)
         pipe.sismember(keys.deleted, session_id)
-        version, cleared, deleted = await pipe.execute()
+        pipe.sismember(keys.ended, session_id)
+        version, cleared, deleted, ended = await pipe.execute()
         return SessionState(
             version=int(version) if version is not None else 0,
             cleared_ms=int(cleared) if cleared is not None else None,
             deleted=bool(deleted),
+            ended=bool(ended),
         )
 
     async def bodies(
@@ -294,6 +296,9 @@ class RedisTranscriptStore:
         args.append(len(commit.clears))
         for tenant, session_id, cleared_ms in commit.clears:
             args += [self._gen(generation, tenant).base, session_id, str(cleared_ms)]
+        args.append(len(commit.endings))
+        for tenant, session_id in commit.endings:
+            args += [self._gen(generation, tenant).base, session_id]
         ok, why = await self._apply(keys=key_list, args=args)
         if int(ok) == 1:
             return COMMITTED

@@ -14,10 +14,12 @@
 -- ARGV[7]  the reader's tenant's segment of the generation's keys ('' or
 --          t:<tenant>: , see keys.py): every key read is in that namespace
 -- ARGV[8..] more run ids to return messages for
--- Returns  {generation, erased 0/1, width, total, listed, more, version, cleared, same 0/1}
+-- Returns  {generation, erased 0/1, width, total, listed, more, version, cleared, same 0/1,
+--           ended 0/1}
 --          version: the session's '<generation>:<version>' now (its `ver` field)
 --          cleared: its clear point (ms) or ''; a 'visible' read lists only the
 --                   runs that began after it
+--          ended:  1 when the session ended (`session_ended` applied)
 --          same:   1 when version is ARGV[5]: only the header (generation, erased,
 --                  version, cleared) is returned (listed empty, total 0): the
 --                  caller serves what it holds; 2 for a 'visible' read when
@@ -72,20 +74,21 @@ for i = 8, #ARGV do
 end
 more = bodies(more, {})
 
-local version, cleared, erased = '', '', 0
+local version, cleared, erased, ended = '', '', 0, 0
 if session_id ~= '' then
   version = generation .. ':' .. (redis.call('HGET', base .. 'ver', session_id) or '0')
   cleared = redis.call('HGET', base .. 'cleared', session_id) or ''
   erased = redis.call('SISMEMBER', base .. 'deleted', session_id)
+  ended = redis.call('SISMEMBER', base .. 'ended', session_id)
   if version == ARGV[5] then
-    return {generation, erased, 2, 0, {}, more, version, cleared, 1}
+    return {generation, erased, 2, 0, {}, more, version, cleared, 1, ended}
   end
 end
 if erased == 1 then
   session_id = ''
 end
 if session_id == '' then
-  return {generation, erased, 2, 0, {}, more, version, cleared, 0}
+  return {generation, erased, 2, 0, {}, more, version, cleared, 0, ended}
 end
 
 local index = base .. 'session:' .. session_id
@@ -123,7 +126,7 @@ if owner ~= '' and tonumber(redis.call('HGET', base .. 'owners:' .. session_id, 
       with_body(listed, mine[i][1], mine[i][2])
     end
   end
-  return {generation, 0, width, #mine, listed, more, version, cleared, 0}
+  return {generation, 0, width, #mine, listed, more, version, cleared, 0, ended}
 end
 local from, width = 0, 4 -- 0-based index of the first run listed
 if mode == 'ids' then
@@ -137,7 +140,7 @@ elseif mode ~= '' then
   from = math.max(0, total - tonumber(mode))
 end
 if from >= total then
-  return {generation, 0, width, total, {}, more, version, cleared, 0}
+  return {generation, 0, width, total, {}, more, version, cleared, 0, ended}
 end
 
 -- A 'visible' read by a caller holding an older version of this generation:
@@ -162,7 +165,7 @@ if mode == 'visible' and known_gen and tonumber(known_gen) == generation
     end
   end
   if complete then
-    return {generation, 0, 4, total - from, changed, more, version, cleared, 2}
+    return {generation, 0, 4, total - from, changed, more, version, cleared, 2, ended}
   end
 end
 
@@ -200,4 +203,4 @@ if not listed then
     end
   end
 end
-return {generation, 0, width, total, listed, more, version, cleared, 0}
+return {generation, 0, width, total, listed, more, version, cleared, 0, ended}

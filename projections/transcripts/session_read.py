@@ -92,6 +92,8 @@ class SessionRead:
     """The session's ``<generation>:<version>`` ('' when no session was read)."""
     cleared_ms: int | None = None
     """The session's clear point (ms), if it was cleared."""
+    ended: bool = False
+    """The session ended (``session_ended`` applied)."""
     same: bool = False
     """The version is the one the caller said it holds: nothing is listed."""
     delta: bool = False
@@ -185,8 +187,9 @@ class SessionReader:
         gen, erased, width, total = int(reply[0]), reply[1] == 1, int(reply[2]), int(reply[3])
         version, cleared = reply[6].decode(), reply[7]
         cleared_ms = int(cleared) if cleared else None
+        ended = reply[9] == 1
         if reply[8] == 1:
-            return SessionRead(gen, [], {}, 0, erased, version, cleared_ms, same=True)
+            return SessionRead(gen, [], {}, 0, erased, version, cleared_ms, ended, same=True)
         delta = reply[8] == 2
         listed, more = reply[4], reply[5]
         ids = [m.decode() for m in listed[0::width]]
@@ -200,7 +203,9 @@ class SessionReader:
         for run_id, c, o in zip(extra, more[0::2], more[1::2], strict=True):
             if c is not None and o is not None:
                 bodies[run_id] = StoredMessages(c, o)
-        return SessionRead(gen, runs, bodies, total, erased, version, cleared_ms, delta=delta)
+        return SessionRead(
+            gen, runs, bodies, total, erased, version, cleared_ms, ended, delta=delta
+        )
 
 
 def _size(reply: Any) -> int:

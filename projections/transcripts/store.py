@@ -58,8 +58,11 @@ Contract of :meth:`TranscriptStore.commit` (the only write of run data):
   began at or before the point are hidden from reads. A clear of a deleted
   session is not recorded, and a deletion drops the session's clear point
   (so the result does not depend on how the two were batched).
+- **Endings**: ``Commit.endings`` names sessions that ended
+  (``session_ended``); an ending is permanent. An ending of a deleted
+  session is not recorded, and a deletion drops it.
 - **Session versions**: in the same atomic step, every commit that writes a
-  run of a session (meta or body), clears it, deletes it or erases one of
+  run of a session (meta or body), clears it, ends it, deletes it or erases one of
   its runs gives the session a new version, greater than any it had (at
   least the server's clock in microseconds, so a version lost with a flush
   is never handed out again for other data). A reader holding a session's
@@ -202,6 +205,8 @@ class Commit:
     erasures: Sequence[Scoped] = ()
     clears: Sequence[tuple[str | None, str, int]] = ()
     """(tenant, session id, clear point in ms), in log order."""
+    endings: Sequence[Scoped] = ()
+    """The sessions that ended, each with its tenant."""
 
 
 class Snapshot(NamedTuple):
@@ -224,6 +229,7 @@ class SessionState(NamedTuple):
     """0 when no commit touched the session in this generation."""
     cleared_ms: int | None
     deleted: bool
+    ended: bool = False
 
 
 class Conflict(StrEnum):

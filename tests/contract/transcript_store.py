@@ -88,9 +88,10 @@ def commit(
     deletions: Sequence[str] = (),
     erasures: Sequence[str] = (),
     clears: Sequence[tuple[str, int]] = (),
+    endings: Sequence[str] = (),
     tenant: str | None = None,
 ) -> Commit:
-    """A commit whose deletions, erasures and clears are all ``tenant``'s."""
+    """A commit whose deletions, erasures, clears and endings are all ``tenant``'s."""
     return Commit(
         slot,
         generation,
@@ -99,6 +100,7 @@ def commit(
         [(tenant, s) for s in deletions],
         [(tenant, r) for r in erasures],
         [(tenant, s, ms) for s, ms in clears],
+        [(tenant, s) for s in endings],
     )
 
 
@@ -365,6 +367,36 @@ class TranscriptStoreContract:
         assert "cleared" not in await store.dump(0)
         building, _ = await store.begin_generation()
         assert (await store.session_state(building, "s1")).cleared_ms is None
+
+    async def test_an_ending_is_recorded_with_the_positions_and_a_deletion_drops_it(
+        self, store: TranscriptStore
+    ) -> None:
+        assert (await store.commit(commit([create("r1", 1)]))).ok
+        before = await store.session_state(0, "s1")
+        assert not before.ended
+        end = commit([], [PositionWrite(TP1, 0, 2)], endings=["s1"])
+        assert (await store.commit(end)).ok
+        assert await store.positions(0, [TP1]) == {TP1: 2}  # in the same step
+        after = await store.session_state(0, "s1")
+        assert after.ended
+        assert after.version > before.version  # a read that held the session sees it
+        assert (await store.dump(0))["ended"] == ["s1"]
+        # Ending again changes nothing; a refused commit records no ending.
+        assert (await store.commit(commit(endings=["s1"]))).ok
+        assert (await store.session_state(0, "s1")).version == after.version
+        stale = commit([], [PositionWrite(TP1, 0, 3)], endings=["s3"])
+        assert not (await store.commit(stale)).ok
+        assert not (await store.session_state(0, "s3")).ended
+        # Endings are per tenant and per generation.
+        assert not (await store.session_state(0, "s1", tenant="acme")).ended
+        building, _ = await store.begin_generation()
+        assert not (await store.session_state(building, "s1")).ended
+        # A deleted session's ending is not recorded, and a deletion drops it.
+        assert (await store.commit(commit(deletions=["s2"], endings=["s2"]))).ok
+        assert not (await store.session_state(0, "s2")).ended
+        assert (await store.commit(commit(deletions=["s1"]))).ok
+        assert not (await store.session_state(0, "s1")).ended
+        assert "ended" not in await store.dump(0)
 
     async def test_every_change_of_a_session_gives_it_a_new_version(
         self, store: TranscriptStore

@@ -1,6 +1,7 @@
-"""Clears in the transcript projection on the in-memory twin: whatever the
-interleaving of the two topics, and after a replay or a rebuild, each
-session's clear point is its last obeyed ``session_cleared``."""
+"""Clears and ends in the transcript projection on the in-memory twin: whatever
+the interleaving of the two topics, and after a replay or a rebuild, each
+session's clear point is its last obeyed ``session_cleared``, and the sessions
+ended are those with an obeyed ``session_ended`` that were not deleted."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from runwire.contract.events import Event, SessionCleared, SessionCreated, SessionDeleted
+from runwire.contract.events import (
+    Event,
+    SessionCleared,
+    SessionCreated,
+    SessionDeleted,
+    SessionEnded,
+)
 from runwire.log.records import SourceRecord
 from runwire.projections.transcripts.inmem import InMemoryTranscriptStore
 from runwire.projections.transcripts.projection import TranscriptProjection
@@ -32,8 +39,9 @@ def settings() -> Settings:
 
 def clear_log(settings: Settings, sessions: list[str]) -> list[SourceRecord]:
     """Session 0 cleared twice; session 1 cleared once, then by a record keyed
-    wrongly (not obeyed); session 2 cleared then deleted; the rest never."""
-    s0, s1, s2 = sessions[:3]
+    wrongly (not obeyed), and ended by one keyed wrongly; session 2 cleared,
+    ended, then deleted; session 3 ended twice; the rest never."""
+    s0, s1, s2, s3 = sessions[:4]
     events = [Event.create(SessionCreated(), session_id=s) for s in sessions]
     records = [session_record(settings, i, e) for i, e in enumerate(events)]
 
@@ -45,6 +53,10 @@ def clear_log(settings: Settings, sessions: list[str]) -> list[SourceRecord]:
     add(Event.create(SessionCleared(), session_id=s0, occurred_at=T0 + timedelta(seconds=2)))
     add(Event.create(SessionCleared(), session_id=s1, occurred_at=T0 + timedelta(seconds=3)), s0)
     add(Event.create(SessionCleared(), session_id=s2, occurred_at=T0))
+    add(Event.create(SessionEnded(), session_id=s1), s0)
+    add(Event.create(SessionEnded(), session_id=s3))
+    add(Event.create(SessionEnded(), session_id=s2))
+    add(Event.create(SessionEnded(reason="again"), session_id=s3))
     add(Event.create(SessionDeleted(), session_id=s2))
     return records
 
@@ -58,6 +70,7 @@ async def check(store: InMemoryTranscriptStore, generation: int, sessions: list[
         at = EXPECTED_OFFSETS.get(i)
         assert state.cleared_ms == (ms(T0 + at) if at is not None else None), (i, state)
         assert state.deleted == (i == 2)
+        assert state.ended == (i == 3), (i, state)
         # Every session that had runs, or a clear or deletion, has a version.
         assert state.version > 0, (i, state)
 
@@ -95,3 +108,4 @@ async def test_any_interleaving_keeps_the_last_obeyed_clear(settings: Settings) 
             sessions[0]: str(ms(T0 + timedelta(seconds=2))),
             sessions[1]: str(ms(T0 + timedelta(seconds=1))),
         }
+        assert (await store.dump(live))["ended"] == [sessions[3]]
