@@ -16,6 +16,9 @@ Contract (:class:`SessionView`):
 - ``history(session_id, owner, after_ms, turns)`` and ``tail(session_id,
   owner)``: the same reads as records; ``owner`` (the session's, from the
   session index) keeps every other user's run out.
+- ``write_view(session_id, owner)``: the tail with the session's clear point,
+  deletion and end, in the same one script call: what a write plans on,
+  with no session-index query (None when the cache cannot say).
 - ``items(session_id, owner)``: the framework items of the owner's visible
   runs (:mod:`runwire.transcript.items`), oldest first, or ``deleted``: the
   runs' ids and the clear point in one script call (no messages), then each
@@ -57,7 +60,7 @@ from runwire.projections.transcripts.store import Slot
 from runwire.transcript.messages import Message
 from runwire.transcript.turns import starts_turn
 
-__all__ = ["RunItems", "RunRecord", "SessionView", "Visible"]
+__all__ = ["RunItems", "RunRecord", "SessionView", "Visible", "WriteView"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,18 @@ class _Read:
     cached: bool = True
     """The cache listed the session (False: the run-status store did, after a
     flush; the clear point then comes from the session index)."""
+    ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WriteView:
+    """What a write is planned on, from one read of the cache: the newest run
+    (None: none) and the session's clear point, deletion and end."""
+
+    tail: RunRecord | None
+    cleared_ms: int | None
+    deleted: bool
+    ended: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,19 +301,33 @@ class SessionView:
             session_id, tail=tail, known=known, visible=visible, owner=owner
         )
         gen, version, cleared = read.generation, read.version, read.cleared_ms
+        ended = read.ended
         if read.same or read.erased:
-            return _Read(gen, [], {}, set(), 0, {}, version, cleared, read.erased, read.same)
+            return _Read(
+                gen, [], {}, set(), 0, {}, version, cleared, read.erased, read.same, ended=ended
+            )
         if read.delta:
             listed = {r for r, _ in read.runs}
             return _Read(
-                gen, read.runs, read.bodies, listed, read.total, {}, version, cleared, delta=True
+                gen,
+                read.runs,
+                read.bodies,
+                listed,
+                read.total,
+                {},
+                version,
+                cleared,
+                delta=True,
+                ended=ended,
             )
         if read.total:
             listed = {r for r, _ in read.runs}
-            return _Read(gen, read.runs, read.bodies, listed, read.total, {}, version, cleared)
+            return _Read(
+                gen, read.runs, read.bodies, listed, read.total, {}, version, cleared, ended=ended
+            )
         run_ids = await self.cache.locator.session_runs(session_id, owner=owner)
         if not run_ids:
-            return _Read(gen, [], {}, set(), 0, {}, version, cleared)
+            return _Read(gen, [], {}, set(), 0, {}, version, cleared, ended=ended)
         filled = {r: await self.cache.get(r) for r in run_ids}
         times = await self.first_ms(run_ids)
         runs = [(r, times[r]) for r in run_ids if r in times]
@@ -337,6 +366,22 @@ class SessionView:
         last, first = read.runs[-1]
         messages = await self._messages(read, [last])
         return RunRecord(last, first, messages[last])
+
+    async def write_view(self, session_id: str, owner: Owner | None) -> WriteView | None:
+        """The owner's newest run of the session with what a write must know of
+        the session (clear point, deleted, ended), in one script call; None when
+        the cache cannot say (no commit touched the session in the live
+        generation, or a flush lost its index)."""
+        if (other := self._of(owner)) is not None:
+            return await other.write_view(session_id, owner)
+        read = await self._read(session_id, _tag(owner), tail=1)
+        if not read.cached or read.version.rpartition(":")[2] in ("", "0"):
+            return None
+        tail = None
+        if read.runs:
+            last, first = read.runs[-1]
+            tail = RunRecord(last, first, (await self._messages(read, [last]))[last])
+        return WriteView(tail, read.cleared_ms, read.erased, read.ended)
 
     async def history(
         self,

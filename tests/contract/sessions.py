@@ -497,6 +497,34 @@ class SessionContract:
             await s.set("k", 1)
         assert roles_and_text(await s.get_messages()) == [("user", "hi")]
 
+    async def test_an_end_clear_or_deletion_by_another_holder_reaches_the_next_write(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        # The writer has written before (its later writes plan on the backend's
+        # one read), and another holder of the session changes it meanwhile.
+        writer = await open_session().open()
+        await writer.add_message("user", "one")
+        await writer.add_message("assistant", "two")
+        other = await open_session(writer.session_id).open()
+        await other.clear()
+        await writer.add_message("user", "three")
+        assert roles_and_text(await writer.get_messages()) == [("user", "three")]
+        await other.end("closed elsewhere")
+        with pytest.raises(SessionEndedError):
+            await writer.add_message("assistant", "four")
+        with pytest.raises(SessionEndedError):
+            await writer.add_messages([{"role": "user", "content": "five"}])
+        assert roles_and_text(await other.get_messages()) == [("user", "three")]
+
+        doomed = await open_session().open()
+        await doomed.add_message("user", "one")
+        await doomed.add_message("assistant", "two")
+        await (await open_session(doomed.session_id).open()).delete()
+        with pytest.raises(NotFoundError):
+            await doomed.add_message("user", "three")
+        with pytest.raises(NotFoundError):
+            await open_session(doomed.session_id).open()
+
     async def test_delete_erases(self, open_session: Callable[..., AsyncSession]) -> None:
         s = await open_session().open()
         await s.add_message("user", "forget me")

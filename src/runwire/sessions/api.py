@@ -102,7 +102,14 @@ from runwire.sessions.errors import RunBusyError, SessionEndedError, WriteRefuse
 from runwire.sessions.export import ImportResult, export_session, import_session
 from runwire.sessions.forks import ForkingBackend, ForkPoint, fork_points, plan
 from runwire.sessions.names import FROM_DOCUMENT, SYSTEM_KEY, FromDocument
-from runwire.sessions.planning import PRODUCER, millis, plan_items, plan_messages, session_event
+from runwire.sessions.planning import (
+    PRODUCER,
+    RunTail,
+    millis,
+    plan_items,
+    plan_messages,
+    session_event,
+)
 from runwire.sessions.protocol import SessionBackend, SessionEvent, SessionInfo, SessionItem
 from runwire.sessions.versions import Versioned, check_version, read_versioned, write_at
 from runwire.transcript.messages import Message
@@ -204,6 +211,9 @@ class AsyncSession:
         # Writes of one session object happen one at a time, in call order: each
         # plans against what the previous one wrote.
         self._writing = asyncio.Lock()
+        self._owned = False
+        """The session index showed the session as the caller's: later writes
+        plan on the backend's one read (:meth:`_write_point`)."""
         self._callbacks = Callbacks()
         self._listening = False
         self._memory: AsyncMemory | None = None
@@ -325,7 +335,27 @@ class AsyncSession:
         info = await self.info()
         if info.status == "ended":
             raise SessionEndedError(f"session {self.session_id} has ended; it is read-only")
+        self._owned = True
         return info
+
+    async def _write_point(self, backend: SessionBackend) -> tuple[int | None, RunTail | None]:
+        """The clear point (ms) and tail a write plans on; raises as :meth:`_writable`.
+
+        - The first write checks the session index (the caller's session, not
+          ended); later ones take the backend's one read of tail and state
+          (an owner never changes), unless it cannot say.
+        """
+        if self._owned:
+            point = await backend.write_point(self.session_id)
+            if point is not None:
+                if point.deleted:
+                    self._state = _Closed("the session was deleted")
+                    raise NotFoundError(f"no session {self.session_id!r} for this caller")
+                if point.ended:
+                    raise SessionEndedError(f"session {self.session_id} has ended; it is read-only")
+                return point.cleared_ms, point.tail
+        info, tail = await asyncio.gather(self._writable(), backend.tail(self.session_id))
+        return (millis(info.cleared_at) if info.cleared_at else None), tail
 
     # -- messages --------------------------------------------------------------------
 
@@ -380,7 +410,7 @@ class AsyncSession:
 
     async def _add_now(self, incoming: Sequence[Any], fields: Sequence[str]) -> None:
         backend = await self._ready()
-        info, tail = await asyncio.gather(self._writable(), backend.tail(self.session_id))
+        cleared_ms, tail = await self._write_point(backend)
         systems = [i.system for i in incoming if i.system is not None]
         kept = [(i.message, f) for i, f in zip(incoming, fields, strict=True) if i.message]
         plan = None
@@ -389,7 +419,7 @@ class AsyncSession:
                 session_id=self.session_id,
                 caller=self.caller,
                 tail=tail,
-                cleared_ms=millis(info.cleared_at) if info.cleared_at else None,
+                cleared_ms=cleared_ms,
                 messages=[m for m, _ in kept],
                 fields=[f for _, f in kept],
                 now=now(),
@@ -576,12 +606,12 @@ class AsyncSession:
         self, framework: str, items: Sequence[tuple[Any, Sequence[EventPayload]]]
     ) -> None:
         backend = await self._ready()
-        info, tail = await asyncio.gather(self._writable(), backend.tail(self.session_id))
+        cleared_ms, tail = await self._write_point(backend)
         plan = plan_items(
             session_id=self.session_id,
             caller=self.caller,
             tail=tail,
-            cleared_ms=millis(info.cleared_at) if info.cleared_at else None,
+            cleared_ms=cleared_ms,
             framework=framework,
             items=items,
             now=now(),

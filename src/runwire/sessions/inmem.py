@@ -34,7 +34,7 @@ from runwire.projections.sessions.fold import (
 from runwire.sessions.callbacks import changes_of
 from runwire.sessions.errors import WriteRefusedError
 from runwire.sessions.forks import ForkLog, Lineage, history_of, lineage
-from runwire.sessions.planning import SOURCE_LABEL, RunTail, millis
+from runwire.sessions.planning import SOURCE_LABEL, RunTail, WritePoint, millis
 from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo, SessionItem
 from runwire.transcript.errors import LedgerError
 from runwire.transcript.ledger import TranscriptBuilder
@@ -196,6 +196,15 @@ class InMemoryBackend(InMemoryMemoryBackend):
             return None
         run_id, run = runs[-1]
         return RunTail(run_id, run.first_ms, run.builder.messages(), run.recorded)
+
+    async def write_point(self, session_id: str) -> WritePoint | None:
+        info = await self.describe(session_id)
+        if info is None:
+            return None
+        cleared_ms = millis(info.cleared_at) if info.cleared_at else None
+        return WritePoint(
+            await self.tail(session_id), cleared_ms, info.deleted, info.status == "ended"
+        )
 
     async def history(
         self, session_id: str, after_ms: int | None = None, turns: int | None = None

@@ -3,6 +3,9 @@
 - Writes: session events to the session-events topic, a run's events as one
   record batch on its partition of the run-events topic
   (``Publisher.publish_message``), memory to the memory topic.
+- Writes plan on one read of the transcript cache (:meth:`LogBackend.write_point`:
+  the tail, clear point, deletion and end), once the session index has shown
+  the session to be the caller's.
 - Reads: the session index (Postgres) for what a session is; the transcript
   cache (Redis, rebuilt from the log on a miss) for its runs and messages -
   one script call gives a session's runs in order with their stored
@@ -27,7 +30,7 @@
   projections have applied them, milliseconds later. Other writes wait
   until the projection that serves the matching read has applied their
   position (session index for session events, and the transcript cache too
-  for a clear or a deletion, after this backend's unconfirmed runs of the
+  for a clear, an end or a deletion, after this backend's unconfirmed runs of the
   session; transcript cache for an append to someone else's run, checked
   after it lands: :class:`~runwire.sessions.errors.WriteRefusedError` when
   the cache did not take it; memory projection for memory). The projectors
@@ -48,7 +51,13 @@ from typing import Literal
 
 import redis.asyncio as aioredis
 
-from runwire.contract.events import Event, RunStarted, SessionCleared, SessionDeleted
+from runwire.contract.events import (
+    Event,
+    RunStarted,
+    SessionCleared,
+    SessionDeleted,
+    SessionEnded,
+)
 from runwire.errors import NotFoundError, NotStartedError
 from runwire.log import Position, Publisher, publish_retrying
 from runwire.memory.log_backend import LogMemoryBackend
@@ -64,7 +73,7 @@ from runwire.sessions.errors import RunBusyError, WriteRefusedError
 from runwire.sessions.forks import ForkLog, Lineage, history_at, history_of, lineage
 from runwire.sessions.inmem import deleted_info, info_of
 from runwire.sessions.own_writes import OwnWrites, Pending, merge
-from runwire.sessions.planning import SOURCE_LABEL, RunTail, ledger_state, millis
+from runwire.sessions.planning import SOURCE_LABEL, RunTail, WritePoint, ledger_state, millis
 from runwire.sessions.protocol import KnownRun, Listener, RunRecord, SessionInfo, SessionItem
 from runwire.sessions.watcher import LogWatcher
 from runwire.settings import Settings
@@ -211,9 +220,12 @@ class LogBackend(LogMemoryBackend):
             self.publisher, events, atomic=False, attempts=5, max_delay=2.0
         )
         # One session, one partition: the last position covers the others.
-        if any(isinstance(e.payload, SessionCleared | SessionDeleted) for e in events):
-            # Reads take the clear point and the deletion from the transcript cache;
-            # a deletion also removes the session's rows from the run-status store.
+        if any(
+            isinstance(e.payload, SessionCleared | SessionDeleted | SessionEnded) for e in events
+        ):
+            # Reads take the clear point and the deletion, and writes the end too,
+            # from the transcript cache; a deletion also removes the session's
+            # rows from the run-status store.
             waits = [
                 self._applied("sessions", positions[-1]),
                 self._applied("transcripts", positions[-1]),
@@ -247,7 +259,25 @@ class LogBackend(LogMemoryBackend):
     async def tail(self, session_id: str) -> RunTail | None:
         self._own.check(session_id)
         view = self._ready()[2]
-        last = await view.tail(session_id, await self._owner(session_id))
+        return await self._tail_of(
+            session_id, await view.tail(session_id, await self._owner(session_id))
+        )
+
+    async def write_point(self, session_id: str) -> WritePoint | None:
+        """From the transcript cache alone (one script call): the tail, clear point,
+        deletion and end, as the cache's projector applied them; None when the
+        cache cannot say (see :meth:`SessionView.write_view`)."""
+        self._own.check(session_id)
+        view = self._ready()[2]
+        seen = await view.write_view(session_id, await self._owner(session_id))
+        if seen is None:
+            return None
+        tail = await self._tail_of(session_id, seen.tail)
+        return WritePoint(tail, seen.cleared_ms, seen.deleted, seen.ended)
+
+    async def _tail_of(self, session_id: str, last: RunRecord | None) -> RunTail | None:
+        """The tail, given the cache's newest run: this backend's own newer write
+        when the cache does not have it yet."""
         pending = self._own.pending(session_id)
         if pending and (last is None or pending[-1].order >= (last.first_ms, last.run_id)):
             # Our own write of the newest run, which the cache may not have yet

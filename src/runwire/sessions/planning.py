@@ -91,6 +91,17 @@ class RunTail:
 
 
 @dataclass(frozen=True, slots=True)
+class WritePoint:
+    """What a write is planned on, from one read: the session's latest run (None:
+    none), its clear point (ms), and whether it is deleted or ended."""
+
+    tail: RunTail | None
+    cleared_ms: int | None
+    deleted: bool
+    ended: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """The events of one ``add_messages`` call, all in run ``run_id``."""
 

@@ -49,7 +49,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from runwire.contract.events import Event
 from runwire.projections.transcripts.session_view import RunRecord
-from runwire.sessions.planning import RunTail
+from runwire.sessions.planning import RunTail, WritePoint
 from runwire.transcript.messages import Part
 
 __all__ = [
@@ -167,6 +167,12 @@ class SessionBackend(Protocol):
 
     async def tail(self, session_id: str) -> RunTail | None:
         """The session's latest run (None when it has none)."""
+        ...
+
+    async def write_point(self, session_id: str) -> WritePoint | None:
+        """The tail and the session's state as one read sees them (for a writer
+        that already checked the session is its caller's); None when the backend
+        cannot say at once: ``describe`` and ``tail`` then."""
         ...
 
     async def write_run(self, events: Sequence[Event], *, base: RunTail | None = None) -> None:
