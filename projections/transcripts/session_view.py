@@ -33,7 +33,8 @@ Contract (:class:`SessionView`):
   session index shows no other).
 - ``erase`` drops a session's cache entries (the log keeps its events);
   ``keep_for`` sets the TTL of runs' cached transcripts; ``taken`` says
-  whether the cache applied a run up to an offset.
+  whether the cache applied a run up to an offset, ``applied`` the same once
+  its projector passed a position (None before).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from runwire.errors import NotFoundError
+from runwire.log import LogPosition, TopicPartition
 from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.tenancy import NO_TENANT, Scope
 from runwire.projections.sessions.owner import Owner
@@ -265,6 +267,18 @@ class SessionView:
             run_id
         ]
         return head.meta is None or head.meta.last >= offset
+
+    async def applied(self, run_id: str, position: LogPosition) -> bool | None:
+        """Whether the cache took the run's event at ``position``: None while its
+        projector has not passed the position, else as :meth:`taken` (one look:
+        the live generation, then its position and the run's head together)."""
+        tp = TopicPartition(position.topic, position.partition)
+        store = self.cache.store
+        snap = await store.snapshot(await self.live(), [tp], [run_id], tenant=self._tenant)
+        if snap.positions[tp] <= position.offset:
+            return None
+        head = snap.heads[run_id]
+        return head.meta is None or head.meta.last >= position.offset
 
     async def session_of(self, run_id: str) -> tuple[bool, str | None]:
         """(known, session id) of a run, from the cache or the run-status store."""

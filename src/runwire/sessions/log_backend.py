@@ -472,12 +472,15 @@ class LogBackend(LogMemoryBackend):
         confirmation, which nobody awaits until that event is set (a settle):
         it first lets the projections work a while, as each look at them is
         round trips that the writer's next call would queue behind."""
-        waits = ("transcripts", "runs") if new else ("transcripts",)
         if later is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(later.wait(), _CONFIRM_LATER)
+        # A served write's projections usually have it by now: one look says so,
+        # and whether the cache took it; else wait as every reader does, then look.
+        took = None if later is None else await self._ready()[2].applied(run_id, last)
+        waits = [w for w, due in (("transcripts", took is None), ("runs", new)) if due]
         warned = False
-        while True:
+        while waits:
             try:
                 await asyncio.gather(*(self._applied(what, last) for what in waits))
                 break
@@ -485,15 +488,22 @@ class LogBackend(LogMemoryBackend):
                 if not warned:
                     log.warning("run %s: still waiting for the projections: %s", run_id, e)
                     warned = True
-        await self._check_taken(run_id, last)
+        if took is None:
+            await self._check_taken(run_id, last)
+        elif not took:
+            raise self._refused(run_id, last)
 
     async def _check_taken(self, run_id: str, last: Position) -> None:
         if not await self._ready()[2].taken(run_id, last.offset):
-            raise WriteRefusedError(
-                f"run {run_id}: the transcript cache did not take the event at "
-                f"{last.topic}/{last.partition}@{last.offset} (it refused it: another writer "
-                "changed the run first); see the dead-letter topic"
-            )
+            raise self._refused(run_id, last)
+
+    @staticmethod
+    def _refused(run_id: str, last: Position) -> WriteRefusedError:
+        return WriteRefusedError(
+            f"run {run_id}: the transcript cache did not take the event at "
+            f"{last.topic}/{last.partition}@{last.offset} (it refused it: another writer "
+            "changed the run first); see the dead-letter topic"
+        )
 
     async def history(
         self, session_id: str, after_ms: int | None = None, turns: int | None = None
