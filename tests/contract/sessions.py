@@ -509,9 +509,15 @@ class SessionContract:
         await other.clear()
         await writer.add_message("user", "three")
         assert roles_and_text(await writer.get_messages()) == [("user", "three")]
+        # A stranger's object of the session (the backend knows whose it is) is refused.
+        stranger = open_session(writer.session_id, user_id="mallory")
+        with pytest.raises(NotFoundError):
+            await stranger.add_message("user", "let me in")
         await other.end("closed elsewhere")
         with pytest.raises(SessionEndedError):
             await writer.add_message("assistant", "four")
+        with pytest.raises(SessionEndedError):
+            await (await open_session(writer.session_id).open()).add_message("user", "four")
         with pytest.raises(SessionEndedError):
             await writer.add_messages([{"role": "user", "content": "five"}])
         assert roles_and_text(await other.get_messages()) == [("user", "three")]

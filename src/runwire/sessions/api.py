@@ -341,19 +341,22 @@ class AsyncSession:
     async def _write_point(self, backend: SessionBackend) -> tuple[int | None, RunTail | None]:
         """The clear point (ms) and tail a write plans on; raises as :meth:`_writable`.
 
-        - The first write checks the session index (the caller's session, not
-          ended); later ones take the backend's one read of tail and state
-          (an owner never changes), unless it cannot say.
+        - The backend's one read of tail and state serves when this object's
+          session index check showed the session to be the caller's, or the
+          backend knows the session's declared owner and it is the caller
+          (an owner declared never changes); else the session index is
+          checked, beside reading the tail.
         """
-        if self._owned:
-            point = await backend.write_point(self.session_id)
-            if point is not None:
-                if point.deleted:
-                    self._state = _Closed("the session was deleted")
-                    raise NotFoundError(f"no session {self.session_id!r} for this caller")
-                if point.ended:
-                    raise SessionEndedError(f"session {self.session_id} has ended; it is read-only")
-                return point.cleared_ms, point.tail
+        point = await backend.write_point(self.session_id)
+        if point is not None and (
+            self._owned or point.owner == (self.caller.user_id, self.caller.tenant)
+        ):
+            if point.deleted:
+                self._state = _Closed("the session was deleted")
+                raise NotFoundError(f"no session {self.session_id!r} for this caller")
+            if point.ended:
+                raise SessionEndedError(f"session {self.session_id} has ended; it is read-only")
+            return point.cleared_ms, point.tail
         info, tail = await asyncio.gather(self._writable(), backend.tail(self.session_id))
         return (millis(info.cleared_at) if info.cleared_at else None), tail
 

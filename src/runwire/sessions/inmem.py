@@ -203,7 +203,11 @@ class InMemoryBackend(InMemoryMemoryBackend):
             return None
         cleared_ms = millis(info.cleared_at) if info.cleared_at else None
         return WritePoint(
-            await self.tail(session_id), cleared_ms, info.deleted, info.status == "ended"
+            await self.tail(session_id),
+            cleared_ms,
+            info.deleted,
+            info.status == "ended",
+            (info.user_id, info.tenant),
         )
 
     async def history(

@@ -137,6 +137,9 @@ class LogBackend(LogMemoryBackend):
         """Forks' prefixes read from the log, with the runs they held (newest used last)."""
         self._owners: dict[str, Owner] = {}
         """Owner tag of each session described: reads list only its runs."""
+        self._declared: dict[str, Owner] = {}
+        """Declared owner of each session described: it never changes, so a
+        write that names it needs no session-index query."""
         self._own = OwnWrites()
         self._claims: RunClaims | None = None
         self._recording: dict[str, asyncio.Task[None]] = {}
@@ -208,6 +211,8 @@ class LogBackend(LogMemoryBackend):
             pass
         else:
             self._owners[session_id] = Owner(row.user_id, row.tenant)
+            if row.declared:
+                self._declared[session_id] = Owner(row.user_id, row.tenant)
             return info_of(row)
         if await index.is_deleted(session_id):
             return deleted_info(session_id, datetime.now().astimezone())
@@ -273,7 +278,9 @@ class LogBackend(LogMemoryBackend):
         if seen is None:
             return None
         tail = await self._tail_of(session_id, seen.tail)
-        return WritePoint(tail, seen.cleared_ms, seen.deleted, seen.ended)
+        declared = self._declared.get(session_id)
+        owner = None if declared is None else (declared.user_id, declared.tenant)
+        return WritePoint(tail, seen.cleared_ms, seen.deleted, seen.ended, owner)
 
     async def _tail_of(self, session_id: str, last: RunRecord | None) -> RunTail | None:
         """The tail, given the cache's newest run: this backend's own newer write

@@ -93,12 +93,15 @@ class RunTail:
 @dataclass(frozen=True, slots=True)
 class WritePoint:
     """What a write is planned on, from one read: the session's latest run (None:
-    none), its clear point (ms), and whether it is deleted or ended."""
+    none), its clear point (ms), whether it is deleted or ended, and its
+    declared owner ``(user_id, tenant)`` when the backend knows it (an owner
+    declared never changes)."""
 
     tail: RunTail | None
     cleared_ms: int | None
     deleted: bool
     ended: bool
+    owner: tuple[str | None, str | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
