@@ -138,8 +138,8 @@ class LogBackend(LogMemoryBackend):
         self._owners: dict[str, Owner] = {}
         """Owner tag of each session described: reads list only its runs."""
         self._declared: dict[str, Owner] = {}
-        """Declared owner of each session described: it never changes, so a
-        write that names it needs no session-index query."""
+        """Declared owner of each session described while not ended: it never
+        changes, so a write that names it needs no session-index query."""
         self._own = OwnWrites()
         self._claims: RunClaims | None = None
         self._recording: dict[str, asyncio.Task[None]] = {}
@@ -211,7 +211,9 @@ class LogBackend(LogMemoryBackend):
             pass
         else:
             self._owners[session_id] = Owner(row.user_id, row.tenant)
-            if row.declared:
+            # An end the index shows is left to the index's check: a transcript
+            # cache built before it recorded ends may not know it.
+            if row.declared and row.status != "ended":
                 self._declared[session_id] = Owner(row.user_id, row.tenant)
             return info_of(row)
         if await index.is_deleted(session_id):
