@@ -17,9 +17,11 @@ them, so each write also wakes them on the same cores.
   machine's cores are shared by the writer, the broker, four projectors,
   Postgres and Redis, so this is a throughput bound) and ``paced`` (one add
   every ``--pace-ms``, what a chat UI or an agent loop does: latency).
-- Stages of runwire's add (p50 of each call): ``read`` the session's tail
-  (Redis) beside the session index's check (Postgres), run side by side;
-  ``claim`` (appends only); ``publish`` to the broker's ack.
+- Stages of runwire's add (p50 of each call): ``read_cache``, the one read
+  of the transcript cache a write plans on (tail, clear point, deleted,
+  ended); ``read_index`` / ``read_tail`` only when the caller's ownership is
+  not known yet (a backend's first write of a session); ``claim`` (appends
+  only); ``publish`` to the broker's ack.
 - Rounds of ``--block`` adds take turns between the contenders, so a busy
   moment of a shared machine hits them all alike.
 
@@ -79,6 +81,7 @@ class Stages:
     def __init__(self, backend: LogBackend) -> None:
         self.samples: dict[str, list[float]] = {}
         self.on = False
+        backend.write_point = self._timed("read_cache", backend.write_point)  # type: ignore[method-assign,assignment]
         backend.tail = self._timed("read_tail", backend.tail)  # type: ignore[method-assign,assignment]
         backend.describe = self._timed("read_index", backend.describe)  # type: ignore[method-assign,assignment]
         claims = backend._ready_claims()
