@@ -23,7 +23,9 @@
   it), fetched -> decoded (the batch decoded), decoded -> apply started
   (waiting behind the batch being applied), the apply itself (snapshot,
   fold, commit), applied -> seen (this process's poll). Clocks are the
-  system's monotonic clock, the same in both processes.
+  system's monotonic clock, the same in both processes. "Applied" is stamped
+  when the apply returns, after Redis has the commit: on a starved machine
+  the poll can see it first, and applied -> seen goes negative.
 - ``catch_up``: the served projector draining a backlog of ``--events / 2``
   events (start-up included): the highest rate it can sustain here. When it
   is near or below ``--rate``, latency measures queueing, not the projection.
