@@ -302,3 +302,23 @@ def test_state_survives_json_and_restores_a_ledger_that_goes_on_identically() ->
     assert restored.build_messages()[1].parts[1] == ThinkingPart(redacted=bytes(range(256)))
     with pytest.raises(LedgerError):  # the restored ledger remembers the run's ids
         restored.declare_tool_use("tu1", "search", {})
+
+
+def test_a_ledger_and_the_states_it_opens_from_or_gives_share_no_list() -> None:
+    first = Ledger()
+    first.append_user_text("hi")
+    first.flush_assistant()
+    first.append_text("hello")
+    first.declare_tool_use("t1", "calc", {"x": 1})
+    kept = first.state
+    before = kept.model_dump()
+    again = Ledger(kept)
+    again.flush_assistant()
+    again.append_user_tool_results([ToolResultPart(tool_use_id="t1", content=2)])
+    again.append_user_text("more")
+    with pytest.raises(LedgerError):
+        first.append_text("refused")  # after a tool_use: first is left as it was
+    assert kept.model_dump() == before  # neither ledger wrote into the state
+    assert first.state.model_dump() == before
+    assert again.state.model_dump() != before
+    assert Ledger(again.state).build_messages() == again.build_messages()

@@ -115,6 +115,19 @@ class LedgerState(BaseModel):
     """Text of the open user message, in arrival order."""
 
 
+def _copied(state: LedgerState) -> LedgerState:
+    """A state with lists of its own: the ledger only appends to its lists, and
+    what they hold (messages, parts, ids) is immutable, so it is shared rather
+    than deep-copied (which was most of the cost of opening a ledger)."""
+    return LedgerState.model_construct(
+        messages=list(state.messages),
+        assistant=list(state.assistant),
+        awaiting=list(state.awaiting),
+        results=list(state.results),
+        user_text=list(state.user_text),
+    )
+
+
 def _tool_use_ids(parts: Iterable[Part]) -> list[str]:
     return [p.id for p in parts if isinstance(p, ToolUsePart)]
 
@@ -123,7 +136,7 @@ class Ledger:
     """Builds canonical messages from appends; see the module contract."""
 
     def __init__(self, state: LedgerState | None = None) -> None:
-        self._s = state.model_copy(deep=True) if state is not None else LedgerState()
+        self._s = _copied(state) if state is not None else LedgerState()
         self._ids: set[str] = set()
         for message in self._s.messages:
             self._ids.update(_tool_use_ids(message.parts))
@@ -132,7 +145,7 @@ class Ledger:
     @property
     def state(self) -> LedgerState:
         """A copy of the ledger's state; ``Ledger(state)`` restores it."""
-        return self._s.model_copy(deep=True)
+        return _copied(self._s)
 
     @property
     def awaiting_tool_results(self) -> list[str]:
