@@ -200,6 +200,8 @@ class SessionView:
         self._redis = client
         self._keys = Keyspace(key_prefix)
         self._tenant = cache.tenant
+        self._looked_in: int | None = None
+        """The generation :meth:`applied` looked in last."""
         self._reader = SessionReader(client, key_prefix, tenant=cache.tenant)
         self._index = index
         self._runs = runs
@@ -271,10 +273,22 @@ class SessionView:
     async def applied(self, run_id: str, position: LogPosition) -> bool | None:
         """Whether the cache took the run's event at ``position``: None while its
         projector has not passed the position, else as :meth:`taken` (one look:
-        the live generation, then its position and the run's head together)."""
+        the position and the run's head together, in the generation looked in
+        last time; the live one is read again only when that look says not yet,
+        so a rebuild's switch costs one more look)."""
         tp = TopicPartition(position.topic, position.partition)
         store = self.cache.store
-        snap = await store.snapshot(await self.live(), [tp], [run_id], tenant=self._tenant)
+        cached = self._looked_in
+        generation = cached if cached is not None else await self.live()
+        snap = await store.snapshot(generation, [tp], [run_id], tenant=self._tenant)
+        # Not yet, in the generation looked in last: it may no longer be the live one.
+        if (
+            snap.positions[tp] <= position.offset
+            and cached is not None
+            and (generation := await self.live()) != cached
+        ):
+            snap = await store.snapshot(generation, [tp], [run_id], tenant=self._tenant)
+        self._looked_in = generation
         if snap.positions[tp] <= position.offset:
             return None
         head = snap.heads[run_id]

@@ -31,3 +31,9 @@ async def test_the_look_says_not_yet_taken_or_not_taken(log_backend: LogBackend)
     # A position the projector has not passed yet.
     ahead = Position(second_end.topic, second_end.partition, second_end.offset + 1_000)
     assert await view.applied(second, ahead) is None
+
+    # The generation looked in last is no longer the live one (a rebuild went
+    # live since, and the old one was dropped): the look reads the live one again.
+    view._looked_in = 999
+    assert await view.applied(first, first_end) is True
+    assert view._looked_in == await view.live()
