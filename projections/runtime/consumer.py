@@ -24,9 +24,11 @@ Contract:
   fail are dead-lettered: a bad record never stalls its partition.
 - Transient failures (store or broker unreachable) are retried with backoff
   from the stored positions; nothing is skipped.
-- ``run()`` is pipelined: the next batch is fetched and decoded while one is
-  applied; a partition whose stored position differs from where it was read
-  is read again from the stored position.
+- ``run()`` is pipelined: while one batch is applied, the next one gathers
+  everything that arrives until the apply ends (up to ``max_records``), so a
+  record waits for at most the apply under way and its own; a partition
+  whose stored position differs from where it was read is read again from
+  the stored position.
 - ``assignment="all"`` reads every partition without a group (used by
   rebuilds): no rebalances, no committed offsets. ``partitions`` narrows it
   to some of them, so that several processes can fill one copy side by
@@ -157,6 +159,11 @@ class ProjectorOptions:
 
     max_records: int = 2000
     poll_timeout_ms: int = 200
+    fetch_max_wait_ms: int = 100
+    """How long the broker may hold a fetch that found nothing. aiokafka sends
+    one fetch per broker at a time and leaves out partitions whose records
+    are still buffered; a partition drained meanwhile is fetched again only
+    when that fetch returns, so this bounds its wait on a quiet topic."""
     commit_interval: float = 1.0
     max_partition_fetch_bytes: int = 1_048_576
     fetch_max_bytes: int = 16 * 1_048_576
@@ -178,6 +185,15 @@ class _Fetched:
     next_positions: dict[TopicPartition, int] = field(default_factory=dict)
     expected: dict[TopicPartition, int] = field(default_factory=dict)
     count: int = 0
+
+    def extend(self, more: _Fetched) -> None:
+        """Append a later fetch of the same partitions (log order is kept per partition)."""
+        self.records.extend(more.records)
+        self.undecodable.extend(more.undecodable)
+        self.next_positions.update(more.next_positions)
+        for tp, start in more.expected.items():
+            self.expected.setdefault(tp, start)
+        self.count += more.count
 
     def without(self, partitions: set[TopicPartition]) -> _Fetched | None:
         """The batch minus partitions that were sought elsewhere (None when nothing is left)."""
@@ -288,6 +304,7 @@ class Projector:
             fetch_max_bytes=opts.fetch_max_bytes,
             session_timeout_ms=opts.session_timeout_ms,
             heartbeat_interval_ms=opts.heartbeat_interval_ms,
+            fetch_max_wait_ms=opts.fetch_max_wait_ms,
         )
         await consumer.start()
         self._consumer = consumer
@@ -414,7 +431,7 @@ class Projector:
                     continue
                 applying = asyncio.create_task(self._apply_fetched(current))
                 try:
-                    ahead = await self._fetch_unless_stopping()
+                    ahead = await self._fetch_while(applying)
                 finally:
                     # Never leave the apply behind, whatever the fetch did.
                     await asyncio.wait({applying})
@@ -463,6 +480,53 @@ class Projector:
                     await fetching
         return None if fetching.cancelled() else fetching.result()
 
+    async def _fetch_while(self, applying: asyncio.Future[Any]) -> _Fetched | None:
+        """Everything that arrives while ``applying`` runs, up to ``max_records``.
+
+        The next batch holds what arrived during the whole apply (and what is
+        buffered when it ends), not only what a first poll found: a record
+        that lands mid-apply goes with the very next batch instead of waiting
+        out one more apply. Only a poll is ever cancelled, while it waits and
+        before it has taken records from the consumer; decoding what a poll
+        took always completes.
+        """
+        consumer = self._require_consumer()
+        out: _Fetched | None = None
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                room = self._options.max_records - (0 if out is None else out.count)
+                if room <= 0:
+                    break
+                last = applying.done()
+                raw: Mapping[Any, Sequence[Any]]
+                if last:
+                    # What is buffered now, without waiting.
+                    raw = await consumer.getmany(timeout_ms=0, max_records=room)
+                else:
+                    polling = asyncio.ensure_future(
+                        consumer.getmany(timeout_ms=self._options.poll_timeout_ms, max_records=room)
+                    )
+                    await asyncio.wait(
+                        {polling, applying, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if not polling.done():
+                        polling.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await polling
+                    raw = {} if polling.cancelled() else polling.result()
+                more = await self._decode(consumer, raw) if raw else None
+                if more is not None:
+                    if out is None:
+                        out = more
+                    else:
+                        out.extend(more)
+                if last:
+                    break
+        finally:
+            stopping.cancel()
+        return out
+
     async def step(self, timeout_ms: int | None = None) -> ApplyResult | None:
         """One fetch + decode + apply, not pipelined. Returns None when nothing was fetched."""
         fetched = await self._fetch(timeout_ms)
@@ -492,6 +556,10 @@ class Projector:
         if not fetched:
             await self._commit_hint(consumer)
             return None
+        return await self._decode(consumer, fetched)
+
+    async def _decode(self, consumer: Any, fetched: Mapping[Any, Sequence[Any]]) -> _Fetched | None:
+        """Decode polled records; dead-letter what does not decode."""
         out = _Fetched()
         decoder = self._decoder
         assert decoder is not None
