@@ -9,7 +9,7 @@ driver exception class.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, TypeAlias
 
 import orjson
@@ -43,6 +43,32 @@ async def open_pool(
     )
     await pool.open(wait=True, timeout=15.0)
     return pool
+
+
+@contextlib.asynccontextmanager
+async def pipelined_transaction(conn: Conn) -> AsyncIterator[Conn]:
+    """One transaction in pipeline mode whose BEGIN and COMMIT cost no round trip.
+
+    ``conn.transaction()`` sends BEGIN and COMMIT each as a command of its own
+    and waits for them (two round trips per transaction, as many as the whole
+    batch's work); here they travel with the statements around them, and
+    leaving the block is the transaction's one Sync. ``conn`` is in
+    autocommit mode (the pool's connections are). On an error the
+    transaction is rolled back and the error raised; nothing is committed.
+    """
+    try:
+        async with conn.pipeline():
+            await conn.execute("BEGIN")
+            yield conn
+            await conn.execute("COMMIT")
+    except BaseException:
+        if conn.info.transaction_status in (
+            psycopg.pq.TransactionStatus.INTRANS,
+            psycopg.pq.TransactionStatus.INERROR,
+        ):
+            with contextlib.suppress(psycopg.Error):
+                await conn.execute("ROLLBACK")
+        raise
 
 
 def upsert_sql(table: str, columns: Sequence[tuple[str, str]], key: str) -> str:

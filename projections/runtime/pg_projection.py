@@ -5,11 +5,16 @@ drop re-published duplicates) and how to fold a batch of fresh records into
 its tables; this base keeps the :mod:`~runwire.projections.runtime.protocol`
 contract around that:
 
-- one transaction per batch, in pipeline mode with three round trips: (1)
+- one transaction per batch, in pipeline mode, two round trips as a rule
+  (BEGIN and COMMIT travel with them,
+  :func:`~runwire.projections.runtime.pg.pipelined_transaction`): (1) the
   generation row ``FOR SHARE`` and the batch's position rows ``FOR UPDATE``
-  (sorted); (2) the applied event ids claimed and the rows the fold needs
-  read; the fold (Python), the dead letters (sent before commit); (3) the
-  writes, the new positions, commit;
+  (sorted), and behind them the applied event ids and the rows the fold
+  needs, read from the copy the last batch wrote for the records from where
+  the runner read (read again, a third trip, when the locks say otherwise;
+  the batch applied again without the guess when that copy is gone); the
+  fold (Python), the dead letters (sent before commit); (2) the writes, the
+  new positions, commit;
 - records below a stored position are skipped; a partition whose stored
   position is below the runner's expectation is left alone (the runner
   seeks back);
@@ -49,6 +54,7 @@ from runwire.projections.runtime.pg import (
     Pool,
     json_list,
     open_pool,
+    pipelined_transaction,
     store_errors,
 )
 from runwire.projections.runtime.protocol import (
@@ -92,6 +98,8 @@ class PostgresProjection(ABC):
         self._pool = pool
         self._topics = tuple(topics)
         self._generation = generation
+        self._copy_seen: int | None = None
+        """The copy the last batch wrote (following the live one): the next one's guess."""
 
     # -- what subclasses provide ----------------------------------------------
 
@@ -108,6 +116,10 @@ class PostgresProjection(ABC):
         return a function that awaits the results; they travel with the
         base's own reads in one round trip and reach :meth:`fold` as
         ``ctx.loaded``. The default reads nothing (the fold reads for itself).
+        It may be queued twice in one transaction (when the base's guess of
+        the copy or the records was wrong, see the module docstring), so it
+        only reads and takes locks; the second call's results are the ones
+        the fold gets.
         """
         return None
 
@@ -185,7 +197,42 @@ class PostgresProjection(ABC):
         return Fault.FINAL
 
     async def apply(self, batch: Batch, dead_letters: DeadLetterSink) -> ApplyResult:
-        async with self._pool.connection() as conn, conn.transaction(), conn.pipeline():
+        try:
+            try:
+                return await self._apply(batch, dead_letters, guess=True)
+            except psycopg.errors.UndefinedTable:
+                # The guessed copy is gone (switched, or a pinned one
+                # discarded): once more, asking first which copy is there.
+                return await self._apply(batch, dead_letters, guess=False)
+        except BaseException:
+            self._copy_seen = None  # the next batch asks which copy is live first
+            raise
+
+    async def _queue_reads(
+        self, ctx: FoldContext, records: Sequence[SourceRecord]
+    ) -> Callable[[], Awaitable[tuple[rules.Applied, Any]]]:
+        """Queue what the fold of ``records`` reads: the applied ids, then :meth:`load`."""
+        remember = self.remember
+        ids = sorted({r.event.event_id for r in records if remember(r)})
+        # What is stored for these ids, in every stream (usually nothing).
+        # Ids and claims travel as one JSON text each (see json_list).
+        known = await ctx.conn.execute(
+            f"SELECT event_id::text, stream, digest FROM {ctx.table(self.applied_table)} "
+            f"WHERE event_id = {ANY_EVENT_ID}",
+            (json_list(ids),),
+        )
+        loaded = await self.load(ctx, records) if records else None
+
+        async def result() -> tuple[rules.Applied, Any]:
+            applied = {(row[0], row[1]): row[2] for row in await known.fetchall()}
+            return applied, None if loaded is None else await loaded()
+
+        return result
+
+    async def _apply(
+        self, batch: Batch, dead_letters: DeadLetterSink, *, guess: bool
+    ) -> ApplyResult:
+        async with self._pool.connection() as conn, pipelined_transaction(conn):
             # Atomicity is what the contract needs; durability of the last
             # commits is not: after a server crash, rows and positions roll
             # back together and the log is read again from there.
@@ -193,42 +240,46 @@ class PostgresProjection(ABC):
             locked = await queue_lock_positions(
                 conn, self.name, self._generation, batch.next_positions
             )
+            # The usual case: the copy is the one the last batch wrote and the
+            # stored positions are where the runner read from. The reads are
+            # then queued behind the locks (the server runs them after it
+            # holds them) and the batch saves a round trip; else they are
+            # queued again once the locks have said what is true.
+            copy = self._generation if self._generation is not None else self._copy_seen
+            ahead = expected = None
+            if guess and copy is not None:
+                expected = rules.fresh_records(batch, batch.expected).records
+                ahead = await self._queue_reads(
+                    FoldContext(conn=conn, generation=copy, tables=self.tables), expected
+                )
             generation, stored = await locked()  # round trip 1
+            self._copy_seen = generation
             fresh = rules.fresh_records(batch, stored)
             ctx = FoldContext(conn=conn, generation=generation, tables=self.tables)
-            applied_table = ctx.table(self.applied_table)
-            remember = self.remember
-            ids = sorted({r.event.event_id for r in fresh.records if remember(r)})
-            # What is stored for these ids, in every stream (usually nothing).
-            # Ids and claims travel as one JSON text each (see json_list).
-            known = await conn.execute(
-                f"SELECT event_id::text, stream, digest FROM {applied_table} "
-                f"WHERE event_id = {ANY_EVENT_ID}",
-                (json_list(ids),),
-            )
-            loaded = await self.load(ctx, fresh.records) if fresh.records else None
-            applied = {(row[0], row[1]): row[2] for row in await known.fetchall()}  # trip 2
+            if ahead is None or copy != generation or fresh.records != expected:
+                ahead = await self._queue_reads(ctx, fresh.records)
+            applied, loaded = await ahead()  # round trip 2 (1 when guessed right)
             sorted_out = rules.sort_out(fresh.records, self.remember, applied)
             records = sorted_out.kept
             folded: list[Rejection] = []
             if records:
                 if loaded is not None:
-                    ctx = dataclasses.replace(ctx, loaded=await loaded())
+                    ctx = dataclasses.replace(ctx, loaded=loaded)
                 folded = await self.fold(ctx, records)
             # Rejected events are not applied: not remembered, so a redrive can apply them.
             claims = rules.remembered(sorted_out, folded)
             if claims:
                 rows = [(*key, claims[key]) for key in sorted(claims)]
                 await conn.execute(
-                    f"INSERT INTO {applied_table} (event_id, stream, digest) {CLAIMS} "
-                    "ON CONFLICT DO NOTHING",
+                    f"INSERT INTO {ctx.table(self.applied_table)} (event_id, stream, digest) "
+                    f"{CLAIMS} ON CONFLICT DO NOTHING",
                     (json_list(rows),),
                 )
             rejections = sorted_out.conflicts + folded
             forward = rules.next_positions(batch, stored, fresh.moved)
             await store_positions(conn, self.name, generation, forward)
-            # Before commit (round trip 3): the position may only pass a record
-            # whose dead letter exists.
+            # Before commit (the last round trip): the position may only pass a
+            # record whose dead letter exists.
             await dead_letters.send(rejections)
         return rules.result(batch, stored, forward, fresh, sorted_out, len(rejections))
 
