@@ -83,7 +83,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_YIELD_EVERY = 128
+_YIELD_EVERY = 32
+"""Records decoded between yields to the loop: the apply under way resumes as
+soon as its results arrive, not after a whole fetch is decoded."""
 
 
 class Decoder(Protocol):
