@@ -10,6 +10,9 @@
   projectors fell. Each event's latency is split into
   stages: publish -> broker ack, ack -> fetched by the projector, fetched
   -> applied (its batch committed), applied -> a reader saw it (the poll).
+  "Applied" is noted when the projection's apply returns to the projector,
+  a loop turn after its commit: under load a reader may see the commit
+  first, and applied -> seen is then negative.
   The first second warms up. Goal: p99 < 50 ms; at 10,000 events/s, what holds.
 - ``burst``: with the projectors caught up, ``--burst`` events are written
   at once (the bulk writer: as fast as the broker takes them); each
