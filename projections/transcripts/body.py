@@ -86,10 +86,12 @@ def _exact(model: Any, raw: Any) -> Any:
 def _validate(adapter: TypeAdapter[T], data: bytes) -> T:
     """``adapter.validate_json(data)`` with every JSON number exact."""
     value = adapter.validate_json(data)
-    if b'"tool_' not in data and b"\\u" not in data:
+    if (b"_" not in data or b'"tool_' not in data) and (b"\\" not in data or b"\\u" not in data):
         # No tool part (its kind or tool_use_id spelt plainly, no escapes): no
         # field that holds a JSON number, so nothing to round. Two scans, where
-        # the round trip below cost a third of decoding a cold read.
+        # the round trip below cost a third of decoding a cold read; each
+        # looks for one byte first (memchr: a fiftieth of the longer search,
+        # which took a seventh of decoding a cold read of text).
         return value
     try:
         # What orjson writes back byte for byte holds only numbers a float or a
@@ -216,7 +218,13 @@ def decode_runs(runs: Sequence[bytes]) -> list[list[Message]]:
     """
     if not runs:
         return []
-    return _validate(RUNS, b"[" + b",".join(runs) + b"]")
+    return decode_document(b"[" + b",".join(runs) + b"]")
+
+
+def decode_document(document: bytes) -> list[list[Message]]:
+    """The messages of many runs given as one JSON array of their message
+    arrays (what :func:`decode_runs` joins), in one validation call."""
+    return _validate(RUNS, document)
 
 
 def decode_items(state: bytes) -> ItemsState | None:

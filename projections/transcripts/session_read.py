@@ -54,7 +54,7 @@ from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 
-from runwire.projections.transcripts.body import decode_runs
+from runwire.projections.transcripts.body import decode_document
 from runwire.projections.transcripts.keys import Keyspace, tenant_segment
 from runwire.projections.transcripts.store import messages_json
 from runwire.transcript.messages import Message, TextPart, ThinkingPart
@@ -74,6 +74,16 @@ class StoredMessages(NamedTuple):
     def json(self) -> bytes:
         """The messages as one JSON array."""
         return messages_json(self.committed, self.open)
+
+
+def _decode_stored(bodies: Sequence[StoredMessages]) -> list[list[Message]]:
+    """Each body's messages, in one validation call of one document built by
+    one join (no JSON array per body: a tenth of a cold read's decoding)."""
+    if not bodies:
+        return []
+    return decode_document(
+        b"[[" + b"],[".join([c + b"," + o if c and o else c or o for c, o in bodies]) + b"]]"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +280,7 @@ class DecodedRuns:
         if not kept and not self._max:
             # Nothing is ever kept (a cold reader): no lookups, no hashing of bodies.
             self.decoded += len(bodies)
-            return list(decode_runs([body.json for body in bodies]))
+            return list(_decode_stored(bodies))
         out: list[Sequence[Message]] = []
         missing: list[int] = []
         for i, body in enumerate(bodies):
@@ -282,7 +292,7 @@ class DecodedRuns:
                 kept.move_to_end(body)
                 out.append(found)
         if missing:
-            decoded = decode_runs([bodies[i].json for i in missing])
+            decoded = _decode_stored([bodies[i] for i in missing])
             self.decoded += len(missing)
             for i, messages in zip(missing, decoded, strict=True):
                 out[i] = messages

@@ -8,7 +8,9 @@ Contract (:class:`SessionView`):
   to Redis (:mod:`~runwire.projections.transcripts.session_read`) gives runs,
   bodies, clear point, deletion and the session's version; no Postgres query
   unless the cache lost the session (a flush), when the run-status store
-  lists the runs and each is rebuilt from the log.
+  lists the runs and each is rebuilt from the log. A tail read of a session
+  nothing is held of is served by that one call when it can (every body
+  there, enough turns listed), its bodies decoded in one validation call.
 - A session read whole is *held* while its version is unchanged: the next
   read names that version and the cache sends only a header (or, after a
   change, only the changed runs, merged into what is held). Held sessions
@@ -19,6 +21,9 @@ Contract (:class:`SessionView`):
 - ``write_view(session_id, owner)``: the tail with the session's clear point,
   deletion and end, in the same one script call: what a write plans on,
   with no session-index query (None when the cache cannot say).
+- ``holds_live(session_id, owner)``: the cache holds the session and it is not
+  erased (one script call, header only): what a re-open checks when the
+  owner is already known (owners never change).
 - ``items(session_id, owner)``: the framework items of the owner's visible
   runs (:mod:`runwire.transcript.items`), oldest first, or ``deleted``: the
   runs' ids and the clear point in one script call (no messages), then each
@@ -440,6 +445,10 @@ class SessionView:
             return await other.visible(session_id, owner, turns)
         tag = _tag(owner)
         held = self._held.get(session_id)
+        if held is None and turns is not None:
+            seen = await self._tail_visible(session_id, tag, turns)
+            if seen is not None:
+                return seen
         known = held.version if held is not None else ""
         if turns is None:
             read = await self._read(session_id, tag, known=known, visible=True)
@@ -467,6 +476,46 @@ class SessionView:
         if cleared is not None:
             records = [r for r in records if r.first_ms > cleared]
         return Visible.of(records, cleared)
+
+    async def holds_live(self, session_id: str, owner: Owner | None) -> bool:
+        """True when the cache holds the session (a commit touched it in the
+        live generation) and it is not erased: the header of one script call,
+        no run listed. False says nothing (the session index knows more)."""
+        if (other := self._of(owner)) is not None:
+            return await other.holds_live(session_id, owner)
+        read = await self._reader.read(session_id, tail=0)
+        return not read.erased and read.version.rpartition(":")[2] not in ("", "0")
+
+    async def _tail_visible(self, session_id: str, owner: str, turns: int) -> Visible | None:
+        """A tail read of a session this view holds nothing of, served by its
+        one script call: the newest ``turns`` runs with their bodies, decoded
+        together into one list. None when that call cannot serve alone (the
+        cache lost the session's index, a body expired, or the listed runs
+        hold fewer than ``turns`` turns while older runs are visible): the
+        general path then reads (and rebuilds) as it always did."""
+        read = await self._reader.read(session_id, tail=max(turns, 1), owner=owner)
+        if read.erased:
+            return Visible([], [], deleted=True)
+        runs, bodies, cleared = read.runs, read.bodies, read.cleared_ms
+        if not read.total or len(bodies) != len(runs):
+            return None
+        complete = len(runs) == read.total
+        if cleared is not None and runs and runs[0][1] <= cleared:
+            # Runs are in first-ms order: the clear point cuts a prefix, and
+            # every older run is cleared too.
+            runs = [(r, t) for r, t in runs if t > cleared]
+            complete = True
+        counts: list[int] = []
+        messages = self._decoded.flat([bodies[r] for r, _ in runs], counts)
+        if not complete and sum(map(starts_turn, messages)) < turns:
+            return None
+        return Visible(
+            [r for r, _ in runs],
+            messages,
+            firsts=[t for _, t in runs],
+            counts=counts,
+            cleared_ms=cleared,
+        )
 
     async def items(
         self, session_id: str, owner: Owner | None, limit: int | None = None

@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 import pytest
+import redis.asyncio as aioredis
 
 from runwire.contract import ids
 from runwire.contract.events import now
 from runwire.errors import NotFoundError
 from runwire.log import publish_retrying
 from runwire.memory.checks import Caller
+from runwire.projections.transcripts.keys import Keyspace
 from runwire.sessions import AsyncSession
 from runwire.sessions.log_backend import LogBackend
 from runwire.sessions.planning import check_run, from_millis, run_events
@@ -84,8 +86,11 @@ async def test_a_cold_read_of_a_fork_has_the_shared_prefix(
         want = await reads(child, LIMITS)
         assert want[0] == ["q0", "a0", "q1", "a1", "q in fork", "a in fork"]
         assert want[1] == ["q in fork", "a in fork"]
-        async with cold(settings, child.session_id, "alice") as c:
-            assert await reads(c, LIMITS) == want
+        async with LogBackend(settings, decoded_bytes=0) as backend:
+            for _ in range(2):  # then re-opened on a backend that described it
+                async with AsyncSession(child.session_id, user_id="alice", backend=backend) as c:
+                    assert c.parent_session_id == parent.session_id
+                    assert await reads(c, LIMITS) == want
         async with cold(settings, parent.session_id, "alice") as c:
             assert texts(await c.get_messages(limit=1)) == ["q3", "a3"]
         await child.close()
@@ -166,3 +171,25 @@ async def test_a_cold_read_keeps_tool_numbers_exact(
         assert use.input == exact
         assert result.content == exact
         assert type(use.input["price"]) is Decimal
+
+
+async def test_a_cold_tail_read_rebuilds_an_expired_newest_run(
+    log_backend: LogBackend, settings: Settings
+) -> None:
+    async with AsyncSession(user_id="alice", backend=log_backend) as s:
+        await add_turns(s, 3)
+        await log_backend.settle(s.session_id)
+        want = await reads(s, LIMITS)
+        tail = await log_backend.tail(s.session_id)
+        assert tail is not None
+        client = aioredis.Redis.from_url(settings.redis_url)
+        try:
+            await client.delete(Keyspace(settings.redis_key_prefix).generation(0).body(tail.run_id))
+        finally:
+            await client.aclose()
+        async with (
+            LogBackend(settings, decoded_bytes=0) as backend,
+            AsyncSession(s.session_id, user_id="alice", backend=backend) as c,
+        ):
+            assert await reads(c, (1, 2)) == [want[1], want[2]]
+            assert backend.cache.misses >= 1  # rebuilt from the log
