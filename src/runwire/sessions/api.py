@@ -7,7 +7,9 @@ Contract:
   for a new session; re-opening an existing one publishes nothing. A session
   of another user (or tenant), or a deleted one, is
   :class:`~runwire.errors.NotFoundError`, exactly like an unknown id that
-  cannot be created.
+  cannot be created. On the log backend, re-opening a session the backend
+  already described as the caller's (not a fork) asks the transcript cache
+  only whether it is still there and not deleted (an owner never changes).
 - ``add_message(role, content)`` / ``add_messages([...])`` (one atomic batch)
   / ``get_messages(limit=None)``: the session's history across its runs, in
   order; ``limit`` counts whole turns from the end, so a tool_use is never
@@ -258,6 +260,11 @@ class AsyncSession:
             if self._own_backend:
                 await self.backend.start()
             try:
+                if await self._reopens():
+                    # Described here before as the caller's, and the cache shows it
+                    # live: no session-index query (see LogBackend.reopens).
+                    self._state = _Open()
+                    return self
                 info = None if self._generated else await self.backend.describe(self.session_id)
                 if info is None:
                     await self._publish(
@@ -279,6 +286,16 @@ class AsyncSession:
                 raise
             self._state = _Open()
         return self
+
+    async def _reopens(self) -> bool:
+        from runwire.sessions.log_backend import LogBackend
+
+        backend = self.backend
+        return (
+            not self._generated
+            and isinstance(backend, LogBackend)
+            and await backend.reopens(self.session_id, self.caller)
+        )
 
     async def close(self) -> None:
         """Stop callbacks and close what this session opened; idempotent."""

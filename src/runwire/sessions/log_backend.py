@@ -60,6 +60,7 @@ from runwire.contract.events import (
 )
 from runwire.errors import NotFoundError, NotStartedError
 from runwire.log import Position, Publisher, publish_retrying
+from runwire.memory.checks import Caller
 from runwire.memory.log_backend import LogMemoryBackend
 from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.waiting import NotCaughtUpError
@@ -140,6 +141,9 @@ class LogBackend(LogMemoryBackend):
         self._declared: dict[str, Owner] = {}
         """Declared owner of each session described while not ended: it never
         changes, so a write that names it needs no session-index query."""
+        self._roots: set[str] = set()
+        """Sessions described live with a declared owner and not forks: a re-open
+        checks the cache alone."""
         self._own = OwnWrites()
         self._claims: RunClaims | None = None
         self._recording: dict[str, asyncio.Task[None]] = {}
@@ -215,10 +219,30 @@ class LogBackend(LogMemoryBackend):
             # cache built before it recorded ends may not know it.
             if row.declared and row.status != "ended":
                 self._declared[session_id] = Owner(row.user_id, row.tenant)
+            # An undeclared session's owner is its first run's until a
+            # session_created declares one: only a declared owner is kept.
+            if row.declared and row.parent_session_id is None:
+                self._roots.add(session_id)
             return info_of(row)
         if await index.is_deleted(session_id):
             return deleted_info(session_id, datetime.now().astimezone())
         return None
+
+    async def reopens(self, session_id: str, caller: Caller) -> bool:
+        """True when an open of the session by ``caller`` needs no session-index
+        query: this backend described it as ``caller``'s, its owner declared
+        (a declared owner never changes), not a fork (whose fork point an
+        open reads), and the
+        transcript cache still holds it, not erased (one Redis call; False
+        sends the open to :meth:`describe`, which knows what happened)."""
+        owner = self._owners.get(session_id)
+        if (
+            owner is None
+            or session_id not in self._roots
+            or (owner.user_id, owner.tenant) != (caller.user_id, caller.tenant)
+        ):
+            return False
+        return await self._ready()[2].holds_live(session_id, owner)
 
     async def write_session_events(self, events: Sequence[Event]) -> None:
         for session_id in {e.session_id for e in events if e.session_id is not None}:

@@ -182,3 +182,43 @@ async def test_a_delta_that_does_not_add_up_is_read_whole(
             finally:
                 await client.aclose()
             assert texts(await reader.get_messages()) == ["q1", "a1", "q2", "a2"]
+
+
+async def alices_session(backend: LogBackend) -> str:
+    """A session of alice's holding one turn, in the cache."""
+    async with AsyncSession(user_id="alice", backend=backend) as writer:
+        await writer.add_messages([("user", "q0"), ("assistant", "a0")])
+        await backend.settle(writer.session_id)
+        return writer.session_id
+
+
+async def test_a_reopen_on_a_backend_that_described_the_session_queries_no_postgres(
+    log_backend: LogBackend, settings: Settings
+) -> None:
+    session_id = await alices_session(log_backend)
+    async with LogBackend(settings, decoded_bytes=0) as backend:
+        async with AsyncSession(session_id, user_id="alice", backend=backend) as s:
+            assert texts(await s.get_messages(limit=1)) == ["q0", "a0"]
+        await backend.pool.close()  # from here on, a Postgres query fails
+        for _ in range(2):
+            async with AsyncSession(session_id, user_id="alice", backend=backend) as s:
+                assert not s.created
+                assert texts(await s.get_messages(limit=1)) == ["q0", "a0"]
+
+
+async def test_a_reopen_still_refuses_other_users_and_deleted_sessions(
+    log_backend: LogBackend, settings: Settings
+) -> None:
+    session_id = await alices_session(log_backend)
+    async with LogBackend(settings) as backend:
+        async with AsyncSession(session_id, user_id="alice", backend=backend) as s:
+            assert texts(await s.get_messages()) == ["q0", "a0"]
+        # The backend knows alice owns it: mallory is still refused.
+        with pytest.raises(NotFoundError):
+            await AsyncSession(session_id, user_id="mallory", backend=backend).open()
+        with pytest.raises(NotFoundError):
+            await AsyncSession(session_id, user_id="alice", tenant="acme", backend=backend).open()
+        # Deleted by another process after this backend described it.
+        await in_another_process(settings, session_id, "delete")
+        with pytest.raises(NotFoundError):
+            await AsyncSession(session_id, user_id="alice", backend=backend).open()
