@@ -9,9 +9,13 @@ written to runwire and to the Agents SDK's ``RedisSession`` on the same Redis:
   (``decoded_bytes=0``, and its held view dropped before every read): what a
   process that has not read the session pays, the session already open.
   RedisSession: ``get_items(limit=40)`` (its items are messages: two a turn).
-- ``open_read``: a new ``AsyncSession`` on the same (warm) backend - the
-  owner check in the session index - then the same read; RedisSession: a new
+- ``open_read``: a new ``AsyncSession`` on the same (warm) backend, which
+  described the session before (the owner check is then the cache's header:
+  still there, not deleted), then the same read; RedisSession: a new
   ``RedisSession`` object, then the same read.
+- ``first_open_read``: the same on a backend that has not described the
+  session (what it knew of it dropped before every open): the owner check
+  in the session index (Postgres), then the read.
 - ``whole``: a cold ``get_messages()`` beside ``get_items()`` (sizes up to
   ``--whole-max``; a whole read grows with the session by nature).
 - Reads take turns (one of each per round, the order rotating; one pass per
@@ -201,6 +205,15 @@ async def main() -> None:
 
             return go
 
+        def first_open_read(n: int) -> Read:
+            async def go() -> None:
+                # What the backend learnt of the session by describing it.
+                cold._owners.pop(ids[n], None)
+                cold._roots.discard(ids[n])
+                await open_read(n)()
+
+            return go
+
         def whole(n: int) -> Read:
             async def go() -> None:
                 cold.view.forget(ids[n])
@@ -231,9 +244,14 @@ async def main() -> None:
         )
         timed |= await interleaved(
             {
-                f"{n}.{who}.open_read": f
+                f"{n}.{who}.{op}": f
                 for n in sizes
-                for who, f in (("runwire", open_read(n)), ("redis", redis_open_read(n)))
+                for who, op, f in (
+                    ("runwire", "open_read", open_read(n)),
+                    ("redis", "open_read", redis_open_read(n)),
+                    ("runwire", "first_open_read", first_open_read(n)),
+                    ("redis", "first_open_read", redis_open_read(n)),
+                )
             },
             args.rounds,
         )
@@ -286,14 +304,14 @@ async def main() -> None:
             "met": worst_ratio <= 1.0 and worst_p99 <= 3.0 and flat <= 1.5,
         },
     }
-    header = f"{'messages':>9}{'op':>11}{'ours p50':>10}{'p99':>9}{'cpu us':>8}"
+    header = f"{'messages':>9}{'op':>16}{'ours p50':>10}{'p99':>9}{'cpu us':>8}"
     print(header + f"{'redis p50':>11}{'p99':>9}{'cpu us':>8}{'ratio':>7}")
     for n in sizes:
         entry = per_size[str(n)]
         for op in entry["runwire"]:
             o, t = entry["runwire"][op], entry["redis"][op]
             print(
-                f"{n:>9}{op:>11}{o['p50_ms']:>10.3f}{o['p99_ms']:>9.3f}{o['cpu_p50_us']:>8.0f}"
+                f"{n:>9}{op:>16}{o['p50_ms']:>10.3f}{o['p99_ms']:>9.3f}{o['cpu_p50_us']:>8.0f}"
                 f"{t['p50_ms']:>11.3f}{t['p99_ms']:>9.3f}{t['cpu_p50_us']:>8.0f}"
                 f"{entry['ratios_runwire_over_redis'][op]:>7.2f}"
             )
