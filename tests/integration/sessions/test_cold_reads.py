@@ -13,16 +13,17 @@ import pytest
 import redis.asyncio as aioredis
 
 from runwire.contract import ids
-from runwire.contract.events import now
+from runwire.contract.events import SessionCreated, now
 from runwire.errors import NotFoundError
 from runwire.log import publish_retrying
 from runwire.memory.checks import Caller
 from runwire.projections.transcripts.keys import Keyspace
 from runwire.sessions import AsyncSession
 from runwire.sessions.log_backend import LogBackend
-from runwire.sessions.planning import check_run, from_millis, run_events
+from runwire.sessions.planning import check_run, from_millis, run_events, session_event
 from runwire.settings import Settings
 from runwire.transcript.messages import Message, TextPart, ToolResultPart, ToolUsePart
+from tests.helpers import assert_eventually
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +194,41 @@ async def test_a_cold_tail_read_rebuilds_an_expired_newest_run(
         ):
             assert await reads(c, (1, 2)) == [want[1], want[2]]
             assert backend.cache.misses >= 1  # rebuilt from the log
+
+
+async def test_a_reopen_asks_the_index_while_a_run_stands_for_the_owner(
+    log_backend: LogBackend, settings: Settings
+) -> None:
+    """A session no ``session_created`` declared is its first run's writer's
+    until one does: a backend that saw it then does not keep that owner."""
+    session_id, run_id = ids.new_event_id(), ids.new_event_id()
+    first = [Message(role="user", parts=(TextPart(text="first"),))]
+    events = run_events(
+        run_id,
+        session_id,
+        Caller(user_id="mallory"),
+        check_run(run_id, [], first, ["-"], token="t"),
+        token="t",
+        at=now(),
+        source="session",
+    )
+    last = (await publish_retrying(log_backend.publisher, events))[-1]
+    await log_backend.cache.wait_for(last, 30)
+
+    async def indexed() -> bool:
+        info = await log_backend.describe(session_id)
+        return info is not None and info.user_id == "mallory"
+
+    await assert_eventually(indexed, timeout=30)
+    async with LogBackend(settings) as backend:
+        async with AsyncSession(session_id, user_id="mallory", backend=backend) as m:
+            assert texts(await m.get_messages()) == ["first"]
+        # Alice's session_created declares the owner: it is hers from now on.
+        created = SessionCreated(user_id="alice")
+        await backend.write_session_events(
+            [session_event(created, session_id, Caller(user_id="alice"), token="t2")]
+        )
+        with pytest.raises(NotFoundError):
+            await AsyncSession(session_id, user_id="mallory", backend=backend).open()
+        async with AsyncSession(session_id, user_id="alice", backend=backend) as a:
+            assert not a.created
