@@ -8,8 +8,9 @@ Contract:
   of another user (or tenant), or a deleted one, is
   :class:`~runwire.errors.NotFoundError`, exactly like an unknown id that
   cannot be created. On the log backend, re-opening a session the backend
-  already described as the caller's (not a fork) asks the transcript cache
-  only whether it is still there and not deleted (an owner never changes).
+  already described as the caller's (its owner declared, not a fork) asks
+  the transcript cache only whether it is still there and not deleted (a
+  declared owner never changes).
 - ``add_message(role, content)`` / ``add_messages([...])`` (one atomic batch)
   / ``get_messages(limit=None)``: the session's history across its runs, in
   order; ``limit`` counts whole turns from the end, so a tool_use is never

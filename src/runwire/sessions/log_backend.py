@@ -232,9 +232,9 @@ class LogBackend(LogMemoryBackend):
         """True when an open of the session by ``caller`` needs no session-index
         query: this backend described it as ``caller``'s, its owner declared
         (a declared owner never changes), not a fork (whose fork point an
-        open reads), and the
-        transcript cache still holds it, not erased (one Redis call; False
-        sends the open to :meth:`describe`, which knows what happened)."""
+        open reads), and the transcript cache still holds it, not erased (one
+        Redis call; False sends the open to :meth:`describe`, which knows
+        what happened)."""
         owner = self._owners.get(session_id)
         if (
             owner is None
