@@ -42,6 +42,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableSequence, Sequence
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -140,17 +141,47 @@ def _traceparent(record: SourceRecord) -> bytes | None:
     return None
 
 
+def _encode(span_context: SpanContext) -> list[tuple[str, bytes]] | None:
+    """The ``traceparent`` (and ``tracestate``) headers of ``span_context``; None: not valid."""
+    if not span_context.is_valid:
+        return None
+    encoded = [
+        (
+            "traceparent",
+            f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+            f"{span_context.trace_flags:02x}".encode(),
+        )
+    ]
+    if span_context.trace_state:
+        encoded.append(("tracestate", span_context.trace_state.to_header().encode()))
+    return encoded
+
+
 class _Current:
     """``span`` current for a block, ended after it (lighter than the SDK's
-    generator-based ``start_as_current_span``: this runs once per operation)."""
+    generator-based ``start_as_current_span``: this runs once per operation).
 
-    __slots__ = ("_span", "_token")
+    While current it is also :data:`_OURS`'s value, so the records written in
+    the block find its headers without looking the span up (formatted once,
+    at the first record).
+    """
+
+    __slots__ = ("_headers", "_ours", "_span", "_token", "context")
 
     def __init__(self, span: Span) -> None:
         self._span = span
+        self._headers: list[tuple[str, bytes]] | bool | None = False  # False: not yet
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        encoded = self._headers
+        if encoded is False:
+            encoded = self._headers = _encode(self._span.get_span_context())
+        return encoded  # type: ignore[return-value]
 
     def __enter__(self) -> Span:
-        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        self.context = trace.set_span_in_context(self._span)
+        self._token = context_api.attach(self.context)
+        self._ours = _OURS.set(self)
         return self._span
 
     def __exit__(
@@ -159,12 +190,16 @@ class _Current:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        _OURS.reset(self._ours)
         context_api.detach(self._token)
         if isinstance(exc, Exception):
             self._span.record_exception(exc)
             self._span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         self._span.end()
 
+
+_OURS: ContextVar[_Current | None] = ContextVar("runwire_traced_block", default=None)
+"""The innermost span runwire made current in this task (see :class:`_Current`)."""
 
 _NOTHING: AbstractContextManager[None] = contextlib.nullcontext()
 
@@ -178,31 +213,25 @@ class Tracing:
         # Oldest first. Not a dict: deleting a dict's first key leaves a hole that
         # every later next(iter(...)) walks over, ~25 µs per record read once full.
         self._contexts: OrderedDict[str, bytes] = OrderedDict()
-        # The headers of the last context seen (None: no valid span in it). An
-        # OpenTelemetry context is immutable and attaching makes a new one, so
-        # while the same one is current its span and headers are the same: a
-        # span's records (and its publish calls) look them up once.
+        # The headers of the last context seen that is not one of runwire's own
+        # spans (those keep theirs: _Current; one slot here would be evicted by
+        # every other turn in flight). None: no valid span in it. A context is
+        # immutable and attaching makes a new one, so while the same one is
+        # current its span and headers are the same.
         self._last: tuple[Context | None, list[tuple[str, bytes]] | None] = (None, None)
 
     def _headers(self) -> list[tuple[str, bytes]] | None:
         """The ``traceparent`` (and ``tracestate``) of the current span; None: there is none."""
         context = context_api.get_current()
+        ours = _OURS.get()
+        if ours is not None and ours.context is context:
+            return ours.headers()  # the common case: one of runwire's own spans
+        # Another library's span (an HTTP request's), or none: remembered for
+        # the last context seen, as a request's records share one.
         last, encoded = self._last
         if context is last:
             return encoded
-        current = trace.get_current_span(context).get_span_context()
-        if current.is_valid:
-            encoded = [
-                (
-                    "traceparent",
-                    f"00-{current.trace_id:032x}-{current.span_id:016x}-"
-                    f"{current.trace_flags:02x}".encode(),
-                )
-            ]
-            if current.trace_state:
-                encoded.append(("tracestate", current.trace_state.to_header().encode()))
-        else:
-            encoded = None
+        encoded = _encode(trace.get_current_span(context).get_span_context())
         self._last = (context, encoded)
         return encoded
 
@@ -221,9 +250,10 @@ class Tracing:
             headers.append(("traceparent", raw))
 
     def read(self, record: SourceRecord) -> None:
-        raw = _traceparent(record)
-        if raw is not None:
-            self.remember(record.event.event_id, raw)
+        for key, value in record.headers:
+            if key == "traceparent":
+                self.remember(record.event.event_id, value)
+                return
 
     def remember(self, event_id: str, traceparent: bytes) -> None:
         contexts = self._contexts

@@ -337,3 +337,42 @@ def test_a_trace_backend_that_is_down_neither_slows_nor_fails_publishing(
         tracing.disable()
         provider.shutdown()
     assert dropped._value.get() - before == 200
+
+
+async def test_turns_in_flight_together_each_write_their_own_span(
+    spans: InMemorySpanExporter, publisher: Publisher
+) -> None:
+    # Many operations interleave on one loop (a backlog of runs): each task's
+    # records carry its own span however the others switch in between, and a
+    # span another library makes current inside one is the one carried then.
+    import asyncio
+
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+    def written() -> bytes | None:
+        record = publisher.record_for(sample_event(EventType.USER_MESSAGE, causation_id=None))
+        return dict(record.headers).get("traceparent")
+
+    seen: dict[int, list[bytes | None]] = {}
+    foreign = {
+        i: SpanContext(0xABC0 + i, 0xDEF0 + i, is_remote=False, trace_flags=TraceFlags(1))
+        for i in range(5)
+    }
+
+    async def turn(i: int) -> None:
+        with tracing.span(f"turn {i}"):
+            mine = seen.setdefault(i, [])
+            for _ in range(3):
+                mine.append(written())
+                await asyncio.sleep(0)
+            with trace.use_span(NonRecordingSpan(foreign[i])):
+                mine.append(written())
+                await asyncio.sleep(0)
+            mine.append(written())
+
+    await asyncio.gather(*(turn(i) for i in range(5)))
+    for i, headers in seen.items():
+        (own,) = _named(spans, f"turn {i}")
+        other = f"00-{0xABC0 + i:032x}-{0xDEF0 + i:016x}-01".encode()
+        assert headers == [_header(own)] * 3 + [other, _header(own)]
