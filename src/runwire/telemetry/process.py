@@ -7,7 +7,10 @@ Contract:
   ``runwire serve NAME --metrics-port``), counts every record
   (:class:`~runwire.telemetry.metrics.MetricsHook`) and serves ``/metrics``,
   ``/healthz`` and ``/readyz`` on ``settings.metrics_host`` and that port.
-- With neither, it does nothing: no hook, no import of OpenTelemetry.
+- With neither, it installs no hook and imports nothing of OpenTelemetry.
+- Either way it sets the garbage collector for a long-lived process
+  (:func:`runwire.telemetry.gc_tuning.tune`: what start-up made frozen,
+  higher thresholds), and undoes it on exit.
 - On exit the server stops, the hooks are removed and the spans still
   queued are flushed, waiting at most ``flush_timeout`` seconds (a backend
   that is down does not hold up the process's exit).
@@ -24,7 +27,7 @@ from collections.abc import AsyncIterator, Callable
 
 from runwire.log import hooks
 from runwire.settings import Settings
-from runwire.telemetry import tracing
+from runwire.telemetry import gc_tuning, tracing
 from runwire.telemetry.metrics import MetricsHook
 from runwire.telemetry.server import MetricsServer
 
@@ -39,6 +42,7 @@ async def observed(
 ) -> AsyncIterator[MetricsServer | None]:
     """See the module contract; yields the metrics server (None without a port)."""
     traced = tracing.configure(name)
+    gc_tuning.tune()
     counter: MetricsHook | None = None
     server: MetricsServer | None = None
     try:
@@ -52,6 +56,7 @@ async def observed(
             )
         yield server
     finally:
+        gc_tuning.untune()
         if server is not None:
             await server.stop()
         if counter is not None:

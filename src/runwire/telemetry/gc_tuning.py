@@ -1,0 +1,54 @@
+"""The garbage collector set for a long-lived service process.
+
+Contract:
+- :func:`tune` is called once by every ``runwire serve`` process as it starts
+  (:func:`runwire.telemetry.process.observed`), tracing on or off alike. It
+  collects once, freezes what is then alive (the imported modules, classes
+  and functions: ~100k objects that every full collection would otherwise
+  walk again, for nothing) and sets the thresholds to :data:`THRESHOLDS`.
+- It changes when cyclic garbage is freed, never whether: objects freed by
+  their reference count go at once as before; cycles wait for a later,
+  larger collection.
+- :func:`untune` undoes it (tests, and a process that embeds a service).
+
+Why: a service answering a backlog keeps thousands of operations in flight;
+with CPython's default thresholds (700, 10, 10) their objects survive the
+young collections, are promoted, and full collections walk them and the
+frozen-able start-up objects again and again. In ``bench/bench_tracing.py``
+(the orchestrator answering a backlog of 1500 runs) full collections were a
+third of the CPU per turn; with these settings the collector's share is a
+few per cent, tracing off and on alike (``docs/operations.md``).
+"""
+
+from __future__ import annotations
+
+import gc
+
+__all__ = ["THRESHOLDS", "tune", "untune"]
+
+THRESHOLDS = (50_000, 20, 10)
+"""Young collections every 50 000 net allocations (not 700), the middle one every
+20 of those, full ones as CPython decides (after 10 middle ones, and only when
+the objects waiting for one are a quarter of those that survived the last)."""
+
+_before: tuple[int, int, int] | None = None
+
+
+def tune() -> None:
+    """Freeze what is alive now and raise the thresholds (see the module contract)."""
+    global _before
+    if _before is None:
+        _before = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*THRESHOLDS)
+
+
+def untune() -> None:
+    """The collector as it was before :func:`tune` (the frozen objects collectable again)."""
+    global _before
+    if _before is None:
+        return
+    gc.unfreeze()
+    gc.set_threshold(*_before)
+    _before = None

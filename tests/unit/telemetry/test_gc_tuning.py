@@ -1,0 +1,51 @@
+"""The collector settings every serve process runs with."""
+
+from __future__ import annotations
+
+import gc
+
+from runwire.settings import Settings
+from runwire.telemetry import gc_tuning
+from runwire.telemetry.process import observed
+
+
+def test_tune_freezes_start_up_and_raises_thresholds_untune_restores() -> None:
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    gc_tuning.tune()
+    try:
+        assert gc.get_threshold() == gc_tuning.THRESHOLDS
+        frozen = gc.get_freeze_count()
+        assert frozen > 10_000  # the imported modules at least
+        gc_tuning.tune()  # again: the first settings are still what untune restores
+    finally:
+        gc_tuning.untune()
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_cycles_are_still_collected_when_tuned() -> None:
+    import weakref
+
+    class Node:
+        other: object = None
+
+    gc_tuning.tune()
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        del a, b
+        gc.collect()
+        assert gone() is None
+    finally:
+        gc_tuning.untune()
+
+
+async def test_a_serve_process_runs_tuned_and_leaves_as_it_was() -> None:
+    before = gc.get_threshold()
+    async with observed("test", Settings(metrics_port=None)):
+        assert gc.get_threshold() == gc_tuning.THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
