@@ -18,9 +18,12 @@ back. The machine's load average is recorded: other processes on the
 same cores move every figure. Per-turn figures are from reading the delta to the
 broker's ack of the answer (minus the model call, for the orchestrator).
 
+The process sets its garbage collector as every ``runwire serve`` process
+does (:func:`runwire.telemetry.gc_tuning.tune`; ``--default-gc``: CPython's).
+
 Run against a running stack (``runwire stack up``, or
 ``RUNWIRE_HOME=.runwire/test`` for the test stack):
-    .venv/bin/python bench/bench_orchestrator.py [--turns N] [--inflight K]
+    .venv/bin/python bench/bench_orchestrator.py [--turns N] [--inflight K] [--default-gc]
 Writes bench/results/orchestrator.json.
 """
 
@@ -51,6 +54,7 @@ from runwire.services.orchestrator.answers import acknowledgement, answer_events
 from runwire.services.orchestrator.wiring import orchestrator_service
 from runwire.services.run_context import RunContext
 from runwire.settings import Settings
+from runwire.telemetry import gc_tuning
 from runwire.transcript.messages import Message, TextPart
 
 RESULTS = Path(__file__).parent / "results"
@@ -225,12 +229,18 @@ async def main() -> None:
     parser.add_argument("--turns", type=int, default=3000, help="backlog for the throughput round")
     parser.add_argument("--live-turns", type=int, default=1000, help="turns of the latency round")
     parser.add_argument("--rate", type=float, default=100.0, help="runs/s of the latency round")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="CPython's collector settings, not a process's"
+    )
     args = parser.parse_args()
+    if not args.default_gc:
+        gc_tuning.tune()  # as a runwire serve process starts
 
     base = Settings()
     result: dict[str, Any] = {
         "turns": args.turns,
         "cpus": os.cpu_count(),
+        "gc": "default" if args.default_gc else f"tuned {gc_tuning.THRESHOLDS}, start-up frozen",
         "load_average_before": round(os.getloadavg()[0], 2),
     }
     for name, serve in (("raw", serve_raw), ("orchestrator", serve_orchestrator)):

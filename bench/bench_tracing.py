@@ -21,6 +21,11 @@ another order each round) so that noise on a shared machine hits all alike:
 - orchestrator: a backlog of runs answered by the real orchestrator
   (:mod:`bench_orchestrator`'s throughput round), turns/s.
 
+Both run with the garbage collector set as every ``runwire serve`` process
+sets it (:func:`runwire.telemetry.gc_tuning.tune`), tracing off and on alike;
+``--default-gc`` measures with CPython's defaults instead. The collections
+each variant triggered and the CPU time they took are recorded per round.
+
 Two overheads, of the medians: CPU (``on/off - 1`` of the process's CPU
 time per event or turn, every thread counted, so the exporter's work too)
 and throughput (``1 - on/off``). The goal is under 10%. On a shared
@@ -29,7 +34,7 @@ is recorded); the CPU time is the steadier measure of what tracing costs.
 
 Run against a running stack (``runwire stack up``, or
 ``RUNWIRE_HOME=.runwire/test`` for the test stack):
-    .venv/bin/python bench/bench_tracing.py [--events N] [--turns N] [--repeat K]
+    .venv/bin/python bench/bench_tracing.py [--events N] [--turns N] [--repeat K] [--default-gc]
 Writes bench/results/tracing.json.
 """
 
@@ -38,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import statistics
@@ -57,7 +63,7 @@ from runwire.contract.events import Event
 from runwire.infra.topics import load_topics, provision_topics
 from runwire.log import Publisher
 from runwire.settings import Settings
-from runwire.telemetry import tracing
+from runwire.telemetry import gc_tuning, tracing
 from runwire.telemetry.otel import REMEMBERED, Tracing, provider_from_env
 
 RESULTS = Path(__file__).parent / "results"
@@ -134,18 +140,49 @@ def rotated(round_: int) -> list[str]:
     return names[shift:] + names[:shift]
 
 
+class Collections:
+    """The collector's runs while counting: how many per generation, their CPU time."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.seconds = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.thread_time()
+        else:
+            self.counts[info["generation"]] += 1
+            self.seconds += time.thread_time() - self._started
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+
 async def orchestrator_rounds(base: Settings, turns: int, repeat: int) -> dict[str, Any]:
     rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
     cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    gc_ms: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    gc_runs: dict[str, list[list[int]]] = {v: [] for v in VARIANTS}
     loads: list[float] = []
     for round_ in range(repeat):
         for variant in rotated(round_):
             with traced(variant):
-                result = await throughput(base, serve_orchestrator, turns)
+                # (Counted from the feed on: a round's collections, not split by phase.)
+                collections = Collections()
+                try:
+                    result = await throughput(base, serve_orchestrator, turns)
+                finally:
+                    collections.close()
             rates[variant].append(result["turns_per_s"])
             cpu[variant].append(result["cpu_ms_per_turn"])
+            gc_ms[variant].append(round(collections.seconds * 1000 / turns, 3))
+            gc_runs[variant].append(collections.counts)
         loads.append(round(os.getloadavg()[0], 2))
     out = summarize(rates, "turns_per_s", cpu, "cpu_ms_per_turn")
+    out["gc_cpu_ms_per_turn_median"] = {v: statistics.median(ms) for v, ms in gc_ms.items()}
+    out["gc_collections_per_round_by_generation"] = gc_runs
     out["load_average_per_round"] = loads
     return out
 
@@ -178,7 +215,12 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=6_500)
     parser.add_argument("--turns", type=int, default=1500)
     parser.add_argument("--repeat", type=int, default=7, help="orchestrator rounds (publish: 2x)")
+    parser.add_argument(
+        "--default-gc", action="store_true", help="CPython's collector settings, not a process's"
+    )
     args = parser.parse_args()
+    if not args.default_gc:
+        gc_tuning.tune()  # as a runwire serve process starts, tracing off or on
 
     base = Settings()
     result: dict[str, Any] = {
@@ -186,6 +228,7 @@ async def main() -> None:
         "cpus": os.cpu_count(),
         "load_average_before": round(os.getloadavg()[0], 2),
         "goal_overhead_below": GOAL,
+        "gc": "default" if args.default_gc else f"tuned {gc_tuning.THRESHOLDS}, start-up frozen",
     }
     settings = base.model_copy(update={"topic_prefix": f"bench-{uuid.uuid4().hex[:8]}."})
     await provision_topics(settings)
