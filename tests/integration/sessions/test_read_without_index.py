@@ -74,6 +74,8 @@ async def test_a_clear_from_another_process_is_read_without_postgres(
     async with AsyncSession(user_id="alice", backend=log_backend) as writer:
         await writer.add_messages([("user", "q0"), ("assistant", "a0")])
         await writer.add_messages([("user", "q1"), ("assistant", "a1")])
+        # Handed to another process: once the cache has the writer's runs.
+        await log_backend.settle(writer.session_id)
         async with (
             LogBackend(settings) as backend,
             AsyncSession(writer.session_id, user_id="alice", backend=backend) as reader,
@@ -168,6 +170,7 @@ async def test_a_delta_that_does_not_add_up_is_read_whole(
     async with AsyncSession(user_id="alice", backend=log_backend) as writer:
         for i in range(3):
             await writer.add_messages([("user", f"q{i}"), ("assistant", f"a{i}")])
+        await log_backend.settle(writer.session_id)  # handed to another process
         async with (
             LogBackend(settings) as backend,
             AsyncSession(writer.session_id, user_id="alice", backend=backend) as reader,
