@@ -15,14 +15,12 @@ calls it on its own.
 
 from __future__ import annotations
 
-import gc
+from runwire.telemetry import gc_tuning
 
 YOUNG_THRESHOLD = 20_000
 
 
 def tune_for_batches() -> None:
-    """Freeze what start-up allocated and collect young objects less often."""
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
+    """Freeze what start-up allocated and collect young objects less often
+    (:func:`runwire.telemetry.gc_tuning.tune`, with a projector's young threshold)."""
+    gc_tuning.tune(young=YOUNG_THRESHOLD)

@@ -10,6 +10,7 @@ from runwire.telemetry.process import observed
 
 
 def test_tune_freezes_start_up_and_raises_thresholds_untune_restores() -> None:
+    gc_tuning.untune()  # an earlier test of this process may have tuned it (a rebuild)
     before = gc.get_threshold()
     assert gc.get_freeze_count() == 0
     gc_tuning.tune()
@@ -47,5 +48,20 @@ async def test_a_serve_process_runs_tuned_and_leaves_as_it_was() -> None:
     async with observed("test", Settings(metrics_port=None)):
         assert gc.get_threshold() == gc_tuning.THRESHOLDS
         assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_projectors_tuning_is_the_same_with_a_larger_young_threshold() -> None:
+    from runwire.projections.runtime.tuning import YOUNG_THRESHOLD, tune_for_batches
+
+    gc_tuning.untune()
+    before = gc.get_threshold()
+    tune_for_batches()
+    try:
+        assert gc.get_threshold() == (YOUNG_THRESHOLD, *gc_tuning.THRESHOLDS[1:])
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc_tuning.untune()  # the one home undoes it too
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
