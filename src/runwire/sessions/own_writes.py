@@ -80,12 +80,17 @@ class OwnWrites:
 
     def __init__(self) -> None:
         self._by_session: dict[str, dict[str, Pending]] = {}
+        self._confirming: dict[str, set[Pending]] = {}
+        """Every write of a session whose confirmation runs, also one a later
+        write of its run replaced in ``_by_session`` (a new run's confirmation
+        waits for the run-status store too, which the append's does not)."""
         self._failed: dict[str, BaseException] = {}
 
     def add(self, pending: Pending, confirm: Awaitable[None]) -> None:
         """Keep ``pending`` until ``confirm`` (the cache took it) completes."""
         runs = self._by_session.setdefault(pending.session_id, {})
         runs[pending.run_id] = pending
+        self._confirming.setdefault(pending.session_id, set()).add(pending)
         pending.confirmed = asyncio.ensure_future(self._confirm(pending, confirm))
 
     async def _confirm(self, pending: Pending, confirm: Awaitable[None]) -> None:
@@ -107,6 +112,11 @@ class OwnWrites:
                 del runs[pending.run_id]
                 if not runs:
                     del self._by_session[pending.session_id]
+            confirming = self._confirming.get(pending.session_id)
+            if confirming is not None:
+                confirming.discard(pending)
+                if not confirming:
+                    del self._confirming[pending.session_id]
 
     def pending(self, session_id: str) -> list[Pending]:
         """The session's unconfirmed runs, in the session's order."""
@@ -128,7 +138,7 @@ class OwnWrites:
 
     async def settle(self, session_id: str, timeout: float) -> None:  # noqa: ASYNC109 - a deadline
         """Wait until the session's runs are confirmed (a refused one: raised)."""
-        pending = self.pending(session_id)
+        pending = list(self._confirming.get(session_id, ()))
         for p in pending:
             p.hurry.set()
         tasks = [p.confirmed for p in pending if p.confirmed is not None]
@@ -147,7 +157,7 @@ class OwnWrites:
         self._by_session.pop(session_id, None)
 
     async def close(self, timeout: float) -> None:  # noqa: ASYNC109 - a deadline
-        held = [p for runs in self._by_session.values() for p in runs.values()]
+        held = [p for confirming in self._confirming.values() for p in confirming]
         for p in held:
             p.hurry.set()
         tasks = [p.confirmed for p in held if p.confirmed is not None]

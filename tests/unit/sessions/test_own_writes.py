@@ -87,3 +87,33 @@ async def test_a_slow_cache_is_no_failure_settle_says_it_is_behind() -> None:
     assert [p.run_id for p in own.pending("s")] == ["a"]
     await own.close(0.05)  # stops waiting (the write is in the log)
     assert never.cancelled() or not never.done()
+
+
+async def test_settle_and_close_wait_for_a_write_a_later_append_replaced() -> None:
+    # A new run's confirmation (which also waits for the run-status store) goes
+    # on after an append to the same run replaced it as the run served here.
+    own = OwnWrites()
+    first_done, second_done = asyncio.Event(), asyncio.Event()
+
+    async def confirm(hurry: asyncio.Event, done: asyncio.Event) -> None:
+        await hurry.wait()  # as a served write's confirmation waits to be hurried
+        await asyncio.sleep(0.01)
+        done.set()
+
+    first = Pending("s", "r", 10, [said("q0")])
+    own.add(first, confirm(first.hurry, first_done))
+    second = Pending("s", "r", 10, [said("q0"), said("a0", "assistant")])
+    own.add(second, confirm(second.hurry, second_done))
+    assert own.pending("s") == [second]
+    await own.settle("s", timeout=5.0)
+    assert first_done.is_set()
+    assert second_done.is_set()
+
+    third_done, fourth_done = asyncio.Event(), asyncio.Event()
+    third = Pending("t", "r2", 10, [said("q0")])
+    own.add(third, confirm(third.hurry, third_done))
+    fourth = Pending("t", "r2", 10, [said("q0"), said("a0", "assistant")])
+    own.add(fourth, confirm(fourth.hurry, fourth_done))
+    await own.close(timeout=5.0)
+    assert third_done.is_set()
+    assert fourth_done.is_set()
