@@ -138,6 +138,22 @@ def caused_by_record(error: BaseException, projection: object | None = None) -> 
     return not isinstance(error, KafkaError)
 
 
+async def cancel_and_wait(future: asyncio.Future[Any]) -> None:
+    """Cancel ``future`` and wait until it has ended.
+
+    - Its own cancellation is swallowed; the caller's is not: a task cancelled
+      while it waits here ends cancelled (swallowing that, a cancelled run
+      loop went on polling for ever and whoever awaited it hung).
+    """
+    future.cancel()
+    try:
+        await future
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
 @dataclass(slots=True)
 class ProjectorStats:
     """Counters since start (for progress bars, status and tests)."""
@@ -477,9 +493,7 @@ class Projector:
         finally:
             stopping.cancel()
             if not fetching.done():
-                fetching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await fetching
+                await cancel_and_wait(fetching)
         return None if fetching.cancelled() else fetching.result()
 
     async def _fetch_while(self, applying: asyncio.Future[Any]) -> _Fetched | None:
@@ -513,9 +527,7 @@ class Projector:
                         {polling, applying, stopping}, return_when=asyncio.FIRST_COMPLETED
                     )
                     if not polling.done():
-                        polling.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await polling
+                        await cancel_and_wait(polling)
                     raw = {} if polling.cancelled() else polling.result()
                 more = await self._decode(consumer, raw) if raw else None
                 if more is not None:
