@@ -209,7 +209,7 @@ async def main() -> None:
             async def go() -> None:
                 # What the backend learnt of the session by describing it.
                 cold._owners.pop(ids[n], None)
-                cold._roots.discard(ids[n])
+                cold._declared.pop(ids[n], None)
                 await open_read(n)()
 
             return go

@@ -63,7 +63,7 @@ from runwire.projections.transcripts.body import stored_items
 from runwire.projections.transcripts.keys import Keyspace, owner_tag
 from runwire.projections.transcripts.reader import TranscriptCache
 from runwire.projections.transcripts.session_read import DecodedRuns, SessionReader, StoredMessages
-from runwire.projections.transcripts.store import Slot
+from runwire.projections.transcripts.store import RunHead, Slot
 from runwire.transcript.messages import Message
 from runwire.transcript.turns import starts_turn
 
@@ -84,6 +84,18 @@ def _tag(owner: Owner | None) -> str:
     """The cache's tag of ``owner`` ('' reads every run: a session no index holds);
     kept, as it was a JSON dump on every read."""
     return "" if owner is None else owner_tag(owner.user_id, owner.tenant)
+
+
+def _touched(version: str) -> bool:
+    """Whether a session read's ``<generation>:<version>`` says a commit touched the
+    session in that generation (else the cache cannot say what it is)."""
+    return version.rpartition(":")[2] not in ("", "0")
+
+
+def _took(head: RunHead, offset: int) -> bool:
+    """Whether the cache took a run's event at ``offset``: it applied the run that
+    far, or it does not know the run (erased, expired)."""
+    return head.meta is None or head.meta.last >= offset
 
 
 def _millis(at: datetime) -> int:
@@ -273,7 +285,7 @@ class SessionView:
         head = (await self.cache.store.heads(await self.live(), [run_id], tenant=self._tenant))[
             run_id
         ]
-        return head.meta is None or head.meta.last >= offset
+        return _took(head, offset)
 
     async def applied(self, run_id: str, position: LogPosition) -> bool | None:
         """Whether the cache took the run's event at ``position``: None while its
@@ -296,8 +308,7 @@ class SessionView:
         self._looked_in = generation
         if snap.positions[tp] <= position.offset:
             return None
-        head = snap.heads[run_id]
-        return head.meta is None or head.meta.last >= position.offset
+        return _took(snap.heads[run_id], position.offset)
 
     async def session_of(self, run_id: str) -> tuple[bool, str | None]:
         """(known, session id) of a run, from the cache or the run-status store."""
@@ -408,7 +419,7 @@ class SessionView:
         if (other := self._of(owner)) is not None:
             return await other.write_view(session_id, owner)
         read = await self._read(session_id, _tag(owner), tail=1)
-        if not read.cached or read.version.rpartition(":")[2] in ("", "0"):
+        if not read.cached or not _touched(read.version):
             return None
         tail = None
         if read.runs:
@@ -484,7 +495,7 @@ class SessionView:
         if (other := self._of(owner)) is not None:
             return await other.holds_live(session_id, owner)
         read = await self._reader.read(session_id, tail=0)
-        return not read.erased and read.version.rpartition(":")[2] not in ("", "0")
+        return not read.erased and _touched(read.version)
 
     async def _tail_visible(self, session_id: str, owner: str, turns: int) -> Visible | None:
         """A tail read of a session this view holds nothing of, served by its

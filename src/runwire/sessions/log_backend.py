@@ -46,6 +46,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -95,6 +96,16 @@ _PREFIXES_HELD = 64
 """Fork prefixes a backend keeps decoded (least recently used out)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """A session's declared owner as describe saw it, and whether it had ended
+    or was a fork then."""
+
+    owner: Owner
+    ended: bool
+    fork: bool
+
+
 class LogBackend(LogMemoryBackend):
     """A :class:`~runwire.sessions.protocol.SessionBackend` (and memory backend) on the stack.
 
@@ -138,12 +149,10 @@ class LogBackend(LogMemoryBackend):
         """Forks' prefixes read from the log, with the runs they held (newest used last)."""
         self._owners: dict[str, Owner] = {}
         """Owner tag of each session described: reads list only its runs."""
-        self._declared: dict[str, Owner] = {}
-        """Declared owner of each session described while not ended: it never
-        changes, so a write that names it needs no session-index query."""
-        self._roots: set[str] = set()
-        """Sessions described live with a declared owner and not forks: a re-open
-        checks the cache alone."""
+        self._declared: dict[str, _Declared] = {}
+        """What describe saw of each session with a declared owner (an owner
+        declared never changes): writes naming it and re-opens of it need no
+        session-index query."""
         self._own = OwnWrites()
         self._claims: RunClaims | None = None
         self._recording: dict[str, asyncio.Task[None]] = {}
@@ -215,14 +224,14 @@ class LogBackend(LogMemoryBackend):
             pass
         else:
             self._owners[session_id] = Owner(row.user_id, row.tenant)
-            # An end the index shows is left to the index's check: a transcript
-            # cache built before it recorded ends may not know it.
-            if row.declared and row.status != "ended":
-                self._declared[session_id] = Owner(row.user_id, row.tenant)
             # An undeclared session's owner is its first run's until a
             # session_created declares one: only a declared owner is kept.
-            if row.declared and row.parent_session_id is None:
-                self._roots.add(session_id)
+            if row.declared:
+                self._declared[session_id] = _Declared(
+                    Owner(row.user_id, row.tenant),
+                    ended=row.status == "ended",
+                    fork=row.parent_session_id is not None,
+                )
             return info_of(row)
         if await index.is_deleted(session_id):
             return deleted_info(session_id, datetime.now().astimezone())
@@ -235,14 +244,14 @@ class LogBackend(LogMemoryBackend):
         open reads), and the transcript cache still holds it, not erased (one
         Redis call; False sends the open to :meth:`describe`, which knows
         what happened)."""
-        owner = self._owners.get(session_id)
+        declared = self._declared.get(session_id)
         if (
-            owner is None
-            or session_id not in self._roots
-            or (owner.user_id, owner.tenant) != (caller.user_id, caller.tenant)
+            declared is None
+            or declared.fork
+            or declared.owner != Owner(caller.user_id, caller.tenant)
         ):
             return False
-        return await self._ready()[2].holds_live(session_id, owner)
+        return await self._ready()[2].holds_live(session_id, declared.owner)
 
     async def write_session_events(self, events: Sequence[Event]) -> None:
         for session_id in {e.session_id for e in events if e.session_id is not None}:
@@ -304,8 +313,12 @@ class LogBackend(LogMemoryBackend):
         if seen is None:
             return None
         tail = await self._tail_of(session_id, seen.tail)
+        # An end the index showed is left to the index's check: a transcript
+        # cache built before it recorded ends may not know it.
         declared = self._declared.get(session_id)
-        owner = None if declared is None else (declared.user_id, declared.tenant)
+        owner = None
+        if declared is not None and not declared.ended:
+            owner = (declared.owner.user_id, declared.owner.tenant)
         return WritePoint(tail, seen.cleared_ms, seen.deleted, seen.ended, owner)
 
     async def _tail_of(self, session_id: str, last: RunRecord | None) -> RunTail | None:
