@@ -94,7 +94,11 @@ async def orchestrator_service(
             if settings.live_events:
                 # Live chunks on a producer of their own: many small records
                 # would otherwise take turns with the answers' batches.
-                live_writer = await stack.enter_async_context(Publisher(settings))
+                live = await stack.enter_async_context(Publisher(settings))
+                # Known before a backlog starts: otherwise every run's first
+                # chunk waits on the producer's metadata, thousands at once.
+                await live.prepare_topic(settings.live)
+                live_writer = live
         agents = agents if agents is not None else default_agents()
         if context is None and history:
             context = await stack.enter_async_context(
