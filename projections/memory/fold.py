@@ -9,7 +9,8 @@ Rules (the memory projection's contract):
   Postgres ``jsonb`` reads back as the same value), readers parse it with
   :func:`~runwire.contract.jsonvalues.loads`. A value ``jsonb`` cannot keep
   (``-0.0``, a number over ``numeric``'s digits; runwire's writers refuse
-  them) is rejected (``invalid_event``) rather than stored changed.
+  them) is dead-lettered when decoded (``invalid_event``,
+  :func:`~runwire.contract.limits.check_event`) rather than stored changed.
 - A ``session_deleted`` on the session-events topic removes every
   ``session``-scope entry owned by that session and leaves a tombstone:
   writes to those entries are ignored, in whatever order the two topics are
@@ -19,9 +20,11 @@ Rules (the memory projection's contract):
   user's key is destroyed, so its entries' records read as erased (skipped)
   in any replay, and an erased user cannot write again.
 - Rejected (dead-lettered, nothing changed): a non-memory event on the
-  memory topic (``wrong_topic``), a record whose key is not its event's
-  address (``key_mismatch``), a tombstone without runwire's headers (its
-  decode reason). Other session events are not this projection's business:
+  memory topic (``wrong_topic``), a tombstone whose key is not an address
+  written canonically (``key_mismatch``; a record with a value whose key is
+  not its event's address never gets here: the consumer's envelope check,
+  :func:`runwire.log.envelope.check_envelope`, dead-letters it), a tombstone
+  without runwire's headers (its decode reason). Other session events are not this projection's business:
   skipped.
 - A re-published event (same event_id) changes nothing.
 
@@ -211,7 +214,10 @@ def fold_memory(
             )
             continue
         assert isinstance(p, MemorySet | MemoryDeleted | UserErased)
-        if record.key != record_key(event):
+        # A record with a value had its key checked against its event by the
+        # consumer's envelope check; a tombstone's event was rebuilt from its
+        # key, which must be the address written canonically.
+        if is_placeholder(record.event) and record.key != record_key(event):
             out.rejected.append(
                 (
                     record,
@@ -226,11 +232,8 @@ def fold_memory(
             for user_address in [a for a in out.entries if a[:2] == ("user", p.owner)]:
                 del out.entries[user_address]
             continue
-        if isinstance(p, MemorySet):
-            problem = jsonvalues.stored_problem(p.value, "payload.value")
-            if problem is not None:
-                out.rejected.append((record, "invalid_event", f"{problem[0]} {problem[1]}"))
-                continue
+        # (A value jsonb cannot keep never gets here: every event, decoded or
+        # made, passed runwire.contract.limits.check_event.)
         out.remembered[ident] = digest
         if p.scope == "session" and p.owner in gone:
             continue

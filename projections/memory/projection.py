@@ -171,9 +171,13 @@ class MemoryProjection(PostgresProjection):
         state: _Loaded = (
             ctx.loaded if ctx.loaded is not None else await (await self.load(ctx, records))()
         )
-        wanted = {(r.topic, r.partition, r.offset) for r in records}
-        resolved = [(r, e) for r, e in state.resolved if (r.topic, r.partition, r.offset) in wanted]
-        rejections = [r for r in state.rejections if (r.topic, r.partition, r.offset) in wanted]
+        resolved, rejections = state.resolved, list(state.rejections)
+        if len(records) != len(resolved) + len(rejections):
+            # Loaded for more records than are kept (some were applied before):
+            # the kept ones are a subset, so as many means the same records.
+            wanted = {(r.topic, r.partition, r.offset) for r in records}
+            resolved = [(r, e) for r, e in resolved if (r.topic, r.partition, r.offset) in wanted]
+            rejections = [r for r in rejections if (r.topic, r.partition, r.offset) in wanted]
         tombstoned, seen = state.tombstoned, state.seen
         folded = fold_memory(
             resolved, session_topic=self._session_topic, tombstoned=tombstoned, seen=seen

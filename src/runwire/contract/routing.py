@@ -68,8 +68,13 @@ def topic_for(stream: Stream, settings: Settings) -> str:
     return settings.memory
 
 
+# One encoder: json.dumps with options builds a new one per call, and every
+# memory record's key is made when written and again when checked on reading.
+_KEY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def memory_key(scope: MemoryScope, owner: str, key: str) -> bytes:
-    return json.dumps([scope, owner, key], ensure_ascii=False, separators=(",", ":")).encode()
+    return _KEY_JSON.encode([scope, owner, key]).encode()
 
 
 def parse_memory_key(data: bytes) -> tuple[MemoryScope, str, str]:

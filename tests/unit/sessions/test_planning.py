@@ -19,6 +19,8 @@ from runwire.contract.events import (
     UserErased,
 )
 from runwire.contract.routing import memory_key
+from runwire.errors import DecodeError
+from runwire.log.envelope import check_envelope
 from runwire.log.records import SourceRecord
 from runwire.memory.checks import Caller, InputError
 from runwire.projections.memory.fold import PLACEHOLDER, TombstoneDecoder, fold_memory, resolve
@@ -234,11 +236,19 @@ def test_an_erased_user_takes_its_user_memory_and_no_one_elses() -> None:
     assert out.rejected == []
     assert erased.event_id in {event_id for event_id, _ in out.remembered}
     moved = SourceRecord(MEMORY, 0, 9, 0, b'["user","t::v",""]', b"v", (), erased)
-    assert [reason for _, reason, _ in fold(moved).rejected] == ["key_mismatch"]
+    with pytest.raises(DecodeError) as refused:  # before any fold: the envelope check
+        check_envelope(moved, erased, [0])
+    assert refused.value.reason == "key_mismatch"
 
 
 def test_memory_records_that_do_not_fit_are_rejected() -> None:
     wrong = Event.create(MemorySet(scope="user", owner="u", key="k", value=1))
     moved = SourceRecord(MEMORY, 0, 0, 0, b'["user","v","k"]', b"v", (), wrong)
-    out = fold(moved)
-    assert [reason for _, reason, _ in out.rejected] == ["key_mismatch"]
+    with pytest.raises(DecodeError) as refused:  # before any fold: the envelope check
+        check_envelope(moved, wrong, [0])
+    assert refused.value.reason == "key_mismatch"
+    # A tombstone's event is its key: an address escaped otherwise is another
+    # stream of the same entry, refused by the fold.
+    gone = Event.create(MemoryDeleted(scope="user", owner="ü", key="k"))
+    escaped = record(gone, 1, tombstone=True)._replace(key=b'["user","\\u00fc","k"]')
+    assert [reason for _, reason, _ in fold(escaped).rejected] == ["key_mismatch"]
