@@ -17,6 +17,10 @@ Contract:
   store unreachable, a rebalance that does not settle); the next owner of a
   partition commits its stored position with its first hint after the
   assignment, so a trailing hint heals.
+- Offsets that hold no record to apply (a transaction's commit or abort
+  marker, an aborted transaction's records, a batch compaction emptied)
+  move the stored position past them like applied records do, so a
+  projection reaches the log end (lag 0) after them too.
 - Every fetched record is decoded; a record that does not decode is written
   to the dead-letter topic (before the position moves past it) and the
   partition goes on. A batch whose apply fails for a reason that is not
@@ -530,6 +534,7 @@ class Projector:
                         await cancel_and_wait(polling)
                     raw = {} if polling.cancelled() else polling.result()
                 more = await self._decode(consumer, raw) if raw else None
+                more = await self._skipped(consumer, more)
                 if more is not None:
                     if out is None:
                         out = more
@@ -567,10 +572,35 @@ class Projector:
             timeout_ms=self._options.poll_timeout_ms if timeout_ms is None else timeout_ms,
             max_records=self._options.max_records,
         )
-        if not fetched:
+        out = await self._decode(consumer, fetched) if fetched else None
+        out = await self._skipped(consumer, out)
+        if out is None:
             await self._commit_hint(consumer)
-            return None
-        return await self._decode(consumer, fetched)
+        return out
+
+    async def _skipped(self, consumer: Any, out: _Fetched | None) -> _Fetched | None:
+        """``out`` plus the owned partitions whose consumer position passed offsets
+        that hold no record (see the module contract); None when there is neither.
+
+        The consumer's position only passes what its fetches examined, so
+        nothing between the next offset to apply and it can be applied.
+        """
+        for ktp in consumer.assignment():
+            high = consumer.highwater(ktp)
+            tp = TopicPartition(ktp.topic, ktp.partition)
+            start = self._next_fetch.get(tp)
+            if high is None or start is None or high <= start:
+                continue  # nothing beyond what was handed over
+            try:
+                position = await consumer.position(ktp)
+            except IllegalStateError:
+                continue  # revoked meanwhile
+            if position > start:
+                if out is None:
+                    out = _Fetched()
+                out.expected.setdefault(tp, start)
+                out.next_positions[tp] = self._next_fetch[tp] = position
+        return out
 
     async def _decode(self, consumer: Any, fetched: Mapping[Any, Sequence[Any]]) -> _Fetched | None:
         """Decode polled records; dead-letter what does not decode."""

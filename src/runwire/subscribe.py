@@ -8,7 +8,8 @@ Contract:
 - ``subscription.attach(broker)`` adds one faststream subscriber per topic the
   handlers need (run events, session events, memory), in the consumer group
   ``<topic_prefix><group_id>``, reading from the beginning of the log the
-  first time the group runs.
+  first time the group runs, committed records only (an aborted Kafka
+  transaction's records are skipped, as by every runwire consumer).
 - Values are decoded with runwire's codec; a tombstone on the memory topic
   arrives as its ``memory_deleted`` event. Records of types no handler wants
   are skipped by their ``runwire-type`` header, without decoding.
@@ -196,6 +197,9 @@ class Subscription:
             *self.topics(),
             group_id=self.group_id,
             auto_offset_reset="earliest" if from_beginning else "latest",
+            # As every runwire consumer (runwire.log.clients): an aborted
+            # transaction's records were never written.
+            isolation_level="read_committed",
             decoder=self._decode,
             ack_policy=AckPolicy.ACK,
         )

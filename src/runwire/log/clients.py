@@ -8,6 +8,10 @@ Contract:
 - Consumers commit nothing on their own (``enable_auto_commit=False``): a
   read model keeps its positions with its rows, a follower commits safe
   points explicitly. ``options`` override any default.
+- Consumers read committed records only (``isolation_level="read_committed"``):
+  a foreign producer may write in Kafka transactions, and what it aborted
+  was never written, for every consumer alike. Without transactions on a
+  topic this changes nothing (the last stable offset is the log end).
 - Producers are idempotent and wait for every in-sync replica
   (``acks=all``, ``enable_idempotence``); batching, linger and compression
   come from the settings (:func:`producer_options`).
@@ -41,6 +45,7 @@ def consumer(settings: Settings, purpose: str, **options: Any) -> AIOKafkaConsum
         "client_id": _client_id(settings, purpose),
         "group_id": None,
         "enable_auto_commit": False,
+        "isolation_level": "read_committed",
     }
     return AIOKafkaConsumer(**{**defaults, **options})
 

@@ -94,7 +94,6 @@ class RunWatcher(AsyncService):
         consumer = clients.consumer(
             self._settings,
             self._purpose,
-            isolation_level="read_committed",
             fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         try:
