@@ -322,6 +322,21 @@ class Codec:
 
     # -- decode ----------------------------------------------------------------
 
+    def framed_type(self, data: bytes) -> EventType | None:
+        """The event type ``data``'s frame header names, when known without asking anyone.
+
+        What the body is written with (a released fingerprint, or a registry id
+        read before), never a header beside it, so a reader may skip types it
+        does not want without decoding. None: unknown here, decode to find out.
+        """
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            reader = self._readers.get(data[2:10])
+        elif data[:1] == b"\x00" and len(data) >= CONFLUENT_HEADER_SIZE:
+            reader = self._readers_by_id.get(int.from_bytes(data[1:5], "big"))
+        else:
+            return None
+        return None if reader is None else reader.event_type
+
     def decode(self, data: bytes) -> Event:
         """The event in ``data``; raises ``DecodeError`` (with a reason) when there is none."""
         # The common cases (a schema already seen, either framing) skip the
@@ -349,6 +364,15 @@ class Codec:
             raise DecodeError("truncated", f"Avro body ends early: {e}") from e
         except SchemaResolutionError as e:
             raise DecodeError("incompatible_schema", str(e)) from e
+        except OverflowError as e:
+            # The one logical type fastavro turns into an object is occurred_at's
+            # timestamp-millis (a datetime: years 1-9999); malformed longs wrap, they
+            # never overflow. So the body parsed, and its time is what breaks a rule.
+            raise DecodeError(
+                "invalid_event",
+                f"{reader.event_type.value}: occurred_at is outside the years 1-9999 "
+                f"(epoch milliseconds -62135596800000 to 253402300799999): {e}",
+            ) from e
         # Malformed bytes make fastavro fail in many ways (bad lengths, union
         # indexes, UTF-8); all of them mean the same thing to a consumer.
         except Exception as e:

@@ -11,7 +11,9 @@ Contract (the rule is written out in docs/json-numbers.md):
 - :func:`canonical` gives a Python value that form: a ``Decimal`` a float
   writes the same becomes that float, one without fraction or exponent (``5``)
   an ``int``. ``loads(dumps(v)) == v``, same types, for every canonical ``v``.
-- :func:`loads` refuses what is not JSON (NaN, Infinity, trailing data);
+- :func:`loads` refuses what is not JSON (NaN, Infinity, trailing data) and
+  values nested deeper than ``MAX_DEPTH`` levels, the most :func:`dumps` can
+  write back (a value read must be one every reader can pass on);
   :func:`canonical` refuses what JSON cannot hold (non-finite numbers, tuples,
   sets, bytes, non-string keys, other objects), naming where in the value.
 - :func:`dumps` writes compact UTF-8 JSON, key order kept: ints as digits,
@@ -36,6 +38,7 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_INT_DIGITS",
     "JsonValueError",
     "bytes_as_base64",
@@ -51,6 +54,9 @@ __all__ = [
 
 MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300
 """The most digits an integer may have (Python's int/str conversion limit)."""
+
+MAX_DEPTH = 254
+"""The most levels of arrays and objects a JSON value may nest (orjson writes no deeper)."""
 
 # Postgres numeric: up to 131072 digits before the decimal point, 16383 after.
 _PG_INT_DIGITS = 131072
@@ -95,13 +101,37 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
         pass
     text = data if isinstance(data, str) else _utf8(data)
     try:
-        return _DECODER.decode(text)
+        value = _DECODER.decode(text)
     except JsonValueError:
         raise
     except json.JSONDecodeError as e:
         raise JsonValueError(f"not JSON: {e}") from None
     except ValueError as e:  # an integer over MAX_INT_DIGITS
         raise JsonValueError(f"not a JSON value runwire keeps: {e}") from None
+    except RecursionError:  # Python's parser gives up near 1000 levels
+        raise JsonValueError(_TOO_DEEP) from None
+    # Only here, off the fast path: what orjson wrote back is no deeper than it can write.
+    if _deeper_than(value, MAX_DEPTH):
+        raise JsonValueError(_TOO_DEEP)
+    return value
+
+
+_TOO_DEEP = f"not a JSON value runwire keeps: nested deeper than {MAX_DEPTH} levels"
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """True when ``value`` nests arrays and objects more than ``limit`` levels deep."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for v in level
+            if isinstance(v, list | dict)
+            for child in (v.values() if isinstance(v, dict) else v)
+        ]
+        if not level:
+            return False
+    return any(isinstance(v, list | dict) for v in level)
 
 
 def _utf8(data: bytes) -> str:

@@ -13,6 +13,11 @@ Contract:
 - A ``memory_deleted`` event is written as a tombstone (no value) so
   compaction removes the entry; its headers keep the event's id, time and
   producer, and ``tombstone_event`` rebuilds the event from key and headers.
+  Both are held to the contract as a value is: a key that is not exactly
+  ``memory_key`` of its address is ``key_mismatch`` (another spelling would
+  delete an entry that compaction keeps); ``runwire-occurred-at`` that is not
+  decimal milliseconds within the years 1-9999, or headers breaking the
+  event's rules, are ``invalid_event``.
 - Every record carries headers: ``runwire-type``, ``runwire-event-id`` and,
   when there is a value, ``runwire-schema`` (the 16 hex digits of the 8
   fingerprint bytes, as they follow ``C3 01`` in the value) — enough to route
@@ -22,6 +27,7 @@ Contract:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
@@ -40,7 +46,7 @@ from runwire.contract.events import (
     Stream,
     UserErased,
 )
-from runwire.errors import DecodeError
+from runwire.errors import DecodeError, InputError
 from runwire.settings import Settings
 
 HEADER_TYPE = "runwire-type"
@@ -81,7 +87,7 @@ def parse_memory_key(data: bytes) -> tuple[MemoryScope, str, str]:
     """``(scope, owner, key)`` of a memory record key; ``DecodeError`` if it is not one."""
     try:
         scope, owner, key = json.loads(data)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, RecursionError) as e:
         raise DecodeError("bad_key", f"memory key {data!r:.80} is not [scope, owner, key]") from e
     if scope not in ("session", "user", "agent", "global") or not (
         isinstance(owner, str) and isinstance(key, str)
@@ -139,26 +145,53 @@ def record_headers(event: Event, fingerprint: bytes | None) -> Headers:
 
 def tombstone_event(key: bytes, headers: Iterable[tuple[str, bytes]]) -> Event:
     """The ``memory_deleted`` event a tombstone on the memory topic stands for."""
-    found = dict(headers)
-    scope, owner, entry = parse_memory_key(key)
+    found = dict(headers)  # a repeated header: the last one, as Java's lastHeader()
+    try:
+        scope, owner, entry = parse_memory_key(key)
+    except DecodeError as e:
+        raise DecodeError("key_mismatch", f"tombstone: {e}") from e
     try:
         kind = found[HEADER_TYPE].decode()
         event_id = found[HEADER_EVENT_ID].decode()
-        millis = int(found[HEADER_OCCURRED_AT])
+        stamp = found[HEADER_OCCURRED_AT]
         producer = found[HEADER_PRODUCER].decode()
     except (KeyError, ValueError) as e:
         raise DecodeError("invalid_event", f"tombstone without runwire headers ({e})") from e
     if kind != EventType.MEMORY_DELETED.value:
         raise DecodeError("invalid_event", f"tombstone of type {kind!r}; only memory_deleted")
+    if _MILLIS.fullmatch(stamp) is None:
+        raise DecodeError(
+            "invalid_event",
+            f"tombstone header {HEADER_OCCURRED_AT} {stamp!r:.40} is not epoch milliseconds "
+            "as decimal digits",
+        )
     try:
-        return Event.create(
+        occurred_at = _EPOCH + timedelta(milliseconds=int(stamp))
+    except OverflowError:
+        raise DecodeError(
+            "invalid_event",
+            f"tombstone header {HEADER_OCCURRED_AT} {stamp.decode()} is outside the years 1-9999",
+        ) from None
+    try:
+        event = Event.create(
             MemoryDeleted(scope=scope, owner=owner, key=entry),
             event_id=event_id,
             producer=producer,
-            occurred_at=_EPOCH + timedelta(milliseconds=millis),
+            occurred_at=occurred_at,
         )
-    except ValueError as e:
+    except (ValueError, InputError) as e:
         raise DecodeError("invalid_event", f"tombstone headers: {e}") from e
+    if memory_key(scope, owner, entry) != key:
+        # Checked last: what the key names is known to be an address by now.
+        raise DecodeError(
+            "key_mismatch",
+            f"tombstone key {key!r:.80} is not the compact JSON address "
+            f"{memory_key(scope, owner, entry)!r:.80}",
+        )
+    return event
+
+
+_MILLIS = re.compile(rb"-?[0-9]{1,19}")
 
 
 def event_of_record(
