@@ -12,7 +12,9 @@ Contract:
   transaction's records are skipped, as by every runwire consumer).
 - Values are decoded with runwire's codec; a tombstone on the memory topic
   arrives as its ``memory_deleted`` event. Records of types no handler wants
-  are skipped by their ``runwire-type`` header, without decoding.
+  are skipped without decoding, by the type their frame's schema names (never
+  by the ``runwire-type`` header, which a producer may get wrong); a record
+  of no known schema is decoded, and so refused, whatever its headers say.
 - Every record passes the one envelope check (:mod:`runwire.log.envelope`:
   its key is its event's routing key, its partition the contract
   partitioner's); one that does not, or does not decode, goes to the
@@ -33,6 +35,7 @@ Contract:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -47,7 +50,7 @@ from faststream.message import StreamMessage
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import PAYLOAD_TYPES, Event, EventPayload, EventType, Stream
 from runwire.contract.identity import StreamIds
-from runwire.contract.routing import HEADER_TYPE, event_of_record, topic_for
+from runwire.contract.routing import event_of_record, topic_for
 from runwire.contract.sealing.errors import ERASED
 from runwire.errors import ConfigurationError, DecodeError
 from runwire.log.envelope import check_envelope
@@ -105,7 +108,6 @@ class Subscription:
             defaultdict(list)
         )
         self._on_undecodable: UndecodableHook = _warn_undecodable
-        self._wanted: frozenset[str] = frozenset()
         self._subscriber: object | None = None
         self._topic_partitions: dict[str, tuple[int, ...]] = {}
         self._ids = StreamIds(limit=_IDS_REMEMBERED)
@@ -119,7 +121,6 @@ class Subscription:
 
         def register(handler: Handler[P]) -> Handler[P]:
             self._handlers[payload_type.event_type].append(handler)
-            self._wanted = frozenset(t.value for t in self._handlers)
             return handler
 
         return register
@@ -148,8 +149,14 @@ class Subscription:
     def _decode(self, message: StreamMessage[Any]) -> Event | _Skipped | _Undecodable:
         record: ConsumerRecord[bytes, bytes] = message.raw_message
         headers = record.headers or ()
-        kind = dict(headers).get(HEADER_TYPE)
-        if kind is not None and kind.decode(errors="replace") not in self._wanted:
+        # Skipped by what the record holds: its frame's schema (a header may say
+        # otherwise), and on the memory topic a tombstone is only ever memory_deleted.
+        memory = record.topic == self._settings.memory
+        if record.value is not None:
+            kind = self._codec.framed_type(record.value)
+        else:
+            kind = EventType.MEMORY_DELETED if memory else None
+        if kind is not None and kind not in self._handlers:
             return _Skipped()
         try:
             event = event_of_record(
@@ -157,7 +164,7 @@ class Subscription:
                 record.key,
                 record.value,
                 headers,
-                tombstones=record.topic == self._settings.memory,
+                tombstones=memory,
             )
             partitions = self._partitions(record.topic)
             check_envelope(record, event if record.value is not None else None, partitions)
@@ -168,6 +175,22 @@ class Subscription:
         if event.type not in self._handlers:  # a record without our headers
             return _Skipped()
         return event
+
+    @staticmethod
+    async def _parse(
+        record: ConsumerRecord[bytes, bytes],
+        original: Callable[[ConsumerRecord[bytes, bytes]], Awaitable[StreamMessage[Any]]],
+    ) -> StreamMessage[Any]:
+        """faststream's parser, for any header values: Kafka headers are bytes, and its
+        own decodes each as UTF-8, so one foreign header that is not (an extra one, a
+        binary trace id) lost the record before our decoder saw it."""
+        try:
+            return await original(record)
+        except UnicodeDecodeError:
+            readable = [(k, v.decode(errors="replace").encode()) for k, v in record.headers]
+            message = await original(dataclasses.replace(record, headers=readable))
+            message.raw_message = record  # what we read: the headers as written
+            return message
 
     def _partitions(self, topic: str) -> tuple[int, ...]:
         """The topic's partitions, from the running consumer's metadata (cached)."""
@@ -200,6 +223,7 @@ class Subscription:
             # As every runwire consumer (runwire.log.clients): an aborted
             # transaction's records were never written.
             isolation_level="read_committed",
+            parser=self._parse,
             decoder=self._decode,
             ack_policy=AckPolicy.ACK,
         )
