@@ -4,6 +4,8 @@ runwire's writer): what test_hostile_producer.py's random draws do not reach.
 - JSON text nested deeper than runwire can write back (or than Python can parse),
   in a run's tool input and in a memory value, is refused alike (``invalid_event``,
   naming the depth), never an exception that ends a consumer.
+- A ``user`` memory entry with the empty key (the record key of the user's
+  erasure receipt, ``["user", owner, ""]``) is refused alike (``invalid_event``).
 - ``occurred_at`` outside the years a timestamp holds (1-9999; e.g. microseconds
   written as milliseconds) is refused alike as ``invalid_event`` naming the field.
 - A memory tombstone is read from its key and headers only, so both are held to
@@ -88,6 +90,13 @@ async def test_edge_records_are_refused_alike_and_delete_nothing(settings: Setti
     expect.append("invalid_event")
     deepest = memory_set(owner, "deepest", nested(DEEPER))
     records.append(good_record(mem, deepest, parts, "deeper"))
+    expect.append("invalid_event")
+
+    # A user entry with the empty key: the record key of the user's erasure receipt,
+    # which compaction would then drop.
+    receipt_key = memory_set(owner, "", "1")
+    receipt_key["payload"]["scope"] = "user"
+    records.append(good_record(mem, receipt_key, parts, "receipt key"))
     expect.append("invalid_event")
 
     # Microseconds written as milliseconds: the year 58000.

@@ -26,6 +26,9 @@ Contract (also in ``schemas/README.md`` for producers in other languages):
   131,072 digits before the point and 16,383 after (docs/json-numbers.md).
   Transcript text (messages, thinking, tool input and output) only goes to
   Kafka and Redis and is not restricted here.
+- A **memory entry** of scope ``user`` (``memory_set``, ``memory_deleted``)
+  has a non-empty key: ``["user", owner, ""]`` is the record key of the
+  user's erasure receipt, which compaction would otherwise replace.
 - **Token counts** of a ``usage`` event are 0 to :data:`MAX_TOKENS`.
 - The whole encoded event is at most ``Settings.max_event_bytes`` (the codec
   refuses more with ``EventTooLargeError``), which is below the producer's
@@ -243,6 +246,13 @@ def check_event(event: Event) -> None:
         check_labels(event.labels)
     payload = event.payload
     values = payload.__dict__
+    if event.type._value_ in _MEMORY_ENTRIES and values["scope"] == "user" and not values["key"]:
+        # Compaction keeps one record per key: such an entry would replace the receipt.
+        raise InputError(
+            "payload.key",
+            'empty in a user entry: the address ["user", owner, ""] is the record key '
+            "of the user's erasure receipt (user_erased)",
+        )
     for name, kind in _plan(type(payload), event.type._value_ in _STORED, values):
         value = values[name]
         field = f"payload.{name}"
@@ -257,6 +267,8 @@ def check_event(event: Event) -> None:
         elif not 0 <= value <= MAX_TOKENS:
             raise InputError(field, f"{value} is not a token count (0 to {MAX_TOKENS})")
 
+
+_MEMORY_ENTRIES = frozenset({"memory_set", "memory_deleted"})
 
 # What _plan says a payload field needs (plain ints: compared once per field per record).
 _ID, _TOOL_ID, _STORED_VALUE, _TOKENS = range(4)
