@@ -57,9 +57,8 @@ def memory_set(owner: str, key: str, value_text: str) -> dict[str, Any]:
     return record
 
 
-def tombstone(
-    parts: dict[str, list[int]], key: bytes, **overrides: bytes
-) -> tuple[Hostile, dict[str, bytes]]:
+def tombstone(parts: dict[str, list[int]], key: bytes, **overrides: bytes) -> Hostile:
+    """A ``memory_deleted`` tombstone of ``key`` with runwire's headers, some overridden."""
     headers = {
         "runwire-type": b"memory_deleted",
         "runwire-event-id": str(uuid.uuid4()).encode(),
@@ -67,10 +66,9 @@ def tombstone(
         "runwire-producer": b"foreign",
         **{k.replace("_", "-"): v for k, v in overrides.items()},
     }
-    h = Hostile(
+    return Hostile(
         "tombstone", "memory", key, None, placed(key, parts["memory"]), list(headers.items())
     )
-    return h, headers
 
 
 async def test_edge_records_are_refused_alike_and_delete_nothing(settings: Settings) -> None:
@@ -110,12 +108,12 @@ async def test_edge_records_are_refused_alike_and_delete_nothing(settings: Setti
     spaced = canonical.replace(b",", b", ")
     as_object = f'{{"session":0,"{owner}":0,"kept":0}}'.encode()
     for h, reason in [
-        (tombstone(parts, spaced)[0], "key_mismatch"),
-        (tombstone(parts, as_object)[0], "key_mismatch"),
-        (tombstone(parts, b"[" * DEEPER)[0], "key_mismatch"),
-        (tombstone(parts, canonical, runwire_occurred_at=b"9" * 20)[0], "invalid_event"),
-        (tombstone(parts, canonical, runwire_occurred_at=b"1_780")[0], "invalid_event"),
-        (tombstone(parts, canonical, runwire_producer=b"a\x00b")[0], "invalid_event"),
+        (tombstone(parts, spaced), "key_mismatch"),
+        (tombstone(parts, as_object), "key_mismatch"),
+        (tombstone(parts, b"[" * DEEPER), "key_mismatch"),
+        (tombstone(parts, canonical, runwire_occurred_at=b"9" * 20), "invalid_event"),
+        (tombstone(parts, canonical, runwire_occurred_at=b"1_780"), "invalid_event"),
+        (tombstone(parts, canonical, runwire_producer=b"a\x00b"), "invalid_event"),
     ]:
         records.append(h)
         expect.append(reason)
