@@ -16,8 +16,10 @@ Contract of :class:`AsyncMemory` (one caller: ``user_id`` and ``tenant``):
   :class:`~runwire.errors.NotFoundError` on a write or a delete.
 - Tenants: a caller with a tenant addresses ``user``, ``agent`` and
   ``global`` entries inside it: on the topic their owner is
-  ``<tenant>::<owner>``, so no name reaches across tenants. Callers without a
-  tenant cannot name owners holding ``::``.
+  ``<tenant>::<owner>``, so no name reaches across tenants: owners holding
+  ``::`` and tenants holding ``::`` or ending in ``:`` are refused
+  (``InputError``), since their address could be another tenant's
+  (:func:`~runwire.contract.sealing.protocol.user_subject`).
 - Bad input (unknown scope, empty or oversize key, a value that is not JSON)
   is an :class:`~runwire.sessions.errors.InputError` naming the field, raised
   before anything is written.
@@ -29,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet
+from runwire.contract.sealing.protocol import user_subject
 from runwire.errors import NotFoundError
 from runwire.memory.checks import (
     Caller,
@@ -74,8 +77,10 @@ class AsyncMemory:
         backend: MemoryBackend | None = None,
         sessions: SessionDirectory | None = None,
     ) -> None:
-        if tenant is not None and (not tenant or TENANT_SEPARATOR in tenant):
-            raise InputError("tenant", f"must be non-empty and hold no {TENANT_SEPARATOR!r}")
+        if tenant is not None:
+            if not tenant:
+                raise InputError("tenant", "must be non-empty")
+            user_subject("-", tenant)  # a tenant no owner name could hold
         self.caller = Caller(user_id=user_id, tenant=tenant)
         self._settings = settings
         self._backend = backend
@@ -154,11 +159,8 @@ class AsyncMemory:
                 raise InputError("owner", "agent-scoped memory needs the agent id")
         else:
             owner = owner or GLOBAL_OWNER
-        if caller.tenant is not None:
-            return scope, f"{caller.tenant}{TENANT_SEPARATOR}{owner}"
-        if TENANT_SEPARATOR in owner:
-            raise InputError("owner", f"holds {TENANT_SEPARATOR!r}, which only tenants' owners do")
-        return scope, owner
+        # One rule for every tenant's owner name, the key store's (no two pairs share one).
+        return scope, user_subject(owner, caller.tenant, "owner")
 
     def _visible(self, entry: MemoryEntry) -> MemoryEntry:
         """The entry with the owner as the caller names it (tenant prefix taken off)."""

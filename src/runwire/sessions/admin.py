@@ -22,6 +22,10 @@ labelled ``erasure=keys-destroyed`` with the destroyed key ids
 with no key ids); an erased session cannot be written to again.
 
 Contract of :func:`erase_user` (erasure by user, sealing on; docs/sealing.md):
+- in a tenant process (``RUNWIRE_TENANT``) only that tenant's users: another
+  tenant is refused (``InputError``) before anything is erased, and no
+  tenant named is the process's; a user id or tenant whose subject another
+  pair could share is refused too (:func:`~runwire.contract.sealing.user_subject`);
 - every live session of the user in its tenant (the session index) is erased
   as :func:`erase_any` does (deletion, keys destroyed, a session receipt);
 - a tombstone for every ``user``-scope memory entry of the user;
@@ -63,7 +67,7 @@ from runwire.contract.limits import check_id
 from runwire.contract.sealing import KeyStore, SealingPayload, user_subject
 from runwire.errors import ConfigurationError, NotFoundError
 from runwire.memory.api import PRODUCER as MEMORY_PRODUCER
-from runwire.memory.checks import Caller, InputError
+from runwire.memory.checks import Caller, InputError, of_process
 from runwire.memory.log_backend import LogMemoryBackend
 from runwire.memory.protocol import MemoryBackend
 from runwire.projections.sessions.reader import SessionIndex
@@ -207,11 +211,14 @@ async def erase_user(
     """Erase a user for good: its sessions, its user memory, its keys (see the contract)."""
     check_id(user_id, "user")
     check_id(tenant, "tenant")
+    # A tenant process erases its own tenant's users only (no tenant named: its own),
+    # refused before any key is destroyed.
+    by = of_process(Caller(user_id, tenant), backend)
+    tenant = by.tenant
+    owner = user_subject(user_id, tenant)  # InputError for a name two pairs would share
     keys = key_store_of(backend)  # refuse before erasing anything when sealing is off
     if not isinstance(backend, LogMemoryBackend):
         raise ConfigurationError("erasing a user needs a log backend (the session index)")
-    owner = user_subject(user_id, tenant)
-    by = Caller(user_id, tenant)
     sessions = await _sessions_of(backend, user_id, tenant)
     for session_id in sessions:
         await erase_any(backend, session_id)

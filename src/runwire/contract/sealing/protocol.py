@@ -8,6 +8,10 @@ Contract:
   first use), finds a key by id for reading, and destroys a session's keys.
   A session's key remembers the user its first event was written by
   (``user``: :func:`user_subject` of that event's user and tenant).
+- A subject names one (tenant, owner) pair only: :func:`user_subject` refuses
+  a tenant holding ``::`` or ending in ``:`` and an owner holding ``::``
+  (``InputError``), so ``<tenant>::<owner>`` splits at its first ``::`` and
+  no tenant's subject is another tenant's (or a tenant-less owner's).
 - Users have keys too (scope user, subject :func:`user_subject`): their
   user-scope memory values are sealed with them. ``erase_user`` destroys the
   user's keys and the keys of every session made by the user, in one step,
@@ -24,14 +28,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from runwire.errors import InputError
+
 DATA_KEY_BYTES = 32
 TENANT_SEPARATOR = "::"
 """Between tenant and user in a user subject; the memory topic names user owners alike."""
 
 
-def user_subject(user_id: str, tenant: str | None) -> str:
-    """The subject of a user's keys: the owner of its user-scope memory on the topic."""
-    return user_id if tenant is None else f"{tenant}{TENANT_SEPARATOR}{user_id}"
+def user_subject(user_id: str, tenant: str | None, field: str = "user") -> str:
+    """The subject of a user's keys: the owner of its user-scope memory on the topic
+    (and of a tenant's agent and global memory: ``field`` names the owner's kind).
+
+    ``InputError`` for a pair that another pair would share: ``("x", "y::z")``
+    and ``("x::y", "z")``, or ``("x", ":y")`` and ``("x:", "y")``, would both be
+    one subject, so one tenant's erasure or memory write would reach the other's.
+    """
+    if TENANT_SEPARATOR in user_id:
+        raise InputError(field, f"{user_id!r} holds {TENANT_SEPARATOR!r}, which parts tenants")
+    if tenant is None:
+        return user_id
+    if TENANT_SEPARATOR in tenant or tenant.endswith(":"):
+        raise InputError(
+            "tenant",
+            f"{tenant!r} holds {TENANT_SEPARATOR!r} or ends in ':' (it would blur "
+            "where the tenant ends in its owners' names)",
+        )
+    return f"{tenant}{TENANT_SEPARATOR}{user_id}"
 
 
 @dataclass(frozen=True, slots=True)
