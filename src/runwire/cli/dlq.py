@@ -1,4 +1,9 @@
-"""``runwire dlq list | redrive``: what consumers could not decode or apply."""
+"""``runwire dlq list | redrive``: what consumers could not decode or apply.
+
+- An operator's commands: the dead-letter topic holds every tenant's records
+  (their keys, error messages and bodies), so a tenant process
+  (``RUNWIRE_TENANT``) is refused before anything is read or re-published.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,24 @@ from rich.markup import escape
 from rich.table import Table
 
 from runwire.cli.common import fail_on_runwire_error
+from runwire.errors import ConfigurationError
 from runwire.settings import Settings
 
 app = typer.Typer(
     help="Dead letters: list them, re-publish them after a fix.", no_args_is_help=True
 )
 console = Console(highlight=False)
+
+
+def _operator() -> Settings:
+    """This process's settings, refused in a tenant process (see the module contract)."""
+    settings = Settings()
+    if settings.tenant is not None:
+        raise ConfigurationError(
+            f"runwire dlq reads every tenant's dead letters, not only tenant "
+            f"{settings.tenant!r}'s: run it as the operator, without RUNWIRE_TENANT"
+        )
+    return settings
 
 
 @app.command("list")
@@ -31,7 +48,7 @@ def list_(
 
     with fail_on_runwire_error():
         letters = asyncio.run(
-            list_dead_letters(Settings(), consumer=consumer, reason=reason, limit=limit)
+            list_dead_letters(_operator(), consumer=consumer, reason=reason, limit=limit)
         )
     if as_json:
         typer.echo(json.dumps([d.as_dict() for d in letters], indent=2))
@@ -68,7 +85,11 @@ def redrive(
     with fail_on_runwire_error():
         report = asyncio.run(
             run_redrive(
-                Settings(), consumer=consumer, reason=reason, from_start=from_start, dry_run=dry_run
+                _operator(),
+                consumer=consumer,
+                reason=reason,
+                from_start=from_start,
+                dry_run=dry_run,
             )
         )
     result = {
