@@ -5,6 +5,8 @@
   before anything is written, and the other tenant's entry stays its own.
 - ``runwire dlq list | redrive`` in a tenant process is refused: the
   dead-letter topic holds every tenant's records.
+- A tenant process's client follows only its own tenant's records of a run:
+  another tenant's run id shows it nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from typer.testing import CliRunner
 
 from runwire.cli.main import app
+from runwire.client import Client
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event, UserMessage
 from runwire.errors import InputError
@@ -83,3 +86,22 @@ async def test_a_tenant_process_reads_and_redrives_no_dead_letters(settings: Set
     # Nothing was re-published: the operator's redrive still finds the letter to redrive.
     again = await _runwire(operator, "dlq", "redrive", "--dry-run", "--json")
     assert json.loads(again.output)["redriven"] == 1  # type: ignore[attr-defined]
+
+
+async def test_a_tenant_client_reads_nothing_of_another_tenants_run(settings: Settings) -> None:
+    a = settings.model_copy(update={"tenant": "tenant-a"})
+    b = settings.model_copy(update={"tenant": "tenant-b"})
+    async with Client(b) as theirs:
+        run_id = (await theirs.run(None, "b's prompt")).run_id
+    async with Client(a) as mine:
+        seen = [e async for e in mine.handle(run_id).events(follow=False, until_end=False)]
+        assert seen == []
+        # A's own run under the same id is A's alone.
+        await mine.run(None, "a's prompt", run_id=run_id)
+        seen = [e async for e in mine.handle(run_id).events(follow=False, until_end=False)]
+        assert {e.tenant for e in seen} == {"tenant-a"}
+        assert "b's prompt" not in repr([e.payload for e in seen])
+    async with Client(b) as theirs:
+        seen = [e async for e in theirs.handle(run_id).events(follow=False, until_end=False)]
+        assert {e.tenant for e in seen} == {"tenant-b"}
+        assert len(seen) == 2  # run_started and its prompt

@@ -11,6 +11,9 @@ Contract (:class:`RunWatcher`):
 - ``events(run_id, partition, start, stop_at=None, until_terminal=True)``
   iterates that: it ends after the run's terminal event (``until_terminal``),
   or once the log is read to ``stop_at``; leaving the iteration unsubscribes.
+- In a tenant process (``settings.tenant``) only that tenant's records of
+  the run are delivered: another tenant's events under the same run id (the
+  log does not know whose a run id is) are passed over like other runs'.
 - A record of the run that cannot be decoded or breaks the envelope is
   skipped (the projectors dead-letter it), and so is a repeat of an event
   already delivered to the subscription or its id with another body
@@ -182,6 +185,7 @@ class RunWatcher(AsyncService):
 
     async def _read(self) -> None:
         consumer = self._consumer
+        tenant = self._settings.tenant  # a tenant process follows its own tenant's records only
         while True:
             try:
                 batch = await consumer.getmany(timeout_ms=100, max_records=2000)
@@ -216,6 +220,8 @@ class RunWatcher(AsyncService):
                                     last, retry = record.offset, True
                                 break
                         sub.next_offset = record.offset + 1
+                        if tenant is not None and event.tenant != tenant:
+                            continue  # another tenant's record under this run id: not ours
                         try:
                             fresh = sub.ids.admit(event, record.key)
                         except RunwireError:
