@@ -65,6 +65,7 @@ from runwire.contract.events import (
 )
 from runwire.contract.limits import check_id
 from runwire.contract.sealing import KeyStore, SealingPayload, user_subject
+from runwire.contract.sealing.protocol import session_subject
 from runwire.errors import ConfigurationError, NotFoundError
 from runwire.memory.api import PRODUCER as MEMORY_PRODUCER
 from runwire.memory.checks import Caller, InputError, of_process
@@ -143,7 +144,8 @@ def key_store_of(backend: SessionBackend) -> KeyStore:
 async def destroy_keys(backend: SessionBackend, session_id: str, by: Caller) -> ErasureReceipt:
     """Destroy the session's data keys and publish the erasure receipt (idempotent)."""
     keys = key_store_of(backend)
-    destroyed = tuple(sorted(await asyncio.to_thread(keys.destroy, session_id)))
+    subject = session_subject(session_id, by.tenant)  # the owner's tenant's keys
+    destroyed = tuple(sorted(await asyncio.to_thread(keys.destroy, subject)))
     receipt = session_event(
         SessionDeleted(),
         session_id,

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from runwire.contract.events import EventType, MemorySet
 from runwire.contract.sealing.errors import UnknownKeyError
-from runwire.contract.sealing.protocol import user_subject
+from runwire.contract.sealing.protocol import session_subject, user_subject
 from runwire.errors import DecodeError
 
 if TYPE_CHECKING:
@@ -50,7 +50,9 @@ def _key_for(keys: KeyStore, event: Event) -> tuple[str, bytes] | None:
         if event.type in UNSEALED:
             return None
         user = None if event.user_id is None else user_subject(event.user_id, event.tenant)
-        return keys.key_for_writing(event.session_id, user)
+        # The session's keys in the event's tenant: another tenant's records under the
+        # same id never share them, so neither tenant's erasure reaches the other.
+        return keys.key_for_writing(session_subject(event.session_id, event.tenant), user)
     payload = event.payload
     if isinstance(payload, MemorySet) and payload.scope == "user":
         return keys.key_for_user(payload.owner)

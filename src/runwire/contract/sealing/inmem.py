@@ -17,7 +17,7 @@ from runwire.contract.sealing.errors import (
     UserErasedError,
 )
 from runwire.contract.sealing.kms import KmsRefusedError
-from runwire.contract.sealing.protocol import KeyEncryptionKey, UserKeys
+from runwire.contract.sealing.protocol import KeyEncryptionKey, UserKeys, session_of
 
 SESSION = "session"
 USER = "user"
@@ -25,8 +25,9 @@ USER_KEY_PREFIX = "user:"
 
 
 def new_key_id(session_id: str) -> str:
-    """A data key's id: the session (clear, as the record's ids are) and a random part."""
-    return f"{session_id}/{secrets.token_hex(6)}"
+    """A data key's id: the session (clear, as the record's ids are; not its tenant,
+    given a :func:`~runwire.contract.sealing.protocol.session_subject`) and a random part."""
+    return f"{session_of(session_id)}/{secrets.token_hex(6)}"
 
 
 def new_user_key_id(subject: str) -> str:
@@ -78,10 +79,10 @@ class InMemoryKeyStore:
             if key_id is not None:
                 row = self._rows[key_id]
                 if row.wrapped is None:
-                    raise SessionErasedError(session_id)
+                    raise SessionErasedError(session_of(session_id))
                 return key_id, self._kek.unwrap(row.kek_id, key_id, row.wrapped)
             if any(r.scope == SESSION and r.session_id == session_id for r in self._rows.values()):
-                raise SessionErasedError(session_id)
+                raise SessionErasedError(session_of(session_id))
             if user is not None and self._erased_user(user):
                 raise UserErasedError(user)
             key_id = new_key_id(session_id)
@@ -118,12 +119,11 @@ class InMemoryKeyStore:
         self._check_up()
         with self._lock:
             destroyed = []
+            # A tenant's subject, and the bare id: keys made before sessions' keys were
+            # their tenant's, or by a writer without a tenant, hold the session's records too.
+            subjects = {session_id, session_of(session_id)}
             for key_id, row in self._rows.items():
-                if (
-                    row.scope == SESSION
-                    and row.session_id == session_id
-                    and row.wrapped is not None
-                ):
+                if row.scope == SESSION and row.session_id in subjects and row.wrapped is not None:
                     row.wrapped = None
                     destroyed.append(key_id)
             if not any(
@@ -153,7 +153,7 @@ class InMemoryKeyStore:
             for session_id in sessions:
                 self._writing.pop(session_id, None)
             keys = sorted(k for k in mine if k != erased_user_marker(subject))
-            return UserKeys(tuple(keys), tuple(sorted(sessions)))
+            return UserKeys(tuple(keys), tuple(sorted({session_of(s) for s in sessions})))
 
     def rewrap(self) -> int:
         self._check_up()

@@ -2,7 +2,8 @@
 
 Contract:
 - Table ``runwire_data_keys`` (made on first use in the connection's current
-  schema): ``key_id`` (primary key), ``session_id`` (the subject: a session,
+  schema): ``key_id`` (primary key), ``session_id`` (the subject: a session's
+  :func:`~runwire.contract.sealing.protocol.session_subject`,
   or for ``scope`` ``user`` a user subject), ``kek_id``, ``wrapped`` (NULL
   once destroyed), ``created_at``, ``destroyed_at``, ``scope`` (``session``
   or ``user``), ``user_subject`` (a session key's user). A destroyed row is
@@ -33,7 +34,7 @@ from runwire.contract.sealing.errors import (
     UserErasedError,
 )
 from runwire.contract.sealing.inmem import erased_user_marker, new_key_id, new_user_key_id
-from runwire.contract.sealing.protocol import KeyEncryptionKey, UserKeys
+from runwire.contract.sealing.protocol import KeyEncryptionKey, UserKeys, session_of
 
 T = TypeVar("T")
 
@@ -122,7 +123,11 @@ class PostgresKeyStore:
         known = self._writing.get(cached)
         if known is not None and time.monotonic() - known[2] < self._ttl:
             return known[0], known[1]
-        refused = SessionErasedError(subject) if scope == "session" else UserErasedError(subject)
+        refused = (
+            SessionErasedError(session_of(subject))
+            if scope == "session"
+            else UserErasedError(subject)
+        )
 
         def find_or_make(conn: psycopg.Connection[Any]) -> tuple[str, str, bytes]:
             rows = conn.execute(
@@ -202,11 +207,13 @@ class PostgresKeyStore:
     def destroy(self, session_id: str) -> list[str]:
         def destroy(conn: psycopg.Connection[Any]) -> list[str]:
             with conn.transaction():
+                # A tenant's subject, and the bare id: keys made before sessions' keys were
+                # their tenant's, or by a writer without a tenant, hold its records too.
                 rows = conn.execute(
                     "UPDATE runwire_data_keys SET wrapped = NULL, destroyed_at = now() "
-                    "WHERE session_id = %s AND scope = 'session' AND wrapped IS NOT NULL "
+                    "WHERE session_id IN (%s, %s) AND scope = 'session' AND wrapped IS NOT NULL "
                     "RETURNING key_id",
-                    (session_id,),
+                    (session_id, session_of(session_id)),
                 ).fetchall()
                 # Never written: a destroyed row keeps the session unwritable.
                 conn.execute(
@@ -256,11 +263,11 @@ class PostgresKeyStore:
             return [(r[0], r[1], r[2]) for r in rows]
 
         rows = self._run(erase)
-        sessions = sorted({s for _, s, scope in rows if scope == "session"})
+        subjects = sorted({s for _, s, scope in rows if scope == "session"})
         key_ids = [k for k, _, _ in rows]
         self._writing.pop(f"user\x00{subject}", None)
-        self._forget(sessions, key_ids)
-        return UserKeys(tuple(key_ids), tuple(sessions))
+        self._forget(subjects, key_ids)
+        return UserKeys(tuple(key_ids), tuple(sorted({session_of(s) for s in subjects})))
 
     def rewrap(self) -> int:
         def rewrap(conn: psycopg.Connection[Any]) -> int:

@@ -12,6 +12,11 @@ Contract:
   a tenant holding ``::`` or ending in ``:`` and an owner holding ``::``
   (``InputError``), so ``<tenant>::<owner>`` splits at its first ``::`` and
   no tenant's subject is another tenant's (or a tenant-less owner's).
+- A session's keys are its tenant's: their subject is
+  :func:`session_subject` (the session id, after its tenant and ``\x1f``,
+  which no id holds), so a record another tenant writes under the same
+  session id is sealed with that tenant's key, and erasing either leaves the
+  other's keys whole. Key ids stay ``<session id>/<random>``.
 - Users have keys too (scope user, subject :func:`user_subject`): their
   user-scope memory values are sealed with them. ``erase_user`` destroys the
   user's keys and the keys of every session made by the user, in one step,
@@ -54,6 +59,20 @@ def user_subject(user_id: str, tenant: str | None, field: str = "user") -> str:
             "where the tenant ends in its owners' names)",
         )
     return f"{tenant}{TENANT_SEPARATOR}{user_id}"
+
+
+SESSION_TENANT_SEPARATOR = "\x1f"
+"""Between tenant and session id in a session key's subject: no id may hold it."""
+
+
+def session_subject(session_id: str, tenant: str | None) -> str:
+    """The subject of a session's keys in ``tenant`` (see the module contract)."""
+    return session_id if tenant is None else f"{tenant}{SESSION_TENANT_SEPARATOR}{session_id}"
+
+
+def session_of(subject: str) -> str:
+    """The session id a :func:`session_subject` names."""
+    return subject.partition(SESSION_TENANT_SEPARATOR)[2] or subject
 
 
 @dataclass(frozen=True, slots=True)
