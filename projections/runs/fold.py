@@ -30,7 +30,10 @@ Rules (the run-status contract, also written out in ``tests/support/reference.py
   awaiting its result (``duplicate_tool_use_id``); a ``tool_result`` with
   an empty id (``empty_tool_result_id``) or for no awaited ``tool_use``
   (``unknown_tool_use``). Each is the transcript ledger's rule of that name,
-  so the transcript cache refuses such a record for the same reason.
+  so the transcript cache refuses such a record for the same reason. An
+  event another tenant wrote on the run's id (``tenant_mismatch``,
+  :func:`runwire.contract.run_lifecycle.foreign_to_run`; the transcript
+  cache keeps each tenant's runs apart by its keys instead).
 - Erasure: the projection also reads the session-events topic, for
   ``session_deleted`` only (the session index checks the rest of that topic;
   a deletion whose record key is not its session id is ignored here, as the
@@ -70,6 +73,7 @@ from runwire.contract.events import (
     ToolUse,
     Usage,
 )
+from runwire.contract.run_lifecycle import foreign_to_run
 from runwire.log.records import SourceRecord
 from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.runtime.rules import deleted_session
@@ -182,6 +186,12 @@ def check(row: RunRow | None, event: Event, key: bytes | None) -> None:
         raise Rejected(
             "key_mismatch",
             f"record key {key!r:.80} is not the run_id {event.run_id!r} of event {event.event_id}",
+        )
+    if row is not None and foreign_to_run(event, row.tenant):
+        raise Rejected(
+            "tenant_mismatch",
+            f"event {event.event_id} of tenant {event.tenant!r} on run {event.run_id}, "
+            f"which is tenant {row.tenant!r}'s",
         )
     payload = event.payload
     pending = row.pending_tool_uses if row is not None else []

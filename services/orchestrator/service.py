@@ -67,6 +67,7 @@ from typing import Any
 
 from runwire.contract.codec import Codec
 from runwire.contract.events import Event, EventType, RunPhase
+from runwire.contract.run_lifecycle import foreign_to_run
 from runwire.errors import ProviderError, RunwireError
 from runwire.log import EventWriter, Position, QueueingWriter, publish_retrying
 from runwire.providers.base import ModelProvider, ModelRequest
@@ -259,6 +260,17 @@ class Orchestrator(FollowingService):
             max_turns = self._agents.profile(context.agent_id).max_turns
             state = RunState(context, offset, max_turns=max_turns or self._settings.max_turns)
             part.runs[run_id] = state
+        elif foreign_to_run(event, state.context.tenant):
+            # Another tenant wrote on this run's id: not the run's (no prompt,
+            # no cancel); the run-status store dead-letters it (tenant_mismatch).
+            log.warning(
+                "run %s: ignoring event %s of tenant %r (the run is tenant %r's)",
+                run_id,
+                event.event_id,
+                event.tenant,
+                state.context.tenant,
+            )
+            return
         if part.live and event.type in (EventType.USER_MESSAGE, EventType.TOOL_RESULT):
             if len(self._read_at) > _FINISHED_MEMORY:
                 self._read_at.clear()  # deltas covered by a later one are never popped

@@ -63,6 +63,7 @@ from runwire.contract.events import (
     ToolResult,
     ToolUse,
 )
+from runwire.contract.run_lifecycle import foreign_to_run
 from runwire.log import EventWriter, publish_retrying
 from runwire.log.live import LiveEmitter
 from runwire.services.follower import (
@@ -119,6 +120,9 @@ class _Partition:
     """(run_id, tool_use id) announced by ``approval_requested``, not decided yet."""
     paused: dict[str, str] = field(default_factory=dict)
     """Run id -> the pause event in force (only a status change it caused lifts it)."""
+    tenants: OrderedDict[str, str | None] = field(default_factory=OrderedDict)
+    """Run id -> its tenant (the first its events name, as read here): another
+    tenant's events on its id are not the run's (runwire.contract.run_lifecycle)."""
     live: bool = False
     dirty: bool = False
 
@@ -202,6 +206,13 @@ class ToolRunner(FollowingService):
         run_id = event.run_id
         if part is None or run_id is None:
             return
+        tenant = part.tenants.get(run_id)
+        if foreign_to_run(event, tenant):
+            return  # another tenant's event on this run's id: no cancel, no pause
+        if tenant is None and event.tenant is not None:
+            part.tenants[run_id] = event.tenant
+            if len(part.tenants) > _ENDED_MEMORY:
+                part.tenants.popitem(last=False)
         payload = event.payload
         if isinstance(payload, ToolUse):
             key = (run_id, payload.id)

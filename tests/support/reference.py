@@ -83,6 +83,9 @@ def fold_runs(
             out.rejected[where] = "key_mismatch"
             continue
         run = out.rows.get(e.run_id or "")
+        if run and run["tenant"] and e.tenant and e.tenant != run["tenant"]:
+            out.rejected[where] = "tenant_mismatch"  # another tenant's event on the run's id
+            continue
         awaiting: list[str] = run["pending_tool_uses"] if run else []
         body = e.payload.model_dump()
         if kind == "tool_use" and body["id"] in awaiting:

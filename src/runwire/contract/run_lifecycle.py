@@ -10,6 +10,8 @@ Contract (:class:`RunLifecycle`):
   and a terminal event ends it too. So a resumed run gets back the status
   it had, and a resume is tied to the pause it lifts.
 - ``events``: how many events were applied (0: the run is not in the log).
+- A run is its tenant's (:func:`foreign_to_run`): an event another tenant
+  wrote on its run id is not the run's, and ``apply`` ignores it.
 """
 
 from __future__ import annotations
@@ -19,10 +21,26 @@ from dataclasses import dataclass
 
 from runwire.contract.events import TERMINAL_EVENTS, Event, RunStatus, RunStatusChanged
 
-__all__ = ["ENDED", "RunLifecycle"]
+__all__ = ["ENDED", "RunLifecycle", "foreign_to_run"]
 
 ENDED = frozenset(TERMINAL_EVENTS.values())
 """The statuses a run never leaves."""
+
+
+def foreign_to_run(event: Event, run_tenant: str | None) -> bool:
+    """True when another tenant than the run's wrote ``event`` on the run's id.
+
+    - A run's tenant is the first tenant its events name (normally its
+      ``run_started``'s), stamped by each writer from its credentials.
+    - An event without a tenant comes from a process that serves every
+      tenant (an operator's, or services run without ``RUNWIRE_TENANT``,
+      which copy the run's tenant when they have it): it is the run's. So is
+      any event of a run that has named no tenant yet.
+    - Every fold of a run (the run-status store, the orchestrator, this
+      lifecycle) keeps such an event out of the run: a tenant cannot cancel,
+      pause or prompt another tenant's run by naming its id.
+    """
+    return event.tenant is not None and run_tenant is not None and event.tenant != run_tenant
 
 
 @dataclass(slots=True)
@@ -32,12 +50,17 @@ class RunLifecycle:
     status: RunStatus = RunStatus.PENDING
     paused_by: str | None = None
     events: int = 0
+    tenant: str | None = None
+    """The run's tenant: the first one its events name."""
 
     @property
     def ended(self) -> bool:
         return self.status in ENDED
 
     def apply(self, event: Event) -> None:
+        if foreign_to_run(event, self.tenant):
+            return
+        self.tenant = self.tenant or event.tenant
         self.events += 1
         if self.status in ENDED:
             return
