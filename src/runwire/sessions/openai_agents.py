@@ -273,7 +273,7 @@ class RunwireSession:
             problem = json_problem(item, where)
             if problem is not None:
                 field, _, why = problem.partition(": ")
-                raise ItemNotJSONError(field, f"not JSON, so it cannot be kept: {why}")
+                raise ItemNotJSONError(field, f"cannot be kept: {why}")
             batch.append((item, canonical_payloads(item, where)))
         await self._run(self.session.add_items(FRAMEWORK, batch), mutation=True)
 

@@ -30,6 +30,7 @@ JSON text both ways (``arguments``, tool output) is read and written by
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,12 +39,14 @@ from typing import Any
 
 from runwire.contract import jsonvalues
 from runwire.contract.events import EventPayload
+from runwire.contract.limits import MAX_ID_CHARS, text_problem
 from runwire.memory.checks import InputError
 from runwire.sessions.content import to_message
 from runwire.transcript.ledger import payloads_for_message
 from runwire.transcript.messages import Message, Part, TextPart, ToolResultPart, ToolUsePart
 
 __all__ = [
+    "MAX_ITEM_DEPTH",
     "Converted",
     "canonical_payloads",
     "items_to_messages",
@@ -52,6 +55,17 @@ __all__ = [
 ]
 
 _TEXT_PARTS = {"input_text", "output_text", "text"}
+
+MAX_ITEM_DEPTH = 200
+"""The most nested lists and objects an item may have (the item itself is 1).
+
+runwire's JSON writer (orjson) stops at 255 levels, and the transcript cache
+keeps an item a few levels down in its run's state: an item deeper than that
+would be written to the log and then not stored by the cache. 200 is far beyond
+any Responses API item."""
+
+# Lone surrogates: Python text, but not UTF-8, so no event can carry them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _SKIPPED_ALWAYS = {"reasoning"}
 
 
@@ -152,6 +166,10 @@ def canonical_payloads(item: Any, where: str) -> list[EventPayload]:
     if converted is None or converted[0] == "system" or not converted[1]:
         return []
     side, parts = converted
+    if any(_tool_id_problem(part) for part in parts):
+        # A call id no event can hold (too long, NUL): the item is kept verbatim
+        # only, as one runwire cannot read, instead of refusing the batch.
+        return []
     try:
         incoming = to_message(side, list(parts), field=where)
     except InputError:
@@ -159,11 +177,26 @@ def canonical_payloads(item: Any, where: str) -> list[EventPayload]:
     return payloads_for_message(incoming.message) if incoming.message is not None else []
 
 
-def json_problem(value: Any, where: str) -> str | None:
-    """Where ``value`` stops being JSON (``where`` extended by the path), with why;
-    None when it is JSON that survives a round trip unchanged."""
-    if value is None or isinstance(value, bool | str):
+def _tool_id_problem(part: Part) -> str | None:
+    """Why a tool call's id could not be a canonical event's (the event limits)."""
+    if isinstance(part, ToolUsePart):
+        return text_problem(part.id, MAX_ID_CHARS)
+    if isinstance(part, ToolResultPart):
+        return text_problem(part.tool_use_id, MAX_ID_CHARS)
+    return None
+
+
+def json_problem(value: Any, where: str, depth: int = 1) -> str | None:
+    """Where ``value`` stops being JSON runwire can keep (``where`` extended by the
+    path), with why; None when it is JSON that survives a round trip unchanged.
+
+    Beyond what JSON refuses: text holding a lone surrogate (not UTF-8) and
+    nesting deeper than :data:`MAX_ITEM_DEPTH`.
+    """
+    if value is None or isinstance(value, bool):
         return None
+    if isinstance(value, str):
+        return _text_problem(value, where)
     if isinstance(value, int):
         try:
             str(value)  # Python refuses integers over its digit limit here
@@ -172,9 +205,11 @@ def json_problem(value: Any, where: str) -> str | None:
         return None
     if isinstance(value, float | Decimal):
         return None if math.isfinite(value) else f"{where}: {value} is not a JSON number"
+    if isinstance(value, list | dict) and depth > MAX_ITEM_DEPTH:
+        return f"{where}: nested deeper than {MAX_ITEM_DEPTH} lists and objects"
     if isinstance(value, list):
         for i, inner in enumerate(value):
-            found = json_problem(inner, f"{where}[{i}]")
+            found = json_problem(inner, f"{where}[{i}]", depth + 1)
             if found:
                 return found
         return None
@@ -182,11 +217,26 @@ def json_problem(value: Any, where: str) -> str | None:
         for key, inner in value.items():
             if not isinstance(key, str):
                 return f"{where}: the key {key!r} is not text"
-            found = json_problem(inner, f"{where}.{key}")
+            found = _text_problem(key, f"{where}: the key {key!r}")
+            if found:
+                return found
+            found = json_problem(inner, f"{where}.{key}", depth + 1)
             if found:
                 return found
         return None
     return f"{where}: a {type(value).__name__} is not JSON"
+
+
+def _text_problem(text: str, where: str) -> str | None:
+    if text.isascii():
+        return None
+    bad = _SURROGATE.search(text)
+    if bad is None:
+        return None
+    return (
+        f"{where}: holds a lone surrogate (U+{ord(bad.group()):04X}) at {bad.start()}, "
+        "which is not UTF-8 text"
+    )
 
 
 def _reorders(group: _Group, parts: Sequence[Part]) -> bool:
