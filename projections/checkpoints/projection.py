@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from runwire.contract import jsonvalues
 from runwire.contract.events import Stream
 from runwire.log.records import SourceRecord
 from runwire.projections.checkpoints.fold import (
@@ -118,8 +119,9 @@ async def _apply(conn: Conn, t: _Tables, op: Op, tenant: str | None) -> None:
                 c.checkpoint_ns,
                 c.checkpoint_id,
                 c.parent_checkpoint_id,
-                _json(c.checkpoint),
-                _json(c.metadata),
+                # jsonb's numeric drops exponents: 1e308 would read back as an int.
+                jsonvalues.jsonb_text(c.checkpoint, "checkpoint"),
+                jsonvalues.jsonb_text(c.metadata, "metadata"),
                 c.run_id,
                 tenant,
             ),
