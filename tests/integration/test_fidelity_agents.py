@@ -216,10 +216,11 @@ async def test_every_kind_comes_back_as_sqlite_session_gives_it(sessions: Settin
     ("item", "field", "why"),
     [
         ({"role": "user", "content": "a\ud800b"}, "items[1].content", "lone surrogate (U+D800)"),
-        ({"type": "x", "k\udfff": 1}, "items[1]", "the key 'k\\udfff': holds a lone surrogate"),
+        ({"type": "x", "k\udfff": 1}, "items[1]", "the key 'k\\udfff' holds a lone surrogate"),
+        ({"type": "x", "a: b": {"c": {1}}}, "items[1].a: b.c", "a set is not JSON"),
         (nested(MAX_ITEM_DEPTH + 1), "items[1]" + ".v" * MAX_ITEM_DEPTH, "nested deeper"),
     ],
-    ids=["surrogate-text", "surrogate-key", "too-deep"],
+    ids=["surrogate-text", "surrogate-key", "key-with-colon", "too-deep"],
 )
 async def test_what_no_event_can_carry_is_refused_naming_it(
     sessions: Settings, item: Any, field: str, why: str

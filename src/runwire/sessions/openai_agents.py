@@ -272,7 +272,7 @@ class RunwireSession:
             where = f"items[{i}]"
             problem = json_problem(item, where)
             if problem is not None:
-                field, _, why = problem.partition(": ")
+                field, why = problem
                 raise ItemNotJSONError(field, f"cannot be kept: {why}")
             batch.append((item, canonical_payloads(item, where)))
         await self._run(self.session.add_items(FRAMEWORK, batch), mutation=True)

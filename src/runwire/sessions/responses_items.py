@@ -186,9 +186,9 @@ def _tool_id_problem(part: Part) -> str | None:
     return None
 
 
-def json_problem(value: Any, where: str, depth: int = 1) -> str | None:
+def json_problem(value: Any, where: str, depth: int = 1) -> tuple[str, str] | None:
     """Where ``value`` stops being JSON runwire can keep (``where`` extended by the
-    path), with why; None when it is JSON that survives a round trip unchanged.
+    path) and why; None when it is JSON that survives a round trip unchanged.
 
     Beyond what JSON refuses: text holding a lone surrogate (not UTF-8) and
     nesting deeper than :data:`MAX_ITEM_DEPTH`.
@@ -196,17 +196,17 @@ def json_problem(value: Any, where: str, depth: int = 1) -> str | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, str):
-        return _text_problem(value, where)
+        return _text_problem(value, where, "")
     if isinstance(value, int):
         try:
             str(value)  # Python refuses integers over its digit limit here
         except ValueError:
-            return f"{where}: an integer over {jsonvalues.MAX_INT_DIGITS} digits"
+            return where, f"an integer over {jsonvalues.MAX_INT_DIGITS} digits"
         return None
     if isinstance(value, float | Decimal):
-        return None if math.isfinite(value) else f"{where}: {value} is not a JSON number"
+        return None if math.isfinite(value) else (where, f"{value} is not a JSON number")
     if isinstance(value, list | dict) and depth > MAX_ITEM_DEPTH:
-        return f"{where}: nested deeper than {MAX_ITEM_DEPTH} lists and objects"
+        return where, f"nested deeper than {MAX_ITEM_DEPTH} lists and objects"
     if isinstance(value, list):
         for i, inner in enumerate(value):
             found = json_problem(inner, f"{where}[{i}]", depth + 1)
@@ -216,25 +216,25 @@ def json_problem(value: Any, where: str, depth: int = 1) -> str | None:
     if isinstance(value, dict):
         for key, inner in value.items():
             if not isinstance(key, str):
-                return f"{where}: the key {key!r} is not text"
-            found = _text_problem(key, f"{where}: the key {key!r}")
+                return where, f"the key {key!r} is not text"
+            found = _text_problem(key, where, f"the key {key!r} ")
             if found:
                 return found
             found = json_problem(inner, f"{where}.{key}", depth + 1)
             if found:
                 return found
         return None
-    return f"{where}: a {type(value).__name__} is not JSON"
+    return where, f"a {type(value).__name__} is not JSON"
 
 
-def _text_problem(text: str, where: str) -> str | None:
+def _text_problem(text: str, where: str, what: str) -> tuple[str, str] | None:
     if text.isascii():
         return None
     bad = _SURROGATE.search(text)
     if bad is None:
         return None
-    return (
-        f"{where}: holds a lone surrogate (U+{ord(bad.group()):04X}) at {bad.start()}, "
+    return where, (
+        f"{what}holds a lone surrogate (U+{ord(bad.group()):04X}) at {bad.start()}, "
         "which is not UTF-8 text"
     )
 
