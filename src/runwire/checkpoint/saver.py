@@ -23,7 +23,9 @@ Contract (LangGraph's ``BaseCheckpointSaver``, checked by
 - Every method has its async and sync form. I/O runs on the saver's own loop
   thread (:mod:`.loop`), so a saver serves any event loop and any thread.
 - Bad input (a thread id over the id limits, metadata or a checkpoint that
-  is not JSON, a value over ``max_event_bytes``) raises
+  is not JSON or nested over 200 levels, NUL or a lone surrogate in a
+  namespace, checkpoint or task id, task path, channel name, metadata key or
+  text, a value over ``max_event_bytes``) raises
   :class:`~runwire.errors.InputError` naming the field; nothing is written.
 """
 
@@ -71,6 +73,7 @@ from runwire.contract.events import (
     Event,
     EventPayload,
 )
+from runwire.contract.limits import text_problem
 from runwire.errors import InputError
 from runwire.loop_thread import LoopThread
 from runwire.projections.checkpoints.fold import STRATEGIES, CheckpointRow, ValueRow
@@ -84,11 +87,22 @@ _ENVELOPE_ROOM = 4096
 """Bytes an event needs beside its values (envelope, descriptors): a pre-check margin."""
 
 
+_MAX_JSON_DEPTH = 200
+"""The most nested lists and objects metadata or a checkpoint may have: runwire's
+JSON writer (orjson) stops at 255 levels, and the event holds them a level down."""
+
+# Text the projection keeps in Postgres ``text`` columns (besides the thread id,
+# an id the envelope checks): no NUL, no lone surrogate.
+_TEXT_FIELDS = ("checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "task_id", "task_path")
+
+
 def _event(payload_type: type[EventPayload], **fields: Any) -> Event:
     """The event of a payload built from ``fields``; :class:`InputError` naming the field."""
     for name in ("checkpoint", "metadata"):
         if name in fields:
             _require_json(fields[name], name)
+    for name in _TEXT_FIELDS:
+        _require_text(fields.get(name), name)
     try:
         return Event.create(payload_type(**fields), producer=PRODUCER)
     except ValidationError as e:
@@ -97,17 +111,33 @@ def _event(payload_type: type[EventPayload], **fields: Any) -> Event:
         raise InputError(where, first["msg"]) from None
 
 
-def _require_json(value: Any, where: str) -> None:
+def _require_text(value: Any, where: str) -> None:
+    """Refuse text no store can hold (NUL, a lone surrogate), naming ``where``."""
+    if isinstance(value, str):
+        why = text_problem(value)
+        if why is not None:
+            raise InputError(where, why)
+
+
+def _require_json(value: Any, where: str, depth: int = 1) -> None:
     """Refuse what JSON would not keep, naming the innermost key or index that holds it."""
+    if isinstance(value, dict | list) and depth > _MAX_JSON_DEPTH:
+        raise InputError(where, f"nested deeper than {_MAX_JSON_DEPTH} lists and objects")
     if isinstance(value, dict):
         for key, inner in value.items():
             if not isinstance(key, str):
                 raise InputError(where, f"key {key!r} is not a string (JSON keys are)")
-            _require_json(inner, f"{where}[{key!r}]")
+            why = text_problem(key)
+            if why is not None:
+                raise InputError(where, f"key {key!r} {why}")
+            _require_json(inner, f"{where}[{key!r}]", depth + 1)
         return
     if isinstance(value, list):
         for i, inner in enumerate(value):
-            _require_json(inner, f"{where}[{i}]")
+            _require_json(inner, f"{where}[{i}]", depth + 1)
+        return
+    if isinstance(value, str):
+        _require_text(value, where)
         return
     try:
         text = orjson.dumps(value)
@@ -115,8 +145,6 @@ def _require_json(value: Any, where: str) -> None:
         raise InputError(where, f"{type(value).__name__} {value!r:.80} is not JSON") from None
     if orjson.loads(text) != value:
         raise InputError(where, f"{value!r:.80} would not survive JSON unchanged")
-    if b"\\u0000" in text:
-        raise InputError(where, "holds NUL (U+0000), which Postgres cannot store")
 
 
 def _value_chunks(
@@ -486,6 +514,8 @@ class RunwireSaver(BaseCheckpointSaver[str]):
         task_path: str,
     ) -> None:
         conf = config["configurable"]
+        for i, (channel, _) in enumerate(writes):
+            _require_text(channel, f"writes[{i}] (channel {channel!r})")
         encoded = encode_writes(self.serde, writes, WRITES_IDX_MAP)
         self._check_size(encoded, "writes")
         event = _event(

@@ -12,12 +12,14 @@ import datetime
 import uuid
 from typing import Any
 
+import pytest
 from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Send
 from pydantic import BaseModel
 
 from runwire.checkpoint import RunwireSaver
+from runwire.errors import InputError
 from runwire.settings import Settings
 
 
@@ -105,3 +107,51 @@ async def test_values_writes_and_metadata_come_back_as_in_memory(settings: Setti
             ]
         listed = [t async for t in fresh.alist(None, filter={"floats": METADATA["floats"]})]
         assert len(listed) == 3
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+async def test_text_no_store_holds_is_refused_naming_it(settings: Settings) -> None:
+    """Each of these was written, then dropped by the projection (the checkpoint or the
+    writes never readable) or refused with an error naming no field."""
+    thread_id = f"t-{uuid.uuid4().hex}"
+    base: Any = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+    async with RunwireSaver(settings=settings) as saver:
+        kept = await saver.aput(base, create_checkpoint(empty_checkpoint(), None, 1), {}, {})
+        puts: list[tuple[str, str, Any, Any]] = [
+            ("channel NUL", "checkpoint['channel_versions']", "", {"ch\x00": 1}),
+            ("metadata key NUL", "metadata", "", {"\x00k": 1}),
+            ("namespace NUL", "checkpoint_ns", "a\x00b", {}),
+            ("namespace surrogate", "checkpoint_ns", "a:\ud800", {}),
+            ("metadata too deep", "metadata['x']" + "['k']" * 199, "", {"x": _nested(200)}),
+        ]
+        for case, field, ns, odd in puts:
+            checkpoint = create_checkpoint(empty_checkpoint(), None, 2)
+            metadata: Any = {}
+            if field == "checkpoint['channel_versions']":
+                checkpoint["channel_values"] = dict.fromkeys(odd, 1)
+                checkpoint["channel_versions"] = dict.fromkeys(odd, f"{2:032}.0")
+            else:
+                metadata = odd
+            config: Any = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
+            with pytest.raises(InputError) as refused:
+                await saver.aput(config, checkpoint, metadata, checkpoint["channel_versions"])
+            assert refused.value.field == field, case
+        writes: list[tuple[str, str, str, str]] = [
+            ("ch\x00", "task", "", "writes[0] (channel 'ch\\x00')"),
+            ("ch", "task\x00", "", "task_id"),
+            ("ch", "task", "path\ud800", "task_path"),
+        ]
+        for channel, task_id, task_path, field in writes:
+            with pytest.raises(InputError) as refused:
+                await saver.aput_writes(kept, [(channel, 1)], task_id, task_path)
+            assert refused.value.field == field
+    async with RunwireSaver(settings=settings) as fresh:
+        listed = [t async for t in fresh.alist({"configurable": {"thread_id": thread_id}})]
+        assert [t.config for t in listed] == [kept], "nothing of the refused calls was written"
+        assert listed[0].pending_writes == []
