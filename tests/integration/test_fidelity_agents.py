@@ -11,6 +11,7 @@ import asyncio
 import copy
 import math
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -241,6 +242,7 @@ async def test_the_deepest_item_and_odd_call_ids_are_kept(sessions: Settings) ->
         {"type": "function_call", "call_id": "c" * 300, "name": "f", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "c" * 300, "output": "long id"},
         {"type": "function_call", "call_id": "a\u0000b", "name": "f", "arguments": "{}"},
+        {"type": "beyond_floats", "n": Decimal("1e400")},  # a JSON number, not infinity
         deepest,
     ]
     session = RunwireSession(user_id="alice", settings=sessions)

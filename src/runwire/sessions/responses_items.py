@@ -204,7 +204,9 @@ def json_problem(value: Any, where: str, depth: int = 1) -> tuple[str, str] | No
             return where, f"an integer over {jsonvalues.MAX_INT_DIGITS} digits"
         return None
     if isinstance(value, float | Decimal):
-        return None if math.isfinite(value) else (where, f"{value} is not a JSON number")
+        # Decimal's own test: math.isfinite converts to float, and 1e400 is not inf.
+        finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
+        return None if finite else (where, f"{value} is not a JSON number")
     if isinstance(value, list | dict) and depth > MAX_ITEM_DEPTH:
         return where, f"nested deeper than {MAX_ITEM_DEPTH} lists and objects"
     if isinstance(value, list):
