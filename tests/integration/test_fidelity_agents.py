@@ -19,7 +19,12 @@ import pytest_asyncio
 from agents import SQLiteSession, set_tracing_disabled
 
 from runwire.sessions.embedded import projectors_running
-from runwire.sessions.openai_agents import ItemNotJSONError, RunwireSession, close_shared_backends
+from runwire.sessions.openai_agents import (
+    BranchError,
+    ItemNotJSONError,
+    RunwireSession,
+    close_shared_backends,
+)
 from runwire.sessions.responses_items import MAX_ITEM_DEPTH
 from runwire.settings import Settings
 
@@ -252,3 +257,24 @@ async def test_the_deepest_item_and_odd_call_ids_are_kept(sessions: Settings) ->
     # Kept as items only: no canonical tool call whose id no event could hold.
     assert [m.role for m in await again.messages()] == ["user"]
     assert await again.pop_item() == deepest
+
+
+@pytest.mark.parametrize(
+    ("session_id", "branch_name", "why"),
+    [("s" * 200, "alt", "204 characters, over the limit of 200"), (None, "a\tb", "U+0009")],
+    ids=["id-too-long", "control-character"],
+)
+async def test_a_branch_name_no_id_can_hold_is_not_called_taken(
+    sessions: Settings, session_id: str | None, branch_name: str, why: str
+) -> None:
+    session = RunwireSession(session_id, user_id="alice", settings=sessions)
+    await session.add_items(
+        [{"role": "user", "content": "t1"}, {"role": "assistant", "content": "a"}]
+    )
+    await session.add_items([{"role": "user", "content": "t2"}])
+    with pytest.raises(BranchError) as refused:
+        await session.create_branch_from_turn(2, branch_name)
+    assert refused.value.field == "branch_name"
+    assert why in str(refused.value)
+    assert "already exists" not in str(refused.value)
+    assert [b["branch_id"] for b in await session.list_branches()] == ["main"]

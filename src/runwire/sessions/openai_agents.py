@@ -65,6 +65,7 @@ from collections.abc import Awaitable, Coroutine, Generator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from runwire.contract.limits import id_problem
 from runwire.errors import NotFoundError, RunwireError
 from runwire.loop_thread import outcome_first
 from runwire.memory.checks import InputError
@@ -378,6 +379,13 @@ class RunwireSession:
             )
         name = branch_name or f"branch_from_turn_{turn_number}_{uuid.uuid4().hex[:8]}"
         session_id = self._session_id_of(name)
+        why = id_problem(session_id)
+        if why is not None:  # else the fork's refusal would read as a taken name
+            raise BranchError(
+                "branch_name",
+                f"branch {name!r} cannot be named: its session id "
+                f"<session_id>{_BRANCH_MARK}<branch name> is not an id ({why})",
+            )
         try:
             child = await self.session.fork(turn=turn_number - 1, session_id=session_id)
         except InputError as e:
