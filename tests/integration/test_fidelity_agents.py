@@ -278,3 +278,18 @@ async def test_a_branch_name_no_id_can_hold_is_not_called_taken(
     assert why in str(refused.value)
     assert "already exists" not in str(refused.value)
     assert [b["branch_id"] for b in await session.list_branches()] == ["main"]
+
+
+async def test_a_branch_gives_every_kind_exactly_and_afresh_each_read(sessions: Settings) -> None:
+    session = RunwireSession(user_id="alice", settings=sessions)
+    await session.add_items(copy.deepcopy(KINDS))
+    await session.add_items([{"role": "user", "content": "turn 2"}])
+    await session.create_branch_from_turn(2, "alt")  # shares the first turn: KINDS
+    again = await fresh(session, sessions)
+    await again.switch_to_branch("alt")
+    got = await again.get_items()
+    assert [shape(i) for i in got] == [shape(i) for i in KINDS]
+    # The SDK may change what it was given; the next read is unchanged, as SQLiteSession's.
+    got[0]["content"] = "changed by the caller"
+    got[1]["content"].append({"type": "input_text", "text": "more"})
+    assert await again.get_items() == KINDS
