@@ -9,7 +9,8 @@ Contract (LangGraph's ``BaseCheckpointSaver``, checked by
   return the event is durable and every read shows it (read-your-writes).
 - ``get_tuple`` / ``list`` read the checkpoints projection: the newest
   checkpoint when the config names none, ``list`` newest first with
-  ``filter`` (metadata containment), ``before`` and ``limit``; pending writes
+  ``filter`` (InMemorySaver's rule: each key's value equal, a missing key
+  equal to None), ``before`` and ``limit`` (0 or less: none); pending writes
   in LangGraph's ``writes_sort_key`` order.
 - ``delete_thread``, ``delete_for_runs``, ``copy_thread`` and ``prune`` are
   events too: the log stays append-only and a rebuild of the projection
@@ -391,16 +392,27 @@ class RunwireSaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None,
         limit: int | None,
     ) -> list[CheckpointTuple]:
+        if limit is not None and limit <= 0:
+            return []  # as InMemorySaver (Postgres refuses a negative LIMIT)
         conf = (config or {}).get("configurable") or {}
         thread_id = conf.get("thread_id")
+        # LangGraph's rule (InMemorySaver's) is equality per key, a missing key
+        # equal to None. jsonb containment agrees on text only: it matches a
+        # list or object holding more, not a missing key for None, nor 1 for
+        # True. Text keys go to Postgres; the rest is checked here, then limited.
+        text = {k: v for k, v in (filter or {}).items() if isinstance(v, str)}
+        rest = {k: v for k, v in (filter or {}).items() if not isinstance(v, str)}
         rows = await self.store.reader.find(
             None if thread_id is None else str(thread_id),
             conf.get("checkpoint_ns"),
             checkpoint_id=get_checkpoint_id(config) if config else None,
-            filter=filter,
+            filter=text or None,
             before=get_checkpoint_id(before) if before else None,
-            limit=limit,
+            limit=None if rest else limit,
         )
+        if rest:
+            rows = [r for r in rows if all(v == r.metadata.get(k) for k, v in rest.items())]
+            rows = rows[:limit] if limit is not None else rows
         return [await self._tuple(row) for row in rows]
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:

@@ -155,3 +155,42 @@ async def test_text_no_store_holds_is_refused_naming_it(settings: Settings) -> N
         listed = [t async for t in fresh.alist({"configurable": {"thread_id": thread_id}})]
         assert [t.config for t in listed] == [kept], "nothing of the refused calls was written"
         assert listed[0].pending_writes == []
+
+
+async def test_list_filters_and_limits_as_in_memory(settings: Settings) -> None:
+    """Postgres containment matched a list or object holding more, never a missing key
+    for None nor 1 for True, and a negative limit failed in Postgres."""
+    reference = InMemorySaver()
+    thread_id = f"f-{uuid.uuid4().hex}"
+    metadatas: list[Any] = [
+        {"step": 1, "tags": ["a", "b"], "info": {"x": 1, "y": 2}, "n": None, "who": "x"},
+        {"step": 2, "tags": ["a"], "info": {"x": 1}, "who": "x"},
+        {"step": 3, "flag": True, "who": "y"},
+    ]
+    filters: list[Any] = [
+        {"tags": ["a"]},
+        {"info": {"x": 1}},
+        {"n": None},
+        {"missing": None},
+        {"step": 1.0},
+        {"step": True},
+        {"flag": 1, "who": "y"},
+        {"who": "x"},
+        {},
+    ]
+    async with RunwireSaver(settings=settings) as saver:
+        for each in (saver, reference):
+            config: Any = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}}
+            for i, metadata in enumerate(metadatas):
+                config = await each.aput(
+                    config, create_checkpoint(empty_checkpoint(), None, i), metadata, {}
+                )
+    thread: Any = {"configurable": {"thread_id": thread_id}}
+    async with RunwireSaver(settings=settings) as fresh:
+        for query in filters:
+            for limit in (None, 1, 0, -1):
+                got = [t.metadata async for t in fresh.alist(thread, filter=query, limit=limit)]
+                want = [
+                    t.metadata async for t in reference.alist(thread, filter=query, limit=limit)
+                ]
+                assert got == want, (query, limit)
