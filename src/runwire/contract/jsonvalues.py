@@ -15,7 +15,9 @@ Contract (the rule is written out in docs/json-numbers.md):
   values nested deeper than ``MAX_DEPTH`` levels, the most :func:`dumps` can
   write back (a value read must be one every reader can pass on);
   :func:`canonical` refuses what JSON cannot hold (non-finite numbers, tuples,
-  sets, bytes, non-string keys, other objects), naming where in the value.
+  sets, bytes, non-string keys, other objects, values nested deeper than
+  ``MAX_DEPTH`` levels, where Python's recursion would fail first), naming
+  where in the value.
 - :func:`dumps` writes compact UTF-8 JSON, key order kept: ints as digits,
   floats as their shortest text, Decimals as their exact text.
 - :func:`jsonb_text` is the spelling for Postgres ``jsonb``, whose ``numeric``
@@ -218,10 +220,10 @@ def canonical(value: Any, where: str = "value") -> Any:
             return value
     except (TypeError, orjson.JSONDecodeError):
         pass
-    return _canonical(value, where)
+    return _canonical(value, where, 0)
 
 
-def _canonical(value: Any, where: str) -> Any:
+def _canonical(value: Any, where: str, depth: int) -> Any:
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
@@ -236,14 +238,16 @@ def _canonical(value: Any, where: str) -> Any:
         return value
     if isinstance(value, Decimal):
         return number(_decimal_text(value, where))
+    if isinstance(value, list | dict) and depth >= MAX_DEPTH:
+        raise JsonValueError(f"{where} is nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, list):
-        return [_canonical(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_canonical(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise JsonValueError(f"{where} has the key {k!r:.50}: JSON keys are strings")
-            out[k] = _canonical(v, f"{where}.{k}")
+            out[k] = _canonical(v, f"{where}.{k}", depth + 1)
         return out
     if isinstance(value, tuple):
         raise JsonValueError(f"{where} is a tuple: a JSON array is a list")
