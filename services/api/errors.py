@@ -213,7 +213,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if error.status_code == 404:
             message = f"no route {request.url.path!r}"
         return JSONResponse(
-            error_body(request, code, message),
+            error_body(request, code, message, getattr(error, "problems", None)),
             status_code=error.status_code,
             headers=getattr(error, "headers", None),
         )

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from runwire.contract import ids
 from runwire.log import Position
 from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.waiting import NotCaughtUpError
-from runwire.services.api.access import claimed_session, owned_run
+from runwire.services.api.access import claimed_session, owned_run, owns
 from runwire.services.api.auth import Caller, Writer
 from runwire.services.api.backends import Backends, Using
 from runwire.services.api.errors import ApiError, input_as_422
+from runwire.services.api.exact_json import ExactJSONResponse, ExactJsonRoute
 from runwire.services.api.models import (
     CancelRequest,
     Control,
@@ -33,7 +34,7 @@ from runwire.transcript.messages import ToolResultPart
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/runs", tags=["runs"])
+router = APIRouter(prefix="/v1/runs", tags=["runs"], route_class=ExactJsonRoute)
 
 RunId = IdPath
 
@@ -108,7 +109,7 @@ async def get_tree(principal: Caller, using: Using, run_id: RunId) -> RunTree:
         items=[
             TreeNode(depth=depth, run=RunOut.model_validate(run))
             for depth, run in tree
-            if run.user_id == principal.user_id
+            if owns(principal, run)  # the tenant too: a reader of every tenant's rows
         ]
     )
 
@@ -124,7 +125,7 @@ async def get_transcript(
     run_id: RunId,
     at: Annotated[int | None, Query(ge=0, description="as of this log offset")] = None,
     turn: Annotated[int | None, Query(ge=1, description="as of the end of this turn")] = None,
-) -> TranscriptOut:
+) -> Response:
     """The messages a provider would be given for the run, from the transcript cache
     (rebuilt from the log on a miss); with ``at`` or ``turn``, as they were then,
     read from the log."""
@@ -134,7 +135,8 @@ async def get_transcript(
     else:
         with input_as_422("query", {"offset": "at"}):
             messages = (await using.transcripts.get_at(run_id, offset=at, turn=turn)).messages
-    return TranscriptOut(run_id=run_id, status=run.status, messages=messages)
+    # Written by jsonvalues: pydantic would write a number no float holds as a string.
+    return ExactJSONResponse(TranscriptOut(run_id=run_id, status=run.status, messages=messages))
 
 
 @router.post("/{run_id}/cancel", status_code=202, response_model=Control, summary="Cancel a run")

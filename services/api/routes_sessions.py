@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from runwire.contract import ids
 from runwire.projections.runtime.waiting import NotCaughtUpError
@@ -13,6 +13,7 @@ from runwire.services.api.access import owned_session, owns
 from runwire.services.api.auth import Caller, Writer
 from runwire.services.api.backends import Using
 from runwire.services.api.errors import ApiError, input_as_422
+from runwire.services.api.exact_json import ExactJSONResponse, ExactJsonRoute
 from runwire.services.api.models import (
     ErasureOut,
     ForkRequest,
@@ -32,7 +33,7 @@ from runwire.sessions.inmem import info_of
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"], route_class=ExactJsonRoute)
 
 Limit = Annotated[int, Query(ge=1, le=200, description="items per page")]
 SessionId = IdPath
@@ -64,7 +65,7 @@ async def list_sessions(
     status: Annotated[SessionStatus | None, Query()] = None,
     label: LabelFilter = [],  # noqa: B006 - FastAPI copies query defaults
     limit: Limit = 50,
-) -> SessionPage:
+) -> Response:
     """Sessions by last activity, most recent first; ``next_page`` pages on."""
     found = await using.sessions.list(
         user_id=principal.user_id,
@@ -75,15 +76,22 @@ async def list_sessions(
     )
     # A tenant key reads as its tenant already; a key without one must not list
     # the sessions of tenants its user also has (a page may then be short).
-    return SessionPage(
-        items=[SessionOut.model_validate(s) for s in found.items if s.tenant == principal.tenant],
-        next_page=page.seal(found.next_page),
+    # Written by jsonvalues (here and below): metadata may hold numbers no float holds.
+    return ExactJSONResponse(
+        SessionPage(
+            items=[
+                SessionOut.model_validate(s) for s in found.items if s.tenant == principal.tenant
+            ],
+            next_page=page.seal(found.next_page),
+        )
     )
 
 
 @router.get("/{session_id}", response_model=SessionOut, summary="One session of the caller")
-async def get_session(principal: Caller, using: Using, session_id: SessionId) -> SessionOut:
-    return SessionOut.model_validate(await owned_session(using, principal, session_id))
+async def get_session(principal: Caller, using: Using, session_id: SessionId) -> Response:
+    return ExactJSONResponse(
+        SessionOut.model_validate(await owned_session(using, principal, session_id))
+    )
 
 
 @router.get("/{session_id}/runs", response_model=RunPage, summary="The runs of a session")
@@ -152,15 +160,17 @@ async def get_session_history(
     using: Using,
     session_id: SessionId,
     turn: Annotated[int, Query(ge=1, description="the turn (1 = the first since a clear)")],
-) -> SessionHistoryOut:
+) -> Response:
     """What the session's history was once turn ``turn`` was answered, read from the log
     (turns counted over its runs since its last clear)."""
     info = info_of(await owned_session(using, principal, session_id))
     runs = await using.transcripts.visible_runs(session_id)
     with input_as_422("query"):
         past = await history_at(using.transcripts.history(), info, runs, turn)
-    return SessionHistoryOut(
-        session_id=session_id, turn=turn, run_ids=past.run_ids, messages=past.messages
+    return ExactJSONResponse(
+        SessionHistoryOut(
+            session_id=session_id, turn=turn, run_ids=past.run_ids, messages=past.messages
+        )
     )
 
 

@@ -3,7 +3,8 @@
 Contract of :func:`run_event_stream`:
 - Starts with ``retry: 2000``; then one message per event of the run, in log
   order: ``id:`` the event_id, ``event:`` the event type, ``data:`` the event
-  as JSON (the envelope with its typed payload).
+  as JSON (the envelope with its typed payload; numbers exact,
+  :func:`.exact_json.dumps`).
 - Live events (``live_chunk``, ``live_tool_started``, ``live_tool_finished``)
   come as messages without ``id:``: they are never part of the run's log, so
   ``Last-Event-ID`` always names a canonical event, and a reconnecting client
@@ -31,6 +32,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final
 
 from runwire.contract.events import TERMINAL_EVENTS, Event, Stream
+from runwire.services.api import exact_json
 
 __all__ = ["comment", "message", "run_event_stream"]
 
@@ -115,12 +117,14 @@ async def run_event_stream(
                 status = TERMINAL_EVENTS[item.type].value
             if item.stream is Stream.LIVE:
                 if not skipping:
-                    yield message(item.model_dump_json(), event=item.type.value)
+                    yield message(exact_json.dumps(item).decode(), event=item.type.value)
                 continue
             if skipping:
                 skipping = item.event_id != last_event_id
                 continue
-            yield message(item.model_dump_json(), event=item.type.value, event_id=item.event_id)
+            yield message(
+                exact_json.dumps(item).decode(), event=item.type.value, event_id=item.event_id
+            )
     finally:
         for task in tasks:
             task.cancel()
