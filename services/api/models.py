@@ -219,6 +219,15 @@ class StartRunRequest(_In):
             raise ValueError("the prompt is blank")
         return value
 
+    @field_validator("session_id")
+    @classmethod
+    def _addressable(cls, value: str | None) -> str | None:
+        # The session is read back at /v1/sessions/{session_id}: a '/' (even as
+        # %2F) splits that path, and '.' or '..' are path steps clients resolve away.
+        if value is not None and ("/" in value or value in (".", "..")):
+            raise ValueError(f"{value!r:.60} cannot be a path segment: no '/', not '.' or '..'")
+        return value
+
 
 class PositionOut(_Out):
     """Where an event lies in the log."""

@@ -8,9 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from runwire.contract import ids
 from runwire.services.api.access import owned_run
 from runwire.services.api.auth import Caller
 from runwire.services.api.backends import Using
+from runwire.services.api.errors import ApiError
 from runwire.services.api.metrics import ApiMetrics
 from runwire.services.api.models import IdPath
 from runwire.services.api.sse import run_event_stream
@@ -40,6 +42,15 @@ async def run_events(
     """Every event of the run in log order, read from the log from the run's first
     event, then live until its terminal event; with ``live=true`` its live events
     woven in; see docs/http-api.md for the framing."""
+    if last_event_id is not None and not ids.is_event_id(last_event_id):
+        # Skipping up to an id no event has would send nothing but the end.
+        what = f"{last_event_id!r:.60} is not an event id (the id: of a message this stream sent)"
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"header.last-event-id: {what}",
+            problems=[{"where": "header.last-event-id", "what": what}],
+        )
     run = await owned_run(using, principal, run_id)
     metrics: ApiMetrics = request.app.state.metrics
     body = run_event_stream(
