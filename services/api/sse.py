@@ -12,7 +12,9 @@ Contract of :func:`run_event_stream`:
 - After the run's terminal event, one ``event: end`` message whose data is
   ``{"run_id", "status"}``, and the stream closes.
 - Given ``last_event_id`` (the ``Last-Event-ID`` header of a reconnecting
-  client), the events up to and including that one are not sent again.
+  client), the events up to and including that one are not sent again. When
+  the run ends and no event had that id, the stream ends with ``event:
+  error`` naming it, never an ``end`` that would claim the client saw the run.
 - While nothing happens, a ``: keepalive`` comment every ``keepalive``
   seconds, so proxies keep the connection and a gone client is noticed.
 - A failure while reading the log ends the stream with ``event: error``
@@ -105,6 +107,10 @@ async def run_event_stream(
                 yield comment("server closing; reconnect with Last-Event-ID")
                 return
             if item is _END:
+                if skipping:  # the whole run went by without the client's last id
+                    gone = f"Last-Event-ID {last_event_id!r} is not an event of run {run_id!r}"
+                    yield message(json.dumps({"message": gone}), event="error")
+                    return
                 yield message(json.dumps({"run_id": run_id, "status": status}), event="end")
                 return
             if isinstance(item, BaseException):

@@ -10,9 +10,13 @@ from decimal import Decimal
 
 from fastapi.routing import APIRoute
 
+from runwire.contract import ids
+from runwire.contract.events import Event, RunCompleted, RunStarted, UserMessage
 from runwire.services import api
 from runwire.services.api.exact_json import ExactJsonRoute
+from runwire.services.api.sse import run_event_stream
 from tests.unit.api_twins import ALICE, Twins, auth, client, make_run, make_session, twin_app
+from tests.unit.test_api_sse import collect, from_list, parse
 
 
 def test_every_route_with_a_body_parses_it_exactly() -> None:
@@ -52,3 +56,15 @@ async def test_a_runs_tree_leaves_out_children_of_another_tenant() -> None:
         tree = await http.get("/v1/runs/r-root/tree", headers=auth(ALICE))
     assert tree.status_code == 200, tree.text
     assert [n["run"]["run_id"] for n in tree.json()["items"]] == ["r-root", "r-mine"]
+
+
+async def test_a_resume_id_the_run_never_had_ends_its_stream_with_an_error_not_an_end() -> None:
+    events = [
+        Event.create(p, run_id="r-1")
+        for p in (RunStarted(agent_id="a"), UserMessage(parts=["hi"]), RunCompleted())
+    ]
+    unknown = ids.new_event_id()  # well formed: the route lets it through
+    body = await collect(run_event_stream("r-1", from_list(events), last_event_id=unknown))
+    (only,) = parse(body)[1:]  # nothing of the run was sent, and no end claimed it whole
+    assert only["event"] == "error", body
+    assert unknown in json.loads(only["data"])["message"]
