@@ -45,7 +45,7 @@ async def test_tool_results_keep_exact_numbers_and_hostile_json_is_a_clear_422(
             return f'{{"results": [{{"tool_use_id": "{tool_use_id}", "content": {content}}}]}}'
 
         hostile = {
-            "deep": await rw.http.post(url, content=results(nested(300)), headers=JSON),
+            "deep": await rw.http.post(url, content=results(nested(500)), headers=JSON),
             "deeper": await rw.http.post(url, content=results(nested(5000)), headers=JSON),
             "digits": await rw.http.post(url, content=results("9" * 5000), headers=JSON),
             "nan": await rw.http.post(url, content=results("NaN"), headers=JSON),
@@ -62,9 +62,8 @@ async def test_tool_results_keep_exact_numbers_and_hostile_json_is_a_clear_422(
     for name, answer in hostile.items():
         assert answer.status_code == 422, (name, answer.text)
         assert answer.json()["error"] == "invalid_request", (name, answer.text)
-    assert problems(hostile["deep"]) == ["body.results.0.content"]
-    assert "nested deeper than" in hostile["deep"].text
-    for name in ("deeper", "digits", "nan", "utf8", "cut"):
+    assert "nested deeper than" in hostile["deep"].text  # it was a 500
+    for name in hostile:
         assert problems(hostile[name]) == ["body"], (name, hostile[name].text)
     assert "nested deeper than" in hostile["deeper"].text
     assert "digits" in hostile["digits"].text

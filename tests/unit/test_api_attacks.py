@@ -8,9 +8,10 @@ import json
 import pkgutil
 from decimal import Decimal
 
+import pytest
 from fastapi.routing import APIRoute
 
-from runwire.contract import ids
+from runwire.contract import ids, jsonvalues
 from runwire.contract.events import Event, RunCompleted, RunStarted, UserMessage
 from runwire.services import api
 from runwire.services.api.exact_json import ExactJsonRoute
@@ -68,3 +69,12 @@ async def test_a_resume_id_the_run_never_had_ends_its_stream_with_an_error_not_a
     (only,) = parse(body)[1:]  # nothing of the run was sent, and no end claimed it whole
     assert only["event"] == "error", body
     assert unknown in json.loads(only["data"])["message"]
+
+
+def test_a_value_nested_too_deep_for_the_slow_path_is_refused_naming_where() -> None:
+    # Off orjson's fast path (a Decimal), canonical() used to recurse into a RecursionError.
+    value: list[object] = [Decimal("1e400")]
+    for _ in range(600):
+        value = [value]
+    with pytest.raises(jsonvalues.JsonValueError, match=r"^tool\.input\[0\].* nested deeper"):
+        jsonvalues.canonical(value, "tool.input")
