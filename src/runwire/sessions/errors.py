@@ -38,9 +38,10 @@ class ImportConflictError(RunwireError):
 class WriteRefusedError(RunwireError):
     """The log took a write but the transcript ledger refused it.
 
-    Only happens when another writer changed the run between this writer's
-    check and its write (one writer per session avoids it); the refused
-    events are in the dead-letter topic and change nothing.
+    Happens when another writer changed the run between this writer's check
+    and its write (one writer per session avoids it), or when the cache
+    refused the record for a rule the writer does not check; the refused
+    events are in the dead-letter topic, with the reason, and change nothing.
     """
 
 

@@ -547,8 +547,9 @@ class LogBackend(LogMemoryBackend):
     def _refused(run_id: str, last: Position) -> WriteRefusedError:
         return WriteRefusedError(
             f"run {run_id}: the transcript cache did not take the event at "
-            f"{last.topic}/{last.partition}@{last.offset} (it refused it: another writer "
-            "changed the run first); see the dead-letter topic"
+            f"{last.topic}/{last.partition}@{last.offset}: it dead-lettered it (another "
+            "writer changed the run first, or the record broke one of its rules); "
+            "`runwire dlq list` names the reason"
         )
 
     async def history(
