@@ -20,11 +20,11 @@ Rules (the memory projection's contract):
   user's key is destroyed, so its entries' records read as erased (skipped)
   in any replay, and an erased user cannot write again.
 - Rejected (dead-lettered, nothing changed): a non-memory event on the
-  memory topic (``wrong_topic``), a tombstone whose key is not an address
-  written canonically (``key_mismatch``; a record with a value whose key is
-  not its event's address never gets here: the consumer's envelope check,
-  :func:`runwire.log.envelope.check_envelope`, dead-letters it), a tombstone
-  without runwire's headers (its decode reason). Other session events are not this projection's business:
+  memory topic (``wrong_topic``); a tombstone whose key is not an address
+  written canonically (``key_mismatch``) or without runwire's headers (its
+  decode reason), both by :func:`resolve`. A record with a value whose key
+  is not its event's address never gets here: the consumer's envelope check
+  (:func:`runwire.log.envelope.check_envelope`) dead-letters it. Other session events are not this projection's business:
   skipped.
 - A re-published event (same event_id) changes nothing.
 
@@ -53,7 +53,7 @@ from runwire.contract.events import (
     UserErased,
 )
 from runwire.contract.identity import CONFLICTING_DUPLICATE, body_digest, stream_of
-from runwire.contract.routing import record_key, tombstone_event
+from runwire.contract.routing import tombstone_event
 from runwire.errors import DecodeError
 from runwire.log.records import SourceRecord
 
@@ -214,18 +214,9 @@ def fold_memory(
             )
             continue
         assert isinstance(p, MemorySet | MemoryDeleted | UserErased)
-        # A record with a value had its key checked against its event by the
-        # consumer's envelope check; a tombstone's event was rebuilt from its
-        # key, which must be the address written canonically.
-        if is_placeholder(record.event) and record.key != record_key(event):
-            out.rejected.append(
-                (
-                    record,
-                    "key_mismatch",
-                    f"record key {record.key!r:.80} is not the address of event {event.event_id}",
-                )
-            )
-            continue
+        # (Its key is its event's address: the consumer's envelope check holds a
+        # record with a value to it, and resolve() a tombstone, whose event is
+        # read from its key.)
         if isinstance(p, UserErased):
             out.remembered[ident] = digest
             out.erased_users.add(p.owner)

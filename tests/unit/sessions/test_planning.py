@@ -247,8 +247,10 @@ def test_memory_records_that_do_not_fit_are_rejected() -> None:
     with pytest.raises(DecodeError) as refused:  # before any fold: the envelope check
         check_envelope(moved, wrong, [0])
     assert refused.value.reason == "key_mismatch"
-    # A tombstone's event is its key: an address escaped otherwise is another
-    # stream of the same entry, refused by the fold.
+    # A tombstone's event is read from its key: an address escaped otherwise is
+    # another stream of the same entry, refused when resolved.
     gone = Event.create(MemoryDeleted(scope="user", owner="ü", key="k"))
     escaped = record(gone, 1, tombstone=True)._replace(key=b'["user","\\u00fc","k"]')
-    assert [reason for _, reason, _ in fold(escaped).rejected] == ["key_mismatch"]
+    with pytest.raises(DecodeError) as respelled:
+        resolve(escaped)
+    assert respelled.value.reason == "key_mismatch"
