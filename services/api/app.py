@@ -15,7 +15,7 @@ app without keys is refused at once (it could answer nothing but 401).
 
 Every request passes, outermost first: the metrics, the key check of
 :class:`~.auth.KeyGate` (401 before any body is read), the body limit of
-:class:`~.limits.BodyLimit` (``Options.max_body_bytes``), then the routes,
+:class:`~.limits.BodyLimit` (``Options.max_body_bytes``, ``Options.body_timeout``), then the routes,
 whose every backend call is bounded by ``Options.backend_timeout``
 (:func:`~.backends.bounded`). The OpenAPI document declares each route's
 error responses (:func:`error_statuses`) with the body of :mod:`.errors`.
@@ -130,7 +130,7 @@ def create_app(
     app.mount("/static", StaticFiles(directory=routes_web.STATIC_DIR), name="static")
     _declare_errors(app)
     # Added innermost first: the metrics see every answer, the key check comes before the body.
-    app.add_middleware(BodyLimit, max_bytes=opts.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=opts.max_body_bytes, timeout=opts.body_timeout)
     app.add_middleware(KeyGate, keys=ring)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
@@ -140,7 +140,8 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[in
     """The error statuses an operation of the OpenAPI document can answer with.
 
     Every operation under ``/v1``: 401 (checked first), 404, 413, 422 and 503;
-    one with a body or a ``page`` token also 400; a write also 403 and 409.
+    one with a body or a ``page`` token also 400, one with a body 408; a write
+    also 403 and 409.
     Outside ``/v1`` (health, metrics): 503.
     """
     statuses = {503}
@@ -149,6 +150,8 @@ def error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[in
         queries = {p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"}
         if "requestBody" in operation or "page" in queries:
             statuses.add(400)
+        if "requestBody" in operation:
+            statuses.add(408)
         if method.upper() in ("POST", "PUT", "PATCH", "DELETE"):
             statuses |= {403, 409}
     return sorted(statuses)

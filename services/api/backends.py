@@ -60,6 +60,9 @@ class Options:
     largest prompt (200,000 characters) even with every character escaped."""
     backend_timeout: float = 5.0
     """Seconds one call to Postgres, Redis or Kafka may take before the request is 503."""
+    body_timeout: float = 30.0
+    """Seconds a request body may take to arrive, from the first read of it; a slower
+    one is 408 (a client trickling its body holds no request open for long)."""
 
 
 @dataclass(frozen=True, slots=True)

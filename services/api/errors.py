@@ -14,6 +14,7 @@ Every error response has the body::
   writer holds the session; the message says the version to retry on),
   409 ``erased`` (a write to an erased session, or for an erased user:
   docs/sealing.md),
+  408 ``body_timeout`` (a body that did not arrive in time),
   413 ``too_large`` (a body over the API's limit),
   422 ``invalid_request`` (pydantic validation of path, query and body);
 - 503 ``unavailable`` with ``Retry-After`` for retriable failures: a
@@ -69,6 +70,7 @@ _CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    408: "body_timeout",
     413: "too_large",
     422: "invalid_request",
     503: "unavailable",
@@ -97,6 +99,7 @@ ERROR_DESCRIPTIONS = {
     409: "conflict: the run has ended, or does not await that tool call; "
     "erasure_unavailable: erasing a session needs sealing on; session_busy: "
     "another writer got to the session first (read its version again and retry)",
+    408: "body_timeout: the request body did not arrive in time (`Options.body_timeout`)",
     413: "too_large: the request body is over the API's limit",
     422: "invalid_request: the request does not validate (`problems` says where)",
     503: "unavailable: a backend is down or behind; retry after `Retry-After` seconds",

@@ -1,4 +1,5 @@
-"""The request body limit: no body over ``max_bytes`` is read into memory.
+"""The request body limits: no body over ``max_bytes`` is read into memory, and
+none may take more than ``timeout`` seconds to arrive.
 
 Contract (pure ASGI middleware, :class:`BodyLimit`):
 - A request whose ``Content-Length`` is over the limit is answered 413
@@ -9,9 +10,15 @@ Contract (pure ASGI middleware, :class:`BodyLimit`):
   :mod:`.errors`). Neither the over-limit chunk nor any later one is kept.
 - Either 413 carries ``Connection: close``: the rest of the body is not
   waited for on that connection.
+- A body that has not arrived whole ``timeout`` seconds after the app first
+  read from it raises :class:`BodyTimeout` (408 ``body_timeout``, also with
+  ``Connection: close``). Once the body is whole, reads wait as long as they
+  like (an event stream listens for the client's disconnect that way).
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -21,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runwire.services.api.errors import error_body
 
-__all__ = ["BodyLimit", "BodyTooLarge"]
+__all__ = ["BodyLimit", "BodyTimeout", "BodyTooLarge"]
 
 
 class BodyTooLarge(HTTPException):
@@ -31,6 +38,17 @@ class BodyTooLarge(HTTPException):
         super().__init__(
             413,
             f"the request body is larger than the limit of {limit} bytes",
+            headers={"Connection": "close"},
+        )
+
+
+class BodyTimeout(HTTPException):
+    """The request body did not arrive within the API's time (408)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            408,
+            f"the request body did not arrive within {seconds:g} s",
             headers={"Connection": "close"},
         )
 
@@ -46,9 +64,10 @@ def _declared_length(scope: Scope) -> int | None:
 class BodyLimit:
     """Pure ASGI middleware enforcing the body limit (see the module contract)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,14 +79,25 @@ class BodyLimit:
             return
         received = 0
         started = False
+        whole = False
+        deadline: float | None = None
 
         async def counting() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, whole, deadline
+            if whole:
+                return await receive()
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self.timeout
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTimeout(self.timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
+                whole = not message.get("more_body", False)
             return message
 
         async def sending(message: Message) -> None:

@@ -188,6 +188,43 @@ async def test_a_body_within_the_limit_goes_through_and_the_limit_is_an_option(
     assert refused.json()["message"].endswith(f"limit of {LIMIT // 2} bytes")
 
 
+class Trickle(Exchange):
+    """A client that sends the start of its body, then nothing, connection open."""
+
+    async def receive(self) -> MutableMapping[str, Any]:
+        if self.read == 0:
+            self.read = 1
+            return {"type": "http.request", "body": b'{"prompt": "', "more_body": True}
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_a_body_that_does_not_arrive_in_time_is_408_and_a_whole_one_waits_on(
+    twins: Twins,
+) -> None:
+    app = app_on(twins, body_timeout=0.2)
+    headers = {
+        "content-type": "application/json",
+        "transfer-encoding": "chunked",
+        "authorization": f"Bearer {ALICE}",
+    }
+    async with client(app):
+        exchange = Trickle([])
+        body = await asyncio.wait_for(exchange.run(app, "/v1/runs", headers), timeout=10)
+    assert exchange.status == 408, body
+    assert exchange.headers["connection"] == "close"
+    assert body == {
+        "error": "body_timeout",
+        "message": "the request body did not arrive within 0.2 s",
+        "where": "POST /v1/runs",
+    }
+    assert twins.calls == []
+    # The deadline is the body's: a request whose body is whole is not cut short.
+    async with client(app_on(twins, body_timeout=0.01)) as http:
+        taken = await http.post("/v1/runs", json={"prompt": "hi"}, headers=auth(ALICE))
+    assert taken.status_code == 202, taken.text
+
+
 class FailingTwins(Twins):
     """Twins whose reads or writes fail the way a backend outage does."""
 
@@ -262,7 +299,7 @@ async def test_the_openapi_document_declares_every_error_with_the_error_body(
         for method, operation in item.items()
     }
     assert statuses[("POST", "/v1/runs")] == {
-        "202", "400", "401", "403", "404", "409", "413", "422", "503"
+        "202", "400", "401", "403", "404", "408", "409", "413", "422", "503"
     }  # fmt: skip
     assert statuses[("GET", "/v1/runs/{run_id}")] == {"200", "401", "404", "413", "422", "503"}
     assert "400" in statuses[("GET", "/v1/sessions")]
