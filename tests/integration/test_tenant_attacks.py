@@ -109,6 +109,12 @@ async def test_a_tenant_client_reads_nothing_of_another_tenants_run(settings: Se
         seen = [e async for e in theirs.handle(run_id).events(follow=False, until_end=False)]
         assert {e.tenant for e in seen} == {"tenant-b"}
         assert len(seen) == 2  # run_started and its prompt
+    # An operator's event (no tenant) on b's run is b's run's: b's client sees it.
+    async with Client(settings) as operator:
+        await operator.cancel(run_id, reason="the operator's")
+    async with Client(b) as theirs:
+        outcome = await theirs.handle(run_id).wait(timeout=30)
+    assert outcome.status is RunStatus.CANCELED
 
 
 async def test_a_tenant_cannot_cancel_or_prompt_another_tenants_run(settings: Settings) -> None:

@@ -14,6 +14,9 @@ Contract (:class:`RunWatcher`):
 - In a tenant process (``settings.tenant``) only that tenant's records of
   the run are delivered: another tenant's events under the same run id (the
   log does not know whose a run id is) are passed over like other runs'.
+  Records without a tenant (an operator's, a shared service's) are the
+  run's once one of the tenant's was read, as every fold of a run has it
+  (:func:`runwire.contract.run_lifecycle.foreign_to_run`).
 - A record of the run that cannot be decoded or breaks the envelope is
   skipped (the projectors dead-letter it), and so is a repeat of an event
   already delivered to the subscription or its id with another body
@@ -66,6 +69,8 @@ class Subscription:
     """(offset, event) for each event of the run; (position, None) after every fetch."""
     ids: StreamIds = field(default_factory=StreamIds)
     """The run's ids delivered so far: repeats are dropped, other bodies refused."""
+    ours: bool = False
+    """In a tenant process: a record of its tenant was read, so the run is its tenant's."""
 
 
 class RunWatcher(AsyncService):
@@ -220,8 +225,11 @@ class RunWatcher(AsyncService):
                                     last, retry = record.offset, True
                                 break
                         sub.next_offset = record.offset + 1
-                        if tenant is not None and event.tenant != tenant:
-                            continue  # another tenant's record under this run id: not ours
+                        if tenant is not None:
+                            if event.tenant == tenant:
+                                sub.ours = True
+                            elif event.tenant is not None or not sub.ours:
+                                continue  # not this tenant's run, or not its record
                         try:
                             fresh = sub.ids.admit(event, record.key)
                         except RunwireError:
