@@ -65,6 +65,7 @@ from runwire.checkpoint.values import (
     encode_values,
     encode_writes,
 )
+from runwire.contract import jsonvalues
 from runwire.contract.events import (
     CheckpointPruned,
     CheckpointPut,
@@ -87,10 +88,6 @@ T = TypeVar("T")
 _ENVELOPE_ROOM = 4096
 """Bytes an event needs beside its values (envelope, descriptors): a pre-check margin."""
 
-
-_MAX_JSON_DEPTH = 200
-"""The most nested lists and objects metadata or a checkpoint may have: runwire's
-JSON writer (orjson) stops at 255 levels, and the event holds them a level down."""
 
 # Text the projection keeps in Postgres ``text`` columns (besides the thread id,
 # an id the envelope checks): no NUL, no lone surrogate.
@@ -122,8 +119,9 @@ def _require_text(value: Any, where: str) -> None:
 
 def _require_json(value: Any, where: str, depth: int = 1) -> None:
     """Refuse what JSON would not keep, naming the innermost key or index that holds it."""
-    if isinstance(value, dict | list) and depth > _MAX_JSON_DEPTH:
-        raise InputError(where, f"nested deeper than {_MAX_JSON_DEPTH} lists and objects")
+    # Held a level down in its event (jsonvalues.MAX_HELD_DEPTH).
+    if isinstance(value, dict | list) and depth > jsonvalues.MAX_HELD_DEPTH:
+        raise InputError(where, f"nested deeper than {jsonvalues.MAX_HELD_DEPTH} lists and objects")
     if isinstance(value, dict):
         for key, inner in value.items():
             if not isinstance(key, str):

@@ -41,6 +41,7 @@ import orjson
 
 __all__ = [
     "MAX_DEPTH",
+    "MAX_HELD_DEPTH",
     "MAX_INT_DIGITS",
     "JsonValueError",
     "bytes_as_base64",
@@ -59,6 +60,11 @@ MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300
 
 MAX_DEPTH = 254
 """The most levels of arrays and objects a JSON value may nest (orjson writes no deeper)."""
+
+MAX_HELD_DEPTH = 200
+"""The most levels a value handed to runwire may nest when it is kept inside
+another (a framework's item in a run's state, a checkpoint in its event): far
+below :data:`MAX_DEPTH`, so the levels around it never take it past that."""
 
 # Postgres numeric: up to 131072 digits before the decimal point, 16383 after.
 _PG_INT_DIGITS = 131072

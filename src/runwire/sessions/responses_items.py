@@ -56,12 +56,9 @@ __all__ = [
 
 _TEXT_PARTS = {"input_text", "output_text", "text"}
 
-MAX_ITEM_DEPTH = 200
-"""The most nested lists and objects an item may have (the item itself is 1).
-
-runwire's JSON writer (orjson) stops at 255 levels, and the transcript cache
-keeps an item a few levels down in its run's state: an item deeper than that
-would be written to the log and then not stored by the cache. 200 is far beyond
+MAX_ITEM_DEPTH = jsonvalues.MAX_HELD_DEPTH
+"""The most nested lists and objects an item may have (the item itself is 1): the
+transcript cache keeps an item a few levels down in its run's state. Far beyond
 any Responses API item."""
 
 # Lone surrogates: Python text, but not UTF-8, so no event can carry them.
