@@ -18,7 +18,9 @@ Contract of :func:`run_event_stream`:
 - While nothing happens, a ``: keepalive`` comment every ``keepalive``
   seconds, so proxies keep the connection and a gone client is noticed.
 - A failure while reading the log ends the stream with ``event: error``
-  (``{"message"}``); the client may reconnect with its last id.
+  (``{"error": "unavailable" | "internal", "message", "retriable"}``: the
+  failure's kind, never its text, which may name hosts and ports; that goes
+  to the log); the client may reconnect with its last id.
 - When ``closing`` is set (the server is shutting down), the stream ends at
   once with a ``: server closing`` comment and no ``end`` message, so the
   client reconnects (to another instance) with its last id.
@@ -34,6 +36,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Final
 
 from runwire.contract.events import TERMINAL_EVENTS, Event, Stream
+from runwire.errors import RunwireError
 from runwire.services.api import exact_json
 
 __all__ = ["comment", "message", "run_event_stream"]
@@ -114,9 +117,7 @@ async def run_event_stream(
                 yield message(json.dumps({"run_id": run_id, "status": status}), event="end")
                 return
             if isinstance(item, BaseException):
-                yield message(
-                    json.dumps({"message": f"reading the log failed: {item}"}), event="error"
-                )
+                yield message(json.dumps(_failure(run_id, item)), event="error")
                 return
             assert isinstance(item, Event)
             if item.type in TERMINAL_EVENTS:
@@ -137,3 +138,14 @@ async def run_event_stream(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _failure(run_id: str, error: BaseException) -> dict[str, object]:
+    """What a client is told of a failed log read: its kind, not its words."""
+    log.error("the event stream of run %s failed", run_id, exc_info=error)
+    retriable = error.retriable if isinstance(error, RunwireError) else True
+    return {
+        "error": "unavailable" if retriable else "internal",
+        "message": f"reading the log failed ({type(error).__name__}); reconnect with Last-Event-ID",
+        "retriable": retriable,
+    }

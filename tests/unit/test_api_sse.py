@@ -15,6 +15,7 @@ from runwire.contract.events import (
     ToolUse,
     UserMessage,
 )
+from runwire.errors import ContractError
 from runwire.services.api.sse import message, run_event_stream
 from tests.unit.api_twins import ALICE, BOB, Twins, auth, client, make_run, twin_app
 
@@ -132,11 +133,28 @@ async def test_an_idle_stream_sends_keepalive_comments() -> None:
 async def test_a_failing_log_read_ends_the_stream_with_an_error_message() -> None:
     async def broken() -> AsyncIterator[Event]:
         yield run_events()[0]
-        raise ConnectionError("broker gone")
+        raise ConnectionError("broker 10.0.0.7:9092 gone")
 
     parsed = parse(await collect(run_event_stream(RUN, broken())))
     assert [m.get("event") for m in parsed[1:]] == ["run_started", "error"]
-    assert "broker gone" in json.loads(parsed[-1]["data"])["message"]
+    error = json.loads(parsed[-1]["data"])
+    # The failure's kind, never the library's words (they may name hosts and ports).
+    assert error["error"] == "unavailable"
+    assert error["retriable"] is True
+    assert "ConnectionError" in error["message"]
+    assert "10.0.0.7" not in parsed[-1]["data"]
+
+
+async def test_a_failure_that_retrying_cannot_mend_says_so() -> None:
+    async def broken() -> AsyncIterator[Event]:
+        yield run_events()[0]
+        raise ContractError("a record at runwire.run-events[3]@17 is not an event")
+
+    parsed = parse(await collect(run_event_stream(RUN, broken())))
+    error = json.loads(parsed[-1]["data"])
+    assert error["error"] == "internal"
+    assert error["retriable"] is False
+    assert "run-events" not in parsed[-1]["data"]
 
 
 async def test_closing_the_stream_closes_the_log_reader() -> None:
