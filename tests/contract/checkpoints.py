@@ -25,7 +25,14 @@ from langgraph.checkpoint.conformance.test_utils import (
 )
 
 from runwire.checkpoint import RunwireSaver
-from runwire.errors import InputError
+from runwire.checkpoint.protocol import CheckpointRefusedError
+from runwire.contract.events import (
+    CheckpointPruned,
+    Event,
+    UserMessage,
+)
+from runwire.errors import ContractError, InputError
+from runwire.projections.checkpoints.fold import InvalidCheckpointEvent
 from tests.support.langgraph_graphs import chat_graph
 
 
@@ -165,6 +172,34 @@ class CheckpointContract:
         assert info.value.field == "checkpoint.channel_values['big']"
         assert "max_event_bytes" in info.value.reason
         assert await saver.aget_tuple(config) is None
+
+    async def test_the_store_refuses_what_its_read_model_would_dead_letter(
+        self, saver: RunwireSaver
+    ) -> None:
+        thread = f"thread-{uuid.uuid4().hex[:12]}"
+        prune = Event.create(CheckpointPruned(thread_id=thread, strategy="most"), producer="t")
+        with pytest.raises(InvalidCheckpointEvent, match=r"payload\.strategy"):
+            await saver.on_loop(saver.store.append([prune]))
+        user = Event.create(UserMessage(parts=["hi"]), producer="t", run_id="r-1")
+        with pytest.raises(ContractError, match="not a checkpoint event"):
+            await saver.on_loop(saver.store.append([user]))
+
+    async def test_an_event_refused_once_written_raises_not_returns(
+        self, saver: RunwireSaver
+    ) -> None:
+        # One event id, two bodies: the read model keeps the first and dead-letters
+        # the second; an append that returned would say it shows.
+        config = generate_config(f"thread-{uuid.uuid4().hex[:12]}")
+        await saver.aput(config, generate_checkpoint(), generate_metadata(), {})
+        thread = config["configurable"]["thread_id"]
+        first = Event.create(CheckpointPruned(thread_id=thread, strategy="delete"), producer="t")
+        await saver.on_loop(saver.store.append([first]))
+        assert await saver.aget_tuple(config) is None
+        again = first.model_copy(
+            update={"payload": CheckpointPruned(thread_id=thread, strategy="keep_latest")}
+        )
+        with pytest.raises(CheckpointRefusedError, match=first.event_id):
+            await saver.on_loop(saver.store.append([again]))
 
     async def test_delete_for_runs_reaches_every_thread(self, saver: RunwireSaver) -> None:
         run, keep = str(uuid.uuid4()), str(uuid.uuid4())

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from runwire.checkpoint.protocol import CheckpointRefusedError, check_events
 from runwire.contract.codec import Codec
 from runwire.contract.events import Event
 from runwire.errors import DecodeError
-from runwire.projections.checkpoints.fold import op_of
 from runwire.projections.checkpoints.inmem import InMemoryCheckpoints
 from runwire.settings import Settings
 
@@ -44,11 +44,16 @@ class InMemoryCheckpointStore:
 
     async def append(self, events: Sequence[Event]) -> None:
         decoded = [self._codec.decode(self._codec.encode(e)) for e in events]
-        for event in decoded:
-            op_of(event)  # a bad payload fails the batch before any of it is applied
+        check_events(decoded)  # a bad payload fails the batch before any of it is applied
+        refused: list[str] = []
         for event in decoded:
             self.log.append(event)
             try:
                 self._model.apply(event)
             except DecodeError as e:  # what the projection dead-letters
                 self.dead_letters.append((event, e.reason))
+                refused.append(f"{event.event_id} ({e.reason}: {e})")
+        if refused:  # written (the log keeps them), shown nowhere: as the log store says
+            raise CheckpointRefusedError(
+                f"checkpoint events dead-lettered by the read model: {', '.join(refused)}"
+            )

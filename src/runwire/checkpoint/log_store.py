@@ -13,22 +13,33 @@ without one an append fails with
 The wait polls the projection's stored positions (whoever applies them); the
 projector run here also says when it has committed a batch, so an append
 its own projector applies returns without waiting for the next poll.
+
+Refusals: events the projection would dead-letter for what they say are
+refused before they are written (:func:`~runwire.checkpoint.protocol.check_events`);
+one it dead-letters all the same (a conflicting duplicate id, a row Postgres
+refuses) is noticed by the projector run here, and the append raises
+:class:`~runwire.checkpoint.protocol.CheckpointRefusedError` naming the dead
+letter's reason. (With ``run_projector=False`` the projector elsewhere
+knows, not this store: the append returns, the dead letter says why.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
+from runwire.checkpoint.protocol import CheckpointRefusedError, check_events
 from runwire.contract.events import Event
 from runwire.errors import NotStartedError
 from runwire.log import Position, Publisher, TopicPartition, publish_retrying
 from runwire.projections.checkpoints.projection import CheckpointsProjection
 from runwire.projections.checkpoints.reader import Checkpoints
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
+from runwire.projections.runtime.dead_letters import DeadLetterProducer
 from runwire.projections.runtime.pg import Pool, open_pool
-from runwire.projections.runtime.protocol import ApplyResult, Batch, DeadLetterSink
+from runwire.projections.runtime.protocol import ApplyResult, Batch, DeadLetterSink, Rejection
 from runwire.projections.runtime.waiting import wait_for
 from runwire.settings import Settings
 
@@ -51,12 +62,41 @@ class _Announcing(CheckpointsProjection):
         return result
 
 
+class _Noting:
+    """The in-process projector's dead-letter sink: writes them, and tells ``applied``."""
+
+    def __init__(self, inner: DeadLetterSink, applied: _Applied) -> None:
+        self._inner = inner
+        self._applied = applied
+
+    async def send(self, rejections: Sequence[Rejection]) -> None:
+        await self._inner.send(rejections)
+        self._applied.refused(rejections)
+
+
+REFUSALS_KEPT = 4096
+"""Refused records remembered for appends still waiting (the oldest forgotten first)."""
+
+
 class _Applied:
-    """Positions the in-process projector has committed, and a way to wait for one."""
+    """Positions the in-process projector has committed, the records it refused,
+    and a way to wait for a position."""
 
     def __init__(self) -> None:
         self._positions: dict[TopicPartition, int] = {}
         self._moved = asyncio.Event()
+        self._refused: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+
+    def refused(self, rejections: Sequence[Rejection]) -> None:
+        for r in rejections:
+            self._refused[(r.topic, r.partition, r.offset)] = f"{r.reason}: {r.message}"
+            if len(self._refused) > REFUSALS_KEPT:
+                self._refused.popitem(last=False)
+
+    def refusal(self, position: Position) -> str | None:
+        """Why the record at ``position`` was dead-lettered (None: it was not, as far
+        as this process's projector knows)."""
+        return self._refused.get((position.topic, position.partition, position.offset))
 
     def reached(self, positions: Mapping[TopicPartition, int]) -> None:
         for tp, position in positions.items():
@@ -96,6 +136,7 @@ class LogCheckpointStore:
         self._reader: Checkpoints | None = None
         self._projection: CheckpointsProjection | None = None
         self._projector: Projector | None = None
+        self._dead_letters: DeadLetterProducer | None = None
         self._task: asyncio.Task[None] | None = None
         self._applied = _Applied()
 
@@ -118,7 +159,14 @@ class LogCheckpointStore:
             await self._projection.prepare()
             if self._run_projector:
                 announcing = _Announcing(self._pool, self.settings, self._applied)
-                self._projector = Projector(announcing, self.settings, options=EMBEDDED)
+                self._dead_letters = DeadLetterProducer(self.settings, announcing.name)
+                await self._dead_letters.start()
+                self._projector = Projector(
+                    announcing,
+                    self.settings,
+                    options=EMBEDDED,
+                    dead_letters=_Noting(self._dead_letters, self._applied),
+                )
                 await self._projector.start()
                 self._task = asyncio.create_task(self._projector.run(), name="checkpoints")
             self._reader = Checkpoints(self._pool, self.settings)
@@ -142,8 +190,11 @@ class LogCheckpointStore:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         finally:
+            dead_letters, self._dead_letters = self._dead_letters, None
             publisher, self._publisher = self._publisher, None
             pool, self._pool = self._pool, None
+            if dead_letters is not None:
+                await dead_letters.stop()
             if publisher is not None and self._own_publisher:
                 await publisher.stop()
             if pool is not None and self._own_pool:
@@ -160,6 +211,7 @@ class LogCheckpointStore:
             return
         if self._publisher is None or self._projection is None or self._reader is None:
             raise NotStartedError("the checkpoint store is not started: call start()")
+        check_events(events)
         positions = await publish_retrying(
             self._publisher, events, atomic=False, attempts=5, max_delay=2.0
         )
@@ -169,6 +221,14 @@ class LogCheckpointStore:
                 last[position.partition] = position
         for position in last.values():
             await self._wait(position)
+        for event, position in zip(events, positions, strict=True):
+            why = self._applied.refusal(position)
+            if why is not None:
+                raise CheckpointRefusedError(
+                    f"checkpoint event {event.event_id} ({event.type.value} of thread "
+                    f"{_thread(event)!r}) is durable in the log but the checkpoints "
+                    f"projection dead-lettered it ({why}); it shows nowhere"
+                )
 
     async def _wait(self, position: Position) -> None:
         """Return once the projection has applied ``position``: told by the projector
@@ -186,3 +246,7 @@ class LogCheckpointStore:
             await asyncio.gather(told, polled, return_exceptions=True)
         if told not in done:
             polled.result()  # NotCaughtUpError, StoreError
+
+
+def _thread(event: Event) -> str:
+    return str(getattr(event.payload, "thread_id", "?"))

@@ -12,7 +12,10 @@ against both.
 Contract:
 - ``append(events)`` writes checkpoint events in order (per thread, in the
   order given); on return they are durable and every query shows them
-  (read-your-writes). Bad events raise before anything is written.
+  (read-your-writes). Bad events raise before anything is written
+  (:func:`check_events`); an event the read model refuses all the same (a
+  dead letter) raises :class:`CheckpointRefusedError` rather than return as
+  if it were shown.
 - ``reader`` answers the read model's queries: the Postgres reader
   :class:`~runwire.projections.checkpoints.reader.Checkpoints` or its twin
   :class:`~runwire.projections.checkpoints.inmem.InMemoryCheckpoints`.
@@ -24,9 +27,26 @@ from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from runwire.contract.events import Event
-from runwire.projections.checkpoints.fold import CheckpointRow, ValueRow, WriteRow
+from runwire.errors import ContractError, RunwireError
+from runwire.projections.checkpoints.fold import CheckpointRow, ValueRow, WriteRow, op_of
 
-__all__ = ["CheckpointReads", "CheckpointStore"]
+__all__ = ["CheckpointReads", "CheckpointRefusedError", "CheckpointStore", "check_events"]
+
+
+class CheckpointRefusedError(RunwireError):
+    """The log took a checkpoint event but the read model refused it: it is in the
+    dead-letter topic with the reason (``runwire dlq list``) and shows nowhere."""
+
+
+def check_events(events: Sequence[Event]) -> None:
+    """Refuse, before anything is written, what the checkpoints projection would
+    dead-letter: an event of another stream (:class:`ContractError`) or one whose
+    payload breaks its own description (``InvalidCheckpointEvent``)."""
+    for event in events:
+        try:
+            op_of(event)
+        except ValueError as e:
+            raise ContractError(f"event {event.event_id}: {e}") from None
 
 
 class CheckpointReads(Protocol):
