@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -99,6 +100,25 @@ async def test_one_call_gives_the_runs_in_order_and_their_messages(
         store, ["r1", "r2", "r3"]
     )
     assert read.bodies["r1"].json == b'["first"]'
+
+
+async def test_a_server_without_the_script_is_given_it_and_read(
+    store: RedisTranscriptStore, client: CountingRedis, prefix: str
+) -> None:
+    """A restarted (or flushed) server does not know the script: the read loads
+    it and runs it, once; later reads name it alone."""
+    reader = reader_for(client, prefix)
+    real = reader.sha
+    reader.sha = hashlib.sha1(b"-- a script this server never saw").hexdigest()
+    client.sent.clear()
+    read = await reader.read("s1", tail=2)
+    assert client.sent == ["EVALSHA", "SCRIPT LOAD", "EVALSHA"]
+    assert reader.sha == real
+    assert read.runs == [("r2", 2000), ("r3", 3000)]
+    assert read.bodies["r3"].json == b'["third"]'
+    client.sent.clear()
+    assert (await reader.read("s1", tail=2)).runs == read.runs
+    assert client.sent == ["EVALSHA"]
 
 
 @pytest.mark.parametrize(
