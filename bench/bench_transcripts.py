@@ -34,7 +34,8 @@
 Run against a running stack (``runwire stack up``, or
 ``RUNWIRE_HOME=.runwire/test`` for the test stack):
     .venv/bin/python bench/bench_transcripts.py [--events N] [--runs R] [--rate E] [--seconds S]
-Writes bench/results/transcripts.json.
+        [--skip rebuild|catch_up|latency ...]
+Writes bench/results/transcripts.json (without the figures of a skipped measure).
 """
 
 from __future__ import annotations
@@ -454,6 +455,13 @@ async def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rate", type=int, default=2_000)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        choices=("rebuild", "catch_up", "latency"),
+        help="leave a measure out (repeatable); its figures are not written",
+    )
     args = parser.parse_args()
 
     base = Settings()
@@ -461,6 +469,18 @@ async def main() -> None:
     # projector tunes its own process).
     tune_for_batches()
     result: dict[str, Any] = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}
+    if "rebuild" not in args.skip:
+        await report_rebuild(result, base, args)
+    if "catch_up" not in args.skip:
+        await report_catch_up(result, base, args)
+    if "latency" not in args.skip:
+        await report_latency(result, base, args)
+    result["load_average_at_end"] = os.getloadavg()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "transcripts.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+async def report_rebuild(result: dict[str, Any], base: Settings, args: argparse.Namespace) -> None:
     result["rebuild"] = await measure_rebuild(base, args.events, args.runs, args.repeat)
     r = result["rebuild"]
     print(
@@ -470,12 +490,18 @@ async def main() -> None:
         f"CPU per event {r['rebuild_cpu_us_per_event']} us vs {r['raw_cpu_us_per_event']} us "
         f"-> CPU ratio {r['cpu_ratio']}"
     )
+
+
+async def report_catch_up(result: dict[str, Any], base: Settings, args: argparse.Namespace) -> None:
     result["catch_up"] = await measure_catch_up(base, args.events // 2)
     c = result["catch_up"]
     print(
         f"served projector draining a backlog: {c['events_per_s']:,} events/s "
         f"({c['events']:,} events in {c['seconds_incl_start']} s, start-up included)"
     )
+
+
+async def report_latency(result: dict[str, Any], base: Settings, args: argparse.Namespace) -> None:
     result["latency"] = await measure_latency(base, args.rate, args.seconds)
     lat = result["latency"]
     print(
@@ -490,9 +516,6 @@ async def main() -> None:
         "  stages (p50 / p99 ms): "
         + ", ".join(f"{k} {v['p50']} / {v['p99']}" for k, v in lat["stages_ms"].items())
     )
-    result["load_average_at_end"] = os.getloadavg()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "transcripts.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
