@@ -60,7 +60,12 @@ went through: a builder is folded in place, so one folded for a write that
 did not happen (a lost compare-and-set, a Redis that went away mid-call, a
 dead letter not sent) would hold events Redis never got, and the next
 attempt would drop them as duplicates - the run's body would lack them for
-good.
+good. A run whose batch ends with its terminal event (``run_completed``,
+``run_failed``, ``run_canceled``) is not put back: nothing moves its status
+any more, so its builder would only be kept for events that rarely come
+(and a later one finds the body in Redis, as after an eviction). In a
+rebuild of many runs that keeps the held state to the runs still going,
+and the collector from walking the ended ones.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import redis.exceptions
 
-from runwire.contract.events import SessionCleared, SessionEnded
+from runwire.contract.events import TERMINAL_EVENTS, SessionCleared, SessionEnded
 from runwire.errors import RunwireError
 from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runtime.generations import ProjectionError
@@ -304,7 +309,8 @@ class TranscriptProjection:
             rejections += fold.rejections
             if fold.write is not None:
                 run_writes.append(fold.write)
-            if fold.builder is not None:
+            # An ended run's builder goes (see the module docstring).
+            if fold.builder is not None and records[-1].event.type not in TERMINAL_EVENTS:
                 last = fold.write.meta.last if fold.write is not None else heads[run].last
                 folded[run] = (last, fold.builder)
         new = [r for r in rejections if (r.topic, r.partition, r.offset) not in sent]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from runwire.contract.events import Event, ToolResult
+from runwire.contract.events import Event, EventType, ToolResult, UserMessage
 from runwire.projections.transcripts.inmem import InMemoryTranscriptStore
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.store import Commit, CommitOutcome, Slot, checksum
@@ -240,3 +240,27 @@ async def test_concurrent_batches_on_one_instance_apply_each_event_once(
     while a.behind() or b.behind():
         await asyncio.gather(a.step(11), b.step(7))
     assert await transcripts(store) == reference_transcripts(events)
+
+
+async def test_an_ended_run_is_not_held_and_its_later_events_still_fold(
+    settings: Settings,
+) -> None:
+    run = workload(3, runs=1, sessions=1)  # ends with its run_completed
+    assert run[-1].type is EventType.RUN_COMPLETED
+    later = Event.create(
+        UserMessage(parts=["after the end"]),
+        run_id=run[0].run_id,
+        session_id=run[0].session_id,
+        producer="test",
+    )
+    store = InMemoryTranscriptStore()
+    projection = TranscriptProjection(store, settings)
+    log = memory_log(settings, run)
+    runner = MiniRunner(projection, log)
+    await runner.run(max_records=len(run))
+    # The builder went with the run's end: a later event folds from the stored body.
+    assert projection._cache == {}
+    log.append(later)
+    await runner.run()
+    assert await transcripts(store) == reference_transcripts([*run, later])
+    assert runner.sink.sent == []
