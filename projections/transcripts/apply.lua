@@ -4,10 +4,9 @@
 --
 -- KEYS[1]  the slot pointer (<prefix>:tx:live or :building)
 -- KEYS[2]  the generation's positions hash
--- KEYS[3i], KEYS[3i+1], KEYS[3i+2] (i = 1..nruns)  meta, body, session of run i
---          (the session key repeats the meta key when the run has no session)
 -- ARGV     generation, slot, ttl, npos, npos x (field, expected, new),
---          nruns, nruns x (run_id, session, header, blob, owner, ns),
+--          nns, nns x ns (the namespaces the runs are in),
+--          nruns, nruns x (header, blob),
 --          ndel, ndel x (ns, session_id) (sessions deleted),
 --          nerase, nerase x (ns, run_id) (runs erased),
 --          nclear, nclear x (ns, session_id, clear point ms) (sessions cleared, in log order),
@@ -18,34 +17,49 @@
 --          `meta:` and `run:` keys are the ones a run, deletion, erasure or
 --          clear of that tenant touches. Tenants never share any of them.
 --          header: guard|expected_last|expected_body|partition|first|last|first_ms|
---                  body|count|#committed|#open|#state|#applied
+--                  body|count|ns|#run_id|#session|#owner|#committed|#open|#state|#applied
 --          (guard x or f; expected_body 0/1; body '' none, r replace, a append;
---          first_ms is negative for an event stamped before 1970)
---          blob: committed .. open .. state .. applied (cut by the four lengths)
+--          first_ms is negative for an event stamped before 1970; ns the
+--          run's namespace, 1-based among the nns)
+--          blob: run_id .. session .. owner .. committed .. open .. state .. applied
+--          (cut by the seven lengths; session '' when the run has none)
 --          owner: the run's owner tag (meta `u`, counted in the session's `owners`)
---          Few arguments per run: packing them is most of the client's work.
---          A deleted session's runs are the members of its session index: the
---          script derives their keys from ns (not declared in KEYS: fine on
---          the standalone Redis this targets, not on a Redis Cluster), as for
---          erased runs; and for the generation's `cleared` and `ver` hashes.
+--          Two arguments per run: packing them is most of the client's work.
+--          A run's keys (meta:<run>, run:<run>, session:<session>), a deleted
+--          session's runs (the members of its session index), erased runs and
+--          the generation's `cleared` and `ver` hashes are derived from ns, not
+--          declared in KEYS: fine on the standalone Redis this targets, not on
+--          a Redis Cluster.
 --          Every session whose data this commit changes gets a new version
---          (see `bump`).
+--          (see `bump`), one per commit.
 -- Returns  {1, ''} when written, {0, why} when a guard failed (nothing written);
 --          why starts with the guard: generation, position, run or deleted (a run
 --          of a deleted session, or an erased run).
 
 local generation, slot, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local RUN_ARGS = 6
-local HEADER = '^(%a)|(-?%d+)|(%d)|(%d+)|(%d+)|(%d+)|(-?%d+)|(%a?)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$'
+local HEADER = '^(%a)|(-?%d+)|(%d)|(%d+)|(%d+)|(%d+)|(-?%d+)|(%a?)|(%d+)|(%d+)|'
+  .. '(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)$'
 
--- The fields of run i's header (see above), numbers as numbers.
-local function header(at)
-  local guard, expected, body_expected, p, f, l, t, mode, count, lc, lo, ls, la =
-    string.match(ARGV[at + 2], HEADER)
+-- Run i's header and blob (see above), cut into its fields.
+local function run_at(at, namespaces)
+  local guard, expected, body_expected, p, f, l, t, mode, count, ns, lr, ls, lu, lc, lo, lst, la =
+    string.match(ARGV[at], HEADER)
+  local blob = ARGV[at + 1]
+  local cuts, from = {}, 1
+  for _, n in ipairs({lr, ls, lu, lc, lo, lst, la}) do
+    local to = from + tonumber(n)
+    cuts[#cuts + 1] = string.sub(blob, from, to - 1)
+    from = to
+  end
+  local run_id, session_id = cuts[1], cuts[2]
+  ns = namespaces[tonumber(ns)]
   return {
     guard = guard, expected = tonumber(expected), body_expected = body_expected == '1',
-    p = p, f = f, l = l, t = t, mode = mode, count = count,
-    lc = tonumber(lc), lo = tonumber(lo), ls = tonumber(ls), la = tonumber(la),
+    p = p, f = f, l = l, t = t, mode = mode, count = count, ns = ns,
+    run_id = run_id, session_id = session_id, owner = cuts[3],
+    committed = cuts[4], open = cuts[5], state = cuts[6], applied = cuts[7],
+    meta = ns .. 'meta:' .. run_id, body = ns .. 'run:' .. run_id,
+    session = ns .. 'session:' .. session_id,
   }
 end
 
@@ -66,49 +80,60 @@ for _ = 1, npos do
   end
   a = a + 3
 end
-local runs_at = a + 1
+local namespaces = {}
+local nns = tonumber(ARGV[a])
+for j = 1, nns do
+  namespaces[j] = ARGV[a + j]
+end
+a = a + nns + 1
 local nruns = tonumber(ARGV[a])
-
-a = runs_at
+local runs = {}
 for i = 1, nruns do
-  local meta, body = KEYS[3 * i], KEYS[3 * i + 1]
-  local h = header(a)
-  local session_id, ns = ARGV[a + 1], ARGV[a + 5]
+  local h = run_at(a + 2 * i - 1, namespaces)
+  runs[i] = h
+  local session_id, ns = h.session_id, h.ns
   if session_id ~= '' and redis.call('SISMEMBER', ns .. 'deleted', session_id) == 1 then
-    return {0, 'deleted session ' .. session_id .. ' of run ' .. ARGV[a] .. ' is erased'}
+    return {0, 'deleted session ' .. session_id .. ' of run ' .. h.run_id .. ' is erased'}
   end
-  if redis.call('SISMEMBER', ns .. 'erased', ARGV[a]) == 1 then
-    return {0, 'deleted session took run ' .. ARGV[a] .. ' with it'}
+  if redis.call('SISMEMBER', ns .. 'erased', h.run_id) == 1 then
+    return {0, 'deleted session took run ' .. h.run_id .. ' with it'}
   end
-  local last = tonumber(redis.call('HGET', meta, 'l') or '-1')
-  local has_body = redis.call('EXISTS', body) == 1
+  local last = tonumber(redis.call('HGET', h.meta, 'l') or '-1')
+  local has_body = redis.call('EXISTS', h.body) == 1
   if h.guard == 'x' then
     if last ~= h.expected or has_body ~= h.body_expected then
-      return {0, 'run ' .. ARGV[a] .. ' changed since it was read'}
+      return {0, 'run ' .. h.run_id .. ' changed since it was read'}
     end
   else
     local new_last = tonumber(h.l)
     if not (last < new_last or (last == new_last and not has_body)) then
-      return {0, 'run ' .. ARGV[a] .. ' is already at ' .. last}
+      return {0, 'run ' .. h.run_id .. ' is already at ' .. last}
     end
   end
-  a = a + RUN_ARGS
 end
+local dels_at = a + 2 * nruns + 1
 
 -- A new version of a session (of the namespace ns): above the one it had,
 -- and at least the server's clock in microseconds, so that a version lost
 -- with a flush is never handed out again for other data.
+-- One new version per session and commit: every change of the commit is
+-- read together, so its runs all carry the one version.
 local now = redis.call('TIME')
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local bumped = {}
 local function bump(ns, session_id)
   local versions = ns .. 'ver'
+  local done = bumped[versions .. '\0' .. session_id]
+  if done then
+    return done
+  end
   local old = tonumber(redis.call('HGET', versions, session_id) or '0')
   local new = string.format('%.0f', math.max(old + 1, clock))
   redis.call('HSET', versions, session_id, new)
+  bumped[versions .. '\0' .. session_id] = new
   return new
 end
 
-local dels_at = a
 a = 5
 for _ = 1, npos do
   redis.call('HSET', KEYS[2], ARGV[a], ARGV[a + 2])
@@ -128,38 +153,30 @@ local function append(key, field, tail, sep)
   end
 end
 
-a = runs_at
 for i = 1, nruns do
-  local meta, body, session = KEYS[3 * i], KEYS[3 * i + 1], KEYS[3 * i + 2]
-  local run_id, session_id, h = ARGV[a], ARGV[a + 1], header(a)
-  local ns = ARGV[a + 5]
-  local mode = h.mode
+  local h = runs[i]
+  local meta, body, session = h.meta, h.body, h.session
+  local run_id, session_id, ns, mode = h.run_id, h.session_id, h.ns, h.mode
   if redis.call('EXISTS', meta) == 1 then
     redis.call('HSET', meta, 'l', h.l)
   else
-    redis.call('HSET', meta, 'p', h.p, 'f', h.f, 'l', h.l, 't', h.t, 'u', ARGV[a + 4])
+    redis.call('HSET', meta, 'p', h.p, 'f', h.f, 'l', h.l, 't', h.t, 'u', h.owner)
     if session_id ~= '' then
       redis.call('HSET', meta, 's', session_id)
       if redis.call('ZADD', session, 'NX', h.t, run_id) == 1 then
-        redis.call('HINCRBY', ns .. 'owners:' .. session_id, ARGV[a + 4], 1)
+        redis.call('HINCRBY', ns .. 'owners:' .. session_id, h.owner, 1)
       end
     end
   end
-  if mode ~= '' then
-    local blob = ARGV[a + 3]
-    local committed = string.sub(blob, 1, h.lc)
-    local open = string.sub(blob, h.lc + 1, h.lc + h.lo)
-    local state = string.sub(blob, h.lc + h.lo + 1, h.lc + h.lo + h.ls)
-    local applied = string.sub(blob, h.lc + h.lo + h.ls + 1, h.lc + h.lo + h.ls + h.la)
-    if mode == 'r' then
-      redis.call('DEL', body)
-      redis.call('HSET', body, 'c', committed, 'n', h.count, 'o', open, 'st', state, 'a', applied)
-    else
-      append(body, 'c', committed, ',')
-      redis.call('HINCRBY', body, 'n', h.count)
-      redis.call('HSET', body, 'o', open, 'st', state)
-      append(body, 'a', applied, '')
-    end
+  if mode == 'r' then
+    redis.call('DEL', body)
+    redis.call('HSET', body, 'c', h.committed, 'n', h.count, 'o', h.open, 'st', h.state,
+      'a', h.applied)
+  elseif mode == 'a' then
+    append(body, 'c', h.committed, ',')
+    redis.call('HINCRBY', body, 'n', h.count)
+    redis.call('HSET', body, 'o', h.open, 'st', h.state)
+    append(body, 'a', h.applied, '')
   end
   if mode ~= '' and ttl > 0 then
     redis.call('EXPIRE', body, ttl)
@@ -169,7 +186,6 @@ for i = 1, nruns do
     -- reader holding an older version asks again for); not data, out of dumps.
     redis.call('HSET', meta, 'v', bump(ns, session_id))
   end
-  a = a + RUN_ARGS
 end
 
 -- Erasures last: a run this commit wrote into a deleted session goes too.

@@ -233,7 +233,8 @@ class TranscriptProjection:
     ) -> ApplyResult | None:
         slot, generation = self._resolved or await self.current_generation()
         session_topic = self._settings.session_events
-        snap = await self._snapshot(generation, batch, session_topic)
+        grouped = _group(batch.records, session_topic, batch.next_positions.keys())
+        snap = await self._snapshot(generation, grouped)
         stored, heads = snap.positions, snap.heads
         if any(stored[tp] < batch.expected.get(tp, 0) for tp in batch.next_positions):
             # Positions below the runner's look like a reset or a switch; make
@@ -254,36 +255,42 @@ class TranscriptProjection:
             positions[tp] = max(have, nxt)
             if positions[tp] != have:
                 writes.append(PositionWrite(tp, have, positions[tp]))
-        by_run: dict[Scoped, list[SourceRecord]] = {}
-        skipped = 0
+        skipped = grouped.runless
         rejections: list[Rejection] = []
         deletions: set[Scoped] = set()
         clears: dict[Scoped, int] = {}
         endings: set[Scoped] = set()
-        for record in batch.records:
+        for record in grouped.session_records:
             start = open_from.get(record.tp)
             if start is None or record.offset < start:
                 skipped += 1
                 continue
             tenant = record.event.tenant
-            if record.topic == session_topic:
-                deleted = deleted_session(record)
-                cleared = clearing(record)
-                if deleted is not None and (tenant, deleted) not in snap.deleted:
-                    deletions.add((tenant, deleted))
-                elif cleared is not None and (tenant, cleared[0]) not in snap.deleted:
-                    # One session's events are in log order: the last clear wins.
-                    clears.pop((tenant, cleared[0]), None)
-                    clears[tenant, cleared[0]] = cleared[1]
-                elif (ended := ending(record)) is not None and (tenant, ended) not in snap.deleted:
-                    endings.add((tenant, ended))
-                else:
-                    skipped += 1  # not ours (the session index reads the rest)
+            deleted = deleted_session(record)
+            cleared = clearing(record)
+            if deleted is not None and (tenant, deleted) not in snap.deleted:
+                deletions.add((tenant, deleted))
+            elif cleared is not None and (tenant, cleared[0]) not in snap.deleted:
+                # One session's events are in log order: the last clear wins.
+                clears.pop((tenant, cleared[0]), None)
+                clears[tenant, cleared[0]] = cleared[1]
+            elif (ended := ending(record)) is not None and (tenant, ended) not in snap.deleted:
+                endings.add((tenant, ended))
+            else:
+                skipped += 1  # not ours (the session index reads the rest)
+        by_run: dict[Scoped, list[SourceRecord]] = {}
+        for run, records in grouped.runs.items():
+            # One run's records are one partition's, in offset order (the
+            # runtime's envelope check): its start is looked up once.
+            start = open_from.get(records[0].tp)
+            if start is not None and records[0].offset < start:
+                kept = [r for r in records if r.offset >= start]
+                skipped += len(records) - len(kept)
+                records = kept
+            if start is None or not records:
+                skipped += len(records)
                 continue
-            if record.event.run_id is None:
-                skipped += 1
-                continue
-            by_run.setdefault((tenant, record.event.run_id), []).append(record)
+            by_run[run] = records
         gone = snap.deleted | deletions
         erasures: list[Scoped] = []
         for run in list(by_run):
@@ -348,19 +355,15 @@ class TranscriptProjection:
             rejected=len(rejections),
         )
 
-    async def _snapshot(self, generation: int, batch: Batch, session_topic: str) -> _Snapshot:
+    async def _snapshot(self, generation: int, grouped: _Grouped) -> _Snapshot:
         """The store's snapshot of the batch's partitions, runs and sessions, read
         per tenant (one call for the usual batch, all of one tenant or none)."""
-        runs: dict[str | None, set[str]] = {}
-        sessions: dict[str | None, set[str]] = {}
-        for r in batch.records:
-            event = r.event
-            if r.topic != session_topic and event.run_id is not None:
-                runs.setdefault(event.tenant, set()).add(event.run_id)
-            if event.session_id is not None:
-                sessions.setdefault(event.tenant, set()).add(event.session_id)
-        out = _Snapshot(dict.fromkeys(batch.next_positions, 0), {}, set(), set())
-        partitions: Collection[TopicPartition] = batch.next_positions.keys()
+        runs: dict[str | None, list[str]] = {}
+        for tenant, run_id in grouped.runs:
+            runs.setdefault(tenant, []).append(run_id)
+        sessions = grouped.sessions
+        out = _Snapshot(dict.fromkeys(grouped.partitions, 0), {}, set(), set())
+        partitions: Collection[TopicPartition] = grouped.partitions
         tenants = sorted(runs.keys() | sessions.keys(), key=_tenant_order) or [None]
         for tenant in tenants:
             snap = await self.store.snapshot(
@@ -427,6 +430,47 @@ class TranscriptProjection:
         if dropped is not None:
             await self.store.drop_generation(dropped)
         return TranscriptRebuild(self, generation)
+
+
+class _Grouped(NamedTuple):
+    """A batch's records sorted out in one pass: each run's (by ``(tenant,
+    run_id)``, in log order), the session-events topic's, how many name no
+    run, the sessions every record names (per tenant) and the partitions."""
+
+    runs: dict[Scoped, list[SourceRecord]]
+    session_records: list[SourceRecord]
+    runless: int
+    sessions: dict[str | None, set[str]]
+    partitions: Collection[TopicPartition]
+
+
+def _group(
+    records: Sequence[SourceRecord], session_topic: str, partitions: Collection[TopicPartition]
+) -> _Grouped:
+    runs: dict[Scoped, list[SourceRecord]] = {}
+    session_records: list[SourceRecord] = []
+    sessions: dict[str | None, set[str]] = {}
+    runless = 0
+    for record in records:
+        event = record.event
+        tenant = event.tenant
+        if event.session_id is not None:
+            named = sessions.get(tenant)
+            if named is None:
+                named = sessions[tenant] = set()
+            named.add(event.session_id)
+        if record.topic == session_topic:
+            session_records.append(record)
+        elif event.run_id is None:
+            runless += 1
+        else:
+            key = (tenant, event.run_id)
+            held = runs.get(key)
+            if held is None:
+                runs[key] = [record]
+            else:
+                held.append(record)
+    return _Grouped(runs, session_records, runless, sessions, partitions)
 
 
 class _Snapshot(NamedTuple):

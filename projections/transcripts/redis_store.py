@@ -7,9 +7,11 @@ Redis' single-threaded script execution, so the guards and the writes are one
 atomic step. Reads are pipelined plain commands: a reader may see an older
 commit than the one being written, never part of one.
 
-The scripts touch keys of one generation plus the pointers, all declared in
-KEYS; on a Redis Cluster they would need the keyspace in one hash slot, which
-a standalone Redis (the supported set-up) does not care about.
+The scripts touch keys of one generation plus the pointers; ``apply.lua``
+derives the run and session keys it writes from the tenant's namespace
+instead of declaring them in KEYS (fewer arguments to pack per run). On a
+Redis Cluster they would need the keyspace in one hash slot, which a
+standalone Redis (the supported set-up) does not care about.
 """
 
 from __future__ import annotations
@@ -260,33 +262,35 @@ class RedisTranscriptStore:
         ]
         for p in commit.positions:
             args += [position_field(p.tp), str(p.expected), str(p.position)]
-        args.append(len(commit.runs))
+        # The runs' namespaces once each; a run names its own by number.
+        namespaces: dict[str | None, int] = {}
+        run_args: list[str | bytes] = []
         for w in commit.runs:
-            ns = self._gen(generation, w.tenant)
-            meta = ns.meta(w.run_id)
-            session = w.meta.session_id
-            key_list += [meta, ns.body(w.run_id), ns.session(session) if session else meta]
+            ns = namespaces.get(w.tenant)
+            if ns is None:
+                ns = namespaces[w.tenant] = len(namespaces) + 1
             body = w.body
             if body is None:
                 mode, count, parts = "", 0, (b"", b"", b"", b"")
             else:
                 mode = "r" if isinstance(body, RunBody) else "a"
                 count, parts = body.count, (body.committed, body.open, body.state, body.applied)
-            header = "|".join(
-                (
-                    w.guard.value,
-                    str(w.expected_last),
-                    "1" if w.expected_body else "0",
-                    str(w.meta.partition),
-                    str(w.meta.first),
-                    str(w.meta.last),
-                    str(w.meta.first_ms),
-                    mode,
-                    str(count),
-                    *(str(len(part)) for part in parts),
-                )
+            named = (
+                w.run_id.encode(),
+                (w.meta.session_id or "").encode(),
+                w.meta.owner.encode(),
             )
-            args += [w.run_id, session or "", header, b"".join(parts), w.meta.owner, ns.base]
+            m = w.meta
+            run_args.append(
+                f"{w.guard.value}|{w.expected_last}|{1 if w.expected_body else 0}|"
+                f"{m.partition}|{m.first}|{m.last}|{m.first_ms}|{mode}|{count}|{ns}|"
+                + "|".join(str(len(part)) for part in (*named, *parts))
+            )
+            run_args.append(b"".join((*named, *parts)))
+        args.append(len(namespaces))
+        args += [self._gen(generation, tenant).base for tenant in namespaces]
+        args.append(len(commit.runs))
+        args += run_args
         args.append(len(commit.deletions))
         for tenant, session_id in commit.deletions:
             args += [self._gen(generation, tenant).base, session_id]
