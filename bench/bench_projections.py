@@ -62,7 +62,7 @@ from runwire.projections.runtime.consumer import Decoder, decoder_for
 from runwire.projections.runtime.pg import open_pool
 from runwire.projections.runtime.pg_projection import PostgresProjection
 from runwire.projections.runtime.rebuild import rebuild
-from runwire.projections.runtime.tuning import tune_for_batches
+from runwire.projections.runtime.tuning import tune_for_rebuild
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.projections.usage.projection import UsageProjection
 from runwire.settings import Settings
@@ -434,7 +434,9 @@ async def main() -> None:
         await poll_positions(args.poll[0], Path(args.poll[1]), float(args.poll[2]))
         return
     base = Settings()
-    tune_for_batches()  # as `runwire projections rebuild` and `runwire serve` do
+    # As `runwire projections rebuild` does: the in-process part is the rebuild
+    # (the latency part serves its projectors in processes of their own).
+    tune_for_rebuild()
     result: dict[str, Any] = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     if "rebuild" not in args.skip:
         result["rebuild"] = await measure_rebuild(base, args.events, args.repeat)

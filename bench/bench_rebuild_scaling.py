@@ -44,7 +44,7 @@ from runwire.projections.runtime.dead_letters import DeadLetterProducer
 from runwire.projections.runtime.pg import Pool, open_pool
 from runwire.projections.runtime.pg_projection import PostgresProjection
 from runwire.projections.runtime.rebuild import REBUILD_OPTIONS
-from runwire.projections.runtime.tuning import tune_for_batches
+from runwire.projections.runtime.tuning import tune_for_rebuild
 from runwire.settings import Settings
 from served import served_env
 
@@ -72,7 +72,7 @@ def projection_of(name: str, pool: Pool, settings: Settings) -> PostgresProjecti
 async def worker(name: str, generation: int, partitions: list[TopicPartition]) -> None:
     """(``--worker``) Fill ``generation`` on ``partitions``; print a JSON line."""
     settings = Settings()
-    tune_for_batches()
+    tune_for_rebuild()
     pool = await open_pool(settings, max_size=2)
     try:
         copy = projection_of(name, pool, settings).pinned(generation)

@@ -40,7 +40,7 @@ from runwire.projections.runtime.protocol import (
     Rejection,
 )
 from runwire.projections.runtime.rebuild import RebuildProgress, RebuildReport, rebuild
-from runwire.projections.runtime.tuning import tune_for_batches
+from runwire.projections.runtime.tuning import tune_for_batches, tune_for_rebuild
 from runwire.projections.runtime.waiting import NotCaughtUpError, wait_for
 
 __all__ = [
@@ -75,5 +75,6 @@ __all__ = [
     "rebuild",
     "redrive",
     "tune_for_batches",
+    "tune_for_rebuild",
     "wait_for",
 ]

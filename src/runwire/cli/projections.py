@@ -120,11 +120,11 @@ async def _rebuild(name: str, restart: bool, show: bool) -> dict[str, Any]:
     from runwire.projections.catalog import opener
     from runwire.projections.runtime.protocol import Rebuildable
     from runwire.projections.runtime.rebuild import RebuildProgress, rebuild
-    from runwire.projections.runtime.tuning import tune_for_batches
+    from runwire.projections.runtime.tuning import tune_for_rebuild
 
     settings = Settings()
     async with opener(name)(settings) as projection:
-        tune_for_batches()
+        tune_for_rebuild()
         if not isinstance(projection, Rebuildable):
             raise typer.BadParameter(f"projection {name!r} cannot be rebuilt")
         progress = Progress(

@@ -65,3 +65,26 @@ def test_a_projectors_tuning_is_the_same_with_a_larger_young_threshold() -> None
         gc_tuning.untune()  # the one home undoes it too
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_a_rebuilds_young_threshold_holds_its_batches_in_flight() -> None:
+    from runwire.projections.runtime.rebuild import REBUILD_OPTIONS
+    from runwire.projections.runtime.tuning import (
+        REBUILD_YOUNG_THRESHOLD,
+        YOUNG_THRESHOLD,
+        tune_for_rebuild,
+    )
+
+    # Two rebuild batches of records (several tracked objects each) stay
+    # below it, so young collections do not just promote them.
+    assert 2 * REBUILD_OPTIONS.max_records * 7 <= REBUILD_YOUNG_THRESHOLD
+    assert REBUILD_YOUNG_THRESHOLD > YOUNG_THRESHOLD
+    gc_tuning.untune()
+    before = gc.get_threshold()
+    tune_for_rebuild()
+    try:
+        assert gc.get_threshold() == (REBUILD_YOUNG_THRESHOLD, *gc_tuning.THRESHOLDS[1:])
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc_tuning.untune()
+    assert gc.get_threshold() == before
