@@ -31,15 +31,27 @@ class Fresh:
 def fresh_records(batch: Batch, stored: Mapping[TopicPartition, int]) -> Fresh:
     """Drop records below their partition's stored position, and partitions that moved back."""
     moved = frozenset(tp for tp, pos in stored.items() if pos < batch.expected.get(tp, 0))
-    kept: list[SourceRecord] = []
-    skipped = 0
-    for record in batch.records:
-        tp = record.tp
-        if tp in moved or record.offset < stored.get(tp, 0):
-            skipped += 1
-        else:
-            kept.append(record)
-    return Fresh(records=kept, moved=moved, skipped=skipped)
+    # The offset a record must reach, by (topic, partition): the stored
+    # position, or past every offset for a partition that moved back.
+    floors = {(tp.topic, tp.partition): pos for tp, pos in stored.items() if pos > 0}
+    floors.update({(tp.topic, tp.partition): _PAST_EVERY_OFFSET for tp in moved})
+    records = batch.records
+    if not floors:
+        return Fresh(records=list(records), moved=moved, skipped=0)
+    # record[:2] is (topic, partition): a slice, not a TopicPartition per record.
+    kept = [r for r in records if r.offset >= floors.get(r[:2], 0)]
+    return Fresh(records=kept, moved=moved, skipped=len(records) - len(kept))
+
+
+_PAST_EVERY_OFFSET = 1 << 63
+
+
+def same_positions(a: Mapping[TopicPartition, int], b: Mapping[TopicPartition, int]) -> bool:
+    """True when ``a`` and ``b`` name the same position (0 when absent) for every partition,
+    so :func:`fresh_records` gives the same records with either."""
+    return all(b.get(tp, 0) == pos for tp, pos in a.items()) and all(
+        a.get(tp, 0) == pos for tp, pos in b.items()
+    )
 
 
 Applied = Mapping[tuple[str, str], str | None]

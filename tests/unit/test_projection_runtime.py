@@ -349,3 +349,34 @@ def test_ids_are_compared_within_their_stream_by_body() -> None:
     stored = {identity(recs[0]): out.claims[identity(recs[0])]}
     again = sort_out([_rec(other_body, 5, b"r1")], lambda r: True, stored)
     assert [c.reason for c in again.conflicts] == ["conflicting_duplicate_event"]
+
+
+def test_fresh_records_skip_what_is_stored_and_partitions_that_moved_back() -> None:
+    from runwire.log.records import TopicPartition
+    from runwire.projections.runtime.protocol import Batch
+    from runwire.projections.runtime.rules import fresh_records, same_positions
+
+    event = ev(UserMessage(parts=["hi"]))
+    a, b, c = TopicPartition("t", 0), TopicPartition("t", 1), TopicPartition("u", 0)
+    recs = [
+        SourceRecord(tp.topic, tp.partition, offset, 0, b"r1", b"", (), event)
+        for tp, offset in [(a, 5), (b, 3), (a, 6), (c, 0), (b, 4), (a, 7)]
+    ]
+    batch = Batch(records=recs, next_positions={a: 8, b: 5, c: 1}, expected={a: 5, b: 3, c: 0})
+    # Stored where the runner read: everything is fresh.
+    same = fresh_records(batch, {a: 5, b: 3})
+    assert (same.records, same.moved, same.skipped) == (recs, frozenset(), 0)
+    # Stored further on (another instance applied some): those are skipped.
+    ahead = fresh_records(batch, {a: 7, b: 3})
+    assert [(r.partition, r.offset) for r in ahead.records] == [(1, 3), (0, 0), (1, 4), (0, 7)]
+    assert ahead.skipped == 2
+    # Below the expectation (the store switched under the runner): nothing of it.
+    back = fresh_records(batch, {a: 5, b: 1})
+    assert back.moved == {b}
+    assert [(r.partition, r.offset) for r in back.records] == [(0, 5), (0, 6), (0, 0), (0, 7)]
+    assert back.skipped == 2
+    # What lets the projection reuse its guess: absent means 0.
+    assert same_positions({a: 5, b: 3, c: 0}, {a: 5, b: 3})
+    assert not same_positions({a: 5, b: 3}, {a: 5, b: 3, c: 1})
+    assert not same_positions({a: 5}, {a: 6})
+
