@@ -66,18 +66,14 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 COLUMN_NAMES = ", ".join(name for name, _ in COLUMNS)
 
 
+_VALUE = [name for name, _ in COLUMNS].index("value")
+"""A row is its :class:`Entry`'s fields in order (a unit test holds them equal)."""
+
+
 def _row(entry: Entry) -> list[Any]:
-    value = row_value(entry.value)  # exact numbers; see the fold
-    return [
-        entry.scope,
-        entry.owner,
-        entry.key,
-        value,
-        entry.user_id,
-        entry.tenant,
-        entry.updated_at,
-        entry.event_id,
-    ]
+    row: list[Any] = list(entry)
+    row[_VALUE] = row_value(entry.value)  # exact numbers; see the fold
+    return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,10 +199,12 @@ class MemoryProjection(PostgresProjection):
                 f"DELETE FROM {entries} WHERE scope = 'user' AND owner = ANY(%s)",
                 (sorted(folded.erased_users),),
             )
-        kept = [e for e in folded.entries.values() if e is not None]
-        removed = [a for a, e in sorted(folded.entries.items()) if e is None]
-        if kept:
-            rows = [_row(e) for e in sorted(kept, key=lambda e: (e.scope, e.owner, e.key))]
+        # In address order (the order rows are locked in); addresses are
+        # unique, so sorting the items never compares entries.
+        ordered = sorted(folded.entries.items())
+        rows = [_row(e) for _, e in ordered if e is not None]
+        removed = [a for a, e in ordered if e is None]
+        if rows:
             await conn.execute(
                 self._upsert.replace("{table}", entries).encode(),
                 column_arrays(rows, len(COLUMNS)),

@@ -380,3 +380,12 @@ def test_fresh_records_skip_what_is_stored_and_partitions_that_moved_back() -> N
     assert not same_positions({a: 5, b: 3}, {a: 5, b: 3, c: 1})
     assert not same_positions({a: 5}, {a: 6})
 
+
+def test_the_memory_fold_knows_the_memory_stream_and_its_rows_columns() -> None:
+    from runwire.contract.events import EventType, Stream
+    from runwire.projections.memory.fold import _MEMORY_PAYLOADS, Entry
+    from runwire.projections.memory.projection import COLUMNS
+
+    memory = {t for t in EventType if t.stream is Stream.MEMORY}
+    assert {p.event_type for p in _MEMORY_PAYLOADS} == memory
+    assert tuple(name for name, _ in COLUMNS) == Entry._fields
