@@ -168,6 +168,21 @@ def test_memory_keys_are_unambiguous() -> None:
         assert info.value.reason == "bad_key"
 
 
+def test_a_memory_key_is_compact_json_in_utf8_for_every_code_point() -> None:
+    import json
+
+    def reference(*parts: str) -> bytes:
+        return json.dumps(list(parts), ensure_ascii=False, separators=(",", ":")).encode()
+
+    code_points = [cp for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF]
+    for start in range(0, len(code_points), 4096):
+        text = "".join(map(chr, code_points[start : start + 4096]))
+        assert memory_key("user", text, text[::-1]) == reference("user", text, text[::-1])
+    # A lone surrogate has no UTF-8: refused as it always was.
+    with pytest.raises(UnicodeEncodeError):
+        memory_key("user", "a\ud800", "k")
+
+
 def test_headers_name_type_id_and_schema() -> None:
     event = Event.create(ToolUse(id="t", name="n"), run_id="r")
     fingerprint = default_codec().writer_schema(event.type).fingerprint
