@@ -6,7 +6,7 @@
   aiokafka consumer doing ``getmany`` + ``Codec.decode`` over the same log,
   in the same run, alternating, ``--repeat`` rounds: the ratios are of the
   medians (CPU of this process per event, and rate). The process is tuned as
-  ``runwire projections rebuild`` tunes its own (``tune_for_batches``: the
+  ``runwire projections rebuild`` tunes its own (``tune_for_rebuild``: the
   collector's thresholds), for both sides. Goal: rebuild >= 0.5x raw.
 - ``latency``: ``runwire serve projector-transcripts`` in its own process;
   this process publishes at a sustained ``--rate`` events/s (20 events every
@@ -60,7 +60,7 @@ from runwire.contract.events import Event
 from runwire.infra.isolation import isolated_deployment
 from runwire.log import Position, Publisher
 from runwire.projections.runtime.rebuild import rebuild
-from runwire.projections.runtime.tuning import tune_for_batches
+from runwire.projections.runtime.tuning import tune_for_rebuild
 from runwire.projections.transcripts.keys import parse_position_field
 from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.redis_store import RedisTranscriptStore
@@ -465,9 +465,9 @@ async def main() -> None:
     args = parser.parse_args()
 
     base = Settings()
-    # As ``runwire projections rebuild`` and ``runwire serve`` do (the served
-    # projector tunes its own process).
-    tune_for_batches()
+    # As ``runwire projections rebuild`` does (the served projector tunes its
+    # own process, as ``runwire serve`` does).
+    tune_for_rebuild()
     result: dict[str, Any] = {"cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()}
     if "rebuild" not in args.skip:
         await report_rebuild(result, base, args)
