@@ -221,6 +221,13 @@ stored_json_objects = st.dictionaries(_texts, stored_json_values, max_size=5)
 _labels = st.dictionaries(_ids, _texts, max_size=3)
 _scopes = st.sampled_from(["session", "user", "agent", "global"])
 
+
+def _memory_keys(scope: str) -> st.SearchStrategy[str]:
+    """Keys of ``scope``'s entries: a user's is never empty (that key holds the
+    user's erasure receipt, runwire.contract.limits)."""
+    return _texts.filter(bool) if scope == "user" else _texts
+
+
 _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
     EventType.RUN_STARTED: st.builds(
         RunStarted, agent_id=st.none() | _ids, parent_run_id=st.none() | _ids, labels=_labels
@@ -315,10 +322,20 @@ _PAYLOAD_STRATEGIES: dict[EventType, st.SearchStrategy[Any]] = {
         through_offset=st.integers(0, 2**62),
         cuts=st.dictionaries(_ids, st.integers(0, 2**62), max_size=3),
     ),
-    EventType.MEMORY_SET: st.builds(
-        MemorySet, scope=_scopes, owner=_texts, key=_texts, value=stored_json_values
+    EventType.MEMORY_SET: _scopes.flatmap(
+        lambda scope: st.builds(
+            MemorySet,
+            scope=st.just(scope),
+            owner=_texts,
+            key=_memory_keys(scope),
+            value=stored_json_values,
+        )
     ),
-    EventType.MEMORY_DELETED: st.builds(MemoryDeleted, scope=_scopes, owner=_texts, key=_texts),
+    EventType.MEMORY_DELETED: _scopes.flatmap(
+        lambda scope: st.builds(
+            MemoryDeleted, scope=st.just(scope), owner=_texts, key=_memory_keys(scope)
+        )
+    ),
     EventType.CHECKPOINT_PUT: st.builds(
         CheckpointPut,
         thread_id=_ids,
