@@ -237,3 +237,20 @@ def test_random_transcripts_survive_events_avro_and_back(
         )
     builder.apply_all(events[half:])
     assert builder.messages() == messages
+
+
+def test_states_taken_along_a_fold_keep_what_they_held() -> None:
+    # The ledger empties and refills its lists in place: a state it gave out
+    # must not see what comes after.
+    events = two_turn_events()
+    builder = TranscriptBuilder()
+    taken: list[tuple[TranscriptState, str]] = []
+    for event in events:
+        builder.apply(event)
+        state = builder.state
+        taken.append((state, state.model_dump_json()))
+    for i, (state, dumped) in enumerate(taken):
+        assert state.model_dump_json() == dumped
+        assert TranscriptBuilder(state=state).messages() == build_messages_from_events(
+            events[: i + 1]
+        )
