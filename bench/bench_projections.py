@@ -17,7 +17,7 @@
   partition's stored position is past its offset (its rows commit in the same
   transaction). Latency runs from the publish call (producer linger and
   broker ack included) to the first poll that sees it; the first second is
-  warm-up. Goal: p99 < 100 ms.
+  warm-up. Goal: p99 < 50 ms.
 - ``memory``: ``runwire projections rebuild runs`` in its own process over a
   log of ``--large`` events; its resident memory is sampled every 0.25 s.
   Goal: flat (the last quarter's peak within a few MB of the first
@@ -234,10 +234,12 @@ async def poll_positions(dsn: str, out: Path, until: float) -> None:
     """(``--poll``) Record every change of a live position, with the wall time it was seen.
 
     Runs in its own process, until the wall time ``until``, so that
-    publishing cannot delay the observation.
+    publishing cannot delay the observation. Says ``polling`` on stdout after
+    its first poll: publishing starts then, not while it starts up.
     """
     changes: list[tuple[float, str, str, int, int]] = []
     last: dict[tuple[str, str, int], int] = {}
+    ready = False
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         while time.time() < until:
             cur = await conn.execute(
@@ -250,6 +252,9 @@ async def poll_positions(dsn: str, out: Path, until: float) -> None:
                 if last.get((projection, topic, partition)) != next_offset:
                     last[(projection, topic, partition)] = next_offset
                     changes.append((now, projection, topic, partition, next_offset))
+            if not ready:
+                print("polling", flush=True)
+                ready = True
             await asyncio.sleep(POLL_SECONDS)
     with open(out, "w") as f:  # noqa: ASYNC230 - once, at the end
         json.dump(changes, f)
@@ -316,8 +321,20 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
         out = work / "changes.json"
         until = time.time() + seconds * 1.5 + 10.0  # publishing, lagging behind, and a tail
         poller = await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--poll", settings.postgres_dsn, str(out), str(until)
+            sys.executable,
+            __file__,
+            "--poll",
+            settings.postgres_dsn,
+            str(out),
+            str(until),
+            stdout=asyncio.subprocess.PIPE,
         )
+        # Publish once the observer observes: its start-up (imports, connecting)
+        # takes about a second, longer on a loaded machine, and the events
+        # published meanwhile would seem that much later.
+        assert poller.stdout is not None
+        if await asyncio.wait_for(poller.stdout.readline(), timeout=60) != b"polling\n":
+            raise RuntimeError("the position poller did not start")
         sent: Sent = []
         try:
             achieved = await paced_publish(settings, events, rate, sent)
@@ -349,7 +366,7 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
                     unseen += 1
                 else:
                     latencies.append((times[i] - at) * 1000)
-            out_[name] = {**_stats(latencies), "unseen": unseen, "goal_p99_ms": 100}
+            out_[name] = {**_stats(latencies), "unseen": unseen, "goal_p99_ms": 50}
         return out_
 
 
@@ -462,7 +479,7 @@ async def main() -> None:
         for name in ("runs", "sessions"):
             print(
                 f"publish -> visible ({name}) at {lat['achieved_events_per_s']}/s: "
-                f"p50 {lat[name]['p50_ms']} ms, p99 {lat[name]['p99_ms']} ms (goal p99 < 100 ms)"
+                f"p50 {lat[name]['p50_ms']} ms, p99 {lat[name]['p99_ms']} ms (goal p99 < 50 ms)"
             )
         print(
             f"  of which publish -> broker ack: p50 {lat['publish_ack']['p50_ms']} ms, "
