@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from runwire.contract import ids
@@ -89,7 +90,8 @@ async def test_sessions_are_the_callers_newest_first_filtered_and_paged(
     assert [len(p) for p in pages] == [2, 2, 2]
     listed = [s for page in pages for s in page]
     assert sorted(s["session_id"] for s in listed) == sorted([*mine, "s-gold"])
-    activity = [s["last_activity_at"] for s in listed]
+    # As times: RFC 3339 text leaves out a zero fraction ("...:57Z" after "...:57.07Z").
+    activity = [datetime.fromisoformat(s["last_activity_at"]) for s in listed]
     assert activity == sorted(activity, reverse=True)  # newest first, across pages
     assert all(s["user_id"] == "alice" for s in listed)
     assert [s["session_id"] for s in ended[0]] == ["s-1"]
