@@ -11,11 +11,16 @@ Contract:
   ``Decimal`` (a number no float writes: docs/json-numbers.md) is written as
   its exact number, not as a string; :class:`ExactJSONResponse` answers with it.
   Routes serving JSON values (transcripts, history, events, session metadata) use them.
+- Every time the API writes (these and the response models' :data:`Instant`
+  fields) is RFC 3339 with all six digits of its microseconds, in UTC with
+  ``Z`` (:func:`instant`): pydantic drops a zero fraction (``...:57Z`` beside
+  ``...:56.914000Z``), and then text order is not time order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from runwire.contract import jsonvalues
 
-__all__ = ["BodyNotJson", "ExactJSONResponse", "ExactJsonRoute", "dumps"]
+__all__ = ["BodyNotJson", "ExactJSONResponse", "ExactJsonRoute", "dumps", "instant"]
 
 
 class BodyNotJson(HTTPException):
@@ -61,11 +66,22 @@ class ExactJsonRoute(APIRoute):
         return exact
 
 
+def instant(at: datetime) -> str:
+    """``at`` as the API writes every time (see the module contract); a naive time
+    (none of runwire's) keeps having no offset."""
+    if at.tzinfo is None:
+        return at.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _exact(python: Any, json: Any) -> Any:
     """``json`` (a JSON-mode dump) with the Decimals of ``python`` (the same model's
-    Python-mode dump, the same shape) put back where JSON mode wrote strings."""
+    Python-mode dump, the same shape) put back where JSON mode wrote strings, and
+    its times written by :func:`instant`."""
     if isinstance(python, Decimal):
         return python
+    if isinstance(python, datetime):
+        return instant(python)
     if isinstance(python, dict) and isinstance(json, dict) and len(python) == len(json):
         return {
             jk: _exact(pv, jv) for (pv, (jk, jv)) in zip(python.values(), json.items(), strict=True)

@@ -6,11 +6,20 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    field_validator,
+)
 
 from runwire.contract import limits
 from runwire.contract.events import JsonValue
 from runwire.contract.limits import IdText, LabelMap, StoredText
+from runwire.services.api.exact_json import instant
 from runwire.transcript.messages import Message
 
 __all__ = [
@@ -47,6 +56,13 @@ IdPath = Annotated[
     ),
 ]
 """A path parameter that is an id (a run or session id)."""
+
+Instant = Annotated[
+    datetime,
+    PlainSerializer(instant, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+"""A time the API gives: RFC 3339, UTC, six fraction digits (:func:`.exact_json.instant`)."""
 
 
 def _label_filters(items: list[str]) -> list[str]:
@@ -93,7 +109,7 @@ class UserErasureOut(_Out):
     user_id: str
     tenant: str | None
     receipt_event_id: str
-    erased_at: datetime
+    erased_at: Instant
     erased_key_ids: list[str]
     session_ids: list[str]
 
@@ -107,13 +123,13 @@ class SessionOut(_Out):
     metadata: dict[str, Any]
     labels: dict[str, str]
     status: str
-    created_at: datetime
-    ended_at: datetime | None
-    cleared_at: datetime | None
-    last_activity_at: datetime
+    created_at: Instant
+    ended_at: Instant | None
+    cleared_at: Instant | None
+    last_activity_at: Instant
     run_count: int
     last_run_id: str | None
-    last_run_at: datetime | None
+    last_run_at: Instant | None
     version: int = Field(
         0, description="writes committed under the single-writer fence (docs/sessions.md)"
     )
@@ -138,9 +154,9 @@ class RunOut(_Out):
     phase: str | None
     status_reason: str | None
     labels: dict[str, str]
-    started_at: datetime
-    updated_at: datetime
-    ended_at: datetime | None
+    started_at: Instant
+    updated_at: Instant
+    ended_at: Instant | None
     message_count: int
     tool_call_count: int
     tool_error_count: int

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
+from datetime import UTC, datetime
+
 import pytest
 
 from runwire.contract.codec import EventTooLargeError
+from runwire.contract.events import Event, RunStarted
 from runwire.errors import InputError
 from runwire.projections.runs.fold import RunRow
+from runwire.services.api import exact_json
 from runwire.services.api.auth import KeyRing
 from runwire.services.api.errors import ApiError
 from runwire.transcript.messages import Message, TextPart, ThinkingPart, ToolResultPart
@@ -454,3 +460,36 @@ async def test_a_runs_tree_lists_its_children_depth_first(twins: Twins) -> None:
     assert mine.json()["items"][1]["run"]["parent_run_id"] == "r-alice"
     assert [n["run"]["run_id"] for n in leaf.json()["items"]] == ["r-grandkid"]
     assert theirs.status_code == 404
+
+
+async def test_every_time_is_written_with_the_same_precision(twins: Twins) -> None:
+    """Whole-minute times too: RFC 3339 in UTC with six fraction digits, so that
+    text order is time order (pydantic alone drops a zero fraction)."""
+    fixed = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+    def times(value: object) -> list[str]:
+        if isinstance(value, dict):
+            found = [v for k, v in value.items() if k.endswith("_at") and v is not None]
+            return found + [t for v in value.values() for t in times(v)]
+        if isinstance(value, list):
+            return [t for v in value for t in times(v)]
+        return []
+
+    async with client(twin_app(twins)) as http:
+        answers = [
+            await http.get(path, headers=auth(ALICE))
+            for path in (
+                "/v1/sessions",
+                "/v1/sessions/s-alice",
+                "/v1/sessions/s-alice/runs",
+                "/v1/runs/r-alice",
+                "/v1/runs/r-alice/tree",
+            )
+        ]
+    written = [t for answer in answers for t in times(answer.json())]
+    # What the event stream writes (see test_api_sse.py for the stream itself).
+    event = Event.create(RunStarted(), run_id="r-1", occurred_at=datetime(2025, 1, 1, tzinfo=UTC))
+    written.append(json.loads(exact_json.dumps(event))["occurred_at"])
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    assert "2025-01-01T00:01:00.000000Z" in written, written
+    assert all(isinstance(t, str) and fixed.match(t) for t in written), written
