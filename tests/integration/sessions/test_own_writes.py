@@ -64,10 +64,13 @@ async def test_a_slow_cache_keeps_the_write_served_and_settle_says_so(
 ) -> None:
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(projectors_running(settings, names=WITHOUT_TRANSCRIPTS))
-        mine = await stack.enter_async_context(LogBackend(settings, wait_timeout=0.5))
+        mine = await stack.enter_async_context(LogBackend(settings))
         s = await stack.enter_async_context(AsyncSession(user_id="alice", backend=mine))
         await s.add_message("user", "hello")  # durable; the cache is not running
-        await asyncio.sleep(1.0)  # longer than the backend waits for a projection
+        # From now on the backend waits half a second for a projection (its first
+        # write waited for the session index as long as a loaded machine needs).
+        mine.wait_timeout = 0.5
+        await asyncio.sleep(1.0)  # longer than that
         # Still served to the writer (a slow cache is no failure) ...
         assert texts(await s.get_messages()) == ["hello"]
         await s.add_message("assistant", "hi")
@@ -76,6 +79,7 @@ async def test_a_slow_cache_keeps_the_write_served_and_settle_says_so(
         with pytest.raises(NotCaughtUpError, match="has not applied"):
             await mine.settle(s.session_id)
         await stack.enter_async_context(projectors_running(settings, names=("runs", "transcripts")))
+        mine.wait_timeout = 10.0
         await mine.settle(s.session_id)  # confirmed once the cache runs
         assert texts(await reader_messages(settings, s.session_id)) == ["hello", "hi"]
 
