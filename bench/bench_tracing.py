@@ -27,7 +27,8 @@ sets it (:func:`runwire.telemetry.gc_tuning.tune`), tracing off and on alike;
 each variant triggered and the CPU time they took are recorded per round.
 
 Two overheads, of the medians: CPU (``on/off - 1`` of the process's CPU
-time per event or turn, every thread counted, so the exporter's work too)
+time per event or turn, every thread counted, so the exporter's work too,
+but the one observing the answers: the harness's)
 and throughput (``1 - on/off``). The goal is under 10%. On a shared
 machine the throughput moves with everyone else's load (the load average
 is recorded); the CPU time is the steadier measure of what tracing costs.
