@@ -17,7 +17,13 @@
   partition's stored position is past its offset (its rows commit in the same
   transaction). Latency runs from the publish call (producer linger and
   broker ack included) to the first poll that sees it; the first second is
-  warm-up. Goal: p99 < 50 ms.
+  warm-up. Goal: p99 < 50 ms. The projectors run timed (``served.py``:
+  the served command with :mod:`runwire.projections.runtime.timings`), so
+  each event's latency is cut into stages (``served.STAGES``: publish ->
+  ack -> fetched -> decoded -> apply began -> applied -> seen), printed as
+  p50 / p99 and as the mean of the slowest 1 % (where the p99 goes), with
+  the batches' sizes and applies and the collector's pauses. Clocks are
+  ``time.perf_counter()`` in every process (one monotonic clock).
 - ``memory``: ``runwire projections rebuild runs`` in its own process over a
   log of ``--large`` events; its resident memory is sampled every 0.25 s.
   Goal: flat (the last quarter's peak within a few MB of the first
@@ -67,7 +73,7 @@ from runwire.projections.runtime.tuning import tune_for_rebuild
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.projections.usage.projection import UsageProjection
 from runwire.settings import Settings
-from served import served_env
+from served import Timed, print_breakdown, serve_command, served_env, stage_breakdown
 
 RESULTS = Path(__file__).parent / "results"
 # How often the latency run reads the stored positions: often enough to resolve
@@ -212,13 +218,9 @@ async def measure_rebuild(base: Settings, events: int, repeat: int) -> dict[str,
 # -- publish -> visible latency --------------------------------------------------------
 
 
-async def serve(name: str, settings: Settings) -> asyncio.subprocess.Process:
+async def serve(name: str, settings: Settings, timed: Path) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "runwire.cli.main",
-        "serve",
-        f"projector-{name}",
+        *serve_command(name, timed),
         env=served_env(settings),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -241,13 +243,13 @@ async def poll_positions(dsn: str, out: Path, until: float) -> None:
     last: dict[tuple[str, str, int], int] = {}
     ready = False
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        while time.time() < until:
+        while time.perf_counter() < until:
             cur = await conn.execute(
                 "SELECT p.projection, p.topic, p.partition, p.next_offset "
                 "FROM runwire_projection_positions p JOIN runwire_projection_generations g "
                 "ON g.projection = p.projection AND g.live = p.generation"
             )
-            now = time.time()
+            now = time.perf_counter()
             for projection, topic, partition, next_offset in await cur.fetchall():
                 if last.get((projection, topic, partition)) != next_offset:
                     last[(projection, topic, partition)] = next_offset
@@ -292,7 +294,7 @@ async def paced_publish(settings: Settings, events: list[Event], rate: int, sent
 
         def book(chunk: list[Event], at: float) -> Callable[[Any], None]:
             def booked(task: Any) -> None:
-                acked = time.time()
+                acked = time.perf_counter()
                 sent.extend((e, p, at, acked) for e, p in zip(chunk, task.result(), strict=True))
 
             return booked
@@ -301,7 +303,7 @@ async def paced_publish(settings: Settings, events: list[Event], rate: int, sent
             await asyncio.sleep(max(0.0, started + n * 0.01 - time.perf_counter()))
             chunk = events[start : start + group]
             task = asyncio.create_task(publisher.publish_many(chunk))
-            task.add_done_callback(book(chunk, time.time()))
+            task.add_done_callback(book(chunk, time.perf_counter()))
             tasks.append(task)
         await asyncio.gather(*tasks)
         return len(events) / (time.perf_counter() - started)
@@ -311,15 +313,17 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
     async with isolated_deployment(base, "bench") as settings:
         warm = synthetic_events(runs=40, sessions=10, events=1000, seed=9)
         await bulk_publish(settings, warm.events)  # so both projectors have tables and positions
-        procs = [await serve(name, settings) for name in ("runs", "sessions")]
+        work = Path(tempfile.mkdtemp(prefix="bench-projections-"))
+        procs = [
+            await serve(name, settings, work / f"{name}.jsonl") for name in ("runs", "sessions")
+        ]
         total = int(rate * seconds)
         workload = synthetic_events(
             runs=max(1, total // 25), sessions=max(1, total // 170), events=total, seed=10
         )
         events = workload.events[:total]
-        work = Path(tempfile.mkdtemp(prefix="bench-projections-"))
         out = work / "changes.json"
-        until = time.time() + seconds * 1.5 + 10.0  # publishing, lagging behind, and a tail
+        until = time.perf_counter() + seconds * 1.5 + 10.0  # publishing, lagging behind, and a tail
         poller = await asyncio.create_subprocess_exec(
             sys.executable,
             __file__,
@@ -344,7 +348,6 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
                 proc.terminate()
                 await proc.wait()
         seen = first_seen(json.loads(out.read_text()))
-        shutil.rmtree(work, ignore_errors=True)
         cutoff = min(at for _, _, at, _ in sent) + 1.0  # the first second warms up
         measured = [item for item in sent if item[2] >= cutoff]
         out_: dict[str, Any] = {
@@ -356,8 +359,9 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
         }
         for name in ("runs", "sessions"):
             latencies: list[float] = []
+            timed: list[Timed] = []
             unseen = 0
-            for event, pos, at, _ in measured:
+            for event, pos, at, acked in measured:
                 if name == "runs" and event.run_id is None:
                     continue
                 offsets, times = seen.get((name, pos.topic, pos.partition), ([], []))
@@ -366,7 +370,14 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
                     unseen += 1
                 else:
                     latencies.append((times[i] - at) * 1000)
-            out_[name] = {**_stats(latencies), "unseen": unseen, "goal_p99_ms": 50}
+                    timed.append((pos.topic, pos.partition, pos.offset, at, acked, times[i]))
+            out_[name] = {
+                **_stats(latencies),
+                "unseen": unseen,
+                "goal_p99_ms": 50,
+                "breakdown": stage_breakdown(work / f"{name}.jsonl", timed),
+            }
+        shutil.rmtree(work, ignore_errors=True)
         return out_
 
 
@@ -485,6 +496,8 @@ async def main() -> None:
             f"  of which publish -> broker ack: p50 {lat['publish_ack']['p50_ms']} ms, "
             f"p99 {lat['publish_ack']['p99_ms']} ms"
         )
+        for name in ("runs", "sessions"):
+            print_breakdown(name, lat[name]["breakdown"])
     if "memory" not in args.skip:
         result["memory"] = await measure_memory(base, args.large)
         mem = result["memory"]

@@ -16,14 +16,15 @@
   step). Latency runs from the ``publish_many`` call (so it includes the
   producer's linger and the broker's ack) to the first poll that sees it;
   the first second is warm-up and left out. Goal: p99 < 25 ms. The
-  projector runs instrumented (``--serve-instrumented``: the served command
-  with timestamps around the runtime's fetch and the projection's apply, one
-  line per batch), so each event's latency is broken into its stages:
-  publish -> broker ack, ack -> fetched (the consumer's ``getmany`` returned
-  it), fetched -> decoded (the batch decoded), decoded -> apply started
-  (waiting behind the batch being applied), the apply itself (snapshot,
-  fold, commit), applied -> seen (this process's poll). Clocks are the
-  system's monotonic clock, the same in both processes. "Applied" is stamped
+  projector runs timed (``served.py``: the served command with
+  :mod:`runwire.projections.runtime.timings`, one line per batch), so each
+  event's latency is broken into its stages (``served.STAGES``): publish ->
+  broker ack, ack -> fetched (the consumer's ``getmany`` returned it),
+  fetched -> decoded, decoded -> apply began (waiting behind the batch being
+  applied), the apply itself (snapshot, fold, commit), applied -> seen (this
+  process's poll); as p50 / p99 and as the mean of the slowest 1 % (where
+  the p99 goes), with the collector's pauses. Clocks are
+  ``time.perf_counter()``, the same in both processes. "Applied" is stamped
   when the apply returns, after Redis has the commit: on a starved machine
   the poll can see it first, and applied -> seen goes negative.
 - ``catch_up``: the served projector draining a backlog of ``--events / 2``
@@ -67,13 +68,14 @@ from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 from runwire.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-# The projector under test (an experiment may swap in an instrumented one).
-PROJECTOR_COMMAND = [str(Path(__file__).resolve()), "--serve-instrumented"]
 PROJECTOR_STDERR: int | None = asyncio.subprocess.DEVNULL
 RESULTS = Path(__file__).parent / "results"
 
 sys.path.insert(0, str(REPO))  # the workload generator lives with the tests
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.support.transcript_workload import workload  # noqa: E402
+
+from served import print_breakdown, serve_command, stage_breakdown  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -196,13 +198,9 @@ def projector_env(settings: Settings) -> dict[str, str]:
 async def start_projector(
     settings: Settings, stages: Path | None = None
 ) -> asyncio.subprocess.Process:
-    env = projector_env(settings)
-    if stages is not None:
-        env["BENCH_STAGES"] = str(stages)
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        *PROJECTOR_COMMAND,
-        env=env,
+        *serve_command("transcripts", stages),
+        env=projector_env(settings),
         stdout=asyncio.subprocess.PIPE,
         stderr=PROJECTOR_STDERR,
     )
@@ -323,7 +321,13 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
                 "ack_to_visible_p50_ms": round(percentile(after_ack, 0.5), 2),
                 "ack_to_visible_p99_ms": round(percentile(after_ack, 0.99), 2),
                 "producer_linger_ms": settings.producer_linger_ms,
-                "stages_ms": stage_breakdown(stages_file, settings.run_events, measured),
+                "breakdown": stage_breakdown(
+                    stages_file,
+                    [
+                        (settings.run_events, partition, offset, sent, acked, seen)
+                        for sent, _, _, partition, offset, acked, seen in measured
+                    ],
+                ),
             }
         finally:
             with contextlib.suppress(ProcessLookupError):
@@ -331,121 +335,6 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
             await proc.wait()
             await client.aclose()
             stages_file.unlink(missing_ok=True)
-
-
-def stage_breakdown(
-    path: Path,
-    topic: str,
-    measured: list[tuple[float, float, float, int, int, float, float]],
-) -> dict[str, dict[str, float]]:
-    """p50 / p99 of each stage of the measured events (see the module docstring),
-    from the instrumented projector's batch lines."""
-    # partition -> [(first offset, last offset, fetched, decoded, apply started, applied)]
-    batches: dict[int, list[tuple[int, int, float, float, float, float]]] = {}
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        for partition, (first, last) in entry["ranges"].get(topic, {}).items():
-            batches.setdefault(int(partition), []).append(
-                (
-                    first,
-                    last,
-                    entry["fetched"],
-                    entry["decoded"],
-                    entry["started"],
-                    entry["applied"],
-                )
-            )
-    stages: dict[str, list[float]] = {
-        name: []
-        for name in (
-            "ack_to_fetched",
-            "fetched_to_decoded",
-            "decoded_to_apply_started",
-            "apply",
-            "applied_to_seen",
-        )
-    }
-    for _, _, _, partition, offset, acked, seen in measured:
-        # The first batch that held the offset (a retried batch holds it again).
-        batch = next((b for b in batches.get(partition, ()) if b[0] <= offset <= b[1]), None)
-        if batch is None:
-            continue
-        _, _, fetched, decoded, started, applied = batch
-        stages["ack_to_fetched"].append(fetched - acked)
-        stages["fetched_to_decoded"].append(decoded - fetched)
-        stages["decoded_to_apply_started"].append(started - decoded)
-        stages["apply"].append(applied - started)
-        stages["applied_to_seen"].append(seen - applied)
-    return {
-        name: {
-            "p50": round(percentile(values, 0.5) * 1000, 2),
-            "p99": round(percentile(values, 0.99) * 1000, 2),
-        }
-        for name, values in stages.items()
-        if values
-    }
-
-
-def serve_instrumented() -> None:
-    """``runwire serve projector-transcripts`` with one line per batch written to
-    ``$BENCH_STAGES``: when the runtime's fetch got the batch and had decoded
-    it, when the projection's apply began and ended, and the offsets it held.
-    (Wrappers around the runtime and the projection, this process only.)"""
-    from aiokafka import AIOKafkaConsumer as Consumer
-
-    from runwire.cli.main import main as cli
-    from runwire.projections.runtime.consumer import Projector
-    from runwire.projections.runtime.protocol import ApplyResult, Batch, DeadLetterSink
-
-    sys.argv = ["runwire", "serve", "projector-transcripts"]
-    if "BENCH_STAGES" not in os.environ:
-        cli()  # the catch-up measure: nothing to time
-        return
-    out = open(os.environ["BENCH_STAGES"], "w", buffering=1)  # noqa: SIM115 - the process's life
-    fetched_at: dict[int, tuple[float, float]] = {}  # id of the records list -> fetched, decoded
-    got = [0.0]
-    getmany, fetch, apply = Consumer.getmany, Projector._fetch, TranscriptProjection.apply
-
-    async def timed_getmany(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = await getmany(self, *args, **kwargs)
-        got[0] = time.perf_counter()
-        return result
-
-    async def timed_fetch(self: Any, *args: Any, **kwargs: Any) -> Any:
-        result = await fetch(self, *args, **kwargs)
-        if result is not None:
-            fetched_at[id(result.records)] = (got[0], time.perf_counter())
-        return result
-
-    async def timed_apply(
-        self: TranscriptProjection, batch: Batch, dead_letters: DeadLetterSink
-    ) -> ApplyResult:
-        started = time.perf_counter()
-        result = await apply(self, batch, dead_letters)
-        applied = time.perf_counter()
-        fetched, decoded = fetched_at.pop(id(batch.records), (started, started))
-        ranges: dict[str, dict[int, list[int]]] = {}
-        for r in batch.records:
-            span = ranges.setdefault(r.topic, {}).setdefault(r.partition, [r.offset, r.offset])
-            span[1] = r.offset
-        out.write(
-            json.dumps(
-                {
-                    "fetched": fetched,
-                    "decoded": decoded,
-                    "started": started,
-                    "applied": applied,
-                    "ranges": ranges,
-                }
-            )
-            + "\n"
-        )
-        return result
-
-    Consumer.getmany = timed_getmany
-    Projector._fetch = timed_fetch  # type: ignore[method-assign]
-    TranscriptProjection.apply = timed_apply  # type: ignore[method-assign]
-    cli()
 
 
 async def main() -> None:
@@ -512,14 +401,8 @@ async def report_latency(result: dict[str, Any], base: Settings, args: argparse.
         f"{lat['publish_to_ack_p99_ms']} ms, ack -> visible p50 {lat['ack_to_visible_p50_ms']} / "
         f"p99 {lat['ack_to_visible_p99_ms']} ms"
     )
-    print(
-        "  stages (p50 / p99 ms): "
-        + ", ".join(f"{k} {v['p50']} / {v['p99']}" for k, v in lat["stages_ms"].items())
-    )
+    print_breakdown("transcripts", lat["breakdown"])
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--serve-instrumented"]:
-        serve_instrumented()
-    else:
-        asyncio.run(main())
+    asyncio.run(main())

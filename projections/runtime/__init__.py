@@ -9,6 +9,8 @@ and switches readers to it; :func:`projection_lag` reports lag;
 :func:`wait_for` gives read-your-writes; :func:`serve_projection` runs one as
 a service. :class:`PostgresProjection` implements the storage side once for
 every Postgres read model, :class:`InMemoryProjection` is its twin for tests.
+:mod:`.timings` hands each applied batch's timings (fetched, decoded, apply
+began and returned) to observers a bench or a diagnosis installs.
 """
 
 from runwire.log.records import LogPosition, SourceRecord, TopicPartition

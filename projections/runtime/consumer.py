@@ -64,6 +64,7 @@ from runwire.errors import ConfigurationError, DecodeError, NotStartedError, Run
 from runwire.log import clients, hooks
 from runwire.log.envelope import check_envelope
 from runwire.log.records import SourceRecord, TopicPartition
+from runwire.projections.runtime import timings
 from runwire.projections.runtime.dead_letters import (
     DeadLetterProducer,
     record_value,
@@ -207,11 +208,14 @@ class _Fetched:
     next_positions: dict[TopicPartition, int] = field(default_factory=dict)
     expected: dict[TopicPartition, int] = field(default_factory=dict)
     count: int = 0
+    spans: list[timings.Span] = field(default_factory=list)
+    """When each fetch's records were fetched and decoded (for :mod:`.timings`)."""
 
     def extend(self, more: _Fetched) -> None:
         """Append a later fetch of the same partitions (log order is kept per partition)."""
         self.records.extend(more.records)
         self.undecodable.extend(more.undecodable)
+        self.spans.extend(more.spans)
         self.next_positions.update(more.next_positions)
         for tp, start in more.expected.items():
             self.expected.setdefault(tp, start)
@@ -225,6 +229,7 @@ class _Fetched:
             next_positions={k: v for k, v in self.next_positions.items() if k not in partitions},
             expected={k: v for k, v in self.expected.items() if k not in partitions},
             count=self.count,
+            spans=[s for s in self.spans if (s.topic, s.partition) not in partitions],
         )
         return kept if kept.next_positions else None
 
@@ -604,6 +609,7 @@ class Projector:
 
     async def _decode(self, consumer: Any, fetched: Mapping[Any, Sequence[Any]]) -> _Fetched | None:
         """Decode polled records; dead-letter what does not decode."""
+        fetched_at = time.perf_counter()
         out = _Fetched()
         decoder = self._decoder
         assert decoder is not None
@@ -648,6 +654,17 @@ class Projector:
                 if hooks.installed:
                     hooks.read(source)
                 out.records.append(source)
+            if timings.installed:
+                out.spans.append(
+                    timings.Span(
+                        topic,
+                        partition,
+                        raw[0].offset,
+                        raw[-1].offset,
+                        fetched_at,
+                        time.perf_counter(),
+                    )
+                )
         if not out.next_positions:
             return None
         # Dead letters first: the position may only pass a record once its
@@ -665,7 +682,14 @@ class Projector:
         started = time.perf_counter()
         try:
             with tracing.applying(f"projector-{self.projection.name}", batch.records):
-                return await self._apply(batch, self._require_sink())
+                result = await self._apply(batch, self._require_sink())
+            if timings.installed:
+                timings.report(
+                    timings.BatchTiming(
+                        self.projection.name, tuple(fetched.spans), started, time.perf_counter()
+                    )
+                )
+            return result
         finally:
             HANDLER_SECONDS.labels(self.projection.name, "apply_batch").observe(
                 time.perf_counter() - started

@@ -389,3 +389,44 @@ def test_the_memory_fold_knows_the_memory_stream_and_its_rows_columns() -> None:
     memory = {t for t in EventType if t.stream is Stream.MEMORY}
     assert {p.event_type for p in _MEMORY_PAYLOADS} == memory
     assert tuple(name for name, _ in COLUMNS) == Entry._fields
+
+
+def test_batch_timings_reach_observers_until_removed_and_their_errors_stay_theirs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from runwire.projections.runtime import timings
+
+    seen: list[timings.BatchTiming] = []
+
+    def broken(_: timings.BatchTiming) -> None:
+        raise RuntimeError("a bug in the observer")
+
+    assert not timings.installed
+    remove_broken = timings.observe(broken)
+    remove = timings.observe(seen.append)
+    timing = timings.BatchTiming("runs", (timings.Span("t", 0, 5, 9, 1.0, 1.5),), 2.0, 3.0)
+    timings.report(timing)  # the broken observer's error is logged, not raised
+    assert seen == [timing]
+    assert "a bug in the observer" in caplog.text
+    remove_broken()
+    assert timings.installed
+    remove()
+    assert not timings.installed
+    timings.report(timing)
+    assert seen == [timing]
+
+
+def test_a_fetch_keeps_its_spans_through_extend_and_without() -> None:
+    from runwire.log.records import TopicPartition
+    from runwire.projections.runtime.consumer import _Fetched
+    from runwire.projections.runtime.timings import Span
+
+    a, b = TopicPartition("t", 0), TopicPartition("t", 1)
+    first = _Fetched(next_positions={a: 5}, expected={a: 0}, spans=[Span("t", 0, 0, 4, 1.0, 1.1)])
+    first.extend(
+        _Fetched(next_positions={b: 3}, expected={b: 0}, spans=[Span("t", 1, 0, 2, 2.0, 2.1)])
+    )
+    assert [s.partition for s in first.spans] == [0, 1]
+    kept = first.without({a})
+    assert kept is not None
+    assert [s.partition for s in kept.spans] == [1]
