@@ -36,8 +36,8 @@ from runwire.projections.runtime.pg import (
     ANY_EVENT_ID,
     CLAIMS,
     Pool,
-    column_arrays,
     json_list,
+    upsert_rows,
     upsert_sql,
 )
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
@@ -207,7 +207,7 @@ class MemoryProjection(PostgresProjection):
         if rows:
             await conn.execute(
                 self._upsert.replace("{table}", entries).encode(),
-                column_arrays(rows, len(COLUMNS)),
+                upsert_rows(rows, COLUMNS),
             )
         if removed:
             await conn.execute(

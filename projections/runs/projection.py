@@ -28,7 +28,7 @@ from typing import Any
 from runwire.log.records import SourceRecord
 from runwire.projections.runs.fold import Erasure, RunRow, fold_batch
 from runwire.projections.runtime.generations import TableSet
-from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
+from runwire.projections.runtime.pg import Pool, upsert_rows, upsert_sql
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
 from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.runtime.rules import deleted_session
@@ -159,21 +159,21 @@ class RunsProjection(PostgresProjection):
         rows_cur = await conn.execute(
             f"SELECT {COLUMN_NAMES} FROM {table} WHERE run_id = ANY(%b)", (run_ids,)
         )
-        sessions_cur = await conn.execute(
-            f"SELECT session_id FROM {ctx.table('run_status_deleted_sessions')} "
-            "WHERE session_id = ANY(%b)",
-            (session_ids,),
-        )
-        runs_cur = await conn.execute(
-            f"SELECT run_id FROM {ctx.table('run_status_erased_runs')} WHERE run_id = ANY(%b)",
-            (run_ids,),
+        # Deleted sessions and erased runs in one statement (one fewer per batch).
+        erased_cur = await conn.execute(
+            f"SELECT true, session_id FROM {ctx.table('run_status_deleted_sessions')} "
+            "WHERE session_id = ANY(%b) UNION ALL "
+            f"SELECT false, run_id FROM {ctx.table('run_status_erased_runs')} "
+            "WHERE run_id = ANY(%b)",
+            (session_ids, run_ids),
         )
 
         async def state() -> tuple[dict[str, RunRow], Erasure]:
             rows = {row[0]: RunRow(*row) for row in await rows_cur.fetchall()}
+            erased = await erased_cur.fetchall()
             return rows, Erasure(
-                sessions={row[0] for row in await sessions_cur.fetchall()},
-                runs={row[0] for row in await runs_cur.fetchall()},
+                sessions={key for is_session, key in erased if is_session},
+                runs={key for is_session, key in erased if not is_session},
             )
 
         return state
@@ -188,7 +188,7 @@ class RunsProjection(PostgresProjection):
             values = [_to_db(rows[run_id]) for run_id in sorted(outcome.changed)]
             await conn.execute(
                 self._upsert.replace("{table}", table).encode(),
-                column_arrays(values, len(COLUMNS)),
+                upsert_rows(values, COLUMNS),
             )
         if outcome.erased:
             # Runs the fold erased: rows it loaded (under its locks) or never stored.

@@ -238,13 +238,18 @@ async def queue_lock_positions(
     second one then sees what the first applied. ``generation=None`` means
     the live copy. In pipeline mode nothing waits until the returned
     function is awaited; it gives the generation and the stored positions.
+    The same statement makes the transaction's commit asynchronous
+    (``synchronous_commit`` off for it alone; see
+    :class:`~runwire.projections.runtime.pg_projection.PostgresProjection`):
+    one statement fewer per batch than a ``SET LOCAL`` of its own.
     """
     tps = sorted(set(partitions))
     topics = [tp.topic for tp in tps]
     parts = [tp.partition for tp in tps]
     gen = sql.SQL(_LIVE) if generation is None else sql.Literal(generation)
     state = await conn.execute(
-        "SELECT live, building FROM runwire_projection_generations WHERE projection = %s FOR SHARE",
+        "SELECT live, building, set_config('synchronous_commit', 'off', true) "
+        "FROM runwire_projection_generations WHERE projection = %s FOR SHARE",
         (projection,),
     )
     args: tuple[object, ...] = (projection,) if generation is None else ()
@@ -270,7 +275,7 @@ async def queue_lock_positions(
         row = await state.fetchone()
         if row is None:
             raise ProjectionError(f"projection {projection!r} has no tables in this schema")
-        live, building = row
+        live, building, _ = row
         if generation is not None and generation not in (live, building):
             raise ProjectionError(
                 f"copy {tag(generation)} of {projection!r} is gone (live {tag(live)}, "

@@ -236,8 +236,9 @@ class PostgresProjection(ABC):
         async with self._pool.connection() as conn, pipelined_transaction(conn):
             # Atomicity is what the contract needs; durability of the last
             # commits is not: after a server crash, rows and positions roll
-            # back together and the log is read again from there.
-            await conn.execute("SET LOCAL synchronous_commit TO OFF")
+            # back together and the log is read again from there. So the
+            # commit is asynchronous (set by the lock statement, for this
+            # transaction alone).
             locked = await queue_lock_positions(
                 conn, self.name, self._generation, batch.next_positions
             )

@@ -8,7 +8,7 @@ from typing import Any
 from runwire.contract import jsonvalues
 from runwire.log.records import SourceRecord
 from runwire.projections.runtime.generations import TableSet
-from runwire.projections.runtime.pg import Pool, column_arrays, upsert_sql
+from runwire.projections.runtime.pg import Pool, upsert_rows, upsert_sql
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
 from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.sessions.fold import SessionRow, fold_batch, remembered
@@ -125,7 +125,7 @@ class SessionsProjection(PostgresProjection):
             values = [_to_db(rows[sid]) for sid in sorted(changed)]
             await conn.execute(
                 self._upsert.replace("{table}", table).encode(),
-                column_arrays(values, len(COLUMNS)),
+                upsert_rows(values, COLUMNS),
             )
         if deleted:
             ids = sorted(deleted)

@@ -35,7 +35,7 @@ from runwire.projections.runs.projection import TABLES as RUN_TABLES
 from runwire.projections.runtime.consumer import caused_by_record, is_transient
 from runwire.projections.runtime.dead_letters import DeadLetter, dead_letter_headers
 from runwire.projections.runtime.paging import BadPageToken, decode_token, encode_token
-from runwire.projections.runtime.pg import upsert_sql
+from runwire.projections.runtime.pg import upsert_rows, upsert_sql
 from runwire.projections.runtime.pg_projection import PostgresProjection
 from runwire.projections.runtime.protocol import ProjectionError, Rejection
 from runwire.projections.runtime.rebuild import RebuildProgress
@@ -279,11 +279,25 @@ def test_rebuild_progress_reports_rate_and_eta() -> None:
     assert RebuildProgress(generation=2, done=0, total=10, elapsed=0).eta is None
 
 
-def test_upserts_send_binary_arrays_and_cast_jsonb() -> None:
-    statement = upsert_sql("t", [("id", "text"), ("doc", "jsonb"), ("n", "int")], "id")
-    assert "unnest(%b::text[], %b::text[], %b::int[])" in statement
-    assert "u.doc::jsonb" in statement
-    assert statement.endswith("ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, n = EXCLUDED.n")
+def test_upserts_send_rows_as_one_json_text_and_keep_jsonb_nulls_apart() -> None:
+    columns = [("id", "text"), ("doc", "jsonb"), ("n", "int"), ("at", "timestamptz")]
+    statement = upsert_sql("t", columns, "id")
+    assert "SELECT (r->>0)::text, r->1->0, (r->>2)::int, (r->>3)::timestamptz " in statement
+    assert "FROM jsonb_array_elements(%s::jsonb) AS r " in statement
+    assert statement.endswith(
+        "ON CONFLICT (id) DO UPDATE SET doc = EXCLUDED.doc, n = EXCLUDED.n, at = EXCLUDED.at"
+    )
+    at = datetime(2025, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    # A jsonb value's text goes in as it is (exact numbers), wrapped so that a
+    # JSON null (the value) and None (SQL NULL) stay different.
+    (text,) = upsert_rows(
+        [["a", '{"x":1.10}', 1, at], ["b", "null", None, None], ["c", None, 2, at]], columns
+    )
+    assert text == (
+        '[["a",[{"x":1.10}],1,"2025-01-02T03:04:05.000006+00:00"],'
+        '["b",[null],null,null],'
+        '["c",null,2,"2025-01-02T03:04:05.000006+00:00"]]'
+    )
 
 
 @pytest.mark.parametrize("tables", [RUN_TABLES, SESSION_TABLES])
