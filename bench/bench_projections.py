@@ -73,7 +73,14 @@ from runwire.projections.runtime.tuning import tune_for_rebuild
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.projections.usage.projection import UsageProjection
 from runwire.settings import Settings
-from served import Timed, print_breakdown, serve_command, served_env, stage_breakdown
+from served import (
+    Timed,
+    cpu_seconds,
+    print_breakdown,
+    serve_command,
+    served_env,
+    stage_breakdown,
+)
 
 RESULTS = Path(__file__).parent / "results"
 # How often the latency run reads the stored positions: often enough to resolve
@@ -340,10 +347,12 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
         if await asyncio.wait_for(poller.stdout.readline(), timeout=60) != b"polling\n":
             raise RuntimeError("the position poller did not start")
         sent: Sent = []
+        cpu = [cpu_seconds(proc.pid) for proc in procs]
         try:
             achieved = await paced_publish(settings, events, rate, sent)
         finally:
             await poller.wait()
+            cpu = [cpu_seconds(proc.pid) - used for proc, used in zip(procs, cpu, strict=True)]
             for proc in procs:
                 proc.terminate()
                 await proc.wait()
@@ -357,7 +366,7 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
             "events": len(events),
             "publish_ack": _stats([(acked - at) * 1000 for _, _, at, acked in measured]),
         }
-        for name in ("runs", "sessions"):
+        for n, name in enumerate(("runs", "sessions")):
             latencies: list[float] = []
             timed: list[Timed] = []
             unseen = 0
@@ -376,6 +385,8 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
                 "unseen": unseen,
                 "goal_p99_ms": 50,
                 "breakdown": stage_breakdown(work / f"{name}.jsonl", timed),
+                # Load-independent, unlike the latencies: the projector's own CPU.
+                "projector_cpu_ms_per_1000_events": round(cpu[n] / len(events) * 1e6, 1),
             }
         shutil.rmtree(work, ignore_errors=True)
         return out_
@@ -498,6 +509,10 @@ async def main() -> None:
         )
         for name in ("runs", "sessions"):
             print_breakdown(name, lat[name]["breakdown"])
+            print(
+                f"  {name} projector CPU: {lat[name]['projector_cpu_ms_per_1000_events']} ms "
+                "per 1000 events published"
+            )
     if "memory" not in args.skip:
         result["memory"] = await measure_memory(base, args.large)
         mem = result["memory"]

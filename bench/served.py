@@ -90,6 +90,12 @@ async def projectors(
                     await asyncio.wait_for(proc.wait(), timeout=20)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def serve_command(name: str, timed: Path | None = None) -> list[str]:
     """The command serving projector ``name``; ``timed``: the file its timings go to."""
     if timed is None:
@@ -218,6 +224,10 @@ def stage_breakdown(path: Path, measured: Iterable[Timed]) -> dict[str, Any]:
         "gc_pauses": {
             "count": len(pauses),
             **(_ms([e - s for s, e, _ in pauses]) if pauses else {}),
+            "max_ms_by_generation": {
+                g: round(max(e - s for s, e, gen in pauses if gen == g) * 1000, 2)
+                for g in sorted({gen for _, _, gen in pauses})
+            },
             "in_slowest_1pct": len(in_tail),
         },
     }
@@ -240,7 +250,11 @@ def print_breakdown(label: str, breakdown: dict[str, Any]) -> None:
         f"{breakdown['records_per_batch']['p50']} max {breakdown['records_per_batch']['max']}, "
         f"apply p50/p99 {breakdown['apply_per_batch_ms']['p50']}/"
         f"{breakdown['apply_per_batch_ms']['p99']} ms; gc pauses {gcp['count']}"
-        + (f" (p99 {gcp['p99']} max {gcp['max']} ms)" if gcp["count"] else "")
+        + (
+            f" (p99 {gcp['p99']} ms; max by generation {gcp['max_ms_by_generation']})"
+            if gcp["count"]
+            else ""
+        )
         + f", {gcp['in_slowest_1pct']} within the slowest 1%"
     )
 
