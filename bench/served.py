@@ -129,6 +129,7 @@ def serve_timed(name: str, path: str) -> None:
 
     timings.observe(batch)
     gc.callbacks.append(collector)
+    _time_fetches(write)
     sys.argv = ["runwire", "serve", f"projector-{name}"]
     if not os.environ.get("BENCH_PROFILE"):
         cli()
@@ -142,20 +143,45 @@ def serve_timed(name: str, path: str) -> None:
         profile.dump_stats(f"{os.environ['BENCH_PROFILE']}.{name}")
 
 
+def _time_fetches(write: Any) -> None:
+    """Note when each of aiokafka's fetch requests was sent and its response
+    arrived, and which partitions at which offsets it fetched (a wrapper
+    around its private fetch task: this bench process only)."""
+    from aiokafka.consumer.fetcher import Fetcher
+
+    fetch = Fetcher._proc_fetch_request
+
+    async def timed(self: Any, assignment: Any, node_id: Any, request: Any) -> Any:
+        sent = time.perf_counter()
+        result = await fetch(self, assignment, node_id, request)
+        if result:
+            arrived = time.perf_counter()
+            tps = [[t, p, offset] for t, parts in request.topics for p, offset, *_ in parts]
+            write(json.dumps({"fetch": tps, "sent": sent, "arrived": arrived}) + "\n")
+        return result
+
+    Fetcher._proc_fetch_request = timed
+
+
 Timed = tuple[str, int, int, float, float, float]
 """An event measured: topic, partition, offset, when it was published, acknowledged, seen."""
 
 STAGES = (
     "publish_to_ack",
-    "ack_to_fetched",
+    "ack_to_fetch_sent",
+    "fetch_sent_to_arrived",
+    "arrived_to_fetched",
     "fetched_to_decoded",
     "decoded_to_apply",
     "apply",
     "applied_to_seen",
 )
 """Each event's latency, cut where the clock was read: the bench's publish call,
-its ack, the projector's ``getmany`` returning the record, the fetch decoded,
-the apply beginning (after the one under way), returning, the bench seeing it.
+its ack, the consumer sending the fetch request that got the record (negative:
+the request was waiting at the broker before the record came), its response
+arriving, the projector's ``getmany`` returning the record, the fetch
+decoded, the apply beginning (after the one under way), returning, the bench
+seeing it.
 The apply's end is stamped after its commit: on a starved machine the
 observer can see the commit first, and applied -> seen goes negative."""
 
@@ -179,10 +205,18 @@ def stage_breakdown(path: Path, measured: Iterable[Timed]) -> dict[str, Any]:
     pauses: list[tuple[float, float, int]] = []
     sizes: list[float] = []
     applies: list[float] = []
+    # (topic, partition) -> [(offset fetched from, request sent, response arrived)]
+    fetches: dict[tuple[str, int], list[tuple[int, float, float]]] = {}
     for line in path.read_text().splitlines():
         entry = json.loads(line)
         if "gc" in entry:
             pauses.append((entry["start"], entry["end"], entry["gc"]))
+            continue
+        if "fetch" in entry:
+            for topic, partition, offset in entry["fetch"]:
+                fetches.setdefault((topic, partition), []).append(
+                    (offset, entry["sent"], entry["arrived"])
+                )
             continue
         sizes.append(sum(last - first + 1 for _, _, first, last, _, _ in entry["spans"]))
         applies.append(entry["applied"] - entry["started"])
@@ -193,6 +227,9 @@ def stage_breakdown(path: Path, measured: Iterable[Timed]) -> dict[str, Any]:
     for held in spans.values():
         held.sort()
     firsts = {key: [s[0] for s in held] for key, held in spans.items()}
+    for asked in fetches.values():
+        asked.sort()
+    asked_from = {key: [f[0] for f in asked] for key, asked in fetches.items()}
     rows: list[tuple[float, float, list[float]]] = []  # total, sent, stages
     for topic, partition, offset, sent, acked, seen in measured:
         held = spans.get((topic, partition), [])
@@ -200,7 +237,14 @@ def stage_breakdown(path: Path, measured: Iterable[Timed]) -> dict[str, Any]:
         if i < 0 or held[i][1] < offset:
             continue
         _, _, fetched, decoded, started, applied = held[i]
-        marks = (sent, acked, fetched, decoded, started, applied, seen)
+        # The last fetch from at or below the offset that arrived before the
+        # record was handed over: the one that brought it.
+        asked = fetches.get((topic, partition), [])
+        j = bisect_right(asked_from.get((topic, partition), []), offset) - 1
+        while j >= 0 and asked[j][2] > fetched:
+            j -= 1
+        request, arrived = (asked[j][1], asked[j][2]) if j >= 0 else (acked, fetched)
+        marks = (sent, acked, request, arrived, fetched, decoded, started, applied, seen)
         rows.append((seen - sent, sent, [b - a for a, b in pairwise(marks)]))
     if not rows:
         return {"events_timed": 0}
