@@ -20,7 +20,8 @@
   warm-up. Goal: p99 < 50 ms. The projectors run timed (``served.py``:
   the served command with :mod:`runwire.projections.runtime.timings`), so
   each event's latency is cut into stages (``served.STAGES``: publish ->
-  ack -> fetched -> decoded -> apply began -> applied -> seen), printed as
+  ack -> the fetch request sent -> its response arrived -> handed over by
+  ``getmany`` -> decoded -> apply began -> applied -> seen), printed as
   p50 / p99 and as the mean of the slowest 1 % (where the p99 goes), with
   the batches' sizes and applies and the collector's pauses. Clocks are
   ``time.perf_counter()`` in every process (one monotonic clock).

@@ -19,7 +19,8 @@
   projector runs timed (``served.py``: the served command with
   :mod:`runwire.projections.runtime.timings`, one line per batch), so each
   event's latency is broken into its stages (``served.STAGES``): publish ->
-  broker ack, ack -> fetched (the consumer's ``getmany`` returned it),
+  broker ack, ack -> the fetch request that got it sent -> its response
+  arrived -> fetched (the consumer's ``getmany`` returned it),
   fetched -> decoded, decoded -> apply began (waiting behind the batch being
   applied), the apply itself (snapshot, fold, commit), applied -> seen (this
   process's poll); as p50 / p99 and as the mean of the slowest 1 % (where
