@@ -349,8 +349,15 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
             raise RuntimeError("the position poller did not start")
         sent: Sent = []
         cpu = [cpu_seconds(proc.pid) for proc in procs]
+        # What the bench's own processes take of the machine while it publishes.
+        own = (time.perf_counter(), time.process_time(), cpu_seconds(poller.pid))
         try:
             achieved = await paced_publish(settings, events, rate, sent)
+            wall = time.perf_counter() - own[0]
+            bench_cpu = {
+                "publisher_cpu_percent": round((time.process_time() - own[1]) / wall * 100, 1),
+                "observer_cpu_percent": round((cpu_seconds(poller.pid) - own[2]) / wall * 100, 1),
+            }
         finally:
             await poller.wait()
             cpu = [cpu_seconds(proc.pid) - used for proc, used in zip(procs, cpu, strict=True)]
@@ -366,6 +373,7 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
             "seconds": seconds,
             "events": len(events),
             "publish_ack": _stats([(acked - at) * 1000 for _, _, at, acked in measured]),
+            **bench_cpu,
         }
         for n, name in enumerate(("runs", "sessions")):
             latencies: list[float] = []
@@ -507,6 +515,10 @@ async def main() -> None:
         print(
             f"  of which publish -> broker ack: p50 {lat['publish_ack']['p50_ms']} ms, "
             f"p99 {lat['publish_ack']['p99_ms']} ms"
+        )
+        print(
+            f"  the bench's own CPU while publishing: publisher {lat['publisher_cpu_percent']}%, "
+            f"observer {lat['observer_cpu_percent']}% of a core"
         )
         for name in ("runs", "sessions"):
             print_breakdown(name, lat[name]["breakdown"])
