@@ -14,7 +14,7 @@ contract around that:
   the runner read (read again, a third trip, when the locks say otherwise;
   the batch applied again without the guess when that copy is gone); the
   fold (Python), the dead letters (sent before commit); (2) the writes, the
-  new positions, commit;
+  new positions with the applied ids (one statement), commit;
 - records below a stored position are skipped; a partition whose stored
   position is below the runner's expectation is left alone (the runner
   seeks back);
@@ -278,16 +278,18 @@ class PostgresProjection(ABC):
                 folded = await self.fold(ctx, records)
             # Rejected events are not applied: not remembered, so a redrive can apply them.
             claims = rules.remembered(sorted_out, folded)
+            remembering: tuple[str, tuple[Any, ...]] | None = None
             if claims:
                 rows = [(*key, claims[key]) for key in sorted(claims)]
-                await conn.execute(
+                remembering = (
                     f"INSERT INTO {ctx.table(self.applied_table)} (event_id, stream, digest) "
                     f"{CLAIMS} ON CONFLICT DO NOTHING",
                     (json_list(rows),),
                 )
             rejections = sorted_out.conflicts + folded
             forward = rules.next_positions(batch, stored, fresh.moved)
-            await store_positions(conn, self.name, generation, forward)
+            # The claims go with the positions: one statement.
+            await store_positions(conn, self.name, generation, forward, along=remembering)
             # Before commit (the last round trip): the position may only pass a
             # record whose dead letter exists.
             await dead_letters.send(rejections)
