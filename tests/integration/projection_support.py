@@ -12,12 +12,13 @@ from psycopg.rows import dict_row
 from runwire.contract.events import Event
 from runwire.contract.routing import record_key
 from runwire.log import Position, Publisher
-from runwire.log.records import LogPosition, SourceRecord
+from runwire.log.records import LogPosition, SourceRecord, TopicPartition
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.consumer import Projector, ProjectorOptions
 from runwire.projections.runtime.lag import projection_lag
 from runwire.projections.runtime.pg import Pool
 from runwire.projections.runtime.pg_projection import PostgresProjection
+from runwire.projections.runtime.protocol import Batch
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
@@ -70,6 +71,15 @@ def as_records(events: Sequence[Event], positions: Sequence[LogPosition]) -> lis
         SourceRecord(p.topic, p.partition, p.offset, 0, record_key(e), b"", (), e)
         for e, p in zip(events, positions, strict=True)
     ]
+
+
+def batch(tp: TopicPartition, offset: int, events: Sequence[Event]) -> Batch:
+    """``events`` as the batch of one partition's records from ``offset`` on."""
+    records = [
+        SourceRecord(tp.topic, tp.partition, offset + n, 0, record_key(e), b"", (), e)
+        for n, e in enumerate(events)
+    ]
+    return Batch(records, {tp: offset + len(events)}, {tp: offset})
 
 
 async def table(pool: Pool, query: str) -> list[dict[str, Any]]:

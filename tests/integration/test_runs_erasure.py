@@ -17,14 +17,12 @@ import pytest
 import pytest_asyncio
 
 from runwire.contract.events import Event, RunStarted, SessionDeleted, Usage
-from runwire.contract.routing import record_key
-from runwire.log.records import SourceRecord, TopicPartition
+from runwire.log.records import TopicPartition
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runtime.pg import Pool, open_pool
-from runwire.projections.runtime.protocol import Batch
 from runwire.settings import Settings
 from tests.contract.projections import RecordingSink
-from tests.integration.projection_support import table
+from tests.integration.projection_support import batch, table
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -34,14 +32,6 @@ async def pool(settings: Settings) -> AsyncIterator[Pool]:
         yield pool
     finally:
         await pool.close()
-
-
-def batch(tp: TopicPartition, offset: int, events: list[Event]) -> Batch:
-    records = [
-        SourceRecord(tp.topic, tp.partition, offset + n, 0, record_key(e), b"", (), e)
-        for n, e in enumerate(events)
-    ]
-    return Batch(records, {tp: offset + len(events)}, {tp: offset})
 
 
 @pytest.mark.parametrize("named", [None, "another"], ids=["no-session", "another-session"])
