@@ -172,6 +172,8 @@ class ProjectorStats:
     rejected: int = 0
     retries: int = 0
     assignments: int = 0
+    hints: int = 0
+    """Lag hints committed to the group (each a set of stored positions)."""
     last_batch_at: float = 0.0
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -882,6 +884,7 @@ class Projector:
     async def _send_hint(self, consumer: Any, offsets: dict[Any, int]) -> None:
         try:
             await consumer.commit(offsets)
+            self.stats.hints += 1
         except (CommitFailedError, IllegalStateError, KafkaError) as e:
             # Only a hint: the stored positions are the truth. Keep the offsets
             # for the next attempt unless a newer position is already waiting.
