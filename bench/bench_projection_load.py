@@ -77,7 +77,7 @@ class _Fetched:
         offsets, times = self.seen.setdefault((record.topic, record.partition), ([], []))
         if not offsets or record.offset > offsets[-1]:  # the first read of each offset
             offsets.append(record.offset)
-            times.append(time.time())
+            times.append(time.perf_counter())
 
 
 async def serve(name: str, out: Path) -> None:
@@ -96,7 +96,7 @@ async def serve(name: str, out: Path) -> None:
             # Noted when the batch's transaction has committed: the pipelined
             # loop books a batch only once the next fetch is back.
             result = await apply(batch, sink)
-            at = time.time()
+            at = time.perf_counter()
             applied.append(
                 (at, [(tp.topic, tp.partition, p) for tp, p in result.positions.items()])
             )
@@ -147,7 +147,7 @@ async def poll(dsn: str, out: Path) -> None:
         print("polling", flush=True)
         while not stop.is_set():
             cur = await conn.execute(POSITIONS)
-            now = time.time()
+            now = time.perf_counter()
             for projection, topic, partition, next_offset in await cur.fetchall():
                 if last.get((projection, topic, partition)) != next_offset:
                     last[(projection, topic, partition)] = next_offset
