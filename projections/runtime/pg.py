@@ -78,9 +78,7 @@ def upsert_sql(table: str, columns: Sequence[tuple[str, str]], key: str) -> str:
     array of arrays, each value taken by its index and cast to its column's
     type; a jsonb column's value comes wrapped in a one-element array, so
     that a JSON ``null`` value stays one and SQL NULL (``null`` unwrapped)
-    stays NULL. psycopg dumps list parameters element by element in Python,
-    which cost more than the rest of a batch's apply; one JSON text is
-    dumped at once.
+    stays NULL. One JSON text for the same reason as :func:`json_list`.
     """
     names = ", ".join(n for n, _ in columns)
     select = ", ".join(
@@ -113,7 +111,7 @@ def upsert_rows(rows: Sequence[Sequence[Any]], columns: Sequence[tuple[str, str]
                     values[i] = fragment(f"[{values[i]}]")
             out.append(values)
         rows = out
-    return (orjson.dumps(rows).decode(),)
+    return (json_list(rows),)
 
 
 def json_list(values: Sequence[Any]) -> str:
