@@ -26,6 +26,12 @@ sets it (:func:`runwire.telemetry.gc_tuning.tune`), tracing off and on alike;
 ``--default-gc`` measures with CPython's defaults instead. The collections
 each variant triggered and the CPU time they took are recorded per round.
 
+Beside them, the floor (``sdk_floor``): the CPU a turn of the two spans a
+traced turn needs, made with the SDK alone (its ``start_as_current_span``,
+the same attributes, 500 turns interleaved), less the same loop without
+spans; printed with what tracing costs a turn over it and what share of an
+untraced turn the floor already is.
+
 Two overheads, of the medians: CPU (``on/off - 1`` of the process's CPU
 time per event or turn, every thread counted, so the exporter's work too,
 but the one observing the answers: the harness's)
@@ -55,7 +61,9 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from bench_codec import events as sample_events
 from bench_orchestrator import serve_orchestrator, throughput
@@ -188,6 +196,79 @@ async def orchestrator_rounds(base: Settings, turns: int, repeat: int) -> dict[s
     return out
 
 
+async def sdk_floor(turns: int, inflight: int) -> dict[str, float]:
+    """CPU microseconds a turn of the two spans a traced turn needs, made with the
+    SDK alone: the floor runwire's tracing stands on.
+
+    Per turn, as the orchestrator makes them: a CONSUMER span under a remote
+    parent (the delta's record) with two attributes, current for the turn,
+    and under it the model call's CLIENT span with two attributes at the
+    start and three at the end; ``inflight`` turns interleaved (each yields
+    to the loop between its steps, as a turn awaits its I/O), the provider
+    ``OTEL_TRACES_EXPORTER=none`` gives. Less the same loop without spans.
+    """
+    provider = _provider("none")()
+    tracer = provider.get_tracer("runwire")
+    parents = [
+        trace.set_span_in_context(
+            NonRecordingSpan(
+                SpanContext(
+                    0x0AF7651916CD43DD8448EB211C80319C + i,
+                    0xB7AD6B7169203331,
+                    is_remote=True,
+                    trace_flags=TraceFlags(TraceFlags.SAMPLED),
+                )
+            )
+        )
+        for i in range(inflight)
+    ]
+
+    async def traced_turn(i: int) -> None:
+        with tracer.start_as_current_span(
+            "orchestrator answer",
+            context=parents[i % inflight],
+            kind=SpanKind.CONSUMER,
+            attributes={"runwire.run.id": f"run-{i}", "runwire.event.id": f"event-{i}"},
+        ):
+            await asyncio.sleep(0)
+            with tracer.start_as_current_span(
+                "chat local",
+                kind=SpanKind.CLIENT,
+                attributes={"gen_ai.system": "local", "gen_ai.request.model": "local"},
+            ) as span:
+                await asyncio.sleep(0)
+                span.set_attributes(
+                    {
+                        "gen_ai.usage.input_tokens": 10,
+                        "gen_ai.usage.output_tokens": 20,
+                        "gen_ai.response.finish_reasons": "end_turn",
+                    }
+                )
+            await asyncio.sleep(0)
+
+    async def bare_turn(i: int) -> None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    async def cpu_us(turn: Callable[[int], Any]) -> float:
+        cpu = time.process_time()
+        for start in range(0, turns, inflight):
+            await asyncio.gather(*(turn(i) for i in range(start, min(turns, start + inflight))))
+        return (time.process_time() - cpu) * 1e6 / turns
+
+    spans: list[float] = []
+    bare: list[float] = []
+    for _ in range(5):
+        spans.append(await cpu_us(traced_turn))
+        bare.append(await cpu_us(bare_turn))
+    provider.shutdown()
+    return {
+        "two_spans_cpu_us_per_turn": round(statistics.median(spans) - statistics.median(bare), 1),
+        "inflight": inflight,
+    }
+
+
 def summarize(
     rates: dict[str, list[float]], unit: str, cpu: dict[str, list[float]], cpu_unit: str
 ) -> dict[str, Any]:
@@ -246,6 +327,18 @@ async def main() -> None:
         await admin.close()
     result["orchestrator"] = await orchestrator_rounds(base, args.turns, args.repeat)
     result["orchestrator"]["turns_per_round"] = args.turns
+    # What tracing costs a turn beside what the SDK's two spans alone cost,
+    # and what share of an untraced turn that floor already is.
+    floor = await sdk_floor(args.turns, inflight=500)
+    off_us = result["orchestrator"]["off_cpu_ms_per_turn_median"] * 1000
+    for variant in ("none", "console"):
+        on_us = result["orchestrator"][f"{variant}_cpu_ms_per_turn_median"] * 1000
+        floor[f"{variant}_tracing_cpu_us_per_turn"] = round(on_us - off_us, 1)
+        floor[f"{variant}_over_floor"] = round(
+            (on_us - off_us) / floor["two_spans_cpu_us_per_turn"], 2
+        )
+    floor["floor_share_of_untraced_turn"] = round(floor["two_spans_cpu_us_per_turn"] / off_us, 3)
+    result["orchestrator"]["sdk_floor"] = floor
     result["load_average_after"] = round(os.getloadavg()[0], 2)
     for measure in ("cpu", "throughput"):
         worst = max(
