@@ -196,6 +196,25 @@ def test_memory_values_survive_postgres_respelling(value: Any) -> None:
     assert identical(jsonvalues.loads(_as_postgres(row_value(value))), value)
 
 
+@settings(max_examples=300)
+@given(values)
+def test_jsonb_text_writes_plain_values_as_the_positional_rewrite_does(value: Any) -> None:
+    # jsonb_text writes a value without Decimals or exponent floats as dumps
+    # does; it must be the text the positional rewrite of every number gives.
+    if not jsonvalues._plain(value):
+        return
+    rewritten = jsonvalues.dumps(jsonvalues._positional(value)).decode()
+    assert jsonvalues.jsonb_text(value) == rewritten
+
+
+@settings(max_examples=2000)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_orjson_writes_a_positional_float_as_repr_does(number: float) -> None:
+    if "e" in repr(number):
+        return
+    assert jsonvalues.dumps(number).decode() == repr(number) == format(Decimal(repr(number)), "f")
+
+
 def test_1e308_is_written_for_jsonb_with_a_fraction() -> None:
     text = row_value({"x": 1e308, "y": Decimal("1E+400"), "z": 7})
     assert text.startswith('{"x":1' + "0" * 308 + '.0,"y":1' + "0" * 400 + '.0,"z":7}')

@@ -319,6 +319,24 @@ def _positional(value: Any) -> Any:
     return value
 
 
+def _plain(value: Any) -> bool:
+    """True when :func:`dumps` already writes ``value`` as :func:`jsonb_text` must:
+    no Decimal, and every float finite with a positional shortest text.
+
+    orjson writes such a float as ``repr`` does (its shortest digits, positional,
+    with a fraction; a unit test compares them), and ``numeric`` holds every one
+    of them (under 17 digits before the point, under 25 after).
+    """
+    if isinstance(value, float):
+        text = repr(value)
+        return "e" not in text and "n" not in text  # 1e+16, inf, nan
+    if isinstance(value, dict):
+        return all(_plain(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return not isinstance(value, Decimal)
+
+
 def jsonb_text(value: Any, where: str = "value") -> str:
     """JSON text of ``value`` that Postgres ``jsonb`` reads back as the same value
     (``-0.0`` aside: ``numeric`` makes it ``0.0``; :func:`stored_problem` says so).
@@ -326,6 +344,10 @@ def jsonb_text(value: Any, where: str = "value") -> str:
     Raises :class:`JsonValueError` for a number over ``numeric``'s digits (checked
     before any number is written out, so a huge exponent costs nothing).
     """
+    if _plain(value):
+        # The usual value: written as it is, without a copy with every float
+        # rewritten (a projection writes one per row).
+        return dumps(value).decode()
     problem = _stored_problem(value, where, signed_zero=False)
     if problem is not None:
         raise JsonValueError(f"{problem[0]}: {problem[1]}")
