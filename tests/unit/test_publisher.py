@@ -21,6 +21,7 @@ from runwire.contract.events import (
     SessionEnded,
     ToolUse,
 )
+from runwire.contract.identity import body_digest
 from runwire.contract.routing import (
     event_of_record,
     memory_key,
@@ -208,6 +209,31 @@ def test_a_tombstone_stands_for_its_memory_deleted_event() -> None:
     with pytest.raises(DecodeError) as elsewhere:
         event_of_record(default_codec(), key, None, headers, tombstones=False)
     assert elsewhere.value.reason == "truncated"
+
+
+def test_a_tombstone_event_is_the_model_s_own_and_keeps_its_rules() -> None:
+    # tombstone_event builds the event without the model's validation: it must
+    # be the event the model makes, and refuse what the model refuses.
+    event = Event.create(MemoryDeleted(scope="user", owner="ü", key="k"), producer="svc")
+    key, headers = record_key(event), record_headers(event, None)
+    made = event_of_record(default_codec(), key, None, headers, tombstones=True)
+    assert made == event
+    assert made.model_dump_json() == event.model_dump_json()
+    assert body_digest(made) == body_digest(event)
+
+    def with_header(name: str, value: bytes) -> list[tuple[str, bytes]]:
+        return [(n, value if n == name else v) for n, v in headers]
+
+    upper = with_header("runwire-event-id", event.event_id.upper().encode())
+    assert event_of_record(default_codec(), key, None, upper, tombstones=True) == event
+    for name, value in [
+        ("runwire-event-id", b"not-a-uuid"),
+        ("runwire-producer", b"x" * 1000),
+        ("runwire-producer", b"a\x00b"),
+    ]:
+        with pytest.raises(DecodeError, match="tombstone headers") as refused:
+            event_of_record(default_codec(), key, None, with_header(name, value), tombstones=True)
+        assert refused.value.reason == "invalid_event"
 
 
 @pytest.mark.parametrize("event_type", list(EventType), ids=str)
