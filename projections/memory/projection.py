@@ -23,6 +23,7 @@ from runwire.contract.events import Event
 from runwire.errors import DecodeError
 from runwire.log.records import SourceRecord
 from runwire.projections.memory.fold import (
+    PLACEHOLDER,
     Entry,
     TombstoneDecoder,
     fold_memory,
@@ -118,28 +119,33 @@ class MemoryProjection(PostgresProjection):
         """Resolve tombstones and queue the reads the fold needs (one round trip)."""
         resolved: list[tuple[SourceRecord, Event]] = []
         rejections: list[Rejection] = []
+        placeholder = PLACEHOLDER.event_id
         for record in records:
-            try:
-                resolved.append(
-                    (record, resolve(record, tombstones=record.topic != self._session_topic))
-                )
-            except DecodeError as e:
-                rejections.append(Rejection.of(record, e.reason, str(e), type(e).__name__))
+            event = record.event
+            if event.event_id == placeholder:  # resolve() only changes placeholders
+                try:
+                    event = resolve(record, tombstones=record.topic != self._session_topic)
+                except DecodeError as e:
+                    rejections.append(Rejection.of(record, e.reason, str(e), type(e).__name__))
+                    continue
+            resolved.append((record, event))
         events = [event for _, event in resolved]
         sessions = sorted(session_owners(events))
         # A session's entries (memory topic) and its deletion (session topic) may be
         # folded by two instances at once: serialise per session, in hash order (no
         # deadlock), before reading its tombstone.
+        # Lists travel as one JSON text each (see json_list).
+        owners = json_list(sessions)
         await ctx.conn.execute(
             "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT "
             "hashtextextended('runwire-memory-session/' || s, 0) AS h "
-            "FROM unnest(%s::text[]) AS s ORDER BY h) AS locks",
-            (sessions,),
+            "FROM json_array_elements_text(%s::json) AS s ORDER BY h) AS locks",
+            (owners,),
         )
         tombstones = await ctx.conn.execute(
             f"SELECT session_id FROM {ctx.table('memory_session_tombstones')} "
-            "WHERE session_id = ANY(%s)",
-            (sessions,),
+            "WHERE session_id IN (SELECT json_array_elements_text(%s::json))",
+            (owners,),
         )
         applied = await ctx.conn.execute(
             f"SELECT event_id::text, stream, digest FROM {ctx.table('memory_applied')} "
@@ -212,8 +218,8 @@ class MemoryProjection(PostgresProjection):
         if removed:
             await conn.execute(
                 f"DELETE FROM {entries} WHERE (scope, owner, key) IN "
-                "(SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
-                ([a[0] for a in removed], [a[1] for a in removed], [a[2] for a in removed]),
+                "(SELECT a->>0, a->>1, a->>2 FROM json_array_elements(%s::json) AS a)",
+                (json_list(removed),),
             )
         if folded.remembered:
             claims = [(*k, folded.remembered[k]) for k in sorted(folded.remembered)]
