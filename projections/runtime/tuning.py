@@ -29,9 +29,13 @@ from runwire.telemetry import gc_tuning
 
 YOUNG_THRESHOLD = 20_000
 
-TRACKED_PER_RECORD = 10
-"""Objects the collector tracks per decoded record held (its event, payload,
-their dicts, the record tuple; about 7 measured on the synthetic workload)."""
+TRACKED_PER_RECORD = 20
+"""Objects the collector tracks per record in flight: its event, payload,
+their dicts, the record tuple, and what a fold builds for it (pairs, rows,
+entries). At the peak of a rebuild of the runs or the memory projection
+about 16 per record of its two batches were alive; at 10 the threshold sat
+below that peak, and a young collection walking every live record (tens of
+milliseconds) ran about once per 25,000 records."""
 
 REBUILD_YOUNG_THRESHOLD = 2 * REBUILD_OPTIONS.max_records * TRACKED_PER_RECORD
 """Two batches in flight (one applied, the next read meanwhile) of a rebuild's size."""
