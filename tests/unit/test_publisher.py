@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import pytest
 from aiokafka.errors import (
@@ -19,6 +20,7 @@ from runwire.contract.events import (
     EventType,
     MemoryDeleted,
     SessionEnded,
+    Stream,
     ToolUse,
 )
 from runwire.contract.identity import body_digest
@@ -209,6 +211,25 @@ def test_a_tombstone_stands_for_its_memory_deleted_event() -> None:
     with pytest.raises(DecodeError) as elsewhere:
         event_of_record(default_codec(), key, None, headers, tombstones=False)
     assert elsewhere.value.reason == "truncated"
+
+
+@pytest.mark.parametrize("event_type", list(EventType), ids=str)
+def test_every_event_type_is_keyed_by_its_stream_s_field(event_type: EventType) -> None:
+    # record_key dispatches on the type, not the payload's class: each type's
+    # payload must have the field its stream is keyed by.
+    event = sample_event(event_type)
+    payload: Any = event.payload
+    stream = event.stream
+    if stream is Stream.RUN or stream is Stream.LIVE:
+        assert record_key(event) == str(event.run_id).encode()
+    elif stream is Stream.SESSION:
+        assert record_key(event) == str(event.session_id).encode()
+    elif stream is Stream.CHECKPOINT:
+        assert record_key(event) == payload.thread_id.encode()
+    elif event_type is EventType.USER_ERASED:
+        assert record_key(event) == memory_key("user", payload.owner, "")
+    else:
+        assert record_key(event) == memory_key(payload.scope, payload.owner, payload.key)
 
 
 def test_a_tombstone_event_is_the_model_s_own_and_keeps_its_rules() -> None:
