@@ -18,9 +18,11 @@ Contract:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from runwire.log.records import TopicPartition
 from runwire.projections.runtime.consumer import Decoder, Projector, ProjectorOptions
@@ -86,18 +88,22 @@ async def rebuild(
     attempts = 0
     moved = asyncio.Event()
     sink = DeadLetterProducer(settings, f"{projection.name}-rebuild-g{copy.generation}")
-    async with (
-        sink,
-        Projector(
-            copy.projection,
-            settings,
-            assignment="all",
-            options=options or REBUILD_OPTIONS,
-            decoder=decoder,
-            dead_letters=sink,
-            on_batch=lambda _projector, _result: moved.set(),
-        ) as projector,
-    ):
+    projector = Projector(
+        copy.projection,
+        settings,
+        assignment="all",
+        options=options or REBUILD_OPTIONS,
+        decoder=decoder,
+        dead_letters=sink,
+        on_batch=lambda _projector, _result: moved.set(),
+    )
+    async with contextlib.AsyncExitStack() as running:
+        # Stopped in reverse order: the projector, then the sink it writes to.
+        running.push_async_callback(sink.stop)
+        running.push_async_callback(projector.stop)
+        # Both wait on Kafka (and the projector on its positions) before the
+        # first record: side by side, a rebuild's set-up is the slower's.
+        await _start_together(sink.start(), projector.start())
         first = projector.positions()
         ends = await projector.end_offsets()
         total = _sum_gap(ends, first)
@@ -146,6 +152,18 @@ async def rebuild(
         duplicates=stats.duplicates,
         dead_letters=stats.undecodable + stats.rejected,
     )
+
+
+async def _start_together(*starts: Coroutine[Any, Any, None]) -> None:
+    """Run ``starts`` side by side; on a failure cancel the rest and raise it."""
+    tasks = [asyncio.ensure_future(start) for start in starts]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def _next_batch(moved: asyncio.Event, runner: asyncio.Task[None]) -> None:
