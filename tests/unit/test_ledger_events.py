@@ -254,3 +254,21 @@ def test_states_taken_along_a_fold_keep_what_they_held() -> None:
         assert TranscriptBuilder(state=state).messages() == build_messages_from_events(
             events[: i + 1]
         )
+
+
+@settings(max_examples=60)
+@given(transcripts(thinking=True))
+def test_committed_messages_are_the_models_validation_would_make(messages: list[Message]) -> None:
+    # The ledger commits messages without validating the parts it made again:
+    # each must be the message pydantic's validation builds of the same fields.
+    builder = TranscriptBuilder(RUN)
+    for event in events_for(messages, RUN):
+        builder.apply(event)
+    built = builder.messages()
+    assert built == messages
+    for message in built:
+        validated = Message(role=message.role, parts=message.parts)
+        assert message == validated
+        assert message.model_fields_set == validated.model_fields_set
+        assert message.model_dump_json() == validated.model_dump_json()
+        assert [type(p) for p in message.parts] == [type(p) for p in validated.parts]

@@ -120,10 +120,11 @@ _set_extra = _slot_setter("__pydantic_extra__")
 _set_private = _slot_setter("__pydantic_private__")
 
 
-def _construct(model: type[BaseModel], values: dict[str, Any]) -> Any:
+def construct(model: type[BaseModel], values: dict[str, Any]) -> Any:
     """What ``model.model_construct(**values)`` does, for values that have every field.
 
-    ``values`` must already be valid; callers check what the schema does not.
+    ``values`` must already be valid; callers check what the schema does not
+    (here, the codec; the ledger for the messages it builds of parts it made).
     Sets the four per-instance slots pydantic keeps (the fields in
     ``__dict__``, the fields set, no extras, no private attributes) directly:
     this runs twice for every consumed record.
@@ -178,6 +179,6 @@ def event_from_record(shape: PayloadShape, record: dict[str, Any]) -> Event:
     # fastavro returns exactly the reader schema's fields, in its order, which
     # is the models' order (the drift test checks it): use the dicts as they are.
     record["type"] = shape.event_type
-    record["payload"] = _construct(shape.model, raw_payload)
-    event: Event = _construct(Event, record)
+    record["payload"] = construct(shape.model, raw_payload)
+    event: Event = construct(Event, record)
     return event
