@@ -229,22 +229,56 @@ def check_run(
 ) -> list[EventPayload]:
     """The payloads of ``messages`` appended to a run holding ``before``;
     :class:`InputError` naming the message when the ledger refuses one."""
-    state = TranscriptState(run_id=run_id, ledger=ledger_state(before))
-    builder = TranscriptBuilder(run_id, state=state)
-    out: list[EventPayload] = []
+    checked = _checked_events(
+        run_id, None, Caller(), before, messages, fields, token=token, at=None, turn_id=None
+    )
+    return [e.payload for e in checked]
+
+
+def _checked_events(
+    run_id: str,
+    session_id: str | None,
+    caller: Caller,
+    before: Sequence[Message],
+    messages: Sequence[Message],
+    fields: Sequence[str],
+    *,
+    token: str,
+    at: datetime | None,
+    turn_id: str | None,
+    source: str | None = None,
+) -> list[Event]:
+    """The events :func:`run_events` makes of ``messages`` appended to a run holding
+    ``before``, each checked by the ledger as it is made: :class:`InputError`
+    naming the message when the ledger refuses one."""
+    out: list[Event] = []
+    if source is not None:
+        assert session_id is not None
+        assert at is not None
+        out = run_events(
+            run_id, session_id, caller, [], token=token, at=at, source=source, turn_id=turn_id
+        )
+    builder = TranscriptBuilder(
+        run_id, state=TranscriptState(run_id=run_id, ledger=ledger_state(before))
+    )
     for message, where in zip(messages, fields, strict=True):
         for payload in payloads_for_message(message):
-            probe = Event.create(
+            event = Event.create(
                 payload,
                 run_id=run_id,
+                session_id=session_id,
+                user_id=caller.user_id,
+                tenant=caller.tenant,
+                turn_id=turn_id,
                 producer=PRODUCER,
                 event_id=ids.deterministic_event_id(run_id, token, len(out)),
+                occurred_at=at,
             )
             try:
-                builder.apply(probe)
+                builder.apply(event)
             except LedgerError as e:
                 raise InputError(where, f"transcript rule {e.rule!r}: {e.detail}") from None
-            out.append(payload)
+            out.append(event)
     return out
 
 
@@ -266,25 +300,40 @@ def plan_messages(
     token = ids.new_event_id()
     if _joins_tail(messages[0], tail):
         assert tail is not None
-        payloads = check_run(tail.run_id, tail.messages, messages, fields, token=token)
         at = now
         # A recorded run is one turn; results answering another run's calls are
         # of whatever turn that run is in.
         turn = tail.run_id if tail.recorded else None
-        events = run_events(
-            tail.run_id, session_id, caller, payloads, token=token, at=at, turn_id=turn
+        events = _checked_events(
+            tail.run_id,
+            session_id,
+            caller,
+            tail.messages,
+            messages,
+            fields,
+            token=token,
+            at=at,
+            turn_id=turn,
         )
         return Plan(tail.run_id, False, events, millis(at), list(messages))
     run_id = ids.new_event_id()
-    payloads = check_run(run_id, [], messages, fields, token=token)
     # 2 ms, not 1: ``millis`` goes through a float and may land 1 ms low.
     floor = max(
         cleared_ms + 2 if cleared_ms is not None else 0,
         tail.first_ms + 2 if tail is not None else 0,
     )
     at = max(now, from_millis(floor))
-    events = run_events(
-        run_id, session_id, caller, payloads, token=token, at=at, source="session", turn_id=run_id
+    events = _checked_events(
+        run_id,
+        session_id,
+        caller,
+        [],
+        messages,
+        fields,
+        token=token,
+        at=at,
+        turn_id=run_id,
+        source="session",
     )
     return Plan(run_id, True, events, millis(at), list(messages))
 
