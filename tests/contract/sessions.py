@@ -11,6 +11,7 @@ import base64
 import copy
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -37,8 +38,9 @@ from runwire.sessions import (
     SessionEvent,
     WriteRefusedError,
 )
-from runwire.sessions.planning import session_event
+from runwire.sessions.planning import run_events, session_event
 from runwire.sessions.protocol import SessionBackend
+from runwire.transcript.ledger import payloads_for_message
 from runwire.transcript.messages import Message, TextPart, ThinkingPart, ToolResultPart, ToolUsePart
 from tests.helpers import assert_eventually
 
@@ -189,6 +191,42 @@ class SessionContract:
         messages = await s.get_messages()
         assert len(messages) == 1
         assert [p.text for p in messages[0].parts if isinstance(p, TextPart)] == ["one", "two"]
+
+    async def test_an_append_goes_to_a_turn_another_object_opened(
+        self, open_session: Callable[..., AsyncSession]
+    ) -> None:
+        # The writer's next append is planned on what it wrote last: another
+        # holder's newer turn must take it, not the writer's own older run.
+        writer = await open_session().open()
+        await writer.add_message("user", "q1")
+        await writer.add_message("assistant", "a1")
+        other = await open_session(writer.session_id).open()
+        await other.add_message("user", "q2")
+        await writer.add_message("assistant", "a2")
+        expected = [("user", "q1"), ("assistant", "a1"), ("user", "q2"), ("assistant", "a2")]
+        assert roles_and_text(await writer.get_messages()) == expected
+        assert roles_and_text(await other.get_messages()) == expected
+
+    async def test_a_new_turn_follows_a_tail_stamped_ahead_of_the_clock(
+        self, open_session: Callable[..., AsyncSession], backend: SessionBackend
+    ) -> None:
+        # A tail that began later than this writer's clock says (another
+        # writer's clock) puts the new turn after it, not before.
+        s = await open_session().open()
+        ahead = datetime.now(UTC) + timedelta(seconds=5)
+        payloads = [
+            *payloads_for_message(Message(role="user", parts=[TextPart(text="ahead")])),
+            *payloads_for_message(Message(role="assistant", parts=[TextPart(text="reply")])),
+        ]
+        run_id = str(uuid.uuid4())
+        await backend.write_run(
+            run_events(
+                run_id, s.session_id, s.caller, payloads, token="t", at=ahead, source="session"
+            )
+        )
+        await s.add_message("user", "later")
+        expected = [("user", "ahead"), ("assistant", "reply"), ("user", "later")]
+        assert roles_and_text(await s.get_messages()) == expected
 
     async def test_assistant_first_opens_a_run(
         self, open_session: Callable[..., AsyncSession]
