@@ -195,8 +195,8 @@ class SessionContract:
     async def test_an_append_goes_to_a_turn_another_object_opened(
         self, open_session: Callable[..., AsyncSession]
     ) -> None:
-        # The writer's next append is planned on what it wrote last: another
-        # holder's newer turn must take it, not the writer's own older run.
+        # Another holder's newer turn takes the writer's next append, not the
+        # writer's own older run.
         writer = await open_session().open()
         await writer.add_message("user", "q1")
         await writer.add_message("assistant", "a1")

@@ -192,19 +192,33 @@ def run_events(
             RunStatusChanged(status=RunStatus.PAUSED, reason=PAUSED_REASON),
         ]
     return [
-        Event.create(
-            payload,
-            run_id=run_id,
-            session_id=session_id,
-            user_id=caller.user_id,
-            tenant=caller.tenant,
-            turn_id=turn_id,
-            producer=PRODUCER,
-            event_id=ids.deterministic_event_id(run_id, token, i),
-            occurred_at=at,
-        )
+        _run_event(payload, run_id, session_id, caller, token, i, at, turn_id)
         for i, payload in enumerate([*head, *payloads])
     ]
+
+
+def _run_event(
+    payload: EventPayload,
+    run_id: str,
+    session_id: str | None,
+    caller: Caller,
+    token: str,
+    index: int,
+    at: datetime | None,
+    turn_id: str | None,
+) -> Event:
+    """The ``index``-th event a write of run ``run_id`` makes (its id deterministic)."""
+    return Event.create(
+        payload,
+        run_id=run_id,
+        session_id=session_id,
+        user_id=caller.user_id,
+        tenant=caller.tenant,
+        turn_id=turn_id,
+        producer=PRODUCER,
+        event_id=ids.deterministic_event_id(run_id, token, index),
+        occurred_at=at,
+    )
 
 
 def _joins_tail(first: Message, tail: RunTail | None) -> bool:
@@ -263,17 +277,7 @@ def _checked_events(
     )
     for message, where in zip(messages, fields, strict=True):
         for payload in payloads_for_message(message):
-            event = Event.create(
-                payload,
-                run_id=run_id,
-                session_id=session_id,
-                user_id=caller.user_id,
-                tenant=caller.tenant,
-                turn_id=turn_id,
-                producer=PRODUCER,
-                event_id=ids.deterministic_event_id(run_id, token, len(out)),
-                occurred_at=at,
-            )
+            event = _run_event(payload, run_id, session_id, caller, token, len(out), at, turn_id)
             try:
                 builder.apply(event)
             except LedgerError as e:
