@@ -18,6 +18,8 @@ Contract:
 - Every record read has its ``traceparent`` remembered by event id
   (:data:`REMEMBERED` of them, the oldest forgotten first; parsed only when
   used) so the work it causes, later and in another task, joins its trace.
+  One longer than :data:`TRACEPARENT_MAX_BYTES` is remembered as malformed,
+  not at its size (a hostile producer's header may be as large as a record).
 - A missing or malformed ``traceparent`` starts a new trace where it is
   used (the span says ``runwire.trace.malformed`` when a header was
   there); it never fails the record.
@@ -75,12 +77,26 @@ if TYPE_CHECKING:
     from runwire.contract.events import Event
     from runwire.log.records import SourceRecord
 
-__all__ = ["REMEMBERED", "CountingExporter", "Tracing", "from_env", "provider_from_env"]
+__all__ = [
+    "REMEMBERED",
+    "TRACEPARENT_MAX_BYTES",
+    "CountingExporter",
+    "Tracing",
+    "from_env",
+    "provider_from_env",
+]
 
 log = logging.getLogger(__name__)
 
 REMEMBERED = 65_536
-"""Contexts of read records kept by event id (about 10 MB at most)."""
+"""Contexts of read records kept by event id (about 20 MB at most)."""
+
+TRACEPARENT_MAX_BYTES = 128
+"""The longest ``traceparent`` remembered as it is: version 00 has 55 bytes,
+and a later version may append fields (W3C Trace Context, "versioning")."""
+
+_MALFORMED = b"!"
+"""Remembered for a header too long to keep: parsed as malformed, never written on."""
 
 
 def _event_attributes(event: Event) -> dict[str, Any]:
@@ -246,7 +262,7 @@ class Tracing:
             return
         cause = event.causation_id
         raw = self._contexts.get(cause) if cause is not None else None
-        if raw is not None:
+        if raw is not None and raw is not _MALFORMED:
             headers.append(("traceparent", raw))
 
     def read(self, record: SourceRecord) -> None:
@@ -257,7 +273,9 @@ class Tracing:
 
     def remember(self, event_id: str, traceparent: bytes) -> None:
         contexts = self._contexts
-        contexts[event_id] = traceparent
+        contexts[event_id] = (
+            traceparent if len(traceparent) <= TRACEPARENT_MAX_BYTES else _MALFORMED
+        )
         if len(contexts) > REMEMBERED:
             contexts.popitem(last=False)
 

@@ -172,6 +172,35 @@ def test_the_oldest_remembered_contexts_are_forgotten_first(
     assert parented == {"e3", "e4", "e5"}
 
 
+def test_an_oversized_traceparent_is_kept_as_malformed_not_at_its_size(
+    spans: InMemorySpanExporter, publisher: Publisher
+) -> None:
+    # A hostile producer's header as large as a record may be: every traced
+    # reader would otherwise keep REMEMBERED of them and write them on.
+    event = sample_event(EventType.USER_MESSAGE, causation_id=None)
+    with tracing.span("client work"):
+        written = _consumed(publisher.record_for(event))
+    (origin,) = _named(spans, "client work")
+    huge = _header(origin) + b"-" + b"a" * 500_000
+    headers = [(k, huge if k == "traceparent" else v) for k, v in written.headers]
+    decoded = decode_record(publisher._codec, written._replace(headers=headers))
+    assert decoded.event == event
+    active = tracing.disable()
+    assert active is not None
+    tracing.enable(active)
+    assert sum(len(v) for v in active._contexts.values()) <= otel.TRACEPARENT_MAX_BYTES
+    # What the event causes starts a new trace that says why, and records
+    # published for it carry no header of the reader's making.
+    with tracing.handling(event.event_id, "orchestrator answer"):
+        pass
+    (span,) = _named(spans, "orchestrator answer")
+    assert span.parent is None
+    assert span.attributes is not None
+    assert span.attributes.get("runwire.trace.malformed") is True
+    late = publisher.record_for(sample_event(EventType.TOOL_RESULT, causation_id=event.event_id))
+    assert all(len(v) <= otel.TRACEPARENT_MAX_BYTES for k, v in late.headers if k == "traceparent")
+
+
 @pytest.mark.parametrize(
     "traceparent",
     [b"00-not-a-trace-01", b"zz-" + b"0" * 32 + b"-" + b"0" * 16 + b"-01", b"\xff\xfe", b""],
