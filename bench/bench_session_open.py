@@ -27,7 +27,8 @@ written to runwire and to the Agents SDK's ``RedisSession`` on the same Redis:
   at most 3x RedisSession's p50, and flat in the length: the largest p50
   across the sizes at most 1.5x the smallest of sizes holding ``--turns``
   turns or more (a smaller session reads fewer messages, which is no sign
-  of growth).
+  of growth). Beside the p99 goal, RedisSession's own p99 over its p50 in
+  the same run: the tail this machine gives a read of that size at all.
 
 The runwire sessions are written as the Session API writes them (recorded
 runs, one per turn, ``run_started`` + ``paused`` + the two messages) straight
@@ -279,6 +280,9 @@ async def main() -> None:
             for op in entry["runwire"]
         }
         entry["read_p99_over_redis_p50"] = ratio(ours_read["p99_ms"], their_read["p50_ms"])
+        # The peer against the same bar: what this machine's tail allows a read
+        # of this size at all.
+        entry["redis_read_p99_over_own_p50"] = ratio(their_read["p99_ms"], their_read["p50_ms"])
         entry["read_cpu_ratio"] = ratio(ours_read["cpu_p50_us"], their_read["cpu_p50_us"])
         per_size[str(n)] = entry
     full = [n for n in sizes if n >= 2 * turns] or sizes
@@ -286,6 +290,7 @@ async def main() -> None:
     flat = ratio(max(p50s), min(p50s))
     worst_ratio = max(per_size[str(n)]["ratios_runwire_over_redis"]["read"] for n in sizes)
     worst_p99 = max(per_size[str(n)]["read_p99_over_redis_p50"] for n in sizes)
+    their_worst_p99 = max(per_size[str(n)]["redis_read_p99_over_own_p50"] for n in sizes)
     result = {
         "sizes": sizes,
         "turns": turns,
@@ -303,6 +308,7 @@ async def main() -> None:
             "flatness_at_most": 1.5,
             "worst_read_p50_over_redis": worst_ratio,
             "worst_read_p99_over_redis_p50": worst_p99,
+            "redis_worst_read_p99_over_own_p50": their_worst_p99,
             "met": worst_ratio <= 1.0 and worst_p99 <= 3.0 and flat <= 1.5,
         },
     }
@@ -319,7 +325,8 @@ async def main() -> None:
             )
     print(
         f"last-{turns}-turns read flatness (max/min p50 over {full}): {flat}; "
-        f"worst p50 ratio {worst_ratio}, worst p99 / RedisSession p50 {worst_p99}; "
+        f"worst p50 ratio {worst_ratio}, worst p99 / RedisSession p50 {worst_p99} "
+        f"(RedisSession's own p99 / p50: {their_worst_p99}); "
         f"goal met: {result['goal']['met']}"
     )
     print(
