@@ -20,6 +20,10 @@ another order each round) so that noise on a shared machine hits all alike:
   (:mod:`bench_publish`'s SDK side), events/s.
 - orchestrator: a backlog of runs answered by the real orchestrator
   (:mod:`bench_orchestrator`'s throughput round), turns/s.
+- orchestrator latency: live runs at ``--rate`` runs/s
+  (:mod:`bench_orchestrator`'s latency round): each turn's time from
+  reading its delta to the broker's ack of the answer, p50 and p99; what a
+  user waiting on a turn feels of tracing (``--latency-rounds`` rounds).
 
 Both run with the garbage collector set as every ``runwire serve`` process
 sets it (:func:`runwire.telemetry.gc_tuning.tune`), tracing off and on alike;
@@ -66,7 +70,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
 from bench_codec import events as sample_events
-from bench_orchestrator import serve_orchestrator, throughput
+from bench_orchestrator import latency, serve_orchestrator, throughput
 from bench_publish import CHUNK
 from runwire.contract.events import Event
 from runwire.infra.topics import load_topics, provision_topics
@@ -196,6 +200,28 @@ async def orchestrator_rounds(base: Settings, turns: int, repeat: int) -> dict[s
     return out
 
 
+async def latency_rounds(base: Settings, turns: int, rate: float, repeat: int) -> dict[str, Any]:
+    """Per-turn latency of live runs, each variant in turn, round after round."""
+    p50: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    p99: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for round_ in range(repeat):
+        for variant in rotated(round_):
+            with traced(variant):
+                result = await latency(base, serve_orchestrator, turns, rate)
+            p50[variant].append(result["per_turn_p50_ms"])
+            p99[variant].append(result["per_turn_p99_ms"])
+    off = statistics.median(p50["off"])
+    out: dict[str, Any] = {"rate_per_s": rate, "turns_per_round": turns}
+    for variant in VARIANTS:
+        out[f"{variant}_per_turn_p50_ms_median"] = statistics.median(p50[variant])
+        out[f"{variant}_per_turn_p99_ms_median"] = statistics.median(p99[variant])
+        if variant != "off":
+            out[f"{variant}_p50_overhead"] = round(statistics.median(p50[variant]) / off - 1, 3)
+    out["rounds_p50_ms"] = p50
+    out["rounds_p99_ms"] = p99
+    return out
+
+
 async def sdk_floor(turns: int, inflight: int) -> dict[str, float]:
     """CPU microseconds a turn of the two spans a traced turn needs, made with the
     SDK alone: the floor runwire's tracing stands on.
@@ -299,6 +325,9 @@ async def main() -> None:
     # its turns: fewer turns measure more of it than of tracing.
     parser.add_argument("--turns", type=int, default=3000)
     parser.add_argument("--repeat", type=int, default=7, help="orchestrator rounds (publish: 2x)")
+    parser.add_argument("--latency-rounds", type=int, default=3, help="0: no latency rounds")
+    parser.add_argument("--live-turns", type=int, default=1000, help="turns of a latency round")
+    parser.add_argument("--rate", type=float, default=100.0, help="runs/s of a latency round")
     parser.add_argument(
         "--default-gc", action="store_true", help="CPython's collector settings, not a process's"
     )
@@ -339,6 +368,15 @@ async def main() -> None:
         )
     floor["floor_share_of_untraced_turn"] = round(floor["two_spans_cpu_us_per_turn"] / off_us, 3)
     result["orchestrator"]["sdk_floor"] = floor
+    if args.latency_rounds:
+        result["orchestrator_latency"] = await latency_rounds(
+            base, args.live_turns, args.rate, args.latency_rounds
+        )
+        worst_p50 = max(
+            result["orchestrator_latency"][f"{v}_p50_overhead"] for v in ("none", "console")
+        )
+        result["worst_latency_p50_overhead"] = worst_p50
+        result["latency_within_goal"] = worst_p50 < GOAL
     result["load_average_after"] = round(os.getloadavg()[0], 2)
     for measure in ("cpu", "throughput"):
         worst = max(
