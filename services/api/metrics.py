@@ -4,8 +4,11 @@ Each app has its own registry (two apps in one process, as in tests, do not
 collide), except under ``runwire serve api``, which gives it the process
 registry of :mod:`runwire.telemetry.metrics` (one ``/metrics`` for all). Requests are labelled by the route's template (``/v1/runs/{run_id}``),
 never by the raw path, so ids do not explode the label space; a path no route
-matches counts as ``<unmatched>``. The latency of an event stream is how long
-the stream stayed open; ``runwire_api_open_streams`` counts the open ones.
+matches counts as ``<unmatched>``. Likewise the method is a label only when it
+is one of HTTP's own (:data:`METHODS`): any other token a client sends (the
+server takes any, before authentication) counts as ``<other>``. The latency of
+an event stream is how long the stream stayed open; ``runwire_api_open_streams``
+counts the open ones.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["ApiMetrics", "MetricsMiddleware"]
+__all__ = ["METHODS", "ApiMetrics", "MetricsMiddleware"]
+
+METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+"""The methods labelled as themselves (RFC 9110 and PATCH); the rest are ``<other>``."""
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -44,6 +52,11 @@ class ApiMetrics:
             "Event streams (GET /v1/runs/{run_id}/events) open now",
             registry=self.registry,
         )
+
+
+def _method_of(scope: Scope) -> str:
+    method = scope["method"]
+    return method if method in METHODS else "<other>"
 
 
 def _route_of(scope: Scope) -> str:
@@ -75,7 +88,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
-            method = scope["method"]
+            method = _method_of(scope)
             route = _route_of(scope)
             self.metrics.requests.labels(method, route, str(status)).inc()
             self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)

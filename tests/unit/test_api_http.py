@@ -364,6 +364,23 @@ async def test_health_metrics_page_and_unknown_routes(twins: Twins) -> None:
     assert style.status_code == 200
 
 
+async def test_made_up_methods_are_counted_as_other_not_each_as_a_label(twins: Twins) -> None:
+    # The method comes from the request line, any token a client likes (uvicorn's
+    # h11 takes them all, no key needed): each one kept as a label would stay in
+    # memory for good and grow every scrape.
+    async with client(twin_app(twins)) as http:
+        for i in range(50):
+            await http.request(f"X{i}" + "Y" * 4000, "/v1/nothing-here")
+        await http.request("PATCH", "/v1/nothing-here")
+        text = (await http.get("/metrics")).text
+    methods = set(re.findall(r'^runwire_api_requests_total\{method="([^"]*)"', text, re.M))
+    assert methods == {"<other>", "PATCH"}
+    assert 'runwire_api_requests_total{method="<other>",route="<unmatched>",status="401"} 50.0' in (
+        text
+    )
+    assert "YYYY" not in text
+
+
 def test_an_app_without_keys_is_refused_at_once() -> None:
     from runwire.errors import ConfigurationError
     from runwire.services.api.app import create_app
