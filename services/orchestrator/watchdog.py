@@ -23,7 +23,8 @@ Contract:
 - The failure is ``run_failed`` (``error_kind`` ``owner_lost`` when the fold
   says an orchestrator has something to do, e.g. an unanswered delta;
   ``stalled`` otherwise; ``awaiting_tools_timeout`` for a tool wait,
-  ``approval_timeout`` when tool calls wait for a person's approval) whose
+  ``approval_timeout`` when tool calls wait for a person's approval; its
+  message names :data:`NAMED` of those calls at most and counts the rest) whose
   ``causation_id`` is that last event and whose id is
   ``deterministic_event_id(run, last event, WATCHDOG_SLOT)``: two watchdogs (or two sweeps) failing the same stall
   write the same event, which consumers drop as a copy; and the run-status
@@ -42,8 +43,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -62,6 +64,8 @@ from runwire.telemetry import health
 from runwire.telemetry.metrics import WATCHDOG_VERDICTS
 
 __all__ = [
+    "NAMED",
+    "NAME_CHARS",
     "WATCHDOG_PRODUCER",
     "WATCHDOG_SLOT",
     "Stall",
@@ -79,6 +83,12 @@ WATCHDOG_SLOT = 5
 
 _PAGE = 500
 
+NAMED = 10
+"""Tool calls a failure names at most (the rest are counted): a hostile log may
+hold any number of them, and a failure over ``max_event_bytes`` is never written."""
+NAME_CHARS = 100
+"""Longest tool name a failure shows whole (a held call's name is any text)."""
+
 
 @dataclass(frozen=True)
 class Stall:
@@ -92,21 +102,31 @@ class Stall:
     message: str
 
 
+def _listed(names: Iterable[str], count: int) -> str:
+    """The first :data:`NAMED` of ``names`` (``count`` in all), the rest counted."""
+    shown = ", ".join(itertools.islice(names, NAMED)) or "none"
+    return f"{shown} and {count - NAMED} more" if count > NAMED else shown
+
+
 def failure_for(run: Run, state: RunState, last: Event, now: datetime) -> Stall:
     """The readable failure of a stalled run: its row, its fold from the log and
-    its last event (pure)."""
+    its last event (pure). Its message names :data:`NAMED` tool calls at most,
+    each tool name cut to :data:`NAME_CHARS`: it stays publishable however many
+    calls, of whatever names, the log holds."""
     idle = (now - run.updated_at).total_seconds()
     status = state.status.value
     since = f"no event for {idle:.0f}s (since {last.type.value} {last.event_id})"
     if state.status is RunStatus.AWAITING_TOOLS and state.awaiting_approval:
         kind = "approval_timeout"
-        held = ", ".join(f"{i} ({name})" for i, name in state.awaiting_approval.items())
+        waiting = state.awaiting_approval
+        held = _listed((f"{i} ({_cut(name)})" for i, name in waiting.items()), len(waiting))
         message = f"run {run.run_id} waited for a person's approval too long: {since}; held: {held}"
     elif state.status is RunStatus.AWAITING_TOOLS:
         kind = "awaiting_tools_timeout"
+        pending = run.pending_tool_uses
         message = (
             f"run {run.run_id} waited for tool results too long: {since}; "
-            f"pending tool calls {', '.join(run.pending_tool_uses) or 'none'}"
+            f"pending tool calls {_listed(pending, len(pending))}"
         )
     elif state.wants_action():
         kind = "owner_lost"
@@ -118,6 +138,10 @@ def failure_for(run: Run, state: RunState, last: Event, now: datetime) -> Stall:
         kind = "stalled"
         message = f"run {run.run_id} made no progress while {status}: {since}"
     return Stall(run.run_id, status, last, idle, kind, message)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= NAME_CHARS else text[:NAME_CHARS] + "…"
 
 
 class Watchdog(AsyncService):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from runwire.contract.events import Event, RunStarted, UserMessage
+from runwire.contract.codec import default_codec
+from runwire.contract.events import ApprovalRequested, Event, RunFailed, RunStarted, UserMessage
+from runwire.contract.limits import MAX_ID_CHARS
 from runwire.projections.runs.fold import RunRow
 from runwire.providers.base import ModelResponse, TokenUsage
 from runwire.services.orchestrator.answers import answer_events
 from runwire.services.orchestrator.run_state import RunState
 from runwire.services.orchestrator.watchdog import failure_for
 from runwire.services.run_context import RunContext
+from runwire.settings import Settings
 from runwire.transcript.messages import ToolUsePart
 
 RUN = "run-w"
@@ -66,3 +69,51 @@ def test_a_tool_wait_names_the_pending_calls() -> None:
     stall = failure_for(row, state, events[-1], row.updated_at + timedelta(seconds=5))
     assert stall.error_kind == "awaiting_tools_timeout"
     assert "pending tool calls tu-1" in stall.message
+
+
+def _awaiting_hostile_calls() -> tuple[RunRow, RunState, Event]:
+    """A run awaiting tools whose log a hostile producer filled: 5,000 calls with
+    the longest ids and twelve held ones named with 100,000 characters each."""
+    events = _asked()
+    tool = ToolUsePart(id="tu-1", name="calculator", input={"expression": "1+1"})
+    answer = ModelResponse(
+        parts=(tool,), usage=TokenUsage(input_tokens=1, output_tokens=1), provider="p", model="m"
+    )
+    events += answer_events(CTX, events[-1].event_id, answer, lambda name: True)
+    events += [
+        Event.create(
+            ApprovalRequested(tool_use_id=f"held-{i}", tool_name=str(i % 10) * 100_000),
+            run_id=RUN,
+            session_id="s",
+        )
+        for i in range(12)
+    ]
+    row, state = _fold(events, "awaiting_tools")
+    row.pending_tool_uses = [f"{i:05d}" + "x" * (MAX_ID_CHARS - 5) for i in range(5000)]
+    return row, state, events[-1]
+
+
+def test_a_failure_names_a_few_calls_and_counts_the_rest_whatever_the_log_holds() -> None:
+    # Every call named would make a failure over max_event_bytes: never
+    # publishable, it stopped each sweep at this run, and no run after it failed.
+    row, state, last = _awaiting_hostile_calls()
+    now = row.updated_at + timedelta(seconds=5)
+    held = failure_for(row, state, last, now)
+    assert held.error_kind == "approval_timeout"
+    assert "tu-1 (calculator)" in held.message
+    assert "held-0 (0000" in held.message
+    assert "and 3 more" in held.message
+    state.awaiting_approval.clear()
+    waiting = failure_for(row, state, last, now)
+    assert waiting.error_kind == "awaiting_tools_timeout"
+    assert f"pending tool calls 00000{'x' * 195}, 00001" in waiting.message
+    assert "and 4990 more" in waiting.message
+    for stall in (held, waiting):
+        assert len(stall.message) < 4000
+        event = RunContext.of(last).event(
+            RunFailed(error_kind=stall.error_kind, message=stall.message, retryable=True),
+            producer="runwire-watchdog",
+            causation_id=last.event_id,
+            index=5,
+        )
+        assert len(default_codec().encode(event)) < Settings().max_event_bytes
