@@ -44,6 +44,7 @@ from runwire.projections.runtime.rules import identity, sort_out
 from runwire.projections.sessions.fold import SessionRow, fold_batch
 from runwire.projections.sessions.projection import TABLES as SESSION_TABLES
 from runwire.projections.transcripts.projection import TranscriptProjection
+from tests.support.consumed import Consumed
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -205,16 +206,6 @@ def test_page_tokens_round_trip_and_foreign_ones_are_refused() -> None:
         decode_token("not-a-token")
 
 
-@dataclass
-class FakeRecord:
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-
-
 def test_dead_letter_headers_name_source_consumer_and_error() -> None:
     rejection = Rejection(
         topic="t.run-events",
@@ -228,7 +219,7 @@ def test_dead_letter_headers_name_source_consumer_and_error() -> None:
         message="x" * 5000,
     )
     headers = dead_letter_headers(rejection, "runs")
-    letter = DeadLetter.from_record(FakeRecord(1, 7, 0, b"r1", b"\x00bad", headers))
+    letter = DeadLetter.from_record(Consumed("t.dead-letters", 1, 7, 0, b"r1", b"\x00bad", headers))
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
         "t.run-events",
         4,

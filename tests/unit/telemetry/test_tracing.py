@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -20,19 +20,8 @@ from runwire.settings import Settings
 from runwire.telemetry import otel, tracing
 from runwire.telemetry.metrics import SPANS_DROPPED
 from runwire.telemetry.otel import CountingExporter
+from tests.support.consumed import Consumed
 from tests.support.event_samples import sample_event
-
-
-class _Consumed(NamedTuple):
-    """What decode_record reads of an aiokafka ConsumerRecord."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
 
 
 @pytest.fixture
@@ -41,8 +30,8 @@ def publisher() -> Publisher:
     return Publisher(Settings(topic_prefix="trace-test."), codec=default_codec())
 
 
-def _consumed(record: Any, offset: int = 7) -> _Consumed:
-    return _Consumed(record.topic, 0, offset, 0, record.key, record.value, list(record.headers))
+def _consumed(record: Any, offset: int = 7) -> Consumed:
+    return Consumed(record.topic, 0, offset, 0, record.key, record.value, list(record.headers))
 
 
 def _named(exporter: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
