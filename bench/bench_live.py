@@ -185,10 +185,7 @@ async def raw_floor(settings: Settings, n: int) -> list[float]:
             event = chunk_event(context.run_id, i)
             started = time.perf_counter()
             await publisher.publish(event)
-            while True:
-                _, got = await sub.queue.get()
-                if got is not None:
-                    break
+            await sub.get()
             out.append(time.perf_counter() - started)
             await asyncio.sleep(0.02)
         await w.unsubscribe(sub)

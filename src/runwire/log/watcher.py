@@ -4,10 +4,16 @@ Contract (:class:`RunWatcher`):
 - One group-less consumer (``read_committed``) per watcher serves every
   subscription; a partition is fetched only while somebody follows it.
 - ``subscribe(run_id, partition, start)`` delivers, in log order, every
-  event of the run at or after ``start`` as ``(offset, event)`` on the
-  subscription's queue, and after every fetch of its partition
-  ``(position, None)``: how far the log has been read (so a reader that
-  stops at a known offset knows when it got there).
+  event of the run at or after ``start`` to the subscription
+  (:meth:`Subscription.take`), and after every fetch of its partition moves
+  its ``read_to``: how far the log has been read (so a reader that stops at
+  a known offset knows when it got there).
+- A subscription holds :data:`HELD_EVENTS` events or :data:`HELD_BYTES` of
+  records at most, however slow its reader (an event stream's client that
+  stops reading) and however large the run: when it is full, it is parked
+  at the first event it did not take, and its partition is read again from
+  there once its reader has taken half of what it held (others skip what
+  they had; a partition whose subscriptions are all parked is not fetched).
 - ``events(run_id, partition, start, stop_at=None, until_terminal=True)``
   iterates that: it ends after the run's terminal event (``until_terminal``),
   or once the log is read to ``stop_at``; leaving the iteration unsubscribes.
@@ -36,8 +42,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
@@ -57,7 +65,24 @@ if TYPE_CHECKING:
     from runwire.contract.events import Event
     from runwire.settings import Settings
 
-__all__ = ["RunWatcher", "Subscription", "follow_run"]
+__all__ = ["HELD_BYTES", "HELD_EVENTS", "RunWatcher", "Subscription", "follow_run"]
+
+HELD_EVENTS = 4096
+"""Events a subscription holds for its reader at most before it is parked: twice
+a fetch (2,000 records), so a reader that keeps up is never parked."""
+HELD_BYTES = 16 * 1024 * 1024
+"""Record bytes a subscription holds for its reader at most before it is parked
+(at least one event is always held, whatever its size); a fetch brings 1 MiB of
+a partition at most."""
+
+
+class _State(Enum):
+    LIVE = "live"
+    """Takes the partition's records as they are fetched."""
+    FULL = "full"
+    """Parked at ``next_offset`` until its reader has taken half of what it holds."""
+    REWIND = "rewind"
+    """Waiting for the reader's task to seek its partition back to ``next_offset``."""
 
 
 @dataclass(eq=False)
@@ -65,12 +90,60 @@ class Subscription:
     run_id: str
     partition: int
     next_offset: int
-    queue: asyncio.Queue[tuple[int, Event | None]] = field(default_factory=asyncio.Queue)
-    """(offset, event) for each event of the run; (position, None) after every fetch."""
+    """The offset of the first record not looked at yet for this subscription."""
+    read_to: int = -1
+    """How far the log has been read for it: every event of the run before this
+    offset has been delivered (-1: nothing fetched yet)."""
+    held: deque[tuple[int, Event, int]] = field(default_factory=deque)
+    """(offset, event, record bytes) delivered and not taken yet."""
+    held_bytes: int = 0
+    state: _State = _State.LIVE
+    moved: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when an event is delivered or ``read_to`` moves."""
     ids: StreamIds = field(default_factory=StreamIds)
     """The run's ids delivered so far: repeats are dropped, other bodies refused."""
     ours: bool = False
     """In a tenant process: a record of its tenant was read, so the run is its tenant's."""
+    rewinds: set[int] | None = None
+    """The watcher's partitions to seek back (told when this one is unparked)."""
+
+    @property
+    def full(self) -> bool:
+        return bool(self.held) and (len(self.held) >= HELD_EVENTS or self.held_bytes >= HELD_BYTES)
+
+    def deliver(self, offset: int, event: Event, size: int) -> None:
+        self.held.append((offset, event, size))
+        self.held_bytes += size
+        self.moved.set()
+
+    def read_up_to(self, position: int) -> None:
+        if position > self.read_to:
+            self.read_to = position
+            self.moved.set()
+
+    async def get(self) -> tuple[int, Event]:
+        """The next event delivered, waiting for it."""
+        while (taken := self.take()) is None:
+            await self.moved.wait()
+        return taken
+
+    def take(self) -> tuple[int, Event] | None:
+        """The oldest event delivered and not taken, or None; a parked subscription
+        whose reader has taken half of what it held asks to be read on."""
+        if not self.held:
+            self.moved.clear()
+            return None
+        offset, event, size = self.held.popleft()
+        self.held_bytes -= size
+        if (
+            self.state is _State.FULL
+            and len(self.held) <= HELD_EVENTS // 2
+            and self.held_bytes <= HELD_BYTES // 2
+        ):
+            self.state = _State.REWIND
+            if self.rewinds is not None:
+                self.rewinds.add(self.partition)
+        return offset, event
 
 
 class RunWatcher(AsyncService):
@@ -93,6 +166,8 @@ class RunWatcher(AsyncService):
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._subs: dict[int, set[Subscription]] = {}
+        self._rewinds: set[int] = set()
+        """Partitions with a subscription waiting to be read from further back."""
         self._partitions: list[int] = []
         self._lock = asyncio.Lock()
 
@@ -143,15 +218,17 @@ class RunWatcher(AsyncService):
         return int(hit.offset) if hit is not None else await self.end_offset(partition)
 
     async def subscribe(self, run_id: str, partition: int, start: int) -> Subscription:
-        sub = Subscription(run_id, partition, start)
+        sub = Subscription(run_id, partition, start, rewinds=self._rewinds)
         tp = TopicPartition(self._topic, partition)
         async with self._lock:
             subs = self._subs.setdefault(partition, set())
             if not subs:
                 self._consumer.seek(tp, start)
                 self._consumer.resume(tp)
-            elif start < await self._consumer.position(tp):
-                self._consumer.seek(tp, start)  # the others skip what they already had
+            else:
+                if start < await self._consumer.position(tp):
+                    self._consumer.seek(tp, start)  # the others skip what they already had
+                self._consumer.resume(tp)  # paused while all the others were parked
             subs.add(sub)
         return sub
 
@@ -177,11 +254,13 @@ class RunWatcher(AsyncService):
         sub = await self.subscribe(run_id, partition, start)
         try:
             while True:
-                offset, event = await sub.queue.get()
-                if event is None:
-                    if stop_at is not None and offset >= stop_at:
+                taken = sub.take()
+                if taken is None:
+                    if stop_at is not None and sub.read_to >= stop_at:
                         return
+                    await sub.moved.wait()
                     continue
+                offset, event = taken
                 yield offset, event
                 if until_terminal and event.type in TERMINAL_EVENTS:
                     return
@@ -193,6 +272,7 @@ class RunWatcher(AsyncService):
         tenant = self._settings.tenant  # a tenant process follows its own tenant's records only
         while True:
             try:
+                await self._rewind()
                 batch = await consumer.getmany(timeout_ms=100, max_records=2000)
             except KafkaError:
                 await asyncio.sleep(0.5)
@@ -204,7 +284,8 @@ class RunWatcher(AsyncService):
                     continue
                 by_key: dict[bytes, list[Subscription]] = {}
                 for sub in subs:
-                    by_key.setdefault(sub.run_id.encode(), []).append(sub)
+                    if sub.state is _State.LIVE:
+                        by_key.setdefault(sub.run_id.encode(), []).append(sub)
                 last = records[-1].offset + 1 if records else None
                 for record in records:
                     wanted = by_key.get(record.key or b"")
@@ -212,7 +293,7 @@ class RunWatcher(AsyncService):
                         continue
                     event: Event | None = None
                     for sub in wanted:
-                        if record.offset < sub.next_offset:
+                        if record.offset < sub.next_offset or sub.state is not _State.LIVE:
                             continue
                         if event is None:
                             try:
@@ -224,24 +305,33 @@ class RunWatcher(AsyncService):
                                     consumer.seek(tp, record.offset)
                                     last, retry = record.offset, True
                                 break
-                        sub.next_offset = record.offset + 1
                         if tenant is not None:
                             if event.tenant == tenant:
                                 sub.ours = True
                             elif event.tenant is not None or not sub.ours:
+                                sub.next_offset = record.offset + 1
                                 continue  # not this tenant's run, or not its record
+                        if sub.full:
+                            # Parked here: read again from this record once taken.
+                            sub.state = _State.FULL
+                            sub.next_offset = record.offset
+                            continue
+                        sub.next_offset = record.offset + 1
                         try:
                             fresh = sub.ids.admit(event, record.key)
                         except RunwireError:
                             continue  # an id reused with another body: refused, as everywhere
                         if fresh:
-                            sub.queue.put_nowait((record.offset, event))
+                            sub.deliver(record.offset, event, len(record.value or b""))
                     if last == record.offset:
                         break  # sought back to it: the rest of this fetch comes again
                 if last is not None:
                     for sub in subs:
-                        sub.next_offset = max(sub.next_offset, last)
-                        sub.queue.put_nowait((last, None))
+                        if sub.state is _State.LIVE:
+                            sub.next_offset = max(sub.next_offset, last)
+                            sub.read_up_to(last)
+                if all(sub.state is _State.FULL for sub in subs):
+                    consumer.pause(tp)  # resumed by the rewind that unparks one
             # Partitions that returned nothing: tell followers where the log ends.
             for partition, subs in list(self._subs.items()):
                 if not subs:
@@ -252,10 +342,30 @@ class RunWatcher(AsyncService):
                 with contextlib.suppress(Exception):
                     position = await consumer.position(tp)
                     for sub in list(subs):
-                        if position >= sub.next_offset:
-                            sub.queue.put_nowait((position, None))
+                        if sub.state is _State.LIVE and position >= sub.next_offset:
+                            sub.read_up_to(position)
             if retry:
                 await asyncio.sleep(0.5)
+
+    async def _rewind(self) -> None:
+        """Seek back every partition a subscription waits on, to the earliest offset
+        any of them needs; they take records from the next fetch on."""
+        if not self._rewinds:
+            return
+        async with self._lock:
+            partitions = list(self._rewinds)
+            self._rewinds.clear()
+            for partition in partitions:
+                waiting = [s for s in self._subs.get(partition, ()) if s.state is _State.REWIND]
+                if not waiting:
+                    continue
+                tp = TopicPartition(self._topic, partition)
+                target = min(s.next_offset for s in waiting)
+                if target < await self._consumer.position(tp):
+                    self._consumer.seek(tp, target)
+                self._consumer.resume(tp)
+                for sub in waiting:
+                    sub.state = _State.LIVE
 
 
 async def follow_run(
