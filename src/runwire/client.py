@@ -26,6 +26,8 @@ Contract:
   events are all yielded, in log order, so a reader that lost chunks or came
   late still ends with exactly the canonical transcript. Ends after the
   terminal event. The live reader (a second consumer) starts on first use.
+  It reads :data:`STREAM_HELD` events at most ahead of its reader (then the
+  log's reader holds them back: :mod:`runwire.log.watcher`).
 - ``handle.wait(timeout)`` returns a :class:`RunOutcome` once the log holds
   the run's terminal event (status, error, transcript). With a
   :class:`~runwire.projections.runs.reader.RunStore` given to the client it
@@ -111,6 +113,7 @@ if TYPE_CHECKING:
     from runwire.projections.transcripts.reader import TranscriptCache
 
 __all__ = [
+    "STREAM_HELD",
     "BlockingClient",
     "BlockingRunHandle",
     "Client",
@@ -124,6 +127,9 @@ PRODUCER = "runwire-client"
 LIVE_JOIN_SLACK_MS = 5_000
 """How far before the newest delta a stream joins the live topic: clocks of the
 writers may disagree by that much (chunks of earlier answers are not shown)."""
+
+STREAM_HELD = 256
+"""Events ``stream()`` reads ahead of its reader at most (a reader may stop reading)."""
 
 T = TypeVar("T")
 
@@ -255,16 +261,22 @@ class RunHandle:
         since = newest_delta.occurred_at if newest_delta is not None else now()
         millis = int(since.timestamp() * 1000) - LIVE_JOIN_SLACK_MS
         live_start = await live.offset_at(live_partition, millis)
-        queue: asyncio.Queue[tuple[bool, Event] | BaseException | None] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[bool, Event] | BaseException | None] = asyncio.Queue(
+            maxsize=STREAM_HELD
+        )
 
         async def pump(events: AsyncGenerator[tuple[int, Event], None], canonical: bool) -> None:
             try:
                 async for _, event in events:
-                    queue.put_nowait((canonical, event))
+                    await queue.put((canonical, event))
                 if canonical:
-                    queue.put_nowait(None)
+                    await queue.put(None)
             except Exception as e:
-                queue.put_nowait(e)
+                await queue.put(e)
+            finally:
+                # Cancelled while parked on a full queue, the generator is suspended
+                # at a yield: close it now so its subscription ends with the stream.
+                await events.aclose()
 
         pumps = [
             asyncio.create_task(
