@@ -19,6 +19,11 @@ Rules (the run-status contract, also written out in ``tests/support/reference.py
   ``approval_decided`` of a call takes it out, and the phase goes back to
   ``executing_tools`` once none waits. While one waits, a status change
   keeps that phase.
+- A run may await any number of tool calls: :func:`fold_batch` keeps each
+  row's ``pending_tool_uses`` and ``awaiting_approval`` as ordered sets
+  (:class:`Calls`) while it folds and writes them back at the end, so an
+  event costs a lookup, never a walk over the calls the run awaits.
+  :func:`check` and :func:`apply` take those sets when given them.
 - Counts: messages = ``user_message`` + ``assistant_text`` events; tool calls
   = ``tool_use``; tool errors = ``tool_result`` with ``is_error``; usage sums
   every ``usage`` event.
@@ -177,8 +182,44 @@ Run = RunRow
 """What readers get: a run as the run-status projection sees it."""
 
 
-def check(row: RunRow | None, event: Event, key: bytes | None) -> None:
-    """Raise :class:`Rejected` when ``event`` cannot be applied to ``row``."""
+@dataclass(slots=True)
+class Calls:
+    """A row's awaited and held tool calls as ordered sets, while many of its events
+    are folded: membership and removal in constant time, where the row's lists
+    are searched end to end. :meth:`write_back` puts them in the row."""
+
+    awaited: dict[str, None]
+    held: dict[str, None]
+
+    @classmethod
+    def of(cls, row: RunRow) -> Calls:
+        return cls(dict.fromkeys(row.pending_tool_uses), dict.fromkeys(row.awaiting_approval))
+
+    def write_back(self, row: RunRow) -> None:
+        row.pending_tool_uses = list(self.awaited)
+        row.awaiting_approval = list(self.held)
+
+
+_Ids = list[str] | dict[str, None]
+
+
+def _put(ids: _Ids, item: str) -> None:
+    if isinstance(ids, dict):
+        ids[item] = None
+    else:
+        ids.append(item)
+
+
+def _take(ids: _Ids, item: str) -> None:
+    if isinstance(ids, dict):
+        del ids[item]
+    else:
+        ids.remove(item)
+
+
+def check(row: RunRow | None, event: Event, key: bytes | None, calls: Calls | None = None) -> None:
+    """Raise :class:`Rejected` when ``event`` cannot be applied to ``row`` (whose
+    calls are ``calls`` when given)."""
     if event.type.stream is not Stream.RUN:
         raise Rejected("wrong_topic", f"{event.type.value} event on the run-events topic")
     assert event.run_id is not None  # the contract requires it for run events
@@ -194,7 +235,9 @@ def check(row: RunRow | None, event: Event, key: bytes | None) -> None:
             f"which is tenant {row.tenant!r}'s",
         )
     payload = event.payload
-    pending = row.pending_tool_uses if row is not None else []
+    pending: _Ids = (
+        calls.awaited if calls is not None else row.pending_tool_uses if row is not None else []
+    )
     if isinstance(payload, ToolUse) and payload.id in pending:
         raise Rejected(
             "duplicate_tool_use_id",
@@ -211,8 +254,11 @@ def check(row: RunRow | None, event: Event, key: bytes | None) -> None:
         )
 
 
-def apply(row: RunRow | None, event: Event, partition: int, offset: int) -> RunRow:
-    """The row after ``event`` (call :func:`check` first). Mutates and returns ``row``."""
+def apply(
+    row: RunRow | None, event: Event, partition: int, offset: int, calls: Calls | None = None
+) -> RunRow:
+    """The row after ``event`` (call :func:`check` first). Mutates and returns ``row``;
+    given ``calls``, the row's calls are changed there, not in its lists."""
     if row is None:
         row = RunRow.new(event, partition, offset)
     row.session_id = row.session_id or event.session_id
@@ -225,7 +271,10 @@ def apply(row: RunRow | None, event: Event, partition: int, offset: int) -> RunR
     row.event_count += 1
     row.updated_at = max(row.updated_at, event.occurred_at)
     row.last_offset = offset
-    _apply_payload(row, event)
+    if calls is not None:
+        _apply_payload(row, event, calls.awaited, calls.held)
+    else:
+        _apply_payload(row, event, row.pending_tool_uses, row.awaiting_approval)
     return row
 
 
@@ -236,7 +285,7 @@ def _end(row: RunRow, status: RunStatus, event: Event, reason: str | None) -> No
     row.ended_at = event.occurred_at
 
 
-def _apply_payload(row: RunRow, event: Event) -> None:
+def _apply_payload(row: RunRow, event: Event, awaited: _Ids, held: _Ids) -> None:
     p = event.payload
     if isinstance(p, RunStarted):
         row.agent_id = row.agent_id or p.agent_id
@@ -249,17 +298,17 @@ def _apply_payload(row: RunRow, event: Event) -> None:
             row.status_reason = p.reason
             if p.status in TERMINAL:
                 row.ended_at = event.occurred_at
-            elif row.awaiting_approval:
+            elif held:
                 row.phase = AWAITING_APPROVAL
     elif isinstance(p, ApprovalRequested):
-        if p.tool_use_id not in row.awaiting_approval:
-            row.awaiting_approval.append(p.tool_use_id)
+        if p.tool_use_id not in held:
+            _put(held, p.tool_use_id)
         if not row.ended:
             row.phase = AWAITING_APPROVAL
     elif isinstance(p, ApprovalDecided):
-        if p.tool_use_id in row.awaiting_approval:
-            row.awaiting_approval.remove(p.tool_use_id)
-            if not row.awaiting_approval and not row.ended:
+        if p.tool_use_id in held:
+            _take(held, p.tool_use_id)
+            if not held and not row.ended:
                 row.phase = RunPhase.EXECUTING_TOOLS.value
     elif isinstance(p, RunCompleted):
         if not row.ended:
@@ -278,9 +327,9 @@ def _apply_payload(row: RunRow, event: Event) -> None:
             _end(row, RunStatus.CANCELED, event, p.reason)
     elif isinstance(p, ToolUse):
         row.tool_call_count += 1
-        row.pending_tool_uses.append(p.id)
+        _put(awaited, p.id)
     elif isinstance(p, ToolResult):
-        row.pending_tool_uses.remove(p.tool_use_id)
+        _take(awaited, p.tool_use_id)
         if p.is_error:
             row.tool_error_count += 1
     elif isinstance(p, Usage):
@@ -341,6 +390,25 @@ def fold_batch(
     """
     out = BatchOutcome()
     gone = erasure if erasure is not None else Erasure()
+    calls: dict[str, Calls] = {}
+    try:
+        _fold_records(rows, records, out, gone, calls, session_topic)
+    finally:
+        for run_id, of_run in calls.items():
+            row = rows.get(run_id)
+            if row is not None:
+                of_run.write_back(row)
+    return out
+
+
+def _fold_records(
+    rows: dict[str, RunRow],
+    records: Sequence[SourceRecord],
+    out: BatchOutcome,
+    gone: Erasure,
+    calls: dict[str, Calls],
+    session_topic: str | None,
+) -> None:
     for record in records:
         event = record.event
         if session_topic is not None and record.topic == session_topic:
@@ -354,8 +422,11 @@ def fold_batch(
         if event.run_id is not None and event.run_id in gone.runs:
             continue  # erased: neither applied nor dead-lettered
         row = rows.get(event.run_id) if event.run_id else None
+        of_run = calls.get(event.run_id) if event.run_id else None
+        if row is not None and of_run is None:
+            of_run = calls[row.run_id] = Calls.of(row)
         try:
-            check(row, event, record.key)
+            check(row, event, record.key, of_run)
         except Rejected as e:
             out.rejections.append(Rejection.of(record, e.reason, str(e)))
             continue
@@ -365,6 +436,5 @@ def fold_batch(
             # The run would be the deleted session's: it goes (with what it had).
             _erase(rows, gone, out, event.run_id, session_id)
             continue
-        rows[event.run_id] = apply(row, event, record.partition, record.offset)
+        rows[event.run_id] = apply(row, event, record.partition, record.offset, of_run)
         out.changed.add(event.run_id)
-    return out

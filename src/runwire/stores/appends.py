@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from runwire.contract.events import Event, ToolResult, ToolUse
 from runwire.contract.identity import StreamIds, body_digest
 from runwire.errors import DecodeError
-from runwire.projections.runs.fold import Rejected, RunRow, apply, check
+from runwire.projections.runs.fold import Calls, Rejected, RunRow, apply, check
 from runwire.stores.mapping import memory_events, normalized, runwire_events
 from runwire.stores.types import EventConflictError, MemoryEvent, StoreInputError
 from runwire.transcript.errors import LedgerError
@@ -42,6 +42,7 @@ def history(run_id: str, events: Sequence[Event]) -> list[Event]:
     seen = StreamIds()
     key = run_id.encode()
     row: RunRow | None = None
+    calls: Calls | None = None  # a run may await any number of calls: never searched
     out: list[Event] = []
     for offset, event in enumerate(events):
         try:
@@ -50,10 +51,12 @@ def history(run_id: str, events: Sequence[Event]) -> list[Event]:
         except DecodeError:
             continue  # a conflicting duplicate: every consumer keeps the first
         try:
-            check(row, event, key)
+            check(row, event, key, calls)
         except Rejected:
             continue
-        row = apply(row, event, 0, offset)
+        row = apply(row, event, 0, offset, calls)
+        if calls is None:
+            calls = Calls.of(row)
         out.append(event)
     return out
 
@@ -61,8 +64,13 @@ def history(run_id: str, events: Sequence[Event]) -> list[Event]:
 def run_row(run_id: str, events: Sequence[Event]) -> RunRow | None:
     """The run-status row the run's events make (None for no events)."""
     row: RunRow | None = None
+    calls: Calls | None = None
     for offset, event in enumerate(history(run_id, events)):
-        row = apply(row, event, 0, offset)
+        row = apply(row, event, 0, offset, calls)
+        if calls is None:
+            calls = Calls.of(row)
+    if row is not None and calls is not None:
+        calls.write_back(row)
     return row
 
 
