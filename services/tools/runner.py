@@ -37,6 +37,9 @@ Contract:
   its calls runs (an agent tool cancels its child run there).
 - A call found while catching up is executed with ``ToolContext.recovered``
   (it may have run before the restart).
+- Calls may wait for any time (held, or of a paused run), any number of them:
+  an event looks at its own run's calls only, and a batch's end at the calls
+  it made ready, never at every call waiting in the partition.
 - Committed offsets never pass the oldest tool_use still without a result.
 - ``start()`` / ``stop()`` (idempotent) or ``async with``.
 """
@@ -108,10 +111,19 @@ class _Call:
     """Waiting for a person's approval."""
 
 
+_Key = tuple[str, str]
+"""(run_id, tool_use id) of a call."""
+
+
 @dataclass
 class _Partition:
-    calls: OrderedDict[tuple[str, str], _Call] = field(default_factory=OrderedDict)
+    calls: OrderedDict[_Key, _Call] = field(default_factory=OrderedDict)
     """(run_id, tool_use id) -> the call still without a result in the log."""
+    of_run: dict[str, dict[_Key, None]] = field(default_factory=dict)
+    """Run id -> the keys of its calls in ``calls``: a run's ending, pause or resume
+    looks at its own calls, never at every call waiting in the partition."""
+    ready: dict[_Key, None] = field(default_factory=dict)
+    """Calls that may start at the next batch's end (new, approved, or resumed)."""
     ended: OrderedDict[str, None] = field(default_factory=OrderedDict)
     uses: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
     """(run_id, tool_use id) of the most recent calls seen, answered or not: a
@@ -124,7 +136,20 @@ class _Partition:
     """Run id -> its tenant (the first its events name, as read here): another
     tenant's events on its id are not the run's (runwire.contract.run_lifecycle)."""
     live: bool = False
-    dirty: bool = False
+
+    def add(self, key: _Key, call: _Call) -> None:
+        self.calls[key] = call
+        self.of_run.setdefault(key[0], {})[key] = None
+        self.ready[key] = None
+
+    def drop(self, key: _Key) -> _Call | None:
+        call = self.calls.pop(key, None)
+        if call is not None:
+            keys = self.of_run[key[0]]
+            del keys[key]
+            if not keys:
+                del self.of_run[key[0]]
+        return call
 
 
 def result_event(use: Event, content: object, is_error: bool) -> Event:
@@ -222,8 +247,7 @@ class ToolRunner(FollowingService):
             if len(part.uses) > _ENDED_MEMORY:
                 part.uses.popitem(last=False)
             if payload.name in self._registry and run_id not in part.ended:
-                part.calls[key] = _Call(offset, event, held=key in part.held)
-                part.dirty = True
+                part.add(key, _Call(offset, event, held=key in part.held))
         elif isinstance(payload, ApprovalRequested):
             part.held[(run_id, payload.tool_use_id)] = None
             if len(part.held) > _ENDED_MEMORY:
@@ -238,11 +262,11 @@ class ToolRunner(FollowingService):
                 return
             if payload.approved:
                 held.held = False
-                part.dirty = True
+                part.ready[key] = None
             else:
-                del part.calls[key]  # the orchestrator answers it with an error
+                part.drop(key)  # the orchestrator answers it with an error
         elif isinstance(payload, ToolResult):
-            call = part.calls.pop((run_id, payload.tool_use_id), None)
+            call = part.drop((run_id, payload.tool_use_id))
             if call is not None and event.producer != PRODUCER:
                 self._stop(call)  # answered from outside
         elif event.type in TERMINAL_EVENTS:
@@ -250,8 +274,9 @@ class ToolRunner(FollowingService):
             if len(part.ended) > _ENDED_MEMORY:
                 part.ended.popitem(last=False)
             part.paused.pop(run_id, None)
-            for key in [k for k in part.calls if k[0] == run_id]:
-                call = part.calls.pop(key)
+            for key in list(part.of_run.get(run_id, ())):
+                call = part.drop(key)
+                assert call is not None
                 if call.task is not None and not call.task.done() and self._on_run_ended:
                     work = asyncio.ensure_future(self._run_ended(call, event))
                     self._ended_work.add(work)
@@ -262,7 +287,7 @@ class ToolRunner(FollowingService):
                 part.paused[run_id] = event.event_id
             elif event.causation_id is not None and part.paused.get(run_id) == event.causation_id:
                 del part.paused[run_id]
-                part.dirty = True
+                part.ready.update(part.of_run.get(run_id, {}))
 
     async def _run_ended(self, call: _Call, ending: Event) -> None:
         assert self._on_run_ended is not None
@@ -278,8 +303,7 @@ class ToolRunner(FollowingService):
 
     def batch_done(self) -> None:
         for part in self._partitions.values():
-            if part.live and part.dirty:
-                part.dirty = False
+            if part.live and part.ready:
                 self._start_calls(part)
 
     def caught_up(self, partition: int) -> None:
@@ -288,7 +312,7 @@ class ToolRunner(FollowingService):
             for call in part.calls.values():
                 call.recovered = True
             part.live = True
-            part.dirty = False
+            part.ready = dict.fromkeys(part.calls)
             self._start_calls(part)
 
     def safe_offset(self, partition: int, position: int) -> int:
@@ -301,9 +325,14 @@ class ToolRunner(FollowingService):
     # -- acting ------------------------------------------------------------------
 
     def _start_calls(self, part: _Partition) -> None:
-        for (run_id, _), call in part.calls.items():
-            if call.task is None and not call.held and run_id not in part.paused:
-                call.task = asyncio.create_task(self._execute(call.event, call.recovered))
+        """Start the ready calls that are not held, nor of a paused run (those
+        become ready again when approved or resumed)."""
+        ready, part.ready = part.ready, {}
+        for key in ready:
+            call = part.calls.get(key)
+            if call is None or call.task is not None or call.held or key[0] in part.paused:
+                continue
+            call.task = asyncio.create_task(self._execute(call.event, call.recovered))
 
     async def _execute(self, use: Event, recovered: bool) -> None:
         payload = use.payload
