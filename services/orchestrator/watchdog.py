@@ -19,7 +19,9 @@ Contract:
   the log) it is left alone for this sweep, so the failure is only ever
   caused by the run's true last event; a run paused in the fold (the
   projection shows the status of an answer that landed after a pause) or
-  ended is left alone too.
+  ended is left alone too. A run left alone is not read again while its
+  row does not move (the same row gets the same verdict): a run a hostile
+  record made unjudgeable costs one read, not one per sweep.
 - The failure is ``run_failed`` (``error_kind`` ``owner_lost`` when the fold
   says an orchestrator has something to do, e.g. an unanswered delta;
   ``stalled`` otherwise; ``awaiting_tools_timeout`` for a tool wait,
@@ -32,9 +34,10 @@ Contract:
 - Its producer is ``runwire-watchdog``: an orchestrator that still holds a
   task for the run cancels it on reading the failure (a terminal event from
   elsewhere), so nothing more is said for the run.
-- ``async with Watchdog(settings)`` opens a run-status reader, a group-less
-  log consumer and a publisher (or uses the ones given); ``sweep()`` does one
-  pass, ``run(stop, interval)`` sweeps until ``stop`` is set.
+- ``async with Watchdog(settings)`` opens a run-status reader, a run reader
+  (a group-less log consumer) and a publisher (or uses the ones given);
+  ``sweep()`` does one pass, ``run(stop, interval)`` sweeps until ``stop``
+  is set.
   ``runwire serve watchdog`` (:func:`serve_watchdog`) sweeps every quarter of
   the shortest deadline (1 s to 60 s).
 """
@@ -155,6 +158,7 @@ class Watchdog(AsyncService):
         tools_seconds: float | None = None,
         publisher: EventWriter | None = None,
         runs: RunStore | None = None,
+        reader: RunReader | None = None,
         codec: Codec | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -170,7 +174,10 @@ class Watchdog(AsyncService):
         self._codec = codec or codec_for(settings)
         self._now = now
         self._stack: contextlib.AsyncExitStack | None = None
-        self._reader: RunReader | None = None
+        self._reader = reader
+        self._left: dict[str, tuple[int, str]] = {}
+        """Run id -> (its row's ``last_offset``, why it was left alone) of the last
+        sweep's candidates not failed: read again only once the row moves."""
 
     async def start(self) -> None:
         if self._stack is not None:
@@ -184,9 +191,10 @@ class Watchdog(AsyncService):
                 )
             if self._publisher is None:
                 self._publisher = await stack.enter_async_context(Publisher(self._settings))
-            self._reader = await stack.enter_async_context(
-                RunReader(self._settings, codec=self._codec)
-            )
+            if self._reader is None:
+                self._reader = await stack.enter_async_context(
+                    RunReader(self._settings, codec=self._codec)
+                )
         except BaseException:
             await stack.aclose()
             raise
@@ -217,36 +225,56 @@ class Watchdog(AsyncService):
         if self.tools_seconds is not None:
             candidates += await self._candidates(RunStatus.AWAITING_TOOLS, now, self.tools_seconds)
         failed: list[Stall] = []
+        left: dict[str, tuple[int, str]] = {}
         for run in candidates:
-            folded = await self._fold(run)
-            if folded is None:
-                WATCHDOG_VERDICTS.labels("not_judged").inc()
-                continue  # the projection is behind the log: not stalled, or not yet known
-            state, last = folded
-            if state.terminal or state.paused_by is not None:
-                WATCHDOG_VERDICTS.labels("ended" if state.terminal else "paused").inc()
-                continue  # a pause is a legitimate wait, even after an in-flight answer
-            if state.status is RunStatus.AWAITING_TOOLS and self.tools_seconds is None:
-                WATCHDOG_VERDICTS.labels("awaiting_tools").inc()
-                continue
-            stall = failure_for(run, state, last, now)
-            try:
-                event = RunContext.of(last).event(
-                    RunFailed(error_kind=stall.error_kind, message=stall.message, retryable=True),
-                    producer=WATCHDOG_PRODUCER,
-                    causation_id=last.event_id,
-                    index=WATCHDOG_SLOT,
-                )
-            except RunwireError as e:
-                # One run's envelope must not stop the sweep of the others.
-                log.warning("run %s: its failure cannot be written (%s); skipped", run.run_id, e)
-                continue
-            assert self._publisher is not None
-            await publish_retrying(self._publisher, [event])
-            WATCHDOG_VERDICTS.labels(stall.error_kind).inc()
-            log.warning("%s: %s", stall.error_kind, stall.message)
-            failed.append(stall)
+            verdict = self._left.get(run.run_id)
+            if verdict is None or verdict[0] != run.last_offset:
+                judged = await self._judge(run, now)
+                if judged is None:
+                    WATCHDOG_VERDICTS.labels("not_judged").inc()
+                    continue  # the log could not be read: judged at a later sweep
+                if isinstance(judged, tuple):
+                    await self._fail(*judged)
+                    failed.append(judged[0])
+                    continue
+                verdict = (run.last_offset, judged)
+            left[run.run_id] = verdict  # the same row gets the same verdict
+            WATCHDOG_VERDICTS.labels(verdict[1]).inc()
+        self._left = left
         return failed
+
+    async def _judge(self, run: Run, now: datetime) -> tuple[Stall, Event] | str | None:
+        """A stalled run's failure (and its ``run_failed``), else why the run is left
+        alone (the same while its row does not move), or None when its log could not
+        be read now."""
+        folded = await self._fold(run)
+        if folded is None or isinstance(folded, str):
+            return folded  # the projection is behind the log: not stalled, or not yet known
+        state, last = folded
+        if state.terminal or state.paused_by is not None:
+            # A pause is a legitimate wait, even after an in-flight answer.
+            return "ended" if state.terminal else "paused"
+        if state.status is RunStatus.AWAITING_TOOLS and self.tools_seconds is None:
+            return "awaiting_tools"
+        stall = failure_for(run, state, last, now)
+        try:
+            failure = RunContext.of(last).event(
+                RunFailed(error_kind=stall.error_kind, message=stall.message, retryable=True),
+                producer=WATCHDOG_PRODUCER,
+                causation_id=last.event_id,
+                index=WATCHDOG_SLOT,
+            )
+        except RunwireError as e:
+            # One run's envelope must not stop the sweep of the others.
+            log.warning("run %s: its failure cannot be written (%s); skipped", run.run_id, e)
+            return "not_writable"
+        return stall, failure
+
+    async def _fail(self, stall: Stall, failure: Event) -> None:
+        assert self._publisher is not None
+        await publish_retrying(self._publisher, [failure])
+        WATCHDOG_VERDICTS.labels(stall.error_kind).inc()
+        log.warning("%s: %s", stall.error_kind, stall.message)
 
     async def _candidates(self, status: RunStatus, now: datetime, seconds: float) -> list[Run]:
         assert self._runs is not None
@@ -260,10 +288,10 @@ class Watchdog(AsyncService):
             if page is None:
                 return out
 
-    async def _fold(self, run: Run) -> tuple[RunState, Event] | None:
-        """The run folded from its log range and its last event, or ``None`` when the
-        log holds an event of the run after ``run.last_offset`` (the row is not current)
-        or one it cannot decode (the run cannot be judged this sweep)."""
+    async def _fold(self, run: Run) -> tuple[RunState, Event] | str | None:
+        """The run folded from its log range and its last event; ``"not_judged"``
+        when the log holds an event of the run after ``run.last_offset`` (the row is
+        not current) or one it cannot decode; None when the log cannot be read now."""
         assert self._reader is not None
         try:
             scan = await self._reader.scan(run.run_id, run.log_partition, run.first_offset)
@@ -274,9 +302,9 @@ class Watchdog(AsyncService):
             # Dead-lettered by the projectors: the run cannot be judged, so it is
             # left alone, and the other runs are still swept.
             log.warning("run %s: record(s) %s not decoded; skipped", run.run_id, scan.undecodable)
-            return None
+            return "not_judged"
         if not scan.records or scan.records[-1].offset > run.last_offset:
-            return None
+            return "not_judged"
         first = scan.records[0]
         state = RunState(
             RunContext.of(first.event), first.offset, max_turns=self._settings.max_turns

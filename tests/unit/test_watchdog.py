@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import cast
 
 from runwire.contract.codec import default_codec
 from runwire.contract.events import ApprovalRequested, Event, RunFailed, RunStarted, UserMessage
 from runwire.contract.limits import MAX_ID_CHARS
+from runwire.log.inmem import InMemoryLog
+from runwire.log.records import SourceRecord
+from runwire.log.runs import RunReader, RunScan
 from runwire.projections.runs.fold import RunRow
+from runwire.projections.runs.reader import RunStore
+from runwire.projections.runtime.paging import Page
 from runwire.providers.base import ModelResponse, TokenUsage
 from runwire.services.orchestrator.answers import answer_events
 from runwire.services.orchestrator.run_state import RunState
-from runwire.services.orchestrator.watchdog import failure_for
+from runwire.services.orchestrator.watchdog import Watchdog, failure_for
 from runwire.services.run_context import RunContext
 from runwire.settings import Settings
 from runwire.transcript.messages import ToolUsePart
@@ -117,3 +123,54 @@ def test_a_failure_names_a_few_calls_and_counts_the_rest_whatever_the_log_holds(
             index=5,
         )
         assert len(default_codec().encode(event)) < Settings().max_event_bytes
+
+
+class _Runs:
+    """The run-status store as the watchdog lists it: the rows given."""
+
+    def __init__(self, rows: list[RunRow]) -> None:
+        self.rows = rows
+
+    async def list(self, *, status: str, page: str | None, limit: int) -> Page[RunRow]:
+        return Page([r for r in self.rows if r.status == status], None)
+
+
+class _Log:
+    """The run reader: each run's records, one of them not decodable; counts scans."""
+
+    def __init__(self, runs: dict[str, list[Event]], poisoned: set[str]) -> None:
+        self.runs = runs
+        self.poisoned = poisoned
+        self.scans: list[str] = []
+
+    async def scan(self, run_id: str, partition: int, first: int) -> RunScan:
+        self.scans.append(run_id)
+        records = [
+            SourceRecord("run-events", 0, i, 0, run_id.encode(), b"", (), e)
+            for i, e in enumerate(self.runs[run_id])
+        ]
+        undecodable = [len(records)] if run_id in self.poisoned else []
+        return RunScan(records, undecodable, len(records) + 1)
+
+
+async def test_a_run_left_alone_is_not_read_again_until_its_row_moves() -> None:
+    # A run the watchdog cannot judge (a record of it does not decode, or the
+    # store dead-lettered its last records) stays a candidate: each sweep read
+    # its partition from the run's start to the log's end again, for good.
+    poisoned = [Event.create(RunStarted(agent_id="a"), run_id="run-p", session_id="s")]
+    stalled = [Event.create(RunStarted(agent_id="a"), run_id="run-s", session_id="s")]
+    rows = [_fold(poisoned, "pending")[0], _fold(stalled, "pending")[0]]
+    log = _Log({"run-p": poisoned, "run-s": stalled}, poisoned={"run-p"})
+    dog = Watchdog(
+        Settings(),
+        runs=cast(RunStore, _Runs(rows)),
+        publisher=InMemoryLog(),
+        reader=cast(RunReader, log),
+        now=lambda: rows[0].updated_at + timedelta(days=1),
+    )
+    failed = [await dog.sweep() for _ in range(3)]
+    assert [[s.run_id for s in f] for f in failed] == [["run-s"]] * 3
+    assert log.scans.count("run-p") == 1
+    rows[0].last_offset += 1  # the store applied one more of its events
+    await dog.sweep()
+    assert log.scans.count("run-p") == 2
