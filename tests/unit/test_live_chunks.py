@@ -208,6 +208,41 @@ def test_tool_events_settle_with_their_result_and_everything_with_the_end() -> N
     assert not view.live(live_chunk("d3", "s1", 0))
 
 
+def test_a_view_holds_a_bounded_number_of_answers_and_settled_causes() -> None:
+    # A hostile producer may write live chunks under any number of causes for a
+    # run someone follows (and a run may settle any number of causes).
+    from runwire.transcript import live
+
+    view = LiveView()
+    for i in range(live.MAX_PENDING + 50):
+        assert view.live(live_chunk(f"d{i}", "s1", 0, "x"))
+    assert len(view.pending) == live.MAX_PENDING
+    newest = f"d{live.MAX_PENDING + 49}"
+    assert view.text(newest) == "x"  # the newest are kept, the oldest dropped
+    assert view.text("d0") == ""
+    for i in range(live.MAX_SETTLED + 50):
+        view.canonical(run_event(AssistantText(text="a"), f"c{i}"))
+    assert len(view.settled) == live.MAX_SETTLED
+    assert not view.live(live_chunk(f"c{live.MAX_SETTLED + 49}", "s1", 0))  # recent: still settled
+
+
+def test_an_answer_keeps_a_bounded_text_and_says_pieces_are_missing() -> None:
+    from runwire.transcript import live
+
+    view = LiveView()
+    piece = "y" * 100_000
+    seq = 0
+    while seq * len(piece) <= 2 * live.MAX_ANSWER_CHARS:
+        view.live(live_chunk("d1", "s1", seq, piece))
+        seq += 1
+    assert len(view.text("d1")) <= live.MAX_ANSWER_CHARS
+    assert view.pending["d1"].gapped  # what is shown is incomplete until the canonical part
+    for index in range(2, live.MAX_BLOCKS + 50):  # blocks under made-up indexes
+        view.live(live_chunk("d2", "s1", index - 2, "z", index=index))
+    assert len(view.pending["d2"].blocks) == live.MAX_BLOCKS
+    assert view.pending["d2"].gapped
+
+
 async def answer_one_run(**options: Any) -> tuple[InMemoryLog, InMemoryLog]:
     """An orchestrator answering one run on in-memory logs: (its publisher, its live writer)."""
     from runwire.contract.events import RunStarted, UserMessage

@@ -16,10 +16,18 @@ Contract (:class:`LiveView`, a pure fold over what a reader receives):
 - ``pending`` holds the answers being streamed; ``text(cause)`` their visible
   text so far. Once a run has ended, ``pending`` is empty and what is shown is
   exactly the canonical events, however many live events were lost or late.
+- Bounded whatever the live topic holds (any producer may write to it): at
+  most :data:`MAX_PENDING` answers (the oldest dropped), :data:`MAX_SETTLED`
+  settled causes remembered (the oldest forgotten: a live event that late is
+  shown as a new answer until the run's next settling or end), and per answer
+  :data:`MAX_BLOCKS` blocks and :data:`MAX_ANSWER_CHARS` characters: what
+  goes past them is not kept and the answer is marked ``gapped``. A chunk
+  costs its own length (a block's pieces are joined when its text is asked for).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from runwire.contract.events import (
@@ -31,7 +39,24 @@ from runwire.contract.events import (
     RunStatusChanged,
 )
 
-__all__ = ["LiveAnswer", "LiveView"]
+__all__ = [
+    "MAX_ANSWER_CHARS",
+    "MAX_BLOCKS",
+    "MAX_PENDING",
+    "MAX_SETTLED",
+    "LiveAnswer",
+    "LiveView",
+]
+
+MAX_PENDING = 256
+"""Answers streamed at once that a view keeps (a turn streams one, or one per tool call)."""
+MAX_SETTLED = 4096
+"""Settled causes a view remembers, so that their late live events are not shown."""
+MAX_BLOCKS = 64
+"""Blocks of one answer a view keeps (thinking, text and tool blocks of one model call)."""
+MAX_ANSWER_CHARS = 1_000_000
+"""Characters of one answer a view keeps: a canonical event holds less
+(``Settings.max_event_bytes``), so a real answer is never cut."""
 
 _ANSWERING = frozenset(
     {
@@ -47,13 +72,15 @@ _ANSWERING = frozenset(
 
 @dataclass
 class LiveAnswer:
-    """The streamed blocks of one answer in progress: block index -> (kind, text)."""
+    """The streamed blocks of one answer in progress: block index -> (kind, its pieces)."""
 
     cause_id: str
     stream_id: str
     next_seq: int = 0
     gapped: bool = False
-    blocks: dict[int, tuple[str, str]] = field(default_factory=dict)
+    blocks: dict[int, tuple[str, list[str]]] = field(default_factory=dict)
+    chars: int = 0
+    """Characters kept in all blocks."""
 
     def add(self, chunk: LiveChunk) -> None:
         if chunk.seq > self.next_seq:
@@ -65,19 +92,33 @@ class LiveAnswer:
             index, kind, text = delta.get("index"), delta.get("kind"), delta.get("text")
             if not isinstance(index, int) or not isinstance(kind, str) or not isinstance(text, str):
                 continue
-            _, before = self.blocks.get(index, (kind, ""))
-            self.blocks[index] = (kind, before + text)
+            block = self.blocks.get(index)
+            if block is None:
+                if len(self.blocks) >= MAX_BLOCKS:
+                    self.gapped = True
+                    continue
+                block = self.blocks[index] = (kind, [])
+            if self.chars + len(text) > MAX_ANSWER_CHARS:
+                self.gapped = True
+                continue
+            block[1].append(text)
+            self.chars += len(text)
 
     def text(self, kind: str = "text") -> str:
-        return "".join(t for i, (k, t) in sorted(self.blocks.items()) if k == kind)
+        return "".join(
+            piece for _, (k, pieces) in sorted(self.blocks.items()) if k == kind for piece in pieces
+        )
 
 
 class LiveView:
     """See the module contract."""
 
     def __init__(self) -> None:
-        self.settled: set[str] = set()
-        self.pending: dict[str, LiveAnswer] = {}
+        # Oldest first. Not dicts: deleting a dict's first key leaves a hole
+        # that every later next(iter(...)) walks over.
+        self.settled: OrderedDict[str, None] = OrderedDict()
+        """Settled causes (an ordered set)."""
+        self.pending: OrderedDict[str, LiveAnswer] = OrderedDict()
         self.ended = False
 
     def canonical(self, event: Event) -> None:
@@ -87,7 +128,11 @@ class LiveView:
         cause = event.causation_id
         if cause is None or (event.type not in _ANSWERING and not _closing(event)):
             return
-        self.settled.add(cause)
+        settled = self.settled
+        if cause not in settled:
+            settled[cause] = None
+            if len(settled) > MAX_SETTLED:
+                settled.popitem(last=False)
         self.pending.pop(cause, None)
 
     def live(self, event: Event) -> bool:
@@ -98,9 +143,13 @@ class LiveView:
         payload = event.payload
         if not isinstance(payload, LiveChunk):
             return True
-        answer = self.pending.get(cause)
+        pending = self.pending
+        answer = pending.get(cause)
         if answer is None or answer.stream_id != payload.stream_id:
-            answer = self.pending[cause] = LiveAnswer(cause, payload.stream_id)
+            pending.pop(cause, None)  # a new stream: the newest answer
+            answer = pending[cause] = LiveAnswer(cause, payload.stream_id)
+            if len(pending) > MAX_PENDING:
+                pending.popitem(last=False)
         elif payload.seq < answer.next_seq:
             return False  # a repeat
         answer.add(payload)
