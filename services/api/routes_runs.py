@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from runwire.contract import ids
+from runwire.errors import listed
 from runwire.log import Position
 from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.waiting import NotCaughtUpError
@@ -174,8 +175,8 @@ async def post_tool_results(
         raise ApiError(
             409,
             "conflict",
-            f"run {run_id!r} awaits no tool call {', '.join(map(repr, unknown))} "
-            f"(it awaits: {', '.join(map(repr, run.pending_tool_uses)) or 'none'})",
+            f"run {run_id!r} awaits no tool call {listed(map(repr, unknown), len(unknown))} "
+            f"(it awaits: {listed(map(repr, run.pending_tool_uses), len(run.pending_tool_uses))})",
         )
     parts = [
         ToolResultPart(tool_use_id=r.tool_use_id, content=r.content, is_error=r.is_error)

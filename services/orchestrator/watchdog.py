@@ -26,7 +26,7 @@ Contract:
   says an orchestrator has something to do, e.g. an unanswered delta;
   ``stalled`` otherwise; ``awaiting_tools_timeout`` for a tool wait,
   ``approval_timeout`` when tool calls wait for a person's approval; its
-  message names :data:`NAMED` of those calls at most and counts the rest) whose
+  message names :data:`~runwire.errors.NAMED` of those calls at most and counts the rest) whose
   ``causation_id`` is that last event and whose id is
   ``deterministic_event_id(run, last event, WATCHDOG_SLOT)``: two watchdogs (or two sweeps) failing the same stall
   write the same event, which consumers drop as a copy; and the run-status
@@ -46,15 +46,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, RunFailed, RunStatus
-from runwire.errors import RunwireError
+from runwire.errors import RunwireError, listed
 from runwire.log import EventWriter, Publisher, publish_retrying
 from runwire.log.runs import RunReader
 from runwire.projections.runs.fold import Run
@@ -67,7 +66,6 @@ from runwire.telemetry import health
 from runwire.telemetry.metrics import WATCHDOG_VERDICTS
 
 __all__ = [
-    "NAMED",
     "NAME_CHARS",
     "WATCHDOG_PRODUCER",
     "WATCHDOG_SLOT",
@@ -86,9 +84,6 @@ WATCHDOG_SLOT = 5
 
 _PAGE = 500
 
-NAMED = 10
-"""Tool calls a failure names at most (the rest are counted): a hostile log may
-hold any number of them, and a failure over ``max_event_bytes`` is never written."""
 NAME_CHARS = 100
 """Longest tool name a failure shows whole (a held call's name is any text)."""
 
@@ -105,15 +100,9 @@ class Stall:
     message: str
 
 
-def _listed(names: Iterable[str], count: int) -> str:
-    """The first :data:`NAMED` of ``names`` (``count`` in all), the rest counted."""
-    shown = ", ".join(itertools.islice(names, NAMED)) or "none"
-    return f"{shown} and {count - NAMED} more" if count > NAMED else shown
-
-
 def failure_for(run: Run, state: RunState, last: Event, now: datetime) -> Stall:
     """The readable failure of a stalled run: its row, its fold from the log and
-    its last event (pure). Its message names :data:`NAMED` tool calls at most,
+    its last event (pure). Its message names :data:`~runwire.errors.NAMED` tool calls at most,
     each tool name cut to :data:`NAME_CHARS`: it stays publishable however many
     calls, of whatever names, the log holds."""
     idle = (now - run.updated_at).total_seconds()
@@ -122,14 +111,14 @@ def failure_for(run: Run, state: RunState, last: Event, now: datetime) -> Stall:
     if state.status is RunStatus.AWAITING_TOOLS and state.awaiting_approval:
         kind = "approval_timeout"
         waiting = state.awaiting_approval
-        held = _listed((f"{i} ({_cut(name)})" for i, name in waiting.items()), len(waiting))
+        held = listed((f"{i} ({_cut(name)})" for i, name in waiting.items()), len(waiting))
         message = f"run {run.run_id} waited for a person's approval too long: {since}; held: {held}"
     elif state.status is RunStatus.AWAITING_TOOLS:
         kind = "awaiting_tools_timeout"
         pending = run.pending_tool_uses
         message = (
             f"run {run.run_id} waited for tool results too long: {since}; "
-            f"pending tool calls {_listed(pending, len(pending))}"
+            f"pending tool calls {listed(pending, len(pending))}"
         )
     elif state.wants_action():
         kind = "owner_lost"

@@ -6,6 +6,24 @@ retry loops decide in one place instead of matching on classes.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
+
+NAMED = 10
+"""Items a message names at most (see :func:`listed`)."""
+
+
+def listed(names: Iterable[str], count: int, *, limit: int = NAMED) -> str:
+    """``names`` for a message: the first ``limit`` of them joined (``count`` in
+    all), the rest counted (``"a, b and 3 more"``), ``"none"`` when empty.
+
+    - A message that lists what a log or a request holds (tool calls, ids) stays
+      short however many it holds: a hostile one may hold any number, and an
+      error or an event over its size limit is never delivered.
+    """
+    shown = ", ".join(itertools.islice(names, limit)) or "none"
+    return f"{shown} and {count - limit} more" if count > limit else shown
+
 
 class RunwireError(Exception):
     """Root of every error raised by runwire."""
