@@ -24,6 +24,8 @@ from runwire.contract.events import (
 from runwire.errors import ContractError
 from runwire.transcript.errors import LedgerError
 from runwire.transcript.ledger import (
+    Ledger,
+    LedgerState,
     TranscriptBuilder,
     TranscriptState,
     build_messages_from_events,
@@ -31,6 +33,7 @@ from runwire.transcript.ledger import (
 )
 from runwire.transcript.messages import (
     Message,
+    Part,
     TextPart,
     ThinkingPart,
     ToolResultPart,
@@ -272,3 +275,42 @@ def test_committed_messages_are_the_models_validation_would_make(messages: list[
         assert message.model_fields_set == validated.model_fields_set
         assert message.model_dump_json() == validated.model_dump_json()
         assert [type(p) for p in message.parts] == [type(p) for p in validated.parts]
+
+
+def _every_part(state: LedgerState) -> list[Part]:
+    return [
+        *(p for m in state.messages for p in m.parts),
+        *state.assistant,
+        *state.results,
+        *state.user_text,
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(transcripts(thinking=True), st.booleans())
+def test_a_builder_makes_the_parts_a_validating_ledger_makes(
+    messages: list[Message], through_avro: bool
+) -> None:
+    # A builder's ledger makes its parts of payload fields without validating
+    # them again; a ledger fed the same payloads by hand validates each part.
+    # Both must hold the same parts, down to their fields set and JSON.
+    events = events_for(messages, RUN)
+    if through_avro:
+        codec = default_codec()
+        events = [codec.decode(codec.encode(e)) for e in events]
+    builder = TranscriptBuilder(RUN)
+    by_hand = Ledger()
+    for event in events:
+        builder.apply(event)
+        TranscriptBuilder._fold_into(by_hand, event.payload)
+    built, validated = _every_part(builder.state.ledger), _every_part(by_hand.state)
+    assert built == validated
+    for mine, theirs in zip(built, validated, strict=True):
+        assert type(mine) is type(theirs)
+        assert list(mine.__dict__) == list(theirs.__dict__)
+        assert mine.model_fields_set == theirs.model_fields_set
+        assert mine.model_dump_json() == theirs.model_dump_json()
+        assert mine.model_dump_json(exclude_unset=True) == theirs.model_dump_json(
+            exclude_unset=True
+        )
+    assert builder.messages() == by_hand.build_messages() == messages

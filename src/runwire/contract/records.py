@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -120,18 +120,22 @@ _set_extra = _slot_setter("__pydantic_extra__")
 _set_private = _slot_setter("__pydantic_private__")
 
 
-def construct(model: type[BaseModel], values: dict[str, Any]) -> Any:
+def construct(
+    model: type[BaseModel], values: dict[str, Any], fields_set: Collection[str] | None = None
+) -> Any:
     """What ``model.model_construct(**values)`` does, for values that have every field.
 
     ``values`` must already be valid; callers check what the schema does not
-    (here, the codec; the ledger for the messages it builds of parts it made).
-    Sets the four per-instance slots pydantic keeps (the fields in
+    (here, the codec; the ledger for the messages and parts it makes of what
+    it validated). Sets the four per-instance slots pydantic keeps (the fields in
     ``__dict__``, the fields set, no extras, no private attributes) directly:
-    this runs twice for every consumed record.
+    this runs twice for every consumed record. ``fields_set``: the fields
+    given, as validation records those passed to it (``model_fields_set``,
+    what ``exclude_unset`` keeps); every field by default.
     """
     obj = object.__new__(model)
     _set_dict(obj, values)
-    _set_fields_set(obj, set(values))
+    _set_fields_set(obj, set(values if fields_set is None else fields_set))
     _set_extra(obj, None)
     _set_private(obj, None)
     return obj

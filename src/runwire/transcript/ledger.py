@@ -131,7 +131,9 @@ def _copied(state: LedgerState) -> LedgerState:
 
 
 def _tool_use_ids(parts: Iterable[Part]) -> list[str]:
-    return [p.id for p in parts if isinstance(p, ToolUsePart)]
+    # By kind, not isinstance: a miss against a pydantic model class goes
+    # through ABCMeta, and this runs for every committed assistant message.
+    return [p.id for p in parts if p.kind == "tool_use"]
 
 
 class Ledger:
@@ -176,13 +178,13 @@ class Ledger:
         :attr:`ThinkingPart.complete`).
         """
         if redacted:
-            part = ThinkingPart(redacted=bytes(redacted))
+            part = self._redacted_thinking(bytes(redacted))
         elif signature:
-            part = ThinkingPart(text=text or "", signature=signature)
+            part = self._signed_thinking(text or "", signature)
         else:
             return False
         parts = self._s.assistant
-        if parts and not isinstance(parts[-1], ThinkingPart):
+        if parts and parts[-1].kind != "thinking":
             raise LedgerError(
                 "thinking_after_content",
                 f"thinking arrived after {type(parts[-1]).__name__} in the same assistant "
@@ -197,18 +199,18 @@ class Ledger:
         if not text:
             return
         parts = self._s.assistant
-        if parts and isinstance(parts[-1], ToolUsePart):
+        if parts and (last := parts[-1]).kind == "tool_use":
             raise LedgerError(
                 "text_after_tool_use",
-                f"assistant text {text[:40]!r} arrived after tool_use {parts[-1].id!r} "
+                f"assistant text {text[:40]!r} arrived after tool_use {last.id!r} "
                 "in the same message; an assistant message is thinking, text, tool_use",
             )
         self._open_assistant()
         parts = self._s.assistant
-        if parts and isinstance(parts[-1], TextPart):
-            parts[-1] = TextPart(text=parts[-1].text + text)
+        if parts and (last := parts[-1]).kind == "text":
+            parts[-1] = self._text(last.text + text)
         else:
-            parts.append(TextPart(text=text))
+            parts.append(self._text(text))
 
     def declare_tool_use(self, id: str, name: str, input: Mapping[str, Any] | None = None) -> None:
         """Add a tool_use to the assistant message; ``id`` must be new in the run."""
@@ -221,7 +223,7 @@ class Ledger:
                 "duplicate_tool_use_id", f"tool_use id {id!r} was already declared in this run"
             )
         self._open_assistant()
-        self._s.assistant.append(ToolUsePart(id=id, name=name, input=dict(input or {})))
+        self._s.assistant.append(self._tool_use(id, name, dict(input or {})))
         self._ids.add(id)
 
     def append_part(self, part: Part) -> None:
@@ -286,7 +288,7 @@ class Ledger:
 
     def append_user_text(self, *texts: str) -> None:
         """Add user text part(s) to the open user message; empty text is ignored."""
-        parts = [TextPart(text=t) for t in texts if t]
+        parts = [self._text(t) for t in texts if t]
         if not parts:
             return
         self.flush_assistant()
@@ -303,6 +305,31 @@ class Ledger:
         if user:
             out.append(Message(role="user", parts=user))
         return out
+
+    # -- parts ---------------------------------------------------------------
+
+    # What a caller hands in is validated as each part is made; a ledger that
+    # folds event payloads (:class:`_PayloadLedger`) makes them without that.
+
+    @staticmethod
+    def _text(text: str) -> TextPart:
+        return TextPart(text=text)
+
+    @staticmethod
+    def _redacted_thinking(redacted: bytes) -> ThinkingPart:
+        return ThinkingPart(redacted=redacted)
+
+    @staticmethod
+    def _signed_thinking(text: str, signature: str) -> ThinkingPart:
+        return ThinkingPart(text=text, signature=signature)
+
+    @staticmethod
+    def _tool_use(id: str, name: str, input: dict[str, Any]) -> ToolUsePart:
+        return ToolUsePart(id=id, name=name, input=input)
+
+    @staticmethod
+    def _tool_result(tool_use_id: str, content: Any, is_error: bool) -> ToolResultPart:
+        return ToolResultPart(tool_use_id=tool_use_id, content=content, is_error=is_error)
 
     # -- internals -----------------------------------------------------------
 
@@ -336,6 +363,57 @@ class Ledger:
                 "a new assistant message started right after a flushed assistant message; "
                 "user content must come between them",
             )
+
+
+class _PayloadLedger(Ledger):
+    """The ledger of a :class:`TranscriptBuilder`: it only folds event payloads,
+    whose fields the event model validated (pydantic for an event made here,
+    the codec for one read from the log) with the types of the parts' fields,
+    so it makes its parts without validating them again (which cost a third
+    of the fold, once per event of every run a projection folds). Each part
+    is the one validation makes of the same arguments, fields set included."""
+
+    @staticmethod
+    def _text(text: str) -> TextPart:
+        part: TextPart = construct(TextPart, {"kind": "text", "text": text}, _TEXT_SET)
+        return part
+
+    @staticmethod
+    def _redacted_thinking(redacted: bytes) -> ThinkingPart:
+        values = {"kind": "thinking", "text": None, "signature": None, "redacted": redacted}
+        part: ThinkingPart = construct(ThinkingPart, values, _REDACTED_SET)
+        return part
+
+    @staticmethod
+    def _signed_thinking(text: str, signature: str) -> ThinkingPart:
+        values = {"kind": "thinking", "text": text, "signature": signature, "redacted": None}
+        part: ThinkingPart = construct(ThinkingPart, values, _SIGNED_SET)
+        return part
+
+    @staticmethod
+    def _tool_use(id: str, name: str, input: dict[str, Any]) -> ToolUsePart:
+        values = {"kind": "tool_use", "id": id, "name": name, "input": input}
+        part: ToolUsePart = construct(ToolUsePart, values, _TOOL_USE_SET)
+        return part
+
+    @staticmethod
+    def _tool_result(tool_use_id: str, content: Any, is_error: bool) -> ToolResultPart:
+        values = {
+            "kind": "tool_result",
+            "tool_use_id": tool_use_id,
+            "content": content,
+            "is_error": is_error,
+        }
+        part: ToolResultPart = construct(ToolResultPart, values, _TOOL_RESULT_SET)
+        return part
+
+
+# The fields :class:`Ledger`'s validating constructors pass (what validation records as set).
+_TEXT_SET = frozenset({"text"})
+_REDACTED_SET = frozenset({"redacted"})
+_SIGNED_SET = frozenset({"text", "signature"})
+_TOOL_USE_SET = frozenset({"id", "name", "input"})
+_TOOL_RESULT_SET = frozenset({"tool_use_id", "content", "is_error"})
 
 
 def _message(role: Role, parts: tuple[Part, ...]) -> Message:
@@ -381,13 +459,7 @@ def _fold_step(step: int, ledger: Ledger, payload: EventPayload) -> None:
     elif step == _TOOL_RESULT:
         assert isinstance(payload, ToolResult)
         ledger.append_user_tool_results(
-            [
-                ToolResultPart(
-                    tool_use_id=payload.tool_use_id,
-                    content=payload.content,
-                    is_error=payload.is_error,
-                )
-            ]
+            [ledger._tool_result(payload.tool_use_id, payload.content, payload.is_error)]
         )
     elif step == _TOOL_USE:
         assert isinstance(payload, ToolUse)
@@ -421,7 +493,7 @@ class TranscriptBuilder:
         if state is not None and run_id is not None and state.run_id not in (None, run_id):
             raise ValueError(f"state is for run {state.run_id!r}, not {run_id!r}")
         self._run_id = run_id if run_id is not None else (state.run_id if state else None)
-        self._ledger = Ledger(state.ledger if state else None)
+        self._ledger: Ledger = _PayloadLedger(state.ledger if state else None)
         self._applied: dict[str, str] = dict(state.applied) if state else {}
         self._items: ItemsState | None = (
             state.items.model_copy(deep=True) if state is not None and state.items else None
@@ -567,7 +639,7 @@ class TranscriptBuilder:
                 "keep them (not an item run)",
             )
         kept = items.kept[: item.first] + items.kept[item.first + item.events :]
-        ledger = Ledger()
+        ledger = _PayloadLedger()
         try:
             for entry in kept:
                 self._fold_into(ledger, _payload_of(entry))
