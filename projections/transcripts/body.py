@@ -34,7 +34,7 @@ crash-and-restart end byte-identical).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -52,9 +52,7 @@ MESSAGES = TypeAdapter(list[Message])
 """JSON of a transcript as the cache returns it (bytes as base64)."""
 RUNS = TypeAdapter(list[list[Message]])
 
-_PARTS = TypeAdapter(list[Part])
 _IDS = TypeAdapter(list[str])
-_RESULTS = TypeAdapter(list[ToolResultPart])
 _TEXTS = TypeAdapter(list[TextPart])
 _OPEN_STATE = TypeAdapter(tuple[list[Part], list[str], list[ToolResultPart], list[TextPart]])
 """``st``: the open assistant parts, the awaited tool_use ids, the results in
@@ -64,9 +62,25 @@ arrival order, the open user text (the ledger's open state, in its order)."""
 T = TypeVar("T")
 
 
-def _dump(adapter: TypeAdapter[T], value: T) -> bytes:
-    """The JSON of ``value``, numbers exact (what ``adapter.dump_json`` writes otherwise)."""
-    return jsonvalues.dumps(adapter.dump_python(value), default=jsonvalues.bytes_as_base64)
+def encode_messages(messages: Iterable[Message]) -> bytes:
+    """``messages`` as one JSON array, as the cache holds them: numbers exact,
+    bytes as URL-safe base64 (the bytes ``MESSAGES.dump_python`` would give
+    :func:`~runwire.contract.jsonvalues.dumps`).
+
+    Written from the models' fields as they are: those of a message and of a
+    part are plain values (no serializer, alias or computed field), which
+    pydantic's dump would only copy, once for every message the cache writes
+    (most of the cost of encoding a body).
+    """
+    return jsonvalues.dumps(
+        [{"role": m.role, "parts": [p.__dict__ for p in m.parts]} for m in messages],
+        default=jsonvalues.bytes_as_base64,
+    )
+
+
+def _encode_parts(parts: Iterable[Part]) -> bytes:
+    """Parts as one JSON array (as in :func:`encode_messages`)."""
+    return jsonvalues.dumps([p.__dict__ for p in parts], default=jsonvalues.bytes_as_base64)
 
 
 def _exact(model: Any, raw: Any) -> Any:
@@ -135,7 +149,7 @@ def mark(builder: TranscriptBuilder) -> Mark:
 def _join(messages: list[Message]) -> bytes:
     # One serializer call for the list, brackets dropped: the same bytes as
     # joining each message's JSON, at a fraction of the calls.
-    return _dump(MESSAGES, messages)[1:-1] if messages else b""
+    return encode_messages(messages)[1:-1] if messages else b""
 
 
 def _open_parts(builder: TranscriptBuilder) -> tuple[bytes, bytes]:
@@ -145,11 +159,11 @@ def _open_parts(builder: TranscriptBuilder) -> tuple[bytes, bytes]:
     constructed); the assistant parts' bytes serve both documents.
     """
     ledger = _ledger(builder)
-    assistant = _dump(_PARTS, ledger.assistant)
+    assistant = _encode_parts(ledger.assistant)
     fields = [
         assistant,
         _IDS.dump_json(ledger.awaiting),
-        _dump(_RESULTS, ledger.results),
+        _encode_parts(ledger.results),
         _TEXTS.dump_json(ledger.user_text),
     ]
     items = builder.items_state
@@ -162,9 +176,7 @@ def _open_parts(builder: TranscriptBuilder) -> tuple[bytes, bytes]:
     else:
         # The ledger orders an open user message (results by declaration, then text).
         parts = builder._ledger._open_user_parts()
-        open_message = (
-            b'{"role":"user","parts":' + _dump(_PARTS, list(parts)) + b"}" if parts else b""
-        )
+        open_message = b'{"role":"user","parts":' + _encode_parts(parts) + b"}" if parts else b""
     return open_message, b"[" + state + b"]"
 
 

@@ -42,7 +42,7 @@ from typing import Protocol
 from runwire.contract.events import Usage, UserMessage
 from runwire.errors import InputError, NotFoundError
 from runwire.log.records import SourceRecord
-from runwire.projections.transcripts.body import MESSAGES, _dump, encode_body
+from runwire.projections.transcripts.body import encode_body, encode_messages
 from runwire.projections.transcripts.miss import RunLocator
 from runwire.projections.transcripts.store import Slot, TranscriptStore
 from runwire.transcript.errors import LedgerError
@@ -112,7 +112,7 @@ class SessionAsOf:
 
 def messages_json(messages: Sequence[Message]) -> bytes:
     """Messages as one JSON array, in the bytes the transcript cache writes."""
-    return _dump(MESSAGES, list(messages))
+    return encode_messages(messages)
 
 
 def turn_starts(messages: Sequence[Message]) -> list[int]:

@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
+
+from runwire.contract import jsonvalues
 from runwire.projections.transcripts.body import (
+    MESSAGES,
+    _encode_parts,
     decode_messages,
     encode_append,
     encode_body,
+    encode_messages,
     mark,
     restore_builder,
 )
 from runwire.projections.transcripts.store import RunBody
 from runwire.transcript.ledger import TranscriptBuilder
+from runwire.transcript.messages import (
+    Message,
+    Part,
+    TextPart,
+    ThinkingPart,
+    ToolResultPart,
+    ToolUsePart,
+)
+from tests.support.transcript_strategies import json_values, texts, transcripts
 from tests.support.transcript_workload import by_run, workload
 
 
@@ -64,3 +83,58 @@ def test_appends_build_exactly_the_whole_body_however_the_events_are_cut() -> No
                     applied=stored.applied + change.applied,
                 )
             assert stored == expected
+
+
+# Numbers only jsonvalues writes exactly (beyond 64 bits, more digits than a
+# float keeps), beside the usual JSON values: the fast path's fallbacks.
+_exotic_numbers = (
+    st.integers(min_value=2**64, max_value=2**200)
+    | st.integers(max_value=-(2**63) - 1, min_value=-(2**200))
+    | st.decimals(allow_nan=False, allow_infinity=False, places=25)
+)
+_values = st.recursive(
+    json_values | _exotic_numbers,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@st.composite
+def _transcripts_with_any_numbers(draw: st.DrawFn) -> list[Message]:
+    messages = draw(transcripts(thinking=True))
+    out = []
+    for message in messages:
+        parts = [
+            p.model_copy(update={"input": draw(st.dictionaries(texts, _values, max_size=3))})
+            if isinstance(p, ToolUsePart)
+            else p.model_copy(update={"content": draw(_values)})
+            if isinstance(p, ToolResultPart)
+            else p
+            for p in message.parts
+        ]
+        out.append(message.model_copy(update={"parts": tuple(parts)}))
+    return out
+
+
+def _by_pydantic(adapter: TypeAdapter[Any], value: Any) -> bytes:
+    # The definition: pydantic's dump of the models, written by jsonvalues.
+    return jsonvalues.dumps(adapter.dump_python(value), default=jsonvalues.bytes_as_base64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_transcripts_with_any_numbers())
+def test_messages_are_written_as_pydantic_dumps_them(messages: list[Message]) -> None:
+    assert encode_messages(messages) == _by_pydantic(MESSAGES, messages)
+    parts = [p for m in messages for p in m.parts]
+    assert _encode_parts(parts) == _by_pydantic(TypeAdapter(list[Part]), parts)
+
+
+def test_message_models_hold_plain_fields() -> None:
+    # What encode_messages relies on: a model's fields are its __dict__, in order.
+    for model in (Message, TextPart, ThinkingPart, ToolUsePart, ToolResultPart):
+        assert not model.__pydantic_decorators__.field_serializers, model
+        assert not model.__pydantic_decorators__.model_serializers, model
+        assert not model.__pydantic_computed_fields__, model
+        assert all(
+            f.serialization_alias is None and not f.exclude for f in model.model_fields.values()
+        )
