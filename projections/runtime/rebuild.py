@@ -105,8 +105,7 @@ async def rebuild(
         # first record: side by side, a rebuild's set-up is the slower's.
         await _start_together(sink.start(), projector.start())
         first = projector.positions()
-        ends = await projector.end_offsets()
-        total = _sum_gap(ends, first)
+        total = 0
 
         def report(switched: bool = False) -> None:
             done = _sum_gap(projector.positions(), first)
@@ -124,9 +123,12 @@ async def rebuild(
                     )
                 )
 
-        report()
         runner = asyncio.create_task(projector.run(), name=f"rebuild-{projection.name}")
         try:
+            # Asked while the first fetch is under way: a round trip less before it.
+            ends = await projector.end_offsets()
+            total = _sum_gap(ends, first)
+            report()
             while True:
                 while _behind(projector.positions(), ends):
                     await _next_batch(moved, runner)
