@@ -115,17 +115,20 @@ def fold_run(
         return out
     assert builder is not None, f"run {run_id}: a stored body needs its builder"
     stored = mark(builder)
+    apply = builder.apply
+    applied = 0
     for record in fresh:
         try:
-            changed = builder.apply(record.event)
+            changed = apply(record.event)
         except LedgerError as e:
             out.rejections.append(Rejection.of(record, e.rule, str(e), type(e).__name__))
             continue
         if changed:
-            out.applied += 1
+            applied += 1
             changed_at = record.offset
-        else:
-            out.duplicates += 1  # the builder already holds this event_id
+    out.applied = applied
+    # The rest: the builder already holds their event_id.
+    out.duplicates = len(fresh) - applied - len(out.rejections)
     out.builder = builder
     if changed_at is not None:
         out.write = RunWrite(

@@ -543,51 +543,54 @@ class TranscriptBuilder:
         same id with another body is refused (``conflicting_duplicate_event``).
         Events that make no message change only that memory.
         """
-        if event.run_id is None:
+        run_id = event.run_id
+        if run_id is None:
             return False
-        if self._run_id is None:
-            self._run_id = event.run_id
-        elif event.run_id != self._run_id:
-            raise LedgerError(
-                "wrong_run",
-                f"event of run {event.run_id!r} fed to the transcript of run {self._run_id!r}",
-                run_id=self._run_id,
-                event_id=event.event_id,
-            )
+        if run_id != self._run_id:
+            if self._run_id is not None:
+                raise LedgerError(
+                    "wrong_run",
+                    f"event of run {run_id!r} fed to the transcript of run {self._run_id!r}",
+                    run_id=self._run_id,
+                    event_id=event.event_id,
+                )
+            self._run_id = run_id
         payload = event.payload
         digest = payload_digest(payload)
-        seen = self._applied.get(event.event_id)
-        if seen == digest:
-            return False
+        event_id = event.event_id
+        seen = self._applied.get(event_id)
         if seen is not None:
+            if seen == digest:
+                return False
             raise LedgerError(
                 CONFLICTING_DUPLICATE,
                 f"an event with this id was already applied with another body ({seen}, "
                 f"this one {digest}); the first is kept",
                 run_id=self._run_id,
-                event_id=event.event_id,
+                event_id=event_id,
             )
         step = _STEPS.get(type(payload)) or _step_of(type(payload))
-        try:
-            if step == _OTHER:
-                pass
-            elif step == _RUN_STARTED:
-                assert isinstance(payload, RunStarted)
-                if ITEMS_LABEL in payload.labels:
-                    self._start_item_run()
-            elif step == _FRAMEWORK_ITEM:
-                assert isinstance(payload, FrameworkItem)
-                self._keep_item(event.event_id, payload)
-            elif step == _ITEM_POPPED:
-                assert isinstance(payload, ItemPopped)
-                self._pop_item(payload.item_event_id)
-            else:
-                _fold_step(step, self._ledger, payload)
-                if self._items is not None and self._items.keep:
-                    self._items.kept.append(KeptPayload.of(payload))
-        except LedgerError as e:
-            raise e.at(run_id=self._run_id, event_id=event.event_id) from e
-        self._applied[event.event_id] = digest
+        # Canonical payloads first: most events are one (and events that make
+        # no message only need remembering).
+        if step != _OTHER:
+            try:
+                if step >= _USER:
+                    _fold_step(step, self._ledger, payload)
+                    if self._items is not None and self._items.keep:
+                        self._items.kept.append(KeptPayload.of(payload))
+                elif step == _RUN_STARTED:
+                    assert isinstance(payload, RunStarted)
+                    if ITEMS_LABEL in payload.labels:
+                        self._start_item_run()
+                elif step == _FRAMEWORK_ITEM:
+                    assert isinstance(payload, FrameworkItem)
+                    self._keep_item(event_id, payload)
+                else:
+                    assert isinstance(payload, ItemPopped)
+                    self._pop_item(payload.item_event_id)
+            except LedgerError as e:
+                raise e.at(run_id=self._run_id, event_id=event_id) from e
+        self._applied[event_id] = digest
         return True
 
     def _start_item_run(self) -> None:
