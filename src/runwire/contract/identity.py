@@ -23,6 +23,9 @@ from __future__ import annotations
 from hashlib import sha256
 from typing import TYPE_CHECKING
 
+import orjson
+
+from runwire.contract.jsonvalues import bytes_as_base64
 from runwire.errors import DecodeError
 
 if TYPE_CHECKING:
@@ -37,18 +40,32 @@ CONFLICTING_DUPLICATE = "conflicting_duplicate_event"
 def payload_digest(payload: EventPayload) -> str:
     """The digest of an event body (32 hex digits); stored by read models, so never change it.
 
-    It is ``sha256(f"{type}\x1f{payload.model_dump_json()}")``; computed here
-    from the serializer's bytes (what ``model_dump_json`` decodes to text), as
-    consumers digest every remembered record.
+    It is ``sha256(f"{type}\x1f{payload.model_dump_json()}")``, computed from
+    bytes (what ``model_dump_json`` decodes to text), as consumers digest
+    every remembered record:
+
+    - the payload's fields written by orjson where its bytes are pydantic's:
+      strings, floats, integers of 64 bits, booleans, None, lists and dicts
+      of them, str enums, bytes as URL-safe base64 (a payload's fields are
+      plain: no serializer, alias or computed field; tests hold both equal);
+      at half the serializer's cost;
+    - else (a ``Decimal``, a longer integer, any other object) pydantic's
+      serializer's bytes.
     """
     model = type(payload)
     prefix = _PREFIXES.get(model)
     if prefix is None:
         prefix = _PREFIXES[model] = f"{model.event_type.value}\x1f".encode()
-    return sha256(prefix + model.__pydantic_serializer__.to_json(payload)).hexdigest()[:32]
+    try:
+        body = orjson.dumps(payload.__dict__, default=bytes_as_base64, option=_OTHERS_REFUSED)
+    except orjson.JSONEncodeError:
+        body = model.__pydantic_serializer__.to_json(payload)
+    return sha256(prefix + body).hexdigest()[:32]
 
 
 _PREFIXES: dict[type, bytes] = {}
+# Objects orjson would write in its own way go to ``default``, which refuses them.
+_OTHERS_REFUSED = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def body_digest(event: Event) -> str:
