@@ -12,7 +12,6 @@ Contract:
 
 from __future__ import annotations
 
-import functools
 import random
 from collections.abc import Sequence
 
@@ -20,19 +19,25 @@ from aiokafka.partitioner import murmur2
 
 __all__ = ["ProducerPartitioner", "partition_for"]
 
-
-@functools.lru_cache(maxsize=1 << 16)
-def _positive_murmur2(key: bytes) -> int:
-    # Cached: every event of a run has the run's key, and murmur2 in Python
-    # costs microseconds, as much as decoding a small event.
-    return int(murmur2(key)) & 0x7FFFFFFF
+_HASHES: dict[bytes, int] = {}
+"""Keys' positive murmur2, remembered: every event of a run has the run's key,
+and murmur2 in Python costs microseconds, as much as decoding a small event.
+A plain dict, emptied when full: an LRU cache's bookkeeping (a key tuple and
+its list moved on every hit) cost a third of the check of every consumed
+record's partition."""
+_MAX_HASHES = 1 << 16
 
 
 def partition_for(key: bytes, partitions: Sequence[int]) -> int:
     """The partition of ``partitions`` (the topic's, sorted) that ``key`` belongs to."""
     if not partitions:
         raise ValueError("a topic has at least one partition")
-    return partitions[_positive_murmur2(key) % len(partitions)]
+    hashed = _HASHES.get(key)
+    if hashed is None:
+        if len(_HASHES) >= _MAX_HASHES:
+            _HASHES.clear()
+        hashed = _HASHES[key] = int(murmur2(key)) & 0x7FFFFFFF
+    return partitions[hashed % len(partitions)]
 
 
 class ProducerPartitioner:

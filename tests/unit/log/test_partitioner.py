@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from runwire.log import partitioner
 from runwire.log.partitioner import ProducerPartitioner, partition_for
 
 # Utils.murmur2 of these keys in Kafka's own tests (clients UtilsTest.testMurmur2).
@@ -35,3 +36,14 @@ def test_the_producer_partitioner_agrees_whatever_order_the_client_lists_partiti
 def test_a_topic_without_partitions_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one partition"):
         partition_for(b"k", [])
+
+
+def test_answers_stay_javas_when_the_remembered_hashes_fill_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(partitioner, "_HASHES", {})
+    monkeypatch.setattr(partitioner, "_MAX_HASHES", 2)
+    for _ in range(3):  # remembered, forgotten when full, asked again
+        for key, java in JAVA_MURMUR2.items():
+            assert partition_for(key, list(range(12))) == (java & 0x7FFFFFFF) % 12
+            assert len(partitioner._HASHES) <= 2
