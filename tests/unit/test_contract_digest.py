@@ -34,6 +34,8 @@ def test_digest_of_every_type_is_the_defined_one(event_type: EventType) -> None:
     event = sample_event(event_type)
     assert body_digest(event) == _by_definition(event)
     assert payload_digest(event.payload) == _by_definition(event)
+    codec = default_codec()
+    assert body_digest(codec.decode(codec.encode(event))) == _by_definition(event)
 
 
 @given(events())
