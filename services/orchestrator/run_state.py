@@ -262,7 +262,7 @@ class RunState:
             self._answer_parts(cause, calls_tools=kind is EventType.TOOL_USE)
         if kind is EventType.USER_MESSAGE:
             self._add_delta(Delta(event.event_id, offset, "user_message"))
-        elif kind is EventType.TOOL_RESULT and not self.transcript.awaiting_tool_results:
+        elif kind is EventType.TOOL_RESULT and not self.transcript.awaits_tool_results:
             self._add_delta(Delta(event.event_id, offset, "tool_results"))
 
     def _decide(self, event_id: str, decision: ApprovalDecided) -> None:
@@ -325,7 +325,7 @@ class RunState:
             return False
         if self._parts_seen or self._broken is not None or self._denials:
             return True
-        return bool(self._pending) and not self.transcript.awaiting_tool_results
+        return bool(self._pending) and not self.transcript.awaits_tool_results
 
     def next_action(self) -> Action | None:
         """What the orchestrator should do now; see the module contract."""

@@ -322,3 +322,47 @@ def test_a_ledger_and_the_states_it_opens_from_or_gives_share_no_list() -> None:
     assert first.state.model_dump() == before
     assert again.state.model_dump() != before
     assert Ledger(again.state).build_messages() == again.build_messages()
+
+
+class _Counted(str):
+    """A tool_use id that counts how often it is hashed (each set it enters or is
+    looked up in)."""
+
+    hashed = 0
+
+    def __hash__(self) -> int:
+        _Counted.hashed += 1
+        return str.__hash__(self)
+
+
+def test_results_one_at_a_time_cost_each_a_lookup_not_a_walk_over_the_run() -> None:
+    # A run may declare any number of tool calls (a hostile log: thousands);
+    # each result and each "does it still wait?" used to rebuild the sets of
+    # every result so far.
+    calls = 2000
+    ledger = Ledger()
+    ledger.append_user_text("go")
+    for i in range(calls):
+        ledger.declare_tool_use(f"call-{i}", "calculator", {})
+    _Counted.hashed = 0
+    for i in range(calls):
+        result = ToolResultPart.model_construct(
+            kind="tool_result", tool_use_id=_Counted(f"call-{i}"), content=i, is_error=False
+        )
+        ledger.append_user_tool_results([result])
+        assert ledger.awaits_tool_results is (i < calls - 1)
+        assert bool(ledger.awaiting_tool_results) is (i < calls - 1)
+    assert _Counted.hashed < 20 * calls
+
+
+def test_an_unknown_result_names_a_few_declared_calls_however_many() -> None:
+    ledger = Ledger()
+    ledger.append_user_text("go")
+    for i in range(5000):
+        ledger.declare_tool_use(f"call-{i}", "calculator", {})
+    ledger.flush_assistant()
+    with pytest.raises(LedgerError) as refused:
+        ledger.append_user_tool_results([ToolResultPart(tool_use_id="nobody's", content=1)])
+    assert refused.value.rule == "unknown_tool_use"
+    assert "and 4990 more" in str(refused.value)
+    assert len(str(refused.value)) < 500

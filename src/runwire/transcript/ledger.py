@@ -73,6 +73,7 @@ from runwire.contract.events import (
 )
 from runwire.contract.identity import CONFLICTING_DUPLICATE, payload_digest
 from runwire.contract.records import construct
+from runwire.errors import listed
 from runwire.transcript.errors import LedgerError
 from runwire.transcript.items import ITEMS_LABEL, ItemsState, KeptItem, KeptPayload
 from runwire.transcript.messages import (
@@ -145,6 +146,13 @@ class Ledger:
         for message in self._s.messages:
             self._ids.update(_tool_use_ids(message.parts))
         self._ids.update(_tool_use_ids(self._s.assistant))
+        # ``awaiting`` and the ids ``results`` answer, as sets kept beside the
+        # lists, and how many of ``awaiting`` have a result: a result, and the
+        # question whether any call still waits, cost a lookup, never a walk
+        # over a run's calls (a log may hold any number of them).
+        self._awaiting = set(self._s.awaiting)
+        self._received = {r.tool_use_id for r in self._s.results}
+        self._answered = len(self._awaiting & self._received)
 
     @property
     def state(self) -> LedgerState:
@@ -155,8 +163,15 @@ class Ledger:
     def awaiting_tool_results(self) -> list[str]:
         """Tool_use ids of the last assistant message still without a result,
         in declaration order. Empty while an assistant message is open."""
-        received = {r.tool_use_id for r in self._s.results}
+        if not self.awaits_tool_results:
+            return []
+        received = self._received
         return [i for i in self._s.awaiting if i not in received]
+
+    @property
+    def awaits_tool_results(self) -> bool:
+        """Whether :attr:`awaiting_tool_results` is not empty (without listing them)."""
+        return self._answered < len(self._awaiting)
 
     @property
     def is_empty(self) -> bool:
@@ -249,6 +264,8 @@ class Ledger:
         # Lists are emptied and refilled in place: assigning a field goes
         # through pydantic's ``__setattr__``, once per message per run.
         self._s.awaiting[:] = _tool_use_ids(parts)
+        self._awaiting = set(self._s.awaiting)
+        self._answered = len(self._awaiting & self._received)
         parts.clear()
 
     # -- user side -----------------------------------------------------------
@@ -263,13 +280,13 @@ class Ledger:
             return
         # The ids these results may answer: the open assistant message's (it
         # is about to be flushed) or else the last committed one's.
-        received: set[str] = set()
         if self._s.assistant:
             declared = _tool_use_ids(self._s.assistant)
+            known, received = set(declared), set[str]()
         else:
             declared = self._s.awaiting
-            received.update(r.tool_use_id for r in self._s.results)
-        known = set(declared)
+            known, received = self._awaiting, self._received
+        batch_ids: set[str] = set()
         for result in batch:
             rid = result.tool_use_id
             if not rid:
@@ -278,13 +295,15 @@ class Ledger:
                 raise LedgerError(
                     "unknown_tool_use",
                     f"tool_result for {rid!r} answers no tool_use of the preceding "
-                    f"assistant message (declared: {declared})",
+                    f"assistant message (declared: {listed(map(repr, declared), len(declared))})",
                 )
-            if rid in received:
+            if rid in received or rid in batch_ids:
                 raise LedgerError("duplicate_tool_result", f"tool_use {rid!r} already has a result")
-            received.add(rid)
+            batch_ids.add(rid)
         self.flush_assistant()
         self._s.results.extend(batch)
+        self._received |= batch_ids
+        self._answered += len(batch_ids)  # all of them among the awaited, checked above
 
     def append_user_text(self, *texts: str) -> None:
         """Add user text part(s) to the open user message; empty text is ignored."""
@@ -344,7 +363,7 @@ class Ledger:
         """Make sure an assistant message is open; checks before it changes anything."""
         if self._s.assistant:
             return
-        missing = self.awaiting_tool_results if self._s.awaiting else None
+        missing = self.awaiting_tool_results
         if missing:
             raise LedgerError(
                 "tool_results_incomplete",
@@ -357,6 +376,7 @@ class Ledger:
             self._s.results.clear()
             self._s.user_text.clear()
             self._s.awaiting.clear()
+            self._awaiting, self._received, self._answered = set(), set(), 0
         elif self._s.messages and self._s.messages[-1].role == "assistant":
             raise LedgerError(
                 "assistant_after_assistant",
@@ -530,6 +550,11 @@ class TranscriptBuilder:
     def awaiting_tool_results(self) -> list[str]:
         """Tool_use ids of the last assistant message still waiting for a result."""
         return self._ledger.awaiting_tool_results
+
+    @property
+    def awaits_tool_results(self) -> bool:
+        """Whether any tool_use of the last assistant message waits for a result."""
+        return self._ledger.awaits_tool_results
 
     def messages(self) -> list[Message]:
         return self._ledger.build_messages()
