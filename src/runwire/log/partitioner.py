@@ -26,6 +26,9 @@ A plain dict, emptied when full: an LRU cache's bookkeeping (a key tuple and
 its list moved on every hit) cost a third of the check of every consumed
 record's partition."""
 _MAX_HASHES = 1 << 16
+_REMEMBERED_KEY_BYTES = 256
+"""Longer keys are hashed each time, not remembered (a record's key may be as
+large as a hostile producer makes it; run and session ids are far shorter)."""
 
 
 def partition_for(key: bytes, partitions: Sequence[int]) -> int:
@@ -34,9 +37,11 @@ def partition_for(key: bytes, partitions: Sequence[int]) -> int:
         raise ValueError("a topic has at least one partition")
     hashed = _HASHES.get(key)
     if hashed is None:
-        if len(_HASHES) >= _MAX_HASHES:
-            _HASHES.clear()
-        hashed = _HASHES[key] = int(murmur2(key)) & 0x7FFFFFFF
+        hashed = int(murmur2(key)) & 0x7FFFFFFF
+        if len(key) <= _REMEMBERED_KEY_BYTES:
+            if len(_HASHES) >= _MAX_HASHES:
+                _HASHES.clear()
+            _HASHES[key] = hashed
     return partitions[hashed % len(partitions)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from aiokafka.partitioner import murmur2
 
 from runwire.log import partitioner
 from runwire.log.partitioner import ProducerPartitioner, partition_for
@@ -47,3 +48,18 @@ def test_answers_stay_javas_when_the_remembered_hashes_fill_up(
         for key, java in JAVA_MURMUR2.items():
             assert partition_for(key, list(range(12))) == (java & 0x7FFFFFFF) % 12
             assert len(partitioner._HASHES) <= 2
+
+
+def test_a_long_key_is_hashed_as_java_hashes_it_but_not_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A hostile record's key may be as large as a record: remembering 65,536
+    # of them would hold gigabytes.
+    monkeypatch.setattr(partitioner, "_HASHES", {})
+    key = b"k" * 100_000
+    expected = (murmur2(key) & 0x7FFFFFFF) % 12
+    assert partition_for(key, list(range(12))) == expected
+    assert partition_for(key, list(range(12))) == expected
+    assert partitioner._HASHES == {}
+    partition_for(b"run-1", list(range(12)))
+    assert list(partitioner._HASHES) == [b"run-1"]
