@@ -166,3 +166,14 @@ def test_the_cache_writes_a_popped_body_whole() -> None:
     )
     assert more.write is not None
     assert not isinstance(more.write.body, RunBody), "then appends as usual"
+
+
+def test_a_kept_payload_gives_back_redacted_bytes_whatever_their_base64() -> None:
+    # Written as URL-safe base64 (pydantic's way): '-' and '_' must read back as
+    # the bytes they stand for, not be dropped as the standard alphabet would.
+    from runwire.contract.events import Thinking
+    from runwire.transcript.items import KeptPayload
+
+    for redacted in (b"\xfb\xff\xbf", b"\xf8" * 7, bytes(range(256))):
+        payload = Thinking(redacted=redacted, index=0, final=True)
+        assert KeptPayload.of(payload).payload(Thinking) == payload

@@ -72,9 +72,11 @@ class KeptPayload(BaseModel):
     def payload(self, model: builtins.type[EventPayload]) -> EventPayload:
         """The payload again, as ``model`` (its event type's class)."""
         data = jsonvalues.loads(self.body)
-        # The one bytes field of a transcript payload (thinking's redacted bytes).
+        # The one bytes field of a transcript payload (thinking's redacted bytes),
+        # written URL-safe (``bytes_as_base64``); the standard alphabet's '+'
+        # and '/' read the same through this decoder.
         if "redacted" in model.model_fields and isinstance(data.get("redacted"), str):
-            data["redacted"] = base64.b64decode(data["redacted"])
+            data["redacted"] = base64.urlsafe_b64decode(data["redacted"])
         return model.model_validate(data)
 
 
