@@ -31,6 +31,8 @@ from tests.helpers import on_the_stack
 from tests.integration.api_support import ALICE, api, auth, projectors
 
 EXAMPLES = 40  # per operation and generation mode
+NOT_HTTP = "Invalid HTTP request received."
+"""uvicorn's whole answer to a request that is not valid HTTP (its 400)."""
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -62,6 +64,11 @@ def fuzz(document: dict[str, Any], base_url: str) -> list[str]:
             @on_the_stack(EXAMPLES)
             def check(case: Any) -> None:
                 response = case.call(base_url=base_url, headers=auth(ALICE), timeout=30)
+                if response.status_code == 400 and response.text == NOT_HTTP:
+                    # A negative case's headers that are not HTTP (a Content-Length
+                    # of letters, a name with a ';'): the server refused them before
+                    # any route saw them; the document describes the API's answers.
+                    return
                 case.validate_response(response, checks=CHECKS)
 
             try:
