@@ -57,7 +57,7 @@ Rules (the run-status contract, also written out in ``tests/support/reference.py
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -200,23 +200,6 @@ class Calls:
         row.awaiting_approval = list(self.held)
 
 
-_Ids = list[str] | dict[str, None]
-
-
-def _put(ids: _Ids, item: str) -> None:
-    if isinstance(ids, dict):
-        ids[item] = None
-    else:
-        ids.append(item)
-
-
-def _take(ids: _Ids, item: str) -> None:
-    if isinstance(ids, dict):
-        del ids[item]
-    else:
-        ids.remove(item)
-
-
 def check(row: RunRow | None, event: Event, key: bytes | None, calls: Calls | None = None) -> None:
     """Raise :class:`Rejected` when ``event`` cannot be applied to ``row`` (whose
     calls are ``calls`` when given)."""
@@ -235,8 +218,8 @@ def check(row: RunRow | None, event: Event, key: bytes | None, calls: Calls | No
             f"which is tenant {row.tenant!r}'s",
         )
     payload = event.payload
-    pending: _Ids = (
-        calls.awaited if calls is not None else row.pending_tool_uses if row is not None else []
+    pending: Collection[str] = (
+        calls.awaited if calls is not None else row.pending_tool_uses if row is not None else ()
     )
     if isinstance(payload, ToolUse) and payload.id in pending:
         raise Rejected(
@@ -272,9 +255,11 @@ def apply(
     row.updated_at = max(row.updated_at, event.occurred_at)
     row.last_offset = offset
     if calls is not None:
-        _apply_payload(row, event, calls.awaited, calls.held)
-    else:
-        _apply_payload(row, event, row.pending_tool_uses, row.awaiting_approval)
+        _apply_payload(row, event, calls)
+    else:  # one event alone: its row's calls as sets for it, then back in the row
+        calls = Calls.of(row)
+        _apply_payload(row, event, calls)
+        calls.write_back(row)
     return row
 
 
@@ -285,8 +270,9 @@ def _end(row: RunRow, status: RunStatus, event: Event, reason: str | None) -> No
     row.ended_at = event.occurred_at
 
 
-def _apply_payload(row: RunRow, event: Event, awaited: _Ids, held: _Ids) -> None:
+def _apply_payload(row: RunRow, event: Event, calls: Calls) -> None:
     p = event.payload
+    awaited, held = calls.awaited, calls.held
     if isinstance(p, RunStarted):
         row.agent_id = row.agent_id or p.agent_id
         row.parent_run_id = row.parent_run_id or p.parent_run_id
@@ -301,13 +287,12 @@ def _apply_payload(row: RunRow, event: Event, awaited: _Ids, held: _Ids) -> None
             elif held:
                 row.phase = AWAITING_APPROVAL
     elif isinstance(p, ApprovalRequested):
-        if p.tool_use_id not in held:
-            _put(held, p.tool_use_id)
+        held[p.tool_use_id] = None
         if not row.ended:
             row.phase = AWAITING_APPROVAL
     elif isinstance(p, ApprovalDecided):
         if p.tool_use_id in held:
-            _take(held, p.tool_use_id)
+            del held[p.tool_use_id]
             if not held and not row.ended:
                 row.phase = RunPhase.EXECUTING_TOOLS.value
     elif isinstance(p, RunCompleted):
@@ -327,9 +312,9 @@ def _apply_payload(row: RunRow, event: Event, awaited: _Ids, held: _Ids) -> None
             _end(row, RunStatus.CANCELED, event, p.reason)
     elif isinstance(p, ToolUse):
         row.tool_call_count += 1
-        _put(awaited, p.id)
+        awaited[p.id] = None
     elif isinstance(p, ToolResult):
-        _take(awaited, p.tool_use_id)
+        del awaited[p.tool_use_id]
         if p.is_error:
             row.tool_error_count += 1
     elif isinstance(p, Usage):
