@@ -34,7 +34,10 @@ Beside them, the floor (``sdk_floor``): the CPU a turn of the two spans a
 traced turn needs, made with the SDK alone (its ``start_as_current_span``,
 the same attributes, 500 turns interleaved), less the same loop without
 spans; printed with what tracing costs a turn over it and what share of an
-untraced turn the floor already is.
+untraced turn the floor already is. And what a backlog's collector walks
+for tracing (``held_while_under_way``): the tracked objects a traced turn
+holds while under way beyond an untraced one, runwire's and the SDK's own
+spans', counted (the load does not move it).
 
 Two overheads, of the medians: CPU (``on/off - 1`` of the process's CPU
 time per event or turn, every thread counted, so the exporter's work too,
@@ -295,6 +298,76 @@ async def sdk_floor(turns: int, inflight: int) -> dict[str, float]:
     }
 
 
+async def held_objects(inflight: int) -> dict[str, float]:
+    """Objects the collector tracks that a traced turn holds while it is under way,
+    beyond an untraced turn: runwire's tracing (the ``none`` variant: a delta's
+    handling span under its record's context, the model call's span under it)
+    and the SDK's own spans (``start_as_current_span``, as in :func:`sdk_floor`).
+
+    What a backlog's collector walks for tracing (``docs/operations.md``);
+    counted, not timed, so the machine's load does not move it.
+    """
+    header = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    provider = _provider("none")()
+    tracer = provider.get_tracer("bench")
+    parent = trace.set_span_in_context(
+        NonRecordingSpan(SpanContext(1, 2, is_remote=True, trace_flags=TraceFlags(1)))
+    )
+
+    async def runwires(i: int, gate: asyncio.Event) -> None:
+        with (
+            tracing.handling(f"event-{i}", "orchestrator answer", {"runwire.run.id": f"r{i}"}),
+            tracing.span("chat local", {"gen_ai.system": "local"}, client=True),
+        ):
+            await gate.wait()
+
+    async def sdks(i: int, gate: asyncio.Event) -> None:
+        with (
+            tracer.start_as_current_span(
+                "orchestrator answer",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                attributes={"runwire.run.id": f"r{i}"},
+            ),
+            tracer.start_as_current_span(
+                "chat local", kind=SpanKind.CLIENT, attributes={"gen_ai.system": "local"}
+            ),
+        ):
+            await gate.wait()
+
+    async def bare(i: int, gate: asyncio.Event) -> None:
+        await gate.wait()
+
+    async def held(turn: Callable[[int, asyncio.Event], Any]) -> int:
+        gate = asyncio.Event()
+        gc.collect()
+        before = len(gc.get_objects())
+        tasks = [asyncio.ensure_future(turn(i, gate)) for i in range(inflight)]
+        await asyncio.sleep(0)  # every turn under way, waiting
+        gc.collect()
+        during = len(gc.get_objects())
+        gate.set()
+        await asyncio.gather(*tasks)
+        del tasks
+        return during - before
+
+    active = Tracing(provider)
+    for i in range(inflight):
+        active.remember(f"event-{i}", header)
+    tracing.enable(active)
+    try:
+        ours = await held(runwires)
+    finally:
+        tracing.disable()
+    sdk = await held(sdks)
+    untraced = await held(bare)
+    provider.shutdown()
+    return {
+        "runwire_objects_per_turn": round((ours - untraced) / inflight, 1),
+        "sdk_spans_objects_per_turn": round((sdk - untraced) / inflight, 1),
+    }
+
+
 def summarize(
     rates: dict[str, list[float]], unit: str, cpu: dict[str, list[float]], cpu_unit: str
 ) -> dict[str, Any]:
@@ -368,6 +441,7 @@ async def main() -> None:
         )
     floor["floor_share_of_untraced_turn"] = round(floor["two_spans_cpu_us_per_turn"] / off_us, 3)
     result["orchestrator"]["sdk_floor"] = floor
+    result["orchestrator"]["held_while_under_way"] = await held_objects(inflight=500)
     if args.latency_rounds:
         result["orchestrator_latency"] = await latency_rounds(
             base, args.live_turns, args.rate, args.latency_rounds
