@@ -27,7 +27,15 @@ Contract:
   transient is re-applied one record at a time, and the records that still
   fail are dead-lettered: a bad record never stalls its partition.
 - Transient failures (store or broker unreachable) are retried with backoff
-  from the stored positions; nothing is skipped.
+  from the stored positions; nothing is skipped. Nothing is fetched after
+  one until the stored positions of every owned partition have been loaded
+  again (retried with the same backoff while the store is down), and the
+  same after a batch found a partition's stored position elsewhere: a
+  Postgres projection commits asynchronously, so a crash of the server may
+  take back its last commits on any partition, including partitions no new
+  record will come to. An idle projector (nothing fetched) compares the
+  stored positions with its own at most once per ``audit_interval``, so a
+  crash is noticed while nothing comes too.
 - ``run()`` is pipelined: while one batch is applied, the next one gathers
   everything that arrives until the apply ends (up to ``max_records``), so a
   record waits for at most the apply under way and its own; a partition
@@ -199,6 +207,10 @@ class ProjectorOptions:
     max_retry_backoff: float = 5.0
     stop_timeout: float = 10.0
     """How long ``stop()`` waits for the batch being applied, then for the last lag hint."""
+    audit_interval: float = 5.0
+    """How often an idle projector reads its stored positions to compare them
+    with its own (one query): how long commits a crashed store took back can
+    stay missing while no record comes."""
 
 
 @dataclass(slots=True)
@@ -299,6 +311,11 @@ class Projector:
         self._last_commit = float("-inf")  # the first hint goes at once
         self._uncommitted: dict[TopicPartition, int] = {}
         self._hint_task: asyncio.Future[None] | None = None
+        # Set when the store's positions may differ from ours (a failed apply,
+        # a partition found elsewhere): every owned one is loaded again before
+        # the next fetch (see the module contract).
+        self._reload = False
+        self._last_audit = time.monotonic()
         # Set while run() is looping; stop() waits for it to settle its batch.
         self._run_task: asyncio.Task[Any] | None = None
         self._run_done: asyncio.Event | None = None
@@ -454,9 +471,13 @@ class Projector:
         ahead: _Fetched | None = None
         while not self._stopping.is_set():
             try:
+                if self._reload:
+                    ahead = None  # read again from the positions loaded now
+                    await self._reload_positions()
                 current = ahead if ahead is not None else await self._fetch_unless_stopping()
                 ahead = None
                 if current is None:
+                    await self._audit()
                     continue
                 applying = asyncio.create_task(self._apply_fetched(current))
                 try:
@@ -465,8 +486,11 @@ class Projector:
                     # Never leave the apply behind, whatever the fetch did.
                     await asyncio.wait({applying})
                 seeked = self._settle(current, applying.result())
-                if ahead is not None and seeked:
-                    ahead = ahead.without(seeked)
+                if seeked:
+                    # A position found elsewhere on one partition (a switch to
+                    # another copy, commits a crashed server took back) may be
+                    # elsewhere on every one.
+                    self._reload = True
                 await self._commit_hint(self._require_consumer())
                 backoff = self._options.retry_backoff
             except Exception as e:
@@ -483,7 +507,9 @@ class Projector:
                     type(e).__name__,
                     e,
                 )
-                await self._rewind()
+                # Not from where this process thinks it is: the store may have
+                # lost commits (and be down still, then this is retried).
+                self._reload = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
                 backoff = min(backoff * 2, self._options.max_retry_backoff)
@@ -841,21 +867,51 @@ class Projector:
             self._next_fetch.pop(key, None)
             self._uncommitted.pop(key, None)
 
-    async def _rewind(self) -> None:
-        """After a failed apply, read again from the stored positions."""
-        consumer = self._consumer
-        if consumer is None:
+    async def _audit(self) -> None:
+        """While idle, at most once per ``audit_interval``: stored positions behind
+        or ahead of ours (commits a crashed store took back) mean a reload."""
+        now = time.monotonic()
+        if now - self._last_audit < self._options.audit_interval:
             return
-        owned = list(consumer.assignment())
+        self._last_audit = now
+        mine = dict(self._expected)
+        if not mine:
+            return
+        stored = await self.projection.load_positions(list(mine))
+        owned = self.assigned()
+        if any(stored.get(tp, 0) != pos for tp, pos in mine.items() if tp in owned):
+            log.warning(
+                "projection %s: stored positions differ from the projector's "
+                "(commits the store took back?); loading them again",
+                self.projection.name,
+            )
+            self._reload = True
+
+    async def _reload_positions(self) -> None:
+        """Load every owned partition's stored position and read on from there.
+
+        Raises what the store raises (the run loop retries it with backoff);
+        only once it has succeeded is anything fetched again.
+        """
+        consumer = self._require_consumer()
+        owned = [TopicPartition(tp.topic, tp.partition) for tp in consumer.assignment()]
         if owned:
-            try:
-                await self._seek_to_stored(owned)
-            except Exception as e:
-                log.warning("projection %s: cannot reload positions: %s", self.projection.name, e)
-                for tp in owned:
-                    key = TopicPartition(tp.topic, tp.partition)
-                    self._next_fetch[key] = self._expected.get(key, 0)
-                    consumer.seek(tp, self._next_fetch[key])
+            stored = await self.projection.load_positions(owned)
+            # The assignment may have changed meanwhile: the listener sought
+            # what was assigned, and what was revoked is no longer ours.
+            still = self.assigned()
+            for tp in owned:
+                if tp not in still:
+                    continue
+                position = stored.get(tp, 0)
+                self._expected[tp] = self._next_fetch[tp] = self._uncommitted[tp] = position
+                consumer.seek(KafkaTopicPartition(tp.topic, tp.partition), position)
+            log.info(
+                "projection %s: positions loaded again: %s",
+                self.projection.name,
+                ", ".join(f"{tp.topic}/{tp.partition}@{stored.get(tp, 0)}" for tp in owned),
+            )
+        self._reload = False
 
     async def _commit_hint(self, consumer: Any) -> None:
         """Commit stored positions to the group as a lag hint, off the loop's path.

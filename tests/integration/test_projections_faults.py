@@ -10,20 +10,24 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
+import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
 
 from runwire.contract.codec import REASONS, default_codec
 from runwire.contract.events import Event, SessionDeleted, ToolResult, Usage
 from runwire.errors import DecodeError
-from runwire.log.records import SourceRecord
+from runwire.log.records import SourceRecord, TopicPartition
 from runwire.projections.runs.projection import RunsProjection
 from runwire.projections.runs.reader import RunStore
 from runwire.projections.runtime.dead_letters import list_dead_letters
+from runwire.projections.runtime.lag import projection_lag
 from runwire.projections.runtime.pg import Pool
+from runwire.projections.runtime.pg_projection import PostgresProjection
+from runwire.projections.runtime.protocol import ApplyResult, Batch, DeadLetterSink
 from runwire.projections.runtime.rebuild import rebuild
 from runwire.projections.sessions.projection import SessionsProjection
 from runwire.settings import Settings
@@ -328,6 +332,110 @@ async def test_two_instances_and_rebalances_lose_nothing_and_apply_nothing_twice
     assert first_runs.stats.applied + second_runs.stats.applied == len(
         {r.event.event_id for r in records if r.topic in read}
     )
+
+
+# -- commits Postgres took back ----------------------------------------------------
+
+
+async def _snapshot(pool: Pool, projection: PostgresProjection) -> list[tuple[str, str]]:
+    """Copy the live copy's tables and positions aside: (table, its copy) pairs."""
+    live = (await projection.generations()).live
+    tables = [projection.tables.table(base, live) for base in projection.tables.tables]
+    pairs = [(t, f"snap_{t}") for t in tables]
+    async with pool.connection() as conn, conn.transaction():
+        for table_name, snap in pairs:
+            await conn.execute(f"CREATE TABLE {snap} AS TABLE {table_name}".encode())
+        await conn.execute(
+            "CREATE TABLE snap_positions AS SELECT * FROM runwire_projection_positions "
+            "WHERE projection = %s AND generation = %s",
+            (projection.name, live),
+        )
+    return pairs
+
+
+async def _take_back(
+    pool: Pool, projection: PostgresProjection, pairs: list[tuple[str, str]]
+) -> None:
+    """What a crash of Postgres does to commits it had not flushed: rows and
+    positions back, together, to the snapshot."""
+    async with pool.connection() as conn, conn.transaction():
+        for table_name, snap in pairs:
+            await conn.execute(f"DELETE FROM {table_name}".encode())
+            await conn.execute(f"INSERT INTO {table_name} SELECT * FROM {snap}".encode())
+        await conn.execute(
+            "DELETE FROM runwire_projection_positions WHERE projection = %s",
+            (projection.name,),
+        )
+        await conn.execute("INSERT INTO runwire_projection_positions SELECT * FROM snap_positions")
+
+
+class _Outage:
+    """A projection whose next applies and position loads fail as if its server were down."""
+
+    def __init__(self, projection: PostgresProjection) -> None:
+        self.applies = self.loads = 0
+        apply, load_positions = projection.apply, projection.load_positions
+
+        async def failing_apply(batch: Batch, sink: DeadLetterSink) -> ApplyResult:
+            if self.applies:
+                self.applies -= 1
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            return await apply(batch, sink)
+
+        async def failing_load(
+            partitions: Collection[TopicPartition],
+        ) -> dict[TopicPartition, int]:
+            if self.loads:
+                self.loads -= 1
+                raise psycopg.OperationalError("connection refused")
+            return await load_positions(partitions)
+
+        projection.apply = failing_apply  # type: ignore[method-assign,assignment]
+        projection.load_positions = failing_load  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("later", ["records_to_one_partition", "nothing"])
+async def test_commits_a_postgres_crash_took_back_are_applied_again_on_every_partition(
+    settings: Settings, pool: Pool, later: str
+) -> None:
+    """The projector commits asynchronously (``synchronous_commit`` off): a crash
+    of Postgres may take back its last commits, rows and positions together,
+    while the projector has gone past them. Here they are taken back under a
+    running projector. Then either the store is down for the next apply and
+    the reload after it while records come to one partition only, or nothing
+    comes at all: either way every partition is read again from what is
+    stored (before, a partition stayed behind until records came to it)."""
+    workload = synthetic_events(runs=200, sessions=30, events=4_000, seed=11, duplicate_rate=0)
+    first, taken_back = workload.events[:2_000], workload.events[2_000:]
+    runs = RunsProjection(pool, settings)
+    await runs.prepare()
+    observer = RunsProjection(pool, settings)  # its lag reads are not the projector's
+    outage = _Outage(runs)
+    placed = await bulk_publish(settings, first)
+    late: list[Event] = []
+    async with running(runs, settings) as projector:
+        await caught_up(observer, settings)
+        pairs = await _snapshot(pool, runs)
+        placed += await bulk_publish(settings, taken_back)
+        await caught_up(observer, settings)
+        await _take_back(pool, runs, pairs)
+        assert (await projection_lag(observer, settings)).lag > 0
+        if later == "records_to_one_partition":
+            outage.applies = outage.loads = 1
+            extra = synthetic_events(runs=4, sessions=20, events=80, seed=12).events
+            one = next(e.run_id for e in extra if e.run_id)
+            late = [e for e in extra if e.run_id == one]
+            assert late
+            placed += await bulk_publish(settings, late)
+        await caught_up(observer, settings, within=60)
+        assert (outage.applies, outage.loads) == (0, 0)
+        if later == "records_to_one_partition":
+            assert projector.stats.retries >= 1
+            assert len({(p.topic, p.partition) for p in placed[-len(late) :]}) == 1
+    taken = {(p.topic, p.partition) for p in placed[len(first) : len(first) + len(taken_back)]}
+    assert len(taken) > 1  # the commits taken back were on several partitions
+    records = as_records([*workload.events, *late], placed)
+    await assert_runs_match(pool, records, settings.run_events, settings.session_events)
 
 
 # -- rebuild under load ---------------------------------------------------------
