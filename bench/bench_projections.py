@@ -23,8 +23,10 @@
   ack -> the fetch request sent -> its response arrived -> handed over by
   ``getmany`` -> decoded -> apply began -> applied -> seen), printed as
   p50 / p99 and as the mean of the slowest 1 % (where the p99 goes), with
-  the batches' sizes and applies and the collector's pauses. Clocks are
-  ``time.perf_counter()`` in every process (one monotonic clock).
+  the batches' sizes and applies and the collector's pauses, and how long
+  each projector ran and waited for a core (``/proc`` schedstat) while the
+  bench published: waiting longer than running means a starved machine.
+  Clocks are ``time.perf_counter()`` in every process (one monotonic clock).
 - ``memory``: ``runwire projections rebuild runs`` in its own process over a
   log of ``--large`` events; its resident memory is sampled every 0.25 s.
   Goal: flat (the last quarter's peak within a few MB of the first
@@ -78,6 +80,7 @@ from served import (
     Timed,
     cpu_seconds,
     print_breakdown,
+    run_queue_seconds,
     serve_command,
     served_env,
     stage_breakdown,
@@ -348,7 +351,9 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
         if await asyncio.wait_for(poller.stdout.readline(), timeout=60) != b"polling\n":
             raise RuntimeError("the position poller did not start")
         sent: Sent = []
+        load_before = os.getloadavg()
         cpu = [cpu_seconds(proc.pid) for proc in procs]
+        waited = [run_queue_seconds(proc.pid) for proc in procs]
         # What the bench's own processes take of the machine while it publishes.
         own = (time.perf_counter(), time.process_time(), cpu_seconds(poller.pid))
         try:
@@ -359,6 +364,14 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
                 "observer_cpu_percent": round((cpu_seconds(poller.pid) - own[2]) / wall * 100, 1),
             }
         finally:
+            # The shares are of the publishing; the CPU per event below also
+            # counts the drain after it.
+            published = time.perf_counter() - own[0]
+            ran = [cpu_seconds(proc.pid) - used for proc, used in zip(procs, cpu, strict=True)]
+            waited = [
+                run_queue_seconds(proc.pid) - before
+                for proc, before in zip(procs, waited, strict=True)
+            ]
             await poller.wait()
             cpu = [cpu_seconds(proc.pid) - used for proc, used in zip(procs, cpu, strict=True)]
             for proc in procs:
@@ -374,6 +387,7 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
             "events": len(events),
             "publish_ack": _stats([(acked - at) * 1000 for _, _, at, acked in measured]),
             **bench_cpu,
+            "load_average_before_after": [load_before[0], os.getloadavg()[0]],
         }
         for n, name in enumerate(("runs", "sessions")):
             latencies: list[float] = []
@@ -396,6 +410,10 @@ async def measure_latency(base: Settings, rate: int, seconds: float) -> dict[str
                 "breakdown": stage_breakdown(work / f"{name}.jsonl", timed),
                 # Load-independent, unlike the latencies: the projector's own CPU.
                 "projector_cpu_ms_per_1000_events": round(cpu[n] / len(events) * 1e6, 1),
+                # While the bench published: the share of the wall time the
+                # projector ran, and the share it was ready to run but waited.
+                "projector_ran_share": round(ran[n] / published, 3),
+                "projector_waited_for_a_core_share": round(waited[n] / published, 3),
             }
         shutil.rmtree(work, ignore_errors=True)
         return out_
@@ -524,8 +542,12 @@ async def main() -> None:
             print_breakdown(name, lat[name]["breakdown"])
             print(
                 f"  {name} projector CPU: {lat[name]['projector_cpu_ms_per_1000_events']} ms "
-                "per 1000 events published"
+                f"per 1000 events published; while publishing it ran "
+                f"{lat[name]['projector_ran_share']:.0%} of the time and waited for a core "
+                f"{lat[name]['projector_waited_for_a_core_share']:.0%}"
             )
+        before, after = lat["load_average_before_after"]
+        print(f"  load average (1 min) {before:.2f} before publishing, {after:.2f} after")
     if "memory" not in args.skip:
         result["memory"] = await measure_memory(base, args.large)
         mem = result["memory"]

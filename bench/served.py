@@ -96,6 +96,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_queue_seconds(pid: int) -> float:
+    """How long process ``pid``'s threads have waited on a run queue for a core so
+    far (``/proc/PID/task/*/schedstat``, its second field; 0 where the kernel
+    keeps no schedstats). Beside :func:`cpu_seconds`: a projector that waited
+    longer for a core than it ran says that its latency is the machine's."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += int(task.read_text().split()[1])
+    return total / 1e9
+
+
 def serve_command(name: str, timed: Path | None = None) -> list[str]:
     """The command serving projector ``name``; ``timed``: the file its timings go to."""
     if timed is None:
