@@ -838,13 +838,25 @@ class Projector:
 
     # -- positions -------------------------------------------------------------
 
-    async def _seek_to_stored(self, assigned: Collection[Any]) -> None:
+    async def _seek_to_stored(self, assigned: Collection[Any], *, why: str = "assigned") -> None:
+        """Read each of ``assigned`` on from its stored position.
+
+        - ``why`` "assigned": from the rebalance listener (counted in
+          ``stats.assignments``); otherwise a reload, and the partitions
+          revoked while the positions were read are left alone.
+        """
         consumer = self._require_consumer()
         tps = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
-        self.stats.assignments += 1
+        if why == "assigned":
+            self.stats.assignments += 1
         if not tps:
             return
         stored = await self.projection.load_positions(tps)
+        if why != "assigned":
+            # The assignment may have changed meanwhile: the listener sought
+            # what was assigned, and what was revoked is no longer ours.
+            still = self.assigned()
+            tps = [tp for tp in tps if tp in still]
         for tp in tps:
             position = stored.get(tp, 0)
             self._expected[tp] = position
@@ -855,8 +867,9 @@ class Projector:
             self._uncommitted[tp] = position
             consumer.seek(KafkaTopicPartition(tp.topic, tp.partition), position)
         log.info(
-            "projection %s: assigned %s",
+            "projection %s: %s %s",
             self.projection.name,
+            why,
             ", ".join(f"{tp.topic}/{tp.partition}@{stored.get(tp, 0)}" for tp in tps),
         )
 
@@ -893,24 +906,7 @@ class Projector:
         Raises what the store raises (the run loop retries it with backoff);
         only once it has succeeded is anything fetched again.
         """
-        consumer = self._require_consumer()
-        owned = [TopicPartition(tp.topic, tp.partition) for tp in consumer.assignment()]
-        if owned:
-            stored = await self.projection.load_positions(owned)
-            # The assignment may have changed meanwhile: the listener sought
-            # what was assigned, and what was revoked is no longer ours.
-            still = self.assigned()
-            for tp in owned:
-                if tp not in still:
-                    continue
-                position = stored.get(tp, 0)
-                self._expected[tp] = self._next_fetch[tp] = self._uncommitted[tp] = position
-                consumer.seek(KafkaTopicPartition(tp.topic, tp.partition), position)
-            log.info(
-                "projection %s: positions loaded again: %s",
-                self.projection.name,
-                ", ".join(f"{tp.topic}/{tp.partition}@{stored.get(tp, 0)}" for tp in owned),
-            )
+        await self._seek_to_stored(self._require_consumer().assignment(), why="loaded again")
         self._reload = False
 
     async def _commit_hint(self, consumer: Any) -> None:
