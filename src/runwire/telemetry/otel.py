@@ -44,7 +44,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableSequence, Sequence
 from contextlib import AbstractContextManager
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
 from opentelemetry import context as context_api
@@ -381,7 +381,13 @@ def _one_line(span: ReadableSpan) -> str:
     parent = f"{span.parent.span_id:016x}" if span.parent is not None else "-"
     seconds = ((span.end_time or 0) - (span.start_time or 0)) / 1e9
     ids = f"{context.trace_id:032x} {context.span_id:016x}" if context is not None else "- -"
-    return f"{span.name} trace={ids} parent={parent} {seconds * 1000:.3f}ms {dict(span.attributes or {})}\n"
+    attributes = span.attributes
+    # The SDK hands a read-only view of its bounded mapping: its copy() is the
+    # inner dict's (dict() of the view takes a lock and a lookup per key).
+    shown = (
+        attributes.copy() if isinstance(attributes, MappingProxyType) else dict(attributes or {})
+    )
+    return f"{span.name} trace={ids} parent={parent} {seconds * 1000:.3f}ms {shown}\n"
 
 
 def _exporter(name: str, environ: Mapping[str, str], console: TextIO | None) -> SpanExporter | None:

@@ -393,3 +393,31 @@ async def test_turns_in_flight_together_each_write_their_own_span(
         (own,) = _named(spans, f"turn {i}")
         other = f"00-{0xABC0 + i:032x}-{0xDEF0 + i:016x}-01".encode()
         assert headers == [_header(own)] * 3 + [other, _header(own)]
+
+
+def test_the_console_exporter_writes_a_span_a_line_with_its_attributes() -> None:
+    import io
+
+    from runwire.telemetry.otel import Tracing, provider_from_env
+
+    out = io.StringIO()
+    provider = provider_from_env("test", {"OTEL_TRACES_EXPORTER": "console"}, console=out)
+    active = Tracing(provider)
+    tracing.enable(active)
+    try:
+        with tracing.span("chat local", {"gen_ai.system": "local"}, client=True) as span:
+            span.set_attribute("gen_ai.usage.output_tokens", 7)
+            with tracing.span("tool lookup"):
+                pass
+    finally:
+        tracing.disable()
+        provider.shutdown()
+    lines = out.getvalue().splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["tool", "chat"]
+    tool, chat = lines
+    trace_id = chat.split("trace=")[1].split(" ")[0]
+    chat_span = chat.split("trace=")[1].split(" ")[1]
+    assert tool.split("trace=")[1].split(" ")[0] == trace_id
+    assert f"parent={chat_span}" in tool
+    assert "parent=-" in chat
+    assert chat.endswith("{'gen_ai.system': 'local', 'gen_ai.usage.output_tokens': 7}")
