@@ -368,8 +368,14 @@ class Projector:
                             + ", ".join(f"{tp.topic}/{tp.partition}" for tp in sorted(unknown))
                         )
                     tps = [tp for tp in tps if tp in self._only]
+                # Positions first, then assign and seek with no wait between:
+                # a partition assigned without a position makes the fetcher
+                # ask the broker to reset it (a round trip, sometimes more,
+                # that holds up the first fetch) before the seek lands.
+                stored = await self.projection.load_positions(tps)
                 consumer.assign([KafkaTopicPartition(tp.topic, tp.partition) for tp in tps])
-                await self._seek_to_stored(consumer.assignment())
+                self.stats.assignments += 1
+                self._seek(consumer, tps, stored)
         except BaseException:
             await self.stop()
             raise
@@ -857,6 +863,16 @@ class Projector:
             # what was assigned, and what was revoked is no longer ours.
             still = self.assigned()
             tps = [tp for tp in tps if tp in still]
+        self._seek(consumer, tps, stored, why)
+
+    def _seek(
+        self,
+        consumer: Any,
+        tps: Sequence[TopicPartition],
+        stored: Mapping[TopicPartition, int],
+        why: str = "assigned",
+    ) -> None:
+        """Seek ``tps`` to their ``stored`` positions and expect them there."""
         for tp in tps:
             position = stored.get(tp, 0)
             self._expected[tp] = position
