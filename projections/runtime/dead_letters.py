@@ -269,14 +269,28 @@ class DeadLetterProducer:
     past the rejected records. Records are compressed and sized to the
     topic's limit (see the module docstring); ``max_message_bytes`` overrides
     the limit read from the broker.
+
+    ``start_on_send``: ``send`` starts the producer itself the first time it
+    has a dead letter to write, so a sink that writes none (a rebuild of a
+    clean log) never connects; one that cannot start fails that ``send``,
+    retriable as a send is. Not after :meth:`stop`.
     """
 
     def __init__(
-        self, settings: Settings, consumer: str, *, max_message_bytes: int | None = None
+        self,
+        settings: Settings,
+        consumer: str,
+        *,
+        max_message_bytes: int | None = None,
+        start_on_send: bool = False,
     ) -> None:
         self._settings = settings
         self._consumer = consumer
         self._producer: Any = None
+        self._start_on_send = start_on_send
+        self._stopped = False
+        # Two sends may find the producer missing at once (a decode and an apply).
+        self._starting = asyncio.Lock()
         self._sent = 0
         self.erased = 0
         """Rejections skipped because their session is erased (never dead-lettered)."""
@@ -294,8 +308,12 @@ class DeadLetterProducer:
         return self._sent
 
     async def start(self) -> None:
-        if self._producer is not None:
-            return
+        self._stopped = False
+        async with self._starting:
+            if self._producer is None:
+                await self._start()
+
+    async def _start(self) -> None:
         limit = self._limit or await dead_letter_limit(self._settings)
         self._budget = max(_MIN_BUDGET, limit - _BATCH_OVERHEAD)
         producer = clients.producer(
@@ -310,6 +328,7 @@ class DeadLetterProducer:
         self._producer = producer
 
     async def stop(self) -> None:
+        self._stopped = True
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
@@ -337,7 +356,11 @@ class DeadLetterProducer:
         if not rejections:
             return
         if self._producer is None:
-            raise NotStartedError("DeadLetterProducer is not started: use `async with` or start()")
+            if not self._start_on_send or self._stopped:
+                raise NotStartedError(
+                    "DeadLetterProducer is not started: use `async with` or start()"
+                )
+            await self.start()
         pending = list(rejections)
         while pending:
             futures = [await self._send_one(r) for r in pending]

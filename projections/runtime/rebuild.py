@@ -13,6 +13,9 @@ Contract:
 - An interrupted rebuild leaves its copy; the next rebuild resumes it (its
   positions are stored with it) unless told to restart.
 - Memory stays flat: one batch in flight, nothing kept per record.
+- Records that cannot be read or applied are dead-lettered as by a served
+  projector; the dead-letter producer connects with the first of them (a
+  clean log's rebuild never starts one).
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from runwire.log.records import TopicPartition
 from runwire.projections.runtime.consumer import Decoder, Projector, ProjectorOptions
@@ -87,7 +89,11 @@ async def rebuild(
     started = time.monotonic()
     attempts = 0
     moved = asyncio.Event()
-    sink = DeadLetterProducer(settings, f"{projection.name}-rebuild-g{copy.generation}")
+    # Started by its first dead letter: a rebuild of a clean log writes none,
+    # and a producer's start and stop were a fixed part of every rebuild.
+    sink = DeadLetterProducer(
+        settings, f"{projection.name}-rebuild-g{copy.generation}", start_on_send=True
+    )
     projector = Projector(
         copy.projection,
         settings,
@@ -101,9 +107,7 @@ async def rebuild(
         # Stopped in reverse order: the projector, then the sink it writes to.
         running.push_async_callback(sink.stop)
         running.push_async_callback(projector.stop)
-        # Both wait on Kafka (and the projector on its positions) before the
-        # first record: side by side, a rebuild's set-up is the slower's.
-        await _start_together(sink.start(), projector.start())
+        await projector.start()
         first = projector.positions()
         total = 0
 
@@ -154,18 +158,6 @@ async def rebuild(
         duplicates=stats.duplicates,
         dead_letters=stats.undecodable + stats.rejected,
     )
-
-
-async def _start_together(*starts: Coroutine[Any, Any, None]) -> None:
-    """Run ``starts`` side by side; on a failure cancel the rest and raise it."""
-    tasks = [asyncio.ensure_future(start) for start in starts]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 async def _next_batch(moved: asyncio.Event, runner: asyncio.Task[None]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -269,38 +268,6 @@ def test_rebuild_progress_reports_rate_and_eta() -> None:
     assert progress.rate == 250
     assert progress.eta == 6.0
     assert RebuildProgress(generation=2, done=0, total=10, elapsed=0).eta is None
-
-
-async def test_a_rebuild_starts_its_parts_together_and_stops_at_the_first_failure() -> None:
-    from runwire.projections.runtime.rebuild import _start_together
-
-    order: list[str] = []
-    blocked = asyncio.Event()
-
-    async def slow() -> None:
-        order.append("slow started")
-        try:
-            await blocked.wait()
-        except asyncio.CancelledError:
-            order.append("slow cancelled")
-            raise
-
-    async def failing() -> None:
-        order.append("failing started")
-        await asyncio.sleep(0)
-        raise PublishError("broker down")
-
-    with pytest.raises(PublishError, match="broker down"):
-        await _start_together(slow(), failing())
-    assert order == ["slow started", "failing started", "slow cancelled"]
-
-    async def quick(name: str) -> None:
-        await asyncio.sleep(0)
-        order.append(name)
-
-    order.clear()
-    await _start_together(quick("a"), quick("b"))
-    assert sorted(order) == ["a", "b"]
 
 
 def test_upserts_send_rows_as_one_json_text_and_keep_jsonb_nulls_apart() -> None:
