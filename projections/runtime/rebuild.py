@@ -33,7 +33,15 @@ from runwire.projections.runtime.protocol import ProjectionError, Rebuildable
 from runwire.settings import Settings
 from runwire.telemetry.metrics import REBUILD_PROGRESS
 
-REBUILD_OPTIONS = ProjectorOptions(max_records=5000, poll_timeout_ms=500)
+REBUILD_OPTIONS = ProjectorOptions(max_records=10_000, poll_timeout_ms=500)
+"""A rebuild's batches: large, because a batch folds and writes each key it
+touches (a run's row, a transcript's body, a memory entry) once, however
+many of its events it holds, so the larger the batch, the fewer times a key
+is read, folded and written over a rebuild. Twice 5,000 took about 6% off
+the CPU per event of every projection's rebuild (the runtime alone gains
+nothing); the price is a larger batch in flight (a run-status rebuild of
+170k events peaked at 192 MB instead of 150 MB) and longer single writes
+(a transcript batch's script)."""
 
 
 @dataclass(frozen=True, slots=True)
