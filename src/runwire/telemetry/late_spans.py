@@ -16,10 +16,9 @@ Contract:
   span processors and exporters get is what the SDK would have made had
   the span been started at the start. A span not to be recorded is never
   made (as the SDK makes a non-recording one).
-- The differences: the processors' ``on_start`` runs at the end, just
+- The one difference: the processors' ``on_start`` runs at the end, just
   before their ``on_end`` (the batch and simple processors do nothing in
-  it); a late span takes no lock, so it is set from the thread that runs
-  its operation (an event loop's), as runwire's are.
+  it).
 
 Why: a span made by the SDK at the start is a dozen objects the garbage
 collector tracks (its lock, bounded attributes, events and links, each with
