@@ -44,6 +44,7 @@ import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, MutableSequence, Sequence
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -59,17 +60,17 @@ from opentelemetry.sdk.trace.export import (
     SpanExportResult,
 )
 from opentelemetry.trace import (
-    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
     Span,
     SpanContext,
     SpanKind,
     Status,
     StatusCode,
+    TraceFlags,
 )
 
 from runwire.errors import ConfigurationError
 from runwire.log import hooks
-from runwire.telemetry.late_spans import LateSpan, LateTracer, trace_flags
 from runwire.telemetry.metrics import SPANS_DROPPED
 
 if TYPE_CHECKING:
@@ -113,8 +114,8 @@ def _event_attributes(event: Event) -> dict[str, Any]:
 _HEX = frozenset("0123456789abcdef")
 
 
-def _parent(raw: bytes | None) -> tuple[SpanContext, bool]:
-    """The span a ``traceparent`` header names, and whether it was malformed.
+def _parent(raw: bytes | None) -> tuple[Context, bool]:
+    """The context a ``traceparent`` header names, and whether it was malformed.
 
     Parsed by hand (the propagator's regular expression costs several times
     as much, once per handled delta): version ``00``, 32 and 16 lowercase hex
@@ -123,11 +124,11 @@ def _parent(raw: bytes | None) -> tuple[SpanContext, bool]:
     (a new trace), never the reader's own current span.
     """
     if raw is None:
-        return INVALID_SPAN_CONTEXT, False
+        return Context(), False
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
-        return INVALID_SPAN_CONTEXT, True
+        return Context(), True
     parts = text.split("-")
     if (
         len(parts) < 4
@@ -139,12 +140,14 @@ def _parent(raw: bytes | None) -> tuple[SpanContext, bool]:
         or len(parts[3]) != 2
         or not _HEX.issuperset(parts[0] + parts[1] + parts[2] + parts[3])
     ):
-        return INVALID_SPAN_CONTEXT, True
+        return Context(), True
     trace_id, span_id = int(parts[1], 16), int(parts[2], 16)
     if not trace_id or not span_id:
-        return INVALID_SPAN_CONTEXT, True
-    flags = trace_flags(int(parts[3], 16))
-    return SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags), False
+        return Context(), True
+    span_context = SpanContext(
+        trace_id, span_id, is_remote=True, trace_flags=TraceFlags(int(parts[3], 16))
+    )
+    return trace.set_span_in_context(NonRecordingSpan(span_context), Context()), False
 
 
 def _traceparent(record: SourceRecord) -> bytes | None:
@@ -172,15 +175,29 @@ def _encode(span_context: SpanContext) -> list[tuple[str, bytes]] | None:
 
 class _Current:
     """``span`` current for a block, ended after it (lighter than the SDK's
-    generator-based ``start_as_current_span``: this runs once per operation)."""
+    generator-based ``start_as_current_span``: this runs once per operation).
 
-    __slots__ = ("_span", "_token")
+    While current it is also :data:`_OURS`'s value, so the records written in
+    the block find its headers without looking the span up (formatted once,
+    at the first record).
+    """
+
+    __slots__ = ("_headers", "_ours", "_span", "_token", "context")
 
     def __init__(self, span: Span) -> None:
         self._span = span
+        self._headers: list[tuple[str, bytes]] | bool | None = False  # False: not yet
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        encoded = self._headers
+        if encoded is False:
+            encoded = self._headers = _encode(self._span.get_span_context())
+        return encoded  # type: ignore[return-value]
 
     def __enter__(self) -> Span:
-        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        self.context = trace.set_span_in_context(self._span)
+        self._token = context_api.attach(self.context)
+        self._ours = _OURS.set(self)
         return self._span
 
     def __exit__(
@@ -189,12 +206,16 @@ class _Current:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        _OURS.reset(self._ours)
         context_api.detach(self._token)
         if isinstance(exc, Exception):
             self._span.record_exception(exc)
             self._span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
         self._span.end()
 
+
+_OURS: ContextVar[_Current | None] = ContextVar("runwire_traced_block", default=None)
+"""The innermost span runwire made current in this task (see :class:`_Current`)."""
 
 _NOTHING: AbstractContextManager[None] = contextlib.nullcontext()
 
@@ -204,9 +225,7 @@ class Tracing:
 
     def __init__(self, provider: TracerProvider) -> None:
         self.provider = provider
-        # Spans made when their operation ends (late_spans: what a backlog's
-        # collector would otherwise walk), with the identity they had throughout.
-        self._spans = LateTracer(provider.get_tracer("runwire"))
+        self._tracer = provider.get_tracer("runwire")
         # Oldest first. Not a dict: deleting a dict's first key leaves a hole that
         # every later next(iter(...)) walks over, ~25 µs per record read once full.
         self._contexts: OrderedDict[str, bytes] = OrderedDict()
@@ -220,18 +239,15 @@ class Tracing:
     def _headers(self) -> list[tuple[str, bytes]] | None:
         """The ``traceparent`` (and ``tracestate``) of the current span; None: there is none."""
         context = context_api.get_current()
-        span = trace.get_current_span(context)
-        if type(span) is LateSpan:  # the common case: one of runwire's own spans
-            encoded: list[tuple[str, bytes]] | None = span.memo
-            if encoded is None:  # formatted once, at the first record written under it
-                encoded = span.memo = _encode(span.get_span_context())
-            return encoded
+        ours = _OURS.get()
+        if ours is not None and ours.context is context:
+            return ours.headers()  # the common case: one of runwire's own spans
         # Another library's span (an HTTP request's), or none: remembered for
         # the last context seen, as a request's records share one.
         last, encoded = self._last
         if context is last:
             return encoded
-        encoded = _encode(span.get_span_context())
+        encoded = _encode(trace.get_current_span(context).get_span_context())
         self._last = (context, encoded)
         return encoded
 
@@ -283,8 +299,8 @@ class Tracing:
         attributes["messaging.destination.name"] = topic
         attributes["messaging.batch.message_count"] = len(events)
         return _Current(
-            self._spans.start(
-                f"send {topic}", parent=parent, kind=SpanKind.PRODUCER, attributes=attributes
+            self._tracer.start_span(
+                f"send {topic}", context=parent, kind=SpanKind.PRODUCER, attributes=attributes
             )
         )
 
@@ -301,7 +317,9 @@ class Tracing:
         if malformed:
             attributes["runwire.trace.malformed"] = True
         return _Current(
-            self._spans.start(name, parent=parent, kind=SpanKind.CONSUMER, attributes=attributes)
+            self._tracer.start_span(
+                name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes
+            )
         )
 
     @contextlib.contextmanager
@@ -325,8 +343,8 @@ class Tracing:
             if malformed:
                 attributes["runwire.trace.malformed"] = True
             spans.append(
-                self._spans.start(
-                    f"{name} apply", parent=parent, kind=SpanKind.CONSUMER, attributes=attributes
+                self._tracer.start_span(
+                    f"{name} apply", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
                 )
             )
         try:
@@ -340,7 +358,7 @@ class Tracing:
     ) -> AbstractContextManager[Span]:
         """A span under the current one, current for the block."""
         return _Current(
-            self._spans.start(
+            self._tracer.start_span(
                 name,
                 kind=SpanKind.CLIENT if client else SpanKind.INTERNAL,
                 attributes=attributes,
