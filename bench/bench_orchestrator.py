@@ -14,7 +14,11 @@ with no latency, so what is measured is everything but the model.
 
 Both sides are fed the same way (runs published at full speed, many per
 record batch) and timed from the first publish to the last answer read
-back. The machine's load average is recorded: other processes on the
+back; the CPU per turn is counted until the service has also seen its last
+answer acknowledged (its own end of every turn; stopping it earlier would
+leave that work out and cancel it, and the cancelled turns' garbage would
+fall on the next round's collector, so each round also ends with a full
+collection). The machine's load average is recorded: other processes on the
 same cores move every figure. Per-turn figures are from reading the delta to the
 broker's ack of the answer (minus the model call, for the orchestrator).
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import time
@@ -137,6 +142,7 @@ Serve = Callable[[Settings, dict[str, Any]], Coroutine[Any, Any, None]]
 
 async def serve_orchestrator(settings: Settings, sink: dict[str, Any]) -> None:
     async with orchestrator_service(settings, provider=LocalModel(), history=False) as orchestrator:
+        sink["answered"] = lambda: orchestrator.stats.answers
         try:
             await asyncio.Event().wait()
         finally:
@@ -148,6 +154,8 @@ async def serve_raw(settings: Settings, sink: dict[str, Any]) -> None:
     """The same traffic answered by hand: consume, publish the same events, nothing else."""
     codec = default_codec()
     latencies: list[float] = sink.setdefault("per_turn", [])
+    done = [0]
+    sink["answered"] = lambda: done[0]
     # One answer, made once: the raw side does no model work at all.
     sample = LocalModel().respond(
         ModelRequest(
@@ -171,6 +179,7 @@ async def serve_raw(settings: Settings, sink: dict[str, Any]) -> None:
             await publisher.publish(acknowledgement(context, event.event_id, RunPhase.PLANNING))
             await publisher.publish_many(answer_events(context, event.event_id, sample))
             latencies.append(time.perf_counter() - read_at)
+            done[0] += 1
 
         try:
             while True:
@@ -187,6 +196,13 @@ async def serve_raw(settings: Settings, sink: dict[str, Any]) -> None:
             for task in tasks:
                 task.cancel()
             await consumer.stop()
+
+
+async def answered(sink: dict[str, Any], turns: int) -> None:
+    """Until the service has seen ``turns`` of its answers acknowledged (a minute at most)."""
+    async with asyncio.timeout(60.0):
+        while "answered" not in sink or sink["answered"]() < turns:  # noqa: ASYNC110 - its count
+            await asyncio.sleep(0.002)
 
 
 async def stopped(task: asyncio.Task[None]) -> None:
@@ -206,8 +222,14 @@ async def throughput(base: Settings, serve: Serve, turns: int) -> dict[str, Any]
         waiter = asyncio.create_task(asyncio.to_thread(observe_completed, settings, turns))
         server = asyncio.create_task(serve(settings, sink))
         ended, observing = await waiter
+        # The service's own end of those turns (their answers' acks settled)
+        # is part of what they cost; stopping before it would cancel that
+        # work, and the cancelled turns' garbage would fall on the next round.
+        await answered(sink, turns)
         cpu = time.process_time() - cpu - observing
         await stopped(server)
+    # Nothing of this round left for the next one's collector to walk.
+    gc.collect()
     seconds = ended - started
     return {
         "seconds": round(seconds, 3),
