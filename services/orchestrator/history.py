@@ -81,7 +81,13 @@ if TYPE_CHECKING:
     from runwire.projections.sessions.fold import Session
     from runwire.projections.sessions.reader import SessionIndex
 
-__all__ = ["DEFAULT_POLICY", "ProviderSummarizer", "SessionHistory"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "MAX_WINDOWS",
+    "MAX_WINDOW_TOKENS",
+    "ProviderSummarizer",
+    "SessionHistory",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +100,39 @@ a floor above this one; a unit test keeps the two equal)."""
 
 _MAX_RUNS_READ = 200
 """Earlier runs read at most when no policy bound says fewer."""
+
+MAX_WINDOWS = 10_000
+"""Runs whose history window is kept for their later calls."""
+
+MAX_WINDOW_TOKENS = 2_000_000
+"""Tokens the kept windows may hold together. A bound on their number alone
+would let 10,000 windows of a large context each (tool results of
+megabytes, a model's whole context) take gigabytes of a long-lived
+orchestrator; a forgotten window is read from the log again when its run
+needs it."""
+
+
+class _Windows(OrderedDict[str, ContextWindow]):
+    """The windows kept, by run id, least recently stored first, with their tokens summed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tokens = 0
+
+    def __setitem__(self, run_id: str, window: ContextWindow) -> None:
+        old = self.get(run_id)
+        if old is not None:
+            self.tokens -= old.token_count
+        super().__setitem__(run_id, window)
+        self.move_to_end(run_id)
+        self.tokens += window.token_count
+
+    def trim(self, max_windows: int, max_tokens: int) -> None:
+        """Forget the least recently stored until within both bounds; the last one
+        stored is always kept."""
+        while len(self) > 1 and (len(self) > max_windows or self.tokens > max_tokens):
+            _, window = self.popitem(last=False)
+            self.tokens -= window.token_count
 
 
 class ProviderSummarizer:
@@ -138,6 +177,7 @@ class SessionHistory(AsyncService):
         owned: Iterable[Any] = (),
         compactions: Mapping[str | None, CompactionPolicy | None] | None = None,
         summarizer: Summarizer | None = None,
+        max_window_tokens: int = MAX_WINDOW_TOKENS,
     ) -> None:
         self._settings = settings
         self._runs = runs
@@ -151,7 +191,8 @@ class SessionHistory(AsyncService):
         self._compactions = dict(compactions or {})
         """Per agent id the compaction policy (or None); under None, every other agent's."""
         self._summarizer = summarizer
-        self._windows: OrderedDict[str, ContextWindow] = OrderedDict()
+        self._windows = _Windows()
+        self._max_window_tokens = max_window_tokens
         self._consumer: Any = None
         self._owned = list(owned)
         """Readers this object closes when it stops (given by the wiring)."""
@@ -332,5 +373,4 @@ class SessionHistory(AsyncService):
             )
 
     def _trim(self) -> None:
-        while len(self._windows) > 10_000:
-            self._windows.popitem(last=False)
+        self._windows.trim(MAX_WINDOWS, self._max_window_tokens)

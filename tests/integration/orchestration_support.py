@@ -8,14 +8,24 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
 
+from runwire.client import RunOutcome
 from runwire.contract.codec import default_codec
 from runwire.contract.events import Event, EventType, RunStatus, RunStatusChanged
 from runwire.log.clients import topic_partitions
+from runwire.log.runs import RunReader
+from runwire.projections.runs.reader import RunStore
+from runwire.projections.sessions.reader import SessionIndex
+from runwire.providers.local import LocalModel
+from runwire.services.orchestrator.history import SessionHistory
+from runwire.services.orchestrator.run_state import Answer, RunState
+from runwire.services.orchestrator.service import rules_of
 from runwire.services.process import ServiceProcess
+from runwire.services.run_context import RunContext
 from runwire.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,3 +155,38 @@ def closings_by_delta(events: Sequence[LogRecord]) -> tuple[list[str], Counter[s
         )
     )
     return deltas, closings
+
+
+def first_call(outcome: RunOutcome) -> tuple[RunState, Answer]:
+    """A recorded run's state up to its ``context_seeded`` and its first model call,
+    as an orchestrator rebuilds them after a restart."""
+    kinds = [e.type for e in outcome.events]
+    state = RunState(RunContext.of(outcome.events[0]), 0, max_turns=8)
+    for offset, event in enumerate(outcome.events[: kinds.index(EventType.CONTEXT_SEEDED) + 1]):
+        state.apply(event, offset)
+    action = state.next_action()
+    assert isinstance(action, Answer)
+    return state, action
+
+
+@contextlib.asynccontextmanager
+async def local_history(
+    settings: Settings, run_log: RunReader | None = None, **options: Any
+) -> AsyncIterator[SessionHistory]:
+    """Session history for the local model on readers of its own (``run_log``: the
+    log reader to use), closed with it; ``options`` as :class:`SessionHistory` takes."""
+    runs = await RunStore.connect(settings)
+    sessions = await SessionIndex.connect(settings)
+    reader = run_log if run_log is not None else RunReader(settings)
+    history = SessionHistory(
+        settings,
+        runs=runs,
+        sessions=sessions,
+        run_log=reader,
+        provider=rules_of(LocalModel()),
+        thinking_enabled=settings.thinking_enabled,
+        owned=(runs, sessions, reader),
+        **options,
+    )
+    async with history:
+        yield history

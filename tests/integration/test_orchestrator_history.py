@@ -5,14 +5,14 @@ from __future__ import annotations
 from runwire.client import Client
 from runwire.context import seeded_runs
 from runwire.contract.events import ContextSeeded, EventType, RunStatus
+from runwire.log.records import SourceRecord
+from runwire.log.runs import RunReader
 from runwire.providers.local import LocalModel
 from runwire.services.orchestrator.history import SessionHistory
-from runwire.services.orchestrator.run_state import Answer, RunState
 from runwire.services.orchestrator.wiring import orchestrator_service, session_history
-from runwire.services.run_context import RunContext
 from runwire.services.tools.wiring import tool_runner_service
 from runwire.settings import Settings
-from tests.integration.orchestration_support import projectors
+from tests.integration.orchestration_support import first_call, local_history, projectors
 
 
 async def test_a_new_run_of_the_session_sees_the_earlier_runs(settings: Settings) -> None:
@@ -48,13 +48,55 @@ async def test_a_new_run_of_the_session_sees_the_earlier_runs(settings: Settings
         # session has grown (as after a restart: a fresh history source).
         async with await session_history(settings, LocalModel()) as history:
             assert isinstance(history, SessionHistory)
-            state = RunState(RunContext.of(second.events[0]), 0, max_turns=8)
-            for offset, event in enumerate(
-                second.events[: kinds.index(EventType.CONTEXT_SEEDED) + 1]
-            ):
-                state.apply(event, offset)
-            action = state.next_action()
-            assert isinstance(action, Answer)
-            replayed = await history.prepare(state, action)
+            replayed = await history.prepare(*first_call(second))
             assert replayed.seed is None  # recorded once, never decided again
             assert list(replayed.messages) == [*first.messages, *second.messages[:1]]
+
+
+class _CountingReader(RunReader):
+    """A log reader that counts the runs it reads."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.reads: list[str] = []
+
+    async def read(self, run_id: str, partition: int, first: int, last: int) -> list[SourceRecord]:
+        self.reads.append(run_id)
+        return await super().read(run_id, partition, first, last)
+
+
+async def test_kept_windows_stay_within_their_token_budget(settings: Settings) -> None:
+    session = "history-budget"
+    async with (
+        projectors(settings),
+        orchestrator_service(settings),
+        tool_runner_service(settings),
+        Client(settings) as rw,
+    ):
+        outcomes = []
+        for text in ("My name is Alice.", "What's my name?", "What is 1 + 1?"):
+            outcome = await (await rw.run("assistant", text, session_id=session)).wait(60)
+            assert outcome.status is RunStatus.COMPLETED
+            outcomes.append(outcome)
+        second, third = outcomes[1], outcomes[2]
+
+        # Within the budget (the default): a run's later call reuses its window.
+        roomy_log = _CountingReader(settings)
+        async with local_history(settings, roomy_log) as roomy:
+            first_input = await roomy.prepare(*first_call(second))
+            assert roomy_log.reads  # its window, read from the log
+            await roomy.prepare(*first_call(third))
+            roomy_log.reads.clear()
+            again = await roomy.prepare(*first_call(second))
+            assert roomy_log.reads == []
+            assert again.messages == first_input.messages
+        # Over it (a budget below one window): only the newest window is kept; the
+        # older run's is read from the log again, the same input.
+        tight_log = _CountingReader(settings)
+        async with local_history(settings, tight_log, max_window_tokens=1) as tight:
+            await tight.prepare(*first_call(second))
+            await tight.prepare(*first_call(third))
+            tight_log.reads.clear()
+            again = await tight.prepare(*first_call(second))
+            assert tight_log.reads  # forgotten, so read again
+            assert again.messages == first_input.messages

@@ -10,48 +10,25 @@ replay after 10 more runs gives the same input byte for byte. After
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 
 from runwire.client import Client, RunOutcome
 from runwire.context import ContextPolicy, canonical_json, model_input_digest, seeded_runs
 from runwire.contract.events import ContextSeeded, EventType, RunStatus
-from runwire.log.runs import RunReader
-from runwire.projections.runs.reader import RunStore
-from runwire.projections.sessions.reader import SessionIndex
-from runwire.providers.local import LocalModel
 from runwire.services.orchestrator.history import SessionHistory
-from runwire.services.orchestrator.run_state import Answer, RunState
-from runwire.services.orchestrator.service import rules_of
 from runwire.services.orchestrator.wiring import orchestrator_service
-from runwire.services.run_context import RunContext
 from runwire.services.tools.wiring import tool_runner_service
 from runwire.sessions.api import AsyncSession
 from runwire.settings import Settings
 from runwire.transcript.messages import Message
 from runwire.transcript.validation import PROVIDERS, validate
-from tests.integration.orchestration_support import projectors
+from tests.integration.orchestration_support import first_call, local_history, projectors
 
 WINDOW = 5
 
 
-@contextlib.asynccontextmanager
-async def _history(settings: Settings) -> AsyncIterator[SessionHistory]:
+def _history(settings: Settings) -> contextlib.AbstractAsyncContextManager[SessionHistory]:
     """Session history with a 5-run window, on readers of its own."""
-    runs = await RunStore.connect(settings)
-    sessions = await SessionIndex.connect(settings)
-    run_log = RunReader(settings)
-    history = SessionHistory(
-        settings,
-        runs=runs,
-        sessions=sessions,
-        run_log=run_log,
-        provider=rules_of(LocalModel()),
-        thinking_enabled=settings.thinking_enabled,
-        default_policy=ContextPolicy(history_runs=WINDOW),
-        owned=(runs, sessions, run_log),
-    )
-    async with history:
-        yield history
+    return local_history(settings, default_policy=ContextPolicy(history_runs=WINDOW))
 
 
 def _seeded(outcome: RunOutcome) -> ContextSeeded | None:
@@ -64,13 +41,7 @@ def _seeded(outcome: RunOutcome) -> ContextSeeded | None:
 
 async def _replay(history: SessionHistory, outcome: RunOutcome) -> list[Message]:
     """The first model input of a recorded run, rebuilt from its log (as after a restart)."""
-    kinds = [e.type for e in outcome.events]
-    state = RunState(RunContext.of(outcome.events[0]), 0, max_turns=8)
-    for offset, event in enumerate(outcome.events[: kinds.index(EventType.CONTEXT_SEEDED) + 1]):
-        state.apply(event, offset)
-    action = state.next_action()
-    assert isinstance(action, Answer)
-    replayed = await history.prepare(state, action)
+    replayed = await history.prepare(*first_call(outcome))
     assert replayed.seed is None  # recorded once, never decided again
     return list(replayed.messages)
 
