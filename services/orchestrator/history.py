@@ -179,6 +179,8 @@ class SessionHistory(AsyncService):
         summarizer: Summarizer | None = None,
         max_window_tokens: int = MAX_WINDOW_TOKENS,
     ) -> None:
+        if max_window_tokens < 0:
+            raise ValueError(f"max_window_tokens must be 0 or more, not {max_window_tokens}")
         self._settings = settings
         self._runs = runs
         self._sessions = sessions
