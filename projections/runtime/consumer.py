@@ -844,26 +844,26 @@ class Projector:
 
     # -- positions -------------------------------------------------------------
 
-    async def _seek_to_stored(self, assigned: Collection[Any], *, why: str = "assigned") -> None:
+    async def _seek_to_stored(self, assigned: Collection[Any], *, reload: bool = False) -> None:
         """Read each of ``assigned`` on from its stored position.
 
-        - ``why`` "assigned": from the rebalance listener (counted in
-          ``stats.assignments``); otherwise a reload, and the partitions
-          revoked while the positions were read are left alone.
+        - Not ``reload``: from the rebalance listener (counted in
+          ``stats.assignments``). ``reload``: the partitions revoked while the
+          positions were read are left alone.
         """
         consumer = self._require_consumer()
         tps = [TopicPartition(tp.topic, tp.partition) for tp in assigned]
-        if why == "assigned":
+        if not reload:
             self.stats.assignments += 1
         if not tps:
             return
         stored = await self.projection.load_positions(tps)
-        if why != "assigned":
+        if reload:
             # The assignment may have changed meanwhile: the listener sought
             # what was assigned, and what was revoked is no longer ours.
             still = self.assigned()
             tps = [tp for tp in tps if tp in still]
-        self._seek(consumer, tps, stored, why)
+        self._seek(consumer, tps, stored, "loaded again" if reload else "assigned")
 
     def _seek(
         self,
@@ -922,7 +922,7 @@ class Projector:
         Raises what the store raises (the run loop retries it with backoff);
         only once it has succeeded is anything fetched again.
         """
-        await self._seek_to_stored(self._require_consumer().assignment(), why="loaded again")
+        await self._seek_to_stored(self._require_consumer().assignment(), reload=True)
         self._reload = False
 
     async def _commit_hint(self, consumer: Any) -> None:
