@@ -246,7 +246,8 @@ async def _open_backends(
         from runwire.client import Client
         from runwire.services.api.ports import ClientRunControl
 
-        client = await stack.enter_async_context(Client(settings))
+        # The run-status store tells the client where a run starts and whose it is.
+        client = await stack.enter_async_context(Client(settings, runs=store))
         control = ClientRunControl(client)
     return Backends(
         runs=runs,

@@ -107,8 +107,9 @@ class TranscriptReader(Protocol):
         (:mod:`runwire.projections.transcripts.history`)."""
         ...
 
-    async def visible_runs(self, session_id: str) -> list[str]:
-        """The session's runs after its clear point, oldest first."""
+    async def visible_runs(self, session_id: str, owner: str = "") -> list[str]:
+        """The session's runs after its clear point, oldest first; with ``owner`` (an
+        :func:`~runwire.projections.transcripts.keys.owner_tag`) only that owner's."""
         ...
 
     def history(self) -> TranscriptHistory:
@@ -149,21 +150,28 @@ class RunControl(Protocol):
         ...
 
     async def fork_session(
-        self, session_id: str, forked: SessionForked, user_id: str, metadata: dict[str, Any]
+        self,
+        session_id: str,
+        forked: SessionForked,
+        user_id: str,
+        metadata: dict[str, Any],
+        *,
+        tenant: str | None = None,
     ) -> Position:
-        """Publish a fork owned by ``user_id`` (``session_created`` + ``forked``)."""
+        """Publish a fork owned by (``tenant``, ``user_id``) (``session_created`` + ``forked``)."""
         ...
 
-    async def cancel(self, run_id: str, reason: str | None) -> Position:
-        """Publish ``run_canceled``."""
+    async def cancel(self, run: Run, reason: str | None) -> Position:
+        """Publish ``run_canceled`` into ``run`` (with its session, user and tenant, as
+        every write into a run below)."""
         ...
 
-    async def resume(self, run_id: str, results: Sequence[ToolResultPart]) -> list[Position]:
+    async def resume(self, run: Run, results: Sequence[ToolResultPart]) -> list[Position]:
         """Publish tool results (deterministic ids: a repeat is a harmless duplicate)."""
         ...
 
     async def decide(
-        self, run_id: str, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
+        self, run: Run, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
     ) -> Position:
         """Publish ``approval_decided`` for a tool call held for approval."""
         ...
@@ -211,23 +219,34 @@ class ClientRunControl:
         return await self._client.declare_session(session_id, user_id=user_id, tenant=tenant)
 
     async def fork_session(
-        self, session_id: str, forked: SessionForked, user_id: str, metadata: dict[str, Any]
+        self,
+        session_id: str,
+        forked: SessionForked,
+        user_id: str,
+        metadata: dict[str, Any],
+        *,
+        tenant: str | None = None,
     ) -> Position:
         return await self._client.fork_session(
-            session_id, forked, user_id=user_id, metadata=metadata
+            session_id, forked, user_id=user_id, tenant=tenant, metadata=metadata
         )
 
-    async def cancel(self, run_id: str, reason: str | None) -> Position:
-        return await self._client.cancel(run_id, reason=reason)
+    async def cancel(self, run: Run, reason: str | None) -> Position:
+        return await self._client.cancel(run.run_id, reason=reason, first_offset=run.first_offset)
 
-    async def resume(self, run_id: str, results: Sequence[ToolResultPart]) -> list[Position]:
-        return await self._client.resume(run_id, results)
+    async def resume(self, run: Run, results: Sequence[ToolResultPart]) -> list[Position]:
+        return await self._client.resume(run.run_id, results, first_offset=run.first_offset)
 
     async def decide(
-        self, run_id: str, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
+        self, run: Run, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
     ) -> Position:
         return await self._client.decide(
-            run_id, tool_use_id, approved=approved, reason=reason, decided_by=decided_by
+            run.run_id,
+            tool_use_id,
+            approved=approved,
+            reason=reason,
+            decided_by=decided_by,
+            first_offset=run.first_offset,
         )
 
     def events(self, run: Run, *, live: bool = False) -> AsyncIterator[Event]:

@@ -148,7 +148,7 @@ async def cancel_run(
     the run has already ended."""
     run = await owned_run(using, principal, run_id)
     _refuse_ended(run, "cancel")
-    position = await using.control.cancel(run_id, body.reason if body else None)
+    position = await using.control.cancel(run, body.reason if body else None)
     return Control(run_id=run_id, positions=[_position(position)])
 
 
@@ -182,7 +182,7 @@ async def post_tool_results(
         ToolResultPart(tool_use_id=r.tool_use_id, content=r.content, is_error=r.is_error)
         for r in body.results
     ]
-    positions = await using.control.resume(run_id, parts)
+    positions = await using.control.resume(run, parts)
     return Control(run_id=run_id, positions=[_position(p) for p in positions])
 
 
@@ -211,7 +211,7 @@ async def decide_tool_call(
             f"(it holds: {', '.join(map(repr, run.awaiting_approval)) or 'none'})",
         )
     position = await using.control.decide(
-        run_id,
+        run,
         tool_use_id,
         approved=body.approved,
         reason=body.reason,

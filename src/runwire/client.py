@@ -37,6 +37,13 @@ Contract:
   ``rw.resume(run_id, tool_results)`` publishes results for tool calls that
   no registered tool answers. Results have deterministic ids per
   (run, tool_use id), so a repeated resume is a harmless duplicate.
+- Every event the client writes into an existing run (cancel, resume,
+  pause, approvals, ``say``) carries the run's session, user and tenant, as
+  the run's own events do: what makes the projections file it under the
+  run (a tenant's run is keyed by its tenant) and what seals its content
+  with the session's key. The client knows them for runs it started or read;
+  else from the run-status store (``Client(runs=...)``), else from the
+  run's first event in the log (at ``first_offset`` when given).
 - ``rw.pause(run_id)`` publishes ``run_status_changed(paused)`` (refused for a
   run that has ended); ``rw.resume(run_id)`` lifts it with a status change
   caused by that pause event, back to the status the run reached (the
@@ -66,6 +73,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections import OrderedDict
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -124,6 +132,8 @@ __all__ = [
 ]
 
 PRODUCER = "runwire-client"
+WHOSE_KEPT = 4096
+"""Runs whose owner a client remembers (the newest it started or read)."""
 LIVE_JOIN_SLACK_MS = 5_000
 """How far before the newest delta a stream joins the live topic: clocks of the
 writers may disagree by that much (chunks of earlier answers are not shown)."""
@@ -330,7 +340,7 @@ class RunHandle:
         return RunOutcome.of(self.run_id, events)
 
     async def cancel(self, reason: str | None = None) -> Position:
-        return await self._client.cancel(self.run_id, reason=reason)
+        return await self._client.cancel(self.run_id, reason=reason, first_offset=self.first_offset)
 
     async def pause(self, reason: str | None = None) -> Position:
         return await self._client.pause(self.run_id, reason=reason, first_offset=self.first_offset)
@@ -450,6 +460,22 @@ def _status_of(events: Sequence[Event]) -> RunStatus:
     return status
 
 
+@dataclass(frozen=True, slots=True)
+class _Whose:
+    """Whose a run is: the envelope fields every event written into it carries."""
+
+    session_id: str | None = None
+    user_id: str | None = None
+    tenant: str | None = None
+
+    @classmethod
+    def of(cls, event: Event) -> _Whose:
+        return cls(event.session_id, event.user_id, event.tenant)
+
+    def envelope(self) -> dict[str, Any]:
+        return {"session_id": self.session_id, "user_id": self.user_id, "tenant": self.tenant}
+
+
 class Client:
     """The runs API; see the module contract."""
 
@@ -474,6 +500,7 @@ class Client:
         self._locks: dict[int, asyncio.Lock] = {}
         self._started = False
         self._cache: TranscriptCache | None = None
+        self._whose: OrderedDict[str, _Whose] = OrderedDict()
 
     async def start(self) -> None:
         if self._started:
@@ -591,6 +618,7 @@ class Client:
         lock = self._locks.setdefault(self._reader_or_fail().partition_of(run_id), asyncio.Lock())
         async with lock:
             positions = await publisher.publish_message([start, *body])
+        self._learn(run_id, _Whose.of(start))
         first = positions[0]
         handle = RunHandle(
             self,
@@ -616,10 +644,41 @@ class Client:
             first_offset=first_offset,
         )
 
-    async def cancel(self, run_id: str, *, reason: str | None = None) -> Position:
+    async def cancel(
+        self, run_id: str, *, reason: str | None = None, first_offset: int | None = None
+    ) -> Position:
         """Publish ``run_canceled``: the orchestrator aborts the run's model call."""
-        event = Event.create(RunCanceled(reason=reason), run_id=run_id, producer=self._producer)
+        whose = await self._whose_run(run_id, first_offset)
+        event = Event.create(
+            RunCanceled(reason=reason), run_id=run_id, producer=self._producer, **whose.envelope()
+        )
         return await self._publisher_or_fail().publish(event)
+
+    def _learn(self, run_id: str, whose: _Whose) -> _Whose:
+        kept = self._whose
+        kept[run_id] = whose
+        kept.move_to_end(run_id)
+        if len(kept) > WHOSE_KEPT:
+            kept.popitem(last=False)
+        return whose
+
+    async def _whose_run(self, run_id: str, first_offset: int | None) -> _Whose:
+        """Whose the run is (see the module contract); nobody's when the log does not
+        hold it (the event is then written as the caller made it)."""
+        known = self._whose.get(run_id)
+        if known is not None:
+            return known
+        if self.runs is not None:
+            with contextlib.suppress(RunwireError):
+                row = await self.runs.get(run_id)
+                return self._learn(run_id, _Whose(row.session_id, row.user_id, row.tenant))
+        stream = self.handle(run_id, first_offset=first_offset).events(
+            until_end=False, follow=False
+        )
+        async with contextlib.aclosing(stream):
+            async for event in stream:  # the run's first event names its owner
+                return self._learn(run_id, _Whose.of(event))
+        return _Whose()
 
     async def resume(
         self,
@@ -641,17 +700,19 @@ class Client:
             parts = [ToolResultPart(tool_use_id=k, content=v) for k, v in tool_results.items()]
         else:
             parts = list(tool_results)
+        if not parts:
+            return []
+        envelope = (await self._whose_run(run_id, first_offset)).envelope()
         events = [
             Event.create(
                 ToolResult(tool_use_id=p.tool_use_id, content=p.content, is_error=p.is_error),
                 run_id=run_id,
                 producer=self._producer,
                 event_id=ids.deterministic_event_id(run_id, f"tool_result:{p.tool_use_id}", 0),
+                **envelope,
             )
             for p in parts
         ]
-        if not events:
-            return []
         return await self._publisher_or_fail().publish_many(events)
 
     async def tree(self, run_id: str) -> list[tuple[int, Run]]:
@@ -665,13 +726,31 @@ class Client:
         """The run's tool calls waiting for a decision: tool_use id -> tool name."""
         return dict((await self._read_run(run_id, first_offset, _Held())).awaiting_approval)
 
-    async def approve(self, run_id: str, tool_use_id: str, **why: str | None) -> Position:
-        """Let a held tool call run (``why``: ``reason``, ``decided_by``)."""
-        return await self.decide(run_id, tool_use_id, approved=True, **why)
+    async def approve(
+        self,
+        run_id: str,
+        tool_use_id: str,
+        *,
+        reason: str | None = None,
+        decided_by: str | None = None,
+    ) -> Position:
+        """Let a held tool call run."""
+        return await self.decide(
+            run_id, tool_use_id, approved=True, reason=reason, decided_by=decided_by
+        )
 
-    async def deny(self, run_id: str, tool_use_id: str, **why: str | None) -> Position:
+    async def deny(
+        self,
+        run_id: str,
+        tool_use_id: str,
+        *,
+        reason: str | None = None,
+        decided_by: str | None = None,
+    ) -> Position:
         """Refuse a held tool call: the model gets an error result saying so (and ``reason``)."""
-        return await self.decide(run_id, tool_use_id, approved=False, **why)
+        return await self.decide(
+            run_id, tool_use_id, approved=False, reason=reason, decided_by=decided_by
+        )
 
     async def decide(
         self,
@@ -681,10 +760,11 @@ class Client:
         approved: bool,
         reason: str | None = None,
         decided_by: str | None = None,
+        first_offset: int | None = None,
     ) -> Position:
         """Publish ``approval_decided`` for a held tool call (:class:`InputError` when the
         run holds no such call)."""
-        held = await self._read_run(run_id, None, _Held())
+        held = await self._read_run(run_id, first_offset, _Held())
         if tool_use_id not in held.awaiting_approval:
             waiting = ", ".join(map(repr, held.awaiting_approval)) or "none"
             raise InputError(
@@ -701,6 +781,7 @@ class Client:
             # One decision per call: a repeat is a duplicate, a racing other
             # decision the same id with another body (the first one counts).
             event_id=ids.deterministic_event_id(run_id, f"approval:{tool_use_id}", 0),
+            **(await self._whose_run(run_id, first_offset)).envelope(),
         )
         return await self._publisher_or_fail().publish(event)
 
@@ -722,6 +803,7 @@ class Client:
             RunStatusChanged(status=RunStatus.PAUSED, reason=reason or "paused"),
             run_id=run_id,
             producer=self._producer,
+            **(await self._whose_run(run_id, first_offset)).envelope(),
         )
         return await self._publisher_or_fail().publish(event)
 
@@ -738,6 +820,7 @@ class Client:
             causation_id=lifecycle.paused_by,
             # One resume per pause: resuming twice writes the same event.
             event_id=ids.deterministic_event_id(run_id, lifecycle.paused_by, 0),
+            **(await self._whose_run(run_id, first_offset)).envelope(),
         )
         return await self._publisher_or_fail().publish(event)
 
@@ -752,6 +835,8 @@ class Client:
                 first_offset = (await self.runs.get(run_id)).first_offset
         handle = self.handle(run_id, first_offset=first_offset)
         async for event in handle.events(until_end=False, follow=False):
+            if not fold.events and run_id not in self._whose:
+                self._learn(run_id, _Whose.of(event))
             fold.apply(event)
         if not fold.events:
             raise RunwireError(f"run {run_id} is not in the log ({self.settings.run_events})")
@@ -814,7 +899,14 @@ class Client:
         )
         return positions[-1]
 
-    async def say(self, run_id: str, text: str, *, turn_id: str | None = None) -> Position:
+    async def say(
+        self,
+        run_id: str,
+        text: str,
+        *,
+        turn_id: str | None = None,
+        first_offset: int | None = None,
+    ) -> Position:
         """Publish more user text into a run (answered with its next delta), as a new
         turn (``turn_id``, a new id by default: the answer carries it too)."""
         event = Event.create(
@@ -822,6 +914,7 @@ class Client:
             run_id=run_id,
             turn_id=turn_id or ids.new_event_id(),
             producer=self._producer,
+            **(await self._whose_run(run_id, first_offset)).envelope(),
         )
         return await self._publisher_or_fail().publish(event)
 

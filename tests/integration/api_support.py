@@ -23,7 +23,13 @@ from tests.helpers import assert_eventually
 ALICE = "alice-key-7f3a9c1e5b2d4680"
 ALICE_READ_ONLY = "alice-view-0c8e2a4f6b1d3957"
 BOB = "bob-key-93d1f0a7c5e2b864"
-KEYS = f"{ALICE}:alice, {ALICE_READ_ONLY}:alice:read, {BOB}:bob"
+ANN_ACME = "ann-acme-key-5e1f0c9a7d3b"
+"""(tenant acme, ann)"""
+ANN = "ann-key-8b2d4f6a1c9e0f17"
+"""(no tenant, ann): another principal than ``ANN_ACME``, the same user id"""
+KEYS = (
+    f"{ALICE}:alice, {ALICE_READ_ONLY}:alice:read, {BOB}:bob, {ANN_ACME}:ann:write:acme, {ANN}:ann"
+)
 
 FAST = ProjectorOptions(session_timeout_ms=6000, heartbeat_interval_ms=500, poll_timeout_ms=100)
 

@@ -26,6 +26,7 @@ from runwire.projections.transcripts.history import (
     cut_at_turn,
     messages_json,
 )
+from runwire.projections.transcripts.keys import owner_tag
 from runwire.projections.usage.inmem import InMemoryUsage
 from runwire.services.api.app import create_app
 from runwire.services.api.auth import KeyRing
@@ -117,9 +118,14 @@ class Twins:
         past = cut_at_turn(messages, turn, f"run {run_id}")
         return RunAsOf(run_id, 0, -1, messages_json(past), past, turn)
 
-    async def visible_runs(self, session_id: str) -> list[str]:
+    async def visible_runs(self, session_id: str, owner: str = "") -> list[str]:
         runs = sorted(
-            (r for r in self.runs.values() if r.session_id == session_id),
+            (
+                r
+                for r in self.runs.values()
+                if r.session_id == session_id
+                and (not owner or owner_tag(r.user_id, r.tenant) == owner)
+            ),
             key=lambda r: (r.started_at, r.run_id),
         )
         return [r.run_id for r in runs]
@@ -147,7 +153,13 @@ class Twins:
         return StartedRun(run_id, Position(TOPIC, 0, self.offset))
 
     async def fork_session(
-        self, session_id: str, forked: SessionForked, user_id: str, metadata: dict[str, Any]
+        self,
+        session_id: str,
+        forked: SessionForked,
+        user_id: str,
+        metadata: dict[str, Any],
+        *,
+        tenant: str | None = None,
     ) -> Position:
         self.offset += 1
         self.calls.append(("fork", (session_id, forked.parent_session_id, user_id)))
@@ -163,18 +175,18 @@ class Twins:
             self.add(make_session(session_id, user_id, minute=self.offset))
         return Position(TOPIC, 0, self.offset)
 
-    async def cancel(self, run_id: str, reason: str | None) -> Position:
-        self.calls.append(("cancel", (run_id, reason)))
+    async def cancel(self, run: Run, reason: str | None) -> Position:
+        self.calls.append(("cancel", (run.run_id, reason)))
         return Position(TOPIC, 0, 7)
 
-    async def resume(self, run_id: str, results: Sequence[ToolResultPart]) -> list[Position]:
-        self.calls.append(("resume", (run_id, list(results))))
+    async def resume(self, run: Run, results: Sequence[ToolResultPart]) -> list[Position]:
+        self.calls.append(("resume", (run.run_id, list(results))))
         return [Position(TOPIC, 0, 8 + i) for i in range(len(results))]
 
     async def decide(
-        self, run_id: str, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
+        self, run: Run, tool_use_id: str, *, approved: bool, reason: str | None, decided_by: str
     ) -> Position:
-        self.calls.append(("decide", (run_id, tool_use_id, approved, reason, decided_by)))
+        self.calls.append(("decide", (run.run_id, tool_use_id, approved, reason, decided_by)))
         return Position(TOPIC, 0, 9)
 
     async def events_of(self, run: Run) -> AsyncIterator[Event]:

@@ -237,7 +237,7 @@ class FailingTwins(Twins):
             raise self.failure
         return await super().get(run_id)
 
-    async def cancel(self, run_id: str, reason: str | None) -> Any:
+    async def cancel(self, run: Any, reason: str | None) -> Any:
         await asyncio.Event().wait()  # a write that never completes
 
 
