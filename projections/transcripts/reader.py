@@ -204,15 +204,28 @@ class TranscriptCache:
             )
         return messages
 
-    async def session_runs(self, session_id: str) -> list[str]:
-        """The session's run ids, oldest first (none for a deleted session)."""
+    async def session_runs(self, session_id: str, owner: str = "") -> list[str]:
+        """The session's run ids, oldest first (none for a deleted session); with
+        ``owner`` (an :func:`~runwire.projections.transcripts.keys.owner_tag`) only
+        that owner's: a run someone else wrote into the session is not in its history."""
         live = await self._live()
         runs = await self._store.session_runs(live, session_id, tenant=self.tenant)
         if not runs and not await self._store.deleted(live, [session_id], tenant=self.tenant):
             # The run-status store may still list a deleted session's runs
             # until its projector has applied the deletion too.
-            runs = await self._locator.session_runs(session_id)
-        return runs
+            return await self._locator.session_runs(session_id, owner)
+        if not owner or not runs:
+            return runs
+        heads = await self._store.heads(live, runs, tenant=self.tenant)
+        unknown = any(heads[r].meta is None for r in runs)
+        # A run the cache does not know (flushed): the run-status store says whose.
+        theirs = set(await self._locator.session_runs(session_id, owner)) if unknown else set()
+        return [
+            r
+            for r in runs
+            if ((meta := heads[r].meta) is not None and meta.owner == owner)
+            or (meta is None and r in theirs)
+        ]
 
     async def start_of(self, run_id: str) -> tuple[int, int] | None:
         """Where the run begins in the log, (partition, first offset), if the cache or the
@@ -250,14 +263,14 @@ class TranscriptCache:
         """The run's transcript as of log ``offset`` or the end of its ``turn``, from the log."""
         return await self.history().run_at(run_id, offset=offset, turn=turn)
 
-    async def visible_runs(self, session_id: str) -> list[str]:
-        """The session's runs after its clear point, oldest first;
-        :class:`NotFoundError` for a deleted session."""
+    async def visible_runs(self, session_id: str, owner: str = "") -> list[str]:
+        """The session's runs after its clear point, oldest first (only ``owner``'s,
+        as :meth:`session_runs`); :class:`NotFoundError` for a deleted session."""
         live = await self._live()
         state = await self._store.session_state(live, session_id, tenant=self.tenant)
         if state.deleted:
             raise NotFoundError(f"session {session_id!r} was deleted")
-        runs = await self.session_runs(session_id)
+        runs = await self.session_runs(session_id, owner)
         if state.cleared_ms is None:
             return runs
         heads = await self._store.heads(live, runs, tenant=self.tenant)

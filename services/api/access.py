@@ -16,11 +16,18 @@ from runwire.errors import NotFoundError
 from runwire.projections.runs.fold import Run
 from runwire.projections.sessions.fold import Session
 from runwire.projections.sessions.owner import ForeignSessionError, Owner, claim
+from runwire.projections.transcripts.keys import owner_tag
 from runwire.services.api.auth import Principal
 from runwire.services.api.backends import Backends
 from runwire.services.api.errors import ApiError
 
-__all__ = ["claimed_session", "owned_run", "owned_session", "owns"]
+__all__ = ["claimed_session", "owned_run", "owned_session", "owner_of", "owns"]
+
+
+def owner_of(principal: Principal) -> str:
+    """The caller as the transcript cache tags a run's owner (its history's runs are
+    the caller's only)."""
+    return owner_tag(principal.user_id, principal.tenant)
 
 
 def owns(principal: Principal, run: Run) -> bool:

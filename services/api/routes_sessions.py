@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from runwire.contract import ids
 from runwire.projections.runtime.waiting import NotCaughtUpError
-from runwire.services.api.access import owned_session, owns
+from runwire.services.api.access import owned_session, owner_of, owns
 from runwire.services.api.auth import Caller, Writer
 from runwire.services.api.backends import Using
 from runwire.services.api.errors import ApiError, input_as_422
@@ -164,7 +164,8 @@ async def get_session_history(
     """What the session's history was once turn ``turn`` was answered, read from the log
     (turns counted over its runs since its last clear)."""
     info = info_of(await owned_session(using, principal, session_id))
-    runs = await using.transcripts.visible_runs(session_id)
+    # Only the owner's runs: one someone else wrote into the session is not its history.
+    runs = await using.transcripts.visible_runs(session_id, owner_of(principal))
     with input_as_422("query"):
         past = await history_at(using.transcripts.history(), info, runs, turn)
     return ExactJSONResponse(
@@ -190,7 +191,8 @@ async def fork_session(
     tool call) is a 422 naming the field; nothing is written then."""
     row = await owned_session(using, principal, session_id)
     info = info_of(row)
-    runs = await using.transcripts.visible_runs(session_id)
+    # Only the owner's runs: one someone else wrote into the session is not its history.
+    runs = await using.transcripts.visible_runs(session_id, owner_of(principal))
     with input_as_422("body"):
         forked = await plan(
             using.transcripts.history(),
@@ -202,7 +204,7 @@ async def fork_session(
         )
     new_id = ids.new_event_id()
     position = await using.control.fork_session(
-        new_id, forked, principal.user_id, dict(row.metadata)
+        new_id, forked, principal.user_id, dict(row.metadata), tenant=principal.tenant
     )
     try:
         await using.sessions.wait_for(position, timeout=using.options.visibility_timeout)

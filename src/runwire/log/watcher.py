@@ -22,7 +22,9 @@ Contract (:class:`RunWatcher`):
   log does not know whose a run id is) are passed over like other runs'.
   Records without a tenant (an operator's, a shared service's) are the
   run's once one of the tenant's was read, as every fold of a run has it
-  (:func:`runwire.contract.run_lifecycle.foreign_to_run`).
+  (:func:`runwire.contract.run_lifecycle.foreign_to_run`). A process of
+  every tenant (the HTTP API) passes over the events of tenants other than
+  the run's (the first tenant its records read name) the same way.
 - A record of the run that cannot be decoded or breaks the envelope is
   skipped (the projectors dead-letter it), and so is a repeat of an event
   already delivered to the subscription or its id with another body
@@ -53,6 +55,7 @@ from aiokafka.structs import TopicPartition
 
 from runwire.contract.events import TERMINAL_EVENTS
 from runwire.contract.identity import StreamIds
+from runwire.contract.run_lifecycle import foreign_to_run
 from runwire.errors import RunwireError
 from runwire.lifecycle import AsyncService
 from runwire.log import clients
@@ -104,6 +107,8 @@ class Subscription:
     """The run's ids delivered so far: repeats are dropped, other bodies refused."""
     ours: bool = False
     """In a tenant process: a record of its tenant was read, so the run is its tenant's."""
+    tenant: str | None = None
+    """In a process of every tenant: the run's tenant, the first one its records name."""
     rewinds: set[int] | None = None
     """The watcher's partitions to seek back (told when this one is unparked)."""
 
@@ -311,6 +316,11 @@ class RunWatcher(AsyncService):
                             elif event.tenant is not None or not sub.ours:
                                 sub.next_offset = record.offset + 1
                                 continue  # not this tenant's run, or not its record
+                        elif foreign_to_run(event, sub.tenant):
+                            sub.next_offset = record.offset + 1
+                            continue  # another tenant's event under the run's id
+                        else:
+                            sub.tenant = sub.tenant or event.tenant
                         if sub.full:
                             # Parked here: read again from this record once taken.
                             sub.state = _State.FULL
