@@ -221,6 +221,10 @@ def test_text_after_a_tool_use_in_the_same_message_is_refused() -> None:
     with pytest.raises(LedgerError) as info:
         ledger.append_text("late text")
     assert info.value.rule == "text_after_tool_use"
+    # A refusal becomes a dead letter's header, which is never sealed and outlives
+    # an erasure of the session: it names the text's length, not its words.
+    assert "late" not in str(info.value), info.value
+    assert "9 characters" in str(info.value), info.value
 
 
 def test_tool_use_ids_are_unique_in_the_run() -> None:

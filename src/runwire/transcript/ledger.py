@@ -22,7 +22,9 @@ Contract (:class:`Ledger`):
   message, before any user text. A result with an empty id, for an unknown
   id, or a second result for one id is refused; a tool_use id is unique in
   the run; the next assistant message cannot start before every tool_use of
-  the previous one has its result.
+  the previous one has its result. A tool_use input or tool_result content
+  nested deeper than :data:`~runwire.transcript.depth.MAX_VALUE_DEPTH`
+  levels is refused (``nested_too_deep``): a stored transcript could not hold it.
 - ``build_messages()`` is pure and deterministic: the same appends give the
   same messages, and it keeps the whole multi-turn history (the open message,
   if any, comes last).
@@ -74,6 +76,7 @@ from runwire.contract.events import (
 from runwire.contract.identity import CONFLICTING_DUPLICATE, payload_digest
 from runwire.contract.records import construct
 from runwire.errors import listed
+from runwire.transcript.depth import MAX_VALUE_DEPTH, deeper_than
 from runwire.transcript.errors import LedgerError
 from runwire.transcript.items import ITEMS_LABEL, ItemsState, KeptItem, KeptPayload
 from runwire.transcript.messages import (
@@ -87,6 +90,7 @@ from runwire.transcript.messages import (
 )
 
 __all__ = [
+    "NESTED_TOO_DEEP",
     "Ledger",
     "LedgerState",
     "TranscriptBuilder",
@@ -95,6 +99,10 @@ __all__ = [
     "payloads_for_message",
     "payloads_for_messages",
 ]
+
+
+NESTED_TOO_DEEP = "nested_too_deep"
+"""The rule that refuses tool JSON deeper than :data:`~runwire.transcript.depth.MAX_VALUE_DEPTH`."""
 
 
 class LedgerState(BaseModel):
@@ -217,7 +225,9 @@ class Ledger:
         if parts and (last := parts[-1]).kind == "tool_use":
             raise LedgerError(
                 "text_after_tool_use",
-                f"assistant text {text[:40]!r} arrived after tool_use {last.id!r} "
+                # Its length, never its words: a refusal's detail becomes a dead
+                # letter's header, which is not sealed and outlives an erasure.
+                f"assistant text ({len(text)} characters) arrived after tool_use {last.id!r} "
                 "in the same message; an assistant message is thinking, text, tool_use",
             )
         self._open_assistant()
@@ -236,6 +246,12 @@ class Ledger:
         if id in self._ids:
             raise LedgerError(
                 "duplicate_tool_use_id", f"tool_use id {id!r} was already declared in this run"
+            )
+        if input and deeper_than(input, MAX_VALUE_DEPTH):
+            raise LedgerError(
+                NESTED_TOO_DEEP,
+                f"tool_use {id!r} has an input nested deeper than {MAX_VALUE_DEPTH} lists and "
+                "objects, more than a stored transcript holds",
             )
         self._open_assistant()
         self._s.assistant.append(self._tool_use(id, name, dict(input or {})))
@@ -299,6 +315,14 @@ class Ledger:
                 )
             if rid in received or rid in batch_ids:
                 raise LedgerError("duplicate_tool_result", f"tool_use {rid!r} already has a result")
+            if isinstance(result.content, list | dict) and deeper_than(
+                result.content, MAX_VALUE_DEPTH
+            ):
+                raise LedgerError(
+                    NESTED_TOO_DEEP,
+                    f"the tool_result for {rid!r} has content nested deeper than "
+                    f"{MAX_VALUE_DEPTH} lists and objects, more than a stored transcript holds",
+                )
             batch_ids.add(rid)
         self.flush_assistant()
         self._s.results.extend(batch)
