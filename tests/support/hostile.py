@@ -56,6 +56,7 @@ CATEGORIES = (
     "wrong_partition",
     "conflicting_duplicate",
     "oversize",
+    "lone_surrogate",  # JSON text escaping a lone surrogate, as JavaScript writes one
 )
 
 
@@ -353,6 +354,17 @@ def hostile_records(draw: st.DrawFn, category: str, parts: Partitions) -> list[H
             replace(good, category="duplicate_original"),
             replace(second, expect="conflicting_duplicate_event"),
         ]
+    if category == "lone_surrogate":
+        # A tool result whose JSON text holds "\ud800" (JSON.stringify's spelling of a
+        # lone surrogate): no UTF-8 text, so no value runwire keeps or writes on.
+        content = draw(st.sampled_from(['"\\ud800"', '{"\\udfff": 1}', '["a\\udc80b"]']))
+        record = {
+            **record,
+            "type": "tool_result",
+            "payload": {"tool_use_id": "t1", "content": content, "is_error": False},
+        }
+        poisoned = good_record(event_schemas()["tool_result"], record, parts, category)
+        return [replace(poisoned, expect="invalid_event")]
     if category == "oversize":
         # Over max_event_bytes (900,000) and over the dead-letter topic's limit: readers
         # take what the broker took; a dead letter of it is a truncated copy.

@@ -11,13 +11,19 @@ Contract (the rule is written out in docs/json-numbers.md):
 - :func:`canonical` gives a Python value that form: a ``Decimal`` a float
   writes the same becomes that float, one without fraction or exponent (``5``)
   an ``int``. ``loads(dumps(v)) == v``, same types, for every canonical ``v``.
-- :func:`loads` refuses what is not JSON (NaN, Infinity, trailing data) and
+- :func:`loads` refuses what is not JSON (NaN, Infinity, trailing data),
+  numbers no ``Decimal`` holds (an exponent past about ±10**18, such as
+  ``1e999999999999999999999``: named, with their place in the text), text
+  or keys holding a lone surrogate (an escape such as ``"\\ud800"``: named,
+  with the place in the value) and
   values nested deeper than ``MAX_DEPTH`` levels, the most :func:`dumps` can
   write back (a value read must be one every reader can pass on);
   :func:`canonical` refuses what JSON cannot hold (non-finite numbers, tuples,
-  sets, bytes, non-string keys, other objects, values nested deeper than
-  ``MAX_DEPTH`` levels, where Python's recursion would fail first), naming
-  where in the value.
+  sets, bytes, non-string keys, text or keys holding a lone surrogate, which
+  is not UTF-8, other objects, values nested deeper than ``MAX_DEPTH``
+  levels, where Python's recursion would fail first), naming where in the
+  value. Every model field of a JSON value goes through it, so each refuses
+  the same things the same way.
 - :func:`dumps` writes compact UTF-8 JSON, key order kept: ints as digits,
   floats as their shortest text, Decimals as their exact text.
 - :func:`jsonb_text` is the spelling for Postgres ``jsonb``, whose ``numeric``
@@ -32,9 +38,10 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import MAX_EMAX, Decimal
 from typing import Any
 
 import orjson
@@ -75,17 +82,39 @@ class JsonValueError(ValueError):
     """Not a JSON value, or not JSON text; the message says what and where."""
 
 
+class _OutOfRange(JsonValueError):
+    """A number whose exponent no ``Decimal`` holds (``text``: the number; ``place``:
+    where it stands in the JSON text, when known)."""
+
+    def __init__(self, text: str, place: str = "") -> None:
+        shown = text if len(text) <= 40 else f"{text[:24]}…{text[-12:]}"
+        super().__init__(
+            f"the number {shown}{place} is out of range: its exponent is past "
+            f"±{MAX_EMAX}, the most a decimal holds"
+        )
+        self.text = text
+
+
 def number(text: str) -> int | float | Decimal:
-    """The Python value of one JSON number's ``text`` (the contract's form)."""
+    """The Python value of one JSON number's ``text`` (the contract's form).
+
+    Raises :class:`JsonValueError` for a number whose exponent no ``Decimal``
+    holds (past about ±10**18), which no float holds either.
+    """
     if "." not in text and "e" not in text and "E" not in text:
         return int(text)
     value = float(text)
-    if math.isfinite(value):
-        shortest = repr(value)
-        # Most texts are a float's shortest text already; else compare the decimals.
-        if shortest == text or Decimal(shortest) == Decimal(text):
-            return value
-    return Decimal(text)
+    try:
+        if math.isfinite(value):
+            shortest = repr(value)
+            # Most texts are a float's shortest text already; else compare the decimals.
+            if shortest == text or Decimal(shortest) == Decimal(text):
+                return value
+        return Decimal(text)
+    except ArithmeticError:  # decimal.InvalidOperation: the exponent is out of its range
+        if value == 0 and not text.lower().partition("e")[0].strip("-+0."):
+            return value  # 0e999999999999999999999 is zero all the same
+        raise _OutOfRange(text) from None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -110,6 +139,9 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
     text = data if isinstance(data, str) else _utf8(data)
     try:
         value = _DECODER.decode(text)
+    except _OutOfRange as e:
+        placed = _OutOfRange(e.text, _place(text, e.text))
+        raise JsonValueError(f"not a JSON value runwire keeps: {placed}") from None
     except JsonValueError:
         raise
     except json.JSONDecodeError as e:
@@ -121,10 +153,58 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
     # Only here, off the fast path: what orjson wrote back is no deeper than it can write.
     if _deeper_than(value, MAX_DEPTH):
         raise JsonValueError(_TOO_DEEP)
+    # orjson refuses a lone surrogate (an escape such as JavaScript writes for one,
+    # or one in ``data`` given as text); the standard parser reads it. Such text
+    # is not UTF-8: no writer can pass it on, so it is refused here, where every
+    # reader of the log reads it, not later by whichever writes it again.
+    if _SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text):
+        problem = _lone_surrogate(value, "value")
+        if problem is not None:
+            raise JsonValueError(f"not a JSON value runwire keeps: {problem}")
     return value
 
 
+# A surrogate written as an escape (one half of a pair, or alone).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(value: Any, where: str) -> str | None:
+    """Where ``value`` holds a lone surrogate (in text or a key), and which; None: nowhere."""
+    if isinstance(value, str):
+        why = _not_utf8(value)
+        return None if why is None else f"{where} {why}"
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _lone_surrogate(item, f"{where}[{i}]")
+            if found is not None:
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            why = _not_utf8(key)
+            if why is not None:
+                return f"{where} has the key {key!r:.50}, which {why}"
+            found = _lone_surrogate(item, f"{where}.{key}")
+            if found is not None:
+                return found
+    return None
+
+
 _TOO_DEEP = f"not a JSON value runwire keeps: nested deeper than {MAX_DEPTH} levels"
+
+# The tokens of JSON text that hold digits: strings (skipped) and numbers.
+_TOKENS = re.compile(
+    r'"[^"\\]*(?:\\.[^"\\]*)*"|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?'
+)
+
+
+def _place(text: str, literal: str) -> str:
+    """Where the number ``literal`` first stands in the JSON ``text``, as ``json`` says it."""
+    for token in _TOKENS.finditer(text):
+        if token.group() == literal:
+            at = token.start()
+            line, column = text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at)
+            return f" at line {line} column {column} (char {at})"
+    return ""
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -230,7 +310,12 @@ def canonical(value: Any, where: str = "value") -> Any:
 
 
 def _canonical(value: Any, where: str, depth: int) -> Any:
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        why = _not_utf8(value)
+        if why is not None:
+            raise JsonValueError(f"{where} {why}")
         return value
     if isinstance(value, int):
         try:
@@ -253,11 +338,26 @@ def _canonical(value: Any, where: str, depth: int) -> Any:
         for k, v in value.items():
             if not isinstance(k, str):
                 raise JsonValueError(f"{where} has the key {k!r:.50}: JSON keys are strings")
+            why = _not_utf8(k)
+            if why is not None:
+                raise JsonValueError(f"{where} has the key {k!r:.50}, which {why}")
             out[k] = _canonical(v, f"{where}.{k}", depth + 1)
         return out
     if isinstance(value, tuple):
         raise JsonValueError(f"{where} is a tuple: a JSON array is a list")
     raise JsonValueError(f"{where} is a {type(value).__name__}, not a JSON value: {value!r:.100}")
+
+
+# Lone surrogates: Python text, but not UTF-8, so no JSON runwire writes can hold them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _not_utf8(text: str) -> str | None:
+    """Why ``text`` is not UTF-8 (it holds a lone surrogate), or None when it is."""
+    bad = None if text.isascii() else _SURROGATE.search(text)
+    if bad is None:
+        return None
+    return f"holds a lone surrogate (U+{ord(bad.group()):04X}) at {bad.start()}: not UTF-8 text"
 
 
 def has_decimal(value: Any) -> bool:
