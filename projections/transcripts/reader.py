@@ -43,6 +43,7 @@ from runwire.log.records import LogPosition
 from runwire.log.runs import RunReader
 from runwire.projections.runtime import tenancy
 from runwire.projections.runtime.waiting import wait_for
+from runwire.projections.sessions.owner import Owner
 from runwire.projections.transcripts.body import decode_messages
 from runwire.projections.transcripts.history import (
     HistoryLog,
@@ -51,6 +52,7 @@ from runwire.projections.transcripts.history import (
     TranscriptHistory,
     Turn,
 )
+from runwire.projections.transcripts.keys import owner_tag
 from runwire.projections.transcripts.miss import (
     LazyRunStoreLocator,
     MissPath,
@@ -204,26 +206,27 @@ class TranscriptCache:
             )
         return messages
 
-    async def session_runs(self, session_id: str, owner: str = "") -> list[str]:
+    async def session_runs(self, session_id: str, owner: Owner | None = None) -> list[str]:
         """The session's run ids, oldest first (none for a deleted session); with
-        ``owner`` (an :func:`~runwire.projections.transcripts.keys.owner_tag`) only
-        that owner's: a run someone else wrote into the session is not in its history."""
+        ``owner`` only that owner's: a run someone else wrote into the session is not
+        in its history."""
+        tag = "" if owner is None else owner_tag(owner.user_id, owner.tenant)
         live = await self._live()
         runs = await self._store.session_runs(live, session_id, tenant=self.tenant)
         if not runs and not await self._store.deleted(live, [session_id], tenant=self.tenant):
             # The run-status store may still list a deleted session's runs
             # until its projector has applied the deletion too.
-            return await self._locator.session_runs(session_id, owner)
-        if not owner or not runs:
+            return await self._locator.session_runs(session_id, tag)
+        if not tag or not runs:
             return runs
         heads = await self._store.heads(live, runs, tenant=self.tenant)
         unknown = any(heads[r].meta is None for r in runs)
         # A run the cache does not know (flushed): the run-status store says whose.
-        theirs = set(await self._locator.session_runs(session_id, owner)) if unknown else set()
+        theirs = set(await self._locator.session_runs(session_id, tag)) if unknown else set()
         return [
             r
             for r in runs
-            if ((meta := heads[r].meta) is not None and meta.owner == owner)
+            if ((meta := heads[r].meta) is not None and meta.owner == tag)
             or (meta is None and r in theirs)
         ]
 
@@ -263,7 +266,7 @@ class TranscriptCache:
         """The run's transcript as of log ``offset`` or the end of its ``turn``, from the log."""
         return await self.history().run_at(run_id, offset=offset, turn=turn)
 
-    async def visible_runs(self, session_id: str, owner: str = "") -> list[str]:
+    async def visible_runs(self, session_id: str, owner: Owner | None = None) -> list[str]:
         """The session's runs after its clear point, oldest first (only ``owner``'s,
         as :meth:`session_runs`); :class:`NotFoundError` for a deleted session."""
         live = await self._live()

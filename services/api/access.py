@@ -16,7 +16,6 @@ from runwire.errors import NotFoundError
 from runwire.projections.runs.fold import Run
 from runwire.projections.sessions.fold import Session
 from runwire.projections.sessions.owner import ForeignSessionError, Owner, claim
-from runwire.projections.transcripts.keys import owner_tag
 from runwire.services.api.auth import Principal
 from runwire.services.api.backends import Backends
 from runwire.services.api.errors import ApiError
@@ -24,10 +23,9 @@ from runwire.services.api.errors import ApiError
 __all__ = ["claimed_session", "owned_run", "owned_session", "owner_of", "owns"]
 
 
-def owner_of(principal: Principal) -> str:
-    """The caller as the transcript cache tags a run's owner (its history's runs are
-    the caller's only)."""
-    return owner_tag(principal.user_id, principal.tenant)
+def owner_of(principal: Principal) -> Owner:
+    """The caller as an owner of sessions and runs."""
+    return Owner(principal.user_id, principal.tenant)
 
 
 def owns(principal: Principal, run: Run) -> bool:
@@ -66,7 +64,7 @@ async def claimed_session(backends: Backends, principal: Principal, session_id: 
     the same new id a moment earlier; 503 when the session index cannot confirm the
     claim in time (nothing is started unconfirmed).
     """
-    who = Owner(principal.user_id, principal.tenant)
+    who = owner_of(principal)
     try:
         await claim(
             backends.sessions,

@@ -20,6 +20,7 @@ from runwire.log.records import LogPosition
 from runwire.projections.runs.fold import Run
 from runwire.projections.runtime.paging import Page
 from runwire.projections.sessions.fold import Session
+from runwire.projections.sessions.owner import Owner
 from runwire.projections.transcripts.history import RunAsOf, TranscriptHistory
 from runwire.sessions.admin import ErasureReceipt, UserErasureReceipt, erase_any, erase_user
 from runwire.sessions.protocol import SessionBackend
@@ -107,9 +108,9 @@ class TranscriptReader(Protocol):
         (:mod:`runwire.projections.transcripts.history`)."""
         ...
 
-    async def visible_runs(self, session_id: str, owner: str = "") -> list[str]:
-        """The session's runs after its clear point, oldest first; with ``owner`` (an
-        :func:`~runwire.projections.transcripts.keys.owner_tag`) only that owner's."""
+    async def visible_runs(self, session_id: str, owner: Owner | None = None) -> list[str]:
+        """The session's runs after its clear point, oldest first; with ``owner`` only
+        that owner's."""
         ...
 
     def history(self) -> TranscriptHistory:

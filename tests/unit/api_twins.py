@@ -20,13 +20,13 @@ from runwire.projections.runs.fold import Run, RunRow
 from runwire.projections.runtime.paging import Page, decode_token, encode_token
 from runwire.projections.runtime.waiting import NotCaughtUpError
 from runwire.projections.sessions.fold import Session, SessionRow
+from runwire.projections.sessions.owner import Owner
 from runwire.projections.transcripts.history import (
     RunAsOf,
     TranscriptHistory,
     cut_at_turn,
     messages_json,
 )
-from runwire.projections.transcripts.keys import owner_tag
 from runwire.projections.usage.inmem import InMemoryUsage
 from runwire.services.api.app import create_app
 from runwire.services.api.auth import KeyRing
@@ -118,13 +118,13 @@ class Twins:
         past = cut_at_turn(messages, turn, f"run {run_id}")
         return RunAsOf(run_id, 0, -1, messages_json(past), past, turn)
 
-    async def visible_runs(self, session_id: str, owner: str = "") -> list[str]:
+    async def visible_runs(self, session_id: str, owner: Owner | None = None) -> list[str]:
         runs = sorted(
             (
                 r
                 for r in self.runs.values()
                 if r.session_id == session_id
-                and (not owner or owner_tag(r.user_id, r.tenant) == owner)
+                and (owner is None or Owner(r.user_id, r.tenant) == owner)
             ),
             key=lambda r: (r.started_at, r.run_id),
         )
