@@ -52,6 +52,7 @@ from aiokafka.structs import TopicPartition
 
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event
+from runwire.contract.routing import streams_by_topic
 from runwire.errors import DecodeError, RunwireError
 from runwire.log import clients, hooks
 from runwire.log.envelope import check_envelope
@@ -150,6 +151,7 @@ class Follower(AsyncService):
         dead_letters: DeadLetterSink | None = None,
     ) -> None:
         self._settings = settings
+        self._streams = streams_by_topic(settings)
         self._handler = handler
         self._group_id = group_id
         self._codec = codec or codec_for(settings)
@@ -346,7 +348,12 @@ class Follower(AsyncService):
             for record in records:
                 try:
                     event = decode(record_value(record))
-                    check_envelope(record, event if record.value is not None else None, partitions)
+                    check_envelope(
+                        record,
+                        event if record.value is not None else None,
+                        partitions,
+                        self._streams,
+                    )
                 except DecodeError as e:
                     self.undecodable += 1
                     self._unsent.append(undecodable(tp.topic, record, e))

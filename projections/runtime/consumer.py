@@ -68,6 +68,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
+from runwire.contract.routing import streams_by_topic
 from runwire.errors import ConfigurationError, DecodeError, NotStartedError, RunwireError
 from runwire.log import clients, hooks
 from runwire.log.envelope import check_envelope
@@ -291,6 +292,7 @@ class Projector:
     ) -> None:
         self.projection = projection
         self._settings = settings
+        self._streams = streams_by_topic(settings)
         self._decoder = decoder
         self._dead_letters = dead_letters
         self._own_dead_letters: DeadLetterProducer | None = None
@@ -670,7 +672,9 @@ class Projector:
                 value = record_value(r)
                 try:
                     event = decoder.decode(value)
-                    check_envelope(r, event if r.value is not None else None, partitions)
+                    check_envelope(
+                        r, event if r.value is not None else None, partitions, self._streams
+                    )
                 except DecodeError as e:
                     out.undecodable.append(undecodable(tp.topic, r, e))
                     continue

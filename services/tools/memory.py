@@ -29,6 +29,7 @@ from aiokafka.structs import TopicPartition
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event, MemoryDeleted, MemoryScope, MemorySet, UserErased
 from runwire.contract.identity import StreamIds
+from runwire.contract.routing import streams_by_topic
 from runwire.errors import DecodeError, RunwireError
 from runwire.log import EventWriter, clients, publish_retrying
 from runwire.log.clients import topic_partitions
@@ -78,6 +79,7 @@ class LogMemory(AsyncService):
         producer: str = "runwire-tools",
     ) -> None:
         self._settings = settings
+        self._streams = streams_by_topic(settings)
         self._publisher = publisher
         self._codec = codec or codec_for(settings)
         self._producer = producer
@@ -157,7 +159,11 @@ class LogMemory(AsyncService):
                 for record in records:
                     try:
                         event = decode_record(
-                            self._codec, record, self._partition_ids, tombstones=True
+                            self._codec,
+                            record,
+                            self._partition_ids,
+                            tombstones=True,
+                            streams=self._streams,
                         ).event
                         if not self._ids.admit(event, record.key):
                             continue  # a duplicate

@@ -50,7 +50,7 @@ from faststream.message import StreamMessage
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import PAYLOAD_TYPES, Event, EventPayload, EventType, Stream
 from runwire.contract.identity import StreamIds
-from runwire.contract.routing import event_of_record, topic_for
+from runwire.contract.routing import event_of_record, streams_by_topic, topic_for
 from runwire.contract.sealing.errors import ERASED
 from runwire.errors import ConfigurationError, DecodeError
 from runwire.log.envelope import check_envelope
@@ -102,6 +102,7 @@ class Subscription:
 
     def __init__(self, settings: Settings, group_id: str, *, codec: Codec | None = None) -> None:
         self._settings = settings
+        self._streams = streams_by_topic(settings)
         self.group_id = f"{settings.topic_prefix}{group_id}"
         self._codec = codec if codec is not None else codec_for(settings)
         self._handlers: dict[EventType, list[Callable[[Any, Event], Awaitable[None]]]] = (
@@ -167,7 +168,9 @@ class Subscription:
                 tombstones=memory,
             )
             partitions = self._partitions(record.topic)
-            check_envelope(record, event if record.value is not None else None, partitions)
+            check_envelope(
+                record, event if record.value is not None else None, partitions, self._streams
+            )
             if not self._ids.admit(event, record.key):
                 return _Skipped()  # a repeat of an event handed over already
         except DecodeError as e:

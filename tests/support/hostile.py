@@ -57,6 +57,7 @@ CATEGORIES = (
     "conflicting_duplicate",
     "oversize",
     "lone_surrogate",  # JSON text escaping a lone surrogate, as JavaScript writes one
+    "wrong_topic",  # a session event on the run-events topic, keyed and placed as a run's
 )
 
 
@@ -365,6 +366,21 @@ def hostile_records(draw: st.DrawFn, category: str, parts: Partitions) -> list[H
         }
         poisoned = good_record(event_schemas()["tool_result"], record, parts, category)
         return [replace(poisoned, expect="invalid_event")]
+    if category == "wrong_topic":
+        # Its session id is the run's: key and partition are right for the run-events
+        # topic, only the stream is not the one that topic carries.
+        record = {**record, "type": "session_cleared", "session_id": run_id, "payload": {}}
+        cleared = good_record(event_schemas()["session_cleared"], record, parts, category)
+        key = run_id.encode()
+        return [
+            replace(
+                cleared,
+                stream="run",
+                key=key,
+                partition=placed(key, parts["run"]),
+                expect="wrong_topic",
+            )
+        ]
     if category == "oversize":
         # Over max_event_bytes (900,000) and over the dead-letter topic's limit: readers
         # take what the broker took; a dead letter of it is a truncated copy.

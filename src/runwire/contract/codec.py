@@ -80,6 +80,7 @@ REASONS = frozenset(
         "unreadable_payload",  # the payload codec cannot open the body (e.g. a bad seal)
         "key_mismatch",  # the record key is not the event's routing key (the envelope)
         "wrong_partition",  # not the contract partitioner's partition for the key (envelope)
+        "wrong_topic",  # an event of another stream than its topic carries (envelope)
     }
 )
 """Every reason a consumer dead-letters an unreadable record with (one vocabulary)."""

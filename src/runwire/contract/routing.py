@@ -80,6 +80,11 @@ def topic_for(stream: Stream, settings: Settings) -> str:
     return settings.memory
 
 
+def streams_by_topic(settings: Settings) -> dict[str, Stream]:
+    """Which stream each of runwire's topics carries (full names, prefix included)."""
+    return {topic_for(stream, settings): stream for stream in Stream}
+
+
 # What a memory key is: this encoder's text in UTF-8. Every memory record's
 # key is made when written and again when checked on reading, so it is made
 # by orjson, which writes the same bytes for every string it accepts (each

@@ -17,7 +17,7 @@ Contract:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from runwire.contract.routing import event_of_record
@@ -26,7 +26,7 @@ from runwire.log.envelope import check_envelope
 
 if TYPE_CHECKING:
     from runwire.contract.codec import Codec
-    from runwire.contract.events import Event
+    from runwire.contract.events import Event, Stream
 
 __all__ = ["LogPosition", "SourceRecord", "TopicPartition", "decode_record"]
 
@@ -73,18 +73,23 @@ class SourceRecord(NamedTuple):
 
 
 def decode_record(
-    codec: Codec, record: Any, partitions: Sequence[int] = (), *, tombstones: bool = False
+    codec: Codec,
+    record: Any,
+    partitions: Sequence[int] = (),
+    *,
+    tombstones: bool = False,
+    streams: Mapping[str, Stream] | None = None,
 ) -> SourceRecord:
     """``record`` (an aiokafka ``ConsumerRecord``) read; see the module contract.
 
-    With the topic's ``partitions``, the envelope is checked too
-    (:func:`runwire.log.envelope.check_envelope`). ``tombstones``: the record
-    is of the memory topic, where a record without a value is a deletion.
+    With the topic's ``partitions`` (and the topics' ``streams``), the envelope
+    is checked too (:func:`runwire.log.envelope.check_envelope`). ``tombstones``:
+    the record is of the memory topic, where a record without a value is a deletion.
     """
     headers = tuple(record.headers or ())
     event = event_of_record(codec, record.key, record.value, headers, tombstones=tombstones)
     if partitions:
-        check_envelope(record, event if record.value is not None else None, partitions)
+        check_envelope(record, event if record.value is not None else None, partitions, streams)
     out = SourceRecord(
         record.topic,
         record.partition,

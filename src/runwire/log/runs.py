@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiokafka.structs import TopicPartition as KafkaTopicPartition
 
+from runwire.contract.routing import streams_by_topic
 from runwire.contract.sealing.errors import ERASED
 from runwire.errors import DecodeError, RunwireError
 from runwire.lifecycle import AsyncService
@@ -67,6 +68,7 @@ class RunReader(AsyncService):
         self, settings: Settings, *, codec: Codec | None = None, timeout: float = 30.0
     ) -> None:
         self._settings = settings
+        self._streams = streams_by_topic(settings)
         self._codec = codec
         self._timeout = timeout
         self._consumer: Any = None
@@ -164,7 +166,7 @@ class RunReader(AsyncService):
                     if rec.key not in keys:
                         continue
                     try:
-                        record = decode_record(codec, rec, partitions)
+                        record = decode_record(codec, rec, partitions, streams=self._streams)
                     except DecodeError as e:
                         if e.retriable:
                             raise

@@ -55,6 +55,7 @@ from aiokafka.structs import TopicPartition
 
 from runwire.contract.events import TERMINAL_EVENTS
 from runwire.contract.identity import StreamIds
+from runwire.contract.routing import streams_by_topic
 from runwire.contract.run_lifecycle import foreign_to_run
 from runwire.errors import RunwireError
 from runwire.lifecycle import AsyncService
@@ -164,6 +165,7 @@ class RunWatcher(AsyncService):
         fetch_max_wait_ms: int = 500,
     ) -> None:
         self._settings = settings
+        self._streams = streams_by_topic(settings)
         self._codec = codec
         self._purpose = purpose
         self._topic = topic or settings.run_events
@@ -302,7 +304,9 @@ class RunWatcher(AsyncService):
                             continue
                         if event is None:
                             try:
-                                event = decode_record(self._codec, record, self._partitions).event
+                                event = decode_record(
+                                    self._codec, record, self._partitions, streams=self._streams
+                                ).event
                             except RunwireError as e:
                                 if e.retriable:
                                     # Not yet decodable (the schema registry is

@@ -38,6 +38,7 @@ from aiokafka.structs import TopicPartition
 
 from runwire.contract.codec import Codec, codec_for
 from runwire.contract.events import Event
+from runwire.contract.routing import streams_by_topic
 from runwire.errors import RunwireError
 from runwire.log import clients
 from runwire.log.clients import topic_partitions
@@ -56,6 +57,7 @@ class LogWatcher:
 
     def __init__(self, settings: Settings, *, codec: Codec | None = None) -> None:
         self._settings = settings
+        self._streams = streams_by_topic(settings)
         self._codec = codec or codec_for(settings)
         self._listeners: dict[str, list[Listener]] = {}
         self._consumer: Any = None
@@ -149,7 +151,9 @@ class LogWatcher:
                     continue
                 try:
                     partitions = sorted(self._consumer.partitions_for_topic(tp.topic) or ())
-                    event = decode_record(self._codec, record, partitions).event
+                    event = decode_record(
+                        self._codec, record, partitions, streams=self._streams
+                    ).event
                 except RunwireError as e:
                     if not e.retriable:
                         continue  # unreadable for good (the envelope too): dead-lettered
