@@ -46,7 +46,8 @@ class _ExactJsonRequest(Request):
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             try:
-                self._json = jsonvalues.loads(await self.body())
+                # Lone surrogates kept here: each field refuses them, naming where.
+                self._json = jsonvalues.loads(await self.body(), lone_surrogates=True)
             except jsonvalues.JsonValueError as e:
                 # An HTTPException: FastAPI hands it on as it is (any other error
                 # here it answers with a bare 400 that says nothing of why).

@@ -124,8 +124,13 @@ def _refuse_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(parse_float=number, parse_constant=_refuse_constant)
 
 
-def loads(data: str | bytes | bytearray | memoryview) -> Any:
-    """The JSON value in ``data`` (UTF-8 bytes or text), numbers exact."""
+def loads(data: str | bytes | bytearray | memoryview, *, lone_surrogates: bool = False) -> Any:
+    """The JSON value in ``data`` (UTF-8 bytes or text), numbers exact.
+
+    ``lone_surrogates``: keep text holding a lone surrogate, for a caller whose
+    every field refuses it itself, naming the field (the HTTP API's bodies:
+    :func:`canonical`); a record of the log is read without it.
+    """
     if not isinstance(data, str):
         data = bytes(data)
     # Fast path: what orjson parses and writes back byte for byte has every
@@ -157,7 +162,7 @@ def loads(data: str | bytes | bytearray | memoryview) -> Any:
     # or one in ``data`` given as text); the standard parser reads it. Such text
     # is not UTF-8: no writer can pass it on, so it is refused here, where every
     # reader of the log reads it, not later by whichever writes it again.
-    if _SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text):
+    if not lone_surrogates and (_SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text)):
         problem = _lone_surrogate(value, "value")
         if problem is not None:
             raise JsonValueError(f"not a JSON value runwire keeps: {problem}")
