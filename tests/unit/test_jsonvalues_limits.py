@@ -147,3 +147,18 @@ def test_the_sdk_edges_refuse_it_as_input_errors_naming_the_field() -> None:
         require_json({"rows": ["a", "\ud800"]}, "value")
     assert refused.value.field == "value"
     assert "value.rows[1] holds a lone surrogate" in str(refused.value)
+
+
+class Score(float):
+    """A float subclass, as numpy's float64 is."""
+
+
+class Name(str):
+    pass
+
+
+def test_subclasses_of_json_types_are_their_json_type() -> None:
+    value = jsonvalues.canonical({"f": Score(0.5), "s": Name("x"), "n": [Score(1e300)]})
+    assert value == {"f": 0.5, "s": "x", "n": [1e300]}
+    assert [type(v) for v in (value["f"], value["s"], value["n"][0])] == [float, str, float]
+    assert jsonvalues.loads(jsonvalues.dumps(value)) == value

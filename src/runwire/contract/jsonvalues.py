@@ -321,7 +321,7 @@ def _canonical(value: Any, where: str, depth: int) -> Any:
         why = _not_utf8(value)
         if why is not None:
             raise JsonValueError(f"{where} {why}")
-        return value
+        return value if type(value) is str else str(value)
     if isinstance(value, int):
         try:
             str(value)  # Python refuses integers over MAX_INT_DIGITS digits here
@@ -331,7 +331,8 @@ def _canonical(value: Any, where: str, depth: int) -> Any:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise JsonValueError(f"{where} is {value}, which JSON cannot hold")
-        return value
+        # A subclass (numpy's float64) as the float it is: orjson writes no subclass.
+        return value if type(value) is float else float(value)
     if isinstance(value, Decimal):
         return number(_decimal_text(value, where))
     if isinstance(value, list | dict) and depth >= MAX_DEPTH:
