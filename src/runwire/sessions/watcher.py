@@ -8,9 +8,10 @@ Contract:
   missed, even while the consumer is still connecting. The end offsets are
   taken *before* the offsets by time: a partition with no record from that
   moment yet starts at that earlier end, so a write landing between the two
-  lookups is not jumped over; the records there stamped before the moment
-  (written before ``listen``) are dropped until the first one stamped at or
-  after it, which is what an offsets-by-time lookup made then would give.
+  lookups is not jumped over. Every record from there on is delivered,
+  whatever its timestamp: a record's timestamp is its producer's clock,
+  and one running behind must not hide a change made after ``listen`` (a
+  write racing ``listen`` may be delivered, never one made after it lost).
 - Records are decoded; those of sessions with listeners become
   :class:`~runwire.sessions.protocol.SessionChange` values
   (:func:`~runwire.sessions.callbacks.changes_of`) handed to the listeners
@@ -63,9 +64,6 @@ class LogWatcher:
         self._consumer: Any = None
         self._task: asyncio.Task[None] | None = None
         self._since_ms: int | None = None
-        # Partitions started at their end before any record from since_ms
-        # was there: records stamped before since_ms are dropped until the first one at or after.
-        self._until_since: set[TopicPartition] = set()
 
     def add(self, session_id: str, listener: Listener) -> None:
         self._listeners.setdefault(session_id, []).append(listener)
@@ -109,12 +107,11 @@ class LogWatcher:
             # a write that landed between the two (a change lost for good).
             ends = await consumer.end_offsets(tps)
             found = await consumer.offsets_for_times(dict.fromkeys(tps, self._since_ms))
-            self._until_since = set()
             for tp in tps:
                 at = found.get(tp)
-                if at is None:
-                    self._until_since.add(tp)
-                consumer.seek(tp, at.offset if at is not None else ends[tp])
+                # The earlier of the two: a record stamped in the past by a clock
+                # running behind may lie after the end, before the first stamped later.
+                consumer.seek(tp, min(at.offset, ends[tp]) if at is not None else ends[tp])
         except BaseException:
             await consumer.stop()
             raise
@@ -143,10 +140,6 @@ class LogWatcher:
         complete = True
         for tp, records in batch.items():
             for record in records:
-                if tp in self._until_since:
-                    if record.timestamp < self._since_ms:
-                        continue  # written before the first listener was added
-                    self._until_since.discard(tp)
                 if record.value is None:
                     continue
                 try:
