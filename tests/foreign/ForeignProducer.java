@@ -27,7 +27,9 @@
  */
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.core.json.JsonWriteFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.BufferedReader;
 import java.io.File;
@@ -62,7 +64,11 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public final class ForeignProducer {
     static final String PRODUCER = "java-foreign-producer";
-    static final ObjectMapper JSON = new ObjectMapper();
+    // Jackson's defaults but one: a control character's escape in lowercase hex
+    // (backslash, u, 001f), the contract's spelling of a memory key (its bytes are the key).
+    static final ObjectMapper JSON = JsonMapper.builder()
+            .disable(JsonWriteFeature.WRITE_HEX_UPPER_CASE)
+            .build();
     static final SecureRandom RANDOM = new SecureRandom();
     static final Pattern FILE = Pattern.compile("(.+)\\.v(\\d+)\\.avsc");
 
@@ -202,7 +208,7 @@ public final class ForeignProducer {
                 byte[] key;
                 if (type.startsWith("memory_")) {
                     topic = args[4];
-                    // Compact JSON, non-ASCII as UTF-8: Jackson's defaults (it escapes no HTML).
+                    // Compact JSON, non-ASCII as UTF-8, control characters in lowercase hex.
                     key = JSON.writeValueAsBytes(Arrays.asList(
                             text(payload, "scope"), text(payload, "owner"), text(payload, "key")));
                 } else if (type.startsWith("session_")) {
