@@ -23,11 +23,20 @@ Contract (LangGraph's ``BaseCheckpointSaver``, checked by
   contract) and be read from its own partition.
 - Every method has its async and sync form. I/O runs on the saver's own loop
   thread (:mod:`.loop`), so a saver serves any event loop and any thread.
+- Metadata is kept as JSON, tuples as arrays (read back as lists), as
+  LangGraph's Postgres saver keeps it (``DeltaChannel`` writes its counters
+  as tuples there).
 - Bad input (a thread id over the id limits, metadata or a checkpoint that
   is not JSON or nested over 200 levels, NUL or a lone surrogate in a
   namespace, checkpoint or task id, task path, channel name, metadata key or
   text, a value over ``max_event_bytes``) raises
   :class:`~runwire.errors.InputError` naming the field; nothing is written.
+- A read naming such text (a thread, namespace, checkpoint id, ``before``,
+  a ``filter`` key or value) finds nothing, as no put could store it.
+- A list channel's delta base is what this process last stored for it
+  under a version it made, or else the parent checkpoint's stored version,
+  read from the store (so a new process continuing a thread writes deltas
+  too); see :mod:`.values`.
 """
 
 from __future__ import annotations
@@ -64,6 +73,7 @@ from runwire.checkpoint.values import (
     decode_writes,
     encode_values,
     encode_writes,
+    stored_digests,
 )
 from runwire.contract import jsonvalues
 from runwire.contract.events import (
@@ -96,9 +106,12 @@ _TEXT_FIELDS = ("checkpoint_ns", "checkpoint_id", "parent_checkpoint_id", "task_
 
 def _event(payload_type: type[EventPayload], **fields: Any) -> Event:
     """The event of a payload built from ``fields``; :class:`InputError` naming the field."""
-    for name in ("checkpoint", "metadata"):
+    # Metadata as LangGraph's Postgres saver stores it (jsonb: tuples as
+    # arrays). The checkpoint must be JSON as it is: InMemorySaver gives its
+    # tuples back as tuples, so an array would not be the same.
+    for name, tuples in (("checkpoint", False), ("metadata", True)):
         if name in fields:
-            _require_json(fields[name], name)
+            fields[name] = _as_json(fields[name], name, tuples=tuples)
     for name in _TEXT_FIELDS:
         _require_text(fields.get(name), name)
     try:
@@ -117,33 +130,77 @@ def _require_text(value: Any, where: str) -> None:
             raise InputError(where, why)
 
 
-def _require_json(value: Any, where: str, depth: int = 1) -> None:
-    """Refuse what JSON would not keep, naming the innermost key or index that holds it."""
+def _as_json(value: Any, where: str, depth: int = 1, *, tuples: bool) -> Any:
+    """``value`` as JSON keeps it (with ``tuples``, tuples as lists); :class:`InputError`
+    for what JSON would not keep, naming the innermost key or index that holds it."""
     # Held a level down in its event (jsonvalues.MAX_HELD_DEPTH).
+    if tuples and isinstance(value, tuple):
+        value = list(value)
     if isinstance(value, dict | list) and depth > jsonvalues.MAX_HELD_DEPTH:
         raise InputError(where, f"nested deeper than {jsonvalues.MAX_HELD_DEPTH} lists and objects")
     if isinstance(value, dict):
+        out: dict[str, Any] = {}
         for key, inner in value.items():
             if not isinstance(key, str):
                 raise InputError(where, f"key {key!r} is not a string (JSON keys are)")
             why = text_problem(key)
             if why is not None:
                 raise InputError(where, f"key {key!r} {why}")
-            _require_json(inner, f"{where}[{key!r}]", depth + 1)
-        return
+            out[key] = _as_json(inner, f"{where}[{key!r}]", depth + 1, tuples=tuples)
+        return out
     if isinstance(value, list):
-        for i, inner in enumerate(value):
-            _require_json(inner, f"{where}[{i}]", depth + 1)
-        return
+        return [
+            _as_json(inner, f"{where}[{i}]", depth + 1, tuples=tuples)
+            for i, inner in enumerate(value)
+        ]
     if isinstance(value, str):
         _require_text(value, where)
-        return
+        return value
     try:
         text = orjson.dumps(value)
     except TypeError:
         raise InputError(where, f"{type(value).__name__} {value!r:.80} is not JSON") from None
     if orjson.loads(text) != value:
         raise InputError(where, f"{value!r:.80} would not survive JSON unchanged")
+    return value
+
+
+def _names_unstorable_text(*named: Any) -> bool:
+    """Whether a read names text no store can hold (NUL, a lone surrogate: what
+    :func:`_require_text` refuses on the way in) in an id, a namespace or a filter's
+    keys and values. Nothing stored can match it, so the read finds nothing (as in
+    InMemorySaver) rather than send it to Postgres, which refuses it."""
+    todo = list(named)
+    while todo:
+        value = todo.pop()
+        if isinstance(value, str):
+            if text_problem(value) is not None:
+                return True
+        elif isinstance(value, dict):
+            todo.extend(value.keys())
+            todo.extend(value.values())
+        elif isinstance(value, list | tuple):
+            todo.extend(value)
+    return False
+
+
+def _storable_bound(before: str) -> str:
+    """A ``before`` bound Postgres can take that lists the same stored ids.
+
+    ``before`` names no checkpoint but bounds them all the same (InMemorySaver
+    lists the ids less than it). Stored ids hold neither NUL nor a lone
+    surrogate, so from the first such character on, ``before`` orders as
+    ``\x01`` after a NUL's prefix (the prefix itself is less, anything longer
+    is not) or ``\ue000`` for a surrogate (no stored character lies between).
+    """
+    if text_problem(before) is None:
+        return before
+    for at, char in enumerate(before):
+        if char == "\x00":
+            return before[:at] + "\x01"
+        if "\ud800" <= char <= "\udfff":
+            return before[:at] + "\ue000"
+    return before  # unreachable: text_problem found one of them
 
 
 def _value_chunks(
@@ -234,7 +291,9 @@ class RunwireSaver(BaseCheckpointSaver[str]):
         self.store = store
         self.settings = settings
         self._max_bytes = (settings or Settings()).max_event_bytes
-        self._lists = ListMemory()
+        # Only versions this saver made become delta bases from memory: a version a
+        # caller names may already be stored with another value (see .values).
+        self._lists = ListMemory(minted_only=True)
         self._runtime = _Runtime()
 
     @classmethod
@@ -336,7 +395,9 @@ class RunwireSaver(BaseCheckpointSaver[str]):
             current_v = current
         else:
             current_v = int(str(current).split(".")[0])
-        return f"{current_v + 1:032}.{random.random():016}"
+        version = f"{current_v + 1:032}.{random.random():016}"
+        self._lists.mint(version)
+        return version
 
     # -- reading -----------------------------------------------------------------------
 
@@ -378,9 +439,11 @@ class RunwireSaver(BaseCheckpointSaver[str]):
 
     async def _get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         conf = config["configurable"]
-        row = await self.store.reader.get(
-            str(conf["thread_id"]), conf.get("checkpoint_ns", ""), get_checkpoint_id(config)
-        )
+        thread_id, checkpoint_ns = str(conf["thread_id"]), conf.get("checkpoint_ns", "")
+        checkpoint_id = get_checkpoint_id(config)
+        if _names_unstorable_text(thread_id, checkpoint_ns, checkpoint_id):
+            return None
+        row = await self.store.reader.get(thread_id, checkpoint_ns, checkpoint_id)
         return None if row is None else await self._tuple(row)
 
     async def _list(
@@ -394,6 +457,13 @@ class RunwireSaver(BaseCheckpointSaver[str]):
             return []  # as InMemorySaver (Postgres refuses a negative LIMIT)
         conf = (config or {}).get("configurable") or {}
         thread_id = conf.get("thread_id")
+        thread_id = None if thread_id is None else str(thread_id)
+        checkpoint_id = get_checkpoint_id(config) if config else None
+        before_id = get_checkpoint_id(before) if before else None
+        if _names_unstorable_text(thread_id, conf.get("checkpoint_ns"), checkpoint_id, filter):
+            return []
+        if before_id is not None:
+            before_id = _storable_bound(before_id)
         # LangGraph's rule (InMemorySaver's) is equality per key, a missing key
         # equal to None. jsonb containment agrees on text only: it matches a
         # list or object holding more, not a missing key for None, nor 1 for
@@ -401,11 +471,11 @@ class RunwireSaver(BaseCheckpointSaver[str]):
         text = {k: v for k, v in (filter or {}).items() if isinstance(v, str)}
         rest = {k: v for k, v in (filter or {}).items() if not isinstance(v, str)}
         rows = await self.store.reader.find(
-            None if thread_id is None else str(thread_id),
+            thread_id,
             conf.get("checkpoint_ns"),
-            checkpoint_id=get_checkpoint_id(config) if config else None,
+            checkpoint_id=checkpoint_id,
             filter=text or None,
-            before=get_checkpoint_id(before) if before else None,
+            before=before_id,
             limit=None if rest else limit,
         )
         if rest:
@@ -456,6 +526,47 @@ class RunwireSaver(BaseCheckpointSaver[str]):
             f"max_event_bytes={self._max_bytes} (RUNWIRE_MAX_EVENT_BYTES)",
         )
 
+    async def _recall_bases(
+        self,
+        thread_id: str,
+        checkpoint_ns: str,
+        parent_id: str | None,
+        checkpoint: Checkpoint,
+        new_versions: ChannelVersions,
+    ) -> None:
+        """Give the list channels this process holds no delta base for the parent
+        checkpoint's stored versions as bases (read from the store: what is stored is
+        the base, whoever wrote it). A new process continuing a thread so stores its
+        new items, not the whole list; a miss only means a whole value."""
+        if parent_id is None:
+            return
+        values = checkpoint["channel_values"]
+        missing = [
+            channel
+            for channel in new_versions
+            if type(values.get(channel)) is list
+            and self._lists.get((thread_id, checkpoint_ns, channel)) is None
+        ]
+        # Text no store holds is refused by the put itself (InputError), not here.
+        if not missing or _names_unstorable_text(thread_id, checkpoint_ns, parent_id, missing):
+            return
+        parent = await self.store.reader.get(thread_id, checkpoint_ns, parent_id)
+        if parent is None:
+            return
+        versions = dict(parent.checkpoint.get("channel_versions") or {})
+        wanted = [
+            (channel, str(versions[channel]))
+            for channel in missing
+            if channel in versions and str(versions[channel]) != str(new_versions[channel])
+        ]
+        if not wanted:
+            return
+        rows = await self.store.reader.values(thread_id, checkpoint_ns, wanted)
+        for channel, version in wanted:
+            digests = stored_digests(rows, channel, version)
+            if digests is not None:
+                self._lists.put((thread_id, checkpoint_ns, channel), version, digests)
+
     async def _put(
         self,
         config: RunnableConfig,
@@ -467,6 +578,9 @@ class RunwireSaver(BaseCheckpointSaver[str]):
         thread_id = str(conf["thread_id"])
         checkpoint_ns = conf.get("checkpoint_ns", "")
         skeleton = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        await self._recall_bases(
+            thread_id, checkpoint_ns, conf.get("checkpoint_id"), checkpoint, new_versions
+        )
         encoded, remember = encode_values(
             self.serde,
             thread_id,
@@ -571,7 +685,8 @@ class RunwireSaver(BaseCheckpointSaver[str]):
         self._runner.run_sync(self._delete_thread(thread_id))
 
     async def _delete_for_runs(self, run_ids: Sequence[str]) -> None:
-        runs = sorted({str(r) for r in run_ids})
+        # A run id no metadata can hold (put refuses such text) names no thread.
+        runs = sorted({str(r) for r in run_ids if not _names_unstorable_text(str(r))})
         if not runs:
             return
         threads = await self.store.reader.threads_of_runs(runs)

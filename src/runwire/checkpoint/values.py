@@ -4,14 +4,26 @@ Contract:
 - Every value and write is the saver's serializer's ``(type, bytes)``
   (LangGraph's ``dumps_typed``), kept byte for byte.
 - A channel whose value is a plain ``list`` (a ``messages`` channel) is stored
-  as items, each serialized on its own; when this process wrote a version of
-  the same channel of the same thread and namespace before, only what changed
-  is stored: the number of leading items kept from that version (``base``)
-  and the items after them. A growing list therefore costs its new items per
-  step, not its whole length. Any other value is stored whole.
+  as items, each serialized on its own, when every item serializes with the
+  kind the serializer gives a list (``msgpack``): an item's bytes are then
+  what they are inside the list. A list holding an item the serializer
+  treats apart at the top level (``None``, ``bytes``, ``bytearray``: kinds of
+  their own, and a ``bytearray`` comes back as ``bytes`` from inside a list)
+  or cannot encode in a list's kind (``pickle``) is stored whole.
+- When a stored version of the same channel of the same thread and
+  namespace is known (:class:`ListMemory`), only what changed is stored: the
+  number of leading items kept from that version (``base``) and the items
+  after them. A growing list therefore costs its new items per step, not
+  its whole length. Any other value is stored whole.
+- A base is only ever a value known to be stored as it is remembered: one
+  read back from the store, or one this process put for the first time
+  under a version nobody else can have stored first (the saver's memory:
+  one it minted). The projection keeps the first value of a version, so the
+  value of a version put again is not what is stored.
 - Decoding rebuilds exactly the value the serializer would give for the
   whole list: the kept items of the base (itself rebuilt the same way), then
-  the appended ones.
+  the appended ones. A link keeping more items than its base holds, or
+  building on a version not stored, raises :class:`CorruptCheckpointError`.
 - A channel named in ``new_versions`` but absent from the checkpoint's
   values is stored as ``empty`` and left out when read (as LangGraph's own
   savers do).
@@ -20,6 +32,7 @@ Contract:
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +52,7 @@ __all__ = [
     "decode_writes",
     "encode_values",
     "encode_writes",
+    "stored_digests",
 ]
 
 EMPTY = "empty"
@@ -62,31 +76,77 @@ def _digest(kind: str, data: bytes) -> bytes:
 
 
 class ListMemory:
-    """What this process last wrote for each list channel: the base of the next delta.
+    """The base of each list channel's next delta: a stored version and its items' digests.
 
-    Bounded (least recently used entries go); a miss only means a whole value.
+    Bounded (least recently used entries go); a miss only means a whole value
+    (or a read of the store). Safe to share between threads.
+
+    ``claim`` says whether a put's own value may become a base once its event
+    is stored: the first put of a ``(thread, namespace, channel, version)`` in
+    this process only, and with ``minted_only`` (the saver) only for a version
+    :meth:`mint` recorded: a version named by a caller may already be stored
+    with another value (by another process, or before a restart), and the
+    stored value is the first one put.
     """
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 4096, *, minted_only: bool = False) -> None:
         self._size = size
+        self._minted_only = minted_only
         self._last: OrderedDict[tuple[str, str, str], tuple[str, list[bytes]]] = OrderedDict()
+        # version -> the keys whose put of it has been claimed (bounded: an
+        # evicted version is no longer claimable, which is safe).
+        self._versions: OrderedDict[str, set[tuple[str, str, str]]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str, str]) -> tuple[str, list[bytes]] | None:
-        found = self._last.get(key)
-        if found is not None:
-            self._last.move_to_end(key)
-        return found
+        with self._lock:
+            found = self._last.get(key)
+            if found is not None:
+                self._last.move_to_end(key)
+            return found
 
     def put(self, key: tuple[str, str, str], version: str, digests: list[bytes]) -> None:
-        self._last[key] = (version, digests)
-        self._last.move_to_end(key)
-        while len(self._last) > self._size:
-            self._last.popitem(last=False)
+        """Make ``version`` (stored, with items of these digests) the key's base."""
+        with self._lock:
+            self._last[key] = (version, digests)
+            self._last.move_to_end(key)
+            while len(self._last) > self._size:
+                self._last.popitem(last=False)
+
+    def mint(self, version: str) -> None:
+        """Record a version this process made (unique: no one else can have stored it)."""
+        with self._lock:
+            self._versions.setdefault(version, set())
+            self._trim_versions()
+
+    def claim(self, key: tuple[str, str, str], version: str) -> bool:
+        """Whether this put of ``version`` may become the key's base once stored (at
+        most once per key and version; see the class docstring)."""
+        with self._lock:
+            claimed = self._versions.get(version)
+            if claimed is None:
+                if self._minted_only:
+                    return False
+                claimed = self._versions[version] = set()
+                self._trim_versions()
+            if key in claimed:
+                return False
+            claimed.add(key)
+            return True
+
+    def forget(self, key: tuple[str, str, str]) -> None:
+        with self._lock:
+            self._last.pop(key, None)
 
     def forget_thread(self, thread_id: str) -> None:
         """Drop a thread's entries (its stored values may be gone)."""
-        for key in [k for k in self._last if k[0] == thread_id]:
-            del self._last[key]
+        with self._lock:
+            for key in [k for k in self._last if k[0] == thread_id]:
+                del self._last[key]
+
+    def _trim_versions(self) -> None:
+        while len(self._versions) > self._size * 16:
+            self._versions.popitem(last=False)
 
 
 def encode_values(
@@ -100,25 +160,34 @@ def encode_values(
     """The channels of ``new_versions`` at their new versions, deltas where possible.
 
     Also returns what to call once the event is stored: it makes these
-    versions the bases of the next deltas (a version never stored must not be one).
+    versions the bases of the next deltas where ``memory`` allows it (a
+    version never stored, or stored with another value, must not be one).
     """
     learned: list[tuple[tuple[str, str, str], str, list[bytes]]] = []
+    doubtful: list[tuple[str, str, str]] = []
     entries: list[dict[str, Any]] = []
     chunks: list[bytes] = []
+    list_kind: str | None = None
     for channel, raw_version in new_versions.items():
         version = str(raw_version)
         if channel not in values:
             entries.append({"channel": channel, "version": version, "type": EMPTY, "size": 0})
             continue
         value = values[channel]
-        if type(value) is not list:
+        items: list[tuple[str, bytes]] | None = None
+        if type(value) is list:
+            if list_kind is None:
+                list_kind = serde.dumps_typed([])[0]
+            items = [serde.dumps_typed(item) for item in value]
+            if any(kind != list_kind for kind, _ in items):
+                items = None  # an item the list's own kind would give back otherwise
+        if items is None:
             kind, data = serde.dumps_typed(value)
             entries.append(
                 {"channel": channel, "version": version, "type": kind, "size": len(data)}
             )
             chunks.append(data)
             continue
-        items = [serde.dumps_typed(item) for item in value]
         digests = [_digest(kind, data) for kind, data in items]
         key = (thread_id, checkpoint_ns, channel)
         base: str | None = None
@@ -131,7 +200,11 @@ def encode_values(
                 keep += 1
             if keep:
                 base = base_version
-        learned.append((key, version, digests))
+        if memory is not None:
+            if memory.claim(key, version):
+                learned.append((key, version, digests))
+            else:
+                doubtful.append(key)
         appended = items[keep:]
         entries.append(
             {
@@ -148,8 +221,75 @@ def encode_values(
         if memory is not None:
             for key, version, digests in learned:
                 memory.put(key, version, digests)
+            # What is stored under this version may not be this value: the
+            # next put of the channel reads its base from the store instead.
+            for key in doubtful:
+                memory.forget(key)
 
     return Encoded(entries, b"".join(chunks)), remember
+
+
+def _chain(
+    by_key: Mapping[tuple[str, str], ValueRow],
+    row: ValueRow,
+    done: Callable[[tuple[str, str]], bool] = lambda _: False,
+) -> list[ValueRow]:
+    """``row`` and the bases it builds on (newest first), down to one that builds on
+    none or is ``done`` (already rebuilt)."""
+    # Iterative: a thread's chain of deltas is as long as its history.
+    chain = [row]
+    seen = {(row.channel, row.version)}
+    while chain[-1].base is not None and not done((chain[-1].channel, chain[-1].version)):
+        last = chain[-1]
+        key = (last.channel, str(last.base))
+        base = by_key.get(key)
+        if key in seen:
+            raise CorruptCheckpointError(
+                f"channel {last.channel!r} version {last.version} builds on version "
+                f"{last.base}, which builds on it in turn"
+            )
+        if base is None or base.type is not None:
+            raise CorruptCheckpointError(
+                f"channel {last.channel!r} version {last.version} builds on version "
+                f"{last.base}, which is not stored (pruned or deleted elsewhere?)"
+            )
+        seen.add(key)
+        chain.append(base)
+    return chain
+
+
+def _kept(link: ValueRow, base_length: int) -> int:
+    """How many items ``link`` keeps of its base; the base must hold that many."""
+    if link.base is None:
+        return 0
+    if link.keep > base_length:
+        raise CorruptCheckpointError(
+            f"channel {link.channel!r} version {link.version} keeps {link.keep} items of "
+            f"version {link.base}, which holds {base_length}"
+        )
+    return link.keep
+
+
+def stored_digests(rows: Sequence[ValueRow], channel: str, version: str) -> list[bytes] | None:
+    """The item digests of the stored list ``(channel, version)``, rebuilt from ``rows``
+    (it and its bases, as the reader's ``values`` gives them); None when it is not a
+    stored list (a whole value, missing, or a broken chain): it can be no base."""
+    by_key = {(r.channel, r.version): r for r in rows}
+    row = by_key.get((channel, version))
+    if row is None or row.type is not None:
+        return None
+    try:
+        chain = _chain(by_key, row)
+        digests: list[bytes] = []
+        for link in reversed(chain):
+            digests = digests[: _kept(link, len(digests))]
+            at = 0
+            for kind, size in link.items:
+                digests.append(_digest(kind, link.data[at : at + size]))
+                at += size
+    except CorruptCheckpointError:
+        return None
+    return digests
 
 
 def decode_values(
@@ -160,24 +300,13 @@ def decode_values(
     lists: dict[tuple[str, str], list[Any]] = {}
 
     def items_of(row: ValueRow) -> list[Any]:
-        # Iterative: a thread's chain of deltas is as long as its history.
-        chain = [row]
-        while chain[-1].base is not None and (chain[-1].channel, chain[-1].version) not in lists:
-            last = chain[-1]
-            base = by_key.get((last.channel, str(last.base)))
-            if base is None or base.type is not None:
-                raise CorruptCheckpointError(
-                    f"channel {last.channel!r} version {last.version} builds on version "
-                    f"{last.base}, which is not stored (pruned or deleted elsewhere?)"
-                )
-            chain.append(base)
         out: list[Any] = []
-        for link in reversed(chain):
+        for link in reversed(_chain(by_key, row, lists.__contains__)):
             key = (link.channel, link.version)
             if key in lists:
                 out = lists[key]
                 continue
-            out = out[: link.keep] if link.base is not None else []
+            out = out[: _kept(link, len(out))]
             at = 0
             for kind, size in link.items:
                 out.append(serde.loads_typed((kind, link.data[at : at + size])))
