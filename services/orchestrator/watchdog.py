@@ -12,7 +12,11 @@ Contract:
   (``watchdog_stall_seconds``), and, only when ``tools_seconds`` is set
   (``watchdog_tools_seconds``, off by default), ``awaiting_tools`` runs older
   than that: waiting for external tools is a legitimate wait. ``paused`` and
-  ended runs are never touched.
+  ended runs are never touched. A run's age is also measured on the
+  watchdog's own clock, from the first sweep that saw its row at its
+  ``last_offset``: an event's ``occurred_at`` is its producer's clock, and a
+  run stamped in the future (or a clock running ahead) is stalled all the
+  same once its row has not moved for that long.
 - Before failing a run it folds the run from the log (its partition from the
   row's ``first_offset`` to the end, as the orchestrator does): if the run
   has any event after the row's ``last_offset`` (the projection lags behind
@@ -100,12 +104,17 @@ class Stall:
     message: str
 
 
-def failure_for(run: Run, state: RunState, last: Event, now: datetime) -> Stall:
+def failure_for(
+    run: Run, state: RunState, last: Event, now: datetime, unmoved_since: datetime | None = None
+) -> Stall:
     """The readable failure of a stalled run: its row, its fold from the log and
-    its last event (pure). Its message names :data:`~runwire.errors.NAMED` tool calls at most,
-    each tool name cut to :data:`NAME_CHARS`: it stays publishable however many
-    calls, of whatever names, the log holds."""
-    idle = (now - run.updated_at).total_seconds()
+    its last event (pure); ``unmoved_since``: when the watchdog first saw the row as
+    it is (its age, when its stamps say less). Its message names
+    :data:`~runwire.errors.NAMED` tool calls at most, each tool name cut to
+    :data:`NAME_CHARS`: it stays publishable however many calls, of whatever names,
+    the log holds."""
+    quiet = run.updated_at if unmoved_since is None else min(run.updated_at, unmoved_since)
+    idle = (now - quiet).total_seconds()
     status = state.status.value
     since = f"no event for {idle:.0f}s (since {last.type.value} {last.event_id})"
     if state.status is RunStatus.AWAITING_TOOLS and state.awaiting_approval:
@@ -167,6 +176,9 @@ class Watchdog(AsyncService):
         self._left: dict[str, tuple[int, str]] = {}
         """Run id -> (its row's ``last_offset``, why it was left alone) of the last
         sweep's candidates not failed: read again only once the row moves."""
+        self._unmoved: dict[str, tuple[int, datetime]] = {}
+        """Run id -> (its row's ``last_offset``, the first sweep that saw it there), of
+        the runs the last sweep listed."""
 
     async def start(self) -> None:
         if self._stack is not None:
@@ -209,10 +221,14 @@ class Watchdog(AsyncService):
         """One pass: fail every stalled run found; returns what was failed."""
         await self.start()
         now = self._now()
-        candidates = await self._candidates(RunStatus.PENDING, now, self.stall_seconds)
-        candidates += await self._candidates(RunStatus.RUNNING, now, self.stall_seconds)
+        unmoved: dict[str, tuple[int, datetime]] = {}
+        candidates = await self._candidates(RunStatus.PENDING, now, self.stall_seconds, unmoved)
+        candidates += await self._candidates(RunStatus.RUNNING, now, self.stall_seconds, unmoved)
         if self.tools_seconds is not None:
-            candidates += await self._candidates(RunStatus.AWAITING_TOOLS, now, self.tools_seconds)
+            candidates += await self._candidates(
+                RunStatus.AWAITING_TOOLS, now, self.tools_seconds, unmoved
+            )
+        self._unmoved = unmoved
         failed: list[Stall] = []
         left: dict[str, tuple[int, str]] = {}
         for run in candidates:
@@ -245,7 +261,8 @@ class Watchdog(AsyncService):
             return "ended" if state.terminal else "paused"
         if state.status is RunStatus.AWAITING_TOOLS and self.tools_seconds is None:
             return "awaiting_tools"
-        stall = failure_for(run, state, last, now)
+        seen = self._unmoved.get(run.run_id)
+        stall = failure_for(run, state, last, now, seen[1] if seen is not None else None)
         try:
             failure = RunContext.of(last).event(
                 RunFailed(error_kind=stall.error_kind, message=stall.message, retryable=True),
@@ -265,14 +282,27 @@ class Watchdog(AsyncService):
         WATCHDOG_VERDICTS.labels(stall.error_kind).inc()
         log.warning("%s: %s", stall.error_kind, stall.message)
 
-    async def _candidates(self, status: RunStatus, now: datetime, seconds: float) -> list[Run]:
+    async def _candidates(
+        self,
+        status: RunStatus,
+        now: datetime,
+        seconds: float,
+        unmoved: dict[str, tuple[int, datetime]],
+    ) -> list[Run]:
+        """The runs of ``status`` quiet for ``seconds`` by their stamps or by this
+        watchdog's clock (noting in ``unmoved`` since when each row is as it is)."""
         assert self._runs is not None
         cutoff = now - timedelta(seconds=seconds)
         out: list[Run] = []
         page: str | None = None
         while True:
             got = await self._runs.list(status=status.value, page=page, limit=_PAGE)
-            out.extend(r for r in got.items if r.updated_at <= cutoff)
+            for r in got.items:
+                seen = self._unmoved.get(r.run_id)
+                since = seen[1] if seen is not None and seen[0] == r.last_offset else now
+                unmoved[r.run_id] = (r.last_offset, since)
+                if r.updated_at <= cutoff or since <= cutoff:
+                    out.append(r)
             page = got.next_page
             if page is None:
                 return out
