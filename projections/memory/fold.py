@@ -14,7 +14,13 @@ Rules (the memory projection's contract):
 - A ``session_deleted`` on the session-events topic removes every
   ``session``-scope entry owned by that session and leaves a tombstone:
   writes to those entries are ignored, in whatever order the two topics are
-  read (so a rebuild gives the same entries as the live fold).
+  read (so a rebuild gives the same entries as the live fold). A session is
+  its tenant's (:func:`runwire.contract.session_tenant.foreign_to_session`),
+  and here its entries stand for it, each its writer's tenant's: a deletion
+  reaches the entries (and later writes) it is not foreign to, all of them
+  when it names no tenant; another tenant's deletion reaches none (passed
+  over, as the session index dead-letters it). A tombstone is kept per
+  session and deleting tenant.
 - A ``user_erased`` (the memory topic, key ``["user", owner, ""]``) removes
   every ``user``-scope entry of its owner. No tombstone is needed: the
   user's key is destroyed, so its entries' records read as erased (skipped)
@@ -36,7 +42,7 @@ headers here, where the whole record is at hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -53,6 +59,7 @@ from runwire.contract.events import (
 )
 from runwire.contract.identity import CONFLICTING_DUPLICATE, body_digest, stream_of
 from runwire.contract.routing import tombstone_event
+from runwire.contract.session_tenant import foreign_tenant
 from runwire.errors import DecodeError
 from runwire.log.records import SourceRecord
 
@@ -146,12 +153,33 @@ class MemoryFold:
     deleted), sessions it deleted, records it rejects, event ids to remember."""
 
     entries: dict[Address, Entry | None] = field(default_factory=dict)
-    deleted_sessions: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    deletions: dict[tuple[str, str | None], tuple[datetime, str]] = field(default_factory=dict)
+    """Sessions this batch deleted, by the deleting tenant (None: none named): when,
+    by which event."""
     erased_users: set[str] = field(default_factory=set)
     """Owners whose ``user`` entries go (before this batch's later entries)."""
     rejected: list[tuple[SourceRecord, str, str]] = field(default_factory=list)
     remembered: dict[tuple[str, str], str] = field(default_factory=dict)
     """(event id, stream) -> body digest of every event applied by the batch."""
+
+    @property
+    def deleted_sessions(self) -> dict[str, tuple[datetime, str]]:
+        """Sessions this batch deleted (by any tenant): when, by which event (the first)."""
+        out: dict[str, tuple[datetime, str]] = {}
+        for (sid, _), deleted in self.deletions.items():
+            out.setdefault(sid, deleted)
+        return out
+
+
+Tombstoned = Mapping[str, Collection[str | None]] | Collection[str]
+"""Deleted sessions as stored: session -> the tenants of its deletions (None: one
+without a tenant); a plain collection of sessions is deleted without a tenant."""
+
+
+def reaches(deleted_by: Collection[str | None], tenant: str | None) -> bool:
+    """Whether deletions by ``deleted_by`` reach an entry written by ``tenant`` (they
+    are not foreign to it)."""
+    return any(not foreign_tenant(by, tenant) for by in deleted_by)
 
 
 def session_owners(events: Iterable[Event]) -> set[str]:
@@ -175,7 +203,7 @@ def fold_memory(
     records: Sequence[tuple[SourceRecord, Event]],
     *,
     session_topic: str,
-    tombstoned: set[str],
+    tombstoned: Tombstoned,
     seen: Mapping[tuple[str, str], str | None],
 ) -> MemoryFold:
     """Fold records (each with its resolved event; log order per partition).
@@ -186,7 +214,11 @@ def fold_memory(
     refused (``conflicting_duplicate_event``) with another.
     """
     out = MemoryFold()
-    gone = set(tombstoned)
+    gone: dict[str, set[str | None]] = (
+        {sid: set(by) for sid, by in tombstoned.items()}
+        if isinstance(tombstoned, Mapping)
+        else {sid: {None} for sid in tombstoned}
+    )
     remembered = out.remembered
     for record, event in records:
         ident = (event.event_id, stream_of(record.key))
@@ -210,11 +242,11 @@ def fold_memory(
         p = event.payload
         if record.topic == session_topic:
             if isinstance(p, SessionDeleted) and event.session_id:
-                sid = event.session_id
+                sid, by = event.session_id, event.tenant
                 out.remembered[ident] = digest
-                if sid not in gone:
-                    gone.add(sid)
-                    out.deleted_sessions[sid] = (event.occurred_at, event.event_id)
+                if by not in gone.setdefault(sid, set()):
+                    gone[sid].add(by)
+                    out.deletions[sid, by] = (event.occurred_at, event.event_id)
             continue
         if not isinstance(p, _MEMORY_PAYLOADS):
             out.rejected.append(
@@ -233,7 +265,7 @@ def fold_memory(
         # (A value jsonb cannot keep never gets here: every event, decoded or
         # made, passed runwire.contract.limits.check_event.)
         out.remembered[ident] = digest
-        if p.scope == "session" and p.owner in gone:
+        if p.scope == "session" and reaches(gone.get(p.owner, ()), event.tenant):
             continue
         address: Address = (p.scope, p.owner, p.key)
         out.entries[address] = (
@@ -250,6 +282,13 @@ def fold_memory(
             if isinstance(p, MemorySet)
             else None
         )
-    for address in [a for a in out.entries if a[0] == "session" and a[1] in out.deleted_sessions]:
+    deleted: dict[str, list[str | None]] = {}
+    for sid, by in out.deletions:
+        deleted.setdefault(sid, []).append(by)
+    for address in [
+        a
+        for a, e in out.entries.items()
+        if a[0] == "session" and a[1] in deleted and (e is None or reaches(deleted[a[1]], e.tenant))
+    ]:
         del out.entries[address]
     return out

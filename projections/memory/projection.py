@@ -83,7 +83,7 @@ class _Loaded:
 
     resolved: list[tuple[SourceRecord, Event]]
     rejections: list[Rejection]
-    tombstoned: set[str]
+    tombstoned: dict[str, set[str | None]]
     seen: dict[tuple[str, str], str | None]
 
 
@@ -143,7 +143,7 @@ class MemoryProjection(PostgresProjection):
             (owners,),
         )
         tombstones = await ctx.conn.execute(
-            f"SELECT session_id FROM {ctx.table('memory_session_tombstones')} "
+            f"SELECT session_id, tenant FROM {ctx.table('memory_session_tombstones')} "
             "WHERE session_id IN (SELECT json_array_elements_text(%s::json))",
             (owners,),
         )
@@ -154,10 +154,13 @@ class MemoryProjection(PostgresProjection):
         )
 
         async def loaded() -> _Loaded:
+            tombstoned: dict[str, set[str | None]] = {}
+            for sid, tenant in await tombstones.fetchall():
+                tombstoned.setdefault(sid, set()).add(tenant)
             return _Loaded(
                 resolved,
                 rejections,
-                tombstoned={row[0] for row in await tombstones.fetchall()},
+                tombstoned=tombstoned,
                 seen={(row[0], row[1]): row[2] for row in await applied.fetchall()},
             )
 
@@ -185,20 +188,27 @@ class MemoryProjection(PostgresProjection):
             resolved, session_topic=self._session_topic, tombstoned=tombstoned, seen=seen
         )
         rejections += [Rejection.of(r, reason, message) for r, reason, message in folded.rejected]
-        if folded.deleted_sessions:
-            gone = sorted(folded.deleted_sessions)
+        if folded.deletions:
+            keys = sorted(folded.deletions, key=lambda k: (k[0], k[1] is not None, k[1] or ""))
+            gone, by = [sid for sid, _ in keys], [tenant for _, tenant in keys]
             await conn.execute(
-                f"INSERT INTO {tombstones} (session_id, deleted_at, event_id) "
-                "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::uuid[]) "
+                f"INSERT INTO {tombstones} (session_id, deleted_at, event_id, tenant) "
+                "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::uuid[], %s::text[]) "
                 "ON CONFLICT DO NOTHING",
                 (
                     gone,
-                    [folded.deleted_sessions[s][0] for s in gone],
-                    [folded.deleted_sessions[s][1] for s in gone],
+                    [folded.deletions[k][0] for k in keys],
+                    [folded.deletions[k][1] for k in keys],
+                    by,
                 ),
             )
+            # The session's entries that the deletion is not foreign to
+            # (runwire.contract.session_tenant): its tenant's, or all without one.
             await conn.execute(
-                f"DELETE FROM {entries} WHERE scope = 'session' AND owner = ANY(%s)", (gone,)
+                f"DELETE FROM {entries} AS e USING unnest(%s::text[], %s::text[]) AS d(s, tenant) "
+                "WHERE e.scope = 'session' AND e.owner = d.s "
+                "AND (d.tenant IS NULL OR e.tenant IS NULL OR e.tenant = d.tenant)",
+                (gone, by),
             )
         if folded.erased_users:
             await conn.execute(

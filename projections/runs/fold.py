@@ -43,16 +43,23 @@ Rules (the run-status contract, also written out in ``tests/support/reference.py
   ``session_deleted`` only (the session index checks the rest of that topic;
   a deletion whose record key is not its session id is ignored here, as the
   session index rejects it). A run belongs to the session of its row (the
-  first non-empty ``session_id`` of its events). When a session is deleted,
-  its runs' rows are removed, the session is remembered as deleted and each
-  removed run as erased. Afterwards, every event of an erased run is dropped
-  (neither applied nor dead-lettered), and an event that would give its run a
-  deleted session erases the run instead of being applied. The two topics
-  interleave in any order: whether the deletion comes before, between or
-  after a run's events, the run ends with no row (and a run whose row names
-  another session is never touched). Only the dead letters depend on that
-  order: an event of an erased run that the rules above would reject is
-  dropped when the run was already erased, dead-lettered otherwise.
+  first non-empty ``session_id`` of its events). A session is its tenant's
+  (:func:`runwire.contract.session_tenant.foreign_to_session`), and here the
+  runs of a session stand for it, each its own tenant's: a deletion removes
+  the session's runs it is not foreign to (all of them when it names no
+  tenant, those of its tenant, or of none, otherwise), and another tenant's
+  deletion removes none of them (passed over, as the session index
+  dead-letters it). The session is remembered as deleted by that tenant
+  (one tombstone per session and deleting tenant) and each removed run as
+  erased. Afterwards, every event of an erased run is dropped (neither
+  applied nor dead-lettered), and an event that would give its run a session
+  deleted by a tenant it is not foreign to erases the run instead of being
+  applied. The two topics interleave in any order: whether the deletion
+  comes before, between or after a run's events, the run ends with no row
+  (and a run whose row names another session, or another tenant, is never
+  touched). Only the dead letters depend on that order: an event of an
+  erased run that the rules above would reject is dropped when the run was
+  already erased, dead-lettered otherwise.
 """
 
 from __future__ import annotations
@@ -79,6 +86,7 @@ from runwire.contract.events import (
     Usage,
 )
 from runwire.contract.run_lifecycle import foreign_to_run
+from runwire.contract.session_tenant import foreign_tenant
 from runwire.log.records import SourceRecord
 from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.runtime.rules import deleted_session
@@ -330,8 +338,14 @@ def _apply_payload(row: RunRow, event: Event, calls: Calls) -> None:
 class Erasure:
     """What the fold knows of erased sessions: the deleted ones and the runs removed with them."""
 
-    sessions: set[str] = field(default_factory=set)
+    sessions: dict[str, set[str | None]] = field(default_factory=dict)
+    """Deleted sessions -> the tenants of their deletions (None: one without a tenant)."""
     runs: set[str] = field(default_factory=set)
+
+    def erases(self, session_id: str, tenant: str | None) -> bool:
+        """Whether a deletion of ``session_id`` reaches a run of ``tenant`` (it is not
+        foreign to the run, whose tenant stands for the session's)."""
+        return any(not foreign_tenant(by, tenant) for by in self.sessions.get(session_id, ()))
 
 
 @dataclass(slots=True)
@@ -339,12 +353,12 @@ class BatchOutcome:
     """What a batch did.
 
     ``changed``: runs whose rows to write; ``deleted``: sessions deleted by
-    this batch (when, by which event); ``erased``: runs erased by this batch
+    this batch, by the deleting tenant (when, by which event); ``erased``: runs erased by this batch
     (run id -> session); ``rejections``: records to dead-letter.
     """
 
     changed: set[str] = field(default_factory=set)
-    deleted: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    deleted: dict[tuple[str, str | None], tuple[datetime, str]] = field(default_factory=dict)
     erased: dict[str, str] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
 
@@ -398,10 +412,15 @@ def _fold_records(
         event = record.event
         if session_topic is not None and record.topic == session_topic:
             sid = deleted_session(record)
-            if sid is not None and sid not in gone.sessions:
-                gone.sessions.add(sid)
-                out.deleted[sid] = (event.occurred_at, event.event_id)
-                for run_id in [k for k, r in rows.items() if r.session_id == sid]:
+            by = event.tenant
+            if sid is not None and by not in gone.sessions.setdefault(sid, set()):
+                gone.sessions[sid].add(by)
+                out.deleted[sid, by] = (event.occurred_at, event.event_id)
+                for run_id in [
+                    k
+                    for k, r in rows.items()
+                    if r.session_id == sid and not foreign_tenant(by, r.tenant)
+                ]:
                     _erase(rows, gone, out, run_id, sid)
             continue
         if event.run_id is not None and event.run_id in gone.runs:
@@ -417,7 +436,8 @@ def _fold_records(
             continue
         assert event.run_id is not None
         session_id = (row.session_id if row is not None else None) or event.session_id
-        if session_id is not None and session_id in gone.sessions:
+        tenant = (row.tenant if row is not None else None) or event.tenant
+        if session_id is not None and gone.erases(session_id, tenant):
             # The run would be the deleted session's: it goes (with what it had).
             _erase(rows, gone, out, event.run_id, session_id)
             continue

@@ -1,8 +1,9 @@
 """The run-status projection: run events -> one ``run_status`` row per run.
 
 It also reads the session-events topic for ``session_deleted`` (rules:
-:mod:`.fold`): a deleted session's rows are removed, the session is kept in
-``run_status_deleted_sessions`` and its runs in ``run_status_erased_runs``
+:mod:`.fold`): a deleted session's rows are removed (those of the deleting
+tenant, or all when it names none), the session is kept in
+``run_status_deleted_sessions`` (with that tenant) and its runs in ``run_status_erased_runs``
 (with the rows and positions, in one transaction), so neither a late run
 event, a replay nor a rebuild brings them back.
 
@@ -159,22 +160,24 @@ class RunsProjection(PostgresProjection):
         rows_cur = await conn.execute(
             f"SELECT {COLUMN_NAMES} FROM {table} WHERE run_id = ANY(%b)", (run_ids,)
         )
-        # Deleted sessions and erased runs in one statement (one fewer per batch).
+        # Deleted sessions (by tenant) and erased runs in one statement (one fewer per batch).
         erased_cur = await conn.execute(
-            f"SELECT true, session_id FROM {ctx.table('run_status_deleted_sessions')} "
+            f"SELECT true, session_id, tenant FROM {ctx.table('run_status_deleted_sessions')} "
             "WHERE session_id = ANY(%b) UNION ALL "
-            f"SELECT false, run_id FROM {ctx.table('run_status_erased_runs')} "
+            f"SELECT false, run_id, NULL FROM {ctx.table('run_status_erased_runs')} "
             "WHERE run_id = ANY(%b)",
             (session_ids, run_ids),
         )
 
         async def state() -> tuple[dict[str, RunRow], Erasure]:
             rows = {row[0]: RunRow(*row) for row in await rows_cur.fetchall()}
-            erased = await erased_cur.fetchall()
-            return rows, Erasure(
-                sessions={key for is_session, key in erased if is_session},
-                runs={key for is_session, key in erased if not is_session},
-            )
+            erasure = Erasure()
+            for is_session, key, tenant in await erased_cur.fetchall():
+                if is_session:
+                    erasure.sessions.setdefault(key, set()).add(tenant)
+                else:
+                    erasure.runs.add(key)
+            return rows, erasure
 
         return state
 
@@ -200,25 +203,31 @@ class RunsProjection(PostgresProjection):
                 (ids, [outcome.erased[r] for r in ids]),
             )
         if outcome.deleted:
-            ids = sorted(outcome.deleted)
-            # Every stored run of these sessions, loaded by this batch or not.
+            keys = sorted(outcome.deleted, key=lambda k: (k[0], k[1] is not None, k[1] or ""))
+            ids = [sid for sid, _ in keys]
+            tenants = [tenant for _, tenant in keys]
+            # Every stored run of these sessions that the deletion is not foreign
+            # to (runwire.contract.session_tenant), loaded by this batch or not.
             await conn.execute(
                 f"WITH gone AS (DELETE FROM {table} WHERE run_id IN ("
-                f"SELECT run_id FROM {table} WHERE session_id = ANY(%b) "
-                "ORDER BY run_id FOR UPDATE) RETURNING run_id, session_id) "
+                f"SELECT t.run_id FROM {table} AS t "
+                "JOIN unnest(%b::text[], %b::text[]) AS d(s, tenant) ON t.session_id = d.s "
+                "AND (d.tenant IS NULL OR t.tenant IS NULL OR t.tenant = d.tenant) "
+                "ORDER BY t.run_id FOR UPDATE OF t) RETURNING run_id, session_id) "
                 f"INSERT INTO {erased_table} (run_id, session_id) "
                 "SELECT run_id, session_id FROM gone ON CONFLICT DO NOTHING",
-                (ids,),
+                (ids, tenants),
             )
             await conn.execute(
                 f"INSERT INTO {ctx.table('run_status_deleted_sessions')} "
-                "(session_id, deleted_at, event_id) "
-                "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[]) "
+                "(session_id, deleted_at, event_id, tenant) "
+                "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[], %b::text[]) "
                 "ON CONFLICT DO NOTHING",
                 (
                     ids,
-                    [outcome.deleted[s][0] for s in ids],
-                    [outcome.deleted[s][1] for s in ids],
+                    [outcome.deleted[k][0] for k in keys],
+                    [outcome.deleted[k][1] for k in keys],
+                    tenants,
                 ),
             )
         return outcome.rejections

@@ -12,6 +12,12 @@ every process, so its rules keep the result independent of that interleaving:
   removes the row and leaves a tombstone: every later event of the session,
   from either topic, is ignored, so neither replays nor late runs bring it
   back. Envelope labels of session events merge into ``labels``.
+- **A session is its tenant's** (:func:`~runwire.contract.session_tenant.foreign_to_session`):
+  its tenant (``declared_tenant``) is its declaration's, or before one the
+  first tenant its session events name. A session event of another tenant
+  is not applied (not even its labels or its time) and is dead-lettered
+  (``tenant_mismatch``), ``session_created`` too; one without a tenant is
+  the session's.
 - **The single-writer fence** (session topic, so the session's partition
   order decides; :mod:`runwire.sessions.versions`): ``session_writer_claimed``
   is taken when no other holder's claim is open (an open claim lapses at its
@@ -27,11 +33,13 @@ every process, so its rules keep the result independent of that interleaving:
   ``last_activity_at`` (max), ``first_seen_at`` (min), ``run_count`` (number
   of ``run_started``), and the first / last run by ``(occurred_at, run_id)``.
   A run event of an unknown session creates the row (status ``active``).
-- Derived: ``user_id`` / ``tenant`` are the declared ones, else the first
-  run's; ``created_at`` is ``declared_at``, else ``first_seen_at``.
-- Rejected: an event of the wrong stream on either topic (``wrong_topic``)
-  and a record whose key is not its session id (session topic) or run id
-  (run topic) (``key_mismatch``).
+- Derived: ``user_id`` / ``tenant`` are the declared ones (the tenant: the
+  session's, see above), else the first run's; ``created_at`` is
+  ``declared_at``, else ``first_seen_at``.
+- Rejected: an event of the wrong stream on either topic (``wrong_topic``),
+  a record whose key is not its session id (session topic) or run id
+  (run topic) (``key_mismatch``), and another tenant's session event
+  (``tenant_mismatch``).
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ from runwire.contract.events import (
     SessionWriterReleased,
     Stream,
 )
+from runwire.contract.session_tenant import foreign_to_session
 from runwire.log.records import SourceRecord
 from runwire.projections.runtime.protocol import Rejection
 
@@ -103,6 +112,8 @@ class SessionRow:
     declared_at: datetime | None
     declared_user_id: str | None
     declared_tenant: str | None
+    """The session's tenant: its declaration's, or before one the first tenant its
+    session events name (:func:`~runwire.contract.session_tenant.foreign_to_session`)."""
     first_seen_at: datetime
     first_run_id: str | None
     first_run_at: datetime | None
@@ -218,8 +229,24 @@ def apply_run_event(row: SessionRow, event: Event) -> None:
         row.first_run_tenant = event.tenant
 
 
+def check_tenant(row: SessionRow | None, event: Event) -> None:
+    """Raise :class:`Rejected` when another tenant than the session's wrote ``event``."""
+    if row is not None and foreign_to_session(event, row.declared_tenant):
+        raise Rejected(
+            "tenant_mismatch",
+            f"event {event.event_id} ({event.type.value}) of tenant {event.tenant!r} on "
+            f"session {event.session_id}, which is tenant {row.declared_tenant!r}'s",
+        )
+
+
 def apply_session_event(row: SessionRow, event: Event) -> bool:
-    """Fold a session event (in its partition's order); True when it deletes the session."""
+    """Fold a session event (in its partition's order); True when it deletes the session.
+
+    Another tenant's event (:func:`check_tenant` rejects it) changes nothing.
+    """
+    if foreign_to_session(event, row.declared_tenant):
+        return False
+    row.declared_tenant = row.declared_tenant or event.tenant
     p = event.payload
     if event.labels:
         row.labels.update(event.labels)
@@ -228,7 +255,6 @@ def apply_session_event(row: SessionRow, event: Event) -> bool:
             row.declared = True
             row.declared_at = event.occurred_at
             row.declared_user_id = p.user_id or event.user_id
-            row.declared_tenant = event.tenant
             row.metadata = {**row.metadata, **p.metadata}
     elif isinstance(p, SessionMetadataSet):
         if p.value is None:
@@ -301,12 +327,14 @@ def fold_batch(
     for record in records:
         event = record.event
         from_session_topic = record.topic == session_topic
+        sid = event.session_id
         try:
             check(event, record.key, from_session_topic=from_session_topic)
+            if from_session_topic and sid is not None and sid not in tombstoned:
+                check_tenant(rows.get(sid), event)
         except Rejected as e:
             out.rejections.append(Rejection.of(record, e.reason, str(e)))
             continue
-        sid = event.session_id
         if sid is None or sid in tombstoned:
             continue
         row = touch(rows.get(sid), sid, event.occurred_at)

@@ -136,7 +136,7 @@ async def test_upgrading_the_runs_projection_erases_sessions_deleted_before(
     async with pool.connection() as conn:
         await conn.execute("DROP TABLE run_status_deleted_sessions__g1, run_status_erased_runs__g1")
         await conn.execute(
-            "DELETE FROM runwire_schema_migrations WHERE scope = 'runs@g1' AND version = 2"
+            "DELETE FROM runwire_schema_migrations WHERE scope = 'runs@g1' AND version IN (2, 7)"
         )
     listed = await table(pool, "SELECT run_id FROM run_status ORDER BY run_id")
     assert [r["run_id"] for r in listed] == ["old-0", "old-1", "old-2", "old-kept"]
