@@ -22,6 +22,14 @@ JSON values in tool parts keep their exact numbers (big integers, ``Decimal``:
 reads long decimals as floats, so bodies are written by ``jsonvalues`` and a
 body holding a number pydantic would round is read through it too.
 
+Depth: a tool part's value sits 4 levels down in ``c`` / ``o`` (5 in a
+document of many runs), and the ledger bounds it
+(:data:`~runwire.transcript.depth.MAX_VALUE_DEPTH`, 200), so a body nests
+at most ~205 levels, which ``jsonvalues`` reads and writes (254). pydantic's
+JSON parser stops at 200 levels in all: a body deeper than that is parsed by
+``jsonvalues`` and validated without the tool parts' values, which are put
+back as parsed (the usual path is untouched).
+
 So a write sends what the batch changed - new committed messages, the open
 message, its state, new digests - not the whole run, and the same log gives
 the same bytes however it was cut into batches (a clean rebuild and a
@@ -39,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from runwire.contract import jsonvalues
 from runwire.errors import ContractError
@@ -99,7 +107,12 @@ def _exact(model: Any, raw: Any) -> Any:
 
 def _validate(adapter: TypeAdapter[T], data: bytes) -> T:
     """``adapter.validate_json(data)`` with every JSON number exact."""
-    value = adapter.validate_json(data)
+    try:
+        value = adapter.validate_json(data)
+    except ValidationError as e:
+        if not _too_deep_for_pydantic(e):
+            raise
+        return _validate_deep(adapter, data)
     if (b"_" not in data or b'"tool_' not in data) and (b"\\" not in data or b"\\u" not in data):
         # No tool part (its kind or tool_use_id spelt plainly, no escapes): no
         # field that holds a JSON number, so nothing to round. Two scans, where
@@ -116,6 +129,43 @@ def _validate(adapter: TypeAdapter[T], data: bytes) -> T:
         pass
     exact: T = _exact(value, jsonvalues.loads(data))
     return exact
+
+
+def _too_deep_for_pydantic(error: ValidationError) -> bool:
+    return any(
+        e["type"] == "json_invalid" and "recursion limit" in str(e.get("ctx", {}).get("error"))
+        for e in error.errors()
+    )
+
+
+def _validate_deep(adapter: TypeAdapter[T], data: bytes) -> T:
+    """:func:`_validate` of a body nested deeper than pydantic's JSON parser goes
+    (200 levels in all, where the cache wraps a tool part's value 4-5 levels
+    down, so from a value of 196): parsed by ``jsonvalues`` (which holds what
+    was written, up to ``jsonvalues.MAX_DEPTH``), validated with the tool
+    parts' values left out, and those put back as parsed. Only the tool parts'
+    values nest (:mod:`runwire.transcript.depth` bounds them), so what is
+    validated stays shallow."""
+    try:
+        raw = jsonvalues.loads(data)
+    except jsonvalues.JsonValueError as e:
+        raise ContractError(f"a stored transcript cannot be read: {e}") from None
+    exact: T = _exact(adapter.validate_json(jsonvalues.dumps(_shallow(raw))), raw)
+    return exact
+
+
+def _shallow(raw: Any) -> Any:
+    """``raw`` (a body's JSON) with every tool part's input / content emptied."""
+    if isinstance(raw, list):
+        return [_shallow(v) for v in raw]
+    if not isinstance(raw, dict):
+        return raw
+    kind = raw.get("kind")
+    if kind == "tool_use" and "input" in raw:
+        return {**raw, "input": {}}
+    if kind == "tool_result" and "content" in raw:
+        return {**raw, "content": None}
+    return {k: _shallow(v) for k, v in raw.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,7 @@ __all__ = [
     "JsonValueError",
     "bytes_as_base64",
     "canonical",
+    "deeper_than",
     "dumps",
     "dumps_text",
     "has_decimal",
@@ -156,7 +157,7 @@ def loads(data: str | bytes | bytearray | memoryview, *, lone_surrogates: bool =
     except RecursionError:  # Python's parser gives up near 1000 levels
         raise JsonValueError(_TOO_DEEP) from None
     # Only here, off the fast path: what orjson wrote back is no deeper than it can write.
-    if _deeper_than(value, MAX_DEPTH):
+    if deeper_than(value, MAX_DEPTH):
         raise JsonValueError(_TOO_DEEP)
     # orjson refuses a lone surrogate (an escape such as JavaScript writes for one,
     # or one in ``data`` given as text); the standard parser reads it. Such text
@@ -212,8 +213,9 @@ def _place(text: str, literal: str) -> str:
     return ""
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
-    """True when ``value`` nests arrays and objects more than ``limit`` levels deep."""
+def deeper_than(value: Any, limit: int) -> bool:
+    """True when ``value`` nests arrays and objects more than ``limit`` levels deep
+    (an array or object is one level; a scalar none)."""
     level: list[Any] = [value]
     for _ in range(limit):
         level = [

@@ -56,7 +56,7 @@ from runwire.sessions.planning import (
 )
 from runwire.sessions.protocol import SessionBackend, SessionInfo
 from runwire.transcript.ledger import build_messages_from_events
-from runwire.transcript.messages import Message
+from runwire.transcript.messages import Message, ToolResultPart, ToolUsePart
 
 __all__ = [
     "FORMAT",
@@ -166,6 +166,58 @@ def _field(loc: Sequence[int | str]) -> str:
     return out or "doc"
 
 
+def _validated(doc: Mapping[str, Any], text: str) -> SessionDocument:
+    """``SessionDocument.model_validate_json(text)``, also for tool JSON as deep as a
+    transcript keeps (``runwire.transcript.depth.MAX_VALUE_DEPTH``): the document
+    holds it 7 levels down and pydantic's JSON parser stops at 200 levels in all,
+    so then the document is validated with the tool parts' JSON values left out,
+    and those are put back as the document gives them (checked below, as every
+    part is)."""
+    try:
+        return SessionDocument.model_validate_json(text)
+    except ValidationError as e:
+        deep = any("recursion limit" in str(x.get("ctx", {}).get("error")) for x in e.errors())
+        if not deep or not isinstance(doc.get("runs"), list):
+            raise
+    held: dict[tuple[int, int, int], Any] = {}
+    runs: list[Any] = []
+    for i, run in enumerate(doc["runs"]):
+        if isinstance(run, Mapping) and isinstance(run.get("messages"), list):
+            messages: list[Any] = []
+            for j, message in enumerate(run["messages"]):
+                if isinstance(message, Mapping) and isinstance(message.get("parts"), list):
+                    parts = [_emptied(p, (i, j, k), held) for k, p in enumerate(message["parts"])]
+                    message = {**message, "parts": parts}
+                messages.append(message)
+            run = {**run, "messages": messages}
+        runs.append(run)
+    parsed = SessionDocument.model_validate_json(json.dumps({**doc, "runs": runs}))
+    for (i, j, k), value in held.items():
+        message = parsed.runs[i].messages[j]
+        part = message.parts[k]
+        assert isinstance(part, ToolUsePart | ToolResultPart)
+        parts = list(message.parts)
+        parts[k] = part.model_copy(update={_VALUE[part.kind]: value})
+        parsed.runs[i].messages[j] = message.model_copy(update={"parts": tuple(parts)})
+    return parsed
+
+
+_VALUE = {"tool_use": "input", "tool_result": "content"}
+"""The field of each tool part that holds its JSON value."""
+
+
+def _emptied(part: Any, at: tuple[int, int, int], held: dict[tuple[int, int, int], Any]) -> Any:
+    """``part`` with its tool JSON value (an object or list) left out, kept in ``held``."""
+    if not isinstance(part, Mapping) or part.get("kind") not in _VALUE:
+        return part
+    field = _VALUE[part["kind"]]
+    value = part.get(field)
+    if not isinstance(value, dict if field == "input" else list | dict):
+        return part  # nothing deep: validated as it is
+    held[at] = value
+    return {**part, field: {} if field == "input" else None}
+
+
 def parse_document(doc: Any) -> SessionDocument:
     """The checked document, or the first problem as an :class:`InputError` (see the module doc)."""
     if not isinstance(doc, Mapping):
@@ -183,7 +235,7 @@ def parse_document(doc: Any) -> SessionDocument:
         raise InputError("doc", f"not JSON ({e})") from None
     try:
         # From JSON text, so thinking bytes are read as the base64 the export wrote.
-        parsed = SessionDocument.model_validate_json(text)
+        parsed = _validated(doc, text)
     except ValidationError as e:
         first = e.errors()[0]
         raise InputError(_field(first["loc"]), first["msg"]) from None

@@ -7,8 +7,10 @@ Items -> messages (:func:`items_to_messages`):
   parts) -> assistant text; ``role: "system" | "developer"`` -> instructions
   (returned apart: a transcript holds user and assistant messages only);
 - ``function_call`` / ``custom_tool_call`` -> tool_use (``call_id``, ``name``,
-  the JSON ``arguments``; text that is not a JSON object is kept as
-  ``{"arguments": text}``); ``function_call_output`` /
+  the JSON ``arguments``; JSON that is not an object is kept as
+  ``{"arguments": value}``, and text that is not JSON, or JSON nested deeper
+  than a tool_use input may be (:data:`~runwire.transcript.depth.MAX_VALUE_DEPTH`),
+  as ``{"arguments": text}``); ``function_call_output`` /
   ``custom_tool_call_output`` -> tool_result;
 - consecutive items of one side form one message (a tool result after user
   text starts a message of its own, since results come first);
@@ -42,6 +44,7 @@ from runwire.contract.events import EventPayload
 from runwire.contract.limits import MAX_ID_CHARS, text_problem
 from runwire.memory.checks import InputError
 from runwire.sessions.content import to_message
+from runwire.transcript.depth import MAX_VALUE_DEPTH, deeper_than
 from runwire.transcript.ledger import payloads_for_message
 from runwire.transcript.messages import Message, Part, TextPart, ToolResultPart, ToolUsePart
 
@@ -56,10 +59,13 @@ __all__ = [
 
 _TEXT_PARTS = {"input_text", "output_text", "text"}
 
-MAX_ITEM_DEPTH = jsonvalues.MAX_HELD_DEPTH
+MAX_ITEM_DEPTH = MAX_VALUE_DEPTH
 """The most nested lists and objects an item may have (the item itself is 1): the
-transcript cache keeps an item a few levels down in its run's state. Far beyond
-any Responses API item."""
+transcript cache keeps an item a few levels down in its run's state, and a tool
+output's value (one level down in its item) in the run's body, where a tool
+part's value may nest :data:`~runwire.transcript.depth.MAX_VALUE_DEPTH` levels:
+the same budget, so whatever item is accepted is read back by every reader.
+Far beyond any Responses API item."""
 
 # Lone surrogates: Python text, but not UTF-8, so no event can carry them.
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -108,12 +114,17 @@ def _text_of(content: Any, where: str, skipped: Counter[str], skip: bool) -> lis
 
 def _arguments(raw: Any) -> dict[str, Any]:
     if isinstance(raw, Mapping):
-        return dict(raw)
+        return dict(raw)  # within the item, so within MAX_VALUE_DEPTH
     try:
         parsed = jsonvalues.loads(raw) if isinstance(raw, str) and raw else {}
     except ValueError:
         return {"arguments": raw}
-    return parsed if isinstance(parsed, dict) else {"arguments": parsed}
+    value = parsed if isinstance(parsed, dict) else {"arguments": parsed}
+    # Text parses up to jsonvalues.MAX_DEPTH (254) levels, a tool_use input may
+    # nest MAX_VALUE_DEPTH (200: the stored transcript keeps it a few levels
+    # down, runwire.transcript.depth). Deeper JSON is kept as its text, as
+    # text that is not JSON is: the item comes back unchanged all the same.
+    return {"arguments": raw} if deeper_than(value, MAX_VALUE_DEPTH) else value
 
 
 def _convert(
