@@ -40,11 +40,18 @@ It implements the SDK's ``Session`` protocol over an
   during a write gets its cancellation once the write's outcome is known (a
   write is never half done).
 - Sessions opened without a ``backend`` share one
-  :class:`~runwire.sessions.log_backend.LogBackend` per set of settings in
-  the process (its Kafka producer, Postgres pool, Redis client), started on
-  first use: a session is cheap to make, and one never closed (the SDK's
-  ``SQLAlchemySession`` has no ``close()``) holds nothing.
+  :class:`~runwire.sessions.log_backend.LogBackend` per set of settings (and
+  ``visible_to``) in the process (its Kafka producer, Postgres pool, Redis
+  client), started on first use: a session is cheap to make, and one never
+  closed (the SDK's ``SQLAlchemySession`` has no ``close()``) holds nothing.
   :func:`close_shared_backends` closes them (at interpreter exit too).
+- Visibility: a write returns once it is durable, and this process's reads
+  show it at once; other processes once the read models applied it (the
+  backend's default, ``visible_to="writer"``). ``visible_to="everyone"``
+  makes every write return only once the transcript cache (for a new run,
+  the run-status store too) applied it, so the next read or ``pop_item()``
+  in any process sees it: for a conversation that moves between processes
+  (a service behind a load balancer). With ``backend=``, that backend says it.
 - ``close()`` (awaitable, or called plainly like ``SQLiteSession.close()``)
   is idempotent and final: every later call raises ``RuntimeError``
   (:class:`SessionClosedError`), ``add_items([])`` included.
@@ -63,7 +70,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Coroutine, Generator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from runwire.contract.limits import id_problem
 from runwire.errors import NotFoundError, RunwireError
@@ -104,6 +111,8 @@ _BRANCH_MARK = "~"
 
 T = TypeVar("T")
 
+VisibleTo = Literal["writer", "everyone"]
+
 
 class ItemNotJSONError(InputError, TypeError):
     """An item (or a value in it) is not JSON; ``field`` names it. A TypeError, as
@@ -143,12 +152,12 @@ _shared: dict[str, _Shared] = {}
 _shared_guard = threading.Lock()
 
 
-def _shared_for(settings: Settings) -> _Shared:
-    key = settings.model_dump_json()
+def _shared_for(settings: Settings, visible_to: VisibleTo) -> _Shared:
+    key = f"{visible_to}:{settings.model_dump_json()}"
     with _shared_guard:
         found = _shared.get(key)
         if found is None:
-            found = _shared[key] = _Shared(LogBackend(settings))
+            found = _shared[key] = _Shared(LogBackend(settings, visible_to=visible_to))
         return found
 
 
@@ -182,8 +191,17 @@ class RunwireSession:
         settings: Settings | None = None,
         backend: SessionBackend | None = None,
         session_settings: SessionSettings | dict[str, Any] | None = None,
+        visible_to: VisibleTo | None = None,
     ) -> None:
         from agents.memory.session_settings import SessionSettings, coerce_session_settings
+
+        if visible_to is not None and backend is not None:
+            raise ValueError(
+                "visible_to configures the shared backend; with backend= given, make that "
+                "backend LogBackend(settings, visible_to=...)"
+            )
+        if visible_to not in (None, "writer", "everyone"):
+            raise ValueError(f"visible_to: 'writer' or 'everyone', not {visible_to!r}")
 
         # Typed as the SDK's protocol types it (None is read as the defaults).
         self.session_settings: SessionSettings | None = (
@@ -194,7 +212,9 @@ class RunwireSession:
         self._loop = session_loop()
         self._shared: _Shared | None = None
         if backend is None:
-            self._shared = _shared_for(settings if settings is not None else Settings())
+            self._shared = _shared_for(
+                settings if settings is not None else Settings(), visible_to or "writer"
+            )
             backend = self._shared.backend
         self.session = AsyncSession(
             session_id, user_id=user_id, tenant=tenant, ttl=ttl, settings=settings, backend=backend
