@@ -139,7 +139,15 @@ def test_openai_completion_decodes_to_text_then_tool_uses_with_canonical_names()
     )
 
 
-@pytest.mark.parametrize("arguments", ['{"id": ', "[1, 2]"])
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        '{"id": ',
+        "[1, 2]",
+        # Deeper than a transcript keeps a tool input (its ledger would fail the run).
+        '{"a":' + "[" * 200 + "]" * 200 + "}",
+    ],
+)
 def test_openai_unusable_tool_arguments_are_a_retriable_provider_error(arguments: str) -> None:
     completion = chat_completion(
         {

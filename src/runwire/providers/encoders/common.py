@@ -137,6 +137,15 @@ def parse_tool_arguments(provider: str, tool_use_id: str, arguments: str | None)
             retriable=True,
             kind="invalid_tool_arguments",
         )
+    # What a transcript keeps of a tool input (runwire.transcript.depth): deeper, the
+    # ledger would refuse the call and fail the run; another call usually fits.
+    if jsonvalues.deeper_than(value, jsonvalues.MAX_HELD_DEPTH):
+        raise ProviderError(
+            f"{provider}: tool call {tool_use_id!r} has arguments nested deeper than "
+            f"{jsonvalues.MAX_HELD_DEPTH} levels",
+            retriable=True,
+            kind="invalid_tool_arguments",
+        )
     return value
 
 
