@@ -17,17 +17,28 @@ Contract:
   events naming it are dropped. A row belongs to the session its usage events
   name; one that names none is nobody's and stays. Either order of the two
   topics ends with the same rows.
+- A session is its tenant's
+  (:func:`runwire.contract.session_tenant.foreign_to_session`), and here its
+  rows stand for it, each its own tenant's (as the run-status store's runs
+  do): a deletion removes the session's rows it is not foreign to (all of
+  them when it names no tenant, those of its tenant, or of none, otherwise),
+  and another tenant's deletion removes none of them (passed over, as the
+  session index dead-letters it). The session is remembered as deleted by
+  that tenant (one tombstone per session and deleting tenant), and a later
+  usage event is dropped when a deletion of its session is not foreign to
+  its row's tenant (the row's as the batch folds it, else the event's).
 - Cost is not folded: it is priced when read (:mod:`.prices`), so a price
   change needs no rebuild.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 from runwire.contract.events import Event, Stream, Usage
+from runwire.contract.session_tenant import foreign_tenant
 from runwire.log.records import SourceRecord
 from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.runtime.rules import deleted_session
@@ -43,6 +54,9 @@ COUNTS = (
 
 RollupKey = tuple[str, str, str, date]
 """(run id, model, provider, UTC day)."""
+
+Deleted = dict[str, set[str | None]]
+"""Deleted sessions -> the tenants of their deletions (None: one without a tenant)."""
 
 
 @dataclass(slots=True)
@@ -126,12 +140,13 @@ class BatchOutcome:
     """What a batch changes.
 
     ``rollups``: what to add to the stored rows, by key (none of a deleted
-    session); ``deleted``: sessions deleted by this batch (when, by which
-    event), whose stored rows go; ``rejections``: records to dead-letter.
+    session); ``deleted``: sessions deleted by this batch, by the deleting
+    tenant (when, by which event), whose stored rows go (those the deletion
+    is not foreign to); ``rejections``: records to dead-letter.
     """
 
     rollups: dict[RollupKey, Rollup] = field(default_factory=dict)
-    deleted: dict[str, tuple[datetime, str]] = field(default_factory=dict)
+    deleted: dict[tuple[str, str | None], tuple[datetime, str]] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
 
 
@@ -148,23 +163,36 @@ def sessions_of(records: Sequence[SourceRecord], session_topic: str) -> list[str
     return sorted(out)
 
 
+def erases(
+    deleted: Mapping[str, Collection[str | None]], session_id: str, tenant: str | None
+) -> bool:
+    """Whether a deletion of ``session_id`` in ``deleted`` reaches a row of ``tenant`` (it is
+    not foreign to the row, whose tenant stands for the session's)."""
+    return any(not foreign_tenant(by, tenant) for by in deleted.get(session_id, ()))
+
+
 def fold_batch(
-    records: Sequence[SourceRecord], *, deleted: set[str], session_topic: str
+    records: Sequence[SourceRecord], *, deleted: Deleted, session_topic: str
 ) -> BatchOutcome:
     """Fold fresh records (log order per partition) into what to write.
 
-    ``deleted`` holds the sessions known to be deleted among the batch's
-    (updated in place with the batch's own deletions).
+    ``deleted`` holds the sessions known to be deleted among the batch's, with the
+    tenants of their deletions (updated in place with the batch's own deletions).
     """
     out = BatchOutcome()
     for record in records:
         event = record.event
         if record.topic == session_topic:
             sid = deleted_session(record)
-            if sid is not None and sid not in deleted:
-                deleted.add(sid)
-                out.deleted[sid] = (event.occurred_at, event.event_id)
-                for key in [k for k, r in out.rollups.items() if r.session_id == sid]:
+            by = event.tenant
+            if sid is not None and by not in deleted.setdefault(sid, set()):
+                deleted[sid].add(by)
+                out.deleted[sid, by] = (event.occurred_at, event.event_id)
+                for key in [
+                    k
+                    for k, r in out.rollups.items()
+                    if r.session_id == sid and not foreign_tenant(by, r.tenant)
+                ]:
                     del out.rollups[key]
             continue
         if event.type.stream is not Stream.RUN:
@@ -187,10 +215,11 @@ def fold_batch(
                 )
             )
             continue
-        if event.session_id is not None and event.session_id in deleted:
-            continue  # erased: neither applied nor dead-lettered
         part = rollup_of(event)
         known = out.rollups.get(part.key)
+        tenant = (known.tenant if known is not None else None) or event.tenant
+        if event.session_id is not None and erases(deleted, event.session_id, tenant):
+            continue  # erased: neither applied nor dead-lettered
         if known is None:
             out.rollups[part.key] = part
         else:

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
+from runwire.contract.session_tenant import foreign_tenant
 from runwire.log.records import SourceRecord
 from runwire.projections.runtime.inmem import InMemoryProjection
 from runwire.projections.runtime.protocol import Rejection
-from runwire.projections.usage.fold import COUNTS, Rollup, RollupKey, fold_batch
+from runwire.projections.usage.fold import COUNTS, Deleted, Rollup, RollupKey, fold_batch
 from runwire.projections.usage.projection import NAME
 from runwire.projections.usage.reader import (
     COLUMN,
@@ -26,8 +27,9 @@ class UsageState:
     """The rows, and the deleted sessions (the twin of the two tables)."""
 
     rows: dict[RollupKey, Rollup] = field(default_factory=dict)
-    deleted: dict[str, str] = field(default_factory=dict)
-    """Session id -> the event id that deleted it."""
+    deleted: dict[tuple[str, str | None], str] = field(default_factory=dict)
+    """(session id, the deleting tenant; None: a deletion without one) -> the event id
+    that deleted it (one tombstone per session and deleting tenant)."""
 
 
 class InMemoryUsage(InMemoryProjection[UsageState]):
@@ -43,11 +45,18 @@ class InMemoryUsage(InMemoryProjection[UsageState]):
         return True
 
     def fold(self, state: UsageState, records: Sequence[SourceRecord]) -> list[Rejection]:
-        deleted = set(state.deleted)
+        deleted: Deleted = {}
+        for sid, by in state.deleted:
+            deleted.setdefault(sid, set()).add(by)
         outcome = fold_batch(records, deleted=deleted, session_topic=self._session_topic)
-        for sid, (_, event_id) in outcome.deleted.items():
-            state.deleted.setdefault(sid, event_id)
-            for key in [k for k, r in state.rows.items() if r.session_id == sid]:
+        for (sid, by), (_, event_id) in outcome.deleted.items():
+            state.deleted.setdefault((sid, by), event_id)
+            # The rows the deletion is not foreign to (runwire.contract.session_tenant).
+            for key in [
+                k
+                for k, r in state.rows.items()
+                if r.session_id == sid and not foreign_tenant(by, r.tenant)
+            ]:
                 del state.rows[key]
         for key, part in outcome.rollups.items():
             row = state.rows.get(key)

@@ -13,6 +13,10 @@ a usage event applied beside a concurrent deletion of its session either
 commits first (and the deletion removes its row) or reads afterwards (and
 is dropped). Every row that a deletion removes names its session, so the
 session lock covers it.
+
+A deletion removes the session's rows of its own tenant (or of none), all of
+them when it names no tenant, and is kept in ``usage_deleted_sessions`` with
+that tenant (one row per session and deleting tenant; rules: :mod:`.fold`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from runwire.projections.runtime.generations import TableSet
 from runwire.projections.runtime.pg import Pool
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
 from runwire.projections.runtime.protocol import Projection, Rejection
-from runwire.projections.usage.fold import COUNTS, fold_batch, sessions_of
+from runwire.projections.usage.fold import COUNTS, Deleted, fold_batch, sessions_of
 from runwire.settings import Settings
 
 NAME = "usage"
@@ -88,12 +92,12 @@ class UsageProjection(PostgresProjection):
 
     async def load(
         self, ctx: FoldContext, records: Sequence[SourceRecord]
-    ) -> Callable[[], Awaitable[set[str]]]:
+    ) -> Callable[[], Awaitable[Deleted]]:
         sessions = sessions_of(records, self._session_topic)
         if not sessions:
 
-            async def nothing() -> set[str]:
-                return set()
+            async def nothing() -> Deleted:
+                return {}
 
             return nothing
         await ctx.conn.execute(
@@ -103,31 +107,49 @@ class UsageProjection(PostgresProjection):
             (sessions,),
         )
         cur = await ctx.conn.execute(
-            f"SELECT session_id FROM {ctx.table('usage_deleted_sessions')} "
+            f"SELECT session_id, tenant FROM {ctx.table('usage_deleted_sessions')} "
             "WHERE session_id = ANY(%b::text[])",
             (sessions,),
         )
 
-        async def deleted() -> set[str]:
-            return {row[0] for row in await cur.fetchall()}
+        async def deleted() -> Deleted:
+            out: Deleted = {}
+            for session_id, tenant in await cur.fetchall():
+                out.setdefault(session_id, set()).add(tenant)
+            return out
 
         return deleted
 
     async def fold(self, ctx: FoldContext, records: Sequence[SourceRecord]) -> list[Rejection]:
         conn = ctx.conn
         rollups = ctx.table("usage_rollup")
-        deleted: set[str] = set(ctx.loaded or ())
+        loaded: Deleted = ctx.loaded or {}
+        deleted: Deleted = {sid: set(by) for sid, by in loaded.items()}
         outcome = fold_batch(records, deleted=deleted, session_topic=self._session_topic)
         if outcome.deleted:
-            ids = sorted(outcome.deleted)
+            keys = sorted(outcome.deleted, key=lambda k: (k[0], k[1] is not None, k[1] or ""))
+            ids = [sid for sid, _ in keys]
+            tenants = [tenant for _, tenant in keys]
             await conn.execute(
                 f"INSERT INTO {ctx.table('usage_deleted_sessions')} "
-                "(session_id, deleted_at, event_id) "
-                "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[]) "
+                "(session_id, deleted_at, event_id, tenant) "
+                "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[], %b::text[]) "
                 "ON CONFLICT DO NOTHING",
-                (ids, [outcome.deleted[s][0] for s in ids], [outcome.deleted[s][1] for s in ids]),
+                (
+                    ids,
+                    [outcome.deleted[k][0] for k in keys],
+                    [outcome.deleted[k][1] for k in keys],
+                    tenants,
+                ),
             )
-            await conn.execute(f"DELETE FROM {rollups} WHERE session_id = ANY(%b)", (ids,))
+            # The session's rows that the deletion is not foreign to
+            # (runwire.contract.session_tenant): its tenant's, or all without one.
+            await conn.execute(
+                f"DELETE FROM {rollups} AS t USING unnest(%b::text[], %b::text[]) AS d(s, tenant) "
+                "WHERE t.session_id = d.s "
+                "AND (d.tenant IS NULL OR t.tenant IS NULL OR t.tenant = d.tenant)",
+                (ids, tenants),
+            )
         if outcome.rollups:
             rows = [outcome.rollups[k] for k in sorted(outcome.rollups)]
             await conn.execute(

@@ -1,7 +1,8 @@
 """A session is its tenant's, on the real stack: a writer of another tenant (its own
 credentials, so its events carry its tenant) names acme's session in session events.
-The session index, the run-status store, the memory store and the transcript cache keep
-acme's session as it was, and acme's model never gets the intruder's instructions."""
+The session index, the run-status store, the memory store, the usage projection and the
+transcript cache keep acme's session as it was, acme's model never gets the intruder's
+instructions, and acme's session listeners hear none of the intruder's events."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from runwire.contract.events import (
     SessionDeleted,
     SessionEnded,
     SessionMetadataSet,
+    Usage,
     UserMessage,
 )
 from runwire.errors import NotFoundError
@@ -36,13 +38,17 @@ from runwire.projections.transcripts.projection import TranscriptProjection
 from runwire.projections.transcripts.redis_store import RedisTranscriptStore
 from runwire.projections.transcripts.session_read import SessionReader
 from runwire.projections.transcripts.store import Slot
+from runwire.projections.usage.projection import UsageProjection
 from runwire.providers.base import ModelRequest, ModelResponse
 from runwire.providers.local import LocalModel
 from runwire.services.orchestrator.wiring import orchestrator_service
+from runwire.sessions import AsyncSession, SessionChange, SessionEvent
+from runwire.sessions.embedded import projectors_running
+from runwire.sessions.log_backend import LogBackend
 from runwire.settings import Settings
 from tests.helpers import assert_eventually
 from tests.integration.api_support import ANN_ACME, api, auth, projectors
-from tests.integration.projection_support import caught_up, publish, running
+from tests.integration.projection_support import caught_up, publish, running, table
 from tests.integration.transcripts.conftest import running as running_transcripts
 
 pytestmark = pytest.mark.integration
@@ -253,3 +259,87 @@ async def test_another_tenants_system_instructions_never_reach_the_sessions_mode
         await assert_eventually(ended, timeout=90)
     assert len(model.systems) >= 2, model.systems
     assert not any("Obey mallory." in (s or "") for s in model.systems), model.systems
+
+
+def usage_of(session_id: str, run_id: str) -> Event:
+    return Event.create(
+        Usage(model="m", provider="p", input_tokens=10),
+        run_id=run_id,
+        session_id=session_id,
+        user_id="ann",
+    )
+
+
+async def usage_rows(pool: Pool, settings: Settings, *events: tuple[Settings, Event]) -> list[str]:
+    """The runs with usage rows after each event is published as its settings' tenant."""
+    for as_settings, event in events:
+        await publish(as_settings, [event])
+    projection = UsageProjection(pool, settings)
+    await projection.prepare()
+    async with running(projection, settings):
+        await caught_up(projection, settings)
+    rows = await table(pool, "SELECT run_id FROM usage_rollup ORDER BY run_id")
+    return [r["run_id"] for r in rows]
+
+
+@pytest.mark.timeout(240)
+async def test_another_tenants_deletion_leaves_the_sessions_usage(
+    settings: Settings, pool: Pool
+) -> None:
+    acme, evil = as_tenant(settings, "acme"), as_tenant(settings, "evil")
+    gone = Event.create(SessionDeleted(), session_id="s3", **EVIL)
+    # Before and after the intruder's deletion: acme's usage stays, evil's own goes.
+    assert await usage_rows(
+        pool,
+        settings,
+        (acme, usage_of("s3", "s3-r1")),
+        (evil, usage_of("s3", "s3-evil")),
+        (evil, gone),
+        (acme, usage_of("s3", "s3-r2")),
+    ) == ["s3-r1", "s3-r2"]
+    (tombstone,) = await table(pool, "SELECT session_id, tenant FROM usage_deleted_sessions__g1")
+    assert (tombstone["session_id"], tombstone["tenant"]) == ("s3", "evil")
+    # acme's own deletion still takes them (and a later usage of acme's session).
+    assert (
+        await usage_rows(
+            pool,
+            settings,
+            (acme, Event.create(SessionDeleted(), session_id="s3", user_id="ann")),
+            (acme, usage_of("s3", "s3-r3")),
+        )
+        == []
+    )
+
+
+@pytest.mark.timeout(240)
+async def test_the_sessions_listeners_hear_nothing_of_another_tenant(settings: Settings) -> None:
+    acme = as_tenant(settings, "acme")
+    heard: list[SessionChange] = []
+    async with (
+        projectors_running(acme),
+        LogBackend(acme) as backend,
+        AsyncSession(user_id="ann", backend=backend) as session,
+    ):
+        session.on(SessionEvent.ALL, heard.append)
+        await session.set("topic", "tea")
+
+        async def heard_own() -> bool:
+            assert [c.key for c in heard] == ["topic"], heard
+            return True
+
+        await assert_eventually(heard_own, timeout=30)
+        await publish(as_tenant(settings, "evil"), intrusions(session.session_id))
+        # acme's own change after them, on the same partition: once it is heard,
+        # the intruder's were read before it.
+        await session.set("marker", "after")
+
+        async def heard_marker() -> bool:
+            assert heard[-1].key == "marker", heard
+            return True
+
+        await assert_eventually(heard_marker, timeout=30)
+        assert [(c.kind, c.key) for c in heard] == [
+            (SessionEvent.METADATA_SET, "topic"),
+            (SessionEvent.METADATA_SET, "marker"),
+        ]
+        assert await session.get("topic") == "tea"

@@ -52,22 +52,25 @@ def fold_runs(
 
     A run is its session's when its row names it (the first non-empty
     ``session_id`` of its applied events); a ``session_deleted`` counts when
-    its record key is its session id. The rejections of events of erased
-    runs are in ``erased_rejected``, not ``rejected``.
+    its record key is its session id, and erases the runs of its own tenant
+    (or of none; every run when it names no tenant). The rejections of events
+    of erased runs are in ``erased_rejected``, not ``rejected``.
     """
     out = Folded()
     seen: set[str] = set()
     run_of: dict[tuple[str, int, int], str] = {}
     records = list(records)
+    deleted_by: dict[str, set[str | None]] = defaultdict(set)
     if session_topic is not None:
-        out.tombstones = {
-            r.event.session_id
-            for r in records
-            if r.topic == session_topic
-            and r.event.type.value == "session_deleted"
-            and r.event.session_id is not None
-            and r.key == r.event.session_id.encode()
-        }
+        for r in records:
+            if (
+                r.topic == session_topic
+                and r.event.type.value == "session_deleted"
+                and r.event.session_id is not None
+                and r.key == r.event.session_id.encode()
+            ):
+                deleted_by[r.event.session_id].add(r.event.tenant)
+        out.tombstones = set(deleted_by)
     for r in _in_log_order(r for r in records if r.topic == run_topic):
         e = r.event
         where = (r.topic, r.partition, r.offset)
@@ -187,7 +190,16 @@ def fold_runs(
                 run[f"{name}_tokens"] += body[f"{name}_tokens"]
         elif kind in ("user_message", "assistant_text"):
             run["message_count"] += 1
-    erased = {k for k, row in out.rows.items() if row["session_id"] in out.tombstones}
+    # A session is its tenant's: a deletion erases the runs of its tenant (or of
+    # none), all of them when it names no tenant, never another tenant's.
+    erased = {
+        k
+        for k, row in out.rows.items()
+        if any(
+            by is None or row["tenant"] is None or by == row["tenant"]
+            for by in deleted_by.get(row["session_id"], ())
+        )
+    }
     for run_id in erased:
         del out.rows[run_id]
     for where in [w for w in out.rejected if run_of.get(w) in erased]:
@@ -200,6 +212,8 @@ def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded
 
     Session-topic records are folded first, then run-topic ones: the
     projector interleaves the topics however they arrive, and must agree.
+    A session is its tenant's: another tenant's session event on its id is
+    rejected (``tenant_mismatch``).
     """
     out = Folded()
     ordered = _in_log_order(records)
@@ -218,11 +232,19 @@ def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded
         if r.key is None or r.key.decode(errors="replace") != e.session_id:
             out.rejected[where] = "key_mismatch"
             continue
-        seen.add(e.event_id)
         sid = e.session_id or ""
         if sid in out.tombstones:
+            seen.add(e.event_id)
             continue
+        # A session is its tenant's: its declaration's, or before one the first
+        # tenant its session events name; another tenant's event is rejected.
+        owner = declared.get(sid, {}).get("declared_tenant")
+        if owner and e.tenant and e.tenant != owner:
+            out.rejected[where] = "tenant_mismatch"
+            continue
+        seen.add(e.event_id)
         s = declared.setdefault(sid, _undeclared())
+        s["declared_tenant"] = owner or e.tenant
         s["times"].append(e.occurred_at)
         s["labels"] = {**s["labels"], **e.labels}
         body = e.payload.model_dump()
@@ -230,7 +252,6 @@ def fold_sessions(records: Iterable[SourceRecord], session_topic: str) -> Folded
         if kind == "session_created" and "declared_at" not in s:
             s["declared_at"] = e.occurred_at
             s["declared_user_id"] = body["user_id"] or e.user_id
-            s["declared_tenant"] = e.tenant
             s["metadata"] = {**s["metadata"], **body["metadata"]}
         elif kind == "session_metadata_set":
             if body["value"] is None:

@@ -258,6 +258,9 @@ class AsyncSession:
             if isinstance(self._state, _Open):
                 return self
             self.caller = of_process(self.caller, self.backend)
+            # Open only as its owner's (checked below): the session is the caller's
+            # tenant's, and the listeners hear no other tenant's changes.
+            self._callbacks.tenant = self.caller.tenant
             if self._own_backend:
                 await self.backend.start()
             try:

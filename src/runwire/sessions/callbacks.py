@@ -6,6 +6,14 @@ Contract:
   are one change, so a message written in one call arrives as one change);
   ``session_cleared`` / ``session_metadata_set`` / ``session_ended`` /
   ``session_deleted`` one change each; every other event none.
+- A session is its tenant's
+  (:func:`runwire.contract.session_tenant.foreign_to_session`): an event
+  another tenant wrote on its id (session events: metadata set, cleared,
+  ended, deleted; or a run naming it) makes no change. :func:`changes_of`
+  takes the session's tenant when its caller knows it; :class:`Callbacks`
+  keeps it across changes: the tenant it was given, or else the first tenant
+  the changes it hears name (as the folds take the first tenant a session's
+  events name), so its callbacks never hear another tenant's events.
 - :class:`Callbacks` keeps ``(kinds, callback)`` pairs. A callback may be a
   plain function or a coroutine function; it runs on the backend's event
   loop, and coroutines are awaited in order. An exception in a callback is
@@ -32,6 +40,7 @@ from runwire.contract.events import (
     ToolUse,
     UserMessage,
 )
+from runwire.contract.session_tenant import foreign_to_session
 from runwire.sessions.protocol import SessionChange, SessionEvent
 from runwire.transcript.messages import Part, TextPart, ThinkingPart, ToolResultPart, ToolUsePart
 
@@ -74,11 +83,15 @@ def _session_change(event: Event) -> SessionChange | None:
     return None
 
 
-def changes_of(events: Iterable[Event]) -> list[SessionChange]:
-    """The changes that ``events`` (one session's, log order) make; see the module doc."""
+def changes_of(events: Iterable[Event], tenant: str | None = None) -> list[SessionChange]:
+    """The changes that ``events`` (one session's, log order) make; see the module doc.
+
+    ``tenant``: the session's tenant, when known; events of another tenant make no
+    change (None: no event is foreign).
+    """
     out: list[SessionChange] = []
     for event in events:
-        if event.session_id is None:
+        if event.session_id is None or foreign_to_session(event, tenant):
             continue
         found = _parts(event)
         if found is None:
@@ -119,9 +132,12 @@ def changes_of(events: Iterable[Event]) -> list[SessionChange]:
 class Callbacks:
     """Callbacks by the kinds of change they want; see the module doc."""
 
-    def __init__(self) -> None:
+    def __init__(self, tenant: str | None = None) -> None:
         self._entries: list[tuple[SessionEvent, Callback]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.tenant = tenant
+        """The session's tenant: as given, or else the first tenant a change it hears
+        names; changes of another tenant's events are not passed on."""
 
     def __bool__(self) -> bool:
         return bool(self._entries)
@@ -150,6 +166,16 @@ class Callbacks:
 
     def __call__(self, change: SessionChange) -> None:
         """Run every callback that wants ``change`` (the backend's listener)."""
+        if self.tenant is None:
+            self.tenant = next((e.tenant for e in change.events if e.tenant is not None), None)
+        if any(foreign_to_session(e, self.tenant) for e in change.events):
+            # Another tenant's events on the session's id: only what is the session's.
+            for kept in changes_of(change.events, self.tenant):
+                self._call(kept)
+            return
+        self._call(change)
+
+    def _call(self, change: SessionChange) -> None:
         for kinds, callback in list(self._entries):
             if not change.kind & kinds:
                 continue

@@ -8,6 +8,12 @@ holds both to that. What it does not have: other processes (listeners are
 called for writes through this object only), a cache to expire (``keep_for``
 does nothing) and persistence.
 
+A session is its tenant's, as in the session index
+(:func:`runwire.contract.session_tenant.foreign_to_session`): another
+tenant's session event on its id changes nothing (not its activity times
+either) and reaches no listener; a ``session_deleted`` of any tenant takes
+that tenant's session-scope memory, as the memory store's does.
+
 Forks (:mod:`runwire.sessions.forks`) are planned and read with the same
 rules as on the log. Positions are the twin's own: every run event it
 accepts gets the next offset of one sequence (as if all runs shared one
@@ -22,7 +28,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from runwire.contract.events import Event, RunStarted
+from runwire.contract.events import Event, RunStarted, SessionDeleted
+from runwire.contract.session_tenant import foreign_to_session
 from runwire.errors import ContractError, NotFoundError
 from runwire.memory.inmem import InMemoryMemoryBackend
 from runwire.projections.sessions.fold import (
@@ -122,19 +129,26 @@ class InMemoryBackend(InMemoryMemoryBackend):
 
     async def write_session_events(self, events: Sequence[Event]) -> None:
         fresh = [e for e in events if e.event_id not in self._applied]
+        heard: list[Event] = []
         for event in fresh:
             self._applied.add(event.event_id)
             sid = event.session_id
             assert sid is not None, "session events carry a session_id"
+            if isinstance(event.payload, SessionDeleted):
+                # The memory store reads every deletion: it takes its tenant's entries.
+                self.forget_session(sid, event.tenant)
+            known = self._rows.get(sid)
+            if known is not None and foreign_to_session(event, known.declared_tenant):
+                continue  # another tenant's: the session index dead-letters it
+            heard.append(event)
             if sid in self._tombstones:
                 continue
-            row = touch(self._rows.get(sid), sid, event.occurred_at)
+            row = touch(known, sid, event.occurred_at)
             self._rows[sid] = row
             if apply_session_event(row, event):
                 del self._rows[sid]
                 self._tombstones[sid] = event.occurred_at
-                self.forget_session(sid)
-        self._notify(fresh)
+        self._notify(heard)
 
     # -- runs ----------------------------------------------------------------------
 
@@ -314,7 +328,9 @@ class InMemoryBackend(InMemoryMemoryBackend):
             return
         loop = asyncio.get_running_loop()
         for session_id, mine in by_session.items():
-            for change in changes_of(mine):
+            row = self._rows.get(session_id)
+            tenant = None if row is None else row.declared_tenant or row.first_run_tenant
+            for change in changes_of(mine, tenant):
                 for listener in list(self._listeners.get(session_id, [])):
                     # Later, as a log reader would: never inside the writer's call.
                     loop.call_soon(listener, change)

@@ -3,7 +3,10 @@ on lists, folded with the run-status and session-index rules.
 
 - Every write is kept in order per run and per session; reads fold them
   with the same rules as the projections (identity, the run-status fold,
-  the session-index fold), so the stores on it behave as on the stack.
+  the session-index fold), so the stores on it behave as on the stack:
+  another tenant's session event on a session's id changes nothing of it,
+  not its activity times either
+  (:func:`runwire.contract.session_tenant.foreign_to_session`).
 - ``in_memory_stores()`` gives the three stores on one such log.
 """
 
@@ -14,6 +17,7 @@ from datetime import datetime
 
 from runwire.contract.events import Event, Stream
 from runwire.contract.identity import StreamIds
+from runwire.contract.session_tenant import foreign_to_session
 from runwire.errors import ContractError, DecodeError
 from runwire.projections.runs.fold import RunRow
 from runwire.projections.sessions.fold import (
@@ -89,6 +93,8 @@ class InMemoryStoreLog:
                     continue
             except DecodeError:
                 continue
+            if row is not None and foreign_to_session(event, row.declared_tenant):
+                continue  # another tenant's: the session index dead-letters it
             row = touch(row, session_id, event.occurred_at)
             if apply_session_event(row, event):
                 return None  # deleted
