@@ -43,6 +43,7 @@ from runwire.projections.runtime.pg import (
 )
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
 from runwire.projections.runtime.protocol import Projection, Rejection
+from runwire.projections.runtime.session_deletions import reaches, store_tombstones
 from runwire.settings import Settings
 
 NAME = "memory"
@@ -189,25 +190,11 @@ class MemoryProjection(PostgresProjection):
         )
         rejections += [Rejection.of(r, reason, message) for r, reason, message in folded.rejected]
         if folded.deletions:
-            keys = sorted(folded.deletions, key=lambda k: (k[0], k[1] is not None, k[1] or ""))
-            gone, by = [sid for sid, _ in keys], [tenant for _, tenant in keys]
+            gone, by = await store_tombstones(conn, tombstones, folded.deletions)
+            # The session's entries the deletion is not foreign to.
             await conn.execute(
-                f"INSERT INTO {tombstones} (session_id, deleted_at, event_id, tenant) "
-                "SELECT * FROM unnest(%s::text[], %s::timestamptz[], %s::uuid[], %s::text[]) "
-                "ON CONFLICT DO NOTHING",
-                (
-                    gone,
-                    [folded.deletions[k][0] for k in keys],
-                    [folded.deletions[k][1] for k in keys],
-                    by,
-                ),
-            )
-            # The session's entries that the deletion is not foreign to
-            # (runwire.contract.session_tenant): its tenant's, or all without one.
-            await conn.execute(
-                f"DELETE FROM {entries} AS e USING unnest(%s::text[], %s::text[]) AS d(s, tenant) "
-                "WHERE e.scope = 'session' AND e.owner = d.s "
-                "AND (d.tenant IS NULL OR e.tenant IS NULL OR e.tenant = d.tenant)",
+                f"DELETE FROM {entries} AS e USING unnest(%b::text[], %b::text[]) AS d(s, tenant) "
+                f"WHERE e.scope = 'session' AND e.owner = d.s AND {reaches('e')}",
                 (gone, by),
             )
         if folded.erased_users:

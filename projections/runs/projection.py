@@ -33,6 +33,7 @@ from runwire.projections.runtime.pg import Pool, upsert_rows, upsert_sql
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
 from runwire.projections.runtime.protocol import Rejection
 from runwire.projections.runtime.rules import deleted_session
+from runwire.projections.runtime.session_deletions import reaches, store_tombstones
 from runwire.settings import Settings
 
 NAME = "runs"
@@ -203,31 +204,19 @@ class RunsProjection(PostgresProjection):
                 (ids, [outcome.erased[r] for r in ids]),
             )
         if outcome.deleted:
-            keys = sorted(outcome.deleted, key=lambda k: (k[0], k[1] is not None, k[1] or ""))
-            ids = [sid for sid, _ in keys]
-            tenants = [tenant for _, tenant in keys]
-            # Every stored run of these sessions that the deletion is not foreign
-            # to (runwire.contract.session_tenant), loaded by this batch or not.
+            ids, tenants = await store_tombstones(
+                conn, ctx.table("run_status_deleted_sessions"), outcome.deleted
+            )
+            # Every stored run of these sessions the deletion is not foreign to,
+            # loaded by this batch or not.
             await conn.execute(
                 f"WITH gone AS (DELETE FROM {table} WHERE run_id IN ("
                 f"SELECT t.run_id FROM {table} AS t "
                 "JOIN unnest(%b::text[], %b::text[]) AS d(s, tenant) ON t.session_id = d.s "
-                "AND (d.tenant IS NULL OR t.tenant IS NULL OR t.tenant = d.tenant) "
+                f"AND {reaches('t')} "
                 "ORDER BY t.run_id FOR UPDATE OF t) RETURNING run_id, session_id) "
                 f"INSERT INTO {erased_table} (run_id, session_id) "
                 "SELECT run_id, session_id FROM gone ON CONFLICT DO NOTHING",
                 (ids, tenants),
-            )
-            await conn.execute(
-                f"INSERT INTO {ctx.table('run_status_deleted_sessions')} "
-                "(session_id, deleted_at, event_id, tenant) "
-                "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[], %b::text[]) "
-                "ON CONFLICT DO NOTHING",
-                (
-                    ids,
-                    [outcome.deleted[k][0] for k in keys],
-                    [outcome.deleted[k][1] for k in keys],
-                    tenants,
-                ),
             )
         return outcome.rejections

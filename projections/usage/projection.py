@@ -29,6 +29,7 @@ from runwire.projections.runtime.generations import TableSet
 from runwire.projections.runtime.pg import Pool
 from runwire.projections.runtime.pg_projection import FoldContext, PostgresProjection
 from runwire.projections.runtime.protocol import Projection, Rejection
+from runwire.projections.runtime.session_deletions import reaches, store_tombstones
 from runwire.projections.usage.fold import COUNTS, Deleted, fold_batch, sessions_of
 from runwire.settings import Settings
 
@@ -127,27 +128,13 @@ class UsageProjection(PostgresProjection):
         deleted: Deleted = {sid: set(by) for sid, by in loaded.items()}
         outcome = fold_batch(records, deleted=deleted, session_topic=self._session_topic)
         if outcome.deleted:
-            keys = sorted(outcome.deleted, key=lambda k: (k[0], k[1] is not None, k[1] or ""))
-            ids = [sid for sid, _ in keys]
-            tenants = [tenant for _, tenant in keys]
-            await conn.execute(
-                f"INSERT INTO {ctx.table('usage_deleted_sessions')} "
-                "(session_id, deleted_at, event_id, tenant) "
-                "SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::uuid[], %b::text[]) "
-                "ON CONFLICT DO NOTHING",
-                (
-                    ids,
-                    [outcome.deleted[k][0] for k in keys],
-                    [outcome.deleted[k][1] for k in keys],
-                    tenants,
-                ),
+            ids, tenants = await store_tombstones(
+                conn, ctx.table("usage_deleted_sessions"), outcome.deleted
             )
-            # The session's rows that the deletion is not foreign to
-            # (runwire.contract.session_tenant): its tenant's, or all without one.
+            # The session's rows the deletion is not foreign to.
             await conn.execute(
                 f"DELETE FROM {rollups} AS t USING unnest(%b::text[], %b::text[]) AS d(s, tenant) "
-                "WHERE t.session_id = d.s "
-                "AND (d.tenant IS NULL OR t.tenant IS NULL OR t.tenant = d.tenant)",
+                f"WHERE t.session_id = d.s AND {reaches('t')}",
                 (ids, tenants),
             )
         if outcome.rollups:
